@@ -1,0 +1,1 @@
+# block: see the top-level Makefile.am

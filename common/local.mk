@@ -1,0 +1,10 @@
+# common/: dependency-free helpers (libsystemd only for the journal backend).
+noinst_LIBRARIES += common/libcommon.a
+common_libcommon_a_SOURCES = \
+	common/cleanup.h common/util.h common/list.h \
+	common/error.c common/error.h \
+	common/log.c common/log.h \
+	common/parse.c common/parse.h \
+	common/iov.c common/iov.h
+common_libcommon_a_CFLAGS = $(AM_CFLAGS) $(LIBSYSTEMD_CFLAGS)
+COMMON_LIBS = common/libcommon.a $(LIBSYSTEMD_LIBS) $(PTHREAD_LIBS)

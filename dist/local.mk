@@ -1,0 +1,1 @@
+# dist: see the top-level Makefile.am

@@ -1,0 +1,1 @@
+# hw: see the top-level Makefile.am

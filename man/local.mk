@@ -1,0 +1,2 @@
+# man/: one page per program, the settings file and the protocol.
+dist_man_MANS += man/vmmd.8 man/vmctl.1 man/vmm-img.1 man/vmmd.conf.5 man/vmmd-protocol.7

@@ -1,0 +1,1 @@
+# monitor: see the top-level Makefile.am

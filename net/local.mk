@@ -1,0 +1,1 @@
+# net: see the top-level Makefile.am

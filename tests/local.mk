@@ -1,0 +1,25 @@
+# tests/: the harness and the tests of common/. Each module's fragment adds
+# its own unit tests (tests/unit/test-<module>*.c) and functional tests.
+
+UNIT_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+UNIT_LIBS = $(CHECK_LIBS)
+
+check_PROGRAMS += tests/unit/test-error tests/unit/test-parse tests/unit/test-iov tests/unit/test-log
+TESTS += tests/unit/test-error tests/unit/test-parse tests/unit/test-iov tests/unit/test-log
+tests_unit_test_error_SOURCES = tests/unit/test-error.c tests/unit/check-main.h
+tests_unit_test_error_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_error_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+tests_unit_test_parse_SOURCES = tests/unit/test-parse.c tests/unit/check-main.h
+tests_unit_test_parse_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_parse_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+tests_unit_test_iov_SOURCES = tests/unit/test-iov.c tests/unit/check-main.h
+tests_unit_test_iov_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_iov_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+tests_unit_test_log_SOURCES = tests/unit/test-log.c tests/unit/check-main.h
+tests_unit_test_log_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_log_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+
+# Functional tests: scripts run from the source tree against the built
+# binaries; tests/lib holds the shared harness.
+TESTS += tests/functional/test-binaries.sh tests/functional/test-harness.py
+EXTRA_DIST += tests/lib/vmmdtest.py tests/lib/harness.sh tests/functional
