@@ -1,0 +1,109 @@
+/*
+ * Block layer internals shared by the core (block.c) and the drivers
+ * (file.c, raw.c, qcow2*.c, nbd.c). Not for use outside block/.
+ *
+ * The driver contract: ops are synchronous and may block; the core calls
+ * them from I/O worker threads (and from the caller's thread for the
+ * synchronous API), possibly concurrently for the same node, so a driver
+ * with mutable shared state (qcow2 metadata) serializes with its own lock.
+ * The core validates every request before a driver sees it: offsets and
+ * lengths are inside the node's length and aligned to bs->alignment, writes
+ * never reach a read-only node, iov covers exactly @len bytes.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <jansson.h>
+
+#include "common/error.h"
+#include "vmmd/block.h"
+
+/* Allocation status for block_status (map, convert, compare). */
+enum {
+	BLOCK_STATUS_DATA = 1u << 0,	  /* reads return data stored at this layer or below */
+	BLOCK_STATUS_ZERO = 1u << 1,	  /* reads return zeroes */
+	BLOCK_STATUS_ALLOCATED = 1u << 2, /* allocated at this layer (not from backing) */
+};
+
+struct block_check_result {
+	uint64_t corruptions, leaks, corruptions_fixed, leaks_fixed;
+	uint64_t allocated_clusters, total_clusters, fragmented_clusters;
+	uint64_t image_end_offset;
+	int check_errors;
+};
+
+struct block_driver {
+	const char *name; /* "file", "nbd", "raw", "qcow2" */
+	bool is_protocol; /* file, nbd: opened by filename; formats sit on bs->file */
+	/*
+	 * Open: for protocols @filename is the path or URI; for formats the
+	 * core has already opened bs->file. @opts is the blockdev-add tree for
+	 * this node (driver-specific keys; the core removed the generic ones),
+	 * may be NULL. bs->read_only and bs->flags are set.
+	 */
+	int (*open)(struct block_node *bs, const char *filename, json_t *opts, struct error **errp);
+	/* Release everything open() acquired; flush first if writable. */
+	void (*close)(struct block_node *bs);
+	uint64_t (*get_length)(struct block_node *bs);
+	int (*preadv)(struct block_node *bs, uint64_t offset, const struct iovec *iov, unsigned cnt,
+		      uint64_t len);
+	int (*pwritev)(struct block_node *bs, uint64_t offset, const struct iovec *iov,
+		       unsigned cnt, uint64_t len);
+	int (*flush)(struct block_node *bs);
+	int (*discard)(struct block_node *bs, uint64_t offset, uint64_t len); /* may be NULL */
+	int (*write_zeroes)(struct block_node *bs, uint64_t offset, uint64_t len,
+			    unsigned flags); /* NULL: the core writes a zero buffer */
+	int (*truncate)(struct block_node *bs, uint64_t len, struct error **errp);
+	/*
+	 * Status of [offset, offset+len): *ret_pnum bytes from offset share
+	 * *ret_status; for formats, *ret_file_offset (may be NULL) receives the
+	 * host offset of data when known, else UINT64_MAX. NULL: all data.
+	 */
+	int (*block_status)(struct block_node *bs, uint64_t offset, uint64_t len,
+			    uint64_t *ret_pnum, unsigned *ret_status, uint64_t *ret_file_offset);
+	/* Write one whole compressed cluster (qcow2; vmm-img convert -c). */
+	int (*pwrite_compressed)(struct block_node *bs, uint64_t offset, const void *buf,
+				 uint64_t len);
+	/* Consistency check and optional repair (fix: 0, or BLOCK_FIX_LEAKS|ERRORS). */
+	int (*check)(struct block_node *bs, struct block_check_result *res, unsigned fix);
+	/* Add format-specific fields to an info object ("format-specific" in qemu-img). */
+	void (*info)(struct block_node *bs, json_t *info);
+	int (*snapshot_create)(struct block_node *bs, const char *name, struct error **errp);
+	int (*snapshot_apply)(struct block_node *bs, const char *name, struct error **errp);
+	int (*snapshot_delete)(struct block_node *bs, const char *name, struct error **errp);
+	json_t *(*snapshot_list)(struct block_node *bs, struct error **errp);
+	/* Change the backing file name recorded in the image (rebase -u). */
+	int (*change_backing)(struct block_node *bs, const char *file, const char *fmt,
+			      struct error **errp);
+};
+
+enum {
+	BLOCK_FIX_LEAKS = 1u << 0,
+	BLOCK_FIX_ERRORS = 1u << 1,
+};
+
+struct block_node {
+	int refcnt; /* atomic */
+	const struct block_driver *drv;
+	void *opaque;		    /* driver state */
+	struct block_node *file;    /* protocol under a format, or NULL */
+	struct block_node *backing; /* backing image (read-only), or NULL */
+	char *filename;
+	char *node_name;
+	unsigned flags; /* BLOCK_O_* */
+	bool read_only;
+	uint32_t alignment;	  /* request alignment in bytes, power of two */
+	struct block_stats stats; /* updated with atomics */
+};
+
+/* Open a protocol or format node by driver name (core; used by drivers for backing files). */
+int block_open_driver(struct block_node **ret, const char *driver, const char *filename,
+		      json_t *opts, unsigned flags, struct error **errp);
+
+/* Status query through the core (bounds-checked). */
+int block_get_status(struct block_node *bs, uint64_t offset, uint64_t len, uint64_t *ret_pnum,
+		     unsigned *ret_status, uint64_t *ret_file_offset);

@@ -1,0 +1,129 @@
+/*
+ * The block layer's public interface: what virtio-blk, the monitor and
+ * vmm-img use. A block node is a format driver (raw, qcow2) layered over a
+ * protocol driver (file, nbd); callers hold references to the top node.
+ *
+ * Threads: synchronous calls may be made from any thread except the
+ * daemon's control thread (which must never block on I/O) and except
+ * concurrently with block_close() of the same node. Asynchronous requests
+ * are submitted on, and complete on, the thread that runs the given
+ * struct block_aio_ctx's event loop (a VM's I/O thread). A node's
+ * statistics are updated atomically and may be read from any thread.
+ *
+ * Errors: data-path calls return 0 or -errno; control-path calls also fill
+ * struct error **errp with a message naming the image.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <jansson.h>
+
+#include "common/error.h"
+
+struct block_node;
+struct block_aio_ctx;
+struct event_base;
+
+enum {
+	BLOCK_O_RDWR = 1u << 0,	      /* open read-write (default read-only) */
+	BLOCK_O_NOCACHE = 1u << 1,    /* cache=none: O_DIRECT on the file protocol */
+	BLOCK_O_NO_BACKING = 1u << 2, /* do not open a qcow2 backing file */
+	BLOCK_O_NO_LOCK = 1u << 3,    /* do not take the OFD image lock (tools only) */
+	BLOCK_O_UNMAP = 1u << 4,      /* pass discards down to the protocol */
+};
+
+/*
+ * Open @filename with format @format ("raw" or "qcow2"; never probed).
+ * @filename is a path, or an NBD URI ("nbd://host[:port]/export",
+ * "nbd+unix:///export?socket=PATH"). On success *ret holds one reference.
+ */
+int block_open(struct block_node **ret, const char *filename, const char *format, unsigned flags,
+	       struct error **errp);
+
+/*
+ * Open from a QMP blockdev-add style option tree, e.g.
+ *   {"driver": "qcow2", "node-name": "d1", "read-only": false, "cache": {"direct": true},
+ *    "file": {"driver": "file", "filename": "/x.qcow2"}}
+ * Unknown keys are errors. @opts is borrowed.
+ */
+int block_open_json(struct block_node **ret, json_t *opts, struct error **errp);
+
+/*
+ * Detect the format of an image for read-only inspection (vmm-img info).
+ * Never used for a guest-writable image. Returns "qcow2" or "raw".
+ */
+int block_probe_format(const char *filename, const char **ret_format, struct error **errp);
+
+struct block_node *block_ref(struct block_node *bs);
+/* Drop a reference; the last one flushes and closes the chain. NULL is fine. */
+void block_unref(struct block_node *bs);
+
+uint64_t block_length(struct block_node *bs); /* virtual size in bytes */
+bool block_is_read_only(struct block_node *bs);
+uint32_t block_alignment(struct block_node *bs); /* required request alignment (1, 512, 4096) */
+const char *block_format(struct block_node *bs); /* "raw", "qcow2" */
+const char *block_filename(struct block_node *bs);
+const char *block_node_name(struct block_node *bs); /* may be NULL */
+
+/* Synchronous I/O. Ranges are validated by the core (bounds, read-only). */
+int block_preadv(struct block_node *bs, uint64_t offset, const struct iovec *iov, unsigned cnt);
+int block_pwritev(struct block_node *bs, uint64_t offset, const struct iovec *iov, unsigned cnt);
+int block_pread(struct block_node *bs, uint64_t offset, void *buf, size_t len);
+int block_pwrite(struct block_node *bs, uint64_t offset, const void *buf, size_t len);
+int block_flush(struct block_node *bs);
+int block_discard(struct block_node *bs, uint64_t offset, uint64_t len);
+enum {
+	BLOCK_ZERO_MAY_UNMAP = 1u << 0, /* the range may be deallocated */
+};
+int block_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len, unsigned flags);
+/* Grow (or, for raw, shrink) the virtual size. */
+int block_truncate(struct block_node *bs, uint64_t len, struct error **errp);
+
+/* Asynchronous I/O, completed on the context's event loop thread. */
+enum block_op {
+	BLOCK_OP_READ,
+	BLOCK_OP_WRITE,
+	BLOCK_OP_FLUSH,
+	BLOCK_OP_DISCARD,
+	BLOCK_OP_WRITE_ZEROES,
+};
+
+/* Called once per request, on the aio context's thread; @ret is 0 or -errno. */
+typedef void block_complete_fn(void *opaque, int ret);
+
+/* An I/O thread's context; @base is that thread's libevent loop. */
+int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struct error **errp);
+/* All requests submitted on it must have completed. NULL is fine. */
+void block_aio_ctx_free(struct block_aio_ctx *ctx);
+
+/*
+ * Submit a request. For READ/WRITE the data is @iov/@cnt (borrowed until
+ * completion) and @len is ignored; for DISCARD/WRITE_ZEROES @len is the
+ * length. Returns 0 if submitted (the callback will run exactly once, never
+ * from inside this call), or -errno if rejected (the callback will not run).
+ */
+int block_aio_submit(struct block_node *bs, struct block_aio_ctx *ctx, enum block_op op,
+		     uint64_t offset, const struct iovec *iov, unsigned cnt, uint64_t len,
+		     unsigned flags, block_complete_fn *cb, void *opaque);
+
+/* Per-node statistics, for query-blockstats. */
+struct block_stats {
+	uint64_t rd_ops, wr_ops, flush_ops, discard_ops, zero_ops;
+	uint64_t rd_bytes, wr_bytes;
+	uint64_t rd_failed, wr_failed, flush_failed;
+	uint64_t rd_total_ns, wr_total_ns, flush_total_ns;
+};
+void block_get_stats(struct block_node *bs, struct block_stats *ret);
+
+/* query-block style description of the node and its chain; new reference. */
+json_t *block_info_json(struct block_node *bs);
+
+/* Internal snapshots (qcow2); -ENOTSUP on formats without them. */
+int block_snapshot_create(struct block_node *bs, const char *name, struct error **errp);
+int block_snapshot_apply(struct block_node *bs, const char *name, struct error **errp);
+int block_snapshot_delete(struct block_node *bs, const char *name, struct error **errp);
+/* Array of {"id","name","vm-state-size","date-sec","date-nsec","vm-clock-nsec"...}. */
+json_t *block_snapshot_list(struct block_node *bs, struct error **errp);

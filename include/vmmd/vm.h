@@ -1,0 +1,143 @@
+/*
+ * The virtual machine object, as the daemon sees it (DESIGN.md §2, §5.1).
+ * A struct vm owns its vCPU threads, I/O thread(s), guest RAM and devices;
+ * it has no global state, so many can live in one process.
+ *
+ * Threads: vm_new/vm_start/vm_pause/vm_resume/vm_reset/vm_powerdown/
+ * vm_destroy and the getters are called from the daemon's control thread and
+ * never wait on guest I/O (vm_destroy joins the VM's threads, which stop
+ * promptly). Events are delivered through struct vm_host.event from any of
+ * the VM's threads: the daemon must hand them over to its own thread.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/error.h"
+
+struct vm;
+
+/* QEMU's RunState names. */
+enum vm_run_state {
+	VM_STATE_PRELAUNCH,
+	VM_STATE_RUNNING,
+	VM_STATE_PAUSED,
+	VM_STATE_SHUTDOWN,
+	VM_STATE_INTERNAL_ERROR,
+	VM_STATE_GUEST_PANICKED,
+	VM_STATE_IO_ERROR,
+};
+
+const char *vm_run_state_name(enum vm_run_state s);
+
+/* One entry of "disks" in the VM definition. */
+struct vm_disk_config {
+	char *id;     /* "vda" */
+	char *driver; /* "virtio-blk" (default), "ide-hd", "ide-cd" */
+	char *file;   /* path or NBD URI */
+	char *format; /* "raw" (default) or "qcow2" */
+	char *node;   /* node-name of a blockdev-add'ed node instead of file/format */
+	bool readonly;
+	char *cache;	 /* "writeback" (default) or "none" */
+	char *serial;	 /* may be NULL */
+	char *werror;	 /* "report" (default), "stop" */
+	char *rerror;	 /* "report" (default), "stop" */
+	unsigned queues; /* 0 = one per vCPU */
+};
+
+/* One entry of "nics". */
+struct vm_nic_config {
+	char *id;	/* "net0" */
+	char *driver;	/* "virtio-net" (default), "e1000" */
+	char *backend;	/* "user" (default) or "tap" */
+	char *ifname;	/* tap: existing interface */
+	char *fd;	/* tap: name of an fd passed with getfd */
+	char *mac;	/* "52:54:00:12:34:56"; generated when NULL */
+	char **hostfwd; /* user: NULL-terminated "tcp::2222-:22" rules */
+	char *rom;	/* option ROM path, NULL for the default, "" for none */
+};
+
+/* The VM definition (DESIGN.md §5.1), parsed and validated. */
+struct vm_config {
+	char *name;
+	unsigned vcpus;	 /* 1..64 */
+	uint64_t memory; /* bytes */
+	char *cpu;	 /* "host" (default), "baseline", with ",+feat,-feat" */
+	struct {
+		char *kernel; /* bzImage, ELF vmlinux (PVH note or entry), or ELF64 test guest */
+		char *initrd;
+		char *cmdline;
+		char *firmware; /* e.g. /usr/share/seabios/bios.bin; excludes kernel */
+		char **order;	/* NULL-terminated device ids for firmware boot */
+	} boot;
+	struct vm_disk_config *disks;
+	unsigned n_disks;
+	struct vm_nic_config *nics;
+	unsigned n_nics;
+	bool rng;	  /* virtio-rng */
+	char *serial_log; /* NULL: <rundir>/vms/<name>.console */
+	char *on_reboot;  /* "reset" (default) or "shutdown" */
+	bool autostart;
+	bool acpi;	   /* default true */
+	char *mem_backend; /* "anonymous" (default), "memfd", "hugepages" */
+};
+
+/*
+ * Parse a VM definition strictly: unknown keys, wrong types and out-of-range
+ * values fail with a message naming the key. Keys that only the daemon acts
+ * on ("start") are ignored when @allow_start is true. @def is borrowed.
+ */
+int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, struct error **errp);
+/* The canonical JSON form (what vmmd persists); new reference. */
+json_t *vm_config_to_json(const struct vm_config *cfg);
+void vm_config_free(struct vm_config *cfg);
+DEFINE_CLEANUP_FUNC(struct vm_config, vm_config_free)
+
+/* What the VM needs from its host process. Borrowed for the VM's lifetime. */
+struct vm_host {
+	const char *run_dir; /* <rundir>/vms/ is where console logs and sockets go */
+	/*
+	 * A QMP event for this VM: @name is "STOP", "RESUME", "RESET",
+	 * "POWERDOWN", "SHUTDOWN", "BLOCK_IO_ERROR", ...; @data is a new
+	 * reference the callee takes (without "vm": the daemon adds it). Any
+	 * thread. The run state has already changed when it is called.
+	 */
+	void (*event)(void *opaque, struct vm *vm, const char *name, json_t *data);
+	/* Resolve an fd passed with getfd (tap fds); -ENOENT if none. May be NULL. */
+	int (*get_fd)(void *opaque, const char *name);
+	void *opaque;
+};
+
+/*
+ * Build the machine from @cfg (copied): guest RAM, devices, backends, the
+ * loaded kernel or firmware. The VM is left in VM_STATE_PRELAUNCH with no
+ * vCPU running. On failure nothing is left behind.
+ */
+int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **ret,
+	   struct error **errp);
+
+/* prelaunch -> running: start the vCPUs. */
+int vm_start(struct vm *vm, struct error **errp);
+/* running -> paused (event STOP) and back (event RESUME). */
+int vm_pause(struct vm *vm, struct error **errp);
+int vm_resume(struct vm *vm, struct error **errp);
+/* Hard reset (event RESET {"guest": false, "reason": "host-qmp-system-reset"}). */
+int vm_reset(struct vm *vm, struct error **errp);
+/* Press the ACPI power button (event POWERDOWN); the guest may ignore it. */
+int vm_powerdown(struct vm *vm, struct error **errp);
+/*
+ * Hard stop and free: vCPUs and I/O threads are stopped and joined, disks
+ * flushed, every fd, mapping and file released. NULL is fine.
+ */
+void vm_destroy(struct vm *vm);
+
+enum vm_run_state vm_get_state(struct vm *vm);
+const char *vm_name(struct vm *vm);
+/* UNIX socket path of the live serial console (vmctl console). */
+const char *vm_console_socket(struct vm *vm);
+/* query-block / query-blockstats for this VM's disks; new references. */
+json_t *vm_query_block(struct vm *vm);
+json_t *vm_query_blockstats(struct vm *vm);
