@@ -96,9 +96,23 @@ struct block_node {
 	char *node_name;
 	unsigned flags; /* BLOCK_O_* */
 	bool read_only;
-	uint32_t alignment;	  /* request alignment in bytes, power of two */
+	uint32_t alignment; /* request alignment in bytes, power of two */
+	/*
+	 * A protocol node opened under a format (qcow2's image file): writes
+	 * and reads may go past its current length (the file grows; reads
+	 * there return zeroes). Set by the core before the driver's open.
+	 */
+	bool growable;
+	pthread_mutex_t rmw_lock; /* core: serializes read-modify-write of unaligned writes */
 	struct block_stats stats; /* updated with atomics */
 };
+
+/*
+ * The drivers, listed in block.c's registry table (no constructor
+ * registration: the table is the list).
+ */
+extern const struct block_driver file_driver;
+extern const struct block_driver raw_driver;
 
 /* Open a protocol or format node by driver name (core; used by drivers for backing files). */
 int block_open_driver(struct block_node **ret, const char *driver, const char *filename,
@@ -107,3 +121,33 @@ int block_open_driver(struct block_node **ret, const char *driver, const char *f
 /* Status query through the core (bounds-checked). */
 int block_get_status(struct block_node *bs, uint64_t offset, uint64_t len, uint64_t *ret_pnum,
 		     unsigned *ret_status, uint64_t *ret_file_offset);
+
+/*
+ * Core helpers for drivers and the asynchronous path (block.c).
+ *
+ * block_check_request: 0 if [offset, offset+len) may be accessed (inside
+ * the node, or below 2^63 for a growable node; never a write to a
+ * read-only node), else -EINVAL / -EPERM.
+ * block_do_*: run an already validated request on @bs without statistics;
+ * preadv/pwritev pad requests that are not aligned to bs->alignment (offset,
+ * length, buffer addresses) through a bounce buffer; flush also flushes
+ * bs->file after the driver; discard is a no-op without BLOCK_O_UNMAP;
+ * write_zeroes falls back to writing zero buffers when the driver cannot.
+ */
+int block_check_request(struct block_node *bs, uint64_t offset, uint64_t len, bool write);
+bool block_request_aligned(struct block_node *bs, uint64_t offset, const struct iovec *iov,
+			   unsigned cnt, uint64_t len);
+int block_do_preadv(struct block_node *bs, uint64_t offset, const struct iovec *iov, unsigned cnt,
+		    uint64_t len);
+int block_do_pwritev(struct block_node *bs, uint64_t offset, const struct iovec *iov, unsigned cnt,
+		     uint64_t len);
+int block_do_flush(struct block_node *bs);
+int block_do_discard(struct block_node *bs, uint64_t offset, uint64_t len);
+int block_do_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len, unsigned flags);
+/* Account one finished request started at @start_ns (block_now_ns()). */
+void block_account(struct block_node *bs, enum block_op op, uint64_t bytes, int ret,
+		   uint64_t start_ns);
+uint64_t block_now_ns(void);
+
+/* Bytes allocated on the host for a file-protocol node (st_blocks * 512). */
+uint64_t block_file_actual_size(struct block_node *bs);

@@ -1,1 +1,19 @@
-# block: see the top-level Makefile.am
+# block/: the block layer, built as one convenience library (libblock.a)
+# that virtio-blk, the monitor and vmm-img link. Drivers: file, raw (this
+# fragment) and qcow2 (block/qcow2*.c, added to BLOCK_SOURCES by its owner).
+noinst_LIBRARIES += block/libblock.a
+BLOCK_SOURCES = \
+	block/block-int.h block/block.c \
+	block/file.c block/file.h \
+	block/raw.c
+block_libblock_a_SOURCES = $(BLOCK_SOURCES)
+block_libblock_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBURING_CFLAGS) \
+	$(LIBNBD_CFLAGS) $(ZLIB_CFLAGS) $(ZSTD_CFLAGS)
+BLOCK_LIBS = block/libblock.a $(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(LIBURING_LIBS) \
+	$(LIBNBD_LIBS) $(ZLIB_LIBS) $(ZSTD_LIBS) $(PTHREAD_LIBS)
+
+check_PROGRAMS += tests/unit/test-block
+TESTS += tests/unit/test-block
+tests_unit_test_block_SOURCES = tests/unit/test-block.c tests/unit/check-main.h
+tests_unit_test_block_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_block_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)

@@ -1,0 +1,861 @@
+/*
+ * Block layer core: the driver registry, opening nodes (format over
+ * protocol), reference counting, request validation and alignment padding,
+ * the synchronous I/O API, statistics, block status and info objects.
+ *
+ * Threads: the synchronous API runs on the caller's thread (any thread but
+ * the daemon's control thread) and may run concurrently on one node from
+ * several threads; drivers serialize their own mutable state. The only
+ * core-owned mutable state of a node is its reference count and statistics
+ * (atomics) and rmw_lock, which serializes read-modify-write cycles of
+ * unaligned writes on nodes that require alignment (O_DIRECT).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "block/block-int.h"
+#include "common/iov.h"
+
+/* The drivers, in lookup order. A new driver is one line here. */
+static const struct block_driver *const block_drivers[] = {
+	&file_driver,
+	&raw_driver,
+};
+
+/* Largest iovec count accepted in one request (the kernel's IOV_MAX). */
+#define BLOCK_MAX_IOV 1024
+/* Largest offset+length a growable protocol node accepts. */
+#define BLOCK_MAX_GROWABLE ((uint64_t)INT64_MAX)
+/* Bounce buffers are aligned to this (covers every O_DIRECT requirement). */
+#define BLOCK_BOUNCE_ALIGN 4096
+/* Chunk size when write_zeroes falls back to writing a zero buffer. */
+#define BLOCK_ZERO_CHUNK (1u << 20)
+
+static const struct block_driver *find_driver(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(block_drivers); i++) {
+		if (strcmp(block_drivers[i]->name, name) == 0) {
+			return block_drivers[i];
+		}
+	}
+	return NULL;
+}
+
+/* The protocol that serves @filename: "nbd" for NBD URIs, else "file". */
+static const char *protocol_for(const char *filename)
+{
+	static const char *const nbd_prefixes[] = {"nbd://", "nbd+unix://", "nbd+tcp://", "nbds://",
+						   "nbds+unix://"};
+
+	for (size_t i = 0; i < ARRAY_SIZE(nbd_prefixes); i++) {
+		if (strncmp(filename, nbd_prefixes[i], strlen(nbd_prefixes[i])) == 0) {
+			return "nbd";
+		}
+	}
+	return "file";
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void stat_add(uint64_t *p, uint64_t v)
+{
+	__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+
+static void node_free(struct block_node *bs)
+{
+	if (!bs) {
+		return;
+	}
+	pthread_mutex_destroy(&bs->rmw_lock);
+	free(bs->filename);
+	free(bs->node_name);
+	free(bs);
+}
+
+/*
+ * Create a node of driver @drv and open it. @child (a protocol node for a
+ * format; reference taken over, also on failure) becomes bs->file.
+ */
+static int node_open(struct block_node **ret, const struct block_driver *drv, const char *filename,
+		     json_t *opts, unsigned flags, const char *node_name, struct block_node *child,
+		     bool growable, struct error **errp)
+{
+	struct block_node *bs;
+	int r;
+
+	bs = calloc(1, sizeof(*bs));
+	if (!bs) {
+		block_unref(child);
+		return error_set(errp, ENOMEM, "out of memory opening '%s'", filename);
+	}
+	bs->refcnt = 1;
+	bs->drv = drv;
+	bs->file = child;
+	bs->flags = flags;
+	bs->read_only = !(flags & BLOCK_O_RDWR);
+	bs->alignment = 1;
+	bs->growable = growable;
+	pthread_mutex_init(&bs->rmw_lock, NULL);
+	bs->filename = strdup(filename);
+	bs->node_name = node_name ? strdup(node_name) : NULL;
+	if (!bs->filename || (node_name && !bs->node_name)) {
+		r = error_set(errp, ENOMEM, "out of memory opening '%s'", filename);
+		goto err_free;
+	}
+	r = drv->open(bs, filename, opts, errp);
+	if (r < 0) {
+		goto err_free;
+	}
+	if (!IS_POWER_OF_2(bs->alignment)) {
+		bs->alignment = 1;
+	}
+	*ret = bs;
+	return 0;
+
+err_free:
+	block_unref(bs->file);
+	node_free(bs);
+	return r < 0 ? r : -EIO;
+}
+
+int block_open_driver(struct block_node **ret, const char *driver, const char *filename,
+		      json_t *opts, unsigned flags, struct error **errp)
+{
+	const struct block_driver *drv, *pdrv;
+	struct block_node *child = NULL;
+	int r;
+
+	if (!filename || !*filename) {
+		return error_set(errp, EINVAL, "no image file name given");
+	}
+	drv = find_driver(driver);
+	if (!drv) {
+		return error_set(errp, EINVAL, "unknown block driver '%s' for '%s'", driver,
+				 filename);
+	}
+	if (drv->is_protocol) {
+		return node_open(ret, drv, filename, opts, flags, NULL, NULL, false, errp);
+	}
+	pdrv = find_driver(protocol_for(filename));
+	if (!pdrv) {
+		return error_set(errp, ENOTSUP, "no protocol driver for '%s' (built without %s)",
+				 filename, protocol_for(filename));
+	}
+	r = node_open(&child, pdrv, filename, NULL, flags, NULL, NULL, true, errp);
+	if (r < 0) {
+		return r;
+	}
+	return node_open(ret, drv, filename, opts, flags, NULL, child, false, errp);
+}
+
+int block_open(struct block_node **ret, const char *filename, const char *format, unsigned flags,
+	       struct error **errp)
+{
+	if (!format || !*format) {
+		return error_set(errp, EINVAL,
+				 "no format given for '%s' (formats are never probed)",
+				 filename ? filename : "");
+	}
+	return block_open_driver(ret, format, filename, NULL, flags, errp);
+}
+
+static int json_get_bool(json_t *opts, const char *key, bool *val, struct error **errp)
+{
+	json_t *v = json_object_get(opts, key);
+
+	if (!v) {
+		return 0;
+	}
+	if (!json_is_boolean(v)) {
+		return error_set(errp, EINVAL, "blockdev option '%s' must be a boolean", key);
+	}
+	*val = json_is_true(v);
+	return 0;
+}
+
+static int json_get_string(json_t *opts, const char *key, const char **val, struct error **errp)
+{
+	json_t *v = json_object_get(opts, key);
+
+	if (!v) {
+		return 0;
+	}
+	if (!json_is_string(v)) {
+		return error_set(errp, EINVAL, "blockdev option '%s' must be a string", key);
+	}
+	*val = json_string_value(v);
+	return 0;
+}
+
+/*
+ * Open one blockdev-add tree. @inherit is set for a child ("file") whose
+ * parent's flags apply unless the child says otherwise.
+ */
+static int open_json(struct block_node **ret, json_t *opts, const unsigned *inherit, bool growable,
+		     struct error **errp)
+{
+	const struct block_driver *drv;
+	const char *driver = NULL, *node_name = NULL, *filename = NULL, *discard = NULL;
+	struct block_node *child = NULL;
+	json_t *drv_opts = NULL, *cache, *file;
+	bool read_only = false, direct = false, no_flush = false;
+	unsigned flags;
+	int r;
+
+	if (!json_is_object(opts)) {
+		return error_set(errp, EINVAL, "blockdev options must be an object");
+	}
+	if (inherit) {
+		read_only = !(*inherit & BLOCK_O_RDWR);
+		direct = *inherit & BLOCK_O_NOCACHE;
+	}
+	if ((r = json_get_string(opts, "driver", &driver, errp)) < 0 ||
+	    (r = json_get_string(opts, "node-name", &node_name, errp)) < 0 ||
+	    (r = json_get_string(opts, "filename", &filename, errp)) < 0 ||
+	    (r = json_get_string(opts, "discard", &discard, errp)) < 0 ||
+	    (r = json_get_bool(opts, "read-only", &read_only, errp)) < 0) {
+		return r;
+	}
+	if (!driver) {
+		return error_set(errp, EINVAL, "blockdev option 'driver' is missing");
+	}
+	drv = find_driver(driver);
+	if (!drv) {
+		return error_set(errp, EINVAL, "unknown block driver '%s'", driver);
+	}
+	cache = json_object_get(opts, "cache");
+	if (cache) {
+		const char *key;
+		json_t *v;
+
+		if (!json_is_object(cache)) {
+			return error_set(errp, EINVAL, "blockdev option 'cache' must be an object");
+		}
+		json_object_foreach (cache, key, v) {
+			if (strcmp(key, "direct") != 0 && strcmp(key, "no-flush") != 0) {
+				return error_set(errp, EINVAL, "unknown cache option '%s'", key);
+			}
+		}
+		if ((r = json_get_bool(cache, "direct", &direct, errp)) < 0 ||
+		    (r = json_get_bool(cache, "no-flush", &no_flush, errp)) < 0) {
+			return r;
+		}
+		if (no_flush) {
+			return error_set(errp, ENOTSUP, "cache.no-flush is not supported");
+		}
+	}
+	flags = (read_only ? 0 : BLOCK_O_RDWR) | (direct ? BLOCK_O_NOCACHE : 0);
+	if (inherit) {
+		flags |= *inherit & (BLOCK_O_NO_LOCK | BLOCK_O_NO_BACKING | BLOCK_O_UNMAP);
+	}
+	if (discard) {
+		if (strcmp(discard, "unmap") == 0 || strcmp(discard, "on") == 0) {
+			flags |= BLOCK_O_UNMAP;
+		} else if (strcmp(discard, "ignore") == 0 || strcmp(discard, "off") == 0) {
+			flags &= ~BLOCK_O_UNMAP;
+		} else {
+			return error_set(errp, EINVAL,
+					 "blockdev option 'discard' must be 'ignore' or 'unmap'");
+		}
+	}
+
+	drv_opts = json_deep_copy(opts);
+	if (!drv_opts) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	json_object_del(drv_opts, "driver");
+	json_object_del(drv_opts, "node-name");
+	json_object_del(drv_opts, "read-only");
+	json_object_del(drv_opts, "cache");
+	json_object_del(drv_opts, "discard");
+	json_object_del(drv_opts, "filename");
+	json_object_del(drv_opts, "file");
+
+	file = json_object_get(opts, "file");
+	if (drv->is_protocol) {
+		if (file) {
+			r = error_set(errp, EINVAL, "protocol driver '%s' takes no 'file'", driver);
+			goto out;
+		}
+		r = node_open(ret, drv, filename ? filename : "", drv_opts, flags, node_name, NULL,
+			      growable, errp);
+		goto out;
+	}
+	if (filename) {
+		r = error_set(errp, EINVAL, "format driver '%s' takes 'file', not 'filename'",
+			      driver);
+		goto out;
+	}
+	if (json_is_string(file)) {
+		const char *fname = json_string_value(file);
+
+		r = node_open(&child, find_driver(protocol_for(fname)) ?: &file_driver, fname, NULL,
+			      flags, NULL, NULL, true, errp);
+	} else if (json_is_object(file)) {
+		r = open_json(&child, file, &flags, true, errp);
+	} else {
+		r = error_set(errp, EINVAL, "format driver '%s' needs 'file' (a string or object)",
+			      driver);
+	}
+	if (r < 0) {
+		goto out;
+	}
+	r = node_open(ret, drv, child->filename, drv_opts, flags, node_name, child, growable, errp);
+out:
+	json_decref(drv_opts);
+	return r;
+}
+
+int block_open_json(struct block_node **ret, json_t *opts, struct error **errp)
+{
+	return open_json(ret, opts, NULL, false, errp);
+}
+
+int block_probe_format(const char *filename, const char **ret_format, struct error **errp)
+{
+	static const uint8_t qcow2_magic[4] = {'Q', 'F', 'I', 0xfb};
+	struct block_node *bs = NULL;
+	uint8_t buf[BLOCK_BOUNCE_ALIGN];
+	uint64_t len;
+	int r;
+
+	r = block_open_driver(&bs, protocol_for(filename), filename, NULL, BLOCK_O_NO_LOCK, errp);
+	if (r < 0) {
+		return r;
+	}
+	len = block_length(bs);
+	*ret_format = "raw";
+	if (len >= sizeof(qcow2_magic)) {
+		r = block_pread(bs, 0, buf, MIN(len, sizeof(buf)) & ~(uint64_t)511 ?: len);
+		if (r < 0) {
+			block_unref(bs);
+			return error_set_errno(errp, r, "could not read '%s'", filename);
+		}
+		if (memcmp(buf, qcow2_magic, sizeof(qcow2_magic)) == 0) {
+			*ret_format = "qcow2";
+		}
+	}
+	block_unref(bs);
+	return 0;
+}
+
+struct block_node *block_ref(struct block_node *bs)
+{
+	if (bs) {
+		__atomic_fetch_add(&bs->refcnt, 1, __ATOMIC_RELAXED);
+	}
+	return bs;
+}
+
+void block_unref(struct block_node *bs)
+{
+	if (!bs || __atomic_sub_fetch(&bs->refcnt, 1, __ATOMIC_ACQ_REL) > 0) {
+		return;
+	}
+	if (bs->drv) {
+		bs->drv->close(bs);
+	}
+	block_unref(bs->backing);
+	block_unref(bs->file);
+	node_free(bs);
+}
+
+uint64_t block_length(struct block_node *bs)
+{
+	return bs->drv->get_length(bs);
+}
+
+bool block_is_read_only(struct block_node *bs)
+{
+	return bs->read_only;
+}
+
+uint32_t block_alignment(struct block_node *bs)
+{
+	return bs->alignment;
+}
+
+const char *block_format(struct block_node *bs)
+{
+	return bs->drv->name;
+}
+
+const char *block_filename(struct block_node *bs)
+{
+	return bs->filename;
+}
+
+const char *block_node_name(struct block_node *bs)
+{
+	return bs->node_name;
+}
+
+int block_check_request(struct block_node *bs, uint64_t offset, uint64_t len, bool write)
+{
+	if (write && bs->read_only) {
+		return -EPERM;
+	}
+	if (bs->growable) {
+		return range_within(offset, len, BLOCK_MAX_GROWABLE) ? 0 : -EINVAL;
+	}
+	return range_within(offset, len, block_length(bs)) ? 0 : -EINVAL;
+}
+
+static bool iov_aligned(const struct iovec *iov, unsigned cnt, uint32_t align)
+{
+	for (unsigned i = 0; i < cnt; i++) {
+		if (!IS_ALIGNED((uintptr_t)iov[i].iov_base, align) ||
+		    !IS_ALIGNED(iov[i].iov_len, align)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+bool block_request_aligned(struct block_node *bs, uint64_t offset, const struct iovec *iov,
+			   unsigned cnt, uint64_t len)
+{
+	uint32_t a = bs->alignment;
+
+	return a <= 1 || (IS_ALIGNED(offset, a) && IS_ALIGNED(len, a) && iov_aligned(iov, cnt, a));
+}
+
+/* Read [offset, offset+len) of a node needing alignment through a bounce buffer. */
+static int bounce_preadv(struct block_node *bs, uint64_t offset, const struct iovec *iov,
+			 unsigned cnt, uint64_t len)
+{
+	uint32_t a = bs->alignment;
+	uint64_t start = ALIGN_DOWN(offset, (uint64_t)a);
+	uint64_t end = ALIGN_UP(offset + len, (uint64_t)a);
+	struct iovec biov;
+	void *buf;
+	int r;
+
+	if (end - start > SIZE_MAX / 2 ||
+	    posix_memalign(&buf, MAX(a, BLOCK_BOUNCE_ALIGN), end - start) != 0) {
+		return -ENOMEM;
+	}
+	biov.iov_base = buf;
+	biov.iov_len = end - start;
+	r = bs->drv->preadv(bs, start, &biov, 1, end - start);
+	if (r >= 0) {
+		iov_from_buf(iov, cnt, 0, (char *)buf + (offset - start), len);
+	}
+	free(buf);
+	return r;
+}
+
+/* Write through a bounce buffer: read the partial head and tail, merge, write. */
+static int bounce_pwritev(struct block_node *bs, uint64_t offset, const struct iovec *iov,
+			  unsigned cnt, uint64_t len)
+{
+	uint32_t a = bs->alignment;
+	uint64_t start = ALIGN_DOWN(offset, (uint64_t)a);
+	uint64_t end = ALIGN_UP(offset + len, (uint64_t)a);
+	struct iovec biov;
+	char *buf;
+	int r = 0;
+
+	if (end - start > SIZE_MAX / 2 ||
+	    posix_memalign((void **)&buf, MAX(a, BLOCK_BOUNCE_ALIGN), end - start) != 0) {
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&bs->rmw_lock);
+	if (start != offset) {
+		biov = (struct iovec){buf, a};
+		r = bs->drv->preadv(bs, start, &biov, 1, a);
+	}
+	if (r >= 0 && end != offset + len && (end - a > start || start == offset)) {
+		biov = (struct iovec){buf + (end - a - start), a};
+		r = bs->drv->preadv(bs, end - a, &biov, 1, a);
+	}
+	if (r >= 0) {
+		iov_to_buf(iov, cnt, 0, buf + (offset - start), len);
+		biov = (struct iovec){buf, end - start};
+		r = bs->drv->pwritev(bs, start, &biov, 1, end - start);
+	}
+	pthread_mutex_unlock(&bs->rmw_lock);
+	free(buf);
+	return r;
+}
+
+int block_do_preadv(struct block_node *bs, uint64_t offset, const struct iovec *iov, unsigned cnt,
+		    uint64_t len)
+{
+	if (len == 0) {
+		return 0;
+	}
+	if (!block_request_aligned(bs, offset, iov, cnt, len)) {
+		return bounce_preadv(bs, offset, iov, cnt, len);
+	}
+	return bs->drv->preadv(bs, offset, iov, cnt, len);
+}
+
+int block_do_pwritev(struct block_node *bs, uint64_t offset, const struct iovec *iov, unsigned cnt,
+		     uint64_t len)
+{
+	if (len == 0) {
+		return 0;
+	}
+	if (!block_request_aligned(bs, offset, iov, cnt, len)) {
+		return bounce_pwritev(bs, offset, iov, cnt, len);
+	}
+	return bs->drv->pwritev(bs, offset, iov, cnt, len);
+}
+
+void block_account(struct block_node *bs, enum block_op op, uint64_t bytes, int ret,
+		   uint64_t start_ns)
+{
+	uint64_t dt = now_ns() - start_ns;
+	struct block_stats *st = &bs->stats;
+
+	switch (op) {
+	case BLOCK_OP_READ:
+		stat_add(ret < 0 ? &st->rd_failed : &st->rd_ops, 1);
+		if (ret >= 0) {
+			stat_add(&st->rd_bytes, bytes);
+		}
+		stat_add(&st->rd_total_ns, dt);
+		break;
+	case BLOCK_OP_WRITE:
+		stat_add(ret < 0 ? &st->wr_failed : &st->wr_ops, 1);
+		if (ret >= 0) {
+			stat_add(&st->wr_bytes, bytes);
+		}
+		stat_add(&st->wr_total_ns, dt);
+		break;
+	case BLOCK_OP_FLUSH:
+		stat_add(ret < 0 ? &st->flush_failed : &st->flush_ops, 1);
+		stat_add(&st->flush_total_ns, dt);
+		break;
+	case BLOCK_OP_DISCARD:
+		stat_add(&st->discard_ops, 1);
+		break;
+	case BLOCK_OP_WRITE_ZEROES:
+		stat_add(&st->zero_ops, 1);
+		break;
+	}
+}
+
+uint64_t block_now_ns(void)
+{
+	return now_ns();
+}
+
+int block_preadv(struct block_node *bs, uint64_t offset, const struct iovec *iov, unsigned cnt)
+{
+	uint64_t len, t0;
+	int r;
+
+	if (cnt > BLOCK_MAX_IOV) {
+		return -EINVAL;
+	}
+	len = iov_size(iov, cnt);
+	r = block_check_request(bs, offset, len, false);
+	if (r < 0) {
+		return r;
+	}
+	t0 = now_ns();
+	r = block_do_preadv(bs, offset, iov, cnt, len);
+	block_account(bs, BLOCK_OP_READ, len, r, t0);
+	return r < 0 ? r : 0;
+}
+
+int block_pwritev(struct block_node *bs, uint64_t offset, const struct iovec *iov, unsigned cnt)
+{
+	uint64_t len, t0;
+	int r;
+
+	if (cnt > BLOCK_MAX_IOV) {
+		return -EINVAL;
+	}
+	len = iov_size(iov, cnt);
+	r = block_check_request(bs, offset, len, true);
+	if (r < 0) {
+		return r;
+	}
+	t0 = now_ns();
+	r = block_do_pwritev(bs, offset, iov, cnt, len);
+	block_account(bs, BLOCK_OP_WRITE, len, r, t0);
+	return r < 0 ? r : 0;
+}
+
+int block_pread(struct block_node *bs, uint64_t offset, void *buf, size_t len)
+{
+	struct iovec iov = {buf, len};
+
+	return block_preadv(bs, offset, &iov, 1);
+}
+
+int block_pwrite(struct block_node *bs, uint64_t offset, const void *buf, size_t len)
+{
+	struct iovec iov = {(void *)buf, len};
+
+	return block_pwritev(bs, offset, &iov, 1);
+}
+
+int block_do_flush(struct block_node *bs)
+{
+	int r = 0;
+
+	if (bs->read_only) {
+		return 0;
+	}
+	if (bs->drv->flush) {
+		r = bs->drv->flush(bs);
+	}
+	if (r >= 0 && bs->file) {
+		r = block_do_flush(bs->file);
+	}
+	return r;
+}
+
+int block_flush(struct block_node *bs)
+{
+	uint64_t t0 = now_ns();
+	int r = block_do_flush(bs);
+
+	block_account(bs, BLOCK_OP_FLUSH, 0, r, t0);
+	return r;
+}
+
+int block_do_discard(struct block_node *bs, uint64_t offset, uint64_t len)
+{
+	int r;
+
+	if (!(bs->flags & BLOCK_O_UNMAP) || !bs->drv->discard || len == 0) {
+		return 0;
+	}
+	r = bs->drv->discard(bs, offset, len);
+	/* A discard is advisory: a protocol that cannot do it has done nothing wrong. */
+	return r == -ENOTSUP || r == -EOPNOTSUPP ? 0 : r;
+}
+
+int block_discard(struct block_node *bs, uint64_t offset, uint64_t len)
+{
+	int r = block_check_request(bs, offset, len, true);
+
+	if (r < 0) {
+		return r;
+	}
+	r = block_do_discard(bs, offset, len);
+	block_account(bs, BLOCK_OP_DISCARD, len, r, now_ns());
+	return r;
+}
+
+int block_do_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len, unsigned flags)
+{
+	size_t chunk;
+	void *buf;
+	int r = -ENOTSUP;
+
+	if (len == 0) {
+		return 0;
+	}
+	if (!(bs->flags & BLOCK_O_UNMAP)) {
+		flags &= ~BLOCK_ZERO_MAY_UNMAP;
+	}
+	if (bs->drv->write_zeroes) {
+		r = bs->drv->write_zeroes(bs, offset, len, flags);
+		if (r != -ENOTSUP && r != -EOPNOTSUPP) {
+			return r;
+		}
+	}
+	chunk = MIN(len, BLOCK_ZERO_CHUNK);
+	if (posix_memalign(&buf, BLOCK_BOUNCE_ALIGN, chunk) != 0) {
+		return -ENOMEM;
+	}
+	memset(buf, 0, chunk);
+	r = 0;
+	while (len > 0 && r >= 0) {
+		size_t n = MIN(len, chunk);
+		struct iovec iov = {buf, n};
+
+		r = block_do_pwritev(bs, offset, &iov, 1, n);
+		offset += n;
+		len -= n;
+	}
+	free(buf);
+	return r;
+}
+
+int block_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len, unsigned flags)
+{
+	int r = block_check_request(bs, offset, len, true);
+	uint64_t t0;
+
+	if (r < 0) {
+		return r;
+	}
+	t0 = now_ns();
+	r = block_do_write_zeroes(bs, offset, len, flags);
+	block_account(bs, BLOCK_OP_WRITE_ZEROES, len, r, t0);
+	return r;
+}
+
+int block_truncate(struct block_node *bs, uint64_t len, struct error **errp)
+{
+	if (bs->read_only) {
+		return error_set(errp, EPERM, "cannot resize '%s': opened read-only", bs->filename);
+	}
+	if (!bs->drv->truncate) {
+		return error_set(errp, ENOTSUP, "format '%s' of '%s' cannot be resized",
+				 bs->drv->name, bs->filename);
+	}
+	if (len > BLOCK_MAX_GROWABLE) {
+		return error_set(errp, EINVAL, "size %" PRIu64 " of '%s' exceeds %" PRIu64, len,
+				 bs->filename, BLOCK_MAX_GROWABLE);
+	}
+	return bs->drv->truncate(bs, len, errp);
+}
+
+int block_get_status(struct block_node *bs, uint64_t offset, uint64_t len, uint64_t *ret_pnum,
+		     unsigned *ret_status, uint64_t *ret_file_offset)
+{
+	uint64_t pnum = len, file_off = UINT64_MAX;
+	unsigned status = BLOCK_STATUS_DATA | BLOCK_STATUS_ALLOCATED;
+	int r;
+
+	if (len == 0 || block_check_request(bs, offset, len, false) < 0) {
+		return -EINVAL;
+	}
+	if (bs->drv->block_status) {
+		r = bs->drv->block_status(bs, offset, len, &pnum, &status, &file_off);
+		if (r < 0) {
+			return r;
+		}
+		if (pnum == 0 || pnum > len) {
+			return -EIO;
+		}
+	} else if (bs->drv->is_protocol) {
+		file_off = offset;
+	}
+	*ret_pnum = pnum;
+	*ret_status = status;
+	if (ret_file_offset) {
+		*ret_file_offset = file_off;
+	}
+	return 0;
+}
+
+void block_get_stats(struct block_node *bs, struct block_stats *ret)
+{
+	const uint64_t *src = (const uint64_t *)&bs->stats;
+	uint64_t *dst = (uint64_t *)ret;
+
+	for (size_t i = 0; i < sizeof(*ret) / sizeof(uint64_t); i++) {
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	}
+}
+
+/* QEMU's ImageInfo for one node and, recursively, its backing chain. */
+static json_t *image_info(struct block_node *bs, unsigned depth)
+{
+	json_t *img = json_object();
+	struct block_node *data = bs->file ? bs->file : bs;
+
+	json_object_set_new(img, "filename", json_string(bs->filename));
+	json_object_set_new(img, "format", json_string(bs->drv->name));
+	json_object_set_new(img, "virtual-size", json_integer((json_int_t)block_length(bs)));
+	if (data->drv->is_protocol && strcmp(data->drv->name, "file") == 0) {
+		json_object_set_new(img, "actual-size",
+				    json_integer((json_int_t)block_file_actual_size(data)));
+	}
+	if (bs->drv->info) {
+		bs->drv->info(bs, img);
+	}
+	if (bs->backing && depth < 64) {
+		json_object_set_new(img, "backing-filename", json_string(bs->backing->filename));
+		json_object_set_new(img, "backing-filename-format",
+				    json_string(bs->backing->drv->name));
+		json_object_set_new(img, "backing-image", image_info(bs->backing, depth + 1));
+	}
+	return img;
+}
+
+json_t *block_info_json(struct block_node *bs)
+{
+	json_t *info = json_object();
+	unsigned depth = 0;
+
+	for (struct block_node *b = bs->backing; b && depth < 64; b = b->backing) {
+		depth++;
+	}
+	json_object_set_new(info, "file", json_string(bs->filename));
+	if (bs->node_name) {
+		json_object_set_new(info, "node-name", json_string(bs->node_name));
+	}
+	json_object_set_new(info, "ro", json_boolean(bs->read_only));
+	json_object_set_new(info, "drv", json_string(bs->drv->name));
+	if (bs->backing) {
+		json_object_set_new(info, "backing_file", json_string(bs->backing->filename));
+	}
+	json_object_set_new(info, "backing_file_depth", json_integer(depth));
+	json_object_set_new(info, "encrypted", json_false());
+	json_object_set_new(info, "detect_zeroes", json_string("off"));
+	json_object_set_new(info, "cache",
+			    json_pack("{s:b, s:b, s:b}", "writeback", 1, "direct",
+				      (bs->flags & BLOCK_O_NOCACHE) != 0, "no-flush", 0));
+	json_object_set_new(info, "image", image_info(bs, 0));
+	return info;
+}
+
+int block_snapshot_create(struct block_node *bs, const char *name, struct error **errp)
+{
+	if (!bs->drv->snapshot_create) {
+		return error_set(errp, ENOTSUP, "format '%s' of '%s' has no internal snapshots",
+				 bs->drv->name, bs->filename);
+	}
+	if (bs->read_only) {
+		return error_set(errp, EPERM, "cannot create a snapshot: '%s' is read-only",
+				 bs->filename);
+	}
+	return bs->drv->snapshot_create(bs, name, errp);
+}
+
+int block_snapshot_apply(struct block_node *bs, const char *name, struct error **errp)
+{
+	if (!bs->drv->snapshot_apply) {
+		return error_set(errp, ENOTSUP, "format '%s' of '%s' has no internal snapshots",
+				 bs->drv->name, bs->filename);
+	}
+	if (bs->read_only) {
+		return error_set(errp, EPERM, "cannot apply a snapshot: '%s' is read-only",
+				 bs->filename);
+	}
+	return bs->drv->snapshot_apply(bs, name, errp);
+}
+
+int block_snapshot_delete(struct block_node *bs, const char *name, struct error **errp)
+{
+	if (!bs->drv->snapshot_delete) {
+		return error_set(errp, ENOTSUP, "format '%s' of '%s' has no internal snapshots",
+				 bs->drv->name, bs->filename);
+	}
+	if (bs->read_only) {
+		return error_set(errp, EPERM, "cannot delete a snapshot: '%s' is read-only",
+				 bs->filename);
+	}
+	return bs->drv->snapshot_delete(bs, name, errp);
+}
+
+json_t *block_snapshot_list(struct block_node *bs, struct error **errp)
+{
+	if (!bs->drv->snapshot_list) {
+		return json_array();
+	}
+	return bs->drv->snapshot_list(bs, errp);
+}

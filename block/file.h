@@ -1,0 +1,29 @@
+/*
+ * The file protocol's state, shared with the asynchronous engine (aio.c)
+ * which submits io_uring requests on the fd directly. Private to block/.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct block_node;
+
+struct file_state {
+	int fd;
+	bool is_blk;
+	bool use_threads; /* aio=threads: never use io_uring for this node */
+	uint64_t blk_len; /* block devices: size at open */
+};
+
+/* The open fd of a file-protocol node. */
+int file_fd(struct block_node *bs);
+
+/*
+ * Transfer exactly @len bytes between @fd at @offset and @iov, retrying
+ * short transfers and EINTR; reads past end of file return zeroes.
+ * Returns 0 or -errno.
+ */
+int file_rw(int fd, bool write, uint64_t offset, const struct iovec *iov, unsigned cnt,
+	    uint64_t len);

@@ -1,0 +1,162 @@
+/*
+ * The raw format: the protocol's bytes as the guest sees them, optionally
+ * a window [offset, offset+size) of them (blockdev options "offset" and
+ * "size"). Requests are forwarded to bs->file shifted by the offset.
+ *
+ * Threads: any I/O thread; the only mutable state is the size, changed by
+ * truncate (control path, with no request in flight) and read atomically.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/block-int.h"
+
+struct raw_state {
+	uint64_t offset;
+	uint64_t size; /* the window; the whole file from offset when !has_size */
+	bool has_size;
+};
+
+static struct raw_state *state(struct block_node *bs)
+{
+	return bs->opaque;
+}
+
+static int get_u64(json_t *v, const char *key, uint64_t *ret, struct error **errp)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < 0) {
+		return error_set(errp, EINVAL, "raw option '%s' must be a non-negative integer",
+				 key);
+	}
+	*ret = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+static int raw_open(struct block_node *bs, const char *filename, json_t *opts, struct error **errp)
+{
+	struct raw_state *s;
+	uint64_t offset = 0, size = 0, flen;
+	bool has_size = false;
+	const char *key;
+	json_t *v;
+	int r;
+
+	json_object_foreach (opts, key, v) {
+		if (strcmp(key, "offset") == 0) {
+			r = get_u64(v, key, &offset, errp);
+		} else if (strcmp(key, "size") == 0) {
+			r = get_u64(v, key, &size, errp);
+			has_size = true;
+		} else {
+			r = error_set(errp, EINVAL, "invalid option '%s' for raw image '%s'", key,
+				      filename);
+		}
+		if (r < 0) {
+			return r;
+		}
+	}
+	flen = block_length(bs->file);
+	if (offset > flen) {
+		return error_set(errp, EINVAL,
+				 "raw offset %" PRIu64 " is past the end of '%s' (%" PRIu64
+				 " bytes)",
+				 offset, filename, flen);
+	}
+	if (has_size && size > flen - offset) {
+		return error_set(errp, EINVAL,
+				 "raw window %" PRIu64 "+%" PRIu64 " exceeds '%s' (%" PRIu64
+				 " bytes)",
+				 offset, size, filename, flen);
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	s->offset = offset;
+	s->has_size = has_size;
+	s->size = has_size ? size : flen - offset;
+	bs->opaque = s;
+	bs->alignment = bs->file->alignment;
+	return 0;
+}
+
+static void raw_close(struct block_node *bs)
+{
+	free(bs->opaque);
+	bs->opaque = NULL;
+}
+
+static uint64_t raw_get_length(struct block_node *bs)
+{
+	return __atomic_load_n(&state(bs)->size, __ATOMIC_RELAXED);
+}
+
+static int raw_preadv(struct block_node *bs, uint64_t offset, const struct iovec *iov, unsigned cnt,
+		      uint64_t len)
+{
+	return block_do_preadv(bs->file, offset + state(bs)->offset, iov, cnt, len);
+}
+
+static int raw_pwritev(struct block_node *bs, uint64_t offset, const struct iovec *iov,
+		       unsigned cnt, uint64_t len)
+{
+	return block_do_pwritev(bs->file, offset + state(bs)->offset, iov, cnt, len);
+}
+
+static int raw_discard(struct block_node *bs, uint64_t offset, uint64_t len)
+{
+	return block_do_discard(bs->file, offset + state(bs)->offset, len);
+}
+
+static int raw_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len, unsigned flags)
+{
+	return block_do_write_zeroes(bs->file, offset + state(bs)->offset, len, flags);
+}
+
+static int raw_truncate(struct block_node *bs, uint64_t len, struct error **errp)
+{
+	struct raw_state *s = state(bs);
+	int r;
+
+	if (s->has_size || s->offset) {
+		return error_set(errp, ENOTSUP, "cannot resize a raw window of '%s'", bs->filename);
+	}
+	r = block_truncate(bs->file, len, errp);
+	if (r < 0) {
+		return r;
+	}
+	__atomic_store_n(&s->size, block_length(bs->file), __ATOMIC_RELAXED);
+	return 0;
+}
+
+static int raw_block_status(struct block_node *bs, uint64_t offset, uint64_t len,
+			    uint64_t *ret_pnum, unsigned *ret_status, uint64_t *ret_file_offset)
+{
+	struct raw_state *s = state(bs);
+	uint64_t foff = UINT64_MAX;
+	int r;
+
+	r = block_get_status(bs->file, offset + s->offset, len, ret_pnum, ret_status, &foff);
+	if (r < 0) {
+		return r;
+	}
+	*ret_file_offset = foff == UINT64_MAX ? UINT64_MAX : foff;
+	return 0;
+}
+
+const struct block_driver raw_driver = {
+	.name = "raw",
+	.open = raw_open,
+	.close = raw_close,
+	.get_length = raw_get_length,
+	.preadv = raw_preadv,
+	.pwritev = raw_pwritev,
+	.discard = raw_discard,
+	.write_zeroes = raw_write_zeroes,
+	.truncate = raw_truncate,
+	.block_status = raw_block_status,
+};
