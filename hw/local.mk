@@ -1,1 +1,2 @@
 # hw: see the top-level Makefile.am
+include hw/firmware.mk

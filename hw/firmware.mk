@@ -1,0 +1,11 @@
+# hw/firmware.mk: firmware boot and the legacy PC devices (fw_cfg, IDE, e1000),
+# included from hw/local.mk. Unit tests link the device model with a fake
+# machine (tests/unit/fake-hw.c) so they need no KVM.
+
+FAKE_HW = tests/unit/fake-hw.c tests/unit/fake-hw.h
+
+check_PROGRAMS += tests/unit/test-fwcfg
+TESTS += tests/unit/test-fwcfg
+tests_unit_test_fwcfg_SOURCES = tests/unit/test-fwcfg.c hw/fw-cfg.c hw/fw-cfg.h $(FAKE_HW)
+tests_unit_test_fwcfg_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_fwcfg_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
