@@ -149,5 +149,8 @@ void block_account(struct block_node *bs, enum block_op op, uint64_t bytes, int 
 		   uint64_t start_ns);
 uint64_t block_now_ns(void);
 
+/* Offset of a raw node's window in its file (aio.c's io_uring path). */
+uint64_t raw_window_offset(struct block_node *bs);
+
 /* Bytes allocated on the host for a file-protocol node (st_blocks * 512). */
 uint64_t block_file_actual_size(struct block_node *bs);

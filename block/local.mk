@@ -3,7 +3,7 @@
 # fragment) and qcow2 (block/qcow2*.c, added to BLOCK_SOURCES by its owner).
 noinst_LIBRARIES += block/libblock.a
 BLOCK_SOURCES = \
-	block/block-int.h block/block.c \
+	block/block-int.h block/block.c block/aio.c \
 	block/file.c block/file.h \
 	block/raw.c
 block_libblock_a_SOURCES = $(BLOCK_SOURCES)
@@ -17,3 +17,9 @@ TESTS += tests/unit/test-block
 tests_unit_test_block_SOURCES = tests/unit/test-block.c tests/unit/check-main.h
 tests_unit_test_block_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_block_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-block-aio
+TESTS += tests/unit/test-block-aio
+tests_unit_test_block_aio_SOURCES = tests/unit/test-block-aio.c tests/unit/check-main.h
+tests_unit_test_block_aio_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_unit_test_block_aio_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)

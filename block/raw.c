@@ -148,6 +148,11 @@ static int raw_block_status(struct block_node *bs, uint64_t offset, uint64_t len
 	return 0;
 }
 
+uint64_t raw_window_offset(struct block_node *bs)
+{
+	return state(bs)->offset;
+}
+
 const struct block_driver raw_driver = {
 	.name = "raw",
 	.open = raw_open,

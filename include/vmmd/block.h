@@ -96,6 +96,8 @@ typedef void block_complete_fn(void *opaque, int ret);
 
 /* An I/O thread's context; @base is that thread's libevent loop. */
 int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struct error **errp);
+/* True if the context's file I/O goes through io_uring (else a thread pool). */
+bool block_aio_ctx_uses_io_uring(struct block_aio_ctx *ctx);
 /* All requests submitted on it must have completed. NULL is fine. */
 void block_aio_ctx_free(struct block_aio_ctx *ctx);
 

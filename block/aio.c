@@ -1,0 +1,426 @@
+/*
+ * Asynchronous block requests. A struct block_aio_ctx belongs to one event
+ * loop thread (a VM's I/O thread, or vmm-img's main loop): requests are
+ * submitted there and their callbacks run there.
+ *
+ * Two engines:
+ *  - io_uring (liburing) for reads, writes and flushes that reach a file
+ *    protocol fd directly (a file node, or raw over a file) and need no
+ *    padding; submitted and reaped on the loop thread.
+ *  - a small pool of worker threads for everything else (formats, NBD,
+ *    discard, write-zeroes, unaligned requests, io_uring overflow and
+ *    io_uring's -EAGAIN or short transfers). Workers run the synchronous
+ *    core path and queue the finished request to the loop thread.
+ * If io_uring_queue_init() fails at run time (old kernel, seccomp, or
+ * VMMD_NO_IO_URING set in the environment) everything uses the pool.
+ *
+ * Threads and locks: ctx->lock protects the pool's submission queue, the
+ * completion queue and the worker bookkeeping. The ring and the in-flight
+ * counters are touched only by the loop thread. Workers and the ring both
+ * signal one eventfd that the loop watches; workers are stopped by a flag
+ * plus a broadcast and joined, never cancelled.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "block/block-int.h"
+#include "block/file.h"
+#include "common/iov.h"
+
+#define AIO_RING_ENTRIES 256
+#define AIO_MAX_WORKERS 8
+#define AIO_MAX_IOV 1024
+
+struct aio_req {
+	struct aio_req *next;
+	struct block_node *bs; /* reference held until completion */
+	struct block_aio_ctx *ctx;
+	enum block_op op;
+	uint64_t offset, len;
+	unsigned flags;
+	const struct iovec *iov;
+	unsigned cnt;
+	int fd;		    /* io_uring target, or -1 */
+	uint64_t fd_offset; /* offset on fd */
+	block_complete_fn *cb;
+	void *opaque;
+	uint64_t t0;
+	int ret;
+};
+
+struct aio_queue {
+	struct aio_req *head, **tail;
+};
+
+struct block_aio_ctx {
+	struct event_base *base;
+	struct event *ev;
+	int efd;
+	bool have_ring;
+	struct io_uring ring;
+	unsigned ring_inflight; /* loop thread only */
+	unsigned inflight;	/* loop thread only: submitted, callback not yet run */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct aio_queue pending; /* for workers */
+	struct aio_queue done;	  /* finished by workers */
+	pthread_t workers[AIO_MAX_WORKERS];
+	unsigned nworkers, idle;
+	bool stop;
+};
+
+static void queue_init(struct aio_queue *q)
+{
+	q->head = NULL;
+	q->tail = &q->head;
+}
+
+static void queue_push(struct aio_queue *q, struct aio_req *r)
+{
+	r->next = NULL;
+	*q->tail = r;
+	q->tail = &r->next;
+}
+
+static struct aio_req *queue_pop(struct aio_queue *q)
+{
+	struct aio_req *r = q->head;
+
+	if (r) {
+		q->head = r->next;
+		if (!q->head) {
+			q->tail = &q->head;
+		}
+	}
+	return r;
+}
+
+static void signal_loop(struct block_aio_ctx *ctx)
+{
+	uint64_t one = 1;
+
+	while (write(ctx->efd, &one, sizeof(one)) < 0 && errno == EINTR) {
+	}
+}
+
+static int run_sync(struct aio_req *r)
+{
+	switch (r->op) {
+	case BLOCK_OP_READ:
+		return block_do_preadv(r->bs, r->offset, r->iov, r->cnt, r->len);
+	case BLOCK_OP_WRITE:
+		return block_do_pwritev(r->bs, r->offset, r->iov, r->cnt, r->len);
+	case BLOCK_OP_FLUSH:
+		return block_do_flush(r->bs);
+	case BLOCK_OP_DISCARD:
+		return block_do_discard(r->bs, r->offset, r->len);
+	case BLOCK_OP_WRITE_ZEROES:
+		return block_do_write_zeroes(r->bs, r->offset, r->len, r->flags);
+	}
+	return -EINVAL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct block_aio_ctx *ctx = arg;
+	struct aio_req *r;
+
+	pthread_mutex_lock(&ctx->lock);
+	for (;;) {
+		while (!ctx->stop && !ctx->pending.head) {
+			ctx->idle++;
+			pthread_cond_wait(&ctx->cond, &ctx->lock);
+			ctx->idle--;
+		}
+		if (ctx->stop) {
+			break;
+		}
+		r = queue_pop(&ctx->pending);
+		pthread_mutex_unlock(&ctx->lock);
+		r->ret = run_sync(r);
+		pthread_mutex_lock(&ctx->lock);
+		queue_push(&ctx->done, r);
+		signal_loop(ctx);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return NULL;
+}
+
+/* Hand @r to the pool, starting a worker when none is idle. */
+static int pool_submit(struct block_aio_ctx *ctx, struct aio_req *r)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&ctx->lock);
+	queue_push(&ctx->pending, r);
+	if (ctx->idle == 0 && ctx->nworkers < AIO_MAX_WORKERS) {
+		err = pthread_create(&ctx->workers[ctx->nworkers], NULL, worker_main, ctx);
+		if (err == 0) {
+			ctx->nworkers++;
+		} else if (ctx->nworkers > 0) {
+			err = 0; /* the existing workers will get to it */
+		}
+	}
+	if (err) {
+		/* No worker at all: take the request back. */
+		struct aio_req **pp = &ctx->pending.head;
+
+		while (*pp != r) {
+			pp = &(*pp)->next;
+		}
+		*pp = NULL;
+		ctx->pending.tail = pp;
+	} else {
+		pthread_cond_signal(&ctx->cond);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return -err;
+}
+
+static void complete(struct aio_req *r)
+{
+	struct block_node *bs = r->bs;
+	block_complete_fn *cb = r->cb;
+	void *opaque = r->opaque;
+	int ret = r->ret;
+
+	block_account(bs, r->op, r->len, ret, r->t0);
+	free(r);
+	cb(opaque, ret < 0 ? ret : 0);
+	block_unref(bs);
+}
+
+/* Try to put @r on the ring; false if the ring cannot take it now. */
+static bool ring_submit(struct block_aio_ctx *ctx, struct aio_req *r)
+{
+	struct io_uring_sqe *sqe;
+
+	if (ctx->ring_inflight >= AIO_RING_ENTRIES) {
+		return false;
+	}
+	sqe = io_uring_get_sqe(&ctx->ring);
+	if (!sqe) {
+		return false;
+	}
+	switch (r->op) {
+	case BLOCK_OP_READ:
+		io_uring_prep_readv(sqe, r->fd, r->iov, r->cnt, r->fd_offset);
+		break;
+	case BLOCK_OP_WRITE:
+		io_uring_prep_writev(sqe, r->fd, r->iov, r->cnt, r->fd_offset);
+		break;
+	default:
+		io_uring_prep_fsync(sqe, r->fd, IORING_FSYNC_DATASYNC);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, r);
+	if (io_uring_submit(&ctx->ring) < 0) {
+		/* The SQE stays queued; it goes out with the next submit. */
+	}
+	ctx->ring_inflight++;
+	return true;
+}
+
+static void on_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct block_aio_ctx *ctx = arg;
+	struct aio_queue local;
+	struct io_uring_cqe *cqe;
+	struct aio_req *r;
+	uint64_t cnt;
+
+	queue_init(&local);
+	if (read(ctx->efd, &cnt, sizeof(cnt)) < 0) {
+		/* EAGAIN: a spurious wake-up; the queues say what is done. */
+	}
+	while (ctx->have_ring && io_uring_peek_cqe(&ctx->ring, &cqe) == 0) {
+		r = io_uring_cqe_get_data(cqe);
+		r->ret = cqe->res;
+		io_uring_cqe_seen(&ctx->ring, cqe);
+		ctx->ring_inflight--;
+		if (r->ret == -EAGAIN || r->ret == -EINTR ||
+		    (r->op != BLOCK_OP_FLUSH && r->ret >= 0 && (uint64_t)r->ret != r->len)) {
+			/* Short transfer or retry: the pool's path finishes it. */
+			if (pool_submit(ctx, r) == 0) {
+				continue;
+			}
+			r->ret = -EIO;
+		}
+		queue_push(&local, r);
+	}
+	pthread_mutex_lock(&ctx->lock);
+	while ((r = queue_pop(&ctx->done))) {
+		queue_push(&local, r);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+
+	for (r = local.head; r; r = r->next) {
+		ctx->inflight--;
+	}
+	/* From here on ctx may be freed by a callback that saw the last request. */
+	while ((r = queue_pop(&local))) {
+		complete(r);
+	}
+}
+
+int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struct error **errp)
+{
+	struct block_aio_ctx *ctx;
+	const char *no_uring = getenv("VMMD_NO_IO_URING");
+
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	ctx->base = base;
+	queue_init(&ctx->pending);
+	queue_init(&ctx->done);
+	pthread_mutex_init(&ctx->lock, NULL);
+	pthread_cond_init(&ctx->cond, NULL);
+	ctx->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctx->efd < 0) {
+		int r = error_set_errno(errp, errno, "could not create an eventfd for block I/O");
+
+		free(ctx);
+		return r;
+	}
+	if (!(no_uring && *no_uring && strcmp(no_uring, "0") != 0) &&
+	    io_uring_queue_init(AIO_RING_ENTRIES, &ctx->ring, 0) == 0) {
+		if (io_uring_register_eventfd(&ctx->ring, ctx->efd) == 0) {
+			ctx->have_ring = true;
+		} else {
+			io_uring_queue_exit(&ctx->ring);
+		}
+	}
+	ctx->ev = event_new(base, ctx->efd, EV_READ | EV_PERSIST, on_event, ctx);
+	if (!ctx->ev || event_add(ctx->ev, NULL) < 0) {
+		if (ctx->ev) {
+			event_free(ctx->ev);
+		}
+		if (ctx->have_ring) {
+			io_uring_queue_exit(&ctx->ring);
+		}
+		close(ctx->efd);
+		free(ctx);
+		return error_set(errp, ENOMEM, "could not register block I/O with the event loop");
+	}
+	*ret = ctx;
+	return 0;
+}
+
+bool block_aio_ctx_uses_io_uring(struct block_aio_ctx *ctx)
+{
+	return ctx->have_ring;
+}
+
+void block_aio_ctx_free(struct block_aio_ctx *ctx)
+{
+	if (!ctx) {
+		return;
+	}
+	pthread_mutex_lock(&ctx->lock);
+	ctx->stop = true;
+	pthread_cond_broadcast(&ctx->cond);
+	pthread_mutex_unlock(&ctx->lock);
+	for (unsigned i = 0; i < ctx->nworkers; i++) {
+		pthread_join(ctx->workers[i], NULL);
+	}
+	event_free(ctx->ev);
+	if (ctx->have_ring) {
+		io_uring_queue_exit(&ctx->ring);
+	}
+	close(ctx->efd);
+	pthread_cond_destroy(&ctx->cond);
+	pthread_mutex_destroy(&ctx->lock);
+	free(ctx);
+}
+
+/* The fd and offset shift when @bs's reads and writes go straight to a file. */
+static int direct_fd(struct block_node *bs, uint64_t *ret_shift)
+{
+	uint64_t shift = 0;
+
+	if (bs->drv == &raw_driver) {
+		shift = raw_window_offset(bs);
+		bs = bs->file;
+	}
+	if (bs->drv != &file_driver || ((struct file_state *)bs->opaque)->use_threads) {
+		return -1;
+	}
+	*ret_shift = shift;
+	return file_fd(bs);
+}
+
+int block_aio_submit(struct block_node *bs, struct block_aio_ctx *ctx, enum block_op op,
+		     uint64_t offset, const struct iovec *iov, unsigned cnt, uint64_t len,
+		     unsigned flags, block_complete_fn *cb, void *opaque)
+{
+	struct aio_req *r;
+	bool rw = op == BLOCK_OP_READ || op == BLOCK_OP_WRITE;
+	uint64_t shift = 0;
+	int err;
+
+	if (!cb || (unsigned)op > BLOCK_OP_WRITE_ZEROES) {
+		return -EINVAL;
+	}
+	if (rw) {
+		if (cnt > AIO_MAX_IOV) {
+			return -EINVAL;
+		}
+		len = iov_size(iov, cnt);
+	}
+	if (op != BLOCK_OP_FLUSH) {
+		err = block_check_request(bs, offset, len, op != BLOCK_OP_READ);
+		if (err < 0) {
+			return err;
+		}
+	} else {
+		len = 0;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		return -ENOMEM;
+	}
+	r->bs = block_ref(bs);
+	r->ctx = ctx;
+	r->op = op;
+	r->offset = offset;
+	r->len = len;
+	r->flags = flags;
+	r->iov = iov;
+	r->cnt = cnt;
+	r->cb = cb;
+	r->opaque = opaque;
+	r->t0 = block_now_ns();
+	r->fd = -1;
+
+	if (ctx->have_ring && (rw || (op == BLOCK_OP_FLUSH && !bs->read_only))) {
+		r->fd = direct_fd(bs, &shift);
+		r->fd_offset = offset + shift;
+	}
+	if (rw && len == 0) {
+		r->fd = -1; /* nothing to transfer: the pool completes it at once */
+	}
+	if (r->fd >= 0 && (!rw || block_request_aligned(bs, offset, iov, cnt, len)) &&
+	    cnt <= (unsigned)AIO_MAX_IOV && ring_submit(ctx, r)) {
+		ctx->inflight++;
+		return 0;
+	}
+	err = pool_submit(ctx, r);
+	if (err < 0) {
+		block_unref(r->bs);
+		free(r);
+		return err;
+	}
+	ctx->inflight++;
+	return 0;
+}

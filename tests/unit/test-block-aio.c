@@ -1,0 +1,267 @@
+/*
+ * Unit tests for asynchronous block requests (block/aio.c): many
+ * concurrent requests on the io_uring and the thread-pool engines,
+ * completion on the loop thread, rejection, and freeing the context.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "block/block-int.h"
+
+#define NREQ 256
+#define REQ_SIZE 4096
+
+static char path[256];
+
+struct tctx {
+	struct event_base *base;
+	struct block_aio_ctx *ctx;
+	unsigned done, failed;
+	pthread_t loop_thread;
+	bool wrong_thread, in_submit;
+};
+
+struct treq {
+	struct tctx *t;
+	struct iovec iov;
+	int ret;
+	int calls;
+};
+
+static void setup(void)
+{
+	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/test-block-aio.XXXXXX", dir);
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, NREQ * REQ_SIZE * 2), 0);
+	close(fd);
+}
+
+static void teardown(void)
+{
+	unlink(path);
+}
+
+static void on_done(void *opaque, int ret)
+{
+	struct treq *r = opaque;
+
+	if (!pthread_equal(pthread_self(), r->t->loop_thread)) {
+		r->t->wrong_thread = true;
+	}
+	if (r->t->in_submit) {
+		r->t->wrong_thread = true;
+	}
+	r->ret = ret;
+	r->calls++;
+	r->t->done++;
+	if (ret < 0) {
+		r->t->failed++;
+	}
+	if (r->t->done == NREQ) {
+		event_base_loopbreak(r->t->base);
+	}
+}
+
+static void run_many(unsigned flags, unsigned misalign, bool expect_ring)
+{
+	struct block_node *bs = NULL;
+	struct error *err = NULL;
+	struct tctx t = {0};
+	static struct treq reqs[NREQ];
+	char *bufs;
+	int r;
+
+	r = block_open(&bs, path, "raw", BLOCK_O_RDWR | flags, &err);
+	ck_assert_msg(r == 0, "%s", err ? err->msg : "");
+	t.base = event_base_new();
+	t.loop_thread = pthread_self();
+	ck_assert_int_eq(block_aio_ctx_new(t.base, &t.ctx, &err), 0);
+	ck_assert_int_eq(block_aio_ctx_uses_io_uring(t.ctx), expect_ring);
+	ck_assert_int_eq(posix_memalign((void **)&bufs, 4096, NREQ * (REQ_SIZE + 4096)), 0);
+
+	/* NREQ concurrent writes, each a distinct pattern at a distinct place */
+	for (unsigned i = 0; i < NREQ; i++) {
+		char *b = bufs + i * (REQ_SIZE + 4096) + misalign;
+
+		memset(b, (int)(i & 0xff) ^ 0x5a, REQ_SIZE);
+		reqs[i] = (struct treq){.t = &t, .iov = {b, REQ_SIZE}};
+		t.in_submit = true;
+		r = block_aio_submit(bs, t.ctx, BLOCK_OP_WRITE,
+				     (uint64_t)i * REQ_SIZE * 2 + misalign, &reqs[i].iov, 1, 0, 0,
+				     on_done, &reqs[i]);
+		t.in_submit = false;
+		ck_assert_int_eq(r, 0);
+	}
+	event_base_dispatch(t.base);
+	ck_assert_uint_eq(t.done, NREQ);
+	ck_assert_uint_eq(t.failed, 0);
+	ck_assert(!t.wrong_thread);
+
+	/* read back concurrently into cleared buffers */
+	memset(bufs, 0, NREQ * (REQ_SIZE + 4096));
+	t.done = 0;
+	for (unsigned i = 0; i < NREQ; i++) {
+		reqs[i].calls = 0;
+		t.in_submit = true;
+		r = block_aio_submit(bs, t.ctx, BLOCK_OP_READ,
+				     (uint64_t)i * REQ_SIZE * 2 + misalign, &reqs[i].iov, 1, 0, 0,
+				     on_done, &reqs[i]);
+		t.in_submit = false;
+		ck_assert_int_eq(r, 0);
+	}
+	event_base_dispatch(t.base);
+	ck_assert_uint_eq(t.done, NREQ);
+	ck_assert(!t.wrong_thread);
+	for (unsigned i = 0; i < NREQ; i++) {
+		unsigned char *b = reqs[i].iov.iov_base;
+
+		ck_assert_int_eq(reqs[i].calls, 1);
+		ck_assert_int_eq(reqs[i].ret, 0);
+		ck_assert_int_eq(b[0], (i & 0xff) ^ 0x5a);
+		ck_assert_int_eq(b[REQ_SIZE - 1], (i & 0xff) ^ 0x5a);
+	}
+	/* the data is really in the file: read it synchronously too */
+	{
+		unsigned char one;
+
+		ck_assert_int_eq(block_pread(bs, 7 * REQ_SIZE * 2 + misalign + 100, &one, 1), 0);
+		ck_assert_int_eq(one, 7 ^ 0x5a);
+	}
+	/* the context is freed after everything completed */
+	block_aio_ctx_free(t.ctx);
+	event_base_free(t.base);
+	free(bufs);
+	block_unref(bs);
+}
+
+START_TEST(many_uring)
+{
+	unsetenv("VMMD_NO_IO_URING");
+	run_many(0, 0, true);
+}
+END_TEST
+
+START_TEST(many_uring_direct)
+{
+	unsetenv("VMMD_NO_IO_URING");
+	run_many(BLOCK_O_NOCACHE, 0, true);
+}
+END_TEST
+
+START_TEST(many_direct_unaligned)
+{
+	/* misaligned buffers and offsets on O_DIRECT go through the pool's padding */
+	unsetenv("VMMD_NO_IO_URING");
+	run_many(BLOCK_O_NOCACHE, 100, true);
+}
+END_TEST
+
+START_TEST(many_pool)
+{
+	setenv("VMMD_NO_IO_URING", "1", 1);
+	run_many(0, 0, false);
+	unsetenv("VMMD_NO_IO_URING");
+}
+END_TEST
+
+struct one {
+	int calls, ret;
+	struct event_base *base;
+};
+
+static void on_one(void *opaque, int ret)
+{
+	struct one *o = opaque;
+
+	o->calls++;
+	o->ret = ret;
+	event_base_loopbreak(o->base);
+}
+
+START_TEST(rejects_and_other_ops)
+{
+	struct block_node *bs = NULL, *ro = NULL;
+	struct block_aio_ctx *ctx = NULL;
+	struct event_base *base = event_base_new();
+	struct one o = {.base = base};
+	struct block_stats st;
+	char buf[512];
+	struct iovec iov = {buf, sizeof(buf)};
+
+	ck_assert_int_eq(block_open(&bs, path, "raw", BLOCK_O_RDWR | BLOCK_O_UNMAP, NULL), 0);
+	ck_assert_int_eq(block_aio_ctx_new(base, &ctx, NULL), 0);
+	/* out of range and read-only: rejected at once, no callback */
+	ck_assert_int_eq(block_aio_submit(bs, ctx, BLOCK_OP_READ, NREQ * REQ_SIZE * 2, &iov, 1, 0,
+					  0, on_one, &o),
+			 -EINVAL);
+	ck_assert_int_eq(block_open(&ro, path, "raw", BLOCK_O_NO_LOCK, NULL), 0);
+	ck_assert_int_eq(block_aio_submit(ro, ctx, BLOCK_OP_WRITE, 0, &iov, 1, 0, 0, on_one, &o),
+			 -EPERM);
+	ck_assert_int_eq(block_aio_submit(bs, ctx, BLOCK_OP_DISCARD, 0, NULL, 0,
+					  NREQ * REQ_SIZE * 4, 0, on_one, &o),
+			 -EINVAL);
+	ck_assert_int_eq(o.calls, 0);
+
+	memset(buf, 0xee, sizeof(buf));
+	ck_assert_int_eq(block_pwrite(bs, 0, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(
+		block_aio_submit(bs, ctx, BLOCK_OP_WRITE_ZEROES, 0, NULL, 0, 512, 0, on_one, &o),
+		0);
+	ck_assert_int_eq(o.calls, 0);
+	event_base_dispatch(base);
+	ck_assert_int_eq(o.calls, 1);
+	ck_assert_int_eq(o.ret, 0);
+	ck_assert_int_eq(block_pread(bs, 0, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(buf[0], 0);
+	ck_assert_int_eq(block_aio_submit(bs, ctx, BLOCK_OP_FLUSH, 0, NULL, 0, 0, 0, on_one, &o),
+			 0);
+	event_base_dispatch(base);
+	ck_assert_int_eq(o.calls, 2);
+	ck_assert_int_eq(o.ret, 0);
+	ck_assert_int_eq(
+		block_aio_submit(bs, ctx, BLOCK_OP_DISCARD, 0, NULL, 0, 4096, 0, on_one, &o), 0);
+	event_base_dispatch(base);
+	ck_assert_int_eq(o.calls, 3);
+	ck_assert_int_eq(o.ret, 0);
+	block_get_stats(bs, &st);
+	ck_assert_uint_eq(st.flush_ops, 1);
+	ck_assert_uint_eq(st.zero_ops, 1);
+	ck_assert_uint_eq(st.discard_ops, 1);
+
+	block_aio_ctx_free(ctx);
+	block_aio_ctx_free(NULL);
+	event_base_free(base);
+	block_unref(ro);
+	block_unref(bs);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+	Suite *s = suite_create("block-aio");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, many_uring);
+	tcase_add_test(tc, many_uring_direct);
+	tcase_add_test(tc, many_direct_unaligned);
+	tcase_add_test(tc, many_pool);
+	tcase_add_test(tc, rejects_and_other_ops);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+#include "check-main.h"
