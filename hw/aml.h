@@ -1,0 +1,68 @@
+/*
+ * A small ACPI Machine Language (AML) byte-code emitter for the DSDT.
+ * Objects with a PkgLength (Scope, Device, Method, Package) are opened with
+ * *_begin() and closed with aml_end(); the length is encoded when closed.
+ * Resource templates are assembled in a struct aml_res and emitted as a
+ * Buffer. Errors (out of memory, too deep, size limit) are latched in
+ * aml->err and every later call is a no-op, so callers check once at the end.
+ *
+ * Threads: none of its own; an emitter belongs to one thread.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AML_MAX_DEPTH 16
+#define AML_MAX_SIZE (1u << 20)
+
+struct aml {
+	uint8_t *buf;
+	size_t len, cap;
+	int err; /* 0 or the first -errno */
+	unsigned depth;
+	size_t open[AML_MAX_DEPTH]; /* offset where each open object's PkgLength goes */
+};
+
+void aml_init(struct aml *a);
+void aml_fini(struct aml *a);
+
+void aml_byte(struct aml *a, uint8_t b);
+void aml_bytes(struct aml *a, const void *p, size_t n);
+/* "\_SB.PCI0", "^FOO", "_HID", "" (NullName). Segments shorter than 4 are padded with '_'. */
+void aml_name_string(struct aml *a, const char *path);
+/* The shortest integer encoding (ZeroOp, OneOp, Byte/Word/DWord/QWordConst). */
+void aml_integer(struct aml *a, uint64_t v);
+void aml_string(struct aml *a, const char *s);
+/* A compressed EISA id ("PNP0A03") as a DWordConst, as ASL's EISAID() does. */
+void aml_eisaid(struct aml *a, const char *id);
+/* Name(path, <object emitted next>) */
+void aml_name(struct aml *a, const char *path);
+/* Return(<term emitted next>) */
+void aml_return(struct aml *a);
+
+void aml_scope_begin(struct aml *a, const char *path);
+void aml_device_begin(struct aml *a, const char *name);
+void aml_method_begin(struct aml *a, const char *name, unsigned nargs, int serialized);
+/* Package(n) { <n objects emitted next> } */
+void aml_package_begin(struct aml *a, unsigned n_elements);
+void aml_end(struct aml *a);
+void aml_buffer(struct aml *a, const void *data, size_t n);
+
+/* Resource template (ACPI 6.x §6.4), emitted with aml_resource_template(). */
+struct aml_res {
+	uint8_t buf[1024];
+	size_t len;
+	int err;
+};
+
+void aml_res_init(struct aml_res *r);
+void aml_res_io(struct aml_res *r, uint16_t base, uint8_t len);
+/* IRQNoFlags: edge-triggered, active-high, exclusive ISA IRQ 0..15. */
+void aml_res_irq(struct aml_res *r, unsigned irq);
+void aml_res_word_bus(struct aml_res *r, uint16_t min, uint16_t max);
+void aml_res_word_io(struct aml_res *r, uint16_t min, uint16_t max);
+void aml_res_dword_mem(struct aml_res *r, uint32_t min, uint32_t max, int cacheable);
+void aml_res_qword_mem(struct aml_res *r, uint64_t min, uint64_t max, int cacheable);
+/* Buffer() with the descriptors followed by the end tag. */
+void aml_resource_template(struct aml *a, struct aml_res *r);
