@@ -112,6 +112,7 @@ struct block_node {
  * registration: the table is the list).
  */
 extern const struct block_driver file_driver;
+extern const struct block_driver nbd_driver;
 extern const struct block_driver raw_driver;
 
 /* Open a protocol or format node by driver name (core; used by drivers for backing files). */

@@ -25,6 +25,7 @@
 /* The drivers, in lookup order. A new driver is one line here. */
 static const struct block_driver *const block_drivers[] = {
 	&file_driver,
+	&nbd_driver,
 	&raw_driver,
 };
 

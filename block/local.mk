@@ -5,6 +5,7 @@ noinst_LIBRARIES += block/libblock.a
 BLOCK_SOURCES = \
 	block/block-int.h block/block.c block/aio.c \
 	block/file.c block/file.h \
+	block/nbd.c \
 	block/raw.c
 block_libblock_a_SOURCES = $(BLOCK_SOURCES)
 block_libblock_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBURING_CFLAGS) \
@@ -23,3 +24,9 @@ TESTS += tests/unit/test-block-aio
 tests_unit_test_block_aio_SOURCES = tests/unit/test-block-aio.c tests/unit/check-main.h
 tests_unit_test_block_aio_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_unit_test_block_aio_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-block-nbd
+TESTS += tests/unit/test-block-nbd
+tests_unit_test_block_nbd_SOURCES = tests/unit/test-block-nbd.c tests/unit/check-main.h
+tests_unit_test_block_nbd_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_block_nbd_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
