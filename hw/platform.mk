@@ -4,7 +4,8 @@
 hw_libhw_a_SOURCES += \
 	hw/aml.c hw/aml.h \
 	hw/acpi.c hw/acpi.h \
-	hw/mptable.c hw/mptable.h
+	hw/mptable.c hw/mptable.h \
+	hw/serial.c hw/serial.h
 
 check_PROGRAMS += tests/unit/test-acpi tests/unit/test-mptable
 TESTS += tests/unit/test-acpi tests/unit/test-mptable
@@ -16,3 +17,10 @@ tests_unit_test_mptable_SOURCES = tests/unit/test-mptable.c tests/unit/check-mai
 	hw/mptable.c hw/acpi.c hw/aml.c
 tests_unit_test_mptable_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_mptable_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-serial
+TESTS += tests/unit/test-serial
+tests_unit_test_serial_SOURCES = tests/unit/test-serial.c tests/unit/check-main.h \
+	hw/serial.c $(FAKE_HW)
+tests_unit_test_serial_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_unit_test_serial_LDADD = $(COMMON_LIBS) $(LIBEVENT_LIBS) $(JANSSON_LIBS) $(UNIT_LIBS)
