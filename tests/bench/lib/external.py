@@ -1,0 +1,95 @@
+"""Figures measured by other helpers' scripts under tests/bench/.
+
+Contract (also in tests/bench/README): the harness runs `sh SCRIPT` from the
+source tree with these environment variables
+    top_srcdir, top_builddir   the trees (vmmd, vmctl, vmm-img are in top_builddir)
+    BENCH_ROUNDS               how many samples to take per side
+    BENCH_QUICK                1 for a quick run (small sizes, short runs), else 0
+    BENCH_TMP                  a scratch directory the script may fill (removed afterwards)
+and reads its standard output. Each line of the form
+    BENCH {"figure": "...", "vmmd": [samples], "qemu": [samples], "unit": "..."}
+is one row. Optional keys: "better" ("lower" default, or "higher"), "title"
+(defaults to figure), "skipped" (a reason; or "vmmd_skipped"/"qemu_skipped" for one
+side), "note". Other lines are kept in the harness log. An exit status other than 0
+(or 77 = everything skipped) is reported with the last lines of output.
+"""
+
+import json
+import os
+import subprocess
+
+from common import SRCDIR
+
+# script name -> figure number in the table
+SCRIPTS = (("block.sh", 5), ("virtio-blk.sh", 6), ("firmware.sh", 8))
+
+
+def parse_line(line):
+    """The row dict of one BENCH line, or None if the line is not one.
+
+    Raises ValueError when the line claims to be a BENCH line but is not
+    well-formed (not an object, no figure, samples not lists of numbers).
+    """
+    if not line.startswith("BENCH "):
+        return None
+    obj = json.loads(line[6:])
+    if not isinstance(obj, dict) or not isinstance(obj.get("figure"), str):
+        raise ValueError("BENCH line without a \"figure\" string")
+    for side in ("vmmd", "qemu"):
+        v = obj.get(side, [])
+        if not isinstance(v, list) or not all(isinstance(x, (int, float)) and
+                                              not isinstance(x, bool) for x in v):
+            raise ValueError("BENCH %s: \"%s\" must be a list of numbers" % (obj["figure"], side))
+        obj[side] = v
+    if obj.get("better", "lower") not in ("lower", "higher"):
+        raise ValueError("BENCH %s: \"better\" must be lower or higher" % obj["figure"])
+    return obj
+
+
+def run_script(ctx, script, number, log):
+    """Run one script and add its rows; returns a list of (number, reason) if
+    the script produced nothing usable."""
+    path = os.path.join(SRCDIR, "tests", "bench", script)
+    if not os.path.exists(path):
+        return [(number, "%s has not landed (no tests/bench/%s)" % (script, script))]
+    tmp = os.path.join(ctx.cfg.tmp, "ext-" + script)
+    os.makedirs(tmp, exist_ok=True)
+    env = dict(os.environ, top_srcdir=SRCDIR, top_builddir=ctx.cfg.builddir,
+               BENCH_ROUNDS=str(ctx.rounds), BENCH_QUICK="1" if ctx.quick else "0",
+               BENCH_TMP=tmp)
+    try:
+        p = subprocess.run(["sh", path], cwd=SRCDIR, env=env, capture_output=True, text=True,
+                           timeout=ctx.script_timeout)
+    except subprocess.TimeoutExpired:
+        return [(number, "%s did not finish within %d s" % (script, ctx.script_timeout))]
+    log.write("==== %s (exit %d)\n%s\n%s\n" % (script, p.returncode, p.stdout, p.stderr))
+    rows = 0
+    problems = []
+    for line in p.stdout.splitlines():
+        try:
+            obj = parse_line(line)
+        except ValueError as e:
+            problems.append(str(e))
+            continue
+        if obj is None:
+            continue
+        rows += 1
+        row = ctx.results.row(number, "%s.%s" % (script[:-3], obj["figure"]),
+                              obj.get("title", obj["figure"]), obj.get("unit", ""),
+                              obj.get("better", "lower"), note=obj.get("note"))
+        for side in ("vmmd", "qemu"):
+            for x in obj[side]:
+                row.add(side, x)
+            reason = obj.get(side + "_skipped") or obj.get("skipped")
+            row.skip(side, reason or "%s reported no %s samples" % (script, side))
+    if p.returncode not in (0, 77) or problems:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
+        msg = "%s exited %d%s: %s" % (script, p.returncode,
+                                     " (%s)" % problems[0] if problems else "", " | ".join(tail))
+        if rows == 0:
+            return [(number, msg)]
+        ctx.notes.append(msg)
+    if rows == 0:
+        tail = p.stdout.strip().splitlines()[-1:] or ["no BENCH lines"]
+        return [(number, "%s printed no BENCH line (%s)" % (script, tail[0][-200:]))]
+    return []

@@ -1,0 +1,338 @@
+"""The figures of issue #6 measured by the harness itself (1-4 and 7; 5 and
+6 come from the block and virtio helpers' scripts, see external.py).
+
+A figure declares its rows up front, then is measured once per round for
+each VMM; the harness alternates which VMM goes first. measure() raises
+SkipFigure when that VMM cannot do what the figure needs, which marks the
+figure's rows for that side skipped with the reason.
+"""
+
+import multiprocessing
+import os
+import subprocess
+import time
+
+from common import (LogWatcher, SkipFigure, guest_ram_rss_kib, percentile,
+                    wait_first_byte_fds)
+from qmp import roundtrip_loop
+from results import Target
+from vmm import QemuVM, Vmmd
+
+BOOT_TIMEOUT = 30.0
+
+
+class Figure:
+    number = 0
+    name = ""
+    slow = False  # skipped in --quick runs
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.rows = []
+
+    def row(self, key, title, unit, better="lower", target=None, note=None):
+        r = self.ctx.results.row(self.number, key, title, unit, better, target, note)
+        self.rows.append(r)
+        return r
+
+    def unavailable(self):
+        """{side: reason} for a VMM this figure cannot run on at all."""
+        return {}
+
+    def measure(self, side, rnd):
+        getattr(self, "measure_" + side)(rnd)
+
+    def finalize(self):
+        """Called once after all rounds (figures that compare whole traces)."""
+
+
+# ---------------------------------------------------------------------------
+# 1. Start latency
+
+class StartLatency(Figure):
+    number = 1
+    name = "start latency"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.per_round = 1 if ctx.quick else 3
+        self.r_vmctl = self.row("start.vmctl", "start latency: vmctl start / QEMU exec -> first "
+                                "serial byte", "ms", "lower",
+                                Target("ratio_max", 1 / 3.0, "<= 1/3 of QEMU"))
+        self.r_qmp = self.row("start.qmp", "start latency: QMP vm-start / QEMU exec -> first "
+                              "serial byte", "ms", "lower",
+                              note="QEMU column is the same exec-to-first-byte samples")
+
+    def measure_qemu(self, rnd):
+        for _ in range(self.per_round):
+            vm = QemuVM(self.ctx.cfg)
+            try:
+                t = wait_first_byte_fds([vm.serial_fd], BOOT_TIMEOUT)[vm.serial_fd]
+                ms = (t - vm.t_exec) * 1e3
+                self.r_vmctl.add("qemu", ms)
+                self.r_qmp.add("qemu", ms)
+            finally:
+                vm.stop()
+
+    def measure_vmmd(self, rnd):
+        d = Vmmd(self.ctx.cfg, "start%d" % rnd)
+        try:
+            w = LogWatcher(d.console_dir)
+            for i in range(self.per_round):
+                for how, row in (("vmctl", self.r_vmctl), ("qmp", self.r_qmp)):
+                    name = "s%d-%s" % (i, how)
+                    d.create(name)
+                    if how == "vmctl":
+                        t0 = time.monotonic()
+                        p = subprocess.Popen(d.vmctl_argv("start", name), stdout=subprocess.PIPE,
+                                             stderr=subprocess.STDOUT)
+                        try:
+                            t = w.wait([name], BOOT_TIMEOUT)[name]
+                        finally:
+                            out = p.communicate(timeout=60)[0]
+                        if p.returncode != 0:
+                            raise SkipFigure("vmctl start exited %d: %s" %
+                                             (p.returncode, out.decode(errors="replace")[-300:]))
+                    else:
+                        t0 = time.monotonic()
+                        d.start_qmp(name)
+                        t = w.wait([name], BOOT_TIMEOUT)[name]
+                    row.add("vmmd", (t - t0) * 1e3)
+            w.close()
+        finally:
+            d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 2. Memory overhead per VM
+
+class MemoryPerVM(Figure):
+    number = 2
+    name = "memory per VM"
+    SETTLE = 0.5
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.counts = (1, 10) if ctx.quick else (1, 10, 50)
+        self.r = {}
+        for n in (1, 10, 50):
+            self.r[n] = self.row("memory.n%d" % n,
+                                 "memory per idle VM, guest RAM excluded: vmmd RSS growth / N "
+                                 "(N=%d) vs one QEMU process" % n, "MiB", "lower",
+                                 Target("vmmd_max", 2.0, "< 2 MiB"))
+        if ctx.quick:
+            self.r[50].skip("vmmd", "--quick runs N=1 and N=10 only")
+            self.r[50].skip("qemu", "--quick runs N=1 and N=10 only")
+
+    def measure_qemu(self, rnd):
+        cfg = self.ctx.cfg
+        vm = QemuVM(cfg)
+        try:
+            wait_first_byte_fds([vm.serial_fd], BOOT_TIMEOUT)
+            time.sleep(self.SETTLE)
+            guest, nmaps = guest_ram_rss_kib(vm.pid, cfg.memory_bytes)
+            if nmaps == 0:
+                raise SkipFigure("no %d MiB guest RAM mapping found in QEMU's smaps" %
+                                 cfg.memory_mib)
+            mib = (vm.rss_kib() - guest) / 1024.0
+            for n in self.counts:
+                self.r[n].add("qemu", mib)
+        finally:
+            vm.stop()
+
+    def measure_vmmd(self, rnd):
+        cfg = self.ctx.cfg
+        d = Vmmd(cfg, "mem%d" % rnd)
+        try:
+            w = LogWatcher(d.console_dir)
+            time.sleep(self.SETTLE)
+            base = d.rss_kib()
+            made = 0
+            for n in self.counts:
+                names = []
+                while made < n:
+                    name = "m%d" % made
+                    d.create(name, start=True)
+                    names.append(name)
+                    made += 1
+                w.wait(names, BOOT_TIMEOUT)
+                time.sleep(self.SETTLE)
+                guest, nmaps = guest_ram_rss_kib(d.pid, cfg.memory_bytes)
+                if nmaps < n:
+                    raise SkipFigure("found %d guest RAM mappings of %d MiB in vmmd's smaps for "
+                                     "%d VMs: cannot subtract guest RAM" %
+                                     (nmaps, cfg.memory_mib, n))
+                self.r[n].add("vmmd", (d.rss_kib() - guest - base) / 1024.0 / n)
+            w.close()
+        finally:
+            d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 3. Density and creation rate
+
+class Density(Figure):
+    number = 3
+    name = "density"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.n = 10 if ctx.quick else 50
+        self.r = self.row("density.rate", "creation rate: %d VMs at once from %d parallel "
+                          "clients, booted to first serial byte" % (self.n, self.n), "VMs/s",
+                          "higher", Target("ratio_min", 3.0, ">= 3x QEMU"))
+        self.r_total = self.row("density.total", "time until all %d VMs wrote their first "
+                                "serial byte" % self.n, "s", "lower")
+
+    def record(self, side, seconds):
+        self.r.add(side, self.n / seconds)
+        self.r_total.add(side, seconds)
+
+    def measure_qemu(self, rnd):
+        vms = []
+        try:
+            t0 = time.monotonic()
+            for _ in range(self.n):
+                vms.append(QemuVM(self.ctx.cfg))
+            seen = wait_first_byte_fds([v.serial_fd for v in vms], BOOT_TIMEOUT * 4)
+            self.record("qemu", max(seen.values()) - t0)
+        finally:
+            for v in vms:
+                v.stop()
+
+    def measure_vmmd(self, rnd):
+        import threading
+        from qmp import QMP
+
+        d = Vmmd(self.ctx.cfg, "density%d" % rnd)
+        try:
+            w = LogWatcher(d.console_dir)
+            names = ["d%d" % i for i in range(self.n)]
+            barrier = threading.Barrier(self.n + 1)
+            errors = []
+
+            def client(name):
+                try:
+                    barrier.wait(30)
+                    q = QMP(d.socket)
+                    d.create(name, start=True, qmp=q)
+                    q.close()
+                except Exception as e:
+                    errors.append(str(e))
+
+            threads = [threading.Thread(target=client, args=(n,)) for n in names]
+            for t in threads:
+                t.start()
+            barrier.wait(30)
+            t0 = time.monotonic()
+            try:
+                seen = w.wait(names, BOOT_TIMEOUT * 4)
+            except SkipFigure:
+                if errors:
+                    raise SkipFigure(errors[0])
+                raise
+            finally:
+                for t in threads:
+                    t.join(60)
+            if errors:
+                raise SkipFigure(errors[0])
+            self.record("vmmd", max(seen.values()) - t0)
+            w.close()
+        finally:
+            d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 4. Control plane
+
+class ControlPlane(Figure):
+    number = 4
+    name = "control plane"
+    CLIENTS = (1, 16)
+    VMS = (1, 50)
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.duration = 0.3 if ctx.quick else 2.0
+        self.r = {}
+        for c in self.CLIENTS:
+            for v in self.VMS:
+                base = "control.c%d.vms%d" % (c, v)
+                what = "query-status, %d client%s, %d VM%s defined" % (
+                    c, "s" if c > 1 else "", v, "s" if v > 1 else "")
+                note = "QEMU: one instance with %d QMP socket(s)" % c
+                self.r[(c, v, "rps")] = self.row(base + ".rps", what + ": round trips/s",
+                                                 "1/s", "higher", note=note)
+                self.r[(c, v, "p50")] = self.row(base + ".p50", what + ": p50 latency", "us",
+                                                 "lower", note=note)
+                tgt = Target("vmmd_max", 1000.0, "p99 < 1 ms") if v == 50 else None
+                self.r[(c, v, "p99")] = self.row(base + ".p99", what + ": p99 latency", "us",
+                                                 "lower", tgt, note=note)
+
+    def run_clients(self, paths, requests_for):
+        """Start one client process per path; returns (total rps, latencies)."""
+        mp = multiprocessing.get_context("fork")
+        barrier = mp.Barrier(len(paths) + 1)
+        out = mp.Queue()
+        procs = [mp.Process(target=roundtrip_loop,
+                            args=(p, requests_for(i), self.duration, barrier, out))
+                 for i, p in enumerate(paths)]
+        for p in procs:
+            p.start()
+        try:
+            barrier.wait(30)
+            t0 = time.monotonic()
+            lats = []
+            for _ in procs:
+                r = out.get(timeout=self.duration + 60)
+                if isinstance(r, str):
+                    raise SkipFigure("control-plane client failed: %s" % r)
+                lats.extend(r)
+            wall = time.monotonic() - t0
+        finally:
+            for p in procs:
+                p.join(10)
+                if p.is_alive():
+                    p.kill()
+                    p.join()
+        if not lats:
+            raise SkipFigure("no round trip completed")
+        return len(lats) / wall, lats
+
+    def record(self, side, c, v, rps, lats):
+        self.r[(c, v, "rps")].add(side, rps)
+        self.r[(c, v, "p50")].add(side, percentile(lats, 50))
+        self.r[(c, v, "p99")].add(side, percentile(lats, 99))
+
+    def measure_qemu(self, rnd):
+        socks = [os.path.join(self.ctx.cfg.tmp, "qmp-r%d-%d.sock" % (rnd, i))
+                 for i in range(max(self.CLIENTS))]
+        vm = QemuVM(self.ctx.cfg, qmp_sockets=socks)
+        try:
+            vm.wait_qmp()
+            req = [b'{"execute": "query-status"}\n']
+            for c in self.CLIENTS:
+                rps, lats = self.run_clients(socks[:c], lambda i: req)
+                for v in self.VMS:
+                    self.record("qemu", c, v, rps, lats)
+        finally:
+            vm.stop()
+
+    def measure_vmmd(self, rnd):
+        d = Vmmd(self.ctx.cfg, "control%d" % rnd)
+        try:
+            made = 0
+            for v in self.VMS:
+                while made < v:
+                    d.create("c%d" % made, start=True)
+                    made += 1
+
+                def requests_for(i, v=v):
+                    # Each client walks the defined VMs from its own offset.
+                    return [('{"execute": "query-status", "arguments": {"vm": "c%d"}}\n' %
+                             ((i + k) % v)).encode() for k in range(v)]
+                for c in self.CLIENTS:
+                    rps, lats = self.run_clients([d.socket] * c, requests_for)
+                    self.record("vmmd", c, v, rps, lats)
+        finally:
+            d.stop()

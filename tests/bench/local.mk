@@ -1,0 +1,16 @@
+# tests/bench/: vmmd vs QEMU benchmarks (run by hand: tests/bench/run; see
+# tests/bench/README), their tiny PVH guest, and the harness's smoke test.
+
+check_DATA += tests/bench/guest/bench-guest.elf
+CLEANFILES += tests/bench/guest/bench-guest.elf
+TESTS += tests/functional/test-bench-smoke.py
+EXTRA_DIST += tests/bench/run tests/bench/README tests/bench/lib tests/bench/guest
+
+BENCH_GUEST_SRC = $(srcdir)/tests/bench/guest/bench-guest.S
+BENCH_GUEST_LDS = $(srcdir)/tests/bench/guest/bench-guest.ld
+
+# A freestanding ELF64 with a PVH note, built with the guest compiler.
+tests/bench/guest/bench-guest.elf: $(BENCH_GUEST_SRC) $(BENCH_GUEST_LDS)
+	$(AM_V_GEN)$(MKDIR_P) tests/bench/guest && \
+	$(GUEST_CC) -nostdlib -static -no-pie -Wl,-T,$(BENCH_GUEST_LDS) -Wl,--build-id=none \
+		-Wl,-z,noexecstack -o $@ $(BENCH_GUEST_SRC)
