@@ -25,6 +25,7 @@ class Figure:
     number = 0
     name = ""
     slow = False  # skipped in --quick runs
+    needs_kvm = True
 
     def __init__(self, ctx):
         self.ctx = ctx

@@ -11,12 +11,14 @@ It runs once per harness run (round 1 only): a boot takes minutes here.
 import glob
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
 
 from common import SRCDIR, SkipFigure, have, register, reap
 from figures import Figure
+from qmp import QMP
 from vmm import QemuVM, Vmmd
 
 QUIET = 25.0  # stop watching after this long without a new console line
@@ -64,18 +66,16 @@ def find_kit(builddir):
 class Perf:
     """perf stat -I counting kvm:kvm_userspace_exit of one process."""
 
-    def __init__(self, path, pid=None, argv=None, stdout=None):
+    def __init__(self, path, pid):
         self.path = path
         cmd = ["perf", "stat", "-x,", "-I", str(PERF_INTERVAL_MS), "-e", "kvm:kvm_userspace_exit",
-               "-o", path]
-        cmd += ["-p", str(pid)] if pid else ["--"] + argv
+               "-o", path, "-p", str(pid)]
         self.t0 = time.monotonic()
         self.proc = register(subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                              stdout=stdout or subprocess.DEVNULL,
+                                              stdout=subprocess.DEVNULL,
                                               stderr=subprocess.DEVNULL))
 
     def stop(self):
-        import signal
         reap(self.proc, sig=signal.SIGINT, timeout=10)
 
     def samples(self):
@@ -153,44 +153,50 @@ class LinuxBoot(Figure):
         super().measure(side, rnd)
 
     def measure_qemu(self, rnd):
+        # QEMU starts paused (-S) so perf can attach to all its threads
+        # before the guest runs; the clock starts at "cont", as it starts at
+        # vm-create for vmmd.
         kernel, initrd, cmdline = self.kit
-        extra = ["-append", cmdline] + (["-initrd", initrd] if initrd else [])
-        perf_out = os.path.join(self.ctx.cfg.tmp, "perf-qemu.csv")
+        sock = os.path.join(self.ctx.cfg.tmp, "linux-qmp.sock")
+        extra = ["-S", "-append", cmdline] + (["-initrd", initrd] if initrd else [])
+        vm = QemuVM(self.ctx.cfg, qmp_sockets=[sock], kernel=kernel, extra=extra)
+        perf = None
         lines = []
-        if self.perf_err:
-            vm = QemuVM(self.ctx.cfg, kernel=kernel, extra=extra)
-            proc, t0, perf = vm.proc, vm.t_exec, None
-        else:
-            from vmm import qemu_cmd
-            perf = Perf(perf_out, argv=qemu_cmd(self.ctx.cfg, kernel, (), extra),
-                        stdout=subprocess.PIPE)
-            proc, t0 = perf.proc, perf.t0
-        fd = proc.stdout.fileno()
-        done = threading.Event()
+        try:
+            vm.wait_qmp()
+            q = QMP(sock)
+            if not self.perf_err:
+                perf = Perf(os.path.join(self.ctx.cfg.tmp, "perf-qemu.csv"), pid=vm.pid)
+                time.sleep(0.3)
+            fd = vm.serial_fd
+            done = threading.Event()
+            t0 = time.monotonic()
 
-        def reader():
-            buf = b""
-            while True:
-                data = os.read(fd, 65536)
-                if not data:
-                    break
-                now = time.monotonic()
-                buf += data
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    lines.append((now - t0, line.decode(errors="replace")))
-            done.set()
+            def reader():
+                buf = b""
+                while True:
+                    data = os.read(fd, 65536)
+                    if not data:
+                        break
+                    now = time.monotonic()
+                    buf += data
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        lines.append((now - t0, line.decode(errors="replace")))
+                done.set()
 
-        th = threading.Thread(target=reader, daemon=True)
-        th.start()
-        self.watch(lambda: done.is_set(), lines, t0)
-        if perf:
-            perf.stop()
-            reap(proc)
-        else:
+            th = threading.Thread(target=reader, daemon=True)
+            th.start()
+            q.ok("cont")
+            self.watch(done.is_set, lines, t0)
+            if perf:
+                perf.stop()
+            self.traces["qemu"] = (list(lines), perf.samples() if perf else None, t0)
+            q.close()
+        finally:
+            if perf:
+                perf.stop()
             vm.stop()
-        th.join(5)
-        self.traces["qemu"] = (lines, perf.samples() if perf else None, t0)
 
     def measure_vmmd(self, rnd):
         kernel, initrd, cmdline = self.kit

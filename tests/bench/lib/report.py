@@ -1,6 +1,7 @@
 """Output of a run: the text table, results.json and a gnuplot PNG chart."""
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -106,6 +107,9 @@ def chart(doc, out_dir):
             label = "%d %s" % (r["figure"], r["key"])
             f.write('%d "%s" %g\n' % (i, label, r["advantage"]))
     png = os.path.join(out_dir, "results.png")
+    adv = [r["advantage"] for r in rows]
+    lo = 10 ** math.floor(math.log10(min(0.5, min(adv) / 2)))
+    hi = 10 ** math.ceil(math.log10(max(2.0, max(adv) * 4)))
     script = """
 set terminal pngcairo size 1100,%d noenhanced font ",9"
 set output "%s"
@@ -113,17 +117,17 @@ set title "vmmd vs QEMU, %s (%s, %d CPUs): times better (>1) or worse (<1), log 
 set style fill solid 0.6
 set boxwidth 0.7
 set logscale x 10
-set xrange [0.01:1000]
+set xrange [%g:%g]
 set grid xtics
 set ytics nomirror
-set yrange [-1:%d]
+set yrange [%d:-1]
 set arrow from 1,graph 0 to 1,graph 1 nohead lw 2 lc rgb "black"
 unset key
 plot "%s" using (1):1:($3 < 1 ? $3 : 1):($3 < 1 ? 1 : $3):($1 - 0.35):($1 + 0.35):yticlabels(2) \\
      with boxxyerror lc rgb "#3070b0", \\
-     "%s" using ($3):1:(sprintf("%%.2fx", $3)) with labels left offset 1,0
+     "%s" using ($3 < 1 ? 1 : $3):1:(sprintf("%%.2fx", $3)) with labels left offset 1,0
 """ % (120 + 24 * len(rows), png, doc["machine"]["cpu"], doc["machine"]["kernel"],
-       doc["machine"]["nproc"], len(rows), dat, dat)
+       doc["machine"]["nproc"], lo, hi, len(rows), dat, dat)
     # Each bar spans from 1 to vmmd's advantage on the log axis.
     gp = os.path.join(out_dir, "results.gp")
     with open(gp, "w") as f:
