@@ -9,3 +9,9 @@ TESTS += tests/unit/test-fwcfg
 tests_unit_test_fwcfg_SOURCES = tests/unit/test-fwcfg.c hw/fw-cfg.c hw/fw-cfg.h $(FAKE_HW)
 tests_unit_test_fwcfg_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_fwcfg_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-ide
+TESTS += tests/unit/test-ide
+tests_unit_test_ide_SOURCES = tests/unit/test-ide.c hw/ide.c hw/ide.h $(FAKE_HW)
+tests_unit_test_ide_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_ide_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)

@@ -1,0 +1,58 @@
+/*
+ * PIIX-style IDE controller: two channels at the ISA-compatible addresses
+ * (primary 0x1F0-0x1F7 + 0x3F6 on IRQ 14, secondary 0x170-0x177 + 0x376 on
+ * IRQ 15), each with a master and a slave drive, plus the bus-master DMA
+ * registers that the PCI function exposes through BAR4 (8 bytes per
+ * channel). Drives are ATA disks or ATAPI CD-ROMs on the block layer.
+ *
+ * Threads: port handlers run on vCPU threads and are serialized by the
+ * controller's mutex. Disk I/O is synchronous on the calling vCPU thread
+ * (the legacy interface has one command in flight per channel; virtio-blk is
+ * the fast path). Attach, media change and free run on the control thread.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+struct ide;
+struct vm;
+struct iobus;
+struct guest_mem;
+struct block_node;
+
+#define IDE_MAX_DRIVES 4 /* primary master, primary slave, secondary master, slave */
+#define IDE_BM_SIZE 16	 /* bus-master register block (BAR4) */
+
+/*
+ * A controller raising its interrupts on @vm (GSI 14 and 15), doing DMA in
+ * @mem. Ports are registered on @bus by ide_register(). NULL on ENOMEM.
+ */
+struct ide *ide_new(struct vm *vm, struct iobus *bus, struct guest_mem *mem);
+/* Drops the drives' block references. NULL is fine. */
+void ide_free(struct ide *ide);
+
+/*
+ * Put a drive in @slot (0..3). @bs (a reference the controller takes over,
+ * may be NULL for an empty CD-ROM drive) is an ATA disk, or, with @cd, a
+ * read-only CD-ROM. @serial may be NULL.
+ */
+int ide_attach(struct ide *ide, unsigned slot, struct block_node *bs, bool cd, const char *serial,
+	       struct error **errp);
+/*
+ * Change the medium of the CD-ROM in @slot: @bs replaces it (NULL ejects).
+ * The guest sees UNIT ATTENTION (medium may have changed) once.
+ * -EBUSY when the guest has locked the tray and @force is false.
+ */
+int ide_cd_change_media(struct ide *ide, unsigned slot, struct block_node *bs, bool force,
+			struct error **errp);
+
+int ide_register(struct ide *ide, struct error **errp);
+void ide_unregister(struct ide *ide);
+void ide_reset(struct ide *ide);
+
+/* Bus-master registers, @offset within the 16-byte BAR4 block (the PCI function forwards). */
+uint64_t ide_bm_read(struct ide *ide, uint64_t offset, unsigned size);
+void ide_bm_write(struct ide *ide, uint64_t offset, uint64_t value, unsigned size);
