@@ -15,3 +15,9 @@ TESTS += tests/unit/test-ide
 tests_unit_test_ide_SOURCES = tests/unit/test-ide.c hw/ide.c hw/ide.h $(FAKE_HW)
 tests_unit_test_ide_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_ide_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-e1000
+TESTS += tests/unit/test-e1000
+tests_unit_test_e1000_SOURCES = tests/unit/test-e1000.c hw/e1000.c hw/e1000.h $(FAKE_HW)
+tests_unit_test_e1000_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(ZLIB_CFLAGS)
+tests_unit_test_e1000_LDADD = $(COMMON_LIBS) $(ZLIB_LIBS) $(UNIT_LIBS)
