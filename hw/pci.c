@@ -574,7 +574,7 @@ void pci_host_config_write(struct pci_host *h, unsigned bus, unsigned devfn, uns
 		if (o == PCI_COMMAND || o == PCI_COMMAND + 1) {
 			cmd = true;
 		}
-		if (dev->msix && (o == dev->msix->cap + 2 || o == dev->msix->cap + 3)) {
+		if (dev->msix && (o == dev->msix->cap + 2u || o == dev->msix->cap + 3u)) {
 			msix = true;
 		}
 	}
