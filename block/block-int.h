@@ -34,6 +34,7 @@ struct block_check_result {
 	uint64_t allocated_clusters, total_clusters, fragmented_clusters;
 	uint64_t image_end_offset;
 	int check_errors;
+	uint64_t compressed_clusters; /* for the "% compressed" line of vmm-img check */
 };
 
 struct block_driver {
@@ -149,6 +150,18 @@ int block_do_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len, 
 void block_account(struct block_node *bs, enum block_op op, uint64_t bytes, int ret,
 		   uint64_t start_ns);
 uint64_t block_now_ns(void);
+
+/*
+ * Tool-level operations (vmm-img), validated by the core. -ENOTSUP when
+ * the driver lacks the op. block_check: @fix is 0 or BLOCK_FIX_*; writable
+ * node needed to fix. block_pwrite_compressed: one whole cluster (or the
+ * image's last, partial one) at a cluster-aligned offset.
+ */
+int block_check(struct block_node *bs, struct block_check_result *res, unsigned fix,
+		struct error **errp);
+int block_pwrite_compressed(struct block_node *bs, uint64_t offset, const void *buf, uint64_t len);
+int block_change_backing(struct block_node *bs, const char *file, const char *fmt,
+			 struct error **errp);
 
 /* Offset of a raw node's window in its file (aio.c's io_uring path). */
 uint64_t raw_window_offset(struct block_node *bs);

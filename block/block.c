@@ -860,3 +860,49 @@ json_t *block_snapshot_list(struct block_node *bs, struct error **errp)
 	}
 	return bs->drv->snapshot_list(bs, errp);
 }
+
+int block_check(struct block_node *bs, struct block_check_result *res, unsigned fix,
+		struct error **errp)
+{
+	memset(res, 0, sizeof(*res));
+	if (!bs->drv->check) {
+		return error_set(errp, ENOTSUP, "format '%s' of '%s' does not support checks",
+				 bs->drv->name, bs->filename);
+	}
+	if (fix && bs->read_only) {
+		return error_set(errp, EPERM, "cannot repair '%s': opened read-only", bs->filename);
+	}
+	return bs->drv->check(bs, res, fix);
+}
+
+int block_pwrite_compressed(struct block_node *bs, uint64_t offset, const void *buf, uint64_t len)
+{
+	uint64_t t0;
+	int r;
+
+	if (!bs->drv->pwrite_compressed) {
+		return -ENOTSUP;
+	}
+	r = block_check_request(bs, offset, len, true);
+	if (r < 0) {
+		return r;
+	}
+	t0 = now_ns();
+	r = bs->drv->pwrite_compressed(bs, offset, buf, len);
+	block_account(bs, BLOCK_OP_WRITE, len, r, t0);
+	return r;
+}
+
+int block_change_backing(struct block_node *bs, const char *file, const char *fmt,
+			 struct error **errp)
+{
+	if (!bs->drv->change_backing) {
+		return error_set(errp, ENOTSUP, "format '%s' of '%s' has no backing file",
+				 bs->drv->name, bs->filename);
+	}
+	if (bs->read_only) {
+		return error_set(errp, EPERM, "cannot change the backing file: '%s' is read-only",
+				 bs->filename);
+	}
+	return bs->drv->change_backing(bs, file, fmt, errp);
+}

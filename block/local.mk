@@ -30,3 +30,7 @@ TESTS += tests/unit/test-block-nbd
 tests_unit_test_block_nbd_SOURCES = tests/unit/test-block-nbd.c tests/unit/check-main.h
 tests_unit_test_block_nbd_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_block_nbd_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
+
+# Functional tests of vmm-img against qemu-img (tests/block/).
+TESTS += tests/block/test-img-raw.sh
+EXTRA_DIST += tests/block
