@@ -55,3 +55,11 @@ void vm_request(struct vm *vm, enum vm_shutdown_cause cause);
 
 /* Emit a QMP event for this VM (takes @data, may be NULL). Any VM thread. */
 void vm_emit_event(struct vm *vm, const char *name, json_t *data);
+
+/*
+ * The ACPI power button (vm_powerdown) and the live console socket
+ * (vm_console_socket), provided by the devices that implement them; set in
+ * realize, cleared (fn/path NULL) in unrealize. The path is copied.
+ */
+void vm_set_powerdown_handler(struct vm *vm, int (*fn)(void *opaque), void *opaque);
+void vm_set_console_socket(struct vm *vm, const char *path);

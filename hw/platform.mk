@@ -5,7 +5,8 @@ hw_libhw_a_SOURCES += \
 	hw/aml.c hw/aml.h \
 	hw/acpi.c hw/acpi.h \
 	hw/mptable.c hw/mptable.h \
-	hw/serial.c hw/serial.h
+	hw/serial.c hw/serial.h \
+	hw/acpi-pm.c hw/i8042.c hw/rtc.c hw/platform-tables.c hw/platform.h
 
 check_PROGRAMS += tests/unit/test-acpi tests/unit/test-mptable
 TESTS += tests/unit/test-acpi tests/unit/test-mptable
@@ -24,3 +25,19 @@ tests_unit_test_serial_SOURCES = tests/unit/test-serial.c tests/unit/check-main.
 	hw/serial.c $(FAKE_HW)
 tests_unit_test_serial_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_unit_test_serial_LDADD = $(COMMON_LIBS) $(LIBEVENT_LIBS) $(JANSSON_LIBS) $(UNIT_LIBS)
+
+PLATFORM_DEV_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+PLATFORM_DEV_LIBS = $(COMMON_LIBS) $(JANSSON_LIBS) $(UNIT_LIBS)
+check_PROGRAMS += tests/unit/test-rtc tests/unit/test-i8042 tests/unit/test-acpi-pm
+TESTS += tests/unit/test-rtc tests/unit/test-i8042 tests/unit/test-acpi-pm
+tests_unit_test_rtc_SOURCES = tests/unit/test-rtc.c tests/unit/check-main.h hw/rtc.c $(FAKE_HW)
+tests_unit_test_rtc_CFLAGS = $(PLATFORM_DEV_CFLAGS)
+tests_unit_test_rtc_LDADD = $(PLATFORM_DEV_LIBS)
+tests_unit_test_i8042_SOURCES = tests/unit/test-i8042.c tests/unit/check-main.h hw/i8042.c \
+	$(FAKE_HW)
+tests_unit_test_i8042_CFLAGS = $(PLATFORM_DEV_CFLAGS)
+tests_unit_test_i8042_LDADD = $(PLATFORM_DEV_LIBS)
+tests_unit_test_acpi_pm_SOURCES = tests/unit/test-acpi-pm.c tests/unit/check-main.h \
+	hw/acpi-pm.c $(FAKE_HW)
+tests_unit_test_acpi_pm_CFLAGS = $(PLATFORM_DEV_CFLAGS)
+tests_unit_test_acpi_pm_LDADD = $(PLATFORM_DEV_LIBS)

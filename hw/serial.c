@@ -630,6 +630,7 @@ static void serial_unrealize(void *state)
 	if (!s) {
 		return;
 	}
+	vm_set_console_socket(s->vm, NULL);
 	iobus_unregister(s->bus, IOBUS_PIO, SERIAL_COM1_BASE);
 	event_free(s->listen_ev);
 	event_free(s->kick_ev);
@@ -754,6 +755,7 @@ static int serial_realize(struct vm *vm, const void *cfg_unused, void **ret_stat
 	if (r < 0) {
 		goto err_free;
 	}
+	vm_set_console_socket(vm, s->sock_path);
 	free(dir);
 	*ret_state = s;
 	return 0;

@@ -57,6 +57,14 @@ const char *vm_name(struct vm *vm)
 	return cfg.name;
 }
 
+static char *console_socket;
+
+void vm_set_console_socket(struct vm *vm, const char *path)
+{
+	free(console_socket);
+	console_socket = path ? strdup(path) : NULL;
+}
+
 static void setup(void)
 {
 	struct error *err = NULL;
@@ -75,6 +83,7 @@ static void teardown(void)
 	char cmd[256];
 
 	serial_class.unrealize(uart);
+	ck_assert_ptr_null(console_socket);
 	ck_assert_uint_eq(fake_iobus_count(bus), 0);
 	event_base_free(base);
 	fake_iobus_free(bus);
@@ -130,6 +139,7 @@ START_TEST(test_registers)
 
 	snprintf(want, sizeof(want), "%s/vms/t1.console.sock", tmpdir);
 	ck_assert_str_eq(serial_console_socket(uart), want);
+	ck_assert_str_eq(console_socket, want);
 	snprintf(want, sizeof(want), "%s/vms/t1.console", tmpdir);
 	ck_assert_str_eq(serial_console_log(uart), want);
 

@@ -1,0 +1,15 @@
+/*
+ * The PC platform's device classes (hw/devices.c lists them): the ACPI and
+ * MP tables, the i8042 keyboard controller and the CMOS RTC. The UART is
+ * in hw/serial.h and the ACPI PM block in hw/acpi.h.
+ *
+ * Threads: constant data.
+ */
+#pragma once
+
+struct device_class;
+
+/* Writes the MP table, and the ACPI tables unless vm_config.acpi is false. */
+extern const struct device_class platform_tables_class;
+extern const struct device_class i8042_class;
+extern const struct device_class rtc_class;

@@ -1,0 +1,161 @@
+/*
+ * Unit tests of the ACPI PM block over the fake machine: S5 via PM1a_CNT
+ * (16-bit and byte writes), other sleep types ignored, the power button
+ * and GPEs raising the level-triggered SCI, write-1-to-clear status, and
+ * the PM timer's rate.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <time.h>
+
+#include "hw/acpi.h"
+#include "hw/iobus.h"
+#include "hw/machine.h"
+#include "tests/unit/fake-hw.h"
+
+static struct iobus *bus;
+static void *pm;
+static int shutdowns, other_requests;
+static int (*powerdown_fn)(void *);
+static void *powerdown_opaque;
+
+struct iobus *vm_iobus(struct vm *vm)
+{
+	return bus;
+}
+
+const char *vm_name(struct vm *vm)
+{
+	return "t";
+}
+
+void vm_request(struct vm *vm, enum vm_shutdown_cause cause)
+{
+	if (cause == VM_CAUSE_GUEST_SHUTDOWN) {
+		shutdowns++;
+	} else {
+		other_requests++;
+	}
+}
+
+void vm_set_powerdown_handler(struct vm *vm, int (*fn)(void *opaque), void *opaque)
+{
+	powerdown_fn = fn;
+	powerdown_opaque = opaque;
+}
+
+static void setup(void)
+{
+	bus = fake_iobus_new();
+	fake_irq_clear();
+	shutdowns = other_requests = 0;
+	ck_assert_int_eq(acpi_pm_class.realize(NULL, NULL, &pm, NULL), 0);
+	ck_assert_ptr_nonnull(powerdown_fn);
+}
+
+static void teardown(void)
+{
+	acpi_pm_class.unrealize(pm);
+	ck_assert_ptr_null(powerdown_fn);
+	ck_assert_uint_eq(fake_iobus_count(bus), 0);
+	fake_iobus_free(bus);
+}
+
+static uint64_t in(unsigned port, unsigned size)
+{
+	uint64_t v;
+
+	ck_assert_int_eq(iobus_read(bus, IOBUS_PIO, port, size, &v), 0);
+	return v;
+}
+
+static void out(unsigned port, unsigned size, uint64_t v)
+{
+	ck_assert_int_eq(iobus_write(bus, IOBUS_PIO, port, size, v), 0);
+}
+
+START_TEST(test_s5)
+{
+	ck_assert_uint_eq(in(ACPI_PM1_CNT_BLK, 2) & 1, 1); /* SCI_EN: always ACPI mode */
+	/* ACPICA writes SLP_TYP first, then SLP_TYP | SLP_EN */
+	out(ACPI_PM1_CNT_BLK, 2, 5u << 10);
+	ck_assert_int_eq(shutdowns, 0);
+	out(ACPI_PM1_CNT_BLK, 2, (5u << 10) | (1u << 13));
+	ck_assert_int_eq(shutdowns, 1);
+	ck_assert_uint_eq(in(ACPI_PM1_CNT_BLK, 2) & (1u << 13), 0); /* SLP_EN reads 0 */
+	/* byte write of the high half does it too */
+	out(ACPI_PM1_CNT_BLK + 1, 1, (5u << 2) | (1u << 5));
+	ck_assert_int_eq(shutdowns, 2);
+	/* S3 (not announced) is ignored */
+	out(ACPI_PM1_CNT_BLK, 2, (1u << 10) | (1u << 13));
+	ck_assert_int_eq(shutdowns, 2);
+	ck_assert_int_eq(other_requests, 0);
+}
+END_TEST
+
+START_TEST(test_power_button)
+{
+	ck_assert_int_eq(powerdown_fn(powerdown_opaque), 0);
+	ck_assert_uint_eq(in(ACPI_PM1_EVT_BLK, 2) & 0x100, 0x100);
+	ck_assert_int_eq(fake_irq_level(9), 0); /* not enabled yet */
+	out(ACPI_PM1_EVT_BLK + 2, 2, 0x100);	/* PWRBTN_EN */
+	ck_assert_int_eq(fake_irq_level(9), 1);
+	out(ACPI_PM1_EVT_BLK, 2, 0x100); /* write 1 to clear */
+	ck_assert_int_eq(fake_irq_level(9), 0);
+	ck_assert_uint_eq(in(ACPI_PM1_EVT_BLK, 2) & 0x100, 0);
+	acpi_pm_press_power_button(pm);
+	ck_assert_int_eq(fake_irq_level(9), 1);
+	acpi_pm_class.reset(pm);
+	ck_assert_int_eq(fake_irq_level(9), 0);
+}
+END_TEST
+
+START_TEST(test_gpe)
+{
+	acpi_pm_raise_gpe(pm, 3);
+	acpi_pm_raise_gpe(pm, 99); /* out of range: ignored */
+	ck_assert_uint_eq(in(ACPI_GPE0_BLK, 2), 0x08);
+	ck_assert_int_eq(fake_irq_level(9), 0);
+	out(ACPI_GPE0_BLK + 2, 1, 0x08);
+	ck_assert_int_eq(fake_irq_level(9), 1);
+	out(ACPI_GPE0_BLK, 1, 0x08);
+	ck_assert_int_eq(fake_irq_level(9), 0);
+	ck_assert_uint_eq(in(ACPI_GPE0_BLK, 2), 0);
+}
+END_TEST
+
+START_TEST(test_pm_timer)
+{
+	struct timespec ts = {0, 100000000};
+	uint32_t a, b, d;
+
+	a = (uint32_t)in(ACPI_PM_TMR_BLK, 4);
+	nanosleep(&ts, NULL);
+	b = (uint32_t)in(ACPI_PM_TMR_BLK, 4);
+	ck_assert_uint_eq(a >> 24, 0);
+	d = (b - a) & 0xFFFFFF;
+	/* 100 ms at 3.579545 MHz is 357954 ticks; allow for a loaded host */
+	ck_assert_uint_ge(d, 357954);
+	ck_assert_uint_le(d, 357954 * 5);
+	out(ACPI_PM_TMR_BLK, 4, 0); /* read-only: it keeps counting from b */
+	d = ((uint32_t)in(ACPI_PM_TMR_BLK, 4) - b) & 0xFFFFFF;
+	ck_assert_uint_lt(d, 357954 * 5);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+	Suite *s = suite_create("acpi-pm");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_s5);
+	tcase_add_test(tc, test_power_button);
+	tcase_add_test(tc, test_gpe);
+	tcase_add_test(tc, test_pm_timer);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+#include "check-main.h"
