@@ -779,9 +779,17 @@ static json_t *image_info(struct block_node *bs, unsigned depth)
 		bs->drv->info(bs, img);
 	}
 	if (bs->backing && depth < 64) {
-		json_object_set_new(img, "backing-filename", json_string(bs->backing->filename));
-		json_object_set_new(img, "backing-filename-format",
-				    json_string(bs->backing->drv->name));
+		/* the driver names the backing file as recorded; add the resolved path */
+		if (!json_object_get(img, "backing-filename")) {
+			json_object_set_new(img, "backing-filename",
+					    json_string(bs->backing->filename));
+		}
+		if (!json_object_get(img, "backing-filename-format")) {
+			json_object_set_new(img, "backing-filename-format",
+					    json_string(bs->backing->drv->name));
+		}
+		json_object_set_new(img, "full-backing-filename",
+				    json_string(bs->backing->filename));
 		json_object_set_new(img, "backing-image", image_info(bs->backing, depth + 1));
 	}
 	return img;

@@ -325,6 +325,55 @@ START_TEST(nbdkit_file_tcp)
 }
 END_TEST
 
+START_TEST(tls_psk)
+{
+	char psk[300], json[900], out[512];
+	const char *argv[] = {
+		"nbdkit", "-f", "--exit-with-parent", "-U", sock, "--tls=require", NULL, "memory",
+		"1M",	  NULL};
+	char tls_opt[320];
+	struct block_node *bs;
+	struct error *err = NULL;
+	FILE *f;
+	pid_t pid;
+
+	if (!have("nbdkit")) {
+		return;
+	}
+	snprintf(psk, sizeof(psk), "%s/keys.psk", dir);
+	f = fopen(psk, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "alice:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n");
+	fclose(f);
+	snprintf(tls_opt, sizeof(tls_opt), "--tls-psk=%s", psk);
+	argv[6] = tls_opt;
+	pid = spawn(argv);
+	/* without TLS the server refuses us */
+	snprintf(json, sizeof(json),
+		 "{\"driver\": \"raw\", \"file\": {\"driver\": \"nbd\", \"server\": "
+		 "{\"type\": \"unix\", \"path\": \"%s\"}, \"timeout\": 5}}",
+		 sock);
+	bs = open_json(json, &err);
+	ck_assert_ptr_null(bs);
+	error_free(err);
+	err = NULL;
+	snprintf(json, sizeof(json),
+		 "{\"driver\": \"raw\", \"file\": {\"driver\": \"nbd\", \"server\": "
+		 "{\"type\": \"unix\", \"path\": \"%s\"}, \"tls\": \"require\", "
+		 "\"tls-psk-file\": \"%s\", \"tls-username\": \"alice\"}}",
+		 sock, psk);
+	bs = open_json(json, &err);
+	ck_assert_msg(bs, "%s", err ? err->msg : "");
+	memset(out, 0x61, sizeof(out));
+	ck_assert_int_eq(block_pwrite(bs, 512, out, sizeof(out)), 0);
+	memset(out, 0, sizeof(out));
+	ck_assert_int_eq(block_pread(bs, 512, out, sizeof(out)), 0);
+	ck_assert_int_eq(out[511], 0x61);
+	block_unref(bs);
+	stop(pid);
+}
+END_TEST
+
 START_TEST(connect_errors)
 {
 	struct block_node *bs = NULL;
@@ -364,6 +413,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, timeout_on_stalled_server);
 	tcase_add_test(tc, killed_server_and_reconnect);
 	tcase_add_test(tc, nbdkit_file_tcp);
+	tcase_add_test(tc, tls_psk);
 	tcase_add_test(tc, connect_errors);
 	suite_add_tcase(s, tc);
 	return s;
