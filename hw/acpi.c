@@ -161,6 +161,24 @@ static void acpi_dsdt_pci(struct aml *a, const struct acpi_config *cfg)
 		pci->dsdt_hook(a, pci->hook_opaque);
 	}
 	aml_end(a);
+
+	/* The ECAM window is a motherboard resource: Linux uses MCFG only if it is reserved. */
+	if (pci && pci->ecam_base) {
+		uint64_t len = ((uint64_t)pci->bus_end - pci->bus_start + 1) << 20;
+
+		aml_device_begin(a, "MRES");
+		aml_name(a, "_HID");
+		aml_eisaid(a, "PNP0C02");
+		aml_name(a, "_UID");
+		aml_integer(a, 0);
+		aml_res_init(&r);
+		aml_res_mem32_fixed(&r,
+				    (uint32_t)(pci->ecam_base + ((uint64_t)pci->bus_start << 20)),
+				    (uint32_t)len);
+		aml_name(a, "_CRS");
+		aml_resource_template(a, &r);
+		aml_end(a);
+	}
 }
 
 static void acpi_dsdt_isa_device(struct aml *a, const char *name, const char *hid, unsigned uid,
@@ -412,6 +430,10 @@ int64_t acpi_build_tables(void *buf, size_t len, uint64_t gpa, const struct acpi
 	if (!IS_ALIGNED(gpa, 16) || gpa + len > 0x100000000ULL) {
 		return error_set(errp, EINVAL, "ACPI: table address 0x%" PRIx64 " is unusable",
 				 gpa);
+	}
+	if (cfg->pci && cfg->pci->ecam_base + 0x10000000ULL > 0x100000000ULL) {
+		return error_set(errp, EINVAL, "ACPI: ECAM base 0x%" PRIx64 " is not below 4 GiB",
+				 cfg->pci->ecam_base);
 	}
 	if (cfg->pci && cfg->pci->bus_end < cfg->pci->bus_start) {
 		return error_set(errp, EINVAL, "ACPI: PCI bus range %u..%u is empty",

@@ -394,6 +394,15 @@ void aml_res_io(struct aml_res *r, uint16_t base, uint8_t len)
 	aml_res_put(r, d, sizeof(d));
 }
 
+void aml_res_mem32_fixed(struct aml_res *r, uint32_t base, uint32_t len)
+{
+	uint8_t d[12] = {0x86, 9, 0, 0x01}; /* 32-bit fixed memory range, read-write */
+
+	put_le(d + 4, base, 4);
+	put_le(d + 8, len, 4);
+	aml_res_put(r, d, sizeof(d));
+}
+
 void aml_res_irq(struct aml_res *r, unsigned irq)
 {
 	uint8_t d[3] = {0x22}; /* IRQ descriptor without the flags byte */

@@ -58,6 +58,8 @@ struct aml_res {
 
 void aml_res_init(struct aml_res *r);
 void aml_res_io(struct aml_res *r, uint16_t base, uint8_t len);
+/* Memory32Fixed(ReadWrite, base, len): a consumed memory range. */
+void aml_res_mem32_fixed(struct aml_res *r, uint32_t base, uint32_t len);
 /* IRQNoFlags: edge-triggered, active-high, exclusive ISA IRQ 0..15. */
 void aml_res_irq(struct aml_res *r, unsigned irq);
 void aml_res_word_bus(struct aml_res *r, uint16_t min, uint16_t max);

@@ -16,6 +16,7 @@
 #include "hw/acpi.h"
 #include "hw/machine.h"
 #include "hw/mptable.h"
+#include "hw/pci.h"
 #include "hw/platform.h"
 
 struct platform_tables {
@@ -25,22 +26,27 @@ struct platform_tables {
 static int tables_write(struct vm *vm, struct error **errp)
 {
 	const struct vm_config *cfg = vm_get_config(vm);
+	struct acpi_pci_info *pci;
 	struct mptable_config mp = {.n_cpus = cfg->vcpus};
-	struct acpi_config acpi = {
-		.n_cpus = cfg->vcpus,
-		.pci_hole_base = 0xC0000000ULL,
-		.pci_hole_len = 0xFEC00000ULL - 0xC0000000ULL,
-	};
+	struct acpi_config acpi = {.n_cpus = cfg->vcpus};
 	int r;
 
 	if (cfg->boot.firmware) {
 		return 0;
 	}
-	r = mptable_build(vm_guest_mem(vm), &mp, errp);
-	if (r < 0 || !cfg->acpi) {
-		return r;
+	/* The host bridge as hw/pci.c lays it out: windows, ECAM, INTx routes. */
+	pci = malloc(sizeof(*pci));
+	if (!pci) {
+		return error_set(errp, ENOMEM, "platform tables: out of memory");
 	}
-	return acpi_build(vm_guest_mem(vm), &acpi, errp);
+	pci_acpi_info(pci);
+	mp.pci = acpi.pci = pci;
+	r = mptable_build(vm_guest_mem(vm), &mp, errp);
+	if (r >= 0 && cfg->acpi) {
+		r = acpi_build(vm_guest_mem(vm), &acpi, errp);
+	}
+	free(pci);
+	return r;
 }
 
 static int tables_realize(struct vm *vm, const void *cfg, void **ret_state, struct error **errp)

@@ -41,3 +41,7 @@ tests_unit_test_acpi_pm_SOURCES = tests/unit/test-acpi-pm.c tests/unit/check-mai
 	hw/acpi-pm.c $(FAKE_HW)
 tests_unit_test_acpi_pm_CFLAGS = $(PLATFORM_DEV_CFLAGS)
 tests_unit_test_acpi_pm_LDADD = $(PLATFORM_DEV_LIBS)
+
+# The Linux guest kit and the boots of a stock Debian kernel.
+TESTS += tests/functional/test-linux-boot.py
+EXTRA_DIST += tests/guests/linux/build-kit.sh tests/guests/linux/init

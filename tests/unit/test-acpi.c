@@ -431,7 +431,7 @@ START_TEST(test_iasl_disassembles)
 	snprintf(cmd, sizeof(cmd),
 		 "cd %s && grep -q 'PNP0A08' DSDT.dsl && grep -q 'PNP0501' DSDT.dsl && "
 		 "grep -q '_S5' DSDT.dsl && grep -q '_PRT' DSDT.dsl && grep -q 'C003' DSDT.dsl "
-		 "&& grep -q 'PNP0303' DSDT.dsl",
+		 "&& grep -q 'PNP0303' DSDT.dsl && grep -q 'PNP0C02' DSDT.dsl",
 		 dir);
 	ck_assert_msg(system(cmd) == 0, "DSDT.dsl lacks an expected object (see %s)", dir);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
