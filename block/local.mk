@@ -32,5 +32,5 @@ tests_unit_test_block_nbd_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_block_nbd_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
 
 # Functional tests of vmm-img against qemu-img (tests/block/).
-TESTS += tests/block/test-img-raw.sh
+TESTS += tests/block/test-img-raw.sh tests/block/test-img-chain.sh
 EXTRA_DIST += tests/block

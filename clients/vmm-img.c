@@ -228,7 +228,8 @@ static int create_raw(const char *filename, uint64_t size, json_t *o)
 	return r;
 }
 
-#ifdef HAVE_QCOW2_CREATE
+/* qcow2 creation is the qcow2 driver's (block/qcow2.h); built when that driver is. */
+#if __has_include("block/qcow2.h")
 #include "block/qcow2.h"
 
 static int create_qcow2(const char *filename, uint64_t size, json_t *o, bool quiet)
@@ -346,6 +347,42 @@ static int img_create(const char *filename, const char *fmt, uint64_t size, json
 	return -EINVAL;
 }
 
+/* Image path of a backing name, which is relative to the image's directory. */
+static char *backing_path(const char *image, const char *name)
+{
+	const char *slash = strrchr(image, '/');
+	char *path = NULL;
+
+	if (name[0] == '/' || !slash) {
+		return strdup(name);
+	}
+	if (asprintf(&path, "%.*s/%s", (int)(slash - image), image, name) < 0) {
+		return NULL;
+	}
+	return path;
+}
+
+/* The size an image created over a backing file inherits (for the message). */
+static void backing_size(const char *image, json_t *o, uint64_t *size)
+{
+	const char *bf = json_string_value(json_object_get(o, "backing_file"));
+	const char *bfmt = json_string_value(json_object_get(o, "backing_fmt"));
+	struct block_node *bs = NULL;
+	struct error *err = NULL;
+	char *path;
+
+	if (!bf || !bfmt) {
+		return;
+	}
+	path = backing_path(image, bf);
+	if (path && block_open(&bs, path, bfmt, BLOCK_O_NO_LOCK | BLOCK_O_NO_BACKING, &err) == 0) {
+		*size = block_length(bs);
+		block_unref(bs);
+	}
+	error_free(err);
+	free(path);
+}
+
 static int cmd_create(int argc, char **argv)
 {
 	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
@@ -405,6 +442,9 @@ static int cmd_create(int argc, char **argv)
 		img_error("create: an image size is required (only an image with a backing file "
 			  "may omit it)");
 		goto out;
+	}
+	if (!have_size) {
+		backing_size(filename, o, &size);
 	}
 	r = img_create(filename, fmt, size, o, quiet);
 out:
@@ -1636,17 +1676,9 @@ static int cmd_rebase(int argc, char **argv)
 		return 1;
 	}
 	if (*backing) {
-		char *path = NULL;
-
 		/* a relative backing name is relative to the image's directory */
-		if (backing[0] != '/' && strchr(argv[optind], '/')) {
-			const char *slash = strrchr(argv[optind], '/');
+		char *path = backing_path(argv[optind], backing);
 
-			if (asprintf(&path, "%.*s/%s", (int)(slash - argv[optind]), argv[optind],
-				     backing) < 0) {
-				path = NULL;
-			}
-		}
 		r = img_open(&nb, path ? path : backing, bfmt, 0, false);
 		free(path);
 		if (r < 0) {
