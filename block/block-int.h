@@ -115,6 +115,7 @@ struct block_node {
 extern const struct block_driver file_driver;
 extern const struct block_driver nbd_driver;
 extern const struct block_driver raw_driver;
+extern const struct block_driver qcow2_driver;
 
 /* Open a protocol or format node by driver name (core; used by drivers for backing files). */
 int block_open_driver(struct block_node **ret, const char *driver, const char *filename,

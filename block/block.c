@@ -27,6 +27,7 @@ static const struct block_driver *const block_drivers[] = {
 	&file_driver,
 	&nbd_driver,
 	&raw_driver,
+	&qcow2_driver,
 };
 
 /* Largest iovec count accepted in one request (the kernel's IOV_MAX). */

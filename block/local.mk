@@ -6,7 +6,9 @@ BLOCK_SOURCES = \
 	block/block-int.h block/block.c block/aio.c \
 	block/file.c block/file.h \
 	block/nbd.c \
-	block/raw.c
+	block/raw.c \
+	block/qcow2.h block/qcow2.c block/qcow2-cache.c block/qcow2-cluster.c \
+	block/qcow2-refcount.c block/qcow2-snapshot.c block/qcow2-compress.c
 block_libblock_a_SOURCES = $(BLOCK_SOURCES)
 block_libblock_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBURING_CFLAGS) \
 	$(LIBNBD_CFLAGS) $(ZLIB_CFLAGS) $(ZSTD_CFLAGS)
@@ -34,3 +36,16 @@ tests_unit_test_block_nbd_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
 # Functional tests of vmm-img against qemu-img (tests/block/).
 TESTS += tests/block/test-img-raw.sh tests/block/test-img-chain.sh
 EXTRA_DIST += tests/block
+
+# qcow2: a test driver program for the interop scripts, the unit tests of the
+# format's math and of crafted headers, and the interop/crash scripts.
+check_PROGRAMS += tests/block/qcow2-io tests/unit/test-qcow2
+tests_block_qcow2_io_SOURCES = tests/block/qcow2-io.c
+tests_block_qcow2_io_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_block_qcow2_io_LDADD = $(BLOCK_LIBS)
+TESTS += tests/unit/test-qcow2
+tests_unit_test_qcow2_SOURCES = tests/unit/test-qcow2.c tests/unit/check-main.h
+tests_unit_test_qcow2_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_qcow2_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
+TESTS += tests/block/test-qcow2-read.sh tests/block/test-qcow2-write.sh \
+	tests/block/test-qcow2-crash.sh

@@ -1,0 +1,471 @@
+/*
+ * Unit tests for the qcow2 driver: the pure math (refcount entry packing,
+ * L1 sizing, compressed descriptors, compression round trips), header
+ * validation of crafted images (each must fail with its own message and
+ * without allocating what the header claims), and a create/open/write/
+ * snapshot/check round trip through the block layer on a temporary file.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "block/qcow2.h"
+
+START_TEST(refcount_entries)
+{
+	uint8_t rb[64];
+
+	for (unsigned order = 0; order <= 6; order++) {
+		uint64_t max = order == 6 ? UINT64_MAX : (1ull << (1u << order)) - 1;
+
+		memset(rb, 0, sizeof(rb));
+		qcow2_set_refcount_entry(rb, 3, order, max);
+		ck_assert_uint_eq(qcow2_get_refcount_entry(rb, 3, order), max);
+		ck_assert_uint_eq(qcow2_get_refcount_entry(rb, 2, order), 0);
+		ck_assert_uint_eq(qcow2_get_refcount_entry(rb, 4, order), 0);
+		qcow2_set_refcount_entry(rb, 3, order, 1);
+		ck_assert_uint_eq(qcow2_get_refcount_entry(rb, 3, order), 1);
+	}
+	/* on-disk layout: 16-bit big endian, 1-bit LSB first */
+	memset(rb, 0, sizeof(rb));
+	qcow2_set_refcount_entry(rb, 1, 4, 0x1234);
+	ck_assert_uint_eq(rb[2], 0x12);
+	ck_assert_uint_eq(rb[3], 0x34);
+	memset(rb, 0, sizeof(rb));
+	qcow2_set_refcount_entry(rb, 9, 0, 1);
+	ck_assert_uint_eq(rb[1], 0x02);
+}
+END_TEST
+
+START_TEST(l1_sizing)
+{
+	/* 64 KiB clusters: one L2 table maps 512 MiB */
+	ck_assert_uint_eq(qcow2_l1_size_for(16, 0), 0);
+	ck_assert_uint_eq(qcow2_l1_size_for(16, 1), 1);
+	ck_assert_uint_eq(qcow2_l1_size_for(16, 512ull << 20), 1);
+	ck_assert_uint_eq(qcow2_l1_size_for(16, (512ull << 20) + 1), 2);
+	/* 512 B clusters: 64 entries per L2 table, 32 KiB per L1 entry */
+	ck_assert_uint_eq(qcow2_l1_size_for(9, 1ull << 30), 32768);
+	/* 2 MiB clusters */
+	ck_assert_uint_eq(qcow2_l1_size_for(21, 1ull << 40), 2);
+}
+END_TEST
+
+START_TEST(compressed_descriptor)
+{
+	struct qcow2_state s = {0};
+	uint64_t off, len, entry;
+
+	s.cluster_bits = 16;
+	s.csize_shift = 62 - (16 - 8);
+	s.csize_mask = (1ull << (16 - 8)) - 1;
+	s.coffset_mask = (1ull << s.csize_shift) - 1;
+	/* data at 0x10100, 3 additional sectors */
+	entry = QCOW2_OFLAG_COMPRESSED | (3ull << s.csize_shift) | 0x10100;
+	ck_assert_int_eq(qcow2_l2_entry_type(&s, entry), QCOW2_CLUSTER_COMPRESSED);
+	qcow2_compressed_range(&s, entry, &off, &len);
+	ck_assert_uint_eq(off, 0x10100);
+	ck_assert_uint_eq(len, 4 * 512 - 0x100);
+	ck_assert_int_eq(qcow2_l2_entry_type(&s, 0), QCOW2_CLUSTER_UNALLOCATED);
+	ck_assert_int_eq(qcow2_l2_entry_type(&s, QCOW2_OFLAG_ZERO), QCOW2_CLUSTER_ZERO_PLAIN);
+	ck_assert_int_eq(qcow2_l2_entry_type(&s, 0x20000 | QCOW2_OFLAG_ZERO),
+			 QCOW2_CLUSTER_ZERO_ALLOC);
+	ck_assert_int_eq(qcow2_l2_entry_type(&s, 0x20000 | QCOW2_OFLAG_COPIED),
+			 QCOW2_CLUSTER_NORMAL);
+}
+END_TEST
+
+START_TEST(compress_roundtrip)
+{
+	static uint8_t in[65536], out[65536], back[65536 + 512];
+
+	for (size_t i = 0; i < sizeof(in); i++) {
+		in[i] = (uint8_t)((i / 1000) % 5 == 0 ? i * 7 : 0);
+	}
+	for (int type = 0; type <= 1; type++) {
+		int64_t n = qcow2_compress(type, out, sizeof(in) - 1, in, sizeof(in));
+
+		ck_assert_int_gt(n, 0);
+		ck_assert_int_lt(n, (int64_t)sizeof(in));
+		/* trailing garbage after the stream (another cluster's data) is ignored */
+		memset(out + n, 0xa5, sizeof(out) - (size_t)n);
+		ck_assert_int_eq(qcow2_decompress(type, back, sizeof(in), out, sizeof(out)), 0);
+		ck_assert_int_eq(memcmp(in, back, sizeof(in)), 0);
+		/* truncated input cannot fill the cluster */
+		ck_assert_int_lt(qcow2_decompress(type, back, sizeof(in), out, (size_t)n / 2), 0);
+	}
+	/* random data does not fit: the writer stores it uncompressed */
+	for (size_t i = 0; i < sizeof(in); i++) {
+		in[i] = (uint8_t)(rand() >> 3);
+	}
+	ck_assert_int_eq(qcow2_compress(0, out, sizeof(in) - 1, in, sizeof(in)), -ENOSPC);
+	ck_assert_int_eq(qcow2_compress(1, out, sizeof(in) - 1, in, sizeof(in)), -ENOSPC);
+}
+END_TEST
+
+/* ---- crafted headers ---- */
+
+#define FILE_LEN (1ull << 20)
+
+/* A valid v3 header: 64 KiB clusters, refcount table at 64K, L1 at 192K. */
+static void good_header(uint8_t *h)
+{
+	memset(h, 0, 65536);
+	qcow2_put_be32(h, QCOW2_MAGIC);
+	qcow2_put_be32(h + 4, 3);
+	qcow2_put_be32(h + 20, 16);
+	qcow2_put_be64(h + 24, 1ull << 30);
+	qcow2_put_be32(h + 36, 2);
+	qcow2_put_be64(h + 40, 3 * 65536);
+	qcow2_put_be64(h + 48, 65536);
+	qcow2_put_be32(h + 56, 1);
+	qcow2_put_be32(h + 96, 4);
+	qcow2_put_be32(h + 100, 112);
+}
+
+static void free_state(struct qcow2_state *s)
+{
+	for (unsigned i = 0; i < s->n_unknown_exts; i++) {
+		free(s->unknown_exts[i].data);
+	}
+	free(s->unknown_exts);
+	free(s->hdr_tail);
+	free(s->backing_file);
+	free(s->backing_format);
+}
+
+static void expect_error(const uint8_t *h, size_t len, const char *msg)
+{
+	struct qcow2_state s = {0};
+	struct error *err = NULL;
+	int ret = qcow2_parse_header(&s, h, len, FILE_LEN, &err);
+
+	ck_assert_int_lt(ret, 0);
+	ck_assert_ptr_nonnull(err);
+	if (!strstr(err->msg, msg)) {
+		ck_abort_msg("expected '%s' in '%s'", msg, err->msg);
+	}
+	error_free(err);
+	free_state(&s);
+}
+
+static uint8_t hdr[65536];
+
+START_TEST(header_valid)
+{
+	struct qcow2_state s = {0};
+	struct error *err = NULL;
+
+	good_header(hdr);
+	ck_assert_int_eq(qcow2_parse_header(&s, hdr, sizeof(hdr), FILE_LEN, &err), 0);
+	ck_assert_uint_eq(s.cluster_size, 65536);
+	ck_assert_uint_eq(s.refcount_bits, 16);
+	ck_assert_uint_eq(s.rb_entries, 32768);
+	ck_assert_uint_eq(s.l2_entries, 8192);
+	free_state(&s);
+}
+END_TEST
+
+START_TEST(header_crafted)
+{
+	good_header(hdr);
+	expect_error(hdr, 40, "too small");
+	hdr[0] = 'X';
+	expect_error(hdr, sizeof(hdr), "bad magic");
+
+	good_header(hdr);
+	qcow2_put_be32(hdr + 4, 4);
+	expect_error(hdr, sizeof(hdr), "unsupported qcow2 version 4");
+
+	good_header(hdr);
+	qcow2_put_be32(hdr + 20, 8);
+	expect_error(hdr, sizeof(hdr), "cluster_bits 8 out of range");
+	qcow2_put_be32(hdr + 20, 22);
+	expect_error(hdr, sizeof(hdr), "cluster_bits 22 out of range");
+
+	good_header(hdr);
+	qcow2_put_be32(hdr + 96, 7);
+	expect_error(hdr, sizeof(hdr), "refcount_order 7 out of range");
+
+	/* a huge L1 table is refused before anything is allocated for it */
+	good_header(hdr);
+	qcow2_put_be32(hdr + 36, 0xffffffffu);
+	expect_error(hdr, sizeof(hdr), "L1 table too large");
+
+	good_header(hdr);
+	qcow2_put_be64(hdr + 24, 1ull << 40);
+	expect_error(hdr, sizeof(hdr), "L1 table too small for the virtual size");
+
+	good_header(hdr);
+	qcow2_put_be64(hdr + 40, FILE_LEN);
+	expect_error(hdr, sizeof(hdr), "L1 table");
+	qcow2_put_be64(hdr + 40, 3 * 65536 + 8);
+	expect_error(hdr, sizeof(hdr), "not cluster aligned");
+
+	good_header(hdr);
+	qcow2_put_be32(hdr + 56, 0x10000000);
+	expect_error(hdr, sizeof(hdr), "refcount table too large");
+	qcow2_put_be32(hdr + 56, 4);
+	qcow2_put_be64(hdr + 48, FILE_LEN - 65536);
+	expect_error(hdr, sizeof(hdr), "refcount table");
+	qcow2_put_be32(hdr + 56, 0);
+	expect_error(hdr, sizeof(hdr), "no refcount table");
+
+	good_header(hdr);
+	qcow2_put_be32(hdr + 60, 0x7fffffff);
+	qcow2_put_be64(hdr + 64, 4 * 65536);
+	expect_error(hdr, sizeof(hdr), "too many snapshots");
+	qcow2_put_be32(hdr + 60, 60000);
+	expect_error(hdr, sizeof(hdr), "snapshot table");
+
+	good_header(hdr);
+	qcow2_put_be64(hdr + 72, 1ull << 4);
+	expect_error(hdr, sizeof(hdr), "extended L2 entries");
+	qcow2_put_be64(hdr + 72, 1ull << 40);
+	expect_error(hdr, sizeof(hdr), "bit 40");
+
+	good_header(hdr);
+	qcow2_put_be32(hdr + 32, 2);
+	expect_error(hdr, sizeof(hdr), "encrypted");
+
+	good_header(hdr);
+	hdr[104] = 1; /* zstd without the incompatible bit */
+	expect_error(hdr, sizeof(hdr), "does not match");
+	qcow2_put_be64(hdr + 72, QCOW2_INCOMPAT_COMPRESSION);
+	hdr[104] = 9;
+	expect_error(hdr, sizeof(hdr), "unknown compression type 9");
+
+	good_header(hdr);
+	qcow2_put_be32(hdr + 100, 100);
+	expect_error(hdr, sizeof(hdr), "invalid header_length");
+
+	/* backing file name: too long, outside the cluster */
+	good_header(hdr);
+	qcow2_put_be64(hdr + 8, 1024);
+	qcow2_put_be32(hdr + 16, 5000);
+	expect_error(hdr, sizeof(hdr), "backing file name too long");
+	qcow2_put_be64(hdr + 8, 65530);
+	qcow2_put_be32(hdr + 16, 100);
+	expect_error(hdr, sizeof(hdr), "outside the header cluster");
+
+	/* an extension whose length runs past the cluster */
+	good_header(hdr);
+	qcow2_put_be32(hdr + 112, 0x12345678);
+	qcow2_put_be32(hdr + 116, 0x7fffffff);
+	expect_error(hdr, sizeof(hdr), "runs past the header cluster");
+}
+END_TEST
+
+START_TEST(header_extensions_kept)
+{
+	struct qcow2_state s = {0};
+	struct error *err = NULL;
+
+	good_header(hdr);
+	qcow2_put_be32(hdr + 112, QCOW2_EXT_BACKING_FORMAT);
+	qcow2_put_be32(hdr + 116, 3);
+	memcpy(hdr + 120, "raw", 3);
+	qcow2_put_be32(hdr + 128, 0xabcdef01);
+	qcow2_put_be32(hdr + 132, 4);
+	memcpy(hdr + 136, "abcd", 4);
+	memcpy(hdr + 200, "base.img", 8);
+	qcow2_put_be64(hdr + 8, 200);
+	qcow2_put_be32(hdr + 16, 8);
+	ck_assert_int_eq(qcow2_parse_header(&s, hdr, sizeof(hdr), FILE_LEN, &err), 0);
+	ck_assert_str_eq(s.backing_format, "raw");
+	ck_assert_str_eq(s.backing_file, "base.img");
+	ck_assert_uint_eq(s.n_unknown_exts, 1);
+	ck_assert_uint_eq(s.unknown_exts[0].type, 0xabcdef01);
+	ck_assert_int_eq(memcmp(s.unknown_exts[0].data, "abcd", 4), 0);
+	free_state(&s);
+}
+END_TEST
+
+/* ---- through the block layer ---- */
+
+static char tmpl[64];
+
+static void make_tmp(void)
+{
+	int fd;
+
+	strcpy(tmpl, "/tmp/test-qcow2.XXXXXX");
+	fd = mkstemp(tmpl);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+}
+
+START_TEST(roundtrip)
+{
+	struct qcow2_create_opts o = {.cluster_size = 4096};
+	struct block_node *bs = NULL;
+	struct block_check_result r;
+	struct error *err = NULL;
+	static uint8_t buf[3 * 4096], back[3 * 4096];
+
+	make_tmp();
+	ck_assert_int_eq(qcow2_create(tmpl, 1 << 20, &o, &err), 0);
+	ck_assert_int_eq(block_open(&bs, tmpl, "qcow2", BLOCK_O_RDWR | BLOCK_O_UNMAP, &err), 0);
+	ck_assert_uint_eq(block_length(bs), 1 << 20);
+	memset(buf, 0x5a, sizeof(buf));
+	/* unaligned, spanning three clusters: COW of the partial ones */
+	ck_assert_int_eq(block_pwrite(bs, 1536, buf, 2 * 4096), 0);
+	ck_assert_int_eq(block_pread(bs, 0, back, sizeof(back)), 0);
+	for (size_t i = 0; i < sizeof(back); i++) {
+		ck_assert_uint_eq(back[i], i >= 1536 && i < 1536 + 8192 ? 0x5a : 0);
+	}
+	ck_assert_int_eq(block_snapshot_create(bs, "s1", &err), 0);
+	memset(buf, 0x33, 4096);
+	ck_assert_int_eq(block_pwrite(bs, 4096, buf, 4096), 0);
+	ck_assert_int_eq(block_write_zeroes(bs, 8192, 4096, BLOCK_ZERO_MAY_UNMAP), 0);
+	ck_assert_int_eq(bs->drv->check(bs, &r, 0), 0);
+	ck_assert_uint_eq(r.corruptions, 0);
+	ck_assert_uint_eq(r.leaks, 0);
+	ck_assert_int_eq(block_snapshot_apply(bs, "s1", &err), 0);
+	ck_assert_int_eq(block_pread(bs, 4096, back, 4096), 0);
+	ck_assert_uint_eq(back[0], 0x5a);
+	ck_assert_int_eq(block_snapshot_delete(bs, "s1", &err), 0);
+	ck_assert_int_eq(block_snapshot_delete(bs, "s1", &err), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err->msg, "not found"));
+	error_free(err);
+	err = NULL;
+	ck_assert_int_eq(bs->drv->check(bs, &r, 0), 0);
+	ck_assert_uint_eq(r.corruptions + r.leaks, 0);
+	/* grow */
+	ck_assert_int_eq(block_truncate(bs, 64 << 20, &err), 0);
+	ck_assert_int_eq(block_pwrite(bs, (64 << 20) - 4096, buf, 4096), 0);
+	block_unref(bs);
+	unlink(tmpl);
+}
+END_TEST
+
+/* Patch @len bytes at @off of the image file. */
+static void patch(uint64_t off, const void *data, size_t len)
+{
+	int fd = open(tmpl, O_WRONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, data, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+START_TEST(open_crafted)
+{
+	struct qcow2_create_opts o = {.cluster_size = 65536};
+	struct block_node *bs = NULL;
+	struct error *err = NULL;
+	uint8_t v[8];
+
+	make_tmp();
+	ck_assert_int_eq(qcow2_create(tmpl, 1 << 30, &o, &err), 0);
+	/* L1 size past the end of the file */
+	qcow2_put_be32(v, 1u << 20);
+	patch(36, v, 4);
+	ck_assert_int_lt(block_open(&bs, tmpl, "qcow2", 0, &err), 0);
+	ck_assert_ptr_nonnull(strstr(err->msg, "L1 table"));
+	error_free(err);
+	err = NULL;
+
+	/* a snapshot entry claiming a huge extra data area */
+	ck_assert_int_eq(qcow2_create(tmpl, 1 << 30, &o, &err), 0);
+	{
+		uint8_t sn[40] = {0};
+
+		qcow2_put_be32(sn + 36, 0x7fffffff);
+		patch(4 * 65536, sn, sizeof(sn));
+		qcow2_put_be32(v, 1);
+		patch(60, v, 4);
+		qcow2_put_be64(v, 4 * 65536);
+		patch(64, v, 8);
+	}
+	ck_assert_int_lt(block_open(&bs, tmpl, "qcow2", 0, &err), 0);
+	ck_assert_ptr_nonnull(strstr(err->msg, "extra data"));
+	error_free(err);
+	err = NULL;
+
+	/* an L1 entry pointing past the end of the image marks it corrupt, refuses I/O */
+	ck_assert_int_eq(qcow2_create(tmpl, 1 << 30, &o, &err), 0);
+	qcow2_put_be64(v, (1ull << 40) | QCOW2_OFLAG_COPIED);
+	patch(3 * 65536, v, 8);
+	ck_assert_int_eq(block_open(&bs, tmpl, "qcow2", BLOCK_O_RDWR, &err), 0);
+	{
+		uint8_t b[512];
+
+		ck_assert_int_eq(block_pwrite(bs, 0, b, sizeof(b)), -EIO);
+		ck_assert_int_eq(block_pread(bs, 0, b, sizeof(b)), -EIO);
+		/* later writes elsewhere are refused too */
+		ck_assert_int_eq(block_pwrite(bs, 900 << 20, b, sizeof(b)), -EIO);
+	}
+	block_unref(bs);
+	bs = NULL;
+	{
+		uint8_t h[80];
+		int fd = open(tmpl, O_RDONLY);
+
+		ck_assert_int_eq(pread(fd, h, sizeof(h), 0), (ssize_t)sizeof(h));
+		close(fd);
+		ck_assert(qcow2_be64(h + 72) & QCOW2_INCOMPAT_CORRUPT);
+	}
+	unlink(tmpl);
+}
+END_TEST
+
+START_TEST(create_options)
+{
+	struct qcow2_create_opts o = {0};
+	struct error *err = NULL;
+
+	make_tmp();
+	o.cluster_size = 1000;
+	ck_assert_int_eq(qcow2_create(tmpl, 1 << 20, &o, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err->msg, "cluster size 1000"));
+	error_free(err);
+	err = NULL;
+	o.cluster_size = 0;
+	o.version = 2;
+	o.lazy_refcounts = true;
+	ck_assert_int_eq(qcow2_create(tmpl, 1 << 20, &o, &err), -EINVAL);
+	error_free(err);
+	err = NULL;
+	o.lazy_refcounts = false;
+	o.refcount_bits = 3;
+	ck_assert_int_eq(qcow2_create(tmpl, 1 << 20, &o, &err), -EINVAL);
+	error_free(err);
+	err = NULL;
+	o = (struct qcow2_create_opts){.cluster_size = 512};
+	ck_assert_int_eq(qcow2_create(tmpl, 1ull << 60, &o, &err), -EFBIG);
+	error_free(err);
+	unlink(tmpl);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+	Suite *s = suite_create("qcow2");
+	TCase *tc = tcase_create("math");
+
+	tcase_add_test(tc, refcount_entries);
+	tcase_add_test(tc, l1_sizing);
+	tcase_add_test(tc, compressed_descriptor);
+	tcase_add_test(tc, compress_roundtrip);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("header");
+	tcase_add_test(tc, header_valid);
+	tcase_add_test(tc, header_crafted);
+	tcase_add_test(tc, header_extensions_kept);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("image");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, roundtrip);
+	tcase_add_test(tc, open_crafted);
+	tcase_add_test(tc, create_options);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+#include "check-main.h"
