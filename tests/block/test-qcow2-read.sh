@@ -21,6 +21,10 @@ same() {
 	qemu-img convert -f "$fmt" -O raw "$1" ref.raw
 	"$IO" dump "$1" "$fmt" ours.raw || fail "dump of $1 failed"
 	cmp -s ref.raw ours.raw || fail "$1 ($3) reads differently from qemu-img"
+	# and the user's way: vmm-img convert -O raw
+	rm -f conv.raw
+	"$VMM_IMG" convert -f "$fmt" -O raw "$1" conv.raw || fail "vmm-img convert of $1 failed"
+	cmp -s ref.raw conv.raw || fail "$1 ($3): vmm-img convert differs from qemu-img"
 }
 
 n=0

@@ -35,6 +35,19 @@ for spec in "compat=1.1 cluster_size=65536" "compat=0.10 cluster_size=65536" \
 	n=$((n + 1))
 done
 
+# vmm-img convert -c writes compressed clusters qemu-img reads back
+head -c 3M /dev/urandom >rnd.raw
+qemu-io -f raw -c "write -P 0x61 1M 1M" -c "write -z 2M 512k" rnd.raw >/dev/null
+for ct in zlib zstd; do
+	rm -f c.qcow2
+	"$VMM_IMG" convert -q -c -f raw -O qcow2 -o compression_type=$ct,cluster_size=4096 rnd.raw \
+		c.qcow2 || fail "vmm-img convert -c ($ct)"
+	qemu-img check c.qcow2 | grep -q "compressed clusters" || fail "no compressed clusters ($ct)"
+	clean c.qcow2 "convert -c $ct"
+	same c.qcow2 rnd.raw "convert -c $ct"
+	n=$((n + 1))
+done
+
 # snapshots: create, overwrite, apply, delete; qemu-img sees the same state
 rm -f s.qcow2 m.raw
 "$IO" create s.qcow2 16M cluster_size=4096
