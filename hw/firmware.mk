@@ -21,3 +21,10 @@ TESTS += tests/unit/test-e1000
 tests_unit_test_e1000_SOURCES = tests/unit/test-e1000.c hw/e1000.c hw/e1000.h $(FAKE_HW)
 tests_unit_test_e1000_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(ZLIB_CFLAGS)
 tests_unit_test_e1000_LDADD = $(COMMON_LIBS) $(ZLIB_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-firmware
+TESTS += tests/unit/test-firmware
+tests_unit_test_firmware_SOURCES = tests/unit/test-firmware.c hw/firmware.c hw/firmware.h \
+	hw/fw-cfg.c hw/acpi.c hw/aml.c $(FAKE_HW)
+tests_unit_test_firmware_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_firmware_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)

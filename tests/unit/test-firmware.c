@@ -1,0 +1,303 @@
+/*
+ * Unit tests for the pure parts of hw/firmware.c: e820, SMBIOS, and the ACPI
+ * table-loader conversion (run through an independent loader interpreter
+ * that does what SeaBIOS does with "etc/table-loader").
+ */
+#include "config.h"
+
+#include <check.h>
+#include <endian.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hw/acpi.h"
+#include "hw/firmware.h"
+#include "hw/fw-cfg.h"
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+	return le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+static uint8_t sum8(const uint8_t *p, size_t n)
+{
+	uint8_t s = 0;
+
+	while (n--) {
+		s += *p++;
+	}
+	return s;
+}
+
+START_TEST(e820_layout)
+{
+	struct firmware_machine m = {.ram_below_4g = 0xc0000000,
+				     .ram_above_4g = 0x40000000,
+				     .reserved_base = 0xfeffc000,
+				     .reserved_len = 0x4000};
+	uint8_t buf[100];
+	size_t n = firmware_build_e820(&m, buf, sizeof(buf));
+
+	ck_assert_uint_eq(n, 60);
+	ck_assert_uint_eq(le64(buf), 0);
+	ck_assert_uint_eq(le64(buf + 8), 0xc0000000);
+	ck_assert_uint_eq(le32(buf + 16), 1);
+	ck_assert_uint_eq(le64(buf + 20), 0xfeffc000);
+	ck_assert_uint_eq(le32(buf + 36), 2);
+	ck_assert_uint_eq(le64(buf + 40), 0x100000000ull);
+	ck_assert_uint_eq(le64(buf + 48), 0x40000000);
+	/* truncated, never overflowing the buffer */
+	ck_assert_uint_eq(firmware_build_e820(&m, buf, 30), 20);
+	m.ram_above_4g = 0;
+	m.reserved_len = 0;
+	ck_assert_uint_eq(firmware_build_e820(&m, buf, sizeof(buf)), 20);
+}
+END_TEST
+
+START_TEST(smbios_structures)
+{
+	struct firmware_machine m = {.ram_below_4g = 512ull << 20,
+				     .ram_above_4g = 1ull << 30,
+				     .n_cpus = 3,
+				     .name = "vm1",
+				     .uuid = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09,
+					      0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10}};
+	static uint8_t t[16384];
+	uint8_t anchor[31];
+	int64_t len = firmware_build_smbios(&m, t, sizeof(t), anchor);
+	unsigned types[32], n = 0;
+	size_t off = 0;
+	uint16_t max = 0;
+
+	ck_assert_int_gt(len, 0);
+	while (off < (size_t)len) {
+		size_t start = off;
+		uint8_t type = t[off], flen = t[off + 1];
+
+		ck_assert_uint_lt(n, 32);
+		ck_assert_uint_eq(le32(t + off + 2) & 0xffff, n); /* handles 0, 1, 2... */
+		types[n++] = type;
+		if (type == 1) {
+			/* UUID: first three fields byte-swapped */
+			ck_assert_uint_eq(t[off + 8], 0x04);
+			ck_assert_uint_eq(t[off + 11], 0x01);
+			ck_assert_uint_eq(t[off + 16], 0x09);
+		}
+		if (type == 17) {
+			ck_assert_uint_eq(t[off + 12] | t[off + 13] << 8, 1536);
+		}
+		if (type == 19 && n == 10) {
+			ck_assert_uint_eq(le32(t + off + 4), 0x100000000ull >> 10);
+			ck_assert_uint_eq(le32(t + off + 8), ((0x140000000ull) >> 10) - 1);
+		}
+		off += flen;
+		/* strings end with a double NUL */
+		while (!(t[off] == 0 && t[off + 1] == 0)) {
+			off++;
+			ck_assert_uint_lt(off, (size_t)len);
+		}
+		off += 2;
+		if (off - start > max) {
+			max = (uint16_t)(off - start);
+		}
+		if (type == 127) {
+			break;
+		}
+	}
+	ck_assert_uint_eq(off, (size_t)len);
+	unsigned want[] = {0, 1, 3, 4, 4, 4, 16, 17, 19, 19, 32, 127};
+	ck_assert_uint_eq(n, sizeof(want) / sizeof(want[0]));
+	for (unsigned i = 0; i < n; i++) {
+		ck_assert_uint_eq(types[i], want[i]);
+	}
+	ck_assert_int_eq(memcmp(anchor, "_SM_", 4), 0);
+	ck_assert_int_eq(memcmp(anchor + 16, "_DMI_", 5), 0);
+	ck_assert_uint_eq(sum8(anchor, 31), 0);
+	ck_assert_uint_eq(sum8(anchor + 16, 15), 0);
+	ck_assert_uint_eq(anchor[22] | anchor[23] << 8, len);
+	ck_assert_uint_eq(anchor[28] | anchor[29] << 8, n);
+	ck_assert_uint_eq(anchor[8] | anchor[9] << 8, max);
+	/* too small a buffer */
+	ck_assert_int_eq(firmware_build_smbios(&m, t, 100, anchor), -ENOSPC);
+}
+END_TEST
+
+/* Run "etc/table-loader" like firmware does, placing files at the given addresses. */
+struct blob {
+	const char *name;
+	uint8_t *data;
+	size_t len;
+	uint64_t addr;
+	bool allocated;
+};
+
+static struct blob *find(struct blob *b, unsigned n, const char *name)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (strcmp(b[i].name, name) == 0) {
+			return &b[i];
+		}
+	}
+	ck_abort_msg("loader names unknown file %s", name);
+	return NULL;
+}
+
+static void run_loader(const uint8_t *script, size_t len, struct blob *b, unsigned n)
+{
+	ck_assert_uint_eq(len % 128, 0);
+	for (size_t at = 0; at < len; at += 128) {
+		const uint8_t *c = script + at;
+		uint32_t cmd = le32(c);
+
+		if (cmd == 1) {
+			struct blob *x = find(b, n, (const char *)c + 4);
+
+			ck_assert_uint_eq(x->addr % le32(c + 60), 0);
+			ck_assert_uint_eq(c[64], strcmp(x->name, "etc/acpi/rsdp") == 0 ? 2 : 1);
+			x->allocated = true;
+		} else if (cmd == 2) {
+			struct blob *d = find(b, n, (const char *)c + 4);
+			struct blob *s = find(b, n, (const char *)c + 60);
+			uint32_t off = le32(c + 116);
+			uint8_t size = c[120];
+			uint64_t v = 0;
+
+			ck_assert(d->allocated && s->allocated);
+			ck_assert_uint_le(off + size, d->len);
+			memcpy(&v, d->data + off, size);
+			v = le64toh(v) + s->addr;
+			v = htole64(v);
+			memcpy(d->data + off, &v, size);
+		} else if (cmd == 3) {
+			struct blob *d = find(b, n, (const char *)c + 4);
+			uint32_t off = le32(c + 60), start = le32(c + 64), l = le32(c + 68);
+
+			ck_assert_uint_le(start + l, d->len);
+			d->data[off] -= sum8(d->data + start, l);
+		} else {
+			ck_abort_msg("unknown loader command %u", cmd);
+		}
+	}
+}
+
+START_TEST(acpi_through_loader)
+{
+	struct acpi_config cfg = {
+		.n_cpus = 2, .pci_hole_base = 0xc0000000, .pci_hole_len = 0x3ec00000};
+	struct fw_cfg *fw = fw_cfg_new(NULL);
+	const uint64_t X = 0x7fe0000, R = 0xf5a40;
+	static uint8_t direct[0x10000];
+	size_t tlen, rlen, llen;
+	const uint8_t *tables, *rsdp, *loader;
+	int64_t used;
+
+	ck_assert_int_eq(firmware_acpi_to_fw_cfg(fw, &cfg, NULL), 0);
+	tables = fw_cfg_file_data(fw, "etc/acpi/tables", &tlen);
+	rsdp = fw_cfg_file_data(fw, "etc/acpi/rsdp", &rlen);
+	loader = fw_cfg_file_data(fw, "etc/table-loader", &llen);
+	ck_assert_ptr_nonnull(tables);
+	ck_assert_uint_eq(rlen, 36);
+
+	struct blob b[2] = {{"etc/acpi/tables", malloc(tlen), tlen, X, false},
+			    {"etc/acpi/rsdp", malloc(36), 36, R, false}};
+	memcpy(b[0].data, tables, tlen);
+	memcpy(b[1].data, rsdp, 36);
+	run_loader(loader, llen, b, 2);
+
+	/* the result is byte for byte what the builder produces at that address */
+	used = acpi_build_tables(direct, sizeof(direct), X, &cfg, NULL);
+	ck_assert_int_eq(used, (int64_t)tlen);
+	ck_assert_int_eq(memcmp(b[0].data + 36, direct + 36, tlen - 36), 0);
+	ck_assert_int_eq(memcmp(b[1].data, direct, 36), 0);
+	ck_assert_uint_eq(sum8(b[1].data, 20), 0);
+	ck_assert_uint_eq(le64(b[1].data + 24) - X < tlen, 1);
+	ck_assert_int_eq(memcmp(b[0].data + (le64(b[1].data + 24) - X), "XSDT", 4), 0);
+	free(b[0].data);
+	free(b[1].data);
+	fw_cfg_free(fw);
+}
+END_TEST
+
+START_TEST(populate)
+{
+	struct fw_cfg *fw = fw_cfg_new(NULL);
+	struct acpi_config acpi = {
+		.n_cpus = 1, .pci_hole_base = 0xc0000000, .pci_hole_len = 0x3ec00000};
+	struct firmware_machine m = {
+		.ram_below_4g = 256 << 20,
+		.n_cpus = 1,
+		.max_cpus = 4,
+		.boot_paths = {"/pci@i0cf8/ide@1,1/drive@0/disk@0", "/pci@i0cf8/ethernet@3"},
+		.n_boot_paths = 2,
+		.acpi = &acpi,
+		.sercon_port = 0x3f8};
+	const char *names[] = {"etc/e820",
+			       "bootorder",
+			       "etc/smbios/smbios-tables",
+			       "etc/smbios/smbios-anchor",
+			       "etc/sercon-port",
+			       "etc/acpi/tables",
+			       "etc/acpi/rsdp",
+			       "etc/table-loader"};
+	size_t len;
+	const char *order;
+
+	ck_assert_int_eq(firmware_fw_cfg_populate(fw, &m, NULL), 0);
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		ck_assert_msg(fw_cfg_file_data(fw, names[i], &len) != NULL, "%s missing", names[i]);
+	}
+	order = fw_cfg_file_data(fw, "bootorder", &len);
+	ck_assert_str_eq(order, "/pci@i0cf8/ide@1,1/drive@0/disk@0\n/pci@i0cf8/ethernet@3\n");
+	ck_assert_uint_eq(len, strlen(order) + 1);
+	fw_cfg_free(fw);
+}
+END_TEST
+
+START_TEST(load_image_checks)
+{
+	char path[] = "/tmp/test-firmware-XXXXXX";
+	int fd = mkstemp(path);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	struct error *err = NULL;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 1000), 0);
+	ck_assert_int_eq(firmware_load_image(path, &buf, &len, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err->msg, path));
+	error_free(err);
+	err = NULL;
+	ck_assert_int_eq(ftruncate(fd, 128 * 1024), 0);
+	ck_assert_int_eq(pwrite(fd, "\xea", 1, 128 * 1024 - 16), 1);
+	ck_assert_int_eq(firmware_load_image(path, &buf, &len, NULL), 0);
+	ck_assert_uint_eq(len, 128 * 1024);
+	ck_assert_uint_eq(buf[len - 16], 0xea);
+	ck_assert_uint_eq(firmware_image_base(len), 0xfffe0000u);
+	free(buf);
+	close(fd);
+	unlink(path);
+	ck_assert_int_eq(firmware_load_image("/nonexistent/bios.bin", &buf, &len, NULL), -ENOENT);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+	Suite *s = suite_create("firmware");
+	TCase *tc = tcase_create("builders");
+
+	tcase_add_test(tc, e820_layout);
+	tcase_add_test(tc, smbios_structures);
+	tcase_add_test(tc, acpi_through_loader);
+	tcase_add_test(tc, populate);
+	tcase_add_test(tc, load_image_checks);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+#include "tests/unit/check-main.h"
