@@ -3,7 +3,8 @@
  * interrupts (see e1000.h; register layout after Intel's 8254x Software
  * Developer's Manual).
  *
- * Threads: see e1000.h. e->lock protects the register file and the
+ * Threads: see e1000.h (the device class at the end: realize, unrealize and
+ * reset on the control thread). e->lock protects the register file and the
  * EEPROM/PHY state. The transmit frame buffer (tx_*) belongs to the thread
  * running e1000_tx_process() (the I/O thread) and is used without the lock.
  *
@@ -19,12 +20,19 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
 #include <zlib.h>
 
 #include "common/iov.h"
 #include "common/util.h"
 #include "hw/e1000.h"
+#include "hw/machine.h"
 #include "hw/memory.h"
+#include "hw/pci.h"
+#include "net/net.h"
 
 /* Register offsets (bytes) */
 enum {
@@ -848,3 +856,268 @@ out:
 	pthread_mutex_unlock(&e->lock);
 	return ret;
 }
+
+/*
+ * The device class: one e1000 per "nics" entry with "driver": "e1000"
+ * (cfg is its struct vm_nic_config), a PCI function in the first free slot
+ * with the register file in BAR0 and the I/O window in BAR1, on the net
+ * backend the entry names. Work for the I/O thread (transmit, receive
+ * resume) is handed over through one eventfd.
+ */
+#define E1000_WORK_TX 1u
+#define E1000_WORK_RX 2u
+
+struct e1000_dev {
+	struct vm *vm;
+	struct e1000 *e;
+	struct pci_device pci;
+	bool pci_registered;
+	struct net_backend *nb;
+	int efd;
+	struct event *ev;
+	unsigned work; /* E1000_WORK_*, atomic */
+	uint8_t hdr_len;
+};
+
+static void e1000_dev_wake(struct e1000_dev *d, unsigned what)
+{
+	uint64_t one = 1;
+
+	__atomic_fetch_or(&d->work, what, __ATOMIC_SEQ_CST);
+	if (write(d->efd, &one, sizeof(one)) < 0) {
+		/* the counter is saturated: a wake-up is already pending */
+	}
+}
+
+static void e1000_dev_kick(void *opaque)
+{
+	e1000_dev_wake(opaque, E1000_WORK_TX);
+}
+
+static void e1000_dev_rx_resume(void *opaque)
+{
+	e1000_dev_wake(opaque, E1000_WORK_RX);
+}
+
+static void e1000_dev_irq(void *opaque, int level)
+{
+	struct e1000_dev *d = opaque;
+
+	pci_set_irq(&d->pci, level);
+}
+
+static int e1000_dev_send(void *opaque, const struct iovec *iov, unsigned cnt)
+{
+	struct e1000_dev *d = opaque;
+	struct net_vnet_hdr hdr = {.gso_type = NET_HDR_GSO_NONE};
+	struct iovec v[2];
+
+	if (!d->nb) {
+		return -ENODEV;
+	}
+	if (!d->hdr_len || cnt != 1) {
+		return net_backend_send(d->nb, iov, cnt);
+	}
+	v[0].iov_base = &hdr;
+	v[0].iov_len = d->hdr_len;
+	v[1] = iov[0];
+	return net_backend_send(d->nb, v, 2);
+}
+
+/* A frame from the backend (I/O thread); strip the vnet header if the backend adds one. */
+static int e1000_dev_receive(void *opaque, const struct iovec *iov, unsigned cnt)
+{
+	struct e1000_dev *d = opaque;
+	struct iovec v[64];
+	size_t skip = d->hdr_len;
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < cnt && n < ARRAY_SIZE(v); i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		v[n].iov_base = (uint8_t *)iov[i].iov_base + skip;
+		v[n].iov_len = iov[i].iov_len - skip;
+		skip = 0;
+		n++;
+	}
+	return e1000_receive(d->e, v, n);
+}
+
+static void e1000_dev_event(evutil_socket_t fd, short what, void *opaque)
+{
+	struct e1000_dev *d = opaque;
+	uint64_t cnt;
+	unsigned work;
+
+	(void)what;
+	if (read(fd, &cnt, sizeof(cnt)) < 0) {
+		/* nothing pending */
+	}
+	work = __atomic_exchange_n(&d->work, 0, __ATOMIC_SEQ_CST);
+	if (work & E1000_WORK_TX) {
+		e1000_tx_process(d->e);
+	}
+	if ((work & E1000_WORK_RX) && d->nb) {
+		net_backend_rx_resume(d->nb);
+	}
+}
+
+static uint64_t e1000_bar_mmio_read(void *opaque, uint64_t off, unsigned size)
+{
+	return e1000_mmio_read(opaque, off, size);
+}
+
+static void e1000_bar_mmio_write(void *opaque, uint64_t off, uint64_t value, unsigned size)
+{
+	e1000_mmio_write(opaque, off, value, size);
+}
+
+static uint64_t e1000_bar_io_read(void *opaque, uint64_t off, unsigned size)
+{
+	return e1000_io_read(opaque, off, size);
+}
+
+static void e1000_bar_io_write(void *opaque, uint64_t off, uint64_t value, unsigned size)
+{
+	e1000_io_write(opaque, off, value, size);
+}
+
+static const struct iobus_ops e1000_bar0_ops = {.read = e1000_bar_mmio_read,
+						.write = e1000_bar_mmio_write};
+static const struct iobus_ops e1000_bar1_ops = {.read = e1000_bar_io_read,
+						.write = e1000_bar_io_write};
+
+static const struct e1000_host_ops e1000_dev_ops = {
+	.send = e1000_dev_send,
+	.set_irq = e1000_dev_irq,
+	.kick_tx = e1000_dev_kick,
+	.rx_resume = e1000_dev_rx_resume,
+};
+
+/* A stable locally administered MAC from the VM and NIC names (52:54:00:xx:xx:xx). */
+void e1000_default_mac(const char *vm_name, const char *nic_id, uint8_t mac[6])
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *s = vm_name; s && *s; s++) {
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	}
+	h = (h ^ '/') * 16777619u;
+	for (const char *s = nic_id; s && *s; s++) {
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	}
+	mac[0] = 0x52;
+	mac[1] = 0x54;
+	mac[2] = 0x00;
+	mac[3] = (uint8_t)(h >> 16);
+	mac[4] = (uint8_t)(h >> 8);
+	mac[5] = (uint8_t)h;
+}
+
+static void e1000_class_unrealize(void *state)
+{
+	struct e1000_dev *d = state;
+
+	if (!d) {
+		return;
+	}
+	if (d->pci_registered) {
+		pci_unregister_device(&d->pci);
+	}
+	if (d->ev) {
+		event_free(d->ev);
+	}
+	net_backend_close(d->nb);
+	if (d->efd >= 0) {
+		close(d->efd);
+	}
+	e1000_free(d->e);
+	free(d);
+}
+
+static int e1000_class_realize(struct vm *vm, const void *cfg, void **ret_state,
+			       struct error **errp)
+{
+	const struct vm_nic_config *nc = cfg;
+	const struct vm_host *host = vm_get_host(vm);
+	struct net_backend_config bc = {.backend = nc->backend ? nc->backend : "user",
+					.ifname = nc->ifname,
+					.fd = -1,
+					.hostfwd = nc->hostfwd,
+					.id = nc->id};
+	struct net_peer peer;
+	struct e1000_dev *d;
+	uint8_t mac[6];
+	int r;
+
+	if (nc->mac) {
+		if (net_mac_parse(nc->mac, mac) < 0) {
+			return error_set(errp, EINVAL, "nic '%s': bad MAC address '%s'", nc->id,
+					 nc->mac);
+		}
+	} else {
+		e1000_default_mac(vm_get_config(vm)->name, nc->id, mac);
+	}
+	if (nc->fd) {
+		if (!host->get_fd || (bc.fd = host->get_fd(host->opaque, nc->fd)) < 0) {
+			return error_set(errp, ENOENT, "nic '%s': no file descriptor named '%s'",
+					 nc->id, nc->fd);
+		}
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		return error_set(errp, ENOMEM, "e1000: out of memory");
+	}
+	d->vm = vm;
+	d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	d->e = e1000_new(vm_guest_mem(vm), mac, &e1000_dev_ops, d);
+	if (d->efd < 0 || !d->e) {
+		r = error_set(errp, d->efd < 0 ? errno : ENOMEM, "e1000: cannot set up '%s'",
+			      nc->id);
+		goto err;
+	}
+	d->ev = event_new(vm_io_base(vm), d->efd, EV_READ | EV_PERSIST, e1000_dev_event, d);
+	if (!d->ev || event_add(d->ev, NULL) < 0) {
+		r = error_set(errp, ENOMEM, "e1000: cannot watch '%s'", nc->id);
+		goto err;
+	}
+	peer.receive = e1000_dev_receive;
+	peer.opaque = d;
+	r = net_backend_open(&bc, vm_io_base(vm), &peer, &d->nb, errp);
+	if (r < 0) {
+		error_prefix(errp, "nic '%s'", nc->id);
+		goto err;
+	}
+	d->hdr_len = net_backend_has_vnet_hdr(d->nb) ? sizeof(struct net_vnet_hdr) : 0;
+	pci_device_init(&d->pci, "e1000", E1000_VENDOR_ID, E1000_DEVICE_ID, 0x020000, 3, 0x1af4,
+			0x1100);
+	pci_device_set_bar(&d->pci, 0, PCI_BAR_MEM32, E1000_MMIO_SIZE, &e1000_bar0_ops, d->e);
+	pci_device_set_bar(&d->pci, 1, PCI_BAR_IO, E1000_IO_SIZE, &e1000_bar1_ops, d->e);
+	r = pci_register_device(pci_host_of(vm), &d->pci, -1, errp);
+	if (r < 0) {
+		goto err;
+	}
+	d->pci_registered = true;
+	*ret_state = d;
+	return 0;
+err:
+	e1000_class_unrealize(d);
+	return r;
+}
+
+static void e1000_class_reset(void *state)
+{
+	struct e1000_dev *d = state;
+
+	pci_device_reset(&d->pci);
+	e1000_reset(d->e);
+}
+
+const struct device_class e1000_class = {
+	.name = "e1000",
+	.realize = e1000_class_realize,
+	.unrealize = e1000_class_unrealize,
+	.reset = e1000_class_reset,
+};

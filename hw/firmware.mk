@@ -3,6 +3,12 @@
 # machine (tests/unit/fake-hw.c) so they need no KVM.
 
 FAKE_HW = tests/unit/fake-hw.c tests/unit/fake-hw.h
+FAKE_VM = tests/unit/fake-vm.c tests/unit/fake-vm.h hw/pci.c
+
+hw_libhw_a_SOURCES += \
+	hw/fw-cfg.c hw/fw-cfg.h \
+	hw/ide.c hw/ide.h \
+	hw/e1000.c hw/e1000.h
 
 check_PROGRAMS += tests/unit/test-fwcfg
 TESTS += tests/unit/test-fwcfg
@@ -12,15 +18,16 @@ tests_unit_test_fwcfg_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-ide
 TESTS += tests/unit/test-ide
-tests_unit_test_ide_SOURCES = tests/unit/test-ide.c hw/ide.c hw/ide.h $(FAKE_HW)
+tests_unit_test_ide_SOURCES = tests/unit/test-ide.c hw/ide.c hw/ide.h $(FAKE_HW) $(FAKE_VM)
 tests_unit_test_ide_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_ide_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-e1000
 TESTS += tests/unit/test-e1000
-tests_unit_test_e1000_SOURCES = tests/unit/test-e1000.c hw/e1000.c hw/e1000.h $(FAKE_HW)
-tests_unit_test_e1000_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(ZLIB_CFLAGS)
-tests_unit_test_e1000_LDADD = $(COMMON_LIBS) $(ZLIB_LIBS) $(UNIT_LIBS)
+tests_unit_test_e1000_SOURCES = tests/unit/test-e1000.c hw/e1000.c hw/e1000.h $(FAKE_HW) \
+	$(FAKE_VM)
+tests_unit_test_e1000_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(ZLIB_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_unit_test_e1000_LDADD = $(NET_LIBS) $(COMMON_LIBS) $(JANSSON_LIBS) $(ZLIB_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-firmware
 TESTS += tests/unit/test-firmware

@@ -17,6 +17,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,8 +25,11 @@
 #include "hw/ide.h"
 #include "hw/iobus.h"
 #include "hw/irq.h"
+#include "hw/machine.h"
 #include "hw/memory.h"
+#include "hw/pci.h"
 #include "vmmd/block.h"
+#include "vmmd/vm.h"
 
 #define IDE_BUF_SIZE (128u * 1024)
 #define IDE_MAX_PRD 8192 /* a PRD table may not cross a 64 KiB boundary */
@@ -1652,3 +1656,158 @@ void ide_reset(struct ide *ide)
 	}
 	pthread_mutex_unlock(&ide->lock);
 }
+
+/*
+ * The device class: one controller for every "ide-hd"/"ide-cd" disk of the
+ * VM definition, in order (primary master, primary slave, secondary master,
+ * secondary slave), exposed as a PIIX3 IDE function (8086:7010, ISA
+ * compatibility mode, bus master) in the first free PCI slot. Not created
+ * when the VM has no IDE disk.
+ */
+struct ide_dev {
+	struct ide *ide;
+	struct pci_device pci;
+	bool pci_registered;
+};
+
+static uint64_t ide_pci_bm_read(void *opaque, uint64_t offset, unsigned size)
+{
+	return ide_bm_read(opaque, offset, size);
+}
+
+static void ide_pci_bm_write(void *opaque, uint64_t offset, uint64_t value, unsigned size)
+{
+	ide_bm_write(opaque, offset, value, size);
+}
+
+static const struct iobus_ops ide_pci_bm_ops = {.read = ide_pci_bm_read, .write = ide_pci_bm_write};
+
+bool ide_disk_driver(const char *driver)
+{
+	return driver && (strcmp(driver, "ide-hd") == 0 || strcmp(driver, "ide-cd") == 0);
+}
+
+static void ide_class_unrealize(void *state)
+{
+	struct ide_dev *d = state;
+
+	if (!d) {
+		return;
+	}
+	if (d->pci_registered) {
+		pci_unregister_device(&d->pci);
+	}
+	if (d->ide) {
+		ide_unregister(d->ide);
+		ide_free(d->ide);
+	}
+	free(d);
+}
+
+static int ide_open_disk(const struct vm_disk_config *dc, bool cd, struct block_node **ret,
+			 struct error **errp)
+{
+	unsigned flags = 0;
+
+	if (!dc->file || dc->node) {
+		return error_set(errp, EINVAL,
+				 "IDE disk '%s' needs \"file\" (node names are not supported)",
+				 dc->id);
+	}
+	if (!cd && !dc->readonly) {
+		flags |= BLOCK_O_RDWR;
+	}
+	if (dc->cache && strcmp(dc->cache, "none") == 0) {
+		flags |= BLOCK_O_NOCACHE;
+	}
+	return block_open(ret, dc->file, dc->format ? dc->format : "raw", flags, errp);
+}
+
+static int ide_class_realize(struct vm *vm, const void *cfg_unused, void **ret_state,
+			     struct error **errp)
+{
+	const struct vm_config *cfg = vm_get_config(vm);
+	struct ide_dev *d;
+	unsigned slot = 0;
+	int r;
+
+	(void)cfg_unused;
+	*ret_state = NULL;
+	for (unsigned i = 0; i < cfg->n_disks; i++) {
+		slot += ide_disk_driver(cfg->disks[i].driver);
+	}
+	if (slot == 0) {
+		return 0;
+	}
+	if (slot > IDE_MAX_DRIVES) {
+		return error_set(errp, EINVAL, "%u IDE disks given, the controller takes %d", slot,
+				 IDE_MAX_DRIVES);
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		return error_set(errp, ENOMEM, "ide: out of memory");
+	}
+	d->ide = ide_new(vm, vm_iobus(vm), vm_guest_mem(vm));
+	if (!d->ide) {
+		free(d);
+		return error_set(errp, ENOMEM, "ide: out of memory");
+	}
+	slot = 0;
+	for (unsigned i = 0; i < cfg->n_disks; i++) {
+		const struct vm_disk_config *dc = &cfg->disks[i];
+		struct block_node *bs = NULL;
+		bool cd;
+
+		if (!ide_disk_driver(dc->driver)) {
+			continue;
+		}
+		cd = strcmp(dc->driver, "ide-cd") == 0;
+		r = ide_open_disk(dc, cd, &bs, errp);
+		if (r == 0) {
+			r = ide_attach(d->ide, slot++, bs, cd, dc->serial, errp);
+			if (r < 0) {
+				block_unref(bs);
+			}
+		}
+		if (r < 0) {
+			error_prefix(errp, "disk '%s'", dc->id);
+			ide_class_unrealize(d);
+			return r;
+		}
+	}
+	r = ide_register(d->ide, errp);
+	if (r < 0) {
+		ide_free(d->ide);
+		d->ide = NULL;
+		ide_class_unrealize(d);
+		return r;
+	}
+	pci_device_init(&d->pci, "ide", 0x8086, 0x7010, 0x010180, 0, 0x1af4, 0x1100);
+	d->pci.config[PCI_INTERRUPT_PIN] = 0; /* compatibility mode: IRQ 14/15 */
+	pci_device_set_bar(&d->pci, 4, PCI_BAR_IO, IDE_BM_SIZE, &ide_pci_bm_ops, d->ide);
+	r = pci_register_device(pci_host_of(vm), &d->pci, -1, errp);
+	if (r < 0) {
+		ide_class_unrealize(d);
+		return r;
+	}
+	d->pci_registered = true;
+	*ret_state = d;
+	return 0;
+}
+
+static void ide_class_reset(void *state)
+{
+	struct ide_dev *d = state;
+
+	if (d) {
+		pci_device_reset(&d->pci);
+		ide_reset(d->ide);
+	}
+}
+
+const struct device_class ide_class = {
+	.name = "ide",
+	.realize = ide_class_realize,
+	.unrealize = ide_class_unrealize,
+	.reset = ide_class_reset,
+};

@@ -56,3 +56,10 @@ void ide_reset(struct ide *ide);
 /* Bus-master registers, @offset within the 16-byte BAR4 block (the PCI function forwards). */
 uint64_t ide_bm_read(struct ide *ide, uint64_t offset, unsigned size);
 void ide_bm_write(struct ide *ide, uint64_t offset, uint64_t value, unsigned size);
+
+/* True for the disk drivers this controller serves ("ide-hd", "ide-cd"). */
+bool ide_disk_driver(const char *driver);
+
+struct device_class;
+/* Singleton: the controller for all IDE disks of the VM definition (none: not created). */
+extern const struct device_class ide_class;

@@ -7,8 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "hw/e1000.h"
+#include "hw/machine.h"
 #include "tests/unit/fake-hw.h"
+#include "tests/unit/fake-vm.h"
 
 static struct guest_mem *mem;
 static struct e1000 *e;
@@ -435,6 +439,84 @@ START_TEST(io_window)
 }
 END_TEST
 
+/*
+ * The device class over a fake VM with a libslirp backend: an ARP request
+ * for the slirp gateway goes out through the TX ring (kick -> eventfd ->
+ * I/O loop -> backend) and the reply lands in the RX ring.
+ */
+START_TEST(device_class_with_slirp)
+{
+	struct vm_nic_config nic = {.id = "net0", .driver = "e1000", .backend = "user"};
+	struct vm_config cfg = {.name = "t", .nics = &nic, .n_nics = 1};
+	struct event_base *base = event_base_new();
+	struct iobus *b = fake_iobus_new();
+	struct vm *vm = fake_vm_new(&cfg, b, mem, base);
+	unsigned slot, base_ranges = fake_iobus_count(b);
+	void *state = NULL;
+	uint64_t bar0, v;
+	uint8_t m[6], *f;
+
+	ck_assert_int_eq(e1000_class.realize(vm, &nic, &state, NULL), 0);
+	for (slot = 0; slot < 32; slot++) {
+		if (pci_host_config_read(pci_host_of(vm), 0, slot << 3, 0, 4) == 0x100e8086) {
+			break;
+		}
+	}
+	ck_assert_uint_lt(slot, 32);
+	bar0 = pci_host_config_read(pci_host_of(vm), 0, slot << 3, 0x10, 4) & ~0xfu;
+	ck_assert_uint_ne(bar0, 0);
+	pci_host_config_write(pci_host_of(vm), 0, slot << 3, 4, 2, 0x7);
+	/* the MAC defaults to 52:54:00 plus a stable hash */
+	e1000_default_mac("t", "net0", m);
+	iobus_read(b, IOBUS_MMIO, bar0 + 0x5400, 4, &v);
+	ck_assert_uint_eq(v, (uint32_t)(m[0] | m[1] << 8 | m[2] << 16 | (uint32_t)m[3] << 24));
+
+	/* RX ring: 8 x 2048 at 0x30000, buffers at 0x40000 + 0x1000 * i */
+	for (unsigned i = 0; i < 8; i++) {
+		*(uint64_t *)(mem->ram + 0x30000 + 16 * i) = htole64(0x40000 + 0x1000 * i);
+	}
+	iobus_write(b, IOBUS_MMIO, bar0 + 0x2800, 4, 0x30000);
+	iobus_write(b, IOBUS_MMIO, bar0 + 0x2808, 4, 128);
+	iobus_write(b, IOBUS_MMIO, bar0 + 0x2818, 4, 7);
+	iobus_write(b, IOBUS_MMIO, bar0 + 0x100, 4, 0x2 | 1u << 15 | 1u << 26);
+	/* TX: one ARP request who-has 10.0.2.2 tell 10.0.2.15 */
+	f = mem->ram + 0x20000;
+	memset(f, 0xff, 6);
+	memcpy(f + 6, m, 6);
+	memcpy(f + 12, "\x08\x06\x00\x01\x08\x00\x06\x04\x00\x01", 10);
+	memcpy(f + 22, m, 6);
+	memcpy(f + 28, "\x0a\x00\x02\x0f", 4);
+	memset(f + 32, 0, 6);
+	memcpy(f + 38, "\x0a\x00\x02\x02", 4);
+	memset(f + 42, 0, 18);
+	memset(mem->ram + 0x10000, 0, 16);
+	*(uint64_t *)(mem->ram + 0x10000) = htole64(0x20000);
+	*(uint16_t *)(mem->ram + 0x10008) = htole16(60);
+	mem->ram[0x1000b] = 0x09;
+	iobus_write(b, IOBUS_MMIO, bar0 + 0x3800, 4, 0x10000);
+	iobus_write(b, IOBUS_MMIO, bar0 + 0x3808, 4, 128);
+	iobus_write(b, IOBUS_MMIO, bar0 + 0x400, 4, 0x2);
+	iobus_write(b, IOBUS_MMIO, bar0 + 0x3818, 4, 1);
+	for (unsigned i = 0; i < 100 && !(mem->ram[0x30000 + 12] & 1); i++) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert_uint_eq(mem->ram[0x1000c] & 1, 1); /* TX descriptor done */
+	ck_assert_uint_eq(mem->ram[0x30000 + 12] & 3, 3);
+	f = mem->ram + 0x40000;
+	ck_assert_int_eq(memcmp(f, m, 6), 0);			    /* to us */
+	ck_assert_uint_eq(f[21], 2);				    /* ARP reply */
+	ck_assert_int_eq(memcmp(f + 28, "\x0a\x00\x02\x02", 4), 0); /* from the gateway */
+
+	e1000_class.reset(state);
+	e1000_class.unrealize(state);
+	ck_assert_uint_eq(fake_iobus_count(b), base_ranges);
+	fake_vm_free(vm);
+	fake_iobus_free(b);
+	event_base_free(base);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("e1000");
@@ -450,6 +532,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, rx_basic_and_filters);
 	tcase_add_test(tc, rx_full_ring_and_split);
 	tcase_add_test(tc, io_window);
+	tcase_add_test(tc, device_class_with_slirp);
 	suite_add_tcase(s, tc);
 	return s;
 }

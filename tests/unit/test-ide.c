@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "hw/ide.h"
+#include "hw/machine.h"
 #include "tests/unit/fake-hw.h"
+#include "tests/unit/fake-vm.h"
 #include "vmmd/block.h"
 
 #define P 0x1f0
@@ -603,6 +605,71 @@ START_TEST(atapi_media_change)
 }
 END_TEST
 
+/* The device class over a fake VM: one PCI function, the ports, and nothing left behind. */
+START_TEST(device_class)
+{
+	char hd[64], cd[64];
+	struct vm_disk_config disks[3] = {
+		{.id = "hd0", .driver = "ide-hd", .file = hd, .format = "raw"},
+		{.id = "vda", .driver = "virtio-blk", .file = hd},
+		{.id = "cd0", .driver = "ide-cd", .file = cd, .format = "raw"},
+	};
+	struct vm_config cfg = {.name = "t", .disks = disks, .n_disks = 3};
+	struct iobus *b;
+
+	make_image(hd, 1 << 20, 512, 1);
+	make_image(cd, 2048 * 4, 2048, 1);
+	b = fake_iobus_new();
+	struct vm *vm = fake_vm_new(&cfg, b, mem, NULL);
+	unsigned base = fake_iobus_count(b), found = 0;
+	void *state = NULL;
+	uint64_t v;
+
+	ck_assert_ptr_nonnull(vm);
+	ck_assert_int_eq(ide_class.realize(vm, NULL, &state, NULL), 0);
+	ck_assert_ptr_nonnull(state);
+	for (unsigned slot = 0; slot < 32; slot++) {
+		if (pci_host_config_read(pci_host_of(vm), 0, slot << 3, 0, 4) == 0x70108086) {
+			found++;
+			ck_assert_uint_eq(
+				pci_host_config_read(pci_host_of(vm), 0, slot << 3, 8, 4) >> 8,
+				0x010180);
+		}
+	}
+	ck_assert_uint_eq(found, 1);
+	/* hd0 is the primary master, cd0 the primary slave (ATAPI signature) */
+	iobus_write(b, IOBUS_PIO, 0x1f6, 1, 0xa0);
+	iobus_read(b, IOBUS_PIO, 0x1f7, 1, &v);
+	ck_assert_uint_eq(v & 0x40, 0x40);
+	iobus_write(b, IOBUS_PIO, 0x1f6, 1, 0xb0);
+	iobus_write(b, IOBUS_PIO, 0x1f7, 1, 0xa1);
+	iobus_read(b, IOBUS_PIO, 0x1f7, 1, &v);
+	ck_assert_uint_eq(v & 0x08, 0x08);
+	ide_class.reset(state);
+	ide_class.unrealize(state);
+	ck_assert_uint_eq(fake_iobus_count(b), base);
+
+	/* a missing image fails cleanly, naming the disk */
+	struct error *err = NULL;
+	disks[2].file = "/nonexistent.iso";
+	state = NULL;
+	ck_assert_int_lt(ide_class.realize(vm, NULL, &state, &err), 0);
+	ck_assert_ptr_nonnull(strstr(err->msg, "cd0"));
+	error_free(err);
+	ck_assert_uint_eq(fake_iobus_count(b), base);
+	/* no IDE disk: no controller */
+	disks[0].driver = "virtio-blk";
+	disks[2].driver = "virtio-blk";
+	ck_assert_int_eq(ide_class.realize(vm, NULL, &state, NULL), 0);
+	ck_assert_ptr_null(state);
+	ck_assert_uint_eq(fake_iobus_count(b), base);
+	fake_vm_free(vm);
+	fake_iobus_free(b);
+	unlink(hd);
+	unlink(cd);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("ide");
@@ -621,6 +688,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, atapi_read);
 	tcase_add_test(tc, atapi_toc_mode_sense_config);
 	tcase_add_test(tc, atapi_media_change);
+	tcase_add_test(tc, device_class);
 	suite_add_tcase(s, tc);
 	return s;
 }
