@@ -6,7 +6,9 @@
  * Two engines:
  *  - io_uring (liburing) for reads, writes and flushes that reach a file
  *    protocol fd directly (a file node, or raw over a file) and need no
- *    padding; submitted and reaped on the loop thread.
+ *    padding, and for reads of a format (qcow2) whose block status maps
+ *    the whole request to one host extent of its file (zeroes are filled
+ *    in); submitted and reaped on the loop thread.
  *  - a small pool of worker threads for everything else (formats, NBD,
  *    discard, write-zeroes, unaligned requests, io_uring overflow and
  *    io_uring's -EAGAIN or short transfers). Workers run the synchronous
@@ -76,6 +78,7 @@ struct block_aio_ctx {
 	pthread_t workers[AIO_MAX_WORKERS];
 	unsigned nworkers, idle;
 	bool stop;
+	bool done_signalled; /* the eventfd was written since the loop last drained done */
 };
 
 static void queue_init(struct aio_queue *q)
@@ -129,6 +132,16 @@ static int run_sync(struct aio_req *r)
 	return -EINVAL;
 }
 
+/* Queue a finished request for the loop; wake it once per batch. Called with ctx->lock. */
+static void push_done(struct block_aio_ctx *ctx, struct aio_req *r)
+{
+	queue_push(&ctx->done, r);
+	if (!ctx->done_signalled) {
+		ctx->done_signalled = true;
+		signal_loop(ctx);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct block_aio_ctx *ctx = arg;
@@ -148,8 +161,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&ctx->lock);
 		r->ret = run_sync(r);
 		pthread_mutex_lock(&ctx->lock);
-		queue_push(&ctx->done, r);
-		signal_loop(ctx);
+		push_done(ctx, r);
 	}
 	pthread_mutex_unlock(&ctx->lock);
 	return NULL;
@@ -261,6 +273,7 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
 	while ((r = queue_pop(&ctx->done))) {
 		queue_push(&local, r);
 	}
+	ctx->done_signalled = false;
 	pthread_mutex_unlock(&ctx->lock);
 
 	for (r = local.head; r; r = r->next) {
@@ -360,6 +373,43 @@ static int direct_fd(struct block_node *bs, uint64_t *ret_shift)
 	return file_fd(bs);
 }
 
+/*
+ * A read of a format node over a file whose range the format maps to one
+ * host extent (block status DATA with a known file offset) or to zeroes:
+ * read the host extent through the ring, or fill zeroes, without a worker.
+ * Returns true if @r was handled; false to use the pool.
+ */
+static bool format_read_fast(struct block_aio_ctx *ctx, struct aio_req *r)
+{
+	struct block_node *bs = r->bs, *file = bs->file;
+	uint64_t pnum, foff;
+	unsigned status;
+
+	if (!file || bs->drv->is_protocol || bs->drv == &raw_driver || file->drv != &file_driver ||
+	    ((struct file_state *)file->opaque)->use_threads || r->len == 0 ||
+	    !block_request_aligned(file, r->offset, r->iov, r->cnt, r->len)) {
+		return false;
+	}
+	if (block_get_status(bs, r->offset, r->len, &pnum, &status, &foff) < 0 || pnum < r->len) {
+		return false;
+	}
+	if ((status & BLOCK_STATUS_ZERO) && !(status & BLOCK_STATUS_DATA)) {
+		iov_memset(r->iov, r->cnt, 0, 0, r->len);
+		r->ret = 0;
+		pthread_mutex_lock(&ctx->lock);
+		push_done(ctx, r);
+		pthread_mutex_unlock(&ctx->lock);
+		return true;
+	}
+	if (!(status & BLOCK_STATUS_DATA) || !(status & BLOCK_STATUS_ALLOCATED) ||
+	    foff == UINT64_MAX || !IS_ALIGNED(foff, file->alignment)) {
+		return false;
+	}
+	r->fd = file_fd(file);
+	r->fd_offset = foff;
+	return ring_submit(ctx, r);
+}
+
 int block_aio_submit(struct block_node *bs, struct block_aio_ctx *ctx, enum block_op op,
 		     uint64_t offset, const struct iovec *iov, unsigned cnt, uint64_t len,
 		     unsigned flags, block_complete_fn *cb, void *opaque)
@@ -415,6 +465,11 @@ int block_aio_submit(struct block_node *bs, struct block_aio_ctx *ctx, enum bloc
 		ctx->inflight++;
 		return 0;
 	}
+	if (op == BLOCK_OP_READ && ctx->have_ring && r->fd < 0 && format_read_fast(ctx, r)) {
+		ctx->inflight++;
+		return 0;
+	}
+	r->fd = -1;
 	err = pool_submit(ctx, r);
 	if (err < 0) {
 		block_unref(r->bs);

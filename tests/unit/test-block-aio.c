@@ -248,6 +248,97 @@ START_TEST(rejects_and_other_ops)
 }
 END_TEST
 
+struct cmp_req {
+	struct iovec iov;
+	int ret, calls;
+	unsigned *left;
+	struct event_base *base;
+};
+
+static void on_cmp(void *opaque, int ret)
+{
+	struct cmp_req *c = opaque;
+
+	c->ret = ret;
+	c->calls++;
+	if (--*c->left == 0) {
+		event_base_loopbreak(c->base);
+	}
+}
+
+/*
+ * Asynchronous reads of a qcow2 image (mapped clusters through the ring,
+ * zero and unallocated ones filled in, compressed ones through the pool)
+ * return what synchronous reads return.
+ */
+START_TEST(format_reads_match_sync)
+{
+	enum {
+		N = 64,
+		SZ = 16384
+	};
+	char img[300], cmd[1200];
+	struct block_node *bs = NULL;
+	struct block_aio_ctx *ctx = NULL;
+	struct event_base *base;
+	static struct cmp_req reqs[N];
+	unsigned left = N;
+	char *abuf, *sbuf;
+
+	snprintf(img, sizeof(img), "%s.qcow2", path);
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-img create -q -f qcow2 %s 4M && qemu-io -f qcow2 -c 'write -P 0x61 0 1M' "
+		 "-c 'write -z 256k 64k' -c 'write -P 0x62 2M 4k' %s >/dev/null 2>&1",
+		 img, img);
+	if (system(cmd) != 0) {
+		unlink(img);
+		return; /* no qemu-img */
+	}
+	if (block_open(&bs, img, "qcow2", BLOCK_O_NOCACHE, NULL) < 0) {
+		unlink(img);
+		return; /* built without the qcow2 driver */
+	}
+	unsetenv("VMMD_NO_IO_URING");
+	base = event_base_new();
+	ck_assert_int_eq(block_aio_ctx_new(base, &ctx, NULL), 0);
+	ck_assert_int_eq(posix_memalign((void **)&abuf, 4096, N * SZ), 0);
+	sbuf = malloc(SZ);
+	memset(abuf, 0xee, N * SZ);
+	for (unsigned i = 0; i < N; i++) {
+		/* 16 KiB pieces scattered over data, zeroes, holes and the tail */
+		uint64_t off = (uint64_t)i * 61440 % (4 << 20) / 4096 * 4096;
+
+		if (off + SZ > 4 << 20) {
+			off = (4 << 20) - SZ;
+		}
+		reqs[i] = (struct cmp_req){.iov = {abuf + i * SZ, SZ}, .left = &left, .base = base};
+		ck_assert_int_eq(block_aio_submit(bs, ctx, BLOCK_OP_READ, off, &reqs[i].iov, 1, 0,
+						  0, on_cmp, &reqs[i]),
+				 0);
+	}
+	event_base_dispatch(base);
+	ck_assert_uint_eq(left, 0);
+	for (unsigned i = 0; i < N; i++) {
+		uint64_t off = (uint64_t)i * 61440 % (4 << 20) / 4096 * 4096;
+
+		if (off + SZ > 4 << 20) {
+			off = (4 << 20) - SZ;
+		}
+		ck_assert_int_eq(reqs[i].calls, 1);
+		ck_assert_int_eq(reqs[i].ret, 0);
+		ck_assert_int_eq(block_pread(bs, off, sbuf, SZ), 0);
+		ck_assert_msg(memcmp(sbuf, abuf + i * SZ, SZ) == 0, "read %u at %llu differs", i,
+			      (unsigned long long)off);
+	}
+	block_aio_ctx_free(ctx);
+	event_base_free(base);
+	free(abuf);
+	free(sbuf);
+	block_unref(bs);
+	unlink(img);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("block-aio");
@@ -260,6 +351,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, many_direct_unaligned);
 	tcase_add_test(tc, many_pool);
 	tcase_add_test(tc, rejects_and_other_ops);
+	tcase_add_test(tc, format_reads_match_sync);
 	suite_add_tcase(s, tc);
 	return s;
 }
