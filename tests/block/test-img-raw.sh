@@ -91,12 +91,10 @@ done
 
 # convert from an NBD export (qemu-nbd), then the result matches
 if command -v qemu-nbd >/dev/null 2>&1; then
-	qemu-nbd -f raw -r -k "$T/nbd.sock" "$T/a.raw" &
-	NBD_PID=$!
-	for _ in $(seq 100); do [ -S "$T/nbd.sock" ] && break; sleep 0.05; done
+	# --fork returns once the server accepts connections
+	qemu-nbd --fork --pid-file="$T/nbd.pid" -f raw -r -k "$T/nbd.sock" "$T/a.raw"
 	"$VMM_IMG" convert -f raw -O raw "nbd+unix:///?socket=$T/nbd.sock" "$T/c.raw"
-	kill "$NBD_PID" 2>/dev/null || true
-	wait "$NBD_PID" 2>/dev/null || true
+	kill "$(cat "$T/nbd.pid")" 2>/dev/null || true
 	qemu-img compare -f raw -F raw "$T/a.raw" "$T/c.raw" >/dev/null || fail "NBD convert differs"
 fi
 echo ok

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,7 +38,28 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Start a server in the foreground of a child; wait for its socket. */
+/* True once a server accepts connections on the UNIX socket @p (bound is not enough). */
+static bool listening(const char *p)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	if (strlen(p) >= sizeof(sa.sun_path)) {
+		if (fd >= 0) {
+			close(fd);
+		}
+		return false;
+	}
+	memcpy(sa.sun_path, p, strlen(p) + 1);
+	ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd >= 0) {
+		close(fd);
+	}
+	return ok;
+}
+
+/* Start a server in the foreground of a child; wait for its socket (or pid file). */
 static pid_t spawn(const char *const argv[])
 {
 	pid_t pid;
@@ -51,7 +74,7 @@ static pid_t spawn(const char *const argv[])
 	for (int i = 0; i < 200; i++) {
 		struct stat st;
 
-		if (stat(sock, &st) == 0) {
+		if (stat(sock, &st) == 0 && (!S_ISSOCK(st.st_mode) || listening(sock))) {
 			return pid;
 		}
 		usleep(25000);
