@@ -3,9 +3,10 @@
  * ECAM), BAR mapping, INTx and MSI-X. See pci.h for the layout.
  *
  * Threads: config cycles (vCPU threads) take host->lock; BAR handlers are
- * called by the I/O bus without it. INTx state is under host->lock, MSI-X
- * state under the device's msix->lock (never taken while waiting for the
- * host lock, so I/O threads can signal vectors during config cycles).
+ * called by the I/O bus without it. Lock order: host->lock, then a device's
+ * own lock (virtio-pci), then host->intx_lock (INTx state) or the device's
+ * msix->lock (MSI-X state): I/O threads signalling interrupts with their
+ * device lock held never wait for host->lock.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -29,6 +30,7 @@ struct pci_host {
 	struct vm *vm;
 	struct iobus *bus;
 	pthread_mutex_t lock;
+	pthread_mutex_t intx_lock; /* intx_mask and devices' intx_level; taken after lock */
 	uint32_t cf8;
 	struct pci_device *slots[PCI_SLOTS];
 	struct pci_device bridge;
@@ -197,6 +199,7 @@ static void bars_update(struct pci_device *dev)
 
 /* ---- INTx ---- */
 
+/* Caller holds intx_lock. */
 static void intx_apply(struct pci_host *h, struct pci_device *dev)
 {
 	unsigned line = (dev->slot + 0) & 3; /* pin A */
@@ -227,10 +230,10 @@ void pci_set_irq(struct pci_device *dev, bool level)
 	if (!h || dev->slot < 0) {
 		return;
 	}
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->intx_lock);
 	dev->intx_level = level;
 	intx_apply(h, dev);
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&h->intx_lock);
 }
 
 /* ---- MSI-X ---- */
@@ -582,7 +585,9 @@ void pci_host_config_write(struct pci_host *h, unsigned bus, unsigned devfn, uns
 		bars_update(dev);
 	}
 	if (cmd) {
+		pthread_mutex_lock(&h->intx_lock);
 		intx_apply(h, dev);
+		pthread_mutex_unlock(&h->intx_lock);
 	}
 	if (msix) {
 		msix_control_written(dev);
@@ -756,8 +761,10 @@ void pci_unregister_device(struct pci_device *dev)
 	for (i = 0; i < PCI_NUM_BARS; i++) {
 		bar_unmap(dev, i);
 	}
+	pthread_mutex_lock(&h->intx_lock);
 	dev->intx_level = false;
 	intx_apply(h, dev);
+	pthread_mutex_unlock(&h->intx_lock);
 	h->slots[dev->slot] = NULL;
 	pthread_mutex_unlock(&h->lock);
 	msix_free(dev);
@@ -777,8 +784,10 @@ void pci_device_reset(struct pci_device *dev)
 	cfg_set(dev->config, PCI_COMMAND, 2, 0);
 	dev->config[PCI_STATUS + 1] = 0;
 	bars_update(dev);
+	pthread_mutex_lock(&h->intx_lock);
 	dev->intx_level = false;
 	intx_apply(h, dev);
+	pthread_mutex_unlock(&h->intx_lock);
 	if (dev->msix) {
 		struct pci_msix *m = dev->msix;
 
@@ -834,6 +843,7 @@ int pci_host_new(struct vm *vm, struct iobus *bus, struct pci_host **ret, struct
 	h->mmio_next = PCI_MMIO32_BASE;
 	h->io_next = PCI_IO_BASE;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_init(&h->intx_lock, NULL);
 	/* 00:00.0 Intel 440FX host bridge */
 	pci_device_init(&h->bridge, "i440fx", 0x8086, 0x1237, 0x060000, 0x02, 0x1af4, 0x1100);
 	h->bridge.config[PCI_INTERRUPT_PIN] = 0;
@@ -858,6 +868,7 @@ int pci_host_new(struct vm *vm, struct iobus *bus, struct pci_host **ret, struct
 err_cf8:
 	iobus_unregister(bus, IOBUS_PIO, 0xCF8);
 err_free:
+	pthread_mutex_destroy(&h->intx_lock);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 	return r;
@@ -874,6 +885,7 @@ void pci_host_free(struct pci_host *h)
 	if (h->cf8_registered) {
 		iobus_unregister(h->bus, IOBUS_PIO, 0xCF8);
 	}
+	pthread_mutex_destroy(&h->intx_lock);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

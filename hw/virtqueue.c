@@ -257,6 +257,16 @@ int virtq_pop(struct virtq *vq, struct virtq_elem *elem)
 	return 1;
 }
 
+void virtq_unpop(struct virtq *vq, uint16_t n)
+{
+	n = MIN(n, vq->inflight);
+	vq->last_avail -= n;
+	vq->inflight -= n;
+	if (vq->event_idx && vq->enabled) {
+		__atomic_store_n(avail_event_p(vq), vq->last_avail, __ATOMIC_RELAXED);
+	}
+}
+
 void virtq_push_head(struct virtq *vq, uint16_t head, uint32_t len)
 {
 	uint32_t *ent;

@@ -93,6 +93,12 @@ int virtq_enable(struct virtq *vq);
  */
 int virtq_pop(struct virtq *vq, struct virtq_elem *elem);
 
+/*
+ * Give back the last @n popped chains unused (they become available again,
+ * in order). Only valid before anything else is pushed or popped.
+ */
+void virtq_unpop(struct virtq *vq, uint16_t n);
+
 /* Return a chain to the guest with @len bytes written into its in buffers. */
 void virtq_push(struct virtq *vq, const struct virtq_elem *elem, uint32_t len);
 void virtq_push_head(struct virtq *vq, uint16_t head, uint32_t len);

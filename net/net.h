@@ -61,7 +61,10 @@ struct net_peer {
 	/*
 	 * One frame from the host side. Return 0 when taken (or deliberately
 	 * dropped), -EAGAIN when the guest has no buffers: the backend keeps
-	 * the frame and stops reading until net_backend_rx_resume().
+	 * the frame and stops reading until net_backend_rx_resume(). Never
+	 * called from inside net_backend_send() (frames a backend produces
+	 * while sending are deferred), but net_backend_rx_resume() delivers
+	 * synchronously, so call it without the locks receive takes.
 	 */
 	int (*receive)(void *opaque, const struct iovec *iov, unsigned cnt);
 	void *opaque;

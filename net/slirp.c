@@ -60,11 +60,13 @@ struct slirp_be {
 	unsigned nfds, fds_cap;
 	struct event *timeout_ev; /* the fill's timeout (TCP timers) */
 	struct event *kick_ev;	  /* notify(): run a round soon */
+	struct event *deliver_ev; /* frames queued during send() go out from here */
 	struct list_head timers;
 	struct list_head rxq;
 	unsigned rxq_len;
 	bool guest_full;
 	bool in_round;
+	bool in_send;
 };
 
 static void slirp_round(struct slirp_be *s);
@@ -78,7 +80,11 @@ static int64_t cb_clock_get_ns(void *opaque)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Hand one frame to the guest, or queue it if the guest has no buffers. */
+/*
+ * Hand one frame to the guest, or queue it: while the guest has no buffers,
+ * while older frames wait, and while we are inside send() (the peer must
+ * never be re-entered from its own send call).
+ */
 static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
 {
 	struct slirp_be *s = opaque;
@@ -86,7 +92,7 @@ static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	struct rx_frame *f;
 
-	if (!s->guest_full) {
+	if (!s->guest_full && !s->in_send && list_empty(&s->rxq)) {
 		int r = nb->peer.receive(nb->peer.opaque, &iov, 1);
 
 		if (r != -EAGAIN) {
@@ -112,7 +118,47 @@ static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
 	memcpy(f->data, buf, len);
 	list_add_tail(&f->link, &s->rxq);
 	s->rxq_len++;
+	if (!s->guest_full) {
+		event_active(s->deliver_ev, 0, 0);
+	}
 	return len;
+}
+
+/* Offer queued frames in order; stops at the first the guest cannot take. */
+static void deliver_queued(struct slirp_be *s)
+{
+	struct net_backend *nb = s->nb;
+
+	while (!list_empty(&s->rxq)) {
+		struct rx_frame *f = container_of(s->rxq.next, struct rx_frame, link);
+		struct iovec iov = {.iov_base = f->data, .iov_len = f->len};
+		int r = nb->peer.receive(nb->peer.opaque, &iov, 1);
+
+		if (r == -EAGAIN) {
+			s->guest_full = true;
+			return;
+		}
+		if (r < 0) {
+			nb->rx_dropped++;
+		} else {
+			nb->rx_frames++;
+		}
+		list_del(&f->link);
+		s->rxq_len--;
+		free(f);
+	}
+	s->guest_full = false;
+}
+
+static void deliver_fired(evutil_socket_t fd, short what, void *opaque)
+{
+	struct slirp_be *s = opaque;
+
+	(void)fd;
+	(void)what;
+	if (!s->guest_full) {
+		deliver_queued(s);
+	}
 }
 
 static void cb_guest_error(const char *msg, void *opaque)
@@ -414,6 +460,9 @@ static void slirp_be_free(struct slirp_be *s)
 	if (s->kick_ev) {
 		event_free(s->kick_ev);
 	}
+	if (s->deliver_ev) {
+		event_free(s->deliver_ev);
+	}
 	free(s->fds);
 	free(s);
 }
@@ -438,7 +487,8 @@ static int slirp_be_open(struct net_backend *nb, const struct net_backend_config
 	list_init(&s->rxq);
 	s->timeout_ev = evtimer_new(nb->base, kick_fired, s);
 	s->kick_ev = event_new(nb->base, -1, 0, kick_fired, s);
-	if (!s->timeout_ev || !s->kick_ev) {
+	s->deliver_ev = event_new(nb->base, -1, 0, deliver_fired, s);
+	if (!s->timeout_ev || !s->kick_ev || !s->deliver_ev) {
 		slirp_be_free(s);
 		return error_set(errp, ENOMEM, "out of memory");
 	}
@@ -483,42 +533,26 @@ static int slirp_be_send(struct net_backend *nb, const struct iovec *iov, unsign
 	if (len < 14 || len > NET_MAX_FRAME) {
 		return -EINVAL;
 	}
+	s->in_send = true;
 	if (cnt == 1) {
 		slirp_input(s->slirp, iov[0].iov_base, len);
 	} else {
 		buf = malloc(len);
 		if (!buf) {
+			s->in_send = false;
 			return -ENOMEM;
 		}
 		iov_to_buf(iov, cnt, 0, buf, len);
 		slirp_input(s->slirp, buf, len);
 	}
 	slirp_round(s);
+	s->in_send = false;
 	return 0;
 }
 
 static void slirp_be_rx_resume(struct net_backend *nb)
 {
-	struct slirp_be *s = nb->priv;
-
-	while (!list_empty(&s->rxq)) {
-		struct rx_frame *f = container_of(s->rxq.next, struct rx_frame, link);
-		struct iovec iov = {.iov_base = f->data, .iov_len = f->len};
-		int r = nb->peer.receive(nb->peer.opaque, &iov, 1);
-
-		if (r == -EAGAIN) {
-			return;
-		}
-		if (r < 0) {
-			nb->rx_dropped++;
-		} else {
-			nb->rx_frames++;
-		}
-		list_del(&f->link);
-		s->rxq_len--;
-		free(f);
-	}
-	s->guest_full = false;
+	deliver_queued(nb->priv);
 }
 
 const struct net_backend_ops net_slirp_ops = {

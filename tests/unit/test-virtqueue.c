@@ -502,6 +502,27 @@ START_TEST(test_event_idx)
 }
 END_TEST
 
+START_TEST(test_unpop)
+{
+	set_desc(DESC, 0, DATA, 16, 0, 0);
+	set_desc(DESC, 1, DATA, 32, 0, 0);
+	make_avail(0);
+	make_avail(1);
+	ck_assert_int_eq(virtq_pop(&vq, elem), 1);
+	ck_assert_int_eq(virtq_pop(&vq, elem), 1);
+	virtq_unpop(&vq, 2);
+	ck_assert_int_eq(virtq_pop(&vq, elem), 1);
+	ck_assert_uint_eq(elem->head, 0);
+	/* never more than what is in flight */
+	virtq_unpop(&vq, 100);
+	ck_assert_int_eq(virtq_pop(&vq, elem), 1);
+	ck_assert_uint_eq(elem->head, 0);
+	ck_assert_int_eq(virtq_pop(&vq, elem), 1);
+	ck_assert_uint_eq(elem->head, 1);
+	ck_assert_int_eq(virtq_pop(&vq, elem), 0);
+}
+END_TEST
+
 START_TEST(test_no_notify_flag)
 {
 	virtq_set_notification(&vq, false);
@@ -552,6 +573,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_no_interrupt_flag);
 	tcase_add_test(tc, test_event_idx);
 	tcase_add_test(tc, test_no_notify_flag);
+	tcase_add_test(tc, test_unpop);
 	suite_add_tcase(s, tc);
 	return s;
 }
