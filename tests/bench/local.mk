@@ -14,3 +14,9 @@ tests/bench/guest/bench-guest.elf: $(BENCH_GUEST_SRC) $(BENCH_GUEST_LDS)
 	$(AM_V_GEN)$(MKDIR_P) tests/bench/guest && \
 	$(GUEST_CC) -nostdlib -static -no-pie -Wl,-T,$(BENCH_GUEST_LDS) -Wl,--build-id=none \
 		-Wl,-z,noexecstack -o $@ $(BENCH_GUEST_SRC)
+
+# The control-plane load generator (figure 4): C, so that the client's own
+# cost stays small next to the server's on a 2-core machine.
+check_PROGRAMS += tests/bench/qmp-load
+tests_bench_qmp_load_SOURCES = tests/bench/qmp-load.c
+tests_bench_qmp_load_LDADD = $(PTHREAD_LIBS)

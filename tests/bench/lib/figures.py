@@ -7,6 +7,7 @@ SkipFigure when that VMM cannot do what the figure needs, which marks the
 figure's rows for that side skipped with the reason.
 """
 
+import json
 import multiprocessing
 import os
 import subprocess
@@ -270,8 +271,30 @@ class ControlPlane(Figure):
                 self.r[(c, v, "p99")] = self.row(base + ".p99", what + ": p99 latency", "us",
                                                  "lower", tgt, note=note)
 
-    def run_clients(self, paths, requests_for):
-        """Start one client process per path; returns (total rps, latencies)."""
+    def run_clients(self, paths, vms=0, prefix="c"):
+        """One client per path, each one request in flight; returns (rps, p50, p99)."""
+        loader = os.path.join(self.ctx.cfg.builddir, "tests", "bench", "qmp-load")
+        if os.access(loader, os.X_OK):
+            argv = [loader, "--duration", str(self.duration), "--clients", str(len(paths))]
+            if vms:
+                argv += ["--vms", str(vms), "--vm-prefix", prefix]
+            p = subprocess.run(argv + list(paths), capture_output=True, text=True,
+                               timeout=self.duration + 120)
+            if p.returncode != 0:
+                raise SkipFigure("qmp-load failed: %s" % p.stderr.strip()[-300:])
+            j = json.loads(p.stdout)
+            return j["rps"], j["p50_us"], j["p99_us"]
+        return self.run_clients_python(paths, vms, prefix)
+
+    def run_clients_python(self, paths, vms, prefix):
+        """The same in Python processes (when qmp-load is not built)."""
+        if vms:
+            def requests_for(i):
+                return [('{"execute": "query-status", "arguments": {"vm": "%s%d"}}\n' %
+                         (prefix, (i + k) % vms)).encode() for k in range(vms)]
+        else:
+            def requests_for(i):
+                return [b'{"execute": "query-status"}\n']
         mp = multiprocessing.get_context("fork")
         barrier = mp.Barrier(len(paths) + 1)
         out = mp.Queue()
@@ -298,12 +321,13 @@ class ControlPlane(Figure):
                     p.join()
         if not lats:
             raise SkipFigure("no round trip completed")
-        return len(lats) / wall, lats
+        return len(lats) / wall, percentile(lats, 50), percentile(lats, 99)
 
-    def record(self, side, c, v, rps, lats):
+    def record(self, side, c, v, result):
+        rps, p50, p99 = result
         self.r[(c, v, "rps")].add(side, rps)
-        self.r[(c, v, "p50")].add(side, percentile(lats, 50))
-        self.r[(c, v, "p99")].add(side, percentile(lats, 99))
+        self.r[(c, v, "p50")].add(side, p50)
+        self.r[(c, v, "p99")].add(side, p99)
 
     def measure_qemu(self, rnd):
         socks = [os.path.join(self.ctx.cfg.tmp, "qmp-r%d-%d.sock" % (rnd, i))
@@ -311,11 +335,10 @@ class ControlPlane(Figure):
         vm = QemuVM(self.ctx.cfg, qmp_sockets=socks)
         try:
             vm.wait_qmp()
-            req = [b'{"execute": "query-status"}\n']
             for c in self.CLIENTS:
-                rps, lats = self.run_clients(socks[:c], lambda i: req)
+                res = self.run_clients(socks[:c])
                 for v in self.VMS:
-                    self.record("qemu", c, v, rps, lats)
+                    self.record("qemu", c, v, res)
         finally:
             vm.stop()
 
@@ -327,13 +350,8 @@ class ControlPlane(Figure):
                 while made < v:
                     d.create("c%d" % made, start=True)
                     made += 1
-
-                def requests_for(i, v=v):
-                    # Each client walks the defined VMs from its own offset.
-                    return [('{"execute": "query-status", "arguments": {"vm": "c%d"}}\n' %
-                             ((i + k) % v)).encode() for k in range(v)]
+                # Each client walks the defined VMs from its own offset.
                 for c in self.CLIENTS:
-                    rps, lats = self.run_clients([d.socket] * c, requests_for)
-                    self.record("vmmd", c, v, rps, lats)
+                    self.record("vmmd", c, v, self.run_clients([d.socket] * c, v, "c"))
         finally:
             d.stop()
