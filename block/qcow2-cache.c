@@ -54,7 +54,7 @@ static int write_entry(struct qcow2_state *s, struct qcow2_cache *c, struct qcow
 			return ret;
 		}
 	}
-	if (qcow2_overlaps_metadata(s, e->offset, s->cluster_size) && c->is_l2) {
+	if (qcow2_overlaps_metadata(s, e->offset, s->cluster_size, false) && c->is_l2) {
 		/* an L2 table must never be written over refcount or L1 metadata */
 		return qcow2_signal_corruption(s, "L2 table at %#llx overlaps other metadata",
 					       (unsigned long long)e->offset);

@@ -293,9 +293,11 @@ int qcow2_grow_l1(struct qcow2_state *s, uint64_t min_size)
 	return qcow2_update_refcount(s, old_off, ALIGN_UP(old_size * 8, s->cluster_size), -1);
 }
 
-int qcow2_discard_range(struct qcow2_state *s, uint64_t offset, uint64_t len, bool make_zero)
+int qcow2_discard_range(struct qcow2_state *s, uint64_t offset, uint64_t len,
+			enum qcow2_discard_mode mode)
 {
 	uint64_t end = offset + len;
+	bool has_zero = s->version >= 3;
 
 	offset = ALIGN_UP(offset, s->cluster_size);
 	if (end != s->size) {
@@ -307,7 +309,7 @@ int qcow2_discard_range(struct qcow2_state *s, uint64_t offset, uint64_t len, bo
 		int ret;
 
 		if (l1i >= s->l1_size || !(s->l1_table[l1i] & QCOW2_OFFSET_MASK)) {
-			if (!make_zero || !s->bs->backing) {
+			if (mode == QCOW2_DISCARD || !s->bs->backing) {
 				/* nothing allocated here and nothing below to hide */
 				offset = (l1i + 1) << (s->cluster_bits + s->l2_bits);
 				continue;
@@ -318,17 +320,30 @@ int qcow2_discard_range(struct qcow2_state *s, uint64_t offset, uint64_t len, bo
 			return ret;
 		}
 		for (; idx < s->l2_entries && offset < end; idx++, offset += s->cluster_size) {
+			enum qcow2_cluster_type type;
+
 			old = qcow2_be64(&t[idx]);
-			if (make_zero || s->bs->backing) {
-				nw = s->version >= 3 ? QCOW2_OFLAG_ZERO : 0;
-			} else {
-				nw = 0;
+			type = qcow2_l2_entry_type(s, old);
+			/* zero flag where a backing file would show through, else unallocated */
+			nw = has_zero && (s->bs->backing || mode != QCOW2_DISCARD)
+				     ? QCOW2_OFLAG_ZERO
+				     : 0;
+			if (mode == QCOW2_ZERO_KEEP && has_zero &&
+			    (type == QCOW2_CLUSTER_NORMAL || type == QCOW2_CLUSTER_ZERO_ALLOC) &&
+			    old & QCOW2_OFLAG_COPIED) {
+				/* keep the allocation, read zeroes */
+				nw = (old & (QCOW2_OFFSET_MASK | QCOW2_OFLAG_COPIED)) |
+				     QCOW2_OFLAG_ZERO;
 			}
 			if (old == nw) {
 				continue;
 			}
 			qcow2_put_be64(&t[idx], nw);
 			qcow2_cache_mark_dirty(&s->l2_cache, t);
+			if ((old & QCOW2_OFFSET_MASK) == (nw & QCOW2_OFFSET_MASK) &&
+			    type != QCOW2_CLUSTER_COMPRESSED) {
+				continue; /* same host cluster still referenced */
+			}
 			ret = qcow2_free_l2_entry_deferred(s, old);
 			if (ret < 0) {
 				qcow2_cache_put(&s->l2_cache, (void **)&t);

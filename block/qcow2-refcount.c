@@ -631,7 +631,7 @@ int qcow2_free_l2_entry_deferred(struct qcow2_state *s, uint64_t entry)
 	}
 }
 
-bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t off, uint64_t len)
+bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t off, uint64_t len, bool data)
 {
 	uint64_t cs = s->cluster_size;
 	uint64_t a = ALIGN_DOWN(off, cs), b = ALIGN_UP(off + len, cs);
@@ -654,6 +654,20 @@ bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t off, uint64_t len)
 
 		if (OVERLAP(rb, cs)) {
 			return true;
+		}
+	}
+	for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+		if (OVERLAP(s->snapshots[i].l1_table_offset,
+			    (uint64_t)s->snapshots[i].l1_size * 8)) {
+			return true;
+		}
+	}
+	/* the active L2 tables, unless the L1 table is too large to scan per write */
+	if (data && s->l1_size <= 65536) {
+		for (uint32_t i = 0; i < s->l1_size; i++) {
+			if (OVERLAP(s->l1_table[i] & QCOW2_OFFSET_MASK, cs)) {
+				return true;
+			}
 		}
 	}
 #undef OVERLAP

@@ -75,8 +75,25 @@ static const struct {
 	{2, 0, "bitmaps"},	    {2, 1, "raw external data"},
 };
 
-/* Serialize the header cluster; *ret_used is the number of meaningful bytes. */
+static int build_header_ext(struct qcow2_state *s, uint8_t *buf, size_t buf_len, size_t *ret_used,
+			    bool features);
+
+/*
+ * Serialize the header cluster; *ret_used is the number of meaningful bytes.
+ * The feature name table is left out when it would not fit (512-byte clusters).
+ */
 static int build_header(struct qcow2_state *s, uint8_t *buf, size_t buf_len, size_t *ret_used)
+{
+	int ret = build_header_ext(s, buf, buf_len, ret_used, true);
+
+	if (ret == -ENOSPC) {
+		ret = build_header_ext(s, buf, buf_len, ret_used, false);
+	}
+	return ret;
+}
+
+static int build_header_ext(struct qcow2_state *s, uint8_t *buf, size_t buf_len, size_t *ret_used,
+			    bool features)
 {
 	size_t p, hl = s->version >= 3 ? HEADER_V3_LEN + s->hdr_tail_len : HEADER_V2_LEN;
 	size_t blen = s->backing_file ? strlen(s->backing_file) : 0;
@@ -126,7 +143,7 @@ static int build_header(struct qcow2_state *s, uint8_t *buf, size_t buf_len, siz
 		memcpy(buf + p + 8, s->backing_format, l);
 		p += 8 + ALIGN_UP(l, 8);
 	}
-	if (s->version >= 3) {
+	if (s->version >= 3 && features) {
 		size_t l = ARRAY_SIZE(feature_names) * 48;
 
 		NEED(8 + l);
@@ -641,7 +658,8 @@ static int qcow2_open(struct block_node *bs, const char *filename, json_t *opts,
 {
 	struct qcow2_state *s;
 	_cleanup_free_ uint8_t *buf = NULL;
-	uint64_t file_len, n;
+	uint64_t file_len, n, l2_cache_bytes = 32u << 20;
+	bool no_backing = false;
 	int ret;
 
 	(void)filename;
@@ -650,8 +668,16 @@ static int qcow2_open(struct block_node *bs, const char *filename, json_t *opts,
 		json_t *v;
 
 		json_object_foreach (opts, key, v) {
-			if (strcmp(key, "backing") || !json_is_null(v)) {
-				return error_set(errp, EINVAL, "qcow2: unknown option '%s'", key);
+			if (!strcmp(key, "backing") && json_is_null(v)) {
+				no_backing = true;
+			} else if (!strcmp(key, "l2-cache-size") && json_is_integer(v) &&
+				   json_integer_value(v) > 0) {
+				l2_cache_bytes = (uint64_t)json_integer_value(v);
+			} else {
+				return error_set(errp, EINVAL,
+						 "qcow2 option '%s' is unknown or invalid (known: "
+						 "\"backing\": null, \"l2-cache-size\": bytes)",
+						 key);
 			}
 		}
 	}
@@ -713,7 +739,7 @@ static int qcow2_open(struct block_node *bs, const char *filename, json_t *opts,
 	if (ret < 0) {
 		goto err;
 	}
-	if (qcow2_cache_init(&s->l2_cache, cache_entries(s->cluster_size, 32u << 20, 8, 256),
+	if (qcow2_cache_init(&s->l2_cache, cache_entries(s->cluster_size, l2_cache_bytes, 8, 1024),
 			     true) < 0 ||
 	    qcow2_cache_init(&s->rb_cache, cache_entries(s->cluster_size, 4u << 20, 8, 64), false) <
 		    0) {
@@ -752,7 +778,7 @@ static int qcow2_open(struct block_node *bs, const char *filename, json_t *opts,
 			}
 		}
 	}
-	if (s->backing_file && !(bs->flags & BLOCK_O_NO_BACKING)) {
+	if (s->backing_file && !(bs->flags & BLOCK_O_NO_BACKING) && !no_backing) {
 		ret = open_backing(bs, s, errp);
 		if (ret < 0) {
 			goto err;
@@ -965,7 +991,8 @@ static int write_alloc(struct qcow2_state *s, uint64_t offset, const struct iove
 		       unsigned cnt, uint64_t ioff, uint64_t len, uint64_t *ret_n)
 {
 	uint64_t cs = s->cluster_size, in = qcow2_offset_into_cluster(s, offset);
-	uint64_t start = offset - in, k = 1, n, *t, idx;
+	uint64_t start = offset - in, k = 1, n, *t, idx, e0, n0;
+	bool reuse;
 	uint64_t max_k = MAX(1, (8u << 20) >> s->cluster_bits);
 	_cleanup_free_ uint8_t *buf = NULL;
 	int64_t host;
@@ -1011,11 +1038,18 @@ static int write_alloc(struct qcow2_state *s, uint64_t offset, const struct iove
 		}
 		iov_to_buf(iov, cnt, ioff, buf + in, n);
 	}
-	host = qcow2_alloc_clusters(s, k);
+	ret = qcow2_get_cluster(s, start, cs, &e0, &n0);
+	if (ret < 0) {
+		return ret;
+	}
+	/* a preallocated zero cluster we own alone takes the data in place */
+	reuse = k == 1 && qcow2_l2_entry_type(s, e0) == QCOW2_CLUSTER_ZERO_ALLOC &&
+		e0 & QCOW2_OFLAG_COPIED;
+	host = reuse ? (int64_t)(e0 & QCOW2_OFFSET_MASK) : qcow2_alloc_clusters(s, k);
 	if (host < 0) {
 		return (int)host;
 	}
-	if (qcow2_overlaps_metadata(s, (uint64_t)host, k * cs)) {
+	if (qcow2_overlaps_metadata(s, (uint64_t)host, k * cs, true)) {
 		return qcow2_signal_corruption(s, "new data cluster %#" PRIx64 " overlaps metadata",
 					       (uint64_t)host);
 	}
@@ -1031,7 +1065,7 @@ static int write_alloc(struct qcow2_state *s, uint64_t offset, const struct iove
 		uint64_t old = qcow2_be64(&t[idx + j]);
 
 		qcow2_put_be64(&t[idx + j], ((uint64_t)host + j * cs) | QCOW2_OFLAG_COPIED);
-		ret = qcow2_free_l2_entry_deferred(s, old);
+		ret = reuse ? 0 : qcow2_free_l2_entry_deferred(s, old);
 		if (ret < 0) {
 			break;
 		}
@@ -1076,7 +1110,7 @@ static int write_range(struct qcow2_state *s, uint64_t offset, const struct iove
 			if (!n) {
 				return -EINVAL;
 			}
-			if (qcow2_overlaps_metadata(s, host, n)) {
+			if (qcow2_overlaps_metadata(s, host, n, true)) {
 				return qcow2_signal_corruption(
 					s, "data cluster %#" PRIx64 " overlaps metadata",
 					entry & QCOW2_OFFSET_MASK);
@@ -1137,7 +1171,7 @@ static int write_zero_buffers(struct qcow2_state *s, uint64_t offset, uint64_t l
 }
 
 /* Make [offset, offset+len) read as zeroes. Locked, io_lock exclusive. */
-static int zero_range(struct qcow2_state *s, uint64_t offset, uint64_t len)
+static int zero_range(struct qcow2_state *s, uint64_t offset, uint64_t len, bool unmap)
 {
 	uint64_t cs = s->cluster_size, head, tail, end = offset + len;
 	int ret;
@@ -1162,7 +1196,8 @@ static int zero_range(struct qcow2_state *s, uint64_t offset, uint64_t len)
 	}
 	tail = end == s->size ? 0 : end - MAX(ALIGN_DOWN(end, cs), offset);
 	if (end - tail > offset) {
-		ret = qcow2_discard_range(s, offset, end - tail - offset, true);
+		ret = qcow2_discard_range(s, offset, end - tail - offset,
+					  unmap ? QCOW2_ZERO_UNMAP : QCOW2_ZERO_KEEP);
 		if (ret < 0) {
 			return ret;
 		}
@@ -1178,10 +1213,9 @@ static int qcow2_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t l
 	struct qcow2_state *s = bs->opaque;
 	int ret;
 
-	(void)flags;
 	pthread_rwlock_wrlock(&s->io_lock);
 	pthread_mutex_lock(&s->lock);
-	ret = zero_range(s, offset, len);
+	ret = zero_range(s, offset, len, flags & BLOCK_ZERO_MAY_UNMAP);
 	pthread_mutex_unlock(&s->lock);
 	pthread_rwlock_unlock(&s->io_lock);
 	return ret;
@@ -1196,7 +1230,7 @@ static int qcow2_discard(struct block_node *bs, uint64_t offset, uint64_t len)
 	pthread_mutex_lock(&s->lock);
 	ret = s->corrupt ? -EIO : qcow2_mark_dirty(s);
 	if (ret == 0) {
-		ret = qcow2_discard_range(s, offset, len, false);
+		ret = qcow2_discard_range(s, offset, len, QCOW2_DISCARD);
 	}
 	pthread_mutex_unlock(&s->lock);
 	pthread_rwlock_unlock(&s->io_lock);
@@ -1242,7 +1276,7 @@ static int qcow2_pwrite_compressed(struct block_node *bs, uint64_t offset, const
 		ret = (int)coff;
 		goto out;
 	}
-	if (qcow2_overlaps_metadata(s, (uint64_t)coff, (uint64_t)clen)) {
+	if (qcow2_overlaps_metadata(s, (uint64_t)coff, (uint64_t)clen, true)) {
 		ret = qcow2_signal_corruption(
 			s, "compressed data at %#" PRIx64 " overlaps metadata", (uint64_t)coff);
 		goto out;
@@ -1313,7 +1347,7 @@ static int qcow2_truncate(struct block_node *bs, uint64_t len, struct error **er
 	}
 	if (ret == 0 && bs->backing && block_length(bs->backing) > old) {
 		/* the grown area must not show what the backing file has there */
-		ret = zero_range(s, old, MIN(len, block_length(bs->backing)) - old);
+		ret = zero_range(s, old, MIN(len, block_length(bs->backing)) - old, true);
 	}
 	if (ret == 0) {
 		ret = qcow2_flush_all(s);

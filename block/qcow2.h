@@ -329,8 +329,12 @@ int qcow2_free_l2_entry_deferred(struct qcow2_state *s, uint64_t entry);
 int qcow2_check(struct qcow2_state *s, struct block_check_result *res, unsigned fix);
 /* Recompute refcounts from the mapping and write a fresh refcount structure. */
 int qcow2_rebuild_refcounts(struct qcow2_state *s);
-/* True if [off, off+len) overlaps header, L1, refcount or snapshot metadata. */
-bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t off, uint64_t len);
+/*
+ * True if the clusters of [off, off+len) overlap the header, L1 tables,
+ * refcount structures or snapshot table; with @data (a guest data write)
+ * also the active L2 tables.
+ */
+bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t off, uint64_t len, bool data);
 
 /* qcow2-cluster.c */
 enum qcow2_cluster_type qcow2_l2_entry_type(struct qcow2_state *s, uint64_t entry);
@@ -349,7 +353,14 @@ int qcow2_get_l2_for_write(struct qcow2_state *s, uint64_t offset, uint64_t **re
 			   uint64_t *ret_index);
 int qcow2_write_l1_entry(struct qcow2_state *s, uint32_t index);
 int qcow2_grow_l1(struct qcow2_state *s, uint64_t min_size);
-int qcow2_discard_range(struct qcow2_state *s, uint64_t offset, uint64_t len, bool make_zero);
+enum qcow2_discard_mode {
+	QCOW2_DISCARD,	  /* free; reads zeroes, or the backing file on version 2 */
+	QCOW2_ZERO_UNMAP, /* free; reads zeroes */
+	QCOW2_ZERO_KEEP,  /* reads zeroes; a cluster owned alone stays allocated */
+};
+/* Rewrite the L2 entries of the whole clusters of [offset, offset+len). */
+int qcow2_discard_range(struct qcow2_state *s, uint64_t offset, uint64_t len,
+			enum qcow2_discard_mode mode);
 
 /* qcow2-snapshot.c */
 int qcow2_snapshots_load(struct qcow2_state *s, struct error **errp);

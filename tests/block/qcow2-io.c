@@ -13,12 +13,16 @@
  *   qcow2-io resize FILE SIZE
  *   qcow2-io check FILE [leaks|all]        prints the counts; exit 2 on corruption
  *   qcow2-io write FILE OFFSET LEN BYTE    write LEN bytes of BYTE at OFFSET
+ *   qcow2-io zero FILE OFFSET LEN [unmap]  write zeroes (keeping allocations unless unmap)
+ *   qcow2-io stress FILE THREADS OPS      threads writing, zeroing, discarding and reading
+ *                                          back their own interleaved stripes concurrently
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,6 +376,122 @@ static int cmd_write(int argc, char **argv)
 	return ret < 0 ? die(NULL, ret) : 0;
 }
 
+static int cmd_zero(int argc, char **argv)
+{
+	struct block_node *bs = NULL;
+	struct error *err = NULL;
+	uint64_t off, len;
+	bool unmap;
+	int ret;
+
+	if (argc < 3 || parse_size(argv[1], &off) < 0 || parse_size(argv[2], &len) < 0) {
+		return 2;
+	}
+	unmap = argc == 4 && !strcmp(argv[3], "unmap");
+	ret = block_open(&bs, argv[0], "qcow2", BLOCK_O_RDWR | (unmap ? BLOCK_O_UNMAP : 0), &err);
+	if (ret < 0) {
+		return die(err, ret);
+	}
+	ret = block_write_zeroes(bs, off, len, unmap ? BLOCK_ZERO_MAY_UNMAP : 0);
+	block_unref(bs);
+	return ret < 0 ? die(NULL, ret) : 0;
+}
+
+struct stress {
+	struct block_node *bs;
+	uint8_t *mirror; /* expected content of the whole image */
+	uint64_t len, stripe, ops;
+	unsigned id, nthreads;
+	int failed;
+};
+
+/* Thread @id owns stripes id, id + n, id + 2n, ... of @stripe bytes each. */
+static void *stress_thread(void *opaque)
+{
+	struct stress *st = opaque;
+	uint64_t seed = st->id * 7919 + 17, nstripes = st->len / st->stripe;
+	_cleanup_free_ uint8_t *buf = malloc(st->stripe);
+
+	for (uint64_t i = 0; i < st->ops && buf && !st->failed; i++) {
+		uint64_t si = (rnd(&seed) % (nstripes / st->nthreads)) * st->nthreads + st->id;
+		uint64_t base = si * st->stripe;
+		uint64_t off = base + ALIGN_DOWN(rnd(&seed) % st->stripe, 512);
+		uint64_t want = 512 * (1 + rnd(&seed) % 64);
+		uint64_t n = MIN(base + st->stripe - off, want);
+		unsigned kind = rnd(&seed) % 10;
+		int ret;
+
+		if (kind < 6) {
+			memset(buf, (int)(i * 13 + st->id), n);
+			ret = block_pwrite(st->bs, off, buf, n);
+			memcpy(st->mirror + off, buf, n);
+		} else if (kind < 7) {
+			ret = block_write_zeroes(st->bs, off, n, BLOCK_ZERO_MAY_UNMAP);
+			memset(st->mirror + off, 0, n);
+		} else if (kind < 8) {
+			ret = block_discard(st->bs, base, st->stripe);
+			memset(st->mirror + base, 0, st->stripe);
+		} else if (kind < 9) {
+			ret = block_flush(st->bs);
+		} else {
+			ret = block_pread(st->bs, base, buf, st->stripe);
+			if (ret == 0 && memcmp(buf, st->mirror + base, st->stripe)) {
+				fprintf(stderr, "thread %u: stripe %" PRIu64 " reads wrong\n",
+					st->id, si);
+				st->failed = 1;
+			}
+		}
+		if (ret < 0) {
+			fprintf(stderr, "thread %u op %" PRIu64 ": %s\n", st->id, i,
+				strerror(-ret));
+			st->failed = 1;
+		}
+	}
+	return NULL;
+}
+
+static int cmd_stress(int argc, char **argv)
+{
+	struct block_node *bs = NULL;
+	uint64_t nthreads, ops;
+	struct stress st[16];
+	pthread_t tid[16];
+	_cleanup_free_ uint8_t *mirror = NULL, *buf = NULL;
+	uint64_t len, cs;
+	int failed = 0;
+
+	if (argc != 3 || parse_u64(argv[1], &nthreads) < 0 || parse_u64(argv[2], &ops) < 0 ||
+	    nthreads < 1 || nthreads > 16) {
+		return 2;
+	}
+	if (open_rw(argv[0], &bs) < 0) {
+		return 1;
+	}
+	len = block_length(bs);
+	cs = ((struct qcow2_state *)bs->opaque)->cluster_size;
+	mirror = calloc(1, len);
+	buf = malloc(len);
+	if (!mirror || !buf || block_pread(bs, 0, mirror, len) < 0) {
+		block_unref(bs);
+		return 1;
+	}
+	for (unsigned i = 0; i < nthreads; i++) {
+		st[i] = (struct stress){bs, mirror, len, MAX(cs, 65536), ops, i, (unsigned)nthreads,
+					0};
+		pthread_create(&tid[i], NULL, stress_thread, &st[i]);
+	}
+	for (unsigned i = 0; i < nthreads; i++) {
+		pthread_join(tid[i], NULL);
+		failed |= st[i].failed;
+	}
+	if (!failed && (block_pread(bs, 0, buf, len) < 0 || memcmp(buf, mirror, len))) {
+		fprintf(stderr, "final content differs\n");
+		failed = 1;
+	}
+	block_unref(bs);
+	return failed;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -394,6 +514,10 @@ int main(int argc, char **argv)
 		return cmd_check(argc - 2, argv + 2);
 	} else if (!strcmp(argv[1], "write")) {
 		return cmd_write(argc - 2, argv + 2);
+	} else if (!strcmp(argv[1], "zero")) {
+		return cmd_zero(argc - 2, argv + 2);
+	} else if (!strcmp(argv[1], "stress")) {
+		return cmd_stress(argc - 2, argv + 2);
 	}
 	fprintf(stderr, "qcow2-io: unknown command %s\n", argv[1]);
 	return 2;

@@ -48,6 +48,38 @@ for ct in zlib zstd; do
 	n=$((n + 1))
 done
 
+# preallocation: every cluster mapped; zeroing without unmap keeps the mapping,
+# and later writes land in the same clusters (the file does not grow)
+for p in metadata full; do
+	rm -f p.qcow2 m.raw
+	"$IO" create p.qcow2 8M preallocation=$p cluster_size=65536
+	clean p.qcow2 "preallocation=$p"
+	qemu-img check p.qcow2 | grep -q "128/128 = 100.00% allocated" || fail "not preallocated ($p)"
+	"$IO" zero p.qcow2 1M 2M
+	qemu-img map --output=json p.qcow2 | grep '"start": 1048576' | grep -q '"zero": true.*"offset"' ||
+		fail "zeroing dropped the preallocation ($p)"
+	size=$(stat -c %s p.qcow2)
+	"$IO" write p.qcow2 1M 100000 3
+	[ "$(stat -c %s p.qcow2)" = "$size" ] || fail "a write into a preallocated zero cluster grew the file"
+	"$IO" zero p.qcow2 4M 1M unmap
+	truncate -s 8M m.raw
+	qemu-io -f raw -c "write -P 3 1M 100000" m.raw >/dev/null
+	clean p.qcow2 "zeroes on preallocation=$p"
+	same p.qcow2 m.raw "zeroes on preallocation=$p"
+	n=$((n + 1))
+done
+
+# concurrent writers, zeroers, discarders and readers on one image (the
+# block layer calls drivers from several threads at once)
+for spec in "cluster_size=65536" "cluster_size=4096 compat=0.10"; do
+	rm -f t.qcow2
+	# shellcheck disable=SC2086
+	"$IO" create t.qcow2 32M $spec
+	"$IO" stress t.qcow2 4 400 || fail "concurrent I/O ($spec)"
+	clean t.qcow2 "concurrent I/O ($spec)"
+	n=$((n + 1))
+done
+
 # snapshots: create, overwrite, apply, delete; qemu-img sees the same state
 rm -f s.qcow2 m.raw
 "$IO" create s.qcow2 16M cluster_size=4096
