@@ -35,3 +35,8 @@ tests_unit_test_firmware_SOURCES = tests/unit/test-firmware.c hw/firmware.c hw/f
 	hw/fw-cfg.c hw/acpi.c hw/aml.c $(FAKE_HW)
 tests_unit_test_firmware_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_firmware_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+
+# Functional tests: SeaBIOS boot paths and iPXE option ROMs under vmmd
+# (skip until vmmd can run a VM in the foreground); the benchmark is run by hand.
+TESTS += tests/functional/test-firmware-boot.py tests/functional/test-firmware-ipxe.py
+EXTRA_DIST += tests/bench/firmware.sh

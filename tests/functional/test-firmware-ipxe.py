@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""iPXE from Debian's ipxe-qemu runs from the option ROM of a NIC (issue #8).
+
+SeaBIOS finds the ROM vmmd hands it for a virtio-net and for an e1000 NIC
+(/usr/lib/ipxe/qemu/pxe-virtio.rom, pxe-e1000.rom by default), runs it, and
+iPXE prints "iPXE initialising devices...ok" on the serial console: that is
+the default test. With VMMD_SLOW_TESTS=1 the test also waits (minutes on this
+host) through iPXE's banner wait until it has a DHCP lease from libslirp
+("net0: 10.0.2.15/255.255.255.0" or "ok" after "DHCP").
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vmmdtest import main, skip  # noqa: E402
+
+import importlib.util  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location(
+    "fwboot", os.path.join(os.path.dirname(os.path.abspath(__file__)), "test-firmware-boot.py"))
+fwboot = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fwboot)
+
+SLOW = os.environ.get("VMMD_SLOW_TESTS") == "1"
+ROMS = {"virtio-net": "/usr/lib/ipxe/qemu/pxe-virtio.rom",
+        "e1000": "/usr/lib/ipxe/qemu/pxe-e1000.rom"}
+
+
+def run(driver):
+    fwboot.prerequisites()
+    if not os.path.exists(ROMS[driver]):
+        skip("%s is missing (Debian package ipxe-qemu)" % ROMS[driver])
+    with fwboot.FirmwareVM(nics=[{"id": "net0", "driver": driver, "backend": "user"}],
+                           order=["net0"]) as vm:
+        vm.start()
+        t = vm.wait_for("iPXE initialising devices...ok", timeout=120)
+        print("%s: iPXE initialised its devices after %.1fs" % (driver, t))
+        if SLOW:
+            t = vm.wait_for("10.0.2.15", timeout=900)
+            print("%s: DHCP lease after %.1fs" % (driver, t))
+
+
+def test_ipxe_virtio_net():
+    run("virtio-net")
+
+
+def test_ipxe_e1000():
+    run("e1000")
+
+
+if __name__ == "__main__":
+    main(globals())
