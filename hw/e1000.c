@@ -121,6 +121,11 @@ enum {
 #define RXD_STA_EOP 0x02u
 #define RXD_STA_IXSM 0x04u
 
+#define TX_BUF_SIZE (E1000_MAX_FRAME + 1024) /* a TSO frame: 64 KiB payload plus headers */
+#define TUCMD_TCP 0x01u
+#define TUCMD_IP 0x02u
+#define TUCMD_TSE 0x04u
+#define TXD_DCMD_TSE 0x04u
 #define EEPROM_WORDS 64
 #define EEPROM_READ_OPCODE 0x6 /* start bit + 10 */
 #define MAX_RING (1u << 16)
@@ -144,7 +149,11 @@ struct e1000 {
 	/* Transmit: context and the frame being assembled (I/O thread only). */
 	uint8_t ipcss, ipcso, tucss, tucso;
 	uint16_t ipcse, tucse;
+	uint8_t tucmd, hdr_len;
+	uint16_t mss;
+	bool tx_tse;
 	uint8_t *tx_buf;
+	uint8_t *seg_buf; /* one TSO segment being built */
 	uint32_t tx_len;
 	bool tx_oversize;
 	uint8_t tx_popts;
@@ -248,10 +257,12 @@ struct e1000 *e1000_new(struct guest_mem *mem, const uint8_t mac[6],
 	if (!e) {
 		return NULL;
 	}
-	e->tx_buf = malloc(E1000_MAX_FRAME);
+	e->tx_buf = malloc(TX_BUF_SIZE);
+	e->seg_buf = malloc(TX_BUF_SIZE);
 	e->rx_buf = malloc(E1000_MAX_FRAME + 4);
-	if (!e->tx_buf || !e->rx_buf) {
+	if (!e->tx_buf || !e->rx_buf || !e->seg_buf) {
 		free(e->tx_buf);
+		free(e->seg_buf);
 		free(e->rx_buf);
 		free(e);
 		return NULL;
@@ -274,6 +285,7 @@ void e1000_free(struct e1000 *e)
 	}
 	pthread_mutex_destroy(&e->lock);
 	free(e->tx_buf);
+	free(e->seg_buf);
 	free(e->rx_buf);
 	free(e);
 }
@@ -589,10 +601,14 @@ void e1000_io_write(void *opaque, uint64_t offset, uint64_t value, unsigned size
 
 /* Transmit */
 
-/* Store the ones' complement checksum of frame[start..end] (inclusive) at @at. */
-static void put_csum(uint8_t *frame, uint32_t len, uint32_t at, uint32_t start, uint32_t end)
+/*
+ * Store the ones' complement checksum of frame[start..end] (inclusive; 0 or
+ * past the frame: to its end) at @at, starting from @seed.
+ */
+static void put_csum_seed(uint8_t *frame, uint32_t len, uint32_t at, uint32_t start, uint32_t end,
+			  uint32_t seed)
 {
-	uint32_t sum = 0;
+	uint32_t sum = seed;
 	uint16_t c;
 
 	if (end == 0 || end >= len) {
@@ -612,12 +628,92 @@ static void put_csum(uint8_t *frame, uint32_t len, uint32_t at, uint32_t start, 
 	frame[at + 1] = (uint8_t)c;
 }
 
+static void put_csum(uint8_t *frame, uint32_t len, uint32_t at, uint32_t start, uint32_t end)
+{
+	put_csum_seed(frame, len, at, start, end, 0);
+}
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = v >> 8;
+	p[1] = (uint8_t)v;
+}
+
+static uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static void e1000_count_tx(struct e1000 *e)
+{
+	pthread_mutex_lock(&e->lock);
+	set_reg(e, GPTC, reg(e, GPTC) + 1);
+	set_reg(e, TPT, reg(e, TPT) + 1);
+	pthread_mutex_unlock(&e->lock);
+}
+
+/*
+ * TCP segmentation (TSE): split the payload after the hdr_len header bytes
+ * into MSS-sized segments, each with a copy of the header whose IP length,
+ * IPv4 id, TCP sequence number and flags are fixed up and whose checksums
+ * are inserted (the driver seeds the TCP checksum with the pseudo-header sum
+ * without the length). Bad context values drop the frame.
+ */
+static void e1000_tx_segment(struct e1000 *e)
+{
+	uint32_t hdr = e->hdr_len, mss = e->mss, total = e->tx_len, off, seq;
+	uint16_t ip_id;
+	bool ipv4 = e->tucmd & TUCMD_IP;
+
+	if (!(e->tucmd & TUCMD_TCP) || hdr > total || mss == 0 || e->tucss + 20u > hdr ||
+	    e->ipcss + (ipv4 ? 20u : 40u) > hdr || e->tucso + 2u > hdr ||
+	    (ipv4 && e->ipcso + 2u > hdr)) {
+		return;
+	}
+	ip_id = get_be16(e->tx_buf + e->ipcss + 4);
+	seq = (uint32_t)get_be16(e->tx_buf + e->tucss + 4) << 16 |
+	      get_be16(e->tx_buf + e->tucss + 6);
+	for (off = hdr; off < total || off == hdr;) {
+		uint32_t n = MIN(mss, total - off), len = hdr + n, s = seq + (off - hdr);
+		bool last = off + n >= total;
+		uint8_t *f = e->seg_buf;
+		struct iovec iov = {f, len};
+
+		memcpy(f, e->tx_buf, hdr);
+		memcpy(f + hdr, e->tx_buf + off, n);
+		if (ipv4) {
+			put_be16(f + e->ipcss + 2, (uint16_t)(len - e->ipcss));
+			put_be16(f + e->ipcss + 4, ip_id++);
+			f[e->ipcso] = f[e->ipcso + 1] = 0;
+			put_csum(f, len, e->ipcso, e->ipcss, e->ipcse ? e->ipcse : hdr - 1);
+		} else {
+			put_be16(f + e->ipcss + 4, (uint16_t)(len - e->ipcss - 40));
+		}
+		put_be16(f + e->tucss + 4, (uint16_t)(s >> 16));
+		put_be16(f + e->tucss + 6, (uint16_t)s);
+		if (!last) {
+			f[e->tucss + 13] &= ~0x09; /* FIN and PSH only on the last segment */
+		}
+		put_csum_seed(f, len, e->tucso, e->tucss, 0, len - e->tucss);
+		e->ops->send(e->opaque, &iov, 1);
+		e1000_count_tx(e);
+		off += n;
+		if (n == 0) {
+			break;
+		}
+	}
+}
+
 /* Send the assembled frame (lock not held). */
 static void e1000_tx_frame(struct e1000 *e)
 {
 	struct iovec iov;
 
 	if (e->tx_oversize || e->tx_len == 0) {
+		goto reset;
+	}
+	if (e->tx_tse) {
+		e1000_tx_segment(e);
 		goto reset;
 	}
 	if (e->tx_legacy_csum) {
@@ -633,15 +729,13 @@ static void e1000_tx_frame(struct e1000 *e)
 	iov.iov_base = e->tx_buf;
 	iov.iov_len = e->tx_len;
 	e->ops->send(e->opaque, &iov, 1);
-	pthread_mutex_lock(&e->lock);
-	set_reg(e, GPTC, reg(e, GPTC) + 1);
-	set_reg(e, TPT, reg(e, TPT) + 1);
-	pthread_mutex_unlock(&e->lock);
+	e1000_count_tx(e);
 reset:
 	e->tx_len = 0;
 	e->tx_oversize = false;
 	e->tx_popts = 0;
 	e->tx_legacy_csum = false;
+	e->tx_tse = false;
 }
 
 static void e1000_tx_append(struct e1000 *e, uint64_t addr, uint32_t len)
@@ -651,7 +745,7 @@ static void e1000_tx_append(struct e1000 *e, uint64_t addr, uint32_t len)
 	if (len == 0 || e->tx_oversize) {
 		return;
 	}
-	if (len > E1000_MAX_FRAME - e->tx_len) {
+	if (len > TX_BUF_SIZE - e->tx_len || (!e->tx_tse && len > E1000_MAX_FRAME - e->tx_len)) {
 		e->tx_oversize = true;
 		return;
 	}
@@ -705,10 +799,17 @@ void e1000_tx_process(struct e1000 *e)
 			e->tucss = d[4];
 			e->tucso = d[5];
 			e->tucse = le16toh(*(uint16_t *)(d + 6));
+			e->tucmd = d[11];
+			e->hdr_len = d[13];
+			e->mss = le16toh(*(uint16_t *)(d + 14));
 		} else {
 			/* data descriptor */
 			uint64_t addr = le64toh(*(uint64_t *)d);
 			uint32_t len = le32toh(*(uint32_t *)(d + 8)) & 0xfffff;
+
+			if ((cmd & TXD_DCMD_TSE) && (e->tucmd & TUCMD_TSE)) {
+				e->tx_tse = true;
+			}
 
 			e1000_tx_append(e, addr, len);
 			e->tx_popts |= d[13];

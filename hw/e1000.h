@@ -5,7 +5,7 @@
  * 0x00-0x3F sum to 0xBABA) also readable through EERD, an M88E1011-like PHY
  * behind MDIC with the link up, legacy receive descriptors, legacy and
  * extended (context + data) transmit descriptors with IP/TCP/UDP checksum
- * insertion, and interrupts through ICR/ICS/IMS/IMC on INTx.
+ * insertion and TCP segmentation, and interrupts through ICR/ICS/IMS/IMC on INTx.
  *
  * The model is transport-free: the owner supplies how frames leave (send),
  * how the interrupt line is driven (set_irq), and how work is handed to the

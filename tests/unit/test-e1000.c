@@ -298,6 +298,76 @@ START_TEST(tx_checksum_offload)
 }
 END_TEST
 
+/* TCP segmentation: 2500 bytes of payload with MSS 1000 become three frames. */
+START_TEST(tx_tso)
+{
+	uint8_t *pkt = mem->ram + 0x20000, *d;
+	const unsigned hdr = 54, pay = 2500;
+	uint32_t pseudo;
+
+	memset(pkt, 0, hdr);
+	pkt[12] = 0x08;
+	pkt[14] = 0x45;
+	pkt[18] = 0x12; /* IP id 0x1234 */
+	pkt[19] = 0x34;
+	pkt[22] = 64;
+	pkt[23] = 6;
+	memcpy(pkt + 26, (uint8_t[]){10, 0, 2, 15, 10, 0, 2, 2}, 8);
+	pkt[38] = 0x00; /* seq 0x00fffff0: the segments carry into the high half */
+	pkt[39] = 0xff;
+	pkt[40] = 0xff;
+	pkt[41] = 0xf0;
+	pkt[46] = 0x50;
+	pkt[47] = 0x19; /* FIN|PSH|ACK */
+	for (unsigned i = 0; i < pay; i++) {
+		pkt[hdr + i] = (uint8_t)(i * 7);
+	}
+	/* TSO seed: pseudo-header without the length */
+	pseudo = csum(pkt + 26, 8, 6);
+	pkt[50] = pseudo >> 8;
+	pkt[51] = pseudo & 0xff;
+
+	tx_setup(8);
+	d = mem->ram + 0x10000;
+	memset(d, 0, 32);
+	d[0] = 14;
+	d[1] = 24;
+	*(uint16_t *)(d + 2) = htole16(33);
+	d[4] = 34;
+	d[5] = 50;
+	*(uint32_t *)(d + 8) = htole32((0x20u | 0x04 | 0x02 | 0x01) << 24 | pay);
+	d[13] = hdr;
+	*(uint16_t *)(d + 14) = htole16(1000);
+	/* header and payload in two data descriptors */
+	d += 16;
+	*(uint64_t *)d = htole64(0x20000);
+	*(uint32_t *)(d + 8) = htole32((0x20u | 0x04) << 24 | 1u << 20 | 100);
+	d[13] = 0x03;
+	d += 16;
+	*(uint64_t *)d = htole64(0x20000 + 100);
+	*(uint32_t *)(d + 8) =
+		htole32((0x20u | 0x04 | 0x08 | 0x01) << 24 | 1u << 20 | (hdr + pay - 100));
+	d[13] = 0x03;
+	wr(0x3818, 3);
+	e1000_tx_process(e);
+	ck_assert_uint_eq(n_sent, 3);
+	for (unsigned s = 0; s < 3; s++) {
+		uint8_t *f = sent[s];
+		unsigned n = s < 2 ? 1000 : 500, len = hdr + n;
+		uint32_t seq = 0x00fffff0u + 1000 * s;
+
+		ck_assert_uint_eq(sent_len[s], len);
+		ck_assert_uint_eq(f[16] << 8 | f[17], len - 14);
+		ck_assert_uint_eq(f[18] << 8 | f[19], 0x1234 + s);
+		ck_assert_uint_eq((uint32_t)f[38] << 24 | f[39] << 16 | f[40] << 8 | f[41], seq);
+		ck_assert_uint_eq(f[47], s < 2 ? 0x10 : 0x19);
+		ck_assert_uint_eq(f[hdr], (uint8_t)(1000 * s * 7));
+		ck_assert_uint_eq(csum(f + 14, 20, 0), 0xffff);
+		ck_assert_uint_eq(csum(f + 34, len - 34, csum(f + 26, 8, 6 + len - 34)), 0xffff);
+	}
+}
+END_TEST
+
 START_TEST(tx_hostile)
 {
 	/* bad buffer address drops that frame only */
@@ -528,6 +598,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, interrupts);
 	tcase_add_test(tc, tx_legacy);
 	tcase_add_test(tc, tx_checksum_offload);
+	tcase_add_test(tc, tx_tso);
 	tcase_add_test(tc, tx_hostile);
 	tcase_add_test(tc, rx_basic_and_filters);
 	tcase_add_test(tc, rx_full_ring_and_split);
