@@ -79,6 +79,8 @@ struct block_aio_ctx {
 	unsigned nworkers, idle;
 	bool stop;
 	bool done_signalled; /* the eventfd was written since the loop last drained done */
+	bool in_event;	     /* loop thread: running completion callbacks */
+	bool free_deferred;  /* loop thread: freed by a callback; destroyed after it returns */
 };
 
 static void queue_init(struct aio_queue *q)
@@ -220,6 +222,9 @@ static bool ring_submit(struct block_aio_ctx *ctx, struct aio_req *r)
 		return false;
 	}
 	sqe = io_uring_get_sqe(&ctx->ring);
+	if (!sqe && io_uring_submit(&ctx->ring) >= 0) {
+		sqe = io_uring_get_sqe(&ctx->ring);
+	}
 	if (!sqe) {
 		return false;
 	}
@@ -235,12 +240,15 @@ static bool ring_submit(struct block_aio_ctx *ctx, struct aio_req *r)
 		break;
 	}
 	io_uring_sqe_set_data(sqe, r);
-	if (io_uring_submit(&ctx->ring) < 0) {
+	/* Inside the completion handler, requests resubmitted by callbacks go out together. */
+	if (!ctx->in_event && io_uring_submit(&ctx->ring) < 0) {
 		/* The SQE stays queued; it goes out with the next submit. */
 	}
 	ctx->ring_inflight++;
 	return true;
 }
+
+static void ctx_destroy(struct block_aio_ctx *ctx);
 
 static void on_event(evutil_socket_t fd, short what, void *arg)
 {
@@ -279,9 +287,18 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
 	for (r = local.head; r; r = r->next) {
 		ctx->inflight--;
 	}
-	/* From here on ctx may be freed by a callback that saw the last request. */
+	ctx->in_event = true;
 	while ((r = queue_pop(&local))) {
 		complete(r);
+	}
+	ctx->in_event = false;
+	if (ctx->free_deferred) {
+		/* a callback freed the context: finish that now */
+		ctx_destroy(ctx);
+		return;
+	}
+	if (ctx->have_ring && io_uring_sq_ready(&ctx->ring) > 0) {
+		io_uring_submit(&ctx->ring);
 	}
 }
 
@@ -340,6 +357,15 @@ void block_aio_ctx_free(struct block_aio_ctx *ctx)
 	if (!ctx) {
 		return;
 	}
+	if (ctx->in_event) {
+		ctx->free_deferred = true;
+		return;
+	}
+	ctx_destroy(ctx);
+}
+
+static void ctx_destroy(struct block_aio_ctx *ctx)
+{
 	pthread_mutex_lock(&ctx->lock);
 	ctx->stop = true;
 	pthread_cond_broadcast(&ctx->cond);

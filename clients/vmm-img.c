@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "clients/img.h"
+#include "block/qcow2.h"
 #include "common/parse.h"
 
 /* Copy granularity of convert, compare, rebase and commit. */
@@ -228,10 +229,6 @@ static int create_raw(const char *filename, uint64_t size, json_t *o)
 	return r;
 }
 
-/* qcow2 creation is the qcow2 driver's (block/qcow2.h); built when that driver is. */
-#if __has_include("block/qcow2.h")
-#include "block/qcow2.h"
-
 static int create_qcow2(const char *filename, uint64_t size, json_t *o, bool quiet)
 {
 	struct qcow2_create_opts opts = {0};
@@ -291,13 +288,6 @@ static int create_qcow2(const char *filename, uint64_t size, json_t *o, bool qui
 	r = qcow2_create(filename, size, &opts, &err);
 	return r < 0 ? report(err, r) : 0;
 }
-#else
-static int create_qcow2(const char *filename, uint64_t size, json_t *o, bool quiet)
-{
-	img_error("this vmm-img was built without the qcow2 driver");
-	return -ENOTSUP;
-}
-#endif
 
 static void print_formatting(const char *filename, const char *fmt, uint64_t size, json_t *o)
 {

@@ -98,7 +98,10 @@ typedef void block_complete_fn(void *opaque, int ret);
 int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struct error **errp);
 /* True if the context's file I/O goes through io_uring (else a thread pool). */
 bool block_aio_ctx_uses_io_uring(struct block_aio_ctx *ctx);
-/* All requests submitted on it must have completed. NULL is fine. */
+/*
+ * All requests submitted on it must have completed. May be called from a
+ * completion callback (the last one); NULL is fine.
+ */
 void block_aio_ctx_free(struct block_aio_ctx *ctx);
 
 /*

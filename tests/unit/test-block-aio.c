@@ -339,6 +339,48 @@ START_TEST(format_reads_match_sync)
 }
 END_TEST
 
+struct freeing {
+	struct block_aio_ctx *ctx;
+	struct event_base *base;
+	unsigned left;
+	struct iovec iov[4];
+};
+
+static void on_free_last(void *opaque, int ret)
+{
+	struct freeing *f = opaque;
+
+	ck_assert_int_eq(ret, 0);
+	if (--f->left == 0) {
+		block_aio_ctx_free(f->ctx); /* from inside the last callback */
+		f->ctx = NULL;
+		event_base_loopbreak(f->base);
+	}
+}
+
+START_TEST(free_from_last_callback)
+{
+	struct freeing f = {.left = 4};
+	struct block_node *bs = NULL;
+	static char buf[4][4096];
+
+	ck_assert_int_eq(block_open(&bs, path, "raw", 0, NULL), 0);
+	f.base = event_base_new();
+	ck_assert_int_eq(block_aio_ctx_new(f.base, &f.ctx, NULL), 0);
+	for (unsigned i = 0; i < 4; i++) {
+		f.iov[i] = (struct iovec){buf[i], 4096};
+		ck_assert_int_eq(block_aio_submit(bs, f.ctx, BLOCK_OP_READ, i * 4096, &f.iov[i], 1,
+						  0, 0, on_free_last, &f),
+				 0);
+	}
+	event_base_dispatch(f.base);
+	ck_assert_ptr_null(f.ctx);
+	ck_assert_uint_eq(f.left, 0);
+	event_base_free(f.base);
+	block_unref(bs);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("block-aio");
@@ -352,6 +394,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, many_pool);
 	tcase_add_test(tc, rejects_and_other_ops);
 	tcase_add_test(tc, format_reads_match_sync);
+	tcase_add_test(tc, free_from_last_callback);
 	suite_add_tcase(s, tc);
 	return s;
 }
