@@ -563,6 +563,7 @@ static void state_free(struct qcow2_state *s)
 	free(s->dc_buf);
 	free(s->corrupt_msg);
 	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->alloc_cond);
 	pthread_rwlock_destroy(&s->io_lock);
 	free(s);
 }
@@ -686,6 +687,7 @@ static int qcow2_open(struct block_node *bs, const char *filename, json_t *opts,
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->alloc_cond, NULL);
 	pthread_rwlock_init(&s->io_lock, NULL);
 	s->bs = bs;
 	s->file_align = bs->file->alignment ? bs->file->alignment : 1;
@@ -987,11 +989,53 @@ static bool needs_alloc(struct qcow2_state *s, uint64_t entry)
  * new clusters get the old content (backing, zeroes, compressed or shared
  * data) merged with the new bytes. Locked. *ret_n: bytes consumed.
  */
+static bool inflight_overlaps(struct qcow2_state *s, uint64_t start, uint64_t end)
+{
+	if (s->n_inflight == QCOW2_MAX_INFLIGHT) {
+		return true;
+	}
+	for (unsigned i = 0; i < QCOW2_MAX_INFLIGHT; i++) {
+		if (s->inflight[i].end && s->inflight[i].start < end &&
+		    start < s->inflight[i].end) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static unsigned inflight_add(struct qcow2_state *s, uint64_t start, uint64_t end)
+{
+	for (unsigned i = 0; i < QCOW2_MAX_INFLIGHT; i++) {
+		if (!s->inflight[i].end) {
+			s->inflight[i].start = start;
+			s->inflight[i].end = end;
+			s->n_inflight++;
+			return i;
+		}
+	}
+	return 0; /* not reached: inflight_overlaps() said there is room */
+}
+
+static void inflight_remove(struct qcow2_state *s, unsigned slot)
+{
+	s->inflight[slot].start = s->inflight[slot].end = 0;
+	s->n_inflight--;
+	pthread_cond_broadcast(&s->alloc_cond);
+}
+
+/*
+ * Allocating write at @offset of up to @len bytes from iov byte @ioff:
+ * new clusters get the old content (backing, zeroes, compressed or shared
+ * data) merged with the new bytes. Locked; with @unlock the data write runs
+ * with s->lock dropped, the guest range reserved against other allocating
+ * writers. *ret_n: bytes consumed (0: waited for another writer, retry).
+ */
 static int write_alloc(struct qcow2_state *s, uint64_t offset, const struct iovec *iov,
-		       unsigned cnt, uint64_t ioff, uint64_t len, uint64_t *ret_n)
+		       unsigned cnt, uint64_t ioff, uint64_t len, bool unlock, uint64_t *ret_n)
 {
 	uint64_t cs = s->cluster_size, in = qcow2_offset_into_cluster(s, offset);
 	uint64_t start = offset - in, k = 1, n, *t, idx, e0, n0;
+	unsigned slot = 0;
 	bool reuse;
 	uint64_t max_k = MAX(1, (8u << 20) >> s->cluster_bits);
 	_cleanup_free_ uint8_t *buf = NULL;
@@ -1015,6 +1059,16 @@ static int write_alloc(struct qcow2_state *s, uint64_t offset, const struct iove
 				break;
 			}
 		}
+	}
+	if (unlock) {
+		/* one allocation per guest cluster at a time: wait for a writer in flight */
+		if (inflight_overlaps(s, start, start + k * cs)) {
+			pthread_cond_wait(&s->alloc_cond, &s->lock);
+			*ret_n = 0;
+			return 0;
+		}
+	}
+	if (in == 0 && len >= cs) {
 		n = k * cs;
 		buf = qcow2_alloc_buf(s, n);
 		if (!buf) {
@@ -1053,8 +1107,21 @@ static int write_alloc(struct qcow2_state *s, uint64_t offset, const struct iove
 		return qcow2_signal_corruption(s, "new data cluster %#" PRIx64 " overlaps metadata",
 					       (uint64_t)host);
 	}
+	if (unlock) {
+		/* the data goes out unlocked; the range is ours until the L2 update */
+		slot = inflight_add(s, start, start + k * cs);
+		pthread_mutex_unlock(&s->lock);
+	}
 	ret = qcow2_file_pwrite(s, (uint64_t)host, buf, k * cs);
+	if (unlock) {
+		pthread_mutex_lock(&s->lock);
+		inflight_remove(s, slot);
+	}
 	if (ret < 0) {
+		if (!reuse) {
+			/* nothing refers to the new clusters yet */
+			qcow2_update_refcount(s, (uint64_t)host, k * cs, -1);
+		}
 		return ret;
 	}
 	ret = qcow2_get_l2_for_write(s, start, &t, &idx);
@@ -1123,7 +1190,7 @@ static int write_range(struct qcow2_state *s, uint64_t offset, const struct iove
 				pthread_mutex_lock(&s->lock);
 			}
 		} else {
-			ret = write_alloc(s, offset, iov, cnt, ioff, len, &n);
+			ret = write_alloc(s, offset, iov, cnt, ioff, len, unlock, &n);
 		}
 		if (ret < 0) {
 			return ret;

@@ -150,6 +150,13 @@ struct qcow2_unknown_ext {
 	void *data;
 };
 
+#define QCOW2_MAX_INFLIGHT 64
+
+/* A guest range whose allocating write is in flight with s->lock dropped. */
+struct qcow2_inflight {
+	uint64_t start, end; /* end 0: free slot */
+};
+
 struct qcow2_pending_free {
 	uint64_t offset, count; /* clusters: decrement once each */
 };
@@ -158,6 +165,9 @@ struct qcow2_state {
 	struct block_node *bs;
 	pthread_mutex_t lock;
 	pthread_rwlock_t io_lock;
+	pthread_cond_t alloc_cond; /* signalled when an in-flight allocation ends */
+	struct qcow2_inflight inflight[QCOW2_MAX_INFLIGHT];
+	unsigned n_inflight;
 
 	/* header */
 	uint32_t version;

@@ -71,7 +71,7 @@ done
 
 # concurrent writers, zeroers, discarders and readers on one image (the
 # block layer calls drivers from several threads at once)
-for spec in "cluster_size=65536" "cluster_size=4096 compat=0.10"; do
+for spec in "cluster_size=65536" "cluster_size=4096 compat=0.10" "cluster_size=1M"; do
 	rm -f t.qcow2
 	# shellcheck disable=SC2086
 	"$IO" create t.qcow2 32M $spec
