@@ -1082,7 +1082,7 @@ static int cmd_convert(int argc, char **argv)
 	json_t *o = json_object();
 	uint64_t size, off = 0, min_sparse = 4096, cluster = 0;
 	unsigned src_flags = 0, dst_flags = 0, cflags;
-	bool compress = false, prog = false, no_create = false, quiet = false;
+	bool compress = false, prog = false, no_create = false, quiet = false, need_zero;
 	char *buf = NULL;
 	int c, r = -EINVAL;
 
@@ -1165,13 +1165,16 @@ static int cmd_convert(int argc, char **argv)
 		goto out;
 	}
 	size = block_length(src);
+	/* zero ranges must be written unless the target is new and reads zeroes there */
+	need_zero = no_create || json_object_get(o, "backing_file");
 	if (!no_create) {
 		r = img_create(dst_name, out_fmt, size, o, true);
 		if (r < 0) {
 			goto out;
 		}
 	}
-	r = img_open(&dst, dst_name, out_fmt, dst_flags | BLOCK_O_NO_BACKING, false);
+	r = img_open(&dst, dst_name, out_fmt, dst_flags | (need_zero ? 0 : BLOCK_O_NO_BACKING),
+		     false);
 	if (r < 0) {
 		goto out;
 	}
@@ -1216,22 +1219,22 @@ static int cmd_convert(int argc, char **argv)
 						/* a cluster that does not compress is written plainly */
 						r = block_pwrite(dst, off, buf, n);
 					}
-				} else if (r == 0 && no_create) {
+				} else if (r == 0 && need_zero) {
 					r = block_write_zeroes(dst, off, n, BLOCK_ZERO_MAY_UNMAP);
 				}
-			} else if (no_create) {
+			} else if (need_zero) {
 				r = block_write_zeroes(dst, off, n, BLOCK_ZERO_MAY_UNMAP);
 			}
 		} else {
 			n = pnum;
 			if ((status & BLOCK_STATUS_ZERO) && !(status & BLOCK_STATUS_DATA)) {
-				r = no_create
+				r = need_zero
 					    ? block_write_zeroes(dst, off, n, BLOCK_ZERO_MAY_UNMAP)
 					    : 0;
 			} else {
 				r = block_pread(src, off, buf, n);
 				if (r == 0) {
-					r = write_sparse(dst, off, buf, n, min_sparse, no_create);
+					r = write_sparse(dst, off, buf, n, min_sparse, need_zero);
 				}
 			}
 		}

@@ -65,6 +65,12 @@ qcheck small.qcow2
 qemu-img info small.qcow2 | grep -q "refcount bits: 8" || fail "refcount_bits option"
 qemu-img compare small.qcow2 expect.raw >/dev/null || fail "convert to cluster_size=4k"
 
+# convert onto a backing file: zeroes of the source must hide the backing data
+qemu-img create -q -f raw zero.raw 4M
+"$VMM_IMG" convert -f raw -O qcow2 -o backing_file=base.qcow2,backing_fmt=qcow2 zero.raw zb.qcow2
+qcheck zb.qcow2
+qemu-img compare -F raw zb.qcow2 zero.raw >/dev/null || fail "convert onto a backing file"
+
 # compare: vmm-img and qemu-img agree on mismatches
 "$VMM_IMG" compare -f qcow2 -F raw top.qcow2 expect.raw | grep -q "Images are identical." ||
 	fail "compare identical"
