@@ -91,7 +91,14 @@ static int cmd_create(int argc, char **argv)
 static int open_rw(const char *file, struct block_node **bs)
 {
 	struct error *err = NULL;
-	int ret = block_open(bs, file, "qcow2", BLOCK_O_RDWR | BLOCK_O_UNMAP, &err);
+	unsigned flags = BLOCK_O_RDWR | BLOCK_O_UNMAP;
+	int ret;
+
+	/* QCOW2_IO_NOCACHE=1: cache=none (O_DIRECT) on the image file */
+	if (getenv("QCOW2_IO_NOCACHE")) {
+		flags |= BLOCK_O_NOCACHE;
+	}
+	ret = block_open(bs, file, "qcow2", flags, &err);
 
 	if (ret < 0) {
 		die(err, ret);

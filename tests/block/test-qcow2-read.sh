@@ -77,6 +77,28 @@ qemu-img rebase -u -b mid.qcow2 nofmt.qcow2 2>/dev/null || true
 same nofmt.qcow2 qcow2 "unrecorded backing format"
 n=$((n + 1))
 
+# chain depth: 16 backing images open, 17 are refused with the chain named;
+# a loop is caught by the same limit
+mkdir chain
+qemu-img create -q -f qcow2 chain/c0.qcow2 1M
+qemu-io -f qcow2 -c "write -P 0x5c 0 64k" chain/c0.qcow2 >/dev/null
+for i in $(seq 1 17); do
+	qemu-img create -q -f qcow2 -b "c$((i - 1)).qcow2" -F qcow2 "chain/c$i.qcow2"
+done
+same chain/c16.qcow2 qcow2 "16 backing files"
+if "$IO" dump chain/c17.qcow2 qcow2 ours.raw 2>err.txt; then
+	fail "a chain of 17 backing files was opened"
+fi
+grep -q "backing file 'chain/c16.qcow2' of 'chain/c17.qcow2'" err.txt || fail "chain not named: $(cat err.txt)"
+grep -q "deeper than 16" err.txt || fail "no depth message: $(cat err.txt)"
+qemu-img create -q -f qcow2 -u -b loopb.qcow2 -F qcow2 loopa.qcow2 1M
+qemu-img create -q -f qcow2 -u -b loopa.qcow2 -F qcow2 loopb.qcow2 1M
+if "$IO" dump loopa.qcow2 qcow2 ours.raw 2>err.txt; then
+	fail "a backing loop was opened"
+fi
+grep -q "deeper than 16" err.txt || fail "loop: $(cat err.txt)"
+n=$((n + 1))
+
 # internal snapshots made by qemu-img: the active state reads right
 rm -f s.qcow2
 qemu-img create -q -f qcow2 s.qcow2 8M

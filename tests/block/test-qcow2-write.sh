@@ -29,7 +29,12 @@ for spec in "compat=1.1 cluster_size=65536" "compat=0.10 cluster_size=65536" \
 	# shellcheck disable=SC2086
 	"$IO" create a.qcow2 24M $spec || fail "create $spec"
 	truncate -s 24M m.raw
-	"$IO" ops a.qcow2 m.raw $n 300 || fail "ops on $spec"
+	# every other configuration goes through cache=none (O_DIRECT)
+	if [ $((n % 2)) = 1 ]; then
+		QCOW2_IO_NOCACHE=1 "$IO" ops a.qcow2 m.raw $n 300 || fail "ops on $spec (cache=none)"
+	else
+		"$IO" ops a.qcow2 m.raw $n 300 || fail "ops on $spec"
+	fi
 	clean a.qcow2 "$spec"
 	same a.qcow2 m.raw "$spec"
 	n=$((n + 1))
