@@ -802,6 +802,81 @@ static int check_l1(struct check_ctx *cx, uint64_t l1_off, uint32_t l1_size, con
 	return 0;
 }
 
+/*
+ * Persistent dirty bitmaps (written by QEMU) own clusters too: count them
+ * while the extension is marked consistent (autoclear bit 0), as qemu-img
+ * does. We never change them; an image we open read-write drops the bit.
+ */
+static int count_bitmaps(struct check_ctx *cx)
+{
+	struct qcow2_state *s = cx->s;
+	const uint8_t *ext = NULL;
+	uint64_t dir_size, dir_off, file_len = qcow2_file_length(s);
+	_cleanup_free_ uint8_t *dir = NULL;
+	uint32_t nb;
+	int ret;
+
+	if (!(s->autoclear & 1)) {
+		return 0;
+	}
+	for (unsigned i = 0; i < s->n_unknown_exts; i++) {
+		if (s->unknown_exts[i].type == QCOW2_EXT_BITMAPS && s->unknown_exts[i].len >= 24) {
+			ext = s->unknown_exts[i].data;
+		}
+	}
+	if (!ext) {
+		return 0;
+	}
+	nb = qcow2_be32(ext);
+	dir_size = qcow2_be64(ext + 8);
+	dir_off = qcow2_be64(ext + 16);
+	if (!dir_size || dir_size > (64u << 20) || !range_within(dir_off, dir_size, file_len) ||
+	    dir_off & (s->cluster_size - 1)) {
+		cx->bad_meta++;
+		return 0;
+	}
+	inc_range(cx, dir_off, dir_size);
+	dir = qcow2_alloc_buf(s, dir_size);
+	if (!dir) {
+		return -ENOMEM;
+	}
+	ret = qcow2_file_pread(s, dir_off, dir, dir_size);
+	if (ret < 0) {
+		return ret;
+	}
+	for (uint64_t p = 0, i = 0; i < nb && p + 24 <= dir_size; i++) {
+		uint64_t toff = qcow2_be64(dir + p), tbytes = (uint64_t)qcow2_be32(dir + p + 8) * 8;
+		uint64_t ent = 24 + (uint64_t)qcow2_be32(dir + p + 20) + qcow2_be16(dir + p + 18);
+		_cleanup_free_ uint8_t *tab = NULL;
+
+		p += ALIGN_UP(ent, 8);
+		if (!tbytes) {
+			continue;
+		}
+		if (toff & (s->cluster_size - 1) || !range_within(toff, tbytes, file_len)) {
+			cx->bad_meta++;
+			continue;
+		}
+		inc_range(cx, toff, tbytes);
+		tab = qcow2_alloc_buf(s, tbytes);
+		if (!tab) {
+			return -ENOMEM;
+		}
+		ret = qcow2_file_pread(s, toff, tab, tbytes);
+		if (ret < 0) {
+			return ret;
+		}
+		for (uint64_t k = 0; k < tbytes / 8; k++) {
+			uint64_t off = qcow2_be64(tab + 8 * k) & QCOW2_OFFSET_MASK;
+
+			if (off) {
+				inc_range(cx, off, s->cluster_size);
+			}
+		}
+	}
+	return 0;
+}
+
 /* Count every reference except the refcount structure's own clusters. */
 static int compute_refs(struct check_ctx *cx)
 {
@@ -830,7 +905,7 @@ static int compute_refs(struct check_ctx *cx)
 			return ret;
 		}
 	}
-	return 0;
+	return count_bitmaps(cx);
 }
 
 /* Add the refcount table and blocks; returns the number of invalid block pointers. */
