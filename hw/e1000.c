@@ -1192,7 +1192,7 @@ static int e1000_class_realize(struct vm *vm, const void *cfg, void **ret_state,
 		goto err;
 	}
 	d->hdr_len = net_backend_has_vnet_hdr(d->nb) ? sizeof(struct net_vnet_hdr) : 0;
-	pci_device_init(&d->pci, "e1000", E1000_VENDOR_ID, E1000_DEVICE_ID, 0x020000, 3, 0x1af4,
+	pci_device_init(&d->pci, nc->id, E1000_VENDOR_ID, E1000_DEVICE_ID, 0x020000, 3, 0x1af4,
 			0x1100);
 	pci_device_set_bar(&d->pci, 0, PCI_BAR_MEM32, E1000_MMIO_SIZE, &e1000_bar0_ops, d->e);
 	pci_device_set_bar(&d->pci, 1, PCI_BAR_IO, E1000_IO_SIZE, &e1000_bar1_ops, d->e);

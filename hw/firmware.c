@@ -19,12 +19,21 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "hw/acpi.h"
 #include "hw/firmware.h"
 #include "hw/fw-cfg.h"
+#include "hw/ide.h"
+#include "hw/iobus.h"
+#include "hw/machine.h"
+#include "hw/memory.h"
+#include "hw/pci.h"
+#include "vmmd/vm.h"
 
-int firmware_load_image(const char *path, uint8_t **ret_buf, size_t *ret_len, struct error **errp)
+/* Read a whole regular file of @min..@max bytes, a multiple of @unit. */
+static int firmware_read_file(const char *what, const char *path, size_t min, size_t max,
+			      size_t unit, uint8_t **ret_buf, size_t *ret_len, struct error **errp)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	_cleanup_free_ uint8_t *buf = NULL;
@@ -32,17 +41,17 @@ int firmware_load_image(const char *path, uint8_t **ret_buf, size_t *ret_len, st
 	size_t done = 0;
 
 	if (fd < 0) {
-		return error_set_errno(errp, errno, "cannot open firmware image '%s'", path);
+		return error_set_errno(errp, errno, "cannot open %s '%s'", what, path);
 	}
 	if (fstat(fd, &st) < 0) {
-		return error_set_errno(errp, errno, "cannot stat firmware image '%s'", path);
+		return error_set_errno(errp, errno, "cannot stat %s '%s'", what, path);
 	}
-	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)FIRMWARE_MIN_SIZE ||
-	    st.st_size > (off_t)FIRMWARE_MAX_SIZE || st.st_size % (64 * 1024)) {
+	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)min || st.st_size > (off_t)max ||
+	    st.st_size % (off_t)unit) {
 		return error_set(errp, EINVAL,
-				 "firmware image '%s' must be a file of 64 KiB to 16 MiB in "
-				 "multiples of 64 KiB (it is %jd bytes)",
-				 path, (intmax_t)st.st_size);
+				 "%s '%s' must be a file of %zu KiB to %zu KiB in multiples of "
+				 "%zu bytes (it is %jd bytes)",
+				 what, path, min >> 10, max >> 10, unit, (intmax_t)st.st_size);
 	}
 	buf = malloc((size_t)st.st_size);
 	if (!buf) {
@@ -55,14 +64,49 @@ int firmware_load_image(const char *path, uint8_t **ret_buf, size_t *ret_len, st
 			continue;
 		}
 		if (n <= 0) {
-			return error_set_errno(errp, n < 0 ? errno : EIO,
-					       "cannot read firmware image '%s'", path);
+			return error_set_errno(errp, n < 0 ? errno : EIO, "cannot read %s '%s'",
+					       what, path);
 		}
 		done += (size_t)n;
 	}
 	*ret_buf = TAKE_PTR(buf);
 	*ret_len = done;
 	return 0;
+}
+
+int firmware_load_image(const char *path, uint8_t **ret_buf, size_t *ret_len, struct error **errp)
+{
+	return firmware_read_file("firmware image", path, FIRMWARE_MIN_SIZE, FIRMWARE_MAX_SIZE,
+				  64 * 1024, ret_buf, ret_len, errp);
+}
+
+int firmware_read_rom(const char *path, uint8_t **ret_buf, size_t *ret_len, struct error **errp)
+{
+	int r = firmware_read_file("option ROM", path, 1024, FIRMWARE_MAX_ROM_SIZE, 512, ret_buf,
+				   ret_len, errp);
+
+	if (r == 0 && ((*ret_buf)[0] != 0x55 || (*ret_buf)[1] != 0xaa)) {
+		free(*ret_buf);
+		*ret_buf = NULL;
+		return error_set(errp, EINVAL, "option ROM '%s' lacks the 55 AA signature", path);
+	}
+	return r;
+}
+
+void firmware_uuid(const char *name, uint8_t uuid[16])
+{
+	uint64_t h1 = 14695981039346656037ull, h2 = 1099511628211ull * 31;
+
+	for (const char *s = name ? name : ""; *s; s++) {
+		h1 = (h1 ^ (uint8_t)*s) * 1099511628211ull;
+		h2 = (h2 ^ (uint8_t)*s) * 0x100000001b3ull + 0x9e3779b97f4a7c15ull;
+	}
+	for (unsigned i = 0; i < 8; i++) {
+		uuid[i] = (uint8_t)(h1 >> (8 * i));
+		uuid[8 + i] = (uint8_t)(h2 >> (8 * i));
+	}
+	uuid[6] = (uuid[6] & 0x0f) | 0x50; /* version 5 style: name-based */
+	uuid[8] = (uuid[8] & 0x3f) | 0x80; /* RFC 4122 variant */
 }
 
 /* e820 */
@@ -599,3 +643,318 @@ int firmware_fw_cfg_populate(struct fw_cfg *fw, const struct firmware_machine *m
 	}
 	return r;
 }
+
+/*
+ * The device class (realized after every PCI device, so boot paths can name
+ * their slots): with cfg->boot.firmware it loads the image, maps it below
+ * 4 GiB, fills the shadow at 0xE0000-0xFFFFF, and serves fw_cfg; the
+ * vCPUs then start from the architectural reset state. Without firmware it
+ * does nothing.
+ */
+#define FIRMWARE_DEBUGCON_PORT 0x402
+#define FIRMWARE_DEBUG_LINE 160
+
+struct firmware {
+	struct vm *vm;
+	uint8_t *image; /* page-aligned, mapped read-only at firmware_image_base() */
+	size_t len;
+	bool mapped;
+	struct fw_cfg *fw;
+	bool fw_registered, debugcon;
+	struct ratelimit rl;
+	char line[FIRMWARE_DEBUG_LINE];
+	unsigned line_len;
+	char *roms[2 * FIRMWARE_MAX_BOOT_ENTRIES];
+	unsigned n_roms;
+};
+
+/* SeaBIOS' debug port (QEMU's debugcon): reads 0xE9 so the BIOS uses it; lines go to the log. */
+static uint64_t firmware_debugcon_read(void *opaque, uint64_t offset, unsigned size)
+{
+	(void)opaque;
+	(void)offset;
+	(void)size;
+	return 0xe9;
+}
+
+static void firmware_debugcon_write(void *opaque, uint64_t offset, uint64_t value, unsigned size)
+{
+	struct firmware *f = opaque;
+	char c = (char)value;
+
+	(void)offset;
+	(void)size;
+	if (c == '\n' || f->line_len == FIRMWARE_DEBUG_LINE - 1) {
+		f->line[f->line_len] = 0;
+		log_ratelimited(&f->rl, LOG_DEBUG, vm_name(f->vm), "bios", "%s", f->line);
+		f->line_len = 0;
+	}
+	if (c != '\n' && c != '\r') {
+		f->line[f->line_len++] = c;
+	}
+}
+
+static const struct iobus_ops firmware_debugcon_ops = {.read = firmware_debugcon_read,
+						       .write = firmware_debugcon_write};
+
+/* Copy the top of the image into the shadow RAM below 1 MiB (realize and reset). */
+static int firmware_fill_shadow(struct firmware *f, struct error **errp)
+{
+	size_t n = MIN(f->len, (size_t)FIRMWARE_SHADOW_SIZE);
+	uint64_t gpa = 0x100000 - n;
+	void *p = guest_mem_ptr(vm_guest_mem(f->vm), gpa, n);
+
+	if (!p) {
+		return error_set(errp, ENOSPC,
+				 "firmware: guest RAM does not cover 0x%" PRIx64
+				 "-0xfffff for the BIOS shadow",
+				 gpa);
+	}
+	memcpy(p, f->image + f->len - n, n);
+	return 0;
+}
+
+/* The option ROM of a NIC: its "rom" key, or Debian's ipxe-qemu ROM for the model. */
+static const char *firmware_nic_rom(const struct vm_nic_config *nc, char *buf, size_t len)
+{
+	static const char *const dirs[] = {"/usr/lib/ipxe/qemu", "/usr/share/qemu"};
+	const char *file =
+		nc->driver && strcmp(nc->driver, "e1000") == 0 ? "pxe-e1000.rom" : "pxe-virtio.rom";
+
+	if (nc->rom) {
+		return nc->rom[0] ? nc->rom : NULL;
+	}
+	for (unsigned i = 0; i < ARRAY_SIZE(dirs); i++) {
+		snprintf(buf, len, "%s/%s", dirs[i], file);
+		if (access(buf, R_OK) == 0) {
+			return buf;
+		}
+	}
+	return NULL;
+}
+
+/* "pciVVVV,DDDD.rom" files SeaBIOS looks up before a device's ROM BAR. */
+static int firmware_add_roms(struct firmware *f, struct error **errp)
+{
+	const struct vm_config *cfg = vm_get_config(f->vm);
+
+	for (unsigned i = 0; i < cfg->n_nics; i++) {
+		const struct vm_nic_config *nc = &cfg->nics[i];
+		bool e1000 = nc->driver && strcmp(nc->driver, "e1000") == 0;
+		char buf[256], name[32];
+		const char *path = firmware_nic_rom(nc, buf, sizeof(buf));
+		_cleanup_free_ uint8_t *rom = NULL;
+		size_t len = 0;
+		size_t dummy;
+
+		if (!path) {
+			continue;
+		}
+		snprintf(name, sizeof(name), "pci%04x,%04x.rom", e1000 ? 0x8086 : 0x1af4,
+			 e1000 ? 0x100e : 0x1041);
+		if (fw_cfg_file_data(f->fw, name, &dummy)) {
+			continue; /* one ROM per model: SeaBIOS runs it for each device */
+		}
+		if (firmware_read_rom(path, &rom, &len, errp) < 0) {
+			error_prefix(errp, "nic '%s'", nc->id);
+			return -EINVAL;
+		}
+		if (fw_cfg_add_file(f->fw, name, rom, len, false, errp) < 0) {
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* Boot paths from boot.order: disk and NIC ids to the Open Firmware paths SeaBIOS matches. */
+static int firmware_boot_paths(struct firmware *f, struct firmware_machine *m, char **store,
+			       struct error **errp)
+{
+	const struct vm_config *cfg = vm_get_config(f->vm);
+	struct pci_host *host = pci_host_of(f->vm);
+	unsigned n = 0;
+
+	for (char **o = cfg->boot.order; o && *o; o++) {
+		unsigned ide_index = 0;
+		int slot = -1;
+		char path[128];
+
+		if (n >= FIRMWARE_MAX_BOOT_ENTRIES) {
+			return error_set(errp, EINVAL, "boot.order has more than %d entries",
+					 FIRMWARE_MAX_BOOT_ENTRIES);
+		}
+		for (unsigned i = 0; i < cfg->n_disks && slot < 0; i++) {
+			const struct vm_disk_config *dc = &cfg->disks[i];
+
+			if (strcmp(dc->id, *o) == 0) {
+				if (ide_disk_driver(dc->driver)) {
+					slot = pci_host_find_slot(host, "ide");
+					snprintf(path, sizeof(path),
+						 "/pci@i0cf8/*@%x/drive@%u/disk@%u", slot,
+						 ide_index / 2, ide_index % 2);
+				} else {
+					slot = pci_host_find_slot(host, dc->id);
+					snprintf(path, sizeof(path), "/pci@i0cf8/*@%x", slot);
+				}
+			}
+			ide_index += ide_disk_driver(dc->driver);
+		}
+		for (unsigned i = 0; i < cfg->n_nics && slot < 0; i++) {
+			if (strcmp(cfg->nics[i].id, *o) == 0) {
+				slot = pci_host_find_slot(host, cfg->nics[i].id);
+				snprintf(path, sizeof(path), "/pci@i0cf8/*@%x", slot);
+			}
+		}
+		if (slot < 0) {
+			return error_set(
+				errp, ENOENT,
+				"boot.order names '%s', which is no disk or NIC of this VM", *o);
+		}
+		store[n] = strdup(path);
+		if (!store[n]) {
+			return error_set(errp, ENOMEM, "out of memory");
+		}
+		m->boot_paths[n] = store[n];
+		n++;
+	}
+	m->n_boot_paths = n;
+	return 0;
+}
+
+static void firmware_unrealize(void *state)
+{
+	struct firmware *f = state;
+
+	if (!f) {
+		return;
+	}
+	if (f->debugcon) {
+		iobus_unregister(vm_iobus(f->vm), IOBUS_PIO, FIRMWARE_DEBUGCON_PORT);
+	}
+	if (f->fw_registered) {
+		fw_cfg_unregister(f->fw, vm_iobus(f->vm));
+	}
+	fw_cfg_free(f->fw);
+	if (f->mapped) {
+		vm_unmap_rom(f->vm, firmware_image_base(f->len));
+	}
+	free(f->image);
+	for (unsigned i = 0; i < f->n_roms; i++) {
+		free(f->roms[i]);
+	}
+	free(f);
+}
+
+static int firmware_realize(struct vm *vm, const void *unused, void **ret_state,
+			    struct error **errp)
+{
+	const struct vm_config *cfg = vm_get_config(vm);
+	struct guest_mem *mem = vm_guest_mem(vm);
+	struct firmware_machine m = {0};
+	struct acpi_pci_info *pci = NULL;
+	struct acpi_config acpi = {0};
+	_cleanup_free_ uint8_t *raw = NULL;
+	struct firmware *f;
+	uint64_t total = guest_mem_size(mem);
+	int r;
+
+	(void)unused;
+	*ret_state = NULL;
+	if (!cfg->boot.firmware) {
+		return 0;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		return error_set(errp, ENOMEM, "firmware: out of memory");
+	}
+	f->vm = vm;
+	f->rl = (struct ratelimit)RATELIMIT_INIT(1000000, 200);
+	r = firmware_load_image(cfg->boot.firmware, &raw, &f->len, errp);
+	if (r < 0) {
+		goto err;
+	}
+	/* KVM maps whole pages: keep the image in page-aligned memory. */
+	if (posix_memalign((void **)&f->image, 4096, f->len) != 0) {
+		r = error_set(errp, ENOMEM, "firmware: out of memory");
+		goto err;
+	}
+	memcpy(f->image, raw, f->len);
+	r = vm_map_rom(vm, firmware_image_base(f->len), f->image, f->len, errp);
+	if (r < 0) {
+		goto err;
+	}
+	f->mapped = true;
+	r = firmware_fill_shadow(f, errp);
+	if (r < 0) {
+		goto err;
+	}
+
+	f->fw = fw_cfg_new(mem);
+	if (!f->fw) {
+		r = error_set(errp, ENOMEM, "firmware: out of memory");
+		goto err;
+	}
+	m.ram_below_4g = MIN(total, PCI_ECAM_BASE);
+	m.ram_above_4g = total - m.ram_below_4g;
+	m.n_cpus = cfg->vcpus;
+	m.max_cpus = cfg->vcpus;
+	m.name = cfg->name;
+	firmware_uuid(cfg->name, m.uuid);
+	m.sercon_port = 0x3f8;
+	if (cfg->acpi) {
+		pci = malloc(sizeof(*pci));
+		if (!pci) {
+			r = error_set(errp, ENOMEM, "firmware: out of memory");
+			goto err;
+		}
+		pci_acpi_info(pci);
+		acpi.n_cpus = cfg->vcpus;
+		acpi.pci = pci;
+		m.acpi = &acpi;
+	}
+	r = firmware_boot_paths(f, &m, f->roms, errp);
+	if (r == 0) {
+		f->n_roms = m.n_boot_paths;
+		r = firmware_fw_cfg_populate(f->fw, &m, errp);
+	}
+	free(pci);
+	if (r == 0) {
+		r = firmware_add_roms(f, errp);
+	}
+	if (r == 0) {
+		r = fw_cfg_register(f->fw, vm_iobus(vm), errp);
+		f->fw_registered = r == 0;
+	}
+	if (r == 0 && log_get_level() >= LOG_DEBUG) {
+		r = iobus_register(vm_iobus(vm), IOBUS_PIO, FIRMWARE_DEBUGCON_PORT, 1,
+				   &firmware_debugcon_ops, f, "debugcon", errp);
+		f->debugcon = r == 0;
+	}
+	if (r < 0) {
+		goto err;
+	}
+	*ret_state = f;
+	return 0;
+err:
+	firmware_unrealize(f);
+	return r;
+}
+
+static void firmware_reset(void *state)
+{
+	struct firmware *f = state;
+
+	if (!f) {
+		return;
+	}
+	/* The guest may have rewritten the shadow: a reset starts from the image again. */
+	firmware_fill_shadow(f, NULL);
+	fw_cfg_reset(f->fw);
+}
+
+const struct device_class firmware_class = {
+	.name = "firmware",
+	.realize = firmware_realize,
+	.unrealize = firmware_unrealize,
+	.reset = firmware_reset,
+};

@@ -36,6 +36,13 @@ struct acpi_config;
  */
 int firmware_load_image(const char *path, uint8_t **ret_buf, size_t *ret_len, struct error **errp);
 
+/* An option ROM (55 AA signature, 1 KiB to FIRMWARE_MAX_ROM_SIZE, multiple of 512). */
+#define FIRMWARE_MAX_ROM_SIZE (1u << 20)
+int firmware_read_rom(const char *path, uint8_t **ret_buf, size_t *ret_len, struct error **errp);
+
+/* A stable UUID derived from the VM name (SMBIOS type 1, fw_cfg). */
+void firmware_uuid(const char *name, uint8_t uuid[16]);
+
 /* Guest-physical address the image is mapped at: its end is 4 GiB. */
 static inline uint64_t firmware_image_base(size_t len)
 {
@@ -83,3 +90,11 @@ int firmware_acpi_to_fw_cfg(struct fw_cfg *fw, const struct acpi_config *acpi, s
 /* Add every item above (and the numbered ones: RAM size, CPU counts, ...) to @fw. */
 int firmware_fw_cfg_populate(struct fw_cfg *fw, const struct firmware_machine *m,
 			     struct error **errp);
+
+struct device_class;
+/*
+ * Singleton, listed after every PCI device in hw/devices.c: does nothing
+ * unless cfg->boot.firmware is set. The vCPUs of a firmware VM start from
+ * the architectural reset state (CS:IP F000:FFF0, CS base 0xFFFF0000).
+ */
+extern const struct device_class firmware_class;

@@ -7,6 +7,7 @@ FAKE_VM = tests/unit/fake-vm.c tests/unit/fake-vm.h hw/pci.c
 
 hw_libhw_a_SOURCES += \
 	hw/fw-cfg.c hw/fw-cfg.h \
+	hw/firmware.c hw/firmware.h \
 	hw/ide.c hw/ide.h \
 	hw/e1000.c hw/e1000.h
 
@@ -32,9 +33,9 @@ tests_unit_test_e1000_LDADD = $(NET_LIBS) $(COMMON_LIBS) $(JANSSON_LIBS) $(ZLIB_
 check_PROGRAMS += tests/unit/test-firmware
 TESTS += tests/unit/test-firmware
 tests_unit_test_firmware_SOURCES = tests/unit/test-firmware.c hw/firmware.c hw/firmware.h \
-	hw/fw-cfg.c hw/acpi.c hw/aml.c $(FAKE_HW)
+	hw/fw-cfg.c hw/acpi.c hw/aml.c hw/ide.c $(FAKE_HW) $(FAKE_VM)
 tests_unit_test_firmware_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
-tests_unit_test_firmware_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+tests_unit_test_firmware_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
 
 # Functional tests: SeaBIOS boot paths and iPXE option ROMs under vmmd
 # (skip until vmmd can run a VM in the foreground); the benchmark is run by hand.

@@ -42,6 +42,15 @@ const struct vm_host *vm_get_host(struct vm *vm);
 /* The VM's I/O thread event loop (backends and virtqueues run there). */
 struct event_base *vm_io_base(struct vm *vm);
 
+/*
+ * Map @len bytes at @host (page-aligned, kept by the caller until
+ * vm_unmap_rom) at guest address @gpa as read-only memory: reads and
+ * instruction fetches see @host, guest writes are dropped. For firmware
+ * images (hw/firmware.c). Control thread, before the vCPUs run.
+ */
+int vm_map_rom(struct vm *vm, uint64_t gpa, void *host, uint64_t len, struct error **errp);
+void vm_unmap_rom(struct vm *vm, uint64_t gpa);
+
 /* Ask for a reset / shutdown / failure; processed asynchronously. Any VM thread. */
 enum vm_shutdown_cause {
 	VM_CAUSE_GUEST_RESET,	 /* i8042 pulse, 0xCF9, ACPI reset */

@@ -523,6 +523,21 @@ static struct pci_device *find_dev(struct pci_host *h, unsigned bus, unsigned de
 	return h->slots[devfn >> 3];
 }
 
+int pci_host_find_slot(struct pci_host *h, const char *name)
+{
+	int slot = -ENOENT;
+
+	pthread_mutex_lock(&h->lock);
+	for (unsigned i = 0; i < PCI_SLOTS; i++) {
+		if (h->slots[i] && h->slots[i]->name && strcmp(h->slots[i]->name, name) == 0) {
+			slot = (int)i;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	return slot;
+}
+
 uint32_t pci_host_config_read(struct pci_host *h, unsigned bus, unsigned devfn, unsigned off,
 			      unsigned len)
 {

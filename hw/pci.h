@@ -185,6 +185,9 @@ void pci_acpi_info(struct acpi_pci_info *ret);
 /* The VM's PCI host, created by the pci host device class (first in hw/devices.c). */
 struct pci_host *pci_host_of(struct vm *vm);
 
+/* The slot of the device registered under @name (its id), or -ENOENT. */
+int pci_host_find_slot(struct pci_host *host, const char *name);
+
 /* Config access as the CF8/CFC and ECAM decoders perform it (exposed for tests). */
 uint32_t pci_host_config_read(struct pci_host *host, unsigned bus, unsigned devfn, unsigned off,
 			      unsigned len);

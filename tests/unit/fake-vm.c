@@ -121,3 +121,19 @@ void vm_msi_route_release(struct vm *vm, int gsi, int fd)
 	(void)gsi;
 	(void)fd;
 }
+
+int vm_map_rom(struct vm *vm, uint64_t gpa, void *host, uint64_t len, struct error **errp)
+{
+	(void)vm;
+	(void)gpa;
+	(void)host;
+	(void)len;
+	(void)errp;
+	return 0;
+}
+
+void vm_unmap_rom(struct vm *vm, uint64_t gpa)
+{
+	(void)vm;
+	(void)gpa;
+}

@@ -14,6 +14,10 @@
 #include "hw/acpi.h"
 #include "hw/firmware.h"
 #include "hw/fw-cfg.h"
+#include "hw/ide.h"
+#include "hw/machine.h"
+#include "tests/unit/fake-hw.h"
+#include "tests/unit/fake-vm.h"
 
 static uint32_t le32(const uint8_t *p)
 {
@@ -286,6 +290,123 @@ START_TEST(load_image_checks)
 }
 END_TEST
 
+/* Read fw_cfg file @name through the ports, as firmware does; returns its size or -1. */
+static int fwcfg_read_file(struct iobus *b, const char *name, uint8_t *buf, size_t max)
+{
+	uint64_t v;
+	uint32_t count = 0;
+
+	iobus_write(b, IOBUS_PIO, 0x510, 2, FW_CFG_FILE_DIR);
+	for (int i = 0; i < 4; i++) {
+		iobus_read(b, IOBUS_PIO, 0x511, 1, &v);
+		count = count << 8 | (uint32_t)v;
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		uint8_t e[64];
+
+		for (int k = 0; k < 64; k++) {
+			iobus_read(b, IOBUS_PIO, 0x511, 1, &v);
+			e[k] = (uint8_t)v;
+		}
+		if (strcmp((char *)e + 8, name) == 0) {
+			uint32_t size = (uint32_t)e[0] << 24 | e[1] << 16 | e[2] << 8 | e[3];
+
+			iobus_write(b, IOBUS_PIO, 0x510, 2, (uint64_t)(e[4] << 8 | e[5]));
+			for (uint32_t k = 0; k < size && k < max; k++) {
+				iobus_read(b, IOBUS_PIO, 0x511, 1, &v);
+				buf[k] = (uint8_t)v;
+			}
+			return (int)size;
+		}
+	}
+	return -1;
+}
+
+/* The device class over a fake VM: shadow copy, fw_cfg contents, boot order, cleanup. */
+START_TEST(device_class)
+{
+	char bios[] = "/tmp/test-firmware-bios-XXXXXX", hd[] = "/tmp/test-firmware-hd-XXXXXX";
+	int fd = mkstemp(bios), hfd = mkstemp(hd);
+	static uint8_t img[128 * 1024], buf[4096];
+	struct vm_disk_config disks[] = {{.id = "hd0", .driver = "ide-hd", .file = hd}};
+	char *order[] = {"hd0", NULL};
+	struct vm_config cfg = {.name = "fwvm",
+				.vcpus = 2,
+				.memory = 2 << 20,
+				.acpi = true,
+				.disks = disks,
+				.n_disks = 1};
+	struct guest_mem *mem = fake_mem_new(2 << 20);
+	struct iobus *b = fake_iobus_new();
+	struct vm *vm;
+	void *ide_state = NULL, *state = NULL;
+	unsigned base;
+	int n;
+
+	for (unsigned i = 0; i < sizeof(img); i++) {
+		img[i] = (uint8_t)(i * 13 + 1);
+	}
+	ck_assert_int_eq(write(fd, img, sizeof(img)), (int)sizeof(img));
+	ck_assert_int_eq(ftruncate(hfd, 1 << 20), 0);
+	close(fd);
+	close(hfd);
+	cfg.boot.firmware = bios;
+	cfg.boot.order = order;
+	vm = fake_vm_new(&cfg, b, mem, NULL);
+	base = fake_iobus_count(b);
+	ck_assert_int_eq(ide_class.realize(vm, NULL, &ide_state, NULL), 0);
+	ck_assert_int_eq(firmware_class.realize(vm, NULL, &state, NULL), 0);
+	ck_assert_ptr_nonnull(state);
+	/* the whole 128 KiB image is the shadow at 0xE0000 */
+	ck_assert_int_eq(memcmp(mem->ram + 0xe0000, img, sizeof(img)), 0);
+	n = fwcfg_read_file(b, "bootorder", buf, sizeof(buf));
+	ck_assert_int_gt(n, 0);
+	{
+		char want[64];
+
+		snprintf(want, sizeof(want), "/pci@i0cf8/*@%x/drive@0/disk@0\n",
+			 pci_host_find_slot(pci_host_of(vm), "ide"));
+		ck_assert_str_eq((char *)buf, want);
+	}
+	n = fwcfg_read_file(b, "etc/e820", buf, sizeof(buf));
+	ck_assert_int_eq(n, 20);
+	ck_assert_uint_eq(le64(buf + 8), 2 << 20);
+	ck_assert_int_gt(fwcfg_read_file(b, "etc/table-loader", buf, sizeof(buf)), 0);
+	ck_assert_int_eq(fwcfg_read_file(b, "etc/sercon-port", buf, sizeof(buf)), 2);
+	ck_assert_uint_eq(buf[0] | buf[1] << 8, 0x3f8);
+	/* reset restores a scribbled shadow */
+	memset(mem->ram + 0xf0000, 0, 16);
+	firmware_class.reset(state);
+	ck_assert_int_eq(memcmp(mem->ram + 0xe0000, img, sizeof(img)), 0);
+	firmware_class.unrealize(state);
+	ide_class.unrealize(ide_state);
+	ck_assert_uint_eq(fake_iobus_count(b), base);
+
+	/* an unknown boot device and a bad image fail cleanly, naming them */
+	struct error *err = NULL;
+	order[0] = "nope";
+	ck_assert_int_eq(firmware_class.realize(vm, NULL, &state, &err), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err->msg, "nope"));
+	error_free(err);
+	err = NULL;
+	cfg.boot.firmware = hd; /* 1 MiB of zeros is a valid size; a 1000-byte file is not */
+	order[0] = NULL;
+	ck_assert_int_eq(truncate(hd, 1000), 0);
+	ck_assert_int_eq(firmware_class.realize(vm, NULL, &state, &err), -EINVAL);
+	error_free(err);
+	ck_assert_uint_eq(fake_iobus_count(b), base);
+	/* no firmware: nothing */
+	cfg.boot.firmware = NULL;
+	ck_assert_int_eq(firmware_class.realize(vm, NULL, &state, NULL), 0);
+	ck_assert_ptr_null(state);
+	fake_vm_free(vm);
+	fake_iobus_free(b);
+	fake_mem_free(mem);
+	unlink(bios);
+	unlink(hd);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("firmware");
@@ -296,6 +417,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, acpi_through_loader);
 	tcase_add_test(tc, populate);
 	tcase_add_test(tc, load_image_checks);
+	tcase_add_test(tc, device_class);
 	suite_add_tcase(s, tc);
 	return s;
 }
