@@ -314,7 +314,7 @@ static uint64_t acpi_table_fadt(struct acpi_builder *b, uint64_t facs, uint64_t 
 	acpi_gas_io(t + 116, 0x64, 1);
 	t[128] = 0xFE;
 	t[131] = 0; /* FADT minor version */
-	wr(t + 132, facs, 8);
+	/* X_FIRMWARE_CTRL stays 0: with both set, OSes install the FACS twice. */
 	wr(t + 140, dsdt, 8);
 	acpi_gas_io(t + 148, ACPI_PM1_EVT_BLK, ACPI_PM1_EVT_LEN);
 	acpi_gas_io(t + 172, ACPI_PM1_CNT_BLK, ACPI_PM1_CNT_LEN);
