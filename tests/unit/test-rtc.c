@@ -177,8 +177,8 @@ START_TEST(test_uip)
 			break;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &t);
-	} while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 2100000000L);
-	ck_assert_msg(seen, "UIP never read 1 in 2.1 s");
+	} while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 10000000000L);
+	ck_assert_msg(seen, "UIP never read 1 in 10 s");
 	ck_assert_uint_eq(cmos_read(0x0A) & 0x7F, 0x26);
 }
 END_TEST
@@ -234,7 +234,7 @@ static Suite *make_suite(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 20);
+	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_host_clock_bcd);
 	tcase_add_test(tc, test_binary_and_12h);
 	tcase_add_test(tc, test_set_time);
