@@ -17,7 +17,7 @@ from common import (LogWatcher, SkipFigure, guest_ram_rss_kib, percentile,
                     wait_first_byte_fds)
 from qmp import roundtrip_loop
 from results import Target
-from vmm import QemuVM, Vmmd
+from vmm import QemuVM, Vmmd, VmmdRunVm, vmmd_run_vm_supported
 
 BOOT_TIMEOUT = 30.0
 
@@ -103,6 +103,50 @@ class StartLatency(Figure):
             w.close()
         finally:
             d.stop()
+
+
+class StartLatencyRunVm(Figure):
+    """Like for like with QEMU's process start: exec of `vmmd --run-vm DEF`
+    (one VM in its own process) to the guest's first serial byte."""
+    number = 1
+    name = "start latency (--run-vm)"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.per_round = 1 if ctx.quick else 3
+        self.r = self.row("start.runvm", "start latency: exec of vmmd --run-vm / QEMU -> first "
+                          "serial byte", "ms", "lower",
+                          note="QEMU column: its own exec-to-first-byte samples")
+
+    def unavailable(self):
+        reason = vmmd_run_vm_supported(self.ctx.cfg)
+        return {"vmmd": reason} if reason else {}
+
+    def measure_qemu(self, rnd):
+        for _ in range(self.per_round):
+            vm = QemuVM(self.ctx.cfg)
+            try:
+                t = wait_first_byte_fds([vm.serial_fd], BOOT_TIMEOUT)[vm.serial_fd]
+                self.r.add("qemu", (t - vm.t_exec) * 1e3)
+            finally:
+                vm.stop()
+
+    def measure_vmmd(self, rnd):
+        for i in range(self.per_round):
+            tag = "r%d-%d" % (rnd, i)
+            console_dir = os.path.join(self.ctx.cfg.tmp, "runvm-" + tag, "console")
+            os.makedirs(console_dir, exist_ok=True)
+            w = LogWatcher(console_dir)
+            vm = VmmdRunVm(self.ctx.cfg, tag)
+            try:
+                try:
+                    t = w.wait(["vm"], BOOT_TIMEOUT)["vm"]
+                except SkipFigure as e:
+                    raise SkipFigure("%s; vmmd --run-vm said: %s" % (e, vm.log_tail(300)))
+                self.r.add("vmmd", (t - vm.t_exec) * 1e3)
+            finally:
+                vm.stop()
+                w.close()
 
 
 # ---------------------------------------------------------------------------

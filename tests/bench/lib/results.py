@@ -43,7 +43,7 @@ class Row:
 
     def skip(self, side, reason):
         if not self.samples[side] and not self.skipped[side]:
-            self.skipped[side] = reason
+            self.skipped[side] = " ".join(str(reason).split()) or "no reason given"
 
     def side_json(self, side):
         if self.samples[side]:

@@ -8,6 +8,7 @@ every VM, driven over its QMP socket and with vmctl; each VM's console goes
 to a log file in one directory that the harness watches.
 """
 
+import json
 import os
 import subprocess
 import time
@@ -42,9 +43,9 @@ class Config:
 # ---------------------------------------------------------------------------
 # QEMU
 
-def qemu_cmd(cfg, kernel=None, qmp_sockets=(), extra=()):
+def qemu_cmd(cfg, kernel=None, qmp_sockets=(), extra=(), memory_mib=None):
     cmd = [QEMU, "-accel", "kvm", "-M", "microvm", "-cpu", cfg.qemu_cpu,
-           "-m", "%dM" % cfg.memory_mib, "-smp", str(cfg.vcpus),
+           "-m", "%dM" % (memory_mib or cfg.memory_mib), "-smp", str(cfg.vcpus),
            "-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio",
            "-kernel", kernel or cfg.guest]
     for s in qmp_sockets:
@@ -55,8 +56,8 @@ def qemu_cmd(cfg, kernel=None, qmp_sockets=(), extra=()):
 class QemuVM:
     """One QEMU process. t_exec is the monotonic time just before exec."""
 
-    def __init__(self, cfg, qmp_sockets=(), kernel=None, extra=(), stderr=None):
-        self.cmd = qemu_cmd(cfg, kernel, qmp_sockets, extra)
+    def __init__(self, cfg, qmp_sockets=(), kernel=None, extra=(), stderr=None, memory_mib=None):
+        self.cmd = qemu_cmd(cfg, kernel, qmp_sockets, extra, memory_mib)
         self.qmp_sockets = list(qmp_sockets)
         self.t_exec = time.monotonic()
         self.proc = register(subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL,
@@ -118,7 +119,7 @@ class Vmmd:
         while not os.path.exists(self.socket):
             if self.proc.poll() is not None:
                 raise SkipFigure("vmmd exited with %d at start: %s" %
-                                 (self.proc.returncode, self.log_tail()))
+                                 (self.proc.returncode, self.log_first()))
             if time.monotonic() > deadline:
                 raise SkipFigure("vmmd did not create its socket within 20 s")
             time.sleep(0.01)
@@ -128,12 +129,29 @@ class Vmmd:
     def pid(self):
         return self.proc.pid
 
-    def log_tail(self, n=400):
+    def log_first(self):
+        """The first non-empty line of vmmd's output (its error, before any usage text)."""
         try:
             with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")[-n:].strip()
+                text = f.read(4096).decode(errors="replace")
         except OSError:
             return ""
+        return next((x.strip() for x in text.splitlines() if x.strip()), "")
+
+    def log_tail(self, n=400):
+        """The last non-empty lines of vmmd's output, at most @n characters."""
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        lines = [x for x in text.splitlines() if x.strip()]
+        out = ""
+        for x in reversed(lines):
+            if len(out) + len(x) > n:
+                break
+            out = x + (" | " + out if out else "")
+        return out
 
     def console(self, name):
         return os.path.join(self.console_dir, name)
@@ -187,4 +205,74 @@ class Vmmd:
         except Exception:
             pass
         reap(self.proc, timeout=20.0)
+        self.log.close()
+
+
+# ---------------------------------------------------------------------------
+# vmmd --run-vm: one VM in its own vmmd process (no daemon, no control socket)
+
+def vmmd_run_vm_supported(cfg):
+    """None if this vmmd has --run-vm, else the reason it cannot be used."""
+    if not os.access(cfg.vmmd, os.X_OK):
+        return "vmmd is not built (%s)" % cfg.vmmd
+    p = subprocess.run([cfg.vmmd, "--help"], capture_output=True, text=True)
+    if "--run-vm" not in p.stdout:
+        return "this vmmd has no --run-vm option"
+    return None
+
+
+class VmmdRunVm:
+    """`vmmd --run-vm DEF`: t_exec is the monotonic time just before exec."""
+
+    def __init__(self, cfg, tag, kernel=None, initrd=None, cmdline=None, memory_mib=None,
+                 wrapper=None):
+        self.dir = os.path.join(cfg.tmp, "runvm-" + tag)
+        os.makedirs(self.dir, exist_ok=True)
+        self.console_dir = os.path.join(self.dir, "console")
+        os.makedirs(self.console_dir, exist_ok=True)
+        self.console = os.path.join(self.console_dir, "vm")
+        boot = {"kernel": kernel or cfg.guest}
+        if initrd:
+            boot["initrd"] = initrd
+        if cmdline is not None:
+            boot["cmdline"] = cmdline
+        d = {"name": "vm", "vcpus": cfg.vcpus, "memory": "%dM" % (memory_mib or cfg.memory_mib),
+             "cpu": cfg.vmmd_cpu, "boot": boot, "serial": {"log": self.console}}
+        self.def_path = os.path.join(self.dir, "vm.json")
+        with open(self.def_path, "w") as f:
+            json.dump(d, f)
+        self.log = open(os.path.join(self.dir, "vmmd.log"), "ab")
+        self.t_exec = time.monotonic()
+        # With a @wrapper (perf stat), proc is the wrapper and vmmd its child.
+        self.proc = register(subprocess.Popen(
+            list(wrapper or []) +
+            [cfg.vmmd, "--run-vm", self.def_path, "--run-dir", os.path.join(self.dir, "run")],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT))
+        self.wrapped = bool(wrapper)
+
+    def stop_child(self):
+        """Stop vmmd under a wrapper, which then exits by itself."""
+        if not self.wrapped or self.proc.poll() is not None:
+            return
+        try:
+            with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        for k in kids:
+            try:
+                os.kill(k, 15)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def log_tail(self, n=400):
+        with open(os.path.join(self.dir, "vmmd.log"), "rb") as f:
+            return f.read().decode(errors="replace")[-n:].strip()
+
+    def stop(self):
+        reap(self.proc, timeout=10.0)
         self.log.close()
