@@ -48,7 +48,7 @@ static int l2_offset_checked(struct qcow2_state *s, uint64_t l1e, uint64_t *ret)
 		return qcow2_signal_corruption(s, "L2 table offset %#" PRIx64 " is not aligned",
 					       l1e);
 	}
-	if (off && off + s->cluster_size > qcow2_file_length(s)) {
+	if (off && qcow2_past_eof(s, off, s->cluster_size)) {
 		return qcow2_signal_corruption(
 			s, "L2 table at %#" PRIx64 " is beyond the end of the image", off);
 	}

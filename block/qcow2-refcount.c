@@ -44,6 +44,9 @@ int qcow2_refcount_load(struct qcow2_state *s, struct error **errp)
 	}
 	for (uint64_t i = 0; i < s->reftable_size; i++) {
 		s->reftable[i] = qcow2_be64(buf + 8 * i);
+		if (s->reftable[i]) {
+			s->reftable_used = i + 1;
+		}
 	}
 	free(buf);
 	return 0;
@@ -71,9 +74,14 @@ static int64_t block_offset(struct qcow2_state *s, uint64_t i)
 			s, "refcount block offset %#" PRIx64 " is not cluster aligned",
 			s->reftable[i]);
 	}
-	if (off >> 56) {
+	if (off >> 56 || off < s->cluster_size) {
 		return qcow2_signal_corruption(s, "refcount block offset %#" PRIx64 " is invalid",
 					       off);
+	}
+	if (qcow2_past_eof(s, off, s->cluster_size)) {
+		/* counting from zeroes would hand out clusters in use */
+		return qcow2_signal_corruption(
+			s, "refcount block at %#" PRIx64 " is beyond the end of the image", off);
 	}
 	return (int64_t)off;
 }
@@ -304,6 +312,12 @@ static int install_reftable(struct qcow2_state *s, uint64_t start, uint64_t min_
 	free(s->reftable);
 	s->reftable = TAKE_PTR(table);
 	s->reftable_size = entries;
+	s->reftable_used = 0;
+	for (uint64_t i = 0; i < entries; i++) {
+		if (s->reftable[i]) {
+			s->reftable_used = i + 1;
+		}
+	}
 	s->reftable_offset = (start + nb) << s->cluster_bits;
 	s->reftable_clusters = (uint32_t)nt;
 	ret = qcow2_update_header(s);
@@ -397,6 +411,7 @@ static int ensure_block(struct qcow2_state *s, uint64_t i)
 			s->reftable[i] = 0;
 			return ret;
 		}
+		s->reftable_used = MAX(s->reftable_used, i + 1);
 		return 0;
 	}
 	return -EIO;
@@ -649,7 +664,7 @@ bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t off, uint64_t len, 
 	if (OVERLAP(s->snapshots_offset, s->snapshots_size)) {
 		return true;
 	}
-	for (uint64_t i = 0; i < s->reftable_size; i++) {
+	for (uint64_t i = 0; i < s->reftable_used; i++) {
 		uint64_t rb = s->reftable[i] & ~QCOW2_REFT_RESERVED;
 
 		if (OVERLAP(rb, cs)) {

@@ -52,6 +52,15 @@ uint64_t qcow2_file_length(struct qcow2_state *s)
 	return block_length(s->bs->file);
 }
 
+bool qcow2_past_eof(struct qcow2_state *s, uint64_t off, uint64_t len)
+{
+	if (range_within(off, len, s->file_len)) {
+		return false;
+	}
+	s->file_len = qcow2_file_length(s);
+	return !range_within(off, len, s->file_len);
+}
+
 void *qcow2_alloc_buf(struct qcow2_state *s, size_t len)
 {
 	size_t align = MAX(4096u, s ? s->file_align : 0);
@@ -850,7 +859,7 @@ static int load_compressed(struct qcow2_state *s, uint64_t entry)
 		}
 	}
 	qcow2_compressed_range(s, entry, &off, &len);
-	if (off < s->cluster_size || off + len > qcow2_file_length(s) + 512) {
+	if (off < s->cluster_size || qcow2_past_eof(s, off, len - MIN(len, 511))) {
 		return qcow2_signal_corruption(
 			s, "compressed cluster at %#" PRIx64 " is outside the image", off);
 	}

@@ -201,6 +201,7 @@ struct qcow2_state {
 	/* refcounts */
 	uint64_t *reftable;	/* host order */
 	uint64_t reftable_size; /* entries */
+	uint64_t reftable_used; /* entries up to the last non-zero one */
 	uint64_t reftable_offset;
 	uint32_t reftable_clusters;
 	uint64_t free_cluster_hint; /* no free cluster below this index */
@@ -227,6 +228,7 @@ struct qcow2_state {
 	bool lazy_active; /* dirty bit set by us: refcount ordering relaxed */
 	bool corrupt;
 	uint32_t file_align; /* I/O alignment and buffer alignment for the protocol */
+	uint64_t file_len;   /* last known length of the image file */
 };
 
 /* qcow2.c */
@@ -234,6 +236,8 @@ int qcow2_file_pread(struct qcow2_state *s, uint64_t off, void *buf, uint64_t le
 int qcow2_file_pwrite(struct qcow2_state *s, uint64_t off, const void *buf, uint64_t len);
 int qcow2_file_flush(struct qcow2_state *s);
 uint64_t qcow2_file_length(struct qcow2_state *s);
+/* True if [off, off+len) ends past the image file (length cached, refreshed on doubt). */
+bool qcow2_past_eof(struct qcow2_state *s, uint64_t off, uint64_t len);
 void *qcow2_alloc_buf(struct qcow2_state *s, size_t len); /* aligned, zeroed; free() */
 int qcow2_update_header(struct qcow2_state *s);
 /* Set the corrupt bit (version 3), refuse further writes; always returns -EIO. */

@@ -411,6 +411,21 @@ START_TEST(open_crafted)
 		close(fd);
 		ck_assert(qcow2_be64(h + 72) & QCOW2_INCOMPAT_CORRUPT);
 	}
+
+	/* a refcount block past the end of the image: counting from it would hand
+	 * out clusters that are in use, so allocating writes are refused */
+	ck_assert_int_eq(qcow2_create(tmpl, 1 << 30, &o, &err), 0);
+	qcow2_put_be64(v, 1ull << 30);
+	patch(65536, v, 8);
+	ck_assert_int_eq(block_open(&bs, tmpl, "qcow2", BLOCK_O_RDWR, &err), 0);
+	{
+		uint8_t b[512] = {0};
+
+		ck_assert_int_eq(block_pwrite(bs, 0, b, sizeof(b)), -EIO);
+		ck_assert_int_eq(block_pread(bs, 0, b, sizeof(b)), 0);
+	}
+	block_unref(bs);
+	bs = NULL;
 	unlink(tmpl);
 }
 END_TEST
