@@ -250,6 +250,12 @@ static uint8_t rtc_read_c(struct rtc *r)
 	return c;
 }
 
+bool rtc_update_in_progress(long nsec, uint8_t reg_b)
+{
+	/* The chip sets UIP 244 us before it updates the time registers, once a second. */
+	return !(reg_b & REG_B_SET) && nsec >= 1000000000L - 244000L;
+}
+
 static uint8_t rtc_read(struct rtc *r, uint8_t idx)
 {
 	struct tm tm;
@@ -263,7 +269,7 @@ static uint8_t rtc_read(struct rtc *r, uint8_t idx)
 	switch (idx) {
 	case RTC_REG_A:
 		host_now(&s, &ns);
-		if (!(r->cmos[RTC_REG_B] & REG_B_SET) && ns >= 1000000000L - 244000L) {
+		if (rtc_update_in_progress(ns, r->cmos[RTC_REG_B])) {
 			return r->cmos[RTC_REG_A] | REG_A_UIP;
 		}
 		return r->cmos[RTC_REG_A];
