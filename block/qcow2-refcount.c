@@ -1173,31 +1173,38 @@ out:
 
 int qcow2_check(struct qcow2_state *s, struct block_check_result *res, unsigned fix)
 {
+	struct block_check_result before, during;
 	bool rebuilt = false;
-	int ret = check_once(s, res, fix, &rebuilt);
+	int ret = check_once(s, &before, 0, &rebuilt);
 
-	if (ret < 0) {
-		res->check_errors++;
+	if (ret < 0 || !fix) {
+		*res = before;
+		res->check_errors += ret < 0;
 		return ret;
 	}
-	if (fix && (res->corruptions_fixed || res->leaks_fixed)) {
-		/* report what is left after the repair */
-		struct block_check_result after;
-		uint64_t cf = res->corruptions_fixed, lf = res->leaks_fixed;
-
-		ret = check_once(s, &after, 0, &rebuilt);
+	if (before.corruptions || before.leaks) {
+		ret = check_once(s, &during, fix, &rebuilt);
+		if (ret == 0) {
+			ret = check_once(s, res, 0, &rebuilt);
+		}
 		if (ret < 0) {
+			*res = before;
 			res->check_errors++;
 			return ret;
 		}
-		*res = after;
-		res->corruptions_fixed = cf;
-		res->leaks_fixed = lf;
-		if (!res->corruptions && s->corrupt && fix & BLOCK_FIX_ERRORS) {
-			s->corrupt = false;
-			s->incompat &= ~QCOW2_INCOMPAT_CORRUPT;
-			ret = qcow2_update_header(s);
-		}
+	} else {
+		*res = before;
+	}
+	/* what the repair removed; what is left stays reported */
+	res->corruptions_fixed =
+		before.corruptions > res->corruptions ? before.corruptions - res->corruptions : 0;
+	res->leaks_fixed = before.leaks > res->leaks ? before.leaks - res->leaks : 0;
+	if (!res->corruptions && s->corrupt && fix & BLOCK_FIX_ERRORS) {
+		s->corrupt = false;
+		s->incompat &= ~QCOW2_INCOMPAT_CORRUPT;
+		free(s->corrupt_msg);
+		s->corrupt_msg = NULL;
+		ret = qcow2_update_header(s);
 	}
 	return ret;
 }
