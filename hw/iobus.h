@@ -39,3 +39,8 @@ int iobus_read(struct iobus *bus, enum iobus_space space, uint64_t addr, unsigne
 	       uint64_t *ret_value);
 int iobus_write(struct iobus *bus, enum iobus_space space, uint64_t addr, unsigned size,
 		uint64_t value);
+
+/* A bus for the VM named @vm_name (used in log messages; copied). NULL on ENOMEM. */
+struct iobus *iobus_new(const char *vm_name);
+/* All ranges must have been unregistered (leftovers are dropped). NULL is fine. */
+void iobus_free(struct iobus *bus);

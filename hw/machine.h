@@ -33,6 +33,12 @@ struct device_class {
 	void (*unrealize)(void *state);
 	/* Return to power-on state (system_reset). May be NULL. */
 	void (*reset)(void *state);
+	/*
+	 * Optional (disks): this device's entry for query-block /
+	 * query-blockstats, a new reference; NULL to contribute nothing.
+	 */
+	json_t *(*query_block)(void *state);
+	json_t *(*query_blockstats)(void *state);
 };
 
 struct iobus *vm_iobus(struct vm *vm);

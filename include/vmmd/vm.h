@@ -83,6 +83,7 @@ struct vm_config {
 	bool autostart;
 	bool acpi;	   /* default true */
 	char *mem_backend; /* "anonymous" (default), "memfd", "hugepages" */
+	char *debugcon;	   /* file for bytes written to port 0x402; NULL: none */
 };
 
 /*
@@ -94,6 +95,8 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 /* The canonical JSON form (what vmmd persists); new reference. */
 json_t *vm_config_to_json(const struct vm_config *cfg);
 void vm_config_free(struct vm_config *cfg);
+/* Deep copy of a valid configuration. */
+int vm_config_copy(const struct vm_config *cfg, struct vm_config **ret, struct error **errp);
 DEFINE_CLEANUP_FUNC(struct vm_config, vm_config_free)
 
 /* What the VM needs from its host process. Borrowed for the VM's lifetime. */
@@ -136,7 +139,9 @@ void vm_destroy(struct vm *vm);
 
 enum vm_run_state vm_get_state(struct vm *vm);
 const char *vm_name(struct vm *vm);
-/* UNIX socket path of the live serial console (vmctl console). */
+/* Exits to user space of all vCPUs so far (benchmarks). */
+uint64_t vm_get_exit_count(struct vm *vm);
+/* UNIX socket path of the live serial console (vmctl console); NULL if none. */
 const char *vm_console_socket(struct vm *vm);
 /* query-block / query-blockstats for this VM's disks; new references. */
 json_t *vm_query_block(struct vm *vm);

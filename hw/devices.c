@@ -1,0 +1,24 @@
+/*
+ * The device registry: the order here is the realize order. Each helper
+ * adds its device classes with one line (and, for a class instantiated per
+ * disk or NIC, a wanted() filter on the driver name).
+ *
+ * Threads: constant data.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "hw/devices.h"
+
+static bool want_debugcon(const struct vm_config *cfg, const void *item)
+{
+	(void)item;
+	return cfg->debugcon != NULL;
+}
+
+const struct device_entry device_table[] = {
+	{&debugcon_device, DEVICE_ONCE, want_debugcon},
+};
+
+const unsigned device_table_size = ARRAY_SIZE(device_table);

@@ -1,0 +1,41 @@
+/*
+ * One vCPU: its KVM fd, the kvm_run page and the thread that loops on
+ * KVM_RUN, dispatching port and MMIO exits to the I/O bus.
+ *
+ * Threads: created and freed on the control thread; the loop runs on the
+ * vCPU's own thread and is parked/released through struct vm's run_lock
+ * (see vm-int.h). A thread is interrupted by VCPU_KICK_SIGNAL plus
+ * kvm_run->immediate_exit, never cancelled.
+ */
+#pragma once
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <signal.h>
+
+#define VCPU_KICK_SIGNAL (SIGRTMIN + 1)
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned index;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+	bool parked;  /* under vm->run_lock */
+	bool stalled; /* a fatal exit: stays parked until reset (under run_lock) */
+	atomic_uint_fast64_t exits; /* exits to user space */
+
+	/* Power-on state captured right after creation. */
+	struct kvm_regs init_regs;
+	struct kvm_sregs init_sregs;
+	struct kvm_fpu init_fpu;
+	struct kvm_lapic_state init_lapic;
+	struct kvm_mp_state init_mp;
+};
