@@ -205,8 +205,8 @@ static int place_initrd(struct guest_mem *mem, const char *kernel_name,
 					 initrd->name);
 		}
 		while (done < initrd->size) {
-			ssize_t n = pread(initrd->fd, dst + done, MIN(initrd->size - done, 1u << 30),
-					  (off_t)done);
+			ssize_t n = pread(initrd->fd, dst + done,
+					  MIN(initrd->size - done, 1u << 30), (off_t)done);
 
 			if (n < 0 && errno == EINTR) {
 				continue;
@@ -259,7 +259,8 @@ static int load_bzimage(struct guest_mem *mem, const char *name, const uint8_t *
 		return error_set(errp, ENOTSUP, "%s: a zImage (loaded low) is not supported", name);
 	}
 	if (pm_off >= size) {
-		return error_set(errp, EINVAL, "%s: truncated bzImage (setup of %u sectors, file "
+		return error_set(errp, EINVAL,
+				 "%s: truncated bzImage (setup of %u sectors, file "
 				 "of %zu bytes)",
 				 name, setup_sects, size);
 	}
@@ -339,7 +340,8 @@ static uint64_t find_pvh_entry(const uint8_t *img, size_t size, const Elf64_Ehdr
 		const Elf64_Phdr *ph = (const Elf64_Phdr *)(img + eh->e_phoff + i * sizeof(*ph));
 		uint64_t off, end;
 
-		if (ph->p_type != PT_NOTE || ph->p_offset > size || ph->p_filesz > size - ph->p_offset) {
+		if (ph->p_type != PT_NOTE || ph->p_offset > size ||
+		    ph->p_filesz > size - ph->p_offset) {
 			continue;
 		}
 		off = ph->p_offset;
@@ -428,7 +430,8 @@ static int load_elf(struct guest_mem *mem, const char *name, const uint8_t *img,
 	if (size < sizeof(*eh) || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
 	    eh->e_ident[EI_DATA] != ELFDATA2LSB || eh->e_machine != EM_X86_64 ||
 	    (eh->e_type != ET_EXEC && eh->e_type != ET_DYN)) {
-		return error_set(errp, ENOEXEC, "%s: not a kernel (not a little-endian x86-64 ELF "
+		return error_set(errp, ENOEXEC,
+				 "%s: not a kernel (not a little-endian x86-64 ELF "
 				 "executable)",
 				 name);
 	}
@@ -617,7 +620,8 @@ int boot_load(struct guest_mem *mem, const struct vm_config *cfg, struct boot_en
 	int r;
 
 	if (cfg->boot.firmware || !cfg->boot.kernel) {
-		return error_set(errp, ENOTSUP, "firmware boot (boot.firmware) is not supported yet");
+		return error_set(errp, ENOTSUP,
+				 "firmware boot (boot.firmware) is not supported yet");
 	}
 	r = read_file(cfg->boot.kernel, guest_mem_low_size(mem), &img, &size, errp);
 	if (r < 0) {

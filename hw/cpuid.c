@@ -13,7 +13,12 @@
 
 #include "hw/cpuid.h"
 
-enum { R_EAX, R_EBX, R_ECX, R_EDX };
+enum {
+	R_EAX,
+	R_EBX,
+	R_ECX,
+	R_EDX
+};
 
 struct cpuid_feature {
 	const char *name;
@@ -119,8 +124,8 @@ static const struct {
 	const char *feature;
 	const char *needs;
 } dependencies[] = {
-	{"osxsave", "xsave"}, {"avx", "xsave"},	    {"avx2", "avx"},	 {"fma", "avx"},
-	{"f16c", "avx"},      {"avx512f", "avx"},   {"xsaveopt", "xsave"}, {"xsavec", "xsave"},
+	{"osxsave", "xsave"}, {"avx", "xsave"},	   {"avx2", "avx"},	  {"fma", "avx"},
+	{"f16c", "avx"},      {"avx512f", "avx"},  {"xsaveopt", "xsave"}, {"xsavec", "xsave"},
 	{"xgetbv1", "xsave"}, {"xsaves", "xsave"}, {"invpcid", "pcid"},
 };
 
@@ -157,7 +162,8 @@ int cpuid_model_parse(const char *s, struct cpuid_model *ret, struct error **err
 	} else if (n == 8 && strncmp(p, "baseline", 8) == 0) {
 		m.base = CPUID_MODEL_BASELINE;
 	} else {
-		return error_set(errp, EINVAL, "unknown CPU model \"%.*s\" (use \"host\" or "
+		return error_set(errp, EINVAL,
+				 "unknown CPU model \"%.*s\" (use \"host\" or "
 				 "\"baseline\")",
 				 (int)MIN(n, 64), p);
 	}
@@ -176,8 +182,8 @@ int cpuid_model_parse(const char *s, struct cpuid_model *ret, struct error **err
 		}
 		on = p[0] == '+';
 		if (n - 1 >= sizeof(name)) {
-			return error_set(errp, EINVAL, "unknown CPU feature \"%.*s\"", (int)MIN(n, 64),
-					 p + 1);
+			return error_set(errp, EINVAL, "unknown CPU feature \"%.*s\"",
+					 (int)MIN(n, 64), p + 1);
 		}
 		memcpy(name, p + 1, n - 1);
 		name[n - 1] = '\0';
@@ -315,8 +321,8 @@ static int add_topology(uint32_t function, unsigned apic_id, unsigned n_vcpus, u
 }
 
 int cpuid_build(const struct cpuid_model *model, const struct kvm_cpuid_entry2 *supported,
-		unsigned n_supported, unsigned index, unsigned n_vcpus, struct kvm_cpuid_entry2 *out,
-		unsigned max, unsigned *ret_n, struct error **errp)
+		unsigned n_supported, unsigned index, unsigned n_vcpus,
+		struct kvm_cpuid_entry2 *out, unsigned max, unsigned *ret_n, struct error **errp)
 {
 	unsigned shift = 0, n = 0;
 	bool enabled[ARRAY_SIZE(features)];
@@ -355,6 +361,8 @@ int cpuid_build(const struct cpuid_model *model, const struct kvm_cpuid_entry2 *
 		}
 		enabled[f] = model->overrides[i].on;
 	}
+	/* HTT means "more than one logical CPU per package": topology decides. */
+	enabled[feature_index("ht")] = n_vcpus > 1;
 	/* OSXSAVE mirrors CR4.OSXSAVE at run time; KVM maintains it. */
 	enabled[feature_index("osxsave")] = false;
 	for (bool changed = true; changed;) {
@@ -396,7 +404,6 @@ int cpuid_build(const struct cpuid_model *model, const struct kvm_cpuid_entry2 *
 			if ((e.ebx >> 8 & 0xff) == 0) {
 				e.ebx |= 8 << 8; /* CLFLUSH line: 64 bytes */
 			}
-			e.edx = n_vcpus > 1 ? e.edx | 1u << 28 : e.edx & ~(1u << 28);
 			break;
 		case 4:
 			e.eax &= 0x3fff;

@@ -43,8 +43,8 @@ int cpuid_model_parse(const char *s, struct cpuid_model *ret, struct error **err
  * -ENOTSUP naming a feature enabled with "+" that the host cannot provide.
  */
 int cpuid_build(const struct cpuid_model *model, const struct kvm_cpuid_entry2 *supported,
-		unsigned n_supported, unsigned index, unsigned n_vcpus, struct kvm_cpuid_entry2 *out,
-		unsigned max, unsigned *ret_n, struct error **errp);
+		unsigned n_supported, unsigned index, unsigned n_vcpus,
+		struct kvm_cpuid_entry2 *out, unsigned max, unsigned *ret_n, struct error **errp);
 
 /* Whether the feature @name is set in @entries; -EINVAL if the name is unknown. */
 int cpuid_has_feature(const struct kvm_cpuid_entry2 *entries, unsigned n, const char *name);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "hw/devices.h"
+#include "hw/serial.h"
 
 static bool want_debugcon(const struct vm_config *cfg, const void *item)
 {
@@ -18,6 +19,7 @@ static bool want_debugcon(const struct vm_config *cfg, const void *item)
 }
 
 const struct device_entry device_table[] = {
+	{&serial_class, DEVICE_ONCE, NULL},
 	{&debugcon_device, DEVICE_ONCE, want_debugcon},
 };
 

@@ -130,8 +130,7 @@ static size_t upper_bound(const struct iobus_map *m, uint64_t addr)
 }
 
 int iobus_register(struct iobus *bus, enum iobus_space space, uint64_t base, uint64_t len,
-		   const struct iobus_ops *ops, void *opaque, const char *name,
-		   struct error **errp)
+		   const struct iobus_ops *ops, void *opaque, const char *name, struct error **errp)
 {
 	struct iobus_map *m = &bus->maps[space == IOBUS_MMIO];
 	uint64_t limit = space == IOBUS_PIO ? 0x10000 : UINT64_MAX;
@@ -257,8 +256,9 @@ static void log_unclaimed(struct iobus *bus, enum iobus_space space, const char 
 		return;
 	}
 	log_full(LOG_DEBUG, bus->vm_name, NULL,
-		 "unclaimed %s %s at 0x%" PRIx64 " size %u value 0x%" PRIx64 "%s", space_name(space),
-		 what, addr, size, value, missed ? " (further messages were suppressed)" : "");
+		 "unclaimed %s %s at 0x%" PRIx64 " size %u value 0x%" PRIx64 "%s",
+		 space_name(space), what, addr, size, value,
+		 missed ? " (further messages were suppressed)" : "");
 }
 
 static bool valid_size(unsigned size)

@@ -86,8 +86,8 @@ int vm_irq_init(struct vm *vm, struct error **errp)
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	ir->max_gsi = MIN(vm->kvm.max_routes, IRQ_MAX_GSI);
-	ir->table = calloc(1, sizeof(*ir->table) +
-				      (ir->max_gsi + 16) * sizeof(ir->table->entries[0]));
+	ir->table =
+		calloc(1, sizeof(*ir->table) + (ir->max_gsi + 16) * sizeof(ir->table->entries[0]));
 	if (!ir->table) {
 		free(ir);
 		return error_set(errp, ENOMEM, "out of memory");

@@ -21,9 +21,9 @@ struct guest_mem;
 struct kvm {
 	int sys_fd;
 	int vm_fd;
-	int run_size;		     /* mmap size of struct kvm_run */
-	unsigned max_vcpus;	     /* KVM_CAP_MAX_VCPUS */
-	unsigned max_routes;	     /* KVM_CAP_IRQ_ROUTING */
+	int run_size;		      /* mmap size of struct kvm_run */
+	unsigned max_vcpus;	      /* KVM_CAP_MAX_VCPUS */
+	unsigned max_routes;	      /* KVM_CAP_IRQ_ROUTING */
 	struct kvm_cpuid2 *supported; /* KVM_GET_SUPPORTED_CPUID */
 	uint32_t n_slots;
 };

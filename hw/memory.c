@@ -102,8 +102,8 @@ int guest_mem_new(uint64_t size, const char *backend, struct guest_mem **ret, st
 	int r;
 
 	if (size == 0 || !IS_ALIGNED(size, 4096)) {
-		return error_set(errp, EINVAL, "guest RAM size %" PRIu64
-				 " must be a non-zero multiple of 4096",
+		return error_set(errp, EINVAL,
+				 "guest RAM size %" PRIu64 " must be a non-zero multiple of 4096",
 				 size);
 	}
 	mem = calloc(1, sizeof(*mem));

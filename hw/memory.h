@@ -50,8 +50,7 @@ struct guest_mem_region {
  * KVM: kvm.c registers the regions as memslots. -errno with a message.
  */
 struct error;
-int guest_mem_new(uint64_t size, const char *backend, struct guest_mem **ret,
-		  struct error **errp);
+int guest_mem_new(uint64_t size, const char *backend, struct guest_mem **ret, struct error **errp);
 void guest_mem_free(struct guest_mem *mem);
 
 unsigned guest_mem_region_count(struct guest_mem *mem);

@@ -121,8 +121,7 @@ int vcpu_new(struct vm *vm, unsigned index, struct vcpu **ret, struct error **er
 		r = error_set_errno(errp, errno, "KVM_CREATE_VCPU %u failed", index);
 		goto err_free;
 	}
-	run = mmap(NULL, (size_t)vm->kvm.run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd,
-		   0);
+	run = mmap(NULL, (size_t)vm->kvm.run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
 	if (run == MAP_FAILED) {
 		r = error_set_errno(errp, errno, "cannot map the kvm_run page of vCPU %u", index);
 		goto err_free;
@@ -168,9 +167,15 @@ static void seg_flat(struct kvm_segment *s, uint16_t sel, uint8_t type, bool cod
 static int set_msrs(struct vcpu *vcpu)
 {
 	static const uint32_t zero_msrs[] = {
-		MSR_IA32_SYSENTER_CS, MSR_IA32_SYSENTER_ESP, MSR_IA32_SYSENTER_EIP,
-		MSR_STAR,	      MSR_LSTAR,	     MSR_CSTAR,
-		MSR_SYSCALL_MASK,     MSR_KERNEL_GS_BASE,    MSR_IA32_TSC,
+		MSR_IA32_SYSENTER_CS,
+		MSR_IA32_SYSENTER_ESP,
+		MSR_IA32_SYSENTER_EIP,
+		MSR_STAR,
+		MSR_LSTAR,
+		MSR_CSTAR,
+		MSR_SYSCALL_MASK,
+		MSR_KERNEL_GS_BASE,
+		MSR_IA32_TSC,
 	};
 	struct {
 		struct kvm_msrs hdr;
@@ -263,7 +268,8 @@ int vcpu_reset(struct vcpu *vcpu, const struct boot_entry *entry)
 		/* The state KVM created the vCPU in: reset vector (BSP) or wait-for-SIPI. */
 		break;
 	}
-	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sregs) < 0 || ioctl(vcpu->fd, KVM_SET_REGS, &regs) < 0 ||
+	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sregs) < 0 ||
+	    ioctl(vcpu->fd, KVM_SET_REGS, &regs) < 0 ||
 	    ioctl(vcpu->fd, KVM_SET_MP_STATE, &mp) < 0) {
 		return -errno;
 	}
@@ -351,7 +357,8 @@ static bool try_inject_bp(struct vcpu *vcpu)
 	ev.exception.nr = 3;
 	ev.exception.has_error_code = 0;
 	ev.exception.error_code = 0;
-	if (ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0 || ioctl(vcpu->fd, KVM_SET_VCPU_EVENTS, &ev) < 0) {
+	if (ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0 ||
+	    ioctl(vcpu->fd, KVM_SET_VCPU_EVENTS, &ev) < 0) {
 		return false;
 	}
 	log_ratelimited(&exit_rl, LOG_INFO, vcpu->vm->cfg->name, NULL,
@@ -424,7 +431,7 @@ static void handle_internal_error(struct vcpu *vcpu)
 	}
 	snprintf(what, sizeof(what), "KVM internal error (suberror %u%s)", run->internal.suberror,
 		 run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ? ": emulation failure"
-									 : "");
+									: "");
 	log_cpu_state(vcpu, LOG_ERR, what);
 	vcpu_fail(vcpu, VM_CAUSE_HOST_ERROR);
 }

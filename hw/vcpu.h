@@ -28,8 +28,8 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
-	bool parked;  /* under vm->run_lock */
-	bool stalled; /* a fatal exit: stays parked until reset (under run_lock) */
+	bool parked;		    /* under vm->run_lock */
+	bool stalled;		    /* a fatal exit: stays parked until reset (under run_lock) */
 	atomic_uint_fast64_t exits; /* exits to user space */
 
 	/* Power-on state captured right after creation. */

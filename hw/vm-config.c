@@ -74,7 +74,7 @@ static int check_keys(json_t *obj, const char *const *allowed, const char *where
 	const char *key;
 	json_t *v;
 
-	json_object_foreach(obj, key, v) {
+	json_object_foreach (obj, key, v) {
 		bool ok = false;
 
 		for (size_t i = 0; allowed[i]; i++) {
@@ -122,8 +122,7 @@ static int get_string(json_t *obj, const char *key, const char *where, size_t ma
 	return 0;
 }
 
-static int get_bool(json_t *obj, const char *key, const char *where, bool *ret,
-		    struct error **errp)
+static int get_bool(json_t *obj, const char *key, const char *where, bool *ret, struct error **errp)
 {
 	json_t *v = json_object_get(obj, key);
 
@@ -153,7 +152,8 @@ static int get_uint(json_t *obj, const char *key, const char *where, unsigned mi
 	}
 	i = json_integer_value(v);
 	if (i < (json_int_t)min || i > (json_int_t)max) {
-		return error_set(errp, ERANGE, "%s%s\"%s\" is %" JSON_INTEGER_FORMAT
+		return error_set(errp, ERANGE,
+				 "%s%s\"%s\" is %" JSON_INTEGER_FORMAT
 				 ", must be between %u and %u",
 				 where, *where ? ": " : "", key, i, min, max);
 	}
@@ -179,10 +179,9 @@ static int get_choice(json_t *obj, const char *key, const char *where, const cha
 			return 0;
 		}
 	}
-	return error_set(errp, EINVAL, "%s%s\"%s\" is \"%s\", must be one of: %s%s%s%s%s%s",
-			 where, *where ? ": " : "", key, s, choices[0],
-			 choices[1] ? ", " : "", choices[1] ? choices[1] : "",
-			 choices[1] && choices[2] ? ", " : "",
+	return error_set(errp, EINVAL, "%s%s\"%s\" is \"%s\", must be one of: %s%s%s%s%s%s", where,
+			 *where ? ": " : "", key, s, choices[0], choices[1] ? ", " : "",
+			 choices[1] ? choices[1] : "", choices[1] && choices[2] ? ", " : "",
 			 choices[1] && choices[2] ? choices[2] : "",
 			 choices[1] && choices[2] && choices[3] ? ", ..." : "");
 }
@@ -221,7 +220,7 @@ static int get_string_list(json_t *obj, const char *key, const char *where, size
 	if (!list) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	json_array_foreach(v, i, item) {
+	json_array_foreach (v, i, item) {
 		if (!json_is_string(item) || json_string_length(item) == 0 ||
 		    json_string_length(item) > max_len ||
 		    strlen(json_string_value(item)) != json_string_length(item)) {
@@ -373,9 +372,9 @@ void vm_config_free(struct vm_config *cfg)
 
 static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struct error **errp)
 {
-	static const char *const keys[] = {"id",	"driver", "file",   "format", "node",
-					   "readonly", "cache",	 "serial", "werror", "rerror",
-					   "queues",   NULL};
+	static const char *const keys[] = {"id",     "driver",	 "file",   "format",
+					   "node",   "readonly", "cache",  "serial",
+					   "werror", "rerror",	 "queues", NULL};
 	static const char *const drivers[] = {"virtio-blk", "ide-hd", "ide-cd", NULL};
 	static const char *const formats[] = {"raw", "qcow2", NULL};
 	static const char *const caches[] = {"writeback", "none", NULL};
@@ -431,7 +430,8 @@ static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struc
 		return r;
 	}
 	if (!d->file && !d->node && strcmp(d->driver, "ide-cd") != 0) {
-		return error_set(errp, EINVAL, "%s: one of \"file\" or \"node\" is required", where);
+		return error_set(errp, EINVAL, "%s: one of \"file\" or \"node\" is required",
+				 where);
 	}
 	if ((r = set_default(&d->format, "raw", errp)) < 0 ||
 	    (r = set_default(&d->cache, "writeback", errp)) < 0 ||
@@ -447,7 +447,7 @@ static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struc
 
 static int parse_nic(json_t *obj, unsigned idx, struct vm_nic_config *n, struct error **errp)
 {
-	static const char *const keys[] = {"id", "driver",  "backend", "ifname", "fd",
+	static const char *const keys[] = {"id",  "driver",  "backend", "ifname", "fd",
 					   "mac", "hostfwd", "rom",	NULL};
 	static const char *const drivers[] = {"virtio-net", "e1000", NULL};
 	static const char *const backends[] = {"user", "tap", NULL};
@@ -486,9 +486,10 @@ static int parse_nic(json_t *obj, unsigned idx, struct vm_nic_config *n, struct 
 		return r;
 	}
 	if (n->mac && !valid_mac(n->mac)) {
-		return error_set(errp, EINVAL,
-				 "%s: \"mac\" \"%s\" is not a unicast address like 52:54:00:12:34:56",
-				 where, n->mac);
+		return error_set(
+			errp, EINVAL,
+			"%s: \"mac\" \"%s\" is not a unicast address like 52:54:00:12:34:56", where,
+			n->mac);
 	}
 	if (strcmp(n->backend, "tap") == 0) {
 		if (n->hostfwd) {
@@ -502,8 +503,9 @@ static int parse_nic(json_t *obj, unsigned idx, struct vm_nic_config *n, struct 
 					 where);
 		}
 		if (n->ifname && !valid_name(n->ifname, 15)) {
-			return error_set(errp, EINVAL, "%s: \"ifname\" \"%s\" is not an interface name",
-					 where, n->ifname);
+			return error_set(errp, EINVAL,
+					 "%s: \"ifname\" \"%s\" is not an interface name", where,
+					 n->ifname);
 		}
 	} else {
 		if (n->ifname || n->fd) {
@@ -524,8 +526,8 @@ static int parse_nic(json_t *obj, unsigned idx, struct vm_nic_config *n, struct 
 
 static int parse_boot(json_t *obj, struct vm_config *cfg, struct error **errp)
 {
-	static const char *const keys[] = {"kernel", "initrd", "cmdline", "firmware", "order",
-					   NULL};
+	static const char *const keys[] = {"kernel",   "initrd", "cmdline",
+					   "firmware", "order",	 NULL};
 	int r;
 
 	if (!obj) {
@@ -540,8 +542,7 @@ static int parse_boot(json_t *obj, struct vm_config *cfg, struct error **errp)
 	    (r = get_string(obj, "initrd", "boot", VM_PATH_MAX, &cfg->boot.initrd, errp)) < 0 ||
 	    (r = get_string(obj, "cmdline", "boot", VM_CMDLINE_MAX, &cfg->boot.cmdline, errp)) <
 		    0 ||
-	    (r = get_string(obj, "firmware", "boot", VM_PATH_MAX, &cfg->boot.firmware, errp)) <
-		    0 ||
+	    (r = get_string(obj, "firmware", "boot", VM_PATH_MAX, &cfg->boot.firmware, errp)) < 0 ||
 	    (r = get_string_list(obj, "order", "boot", VM_BOOT_ORDER_MAX, 64, &cfg->boot.order,
 				 errp)) < 0) {
 		return r;
@@ -605,7 +606,8 @@ static int check_unique_ids(const struct vm_config *cfg, struct error **errp)
 	unsigned n = cfg->n_disks + cfg->n_nics;
 
 	for (unsigned i = 0; i < n; i++) {
-		const char *a = i < cfg->n_disks ? cfg->disks[i].id : cfg->nics[i - cfg->n_disks].id;
+		const char *a =
+			i < cfg->n_disks ? cfg->disks[i].id : cfg->nics[i - cfg->n_disks].id;
 
 		for (unsigned j = i + 1; j < n; j++) {
 			const char *b = j < cfg->n_disks ? cfg->disks[j].id
@@ -622,9 +624,9 @@ static int check_unique_ids(const struct vm_config *cfg, struct error **errp)
 int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, struct error **errp)
 {
 	static const char *const keys[] = {
-		"name",	     "vcpus",	  "memory",	"cpu",	"boot",	 "disks",
-		"nics",	     "rng",	  "serial",	"on_reboot", "autostart", "acpi",
-		"mem_backend", "debugcon", "start",	NULL,
+		"name",	       "vcpus",	   "memory", "cpu",	  "boot",      "disks",
+		"nics",	       "rng",	   "serial", "on_reboot", "autostart", "acpi",
+		"mem_backend", "debugcon", "start",  NULL,
 	};
 	static const char *const reboot_choices[] = {"reset", "shutdown", NULL};
 	static const char *const backends[] = {"anonymous", "memfd", "hugepages", NULL};
@@ -696,14 +698,15 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 			return error_set(errp, EINVAL, "\"disks\" must be an array");
 		}
 		if (json_array_size(v) > VM_DISKS_MAX) {
-			return error_set(errp, E2BIG, "\"disks\" has %zu entries, at most %d allowed",
+			return error_set(errp, E2BIG,
+					 "\"disks\" has %zu entries, at most %d allowed",
 					 json_array_size(v), VM_DISKS_MAX);
 		}
 		cfg->disks = calloc(json_array_size(v) + 1, sizeof(*cfg->disks));
 		if (!cfg->disks) {
 			return error_set(errp, ENOMEM, "out of memory");
 		}
-		json_array_foreach(v, i, item) {
+		json_array_foreach (v, i, item) {
 			cfg->n_disks++;
 			if ((r = parse_disk(item, (unsigned)i, &cfg->disks[i], errp)) < 0) {
 				return r;
@@ -718,14 +721,15 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 			return error_set(errp, EINVAL, "\"nics\" must be an array");
 		}
 		if (json_array_size(v) > VM_NICS_MAX) {
-			return error_set(errp, E2BIG, "\"nics\" has %zu entries, at most %d allowed",
+			return error_set(errp, E2BIG,
+					 "\"nics\" has %zu entries, at most %d allowed",
 					 json_array_size(v), VM_NICS_MAX);
 		}
 		cfg->nics = calloc(json_array_size(v) + 1, sizeof(*cfg->nics));
 		if (!cfg->nics) {
 			return error_set(errp, ENOMEM, "out of memory");
 		}
-		json_array_foreach(v, i, item) {
+		json_array_foreach (v, i, item) {
 			cfg->n_nics++;
 			if ((r = parse_nic(item, (unsigned)i, &cfg->nics[i], errp)) < 0) {
 				return r;

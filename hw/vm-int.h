@@ -43,8 +43,8 @@ struct vm {
 
 	pthread_mutex_t ctl_lock;
 	_Atomic enum vm_run_state state;
-	bool started;  /* vCPU threads exist */
-	bool dying;    /* vm_destroy has begun: requests are ignored */
+	bool started; /* vCPU threads exist */
+	bool dying;   /* vm_destroy has begun: requests are ignored */
 
 	/* vCPUs */
 	struct vcpu **vcpus;
@@ -57,6 +57,7 @@ struct vm {
 	/* I/O thread and requests */
 	struct event_base *io_base;
 	struct event *req_event;
+	struct event *stop_event; /* activated to end the I/O thread's loop */
 	pthread_t io_thread;
 	bool io_started;
 	int req_fd;		 /* eventfd poked by vm_request */

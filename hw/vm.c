@@ -24,6 +24,7 @@
 #include "hw/devices.h"
 #include "hw/iobus.h"
 #include "hw/memory.h"
+#include "hw/serial.h"
 #include "hw/vcpu.h"
 #include "hw/vm-int.h"
 
@@ -69,7 +70,15 @@ struct event_base *vm_io_base(struct vm *vm)
 
 const char *vm_console_socket(struct vm *vm)
 {
-	return vm->console_socket;
+	if (vm->console_socket) {
+		return vm->console_socket;
+	}
+	for (unsigned i = 0; i < vm->n_devices; i++) {
+		if (vm->devices[i].cls == &serial_class) {
+			return serial_console_socket(vm->devices[i].state);
+		}
+	}
+	return NULL;
 }
 
 void vm_set_console_socket(struct vm *vm, const char *path)
@@ -328,6 +337,14 @@ static void request_cb(evutil_socket_t fd, short what, void *arg)
 
 /* --- the I/O thread ------------------------------------------------------ */
 
+/* Runs inside the loop, so the break cannot be lost before the loop starts. */
+static void io_stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm *vm = arg;
+
+	event_base_loopbreak(vm->io_base);
+}
+
 static void *io_thread(void *arg)
 {
 	struct vm *vm = arg;
@@ -361,6 +378,10 @@ static int io_start(struct vm *vm, struct error **errp)
 	if (!vm->req_event || event_add(vm->req_event, NULL) < 0) {
 		return error_set(errp, ENOMEM, "cannot watch the VM's request eventfd");
 	}
+	vm->stop_event = event_new(vm->io_base, -1, 0, io_stop_cb, vm);
+	if (!vm->stop_event) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
 	/* VM threads leave signals to the control thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -376,13 +397,17 @@ static int io_start(struct vm *vm, struct error **errp)
 static void io_stop(struct vm *vm)
 {
 	if (vm->io_started) {
-		event_base_loopbreak(vm->io_base);
+		event_active(vm->stop_event, EV_READ, 0);
 		pthread_join(vm->io_thread, NULL);
 		vm->io_started = false;
 	}
 	if (vm->req_event) {
 		event_free(vm->req_event);
 		vm->req_event = NULL;
+	}
+	if (vm->stop_event) {
+		event_free(vm->stop_event);
+		vm->stop_event = NULL;
 	}
 	if (vm->io_base) {
 		event_base_free(vm->io_base);
@@ -422,7 +447,7 @@ static int devices_realize(struct vm *vm, struct error **errp)
 	int r;
 
 	for (unsigned i = 0; i < device_table_size; i++) {
-		max += device_table[i].each == DEVICE_ONCE	   ? 1
+		max += device_table[i].each == DEVICE_ONCE	 ? 1
 		       : device_table[i].each == DEVICE_PER_DISK ? vm->cfg->n_disks
 								 : vm->cfg->n_nics;
 	}

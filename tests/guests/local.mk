@@ -1,0 +1,38 @@
+# tests/guests/: freestanding 64-bit test guests, each reporting on COM1.
+# Built with the host compiler but none of the project's flags (no
+# sanitizers, no libc): own entry code and linker script, a PVH note so
+# QEMU can boot them with -kernel too.
+
+GUEST_CFLAGS = -O2 -g -Wall -Wextra -ffreestanding -fno-pic -no-pie -static -nostdlib \
+	-fno-stack-protector -fcf-protection=none -fno-asynchronous-unwind-tables \
+	-mno-red-zone -mno-sse -mno-sse2 -mno-mmx -mno-avx -mno-80387 -mgeneral-regs-only \
+	-Wl,--build-id=none -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments
+GUEST_COMMON = $(srcdir)/tests/guests/start.S $(srcdir)/tests/guests/lib.c
+GUEST_DEPS = $(GUEST_COMMON) $(srcdir)/tests/guests/lib.h $(srcdir)/tests/guests/guest.ld
+GUEST_LINK = $(CC) $(GUEST_CFLAGS) -T $(srcdir)/tests/guests/guest.ld -o $@ $(GUEST_COMMON)
+TEST_GUESTS = tests/guests/hello.elf tests/guests/smp.elf tests/guests/unclaimed.elf \
+	tests/guests/reboot.elf
+
+noinst_DATA += $(TEST_GUESTS)
+CLEANFILES += $(TEST_GUESTS)
+EXTRA_DIST += tests/guests/start.S tests/guests/lib.c tests/guests/lib.h \
+	tests/guests/guest.ld tests/guests/hello.c tests/guests/smp.c \
+	tests/guests/unclaimed.c tests/guests/reboot.c
+
+tests/guests/hello.elf: $(srcdir)/tests/guests/hello.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/hello.c
+tests/guests/smp.elf: $(srcdir)/tests/guests/smp.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/smp.c
+tests/guests/unclaimed.elf: $(srcdir)/tests/guests/unclaimed.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/unclaimed.c
+tests/guests/reboot.elf: $(srcdir)/tests/guests/reboot.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/reboot.c
+
+# Functional tests that boot them under vmmd --run-vm.
+TESTS += tests/functional/test-guest-hello.py tests/functional/test-guest-smp.py \
+	tests/functional/test-guest-unclaimed.py tests/functional/test-guest-reboot.py
+EXTRA_DIST += tests/functional/guestrun.py
