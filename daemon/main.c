@@ -15,7 +15,6 @@ static void usage(FILE *out)
 	fprintf(out, "Usage: vmmd [OPTION]...\n"
 		     "Run the vmmd hypervisor daemon in the foreground.\n"
 		     "\n"
-		     "      --run-vm FILE  run the VM defined in FILE until it stops (vmmd-vm(5))\n"
 		     "  -h, --help       show this help and exit\n"
 		     "  -V, --version    show the version and exit\n");
 }
@@ -25,9 +24,11 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"help", no_argument, NULL, 'h'},
 		{"run-vm", required_argument, NULL, 'R'},
+		{"run-dir", required_argument, NULL, 'D'},
 		{"version", no_argument, NULL, 'V'},
 		{0},
 	};
+	const char *run_vm = NULL, *run_dir = NULL;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
@@ -36,7 +37,11 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return EXIT_SUCCESS;
 		case 'R':
-			return run_vm_foreground(optarg, NULL);
+			run_vm = optarg;
+			break;
+		case 'D':
+			run_dir = optarg;
+			break;
 		case 'V':
 			printf("vmmd %s\n", PACKAGE_VERSION);
 			return EXIT_SUCCESS;
@@ -44,6 +49,9 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (run_vm) {
+		return run_vm_foreground(run_vm, run_dir);
 	}
 	fprintf(stderr, "vmmd: the daemon is not implemented yet\n");
 	return EXIT_FAILURE;
