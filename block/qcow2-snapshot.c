@@ -461,7 +461,9 @@ int qcow2_snapshot_create(struct block_node *bs, const char *name, struct error 
 		ret = -ENOMEM;
 		goto fail;
 	}
-	memcpy(sns, s->snapshots, s->nb_snapshots * sizeof(*sns));
+	if (s->nb_snapshots) {
+		memcpy(sns, s->snapshots, s->nb_snapshots * sizeof(*sns));
+	}
 	sn = &sns[s->nb_snapshots];
 	clock_gettime(CLOCK_REALTIME, &ts);
 	snprintf(idbuf, sizeof(idbuf), "%" PRIu64, max_id + 1);
