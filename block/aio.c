@@ -40,6 +40,8 @@
 #define AIO_RING_ENTRIES 256
 #define AIO_MAX_WORKERS 8
 #define AIO_MAX_IOV 1024
+/* Page-cache requests at least this large are punted to io-wq (IOSQE_ASYNC). */
+#define AIO_ASYNC_MIN (32u << 10)
 
 struct aio_req {
 	struct aio_req *next;
@@ -51,6 +53,7 @@ struct aio_req {
 	const struct iovec *iov;
 	unsigned cnt;
 	int fd;		    /* io_uring target, or -1 */
+	bool direct;	    /* the fd is O_DIRECT */
 	uint64_t fd_offset; /* offset on fd */
 	block_complete_fn *cb;
 	void *opaque;
@@ -240,6 +243,13 @@ static bool ring_submit(struct block_aio_ctx *ctx, struct aio_req *r)
 		break;
 	}
 	io_uring_sqe_set_data(sqe, r);
+	if (r->len >= AIO_ASYNC_MIN && !r->direct) {
+		/*
+		 * A large page-cache transfer would be copied inline on this thread;
+		 * io-wq workers copy several at once on other CPUs.
+		 */
+		io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
+	}
 	/* Inside the completion handler, requests resubmitted by callbacks go out together. */
 	if (!ctx->in_event && io_uring_submit(&ctx->ring) < 0) {
 		/* The SQE stays queued; it goes out with the next submit. */
@@ -432,6 +442,7 @@ static bool format_read_fast(struct block_aio_ctx *ctx, struct aio_req *r)
 		return false;
 	}
 	r->fd = file_fd(file);
+	r->direct = file->flags & BLOCK_O_NOCACHE;
 	r->fd_offset = foff;
 	return ring_submit(ctx, r);
 }
@@ -481,6 +492,7 @@ int block_aio_submit(struct block_node *bs, struct block_aio_ctx *ctx, enum bloc
 
 	if (ctx->have_ring && (rw || (op == BLOCK_OP_FLUSH && !bs->read_only))) {
 		r->fd = direct_fd(bs, &shift);
+		r->direct = bs->flags & BLOCK_O_NOCACHE;
 		r->fd_offset = offset + shift;
 	}
 	if (rw && len == 0) {
