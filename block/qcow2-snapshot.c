@@ -663,14 +663,11 @@ out:
 	return ret;
 }
 
-json_t *qcow2_snapshot_list(struct block_node *bs, struct error **errp)
+json_t *qcow2_snapshots_json(struct qcow2_state *s)
 {
-	struct qcow2_state *s = bs->opaque;
 	json_t *arr = json_array();
 
-	(void)errp;
-	pthread_mutex_lock(&s->lock);
-	for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+	for (uint32_t i = 0; arr && i < s->nb_snapshots; i++) {
 		struct qcow2_snapshot *sn = &s->snapshots[i];
 
 		json_array_append_new(
@@ -682,6 +679,19 @@ json_t *qcow2_snapshot_list(struct block_node *bs, struct error **errp)
 				  (json_int_t)(sn->vm_clock_nsec / 1000000000ull), "vm-clock-nsec",
 				  (json_int_t)(sn->vm_clock_nsec % 1000000000ull)));
 	}
+	return arr;
+}
+
+json_t *qcow2_snapshot_list(struct block_node *bs, struct error **errp)
+{
+	struct qcow2_state *s = bs->opaque;
+	json_t *arr;
+
+	pthread_mutex_lock(&s->lock);
+	arr = qcow2_snapshots_json(s);
 	pthread_mutex_unlock(&s->lock);
+	if (!arr) {
+		error_set(errp, ENOMEM, "out of memory");
+	}
 	return arr;
 }

@@ -1540,10 +1540,11 @@ static void qcow2_info(struct block_node *bs, json_t *info)
 		json_object_set_new(info, "backing-filename-format",
 				    json_string(s->backing_format));
 	}
-	if (s->corrupt) {
-		json_object_set_new(info, "dirty-flag",
-				    json_boolean(s->incompat & QCOW2_INCOMPAT_DIRTY));
+	json_object_set_new(info, "dirty-flag", json_boolean(s->incompat & QCOW2_INCOMPAT_DIRTY));
+	if (s->nb_snapshots) {
+		json_object_set_new(info, "snapshots", qcow2_snapshots_json(s));
 	}
+
 	pthread_mutex_unlock(&s->lock);
 	json_object_set_new(info, "format-specific",
 			    json_pack("{s:s, s:o}", "type", "qcow2", "data", data));

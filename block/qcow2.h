@@ -386,6 +386,8 @@ int qcow2_snapshot_create(struct block_node *bs, const char *name, struct error 
 int qcow2_snapshot_apply(struct block_node *bs, const char *name, struct error **errp);
 int qcow2_snapshot_delete(struct block_node *bs, const char *name, struct error **errp);
 json_t *qcow2_snapshot_list(struct block_node *bs, struct error **errp);
+/* The snapshot table as QEMU's SnapshotInfo array; s->lock held. */
+json_t *qcow2_snapshots_json(struct qcow2_state *s);
 
 /* qcow2-compress.c: pure functions, any thread. */
 /* Returns the compressed length, or -ENOSPC if it does not fit in @out_len. */

@@ -430,6 +430,41 @@ START_TEST(open_crafted)
 }
 END_TEST
 
+/* An extension we do not know survives a header rewrite (here: a resize). */
+START_TEST(unknown_extension_kept)
+{
+	struct qcow2_create_opts o = {.cluster_size = 65536, .backing_file = NULL};
+	struct block_node *bs = NULL;
+	struct error *err = NULL;
+	uint8_t ext[24] = {0}, h[4096];
+	int fd;
+	bool found = false;
+
+	make_tmp();
+	ck_assert_int_eq(qcow2_create(tmpl, 1 << 20, &o, &err), 0);
+	qcow2_put_be32(ext, 0x12345678);
+	qcow2_put_be32(ext + 4, 5);
+	memcpy(ext + 8, "abcde", 5);
+	/* ext + 16..24: the end marker */
+	patch(112, ext, sizeof(ext));
+	ck_assert_int_eq(block_open(&bs, tmpl, "qcow2", BLOCK_O_RDWR, &err), 0);
+	ck_assert_int_eq(block_truncate(bs, 2 << 20, &err), 0);
+	block_unref(bs);
+	fd = open(tmpl, O_RDONLY);
+	ck_assert_int_eq(pread(fd, h, sizeof(h), 0), (ssize_t)sizeof(h));
+	close(fd);
+	ck_assert_uint_eq(qcow2_be64(h + 24), 2 << 20);
+	for (size_t p = 112; p + 13 <= sizeof(h); p += 8) {
+		if (qcow2_be32(h + p) == 0x12345678 && qcow2_be32(h + p + 4) == 5 &&
+		    !memcmp(h + p + 8, "abcde", 5)) {
+			found = true;
+		}
+	}
+	ck_assert(found);
+	unlink(tmpl);
+}
+END_TEST
+
 START_TEST(create_options)
 {
 	struct qcow2_create_opts o = {0};
@@ -551,6 +586,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, roundtrip);
 	tcase_add_test(tc, open_crafted);
 	tcase_add_test(tc, create_options);
+	tcase_add_test(tc, unknown_extension_kept);
 	tcase_add_test(tc, mutated_metadata);
 	suite_add_tcase(s, tc);
 	return s;
