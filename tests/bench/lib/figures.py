@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 
-from common import (LogWatcher, SkipFigure, guest_ram_rss_kib, percentile,
+from common import (LogWatcher, SkipFigure, guest_ram_rss_kib, percentile, rss_kib,
                     wait_first_byte_fds)
 from qmp import roundtrip_loop
 from results import Target
@@ -212,6 +212,56 @@ class MemoryPerVM(Figure):
             w.close()
         finally:
             d.stop()
+
+
+class MemoryRunVm(Figure):
+    """Per process, like for like: one idle VM in its own `vmmd --run-vm`
+    process against one QEMU process, guest RAM excluded from both."""
+    number = 2
+    name = "memory (--run-vm)"
+    SETTLE = 0.5
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.r = self.row("memory.runvm", "memory of one idle VM in its own process (vmmd "
+                          "--run-vm vs QEMU), RSS minus guest RAM", "MiB", "lower")
+
+    def unavailable(self):
+        reason = vmmd_run_vm_supported(self.ctx.cfg)
+        return {"vmmd": reason} if reason else {}
+
+    def measure_qemu(self, rnd):
+        cfg = self.ctx.cfg
+        vm = QemuVM(cfg)
+        try:
+            wait_first_byte_fds([vm.serial_fd], BOOT_TIMEOUT)
+            time.sleep(self.SETTLE)
+            guest, nmaps = guest_ram_rss_kib(vm.pid, cfg.memory_bytes)
+            if nmaps == 0:
+                raise SkipFigure("no %d MiB guest RAM mapping found in QEMU's smaps" %
+                                 cfg.memory_mib)
+            self.r.add("qemu", (vm.rss_kib() - guest) / 1024.0)
+        finally:
+            vm.stop()
+
+    def measure_vmmd(self, rnd):
+        cfg = self.ctx.cfg
+        tag = "mem%d" % rnd
+        console_dir = os.path.join(cfg.tmp, "runvm-" + tag, "console")
+        os.makedirs(console_dir, exist_ok=True)
+        w = LogWatcher(console_dir)
+        vm = VmmdRunVm(cfg, tag)
+        try:
+            w.wait(["vm"], BOOT_TIMEOUT)
+            time.sleep(self.SETTLE)
+            guest, nmaps = guest_ram_rss_kib(vm.pid, cfg.memory_bytes)
+            if nmaps == 0:
+                raise SkipFigure("no %d MiB guest RAM mapping found in vmmd's smaps" %
+                                 cfg.memory_mib)
+            self.r.add("vmmd", (rss_kib(vm.pid) - guest) / 1024.0)
+        finally:
+            vm.stop()
+            w.close()
 
 
 # ---------------------------------------------------------------------------

@@ -250,6 +250,11 @@ class VmmdRunVm:
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT))
         self.wrapped = bool(wrapper)
 
+    @property
+    def pid(self):
+        """vmmd's pid (not meaningful under a wrapper)."""
+        return self.proc.pid
+
     def stop_child(self):
         """Stop vmmd under a wrapper, which then exits by itself."""
         if not self.wrapped or self.proc.poll() is not None:
