@@ -20,8 +20,8 @@ from figures import Figure
 from qmp import QMP
 from vmm import QemuVM, Vmmd, VmmdRunVm, vmmd_run_vm_supported
 
-QUIET = 40.0  # stop watching after this long without a new console line
-LIMIT = 240.0  # and after this long in all
+QUIET = 90.0  # stop watching after this long without a new console line
+LIMIT = 300.0  # and after this long in all
 PERF_INTERVAL_MS = 100
 DEFAULT_CMDLINE = "console=ttyS0 earlyprintk=serial noxsave panic=-1"
 MEMORY_MIB = 512

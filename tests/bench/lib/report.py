@@ -88,6 +88,12 @@ def table(doc):
         lines.append("")
         lines.append("skipped:")
         lines.extend("  " + x for x in reasons)
+    notes = ["%s: %s" % (r["key"], n) for r in doc["rows"] for n in r.get("notes", [])]
+    notes += doc.get("notes", [])
+    if notes:
+        lines.append("")
+        lines.append("notes:")
+        lines.extend("  " + x for x in notes)
     return "\n".join(lines)
 
 
