@@ -243,7 +243,7 @@ static int cmd_ops(int argc, char **argv)
 static int cmd_writer(int argc, char **argv)
 {
 	struct block_node *bs = NULL;
-	uint64_t seed, len;
+	uint64_t seed, len, cs;
 	uint8_t buf[65536];
 	int ret;
 
@@ -255,6 +255,7 @@ static int cmd_writer(int argc, char **argv)
 		return 1;
 	}
 	len = block_length(bs);
+	cs = ((struct qcow2_state *)bs->opaque)->cluster_size;
 	for (uint64_t i = 0;; i++) {
 		uint64_t off = ALIGN_DOWN(rnd(&seed) % len, 512), r2 = rnd(&seed);
 		uint64_t n = MIN(len - off, 512 * (1 + (r2 % 128)));
@@ -263,6 +264,13 @@ static int cmd_writer(int argc, char **argv)
 		ret = block_pwrite(bs, off, buf, n);
 		if (ret == 0 && i % 7 == 0) {
 			ret = block_discard(bs, ALIGN_DOWN(off, 65536), 65536);
+		}
+		if (ret == 0 && i % 11 == 0) {
+			ret = block_write_zeroes(bs, off, n, i % 22 ? BLOCK_ZERO_MAY_UNMAP : 0);
+		}
+		if (ret == 0 && i % 13 == 0 && cs <= sizeof(buf) && off + cs <= len) {
+			memset(buf + cs / 2, 0, cs / 2);
+			ret = bs->drv->pwrite_compressed(bs, ALIGN_DOWN(off, cs), buf, cs);
 		}
 		if (ret == 0 && i % 50 == 0) {
 			ret = block_flush(bs);

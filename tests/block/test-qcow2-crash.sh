@@ -1,6 +1,6 @@
 #!/bin/sh
-# Crash consistency: a writer doing random allocating writes, discards and
-# flushes is killed with SIGKILL at a random moment; `qemu-img check` must
+# Crash consistency: a writer doing random allocating writes, discards, zero
+# writes, compressed writes and flushes is killed with SIGKILL at a random moment; `qemu-img check` must
 # then report a clean image or leaked clusters only, never corruption.
 # 20 rounds by default, 100 with VMMD_SLOW_TESTS=1.
 . "$top_srcdir/tests/lib/harness.sh"
