@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -136,6 +137,7 @@ struct virtio_blk {
 	struct list_head parked;
 	struct event *retry_timer;
 	unsigned inflight;
+	bool dying; /* unrealize has begun: nothing new is submitted */
 };
 
 static struct ratelimit blk_rl = RATELIMIT_INIT(5000000, 10);
@@ -261,7 +263,7 @@ static void retry_parked(evutil_socket_t fd, short what, void *opaque)
 	(void)fd;
 	(void)what;
 	virtio_pci_lock(b->vp);
-	if (list_empty(&b->parked)) {
+	if (list_empty(&b->parked) || b->dying) {
 		virtio_pci_unlock(b->vp);
 		return;
 	}
@@ -454,6 +456,9 @@ static void blk_queue_notify(void *dev, unsigned q)
 	struct virtq *vq = virtio_pci_queue(b->vp, q);
 	struct blk_req *head = NULL, *tail = NULL;
 
+	if (b->dying) {
+		return;
+	}
 	for (;;) {
 		struct blk_req *r = malloc(sizeof(*r));
 		int n;
@@ -561,15 +566,43 @@ static int parse_policy(const char *v, const char *key, const char *id, bool *re
 	return 0;
 }
 
+/*
+ * Wait for requests in flight (their completions run on the I/O thread,
+ * which is still running during unrealize). Bounded: the block layer fails
+ * stuck requests itself (NBD deadlines); past the bound we leak rather than
+ * free memory a completion could still touch.
+ */
+static bool blk_drain(struct virtio_blk *b)
+{
+	unsigned i;
+	bool idle = false;
+
+	for (i = 0; i < 60000; i++) {
+		virtio_pci_lock(b->vp);
+		b->dying = true;
+		idle = b->inflight == 0;
+		virtio_pci_unlock(b->vp);
+		if (idle) {
+			return true;
+		}
+		usleep(1000);
+	}
+	log_error("disk %s: requests still in flight at teardown; leaking them", b->id);
+	return false;
+}
+
 static void blk_free(struct virtio_blk *b)
 {
 	if (!b) {
 		return;
 	}
-	virtio_pci_free(b->vp);
+	if (b->vp && !blk_drain(b)) {
+		return;
+	}
 	if (b->retry_timer) {
 		event_free(b->retry_timer);
 	}
+	virtio_pci_free(b->vp);
 	blk_reset(b);
 	block_aio_ctx_free(b->aio);
 	block_unref(b->bs);

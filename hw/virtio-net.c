@@ -14,9 +14,12 @@
  * backend run on the VM's I/O thread under the transport lock.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <event2/event.h>
 
 #include "common/iov.h"
 #include "common/log.h"
@@ -143,10 +146,14 @@ static int net_receive(void *opaque, const struct iovec *iov, unsigned cnt)
 	unsigned nbufs = 0, i;
 	bool mrg;
 	int ret = 0;
+	struct virtio_pci *vp = __atomic_load_n(&n->vp, __ATOMIC_ACQUIRE);
 
+	if (!vp) {
+		return 0; /* the device is still being created: drop */
+	}
 	virtio_pci_lock(n->vp);
 	vq = virtio_pci_queue(n->vp, NET_RXQ);
-	if (!virtio_pci_driver_ok(n->vp) || !vq->enabled || vq->broken) {
+	if (!n->nb || !virtio_pci_driver_ok(n->vp) || !vq->enabled || vq->broken) {
 		goto out; /* no driver: the frame is dropped */
 	}
 	if (net_backend_has_vnet_hdr(n->nb)) {
@@ -232,12 +239,18 @@ static void net_queue_notify(void *dev, unsigned q)
 {
 	struct virtio_net *n = dev;
 
+	if (!n->nb) {
+		return; /* being torn down */
+	}
 	if (q == NET_TXQ) {
 		net_tx(n);
 	} else if (q == NET_RXQ && n->rx_waiting) {
+		/* the backend's callbacks run on this thread: it cannot go away here */
+		struct net_backend *nb = n->nb;
+
 		n->rx_waiting = false;
 		virtio_pci_unlock(n->vp);
-		net_backend_rx_resume(n->nb);
+		net_backend_rx_resume(nb);
 		virtio_pci_lock(n->vp);
 	}
 }
@@ -255,6 +268,9 @@ static int net_set_features(void *dev, uint64_t features)
 	unsigned off = 0;
 
 	n->features = features;
+	if (!n->nb) {
+		return 0;
+	}
 	if (has(n, VIRTIO_NET_F_GUEST_CSUM)) {
 		off |= NET_OFFLOAD_CSUM;
 		if (has(n, VIRTIO_NET_F_GUEST_TSO4)) {
@@ -318,13 +334,69 @@ static void default_mac(const char *vm, const char *id, uint8_t mac[6])
 	mac[5] = h;
 }
 
+struct close_call {
+	struct virtio_net *n;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+};
+
+static void close_on_io(evutil_socket_t fd, short what, void *opaque)
+{
+	struct close_call *c = opaque;
+	struct virtio_net *n = c->n;
+	struct net_backend *nb;
+
+	(void)fd;
+	(void)what;
+	if (n->vp) {
+		virtio_pci_lock(n->vp);
+	}
+	nb = n->nb;
+	n->nb = NULL;
+	if (n->vp) {
+		virtio_pci_unlock(n->vp);
+	}
+	net_backend_close(nb);
+	pthread_mutex_lock(&c->lock);
+	c->done = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * The backend's events fire on the I/O thread, which still runs during
+ * unrealize: close it there, so no callback can race the teardown.
+ */
+static void net_close_backend(struct virtio_net *n)
+{
+	struct close_call c = {.n = n, .done = false};
+	struct timeval now = {0, 0};
+
+	if (!n->nb) {
+		return;
+	}
+	pthread_mutex_init(&c.lock, NULL);
+	pthread_cond_init(&c.cond, NULL);
+	if (event_base_once(vm_io_base(n->vm), -1, EV_TIMEOUT, close_on_io, &c, &now) < 0) {
+		close_on_io(-1, 0, &c);
+	}
+	pthread_mutex_lock(&c.lock);
+	while (!c.done) {
+		pthread_cond_wait(&c.cond, &c.lock);
+	}
+	pthread_mutex_unlock(&c.lock);
+	pthread_cond_destroy(&c.cond);
+	pthread_mutex_destroy(&c.lock);
+}
+
 static void net_free(struct virtio_net *n)
 {
 	if (!n) {
 		return;
 	}
+	net_close_backend(n);
 	virtio_pci_free(n->vp);
-	net_backend_close(n->nb);
 	free(n->id);
 	free(n);
 }
@@ -336,6 +408,7 @@ static int net_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 	struct virtio_pci_config pc = {.ops = &net_ops, .nqueues = 2, .queue_max = NET_QUEUE_SIZE};
 	struct net_backend_config bc = {.fd = -1};
 	struct net_peer peer = {.receive = net_receive};
+	struct virtio_pci *vp;
 	struct virtio_net *n;
 	int r;
 
@@ -395,10 +468,12 @@ static int net_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 			       1ull << VIRTIO_NET_F_GUEST_ECN | 1ull << VIRTIO_NET_F_HOST_TSO4 |
 			       1ull << VIRTIO_NET_F_HOST_TSO6 | 1ull << VIRTIO_NET_F_HOST_ECN;
 	}
-	r = virtio_pci_new(vm, &pc, &n->vp, errp);
+	r = virtio_pci_new(vm, &pc, &vp, errp);
 	if (r < 0) {
 		goto err;
 	}
+	/* published last: the backend may already deliver frames on the I/O thread */
+	__atomic_store_n(&n->vp, vp, __ATOMIC_RELEASE);
 	*ret_state = n;
 	return 0;
 err:

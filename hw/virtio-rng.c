@@ -28,6 +28,7 @@ struct virtio_rng {
 	struct event *timer;
 	uint64_t tokens; /* bytes we may hand out now */
 	uint64_t last_us;
+	bool dying; /* unrealize has begun: no new timers */
 	struct virtq_elem elem;
 };
 
@@ -80,7 +81,7 @@ static void rng_process(struct virtio_rng *r)
 	if (pushed) {
 		virtio_pci_notify(r->vp, 0);
 	}
-	if (r->tokens == 0 && virtq_has_avail(vq)) {
+	if (r->tokens == 0 && !r->dying && virtq_has_avail(vq)) {
 		struct timeval tv = {.tv_sec = 0, .tv_usec = 20000};
 
 		evtimer_add(r->timer, &tv);
@@ -94,7 +95,7 @@ static void rng_timer(evutil_socket_t fd, short what, void *opaque)
 	(void)fd;
 	(void)what;
 	virtio_pci_lock(r->vp);
-	if (virtio_pci_driver_ok(r->vp)) {
+	if (virtio_pci_driver_ok(r->vp) && !r->dying) {
 		rng_process(r);
 	}
 	virtio_pci_unlock(r->vp);
@@ -176,8 +177,12 @@ static void rng_unrealize(void *state)
 {
 	struct virtio_rng *r = state;
 
-	virtio_pci_free(r->vp);
+	/* the I/O thread may still be running: stop the timer, then the kicks */
+	virtio_pci_lock(r->vp);
+	r->dying = true;
+	virtio_pci_unlock(r->vp);
 	event_free(r->timer);
+	virtio_pci_free(r->vp);
 	free(r);
 }
 
