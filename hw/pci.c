@@ -889,6 +889,11 @@ err_free:
 	return r;
 }
 
+struct vm *pci_host_vm(struct pci_host *h)
+{
+	return h->vm;
+}
+
 void pci_host_free(struct pci_host *h)
 {
 	if (!h) {

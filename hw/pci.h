@@ -201,6 +201,8 @@ void pci_host_config_write(struct pci_host *host, unsigned bus, unsigned devfn, 
  */
 int pci_host_new(struct vm *vm, struct iobus *bus, struct pci_host **ret, struct error **errp);
 void pci_host_free(struct pci_host *host);
+/* The VM @host belongs to. */
+struct vm *pci_host_vm(struct pci_host *host);
 
 struct device_class;
 extern const struct device_class pci_host_class;

@@ -2,7 +2,7 @@
 # virtio devices. Included from the top-level Makefile.am after hw/local.mk.
 
 hw_libhw_a_SOURCES += \
-	hw/pci.c hw/pci.h \
+	hw/pci.c hw/pci.h hw/pci-host.c \
 	hw/virtqueue.c hw/virtqueue.h \
 	hw/virtio-pci.c hw/virtio-pci.h \
 	hw/virtio-rng.c hw/virtio-blk.c hw/virtio-net.c
@@ -28,3 +28,12 @@ tests_unit_test_virtio_SOURCES = tests/unit/test-virtio.c tests/unit/check-main.
 	$(FAKE_HW)
 tests_unit_test_virtio_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_unit_test_virtio_LDADD = $(BLOCK_LIBS) $(LIBEVENT_LIBS) $(JANSSON_LIBS) $(UNIT_LIBS)
+
+# Two VMs in one process, for the robustness test.
+check_PROGRAMS += tests/functional/two-vms
+tests_functional_two_vms_SOURCES = tests/functional/two-vms.c
+tests_functional_two_vms_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_functional_two_vms_LDADD = $(HW_LIBS)
+
+TESTS += tests/functional/test-virtio-rng.py tests/functional/test-virtio-blk.py \
+	tests/functional/test-virtio-net.py tests/functional/test-virtio-robust.py

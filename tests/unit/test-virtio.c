@@ -23,8 +23,6 @@
 #include "hw/virtio-pci.h"
 #include "tests/unit/fake-hw.h"
 
-extern const struct device_class virtio_rng_class;
-extern const struct device_class virtio_blk_class;
 
 /* ---- the fake VM ---- */
 
