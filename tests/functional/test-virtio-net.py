@@ -23,6 +23,8 @@ def test_dhcp_through_slirp():
     assert "dhcp: discover sent" in c, run.describe()
     assert "dhcp: offer 10.0.2.15 from 10.0.2.2" in c, run.describe()
     assert "net: rx msix delivered" in c, run.describe()
+    # slirp cannot take the virtio-net header: no offloads are offered
+    assert "net: no csum offload" in c, run.describe()
 
 
 def sh(*cmd):
@@ -53,14 +55,30 @@ def test_arp_through_tap_to_another_namespace():
             sh("ip", "link", "set", dev, "up")
     except subprocess.CalledProcessError as e:
         skip("cannot build the tap/veth topology: %s" % e.stderr.decode().strip())
+    # the peer listens for the guest's UDP datagram, whose checksum the host
+    # completes (CSUM offload): a bad checksum would be dropped by its stack
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", peer, "python3", "-c",
+         "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+         "s.bind(('10.0.3.1', 9999)); s.settimeout(120); print('ready', flush=True); "
+         "print(s.recvfrom(100)[0].decode())"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        assert listener.stdout.readline().strip() == "ready", listener.stderr.read()
         run = run_guest("virtio-net", timeout=240, done=("poweroff",),
                         nics=[{"id": "net0", "backend": "tap", "ifname": "vt0",
                                "mac": "52:54:00:00:00:02"}])
         c = run.console
         assert "arp: request sent" in c, run.describe()
         assert "arp: reply from 10.0.3.1" in c, run.describe()
+        assert "net: csum offload negotiated" in c, run.describe()
+        assert "udp: sent with partial checksum" in c, run.describe()
+        out, err = listener.communicate(timeout=30)
+        assert out.strip() == "vmmd-offload", "peer got %r %r\n%s" % (out, err, run.describe())
     finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
         subprocess.run(["ip", "netns", "del", peer], capture_output=True)
 
 

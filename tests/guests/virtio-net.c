@@ -16,6 +16,7 @@ static struct vq rxq, txq;
 static uint8_t rxbuf[NRX][2048] __attribute__((aligned(64)));
 static uint8_t txbuf[2048] __attribute__((aligned(64)));
 static uint8_t mac[6];
+static uint8_t peer_mac[6];
 
 static void rx_post(struct vdev *d, unsigned i)
 {
@@ -45,11 +46,14 @@ static uint16_t ip_csum(const uint8_t *p, unsigned len)
 	return ~sum;
 }
 
-static bool send(struct vdev *d, unsigned flen)
+/* Transmit txbuf: the header (zeroed unless @keep_hdr) and @flen frame bytes. */
+static bool send(struct vdev *d, unsigned flen, bool keep_hdr)
 {
 	uint32_t id, len;
 
-	memset(txbuf, 0, HDR_LEN); /* no offloads: flags 0, GSO none */
+	if (!keep_hdr) {
+		memset(txbuf, 0, HDR_LEN); /* no offloads: flags 0, GSO none */
+	}
 	txq.desc[0].addr = (uint64_t)txbuf;
 	txq.desc[0].len = HDR_LEN + flen;
 	txq.desc[0].flags = 0;
@@ -118,6 +122,7 @@ static int classify(const uint8_t *f, unsigned len)
 	if (len >= 42 && f[12] == 0x08 && f[13] == 0x06 && f[21] == 2 &&
 	    !memcmp(f + 28, "\x0a\x00\x03\x01", 4)) {
 		print("arp: reply from 10.0.3.1\n");
+		memcpy(peer_mac, f + 22, 6);
 		return 2;
 	}
 	if (len >= 14 + 20 + 8 + 244 && f[12] == 0x08 && f[13] == 0x00 && f[14 + 9] == 17) {
@@ -142,6 +147,46 @@ static int classify(const uint8_t *f, unsigned len)
 	return 0;
 }
 
+/*
+ * A UDP datagram to 10.0.3.1:9999 whose checksum the host must finish:
+ * VIRTIO_NET_HDR_F_NEEDS_CSUM with csum_start/csum_offset, the checksum
+ * field primed with the pseudo-header sum (virtio 1.x §5.1.6.2).
+ */
+static unsigned build_udp_partial(uint8_t *h, uint8_t *f)
+{
+	static const char msg[] = "vmmd-offload";
+	uint8_t *ip = f + 14, *udp = ip + 20;
+	unsigned ulen = 8 + sizeof(msg) - 1, ilen = 20 + ulen;
+	uint32_t sum;
+
+	memset(h, 0, HDR_LEN);
+	h[0] = 1;	/* NEEDS_CSUM */
+	h[6] = 14 + 20; /* csum_start (le16) */
+	h[8] = 6;	/* csum_offset: the UDP checksum field */
+	memset(f, 0, 14 + ilen);
+	memcpy(f, peer_mac, 6);
+	memcpy(f + 6, mac, 6);
+	put16(f + 12, 0x0800);
+	ip[0] = 0x45;
+	put16(ip + 2, ilen);
+	ip[8] = 64;
+	ip[9] = 17;
+	memcpy(ip + 12, "\x0a\x00\x03\x02", 4);
+	memcpy(ip + 16, "\x0a\x00\x03\x01", 4);
+	put16(ip + 10, ip_csum(ip, 20));
+	put16(udp, 40000);
+	put16(udp + 2, 9999);
+	put16(udp + 4, ulen);
+	memcpy(udp + 8, msg, sizeof(msg) - 1);
+	/* pseudo-header: addresses, protocol, length (not complemented) */
+	sum = 0x0a00 + 0x0302 + 0x0a00 + 0x0301 + 17 + ulen;
+	while (sum >> 16) {
+		sum = (sum & 0xffff) + (sum >> 16);
+	}
+	put16(udp + 6, sum);
+	return 14 + ilen;
+}
+
 void guest_main(void)
 {
 	struct vdev d;
@@ -160,8 +205,8 @@ void guest_main(void)
 		print("net: no device\n");
 		guest_poweroff();
 	}
-	/* MAC (5), MRG_RXBUF (15), STATUS (16) */
-	if (!virtio_negotiate(&d, 1ull << 5 | 1ull << 15 | 1ull << 16)) {
+	/* CSUM (0), MAC (5), MRG_RXBUF (15), STATUS (16) */
+	if (!virtio_negotiate(&d, 1ull << 0 | 1ull << 5 | 1ull << 15 | 1ull << 16)) {
 		guest_poweroff();
 	}
 	virtio_msix_enable(&d);
@@ -192,7 +237,7 @@ void guest_main(void)
 		unsigned flen = dhcp ? build_discover(txbuf + HDR_LEN) : build_arp(txbuf + HDR_LEN);
 		uint32_t id, len;
 
-		if (!send(&d, flen)) {
+		if (!send(&d, flen, false)) {
 			print("net: transmit timed out\n");
 			break;
 		}
@@ -208,6 +253,16 @@ void guest_main(void)
 	}
 	if (seen != want) {
 		print(dhcp ? "dhcp: no offer\n" : "arp: no reply\n");
+	}
+	print(d.features & 1 ? "net: csum offload negotiated\n" : "net: no csum offload\n");
+	if (!dhcp && seen == want && (d.features & 1)) {
+		unsigned flen = build_udp_partial(txbuf, txbuf + HDR_LEN);
+
+		for (tries = 0; tries < 3; tries++) {
+			if (send(&d, flen, true)) {
+				print("udp: sent with partial checksum\n");
+			}
+		}
 	}
 	print(lapic_irr(0x41) ? "net: rx msix delivered\n" : "net: rx msix NOT delivered\n");
 	print("net: done\n");
