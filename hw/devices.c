@@ -11,8 +11,10 @@
 
 #include "hw/acpi.h"
 #include "hw/devices.h"
+#include "hw/pci.h"
 #include "hw/platform.h"
 #include "hw/serial.h"
+#include "hw/virtio-pci.h"
 
 static bool want_acpi(const struct vm_config *cfg, const void *item)
 {
@@ -26,10 +28,40 @@ static bool want_debugcon(const struct vm_config *cfg, const void *item)
 	return cfg->debugcon != NULL;
 }
 
+static bool want_virtio_blk(const struct vm_config *cfg, const void *item)
+{
+	const struct vm_disk_config *d = item;
+
+	(void)cfg;
+	return !d->driver || !strcmp(d->driver, "virtio-blk");
+}
+
+static bool want_virtio_net(const struct vm_config *cfg, const void *item)
+{
+	const struct vm_nic_config *n = item;
+
+	(void)cfg;
+	return !n->driver || !strcmp(n->driver, "virtio-net");
+}
+
+static bool want_virtio_rng(const struct vm_config *cfg, const void *item)
+{
+	(void)item;
+	return cfg->rng;
+}
+
 const struct device_entry device_table[] = {
-	{&serial_class, DEVICE_ONCE, NULL},	     {&rtc_class, DEVICE_ONCE, NULL},
-	{&i8042_class, DEVICE_ONCE, NULL},	     {&acpi_pm_class, DEVICE_ONCE, want_acpi},
-	{&platform_tables_class, DEVICE_ONCE, NULL}, {&debugcon_device, DEVICE_ONCE, want_debugcon},
+	{&serial_class, DEVICE_ONCE, NULL},
+	{&rtc_class, DEVICE_ONCE, NULL},
+	{&i8042_class, DEVICE_ONCE, NULL},
+	{&acpi_pm_class, DEVICE_ONCE, want_acpi},
+	{&platform_tables_class, DEVICE_ONCE, NULL},
+	{&debugcon_device, DEVICE_ONCE, want_debugcon},
+	/* PCI: the host bridge first, then the devices on it */
+	{&pci_host_class, DEVICE_ONCE, NULL},
+	{&virtio_blk_class, DEVICE_PER_DISK, want_virtio_blk},
+	{&virtio_net_class, DEVICE_PER_NIC, want_virtio_net},
+	{&virtio_rng_class, DEVICE_ONCE, want_virtio_rng},
 };
 
 const unsigned device_table_size = ARRAY_SIZE(device_table);

@@ -78,3 +78,12 @@ void vm_emit_event(struct vm *vm, const char *name, json_t *data);
  */
 void vm_set_powerdown_handler(struct vm *vm, int (*fn)(void *opaque), void *opaque);
 void vm_set_console_socket(struct vm *vm, const char *path);
+
+/*
+ * The VM's PCI host bridge (hw/pci-host.c sets it in realize, clears it in
+ * unrealize); NULL when the VM has none. PCI devices find it through
+ * pci_host_of().
+ */
+struct pci_host;
+void vm_set_pci_host(struct vm *vm, struct pci_host *host);
+struct pci_host *vm_pci_host(struct vm *vm);

@@ -197,7 +197,7 @@ static void blk_done(void *opaque, int ret)
 	if (ret < 0 && !stale) {
 		bool stop = r->op == BLOCK_OP_READ ? b->stop_on_rerror : b->stop_on_werror;
 
-		log_ratelimited(&blk_rl, LOG_WARNING, NULL, b->id,
+		log_ratelimited(&blk_rl, LOG_WARNING, vm_name(b->vm), b->id,
 				"%s error at offset %" PRIu64 ": %s", op_name(r->op), r->offset,
 				strerror(-ret));
 		emit_io_error(b, r->op, ret, stop);
@@ -719,9 +719,46 @@ static void blk_device_reset(void *state)
 	virtio_pci_reset(b->vp);
 }
 
+/* query-block: QEMU's BlockInfo for this disk. Control thread. */
+static json_t *blk_query_block(void *state)
+{
+	struct virtio_blk *b = state;
+	bool failed;
+
+	virtio_pci_lock(b->vp);
+	failed = !list_empty(&b->parked);
+	virtio_pci_unlock(b->vp);
+	return json_pack("{s:s, s:s, s:b, s:b, s:s, s:s, s:o}", "device", b->id, "qdev", b->id,
+			 "removable", 0, "locked", 0, "type", "unknown", "io-status",
+			 failed ? "failed" : "ok", "inserted", block_info_json(b->bs));
+}
+
+/* query-blockstats: QEMU's BlockStats for this disk. Control thread. */
+static json_t *blk_query_blockstats(void *state)
+{
+	struct virtio_blk *b = state;
+	struct block_stats st;
+
+	block_get_stats(b->bs, &st);
+	return json_pack(
+		"{s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+		"s:I, s:I}}",
+		"device", b->id, "node-name", block_node_name(b->bs) ? block_node_name(b->bs) : "",
+		"stats", "rd_bytes", (json_int_t)st.rd_bytes, "wr_bytes", (json_int_t)st.wr_bytes,
+		"rd_operations", (json_int_t)st.rd_ops, "wr_operations", (json_int_t)st.wr_ops,
+		"flush_operations", (json_int_t)st.flush_ops, "unmap_operations",
+		(json_int_t)st.discard_ops, "rd_total_time_ns", (json_int_t)st.rd_total_ns,
+		"wr_total_time_ns", (json_int_t)st.wr_total_ns, "flush_total_time_ns",
+		(json_int_t)st.flush_total_ns, "failed_rd_operations", (json_int_t)st.rd_failed,
+		"failed_wr_operations", (json_int_t)st.wr_failed, "failed_flush_operations",
+		(json_int_t)st.flush_failed, "zero_operations", (json_int_t)st.zero_ops);
+}
+
 const struct device_class virtio_blk_class = {
 	.name = "virtio-blk",
 	.realize = blk_realize,
 	.unrealize = blk_unrealize,
 	.reset = blk_device_reset,
+	.query_block = blk_query_block,
+	.query_blockstats = blk_query_blockstats,
 };

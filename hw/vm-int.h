@@ -39,6 +39,7 @@ struct vm {
 	struct kvm kvm;
 	struct guest_mem *mem;
 	struct iobus *iobus;
+	struct pci_host *pci; /* set by hw/pci-host.c */
 	struct cpuid_model cpu_model;
 
 	pthread_mutex_t ctl_lock;

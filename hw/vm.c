@@ -48,6 +48,16 @@ struct iobus *vm_iobus(struct vm *vm)
 	return vm->iobus;
 }
 
+void vm_set_pci_host(struct vm *vm, struct pci_host *host)
+{
+	vm->pci = host;
+}
+
+struct pci_host *vm_pci_host(struct vm *vm)
+{
+	return vm->pci;
+}
+
 struct guest_mem *vm_guest_mem(struct vm *vm)
 {
 	return vm->mem;

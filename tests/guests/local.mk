@@ -36,3 +36,40 @@ tests/guests/reboot.elf: $(srcdir)/tests/guests/reboot.c $(GUEST_DEPS)
 TESTS += tests/functional/test-guest-hello.py tests/functional/test-guest-smp.py \
 	tests/functional/test-guest-unclaimed.py tests/functional/test-guest-reboot.py
 EXTRA_DIST += tests/functional/guestrun.py
+
+# virtio test guests (hw/virtio-*): a shared spec-written driver, virtio-drv.c.
+VIRTIO_GUESTS = tests/guests/virtio-rng.elf tests/guests/virtio-blk.elf \
+	tests/guests/virtio-net.elf tests/guests/virtio-robust.elf tests/guests/virtio-rng-loop.elf \
+	tests/guests/virtio-bench.elf
+VIRTIO_GUEST_DEPS = $(GUEST_DEPS) $(srcdir)/tests/guests/virtio-drv.c \
+	$(srcdir)/tests/guests/virtio-drv.h
+noinst_DATA += $(VIRTIO_GUESTS)
+CLEANFILES += $(VIRTIO_GUESTS)
+EXTRA_DIST += tests/guests/virtio-drv.c tests/guests/virtio-drv.h tests/guests/virtio-rng.c \
+	tests/guests/virtio-blk.c tests/guests/virtio-net.c tests/guests/virtio-robust.c \
+	tests/guests/virtio-bench.c
+
+tests/guests/virtio-rng.elf: $(srcdir)/tests/guests/virtio-rng.c $(VIRTIO_GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
+		$(srcdir)/tests/guests/virtio-rng.c
+tests/guests/virtio-blk.elf: $(srcdir)/tests/guests/virtio-blk.c $(VIRTIO_GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
+		$(srcdir)/tests/guests/virtio-blk.c
+tests/guests/virtio-net.elf: $(srcdir)/tests/guests/virtio-net.c $(VIRTIO_GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
+		$(srcdir)/tests/guests/virtio-net.c
+tests/guests/virtio-robust.elf: $(srcdir)/tests/guests/virtio-robust.c $(VIRTIO_GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
+		$(srcdir)/tests/guests/virtio-robust.c
+tests/guests/virtio-rng-loop.elf: $(srcdir)/tests/guests/virtio-rng.c $(VIRTIO_GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) -DRNG_LOOP=200 $(srcdir)/tests/guests/virtio-drv.c \
+		$(srcdir)/tests/guests/virtio-rng.c
+tests/guests/virtio-bench.elf: $(srcdir)/tests/guests/virtio-bench.c $(VIRTIO_GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
+		$(srcdir)/tests/guests/virtio-bench.c

@@ -23,7 +23,6 @@
 #include "hw/virtio-pci.h"
 #include "tests/unit/fake-hw.h"
 
-
 /* ---- the fake VM ---- */
 
 static char fake_vm_storage;
@@ -663,6 +662,19 @@ START_TEST(test_blk_io)
 		ck_assert_uint_eq(buf[i], 0);
 	}
 	ck_assert(!(drv_status(&d) & VIRTIO_STATUS_NEEDS_RESET));
+	/* query-block / query-blockstats */
+	{
+		json_t *info = dev_cls->query_block(dev_state);
+		json_t *st = dev_cls->query_blockstats(dev_state);
+
+		ck_assert_str_eq(json_string_value(json_object_get(info, "device")), "vda");
+		ck_assert_ptr_nonnull(json_object_get(info, "inserted"));
+		ck_assert_int_ge(json_integer_value(json_object_get(json_object_get(st, "stats"),
+								    "wr_operations")),
+				 1);
+		json_decref(info);
+		json_decref(st);
+	}
 }
 END_TEST
 
