@@ -60,7 +60,7 @@ static bool listening(const char *p)
 }
 
 /* Start a server in the foreground of a child; wait for its socket (or pid file). */
-static pid_t spawn(const char *const argv[])
+static pid_t try_spawn(const char *const argv[])
 {
 	pid_t pid;
 
@@ -77,11 +77,22 @@ static pid_t spawn(const char *const argv[])
 		if (stat(sock, &st) == 0 && (!S_ISSOCK(st.st_mode) || listening(sock))) {
 			return pid;
 		}
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			return -1; /* the server gave up (e.g. its port is taken) */
+		}
 		usleep(25000);
 	}
 	kill(pid, SIGKILL);
-	ck_abort_msg("%s did not create %s", argv[0], sock);
+	waitpid(pid, NULL, 0);
 	return -1;
+}
+
+static pid_t spawn(const char *const argv[])
+{
+	pid_t pid = try_spawn(argv);
+
+	ck_assert_msg(pid > 0, "%s did not create %s", argv[0], sock);
+	return pid;
 }
 
 static void stop(pid_t pid)
@@ -333,10 +344,14 @@ START_TEST(nbdkit_file_tcp)
 		fputc(i & 0x7f, f);
 	}
 	fclose(f);
-	snprintf(port, sizeof(port), "%d", 20000 + getpid() % 20000);
-	snprintf(tcp_uri, sizeof(tcp_uri), "nbd://127.0.0.1:%s/", port);
 	/* -P writes a pid file once listening: wait on it as on a socket */
-	pid = spawn(argv);
+	pid = -1;
+	for (int i = 0; i < 5 && pid < 0; i++) {
+		snprintf(port, sizeof(port), "%d", 20000 + (getpid() + i * 7919) % 20000);
+		pid = try_spawn(argv);
+	}
+	ck_assert_msg(pid > 0, "nbdkit could not listen on a TCP port");
+	snprintf(tcp_uri, sizeof(tcp_uri), "nbd://127.0.0.1:%s/", port);
 	ck_assert_msg(block_open(&bs, tcp_uri, "raw", BLOCK_O_RDWR, &err) == 0, "%s",
 		      err ? err->msg : "");
 	ck_assert_uint_eq(block_length(bs), 1 << 16);
