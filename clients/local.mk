@@ -1,6 +1,6 @@
 # clients/: vmctl and vmm-img.
 bin_PROGRAMS += vmctl vmm-img
-vmctl_SOURCES = clients/vmctl.c
+vmctl_SOURCES = clients/vmctl.c clients/client.c clients/client.h
 vmctl_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 vmctl_LDADD = $(COMMON_LIBS) $(JANSSON_LIBS)
 vmm_img_SOURCES = clients/vmm-img.c clients/img-bench.c clients/img.h

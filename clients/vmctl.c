@@ -1,43 +1,949 @@
 /*
- * vmctl: Control the VMs of a running vmmd.
+ * vmctl: control the VMs of a running vmmd (vmctl(1)). One subcommand per
+ * run, over the QMP client library (client.c). Single-threaded.
+ *
+ * Exit codes (scripts rely on them): 0 success, 1 the daemon reported an
+ * error, 2 usage error, 3 no such VM, 4 cannot connect to vmmd, 5 timed out.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clients/client.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/parse.h"
+
+enum {
+	EXIT_OK = 0,
+	EXIT_DAEMON = 1,
+	EXIT_USAGE = 2,
+	EXIT_NOT_FOUND = 3,
+	EXIT_CONNECT = 4,
+	EXIT_TIMEOUT = 5,
+};
+
+#define DEFAULT_SOCKET "/run/vmmd/vmmd.sock"
+
+static const char *socket_path;
+static bool json_output;
 
 static void usage(FILE *out)
 {
-	fprintf(out, "Usage: vmctl [OPTION]... COMMAND [ARG]...\n"
-		     "Control the VMs of a running vmmd.\n"
-		     "\n"
-		     "  -h, --help       show this help and exit\n"
-		     "  -V, --version    show the version and exit\n");
+	fprintf(out,
+		"Usage: vmctl [OPTION]... COMMAND [ARG]...\n"
+		"Control the VMs of a running vmmd.\n"
+		"\n"
+		"Commands:\n"
+		"  list                       list the defined VMs\n"
+		"  create --name NAME [...]   define a VM from flags, or --config FILE.json\n"
+		"  start NAME                 boot a defined VM\n"
+		"  stop NAME [--force] [--timeout S]\n"
+		"                             ACPI power button, wait for the guest to shut down;\n"
+		"                             --force destroys it at once\n"
+		"  pause NAME | resume NAME   stop and continue the vCPUs\n"
+		"  reset NAME                 hard reset\n"
+		"  delete NAME [--force]      remove the definition (--force: even if running)\n"
+		"  status NAME                show one VM\n"
+		"  console NAME               attach to the serial console (detach: Ctrl-])\n"
+		"  events [--vm NAME]         print events as they arrive\n"
+		"  qmp [JSON]                 send one raw JSON command (or stdin), print the "
+		"reply\n"
+		"\n"
+		"Options:\n"
+		"  -s, --socket PATH   vmmd's socket (default: $VMMD_SOCKET, else %s)\n"
+		"  -j, --json          machine-readable JSON output\n"
+		"  -h, --help          show this help and exit\n"
+		"  -V, --version       show the version and exit\n"
+		"\n"
+		"create options: --name NAME --memory SIZE --vcpus N --cpu MODEL --kernel FILE\n"
+		"  --initrd FILE --cmdline TEXT --disk FILE[,format=raw|qcow2][,id=ID][,readonly]\n"
+		"  --nic user|tap:IFNAME[,mac=MAC] --serial-log FILE --autostart --start\n"
+		"  --config FILE.json (the VM definition; flags given as well override it)\n"
+		"\n"
+		"Exit status: 0 ok, 1 vmmd reported an error, 2 usage error, 3 no such VM,\n"
+		"4 cannot connect to vmmd, 5 timed out.\n",
+		DEFAULT_SOCKET);
+}
+
+static int usage_error(const char *fmt, ...) _printf_(1, 2);
+
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "vmctl: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'vmctl --help'.\n");
+	return EXIT_USAGE;
+}
+
+/* Map an error from the library to an exit code, printing it. */
+static int report(struct error *err, int r)
+{
+	int code = EXIT_DAEMON;
+
+	if (r != -EREMOTEIO) {
+		code = EXIT_CONNECT;
+	} else if (err && err->cls == ERROR_CLASS_DEVICE_NOT_FOUND) {
+		code = EXIT_NOT_FOUND;
+	}
+	fprintf(stderr, "vmctl: %s\n", err ? err->msg : strerror(-r));
+	error_free(err);
+	return code;
+}
+
+static int open_client(struct qmp_client **ret)
+{
+	struct error *err = NULL;
+	int r = qmp_client_connect(socket_path, true, ret, &err);
+
+	if (r < 0) {
+		fprintf(stderr, "vmctl: %s\n", err ? err->msg : strerror(-r));
+		error_free(err);
+		return EXIT_CONNECT;
+	}
+	return EXIT_OK;
+}
+
+static void print_json(json_t *j)
+{
+	char *t = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+
+	if (t) {
+		puts(t);
+		free(t);
+	}
+}
+
+/* Run one command; on success *ret (may be NULL) gets the return value. */
+static int run_cmd(struct qmp_client *c, const char *cmd, json_t *args, json_t **ret)
+{
+	struct error *err = NULL;
+	int r = qmp_client_execute(c, cmd, args, ret, &err);
+
+	return r < 0 ? report(err, r) : EXIT_OK;
+}
+
+static const char *str(json_t *o, const char *key, const char *def)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : def;
+}
+
+static int cmd_list(struct qmp_client *c, int argc, char **argv)
+{
+	json_auto_t *vms = NULL;
+	size_t i;
+	json_t *vm;
+	int rc;
+
+	if (argc > 1) {
+		return usage_error("list takes no argument, got '%s'", argv[1]);
+	}
+	rc = run_cmd(c, "query-vms", NULL, &vms);
+	if (rc) {
+		return rc;
+	}
+	if (json_output) {
+		print_json(vms);
+		return EXIT_OK;
+	}
+	printf("%-20s %-16s %5s %8s %s\n", "NAME", "STATE", "VCPUS", "MEMORY", "AUTOSTART");
+	json_array_foreach (vms, i, vm) {
+		char mem[32];
+
+		format_size((uint64_t)json_integer_value(json_object_get(vm, "memory")), mem,
+			    sizeof(mem));
+		printf("%-20s %-16s %5lld %8s %s\n", str(vm, "name", "?"), str(vm, "status", "?"),
+		       (long long)json_integer_value(json_object_get(vm, "vcpus")), mem,
+		       json_is_true(json_object_get(vm, "autostart")) ? "yes" : "no");
+	}
+	return EXIT_OK;
+}
+
+static json_t *one_vm_args(const char *name)
+{
+	return json_pack("{s:s}", "vm", name);
+}
+
+/* The VmInfo of one VM, or an exit code. */
+static int query_one(struct qmp_client *c, const char *name, json_t **ret)
+{
+	json_auto_t *list = NULL;
+	int rc = run_cmd(c, "query-vms", one_vm_args(name), &list);
+
+	if (rc) {
+		return rc;
+	}
+	*ret = json_incref(json_array_get(list, 0));
+	return *ret ? EXIT_OK : EXIT_NOT_FOUND;
+}
+
+static int cmd_status(struct qmp_client *c, int argc, char **argv)
+{
+	json_auto_t *vm = NULL;
+	const char *key;
+	json_t *v;
+	int rc;
+
+	if (argc != 2) {
+		return usage_error("%s", "status needs exactly one VM name");
+	}
+	rc = query_one(c, argv[1], &vm);
+	if (rc) {
+		return rc;
+	}
+	if (json_output) {
+		print_json(vm);
+		return EXIT_OK;
+	}
+	json_object_foreach (vm, key, v) {
+		char *t = json_is_string(v) ? strdup(json_string_value(v))
+					    : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+
+		printf("%-15s %s\n", key, t ? t : "?");
+		free(t);
+	}
+	return EXIT_OK;
+}
+
+/* start, pause, resume, reset, delete and stop --force: one command, one VM. */
+static int simple(struct qmp_client *c, int argc, char **argv, const char *cmd, const char *done)
+{
+	static const struct option opts[] = {
+		{"force", no_argument, NULL, 'f'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	bool force = false;
+	json_t *args;
+	int o, rc;
+
+	optind = 0; /* 0: glibc re-initialises (argument permutation included) */
+	while ((o = getopt_long(argc, argv, "fj", opts, NULL)) != -1) {
+		switch (o) {
+		case 'f':
+			if (strcmp(cmd, "vm-delete") != 0) {
+				return usage_error("%s does not take --force", argv[0]);
+			}
+			force = true;
+			break;
+		case 'j':
+			json_output = true;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		return usage_error("%s needs exactly one VM name", argv[0]);
+	}
+	args = one_vm_args(argv[optind]);
+	if (force) {
+		json_object_set_new(args, "force", json_true());
+	}
+	rc = run_cmd(c, cmd, args, NULL);
+	if (rc == EXIT_OK && !json_output) {
+		printf("%s: %s\n", argv[optind], done);
+	} else if (rc == EXIT_OK) {
+		puts("{}");
+	}
+	return rc;
+}
+
+static int cmd_stop(struct qmp_client *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"force", no_argument, NULL, 'f'},
+		{"timeout", required_argument, NULL, 't'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	bool force = false;
+	uint32_t timeout = 60;
+	uint64_t deadline;
+	const char *name;
+	int o, rc;
+
+	optind = 0; /* 0: glibc re-initialises (argument permutation included) */
+	while ((o = getopt_long(argc, argv, "ft:j", opts, NULL)) != -1) {
+		switch (o) {
+		case 'f':
+			force = true;
+			break;
+		case 't':
+			if (parse_u32(optarg, &timeout) < 0 || timeout > 86400) {
+				return usage_error("--timeout '%s' is not a number of seconds",
+						   optarg);
+			}
+			break;
+		case 'j':
+			json_output = true;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		return usage_error("%s", "stop needs exactly one VM name");
+	}
+	name = argv[optind];
+	if (force) {
+		rc = run_cmd(c, "vm-destroy", one_vm_args(name), NULL);
+		if (rc == EXIT_OK) {
+			printf(json_output ? "{\"stopped\": true, \"forced\": true}\n"
+					   : "%s: destroyed\n",
+			       name);
+		}
+		return rc;
+	}
+	/* This connection is negotiated, so the SHUTDOWN event will reach it. */
+	rc = run_cmd(c, "system_powerdown", one_vm_args(name), NULL);
+	if (rc) {
+		return rc;
+	}
+	deadline = now_monotonic_us() + (uint64_t)timeout * 1000000;
+	for (;;) {
+		json_auto_t *ev = NULL;
+		struct error *err = NULL;
+		uint64_t now = now_monotonic_us();
+		int r;
+
+		r = qmp_client_next_event(c, now >= deadline ? 0 : (int)((deadline - now) / 1000),
+					  &ev, &err);
+		if (r == -ETIMEDOUT) {
+			if (json_output) {
+				printf("{\"stopped\": false, \"timeout\": %u}\n", timeout);
+			}
+			fprintf(stderr,
+				"vmctl: %s did not shut down within %u s (the guest may ignore "
+				"the power button); use 'vmctl stop --force %s'\n",
+				name, timeout, name);
+			return EXIT_TIMEOUT;
+		}
+		if (r < 0) {
+			return report(err, r);
+		}
+		if (strcmp(str(ev, "event", ""), "SHUTDOWN") == 0 &&
+		    strcmp(str(json_object_get(ev, "data"), "vm", ""), name) == 0) {
+			break;
+		}
+	}
+	printf(json_output ? "{\"stopped\": true, \"forced\": false}\n" : "%s: shut down\n", name);
+	return EXIT_OK;
+}
+
+static int set_path(json_t *obj, const char *key, const char *path)
+{
+	char *abs = NULL;
+
+	/* vmmd resolves nothing against vmctl's directory: send absolute paths. */
+	if (path[0] != '/') {
+		char cwd[4096];
+
+		if (!getcwd(cwd, sizeof(cwd)) || asprintf(&abs, "%s/%s", cwd, path) < 0) {
+			return -ENOMEM;
+		}
+		path = abs;
+	}
+	json_object_set_new(obj, key, json_string(path));
+	free(abs);
+	return 0;
+}
+
+/* --disk FILE[,format=F][,id=ID][,readonly][,cache=C] */
+static int parse_disk(const char *spec, unsigned index, json_t **ret)
+{
+	_cleanup_free_ char *copy = strdup(spec);
+	char *save = NULL, *tok;
+	json_t *d = json_object();
+	char id[16];
+
+	snprintf(id, sizeof(id), "vd%c", 'a' + (index % 26));
+	json_object_set_new(d, "id", json_string(id));
+	tok = strtok_r(copy, ",", &save);
+	if (!tok) {
+		json_decref(d);
+		return -EINVAL;
+	}
+	if (strstr(tok, "://")) {
+		json_object_set_new(d, "file", json_string(tok));
+	} else {
+		set_path(d, "file", tok);
+	}
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		char *eq = strchr(tok, '=');
+
+		if (strcmp(tok, "readonly") == 0) {
+			json_object_set_new(d, "readonly", json_true());
+		} else if (eq && (strncmp(tok, "format=", 7) == 0 || strncmp(tok, "id=", 3) == 0 ||
+				  strncmp(tok, "cache=", 6) == 0)) {
+			*eq = '\0';
+			json_object_set_new(d, tok, json_string(eq + 1));
+		} else {
+			json_decref(d);
+			return -EINVAL;
+		}
+	}
+	*ret = d;
+	return 0;
+}
+
+/* --nic user | tap:IFNAME, then [,mac=MAC][,id=ID] */
+static int parse_nic(const char *spec, unsigned index, json_t **ret)
+{
+	_cleanup_free_ char *copy = strdup(spec);
+	char *save = NULL, *tok;
+	json_t *n = json_object();
+	char id[16];
+
+	snprintf(id, sizeof(id), "net%u", index);
+	json_object_set_new(n, "id", json_string(id));
+	tok = strtok_r(copy, ",", &save);
+	if (tok && strcmp(tok, "user") == 0) {
+		json_object_set_new(n, "backend", json_string("user"));
+	} else if (tok && strncmp(tok, "tap:", 4) == 0 && tok[4]) {
+		json_object_set_new(n, "backend", json_string("tap"));
+		json_object_set_new(n, "ifname", json_string(tok + 4));
+	} else {
+		json_decref(n);
+		return -EINVAL;
+	}
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		char *eq = strchr(tok, '=');
+
+		if (eq && (strncmp(tok, "mac=", 4) == 0 || strncmp(tok, "id=", 3) == 0)) {
+			*eq = '\0';
+			json_object_set_new(n, tok, json_string(eq + 1));
+		} else {
+			json_decref(n);
+			return -EINVAL;
+		}
+	}
+	*ret = n;
+	return 0;
+}
+
+static json_t *sub(json_t *o, const char *key)
+{
+	json_t *s = json_object_get(o, key);
+
+	if (!json_is_object(s)) {
+		s = json_object();
+		json_object_set_new(o, key, s);
+	}
+	return s;
+}
+
+static json_t *arr(json_t *o, const char *key)
+{
+	json_t *s = json_object_get(o, key);
+
+	if (!json_is_array(s)) {
+		s = json_array();
+		json_object_set_new(o, key, s);
+	}
+	return s;
+}
+
+static int cmd_create(struct qmp_client *c, int argc, char **argv)
+{
+	enum {
+		O_NAME = 256,
+		O_MEM,
+		O_VCPUS,
+		O_CPU,
+		O_KERNEL,
+		O_INITRD,
+		O_CMDLINE,
+		O_DISK,
+		O_NIC,
+		O_SERIAL,
+		O_AUTOSTART,
+		O_START,
+		O_CONFIG
+	};
+	static const struct option opts[] = {
+		{"name", required_argument, NULL, O_NAME},
+		{"memory", required_argument, NULL, O_MEM},
+		{"vcpus", required_argument, NULL, O_VCPUS},
+		{"cpu", required_argument, NULL, O_CPU},
+		{"kernel", required_argument, NULL, O_KERNEL},
+		{"initrd", required_argument, NULL, O_INITRD},
+		{"cmdline", required_argument, NULL, O_CMDLINE},
+		{"disk", required_argument, NULL, O_DISK},
+		{"nic", required_argument, NULL, O_NIC},
+		{"serial-log", required_argument, NULL, O_SERIAL},
+		{"autostart", no_argument, NULL, O_AUTOSTART},
+		{"start", no_argument, NULL, O_START},
+		{"config", required_argument, NULL, O_CONFIG},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	json_auto_t *def = json_object();
+	json_auto_t *flags = json_object();
+	json_auto_t *info = NULL;
+	unsigned n_disks = 0, n_nics = 0;
+	const char *config = NULL;
+	uint64_t size;
+	uint32_t n;
+	int o, rc;
+
+	optind = 0; /* 0: glibc re-initialises (argument permutation included) */
+	while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
+		json_t *item = NULL;
+
+		switch (o) {
+		case O_NAME:
+			json_object_set_new(flags, "name", json_string(optarg));
+			break;
+		case O_MEM:
+			if (parse_size(optarg, &size) < 0) {
+				return usage_error("--memory '%s' is not a size (e.g. 512M)",
+						   optarg);
+			}
+			json_object_set_new(flags, "memory", json_string(optarg));
+			break;
+		case O_VCPUS:
+			if (parse_u32(optarg, &n) < 0) {
+				return usage_error("--vcpus '%s' is not a number", optarg);
+			}
+			json_object_set_new(flags, "vcpus", json_integer(n));
+			break;
+		case O_CPU:
+			json_object_set_new(flags, "cpu", json_string(optarg));
+			break;
+		case O_KERNEL:
+			set_path(sub(flags, "boot"), "kernel", optarg);
+			break;
+		case O_INITRD:
+			set_path(sub(flags, "boot"), "initrd", optarg);
+			break;
+		case O_CMDLINE:
+			json_object_set_new(sub(flags, "boot"), "cmdline", json_string(optarg));
+			break;
+		case O_DISK:
+			if (parse_disk(optarg, n_disks++, &item) < 0) {
+				return usage_error("--disk '%s': expected FILE[,format=raw|qcow2]"
+						   "[,id=ID][,readonly][,cache=none]",
+						   optarg);
+			}
+			json_array_append_new(arr(flags, "disks"), item);
+			break;
+		case O_NIC:
+			if (parse_nic(optarg, n_nics++, &item) < 0) {
+				return usage_error("--nic '%s': expected user or tap:IFNAME, then "
+						   "[,mac=MAC][,id=ID]",
+						   optarg);
+			}
+			json_array_append_new(arr(flags, "nics"), item);
+			break;
+		case O_SERIAL:
+			set_path(sub(flags, "serial"), "log", optarg);
+			break;
+		case O_AUTOSTART:
+			json_object_set_new(flags, "autostart", json_true());
+			break;
+		case O_START:
+			json_object_set_new(flags, "start", json_true());
+			break;
+		case O_CONFIG:
+			config = optarg;
+			break;
+		case 'j':
+			json_output = true;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		return usage_error("create takes options only, got '%s'", argv[optind]);
+	}
+	if (config) {
+		json_error_t jerr;
+
+		json_decref(def);
+		def = json_load_file(config, JSON_REJECT_DUPLICATES, &jerr);
+		if (!def || !json_is_object(def)) {
+			fprintf(stderr, "vmctl: %s:%d: %s\n", config, jerr.line,
+				def ? "the VM definition must be a JSON object" : jerr.text);
+			return EXIT_USAGE;
+		}
+	}
+	/* Flags override the file, one level deep for "boot" and "serial". */
+	{
+		const char *key;
+		json_t *v;
+
+		json_object_foreach (flags, key, v) {
+			if (json_is_object(v) && json_is_object(json_object_get(def, key))) {
+				json_object_update(json_object_get(def, key), v);
+			} else {
+				json_object_set(def, key, v);
+			}
+		}
+	}
+	if (!json_is_string(json_object_get(def, "name"))) {
+		return usage_error("%s", "create needs --name NAME (or a \"name\" in --config)");
+	}
+	rc = run_cmd(c, "vm-create", json_incref(def), &info);
+	if (rc) {
+		return rc;
+	}
+	if (json_output) {
+		print_json(info);
+	} else {
+		printf("%s: %s\n", str(info, "name", "?"),
+		       strcmp(str(info, "status", ""), "shutdown") == 0 ? "created"
+									: "created and started");
+	}
+	return EXIT_OK;
+}
+
+static void print_event(json_t *ev)
+{
+	json_t *ts = json_object_get(ev, "timestamp");
+	json_t *data = json_object_get(ev, "data");
+	time_t secs = (time_t)json_integer_value(json_object_get(ts, "seconds"));
+	char when[64] = "?";
+	char *rest;
+	struct tm tm;
+
+	if (json_output) {
+		char *t = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+		puts(t ? t : "{}");
+		free(t);
+		fflush(stdout);
+		return;
+	}
+	if (localtime_r(&secs, &tm)) {
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	}
+	data = json_deep_copy(data ? data : json_object());
+	json_object_del(data, "vm");
+	rest = json_dumps(data, JSON_COMPACT);
+	printf("%s.%06lld %-12s %-16s %s\n", when,
+	       (long long)json_integer_value(json_object_get(ts, "microseconds")),
+	       str(json_object_get(ev, "data"), "vm", "-"), str(ev, "event", "?"),
+	       rest && strcmp(rest, "{}") != 0 ? rest : "");
+	free(rest);
+	json_decref(data);
+	fflush(stdout);
+}
+
+static int cmd_events(struct qmp_client *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"vm", required_argument, NULL, 'v'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	const char *vm = NULL;
+	int o;
+
+	optind = 0; /* 0: glibc re-initialises (argument permutation included) */
+	while ((o = getopt_long(argc, argv, "v:j", opts, NULL)) != -1) {
+		switch (o) {
+		case 'v':
+			vm = optarg;
+			break;
+		case 'j':
+			json_output = true;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		return usage_error("events takes no argument, got '%s'", argv[optind]);
+	}
+	if (vm) {
+		json_auto_t *info = NULL;
+		int rc = query_one(c, vm, &info);
+
+		if (rc) {
+			return rc;
+		}
+	}
+	for (;;) {
+		json_auto_t *ev = NULL;
+		struct error *err = NULL;
+		int r = qmp_client_next_event(c, -1, &ev, &err);
+
+		if (r < 0) {
+			return report(err, r);
+		}
+		if (vm && strcmp(str(json_object_get(ev, "data"), "vm", ""), vm) != 0) {
+			continue;
+		}
+		print_event(ev);
+	}
+}
+
+static int cmd_qmp(struct qmp_client *c, int argc, char **argv)
+{
+	_cleanup_free_ char *input = NULL;
+	json_auto_t *msg = NULL;
+	struct error *err = NULL;
+	json_error_t jerr;
+	int r;
+
+	if (argc > 2) {
+		return usage_error("%s", "qmp takes one JSON argument (or reads stdin)");
+	}
+	if (argc == 2) {
+		msg = json_loads(argv[1], 0, &jerr);
+	} else {
+		msg = json_loadf(stdin, 0, &jerr);
+	}
+	if (!msg) {
+		fprintf(stderr, "vmctl: the command is not valid JSON: %s\n", jerr.text);
+		return EXIT_USAGE;
+	}
+	input = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!input) {
+		return EXIT_USAGE;
+	}
+	r = qmp_client_send_raw(c, input, strlen(input), &err);
+	if (r == 0) {
+		r = qmp_client_send_raw(c, "\r\n", 2, &err);
+	}
+	for (; r == 0;) {
+		json_auto_t *reply = NULL;
+		char *t;
+
+		r = qmp_client_recv(c, -1, &reply, &err);
+		if (r < 0) {
+			break;
+		}
+		if (json_object_get(reply, "event")) {
+			continue;
+		}
+		t = json_dumps(reply,
+			       (json_output ? JSON_INDENT(2) : JSON_COMPACT) | JSON_PRESERVE_ORDER);
+		puts(t ? t : "{}");
+		free(t);
+		return json_object_get(reply, "error") ? EXIT_DAEMON : EXIT_OK;
+	}
+	return report(err, r);
+}
+
+static struct termios saved_tio;
+static bool tio_saved;
+
+static void restore_tty(void)
+{
+	if (tio_saved) {
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tio);
+		tio_saved = false;
+	}
+}
+
+static int cmd_console(struct qmp_client *c, int argc, char **argv)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	json_auto_t *vm = NULL;
+	_cleanup_close_ int fd = -1;
+	const char *path;
+	bool stdin_open = true;
+	int rc;
+
+	if (argc != 2) {
+		return usage_error("%s", "console needs exactly one VM name");
+	}
+	rc = query_one(c, argv[1], &vm);
+	if (rc) {
+		return rc;
+	}
+	path = str(vm, "console-socket", NULL);
+	if (!path) {
+		fprintf(stderr, "vmctl: %s has no live console (state %s); its log is %s\n",
+			argv[1], str(vm, "status", "?"), str(vm, "console-log", "?"));
+		return EXIT_DAEMON;
+	}
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "vmctl: console socket path too long: %s\n", path);
+		return EXIT_DAEMON;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "vmctl: cannot connect to the console at %s: %s\n", path,
+			strerror(errno));
+		return EXIT_CONNECT;
+	}
+	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_tio) == 0) {
+		struct termios raw = saved_tio;
+
+		cfmakeraw(&raw);
+		tio_saved = tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+		atexit(restore_tty);
+		fprintf(stderr, "Connected to %s's console; detach with Ctrl-]\r\n", argv[1]);
+	}
+	for (;;) {
+		struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
+				      {.fd = STDIN_FILENO, .events = stdin_open ? POLLIN : 0}};
+		char buf[4096];
+		ssize_t n;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			break;
+		}
+		if (p[0].revents) {
+			n = read(fd, buf, sizeof(buf));
+			if (n <= 0) {
+				restore_tty();
+				fprintf(stderr, "\nvmctl: the console closed (the VM stopped)\n");
+				return EXIT_OK;
+			}
+			if (write(STDOUT_FILENO, buf, (size_t)n) != n) {
+				break;
+			}
+		}
+		if (p[1].revents) {
+			char *esc;
+
+			n = read(STDIN_FILENO, buf, sizeof(buf));
+			if (n <= 0) {
+				/* stdin ended (a pipe): keep showing output until Ctrl-] or EOF. */
+				stdin_open = false;
+				continue;
+			}
+			esc = memchr(buf, 0x1d, (size_t)n);
+			if (esc) {
+				n = esc - buf;
+			}
+			if (n > 0 && send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n) {
+				break;
+			}
+			if (esc) {
+				restore_tty();
+				fprintf(stderr, "\nvmctl: detached from %s\n", argv[1]);
+				return EXIT_OK;
+			}
+		}
+	}
+	restore_tty();
+	return EXIT_DAEMON;
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 's'},
+		{"json", no_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{0},
 	};
-	int c;
+	_cleanup_(qmp_client_freep) struct qmp_client *c = NULL;
+	const char *cmd;
+	int o, rc;
 
-	while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
-		switch (c) {
+	while ((o = getopt_long(argc, argv, "+s:jhV", opts, NULL)) != -1) {
+		switch (o) {
+		case 's':
+			socket_path = optarg;
+			break;
+		case 'j':
+			json_output = true;
+			break;
 		case 'h':
 			usage(stdout);
-			return EXIT_SUCCESS;
+			return EXIT_OK;
 		case 'V':
 			printf("vmctl %s\n", PACKAGE_VERSION);
-			return EXIT_SUCCESS;
+			return EXIT_OK;
 		default:
-			usage(stderr);
-			return 2;
+			fprintf(stderr, "Try 'vmctl --help'.\n");
+			return EXIT_USAGE;
 		}
 	}
-	usage(stderr);
-	return 2;
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!socket_path) {
+		socket_path = getenv("VMMD_SOCKET");
+	}
+	if (!socket_path || !socket_path[0]) {
+		socket_path = DEFAULT_SOCKET;
+	}
+	cmd = argv[optind];
+	argc -= optind;
+	argv += optind;
+	signal(SIGPIPE, SIG_IGN);
+	{
+		static const char *const known[] = {
+			"list",	 "create", "start",  "stop",	"pause",  "resume",
+			"reset", "delete", "status", "console", "events", "qmp",
+		};
+		bool ok = false;
+
+		for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
+			ok = ok || strcmp(known[i], cmd) == 0;
+		}
+		if (!ok) {
+			return usage_error("unknown command '%s'", cmd);
+		}
+	}
+	rc = open_client(&c);
+	if (rc) {
+		return rc;
+	}
+	if (strcmp(cmd, "list") == 0) {
+		return cmd_list(c, argc, argv);
+	}
+	if (strcmp(cmd, "create") == 0) {
+		return cmd_create(c, argc, argv);
+	}
+	if (strcmp(cmd, "start") == 0) {
+		return simple(c, argc, argv, "vm-start", "started");
+	}
+	if (strcmp(cmd, "stop") == 0) {
+		return cmd_stop(c, argc, argv);
+	}
+	if (strcmp(cmd, "pause") == 0) {
+		return simple(c, argc, argv, "stop", "paused");
+	}
+	if (strcmp(cmd, "resume") == 0) {
+		return simple(c, argc, argv, "cont", "resumed");
+	}
+	if (strcmp(cmd, "reset") == 0) {
+		return simple(c, argc, argv, "system_reset", "reset");
+	}
+	if (strcmp(cmd, "delete") == 0) {
+		return simple(c, argc, argv, "vm-delete", "deleted");
+	}
+	if (strcmp(cmd, "status") == 0) {
+		return cmd_status(c, argc, argv);
+	}
+	if (strcmp(cmd, "console") == 0) {
+		return cmd_console(c, argc, argv);
+	}
+	if (strcmp(cmd, "events") == 0) {
+		return cmd_events(c, argc, argv);
+	}
+	return cmd_qmp(c, argc, argv);
 }

@@ -1,5 +1,48 @@
-# daemon/: the vmmd program.
+# daemon/: the vmmd program. The settings, registry and systemd code build as
+# a convenience library so the unit tests link exactly it.
+noinst_LIBRARIES += daemon/libdaemon.a
+daemon_libdaemon_a_SOURCES = \
+	daemon/config.c daemon/settings.h \
+	daemon/registry.c daemon/registry.h \
+	daemon/systemd.c daemon/systemd.h
+daemon_libdaemon_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS)
+
 sbin_PROGRAMS += vmmd
 vmmd_SOURCES = daemon/main.c daemon/run-vm.c daemon/run-vm.h
 vmmd_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS)
-vmmd_LDADD = $(HW_LIBS) $(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS)
+vmmd_LDADD = monitor/libmonitor.a daemon/libdaemon.a $(HW_LIBS) \
+	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(LIBSYSTEMD_LIBS)
+
+# Two guests of the daemon's own tests, built like tests/guests/ (its GUEST_LINK).
+DAEMON_TEST_GUESTS = tests/functional/guest-idle.elf tests/functional/guest-echo.elf \
+	tests/functional/guest-acpi.elf
+noinst_DATA += $(DAEMON_TEST_GUESTS)
+CLEANFILES += $(DAEMON_TEST_GUESTS)
+EXTRA_DIST += tests/functional/guest-idle.c tests/functional/guest-echo.c \
+	tests/functional/guest-acpi.c
+tests/functional/guest-idle.elf: $(srcdir)/tests/functional/guest-idle.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/functional
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/functional/guest-idle.c
+tests/functional/guest-echo.elf: $(srcdir)/tests/functional/guest-echo.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/functional
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/functional/guest-echo.c
+tests/functional/guest-acpi.elf: $(srcdir)/tests/functional/guest-acpi.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/functional
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/functional/guest-acpi.c
+
+# Functional tests of the daemon, the protocol, vmctl and systemd integration.
+TESTS += \
+	tests/functional/test-daemon-config.py \
+	tests/functional/test-daemon-vms.py \
+	tests/functional/test-protocol-framing.py \
+	tests/functional/test-protocol-limits.py \
+	tests/functional/test-protocol-qmp-library.py \
+	tests/functional/test-systemd-activation.py \
+	tests/functional/test-vmctl-basic.py \
+	tests/functional/test-vmctl-running.py
+
+check_PROGRAMS += tests/unit/test-config
+TESTS += tests/unit/test-config
+tests_unit_test_config_SOURCES = tests/unit/test-config.c tests/unit/check-main.h
+tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_config_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(UNIT_LIBS)

@@ -1,0 +1,861 @@
+/*
+ * The VM registry: see registry.h.
+ *
+ * Threads: everything runs on the control thread except on_vm_event(),
+ * which VM threads call; it only appends to the event queue (protected by
+ * queue_lock, bounded) and writes the eventfd that wakes the control thread.
+ * Queued events carry the VM's name and instance generation, never a
+ * pointer, so an event that outlives its VM object is harmless.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "daemon/registry.h"
+
+/* Events a VM may have queued before the control thread catches up. */
+#define REGISTRY_MAX_QUEUED_EVENTS 4096
+
+struct registry_instance {
+	struct vm_host host;
+	struct registry *reg;
+	uint64_t gen;
+	char name[];
+};
+
+struct queued_event {
+	struct list_head link;
+	uint64_t gen;
+	char *vm;
+	char *name;
+	json_t *data;
+};
+
+struct registry {
+	struct event_base *base;
+	char *state_dir, *vms_dir, *run_dir, *run_vms_dir;
+	unsigned max_vms;
+	char **roots; /* canonical image roots, NULL-terminated; NULL = any path */
+	const struct registry_hooks *hooks;
+	struct list_head vms;
+	unsigned n_vms;
+	uint64_t next_gen;
+
+	pthread_mutex_t queue_lock;
+	struct list_head queue;
+	unsigned queued;
+	unsigned dropped;
+	int efd;
+	struct event *ev;
+};
+
+static struct ratelimit event_rl = RATELIMIT_INIT(5 * 1000000, 10);
+
+bool registry_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 64) {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		bool alnum =
+			(c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+
+		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-'))) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static void free_strv(char **v)
+{
+	if (!v) {
+		return;
+	}
+	for (char **p = v; *p; p++) {
+		free(*p);
+	}
+	free(v);
+}
+
+static int mkdir_p(const char *dir, mode_t mode, struct error **errp)
+{
+	char tmp[PATH_MAX];
+	size_t n = strlen(dir);
+
+	if (n == 0 || n >= sizeof(tmp)) {
+		return error_set(errp, ENAMETOOLONG, "bad directory name '%s'", dir);
+	}
+	memcpy(tmp, dir, n + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p == '/') {
+			*p = '\0';
+			if (mkdir(tmp, mode) < 0 && errno != EEXIST) {
+				return error_set_errno(errp, errno, "cannot create %s", tmp);
+			}
+			*p = '/';
+		}
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST) {
+		return error_set_errno(errp, errno, "cannot create %s", tmp);
+	}
+	return 0;
+}
+
+/* Runs on VM threads. */
+static void on_vm_event(void *opaque, struct vm *vm, const char *name, json_t *data)
+{
+	struct registry_instance *inst = opaque;
+	struct registry *reg = inst->reg;
+	struct queued_event *qe;
+	uint64_t one = 1;
+	bool ok = false;
+
+	qe = calloc(1, sizeof(*qe));
+	if (qe) {
+		qe->gen = inst->gen;
+		qe->vm = strdup(inst->name);
+		qe->name = strdup(name);
+		qe->data = data;
+		data = NULL;
+	}
+	pthread_mutex_lock(&reg->queue_lock);
+	if (qe && qe->vm && qe->name && reg->queued < REGISTRY_MAX_QUEUED_EVENTS) {
+		list_add_tail(&qe->link, &reg->queue);
+		reg->queued++;
+		ok = true;
+	} else {
+		reg->dropped++;
+	}
+	pthread_mutex_unlock(&reg->queue_lock);
+	if (!ok && qe) {
+		json_decref(qe->data);
+		free(qe->vm);
+		free(qe->name);
+		free(qe);
+	}
+	json_decref(data);
+	if (write(reg->efd, &one, sizeof(one)) < 0) {
+		/* The counter is saturated: the control thread is awake anyway. */
+	}
+}
+
+static int on_get_fd(void *opaque, const char *name)
+{
+	struct registry_instance *inst = opaque;
+	const struct registry_hooks *h = inst->reg->hooks;
+
+	return h->get_fd ? h->get_fd(h->opaque, name) : -ENOENT;
+}
+
+static void changed(struct registry *reg)
+{
+	if (reg->hooks->changed) {
+		reg->hooks->changed(reg->hooks->opaque);
+	}
+}
+
+static void emit(struct registry *reg, const char *vm, const char *name, json_t *data)
+{
+	reg->hooks->event(reg->hooks->opaque, vm, name, data);
+}
+
+/* Free the VM object and tell the monitor; the caller emits SHUTDOWN first. */
+static void teardown(struct registry_vm *rv)
+{
+	struct registry *reg = rv->reg;
+
+	vm_destroy(rv->vm);
+	rv->vm = NULL;
+	free(rv->inst);
+	rv->inst = NULL;
+	reg->hooks->vm_down(reg->hooks->opaque, rv->name);
+	changed(reg);
+}
+
+static void drain_events(evutil_socket_t fd, short what, void *opaque)
+{
+	struct registry *reg = opaque;
+	struct list_head batch;
+	unsigned dropped;
+	uint64_t v;
+
+	if (read(reg->efd, &v, sizeof(v)) < 0) {
+		/* Nothing pending. */
+	}
+	list_init(&batch);
+	pthread_mutex_lock(&reg->queue_lock);
+	while (!list_empty(&reg->queue)) {
+		struct list_head *p = reg->queue.next;
+
+		list_del(p);
+		list_add_tail(p, &batch);
+	}
+	reg->queued = 0;
+	dropped = reg->dropped;
+	reg->dropped = 0;
+	pthread_mutex_unlock(&reg->queue_lock);
+	if (dropped) {
+		log_ratelimited(&event_rl, LOG_WARNING, NULL, NULL,
+				"%u VM events dropped: more than %u queued", dropped,
+				REGISTRY_MAX_QUEUED_EVENTS);
+	}
+	while (!list_empty(&batch)) {
+		struct queued_event *qe = list_first_entry(&batch, struct queued_event, link);
+		struct registry_vm *rv = registry_find(reg, qe->vm);
+		bool live = rv && rv->inst && rv->inst->gen == qe->gen;
+
+		list_del(&qe->link);
+		if (strcmp(qe->name, "SHUTDOWN") == 0) {
+			/* The guest is off: like a QEMU process exiting, the VM object goes. */
+			if (live) {
+				log_info("VM %s shut down", qe->vm);
+				emit(reg, qe->vm, qe->name, TAKE_PTR(qe->data));
+				teardown(rv);
+			}
+		} else {
+			emit(reg, qe->vm, qe->name, TAKE_PTR(qe->data));
+			if (live) {
+				changed(reg);
+			}
+		}
+		json_decref(qe->data);
+		free(qe->vm);
+		free(qe->name);
+		free(qe);
+	}
+}
+
+static char *path_join(const char *a, const char *b)
+{
+	char *p = NULL;
+
+	if (asprintf(&p, "%s/%s", a, b) < 0) {
+		return NULL;
+	}
+	return p;
+}
+
+int registry_set_limits(struct registry *reg, const struct registry_limits *limits,
+			struct error **errp)
+{
+	char **roots = NULL;
+	size_t n = 0;
+
+	for (char **p = limits->image_roots; p && *p; p++) {
+		n++;
+	}
+	if (n > 0) {
+		roots = calloc(n + 1, sizeof(*roots));
+		if (!roots) {
+			return error_set(errp, ENOMEM, "out of memory");
+		}
+		for (size_t i = 0; i < n; i++) {
+			roots[i] = realpath(limits->image_roots[i], NULL);
+			if (!roots[i]) {
+				int r = error_set_errno(errp, errno, "image root %s",
+							limits->image_roots[i]);
+
+				free_strv(roots);
+				return r;
+			}
+		}
+	}
+	free_strv(reg->roots);
+	reg->roots = roots;
+	reg->max_vms = limits->max_vms;
+	return 0;
+}
+
+int registry_new(struct event_base *base, const char *state_dir, const char *run_dir,
+		 const struct registry_limits *limits, const struct registry_hooks *hooks,
+		 struct registry **ret, struct error **errp)
+{
+	struct registry *reg;
+	int r;
+
+	reg = calloc(1, sizeof(*reg));
+	if (!reg) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	reg->base = base;
+	reg->hooks = hooks;
+	reg->efd = -1;
+	list_init(&reg->vms);
+	list_init(&reg->queue);
+	pthread_mutex_init(&reg->queue_lock, NULL);
+	reg->state_dir = strdup(state_dir);
+	reg->run_dir = strdup(run_dir);
+	reg->vms_dir = path_join(state_dir, "vms");
+	reg->run_vms_dir = path_join(run_dir, "vms");
+	if (!reg->state_dir || !reg->run_dir || !reg->vms_dir || !reg->run_vms_dir) {
+		r = error_set(errp, ENOMEM, "out of memory");
+		goto err_free;
+	}
+	r = mkdir_p(reg->vms_dir, 0700, errp);
+	if (r == 0) {
+		r = mkdir_p(reg->run_vms_dir, 0755, errp);
+	}
+	if (r == 0) {
+		r = registry_set_limits(reg, limits, errp);
+	}
+	if (r < 0) {
+		goto err_free;
+	}
+	reg->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (reg->efd < 0) {
+		r = error_set_errno(errp, errno, "eventfd");
+		goto err_free;
+	}
+	reg->ev = event_new(base, reg->efd, EV_READ | EV_PERSIST, drain_events, reg);
+	if (!reg->ev || event_add(reg->ev, NULL) < 0) {
+		r = error_set(errp, ENOMEM, "out of memory");
+		goto err_free;
+	}
+	*ret = reg;
+	return 0;
+
+err_free:
+	registry_free(reg);
+	return r;
+}
+
+static void vm_entry_free(struct registry_vm *rv)
+{
+	list_del(&rv->link);
+	rv->reg->n_vms--;
+	json_decref(rv->def);
+	vm_config_free(rv->cfg);
+	free(rv->name);
+	free(rv);
+}
+
+void registry_free(struct registry *reg)
+{
+	struct list_head *p, *t;
+
+	if (!reg) {
+		return;
+	}
+	registry_shutdown(reg);
+	list_for_each_safe (p, t, &reg->vms) {
+		vm_entry_free(list_entry(p, struct registry_vm, link));
+	}
+	if (reg->ev) {
+		event_free(reg->ev);
+	}
+	/* Events nobody will deliver any more. */
+	list_for_each_safe (p, t, &reg->queue) {
+		struct queued_event *qe = list_entry(p, struct queued_event, link);
+
+		json_decref(qe->data);
+		free(qe->vm);
+		free(qe->name);
+		free(qe);
+	}
+	if (reg->efd >= 0) {
+		close(reg->efd);
+	}
+	pthread_mutex_destroy(&reg->queue_lock);
+	free_strv(reg->roots);
+	free(reg->state_dir);
+	free(reg->run_dir);
+	free(reg->vms_dir);
+	free(reg->run_vms_dir);
+	free(reg);
+}
+
+struct registry_vm *registry_find(struct registry *reg, const char *name)
+{
+	struct list_head *p;
+
+	if (!name) {
+		return NULL;
+	}
+	list_for_each (p, &reg->vms) {
+		struct registry_vm *rv = list_entry(p, struct registry_vm, link);
+
+		if (strcmp(rv->name, name) == 0) {
+			return rv;
+		}
+	}
+	return NULL;
+}
+
+/* A path a definition references must lie under one of the image roots. */
+static int check_path(struct registry *reg, const char *what, const char *path, struct error **errp)
+{
+	_cleanup_free_ char *canon = NULL;
+
+	if (!reg->roots || !path || !path[0] || strstr(path, "://")) {
+		return 0;
+	}
+	canon = realpath(path, NULL);
+	if (!canon && errno == ENOENT) {
+		/* A file vmmd will create (a console log): check its directory. */
+		_cleanup_free_ char *dir = strdup(path);
+		char *slash = dir ? strrchr(dir, '/') : NULL;
+		_cleanup_free_ char *cdir = NULL;
+
+		if (slash) {
+			*slash = '\0';
+			cdir = realpath(dir[0] ? dir : "/", NULL);
+			if (cdir && asprintf(&canon, "%s/%s", cdir, slash + 1) < 0) {
+				canon = NULL;
+			}
+		}
+	}
+	if (!canon) {
+		return error_set_errno(errp, errno, "%s %s", what, path);
+	}
+	for (char **r = reg->roots; *r; r++) {
+		size_t n = strlen(*r);
+
+		if (strncmp(canon, *r, n) == 0 &&
+		    (canon[n] == '/' || canon[n] == '\0' || (n == 1 && (*r)[0] == '/'))) {
+			return 0;
+		}
+	}
+	return error_set(errp, EPERM,
+			 "%s %s is outside the image roots of vmmd.conf (image-roots); move it "
+			 "under one of them or add its directory",
+			 what, path);
+}
+
+static int check_paths(struct registry *reg, const struct vm_config *cfg, struct error **errp)
+{
+	int r;
+
+	r = check_path(reg, "kernel", cfg->boot.kernel, errp);
+	if (r == 0) {
+		r = check_path(reg, "initrd", cfg->boot.initrd, errp);
+	}
+	if (r == 0) {
+		r = check_path(reg, "firmware", cfg->boot.firmware, errp);
+	}
+	if (r == 0) {
+		r = check_path(reg, "serial log", cfg->serial_log, errp);
+	}
+	for (unsigned i = 0; r == 0 && i < cfg->n_disks; i++) {
+		r = check_path(reg, "disk image", cfg->disks[i].file, errp);
+	}
+	for (unsigned i = 0; r == 0 && i < cfg->n_nics; i++) {
+		r = check_path(reg, "option ROM", cfg->nics[i].rom, errp);
+	}
+	return r;
+}
+
+static int fsync_dir(const char *dir)
+{
+	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0 || fsync(fd) < 0) {
+		return -errno;
+	}
+	return 0;
+}
+
+/* Write NAME.json atomically: temporary file, fsync, rename, fsync the directory. */
+static int persist(struct registry *reg, const char *name, json_t *def, struct error **errp)
+{
+	_cleanup_free_ char *tmp = NULL, *dst = NULL;
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	if (asprintf(&tmp, "%s/.%s.json.tmp", reg->vms_dir, name) < 0 ||
+	    asprintf(&dst, "%s/%s.json", reg->vms_dir, name) < 0) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		return error_set_errno(errp, errno, "cannot write %s", tmp);
+	}
+	if (json_dumpfd(def, fd, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0 ||
+	    write(fd, "\n", 1) != 1 || fsync(fd) < 0) {
+		r = error_set_errno(errp, errno ? errno : EIO, "cannot write %s", tmp);
+		unlink(tmp);
+		return r;
+	}
+	close(TAKE_FD(fd));
+	if (rename(tmp, dst) < 0) {
+		r = error_set_errno(errp, errno, "cannot rename %s to %s", tmp, dst);
+		unlink(tmp);
+		return r;
+	}
+	r = fsync_dir(reg->vms_dir);
+	if (r < 0) {
+		return error_set_errno(errp, r, "cannot sync %s", reg->vms_dir);
+	}
+	return 0;
+}
+
+static struct registry_vm *entry_new(struct registry *reg, struct vm_config *cfg, json_t *def)
+{
+	struct registry_vm *rv = calloc(1, sizeof(*rv));
+
+	if (!rv || !(rv->name = strdup(cfg->name))) {
+		free(rv);
+		return NULL;
+	}
+	rv->reg = reg;
+	rv->cfg = cfg;
+	rv->def = def;
+	list_add_tail(&rv->link, &reg->vms);
+	reg->n_vms++;
+	return rv;
+}
+
+int registry_create(struct registry *reg, json_t *def, struct registry_vm **ret,
+		    struct error **errp)
+{
+	_cleanup_(vm_config_freep) struct vm_config *cfg = NULL;
+	json_auto_t *canon = NULL;
+	struct registry_vm *rv;
+	bool start = json_is_true(json_object_get(def, "start"));
+	const char *name;
+	int r;
+
+	name = json_string_value(json_object_get(def, "name"));
+	if (name && registry_find(reg, name)) {
+		return error_set(errp, EEXIST, "VM '%s' already exists", name);
+	}
+	r = vm_config_from_json(def, true, &cfg, errp);
+	if (r < 0) {
+		return r;
+	}
+	if (!registry_name_valid(cfg->name)) {
+		return error_set(errp, EINVAL,
+				 "VM name '%s' is invalid: use letters, digits, '.', '_' and '-' "
+				 "(at most 64, starting with a letter or digit)",
+				 cfg->name);
+	}
+	if (registry_find(reg, cfg->name)) {
+		return error_set(errp, EEXIST, "VM '%s' already exists", cfg->name);
+	}
+	if (reg->n_vms >= reg->max_vms) {
+		return error_set(errp, ENOSPC,
+				 "vmmd already has %u VMs defined (max-vms in vmmd.conf)",
+				 reg->max_vms);
+	}
+	r = check_paths(reg, cfg, errp);
+	if (r < 0) {
+		return r;
+	}
+	canon = vm_config_to_json(cfg);
+	if (!canon) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	r = persist(reg, cfg->name, canon, errp);
+	if (r < 0) {
+		return r;
+	}
+	rv = entry_new(reg, cfg, canon);
+	if (!rv) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	TAKE_PTR(cfg);
+	TAKE_PTR(canon);
+	log_full(LOG_INFO, rv->name, NULL, "VM defined");
+	if (start) {
+		r = registry_start(rv, errp);
+		if (r < 0) {
+			/* vm-create with "start" is all or nothing. */
+			registry_delete(rv, true, NULL);
+			return r;
+		}
+	}
+	*ret = rv;
+	return 0;
+}
+
+int registry_start(struct registry_vm *rv, struct error **errp)
+{
+	struct registry *reg = rv->reg;
+	struct registry_instance *inst;
+	struct vm *vm = NULL;
+	int r;
+
+	if (rv->vm) {
+		return error_set(errp, EBUSY, "VM '%s' is already running (state %s)", rv->name,
+				 vm_run_state_name(vm_get_state(rv->vm)));
+	}
+	r = check_paths(reg, rv->cfg, errp);
+	if (r < 0) {
+		return r;
+	}
+	inst = calloc(1, sizeof(*inst) + strlen(rv->name) + 1);
+	if (!inst) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	strcpy(inst->name, rv->name);
+	inst->reg = reg;
+	inst->gen = ++reg->next_gen;
+	inst->host.run_dir = reg->run_dir;
+	inst->host.event = on_vm_event;
+	inst->host.get_fd = on_get_fd;
+	inst->host.opaque = inst;
+	r = vm_new(rv->cfg, &inst->host, &vm, errp);
+	if (r < 0) {
+		goto err_free;
+	}
+	r = reg->hooks->vm_up(reg->hooks->opaque, rv->name, errp);
+	if (r < 0) {
+		goto err_destroy;
+	}
+	r = vm_start(vm, errp);
+	if (r < 0) {
+		goto err_down;
+	}
+	rv->vm = vm;
+	rv->inst = inst;
+	log_full(LOG_INFO, rv->name, NULL, "VM started");
+	changed(reg);
+	return 0;
+
+err_down:
+	reg->hooks->vm_down(reg->hooks->opaque, rv->name);
+err_destroy:
+	vm_destroy(vm);
+err_free:
+	free(inst);
+	error_prefix(errp, "cannot start VM '%s'", rv->name);
+	return r;
+}
+
+int registry_destroy(struct registry_vm *rv, const char *reason, struct error **errp)
+{
+	struct registry *reg = rv->reg;
+
+	if (!rv->vm) {
+		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				       "VM '%s' is not running", rv->name);
+	}
+	log_full(LOG_INFO, rv->name, NULL, "VM destroyed (%s)", reason);
+	vm_destroy(rv->vm);
+	rv->vm = NULL;
+	free(rv->inst);
+	rv->inst = NULL;
+	/* SHUTDOWN first, so clients of the per-VM socket see it before it closes. */
+	emit(reg, rv->name, "SHUTDOWN", json_pack("{s:b, s:s}", "guest", 0, "reason", reason));
+	reg->hooks->vm_down(reg->hooks->opaque, rv->name);
+	changed(reg);
+	return 0;
+}
+
+int registry_delete(struct registry_vm *rv, bool force, struct error **errp)
+{
+	struct registry *reg = rv->reg;
+	_cleanup_free_ char *path = NULL;
+
+	if (rv->vm && !force) {
+		return error_set(errp, EBUSY,
+				 "VM '%s' is running; destroy it first or pass \"force\": true",
+				 rv->name);
+	}
+	if (asprintf(&path, "%s/%s.json", reg->vms_dir, rv->name) < 0) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	if (unlink(path) < 0 && errno != ENOENT) {
+		return error_set_errno(errp, errno, "cannot remove %s", path);
+	}
+	fsync_dir(reg->vms_dir);
+	if (rv->vm) {
+		registry_destroy(rv, "host-qmp-quit", NULL);
+	}
+	log_full(LOG_INFO, rv->name, NULL, "VM deleted");
+	vm_entry_free(rv);
+	changed(reg);
+	return 0;
+}
+
+enum vm_run_state registry_vm_state(struct registry_vm *rv)
+{
+	return rv->vm ? vm_get_state(rv->vm) : VM_STATE_SHUTDOWN;
+}
+
+json_t *registry_vm_info(struct registry_vm *rv)
+{
+	enum vm_run_state st = registry_vm_state(rv);
+	json_t *info;
+
+	info = json_pack("{s:s, s:s, s:b, s:b, s:i, s:I}", "name", rv->name, "status",
+			 vm_run_state_name(st), "running", st == VM_STATE_RUNNING, "autostart",
+			 rv->cfg->autostart, "vcpus", (int)rv->cfg->vcpus, "memory",
+			 (json_int_t)rv->cfg->memory);
+	if (!info) {
+		return NULL;
+	}
+	if (rv->vm) {
+		char *qmp = NULL;
+		const char *console = vm_console_socket(rv->vm);
+
+		if (asprintf(&qmp, "%s/%s.qmp", rv->reg->run_vms_dir, rv->name) >= 0) {
+			json_object_set_new(info, "qmp-socket", json_string(qmp));
+			free(qmp);
+		}
+		if (console) {
+			json_object_set_new(info, "console-socket", json_string(console));
+		}
+	}
+	if (rv->cfg->serial_log) {
+		json_object_set_new(info, "console-log", json_string(rv->cfg->serial_log));
+	} else {
+		char *log = NULL;
+
+		if (asprintf(&log, "%s/%s.console", rv->reg->run_vms_dir, rv->name) >= 0) {
+			json_object_set_new(info, "console-log", json_string(log));
+			free(log);
+		}
+	}
+	return info;
+}
+
+json_t *registry_query(struct registry *reg)
+{
+	json_t *list = json_array();
+	struct list_head *p;
+
+	list_for_each (p, &reg->vms) {
+		json_array_append_new(list,
+				      registry_vm_info(list_entry(p, struct registry_vm, link)));
+	}
+	return list;
+}
+
+unsigned registry_count(struct registry *reg)
+{
+	return reg->n_vms;
+}
+
+unsigned registry_running(struct registry *reg)
+{
+	struct list_head *p;
+	unsigned n = 0;
+
+	list_for_each (p, &reg->vms) {
+		if (registry_vm_state(list_entry(p, struct registry_vm, link)) ==
+		    VM_STATE_RUNNING) {
+			n++;
+		}
+	}
+	return n;
+}
+
+const char *registry_run_dir(struct registry *reg)
+{
+	return reg->run_vms_dir;
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+int registry_load(struct registry *reg)
+{
+	DIR *d = opendir(reg->vms_dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d) {
+		log_error("cannot read %s: %s", reg->vms_dir, strerror(errno));
+		return 0;
+	}
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *path = NULL;
+		_cleanup_(vm_config_freep) struct vm_config *cfg = NULL;
+		struct error *err = NULL;
+		json_auto_t *def = NULL;
+		json_error_t jerr;
+		size_t len = strlen(de->d_name);
+
+		if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".json")) {
+			continue;
+		}
+		if (asprintf(&path, "%s/%s", reg->vms_dir, de->d_name) < 0) {
+			break;
+		}
+		def = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+		if (!def) {
+			log_error("skipping %s: line %d: %s", path, jerr.line, jerr.text);
+			continue;
+		}
+		if (vm_config_from_json(def, false, &cfg, &err) < 0) {
+			log_error("skipping %s: %s", path, err->msg);
+			error_free(err);
+			continue;
+		}
+		if (strlen(cfg->name) != len - 5 || strncmp(cfg->name, de->d_name, len - 5) != 0 ||
+		    !registry_name_valid(cfg->name) || registry_find(reg, cfg->name)) {
+			log_error("skipping %s: it defines VM '%s', not the one its name says",
+				  path, cfg->name);
+			continue;
+		}
+		if (!entry_new(reg, cfg, def)) {
+			break;
+		}
+		TAKE_PTR(cfg);
+		TAKE_PTR(def);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+void registry_autostart(struct registry *reg)
+{
+	struct list_head *p;
+
+	list_for_each (p, &reg->vms) {
+		struct registry_vm *rv = list_entry(p, struct registry_vm, link);
+		struct error *err = NULL;
+
+		if (!rv->cfg->autostart || rv->vm) {
+			continue;
+		}
+		if (registry_start(rv, &err) < 0) {
+			log_full(LOG_ERR, rv->name, NULL, "autostart failed: %s", err->msg);
+			error_free(err);
+		}
+	}
+}
+
+void registry_shutdown(struct registry *reg)
+{
+	struct list_head *p;
+
+	/* Pause every vCPU first, so no VM runs while the others are torn down. */
+	list_for_each (p, &reg->vms) {
+		struct registry_vm *rv = list_entry(p, struct registry_vm, link);
+
+		if (rv->vm && vm_get_state(rv->vm) == VM_STATE_RUNNING) {
+			vm_pause(rv->vm, NULL);
+		}
+	}
+	list_for_each (p, &reg->vms) {
+		struct registry_vm *rv = list_entry(p, struct registry_vm, link);
+
+		if (rv->vm) {
+			registry_destroy(rv, "host-signal", NULL);
+		}
+	}
+}

@@ -1,0 +1,102 @@
+/*
+ * The registry of named VMs: definitions persisted atomically under
+ * <state-dir>/vms/NAME.json, the live VM object of each one that runs, and
+ * the hand-over of VM events (raised on VM threads) to the control thread.
+ *
+ * Threads: every function here runs on the control thread. The only entry
+ * from other threads is the vm_host.event callback, which queues the event
+ * and wakes the control thread through an eventfd.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "common/error.h"
+#include "common/list.h"
+#include "vmmd/vm.h"
+
+struct event_base;
+struct registry;
+
+/* What the registry tells the rest of the daemon (the monitor, systemd). */
+struct registry_hooks {
+	/* A VM event (data is a new reference the callee takes, without "vm"). */
+	void (*event)(void *opaque, const char *vm, const char *name, json_t *data);
+	/* A VM object came to life (open its per-VM socket) or went away. */
+	int (*vm_up)(void *opaque, const char *vm, struct error **errp);
+	void (*vm_down)(void *opaque, const char *vm);
+	/* The number of running VMs changed (STATUS=). May be NULL. */
+	void (*changed)(void *opaque);
+	/* Resolve a getfd name for the VM being built; a new fd or -ENOENT. May be NULL. */
+	int (*get_fd)(void *opaque, const char *name);
+	void *opaque;
+};
+
+struct registry_limits {
+	unsigned max_vms;
+	char **image_roots; /* NULL-terminated, NULL or empty = no restriction; copied */
+};
+
+struct registry_vm {
+	struct list_head link;
+	struct registry *reg;
+	char *name;
+	json_t *def;	       /* canonical definition, as persisted */
+	struct vm_config *cfg; /* parsed from def */
+	struct vm *vm;	       /* NULL when not instantiated (state "shutdown") */
+	struct registry_instance *inst;
+};
+
+/* Names a VM may have: [A-Za-z0-9][A-Za-z0-9._-]*, at most 64 bytes. */
+bool registry_name_valid(const char *name);
+
+/*
+ * Create the registry over @state_dir and @run_dir (both created if missing,
+ * with <dir>/vms below them). @hooks is borrowed for the registry's lifetime.
+ */
+int registry_new(struct event_base *base, const char *state_dir, const char *run_dir,
+		 const struct registry_limits *limits, const struct registry_hooks *hooks,
+		 struct registry **ret, struct error **errp);
+void registry_free(struct registry *reg);
+int registry_set_limits(struct registry *reg, const struct registry_limits *limits,
+			struct error **errp);
+
+/*
+ * Load every definition under <state-dir>/vms. A definition that fails to
+ * parse is logged and skipped (the file is left alone). Returns the count.
+ */
+int registry_load(struct registry *reg);
+/* Start every loaded VM with "autostart": true; failures are logged. */
+void registry_autostart(struct registry *reg);
+
+struct registry_vm *registry_find(struct registry *reg, const char *name);
+
+/*
+ * Define a VM from @def (borrowed; "start" is the daemon's own key), persist
+ * it, and start it if @def has "start": true. Nothing is kept on failure.
+ */
+int registry_create(struct registry *reg, json_t *def, struct registry_vm **ret,
+		    struct error **errp);
+/* Instantiate and boot a defined VM (vm_new + vm_start). */
+int registry_start(struct registry_vm *rv, struct error **errp);
+/* Hard stop: the VM object is freed, state becomes "shutdown", event SHUTDOWN. */
+int registry_destroy(struct registry_vm *rv, const char *reason, struct error **errp);
+/* Remove the definition (and its file). Refused while running unless @force. */
+int registry_delete(struct registry_vm *rv, bool force, struct error **errp);
+
+enum vm_run_state registry_vm_state(struct registry_vm *rv);
+/* VmInfo of one VM / all VMs (schema.json); new references. */
+json_t *registry_vm_info(struct registry_vm *rv);
+json_t *registry_query(struct registry *reg);
+unsigned registry_count(struct registry *reg);
+unsigned registry_running(struct registry *reg);
+/* The per-VM QMP socket path (valid while the VM object exists). */
+const char *registry_run_dir(struct registry *reg);
+
+/*
+ * Daemon shutdown: pause every running VM, then destroy every VM object.
+ * Definitions stay on disk.
+ */
+void registry_shutdown(struct registry *reg);

@@ -1,0 +1,29 @@
+/*
+ * vmmd under systemd: readiness and status notifications, the watchdog,
+ * socket activation and whether stderr is the journal. Every function is a
+ * no-op outside systemd. Control thread only.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "common/error.h"
+
+struct event_base;
+
+/*
+ * The listening socket passed by systemd (vmmd.socket), or -ENOENT when none
+ * was passed. More than one socket, or one that is not a listening UNIX
+ * stream socket, is an error.
+ */
+int systemd_listen_fd(struct error **errp);
+/* READY=1 with a STATUS= line. */
+void systemd_notify_ready(unsigned running, unsigned defined);
+void systemd_notify_status(unsigned running, unsigned defined);
+void systemd_notify_stopping(void);
+void systemd_notify_reloading(bool done);
+/* Send WATCHDOG=1 at half the interval systemd asked for, if it asked. */
+int systemd_watchdog_start(struct event_base *base, struct error **errp);
+void systemd_watchdog_stop(void);
+/* True if stderr is connected to the journal ($JOURNAL_STREAM matches it). */
+bool systemd_stderr_is_journal(void);

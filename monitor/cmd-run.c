@@ -1,0 +1,118 @@
+/*
+ * Run-state commands with QEMU's names and semantics: query-status, stop,
+ * cont, system_reset, system_powerdown, quit; and the block queries.
+ * Control thread only; none of them waits on guest I/O.
+ */
+#include "config.h"
+
+#include <errno.h>
+
+#include "daemon/registry.h"
+#include "monitor/monitor-int.h"
+
+/* The live VM object, or DeviceNotActive (QEMU has no "defined but not running"). */
+static struct vm *live_vm(struct monitor_request *req, struct error **errp)
+{
+	if (!req->vm->vm) {
+		error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				"VM '%s' is not running; start it with vm-start", req->vm->name);
+		return NULL;
+	}
+	return req->vm->vm;
+}
+
+int cmd_query_status(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	enum vm_run_state st = registry_vm_state(req->vm);
+
+	*ret = json_pack("{s:b, s:b, s:s}", "running", st == VM_STATE_RUNNING, "singlestep", 0,
+			 "status", vm_run_state_name(st));
+	return 0;
+}
+
+int cmd_stop(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	/* Like QEMU, stopping a stopped VM is not an error. */
+	if (vm_get_state(vm) == VM_STATE_PAUSED) {
+		return 0;
+	}
+	return vm_pause(vm, errp);
+}
+
+int cmd_cont(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	switch (vm_get_state(vm)) {
+	case VM_STATE_RUNNING:
+		return 0;
+	case VM_STATE_PRELAUNCH:
+		return vm_start(vm, errp);
+	case VM_STATE_PAUSED:
+		return vm_resume(vm, errp);
+	default:
+		return error_set(errp, EINVAL, "VM '%s' is in state %s; reset or destroy it first",
+				 req->vm->name, vm_run_state_name(vm_get_state(vm)));
+	}
+}
+
+int cmd_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	return vm ? vm_reset(vm, errp) : -ENODEV;
+}
+
+int cmd_system_powerdown(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	return vm ? vm_powerdown(vm, errp) : -ENODEV;
+}
+
+static void quit_after(struct monitor_request *req)
+{
+	registry_destroy(req->vm, "host-qmp-quit", NULL);
+}
+
+int cmd_quit(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	if (!live_vm(req, errp)) {
+		return -ENODEV;
+	}
+	/* As QEMU: answer first, then end the VM (SHUTDOWN, the per-VM socket closes). */
+	req->after = quit_after;
+	return 0;
+}
+
+int cmd_query_block(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	*ret = vm_query_block(vm);
+	return *ret ? 0 : error_set(errp, EIO, "query-block failed");
+}
+
+int cmd_query_blockstats(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	*ret = vm_query_blockstats(vm);
+	return *ret ? 0 : error_set(errp, EIO, "query-blockstats failed");
+}

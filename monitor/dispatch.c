@@ -1,0 +1,203 @@
+/*
+ * Command dispatch: message shape, negotiation mode, the command table
+ * (checked against schema.json at start-up and in the unit tests), strict
+ * argument checking, VM selection and the reply with the echoed id.
+ *
+ * Adding a command: declare it in schema.json, write its handler in the
+ * cmd-*.c of its topic and list it below; a missing or extra entry stops
+ * the daemon at start-up and fails test-monitor.
+ *
+ * Threads: control thread only.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon/registry.h"
+#include "monitor/monitor-int.h"
+
+const struct monitor_command monitor_commands[] = {
+	{"qmp_capabilities", cmd_qmp_capabilities},
+	{"query-version", cmd_query_version},
+	{"query-commands", cmd_query_commands},
+	{"query-qmp-schema", cmd_query_qmp_schema},
+	{"getfd", cmd_getfd},
+	{"closefd", cmd_closefd},
+	{"query-status", cmd_query_status},
+	{"stop", cmd_stop},
+	{"cont", cmd_cont},
+	{"system_reset", cmd_system_reset},
+	{"system_powerdown", cmd_system_powerdown},
+	{"quit", cmd_quit},
+	{"query-block", cmd_query_block},
+	{"query-blockstats", cmd_query_blockstats},
+	{"vm-create", cmd_vm_create},
+	{"vm-start", cmd_vm_start},
+	{"vm-destroy", cmd_vm_destroy},
+	{"vm-delete", cmd_vm_delete},
+	{"query-vms", cmd_query_vms},
+};
+const size_t monitor_n_commands = ARRAY_SIZE(monitor_commands);
+
+static const struct monitor_command *find_command(const char *name)
+{
+	for (size_t i = 0; i < monitor_n_commands; i++) {
+		if (strcmp(monitor_commands[i].name, name) == 0) {
+			return &monitor_commands[i];
+		}
+	}
+	return NULL;
+}
+
+int monitor_check_table(const struct schema *s, struct error **errp)
+{
+	const char *key;
+	json_t *v;
+
+	for (size_t i = 0; i < monitor_n_commands; i++) {
+		if (!schema_has_command(s, monitor_commands[i].name, NULL)) {
+			return error_set(errp, EINVAL,
+					 "command %s has a handler but is not in "
+					 "schema.json",
+					 monitor_commands[i].name);
+		}
+		if (find_command(monitor_commands[i].name) != &monitor_commands[i]) {
+			return error_set(errp, EINVAL, "command %s is listed twice",
+					 monitor_commands[i].name);
+		}
+	}
+	json_object_foreach (schema_commands(s), key, v) {
+		if (!find_command(key)) {
+			return error_set(errp, EINVAL, "command %s of schema.json has no handler",
+					 key);
+		}
+	}
+	return 0;
+}
+
+static void reply_error(struct monitor_client *c, struct error *err, json_t *id)
+{
+	monitor_client_send_error(c, error_class_name(err->cls), err->msg, id);
+}
+
+static int check_shape(json_t *msg, const char **ret_name, json_t **ret_args, struct error **errp)
+{
+	const char *key;
+	json_t *v, *exec;
+
+	json_object_foreach (msg, key, v) {
+		if (strcmp(key, "execute") != 0 && strcmp(key, "arguments") != 0 &&
+		    strcmp(key, "id") != 0) {
+			if (strcmp(key, "exec-oob") == 0) {
+				return error_set(errp, EINVAL,
+						 "Out-of-band execution is not "
+						 "supported: the 'oob' capability is not offered");
+			}
+			return error_set(errp, EINVAL, "QMP input member '%s' is unexpected", key);
+		}
+	}
+	exec = json_object_get(msg, "execute");
+	if (!exec) {
+		return error_set(errp, EINVAL, "QMP input lacks member 'execute'");
+	}
+	if (!json_is_string(exec)) {
+		return error_set(errp, EINVAL, "QMP input member 'execute' must be a string");
+	}
+	v = json_object_get(msg, "arguments");
+	if (v && !json_is_object(v)) {
+		return error_set(errp, EINVAL, "QMP input member 'arguments' must be an object");
+	}
+	*ret_name = json_string_value(exec);
+	*ret_args = v;
+	return 0;
+}
+
+void monitor_dispatch(struct monitor_client *c, json_t *msg)
+{
+	struct monitor *mon = c->mon;
+	struct error *err = NULL;
+	json_t *id = json_object_get(msg, "id");
+	json_auto_t *args = NULL;
+	json_auto_t *empty = json_object();
+	json_t *ret = NULL, *given = NULL;
+	const struct monitor_command *cmd;
+	struct monitor_request req = {.mon = mon, .client = c};
+	enum schema_scope scope;
+	const char *name = NULL;
+	int r;
+
+	if (check_shape(msg, &name, &given, &err) < 0) {
+		goto fail;
+	}
+	if (!c->negotiated && strcmp(name, "qmp_capabilities") != 0) {
+		error_set_class(&err, ERROR_CLASS_COMMAND_NOT_FOUND, EINVAL,
+				"Expecting capabilities negotiation with 'qmp_capabilities'");
+		goto fail;
+	}
+	if (c->negotiated && strcmp(name, "qmp_capabilities") == 0) {
+		error_set_class(&err, ERROR_CLASS_COMMAND_NOT_FOUND, EINVAL,
+				"Capabilities negotiation is already complete, command ignored");
+		goto fail;
+	}
+	cmd = find_command(name);
+	if (!cmd || !schema_has_command(mon->schema, name, &scope) ||
+	    (scope == SCHEMA_SCOPE_DAEMON && c->vm)) {
+		error_set_class(&err, ERROR_CLASS_COMMAND_NOT_FOUND, ENOENT,
+				"The command %s has not been found", name);
+		goto fail;
+	}
+	if (schema_check_args(mon->schema, name, given ? given : empty, &err) < 0) {
+		goto fail;
+	}
+	args = json_deep_copy(given ? given : empty);
+	if (!args) {
+		error_set(&err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	if (scope == SCHEMA_SCOPE_VM) {
+		const char *vm = json_string_value(json_object_get(args, "vm"));
+
+		if (c->vm && vm && strcmp(vm, c->vm) != 0) {
+			error_set(&err, EINVAL, "This socket belongs to VM '%s', not '%s'", c->vm,
+				  vm);
+			goto fail;
+		}
+		if (!c->vm && !vm) {
+			error_set(&err, EINVAL, "Parameter 'vm' is missing");
+			goto fail;
+		}
+		req.vm = registry_find(mon->reg, c->vm ? c->vm : vm);
+		if (!req.vm) {
+			error_set_class(&err, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT,
+					"VM '%s' does not exist", c->vm ? c->vm : vm);
+			goto fail;
+		}
+		json_object_del(args, "vm");
+	}
+	mon->current = c;
+	r = cmd->fn(&req, args, &ret, &err);
+	mon->current = NULL;
+	if (r < 0) {
+		if (!err) {
+			error_set(&err, r, "%s failed", name);
+		}
+		goto fail;
+	}
+	{
+		json_auto_t *reply = json_pack("{s:o}", "return", ret ? ret : json_object());
+
+		if (reply && id) {
+			json_object_set(reply, "id", id);
+		}
+		monitor_client_send(c, reply);
+	}
+	if (req.after) {
+		req.after(&req);
+	}
+	return;
+
+fail:
+	reply_error(c, err, id);
+	error_free(err);
+}

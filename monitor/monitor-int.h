@@ -1,0 +1,139 @@
+/*
+ * Inside the monitor: the client and server objects shared by server.c,
+ * dispatch.c, events.c and the command handlers (cmd-*.c). Control thread.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "common/list.h"
+#include "monitor/json-stream.h"
+#include "monitor/monitor.h"
+#include "monitor/schema.h"
+
+struct registry_vm;
+
+struct monitor_fd {
+	struct list_head link;
+	char *name;
+	int fd;
+};
+
+struct monitor_listener {
+	struct list_head link;
+	struct monitor *mon;
+	struct event *ev;
+	int fd;
+	char *path; /* removed on close; NULL for an activated socket */
+	char *vm;   /* NULL: the main socket */
+};
+
+/* fds received with SCM_RIGHTS and not yet claimed by getfd; more are closed. */
+#define MONITOR_MAX_PENDING_FDS 8
+/* Seconds a closing connection may take to read its last replies. */
+#define MONITOR_CLOSE_TIMEOUT 5
+/* fds a client may hold with getfd. */
+#define MONITOR_MAX_FDS 64
+
+struct monitor_client {
+	struct list_head link;
+	struct monitor *mon;
+	struct bufferevent *bev; /* output only */
+	struct event *rev;	 /* input, read with recvmsg for SCM_RIGHTS */
+	struct event *timer;	 /* negotiation timeout, then closing timeout */
+	struct json_stream in;
+	char *vm; /* implied VM (per-VM socket), else NULL */
+	pid_t pid;
+	uid_t uid;
+	bool negotiated;
+	bool dead;	      /* freed at the next safe point */
+	bool closing;	      /* freed once its output is flushed */
+	struct list_head fds; /* struct monitor_fd from getfd */
+	unsigned n_fds;
+	int pending[MONITOR_MAX_PENDING_FDS];
+	unsigned n_pending;
+};
+
+struct monitor {
+	struct event_base *base;
+	struct registry *reg;
+	struct schema *schema;
+	struct monitor_limits lim;
+	gid_t group;
+	struct list_head listeners;
+	struct list_head clients;
+	unsigned n_clients;
+	struct event *reaper;		/* frees dead clients outside their callbacks */
+	struct monitor_client *current; /* whose command runs now (getfd lookups) */
+};
+
+/* A command's context: the client and, for VM-scoped commands, the VM. */
+struct monitor_request {
+	struct monitor *mon;
+	struct monitor_client *client;
+	struct registry_vm *vm;
+	/* Run after the reply is queued (quit ends the VM after answering). */
+	void (*after)(struct monitor_request *req);
+};
+
+/*
+ * A command handler. @args is the checked argument object (borrowed, without
+ * "vm"). On success *ret is the "return" value (a new reference; {} if left
+ * NULL). On failure *errp carries the QMP class and message.
+ */
+typedef int (*monitor_handler_fn)(struct monitor_request *req, json_t *args, json_t **ret,
+				  struct error **errp);
+
+struct monitor_command {
+	const char *name;
+	monitor_handler_fn fn;
+};
+
+/* The handler table (dispatch.c) and its check against the schema. */
+extern const struct monitor_command monitor_commands[];
+extern const size_t monitor_n_commands;
+int monitor_check_table(const struct schema *s, struct error **errp);
+
+/* Run one complete input message from @c (borrowed). */
+void monitor_dispatch(struct monitor_client *c, json_t *msg);
+/* Queue one JSON object (CRLF-terminated) to @c; drops @c if its queue overflows. */
+void monitor_client_send(struct monitor_client *c, json_t *obj);
+void monitor_client_send_error(struct monitor_client *c, const char *cls, const char *desc,
+			       json_t *id);
+/* Drop @c now (freed at the next safe point), or once its output is flushed. */
+void monitor_client_drop(struct monitor_client *c);
+void monitor_client_close_after_flush(struct monitor_client *c);
+/* {"seconds": S, "microseconds": US}, new reference. */
+json_t *monitor_timestamp(void);
+json_t *monitor_greeting(void);
+
+/* Handlers, grouped by topic. */
+int cmd_qmp_capabilities(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
+int cmd_query_version(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_query_commands(struct monitor_request *req, json_t *args, json_t **ret,
+		       struct error **errp);
+int cmd_query_qmp_schema(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
+int cmd_getfd(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_closefd(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_query_status(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_stop(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_cont(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_system_powerdown(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
+int cmd_quit(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_query_block(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_query_blockstats(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
+int cmd_vm_create(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_vm_start(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_vm_destroy(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_vm_delete(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_query_vms(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

@@ -1,0 +1,231 @@
+/*
+ * A test double of the VM object (include/vmmd/vm.h) for the daemon's unit
+ * tests: no KVM, just the run-state machine and its events, so the registry
+ * and the command handlers can be exercised anywhere. Definitions are
+ * checked for the top-level keys of DESIGN.md §5.1 only; the real parser is
+ * hw/'s. Events are raised synchronously on the calling thread.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/parse.h"
+#include "vmmd/vm.h"
+
+struct vm {
+	struct vm_config *cfg;
+	const struct vm_host *host;
+	enum vm_run_state state;
+};
+
+/* Count of live fake VMs, for leak checks in the tests. */
+int vm_double_live;
+
+static const char *const state_names[] = {
+	"prelaunch",	  "running",	    "paused",	"shutdown",
+	"internal-error", "guest-panicked", "io-error",
+};
+
+const char *vm_run_state_name(enum vm_run_state s)
+{
+	return (unsigned)s < sizeof(state_names) / sizeof(state_names[0]) ? state_names[s]
+									  : "unknown";
+}
+
+static char *dup_str(json_t *v)
+{
+	return json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+}
+
+int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, struct error **errp)
+{
+	static const char *const keys[] = {
+		"name", "vcpus",  "memory",    "cpu",	    "boot", "disks",	   "nics",
+		"rng",	"serial", "on_reboot", "autostart", "acpi", "mem_backend",
+	};
+	struct vm_config *cfg;
+	const char *key;
+	json_t *v;
+
+	if (!json_is_object(def)) {
+		return error_set(errp, EINVAL, "a VM definition must be an object");
+	}
+	json_object_foreach (def, key, v) {
+		bool known = allow_start && strcmp(key, "start") == 0;
+
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+			known = known || strcmp(keys[i], key) == 0;
+		}
+		if (!known) {
+			return error_set(errp, EINVAL, "unknown key '%s' in the VM definition",
+					 key);
+		}
+	}
+	if (!json_is_string(json_object_get(def, "name"))) {
+		return error_set(errp, EINVAL, "'name' is required and must be a string");
+	}
+	cfg = calloc(1, sizeof(*cfg));
+	cfg->name = dup_str(json_object_get(def, "name"));
+	cfg->vcpus = 1;
+	cfg->memory = 128u << 20;
+	v = json_object_get(def, "vcpus");
+	if (v) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > 64) {
+			vm_config_free(cfg);
+			return error_set(errp, ERANGE, "'vcpus' must be 1..64");
+		}
+		cfg->vcpus = (unsigned)json_integer_value(v);
+	}
+	v = json_object_get(def, "memory");
+	if (json_is_string(v) && parse_size(json_string_value(v), &cfg->memory) < 0) {
+		vm_config_free(cfg);
+		return error_set(errp, EINVAL, "bad 'memory'");
+	} else if (json_is_integer(v)) {
+		cfg->memory = (uint64_t)json_integer_value(v);
+	}
+	cfg->boot.kernel = dup_str(json_object_get(json_object_get(def, "boot"), "kernel"));
+	cfg->serial_log = dup_str(json_object_get(json_object_get(def, "serial"), "log"));
+	cfg->autostart = json_is_true(json_object_get(def, "autostart"));
+	*ret = cfg;
+	return 0;
+}
+
+json_t *vm_config_to_json(const struct vm_config *cfg)
+{
+	json_t *j = json_pack("{s:s, s:i, s:I, s:b}", "name", cfg->name, "vcpus", (int)cfg->vcpus,
+			      "memory", (json_int_t)cfg->memory, "autostart", cfg->autostart);
+
+	if (cfg->boot.kernel) {
+		json_object_set_new(j, "boot", json_pack("{s:s}", "kernel", cfg->boot.kernel));
+	}
+	if (cfg->serial_log) {
+		json_object_set_new(j, "serial", json_pack("{s:s}", "log", cfg->serial_log));
+	}
+	return j;
+}
+
+void vm_config_free(struct vm_config *cfg)
+{
+	if (!cfg) {
+		return;
+	}
+	free(cfg->name);
+	free(cfg->boot.kernel);
+	free(cfg->serial_log);
+	free(cfg);
+}
+
+static struct vm_config *config_copy(const struct vm_config *cfg)
+{
+	struct vm_config *c = calloc(1, sizeof(*c));
+
+	*c = *cfg;
+	c->name = strdup(cfg->name);
+	c->boot.kernel = cfg->boot.kernel ? strdup(cfg->boot.kernel) : NULL;
+	c->serial_log = cfg->serial_log ? strdup(cfg->serial_log) : NULL;
+	return c;
+}
+
+int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **ret,
+	   struct error **errp)
+{
+	struct vm *vm;
+
+	if (cfg->boot.kernel && strcmp(cfg->boot.kernel, "/nonexistent") == 0) {
+		return error_set(errp, ENOENT, "cannot open kernel /nonexistent");
+	}
+	vm = calloc(1, sizeof(*vm));
+	vm->cfg = config_copy(cfg);
+	vm->host = host;
+	vm->state = VM_STATE_PRELAUNCH;
+	vm_double_live++;
+	*ret = vm;
+	return 0;
+}
+
+static void event(struct vm *vm, const char *name, json_t *data)
+{
+	vm->host->event(vm->host->opaque, vm, name, data);
+}
+
+int vm_start(struct vm *vm, struct error **errp)
+{
+	if (vm->state != VM_STATE_PRELAUNCH) {
+		return error_set(errp, EINVAL, "not in prelaunch");
+	}
+	vm->state = VM_STATE_RUNNING;
+	return 0;
+}
+
+int vm_pause(struct vm *vm, struct error **errp)
+{
+	if (vm->state != VM_STATE_RUNNING) {
+		return error_set(errp, EINVAL, "not running");
+	}
+	vm->state = VM_STATE_PAUSED;
+	event(vm, "STOP", NULL);
+	return 0;
+}
+
+int vm_resume(struct vm *vm, struct error **errp)
+{
+	if (vm->state != VM_STATE_PAUSED) {
+		return error_set(errp, EINVAL, "not paused");
+	}
+	vm->state = VM_STATE_RUNNING;
+	event(vm, "RESUME", NULL);
+	return 0;
+}
+
+int vm_reset(struct vm *vm, struct error **errp)
+{
+	event(vm, "RESET", json_pack("{s:b, s:s}", "guest", 0, "reason", "host-qmp-system-reset"));
+	return 0;
+}
+
+int vm_powerdown(struct vm *vm, struct error **errp)
+{
+	/* The fake guest obeys the power button at once. */
+	event(vm, "POWERDOWN", NULL);
+	vm->state = VM_STATE_SHUTDOWN;
+	event(vm, "SHUTDOWN", json_pack("{s:b, s:s}", "guest", 1, "reason", "guest-shutdown"));
+	return 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm) {
+		return;
+	}
+	vm_config_free(vm->cfg);
+	free(vm);
+	vm_double_live--;
+}
+
+enum vm_run_state vm_get_state(struct vm *vm)
+{
+	return vm->state;
+}
+
+const char *vm_name(struct vm *vm)
+{
+	return vm->cfg->name;
+}
+
+const char *vm_console_socket(struct vm *vm)
+{
+	return NULL;
+}
+
+json_t *vm_query_block(struct vm *vm)
+{
+	return json_array();
+}
+
+json_t *vm_query_blockstats(struct vm *vm)
+{
+	return json_array();
+}

@@ -1,0 +1,168 @@
+/* Unit tests for daemon/config.c: defaults, the settings-file format, limits. */
+#include "config.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/settings.h"
+
+static struct daemon_config cfg;
+
+static void setup(void)
+{
+	struct error *err = NULL;
+
+	ck_assert_int_eq(config_defaults(&cfg, false, &err), 0);
+}
+
+static void teardown(void)
+{
+	config_release(&cfg);
+}
+
+static const char *parse(const char *text)
+{
+	static char msg[512];
+	struct error *err = NULL;
+
+	if (config_parse_text(&cfg, text, "vmmd.conf", &err) == 0) {
+		return "ok";
+	}
+	snprintf(msg, sizeof(msg), "%s", err->msg);
+	error_free(err);
+	return msg;
+}
+
+START_TEST(defaults)
+{
+	ck_assert_str_eq(cfg.config_path, "/etc/vmmd/vmmd.conf");
+	ck_assert_str_eq(cfg.socket_path, "/run/vmmd/vmmd.sock");
+	ck_assert_str_eq(cfg.state_dir, "/var/lib/vmmd");
+	ck_assert_str_eq(cfg.run_dir, "/run/vmmd");
+	ck_assert_uint_eq(cfg.socket_mode, 0660);
+	ck_assert_ptr_null(cfg.image_roots);
+	ck_assert_uint_eq(cfg.lim.max_clients, MONITOR_DEFAULT_MAX_CLIENTS);
+}
+END_TEST
+
+START_TEST(user_session)
+{
+	struct daemon_config u;
+	struct error *err = NULL;
+
+	setenv("XDG_RUNTIME_DIR", "/run/user/1000", 1);
+	setenv("XDG_STATE_HOME", "/home/u/.state", 1);
+	unsetenv("XDG_CONFIG_HOME");
+	setenv("HOME", "/home/u", 1);
+	ck_assert_int_eq(config_defaults(&u, true, &err), 0);
+	ck_assert_str_eq(u.socket_path, "/run/user/1000/vmmd/vmmd.sock");
+	ck_assert_str_eq(u.run_dir, "/run/user/1000/vmmd");
+	ck_assert_str_eq(u.state_dir, "/home/u/.state/vmmd");
+	ck_assert_str_eq(u.config_path, "/home/u/.config/vmmd/vmmd.conf");
+	config_release(&u);
+	unsetenv("XDG_RUNTIME_DIR");
+	ck_assert_int_lt(config_defaults(&u, true, &err), 0);
+	ck_assert_str_eq(err->msg, "--user-session needs $XDG_RUNTIME_DIR (an absolute path)");
+	error_free(err);
+}
+END_TEST
+
+START_TEST(full_file)
+{
+	ck_assert_str_eq(parse("# vmmd settings\n"
+			       "\n"
+			       "socket = /tmp/x.sock\n"
+			       "  socket-group =  kvm  \n"
+			       "socket-mode = 0600\n"
+			       "state-dir = /srv/state\n"
+			       "run-dir = /srv/run\n"
+			       "image-roots = /srv/vm /var/lib/vmmd/images\n"
+			       "image-roots = /data\n"
+			       "max-clients = 10\n"
+			       "max-message-size = 64K\n"
+			       "max-nesting-depth = 32\n"
+			       "output-queue-size = 1M\n"
+			       "negotiation-timeout = 0\n"
+			       "max-vms = 3\n"
+			       "log-level = debug\n"
+			       "log-target = journal\n"),
+			 "ok");
+	ck_assert_str_eq(cfg.socket_path, "/tmp/x.sock");
+	ck_assert_str_eq(cfg.socket_group, "kvm");
+	ck_assert_uint_eq(cfg.socket_mode, 0600);
+	ck_assert_str_eq(cfg.state_dir, "/srv/state");
+	ck_assert_str_eq(cfg.run_dir, "/srv/run");
+	ck_assert_str_eq(cfg.image_roots[0], "/srv/vm");
+	ck_assert_str_eq(cfg.image_roots[1], "/var/lib/vmmd/images");
+	ck_assert_str_eq(cfg.image_roots[2], "/data");
+	ck_assert_ptr_null(cfg.image_roots[3]);
+	ck_assert_uint_eq(cfg.lim.max_clients, 10);
+	ck_assert_uint_eq(cfg.lim.max_message, 65536);
+	ck_assert_uint_eq(cfg.lim.max_depth, 32);
+	ck_assert_uint_eq(cfg.lim.max_output, 1 << 20);
+	ck_assert_uint_eq(cfg.lim.negotiation_timeout, 0);
+	ck_assert_uint_eq(cfg.max_vms, 3);
+	ck_assert_int_eq(cfg.log_level, 7);
+	ck_assert_int_eq(cfg.log_target, CONFIG_LOG_JOURNAL);
+}
+END_TEST
+
+START_TEST(errors_name_the_line)
+{
+	ck_assert_str_eq(parse("\n\nsockett = /x\n"), "vmmd.conf:3: unknown setting 'sockett'");
+	ck_assert_str_eq(parse("socket /x\n"),
+			 "vmmd.conf:1: expected 'key = value', got 'socket /x'");
+	ck_assert_str_eq(parse("socket = relative\n"),
+			 "vmmd.conf:1: socket must be an absolute path, not 'relative'");
+	ck_assert_str_eq(parse("max-clients = 0\n"),
+			 "vmmd.conf:1: max-clients '0' must be a number between 1 and 100000");
+	ck_assert_str_eq(parse("max-clients = -1\n"),
+			 "vmmd.conf:1: max-clients '-1' must be a number between 1 and 100000");
+	ck_assert_str_eq(parse("max-message-size = 2G\n"),
+			 "vmmd.conf:1: max-message-size '2G' must be a size between 1024 and "
+			 "1073741824");
+	ck_assert_str_eq(parse("socket-mode = 0999\n"),
+			 "vmmd.conf:1: socket-mode '0999' must be octal, at most 0777, and allow "
+			 "the owner to read and write (e.g. 0660)");
+	ck_assert_str_eq(parse("socket-mode = 0060\n"),
+			 "vmmd.conf:1: socket-mode '0060' must be octal, at most 0777, and allow "
+			 "the owner to read and write (e.g. 0660)");
+	ck_assert_str_eq(parse("log-level = loud\n"),
+			 "vmmd.conf:1: log-level 'loud' is not one of err, warning, notice, info, "
+			 "debug");
+	ck_assert_str_eq(parse("image-roots = srv\n"),
+			 "vmmd.conf:1: image root 'srv' is not an absolute path");
+	ck_assert_str_eq(parse("log-target = syslog\n"),
+			 "vmmd.conf:1: log-target 'syslog' is not one of auto, stderr, journal");
+}
+END_TEST
+
+START_TEST(load_file_missing)
+{
+	struct error *err = NULL;
+
+	ck_assert_int_eq(config_set_string(&cfg.config_path, "/nonexistent/vmmd.conf", &err), 0);
+	ck_assert_int_eq(config_load_file(&cfg, false, &err), 0);
+	ck_assert_int_lt(config_load_file(&cfg, true, &err), 0);
+	ck_assert_str_eq(err->msg, "cannot read /nonexistent/vmmd.conf: No such file or directory");
+	error_free(err);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, defaults);
+	tcase_add_test(tc, user_session);
+	tcase_add_test(tc, full_file);
+	tcase_add_test(tc, errors_name_the_line);
+	tcase_add_test(tc, load_file_missing);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+#include "check-main.h"
