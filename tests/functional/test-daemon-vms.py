@@ -66,7 +66,7 @@ def test_guest_poweroff_frees_only_that_vm():
         # The definition stays and boots again.
         q.ok("vm-start", vm="hello")
         q.event("SHUTDOWN", timeout=60, pred=lambda e: e["data"]["vm"] == "hello")
-        wait_console(d, "hello", "hello from the vmmd test guest", count=2)
+        wait_console(d, "hello", "poweroff")  # the log restarts with each boot
         assert status(q, "stay") == "running"
 
 
