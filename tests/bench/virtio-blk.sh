@@ -5,14 +5,17 @@
 # 4 KiB random reads with 16 in flight and 64 KiB sequential reads with 8
 # in flight, cache=none on both. The host times the guest's start/end
 # markers on the serial console; requests/s, MiB/s and the vmmd/QEMU ratio
-# are printed per phase.
+# are printed per phase (medians over BENCH_ROUNDS rounds, default 3, the
+# order of the two alternating between rounds).
 #
-# Environment: top_builddir (default build/), BENCH_TMP (scratch directory).
+# Environment: top_builddir (default build/), BENCH_TMP (scratch directory),
+# BENCH_ROUNDS.
 # Exit 77 without /dev/kvm or qemu-system-x86_64.
 set -eu
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${top_builddir:=$top_srcdir/build}"
+: "${BENCH_ROUNDS:=3}"
 VMMD="$top_builddir/vmmd"
 GUEST="$top_builddir/tests/guests/virtio-bench.elf"
 QEMU=qemu-system-x86_64
@@ -73,19 +76,43 @@ PY
 }
 
 R="$BENCH_TMP/results"
-timeit vmmd "$BENCH_TMP/vmmd.log" "$VMMD" --run-vm "$BENCH_TMP/vm.json" >"$R"
-timeit qemu "$BENCH_TMP/qemu.log" "$QEMU" -M pc -accel kvm -cpu qemu64,-cx16 -m 64M \
-	-nodefaults -display none -no-reboot -kernel "$GUEST" \
-	-drive "file=$IMG,if=none,id=d0,format=raw,cache=none,aio=io_uring" \
-	-device virtio-blk-pci,drive=d0,disable-legacy=on,num-queues=1 \
-	-serial "file:$BENCH_TMP/qemu.log" >>"$R"
+: >"$R"
+run_vmmd() {
+	timeit vmmd "$BENCH_TMP/vmmd.log" "$VMMD" --run-vm "$BENCH_TMP/vm.json" >>"$R"
+}
+run_qemu() {
+	timeit qemu "$BENCH_TMP/qemu.log" "$QEMU" -M pc -accel kvm -cpu qemu64,-cx16 -m 64M \
+		-nodefaults -display none -no-reboot -kernel "$GUEST" \
+		-drive "file=$IMG,if=none,id=d0,format=raw,cache=none,aio=io_uring" \
+		-device virtio-blk-pci,drive=d0,disable-legacy=on,num-queues=1 \
+		-serial "file:$BENCH_TMP/qemu.log" >>"$R"
+}
+round=1
+while [ "$round" -le "$BENCH_ROUNDS" ]; do
+	if [ $((round % 2)) = 1 ]; then
+		run_vmmd
+		run_qemu
+	else
+		run_qemu
+		run_vmmd
+	fi
+	round=$((round + 1))
+done
 
 python3 - "$R" <<'PY'
 import sys
-rows = {}
+import statistics
+samples = {}
 for line in open(sys.argv[1]):
     who, ph, rps, mibs, errs = line.split()
-    rows.setdefault(ph, {})[who] = (float(rps), float(mibs), int(errs))
+    samples.setdefault(ph, {}).setdefault(who, []).append((float(rps), float(mibs), int(errs)))
+rows = {ph: {who: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v),
+                   sum(x[2] for x in v)) for who, v in r.items()} for ph, r in samples.items()}
+print("medians of %d round(s); per-round req/s:" % max(len(v) for r in samples.values()
+                                                        for v in r.values()))
+for ph, r in samples.items():
+    for who, v in sorted(r.items()):
+        print("  %-12s %-5s %s" % (ph, who, " ".join("%.0f" % x[0] for x in v)))
 print("%-12s %12s %10s %12s %10s %8s" % ("phase", "vmmd req/s", "MiB/s", "qemu req/s", "MiB/s",
                                           "ratio"))
 for ph, r in rows.items():
