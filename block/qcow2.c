@@ -1343,6 +1343,10 @@ static int qcow2_pwrite_compressed(struct block_node *bs, uint64_t offset, const
 	}
 	pthread_rwlock_rdlock(&s->io_lock);
 	pthread_mutex_lock(&s->lock);
+	/* an allocating write of this cluster in flight decided on its old entry */
+	while (inflight_overlaps(s, offset, offset + cs)) {
+		pthread_cond_wait(&s->alloc_cond, &s->lock);
+	}
 	ret = s->corrupt ? -EIO : qcow2_mark_dirty(s);
 	if (ret < 0) {
 		goto out;
