@@ -619,9 +619,13 @@ int boot_load(struct guest_mem *mem, const struct vm_config *cfg, struct boot_en
 	size_t size = 0;
 	int r;
 
-	if (cfg->boot.firmware || !cfg->boot.kernel) {
-		return error_set(errp, ENOTSUP,
-				 "firmware boot (boot.firmware) is not supported yet");
+	if (cfg->boot.firmware) {
+		/* The firmware device maps the image; the BSP starts at the reset vector. */
+		*ret = (struct boot_entry){.mode = BOOT_MODE_RESET, .kind = "firmware"};
+		return 0;
+	}
+	if (!cfg->boot.kernel) {
+		return error_set(errp, EINVAL, "nothing to boot: no kernel and no firmware");
 	}
 	r = read_file(cfg->boot.kernel, guest_mem_low_size(mem), &img, &size, errp);
 	if (r < 0) {

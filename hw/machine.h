@@ -57,6 +57,13 @@ struct event_base *vm_io_base(struct vm *vm);
 int vm_map_rom(struct vm *vm, uint64_t gpa, void *host, uint64_t len, struct error **errp);
 void vm_unmap_rom(struct vm *vm, uint64_t gpa);
 
+/*
+ * The realized state of the first device of class @cls on @vm (for
+ * singletons other devices depend on, e.g. the PCI host); NULL if none.
+ * Valid between that device's realize and unrealize.
+ */
+void *vm_device_state(struct vm *vm, const struct device_class *cls);
+
 /* Ask for a reset / shutdown / failure; processed asynchronously. Any VM thread. */
 enum vm_shutdown_cause {
 	VM_CAUSE_GUEST_RESET,	 /* i8042 pulse, 0xCF9, ACPI reset */

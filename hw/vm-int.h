@@ -21,6 +21,9 @@ struct vcpu;
 struct irq_routing;
 struct device_entry;
 
+#define VM_MAX_ROMS 4
+#define VM_ROM_SLOT_BASE 8
+
 enum vcpu_cmd {
 	VCPU_CMD_RUN,
 	VCPU_CMD_PAUSE,
@@ -75,6 +78,12 @@ struct vm {
 
 	struct boot_entry boot;
 	char *console_socket;
+
+	/* Read-only memslots (vm_map_rom), after the RAM slots. */
+	struct {
+		uint64_t gpa;
+		uint64_t len;
+	} roms[VM_MAX_ROMS];
 
 	/* In-kernel irqchip power-on state: PIC master, PIC slave, IOAPIC; PIT. */
 	struct kvm_irqchip init_chips[3];

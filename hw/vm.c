@@ -83,12 +83,9 @@ const char *vm_console_socket(struct vm *vm)
 	if (vm->console_socket) {
 		return vm->console_socket;
 	}
-	for (unsigned i = 0; i < vm->n_devices; i++) {
-		if (vm->devices[i].cls == &serial_class) {
-			return serial_console_socket(vm->devices[i].state);
-		}
-	}
-	return NULL;
+	void *serial = vm_device_state(vm, &serial_class);
+
+	return serial ? serial_console_socket(serial) : NULL;
 }
 
 void vm_set_console_socket(struct vm *vm, const char *path)
@@ -101,6 +98,73 @@ void vm_set_powerdown_handler(struct vm *vm, int (*fn)(void *opaque), void *opaq
 {
 	vm->powerdown = fn;
 	vm->powerdown_opaque = opaque;
+}
+
+void *vm_device_state(struct vm *vm, const struct device_class *cls)
+{
+	for (unsigned i = 0; i < vm->n_devices; i++) {
+		if (vm->devices[i].cls == cls) {
+			return vm->devices[i].state;
+		}
+	}
+	return NULL;
+}
+
+int vm_map_rom(struct vm *vm, uint64_t gpa, void *host, uint64_t len, struct error **errp)
+{
+	struct kvm_userspace_memory_region slot = {
+		.flags = KVM_MEM_READONLY,
+		.guest_phys_addr = gpa,
+		.memory_size = len,
+		.userspace_addr = (uintptr_t)host,
+	};
+	int free_slot = -1;
+
+	if (!IS_ALIGNED(gpa, 4096) || !IS_ALIGNED(len, 4096) || len == 0 ||
+	    !IS_ALIGNED((uintptr_t)host, 4096)) {
+		return error_set(errp, EINVAL,
+				 "ROM at 0x%" PRIx64 "+0x%" PRIx64 " is not page-aligned", gpa,
+				 len);
+	}
+	if (guest_mem_ptr(vm->mem, gpa, 1) || guest_mem_ptr(vm->mem, gpa + len - 1, 1)) {
+		return error_set(errp, EEXIST, "ROM at 0x%" PRIx64 " overlaps guest RAM", gpa);
+	}
+	if (ioctl(vm->kvm.sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0) {
+		return error_set_class(errp, ERROR_CLASS_KVM_MISSING_CAP, ENOTSUP,
+				       "this host's KVM lacks KVM_CAP_READONLY_MEM, needed for "
+				       "firmware");
+	}
+	for (int i = 0; i < VM_MAX_ROMS; i++) {
+		if (vm->roms[i].len == 0) {
+			free_slot = i;
+			break;
+		}
+	}
+	if (free_slot < 0) {
+		return error_set(errp, ENOSPC, "more than %d ROMs", VM_MAX_ROMS);
+	}
+	slot.slot = VM_ROM_SLOT_BASE + (uint32_t)free_slot;
+	if (ioctl(vm->kvm.vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+		return error_set_errno(errp, errno, "cannot map a ROM at 0x%" PRIx64, gpa);
+	}
+	vm->roms[free_slot].gpa = gpa;
+	vm->roms[free_slot].len = len;
+	return 0;
+}
+
+void vm_unmap_rom(struct vm *vm, uint64_t gpa)
+{
+	for (int i = 0; i < VM_MAX_ROMS; i++) {
+		if (vm->roms[i].len && vm->roms[i].gpa == gpa) {
+			struct kvm_userspace_memory_region slot = {
+				.slot = VM_ROM_SLOT_BASE + (uint32_t)i,
+				.guest_phys_addr = gpa,
+			};
+
+			ioctl(vm->kvm.vm_fd, KVM_SET_USER_MEMORY_REGION, &slot);
+			vm->roms[i].len = 0;
+		}
+	}
 }
 
 uint64_t vm_get_exit_count(struct vm *vm)
@@ -597,6 +661,12 @@ int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **
 	}
 	r = devices_realize(vm, errp);
 	if (r < 0) {
+		goto err_teardown;
+	}
+	if (vm->cfg->boot.firmware && vm->roms[0].len == 0) {
+		r = error_set(errp, ENOTSUP,
+			      "firmware %s: no device of this build maps firmware images",
+			      vm->cfg->boot.firmware);
 		goto err_teardown;
 	}
 	r = machine_reset(vm, errp);
