@@ -44,7 +44,7 @@ def check_guest(run, base, serial):
     assert "blk: serial %s" % serial in c, run.describe()
     crc = "blk: read 0-7 status 0 crc 0x%x" % zlib.crc32(base[:8 * SECTOR])
     assert crc in c, "guest did not read the base through the overlay\n" + run.describe()
-    for line in ("blk: readback ok", "blk: flush ok", "blk: past-end read fails ok",
+    for line in ("blk: readback ok", "blk: event_idx avail_event ok", "blk: flush ok", "blk: past-end read fails ok",
                  "blk: msix vector delivered", "blk: done"):
         assert line in c, run.describe()
 

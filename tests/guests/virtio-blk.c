@@ -103,8 +103,8 @@ void guest_main(void)
 		print("blk: no device\n");
 		guest_poweroff();
 	}
-	/* FLUSH (9), BLK_SIZE (6), INDIRECT_DESC (28) */
-	if (!virtio_negotiate(&d, 1ull << 9 | 1ull << 6 | 1ull << 28)) {
+	/* FLUSH (9), BLK_SIZE (6), INDIRECT_DESC (28), EVENT_IDX (29) */
+	if (!virtio_negotiate(&d, 1ull << 9 | 1ull << 6 | 1ull << 28 | 1ull << 29)) {
 		guest_poweroff();
 	}
 	virtio_msix_enable(&d);
@@ -157,6 +157,13 @@ void guest_main(void)
 	}
 	if (ok) {
 		print("blk: readback ok\n");
+	}
+	/* with EVENT_IDX the device publishes how far it has read the avail ring */
+	if (d.features >> 29 & 1) {
+		uint16_t ae = *(volatile uint16_t *)&q.used.avail_event;
+
+		print(ae == q.avail.idx ? "blk: event_idx avail_event ok\n"
+					: "blk: event_idx avail_event WRONG\n");
 	}
 	st = request(&d, T_FLUSH, 0, 0, 0, 0, false);
 	print(st == 0 ? "blk: flush ok\n" : "blk: flush FAILED\n");
