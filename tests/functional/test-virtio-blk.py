@@ -74,8 +74,10 @@ def test_qcow2_overlay_on_raw_base():
                         overlay], check=True)
         run = run_guest("virtio-blk", timeout=240, done=("poweroff",),
                         disks=[{"id": "vda", "file": overlay, "format": "qcow2",
-                                "serial": "VMMD-0001"}])
+                                "serial": "VMMD-0001", "queues": 2}])
         check_guest(run, base, "VMMD-0001")
+        assert "blk: num_queues 2" in run.console, run.describe()
+        assert "blk: queue 1 read ok" in run.console, run.describe()
         # the VM is gone (vmmd exited): the image must be complete and consistent
         check_image(tmp, overlay, base)
         assert sha(basep) == before, "the raw base was modified"
@@ -106,6 +108,8 @@ def test_nbd_export():
             if "no device" in run.console or "blk: capacity" not in run.console:
                 raise AssertionError(run.describe())
             check_guest(run, base, "NBD-0002")
+            # default: one queue per vCPU
+            assert "blk: num_queues 1" in run.console, run.describe()
         finally:
             nbd.terminate()
             nbd.wait(timeout=20)

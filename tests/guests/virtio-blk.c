@@ -22,7 +22,8 @@ struct req_hdr {
 	uint64_t sector;
 };
 
-static struct vq q;
+static struct vq q, q2;
+static struct vq *cur = &q;
 static struct req_hdr hdr;
 static volatile uint8_t status;
 static uint8_t data[8 * 512] __attribute__((aligned(4096)));
@@ -42,10 +43,10 @@ static void fill(uint8_t *b, uint64_t sector, unsigned n)
 
 static void set(unsigned i, void *addr, uint32_t len, uint16_t flags, uint16_t next)
 {
-	q.desc[i].addr = (uint64_t)addr;
-	q.desc[i].len = len;
-	q.desc[i].flags = flags;
-	q.desc[i].next = next;
+	cur->desc[i].addr = (uint64_t)addr;
+	cur->desc[i].len = len;
+	cur->desc[i].flags = flags;
+	cur->desc[i].next = next;
 }
 
 /* One request: header, data (@nseg descriptors, or indirect), status. */
@@ -77,8 +78,8 @@ static int request(struct vdev *d, uint32_t type, uint64_t sector, void *buf, ui
 		}
 		set(1 + nseg, (void *)&status, 1, VQ_F_WRITE, 0);
 	}
-	vq_kick(d, &q, 0);
-	if (!vq_wait(&q, &id, &got, 200000000)) {
+	vq_kick(d, cur, 0);
+	if (!vq_wait(cur, &id, &got, 200000000)) {
 		print("blk: request timed out\n");
 		return -1;
 	}
@@ -89,6 +90,7 @@ void guest_main(void)
 {
 	struct vdev d;
 	uint64_t ecam, cap, s;
+	uint16_t nq;
 	char serial[21];
 	int st;
 	bool ok = true;
@@ -103,13 +105,22 @@ void guest_main(void)
 		print("blk: no device\n");
 		guest_poweroff();
 	}
-	/* FLUSH (9), BLK_SIZE (6), INDIRECT_DESC (28), EVENT_IDX (29) */
-	if (!virtio_negotiate(&d, 1ull << 9 | 1ull << 6 | 1ull << 28 | 1ull << 29)) {
+	/* FLUSH (9), BLK_SIZE (6), MQ (12), INDIRECT_DESC (28), EVENT_IDX (29) */
+	if (!virtio_negotiate(&d, 1ull << 9 | 1ull << 6 | 1ull << 12 | 1ull << 28 | 1ull << 29)) {
 		guest_poweroff();
 	}
 	virtio_msix_enable(&d);
 	if (!virtio_queue_setup(&d, &q, 0, VQ_SIZE, 1)) {
 		print("blk: queue setup failed\n");
+		guest_poweroff();
+	}
+	/* a second request queue when the device has one (num_queues, MQ not needed to read) */
+	nq = mr16(d.device + 34);
+	print("blk: num_queues ");
+	print_dec(nq);
+	print("\n");
+	if (nq >= 2 && (d.features >> 12 & 1) && !virtio_queue_setup(&d, &q2, 1, VQ_SIZE, 2)) {
+		print("blk: queue 1 setup failed\n");
 		guest_poweroff();
 	}
 	virtio_driver_ok(&d);
@@ -164,6 +175,16 @@ void guest_main(void)
 
 		print(ae == q.avail.idx ? "blk: event_idx avail_event ok\n"
 					: "blk: event_idx avail_event WRONG\n");
+	}
+	if (nq >= 2 && (d.features >> 12 & 1)) {
+		/* the same data through the second queue */
+		cur = &q2;
+		memset(data, 0, sizeof(data));
+		st = request(&d, T_IN, 16, data, sizeof(data), 1, false);
+		fill(check, 16, 8);
+		print(st == 0 && !memcmp(data, check, sizeof(data)) ? "blk: queue 1 read ok\n"
+								    : "blk: queue 1 read FAILED\n");
+		cur = &q;
 	}
 	st = request(&d, T_FLUSH, 0, 0, 0, 0, false);
 	print(st == 0 ? "blk: flush ok\n" : "blk: flush FAILED\n");
