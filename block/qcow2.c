@@ -697,7 +697,15 @@ static int qcow2_open(struct block_node *bs, const char *filename, json_t *opts,
 	}
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->alloc_cond, NULL);
-	pthread_rwlock_init(&s->io_lock, NULL);
+	{
+		pthread_rwlockattr_t ra;
+
+		/* a discard or snapshot must not starve behind a stream of guest reads */
+		pthread_rwlockattr_init(&ra);
+		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&s->io_lock, &ra);
+		pthread_rwlockattr_destroy(&ra);
+	}
 	s->bs = bs;
 	s->file_align = bs->file->alignment ? bs->file->alignment : 1;
 	s->writable = !bs->read_only;
