@@ -27,7 +27,7 @@ def state(d, name):
 def events_proc(d, *args):
     env = dict(d.env, VMMD_SOCKET=d.socket)
     p = subprocess.Popen([VMCTL] + list(args), stdout=subprocess.PIPE, text=True, env=env)
-    time.sleep(0.3)  # connected and negotiated
+    time.sleep(1.0)  # connected and negotiated (generous: a loaded CI machine)
     return p
 
 
