@@ -11,6 +11,9 @@
 
 #include "hw/acpi.h"
 #include "hw/devices.h"
+#include "hw/e1000.h"
+#include "hw/firmware.h"
+#include "hw/ide.h"
 #include "hw/pci.h"
 #include "hw/platform.h"
 #include "hw/serial.h"
@@ -50,6 +53,31 @@ static bool want_virtio_rng(const struct vm_config *cfg, const void *item)
 	return cfg->rng;
 }
 
+static bool want_ide(const struct vm_config *cfg, const void *item)
+{
+	(void)item;
+	for (unsigned i = 0; i < cfg->n_disks; i++) {
+		if (ide_disk_driver(cfg->disks[i].driver)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool want_e1000(const struct vm_config *cfg, const void *item)
+{
+	const struct vm_nic_config *n = item;
+
+	(void)cfg;
+	return n->driver && !strcmp(n->driver, "e1000");
+}
+
+static bool want_firmware(const struct vm_config *cfg, const void *item)
+{
+	(void)item;
+	return cfg->boot.firmware != NULL;
+}
+
 const struct device_entry device_table[] = {
 	{&serial_class, DEVICE_ONCE, NULL},
 	{&rtc_class, DEVICE_ONCE, NULL},
@@ -62,6 +90,10 @@ const struct device_entry device_table[] = {
 	{&virtio_blk_class, DEVICE_PER_DISK, want_virtio_blk},
 	{&virtio_net_class, DEVICE_PER_NIC, want_virtio_net},
 	{&virtio_rng_class, DEVICE_ONCE, want_virtio_rng},
+	{&ide_class, DEVICE_ONCE, want_ide},
+	{&e1000_class, DEVICE_PER_NIC, want_e1000},
+	/* Last: it describes the PCI devices above to the firmware (boot order, ROMs). */
+	{&firmware_class, DEVICE_ONCE, want_firmware},
 };
 
 const unsigned device_table_size = ARRAY_SIZE(device_table);
