@@ -25,9 +25,10 @@ check_PROGRAMS += tests/unit/test-virtio
 TESTS += tests/unit/test-virtio
 tests_unit_test_virtio_SOURCES = tests/unit/test-virtio.c tests/unit/check-main.h \
 	hw/pci.c hw/virtqueue.c hw/virtio-pci.c hw/virtio-pci.h hw/virtio-rng.c hw/virtio-blk.c \
-	$(FAKE_HW)
+	hw/virtio-net.c $(FAKE_HW)
 tests_unit_test_virtio_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
-tests_unit_test_virtio_LDADD = $(BLOCK_LIBS) $(LIBEVENT_LIBS) $(JANSSON_LIBS) $(UNIT_LIBS)
+tests_unit_test_virtio_LDADD = $(NET_LIBS) $(BLOCK_LIBS) $(LIBEVENT_LIBS) $(JANSSON_LIBS) \
+	$(UNIT_LIBS)
 
 # Two VMs in one process, for the robustness test.
 check_PROGRAMS += tests/functional/two-vms

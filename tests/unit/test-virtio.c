@@ -11,11 +11,13 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "hw/irq.h"
 #include "hw/machine.h"
@@ -783,9 +785,242 @@ START_TEST(test_blk_reset_with_requests_in_flight)
 }
 END_TEST
 
+/* ---- virtio-net over the user (slirp) backend, with a real I/O thread ---- */
+
+static pthread_t io_thread;
+
+static void *io_loop(void *arg)
+{
+	(void)arg;
+	event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
+}
+
+static void io_start(void)
+{
+	ck_assert_int_eq(pthread_create(&io_thread, NULL, io_loop, NULL), 0);
+}
+
+/* Unrealize with the I/O thread running (as vm_destroy does), then stop it. */
+static void io_stop_and_unrealize(void)
+{
+	dev_cls->unrealize(dev_state);
+	dev_cls = NULL;
+	event_base_loopexit(base, NULL);
+	pthread_join(io_thread, NULL);
+}
+
+#define NET_RX_RING RING_BASE
+#define NET_TX_RING (RING_BASE + 0x4000)
+#define NET_RXBUF (BUF_BASE + 0x10000)
+#define NET_TXBUF BUF_BASE
+
+static uint16_t ring_used_idx(uint64_t ring)
+{
+	return __atomic_load_n((uint16_t *)ram(ring + 0x2000 + 2), __ATOMIC_ACQUIRE);
+}
+
+static void ring_desc(uint64_t ring, unsigned i, uint64_t addr, uint32_t len, uint16_t flags)
+{
+	uint8_t *p = ram(ring + 16 * i);
+	uint16_t next = 0;
+
+	memcpy(p, &addr, 8);
+	memcpy(p + 8, &len, 4);
+	memcpy(p + 12, &flags, 2);
+	memcpy(p + 14, &next, 2);
+}
+
+static void ring_avail(uint64_t ring, uint16_t *idx, uint16_t head)
+{
+	uint16_t *a = (uint16_t *)ram(ring + 0x1000);
+
+	a[2 + *idx % QSZ] = head;
+	(*idx)++;
+	__atomic_store_n(&a[1], *idx, __ATOMIC_RELEASE);
+}
+
+static void net_queue(struct drv *d, unsigned qi, uint64_t ring)
+{
+	memset(ram(ring), 0, 0x3000);
+	mw(d->common + 0x16, qi, 2);
+	mw(d->common + 0x18, QSZ, 2);
+	mw(d->common + 0x20, ring, 8);
+	mw(d->common + 0x28, ring + 0x1000, 8);
+	mw(d->common + 0x30, ring + 0x2000, 8);
+	mw(d->common + 0x1c, 1, 2);
+	ck_assert_uint_eq(mr(d->common + 0x1c, 2), 1);
+}
+
+/* Bring up rx (queue 0) and tx (queue 1) with @features; post @nbufs rx buffers of @len. */
+static void net_init(struct drv *d, uint64_t features, unsigned nbufs, uint32_t len,
+		     uint16_t *rx_idx)
+{
+	uint64_t want = features | 1ull << VIRTIO_F_VERSION_1;
+	unsigned i;
+
+	mw(d->common + 0x14, 0, 1);
+	mw(d->common + 0x14, 3, 1);
+	mw(d->common + 0x08, 0, 4);
+	mw(d->common + 0x0c, (uint32_t)want, 4);
+	mw(d->common + 0x08, 1, 4);
+	mw(d->common + 0x0c, want >> 32, 4);
+	mw(d->common + 0x14, 0x0b, 1);
+	ck_assert(mr(d->common + 0x14, 1) & VIRTIO_STATUS_FEATURES_OK);
+	net_queue(d, 0, NET_RX_RING);
+	net_queue(d, 1, NET_TX_RING);
+	mw(d->common + 0x14, 0x0f, 1);
+	*rx_idx = 0;
+	for (i = 0; i < nbufs; i++) {
+		ring_desc(NET_RX_RING, i, NET_RXBUF + 0x800 * i, len, VIRTQ_DESC_F_WRITE);
+		ring_avail(NET_RX_RING, rx_idx, i);
+	}
+	mw(d->notify, 0, 2);
+}
+
+static uint16_t ip_sum(const uint8_t *p, size_t len)
+{
+	uint32_t sum = 0;
+	size_t i;
+
+	for (i = 0; i + 1 < len; i += 2) {
+		sum += p[i] << 8 | p[i + 1];
+	}
+	while (sum >> 16) {
+		sum = (sum & 0xffff) + (sum >> 16);
+	}
+	return ~sum;
+}
+
+/* A DHCPDISCOVER (with the 12-byte virtio-net header in front) at NET_TXBUF. */
+static size_t net_discover(void)
+{
+	uint8_t *f = ram(NET_TXBUF) + 12, *ip = f + 14, *udp = ip + 20, *bootp = udp + 8;
+	size_t blen = 300, ulen = 8 + blen, ilen = 20 + ulen;
+	uint16_t c;
+
+	memset(ram(NET_TXBUF), 0, 12 + 14 + ilen);
+	memset(f, 0xff, 6);
+	memcpy(f + 6, "\x52\x54\x00\x00\x00\x01", 6);
+	f[12] = 0x08;
+	ip[0] = 0x45;
+	ip[2] = ilen >> 8;
+	ip[3] = ilen & 0xff;
+	ip[8] = 64;
+	ip[9] = 17;
+	memset(ip + 16, 0xff, 4);
+	c = ip_sum(ip, 20);
+	ip[10] = c >> 8;
+	ip[11] = c & 0xff;
+	udp[1] = 68;
+	udp[3] = 67;
+	udp[4] = ulen >> 8;
+	udp[5] = ulen & 0xff;
+	bootp[0] = 1;
+	bootp[1] = 1;
+	bootp[2] = 6;
+	memcpy(bootp + 28, "\x52\x54\x00\x00\x00\x01", 6);
+	memcpy(bootp + 236, "\x63\x82\x53\x63\x35\x01\x01\xff", 8);
+	return 12 + 14 + ilen;
+}
+
+static void net_send_discover(struct drv *d, uint16_t *tx_idx)
+{
+	ring_desc(NET_TX_RING, 0, NET_TXBUF, net_discover(), 0);
+	ring_avail(NET_TX_RING, tx_idx, 0);
+	mw(d->notify + d->notify_mult, 1, 2);
+}
+
+START_TEST(test_net_dhcp_mergeable)
+{
+	struct vm_nic_config nc = {.id = "net0", .backend = "user", .mac = "52:54:00:00:00:01"};
+	struct drv d;
+	uint16_t rx_idx, tx_idx = 0, nbufs;
+	uint8_t frame[2048];
+	size_t flen = 0;
+	unsigned i, u;
+
+	realize(&virtio_net_class, &nc);
+	io_start();
+	drv_probe(&d, 0x1041);
+	ck_assert_uint_eq(mr(d.device, 1), 0x52);
+	ck_assert_uint_eq(mr(d.device + 5, 1), 0x01);
+	ck_assert_uint_eq(mr(d.device + 6, 2) & 1, 1); /* link up */
+	/* MAC, MRG_RXBUF, STATUS; 64-byte receive buffers force a merged frame */
+	net_init(&d, 1ull << 5 | 1ull << 15 | 1ull << 16, 16, 64, &rx_idx);
+	net_send_discover(&d, &tx_idx);
+	for (i = 0; i < 4000 && ring_used_idx(NET_RX_RING) == 0; i++) {
+		usleep(500);
+	}
+	ck_assert_uint_gt(ring_used_idx(NET_RX_RING), 0);
+	ck_assert_uint_eq(ring_used_idx(NET_TX_RING), 1);
+	/* the first buffer's header says how many buffers the frame spans */
+	{
+		uint32_t id0;
+
+		memcpy(&id0, ram(NET_RX_RING + 0x2000 + 4), 4);
+		memcpy(&nbufs, ram(NET_RXBUF + 0x800 * id0 + 10), 2);
+	}
+	ck_assert_uint_gt(nbufs, 1);
+	for (i = 0; i < 4000 && ring_used_idx(NET_RX_RING) < nbufs; i++) {
+		usleep(500);
+	}
+	for (u = 0; u < nbufs; u++) {
+		uint32_t id, len;
+
+		memcpy(&id, ram(NET_RX_RING + 0x2000 + 4 + 8 * u), 4);
+		memcpy(&len, ram(NET_RX_RING + 0x2000 + 8 + 8 * u), 4);
+		ck_assert_uint_le(len, 64);
+		memcpy(frame + flen, ram(NET_RXBUF + 0x800 * id) + (u ? 0 : 12),
+		       len - (u ? 0 : 12));
+		flen += len - (u ? 0 : 12);
+	}
+	/* a DHCPOFFER of 10.0.2.15 */
+	ck_assert_uint_gt(flen, 14 + 20 + 8 + 240);
+	ck_assert_uint_eq(frame[14 + 20 + 8], 2);
+	ck_assert_mem_eq(frame + 14 + 20 + 8 + 16, "\x0a\x00\x02\x0f", 4);
+	io_stop_and_unrealize();
+}
+END_TEST
+
+START_TEST(test_net_no_truncation)
+{
+	struct vm_nic_config nc = {.id = "net0", .backend = "user", .mac = "52:54:00:00:00:01"};
+	struct drv d;
+	uint16_t rx_idx, tx_idx = 0;
+	unsigned i;
+
+	realize(&virtio_net_class, &nc);
+	io_start();
+	drv_probe(&d, 0x1041);
+	/* without MRG_RXBUF, an offer does not fit a 64-byte buffer: dropped, never cut */
+	net_init(&d, 1ull << 5, 4, 64, &rx_idx);
+	net_send_discover(&d, &tx_idx);
+	for (i = 0; i < 2000 && ring_used_idx(NET_TX_RING) == 0; i++) {
+		usleep(500);
+	}
+	ck_assert_uint_eq(ring_used_idx(NET_TX_RING), 1);
+	usleep(200000);
+	ck_assert_uint_eq(ring_used_idx(NET_RX_RING), 0);
+	/* a runt transmit (shorter than a header and an Ethernet header) is consumed, not sent */
+	ring_desc(NET_TX_RING, 1, NET_TXBUF, 10, 0);
+	ring_avail(NET_TX_RING, &tx_idx, 1);
+	mw(d.notify + d.notify_mult, 1, 2);
+	for (i = 0; i < 2000 && ring_used_idx(NET_TX_RING) < 2; i++) {
+		usleep(500);
+	}
+	ck_assert_uint_eq(ring_used_idx(NET_TX_RING), 2);
+	ck_assert(!(mr(d.common + 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET));
+	io_stop_and_unrealize();
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("virtio");
+
+	/* the net tests run the loop on a thread of its own, as a VM does */
+	evthread_use_pthreads();
 	TCase *tc = tcase_create("transport");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
@@ -801,6 +1036,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_blk_bad_requests);
 	tcase_add_test(tc, test_blk_merging);
 	tcase_add_test(tc, test_blk_reset_with_requests_in_flight);
+	tcase_add_test(tc, test_net_dhcp_mergeable);
+	tcase_add_test(tc, test_net_no_truncation);
 	suite_add_tcase(s, tc);
 	return s;
 }
