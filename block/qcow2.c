@@ -1052,7 +1052,8 @@ static int write_alloc(struct qcow2_state *s, uint64_t offset, const struct iove
 {
 	uint64_t cs = s->cluster_size, in = qcow2_offset_into_cluster(s, offset);
 	uint64_t start = offset - in, k = 1, n, *t, idx, e0, n0;
-	unsigned slot = 0;
+	struct iovec sl[MAX_SLICE];
+	unsigned slot = 0, nsl = 0;
 	bool reuse;
 	uint64_t max_k = MAX(1, (8u << 20) >> s->cluster_bits);
 	_cleanup_free_ uint8_t *buf = NULL;
@@ -1086,12 +1087,19 @@ static int write_alloc(struct qcow2_state *s, uint64_t offset, const struct iove
 		}
 	}
 	if (in == 0 && len >= cs) {
+		size_t covered;
+
 		n = k * cs;
-		buf = qcow2_alloc_buf(s, n);
-		if (!buf) {
-			return -ENOMEM;
+		/* whole clusters go straight from the caller's buffers when they can */
+		nsl = iov_slice(iov, cnt, ioff, n, sl, MAX_SLICE, &covered);
+		if (covered != n) {
+			nsl = 0;
+			buf = qcow2_alloc_buf(s, n);
+			if (!buf) {
+				return -ENOMEM;
+			}
+			iov_to_buf(iov, cnt, ioff, buf, n);
 		}
-		iov_to_buf(iov, cnt, ioff, buf, n);
 	} else {
 		struct iovec one = {0};
 
@@ -1129,7 +1137,11 @@ static int write_alloc(struct qcow2_state *s, uint64_t offset, const struct iove
 		slot = inflight_add(s, start, start + k * cs);
 		pthread_mutex_unlock(&s->lock);
 	}
-	ret = qcow2_file_pwrite(s, (uint64_t)host, buf, k * cs);
+	if (nsl) {
+		ret = block_pwritev(s->bs->file, (uint64_t)host, sl, nsl);
+	} else {
+		ret = qcow2_file_pwrite(s, (uint64_t)host, buf, k * cs);
+	}
 	if (unlock) {
 		pthread_mutex_lock(&s->lock);
 		inflight_remove(s, slot);

@@ -10,8 +10,11 @@
  * and the allocator. s->io_lock (a rwlock) is held shared by guest reads and
  * writes for their whole duration (their data I/O runs with s->lock
  * released) and exclusively by operations that free or re-map clusters
- * (discard, zero-with-unmap, snapshots, resize, check), so data I/O never
- * lands in a cluster that was freed under it.
+ * (discard, write-zeroes, snapshots, resize, check), so data I/O never
+ * lands in a cluster that was freed under it; it prefers writers, so those
+ * operations do not starve. Allocating writes reserve their guest range in
+ * s->inflight while their data goes out unlocked; other allocating or
+ * compressed writes of the same clusters wait on s->alloc_cond.
  */
 #pragma once
 
