@@ -61,7 +61,13 @@ static int map_region(struct guest_mem_region *r, const char *backend, struct er
 			return error_set_errno(errp, e, "cannot size guest memory file to %s",
 					       format_size(r->size, buf, sizeof(buf)));
 		}
-		p = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+		/*
+		 * Hugetlb pages are reserved at mmap time (no MAP_NORESERVE): a
+		 * host short of them fails here instead of raising SIGBUS on a
+		 * guest access later, which would kill the whole daemon.
+		 */
+		p = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | (huge ? 0 : MAP_NORESERVE), fd, 0);
 		if (p == MAP_FAILED) {
 			int e = errno;
 
@@ -72,8 +78,12 @@ static int map_region(struct guest_mem_region *r, const char *backend, struct er
 		}
 	}
 	if (p == MAP_FAILED) {
-		return error_set_errno(errp, errno, "cannot map %s of guest RAM (%s)",
-				       format_size(r->size, buf, sizeof(buf)), backend);
+		return error_set_errno(
+			errp, errno, "cannot map %s of guest RAM (%s%s)",
+			format_size(r->size, buf, sizeof(buf)), backend,
+			strcmp(backend, "hugepages") == 0
+				? ": not enough free 2M pages in /proc/sys/vm/nr_hugepages"
+				: "");
 	}
 	/* Guest RAM never goes into core dumps of the daemon. */
 	madvise(p, r->size, MADV_DONTDUMP);

@@ -4,6 +4,7 @@
 #include <check.h>
 #include <elf.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -399,6 +400,19 @@ START_TEST(memory_layout)
 	ck_assert_int_ge(guest_mem_region(big, 0)->fd, 0);
 	guest_mem_free(big);
 	ck_assert_int_eq(guest_mem_new(12345, "anonymous", &big, NULL), -EINVAL);
+	ck_assert_int_eq(guest_mem_new((16ull << 20) + 4096, "hugepages", &big, NULL), -EINVAL);
+	/* Without free huge pages: an error now, not a SIGBUS on first touch. */
+	{
+		FILE *f = fopen("/proc/sys/vm/nr_hugepages", "r");
+		long pages = -1;
+
+		if (f && fscanf(f, "%ld", &pages) == 1 && pages == 0) {
+			ck_assert_int_lt(guest_mem_new(16ull << 20, "hugepages", &big, NULL), 0);
+		}
+		if (f) {
+			fclose(f);
+		}
+	}
 	ck_assert_int_eq(guest_mem_new(16ull << 20, "floppy", &big, NULL), -EINVAL);
 }
 END_TEST
