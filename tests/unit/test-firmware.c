@@ -290,6 +290,40 @@ START_TEST(load_image_checks)
 }
 END_TEST
 
+START_TEST(option_roms_and_uuid)
+{
+	char path[] = "/tmp/test-firmware-rom-XXXXXX";
+	int fd = mkstemp(path);
+	uint8_t rom[2048] = {0x55, 0xaa, 4}, *buf = NULL, a[16], b[16], c[16];
+	size_t len;
+
+	ck_assert_int_eq(write(fd, rom, sizeof(rom)), (int)sizeof(rom));
+	ck_assert_int_eq(firmware_read_rom(path, &buf, &len, NULL), 0);
+	ck_assert_uint_eq(len, 2048);
+	free(buf);
+	/* no signature */
+	ck_assert_int_eq(pwrite(fd, "\0", 1, 0), 1);
+	ck_assert_int_eq(firmware_read_rom(path, &buf, &len, NULL), -EINVAL);
+	/* not a multiple of 512 */
+	ck_assert_int_eq(ftruncate(fd, 2000), 0);
+	ck_assert_int_eq(firmware_read_rom(path, &buf, &len, NULL), -EINVAL);
+	close(fd);
+	unlink(path);
+	if (access("/usr/lib/ipxe/qemu/pxe-e1000.rom", R_OK) == 0) {
+		ck_assert_int_eq(
+			firmware_read_rom("/usr/lib/ipxe/qemu/pxe-e1000.rom", &buf, &len, NULL), 0);
+		free(buf);
+	}
+	/* name-based UUID: stable, distinct, RFC 4122 variant */
+	firmware_uuid("vm1", a);
+	firmware_uuid("vm1", b);
+	firmware_uuid("vm2", c);
+	ck_assert_int_eq(memcmp(a, b, 16), 0);
+	ck_assert_int_ne(memcmp(a, c, 16), 0);
+	ck_assert_uint_eq(a[8] & 0xc0, 0x80);
+}
+END_TEST
+
 /* Read fw_cfg file @name through the ports, as firmware does; returns its size or -1. */
 static int fwcfg_read_file(struct iobus *b, const char *name, uint8_t *buf, size_t max)
 {
@@ -417,6 +451,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, acpi_through_loader);
 	tcase_add_test(tc, populate);
 	tcase_add_test(tc, load_image_checks);
+	tcase_add_test(tc, option_roms_and_uuid);
 	tcase_add_test(tc, device_class);
 	suite_add_tcase(s, tc);
 	return s;
