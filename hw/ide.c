@@ -1709,6 +1709,10 @@ static int ide_open_disk(const struct vm_disk_config *dc, bool cd, struct block_
 {
 	unsigned flags = 0;
 
+	if (cd && !dc->file && !dc->node) {
+		*ret = NULL; /* an empty CD-ROM drive */
+		return 0;
+	}
 	if (!dc->file || dc->node) {
 		return error_set(errp, EINVAL,
 				 "IDE disk '%s' needs \"file\" (node names are not supported)",
