@@ -651,8 +651,6 @@ int firmware_fw_cfg_populate(struct fw_cfg *fw, const struct firmware_machine *m
  * vCPUs then start from the architectural reset state. Without firmware it
  * does nothing.
  */
-#define FIRMWARE_DEBUGCON_PORT 0x402
-#define FIRMWARE_DEBUG_LINE 160
 
 struct firmware {
 	struct vm *vm;
@@ -660,42 +658,10 @@ struct firmware {
 	size_t len;
 	bool mapped;
 	struct fw_cfg *fw;
-	bool fw_registered, debugcon;
-	struct ratelimit rl;
-	char line[FIRMWARE_DEBUG_LINE];
-	unsigned line_len;
+	bool fw_registered;
 	char *roms[2 * FIRMWARE_MAX_BOOT_ENTRIES];
 	unsigned n_roms;
 };
-
-/* SeaBIOS' debug port (QEMU's debugcon): reads 0xE9 so the BIOS uses it; lines go to the log. */
-static uint64_t firmware_debugcon_read(void *opaque, uint64_t offset, unsigned size)
-{
-	(void)opaque;
-	(void)offset;
-	(void)size;
-	return 0xe9;
-}
-
-static void firmware_debugcon_write(void *opaque, uint64_t offset, uint64_t value, unsigned size)
-{
-	struct firmware *f = opaque;
-	char c = (char)value;
-
-	(void)offset;
-	(void)size;
-	if (c == '\n' || f->line_len == FIRMWARE_DEBUG_LINE - 1) {
-		f->line[f->line_len] = 0;
-		log_ratelimited(&f->rl, LOG_DEBUG, vm_name(f->vm), "bios", "%s", f->line);
-		f->line_len = 0;
-	}
-	if (c != '\n' && c != '\r') {
-		f->line[f->line_len++] = c;
-	}
-}
-
-static const struct iobus_ops firmware_debugcon_ops = {.read = firmware_debugcon_read,
-						       .write = firmware_debugcon_write};
 
 /* Copy the top of the image into the shadow RAM below 1 MiB (realize and reset). */
 static int firmware_fill_shadow(struct firmware *f, struct error **errp)
@@ -828,9 +794,6 @@ static void firmware_unrealize(void *state)
 	if (!f) {
 		return;
 	}
-	if (f->debugcon) {
-		iobus_unregister(vm_iobus(f->vm), IOBUS_PIO, FIRMWARE_DEBUGCON_PORT);
-	}
 	if (f->fw_registered) {
 		fw_cfg_unregister(f->fw, vm_iobus(f->vm));
 	}
@@ -868,7 +831,6 @@ static int firmware_realize(struct vm *vm, const void *unused, void **ret_state,
 		return error_set(errp, ENOMEM, "firmware: out of memory");
 	}
 	f->vm = vm;
-	f->rl = (struct ratelimit)RATELIMIT_INIT(1000000, 200);
 	r = firmware_load_image(cfg->boot.firmware, &raw, &f->len, errp);
 	if (r < 0) {
 		goto err;
@@ -924,11 +886,6 @@ static int firmware_realize(struct vm *vm, const void *unused, void **ret_state,
 	if (r == 0) {
 		r = fw_cfg_register(f->fw, vm_iobus(vm), errp);
 		f->fw_registered = r == 0;
-	}
-	if (r == 0 && log_get_level() >= LOG_DEBUG) {
-		r = iobus_register(vm_iobus(vm), IOBUS_PIO, FIRMWARE_DEBUGCON_PORT, 1,
-				   &firmware_debugcon_ops, f, "debugcon", errp);
-		f->debugcon = r == 0;
 	}
 	if (r < 0) {
 		goto err;
