@@ -737,7 +737,8 @@ int vm_resume(struct vm *vm, struct error **errp)
 	int r = 0;
 
 	pthread_mutex_lock(&vm->ctl_lock);
-	if (vm_get_state(vm) != VM_STATE_PAUSED) {
+	/* io-error resumes too, as QEMU's cont: held requests are retried (werror=stop) */
+	if (vm_get_state(vm) != VM_STATE_PAUSED && vm_get_state(vm) != VM_STATE_IO_ERROR) {
 		r = bad_state(vm, "resume", errp);
 	} else {
 		set_state(vm, VM_STATE_RUNNING);

@@ -124,7 +124,10 @@ int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **
 
 /* prelaunch -> running: start the vCPUs. */
 int vm_start(struct vm *vm, struct error **errp);
-/* running -> paused (event STOP) and back (event RESUME). */
+/*
+ * running -> paused (event STOP) and back (event RESUME); vm_resume also
+ * leaves io-error (QEMU's cont), and disks retry the requests they held.
+ */
 int vm_pause(struct vm *vm, struct error **errp);
 int vm_resume(struct vm *vm, struct error **errp);
 /* Hard reset (event RESET {"guest": false, "reason": "host-qmp-system-reset"}). */

@@ -178,5 +178,50 @@ def test_werror_stop():
         assert "io-error" in run.stderr, run.describe()
 
 
+def test_werror_stop_then_cont_retries():
+    """werror=stop through the daemon: the VM stops in io-error, `cont` after
+    the fault is gone retries the held write, and the guest finishes as if
+    nothing had happened."""
+    require_tool("nbdkit")
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from daemon_helpers import TEST_CPU, console_log, guest, wait_console
+    from vmmdtest import Vmmd
+
+    kernel = guest("virtio-blk")
+    with tempfile.TemporaryDirectory(prefix="vmmd-cont.") as tmp:
+        trigger = os.path.join(tmp, "fail-writes")
+        sock = os.path.join(tmp, "nbd.sock")
+        open(trigger, "w").close()
+        nbd = subprocess.Popen(["nbdkit", "-f", "-U", sock, "--filter=error", "memory", "4M",
+                                "error-pwrite=EIO", "error-pwrite-rate=100%",
+                                "error-pwrite-file=" + trigger],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                if os.path.exists(sock):
+                    break
+                time.sleep(0.05)
+            with Vmmd() as d:
+                q = d.qmp()
+                q.ok("vm-create", {"name": "w", "vcpus": 1, "memory": "64M", "cpu": TEST_CPU,
+                                   "boot": {"kernel": kernel}, "start": True,
+                                   "disks": [{"id": "vda", "file": "nbd+unix:///?socket=" + sock,
+                                              "format": "raw", "werror": "stop"}]})
+                ev = q.event("BLOCK_IO_ERROR", timeout=120)
+                assert ev["data"]["action"] == "stop" and ev["data"]["vm"] == "w", ev
+                q.event("STOP", timeout=30)
+                assert q.ok("query-status", vm="w")["status"] == "io-error"
+                assert "blk: write failed" not in console_log(d, "w")
+                os.unlink(trigger)
+                q.ok("cont", vm="w")
+                wait_console(d, "w", "blk: done", timeout=120)
+                c = console_log(d, "w")
+                assert "blk: readback ok" in c and "blk: write failed" not in c, c
+        finally:
+            nbd.kill()
+            nbd.wait()
+
+
 if __name__ == "__main__":
     main(globals())
