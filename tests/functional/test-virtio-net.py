@@ -5,6 +5,7 @@ peer lives in another network namespace (skipped where namespaces or tap
 cannot be created)."""
 
 import ctypes
+import json
 import os
 import subprocess
 
@@ -31,30 +32,41 @@ def sh(*cmd):
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def test_arp_through_tap_to_another_namespace():
+def tap_topology(tap_cmd=True):
+    """In a network namespace of our own (vmmd inherits it, the host is
+    untouched): bridge br0 joining tap vt0 (unless @tap_cmd is False: the
+    caller creates the tap) and veth0, whose peer veth1 (10.0.3.1/24) lives
+    in another namespace. Returns that namespace's name, or skips."""
     require_tool("ip")
     if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
         skip("/dev/net/tun is not accessible")
-    # run in a network namespace of our own: vmmd inherits it, the host is untouched
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET) != 0:
         skip("cannot create a network namespace: %s" % os.strerror(ctypes.get_errno()))
     peer = "vmmdpeer%d" % os.getpid()
     try:
         sh("ip", "link", "set", "lo", "up")
-        sh("ip", "tuntap", "add", "dev", "vt0", "mode", "tap", "vnet_hdr")
+        if tap_cmd:
+            sh("ip", "tuntap", "add", "dev", "vt0", "mode", "tap", "vnet_hdr")
         sh("ip", "netns", "add", peer)
         sh("ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1")
         sh("ip", "link", "set", "veth1", "netns", peer)
         sh("ip", "-n", peer, "addr", "add", "10.0.3.1/24", "dev", "veth1")
         sh("ip", "-n", peer, "link", "set", "veth1", "up")
         sh("ip", "link", "add", "br0", "type", "bridge")
-        sh("ip", "link", "set", "vt0", "master", "br0")
         sh("ip", "link", "set", "veth0", "master", "br0")
-        for dev in ("vt0", "veth0", "br0"):
+        for dev in ("veth0", "br0"):
             sh("ip", "link", "set", dev, "up")
+        if tap_cmd:
+            sh("ip", "link", "set", "vt0", "master", "br0")
+            sh("ip", "link", "set", "vt0", "up")
     except subprocess.CalledProcessError as e:
         skip("cannot build the tap/veth topology: %s" % e.stderr.decode().strip())
+    return peer
+
+
+def test_arp_through_tap_to_another_namespace():
+    peer = tap_topology()
     # the peer listens for the guest's UDP datagram, whose checksum the host
     # completes (CSUM offload): a bad checksum would be dropped by its stack
     listener = subprocess.Popen(
@@ -79,6 +91,47 @@ def test_arp_through_tap_to_another_namespace():
         if listener.poll() is None:
             listener.kill()
             listener.wait()
+        subprocess.run(["ip", "netns", "del", peer], capture_output=True)
+
+
+def test_tap_fd_passed_with_getfd():
+    """The tap as an fd handed to the daemon with getfd (SCM_RIGHTS)."""
+    import fcntl
+    import socket
+    import struct
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from daemon_helpers import TEST_CPU, console_log, guest, wait_console
+    from vmmdtest import Vmmd
+
+    kernel = guest("virtio-net")
+    peer = tap_topology(tap_cmd=False)
+    try:
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+        # TUNSETIFF: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR
+        fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", b"vt1", 0x0002 | 0x1000 | 0x4000))
+        sh("ip", "link", "set", "vt1", "master", "br0")
+        sh("ip", "link", "set", "vt1", "up")
+        with Vmmd() as d:
+            q = d.qmp()
+            msg = json.dumps({"execute": "getfd", "arguments": {"fdname": "tap0"}}).encode()
+            socket.send_fds(q.sock, [msg], [fd])
+            r = q.reply()
+            assert "return" in r, r
+            os.close(fd)
+            q.ok("vm-create", {"name": "t", "vcpus": 1, "memory": "64M", "cpu": TEST_CPU,
+                               "boot": {"kernel": kernel}, "start": True,
+                               "nics": [{"id": "net0", "backend": "tap", "fd": "tap0",
+                                         "mac": "52:54:00:00:00:02"}]})
+            wait_console(d, "t", "net: done", timeout=120)
+            c = console_log(d, "t")
+            assert "arp: reply from 10.0.3.1" in c, c
+            # an unknown fd name is a clear error, nothing is created
+            r = q.cmd("vm-create", {"name": "u", "vcpus": 1, "memory": "64M", "cpu": TEST_CPU,
+                                    "boot": {"kernel": kernel}, "start": True,
+                                    "nics": [{"id": "net0", "backend": "tap", "fd": "nope"}]})
+            assert "error" in r and "nope" in r["error"]["desc"], r
+    finally:
         subprocess.run(["ip", "netns", "del", peer], capture_output=True)
 
 
