@@ -31,8 +31,8 @@ PLATFORM_DEV_LIBS = $(COMMON_LIBS) $(JANSSON_LIBS) $(UNIT_LIBS)
 check_PROGRAMS += tests/unit/test-rtc tests/unit/test-i8042 tests/unit/test-acpi-pm
 TESTS += tests/unit/test-rtc tests/unit/test-i8042 tests/unit/test-acpi-pm
 tests_unit_test_rtc_SOURCES = tests/unit/test-rtc.c tests/unit/check-main.h hw/rtc.c $(FAKE_HW)
-tests_unit_test_rtc_CFLAGS = $(PLATFORM_DEV_CFLAGS)
-tests_unit_test_rtc_LDADD = $(PLATFORM_DEV_LIBS)
+tests_unit_test_rtc_CFLAGS = $(PLATFORM_DEV_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_unit_test_rtc_LDADD = $(PLATFORM_DEV_LIBS) $(LIBEVENT_LIBS)
 tests_unit_test_i8042_SOURCES = tests/unit/test-i8042.c tests/unit/check-main.h hw/i8042.c \
 	$(FAKE_HW)
 tests_unit_test_i8042_CFLAGS = $(PLATFORM_DEV_CFLAGS)

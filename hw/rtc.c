@@ -4,8 +4,9 @@
  * by writing the time registers (directly, or between setting and clearing
  * register B's SET bit, which freezes the visible time). Register B selects
  * BCD or binary and 12- or 24-hour format; register A's update-in-progress
- * bit reads 1 during the last 244 us of each second, as on the chip. Status
- * flags in register C (update-ended, alarm) are computed when read.
+ * bit reads 1 during the last 244 us of each second, as on the chip. The
+ * flags in register C come from the interrupt timer; for a guest that polls
+ * without interrupts, update-ended and alarm are also computed when read.
  *
  * CMOS memory carries what firmware and old loaders read: base memory,
  * extended memory (0x17/0x18, 0x30/0x31), memory above 16 MiB in 64 KiB
@@ -13,11 +14,12 @@
  * vCPU count minus one (0x5F), the century (0x32) and the checksum
  * (0x2E/0x2F over 0x10-0x2D).
  *
- * Not emulated: the RTC raises no interrupt (IRQ 8); periodic, alarm and
- * update interrupts are never delivered, only their flags read back.
+ * Interrupts (IRQ 8, asserted until register C is read): periodic at
+ * register A's rate, update-ended and alarm once a second, from a timer on
+ * the VM's I/O thread armed only while one of them is enabled.
  *
- * Threads: vCPU threads (ports), control thread (realize, reset); rtc->lock
- * protects all state.
+ * Threads: vCPU threads (ports), the I/O thread (timer), control thread
+ * (realize, reset); rtc->lock protects all state.
  */
 #include "config.h"
 
@@ -28,12 +30,16 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #include "common/util.h"
 #include "hw/iobus.h"
+#include "hw/irq.h"
 #include "hw/machine.h"
 #include "hw/platform.h"
 
 #define RTC_BASE 0x70
+#define RTC_IRQ 8
 #define RTC_PCI_HOLE_START 0xC0000000ULL
 
 enum {
@@ -56,11 +62,13 @@ enum {
 
 #define REG_A_UIP 0x80
 #define REG_B_SET 0x80
+#define REG_B_PIE 0x40
 #define REG_B_AIE 0x20
 #define REG_B_UIE 0x10
 #define REG_B_DM_BINARY 0x04
 #define REG_B_24H 0x02
 #define REG_C_IRQF 0x80
+#define REG_C_PF 0x40
 #define REG_C_AF 0x20
 #define REG_C_UF 0x10
 #define REG_D_VRT 0x80
@@ -74,6 +82,12 @@ struct rtc {
 	int64_t offset;	  /* guest seconds minus host seconds */
 	struct tm frozen; /* the visible time while SET is 1 */
 	time_t last_c;	  /* guest second at the last register C read */
+	uint8_t reg_c;	  /* flags raised by the timer since the last register C read */
+	int irq_level;
+	/* The interrupt timer on the I/O thread, armed while PIE, AIE or UIE is set. */
+	struct event *timer;
+	uint64_t next_periodic_ns; /* CLOCK_REALTIME of the next periodic flag, 0 = off */
+	time_t last_tick;	   /* guest second the timer last looked at */
 };
 
 static uint8_t to_bcd(unsigned v)
@@ -223,31 +237,143 @@ static void rtc_commit(struct rtc *r, struct tm *tm)
 	r->offset = (int64_t)t - (int64_t)host;
 }
 
-/* Register C: flags since the last read; reading clears them. */
+/* Alarm: each alarm byte matches the time, or is 0xC0-0xFF ("don't care"). */
+static bool rtc_alarm_matches(struct rtc *r, time_t t)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	return (r->cmos[RTC_SEC_ALARM] >= 0xC0 ||
+		r->cmos[RTC_SEC_ALARM] == rtc_time_reg(r, &tm, RTC_SEC)) &&
+	       (r->cmos[RTC_MIN_ALARM] >= 0xC0 ||
+		r->cmos[RTC_MIN_ALARM] == rtc_time_reg(r, &tm, RTC_MIN)) &&
+	       (r->cmos[RTC_HOUR_ALARM] >= 0xC0 ||
+		r->cmos[RTC_HOUR_ALARM] == rtc_time_reg(r, &tm, RTC_HOUR));
+}
+
+/* IRQ 8 is asserted while an enabled flag waits in register C. */
+static void rtc_update_irq(struct rtc *r)
+{
+	int level = (r->reg_c & REG_C_IRQF) != 0;
+
+	if (level != r->irq_level) {
+		r->irq_level = level;
+		vm_irq_set_level(r->vm, RTC_IRQ, level);
+	}
+}
+
+static void rtc_raise(struct rtc *r, uint8_t flags)
+{
+	r->reg_c |= flags;
+	if (r->reg_c & r->cmos[RTC_REG_B] & (REG_B_PIE | REG_B_AIE | REG_B_UIE)) {
+		r->reg_c |= REG_C_IRQF;
+	}
+	rtc_update_irq(r);
+}
+
+/* Register C: flags since the last read; reading clears them and the interrupt. */
 static uint8_t rtc_read_c(struct rtc *r)
 {
 	time_t now = rtc_guest_time(r);
-	uint8_t c = 0, b = r->cmos[RTC_REG_B];
-	struct tm tm;
+	uint8_t c = r->reg_c;
 
+	/* A guest that polls without interrupts still sees updates and alarms. */
 	if (now != r->last_c) {
 		c |= REG_C_UF;
-		gmtime_r(&now, &tm);
-		/* alarm: each alarm byte matches, 0xC0-0xFF is "don't care" */
-		if ((r->cmos[RTC_SEC_ALARM] >= 0xC0 ||
-		     r->cmos[RTC_SEC_ALARM] == rtc_time_reg(r, &tm, RTC_SEC)) &&
-		    (r->cmos[RTC_MIN_ALARM] >= 0xC0 ||
-		     r->cmos[RTC_MIN_ALARM] == rtc_time_reg(r, &tm, RTC_MIN)) &&
-		    (r->cmos[RTC_HOUR_ALARM] >= 0xC0 ||
-		     r->cmos[RTC_HOUR_ALARM] == rtc_time_reg(r, &tm, RTC_HOUR))) {
+		if (rtc_alarm_matches(r, now)) {
 			c |= REG_C_AF;
 		}
 	}
 	r->last_c = now;
-	if (c & b & (REG_B_UIE | REG_B_AIE)) {
+	if (c & r->cmos[RTC_REG_B] & (REG_B_PIE | REG_B_AIE | REG_B_UIE)) {
 		c |= REG_C_IRQF;
 	}
+	r->reg_c = 0;
+	rtc_update_irq(r);
 	return c;
+}
+
+static uint64_t rtc_realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Periodic interrupt period from register A's rate bits; 0 if off. */
+static uint64_t rtc_period_ns(uint8_t reg_a)
+{
+	unsigned rate = reg_a & 0x0F;
+
+	if (rate == 0) {
+		return 0;
+	}
+	if (rate <= 2) {
+		rate += 7; /* rates 1 and 2 repeat 8 and 9 with a 32.768 kHz time base */
+	}
+	/* 2^(rate-1) cycles of 32768 Hz */
+	return (1000000000ULL << (rate - 1)) / 32768;
+}
+
+/* (Re)arm the I/O thread's timer for the next flag an enabled interrupt needs. */
+static void rtc_arm(struct rtc *r)
+{
+	uint8_t b = r->cmos[RTC_REG_B];
+	uint64_t now = rtc_realtime_ns(), period = rtc_period_ns(r->cmos[RTC_REG_A]);
+	uint64_t next = UINT64_MAX;
+	struct timeval tv;
+
+	if (!r->timer) {
+		return;
+	}
+	if ((b & REG_B_PIE) && period) {
+		if (!r->next_periodic_ns || r->next_periodic_ns + 100 * period < now) {
+			r->next_periodic_ns = now + period;
+		}
+		next = r->next_periodic_ns;
+	} else {
+		r->next_periodic_ns = 0;
+	}
+	if ((b & (REG_B_AIE | REG_B_UIE)) && !(b & REG_B_SET)) {
+		next = MIN(next, (now / 1000000000ULL + 1) * 1000000000ULL);
+	}
+	if (next == UINT64_MAX) {
+		event_del(r->timer);
+		return;
+	}
+	next = next > now ? next - now : 0;
+	tv.tv_sec = (time_t)(next / 1000000000ULL);
+	tv.tv_usec = (suseconds_t)((next % 1000000000ULL) / 1000);
+	event_add(r->timer, &tv);
+}
+
+static void rtc_timer_cb(evutil_socket_t fd, short what, void *opaque)
+{
+	struct rtc *r = opaque;
+	uint64_t now;
+	uint8_t flags = 0;
+	time_t t;
+
+	pthread_mutex_lock(&r->lock);
+	now = rtc_realtime_ns();
+	if (r->next_periodic_ns && now >= r->next_periodic_ns) {
+		flags |= REG_C_PF;
+		r->next_periodic_ns += rtc_period_ns(r->cmos[RTC_REG_A]);
+	}
+	t = rtc_guest_time(r);
+	if (t != r->last_tick && !(r->cmos[RTC_REG_B] & REG_B_SET)) {
+		flags |= REG_C_UF;
+		if (rtc_alarm_matches(r, t)) {
+			flags |= REG_C_AF;
+		}
+	}
+	r->last_tick = t;
+	if (flags) {
+		rtc_raise(r, flags);
+	}
+	rtc_arm(r);
+	pthread_mutex_unlock(&r->lock);
 }
 
 bool rtc_update_in_progress(long nsec, uint8_t reg_b)
@@ -299,6 +425,7 @@ static void rtc_write(struct rtc *r, uint8_t idx, uint8_t v)
 	switch (idx) {
 	case RTC_REG_A:
 		r->cmos[RTC_REG_A] = v & (uint8_t)~REG_A_UIP;
+		rtc_arm(r);
 		break;
 	case RTC_REG_B:
 		if ((v & REG_B_SET) && !(r->cmos[RTC_REG_B] & REG_B_SET)) {
@@ -308,6 +435,8 @@ static void rtc_write(struct rtc *r, uint8_t idx, uint8_t v)
 			rtc_commit(r, &r->frozen);
 		}
 		r->cmos[RTC_REG_B] = v;
+		r->last_tick = rtc_guest_time(r);
+		rtc_arm(r);
 		break;
 	case RTC_REG_C:
 	case RTC_REG_D:
@@ -393,7 +522,11 @@ static void rtc_reset_state(struct rtc *r)
 	/* The guest's clock offset survives a reset, as a battery-backed RTC's does. */
 	r->index = 0;
 	rtc_init_cmos(r, cfg->memory, cfg->vcpus);
-	r->last_c = rtc_guest_time(r);
+	r->last_c = r->last_tick = rtc_guest_time(r);
+	r->reg_c = 0;
+	r->next_periodic_ns = 0;
+	rtc_update_irq(r);
+	rtc_arm(r);
 }
 
 static void rtc_unrealize(void *state)
@@ -404,6 +537,7 @@ static void rtc_unrealize(void *state)
 		return;
 	}
 	iobus_unregister(r->bus, IOBUS_PIO, RTC_BASE);
+	event_free(r->timer);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
@@ -419,9 +553,16 @@ static int rtc_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 	r->vm = vm;
 	r->bus = vm_iobus(vm);
 	pthread_mutex_init(&r->lock, NULL);
+	r->timer = evtimer_new(vm_io_base(vm), rtc_timer_cb, r);
+	if (!r->timer) {
+		pthread_mutex_destroy(&r->lock);
+		free(r);
+		return error_set(errp, ENOMEM, "rtc: cannot create its timer");
+	}
 	rtc_reset_state(r);
 	ret = iobus_register(r->bus, IOBUS_PIO, RTC_BASE, 2, &rtc_ops, r, "rtc", errp);
 	if (ret < 0) {
+		event_free(r->timer);
 		pthread_mutex_destroy(&r->lock);
 		free(r);
 		return ret;

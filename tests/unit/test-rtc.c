@@ -10,18 +10,26 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #include "hw/iobus.h"
 #include "hw/machine.h"
 #include "hw/platform.h"
 #include "tests/unit/fake-hw.h"
 
 static struct iobus *bus;
+static struct event_base *base;
 static struct vm_config cfg = {.name = "t", .vcpus = 2, .memory = 512ULL << 20};
 static void *rtc;
 
 struct iobus *vm_iobus(struct vm *vm)
 {
 	return bus;
+}
+
+struct event_base *vm_io_base(struct vm *vm)
+{
+	return base;
 }
 
 const struct vm_config *vm_get_config(struct vm *vm)
@@ -32,6 +40,8 @@ const struct vm_config *vm_get_config(struct vm *vm)
 static void setup(void)
 {
 	bus = fake_iobus_new();
+	base = event_base_new();
+	fake_irq_clear();
 	ck_assert_int_eq(rtc_class.realize(NULL, NULL, &rtc, NULL), 0);
 }
 
@@ -40,6 +50,7 @@ static void teardown(void)
 	rtc_class.unrealize(rtc);
 	ck_assert_uint_eq(fake_iobus_count(bus), 0);
 	fake_iobus_free(bus);
+	event_base_free(base);
 }
 
 static uint8_t cmos_read(uint8_t idx)
@@ -227,6 +238,50 @@ START_TEST(test_cmos_memory)
 }
 END_TEST
 
+/* Run the I/O thread's loop here for @ms milliseconds. */
+static void run_loop(long ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+}
+
+START_TEST(test_update_interrupt)
+{
+	cmos_read(0x0C);
+	run_loop(1200);
+	ck_assert_uint_eq(fake_irq_raises(8), 0); /* nothing enabled: no timer, no IRQ */
+	cmos_write(0x0B, 0x12);			  /* UIE */
+	run_loop(1200);
+	ck_assert_uint_ge(fake_irq_raises(8), 1);
+	ck_assert_int_eq(fake_irq_level(8), 1); /* held until register C is read */
+	ck_assert_uint_eq(cmos_read(0x0C) & 0x90, 0x90);
+	ck_assert_int_eq(fake_irq_level(8), 0);
+	cmos_write(0x0B, 0x02);
+	cmos_read(0x0C);
+	fake_irq_clear();
+	run_loop(1200);
+	ck_assert_uint_eq(fake_irq_raises(8), 0);
+}
+END_TEST
+
+START_TEST(test_periodic_interrupt)
+{
+	cmos_write(0x0A, 0x2F); /* rate 15: 2 Hz */
+	cmos_write(0x0B, 0x42); /* PIE */
+	run_loop(1300);
+	ck_assert_uint_ge(fake_irq_raises(8), 1);
+	ck_assert_uint_eq(cmos_read(0x0C) & 0xC0, 0xC0);
+	/* acknowledged, it comes again */
+	fake_irq_clear();
+	run_loop(1100);
+	ck_assert_uint_ge(fake_irq_raises(8), 1);
+	rtc_class.reset(rtc);
+	ck_assert_int_eq(fake_irq_level(8), 0);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("rtc");
@@ -240,6 +295,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_uip);
 	tcase_add_test(tc, test_reg_c);
 	tcase_add_test(tc, test_cmos_memory);
+	tcase_add_test(tc, test_update_interrupt);
+	tcase_add_test(tc, test_periodic_interrupt);
 	suite_add_tcase(s, tc);
 	return s;
 }
