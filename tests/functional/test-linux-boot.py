@@ -13,8 +13,8 @@ asserts that vmmd reported it as the VM state "internal-error" and says so.
 The default suite boots vmlinux with 2 vCPUs and ACPI and with 1 vCPU and
 acpi=off, each stopped once its markers have appeared and a short grace
 period for /init has passed (on a real host /init comes within it), and gives
-the bzImage 30 s to print its decompressor's banner (skipped with the reason
-if the host is slower). With VMMD_SLOW_TESTS=1 every boot, and two more
+the bzImage up to 2 minutes to show its decompressor running (about 30 s
+here; see decompressor_banner()). With VMMD_SLOW_TESTS=1 every boot, and two more
 combinations, wait up to FULL_BOOT_TIMEOUT for /init or the guest's end, and
 the bzImage up to 15 minutes. If the guest is still booting at a deadline
 (slowly, under the host's emulator), the test checks that vmmd is alive and
@@ -39,7 +39,7 @@ SLOW = os.environ.get("VMMD_SLOW_TESTS") == "1"
 FULL_BOOT_TIMEOUT = 600
 MARKER_TIMEOUT = 240
 INIT_GRACE = 5
-BZIMAGE_TIMEOUT = 30
+BZIMAGE_TIMEOUT = 120
 BZIMAGE_SLOW_TIMEOUT = 900
 
 _kit = None
@@ -265,17 +265,23 @@ def test_vmlinux_2cpus_acpi_off_reboot():
     boot_and_check("vmlinux", 2, False, "reboot", full=True)
 
 
+def decompressor_banner(text):
+    # "Decompressing Linux..." is a debug message: Debian builds without
+    # CONFIG_X86_VERBOSE_BOOTUP, so its decompressor says nothing on success.
+    # Its warning about nokaslr, printed on the same console at the start of
+    # extract_kernel, is what shows the decompressor runs and found the console.
+    return ("Decompressing Linux" in text or
+            "KASLR disabled: 'nokaslr' on cmdline." in text)
+
+
 def test_bzimage_decompressor():
-    cmdline = BASE_CMDLINE + " vmmd.test=poweroff"
-    window = BZIMAGE_SLOW_TIMEOUT if SLOW else BZIMAGE_TIMEOUT
+    cmdline = BASE_CMDLINE + " nokaslr vmmd.test=poweroff"
     with Boot("bzImage", cmdline, vcpus=1) as b:
-        if not b.wait(lambda t: "Decompressing Linux" in t, window):
-            code = b.proc.poll()
-            assert code is None, "vmmd stopped (%d) before the decompressor's banner:\n%s" % (
-                code, b.log()[-2000:])
-            assert not SLOW, "no 'Decompressing Linux' within %ds" % window
-            skip("the decompressor printed nothing within %ds on this host (vmmd alive, VM "
-                 "running); VMMD_SLOW_TESTS=1 waits %ds" % (window, BZIMAGE_SLOW_TIMEOUT))
+        assert b.wait(decompressor_banner, BZIMAGE_TIMEOUT), \
+            "the decompressor printed nothing within %ds (vmmd %s)" % (
+                BZIMAGE_TIMEOUT, "alive" if b.proc.poll() is None else "exited")
+        assert b.proc.poll() is None, "vmmd stopped after the decompressor started"
+        assert "System halted" not in b.text(), "the decompressor failed"
         if SLOW:
             assert b.wait(lambda t: "Command line: " + cmdline in t, BZIMAGE_SLOW_TIMEOUT), \
                 "the decompressed kernel did not start"
