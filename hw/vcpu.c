@@ -368,6 +368,74 @@ static bool try_inject_bp(struct vcpu *vcpu)
 	return true;
 }
 
+static uint64_t *gpr(struct kvm_regs *r, unsigned n)
+{
+	/* Encoding order: rax rcx rdx rbx rsp rbp rsi rdi r8..r15. */
+	uint64_t *const map[16] = {
+		(uint64_t *)&r->rax, (uint64_t *)&r->rcx, (uint64_t *)&r->rdx, (uint64_t *)&r->rbx,
+		(uint64_t *)&r->rsp, (uint64_t *)&r->rbp, (uint64_t *)&r->rsi, (uint64_t *)&r->rdi,
+		(uint64_t *)&r->r8,  (uint64_t *)&r->r9,  (uint64_t *)&r->r10, (uint64_t *)&r->r11,
+		(uint64_t *)&r->r12, (uint64_t *)&r->r13, (uint64_t *)&r->r14, (uint64_t *)&r->r15,
+	};
+
+	return map[n & 15];
+}
+
+#define RFLAGS_ARITH 0x8d5ull /* CF PF AF ZF SF OF */
+#define RFLAGS_ZF 0x40ull
+
+/*
+ * The host's emulator also rejects popcnt, which a guest may use whatever
+ * CPUID says. Register-to-register forms only ([66|F3]* [REX] 0F B8 /r,
+ * mod 3); anything else stays an emulation failure. True if emulated.
+ */
+static bool try_emulate_popcnt(struct vcpu *vcpu)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	uint8_t b[8];
+	size_t n, i = 0;
+	bool f3 = false, opsize16 = false;
+	unsigned rex = 0, bits, reg, rm;
+	uint64_t src, mask, cnt;
+
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &s) < 0) {
+		return false;
+	}
+	n = read_insn_bytes(vcpu, &r, &s, b, sizeof(b));
+	for (; i < n && (b[i] == 0xf3 || b[i] == 0x66); i++) {
+		f3 |= b[i] == 0xf3;
+		opsize16 |= b[i] == 0x66;
+	}
+	if (s.cs.l && i < n && (b[i] & 0xf0) == 0x40) {
+		rex = b[i++];
+	}
+	if (!f3 || i + 3 > n || b[i] != 0x0f || b[i + 1] != 0xb8 || (b[i + 2] >> 6) != 3) {
+		return false;
+	}
+	reg = ((rex >> 2) & 1) << 3 | ((b[i + 2] >> 3) & 7);
+	rm = (rex & 1) << 3 | (b[i + 2] & 7);
+	bits = (rex & 8) ? 64 : opsize16 ? 16 : 32;
+	mask = bits == 64 ? UINT64_MAX : (1ull << bits) - 1;
+	src = *gpr(&r, rm) & mask;
+	cnt = (uint64_t)__builtin_popcountll(src);
+	if (bits == 16) {
+		*gpr(&r, reg) = (*gpr(&r, reg) & ~0xffffull) | cnt;
+	} else {
+		*gpr(&r, reg) = cnt; /* 32-bit results zero-extend */
+	}
+	r.rflags = (r.rflags & ~RFLAGS_ARITH) | (src == 0 ? RFLAGS_ZF : 0);
+	r.rip += i + 3;
+	if (ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0) {
+		return false;
+	}
+	log_ratelimited(&exit_rl, LOG_INFO, vcpu->vm->cfg->name, NULL,
+			"vCPU %u: emulated a popcnt at 0x%" PRIx64
+			" that the host's emulator rejected",
+			vcpu->index, (uint64_t)r.rip - (i + 3));
+	return true;
+}
+
 /* A fatal exit: leave this vCPU parked and ask the I/O thread to stop the VM. */
 static void vcpu_fail(struct vcpu *vcpu, enum vm_shutdown_cause cause)
 {
@@ -426,7 +494,8 @@ static void handle_internal_error(struct vcpu *vcpu)
 	struct kvm_run *run = vcpu->run;
 	char what[96];
 
-	if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION && try_inject_bp(vcpu)) {
+	if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
+	    (try_inject_bp(vcpu) || try_emulate_popcnt(vcpu))) {
 		return;
 	}
 	snprintf(what, sizeof(what), "KVM internal error (suberror %u%s)", run->internal.suberror,

@@ -11,13 +11,13 @@ GUEST_COMMON = $(srcdir)/tests/guests/start.S $(srcdir)/tests/guests/lib.c
 GUEST_DEPS = $(GUEST_COMMON) $(srcdir)/tests/guests/lib.h $(srcdir)/tests/guests/guest.ld
 GUEST_LINK = $(CC) $(GUEST_CFLAGS) -T $(srcdir)/tests/guests/guest.ld -o $@ $(GUEST_COMMON)
 TEST_GUESTS = tests/guests/hello.elf tests/guests/smp.elf tests/guests/unclaimed.elf \
-	tests/guests/reboot.elf
+	tests/guests/reboot.elf tests/guests/emul.elf
 
 noinst_DATA += $(TEST_GUESTS)
 CLEANFILES += $(TEST_GUESTS)
 EXTRA_DIST += tests/guests/start.S tests/guests/lib.c tests/guests/lib.h \
 	tests/guests/guest.ld tests/guests/hello.c tests/guests/smp.c \
-	tests/guests/unclaimed.c tests/guests/reboot.c
+	tests/guests/unclaimed.c tests/guests/reboot.c tests/guests/emul.c
 
 tests/guests/hello.elf: $(srcdir)/tests/guests/hello.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
@@ -31,10 +31,14 @@ tests/guests/unclaimed.elf: $(srcdir)/tests/guests/unclaimed.c $(GUEST_DEPS)
 tests/guests/reboot.elf: $(srcdir)/tests/guests/reboot.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/reboot.c
+tests/guests/emul.elf: $(srcdir)/tests/guests/emul.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/emul.c
 
 # Functional tests that boot them under vmmd --run-vm.
 TESTS += tests/functional/test-guest-hello.py tests/functional/test-guest-smp.py \
-	tests/functional/test-guest-unclaimed.py tests/functional/test-guest-reboot.py
+	tests/functional/test-guest-unclaimed.py tests/functional/test-guest-reboot.py \
+	tests/functional/test-guest-emul.py
 EXTRA_DIST += tests/functional/guestrun.py
 
 # virtio test guests (hw/virtio-*): a shared spec-written driver, virtio-drv.c.
