@@ -1,10 +1,10 @@
 /*
  * Two VMs in one process (as the daemon hosts them): A runs a guest that
  * abuses its virtio devices, B a well-behaved one. Usage:
- *   two-vms A.json B.json A-console A-marker B-console B-progress B-marker
- * Starts both, waits until A's console shows A-marker, then checks B is
- * still running and its console keeps growing past B-progress lines, and
- * finally that B reaches B-marker. Exit 0 if so, 1 otherwise.
+ *   two-vms A.json B.json A-console A-marker B-console B-progress
+ * Starts both, waits until A's console shows A-marker, then checks that B
+ * is still running and keeps printing B-progress lines. Exit 0 if so, 1
+ * otherwise (99 on a usage or set-up error).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,10 +96,8 @@ int main(int argc, char **argv)
 	unsigned before;
 	int rc = 1;
 
-	if (argc != 8) {
-		fprintf(stderr,
-			"usage: %s A.json B.json A-console A-marker B-console B-progress "
-			"B-marker\n",
+	if (argc != 7) {
+		fprintf(stderr, "usage: %s A.json B.json A-console A-marker B-console B-progress\n",
 			argv[0]);
 		return 99;
 	}
@@ -118,10 +116,6 @@ int main(int argc, char **argv)
 	}
 	if (!wait_for(argv[5], argv[6], before + 2, 60)) {
 		fprintf(stderr, "VM B made no progress after A finished\n");
-		goto out;
-	}
-	if (!wait_for(argv[5], argv[7], 1, 120)) {
-		fprintf(stderr, "VM B never printed '%s'\n", argv[7]);
 		goto out;
 	}
 	printf("A finished its malicious rings; B kept running (%u progress lines at that time)\n",

@@ -71,7 +71,7 @@ tests/guests/virtio-robust.elf: $(srcdir)/tests/guests/virtio-robust.c $(VIRTIO_
 		$(srcdir)/tests/guests/virtio-robust.c
 tests/guests/virtio-rng-loop.elf: $(srcdir)/tests/guests/virtio-rng.c $(VIRTIO_GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
-	$(AM_V_CCLD)$(GUEST_LINK) -DRNG_LOOP=200 $(srcdir)/tests/guests/virtio-drv.c \
+	$(AM_V_CCLD)$(GUEST_LINK) -DRNG_LOOP=1000000 $(srcdir)/tests/guests/virtio-drv.c \
 		$(srcdir)/tests/guests/virtio-rng.c
 tests/guests/virtio-bench.elf: $(srcdir)/tests/guests/virtio-bench.c $(VIRTIO_GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
