@@ -436,6 +436,34 @@ static bool try_emulate_popcnt(struct vcpu *vcpu)
 	return true;
 }
 
+#define RFLAGS_AC (1ull << 18)
+
+/*
+ * CLAC / STAC (0F 01 CA / CB), in the kernel's exception entry when SMAP is
+ * on: also beyond this host's emulator. True if emulated.
+ */
+static bool try_emulate_clac_stac(struct vcpu *vcpu)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	uint8_t b[3];
+
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &s) < 0 ||
+	    read_insn_bytes(vcpu, &r, &s, b, sizeof(b)) != sizeof(b) || b[0] != 0x0f ||
+	    b[1] != 0x01 || (b[2] != 0xca && b[2] != 0xcb) || (s.cs.dpl != 0)) {
+		return false;
+	}
+	r.rflags = b[2] == 0xca ? r.rflags & ~RFLAGS_AC : r.rflags | RFLAGS_AC;
+	r.rip += 3;
+	if (ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0) {
+		return false;
+	}
+	log_ratelimited(&exit_rl, LOG_INFO, vcpu->vm->cfg->name, NULL,
+			"vCPU %u: emulated a %s at 0x%" PRIx64 " that the host's emulator rejected",
+			vcpu->index, b[2] == 0xca ? "clac" : "stac", (uint64_t)r.rip - 3);
+	return true;
+}
+
 /* A fatal exit: leave this vCPU parked and ask the I/O thread to stop the VM. */
 static void vcpu_fail(struct vcpu *vcpu, enum vm_shutdown_cause cause)
 {
@@ -495,7 +523,7 @@ static void handle_internal_error(struct vcpu *vcpu)
 	char what[96];
 
 	if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
-	    (try_inject_bp(vcpu) || try_emulate_popcnt(vcpu))) {
+	    (try_inject_bp(vcpu) || try_emulate_popcnt(vcpu) || try_emulate_clac_stac(vcpu))) {
 		return;
 	}
 	snprintf(what, sizeof(what), "KVM internal error (suberror %u%s)", run->internal.suberror,

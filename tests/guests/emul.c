@@ -77,6 +77,20 @@ void guest_main(void)
 	check("emul: popcnt32", r32, 2);
 	__asm__ volatile("popcnt %1, %0" : "=r"(r16) : "r"((uint16_t)0x7fff) : "cc");
 	check("emul: popcnt16", r16, 15);
+	{
+		uint32_t c[4];
+		uint64_t fl;
+
+		cpuid(7, 0, c);
+		if (c[1] & (1u << 20)) {
+			__asm__ volatile("stac; pushfq; popq %0; clac" : "=r"(fl) : : "cc");
+			check("emul: stac sets AC", fl >> 18 & 1, 1);
+			__asm__ volatile("clac; pushfq; popq %0" : "=r"(fl) : : "cc");
+			check("emul: clac clears AC", fl >> 18 & 1, 0);
+		} else {
+			print("emul: no SMAP, stac/clac not tried\n");
+		}
+	}
 	print(failures ? "emul: FAILED\n" : "emul: ok\n");
 	guest_poweroff();
 }
