@@ -34,8 +34,10 @@ def check_side(row, side):
 def test_quick_run_writes_well_formed_results():
     out = tempfile.mkdtemp(prefix="bench-smoke.")
     env = dict(os.environ, top_builddir=TOP_BUILDDIR)
+    # --no-scripts: the helpers' scripts take a minute; their BENCH lines are
+    # checked by test_bench_line_contract.
     p = subprocess.run([os.path.join(BENCH, "run"), "--quick", "--rounds", "1", "--out", out,
-                        "--build", TOP_BUILDDIR], capture_output=True, text=True, env=env,
+                        "--build", TOP_BUILDDIR, "--no-scripts"], capture_output=True, text=True, env=env,
                        timeout=900)
     assert p.returncode == 0, "run exited %d:\n%s\n%s" % (p.returncode, p.stdout, p.stderr)
     with open(os.path.join(out, "results.json")) as f:

@@ -215,8 +215,11 @@ def vmmd_run_vm_supported(cfg):
     """None if this vmmd has --run-vm, else the reason it cannot be used."""
     if not os.access(cfg.vmmd, os.X_OK):
         return "vmmd is not built (%s)" % cfg.vmmd
-    p = subprocess.run([cfg.vmmd, "--help"], capture_output=True, text=True)
-    if "--run-vm" not in p.stdout:
+    # Not from --help, which need not list it: ask for a definition that does not exist.
+    p = subprocess.run([cfg.vmmd, "--run-vm", os.path.join(cfg.tmp, "no-such-vm.json"),
+                        "--run-dir", cfg.tmp], capture_output=True, text=True, timeout=30)
+    out = p.stdout + p.stderr
+    if "unrecognized option" in out or "invalid option" in out or "unknown option" in out:
         return "this vmmd has no --run-vm option"
     return None
 
