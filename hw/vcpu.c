@@ -464,6 +464,38 @@ static bool try_emulate_clac_stac(struct vcpu *vcpu)
 	return true;
 }
 
+#define CR0_MP 0x2ull
+#define CR0_TS 0x8ull
+#define FSW_ES 0x80
+
+/*
+ * FWAIT (9B): a no-op unless an unmasked x87 exception is pending or
+ * CR0.MP and CR0.TS are both set; those cases stay failures. True if done.
+ */
+static bool try_emulate_fwait(struct vcpu *vcpu)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	struct kvm_fpu fpu;
+	uint8_t b;
+
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &s) < 0 ||
+	    read_insn_bytes(vcpu, &r, &s, &b, 1) != 1 || b != 0x9b ||
+	    (s.cr0 & (CR0_MP | CR0_TS)) == (CR0_MP | CR0_TS) ||
+	    ioctl(vcpu->fd, KVM_GET_FPU, &fpu) < 0 || (fpu.fsw & FSW_ES)) {
+		return false;
+	}
+	r.rip += 1;
+	if (ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0) {
+		return false;
+	}
+	log_ratelimited(&exit_rl, LOG_INFO, vcpu->vm->cfg->name, NULL,
+			"vCPU %u: emulated an fwait at 0x%" PRIx64
+			" that the host's emulator rejected",
+			vcpu->index, (uint64_t)r.rip - 1);
+	return true;
+}
+
 /* A fatal exit: leave this vCPU parked and ask the I/O thread to stop the VM. */
 static void vcpu_fail(struct vcpu *vcpu, enum vm_shutdown_cause cause)
 {
@@ -523,7 +555,8 @@ static void handle_internal_error(struct vcpu *vcpu)
 	char what[96];
 
 	if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
-	    (try_inject_bp(vcpu) || try_emulate_popcnt(vcpu) || try_emulate_clac_stac(vcpu))) {
+	    (try_inject_bp(vcpu) || try_emulate_popcnt(vcpu) || try_emulate_clac_stac(vcpu) ||
+	     try_emulate_fwait(vcpu))) {
 		return;
 	}
 	snprintf(what, sizeof(what), "KVM internal error (suberror %u%s)", run->internal.suberror,

@@ -13,7 +13,7 @@ def test_emul():
     run = run_guest("emul")
     for line in ("emul: int3 traps = 2", "emul: popcnt64 = 33", "emul: popcnt64 zf = 0",
                  "emul: popcnt64(0) = 0", "emul: popcnt64(0) zf = 1", "emul: popcnt32 = 2",
-                 "emul: popcnt16 = 15", "emul: ok"):
+                 "emul: popcnt16 = 15", "emul: fwait done", "emul: ok"):
         assert line + "\n" in run.console, "missing %r\n%s" % (line, run.describe())
     assert "internal-error" not in run.stderr, run.describe()
     check_ending(run)

@@ -91,6 +91,8 @@ void guest_main(void)
 			print("emul: no SMAP, stac/clac not tried\n");
 		}
 	}
+	__asm__ volatile("fwait; fwait");
+	print("emul: fwait done\n");
 	print(failures ? "emul: FAILED\n" : "emul: ok\n");
 	guest_poweroff();
 }
