@@ -7,6 +7,11 @@
  * before the refcounts that account for them. After the L2 cache has been
  * written and synced, deferred refcount decrements are applied.
  *
+ * The one cycle between qcow2 files is here and is inherent to that order:
+ * the cache calls the allocator (qcow2_apply_pending_frees, and
+ * qcow2_overlaps_metadata before writing a table) and the allocator keeps
+ * its refcount blocks in this cache.
+ *
  * Threads: called with s->lock held.
  */
 #include "config.h"
@@ -269,4 +274,22 @@ void qcow2_cache_drop_all(struct qcow2_cache *c)
 		c->entries[i].dirty = false;
 		c->entries[i].ref = 0;
 	}
+}
+
+/* Write both caches out (refcounts after L2, as the dependency says), then sync. */
+int qcow2_flush_all(struct qcow2_state *s)
+{
+	int ret;
+
+	if (!s->writable) {
+		return 0;
+	}
+	ret = qcow2_cache_flush(s, &s->l2_cache);
+	if (ret == 0) {
+		ret = qcow2_cache_flush(s, &s->rb_cache);
+	}
+	if (ret == 0) {
+		ret = qcow2_file_flush(s);
+	}
+	return ret;
 }

@@ -14,32 +14,6 @@
 
 #include "block/qcow2.h"
 
-enum qcow2_cluster_type qcow2_l2_entry_type(struct qcow2_state *s, uint64_t entry)
-{
-	if (entry & QCOW2_OFLAG_COMPRESSED) {
-		return QCOW2_CLUSTER_COMPRESSED;
-	}
-	if (entry & QCOW2_OFLAG_ZERO) {
-		return entry & QCOW2_OFFSET_MASK ? QCOW2_CLUSTER_ZERO_ALLOC
-						 : QCOW2_CLUSTER_ZERO_PLAIN;
-	}
-	if (!(entry & QCOW2_OFFSET_MASK)) {
-		return QCOW2_CLUSTER_UNALLOCATED;
-	}
-	(void)s;
-	return QCOW2_CLUSTER_NORMAL;
-}
-
-void qcow2_compressed_range(struct qcow2_state *s, uint64_t entry, uint64_t *ret_off,
-			    uint64_t *ret_len)
-{
-	uint64_t off = entry & s->coffset_mask;
-	uint64_t sectors = ((entry >> s->csize_shift) & s->csize_mask) + 1;
-
-	*ret_off = off;
-	*ret_len = sectors * 512 - (off & 511);
-}
-
 static int l2_offset_checked(struct qcow2_state *s, uint64_t l1e, uint64_t *ret)
 {
 	uint64_t off = l1e & QCOW2_OFFSET_MASK;
@@ -126,26 +100,6 @@ int qcow2_get_cluster(struct qcow2_state *s, uint64_t offset, uint64_t len, uint
 	*ret_entry = first;
 	*ret_n = MIN(n, max);
 	return 0;
-}
-
-int qcow2_write_l1_entry(struct qcow2_state *s, uint32_t index)
-{
-	uint64_t align = MAX(512u, s->file_align);
-	uint64_t first = ALIGN_DOWN((uint64_t)index * 8, align);
-	uint64_t len = MIN(align, (uint64_t)s->l1_size * 8 - first);
-	_cleanup_free_ uint8_t *buf = qcow2_alloc_buf(s, align);
-
-	if (!buf) {
-		return -ENOMEM;
-	}
-	if (s->l1_table_offset < s->cluster_size) {
-		return qcow2_signal_corruption(s, "L1 table offset %#" PRIx64 " is invalid",
-					       s->l1_table_offset);
-	}
-	for (uint64_t k = 0; k < len / 8; k++) {
-		qcow2_put_be64(buf + 8 * k, s->l1_table[first / 8 + k]);
-	}
-	return qcow2_file_pwrite(s, s->l1_table_offset + first, buf, ALIGN_UP(len, 512));
 }
 
 int qcow2_get_l2_for_write(struct qcow2_state *s, uint64_t offset, uint64_t **ret_l2,

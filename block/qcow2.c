@@ -23,249 +23,11 @@
 
 #include "block/qcow2.h"
 #include "common/iov.h"
+#include "common/parse.h"
 
-#define HEADER_V2_LEN 72
-#define HEADER_V3_LEN 112
 #define MAX_SLICE 64
 
 static __thread unsigned backing_depth;
-
-/* ---- protocol I/O ---- */
-
-int qcow2_file_pread(struct qcow2_state *s, uint64_t off, void *buf, uint64_t len)
-{
-	return block_pread(s->bs->file, off, buf, len);
-}
-
-int qcow2_file_pwrite(struct qcow2_state *s, uint64_t off, const void *buf, uint64_t len)
-{
-	return block_pwrite(s->bs->file, off, buf, len);
-}
-
-int qcow2_file_flush(struct qcow2_state *s)
-{
-	return block_flush(s->bs->file);
-}
-
-uint64_t qcow2_file_length(struct qcow2_state *s)
-{
-	return block_length(s->bs->file);
-}
-
-bool qcow2_past_eof(struct qcow2_state *s, uint64_t off, uint64_t len)
-{
-	if (range_within(off, len, s->file_len)) {
-		return false;
-	}
-	s->file_len = qcow2_file_length(s);
-	return !range_within(off, len, s->file_len);
-}
-
-void *qcow2_alloc_buf(struct qcow2_state *s, size_t len)
-{
-	size_t align = MAX(4096u, s ? s->file_align : 0);
-	void *p = NULL;
-
-	if (posix_memalign(&p, align, ALIGN_UP(MAX(len, 1), 512))) {
-		return NULL;
-	}
-	memset(p, 0, ALIGN_UP(MAX(len, 1), 512));
-	return p;
-}
-
-/* ---- header ---- */
-
-static const struct {
-	uint8_t type, bit;
-	const char *name;
-} feature_names[] = {
-	{0, 0, "dirty bit"},	    {0, 1, "corrupt bit"},	   {0, 2, "external data file"},
-	{0, 3, "compression type"}, {0, 4, "extended L2 entries"}, {1, 0, "lazy refcounts"},
-	{2, 0, "bitmaps"},	    {2, 1, "raw external data"},
-};
-
-static int build_header_ext(struct qcow2_state *s, uint8_t *buf, size_t buf_len, size_t *ret_used,
-			    bool features);
-
-/*
- * Serialize the header cluster; *ret_used is the number of meaningful bytes.
- * The feature name table is left out when it would not fit (512-byte clusters).
- */
-static int build_header(struct qcow2_state *s, uint8_t *buf, size_t buf_len, size_t *ret_used)
-{
-	int ret = build_header_ext(s, buf, buf_len, ret_used, true);
-
-	if (ret == -ENOSPC) {
-		ret = build_header_ext(s, buf, buf_len, ret_used, false);
-	}
-	return ret;
-}
-
-static int build_header_ext(struct qcow2_state *s, uint8_t *buf, size_t buf_len, size_t *ret_used,
-			    bool features)
-{
-	size_t p, hl = s->version >= 3 ? HEADER_V3_LEN + s->hdr_tail_len : HEADER_V2_LEN;
-	size_t blen = s->backing_file ? strlen(s->backing_file) : 0;
-
-#define NEED(n)                          \
-	do {                             \
-		if (p + (n) > buf_len) { \
-			return -ENOSPC;  \
-		}                        \
-	} while (0)
-	memset(buf, 0, buf_len);
-	p = 0;
-	NEED(hl);
-	qcow2_put_be32(buf + 0, QCOW2_MAGIC);
-	qcow2_put_be32(buf + 4, s->version);
-	qcow2_put_be32(buf + 20, s->cluster_bits);
-	qcow2_put_be64(buf + 24, s->size);
-	qcow2_put_be32(buf + 36, s->l1_size);
-	qcow2_put_be64(buf + 40, s->l1_table_offset);
-	qcow2_put_be64(buf + 48, s->reftable_offset);
-	qcow2_put_be32(buf + 56, s->reftable_clusters);
-	qcow2_put_be32(buf + 60, s->nb_snapshots);
-	qcow2_put_be64(buf + 64, s->snapshots_offset);
-	if (s->version >= 3) {
-		uint64_t incompat = s->incompat & ~QCOW2_INCOMPAT_COMPRESSION;
-
-		if (s->compression_type != QCOW2_COMPRESSION_ZLIB) {
-			incompat |= QCOW2_INCOMPAT_COMPRESSION;
-		}
-		qcow2_put_be64(buf + 72, incompat);
-		qcow2_put_be64(buf + 80, s->compat);
-		qcow2_put_be64(buf + 88, s->autoclear);
-		qcow2_put_be32(buf + 96, s->refcount_order);
-		qcow2_put_be32(buf + 100, (uint32_t)hl);
-		buf[104] = (uint8_t)s->compression_type;
-		if (s->hdr_tail_len) {
-			memcpy(buf + HEADER_V3_LEN, s->hdr_tail, s->hdr_tail_len);
-		}
-	}
-	p = hl;
-	if (s->backing_format) {
-		size_t l = strlen(s->backing_format);
-
-		NEED(8 + ALIGN_UP(l, 8));
-		qcow2_put_be32(buf + p, QCOW2_EXT_BACKING_FORMAT);
-		qcow2_put_be32(buf + p + 4, (uint32_t)l);
-		memcpy(buf + p + 8, s->backing_format, l);
-		p += 8 + ALIGN_UP(l, 8);
-	}
-	if (s->version >= 3 && features) {
-		size_t l = ARRAY_SIZE(feature_names) * 48;
-
-		NEED(8 + l);
-		qcow2_put_be32(buf + p, QCOW2_EXT_FEATURE_TABLE);
-		qcow2_put_be32(buf + p + 4, (uint32_t)l);
-		for (size_t i = 0; i < ARRAY_SIZE(feature_names); i++) {
-			uint8_t *e = buf + p + 8 + 48 * i;
-
-			e[0] = feature_names[i].type;
-			e[1] = feature_names[i].bit;
-			memcpy(e + 2, feature_names[i].name, strlen(feature_names[i].name));
-		}
-		p += 8 + l;
-	}
-	for (unsigned i = 0; i < s->n_unknown_exts; i++) {
-		struct qcow2_unknown_ext *x = &s->unknown_exts[i];
-
-		NEED(8 + ALIGN_UP((size_t)x->len, 8));
-		qcow2_put_be32(buf + p, x->type);
-		qcow2_put_be32(buf + p + 4, x->len);
-		memcpy(buf + p + 8, x->data, x->len);
-		p += 8 + ALIGN_UP((size_t)x->len, 8);
-	}
-	NEED(8);
-	p += 8; /* end of extensions */
-	if (blen) {
-		NEED(blen);
-		memcpy(buf + p, s->backing_file, blen);
-		qcow2_put_be64(buf + 8, p);
-		qcow2_put_be32(buf + 16, (uint32_t)blen);
-		p += blen;
-	}
-#undef NEED
-	*ret_used = p;
-	return 0;
-}
-
-int qcow2_update_header(struct qcow2_state *s)
-{
-	_cleanup_free_ uint8_t *buf = qcow2_alloc_buf(s, s->cluster_size);
-	size_t used;
-	uint64_t align = MAX(512u, s->file_align);
-	int ret;
-
-	if (!buf) {
-		return -ENOMEM;
-	}
-	ret = build_header(s, buf, s->cluster_size, &used);
-	if (ret < 0) {
-		return ret;
-	}
-	return qcow2_file_pwrite(s, 0, buf, MIN(ALIGN_UP(used, align), s->cluster_size));
-}
-
-int qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!s->corrupt_msg) {
-		va_start(ap, fmt);
-		if (vasprintf(&s->corrupt_msg, fmt, ap) < 0) {
-			s->corrupt_msg = NULL;
-		}
-		va_end(ap);
-	}
-	if (!s->corrupt) {
-		s->corrupt = true;
-		if (s->writable && s->version >= 3) {
-			s->incompat |= QCOW2_INCOMPAT_CORRUPT;
-			if (qcow2_update_header(s) == 0) {
-				qcow2_file_flush(s);
-			}
-		}
-	}
-	return -EIO;
-}
-
-int qcow2_mark_dirty(struct qcow2_state *s)
-{
-	int ret;
-
-	if (s->lazy_active || !(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS) || s->version < 3) {
-		return 0;
-	}
-	s->incompat |= QCOW2_INCOMPAT_DIRTY;
-	ret = qcow2_update_header(s);
-	if (ret == 0) {
-		ret = qcow2_file_flush(s);
-	}
-	if (ret < 0) {
-		s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
-		return ret;
-	}
-	s->lazy_active = true;
-	return 0;
-}
-
-int qcow2_flush_all(struct qcow2_state *s)
-{
-	int ret;
-
-	if (!s->writable) {
-		return 0;
-	}
-	ret = qcow2_cache_flush(s, &s->l2_cache);
-	if (ret == 0) {
-		ret = qcow2_cache_flush(s, &s->rb_cache);
-	}
-	if (ret == 0) {
-		ret = qcow2_file_flush(s);
-	}
-	return ret;
-}
 
 static void feature_list(struct qcow2_state *s, uint64_t bits, char *out, size_t len)
 {
@@ -279,11 +41,7 @@ static void feature_list(struct qcow2_state *s, uint64_t bits, char *out, size_t
 		if (!(bits & (1ull << b))) {
 			continue;
 		}
-		for (size_t i = 0; i < ARRAY_SIZE(feature_names); i++) {
-			if (feature_names[i].type == 0 && feature_names[i].bit == b) {
-				name = feature_names[i].name;
-			}
-		}
+		name = qcow2_feature_name(0, b);
 		if (name) {
 			p += (size_t)snprintf(out + p, len - p, "%s%s", p ? ", " : "", name);
 		} else {
@@ -299,7 +57,7 @@ int qcow2_parse_header(struct qcow2_state *s, const uint8_t *buf, size_t buf_len
 	uint32_t backing_len, crypt, hl;
 	size_t p;
 
-	if (buf_len < HEADER_V2_LEN) {
+	if (buf_len < QCOW2_HEADER_V2_LEN) {
 		return error_set(errp, EINVAL, "image is too small for a qcow2 header (%zu bytes)",
 				 buf_len);
 	}
@@ -332,7 +90,7 @@ int qcow2_parse_header(struct qcow2_state *s, const uint8_t *buf, size_t buf_len
 	backing_len = qcow2_be32(buf + 16);
 
 	if (s->version == 2) {
-		hl = HEADER_V2_LEN;
+		hl = QCOW2_HEADER_V2_LEN;
 		s->refcount_order = 4;
 	} else {
 		if (buf_len < 104) {
@@ -382,13 +140,13 @@ int qcow2_parse_header(struct qcow2_state *s, const uint8_t *buf, size_t buf_len
 	if (s->compression_type > QCOW2_COMPRESSION_ZSTD) {
 		return error_set(errp, ENOTSUP, "unknown compression type %u", s->compression_type);
 	}
-	if (hl > HEADER_V3_LEN) {
-		s->hdr_tail_len = hl - HEADER_V3_LEN;
+	if (hl > QCOW2_HEADER_V3_LEN) {
+		s->hdr_tail_len = hl - QCOW2_HEADER_V3_LEN;
 		s->hdr_tail = malloc(s->hdr_tail_len);
 		if (!s->hdr_tail) {
 			return -ENOMEM;
 		}
-		memcpy(s->hdr_tail, buf + HEADER_V3_LEN, s->hdr_tail_len);
+		memcpy(s->hdr_tail, buf + QCOW2_HEADER_V3_LEN, s->hdr_tail_len);
 	}
 
 	/* the L1 table */
@@ -1620,29 +1378,6 @@ static int qcow2_change_backing(struct block_node *bs, const char *file, const c
 	return 0;
 }
 
-const struct block_driver qcow2_driver = {
-	.name = "qcow2",
-	.is_protocol = false,
-	.open = qcow2_open,
-	.close = qcow2_close,
-	.get_length = qcow2_get_length,
-	.preadv = qcow2_preadv,
-	.pwritev = qcow2_pwritev,
-	.flush = qcow2_flush,
-	.discard = qcow2_discard,
-	.write_zeroes = qcow2_write_zeroes,
-	.truncate = qcow2_truncate,
-	.block_status = qcow2_block_status,
-	.pwrite_compressed = qcow2_pwrite_compressed,
-	.check = qcow2_check_op,
-	.info = qcow2_info,
-	.snapshot_create = qcow2_snapshot_create,
-	.snapshot_apply = qcow2_snapshot_apply,
-	.snapshot_delete = qcow2_snapshot_delete,
-	.snapshot_list = qcow2_snapshot_list,
-	.change_backing = qcow2_change_backing,
-};
-
 /* ---- creation ---- */
 
 int qcow2_compression_from_string(const char *s, int *ret)
@@ -1867,7 +1602,7 @@ int qcow2_create(const char *filename, uint64_t size, const struct qcow2_create_
 	if (!buf) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	ret = build_header(&st, buf, cs, &used);
+	ret = qcow2_build_header(&st, buf, cs, &used);
 	if (ret < 0) {
 		return error_set(errp, ENOSPC, "the header of '%s' does not fit in one cluster",
 				 filename);
@@ -1916,3 +1651,105 @@ int qcow2_create(const char *filename, uint64_t size, const struct qcow2_create_
 	}
 	return 0;
 }
+
+static bool is_true(const char *v)
+{
+	return strcmp(v, "on") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 ||
+	       strcmp(v, "1") == 0;
+}
+
+/* The driver's create op: qemu-img's -o options for qcow2, then qcow2_create(). */
+static int qcow2_create_op(const char *filename, uint64_t size, json_t *opts, struct error **errp)
+{
+	struct qcow2_create_opts o = {0};
+	const char *key;
+	json_t *v;
+
+	json_object_foreach (opts, key, v) {
+		const char *val = json_string_value(v);
+		uint64_t n;
+
+		if (strcmp(key, "size") == 0) {
+			continue;
+		}
+		if (!val) {
+			return error_set(errp, EINVAL, "qcow2 option '%s' must be a string", key);
+		}
+		if (strcmp(key, "cluster_size") == 0) {
+			if (parse_size(val, &n) < 0 || n > UINT32_MAX) {
+				return error_set(errp, EINVAL, "invalid cluster_size '%s'", val);
+			}
+			o.cluster_size = (uint32_t)n;
+		} else if (strcmp(key, "backing_file") == 0) {
+			o.backing_file = val;
+		} else if (strcmp(key, "backing_fmt") == 0) {
+			o.backing_fmt = val;
+		} else if (strcmp(key, "compression_type") == 0) {
+			if (qcow2_compression_from_string(val, &o.compression_type) < 0) {
+				return error_set(errp, EINVAL,
+						 "invalid compression_type '%s' (zlib, zstd)", val);
+			}
+		} else if (strcmp(key, "lazy_refcounts") == 0) {
+			o.lazy_refcounts = is_true(val);
+		} else if (strcmp(key, "preallocation") == 0) {
+			if (qcow2_prealloc_from_string(val, &o.prealloc) < 0) {
+				return error_set(errp, EINVAL,
+						 "invalid preallocation '%s' (off, metadata, full)",
+						 val);
+			}
+		} else if (strcmp(key, "refcount_bits") == 0) {
+			if (parse_u64(val, &n) < 0 || n > 64) {
+				return error_set(errp, EINVAL, "invalid refcount_bits '%s'", val);
+			}
+			o.refcount_bits = (unsigned)n;
+		} else if (strcmp(key, "compat") == 0) {
+			if (strcmp(val, "0.10") == 0 || strcmp(val, "v2") == 0) {
+				o.version = 2;
+			} else if (strcmp(val, "1.1") == 0 || strcmp(val, "v3") == 0) {
+				o.version = 3;
+			} else {
+				return error_set(errp, EINVAL, "invalid compat '%s' (0.10, 1.1)",
+						 val);
+			}
+		} else {
+			return error_set(errp, EINVAL, "invalid option '%s' for format 'qcow2'",
+					 key);
+		}
+	}
+	return qcow2_create(filename, size, &o, errp);
+}
+
+/* As QEMU's qcow2_probe: the magic and a version of at least 2. */
+static int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
+{
+	(void)filename;
+	if (len >= 8 && qcow2_be32(buf) == QCOW2_MAGIC && qcow2_be32(buf + 4) >= 2) {
+		return 100;
+	}
+	return 0;
+}
+
+const struct block_driver qcow2_driver = {
+	.name = "qcow2",
+	.is_protocol = false,
+	.probe = qcow2_probe,
+	.create = qcow2_create_op,
+	.open = qcow2_open,
+	.close = qcow2_close,
+	.get_length = qcow2_get_length,
+	.preadv = qcow2_preadv,
+	.pwritev = qcow2_pwritev,
+	.flush = qcow2_flush,
+	.discard = qcow2_discard,
+	.write_zeroes = qcow2_write_zeroes,
+	.truncate = qcow2_truncate,
+	.block_status = qcow2_block_status,
+	.pwrite_compressed = qcow2_pwrite_compressed,
+	.check = qcow2_check_op,
+	.info = qcow2_info,
+	.snapshot_create = qcow2_snapshot_create,
+	.snapshot_apply = qcow2_snapshot_apply,
+	.snapshot_delete = qcow2_snapshot_delete,
+	.snapshot_list = qcow2_snapshot_list,
+	.change_backing = qcow2_change_backing,
+};

@@ -26,6 +26,8 @@
 #include "common/error.h"
 
 #define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
+#define QCOW2_HEADER_V2_LEN 72
+#define QCOW2_HEADER_V3_LEN 112
 
 #define QCOW2_MIN_CLUSTER_BITS 9
 #define QCOW2_MAX_CLUSTER_BITS 21
@@ -234,7 +236,10 @@ struct qcow2_state {
 	uint64_t file_len;   /* last known length of the image file */
 };
 
-/* qcow2.c */
+/*
+ * qcow2-io.c: the bottom layer (calls no other qcow2 file). s->lock held
+ * where the header copy or s->file_len is used.
+ */
 int qcow2_file_pread(struct qcow2_state *s, uint64_t off, void *buf, uint64_t len);
 int qcow2_file_pwrite(struct qcow2_state *s, uint64_t off, const void *buf, uint64_t len);
 int qcow2_file_flush(struct qcow2_state *s);
@@ -242,11 +247,22 @@ uint64_t qcow2_file_length(struct qcow2_state *s);
 /* True if [off, off+len) ends past the image file (length cached, refreshed on doubt). */
 bool qcow2_past_eof(struct qcow2_state *s, uint64_t off, uint64_t len);
 void *qcow2_alloc_buf(struct qcow2_state *s, size_t len); /* aligned, zeroed; free() */
+/*
+ * Serialize the header cluster into @buf (zeroed first); *ret_used is the
+ * number of meaningful bytes. The feature name table is left out when it
+ * would not fit (512-byte clusters). -ENOSPC if even that does not fit.
+ */
+int qcow2_build_header(struct qcow2_state *s, uint8_t *buf, size_t buf_len, size_t *ret_used);
+/* Rewrite the header cluster from the in-memory copy (no sync). */
 int qcow2_update_header(struct qcow2_state *s);
 /* Set the corrupt bit (version 3), refuse further writes; always returns -EIO. */
 int qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...) _printf_(2, 3);
+/* With lazy refcounts: set the dirty bit on disk before the first metadata write. */
 int qcow2_mark_dirty(struct qcow2_state *s);
-int qcow2_flush_all(struct qcow2_state *s); /* caches, pending frees, protocol */
+/* Write the aligned block of the L1 table that holds entry @index (no sync). */
+int qcow2_write_l1_entry(struct qcow2_state *s, uint32_t index);
+/* Name of feature @bit of table @type (0 incompatible, 1 compatible, 2 autoclear), or NULL. */
+const char *qcow2_feature_name(unsigned type, unsigned bit);
 
 /* qcow2-cache.c */
 int qcow2_cache_init(struct qcow2_cache *c, unsigned n, bool is_l2);
@@ -260,6 +276,7 @@ int qcow2_cache_write(struct qcow2_state *s, struct qcow2_cache *c); /* dirty ou
 int qcow2_cache_flush(struct qcow2_state *s, struct qcow2_cache *c); /* + protocol sync */
 void qcow2_cache_drop(struct qcow2_cache *c, uint64_t offset);	     /* forget, even if dirty */
 void qcow2_cache_drop_all(struct qcow2_cache *c);
+int qcow2_flush_all(struct qcow2_state *s); /* both caches, pending frees, protocol sync */
 
 /* qcow2-refcount.c */
 static inline uint64_t qcow2_get_refcount_entry(const void *rb, uint64_t i, unsigned order)
@@ -353,11 +370,7 @@ int qcow2_rebuild_refcounts(struct qcow2_state *s);
  */
 bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t off, uint64_t len, bool data);
 
-/* qcow2-cluster.c */
-enum qcow2_cluster_type qcow2_l2_entry_type(struct qcow2_state *s, uint64_t entry);
-/* Host byte offset and size of a compressed cluster's data. */
-void qcow2_compressed_range(struct qcow2_state *s, uint64_t entry, uint64_t *ret_off,
-			    uint64_t *ret_len);
+/* qcow2-cluster.c (the L2 entry decoders are inline below) */
 /*
  * Look up guest @offset: *ret_entry is the L2 entry (0 if no L2 table);
  * *ret_n the number of bytes from @offset (at most @len) that map
@@ -368,7 +381,6 @@ int qcow2_get_cluster(struct qcow2_state *s, uint64_t offset, uint64_t len, uint
 /* Get the L2 table for guest @offset for modification (allocating/COWing it). */
 int qcow2_get_l2_for_write(struct qcow2_state *s, uint64_t offset, uint64_t **ret_l2,
 			   uint64_t *ret_index);
-int qcow2_write_l1_entry(struct qcow2_state *s, uint32_t index);
 int qcow2_grow_l1(struct qcow2_state *s, uint64_t min_size);
 enum qcow2_discard_mode {
 	QCOW2_DISCARD,	  /* free; reads zeroes, or the backing file on version 2 */
@@ -477,4 +489,37 @@ static inline uint64_t qcow2_l1_size_for(uint32_t cluster_bits, uint64_t size)
 	unsigned shift = cluster_bits + (cluster_bits - 3);
 
 	return (size >> shift) + ((size & ((1ull << shift) - 1)) ? 1 : 0);
+}
+
+/*
+ * L2 entry decoders, inline (as QEMU's qcow2_get_cluster_type()) because
+ * the mapping, the refcounts and the check all read entries: out of line
+ * they tied qcow2-refcount.c to qcow2-cluster.c in a cycle.
+ */
+static inline enum qcow2_cluster_type qcow2_l2_entry_type(const struct qcow2_state *s,
+							  uint64_t entry)
+{
+	(void)s;
+	if (entry & QCOW2_OFLAG_COMPRESSED) {
+		return QCOW2_CLUSTER_COMPRESSED;
+	}
+	if (entry & QCOW2_OFLAG_ZERO) {
+		return entry & QCOW2_OFFSET_MASK ? QCOW2_CLUSTER_ZERO_ALLOC
+						 : QCOW2_CLUSTER_ZERO_PLAIN;
+	}
+	if (!(entry & QCOW2_OFFSET_MASK)) {
+		return QCOW2_CLUSTER_UNALLOCATED;
+	}
+	return QCOW2_CLUSTER_NORMAL;
+}
+
+/* Host byte offset and size of a compressed cluster's data. */
+static inline void qcow2_compressed_range(const struct qcow2_state *s, uint64_t entry,
+					  uint64_t *ret_off, uint64_t *ret_len)
+{
+	uint64_t off = entry & s->coffset_mask;
+	uint64_t sectors = ((entry >> s->csize_shift) & s->csize_mask) + 1;
+
+	*ret_off = off;
+	*ret_len = sectors * 512 - (off & 511);
 }
