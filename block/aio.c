@@ -35,6 +35,7 @@
 
 #include "block/block-int.h"
 #include "block/file.h"
+#include "block/raw.h"
 #include "common/iov.h"
 
 #define AIO_RING_ENTRIES 256

@@ -1,6 +1,8 @@
 /*
  * Block layer internals shared by the core (block.c) and the drivers
- * (file.c, raw.c, qcow2*.c, nbd.c). Not for use outside block/.
+ * (file.c, nbd.c, raw.c, qcow2*.c, qed.c, vhdx.c, vmdk.c, vpc.c). Not for
+ * use outside block/ (vmm-img's tool verbs use the tool-level operations
+ * at the end).
  *
  * The driver contract: ops are synchronous and may block; the core calls
  * them from I/O worker threads (and from the caller's thread for the
@@ -37,50 +39,129 @@ struct block_check_result {
 	uint64_t compressed_clusters; /* for the "% compressed" line of vmm-img check */
 };
 
+/*
+ * A driver: a protocol (file, nbd: reaches bytes somewhere) or a format
+ * (raw, qcow2, qed, vhdx, vmdk, vpc: interprets a protocol node's bytes).
+ * Members marked "may be NULL" are optional; the core answers -ENOTSUP (or
+ * the stated default) without them. Unless a member says otherwise, it runs
+ * on a block worker thread or the synchronous caller's thread, possibly
+ * concurrently with other requests on the same node.
+ */
 struct block_driver {
-	const char *name; /* "file", "nbd", "raw", "qcow2" */
-	bool is_protocol; /* file, nbd: opened by filename; formats sit on bs->file */
+	/* The name in the registry, blockdev-add's "driver" and vmm-img's -f. */
+	const char *name;
+	/* file, nbd: opened by filename; formats sit on bs->file. */
+	bool is_protocol;
+	/*
+	 * Score how likely @buf, the first @len bytes of the image @filename
+	 * (@len is at most BLOCK_PROBE_BUF and less only for a shorter file),
+	 * is an image of this format: 0 = no, 100 = certain (magic and
+	 * version match), as QEMU's bdrv_probe. Pure function, any thread.
+	 * NULL: never probed. raw has none: it is what a probe falls back to
+	 * when no format scores above 0, never a match.
+	 */
+	int (*probe)(const uint8_t *buf, size_t len, const char *filename);
+	/*
+	 * Create (or truncate) @filename as a new, empty image of @size bytes
+	 * (vmm-img create/convert). @opts is a JSON object of qemu-img -o
+	 * options with string values ("cluster_size": "65536"); "size" is
+	 * ignored, any key the format does not take is an error naming it.
+	 * With @size 0 and a backing file a format with backing files uses
+	 * the backing file's size. On the caller's thread, never the daemon's
+	 * control thread. Returns 0 or -errno with *errp naming the file and
+	 * the bad option. NULL: the format cannot be created.
+	 */
+	int (*create)(const char *filename, uint64_t size, json_t *opts, struct error **errp);
 	/*
 	 * Open: for protocols @filename is the path or URI; for formats the
 	 * core has already opened bs->file. @opts is the blockdev-add tree for
 	 * this node (driver-specific keys; the core removed the generic ones),
-	 * may be NULL. bs->read_only and bs->flags are set.
+	 * may be NULL. bs->read_only and bs->flags are set. A format must
+	 * validate every header field and table it will use before trusting
+	 * it (the image may be hostile) and bound every allocation sized by
+	 * the image; errors name the file and what is wrong.
 	 */
 	int (*open)(struct block_node *bs, const char *filename, json_t *opts, struct error **errp);
-	/* Release everything open() acquired; flush first if writable. */
+	/* Release everything open() acquired; flush first if writable. Never fails. */
 	void (*close)(struct block_node *bs);
+	/* The virtual size in bytes. Cheap (no I/O); may change only through truncate. */
 	uint64_t (*get_length)(struct block_node *bs);
+	/*
+	 * Read @len bytes at @offset into @iov (@cnt elements covering exactly
+	 * @len bytes). @offset and @len are multiples of bs->alignment and
+	 * inside the node (or below 2^63 for a growable node, where reads past
+	 * the end return zeroes). Returns 0 (all @len bytes read) or -errno.
+	 */
 	int (*preadv)(struct block_node *bs, uint64_t offset, const struct iovec *iov, unsigned cnt,
 		      uint64_t len);
+	/*
+	 * Write @len bytes at @offset from @iov; the same guarantees as
+	 * preadv, and the node is writable. Returns 0 or -errno; after an
+	 * error the range's contents are undefined but metadata stays
+	 * consistent. NULL for read-only formats.
+	 */
 	int (*pwritev)(struct block_node *bs, uint64_t offset, const struct iovec *iov,
 		       unsigned cnt, uint64_t len);
+	/*
+	 * Make every completed write stable as far as this driver is
+	 * concerned (write back cached metadata); the core then flushes
+	 * bs->file. Returns 0 or -errno.
+	 */
 	int (*flush)(struct block_node *bs);
-	int (*discard)(struct block_node *bs, uint64_t offset, uint64_t len); /* may be NULL */
-	int (*write_zeroes)(struct block_node *bs, uint64_t offset, uint64_t len,
-			    unsigned flags); /* NULL: the core writes a zero buffer */
+	/*
+	 * Advisory: the range's data is no longer needed (reads may return
+	 * anything the format defines for unallocated data). Only called with
+	 * BLOCK_O_UNMAP. May be NULL (a no-op).
+	 */
+	int (*discard)(struct block_node *bs, uint64_t offset, uint64_t len);
+	/*
+	 * Make the range read zeroes; with BLOCK_ZERO_MAY_UNMAP in @flags the
+	 * range may be deallocated. May be NULL: the core writes a zero
+	 * buffer; -ENOTSUP also makes the core fall back.
+	 */
+	int (*write_zeroes)(struct block_node *bs, uint64_t offset, uint64_t len, unsigned flags);
+	/*
+	 * Change the virtual size to @len (control path, no request in
+	 * flight). Formats may refuse shrinking (-ENOTSUP with a message).
+	 * May be NULL (-ENOTSUP).
+	 */
 	int (*truncate)(struct block_node *bs, uint64_t len, struct error **errp);
 	/*
-	 * Status of [offset, offset+len): *ret_pnum bytes from offset share
-	 * *ret_status; for formats, *ret_file_offset (may be NULL) receives the
-	 * host offset of data when known, else UINT64_MAX. NULL: all data.
+	 * Status of [offset, offset+len): *ret_pnum (at least 1, at most @len)
+	 * bytes from @offset share *ret_status (BLOCK_STATUS_*); for formats,
+	 * *ret_file_offset (may be NULL) receives the host offset in bs->file
+	 * of contiguous uncompressed data when known, else UINT64_MAX. NULL:
+	 * everything is data.
 	 */
 	int (*block_status)(struct block_node *bs, uint64_t offset, uint64_t len,
 			    uint64_t *ret_pnum, unsigned *ret_status, uint64_t *ret_file_offset);
-	/* Write one whole compressed cluster (qcow2; vmm-img convert -c). */
+	/*
+	 * Write one whole compressed cluster (vmm-img convert -c): @offset is
+	 * cluster aligned, @len one cluster (or the image's last, partial
+	 * one). May be NULL.
+	 */
 	int (*pwrite_compressed)(struct block_node *bs, uint64_t offset, const void *buf,
 				 uint64_t len);
-	/* Consistency check and optional repair (fix: 0, or BLOCK_FIX_LEAKS|ERRORS). */
+	/*
+	 * Consistency check and optional repair (@fix: 0, or BLOCK_FIX_LEAKS
+	 * | BLOCK_FIX_ERRORS, only on a writable node); fills @res as
+	 * qemu-img check reports it. May be NULL (-ENOTSUP).
+	 */
 	int (*check)(struct block_node *bs, struct block_check_result *res, unsigned fix);
 	/* Add format-specific fields to an info object ("format-specific" in qemu-img). */
 	void (*info)(struct block_node *bs, json_t *info);
+	/* Internal snapshots (qcow2). Control path, no request in flight. May be NULL. */
 	int (*snapshot_create)(struct block_node *bs, const char *name, struct error **errp);
 	int (*snapshot_apply)(struct block_node *bs, const char *name, struct error **errp);
 	int (*snapshot_delete)(struct block_node *bs, const char *name, struct error **errp);
 	json_t *(*snapshot_list)(struct block_node *bs, struct error **errp);
-	/* Change the backing file name recorded in the image (rebase -u). */
+	/* Change the backing file name recorded in the image (rebase -u). May be NULL. */
 	int (*change_backing)(struct block_node *bs, const char *file, const char *fmt,
 			      struct error **errp);
 };
+
+/* Bytes of an image's start handed to block_driver.probe. */
+#define BLOCK_PROBE_BUF 4096
 
 enum {
 	BLOCK_FIX_LEAKS = 1u << 0,
@@ -163,9 +244,3 @@ int block_check(struct block_node *bs, struct block_check_result *res, unsigned 
 int block_pwrite_compressed(struct block_node *bs, uint64_t offset, const void *buf, uint64_t len);
 int block_change_backing(struct block_node *bs, const char *file, const char *fmt,
 			 struct error **errp);
-
-/* Offset of a raw node's window in its file (aio.c's io_uring path). */
-uint64_t raw_window_offset(struct block_node *bs);
-
-/* Bytes allocated on the host for a file-protocol node (st_blocks * 512). */
-uint64_t block_file_actual_size(struct block_node *bs);

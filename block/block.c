@@ -15,11 +15,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "block/block-int.h"
+#include "block/file.h"
 #include "common/iov.h"
 
 /* The drivers, in lookup order. A new driver is one line here. */
@@ -328,30 +330,83 @@ int block_open_json(struct block_node **ret, json_t *opts, struct error **errp)
 
 int block_probe_format(const char *filename, const char **ret_format, struct error **errp)
 {
-	static const uint8_t qcow2_magic[4] = {'Q', 'F', 'I', 0xfb};
 	struct block_node *bs = NULL;
-	uint8_t buf[BLOCK_BOUNCE_ALIGN];
+	_cleanup_free_ uint8_t *buf = NULL;
 	uint64_t len;
-	int r;
+	int r, best = 0;
 
 	r = block_open_driver(&bs, protocol_for(filename), filename, NULL, BLOCK_O_NO_LOCK, errp);
 	if (r < 0) {
 		return r;
 	}
-	len = block_length(bs);
 	*ret_format = "raw";
-	if (len >= sizeof(qcow2_magic)) {
-		r = block_pread(bs, 0, buf, MIN(len, sizeof(buf)) & ~(uint64_t)511 ?: len);
+	len = MIN(block_length(bs), BLOCK_PROBE_BUF);
+	buf = calloc(1, BLOCK_PROBE_BUF);
+	if (!buf) {
+		block_unref(bs);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	if (len) {
+		/* whole sectors when there are any (O_DIRECT-safe), else the few bytes */
+		r = block_pread(bs, 0, buf, len >= 512 ? len & ~(uint64_t)511 : len);
 		if (r < 0) {
 			block_unref(bs);
 			return error_set_errno(errp, r, "could not read '%s'", filename);
 		}
-		if (memcmp(buf, qcow2_magic, sizeof(qcow2_magic)) == 0) {
-			*ret_format = "qcow2";
+		len = len >= 512 ? len & ~(uint64_t)511 : len;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(block_drivers); i++) {
+		const struct block_driver *drv = block_drivers[i];
+		int score;
+
+		if (!drv->probe) {
+			continue;
+		}
+		score = drv->probe(buf, (size_t)len, filename);
+		if (score > best) {
+			best = score;
+			*ret_format = drv->name;
 		}
 	}
 	block_unref(bs);
 	return 0;
+}
+
+int block_create(const char *format, const char *filename, uint64_t size, json_t *opts,
+		 struct error **errp)
+{
+	const struct block_driver *drv = find_driver(format);
+	json_t *empty = NULL;
+	int r;
+
+	if (!drv || drv->is_protocol) {
+		char names[256] = "";
+		size_t p = 0;
+
+		for (size_t i = 0; i < ARRAY_SIZE(block_drivers); i++) {
+			if (block_drivers[i]->create && !block_drivers[i]->is_protocol &&
+			    p < sizeof(names)) {
+				p += (size_t)snprintf(names + p, sizeof(names) - p, "%s%s",
+						      p ? ", " : "", block_drivers[i]->name);
+			}
+		}
+		return error_set(errp, EINVAL, "unknown format '%s' (%s)", format, names);
+	}
+	if (!drv->create) {
+		return error_set(errp, ENOTSUP, "format '%s' does not support image creation",
+				 format);
+	}
+	if (!opts) {
+		opts = empty = json_object();
+	}
+	if (!json_is_object(opts)) {
+		json_decref(empty);
+		return error_set(errp, EINVAL, "creation options for '%s' must be an object",
+				 filename);
+	}
+	r = drv->create(filename, size, opts, errp);
+	json_decref(empty);
+	return r;
 }
 
 struct block_node *block_ref(struct block_node *bs)
@@ -774,7 +829,7 @@ static json_t *image_info(struct block_node *bs, unsigned depth)
 	json_object_set_new(img, "virtual-size", json_integer((json_int_t)block_length(bs)));
 	if (data->drv->is_protocol && strcmp(data->drv->name, "file") == 0) {
 		json_object_set_new(img, "actual-size",
-				    json_integer((json_int_t)block_file_actual_size(data)));
+				    json_integer((json_int_t)file_actual_size(data)));
 	}
 	if (bs->drv->info) {
 		bs->drv->info(bs, img);

@@ -264,7 +264,7 @@ static uint64_t file_get_length(struct block_node *bs)
 	return (uint64_t)st.st_size;
 }
 
-uint64_t block_file_actual_size(struct block_node *bs)
+uint64_t file_actual_size(struct block_node *bs)
 {
 	struct stat st;
 

@@ -17,6 +17,9 @@ struct file_state {
 	uint64_t blk_len; /* block devices: size at open */
 };
 
+/* Bytes allocated on the host for a file-protocol node (st_blocks * 512; 0 on error). */
+uint64_t file_actual_size(struct block_node *bs);
+
 /* The open fd of a file-protocol node. */
 int file_fd(struct block_node *bs);
 

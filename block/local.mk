@@ -6,8 +6,8 @@ BLOCK_SOURCES = \
 	block/block-int.h block/block.c block/aio.c \
 	block/file.c block/file.h \
 	block/nbd.c \
-	block/raw.c \
-	block/qcow2.h block/qcow2.c block/qcow2-cache.c block/qcow2-cluster.c \
+	block/raw.c block/raw.h \
+	block/qcow2.h block/qcow2.c block/qcow2-io.c block/qcow2-cache.c block/qcow2-cluster.c \
 	block/qcow2-refcount.c block/qcow2-snapshot.c block/qcow2-compress.c
 block_libblock_a_SOURCES = $(BLOCK_SOURCES)
 block_libblock_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBURING_CFLAGS) \

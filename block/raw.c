@@ -9,11 +9,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "block/block-int.h"
+#include "block/raw.h"
 
 struct raw_state {
 	uint64_t offset;
@@ -153,8 +156,66 @@ uint64_t raw_window_offset(struct block_node *bs)
 	return state(bs)->offset;
 }
 
+/* vmm-img create -f raw: a sparse file, or preallocated (falloc, full). */
+static int raw_create(const char *filename, uint64_t size, json_t *opts, struct error **errp)
+{
+	const char *prealloc = "off", *key;
+	json_t *v;
+	int fd, r = 0;
+
+	json_object_foreach (opts, key, v) {
+		if (strcmp(key, "preallocation") == 0 && json_is_string(v)) {
+			prealloc = json_string_value(v);
+		} else if (strcmp(key, "size") != 0) {
+			return error_set(errp, EINVAL,
+					 "invalid option '%s' for format 'raw' (raw takes "
+					 "preallocation)",
+					 key);
+		}
+	}
+	if (strcmp(prealloc, "off") != 0 && strcmp(prealloc, "falloc") != 0 &&
+	    strcmp(prealloc, "full") != 0) {
+		return error_set(errp, EINVAL,
+				 "invalid preallocation '%s' for raw (off, falloc, full)",
+				 prealloc);
+	}
+	if (size > INT64_MAX) {
+		return error_set(errp, EFBIG, "could not create '%s': size too large", filename);
+	}
+	fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		return error_set_errno(errp, -errno, "could not create '%s'", filename);
+	}
+	if (ftruncate(fd, (off_t)size) < 0) {
+		r = -errno;
+	} else if (strcmp(prealloc, "falloc") == 0 && size > 0) {
+		r = -posix_fallocate(fd, 0, (off_t)size);
+	} else if (strcmp(prealloc, "full") == 0) {
+		static const char zero[65536];
+
+		for (uint64_t off = 0; off < size && r == 0;) {
+			ssize_t n = pwrite(fd, zero, MIN(sizeof(zero), size - off), (off_t)off);
+
+			if (n <= 0) {
+				r = n < 0 ? -errno : -EIO;
+			} else {
+				off += (uint64_t)n;
+			}
+		}
+		if (r == 0 && fdatasync(fd) < 0) {
+			r = -errno;
+		}
+	}
+	close(fd);
+	if (r < 0) {
+		return error_set_errno(errp, r, "could not create '%s'", filename);
+	}
+	return 0;
+}
+
 const struct block_driver raw_driver = {
 	.name = "raw",
+	.create = raw_create,
 	.open = raw_open,
 	.close = raw_close,
 	.get_length = raw_get_length,

@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include "clients/img.h"
-#include "block/qcow2.h"
 #include "common/parse.h"
 
 /* Copy granularity of convert, compare, rebase and commit. */
@@ -176,119 +175,6 @@ static bool is_true(const char *v)
 
 /* ---- create ---- */
 
-static int create_raw(const char *filename, uint64_t size, json_t *o)
-{
-	const char *prealloc = "off", *key;
-	json_t *v;
-	int fd, r = 0;
-
-	json_object_foreach (o, key, v) {
-		if (strcmp(key, "preallocation") == 0) {
-			prealloc = json_string_value(v);
-		} else if (strcmp(key, "size") != 0) {
-			img_error("invalid option '%s' for format 'raw' (raw takes preallocation)",
-				  key);
-			return -EINVAL;
-		}
-	}
-	if (strcmp(prealloc, "off") != 0 && strcmp(prealloc, "falloc") != 0 &&
-	    strcmp(prealloc, "full") != 0) {
-		img_error("invalid preallocation '%s' for raw (off, falloc, full)", prealloc);
-		return -EINVAL;
-	}
-	fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		r = -errno;
-		img_error("could not create '%s': %s", filename, strerror(errno));
-		return r;
-	}
-	if (ftruncate(fd, (off_t)size) < 0) {
-		r = -errno;
-	} else if (strcmp(prealloc, "falloc") == 0 && size > 0) {
-		r = -posix_fallocate(fd, 0, (off_t)size);
-	} else if (strcmp(prealloc, "full") == 0) {
-		static char zero[65536];
-
-		for (uint64_t off = 0; off < size && r == 0;) {
-			ssize_t n = pwrite(fd, zero, MIN(sizeof(zero), size - off), (off_t)off);
-
-			if (n <= 0) {
-				r = n < 0 ? -errno : -EIO;
-			} else {
-				off += (uint64_t)n;
-			}
-		}
-		if (r == 0 && fdatasync(fd) < 0) {
-			r = -errno;
-		}
-	}
-	close(fd);
-	if (r < 0) {
-		img_error("could not create '%s': %s", filename, strerror(-r));
-	}
-	return r;
-}
-
-static int create_qcow2(const char *filename, uint64_t size, json_t *o, bool quiet)
-{
-	struct qcow2_create_opts opts = {0};
-	struct error *err = NULL;
-	const char *key;
-	char *end;
-	json_t *v;
-	int r;
-
-	json_object_foreach (o, key, v) {
-		const char *val = json_string_value(v);
-
-		if (strcmp(key, "cluster_size") == 0) {
-			uint64_t cs;
-
-			if (parse_size(val, &cs) < 0 || cs > UINT32_MAX) {
-				img_error("invalid cluster_size '%s'", val);
-				return -EINVAL;
-			}
-			opts.cluster_size = (uint32_t)cs;
-		} else if (strcmp(key, "backing_file") == 0) {
-			opts.backing_file = val;
-		} else if (strcmp(key, "backing_fmt") == 0) {
-			opts.backing_fmt = val;
-		} else if (strcmp(key, "compression_type") == 0) {
-			if (qcow2_compression_from_string(val, &opts.compression_type) < 0) {
-				img_error("invalid compression_type '%s' (zlib, zstd)", val);
-				return -EINVAL;
-			}
-		} else if (strcmp(key, "lazy_refcounts") == 0) {
-			opts.lazy_refcounts = is_true(val);
-		} else if (strcmp(key, "preallocation") == 0) {
-			if (qcow2_prealloc_from_string(val, &opts.prealloc) < 0) {
-				img_error("invalid preallocation '%s' (off, metadata, full)", val);
-				return -EINVAL;
-			}
-		} else if (strcmp(key, "refcount_bits") == 0) {
-			opts.refcount_bits = (unsigned)strtoul(val, &end, 10);
-			if (*end || !*val) {
-				img_error("invalid refcount_bits '%s'", val);
-				return -EINVAL;
-			}
-		} else if (strcmp(key, "compat") == 0) {
-			if (strcmp(val, "0.10") == 0 || strcmp(val, "v2") == 0) {
-				opts.version = 2;
-			} else if (strcmp(val, "1.1") == 0 || strcmp(val, "v3") == 0) {
-				opts.version = 3;
-			} else {
-				img_error("invalid compat '%s' (0.10, 1.1)", val);
-				return -EINVAL;
-			}
-		} else if (strcmp(key, "size") != 0) {
-			img_error("invalid option '%s' for format 'qcow2'", key);
-			return -EINVAL;
-		}
-	}
-	r = qcow2_create(filename, size, &opts, &err);
-	return r < 0 ? report(err, r) : 0;
-}
-
 static void print_formatting(const char *filename, const char *fmt, uint64_t size, json_t *o)
 {
 	const char *cs = json_string_value(json_object_get(o, "cluster_size"));
@@ -323,18 +209,15 @@ static void print_formatting(const char *filename, const char *fmt, uint64_t siz
 
 static int img_create(const char *filename, const char *fmt, uint64_t size, json_t *o, bool quiet)
 {
+	struct error *err = NULL;
+	int r;
+
 	if (!quiet) {
 		print_formatting(filename, fmt, size, o);
 		fflush(stdout);
 	}
-	if (strcmp(fmt, "raw") == 0) {
-		return create_raw(filename, size, o);
-	}
-	if (strcmp(fmt, "qcow2") == 0) {
-		return create_qcow2(filename, size, o, quiet);
-	}
-	img_error("unknown format '%s' (raw, qcow2)", fmt);
-	return -EINVAL;
+	r = block_create(fmt, filename, size, o, &err);
+	return r < 0 ? report(err, r) : 0;
 }
 
 /* Image path of a backing name, which is relative to the image's directory. */

@@ -52,10 +52,23 @@ int block_open(struct block_node **ret, const char *filename, const char *format
 int block_open_json(struct block_node **ret, json_t *opts, struct error **errp);
 
 /*
- * Detect the format of an image for read-only inspection (vmm-img info).
- * Never used for a guest-writable image. Returns "qcow2" or "raw".
+ * Detect the format of an image from its first bytes, as qemu-img does:
+ * every format driver scores them and the highest score wins; "raw" when
+ * none matches (raw is only ever the fallback). For tools (vmm-img); a VM
+ * definition always names its format. *ret_format is a static string.
  */
 int block_probe_format(const char *filename, const char **ret_format, struct error **errp);
+
+/*
+ * Create (or truncate) @filename as a new image of format @format and
+ * virtual size @size through the format's driver. @opts (may be NULL) is a
+ * JSON object of qemu-img -o style options with string values
+ * ({"cluster_size": "65536", "backing_file": "base.qcow2"}); "size" is
+ * ignored. Errors name the file and the bad option. Blocks: never on the
+ * daemon's control thread.
+ */
+int block_create(const char *format, const char *filename, uint64_t size, json_t *opts,
+		 struct error **errp);
 
 struct block_node *block_ref(struct block_node *bs);
 /* Drop a reference; the last one flushes and closes the chain. NULL is fine. */

@@ -323,10 +323,52 @@ START_TEST(info_and_probe)
 	ck_assert_int_eq(block_probe_format(path, &fmt, NULL), 0);
 	ck_assert_str_eq(fmt, "raw");
 	fd = open(path, O_WRONLY);
+	/* the magic alone (version 0) is no qcow2 image, as in QEMU's probe */
 	ck_assert_int_eq(pwrite(fd, "QFI\xfb", 4, 0), 4);
+	ck_assert_int_eq(block_probe_format(path, &fmt, NULL), 0);
+	ck_assert_str_eq(fmt, "raw");
+	ck_assert_int_eq(pwrite(fd, "QFI\xfb\0\0\0\3", 8, 0), 8);
 	close(fd);
 	ck_assert_int_eq(block_probe_format(path, &fmt, NULL), 0);
 	ck_assert_str_eq(fmt, "qcow2");
+}
+END_TEST
+
+START_TEST(create_through_driver)
+{
+	struct error *err = NULL;
+	struct block_node *bs = NULL;
+	const char *fmt = NULL;
+	json_t *o = json_pack("{s:s}", "cluster_size", "4096");
+
+	ck_assert_int_eq(block_create("qcow2", path, 3 << 20, o, &err), 0);
+	ck_assert_int_eq(block_probe_format(path, &fmt, NULL), 0);
+	ck_assert_str_eq(fmt, "qcow2");
+	ck_assert_int_eq(block_open(&bs, path, "qcow2", 0, &err), 0);
+	ck_assert_int_eq(block_length(bs), 3 << 20);
+	block_unref(bs);
+	json_decref(o);
+
+	o = json_pack("{s:s}", "bogus", "1");
+	ck_assert_int_eq(block_create("qcow2", path, 1 << 20, o, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err->msg, "bogus"));
+	error_free(err);
+	err = NULL;
+	ck_assert_int_eq(block_create("raw", path, 1 << 20, o, &err), -EINVAL);
+	error_free(err);
+	err = NULL;
+	json_decref(o);
+	/* protocols and unknown names are no formats to create */
+	ck_assert_int_eq(block_create("file", path, 1 << 20, NULL, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err->msg, "unknown format 'file'"));
+	error_free(err);
+	err = NULL;
+	ck_assert_int_eq(block_create("raw", path, 5 << 20, NULL, &err), 0);
+	ck_assert_int_eq(block_probe_format(path, &fmt, NULL), 0);
+	ck_assert_str_eq(fmt, "raw");
+	ck_assert_int_eq(block_open(&bs, path, "raw", 0, &err), 0);
+	ck_assert_int_eq(block_length(bs), 5 << 20);
+	block_unref(bs);
 }
 END_TEST
 
@@ -347,6 +389,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, json_open_window);
 	tcase_add_test(tc, open_errors);
 	tcase_add_test(tc, info_and_probe);
+	tcase_add_test(tc, create_through_driver);
 	suite_add_tcase(s, tc);
 	return s;
 }
