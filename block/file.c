@@ -26,6 +26,7 @@
 
 #include "block/block-int.h"
 #include "block/file.h"
+#include "common/pathpol.h"
 
 /* The byte every user of an image locks (outside QEMU's lock bytes). */
 #define FILE_LOCK_BYTE 0x766d6d64
@@ -194,8 +195,12 @@ static int file_open(struct block_node *bs, const char *filename, json_t *opts, 
 	if (bs->flags & BLOCK_O_NOCACHE) {
 		oflags |= O_DIRECT;
 	}
-	fd = open(filename, oflags);
+	fd = pathpol_open(filename, oflags, 0);
+	if (fd == -PATHPOL_DENIED) {
+		return pathpol_denied("image", filename, errp);
+	}
 	if (fd < 0) {
+		errno = -fd;
 		if (errno == EINVAL && (oflags & O_DIRECT)) {
 			return error_set(errp, EINVAL,
 					 "cannot open '%s' with cache=none: the filesystem does "

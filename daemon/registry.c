@@ -25,6 +25,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/pathpol.h"
 #include "daemon/registry.h"
 
 /* Events a VM may have queued before the control thread catches up. */
@@ -49,7 +50,6 @@ struct registry {
 	struct event_base *base;
 	char *state_dir, *vms_dir, *run_dir, *run_vms_dir;
 	unsigned max_vms;
-	char **roots; /* canonical image roots, NULL-terminated; NULL = any path */
 	const struct registry_hooks *hooks;
 	struct list_head vms;
 	unsigned n_vms;
@@ -82,17 +82,6 @@ bool registry_name_valid(const char *name)
 		}
 	}
 	return true;
-}
-
-static void free_strv(char **v)
-{
-	if (!v) {
-		return;
-	}
-	for (char **p = v; *p; p++) {
-		free(*p);
-	}
-	free(v);
 }
 
 static int mkdir_p(const char *dir, mode_t mode, struct error **errp)
@@ -256,30 +245,12 @@ static char *path_join(const char *a, const char *b)
 int registry_set_limits(struct registry *reg, const struct registry_limits *limits,
 			struct error **errp)
 {
-	char **roots = NULL;
-	size_t n = 0;
+	/* The roots are the process-wide path policy (common/pathpol.c). */
+	int r = pathpol_set_roots(limits->image_roots, errp);
 
-	for (char **p = limits->image_roots; p && *p; p++) {
-		n++;
+	if (r < 0) {
+		return r;
 	}
-	if (n > 0) {
-		roots = calloc(n + 1, sizeof(*roots));
-		if (!roots) {
-			return error_set(errp, ENOMEM, "out of memory");
-		}
-		for (size_t i = 0; i < n; i++) {
-			roots[i] = realpath(limits->image_roots[i], NULL);
-			if (!roots[i]) {
-				int r = error_set_errno(errp, errno, "image root %s",
-							limits->image_roots[i]);
-
-				free_strv(roots);
-				return r;
-			}
-		}
-	}
-	free_strv(reg->roots);
-	reg->roots = roots;
 	reg->max_vms = limits->max_vms;
 	return 0;
 }
@@ -374,7 +345,6 @@ void registry_free(struct registry *reg)
 		close(reg->efd);
 	}
 	pthread_mutex_destroy(&reg->queue_lock);
-	free_strv(reg->roots);
 	free(reg->state_dir);
 	free(reg->run_dir);
 	free(reg->vms_dir);
@@ -402,41 +372,10 @@ struct registry_vm *registry_find(struct registry *reg, const char *name)
 /* A path a definition references must lie under one of the image roots. */
 static int check_path(struct registry *reg, const char *what, const char *path, struct error **errp)
 {
-	_cleanup_free_ char *canon = NULL;
-
-	if (!reg->roots || !path || !path[0] || strstr(path, "://")) {
+	if (!path || !path[0] || strstr(path, "://")) {
 		return 0;
 	}
-	canon = realpath(path, NULL);
-	if (!canon && errno == ENOENT) {
-		/* A file vmmd will create (a console log): check its directory. */
-		_cleanup_free_ char *dir = strdup(path);
-		char *slash = dir ? strrchr(dir, '/') : NULL;
-		_cleanup_free_ char *cdir = NULL;
-
-		if (slash) {
-			*slash = '\0';
-			cdir = realpath(dir[0] ? dir : "/", NULL);
-			if (cdir && asprintf(&canon, "%s/%s", cdir, slash + 1) < 0) {
-				canon = NULL;
-			}
-		}
-	}
-	if (!canon) {
-		return error_set_errno(errp, errno, "%s %s", what, path);
-	}
-	for (char **r = reg->roots; *r; r++) {
-		size_t n = strlen(*r);
-
-		if (strncmp(canon, *r, n) == 0 &&
-		    (canon[n] == '/' || canon[n] == '\0' || (n == 1 && (*r)[0] == '/'))) {
-			return 0;
-		}
-	}
-	return error_set(errp, EPERM,
-			 "%s %s is outside the image roots of vmmd.conf (image-roots); move it "
-			 "under one of them or add its directory",
-			 what, path);
+	return pathpol_check(what, path, errp);
 }
 
 static int check_paths(struct registry *reg, const struct vm_config *cfg, struct error **errp)
@@ -452,6 +391,9 @@ static int check_paths(struct registry *reg, const struct vm_config *cfg, struct
 	}
 	if (r == 0) {
 		r = check_path(reg, "serial log", cfg->serial_log, errp);
+	}
+	if (r == 0) {
+		r = check_path(reg, "debugcon file", cfg->debugcon, errp);
 	}
 	for (unsigned i = 0; r == 0 && i < cfg->n_disks; i++) {
 		r = check_path(reg, "disk image", cfg->disks[i].file, errp);

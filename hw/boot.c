@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/parse.h"
+#include "common/pathpol.h"
 #include "hw/boot.h"
 #include "hw/e820.h"
 #include "hw/memory.h"
@@ -577,8 +578,11 @@ static int read_file(const char *path, uint64_t max, uint8_t **ret, size_t *ret_
 	size_t done = 0;
 	char b[32];
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	fd = pathpol_open_err("kernel", path, O_RDONLY, 0, errp);
+	if (fd < 0) {
+		return fd;
+	}
+	if (fstat(fd, &st) < 0) {
 		return error_set_errno(errp, errno, "cannot open kernel %s", path);
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -634,8 +638,11 @@ int boot_load(struct guest_mem *mem, const struct vm_config *cfg, struct boot_en
 	if (cfg->boot.initrd) {
 		struct stat st;
 
-		initrd_fd = open(cfg->boot.initrd, O_RDONLY | O_CLOEXEC);
-		if (initrd_fd < 0 || fstat(initrd_fd, &st) < 0) {
+		initrd_fd = pathpol_open_err("initrd", cfg->boot.initrd, O_RDONLY, 0, errp);
+		if (initrd_fd < 0) {
+			return initrd_fd;
+		}
+		if (fstat(initrd_fd, &st) < 0) {
 			return error_set_errno(errp, errno, "cannot open initrd %s",
 					       cfg->boot.initrd);
 		}

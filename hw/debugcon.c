@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "common/pathpol.h"
 #include "hw/devices.h"
 #include "hw/iobus.h"
 
@@ -61,9 +62,10 @@ static int debugcon_realize(struct vm *vm, const void *cfg, void **ret_state, st
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	d->vm = vm;
-	d->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+	/* The guest chooses the bytes, the definition the path: the path policy decides. */
+	d->fd = pathpol_open_err("debugcon file", path, O_WRONLY | O_CREAT | O_APPEND, 0640, errp);
 	if (d->fd < 0) {
-		r = error_set_errno(errp, errno, "cannot open debugcon file %s", path);
+		r = d->fd;
 		free(d);
 		return r;
 	}

@@ -20,6 +20,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/pathpol.h"
 #include "common/util.h"
 #include "hw/acpi.h"
 #include "hw/firmware.h"
@@ -35,13 +36,13 @@
 static int firmware_read_file(const char *what, const char *path, size_t min, size_t max,
 			      size_t unit, uint8_t **ret_buf, size_t *ret_len, struct error **errp)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int fd = pathpol_open_err(what, path, O_RDONLY, 0, errp);
 	_cleanup_free_ uint8_t *buf = NULL;
 	struct stat st;
 	size_t done = 0;
 
 	if (fd < 0) {
-		return error_set_errno(errp, errno, "cannot open %s '%s'", what, path);
+		return fd;
 	}
 	if (fstat(fd, &st) < 0) {
 		return error_set_errno(errp, errno, "cannot stat %s '%s'", what, path);

@@ -35,6 +35,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/pathpol.h"
 #include "common/util.h"
 #include "hw/iobus.h"
 #include "hw/irq.h"
@@ -730,10 +731,22 @@ static int serial_realize(struct vm *vm, const void *cfg_unused, void **ret_stat
 		r = error_set(errp, ENOMEM, "serial: out of memory");
 		goto err_free;
 	}
-	s->log_fd = open(s->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0640);
-	if (s->log_fd < 0) {
-		r = error_set_errno(errp, errno, "cannot open the console log %s", s->log_path);
-		goto err_free;
+	if (cfg && cfg->serial_log) {
+		/* A path the definition names: the path policy decides. */
+		s->log_fd = pathpol_open_err("console log", s->log_path,
+					     O_WRONLY | O_CREAT | O_TRUNC, 0640, errp);
+		if (s->log_fd < 0) {
+			r = s->log_fd;
+			goto err_free;
+		}
+	} else {
+		s->log_fd = open(s->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY,
+				 0640);
+		if (s->log_fd < 0) {
+			r = error_set_errno(errp, errno, "cannot open the console log %s",
+					    s->log_path);
+			goto err_free;
+		}
 	}
 	s->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (s->kick_fd < 0) {
