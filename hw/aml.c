@@ -29,7 +29,13 @@ enum {
 	AML_DUAL_NAME = 0x2E,
 	AML_MULTI_NAME = 0x2F,
 	AML_EXT = 0x5B,
+	AML_EXT_MUTEX = 0x01,
+	AML_EXT_ACQUIRE = 0x23,
+	AML_EXT_RELEASE = 0x27,
+	AML_EXT_OPREGION = 0x80,
+	AML_EXT_FIELD = 0x81,
 	AML_EXT_DEVICE = 0x82,
+	AML_IF = 0xA0,
 	AML_ROOT = 0x5C,
 	AML_PARENT = 0x5E,
 	AML_RETURN = 0xA4,
@@ -468,4 +474,67 @@ void aml_resource_template(struct aml *a, struct aml_res *r)
 	}
 	memcpy(r->buf + r->len, end, sizeof(end));
 	aml_buffer(a, r->buf, r->len + sizeof(end));
+}
+
+void aml_op(struct aml *a, uint8_t op)
+{
+	aml_byte(a, op);
+}
+
+void aml_if_begin(struct aml *a)
+{
+	aml_byte(a, AML_IF);
+	aml_open(a);
+}
+
+void aml_opregion_io(struct aml *a, const char *name, uint16_t base, uint16_t len)
+{
+	aml_byte(a, AML_EXT);
+	aml_byte(a, AML_EXT_OPREGION);
+	aml_name_string(a, name);
+	aml_byte(a, 0x01); /* RegionSpace: SystemIO */
+	aml_integer(a, base);
+	aml_integer(a, len);
+}
+
+void aml_field_begin(struct aml *a, const char *region)
+{
+	aml_byte(a, AML_EXT);
+	aml_byte(a, AML_EXT_FIELD);
+	aml_open(a);
+	aml_name_string(a, region);
+	aml_byte(a, 0x03 | (1u << 5)); /* DWordAcc, NoLock, WriteAsZeros */
+}
+
+void aml_field_unit(struct aml *a, const char *name, unsigned bits)
+{
+	if (strlen(name) != 4 || bits == 0 || bits > 0x3F) {
+		aml_fail(a, -EINVAL);
+		return;
+	}
+	aml_bytes(a, name, 4);
+	aml_byte(a, (uint8_t)bits); /* PkgLength of one byte: the width in bits */
+}
+
+void aml_mutex(struct aml *a, const char *name)
+{
+	aml_byte(a, AML_EXT);
+	aml_byte(a, AML_EXT_MUTEX);
+	aml_name_string(a, name);
+	aml_byte(a, 0); /* SyncLevel 0 */
+}
+
+void aml_acquire(struct aml *a, const char *mutex)
+{
+	aml_byte(a, AML_EXT);
+	aml_byte(a, AML_EXT_ACQUIRE);
+	aml_name_string(a, mutex);
+	aml_le(a, 0xFFFF, 2);
+}
+
+void aml_release(struct aml *a, const char *mutex)
+{
+	aml_byte(a, AML_EXT);
+	aml_byte(a, AML_EXT_RELEASE);
+	aml_name_string(a, mutex);
 }

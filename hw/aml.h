@@ -49,6 +49,38 @@ void aml_package_begin(struct aml *a, unsigned n_elements);
 void aml_end(struct aml *a);
 void aml_buffer(struct aml *a, const void *data, size_t n);
 
+/*
+ * Statements and expressions (ACPI 6.x §20.2.5), for the methods of the
+ * hotplug interface. Operands are emitted by the calls that follow; a
+ * Target that is not stored is aml_name_string(a, "") (NullName).
+ */
+enum {
+	AML_OP_LOCAL0 = 0x60,	  /* Local0..Local7: 0x60..0x67 */
+	AML_OP_ARG0 = 0x68,	  /* Arg0..Arg6: 0x68..0x6E */
+	AML_OP_STORE = 0x70,	  /* Store(TermArg, SuperName) */
+	AML_OP_SHIFT_LEFT = 0x79, /* ShiftLeft(Operand, ShiftCount, Target) */
+	AML_OP_AND = 0x7B,	  /* And(Operand, Operand, Target) */
+	AML_OP_NOTIFY = 0x86,	  /* Notify(SuperName, TermArg) */
+	AML_OP_LEQUAL = 0x93,	  /* LEqual(Operand, Operand) */
+};
+/* One opcode byte from the list above. */
+void aml_op(struct aml *a, uint8_t op);
+/* If(<predicate emitted next>) { ... } closed with aml_end(). */
+void aml_if_begin(struct aml *a);
+/* OperationRegion(name, SystemIO, base, len). */
+void aml_opregion_io(struct aml *a, const char *name, uint16_t base, uint16_t len);
+/*
+ * Field(region, DWordAcc, NoLock, WriteAsZeros) { <aml_field_unit()s> },
+ * closed with aml_end().
+ */
+void aml_field_begin(struct aml *a, const char *region);
+void aml_field_unit(struct aml *a, const char *name, unsigned bits);
+/* Mutex(name, 0). */
+void aml_mutex(struct aml *a, const char *name);
+/* Acquire(mutex, 0xFFFF) as a statement (its result is discarded). */
+void aml_acquire(struct aml *a, const char *mutex);
+void aml_release(struct aml *a, const char *mutex);
+
 /* Resource template (ACPI 6.x §6.4), emitted with aml_resource_template(). */
 struct aml_res {
 	uint8_t buf[1024];
