@@ -2,7 +2,8 @@
  * ACPI fixed hardware (ACPI 6.x §4.8) at the ports the FADT announces
  * (hw/acpi.h): PM1a event block (PM1_STS, PM1_EN), PM1a control block
  * (SCI_EN, SLP_TYP, SLP_EN), the 24-bit PM timer at 3.579545 MHz, and a
- * 16-event GPE0 block. The SCI is GSI 9, driven as a level: high while an
+ * 16-event GPE0 block at 0xAFE0 (QEMU's address, where PCI hotplug guests
+ * expect it; bit 1 is PCI hotplug, hw/platform/acpi-hotplug.c). The SCI is GSI 9, driven as a level: high while an
  * enabled status bit is set. Writing SLP_TYP=S5 with SLP_EN asks the VM to
  * shut down; the fixed power button sets PWRBTN_STS.
  *
@@ -115,6 +116,7 @@ static uint8_t pm_read_byte(struct acpi_pm *pm, unsigned off)
 	case 0x0A:
 	case 0x0B:
 		return (uint8_t)((pm_ticks(pm) & 0xFFFFFF) >> (8 * (off - 0x08)));
+	/* GPE0_BLK, mapped here by gpe_pio_read */
 	case 0x20:
 	case 0x21:
 		return (uint8_t)(pm->gpe_sts >> sh);
@@ -212,6 +214,45 @@ static const struct iobus_ops pm_ops = {
 	.write = pm_pio_write,
 };
 
+/* GPE0_BLK: its bytes are offsets 0x20..0x23 of the register file above. */
+#define GPE_OFF 0x20
+
+static uint64_t gpe_pio_read(void *opaque, uint64_t offset, unsigned size)
+{
+	struct acpi_pm *pm = opaque;
+	uint64_t v = 0;
+
+	pthread_mutex_lock(&pm->lock);
+	for (unsigned i = 0; i < size; i++) {
+		if (offset + i < ACPI_GPE0_BLK_LEN) {
+			v |= (uint64_t)pm_read_byte(pm, (unsigned)(GPE_OFF + offset + i))
+			     << (8 * i);
+		}
+	}
+	pthread_mutex_unlock(&pm->lock);
+	return v;
+}
+
+static void gpe_pio_write(void *opaque, uint64_t offset, uint64_t value, unsigned size)
+{
+	struct acpi_pm *pm = opaque;
+
+	pthread_mutex_lock(&pm->lock);
+	for (unsigned i = 0; i < size; i++) {
+		if (offset + i < ACPI_GPE0_BLK_LEN) {
+			pm_write_byte(pm, (unsigned)(GPE_OFF + offset + i),
+				      (uint8_t)(value >> (8 * i)));
+		}
+	}
+	pm_update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+}
+
+static const struct iobus_ops gpe_ops = {
+	.read = gpe_pio_read,
+	.write = gpe_pio_write,
+};
+
 static void pm_reset_regs(struct acpi_pm *pm)
 {
 	pm->pm1_sts = 0;
@@ -268,13 +309,23 @@ static int pm_realize(struct vm *vm, const void *cfg, void **ret_state, struct e
 	r = iobus_register(pm->bus, IOBUS_PIO, ACPI_PM_BASE, ACPI_PM_REGION_LEN, &pm_ops, pm,
 			   "acpi-pm", errp);
 	if (r < 0) {
-		pthread_mutex_destroy(&pm->lock);
-		free(pm);
-		return r;
+		goto err_free;
+	}
+	r = iobus_register(pm->bus, IOBUS_PIO, ACPI_GPE0_BLK, ACPI_GPE0_BLK_LEN, &gpe_ops, pm,
+			   "acpi-gpe0", errp);
+	if (r < 0) {
+		goto err_unregister;
 	}
 	vm_set_powerdown_handler(vm, pm_powerdown, pm);
 	*ret_state = pm;
 	return 0;
+
+err_unregister:
+	iobus_unregister(pm->bus, IOBUS_PIO, ACPI_PM_BASE);
+err_free:
+	pthread_mutex_destroy(&pm->lock);
+	free(pm);
+	return r;
 }
 
 static void pm_unrealize(void *state)
@@ -285,6 +336,7 @@ static void pm_unrealize(void *state)
 		return;
 	}
 	vm_set_powerdown_handler(pm->vm, NULL, NULL);
+	iobus_unregister(pm->bus, IOBUS_PIO, ACPI_GPE0_BLK);
 	iobus_unregister(pm->bus, IOBUS_PIO, ACPI_PM_BASE);
 	pthread_mutex_destroy(&pm->lock);
 	free(pm);

@@ -90,6 +90,126 @@ static void acpi_gas_io(uint8_t *p, uint16_t port, unsigned bytes)
 	wr(p + 4, port, 8);
 }
 
+/*
+ * QEMU's AML for ACPI PCI hotplug on bus 0 (hw/i386/acpi-build.c,
+ * hw/acpi/pcihp.c in QEMU 7.2), inside Device(\_SB.PCI0): the guest's OSPM
+ * runs \_GPE._E01 -> PCNT on GPE0 bit 1, which notifies Device Check (1)
+ * for the slots in PCIU and Eject Request (3) for those in PCID; the OS
+ * then calls the slot's _EJ0, whose PCEJ writes the slot bit to B0EJ.
+ */
+static void acpi_dsdt_pcihp(struct aml *a)
+{
+	struct aml_res r;
+	char name[8];
+
+	aml_name(a, "BSEL");
+	aml_integer(a, 0);
+	aml_opregion_io(a, "PCST", ACPI_PCIHP_BASE + ACPI_PCIHP_UP, 8);
+	aml_field_begin(a, "PCST");
+	aml_field_unit(a, "PCIU", 32);
+	aml_field_unit(a, "PCID", 32);
+	aml_end(a);
+	aml_opregion_io(a, "SEJ", ACPI_PCIHP_BASE + ACPI_PCIHP_EJECT, 4);
+	aml_field_begin(a, "SEJ");
+	aml_field_unit(a, "B0EJ", 32);
+	aml_end(a);
+	aml_opregion_io(a, "BNMR", ACPI_PCIHP_BASE + ACPI_PCIHP_SEL, 8);
+	aml_field_begin(a, "BNMR");
+	aml_field_unit(a, "BNUM", 32);
+	aml_field_unit(a, "PIDX", 32);
+	aml_end(a);
+	aml_mutex(a, "BLCK");
+
+	/* PCEJ(bsel, slot): B0EJ = 1 << slot on bus bsel */
+	aml_method_begin(a, "PCEJ", 2, 0);
+	aml_acquire(a, "BLCK");
+	aml_op(a, AML_OP_STORE);
+	aml_op(a, AML_OP_ARG0);
+	aml_name_string(a, "BNUM");
+	aml_op(a, AML_OP_STORE);
+	aml_op(a, AML_OP_SHIFT_LEFT);
+	aml_integer(a, 1);
+	aml_op(a, AML_OP_ARG0 + 1);
+	aml_name_string(a, "");
+	aml_name_string(a, "B0EJ");
+	aml_release(a, "BLCK");
+	aml_return(a);
+	aml_integer(a, 0);
+	aml_end(a);
+
+	/* DVNT(slots, event): Notify(Sxx, event) for every slot bit set */
+	aml_method_begin(a, "DVNT", 2, 0);
+	for (unsigned slot = 1; slot < 32; slot++) {
+		snprintf(name, sizeof(name), "S%02X", slot << 3);
+		aml_if_begin(a);
+		aml_op(a, AML_OP_AND);
+		aml_op(a, AML_OP_ARG0);
+		aml_integer(a, 1ull << slot);
+		aml_name_string(a, "");
+		aml_op(a, AML_OP_NOTIFY);
+		aml_name_string(a, name);
+		aml_op(a, AML_OP_ARG0 + 1);
+		aml_end(a);
+	}
+	aml_end(a);
+
+	/* PCNT: bus 0's Device Check and Eject Request notifications */
+	aml_method_begin(a, "PCNT", 0, 0);
+	aml_op(a, AML_OP_STORE);
+	aml_integer(a, 0);
+	aml_name_string(a, "BNUM");
+	aml_name_string(a, "DVNT");
+	aml_name_string(a, "PCIU");
+	aml_integer(a, 1);
+	aml_name_string(a, "DVNT");
+	aml_name_string(a, "PCID");
+	aml_integer(a, 3);
+	aml_end(a);
+
+	for (unsigned slot = 1; slot < 32; slot++) {
+		snprintf(name, sizeof(name), "S%02X", slot << 3);
+		aml_device_begin(a, name);
+		aml_name(a, "_SUN");
+		aml_integer(a, slot);
+		aml_name(a, "_ADR");
+		aml_integer(a, (uint64_t)slot << 16);
+		aml_method_begin(a, "_EJ0", 1, 0);
+		aml_name_string(a, "PCEJ");
+		aml_name_string(a, "BSEL");
+		aml_name_string(a, "_SUN");
+		aml_end(a);
+		aml_end(a);
+	}
+
+	/* The register block is a motherboard resource the OS must not hand out. */
+	aml_device_begin(a, "PHPR");
+	aml_name(a, "_HID");
+	aml_string(a, "PNP0A06");
+	aml_name(a, "_UID");
+	aml_string(a, "PCI Hotplug resources");
+	aml_name(a, "_STA");
+	aml_integer(a, 0x0B);
+	aml_res_init(&r);
+	aml_res_io(&r, ACPI_PCIHP_BASE, ACPI_PCIHP_LEN);
+	aml_name(a, "_CRS");
+	aml_resource_template(a, &r);
+	aml_end(a);
+}
+
+/* \_GPE: GPE0 bit 1 (level, QEMU's _E01) runs the PCI hotplug notifications. */
+static void acpi_dsdt_gpe(struct aml *a)
+{
+	aml_scope_begin(a, "\\_GPE");
+	aml_name(a, "_HID");
+	aml_string(a, "ACPI0006");
+	aml_method_begin(a, "_E01", 0, 0);
+	aml_acquire(a, "\\_SB.PCI0.BLCK");
+	aml_name_string(a, "\\_SB.PCI0.PCNT");
+	aml_release(a, "\\_SB.PCI0.BLCK");
+	aml_end(a);
+	aml_end(a);
+}
+
 static void acpi_dsdt_pci(struct aml *a, const struct acpi_config *cfg)
 {
 	const struct acpi_pci_info *pci = cfg->pci;
@@ -156,6 +276,9 @@ static void acpi_dsdt_pci(struct aml *a, const struct acpi_config *cfg)
 			aml_end(a);
 		}
 		aml_end(a);
+	}
+	if (pci && pci->hotplug) {
+		acpi_dsdt_pcihp(a);
 	}
 	if (pci && pci->dsdt_hook) {
 		pci->dsdt_hook(a, pci->hook_opaque);
@@ -227,6 +350,9 @@ static int acpi_build_dsdt(struct aml *a, const struct acpi_config *cfg)
 		aml_end(a);
 	}
 	aml_end(a);
+	if (cfg->pci && cfg->pci->hotplug) {
+		acpi_dsdt_gpe(a);
+	}
 
 	/* \_S5: SLP_TYPa, SLP_TYPb, reserved, reserved */
 	aml_name(a, "\\_S5");

@@ -18,6 +18,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,12 +39,29 @@ struct aml;
 #define ACPI_PM1_CNT_LEN 2
 #define ACPI_PM_TMR_BLK (ACPI_PM_BASE + 0x08) /* 24-bit timer, 3.579545 MHz */
 #define ACPI_PM_TMR_LEN 4
-#define ACPI_GPE0_BLK (ACPI_PM_BASE + 0x20) /* GPE0_STS (2) + GPE0_EN (2) */
+#define ACPI_PM_REGION_LEN 0x0C /* ports [ACPI_PM_BASE, +0x0C) */
+/* GPE0 where QEMU's PIIX4 PM has it (docs/specs/acpi_pci_hotplug.rst), byte access. */
+#define ACPI_GPE0_BLK 0xAFE0 /* GPE0_STS (2) + GPE0_EN (2) */
 #define ACPI_GPE0_BLK_LEN 4
-#define ACPI_PM_REGION_LEN 0x24 /* ports [ACPI_PM_BASE, +0x24) */
+/* GPE0 status bits, as QEMU numbers them. */
+#define ACPI_GPE_PCI_HOTPLUG 1
+#define ACPI_GPE_CPU_HOTPLUG 2
 #define ACPI_SCI_IRQ 9
 /* SLP_TYP the DSDT's \_S5 package announces; PM1a_CNT writes with it power off. */
 #define ACPI_SLP_TYP_S5 5
+
+/*
+ * QEMU's PCI hotplug register block (hw/acpi/pcihp.c, i440fx): 32-bit
+ * registers, one bit per slot of the bus selected by BNUM.
+ */
+#define ACPI_PCIHP_BASE 0xAE00
+#define ACPI_PCIHP_LEN 0x18
+#define ACPI_PCIHP_UP 0x00    /* PCIU: slots with a pending insert (clear on read) */
+#define ACPI_PCIHP_DOWN 0x04  /* PCID: slots with a pending removal request */
+#define ACPI_PCIHP_EJECT 0x08 /* B0EJ: write a slot bit to eject it; reads 0 */
+#define ACPI_PCIHP_RMV 0x0C   /* slots whose device can be removed */
+#define ACPI_PCIHP_SEL 0x10   /* BNUM: bus selector */
+#define ACPI_PCIHP_AIDX 0x14  /* PIDX: acpi-index of a slot (write the slot bit) */
 
 #define ACPI_IOAPIC_ADDR 0xFEC00000U
 #define ACPI_LAPIC_ADDR 0xFEE00000U
@@ -78,6 +96,13 @@ struct acpi_pci_info {
 	 */
 	void (*dsdt_hook)(struct aml *aml, void *opaque);
 	void *hook_opaque;
+	/*
+	 * Describe QEMU's ACPI PCI hotplug interface for bus 0 (the register
+	 * block at ACPI_PCIHP_BASE, served by hw/platform/acpi-hotplug.c): one
+	 * Device(Sxx) per slot 1..31 with _ADR, _SUN and _EJ0, the PCEJ/DVNT/
+	 * PCNT methods, the PHPR resource device and \_GPE._E01.
+	 */
+	bool hotplug;
 };
 
 struct acpi_config {
@@ -112,7 +137,7 @@ uint8_t acpi_checksum(const void *p, size_t len);
  * realized state of acpi_pm_class. Any thread.
  */
 void acpi_pm_press_power_button(void *pm_state);
-/* Raise general-purpose event @gpe (0..15) in GPE0 (PCI hotplug). Any thread. */
+/* Raise general-purpose event @gpe (0..15) in GPE0 (ACPI_GPE_*). Any thread. */
 void acpi_pm_raise_gpe(void *pm_state, unsigned gpe);
 
 struct device_class;

@@ -16,6 +16,7 @@
 #include "hw/ide.h"
 #include "hw/pci.h"
 #include "hw/platform.h"
+#include "hw/platform/acpi-hotplug.h"
 #include "hw/serial.h"
 #include "hw/virtio-pci.h"
 
@@ -83,6 +84,7 @@ const struct device_entry device_table[] = {
 	{&rtc_class, DEVICE_ONCE, NULL},
 	{&i8042_class, DEVICE_ONCE, NULL},
 	{&acpi_pm_class, DEVICE_ONCE, want_acpi},
+	{&acpi_pcihp_class, DEVICE_ONCE, want_acpi},
 	{&platform_tables_class, DEVICE_ONCE, NULL},
 	{&debugcon_device, DEVICE_ONCE, want_debugcon},
 	/* PCI: the host bridge first, then the devices on it */

@@ -834,6 +834,7 @@ void pci_acpi_info(struct acpi_pci_info *ret)
 	ret->io_base = PCI_IO_BASE;
 	ret->io_len = PCI_IO_END - PCI_IO_BASE;
 	ret->ecam_base = PCI_ECAM_BASE;
+	ret->hotplug = true; /* hw/platform/acpi-hotplug.c serves bus 0's slots */
 	for (slot = 0; slot < PCI_SLOTS; slot++) {
 		for (pin = 0; pin < 4 && ret->n_prt < ACPI_PRT_MAX; pin++) {
 			struct acpi_prt_entry *e = &ret->prt[ret->n_prt++];

@@ -6,7 +6,8 @@ hw_libhw_a_SOURCES += \
 	hw/acpi.c hw/acpi.h \
 	hw/mptable.c hw/mptable.h \
 	hw/serial.c hw/serial.h \
-	hw/acpi-pm.c hw/i8042.c hw/rtc.c hw/platform-tables.c hw/platform.h
+	hw/acpi-pm.c hw/i8042.c hw/rtc.c hw/platform-tables.c hw/platform.h \
+	hw/platform/acpi-hotplug.c hw/platform/acpi-hotplug.h
 
 check_PROGRAMS += tests/unit/test-acpi tests/unit/test-mptable
 TESTS += tests/unit/test-acpi tests/unit/test-mptable
@@ -41,6 +42,12 @@ tests_unit_test_acpi_pm_SOURCES = tests/unit/test-acpi-pm.c tests/unit/check-mai
 	hw/acpi-pm.c $(FAKE_HW)
 tests_unit_test_acpi_pm_CFLAGS = $(PLATFORM_DEV_CFLAGS)
 tests_unit_test_acpi_pm_LDADD = $(PLATFORM_DEV_LIBS)
+check_PROGRAMS += tests/unit/test-acpi-hotplug
+TESTS += tests/unit/test-acpi-hotplug
+tests_unit_test_acpi_hotplug_SOURCES = tests/unit/test-acpi-hotplug.c tests/unit/check-main.h \
+	hw/platform/acpi-hotplug.c hw/acpi-pm.c hw/acpi.c hw/aml.c $(FAKE_HW)
+tests_unit_test_acpi_hotplug_CFLAGS = $(PLATFORM_DEV_CFLAGS)
+tests_unit_test_acpi_hotplug_LDADD = $(PLATFORM_DEV_LIBS)
 
 # The Linux guest kit and the boots of a stock Debian kernel.
 TESTS += tests/functional/test-linux-boot.py
