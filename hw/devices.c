@@ -9,16 +9,16 @@
 
 #include <string.h>
 
-#include "hw/acpi.h"
+#include "hw/platform/acpi.h"
 #include "hw/devices.h"
-#include "hw/e1000.h"
-#include "hw/firmware.h"
-#include "hw/ide.h"
-#include "hw/pci.h"
-#include "hw/platform.h"
+#include "hw/pci/e1000.h"
+#include "hw/platform/firmware.h"
+#include "hw/pci/ide.h"
+#include "hw/pci/pci.h"
+#include "hw/platform/platform.h"
 #include "hw/platform/acpi-hotplug.h"
-#include "hw/serial.h"
-#include "hw/virtio-pci.h"
+#include "hw/isa/serial.h"
+#include "hw/virtio/virtio-pci.h"
 
 static bool want_acpi(const struct vm_config *cfg, const void *item)
 {

@@ -1,42 +1,31 @@
-# hw/: the machine (KVM, vCPUs, memory, I/O bus, boot) and the device models,
-# built as one convenience library. Device model files add themselves to
-# hw_libhw_a_SOURCES and to the registry in hw/devices.c.
-noinst_LIBRARIES += hw/libhw.a
-hw_libhw_a_SOURCES = \
-	hw/machine.h hw/memory.h hw/iobus.h hw/irq.h \
-	hw/vm-int.h hw/devices.h \
-	hw/kvm.c hw/kvm.h \
-	hw/vm.c \
-	hw/vm-config.c \
-	hw/vcpu.c hw/vcpu.h \
-	hw/memory.c \
-	hw/iobus.c \
-	hw/irq.c \
-	hw/cpuid.c hw/cpuid.h \
-	hw/boot.c hw/boot.h \
-	hw/e820.c hw/e820.h \
-	hw/devices.c \
-	hw/debugcon.c
-hw_libhw_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
-HW_LIBS = hw/libhw.a $(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS)
+# hw/: the machine and its devices, one folder per group, each built as one
+# convenience library by its own local.mk:
+#   hw/core/      the machine: KVM, VM, vCPUs, guest memory, I/O bus, IRQs, boot
+#   hw/platform/  what firmware and the guest read: ACPI, MP tables, fw_cfg, firmware
+#   hw/isa/       fixed-port devices: serial, i8042, RTC, ACPI PM, debugcon
+#   hw/pci/       the PCI bus and plain PCI devices: host bridge, IDE, e1000
+#   hw/virtio/    virtqueues, the virtio-pci transport and the virtio devices
+# hw/devices.c is the device registry (the composition root, the only file
+# that knows every device); it builds into libhwcore.a.
+HW_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 
-# Unit tests of hw/.
-check_PROGRAMS += tests/unit/test-iobus tests/unit/test-cpuid tests/unit/test-vmconfig \
-	tests/unit/test-boot
-TESTS += tests/unit/test-iobus tests/unit/test-cpuid tests/unit/test-vmconfig \
-	tests/unit/test-boot
-tests_unit_test_iobus_SOURCES = tests/unit/test-iobus.c tests/unit/check-main.h
-tests_unit_test_iobus_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_iobus_LDADD = $(HW_LIBS) $(UNIT_LIBS)
-tests_unit_test_cpuid_SOURCES = tests/unit/test-cpuid.c tests/unit/check-main.h
-tests_unit_test_cpuid_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_cpuid_LDADD = $(HW_LIBS) $(UNIT_LIBS)
-tests_unit_test_vmconfig_SOURCES = tests/unit/test-vmconfig.c tests/unit/check-main.h
-tests_unit_test_vmconfig_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
-tests_unit_test_vmconfig_LDADD = $(HW_LIBS) $(UNIT_LIBS)
-tests_unit_test_boot_SOURCES = tests/unit/test-boot.c tests/unit/check-main.h
-tests_unit_test_boot_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_boot_LDADD = $(HW_LIBS) $(UNIT_LIBS)
+# Unit tests of device models link the model with a fake machine
+# (tests/unit/fake-hw.c) so they need no KVM.
+FAKE_HW = tests/unit/fake-hw.c tests/unit/fake-hw.h
+FAKE_VM = tests/unit/fake-vm.c tests/unit/fake-vm.h hw/pci/pci.c
 
-include hw/firmware.mk
-include hw/platform.mk
+include hw/core/local.mk
+include hw/platform/local.mk
+include hw/isa/local.mk
+include hw/pci/local.mk
+include hw/virtio/local.mk
+
+hw_core_libhwcore_a_SOURCES += hw/machine.h hw/devices.h hw/devices.c
+
+# The libraries depend on one another (the machine realizes the devices in
+# hw/devices.c; devices call back into the machine): the core is listed again
+# at the end so a static link resolves those references in one pass.
+HW_ARCHIVES = hw/core/libhwcore.a hw/virtio/libhwvirtio.a hw/platform/libhwplatform.a \
+	hw/pci/libhwpci.a hw/isa/libhwisa.a hw/core/libhwcore.a
+HW_LIBS = $(HW_ARCHIVES) $(NET_LIBS) $(BLOCK_LIBS) $(COMMON_LIBS) $(JANSSON_LIBS) \
+	$(LIBEVENT_LIBS)

@@ -52,7 +52,7 @@ struct event_base *vm_io_base(struct vm *vm);
  * Map @len bytes at @host (page-aligned, kept by the caller until
  * vm_unmap_rom) at guest address @gpa as read-only memory: reads and
  * instruction fetches see @host, guest writes are dropped. For firmware
- * images (hw/firmware.c). Control thread, before the vCPUs run.
+ * images (hw/platform/firmware.c). Control thread, before the vCPUs run.
  */
 int vm_map_rom(struct vm *vm, uint64_t gpa, void *host, uint64_t len, struct error **errp);
 void vm_unmap_rom(struct vm *vm, uint64_t gpa);
@@ -87,7 +87,7 @@ void vm_set_powerdown_handler(struct vm *vm, int (*fn)(void *opaque), void *opaq
 void vm_set_console_socket(struct vm *vm, const char *path);
 
 /*
- * The VM's PCI host bridge (hw/pci-host.c sets it in realize, clears it in
+ * The VM's PCI host bridge (hw/pci/pci-host.c sets it in realize, clears it in
  * unrealize); NULL when the VM has none. PCI devices find it through
  * pci_host_of().
  */

@@ -25,8 +25,8 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "hw/acpi.h"
-#include "hw/iobus.h"
+#include "hw/platform/acpi.h"
+#include "hw/core/iobus.h"
 #include "hw/machine.h"
 #include "hw/platform/acpi-hotplug.h"
 

@@ -1,7 +1,7 @@
 /*
  * QEMU's ACPI PCI hotplug register block for bus 0 (docs/specs/
  * acpi_pci_hotplug.rst, hw/acpi/pcihp.c), at ACPI_PCIHP_BASE; the DSDT's
- * slot objects and methods that drive it are written by hw/acpi.c. The
+ * slot objects and methods that drive it are written by hw/platform/acpi.c. The
  * hotplug side (device_add/device_del) tells the guest through this block;
  * the guest's eject comes back through the eject handler.
  *

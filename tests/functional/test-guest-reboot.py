@@ -13,7 +13,7 @@ def test_reboot_reset():
     run = run_guest("reboot", on_reboot="reset")
     for i in (1, 2, 3):
         assert "reboot: boot %d\n" % i in run.console, run.describe()
-    # hw/i8042.c pulses the reset line: no fallback to a triple fault was needed.
+    # hw/isa/i8042.c pulses the reset line: no fallback to a triple fault was needed.
     assert "reboot: i8042 reset\n" in run.console, run.describe()
     assert "i8042 reset did nothing" not in run.console, run.describe()
     resets = run.events("RESET")

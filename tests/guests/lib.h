@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #define COM1 0x3f8
-#define ACPI_PM1A_CNT 0x604 /* hw/acpi.h: ACPI_PM_BASE + 4 */
+#define ACPI_PM1A_CNT 0x604 /* hw/platform/acpi.h: ACPI_PM_BASE + 4 */
 #define ACPI_SLP_TYP_S5 5
 #define LAPIC_BASE 0xfee00000ull
 

@@ -41,7 +41,7 @@ TESTS += tests/functional/test-guest-hello.py tests/functional/test-guest-smp.py
 	tests/functional/test-guest-emul.py
 EXTRA_DIST += tests/functional/guestrun.py
 
-# virtio test guests (hw/virtio-*): a shared spec-written driver, virtio-drv.c.
+# virtio test guests (hw/virtio/): a shared spec-written driver, virtio-drv.c.
 VIRTIO_GUESTS = tests/guests/virtio-rng.elf tests/guests/virtio-blk.elf \
 	tests/guests/virtio-net.elf tests/guests/virtio-robust.elf tests/guests/virtio-rng-loop.elf \
 	tests/guests/virtio-bench.elf

@@ -8,8 +8,8 @@
 
 #include <stdint.h>
 
-#include "hw/iobus.h"
-#include "hw/memory.h"
+#include "hw/core/iobus.h"
+#include "hw/core/memory.h"
 
 struct guest_mem {
 	uint8_t *ram;

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "hw/irq.h"
+#include "hw/core/irq.h"
 #include "hw/machine.h"
 #include "tests/unit/fake-vm.h"
 

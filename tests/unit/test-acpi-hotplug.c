@@ -12,10 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "hw/acpi.h"
-#include "hw/iobus.h"
+#include "hw/platform/acpi.h"
+#include "hw/core/iobus.h"
 #include "hw/machine.h"
-#include "hw/pci.h"
+#include "hw/pci/pci.h"
 #include "hw/platform/acpi-hotplug.h"
 #include "tests/unit/fake-hw.h"
 
@@ -283,7 +283,7 @@ START_TEST(test_dsdt_acpiexec)
 		return;
 	}
 	ck_assert_ptr_nonnull(pci);
-	/* The host bridge as hw/pci.c's pci_acpi_info() describes it. */
+	/* The host bridge as hw/pci/pci.c's pci_acpi_info() describes it. */
 	pci->bus_end = 255;
 	pci->mmio32_base = PCI_MMIO32_BASE;
 	pci->mmio32_len = PCI_MMIO32_END - PCI_MMIO32_BASE;

@@ -9,8 +9,8 @@
 #include <check.h>
 #include <time.h>
 
-#include "hw/acpi.h"
-#include "hw/iobus.h"
+#include "hw/platform/acpi.h"
+#include "hw/core/iobus.h"
 #include "hw/machine.h"
 #include "tests/unit/fake-hw.h"
 

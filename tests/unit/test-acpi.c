@@ -12,9 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "hw/acpi.h"
-#include "hw/aml.h"
-#include "hw/memory.h"
+#include "hw/platform/acpi.h"
+#include "hw/platform/aml.h"
+#include "hw/core/memory.h"
 
 #define BASE 0xE0000ULL
 

@@ -1,4 +1,4 @@
-/* Unit tests for hw/boot.c and hw/e820.c on crafted kernel images. */
+/* Unit tests for hw/core/boot.c and hw/core/e820.c on crafted kernel images. */
 #include "config.h"
 
 #include <check.h>
@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hw/boot.h"
-#include "hw/e820.h"
-#include "hw/memory.h"
+#include "hw/core/boot.h"
+#include "hw/core/e820.h"
+#include "hw/core/memory.h"
 
 #define MEM (64ull << 20)
 

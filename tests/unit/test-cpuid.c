@@ -1,11 +1,11 @@
-/* Unit tests for hw/cpuid.c over a fake KVM_GET_SUPPORTED_CPUID table. */
+/* Unit tests for hw/core/cpuid.c over a fake KVM_GET_SUPPORTED_CPUID table. */
 #include "config.h"
 
 #include <check.h>
 #include <errno.h>
 #include <string.h>
 
-#include "hw/cpuid.h"
+#include "hw/core/cpuid.h"
 
 #define SIG KVM_CPUID_FLAG_SIGNIFCANT_INDEX
 

@@ -1,4 +1,4 @@
-/* Unit tests for hw/e1000.c over fake guest RAM with recording host callbacks. */
+/* Unit tests for hw/pci/e1000.c over fake guest RAM with recording host callbacks. */
 #include "config.h"
 
 #include <check.h>
@@ -9,7 +9,7 @@
 
 #include <event2/event.h>
 
-#include "hw/e1000.h"
+#include "hw/pci/e1000.h"
 #include "hw/machine.h"
 #include "tests/unit/fake-hw.h"
 #include "tests/unit/fake-vm.h"

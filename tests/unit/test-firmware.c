@@ -1,5 +1,5 @@
 /*
- * Unit tests for the pure parts of hw/firmware.c: e820, SMBIOS, and the ACPI
+ * Unit tests for the pure parts of hw/platform/firmware.c: e820, SMBIOS, and the ACPI
  * table-loader conversion (run through an independent loader interpreter
  * that does what SeaBIOS does with "etc/table-loader").
  */
@@ -11,10 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "hw/acpi.h"
-#include "hw/firmware.h"
-#include "hw/fw-cfg.h"
-#include "hw/ide.h"
+#include "hw/platform/acpi.h"
+#include "hw/platform/firmware.h"
+#include "hw/platform/fw-cfg.h"
+#include "hw/pci/ide.h"
 #include "hw/machine.h"
 #include "tests/unit/fake-hw.h"
 #include "tests/unit/fake-vm.h"

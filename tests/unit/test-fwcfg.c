@@ -1,4 +1,4 @@
-/* Unit tests for hw/fw-cfg.c over a fake I/O bus and guest RAM. */
+/* Unit tests for hw/platform/fw-cfg.c over a fake I/O bus and guest RAM. */
 #include "config.h"
 
 #include <check.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hw/fw-cfg.h"
+#include "hw/platform/fw-cfg.h"
 #include "tests/unit/fake-hw.h"
 
 static struct guest_mem *mem;

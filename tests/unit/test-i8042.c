@@ -7,9 +7,9 @@
 
 #include <check.h>
 
-#include "hw/iobus.h"
+#include "hw/core/iobus.h"
 #include "hw/machine.h"
-#include "hw/platform.h"
+#include "hw/platform/platform.h"
 #include "tests/unit/fake-hw.h"
 
 static struct iobus *bus;

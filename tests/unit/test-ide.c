@@ -1,4 +1,4 @@
-/* Unit tests for hw/ide.c: ATA PIO/DMA and ATAPI over a fake I/O bus and guest RAM. */
+/* Unit tests for hw/pci/ide.c: ATA PIO/DMA and ATAPI over a fake I/O bus and guest RAM. */
 #include "config.h"
 
 #include <check.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "hw/ide.h"
+#include "hw/pci/ide.h"
 #include "hw/machine.h"
 #include "tests/unit/fake-hw.h"
 #include "tests/unit/fake-vm.h"

@@ -1,4 +1,4 @@
-/* Unit tests for hw/iobus.c: range maps, unclaimed accesses, safe removal. */
+/* Unit tests for hw/core/iobus.c: range maps, unclaimed accesses, safe removal. */
 #include "config.h"
 
 #include <check.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "hw/iobus.h"
+#include "hw/core/iobus.h"
 
 struct dev {
 	uint64_t last_off;

@@ -7,9 +7,9 @@
 #include <check.h>
 #include <string.h>
 
-#include "hw/acpi.h"
-#include "hw/memory.h"
-#include "hw/mptable.h"
+#include "hw/platform/acpi.h"
+#include "hw/core/memory.h"
+#include "hw/platform/mptable.h"
 
 #define BASE 0xF0000ULL
 

@@ -1,5 +1,5 @@
 /*
- * hw/pci.c over a fake I/O bus and a fake VM: the 440FX identity through
+ * hw/pci/pci.c over a fake I/O bus and a fake VM: the 440FX identity through
  * 0xCF8/0xCFC and ECAM, absent functions, BAR sizing and (re)mapping
  * following the BAR registers and the command bits, the slot allocator,
  * INTx sharing, MSI-X masking with pending bits, 0xCF9 reset, and the ACPI
@@ -12,10 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "hw/acpi.h"
-#include "hw/irq.h"
+#include "hw/platform/acpi.h"
+#include "hw/core/irq.h"
 #include "hw/machine.h"
-#include "hw/pci.h"
+#include "hw/pci/pci.h"
 
 /* ---- fake I/O bus ---- */
 

@@ -12,9 +12,9 @@
 
 #include <event2/event.h>
 
-#include "hw/iobus.h"
+#include "hw/core/iobus.h"
 #include "hw/machine.h"
-#include "hw/platform.h"
+#include "hw/platform/platform.h"
 #include "tests/unit/fake-hw.h"
 
 static struct iobus *bus;

@@ -20,9 +20,9 @@
 
 #include <event2/event.h>
 
-#include "hw/iobus.h"
+#include "hw/core/iobus.h"
 #include "hw/machine.h"
-#include "hw/serial.h"
+#include "hw/isa/serial.h"
 #include "tests/unit/fake-hw.h"
 
 static struct iobus *bus;

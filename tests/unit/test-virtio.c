@@ -19,10 +19,10 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "hw/irq.h"
+#include "hw/core/irq.h"
 #include "hw/machine.h"
-#include "hw/pci.h"
-#include "hw/virtio-pci.h"
+#include "hw/pci/pci.h"
+#include "hw/virtio/virtio-pci.h"
 #include "tests/unit/fake-hw.h"
 
 /* ---- the fake VM ---- */

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hw/memory.h"
-#include "hw/virtqueue.h"
+#include "hw/core/memory.h"
+#include "hw/virtio/virtqueue.h"
 
 #define RAM_A_SIZE (8u << 20)
 #define RAM_B_BASE RAM_A_SIZE
@@ -21,7 +21,7 @@
 
 static uint8_t *ram_a, *ram_b;
 
-/* The test's stand-in for hw/memory.c: same contract as the real one. */
+/* The test's stand-in for hw/core/memory.c: same contract as the real one. */
 void *guest_mem_ptr(struct guest_mem *mem, uint64_t gpa, uint64_t len)
 {
 	(void)mem;

@@ -1,4 +1,4 @@
-/* Unit tests for hw/vm-config.c: the VM definition parser and its canonical form. */
+/* Unit tests for hw/core/vm-config.c: the VM definition parser and its canonical form. */
 #include "config.h"
 
 #include <check.h>

@@ -1,0 +1,44 @@
+# hw/core/: the machine (KVM, the VM object, vCPUs, guest memory, the I/O bus,
+# IRQs and MSIs, CPUID, boot protocols, the E820 map, VM definitions).
+noinst_LIBRARIES += hw/core/libhwcore.a
+hw_core_libhwcore_a_SOURCES = \
+	hw/core/memory.h hw/core/iobus.h hw/core/irq.h hw/core/vm-int.h \
+	hw/core/kvm.c hw/core/kvm.h \
+	hw/core/vm.c \
+	hw/core/vm-config.c \
+	hw/core/vcpu.c hw/core/vcpu.h \
+	hw/core/memory.c \
+	hw/core/iobus.c \
+	hw/core/irq.c \
+	hw/core/cpuid.c hw/core/cpuid.h \
+	hw/core/boot.c hw/core/boot.h \
+	hw/core/e820.c hw/core/e820.h
+hw_core_libhwcore_a_CFLAGS = $(HW_CFLAGS)
+
+# Unit tests of hw/core/.
+check_PROGRAMS += tests/unit/test-iobus tests/unit/test-cpuid tests/unit/test-vmconfig \
+	tests/unit/test-boot
+TESTS += tests/unit/test-iobus tests/unit/test-cpuid tests/unit/test-vmconfig \
+	tests/unit/test-boot
+tests_unit_test_iobus_SOURCES = tests/unit/test-iobus.c tests/unit/check-main.h
+tests_unit_test_iobus_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_iobus_LDADD = $(HW_LIBS) $(UNIT_LIBS)
+tests_unit_test_cpuid_SOURCES = tests/unit/test-cpuid.c tests/unit/check-main.h
+tests_unit_test_cpuid_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_cpuid_LDADD = $(HW_LIBS) $(UNIT_LIBS)
+tests_unit_test_vmconfig_SOURCES = tests/unit/test-vmconfig.c tests/unit/check-main.h
+tests_unit_test_vmconfig_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_vmconfig_LDADD = $(HW_LIBS) $(UNIT_LIBS)
+tests_unit_test_boot_SOURCES = tests/unit/test-boot.c tests/unit/check-main.h
+tests_unit_test_boot_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_boot_LDADD = $(HW_LIBS) $(UNIT_LIBS)
+
+# The Linux guest kit and the boots of a stock Debian kernel.
+TESTS += tests/functional/test-linux-boot.py
+EXTRA_DIST += tests/guests/linux/build-kit.sh tests/guests/linux/init
+
+# Two VMs in one process, for the robustness test.
+check_PROGRAMS += tests/functional/two-vms
+tests_functional_two_vms_SOURCES = tests/functional/two-vms.c
+tests_functional_two_vms_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_functional_two_vms_LDADD = $(HW_LIBS)

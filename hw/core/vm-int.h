@@ -1,0 +1,113 @@
+/*
+ * The inside of struct vm, shared by the machine's own files (vm.c, vcpu.c,
+ * irq.c, boot.c). Device models use hw/machine.h instead.
+ *
+ * Locks: ctl_lock serializes run-state transitions (control thread API and
+ * the I/O thread's request handler); run_lock/run_cond park and release the
+ * vCPU threads; irq.c's routing_lock protects the GSI routing table.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "hw/core/boot.h"
+#include "hw/core/cpuid.h"
+#include "hw/core/kvm.h"
+#include "hw/machine.h"
+
+struct vcpu;
+struct irq_routing;
+struct device_entry;
+
+#define VM_MAX_ROMS 4
+#define VM_ROM_SLOT_BASE 8
+
+enum vcpu_cmd {
+	VCPU_CMD_RUN,
+	VCPU_CMD_PAUSE,
+	VCPU_CMD_STOP,
+};
+
+struct vm_device {
+	const struct device_entry *entry;
+	const struct device_class *cls;
+	void *state;
+};
+
+struct vm {
+	struct vm_config *cfg;
+	struct vm_host host;
+	struct kvm kvm;
+	struct guest_mem *mem;
+	struct iobus *iobus;
+	struct pci_host *pci; /* set by hw/pci/pci-host.c */
+	struct cpuid_model cpu_model;
+
+	pthread_mutex_t ctl_lock;
+	_Atomic enum vm_run_state state;
+	bool started; /* vCPU threads exist */
+	bool dying;   /* vm_destroy has begun: requests are ignored */
+
+	/* vCPUs */
+	struct vcpu **vcpus;
+	unsigned n_vcpus;
+	pthread_mutex_t run_lock;
+	pthread_cond_t run_cond;
+	enum vcpu_cmd vcpu_cmd;
+	unsigned n_parked; /* threads waiting in the park loop (or exited) */
+
+	/* I/O thread and requests */
+	struct event_base *io_base;
+	struct event *req_event;
+	struct event *stop_event; /* activated to end the I/O thread's loop */
+	pthread_t io_thread;
+	bool io_started;
+	int req_fd;		 /* eventfd poked by vm_request */
+	atomic_uint req_pending; /* bit per enum vm_shutdown_cause */
+
+	struct irq_routing *irq;
+
+	struct vm_device *devices;
+	unsigned n_devices;
+
+	/* Power button (ACPI), set by the device that implements it. */
+	int (*powerdown)(void *opaque);
+	void *powerdown_opaque;
+
+	struct boot_entry boot;
+	char *console_socket;
+
+	/* Read-only memslots (vm_map_rom), after the RAM slots. */
+	struct {
+		uint64_t gpa;
+		uint64_t len;
+	} roms[VM_MAX_ROMS];
+
+	/* In-kernel irqchip power-on state: PIC master, PIC slave, IOAPIC; PIT. */
+	struct kvm_irqchip init_chips[3];
+	struct kvm_pit_state2 init_pit;
+};
+
+/* vcpu.c */
+int vcpu_new(struct vm *vm, unsigned index, struct vcpu **ret, struct error **errp);
+void vcpu_free(struct vcpu *vcpu);
+/* Power-on state: the state saved at creation, then the boot entry for the BSP. */
+int vcpu_reset(struct vcpu *vcpu, const struct boot_entry *entry);
+int vcpu_start_thread(struct vcpu *vcpu, struct error **errp);
+void vcpu_join(struct vcpu *vcpu);
+/* Interrupt KVM_RUN so the thread looks at vm->vcpu_cmd. Caller holds run_lock. */
+void vcpu_kick(struct vcpu *vcpu);
+/* Let a vCPU stalled by a fatal exit run again (after a reset). Caller holds run_lock. */
+void vcpu_unstall(struct vcpu *vcpu);
+/* Install the kick signal handler (idempotent, any thread). */
+void vcpu_init_signals(void);
+
+/* vm.c: park all vCPUs (returns once all are parked) / release them. */
+void vm_vcpus_pause(struct vm *vm);
+void vm_vcpus_resume(struct vm *vm);
+
+/* irq.c */
+int vm_irq_init(struct vm *vm, struct error **errp);
+void vm_irq_fini(struct vm *vm);

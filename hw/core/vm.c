@@ -1,0 +1,810 @@
+/*
+ * The VM object: build-up in an explicit order that unwinds on failure,
+ * run-state transitions with their QMP events, the I/O thread with its
+ * event loop, and the handling of reset/shutdown/failure requests.
+ *
+ * Threads: the public API runs on the daemon's control thread and holds
+ * ctl_lock across a transition; requests raised by any VM thread
+ * (vm_request) are handled on the VM's I/O thread under the same lock.
+ * vCPUs are parked/released under run_lock (see vm-int.h).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "hw/devices.h"
+#include "hw/core/iobus.h"
+#include "hw/core/memory.h"
+#include "hw/isa/serial.h"
+#include "hw/core/vcpu.h"
+#include "hw/core/vm-int.h"
+
+static void set_state(struct vm *vm, enum vm_run_state s)
+{
+	atomic_store(&vm->state, s);
+}
+
+enum vm_run_state vm_get_state(struct vm *vm)
+{
+	return atomic_load(&vm->state);
+}
+
+const char *vm_name(struct vm *vm)
+{
+	return vm->cfg->name;
+}
+
+struct iobus *vm_iobus(struct vm *vm)
+{
+	return vm->iobus;
+}
+
+void vm_set_pci_host(struct vm *vm, struct pci_host *host)
+{
+	vm->pci = host;
+}
+
+struct pci_host *vm_pci_host(struct vm *vm)
+{
+	return vm->pci;
+}
+
+struct guest_mem *vm_guest_mem(struct vm *vm)
+{
+	return vm->mem;
+}
+
+const struct vm_config *vm_get_config(struct vm *vm)
+{
+	return vm->cfg;
+}
+
+const struct vm_host *vm_get_host(struct vm *vm)
+{
+	return &vm->host;
+}
+
+struct event_base *vm_io_base(struct vm *vm)
+{
+	return vm->io_base;
+}
+
+const char *vm_console_socket(struct vm *vm)
+{
+	if (vm->console_socket) {
+		return vm->console_socket;
+	}
+	void *serial = vm_device_state(vm, &serial_class);
+
+	return serial ? serial_console_socket(serial) : NULL;
+}
+
+void vm_set_console_socket(struct vm *vm, const char *path)
+{
+	free(vm->console_socket);
+	vm->console_socket = path ? strdup(path) : NULL;
+}
+
+void vm_set_powerdown_handler(struct vm *vm, int (*fn)(void *opaque), void *opaque)
+{
+	vm->powerdown = fn;
+	vm->powerdown_opaque = opaque;
+}
+
+void *vm_device_state(struct vm *vm, const struct device_class *cls)
+{
+	for (unsigned i = 0; i < vm->n_devices; i++) {
+		if (vm->devices[i].cls == cls) {
+			return vm->devices[i].state;
+		}
+	}
+	return NULL;
+}
+
+int vm_map_rom(struct vm *vm, uint64_t gpa, void *host, uint64_t len, struct error **errp)
+{
+	struct kvm_userspace_memory_region slot = {
+		.flags = KVM_MEM_READONLY,
+		.guest_phys_addr = gpa,
+		.memory_size = len,
+		.userspace_addr = (uintptr_t)host,
+	};
+	int free_slot = -1;
+
+	if (!IS_ALIGNED(gpa, 4096) || !IS_ALIGNED(len, 4096) || len == 0 ||
+	    !IS_ALIGNED((uintptr_t)host, 4096)) {
+		return error_set(errp, EINVAL,
+				 "ROM at 0x%" PRIx64 "+0x%" PRIx64 " is not page-aligned", gpa,
+				 len);
+	}
+	if (guest_mem_ptr(vm->mem, gpa, 1) || guest_mem_ptr(vm->mem, gpa + len - 1, 1)) {
+		return error_set(errp, EEXIST, "ROM at 0x%" PRIx64 " overlaps guest RAM", gpa);
+	}
+	if (ioctl(vm->kvm.sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0) {
+		return error_set_class(errp, ERROR_CLASS_KVM_MISSING_CAP, ENOTSUP,
+				       "this host's KVM lacks KVM_CAP_READONLY_MEM, needed for "
+				       "firmware");
+	}
+	for (int i = 0; i < VM_MAX_ROMS; i++) {
+		if (vm->roms[i].len == 0) {
+			free_slot = i;
+			break;
+		}
+	}
+	if (free_slot < 0) {
+		return error_set(errp, ENOSPC, "more than %d ROMs", VM_MAX_ROMS);
+	}
+	slot.slot = VM_ROM_SLOT_BASE + (uint32_t)free_slot;
+	if (ioctl(vm->kvm.vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+		return error_set_errno(errp, errno, "cannot map a ROM at 0x%" PRIx64, gpa);
+	}
+	vm->roms[free_slot].gpa = gpa;
+	vm->roms[free_slot].len = len;
+	return 0;
+}
+
+void vm_unmap_rom(struct vm *vm, uint64_t gpa)
+{
+	for (int i = 0; i < VM_MAX_ROMS; i++) {
+		if (vm->roms[i].len && vm->roms[i].gpa == gpa) {
+			struct kvm_userspace_memory_region slot = {
+				.slot = VM_ROM_SLOT_BASE + (uint32_t)i,
+				.guest_phys_addr = gpa,
+			};
+
+			ioctl(vm->kvm.vm_fd, KVM_SET_USER_MEMORY_REGION, &slot);
+			vm->roms[i].len = 0;
+		}
+	}
+}
+
+uint64_t vm_get_exit_count(struct vm *vm)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		n += atomic_load(&vm->vcpus[i]->exits);
+	}
+	return n;
+}
+
+void vm_emit_event(struct vm *vm, const char *name, json_t *data)
+{
+	if (!data) {
+		data = json_object();
+	}
+	if (vm->host.event) {
+		vm->host.event(vm->host.opaque, vm, name, data);
+	} else {
+		json_decref(data);
+	}
+}
+
+static json_t *collect(struct vm *vm, bool stats)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; i < vm->n_devices; i++) {
+		const struct device_class *c = vm->devices[i].cls;
+		json_t *(*fn)(void *) = stats ? c->query_blockstats : c->query_block;
+		json_t *j = fn ? fn(vm->devices[i].state) : NULL;
+
+		if (j) {
+			json_array_append_new(a, j);
+		}
+	}
+	return a;
+}
+
+json_t *vm_query_block(struct vm *vm)
+{
+	return collect(vm, false);
+}
+
+json_t *vm_query_blockstats(struct vm *vm)
+{
+	return collect(vm, true);
+}
+
+void vm_request(struct vm *vm, enum vm_shutdown_cause cause)
+{
+	uint64_t one = 1;
+
+	atomic_fetch_or(&vm->req_pending, 1u << cause);
+	if (write(vm->req_fd, &one, sizeof(one)) < 0) {
+		/* The counter cannot overflow with one writer per pending bit. */
+	}
+}
+
+/* --- vCPU parking ------------------------------------------------------- */
+
+void vm_vcpus_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	if (vm->vcpu_cmd != VCPU_CMD_STOP) {
+		vm->vcpu_cmd = VCPU_CMD_PAUSE;
+	}
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		vcpu_kick(vm->vcpus[i]);
+	}
+	while (vm->started && vm->n_parked < vm->n_vcpus) {
+		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+void vm_vcpus_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	if (vm->vcpu_cmd != VCPU_CMD_STOP) {
+		vm->vcpu_cmd = VCPU_CMD_RUN;
+		pthread_cond_broadcast(&vm->run_cond);
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+static void vcpus_stop(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	vm->vcpu_cmd = VCPU_CMD_STOP;
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		vcpu_kick(vm->vcpus[i]);
+	}
+	pthread_cond_broadcast(&vm->run_cond);
+	pthread_mutex_unlock(&vm->run_lock);
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		vcpu_join(vm->vcpus[i]);
+	}
+	vm->started = false;
+}
+
+/* --- machine reset ------------------------------------------------------- */
+
+static int save_irqchip(struct vm *vm, struct error **errp)
+{
+	for (unsigned i = 0; i < 3; i++) {
+		vm->init_chips[i].chip_id = i;
+		if (ioctl(vm->kvm.vm_fd, KVM_GET_IRQCHIP, &vm->init_chips[i]) < 0) {
+			return error_set_errno(errp, errno, "KVM_GET_IRQCHIP %u failed", i);
+		}
+	}
+	if (ioctl(vm->kvm.vm_fd, KVM_GET_PIT2, &vm->init_pit) < 0) {
+		return error_set_errno(errp, errno, "KVM_GET_PIT2 failed");
+	}
+	return 0;
+}
+
+/*
+ * Power-on state for everything, vCPUs parked: devices, in-kernel irqchip,
+ * the kernel image reloaded into RAM, vCPU registers.
+ */
+static int machine_reset(struct vm *vm, struct error **errp)
+{
+	int r;
+
+	for (unsigned i = 0; i < vm->n_devices; i++) {
+		if (vm->devices[i].cls->reset) {
+			vm->devices[i].cls->reset(vm->devices[i].state);
+		}
+	}
+	for (unsigned i = 0; i < 3; i++) {
+		if (ioctl(vm->kvm.vm_fd, KVM_SET_IRQCHIP, &vm->init_chips[i]) < 0) {
+			return error_set_errno(errp, errno, "KVM_SET_IRQCHIP failed");
+		}
+	}
+	if (ioctl(vm->kvm.vm_fd, KVM_SET_PIT2, &vm->init_pit) < 0) {
+		return error_set_errno(errp, errno, "KVM_SET_PIT2 failed");
+	}
+	r = boot_load(vm->mem, vm->cfg, &vm->boot, errp);
+	if (r < 0) {
+		return r;
+	}
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		r = vcpu_reset(vm->vcpus[i], i == 0 ? &vm->boot : NULL);
+		if (r < 0) {
+			return error_set_errno(errp, r, "cannot reset vCPU %u", i);
+		}
+	}
+	pthread_mutex_lock(&vm->run_lock);
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		vcpu_unstall(vm->vcpus[i]);
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+	return 0;
+}
+
+/* Stop the vCPUs in state @s with event @name (data taken). ctl_lock held. */
+static void stop_with(struct vm *vm, enum vm_run_state s, const char *name, json_t *data)
+{
+	vm_vcpus_pause(vm);
+	set_state(vm, s);
+	vm_emit_event(vm, name, data);
+}
+
+static void guest_reset(struct vm *vm)
+{
+	struct error *err = NULL;
+
+	vm_vcpus_pause(vm);
+	if (machine_reset(vm, &err) < 0) {
+		log_full(LOG_ERR, vm->cfg->name, NULL, "reset failed: %s", err->msg);
+		error_free(err);
+		set_state(vm, VM_STATE_INTERNAL_ERROR);
+		vm_emit_event(vm, "STOP", json_pack("{s:s}", "reason", "internal-error"));
+		return;
+	}
+	vm_emit_event(vm, "RESET", json_pack("{s:b,s:s}", "guest", 1, "reason", "guest-reset"));
+	vm_vcpus_resume(vm);
+}
+
+static void handle_requests(struct vm *vm, unsigned pending)
+{
+	enum vm_run_state s = vm_get_state(vm);
+
+	if (pending & (1u << VM_CAUSE_HOST_ERROR)) {
+		if (s == VM_STATE_RUNNING || s == VM_STATE_PAUSED) {
+			stop_with(vm, VM_STATE_INTERNAL_ERROR, "STOP",
+				  json_pack("{s:s}", "reason", "internal-error"));
+		}
+		return;
+	}
+	if (s != VM_STATE_RUNNING && s != VM_STATE_PAUSED) {
+		return; /* already stopped for good: late guest requests are moot */
+	}
+	if (pending & (1u << VM_CAUSE_IO_ERROR)) {
+		stop_with(vm, VM_STATE_IO_ERROR, "STOP", json_pack("{s:s}", "reason", "io-error"));
+	} else if (pending & (1u << VM_CAUSE_GUEST_PANIC)) {
+		stop_with(vm, VM_STATE_GUEST_PANICKED, "GUEST_PANICKED",
+			  json_pack("{s:s}", "action", "pause"));
+	} else if (pending & (1u << VM_CAUSE_GUEST_SHUTDOWN)) {
+		stop_with(vm, VM_STATE_SHUTDOWN, "SHUTDOWN",
+			  json_pack("{s:b,s:s}", "guest", 1, "reason", "guest-shutdown"));
+	} else if (pending & ((1u << VM_CAUSE_GUEST_RESET) | (1u << VM_CAUSE_TRIPLE_FAULT))) {
+		const char *reason = "guest-reset"; /* QEMU's name for triple faults too */
+
+		if (strcmp(vm->cfg->on_reboot, "shutdown") == 0) {
+			stop_with(vm, VM_STATE_SHUTDOWN, "SHUTDOWN",
+				  json_pack("{s:b,s:s}", "guest", 1, "reason", reason));
+		} else if (s == VM_STATE_RUNNING) {
+			guest_reset(vm);
+		} else {
+			/* Paused: reset now, stay paused. */
+			struct error *err = NULL;
+
+			if (machine_reset(vm, &err) < 0) {
+				log_full(LOG_ERR, vm->cfg->name, NULL, "reset failed: %s",
+					 err->msg);
+				error_free(err);
+				set_state(vm, VM_STATE_INTERNAL_ERROR);
+			}
+			vm_emit_event(vm, "RESET",
+				      json_pack("{s:b,s:s}", "guest", 1, "reason", reason));
+		}
+	}
+}
+
+static void request_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm *vm = arg;
+	uint64_t v;
+	unsigned pending;
+
+	if (read(vm->req_fd, &v, sizeof(v)) < 0) {
+		/* Spurious wake-up; the pending bits decide. */
+	}
+	pthread_mutex_lock(&vm->ctl_lock);
+	pending = atomic_exchange(&vm->req_pending, 0);
+	if (!vm->dying && pending) {
+		handle_requests(vm, pending);
+	}
+	pthread_mutex_unlock(&vm->ctl_lock);
+}
+
+/* --- the I/O thread ------------------------------------------------------ */
+
+/* Runs inside the loop, so the break cannot be lost before the loop starts. */
+static void io_stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm *vm = arg;
+
+	event_base_loopbreak(vm->io_base);
+}
+
+static void *io_thread(void *arg)
+{
+	struct vm *vm = arg;
+
+	pthread_setname_np(pthread_self(), "vm-io");
+	event_base_loop(vm->io_base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
+}
+
+static void io_evthread_init(void)
+{
+	evthread_use_pthreads();
+}
+
+static int io_start(struct vm *vm, struct error **errp)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	sigset_t all, old;
+	int r;
+
+	pthread_once(&once, io_evthread_init);
+	vm->req_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->req_fd < 0) {
+		return error_set_errno(errp, errno, "cannot create an eventfd");
+	}
+	vm->io_base = event_base_new();
+	if (!vm->io_base) {
+		return error_set(errp, ENOMEM, "cannot create the VM's event loop");
+	}
+	vm->req_event = event_new(vm->io_base, vm->req_fd, EV_READ | EV_PERSIST, request_cb, vm);
+	if (!vm->req_event || event_add(vm->req_event, NULL) < 0) {
+		return error_set(errp, ENOMEM, "cannot watch the VM's request eventfd");
+	}
+	vm->stop_event = event_new(vm->io_base, -1, 0, io_stop_cb, vm);
+	if (!vm->stop_event) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	/* VM threads leave signals to the control thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = pthread_create(&vm->io_thread, NULL, io_thread, vm);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		return error_set_errno(errp, r, "cannot start the VM's I/O thread");
+	}
+	vm->io_started = true;
+	return 0;
+}
+
+static void io_stop(struct vm *vm)
+{
+	if (vm->io_started) {
+		event_active(vm->stop_event, EV_READ, 0);
+		pthread_join(vm->io_thread, NULL);
+		vm->io_started = false;
+	}
+	if (vm->req_event) {
+		event_free(vm->req_event);
+		vm->req_event = NULL;
+	}
+	if (vm->stop_event) {
+		event_free(vm->stop_event);
+		vm->stop_event = NULL;
+	}
+	if (vm->io_base) {
+		event_base_free(vm->io_base);
+		vm->io_base = NULL;
+	}
+	if (vm->req_fd >= 0) {
+		close(vm->req_fd);
+		vm->req_fd = -1;
+	}
+}
+
+/* --- devices ------------------------------------------------------------- */
+
+static int realize_one(struct vm *vm, const struct device_entry *e, const void *item,
+		       struct error **errp)
+{
+	struct vm_device *d = &vm->devices[vm->n_devices];
+	int r;
+
+	if (e->wanted && !e->wanted(vm->cfg, item)) {
+		return 0;
+	}
+	d->entry = e;
+	d->cls = e->cls;
+	r = e->cls->realize(vm, item, &d->state, errp);
+	if (r < 0) {
+		error_prefix(errp, "%s", e->cls->name);
+		return r;
+	}
+	vm->n_devices++;
+	return 0;
+}
+
+static int devices_realize(struct vm *vm, struct error **errp)
+{
+	size_t max = 0;
+	int r;
+
+	for (unsigned i = 0; i < device_table_size; i++) {
+		max += device_table[i].each == DEVICE_ONCE	 ? 1
+		       : device_table[i].each == DEVICE_PER_DISK ? vm->cfg->n_disks
+								 : vm->cfg->n_nics;
+	}
+	vm->devices = calloc(max + 1, sizeof(*vm->devices));
+	if (!vm->devices) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	for (unsigned i = 0; i < device_table_size; i++) {
+		const struct device_entry *e = &device_table[i];
+
+		if (e->each == DEVICE_ONCE) {
+			r = realize_one(vm, e, NULL, errp);
+		} else if (e->each == DEVICE_PER_DISK) {
+			r = 0;
+			for (unsigned j = 0; r == 0 && j < vm->cfg->n_disks; j++) {
+				r = realize_one(vm, e, &vm->cfg->disks[j], errp);
+			}
+		} else {
+			r = 0;
+			for (unsigned j = 0; r == 0 && j < vm->cfg->n_nics; j++) {
+				r = realize_one(vm, e, &vm->cfg->nics[j], errp);
+			}
+		}
+		if (r < 0) {
+			return r;
+		}
+	}
+	return 0;
+}
+
+static void devices_unrealize(struct vm *vm)
+{
+	while (vm->n_devices > 0) {
+		struct vm_device *d = &vm->devices[--vm->n_devices];
+
+		d->cls->unrealize(d->state);
+	}
+	free(vm->devices);
+	vm->devices = NULL;
+}
+
+/* --- life cycle ---------------------------------------------------------- */
+
+/* Undo vm_new in reverse, for whatever part of it was done. */
+static void vm_teardown(struct vm *vm)
+{
+	if (vm->started) {
+		vcpus_stop(vm);
+	}
+	devices_unrealize(vm);
+	io_stop(vm);
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		vcpu_free(vm->vcpus[i]);
+	}
+	free(vm->vcpus);
+	vm_irq_fini(vm);
+	iobus_free(vm->iobus);
+	kvm_close(&vm->kvm);
+	guest_mem_free(vm->mem);
+	pthread_mutex_destroy(&vm->ctl_lock);
+	pthread_mutex_destroy(&vm->run_lock);
+	pthread_cond_destroy(&vm->run_cond);
+	free(vm->console_socket);
+	vm_config_free(vm->cfg);
+	free(vm);
+}
+
+int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **ret,
+	   struct error **errp)
+{
+	struct vm *vm;
+	int r;
+
+	vm = calloc(1, sizeof(*vm));
+	if (!vm) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	vm->req_fd = -1;
+	vm->kvm.sys_fd = vm->kvm.vm_fd = -1;
+	pthread_mutex_init(&vm->ctl_lock, NULL);
+	pthread_mutex_init(&vm->run_lock, NULL);
+	pthread_cond_init(&vm->run_cond, NULL);
+	set_state(vm, VM_STATE_PRELAUNCH);
+	if (host) {
+		vm->host = *host;
+	}
+	r = vm_config_copy(cfg, &vm->cfg, errp);
+	if (r < 0) {
+		goto err_teardown;
+	}
+	r = cpuid_model_parse(vm->cfg->cpu, &vm->cpu_model, errp);
+	if (r < 0) {
+		goto err_teardown;
+	}
+	r = kvm_open(&vm->kvm, vm->cfg->vcpus, errp);
+	if (r < 0) {
+		goto err_teardown;
+	}
+	r = save_irqchip(vm, errp);
+	if (r < 0) {
+		goto err_teardown;
+	}
+	r = guest_mem_new(vm->cfg->memory, vm->cfg->mem_backend, &vm->mem, errp);
+	if (r < 0) {
+		goto err_teardown;
+	}
+	r = kvm_add_memory(&vm->kvm, vm->mem, errp);
+	if (r < 0) {
+		goto err_teardown;
+	}
+	vm->iobus = iobus_new(vm->cfg->name);
+	if (!vm->iobus) {
+		r = error_set(errp, ENOMEM, "out of memory");
+		goto err_teardown;
+	}
+	r = vm_irq_init(vm, errp);
+	if (r < 0) {
+		goto err_teardown;
+	}
+	vm->vcpus = calloc(vm->cfg->vcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		r = error_set(errp, ENOMEM, "out of memory");
+		goto err_teardown;
+	}
+	for (unsigned i = 0; i < vm->cfg->vcpus; i++) {
+		struct vcpu *v;
+
+		r = vcpu_new(vm, i, &v, errp);
+		if (r < 0) {
+			goto err_teardown;
+		}
+		vm->vcpus[vm->n_vcpus++] = v;
+	}
+	r = io_start(vm, errp);
+	if (r < 0) {
+		goto err_teardown;
+	}
+	r = devices_realize(vm, errp);
+	if (r < 0) {
+		goto err_teardown;
+	}
+	if (vm->cfg->boot.firmware && vm->roms[0].len == 0) {
+		r = error_set(errp, ENOTSUP,
+			      "firmware %s: no device of this build maps firmware images",
+			      vm->cfg->boot.firmware);
+		goto err_teardown;
+	}
+	r = machine_reset(vm, errp);
+	if (r < 0) {
+		goto err_teardown;
+	}
+	*ret = vm;
+	return 0;
+
+err_teardown:
+	vm_teardown(vm);
+	return r;
+}
+
+static int bad_state(struct vm *vm, const char *what, struct error **errp)
+{
+	return error_set(errp, EBUSY, "cannot %s VM \"%s\": it is %s", what, vm->cfg->name,
+			 vm_run_state_name(vm_get_state(vm)));
+}
+
+int vm_start(struct vm *vm, struct error **errp)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vm->ctl_lock);
+	if (vm_get_state(vm) != VM_STATE_PRELAUNCH) {
+		r = bad_state(vm, "start", errp);
+		goto out;
+	}
+	pthread_mutex_lock(&vm->run_lock);
+	vm->vcpu_cmd = VCPU_CMD_RUN;
+	pthread_mutex_unlock(&vm->run_lock);
+	vm->started = true;
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		r = vcpu_start_thread(vm->vcpus[i], errp);
+		if (r < 0) {
+			/* Threads not started count as parked for the stop. */
+			pthread_mutex_lock(&vm->run_lock);
+			vm->n_parked += vm->n_vcpus - i;
+			pthread_mutex_unlock(&vm->run_lock);
+			vcpus_stop(vm);
+			goto out;
+		}
+	}
+	set_state(vm, VM_STATE_RUNNING);
+	vm_emit_event(vm, "RESUME", NULL);
+out:
+	pthread_mutex_unlock(&vm->ctl_lock);
+	return r;
+}
+
+int vm_pause(struct vm *vm, struct error **errp)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vm->ctl_lock);
+	if (vm_get_state(vm) != VM_STATE_RUNNING) {
+		r = bad_state(vm, "pause", errp);
+	} else {
+		stop_with(vm, VM_STATE_PAUSED, "STOP", NULL);
+	}
+	pthread_mutex_unlock(&vm->ctl_lock);
+	return r;
+}
+
+int vm_resume(struct vm *vm, struct error **errp)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vm->ctl_lock);
+	/* io-error resumes too, as QEMU's cont: held requests are retried (werror=stop) */
+	if (vm_get_state(vm) != VM_STATE_PAUSED && vm_get_state(vm) != VM_STATE_IO_ERROR) {
+		r = bad_state(vm, "resume", errp);
+	} else {
+		set_state(vm, VM_STATE_RUNNING);
+		vm_vcpus_resume(vm);
+		vm_emit_event(vm, "RESUME", NULL);
+	}
+	pthread_mutex_unlock(&vm->ctl_lock);
+	return r;
+}
+
+int vm_reset(struct vm *vm, struct error **errp)
+{
+	enum vm_run_state s;
+	int r;
+
+	pthread_mutex_lock(&vm->ctl_lock);
+	s = vm_get_state(vm);
+	vm_vcpus_pause(vm);
+	r = machine_reset(vm, errp);
+	if (r < 0) {
+		set_state(vm, VM_STATE_INTERNAL_ERROR);
+		vm_emit_event(vm, "STOP", json_pack("{s:s}", "reason", "internal-error"));
+		goto out;
+	}
+	vm_emit_event(vm, "RESET",
+		      json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-system-reset"));
+	if (s == VM_STATE_RUNNING) {
+		vm_vcpus_resume(vm);
+	} else if (s != VM_STATE_PRELAUNCH && s != VM_STATE_PAUSED) {
+		/* As QEMU: a VM that needed a reset comes back paused. */
+		set_state(vm, VM_STATE_PAUSED);
+	}
+out:
+	pthread_mutex_unlock(&vm->ctl_lock);
+	return r;
+}
+
+int vm_powerdown(struct vm *vm, struct error **errp)
+{
+	int r;
+
+	pthread_mutex_lock(&vm->ctl_lock);
+	if (vm_get_state(vm) != VM_STATE_RUNNING && vm_get_state(vm) != VM_STATE_PAUSED) {
+		r = bad_state(vm, "power down", errp);
+	} else if (!vm->powerdown) {
+		r = error_set(errp, ENOTSUP, "VM \"%s\" has no ACPI power button", vm->cfg->name);
+	} else {
+		r = vm->powerdown(vm->powerdown_opaque);
+		if (r < 0) {
+			error_set_errno(errp, r, "cannot press the power button of VM \"%s\"",
+					vm->cfg->name);
+		} else {
+			vm_emit_event(vm, "POWERDOWN", NULL);
+		}
+	}
+	pthread_mutex_unlock(&vm->ctl_lock);
+	return r;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm) {
+		return;
+	}
+	pthread_mutex_lock(&vm->ctl_lock);
+	vm->dying = true;
+	pthread_mutex_unlock(&vm->ctl_lock);
+	vm_teardown(vm);
+}

@@ -1,0 +1,50 @@
+# hw/platform/: what firmware and the guest read: the AML builder, ACPI and MP
+# tables, the platform-table device, fw_cfg and firmware (SeaBIOS) boot.
+noinst_LIBRARIES += hw/platform/libhwplatform.a
+hw_platform_libhwplatform_a_SOURCES = \
+	hw/platform/aml.c hw/platform/aml.h \
+	hw/platform/acpi.c hw/platform/acpi.h \
+	hw/platform/mptable.c hw/platform/mptable.h \
+	hw/platform/platform-tables.c hw/platform/platform.h \
+	hw/platform/fw-cfg.c hw/platform/fw-cfg.h \
+	hw/platform/firmware.c hw/platform/firmware.h \
+	hw/platform/acpi-hotplug.c hw/platform/acpi-hotplug.h
+hw_platform_libhwplatform_a_CFLAGS = $(HW_CFLAGS)
+
+check_PROGRAMS += tests/unit/test-acpi tests/unit/test-mptable
+TESTS += tests/unit/test-acpi tests/unit/test-mptable
+tests_unit_test_acpi_SOURCES = tests/unit/test-acpi.c tests/unit/check-main.h \
+	hw/platform/aml.c hw/platform/acpi.c
+tests_unit_test_acpi_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_acpi_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+tests_unit_test_mptable_SOURCES = tests/unit/test-mptable.c tests/unit/check-main.h \
+	hw/platform/mptable.c hw/platform/acpi.c hw/platform/aml.c
+tests_unit_test_mptable_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_mptable_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-acpi-hotplug
+TESTS += tests/unit/test-acpi-hotplug
+tests_unit_test_acpi_hotplug_SOURCES = tests/unit/test-acpi-hotplug.c tests/unit/check-main.h \
+	hw/platform/acpi-hotplug.c hw/isa/acpi-pm.c hw/platform/acpi.c hw/platform/aml.c $(FAKE_HW)
+tests_unit_test_acpi_hotplug_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_acpi_hotplug_LDADD = $(COMMON_LIBS) $(JANSSON_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-fwcfg
+TESTS += tests/unit/test-fwcfg
+tests_unit_test_fwcfg_SOURCES = tests/unit/test-fwcfg.c hw/platform/fw-cfg.c \
+	hw/platform/fw-cfg.h $(FAKE_HW)
+tests_unit_test_fwcfg_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_fwcfg_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-firmware
+TESTS += tests/unit/test-firmware
+tests_unit_test_firmware_SOURCES = tests/unit/test-firmware.c hw/platform/firmware.c \
+	hw/platform/firmware.h hw/platform/fw-cfg.c hw/platform/acpi.c hw/platform/aml.c \
+	hw/pci/ide.c $(FAKE_HW) $(FAKE_VM)
+tests_unit_test_firmware_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_firmware_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
+
+# Functional tests: SeaBIOS boot paths and iPXE option ROMs under vmmd
+# (skip until vmmd can run a VM in the foreground); the benchmark is run by hand.
+TESTS += tests/functional/test-firmware-boot.py tests/functional/test-firmware-ipxe.py
+EXTRA_DIST += tests/bench/firmware.sh

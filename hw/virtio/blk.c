@@ -1,0 +1,764 @@
+/*
+ * virtio-blk (virtio 1.x §5.2) on the block layer: read, write, flush,
+ * discard, write-zeroes and get-id; one queue per vCPU by default; read-only
+ * disks; the serial number; adjacent reads or writes popped together are
+ * merged into one block request; an I/O error policy per direction
+ * (werror/rerror "report": the guest sees VIRTIO_BLK_S_IOERR; "stop": the
+ * request is parked, the VM goes to io-error with BLOCK_IO_ERROR, and parked
+ * requests are retried once the VM runs again).
+ *
+ * Every request header is copied out of guest memory once, then checked:
+ * a header that is short or not device-readable, a data length that is not
+ * a multiple of 512, a range past the end of the disk, or a write to a
+ * read-only disk fails that request with IOERR; a chain without room for
+ * the status byte cannot be answered and marks the device NEEDS_RESET.
+ *
+ * Threads: realize/unrealize on the control thread; queue processing and
+ * block completions on the VM's I/O thread (the block aio context is bound
+ * to it), under the transport lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/iov.h"
+#include "common/list.h"
+#include "common/log.h"
+#include "hw/machine.h"
+#include "hw/virtio/virtio-pci.h"
+#include "vmmd/block.h"
+
+#define VIRTIO_ID_BLOCK 2
+
+#define VIRTIO_BLK_F_SEG_MAX 2
+#define VIRTIO_BLK_F_RO 5
+#define VIRTIO_BLK_F_BLK_SIZE 6
+#define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_MQ 12
+#define VIRTIO_BLK_F_DISCARD 13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+#define VIRTIO_BLK_T_IN 0
+#define VIRTIO_BLK_T_OUT 1
+#define VIRTIO_BLK_T_FLUSH 4
+#define VIRTIO_BLK_T_GET_ID 8
+#define VIRTIO_BLK_T_DISCARD 11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+
+#define VIRTIO_BLK_S_OK 0
+#define VIRTIO_BLK_S_IOERR 1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define VIRTIO_BLK_ID_BYTES 20
+#define BLK_QUEUE_SIZE 256
+#define BLK_MAX_QUEUES 64
+#define BLK_SEG_MAX (VIRTQ_MAX_IOV - 2)
+#define BLK_MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB per request */
+#define BLK_MERGE_MAX_BYTES (4u << 20)
+#define BLK_MERGE_MAX_IOV 1024u
+#define BLK_RETRY_US 200000
+
+struct blk_config {
+	uint64_t capacity;
+	uint32_t size_max;
+	uint32_t seg_max;
+	struct {
+		uint16_t cylinders;
+		uint8_t heads;
+		uint8_t sectors;
+	} geometry;
+	uint32_t blk_size;
+	uint8_t physical_block_exp;
+	uint8_t alignment_offset;
+	uint16_t min_io_size;
+	uint32_t opt_io_size;
+	uint8_t writeback;
+	uint8_t unused0;
+	uint16_t num_queues;
+	uint32_t max_discard_sectors;
+	uint32_t max_discard_seg;
+	uint32_t discard_sector_alignment;
+	uint32_t max_write_zeroes_sectors;
+	uint32_t max_write_zeroes_seg;
+	uint8_t write_zeroes_may_unmap;
+	uint8_t unused1[3];
+} __attribute__((packed));
+
+struct blk_outhdr {
+	uint32_t type;
+	uint32_t reserved;
+	uint64_t sector;
+};
+
+struct blk_dwz_seg {
+	uint64_t sector;
+	uint32_t num_sectors;
+	uint32_t flags;
+};
+
+struct virtio_blk;
+
+struct blk_req {
+	struct list_head link; /* parked list */
+	struct virtio_blk *b;
+	unsigned q;
+	uint64_t gen;
+	uint32_t type;
+	enum block_op op;
+	uint64_t offset, len;
+	unsigned flags;
+	uint8_t *status;
+	uint32_t used_len;
+	bool flush_after; /* write-through for drivers without VIRTIO_BLK_F_FLUSH */
+	/* merging: the head owns @iov covering itself and @next... */
+	struct blk_req *next;
+	struct iovec *iov;
+	unsigned iovcnt;
+	struct virtq_elem elem;
+};
+
+struct virtio_blk {
+	struct virtio_pci *vp;
+	struct vm *vm;
+	struct block_node *bs;
+	struct block_aio_ctx *aio;
+	char *id;
+	char serial[VIRTIO_BLK_ID_BYTES];
+	bool readonly;
+	bool stop_on_rerror, stop_on_werror;
+	unsigned nqueues;
+	uint64_t sectors;
+	uint64_t features;
+	struct blk_config config;
+	struct list_head parked;
+	struct event *retry_timer;
+	unsigned inflight;
+	bool dying; /* unrealize has begun: nothing new is submitted */
+};
+
+static struct ratelimit blk_rl = RATELIMIT_INIT(5000000, 10);
+
+static void blk_submit(struct blk_req *r);
+
+static void req_free(struct blk_req *r)
+{
+	free(r->iov);
+	free(r);
+}
+
+/* Write the status, return the chain, interrupt if wanted. Lock held. */
+static void req_complete(struct blk_req *r, uint8_t status)
+{
+	struct virtio_blk *b = r->b;
+
+	if (r->gen == virtio_pci_generation(b->vp)) {
+		*r->status = status;
+		virtq_push(virtio_pci_queue(b->vp, r->q), &r->elem, r->used_len);
+		virtio_pci_notify(b->vp, r->q);
+	}
+	req_free(r);
+}
+
+static const char *op_name(enum block_op op)
+{
+	return op == BLOCK_OP_READ ? "read" : "write";
+}
+
+static void emit_io_error(struct virtio_blk *b, enum block_op op, int err, bool stop)
+{
+	json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:b, s:s}", "device", b->id, "node-name",
+				 block_node_name(b->bs) ? block_node_name(b->bs) : "", "operation",
+				 op_name(op), "action", stop ? "stop" : "report", "nospace",
+				 err == -ENOSPC, "reason", strerror(-err));
+
+	vm_emit_event(b->vm, "BLOCK_IO_ERROR", data);
+}
+
+static void arm_retry(struct virtio_blk *b)
+{
+	struct timeval tv = {.tv_sec = 0, .tv_usec = BLK_RETRY_US};
+
+	evtimer_add(b->retry_timer, &tv);
+}
+
+static void blk_done(void *opaque, int ret)
+{
+	struct blk_req *r = opaque, *n;
+	struct virtio_blk *b = r->b;
+	bool stale;
+
+	virtio_pci_lock(b->vp);
+	b->inflight--;
+	stale = r->gen != virtio_pci_generation(b->vp);
+	if (ret < 0 && !stale) {
+		bool stop = r->op == BLOCK_OP_READ ? b->stop_on_rerror : b->stop_on_werror;
+
+		log_ratelimited(&blk_rl, LOG_WARNING, vm_name(b->vm), b->id,
+				"%s error at offset %" PRIu64 ": %s", op_name(r->op), r->offset,
+				strerror(-ret));
+		emit_io_error(b, r->op, ret, stop);
+		if (stop) {
+			bool first = list_empty(&b->parked);
+
+			list_add_tail(&r->link, &b->parked);
+			if (first) {
+				vm_request(b->vm, VM_CAUSE_IO_ERROR);
+				arm_retry(b);
+			}
+			virtio_pci_unlock(b->vp);
+			return;
+		}
+	}
+	if (ret == 0 && r->flush_after && !stale) {
+		r->flush_after = false;
+		r->op = BLOCK_OP_FLUSH;
+		free(r->iov);
+		r->iov = NULL;
+		r->iovcnt = 0;
+		/* the merged requests ride along with the head's flush */
+		blk_submit(r);
+		virtio_pci_unlock(b->vp);
+		return;
+	}
+	while (r) {
+		n = r->next;
+		req_complete(r, ret == 0	  ? VIRTIO_BLK_S_OK
+				: ret == -ENOTSUP ? VIRTIO_BLK_S_UNSUPP
+						  : VIRTIO_BLK_S_IOERR);
+		r = n;
+	}
+	virtio_pci_unlock(b->vp);
+}
+
+/* Hand a (possibly merged) request to the block layer. Lock held. */
+static void blk_submit(struct blk_req *r)
+{
+	struct virtio_blk *b = r->b;
+	int ret;
+
+	ret = block_aio_submit(b->bs, b->aio, r->op, r->offset, r->iov, r->iovcnt, r->len, r->flags,
+			       blk_done, r);
+	if (ret < 0) {
+		struct blk_req *n;
+
+		while (r) {
+			n = r->next;
+			req_complete(r, ret == -ENOTSUP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
+			r = n;
+		}
+		return;
+	}
+	b->inflight++;
+}
+
+static void retry_parked(evutil_socket_t fd, short what, void *opaque)
+{
+	struct virtio_blk *b = opaque;
+	struct list_head todo;
+
+	(void)fd;
+	(void)what;
+	virtio_pci_lock(b->vp);
+	if (list_empty(&b->parked) || b->dying) {
+		virtio_pci_unlock(b->vp);
+		return;
+	}
+	if (vm_get_state(b->vm) != VM_STATE_RUNNING) {
+		arm_retry(b);
+		virtio_pci_unlock(b->vp);
+		return;
+	}
+	list_init(&todo);
+	while (!list_empty(&b->parked)) {
+		struct blk_req *r = container_of(b->parked.next, struct blk_req, link);
+
+		list_del(&r->link);
+		list_add_tail(&r->link, &todo);
+	}
+	while (!list_empty(&todo)) {
+		struct blk_req *r = container_of(todo.next, struct blk_req, link);
+
+		list_del(&r->link);
+		if (r->gen != virtio_pci_generation(b->vp)) {
+			req_free(r);
+			continue;
+		}
+		blk_submit(r);
+	}
+	virtio_pci_unlock(b->vp);
+}
+
+/* Copy the id string into the guest's buffer. */
+static void do_get_id(struct virtio_blk *b, struct blk_req *r, const struct iovec *data,
+		      unsigned cnt)
+{
+	size_t n = iov_from_buf(data, cnt, 0, b->serial, VIRTIO_BLK_ID_BYTES);
+
+	r->used_len = n + 1;
+	req_complete(r, VIRTIO_BLK_S_OK);
+}
+
+/*
+ * Parse one popped chain into @r. Returns 1 to submit, 0 if @r was
+ * completed (or freed) already, -1 if the device must be reset.
+ */
+static int blk_parse(struct virtio_blk *b, struct blk_req *r)
+{
+	struct virtq_elem *e = &r->elem;
+	struct blk_outhdr h;
+	struct iovec *data;
+	unsigned ndata;
+	size_t dlen;
+	uint64_t last_len;
+
+	if (e->in_len < 1) {
+		return -1; /* nowhere to put the status */
+	}
+	/* the status byte is the last device-writable byte */
+	last_len = e->in[e->in_num - 1].iov_len;
+	r->status = (uint8_t *)e->in[e->in_num - 1].iov_base + last_len - 1;
+	r->used_len = 1;
+	if (e->out_len < sizeof(h)) {
+		req_complete(r, VIRTIO_BLK_S_IOERR); /* header missing or device-writable */
+		return 0;
+	}
+	iov_to_buf(e->out, e->out_num, 0, &h, sizeof(h));
+	r->type = h.type;
+
+	switch (h.type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_GET_ID:
+		/* data: every writable byte but the status */
+		data = malloc(sizeof(*data) * e->in_num);
+		if (!data) {
+			req_complete(r, VIRTIO_BLK_S_IOERR);
+			return 0;
+		}
+		ndata = iov_slice(e->in, e->in_num, 0, e->in_len - 1, data, e->in_num, &dlen);
+		if (e->out_len != sizeof(h)) {
+			free(data);
+			req_complete(r, VIRTIO_BLK_S_IOERR);
+			return 0;
+		}
+		if (h.type == VIRTIO_BLK_T_GET_ID) {
+			do_get_id(b, r, data, ndata);
+			free(data);
+			return 0;
+		}
+		r->op = BLOCK_OP_READ;
+		r->iov = data;
+		r->iovcnt = ndata;
+		r->used_len = dlen + 1;
+		break;
+	case VIRTIO_BLK_T_OUT:
+		if (b->readonly) {
+			req_complete(r, VIRTIO_BLK_S_IOERR);
+			return 0;
+		}
+		data = malloc(sizeof(*data) * e->out_num);
+		if (!data) {
+			req_complete(r, VIRTIO_BLK_S_IOERR);
+			return 0;
+		}
+		ndata = iov_slice(e->out, e->out_num, sizeof(h), e->out_len - sizeof(h), data,
+				  e->out_num, &dlen);
+		r->op = BLOCK_OP_WRITE;
+		r->iov = data;
+		r->iovcnt = ndata;
+		r->flush_after = !(b->features & (1ull << VIRTIO_BLK_F_FLUSH));
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		r->op = BLOCK_OP_FLUSH;
+		return 1;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES: {
+		struct blk_dwz_seg seg;
+		bool discard = h.type == VIRTIO_BLK_T_DISCARD;
+
+		if (b->readonly) {
+			req_complete(r, VIRTIO_BLK_S_IOERR);
+			return 0;
+		}
+		if (!(b->features &
+		      (1ull << (discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES)))) {
+			req_complete(r, VIRTIO_BLK_S_UNSUPP);
+			return 0;
+		}
+		/* exactly one segment (max_*_seg = 1) */
+		if (e->out_len != sizeof(h) + sizeof(seg)) {
+			req_complete(r, VIRTIO_BLK_S_UNSUPP);
+			return 0;
+		}
+		iov_to_buf(e->out, e->out_num, sizeof(h), &seg, sizeof(seg));
+		if ((seg.flags & ~1u) || (discard && seg.flags) ||
+		    seg.num_sectors > BLK_MAX_DISCARD_SECTORS) {
+			req_complete(r, VIRTIO_BLK_S_UNSUPP);
+			return 0;
+		}
+		if (seg.sector > b->sectors || seg.num_sectors > b->sectors - seg.sector) {
+			req_complete(r, VIRTIO_BLK_S_IOERR);
+			return 0;
+		}
+		r->op = discard ? BLOCK_OP_DISCARD : BLOCK_OP_WRITE_ZEROES;
+		r->offset = seg.sector * 512;
+		r->len = (uint64_t)seg.num_sectors * 512;
+		r->flags = (seg.flags & 1) ? BLOCK_ZERO_MAY_UNMAP : 0;
+		return 1;
+	}
+	default:
+		req_complete(r, VIRTIO_BLK_S_UNSUPP);
+		return 0;
+	}
+	/* reads and writes: whole sectors inside the disk */
+	if (dlen % 512 || h.sector > b->sectors || dlen / 512 > b->sectors - h.sector) {
+		req_complete(r, VIRTIO_BLK_S_IOERR);
+		return 0;
+	}
+	r->offset = h.sector * 512;
+	r->len = dlen;
+	return 1;
+}
+
+/* Can @r be appended to the merged request headed by @head (ending at @tail)? */
+static bool can_merge(const struct blk_req *head, const struct blk_req *tail,
+		      const struct blk_req *r)
+{
+	return (r->op == BLOCK_OP_READ || r->op == BLOCK_OP_WRITE) && r->op == head->op &&
+	       r->flush_after == head->flush_after && tail->offset + tail->len == r->offset &&
+	       head->len + r->len <= BLK_MERGE_MAX_BYTES &&
+	       head->iovcnt + r->iovcnt <= BLK_MERGE_MAX_IOV;
+}
+
+static void merge_into(struct blk_req *head, struct blk_req *tail, struct blk_req *r)
+{
+	struct iovec *iov = realloc(head->iov, sizeof(*iov) * (head->iovcnt + r->iovcnt));
+
+	if (!iov) {
+		return;
+	}
+	memcpy(iov + head->iovcnt, r->iov, sizeof(*iov) * r->iovcnt);
+	head->iov = iov;
+	head->iovcnt += r->iovcnt;
+	head->len += r->len;
+	tail->next = r;
+	free(r->iov);
+	r->iov = NULL;
+	r->iovcnt = 0;
+}
+
+static void blk_queue_notify(void *dev, unsigned q)
+{
+	struct virtio_blk *b = dev;
+	struct virtq *vq = virtio_pci_queue(b->vp, q);
+	struct blk_req *head = NULL, *tail = NULL;
+
+	if (b->dying) {
+		return;
+	}
+	for (;;) {
+		struct blk_req *r = malloc(sizeof(*r));
+		int n;
+
+		if (!r) {
+			break; /* the chains stay available; the next kick retries */
+		}
+		memset(r, 0, offsetof(struct blk_req, elem));
+		r->b = b;
+		r->q = q;
+		r->gen = virtio_pci_generation(b->vp);
+		n = virtq_pop(vq, &r->elem);
+		if (n <= 0) {
+			free(r);
+			if (n < 0) {
+				virtio_pci_set_needs_reset(b->vp, "malformed request ring");
+			}
+			break;
+		}
+		n = blk_parse(b, r);
+		if (n < 0) {
+			free(r);
+			virtio_pci_set_needs_reset(b->vp, "request without a status byte");
+			break;
+		}
+		if (n == 0) {
+			continue;
+		}
+		if (head && can_merge(head, tail, r)) {
+			size_t before = head->iovcnt;
+
+			merge_into(head, tail, r);
+			if (head->iovcnt != before) {
+				tail = r;
+				continue;
+			}
+		}
+		if (head) {
+			blk_submit(head);
+		}
+		head = tail = r;
+	}
+	if (head) {
+		blk_submit(head);
+	}
+}
+
+static void blk_config_read(void *dev, unsigned off, void *buf, unsigned len)
+{
+	struct virtio_blk *b = dev;
+
+	memcpy(buf, (uint8_t *)&b->config + off, len);
+}
+
+static int blk_set_features(void *dev, uint64_t features)
+{
+	struct virtio_blk *b = dev;
+
+	b->features = features;
+	return 0;
+}
+
+static void blk_reset(void *dev)
+{
+	struct virtio_blk *b = dev;
+
+	/* in-flight requests see a new generation and will not touch the rings */
+	while (!list_empty(&b->parked)) {
+		struct blk_req *r = container_of(b->parked.next, struct blk_req, link);
+
+		list_del(&r->link);
+		while (r) {
+			struct blk_req *n = r->next;
+
+			req_free(r);
+			r = n;
+		}
+	}
+	b->features = 0;
+}
+
+static const struct virtio_device_ops blk_ops = {
+	.name = "virtio-blk",
+	.device_id = VIRTIO_ID_BLOCK,
+	.pci_class = 0x010000,
+	.config_size = sizeof(struct blk_config),
+	.config_read = blk_config_read,
+	.set_features = blk_set_features,
+	.queue_notify = blk_queue_notify,
+	.reset = blk_reset,
+};
+
+static int parse_policy(const char *v, const char *key, const char *id, bool *ret_stop,
+			struct error **errp)
+{
+	if (!v || !strcmp(v, "report")) {
+		*ret_stop = false;
+	} else if (!strcmp(v, "stop")) {
+		*ret_stop = true;
+	} else {
+		return error_set(errp, EINVAL,
+				 "disk %s: %s must be \"report\" or \"stop\", not '%s'", id, key,
+				 v);
+	}
+	return 0;
+}
+
+/*
+ * Wait for requests in flight (their completions run on the I/O thread,
+ * which is still running during unrealize). Bounded: the block layer fails
+ * stuck requests itself (NBD deadlines); past the bound we leak rather than
+ * free memory a completion could still touch.
+ */
+static bool blk_drain(struct virtio_blk *b)
+{
+	unsigned i;
+	bool idle = false;
+
+	for (i = 0; i < 60000; i++) {
+		virtio_pci_lock(b->vp);
+		b->dying = true;
+		idle = b->inflight == 0;
+		virtio_pci_unlock(b->vp);
+		if (idle) {
+			return true;
+		}
+		usleep(1000);
+	}
+	log_error("disk %s: requests still in flight at teardown; leaking them", b->id);
+	return false;
+}
+
+static void blk_free(struct virtio_blk *b)
+{
+	if (!b) {
+		return;
+	}
+	if (b->vp && !blk_drain(b)) {
+		return;
+	}
+	if (b->retry_timer) {
+		event_free(b->retry_timer);
+	}
+	virtio_pci_free(b->vp);
+	blk_reset(b);
+	block_aio_ctx_free(b->aio);
+	block_unref(b->bs);
+	free(b->id);
+	free(b);
+}
+
+static int blk_realize(struct vm *vm, const void *cfg, void **ret_state, struct error **errp)
+{
+	const struct vm_disk_config *d = cfg;
+	const struct vm_config *vc = vm_get_config(vm);
+	struct virtio_pci_config pc = {.ops = &blk_ops, .queue_max = BLK_QUEUE_SIZE};
+	struct virtio_blk *b;
+	unsigned flags = BLOCK_O_UNMAP;
+	uint32_t align;
+	int r;
+
+	if (d->node) {
+		return error_set(errp, ENOTSUP,
+				 "disk %s: \"node\" is not supported yet; give \"file\" and "
+				 "\"format\"",
+				 d->id);
+	}
+	if (!d->file) {
+		return error_set(errp, EINVAL, "disk %s: \"file\" is required", d->id);
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	list_init(&b->parked);
+	b->vm = vm;
+	b->id = strdup(d->id ? d->id : "disk");
+	if (!b->id) {
+		free(b);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	r = parse_policy(d->rerror, "rerror", b->id, &b->stop_on_rerror, errp);
+	if (r == 0) {
+		r = parse_policy(d->werror, "werror", b->id, &b->stop_on_werror, errp);
+	}
+	if (r < 0) {
+		goto err;
+	}
+	if (d->serial) {
+		/* up to 20 bytes, NUL-padded, not necessarily terminated (§5.2.6) */
+		memcpy(b->serial, d->serial, MIN(strlen(d->serial), sizeof(b->serial)));
+	}
+	b->readonly = d->readonly;
+	if (!d->readonly) {
+		flags |= BLOCK_O_RDWR;
+	}
+	if (d->cache && !strcmp(d->cache, "none")) {
+		flags |= BLOCK_O_NOCACHE;
+	}
+	r = block_open(&b->bs, d->file, d->format ? d->format : "raw", flags, errp);
+	if (r < 0) {
+		error_prefix(errp, "disk %s", b->id);
+		goto err;
+	}
+	r = block_aio_ctx_new(vm_io_base(vm), &b->aio, errp);
+	if (r < 0) {
+		goto err;
+	}
+	b->retry_timer = evtimer_new(vm_io_base(vm), retry_parked, b);
+	if (!b->retry_timer) {
+		r = error_set(errp, ENOMEM, "out of memory");
+		goto err;
+	}
+	b->sectors = block_length(b->bs) / 512;
+	b->nqueues = d->queues ? d->queues : vc->vcpus;
+	b->nqueues = MIN(MAX(b->nqueues, 1u), (unsigned)BLK_MAX_QUEUES);
+	align = block_alignment(b->bs);
+	b->config.capacity = b->sectors;
+	b->config.seg_max = BLK_SEG_MAX;
+	b->config.blk_size = MAX(align, 512u);
+	b->config.num_queues = b->nqueues;
+	b->config.max_discard_sectors = BLK_MAX_DISCARD_SECTORS;
+	b->config.max_discard_seg = 1;
+	b->config.discard_sector_alignment = b->config.blk_size / 512;
+	b->config.max_write_zeroes_sectors = BLK_MAX_DISCARD_SECTORS;
+	b->config.max_write_zeroes_seg = 1;
+	b->config.write_zeroes_may_unmap = 1;
+	pc.dev = b;
+	pc.id = b->id;
+	pc.nqueues = b->nqueues;
+	pc.features = 1ull << VIRTIO_BLK_F_SEG_MAX | 1ull << VIRTIO_BLK_F_BLK_SIZE |
+		      1ull << VIRTIO_BLK_F_FLUSH | 1ull << VIRTIO_BLK_F_MQ;
+	if (b->readonly) {
+		pc.features |= 1ull << VIRTIO_BLK_F_RO;
+	} else {
+		pc.features |= 1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
+	}
+	r = virtio_pci_new(vm, &pc, &b->vp, errp);
+	if (r < 0) {
+		goto err;
+	}
+	*ret_state = b;
+	return 0;
+err:
+	blk_free(b);
+	return r;
+}
+
+static void blk_unrealize(void *state)
+{
+	blk_free(state);
+}
+
+static void blk_device_reset(void *state)
+{
+	struct virtio_blk *b = state;
+
+	virtio_pci_reset(b->vp);
+}
+
+/* query-block: QEMU's BlockInfo for this disk. Control thread. */
+static json_t *blk_query_block(void *state)
+{
+	struct virtio_blk *b = state;
+	bool failed;
+
+	virtio_pci_lock(b->vp);
+	failed = !list_empty(&b->parked);
+	virtio_pci_unlock(b->vp);
+	return json_pack("{s:s, s:s, s:b, s:b, s:s, s:s, s:o}", "device", b->id, "qdev", b->id,
+			 "removable", 0, "locked", 0, "type", "unknown", "io-status",
+			 failed ? "failed" : "ok", "inserted", block_info_json(b->bs));
+}
+
+/* query-blockstats: QEMU's BlockStats for this disk. Control thread. */
+static json_t *blk_query_blockstats(void *state)
+{
+	struct virtio_blk *b = state;
+	struct block_stats st;
+
+	block_get_stats(b->bs, &st);
+	return json_pack(
+		"{s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+		"s:I, s:I}}",
+		"device", b->id, "node-name", block_node_name(b->bs) ? block_node_name(b->bs) : "",
+		"stats", "rd_bytes", (json_int_t)st.rd_bytes, "wr_bytes", (json_int_t)st.wr_bytes,
+		"rd_operations", (json_int_t)st.rd_ops, "wr_operations", (json_int_t)st.wr_ops,
+		"flush_operations", (json_int_t)st.flush_ops, "unmap_operations",
+		(json_int_t)st.discard_ops, "rd_total_time_ns", (json_int_t)st.rd_total_ns,
+		"wr_total_time_ns", (json_int_t)st.wr_total_ns, "flush_total_time_ns",
+		(json_int_t)st.flush_total_ns, "failed_rd_operations", (json_int_t)st.rd_failed,
+		"failed_wr_operations", (json_int_t)st.wr_failed, "failed_flush_operations",
+		(json_int_t)st.flush_failed, "zero_operations", (json_int_t)st.zero_ops);
+}
+
+const struct device_class virtio_blk_class = {
+	.name = "virtio-blk",
+	.realize = blk_realize,
+	.unrealize = blk_unrealize,
+	.reset = blk_device_reset,
+	.query_block = blk_query_block,
+	.query_blockstats = blk_query_blockstats,
+};

@@ -1,0 +1,27 @@
+# hw/virtio/: virtqueues, the virtio-pci transport and the virtio device
+# models (blk, net, rng).
+noinst_LIBRARIES += hw/virtio/libhwvirtio.a
+hw_virtio_libhwvirtio_a_SOURCES = \
+	hw/virtio/virtqueue.c hw/virtio/virtqueue.h \
+	hw/virtio/virtio-pci.c hw/virtio/virtio-pci.h \
+	hw/virtio/rng.c hw/virtio/blk.c hw/virtio/net.c
+hw_virtio_libhwvirtio_a_CFLAGS = $(HW_CFLAGS)
+
+check_PROGRAMS += tests/unit/test-virtqueue
+TESTS += tests/unit/test-virtqueue
+tests_unit_test_virtqueue_SOURCES = tests/unit/test-virtqueue.c hw/virtio/virtqueue.c \
+	hw/virtio/virtqueue.h tests/unit/check-main.h
+tests_unit_test_virtqueue_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_virtqueue_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-virtio
+TESTS += tests/unit/test-virtio
+tests_unit_test_virtio_SOURCES = tests/unit/test-virtio.c tests/unit/check-main.h \
+	hw/pci/pci.c hw/virtio/virtqueue.c hw/virtio/virtio-pci.c hw/virtio/virtio-pci.h \
+	hw/virtio/rng.c hw/virtio/blk.c hw/virtio/net.c $(FAKE_HW)
+tests_unit_test_virtio_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_unit_test_virtio_LDADD = $(NET_LIBS) $(BLOCK_LIBS) $(LIBEVENT_LIBS) $(JANSSON_LIBS) \
+	$(UNIT_LIBS)
+
+TESTS += tests/functional/test-virtio-rng.py tests/functional/test-virtio-blk.py \
+	tests/functional/test-virtio-net.py tests/functional/test-virtio-robust.py

@@ -1,0 +1,501 @@
+/*
+ * virtio-net (virtio 1.x §5.1): one receive and one transmit queue, the MAC
+ * in config space, link status (always up), mergeable receive buffers, and
+ * checksum/TSO offloads carried in the virtio-net header when the backend
+ * passes it through (tap with IFF_VNET_HDR); with libslirp the offloads are
+ * not offered and the header is synthesized/stripped here.
+ *
+ * Guest input is bounded: transmitted frames must hold a header and an
+ * Ethernet header and fit NET_MAX_FRAME; the header is copied once before
+ * it is passed on; a frame that does not fit the guest's receive buffers is
+ * dropped, never truncated.
+ *
+ * Threads: realize/unrealize on the control thread; both queues and the
+ * backend run on the VM's I/O thread under the transport lock.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "common/iov.h"
+#include "common/log.h"
+#include "hw/machine.h"
+#include "hw/virtio/virtio-pci.h"
+#include "net/net.h"
+
+#define VIRTIO_ID_NET 1
+
+#define VIRTIO_NET_F_CSUM 0
+#define VIRTIO_NET_F_GUEST_CSUM 1
+#define VIRTIO_NET_F_MAC 5
+#define VIRTIO_NET_F_GUEST_TSO4 7
+#define VIRTIO_NET_F_GUEST_TSO6 8
+#define VIRTIO_NET_F_GUEST_ECN 9
+#define VIRTIO_NET_F_HOST_TSO4 11
+#define VIRTIO_NET_F_HOST_TSO6 12
+#define VIRTIO_NET_F_HOST_ECN 13
+#define VIRTIO_NET_F_MRG_RXBUF 15
+#define VIRTIO_NET_F_STATUS 16
+
+#define VIRTIO_NET_S_LINK_UP 1
+
+#define NET_RXQ 0
+#define NET_TXQ 1
+#define NET_QUEUE_SIZE 256
+#define NET_TX_BUDGET 256 /* frames per kick before yielding */
+#define NET_RX_MAX_BUFS 256
+
+struct net_config {
+	uint8_t mac[6];
+	uint16_t status;
+	uint16_t max_virtqueue_pairs;
+	uint16_t mtu;
+} __attribute__((packed));
+
+struct virtio_net {
+	struct virtio_pci *vp;
+	struct vm *vm;
+	struct net_backend *nb;
+	char *id;
+	struct net_config config;
+	uint64_t features;
+	bool rx_waiting;	      /* the backend holds a frame until we have buffers */
+	struct virtq_elem first, cur; /* receive */
+	struct virtq_elem txelem;
+	uint16_t heads[NET_RX_MAX_BUFS];
+	uint32_t lens[NET_RX_MAX_BUFS];
+	uint8_t txbuf[NET_MAX_FRAME];
+};
+
+static bool has(const struct virtio_net *n, unsigned bit)
+{
+	return n->features & (1ull << bit);
+}
+
+/* ---- transmit ---- */
+
+static void net_tx(struct virtio_net *n)
+{
+	struct virtq *vq = virtio_pci_queue(n->vp, NET_TXQ);
+	const size_t hl = sizeof(struct net_vnet_hdr);
+	unsigned done = 0;
+	bool pushed = false;
+
+	while (done < NET_TX_BUDGET) {
+		struct virtq_elem *e = &n->txelem;
+		struct net_vnet_hdr hdr;
+		struct iovec iov[2];
+		size_t len;
+		int r = virtq_pop(vq, e);
+
+		if (r < 0) {
+			virtio_pci_set_needs_reset(n->vp, "malformed transmit ring");
+			return;
+		}
+		if (r == 0) {
+			break;
+		}
+		done++;
+		len = e->out_len;
+		if (len >= hl + 14 && len <= NET_MAX_FRAME) {
+			/* one copy: the guest cannot change what we checked */
+			iov_to_buf(e->out, e->out_num, 0, n->txbuf, len);
+			memcpy(&hdr, n->txbuf, hl);
+			if (net_backend_has_vnet_hdr(n->nb)) {
+				hdr.num_buffers = 0;
+				iov[0].iov_base = &hdr;
+				iov[0].iov_len = hl;
+				iov[1].iov_base = n->txbuf + hl;
+				iov[1].iov_len = len - hl;
+				net_backend_send(n->nb, iov, 2);
+			} else {
+				iov[0].iov_base = n->txbuf + hl;
+				iov[0].iov_len = len - hl;
+				net_backend_send(n->nb, iov, 1);
+			}
+		}
+		virtq_push(vq, e, 0);
+		pushed = true;
+	}
+	if (pushed) {
+		virtio_pci_notify(n->vp, NET_TXQ);
+	}
+	if (done == NET_TX_BUDGET) {
+		/* more may be waiting: come back after other work */
+		virtio_pci_kick(n->vp, NET_TXQ);
+	}
+}
+
+/* ---- receive ---- */
+
+/*
+ * Deliver one frame from the backend (I/O thread). Returns -EAGAIN when the
+ * guest has no room yet; 0 when delivered or dropped.
+ */
+static int net_receive(void *opaque, const struct iovec *iov, unsigned cnt)
+{
+	struct virtio_net *n = opaque;
+	struct virtq *vq;
+	const size_t hl = sizeof(struct net_vnet_hdr);
+	struct net_vnet_hdr hdr = {0};
+	size_t flen = iov_size(iov, cnt), off = 0;
+	unsigned nbufs = 0, i;
+	bool mrg;
+	int ret = 0;
+	struct virtio_pci *vp = __atomic_load_n(&n->vp, __ATOMIC_ACQUIRE);
+
+	if (!vp) {
+		return 0; /* the device is still being created: drop */
+	}
+	virtio_pci_lock(n->vp);
+	vq = virtio_pci_queue(n->vp, NET_RXQ);
+	if (!n->nb || !virtio_pci_driver_ok(n->vp) || !vq->enabled || vq->broken) {
+		goto out; /* no driver: the frame is dropped */
+	}
+	if (net_backend_has_vnet_hdr(n->nb)) {
+		if (flen < hl) {
+			goto out;
+		}
+		iov_to_buf(iov, cnt, 0, &hdr, hl);
+		off = hl;
+	}
+	mrg = has(n, VIRTIO_NET_F_MRG_RXBUF);
+	/* fill buffers: the header goes first, then the frame */
+	while (nbufs == 0 || (mrg && off < flen)) {
+		struct virtq_elem *e = nbufs == 0 ? &n->first : &n->cur;
+		size_t room, skip = nbufs == 0 ? hl : 0, c;
+		int r;
+
+		if (nbufs == NET_RX_MAX_BUFS) {
+			break;
+		}
+		r = virtq_pop(vq, e);
+		if (r < 0) {
+			virtio_pci_set_needs_reset(n->vp, "malformed receive ring");
+			goto out;
+		}
+		if (r == 0) {
+			virtq_unpop(vq, nbufs);
+			n->rx_waiting = true;
+			virtq_set_notification(vq, true);
+			/* the driver may have added buffers meanwhile */
+			ret = virtq_has_avail(vq) ? 0 : -EAGAIN;
+			if (ret == 0) {
+				n->rx_waiting = false;
+				virtio_pci_unlock(n->vp);
+				return net_receive(opaque, iov, cnt);
+			}
+			goto out;
+		}
+		room = e->in_len;
+		if (room < skip) {
+			/* a buffer too small for the header cannot take anything */
+			virtq_unpop(vq, nbufs + 1);
+			goto out;
+		}
+		c = MIN(room - skip, flen - off);
+		{
+			struct iovec src[VIRTQ_MAX_IOV];
+			unsigned ns = iov_slice(iov, cnt, off, c, src, VIRTQ_MAX_IOV, NULL);
+			unsigned k;
+			size_t dst_off = skip;
+
+			for (k = 0; k < ns; k++) {
+				iov_from_buf(e->in, e->in_num, dst_off, src[k].iov_base,
+					     src[k].iov_len);
+				dst_off += src[k].iov_len;
+			}
+		}
+		off += c;
+		n->heads[nbufs] = e->head;
+		n->lens[nbufs] = skip + c;
+		nbufs++;
+	}
+	if (off < flen) {
+		/* does not fit (no mergeable buffers, or too many): drop, never truncate */
+		virtq_unpop(vq, nbufs);
+		goto out;
+	}
+	hdr.num_buffers = mrg ? nbufs : 0;
+	if (!net_backend_has_vnet_hdr(n->nb)) {
+		hdr.flags = 0;
+		hdr.gso_type = NET_HDR_GSO_NONE;
+	}
+	iov_from_buf(n->first.in, n->first.in_num, 0, &hdr, hl);
+	for (i = 0; i < nbufs; i++) {
+		virtq_push_head(vq, n->heads[i], n->lens[i]);
+	}
+	virtio_pci_notify(n->vp, NET_RXQ);
+out:
+	virtio_pci_unlock(n->vp);
+	return ret;
+}
+
+static void net_queue_notify(void *dev, unsigned q)
+{
+	struct virtio_net *n = dev;
+
+	if (!n->nb) {
+		return; /* being torn down */
+	}
+	if (q == NET_TXQ) {
+		net_tx(n);
+	} else if (q == NET_RXQ && n->rx_waiting) {
+		/* the backend's callbacks run on this thread: it cannot go away here */
+		struct net_backend *nb = n->nb;
+
+		n->rx_waiting = false;
+		virtio_pci_unlock(n->vp);
+		net_backend_rx_resume(nb);
+		virtio_pci_lock(n->vp);
+	}
+}
+
+static void net_config_read(void *dev, unsigned off, void *buf, unsigned len)
+{
+	struct virtio_net *n = dev;
+
+	memcpy(buf, (uint8_t *)&n->config + off, len);
+}
+
+static int net_set_features(void *dev, uint64_t features)
+{
+	struct virtio_net *n = dev;
+	unsigned off = 0;
+
+	n->features = features;
+	if (!n->nb) {
+		return 0;
+	}
+	if (has(n, VIRTIO_NET_F_GUEST_CSUM)) {
+		off |= NET_OFFLOAD_CSUM;
+		if (has(n, VIRTIO_NET_F_GUEST_TSO4)) {
+			off |= NET_OFFLOAD_TSO4;
+		}
+		if (has(n, VIRTIO_NET_F_GUEST_TSO6)) {
+			off |= NET_OFFLOAD_TSO6;
+		}
+		if (has(n, VIRTIO_NET_F_GUEST_ECN)) {
+			off |= NET_OFFLOAD_ECN;
+		}
+	}
+	if (net_backend_has_vnet_hdr(n->nb)) {
+		net_backend_set_offload(n->nb, off);
+	}
+	return 0;
+}
+
+static void net_reset(void *dev)
+{
+	struct virtio_net *n = dev;
+
+	n->features = 0;
+	if (n->rx_waiting) {
+		n->rx_waiting = false;
+	}
+	if (n->nb && net_backend_has_vnet_hdr(n->nb)) {
+		net_backend_set_offload(n->nb, 0);
+	}
+}
+
+static const struct virtio_device_ops net_ops = {
+	.name = "virtio-net",
+	.device_id = VIRTIO_ID_NET,
+	.pci_class = 0x020000,
+	.config_size = sizeof(struct net_config),
+	.config_read = net_config_read,
+	.set_features = net_set_features,
+	.queue_notify = net_queue_notify,
+	.reset = net_reset,
+};
+
+/* A stable locally administered MAC from the VM and NIC names. */
+static void default_mac(const char *vm, const char *id, uint8_t mac[6])
+{
+	uint32_t h = 2166136261u;
+	const char *s;
+
+	for (s = vm; *s; s++) {
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	}
+	h = (h ^ '/') * 16777619u;
+	for (s = id; *s; s++) {
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	}
+	mac[0] = 0x52;
+	mac[1] = 0x54;
+	mac[2] = 0x00;
+	mac[3] = h >> 16;
+	mac[4] = h >> 8;
+	mac[5] = h;
+}
+
+struct close_call {
+	struct virtio_net *n;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+};
+
+static void close_on_io(evutil_socket_t fd, short what, void *opaque)
+{
+	struct close_call *c = opaque;
+	struct virtio_net *n = c->n;
+	struct net_backend *nb;
+
+	(void)fd;
+	(void)what;
+	if (n->vp) {
+		virtio_pci_lock(n->vp);
+	}
+	nb = n->nb;
+	n->nb = NULL;
+	if (n->vp) {
+		virtio_pci_unlock(n->vp);
+	}
+	net_backend_close(nb);
+	pthread_mutex_lock(&c->lock);
+	c->done = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * The backend's events fire on the I/O thread, which still runs during
+ * unrealize: close it there, so no callback can race the teardown.
+ */
+static void net_close_backend(struct virtio_net *n)
+{
+	struct close_call c = {.n = n, .done = false};
+	struct timeval now = {0, 0};
+
+	if (!n->nb) {
+		return;
+	}
+	pthread_mutex_init(&c.lock, NULL);
+	pthread_cond_init(&c.cond, NULL);
+	if (event_base_once(vm_io_base(n->vm), -1, EV_TIMEOUT, close_on_io, &c, &now) < 0) {
+		close_on_io(-1, 0, &c);
+	}
+	pthread_mutex_lock(&c.lock);
+	while (!c.done) {
+		pthread_cond_wait(&c.cond, &c.lock);
+	}
+	pthread_mutex_unlock(&c.lock);
+	pthread_cond_destroy(&c.cond);
+	pthread_mutex_destroy(&c.lock);
+}
+
+static void net_free(struct virtio_net *n)
+{
+	if (!n) {
+		return;
+	}
+	net_close_backend(n);
+	virtio_pci_free(n->vp);
+	free(n->id);
+	free(n);
+}
+
+static int net_realize(struct vm *vm, const void *cfg, void **ret_state, struct error **errp)
+{
+	const struct vm_nic_config *c = cfg;
+	const struct vm_host *host = vm_get_host(vm);
+	struct virtio_pci_config pc = {.ops = &net_ops, .nqueues = 2, .queue_max = NET_QUEUE_SIZE};
+	struct net_backend_config bc = {.fd = -1};
+	struct net_peer peer = {.receive = net_receive};
+	struct virtio_pci *vp;
+	struct virtio_net *n;
+	int r;
+
+	n = calloc(1, sizeof(*n));
+	if (!n) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	n->vm = vm;
+	n->id = strdup(c->id ? c->id : "net");
+	if (!n->id) {
+		free(n);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	if (c->mac) {
+		if (net_mac_parse(c->mac, n->config.mac) < 0) {
+			r = error_set(errp, EINVAL,
+				      "nic %s: invalid mac '%s' (want six hex pairs, unicast)",
+				      n->id, c->mac);
+			goto err;
+		}
+	} else {
+		default_mac(vm_name(vm), n->id, n->config.mac);
+	}
+	n->config.status = VIRTIO_NET_S_LINK_UP;
+	n->config.max_virtqueue_pairs = 1;
+	n->config.mtu = 1500;
+	bc.backend = c->backend ? c->backend : "user";
+	bc.ifname = c->ifname;
+	bc.hostfwd = c->hostfwd;
+	bc.id = n->id;
+	if (c->fd) {
+		if (!host->get_fd) {
+			r = error_set(errp, ENOENT, "nic %s: no fd named '%s' was passed", n->id,
+				      c->fd);
+			goto err;
+		}
+		bc.fd = host->get_fd(host->opaque, c->fd);
+		if (bc.fd < 0) {
+			r = error_set(errp, ENOENT,
+				      "nic %s: no fd named '%s' was passed (use getfd first)",
+				      n->id, c->fd);
+			goto err;
+		}
+	}
+	peer.opaque = n;
+	r = net_backend_open(&bc, vm_io_base(vm), &peer, &n->nb, errp);
+	if (r < 0) {
+		goto err;
+	}
+	pc.dev = n;
+	pc.id = n->id;
+	pc.features = 1ull << VIRTIO_NET_F_MAC | 1ull << VIRTIO_NET_F_STATUS |
+		      1ull << VIRTIO_NET_F_MRG_RXBUF;
+	if (net_backend_has_vnet_hdr(n->nb)) {
+		pc.features |= 1ull << VIRTIO_NET_F_CSUM | 1ull << VIRTIO_NET_F_GUEST_CSUM |
+			       1ull << VIRTIO_NET_F_GUEST_TSO4 | 1ull << VIRTIO_NET_F_GUEST_TSO6 |
+			       1ull << VIRTIO_NET_F_GUEST_ECN | 1ull << VIRTIO_NET_F_HOST_TSO4 |
+			       1ull << VIRTIO_NET_F_HOST_TSO6 | 1ull << VIRTIO_NET_F_HOST_ECN;
+	}
+	r = virtio_pci_new(vm, &pc, &vp, errp);
+	if (r < 0) {
+		goto err;
+	}
+	/* published last: the backend may already deliver frames on the I/O thread */
+	__atomic_store_n(&n->vp, vp, __ATOMIC_RELEASE);
+	*ret_state = n;
+	return 0;
+err:
+	net_free(n);
+	return r;
+}
+
+static void net_unrealize(void *state)
+{
+	net_free(state);
+}
+
+static void net_device_reset(void *state)
+{
+	struct virtio_net *n = state;
+
+	virtio_pci_reset(n->vp);
+}
+
+const struct device_class virtio_net_class = {
+	.name = "virtio-net",
+	.realize = net_realize,
+	.unrealize = net_unrealize,
+	.reset = net_device_reset,
+};
