@@ -24,6 +24,7 @@
 #include "hw/core/memory.h"
 #include "hw/core/vcpu.h"
 #include "hw/core/vm-int.h"
+#include "hw/core/x86-emul.h"
 
 #define MSR_IA32_TSC 0x10
 #define MSR_IA32_SYSENTER_CS 0x174
@@ -332,169 +333,52 @@ static void log_cpu_state(struct vcpu *vcpu, int level, const char *what)
 		 r.r15, r.rflags, s.cs.selector, s.cr0, s.cr2, s.cr3, s.cr4, s.efer);
 }
 
-/*
- * This host's instruction emulator cannot run int3 at CPL 0; deliver the
- * #BP it would have raised (a trap: RIP after the instruction). True if
- * the exit was handled that way.
- */
-static bool try_inject_bp(struct vcpu *vcpu)
+/* struct x86_emul_ops over this vCPU's KVM fd (hw/core/x86-emul.c). */
+static int emul_get_regs(void *opaque, struct kvm_regs *regs)
 {
-	struct kvm_vcpu_events ev;
-	struct kvm_regs r;
-	struct kvm_sregs s;
-	uint8_t b;
-
-	if (ioctl(vcpu->fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &s) < 0 ||
-	    read_insn_bytes(vcpu, &r, &s, &b, 1) != 1 || b != 0xcc) {
-		return false;
-	}
-	if (ioctl(vcpu->fd, KVM_GET_VCPU_EVENTS, &ev) < 0 || ev.exception.injected ||
-	    ev.exception.pending) {
-		return false;
-	}
-	r.rip += 1;
-	ev.exception.injected = 1;
-	ev.exception.nr = 3;
-	ev.exception.has_error_code = 0;
-	ev.exception.error_code = 0;
-	if (ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0 ||
-	    ioctl(vcpu->fd, KVM_SET_VCPU_EVENTS, &ev) < 0) {
-		return false;
-	}
-	log_ratelimited(&exit_rl, LOG_INFO, vcpu->vm->cfg->name, NULL,
-			"vCPU %u: injected #BP for an int3 at 0x%" PRIx64
-			" that the host's emulator rejected",
-			vcpu->index, (uint64_t)r.rip - 1);
-	return true;
+	return ioctl(((struct vcpu *)opaque)->fd, KVM_GET_REGS, regs);
 }
 
-static uint64_t *gpr(struct kvm_regs *r, unsigned n)
+static int emul_set_regs(void *opaque, const struct kvm_regs *regs)
 {
-	/* Encoding order: rax rcx rdx rbx rsp rbp rsi rdi r8..r15. */
-	uint64_t *const map[16] = {
-		(uint64_t *)&r->rax, (uint64_t *)&r->rcx, (uint64_t *)&r->rdx, (uint64_t *)&r->rbx,
-		(uint64_t *)&r->rsp, (uint64_t *)&r->rbp, (uint64_t *)&r->rsi, (uint64_t *)&r->rdi,
-		(uint64_t *)&r->r8,  (uint64_t *)&r->r9,  (uint64_t *)&r->r10, (uint64_t *)&r->r11,
-		(uint64_t *)&r->r12, (uint64_t *)&r->r13, (uint64_t *)&r->r14, (uint64_t *)&r->r15,
-	};
-
-	return map[n & 15];
+	return ioctl(((struct vcpu *)opaque)->fd, KVM_SET_REGS, regs);
 }
 
-#define RFLAGS_ARITH 0x8d5ull /* CF PF AF ZF SF OF */
-#define RFLAGS_ZF 0x40ull
-
-/*
- * The host's emulator also rejects popcnt, which a guest may use whatever
- * CPUID says. Register-to-register forms only ([66|F3]* [REX] 0F B8 /r,
- * mod 3); anything else stays an emulation failure. True if emulated.
- */
-static bool try_emulate_popcnt(struct vcpu *vcpu)
+static int emul_get_sregs(void *opaque, struct kvm_sregs *sregs)
 {
-	struct kvm_regs r;
-	struct kvm_sregs s;
-	uint8_t b[8];
-	size_t n, i = 0;
-	bool f3 = false, opsize16 = false;
-	unsigned rex = 0, bits, reg, rm;
-	uint64_t src, mask, cnt;
-
-	if (ioctl(vcpu->fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &s) < 0) {
-		return false;
-	}
-	n = read_insn_bytes(vcpu, &r, &s, b, sizeof(b));
-	for (; i < n && (b[i] == 0xf3 || b[i] == 0x66); i++) {
-		f3 |= b[i] == 0xf3;
-		opsize16 |= b[i] == 0x66;
-	}
-	if (s.cs.l && i < n && (b[i] & 0xf0) == 0x40) {
-		rex = b[i++];
-	}
-	if (!f3 || i + 3 > n || b[i] != 0x0f || b[i + 1] != 0xb8 || (b[i + 2] >> 6) != 3) {
-		return false;
-	}
-	reg = ((rex >> 2) & 1) << 3 | ((b[i + 2] >> 3) & 7);
-	rm = (rex & 1) << 3 | (b[i + 2] & 7);
-	bits = (rex & 8) ? 64 : opsize16 ? 16 : 32;
-	mask = bits == 64 ? UINT64_MAX : (1ull << bits) - 1;
-	src = *gpr(&r, rm) & mask;
-	cnt = (uint64_t)__builtin_popcountll(src);
-	if (bits == 16) {
-		*gpr(&r, reg) = (*gpr(&r, reg) & ~0xffffull) | cnt;
-	} else {
-		*gpr(&r, reg) = cnt; /* 32-bit results zero-extend */
-	}
-	r.rflags = (r.rflags & ~RFLAGS_ARITH) | (src == 0 ? RFLAGS_ZF : 0);
-	r.rip += i + 3;
-	if (ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0) {
-		return false;
-	}
-	log_ratelimited(&exit_rl, LOG_INFO, vcpu->vm->cfg->name, NULL,
-			"vCPU %u: emulated a popcnt at 0x%" PRIx64
-			" that the host's emulator rejected",
-			vcpu->index, (uint64_t)r.rip - (i + 3));
-	return true;
+	return ioctl(((struct vcpu *)opaque)->fd, KVM_GET_SREGS, sregs);
 }
 
-#define RFLAGS_AC (1ull << 18)
-
-/*
- * CLAC / STAC (0F 01 CA / CB), in the kernel's exception entry when SMAP is
- * on: also beyond this host's emulator. True if emulated.
- */
-static bool try_emulate_clac_stac(struct vcpu *vcpu)
+static int emul_get_fpu(void *opaque, struct kvm_fpu *fpu)
 {
-	struct kvm_regs r;
-	struct kvm_sregs s;
-	uint8_t b[3];
-
-	if (ioctl(vcpu->fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &s) < 0 ||
-	    read_insn_bytes(vcpu, &r, &s, b, sizeof(b)) != sizeof(b) || b[0] != 0x0f ||
-	    b[1] != 0x01 || (b[2] != 0xca && b[2] != 0xcb) || (s.cs.dpl != 0)) {
-		return false;
-	}
-	r.rflags = b[2] == 0xca ? r.rflags & ~RFLAGS_AC : r.rflags | RFLAGS_AC;
-	r.rip += 3;
-	if (ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0) {
-		return false;
-	}
-	log_ratelimited(&exit_rl, LOG_INFO, vcpu->vm->cfg->name, NULL,
-			"vCPU %u: emulated a %s at 0x%" PRIx64 " that the host's emulator rejected",
-			vcpu->index, b[2] == 0xca ? "clac" : "stac", (uint64_t)r.rip - 3);
-	return true;
+	return ioctl(((struct vcpu *)opaque)->fd, KVM_GET_FPU, fpu);
 }
 
-#define CR0_MP 0x2ull
-#define CR0_TS 0x8ull
-#define FSW_ES 0x80
-
-/*
- * FWAIT (9B): a no-op unless an unmasked x87 exception is pending or
- * CR0.MP and CR0.TS are both set; those cases stay failures. True if done.
- */
-static bool try_emulate_fwait(struct vcpu *vcpu)
+static int emul_get_events(void *opaque, struct kvm_vcpu_events *events)
 {
-	struct kvm_regs r;
-	struct kvm_sregs s;
-	struct kvm_fpu fpu;
-	uint8_t b;
-
-	if (ioctl(vcpu->fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &s) < 0 ||
-	    read_insn_bytes(vcpu, &r, &s, &b, 1) != 1 || b != 0x9b ||
-	    (s.cr0 & (CR0_MP | CR0_TS)) == (CR0_MP | CR0_TS) ||
-	    ioctl(vcpu->fd, KVM_GET_FPU, &fpu) < 0 || (fpu.fsw & FSW_ES)) {
-		return false;
-	}
-	r.rip += 1;
-	if (ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0) {
-		return false;
-	}
-	log_ratelimited(&exit_rl, LOG_INFO, vcpu->vm->cfg->name, NULL,
-			"vCPU %u: emulated an fwait at 0x%" PRIx64
-			" that the host's emulator rejected",
-			vcpu->index, (uint64_t)r.rip - 1);
-	return true;
+	return ioctl(((struct vcpu *)opaque)->fd, KVM_GET_VCPU_EVENTS, events);
 }
+
+static int emul_set_events(void *opaque, const struct kvm_vcpu_events *events)
+{
+	return ioctl(((struct vcpu *)opaque)->fd, KVM_SET_VCPU_EVENTS, events);
+}
+
+static size_t emul_read_insn(void *opaque, const struct kvm_regs *regs,
+			     const struct kvm_sregs *sregs, uint8_t *buf, size_t max)
+{
+	return read_insn_bytes(opaque, regs, sregs, buf, max);
+}
+
+static const struct x86_emul_ops emul_ops = {
+	.get_regs = emul_get_regs,
+	.set_regs = emul_set_regs,
+	.get_sregs = emul_get_sregs,
+	.get_fpu = emul_get_fpu,
+	.get_events = emul_get_events,
+	.set_events = emul_set_events,
+	.read_insn = emul_read_insn,
+};
 
 /* A fatal exit: leave this vCPU parked and ask the I/O thread to stop the VM. */
 static void vcpu_fail(struct vcpu *vcpu, enum vm_shutdown_cause cause)
@@ -552,11 +436,16 @@ static void handle_mmio(struct vcpu *vcpu)
 static void handle_internal_error(struct vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
+	const struct x86_emul_cpu cpu = {
+		.ops = &emul_ops,
+		.opaque = vcpu,
+		.vm_name = vcpu->vm->cfg->name,
+		.index = vcpu->index,
+		.rl = &exit_rl,
+	};
 	char what[96];
 
-	if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
-	    (try_inject_bp(vcpu) || try_emulate_popcnt(vcpu) || try_emulate_clac_stac(vcpu) ||
-	     try_emulate_fwait(vcpu))) {
+	if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION && x86_emul_try(&cpu)) {
 		return;
 	}
 	snprintf(what, sizeof(what), "KVM internal error (suberror %u%s)", run->internal.suberror,
