@@ -3,6 +3,7 @@
 noinst_LIBRARIES += daemon/libdaemon.a
 daemon_libdaemon_a_SOURCES = \
 	daemon/config.c daemon/settings.h \
+	daemon/qmp.h daemon/qmp-vm.c daemon/qmp-run.c \
 	daemon/registry.c daemon/registry.h \
 	daemon/systemd.c daemon/systemd.h
 daemon_libdaemon_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS)
@@ -40,6 +41,16 @@ TESTS += \
 	tests/functional/test-systemd-activation.py \
 	tests/functional/test-vmctl-basic.py \
 	tests/functional/test-vmctl-running.py
+
+# The daemon's commands through the monitor and the registry, with a test
+# double of the VM object (tests/unit/monitor-vm-double.c) instead of hw/.
+check_PROGRAMS += tests/unit/test-monitor-dispatch
+TESTS += tests/unit/test-monitor-dispatch
+tests_unit_test_monitor_dispatch_SOURCES = tests/unit/test-monitor-dispatch.c \
+	tests/unit/monitor-vm-double.c tests/unit/check-main.h
+tests_unit_test_monitor_dispatch_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_unit_test_monitor_dispatch_LDADD = daemon/libdaemon.a monitor/libmonitor.a \
+	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-config
 TESTS += tests/unit/test-config

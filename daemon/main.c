@@ -24,8 +24,9 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
-#include "daemon/settings.h"
+#include "daemon/qmp.h"
 #include "daemon/registry.h"
+#include "daemon/settings.h"
 #include "daemon/run-vm.h"
 #include "daemon/systemd.h"
 #include "monitor/monitor.h"
@@ -283,6 +284,11 @@ static int run(struct daemon *d)
 {
 	struct registry_limits rl = {.max_vms = d->cfg.max_vms, .image_roots = d->cfg.image_roots};
 	struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL;
+	struct monitor_handlers handlers = {
+		.cmds = qmp_commands,
+		.n_cmds = qmp_n_commands,
+		.find_vm = qmp_find_vm,
+	};
 	struct error *err = NULL;
 	int fd, n, rc = EXIT_FAILURE;
 
@@ -294,8 +300,11 @@ static int run(struct daemon *d)
 	hooks.opaque = d;
 	if (resolve_group(d->cfg.socket_group, &d->group, &err) < 0 ||
 	    registry_new(d->base, d->cfg.state_dir, d->cfg.run_dir, &rl, &hooks, &d->reg, &err) <
-		    0 ||
-	    monitor_new(d->base, d->reg, &d->cfg.lim, d->group, &d->mon, &err) < 0) {
+		    0) {
+		goto out;
+	}
+	handlers.ctx = d->reg;
+	if (monitor_new(d->base, &handlers, &d->cfg.lim, d->group, &d->mon, &err) < 0) {
 		goto out;
 	}
 	fd = systemd_listen_fd(&err);

@@ -43,8 +43,12 @@ int cmd_query_commands(struct monitor_request *req, json_t *args, json_t **ret, 
 	json_t *list = json_array();
 	enum schema_scope scope;
 
-	for (size_t i = 0; i < monitor_n_commands; i++) {
-		const char *name = monitor_commands[i].name;
+	const struct monitor_handlers *h = &req->mon->handlers;
+
+	for (size_t i = 0; i < monitor_n_protocol_commands + h->n_cmds; i++) {
+		const char *name = i < monitor_n_protocol_commands
+					   ? monitor_protocol_commands[i].name
+					   : h->cmds[i - monitor_n_protocol_commands].name;
 
 		schema_has_command(req->mon->schema, name, &scope);
 		if (scope == SCHEMA_SCOPE_DAEMON && req->client->vm) {

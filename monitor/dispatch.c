@@ -1,11 +1,12 @@
 /*
- * Command dispatch: message shape, negotiation mode, the command table
- * (checked against schema.json at start-up and in the unit tests), strict
+ * Command dispatch: message shape, negotiation mode, the command tables
+ * (the protocol's own below, the application's from monitor_new; together
+ * checked against schema.json at start-up and in the unit tests), strict
  * argument checking, VM selection and the reply with the echoed id.
  *
- * Adding a command: declare it in schema.json, write its handler in the
- * cmd-*.c of its topic and list it below; a missing or extra entry stops
- * the daemon at start-up and fails test-monitor.
+ * Adding a command: declare it in schema.json, write its handler and list
+ * it in its table (a VM command: daemon/qmp-*.c and daemon/qmp.h); a missing
+ * or extra entry stops the daemon at start-up and fails test-monitor-dispatch.
  *
  * Threads: control thread only.
  */
@@ -14,66 +15,87 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon/registry.h"
 #include "monitor/monitor-int.h"
 
-const struct monitor_command monitor_commands[] = {
+const struct monitor_command monitor_protocol_commands[] = {
 	{"qmp_capabilities", cmd_qmp_capabilities},
 	{"query-version", cmd_query_version},
 	{"query-commands", cmd_query_commands},
 	{"query-qmp-schema", cmd_query_qmp_schema},
 	{"getfd", cmd_getfd},
 	{"closefd", cmd_closefd},
-	{"query-status", cmd_query_status},
-	{"stop", cmd_stop},
-	{"cont", cmd_cont},
-	{"system_reset", cmd_system_reset},
-	{"system_powerdown", cmd_system_powerdown},
-	{"quit", cmd_quit},
-	{"query-block", cmd_query_block},
-	{"query-blockstats", cmd_query_blockstats},
-	{"vm-create", cmd_vm_create},
-	{"vm-start", cmd_vm_start},
-	{"vm-destroy", cmd_vm_destroy},
-	{"vm-delete", cmd_vm_delete},
-	{"query-vms", cmd_query_vms},
 };
-const size_t monitor_n_commands = ARRAY_SIZE(monitor_commands);
+const size_t monitor_n_protocol_commands = ARRAY_SIZE(monitor_protocol_commands);
 
-static const struct monitor_command *find_command(const char *name)
+const struct monitor_command *monitor_find_command(const struct monitor_handlers *h,
+						   const char *name)
 {
-	for (size_t i = 0; i < monitor_n_commands; i++) {
-		if (strcmp(monitor_commands[i].name, name) == 0) {
-			return &monitor_commands[i];
+	for (size_t i = 0; i < monitor_n_protocol_commands; i++) {
+		if (strcmp(monitor_protocol_commands[i].name, name) == 0) {
+			return &monitor_protocol_commands[i];
+		}
+	}
+	for (size_t i = 0; i < h->n_cmds; i++) {
+		if (strcmp(h->cmds[i].name, name) == 0) {
+			return &h->cmds[i];
 		}
 	}
 	return NULL;
 }
 
-int monitor_check_table(const struct schema *s, struct error **errp)
+static int check_entry(const struct schema *s, const struct monitor_handlers *h,
+		       const struct monitor_command *cmd, struct error **errp)
+{
+	if (!schema_has_command(s, cmd->name, NULL)) {
+		return error_set(errp, EINVAL, "command %s has a handler but is not in schema.json",
+				 cmd->name);
+	}
+	if (monitor_find_command(h, cmd->name) != cmd) {
+		return error_set(errp, EINVAL, "command %s is listed twice", cmd->name);
+	}
+	return 0;
+}
+
+int monitor_check_table(const struct schema *s, const struct monitor_handlers *h,
+			struct error **errp)
 {
 	const char *key;
 	json_t *v;
+	int r;
 
-	for (size_t i = 0; i < monitor_n_commands; i++) {
-		if (!schema_has_command(s, monitor_commands[i].name, NULL)) {
-			return error_set(errp, EINVAL,
-					 "command %s has a handler but is not in "
-					 "schema.json",
-					 monitor_commands[i].name);
+	for (size_t i = 0; i < monitor_n_protocol_commands; i++) {
+		r = check_entry(s, h, &monitor_protocol_commands[i], errp);
+		if (r < 0) {
+			return r;
 		}
-		if (find_command(monitor_commands[i].name) != &monitor_commands[i]) {
-			return error_set(errp, EINVAL, "command %s is listed twice",
-					 monitor_commands[i].name);
+	}
+	for (size_t i = 0; i < h->n_cmds; i++) {
+		r = check_entry(s, h, &h->cmds[i], errp);
+		if (r < 0) {
+			return r;
 		}
 	}
 	json_object_foreach (schema_commands(s), key, v) {
-		if (!find_command(key)) {
+		if (!monitor_find_command(h, key)) {
 			return error_set(errp, EINVAL, "command %s of schema.json has no handler",
 					 key);
 		}
 	}
 	return 0;
+}
+
+int monitor_check_handlers(const struct monitor_handlers *h, struct error **errp)
+{
+	struct schema *s;
+	int r;
+
+	r = schema_load(schema_json_text, &s, errp);
+	if (r < 0) {
+		return r;
+	}
+	r = monitor_check_table(s, h, errp);
+	schema_free(s);
+	return r;
 }
 
 static void reply_error(struct monitor_client *c, struct error *err, json_t *id)
@@ -122,7 +144,7 @@ void monitor_dispatch(struct monitor_client *c, json_t *msg)
 	json_auto_t *empty = json_object();
 	json_t *ret = NULL, *given = NULL;
 	const struct monitor_command *cmd;
-	struct monitor_request req = {.mon = mon, .client = c};
+	struct monitor_request req = {.mon = mon, .client = c, .ctx = mon->handlers.ctx};
 	enum schema_scope scope;
 	const char *name = NULL;
 	int r;
@@ -140,7 +162,7 @@ void monitor_dispatch(struct monitor_client *c, json_t *msg)
 				"Capabilities negotiation is already complete, command ignored");
 		goto fail;
 	}
-	cmd = find_command(name);
+	cmd = monitor_find_command(&mon->handlers, name);
 	if (!cmd || !schema_has_command(mon->schema, name, &scope) ||
 	    (scope == SCHEMA_SCOPE_DAEMON && c->vm)) {
 		error_set_class(&err, ERROR_CLASS_COMMAND_NOT_FOUND, ENOENT,
@@ -167,7 +189,7 @@ void monitor_dispatch(struct monitor_client *c, json_t *msg)
 			error_set(&err, EINVAL, "Parameter 'vm' is missing");
 			goto fail;
 		}
-		req.vm = registry_find(mon->reg, c->vm ? c->vm : vm);
+		req.vm = mon->handlers.find_vm(mon->handlers.ctx, c->vm ? c->vm : vm);
 		if (!req.vm) {
 			error_set_class(&err, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT,
 					"VM '%s' does not exist", c->vm ? c->vm : vm);

@@ -1,13 +1,14 @@
-# monitor/: the protocol server (sockets, framing, dispatch, events, command
-# handlers). schema.json is compiled in as a C string; dispatch.c's handler
-# table is checked against it at start-up and by test-monitor.
+# monitor/: the protocol library (sockets, framing, dispatch, events, the
+# protocol's own commands). schema.json is compiled in as a C string; the
+# handler tables (dispatch.c's and the one the application passes to
+# monitor_new, daemon/qmp-*.c) are checked against it at start-up.
 noinst_LIBRARIES += monitor/libmonitor.a
 monitor_libmonitor_a_SOURCES = \
 	monitor/monitor.h monitor/monitor-int.h \
 	monitor/json-stream.c monitor/json-stream.h \
 	monitor/schema.c monitor/schema.h \
 	monitor/server.c monitor/dispatch.c monitor/events.c \
-	monitor/cmd-qmp.c monitor/cmd-run.c monitor/cmd-vm.c
+	monitor/cmd-qmp.c
 nodist_monitor_libmonitor_a_SOURCES = monitor/schema-data.c
 monitor_libmonitor_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 BUILT_SOURCES += monitor/schema-data.c
@@ -22,17 +23,10 @@ monitor/schema-data.c: $(top_srcdir)/monitor/schema.json
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $(top_srcdir)/monitor/schema.json; \
 	  echo ';'; } >$@.tmp && mv $@.tmp $@
 
-check_PROGRAMS += tests/unit/test-monitor tests/unit/test-monitor-dispatch
-TESTS += tests/unit/test-monitor tests/unit/test-monitor-dispatch
-# The handler table references the registry and the VM object: the unit tests
-# link a test double of the VM (tests/unit/monitor-vm-double.c) instead of hw/.
-tests_unit_test_monitor_SOURCES = tests/unit/test-monitor.c tests/unit/monitor-vm-double.c \
-	tests/unit/check-main.h
+# The library alone: no daemon code, no VM.
+check_PROGRAMS += tests/unit/test-monitor
+TESTS += tests/unit/test-monitor
+tests_unit_test_monitor_SOURCES = tests/unit/test-monitor.c tests/unit/check-main.h
 tests_unit_test_monitor_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
-tests_unit_test_monitor_LDADD = monitor/libmonitor.a daemon/libdaemon.a \
-	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(UNIT_LIBS)
-tests_unit_test_monitor_dispatch_SOURCES = tests/unit/test-monitor-dispatch.c \
-	tests/unit/monitor-vm-double.c tests/unit/check-main.h
-tests_unit_test_monitor_dispatch_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
-tests_unit_test_monitor_dispatch_LDADD = monitor/libmonitor.a daemon/libdaemon.a \
+tests_unit_test_monitor_LDADD = monitor/libmonitor.a \
 	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(UNIT_LIBS)

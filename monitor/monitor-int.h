@@ -1,6 +1,7 @@
 /*
  * Inside the monitor: the client and server objects shared by server.c,
- * dispatch.c, events.c and the command handlers (cmd-*.c). Control thread.
+ * dispatch.c, events.c and the protocol's own commands (cmd-qmp.c).
+ * Control thread.
  */
 #pragma once
 
@@ -15,8 +16,6 @@
 #include "monitor/json-stream.h"
 #include "monitor/monitor.h"
 #include "monitor/schema.h"
-
-struct registry_vm;
 
 struct monitor_fd {
 	struct list_head link;
@@ -61,7 +60,7 @@ struct monitor_client {
 
 struct monitor {
 	struct event_base *base;
-	struct registry *reg;
+	struct monitor_handlers handlers;
 	struct schema *schema;
 	struct monitor_limits lim;
 	gid_t group;
@@ -72,32 +71,15 @@ struct monitor {
 	struct monitor_client *current; /* whose command runs now (getfd lookups) */
 };
 
-/* A command's context: the client and, for VM-scoped commands, the VM. */
-struct monitor_request {
-	struct monitor *mon;
-	struct monitor_client *client;
-	struct registry_vm *vm;
-	/* Run after the reply is queued (quit ends the VM after answering). */
-	void (*after)(struct monitor_request *req);
-};
-
-/*
- * A command handler. @args is the checked argument object (borrowed, without
- * "vm"). On success *ret is the "return" value (a new reference; {} if left
- * NULL). On failure *errp carries the QMP class and message.
- */
-typedef int (*monitor_handler_fn)(struct monitor_request *req, json_t *args, json_t **ret,
-				  struct error **errp);
-
-struct monitor_command {
-	const char *name;
-	monitor_handler_fn fn;
-};
-
-/* The handler table (dispatch.c) and its check against the schema. */
-extern const struct monitor_command monitor_commands[];
-extern const size_t monitor_n_commands;
-int monitor_check_table(const struct schema *s, struct error **errp);
+/* The protocol's own commands (cmd-qmp.c), listed before the application's. */
+extern const struct monitor_command monitor_protocol_commands[];
+extern const size_t monitor_n_protocol_commands;
+/* The protocol's and @h's commands against the schema, both ways. */
+int monitor_check_table(const struct schema *s, const struct monitor_handlers *h,
+			struct error **errp);
+/* The handler of @name among the protocol's and @h's commands, or NULL. */
+const struct monitor_command *monitor_find_command(const struct monitor_handlers *h,
+						   const char *name);
 
 /* Run one complete input message from @c (borrowed). */
 void monitor_dispatch(struct monitor_client *c, json_t *msg);
@@ -112,7 +94,7 @@ void monitor_client_close_after_flush(struct monitor_client *c);
 json_t *monitor_timestamp(void);
 json_t *monitor_greeting(void);
 
-/* Handlers, grouped by topic. */
+/* The protocol's own handlers (cmd-qmp.c). */
 int cmd_qmp_capabilities(struct monitor_request *req, json_t *args, json_t **ret,
 			 struct error **errp);
 int cmd_query_version(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
@@ -122,18 +104,3 @@ int cmd_query_qmp_schema(struct monitor_request *req, json_t *args, json_t **ret
 			 struct error **errp);
 int cmd_getfd(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int cmd_closefd(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
-int cmd_query_status(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
-int cmd_stop(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
-int cmd_cont(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
-int cmd_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
-int cmd_system_powerdown(struct monitor_request *req, json_t *args, json_t **ret,
-			 struct error **errp);
-int cmd_quit(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
-int cmd_query_block(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
-int cmd_query_blockstats(struct monitor_request *req, json_t *args, json_t **ret,
-			 struct error **errp);
-int cmd_vm_create(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
-int cmd_vm_start(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
-int cmd_vm_destroy(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
-int cmd_vm_delete(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
-int cmd_query_vms(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

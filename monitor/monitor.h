@@ -1,8 +1,11 @@
 /*
  * The protocol server (DESIGN.md §5, vmmd-protocol(7)): listening sockets,
  * client connections with QMP framing, command dispatch and event fan-out.
- * The daemon creates one monitor, a main listener and one listener per
- * running VM (where the VM selector is implied).
+ * A protocol library: it knows the schema (schema.json) and the protocol's
+ * own commands (qmp_capabilities, query-*, getfd, closefd); the application
+ * hands monitor_new() the table of its other commands (the daemon's are in
+ * daemon/qmp-*.c). The daemon creates one monitor, a main listener and one
+ * listener per running VM (where the VM selector is implied).
  *
  * Threads: control thread only (the libevent base given to monitor_new).
  */
@@ -17,8 +20,8 @@
 #include "common/error.h"
 
 struct event_base;
-struct registry;
 struct monitor;
+struct monitor_client;
 
 struct monitor_limits {
 	unsigned max_clients;	      /* connections over all sockets */
@@ -35,12 +38,51 @@ struct monitor_limits {
 #define MONITOR_DEFAULT_MAX_OUTPUT (4 * 1024 * 1024)
 #define MONITOR_DEFAULT_NEGOTIATION_TIMEOUT 30
 
+/* A command's context: the client and, for VM-scoped commands, the VM. */
+struct monitor_request {
+	struct monitor *mon;
+	struct monitor_client *client;
+	void *ctx; /* monitor_handlers.ctx */
+	void *vm;  /* VM-scoped commands: what monitor_handlers.find_vm returned */
+	/* Run after the reply is queued (quit ends the VM after answering). */
+	void (*after)(struct monitor_request *req);
+};
+
 /*
- * @reg is borrowed; @group is the socket group whose members may connect
- * ((gid_t)-1 for none: root and the daemon's own uid only).
+ * A command handler. @args is the checked argument object (borrowed, without
+ * "vm"). On success *ret is the "return" value (a new reference; {} if left
+ * NULL). On failure *errp carries the QMP class and message.
  */
-int monitor_new(struct event_base *base, struct registry *reg, const struct monitor_limits *lim,
-		gid_t group, struct monitor **ret, struct error **errp);
+typedef int (*monitor_handler_fn)(struct monitor_request *req, json_t *args, json_t **ret,
+				  struct error **errp);
+
+struct monitor_command {
+	const char *name;
+	monitor_handler_fn fn;
+};
+
+/*
+ * The application's commands. Together with the monitor's own they must be
+ * exactly the commands of schema.json (checked by monitor_new).
+ */
+struct monitor_handlers {
+	const struct monitor_command *cmds; /* in query-commands order */
+	size_t n_cmds;
+	void *ctx; /* passed to every handler as req->ctx */
+	/* The VM a VM-scoped command names, or NULL (DeviceNotFound). */
+	void *(*find_vm)(void *ctx, const char *name);
+};
+
+/* Check @h against the compiled-in schema (what monitor_new does first). */
+int monitor_check_handlers(const struct monitor_handlers *h, struct error **errp);
+
+/*
+ * @h is copied (its table and ctx are borrowed); @group is the socket group
+ * whose members may connect ((gid_t)-1 for none: root and the daemon's own uid only).
+ */
+int monitor_new(struct event_base *base, const struct monitor_handlers *h,
+		const struct monitor_limits *lim, gid_t group, struct monitor **ret,
+		struct error **errp);
 void monitor_free(struct monitor *mon);
 /* New limits apply to new messages and connections. */
 void monitor_set_limits(struct monitor *mon, const struct monitor_limits *lim);

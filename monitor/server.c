@@ -30,8 +30,9 @@ static struct ratelimit drop_rl = RATELIMIT_INIT(5 * 1000000, 20);
 
 static void reap(evutil_socket_t fd, short what, void *opaque);
 
-int monitor_new(struct event_base *base, struct registry *reg, const struct monitor_limits *lim,
-		gid_t group, struct monitor **ret, struct error **errp)
+int monitor_new(struct event_base *base, const struct monitor_handlers *h,
+		const struct monitor_limits *lim, gid_t group, struct monitor **ret,
+		struct error **errp)
 {
 	struct monitor *mon;
 	int r;
@@ -41,7 +42,7 @@ int monitor_new(struct event_base *base, struct registry *reg, const struct moni
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	mon->base = base;
-	mon->reg = reg;
+	mon->handlers = *h;
 	mon->lim = *lim;
 	mon->group = group;
 	list_init(&mon->listeners);
@@ -50,7 +51,7 @@ int monitor_new(struct event_base *base, struct registry *reg, const struct moni
 	if (r < 0) {
 		goto err_free;
 	}
-	r = monitor_check_table(mon->schema, errp);
+	r = monitor_check_table(mon->schema, h, errp);
 	if (r < 0) {
 		goto err_schema;
 	}

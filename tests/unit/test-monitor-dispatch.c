@@ -17,6 +17,7 @@
 
 #include <event2/event.h>
 
+#include "daemon/qmp.h"
 #include "daemon/registry.h"
 #include "monitor/monitor.h"
 
@@ -58,6 +59,12 @@ static const struct registry_hooks hooks = {
 	.get_fd = hook_get_fd,
 };
 
+/* The daemon's table (n_cmds and ctx are set by start()). */
+static struct monitor_handlers handlers = {
+	.cmds = qmp_commands,
+	.find_vm = qmp_find_vm,
+};
+
 static void start(void)
 {
 	struct monitor_limits lim = {
@@ -74,8 +81,12 @@ static void start(void)
 	base = event_base_new();
 	snprintf(state, sizeof(state), "%s/state", tmpdir);
 	snprintf(run, sizeof(run), "%s/run", tmpdir);
-	if (registry_new(base, state, run, &rl, &hooks, &reg, &err) < 0 ||
-	    monitor_new(base, reg, &lim, (gid_t)-1, &mon, &err) < 0 ||
+	if (registry_new(base, state, run, &rl, &hooks, &reg, &err) < 0) {
+		ck_abort_msg("setup: %s", err->msg);
+	}
+	handlers.n_cmds = qmp_n_commands;
+	handlers.ctx = reg;
+	if (monitor_new(base, &handlers, &lim, (gid_t)-1, &mon, &err) < 0 ||
 	    monitor_listen_path(mon, sock_path, 0600, (gid_t)-1, NULL, &err) < 0) {
 		ck_abort_msg("setup: %s", err->msg);
 	}
@@ -224,6 +235,18 @@ static const char *next_event(struct client *c)
 	json_decref(r);
 	return out;
 }
+
+/* The daemon's table plus the monitor's own commands are exactly schema.json. */
+START_TEST(daemon_table_matches_schema)
+{
+	struct error *err = NULL;
+
+	handlers.n_cmds = qmp_n_commands;
+	if (monitor_check_handlers(&handlers, &err) < 0) {
+		ck_abort_msg("%s", err->msg);
+	}
+}
+END_TEST
 
 START_TEST(negotiation)
 {
@@ -504,6 +527,7 @@ static Suite *make_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, daemon_table_matches_schema);
 	tcase_add_test(tc, negotiation);
 	tcase_add_test(tc, bad_messages);
 	tcase_add_test(tc, lifecycle_and_events);

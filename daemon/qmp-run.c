@@ -1,27 +1,30 @@
 /*
- * Run-state commands with QEMU's names and semantics: query-status, stop,
- * cont, system_reset, system_powerdown, quit; and the block queries.
- * Control thread only; none of them waits on guest I/O.
+ * The VM commands of the protocol, with QEMU's names and semantics:
+ * query-status, stop, cont, system_reset, system_powerdown, quit; and the
+ * block queries. req->vm is the struct registry_vm the monitor selected
+ * (qmp_find_vm). Control thread only; none of them waits on guest I/O.
  */
 #include "config.h"
 
 #include <errno.h>
 
+#include "daemon/qmp.h"
 #include "daemon/registry.h"
-#include "monitor/monitor-int.h"
 
 /* The live VM object, or DeviceNotActive (QEMU has no "defined but not running"). */
 static struct vm *live_vm(struct monitor_request *req, struct error **errp)
 {
-	if (!req->vm->vm) {
+	struct registry_vm *rv = req->vm;
+
+	if (!rv->vm) {
 		error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
-				"VM '%s' is not running; start it with vm-start", req->vm->name);
+				"VM '%s' is not running; start it with vm-start", rv->name);
 		return NULL;
 	}
-	return req->vm->vm;
+	return rv->vm;
 }
 
-int cmd_query_status(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+int qmp_query_status(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	enum vm_run_state st = registry_vm_state(req->vm);
 
@@ -30,7 +33,7 @@ int cmd_query_status(struct monitor_request *req, json_t *args, json_t **ret, st
 	return 0;
 }
 
-int cmd_stop(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+int qmp_stop(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct vm *vm = live_vm(req, errp);
 
@@ -44,7 +47,7 @@ int cmd_stop(struct monitor_request *req, json_t *args, json_t **ret, struct err
 	return vm_pause(vm, errp);
 }
 
-int cmd_cont(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct vm *vm = live_vm(req, errp);
 
@@ -61,18 +64,18 @@ int cmd_cont(struct monitor_request *req, json_t *args, json_t **ret, struct err
 		return vm_resume(vm, errp);
 	default:
 		return error_set(errp, EINVAL, "VM '%s' is in state %s; reset or destroy it first",
-				 req->vm->name, vm_run_state_name(vm_get_state(vm)));
+				 vm_name(vm), vm_run_state_name(vm_get_state(vm)));
 	}
 }
 
-int cmd_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+int qmp_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct vm *vm = live_vm(req, errp);
 
 	return vm ? vm_reset(vm, errp) : -ENODEV;
 }
 
-int cmd_system_powerdown(struct monitor_request *req, json_t *args, json_t **ret,
+int qmp_system_powerdown(struct monitor_request *req, json_t *args, json_t **ret,
 			 struct error **errp)
 {
 	struct vm *vm = live_vm(req, errp);
@@ -85,7 +88,7 @@ static void quit_after(struct monitor_request *req)
 	registry_destroy(req->vm, "host-qmp-quit", NULL);
 }
 
-int cmd_quit(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+int qmp_quit(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	if (!live_vm(req, errp)) {
 		return -ENODEV;
@@ -95,7 +98,7 @@ int cmd_quit(struct monitor_request *req, json_t *args, json_t **ret, struct err
 	return 0;
 }
 
-int cmd_query_block(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+int qmp_query_block(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct vm *vm = live_vm(req, errp);
 
@@ -106,7 +109,7 @@ int cmd_query_block(struct monitor_request *req, json_t *args, json_t **ret, str
 	return *ret ? 0 : error_set(errp, EIO, "query-block failed");
 }
 
-int cmd_query_blockstats(struct monitor_request *req, json_t *args, json_t **ret,
+int qmp_query_blockstats(struct monitor_request *req, json_t *args, json_t **ret,
 			 struct error **errp)
 {
 	struct vm *vm = live_vm(req, errp);

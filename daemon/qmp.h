@@ -1,0 +1,33 @@
+/*
+ * The daemon's protocol commands: the handler table the daemon gives
+ * monitor_new() (monitor/ is the protocol library and knows nothing of the
+ * registry). Adding a command: schema.json, a handler in qmp-*.c, a line in
+ * qmp_commands[] (qmp-vm.c). Control thread only.
+ */
+#pragma once
+
+#include "monitor/monitor.h"
+
+extern const struct monitor_command qmp_commands[];
+extern const size_t qmp_n_commands;
+
+/* monitor_handlers.find_vm over the registry @reg: a struct registry_vm *. */
+void *qmp_find_vm(void *reg, const char *name);
+
+/* qmp-run.c: run-state and block commands of one VM. */
+int qmp_query_status(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_stop(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_system_powerdown(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
+int qmp_quit(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_query_block(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_query_blockstats(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
+/* qmp-vm.c: the daemon's VM lifecycle commands. */
+int qmp_vm_create(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_vm_start(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_vm_destroy(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_vm_delete(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_query_vms(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
