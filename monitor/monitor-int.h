@@ -36,6 +36,16 @@ struct monitor_listener {
 #define MONITOR_MAX_PENDING_FDS 8
 /* Seconds a closing connection may take to read its last replies. */
 #define MONITOR_CLOSE_TIMEOUT 5
+/*
+ * Flow control (vmmd-protocol(7), LIMITS): a client's input is not read while
+ * its output queue holds more than a quarter of max_output, and again once it
+ * drains below an eighth; a client whose queue does not move for
+ * MONITOR_STALL_TIMEOUT seconds, or that passes max_output (events pile up),
+ * does not read and is dropped.
+ */
+#define MONITOR_STALL_TIMEOUT 10
+/* At max-clients, a new client evicts the longest-idle one idle this long. */
+#define MONITOR_EVICT_IDLE 2
 /* fds a client may hold with getfd. */
 #define MONITOR_MAX_FDS 64
 
@@ -52,6 +62,10 @@ struct monitor_client {
 	bool negotiated;
 	bool dead;	      /* freed at the next safe point */
 	bool closing;	      /* freed once its output is flushed */
+	bool throttled;	      /* input not read until the output drains */
+	bool eof;	      /* the peer closed its write side */
+	struct evbuffer *inq; /* input read but not yet processed */
+	uint64_t last_active; /* CLOCK_MONOTONIC ms of the last input */
 	struct list_head fds; /* struct monitor_fd from getfd */
 	unsigned n_fds;
 	int pending[MONITOR_MAX_PENDING_FDS];

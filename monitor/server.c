@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <stdlib.h>
@@ -17,12 +18,14 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "monitor/monitor-int.h"
 
 static struct ratelimit refuse_rl = RATELIMIT_INIT(5 * 1000000, 20);
@@ -88,6 +91,9 @@ static void client_free(struct monitor_client *c)
 		event_free(c->rev);
 	}
 	bufferevent_free(c->bev);
+	if (c->inq) {
+		evbuffer_free(c->inq);
+	}
 	for (unsigned i = 0; i < c->n_pending; i++) {
 		close(c->pending[i]);
 	}
@@ -217,12 +223,41 @@ void monitor_client_send_error(struct monitor_client *c, const char *cls, const 
 	monitor_client_send(c, reply);
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static size_t out_len(struct monitor_client *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* Stop reading input while this much output is queued; resume below half of it. */
+static size_t high_mark(struct monitor_client *c)
+{
+	return MAX(c->mon->lim.max_output / 4, 4096);
+}
+
+static void process_input(struct monitor_client *c);
+
 static void client_written(struct bufferevent *bev, void *opaque)
 {
 	struct monitor_client *c = opaque;
 
 	if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
 		monitor_client_drop(c);
+		return;
+	}
+	if (c->throttled && !c->dead && !c->closing && out_len(c) <= high_mark(c) / 2) {
+		c->throttled = false;
+		process_input(c);
+		if (!c->throttled && !c->eof && !c->dead && !c->closing) {
+			event_add(c->rev, NULL);
+		}
 	}
 }
 
@@ -276,13 +311,55 @@ static void stash_fds(struct monitor_client *c, struct msghdr *mh)
 	}
 }
 
+/*
+ * Parse and dispatch queued input until it runs out or the output queue is
+ * over the high mark (then input stays queued, the socket is not read, and
+ * client_written() resumes once the peer has read). After the peer's end of
+ * input, the connection closes once every answer is written.
+ */
+static void process_input(struct monitor_client *c)
+{
+	while (!c->dead && !c->closing && evbuffer_get_length(c->inq) > 0) {
+		size_t avail = MIN(evbuffer_get_length(c->inq), (size_t)65536);
+		const char *data = (const char *)evbuffer_pullup(c->inq, (ev_ssize_t)avail);
+		enum json_stream_status st;
+		json_t *obj = NULL;
+		char *err = NULL;
+		size_t used;
+
+		if (out_len(c) > high_mark(c)) {
+			c->throttled = true;
+			event_del(c->rev);
+			return;
+		}
+		if (!data) {
+			monitor_client_drop(c);
+			return;
+		}
+		used = json_stream_feed(&c->in, data, avail, &st, &obj, &err);
+		evbuffer_drain(c->inq, used);
+		if (st == JSON_STREAM_OBJECT) {
+			monitor_dispatch(c, obj);
+			json_decref(obj);
+		} else if (st == JSON_STREAM_ERROR) {
+			monitor_client_send_error(c, "GenericError", err ? err : "out of memory",
+						  NULL);
+			free(err);
+		}
+	}
+	if (c->eof && !c->dead && !c->closing && evbuffer_get_length(c->inq) == 0) {
+		/* Half-closed: answer everything, then close (like QEMU). */
+		monitor_client_close_after_flush(c);
+	}
+}
+
 static void client_read(evutil_socket_t fd, short what, void *opaque)
 {
 	struct monitor_client *c = opaque;
 	char chunk[65536];
 
 	/* A bounded amount per wakeup: one flooding client cannot starve the others. */
-	for (int round = 0; round < 4 && !c->dead && !c->closing; round++) {
+	for (int round = 0; round < 4 && !c->dead && !c->closing && !c->throttled; round++) {
 		char cbuf[CMSG_SPACE(sizeof(int) * MONITOR_MAX_PENDING_FDS)];
 		struct iovec iov = {.iov_base = chunk, .iov_len = sizeof(chunk)};
 		struct msghdr mh = {
@@ -292,7 +369,6 @@ static void client_read(evutil_socket_t fd, short what, void *opaque)
 			.msg_controllen = sizeof(cbuf),
 		};
 		ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-		size_t off = 0;
 
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EINTR) {
@@ -302,25 +378,17 @@ static void client_read(evutil_socket_t fd, short what, void *opaque)
 		}
 		stash_fds(c, &mh);
 		if (n == 0) {
+			c->eof = true;
+			event_del(c->rev);
+			process_input(c);
+			return;
+		}
+		c->last_active = now_ms();
+		if (evbuffer_add(c->inq, chunk, (size_t)n) < 0) {
 			monitor_client_drop(c);
 			return;
 		}
-		while (off < (size_t)n && !c->dead && !c->closing) {
-			enum json_stream_status st;
-			json_t *obj = NULL;
-			char *err = NULL;
-
-			off += json_stream_feed(&c->in, chunk + off, (size_t)n - off, &st, &obj,
-						&err);
-			if (st == JSON_STREAM_OBJECT) {
-				monitor_dispatch(c, obj);
-				json_decref(obj);
-			} else if (st == JSON_STREAM_ERROR) {
-				monitor_client_send_error(c, "GenericError",
-							  err ? err : "out of memory", NULL);
-				free(err);
-			}
-		}
+		process_input(c);
 	}
 }
 
@@ -328,7 +396,13 @@ static void client_event(struct bufferevent *bev, short what, void *opaque)
 {
 	struct monitor_client *c = opaque;
 
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_ratelimited(&drop_rl, LOG_WARNING, c->vm, NULL,
+				"dropping client pid %d uid %u: %zu bytes of output did not move "
+				"for %u s (it does not read)",
+				(int)c->pid, (unsigned)c->uid, out_len(c), MONITOR_STALL_TIMEOUT);
+		monitor_client_drop(c);
+	} else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		monitor_client_drop(c);
 	}
 }
@@ -378,6 +452,55 @@ static bool peer_allowed(struct monitor *mon, int fd, struct ucred *cred)
 	return false;
 }
 
+static unsigned live_clients(struct monitor *mon)
+{
+	struct list_head *p;
+	unsigned n = 0;
+
+	list_for_each (p, &mon->clients) {
+		struct monitor_client *c = list_entry(p, struct monitor_client, link);
+
+		n += !c->dead && !c->closing;
+	}
+	return n;
+}
+
+/*
+ * At max-clients, a new connection closes the client idle longest (no input
+ * for MONITOR_EVICT_IDLE seconds, nothing queued either way), so idle
+ * connections cannot lock the administrator out. None idle: refused.
+ */
+static void evict_idle(struct monitor *mon, struct monitor_client *newc)
+{
+	struct monitor_client *victim = NULL;
+	uint64_t now = now_ms();
+	struct list_head *p;
+
+	list_for_each (p, &mon->clients) {
+		struct monitor_client *c = list_entry(p, struct monitor_client, link);
+
+		if (c == newc || c->dead || c->closing || out_len(c) ||
+		    evbuffer_get_length(c->inq) ||
+		    now - c->last_active < MONITOR_EVICT_IDLE * 1000) {
+			continue;
+		}
+		if (!victim || c->last_active < victim->last_active) {
+			victim = c;
+		}
+	}
+	if (!victim) {
+		return;
+	}
+	log_ratelimited(&refuse_rl, LOG_NOTICE, victim->vm, NULL,
+			"closing client pid %d uid %u, idle %" PRIu64 " s, to serve a new one "
+			"(max-clients %u)",
+			(int)victim->pid, (unsigned)victim->uid, (now - victim->last_active) / 1000,
+			mon->lim.max_clients);
+	monitor_client_send_error(victim, "GenericError",
+				  "Too many clients: closing the longest-idle connection", NULL);
+	monitor_client_close_after_flush(victim);
+}
+
 static void accept_one(struct monitor_listener *l, int fd)
 {
 	struct monitor *mon = l->mon;
@@ -403,8 +526,13 @@ static void accept_one(struct monitor_listener *l, int fd)
 	c->uid = cred.uid;
 	list_init(&c->fds);
 	json_stream_init(&c->in, mon->lim.max_message, mon->lim.max_depth);
-	c->bev = bufferevent_socket_new(mon->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->last_active = now_ms();
+	c->inq = evbuffer_new();
+	c->bev = c->inq ? bufferevent_socket_new(mon->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
 	if (!c->bev) {
+		if (c->inq) {
+			evbuffer_free(c->inq);
+		}
 		close(fd);
 		free(c);
 		return;
@@ -415,12 +543,17 @@ static void accept_one(struct monitor_listener *l, int fd)
 	list_add_tail(&c->link, &mon->clients);
 	mon->n_clients++;
 	bufferevent_setcb(c->bev, NULL, client_written, client_event, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, high_mark(c) / 2, 0);
+	bufferevent_set_timeouts(c->bev, NULL, &(struct timeval){.tv_sec = MONITOR_STALL_TIMEOUT});
 	c->rev = event_new(mon->base, fd, EV_READ | EV_PERSIST, client_read, c);
 	if (!c->rev) {
 		monitor_client_drop(c);
 		return;
 	}
 	if (mon->n_clients > mon->lim.max_clients) {
+		evict_idle(mon, c);
+	}
+	if (live_clients(mon) > mon->lim.max_clients) {
 		char desc[128];
 
 		log_ratelimited(&refuse_rl, LOG_WARNING, l->vm, NULL,

@@ -7,3 +7,4 @@ tests_unit_test_pathpol_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_pathpol_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 
 TESTS += tests/functional/test-security-paths.py
+TESTS += tests/functional/test-security-protocol.py
