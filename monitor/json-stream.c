@@ -16,6 +16,9 @@ enum {
 	ST_SCALAR,  /* a top-level number or literal (an error once it ends) */
 	ST_STRING,  /* a top-level string (an error once it ends) */
 	ST_DISCARD, /* skipping the rest of a value after an error */
+	ST_KEYWORD, /* a top-level word: true, false, null or an invalid keyword */
+	ST_NUMBER,  /* a top-level number */
+	ST_RECOVER, /* after a stray byte: skip to a structural or control character */
 };
 
 void json_stream_init(struct json_stream *s, size_t max_size, unsigned max_depth)
@@ -170,7 +173,7 @@ size_t json_stream_feed(struct json_stream *s, const char *data, size_t len,
 		switch (s->state) {
 		case ST_START:
 			i++;
-			if (is_space(c) || is_resync(c)) {
+			if (is_space(c)) {
 				continue;
 			}
 			s->depth = 0;
@@ -192,12 +195,76 @@ size_t json_stream_feed(struct json_stream *s, const char *data, size_t len,
 				continue;
 			}
 			if (c == '}' || c == ']' || c == ',' || c == ':') {
-				*ret_err = strdup("JSON parse error, unexpected character");
+				*ret_err = strdup("JSON parse error, expecting value");
 				*ret_status = JSON_STREAM_ERROR;
 				return i;
 			}
-			s->state = ST_SCALAR;
+			if (c >= 'a' && c <= 'z') {
+				s->state = ST_KEYWORD;
+				s->kw_len = 0;
+				s->kw[s->kw_len++] = (char)c;
+				continue;
+			}
+			if ((c >= '0' && c <= '9') || c == '-') {
+				s->state = ST_NUMBER;
+				continue;
+			}
+			if (c == '\'') {
+				/* QEMU's single-quoted string: a value, but not an object. */
+				s->state = ST_SCALAR;
+				continue;
+			}
+			/*
+			 * QEMU's lexer: "stray" and the character (U+FFFD for
+			 * non-ASCII), then skip to a resynchronisation point.
+			 */
+			s->state = ST_RECOVER;
+			if (c >= 0x80) {
+				*ret_err = strdup("JSON parse error, stray '\xef\xbf\xbd'");
+			} else if (c == 0) {
+				*ret_err = strdup("JSON parse error, stray '\\u0000'");
+			} else if (asprintf(ret_err, "JSON parse error, stray '%c'", c) < 0) {
+				*ret_err = NULL;
+			}
+			*ret_status = JSON_STREAM_ERROR;
+			return i;
+		case ST_RECOVER:
+			if (c == '[' || c == ']' || c == '{' || c == '}' || c == ',' || c == ':' ||
+			    (c < 0x20 && c != '\t') || c >= 0xfe) {
+				s->state = ST_START;
+				continue;
+			}
+			i++;
 			continue;
+		case ST_KEYWORD:
+			if (c >= 'a' && c <= 'z') {
+				i++;
+				if (s->kw_len < sizeof(s->kw) - 1) {
+					s->kw[s->kw_len++] = (char)c;
+				}
+				continue;
+			}
+			s->kw[s->kw_len] = '\0';
+			s->state = ST_START;
+			if (!strcmp(s->kw, "true") || !strcmp(s->kw, "false") ||
+			    !strcmp(s->kw, "null")) {
+				*ret_err = strdup("QMP input must be a JSON object");
+			} else if (asprintf(ret_err, "JSON parse error, invalid keyword '%s'",
+					    s->kw) < 0) {
+				*ret_err = NULL;
+			}
+			*ret_status = JSON_STREAM_ERROR;
+			return i;
+		case ST_NUMBER:
+			if ((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' ||
+			    c == '+' || c == '-') {
+				i++;
+				continue;
+			}
+			s->state = ST_START;
+			*ret_err = strdup("QMP input must be a JSON object");
+			*ret_status = JSON_STREAM_ERROR;
+			return i;
 		case ST_SCALAR:
 			if (!is_delim(c)) {
 				i++;

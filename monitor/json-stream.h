@@ -35,6 +35,8 @@ struct json_stream {
 	int state;	/* internal */
 	bool in_string; /* inside "..." */
 	bool escape;	/* after a backslash inside a string */
+	char kw[64];	/* a top-level keyword being read (for the error) */
+	size_t kw_len;
 };
 
 void json_stream_init(struct json_stream *s, size_t max_size, unsigned max_depth);

@@ -94,7 +94,16 @@ START_TEST(stream_errors_and_recovery)
 			 "E:JSON parse error, unable to decode byte 0xc3 near '\"'\n"
 			 "O:{\"ok\":4}\n");
 	ck_assert_str_eq(feed_str(&s, "}{\"ok\":5}"),
-			 "E:JSON parse error, unexpected character\nO:{\"ok\":5}\n");
+			 "E:JSON parse error, expecting value\nO:{\"ok\":5}\n");
+	/* Stray bytes and words between values, with QEMU 7.2's messages. */
+	ck_assert_str_eq(feed_str(&s, "hello123 @\x01\xc3\xa9 true{\"ok\":6}junk"),
+			 "E:JSON parse error, invalid keyword 'hello'\n"
+			 "E:QMP input must be a JSON object\n"
+			 "E:JSON parse error, stray '@'\n"
+			 "E:JSON parse error, stray '\x01'\n"
+			 "O:{\"ok\":6}\n");
+	/* A word split across reads is one word. */
+	ck_assert_str_eq(feed_str(&s, "y "), "E:JSON parse error, invalid keyword 'junky'\n");
 	json_stream_release(&s);
 }
 END_TEST
