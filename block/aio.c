@@ -400,6 +400,9 @@ static int direct_fd(struct block_node *bs, uint64_t *ret_shift)
 	uint64_t shift = 0;
 
 	if (bs->drv == &raw_driver) {
+		if (bs->flags & BLOCK_O_PROBED) {
+			return -1; /* raw's probed-write check must see every write */
+		}
 		shift = raw_window_offset(bs);
 		bs = bs->file;
 	}

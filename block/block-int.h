@@ -163,6 +163,12 @@ struct block_driver {
 /* Bytes of an image's start handed to block_driver.probe. */
 #define BLOCK_PROBE_BUF 4096
 
+/*
+ * The format whose probe scores @buf (an image's first @len bytes) highest;
+ * "raw" when none matches. A static string; any thread.
+ */
+const char *block_probe_buf(const uint8_t *buf, size_t len, const char *filename);
+
 enum {
 	BLOCK_FIX_LEAKS = 1u << 0,
 	BLOCK_FIX_ERRORS = 1u << 1,

@@ -328,12 +328,33 @@ int block_open_json(struct block_node **ret, json_t *opts, struct error **errp)
 	return open_json(ret, opts, NULL, false, errp);
 }
 
+const char *block_probe_buf(const uint8_t *buf, size_t len, const char *filename)
+{
+	const char *format = "raw";
+	int best = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(block_drivers); i++) {
+		const struct block_driver *drv = block_drivers[i];
+		int score;
+
+		if (!drv->probe) {
+			continue;
+		}
+		score = drv->probe(buf, len, filename);
+		if (score > best) {
+			best = score;
+			format = drv->name;
+		}
+	}
+	return format;
+}
+
 int block_probe_format(const char *filename, const char **ret_format, struct error **errp)
 {
 	struct block_node *bs = NULL;
 	_cleanup_free_ uint8_t *buf = NULL;
 	uint64_t len;
-	int r, best = 0;
+	int r;
 
 	r = block_open_driver(&bs, protocol_for(filename), filename, NULL, BLOCK_O_NO_LOCK, errp);
 	if (r < 0) {
@@ -355,19 +376,7 @@ int block_probe_format(const char *filename, const char **ret_format, struct err
 		}
 		len = len >= 512 ? len & ~(uint64_t)511 : len;
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(block_drivers); i++) {
-		const struct block_driver *drv = block_drivers[i];
-		int score;
-
-		if (!drv->probe) {
-			continue;
-		}
-		score = drv->probe(buf, (size_t)len, filename);
-		if (score > best) {
-			best = score;
-			*ret_format = drv->name;
-		}
-	}
+	*ret_format = block_probe_buf(buf, (size_t)len, filename);
 	block_unref(bs);
 	return 0;
 }

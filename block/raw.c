@@ -17,6 +17,10 @@
 
 #include "block/block-int.h"
 #include "block/raw.h"
+#include "common/util.h"
+
+/* The first sector: what QEMU checks of a write to a probed raw image. */
+#define RAW_PROBE_SIZE 512
 
 struct raw_state {
 	uint64_t offset;
@@ -104,9 +108,40 @@ static int raw_preadv(struct block_node *bs, uint64_t offset, const struct iovec
 	return block_do_preadv(bs->file, offset + state(bs)->offset, iov, cnt, len);
 }
 
+/*
+ * A probed raw image (BLOCK_O_PROBED) must keep probing as raw: a write to
+ * its first sector must cover the whole sector (-EINVAL otherwise, as QEMU)
+ * and must not make any format's probe claim it (-EPERM).
+ */
+static int raw_check_probed_write(struct block_node *bs, uint64_t offset, const struct iovec *iov,
+				  unsigned cnt, uint64_t len)
+{
+	uint8_t head[RAW_PROBE_SIZE];
+	size_t got = 0;
+
+	if (!(bs->flags & BLOCK_O_PROBED) || offset >= RAW_PROBE_SIZE || len == 0) {
+		return 0;
+	}
+	if (offset != 0 || len < RAW_PROBE_SIZE) {
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < cnt && got < sizeof(head); i++) {
+		size_t n = MIN(iov[i].iov_len, sizeof(head) - got);
+
+		memcpy(head + got, iov[i].iov_base, n);
+		got += n;
+	}
+	return strcmp(block_probe_buf(head, sizeof(head), bs->filename), "raw") != 0 ? -EPERM : 0;
+}
+
 static int raw_pwritev(struct block_node *bs, uint64_t offset, const struct iovec *iov,
 		       unsigned cnt, uint64_t len)
 {
+	int r = raw_check_probed_write(bs, offset, iov, cnt, len);
+
+	if (r < 0) {
+		return r;
+	}
 	return block_do_pwritev(bs->file, offset + state(bs)->offset, iov, cnt, len);
 }
 

@@ -33,6 +33,12 @@ enum {
 	BLOCK_O_NO_BACKING = 1u << 2, /* do not open a qcow2 backing file */
 	BLOCK_O_NO_LOCK = 1u << 3,    /* do not take the OFD image lock (tools only) */
 	BLOCK_O_UNMAP = 1u << 4,      /* pass discards down to the protocol */
+	/*
+	 * The format was probed, not given (vmm-img without -f): a raw node
+	 * then refuses writes to its first sector that would make the image
+	 * probe as another format, as QEMU does for probed raw images.
+	 */
+	BLOCK_O_PROBED = 1u << 5,
 };
 
 /*

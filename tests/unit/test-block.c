@@ -372,6 +372,29 @@ START_TEST(create_through_driver)
 }
 END_TEST
 
+/* A probed raw image keeps probing as raw (QEMU's protection of block 0). */
+START_TEST(probed_raw_sector0)
+{
+	struct block_node *bs = open_raw(BLOCK_O_RDWR | BLOCK_O_PROBED);
+	static char buf[1024];
+
+	memcpy(buf, "QFI\xfb", 4);
+	ck_assert_int_eq(block_pwrite(bs, 0, buf, 512), -EPERM);
+	ck_assert_int_eq(block_pwrite(bs, 0, buf, 1024), -EPERM);
+	/* partial writes to the first sector are refused: the probe could not be judged */
+	ck_assert_int_eq(block_pwrite(bs, 0, buf + 512, 100), -EINVAL);
+	ck_assert_int_eq(block_pwrite(bs, 4, buf, 512), -EINVAL);
+	/* the magic elsewhere, or anything else in sector 0, is fine */
+	ck_assert_int_eq(block_pwrite(bs, 512, buf, 512), 0);
+	ck_assert_int_eq(block_pwrite(bs, 0, buf + 512, 512), 0);
+	block_unref(bs);
+	/* the same write without the flag: the user named the format */
+	bs = open_raw(BLOCK_O_RDWR);
+	ck_assert_int_eq(block_pwrite(bs, 0, buf, 512), 0);
+	block_unref(bs);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("block");
@@ -390,6 +413,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, open_errors);
 	tcase_add_test(tc, info_and_probe);
 	tcase_add_test(tc, create_through_driver);
+	tcase_add_test(tc, probed_raw_sector0);
 	suite_add_tcase(s, tc);
 	return s;
 }
