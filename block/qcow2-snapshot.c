@@ -474,8 +474,11 @@ int qcow2_snapshot_create(struct block_node *bs, const char *name, struct error 
 	sn->date_sec = (uint32_t)ts.tv_sec;
 	sn->date_nsec = (uint32_t)ts.tv_nsec;
 	sn->disk_size = s->size;
-	sn->extra_size = 16;
-	if (!sn->id || !sn->name) {
+	/* the icount field too, 0 as QEMU records it when not replaying */
+	sn->extra_size = 24;
+	sn->extra = calloc(1, 8);
+	if (!sn->id || !sn->name || !sn->extra) {
+		free(sn->extra);
 		free(sn->id);
 		free(sn->name);
 		ret = -ENOMEM;
@@ -483,6 +486,7 @@ int qcow2_snapshot_create(struct block_node *bs, const char *name, struct error 
 	}
 	ret = write_table(s, sns, s->nb_snapshots + 1);
 	if (ret < 0) {
+		free(sn->extra);
 		free(sn->id);
 		free(sn->name);
 		goto fail;
@@ -669,15 +673,21 @@ json_t *qcow2_snapshots_json(struct qcow2_state *s)
 
 	for (uint32_t i = 0; arr && i < s->nb_snapshots; i++) {
 		struct qcow2_snapshot *sn = &s->snapshots[i];
+		uint64_t icount = sn->extra_size >= 24 ? qcow2_be64(sn->extra) : UINT64_MAX;
+		json_t *o;
 
 		json_array_append_new(
 			arr,
-			json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "id", sn->id, "name",
-				  sn->name, "vm-state-size", (json_int_t)sn->vm_state_size,
-				  "date-sec", (json_int_t)sn->date_sec, "date-nsec",
-				  (json_int_t)sn->date_nsec, "vm-clock-sec",
-				  (json_int_t)(sn->vm_clock_nsec / 1000000000ull), "vm-clock-nsec",
-				  (json_int_t)(sn->vm_clock_nsec % 1000000000ull)));
+			o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "id", sn->id, "name",
+				      sn->name, "vm-state-size", (json_int_t)sn->vm_state_size,
+				      "date-sec", (json_int_t)sn->date_sec, "date-nsec",
+				      (json_int_t)sn->date_nsec, "vm-clock-sec",
+				      (json_int_t)(sn->vm_clock_nsec / 1000000000ull),
+				      "vm-clock-nsec",
+				      (json_int_t)(sn->vm_clock_nsec % 1000000000ull)));
+		if (o && icount != UINT64_MAX) {
+			json_object_set_new(o, "icount", json_integer((json_int_t)icount));
+		}
 	}
 	return arr;
 }

@@ -146,7 +146,7 @@ struct qcow2_snapshot {
 	uint64_t vm_state_size;
 	uint64_t disk_size;
 	uint32_t extra_size; /* as found; we write at least 16 */
-	void *extra;	     /* unknown extra data beyond the two known fields */
+	void *extra;	     /* extra data beyond the two known fields (icount first) */
 };
 
 /* A header extension we do not interpret, kept to be written back. */
