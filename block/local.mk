@@ -34,7 +34,8 @@ tests_unit_test_block_nbd_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_block_nbd_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
 
 # Functional tests of vmm-img against qemu-img (tests/block/).
-TESTS += tests/block/test-img-raw.sh tests/block/test-img-chain.sh tests/block/test-img-blockdev.sh
+TESTS += tests/block/test-img-raw.sh tests/block/test-img-chain.sh tests/block/test-img-blockdev.sh \
+	tests/block/test-img-qemu-table.py
 EXTRA_DIST += tests/block
 
 # qcow2: a test driver program for the interop scripts, the unit tests of the

@@ -223,6 +223,17 @@ static int raw_create(const char *filename, uint64_t size, json_t *opts, struct 
 	}
 	if (ftruncate(fd, (off_t)size) < 0) {
 		r = -errno;
+	} else if (strcmp(prealloc, "off") == 0 && size > 0) {
+		/*
+		 * As QEMU's file driver: allocate the first block, so that a later
+		 * probe of the file's alignment (O_DIRECT) reads a real block (and
+		 * qemu-img map shows the same first range for our images).
+		 */
+		static const char zero[4096];
+
+		if (pwrite(fd, zero, MIN(sizeof(zero), size), 0) < 0) {
+			r = -errno;
+		}
 	} else if (strcmp(prealloc, "falloc") == 0 && size > 0) {
 		r = -posix_fallocate(fd, 0, (off_t)size);
 	} else if (strcmp(prealloc, "full") == 0) {

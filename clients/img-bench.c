@@ -280,7 +280,7 @@ int img_cmd_bench(int argc, char **argv)
 		flags |= BLOCK_O_RDWR;
 	}
 	b.step = step ? step : b.bufsize;
-	if (img_open(&b.bs, argv[optind], fmt, flags, false) < 0) {
+	if (img_open(&b.bs, argv[optind], fmt, flags) < 0) {
 		return 1;
 	}
 	b.image_size = block_length(b.bs);

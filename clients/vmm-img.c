@@ -1,7 +1,8 @@
 /*
  * vmm-img: create, inspect, check, convert and modify disk images, with
  * qemu-img's verbs, options and output shapes, on vmmd's block layer.
- * Formats are explicit (-f); only `info` probes, for read-only inspection.
+ * Without -f the format is probed as qemu-img does (qcow2 by its magic, raw
+ * otherwise); a probed raw image refuses writes that would change the probe.
  *
  * Single-threaded except `bench`, which drives the asynchronous block API
  * from a libevent loop on the main thread (img-bench.c).
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -48,8 +50,7 @@ static int report(struct error *err, int r)
 	return r;
 }
 
-int img_open(struct block_node **ret, const char *filename, const char *fmt, unsigned flags,
-	     bool probe)
+int img_open(struct block_node **ret, const char *filename, const char *fmt, unsigned flags)
 {
 	struct error *err = NULL;
 	int r;
@@ -72,15 +73,21 @@ int img_open(struct block_node **ret, const char *filename, const char *fmt, uns
 		return r < 0 ? report(err, r) : 0;
 	}
 	if (!fmt) {
-		if (!probe) {
-			img_error("no format given for '%s': use -f raw or -f qcow2 (formats are "
-				  "probed only by 'vmm-img info')",
-				  filename);
-			return -EINVAL;
-		}
 		r = block_probe_format(filename, &fmt, &err);
 		if (r < 0) {
 			return report(err, r);
+		}
+		if (strcmp(fmt, "raw") == 0 && (flags & BLOCK_O_RDWR)) {
+			/* QEMU's warning, word for word: scripts and users grep for it */
+			fprintf(stderr,
+				"WARNING: Image format was not specified for '%s' and probing "
+				"guessed raw.\n"
+				"         Automatically detecting the format is dangerous for raw "
+				"images, write operations on block 0 will be restricted.\n"
+				"         Specify the 'raw' format explicitly to remove the "
+				"restrictions.\n",
+				filename);
+			flags |= BLOCK_O_PROBED;
 		}
 	}
 	r = block_open(ret, filename, fmt, flags, &err);
@@ -127,6 +134,145 @@ static int parse_size_arg(const char *s, uint64_t *ret)
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* ---- options every verb shares ---- */
+
+/* The verb being run (for -h); set by main. */
+static const struct img_command *cur_cmd;
+
+/*
+ * -f FMT, --output=human|json, -U (--force-share), -q, -h (--help): parsed
+ * once here for every verb. IMG_OPT_MINE: the verb handles @c itself.
+ */
+enum {
+	IMG_OPT_MINE,
+	IMG_OPT_DONE,
+	IMG_OPT_HELP,
+	IMG_OPT_ERROR
+};
+
+static int img_common_opt(int c, struct img_common *co)
+{
+	switch (c) {
+	case 'f':
+		co->fmt = optarg;
+		return IMG_OPT_DONE;
+	case 'q':
+		co->quiet = true;
+		return IMG_OPT_DONE;
+	case 'U':
+		co->flags |= BLOCK_O_NO_LOCK;
+		return IMG_OPT_DONE;
+	case IMG_OPT_OUTPUT:
+		if (strcmp(optarg, "json") == 0) {
+			co->json = true;
+		} else if (strcmp(optarg, "human") == 0) {
+			co->json = false;
+		} else {
+			img_error("--output must be used with human or json as argument.");
+			return IMG_OPT_ERROR;
+		}
+		return IMG_OPT_DONE;
+	case 'h':
+		printf("Usage: vmm-img %s\n", cur_cmd->usage);
+		return IMG_OPT_HELP;
+	case '?':
+	case ':':
+		return IMG_OPT_ERROR;
+	default:
+		return IMG_OPT_MINE;
+	}
+}
+
+/* The long options of img_common_opt (put first in a verb's table). */
+#define IMG_LONG_OPTS                                                                          \
+	{"help", no_argument, NULL, 'h'}, {"output", required_argument, NULL, IMG_OPT_OUTPUT}, \
+	{                                                                                      \
+		"force-share", no_argument, NULL, 'U'                                          \
+	}
+
+/* In a verb's getopt loop: handle the shared options, return on help or error. */
+#define IMG_COMMON_OPT(c, co, err_rc)        \
+	switch (img_common_opt((c), (co))) { \
+	case IMG_OPT_DONE:                   \
+		continue;                    \
+	case IMG_OPT_HELP:                   \
+		return 0;                    \
+	case IMG_OPT_ERROR:                  \
+		return (err_rc);             \
+	default:                             \
+		break;                       \
+	}
+
+/*
+ * QEMU prints its JSON objects (info, check, measure) in the order of its
+ * QDict's hash buckets (tdb_hash of the key, 512 buckets), not in schema
+ * order. Reorder @v recursively the same way so the output is byte-for-byte
+ * qemu-img's; scripts that diff outputs see no change.
+ */
+static unsigned qdict_bucket(const char *key)
+{
+	uint32_t v = 0x238F13AFu * (uint32_t)strlen(key);
+
+	for (unsigned i = 0; key[i]; i++) {
+		v += (uint32_t)(unsigned char)key[i] << (i * 5 % 24);
+	}
+	return (1103515243u * v + 12345u) % 512;
+}
+
+static int qdict_cmp(const void *a, const void *b)
+{
+	const char *ka = *(const char *const *)a, *kb = *(const char *const *)b;
+	unsigned ba = qdict_bucket(ka), bb = qdict_bucket(kb);
+
+	return ba != bb ? (ba < bb ? -1 : 1) : strcmp(ka, kb);
+}
+
+static json_t *img_qemu_order(json_t *v)
+{
+	if (json_is_array(v)) {
+		size_t i;
+		json_t *e;
+
+		json_array_foreach (v, i, e) {
+			json_array_set_new(v, i, img_qemu_order(json_incref(e)));
+		}
+		return v;
+	}
+	if (json_is_object(v)) {
+		size_t n = json_object_size(v), i = 0;
+		const char **keys = calloc(n ? n : 1, sizeof(*keys)), *key;
+		json_t *out = json_object(), *e;
+
+		if (!keys || !out) {
+			free(keys);
+			json_decref(out);
+			return v;
+		}
+		json_object_foreach (v, key, e) {
+			keys[i++] = key;
+		}
+		qsort(keys, n, sizeof(*keys), qdict_cmp);
+		for (i = 0; i < n; i++) {
+			json_object_set_new(
+				out, keys[i],
+				img_qemu_order(json_incref(json_object_get(v, keys[i]))));
+		}
+		free(keys);
+		json_decref(v);
+		return out;
+	}
+	return v;
+}
+
+/* Print @v (a reference is taken over) as qemu-img prints JSON. */
+static void print_json(json_t *v)
+{
+	v = img_qemu_order(v);
+	json_dumpf(v, stdout, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+	printf("\n");
+	json_decref(v);
 }
 
 static void progress(bool on, uint64_t done, uint64_t total)
@@ -256,22 +402,120 @@ static void backing_size(const char *image, json_t *o, uint64_t *size)
 	free(path);
 }
 
+/*
+ * "-o help": the creation options vmm-img accepts for @fmt, in qemu-img's
+ * layout (only options vmm-img implements are listed). Without a file
+ * name qemu-img leaves out the protocol's options and says so.
+ */
+static int print_create_help(const char *fmt, bool have_filename)
+{
+	static const struct {
+		const char *fmt, *name, *help;
+		bool protocol;
+	} opts[] = {
+		{"qcow2", "backing_file=<str>", "File name of a base image", false},
+		{"qcow2", "backing_fmt=<str>", "Image format of the base image", false},
+		{"qcow2", "cluster_size=<size>", "qcow2 cluster size", false},
+		{"qcow2", "compat=<str>", "Compatibility level (v2 [0.10] or v3 [1.1])", false},
+		{"qcow2", "compression_type=<str>",
+		 "Compression method used for image cluster compression", false},
+		{"qcow2", "lazy_refcounts=<bool (on/off)>", "Postpone refcount updates", false},
+		{"qcow2", "preallocation=<str>",
+		 "Preallocation mode (allowed values: off, metadata, full)", false},
+		{"raw", "preallocation=<str>",
+		 "Preallocation mode (allowed values: off, falloc, full)", true},
+		{"qcow2", "refcount_bits=<num>", "Width of a reference count entry in bits", false},
+		{NULL, "size=<size>", "Virtual disk size", false},
+	};
+
+	if (strcmp(fmt, "raw") != 0 && strcmp(fmt, "qcow2") != 0) {
+		img_error("Unknown file format '%s'", fmt);
+		return 1;
+	}
+	if (have_filename) {
+		printf("Supported options:\n");
+	} else {
+		printf("Supported %s options:\n", fmt);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(opts); i++) {
+		if (opts[i].fmt && strcmp(opts[i].fmt, fmt) != 0) {
+			continue;
+		}
+		if (opts[i].protocol && !have_filename) {
+			continue;
+		}
+		printf("  %-22s - %s\n", opts[i].name, opts[i].help);
+	}
+	if (!have_filename) {
+		printf("\nThe protocol level may support further options.\n"
+		       "Specify the target filename to include those options.\n");
+	}
+	return 0;
+}
+
+/* "help" or "?" among the comma-separated -o options. */
+static bool has_help_option(const char *arg)
+{
+	size_t n;
+
+	for (const char *p = arg; *p; p += n + (p[n] == ',')) {
+		n = strcspn(p, ",");
+		if ((n == 4 && strncmp(p, "help", 4) == 0) || (n == 1 && *p == '?')) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * qemu-img 7.2 refuses a backing file without its format; it names the
+ * format it would have probed, so the user can add -F.
+ */
+static int check_backing_fmt(const char *filename, json_t *o)
+{
+	const char *bf = json_string_value(json_object_get(o, "backing_file"));
+	struct error *err = NULL;
+	const char *probed;
+	char *path;
+
+	if (!bf || json_object_get(o, "backing_fmt")) {
+		return 0;
+	}
+	img_error("%s: Backing file specified without backing format", filename);
+	path = backing_path(filename, bf);
+	if (path && block_probe_format(path, &probed, &err) == 0) {
+		fprintf(stderr, "Detected format of %s.", probed); /* sic: no newline */
+	}
+	error_free(err);
+	free(path);
+	return -EINVAL;
+}
+
 static int cmd_create(int argc, char **argv)
 {
 	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
-	const char *fmt = "raw", *filename;
+	struct img_common co = {.fmt = "raw"};
+	const char *fmt, *filename;
 	json_t *o = json_object();
 	uint64_t size = 0;
-	bool quiet = false, have_size = false;
+	bool quiet, have_size = false, help = false;
 	int c, r = -EINVAL;
 
 	while ((c = getopt_long(argc, argv, "hf:o:b:F:qu", opts, NULL)) != -1) {
+		switch (img_common_opt(c, &co)) {
+		case IMG_OPT_DONE:
+			continue;
+		case IMG_OPT_HELP:
+			r = 0;
+			goto out;
+		case IMG_OPT_ERROR:
+			goto out;
+		}
 		switch (c) {
-		case 'f':
-			fmt = optarg;
-			break;
 		case 'o':
-			if (parse_o(o, optarg) < 0) {
+			if (has_help_option(optarg)) {
+				help = true;
+			} else if (parse_o(o, optarg) < 0) {
 				goto out;
 			}
 			break;
@@ -281,19 +525,17 @@ static int cmd_create(int argc, char **argv)
 		case 'F':
 			json_object_set_new(o, "backing_fmt", json_string(optarg));
 			break;
-		case 'q':
-			quiet = true;
-			break;
 		case 'u':
-			break; /* the backing file is never opened at creation */
-		case 'h':
-			printf("Usage: vmm-img create [-q] [-f FMT] [-b BACKING [-F BACKING_FMT]] "
-			       "[-o OPTIONS] FILENAME [SIZE]\n");
-			r = 0;
-			goto out;
+			break; /* the backing file is opened only for its size */
 		default:
 			goto out;
 		}
+	}
+	fmt = co.fmt;
+	quiet = co.quiet;
+	if (help) {
+		json_decref(o);
+		return print_create_help(fmt, optind < argc);
 	}
 	if (optind >= argc || argc - optind > 2) {
 		img_error("create: expected FILENAME [SIZE]");
@@ -310,6 +552,9 @@ static int cmd_create(int argc, char **argv)
 			goto out;
 		}
 		have_size = true;
+	}
+	if (check_backing_fmt(filename, o) < 0) {
+		goto out;
 	}
 	if (!have_size && !json_object_get(o, "backing_file")) {
 		img_error("create: an image size is required (only an image with a backing file "
@@ -447,6 +692,9 @@ static json_t *image_info(struct block_node *bs)
 		} else {
 			json_decref(snaps);
 		}
+		if (!json_object_get(level, "dirty-flag")) {
+			json_object_set_new(level, "dirty-flag", json_false()); /* as qemu-img */
+		}
 		b = b->backing;
 	}
 	return img;
@@ -455,60 +703,39 @@ static json_t *image_info(struct block_node *bs)
 static int cmd_info(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{"output", required_argument, NULL, 'O'},
+		IMG_LONG_OPTS,
 		{"backing-chain", no_argument, NULL, 'B'},
-		{"force-share", no_argument, NULL, 'U'},
 		{0},
 	};
-	const char *fmt = NULL, *output = "human";
+	struct img_common co = {0};
 	struct block_node *bs;
 	bool chain = false;
-	unsigned flags = 0;
 	json_t *img;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "hf:U", opts, NULL)) != -1) {
+		IMG_COMMON_OPT(c, &co, 1);
 		switch (c) {
-		case 'f':
-			fmt = optarg;
-			break;
-		case 'O':
-			output = optarg;
-			break;
 		case 'B':
 			chain = true;
 			break;
-		case 'U':
-			flags |= BLOCK_O_NO_LOCK;
-			break;
-		case 'h':
-			printf("Usage: vmm-img info [-f FMT] [--output=human|json] "
-			       "[--backing-chain] "
-			       "[-U] FILENAME\n");
-			return 0;
 		default:
 			return 1;
 		}
-	}
-	if (strcmp(output, "human") != 0 && strcmp(output, "json") != 0) {
-		img_error("--output must be 'human' or 'json'");
-		return 1;
 	}
 	if (optind + 1 != argc) {
 		img_error("info: expected one FILENAME");
 		return 1;
 	}
-	if (img_open(&bs, argv[optind], fmt, flags, true) < 0) {
+	if (img_open(&bs, argv[optind], co.fmt, co.flags) < 0) {
 		return 1;
 	}
 	img = image_info(bs);
 	block_unref(bs);
 	if (!chain) {
 		json_object_del(img, "backing-image");
-		if (strcmp(output, "json") == 0) {
-			json_dumpf(img, stdout, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
-			printf("\n");
+		if (co.json) {
+			print_json(json_incref(img));
 		} else {
 			print_info_human(img);
 		}
@@ -521,9 +748,8 @@ static int cmd_info(int argc, char **argv)
 			json_object_del(copy, "backing-image");
 			json_array_append_new(arr, copy);
 		}
-		if (strcmp(output, "json") == 0) {
-			json_dumpf(arr, stdout, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
-			printf("\n");
+		if (co.json) {
+			print_json(json_incref(arr));
 		} else {
 			size_t i;
 			json_t *l;
@@ -549,13 +775,20 @@ static void print_check(const struct block_check_result *res, const char *filena
 	if (json) {
 		json_t *o = json_object();
 
-		json_object_set_new(o, "image-end-offset",
-				    json_integer((json_int_t)res->image_end_offset));
-		json_object_set_new(o, "total-clusters",
-				    json_integer((json_int_t)res->total_clusters));
+		/* as qemu-img: the counters only when non-zero */
+		if (res->image_end_offset) {
+			json_object_set_new(o, "image-end-offset",
+					    json_integer((json_int_t)res->image_end_offset));
+		}
+		if (res->total_clusters) {
+			json_object_set_new(o, "total-clusters",
+					    json_integer((json_int_t)res->total_clusters));
+		}
 		json_object_set_new(o, "check-errors", json_integer(res->check_errors));
-		json_object_set_new(o, "allocated-clusters",
-				    json_integer((json_int_t)res->allocated_clusters));
+		if (res->allocated_clusters) {
+			json_object_set_new(o, "allocated-clusters",
+					    json_integer((json_int_t)res->allocated_clusters));
+		}
 		json_object_set_new(o, "filename", json_string(filename));
 		json_object_set_new(o, "format", json_string(fmt));
 		if (res->leaks) {
@@ -581,9 +814,7 @@ static void print_check(const struct block_check_result *res, const char *filena
 			json_object_set_new(o, "compressed-clusters",
 					    json_integer((json_int_t)res->compressed_clusters));
 		}
-		json_dumpf(o, stdout, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
-		printf("\n");
-		json_decref(o);
+		print_json(o);
 		return;
 	}
 	if (res->corruptions) {
@@ -618,28 +849,23 @@ static void print_check(const struct block_check_result *res, const char *filena
 static int cmd_check(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{"output", required_argument, NULL, 'O'},
+		IMG_LONG_OPTS,
 		{"repair", required_argument, NULL, 'r'},
-		{"force-share", no_argument, NULL, 'U'},
 		{0},
 	};
-	const char *fmt = NULL, *output = "human";
+	struct img_common co = {0};
 	struct block_check_result res;
 	struct block_node *bs;
 	struct error *err = NULL;
-	unsigned fix = 0, flags = 0;
-	bool json, quiet = false;
+	unsigned fix = 0, flags;
+	bool json, quiet;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hf:r:Uq", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hf:r:T:Uq", opts, NULL)) != -1) {
+		IMG_COMMON_OPT(c, &co, 1);
 		switch (c) {
-		case 'f':
-			fmt = optarg;
-			break;
-		case 'O':
-			output = optarg;
-			break;
+		case 'T':
+			break; /* the cache mode does not change what check reads */
 		case 'r':
 			if (strcmp(optarg, "leaks") == 0) {
 				fix = BLOCK_FIX_LEAKS;
@@ -650,25 +876,13 @@ static int cmd_check(int argc, char **argv)
 				return 1;
 			}
 			break;
-		case 'U':
-			flags |= BLOCK_O_NO_LOCK;
-			break;
-		case 'q':
-			quiet = true;
-			break;
-		case 'h':
-			printf("Usage: vmm-img check [-q] [-f FMT] [--output=human|json] "
-			       "[-r leaks|all] [-U] FILENAME\n");
-			return 0;
 		default:
 			return 1;
 		}
 	}
-	json = strcmp(output, "json") == 0;
-	if (!json && strcmp(output, "human") != 0) {
-		img_error("--output must be 'human' or 'json'");
-		return 1;
-	}
+	json = co.json;
+	quiet = co.quiet;
+	flags = co.flags;
 	if (optind + 1 != argc) {
 		img_error("check: expected one FILENAME");
 		return 1;
@@ -676,7 +890,7 @@ static int cmd_check(int argc, char **argv)
 	if (fix) {
 		flags = (flags & ~BLOCK_O_NO_LOCK) | BLOCK_O_RDWR;
 	}
-	if (img_open(&bs, argv[optind], fmt, flags | BLOCK_O_NO_BACKING, false) < 0) {
+	if (img_open(&bs, argv[optind], co.fmt, flags | BLOCK_O_NO_BACKING) < 0) {
 		return 1;
 	}
 	r = block_check(bs, &res, fix, &err);
@@ -795,32 +1009,21 @@ static void map_print(const struct map_entry *e, bool json, bool first)
 static int cmd_map(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{"output", required_argument, NULL, 'O'},
-		{"force-share", no_argument, NULL, 'U'},
+		IMG_LONG_OPTS,
 		{"start-offset", required_argument, NULL, 's'},
 		{"max-length", required_argument, NULL, 'l'},
 		{0},
 	};
-	const char *fmt = NULL, *output = "human";
+	struct img_common co = {0};
 	struct map_entry cur = {0}, next;
 	struct block_node *bs;
 	uint64_t off = 0, end, maxlen = UINT64_MAX;
-	unsigned flags = 0;
 	bool json, have = false, first = true;
 	int c, r = 0;
 
 	while ((c = getopt_long(argc, argv, "hf:U", opts, NULL)) != -1) {
+		IMG_COMMON_OPT(c, &co, 1);
 		switch (c) {
-		case 'f':
-			fmt = optarg;
-			break;
-		case 'O':
-			output = optarg;
-			break;
-		case 'U':
-			flags |= BLOCK_O_NO_LOCK;
-			break;
 		case 's':
 			if (parse_size_arg(optarg, &off) < 0) {
 				return 1;
@@ -831,24 +1034,16 @@ static int cmd_map(int argc, char **argv)
 				return 1;
 			}
 			break;
-		case 'h':
-			printf("Usage: vmm-img map [-f FMT] [--output=human|json] [-U] "
-			       "[--start-offset=OFF] [--max-length=LEN] FILENAME\n");
-			return 0;
 		default:
 			return 1;
 		}
 	}
-	json = strcmp(output, "json") == 0;
-	if (!json && strcmp(output, "human") != 0) {
-		img_error("--output must be 'human' or 'json'");
-		return 1;
-	}
+	json = co.json;
 	if (optind + 1 != argc) {
 		img_error("map: expected one FILENAME");
 		return 1;
 	}
-	if (img_open(&bs, argv[optind], fmt, flags, false) < 0) {
+	if (img_open(&bs, argv[optind], co.fmt, co.flags) < 0) {
 		return 1;
 	}
 	end = block_length(bs);
@@ -952,28 +1147,181 @@ static int write_sparse(struct block_node *dst, uint64_t off, const char *buf, u
 	return 0;
 }
 
+/*
+ * One convert run, shared by its worker threads (-m N): a worker claims the
+ * next range under @lock (its allocation status decides the range), reads
+ * it without the lock and writes it; without -W writes happen in claim
+ * order (@write_seq), as qemu-img does, so the target grows front to back.
+ */
+struct convert_job {
+	struct block_node *src, *dst;
+	uint64_t size, min_sparse, cluster;
+	bool compress, need_zero, prog, in_order;
+	pthread_mutex_t lock; /* protects everything below */
+	pthread_cond_t turn;
+	uint64_t next_off, done, claim_seq, write_seq;
+	int err;
+	uint64_t err_off;
+};
+
+enum convert_kind {
+	CONVERT_ZERO,
+	CONVERT_DATA,
+	CONVERT_CLUSTER
+};
+
+/* Claim the next range; false when the job is over. Called with job->lock held. */
+static bool convert_claim(struct convert_job *job, uint64_t *off, uint64_t *n,
+			  enum convert_kind *kind, uint64_t *seq)
+{
+	uint64_t pnum;
+	unsigned status;
+	int r;
+
+	if (job->err || job->next_off >= job->size) {
+		return false;
+	}
+	*off = job->next_off;
+	r = block_get_status(job->src, *off, MIN(job->size - *off, (uint64_t)IMG_CHUNK), &pnum,
+			     &status, NULL);
+	if (r < 0) {
+		job->err = r;
+		job->err_off = *off;
+		return false;
+	}
+	if (job->compress) {
+		/* whole clusters: one status covering part of a cluster is not enough */
+		*n = MIN(ALIGN_DOWN(*off, job->cluster) + job->cluster, job->size) - *off;
+		*kind = (status & BLOCK_STATUS_ZERO) && !(status & BLOCK_STATUS_DATA) && pnum >= *n
+				? CONVERT_ZERO
+				: CONVERT_CLUSTER;
+	} else {
+		*n = pnum;
+		*kind = (status & BLOCK_STATUS_ZERO) && !(status & BLOCK_STATUS_DATA)
+				? CONVERT_ZERO
+				: CONVERT_DATA;
+	}
+	job->next_off = *off + *n;
+	*seq = job->claim_seq++;
+	return true;
+}
+
+static int convert_write(struct convert_job *job, uint64_t off, uint64_t n, enum convert_kind kind,
+			 const char *buf)
+{
+	int r;
+
+	switch (kind) {
+	case CONVERT_ZERO:
+		return job->need_zero ? block_write_zeroes(job->dst, off, n, BLOCK_ZERO_MAY_UNMAP)
+				      : 0;
+	case CONVERT_CLUSTER:
+		if (buf_is_zero(buf, n)) {
+			return job->need_zero
+				       ? block_write_zeroes(job->dst, off, n, BLOCK_ZERO_MAY_UNMAP)
+				       : 0;
+		}
+		r = block_pwrite_compressed(job->dst, off, buf, n);
+		if (r == -ENOTSUP || r == -EINVAL) {
+			/* a cluster that does not compress is written plainly */
+			r = block_pwrite(job->dst, off, buf, n);
+		}
+		return r;
+	default:
+		return write_sparse(job->dst, off, buf, n, job->min_sparse, job->need_zero);
+	}
+}
+
+static void *convert_worker(void *arg)
+{
+	struct convert_job *job = arg;
+	char *buf = aligned_alloc(4096, MAX((uint64_t)IMG_CHUNK, job->cluster));
+	enum convert_kind kind;
+	uint64_t off, n, seq;
+	int r;
+
+	pthread_mutex_lock(&job->lock);
+	if (!buf && !job->err) {
+		job->err = -ENOMEM;
+	}
+	while (buf && convert_claim(job, &off, &n, &kind, &seq)) {
+		pthread_mutex_unlock(&job->lock);
+		r = kind == CONVERT_ZERO ? 0 : block_pread(job->src, off, buf, n);
+		pthread_mutex_lock(&job->lock);
+		while (job->in_order && job->write_seq != seq) {
+			pthread_cond_wait(&job->turn, &job->lock);
+		}
+		pthread_mutex_unlock(&job->lock);
+		if (r == 0 && !__atomic_load_n(&job->err, __ATOMIC_RELAXED)) {
+			r = convert_write(job, off, n, kind, buf);
+		}
+		pthread_mutex_lock(&job->lock);
+		if (r < 0 && !job->err) {
+			job->err = r;
+			job->err_off = off;
+		}
+		job->done += n;
+		job->write_seq++;
+		pthread_cond_broadcast(&job->turn);
+		progress(job->prog, job->done, job->size);
+	}
+	pthread_mutex_unlock(&job->lock);
+	free(buf);
+	return NULL;
+}
+
+/* Copy @src into @dst with @workers threads; 0 or -errno (*ret_off: where it failed). */
+static int convert_run(struct convert_job *job, unsigned workers, uint64_t *ret_off)
+{
+	pthread_t tids[16];
+	unsigned started = 0;
+
+	pthread_mutex_init(&job->lock, NULL);
+	pthread_cond_init(&job->turn, NULL);
+	for (; started < workers; started++) {
+		if (started > 0 && pthread_create(&tids[started], NULL, convert_worker, job) != 0) {
+			break; /* fewer threads is slower, not wrong */
+		}
+	}
+	convert_worker(job);
+	for (unsigned i = 1; i < started; i++) {
+		pthread_join(tids[i], NULL);
+	}
+	pthread_cond_destroy(&job->turn);
+	pthread_mutex_destroy(&job->lock);
+	*ret_off = job->err_off;
+	return job->err;
+}
+
 static int cmd_convert(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{"force-share", no_argument, NULL, 'U'},
+		IMG_LONG_OPTS,
 		{0},
 	};
-	const char *fmt = NULL, *out_fmt = "raw", *src_name, *dst_name;
+	struct img_common co = {0};
+	const char *out_fmt = "raw", *src_name, *dst_name;
 	const char *cache = "unsafe", *src_cache = "writeback";
+	struct convert_job job = {.min_sparse = 4096};
 	struct block_node *src = NULL, *dst = NULL;
 	json_t *o = json_object();
-	uint64_t size, off = 0, min_sparse = 4096, cluster = 0;
-	unsigned src_flags = 0, dst_flags = 0, cflags;
-	bool compress = false, prog = false, no_create = false, quiet = false, need_zero;
-	char *buf = NULL;
+	uint64_t size, err_off = 0;
+	unsigned src_flags, dst_flags = 0, cflags, workers = 1;
+	bool compress = false, prog = false, no_create = false, out_of_order = false, need_zero;
+	char *end;
 	int c, r = -EINVAL;
 
-	while ((c = getopt_long(argc, argv, "hf:O:co:pnS:t:T:Uq", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hf:O:co:pnS:t:T:UqWm:", opts, NULL)) != -1) {
+		switch (img_common_opt(c, &co)) {
+		case IMG_OPT_DONE:
+			continue;
+		case IMG_OPT_HELP:
+			r = 0;
+			goto out;
+		case IMG_OPT_ERROR:
+			goto out;
+		}
 		switch (c) {
-		case 'f':
-			fmt = optarg;
-			break;
 		case 'O':
 			out_fmt = optarg;
 			break;
@@ -981,6 +1329,10 @@ static int cmd_convert(int argc, char **argv)
 			compress = true;
 			break;
 		case 'o':
+			if (has_help_option(optarg)) {
+				json_decref(o);
+				return print_create_help(out_fmt, argc - optind >= 2);
+			}
 			if (parse_o(o, optarg) < 0) {
 				goto out;
 			}
@@ -992,7 +1344,7 @@ static int cmd_convert(int argc, char **argv)
 			no_create = true;
 			break;
 		case 'S':
-			if (parse_size_arg(optarg, &min_sparse) < 0) {
+			if (parse_size_arg(optarg, &job.min_sparse) < 0) {
 				goto out;
 			}
 			break;
@@ -1002,18 +1354,18 @@ static int cmd_convert(int argc, char **argv)
 		case 'T':
 			src_cache = optarg;
 			break;
-		case 'U':
-			src_flags |= BLOCK_O_NO_LOCK;
+		case 'W':
+			out_of_order = true;
 			break;
-		case 'q':
-			quiet = true;
+		case 'm':
+			workers = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || !*optarg || workers < 1 || workers > 16) {
+				img_error("Invalid number of coroutines. Allowed number of "
+					  "coroutines "
+					  "is between 1 and 16");
+				goto out;
+			}
 			break;
-		case 'h':
-			printf("Usage: vmm-img convert [-p] [-c] [-n] [-f FMT] [-O OUTPUT_FMT] "
-			       "[-o OPTIONS] [-S SPARSE_SIZE] [-t CACHE] [-T SRC_CACHE] [-U] "
-			       "SOURCE TARGET\n");
-			r = 0;
-			goto out;
 		default:
 			goto out;
 		}
@@ -1022,7 +1374,7 @@ static int cmd_convert(int argc, char **argv)
 		img_error("convert: expected SOURCE TARGET (one source image)");
 		goto out;
 	}
-	if (quiet) {
+	if (co.quiet) {
 		prog = false;
 	}
 	src_name = argv[optind];
@@ -1031,19 +1383,19 @@ static int cmd_convert(int argc, char **argv)
 		img_error("compression (-c) needs a qcow2 target (-O qcow2)");
 		goto out;
 	}
-	if (min_sparse % IMG_SECTOR) {
+	if (job.min_sparse % IMG_SECTOR) {
 		img_error("-S must be a multiple of %d", IMG_SECTOR);
 		goto out;
 	}
 	if (img_cache_flags(src_cache, &cflags) < 0) {
 		goto out;
 	}
-	src_flags |= cflags;
+	src_flags = co.flags | cflags;
 	if (img_cache_flags(cache, &cflags) < 0) {
 		goto out;
 	}
 	dst_flags |= cflags | BLOCK_O_RDWR;
-	r = img_open(&src, src_name, fmt, src_flags, false);
+	r = img_open(&src, src_name, co.fmt, src_flags);
 	if (r < 0) {
 		goto out;
 	}
@@ -1056,8 +1408,7 @@ static int cmd_convert(int argc, char **argv)
 			goto out;
 		}
 	}
-	r = img_open(&dst, dst_name, out_fmt, dst_flags | (need_zero ? 0 : BLOCK_O_NO_BACKING),
-		     false);
+	r = img_open(&dst, dst_name, out_fmt, dst_flags | (need_zero ? 0 : BLOCK_O_NO_BACKING));
 	if (r < 0) {
 		goto out;
 	}
@@ -1068,66 +1419,20 @@ static int cmd_convert(int argc, char **argv)
 		r = -EINVAL;
 		goto out;
 	}
-	if (compress) {
-		cluster = cluster_size_of(dst);
-	}
-	buf = aligned_alloc(4096, MAX((uint64_t)IMG_CHUNK, cluster));
-	if (!buf) {
-		r = -ENOMEM;
-		goto out;
-	}
+	job.src = src;
+	job.dst = dst;
+	job.size = size;
+	job.compress = compress;
+	job.cluster = compress ? cluster_size_of(dst) : 0;
+	job.need_zero = need_zero;
+	job.prog = prog;
+	job.in_order = !out_of_order || compress; /* -W -c: qemu-img too writes in order */
 	progress(prog, 0, size);
-	while (off < size) {
-		uint64_t pnum, n;
-		unsigned status;
-
-		r = block_get_status(src, off, MIN(size - off, (uint64_t)IMG_CHUNK), &pnum, &status,
-				     NULL);
-		if (r < 0) {
-			img_error("error reading the allocation of '%s' at %" PRIu64 ": %s",
-				  src_name, off, strerror(-r));
-			goto out;
-		}
-		if (compress) {
-			/* whole clusters: one status covering part of a cluster is not enough */
-			uint64_t cend = MIN(ALIGN_DOWN(off, cluster) + cluster, size);
-
-			n = cend - off;
-			if (!(status & BLOCK_STATUS_ZERO) || (status & BLOCK_STATUS_DATA) ||
-			    pnum < n) {
-				r = block_pread(src, off, buf, n);
-				if (r == 0 && !buf_is_zero(buf, n)) {
-					r = block_pwrite_compressed(dst, off, buf, n);
-					if (r == -ENOTSUP || r == -EINVAL) {
-						/* a cluster that does not compress is written plainly */
-						r = block_pwrite(dst, off, buf, n);
-					}
-				} else if (r == 0 && need_zero) {
-					r = block_write_zeroes(dst, off, n, BLOCK_ZERO_MAY_UNMAP);
-				}
-			} else if (need_zero) {
-				r = block_write_zeroes(dst, off, n, BLOCK_ZERO_MAY_UNMAP);
-			}
-		} else {
-			n = pnum;
-			if ((status & BLOCK_STATUS_ZERO) && !(status & BLOCK_STATUS_DATA)) {
-				r = need_zero
-					    ? block_write_zeroes(dst, off, n, BLOCK_ZERO_MAY_UNMAP)
-					    : 0;
-			} else {
-				r = block_pread(src, off, buf, n);
-				if (r == 0) {
-					r = write_sparse(dst, off, buf, n, min_sparse, need_zero);
-				}
-			}
-		}
-		if (r < 0) {
-			img_error("error while converting '%s' to '%s' at offset %" PRIu64 ": %s",
-				  src_name, dst_name, off, strerror(-r));
-			goto out;
-		}
-		off += n;
-		progress(prog, off, size);
+	r = convert_run(&job, workers, &err_off);
+	if (r < 0) {
+		img_error("error while converting '%s' to '%s' at offset %" PRIu64 ": %s", src_name,
+			  dst_name, err_off, strerror(-r));
+		goto out;
 	}
 	r = block_flush(dst);
 	if (r < 0) {
@@ -1136,7 +1441,6 @@ static int cmd_convert(int argc, char **argv)
 	}
 	progress_end(prog);
 out:
-	free(buf);
 	block_unref(dst);
 	block_unref(src);
 	json_decref(o);
@@ -1182,23 +1486,21 @@ static bool range_is_zero(struct block_node *bs, uint64_t off, uint64_t len, uin
 static int cmd_compare(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{"force-share", no_argument, NULL, 'U'},
+		IMG_LONG_OPTS,
 		{0},
 	};
-	const char *fmt1 = NULL, *fmt2 = NULL;
+	struct img_common co = {0};
+	const char *fmt1, *fmt2 = NULL;
 	struct block_node *a = NULL, *b = NULL, *big;
 	uint64_t len_a, len_b, common, off = 0;
-	unsigned flags = 0;
-	bool strict = false, prog = false, quiet = false;
+	unsigned flags;
+	bool strict = false, prog = false, quiet;
 	char *ba = NULL, *bb = NULL;
 	int c, ret = 2;
 
-	while ((c = getopt_long(argc, argv, "hf:F:spqU", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hf:F:spqT:U", opts, NULL)) != -1) {
+		IMG_COMMON_OPT(c, &co, 2);
 		switch (c) {
-		case 'f':
-			fmt1 = optarg;
-			break;
 		case 'F':
 			fmt2 = optarg;
 			break;
@@ -1208,32 +1510,24 @@ static int cmd_compare(int argc, char **argv)
 		case 'p':
 			prog = true;
 			break;
-		case 'q':
-			quiet = true;
-			break;
-		case 'U':
-			flags |= BLOCK_O_NO_LOCK;
-			break;
-		case 'h':
-			printf("Usage: vmm-img compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] "
-			       "FILENAME1 FILENAME2\n");
-			return 0;
+		case 'T':
+			break; /* the cache mode does not change what compare reads */
 		default:
 			return 2;
 		}
 	}
+	fmt1 = co.fmt;
+	flags = co.flags;
+	quiet = co.quiet;
 	if (argc - optind != 2) {
 		img_error("compare: expected FILENAME1 FILENAME2");
 		return 2;
 	}
-	if (!fmt2) {
-		fmt2 = fmt1;
-	}
 	if (quiet) {
 		prog = false;
 	}
-	if (img_open(&a, argv[optind], fmt1, flags, false) < 0 ||
-	    img_open(&b, argv[optind + 1], fmt2, flags, false) < 0) {
+	if (img_open(&a, argv[optind], fmt1, flags) < 0 ||
+	    img_open(&b, argv[optind + 1], fmt2, flags) < 0) {
 		goto out;
 	}
 	len_a = block_length(a);
@@ -1323,21 +1617,19 @@ out:
 static int cmd_snapshot(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{"force-share", no_argument, NULL, 'U'},
+		IMG_LONG_OPTS,
 		{0},
 	};
-	const char *fmt = NULL, *name = NULL;
+	struct img_common co = {0};
+	const char *name = NULL;
 	struct block_node *bs;
 	struct error *err = NULL;
-	unsigned flags = 0;
+	unsigned flags;
 	int c, action = 0, r;
 
 	while ((c = getopt_long(argc, argv, "hf:la:c:d:qU", opts, NULL)) != -1) {
+		IMG_COMMON_OPT(c, &co, 1);
 		switch (c) {
-		case 'f':
-			fmt = optarg;
-			break;
 		case 'l':
 		case 'a':
 		case 'c':
@@ -1349,19 +1641,11 @@ static int cmd_snapshot(int argc, char **argv)
 			action = c;
 			name = optarg;
 			break;
-		case 'q':
-			break;
-		case 'U':
-			flags |= BLOCK_O_NO_LOCK;
-			break;
-		case 'h':
-			printf("Usage: vmm-img snapshot [-f FMT] [-l | -a SNAPSHOT | -c SNAPSHOT | "
-			       "-d SNAPSHOT] FILENAME\n");
-			return 0;
 		default:
 			return 1;
 		}
 	}
+	flags = co.flags;
 	if (optind + 1 != argc) {
 		img_error("snapshot: expected one FILENAME");
 		return 1;
@@ -1372,7 +1656,7 @@ static int cmd_snapshot(int argc, char **argv)
 	if (action != 'l') {
 		flags = BLOCK_O_RDWR;
 	}
-	if (img_open(&bs, argv[optind], fmt, flags | BLOCK_O_NO_BACKING, false) < 0) {
+	if (img_open(&bs, argv[optind], co.fmt, flags | BLOCK_O_NO_BACKING) < 0) {
 		return 1;
 	}
 	switch (action) {
@@ -1410,32 +1694,25 @@ static int cmd_snapshot(int argc, char **argv)
 static int cmd_resize(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
+		IMG_LONG_OPTS,
 		{"shrink", no_argument, NULL, 'S'},
 		{0},
 	};
-	const char *fmt = NULL, *arg;
+	struct img_common co = {0};
+	const char *arg;
 	struct block_node *bs;
 	struct error *err = NULL;
 	uint64_t cur, val, size;
-	bool shrink = false, quiet = false;
+	bool shrink = false;
 	int c, r, sign = 0;
 
 	/* "-1G" is a size, not an option: stop at the second operand */
 	while ((c = getopt_long(argc, argv, "+hf:q", opts, NULL)) != -1) {
+		IMG_COMMON_OPT(c, &co, 1);
 		switch (c) {
-		case 'f':
-			fmt = optarg;
-			break;
 		case 'S':
 			shrink = true;
 			break;
-		case 'q':
-			quiet = true;
-			break;
-		case 'h':
-			printf("Usage: vmm-img resize [-f FMT] [--shrink] FILENAME [+|-]SIZE\n");
-			return 0;
 		default:
 			return 1;
 		}
@@ -1452,7 +1729,7 @@ static int cmd_resize(int argc, char **argv)
 	if (parse_size_arg(arg, &val) < 0) {
 		return 1;
 	}
-	if (img_open(&bs, argv[optind], fmt, BLOCK_O_RDWR, false) < 0) {
+	if (img_open(&bs, argv[optind], co.fmt, BLOCK_O_RDWR) < 0) {
 		return 1;
 	}
 	cur = block_length(bs);
@@ -1469,9 +1746,11 @@ static int cmd_resize(int argc, char **argv)
 		size = val;
 	}
 	if (size < cur && !shrink) {
-		img_error("use the --shrink option to shrink '%s' (data past %" PRIu64
-			  " bytes will be lost)",
-			  argv[optind], size);
+		/* qemu-img's two lines */
+		img_error("Use the --shrink option to perform a shrink operation.");
+		img_error("warning: Shrinking an image will delete all data beyond the shrunken "
+			  "image's end. Before performing such an operation, make sure there is no "
+			  "important data there.");
 		block_unref(bs);
 		return 1;
 	}
@@ -1481,7 +1760,7 @@ static int cmd_resize(int argc, char **argv)
 		report(err, r);
 		return 1;
 	}
-	if (!quiet) {
+	if (!co.quiet) {
 		printf("Image resized.\n");
 	}
 	return 0;
@@ -1491,8 +1770,9 @@ static int cmd_resize(int argc, char **argv)
 
 static int cmd_rebase(int argc, char **argv)
 {
-	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
-	const char *fmt = NULL, *backing = NULL, *bfmt = NULL;
+	static const struct option opts[] = {IMG_LONG_OPTS, {0}};
+	struct img_common co = {0};
+	const char *fmt, *backing = NULL, *bfmt = NULL;
 	struct block_node *bs = NULL, *nb = NULL;
 	struct error *err = NULL;
 	bool unsafe = false, prog = false;
@@ -1500,11 +1780,9 @@ static int cmd_rebase(int argc, char **argv)
 	uint64_t size, off = 0, nsize = 0;
 	int c, r = -EINVAL;
 
-	while ((c = getopt_long(argc, argv, "hf:b:F:upqt:T:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hf:b:F:upqt:T:U", opts, NULL)) != -1) {
+		IMG_COMMON_OPT(c, &co, 1);
 		switch (c) {
-		case 'f':
-			fmt = optarg;
-			break;
 		case 'b':
 			backing = optarg;
 			break;
@@ -1517,19 +1795,14 @@ static int cmd_rebase(int argc, char **argv)
 		case 'p':
 			prog = true;
 			break;
-		case 'q':
 		case 't':
 		case 'T':
 			break;
-		case 'h':
-			printf("Usage: vmm-img rebase [-f FMT] [-u] [-p] -b BACKING [-F "
-			       "BACKING_FMT] "
-			       "FILENAME\n");
-			return 0;
 		default:
 			return 1;
 		}
 	}
+	fmt = co.fmt;
 	if (optind + 1 != argc || !backing) {
 		img_error(
 			"rebase: expected -b BACKING FILENAME (-b \"\" removes the backing file)");
@@ -1540,22 +1813,21 @@ static int cmd_rebase(int argc, char **argv)
 		return 1;
 	}
 	if (unsafe) {
-		if (img_open(&bs, argv[optind], fmt, BLOCK_O_RDWR | BLOCK_O_NO_BACKING, false) <
-		    0) {
+		if (img_open(&bs, argv[optind], fmt, BLOCK_O_RDWR | BLOCK_O_NO_BACKING) < 0) {
 			return 1;
 		}
 		r = block_change_backing(bs, *backing ? backing : NULL, *backing ? bfmt : NULL,
 					 &err);
 		goto out;
 	}
-	if (img_open(&bs, argv[optind], fmt, BLOCK_O_RDWR, false) < 0) {
+	if (img_open(&bs, argv[optind], fmt, BLOCK_O_RDWR) < 0) {
 		return 1;
 	}
 	if (*backing) {
 		/* a relative backing name is relative to the image's directory */
 		char *path = backing_path(argv[optind], backing);
 
-		r = img_open(&nb, path ? path : backing, bfmt, 0, false);
+		r = img_open(&nb, path ? path : backing, bfmt, 0);
 		free(path);
 		if (r < 0) {
 			goto out;
@@ -1637,19 +1909,18 @@ out:
 
 static int cmd_commit(int argc, char **argv)
 {
-	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
-	const char *fmt = NULL, *base_name = NULL;
+	static const struct option opts[] = {IMG_LONG_OPTS, {0}};
+	struct img_common co = {0};
+	const char *fmt, *base_name = NULL;
 	struct block_node *bs = NULL, *base = NULL;
 	char *backing = NULL, *bfmt = NULL, *buf = NULL;
-	bool drop = false, prog = false, quiet = false;
+	bool drop = false, prog = false, quiet;
 	uint64_t size, off = 0;
 	int c, r = -EINVAL;
 
 	while ((c = getopt_long(argc, argv, "hf:b:dpqt:", opts, NULL)) != -1) {
+		IMG_COMMON_OPT(c, &co, 1);
 		switch (c) {
-		case 'f':
-			fmt = optarg;
-			break;
 		case 'b':
 			base_name = optarg;
 			break;
@@ -1659,25 +1930,20 @@ static int cmd_commit(int argc, char **argv)
 		case 'p':
 			prog = true;
 			break;
-		case 'q':
-			quiet = true;
-			break;
 		case 't':
 			break;
-		case 'h':
-			printf("Usage: vmm-img commit [-q] [-f FMT] [-d] [-p] [-b BASE] "
-			       "FILENAME\n");
-			return 0;
 		default:
 			return 1;
 		}
 	}
+	fmt = co.fmt;
+	quiet = co.quiet;
 	if (optind + 1 != argc) {
 		img_error("commit: expected one FILENAME");
 		return 1;
 	}
 	/* learn the backing file's name and format */
-	if (img_open(&bs, argv[optind], fmt, BLOCK_O_NO_LOCK, false) < 0) {
+	if (img_open(&bs, argv[optind], fmt, BLOCK_O_NO_LOCK) < 0) {
 		return 1;
 	}
 	if (!bs->backing) {
@@ -1697,9 +1963,9 @@ static int cmd_commit(int argc, char **argv)
 		img_error("commit: only the immediate backing file '%s' can be the base", backing);
 		goto out;
 	}
-	if (img_open(&bs, argv[optind], fmt, BLOCK_O_RDWR | BLOCK_O_NO_BACKING | BLOCK_O_UNMAP,
-		     false) < 0 ||
-	    img_open(&base, backing, bfmt, BLOCK_O_RDWR, false) < 0) {
+	if (img_open(&bs, argv[optind], fmt, BLOCK_O_RDWR | BLOCK_O_NO_BACKING | BLOCK_O_UNMAP) <
+		    0 ||
+	    img_open(&base, backing, bfmt, BLOCK_O_RDWR) < 0) {
 		goto out;
 	}
 	size = block_length(bs);
@@ -1773,24 +2039,546 @@ out:
 	return r < 0 ? 1 : 0;
 }
 
+/* ---- measure ---- */
+
+/* qcow2's refcount table and blocks for @clusters clusters (they count themselves). */
+static uint64_t qcow2_refcount_meta(uint64_t clusters, uint64_t cs, unsigned refcount_bits)
+{
+	uint64_t per_table = cs / 8, per_block = cs * 8 / refcount_bits;
+	uint64_t table = 0, blocks = 0, n = 0, last;
+
+	do {
+		last = n;
+		blocks = DIV_ROUND_UP(clusters + table + blocks, per_block);
+		table = DIV_ROUND_UP(blocks, per_table);
+		n = clusters + blocks + table;
+	} while (n != last);
+	return (blocks + table) * cs;
+}
+
+/* File size of a fully allocated qcow2 image of @size bytes (qemu's formula). */
+static uint64_t qcow2_full_size(uint64_t size, uint64_t cs, unsigned refcount_bits)
+{
+	uint64_t aligned = ALIGN_UP(size, cs), meta = cs; /* the header cluster */
+	uint64_t nl2e = ALIGN_UP(aligned / cs, cs / 8), nl1e;
+
+	meta += nl2e * 8;
+	nl1e = ALIGN_UP(nl2e * 8 / cs, cs / 8);
+	meta += nl1e * 8;
+	meta += qcow2_refcount_meta((meta + aligned) / cs, cs, refcount_bits);
+	return meta + aligned;
+}
+
+/* Bytes of whole clusters holding data anywhere in @bs's chain. */
+static int measure_data(struct block_node *bs, uint64_t cs, uint64_t *ret)
+{
+	uint64_t size = block_length(bs), off = 0, total = 0;
+	struct map_entry e;
+	int r;
+
+	while (off < size) {
+		r = map_lookup(bs, off, size - off, &e);
+		if (r < 0) {
+			return r;
+		}
+		if (!e.zero && e.data) {
+			/* whole clusters: count up to the end of the last one touched */
+			e.length = ALIGN_UP(off + e.length, cs) - off;
+			total += off % cs + e.length;
+		}
+		off += e.length;
+	}
+	*ret = total;
+	return 0;
+}
+
+static int cmd_measure(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		IMG_LONG_OPTS,
+		{"size", required_argument, NULL, 's'},
+		{0},
+	};
+	struct img_common co = {0};
+	const char *out_fmt = "raw", *v;
+	struct block_node *bs = NULL;
+	uint64_t size = 0, cs = 65536, data = 0, full, required;
+	unsigned refcount_bits = 16;
+	bool have_size = false, prealloc_data = false, bitmaps = false;
+	json_t *o = json_object(), *res;
+	int c, r = -EINVAL;
+
+	while ((c = getopt_long(argc, argv, "hf:O:o:l:U", opts, NULL)) != -1) {
+		switch (img_common_opt(c, &co)) {
+		case IMG_OPT_DONE:
+			continue;
+		case IMG_OPT_HELP:
+			r = 0;
+			goto out;
+		case IMG_OPT_ERROR:
+			goto out;
+		}
+		switch (c) {
+		case 'O':
+			out_fmt = optarg;
+			break;
+		case 'o':
+			if (parse_o(o, optarg) < 0) {
+				goto out;
+			}
+			break;
+		case 's':
+			if (parse_size_arg(optarg, &size) < 0) {
+				goto out;
+			}
+			have_size = true;
+			break;
+		case 'l':
+			img_error("measure: -l (a snapshot as the source) is not supported");
+			goto out;
+		default:
+			goto out;
+		}
+	}
+	if (have_size && optind < argc) {
+		img_error("--size N cannot be used together with a filename.");
+		goto out;
+	}
+	if (!have_size && argc - optind != 1) {
+		img_error("Either --size N or one filename must be specified.");
+		goto out;
+	}
+	if (strcmp(out_fmt, "raw") != 0 && strcmp(out_fmt, "qcow2") != 0) {
+		img_error("Unknown file format '%s'", out_fmt);
+		goto out;
+	}
+	if ((v = json_string_value(json_object_get(o, "cluster_size"))) &&
+	    (parse_size(v, &cs) < 0 || cs < 512 || cs > (2u << 20) || !IS_POWER_OF_2(cs))) {
+		img_error("Cluster size must be a power of two between 512 and 2048k");
+		goto out;
+	}
+	if ((v = json_string_value(json_object_get(o, "refcount_bits")))) {
+		refcount_bits = (unsigned)strtoul(v, NULL, 10);
+		if (refcount_bits < 1 || refcount_bits > 64 || !IS_POWER_OF_2(refcount_bits)) {
+			img_error(
+				"Refcount width must be a power of two and may not exceed 64 bits");
+			goto out;
+		}
+	}
+	v = json_string_value(json_object_get(o, "preallocation"));
+	prealloc_data = v && (strcmp(v, "full") == 0 || strcmp(v, "falloc") == 0);
+	if (!have_size) {
+		r = img_open(&bs, argv[optind], co.fmt, co.flags);
+		if (r < 0) {
+			goto out;
+		}
+		size = block_length(bs);
+		bitmaps = strcmp(block_format(bs), "qcow2") == 0;
+		r = measure_data(bs, strcmp(out_fmt, "qcow2") == 0 ? cs : 1, &data);
+		if (r < 0) {
+			img_error("could not read the allocation of '%s': %s", argv[optind],
+				  strerror(-r));
+			goto out;
+		}
+	}
+	if (strcmp(out_fmt, "raw") == 0) {
+		full = required = size;
+		bitmaps = false;
+	} else {
+		full = qcow2_full_size(size, cs, refcount_bits);
+		required = full - ALIGN_UP(size, cs) + (prealloc_data ? ALIGN_UP(size, cs) : data);
+	}
+	if (co.json) {
+		res = json_object();
+		if (bitmaps) {
+			json_object_set_new(res, "bitmaps", json_integer(0));
+		}
+		json_object_set_new(res, "required", json_integer((json_int_t)required));
+		json_object_set_new(res, "fully-allocated", json_integer((json_int_t)full));
+		print_json(res);
+	} else {
+		printf("required size: %" PRIu64 "\nfully allocated size: %" PRIu64 "\n", required,
+		       full);
+		if (bitmaps) {
+			printf("bitmaps size: 0\n");
+		}
+	}
+	r = 0;
+out:
+	block_unref(bs);
+	json_decref(o);
+	return r < 0 ? 1 : 0;
+}
+
+/* ---- amend ---- */
+
+/*
+ * The qcow2 options vmm-img can change in place: the backing file's name
+ * and format (recorded only, as qemu-img amend does) and the size. Other
+ * qcow2 options are refused by name, creation-only ones as qemu-img does.
+ */
+static int cmd_amend(int argc, char **argv)
+{
+	static const struct option opts[] = {IMG_LONG_OPTS, {0}};
+	static const char *const creation_only[] = {"cluster_size", "preallocation",
+						    "extended_l2",  "encryption",
+						    "nocow",	    "extent_size_hint"};
+	struct img_common co = {0};
+	struct block_node *bs = NULL;
+	struct error *err = NULL;
+	const char *key, *bf = NULL, *bfmt = NULL;
+	json_t *o = json_object(), *v;
+	uint64_t size = 0;
+	bool have_o = false, have_size = false;
+	int c, r = -EINVAL;
+
+	while ((c = getopt_long(argc, argv, "hf:o:pqt:", opts, NULL)) != -1) {
+		switch (img_common_opt(c, &co)) {
+		case IMG_OPT_DONE:
+			continue;
+		case IMG_OPT_HELP:
+			r = 0;
+			goto out;
+		case IMG_OPT_ERROR:
+			goto out;
+		}
+		switch (c) {
+		case 'o':
+			if (has_help_option(optarg)) {
+				printf("Amend options for 'qcow2':\n");
+				printf("  %-22s - %s\n", "backing_file=<str>",
+				       "File name of a base image");
+				printf("  %-22s - %s\n", "backing_fmt=<str>",
+				       "Image format of the base image");
+				printf("  %-22s - %s\n", "size=<size>", "Virtual disk size");
+				r = 0;
+				goto out;
+			}
+			if (parse_o(o, optarg) < 0) {
+				goto out;
+			}
+			have_o = true;
+			break;
+		case 'p':
+		case 't':
+			break;
+		default:
+			goto out;
+		}
+	}
+	if (!have_o) {
+		img_error("Must specify options (-o)");
+		goto out;
+	}
+	if (argc - optind != 1) {
+		img_error("Expecting one image file name");
+		goto out;
+	}
+	json_object_foreach (o, key, v) {
+		const char *val = json_string_value(v);
+
+		for (size_t i = 0; i < ARRAY_SIZE(creation_only); i++) {
+			if (strcmp(key, creation_only[i]) == 0) {
+				img_error("Invalid parameter '%s'", key);
+				fprintf(stderr,
+					"This option is only supported for image creation\n");
+				goto out;
+			}
+		}
+		if (strcmp(key, "backing_file") == 0) {
+			bf = val;
+		} else if (strcmp(key, "backing_fmt") == 0) {
+			bfmt = val;
+		} else if (strcmp(key, "size") == 0) {
+			if (parse_size_arg(val, &size) < 0) {
+				goto out;
+			}
+			have_size = true;
+		} else {
+			img_error("amending '%s' is not supported by vmm-img (it amends "
+				  "backing_file, "
+				  "backing_fmt and size)",
+				  key);
+			goto out;
+		}
+	}
+	r = img_open(&bs, argv[optind], co.fmt, BLOCK_O_RDWR | BLOCK_O_NO_BACKING);
+	if (r < 0) {
+		goto out;
+	}
+	if (strcmp(block_format(bs), "qcow2") != 0) {
+		img_error("Format driver '%s' does not support option amendment", block_format(bs));
+		r = -ENOTSUP;
+		goto out;
+	}
+	if (bf || bfmt) {
+		json_t *info = block_info_json(bs), *img = json_object_get(info, "image");
+		const char *cur_bf = json_string_value(json_object_get(img, "backing-filename"));
+		const char *cur_fmt =
+			json_string_value(json_object_get(img, "backing-filename-format"));
+
+		if (!bf) {
+			bf = cur_bf;
+		}
+		if (!bfmt) {
+			bfmt = cur_fmt;
+		}
+		r = bf ? block_change_backing(bs, bf, bfmt, &err) : 0;
+		json_decref(info);
+		if (r < 0) {
+			report(err, r);
+			goto out;
+		}
+	}
+	if (have_size) {
+		r = block_truncate(bs, size, &err);
+		if (r < 0) {
+			report(err, r);
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	block_unref(bs);
+	json_decref(o);
+	return r < 0 ? 1 : 0;
+}
+
+/* ---- dd ---- */
+
+static int dd_number(const char *key, const char *val, uint64_t *ret)
+{
+	if (parse_size(val, ret) < 0) {
+		img_error("invalid number: '%s'", val);
+		return -EINVAL;
+	}
+	if (strcmp(key, "bs") == 0 && *ret == 0) {
+		img_error("invalid number: '%s'", val);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int cmd_dd(int argc, char **argv)
+{
+	static const struct option opts[] = {IMG_LONG_OPTS, {0}};
+	struct img_common co = {0};
+	const char *out_fmt = "raw", *in = NULL, *out = NULL;
+	struct block_node *src = NULL, *dst = NULL;
+	uint64_t bs_size = 512, count = UINT64_MAX, skip = 0, in_size, len, off = 0;
+	json_t *o = json_object();
+	char *buf = NULL;
+	int c, r = -EINVAL;
+
+	while ((c = getopt_long(argc, argv, "hf:O:U", opts, NULL)) != -1) {
+		switch (img_common_opt(c, &co)) {
+		case IMG_OPT_DONE:
+			continue;
+		case IMG_OPT_HELP:
+			r = 0;
+			goto out;
+		case IMG_OPT_ERROR:
+			goto out;
+		}
+		if (c == 'O') {
+			out_fmt = optarg;
+		} else {
+			goto out;
+		}
+	}
+	for (int i = optind; i < argc; i++) {
+		char *eq = strchr(argv[i], '=');
+		size_t klen = eq ? (size_t)(eq - argv[i]) : 0;
+
+		if (!eq) {
+			img_error("unrecognized operand %s", argv[i]);
+			goto out;
+		}
+		if (klen == 2 && strncmp(argv[i], "if", 2) == 0) {
+			in = eq + 1;
+		} else if (klen == 2 && strncmp(argv[i], "of", 2) == 0) {
+			out = eq + 1;
+		} else if (klen == 2 && strncmp(argv[i], "bs", 2) == 0) {
+			if (dd_number("bs", eq + 1, &bs_size) < 0) {
+				goto out;
+			}
+		} else if (klen == 5 && strncmp(argv[i], "count", 5) == 0) {
+			if (dd_number("count", eq + 1, &count) < 0) {
+				goto out;
+			}
+		} else if (klen == 4 && strncmp(argv[i], "skip", 4) == 0) {
+			if (dd_number("skip", eq + 1, &skip) < 0) {
+				goto out;
+			}
+		} else {
+			img_error("unrecognized operand %s", argv[i]);
+			goto out;
+		}
+	}
+	if (!in || !out) {
+		img_error("Must specify both input and output files");
+		goto out;
+	}
+	r = img_open(&src, in, co.fmt, co.flags);
+	if (r < 0) {
+		goto out;
+	}
+	in_size = block_length(src);
+	if (skip > in_size / bs_size) {
+		len = 0;
+	} else {
+		len = in_size - skip * bs_size;
+	}
+	if (count != UINT64_MAX && count < len / bs_size + !!(len % bs_size)) {
+		len = count * bs_size;
+	}
+	r = img_create(out, out_fmt, len, o, true);
+	if (r < 0) {
+		goto out;
+	}
+	r = img_open(&dst, out, out_fmt, BLOCK_O_RDWR);
+	if (r < 0) {
+		goto out;
+	}
+	buf = aligned_alloc(4096, IMG_CHUNK);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	while (off < len) {
+		uint64_t n = MIN((uint64_t)IMG_CHUNK, len - off);
+
+		r = block_pread(src, skip * bs_size + off, buf, n);
+		if (r == 0) {
+			r = write_sparse(dst, off, buf, n, 4096, false);
+		}
+		if (r < 0) {
+			img_error("error while copying '%s' to '%s' at offset %" PRIu64 ": %s", in,
+				  out, off, strerror(-r));
+			goto out;
+		}
+		off += n;
+	}
+	r = block_flush(dst);
+out:
+	free(buf);
+	block_unref(dst);
+	block_unref(src);
+	json_decref(o);
+	return r < 0 ? 1 : 0;
+}
+
+/* ---- bitmap ---- */
+
+/*
+ * Persistent dirty bitmaps: vmmd's qcow2 layer does not implement them, so
+ * every operation fails with qemu-img's message shape and the reason.
+ */
+static int cmd_bitmap(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		IMG_LONG_OPTS,
+		{"add", no_argument, NULL, 'a'},
+		{"remove", no_argument, NULL, 'r'},
+		{"clear", no_argument, NULL, 'c'},
+		{"enable", no_argument, NULL, 'e'},
+		{"disable", no_argument, NULL, 'd'},
+		{"merge", required_argument, NULL, 'm'},
+		{0},
+	};
+	struct img_common co = {0};
+	struct block_node *bs = NULL;
+	const char *op = NULL;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "hf:b:F:g:", opts, NULL)) != -1) {
+		IMG_COMMON_OPT(c, &co, 1);
+		switch (c) {
+		case 'a':
+			op = op ? op : "add";
+			break;
+		case 'r':
+			op = op ? op : "remove";
+			break;
+		case 'c':
+			op = op ? op : "clear";
+			break;
+		case 'e':
+			op = op ? op : "enable";
+			break;
+		case 'd':
+			op = op ? op : "disable";
+			break;
+		case 'm':
+			op = op ? op : "merge";
+			break;
+		case 'b':
+		case 'F':
+		case 'g':
+			break;
+		default:
+			return 1;
+		}
+	}
+	if (!op) {
+		img_error("Need at least one of --add, --remove, --clear, --enable, --disable, or "
+			  "--merge");
+		return 1;
+	}
+	if (argc - optind != 2) {
+		img_error("Expecting filename and bitmap name");
+		return 1;
+	}
+	if (img_open(&bs, argv[optind], co.fmt, BLOCK_O_RDWR) < 0) {
+		return 1;
+	}
+	img_error("Operation %s on bitmap %s failed: persistent dirty bitmaps are not supported "
+		  "by vmmd's %s driver",
+		  op, argv[optind + 1], block_format(bs));
+	block_unref(bs);
+	return 1;
+}
+
 /* ---- main ---- */
 
-static const struct {
-	const char *name;
-	int (*fn)(int argc, char **argv);
-	const char *summary;
-} commands[] = {
-	{"bench", img_cmd_bench, "run a simple I/O benchmark on an image"},
-	{"check", cmd_check, "check an image for consistency, optionally repairing it"},
-	{"commit", cmd_commit, "write an overlay's changes into its backing file"},
-	{"compare", cmd_compare, "compare the contents of two images"},
-	{"convert", cmd_convert, "copy an image to a new image of a given format"},
-	{"create", cmd_create, "create a new image"},
-	{"info", cmd_info, "describe an image"},
-	{"map", cmd_map, "show the allocation map of an image"},
-	{"rebase", cmd_rebase, "change the backing file of an image"},
-	{"resize", cmd_resize, "change the virtual size of an image"},
-	{"snapshot", cmd_snapshot, "list, create, apply or delete internal snapshots"},
+static const struct img_command commands[] = {
+	{"amend", cmd_amend, "change the options of an existing image",
+	 "amend [-p] [-q] [-f FMT] [-t CACHE] -o OPTIONS FILENAME"},
+	{"bench", img_cmd_bench, "run a simple I/O benchmark on an image",
+	 "bench [-c COUNT] [-d DEPTH] [-f FMT] [-n] [-o OFFSET] [-q] [-s BUFFER_SIZE] "
+	 "[-S STEP_SIZE] [-t CACHE] [-w] [-U] FILENAME"},
+	{"bitmap", cmd_bitmap, "change the persistent dirty bitmaps of an image (unsupported)",
+	 "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... "
+	 "[-b SOURCE_FILE [-F SOURCE_FMT]] [-g GRANULARITY] [-f FMT] FILENAME BITMAP"},
+	{"check", cmd_check, "check an image for consistency, optionally repairing it",
+	 "check [-q] [-f FMT] [--output=OFMT] [-r [leaks | all]] [-T SRC_CACHE] [-U] FILENAME"},
+	{"commit", cmd_commit, "write an overlay's changes into its backing file",
+	 "commit [-q] [-f FMT] [-t CACHE] [-b BASE] [-d] [-p] FILENAME"},
+	{"compare", cmd_compare, "compare the contents of two images",
+	 "compare [-f FMT] [-F FMT] [-T SRC_CACHE] [-p] [-q] [-s] [-U] FILENAME1 FILENAME2"},
+	{"convert", cmd_convert, "copy an image to a new image of a given format",
+	 "convert [-U] [-c] [-p] [-q] [-n] [-f FMT] [-t CACHE] [-T SRC_CACHE] [-O OUTPUT_FMT] "
+	 "[-o OPTIONS] [-S SPARSE_SIZE] [-m NUM_WORKERS] [-W] FILENAME OUTPUT_FILENAME"},
+	{"create", cmd_create, "create a new image",
+	 "create [-q] [-f FMT] [-b BACKING_FILE -F BACKING_FMT] [-u] [-o OPTIONS] FILENAME "
+	 "[SIZE]"},
+	{"dd", cmd_dd, "copy part of an image into a new image",
+	 "dd [-U] [-f FMT] [-O OUTPUT_FMT] [bs=BLOCK_SIZE] [count=BLOCKS] [skip=BLOCKS] "
+	 "if=INPUT of=OUTPUT"},
+	{"info", cmd_info, "describe an image",
+	 "info [-f FMT] [--output=OFMT] [--backing-chain] [-U] FILENAME"},
+	{"map", cmd_map, "show the allocation map of an image",
+	 "map [-f FMT] [--start-offset=OFFSET] [--max-length=LEN] [--output=OFMT] [-U] "
+	 "FILENAME"},
+	{"measure", cmd_measure, "compute the file size a new image needs",
+	 "measure [--output=OFMT] [-O OUTPUT_FMT] [-o OPTIONS] [--size N | [-f FMT] FILENAME]"},
+	{"rebase", cmd_rebase, "change the backing file of an image",
+	 "rebase [-U] [-q] [-f FMT] [-t CACHE] [-T SRC_CACHE] [-p] [-u] -b BACKING_FILE "
+	 "[-F BACKING_FMT] FILENAME"},
+	{"resize", cmd_resize, "change the virtual size of an image",
+	 "resize [-f FMT] [-q] [--shrink] FILENAME [+ | -]SIZE"},
+	{"snapshot", cmd_snapshot, "list, create, apply or delete internal snapshots",
+	 "snapshot [-f FMT] [-U] [-q] [-l | -a SNAPSHOT | -c SNAPSHOT | -d SNAPSHOT] FILENAME"},
 };
 
 static void usage(FILE *out)
@@ -1841,6 +2629,7 @@ int main(int argc, char **argv)
 			char **sub_argv = argv + optind;
 
 			optind = 1;
+			cur_cmd = &commands[i];
 			return commands[i].fn(sub_argc, sub_argv);
 		}
 	}

@@ -15,7 +15,7 @@ qemu-img info --output=json -f raw "$T/a.raw" | grep -q '"virtual-size": 4194304
 qemu-io -f raw -c 'write -P 0x11 64k 64k' -c 'write -P 0x22 1M 4k' -c 'write -P 0x33 3M 512' \
 	"$T/a.raw" >/dev/null
 
-# info: probed here (and only here), same size fields as qemu-img
+# info: probed, same size fields as qemu-img
 out=$("$VMM_IMG" info "$T/a.raw")
 expect_contains "$out" "file format: raw"
 expect_contains "$out" "virtual size: 4 MiB (4194304 bytes)"
@@ -33,9 +33,13 @@ cmp -s "$T/map.vmm" "$T/map.qemu" || { diff "$T/map.vmm" "$T/map.qemu"; fail "ma
 qemu-img map -f raw "$T/a.raw" >"$T/map.qemu"
 cmp -s "$T/map.vmm" "$T/map.qemu" || { diff "$T/map.vmm" "$T/map.qemu"; fail "human map differs"; }
 
-# formats are never guessed outside info
-"$VMM_IMG" convert "$T/a.raw" "$T/b.raw" 2>"$T/err" && fail "convert guessed a format"
-grep -q "no format given" "$T/err" || fail "unexpected error: $(cat "$T/err")"
+# every verb probes without -f; opening a probed raw image for writing warns as QEMU does
+"$VMM_IMG" convert "$T/a.raw" "$T/p.raw" || fail "convert did not probe the source"
+"$VMM_IMG" resize "$T/p.raw" 4M 2>"$T/err" >/dev/null || fail "resize of a probed raw image"
+grep -q "^WARNING: Image format was not specified for '$T/p.raw' and probing guessed raw." "$T/err" ||
+	fail "no probing warning: $(cat "$T/err")"
+"$VMM_IMG" resize -f raw "$T/p.raw" 4M 2>"$T/err" >/dev/null && [ ! -s "$T/err" ] ||
+	fail "a warning with -f raw: $(cat "$T/err")"
 
 # convert: same content, still sparse, progress reaches 100%
 out=$("$VMM_IMG" convert -p -f raw -O raw "$T/a.raw" "$T/b.raw")

@@ -378,7 +378,7 @@ START_TEST(probed_raw_sector0)
 	struct block_node *bs = open_raw(BLOCK_O_RDWR | BLOCK_O_PROBED);
 	static char buf[1024];
 
-	memcpy(buf, "QFI\xfb", 4);
+	memcpy(buf, "QFI\xfb\0\0\0\3", 8); /* qcow2 magic, version 3 */
 	ck_assert_int_eq(block_pwrite(bs, 0, buf, 512), -EPERM);
 	ck_assert_int_eq(block_pwrite(bs, 0, buf, 1024), -EPERM);
 	/* partial writes to the first sector are refused: the probe could not be judged */
