@@ -1,7 +1,7 @@
 /*
- * The device registry: the order here is the realize order. Each helper
- * adds its device classes with one line (and, for a class instantiated per
- * disk or NIC, a wanted() filter on the driver name).
+ * The device registry: the order here is the realize order. A new device
+ * model adds its class with one line here (and its extern in devices.h);
+ * which VMs get it is said by the class itself (.each, .drivers, .wanted).
  *
  * Threads: constant data.
  */
@@ -9,93 +9,108 @@
 
 #include <string.h>
 
-#include "hw/platform/acpi.h"
 #include "hw/devices.h"
-#include "hw/pci/e1000.h"
-#include "hw/platform/firmware.h"
-#include "hw/pci/ide.h"
-#include "hw/pci/pci.h"
-#include "hw/platform/platform.h"
-#include "hw/platform/acpi-hotplug.h"
-#include "hw/isa/serial.h"
-#include "hw/virtio/virtio-pci.h"
 
-static bool want_acpi(const struct vm_config *cfg, const void *item)
+const struct device_class *const device_table[] = {
+	&serial_class,
+	&rtc_class,
+	&i8042_class,
+	&acpi_pm_class,
+	&acpi_pcihp_class,
+	&platform_tables_class,
+	&debugcon_class,
+	/* PCI: the host bridge first, then the devices on it */
+	&pci_host_class,
+	&virtio_blk_class,
+	&virtio_net_class,
+	&virtio_rng_class,
+	&ide_class,
+	&e1000_class,
+	/* Last: it describes the PCI devices above to the firmware (boot order, ROMs). */
+	&firmware_class,
+};
+
+const unsigned device_table_size = ARRAY_SIZE(device_table);
+
+/* The disk or NIC kind a class serves, or DEVICE_ONCE for none. */
+static enum device_instances serves(const struct device_class *cls)
 {
-	(void)item;
-	return cfg->acpi;
+	return cls->each == DEVICE_ONCE_FOR_DISKS ? DEVICE_PER_DISK : cls->each;
 }
 
-static bool want_debugcon(const struct vm_config *cfg, const void *item)
+unsigned device_class_drivers(enum device_instances kind, const char **out, unsigned max)
 {
-	(void)item;
-	return cfg->debugcon != NULL;
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < device_table_size; i++) {
+		const struct device_class *cls = device_table[i];
+
+		if (kind == DEVICE_ONCE || serves(cls) != kind) {
+			continue;
+		}
+		if (!cls->drivers) {
+			if (n + 1 < max) {
+				out[n++] = cls->name;
+			}
+			continue;
+		}
+		for (const char *const *d = cls->drivers; *d; d++) {
+			if (n + 1 < max) {
+				out[n++] = *d;
+			}
+		}
+	}
+	if (max) {
+		out[n] = NULL;
+	}
+	return n;
 }
 
-static bool want_virtio_blk(const struct vm_config *cfg, const void *item)
+bool device_class_serves(const struct device_class *cls, const char *driver)
 {
-	const struct vm_disk_config *d = item;
+	const char *dflt[2];
 
-	(void)cfg;
-	return !d->driver || !strcmp(d->driver, "virtio-blk");
-}
-
-static bool want_virtio_net(const struct vm_config *cfg, const void *item)
-{
-	const struct vm_nic_config *n = item;
-
-	(void)cfg;
-	return !n->driver || !strcmp(n->driver, "virtio-net");
-}
-
-static bool want_virtio_rng(const struct vm_config *cfg, const void *item)
-{
-	(void)item;
-	return cfg->rng;
-}
-
-static bool want_ide(const struct vm_config *cfg, const void *item)
-{
-	(void)item;
-	for (unsigned i = 0; i < cfg->n_disks; i++) {
-		if (ide_disk_driver(cfg->disks[i].driver)) {
+	if (serves(cls) == DEVICE_ONCE) {
+		return false;
+	}
+	if (!driver) {
+		device_class_drivers(serves(cls), dflt, 2);
+		driver = dflt[0];
+		if (!driver) {
+			return false;
+		}
+	}
+	if (!cls->drivers) {
+		return strcmp(cls->name, driver) == 0;
+	}
+	for (const char *const *d = cls->drivers; *d; d++) {
+		if (strcmp(*d, driver) == 0) {
 			return true;
 		}
 	}
 	return false;
 }
 
-static bool want_e1000(const struct vm_config *cfg, const void *item)
+bool device_wanted(const struct device_class *cls, const struct vm_config *cfg, const void *item)
 {
-	const struct vm_nic_config *n = item;
-
-	(void)cfg;
-	return n->driver && !strcmp(n->driver, "e1000");
+	if (cls->wanted) {
+		return cls->wanted(cfg, item);
+	}
+	switch (cls->each) {
+	case DEVICE_PER_DISK:
+		return device_class_serves(cls, ((const struct vm_disk_config *)item)->driver);
+	case DEVICE_PER_NIC:
+		return device_class_serves(cls, ((const struct vm_nic_config *)item)->driver);
+	case DEVICE_ONCE_FOR_DISKS:
+		for (unsigned i = 0; i < cfg->n_disks; i++) {
+			if (cfg->disks[i].driver &&
+			    device_class_serves(cls, cfg->disks[i].driver)) {
+				return true;
+			}
+		}
+		return false;
+	case DEVICE_ONCE:
+	default:
+		return true;
+	}
 }
-
-static bool want_firmware(const struct vm_config *cfg, const void *item)
-{
-	(void)item;
-	return cfg->boot.firmware != NULL;
-}
-
-const struct device_entry device_table[] = {
-	{&serial_class, DEVICE_ONCE, NULL},
-	{&rtc_class, DEVICE_ONCE, NULL},
-	{&i8042_class, DEVICE_ONCE, NULL},
-	{&acpi_pm_class, DEVICE_ONCE, want_acpi},
-	{&acpi_pcihp_class, DEVICE_ONCE, want_acpi},
-	{&platform_tables_class, DEVICE_ONCE, NULL},
-	{&debugcon_device, DEVICE_ONCE, want_debugcon},
-	/* PCI: the host bridge first, then the devices on it */
-	{&pci_host_class, DEVICE_ONCE, NULL},
-	{&virtio_blk_class, DEVICE_PER_DISK, want_virtio_blk},
-	{&virtio_net_class, DEVICE_PER_NIC, want_virtio_net},
-	{&virtio_rng_class, DEVICE_ONCE, want_virtio_rng},
-	{&ide_class, DEVICE_ONCE, want_ide},
-	{&e1000_class, DEVICE_PER_NIC, want_e1000},
-	/* Last: it describes the PCI devices above to the firmware (boot order, ROMs). */
-	{&firmware_class, DEVICE_ONCE, want_firmware},
-};
-
-const unsigned device_table_size = ARRAY_SIZE(device_table);

@@ -1,8 +1,9 @@
 /*
- * The static, ordered registry of device classes a VM is built from
- * (hw/devices.c). vm_new() realizes the entries in table order (one
- * instance, or one per configured disk or NIC the entry accepts) and
- * vm_destroy() unrealizes them in reverse.
+ * The device registry: every device class, and the static, ordered table a
+ * VM is built from (hw/devices.c, the only file that knows them all).
+ * vm_new() realizes the entries in table order (one instance, or one per
+ * disk or NIC the class serves: see struct device_class in hw/device.h)
+ * and vm_destroy() unrealizes them in reverse.
  *
  * Threads: the table is constant; read from any thread.
  */
@@ -10,26 +11,50 @@
 
 #include <stdbool.h>
 
-#include "hw/machine.h"
+#include "hw/device.h"
 
-enum device_instances {
-	DEVICE_ONCE,	 /* cfg passed to realize: NULL */
-	DEVICE_PER_DISK, /* cfg: const struct vm_disk_config * */
-	DEVICE_PER_NIC,	 /* cfg: const struct vm_nic_config * */
-};
+/* hw/isa/: fixed-port devices. */
+extern const struct device_class serial_class;	 /* COM1 */
+extern const struct device_class rtc_class;	 /* CMOS RTC */
+extern const struct device_class i8042_class;	 /* keyboard controller (reset line) */
+extern const struct device_class acpi_pm_class;	 /* ACPI PM block, unless acpi is off */
+extern const struct device_class debugcon_class; /* port 0xE9, when debugcon is set */
 
-struct device_entry {
-	const struct device_class *cls;
-	enum device_instances each;
-	/*
-	 * Whether this VM gets the device (for DEVICE_ONCE, @item is NULL;
-	 * otherwise the disk or NIC). NULL means always.
-	 */
-	bool (*wanted)(const struct vm_config *cfg, const void *item);
-};
+/* hw/platform/: what firmware and the guest read. */
+/* ACPI PCI hotplug controller (QEMU's i440fx interface at 0xae00), unless acpi is off. */
+extern const struct device_class acpi_pcihp_class;
+/* Writes the MP table, and the ACPI tables unless vm_config.acpi is false. */
+extern const struct device_class platform_tables_class;
+/*
+ * Listed after every PCI device: does nothing unless cfg->boot.firmware is
+ * set. The vCPUs of a firmware VM start from the architectural reset state
+ * (CS:IP F000:FFF0, CS base 0xFFFF0000).
+ */
+extern const struct device_class firmware_class;
 
-extern const struct device_entry device_table[];
+/* hw/pci/: the host bridge (before every PCI device) and plain PCI devices. */
+extern const struct device_class pci_host_class;
+/* One controller for all the IDE disks of the VM definition (none: not created). */
+extern const struct device_class ide_class;
+extern const struct device_class e1000_class; /* one per "e1000" NIC */
+
+/* hw/virtio/: virtio devices (on the virtio-pci transport). */
+extern const struct device_class virtio_blk_class; /* one per "virtio-blk" disk */
+extern const struct device_class virtio_net_class; /* one per "virtio-net" NIC */
+extern const struct device_class virtio_rng_class; /* when rng is set */
+
+/* The table, in realize order. */
+extern const struct device_class *const device_table[];
 extern const unsigned device_table_size;
 
-/* The device classes, one per device model file. */
-extern const struct device_class debugcon_device;
+/*
+ * The "driver" values the VM definition accepts for disks (@kind
+ * DEVICE_PER_DISK) or NICs (DEVICE_PER_NIC), in table order (the first is
+ * the default), from the classes that serve them. Fills @out with at most
+ * @max - 1 names and a NULL; returns the count.
+ */
+unsigned device_class_drivers(enum device_instances kind, const char **out, unsigned max);
+/* Whether a VM with @cfg gets an instance of @cls for @item (see device_class.wanted). */
+bool device_wanted(const struct device_class *cls, const struct vm_config *cfg, const void *item);
+/* Whether @cls answers to @driver (NULL: the default driver of its kind). */
+bool device_class_serves(const struct device_class *cls, const char *driver);

@@ -1,7 +1,7 @@
 /*
- * The VM's I/O bus: port-I/O and MMIO range maps. A device registers a
- * range with an ops table; a vCPU exit is dispatched to the handler with the
- * offset inside the range. Unclaimed reads return all ones, unclaimed
+ * The VM's I/O bus, the machine's side (devices see hw/device.h): port-I/O
+ * and MMIO range maps. A device registers a range with an ops table; a vCPU
+ * exit is dispatched to the handler with the offset inside the range. Unclaimed reads return all ones, unclaimed
  * writes are dropped (both logged rate-limited).
  *
  * Threads: dispatch runs on vCPU threads; register/unregister on any thread.
@@ -13,26 +13,8 @@
 #include <stdint.h>
 
 #include "common/error.h"
-
-struct iobus;
-
-enum iobus_space {
-	IOBUS_PIO,
-	IOBUS_MMIO,
-};
-
-struct iobus_ops {
-	/* @size is 1, 2, 4 or 8; @offset is relative to the registered base. */
-	uint64_t (*read)(void *opaque, uint64_t offset, unsigned size);
-	void (*write)(void *opaque, uint64_t offset, uint64_t value, unsigned size);
-};
-
-/* -EEXIST (with a message naming both owners) if the range overlaps another. */
-int iobus_register(struct iobus *bus, enum iobus_space space, uint64_t base, uint64_t len,
-		   const struct iobus_ops *ops, void *opaque, const char *name,
-		   struct error **errp);
-/* Remove the range registered at @base; waits for in-flight dispatch. */
-void iobus_unregister(struct iobus *bus, enum iobus_space space, uint64_t base);
+/* What devices see: enum iobus_space, struct iobus_ops, iobus_register/unregister. */
+#include "hw/device.h"
 
 /* Dispatch an access (vCPU threads; tests). Returns 0, or -ENOENT if unclaimed. */
 int iobus_read(struct iobus *bus, enum iobus_space space, uint64_t addr, unsigned size,

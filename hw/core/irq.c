@@ -1,6 +1,6 @@
 /*
  * Interrupts into the in-kernel irqchip: GSI lines, MSI messages, MSI
- * routes bound to irqfds, and ioeventfds (see irq.h).
+ * routes bound to irqfds, and ioeventfds (declared in hw/device.h).
  *
  * KVM_SET_GSI_ROUTING replaces the whole table, so this file keeps the
  * table: the default irqchip routes (GSI 0-15 to the PICs and the IOAPIC,
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "hw/core/irq.h"
+#include "hw/device.h"
 #include "hw/core/vm-int.h"
 
 #define IRQ_IOAPIC_PINS 24

@@ -2,7 +2,7 @@
 # IRQs and MSIs, CPUID, boot protocols, the E820 map, VM definitions).
 noinst_LIBRARIES += hw/core/libhwcore.a
 hw_core_libhwcore_a_SOURCES = \
-	hw/core/memory.h hw/core/iobus.h hw/core/irq.h hw/core/vm-int.h \
+	hw/core/memory.h hw/core/iobus.h hw/core/vm-int.h \
 	hw/core/kvm.c hw/core/kvm.h \
 	hw/core/vm.c \
 	hw/core/vm-config.c \

@@ -1,5 +1,6 @@
 /*
- * Guest physical memory. RAM is a few host mappings (below and above the
+ * Guest physical memory, the machine's side (devices see hw/device.h).
+ * RAM is a few host mappings (below and above the
  * 32-bit PCI hole) registered as KVM memslots. Every guest-supplied address
  * reaches host memory through guest_mem_ptr(), the one bounds-checked way.
  *
@@ -11,29 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct guest_mem;
-
-/*
- * Host pointer for guest range [gpa, gpa+len), or NULL if any byte of it is
- * outside guest RAM, the range wraps, or it spans two RAM regions. len may
- * be 0 (then gpa itself must be inside RAM or at its end).
- */
-void *guest_mem_ptr(struct guest_mem *mem, uint64_t gpa, uint64_t len);
-
-/* Copy to/from guest RAM; -EFAULT if the range is not wholly RAM. */
-int guest_mem_read(struct guest_mem *mem, uint64_t gpa, void *buf, size_t len);
-int guest_mem_write(struct guest_mem *mem, uint64_t gpa, const void *buf, size_t len);
-
-/* Total RAM size in bytes. */
-uint64_t guest_mem_size(struct guest_mem *mem);
-
-/*
- * Layout: RAM from 0 up to the 32-bit PCI hole, the rest from 4 GiB up.
- * The hole [GUEST_MEM_HOLE_START, 4 GiB) holds device MMIO (PCI BARs,
- * IOAPIC at 0xFEC00000, LAPIC at 0xFEE00000) and KVM's TSS/identity pages.
- */
-#define GUEST_MEM_HOLE_START 0xC0000000ull
-#define GUEST_MEM_HIGH_START 0x100000000ull
+/* What devices see of guest memory (guest_mem_ptr/read/write/size, the map). */
+#include "hw/device.h"
 
 /* One host mapping backing a contiguous guest-physical range. */
 struct guest_mem_region {

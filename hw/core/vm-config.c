@@ -14,7 +14,9 @@
 #include <string.h>
 
 #include "common/parse.h"
+#include "common/util.h"
 #include "hw/core/cpuid.h"
+#include "hw/devices.h"
 #include "vmmd/vm.h"
 
 #define VM_MEMORY_MIN (16ull << 20)
@@ -375,13 +377,14 @@ static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struc
 	static const char *const keys[] = {"id",     "driver",	 "file",   "format",
 					   "node",   "readonly", "cache",  "serial",
 					   "werror", "rerror",	 "queues", NULL};
-	static const char *const drivers[] = {"virtio-blk", "ide-hd", "ide-cd", NULL};
 	static const char *const formats[] = {"raw", "qcow2", NULL};
 	static const char *const caches[] = {"writeback", "none", NULL};
 	static const char *const policies[] = {"report", "stop", NULL};
+	const char *drivers[16];
 	char where[32];
 	int r;
 
+	device_class_drivers(DEVICE_PER_DISK, drivers, ARRAY_SIZE(drivers));
 	snprintf(where, sizeof(where), "disks[%u]", idx);
 	if (!json_is_object(obj)) {
 		return error_set(errp, EINVAL, "%s must be an object", where);
@@ -426,7 +429,7 @@ static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struc
 		return error_set(errp, EINVAL, "%s: \"node\" \"%s\" is not a valid node name",
 				 where, d->node);
 	}
-	if ((r = set_default(&d->driver, "virtio-blk", errp)) < 0) {
+	if ((r = set_default(&d->driver, drivers[0], errp)) < 0) {
 		return r;
 	}
 	if (!d->file && !d->node && strcmp(d->driver, "ide-cd") != 0) {
@@ -449,11 +452,12 @@ static int parse_nic(json_t *obj, unsigned idx, struct vm_nic_config *n, struct 
 {
 	static const char *const keys[] = {"id",  "driver",  "backend", "ifname", "fd",
 					   "mac", "hostfwd", "rom",	NULL};
-	static const char *const drivers[] = {"virtio-net", "e1000", NULL};
 	static const char *const backends[] = {"user", "tap", NULL};
+	const char *drivers[16];
 	char where[32];
 	int r;
 
+	device_class_drivers(DEVICE_PER_NIC, drivers, ARRAY_SIZE(drivers));
 	snprintf(where, sizeof(where), "nics[%u]", idx);
 	if (!json_is_object(obj)) {
 		return error_set(errp, EINVAL, "%s must be an object", where);
@@ -481,7 +485,7 @@ static int parse_nic(json_t *obj, unsigned idx, struct vm_nic_config *n, struct 
 				 "%s: \"id\" \"%s\" must be 1 to 64 characters of [A-Za-z0-9_.-]",
 				 where, n->id);
 	}
-	if ((r = set_default(&n->driver, "virtio-net", errp)) < 0 ||
+	if ((r = set_default(&n->driver, drivers[0], errp)) < 0 ||
 	    (r = set_default(&n->backend, "user", errp)) < 0) {
 		return r;
 	}

@@ -1,6 +1,6 @@
 /*
  * The inside of struct vm, shared by the machine's own files (vm.c, vcpu.c,
- * irq.c, boot.c). Device models use hw/machine.h instead.
+ * irq.c, boot.c). Device models use hw/device.h instead.
  *
  * Locks: ctl_lock serializes run-state transitions (control thread API and
  * the I/O thread's request handler); run_lock/run_cond park and release the
@@ -15,11 +15,10 @@
 #include "hw/core/boot.h"
 #include "hw/core/cpuid.h"
 #include "hw/core/kvm.h"
-#include "hw/machine.h"
+#include "hw/device.h"
 
 struct vcpu;
 struct irq_routing;
-struct device_entry;
 
 #define VM_MAX_ROMS 4
 #define VM_ROM_SLOT_BASE 8
@@ -31,7 +30,6 @@ enum vcpu_cmd {
 };
 
 struct vm_device {
-	const struct device_entry *entry;
 	const struct device_class *cls;
 	void *state;
 };

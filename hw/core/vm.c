@@ -24,7 +24,6 @@
 #include "hw/devices.h"
 #include "hw/core/iobus.h"
 #include "hw/core/memory.h"
-#include "hw/isa/serial.h"
 #include "hw/core/vcpu.h"
 #include "hw/core/vm-int.h"
 
@@ -78,14 +77,10 @@ struct event_base *vm_io_base(struct vm *vm)
 	return vm->io_base;
 }
 
+/* Published by the console device (hw/isa/serial.c) in realize. */
 const char *vm_console_socket(struct vm *vm)
 {
-	if (vm->console_socket) {
-		return vm->console_socket;
-	}
-	void *serial = vm_device_state(vm, &serial_class);
-
-	return serial ? serial_console_socket(serial) : NULL;
+	return vm->console_socket;
 }
 
 void vm_set_console_socket(struct vm *vm, const char *path)
@@ -495,20 +490,19 @@ static void io_stop(struct vm *vm)
 
 /* --- devices ------------------------------------------------------------- */
 
-static int realize_one(struct vm *vm, const struct device_entry *e, const void *item,
+static int realize_one(struct vm *vm, const struct device_class *cls, const void *item,
 		       struct error **errp)
 {
 	struct vm_device *d = &vm->devices[vm->n_devices];
 	int r;
 
-	if (e->wanted && !e->wanted(vm->cfg, item)) {
+	if (!device_wanted(cls, vm->cfg, item)) {
 		return 0;
 	}
-	d->entry = e;
-	d->cls = e->cls;
-	r = e->cls->realize(vm, item, &d->state, errp);
+	d->cls = cls;
+	r = cls->realize(vm, item, &d->state, errp);
 	if (r < 0) {
-		error_prefix(errp, "%s", e->cls->name);
+		error_prefix(errp, "%s", cls->name);
 		return r;
 	}
 	vm->n_devices++;
@@ -521,29 +515,29 @@ static int devices_realize(struct vm *vm, struct error **errp)
 	int r;
 
 	for (unsigned i = 0; i < device_table_size; i++) {
-		max += device_table[i].each == DEVICE_ONCE	 ? 1
-		       : device_table[i].each == DEVICE_PER_DISK ? vm->cfg->n_disks
-								 : vm->cfg->n_nics;
+		max += device_table[i]->each == DEVICE_PER_DISK	 ? vm->cfg->n_disks
+		       : device_table[i]->each == DEVICE_PER_NIC ? vm->cfg->n_nics
+								 : 1;
 	}
 	vm->devices = calloc(max + 1, sizeof(*vm->devices));
 	if (!vm->devices) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	for (unsigned i = 0; i < device_table_size; i++) {
-		const struct device_entry *e = &device_table[i];
+		const struct device_class *cls = device_table[i];
 
-		if (e->each == DEVICE_ONCE) {
-			r = realize_one(vm, e, NULL, errp);
-		} else if (e->each == DEVICE_PER_DISK) {
+		if (cls->each == DEVICE_PER_DISK) {
 			r = 0;
 			for (unsigned j = 0; r == 0 && j < vm->cfg->n_disks; j++) {
-				r = realize_one(vm, e, &vm->cfg->disks[j], errp);
+				r = realize_one(vm, cls, &vm->cfg->disks[j], errp);
 			}
-		} else {
+		} else if (cls->each == DEVICE_PER_NIC) {
 			r = 0;
 			for (unsigned j = 0; r == 0 && j < vm->cfg->n_nics; j++) {
-				r = realize_one(vm, e, &vm->cfg->nics[j], errp);
+				r = realize_one(vm, cls, &vm->cfg->nics[j], errp);
 			}
+		} else {
+			r = realize_one(vm, cls, NULL, errp);
 		}
 		if (r < 0) {
 			return r;

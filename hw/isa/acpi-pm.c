@@ -26,9 +26,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "hw/platform/acpi.h"
-#include "hw/core/iobus.h"
-#include "hw/core/irq.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 
 #define PM_TMR_HZ 3579545ULL
 
@@ -352,8 +351,15 @@ static void pm_reset(void *state)
 	pthread_mutex_unlock(&pm->lock);
 }
 
+static bool pm_wanted(const struct vm_config *cfg, const void *item)
+{
+	return cfg->acpi;
+}
+
 const struct device_class acpi_pm_class = {
 	.name = "acpi-pm",
+	.each = DEVICE_ONCE,
+	.wanted = pm_wanted,
 	.realize = pm_realize,
 	.unrealize = pm_unrealize,
 	.reset = pm_reset,

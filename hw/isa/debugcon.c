@@ -17,7 +17,7 @@
 
 #include "common/pathpol.h"
 #include "hw/devices.h"
-#include "hw/core/iobus.h"
+#include "hw/device.h"
 
 #define DEBUGCON_PORT 0x402
 #define DEBUGCON_MAX_BYTES (16u << 20)
@@ -92,8 +92,15 @@ static void debugcon_unrealize(void *state)
 	free(d);
 }
 
-const struct device_class debugcon_device = {
+static bool debugcon_wanted(const struct vm_config *cfg, const void *item)
+{
+	return cfg->debugcon != NULL;
+}
+
+const struct device_class debugcon_class = {
 	.name = "debugcon",
+	.each = DEVICE_ONCE,
+	.wanted = debugcon_wanted,
 	.realize = debugcon_realize,
 	.unrealize = debugcon_unrealize,
 };

@@ -24,9 +24,8 @@
 #include <stdlib.h>
 
 #include "common/util.h"
-#include "hw/core/iobus.h"
-#include "hw/core/irq.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/platform/platform.h"
 
 #define I8042_DATA 0x60

@@ -33,9 +33,8 @@
 #include <event2/event.h>
 
 #include "common/util.h"
-#include "hw/core/iobus.h"
-#include "hw/core/irq.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/platform/platform.h"
 
 #define RTC_BASE 0x70

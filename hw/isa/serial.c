@@ -37,9 +37,8 @@
 #include "common/log.h"
 #include "common/pathpol.h"
 #include "common/util.h"
-#include "hw/core/iobus.h"
-#include "hw/core/irq.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/isa/serial.h"
 
 #define UART_RX_FIFO 16

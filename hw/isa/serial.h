@@ -22,9 +22,6 @@
 #define SERIAL_CLIENT_BUF (64u * 1024)
 #define SERIAL_MAX_CLIENTS 8
 
-struct device_class;
-extern const struct device_class serial_class;
-
 /* The console socket's path (for vm_console_socket()); @state is the realized state. */
 const char *serial_console_socket(void *state);
 /* The console log's path. */

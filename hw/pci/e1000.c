@@ -29,8 +29,8 @@
 #include "common/iov.h"
 #include "common/util.h"
 #include "hw/pci/e1000.h"
-#include "hw/machine.h"
-#include "hw/core/memory.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/pci/pci.h"
 #include "net/net.h"
 
@@ -1218,6 +1218,7 @@ static void e1000_class_reset(void *state)
 
 const struct device_class e1000_class = {
 	.name = "e1000",
+	.each = DEVICE_PER_NIC,
 	.realize = e1000_class_realize,
 	.unrealize = e1000_class_unrealize,
 	.reset = e1000_class_reset,

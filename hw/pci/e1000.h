@@ -68,7 +68,3 @@ void e1000_set_link(struct e1000 *e, bool up);
 
 /* The MAC used when a NIC has none: 52:54:00 and a hash of the VM and NIC names. */
 void e1000_default_mac(const char *vm_name, const char *nic_id, uint8_t mac[6]);
-
-struct device_class;
-/* One per "nics" entry with "driver": "e1000"; cfg is its struct vm_nic_config. */
-extern const struct device_class e1000_class;

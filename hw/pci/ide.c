@@ -23,10 +23,8 @@
 
 #include "common/util.h"
 #include "hw/pci/ide.h"
-#include "hw/core/iobus.h"
-#include "hw/core/irq.h"
-#include "hw/machine.h"
-#include "hw/core/memory.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/pci/pci.h"
 #include "vmmd/block.h"
 #include "vmmd/vm.h"
@@ -1682,9 +1680,17 @@ static void ide_pci_bm_write(void *opaque, uint64_t offset, uint64_t value, unsi
 
 static const struct iobus_ops ide_pci_bm_ops = {.read = ide_pci_bm_read, .write = ide_pci_bm_write};
 
+/* The disk drivers this controller serves. */
+static const char *const ide_drivers[] = {"ide-hd", "ide-cd", NULL};
+
 bool ide_disk_driver(const char *driver)
 {
-	return driver && (strcmp(driver, "ide-hd") == 0 || strcmp(driver, "ide-cd") == 0);
+	for (const char *const *d = ide_drivers; driver && *d; d++) {
+		if (strcmp(*d, driver) == 0) {
+			return true;
+		}
+	}
+	return false;
 }
 
 static void ide_class_unrealize(void *state)
@@ -1811,6 +1817,8 @@ static void ide_class_reset(void *state)
 
 const struct device_class ide_class = {
 	.name = "ide",
+	.each = DEVICE_ONCE_FOR_DISKS,
+	.drivers = ide_drivers,
 	.realize = ide_class_realize,
 	.unrealize = ide_class_unrealize,
 	.reset = ide_class_reset,

@@ -59,7 +59,3 @@ void ide_bm_write(struct ide *ide, uint64_t offset, uint64_t value, unsigned siz
 
 /* True for the disk drivers this controller serves ("ide-hd", "ide-cd"). */
 bool ide_disk_driver(const char *driver);
-
-struct device_class;
-/* Singleton: the controller for all IDE disks of the VM definition (none: not created). */
-extern const struct device_class ide_class;

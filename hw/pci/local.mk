@@ -10,7 +10,7 @@ hw_pci_libhwpci_a_CFLAGS = $(HW_CFLAGS)
 check_PROGRAMS += tests/unit/test-pci
 TESTS += tests/unit/test-pci
 tests_unit_test_pci_SOURCES = tests/unit/test-pci.c hw/pci/pci.c hw/pci/pci.h \
-	tests/unit/check-main.h
+	hw/platform/pci-acpi.c tests/unit/check-main.h
 tests_unit_test_pci_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_pci_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 

@@ -9,7 +9,8 @@
  */
 #include "config.h"
 
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/pci/pci.h"
 
 struct pci_host *pci_host_of(struct vm *vm)

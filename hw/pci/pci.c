@@ -17,9 +17,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "hw/platform/acpi.h"
-#include "hw/core/irq.h"
-#include "hw/machine.h"
+#include "hw/device.h"
 #include "hw/pci/pci.h"
 
 #define PCI_MSIX_TABLE_OFF 0x0
@@ -821,30 +819,6 @@ void pci_device_reset(struct pci_device *dev)
 }
 
 /* ---- the host ---- */
-
-void pci_acpi_info(struct acpi_pci_info *ret)
-{
-	unsigned slot, pin;
-
-	memset(ret, 0, sizeof(*ret));
-	ret->bus_start = 0;
-	ret->bus_end = 255;
-	ret->mmio32_base = PCI_MMIO32_BASE;
-	ret->mmio32_len = PCI_MMIO32_END - PCI_MMIO32_BASE;
-	ret->io_base = PCI_IO_BASE;
-	ret->io_len = PCI_IO_END - PCI_IO_BASE;
-	ret->ecam_base = PCI_ECAM_BASE;
-	ret->hotplug = true; /* hw/platform/acpi-hotplug.c serves bus 0's slots */
-	for (slot = 0; slot < PCI_SLOTS; slot++) {
-		for (pin = 0; pin < 4 && ret->n_prt < ACPI_PRT_MAX; pin++) {
-			struct acpi_prt_entry *e = &ret->prt[ret->n_prt++];
-
-			e->slot = slot;
-			e->pin = pin;
-			e->gsi = pci_intx_gsi(slot, pin);
-		}
-	}
-}
 
 int pci_host_new(struct vm *vm, struct iobus *bus, struct pci_host **ret, struct error **errp)
 {

@@ -27,10 +27,9 @@
 #include <stdint.h>
 
 #include "common/error.h"
-#include "hw/core/iobus.h"
+#include "hw/device.h"
 
 struct vm;
-struct acpi_pci_info;
 struct pci_host;
 
 #define PCI_SLOTS 32
@@ -179,9 +178,6 @@ bool pci_msix_enabled(struct pci_device *dev);
 /* The GSI slot @slot's INTA..INTD (@pin 0..3) is wired to. */
 unsigned pci_intx_gsi(unsigned slot, unsigned pin);
 
-/* The host bridge as ACPI (MCFG, _CRS, _PRT) and the MP table describe it. */
-void pci_acpi_info(struct acpi_pci_info *ret);
-
 /* The VM's PCI host, created by the pci host device class (first in hw/devices.c). */
 struct pci_host *pci_host_of(struct vm *vm);
 
@@ -203,6 +199,3 @@ int pci_host_new(struct vm *vm, struct iobus *bus, struct pci_host **ret, struct
 void pci_host_free(struct pci_host *host);
 /* The VM @host belongs to. */
 struct vm *pci_host_vm(struct pci_host *host);
-
-struct device_class;
-extern const struct device_class pci_host_class;

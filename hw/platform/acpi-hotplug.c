@@ -26,8 +26,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "hw/platform/acpi.h"
-#include "hw/core/iobus.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/platform/acpi-hotplug.h"
 
 struct acpi_pcihp {
@@ -241,8 +241,15 @@ static void pcihp_reset(void *state)
 	}
 }
 
+static bool pcihp_wanted(const struct vm_config *cfg, const void *item)
+{
+	return cfg->acpi;
+}
+
 const struct device_class acpi_pcihp_class = {
 	.name = "acpi-pcihp",
+	.each = DEVICE_ONCE,
+	.wanted = pcihp_wanted,
 	.realize = pcihp_realize,
 	.unrealize = pcihp_unrealize,
 	.reset = pcihp_reset,

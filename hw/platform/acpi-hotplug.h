@@ -15,9 +15,6 @@
 #include <stdint.h>
 
 struct acpi_pcihp;
-struct device_class;
-
-extern const struct device_class acpi_pcihp_class;
 
 /*
  * Called when the guest ejects @slot (a B0EJ write), or for each slot with

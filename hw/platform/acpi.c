@@ -16,7 +16,7 @@
 #include "common/util.h"
 #include "hw/platform/acpi.h"
 #include "hw/platform/aml.h"
-#include "hw/core/memory.h"
+#include "hw/device.h"
 
 #define ACPI_OEM_ID "VMMD  "
 #define ACPI_OEM_REVISION 1

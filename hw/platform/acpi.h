@@ -139,6 +139,3 @@ uint8_t acpi_checksum(const void *p, size_t len);
 void acpi_pm_press_power_button(void *pm_state);
 /* Raise general-purpose event @gpe (0..15) in GPE0 (ACPI_GPE_*). Any thread. */
 void acpi_pm_raise_gpe(void *pm_state, unsigned gpe);
-
-struct device_class;
-extern const struct device_class acpi_pm_class;

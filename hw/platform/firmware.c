@@ -26,10 +26,10 @@
 #include "hw/platform/firmware.h"
 #include "hw/platform/fw-cfg.h"
 #include "hw/pci/ide.h"
-#include "hw/core/iobus.h"
-#include "hw/machine.h"
-#include "hw/core/memory.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/pci/pci.h"
+#include "hw/platform/platform.h"
 #include "vmmd/vm.h"
 
 /* Read a whole regular file of @min..@max bytes, a multiple of @unit. */
@@ -910,8 +910,15 @@ static void firmware_reset(void *state)
 	fw_cfg_reset(f->fw);
 }
 
+static bool firmware_wanted(const struct vm_config *cfg, const void *item)
+{
+	return cfg->boot.firmware != NULL;
+}
+
 const struct device_class firmware_class = {
 	.name = "firmware",
+	.each = DEVICE_ONCE,
+	.wanted = firmware_wanted,
 	.realize = firmware_realize,
 	.unrealize = firmware_unrealize,
 	.reset = firmware_reset,

@@ -90,11 +90,3 @@ int firmware_acpi_to_fw_cfg(struct fw_cfg *fw, const struct acpi_config *acpi, s
 /* Add every item above (and the numbered ones: RAM size, CPU counts, ...) to @fw. */
 int firmware_fw_cfg_populate(struct fw_cfg *fw, const struct firmware_machine *m,
 			     struct error **errp);
-
-struct device_class;
-/*
- * Singleton, listed after every PCI device in hw/devices.c: does nothing
- * unless cfg->boot.firmware is set. The vCPUs of a firmware VM start from
- * the architectural reset state (CS:IP F000:FFF0, CS base 0xFFFF0000).
- */
-extern const struct device_class firmware_class;

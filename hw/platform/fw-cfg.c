@@ -16,8 +16,7 @@
 
 #include "common/util.h"
 #include "hw/platform/fw-cfg.h"
-#include "hw/core/iobus.h"
-#include "hw/core/memory.h"
+#include "hw/device.h"
 
 #define FW_CFG_DMA_SIGNATURE 0x51454d5520434647ULL /* "QEMU CFG" */
 #define FW_CFG_ID_TRADITIONAL 0x01

@@ -5,7 +5,7 @@ hw_platform_libhwplatform_a_SOURCES = \
 	hw/platform/aml.c hw/platform/aml.h \
 	hw/platform/acpi.c hw/platform/acpi.h \
 	hw/platform/mptable.c hw/platform/mptable.h \
-	hw/platform/platform-tables.c hw/platform/platform.h \
+	hw/platform/platform-tables.c hw/platform/platform.h hw/platform/pci-acpi.c \
 	hw/platform/fw-cfg.c hw/platform/fw-cfg.h \
 	hw/platform/firmware.c hw/platform/firmware.h \
 	hw/platform/acpi-hotplug.c hw/platform/acpi-hotplug.h
@@ -39,7 +39,7 @@ tests_unit_test_fwcfg_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 check_PROGRAMS += tests/unit/test-firmware
 TESTS += tests/unit/test-firmware
 tests_unit_test_firmware_SOURCES = tests/unit/test-firmware.c hw/platform/firmware.c \
-	hw/platform/firmware.h hw/platform/fw-cfg.c hw/platform/acpi.c hw/platform/aml.c \
+	hw/platform/firmware.h hw/platform/fw-cfg.c hw/platform/acpi.c hw/platform/aml.c hw/platform/pci-acpi.c \
 	hw/pci/ide.c $(FAKE_HW) $(FAKE_VM)
 tests_unit_test_firmware_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_firmware_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)

@@ -12,7 +12,7 @@
 
 #include "common/util.h"
 #include "hw/platform/acpi.h"
-#include "hw/core/memory.h"
+#include "hw/device.h"
 #include "hw/platform/mptable.h"
 
 #define MP_SPEC_REV 4

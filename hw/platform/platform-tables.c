@@ -14,7 +14,8 @@
 #include <stdlib.h>
 
 #include "hw/platform/acpi.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/platform/mptable.h"
 #include "hw/pci/pci.h"
 #include "hw/platform/platform.h"

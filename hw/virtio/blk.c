@@ -28,7 +28,8 @@
 #include "common/iov.h"
 #include "common/list.h"
 #include "common/log.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/virtio/virtio-pci.h"
 #include "vmmd/block.h"
 
@@ -756,6 +757,7 @@ static json_t *blk_query_blockstats(void *state)
 
 const struct device_class virtio_blk_class = {
 	.name = "virtio-blk",
+	.each = DEVICE_PER_DISK,
 	.realize = blk_realize,
 	.unrealize = blk_unrealize,
 	.reset = blk_device_reset,

@@ -23,7 +23,8 @@
 
 #include "common/iov.h"
 #include "common/log.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/virtio/virtio-pci.h"
 #include "net/net.h"
 
@@ -495,6 +496,7 @@ static void net_device_reset(void *state)
 
 const struct device_class virtio_net_class = {
 	.name = "virtio-net",
+	.each = DEVICE_PER_NIC,
 	.realize = net_realize,
 	.unrealize = net_unrealize,
 	.reset = net_device_reset,

@@ -15,7 +15,8 @@
 #include <event2/event.h>
 
 #include "common/log.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/virtio/virtio-pci.h"
 
 #define VIRTIO_ID_RNG 4
@@ -193,8 +194,15 @@ static void rng_device_reset(void *state)
 	virtio_pci_reset(r->vp);
 }
 
+static bool rng_wanted(const struct vm_config *cfg, const void *item)
+{
+	return cfg->rng;
+}
+
 const struct device_class virtio_rng_class = {
 	.name = "virtio-rng",
+	.each = DEVICE_ONCE,
+	.wanted = rng_wanted,
 	.realize = rng_realize,
 	.unrealize = rng_unrealize,
 	.reset = rng_device_reset,

@@ -18,9 +18,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "hw/core/irq.h"
-#include "hw/machine.h"
-#include "hw/core/memory.h"
+#include "hw/device.h"
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-pci.h"
 

@@ -112,8 +112,3 @@ void virtio_pci_config_changed(struct virtio_pci *vp);
 void virtio_pci_set_needs_reset(struct virtio_pci *vp, const char *why);
 
 struct vm *virtio_pci_vm(struct virtio_pci *vp);
-
-struct device_class;
-extern const struct device_class virtio_blk_class;
-extern const struct device_class virtio_net_class;
-extern const struct device_class virtio_rng_class;

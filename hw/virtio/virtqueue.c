@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "hw/core/memory.h"
+#include "hw/device.h"
 #include "hw/virtio/virtqueue.h"
 
 /* Offsets in 16-bit units inside the avail and used rings. */

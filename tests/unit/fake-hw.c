@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hw/core/irq.h"
+#include "hw/device.h"
 #include "tests/unit/fake-hw.h"
 
 struct guest_mem *fake_mem_new(uint64_t size)

@@ -4,8 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "hw/core/irq.h"
-#include "hw/machine.h"
+#include "hw/device.h"
 #include "tests/unit/fake-vm.h"
 
 struct vm {

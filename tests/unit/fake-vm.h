@@ -1,6 +1,6 @@
 /*
  * A fake struct vm for device-class unit tests of hw/pci/ide.c and hw/pci/e1000.c:
- * the machine.h getters over a given config, I/O bus and guest RAM, a real
+ * the hw/device.h getters over a given config, I/O bus and guest RAM, a real
  * PCI host (hw/pci/pci.c) on that bus, and MSI stubs. Single-threaded; links
  * with fake-hw.c (guest memory, I/O bus, IRQ lines).
  */

@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "hw/platform/acpi.h"
-#include "hw/core/iobus.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/pci/pci.h"
 #include "hw/platform/acpi-hotplug.h"
 #include "tests/unit/fake-hw.h"

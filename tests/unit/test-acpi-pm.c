@@ -11,7 +11,8 @@
 
 #include "hw/platform/acpi.h"
 #include "hw/core/iobus.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "tests/unit/fake-hw.h"
 
 static struct iobus *bus;

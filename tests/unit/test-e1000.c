@@ -10,7 +10,8 @@
 #include <event2/event.h>
 
 #include "hw/pci/e1000.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "tests/unit/fake-hw.h"
 #include "tests/unit/fake-vm.h"
 

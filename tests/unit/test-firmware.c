@@ -15,7 +15,8 @@
 #include "hw/platform/firmware.h"
 #include "hw/platform/fw-cfg.h"
 #include "hw/pci/ide.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "tests/unit/fake-hw.h"
 #include "tests/unit/fake-vm.h"
 

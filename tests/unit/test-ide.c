@@ -9,7 +9,8 @@
 #include <unistd.h>
 
 #include "hw/pci/ide.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "tests/unit/fake-hw.h"
 #include "tests/unit/fake-vm.h"
 #include "vmmd/block.h"

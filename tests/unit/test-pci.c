@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include "hw/platform/acpi.h"
-#include "hw/core/irq.h"
-#include "hw/machine.h"
+#include "hw/device.h"
 #include "hw/pci/pci.h"
+#include "hw/platform/platform.h"
 
 /* ---- fake I/O bus ---- */
 

@@ -21,7 +21,8 @@
 #include <event2/event.h>
 
 #include "hw/core/iobus.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/isa/serial.h"
 #include "tests/unit/fake-hw.h"
 

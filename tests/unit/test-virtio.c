@@ -19,8 +19,8 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "hw/core/irq.h"
-#include "hw/machine.h"
+#include "hw/device.h"
+#include "hw/devices.h"
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-pci.h"
 #include "tests/unit/fake-hw.h"

@@ -1,0 +1,216 @@
+/*
+ * The device contract: everything a device model sees of its machine.
+ * A device model is one file exporting one const struct device_class
+ * (declared in hw/devices.h, listed once in the table in hw/devices.c);
+ * vm_new() realizes the table in order, vm_destroy() unrealizes it in
+ * reverse. Below the class is the complete list of machine services a
+ * device may call, implemented by hw/core/ (and by the fake machine of
+ * the device unit tests). A device includes this header, its own group's
+ * headers (hw/pci/pci.h, hw/virtio/virtio.h, ...) and backends
+ * (include/vmmd/, net/); never hw/core/vm-int.h.
+ *
+ * Threads: realize/unrealize run on the thread calling vm_new/vm_destroy
+ * (the control thread) with the vCPUs stopped; reset runs with the vCPUs
+ * paused. Each service below says which threads may call it.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/error.h"
+#include "vmmd/vm.h"
+
+struct iobus;
+struct guest_mem;
+struct event_base;
+
+/* ---- The device class ---- */
+
+/* How many instances a class has on one VM, and what realize's @item is. */
+enum device_instances {
+	DEVICE_ONCE,	       /* at most one; @item NULL */
+	DEVICE_PER_DISK,       /* one per disk it serves; @item: const struct vm_disk_config * */
+	DEVICE_PER_NIC,	       /* one per NIC it serves; @item: const struct vm_nic_config * */
+	DEVICE_ONCE_FOR_DISKS, /* one for all the disks it serves (a controller); @item NULL */
+};
+
+struct device_class {
+	const char *name;
+	enum device_instances each;
+	/*
+	 * For a class serving disks or NICs: the "driver" values of the VM
+	 * definition it answers to (NULL-terminated); NULL means just @name.
+	 * The first disk/NIC class in the table is the default driver. These
+	 * lists are the only place driver names are spelled (vm-config.c asks
+	 * device_class_drivers()).
+	 */
+	const char *const *drivers;
+	/*
+	 * Whether this VM gets the instance (@item as for realize). NULL: a
+	 * DEVICE_ONCE class always; a per-disk/per-NIC class when the item's
+	 * driver is one of @drivers; DEVICE_ONCE_FOR_DISKS when some disk's is.
+	 */
+	bool (*wanted)(const struct vm_config *cfg, const void *item);
+	/*
+	 * Create the device on @vm. @item is the disk or NIC (see enum
+	 * device_instances). On success *ret_state is what the other ops
+	 * receive. On failure nothing is left registered.
+	 */
+	int (*realize)(struct vm *vm, const void *item, void **ret_state, struct error **errp);
+	/* Undo realize. Called with the vCPUs stopped. */
+	void (*unrealize)(void *state);
+	/* Return to power-on state (system_reset). May be NULL. */
+	void (*reset)(void *state);
+	/*
+	 * Optional (disks): this device's entry for query-block /
+	 * query-blockstats, a new reference; NULL to contribute nothing.
+	 */
+	json_t *(*query_block)(void *state);
+	json_t *(*query_blockstats)(void *state);
+	/*
+	 * Device state for snapshots and migration: the save/load hooks of
+	 * the device-state work go here.
+	 */
+};
+
+/* ---- Machine services a device may use: the complete list ---- */
+
+struct iobus *vm_iobus(struct vm *vm);
+struct guest_mem *vm_guest_mem(struct vm *vm);
+const struct vm_config *vm_get_config(struct vm *vm);
+const struct vm_host *vm_get_host(struct vm *vm);
+/* The VM's I/O thread event loop (backends and virtqueues run there). */
+struct event_base *vm_io_base(struct vm *vm);
+
+/*
+ * The I/O bus: port-I/O and MMIO ranges. A device registers a range with
+ * an ops table; a vCPU exit is dispatched to the handler with the offset
+ * inside the range. Dispatch runs on vCPU threads; register/unregister on
+ * any thread. iobus_unregister() returns only once no vCPU is inside that
+ * range's handlers, so the caller may free @opaque afterwards.
+ */
+enum iobus_space {
+	IOBUS_PIO,
+	IOBUS_MMIO,
+};
+
+struct iobus_ops {
+	/* @size is 1, 2, 4 or 8; @offset is relative to the registered base. */
+	uint64_t (*read)(void *opaque, uint64_t offset, unsigned size);
+	void (*write)(void *opaque, uint64_t offset, uint64_t value, unsigned size);
+};
+
+/* -EEXIST (with a message naming both owners) if the range overlaps another. */
+int iobus_register(struct iobus *bus, enum iobus_space space, uint64_t base, uint64_t len,
+		   const struct iobus_ops *ops, void *opaque, const char *name,
+		   struct error **errp);
+/* Remove the range registered at @base; waits for in-flight dispatch. */
+void iobus_unregister(struct iobus *bus, enum iobus_space space, uint64_t base);
+
+/*
+ * Guest memory. Every guest-supplied address reaches host memory through
+ * guest_mem_ptr(), the one bounds-checked way. Lock-free from any thread.
+ */
+
+/*
+ * Host pointer for guest range [gpa, gpa+len), or NULL if any byte of it is
+ * outside guest RAM, the range wraps, or it spans two RAM regions. len may
+ * be 0 (then gpa itself must be inside RAM or at its end).
+ */
+void *guest_mem_ptr(struct guest_mem *mem, uint64_t gpa, uint64_t len);
+/* Copy to/from guest RAM; -EFAULT if the range is not wholly RAM. */
+int guest_mem_read(struct guest_mem *mem, uint64_t gpa, void *buf, size_t len);
+int guest_mem_write(struct guest_mem *mem, uint64_t gpa, const void *buf, size_t len);
+/* Total RAM size in bytes. */
+uint64_t guest_mem_size(struct guest_mem *mem);
+
+/*
+ * The guest-physical map: RAM from 0 up to the 32-bit PCI hole, the rest
+ * from 4 GiB up. The hole [GUEST_MEM_HOLE_START, 4 GiB) holds device MMIO
+ * (PCI BARs, IOAPIC at 0xFEC00000, LAPIC at 0xFEE00000) and KVM's
+ * TSS/identity pages.
+ */
+#define GUEST_MEM_HOLE_START 0xC0000000ull
+#define GUEST_MEM_HIGH_START 0x100000000ull
+
+/*
+ * Interrupts into the in-kernel irqchip: GSI lines (IOAPIC/PIC), MSI
+ * messages, and the eventfd plumbing (irqfd for interrupts raised from an
+ * I/O thread, ioeventfd for guest notifications that skip the vCPU exit).
+ * Any thread of the VM; routing updates are serialized inside.
+ */
+/* Drive GSI @gsi to @level (edge devices pulse 1 then 0). */
+int vm_irq_set_level(struct vm *vm, unsigned gsi, int level);
+/* Deliver one MSI message now. */
+int vm_msi_signal(struct vm *vm, uint64_t addr, uint32_t data);
+
+/*
+ * Allocate a GSI routed to an MSI message and bind @fd to it as an irqfd:
+ * writing 1 to @fd raises the interrupt without any user-space hop.
+ * Returns the GSI (>= 0) or -errno. vm_msi_route_update() changes the
+ * message (MSI-X table writes); vm_msi_route_release() unbinds and frees.
+ */
+int vm_msi_route_add(struct vm *vm, int fd, uint64_t addr, uint32_t data);
+int vm_msi_route_update(struct vm *vm, int gsi, uint64_t addr, uint32_t data);
+void vm_msi_route_release(struct vm *vm, int gsi, int fd);
+
+/* Bind @fd as an irqfd to a plain GSI line (INTx); @resample_fd may be -1. */
+int vm_irqfd_gsi(struct vm *vm, int fd, unsigned gsi, bool assign);
+
+/*
+ * Guest writes of @len bytes to @addr (MMIO, or PIO when @pio) signal @fd
+ * instead of exiting to user space. @datamatch < 0 matches any value.
+ */
+int vm_ioeventfd(struct vm *vm, int fd, uint64_t addr, unsigned len, bool pio, int64_t datamatch,
+		 bool assign);
+
+/*
+ * Map @len bytes at @host (page-aligned, kept by the caller until
+ * vm_unmap_rom) at guest address @gpa as read-only memory: reads and
+ * instruction fetches see @host, guest writes are dropped. For firmware
+ * images (hw/platform/firmware.c). Control thread, before the vCPUs run.
+ */
+int vm_map_rom(struct vm *vm, uint64_t gpa, void *host, uint64_t len, struct error **errp);
+void vm_unmap_rom(struct vm *vm, uint64_t gpa);
+
+/*
+ * The realized state of the first device of class @cls on @vm (for
+ * singletons other devices depend on, e.g. the PCI host); NULL if none.
+ * Valid between that device's realize and unrealize.
+ */
+void *vm_device_state(struct vm *vm, const struct device_class *cls);
+
+/* Ask for a reset / shutdown / failure; processed asynchronously. Any VM thread. */
+enum vm_shutdown_cause {
+	VM_CAUSE_GUEST_RESET,	 /* i8042 pulse, 0xCF9, ACPI reset */
+	VM_CAUSE_GUEST_SHUTDOWN, /* ACPI S5 */
+	VM_CAUSE_GUEST_PANIC,	 /* pvpanic */
+	VM_CAUSE_TRIPLE_FAULT,	 /* KVM_EXIT_SHUTDOWN */
+	VM_CAUSE_HOST_ERROR,	 /* emulation failure, backend error: internal-error */
+	VM_CAUSE_IO_ERROR,	 /* werror/rerror=stop: io-error */
+};
+void vm_request(struct vm *vm, enum vm_shutdown_cause cause);
+
+/* Emit a QMP event for this VM (takes @data, may be NULL). Any VM thread. */
+void vm_emit_event(struct vm *vm, const char *name, json_t *data);
+
+/*
+ * The ACPI power button (vm_powerdown) and the live console socket
+ * (vm_console_socket), provided by the devices that implement them; set in
+ * realize, cleared (fn/path NULL) in unrealize. The path is copied.
+ */
+void vm_set_powerdown_handler(struct vm *vm, int (*fn)(void *opaque), void *opaque);
+void vm_set_console_socket(struct vm *vm, const char *path);
+
+/*
+ * The VM's PCI host bridge (hw/pci/pci-host.c sets it in realize, clears it in
+ * unrealize); NULL when the VM has none. PCI devices find it through
+ * pci_host_of().
+ */
+struct pci_host;
+void vm_set_pci_host(struct vm *vm, struct pci_host *host);
+struct pci_host *vm_pci_host(struct vm *vm);
