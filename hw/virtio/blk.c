@@ -30,7 +30,7 @@
 #include "common/log.h"
 #include "hw/device.h"
 #include "hw/devices.h"
-#include "hw/virtio/virtio-pci.h"
+#include "hw/virtio/virtio.h"
 #include "vmmd/block.h"
 
 #define VIRTIO_ID_BLOCK 2
@@ -123,7 +123,7 @@ struct blk_req {
 };
 
 struct virtio_blk {
-	struct virtio_pci *vp;
+	struct virtio_dev *vp;
 	struct vm *vm;
 	struct block_node *bs;
 	struct block_aio_ctx *aio;
@@ -156,10 +156,10 @@ static void req_complete(struct blk_req *r, uint8_t status)
 {
 	struct virtio_blk *b = r->b;
 
-	if (r->gen == virtio_pci_generation(b->vp)) {
+	if (r->gen == virtio_generation(b->vp)) {
 		*r->status = status;
-		virtq_push(virtio_pci_queue(b->vp, r->q), &r->elem, r->used_len);
-		virtio_pci_notify(b->vp, r->q);
+		virtq_push(virtio_queue(b->vp, r->q), &r->elem, r->used_len);
+		virtio_notify(b->vp, r->q);
 	}
 	req_free(r);
 }
@@ -192,9 +192,9 @@ static void blk_done(void *opaque, int ret)
 	struct virtio_blk *b = r->b;
 	bool stale;
 
-	virtio_pci_lock(b->vp);
+	virtio_lock(b->vp);
 	b->inflight--;
-	stale = r->gen != virtio_pci_generation(b->vp);
+	stale = r->gen != virtio_generation(b->vp);
 	if (ret < 0 && !stale) {
 		bool stop = r->op == BLOCK_OP_READ ? b->stop_on_rerror : b->stop_on_werror;
 
@@ -210,7 +210,7 @@ static void blk_done(void *opaque, int ret)
 				vm_request(b->vm, VM_CAUSE_IO_ERROR);
 				arm_retry(b);
 			}
-			virtio_pci_unlock(b->vp);
+			virtio_unlock(b->vp);
 			return;
 		}
 	}
@@ -222,7 +222,7 @@ static void blk_done(void *opaque, int ret)
 		r->iovcnt = 0;
 		/* the merged requests ride along with the head's flush */
 		blk_submit(r);
-		virtio_pci_unlock(b->vp);
+		virtio_unlock(b->vp);
 		return;
 	}
 	while (r) {
@@ -232,7 +232,7 @@ static void blk_done(void *opaque, int ret)
 						  : VIRTIO_BLK_S_IOERR);
 		r = n;
 	}
-	virtio_pci_unlock(b->vp);
+	virtio_unlock(b->vp);
 }
 
 /* Hand a (possibly merged) request to the block layer. Lock held. */
@@ -263,14 +263,14 @@ static void retry_parked(evutil_socket_t fd, short what, void *opaque)
 
 	(void)fd;
 	(void)what;
-	virtio_pci_lock(b->vp);
+	virtio_lock(b->vp);
 	if (list_empty(&b->parked) || b->dying) {
-		virtio_pci_unlock(b->vp);
+		virtio_unlock(b->vp);
 		return;
 	}
 	if (vm_get_state(b->vm) != VM_STATE_RUNNING) {
 		arm_retry(b);
-		virtio_pci_unlock(b->vp);
+		virtio_unlock(b->vp);
 		return;
 	}
 	list_init(&todo);
@@ -284,13 +284,13 @@ static void retry_parked(evutil_socket_t fd, short what, void *opaque)
 		struct blk_req *r = container_of(todo.next, struct blk_req, link);
 
 		list_del(&r->link);
-		if (r->gen != virtio_pci_generation(b->vp)) {
+		if (r->gen != virtio_generation(b->vp)) {
 			req_free(r);
 			continue;
 		}
 		blk_submit(r);
 	}
-	virtio_pci_unlock(b->vp);
+	virtio_unlock(b->vp);
 }
 
 /* Copy the id string into the guest's buffer. */
@@ -454,7 +454,7 @@ static void merge_into(struct blk_req *head, struct blk_req *tail, struct blk_re
 static void blk_queue_notify(void *dev, unsigned q)
 {
 	struct virtio_blk *b = dev;
-	struct virtq *vq = virtio_pci_queue(b->vp, q);
+	struct virtq *vq = virtio_queue(b->vp, q);
 	struct blk_req *head = NULL, *tail = NULL;
 
 	if (b->dying) {
@@ -470,19 +470,19 @@ static void blk_queue_notify(void *dev, unsigned q)
 		memset(r, 0, offsetof(struct blk_req, elem));
 		r->b = b;
 		r->q = q;
-		r->gen = virtio_pci_generation(b->vp);
+		r->gen = virtio_generation(b->vp);
 		n = virtq_pop(vq, &r->elem);
 		if (n <= 0) {
 			free(r);
 			if (n < 0) {
-				virtio_pci_set_needs_reset(b->vp, "malformed request ring");
+				virtio_set_needs_reset(b->vp, "malformed request ring");
 			}
 			break;
 		}
 		n = blk_parse(b, r);
 		if (n < 0) {
 			free(r);
-			virtio_pci_set_needs_reset(b->vp, "request without a status byte");
+			virtio_set_needs_reset(b->vp, "request without a status byte");
 			break;
 		}
 		if (n == 0) {
@@ -579,10 +579,10 @@ static bool blk_drain(struct virtio_blk *b)
 	bool idle = false;
 
 	for (i = 0; i < 60000; i++) {
-		virtio_pci_lock(b->vp);
+		virtio_lock(b->vp);
 		b->dying = true;
 		idle = b->inflight == 0;
-		virtio_pci_unlock(b->vp);
+		virtio_unlock(b->vp);
 		if (idle) {
 			return true;
 		}
@@ -603,7 +603,7 @@ static void blk_free(struct virtio_blk *b)
 	if (b->retry_timer) {
 		event_free(b->retry_timer);
 	}
-	virtio_pci_free(b->vp);
+	virtio_dev_free(b->vp);
 	blk_reset(b);
 	block_aio_ctx_free(b->aio);
 	block_unref(b->bs);
@@ -615,7 +615,7 @@ static int blk_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 {
 	const struct vm_disk_config *d = cfg;
 	const struct vm_config *vc = vm_get_config(vm);
-	struct virtio_pci_config pc = {.ops = &blk_ops, .queue_max = BLK_QUEUE_SIZE};
+	struct virtio_dev_config pc = {.ops = &blk_ops, .queue_max = BLK_QUEUE_SIZE};
 	struct virtio_blk *b;
 	unsigned flags = BLOCK_O_UNMAP;
 	uint32_t align;
@@ -697,7 +697,7 @@ static int blk_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 	} else {
 		pc.features |= 1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
 	}
-	r = virtio_pci_new(vm, &pc, &b->vp, errp);
+	r = virtio_dev_new(vm, &pc, &b->vp, errp);
 	if (r < 0) {
 		goto err;
 	}
@@ -717,7 +717,7 @@ static void blk_device_reset(void *state)
 {
 	struct virtio_blk *b = state;
 
-	virtio_pci_reset(b->vp);
+	virtio_dev_reset(b->vp);
 }
 
 /* query-block: QEMU's BlockInfo for this disk. Control thread. */
@@ -726,9 +726,9 @@ static json_t *blk_query_block(void *state)
 	struct virtio_blk *b = state;
 	bool failed;
 
-	virtio_pci_lock(b->vp);
+	virtio_lock(b->vp);
 	failed = !list_empty(&b->parked);
-	virtio_pci_unlock(b->vp);
+	virtio_unlock(b->vp);
 	return json_pack("{s:s, s:s, s:b, s:b, s:s, s:s, s:o}", "device", b->id, "qdev", b->id,
 			 "removable", 0, "locked", 0, "type", "unknown", "io-status",
 			 failed ? "failed" : "ok", "inserted", block_info_json(b->bs));

@@ -3,7 +3,7 @@
 noinst_LIBRARIES += hw/virtio/libhwvirtio.a
 hw_virtio_libhwvirtio_a_SOURCES = \
 	hw/virtio/virtqueue.c hw/virtio/virtqueue.h \
-	hw/virtio/virtio-pci.c hw/virtio/virtio-pci.h \
+	hw/virtio/virtio.h hw/virtio/virtio-pci.c hw/virtio/virtio-pci.h \
 	hw/virtio/rng.c hw/virtio/blk.c hw/virtio/net.c
 hw_virtio_libhwvirtio_a_CFLAGS = $(HW_CFLAGS)
 
@@ -18,6 +18,7 @@ check_PROGRAMS += tests/unit/test-virtio
 TESTS += tests/unit/test-virtio
 tests_unit_test_virtio_SOURCES = tests/unit/test-virtio.c tests/unit/check-main.h \
 	hw/pci/pci.c hw/virtio/virtqueue.c hw/virtio/virtio-pci.c hw/virtio/virtio-pci.h \
+	hw/virtio/virtio.h \
 	hw/virtio/rng.c hw/virtio/blk.c hw/virtio/net.c $(FAKE_HW)
 tests_unit_test_virtio_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_unit_test_virtio_LDADD = $(NET_LIBS) $(BLOCK_LIBS) $(LIBEVENT_LIBS) $(JANSSON_LIBS) \

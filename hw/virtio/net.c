@@ -25,7 +25,7 @@
 #include "common/log.h"
 #include "hw/device.h"
 #include "hw/devices.h"
-#include "hw/virtio/virtio-pci.h"
+#include "hw/virtio/virtio.h"
 #include "net/net.h"
 
 #define VIRTIO_ID_NET 1
@@ -58,7 +58,7 @@ struct net_config {
 } __attribute__((packed));
 
 struct virtio_net {
-	struct virtio_pci *vp;
+	struct virtio_dev *vp;
 	struct vm *vm;
 	struct net_backend *nb;
 	char *id;
@@ -81,7 +81,7 @@ static bool has(const struct virtio_net *n, unsigned bit)
 
 static void net_tx(struct virtio_net *n)
 {
-	struct virtq *vq = virtio_pci_queue(n->vp, NET_TXQ);
+	struct virtq *vq = virtio_queue(n->vp, NET_TXQ);
 	const size_t hl = sizeof(struct net_vnet_hdr);
 	unsigned done = 0;
 	bool pushed = false;
@@ -94,7 +94,7 @@ static void net_tx(struct virtio_net *n)
 		int r = virtq_pop(vq, e);
 
 		if (r < 0) {
-			virtio_pci_set_needs_reset(n->vp, "malformed transmit ring");
+			virtio_set_needs_reset(n->vp, "malformed transmit ring");
 			return;
 		}
 		if (r == 0) {
@@ -123,11 +123,11 @@ static void net_tx(struct virtio_net *n)
 		pushed = true;
 	}
 	if (pushed) {
-		virtio_pci_notify(n->vp, NET_TXQ);
+		virtio_notify(n->vp, NET_TXQ);
 	}
 	if (done == NET_TX_BUDGET) {
 		/* more may be waiting: come back after other work */
-		virtio_pci_kick(n->vp, NET_TXQ);
+		virtio_kick(n->vp, NET_TXQ);
 	}
 }
 
@@ -147,14 +147,14 @@ static int net_receive(void *opaque, const struct iovec *iov, unsigned cnt)
 	unsigned nbufs = 0, i;
 	bool mrg;
 	int ret = 0;
-	struct virtio_pci *vp = __atomic_load_n(&n->vp, __ATOMIC_ACQUIRE);
+	struct virtio_dev *vp = __atomic_load_n(&n->vp, __ATOMIC_ACQUIRE);
 
 	if (!vp) {
 		return 0; /* the device is still being created: drop */
 	}
-	virtio_pci_lock(n->vp);
-	vq = virtio_pci_queue(n->vp, NET_RXQ);
-	if (!n->nb || !virtio_pci_driver_ok(n->vp) || !vq->enabled || vq->broken) {
+	virtio_lock(n->vp);
+	vq = virtio_queue(n->vp, NET_RXQ);
+	if (!n->nb || !virtio_driver_ok(n->vp) || !vq->enabled || vq->broken) {
 		goto out; /* no driver: the frame is dropped */
 	}
 	if (net_backend_has_vnet_hdr(n->nb)) {
@@ -176,7 +176,7 @@ static int net_receive(void *opaque, const struct iovec *iov, unsigned cnt)
 		}
 		r = virtq_pop(vq, e);
 		if (r < 0) {
-			virtio_pci_set_needs_reset(n->vp, "malformed receive ring");
+			virtio_set_needs_reset(n->vp, "malformed receive ring");
 			goto out;
 		}
 		if (r == 0) {
@@ -187,7 +187,7 @@ static int net_receive(void *opaque, const struct iovec *iov, unsigned cnt)
 			ret = virtq_has_avail(vq) ? 0 : -EAGAIN;
 			if (ret == 0) {
 				n->rx_waiting = false;
-				virtio_pci_unlock(n->vp);
+				virtio_unlock(n->vp);
 				return net_receive(opaque, iov, cnt);
 			}
 			goto out;
@@ -230,9 +230,9 @@ static int net_receive(void *opaque, const struct iovec *iov, unsigned cnt)
 	for (i = 0; i < nbufs; i++) {
 		virtq_push_head(vq, n->heads[i], n->lens[i]);
 	}
-	virtio_pci_notify(n->vp, NET_RXQ);
+	virtio_notify(n->vp, NET_RXQ);
 out:
-	virtio_pci_unlock(n->vp);
+	virtio_unlock(n->vp);
 	return ret;
 }
 
@@ -250,9 +250,9 @@ static void net_queue_notify(void *dev, unsigned q)
 		struct net_backend *nb = n->nb;
 
 		n->rx_waiting = false;
-		virtio_pci_unlock(n->vp);
+		virtio_unlock(n->vp);
 		net_backend_rx_resume(nb);
-		virtio_pci_lock(n->vp);
+		virtio_lock(n->vp);
 	}
 }
 
@@ -351,12 +351,12 @@ static void close_on_io(evutil_socket_t fd, short what, void *opaque)
 	(void)fd;
 	(void)what;
 	if (n->vp) {
-		virtio_pci_lock(n->vp);
+		virtio_lock(n->vp);
 	}
 	nb = n->nb;
 	n->nb = NULL;
 	if (n->vp) {
-		virtio_pci_unlock(n->vp);
+		virtio_unlock(n->vp);
 	}
 	net_backend_close(nb);
 	pthread_mutex_lock(&c->lock);
@@ -397,7 +397,7 @@ static void net_free(struct virtio_net *n)
 		return;
 	}
 	net_close_backend(n);
-	virtio_pci_free(n->vp);
+	virtio_dev_free(n->vp);
 	free(n->id);
 	free(n);
 }
@@ -406,10 +406,10 @@ static int net_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 {
 	const struct vm_nic_config *c = cfg;
 	const struct vm_host *host = vm_get_host(vm);
-	struct virtio_pci_config pc = {.ops = &net_ops, .nqueues = 2, .queue_max = NET_QUEUE_SIZE};
+	struct virtio_dev_config pc = {.ops = &net_ops, .nqueues = 2, .queue_max = NET_QUEUE_SIZE};
 	struct net_backend_config bc = {.fd = -1};
 	struct net_peer peer = {.receive = net_receive};
-	struct virtio_pci *vp;
+	struct virtio_dev *vp;
 	struct virtio_net *n;
 	int r;
 
@@ -469,7 +469,7 @@ static int net_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 			       1ull << VIRTIO_NET_F_GUEST_ECN | 1ull << VIRTIO_NET_F_HOST_TSO4 |
 			       1ull << VIRTIO_NET_F_HOST_TSO6 | 1ull << VIRTIO_NET_F_HOST_ECN;
 	}
-	r = virtio_pci_new(vm, &pc, &vp, errp);
+	r = virtio_dev_new(vm, &pc, &vp, errp);
 	if (r < 0) {
 		goto err;
 	}
@@ -491,7 +491,7 @@ static void net_device_reset(void *state)
 {
 	struct virtio_net *n = state;
 
-	virtio_pci_reset(n->vp);
+	virtio_dev_reset(n->vp);
 }
 
 const struct device_class virtio_net_class = {

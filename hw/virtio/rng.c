@@ -17,7 +17,7 @@
 #include "common/log.h"
 #include "hw/device.h"
 #include "hw/devices.h"
-#include "hw/virtio/virtio-pci.h"
+#include "hw/virtio/virtio.h"
 
 #define VIRTIO_ID_RNG 4
 #define VIRTIO_RNG_RATE (1024u * 1024u) /* bytes per second */
@@ -25,7 +25,7 @@
 #define VIRTIO_RNG_QUEUE_SIZE 64
 
 struct virtio_rng {
-	struct virtio_pci *vp;
+	struct virtio_dev *vp;
 	struct event *timer;
 	uint64_t tokens; /* bytes we may hand out now */
 	uint64_t last_us;
@@ -47,7 +47,7 @@ static void rng_refill(struct virtio_rng *r)
 /* Fill as many waiting buffers as the bucket allows. Transport lock held. */
 static void rng_process(struct virtio_rng *r)
 {
-	struct virtq *vq = virtio_pci_queue(r->vp, 0);
+	struct virtq *vq = virtio_queue(r->vp, 0);
 	bool pushed = false;
 
 	rng_refill(r);
@@ -57,7 +57,7 @@ static void rng_process(struct virtio_rng *r)
 		int n = virtq_pop(vq, &r->elem);
 
 		if (n < 0) {
-			virtio_pci_set_needs_reset(r->vp, "malformed request queue");
+			virtio_set_needs_reset(r->vp, "malformed request queue");
 			return;
 		}
 		if (n == 0) {
@@ -80,7 +80,7 @@ static void rng_process(struct virtio_rng *r)
 		pushed = true;
 	}
 	if (pushed) {
-		virtio_pci_notify(r->vp, 0);
+		virtio_notify(r->vp, 0);
 	}
 	if (r->tokens == 0 && !r->dying && virtq_has_avail(vq)) {
 		struct timeval tv = {.tv_sec = 0, .tv_usec = 20000};
@@ -95,11 +95,11 @@ static void rng_timer(evutil_socket_t fd, short what, void *opaque)
 
 	(void)fd;
 	(void)what;
-	virtio_pci_lock(r->vp);
-	if (virtio_pci_driver_ok(r->vp) && !r->dying) {
+	virtio_lock(r->vp);
+	if (virtio_driver_ok(r->vp) && !r->dying) {
 		rng_process(r);
 	}
-	virtio_pci_unlock(r->vp);
+	virtio_unlock(r->vp);
 }
 
 static void rng_queue_notify(void *dev, unsigned q)
@@ -141,7 +141,7 @@ static const struct virtio_device_ops rng_ops = {
 
 static int rng_realize(struct vm *vm, const void *cfg, void **ret_state, struct error **errp)
 {
-	struct virtio_pci_config vc = {
+	struct virtio_dev_config vc = {
 		.ops = &rng_ops,
 		.id = "rng0",
 		.features = 0,
@@ -164,7 +164,7 @@ static int rng_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 		return error_set(errp, ENOMEM, "virtio-rng: cannot create its timer");
 	}
 	vc.dev = r;
-	ret = virtio_pci_new(vm, &vc, &r->vp, errp);
+	ret = virtio_dev_new(vm, &vc, &r->vp, errp);
 	if (ret < 0) {
 		event_free(r->timer);
 		free(r);
@@ -179,11 +179,11 @@ static void rng_unrealize(void *state)
 	struct virtio_rng *r = state;
 
 	/* the I/O thread may still be running: stop the timer, then the kicks */
-	virtio_pci_lock(r->vp);
+	virtio_lock(r->vp);
 	r->dying = true;
-	virtio_pci_unlock(r->vp);
+	virtio_unlock(r->vp);
 	event_free(r->timer);
-	virtio_pci_free(r->vp);
+	virtio_dev_free(r->vp);
 	free(r);
 }
 
@@ -191,7 +191,7 @@ static void rng_device_reset(void *state)
 {
 	struct virtio_rng *r = state;
 
-	virtio_pci_reset(r->vp);
+	virtio_dev_reset(r->vp);
 }
 
 static bool rng_wanted(const struct vm_config *cfg, const void *item)

@@ -1,10 +1,11 @@
 /*
- * Modern virtio-pci transport (virtio 1.x §4.1): the capability list, the
+ * Modern virtio-pci transport (virtio 1.x §4.1), implementing
+ * hw/virtio/virtio.h (struct virtio_dev is this file's): the capability list, the
  * common configuration registers and the device status state machine,
  * queue set-up, ISR, notifications (ioeventfd -> I/O thread) and
  * interrupts (MSI-X irqfds, or INTx with the ISR byte).
  *
- * Threads: see virtio-pci.h. Lock order: PCI host lock, then vp->lock,
+ * Threads: see virtio.h. Lock order: PCI host lock, then vp->lock,
  * then the PCI INTx/MSI-X locks.
  */
 #include <errno.h>
@@ -21,47 +22,10 @@
 #include "hw/device.h"
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-pci.h"
-
-/* BAR 0 layout */
-#define VP_COMMON_OFF 0x0000
-#define VP_COMMON_LEN 0x0040
-#define VP_ISR_OFF 0x1000
-#define VP_ISR_LEN 0x0004
-#define VP_DEVICE_OFF 0x2000
-#define VP_DEVICE_LEN 0x1000
-#define VP_NOTIFY_OFF 0x3000
-#define VP_NOTIFY_LEN 0x1000
-#define VP_NOTIFY_MULT 4
-#define VP_BAR0_SIZE 0x4000
-#define VP_MSIX_BAR 1
-
-/* virtio_pci_cap cfg_type */
-#define VIRTIO_PCI_CAP_COMMON_CFG 1
-#define VIRTIO_PCI_CAP_NOTIFY_CFG 2
-#define VIRTIO_PCI_CAP_ISR_CFG 3
-#define VIRTIO_PCI_CAP_DEVICE_CFG 4
-#define VIRTIO_PCI_CAP_PCI_CFG 5
-
-/* common configuration offsets */
-#define CC_DFSELECT 0x00
-#define CC_DF 0x04
-#define CC_GFSELECT 0x08
-#define CC_GF 0x0c
-#define CC_MSIX_CONFIG 0x10
-#define CC_NUM_QUEUES 0x12
-#define CC_STATUS 0x14
-#define CC_CFG_GENERATION 0x15
-#define CC_Q_SELECT 0x16
-#define CC_Q_SIZE 0x18
-#define CC_Q_MSIX 0x1a
-#define CC_Q_ENABLE 0x1c
-#define CC_Q_NOFF 0x1e
-#define CC_Q_DESC 0x20
-#define CC_Q_AVAIL 0x28
-#define CC_Q_USED 0x30
+#include "hw/virtio/virtio.h"
 
 struct vp_queue {
-	struct virtio_pci *vp;
+	struct virtio_dev *vp;
 	unsigned index;
 	struct virtq vq;
 	uint16_t size;
@@ -73,10 +37,10 @@ struct vp_queue {
 	uint64_t ioeventfd_addr;
 };
 
-struct virtio_pci {
+struct virtio_dev {
 	struct pci_device pci;
 	struct vm *vm;
-	struct virtio_pci_config cfg;
+	struct virtio_dev_config cfg;
 	char name[64];
 	pthread_mutex_t lock;
 	uint64_t dev_features, drv_features;
@@ -88,49 +52,49 @@ struct virtio_pci {
 	uint16_t qsel;
 	uint64_t generation;
 	uint8_t pci_cfg_cap; /* offset of the VIRTIO_PCI_CAP_PCI_CFG capability */
-	struct vp_queue q[VIRTIO_PCI_MAX_QUEUES];
+	struct vp_queue q[VIRTIO_MAX_QUEUES];
 };
 
 static struct ratelimit vp_rl = RATELIMIT_INIT(5000000, 10);
 
-void virtio_pci_lock(struct virtio_pci *vp)
+void virtio_lock(struct virtio_dev *vp)
 {
 	pthread_mutex_lock(&vp->lock);
 }
 
-void virtio_pci_unlock(struct virtio_pci *vp)
+void virtio_unlock(struct virtio_dev *vp)
 {
 	pthread_mutex_unlock(&vp->lock);
 }
 
-struct virtq *virtio_pci_queue(struct virtio_pci *vp, unsigned q)
+struct virtq *virtio_queue(struct virtio_dev *vp, unsigned q)
 {
 	return q < vp->cfg.nqueues ? &vp->q[q].vq : NULL;
 }
 
-uint64_t virtio_pci_features(struct virtio_pci *vp)
+uint64_t virtio_features(struct virtio_dev *vp)
 {
 	return vp->drv_features;
 }
 
-bool virtio_pci_driver_ok(struct virtio_pci *vp)
+bool virtio_driver_ok(struct virtio_dev *vp)
 {
 	return (vp->status & VIRTIO_STATUS_DRIVER_OK) && !(vp->status & VIRTIO_STATUS_NEEDS_RESET);
 }
 
-uint64_t virtio_pci_generation(struct virtio_pci *vp)
+uint64_t virtio_generation(struct virtio_dev *vp)
 {
 	return vp->generation;
 }
 
-struct vm *virtio_pci_vm(struct virtio_pci *vp)
+struct vm *virtio_vm(struct virtio_dev *vp)
 {
 	return vp->vm;
 }
 
 /* ---- interrupts ---- */
 
-static void send_irq(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
+static void send_irq(struct virtio_dev *vp, uint16_t vector, uint8_t isr_bit)
 {
 	if (pci_msix_enabled(&vp->pci)) {
 		if (vector != VIRTIO_MSI_NO_VECTOR) {
@@ -142,7 +106,7 @@ static void send_irq(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
 	pci_set_irq(&vp->pci, true);
 }
 
-void virtio_pci_notify(struct virtio_pci *vp, unsigned q)
+void virtio_notify(struct virtio_dev *vp, unsigned q)
 {
 	if (q >= vp->cfg.nqueues || !virtq_should_notify(&vp->q[q].vq)) {
 		return;
@@ -150,7 +114,7 @@ void virtio_pci_notify(struct virtio_pci *vp, unsigned q)
 	send_irq(vp, vp->q[q].msix_vector, 1);
 }
 
-void virtio_pci_config_changed(struct virtio_pci *vp)
+void virtio_config_changed(struct virtio_dev *vp)
 {
 	vp->config_gen++;
 	if (vp->status & VIRTIO_STATUS_DRIVER_OK) {
@@ -158,7 +122,7 @@ void virtio_pci_config_changed(struct virtio_pci *vp)
 	}
 }
 
-void virtio_pci_set_needs_reset(struct virtio_pci *vp, const char *why)
+void virtio_set_needs_reset(struct virtio_dev *vp, const char *why)
 {
 	unsigned i;
 
@@ -172,14 +136,14 @@ void virtio_pci_set_needs_reset(struct virtio_pci *vp, const char *why)
 	}
 	vp->status |= VIRTIO_STATUS_NEEDS_RESET;
 	if (vp->status & VIRTIO_STATUS_DRIVER_OK) {
-		virtio_pci_config_changed(vp);
+		virtio_config_changed(vp);
 	}
 }
 
 /* ---- reset and status ---- */
 
 /* Back to the state after power-on; lock held. */
-static void device_reset(struct virtio_pci *vp)
+static void device_reset(struct virtio_dev *vp)
 {
 	unsigned i;
 
@@ -212,14 +176,14 @@ static void kick(struct vp_queue *q)
 	}
 }
 
-void virtio_pci_kick(struct virtio_pci *vp, unsigned q)
+void virtio_kick(struct virtio_dev *vp, unsigned q)
 {
 	if (q < vp->cfg.nqueues) {
 		kick(&vp->q[q]);
 	}
 }
 
-static void status_write(struct virtio_pci *vp, uint8_t v)
+static void status_write(struct virtio_dev *vp, uint8_t v)
 {
 	uint8_t old = vp->status;
 	unsigned i;
@@ -266,7 +230,7 @@ static void status_write(struct virtio_pci *vp, uint8_t v)
 	}
 }
 
-static void queue_enable(struct virtio_pci *vp, struct vp_queue *q)
+static void queue_enable(struct virtio_dev *vp, struct vp_queue *q)
 {
 	int r;
 
@@ -285,19 +249,19 @@ static void queue_enable(struct virtio_pci *vp, struct vp_queue *q)
 
 		snprintf(why, sizeof(why), "queue %u: %s ring (size %u)", q->index,
 			 r == -EFAULT ? "out-of-RAM" : "invalid", q->size);
-		virtio_pci_set_needs_reset(vp, why);
+		virtio_set_needs_reset(vp, why);
 	}
 }
 
 /* ---- common configuration ---- */
 
-static struct vp_queue *selq(struct virtio_pci *vp)
+static struct vp_queue *selq(struct virtio_dev *vp)
 {
 	return vp->qsel < vp->cfg.nqueues ? &vp->q[vp->qsel] : NULL;
 }
 
 /* The value of the field covering @off, with its start and width. */
-static uint64_t common_field(struct virtio_pci *vp, unsigned off, unsigned *start, unsigned *width)
+static uint64_t common_field(struct virtio_dev *vp, unsigned off, unsigned *start, unsigned *width)
 {
 	struct vp_queue *q = selq(vp);
 	static const struct {
@@ -359,7 +323,7 @@ static uint64_t common_field(struct virtio_pci *vp, unsigned off, unsigned *star
 	return 0;
 }
 
-static uint64_t common_read(struct virtio_pci *vp, unsigned off, unsigned size)
+static uint64_t common_read(struct virtio_dev *vp, unsigned off, unsigned size)
 {
 	uint64_t v = 0;
 	unsigned i, start, width;
@@ -372,7 +336,7 @@ static uint64_t common_read(struct virtio_pci *vp, unsigned off, unsigned size)
 	return v;
 }
 
-static uint16_t valid_vector(struct virtio_pci *vp, uint16_t v)
+static uint16_t valid_vector(struct virtio_dev *vp, uint16_t v)
 {
 	return v < vp->cfg.nqueues + 1 ? v : VIRTIO_MSI_NO_VECTOR;
 }
@@ -388,7 +352,7 @@ static void set_addr_part(uint64_t *field, unsigned part_off, unsigned size, uin
 	}
 }
 
-static void common_write(struct virtio_pci *vp, unsigned off, unsigned size, uint64_t v)
+static void common_write(struct virtio_dev *vp, unsigned off, unsigned size, uint64_t v)
 {
 	struct vp_queue *q = selq(vp);
 	bool q_writable = q && !q->vq.enabled && !(vp->status & VIRTIO_STATUS_DRIVER_OK);
@@ -461,7 +425,7 @@ static void common_write(struct virtio_pci *vp, unsigned off, unsigned size, uin
 
 /* ---- BAR 0 ---- */
 
-static uint64_t bar0_read_locked(struct virtio_pci *vp, uint64_t off, unsigned size)
+static uint64_t bar0_read_locked(struct virtio_dev *vp, uint64_t off, unsigned size)
 {
 	uint8_t buf[8] = {0};
 	uint64_t v = 0;
@@ -493,7 +457,7 @@ static uint64_t bar0_read_locked(struct virtio_pci *vp, uint64_t off, unsigned s
 	return 0;
 }
 
-static void bar0_write_locked(struct virtio_pci *vp, uint64_t off, uint64_t val, unsigned size)
+static void bar0_write_locked(struct virtio_dev *vp, uint64_t off, uint64_t val, unsigned size)
 {
 	if (size > 8) {
 		return;
@@ -518,22 +482,22 @@ static void bar0_write_locked(struct virtio_pci *vp, uint64_t off, uint64_t val,
 
 static uint64_t bar0_read(void *opaque, uint64_t off, unsigned size)
 {
-	struct virtio_pci *vp = opaque;
+	struct virtio_dev *vp = opaque;
 	uint64_t v;
 
-	virtio_pci_lock(vp);
+	virtio_lock(vp);
 	v = bar0_read_locked(vp, off, size);
-	virtio_pci_unlock(vp);
+	virtio_unlock(vp);
 	return v;
 }
 
 static void bar0_write(void *opaque, uint64_t off, uint64_t val, unsigned size)
 {
-	struct virtio_pci *vp = opaque;
+	struct virtio_dev *vp = opaque;
 
-	virtio_pci_lock(vp);
+	virtio_lock(vp);
 	bar0_write_locked(vp, off, val, size);
-	virtio_pci_unlock(vp);
+	virtio_unlock(vp);
 }
 
 static const struct iobus_ops bar0_ops = {
@@ -543,7 +507,7 @@ static const struct iobus_ops bar0_ops = {
 
 /* ---- PCI hooks ---- */
 
-static void ioeventfds_set(struct virtio_pci *vp, bool on, uint64_t bar_addr)
+static void ioeventfds_set(struct virtio_dev *vp, bool on, uint64_t bar_addr)
 {
 	unsigned i;
 
@@ -565,18 +529,18 @@ static void ioeventfds_set(struct virtio_pci *vp, bool on, uint64_t bar_addr)
 
 static void vp_bar_remapped(struct pci_device *dev, unsigned bar, bool mapped, uint64_t addr)
 {
-	struct virtio_pci *vp = container_of(dev, struct virtio_pci, pci);
+	struct virtio_dev *vp = container_of(dev, struct virtio_dev, pci);
 
 	if (bar != 0) {
 		return;
 	}
-	virtio_pci_lock(vp);
+	virtio_lock(vp);
 	ioeventfds_set(vp, mapped, addr);
-	virtio_pci_unlock(vp);
+	virtio_unlock(vp);
 }
 
 /* VIRTIO_PCI_CAP_PCI_CFG: BAR access through the capability's data window. */
-static bool pci_cfg_window(struct virtio_pci *vp, unsigned off, unsigned len, uint32_t *ret_off,
+static bool pci_cfg_window(struct virtio_dev *vp, unsigned off, unsigned len, uint32_t *ret_off,
 			   uint32_t *ret_len)
 {
 	const uint8_t *c = vp->pci.config + vp->pci_cfg_cap;
@@ -598,7 +562,7 @@ static bool pci_cfg_window(struct virtio_pci *vp, unsigned off, unsigned len, ui
 
 static void vp_config_read(struct pci_device *dev, unsigned off, unsigned len, uint32_t *val)
 {
-	struct virtio_pci *vp = container_of(dev, struct virtio_pci, pci);
+	struct virtio_dev *vp = container_of(dev, struct virtio_dev, pci);
 	uint32_t boff, blen;
 
 	if (pci_cfg_window(vp, off, len, &boff, &blen)) {
@@ -608,7 +572,7 @@ static void vp_config_read(struct pci_device *dev, unsigned off, unsigned len, u
 
 static void vp_config_write(struct pci_device *dev, unsigned off, unsigned len, uint32_t val)
 {
-	struct virtio_pci *vp = container_of(dev, struct virtio_pci, pci);
+	struct virtio_dev *vp = container_of(dev, struct virtio_dev, pci);
 	uint32_t boff, blen;
 
 	if (pci_cfg_window(vp, off, len, &boff, &blen)) {
@@ -625,21 +589,21 @@ static const struct pci_device_ops vp_pci_ops = {
 static void kick_ready(evutil_socket_t fd, short what, void *opaque)
 {
 	struct vp_queue *q = opaque;
-	struct virtio_pci *vp = q->vp;
+	struct virtio_dev *vp = q->vp;
 	uint64_t cnt;
 
 	(void)what;
 	if (read(fd, &cnt, sizeof(cnt)) < 0) {
 		return;
 	}
-	virtio_pci_lock(vp);
-	if (virtio_pci_driver_ok(vp) && q->vq.enabled && !q->vq.broken) {
+	virtio_lock(vp);
+	if (virtio_driver_ok(vp) && q->vq.enabled && !q->vq.broken) {
 		vp->cfg.ops->queue_notify(vp->cfg.dev, q->index);
 	}
-	virtio_pci_unlock(vp);
+	virtio_unlock(vp);
 }
 
-static void add_virtio_cap(struct virtio_pci *vp, uint8_t type, uint8_t len, uint32_t off,
+static void add_virtio_cap(struct virtio_dev *vp, uint8_t type, uint8_t len, uint32_t off,
 			   uint32_t length, uint8_t *ret_off)
 {
 	uint8_t c = pci_add_capability(&vp->pci, PCI_CAP_ID_VNDR, len);
@@ -665,10 +629,10 @@ static void add_virtio_cap(struct virtio_pci *vp, uint8_t type, uint8_t len, uin
 	}
 }
 
-int virtio_pci_new(struct vm *vm, const struct virtio_pci_config *cfg, struct virtio_pci **ret,
+int virtio_dev_new(struct vm *vm, const struct virtio_dev_config *cfg, struct virtio_dev **ret,
 		   struct error **errp)
 {
-	struct virtio_pci *vp;
+	struct virtio_dev *vp;
 	struct pci_host *host = pci_host_of(vm);
 	unsigned i;
 	int r;
@@ -676,10 +640,10 @@ int virtio_pci_new(struct vm *vm, const struct virtio_pci_config *cfg, struct vi
 	if (!host) {
 		return error_set(errp, ENODEV, "%s: the VM has no PCI host bridge", cfg->id);
 	}
-	if (cfg->nqueues == 0 || cfg->nqueues >= VIRTIO_PCI_MAX_QUEUES || cfg->queue_max == 0 ||
+	if (cfg->nqueues == 0 || cfg->nqueues >= VIRTIO_MAX_QUEUES || cfg->queue_max == 0 ||
 	    cfg->queue_max > VIRTQ_MAX_SIZE || !IS_POWER_OF_2(cfg->queue_max)) {
 		return error_set(errp, EINVAL, "%s: %u queues of %u entries (limits %u, %u)",
-				 cfg->id, cfg->nqueues, cfg->queue_max, VIRTIO_PCI_MAX_QUEUES - 1,
+				 cfg->id, cfg->nqueues, cfg->queue_max, VIRTIO_MAX_QUEUES - 1,
 				 VIRTQ_MAX_SIZE);
 	}
 	vp = calloc(1, sizeof(*vp));
@@ -693,7 +657,7 @@ int virtio_pci_new(struct vm *vm, const struct virtio_pci_config *cfg, struct vi
 	pthread_mutex_init(&vp->lock, NULL);
 	vp->dev_features = cfg->features | 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_F_EVENT_IDX |
 			   1ull << VIRTIO_F_INDIRECT_DESC;
-	for (i = 0; i < VIRTIO_PCI_MAX_QUEUES; i++) {
+	for (i = 0; i < VIRTIO_MAX_QUEUES; i++) {
 		vp->q[i].kick_fd = -1;
 	}
 	for (i = 0; i < cfg->nqueues; i++) {
@@ -729,9 +693,9 @@ int virtio_pci_new(struct vm *vm, const struct virtio_pci_config *cfg, struct vi
 	if (r < 0) {
 		goto err_free;
 	}
-	virtio_pci_lock(vp);
+	virtio_lock(vp);
 	device_reset(vp);
-	virtio_pci_unlock(vp);
+	virtio_unlock(vp);
 	r = pci_register_device(host, &vp->pci, -1, errp);
 	if (r < 0) {
 		goto err_msix;
@@ -754,7 +718,7 @@ err_free:
 	return r;
 }
 
-void virtio_pci_free(struct virtio_pci *vp)
+void virtio_dev_free(struct virtio_dev *vp)
 {
 	unsigned i;
 
@@ -762,9 +726,9 @@ void virtio_pci_free(struct virtio_pci *vp)
 		return;
 	}
 	pci_unregister_device(&vp->pci);
-	virtio_pci_lock(vp);
+	virtio_lock(vp);
 	ioeventfds_set(vp, false, 0);
-	virtio_pci_unlock(vp);
+	virtio_unlock(vp);
 	for (i = 0; i < vp->cfg.nqueues; i++) {
 		event_free(vp->q[i].kick_ev);
 		close(vp->q[i].kick_fd);
@@ -773,10 +737,10 @@ void virtio_pci_free(struct virtio_pci *vp)
 	free(vp);
 }
 
-void virtio_pci_reset(struct virtio_pci *vp)
+void virtio_dev_reset(struct virtio_dev *vp)
 {
 	pci_device_reset(&vp->pci);
-	virtio_pci_lock(vp);
+	virtio_lock(vp);
 	device_reset(vp);
-	virtio_pci_unlock(vp);
+	virtio_unlock(vp);
 }

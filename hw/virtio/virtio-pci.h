@@ -2,113 +2,49 @@
  * The virtio PCI transport, modern (virtio 1.x §4.1) only: vendor 1AF4,
  * device 1040 + id, capabilities for the common, notify, ISR, device and
  * PCI-config-access windows in BAR 0, MSI-X table and PBA in BAR 1.
- * Device models (blk.c, net.c, rng.c) implement
- * struct virtio_device_ops and never see PCI.
+ * It implements hw/virtio/virtio.h; device models never include this
+ * header (scripts/check-layering.sh enforces it).
  *
  * Notifications: each queue's notify address is an ioeventfd whose eventfd
  * is read on the VM's I/O thread; interrupts leave through MSI-X irqfds (or
  * INTx plus the ISR byte when MSI-X is off).
- *
- * Threads and locking: register accesses arrive on vCPU threads, queue
- * processing and backend completions run on the VM's I/O thread. One
- * mutex per device (virtio_pci_lock) covers the transport state, the
- * queues and the device model's state; the device ops below are called
- * with it held, and a device's own I/O-thread callbacks (completions) take
- * it with virtio_pci_lock()/unlock().
  */
 #pragma once
 
-#include <stdbool.h>
-#include <stdint.h>
+/* BAR 0 layout */
+#define VP_COMMON_OFF 0x0000
+#define VP_COMMON_LEN 0x0040
+#define VP_ISR_OFF 0x1000
+#define VP_ISR_LEN 0x0004
+#define VP_DEVICE_OFF 0x2000
+#define VP_DEVICE_LEN 0x1000
+#define VP_NOTIFY_OFF 0x3000
+#define VP_NOTIFY_LEN 0x1000
+#define VP_NOTIFY_MULT 4
+#define VP_BAR0_SIZE 0x4000
+#define VP_MSIX_BAR 1
 
-#include "common/error.h"
-#include "hw/virtio/virtqueue.h"
+/* virtio_pci_cap cfg_type */
+#define VIRTIO_PCI_CAP_COMMON_CFG 1
+#define VIRTIO_PCI_CAP_NOTIFY_CFG 2
+#define VIRTIO_PCI_CAP_ISR_CFG 3
+#define VIRTIO_PCI_CAP_DEVICE_CFG 4
+#define VIRTIO_PCI_CAP_PCI_CFG 5
 
-struct vm;
-struct virtio_pci;
-
-/* Feature bits (virtio 1.x §6). */
-#define VIRTIO_F_INDIRECT_DESC 28
-#define VIRTIO_F_EVENT_IDX 29
-#define VIRTIO_F_VERSION_1 32
-
-/* Device status bits (§2.1). */
-#define VIRTIO_STATUS_ACKNOWLEDGE 1u
-#define VIRTIO_STATUS_DRIVER 2u
-#define VIRTIO_STATUS_DRIVER_OK 4u
-#define VIRTIO_STATUS_FEATURES_OK 8u
-#define VIRTIO_STATUS_NEEDS_RESET 64u
-#define VIRTIO_STATUS_FAILED 128u
-
-#define VIRTIO_MSI_NO_VECTOR 0xffffu
-#define VIRTIO_PCI_MAX_QUEUES 65
-
-struct virtio_device_ops {
-	const char *name;     /* "virtio-blk" */
-	uint16_t device_id;   /* virtio device id: 1 net... (PCI id = 0x1040 + id) */
-	uint32_t pci_class;   /* class code for the PCI header */
-	unsigned config_size; /* bytes of device-specific config */
-	/* Read/write device config bytes [off, off+len), bounds already checked. */
-	void (*config_read)(void *dev, unsigned off, void *buf, unsigned len);
-	void (*config_write)(void *dev, unsigned off, const void *buf, unsigned len);
-	/*
-	 * The driver set FEATURES_OK with @features (a subset of what was
-	 * offered, VERSION_1 included). Return -EINVAL to refuse them.
-	 */
-	int (*set_features)(void *dev, uint64_t features);
-	/* DRIVER_OK was set: queues are live. May be NULL. */
-	void (*start)(void *dev);
-	/* Queue @q was kicked (I/O thread). */
-	void (*queue_notify)(void *dev, unsigned q);
-	/*
-	 * Device reset (status 0, or system reset): forget every request in
-	 * flight — completions arriving later must not touch the rings.
-	 */
-	void (*reset)(void *dev);
-};
-
-struct virtio_pci_config {
-	const struct virtio_device_ops *ops;
-	void *dev;
-	const char *id;	    /* device id for messages, e.g. "vda" */
-	uint64_t features;  /* device-specific features offered */
-	unsigned nqueues;   /* 1..VIRTIO_PCI_MAX_QUEUES-1 */
-	uint16_t queue_max; /* per-queue maximum size (power of two <= VIRTQ_MAX_SIZE) */
-};
-
-/*
- * Create the PCI function, put it on the VM's PCI host (first free slot),
- * and set up one kick eventfd per queue on the I/O thread. On failure
- * nothing is left registered.
- */
-int virtio_pci_new(struct vm *vm, const struct virtio_pci_config *cfg, struct virtio_pci **ret,
-		   struct error **errp);
-/* Unregister and free; vCPUs stopped, I/O thread not running this device. NULL is fine. */
-void virtio_pci_free(struct virtio_pci *vp);
-/* System reset: as if the driver wrote 0 to device_status, plus PCI reset. */
-void virtio_pci_reset(struct virtio_pci *vp);
-
-void virtio_pci_lock(struct virtio_pci *vp);
-void virtio_pci_unlock(struct virtio_pci *vp);
-
-/* The queues and the negotiated features (lock held). */
-struct virtq *virtio_pci_queue(struct virtio_pci *vp, unsigned q);
-uint64_t virtio_pci_features(struct virtio_pci *vp);
-bool virtio_pci_driver_ok(struct virtio_pci *vp);
-/* A counter that changes on every reset: completions compare it to drop stale work. */
-uint64_t virtio_pci_generation(struct virtio_pci *vp);
-
-/* Send the used-buffer interrupt for queue @q if the driver wants one (lock held). */
-void virtio_pci_notify(struct virtio_pci *vp, unsigned q);
-/* Make the I/O thread process queue @q again soon (budgeted work). Any thread. */
-void virtio_pci_kick(struct virtio_pci *vp, unsigned q);
-/* Device config changed: bump config_generation and interrupt (lock held). */
-void virtio_pci_config_changed(struct virtio_pci *vp);
-/*
- * The device saw something it cannot recover from (a malformed ring): set
- * DEVICE_NEEDS_RESET, stop processing, tell the driver. Logs rate-limited
- * with @why. Lock held.
- */
-void virtio_pci_set_needs_reset(struct virtio_pci *vp, const char *why);
-
-struct vm *virtio_pci_vm(struct virtio_pci *vp);
+/* common configuration offsets */
+#define CC_DFSELECT 0x00
+#define CC_DF 0x04
+#define CC_GFSELECT 0x08
+#define CC_GF 0x0c
+#define CC_MSIX_CONFIG 0x10
+#define CC_NUM_QUEUES 0x12
+#define CC_STATUS 0x14
+#define CC_CFG_GENERATION 0x15
+#define CC_Q_SELECT 0x16
+#define CC_Q_SIZE 0x18
+#define CC_Q_MSIX 0x1a
+#define CC_Q_ENABLE 0x1c
+#define CC_Q_NOFF 0x1e
+#define CC_Q_DESC 0x20
+#define CC_Q_AVAIL 0x28
+#define CC_Q_USED 0x30

@@ -22,7 +22,7 @@
 #include "hw/device.h"
 #include "hw/devices.h"
 #include "hw/pci/pci.h"
-#include "hw/virtio/virtio-pci.h"
+#include "hw/virtio/virtio.h"
 #include "tests/unit/fake-hw.h"
 
 /* ---- the fake VM ---- */
