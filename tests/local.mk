@@ -22,4 +22,9 @@ tests_unit_test_log_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 # Functional tests: scripts run from the source tree against the built
 # binaries; tests/lib holds the shared harness.
 TESTS += tests/functional/test-binaries.sh tests/functional/test-harness.py
+
+# The include rules between layers (scripts/check-layering.sh, also run by
+# .ci/run), and a proof that it fails on each forbidden include.
+TESTS += tests/functional/test-check-layering.sh
+EXTRA_DIST += scripts/check-layering.sh
 EXTRA_DIST += tests/lib/vmmdtest.py tests/lib/harness.sh tests/functional
