@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <ctype.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,12 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "clients/client.h"
+#include "clients/vmctl-import.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/parse.h"
@@ -40,69 +43,134 @@ enum {
 static const char *socket_path;
 static bool json_output;
 
-static void usage(FILE *out)
+struct vmctl_command {
+	const char *name;
+	/* argv[0] is the command name; returns an exit code */
+	int (*fn)(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd);
+	const char *synopsis; /* after "vmctl NAME" */
+	const char *summary;  /* one line for vmctl --help */
+	const char *help;     /* the rest of vmctl NAME --help */
+	const char *qmp;      /* simple commands: the protocol command they send */
+	const char *done;     /* simple commands: what they print on success */
+};
+
+static const char *const exit_class[] = {
+	[EXIT_DAEMON] = "GenericError",	     [EXIT_USAGE] = "UsageError",
+	[EXIT_NOT_FOUND] = "DeviceNotFound", [EXIT_CONNECT] = "ConnectError",
+	[EXIT_TIMEOUT] = "Timeout",
+};
+
+/*
+ * Report an error and return @code: "vmctl: MESSAGE" on stderr, or with
+ * --json {"error": {"class", "desc", "exit-status"}} on stdout, the shape
+ * of a QMP error reply, so a script reads every outcome from stdout.
+ */
+static int fail(int code, const char *cls, const char *fmt, ...) _printf_(3, 4);
+
+static int fail(int code, const char *cls, const char *fmt, ...)
 {
-	fprintf(out,
-		"Usage: vmctl [OPTION]... COMMAND [ARG]...\n"
-		"Control the VMs of a running vmmd.\n"
-		"\n"
-		"Commands:\n"
-		"  list                       list the defined VMs\n"
-		"  create --name NAME [...]   define a VM from flags, or --config FILE.json\n"
-		"  start NAME                 boot a defined VM\n"
-		"  stop NAME [--force] [--timeout S]\n"
-		"                             ACPI power button, wait for the guest to shut down;\n"
-		"                             --force destroys it at once\n"
-		"  pause NAME | resume NAME   stop and continue the vCPUs\n"
-		"  reset NAME                 hard reset\n"
-		"  delete NAME [--force]      remove the definition (--force: even if running)\n"
-		"  status NAME                show one VM\n"
-		"  console NAME               attach to the serial console (detach: Ctrl-])\n"
-		"  events [--vm NAME]         print events as they arrive\n"
-		"  qmp [JSON]                 send one raw JSON command (or stdin), print the "
-		"reply\n"
-		"\n"
-		"Options:\n"
-		"  -s, --socket PATH   vmmd's socket (default: $VMMD_SOCKET, else %s)\n"
-		"  -j, --json          machine-readable JSON output\n"
-		"  -h, --help          show this help and exit\n"
-		"  -V, --version       show the version and exit\n"
-		"\n"
-		"create options: --name NAME --memory SIZE --vcpus N --cpu MODEL --kernel FILE\n"
-		"  --initrd FILE --cmdline TEXT --disk FILE[,format=raw|qcow2][,id=ID][,readonly]\n"
-		"  --nic user|tap:IFNAME[,mac=MAC] --serial-log FILE --autostart --start\n"
-		"  --config FILE.json (the VM definition; flags given as well override it)\n"
-		"\n"
-		"Exit status: 0 ok, 1 vmmd reported an error, 2 usage error, 3 no such VM,\n"
-		"4 cannot connect to vmmd, 5 timed out.\n",
-		DEFAULT_SOCKET);
+	_cleanup_free_ char *msg = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0) {
+		msg = NULL;
+	}
+	va_end(ap);
+	if (json_output) {
+		json_auto_t *e = json_pack("{s:{s:s, s:s, s:i}}", "error", "class",
+					   cls ? cls : exit_class[code], "desc", msg ? msg : "?",
+					   "exit-status", code);
+		char *t = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+		puts(t ? t : "{}");
+		free(t);
+		fflush(stdout);
+	} else {
+		fprintf(stderr, "vmctl: %s\n", msg ? msg : "?");
+		if (code == EXIT_USAGE) {
+			fprintf(stderr, "Try 'vmctl --help'.\n");
+		}
+	}
+	return code;
 }
 
 static int usage_error(const char *fmt, ...) _printf_(1, 2);
 
 static int usage_error(const char *fmt, ...)
 {
+	_cleanup_free_ char *msg = NULL;
 	va_list ap;
 
-	fprintf(stderr, "vmctl: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	if (vasprintf(&msg, fmt, ap) < 0) {
+		msg = NULL;
+	}
 	va_end(ap);
-	fprintf(stderr, "\nTry 'vmctl --help'.\n");
-	return EXIT_USAGE;
+	return fail(EXIT_USAGE, NULL, "%s", msg ? msg : "?");
+}
+
+/*
+ * The daemon's messages name protocol commands ("start it with vm-start");
+ * a vmctl user needs the vmctl command instead.
+ */
+static char *vmctl_words(const char *msg)
+{
+	static const struct {
+		const char *proto, *vmctl;
+	} words[] = {
+		{"vm-start", "'vmctl start'"},	      {"vm-create", "'vmctl create'"},
+		{"vm-delete", "'vmctl delete'"},      {"vm-destroy", "'vmctl stop --force'"},
+		{"system_powerdown", "'vmctl stop'"}, {"system_reset", "'vmctl reset'"},
+		{"query-vms", "'vmctl list'"},
+	};
+	char *out = strdup(msg);
+
+	for (size_t i = 0; out && i < ARRAY_SIZE(words); i++) {
+		char *hit = strstr(out, words[i].proto), *next;
+		size_t plen = strlen(words[i].proto);
+
+		while (hit) {
+			bool word = (hit == out || !(isalnum((unsigned char)hit[-1]) ||
+						     hit[-1] == '-' || hit[-1] == '_')) &&
+				    !(isalnum((unsigned char)hit[plen]) || hit[plen] == '-' ||
+				      hit[plen] == '_');
+
+			if (!word) {
+				hit = strstr(hit + plen, words[i].proto);
+				continue;
+			}
+			if (asprintf(&next, "%.*s%s%s", (int)(hit - out), out, words[i].vmctl,
+				     hit + plen) < 0) {
+				free(out);
+				return NULL;
+			}
+			hit = strstr(next + (hit - out) + strlen(words[i].vmctl), words[i].proto);
+			free(out);
+			out = next;
+		}
+	}
+	return out;
 }
 
 /* Map an error from the library to an exit code, printing it. */
 static int report(struct error *err, int r)
 {
 	int code = EXIT_DAEMON;
+	const char *cls = NULL;
+	char *msg;
 
 	if (r != -EREMOTEIO) {
 		code = EXIT_CONNECT;
 	} else if (err && err->cls == ERROR_CLASS_DEVICE_NOT_FOUND) {
 		code = EXIT_NOT_FOUND;
 	}
-	fprintf(stderr, "vmctl: %s\n", err ? err->msg : strerror(-r));
+	if (r == -EREMOTEIO && err) {
+		cls = error_class_name(err->cls);
+	}
+	msg = vmctl_words(err ? err->msg : strerror(-r));
+	fail(code, cls, "%s", msg ? msg : "?");
+	free(msg);
 	error_free(err);
 	return code;
 }
@@ -113,7 +181,7 @@ static int open_client(struct qmp_client **ret)
 	int r = qmp_client_connect(socket_path, true, ret, &err);
 
 	if (r < 0) {
-		fprintf(stderr, "vmctl: %s\n", err ? err->msg : strerror(-r));
+		fail(EXIT_CONNECT, NULL, "%s", err ? err->msg : strerror(-r));
 		error_free(err);
 		return EXIT_CONNECT;
 	}
@@ -146,7 +214,7 @@ static const char *str(json_t *o, const char *key, const char *def)
 	return s ? s : def;
 }
 
-static int cmd_list(struct qmp_client *c, int argc, char **argv)
+static int cmd_list(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	json_auto_t *vms = NULL;
 	size_t i;
@@ -195,7 +263,7 @@ static int query_one(struct qmp_client *c, const char *name, json_t **ret)
 	return *ret ? EXIT_OK : EXIT_NOT_FOUND;
 }
 
-static int cmd_status(struct qmp_client *c, int argc, char **argv)
+static int cmd_status(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	json_auto_t *vm = NULL;
 	const char *key;
@@ -224,8 +292,9 @@ static int cmd_status(struct qmp_client *c, int argc, char **argv)
 }
 
 /* start, pause, resume, reset, delete and stop --force: one command, one VM. */
-static int simple(struct qmp_client *c, int argc, char **argv, const char *cmd, const char *done)
+static int simple(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *command)
 {
+	const char *cmd = command->qmp, *done = command->done;
 	static const struct option opts[] = {
 		{"force", no_argument, NULL, 'f'},
 		{"json", no_argument, NULL, 'j'},
@@ -267,7 +336,102 @@ static int simple(struct qmp_client *c, int argc, char **argv, const char *cmd, 
 	return rc;
 }
 
-static int cmd_stop(struct qmp_client *c, int argc, char **argv)
+/* The status of VM @name, or NULL. */
+static char *vm_status(struct qmp_client *c, const char *name)
+{
+	json_auto_t *list = NULL;
+	struct error *err = NULL;
+
+	if (qmp_client_execute(c, "query-vms", one_vm_args(name), &list, &err) < 0) {
+		error_free(err);
+		return NULL;
+	}
+	return json_is_string(json_object_get(json_array_get(list, 0), "status"))
+		       ? strdup(str(json_array_get(list, 0), "status", ""))
+		       : NULL;
+}
+
+/*
+ * start NAME [--wait]: with --wait (the vmmd-vm@.service unit) a running VM
+ * is adopted, and vmctl stays until the VM stops: exit 0 after a guest or
+ * user shutdown, 1 when it stops in an error state or the daemon goes away.
+ */
+static int cmd_start(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+{
+	static const struct option opts[] = {
+		{"wait", no_argument, NULL, 'w'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	_cleanup_free_ char *status = NULL;
+	bool wait = false;
+	const char *name;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "wj", opts, NULL)) != -1) {
+		switch (o) {
+		case 'w':
+			wait = true;
+			break;
+		case 'j':
+			json_output = true;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		return usage_error("%s", "start needs exactly one VM name");
+	}
+	name = argv[optind];
+	status = wait ? vm_status(c, name) : NULL;
+	if (!status || (strcmp(status, "running") != 0 && strcmp(status, "paused") != 0)) {
+		rc = run_cmd(c, "vm-start", one_vm_args(name), NULL);
+		if (rc) {
+			return rc;
+		}
+	}
+	if (!wait) {
+		if (json_output) {
+			puts("{}");
+		} else {
+			printf("%s: started\n", name);
+		}
+		return EXIT_OK;
+	}
+	if (!json_output) {
+		printf("%s: running; waiting for it to stop\n", name);
+		fflush(stdout);
+	}
+	for (;;) {
+		json_auto_t *ev = NULL;
+		struct error *err = NULL;
+		const char *evname;
+		int r = qmp_client_next_event(c, -1, &ev, &err);
+
+		if (r < 0) {
+			return report(err, r);
+		}
+		evname = str(ev, "event", "");
+		if (strcmp(str(json_object_get(ev, "data"), "vm", ""), name) != 0) {
+			continue;
+		}
+		if (strcmp(evname, "SHUTDOWN") == 0) {
+			if (!json_output) {
+				printf("%s: shut down\n", name);
+			}
+			return EXIT_OK;
+		}
+		if (strcmp(evname, "STOP") == 0 &&
+		    strcmp(str(json_object_get(ev, "data"), "reason", ""), "internal-error") == 0) {
+			return fail(EXIT_DAEMON, NULL, "%s stopped: KVM could not run the guest",
+				    name);
+		}
+	}
+}
+
+static int cmd_stop(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	static const struct option opts[] = {
 		{"force", no_argument, NULL, 'f'},
@@ -328,14 +492,10 @@ static int cmd_stop(struct qmp_client *c, int argc, char **argv)
 		r = qmp_client_next_event(c, now >= deadline ? 0 : (int)((deadline - now) / 1000),
 					  &ev, &err);
 		if (r == -ETIMEDOUT) {
-			if (json_output) {
-				printf("{\"stopped\": false, \"timeout\": %u}\n", timeout);
-			}
-			fprintf(stderr,
-				"vmctl: %s did not shut down within %u s (the guest may ignore "
-				"the power button); use 'vmctl stop --force %s'\n",
-				name, timeout, name);
-			return EXIT_TIMEOUT;
+			return fail(EXIT_TIMEOUT, NULL,
+				    "%s did not shut down within %u s (the guest may ignore the "
+				    "power button); use 'vmctl stop --force %s'",
+				    name, timeout, name);
 		}
 		if (r < 0) {
 			return report(err, r);
@@ -462,7 +622,64 @@ static json_t *arr(json_t *o, const char *key)
 	return s;
 }
 
-static int cmd_create(struct qmp_client *c, int argc, char **argv)
+/* One file of a definition: it must exist (an NBD URI is not a file). */
+static int check_file(const char *what, const char *path)
+{
+	struct stat st;
+
+	if (!path || strstr(path, "://")) {
+		return EXIT_OK;
+	}
+	if (stat(path, &st) < 0) {
+		return fail(EXIT_USAGE, NULL, "%s '%s': %s", what, path, strerror(errno));
+	}
+	if (S_ISDIR(st.st_mode)) {
+		return fail(EXIT_USAGE, NULL, "%s '%s' is a directory", what, path);
+	}
+	return EXIT_OK;
+}
+
+/*
+ * Before defining: every file the definition reads exists, so a typo is
+ * reported as such, not as a VM that fails to start later. (The console log
+ * and debugcon files are created by vmmd.)
+ */
+static int check_files(json_t *def)
+{
+	json_t *boot = json_object_get(def, "boot"), *d;
+	size_t i;
+	int rc;
+
+	if ((rc = check_file("kernel", json_string_value(json_object_get(boot, "kernel")))) ||
+	    (rc = check_file("initrd", json_string_value(json_object_get(boot, "initrd")))) ||
+	    (rc = check_file("firmware", json_string_value(json_object_get(boot, "firmware"))))) {
+		return rc;
+	}
+	json_array_foreach (json_object_get(def, "disks"), i, d) {
+		char what[96];
+
+		snprintf(what, sizeof(what), "disk %s",
+			 json_string_value(json_object_get(d, "id")) ?: "?");
+		rc = check_file(what, json_string_value(json_object_get(d, "file")));
+		if (rc) {
+			return rc;
+		}
+	}
+	return EXIT_OK;
+}
+
+/* create --print needs no daemon. */
+static bool create_is_offline(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--print") == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static int cmd_create(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	enum {
 		O_NAME = 256,
@@ -477,7 +694,11 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv)
 		O_SERIAL,
 		O_AUTOSTART,
 		O_START,
-		O_CONFIG
+		O_CONFIG,
+		O_FIRMWARE,
+		O_FROM_QEMU,
+		O_FROM_LIBVIRT,
+		O_PRINT,
 	};
 	static const struct option opts[] = {
 		{"name", required_argument, NULL, O_NAME},
@@ -493,10 +714,17 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv)
 		{"autostart", no_argument, NULL, O_AUTOSTART},
 		{"start", no_argument, NULL, O_START},
 		{"config", required_argument, NULL, O_CONFIG},
+		{"firmware", required_argument, NULL, O_FIRMWARE},
+		{"from-qemu", required_argument, NULL, O_FROM_QEMU},
+		{"from-libvirt", required_argument, NULL, O_FROM_LIBVIRT},
+		{"print", no_argument, NULL, O_PRINT},
 		{"json", no_argument, NULL, 'j'},
 		{0},
 	};
 	json_auto_t *def = json_object();
+	json_auto_t *unmapped = NULL;
+	const char *from_qemu = NULL, *from_libvirt = NULL;
+	bool print_only = false;
 	json_auto_t *flags = json_object();
 	json_auto_t *info = NULL;
 	unsigned n_disks = 0, n_nics = 0;
@@ -513,13 +741,22 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv)
 		case O_NAME:
 			json_object_set_new(flags, "name", json_string(optarg));
 			break;
-		case O_MEM:
+		case O_MEM: {
+			char mib[32];
+
 			if (parse_size(optarg, &size) < 0) {
 				return usage_error("--memory '%s' is not a size (e.g. 512M)",
 						   optarg);
 			}
-			json_object_set_new(flags, "memory", json_string(optarg));
+			/* a bare number is MiB, as QEMU's -m 64 */
+			if (strspn(optarg, "0123456789") == strlen(optarg)) {
+				snprintf(mib, sizeof(mib), "%sM", optarg);
+				json_object_set_new(flags, "memory", json_string(mib));
+			} else {
+				json_object_set_new(flags, "memory", json_string(optarg));
+			}
 			break;
+		}
 		case O_VCPUS:
 			if (parse_u32(optarg, &n) < 0) {
 				return usage_error("--vcpus '%s' is not a number", optarg);
@@ -566,6 +803,18 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv)
 		case O_CONFIG:
 			config = optarg;
 			break;
+		case O_FIRMWARE:
+			set_path(sub(flags, "boot"), "firmware", optarg);
+			break;
+		case O_FROM_QEMU:
+			from_qemu = optarg;
+			break;
+		case O_FROM_LIBVIRT:
+			from_libvirt = optarg;
+			break;
+		case O_PRINT:
+			print_only = true;
+			break;
 		case 'j':
 			json_output = true;
 			break;
@@ -576,15 +825,31 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv)
 	if (optind != argc) {
 		return usage_error("create takes options only, got '%s'", argv[optind]);
 	}
+	if (!!config + !!from_qemu + !!from_libvirt > 1) {
+		return usage_error("%s", "give only one of --config, --from-qemu, --from-libvirt");
+	}
+	if (from_qemu || from_libvirt) {
+		struct error *err = NULL;
+		int r;
+
+		json_decref(def);
+		def = NULL;
+		r = from_qemu ? import_qemu(from_qemu, &def, &unmapped, &err)
+			      : import_libvirt(from_libvirt, &def, &unmapped, &err);
+		if (r < 0) {
+			rc = fail(EXIT_USAGE, NULL, "%s", err ? err->msg : strerror(-r));
+			error_free(err);
+			return rc;
+		}
+	}
 	if (config) {
 		json_error_t jerr;
 
 		json_decref(def);
 		def = json_load_file(config, JSON_REJECT_DUPLICATES, &jerr);
 		if (!def || !json_is_object(def)) {
-			fprintf(stderr, "vmctl: %s:%d: %s\n", config, jerr.line,
-				def ? "the VM definition must be a JSON object" : jerr.text);
-			return EXIT_USAGE;
+			return fail(EXIT_USAGE, NULL, "%s:%d: %s", config, jerr.line,
+				    def ? "the VM definition must be a JSON object" : jerr.text);
 		}
 	}
 	/* Flags override the file, one level deep for "boot" and "serial". */
@@ -600,14 +865,43 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv)
 			}
 		}
 	}
-	if (!json_is_string(json_object_get(def, "name"))) {
-		return usage_error("%s", "create needs --name NAME (or a \"name\" in --config)");
+	if (!print_only && !json_is_string(json_object_get(def, "name"))) {
+		return usage_error("%s", "create needs --name NAME (or a \"name\" in --config, "
+					 "-name in --from-qemu, <name> in --from-libvirt)");
+	}
+	if (unmapped && json_array_size(unmapped) > 0 && !json_output) {
+		size_t i;
+		json_t *u;
+
+		fprintf(stderr, "vmctl: not mapped from %s:\n",
+			from_qemu ? "the QEMU command line" : from_libvirt);
+		json_array_foreach (unmapped, i, u) {
+			fprintf(stderr, "  %s\n", json_string_value(u));
+		}
+	}
+	if (print_only) {
+		if (json_output && unmapped) {
+			json_auto_t *both =
+				json_pack("{s:O, s:O}", "definition", def, "unmapped", unmapped);
+
+			print_json(both);
+		} else {
+			print_json(def);
+		}
+		return EXIT_OK;
+	}
+	rc = check_files(def);
+	if (rc) {
+		return rc;
 	}
 	rc = run_cmd(c, "vm-create", json_incref(def), &info);
 	if (rc) {
 		return rc;
 	}
 	if (json_output) {
+		if (unmapped) {
+			json_object_set(info, "unmapped", unmapped);
+		}
 		print_json(info);
 	} else {
 		printf("%s: %s\n", str(info, "name", "?"),
@@ -649,7 +943,7 @@ static void print_event(json_t *ev)
 	fflush(stdout);
 }
 
-static int cmd_events(struct qmp_client *c, int argc, char **argv)
+static int cmd_events(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	static const struct option opts[] = {
 		{"vm", required_argument, NULL, 'v'},
@@ -698,7 +992,7 @@ static int cmd_events(struct qmp_client *c, int argc, char **argv)
 	}
 }
 
-static int cmd_qmp(struct qmp_client *c, int argc, char **argv)
+static int cmd_qmp(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	_cleanup_free_ char *input = NULL;
 	json_auto_t *msg = NULL;
@@ -715,8 +1009,7 @@ static int cmd_qmp(struct qmp_client *c, int argc, char **argv)
 		msg = json_loadf(stdin, 0, &jerr);
 	}
 	if (!msg) {
-		fprintf(stderr, "vmctl: the command is not valid JSON: %s\n", jerr.text);
-		return EXIT_USAGE;
+		return fail(EXIT_USAGE, NULL, "the command is not valid JSON: %s", jerr.text);
 	}
 	input = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
 	if (!input) {
@@ -757,7 +1050,7 @@ static void restore_tty(void)
 	}
 }
 
-static int cmd_console(struct qmp_client *c, int argc, char **argv)
+static int cmd_console(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	json_auto_t *vm = NULL;
@@ -775,20 +1068,17 @@ static int cmd_console(struct qmp_client *c, int argc, char **argv)
 	}
 	path = str(vm, "console-socket", NULL);
 	if (!path) {
-		fprintf(stderr, "vmctl: %s has no live console (state %s); its log is %s\n",
-			argv[1], str(vm, "status", "?"), str(vm, "console-log", "?"));
-		return EXIT_DAEMON;
+		return fail(EXIT_DAEMON, NULL, "%s has no live console (state %s); its log is %s",
+			    argv[1], str(vm, "status", "?"), str(vm, "console-log", "?"));
 	}
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "vmctl: console socket path too long: %s\n", path);
-		return EXIT_DAEMON;
+		return fail(EXIT_DAEMON, NULL, "console socket path too long: %s", path);
 	}
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "vmctl: cannot connect to the console at %s: %s\n", path,
-			strerror(errno));
-		return EXIT_CONNECT;
+		return fail(EXIT_CONNECT, NULL, "cannot connect to the console at %s: %s", path,
+			    strerror(errno));
 	}
 	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_tio) == 0) {
 		struct termios raw = saved_tio;
@@ -848,6 +1138,85 @@ static int cmd_console(struct qmp_client *c, int argc, char **argv)
 	return EXIT_DAEMON;
 }
 
+static const struct vmctl_command commands[] = {
+	{"list", cmd_list, "", "list the defined VMs",
+	 "Prints NAME, STATE, VCPUS, MEMORY and AUTOSTART of every VM (--json: the query-vms\n"
+	 "answer).\n"},
+	{"create", cmd_create, "--name NAME [OPTION]...", "define a VM (and with --start boot it)",
+	 "  --name NAME            the VM's name\n"
+	 "  --memory SIZE          guest RAM; a bare number is MiB as QEMU's -m (64 = 64M)\n"
+	 "  --vcpus N              virtual CPUs\n"
+	 "  --cpu MODEL            host or baseline, with +feature/-feature\n"
+	 "  --kernel FILE          direct boot: a bzImage or ELF kernel\n"
+	 "  --initrd FILE          its initial ramdisk\n"
+	 "  --cmdline TEXT         its command line\n"
+	 "  --firmware FILE        boot a BIOS image (e.g. SeaBIOS) instead of a kernel\n"
+	 "  --disk FILE[,format=raw|qcow2][,id=ID][,readonly][,cache=none]\n"
+	 "  --nic user|tap:IFNAME[,mac=MAC][,id=ID]\n"
+	 "  --serial-log FILE      where the console output goes\n"
+	 "  --autostart            start with the daemon\n"
+	 "  --start                boot it at once\n"
+	 "  --config FILE.json     a vmmd-vm(5) definition; flags given as well override it\n"
+	 "  --from-qemu 'ARGS'     import a QEMU command line (see vmctl(1) for the options)\n"
+	 "  --from-libvirt FILE    import a libvirt domain XML\n"
+	 "  --print                print the definition instead of creating the VM\n"
+	 "Files a definition names must exist (they are checked before the VM is defined);\n"
+	 "an import lists on stderr every option it could not map.\n"},
+	{"start", cmd_start, "NAME [--wait]", "boot a defined VM",
+	 "  --wait    keep running until the VM stops (an already running VM is adopted);\n"
+	 "            exit 0 when it shuts down (for vmmd-vm@.service)\n"},
+	{"stop", cmd_stop, "NAME [--force] [--timeout S]",
+	 "press the ACPI power button and wait for the guest to shut down",
+	 "  --force        destroy the VM at once instead\n"
+	 "  --timeout S    how long to wait for the guest (default 60 s; exit 5 after)\n"},
+	{"pause", simple, "NAME", "stop the vCPUs", "", "stop", "paused"},
+	{"resume", simple, "NAME", "continue the vCPUs", "", "cont", "resumed"},
+	{"reset", simple, "NAME", "reset the VM (as the reset button)", "", "system_reset",
+	 "reset"},
+	{"delete", simple, "NAME [--force]", "remove a VM's definition",
+	 "  --force    even if it is running (it is destroyed first)\n", "vm-delete", "deleted"},
+	{"status", cmd_status, "NAME", "show one VM", ""},
+	{"console", cmd_console, "NAME", "attach to the serial console (detach: Ctrl-])", ""},
+	{"events", cmd_events, "[--vm NAME]", "print events as they arrive",
+	 "  --vm NAME    only this VM's events\n"},
+	{"qmp", cmd_qmp, "[JSON]", "send one raw protocol command (or stdin), print the reply",
+	 "The command is a QMP object such as '{\"execute\": \"query-vms\"}'; see\n"
+	 "vmmd-protocol(7).\n"},
+};
+
+static const size_t n_commands = ARRAY_SIZE(commands);
+
+static void usage(FILE *out)
+{
+	fprintf(out, "Usage: vmctl [OPTION]... COMMAND [ARG]...\n"
+		     "Control the VMs of a running vmmd.\n"
+		     "\n"
+		     "Commands:\n");
+	for (size_t i = 0; i < n_commands; i++) {
+		fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+	}
+	fprintf(out,
+		"\n"
+		"Options:\n"
+		"  -s, --socket PATH   vmmd's socket (default: $VMMD_SOCKET, else %s)\n"
+		"  -j, --json          machine-readable JSON output (errors too)\n"
+		"  -h, --help          show this help and exit\n"
+		"  -V, --version       show the version and exit\n"
+		"\n"
+		"'vmctl COMMAND --help' describes a command.\n"
+		"Exit status: 0 ok, 1 vmmd reported an error, 2 usage error, 3 no such VM,\n"
+		"4 cannot connect to vmmd, 5 timed out.\n",
+		DEFAULT_SOCKET);
+}
+
+static void command_help(const struct vmctl_command *cmd)
+{
+	printf("Usage: vmctl %s %s\n%s.\n", cmd->name, cmd->synopsis, cmd->summary);
+	if (cmd->help && *cmd->help) {
+		printf("\n%s", cmd->help);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -894,56 +1263,30 @@ int main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	signal(SIGPIPE, SIG_IGN);
-	{
-		static const char *const known[] = {
-			"list",	 "create", "start",  "stop",	"pause",  "resume",
-			"reset", "delete", "status", "console", "events", "qmp",
-		};
-		bool ok = false;
-
-		for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
-			ok = ok || strcmp(known[i], cmd) == 0;
+	/* --json after the command applies to every error, even an unknown command */
+	for (int a = 1; a < argc && strcmp(argv[a], "--") != 0; a++) {
+		json_output =
+			json_output || strcmp(argv[a], "--json") == 0 || strcmp(argv[a], "-j") == 0;
+	}
+	for (size_t i = 0; i < n_commands; i++) {
+		if (strcmp(commands[i].name, cmd) != 0) {
+			continue;
 		}
-		if (!ok) {
-			return usage_error("unknown command '%s'", cmd);
+		/* --help anywhere among the command's arguments */
+		for (int a = 1; a < argc && strcmp(argv[a], "--") != 0; a++) {
+			if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
+				command_help(&commands[i]);
+				return EXIT_OK;
+			}
 		}
+		if (commands[i].fn == cmd_create && create_is_offline(argc, argv)) {
+			return commands[i].fn(NULL, argc, argv, &commands[i]);
+		}
+		rc = open_client(&c);
+		if (rc) {
+			return rc;
+		}
+		return commands[i].fn(c, argc, argv, &commands[i]);
 	}
-	rc = open_client(&c);
-	if (rc) {
-		return rc;
-	}
-	if (strcmp(cmd, "list") == 0) {
-		return cmd_list(c, argc, argv);
-	}
-	if (strcmp(cmd, "create") == 0) {
-		return cmd_create(c, argc, argv);
-	}
-	if (strcmp(cmd, "start") == 0) {
-		return simple(c, argc, argv, "vm-start", "started");
-	}
-	if (strcmp(cmd, "stop") == 0) {
-		return cmd_stop(c, argc, argv);
-	}
-	if (strcmp(cmd, "pause") == 0) {
-		return simple(c, argc, argv, "stop", "paused");
-	}
-	if (strcmp(cmd, "resume") == 0) {
-		return simple(c, argc, argv, "cont", "resumed");
-	}
-	if (strcmp(cmd, "reset") == 0) {
-		return simple(c, argc, argv, "system_reset", "reset");
-	}
-	if (strcmp(cmd, "delete") == 0) {
-		return simple(c, argc, argv, "vm-delete", "deleted");
-	}
-	if (strcmp(cmd, "status") == 0) {
-		return cmd_status(c, argc, argv);
-	}
-	if (strcmp(cmd, "console") == 0) {
-		return cmd_console(c, argc, argv);
-	}
-	if (strcmp(cmd, "events") == 0) {
-		return cmd_events(c, argc, argv);
-	}
-	return cmd_qmp(c, argc, argv);
+	return usage_error("unknown command '%s' (see 'vmctl --help')", cmd);
 }

@@ -44,7 +44,7 @@ HELLO="$B/tests/guests/hello.elf"
 ACPI="$B/tests/functional/guest-acpi.elf"
 if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ] || [ ! -f "$HELLO" ] || [ ! -f "$ACPI" ]; then
 	say "no /dev/kvm or no test guests: showing the control plane only"
-	"$VMCTL" create --name demo --memory 32M --vcpus 1 --kernel /nonexistent/vmlinuz
+	"$VMCTL" create --name demo --memory 32M --vcpus 1 --kernel "$0"
 	"$VMCTL" list
 	"$VMCTL" delete demo
 	exit 0

@@ -35,6 +35,7 @@ def test_create_list_status_delete():
     with Vmmd() as d:
         kernel = os.path.join(d.tmp, "kernel.elf")
         open(kernel, "w").close()
+        open(os.path.join(d.tmp, "d.img"), "w").close()
         d.vmctl("create", "--name", "web1", "--memory", "64M", "--vcpus", "2",
                 "--cpu", "host,-cx16,-xsave", "--kernel", kernel, "--cmdline", "console=ttyS0",
                 "--disk", os.path.join(d.tmp, "d.img") + ",format=raw,readonly",
@@ -70,7 +71,7 @@ def test_create_from_config_file():
         cfg = os.path.join(d.tmp, "vm.json")
         with open(cfg, "w") as f:
             json.dump({"name": "fromfile", "vcpus": 1, "memory": "32M",
-                       "cpu": "host,-cx16,-xsave", "boot": {"kernel": "/nonexistent/k"}}, f)
+                       "cpu": "host,-cx16,-xsave", "boot": {"kernel": cfg}}, f)
         info = json.loads(d.vmctl("--json", "create", "--config", cfg, "--memory", "48M").stdout)
         assert info["name"] == "fromfile" and info["memory"] == 48 << 20, info
         with open(cfg, "w") as f:
@@ -98,16 +99,52 @@ def test_qmp_passthrough():
 
 def test_commands_on_a_stopped_vm():
     with Vmmd() as d:
-        d.vmctl("create", "--name", "idle", "--memory", "32M", "--kernel", "/nonexistent/k")
+        d.vmctl("create", "--name", "idle", "--memory", "32M", "--kernel", "/dev/null")
         for cmd in ("pause", "resume", "reset"):
             p = d.vmctl(cmd, "idle", check=False)
             assert p.returncode == 1 and "not running" in p.stderr, (cmd, p)
+            # the daemon's hint names the vmctl command, not the protocol's vm-start
+            assert "'vmctl start'" in p.stderr and "vm-start" not in p.stderr, p
         p = d.vmctl("stop", "idle", check=False)
         assert p.returncode == 1 and "not running" in p.stderr, p
         p = d.vmctl("stop", "--force", "idle", check=False)
         assert p.returncode == 1 and "not running" in p.stderr, p
         p = d.vmctl("console", "idle", check=False)
         assert p.returncode == 1 and "no live console" in p.stderr, p
+
+
+def test_command_help_json_errors_files_memory():
+    # --help for every command, without a daemon
+    out = subprocess.run([VMCTL, "--help"], capture_output=True, text=True).stdout
+    cmds = [ln.split()[0] for ln in out.split("Commands:\n")[1].split("\n\n")[0].splitlines()]
+    assert len(cmds) == 12, cmds
+    env = dict(os.environ, VMMD_SOCKET="/nonexistent/vmmd.sock")
+    for c in cmds:
+        p = subprocess.run([VMCTL, c, "--help"], capture_output=True, text=True, env=env)
+        assert p.returncode == 0 and p.stdout.startswith("Usage: vmctl %s" % c), (c, p)
+    p = subprocess.run([VMCTL, "stop", "x", "-h"], capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and "--force" in p.stdout, p
+    # --json: errors are one JSON object on stdout, with the exit status
+    p = subprocess.run([VMCTL, "--json", "list"], capture_output=True, text=True, env=env)
+    e = json.loads(p.stdout)["error"]
+    assert p.returncode == 4 and e["class"] == "ConnectError" and e["exit-status"] == 4, p
+    p = subprocess.run([VMCTL, "frobnicate", "--json"], capture_output=True, text=True)
+    assert p.returncode == 2 and json.loads(p.stdout)["error"]["class"] == "UsageError", p
+    with Vmmd() as d:
+        p = d.vmctl("--json", "status", "nope", check=False)
+        e = json.loads(p.stdout)["error"]
+        assert p.returncode == 3 and e["class"] == "DeviceNotFound", p
+        # files are checked before the VM is defined
+        p = d.vmctl("create", "--name", "f", "--kernel", "/nonexistent/k", check=False)
+        assert p.returncode == 2 and "kernel '/nonexistent/k'" in p.stderr, p
+        p = d.vmctl("create", "--name", "f", "--kernel", "/dev/null", "--disk",
+                    "/nonexistent/d.img", check=False)
+        assert p.returncode == 2 and "disk vda '/nonexistent/d.img'" in p.stderr, p
+        assert json.loads(d.vmctl("--json", "list").stdout) == []
+        # --memory 64 is 64 MiB, as QEMU's -m 64
+        info = json.loads(d.vmctl("--json", "create", "--name", "m", "--memory", "64",
+                                  "--kernel", "/dev/null").stdout)
+        assert info["memory"] == 64 << 20, info
 
 
 if __name__ == "__main__":
