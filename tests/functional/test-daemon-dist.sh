@@ -15,13 +15,26 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 	vmmd_abs=$(cd "$(dirname "$VMMD")" && pwd)/vmmd
 	sed "s|^ExecStart=.*|ExecStart=$vmmd_abs|" "$D/vmmd.service" >"$TEST_TMP/units/vmmd.service"
 	cp "$D/vmmd.socket" "$TEST_TMP/units/vmmd.socket"
+	vmctl_abs=$(cd "$(dirname "$VMCTL")" && pwd)/vmctl
+	sed "s|/usr/bin/vmctl|$vmctl_abs|" "$D/vmmd-vm@.service" >"$TEST_TMP/units/vmmd-vm@.service"
 	# Only the man: links may be missing (the pages are not installed here).
-	out=$(cd "$TEST_TMP/units" && systemd-analyze verify vmmd.service vmmd.socket 2>&1 |
+	out=$(cd "$TEST_TMP/units" &&
+		systemd-analyze verify vmmd.service vmmd.socket vmmd-vm@web1.service 2>&1 |
 		grep -v "Command 'man " || true)
 	[ -z "$out" ] || fail "systemd-analyze verify: $out"
 fi
 
-bash -n "$D/bash-completion/vmctl" || fail "bash completion does not parse"
+# vmmd-vm@NAME: one VM through the daemon, after it, the network and storage
+U="$D/vmmd-vm@.service"
+grep -qx 'ExecStart=/usr/bin/vmctl start --wait %i' "$U" || fail "vmmd-vm@ ExecStart"
+grep -qx 'ExecStop=/usr/bin/vmctl stop --timeout 60 %i' "$U" || fail "vmmd-vm@ ExecStop"
+grep -qx 'Requires=vmmd.service' "$U" || fail "vmmd-vm@ does not require vmmd"
+grep -q '^After=.*vmmd.service.*network-online.target.*remote-fs.target' "$U" ||
+	fail "vmmd-vm@ is not ordered after vmmd, the network and storage"
+
+for f in vmctl vmm-img vmmd; do
+	bash -n "$D/bash-completion/$f" || fail "bash completion of $f does not parse"
+done
 # The bash-completion package's helpers, or a minimal stand-in for them.
 BC=/usr/share/bash-completion/bash_completion
 if [ ! -f "$BC" ]; then
@@ -35,8 +48,9 @@ _filedir() { COMPREPLY=($(compgen -f -- "$cur")); }
 HELPERS
 fi
 start_vmmd
-"$VMCTL" create --name alpha --memory 32M --kernel /nonexistent/k >/dev/null
-"$VMCTL" create --name beta --memory 32M --kernel /nonexistent/k >/dev/null
+: >"$TEST_TMP/k"
+"$VMCTL" create --name alpha --memory 32M --kernel "$TEST_TMP/k" >/dev/null
+"$VMCTL" create --name beta --memory 32M --kernel "$TEST_TMP/k" >/dev/null
 complete_words() {
 	PATH="$top_builddir:$PATH" bash -c '
 		. '"$BC"'
@@ -51,4 +65,24 @@ got=$(complete_words vmctl start "")
 [ "$got" = "alpha beta" ] || fail "completing VM names: '$got'"
 got=$(complete_words vmctl stop --f)
 [ "$got" = "--force" ] || fail "completing stop options: '$got'"
+complete_cmd() {
+	prog=$1
+	shift
+	bash -c '
+		. '"$BC"'
+		. '"$D"'/bash-completion/'"$prog"'
+		COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+		_'"$(echo "$prog" | tr - _)"' '"$prog"' "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+		echo "${COMPREPLY[*]}"' _ "$@"
+}
+got=$(complete_cmd vmm-img vmm-img me)
+[ "$got" = "measure" ] || fail "completing vmm-img verbs: '$got'"
+got=$(complete_cmd vmm-img vmm-img convert -O "")
+[ "$got" = "raw qcow2" ] || fail "completing vmm-img formats: '$got'"
+got=$(complete_cmd vmm-img vmm-img info --out)
+[ "$got" = "--output" ] || fail "completing vmm-img options: '$got'"
+got=$(complete_cmd vmmd vmmd --log-level n)
+[ "$got" = "notice" ] || fail "completing vmmd --log-level: '$got'"
+got=$(complete_cmd vmmd vmmd --run)
+[ "$got" = "--run-dir --run-vm" ] || fail "completing vmmd options: '$got'"
 echo "PASS"

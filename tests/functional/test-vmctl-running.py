@@ -116,5 +116,28 @@ def test_console():
         d.vmctl("stop", "--force", "tty")
 
 
+def test_start_wait_as_the_service_unit_runs_it():
+    """vmctl start --wait (ExecStart of vmmd-vm@.service): boots, stays while the VM
+    runs, adopts a running VM, exits 0 when it shuts down."""
+    idle = guest("idle")
+    with Vmmd() as d:
+        create(d, "svc", idle)
+        env = dict(d.env, VMMD_SOCKET=d.socket)
+        p = subprocess.Popen([VMCTL, "start", "--wait", "svc"], stdout=subprocess.PIPE,
+                             text=True, env=env)
+        wait_console(d, "svc", "idle: up")
+        time.sleep(0.5)
+        assert p.poll() is None, "start --wait returned while the VM runs"
+        # a second one adopts the running VM instead of failing
+        p2 = subprocess.Popen([VMCTL, "start", "--wait", "svc"], stdout=subprocess.PIPE,
+                              text=True, env=env)
+        time.sleep(1.0)
+        assert p2.poll() is None, "start --wait did not adopt the running VM"
+        d.vmctl("stop", "--force", "svc")
+        assert p.wait(30) == 0 and p2.wait(30) == 0
+        assert "svc: shut down" in p.stdout.read()
+        assert state(d, "svc") == "shutdown"
+
+
 if __name__ == "__main__":
     main(globals())
