@@ -34,6 +34,14 @@ tests_unit_test_boot_SOURCES = tests/unit/test-boot.c tests/unit/check-main.h
 tests_unit_test_boot_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_boot_LDADD = $(HW_LIBS) $(UNIT_LIBS)
 
+# The host-emulator work-arounds over a fake CPU.
+check_PROGRAMS += tests/unit/test-x86-emul
+TESTS += tests/unit/test-x86-emul
+tests_unit_test_x86_emul_SOURCES = tests/unit/test-x86-emul.c tests/unit/check-main.h \
+	hw/core/x86-emul.c hw/core/x86-emul.h
+tests_unit_test_x86_emul_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_x86_emul_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+
 # The Linux guest kit and the boots of a stock Debian kernel.
 TESTS += tests/functional/test-linux-boot.py
 EXTRA_DIST += tests/guests/linux/build-kit.sh tests/guests/linux/init
