@@ -77,7 +77,11 @@ struct device_class {
 	 */
 };
 
-/* ---- Machine services a device may use: the complete list ---- */
+/*
+ * ---- Machine services a device may use: the complete list ----
+ * Besides these, a device may call vm_name() and vm_get_state() of
+ * include/vmmd/vm.h. tests/unit/fake-machine.c implements exactly this list.
+ */
 
 struct iobus *vm_iobus(struct vm *vm);
 struct guest_mem *vm_guest_mem(struct vm *vm);

@@ -9,10 +9,12 @@
 # that knows every device); it builds into libhwcore.a.
 HW_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 
-# Unit tests of device models link the model with a fake machine
-# (tests/unit/fake-hw.c) so they need no KVM.
-FAKE_HW = tests/unit/fake-hw.c tests/unit/fake-hw.h
-FAKE_VM = tests/unit/fake-vm.c tests/unit/fake-vm.h hw/pci/pci.c
+# Unit tests of device models link their group's library with the fake
+# machine (tests/unit/fake-machine.c, exactly hw/device.h) instead of
+# hw/core/, so they need no KVM. libhwcore.a is listed for the real guest
+# memory and I/O bus only (memory.o, iobus.o): the fake defines every vm_*.
+FAKE_MACHINE = tests/unit/fake-machine.c tests/unit/fake-machine.h
+FAKE_MACHINE_LIBS = hw/core/libhwcore.a $(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS)
 
 include hw/core/local.mk
 include hw/platform/local.mk

@@ -112,6 +112,16 @@ void iobus_free(struct iobus *bus)
 	free(bus);
 }
 
+unsigned iobus_count(struct iobus *bus)
+{
+	unsigned n;
+
+	pthread_rwlock_rdlock(&bus->lock);
+	n = (unsigned)(bus->maps[0].n + bus->maps[1].n);
+	pthread_rwlock_unlock(&bus->lock);
+	return n;
+}
+
 /* Index of the first range whose base is > addr. */
 static size_t upper_bound(const struct iobus_map *m, uint64_t addr)
 {

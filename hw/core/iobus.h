@@ -22,6 +22,9 @@ int iobus_read(struct iobus *bus, enum iobus_space space, uint64_t addr, unsigne
 int iobus_write(struct iobus *bus, enum iobus_space space, uint64_t addr, unsigned size,
 		uint64_t value);
 
+/* Ranges registered, both spaces (leak checks in tests). */
+unsigned iobus_count(struct iobus *bus);
+
 /* A bus for the VM named @vm_name (used in log messages; copied). NULL on ENOMEM. */
 struct iobus *iobus_new(const char *vm_name);
 /* All ranges must have been unregistered (leftovers are dropped). NULL is fine. */

@@ -8,24 +8,19 @@ hw_isa_libhwisa_a_CFLAGS = $(HW_CFLAGS)
 
 check_PROGRAMS += tests/unit/test-serial
 TESTS += tests/unit/test-serial
-tests_unit_test_serial_SOURCES = tests/unit/test-serial.c tests/unit/check-main.h \
-	hw/isa/serial.c $(FAKE_HW)
+tests_unit_test_serial_SOURCES = tests/unit/test-serial.c tests/unit/check-main.h $(FAKE_MACHINE)
 tests_unit_test_serial_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
-tests_unit_test_serial_LDADD = $(COMMON_LIBS) $(LIBEVENT_LIBS) $(JANSSON_LIBS) $(UNIT_LIBS)
+tests_unit_test_serial_LDADD = hw/isa/libhwisa.a $(FAKE_MACHINE_LIBS) $(UNIT_LIBS)
 
-PLATFORM_DEV_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
-PLATFORM_DEV_LIBS = $(COMMON_LIBS) $(JANSSON_LIBS) $(UNIT_LIBS)
 check_PROGRAMS += tests/unit/test-rtc tests/unit/test-i8042 tests/unit/test-acpi-pm
 TESTS += tests/unit/test-rtc tests/unit/test-i8042 tests/unit/test-acpi-pm
-tests_unit_test_rtc_SOURCES = tests/unit/test-rtc.c tests/unit/check-main.h hw/isa/rtc.c \
-	$(FAKE_HW)
-tests_unit_test_rtc_CFLAGS = $(PLATFORM_DEV_CFLAGS) $(LIBEVENT_CFLAGS)
-tests_unit_test_rtc_LDADD = $(PLATFORM_DEV_LIBS) $(LIBEVENT_LIBS)
-tests_unit_test_i8042_SOURCES = tests/unit/test-i8042.c tests/unit/check-main.h \
-	hw/isa/i8042.c $(FAKE_HW)
-tests_unit_test_i8042_CFLAGS = $(PLATFORM_DEV_CFLAGS)
-tests_unit_test_i8042_LDADD = $(PLATFORM_DEV_LIBS)
+tests_unit_test_rtc_SOURCES = tests/unit/test-rtc.c tests/unit/check-main.h $(FAKE_MACHINE)
+tests_unit_test_rtc_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_unit_test_rtc_LDADD = hw/isa/libhwisa.a $(FAKE_MACHINE_LIBS) $(UNIT_LIBS)
+tests_unit_test_i8042_SOURCES = tests/unit/test-i8042.c tests/unit/check-main.h $(FAKE_MACHINE)
+tests_unit_test_i8042_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_i8042_LDADD = hw/isa/libhwisa.a $(FAKE_MACHINE_LIBS) $(UNIT_LIBS)
 tests_unit_test_acpi_pm_SOURCES = tests/unit/test-acpi-pm.c tests/unit/check-main.h \
-	hw/isa/acpi-pm.c $(FAKE_HW)
-tests_unit_test_acpi_pm_CFLAGS = $(PLATFORM_DEV_CFLAGS)
-tests_unit_test_acpi_pm_LDADD = $(PLATFORM_DEV_LIBS)
+	$(FAKE_MACHINE)
+tests_unit_test_acpi_pm_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_acpi_pm_LDADD = hw/isa/libhwisa.a $(FAKE_MACHINE_LIBS) $(UNIT_LIBS)

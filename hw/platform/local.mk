@@ -25,24 +25,23 @@ tests_unit_test_mptable_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 check_PROGRAMS += tests/unit/test-acpi-hotplug
 TESTS += tests/unit/test-acpi-hotplug
 tests_unit_test_acpi_hotplug_SOURCES = tests/unit/test-acpi-hotplug.c tests/unit/check-main.h \
-	hw/platform/acpi-hotplug.c hw/isa/acpi-pm.c hw/platform/acpi.c hw/platform/aml.c $(FAKE_HW)
+	$(FAKE_MACHINE)
 tests_unit_test_acpi_hotplug_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
-tests_unit_test_acpi_hotplug_LDADD = $(COMMON_LIBS) $(JANSSON_LIBS) $(UNIT_LIBS)
+tests_unit_test_acpi_hotplug_LDADD = hw/platform/libhwplatform.a hw/isa/libhwisa.a \
+	$(FAKE_MACHINE_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-fwcfg
 TESTS += tests/unit/test-fwcfg
-tests_unit_test_fwcfg_SOURCES = tests/unit/test-fwcfg.c hw/platform/fw-cfg.c \
-	hw/platform/fw-cfg.h $(FAKE_HW)
+tests_unit_test_fwcfg_SOURCES = tests/unit/test-fwcfg.c $(FAKE_MACHINE)
 tests_unit_test_fwcfg_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
-tests_unit_test_fwcfg_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+tests_unit_test_fwcfg_LDADD = hw/platform/libhwplatform.a $(FAKE_MACHINE_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-firmware
 TESTS += tests/unit/test-firmware
-tests_unit_test_firmware_SOURCES = tests/unit/test-firmware.c hw/platform/firmware.c \
-	hw/platform/firmware.h hw/platform/fw-cfg.c hw/platform/acpi.c hw/platform/aml.c hw/platform/pci-acpi.c \
-	hw/pci/ide.c $(FAKE_HW) $(FAKE_VM)
+tests_unit_test_firmware_SOURCES = tests/unit/test-firmware.c $(FAKE_MACHINE)
 tests_unit_test_firmware_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
-tests_unit_test_firmware_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
+tests_unit_test_firmware_LDADD = hw/platform/libhwplatform.a hw/pci/libhwpci.a \
+	$(FAKE_MACHINE_LIBS) $(BLOCK_LIBS) $(UNIT_LIBS)
 
 # Functional tests: SeaBIOS boot paths and iPXE option ROMs under vmmd
 # (skip until vmmd can run a VM in the foreground); the benchmark is run by hand.

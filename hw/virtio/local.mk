@@ -16,13 +16,10 @@ tests_unit_test_virtqueue_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-virtio
 TESTS += tests/unit/test-virtio
-tests_unit_test_virtio_SOURCES = tests/unit/test-virtio.c tests/unit/check-main.h \
-	hw/pci/pci.c hw/virtio/virtqueue.c hw/virtio/virtio-pci.c hw/virtio/virtio-pci.h \
-	hw/virtio/virtio.h \
-	hw/virtio/rng.c hw/virtio/blk.c hw/virtio/net.c $(FAKE_HW)
+tests_unit_test_virtio_SOURCES = tests/unit/test-virtio.c tests/unit/check-main.h $(FAKE_MACHINE)
 tests_unit_test_virtio_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
-tests_unit_test_virtio_LDADD = $(NET_LIBS) $(BLOCK_LIBS) $(LIBEVENT_LIBS) $(JANSSON_LIBS) \
-	$(UNIT_LIBS)
+tests_unit_test_virtio_LDADD = hw/virtio/libhwvirtio.a hw/pci/libhwpci.a $(FAKE_MACHINE_LIBS) \
+	$(NET_LIBS) $(BLOCK_LIBS) $(UNIT_LIBS)
 
 TESTS += tests/functional/test-virtio-rng.py tests/functional/test-virtio-blk.py \
 	tests/functional/test-virtio-net.py tests/functional/test-virtio-robust.py

@@ -17,38 +17,13 @@
 #include "hw/devices.h"
 #include "hw/pci/pci.h"
 #include "hw/platform/acpi-hotplug.h"
-#include "tests/unit/fake-hw.h"
+#include "tests/unit/fake-machine.h"
 
 static struct iobus *bus;
 static void *pm;
 static struct acpi_pcihp *hp;
 static unsigned ejected[64], n_ejected;
-/* Only compared, never dereferenced: the devices pass it back to the stubs below. */
-static struct vm *const the_vm = (struct vm *)&bus;
-
-struct iobus *vm_iobus(struct vm *vm)
-{
-	return bus;
-}
-
-const char *vm_name(struct vm *vm)
-{
-	return "t";
-}
-
-void vm_request(struct vm *vm, enum vm_shutdown_cause cause)
-{
-}
-
-void vm_set_powerdown_handler(struct vm *vm, int (*fn)(void *opaque), void *opaque)
-{
-}
-
-void *vm_device_state(struct vm *vm, const struct device_class *cls)
-{
-	ck_assert_ptr_eq(vm, the_vm);
-	return cls == &acpi_pm_class ? pm : NULL;
-}
+static struct vm *the_vm;
 
 static void on_eject(void *opaque, unsigned slot)
 {
@@ -61,10 +36,12 @@ static void setup(void)
 {
 	void *state;
 
-	bus = fake_iobus_new();
+	the_vm = fake_vm_new(NULL, 0, NULL);
+	bus = vm_iobus(the_vm);
 	fake_irq_clear();
 	n_ejected = 0;
 	ck_assert_int_eq(acpi_pm_class.realize(the_vm, NULL, &pm, NULL), 0);
+	fake_vm_add_device(the_vm, &acpi_pm_class, pm);
 	ck_assert_int_eq(acpi_pcihp_class.realize(the_vm, NULL, &state, NULL), 0);
 	hp = state;
 	acpi_pcihp_set_eject_handler(hp, on_eject, &n_ejected);
@@ -74,8 +51,8 @@ static void teardown(void)
 {
 	acpi_pcihp_class.unrealize(hp);
 	acpi_pm_class.unrealize(pm);
-	ck_assert_uint_eq(fake_iobus_count(bus), 0);
-	fake_iobus_free(bus);
+	ck_assert_uint_eq(fake_vm_ranges(the_vm), 0);
+	fake_vm_free(the_vm);
 }
 
 static uint64_t in(unsigned port, unsigned size)

@@ -10,57 +10,40 @@
 #include <time.h>
 
 #include "hw/platform/acpi.h"
-#include "hw/core/iobus.h"
 #include "hw/device.h"
 #include "hw/devices.h"
-#include "tests/unit/fake-hw.h"
+#include "tests/unit/fake-machine.h"
 
 static struct iobus *bus;
 static void *pm;
-static int shutdowns, other_requests;
-static int (*powerdown_fn)(void *);
-static void *powerdown_opaque;
+static struct vm *vm;
 
-struct iobus *vm_iobus(struct vm *vm)
+/* Requests other than @cause. */
+static unsigned other_requests(enum vm_shutdown_cause cause)
 {
-	return bus;
-}
+	unsigned n = 0;
 
-const char *vm_name(struct vm *vm)
-{
-	return "t";
-}
-
-void vm_request(struct vm *vm, enum vm_shutdown_cause cause)
-{
-	if (cause == VM_CAUSE_GUEST_SHUTDOWN) {
-		shutdowns++;
-	} else {
-		other_requests++;
+	for (unsigned c = 0; c <= VM_CAUSE_IO_ERROR; c++) {
+		n += c == cause ? 0 : fake_vm_requests(vm, (enum vm_shutdown_cause)c);
 	}
-}
-
-void vm_set_powerdown_handler(struct vm *vm, int (*fn)(void *opaque), void *opaque)
-{
-	powerdown_fn = fn;
-	powerdown_opaque = opaque;
+	return n;
 }
 
 static void setup(void)
 {
-	bus = fake_iobus_new();
+	vm = fake_vm_new(NULL, 0, NULL);
+	bus = vm_iobus(vm);
 	fake_irq_clear();
-	shutdowns = other_requests = 0;
-	ck_assert_int_eq(acpi_pm_class.realize(NULL, NULL, &pm, NULL), 0);
-	ck_assert_ptr_nonnull(powerdown_fn);
+	ck_assert_int_eq(acpi_pm_class.realize(vm, NULL, &pm, NULL), 0);
+	ck_assert(fake_vm_has_power_button(vm));
 }
 
 static void teardown(void)
 {
 	acpi_pm_class.unrealize(pm);
-	ck_assert_ptr_null(powerdown_fn);
-	ck_assert_uint_eq(fake_iobus_count(bus), 0);
-	fake_iobus_free(bus);
+	ck_assert(!fake_vm_has_power_button(vm));
+	ck_assert_uint_eq(fake_vm_ranges(vm), 0);
+	fake_vm_free(vm);
 }
 
 static uint64_t in(unsigned port, unsigned size)
@@ -81,23 +64,23 @@ START_TEST(test_s5)
 	ck_assert_uint_eq(in(ACPI_PM1_CNT_BLK, 2) & 1, 1); /* SCI_EN: always ACPI mode */
 	/* ACPICA writes SLP_TYP first, then SLP_TYP | SLP_EN */
 	out(ACPI_PM1_CNT_BLK, 2, 5u << 10);
-	ck_assert_int_eq(shutdowns, 0);
+	ck_assert_int_eq(fake_vm_requests(vm, VM_CAUSE_GUEST_SHUTDOWN), 0);
 	out(ACPI_PM1_CNT_BLK, 2, (5u << 10) | (1u << 13));
-	ck_assert_int_eq(shutdowns, 1);
+	ck_assert_int_eq(fake_vm_requests(vm, VM_CAUSE_GUEST_SHUTDOWN), 1);
 	ck_assert_uint_eq(in(ACPI_PM1_CNT_BLK, 2) & (1u << 13), 0); /* SLP_EN reads 0 */
 	/* byte write of the high half does it too */
 	out(ACPI_PM1_CNT_BLK + 1, 1, (5u << 2) | (1u << 5));
-	ck_assert_int_eq(shutdowns, 2);
+	ck_assert_int_eq(fake_vm_requests(vm, VM_CAUSE_GUEST_SHUTDOWN), 2);
 	/* S3 (not announced) is ignored */
 	out(ACPI_PM1_CNT_BLK, 2, (1u << 10) | (1u << 13));
-	ck_assert_int_eq(shutdowns, 2);
-	ck_assert_int_eq(other_requests, 0);
+	ck_assert_int_eq(fake_vm_requests(vm, VM_CAUSE_GUEST_SHUTDOWN), 2);
+	ck_assert_int_eq(other_requests(VM_CAUSE_GUEST_SHUTDOWN), 0);
 }
 END_TEST
 
 START_TEST(test_power_button)
 {
-	ck_assert_int_eq(powerdown_fn(powerdown_opaque), 0);
+	ck_assert_int_eq(fake_vm_power_button(vm), 0);
 	ck_assert_uint_eq(in(ACPI_PM1_EVT_BLK, 2) & 0x100, 0x100);
 	ck_assert_int_eq(fake_irq_level(9), 0); /* not enabled yet */
 	out(ACPI_PM1_EVT_BLK + 2, 2, 0x100);	/* PWRBTN_EN */

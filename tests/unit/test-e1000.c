@@ -12,10 +12,12 @@
 #include "hw/pci/e1000.h"
 #include "hw/device.h"
 #include "hw/devices.h"
-#include "tests/unit/fake-hw.h"
-#include "tests/unit/fake-vm.h"
+#include "hw/pci/pci.h"
+#include "tests/unit/fake-machine.h"
 
+static struct vm *vm0;
 static struct guest_mem *mem;
+static uint8_t *ram;
 static struct e1000 *e;
 static const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
 static uint8_t sent[8][2048];
@@ -58,7 +60,9 @@ static const struct e1000_host_ops ops = {
 
 static void setup(void)
 {
-	mem = fake_mem_new(1 << 20);
+	vm0 = fake_vm_new(NULL, 1 << 20, NULL);
+	mem = vm_guest_mem(vm0);
+	ram = fake_vm_ram(vm0, 0);
 	n_sent = kicks = resumes = 0;
 	irq = 0;
 	e = e1000_new(mem, mac, &ops, NULL);
@@ -68,7 +72,7 @@ static void setup(void)
 static void teardown(void)
 {
 	e1000_free(e);
-	fake_mem_free(mem);
+	fake_vm_free(vm0);
 }
 
 static uint32_t rd(uint32_t off)
@@ -193,7 +197,7 @@ static void tx_setup(uint32_t ndesc)
 
 static void txd_legacy(unsigned i, uint64_t addr, uint16_t len, uint8_t cmd)
 {
-	uint8_t *d = mem->ram + 0x10000 + 16 * i;
+	uint8_t *d = ram + 0x10000 + 16 * i;
 
 	memset(d, 0, 16);
 	*(uint64_t *)d = htole64(addr);
@@ -204,9 +208,9 @@ static void txd_legacy(unsigned i, uint64_t addr, uint16_t len, uint8_t cmd)
 START_TEST(tx_legacy)
 {
 	tx_setup(8);
-	memset(mem->ram + 0x20000, 0xaa, 100);
-	memset(mem->ram + 0x21000, 0xbb, 50);
-	memset(mem->ram + 0x22000, 0xcc, 60);
+	memset(ram + 0x20000, 0xaa, 100);
+	memset(ram + 0x21000, 0xbb, 50);
+	memset(ram + 0x22000, 0xcc, 60);
 	txd_legacy(0, 0x20000, 100, 0x08);	 /* RS */
 	txd_legacy(1, 0x21000, 50, 0x08 | 0x01); /* RS|EOP */
 	txd_legacy(2, 0x22000, 60, 0x01);	 /* EOP, no RS */
@@ -218,9 +222,9 @@ START_TEST(tx_legacy)
 	ck_assert_uint_eq(sent[0][99], 0xaa);
 	ck_assert_uint_eq(sent[0][100], 0xbb);
 	ck_assert_uint_eq(sent_len[1], 60);
-	ck_assert_uint_eq(mem->ram[0x10000 + 12] & 1, 1);
-	ck_assert_uint_eq(mem->ram[0x10000 + 16 + 12] & 1, 1);
-	ck_assert_uint_eq(mem->ram[0x10000 + 32 + 12] & 1, 0);
+	ck_assert_uint_eq(ram[0x10000 + 12] & 1, 1);
+	ck_assert_uint_eq(ram[0x10000 + 16 + 12] & 1, 1);
+	ck_assert_uint_eq(ram[0x10000 + 32 + 12] & 1, 0);
 	ck_assert_uint_eq(rd(0x3810), 3);
 	ck_assert_int_eq(irq, 1);
 	ck_assert_uint_eq(rd(0xc0) & 0x03, 0x03);
@@ -251,7 +255,7 @@ static uint16_t csum(const uint8_t *p, size_t len, uint32_t sum)
 
 START_TEST(tx_checksum_offload)
 {
-	uint8_t *pkt = mem->ram + 0x20000, *d;
+	uint8_t *pkt = ram + 0x20000, *d;
 	const size_t len = 14 + 20 + 20 + 11;
 	uint32_t pseudo;
 
@@ -274,7 +278,7 @@ START_TEST(tx_checksum_offload)
 
 	tx_setup(8);
 	/* context: IP css 14, cso 24, cse 33; TCP css 34, cso 50, cse 0 */
-	d = mem->ram + 0x10000;
+	d = ram + 0x10000;
 	memset(d, 0, 32);
 	d[0] = 14;
 	d[1] = 24;
@@ -302,7 +306,7 @@ END_TEST
 /* TCP segmentation: 2500 bytes of payload with MSS 1000 become three frames. */
 START_TEST(tx_tso)
 {
-	uint8_t *pkt = mem->ram + 0x20000, *d;
+	uint8_t *pkt = ram + 0x20000, *d;
 	const unsigned hdr = 54, pay = 2500;
 	uint32_t pseudo;
 
@@ -329,7 +333,7 @@ START_TEST(tx_tso)
 	pkt[51] = pseudo & 0xff;
 
 	tx_setup(8);
-	d = mem->ram + 0x10000;
+	d = ram + 0x10000;
 	memset(d, 0, 32);
 	d[0] = 14;
 	d[1] = 24;
@@ -401,7 +405,7 @@ END_TEST
 static void rx_setup(unsigned ndesc, uint32_t rctl)
 {
 	for (unsigned i = 0; i < ndesc; i++) {
-		uint8_t *d = mem->ram + 0x30000 + 16 * i;
+		uint8_t *d = ram + 0x30000 + 16 * i;
 
 		memset(d, 0, 16);
 		*(uint64_t *)d = htole64(0x40000 + 0x1000 * i);
@@ -431,7 +435,7 @@ START_TEST(rx_basic_and_filters)
 	static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 	static const uint8_t other[6] = {0x52, 0x54, 0x00, 0, 0, 1};
 	static const uint8_t mcast[6] = {0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb};
-	uint8_t *d0 = mem->ram + 0x30000;
+	uint8_t *d0 = ram + 0x30000;
 
 	/* disabled receiver drops */
 	ck_assert_int_eq(rx(mac, 100, 1), 0);
@@ -439,7 +443,7 @@ START_TEST(rx_basic_and_filters)
 	ck_assert_int_eq(rx(mac, 100, 0x11), 0);
 	ck_assert_uint_eq(le16toh(*(uint16_t *)(d0 + 8)), 100);
 	ck_assert_uint_eq(d0[12], 0x07); /* DD|EOP|IXSM */
-	ck_assert_uint_eq(mem->ram[0x40000 + 99], 0x11);
+	ck_assert_uint_eq(ram[0x40000 + 99], 0x11);
 	ck_assert_uint_eq(rd(0x2810), 1);
 	ck_assert_int_eq(irq, 1);
 	ck_assert_uint_eq(rd(0xc0) & 0x80, 0x80);
@@ -480,10 +484,10 @@ START_TEST(rx_full_ring_and_split)
 	resumes = 0;
 	ck_assert_int_eq(rx(mac, 600, 0x33), 0); /* 3 descriptors of 256, 256, 88 */
 	ck_assert_uint_eq(rd(0x2810), 3);
-	ck_assert_uint_eq(mem->ram[0x30000 + 12] & 0x02, 0);
-	ck_assert_uint_eq(mem->ram[0x30000 + 32 + 12] & 0x02, 0x02);
-	ck_assert_uint_eq(le16toh(*(uint16_t *)(mem->ram + 0x30000 + 32 + 8)), 88);
-	ck_assert_uint_eq(mem->ram[0x42000 + 87], 0x33);
+	ck_assert_uint_eq(ram[0x30000 + 12] & 0x02, 0);
+	ck_assert_uint_eq(ram[0x30000 + 32 + 12] & 0x02, 0x02);
+	ck_assert_uint_eq(le16toh(*(uint16_t *)(ram + 0x30000 + 32 + 8)), 88);
+	ck_assert_uint_eq(ram[0x42000 + 87], 0x33);
 	/* ring empty: refused, then the guest returns buffers and rx resumes */
 	ck_assert_int_eq(rx(mac, 100, 0), -EAGAIN);
 	ck_assert_uint_eq(resumes, 0);
@@ -520,13 +524,16 @@ START_TEST(device_class_with_slirp)
 	struct vm_nic_config nic = {.id = "net0", .driver = "e1000", .backend = "user"};
 	struct vm_config cfg = {.name = "t", .nics = &nic, .n_nics = 1};
 	struct event_base *base = event_base_new();
-	struct iobus *b = fake_iobus_new();
-	struct vm *vm = fake_vm_new(&cfg, b, mem, base);
-	unsigned slot, base_ranges = fake_iobus_count(b);
-	void *state = NULL;
+	struct vm *vm = fake_vm_new(&cfg, 1 << 20, base);
+	struct iobus *b = vm_iobus(vm);
+	void *pci = NULL, *state = NULL;
+	unsigned slot, base_ranges;
 	uint64_t bar0, v;
 	uint8_t m[6], *f;
 
+	ram = fake_vm_ram(vm, 0); /* this test's guest RAM is the VM's */
+	ck_assert_int_eq(pci_host_class.realize(vm, NULL, &pci, NULL), 0);
+	base_ranges = iobus_count(b);
 	ck_assert_int_eq(e1000_class.realize(vm, &nic, &state, NULL), 0);
 	for (slot = 0; slot < 32; slot++) {
 		if (pci_host_config_read(pci_host_of(vm), 0, slot << 3, 0, 4) == 0x100e8086) {
@@ -544,14 +551,14 @@ START_TEST(device_class_with_slirp)
 
 	/* RX ring: 8 x 2048 at 0x30000, buffers at 0x40000 + 0x1000 * i */
 	for (unsigned i = 0; i < 8; i++) {
-		*(uint64_t *)(mem->ram + 0x30000 + 16 * i) = htole64(0x40000 + 0x1000 * i);
+		*(uint64_t *)(ram + 0x30000 + 16 * i) = htole64(0x40000 + 0x1000 * i);
 	}
 	iobus_write(b, IOBUS_MMIO, bar0 + 0x2800, 4, 0x30000);
 	iobus_write(b, IOBUS_MMIO, bar0 + 0x2808, 4, 128);
 	iobus_write(b, IOBUS_MMIO, bar0 + 0x2818, 4, 7);
 	iobus_write(b, IOBUS_MMIO, bar0 + 0x100, 4, 0x2 | 1u << 15 | 1u << 26);
 	/* TX: one ARP request who-has 10.0.2.2 tell 10.0.2.15 */
-	f = mem->ram + 0x20000;
+	f = ram + 0x20000;
 	memset(f, 0xff, 6);
 	memcpy(f + 6, m, 6);
 	memcpy(f + 12, "\x08\x06\x00\x01\x08\x00\x06\x04\x00\x01", 10);
@@ -560,30 +567,31 @@ START_TEST(device_class_with_slirp)
 	memset(f + 32, 0, 6);
 	memcpy(f + 38, "\x0a\x00\x02\x02", 4);
 	memset(f + 42, 0, 18);
-	memset(mem->ram + 0x10000, 0, 16);
-	*(uint64_t *)(mem->ram + 0x10000) = htole64(0x20000);
-	*(uint16_t *)(mem->ram + 0x10008) = htole16(60);
-	mem->ram[0x1000b] = 0x09;
+	memset(ram + 0x10000, 0, 16);
+	*(uint64_t *)(ram + 0x10000) = htole64(0x20000);
+	*(uint16_t *)(ram + 0x10008) = htole16(60);
+	ram[0x1000b] = 0x09;
 	iobus_write(b, IOBUS_MMIO, bar0 + 0x3800, 4, 0x10000);
 	iobus_write(b, IOBUS_MMIO, bar0 + 0x3808, 4, 128);
 	iobus_write(b, IOBUS_MMIO, bar0 + 0x400, 4, 0x2);
 	iobus_write(b, IOBUS_MMIO, bar0 + 0x3818, 4, 1);
-	for (unsigned i = 0; i < 100 && !(mem->ram[0x30000 + 12] & 1); i++) {
+	for (unsigned i = 0; i < 100 && !(ram[0x30000 + 12] & 1); i++) {
 		event_base_loop(base, EVLOOP_NONBLOCK);
 		usleep(1000);
 	}
-	ck_assert_uint_eq(mem->ram[0x1000c] & 1, 1); /* TX descriptor done */
-	ck_assert_uint_eq(mem->ram[0x30000 + 12] & 3, 3);
-	f = mem->ram + 0x40000;
+	ck_assert_uint_eq(ram[0x1000c] & 1, 1); /* TX descriptor done */
+	ck_assert_uint_eq(ram[0x30000 + 12] & 3, 3);
+	f = ram + 0x40000;
 	ck_assert_int_eq(memcmp(f, m, 6), 0);			    /* to us */
 	ck_assert_uint_eq(f[21], 2);				    /* ARP reply */
 	ck_assert_int_eq(memcmp(f + 28, "\x0a\x00\x02\x02", 4), 0); /* from the gateway */
 
 	e1000_class.reset(state);
 	e1000_class.unrealize(state);
-	ck_assert_uint_eq(fake_iobus_count(b), base_ranges);
+	ck_assert_uint_eq(iobus_count(b), base_ranges);
+	pci_host_class.unrealize(pci);
+	ck_assert_uint_eq(fake_vm_ranges(vm), 0);
 	fake_vm_free(vm);
-	fake_iobus_free(b);
 	event_base_free(base);
 }
 END_TEST

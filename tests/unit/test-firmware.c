@@ -17,8 +17,8 @@
 #include "hw/pci/ide.h"
 #include "hw/device.h"
 #include "hw/devices.h"
-#include "tests/unit/fake-hw.h"
-#include "tests/unit/fake-vm.h"
+#include "hw/pci/pci.h"
+#include "tests/unit/fake-machine.h"
 
 static uint32_t le32(const uint8_t *p)
 {
@@ -371,10 +371,10 @@ START_TEST(device_class)
 				.acpi = true,
 				.disks = disks,
 				.n_disks = 1};
-	struct guest_mem *mem = fake_mem_new(2 << 20);
-	struct iobus *b = fake_iobus_new();
+	struct iobus *b;
 	struct vm *vm;
-	void *ide_state = NULL, *state = NULL;
+	uint8_t *ram;
+	void *pci = NULL, *ide_state = NULL, *state = NULL;
 	unsigned base;
 	int n;
 
@@ -387,13 +387,16 @@ START_TEST(device_class)
 	close(hfd);
 	cfg.boot.firmware = bios;
 	cfg.boot.order = order;
-	vm = fake_vm_new(&cfg, b, mem, NULL);
-	base = fake_iobus_count(b);
+	vm = fake_vm_new(&cfg, 2 << 20, NULL);
+	b = vm_iobus(vm);
+	ram = fake_vm_ram(vm, 0);
+	ck_assert_int_eq(pci_host_class.realize(vm, NULL, &pci, NULL), 0);
+	base = iobus_count(b);
 	ck_assert_int_eq(ide_class.realize(vm, NULL, &ide_state, NULL), 0);
 	ck_assert_int_eq(firmware_class.realize(vm, NULL, &state, NULL), 0);
 	ck_assert_ptr_nonnull(state);
 	/* the whole 128 KiB image is the shadow at 0xE0000 */
-	ck_assert_int_eq(memcmp(mem->ram + 0xe0000, img, sizeof(img)), 0);
+	ck_assert_int_eq(memcmp(ram + 0xe0000, img, sizeof(img)), 0);
 	n = fwcfg_read_file(b, "bootorder", buf, sizeof(buf));
 	ck_assert_int_gt(n, 0);
 	{
@@ -410,12 +413,12 @@ START_TEST(device_class)
 	ck_assert_int_eq(fwcfg_read_file(b, "etc/sercon-port", buf, sizeof(buf)), 2);
 	ck_assert_uint_eq(buf[0] | buf[1] << 8, 0x3f8);
 	/* reset restores a scribbled shadow */
-	memset(mem->ram + 0xf0000, 0, 16);
+	memset(ram + 0xf0000, 0, 16);
 	firmware_class.reset(state);
-	ck_assert_int_eq(memcmp(mem->ram + 0xe0000, img, sizeof(img)), 0);
+	ck_assert_int_eq(memcmp(ram + 0xe0000, img, sizeof(img)), 0);
 	firmware_class.unrealize(state);
 	ide_class.unrealize(ide_state);
-	ck_assert_uint_eq(fake_iobus_count(b), base);
+	ck_assert_uint_eq(iobus_count(b), base);
 
 	/* an unknown boot device and a bad image fail cleanly, naming them */
 	struct error *err = NULL;
@@ -429,14 +432,14 @@ START_TEST(device_class)
 	ck_assert_int_eq(truncate(hd, 1000), 0);
 	ck_assert_int_eq(firmware_class.realize(vm, NULL, &state, &err), -EINVAL);
 	error_free(err);
-	ck_assert_uint_eq(fake_iobus_count(b), base);
+	ck_assert_uint_eq(iobus_count(b), base);
 	/* no firmware: nothing */
 	cfg.boot.firmware = NULL;
 	ck_assert_int_eq(firmware_class.realize(vm, NULL, &state, NULL), 0);
 	ck_assert_ptr_null(state);
+	pci_host_class.unrealize(pci);
+	ck_assert_uint_eq(fake_vm_ranges(vm), 0);
 	fake_vm_free(vm);
-	fake_iobus_free(b);
-	fake_mem_free(mem);
 	unlink(bios);
 	unlink(hd);
 }

@@ -7,16 +7,20 @@
 #include <string.h>
 
 #include "hw/platform/fw-cfg.h"
-#include "tests/unit/fake-hw.h"
+#include "tests/unit/fake-machine.h"
 
+static struct vm *vm;
 static struct guest_mem *mem;
+static uint8_t *ram;
 static struct iobus *bus;
 static struct fw_cfg *fw;
 
 static void setup(void)
 {
-	mem = fake_mem_new(1 << 20);
-	bus = fake_iobus_new();
+	vm = fake_vm_new(NULL, 1 << 20, NULL);
+	mem = vm_guest_mem(vm);
+	ram = fake_vm_ram(vm, 0);
+	bus = vm_iobus(vm);
 	fw = fw_cfg_new(mem);
 	ck_assert_ptr_nonnull(fw);
 	ck_assert_int_eq(fw_cfg_register(fw, bus, NULL), 0);
@@ -26,8 +30,7 @@ static void teardown(void)
 {
 	fw_cfg_unregister(fw, bus);
 	fw_cfg_free(fw);
-	fake_iobus_free(bus);
-	fake_mem_free(mem);
+	fake_vm_free(vm);
 }
 
 static void sel(uint16_t key)
@@ -93,15 +96,15 @@ END_TEST
 
 START_TEST(numbered_items)
 {
-	uint64_t ram;
+	uint64_t ram_size;
 	uint16_t cpus;
 
 	ck_assert_int_eq(fw_cfg_add_i64(fw, FW_CFG_RAM_SIZE, 0x12345678abcdull), 0);
 	ck_assert_int_eq(fw_cfg_add_i16(fw, FW_CFG_NB_CPUS, 4), 0);
 	ck_assert_int_eq(fw_cfg_add_i16(fw, FW_CFG_NB_CPUS, 3), 0); /* replaces */
 	sel(FW_CFG_RAM_SIZE);
-	rdbuf(&ram, 8);
-	ck_assert_uint_eq(le64toh(ram), 0x12345678abcdull);
+	rdbuf(&ram_size, 8);
+	ck_assert_uint_eq(le64toh(ram_size), 0x12345678abcdull);
 	sel(FW_CFG_NB_CPUS);
 	rdbuf(&cpus, 2);
 	ck_assert_uint_eq(le16toh(cpus), 3);
@@ -191,14 +194,14 @@ START_TEST(dma_read_skip_and_zero_fill)
 			      FW_CFG_DMA_SELECT | FW_CFG_DMA_READ | (FW_CFG_FILE_FIRST << 16), 4,
 			      0x2000),
 			  0);
-	ck_assert_int_eq(memcmp(mem->ram + 0x2000, "0123", 4), 0);
+	ck_assert_int_eq(memcmp(ram + 0x2000, "0123", 4), 0);
 	/* skip 2, then read past the end: 4 data bytes and zero fill */
 	ck_assert_uint_eq(dma(0x1000, FW_CFG_DMA_SKIP, 2, 0), 0);
-	memset(mem->ram + 0x3000, 0xff, 16);
+	memset(ram + 0x3000, 0xff, 16);
 	ck_assert_uint_eq(dma(0x1000, FW_CFG_DMA_READ, 8, 0x3000), 0);
-	memcpy(out, mem->ram + 0x3000, 8);
+	memcpy(out, ram + 0x3000, 8);
 	ck_assert_int_eq(memcmp(out, "6789\0\0\0\0", 8), 0);
-	ck_assert_uint_eq(mem->ram[0x3008], 0xff);
+	ck_assert_uint_eq(ram[0x3008], 0xff);
 	/* data port continues at the DMA's offset (past the end -> 0) */
 	ck_assert_uint_eq(rd8(), 0);
 }
@@ -225,8 +228,8 @@ START_TEST(dma_bad_addresses)
 			 htobe32(4), 0, htobe32(0x5000)};
 	guest_mem_write(mem, 0x4000, d, sizeof(d));
 	ck_assert_int_eq(iobus_write(bus, IOBUS_PIO, 0x514, 8, htobe64(0x4000)), 0);
-	ck_assert_int_eq(memcmp(mem->ram + 0x5000, "QEMU", 4), 0);
-	ck_assert_uint_eq(mem->ram[0x4000], 0);
+	ck_assert_int_eq(memcmp(ram + 0x5000, "QEMU", 4), 0);
+	ck_assert_uint_eq(ram[0x4000], 0);
 }
 END_TEST
 
@@ -237,7 +240,7 @@ START_TEST(dma_write)
 
 	ck_assert_int_eq(fw_cfg_add_file(fw, "etc/ro", "aaaa", 4, false, NULL), 0);
 	ck_assert_int_eq(fw_cfg_add_file(fw, "etc/rw", "bbbb", 4, true, NULL), 0);
-	memcpy(mem->ram + 0x2000, "XYZW", 4);
+	memcpy(ram + 0x2000, "XYZW", 4);
 	ck_assert_uint_eq(dma(0x1000,
 			      FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE | (FW_CFG_FILE_FIRST << 16), 4,
 			      0x2000),

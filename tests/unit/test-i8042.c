@@ -7,43 +7,39 @@
 
 #include <check.h>
 
-#include "hw/core/iobus.h"
 #include "hw/device.h"
 #include "hw/devices.h"
 #include "hw/platform/platform.h"
-#include "tests/unit/fake-hw.h"
+#include "tests/unit/fake-machine.h"
 
 static struct iobus *bus;
 static void *kbd;
-static int resets, other_requests;
+static struct vm *vm;
 
-struct iobus *vm_iobus(struct vm *vm)
+/* Requests other than @cause. */
+static unsigned other_requests(enum vm_shutdown_cause cause)
 {
-	return bus;
-}
+	unsigned n = 0;
 
-void vm_request(struct vm *vm, enum vm_shutdown_cause cause)
-{
-	if (cause == VM_CAUSE_GUEST_RESET) {
-		resets++;
-	} else {
-		other_requests++;
+	for (unsigned c = 0; c <= VM_CAUSE_IO_ERROR; c++) {
+		n += c == cause ? 0 : fake_vm_requests(vm, (enum vm_shutdown_cause)c);
 	}
+	return n;
 }
 
 static void setup(void)
 {
-	bus = fake_iobus_new();
+	vm = fake_vm_new(NULL, 0, NULL);
+	bus = vm_iobus(vm);
 	fake_irq_clear();
-	resets = other_requests = 0;
-	ck_assert_int_eq(i8042_class.realize(NULL, NULL, &kbd, NULL), 0);
+	ck_assert_int_eq(i8042_class.realize(vm, NULL, &kbd, NULL), 0);
 }
 
 static void teardown(void)
 {
 	i8042_class.unrealize(kbd);
-	ck_assert_uint_eq(fake_iobus_count(bus), 0);
-	fake_iobus_free(bus);
+	ck_assert_uint_eq(fake_vm_ranges(vm), 0);
+	fake_vm_free(vm);
 }
 
 static uint8_t in(unsigned port)
@@ -63,16 +59,16 @@ START_TEST(test_reset_pulse)
 {
 	ck_assert_uint_eq(in(0x64) & 0x02, 0); /* input buffer never full */
 	out(0x64, 0xFE);
-	ck_assert_int_eq(resets, 1);
+	ck_assert_int_eq(fake_vm_requests(vm, VM_CAUSE_GUEST_RESET), 1);
 	out(0x64, 0xFF); /* pulse nothing */
-	ck_assert_int_eq(resets, 1);
+	ck_assert_int_eq(fake_vm_requests(vm, VM_CAUSE_GUEST_RESET), 1);
 	out(0x64, 0xD1); /* output port with the reset line low */
 	out(0x60, 0x02);
-	ck_assert_int_eq(resets, 2);
+	ck_assert_int_eq(fake_vm_requests(vm, VM_CAUSE_GUEST_RESET), 2);
 	out(0x64, 0xD1);
 	out(0x60, 0x03);
-	ck_assert_int_eq(resets, 2);
-	ck_assert_int_eq(other_requests, 0);
+	ck_assert_int_eq(fake_vm_requests(vm, VM_CAUSE_GUEST_RESET), 2);
+	ck_assert_int_eq(other_requests(VM_CAUSE_GUEST_RESET), 0);
 }
 END_TEST
 

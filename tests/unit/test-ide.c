@@ -11,14 +11,16 @@
 #include "hw/pci/ide.h"
 #include "hw/device.h"
 #include "hw/devices.h"
-#include "tests/unit/fake-hw.h"
-#include "tests/unit/fake-vm.h"
+#include "hw/pci/pci.h"
+#include "tests/unit/fake-machine.h"
 #include "vmmd/block.h"
 
 #define P 0x1f0
 #define CTL 0x3f6
 
+static struct vm *vm0;
 static struct guest_mem *mem;
+static uint8_t *ram;
 static struct iobus *bus;
 static struct ide *ide;
 static char path_hd[64], path_cd[64], path_cd2[64];
@@ -52,8 +54,10 @@ static struct block_node *open_img(const char *path, bool rw)
 
 static void setup(void)
 {
-	mem = fake_mem_new(1 << 20);
-	bus = fake_iobus_new();
+	vm0 = fake_vm_new(NULL, 1 << 20, NULL);
+	mem = vm_guest_mem(vm0);
+	ram = fake_vm_ram(vm0, 0);
+	bus = vm_iobus(vm0);
 	fake_irq_clear();
 	make_image(path_hd, 1 << 20, 512, 64);
 	make_image(path_cd, 100 * 2048, 2048, 100);
@@ -68,10 +72,9 @@ static void setup(void)
 static void teardown(void)
 {
 	ide_unregister(ide);
-	ck_assert_uint_eq(fake_iobus_count(bus), 0);
+	ck_assert_uint_eq(iobus_count(bus), 0);
 	ide_free(ide);
-	fake_iobus_free(bus);
-	fake_mem_free(mem);
+	fake_vm_free(vm0);
 	unlink(path_hd);
 	unlink(path_cd);
 	unlink(path_cd2);
@@ -336,20 +339,20 @@ START_TEST(dma_read_write)
 	ide_bm_write(ide, 0, 0x09, 1);		  /* start, to memory */
 	ck_assert_uint_eq(ide_bm_read(ide, 2, 1) & 0x07, 0x04);
 	ck_assert_uint_eq(inb(P + 7) & 0x89, 0);
-	memcpy(&n, mem->ram + 0x10000, 4);
+	memcpy(&n, ram + 0x10000, 4);
 	ck_assert_uint_eq(n, 20);
-	memcpy(&n, mem->ram + 0x10000 + 512, 4);
+	memcpy(&n, ram + 0x10000 + 512, 4);
 	ck_assert_uint_eq(n, 21);
-	ck_assert_uint_eq(mem->ram[0x10000 + 999], 21 ^ 0x5a);
-	ck_assert_uint_eq(mem->ram[0x20000], 21 ^ 0x5a);
-	memcpy(&n, mem->ram + 0x20000 + 24, 4);
+	ck_assert_uint_eq(ram[0x10000 + 999], 21 ^ 0x5a);
+	ck_assert_uint_eq(ram[0x20000], 21 ^ 0x5a);
+	memcpy(&n, ram + 0x20000 + 24, 4);
 	ck_assert_uint_eq(n, 22);
 	ide_bm_write(ide, 2, 0x04, 1); /* W1C interrupt */
 	ck_assert_uint_eq(ide_bm_read(ide, 2, 1) & 0x04, 0);
 	ide_bm_write(ide, 0, 0x00, 1);
 
 	/* DMA write of one sector, bus master started first */
-	memset(mem->ram + 0x30000, 0x77, 512);
+	memset(ram + 0x30000, 0x77, 512);
 	prd(0x1000, 0, 0x30000, 512, true);
 	ide_bm_write(ide, 0, 0x01, 1);
 	lba28(P, 0, 30, 1);
@@ -523,7 +526,7 @@ START_TEST(atapi_read)
 	ide_bm_write(ide, 8, 0x09, 1);
 	ck_assert_uint_eq(inb(S + 7) & 0x89, 0);
 	ck_assert_uint_eq(ide_bm_read(ide, 8 + 2, 1) & 0x07, 0x04);
-	memcpy(&n, mem->ram + 0x10000 + 2048, 4);
+	memcpy(&n, ram + 0x10000 + 2048, 4);
 	ck_assert_uint_eq(n, 8);
 }
 END_TEST
@@ -620,10 +623,12 @@ START_TEST(device_class)
 
 	make_image(hd, 1 << 20, 512, 1);
 	make_image(cd, 2048 * 4, 2048, 1);
-	b = fake_iobus_new();
-	struct vm *vm = fake_vm_new(&cfg, b, mem, NULL);
-	unsigned base = fake_iobus_count(b), found = 0;
-	void *state = NULL;
+	struct vm *vm = fake_vm_new(&cfg, 1 << 20, NULL);
+	void *pci = NULL, *state = NULL;
+
+	ck_assert_int_eq(pci_host_class.realize(vm, NULL, &pci, NULL), 0);
+	b = vm_iobus(vm);
+	unsigned base = iobus_count(b), found = 0;
 	uint64_t v;
 
 	ck_assert_ptr_nonnull(vm);
@@ -648,7 +653,7 @@ START_TEST(device_class)
 	ck_assert_uint_eq(v & 0x08, 0x08);
 	ide_class.reset(state);
 	ide_class.unrealize(state);
-	ck_assert_uint_eq(fake_iobus_count(b), base);
+	ck_assert_uint_eq(iobus_count(b), base);
 
 	/* a missing image fails cleanly, naming the disk */
 	struct error *err = NULL;
@@ -657,15 +662,16 @@ START_TEST(device_class)
 	ck_assert_int_lt(ide_class.realize(vm, NULL, &state, &err), 0);
 	ck_assert_ptr_nonnull(strstr(err->msg, "cd0"));
 	error_free(err);
-	ck_assert_uint_eq(fake_iobus_count(b), base);
+	ck_assert_uint_eq(iobus_count(b), base);
 	/* no IDE disk: no controller */
 	disks[0].driver = "virtio-blk";
 	disks[2].driver = "virtio-blk";
 	ck_assert_int_eq(ide_class.realize(vm, NULL, &state, NULL), 0);
 	ck_assert_ptr_null(state);
-	ck_assert_uint_eq(fake_iobus_count(b), base);
+	ck_assert_uint_eq(iobus_count(b), base);
+	pci_host_class.unrealize(pci);
+	ck_assert_uint_eq(fake_vm_ranges(vm), 0);
 	fake_vm_free(vm);
-	fake_iobus_free(b);
 	unlink(hd);
 	unlink(cd);
 }

@@ -1,5 +1,5 @@
 /*
- * hw/pci/pci.c over a fake I/O bus and a fake VM: the 440FX identity through
+ * hw/pci/pci.c over the fake machine (tests/unit/fake-machine.c): the 440FX identity through
  * 0xCF8/0xCFC and ECAM, absent functions, BAR sizing and (re)mapping
  * following the BAR registers and the command bits, the slot allocator,
  * INTx sharing, MSI-X masking with pending bits, 0xCF9 reset, and the ACPI
@@ -16,141 +16,31 @@
 #include "hw/device.h"
 #include "hw/pci/pci.h"
 #include "hw/platform/platform.h"
+#include "tests/unit/fake-machine.h"
 
-/* ---- fake I/O bus ---- */
+/* ---- the fake VM (tests/unit/fake-machine.c) ---- */
 
-struct range {
-	bool used;
-	enum iobus_space space;
-	uint64_t base, len;
-	const struct iobus_ops *ops;
-	void *opaque;
-};
-
-static struct range ranges[64];
-
-int iobus_register(struct iobus *bus, enum iobus_space space, uint64_t base, uint64_t len,
-		   const struct iobus_ops *ops, void *opaque, const char *name, struct error **errp)
-{
-	unsigned i;
-
-	(void)bus;
-	for (i = 0; i < 64; i++) {
-		struct range *r = &ranges[i];
-
-		if (r->used && r->space == space && base < r->base + r->len &&
-		    r->base < base + len) {
-			return error_set(errp, EEXIST, "%s overlaps", name);
-		}
-	}
-	for (i = 0; i < 64; i++) {
-		if (!ranges[i].used) {
-			ranges[i] = (struct range){true, space, base, len, ops, opaque};
-			return 0;
-		}
-	}
-	return -ENOSPC;
-}
-
-void iobus_unregister(struct iobus *bus, enum iobus_space space, uint64_t base)
-{
-	unsigned i;
-
-	(void)bus;
-	for (i = 0; i < 64; i++) {
-		if (ranges[i].used && ranges[i].space == space && ranges[i].base == base) {
-			ranges[i].used = false;
-		}
-	}
-}
-
-static struct range *lookup(enum iobus_space space, uint64_t addr)
-{
-	unsigned i;
-
-	for (i = 0; i < 64; i++) {
-		struct range *r = &ranges[i];
-
-		if (r->used && r->space == space && addr >= r->base && addr < r->base + r->len) {
-			return r;
-		}
-	}
-	return NULL;
-}
+static struct vm *vm;
 
 static uint64_t rd(enum iobus_space space, uint64_t addr, unsigned size)
 {
-	struct range *r = lookup(space, addr);
+	uint64_t v = 0;
 
-	return r ? r->ops->read(r->opaque, addr - r->base, size) : (1ull << (8 * size)) - 1;
+	iobus_read(vm_iobus(vm), space, addr, size, &v);
+	return v;
+}
+
+/* Whether @addr is decoded by some range (a read reaches a handler). */
+static bool decoded(enum iobus_space space, uint64_t addr)
+{
+	uint64_t v;
+
+	return iobus_read(vm_iobus(vm), space, addr, 1, &v) == 0;
 }
 
 static void wr(enum iobus_space space, uint64_t addr, uint64_t val, unsigned size)
 {
-	struct range *r = lookup(space, addr);
-
-	if (r) {
-		r->ops->write(r->opaque, addr - r->base, val, size);
-	}
-}
-
-/* ---- fake VM ---- */
-
-static char fake_vm_storage;
-#define FAKE_VM ((struct vm *)&fake_vm_storage)
-static int gsi_level[24];
-static int resets;
-static int routes_added, routes_released, msi_signals;
-
-int vm_irq_set_level(struct vm *vm, unsigned gsi, int level)
-{
-	(void)vm;
-	ck_assert_uint_lt(gsi, 24);
-	gsi_level[gsi] = level;
-	return 0;
-}
-
-int vm_msi_signal(struct vm *vm, uint64_t addr, uint32_t data)
-{
-	(void)vm;
-	(void)addr;
-	(void)data;
-	msi_signals++;
-	return 0;
-}
-
-int vm_msi_route_add(struct vm *vm, int fd, uint64_t addr, uint32_t data)
-{
-	(void)vm;
-	(void)fd;
-	(void)addr;
-	(void)data;
-	return 100 + routes_added++;
-}
-
-int vm_msi_route_update(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
-{
-	(void)vm;
-	(void)gsi;
-	(void)addr;
-	(void)data;
-	return 0;
-}
-
-void vm_msi_route_release(struct vm *vm, int gsi, int fd)
-{
-	(void)vm;
-	(void)gsi;
-	(void)fd;
-	routes_released++;
-}
-
-void vm_request(struct vm *vm, enum vm_shutdown_cause cause)
-{
-	(void)vm;
-	if (cause == VM_CAUSE_GUEST_RESET) {
-		resets++;
-	}
+	iobus_write(vm_iobus(vm), space, addr, size, val);
 }
 
 /* ---- helpers ---- */
@@ -159,15 +49,17 @@ static struct pci_host *host;
 
 static void setup(void)
 {
-	memset(ranges, 0, sizeof(ranges));
-	memset(gsi_level, 0, sizeof(gsi_level));
-	resets = routes_added = routes_released = msi_signals = 0;
-	ck_assert_int_eq(pci_host_new(FAKE_VM, NULL, &host, NULL), 0);
+	vm = fake_vm_new(NULL, 0, NULL);
+	fake_vm_set_msi_routes(vm, true);
+	fake_irq_clear();
+	ck_assert_int_eq(pci_host_new(vm, vm_iobus(vm), &host, NULL), 0);
 }
 
 static void teardown(void)
 {
 	pci_host_free(host);
+	ck_assert_uint_eq(fake_vm_ranges(vm), 0);
+	fake_vm_free(vm);
 }
 
 static uint32_t cfg_read_cf8(unsigned bus, unsigned dev, unsigned fn, unsigned reg, unsigned size)
@@ -270,7 +162,7 @@ START_TEST(test_bar_sizing_and_mapping)
 	ck_assert_uint_ge(bar0, PCI_MMIO32_BASE);
 	ck_assert_uint_eq(bar0 % 0x4000, 0);
 	/* pre-assigned but not decoded until the command register says so */
-	ck_assert_ptr_null(lookup(IOBUS_MMIO, bar0));
+	ck_assert(!decoded(IOBUS_MMIO, bar0));
 	/* sizing */
 	cfg_write_cf8(1, 0x10, 0xffffffff, 4);
 	ck_assert_uint_eq(cfg_read_cf8(0, 1, 0, 0x10, 4), 0xffffc000);
@@ -282,25 +174,25 @@ START_TEST(test_bar_sizing_and_mapping)
 	/* program and enable */
 	cfg_write_cf8(1, 0x10, 0xE0000000, 4);
 	cfg_write_cf8(1, 0x18, 0xD000, 4);
-	ck_assert_ptr_null(lookup(IOBUS_MMIO, 0xE0000000));
+	ck_assert(!decoded(IOBUS_MMIO, 0xE0000000));
 	cfg_write_cf8(1, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_IO, 2);
-	ck_assert_ptr_nonnull(lookup(IOBUS_MMIO, 0xE0000000));
+	ck_assert(decoded(IOBUS_MMIO, 0xE0000000));
 	ck_assert_uint_eq(rd(IOBUS_MMIO, 0xE0000010, 4), 0xab10);
-	ck_assert_uint_eq(rd(IOBUS_PIO, 0xD004, 1), 0xab04);
+	ck_assert_uint_eq(rd(IOBUS_PIO, 0xD004, 2), 0xab04); /* the bus masks to the access size */
 	/* move it: the old address stops decoding (ECAM writes work too) */
 	ecam_write(1, 0x10, 0xE0100000, 4);
-	ck_assert_ptr_null(lookup(IOBUS_MMIO, 0xE0000000));
+	ck_assert(!decoded(IOBUS_MMIO, 0xE0000000));
 	ck_assert_uint_eq(rd(IOBUS_MMIO, 0xE0100000, 4), 0xab00);
 	/* a BAR pointed at RAM is not decoded */
 	cfg_write_cf8(1, 0x10, 0x00100000, 4);
-	ck_assert_ptr_null(lookup(IOBUS_MMIO, 0x00100000));
+	ck_assert(!decoded(IOBUS_MMIO, 0x00100000));
 	cfg_write_cf8(1, 0x10, 0xE0000000, 4);
 	/* memory decoding off */
 	cfg_write_cf8(1, PCI_COMMAND, PCI_COMMAND_IO, 2);
-	ck_assert_ptr_null(lookup(IOBUS_MMIO, 0xE0000000));
-	ck_assert_ptr_nonnull(lookup(IOBUS_PIO, 0xD000));
+	ck_assert(!decoded(IOBUS_MMIO, 0xE0000000));
+	ck_assert(decoded(IOBUS_PIO, 0xD000));
 	pci_unregister_device(&d);
-	ck_assert_ptr_null(lookup(IOBUS_PIO, 0xD000));
+	ck_assert(!decoded(IOBUS_PIO, 0xD000));
 	ck_assert_uint_eq(cfg_read_cf8(0, 1, 0, 0, 4), 0xffffffff);
 }
 END_TEST
@@ -348,22 +240,22 @@ START_TEST(test_intx_sharing)
 	ck_assert_uint_eq(cfg_read_cf8(0, 1, 0, PCI_INTERRUPT_LINE, 1), gsi);
 	ck_assert_uint_eq(cfg_read_cf8(0, 1, 0, PCI_INTERRUPT_PIN, 1), 1);
 	pci_set_irq(&a, true);
-	ck_assert_int_eq(gsi_level[gsi], 1);
+	ck_assert_int_eq(fake_irq_level(gsi), 1);
 	ck_assert(cfg_read_cf8(0, 1, 0, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
 	pci_set_irq(&b, true);
 	pci_set_irq(&a, false);
-	ck_assert_int_eq(gsi_level[gsi], 1);
+	ck_assert_int_eq(fake_irq_level(gsi), 1);
 	pci_set_irq(&b, false);
-	ck_assert_int_eq(gsi_level[gsi], 0);
+	ck_assert_int_eq(fake_irq_level(gsi), 0);
 	/* INTx disable masks the line but keeps the status bit */
 	cfg_write_cf8(1, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, 2);
 	pci_set_irq(&a, true);
-	ck_assert_int_eq(gsi_level[gsi], 0);
+	ck_assert_int_eq(fake_irq_level(gsi), 0);
 	ck_assert(cfg_read_cf8(0, 1, 0, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
 	cfg_write_cf8(1, PCI_COMMAND, 0, 2);
-	ck_assert_int_eq(gsi_level[gsi], 1);
+	ck_assert_int_eq(fake_irq_level(gsi), 1);
 	pci_unregister_device(&a);
-	ck_assert_int_eq(gsi_level[gsi], 0);
+	ck_assert_int_eq(fake_irq_level(gsi), 0);
 	pci_unregister_device(&b);
 }
 END_TEST
@@ -410,7 +302,7 @@ START_TEST(test_msix)
 	ck_assert_uint_eq(rd(IOBUS_MMIO, bar1 + 0x1000, 4), 0);
 	cfg_write_cf8(2, ctl_off, PCI_MSIX_FLAGS_ENABLE, 2);
 	ck_assert(pci_msix_enabled(&d));
-	ck_assert_int_eq(routes_added, 3);
+	ck_assert_int_eq(fake_vm_msi_routes_added(vm), 3);
 	/* masked: pending bit */
 	pci_msix_notify(&d, 1);
 	ck_assert_uint_eq(rd(IOBUS_MMIO, bar1 + 0x1000, 4), 2);
@@ -434,7 +326,7 @@ START_TEST(test_msix)
 	ck_assert_uint_eq(rd(IOBUS_MMIO, bar1 + 16 * 3, 4), 0);
 	/* disable releases the routes */
 	cfg_write_cf8(2, ctl_off, 0, 2);
-	ck_assert_int_eq(routes_released, 3);
+	ck_assert_int_eq(fake_vm_msi_routes_released(vm), 3);
 	pci_unregister_device(&d);
 }
 END_TEST
@@ -442,12 +334,12 @@ END_TEST
 START_TEST(test_reset_control)
 {
 	wr(IOBUS_PIO, 0xCF9, 0x02, 1);
-	ck_assert_int_eq(resets, 0);
+	ck_assert_int_eq(fake_vm_requests(vm, VM_CAUSE_GUEST_RESET), 0);
 	wr(IOBUS_PIO, 0xCF9, 0x06, 1);
-	ck_assert_int_eq(resets, 1);
+	ck_assert_int_eq(fake_vm_requests(vm, VM_CAUSE_GUEST_RESET), 1);
 	/* a dword write to 0xCF8 is CONFIG_ADDRESS, not a reset */
 	wr(IOBUS_PIO, 0xCF8, 0x80000600, 4);
-	ck_assert_int_eq(resets, 1);
+	ck_assert_int_eq(fake_vm_requests(vm, VM_CAUSE_GUEST_RESET), 1);
 }
 END_TEST
 

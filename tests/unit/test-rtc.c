@@ -12,45 +12,31 @@
 
 #include <event2/event.h>
 
-#include "hw/core/iobus.h"
 #include "hw/device.h"
 #include "hw/devices.h"
 #include "hw/platform/platform.h"
-#include "tests/unit/fake-hw.h"
+#include "tests/unit/fake-machine.h"
 
 static struct iobus *bus;
 static struct event_base *base;
 static struct vm_config cfg = {.name = "t", .vcpus = 2, .memory = 512ULL << 20};
 static void *rtc;
-
-struct iobus *vm_iobus(struct vm *vm)
-{
-	return bus;
-}
-
-struct event_base *vm_io_base(struct vm *vm)
-{
-	return base;
-}
-
-const struct vm_config *vm_get_config(struct vm *vm)
-{
-	return &cfg;
-}
+static struct vm *vm;
 
 static void setup(void)
 {
-	bus = fake_iobus_new();
 	base = event_base_new();
+	vm = fake_vm_new(&cfg, 0, base);
+	bus = vm_iobus(vm);
 	fake_irq_clear();
-	ck_assert_int_eq(rtc_class.realize(NULL, NULL, &rtc, NULL), 0);
+	ck_assert_int_eq(rtc_class.realize(vm, NULL, &rtc, NULL), 0);
 }
 
 static void teardown(void)
 {
 	rtc_class.unrealize(rtc);
-	ck_assert_uint_eq(fake_iobus_count(bus), 0);
-	fake_iobus_free(bus);
+	ck_assert_uint_eq(fake_vm_ranges(vm), 0);
+	fake_vm_free(vm);
 	event_base_free(base);
 }
 
@@ -228,7 +214,7 @@ START_TEST(test_cmos_memory)
 	rtc_class.unrealize(rtc);
 	cfg.memory = 6ULL << 30;
 	cfg.vcpus = 64;
-	ck_assert_int_eq(rtc_class.realize(NULL, NULL, &rtc, NULL), 0);
+	ck_assert_int_eq(rtc_class.realize(vm, NULL, &rtc, NULL), 0);
 	ck_assert_uint_eq(cmos_read(0x34) | (cmos_read(0x35) << 8), (3072 - 16) * 16);
 	ck_assert_uint_eq(cmos_read(0x17) | (cmos_read(0x18) << 8), 0xFFFF);
 	ck_assert_uint_eq(cmos_read(0x5B) | (cmos_read(0x5C) << 8) | (cmos_read(0x5D) << 16),

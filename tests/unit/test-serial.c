@@ -1,5 +1,5 @@
 /*
- * Unit tests of the 16550A UART over the fake machine (tests/unit/fake-hw.c):
+ * Unit tests of the 16550A UART over the fake machine (tests/unit/fake-machine.c):
  * registers, loopback, interrupts, the console log, the console socket in
  * both directions with RX back-pressure, and that a flooding guest cannot
  * grow memory (bytes beyond the ring are dropped and counted). The I/O
@@ -24,58 +24,26 @@
 #include "hw/device.h"
 #include "hw/devices.h"
 #include "hw/isa/serial.h"
-#include "tests/unit/fake-hw.h"
+#include "tests/unit/fake-machine.h"
 
 static struct iobus *bus;
 static struct event_base *base;
 static struct vm_config cfg = {.name = "t1"};
-static struct vm_host host;
+static struct vm *vm;
 static char tmpdir[] = "/tmp/test-serial.XXXXXX";
 static void *uart;
-
-struct iobus *vm_iobus(struct vm *vm)
-{
-	return bus;
-}
-
-struct event_base *vm_io_base(struct vm *vm)
-{
-	return base;
-}
-
-const struct vm_config *vm_get_config(struct vm *vm)
-{
-	return &cfg;
-}
-
-const struct vm_host *vm_get_host(struct vm *vm)
-{
-	return &host;
-}
-
-const char *vm_name(struct vm *vm)
-{
-	return cfg.name;
-}
-
-static char *console_socket;
-
-void vm_set_console_socket(struct vm *vm, const char *path)
-{
-	free(console_socket);
-	console_socket = path ? strdup(path) : NULL;
-}
 
 static void setup(void)
 {
 	struct error *err = NULL;
 
 	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-	host.run_dir = tmpdir;
-	bus = fake_iobus_new();
 	base = event_base_new();
+	vm = fake_vm_new(&cfg, 0, base);
+	fake_vm_host(vm)->run_dir = tmpdir;
+	bus = vm_iobus(vm);
 	fake_irq_clear();
-	ck_assert_msg(serial_class.realize(NULL, NULL, &uart, &err) == 0, "realize: %s",
+	ck_assert_msg(serial_class.realize(vm, NULL, &uart, &err) == 0, "realize: %s",
 		      err ? err->msg : "");
 }
 
@@ -84,10 +52,10 @@ static void teardown(void)
 	char cmd[256];
 
 	serial_class.unrealize(uart);
-	ck_assert_ptr_null(console_socket);
-	ck_assert_uint_eq(fake_iobus_count(bus), 0);
+	ck_assert_ptr_null(fake_vm_console_socket(vm));
+	ck_assert_uint_eq(fake_vm_ranges(vm), 0);
+	fake_vm_free(vm);
 	event_base_free(base);
-	fake_iobus_free(bus);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
 	ck_assert_int_eq(system(cmd), 0);
 	strcpy(tmpdir, "/tmp/test-serial.XXXXXX");
@@ -140,7 +108,7 @@ START_TEST(test_registers)
 
 	snprintf(want, sizeof(want), "%s/vms/t1.console.sock", tmpdir);
 	ck_assert_str_eq(serial_console_socket(uart), want);
-	ck_assert_str_eq(console_socket, want);
+	ck_assert_str_eq(fake_vm_console_socket(vm), want);
 	snprintf(want, sizeof(want), "%s/vms/t1.console", tmpdir);
 	ck_assert_str_eq(serial_console_log(uart), want);
 

@@ -1,8 +1,8 @@
 /*
  * virtio-pci, virtio-rng and virtio-blk driven through their registers by a
- * small driver written from the virtio 1.x spec, over a fake machine (fake
- * RAM and I/O bus from fake-hw.c, the real PCI host, a libevent loop
- * standing in for the I/O thread). Covers the capability walk, feature
+ * small driver written from the virtio 1.x spec, over the fake machine
+ * (tests/unit/fake-machine.c: real guest RAM and I/O bus), the real PCI
+ * host, and a libevent loop standing in for the I/O thread. Covers the capability walk, feature
  * negotiation and the status state machine, queue set-up, requests of every
  * virtio-blk type with the host file checked afterwards, requests that must
  * fail cleanly, and malicious rings that must end in DEVICE_NEEDS_RESET
@@ -23,133 +23,15 @@
 #include "hw/devices.h"
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio.h"
-#include "tests/unit/fake-hw.h"
+#include "tests/unit/fake-machine.h"
 
-/* ---- the fake VM ---- */
+/* ---- the fake VM (tests/unit/fake-machine.c) ---- */
 
-static char fake_vm_storage;
-#define FAKE_VM ((struct vm *)&fake_vm_storage)
-
-static struct guest_mem *mem;
+static struct vm *vm;
 static struct iobus *bus;
 static struct event_base *base;
-static struct pci_host *host;
+static void *pci_state;
 static struct vm_config vmcfg = {.name = "t", .vcpus = 2};
-static struct vm_host vmhost;
-static int io_errors_requested;
-static int events_emitted;
-static enum vm_run_state run_state = VM_STATE_RUNNING;
-
-struct guest_mem *vm_guest_mem(struct vm *vm)
-{
-	(void)vm;
-	return mem;
-}
-
-struct iobus *vm_iobus(struct vm *vm)
-{
-	(void)vm;
-	return bus;
-}
-
-struct event_base *vm_io_base(struct vm *vm)
-{
-	(void)vm;
-	return base;
-}
-
-const struct vm_config *vm_get_config(struct vm *vm)
-{
-	(void)vm;
-	return &vmcfg;
-}
-
-const struct vm_host *vm_get_host(struct vm *vm)
-{
-	(void)vm;
-	return &vmhost;
-}
-
-const char *vm_name(struct vm *vm)
-{
-	(void)vm;
-	return "t";
-}
-
-enum vm_run_state vm_get_state(struct vm *vm)
-{
-	(void)vm;
-	return run_state;
-}
-
-void vm_request(struct vm *vm, enum vm_shutdown_cause cause)
-{
-	(void)vm;
-	if (cause == VM_CAUSE_IO_ERROR) {
-		io_errors_requested++;
-		run_state = VM_STATE_IO_ERROR;
-	}
-}
-
-void vm_emit_event(struct vm *vm, const char *name, json_t *data)
-{
-	(void)vm;
-	(void)name;
-	events_emitted++;
-	json_decref(data);
-}
-
-int vm_msi_signal(struct vm *vm, uint64_t addr, uint32_t data)
-{
-	(void)vm;
-	(void)addr;
-	(void)data;
-	return 0;
-}
-
-int vm_msi_route_add(struct vm *vm, int fd, uint64_t addr, uint32_t data)
-{
-	(void)vm;
-	(void)fd;
-	(void)addr;
-	(void)data;
-	return -ENOSYS; /* vectors fall back to vm_msi_signal */
-}
-
-int vm_msi_route_update(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
-{
-	(void)vm;
-	(void)gsi;
-	(void)addr;
-	(void)data;
-	return 0;
-}
-
-void vm_msi_route_release(struct vm *vm, int gsi, int fd)
-{
-	(void)vm;
-	(void)gsi;
-	(void)fd;
-}
-
-int vm_ioeventfd(struct vm *vm, int fd, uint64_t addr, unsigned len, bool pio, int64_t datamatch,
-		 bool assign)
-{
-	(void)vm;
-	(void)fd;
-	(void)addr;
-	(void)len;
-	(void)pio;
-	(void)datamatch;
-	(void)assign;
-	return -ENOSYS; /* notifications take the MMIO path */
-}
-
-struct pci_host *pci_host_of(struct vm *vm)
-{
-	(void)vm;
-	return host;
-}
 
 /* ---- a minimal virtio 1.x PCI driver ---- */
 
@@ -197,7 +79,7 @@ static void mw(uint64_t addr, uint64_t v, unsigned size)
 
 static uint8_t *ram(uint64_t gpa)
 {
-	return mem->ram + gpa;
+	return fake_vm_ram(vm, gpa);
 }
 
 /* Find the function with PCI device id @devid and locate its virtio capabilities. */
@@ -354,14 +236,12 @@ static char disk_path[64];
 
 static void setup(void)
 {
-	mem = fake_mem_new(RAM_SIZE);
-	bus = fake_iobus_new();
 	base = event_base_new();
-	ck_assert_int_eq(pci_host_new(FAKE_VM, bus, &host, NULL), 0);
+	vm = fake_vm_new(&vmcfg, RAM_SIZE, base);
+	bus = vm_iobus(vm);
+	ck_assert_int_eq(pci_host_class.realize(vm, NULL, &pci_state, NULL), 0);
 	dev_state = NULL;
 	dev_cls = NULL;
-	run_state = VM_STATE_RUNNING;
-	io_errors_requested = events_emitted = 0;
 }
 
 static void teardown(void)
@@ -369,10 +249,10 @@ static void teardown(void)
 	if (dev_cls) {
 		dev_cls->unrealize(dev_state);
 	}
-	pci_host_free(host);
+	pci_host_class.unrealize(pci_state);
+	ck_assert_uint_eq(fake_vm_ranges(vm), 0);
+	fake_vm_free(vm);
 	event_base_free(base);
-	fake_iobus_free(bus);
-	fake_mem_free(mem);
 	if (disk_path[0]) {
 		unlink(disk_path);
 		disk_path[0] = 0;
@@ -383,7 +263,7 @@ static void realize(const struct device_class *cls, const void *cfg)
 {
 	struct error *err = NULL;
 
-	ck_assert_msg(cls->realize(FAKE_VM, cfg, &dev_state, &err) == 0, "%s", err ? err->msg : "");
+	ck_assert_msg(cls->realize(vm, cfg, &dev_state, &err) == 0, "%s", err ? err->msg : "");
 	dev_cls = cls;
 }
 
