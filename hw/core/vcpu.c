@@ -45,8 +45,6 @@
 #define EFER_LME 0x100ull
 #define EFER_LMA 0x400ull
 
-static struct ratelimit exit_rl = RATELIMIT_INIT(5 * 1000000, 20);
-
 static void kick_handler(int sig)
 {
 	(void)sig;
@@ -441,7 +439,7 @@ static void handle_internal_error(struct vcpu *vcpu)
 		.opaque = vcpu,
 		.vm_name = vcpu->vm->cfg->name,
 		.index = vcpu->index,
-		.rl = &exit_rl,
+		.rl = &vcpu->vm->exit_rl,
 	};
 	char what[96];
 

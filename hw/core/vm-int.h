@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "common/log.h"
 #include "hw/core/boot.h"
 #include "hw/core/cpuid.h"
 #include "hw/core/kvm.h"
@@ -44,6 +45,7 @@ struct vm {
 	struct cpuid_model cpu_model;
 
 	pthread_mutex_t ctl_lock;
+	struct ratelimit exit_rl; /* vCPU exit messages of this VM (vcpu.c, x86-emul.c) */
 	_Atomic enum vm_run_state state;
 	bool started; /* vCPU threads exist */
 	bool dying;   /* vm_destroy has begun: requests are ignored */

@@ -596,6 +596,7 @@ int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **
 	vm->req_fd = -1;
 	vm->kvm.sys_fd = vm->kvm.vm_fd = -1;
 	pthread_mutex_init(&vm->ctl_lock, NULL);
+	vm->exit_rl = (struct ratelimit)RATELIMIT_INIT(5 * 1000000, 20);
 	pthread_mutex_init(&vm->run_lock, NULL);
 	pthread_cond_init(&vm->run_cond, NULL);
 	set_state(vm, VM_STATE_PRELAUNCH);

@@ -36,9 +36,8 @@ struct pci_host {
 	uint64_t mmio_next;
 	uint32_t io_next;
 	bool cf8_registered, ecam_registered;
+	struct ratelimit rl; /* messages about this VM's PCI devices */
 };
-
-static struct ratelimit pci_rl = RATELIMIT_INIT(5000000, 5);
 
 unsigned pci_intx_gsi(unsigned slot, unsigned pin)
 {
@@ -174,7 +173,7 @@ static void bar_update(struct pci_device *dev, unsigned idx)
 	}
 	if (iobus_register(dev->host->bus, b->type == PCI_BAR_IO ? IOBUS_PIO : IOBUS_MMIO, addr,
 			   b->size, b->ops, b->opaque, dev->name, &err) < 0) {
-		log_ratelimited(&pci_rl, LOG_WARNING, NULL, dev->name,
+		log_ratelimited(&dev->host->rl, LOG_WARNING, NULL, dev->name,
 				"BAR%u at 0x%" PRIx64 " not mapped: %s", idx, addr, err->msg);
 		error_free(err);
 		return;
@@ -247,7 +246,7 @@ static void msix_fire(struct pci_device *dev, struct pci_msix_vector *v)
 
 	if (v->fd >= 0 && v->gsi >= 0) {
 		if (write(v->fd, &one, sizeof(one)) < 0) {
-			log_ratelimited(&pci_rl, LOG_WARNING, NULL, dev->name,
+			log_ratelimited(&dev->host->rl, LOG_WARNING, NULL, dev->name,
 					"MSI-X irqfd write failed");
 		}
 	} else if (dev->host && dev->host->vm) {
@@ -829,6 +828,7 @@ int pci_host_new(struct vm *vm, struct iobus *bus, struct pci_host **ret, struct
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	h->vm = vm;
+	h->rl = (struct ratelimit)RATELIMIT_INIT(5000000, 5);
 	h->bus = bus;
 	h->mmio_next = PCI_MMIO32_BASE;
 	h->io_next = PCI_IO_BASE;

@@ -138,10 +138,9 @@ struct virtio_blk {
 	struct list_head parked;
 	struct event *retry_timer;
 	unsigned inflight;
-	bool dying; /* unrealize has begun: nothing new is submitted */
+	bool dying;	     /* unrealize has begun: nothing new is submitted */
+	struct ratelimit rl; /* this disk's I/O error messages */
 };
-
-static struct ratelimit blk_rl = RATELIMIT_INIT(5000000, 10);
 
 static void blk_submit(struct blk_req *r);
 
@@ -198,7 +197,7 @@ static void blk_done(void *opaque, int ret)
 	if (ret < 0 && !stale) {
 		bool stop = r->op == BLOCK_OP_READ ? b->stop_on_rerror : b->stop_on_werror;
 
-		log_ratelimited(&blk_rl, LOG_WARNING, vm_name(b->vm), b->id,
+		log_ratelimited(&b->rl, LOG_WARNING, vm_name(b->vm), b->id,
 				"%s error at offset %" PRIu64 ": %s", op_name(r->op), r->offset,
 				strerror(-ret));
 		emit_io_error(b, r->op, ret, stop);
@@ -636,6 +635,7 @@ static int blk_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 	}
 	list_init(&b->parked);
 	b->vm = vm;
+	b->rl = (struct ratelimit)RATELIMIT_INIT(5000000, 10);
 	b->id = strdup(d->id ? d->id : "disk");
 	if (!b->id) {
 		free(b);

@@ -53,9 +53,8 @@ struct virtio_dev {
 	uint64_t generation;
 	uint8_t pci_cfg_cap; /* offset of the VIRTIO_PCI_CAP_PCI_CFG capability */
 	struct vp_queue q[VIRTIO_MAX_QUEUES];
+	struct ratelimit rl; /* this device's messages */
 };
-
-static struct ratelimit vp_rl = RATELIMIT_INIT(5000000, 10);
 
 void virtio_lock(struct virtio_dev *vp)
 {
@@ -126,7 +125,7 @@ void virtio_set_needs_reset(struct virtio_dev *vp, const char *why)
 {
 	unsigned i;
 
-	log_ratelimited(&vp_rl, LOG_WARNING, vm_name(vp->vm), vp->name, "device needs reset: %s",
+	log_ratelimited(&vp->rl, LOG_WARNING, vm_name(vp->vm), vp->name, "device needs reset: %s",
 			why);
 	if (vp->status & VIRTIO_STATUS_NEEDS_RESET) {
 		return;
@@ -171,7 +170,7 @@ static void kick(struct vp_queue *q)
 	static const uint64_t one = 1;
 
 	if (write(q->kick_fd, &one, sizeof(one)) < 0) {
-		log_ratelimited(&vp_rl, LOG_WARNING, NULL, q->vp->name,
+		log_ratelimited(&q->vp->rl, LOG_WARNING, NULL, q->vp->name,
 				"kick eventfd write failed");
 	}
 }
@@ -195,7 +194,7 @@ static void status_write(struct virtio_dev *vp, uint8_t v)
 	/* the driver cannot clear bits (other than by reset) nor set NEEDS_RESET */
 	v = (v & ~VIRTIO_STATUS_NEEDS_RESET) | (old & VIRTIO_STATUS_NEEDS_RESET);
 	if (old & ~v) {
-		log_ratelimited(&vp_rl, LOG_INFO, vm_name(vp->vm), vp->name,
+		log_ratelimited(&vp->rl, LOG_INFO, vm_name(vp->vm), vp->name,
 				"driver cleared status bits 0x%x without reset: ignored", old & ~v);
 		return;
 	}
@@ -651,6 +650,7 @@ int virtio_dev_new(struct vm *vm, const struct virtio_dev_config *cfg, struct vi
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	vp->vm = vm;
+	vp->rl = (struct ratelimit)RATELIMIT_INIT(5000000, 10);
 	vp->cfg = *cfg;
 	snprintf(vp->name, sizeof(vp->name), "%s", cfg->id);
 	vp->cfg.id = vp->name;
