@@ -88,6 +88,16 @@ unsigned fake_vm_requests(struct vm *vm, enum vm_shutdown_cause cause)
 	return vm->requests[cause];
 }
 
+unsigned fake_vm_other_requests(struct vm *vm, enum vm_shutdown_cause cause)
+{
+	unsigned n = 0;
+
+	for (unsigned c = 0; c <= VM_CAUSE_IO_ERROR; c++) {
+		n += c == cause ? 0 : vm->requests[c];
+	}
+	return n;
+}
+
 unsigned fake_vm_events(struct vm *vm)
 {
 	return vm->events;

@@ -37,6 +37,8 @@ unsigned fake_vm_ranges(struct vm *vm);
 void fake_vm_set_state(struct vm *vm, enum vm_run_state s);
 /* How many vm_request(@cause) / vm_emit_event() calls were made. */
 unsigned fake_vm_requests(struct vm *vm, enum vm_shutdown_cause cause);
+/* How many vm_request() calls were made with a cause other than @cause. */
+unsigned fake_vm_other_requests(struct vm *vm, enum vm_shutdown_cause cause);
 unsigned fake_vm_events(struct vm *vm);
 /* The power button a device registered: -ENOENT if none, else its result. */
 int fake_vm_power_button(struct vm *vm);

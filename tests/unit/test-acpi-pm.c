@@ -18,17 +18,6 @@ static struct iobus *bus;
 static void *pm;
 static struct vm *vm;
 
-/* Requests other than @cause. */
-static unsigned other_requests(enum vm_shutdown_cause cause)
-{
-	unsigned n = 0;
-
-	for (unsigned c = 0; c <= VM_CAUSE_IO_ERROR; c++) {
-		n += c == cause ? 0 : fake_vm_requests(vm, (enum vm_shutdown_cause)c);
-	}
-	return n;
-}
-
 static void setup(void)
 {
 	vm = fake_vm_new(NULL, 0, NULL);
@@ -74,7 +63,7 @@ START_TEST(test_s5)
 	/* S3 (not announced) is ignored */
 	out(ACPI_PM1_CNT_BLK, 2, (1u << 10) | (1u << 13));
 	ck_assert_int_eq(fake_vm_requests(vm, VM_CAUSE_GUEST_SHUTDOWN), 2);
-	ck_assert_int_eq(other_requests(VM_CAUSE_GUEST_SHUTDOWN), 0);
+	ck_assert_int_eq(fake_vm_other_requests(vm, VM_CAUSE_GUEST_SHUTDOWN), 0);
 }
 END_TEST
 

@@ -16,17 +16,6 @@ static struct iobus *bus;
 static void *kbd;
 static struct vm *vm;
 
-/* Requests other than @cause. */
-static unsigned other_requests(enum vm_shutdown_cause cause)
-{
-	unsigned n = 0;
-
-	for (unsigned c = 0; c <= VM_CAUSE_IO_ERROR; c++) {
-		n += c == cause ? 0 : fake_vm_requests(vm, (enum vm_shutdown_cause)c);
-	}
-	return n;
-}
-
 static void setup(void)
 {
 	vm = fake_vm_new(NULL, 0, NULL);
@@ -68,7 +57,7 @@ START_TEST(test_reset_pulse)
 	out(0x64, 0xD1);
 	out(0x60, 0x03);
 	ck_assert_int_eq(fake_vm_requests(vm, VM_CAUSE_GUEST_RESET), 2);
-	ck_assert_int_eq(other_requests(VM_CAUSE_GUEST_RESET), 0);
+	ck_assert_int_eq(fake_vm_other_requests(vm, VM_CAUSE_GUEST_RESET), 0);
 }
 END_TEST
 
