@@ -203,10 +203,18 @@ extern const struct block_driver file_driver;
 extern const struct block_driver nbd_driver;
 extern const struct block_driver raw_driver;
 extern const struct block_driver qcow2_driver;
+extern const struct block_driver qed_driver;
 
 /* Open a protocol or format node by driver name (core; used by drivers for backing files). */
 int block_open_driver(struct block_node **ret, const char *driver, const char *filename,
 		      json_t *opts, unsigned flags, struct error **errp);
+
+/*
+ * For format drivers: transfer the sub-range [@iov_off, @iov_off+@len) of
+ * @iov to or from @node at @offset (block_preadv/pwritev of a slice).
+ */
+int block_io_slice(struct block_node *node, bool write, uint64_t offset, const struct iovec *iov,
+		   unsigned cnt, uint64_t iov_off, uint64_t len);
 
 /* Status query through the core (bounds-checked). */
 int block_get_status(struct block_node *bs, uint64_t offset, uint64_t len, uint64_t *ret_pnum,

@@ -26,10 +26,7 @@
 
 /* The drivers, in lookup order. A new driver is one line here. */
 static const struct block_driver *const block_drivers[] = {
-	&file_driver,
-	&nbd_driver,
-	&raw_driver,
-	&qcow2_driver,
+	&file_driver, &nbd_driver, &raw_driver, &qcow2_driver, &qed_driver,
 };
 
 /* Largest iovec count accepted in one request (the kernel's IOV_MAX). */
@@ -347,6 +344,34 @@ const char *block_probe_buf(const uint8_t *buf, size_t len, const char *filename
 		}
 	}
 	return format;
+}
+
+int block_io_slice(struct block_node *node, bool write, uint64_t offset, const struct iovec *iov,
+		   unsigned cnt, uint64_t iov_off, uint64_t len)
+{
+	struct iovec small[16], *sub = small;
+	size_t got;
+	unsigned n;
+	int r;
+
+	if (cnt > ARRAY_SIZE(small)) {
+		sub = malloc(cnt * sizeof(*sub));
+		if (!sub) {
+			return -ENOMEM;
+		}
+	}
+	n = iov_slice(iov, cnt, iov_off, len, sub, cnt, &got);
+	if (got != len) {
+		r = -EINVAL;
+	} else if (write) {
+		r = block_pwritev(node, offset, sub, n);
+	} else {
+		r = block_preadv(node, offset, sub, n);
+	}
+	if (sub != small) {
+		free(sub);
+	}
+	return r;
 }
 
 int block_probe_format(const char *filename, const char **ret_format, struct error **errp)

@@ -7,6 +7,8 @@ BLOCK_SOURCES = \
 	block/file.c block/file.h \
 	block/nbd.c \
 	block/raw.c block/raw.h \
+	block/table-cache.c block/table-cache.h \
+	block/qed.c \
 	block/qcow2.h block/qcow2.c block/qcow2-io.c block/qcow2-cache.c block/qcow2-cluster.c \
 	block/qcow2-refcount.c block/qcow2-snapshot.c block/qcow2-compress.c
 block_libblock_a_SOURCES = $(BLOCK_SOURCES)
@@ -50,3 +52,15 @@ tests_unit_test_qcow2_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_qcow2_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
 TESTS += tests/block/test-qcow2-read.sh tests/block/test-qcow2-write.sh \
 	tests/block/test-qcow2-crash.sh
+
+# qed, vhdx, vmdk and vpc: a format-neutral test driver, the unit tests of
+# probing and crafted images, and an interop script per format.
+check_PROGRAMS += tests/block/img-io tests/unit/test-formats
+tests_block_img_io_SOURCES = tests/block/img-io.c
+tests_block_img_io_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_block_img_io_LDADD = $(BLOCK_LIBS)
+TESTS += tests/unit/test-formats
+tests_unit_test_formats_SOURCES = tests/unit/test-formats.c tests/unit/check-main.h
+tests_unit_test_formats_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_formats_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
+TESTS += tests/block/test-qed.sh

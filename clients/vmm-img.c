@@ -321,6 +321,34 @@ static bool is_true(const char *v)
 
 /* ---- create ---- */
 
+/* qemu-img's line for qed, vhdx, vmdk and vpc: the options each always shows, then the given ones. */
+static void print_formatting_other(const char *filename, const char *fmt, uint64_t size, json_t *o,
+				   uint64_t cluster_size)
+{
+	const char *sub = json_string_value(json_object_get(o, "subformat"));
+	const char *ts = json_string_value(json_object_get(o, "table_size"));
+	const char *ls = json_string_value(json_object_get(o, "log_size"));
+	const char *bs = json_string_value(json_object_get(o, "block_size"));
+	uint64_t v;
+
+	printf("Formatting '%s', fmt=%s size=%" PRIu64, filename, fmt, size);
+	if (strcmp(fmt, "qed") == 0) {
+		printf(" cluster_size=%" PRIu64, cluster_size);
+		if (ts) {
+			printf(" table_size=%s", ts);
+		}
+	} else if (strcmp(fmt, "vhdx") == 0) {
+		printf(" log_size=%" PRIu64, ls && parse_size(ls, &v) == 0 ? v : 1048576);
+		printf(" block_size=%" PRIu64, bs && parse_size(bs, &v) == 0 ? v : 0);
+	} else if (strcmp(fmt, "vmdk") == 0) {
+		printf(" compat6=off hwversion=undefined");
+	}
+	if (sub) {
+		printf(" subformat=%s", sub);
+	}
+	printf("\n");
+}
+
 static void print_formatting(const char *filename, const char *fmt, uint64_t size, json_t *o)
 {
 	const char *cs = json_string_value(json_object_get(o, "cluster_size"));
@@ -339,6 +367,10 @@ static void print_formatting(const char *filename, const char *fmt, uint64_t siz
 	}
 	if (cs) {
 		parse_size(cs, &csz);
+	}
+	if (strcmp(fmt, "qcow2") != 0) {
+		print_formatting_other(filename, fmt, size, o, csz);
+		return;
 	}
 	printf("Formatting '%s', fmt=qcow2 cluster_size=%" PRIu64 " extended_l2=off%s%s "
 	       "compression_type=%s size=%" PRIu64,
