@@ -204,6 +204,9 @@ extern const struct block_driver nbd_driver;
 extern const struct block_driver raw_driver;
 extern const struct block_driver qcow2_driver;
 extern const struct block_driver qed_driver;
+extern const struct block_driver vhdx_driver;
+extern const struct block_driver vmdk_driver;
+extern const struct block_driver vpc_driver;
 
 /* Open a protocol or format node by driver name (core; used by drivers for backing files). */
 int block_open_driver(struct block_node **ret, const char *driver, const char *filename,

@@ -26,7 +26,14 @@
 
 /* The drivers, in lookup order. A new driver is one line here. */
 static const struct block_driver *const block_drivers[] = {
-	&file_driver, &nbd_driver, &raw_driver, &qcow2_driver, &qed_driver,
+	&file_driver,  /* protocol: files and block devices */
+	&nbd_driver,   /* protocol: NBD exports */
+	&raw_driver,   /* format: the protocol's bytes (a window of them) */
+	&qcow2_driver, /* format: QEMU's qcow2 (block/qcow2*.c) */
+	&qed_driver,   /* format: QEMU's QED */
+	&vhdx_driver,  /* format: Microsoft VHDX */
+	&vmdk_driver,  /* format: VMware monolithicSparse and streamOptimized */
+	&vpc_driver,   /* format: Microsoft VHD (QEMU's vpc), fixed and dynamic */
 };
 
 /* Largest iovec count accepted in one request (the kernel's IOV_MAX). */

@@ -8,7 +8,7 @@ BLOCK_SOURCES = \
 	block/nbd.c \
 	block/raw.c block/raw.h \
 	block/table-cache.c block/table-cache.h \
-	block/qed.c \
+	block/qed.c block/vhdx.c block/vmdk.c block/vpc.c \
 	block/qcow2.h block/qcow2.c block/qcow2-io.c block/qcow2-cache.c block/qcow2-cluster.c \
 	block/qcow2-refcount.c block/qcow2-snapshot.c block/qcow2-compress.c
 block_libblock_a_SOURCES = $(BLOCK_SOURCES)
@@ -63,4 +63,5 @@ TESTS += tests/unit/test-formats
 tests_unit_test_formats_SOURCES = tests/unit/test-formats.c tests/unit/check-main.h
 tests_unit_test_formats_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_formats_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
-TESTS += tests/block/test-qed.sh
+TESTS += tests/block/test-qed.sh tests/block/test-vpc.sh tests/block/test-vhdx.sh \
+	tests/block/test-vmdk.sh

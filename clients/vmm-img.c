@@ -346,6 +346,13 @@ static void print_formatting_other(const char *filename, const char *fmt, uint64
 	if (sub) {
 		printf(" subformat=%s", sub);
 	}
+	if (strcmp(fmt, "vpc") == 0 && json_object_get(o, "force_size")) {
+		printf(" force_size=%s", json_string_value(json_object_get(o, "force_size")));
+	}
+	if (strcmp(fmt, "vhdx") == 0 && json_object_get(o, "block_state_zero")) {
+		printf(" block_state_zero=%s",
+		       json_string_value(json_object_get(o, "block_state_zero")));
+	}
 	printf("\n");
 }
 

@@ -377,7 +377,7 @@ static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struc
 	static const char *const keys[] = {"id",     "driver",	 "file",   "format",
 					   "node",   "readonly", "cache",  "serial",
 					   "werror", "rerror",	 "queues", NULL};
-	static const char *const formats[] = {"raw", "qcow2", "qed", NULL};
+	static const char *const formats[] = {"raw", "qcow2", "qed", "vhdx", "vmdk", "vpc", NULL};
 	static const char *const caches[] = {"writeback", "none", NULL};
 	static const char *const policies[] = {"report", "stop", NULL};
 	const char *drivers[16];

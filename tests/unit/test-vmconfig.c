@@ -198,7 +198,7 @@ START_TEST(disks_and_nics)
 	    "\"n\"}], " BOOT "}",
 	    EINVAL, "exclude");
 	bad("{\"name\": \"a\", \"disks\": [{\"id\": \"d\", \"file\": \"/x\", \"format\": "
-	    "\"vmdk\"}], " BOOT "}",
+	    "\"vdi\"}], " BOOT "}",
 	    EINVAL, "raw, qcow2");
 	bad("{\"name\": \"a\", \"disks\": [{\"id\": \"d\", \"file\": \"/x\", \"serial\": "
 	    "\"123456789012345678901\"}], " BOOT "}",
