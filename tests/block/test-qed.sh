@@ -27,7 +27,7 @@ create_line 100M -o cluster_size=4096,table_size=2
 grep -q 'table size must be within range' "$T/err" || fail "table_size=3: $(cat "$T/err")"
 "$VMM_IMG" create -f qed -o cluster_size=4096,table_size=2 "$T/bad.qed" 5G 2>"$T/err" &&
 	fail "a QED image larger than its tables map was accepted"
-"$VMM_IMG" create -f qed -b "$T/c.qed" "$T/bad.qed" 2>"$T/err" && fail "backing file accepted"
+"$VMM_IMG" create -f qed -b "$T/c.qed" -F qed "$T/bad.qed" 2>"$T/err" && fail "backing file accepted"
 grep -q 'backing file are not supported' "$T/err" || fail "backing: $(cat "$T/err")"
 
 # an image left with need-check set is repaired by a writable open, as QEMU does

@@ -27,6 +27,29 @@ create_line 1000
 create_line 10M -o subformat=streamOptimized
 create_line 2G -o subformat=streamOptimized
 
+# a stream with its grain directory behind a footer at the end (as VMware
+# writes them; crafted from qemu-img's stream): read identically, read-only
+qemu-img create -q -f raw "$T/s.raw" 3M
+qemu-io -f raw -c 'write -P 0x61 0 64k' -c 'write -P 0x62 1M 128k' "$T/s.raw" >/dev/null
+qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$T/s.raw" "$T/foot.vmdk"
+python3 - "$T/foot.vmdk" <<'PY'
+import struct, sys
+p = sys.argv[1]
+d = bytearray(open(p, 'rb').read())
+hdr = bytes(d[:512])
+d[56:64] = struct.pack('<Q', 0xffffffffffffffff)   # GD at the end
+d += b'\0' * (-len(d) % 512)
+d += struct.pack('<QII', 1, 0, 3) + b'\0' * 496      # footer marker
+d += hdr                                            # footer: the header with the GD
+d += b'\0' * 512                                    # end of stream
+open(p, 'wb').write(d)
+PY
+qemu-img convert -f vmdk -O raw "$T/foot.vmdk" "$T/foot.ref" || fail "qemu-img cannot read the crafted stream"
+"$VMM_IMG" convert -f vmdk -O raw "$T/foot.vmdk" "$T/foot.raw" || fail "vmm-img cannot read a footer stream"
+cmp "$T/foot.raw" "$T/foot.ref" || fail "a footer stream reads differently"
+"$IMG_IO" vmdk "$T/foot.vmdk" w:0:4k:1 2>"$T/err" && fail "a footer stream was opened read-write"
+grep -q 'read-only' "$T/err" || fail "footer stream rw: $(cat "$T/err")"
+
 # refusals
 "$VMM_IMG" create -f vmdk -o subformat=twoGbMaxExtentFlat "$T/bad.vmdk" 1M 2>"$T/err" &&
 	fail "twoGbMaxExtentFlat accepted"

@@ -23,7 +23,7 @@ import subprocess
 from common import SRCDIR
 
 # script name -> figure number in the table
-SCRIPTS = (("block.sh", 5), ("virtio-blk.sh", 6), ("firmware.sh", 8))
+SCRIPTS = (("block.sh", 5), ("convert.sh", 5), ("virtio-blk.sh", 6), ("firmware.sh", 8))
 
 # virtio-blk.sh predates the contract: one run per invocation, no BENCH lines,
 # a table "phase  vmmd req/s  MiB/s  qemu req/s  MiB/s  ratio". The harness
