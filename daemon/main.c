@@ -253,6 +253,8 @@ static void on_hup(evutil_socket_t sig, short what, void *opaque)
 	}
 	rl.max_vms = c.max_vms;
 	rl.image_roots = c.image_roots;
+	rl.socket_mode = d->cfg.socket_mode; /* socket changes need a restart */
+	rl.socket_gid = d->group;
 	if (registry_set_limits(d->reg, &rl, &err) < 0) {
 		log_error("SIGHUP: settings not reloaded: %s", err->msg);
 		error_free(err);
@@ -282,7 +284,9 @@ static void on_hup(evutil_socket_t sig, short what, void *opaque)
 
 static int run(struct daemon *d)
 {
-	struct registry_limits rl = {.max_vms = d->cfg.max_vms, .image_roots = d->cfg.image_roots};
+	struct registry_limits rl = {.max_vms = d->cfg.max_vms,
+				     .image_roots = d->cfg.image_roots,
+				     .socket_mode = d->cfg.socket_mode};
 	struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL;
 	struct monitor_handlers handlers = {
 		.cmds = qmp_commands,
@@ -298,9 +302,12 @@ static int run(struct daemon *d)
 		return EXIT_FAILURE;
 	}
 	hooks.opaque = d;
-	if (resolve_group(d->cfg.socket_group, &d->group, &err) < 0 ||
-	    registry_new(d->base, d->cfg.state_dir, d->cfg.run_dir, &rl, &hooks, &d->reg, &err) <
-		    0) {
+	if (resolve_group(d->cfg.socket_group, &d->group, &err) < 0) {
+		goto out;
+	}
+	rl.socket_gid = d->group;
+	if (registry_new(d->base, d->cfg.state_dir, d->cfg.run_dir, &rl, &hooks, &d->reg, &err) <
+	    0) {
 		goto out;
 	}
 	handlers.ctx = d->reg;

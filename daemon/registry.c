@@ -50,6 +50,8 @@ struct registry {
 	struct event_base *base;
 	char *state_dir, *vms_dir, *run_dir, *run_vms_dir;
 	unsigned max_vms;
+	mode_t socket_mode;
+	gid_t socket_gid;
 	const struct registry_hooks *hooks;
 	struct list_head vms;
 	unsigned n_vms;
@@ -252,6 +254,8 @@ int registry_set_limits(struct registry *reg, const struct registry_limits *limi
 		return r;
 	}
 	reg->max_vms = limits->max_vms;
+	reg->socket_mode = limits->socket_mode;
+	reg->socket_gid = limits->socket_gid;
 	return 0;
 }
 
@@ -282,7 +286,20 @@ int registry_new(struct event_base *base, const char *state_dir, const char *run
 	}
 	r = mkdir_p(reg->vms_dir, 0700, errp);
 	if (r == 0) {
-		r = mkdir_p(reg->run_vms_dir, 0755, errp);
+		r = mkdir_p(reg->run_vms_dir, 0700, errp);
+	}
+	if (r == 0) {
+		/*
+		 * VM names are nobody else's business: the socket group may reach
+		 * the sockets inside (search) but no one else may list them.
+		 */
+		bool grp = limits->socket_gid != (gid_t)-1;
+
+		if (chmod(reg->run_vms_dir, grp ? 0710 : 0700) < 0 ||
+		    (grp && chown(reg->run_vms_dir, (uid_t)-1, limits->socket_gid) < 0)) {
+			r = error_set_errno(errp, errno, "cannot set the mode of %s",
+					    reg->run_vms_dir);
+		}
 	}
 	if (r == 0) {
 		r = registry_set_limits(reg, limits, errp);
@@ -550,6 +567,8 @@ int registry_start(struct registry_vm *rv, struct error **errp)
 	inst->reg = reg;
 	inst->gen = ++reg->next_gen;
 	inst->host.run_dir = reg->run_dir;
+	inst->host.socket_mode = reg->socket_mode;
+	inst->host.socket_gid = reg->socket_gid;
 	inst->host.event = on_vm_event;
 	inst->host.get_fd = on_get_fd;
 	inst->host.opaque = inst;
@@ -620,6 +639,16 @@ int registry_delete(struct registry_vm *rv, bool force, struct error **errp)
 	fsync_dir(reg->vms_dir);
 	if (rv->vm) {
 		registry_destroy(rv, "host-qmp-quit", NULL);
+	}
+	if (!rv->cfg->serial_log) {
+		/* The console log vmmd chose goes with the VM (one the definition named stays). */
+		_cleanup_free_ char *log = NULL;
+
+		if (asprintf(&log, "%s/%s.console", reg->run_vms_dir, rv->name) >= 0 &&
+		    unlink(log) < 0 && errno != ENOENT) {
+			log_full(LOG_WARNING, rv->name, NULL, "cannot remove %s: %s", log,
+				 strerror(errno));
+		}
 	}
 	log_full(LOG_INFO, rv->name, NULL, "VM deleted");
 	vm_entry_free(rv);

@@ -9,3 +9,4 @@ tests_unit_test_pathpol_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 TESTS += tests/functional/test-security-paths.py
 TESTS += tests/functional/test-security-protocol.py
 TESTS += tests/functional/test-protocol-stray.py
+TESTS += tests/functional/test-security-files.py

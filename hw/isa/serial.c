@@ -650,8 +650,12 @@ static void serial_unrealize(void *state)
 	free(s);
 }
 
-static int serial_listen(struct serial *s, struct error **errp)
+/* The console socket gets the daemon's socket-mode and socket-group (vmmd.conf(5)). */
+static int serial_listen(struct serial *s, const struct vm_host *host, struct error **errp)
 {
+	mode_t mode = host && host->socket_mode ? host->socket_mode : 0600;
+	gid_t gid = host && host->socket_mode ? host->socket_gid : (gid_t)-1;
+
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
 	if (strlen(s->sock_path) >= sizeof(sa.sun_path)) {
@@ -674,7 +678,16 @@ static int serial_listen(struct serial *s, struct error **errp)
 		s->listen_fd = -1;
 		return error_set_errno(errp, e, "console socket %s", s->sock_path);
 	}
-	chmod(s->sock_path, 0600);
+	if (chmod(s->sock_path, mode) < 0 ||
+	    (gid != (gid_t)-1 && chown(s->sock_path, -1, gid) < 0)) {
+		int e = errno;
+
+		close(s->listen_fd);
+		s->listen_fd = -1;
+		unlink(s->sock_path);
+		return error_set_errno(errp, e, "cannot set mode %04o and group %d on %s",
+				       (unsigned)mode, (int)gid, s->sock_path);
+	}
 	return 0;
 }
 
@@ -752,7 +765,7 @@ static int serial_realize(struct vm *vm, const void *cfg_unused, void **ret_stat
 		r = error_set_errno(errp, errno, "serial: eventfd");
 		goto err_free;
 	}
-	r = serial_listen(s, errp);
+	r = serial_listen(s, host, errp);
 	if (r < 0) {
 		goto err_free;
 	}

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -102,6 +103,9 @@ DEFINE_CLEANUP_FUNC(struct vm_config, vm_config_free)
 /* What the VM needs from its host process. Borrowed for the VM's lifetime. */
 struct vm_host {
 	const char *run_dir; /* <rundir>/vms/ is where console logs and sockets go */
+	/* Mode and group of the console socket (0 = 0600, the daemon's group). */
+	mode_t socket_mode;
+	gid_t socket_gid; /* (gid_t)-1 = the daemon's */
 	/*
 	 * A QMP event for this VM: @name is "STOP", "RESUME", "RESET",
 	 * "POWERDOWN", "SHUTDOWN", "BLOCK_IO_ERROR", ...; @data is a new

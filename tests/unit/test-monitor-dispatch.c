@@ -74,7 +74,7 @@ static void start(void)
 		.max_output = 1 << 20,
 		.negotiation_timeout = 30,
 	};
-	struct registry_limits rl = {.max_vms = 3};
+	struct registry_limits rl = {.max_vms = 3, .socket_gid = (gid_t)-1};
 	char state[128], run[128];
 	struct error *err = NULL;
 
