@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +157,20 @@ static int on_get_fd(void *opaque, const char *name)
 	return h->get_fd ? h->get_fd(h->opaque, name) : -ENOENT;
 }
 
+/*
+ * Give the memory of a torn-down VM back to the kernel. Building a VM
+ * allocates a few hundred KiB on the control thread's heap; freed, it stays
+ * in glibc's main arena behind longer-lived allocations, and over many
+ * lifecycles (16 clients x 250 create/start/destroy/delete) RSS rose ~3.5 MiB
+ * and stayed there although nothing leaked (malloc_trim() returned it all).
+ * malloc_trim(0) also releases free pages inside the heap; it costs well
+ * under a millisecond for a heap of this size.
+ */
+static void release_memory(void)
+{
+	malloc_trim(0);
+}
+
 static void changed(struct registry *reg)
 {
 	if (reg->hooks->changed) {
@@ -179,6 +194,7 @@ static void teardown(struct registry_vm *rv)
 	rv->inst = NULL;
 	reg->hooks->vm_down(reg->hooks->opaque, rv->name);
 	changed(reg);
+	release_memory();
 }
 
 static void drain_events(evutil_socket_t fd, short what, void *opaque)
@@ -617,6 +633,7 @@ int registry_destroy(struct registry_vm *rv, const char *reason, struct error **
 	emit(reg, rv->name, "SHUTDOWN", json_pack("{s:b, s:s}", "guest", 0, "reason", reason));
 	reg->hooks->vm_down(reg->hooks->opaque, rv->name);
 	changed(reg);
+	release_memory();
 	return 0;
 }
 

@@ -10,3 +10,4 @@ TESTS += tests/functional/test-security-paths.py
 TESTS += tests/functional/test-security-protocol.py
 TESTS += tests/functional/test-protocol-stray.py
 TESTS += tests/functional/test-security-files.py
+TESTS += tests/functional/test-security-lifecycles.py
