@@ -5,6 +5,7 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/config.c daemon/settings.h \
 	daemon/qmp.h daemon/qmp-vm.c daemon/qmp-run.c \
 	daemon/registry.c daemon/registry.h \
+	daemon/worker.c daemon/worker.h \
 	daemon/systemd.c daemon/systemd.h
 daemon_libdaemon_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS)
 

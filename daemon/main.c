@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -282,6 +283,21 @@ static void on_hup(evutil_socket_t sig, short what, void *opaque)
 	systemd_notify_reloading(true);
 }
 
+/*
+ * The control thread answers clients while guests compute: with more busy
+ * vCPUs than cores it would wait for a time slice behind them. It runs at
+ * nice -5 where the daemon may raise a priority (root, CAP_SYS_NICE); VM
+ * threads and worker jobs keep the daemon's own nice value.
+ */
+static void boost_control_thread(void)
+{
+	int nice = getpriority(PRIO_PROCESS, 0);
+
+	if (setpriority(PRIO_PROCESS, 0, nice - 5) < 0) {
+		log_debug("control thread priority not raised: %s", strerror(errno));
+	}
+}
+
 static int run(struct daemon *d)
 {
 	struct registry_limits rl = {.max_vms = d->cfg.max_vms,
@@ -340,6 +356,7 @@ static int run(struct daemon *d)
 	}
 	n = registry_load(d->reg);
 	log_info("%d VM definition%s loaded from %s/vms", n, n == 1 ? "" : "s", d->cfg.state_dir);
+	boost_control_thread();
 	registry_autostart(d->reg);
 	if (systemd_watchdog_start(d->base, &err) < 0) {
 		goto out;

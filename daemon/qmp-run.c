@@ -85,7 +85,7 @@ int qmp_system_powerdown(struct monitor_request *req, json_t *args, json_t **ret
 
 static void quit_after(struct monitor_request *req)
 {
-	registry_destroy(req->vm, "host-qmp-quit", NULL);
+	registry_destroy_async(req->vm, "host-qmp-quit", NULL, NULL, NULL);
 }
 
 int qmp_quit(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)

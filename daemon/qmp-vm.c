@@ -23,6 +23,72 @@ static struct registry_vm *find(struct monitor_request *req, json_t *args, struc
 	return rv;
 }
 
+/* A worker-thread operation ended: answer the client that asked for it. */
+static void answer(void *opaque, struct registry_vm *rv, int r, struct error *err)
+{
+	monitor_deferred_done(opaque, r, NULL, err);
+}
+
+/* vm-create with "start": answer with the VmInfo, or delete the definition. */
+static void create_started(void *opaque, struct registry_vm *rv, int r, struct error *err)
+{
+	json_t *info = NULL;
+
+	if (r < 0) {
+		/* vm-create with "start" is all or nothing. */
+		registry_delete(rv, true, NULL, NULL, NULL);
+	} else {
+		info = registry_vm_info(rv);
+	}
+	monitor_deferred_done(opaque, r, info, err);
+}
+
+/* Defer the answer and run @start; an immediate failure is answered now. */
+static int deferred(struct monitor_request *req, struct registry_vm *rv, registry_done_fn done,
+		    int (*op)(struct registry_vm *rv, registry_done_fn done, void *opaque,
+			      struct error **errp),
+		    struct error **errp)
+{
+	struct monitor_deferred *d = monitor_defer(req);
+	int r;
+
+	if (!d) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	r = op(rv, done, d, errp);
+	if (r < 0) {
+		monitor_deferred_cancel(d);
+		return r;
+	}
+	return MONITOR_DEFERRED;
+}
+
+static int start_op(struct registry_vm *rv, registry_done_fn done, void *opaque,
+		    struct error **errp)
+{
+	return registry_start_async(rv, done, opaque, errp);
+}
+
+static int destroy_op(struct registry_vm *rv, registry_done_fn done, void *opaque,
+		      struct error **errp)
+{
+	return registry_destroy_async(rv, "host-qmp-quit", done, opaque, errp);
+}
+
+static int force_delete_op(struct registry_vm *rv, registry_done_fn done, void *opaque,
+			   struct error **errp)
+{
+	/* Only called for a running VM: 1 (done answers) or an error. */
+	int r = registry_delete(rv, true, done, opaque, errp);
+
+	return r < 0 ? r : 0;
+}
+
+/*
+ * The lifecycle commands answer when their work is done, but that work
+ * (opening disks, KVM setup, joining threads) runs on a worker thread:
+ * other clients are served meanwhile (issue 14).
+ */
 int qmp_vm_create(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct registry_vm *rv;
@@ -30,6 +96,13 @@ int qmp_vm_create(struct monitor_request *req, json_t *args, json_t **ret, struc
 
 	r = registry_create(req->ctx, args, &rv, errp);
 	if (r < 0) {
+		return r;
+	}
+	if (json_is_true(json_object_get(args, "start"))) {
+		r = deferred(req, rv, create_started, start_op, errp);
+		if (r < 0) {
+			registry_delete(rv, true, NULL, NULL, NULL);
+		}
 		return r;
 	}
 	*ret = registry_vm_info(rv);
@@ -40,22 +113,27 @@ int qmp_vm_start(struct monitor_request *req, json_t *args, json_t **ret, struct
 {
 	struct registry_vm *rv = find(req, args, errp);
 
-	return rv ? registry_start(rv, errp) : -ENOENT;
+	return rv ? deferred(req, rv, answer, start_op, errp) : -ENOENT;
 }
 
 int qmp_vm_destroy(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct registry_vm *rv = find(req, args, errp);
 
-	return rv ? registry_destroy(rv, "host-qmp-quit", errp) : -ENOENT;
+	return rv ? deferred(req, rv, answer, destroy_op, errp) : -ENOENT;
 }
 
 int qmp_vm_delete(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct registry_vm *rv = find(req, args, errp);
 
-	return rv ? registry_delete(rv, json_is_true(json_object_get(args, "force")), errp)
-		  : -ENOENT;
+	if (!rv) {
+		return -ENOENT;
+	}
+	if (rv->vm && json_is_true(json_object_get(args, "force"))) {
+		return deferred(req, rv, answer, force_delete_op, errp);
+	}
+	return registry_delete(rv, false, NULL, NULL, errp);
 }
 
 int qmp_query_vms(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)

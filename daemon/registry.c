@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@
 #include "common/log.h"
 #include "common/pathpol.h"
 #include "daemon/registry.h"
+#include "daemon/worker.h"
 
 /* Events a VM may have queued before the control thread catches up. */
 #define REGISTRY_MAX_QUEUED_EVENTS 4096
@@ -36,7 +38,31 @@ struct registry_instance {
 	struct vm_host host;
 	struct registry *reg;
 	uint64_t gen;
+	/* getfd fds the definition names, taken on the control thread for vm_new. */
+	unsigned n_fds;
+	char **fd_names;
+	int *fds;
 	char name[];
+};
+
+/* Seconds vm-start may take before its client gets an error (the setup goes on). */
+#define REGISTRY_START_DEADLINE 60
+
+/* A start or a destroy running on a worker thread (worker.h). */
+struct registry_op {
+	struct registry *reg;
+	struct registry_vm *rv;
+	registry_done_fn done; /* NULL: nobody waits, or already answered */
+	void *opaque;
+	struct registry_instance *inst;
+	struct vm *vm;
+	int r;
+	struct error *err;
+	struct event *deadline;
+	/* destroy */
+	const char *reason;
+	bool emit_shutdown;
+	bool then_delete;
 };
 
 struct queued_event {
@@ -54,6 +80,9 @@ struct registry {
 	mode_t socket_mode;
 	gid_t socket_gid;
 	const struct registry_hooks *hooks;
+	struct workers *workers;
+	int vm_nice; /* the nice value VM threads run at (the control thread may be above) */
+	bool shutting_down;
 	struct list_head vms;
 	unsigned n_vms;
 	uint64_t next_gen;
@@ -149,12 +178,42 @@ static void on_vm_event(void *opaque, struct vm *vm, const char *name, json_t *d
 	}
 }
 
+/* Runs on the worker building the VM: the fds were taken before it started. */
 static int on_get_fd(void *opaque, const char *name)
 {
 	struct registry_instance *inst = opaque;
-	const struct registry_hooks *h = inst->reg->hooks;
 
-	return h->get_fd ? h->get_fd(h->opaque, name) : -ENOENT;
+	for (unsigned i = 0; i < inst->n_fds; i++) {
+		if (inst->fd_names[i] && strcmp(inst->fd_names[i], name) == 0) {
+			int fd = fcntl(inst->fds[i], F_DUPFD_CLOEXEC, 3);
+
+			return fd < 0 ? -errno : fd;
+		}
+	}
+	return -ENOENT;
+}
+
+static void instance_drop_fds(struct registry_instance *inst)
+{
+	for (unsigned i = 0; i < inst->n_fds; i++) {
+		if (inst->fds[i] >= 0) {
+			close(inst->fds[i]);
+		}
+		free(inst->fd_names[i]);
+	}
+	free(inst->fds);
+	free(inst->fd_names);
+	inst->fds = NULL;
+	inst->fd_names = NULL;
+	inst->n_fds = 0;
+}
+
+static void instance_free(struct registry_instance *inst)
+{
+	if (inst) {
+		instance_drop_fds(inst);
+		free(inst);
+	}
 }
 
 /*
@@ -183,19 +242,9 @@ static void emit(struct registry *reg, const char *vm, const char *name, json_t 
 	reg->hooks->event(reg->hooks->opaque, vm, name, data);
 }
 
-/* Free the VM object and tell the monitor; the caller emits SHUTDOWN first. */
-static void teardown(struct registry_vm *rv)
-{
-	struct registry *reg = rv->reg;
-
-	vm_destroy(rv->vm);
-	rv->vm = NULL;
-	free(rv->inst);
-	rv->inst = NULL;
-	reg->hooks->vm_down(reg->hooks->opaque, rv->name);
-	changed(reg);
-	release_memory();
-}
+static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_shutdown,
+			 bool then_delete, registry_done_fn done, void *opaque,
+			 struct error **errp);
 
 static void drain_events(evutil_socket_t fd, short what, void *opaque)
 {
@@ -235,7 +284,7 @@ static void drain_events(evutil_socket_t fd, short what, void *opaque)
 			if (live) {
 				log_info("VM %s shut down", qe->vm);
 				emit(reg, qe->vm, qe->name, TAKE_PTR(qe->data));
-				teardown(rv);
+				destroy_async(rv, "guest-shutdown", false, false, NULL, NULL, NULL);
 			}
 		} else {
 			emit(reg, qe->vm, qe->name, TAKE_PTR(qe->data));
@@ -333,6 +382,15 @@ int registry_new(struct event_base *base, const char *state_dir, const char *run
 		r = error_set(errp, ENOMEM, "out of memory");
 		goto err_free;
 	}
+	errno = 0;
+	reg->vm_nice = getpriority(PRIO_PROCESS, 0);
+	if (errno) {
+		reg->vm_nice = 0;
+	}
+	r = workers_new(base, &reg->workers, errp);
+	if (r < 0) {
+		goto err_free;
+	}
 	*ret = reg;
 	return 0;
 
@@ -359,6 +417,7 @@ void registry_free(struct registry *reg)
 		return;
 	}
 	registry_shutdown(reg);
+	workers_free(reg->workers);
 	list_for_each_safe (p, t, &reg->vms) {
 		vm_entry_free(list_entry(p, struct registry_vm, link));
 	}
@@ -503,7 +562,6 @@ int registry_create(struct registry *reg, json_t *def, struct registry_vm **ret,
 	_cleanup_(vm_config_freep) struct vm_config *cfg = NULL;
 	json_auto_t *canon = NULL;
 	struct registry_vm *rv;
-	bool start = json_is_true(json_object_get(def, "start"));
 	const char *name;
 	int r;
 
@@ -548,35 +606,189 @@ int registry_create(struct registry *reg, json_t *def, struct registry_vm **ret,
 	TAKE_PTR(cfg);
 	TAKE_PTR(canon);
 	log_full(LOG_INFO, rv->name, NULL, "VM defined");
-	if (start) {
-		r = registry_start(rv, errp);
-		if (r < 0) {
-			/* vm-create with "start" is all or nothing. */
-			registry_delete(rv, true, NULL);
-			return r;
-		}
-	}
 	*ret = rv;
 	return 0;
 }
 
-int registry_start(struct registry_vm *rv, struct error **errp)
+static const char *busy_name(struct registry_vm *rv)
+{
+	return rv->busy == REGISTRY_STARTING ? "starting" : "stopping";
+}
+
+static void op_free(struct registry_op *op)
+{
+	if (op->deadline) {
+		event_free(op->deadline);
+	}
+	error_free(op->err);
+	free(op);
+}
+
+/* Answer the waiting client (if any, and only once). */
+static void op_answer(struct registry_op *op, int r, struct error *err)
+{
+	registry_done_fn done = op->done;
+
+	op->done = NULL;
+	if (done) {
+		done(op->opaque, op->then_delete ? NULL : op->rv, r, err);
+	} else {
+		error_free(err);
+	}
+}
+
+/* ---- start: vm_new on a worker, then the sockets and vCPUs here ---- */
+
+static void start_job(void *arg)
+{
+	struct registry_op *op = arg;
+
+	op->r = vm_new(op->rv->cfg, &op->inst->host, &op->vm, &op->err);
+}
+
+static void start_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct registry_op *op = arg;
+	struct error *err = NULL;
+
+	error_set(&err, ETIMEDOUT,
+		  "VM '%s' did not start within %d s (a disk, NBD server or file that does "
+		  "not answer?); it is stopped as soon as its setup returns",
+		  op->rv->name, REGISTRY_START_DEADLINE);
+	log_full(LOG_WARNING, op->rv->name, NULL, "%s", err->msg);
+	op_answer(op, -ETIMEDOUT, err);
+}
+
+static void start_done(void *arg)
+{
+	struct registry_op *op = arg;
+	struct registry_vm *rv = op->rv;
+	struct registry *reg = op->reg;
+	struct registry_instance *inst = op->inst;
+	struct error *err = TAKE_PTR(op->err);
+	bool late = !op->done && op->deadline && !event_pending(op->deadline, EV_TIMEOUT, NULL);
+	int r = op->r;
+
+	instance_drop_fds(inst);
+	rv->busy = REGISTRY_IDLE;
+	if (r == 0 && (reg->shutting_down || late)) {
+		/* Nobody wants it any more: undo the setup (blocking is fine at exit). */
+		log_full(LOG_WARNING, rv->name, NULL, "VM setup finished too late; stopping it");
+		vm_destroy(op->vm);
+		instance_free(inst);
+		error_free(err);
+		op_free(op);
+		return;
+	}
+	if (r == 0) {
+		r = reg->hooks->vm_up(reg->hooks->opaque, rv->name, &err);
+		if (r == 0) {
+			/* vCPU threads inherit this thread's nice value: the VMs' own. */
+			int mine = getpriority(PRIO_PROCESS, 0);
+
+			setpriority(PRIO_PROCESS, 0, reg->vm_nice);
+			r = vm_start(op->vm, &err);
+			setpriority(PRIO_PROCESS, 0, mine);
+			if (r < 0) {
+				reg->hooks->vm_down(reg->hooks->opaque, rv->name);
+			}
+		}
+		if (r < 0) {
+			/* Built but not started: tear it down on a worker, answer now. */
+			rv->vm = op->vm;
+			rv->inst = inst;
+			error_prefix(&err, "cannot start VM '%s'", rv->name);
+			op_answer(op, r, TAKE_PTR(err));
+			destroy_async(rv, "host-error", false, false, NULL, NULL, NULL);
+			op_free(op);
+			return;
+		}
+		rv->vm = op->vm;
+		rv->inst = inst;
+		log_full(LOG_INFO, rv->name, NULL, "VM started");
+		changed(reg);
+		op_answer(op, 0, NULL);
+		op_free(op);
+		return;
+	}
+	instance_free(inst);
+	error_prefix(&err, "cannot start VM '%s'", rv->name);
+	if (!op->done) {
+		log_full(LOG_ERR, rv->name, NULL, "%s", err ? err->msg : "start failed");
+	}
+	op_answer(op, r, TAKE_PTR(err));
+	release_memory();
+	op_free(op);
+}
+
+/* Take the getfd fds the definition's NICs name, while their client's command runs. */
+static int take_fds(struct registry *reg, const struct vm_config *cfg,
+		    struct registry_instance *inst, struct error **errp)
+{
+	unsigned n = 0;
+
+	if (!reg->hooks->get_fd || cfg->n_nics == 0) {
+		return 0;
+	}
+	inst->fds = calloc(cfg->n_nics, sizeof(*inst->fds));
+	inst->fd_names = calloc(cfg->n_nics, sizeof(*inst->fd_names));
+	if (!inst->fds || !inst->fd_names) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	for (unsigned i = 0; i < cfg->n_nics; i++) {
+		int fd;
+
+		if (!cfg->nics[i].fd) {
+			continue;
+		}
+		fd = reg->hooks->get_fd(reg->hooks->opaque, cfg->nics[i].fd);
+		if (fd < 0) {
+			/* The device reports it (with the NIC's id) when it asks. */
+			continue;
+		}
+		inst->fds[n] = fd;
+		inst->fd_names[n] = strdup(cfg->nics[i].fd);
+		inst->n_fds = ++n;
+	}
+	return 0;
+}
+
+int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *opaque,
+			 struct error **errp)
 {
 	struct registry *reg = rv->reg;
 	struct registry_instance *inst;
-	struct vm *vm = NULL;
+	struct registry_op *op;
 	int r;
 
 	if (rv->vm) {
 		return error_set(errp, EBUSY, "VM '%s' is already running (state %s)", rv->name,
 				 vm_run_state_name(vm_get_state(rv->vm)));
 	}
+	if (rv->deleting) {
+		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT,
+				       "VM '%s' is being deleted", rv->name);
+	}
+	if (rv->busy == REGISTRY_STOPPING && !rv->start_pending) {
+		/* A guest that just powered off, started again at once: after the teardown. */
+		rv->start_pending = true;
+		rv->pending_done = done;
+		rv->pending_opaque = opaque;
+		return 0;
+	}
+	if (rv->busy) {
+		return error_set(errp, EBUSY, "VM '%s' is %s; try again when that is done",
+				 rv->name, busy_name(rv));
+	}
 	r = check_paths(reg, rv->cfg, errp);
 	if (r < 0) {
 		return r;
 	}
 	inst = calloc(1, sizeof(*inst) + strlen(rv->name) + 1);
-	if (!inst) {
+	op = calloc(1, sizeof(*op));
+	if (!inst || !op) {
+		free(inst);
+		free(op);
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	strcpy(inst->name, rv->name);
@@ -588,65 +800,146 @@ int registry_start(struct registry_vm *rv, struct error **errp)
 	inst->host.event = on_vm_event;
 	inst->host.get_fd = on_get_fd;
 	inst->host.opaque = inst;
-	r = vm_new(rv->cfg, &inst->host, &vm, errp);
-	if (r < 0) {
-		goto err_free;
+	op->reg = reg;
+	op->rv = rv;
+	op->inst = inst;
+	op->done = done;
+	op->opaque = opaque;
+	r = take_fds(reg, rv->cfg, inst, errp);
+	if (r == 0) {
+		op->deadline = evtimer_new(reg->base, start_deadline, op);
+		if (!op->deadline) {
+			r = error_set(errp, ENOMEM, "out of memory");
+		}
 	}
-	r = reg->hooks->vm_up(reg->hooks->opaque, rv->name, errp);
-	if (r < 0) {
-		goto err_destroy;
+	if (r == 0) {
+		r = worker_run(reg->workers, start_job, start_done, op, errp);
 	}
-	r = vm_start(vm, errp);
 	if (r < 0) {
-		goto err_down;
+		instance_free(inst);
+		op_free(op);
+		return r;
 	}
-	rv->vm = vm;
-	rv->inst = inst;
-	log_full(LOG_INFO, rv->name, NULL, "VM started");
-	changed(reg);
+	evtimer_add(op->deadline, &(struct timeval){.tv_sec = REGISTRY_START_DEADLINE});
+	rv->busy = REGISTRY_STARTING;
 	return 0;
-
-err_down:
-	reg->hooks->vm_down(reg->hooks->opaque, rv->name);
-err_destroy:
-	vm_destroy(vm);
-err_free:
-	free(inst);
-	error_prefix(errp, "cannot start VM '%s'", rv->name);
-	return r;
 }
 
-int registry_destroy(struct registry_vm *rv, const char *reason, struct error **errp)
+/* ---- destroy: vm_destroy (joins threads, closes backends) on a worker ---- */
+
+static void destroy_job(void *arg)
+{
+	struct registry_op *op = arg;
+
+	vm_destroy(op->vm);
+}
+
+static void destroy_done(void *arg)
+{
+	struct registry_op *op = arg;
+	struct registry_vm *rv = op->rv;
+	struct registry *reg = op->reg;
+	bool then_delete = op->then_delete;
+
+	instance_free(op->inst);
+	rv->busy = REGISTRY_IDLE;
+	if (op->emit_shutdown) {
+		/* SHUTDOWN first, so clients of the per-VM socket see it before it closes. */
+		emit(reg, rv->name, "SHUTDOWN",
+		     json_pack("{s:b, s:s}", "guest", 0, "reason", op->reason));
+	}
+	reg->hooks->vm_down(reg->hooks->opaque, rv->name);
+	if (op->then_delete) {
+		log_full(LOG_INFO, rv->name, NULL, "VM deleted");
+		vm_entry_free(rv);
+	}
+	changed(reg);
+	release_memory();
+	op_answer(op, 0, NULL);
+	op_free(op);
+	if (!then_delete && rv->start_pending && !reg->shutting_down) {
+		registry_done_fn pdone = rv->pending_done;
+		void *popaque = rv->pending_opaque;
+		struct error *err = NULL;
+		int r;
+
+		rv->start_pending = false;
+		r = registry_start_async(rv, pdone, popaque, &err);
+		if (r < 0 && pdone) {
+			pdone(popaque, rv, r, err);
+		} else if (r < 0) {
+			log_full(LOG_ERR, rv->name, NULL, "start failed: %s", err->msg);
+			error_free(err);
+		}
+	}
+}
+
+static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_shutdown,
+			 bool then_delete, registry_done_fn done, void *opaque, struct error **errp)
 {
 	struct registry *reg = rv->reg;
+	struct registry_op *op;
+	int r;
 
 	if (!rv->vm) {
 		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
 				       "VM '%s' is not running", rv->name);
 	}
-	log_full(LOG_INFO, rv->name, NULL, "VM destroyed (%s)", reason);
-	vm_destroy(rv->vm);
+	op = calloc(1, sizeof(*op));
+	if (!op) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	op->reg = reg;
+	op->rv = rv;
+	op->vm = rv->vm;
+	op->inst = rv->inst;
+	op->reason = reason;
+	op->emit_shutdown = emit_shutdown;
+	op->then_delete = then_delete;
+	op->done = done;
+	op->opaque = opaque;
+	r = worker_run(reg->workers, destroy_job, destroy_done, op, errp);
+	if (r < 0) {
+		op_free(op);
+		return r;
+	}
 	rv->vm = NULL;
-	free(rv->inst);
 	rv->inst = NULL;
-	/* SHUTDOWN first, so clients of the per-VM socket see it before it closes. */
-	emit(reg, rv->name, "SHUTDOWN", json_pack("{s:b, s:s}", "guest", 0, "reason", reason));
-	reg->hooks->vm_down(reg->hooks->opaque, rv->name);
-	changed(reg);
-	release_memory();
+	rv->busy = REGISTRY_STOPPING;
+	log_full(LOG_INFO, rv->name, NULL, "VM destroyed (%s)", reason);
 	return 0;
 }
 
-int registry_delete(struct registry_vm *rv, bool force, struct error **errp)
+int registry_destroy_async(struct registry_vm *rv, const char *reason, registry_done_fn done,
+			   void *opaque, struct error **errp)
+{
+	if (rv->busy) {
+		return error_set(errp, EBUSY, "VM '%s' is %s; try again when that is done",
+				 rv->name, busy_name(rv));
+	}
+	return destroy_async(rv, reason, true, false, done, opaque, errp);
+}
+
+/* Blocking, for the daemon's exit only. */
+static void destroy_now(struct registry_vm *rv, const char *reason)
+{
+	struct registry *reg = rv->reg;
+
+	log_full(LOG_INFO, rv->name, NULL, "VM destroyed (%s)", reason);
+	vm_destroy(rv->vm);
+	rv->vm = NULL;
+	instance_free(rv->inst);
+	rv->inst = NULL;
+	emit(reg, rv->name, "SHUTDOWN", json_pack("{s:b, s:s}", "guest", 0, "reason", reason));
+	reg->hooks->vm_down(reg->hooks->opaque, rv->name);
+	changed(reg);
+}
+
+static int unlink_definition(struct registry_vm *rv, struct error **errp)
 {
 	struct registry *reg = rv->reg;
 	_cleanup_free_ char *path = NULL;
 
-	if (rv->vm && !force) {
-		return error_set(errp, EBUSY,
-				 "VM '%s' is running; destroy it first or pass \"force\": true",
-				 rv->name);
-	}
 	if (asprintf(&path, "%s/%s.json", reg->vms_dir, rv->name) < 0) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
@@ -654,9 +947,6 @@ int registry_delete(struct registry_vm *rv, bool force, struct error **errp)
 		return error_set_errno(errp, errno, "cannot remove %s", path);
 	}
 	fsync_dir(reg->vms_dir);
-	if (rv->vm) {
-		registry_destroy(rv, "host-qmp-quit", NULL);
-	}
 	if (!rv->cfg->serial_log) {
 		/* The console log vmmd chose goes with the VM (one the definition named stays). */
 		_cleanup_free_ char *log = NULL;
@@ -667,6 +957,36 @@ int registry_delete(struct registry_vm *rv, bool force, struct error **errp)
 				 strerror(errno));
 		}
 	}
+	return 0;
+}
+
+int registry_delete(struct registry_vm *rv, bool force, registry_done_fn done, void *opaque,
+		    struct error **errp)
+{
+	struct registry *reg = rv->reg;
+	int r;
+
+	if (rv->busy) {
+		return error_set(errp, EBUSY, "VM '%s' is %s; try again when that is done",
+				 rv->name, busy_name(rv));
+	}
+	if (rv->vm && !force) {
+		return error_set(errp, EBUSY,
+				 "VM '%s' is running; destroy it first or pass \"force\": true",
+				 rv->name);
+	}
+	r = unlink_definition(rv, errp);
+	if (r < 0) {
+		return r;
+	}
+	if (rv->vm) {
+		/* Deleted once it is down; done() answers then. */
+		r = destroy_async(rv, "host-qmp-quit", true, true, done, opaque, errp);
+		if (r == 0) {
+			rv->deleting = true;
+		}
+		return r < 0 ? r : 1;
+	}
 	log_full(LOG_INFO, rv->name, NULL, "VM deleted");
 	vm_entry_free(rv);
 	changed(reg);
@@ -675,7 +995,11 @@ int registry_delete(struct registry_vm *rv, bool force, struct error **errp)
 
 enum vm_run_state registry_vm_state(struct registry_vm *rv)
 {
-	return rv->vm ? vm_get_state(rv->vm) : VM_STATE_SHUTDOWN;
+	if (!rv->vm) {
+		/* Being built: not running yet (QEMU's state before "cont"). */
+		return rv->busy == REGISTRY_STARTING ? VM_STATE_PRELAUNCH : VM_STATE_SHUTDOWN;
+	}
+	return vm_get_state(rv->vm);
 }
 
 json_t *registry_vm_info(struct registry_vm *rv)
@@ -820,7 +1144,7 @@ void registry_autostart(struct registry *reg)
 		if (!rv->cfg->autostart || rv->vm) {
 			continue;
 		}
-		if (registry_start(rv, &err) < 0) {
+		if (registry_start_async(rv, NULL, NULL, &err) < 0) {
 			log_full(LOG_ERR, rv->name, NULL, "autostart failed: %s", err->msg);
 			error_free(err);
 		}
@@ -831,6 +1155,9 @@ void registry_shutdown(struct registry *reg)
 {
 	struct list_head *p;
 
+	/* Starts and destroys in flight finish first (a hung backend: 30 s at most). */
+	reg->shutting_down = true;
+	workers_wait(reg->workers, 30000);
 	/* Pause every vCPU first, so no VM runs while the others are torn down. */
 	list_for_each (p, &reg->vms) {
 		struct registry_vm *rv = list_entry(p, struct registry_vm, link);
@@ -843,7 +1170,7 @@ void registry_shutdown(struct registry *reg)
 		struct registry_vm *rv = list_entry(p, struct registry_vm, link);
 
 		if (rv->vm) {
-			registry_destroy(rv, "host-signal", NULL);
+			destroy_now(rv, "host-signal");
 		}
 	}
 }

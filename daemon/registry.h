@@ -49,7 +49,23 @@ struct registry_vm {
 	struct vm_config *cfg; /* parsed from def */
 	struct vm *vm;	       /* NULL when not instantiated (state "shutdown") */
 	struct registry_instance *inst;
+	enum {
+		REGISTRY_IDLE,
+		REGISTRY_STARTING,
+		REGISTRY_STOPPING
+	} busy; /* on a worker */
+	/* A vm-start that came while stopping: run once the VM is down. */
+	bool start_pending;
+	bool deleting; /* destroyed and then deleted (vm-delete with force) */
+	void (*pending_done)(void *opaque, struct registry_vm *rv, int r, struct error *err);
+	void *pending_opaque;
 };
+
+/*
+ * How an operation that ran on a worker thread ended (control thread): @rv is
+ * NULL when the VM was deleted; @err (taken) is set when r < 0.
+ */
+typedef void (*registry_done_fn)(void *opaque, struct registry_vm *rv, int r, struct error *err);
 
 /* Names a VM may have: [A-Za-z0-9][A-Za-z0-9._-]*, at most 64 bytes. */
 bool registry_name_valid(const char *name);
@@ -76,17 +92,33 @@ void registry_autostart(struct registry *reg);
 struct registry_vm *registry_find(struct registry *reg, const char *name);
 
 /*
- * Define a VM from @def (borrowed; "start" is the daemon's own key), persist
- * it, and start it if @def has "start": true. Nothing is kept on failure.
+ * Define a VM from @def (borrowed; "start" is the daemon's own key, left to
+ * the caller: registry_start_async) and persist it. Nothing is kept on failure.
  */
 int registry_create(struct registry *reg, json_t *def, struct registry_vm **ret,
 		    struct error **errp);
-/* Instantiate and boot a defined VM (vm_new + vm_start). */
-int registry_start(struct registry_vm *rv, struct error **errp);
-/* Hard stop: the VM object is freed, state becomes "shutdown", event SHUTDOWN. */
-int registry_destroy(struct registry_vm *rv, const char *reason, struct error **errp);
-/* Remove the definition (and its file). Refused while running unless @force. */
-int registry_delete(struct registry_vm *rv, bool force, struct error **errp);
+/*
+ * Instantiate and boot a defined VM: vm_new (disks, NBD connects, kernel,
+ * KVM objects) on a worker thread, then its socket and vCPUs here; done
+ * (may be NULL) reports the end. An error now returns < 0 and done is not
+ * called. A start that takes over a minute gets an ETIMEDOUT answer; the
+ * VM is then stopped when its setup returns.
+ */
+int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *opaque,
+			 struct error **errp);
+/*
+ * Hard stop: vm_destroy on a worker thread (a backend that does not answer
+ * delays only this VM), then event SHUTDOWN, state "shutdown", done.
+ */
+int registry_destroy_async(struct registry_vm *rv, const char *reason, registry_done_fn done,
+			   void *opaque, struct error **errp);
+/*
+ * Remove the definition (and its file, and the console log vmmd chose).
+ * Refused while running unless @force; then returns 1 and done reports the
+ * end of the destroy, after which @rv is gone. 0: deleted now.
+ */
+int registry_delete(struct registry_vm *rv, bool force, registry_done_fn done, void *opaque,
+		    struct error **errp);
 
 enum vm_run_state registry_vm_state(struct registry_vm *rv);
 /* VmInfo of one VM / all VMs (schema.json); new references. */

@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "monitor/monitor-int.h"
@@ -98,6 +99,62 @@ int monitor_check_handlers(const struct monitor_handlers *h, struct error **errp
 	return r;
 }
 
+struct monitor_deferred *monitor_defer(struct monitor_request *req)
+{
+	struct monitor_client *c = req->client;
+	struct monitor_deferred *d = calloc(1, sizeof(*d));
+
+	if (!d) {
+		return NULL;
+	}
+	d->mon = req->mon;
+	d->client = c;
+	d->id = json_incref(req->id);
+	c->deferred = d;
+	return d;
+}
+
+void monitor_deferred_cancel(struct monitor_deferred *d)
+{
+	if (!d) {
+		return;
+	}
+	if (d->client) {
+		d->client->deferred = NULL;
+	}
+	json_decref(d->id);
+	free(d);
+}
+
+void monitor_deferred_done(struct monitor_deferred *d, int r, json_t *ret, struct error *err)
+{
+	struct monitor_client *c = d->client;
+
+	if (c) {
+		if (r < 0) {
+			if (!err) {
+				error_set(&err, r, "command failed");
+			}
+			monitor_client_send_error(c, error_class_name(err->cls), err->msg, d->id);
+		} else {
+			json_auto_t *reply =
+				json_pack("{s:o}", "return", ret ? ret : json_object());
+
+			ret = NULL;
+			if (reply && d->id) {
+				json_object_set(reply, "id", d->id);
+			}
+			monitor_client_send(c, reply);
+		}
+	}
+	json_decref(ret);
+	error_free(err);
+	monitor_deferred_cancel(d);
+	if (c) {
+		monitor_client_resume(c);
+	}
+}
+
 static void reply_error(struct monitor_client *c, struct error *err, json_t *id)
 {
 	monitor_client_send_error(c, error_class_name(err->cls), err->msg, id);
@@ -144,7 +201,7 @@ void monitor_dispatch(struct monitor_client *c, json_t *msg)
 	json_auto_t *empty = json_object();
 	json_t *ret = NULL, *given = NULL;
 	const struct monitor_command *cmd;
-	struct monitor_request req = {.mon = mon, .client = c, .ctx = mon->handlers.ctx};
+	struct monitor_request req = {.mon = mon, .client = c, .ctx = mon->handlers.ctx, .id = id};
 	enum schema_scope scope;
 	const char *name = NULL;
 	int r;
@@ -200,6 +257,9 @@ void monitor_dispatch(struct monitor_client *c, json_t *msg)
 	mon->current = c;
 	r = cmd->fn(&req, args, &ret, &err);
 	mon->current = NULL;
+	if (r == MONITOR_DEFERRED) {
+		return;
+	}
 	if (r < 0) {
 		if (!err) {
 			error_set(&err, r, "%s failed", name);

@@ -60,13 +60,14 @@ struct monitor_client {
 	pid_t pid;
 	uid_t uid;
 	bool negotiated;
-	bool dead;	      /* freed at the next safe point */
-	bool closing;	      /* freed once its output is flushed */
-	bool throttled;	      /* input not read until the output drains */
-	bool eof;	      /* the peer closed its write side */
-	struct evbuffer *inq; /* input read but not yet processed */
-	uint64_t last_active; /* CLOCK_MONOTONIC ms of the last input */
-	struct list_head fds; /* struct monitor_fd from getfd */
+	bool dead;			   /* freed at the next safe point */
+	bool closing;			   /* freed once its output is flushed */
+	bool throttled;			   /* input not read until the output drains */
+	bool eof;			   /* the peer closed its write side */
+	struct monitor_deferred *deferred; /* a command whose answer comes later */
+	struct evbuffer *inq;		   /* input read but not yet processed */
+	uint64_t last_active;		   /* CLOCK_MONOTONIC ms of the last input */
+	struct list_head fds;		   /* struct monitor_fd from getfd */
 	unsigned n_fds;
 	int pending[MONITOR_MAX_PENDING_FDS];
 	unsigned n_pending;
@@ -94,6 +95,15 @@ int monitor_check_table(const struct schema *s, const struct monitor_handlers *h
 /* The handler of @name among the protocol's and @h's commands, or NULL. */
 const struct monitor_command *monitor_find_command(const struct monitor_handlers *h,
 						   const char *name);
+
+struct monitor_deferred {
+	struct monitor *mon;
+	struct monitor_client *client; /* NULL once it has gone */
+	json_t *id;
+};
+
+/* Parse and dispatch @c's queued input (after a deferred answer went out). */
+void monitor_client_resume(struct monitor_client *c);
 
 /* Run one complete input message from @c (borrowed). */
 void monitor_dispatch(struct monitor_client *c, json_t *msg);

@@ -22,6 +22,7 @@
 struct event_base;
 struct monitor;
 struct monitor_client;
+struct monitor_deferred;
 
 struct monitor_limits {
 	unsigned max_clients;	      /* connections over all sockets */
@@ -42,8 +43,9 @@ struct monitor_limits {
 struct monitor_request {
 	struct monitor *mon;
 	struct monitor_client *client;
-	void *ctx; /* monitor_handlers.ctx */
-	void *vm;  /* VM-scoped commands: what monitor_handlers.find_vm returned */
+	void *ctx;  /* monitor_handlers.ctx */
+	void *vm;   /* VM-scoped commands: what monitor_handlers.find_vm returned */
+	json_t *id; /* the request's id (borrowed), or NULL */
 	/* Run after the reply is queued (quit ends the VM after answering). */
 	void (*after)(struct monitor_request *req);
 };
@@ -51,10 +53,29 @@ struct monitor_request {
 /*
  * A command handler. @args is the checked argument object (borrowed, without
  * "vm"). On success *ret is the "return" value (a new reference; {} if left
- * NULL). On failure *errp carries the QMP class and message.
+ * NULL). On failure *errp carries the QMP class and message. A handler whose
+ * work runs elsewhere (a worker thread) takes a monitor_defer() token and
+ * returns MONITOR_DEFERRED; the answer goes out at monitor_deferred_done().
  */
 typedef int (*monitor_handler_fn)(struct monitor_request *req, json_t *args, json_t **ret,
 				  struct error **errp);
+
+/* A handler's return value: the reply comes later, through monitor_deferred_done(). */
+#define MONITOR_DEFERRED 1
+
+/*
+ * Answer this request later. Until then the client's further input waits
+ * (replies stay in order, as QMP requires); other clients are served. The
+ * token stays valid after the client disconnects (the answer is dropped).
+ */
+struct monitor_deferred *monitor_defer(struct monitor_request *req);
+/*
+ * Send the deferred answer (control thread): r >= 0 with @ret (a new
+ * reference taken; NULL = {}), or r < 0 with @err (taken). Frees @d.
+ */
+void monitor_deferred_done(struct monitor_deferred *d, int r, json_t *ret, struct error *err);
+/* Forget @d without answering (the handler failed before deferring). */
+void monitor_deferred_cancel(struct monitor_deferred *d);
 
 struct monitor_command {
 	const char *name;

@@ -98,6 +98,9 @@ static void client_free(struct monitor_client *c)
 		close(c->pending[i]);
 	}
 	json_stream_release(&c->in);
+	if (c->deferred) {
+		c->deferred->client = NULL;
+	}
 	list_for_each_safe (p, t, &c->fds) {
 		struct monitor_fd *f = list_entry(p, struct monitor_fd, link);
 
@@ -254,10 +257,7 @@ static void client_written(struct bufferevent *bev, void *opaque)
 	}
 	if (c->throttled && !c->dead && !c->closing && out_len(c) <= high_mark(c) / 2) {
 		c->throttled = false;
-		process_input(c);
-		if (!c->throttled && !c->eof && !c->dead && !c->closing) {
-			event_add(c->rev, NULL);
-		}
+		monitor_client_resume(c);
 	}
 }
 
@@ -319,7 +319,7 @@ static void stash_fds(struct monitor_client *c, struct msghdr *mh)
  */
 static void process_input(struct monitor_client *c)
 {
-	while (!c->dead && !c->closing && evbuffer_get_length(c->inq) > 0) {
+	while (!c->dead && !c->closing && !c->deferred && evbuffer_get_length(c->inq) > 0) {
 		size_t avail = MIN(evbuffer_get_length(c->inq), (size_t)65536);
 		const char *data = (const char *)evbuffer_pullup(c->inq, (ev_ssize_t)avail);
 		enum json_stream_status st;
@@ -347,9 +347,25 @@ static void process_input(struct monitor_client *c)
 			free(err);
 		}
 	}
-	if (c->eof && !c->dead && !c->closing && evbuffer_get_length(c->inq) == 0) {
+	if (c->deferred && !c->eof) {
+		/* A command runs elsewhere: the rest waits (in order) in the socket. */
+		event_del(c->rev);
+		return;
+	}
+	if (c->eof && !c->dead && !c->closing && !c->deferred && evbuffer_get_length(c->inq) == 0) {
 		/* Half-closed: answer everything, then close (like QEMU). */
 		monitor_client_close_after_flush(c);
+	}
+}
+
+void monitor_client_resume(struct monitor_client *c)
+{
+	if (c->dead || c->closing) {
+		return;
+	}
+	process_input(c);
+	if (!c->throttled && !c->deferred && !c->eof && !c->dead && !c->closing) {
+		event_add(c->rev, NULL);
 	}
 }
 
@@ -359,7 +375,8 @@ static void client_read(evutil_socket_t fd, short what, void *opaque)
 	char chunk[65536];
 
 	/* A bounded amount per wakeup: one flooding client cannot starve the others. */
-	for (int round = 0; round < 4 && !c->dead && !c->closing && !c->throttled; round++) {
+	for (int round = 0; round < 4 && !c->dead && !c->closing && !c->throttled && !c->deferred;
+	     round++) {
 		char cbuf[CMSG_SPACE(sizeof(int) * MONITOR_MAX_PENDING_FDS)];
 		struct iovec iov = {.iov_base = chunk, .iov_len = sizeof(chunk)};
 		struct msghdr mh = {
@@ -479,7 +496,7 @@ static void evict_idle(struct monitor *mon, struct monitor_client *newc)
 	list_for_each (p, &mon->clients) {
 		struct monitor_client *c = list_entry(p, struct monitor_client, link);
 
-		if (c == newc || c->dead || c->closing || out_len(c) ||
+		if (c == newc || c->dead || c->closing || c->deferred || out_len(c) ||
 		    evbuffer_get_length(c->inq) ||
 		    now - c->last_active < MONITOR_EVICT_IDLE * 1000) {
 			continue;

@@ -11,3 +11,4 @@ TESTS += tests/functional/test-security-protocol.py
 TESTS += tests/functional/test-protocol-stray.py
 TESTS += tests/functional/test-security-files.py
 TESTS += tests/functional/test-security-lifecycles.py
+TESTS += tests/functional/test-security-control.py

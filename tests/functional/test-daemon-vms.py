@@ -41,7 +41,8 @@ def test_sigterm_with_running_vms_then_restart():
         q = d.qmp()
         names = sorted(v["name"] for v in q.ok("query-vms"))
         assert names == ["auto", "later", "manual"], names
-        assert status(q, "auto") == "running"
+        # Autostart builds the VM on a worker thread: prelaunch until it is up.
+        wait_for(lambda: status(q, "auto") == "running", 30, what="auto running")
         assert status(q, "manual") == "shutdown" and status(q, "later") == "shutdown"
         wait_console(d, "auto", "idle: up")
     finally:
@@ -60,7 +61,7 @@ def test_guest_poweroff_frees_only_that_vm():
         assert "timestamp" in ev and ev["timestamp"]["seconds"] > 0
         wait_console(d, "hello", "hello from the vmmd test guest")
         wait_for(lambda: status(q, "hello") == "shutdown", 10, what="hello's state")
-        assert not os.path.exists(info["qmp-socket"])
+        wait_for(lambda: not os.path.exists(info["qmp-socket"]), 10, what="the socket gone")
         # The other VM is untouched.
         assert status(q, "stay") == "running"
         # The definition stays and boots again.

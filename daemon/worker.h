@@ -1,0 +1,35 @@
+/*
+ * Blocking work off the control thread (DESIGN.md §2.1): building and
+ * tearing down VMs (opening disks, NBD connects, reading kernels and
+ * firmware, creating and destroying KVM objects, joining threads) runs on a
+ * worker thread of its own; its completion runs back on the control thread.
+ *
+ * Threads: worker_new, worker_run and every done callback on the control
+ * thread; each job's fn on its own thread, with all signals blocked.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "common/error.h"
+
+struct event_base;
+struct workers;
+
+/* Jobs that may run at once; one more is refused (EAGAIN). */
+#define WORKERS_MAX_JOBS 256
+
+int workers_new(struct event_base *base, struct workers **ret, struct error **errp);
+/* Wait up to @timeout_ms for running jobs; their done callbacks run here. */
+void workers_wait(struct workers *w, unsigned timeout_ms);
+/* Free @w, unless a job still runs (stuck backend): then leave it to exit(). */
+void workers_free(struct workers *w);
+
+/*
+ * Run fn(arg) on a new thread, then done(arg) on the control thread. done
+ * always runs later, from the event loop, never inside worker_run.
+ */
+int worker_run(struct workers *w, void (*fn)(void *arg), void (*done)(void *arg), void *arg,
+	       struct error **errp);
+/* Jobs started and not yet done. */
+unsigned workers_running(struct workers *w);
