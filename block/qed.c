@@ -10,7 +10,12 @@
  * with the bit set is checked and repaired when opened writable (entries
  * that point outside the file or into metadata are dropped), as QEMU does.
  *
- * Refused: backing files, unknown feature bits, tables larger than 32 MiB.
+ * Backing files: unallocated clusters read from the backing image (raw
+ * when the header says "no probe", else probed; raw, qcow2 or qed), and an
+ * allocating write copies the rest of its clusters from it.
+ *
+ * Refused: unknown feature bits, tables larger than 32 MiB, backing names
+ * over 1023 bytes or outside the header, chains deeper than 16 images.
  *
  * Threads: block worker threads, concurrently. s->lock protects the header
  * copy, the L1 table, the L2 cache and the allocation point. Reads and
@@ -23,6 +28,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +47,8 @@
 /* Our bound on one table (QEMU allows up to 1 GiB): L1 stays in memory. */
 #define QED_MAX_TABLE_BYTES (32u << 20)
 #define QED_L2_CACHE_BYTES (8u << 20)
+#define QED_MAX_BACKING_NAME 1023
+#define QED_MAX_BACKING_DEPTH 16
 
 #define QED_F_BACKING_FILE (UINT64_C(1) << 0)
 #define QED_F_NEED_CHECK (UINT64_C(1) << 1)
@@ -66,7 +74,10 @@ struct qed_state {
 	uint64_t meta_end; /* end of header and L1: no data before this */
 	bool writable;
 	bool need_check_on; /* we set the need-check bit and have not cleared it */
+	char *backing_file; /* as recorded, or NULL */
 };
+
+static __thread unsigned backing_depth;
 
 enum qed_kind {
 	QED_KIND_UNALLOC,
@@ -165,12 +176,6 @@ static int parse_header(struct qed_state *s, const char *fn, uint64_t file_len, 
 		return error_set(errp, ENOTSUP, "QED image '%s' has unsupported features %#" PRIx64,
 				 fn, s->features & ~QED_F_KNOWN);
 	}
-	if (s->features & QED_F_BACKING_FILE) {
-		return error_set(
-			errp, ENOTSUP,
-			"QED image '%s' has a backing file, which this driver does not support",
-			fn);
-	}
 	if (s->image_size % 512 || s->image_size > max_image_size(s->cluster_size, s->table_size)) {
 		return error_set(errp, EINVAL,
 				 "QED image '%s': virtual size %" PRIu64
@@ -184,6 +189,33 @@ static int parse_header(struct qed_state *s, const char *fn, uint64_t file_len, 
 				 "QED image '%s': L1 table offset %#" PRIx64
 				 " is unaligned, inside the header or past the end of the file",
 				 fn, s->l1_offset);
+	}
+	if (s->features & QED_F_BACKING_FILE) {
+		uint32_t off = get_le32(h + 56), len = get_le32(h + 60);
+		uint64_t hdr_bytes = (uint64_t)s->header_size * s->cluster_size;
+		int r;
+
+		if (len == 0 || len > QED_MAX_BACKING_NAME || off < QED_HEADER_LEN ||
+		    (uint64_t)off + len > hdr_bytes || (uint64_t)off + len > file_len) {
+			return error_set(errp, EINVAL,
+					 "QED image '%s': backing file name at %" PRIu32
+					 " (%" PRIu32
+					 " bytes) is empty, over 1023 bytes or outside the header",
+					 fn, off, len);
+		}
+		s->backing_file = calloc(1, len + 1);
+		if (!s->backing_file) {
+			return error_set(errp, ENOMEM, "out of memory");
+		}
+		r = block_pread(s->bs->file, off, s->backing_file, len);
+		if (r < 0) {
+			return error_set_errno(errp, r,
+					       "could not read the backing file name of '%s'", fn);
+		}
+		if (memchr(s->backing_file, 0, len)) {
+			return error_set(errp, EINVAL,
+					 "QED image '%s': the backing file name has a NUL", fn);
+		}
 	}
 	s->cluster_bits = (uint32_t)__builtin_ctz(s->cluster_size);
 	s->table_entries = (uint32_t)(s->table_bytes / 8);
@@ -307,6 +339,44 @@ static int lookup(struct qed_state *s, uint64_t offset, uint64_t len, enum qed_k
 	return 0;
 }
 
+/* Read [offset, offset+n) of the backing image into @iov at @iov_off; zeroes past its end. */
+static int read_backing(struct block_node *bs, uint64_t offset, const struct iovec *iov,
+			unsigned cnt, uint64_t iov_off, uint64_t n)
+{
+	uint64_t blen = block_length(bs->backing), in = 0;
+
+	if (offset < blen) {
+		int r;
+
+		in = MIN(n, blen - offset);
+		r = block_io_slice(bs->backing, false, offset, iov, cnt, iov_off, in);
+		if (r < 0) {
+			return r;
+		}
+	}
+	iov_memset(iov, cnt, iov_off + in, 0, n - in);
+	return 0;
+}
+
+/* Copy [from, to) of the backing image to the file at @host (copy-on-write padding). */
+static int copy_backing(struct qed_state *s, uint64_t from, uint64_t to, uint64_t host)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	struct iovec v;
+	int r;
+
+	if (from >= to) {
+		return 0;
+	}
+	buf = malloc(to - from);
+	if (!buf) {
+		return -ENOMEM;
+	}
+	v = (struct iovec){buf, to - from};
+	r = read_backing(s->bs, from, &v, 1, 0, to - from);
+	return r < 0 ? r : block_pwrite(s->bs->file, host, buf, to - from);
+}
+
 static int qed_preadv(struct block_node *bs, uint64_t offset, const struct iovec *iov, unsigned cnt,
 		      uint64_t len)
 {
@@ -326,11 +396,13 @@ static int qed_preadv(struct block_node *bs, uint64_t offset, const struct iovec
 		}
 		if (kind == QED_KIND_DATA) {
 			r = block_io_slice(bs->file, false, host, iov, cnt, done, n);
-			if (r < 0) {
-				return r;
-			}
+		} else if (kind == QED_KIND_UNALLOC && bs->backing) {
+			r = read_backing(bs, offset + done, iov, cnt, done, n);
 		} else {
 			iov_memset(iov, cnt, done, 0, n);
+		}
+		if (r < 0) {
+			return r;
 		}
 		done += n;
 	}
@@ -346,7 +418,7 @@ static int qed_preadv(struct block_node *bs, uint64_t offset, const struct iovec
  * entry are updated. s->lock held.
  */
 static int write_alloc(struct qed_state *s, uint64_t offset, const struct iovec *iov, unsigned cnt,
-		       uint64_t iov_off, uint64_t n)
+		       uint64_t iov_off, uint64_t n, enum qed_kind kind)
 {
 	struct block_node *file = s->bs->file;
 	uint64_t start = ALIGN_DOWN(offset, (uint64_t)s->cluster_size);
@@ -362,8 +434,19 @@ static int write_alloc(struct qed_state *s, uint64_t offset, const struct iovec 
 	if (r < 0) {
 		return r;
 	}
-	r = block_io_slice(file, true, host + (offset - start), iov, cnt, iov_off, n);
-	if (r == 0 && end > offset + n) {
+	if (kind == QED_KIND_UNALLOC && s->bs->backing) {
+		/* the rest of the new clusters comes from the backing image */
+		r = copy_backing(s, start, offset, host);
+		if (r == 0) {
+			r = copy_backing(s, offset + n, end, host + (offset + n - start));
+		}
+	} else {
+		r = 0;
+	}
+	if (r == 0) {
+		r = block_io_slice(file, true, host + (offset - start), iov, cnt, iov_off, n);
+	}
+	if (r == 0 && end > offset + n && !(kind == QED_KIND_UNALLOC && s->bs->backing)) {
 		/* QEMU rounds the file length down to a cluster: the last one must be whole */
 		r = block_write_zeroes(file, host + (offset + n - start), end - (offset + n), 0);
 	}
@@ -425,7 +508,7 @@ static int qed_pwritev(struct block_node *bs, uint64_t offset, const struct iove
 		if (kind == QED_KIND_DATA) {
 			r = block_io_slice(bs->file, true, host, iov, cnt, done, n);
 		} else {
-			r = write_alloc(s, offset + done, iov, cnt, done, n);
+			r = write_alloc(s, offset + done, iov, cnt, done, n, kind);
 		}
 		done += n;
 	}
@@ -464,6 +547,18 @@ static int qed_block_status(struct block_node *bs, uint64_t offset, uint64_t len
 		*ret_file_offset = host;
 	} else if (kind == QED_KIND_ZERO) {
 		*ret_status = BLOCK_STATUS_ZERO | BLOCK_STATUS_ALLOCATED;
+	} else if (bs->backing && offset < block_length(bs->backing)) {
+		unsigned bst;
+		uint64_t pn;
+
+		r = block_get_status(bs->backing, offset,
+				     MIN(*ret_pnum, block_length(bs->backing) - offset), &pn, &bst,
+				     NULL);
+		if (r < 0) {
+			return r;
+		}
+		*ret_pnum = pn;
+		*ret_status = bst & ~BLOCK_STATUS_ALLOCATED;
 	} else {
 		*ret_status = BLOCK_STATUS_ZERO;
 	}
@@ -600,9 +695,64 @@ static void qed_close(struct block_node *bs)
 	}
 	table_cache_free(s->l2_cache);
 	free(s->l1);
+	free(s->backing_file);
+	block_unref(bs->backing);
+	bs->backing = NULL;
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 	bs->opaque = NULL;
+}
+
+/* A backing name is relative to the image's directory. */
+static char *backing_path(const char *image, const char *name)
+{
+	const char *slash;
+	char *out;
+
+	if (name[0] == '/' || strstr(name, "://") || !image || !(slash = strrchr(image, '/'))) {
+		return strdup(name);
+	}
+	if (asprintf(&out, "%.*s/%s", (int)(slash - image), image, name) < 0) {
+		return NULL;
+	}
+	return out;
+}
+
+/* Open the backing image read-only: raw with the no-probe bit, else probed. */
+static int open_backing(struct block_node *bs, struct qed_state *s, struct error **errp)
+{
+	const char *image = bs->file && bs->file->filename ? bs->file->filename : bs->filename;
+	_cleanup_free_ char *path = backing_path(image, s->backing_file);
+	const char *fmt = "raw";
+	unsigned flags = bs->flags & (BLOCK_O_NOCACHE | BLOCK_O_NO_LOCK);
+	int r;
+
+	if (!path) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	if (backing_depth >= QED_MAX_BACKING_DEPTH) {
+		return error_set(errp, ELOOP, "backing chain is deeper than %d images at '%s'",
+				 QED_MAX_BACKING_DEPTH, path);
+	}
+	if (!(s->features & QED_F_BACKING_FORMAT_NO_PROBE)) {
+		r = block_probe_format(path, &fmt, errp);
+		if (r < 0) {
+			error_prefix(errp, "backing file '%s' of '%s'", path, image);
+			return r;
+		}
+	}
+	if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2") && strcmp(fmt, "qed")) {
+		return error_set(errp, ENOTSUP,
+				 "backing file '%s' of '%s' has unsupported format '%s'", path,
+				 image, fmt);
+	}
+	backing_depth++;
+	r = block_open_driver(&bs->backing, fmt, path, NULL, flags, errp);
+	backing_depth--;
+	if (r < 0) {
+		error_prefix(errp, "backing file '%s' of '%s'", path, image);
+	}
+	return r;
 }
 
 static int qed_open(struct block_node *bs, const char *filename, json_t *opts, struct error **errp)
@@ -657,6 +807,12 @@ static int qed_open(struct block_node *bs, const char *filename, json_t *opts, s
 	if (r < 0) {
 		error_set(errp, r, "out of memory for the QED L2 cache of '%s'", filename);
 		goto fail;
+	}
+	if (s->backing_file && !(bs->flags & BLOCK_O_NO_BACKING)) {
+		r = open_backing(bs, s, errp);
+		if (r < 0) {
+			goto fail;
+		}
 	}
 	if (s->writable && s->autoclear) {
 		s->autoclear = 0;
@@ -731,11 +887,18 @@ static void qed_info(struct block_node *bs, json_t *info)
 
 	json_object_set_new(info, "cluster-size", json_integer(s->cluster_size));
 	json_object_set_new(info, "dirty-flag", json_boolean(s->features & QED_F_NEED_CHECK));
+	if (s->backing_file) {
+		json_object_set_new(info, "backing-filename", json_string(s->backing_file));
+		if (s->features & QED_F_BACKING_FORMAT_NO_PROBE) {
+			json_object_set_new(info, "backing-filename-format", json_string("raw"));
+		}
+	}
 }
 
 static int qed_create(const char *filename, uint64_t size, json_t *opts, struct error **errp)
 {
 	uint64_t cluster_size = QED_DEFAULT_CLUSTER, table_size = QED_DEFAULT_TABLE_SIZE;
+	const char *backing = NULL, *backing_fmt = NULL;
 	struct block_node *file = NULL;
 	_cleanup_free_ uint8_t *buf = NULL;
 	const char *key;
@@ -764,10 +927,10 @@ static int qed_create(const char *filename, uint64_t size, json_t *opts, struct 
 			}
 		} else if (strcmp(key, "preallocation") == 0 && strcmp(val, "off") == 0) {
 			continue;
-		} else if (strcmp(key, "backing_file") == 0 || strcmp(key, "backing_fmt") == 0) {
-			return error_set(errp, ENOTSUP,
-					 "QED images with a backing file are not supported ('%s')",
-					 filename);
+		} else if (strcmp(key, "backing_file") == 0) {
+			backing = val;
+		} else if (strcmp(key, "backing_fmt") == 0) {
+			backing_fmt = val;
 		} else {
 			return error_set(errp, EINVAL, "invalid option '%s' for format 'qed'", key);
 		}
@@ -787,6 +950,30 @@ static int qed_create(const char *filename, uint64_t size, json_t *opts, struct 
 				 "QED tables of cluster_size * table_size = %" PRIu64
 				 " bytes exceed the 32 MiB this driver supports",
 				 cluster_size * table_size);
+	}
+	if (backing && (strlen(backing) == 0 || strlen(backing) > QED_MAX_BACKING_NAME ||
+			QED_HEADER_LEN + strlen(backing) > cluster_size)) {
+		return error_set(errp, EINVAL, "QED backing file name '%s' is empty or too long",
+				 backing);
+	}
+	if (backing && size == 0) {
+		/* as qemu-img: the backing file's size */
+		struct block_node *b = NULL;
+		_cleanup_free_ char *path = backing_path(filename, backing);
+		const char *fmt = backing_fmt;
+
+		if (!path) {
+			return error_set(errp, ENOMEM, "out of memory");
+		}
+		r = fmt ? 0 : block_probe_format(path, &fmt, errp);
+		if (r == 0) {
+			r = block_open(&b, path, fmt, BLOCK_O_NO_BACKING, errp);
+		}
+		if (r < 0) {
+			return r;
+		}
+		size = block_length(b);
+		block_unref(b);
 	}
 	size = ALIGN_UP(size, 512);
 	if (size == 0 || size > max_image_size((uint32_t)cluster_size, (uint32_t)table_size)) {
@@ -816,6 +1003,18 @@ static int qed_create(const char *filename, uint64_t size, json_t *opts, struct 
 	put_le32(buf + 12, 1);
 	put_le64(buf + 40, cluster_size);
 	put_le64(buf + 48, size);
+	if (backing) {
+		uint64_t features = QED_F_BACKING_FILE;
+
+		/* QED records no format: only that a raw backing file must not be probed */
+		if (backing_fmt && strcmp(backing_fmt, "raw") == 0) {
+			features |= QED_F_BACKING_FORMAT_NO_PROBE;
+		}
+		put_le64(buf + 16, features);
+		put_le32(buf + 56, QED_HEADER_LEN);
+		put_le32(buf + 60, (uint32_t)strlen(backing));
+		memcpy(buf + QED_HEADER_LEN, backing, strlen(backing));
+	}
 	r = block_pwrite(file, 0, buf, cluster_size);
 	if (r == 0) {
 		r = block_flush(file);

@@ -333,6 +333,15 @@ static void print_formatting_other(const char *filename, const char *fmt, uint64
 
 	printf("Formatting '%s', fmt=%s size=%" PRIu64, filename, fmt, size);
 	if (strcmp(fmt, "qed") == 0) {
+		const char *bf = json_string_value(json_object_get(o, "backing_file"));
+		const char *bfmt = json_string_value(json_object_get(o, "backing_fmt"));
+
+		if (bf) {
+			printf(" backing_file=%s", bf);
+		}
+		if (bfmt) {
+			printf(" backing_fmt=%s", bfmt);
+		}
 		printf(" cluster_size=%" PRIu64, cluster_size);
 		if (ts) {
 			printf(" table_size=%s", ts);

@@ -21,14 +21,44 @@ write_interop 300M -o cluster_size=1M
 create_line 10M
 create_line 1000
 create_line 100M -o cluster_size=4096,table_size=2
+qemu-img create -q -f raw "$T/cbase.raw" 4M
+create_line 4M -b "$T/cbase.raw" -F raw
 
 # refusals
 "$VMM_IMG" create -f qed -o table_size=3 "$T/bad.qed" 10M 2>"$T/err" && fail "table_size=3 accepted"
 grep -q 'table size must be within range' "$T/err" || fail "table_size=3: $(cat "$T/err")"
 "$VMM_IMG" create -f qed -o cluster_size=4096,table_size=2 "$T/bad.qed" 5G 2>"$T/err" &&
 	fail "a QED image larger than its tables map was accepted"
-"$VMM_IMG" create -f qed -b "$T/c.qed" -F qed "$T/bad.qed" 2>"$T/err" && fail "backing file accepted"
-grep -q 'backing file are not supported' "$T/err" || fail "backing: $(cat "$T/err")"
+
+# backing files: a raw base (recorded as "no probe") and a probed qcow2 base;
+# reads fall through, allocating writes copy the rest of the cluster from the
+# base, and qemu-img agrees on content, map and check
+qemu-img create -q -f raw "$T/base.raw" 8M
+qemu-io -f raw -c 'write -P 0x41 0 8M' "$T/base.raw" >/dev/null
+qemu-img create -q -f qed -b base.raw -F raw "$T/ov-q.qed"
+qemu-io -f qed -c 'write -P 0x42 100k 8k' -c 'write -P 0x43 5M 70k' "$T/ov-q.qed" >/dev/null
+"$VMM_IMG" convert -f qed -O raw "$T/ov-q.qed" "$T/ov.vmm.raw"
+qemu-img convert -f qed -O raw "$T/ov-q.qed" "$T/ov.ref.raw"
+cmp "$T/ov.vmm.raw" "$T/ov.ref.raw" || fail "a qemu-img QED overlay reads differently"
+"$VMM_IMG" create -q -f qed -b base.raw -F raw "$T/ov-v.qed"
+qemu-img info -f qed "$T/ov-v.qed" | grep -q 'backing file format: raw' || fail "raw backing format not recorded"
+"$IMG_IO" qed "$T/ov-v.qed" w:100k:8k:0x42 w:5M:70k:0x43 || fail "writes to an overlay"
+qemu-img check -f qed "$T/ov-v.qed" >/dev/null || fail "qemu-img check of vmm-img's overlay"
+qemu-img compare "$T/ov-q.qed" "$T/ov-v.qed" >/dev/null || fail "overlays differ"
+qemu-img create -q -f qcow2 "$T/bq.qcow2" 8M
+qemu-io -c 'write -P 0x44 1M 1M' "$T/bq.qcow2" >/dev/null
+"$VMM_IMG" create -q -f qed -b bq.qcow2 -F qcow2 "$T/ov3.qed"
+"$IMG_IO" qed "$T/ov3.qed" w:1500k:4k:0x45 r:1M:400k:0x44 r:1500k:4k:0x45 r:1504k:540k:0x44 ||
+	fail "a QED overlay over a probed qcow2"
+qemu-img check -f qed "$T/ov3.qed" >/dev/null || fail "qemu-img check of the qcow2-backed overlay"
+"$VMM_IMG" map -f qed --output=json "$T/ov3.qed" >"$T/map.vmm"
+qemu-img map -f qed --output=json "$T/ov3.qed" >"$T/map.qemu"
+cmp "$T/map.vmm" "$T/map.qemu" || fail "map of a QED overlay differs from qemu-img's"
+# a chain that loops is refused, not followed forever
+"$VMM_IMG" create -q -f qed -b loop2.qed -F qed "$T/loop1.qed" 1M
+"$VMM_IMG" create -q -f qed -b loop1.qed -F qed "$T/loop2.qed" 1M
+"$VMM_IMG" info -f qed "$T/loop1.qed" >/dev/null 2>"$T/err" && fail "a backing loop was accepted"
+grep -q 'deeper than 16' "$T/err" || fail "loop: $(cat "$T/err")"
 
 # an image left with need-check set is repaired by a writable open, as QEMU does
 qemu-img create -q -f qed "$T/nc.qed" 4M

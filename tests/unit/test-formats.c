@@ -176,7 +176,17 @@ START_TEST(qed_bad_headers)
 	create("qed", 10 << 20, NULL, NULL);
 	patch_le64(16, 1ull << 40);
 	expect_refused("qed", "unsupported features");
-	patch_le64(16, 1);
+	patch_le64(16, 1); /* a backing file whose name is empty */
+	expect_refused("qed", "backing file name");
+	patch_le32(56, 65530); /* a name that runs past the header cluster */
+	patch_le32(60, 100);
+	expect_refused("qed", "backing file name");
+	patch_le32(56, 64);
+	patch_le32(60, 5000);
+	expect_refused("qed", "backing file name");
+	patch_le32(60, 4); /* four NULs */
+	expect_refused("qed", "NUL");
+	patch(64, "nope", 4); /* a missing backing file */
 	expect_refused("qed", "backing file");
 
 	create("qed", 10 << 20, NULL, NULL);
