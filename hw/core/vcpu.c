@@ -352,6 +352,54 @@ static int emul_get_fpu(void *opaque, struct kvm_fpu *fpu)
 	return ioctl(((struct vcpu *)opaque)->fd, KVM_GET_FPU, fpu);
 }
 
+static int emul_set_fpu(void *opaque, const struct kvm_fpu *fpu)
+{
+	return ioctl(((struct vcpu *)opaque)->fd, KVM_SET_FPU, fpu);
+}
+
+/* A guest-RAM pointer for @len bytes at linear @la (within one page), or NULL. */
+static uint8_t *emul_map(struct vcpu *vcpu, uint64_t la, size_t len)
+{
+	struct kvm_translation tr = {.linear_address = la};
+
+	if (ioctl(vcpu->fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid) {
+		return NULL;
+	}
+	return guest_mem_ptr(vcpu->vm->mem, tr.physical_address, len);
+}
+
+/* Copy between @buf and guest linear memory, page by page (a page may be anywhere). */
+static int emul_access(struct vcpu *vcpu, uint64_t la, uint8_t *buf, size_t len, bool write)
+{
+	while (len) {
+		size_t chunk = MIN(len, 4096 - (la & 4095));
+		uint8_t *p = emul_map(vcpu, la, chunk);
+
+		if (!p) {
+			return -EFAULT;
+		}
+		if (write) {
+			memcpy(p, buf, chunk);
+		} else {
+			memcpy(buf, p, chunk);
+		}
+		la += chunk;
+		buf += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+static int emul_read_mem(void *opaque, uint64_t la, void *buf, size_t len)
+{
+	return emul_access(opaque, la, buf, len, false);
+}
+
+static int emul_write_mem(void *opaque, uint64_t la, const void *buf, size_t len)
+{
+	return emul_access(opaque, la, (uint8_t *)buf, len, true);
+}
+
 static int emul_get_events(void *opaque, struct kvm_vcpu_events *events)
 {
 	return ioctl(((struct vcpu *)opaque)->fd, KVM_GET_VCPU_EVENTS, events);
@@ -373,9 +421,12 @@ static const struct x86_emul_ops emul_ops = {
 	.set_regs = emul_set_regs,
 	.get_sregs = emul_get_sregs,
 	.get_fpu = emul_get_fpu,
+	.set_fpu = emul_set_fpu,
 	.get_events = emul_get_events,
 	.set_events = emul_set_events,
 	.read_insn = emul_read_insn,
+	.read_mem = emul_read_mem,
+	.write_mem = emul_write_mem,
 };
 
 /* A fatal exit: leave this vCPU parked and ask the I/O thread to stop the VM. */

@@ -1,7 +1,7 @@
 /*
  * Work-arounds for this host's in-kernel instruction emulator: instructions
  * it rejects with KVM_INTERNAL_ERROR_EMULATION that a guest may still run
- * (int3 at CPL 0, popcnt, clac/stac, fwait). Each try_* decodes the bytes at
+ * (int3 at CPL 0, popcnt, clac/stac, fwait, ldmxcsr/stmxcsr). Each try_* decodes the bytes at
  * RIP and either completes the instruction in the registers or declines.
  * A new work-around is one try_* function here and one line in x86_emul_try().
  *
@@ -180,8 +180,174 @@ static bool try_emulate_fwait(const struct x86_emul_cpu *cpu)
 	return true;
 }
 
+size_t x86_emul_decode_mem(const uint8_t *b, size_t n, unsigned rex, uint64_t seg_base, bool addr32,
+			   const struct kvm_regs *regs, uint64_t modrm_rip, unsigned imm_len,
+			   uint64_t *ret_la)
+{
+	struct kvm_regs r = *regs;
+	unsigned mod, rm, i = 1;
+	uint64_t ea = 0;
+	bool rip_rel = false;
+
+	if (n < 1) {
+		return 0;
+	}
+	mod = b[0] >> 6;
+	rm = b[0] & 7;
+	if (mod == 3) {
+		return 0;
+	}
+	if (rm == 4) { /* SIB */
+		unsigned scale, index, base;
+
+		if (n < 2) {
+			return 0;
+		}
+		scale = b[1] >> 6;
+		index = ((rex >> 1) & 1) << 3 | ((b[1] >> 3) & 7);
+		base = (rex & 1) << 3 | (b[1] & 7);
+		i = 2;
+		if (index != 4) { /* rsp as index means none; r12 is an index */
+			ea += *gpr(&r, index) << scale;
+		}
+		if ((base & 7) == 5 && mod == 0) {
+			mod = 2; /* no base: a disp32 follows (counted below) */
+		} else {
+			ea += *gpr(&r, base);
+		}
+	} else if (rm == 5 && mod == 0) {
+		rip_rel = true;
+		mod = 2;
+	} else {
+		ea += *gpr(&r, (rex & 1) << 3 | rm);
+	}
+	if (mod == 1) {
+		if (n < i + 1) {
+			return 0;
+		}
+		ea += (uint64_t)(int64_t)(int8_t)b[i];
+		i += 1;
+	} else if (mod == 2) {
+		int32_t d;
+
+		if (n < i + 4) {
+			return 0;
+		}
+		d = (int32_t)((uint32_t)b[i] | (uint32_t)b[i + 1] << 8 | (uint32_t)b[i + 2] << 16 |
+			      (uint32_t)b[i + 3] << 24);
+		ea += (uint64_t)(int64_t)d;
+		i += 4;
+	}
+	if (rip_rel) {
+		ea += modrm_rip + i + imm_len;
+	}
+	if (addr32) {
+		ea &= 0xffffffffull;
+	}
+	*ret_la = seg_base + ea;
+	return i;
+}
+
+#define CR4_OSFXSR (1ull << 9)
+#define MXCSR_RESERVED 0xffff0000u
+
+/* Raise #GP(0) in the guest instead of completing the instruction. */
+static bool inject_gp(const struct x86_emul_cpu *cpu)
+{
+	struct kvm_vcpu_events ev;
+
+	if (cpu->ops->get_events(cpu->opaque, &ev) < 0 || ev.exception.injected ||
+	    ev.exception.pending) {
+		return false;
+	}
+	ev.exception.injected = 1;
+	ev.exception.nr = 13;
+	ev.exception.has_error_code = 1;
+	ev.exception.error_code = 0;
+	return cpu->ops->set_events(cpu->opaque, &ev) == 0;
+}
+
+/*
+ * LDMXCSR / STMXCSR m32 (0F AE /2, /3) in 64-bit mode: beyond this host's
+ * emulator, and the first SSE instruction a stock kernel runs (kernel_fpu
+ * begin at initramfs unpack). MXCSR moves through the FPU state (KVM_GET/
+ * SET_FPU); the operand through the guest's page tables. Faults the real
+ * instruction would take and this cannot reproduce (CR4.OSFXSR clear: #UD;
+ * CR0.TS: #NM; an unmapped operand: #PF) stay emulation failures; reserved
+ * MXCSR bits give #GP(0) as on hardware. True if handled.
+ */
+static bool try_emulate_mxcsr(const struct x86_emul_cpu *cpu)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	struct kvm_fpu fpu;
+	uint8_t b[15];
+	size_t n, i = 0, len;
+	unsigned rex = 0;
+	uint64_t seg_base = 0, la;
+	bool addr32 = false, store;
+	uint32_t v;
+
+	if (cpu->ops->get_regs(cpu->opaque, &r) < 0 || cpu->ops->get_sregs(cpu->opaque, &s) < 0 ||
+	    !s.cs.l || !cpu->ops->read_mem) {
+		return false;
+	}
+	n = cpu->ops->read_insn(cpu->opaque, &r, &s, b, sizeof(b));
+	for (; i < n; i++) { /* legacy prefixes that may precede it */
+		if (b[i] == 0x64) {
+			seg_base = s.fs.base;
+		} else if (b[i] == 0x65) {
+			seg_base = s.gs.base;
+		} else if (b[i] == 0x67) {
+			addr32 = true;
+		} else if (b[i] != 0x26 && b[i] != 0x2e && b[i] != 0x36 && b[i] != 0x3e) {
+			break;
+		}
+	}
+	if (i < n && (b[i] & 0xf0) == 0x40) {
+		rex = b[i++];
+	}
+	if (i + 3 > n || b[i] != 0x0f || b[i + 1] != 0xae || (b[i + 2] >> 6) == 3 ||
+	    ((b[i + 2] >> 3) & 7) < 2 || ((b[i + 2] >> 3) & 7) > 3) {
+		return false;
+	}
+	store = ((b[i + 2] >> 3) & 7) == 3;
+	i += 2;
+	len = x86_emul_decode_mem(b + i, n - i, rex, seg_base, addr32, &r, r.rip + i, 0, &la);
+	if (!len || !(s.cr4 & CR4_OSFXSR) || (s.cr0 & CR0_TS) ||
+	    cpu->ops->get_fpu(cpu->opaque, &fpu) < 0) {
+		return false;
+	}
+	if (store) {
+		v = fpu.mxcsr;
+		if (!cpu->ops->write_mem || cpu->ops->write_mem(cpu->opaque, la, &v, 4) < 0) {
+			return false;
+		}
+	} else {
+		if (cpu->ops->read_mem(cpu->opaque, la, &v, 4) < 0) {
+			return false;
+		}
+		if (v & MXCSR_RESERVED) {
+			return inject_gp(cpu);
+		}
+		fpu.mxcsr = v;
+		if (!cpu->ops->set_fpu || cpu->ops->set_fpu(cpu->opaque, &fpu) < 0) {
+			return false;
+		}
+	}
+	r.rip += i + len;
+	if (cpu->ops->set_regs(cpu->opaque, &r) < 0) {
+		return false;
+	}
+	log_ratelimited(cpu->rl, LOG_INFO, cpu->vm_name, NULL,
+			"vCPU %u: emulated an %s at 0x%" PRIx64
+			" that the host's emulator rejected",
+			cpu->index, store ? "stmxcsr" : "ldmxcsr", (uint64_t)r.rip - (i + len));
+	return true;
+}
+
 bool x86_emul_try(const struct x86_emul_cpu *cpu)
 {
 	return try_inject_bp(cpu) || try_emulate_popcnt(cpu) || try_emulate_clac_stac(cpu) ||
-	       try_emulate_fwait(cpu);
+	       try_emulate_fwait(cpu) || try_emulate_mxcsr(cpu);
 }

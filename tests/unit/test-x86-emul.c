@@ -1,7 +1,8 @@
 /*
  * Unit tests for hw/core/x86-emul.c: each work-around for this host's
  * instruction emulator, run over a fake CPU (registers, segments, FPU,
- * pending events and the instruction bytes at RIP) without KVM.
+ * pending events, the instruction bytes at RIP and a little RAM for memory
+ * operands) without KVM; the ModRM/SIB/RIP-relative operand decoder.
  */
 #include "config.h"
 
@@ -14,6 +15,9 @@
 #define RFLAGS_ZF 0x40ull
 #define RFLAGS_CF 0x1ull
 #define RFLAGS_AC (1ull << 18)
+#define CR4_OSFXSR (1ull << 9)
+#define CR0_TS 0x8ull
+#define RAM 0x10000
 
 struct fake_cpu {
 	struct kvm_regs regs;
@@ -23,7 +27,8 @@ struct fake_cpu {
 	uint8_t insn[16];
 	size_t insn_len;
 	bool fail_get; /* every getter fails */
-	unsigned set_regs_calls, set_events_calls;
+	unsigned set_regs_calls, set_events_calls, set_fpu_calls;
+	uint8_t ram[RAM]; /* guest memory for operands; linear == physical here */
 };
 
 static int get_regs(void *o, struct kvm_regs *r)
@@ -59,6 +64,37 @@ static int get_fpu(void *o, struct kvm_fpu *f)
 	return c->fail_get ? -1 : 0;
 }
 
+static int set_fpu(void *o, const struct kvm_fpu *f)
+{
+	struct fake_cpu *c = o;
+
+	c->fpu = *f;
+	c->set_fpu_calls++;
+	return 0;
+}
+
+static int read_mem(void *o, uint64_t la, void *buf, size_t len)
+{
+	struct fake_cpu *c = o;
+
+	if (la >= RAM || len > RAM - la) {
+		return -14;
+	}
+	memcpy(buf, c->ram + la, len);
+	return 0;
+}
+
+static int write_mem(void *o, uint64_t la, const void *buf, size_t len)
+{
+	struct fake_cpu *c = o;
+
+	if (la >= RAM || len > RAM - la) {
+		return -14;
+	}
+	memcpy(c->ram + la, buf, len);
+	return 0;
+}
+
 static int get_events(void *o, struct kvm_vcpu_events *e)
 {
 	struct fake_cpu *c = o;
@@ -91,9 +127,12 @@ static const struct x86_emul_ops ops = {
 	.set_regs = set_regs,
 	.get_sregs = get_sregs,
 	.get_fpu = get_fpu,
+	.set_fpu = set_fpu,
 	.get_events = get_events,
 	.set_events = set_events,
 	.read_insn = read_insn,
+	.read_mem = read_mem,
+	.write_mem = write_mem,
 };
 
 static struct ratelimit rl = RATELIMIT_INIT(5 * 1000000, 100);
@@ -255,6 +294,202 @@ START_TEST(anything_else_stays_a_failure)
 }
 END_TEST
 
+/* cpu_init() with SSE on (CR4.OSFXSR), paging, and MXCSR at its reset value. */
+static struct fake_cpu *sse_cpu(struct fake_cpu *c, const uint8_t *bytes, size_t n)
+{
+	cpu_init(c, bytes, n);
+	c->sregs.cr0 = 0x80050033;
+	c->sregs.cr4 = CR4_OSFXSR;
+	c->fpu.mxcsr = 0x1f80;
+	return c;
+}
+
+static uint32_t ram32(struct fake_cpu *c, uint64_t a)
+{
+	uint32_t v;
+
+	memcpy(&v, c->ram + a, 4);
+	return v;
+}
+
+static void put32(struct fake_cpu *c, uint64_t a, uint32_t v)
+{
+	memcpy(c->ram + a, &v, 4);
+}
+
+START_TEST(decode_forms)
+{
+	struct kvm_regs r = {0};
+	uint64_t la;
+
+	r.rax = 0x100;
+	r.rbx = 0x2000;
+	r.rsp = 0x8000;
+	r.rbp = 0x3000;
+	r.r12 = 0x40;
+	r.r13 = 0x5000;
+	/* [rax] */
+	ck_assert_uint_eq(
+		x86_emul_decode_mem((const uint8_t[]){0x10}, 1, 0, 0, false, &r, 0, 0, &la), 1);
+	ck_assert_uint_eq(la, 0x100);
+	/* [rbx + disp8 -8] */
+	ck_assert_uint_eq(
+		x86_emul_decode_mem((const uint8_t[]){0x53, 0xf8}, 2, 0, 0, false, &r, 0, 0, &la),
+		2);
+	ck_assert_uint_eq(la, 0x2000 - 8);
+	/* [rsp + 0x10] needs a SIB (base rsp, no index) */
+	ck_assert_uint_eq(x86_emul_decode_mem((const uint8_t[]){0x54, 0x24, 0x10}, 3, 0, 0, false,
+					      &r, 0, 0, &la),
+			  3);
+	ck_assert_uint_eq(la, 0x8010);
+	/* [rbx + r12*4 + disp32] with REX.X */
+	ck_assert_uint_eq(x86_emul_decode_mem((const uint8_t[]){0x94, 0xa3, 0x00, 0x01, 0, 0}, 6,
+					      0x42, 0, false, &r, 0, 0, &la),
+			  6);
+	ck_assert_uint_eq(la, 0x2000 + 0x40 * 4 + 0x100);
+	/* mod 0, base 5 in SIB: no base, disp32 */
+	ck_assert_uint_eq(x86_emul_decode_mem((const uint8_t[]){0x14, 0x25, 0x78, 0x56, 0x34, 0x12},
+					      6, 0, 0, false, &r, 0, 0, &la),
+			  6);
+	ck_assert_uint_eq(la, 0x12345678);
+	/* [r13] is mod 1 disp8 0 (r13 as base needs a displacement) */
+	ck_assert_uint_eq(x86_emul_decode_mem((const uint8_t[]){0x55, 0x00}, 2, 0x41, 0, false, &r,
+					      0, 0, &la),
+			  2);
+	ck_assert_uint_eq(la, 0x5000);
+	/* RIP-relative: from the end of the instruction (ModRM at 0x1003, 1 imm byte) */
+	ck_assert_uint_eq(x86_emul_decode_mem((const uint8_t[]){0x15, 0x10, 0, 0, 0}, 5, 0, 0,
+					      false, &r, 0x1003, 1, &la),
+			  5);
+	ck_assert_uint_eq(la, 0x1003 + 5 + 1 + 0x10);
+	/* negative disp32, segment base, 32-bit addressing */
+	ck_assert_uint_eq(x86_emul_decode_mem((const uint8_t[]){0x90, 0xf0, 0xff, 0xff, 0xff}, 5, 0,
+					      0x700000, false, &r, 0, 0, &la),
+			  5);
+	ck_assert_uint_eq(la, 0x700000 + 0x100 - 16);
+	r.rax = 0x1ffffff00ull;
+	ck_assert_uint_eq(
+		x86_emul_decode_mem((const uint8_t[]){0x10}, 1, 0, 0, true, &r, 0, 0, &la), 1);
+	ck_assert_uint_eq(la, 0xffffff00ull);
+	/* register operand and truncated bytes: not a memory operand */
+	ck_assert_uint_eq(
+		x86_emul_decode_mem((const uint8_t[]){0xc0}, 1, 0, 0, false, &r, 0, 0, &la), 0);
+	ck_assert_uint_eq(x86_emul_decode_mem((const uint8_t[]){0x94, 0xa3, 0x00}, 3, 0, 0, false,
+					      &r, 0, 0, &la),
+			  0);
+}
+END_TEST
+
+START_TEST(ldmxcsr_loads)
+{
+	/* ldmxcsr 0x10(%rsp): 0f ae 54 24 10 */
+	static struct fake_cpu cs;
+	struct fake_cpu *c = sse_cpu(&cs, (const uint8_t[]){0x0f, 0xae, 0x54, 0x24, 0x10}, 5);
+
+	c->regs.rsp = 0x4000;
+	put32(c, 0x4010, 0x9fc0);
+	ck_assert(try(c));
+	ck_assert_uint_eq(c->fpu.mxcsr, 0x9fc0);
+	ck_assert_uint_eq(c->regs.rip, 0x1005);
+	ck_assert_uint_eq(c->set_fpu_calls, 1);
+}
+END_TEST
+
+START_TEST(ldmxcsr_rip_relative_with_rex)
+{
+	/* ldmxcsr 0x20(%rip) with a (meaningless) REX.W: 48 0f ae 15 20 00 00 00 */
+	static struct fake_cpu cs;
+	struct fake_cpu *c =
+		sse_cpu(&cs, (const uint8_t[]){0x48, 0x0f, 0xae, 0x15, 0x20, 0x00, 0x00, 0x00}, 8);
+
+	put32(c, 0x1008 + 0x20, 0x1f80 | 0x8000);
+	c->fpu.mxcsr = 0;
+	ck_assert(try(c));
+	ck_assert_uint_eq(c->fpu.mxcsr, 0x9f80);
+	ck_assert_uint_eq(c->regs.rip, 0x1008);
+}
+END_TEST
+
+START_TEST(stmxcsr_stores)
+{
+	/* stmxcsr -4(%rbp): 0f ae 5d fc */
+	static struct fake_cpu cs;
+	struct fake_cpu *c = sse_cpu(&cs, (const uint8_t[]){0x0f, 0xae, 0x5d, 0xfc}, 4);
+
+	c->regs.rbp = 0x3000;
+	c->fpu.mxcsr = 0x1fa0;
+	ck_assert(try(c));
+	ck_assert_uint_eq(ram32(c, 0x3000 - 4), 0x1fa0);
+	ck_assert_uint_eq(c->regs.rip, 0x1004);
+	ck_assert_uint_eq(c->set_fpu_calls, 0);
+}
+END_TEST
+
+START_TEST(fs_override)
+{
+	/* stmxcsr %fs:0x8(%rax): 64 0f ae 58 08 */
+	static struct fake_cpu cs;
+	struct fake_cpu *c = sse_cpu(&cs, (const uint8_t[]){0x64, 0x0f, 0xae, 0x58, 0x08}, 5);
+
+	c->sregs.fs.base = 0x6000;
+	c->regs.rax = 0x10;
+	ck_assert(try(c));
+	ck_assert_uint_eq(ram32(c, 0x6018), 0x1f80);
+	ck_assert_uint_eq(c->regs.rip, 0x1005);
+}
+END_TEST
+
+START_TEST(reserved_bits_raise_gp)
+{
+	static struct fake_cpu cs;
+	struct fake_cpu *c =
+		sse_cpu(&cs, (const uint8_t[]){0x0f, 0xae, 0x10}, 3); /* ldmxcsr (%rax) */
+
+	c->regs.rax = 0x2000;
+	put32(c, 0x2000, 0x10000);
+	ck_assert(try(c));
+	ck_assert_uint_eq(c->fpu.mxcsr, 0x1f80); /* unchanged */
+	ck_assert_uint_eq(c->regs.rip, 0x1000);	 /* a fault: RIP stays */
+	ck_assert(c->events.exception.injected);
+	ck_assert_uint_eq(c->events.exception.nr, 13);
+	ck_assert(c->events.exception.has_error_code);
+	ck_assert_uint_eq(c->events.exception.error_code, 0);
+}
+END_TEST
+
+START_TEST(declines_what_it_cannot_reproduce)
+{
+	static struct fake_cpu cs;
+	struct fake_cpu *c;
+
+	/* CR4.OSFXSR clear (#UD on hardware) */
+	c = sse_cpu(&cs, (const uint8_t[]){0x0f, 0xae, 0x10}, 3);
+	c->sregs.cr4 = 0;
+	ck_assert(!try(c));
+	/* CR0.TS set (#NM) */
+	c = sse_cpu(&cs, (const uint8_t[]){0x0f, 0xae, 0x10}, 3);
+	c->sregs.cr0 |= CR0_TS;
+	ck_assert(!try(c));
+	/* an operand outside memory (#PF) */
+	c = sse_cpu(&cs, (const uint8_t[]){0x0f, 0xae, 0x10}, 3);
+	c->regs.rax = RAM + 0x100;
+	ck_assert(!try(c));
+	ck_assert_uint_eq(c->regs.rip, 0x1000);
+	/* register form (0f ae /2 mod 3 is not ldmxcsr), other /reg (fxsave) */
+	c = sse_cpu(&cs, (const uint8_t[]){0x0f, 0xae, 0xd0}, 3);
+	ck_assert(!try(c));
+	c = sse_cpu(&cs, (const uint8_t[]){0x0f, 0xae, 0x00}, 3);
+	ck_assert(!try(c));
+	/* not in 64-bit mode */
+	c = sse_cpu(&cs, (const uint8_t[]){0x0f, 0xae, 0x10}, 3);
+	c->sregs.cs.l = 0;
+	ck_assert(!try(c));
+	/* a truncated instruction (SIB byte missing) */
+	c = sse_cpu(&cs, (const uint8_t[]){0x0f, 0xae, 0x94}, 3);
+	ck_assert(!try(c));
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("x86-emul");
@@ -266,6 +501,15 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, clac_stac_at_cpl0_only);
 	tcase_add_test(tc, fwait_is_a_noop_unless_an_exception_is_due);
 	tcase_add_test(tc, anything_else_stays_a_failure);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("mxcsr");
+	tcase_add_test(tc, decode_forms);
+	tcase_add_test(tc, ldmxcsr_loads);
+	tcase_add_test(tc, ldmxcsr_rip_relative_with_rex);
+	tcase_add_test(tc, stmxcsr_stores);
+	tcase_add_test(tc, fs_override);
+	tcase_add_test(tc, reserved_bits_raise_gp);
+	tcase_add_test(tc, declines_what_it_cannot_reproduce);
 	suite_add_tcase(s, tc);
 	return s;
 }
