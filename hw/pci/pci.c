@@ -21,7 +21,6 @@
 #include "hw/pci/pci.h"
 
 #define PCI_MSIX_TABLE_OFF 0x0
-#define PCI_MSIX_PBA_OFF 0x1000
 #define PCI_MSIX_BAR_SIZE 0x2000
 
 struct pci_host {
@@ -422,7 +421,39 @@ static const struct iobus_ops msix_bar_ops = {
 	.write = msix_bar_write,
 };
 
+uint64_t pci_msix_mmio_read(struct pci_device *dev, uint64_t off, unsigned size)
+{
+	return dev->msix ? msix_bar_read(dev, off, size) : 0;
+}
+
+void pci_msix_mmio_write(struct pci_device *dev, uint64_t off, uint64_t val, unsigned size)
+{
+	if (dev->msix) {
+		msix_bar_write(dev, off, val, size);
+	}
+}
+
+static int msix_setup(struct pci_device *dev, unsigned bar, uint32_t table_off, uint32_t pba_off,
+		      unsigned nvec, struct error **errp);
+
 int pci_msix_init(struct pci_device *dev, unsigned bar, unsigned nvec, struct error **errp)
+{
+	int r = msix_setup(dev, bar, PCI_MSIX_TABLE_OFF, PCI_MSIX_PBA_OFF, nvec, errp);
+
+	if (r == 0) {
+		pci_device_set_bar(dev, bar, PCI_BAR_MEM32, PCI_MSIX_BAR_SIZE, &msix_bar_ops, dev);
+	}
+	return r;
+}
+
+int pci_msix_init_shared(struct pci_device *dev, unsigned bar, uint32_t table_off, uint32_t pba_off,
+			 unsigned nvec, struct error **errp)
+{
+	return msix_setup(dev, bar, table_off, pba_off, nvec, errp);
+}
+
+static int msix_setup(struct pci_device *dev, unsigned bar, uint32_t table_off, uint32_t pba_off,
+		      unsigned nvec, struct error **errp)
 {
 	struct pci_msix *m;
 	uint8_t cap;
@@ -460,10 +491,9 @@ int pci_msix_init(struct pci_device *dev, unsigned bar, unsigned nvec, struct er
 	}
 	cfg_set(dev->config, cap + 2, 2, nvec - 1);
 	cfg_set(dev->wmask, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
-	cfg_set(dev->config, cap + 4, 4, PCI_MSIX_TABLE_OFF | bar);
-	cfg_set(dev->config, cap + 8, 4, PCI_MSIX_PBA_OFF | bar);
+	cfg_set(dev->config, cap + 4, 4, table_off | bar);
+	cfg_set(dev->config, cap + 8, 4, pba_off | bar);
 	dev->msix = m;
-	pci_device_set_bar(dev, bar, PCI_BAR_MEM32, PCI_MSIX_BAR_SIZE, &msix_bar_ops, dev);
 	return 0;
 }
 

@@ -155,6 +155,18 @@ uint8_t pci_add_capability(struct pci_device *dev, uint8_t id, uint8_t len);
  * 0x2000). One eventfd per vector is bound as an irqfd while MSI-X is on.
  */
 int pci_msix_init(struct pci_device *dev, unsigned bar, unsigned nvec, struct error **errp);
+/*
+ * MSI-X whose table (at @table_off) and PBA (at @pba_off, both 8-byte
+ * aligned) live inside memory BAR @bar that the device itself sets up, as
+ * QEMU's xHCI has them. The device forwards accesses to those ranges to
+ * pci_msix_mmio_read/write with @off relative to the table, or to
+ * PCI_MSIX_PBA_OFF plus the offset into the PBA.
+ */
+int pci_msix_init_shared(struct pci_device *dev, unsigned bar, uint32_t table_off, uint32_t pba_off,
+			 unsigned nvec, struct error **errp);
+#define PCI_MSIX_PBA_OFF 0x1000
+uint64_t pci_msix_mmio_read(struct pci_device *dev, uint64_t off, unsigned size);
+void pci_msix_mmio_write(struct pci_device *dev, uint64_t off, uint64_t val, unsigned size);
 
 /*
  * Put @dev into slot @slot (or the first free slot when @slot < 0), assign
