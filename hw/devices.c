@@ -26,6 +26,7 @@ const struct device_class *const device_table[] = {
 	&virtio_rng_class,
 	&ide_class,
 	&e1000_class,
+	&xhci_class, /* for usb-storage disks and input devices */
 	/* Last: it describes the PCI devices above to the firmware (boot order, ROMs). */
 	&firmware_class,
 };

@@ -43,6 +43,9 @@ extern const struct device_class virtio_blk_class; /* one per "virtio-blk" disk 
 extern const struct device_class virtio_net_class; /* one per "virtio-net" NIC */
 extern const struct device_class virtio_rng_class; /* when rng is set */
 
+/* hw/usb/: the xHCI controller with the USB devices (usb-storage disks, input devices). */
+extern const struct device_class xhci_class;
+
 /* The table, in realize order. */
 extern const struct device_class *const device_table[];
 extern const unsigned device_table_size;

@@ -5,6 +5,7 @@
 #   hw/isa/       fixed-port devices: serial, i8042, RTC, ACPI PM, debugcon
 #   hw/pci/       the PCI bus and plain PCI devices: host bridge, IDE, e1000
 #   hw/virtio/    virtqueues, the virtio-pci transport and the virtio devices
+#   hw/usb/       the xHCI controller and the USB devices
 # hw/devices.c is the device registry (the composition root, the only file
 # that knows every device); it builds into libhwcore.a.
 HW_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
@@ -21,6 +22,7 @@ include hw/platform/local.mk
 include hw/isa/local.mk
 include hw/pci/local.mk
 include hw/virtio/local.mk
+include hw/usb/local.mk
 
 hw_core_libhwcore_a_SOURCES += hw/device.h hw/devices.h hw/devices.c
 
@@ -28,6 +30,6 @@ hw_core_libhwcore_a_SOURCES += hw/device.h hw/devices.h hw/devices.c
 # hw/devices.c; devices call back into the machine): the core is listed again
 # at the end so a static link resolves those references in one pass.
 HW_ARCHIVES = hw/core/libhwcore.a hw/virtio/libhwvirtio.a hw/platform/libhwplatform.a \
-	hw/pci/libhwpci.a hw/isa/libhwisa.a hw/core/libhwcore.a
+	hw/usb/libhwusb.a hw/pci/libhwpci.a hw/isa/libhwisa.a hw/core/libhwcore.a
 HW_LIBS = $(HW_ARCHIVES) $(NET_LIBS) $(BLOCK_LIBS) $(COMMON_LIBS) $(JANSSON_LIBS) \
 	$(LIBEVENT_LIBS)

@@ -374,9 +374,9 @@ void vm_config_free(struct vm_config *cfg)
 
 static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struct error **errp)
 {
-	static const char *const keys[] = {"id",     "driver",	 "file",   "format",
-					   "node",   "readonly", "cache",  "serial",
-					   "werror", "rerror",	 "queues", NULL};
+	static const char *const keys[] = {"id",       "driver",    "file",   "format", "node",
+					   "readonly", "cache",	    "serial", "werror", "rerror",
+					   "queues",   "removable", NULL};
 	static const char *const formats[] = {"raw", "qcow2", "qed", "vhdx", "vmdk", "vpc", NULL};
 	static const char *const caches[] = {"writeback", "none", NULL};
 	static const char *const policies[] = {"report", "stop", NULL};
@@ -399,6 +399,7 @@ static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struc
 	    (r = get_choice(obj, "format", where, formats, &d->format, errp)) < 0 ||
 	    (r = get_string(obj, "node", where, 64, &d->node, errp)) < 0 ||
 	    (r = get_bool(obj, "readonly", where, &d->readonly, errp)) < 0 ||
+	    (r = get_bool(obj, "removable", where, &d->removable, errp)) < 0 ||
 	    (r = get_choice(obj, "cache", where, caches, &d->cache, errp)) < 0 ||
 	    (r = get_string(obj, "serial", where, VM_DISK_SERIAL_MAX, &d->serial, errp)) < 0 ||
 	    (r = get_choice(obj, "werror", where, policies, &d->werror, errp)) < 0 ||
@@ -444,6 +445,10 @@ static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struc
 	}
 	if (strcmp(d->driver, "ide-cd") == 0) {
 		d->readonly = true;
+	}
+	if (d->removable && strcmp(d->driver, "usb-storage") != 0) {
+		return error_set(errp, EINVAL, "%s: \"removable\" applies to \"usb-storage\" only",
+				 where);
 	}
 	return 0;
 }
@@ -820,6 +825,9 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 		}
 		set_str(j, "node", d->node);
 		json_object_set_new(j, "readonly", json_boolean(d->readonly));
+		if (d->removable) {
+			json_object_set_new(j, "removable", json_true());
+		}
 		set_str(j, "cache", d->cache);
 		set_str(j, "serial", d->serial);
 		set_str(j, "werror", d->werror);

@@ -742,7 +742,7 @@ static int firmware_boot_paths(struct firmware *f, struct firmware_machine *m, c
 	unsigned n = 0;
 
 	for (char **o = cfg->boot.order; o && *o; o++) {
-		unsigned ide_index = 0;
+		unsigned ide_index = 0, usb_port = 1;
 		int slot = -1;
 		char path[128];
 
@@ -752,9 +752,16 @@ static int firmware_boot_paths(struct firmware *f, struct firmware_machine *m, c
 		}
 		for (unsigned i = 0; i < cfg->n_disks && slot < 0; i++) {
 			const struct vm_disk_config *dc = &cfg->disks[i];
+			bool usb = dc->driver && device_class_serves(&xhci_class, dc->driver);
 
 			if (strcmp(dc->id, *o) == 0) {
-				if (ide_disk_driver(dc->driver)) {
+				if (usb) {
+					/* usb-storage disks take root ports 1.. in order (hw/usb/xhci.c) */
+					slot = pci_host_find_slot(host, "xhci");
+					snprintf(path, sizeof(path),
+						 "/pci@i0cf8/usb@%x/storage@%x/channel@0/disk@0,0",
+						 slot, usb_port);
+				} else if (ide_disk_driver(dc->driver)) {
 					slot = pci_host_find_slot(host, "ide");
 					snprintf(path, sizeof(path),
 						 "/pci@i0cf8/*@%x/drive@%u/disk@%u", slot,
@@ -765,6 +772,7 @@ static int firmware_boot_paths(struct firmware *f, struct firmware_machine *m, c
 				}
 			}
 			ide_index += ide_disk_driver(dc->driver);
+			usb_port += usb;
 		}
 		for (unsigned i = 0; i < cfg->n_nics && slot < 0; i++) {
 			if (strcmp(cfg->nics[i].id, *o) == 0) {

@@ -37,11 +37,12 @@ const char *vm_run_state_name(enum vm_run_state s);
 /* One entry of "disks" in the VM definition. */
 struct vm_disk_config {
 	char *id;     /* "vda" */
-	char *driver; /* "virtio-blk" (default), "ide-hd", "ide-cd" */
+	char *driver; /* "virtio-blk" (default), "ide-hd", "ide-cd", "usb-storage" */
 	char *file;   /* path or NBD URI */
 	char *format; /* "raw" (default) or "qcow2" */
 	char *node;   /* node-name of a blockdev-add'ed node instead of file/format */
 	bool readonly;
+	bool removable;	 /* usb-storage: the SCSI RMB bit */
 	char *cache;	 /* "writeback" (default) or "none" */
 	char *serial;	 /* may be NULL */
 	char *werror;	 /* "report" (default), "stop" */

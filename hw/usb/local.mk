@@ -1,0 +1,20 @@
+# hw/usb/: the xHCI host controller and the USB devices (usb-storage with its
+# SCSI disk), one convenience library listed in HW_ARCHIVES (hw/local.mk).
+noinst_LIBRARIES += hw/usb/libhwusb.a
+hw_usb_libhwusb_a_SOURCES = \
+	hw/usb/usb.c hw/usb/usb.h \
+	hw/usb/scsi.c hw/usb/scsi.h \
+	hw/usb/usb-storage.c \
+	hw/usb/xhci-ring.c hw/usb/xhci-ring.h \
+	hw/usb/xhci.c hw/usb/xhci.h
+hw_usb_libhwusb_a_CFLAGS = $(HW_CFLAGS)
+
+TESTS += tests/functional/test-usb-xhci.py
+
+# The ring walker, the SCSI disk and the BOT state machine over fake guest RAM.
+check_PROGRAMS += tests/unit/test-usb
+TESTS += tests/unit/test-usb
+tests_unit_test_usb_SOURCES = tests/unit/test-usb.c tests/unit/check-main.h \
+	hw/usb/xhci-ring.c hw/usb/scsi.c hw/usb/usb.c hw/usb/usb-storage.c $(FAKE_HW)
+tests_unit_test_usb_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_usb_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
