@@ -7,7 +7,8 @@ sector (tests/functional/fwimages.py) prints "VMMD-BOOT: hello" on COM1, reads
 byte sum matches. Each boot path is one test:
 
   virtio-blk qcow2, IDE disk raw, IDE disk qcow2, IDE CD-ROM (El Torito ISO
-  made with xorriso), and SeaBIOS' own banner on the serial console.
+  made with xorriso), usb-storage on the xHCI controller picked by boot.order
+  (with bios-256k.bin), and SeaBIOS' own banner on the serial console.
 
 A VM runs with `vmmd --run-vm DEF.json` (foreground, console to a file). The
 test waits for the markers, then stops vmmd. Skips without /dev/kvm, without
@@ -29,6 +30,7 @@ import fwimages  # noqa: E402
 from vmmdtest import VMMD, Skip, main, require_kvm, require_tool, skip  # noqa: E402
 
 FIRMWARE = os.environ.get("VMMD_FIRMWARE", "/usr/share/seabios/bios.bin")
+USB_FIRMWARE = os.environ.get("VMMD_FIRMWARE", "/usr/share/seabios/bios-256k.bin")
 CPU = "host,-cx16,-xsave"
 BOOT_TIMEOUT = 60
 
@@ -185,6 +187,23 @@ def test_ide_cdrom_iso():
         iso = fwimages.make_iso(vm.path("boot.iso"), vm.tmp)
         vm.disks.append({"id": "cd0", "driver": "ide-cd", "file": iso, "format": "raw",
                          "readonly": True})
+        boot_and_check(vm)
+
+
+def test_usb_storage_bootindex():
+    """A usb-storage disk on the xHCI controller, first in boot.order (bootindex).
+    Debian's 128 KiB bios.bin has no xHCI driver; bios-256k.bin (QEMU's default) has."""
+    prerequisites()
+    if not os.path.exists(USB_FIRMWARE):
+        skip("%s is missing (Debian package seabios)" % USB_FIRMWARE)
+    with FirmwareVM(order=["usb0"], firmware=USB_FIRMWARE) as vm:
+        img = fwimages.make_raw_disk(vm.path("disk.raw"))
+        # a virtio disk without a boot sector first in PCI order: only boot.order picks USB
+        blank = vm.path("blank.raw")
+        with open(blank, "wb") as f:
+            f.truncate(1 << 20)
+        vm.disks.append({"id": "vda", "file": blank, "format": "raw"})
+        vm.disks.append({"id": "usb0", "driver": "usb-storage", "file": img, "format": "raw"})
         boot_and_check(vm)
 
 

@@ -77,3 +77,11 @@ tests/guests/virtio-bench.elf: $(srcdir)/tests/guests/virtio-bench.c $(VIRTIO_GU
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
 		$(srcdir)/tests/guests/virtio-bench.c
+
+# The xHCI/usb-storage test guest (hw/usb/), on the virtio guests' PCI helpers.
+noinst_DATA += tests/guests/xhci.elf
+CLEANFILES += tests/guests/xhci.elf
+EXTRA_DIST += tests/guests/xhci.c
+tests/guests/xhci.elf: $(srcdir)/tests/guests/xhci.c $(VIRTIO_GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c $(srcdir)/tests/guests/xhci.c

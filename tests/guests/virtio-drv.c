@@ -296,6 +296,11 @@ static uint64_t bar_setup(unsigned slot, unsigned i, bool *ret_is64)
 	return addr;
 }
 
+uint64_t pci_bar_assign(unsigned slot, unsigned i, bool *ret_is64)
+{
+	return bar_setup(slot, i, ret_is64);
+}
+
 bool virtio_find(uint16_t type, unsigned nth, struct vdev *d)
 {
 	uint64_t bars[6] = {0};

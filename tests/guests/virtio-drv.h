@@ -61,6 +61,11 @@ struct vdev {
 /* Config access. ECAM is used when pci_use_ecam() found it in MCFG. */
 uint32_t pci_read(unsigned slot, unsigned off, unsigned size);
 void pci_write(unsigned slot, unsigned off, uint32_t v, unsigned size);
+/*
+ * Size memory BAR @i of @slot and give it an address if it has none (any
+ * PCI device, not only virtio); *ret_is64 says the next BAR is its upper half.
+ */
+uint64_t pci_bar_assign(unsigned slot, unsigned i, bool *ret_is64);
 /* Look for MCFG through the RSDP; returns the ECAM base or 0. */
 uint64_t pci_find_ecam(void);
 void pci_use_ecam(uint64_t base);
