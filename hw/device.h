@@ -211,6 +211,22 @@ void vm_set_powerdown_handler(struct vm *vm, int (*fn)(void *opaque), void *opaq
 void vm_set_console_socket(struct vm *vm, const char *path);
 
 /*
+ * Input devices (HID): register under the definition's @id the event kinds
+ * (mask of 1 << enum vm_input_type) @fn takes; vm_input_send() calls @fn on
+ * the control thread, and it must queue and return. Realize/unrealize.
+ */
+typedef void vm_input_fn(void *opaque, const struct vm_input_event *ev, unsigned n);
+int vm_input_register(struct vm *vm, const char *id, unsigned kinds, vm_input_fn *fn, void *opaque);
+void vm_input_unregister(struct vm *vm, void *opaque);
+/* The USB HID usage (keyboard page) of QKeyCode index @q; 0 if it has none. */
+unsigned vm_input_qcode_hid(int q);
+/*
+ * The USB controller's "info usb" text for x-query-usb (a malloc'ed string
+ * from @fn, control thread); set in realize, cleared (fn NULL) in unrealize.
+ */
+void vm_set_usb_info_handler(struct vm *vm, char *(*fn)(void *opaque), void *opaque);
+
+/*
  * The VM's PCI host bridge (hw/pci/pci-host.c sets it in realize, clears it in
  * unrealize); NULL when the VM has none. PCI devices find it through
  * pci_host_of().

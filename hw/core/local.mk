@@ -5,6 +5,7 @@ hw_core_libhwcore_a_SOURCES = \
 	hw/core/memory.h hw/core/iobus.h hw/core/vm-int.h \
 	hw/core/kvm.c hw/core/kvm.h \
 	hw/core/vm.c \
+	hw/core/input.c \
 	hw/core/vm-config.c \
 	hw/core/vcpu.c hw/core/vcpu.h \
 	hw/core/x86-emul.c hw/core/x86-emul.h \

@@ -24,6 +24,7 @@
 #define VM_VCPUS_MAX 64
 #define VM_DISKS_MAX 32
 #define VM_NICS_MAX 32
+#define VM_INPUTS_MAX 4 /* USB ports for HID devices */
 #define VM_HOSTFWD_MAX 64
 #define VM_BOOT_ORDER_MAX 16
 #define VM_PATH_MAX 4096
@@ -365,6 +366,11 @@ void vm_config_free(struct vm_config *cfg)
 		free(n->rom);
 	}
 	free(cfg->nics);
+	for (unsigned i = 0; i < cfg->n_inputs; i++) {
+		free(cfg->inputs[i].id);
+		free(cfg->inputs[i].driver);
+	}
+	free(cfg->inputs);
 	free(cfg->serial_log);
 	free(cfg->on_reboot);
 	free(cfg->mem_backend);
@@ -610,17 +616,55 @@ static int parse_memory(json_t *v, uint64_t *ret, struct error **errp)
 	return 0;
 }
 
+static int parse_input(json_t *obj, unsigned idx, struct vm_input_config *in, struct error **errp)
+{
+	static const char *const keys[] = {"id", "driver", NULL};
+	static const char *const drivers[] = {"usb-kbd", "usb-tablet", NULL};
+	char where[32];
+	int r;
+
+	snprintf(where, sizeof(where), "input[%u]", idx);
+	if (!json_is_object(obj)) {
+		return error_set(errp, EINVAL, "%s must be an object", where);
+	}
+	if ((r = check_keys(obj, keys, where, errp)) < 0 ||
+	    (r = get_string(obj, "id", where, 64, &in->id, errp)) < 0 ||
+	    (r = get_choice(obj, "driver", where, drivers, &in->driver, errp)) < 0) {
+		return r;
+	}
+	if (!in->id || !in->driver) {
+		return error_set(errp, EINVAL, "%s: \"id\" and \"driver\" are required", where);
+	}
+	if (!valid_name(in->id, 64)) {
+		return error_set(errp, EINVAL,
+				 "%s: \"id\" \"%s\" must be 1 to 64 characters of [A-Za-z0-9_.-]",
+				 where, in->id);
+	}
+	return 0;
+}
+
+/* The id of device @i in the order disks, NICs, input devices. */
+static const char *device_id(const struct vm_config *cfg, unsigned i)
+{
+	if (i < cfg->n_disks) {
+		return cfg->disks[i].id;
+	}
+	i -= cfg->n_disks;
+	if (i < cfg->n_nics) {
+		return cfg->nics[i].id;
+	}
+	return cfg->inputs[i - cfg->n_nics].id;
+}
+
 static int check_unique_ids(const struct vm_config *cfg, struct error **errp)
 {
-	unsigned n = cfg->n_disks + cfg->n_nics;
+	unsigned n = cfg->n_disks + cfg->n_nics + cfg->n_inputs;
 
 	for (unsigned i = 0; i < n; i++) {
-		const char *a =
-			i < cfg->n_disks ? cfg->disks[i].id : cfg->nics[i - cfg->n_disks].id;
+		const char *a = device_id(cfg, i);
 
 		for (unsigned j = i + 1; j < n; j++) {
-			const char *b = j < cfg->n_disks ? cfg->disks[j].id
-							 : cfg->nics[j - cfg->n_disks].id;
+			const char *b = device_id(cfg, j);
 
 			if (strcmp(a, b) == 0) {
 				return error_set(errp, EEXIST, "device id \"%s\" is used twice", a);
@@ -635,7 +679,7 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 	static const char *const keys[] = {
 		"name",	       "vcpus",	   "memory", "cpu",	  "boot",      "disks",
 		"nics",	       "rng",	   "serial", "on_reboot", "autostart", "acpi",
-		"mem_backend", "debugcon", "start",  NULL,
+		"mem_backend", "debugcon", "start",  "input",	  NULL,
 	};
 	static const char *const reboot_choices[] = {"reset", "shutdown", NULL};
 	static const char *const backends[] = {"anonymous", "memfd", "hugepages", NULL};
@@ -741,6 +785,29 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 		json_array_foreach (v, i, item) {
 			cfg->n_nics++;
 			if ((r = parse_nic(item, (unsigned)i, &cfg->nics[i], errp)) < 0) {
+				return r;
+			}
+		}
+	}
+	if ((v = json_object_get(def, "input"))) {
+		size_t i;
+		json_t *item;
+
+		if (!json_is_array(v)) {
+			return error_set(errp, EINVAL, "\"input\" must be an array");
+		}
+		if (json_array_size(v) > VM_INPUTS_MAX) {
+			return error_set(errp, E2BIG,
+					 "\"input\" has %zu entries, at most %d allowed",
+					 json_array_size(v), VM_INPUTS_MAX);
+		}
+		cfg->inputs = calloc(json_array_size(v) + 1, sizeof(*cfg->inputs));
+		if (!cfg->inputs) {
+			return error_set(errp, ENOMEM, "out of memory");
+		}
+		json_array_foreach (v, i, item) {
+			cfg->n_inputs++;
+			if ((r = parse_input(item, (unsigned)i, &cfg->inputs[i], errp)) < 0) {
 				return r;
 			}
 		}
@@ -853,6 +920,16 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 		json_array_append_new(nics, j);
 	}
 	json_object_set_new(o, "nics", nics);
+	if (cfg->n_inputs) {
+		json_t *inputs = json_array();
+
+		for (unsigned i = 0; i < cfg->n_inputs; i++) {
+			json_array_append_new(inputs,
+					      json_pack("{s:s, s:s}", "id", cfg->inputs[i].id,
+							"driver", cfg->inputs[i].driver));
+		}
+		json_object_set_new(o, "input", inputs);
+	}
 	json_object_set_new(o, "rng", json_boolean(cfg->rng));
 	if (cfg->serial_log) {
 		json_object_set_new(o, "serial", json_pack("{s:s}", "log", cfg->serial_log));

@@ -30,6 +30,15 @@ enum vcpu_cmd {
 	VCPU_CMD_STOP,
 };
 
+#define VM_MAX_INPUTS 8
+
+struct vm_input {
+	char id[65];
+	unsigned kinds;
+	vm_input_fn *fn;
+	void *opaque;
+};
+
 struct vm_device {
 	const struct device_class *cls;
 	void *state;
@@ -71,6 +80,12 @@ struct vm {
 
 	struct vm_device *devices;
 	unsigned n_devices;
+
+	/* Input devices (hw/core/input.c), control thread only. */
+	struct vm_input inputs[VM_MAX_INPUTS];
+	unsigned n_inputs;
+	char *(*usb_info)(void *opaque);
+	void *usb_info_opaque;
 
 	/* Power button (ACPI), set by the device that implements it. */
 	int (*powerdown)(void *opaque);

@@ -62,6 +62,12 @@ struct vm_nic_config {
 	char *rom;	/* option ROM path, NULL for the default, "" for none */
 };
 
+/* One entry of "input": a USB HID device on the VM's xHCI controller. */
+struct vm_input_config {
+	char *id;     /* "kbd0" */
+	char *driver; /* "usb-kbd" or "usb-tablet" */
+};
+
 /* The VM definition (DESIGN.md §5.1), parsed and validated. */
 struct vm_config {
 	char *name;
@@ -79,6 +85,8 @@ struct vm_config {
 	unsigned n_disks;
 	struct vm_nic_config *nics;
 	unsigned n_nics;
+	struct vm_input_config *inputs;
+	unsigned n_inputs;
 	bool rng;	  /* virtio-rng */
 	char *serial_log; /* NULL: <rundir>/vms/<name>.console */
 	char *on_reboot;  /* "reset" (default) or "shutdown" */
@@ -151,6 +159,50 @@ const char *vm_name(struct vm *vm);
 uint64_t vm_get_exit_count(struct vm *vm);
 /* UNIX socket path of the live serial console (vmctl console); NULL if none. */
 const char *vm_console_socket(struct vm *vm);
+/*
+ * Input (QEMU's InputEvent, as send-key and input-send-event carry it).
+ * KEY: @code is a QKeyCode index (vm_input_qcode); BTN: @code is QEMU's
+ * InputButton (0 left, 1 middle, 2 right, 3 wheel-up, 4 wheel-down, 5 side,
+ * 6 extra, 7 wheel-left, 8 wheel-right) and @down; REL/ABS: @code is the
+ * axis (0 x, 1 y) and @value (ABS: 0..0x7fff). An event is not delivered
+ * to the guest before @delay_ms (send-key's hold time for the releases).
+ */
+enum vm_input_type {
+	VM_INPUT_KEY,
+	VM_INPUT_BTN,
+	VM_INPUT_REL,
+	VM_INPUT_ABS,
+};
+struct vm_input_event {
+	enum vm_input_type type;
+	int code;
+	bool down;
+	int64_t value;
+	uint32_t delay_ms;
+};
+#define VM_INPUT_MAX_EVENTS 256
+#define VM_INPUT_ABS_MAX 0x7fff
+/* QKeyCode @name (QEMU 7.2's names: "a", "shift", "kp_enter", ...) as an index; -1 if unknown. */
+int vm_input_qcode(const char *name);
+/* send-key's {"type": "number"}: an XT set-1 scancode (0x80 | code for E0 keys); 0 if none. */
+int vm_input_qcode_from_number(int64_t number);
+/*
+ * Send @n events (at most VM_INPUT_MAX_EVENTS) to the input device @device
+ * (an "input" id), or with @device NULL keys to the first keyboard and the
+ * rest to the first pointer. -ENOENT (class DeviceNotFound) if no device
+ * has that id, -EINVAL if it is no input device. Control thread; does not
+ * block.
+ */
+int vm_input_send(struct vm *vm, const char *device, const struct vm_input_event *ev, unsigned n,
+		  struct error **errp);
+
+/*
+ * x-query-usb: QEMU's "info usb" text, one line per USB device (malloc'ed
+ * into *ret). -ENODEV "USB support not enabled" when the VM has no USB
+ * controller.
+ */
+int vm_query_usb(struct vm *vm, char **ret, struct error **errp);
+
 /* query-block / query-blockstats for this VM's disks; new references. */
 json_t *vm_query_block(struct vm *vm);
 json_t *vm_query_blockstats(struct vm *vm);

@@ -187,6 +187,47 @@ START_TEST(strictness)
 }
 END_TEST
 
+START_TEST(usb_devices)
+{
+	struct vm_config *c, *copy = NULL;
+	struct error *err = NULL;
+
+	c = ok("{\"name\": \"a\", \"disks\": [{\"id\": \"u\", \"file\": \"/x\", \"driver\": "
+	       "\"usb-storage\", \"removable\": true}], \"input\": [{\"id\": \"k\", \"driver\": "
+	       "\"usb-kbd\"}, {\"id\": \"t\", \"driver\": \"usb-tablet\"}], " BOOT "}");
+	ck_assert_str_eq(c->disks[0].driver, "usb-storage");
+	ck_assert(c->disks[0].removable);
+	ck_assert_uint_eq(c->n_inputs, 2);
+	ck_assert_str_eq(c->inputs[1].driver, "usb-tablet");
+	/* the canonical form keeps them */
+	ck_assert_int_eq(vm_config_copy(c, &copy, &err), 0);
+	ck_assert_uint_eq(copy->n_inputs, 2);
+	ck_assert_str_eq(copy->inputs[0].id, "k");
+	ck_assert(copy->disks[0].removable);
+	vm_config_free(copy);
+	vm_config_free(c);
+	bad("{\"name\": \"a\", \"disks\": [{\"id\": \"d\", \"file\": \"/x\", \"removable\": "
+	    "true}], " BOOT "}",
+	    EINVAL, "\"removable\" applies to \"usb-storage\" only");
+	bad("{\"name\": \"a\", \"input\": [{\"id\": \"k\", \"driver\": \"usb-mouse\"}], " BOOT "}",
+	    EINVAL, "usb-kbd, usb-tablet");
+	bad("{\"name\": \"a\", \"input\": [{\"id\": \"k\"}], " BOOT "}", EINVAL,
+	    "input[0]: \"id\" and \"driver\" are required");
+	bad("{\"name\": \"a\", \"input\": {}, " BOOT "}", EINVAL, "\"input\" must be an array");
+	bad("{\"name\": \"a\", \"input\": [{\"id\": \"k\", \"driver\": \"usb-kbd\", \"bus\": "
+	    "1}], " BOOT "}",
+	    EINVAL, "input[0]: unknown key \"bus\"");
+	bad("{\"name\": \"a\", \"disks\": [{\"id\": \"k\", \"file\": \"/x\"}], \"input\": "
+	    "[{\"id\": \"k\", \"driver\": \"usb-kbd\"}], " BOOT "}",
+	    EEXIST, "\"k\" is used twice");
+	bad("{\"name\": \"a\", \"input\": [{\"id\": \"a\", \"driver\": \"usb-kbd\"}, {\"id\": "
+	    "\"b\", "
+	    "\"driver\": \"usb-kbd\"}, {\"id\": \"c\", \"driver\": \"usb-kbd\"}, {\"id\": \"d\", "
+	    "\"driver\": \"usb-kbd\"}, {\"id\": \"e\", \"driver\": \"usb-kbd\"}], " BOOT "}",
+	    E2BIG, "at most 4");
+}
+END_TEST
+
 START_TEST(disks_and_nics)
 {
 	bad("{\"name\": \"a\", \"disks\": {}, " BOOT "}", EINVAL, "must be an array");
@@ -277,6 +318,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, sizes_and_ranges);
 	tcase_add_test(tc, strictness);
 	tcase_add_test(tc, disks_and_nics);
+	tcase_add_test(tc, usb_devices);
 	tcase_add_test(tc, too_many);
 	tcase_add_test(tc, state_names);
 	suite_add_tcase(s, tc);
