@@ -131,6 +131,11 @@ struct usb_device {
 	void (*wakeup)(void *opaque, struct usb_device *dev, uint8_t ep);
 	void *wakeup_opaque;
 	unsigned port; /* root port number (1-based) when attached, else 0 */
+	/*
+	 * Set by ops->data when it answers NAK because its data becomes due
+	 * later (CLOCK_MONOTONIC ns): the controller retries then. 0: none.
+	 */
+	uint64_t wake_at_ns;
 	int bootindex;
 };
 
@@ -178,7 +183,7 @@ int usb_hid_new(enum usb_hid_kind kind, const char *id, struct usb_device **ret,
 
 /* Input for HID devices (QEMU's InputEvent kinds). */
 enum usb_input_type {
-	USB_INPUT_KEY, /* code: HID usage (keyboard page 7), down */
+	USB_INPUT_KEY, /* code: HID usage (keyboard page 7, 0: ignored), down */
 	USB_INPUT_BTN, /* code: 0 left, 1 middle, 2 right, 3 wheel-up, 4 wheel-down; down */
 	USB_INPUT_ABS, /* code: axis 0 x, 1 y; value 0..0x7fff */
 	USB_INPUT_REL, /* code: axis 0 x, 1 y; value */
@@ -188,6 +193,7 @@ struct usb_input_event {
 	unsigned code;
 	bool down;
 	int64_t value;
+	uint32_t delay_ms; /* not before this long after the call */
 };
 /*
  * Feed events to a HID device; events it does not handle (a button on a

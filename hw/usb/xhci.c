@@ -26,9 +26,11 @@
 #include <endian.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -749,7 +751,13 @@ static void xhci_kick_ep(struct xhci *x, unsigned slotid, unsigned dci)
 			res = do_data(x, slotid, dci, (unsigned)n);
 		}
 		if (res == TD_NAK) {
+			struct usb_device *dev = slot_dev(x, slotid);
+
 			ep->waiting = true;
+			if (dev && dev->wake_at_ns) {
+				x->ops->wake_at(x->opaque, dev->wake_at_ns);
+				dev->wake_at_ns = 0;
+			}
 			break;
 		}
 		if (res != TD_DONE) {
@@ -1520,6 +1528,12 @@ void xhci_process_wakeups(struct xhci *x)
 	pthread_mutex_unlock(&x->lock);
 }
 
+void xhci_wake_all(struct xhci *x)
+{
+	__atomic_fetch_or(&x->wake_pending, ~0u, __ATOMIC_SEQ_CST);
+	xhci_process_wakeups(x);
+}
+
 int xhci_attach(struct xhci *x, unsigned port, struct usb_device *dev)
 {
 	int r = 0;
@@ -1614,6 +1628,34 @@ json_t *xhci_query(struct xhci *x)
 	return a;
 }
 
+char *xhci_info_text(struct xhci *x)
+{
+	static const char *const speeds[] = {"?", "12", "1.5", "480", "5000"};
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f) {
+		return NULL;
+	}
+	pthread_mutex_lock(&x->lock);
+	for (unsigned p = 1; p <= XHCI_PORTS; p++) {
+		struct usb_device *d = x->port[p].dev;
+
+		if (d) {
+			fprintf(f, "  Device 0.%u, Port %u, Speed %s Mb/s, Product %s, ID: %s\n",
+				d->addr, p, speeds[d->speed <= 4 ? d->speed : 0], d->product,
+				d->id);
+		}
+	}
+	pthread_mutex_unlock(&x->lock);
+	if (fclose(f) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
 struct xhci *xhci_new(struct guest_mem *mem, const struct xhci_host_ops *ops, void *opaque)
 {
 	struct xhci *x = calloc(1, sizeof(*x));
@@ -1666,6 +1708,11 @@ struct xhci_dev {
 	struct xhci *x;
 	int efd;
 	struct event *ev;
+	int tfd; /* timerfd for devices' wake_at times */
+	struct event *tev;
+	uint64_t deadline; /* armed wake_at time, 0 if none (controller lock) */
+	struct usb_device *inputs[XHCI_PORTS_USB2]; /* registered with vm_input_register */
+	unsigned n_inputs;
 };
 
 static bool xhci_dev_msix_enabled(void *opaque)
@@ -1711,6 +1758,62 @@ static void xhci_dev_event(evutil_socket_t fd, short what, void *opaque)
 	xhci_process_wakeups(d->x);
 }
 
+static void xhci_dev_wake_at(void *opaque, uint64_t ns)
+{
+	struct xhci_dev *d = opaque;
+	struct itimerspec its = {.it_value = {.tv_sec = (time_t)(ns / 1000000000ull),
+					      .tv_nsec = (long)(ns % 1000000000ull)}};
+
+	if (d->deadline && d->deadline <= ns) {
+		return; /* an earlier wakeup is armed; it will re-arm this one */
+	}
+	d->deadline = ns;
+	if (timerfd_settime(d->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
+		xhci_dev_wake(d); /* retry at once rather than never */
+	}
+}
+
+static void xhci_dev_timer(evutil_socket_t fd, short what, void *opaque)
+{
+	struct xhci_dev *d = opaque;
+	uint64_t cnt;
+
+	(void)what;
+	if (read(fd, &cnt, sizeof(cnt)) < 0) {
+		/* spurious */
+	}
+	__atomic_store_n(&d->deadline, 0, __ATOMIC_SEQ_CST);
+	xhci_wake_all(d->x);
+}
+
+static char *xhci_dev_info(void *opaque)
+{
+	struct xhci_dev *d = opaque;
+
+	return xhci_info_text(d->x);
+}
+
+/* vm_input_send() delivering to one HID device (control thread). */
+static void xhci_dev_input(void *opaque, const struct vm_input_event *ev, unsigned n)
+{
+	static const uint8_t types[] = {[VM_INPUT_KEY] = USB_INPUT_KEY,
+					[VM_INPUT_BTN] = USB_INPUT_BTN,
+					[VM_INPUT_REL] = USB_INPUT_REL,
+					[VM_INPUT_ABS] = USB_INPUT_ABS};
+	struct usb_input_event u[VM_INPUT_MAX_EVENTS];
+
+	n = MIN(n, (unsigned)VM_INPUT_MAX_EVENTS);
+	for (unsigned i = 0; i < n; i++) {
+		u[i].type = types[ev[i].type];
+		u[i].code = ev[i].type == VM_INPUT_KEY ? vm_input_qcode_hid(ev[i].code)
+						       : (unsigned)ev[i].code;
+		u[i].down = ev[i].down;
+		u[i].value = ev[i].value;
+		u[i].delay_ms = ev[i].delay_ms;
+	}
+	usb_hid_input(opaque, u, n);
+}
+
 static uint64_t xhci_bar_read(void *opaque, uint64_t off, unsigned size)
 {
 	struct xhci_dev *d = opaque;
@@ -1745,6 +1848,7 @@ static const struct xhci_host_ops xhci_dev_ops = {
 	.msix_notify = xhci_dev_msix_notify,
 	.set_intx = xhci_dev_set_intx,
 	.wake = xhci_dev_wake,
+	.wake_at = xhci_dev_wake_at,
 };
 
 /* True for the disk drivers that put a disk on the USB bus. */
@@ -1808,8 +1912,18 @@ static void xhci_class_unrealize(void *state)
 	if (d->pci_registered || d->pci.msix) {
 		pci_unregister_device(&d->pci);
 	}
+	for (unsigned i = 0; i < d->n_inputs; i++) {
+		vm_input_unregister(d->vm, d->inputs[i]);
+	}
+	vm_set_usb_info_handler(d->vm, NULL, NULL);
 	if (d->ev) {
 		event_free(d->ev);
+	}
+	if (d->tev) {
+		event_free(d->tev);
+	}
+	if (d->tfd >= 0) {
+		close(d->tfd);
 	}
 	if (d->efd >= 0) {
 		close(d->efd);
@@ -1818,8 +1932,37 @@ static void xhci_class_unrealize(void *state)
 	free(d);
 }
 
+static int xhci_add_input(struct xhci_dev *d, const struct vm_input_config *ic, struct error **errp)
+{
+	bool kbd = strcmp(ic->driver, "usb-kbd") == 0;
+	unsigned kinds = kbd ? 1u << VM_INPUT_KEY
+			     : 1u << VM_INPUT_BTN | 1u << VM_INPUT_REL | 1u << VM_INPUT_ABS;
+	struct usb_device *dev;
+	int r;
+
+	r = usb_hid_new(kbd ? USB_HID_KEYBOARD : USB_HID_TABLET, ic->id, &dev, errp);
+	if (r < 0) {
+		return r;
+	}
+	r = xhci_attach(d->x, 0, dev);
+	if (r < 0) {
+		usb_device_free(dev);
+		return error_set(errp, -r, "input '%s': no free USB port (the controller has %d)",
+				 ic->id, XHCI_PORTS_USB2);
+	}
+	r = vm_input_register(d->vm, ic->id, kinds, xhci_dev_input, dev);
+	if (r < 0) {
+		return error_set(errp, -r, "input '%s': too many input devices", ic->id);
+	}
+	d->inputs[d->n_inputs++] = dev;
+	return 0;
+}
+
 static bool xhci_wanted(const struct vm_config *cfg)
 {
+	if (cfg->n_inputs) {
+		return true;
+	}
 	for (unsigned i = 0; i < cfg->n_disks; i++) {
 		if (xhci_disk_driver(cfg->disks[i].driver)) {
 			return true;
@@ -1846,13 +1989,15 @@ static int xhci_class_realize(struct vm *vm, const void *cfg_unused, void **ret_
 	}
 	d->vm = vm;
 	d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	d->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	d->x = xhci_new(vm_guest_mem(vm), &xhci_dev_ops, d);
-	if (d->efd < 0 || !d->x) {
-		r = error_set(errp, d->efd < 0 ? errno : ENOMEM, "xhci: cannot set up");
+	if (d->efd < 0 || d->tfd < 0 || !d->x) {
+		r = error_set(errp, d->x ? errno : ENOMEM, "xhci: cannot set up");
 		goto err;
 	}
 	d->ev = event_new(vm_io_base(vm), d->efd, EV_READ | EV_PERSIST, xhci_dev_event, d);
-	if (!d->ev || event_add(d->ev, NULL) < 0) {
+	d->tev = event_new(vm_io_base(vm), d->tfd, EV_READ | EV_PERSIST, xhci_dev_timer, d);
+	if (!d->ev || event_add(d->ev, NULL) < 0 || !d->tev || event_add(d->tev, NULL) < 0) {
 		r = error_set(errp, ENOMEM, "xhci: cannot watch its eventfd");
 		goto err;
 	}
@@ -1862,6 +2007,12 @@ static int xhci_class_realize(struct vm *vm, const void *cfg_unused, void **ret_
 			if (r < 0) {
 				goto err;
 			}
+		}
+	}
+	for (unsigned i = 0; i < cfg->n_inputs; i++) {
+		r = xhci_add_input(d, &cfg->inputs[i], errp);
+		if (r < 0) {
+			goto err;
 		}
 	}
 	pci_device_init(&d->pci, "xhci", XHCI_VENDOR_ID, XHCI_DEVICE_ID, 0x0c0330, 1, 0x1af4,
@@ -1878,6 +2029,7 @@ static int xhci_class_realize(struct vm *vm, const void *cfg_unused, void **ret_
 		goto err;
 	}
 	d->pci_registered = true;
+	vm_set_usb_info_handler(vm, xhci_dev_info, d);
 	*ret_state = d;
 	return 0;
 err:

@@ -46,6 +46,8 @@ struct xhci_host_ops {
 	void (*set_intx)(void *opaque, bool level);
 	/* A device has data: call xhci_process_wakeups() soon on the I/O thread. */
 	void (*wake)(void *opaque);
+	/* A device will have data at @ns (CLOCK_MONOTONIC): call xhci_wake_all() then. */
+	void (*wake_at)(void *opaque, uint64_t ns);
 };
 
 /* NULL on ENOMEM. @ops/@opaque borrowed for the controller's lifetime. */
@@ -71,5 +73,12 @@ struct usb_device *xhci_detach(struct xhci *x, unsigned port);
 struct usb_device *xhci_find(struct xhci *x, const char *id);
 /* Retry endpoints that were waiting for device data (I/O thread). */
 void xhci_process_wakeups(struct xhci *x);
+/* Retry every waiting endpoint (a wake_at time has come; I/O thread). */
+void xhci_wake_all(struct xhci *x);
 /* [{"port": N, "id": ..., "device": "usb-storage", "speed": "high", "product": ...}] */
 json_t *xhci_query(struct xhci *x);
+/*
+ * QEMU's "info usb" lines ("  Device 0.1, Port 1, Speed 480 Mb/s, Product
+ * QEMU USB MSD, ID: usb0\n"), malloc'ed; NULL on ENOMEM.
+ */
+char *xhci_info_text(struct xhci *x);

@@ -5,7 +5,9 @@
  * the SCSI command parser (every command, allocation lengths, ranges at
  * and past the capacity, read-only, sense data) and the Bulk-Only
  * Transport state machine of usb-storage (a good command, a bad CBW that
- * halts both pipes until CLEAR_FEATURE).
+ * halts both pipes until CLEAR_FEATURE), and the HID devices (a report per
+ * key event, modifiers, rollover, held-back releases, LEDs, protocols, the
+ * bounded queue, tablet reports).
  */
 #include <check.h>
 #include <endian.h>
@@ -408,6 +410,136 @@ START_TEST(test_bot)
 }
 END_TEST
 
+/* ---- HID ---- */
+
+static int hid_poll(struct usb_device *dev, uint8_t *buf, size_t *n)
+{
+	return packet(dev, true, 1, buf, 8, n);
+}
+
+static struct usb_input_event key(unsigned usage, bool down, uint32_t delay_ms)
+{
+	return (struct usb_input_event){
+		.type = USB_INPUT_KEY, .code = usage, .down = down, .delay_ms = delay_ms};
+}
+
+START_TEST(test_hid_keyboard)
+{
+	struct usb_setup set_cfg = {0, USB_REQ_SET_CONFIGURATION, 1, 0, 0};
+	struct usb_setup report_desc = {0x81, USB_REQ_GET_DESCRIPTOR, USB_DT_REPORT << 8, 0, 255};
+	struct usb_setup set_report = {0x21, 0x09, 0x0200, 0, 1};
+	struct usb_setup get_protocol = {0xa1, 0x03, 0, 0, 1};
+	struct usb_setup set_boot = {0x21, 0x0b, 0, 0, 0};
+	struct usb_device *dev;
+	struct usb_input_event ev[8];
+	uint8_t buf[256], ctl[256];
+	size_t n;
+
+	ck_assert_int_eq(usb_hid_new(USB_HID_KEYBOARD, "kbd0", &dev, NULL), 0);
+	ck_assert(usb_hid_is_keyboard(dev) && !usb_hid_is_pointer(dev));
+	ck_assert_int_eq(usb_device_control(dev, &set_cfg, ctl), 0);
+	ck_assert_int_eq(usb_device_control(dev, &report_desc, ctl), 63);
+	ck_assert_uint_eq(ctl[0], 0x05);
+	/* configuration: interface class 3, boot subclass, keyboard protocol */
+	ck_assert_uint_eq(dev->config_desc[9 + 5], 3);
+	ck_assert_uint_eq(dev->config_desc[9 + 7], 1);
+	ck_assert_int_eq(hid_poll(dev, buf, &n), USB_RET_NAK);
+	/* shift, a: two reports; release a, shift: two more */
+	ev[0] = key(0xe1, true, 0);
+	ev[1] = key(0x04, true, 0);
+	ev[2] = key(0x04, false, 0);
+	ev[3] = key(0xe1, false, 0);
+	ck_assert_uint_eq(usb_hid_input(dev, ev, 4), 4);
+	ck_assert_int_eq(hid_poll(dev, buf, &n), 0);
+	ck_assert_uint_eq(n, 8);
+	ck_assert_uint_eq(buf[0], 0x02);
+	ck_assert_uint_eq(buf[2], 0);
+	ck_assert_int_eq(hid_poll(dev, buf, &n), 0);
+	ck_assert_uint_eq(buf[0], 0x02);
+	ck_assert_uint_eq(buf[2], 0x04);
+	ck_assert_int_eq(hid_poll(dev, buf, &n), 0);
+	ck_assert_uint_eq(buf[2], 0);
+	ck_assert_int_eq(hid_poll(dev, buf, &n), 0);
+	ck_assert_uint_eq(buf[0], 0);
+	ck_assert_int_eq(hid_poll(dev, buf, &n), USB_RET_NAK);
+	/* seven keys at once: ErrorRollOver in every key slot */
+	for (unsigned i = 0; i < 7; i++) {
+		ev[i] = key(0x04 + i, true, 0);
+	}
+	usb_hid_input(dev, ev, 7);
+	for (unsigned i = 0; i < 7; i++) {
+		ck_assert_int_eq(hid_poll(dev, buf, &n), 0);
+	}
+	ck_assert_uint_eq(buf[2], 0x01);
+	ck_assert_uint_eq(buf[7], 0x01);
+	/* a release due later is held back, with the time for the controller */
+	ev[0] = key(0x04, false, 5000);
+	usb_hid_input(dev, ev, 1);
+	ck_assert_int_eq(hid_poll(dev, buf, &n), USB_RET_NAK);
+	ck_assert_uint_ne(dev->wake_at_ns, 0);
+	/* LEDs and the boot protocol */
+	ctl[0] = 0x02;
+	ck_assert_int_eq(usb_device_control(dev, &set_report, ctl), 0);
+	ck_assert_uint_eq(usb_hid_leds(dev), 2);
+	ck_assert_int_eq(usb_device_control(dev, &get_protocol, ctl), 1);
+	ck_assert_uint_eq(ctl[0], 1);
+	ck_assert_int_eq(usb_device_control(dev, &set_boot, ctl), 0);
+	ck_assert_int_eq(usb_device_control(dev, &get_protocol, ctl), 1);
+	ck_assert_uint_eq(ctl[0], 0);
+	/* the queue is bounded: excess events are dropped, not queued */
+	usb_device_reset(dev);
+	usb_device_control(dev, &set_cfg, ctl);
+	for (unsigned i = 0; i < 100; i++) {
+		ev[0] = key(0x05, i % 2 == 0, 0);
+		usb_hid_input(dev, ev, 1);
+	}
+	{
+		unsigned got = 0;
+
+		while (got < 200 && hid_poll(dev, buf, &n) == 0) {
+			got++;
+		}
+		ck_assert_uint_eq(got, 32); /* the queue's size */
+	}
+	usb_device_free(dev);
+}
+END_TEST
+
+START_TEST(test_hid_tablet)
+{
+	struct usb_setup set_cfg = {0, USB_REQ_SET_CONFIGURATION, 1, 0, 0};
+	struct usb_setup set_boot = {0x21, 0x0b, 0, 0, 0};
+	struct usb_device *dev;
+	struct usb_input_event ev[3] = {
+		{.type = USB_INPUT_ABS, .code = 0, .value = 0x1234},
+		{.type = USB_INPUT_ABS, .code = 1, .value = 0x9999}, /* clamped to 0x7fff */
+		{.type = USB_INPUT_BTN, .code = 2, .down = true},
+	};
+	struct usb_input_event k = {.type = USB_INPUT_KEY, .code = 4, .down = true};
+	uint8_t buf[8], ctl[8];
+	size_t n;
+
+	ck_assert_int_eq(usb_hid_new(USB_HID_TABLET, "tab0", &dev, NULL), 0);
+	ck_assert(usb_hid_is_pointer(dev));
+	usb_device_control(dev, &set_cfg, ctl);
+	ck_assert_uint_eq(usb_hid_input(dev, &k, 1), 0); /* keys are not for a tablet */
+	ck_assert_uint_eq(usb_hid_input(dev, ev, 3), 3);
+	ck_assert_int_eq(hid_poll(dev, buf, &n), 0);
+	ck_assert_uint_eq(n, 6);
+	ck_assert_uint_eq(buf[0], 0x02); /* right button */
+	ck_assert_uint_eq(buf[1] | buf[2] << 8, 0x1234);
+	ck_assert_uint_eq(buf[3] | buf[4] << 8, 0x7fff);
+	/* boot protocol: a 3-byte relative report */
+	usb_device_control(dev, &set_boot, ctl);
+	ev[0].value = 0x1234 + 64 * 10;
+	usb_hid_input(dev, ev, 1);
+	ck_assert_int_eq(hid_poll(dev, buf, &n), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_int_eq((int8_t)buf[1], 10);
+	usb_device_free(dev);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("usb");
@@ -429,6 +561,8 @@ static Suite *make_suite(void)
 	tcase_add_test(scsi, test_scsi_readonly_and_mode_sense);
 	tcase_add_test(scsi, test_scsi_misc);
 	tcase_add_test(scsi, test_bot);
+	tcase_add_test(scsi, test_hid_keyboard);
+	tcase_add_test(scsi, test_hid_tablet);
 	suite_add_tcase(s, scsi);
 	return s;
 }
