@@ -25,6 +25,11 @@ int qmp_quit(struct monitor_request *req, json_t *args, json_t **ret, struct err
 int qmp_query_block(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_query_blockstats(struct monitor_request *req, json_t *args, json_t **ret,
 			 struct error **errp);
+/* qmp-input.c: send-key, input-send-event, x-query-usb. */
+int qmp_x_query_usb(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_send_key(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_input_send_event(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
 /* qmp-vm.c: the daemon's VM lifecycle commands. */
 int qmp_vm_create(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_vm_start(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

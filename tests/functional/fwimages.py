@@ -169,6 +169,90 @@ def boot_sector(start_lba, count, length, checksum, relative):
     return bytes(sec)
 
 
+KEY_READY = "VMMD-KBD: ready"
+KEY_PREFIX = "VMMD-KEY: "
+
+
+def keyboard_sector():
+    """512 bytes: print KEY_READY on COM1, then for every key from INT 16h AH=00h
+    print KEY_PREFIX, the character and its scancode in hex, forever."""
+    a = Asm(BASE + 0x40)
+    a.b(0xFA, 0x31, 0xC0, 0x8E, 0xD8, 0x8E, 0xC0, 0x8E, 0xD0)  # cli; xor ax,ax; ds=es=ss=0
+    a.b(0xBC, 0x00, 0x7C)                    # mov sp,0x7c00
+    a.b(0xFB, 0xFC)                          # sti; cld
+    a.imm16([0xBE], "ready")                 # mov si,ready
+    a.call("print")
+    a.label("next")
+    a.b(0xB4, 0x00)                          # mov ah,0
+    a.b(0xCD, 0x16)                          # int 0x16
+    a.b(0x50)                                # push ax
+    a.imm16([0xBE], "prefix")                # mov si,prefix
+    a.call("print")
+    a.b(0x58, 0x50)                          # pop ax; push ax
+    a.call("putc")                           # the character
+    a.b(0xB0, 0x20)                          # mov al,' '
+    a.call("putc")
+    a.b(0x58)                                # pop ax
+    a.b(0x88, 0xE0)                          # mov al,ah (scancode)
+    a.b(0x50)                                # push ax
+    a.b(0xC0, 0xE8, 0x04)                    # shr al,4
+    a.call("hexdigit")
+    a.b(0x58)                                # pop ax
+    a.b(0x24, 0x0F)                          # and al,0x0f
+    a.call("hexdigit")
+    a.imm16([0xBE], "crlf")                  # mov si,crlf
+    a.call("print")
+    a.rel8(0xEB, "next")
+    # hexdigit: al (0..15) as a hex digit
+    a.label("hexdigit")
+    a.b(0x04, 0x30)                          # add al,'0'
+    a.b(0x3C, 0x39)                          # cmp al,'9'
+    a.rel8(0x76, "hex_out")                  # jbe
+    a.b(0x04, 0x07)                          # add al,7
+    a.label("hex_out")
+    a.call("putc")
+    a.b(0xC3)
+    # print: NUL-terminated string at si
+    a.label("print")
+    a.b(0xAC)                                # lodsb
+    a.b(0x08, 0xC0)                          # or al,al
+    a.rel8(0x74, "print_done")
+    a.call("putc")
+    a.rel8(0xEB, "print")
+    a.label("print_done")
+    a.b(0xC3)
+    # putc: al to COM1, polling LSR.THRE
+    a.label("putc")
+    a.b(0x50, 0x52)                          # push ax; push dx
+    a.b(0x88, 0xC4)                          # mov ah,al
+    a.b(0xBA, 0xFD, 0x03)                    # mov dx,0x3fd
+    a.label("thre")
+    a.b(0xEC, 0xA8, 0x20)                    # in al,dx; test al,0x20
+    a.rel8(0x74, "thre")
+    a.b(0x88, 0xE0)                          # mov al,ah
+    a.b(0xBA, 0xF8, 0x03)                    # mov dx,0x3f8
+    a.b(0xEE)                                # out dx,al
+    a.b(0x5A, 0x58, 0xC3)                    # pop dx; pop ax; ret
+    a.string("ready", KEY_READY)
+    a.label("prefix")
+    a.code += KEY_PREFIX.encode() + b"\0"
+    a.label("crlf")
+    a.code += b"\r\n\0"
+    code = a.link()
+    sec = bytearray(512)
+    sec[0:5] = bytes([0xEA]) + struct.pack("<HH", BASE + 0x40, 0)  # jmp 0000:7C40
+    sec[0x40:0x40 + len(code)] = code
+    sec[510:512] = b"\x55\xAA"
+    return bytes(sec)
+
+
+def make_keyboard_disk(path, size=1 << 20):
+    with open(path, "wb") as f:
+        f.write(keyboard_sector())
+        f.truncate(size)
+    return path
+
+
 def payload(seed=8):
     rnd = random.Random(seed)
     data = bytes(rnd.randrange(256) for _ in range(DATA_LEN))

@@ -229,3 +229,24 @@ json_t *vm_query_blockstats(struct vm *vm)
 {
 	return json_array();
 }
+
+int vm_input_qcode(const char *name)
+{
+	return strcmp(name, "a") == 0 ? 1 : -1;
+}
+
+int vm_input_qcode_from_number(int64_t number)
+{
+	return 0;
+}
+
+int vm_input_send(struct vm *vm, const char *device, const struct vm_input_event *ev, unsigned n,
+		  struct error **errp)
+{
+	return 0;
+}
+
+int vm_query_usb(struct vm *vm, char **ret, struct error **errp)
+{
+	return error_set(errp, ENODEV, "USB support not enabled");
+}
