@@ -527,7 +527,7 @@ static int set_path(json_t *obj, const char *key, const char *path)
 	return 0;
 }
 
-/* --disk FILE[,format=F][,id=ID][,readonly][,cache=C] */
+/* --disk FILE[,format=F][,id=ID][,readonly][,cache=C][,driver=D][,removable] */
 static int parse_disk(const char *spec, unsigned index, json_t **ret)
 {
 	_cleanup_free_ char *copy = strdup(spec);
@@ -550,10 +550,11 @@ static int parse_disk(const char *spec, unsigned index, json_t **ret)
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		char *eq = strchr(tok, '=');
 
-		if (strcmp(tok, "readonly") == 0) {
-			json_object_set_new(d, "readonly", json_true());
-		} else if (eq && (strncmp(tok, "format=", 7) == 0 || strncmp(tok, "id=", 3) == 0 ||
-				  strncmp(tok, "cache=", 6) == 0)) {
+		if (strcmp(tok, "readonly") == 0 || strcmp(tok, "removable") == 0) {
+			json_object_set_new(d, tok, json_true());
+		} else if (eq &&
+			   (strncmp(tok, "format=", 7) == 0 || strncmp(tok, "id=", 3) == 0 ||
+			    strncmp(tok, "cache=", 6) == 0 || strncmp(tok, "driver=", 7) == 0)) {
 			*eq = '\0';
 			json_object_set_new(d, tok, json_string(eq + 1));
 		} else {
@@ -562,6 +563,33 @@ static int parse_disk(const char *spec, unsigned index, json_t **ret)
 		}
 	}
 	*ret = d;
+	return 0;
+}
+
+/* --input usb-kbd|usb-tablet[,id=ID] */
+static int parse_input(const char *spec, unsigned index, json_t **ret)
+{
+	_cleanup_free_ char *copy = strdup(spec);
+	char *save = NULL, *tok;
+	json_t *in = json_object();
+	char id[16];
+
+	tok = strtok_r(copy, ",", &save);
+	if (!tok || (strcmp(tok, "usb-kbd") != 0 && strcmp(tok, "usb-tablet") != 0)) {
+		json_decref(in);
+		return -EINVAL;
+	}
+	snprintf(id, sizeof(id), "input%u", index);
+	json_object_set_new(in, "id", json_string(id));
+	json_object_set_new(in, "driver", json_string(tok));
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (strncmp(tok, "id=", 3) != 0) {
+			json_decref(in);
+			return -EINVAL;
+		}
+		json_object_set_new(in, "id", json_string(tok + 3));
+	}
+	*ret = in;
 	return 0;
 }
 
@@ -691,6 +719,7 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv, const struct 
 		O_CMDLINE,
 		O_DISK,
 		O_NIC,
+		O_INPUT,
 		O_SERIAL,
 		O_AUTOSTART,
 		O_START,
@@ -710,6 +739,7 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv, const struct 
 		{"cmdline", required_argument, NULL, O_CMDLINE},
 		{"disk", required_argument, NULL, O_DISK},
 		{"nic", required_argument, NULL, O_NIC},
+		{"input", required_argument, NULL, O_INPUT},
 		{"serial-log", required_argument, NULL, O_SERIAL},
 		{"autostart", no_argument, NULL, O_AUTOSTART},
 		{"start", no_argument, NULL, O_START},
@@ -727,7 +757,7 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv, const struct 
 	bool print_only = false;
 	json_auto_t *flags = json_object();
 	json_auto_t *info = NULL;
-	unsigned n_disks = 0, n_nics = 0;
+	unsigned n_disks = 0, n_nics = 0, n_inputs = 0;
 	const char *config = NULL;
 	uint64_t size;
 	uint32_t n;
@@ -778,7 +808,8 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv, const struct 
 		case O_DISK:
 			if (parse_disk(optarg, n_disks++, &item) < 0) {
 				return usage_error("--disk '%s': expected FILE[,format=raw|qcow2]"
-						   "[,id=ID][,readonly][,cache=none]",
+						   "[,id=ID][,readonly][,cache=none][,driver=D]"
+						   "[,removable]",
 						   optarg);
 			}
 			json_array_append_new(arr(flags, "disks"), item);
@@ -790,6 +821,15 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv, const struct 
 						   optarg);
 			}
 			json_array_append_new(arr(flags, "nics"), item);
+			break;
+		case O_INPUT:
+			if (parse_input(optarg, n_inputs++, &item) < 0) {
+				return usage_error(
+					"--input '%s': expected usb-kbd or usb-tablet, then "
+					"[,id=ID]",
+					optarg);
+			}
+			json_array_append_new(arr(flags, "input"), item);
 			break;
 		case O_SERIAL:
 			set_path(sub(flags, "serial"), "log", optarg);
@@ -1138,6 +1178,62 @@ static int cmd_console(struct qmp_client *c, int argc, char **argv, const struct
 	return EXIT_DAEMON;
 }
 
+/* send-key NAME [--hold-time MS] CHORD...: one send-key per chord ("ctrl-alt-delete"). */
+static int cmd_send_key(struct qmp_client *c, int argc, char **argv,
+			const struct vmctl_command *command)
+{
+	static const struct option opts[] = {
+		{"hold-time", required_argument, NULL, 'H'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	uint32_t hold = 0;
+	bool has_hold = false;
+	int o, rc = EXIT_OK;
+
+	(void)command;
+	optind = 0; /* 0: glibc re-initialises (argument permutation included) */
+	while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
+		switch (o) {
+		case 'H':
+			if (parse_u32(optarg, &hold) < 0) {
+				return usage_error("--hold-time '%s' is not a number of ms",
+						   optarg);
+			}
+			has_hold = true;
+			break;
+		case 'j':
+			json_output = true;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind < 2) {
+		return usage_error("%s", "send-key needs a VM name and at least one key");
+	}
+	for (int i = optind + 1; i < argc && rc == EXIT_OK; i++) {
+		_cleanup_free_ char *copy = strdup(argv[i]);
+		json_t *args = one_vm_args(argv[optind]);
+		json_t *keys = json_array();
+		char *save = NULL, *tok;
+
+		for (tok = strtok_r(copy, "-", &save); tok; tok = strtok_r(NULL, "-", &save)) {
+			json_array_append_new(
+				keys, json_pack("{s:s, s:s}", "type", "qcode", "data", tok));
+		}
+		json_object_set_new(args, "keys", keys);
+		if (has_hold) {
+			json_object_set_new(args, "hold-time", json_integer(hold));
+		}
+		rc = run_cmd(c, "send-key", args, NULL);
+	}
+	if (rc == EXIT_OK && json_output) {
+		puts("{}");
+	}
+	return rc;
+}
+
 static const struct vmctl_command commands[] = {
 	{"list", cmd_list, "", "list the defined VMs",
 	 "Prints NAME, STATE, VCPUS, MEMORY and AUTOSTART of every VM (--json: the query-vms\n"
@@ -1152,7 +1248,9 @@ static const struct vmctl_command commands[] = {
 	 "  --cmdline TEXT         its command line\n"
 	 "  --firmware FILE        boot a BIOS image (e.g. SeaBIOS) instead of a kernel\n"
 	 "  --disk FILE[,format=raw|qcow2][,id=ID][,readonly][,cache=none]\n"
+	 "         [,driver=virtio-blk|ide-hd|ide-cd|usb-storage][,removable]\n"
 	 "  --nic user|tap:IFNAME[,mac=MAC][,id=ID]\n"
+	 "  --input usb-kbd|usb-tablet[,id=ID]\n"
 	 "  --serial-log FILE      where the console output goes\n"
 	 "  --autostart            start with the daemon\n"
 	 "  --start                boot it at once\n"
@@ -1179,6 +1277,11 @@ static const struct vmctl_command commands[] = {
 	{"console", cmd_console, "NAME", "attach to the serial console (detach: Ctrl-])", ""},
 	{"events", cmd_events, "[--vm NAME]", "print events as they arrive",
 	 "  --vm NAME    only this VM's events\n"},
+	{"send-key", cmd_send_key, "NAME [--hold-time MS] CHORD...",
+	 "type keys on the VM's USB keyboard",
+	 "Each CHORD is QEMU key names joined by '-' (ctrl-alt-delete, shift-a, ret): one\n"
+	 "send-key command, pressed in order, released in reverse order after the hold time.\n"
+	 "  --hold-time MS    how long the keys stay down (default 100)\n"},
 	{"qmp", cmd_qmp, "[JSON]", "send one raw protocol command (or stdin), print the reply",
 	 "The command is a QMP object such as '{\"execute\": \"query-vms\"}'; see\n"
 	 "vmmd-protocol(7).\n"},
