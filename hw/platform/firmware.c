@@ -752,7 +752,7 @@ static int firmware_boot_paths(struct firmware *f, struct firmware_machine *m, c
 		}
 		for (unsigned i = 0; i < cfg->n_disks && slot < 0; i++) {
 			const struct vm_disk_config *dc = &cfg->disks[i];
-			bool usb = dc->driver && device_class_serves(&xhci_class, dc->driver);
+			bool usb = dc->driver && strcmp(dc->driver, "usb-storage") == 0;
 
 			if (strcmp(dc->id, *o) == 0) {
 				if (usb) {
