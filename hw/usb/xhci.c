@@ -6,7 +6,9 @@
  * ports (§4.19).
  *
  * Threads: see xhci.h. x->lock protects everything in struct xhci and the
- * attached devices.
+ * attached devices; x->ports_lock (taken inside it) also guards the port
+ * table so that the control thread's queries never wait for x->lock. A
+ * device's address is read there without x->lock (a byte; stale at worst).
  *
  * Guest input is hostile. Every guest address goes through guest_mem_*()
  * (hw/memory.h); TRBs are read only by hw/usb/xhci-ring.c, copied once.
@@ -192,6 +194,11 @@ struct xhci_port {
 
 struct xhci {
 	pthread_mutex_t lock;
+	/*
+	 * Taken inside lock by attach/detach, alone by the control thread's
+	 * queries, which must not wait for a vCPU doing block I/O under lock.
+	 */
+	pthread_mutex_t ports_lock;
 	struct guest_mem *mem;
 	const struct xhci_host_ops *ops;
 	void *opaque;
@@ -604,8 +611,8 @@ static enum td_result do_control(struct xhci *x, unsigned slotid, unsigned n)
 	bool in;
 	unsigned data_end = n - 1; /* the Status Stage is last */
 
-	if (!(setup->control & TRB_IDT) || (setup->status & 0x1ffff) != 8 ||
-	    TRB_TYPE(x->td[n - 1].control) != TRB_STATUS) {
+	if (TRB_TYPE(setup->control) != TRB_SETUP || !(setup->control & TRB_IDT) ||
+	    (setup->status & 0x1ffff) != 8 || TRB_TYPE(x->td[n - 1].control) != TRB_STATUS) {
 		xhci_transfer_event(x, setup, x->td_addr[0], CC_TRB, 0, slotid, 1, false);
 		ep_halt(x, slotid, 1, "malformed control TD", x->td_addr[0]);
 		return TD_HALT;
@@ -1554,7 +1561,9 @@ int xhci_attach(struct xhci *x, unsigned port, struct usb_device *dev)
 		r = -EBUSY;
 	}
 	if (r == 0) {
+		pthread_mutex_lock(&x->ports_lock);
 		x->port[port].dev = dev;
+		pthread_mutex_unlock(&x->ports_lock);
 		dev->port = port;
 		dev->wakeup = xhci_dev_wakeup;
 		dev->wakeup_opaque = x;
@@ -1583,7 +1592,9 @@ struct usb_device *xhci_detach(struct xhci *x, unsigned port)
 				x->slot[s].port = 0;
 			}
 		}
+		pthread_mutex_lock(&x->ports_lock);
 		x->port[port].dev = NULL;
+		pthread_mutex_unlock(&x->ports_lock);
 		dev->wakeup = NULL;
 		dev->port = 0;
 		x->port[port].portsc &= ~PORTSC_PED;
@@ -1597,13 +1608,13 @@ struct usb_device *xhci_find(struct xhci *x, const char *id)
 {
 	struct usb_device *dev = NULL;
 
-	pthread_mutex_lock(&x->lock);
+	pthread_mutex_lock(&x->ports_lock);
 	for (unsigned p = 1; p <= XHCI_PORTS && !dev; p++) {
 		if (x->port[p].dev && strcmp(x->port[p].dev->id, id) == 0) {
 			dev = x->port[p].dev;
 		}
 	}
-	pthread_mutex_unlock(&x->lock);
+	pthread_mutex_unlock(&x->ports_lock);
 	return dev;
 }
 
@@ -1612,7 +1623,7 @@ json_t *xhci_query(struct xhci *x)
 	static const char *const speeds[] = {"?", "full", "low", "high", "super"};
 	json_t *a = json_array();
 
-	pthread_mutex_lock(&x->lock);
+	pthread_mutex_lock(&x->ports_lock);
 	for (unsigned p = 1; p <= XHCI_PORTS; p++) {
 		struct usb_device *d = x->port[p].dev;
 
@@ -1624,7 +1635,7 @@ json_t *xhci_query(struct xhci *x)
 							   "address", d->addr));
 		}
 	}
-	pthread_mutex_unlock(&x->lock);
+	pthread_mutex_unlock(&x->ports_lock);
 	return a;
 }
 
@@ -1638,7 +1649,7 @@ char *xhci_info_text(struct xhci *x)
 	if (!f) {
 		return NULL;
 	}
-	pthread_mutex_lock(&x->lock);
+	pthread_mutex_lock(&x->ports_lock);
 	for (unsigned p = 1; p <= XHCI_PORTS; p++) {
 		struct usb_device *d = x->port[p].dev;
 
@@ -1648,7 +1659,7 @@ char *xhci_info_text(struct xhci *x)
 				d->id);
 		}
 	}
-	pthread_mutex_unlock(&x->lock);
+	pthread_mutex_unlock(&x->ports_lock);
 	if (fclose(f) != 0) {
 		free(text);
 		return NULL;
@@ -1664,6 +1675,7 @@ struct xhci *xhci_new(struct guest_mem *mem, const struct xhci_host_ops *ops, vo
 		return NULL;
 	}
 	pthread_mutex_init(&x->lock, NULL);
+	pthread_mutex_init(&x->ports_lock, NULL);
 	x->mem = mem;
 	x->ops = ops;
 	x->opaque = opaque;
@@ -1681,6 +1693,7 @@ void xhci_free(struct xhci *x)
 		usb_device_free(x->port[p].dev);
 	}
 	pthread_mutex_destroy(&x->lock);
+	pthread_mutex_destroy(&x->ports_lock);
 	free(x);
 }
 

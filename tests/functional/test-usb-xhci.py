@@ -64,6 +64,10 @@ def check_run(run, base):
         # buffer outside RAM: USB Transaction Error (4), Halted
         "xhci: out-of-range dma completion 4 ep state 2",
         "xhci: after bad dma: storage ok",
+        # EP0: not a control TD -> TRB Error, halted; 8 KiB data stage -> STALL (6)
+        "xhci: malformed control td completion 5 ep0 state 2",
+        "xhci: 8 KiB control read completion 6",
+        "xhci: after ep0 errors: descriptor ok",
         "xhci: no-op after stray doorbells cc 1",
         "xhci: evaluate context cc 1",
         "xhci: command ring stopped cc 24",

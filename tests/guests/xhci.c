@@ -13,6 +13,8 @@
  *   ILLEGAL REQUEST / LBA OUT OF RANGE), Evaluate Context, No Op.
  *
  * Then the hostile part, each followed by recovery and a working command:
+ *   - on EP0 a TD that is no control transfer (TRB Error) and a data stage
+ *     longer than the 4 KiB the controller takes (STALL),
  *   - a transfer ring whose Link TRBs point at each other (TRB Error, the
  *     endpoint halts; Reset Endpoint + Set TR Dequeue Pointer recover),
  *   - a Normal TRB whose buffer lies outside guest RAM (USB Transaction
@@ -767,6 +769,26 @@ static void hostile(void)
 	print("\n");
 	recover_ep(&bout, dci_out);
 	test_unit_ready_ok("bad dma");
+
+	/* 2b. EP0: a TD that is no control transfer, then a data stage past 4 KiB */
+	ring_put(&ep0, 0, 8, TRB_TYPE(T_NORMAL) | C_IDT | C_IOC);
+	doorbell(1);
+	cc = wait_event(E_TRANSFER, &e);
+	print("xhci: malformed control td completion ");
+	print_dec(cc);
+	print(" ep0 state ");
+	print_dec(out_ctx[8] & 7);
+	print("\n");
+	recover_ep(&ep0, 1);
+	cc = control(0x80, 6, 0x0100, 0, 8192, buf);
+	print("xhci: 8 KiB control read completion ");
+	print_dec(cc);
+	print("\n");
+	recover_ep(&ep0, 1);
+	memset(buf, 0, 18);
+	cc = control(0x80, 6, 0x0100, 0, 18, buf);
+	print(cc == 1 && buf[1] == 1 ? "xhci: after ep0 errors: descriptor ok\n"
+				     : "xhci: after ep0 errors: BROKEN\n");
 
 	/* 3. a doorbell for a slot that is not enabled, and for DCI 31 */
 	mw32(db + 4 * 7, 3);
