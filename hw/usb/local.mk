@@ -17,11 +17,6 @@ check_PROGRAMS += tests/unit/test-usb
 TESTS += tests/unit/test-usb
 tests_unit_test_usb_SOURCES = tests/unit/test-usb.c tests/unit/check-main.h \
 	hw/usb/xhci-ring.c hw/usb/scsi.c hw/usb/usb.c hw/usb/usb-storage.c hw/usb/usb-hid.c \
-	$(FAKE_HW)
-tests_unit_test_usb_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_usb_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
-
-# usb-kbd/usb-tablet through send-key and input-send-event (QEMU's answers recorded
-# by make-golden-qmp-input.py).
-TESTS += tests/functional/test-usb-input.py
-EXTRA_DIST += tests/functional/make-golden-qmp-input.py tests/functional/golden/qmp-input.json
+	$(FAKE_MACHINE)
+tests_unit_test_usb_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_usb_LDADD = $(FAKE_MACHINE_LIBS) $(BLOCK_LIBS) $(UNIT_LIBS)

@@ -137,15 +137,18 @@ def test_argument_errors_match_qemu():
 
 
 def test_vmctl_create_flags():
+    if not os.path.exists(FIRMWARE):
+        skip("%s is missing (Debian package seabios)" % FIRMWARE)
     with tempfile.TemporaryDirectory(prefix="vmmd-kbd.") as tmp, Vmmd() as d:
         disk = fwimages.make_keyboard_disk(os.path.join(tmp, "d.raw"))
-        d.vmctl("create", "--name", "u", "--kernel", "/nonexistent/vmlinuz",
+        fw = ["--firmware", FIRMWARE]
+        d.vmctl("create", "--name", "u", *fw,
                 "--disk", disk + ",id=usb0,driver=usb-storage,removable",
                 "--input", "usb-kbd", "--input", "usb-tablet,id=tab")
-        r = d.vmctl("create", "--name", "v", "--kernel", "/nonexistent/vmlinuz",
+        r = d.vmctl("create", "--name", "v", *fw,
                     "--input", "usb-mouse", check=False)
         assert r.returncode == 2 and "--input 'usb-mouse'" in r.stderr, r
-        r = d.vmctl("create", "--name", "w", "--kernel", "/nonexistent/vmlinuz",
+        r = d.vmctl("create", "--name", "w", *fw,
                     "--disk", disk + ",removable", check=False)
         assert r.returncode == 1 and "\"removable\" applies to \"usb-storage\" only" in \
             r.stderr, r

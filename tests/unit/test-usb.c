@@ -19,20 +19,22 @@
 #include "hw/usb/scsi.h"
 #include "hw/usb/usb.h"
 #include "hw/usb/xhci-ring.h"
-#include "tests/unit/fake-hw.h"
+#include "tests/unit/fake-machine.h"
 
 #define RAM (1u << 20)
 
+static struct vm *vm;
 static struct guest_mem *mem;
 
 static void setup(void)
 {
-	mem = fake_mem_new(RAM);
+	vm = fake_vm_new(NULL, RAM, NULL);
+	mem = vm_guest_mem(vm);
 }
 
 static void teardown(void)
 {
-	fake_mem_free(mem);
+	fake_vm_free(vm);
 }
 
 static void put_trb(uint64_t addr, uint64_t p, uint32_t s, uint32_t c)
@@ -40,9 +42,11 @@ static void put_trb(uint64_t addr, uint64_t p, uint32_t s, uint32_t c)
 	uint64_t lp = htole64(p);
 	uint32_t ls = htole32(s), lc = htole32(c);
 
-	memcpy(mem->ram + addr, &lp, 8);
-	memcpy(mem->ram + addr + 8, &ls, 4);
-	memcpy(mem->ram + addr + 12, &lc, 4);
+	uint8_t *ram = fake_vm_ram(vm, addr);
+
+	memcpy(ram, &lp, 8);
+	memcpy(ram + 8, &ls, 4);
+	memcpy(ram + 12, &lc, 4);
 }
 
 #define T(type) ((uint32_t)(type) << 10)
