@@ -2,8 +2,9 @@
 """The xHCI controller and usb-storage under a real VM, driven by a test
 guest written from the xHCI spec (tests/guests/xhci.c): enumeration, bulk
 BOT reads and writes (checked here against the image), and hostile rings
-(a Link TRB loop, DMA outside RAM, stray doorbells, a command ring outside
-RAM and a command-ring Link loop), each answered with the error the spec
+(a Link TRB loop, DMA outside RAM, malformed and oversized control
+transfers, stray doorbells, an event ring flooded while unread, a command
+ring outside RAM and a command-ring Link loop), each answered with the error the spec
 gives and followed by a working command, while the VM and vmmd stay up."""
 
 import os
@@ -70,6 +71,9 @@ def check_run(run, base):
         "xhci: after ep0 errors: descriptor ok",
         "xhci: no-op after stray doorbells cc 1",
         "xhci: evaluate context cc 1",
+        # 70 completions into 64 slots unread: 63 land, then Event Ring Full (21)
+        "xhci: flood: completions 63 ring-full events 1 others 0",
+        "xhci: after event ring full no-op cc 1",
         "xhci: command ring stopped cc 24",
         "xhci: bad command ring: HCE set",
         "xhci: after reset no-op cc 1",

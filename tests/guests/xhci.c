@@ -20,6 +20,9 @@
  *   - a Normal TRB whose buffer lies outside guest RAM (USB Transaction
  *     Error, halted),
  *   - a doorbell for a slot that is not enabled (ignored),
+ *   - more events than the event ring holds while the driver reads none
+ *     (an Event Ring Full Error in the last slot, then nothing until ERDP
+ *     moves),
  *   - a command ring pointer outside guest RAM and a command ring Link loop
  *     (USBSTS.HCE; HCRST recovers: the controller enumerates again).
  *
@@ -806,6 +809,39 @@ static void hostile(void)
 	print("xhci: evaluate context cc ");
 	print_dec(cc);
 	print("\n");
+
+	/* 4b. 70 commands while nobody reads the 64-entry event ring: Event Ring Full */
+	{
+		unsigned completions = 0, full = 0, others = 0;
+		struct trb ev;
+
+		for (unsigned i = 0; i < 70; i++) {
+			ring_put(&cmd, 0, 0, TRB_TYPE(T_NOOP_CMD));
+			mw32(db, 0);
+		}
+		while (next_event(&ev, 2000000)) {
+			unsigned type = (ev.c >> 10) & 0x3f;
+
+			if (type == E_COMMAND && (ev.s >> 24) == 1) {
+				completions++;
+			} else if (type == 37 && (ev.s >> 24) == 21) {
+				full++;
+			} else {
+				others++;
+			}
+		}
+		print("xhci: flood: completions ");
+		print_dec(completions);
+		print(" ring-full events ");
+		print_dec(full);
+		print(" others ");
+		print_dec(others);
+		print("\n");
+		cc = command(0, 0, TRB_TYPE(T_NOOP_CMD), 0);
+		print("xhci: after event ring full no-op cc ");
+		print_dec(cc);
+		print("\n");
+	}
 
 	/* 5. the command ring: stop it, point it outside RAM, ring */
 	mw32(op + 0x18, 2); /* CS */
