@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
@@ -29,21 +30,58 @@ static void answer(void *opaque, struct registry_vm *rv, int r, struct error *er
 	monitor_deferred_done(opaque, r, NULL, err);
 }
 
-/* vm-create with "start": answer with the VmInfo, or delete the definition. */
-static void create_started(void *opaque, struct registry_vm *rv, int r, struct error *err)
-{
-	json_t *info = NULL;
+/* vm-create: defined (file written), then started if asked, else undone. */
+struct create_ctx {
+	struct monitor_deferred *d;
+	bool start;
+	int r;
+	struct error *err;
+};
 
-	if (r < 0) {
-		/* vm-create with "start" is all or nothing. */
-		registry_delete(rv, true, NULL, NULL, NULL);
-	} else {
-		info = registry_vm_info(rv);
-	}
-	monitor_deferred_done(opaque, r, info, err);
+static void create_undone(void *opaque, struct registry_vm *rv, int r, struct error *err)
+{
+	struct create_ctx *ctx = opaque;
+
+	error_free(err);
+	monitor_deferred_done(ctx->d, ctx->r, NULL, ctx->err);
+	free(ctx);
 }
 
-/* Defer the answer and run @start; an immediate failure is answered now. */
+static void create_started(void *opaque, struct registry_vm *rv, int r, struct error *err)
+{
+	struct create_ctx *ctx = opaque;
+	struct error *e = NULL;
+
+	if (r >= 0) {
+		monitor_deferred_done(ctx->d, 0, registry_vm_info(rv), NULL);
+		free(ctx);
+		return;
+	}
+	/* vm-create with "start" is all or nothing: answer once it is gone. */
+	ctx->r = r;
+	ctx->err = err;
+	if (registry_delete(rv, true, create_undone, ctx, &e) < 0) {
+		create_undone(ctx, NULL, 0, e);
+	}
+}
+
+static void create_defined(void *opaque, struct registry_vm *rv, int r, struct error *err)
+{
+	struct create_ctx *ctx = opaque;
+	struct error *e = NULL;
+
+	if (r < 0 || !ctx->start) {
+		monitor_deferred_done(ctx->d, r, r < 0 ? NULL : registry_vm_info(rv), err);
+		free(ctx);
+		return;
+	}
+	r = registry_start_async(rv, create_started, ctx, &e);
+	if (r < 0) {
+		create_started(ctx, rv, r, e);
+	}
+}
+
+/* Defer the answer and run @op; an immediate failure is answered now. */
 static int deferred(struct monitor_request *req, struct registry_vm *rv, registry_done_fn done,
 		    int (*op)(struct registry_vm *rv, registry_done_fn done, void *opaque,
 			      struct error **errp),
@@ -75,38 +113,42 @@ static int destroy_op(struct registry_vm *rv, registry_done_fn done, void *opaqu
 	return registry_destroy_async(rv, "host-qmp-quit", done, opaque, errp);
 }
 
+static int delete_op(struct registry_vm *rv, registry_done_fn done, void *opaque,
+		     struct error **errp)
+{
+	return registry_delete(rv, false, done, opaque, errp);
+}
+
 static int force_delete_op(struct registry_vm *rv, registry_done_fn done, void *opaque,
 			   struct error **errp)
 {
-	/* Only called for a running VM: 1 (done answers) or an error. */
-	int r = registry_delete(rv, true, done, opaque, errp);
-
-	return r < 0 ? r : 0;
+	return registry_delete(rv, true, done, opaque, errp);
 }
 
 /*
  * The lifecycle commands answer when their work is done, but that work
- * (opening disks, KVM setup, joining threads) runs on a worker thread:
- * other clients are served meanwhile (issue 14).
+ * (writing and removing definitions, opening disks, KVM setup, joining
+ * threads) runs on worker threads: other clients are served meanwhile
+ * (issue 14).
  */
 int qmp_vm_create(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
+	struct create_ctx *ctx = calloc(1, sizeof(*ctx));
 	struct registry_vm *rv;
 	int r;
 
-	r = registry_create(req->ctx, args, &rv, errp);
+	if (!ctx || !(ctx->d = monitor_defer(req))) {
+		free(ctx);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	ctx->start = json_is_true(json_object_get(args, "start"));
+	r = registry_create(req->ctx, args, create_defined, ctx, &rv, errp);
 	if (r < 0) {
+		monitor_deferred_cancel(ctx->d);
+		free(ctx);
 		return r;
 	}
-	if (json_is_true(json_object_get(args, "start"))) {
-		r = deferred(req, rv, create_started, start_op, errp);
-		if (r < 0) {
-			registry_delete(rv, true, NULL, NULL, NULL);
-		}
-		return r;
-	}
-	*ret = registry_vm_info(rv);
-	return 0;
+	return MONITOR_DEFERRED;
 }
 
 int qmp_vm_start(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
@@ -130,10 +172,9 @@ int qmp_vm_delete(struct monitor_request *req, json_t *args, json_t **ret, struc
 	if (!rv) {
 		return -ENOENT;
 	}
-	if (rv->vm && json_is_true(json_object_get(args, "force"))) {
-		return deferred(req, rv, answer, force_delete_op, errp);
-	}
-	return registry_delete(rv, false, NULL, NULL, errp);
+	return deferred(req, rv, answer,
+			json_is_true(json_object_get(args, "force")) ? force_delete_op : delete_op,
+			errp);
 }
 
 int qmp_query_vms(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)

@@ -556,8 +556,13 @@ static struct registry_vm *entry_new(struct registry *reg, struct vm_config *cfg
 	return rv;
 }
 
-int registry_create(struct registry *reg, json_t *def, struct registry_vm **ret,
-		    struct error **errp)
+static int worker_op(struct registry_vm *rv, int busy, void (*fn)(void *), void (*fin)(void *),
+		     registry_done_fn done, void *opaque, struct error **errp);
+static void persist_job(void *arg);
+static void persist_done(void *arg);
+
+int registry_create(struct registry *reg, json_t *def, registry_done_fn done, void *opaque,
+		    struct registry_vm **ret, struct error **errp)
 {
 	_cleanup_(vm_config_freep) struct vm_config *cfg = NULL;
 	json_auto_t *canon = NULL;
@@ -595,24 +600,34 @@ int registry_create(struct registry *reg, json_t *def, struct registry_vm **ret,
 	if (!canon) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	r = persist(reg, cfg->name, canon, errp);
-	if (r < 0) {
-		return r;
-	}
 	rv = entry_new(reg, cfg, canon);
 	if (!rv) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	TAKE_PTR(cfg);
 	TAKE_PTR(canon);
-	log_full(LOG_INFO, rv->name, NULL, "VM defined");
+	/* The name is taken now; the file is written (fsync) on a worker. */
+	r = worker_op(rv, REGISTRY_DEFINING, persist_job, persist_done, done, opaque, errp);
+	if (r < 0) {
+		vm_entry_free(rv);
+		return r;
+	}
 	*ret = rv;
 	return 0;
 }
 
 static const char *busy_name(struct registry_vm *rv)
 {
-	return rv->busy == REGISTRY_STARTING ? "starting" : "stopping";
+	switch (rv->busy) {
+	case REGISTRY_STARTING:
+		return "starting";
+	case REGISTRY_DEFINING:
+		return "being defined";
+	case REGISTRY_DELETING:
+		return "being deleted";
+	default:
+		return "stopping";
+	}
 }
 
 static void op_free(struct registry_op *op)
@@ -635,6 +650,83 @@ static void op_answer(struct registry_op *op, int r, struct error *err)
 	} else {
 		error_free(err);
 	}
+}
+
+/* ---- defining and deleting: the definition's file I/O on a worker ---- */
+
+static int unlink_definition(struct registry *reg, const char *name, const char *serial_log,
+			     struct error **errp);
+
+static int worker_op(struct registry_vm *rv, int busy, void (*fn)(void *), void (*fin)(void *),
+		     registry_done_fn done, void *opaque, struct error **errp)
+{
+	struct registry_op *op = calloc(1, sizeof(*op));
+	int r;
+
+	if (!op) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	op->reg = rv->reg;
+	op->rv = rv;
+	op->done = done;
+	op->opaque = opaque;
+	r = worker_run(rv->reg->workers, fn, fin, op, errp);
+	if (r < 0) {
+		free(op);
+		return r;
+	}
+	rv->busy = busy;
+	return 0;
+}
+
+static void persist_job(void *arg)
+{
+	struct registry_op *op = arg;
+
+	op->r = persist(op->reg, op->rv->name, op->rv->def, &op->err);
+}
+
+static void persist_done(void *arg)
+{
+	struct registry_op *op = arg;
+	struct registry_vm *rv = op->rv;
+
+	rv->busy = REGISTRY_IDLE;
+	if (op->r < 0) {
+		vm_entry_free(rv);
+		op->then_delete = true; /* answer with no VM */
+		op_answer(op, op->r, TAKE_PTR(op->err));
+	} else {
+		log_full(LOG_INFO, rv->name, NULL, "VM defined");
+		op_answer(op, 0, NULL);
+	}
+	op_free(op);
+}
+
+static void delete_job(void *arg)
+{
+	struct registry_op *op = arg;
+
+	op->r = unlink_definition(op->reg, op->rv->name, op->rv->cfg->serial_log, &op->err);
+}
+
+static void delete_done(void *arg)
+{
+	struct registry_op *op = arg;
+	struct registry_vm *rv = op->rv;
+
+	rv->busy = REGISTRY_IDLE;
+	if (op->r < 0) {
+		rv->deleting = false;
+		op_answer(op, op->r, TAKE_PTR(op->err));
+	} else {
+		log_full(LOG_INFO, rv->name, NULL, "VM deleted");
+		vm_entry_free(rv);
+		changed(op->reg);
+		op->then_delete = true;
+		op_answer(op, 0, NULL);
+	}
+	op_free(op);
 }
 
 /* ---- start: vm_new on a worker, then the sockets and vCPUs here ---- */
@@ -830,8 +922,15 @@ int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *op
 static void destroy_job(void *arg)
 {
 	struct registry_op *op = arg;
+	struct error *err = NULL;
 
 	vm_destroy(op->vm);
+	if (op->then_delete &&
+	    unlink_definition(op->reg, op->rv->name, op->rv->cfg->serial_log, &err) < 0) {
+		log_full(LOG_ERR, op->rv->name, NULL, "%s", err->msg);
+		error_free(err);
+	}
+	release_memory();
 }
 
 static void destroy_done(void *arg)
@@ -854,7 +953,6 @@ static void destroy_done(void *arg)
 		vm_entry_free(rv);
 	}
 	changed(reg);
-	release_memory();
 	op_answer(op, 0, NULL);
 	op_free(op);
 	if (!then_delete && rv->start_pending && !reg->shutting_down) {
@@ -935,25 +1033,26 @@ static void destroy_now(struct registry_vm *rv, const char *reason)
 	changed(reg);
 }
 
-static int unlink_definition(struct registry_vm *rv, struct error **errp)
+/* Worker thread: remove NAME.json (and the console log vmmd chose). */
+static int unlink_definition(struct registry *reg, const char *name, const char *serial_log,
+			     struct error **errp)
 {
-	struct registry *reg = rv->reg;
 	_cleanup_free_ char *path = NULL;
 
-	if (asprintf(&path, "%s/%s.json", reg->vms_dir, rv->name) < 0) {
+	if (asprintf(&path, "%s/%s.json", reg->vms_dir, name) < 0) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	if (unlink(path) < 0 && errno != ENOENT) {
 		return error_set_errno(errp, errno, "cannot remove %s", path);
 	}
 	fsync_dir(reg->vms_dir);
-	if (!rv->cfg->serial_log) {
+	if (!serial_log) {
 		/* The console log vmmd chose goes with the VM (one the definition named stays). */
 		_cleanup_free_ char *log = NULL;
 
-		if (asprintf(&log, "%s/%s.console", reg->run_vms_dir, rv->name) >= 0 &&
+		if (asprintf(&log, "%s/%s.console", reg->run_vms_dir, name) >= 0 &&
 		    unlink(log) < 0 && errno != ENOENT) {
-			log_full(LOG_WARNING, rv->name, NULL, "cannot remove %s: %s", log,
+			log_full(LOG_WARNING, name, NULL, "cannot remove %s: %s", log,
 				 strerror(errno));
 		}
 	}
@@ -963,7 +1062,6 @@ static int unlink_definition(struct registry_vm *rv, struct error **errp)
 int registry_delete(struct registry_vm *rv, bool force, registry_done_fn done, void *opaque,
 		    struct error **errp)
 {
-	struct registry *reg = rv->reg;
 	int r;
 
 	if (rv->busy) {
@@ -975,22 +1073,16 @@ int registry_delete(struct registry_vm *rv, bool force, registry_done_fn done, v
 				 "VM '%s' is running; destroy it first or pass \"force\": true",
 				 rv->name);
 	}
-	r = unlink_definition(rv, errp);
-	if (r < 0) {
-		return r;
-	}
 	if (rv->vm) {
-		/* Deleted once it is down; done() answers then. */
+		/* Destroyed, then its files removed, on the worker; done answers then. */
 		r = destroy_async(rv, "host-qmp-quit", true, true, done, opaque, errp);
-		if (r == 0) {
-			rv->deleting = true;
-		}
-		return r < 0 ? r : 1;
+	} else {
+		r = worker_op(rv, REGISTRY_DELETING, delete_job, delete_done, done, opaque, errp);
 	}
-	log_full(LOG_INFO, rv->name, NULL, "VM deleted");
-	vm_entry_free(rv);
-	changed(reg);
-	return 0;
+	if (r == 0) {
+		rv->deleting = true;
+	}
+	return r;
 }
 
 enum vm_run_state registry_vm_state(struct registry_vm *rv)

@@ -52,8 +52,10 @@ struct registry_vm {
 	enum {
 		REGISTRY_IDLE,
 		REGISTRY_STARTING,
-		REGISTRY_STOPPING
-	} busy; /* on a worker */
+		REGISTRY_STOPPING,
+		REGISTRY_DEFINING, /* its definition is being written */
+		REGISTRY_DELETING, /* its files are being removed */
+	} busy;			   /* on a worker */
 	/* A vm-start that came while stopping: run once the VM is down. */
 	bool start_pending;
 	bool deleting; /* destroyed and then deleted (vm-delete with force) */
@@ -93,10 +95,12 @@ struct registry_vm *registry_find(struct registry *reg, const char *name);
 
 /*
  * Define a VM from @def (borrowed; "start" is the daemon's own key, left to
- * the caller: registry_start_async) and persist it. Nothing is kept on failure.
+ * the caller: registry_start_async): checked now, *ret reserved at once,
+ * persisted (fsync) on a worker thread; done reports the end (@rv NULL and
+ * nothing kept on failure). An error now returns < 0 and done is not called.
  */
-int registry_create(struct registry *reg, json_t *def, struct registry_vm **ret,
-		    struct error **errp);
+int registry_create(struct registry *reg, json_t *def, registry_done_fn done, void *opaque,
+		    struct registry_vm **ret, struct error **errp);
 /*
  * Instantiate and boot a defined VM: vm_new (disks, NBD connects, kernel,
  * KVM objects) on a worker thread, then its socket and vCPUs here; done
@@ -113,9 +117,9 @@ int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *op
 int registry_destroy_async(struct registry_vm *rv, const char *reason, registry_done_fn done,
 			   void *opaque, struct error **errp);
 /*
- * Remove the definition (and its file, and the console log vmmd chose).
- * Refused while running unless @force; then returns 1 and done reports the
- * end of the destroy, after which @rv is gone. 0: deleted now.
+ * Remove the definition, its file and the console log vmmd chose, on a
+ * worker thread; refused while running unless @force (then it is destroyed
+ * first). done reports the end, after which @rv is gone.
  */
 int registry_delete(struct registry_vm *rv, bool force, registry_done_fn done, void *opaque,
 		    struct error **errp);
