@@ -65,6 +65,7 @@ int config_defaults(struct daemon_config *c, bool user_session, struct error **e
 	c->max_vms = CONFIG_DEFAULT_MAX_VMS;
 	c->log_level = LOG_INFO;
 	c->log_target = CONFIG_LOG_AUTO;
+	c->seccomp = true;
 	if (!user_session) {
 		c->config_path = strdup(CONFIG_SYSTEM_PATH);
 		c->socket_path = strdup("/run/vmmd/vmmd.sock");
@@ -206,6 +207,13 @@ static int apply(struct daemon_config *c, const char *key, char *v, struct error
 					 v);
 		}
 		c->log_level = r;
+		return 0;
+	}
+	if (strcmp(key, "seccomp") == 0) {
+		if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+			return error_set(errp, EINVAL, "seccomp '%s' must be on or off", v);
+		}
+		c->seccomp = strcmp(v, "on") == 0;
 		return 0;
 	}
 	if (strcmp(key, "log-target") == 0) {

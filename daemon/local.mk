@@ -6,14 +6,16 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/qmp.h daemon/qmp-vm.c daemon/qmp-run.c daemon/qmp-input.c \
 	daemon/registry.c daemon/registry.h \
 	daemon/worker.c daemon/worker.h \
+	daemon/sandbox.c daemon/sandbox.h \
 	daemon/systemd.c daemon/systemd.h
-daemon_libdaemon_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS)
+daemon_libdaemon_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS) \
+	$(LIBSECCOMP_CFLAGS)
 
 sbin_PROGRAMS += vmmd
 vmmd_SOURCES = daemon/main.c daemon/run-vm.c daemon/run-vm.h
 vmmd_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS)
 vmmd_LDADD = monitor/libmonitor.a daemon/libdaemon.a $(HW_LIBS) \
-	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(LIBSYSTEMD_LIBS)
+	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(LIBSYSTEMD_LIBS) $(LIBSECCOMP_LIBS)
 
 # Two guests of the daemon's own tests, built like tests/guests/ (its GUEST_LINK).
 DAEMON_TEST_GUESTS = tests/functional/guest-idle.elf tests/functional/guest-echo.elf \
@@ -51,10 +53,10 @@ tests_unit_test_monitor_dispatch_SOURCES = tests/unit/test-monitor-dispatch.c \
 	tests/unit/monitor-vm-double.c tests/unit/check-main.h
 tests_unit_test_monitor_dispatch_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_unit_test_monitor_dispatch_LDADD = daemon/libdaemon.a monitor/libmonitor.a \
-	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(UNIT_LIBS)
+	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(LIBSECCOMP_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-config
 TESTS += tests/unit/test-config
 tests_unit_test_config_SOURCES = tests/unit/test-config.c tests/unit/check-main.h
 tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
-tests_unit_test_config_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(UNIT_LIBS)
+tests_unit_test_config_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(LIBSECCOMP_LIBS) $(UNIT_LIBS)

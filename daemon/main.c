@@ -27,6 +27,7 @@
 #include "common/log.h"
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
+#include "daemon/sandbox.h"
 #include "daemon/settings.h"
 #include "daemon/run-vm.h"
 #include "daemon/systemd.h"
@@ -321,6 +322,7 @@ static int run(struct daemon *d)
 	if (resolve_group(d->cfg.socket_group, &d->group, &err) < 0) {
 		goto out;
 	}
+	sandbox_set_enabled(d->cfg.seccomp);
 	rl.socket_gid = d->group;
 	if (registry_new(d->base, d->cfg.state_dir, d->cfg.run_dir, &rl, &hooks, &d->reg, &err) <
 	    0) {
@@ -357,6 +359,12 @@ static int run(struct daemon *d)
 	n = registry_load(d->reg);
 	log_info("%d VM definition%s loaded from %s/vms", n, n == 1 ? "" : "s", d->cfg.state_dir);
 	boost_control_thread();
+	if (sandbox_enter(SANDBOX_CONTROL, NULL, &err) < 0) {
+		goto out;
+	}
+	if (sandbox_enabled()) {
+		log_info("seccomp filters on (vmmd.conf seccomp)");
+	}
 	registry_autostart(d->reg);
 	if (systemd_watchdog_start(d->base, &err) < 0) {
 		goto out;

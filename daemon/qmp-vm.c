@@ -75,7 +75,10 @@ static void create_defined(void *opaque, struct registry_vm *rv, int r, struct e
 		free(ctx);
 		return;
 	}
+	/* The start takes the getfd fds of the client that asked. */
+	monitor_deferred_act(ctx->d, true);
 	r = registry_start_async(rv, create_started, ctx, &e);
+	monitor_deferred_act(ctx->d, false);
 	if (r < 0) {
 		create_started(ctx, rv, r, e);
 	}

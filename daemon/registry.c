@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@
 #include "common/log.h"
 #include "common/pathpol.h"
 #include "daemon/registry.h"
+#include "daemon/sandbox.h"
 #include "daemon/worker.h"
 
 /* Events a VM may have queued before the control thread catches up. */
@@ -38,6 +40,7 @@ struct registry_instance {
 	struct vm_host host;
 	struct registry *reg;
 	uint64_t gen;
+	int violated; /* set by the SIGSYS handler: the forbidden syscall's number */
 	/* getfd fds the definition names, taken on the control thread for vm_new. */
 	unsigned n_fds;
 	char **fd_names;
@@ -81,6 +84,8 @@ struct registry {
 	gid_t socket_gid;
 	const struct registry_hooks *hooks;
 	struct workers *workers;
+	int violation_efd; /* written by the SIGSYS handler of a VM thread */
+	struct event *violation_ev;
 	int vm_nice; /* the nice value VM threads run at (the control thread may be above) */
 	bool shutting_down;
 	struct list_head vms;
@@ -178,6 +183,55 @@ static void on_vm_event(void *opaque, struct vm *vm, const char *name, json_t *d
 	}
 }
 
+static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_shutdown,
+			 bool then_delete, registry_done_fn done, void *opaque,
+			 struct error **errp);
+
+/* Runs first on each VM thread: its seccomp filter (sandbox.h). */
+static void on_thread_start(void *opaque, const char *kind)
+{
+	struct registry_instance *inst = opaque;
+	bool vcpu = strcmp(kind, "vcpu") == 0;
+	struct error *err = NULL;
+	const char *test;
+
+	if (sandbox_enter(vcpu ? SANDBOX_VCPU : SANDBOX_IO, &inst->violated, &err) < 0) {
+		log_full(LOG_ERR, inst->name, NULL, "%s", err->msg);
+		error_free(err);
+	}
+	/* Tests only: a forbidden call in this VM's vCPU thread (test-security-seccomp.py). */
+	test = getenv("VMMD_SECCOMP_SELFTEST");
+	if (vcpu && test && strcmp(test, inst->name) == 0) {
+		close(socket(AF_INET, SOCK_STREAM, 0));
+	}
+}
+
+/* A VM thread made a forbidden system call: log it by name and end that VM. */
+static void on_violation(evutil_socket_t fd, short what, void *opaque)
+{
+	struct registry *reg = opaque;
+	struct list_head *p;
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0) {
+		/* Nothing pending. */
+	}
+	list_for_each (p, &reg->vms) {
+		struct registry_vm *rv = list_entry(p, struct registry_vm, link);
+		int nr = rv->inst ? __atomic_load_n(&rv->inst->violated, __ATOMIC_ACQUIRE) : 0;
+		char name[64];
+
+		if (!nr || !rv->vm) {
+			continue;
+		}
+		log_full(LOG_ERR, rv->name, NULL,
+			 "seccomp: a thread of this VM made the forbidden system call %d (%s); "
+			 "stopping the VM",
+			 nr, sandbox_syscall_name(nr, name, sizeof(name)));
+		destroy_async(rv, "host-error", true, false, NULL, NULL, NULL);
+	}
+}
+
 /* Runs on the worker building the VM: the fds were taken before it started. */
 static int on_get_fd(void *opaque, const char *name)
 {
@@ -241,10 +295,6 @@ static void emit(struct registry *reg, const char *vm, const char *name, json_t 
 {
 	reg->hooks->event(reg->hooks->opaque, vm, name, data);
 }
-
-static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_shutdown,
-			 bool then_delete, registry_done_fn done, void *opaque,
-			 struct error **errp);
 
 static void drain_events(evutil_socket_t fd, short what, void *opaque)
 {
@@ -338,6 +388,7 @@ int registry_new(struct event_base *base, const char *state_dir, const char *run
 	reg->base = base;
 	reg->hooks = hooks;
 	reg->efd = -1;
+	reg->violation_efd = -1;
 	list_init(&reg->vms);
 	list_init(&reg->queue);
 	pthread_mutex_init(&reg->queue_lock, NULL);
@@ -387,6 +438,21 @@ int registry_new(struct event_base *base, const char *state_dir, const char *run
 	if (errno) {
 		reg->vm_nice = 0;
 	}
+	reg->violation_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	reg->violation_ev = reg->violation_efd < 0
+				    ? NULL
+				    : event_new(base, reg->violation_efd, EV_READ | EV_PERSIST,
+						on_violation, reg);
+	if (!reg->violation_ev || event_add(reg->violation_ev, NULL) < 0) {
+		r = error_set(errp, ENOMEM, "cannot watch for seccomp violations");
+		goto err_free;
+	}
+	if (sandbox_enabled()) {
+		r = sandbox_init(reg->violation_efd, errp);
+		if (r < 0) {
+			goto err_free;
+		}
+	}
 	r = workers_new(base, &reg->workers, errp);
 	if (r < 0) {
 		goto err_free;
@@ -435,6 +501,13 @@ void registry_free(struct registry *reg)
 	}
 	if (reg->efd >= 0) {
 		close(reg->efd);
+	}
+	if (reg->violation_ev) {
+		event_free(reg->violation_ev);
+	}
+	if (reg->violation_efd >= 0 && !sandbox_enabled()) {
+		/* With filters on, a late SIGSYS handler may still write it: kept open. */
+		close(reg->violation_efd);
 	}
 	pthread_mutex_destroy(&reg->queue_lock);
 	free(reg->state_dir);
@@ -891,6 +964,7 @@ int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *op
 	inst->host.socket_gid = reg->socket_gid;
 	inst->host.event = on_vm_event;
 	inst->host.get_fd = on_get_fd;
+	inst->host.thread_start = on_thread_start;
 	inst->host.opaque = inst;
 	op->reg = reg;
 	op->rv = rv;

@@ -29,6 +29,7 @@ struct daemon_config {
 	unsigned max_vms;
 	int log_level;
 	enum config_log_target log_target;
+	bool seccomp; /* per-thread-kind seccomp filters (sandbox.h); restart to change */
 };
 
 #define CONFIG_SYSTEM_PATH "/etc/vmmd/vmmd.conf"

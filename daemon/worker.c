@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "common/list.h"
+#include "daemon/sandbox.h"
 #include "daemon/worker.h"
 
 struct worker_job {
@@ -148,6 +149,7 @@ static void *job_thread(void *opaque)
 	pthread_setname_np(pthread_self(), "vmmd-job");
 	/* Not the control thread's priority: the VM's I/O thread is created here. */
 	setpriority(PRIO_PROCESS, 0, w->nice);
+	sandbox_enter(SANDBOX_JOB, NULL, NULL);
 	j->fn(j->arg);
 	pthread_mutex_lock(&w->lock);
 	list_add_tail(&j->link, &w->done);

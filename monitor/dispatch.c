@@ -114,6 +114,11 @@ struct monitor_deferred *monitor_defer(struct monitor_request *req)
 	return d;
 }
 
+void monitor_deferred_act(struct monitor_deferred *d, bool on)
+{
+	d->mon->current = on ? d->client : NULL;
+}
+
 void monitor_deferred_cancel(struct monitor_deferred *d)
 {
 	if (!d) {

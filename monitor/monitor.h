@@ -74,6 +74,11 @@ struct monitor_deferred *monitor_defer(struct monitor_request *req);
  * reference taken; NULL = {}), or r < 0 with @err (taken). Frees @d.
  */
 void monitor_deferred_done(struct monitor_deferred *d, int r, json_t *ret, struct error *err);
+/*
+ * Act again for @d's client (getfd lookups with monitor_get_fd) while @on,
+ * e.g. when a deferred vm-create goes on to start the VM. Control thread.
+ */
+void monitor_deferred_act(struct monitor_deferred *d, bool on);
 /* Forget @d without answering (the handler failed before deferring). */
 void monitor_deferred_cancel(struct monitor_deferred *d);
 

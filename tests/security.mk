@@ -12,3 +12,4 @@ TESTS += tests/functional/test-protocol-stray.py
 TESTS += tests/functional/test-security-files.py
 TESTS += tests/functional/test-security-lifecycles.py
 TESTS += tests/functional/test-security-control.py
+TESTS += tests/functional/test-security-seccomp.py

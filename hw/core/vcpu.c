@@ -563,6 +563,9 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", vcpu->index);
 	pthread_setname_np(pthread_self(), name);
+	if (vm_get_host(vm)->thread_start) {
+		vm_get_host(vm)->thread_start(vm_get_host(vm)->opaque, "vcpu");
+	}
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);

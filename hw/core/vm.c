@@ -419,6 +419,9 @@ static void *io_thread(void *arg)
 	struct vm *vm = arg;
 
 	pthread_setname_np(pthread_self(), "vm-io");
+	if (vm->host.thread_start) {
+		vm->host.thread_start(vm->host.opaque, "io");
+	}
 	event_base_loop(vm->io_base, EVLOOP_NO_EXIT_ON_EMPTY);
 	return NULL;
 }

@@ -122,6 +122,11 @@ struct vm_host {
 	 * thread. The run state has already changed when it is called.
 	 */
 	void (*event)(void *opaque, struct vm *vm, const char *name, json_t *data);
+	/*
+	 * Called first on each VM thread, @kind "vcpu" or "io" (the daemon loads
+	 * its seccomp filter there). May be NULL.
+	 */
+	void (*thread_start)(void *opaque, const char *kind);
 	/* Resolve an fd passed with getfd (tap fds); -ENOENT if none. May be NULL. */
 	int (*get_fd)(void *opaque, const char *name);
 	void *opaque;

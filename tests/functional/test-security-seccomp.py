@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""seccomp filters per thread kind (issue 14, item 5): every thread of vmmd
+runs filtered (Seccomp: 2), vCPU threads under their own narrower list; a
+forbidden call in one VM's thread ends that VM, logged with the syscall, and
+not the daemon or another VM; "seccomp = off" turns the filters off."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vmmdtest import Vmmd, main, wait_for  # noqa: E402
+from daemon_helpers import guest, vm_def, wait_console  # noqa: E402
+
+
+def threads(pid):
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        except FileNotFoundError:
+            continue
+        out[tid] = st
+    return out
+
+
+def test_every_thread_filtered_and_vcpu_narrower():
+    idle = guest("idle")
+    with Vmmd() as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("one", idle), start=True))
+        wait_console(d, "one", "idle: up")
+        ts = threads(d.proc.pid)
+        names = sorted(st["Name"] for st in ts.values())
+        assert "vcpu0" in names and "vm-io" in names, names
+        for tid, st in ts.items():
+            assert st["Seccomp"].strip() == "2", (st["Name"], st["Seccomp"])
+            assert st["NoNewPrivs"].strip() == "1", (st["Name"], st["NoNewPrivs"])
+            if st["Name"] in ("vcpu0", "vm-io"):
+                # The control thread's list plus the kind's own.
+                assert int(st["Seccomp_filters"]) >= 2, (st["Name"], st["Seccomp_filters"])
+        assert "seccomp filters on" in d.read_log()
+        q.ok("vm-destroy", vm="one")
+
+
+def test_forbidden_call_ends_only_that_vm():
+    idle = guest("idle")
+    with Vmmd(env={"VMMD_SECCOMP_SELFTEST": "bad"}) as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("good", idle), start=True))
+        wait_console(d, "good", "idle: up")
+        q.ok("vm-create", dict(vm_def("bad", idle), start=True))
+        ev = q.event("SHUTDOWN", timeout=30, pred=lambda e: e["data"]["vm"] == "bad")
+        assert ev["data"]["reason"] == "host-error", ev
+        log = d.read_log()
+        assert "forbidden system call 41 in a vcpu thread" in log, log
+        assert "[bad] seccomp: a thread of this VM made the forbidden system call 41 " \
+               "(socket)" in log, log
+        assert q.ok("query-status", vm="good")["status"] == "running"
+        assert q.ok("query-status", vm="bad")["status"] == "shutdown"
+        assert d.proc.poll() is None
+
+
+def test_seccomp_off():
+    d = Vmmd()
+    conf = os.path.join(d.tmp, "vmmd.conf")
+    with open(conf, "w") as f:
+        f.write("seccomp = off\n")
+    d.args += ["--config", conf]
+    with d:
+        d.qmp().ok("query-vms")
+        for st in threads(d.proc.pid).values():
+            assert st["Seccomp"].strip() == "0", st
+
+
+if __name__ == "__main__":
+    main(globals())
