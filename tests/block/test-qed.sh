@@ -54,6 +54,17 @@ qemu-img check -f qed "$T/ov3.qed" >/dev/null || fail "qemu-img check of the qco
 "$VMM_IMG" map -f qed --output=json "$T/ov3.qed" >"$T/map.vmm"
 qemu-img map -f qed --output=json "$T/ov3.qed" >"$T/map.qemu"
 cmp "$T/map.vmm" "$T/map.qemu" || fail "map of a QED overlay differs from qemu-img's"
+# a qcow2 overlay over a QED image and over a vmdk (QEMU allows any format below qcow2)
+qemu-img create -q -f qcow2 -b ov-q.qed -F qed "$T/top.qcow2"
+qemu-io -c 'write -P 0x46 6M 64k' "$T/top.qcow2" >/dev/null
+"$VMM_IMG" convert -f qcow2 -O raw "$T/top.qcow2" "$T/top.vmm.raw" || fail "qcow2 over qed"
+qemu-img convert -f qcow2 -O raw "$T/top.qcow2" "$T/top.ref.raw"
+cmp "$T/top.vmm.raw" "$T/top.ref.raw" || fail "qcow2 over qed reads differently"
+qemu-img convert -f raw -O vmdk "$T/base.raw" "$T/base.vmdk"
+qemu-img create -q -f qcow2 -b base.vmdk -F vmdk "$T/top2.qcow2"
+"$VMM_IMG" convert -f qcow2 -O raw "$T/top2.qcow2" "$T/top2.raw" || fail "qcow2 over vmdk"
+cmp "$T/top2.raw" "$T/base.raw" || fail "qcow2 over vmdk reads differently"
+
 # a chain that loops is refused, not followed forever
 "$VMM_IMG" create -q -f qed -b loop2.qed -F qed "$T/loop1.qed" 1M
 "$VMM_IMG" create -q -f qed -b loop1.qed -F qed "$T/loop2.qed" 1M
