@@ -68,6 +68,13 @@ write_interop() {
 	fi
 	qemu-img compare -f raw -F "$FMT" "$T/mirror.raw" "$T/w.$FMT" >/dev/null ||
 		fail "qemu-img compare after random writes to $FMT differs ($* $sz)"
+	# four threads writing and reading back their own stripes at once (the
+	# drivers' locking), then qemu-img's check again
+	"$IMG_IO" stress "$FMT" "$T/w.$FMT" 4 150 || fail "concurrent writes to $FMT ($* $sz)"
+	if [ -n "${HAS_CHECK:-}" ]; then
+		qemu-img check -f "$FMT" "$T/w.$FMT" >"$T/check.out" 2>&1 ||
+			{ cat "$T/check.out"; fail "qemu-img check after concurrent writes ($* $sz)"; }
+	fi
 }
 
 # create_line SIZE [OPTIONS...]: vmm-img create prints qemu-img's line and qemu-img reads the image.

@@ -10,11 +10,16 @@
  *        COUNT random writes (any offset and length up to 256 KiB, some
  *        unaligned) applied to FILE in format FMT and to the raw MIRROR
  *   img-io check FMT FILE                print the check counts; exit 2 on corruption
+ *   img-io stress FMT FILE THREADS OPS   THREADS threads write random parts of their own
+ *        64 KiB stripes (stripe i belongs to thread i % THREADS) concurrently,
+ *        each reading back what it wrote; at the end everything is checked
+ *        again (exit 2 on a mismatch)
  */
 #include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,8 +182,130 @@ static int run_check(const char *fmt, const char *file)
 	return res.corruptions ? 2 : 0;
 }
 
+struct stress {
+	struct block_node *bs;
+	unsigned threads, ops, id;
+	uint64_t nsec;	 /* sectors in the image */
+	uint8_t *expect; /* per sector: the byte last written (0: never) */
+	int failed;
+};
+
+#define STRIPE_SECTORS 128
+
+static void *stress_thread(void *opaque)
+{
+	struct stress *st = opaque;
+	unsigned seed = 1234 + st->id;
+	uint8_t *buf = malloc(STRIPE_SECTORS * 512);
+	int r;
+
+	for (unsigned i = 0; i < st->ops && buf && !st->failed; i++) {
+		uint64_t stripes = DIV_ROUND_UP(st->nsec, STRIPE_SECTORS);
+		uint64_t s = (uint64_t)rand_r(&seed) % stripes;
+		uint64_t first, n;
+		uint8_t v = (uint8_t)(1 + rand_r(&seed) % 255);
+
+		s = s - s % st->threads + st->id;
+		if (s >= stripes) {
+			continue;
+		}
+		first = s * STRIPE_SECTORS + (uint64_t)rand_r(&seed) % STRIPE_SECTORS;
+		if (first >= st->nsec) {
+			continue;
+		}
+		n = 1 + (uint64_t)rand_r(&seed) % (STRIPE_SECTORS - first % STRIPE_SECTORS);
+		n = MIN(n, st->nsec - first);
+		memset(buf, v, n * 512);
+		r = block_pwrite(st->bs, first * 512, buf, n * 512);
+		if (r < 0) {
+			fprintf(stderr, "img-io: thread %u: write %" PRIu64 "+%" PRIu64 ": %s\n",
+				st->id, first * 512, n * 512, strerror(-r));
+			st->failed = 1;
+			break;
+		}
+		memset(st->expect + first, v, n);
+		r = block_pread(st->bs, first * 512, buf, n * 512);
+		if (r < 0) {
+			fprintf(stderr, "img-io: thread %u: read %" PRIu64 "+%" PRIu64 ": %s\n",
+				st->id, first * 512, n * 512, strerror(-r));
+			st->failed = 1;
+			break;
+		}
+		for (uint64_t k = 0; k < n * 512; k++) {
+			if (buf[k] != v) {
+				fprintf(stderr,
+					"img-io: thread %u: byte %" PRIu64 " is %#x, not %#x\n",
+					st->id, first * 512 + k, buf[k], v);
+				st->failed = 2;
+				break;
+			}
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+static int run_stress(const char *fmt, const char *file, unsigned threads, unsigned ops)
+{
+	struct block_node *bs = NULL;
+	struct error *err = NULL;
+	struct stress st[16];
+	pthread_t tid[16];
+	uint8_t *expect, sec[512];
+	uint64_t nsec;
+	int r, ret = 0;
+
+	if (threads == 0 || threads > 16) {
+		return 1;
+	}
+	r = block_open(&bs, file, fmt, BLOCK_O_RDWR, &err);
+	if (r < 0) {
+		return die(err, r);
+	}
+	nsec = block_length(bs) / 512;
+	expect = calloc(nsec, 1);
+	if (!expect) {
+		return 1;
+	}
+	for (unsigned t = 0; t < threads; t++) {
+		st[t] = (struct stress){bs, threads, ops, t, nsec, expect, 0};
+		pthread_create(&tid[t], NULL, stress_thread, &st[t]);
+	}
+	for (unsigned t = 0; t < threads; t++) {
+		pthread_join(tid[t], NULL);
+		ret = MAX(ret, st[t].failed);
+	}
+	for (uint64_t s = 0; s < nsec && ret == 0; s++) {
+		if (!expect[s]) {
+			continue;
+		}
+		if (block_pread(bs, s * 512, sec, 512) < 0) {
+			ret = 1;
+			break;
+		}
+		for (int k = 0; k < 512; k++) {
+			if (sec[k] != expect[s]) {
+				fprintf(stderr, "img-io: sector %" PRIu64 " holds %#x, not %#x\n",
+					s, sec[k], expect[s]);
+				ret = 2;
+				break;
+			}
+		}
+	}
+	if (block_flush(bs) < 0) {
+		ret = 1;
+	}
+	block_unref(bs);
+	free(expect);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 6 && strcmp(argv[1], "stress") == 0) {
+		return run_stress(argv[2], argv[3], (unsigned)atoi(argv[4]),
+				  (unsigned)atoi(argv[5]));
+	}
 	if (argc >= 7 && strcmp(argv[1], "random") == 0) {
 		return run_random(argv[2], argv[3], argv[4], (unsigned)atoi(argv[5]),
 				  (unsigned)atoi(argv[6]));
