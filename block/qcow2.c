@@ -399,8 +399,8 @@ static int open_backing(struct block_node *bs, struct qcow2_state *s, struct err
 			return ret;
 		}
 	}
-	if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2") && strcmp(fmt, "qed") && strcmp(fmt, "vhdx") &&
-	    strcmp(fmt, "vmdk") && strcmp(fmt, "vpc")) {
+	if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2") && strcmp(fmt, "qed") &&
+	    strcmp(fmt, "vhdx") && strcmp(fmt, "vmdk") && strcmp(fmt, "vpc")) {
 		return error_set(errp, ENOTSUP,
 				 "backing file '%s' of '%s' has unsupported format '%s'", path,
 				 image, fmt);
