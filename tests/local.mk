@@ -28,3 +28,9 @@ TESTS += tests/functional/test-binaries.sh tests/functional/test-harness.py
 TESTS += tests/functional/test-check-layering.sh
 EXTRA_DIST += scripts/check-layering.sh
 EXTRA_DIST += tests/lib/vmmdtest.py tests/lib/harness.sh tests/functional
+
+check_PROGRAMS += tests/unit/test-vmstate
+TESTS += tests/unit/test-vmstate
+tests_unit_test_vmstate_SOURCES = tests/unit/test-vmstate.c tests/unit/check-main.h
+tests_unit_test_vmstate_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_vmstate_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
