@@ -27,6 +27,7 @@
 struct iobus;
 struct guest_mem;
 struct event_base;
+struct vmstate_buf;
 
 /* ---- The device class ---- */
 
@@ -71,10 +72,31 @@ struct device_class {
 	 */
 	json_t *(*query_block)(void *state);
 	json_t *(*query_blockstats)(void *state);
+
 	/*
-	 * Device state for snapshots and migration: the save/load hooks of
-	 * the device-state work go here.
+	 * Save/restore (docs/vmstate.md). A device either has no
+	 * guest-visible state of its own (stateless: what it shows the guest
+	 * is rebuilt from the configuration or lives in guest RAM) or
+	 * implements save and load; a VM with a device that does neither
+	 * cannot be saved. state_version is written with each section.
+	 *
+	 * save: write the device's state into @out. Called on a worker
+	 * thread with the vCPUs parked and the VM's I/O thread held, after
+	 * busy() returned 0; takes the device's own locks.
+	 *
+	 * load: restore what save wrote (with version @version: refuse
+	 * versions it does not know) into a device just realized and reset
+	 * from the same configuration, before any vCPU runs; the I/O thread
+	 * runs. Parse and check everything before changing anything.
+	 *
+	 * busy: requests in flight that a save must wait for (they complete
+	 * on the I/O thread). NULL: never busy. Any thread.
 	 */
+	bool stateless;
+	unsigned state_version;
+	int (*save)(void *state, struct vmstate_buf *out, struct error **errp);
+	int (*load)(void *state, struct vmstate_buf *in, unsigned version, struct error **errp);
+	unsigned (*busy)(void *state);
 };
 
 /*

@@ -25,6 +25,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "common/vmstate.h"
 #include "hw/platform/acpi.h"
 #include "hw/device.h"
 #include "hw/devices.h"
@@ -356,6 +357,58 @@ static bool pm_wanted(const struct vm_config *cfg, const void *item)
 	return cfg->acpi;
 }
 
+/* Registers, and the PM timer as the time it has run (it keeps counting from there). */
+static int pm_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct acpi_pm *pm = state;
+
+	pthread_mutex_lock(&pm->lock);
+	vmstate_put_u16(out, pm->pm1_sts);
+	vmstate_put_u16(out, pm->pm1_en);
+	vmstate_put_u16(out, pm->pm1_cnt);
+	vmstate_put_u16(out, pm->gpe_sts);
+	vmstate_put_u16(out, pm->gpe_en);
+	vmstate_put_u64(out, pm_now_ns() - pm->tmr_start_ns);
+	vmstate_put_u64(out, pm->tmr_ack_period);
+	vmstate_put_u8(out, (uint8_t)pm->sci_level);
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
+}
+
+static int pm_load(void *state, struct vmstate_buf *in, unsigned version, struct error **errp)
+{
+	struct acpi_pm *pm = state;
+	uint16_t regs[5];
+	uint64_t elapsed, ack;
+	uint8_t sci;
+	int r;
+
+	for (unsigned i = 0; i < ARRAY_SIZE(regs); i++) {
+		regs[i] = vmstate_get_u16(in);
+	}
+	elapsed = vmstate_get_u64(in);
+	ack = vmstate_get_u64(in);
+	sci = vmstate_get_u8(in);
+	if (sci > 1 || elapsed > pm_now_ns()) {
+		in->failed = true;
+	}
+	r = vmstate_check_end(in, "the ACPI PM block", errp);
+	if (r < 0) {
+		return r;
+	}
+	pthread_mutex_lock(&pm->lock);
+	pm->pm1_sts = regs[0];
+	pm->pm1_en = regs[1];
+	pm->pm1_cnt = regs[2];
+	pm->gpe_sts = regs[3];
+	pm->gpe_en = regs[4];
+	pm->tmr_start_ns = pm_now_ns() - elapsed;
+	pm->tmr_ack_period = ack;
+	pm->sci_level = sci;
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
+}
+
 const struct device_class acpi_pm_class = {
 	.name = "acpi-pm",
 	.each = DEVICE_ONCE,
@@ -363,4 +416,7 @@ const struct device_class acpi_pm_class = {
 	.realize = pm_realize,
 	.unrealize = pm_unrealize,
 	.reset = pm_reset,
+	.state_version = 1,
+	.save = pm_save,
+	.load = pm_load,
 };

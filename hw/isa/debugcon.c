@@ -103,4 +103,5 @@ const struct device_class debugcon_class = {
 	.wanted = debugcon_wanted,
 	.realize = debugcon_realize,
 	.unrealize = debugcon_unrealize,
+	.stateless = true, /* write-only port; bytes go straight to the file */
 };

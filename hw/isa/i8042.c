@@ -26,6 +26,7 @@
 #include "common/util.h"
 #include "hw/device.h"
 #include "hw/devices.h"
+#include "common/vmstate.h"
 #include "hw/platform/platform.h"
 
 #define I8042_DATA 0x60
@@ -358,9 +359,83 @@ static void kbd_reset(void *state)
 	pthread_mutex_unlock(&k->lock);
 }
 
+static int kbd_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct i8042 *k = state;
+
+	pthread_mutex_lock(&k->lock);
+	vmstate_put_u8(out, k->ctr);
+	vmstate_put_u8(out, k->status_cmd);
+	vmstate_put_u8(out, k->pending);
+	vmstate_put_u8(out, k->kbd_pending);
+	vmstate_put_u8(out, k->outport);
+	vmstate_put_u8(out, k->last);
+	vmstate_put_u32(out, k->q_len);
+	for (unsigned i = 0; i < k->q_len; i++) {
+		vmstate_put_u8(out, k->q[(k->q_head + i) % I8042_QUEUE].byte);
+		vmstate_put_bool(out, k->q[(k->q_head + i) % I8042_QUEUE].aux);
+	}
+	vmstate_put_u8(out, (uint8_t)k->kbd_level);
+	vmstate_put_u8(out, (uint8_t)k->aux_level);
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
+static int kbd_load(void *state, struct vmstate_buf *in, unsigned version, struct error **errp)
+{
+	struct i8042 *k = state;
+	uint8_t regs[6], kbd, aux;
+	uint8_t qb[I8042_QUEUE];
+	bool qa[I8042_QUEUE];
+	uint32_t n;
+	int r;
+
+	for (unsigned i = 0; i < ARRAY_SIZE(regs); i++) {
+		regs[i] = vmstate_get_u8(in);
+	}
+	n = vmstate_get_u32(in);
+	if (n > I8042_QUEUE) {
+		in->failed = true;
+		n = 0;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		qb[i] = vmstate_get_u8(in);
+		qa[i] = vmstate_get_bool(in);
+	}
+	kbd = vmstate_get_u8(in);
+	aux = vmstate_get_u8(in);
+	if (kbd > 1 || aux > 1) {
+		in->failed = true;
+	}
+	r = vmstate_check_end(in, "the i8042 controller", errp);
+	if (r < 0) {
+		return r;
+	}
+	pthread_mutex_lock(&k->lock);
+	k->ctr = regs[0];
+	k->status_cmd = regs[1];
+	k->pending = regs[2];
+	k->kbd_pending = regs[3];
+	k->outport = regs[4];
+	k->last = regs[5];
+	k->q_head = 0;
+	k->q_len = n;
+	for (unsigned i = 0; i < n; i++) {
+		k->q[i].byte = qb[i];
+		k->q[i].aux = qa[i];
+	}
+	k->kbd_level = kbd;
+	k->aux_level = aux;
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
 const struct device_class i8042_class = {
 	.name = "i8042",
 	.realize = kbd_realize,
 	.unrealize = kbd_unrealize,
 	.reset = kbd_reset,
+	.state_version = 1,
+	.save = kbd_save,
+	.load = kbd_load,
 };

@@ -35,6 +35,7 @@
 #include "common/util.h"
 #include "hw/device.h"
 #include "hw/devices.h"
+#include "common/vmstate.h"
 #include "hw/platform/platform.h"
 
 #define RTC_BASE 0x70
@@ -579,9 +580,90 @@ static void rtc_reset(void *state)
 	pthread_mutex_unlock(&r->lock);
 }
 
+static void put_tm(struct vmstate_buf *out, const struct tm *tm)
+{
+	const int v[] = {tm->tm_sec, tm->tm_min,  tm->tm_hour, tm->tm_mday,
+			 tm->tm_mon, tm->tm_year, tm->tm_wday, tm->tm_yday};
+
+	for (unsigned i = 0; i < ARRAY_SIZE(v); i++) {
+		vmstate_put_u32(out, (uint32_t)v[i]);
+	}
+}
+
+static void get_tm(struct vmstate_buf *in, struct tm *tm)
+{
+	int *v[] = {&tm->tm_sec, &tm->tm_min,  &tm->tm_hour, &tm->tm_mday,
+		    &tm->tm_mon, &tm->tm_year, &tm->tm_wday, &tm->tm_yday};
+
+	memset(tm, 0, sizeof(*tm));
+	for (unsigned i = 0; i < ARRAY_SIZE(v); i++) {
+		*v[i] = (int)vmstate_get_u32(in);
+	}
+}
+
+/*
+ * CMOS, index, register C and the guest clock as an offset from the host's
+ * (a restored guest's RTC reads the host's time plus that offset).
+ */
+static int rtc_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct rtc *r = state;
+
+	pthread_mutex_lock(&r->lock);
+	vmstate_put_u8(out, r->index);
+	vmstate_put_bytes(out, r->cmos, sizeof(r->cmos));
+	vmstate_put_u64(out, (uint64_t)r->offset);
+	put_tm(out, &r->frozen);
+	vmstate_put_u64(out, (uint64_t)(r->last_c - rtc_guest_time(r)));
+	vmstate_put_u8(out, r->reg_c);
+	vmstate_put_u8(out, (uint8_t)r->irq_level);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+static int rtc_load(void *state, struct vmstate_buf *in, unsigned version, struct error **errp)
+{
+	struct rtc *r = state;
+	uint8_t index, cmos[128], reg_c, level;
+	int64_t offset, last_c_delta;
+	struct tm frozen;
+	int ret;
+
+	index = vmstate_get_u8(in);
+	vmstate_get_bytes(in, cmos, sizeof(cmos));
+	offset = (int64_t)vmstate_get_u64(in);
+	get_tm(in, &frozen);
+	last_c_delta = (int64_t)vmstate_get_u64(in);
+	reg_c = vmstate_get_u8(in);
+	level = vmstate_get_u8(in);
+	if (index > 0x7F || level > 1) {
+		in->failed = true;
+	}
+	ret = vmstate_check_end(in, "the RTC", errp);
+	if (ret < 0) {
+		return ret;
+	}
+	pthread_mutex_lock(&r->lock);
+	r->index = index;
+	memcpy(r->cmos, cmos, sizeof(cmos));
+	r->offset = offset;
+	r->frozen = frozen;
+	r->last_c = rtc_guest_time(r) + last_c_delta;
+	r->last_tick = rtc_guest_time(r);
+	r->reg_c = reg_c;
+	r->irq_level = level;
+	r->next_periodic_ns = 0;
+	rtc_arm(r);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
 const struct device_class rtc_class = {
 	.name = "rtc",
 	.realize = rtc_realize,
 	.unrealize = rtc_unrealize,
 	.reset = rtc_reset,
+	.state_version = 1,
+	.save = rtc_save,
+	.load = rtc_load,
 };

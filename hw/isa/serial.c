@@ -39,6 +39,7 @@
 #include "common/util.h"
 #include "hw/device.h"
 #include "hw/devices.h"
+#include "common/vmstate.h"
 #include "hw/isa/serial.h"
 
 #define UART_RX_FIFO 16
@@ -824,9 +825,83 @@ static void serial_reset(void *state)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* Registers and the receive FIFO; output not yet in the log stays with the saved VM. */
+static int serial_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct serial *s = state;
+
+	pthread_mutex_lock(&s->lock);
+	vmstate_put_u8(out, s->ier);
+	vmstate_put_u8(out, s->lcr);
+	vmstate_put_u8(out, s->mcr);
+	vmstate_put_u8(out, s->lsr_err);
+	vmstate_put_u8(out, s->msr);
+	vmstate_put_u8(out, s->msr_delta);
+	vmstate_put_u8(out, s->scr);
+	vmstate_put_u8(out, s->dll);
+	vmstate_put_u8(out, s->dlm);
+	vmstate_put_u8(out, s->fcr);
+	vmstate_put_bool(out, s->thr_ipending);
+	vmstate_put_u8(out, (uint8_t)s->irq_level);
+	vmstate_put_u32(out, s->rx_count);
+	for (unsigned i = 0; i < s->rx_count; i++) {
+		vmstate_put_u8(out, s->rx[(s->rx_head + i) % UART_RX_FIFO]);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int serial_load(void *state, struct vmstate_buf *in, unsigned version, struct error **errp)
+{
+	struct serial *s = state;
+	uint8_t r[10], rx[UART_RX_FIFO];
+	bool thr;
+	uint8_t level;
+	uint32_t n;
+	int ret;
+
+	for (unsigned i = 0; i < ARRAY_SIZE(r); i++) {
+		r[i] = vmstate_get_u8(in);
+	}
+	thr = vmstate_get_bool(in);
+	level = vmstate_get_u8(in);
+	n = vmstate_get_u32(in);
+	if (n > UART_RX_FIFO || level > 1) {
+		in->failed = true;
+		n = 0;
+	}
+	vmstate_get_bytes(in, rx, n);
+	ret = vmstate_check_end(in, "the serial port", errp);
+	if (ret < 0) {
+		return ret;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->ier = r[0];
+	s->lcr = r[1];
+	s->mcr = r[2];
+	s->lsr_err = r[3];
+	s->msr = r[4];
+	s->msr_delta = r[5];
+	s->scr = r[6];
+	s->dll = r[7];
+	s->dlm = r[8];
+	s->fcr = r[9];
+	s->thr_ipending = thr;
+	memcpy(s->rx, rx, n);
+	s->rx_head = 0;
+	s->rx_count = n;
+	/* The line's level is in the restored irqchip: only the mirror changes. */
+	s->irq_level = level;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
 const struct device_class serial_class = {
 	.name = "serial",
 	.realize = serial_realize,
 	.unrealize = serial_unrealize,
 	.reset = serial_reset,
+	.state_version = 1,
+	.save = serial_save,
+	.load = serial_load,
 };

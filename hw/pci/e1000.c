@@ -28,6 +28,7 @@
 
 #include "common/iov.h"
 #include "common/util.h"
+#include "common/vmstate.h"
 #include "hw/pci/e1000.h"
 #include "hw/device.h"
 #include "hw/devices.h"
@@ -295,6 +296,135 @@ void e1000_reset(struct e1000 *e)
 	pthread_mutex_lock(&e->lock);
 	e1000_reset_locked(e);
 	pthread_mutex_unlock(&e->lock);
+}
+
+void e1000_save(struct e1000 *e, struct vmstate_buf *out)
+{
+	pthread_mutex_lock(&e->lock);
+	vmstate_put_u32(out, ARRAY_SIZE(e->regs));
+	for (size_t i = 0; i < ARRAY_SIZE(e->regs); i++) {
+		vmstate_put_u32(out, e->regs[i]);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(e->eeprom); i++) {
+		vmstate_put_u16(out, e->eeprom[i]);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(e->phy); i++) {
+		vmstate_put_u16(out, e->phy[i]);
+	}
+	vmstate_put_bool(out, e->link_up);
+	vmstate_put_u8(out, (uint8_t)e->irq_level);
+	vmstate_put_u32(out, e->ioaddr);
+	vmstate_put_u32(out, e->ee_old);
+	vmstate_put_u32(out, e->ee_in);
+	vmstate_put_u32(out, e->ee_bits_in);
+	vmstate_put_u32(out, e->ee_bit_out);
+	vmstate_put_bool(out, e->ee_reading);
+	vmstate_put_u8(out, e->ipcss);
+	vmstate_put_u8(out, e->ipcso);
+	vmstate_put_u8(out, e->tucss);
+	vmstate_put_u8(out, e->tucso);
+	vmstate_put_u16(out, e->ipcse);
+	vmstate_put_u16(out, e->tucse);
+	vmstate_put_u8(out, e->tucmd);
+	vmstate_put_u8(out, e->hdr_len);
+	vmstate_put_u16(out, e->mss);
+	vmstate_put_bool(out, e->tx_tse);
+	vmstate_put_bool(out, e->tx_oversize);
+	vmstate_put_u8(out, e->tx_popts);
+	vmstate_put_bool(out, e->tx_legacy_csum);
+	vmstate_put_u8(out, e->tx_cso);
+	vmstate_put_u8(out, e->tx_css);
+	vmstate_put_blob(out, e->tx_buf, e->tx_len);
+	pthread_mutex_unlock(&e->lock);
+}
+
+int e1000_load(struct e1000 *e, struct vmstate_buf *in, struct error **errp)
+{
+	uint32_t n = vmstate_get_u32(in);
+	uint32_t regs[ARRAY_SIZE(e->regs)];
+	uint16_t eeprom[ARRAY_SIZE(e->eeprom)], phy[ARRAY_SIZE(e->phy)];
+	uint32_t w[6];
+	uint8_t b[10];
+	uint16_t h[3];
+	bool f[5];
+	uint32_t tx_len = 0;
+	void *tx = NULL;
+	int r;
+
+	if (n != ARRAY_SIZE(e->regs)) {
+		return error_set(errp, EINVAL, "e1000: %u registers saved, %zu here", n,
+				 ARRAY_SIZE(e->regs));
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(regs); i++) {
+		regs[i] = vmstate_get_u32(in);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(eeprom); i++) {
+		eeprom[i] = vmstate_get_u16(in);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(phy); i++) {
+		phy[i] = vmstate_get_u16(in);
+	}
+	f[0] = vmstate_get_bool(in);
+	b[0] = vmstate_get_u8(in); /* irq level */
+	for (unsigned i = 0; i < 5; i++) {
+		w[i] = vmstate_get_u32(in); /* ioaddr, ee_old, ee_in, ee_bits_in, ee_bit_out */
+	}
+	f[1] = vmstate_get_bool(in); /* ee_reading */
+	for (unsigned i = 1; i < 5; i++) {
+		b[i] = vmstate_get_u8(in); /* ipcss, ipcso, tucss, tucso */
+	}
+	h[0] = vmstate_get_u16(in);
+	h[1] = vmstate_get_u16(in);
+	b[5] = vmstate_get_u8(in); /* tucmd */
+	b[6] = vmstate_get_u8(in); /* hdr_len */
+	h[2] = vmstate_get_u16(in);
+	f[2] = vmstate_get_bool(in); /* tx_tse */
+	f[3] = vmstate_get_bool(in); /* tx_oversize */
+	b[7] = vmstate_get_u8(in);   /* tx_popts */
+	f[4] = vmstate_get_bool(in); /* tx_legacy_csum */
+	b[8] = vmstate_get_u8(in);   /* tx_cso */
+	b[9] = vmstate_get_u8(in);   /* tx_css */
+	tx = vmstate_get_blob_alloc(in, TX_BUF_SIZE, &tx_len);
+	if (b[0] > 1) {
+		in->failed = true;
+	}
+	r = vmstate_check_end(in, "the e1000", errp);
+	if (r < 0) {
+		free(tx);
+		return r;
+	}
+	pthread_mutex_lock(&e->lock);
+	memcpy(e->regs, regs, sizeof(regs));
+	memcpy(e->eeprom, eeprom, sizeof(eeprom));
+	memcpy(e->phy, phy, sizeof(phy));
+	e->link_up = f[0];
+	e->irq_level = b[0];
+	e->ioaddr = w[0];
+	e->ee_old = w[1];
+	e->ee_in = w[2];
+	e->ee_bits_in = w[3];
+	e->ee_bit_out = w[4];
+	e->ee_reading = f[1];
+	e->ipcss = b[1];
+	e->ipcso = b[2];
+	e->tucss = b[3];
+	e->tucso = b[4];
+	e->ipcse = h[0];
+	e->tucse = h[1];
+	e->tucmd = b[5];
+	e->hdr_len = b[6];
+	e->mss = h[2];
+	e->tx_tse = f[2];
+	e->tx_oversize = f[3];
+	e->tx_popts = b[7];
+	e->tx_legacy_csum = f[4];
+	e->tx_cso = b[8];
+	e->tx_css = b[9];
+	memcpy(e->tx_buf, tx, tx_len);
+	e->tx_len = tx_len;
+	pthread_mutex_unlock(&e->lock);
+	free(tx);
+	return 0;
 }
 
 void e1000_set_link(struct e1000 *e, bool up)
@@ -1216,10 +1346,38 @@ static void e1000_class_reset(void *state)
 	e1000_reset(d->e);
 }
 
+static int e1000_class_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct e1000_dev *d = state;
+
+	pci_device_save(&d->pci, out);
+	e1000_save(d->e, out);
+	return 0;
+}
+
+static int e1000_class_load(void *state, struct vmstate_buf *in, unsigned version,
+			    struct error **errp)
+{
+	struct e1000_dev *d = state;
+	int r = pci_device_load(&d->pci, in, errp);
+
+	if (r == 0) {
+		r = e1000_load(d->e, in, errp);
+	}
+	if (r == 0) {
+		/* Descriptors the guest queued before the save: look at both rings. */
+		e1000_dev_wake(d, E1000_WORK_TX | E1000_WORK_RX);
+	}
+	return r;
+}
+
 const struct device_class e1000_class = {
 	.name = "e1000",
 	.each = DEVICE_PER_NIC,
 	.realize = e1000_class_realize,
 	.unrealize = e1000_class_unrealize,
 	.reset = e1000_class_reset,
+	.state_version = 1,
+	.save = e1000_class_save,
+	.load = e1000_class_load,
 };

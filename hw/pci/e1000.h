@@ -48,6 +48,15 @@ struct e1000 *e1000_new(struct guest_mem *mem, const uint8_t mac[6],
 void e1000_free(struct e1000 *e);
 /* Power-on state (also what CTRL.RST does); the MAC address is kept. */
 void e1000_reset(struct e1000 *e);
+/*
+ * Save/restore (docs/vmstate.md): registers, EEPROM, PHY, the Microwire
+ * and transmit-context state and a frame half assembled. Load checks
+ * everything before it changes anything; the caller wakes the rings.
+ */
+struct vmstate_buf;
+struct error;
+void e1000_save(struct e1000 *e, struct vmstate_buf *out);
+int e1000_load(struct e1000 *e, struct vmstate_buf *in, struct error **errp);
 
 /* Memory BAR (@offset within E1000_MMIO_SIZE) and I/O BAR accesses. */
 uint64_t e1000_mmio_read(void *opaque, uint64_t offset, unsigned size);

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "common/vmstate.h"
 #include "hw/pci/ide.h"
 #include "hw/device.h"
 #include "hw/devices.h"
@@ -1815,6 +1816,191 @@ static void ide_class_reset(void *state)
 	}
 }
 
+/*
+ * Registers of both channels and every drive's transfer state, with the
+ * bytes of a PIO or DMA transfer in progress (block I/O is synchronous
+ * under the lock, so nothing is in flight elsewhere).
+ */
+static void ide_save_drive(struct ide_drive *d, struct vmstate_buf *out)
+{
+	vmstate_put_u8(out, d->status);
+	vmstate_put_u8(out, d->error);
+	vmstate_put_u8(out, d->mult);
+	vmstate_put_bool(out, d->lba48_cmd);
+	vmstate_put_bool(out, d->locked);
+	vmstate_put_bool(out, d->unit_attention);
+	vmstate_put_u8(out, d->sense_key);
+	vmstate_put_u8(out, d->asc);
+	vmstate_put_u32(out, d->xfer);
+	vmstate_put_u32(out, d->pos);
+	vmstate_put_u32(out, d->drq_end);
+	vmstate_put_u32(out, d->end);
+	vmstate_put_u64(out, d->lba);
+	vmstate_put_u32(out, d->remaining);
+	vmstate_put_u32(out, d->block);
+	vmstate_put_u32(out, d->byte_limit);
+	vmstate_put_blob(out, d->buf, d->xfer != XFER_NONE ? MIN(d->end, IDE_BUF_SIZE) : 0);
+}
+
+static int ide_class_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct ide_dev *dev = state;
+	struct ide *ide = dev->ide;
+
+	pci_device_save(&dev->pci, out);
+	pthread_mutex_lock(&ide->lock);
+	for (unsigned c = 0; c < 2; c++) {
+		struct ide_channel *ch = &ide->ch[c];
+		const uint8_t r[] = {ch->feature,  ch->nsector,	    ch->sector,	     ch->lcyl,
+				     ch->hcyl,	   ch->hob_feature, ch->hob_nsector, ch->hob_sector,
+				     ch->hob_lcyl, ch->hob_hcyl,    ch->select,	     ch->ctl,
+				     ch->bm_cmd,   ch->bm_status};
+
+		vmstate_put_u32(out, ch->cur);
+		vmstate_put_bytes(out, r, sizeof(r));
+		vmstate_put_bool(out, ch->irq);
+		vmstate_put_u32(out, ch->bm_prd);
+		for (unsigned u = 0; u < 2; u++) {
+			vmstate_put_bool(out, ch->drive[u].present);
+			ide_save_drive(&ch->drive[u], out);
+		}
+	}
+	pthread_mutex_unlock(&ide->lock);
+	return 0;
+}
+
+struct ide_saved_drive {
+	uint8_t status, error, mult, sense_key, asc;
+	bool lba48_cmd, locked, unit_attention;
+	uint32_t xfer, pos, drq_end, end, remaining, block, byte_limit, len;
+	uint64_t lba;
+	uint8_t *buf;
+};
+
+static void ide_load_drive(struct vmstate_buf *in, struct ide_saved_drive *s)
+{
+	s->status = vmstate_get_u8(in);
+	s->error = vmstate_get_u8(in);
+	s->mult = vmstate_get_u8(in);
+	s->lba48_cmd = vmstate_get_bool(in);
+	s->locked = vmstate_get_bool(in);
+	s->unit_attention = vmstate_get_bool(in);
+	s->sense_key = vmstate_get_u8(in);
+	s->asc = vmstate_get_u8(in);
+	s->xfer = vmstate_get_u32(in);
+	s->pos = vmstate_get_u32(in);
+	s->drq_end = vmstate_get_u32(in);
+	s->end = vmstate_get_u32(in);
+	s->lba = vmstate_get_u64(in);
+	s->remaining = vmstate_get_u32(in);
+	s->block = vmstate_get_u32(in);
+	s->byte_limit = vmstate_get_u32(in);
+	s->buf = vmstate_get_blob_alloc(in, IDE_BUF_SIZE, &s->len);
+	if (s->xfer > XFER_ATAPI_DMA || s->end > IDE_BUF_SIZE || s->pos > s->end ||
+	    s->drq_end > s->end || s->mult > IDE_MAX_MULT) {
+		in->failed = true;
+	}
+}
+
+static int ide_class_load(void *state, struct vmstate_buf *in, unsigned version,
+			  struct error **errp)
+{
+	struct ide_dev *dev = state;
+	struct ide *ide = dev->ide;
+	struct ide_saved_drive sd[2][2] = {0};
+	uint8_t regs[2][14];
+	uint32_t cur[2], prd[2];
+	bool irq[2], present[2][2];
+	int r;
+
+	r = pci_device_load(&dev->pci, in, errp);
+	if (r < 0) {
+		return r;
+	}
+	for (unsigned c = 0; c < 2; c++) {
+		cur[c] = vmstate_get_u32(in);
+		vmstate_get_bytes(in, regs[c], sizeof(regs[c]));
+		irq[c] = vmstate_get_bool(in);
+		prd[c] = vmstate_get_u32(in);
+		if (cur[c] > 1) {
+			in->failed = true;
+		}
+		for (unsigned u = 0; u < 2; u++) {
+			present[c][u] = vmstate_get_bool(in);
+			ide_load_drive(in, &sd[c][u]);
+		}
+	}
+	r = vmstate_check_end(in, "the IDE controller", errp);
+	for (unsigned c = 0; r == 0 && c < 2; c++) {
+		for (unsigned u = 0; u < 2; u++) {
+			if (present[c][u] != ide->ch[c].drive[u].present) {
+				r = error_set(
+					errp, EINVAL,
+					"IDE %u:%u: the snapshot's drive does not match the VM's",
+					c, u);
+				break;
+			}
+		}
+	}
+	if (r == 0) {
+		pthread_mutex_lock(&ide->lock);
+		for (unsigned c = 0; c < 2; c++) {
+			struct ide_channel *ch = &ide->ch[c];
+			const uint8_t *v = regs[c];
+
+			ch->cur = cur[c];
+			ch->feature = v[0];
+			ch->nsector = v[1];
+			ch->sector = v[2];
+			ch->lcyl = v[3];
+			ch->hcyl = v[4];
+			ch->hob_feature = v[5];
+			ch->hob_nsector = v[6];
+			ch->hob_sector = v[7];
+			ch->hob_lcyl = v[8];
+			ch->hob_hcyl = v[9];
+			ch->select = v[10];
+			ch->ctl = v[11];
+			ch->bm_cmd = v[12];
+			ch->bm_status = v[13];
+			/* The line level itself is in the restored irqchip. */
+			ch->irq = irq[c];
+			ch->bm_prd = prd[c];
+			for (unsigned u = 0; u < 2; u++) {
+				struct ide_drive *d = &ch->drive[u];
+				struct ide_saved_drive *s = &sd[c][u];
+
+				d->status = s->status;
+				d->error = s->error;
+				d->mult = s->mult;
+				d->lba48_cmd = s->lba48_cmd;
+				d->locked = s->locked;
+				d->unit_attention = s->unit_attention;
+				d->sense_key = s->sense_key;
+				d->asc = s->asc;
+				d->xfer = (enum ide_xfer)s->xfer;
+				d->pos = s->pos;
+				d->drq_end = s->drq_end;
+				d->end = s->end;
+				d->lba = s->lba;
+				d->remaining = s->remaining;
+				d->block = s->block;
+				d->byte_limit = s->byte_limit;
+				if (d->buf && s->buf) {
+					memcpy(d->buf, s->buf, s->len);
+				}
+			}
+		}
+		pthread_mutex_unlock(&ide->lock);
+	}
+	for (unsigned c = 0; c < 2; c++) {
+		for (unsigned u = 0; u < 2; u++) {
+			free(sd[c][u].buf);
+		}
+	}
+	return r;
+}
+
 const struct device_class ide_class = {
 	.name = "ide",
 	.each = DEVICE_ONCE_FOR_DISKS,
@@ -1822,4 +2008,7 @@ const struct device_class ide_class = {
 	.realize = ide_class_realize,
 	.unrealize = ide_class_unrealize,
 	.reset = ide_class_reset,
+	.state_version = 1,
+	.save = ide_class_save,
+	.load = ide_class_load,
 };

@@ -11,6 +11,7 @@
 
 #include "hw/device.h"
 #include "hw/devices.h"
+#include "common/vmstate.h"
 #include "hw/pci/pci.h"
 
 struct pci_host *pci_host_of(struct vm *vm)
@@ -41,8 +42,25 @@ static void pci_host_unrealize(void *state)
 	pci_host_free(h);
 }
 
+static int pci_host_save_state(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	pci_host_save(state, out);
+	return 0;
+}
+
+static int pci_host_load_state(void *state, struct vmstate_buf *in, unsigned version,
+			       struct error **errp)
+{
+	int r = pci_host_load(state, in, errp);
+
+	return r < 0 ? r : vmstate_check_end(in, "the PCI host bridge", errp);
+}
+
 const struct device_class pci_host_class = {
 	.name = "pci-host",
 	.realize = pci_host_realize,
 	.unrealize = pci_host_unrealize,
+	.state_version = 1,
+	.save = pci_host_save_state,
+	.load = pci_host_load_state,
 };

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "hw/device.h"
+#include "common/vmstate.h"
 #include "hw/pci/pci.h"
 
 #define PCI_MSIX_TABLE_OFF 0x0
@@ -913,4 +914,116 @@ void pci_host_free(struct pci_host *h)
 	pthread_mutex_destroy(&h->intx_lock);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
+}
+
+/* ---- save/restore ---- */
+
+void pci_device_save(struct pci_device *dev, struct vmstate_buf *out)
+{
+	struct pci_host *h = dev->host;
+	struct pci_msix *m = dev->msix;
+
+	pthread_mutex_lock(&h->lock);
+	vmstate_put_bytes(out, dev->config, PCI_CONFIG_SIZE);
+	pthread_mutex_lock(&h->intx_lock);
+	vmstate_put_bool(out, dev->intx_level);
+	pthread_mutex_unlock(&h->intx_lock);
+	vmstate_put_u32(out, m ? m->nvec : 0);
+	if (m) {
+		pthread_mutex_lock(&m->lock);
+		for (unsigned i = 0; i < m->nvec; i++) {
+			vmstate_put_u32(out, m->vec[i].addr_lo);
+			vmstate_put_u32(out, m->vec[i].addr_hi);
+			vmstate_put_u32(out, m->vec[i].data);
+			vmstate_put_u32(out, m->vec[i].ctrl);
+		}
+		for (unsigned i = 0; i < ARRAY_SIZE(m->pending); i++) {
+			vmstate_put_u64(out, m->pending[i]);
+		}
+		pthread_mutex_unlock(&m->lock);
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+int pci_device_load(struct pci_device *dev, struct vmstate_buf *in, struct error **errp)
+{
+	struct pci_host *h = dev->host;
+	struct pci_msix *m = dev->msix;
+	uint8_t cfg[PCI_CONFIG_SIZE];
+	uint32_t vec[PCI_MSIX_MAX_VECTORS][4];
+	uint64_t pending[PCI_MSIX_MAX_VECTORS / 64] = {0};
+	uint32_t nvec;
+	bool intx;
+
+	vmstate_get_bytes(in, cfg, sizeof(cfg));
+	intx = vmstate_get_bool(in);
+	nvec = vmstate_get_u32(in);
+	if (nvec != (m ? m->nvec : 0)) {
+		return error_set(errp, EINVAL,
+				 "%s: the snapshot has %u MSI-X vectors, the device %u", dev->name,
+				 nvec, m ? m->nvec : 0);
+	}
+	for (unsigned i = 0; i < nvec; i++) {
+		for (unsigned j = 0; j < 4; j++) {
+			vec[i][j] = vmstate_get_u32(in);
+		}
+	}
+	if (m) {
+		for (unsigned i = 0; i < ARRAY_SIZE(pending); i++) {
+			pending[i] = vmstate_get_u64(in);
+		}
+	}
+	if (in->failed) {
+		return error_set(errp, EINVAL, "%s: PCI state is truncated", dev->name);
+	}
+	pthread_mutex_lock(&h->lock);
+	/* Only what the guest can write: identity and read-only bits stay the device's. */
+	for (unsigned i = 0; i < PCI_CONFIG_SIZE; i++) {
+		uint8_t w = dev->wmask[i] | dev->w1cmask[i];
+
+		dev->config[i] = (uint8_t)((dev->config[i] & ~w) | (cfg[i] & w));
+	}
+	bars_update(dev);
+	pthread_mutex_lock(&h->intx_lock);
+	dev->intx_level = intx;
+	intx_apply(h, dev);
+	pthread_mutex_unlock(&h->intx_lock);
+	if (m) {
+		pthread_mutex_lock(&m->lock);
+		for (unsigned i = 0; i < nvec; i++) {
+			m->vec[i].addr_lo = vec[i][0] & ~3u;
+			m->vec[i].addr_hi = vec[i][1];
+			m->vec[i].data = vec[i][2];
+			m->vec[i].ctrl = vec[i][3] & PCI_MSIX_ENTRY_CTRL_MASKBIT;
+		}
+		memcpy(m->pending, pending, sizeof(m->pending));
+		pthread_mutex_unlock(&m->lock);
+		/* The control word in config decides enable and mask: routes follow. */
+		msix_control_written(dev);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+void pci_host_save(struct pci_host *h, struct vmstate_buf *out)
+{
+	pthread_mutex_lock(&h->lock);
+	vmstate_put_u32(out, h->cf8);
+	pthread_mutex_unlock(&h->lock);
+	pci_device_save(&h->bridge, out);
+}
+
+int pci_host_load(struct pci_host *h, struct vmstate_buf *in, struct error **errp)
+{
+	uint32_t cf8 = vmstate_get_u32(in);
+	int r;
+
+	r = pci_device_load(&h->bridge, in, errp);
+	if (r < 0) {
+		return r;
+	}
+	pthread_mutex_lock(&h->lock);
+	h->cf8 = cf8;
+	pthread_mutex_unlock(&h->lock);
+	return 0;
 }

@@ -181,6 +181,20 @@ void pci_unregister_device(struct pci_device *dev);
 /* Back to power-on config state (BARs keep their firmware-less assignment). */
 void pci_device_reset(struct pci_device *dev);
 
+/*
+ * Save/restore of a function's guest-visible PCI state (docs/vmstate.md):
+ * the writable config bytes, the INTx level, the MSI-X table and pending
+ * bits. pci_device_load applies it to a registered device in its reset
+ * state, then maps the BARs and MSI-X routes as the config says. Neither
+ * may be called with the device's own lock held (BAR moves call its ops).
+ */
+struct vmstate_buf;
+void pci_device_save(struct pci_device *dev, struct vmstate_buf *out);
+int pci_device_load(struct pci_device *dev, struct vmstate_buf *in, struct error **errp);
+/* The host's own state: the CF8 address latch and the host bridge's config. */
+void pci_host_save(struct pci_host *host, struct vmstate_buf *out);
+int pci_host_load(struct pci_host *host, struct vmstate_buf *in, struct error **errp);
+
 /* Drive INTx (pin A) of @dev. Any VM thread. */
 void pci_set_irq(struct pci_device *dev, bool level);
 /* Signal MSI-X vector @vec (pending if masked). Any VM thread. */

@@ -25,6 +25,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "common/vmstate.h"
 #include "hw/platform/acpi.h"
 #include "hw/device.h"
 #include "hw/devices.h"
@@ -246,6 +247,39 @@ static bool pcihp_wanted(const struct vm_config *cfg, const void *item)
 	return cfg->acpi;
 }
 
+/* The pending insert/remove bitmaps and the bus selector (QEMU migrates the same). */
+static int pcihp_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct acpi_pcihp *hp = state;
+
+	pthread_mutex_lock(&hp->lock);
+	vmstate_put_u32(out, hp->up);
+	vmstate_put_u32(out, hp->down);
+	vmstate_put_u32(out, hp->fixed);
+	vmstate_put_u32(out, hp->bsel);
+	pthread_mutex_unlock(&hp->lock);
+	return 0;
+}
+
+static int pcihp_load(void *state, struct vmstate_buf *in, unsigned version, struct error **errp)
+{
+	struct acpi_pcihp *hp = state;
+	uint32_t up = vmstate_get_u32(in), down = vmstate_get_u32(in);
+	uint32_t fixed = vmstate_get_u32(in), bsel = vmstate_get_u32(in);
+	int r = vmstate_check_end(in, "the ACPI PCI hotplug registers", errp);
+
+	if (r < 0) {
+		return r;
+	}
+	pthread_mutex_lock(&hp->lock);
+	hp->up = up;
+	hp->down = down;
+	hp->fixed = fixed;
+	hp->bsel = bsel;
+	pthread_mutex_unlock(&hp->lock);
+	return 0;
+}
+
 const struct device_class acpi_pcihp_class = {
 	.name = "acpi-pcihp",
 	.each = DEVICE_ONCE,
@@ -253,4 +287,7 @@ const struct device_class acpi_pcihp_class = {
 	.realize = pcihp_realize,
 	.unrealize = pcihp_unrealize,
 	.reset = pcihp_reset,
+	.state_version = 1,
+	.save = pcihp_save,
+	.load = pcihp_load,
 };

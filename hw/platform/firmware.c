@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "common/pathpol.h"
 #include "common/util.h"
+#include "common/vmstate.h"
 #include "hw/platform/acpi.h"
 #include "hw/platform/firmware.h"
 #include "hw/platform/fw-cfg.h"
@@ -923,6 +924,23 @@ static bool firmware_wanted(const struct vm_config *cfg, const void *item)
 	return cfg->boot.firmware != NULL;
 }
 
+/* The ROM comes from the file again; the shadow is guest RAM; fw_cfg is the state. */
+static int firmware_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct firmware *f = state;
+
+	fw_cfg_save(f->fw, out);
+	return 0;
+}
+
+static int firmware_load(void *state, struct vmstate_buf *in, unsigned version, struct error **errp)
+{
+	struct firmware *f = state;
+	int r = fw_cfg_load(f->fw, in, errp);
+
+	return r < 0 ? r : vmstate_check_end(in, "fw_cfg", errp);
+}
+
 const struct device_class firmware_class = {
 	.name = "firmware",
 	.each = DEVICE_ONCE,
@@ -930,4 +948,7 @@ const struct device_class firmware_class = {
 	.realize = firmware_realize,
 	.unrealize = firmware_unrealize,
 	.reset = firmware_reset,
+	.state_version = 1,
+	.save = firmware_save,
+	.load = firmware_load,
 };

@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/error.h"
 #include "common/util.h"
+#include "common/vmstate.h"
 #include "hw/platform/fw-cfg.h"
 #include "hw/device.h"
 
@@ -276,6 +278,63 @@ void fw_cfg_reset(struct fw_cfg *fw)
 	fw->cur_offset = 0;
 	fw->dma_addr_high = 0;
 	pthread_mutex_unlock(&fw->lock);
+}
+
+void fw_cfg_save(struct fw_cfg *fw, struct vmstate_buf *out)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&fw->lock);
+	vmstate_put_u16(out, fw->cur_key);
+	vmstate_put_bool(out, fw->cur_valid);
+	vmstate_put_u32(out, fw->cur_offset);
+	vmstate_put_u32(out, fw->dma_addr_high);
+	for (unsigned i = 0; i < fw->n_items; i++) {
+		n += fw->items[i].writable;
+	}
+	vmstate_put_u32(out, n);
+	for (unsigned i = 0; i < fw->n_items; i++) {
+		if (fw->items[i].writable) {
+			vmstate_put_u16(out, fw->items[i].key);
+			vmstate_put_blob(out, fw->items[i].data, fw->items[i].len);
+		}
+	}
+	pthread_mutex_unlock(&fw->lock);
+}
+
+int fw_cfg_load(struct fw_cfg *fw, struct vmstate_buf *in, struct error **errp)
+{
+	uint16_t key = vmstate_get_u16(in);
+	bool valid = vmstate_get_bool(in);
+	uint32_t off = vmstate_get_u32(in);
+	uint32_t high = vmstate_get_u32(in);
+	uint32_t n = vmstate_get_u32(in);
+	int r = 0;
+
+	if (in->failed) {
+		return error_set(errp, EINVAL, "fw_cfg state is truncated");
+	}
+	pthread_mutex_lock(&fw->lock);
+	fw->cur_key = key;
+	fw->cur_valid = valid;
+	fw->cur_offset = off;
+	fw->dma_addr_high = high;
+	for (uint32_t i = 0; i < n && r == 0; i++) {
+		uint16_t k = vmstate_get_u16(in);
+		struct fw_cfg_item *item = fw_cfg_find(fw, k);
+
+		if (!item || !item->writable) {
+			r = error_set(errp, EINVAL,
+				      "fw_cfg item 0x%x of the snapshot is not writable here", k);
+			break;
+		}
+		vmstate_get_blob(in, item->data, item->len);
+		if (in->failed) {
+			r = error_set(errp, EINVAL, "fw_cfg item 0x%x has another size", k);
+		}
+	}
+	pthread_mutex_unlock(&fw->lock);
+	return r;
 }
 
 /* The selected item's bytes; NULL/0 when nothing (valid) is selected. Under lock. */

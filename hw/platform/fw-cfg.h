@@ -105,6 +105,16 @@ int fw_cfg_register(struct fw_cfg *fw, struct iobus *bus, struct error **errp);
 void fw_cfg_unregister(struct fw_cfg *fw, struct iobus *bus);
 /* Power-on state: no item selected, no DMA address latched. */
 void fw_cfg_reset(struct fw_cfg *fw);
+/*
+ * Save/restore (docs/vmstate.md): the selector, read offset and DMA
+ * address latch, and the contents of writable items (the rest is rebuilt
+ * from the configuration). Load refuses an item this fw_cfg lacks or one
+ * of a different size.
+ */
+struct vmstate_buf;
+struct error;
+void fw_cfg_save(struct fw_cfg *fw, struct vmstate_buf *out);
+int fw_cfg_load(struct fw_cfg *fw, struct vmstate_buf *in, struct error **errp);
 
 /* The port handlers (@offset from FW_CFG_IO_BASE); exported for unit tests. */
 uint64_t fw_cfg_io_read(void *opaque, uint64_t offset, unsigned size);

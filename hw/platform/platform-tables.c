@@ -85,4 +85,5 @@ const struct device_class platform_tables_class = {
 	.realize = tables_realize,
 	.unrealize = tables_unrealize,
 	.reset = tables_reset,
+	.stateless = true, /* the tables live in guest RAM */
 };

@@ -31,6 +31,7 @@
 #include "hw/device.h"
 #include "hw/devices.h"
 #include "hw/virtio/virtio.h"
+#include "common/vmstate.h"
 #include "vmmd/block.h"
 
 #define VIRTIO_ID_BLOCK 2
@@ -755,6 +756,56 @@ static json_t *blk_query_blockstats(void *state)
 		(json_int_t)st.flush_failed, "zero_operations", (json_int_t)st.zero_ops);
 }
 
+/* Requests submitted and not completed, and those held after an I/O error. */
+static unsigned blk_busy(void *state)
+{
+	struct virtio_blk *b = state;
+	struct list_head *p;
+	unsigned n;
+
+	virtio_lock(b->vp);
+	n = b->inflight;
+	list_for_each (p, &b->parked) {
+		n++;
+	}
+	virtio_unlock(b->vp);
+	return n;
+}
+
+static int blk_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct virtio_blk *b = state;
+	int r = virtio_save(b->vp, out, errp);
+
+	virtio_lock(b->vp);
+	vmstate_put_u8(out, b->config.writeback);
+	virtio_unlock(b->vp);
+	return r;
+}
+
+static int blk_load(void *state, struct vmstate_buf *in, unsigned version, struct error **errp)
+{
+	struct virtio_blk *b = state;
+	uint8_t wce;
+	int r;
+
+	r = virtio_load(b->vp, in, errp);
+	if (r < 0) {
+		return r;
+	}
+	wce = vmstate_get_u8(in);
+	if (wce > 1) {
+		in->failed = true;
+	}
+	r = vmstate_check_end(in, b->id, errp);
+	if (r == 0) {
+		virtio_lock(b->vp);
+		b->config.writeback = wce;
+		virtio_unlock(b->vp);
+	}
+	return r;
+}
+
 const struct device_class virtio_blk_class = {
 	.name = "virtio-blk",
 	.each = DEVICE_PER_DISK,
@@ -763,4 +814,8 @@ const struct device_class virtio_blk_class = {
 	.reset = blk_device_reset,
 	.query_block = blk_query_block,
 	.query_blockstats = blk_query_blockstats,
+	.state_version = 1,
+	.save = blk_save,
+	.load = blk_load,
+	.busy = blk_busy,
 };

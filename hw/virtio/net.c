@@ -26,6 +26,7 @@
 #include "hw/device.h"
 #include "hw/devices.h"
 #include "hw/virtio/virtio.h"
+#include "common/vmstate.h"
 #include "net/net.h"
 
 #define VIRTIO_ID_NET 1
@@ -494,10 +495,29 @@ static void net_device_reset(void *state)
 	virtio_dev_reset(n->vp);
 }
 
+/* The transport is all the state: the model's is rebuilt from the features. */
+static int net_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct virtio_net *n = state;
+
+	return virtio_save(n->vp, out, errp);
+}
+
+static int net_load(void *state, struct vmstate_buf *in, unsigned version, struct error **errp)
+{
+	struct virtio_net *n = state;
+	int ret = virtio_load(n->vp, in, errp);
+
+	return ret < 0 ? ret : vmstate_check_end(in, "the virtio-net device", errp);
+}
+
 const struct device_class virtio_net_class = {
 	.name = "virtio-net",
 	.each = DEVICE_PER_NIC,
 	.realize = net_realize,
 	.unrealize = net_unrealize,
 	.reset = net_device_reset,
+	.state_version = 1,
+	.save = net_save,
+	.load = net_load,
 };

@@ -18,6 +18,7 @@
 #include "hw/device.h"
 #include "hw/devices.h"
 #include "hw/virtio/virtio.h"
+#include "common/vmstate.h"
 
 #define VIRTIO_ID_RNG 4
 #define VIRTIO_RNG_RATE (1024u * 1024u) /* bytes per second */
@@ -199,6 +200,22 @@ static bool rng_wanted(const struct vm_config *cfg, const void *item)
 	return cfg->rng;
 }
 
+/* The transport is all the state: the model's is rebuilt from the features. */
+static int rng_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct virtio_rng *r = state;
+
+	return virtio_save(r->vp, out, errp);
+}
+
+static int rng_load(void *state, struct vmstate_buf *in, unsigned version, struct error **errp)
+{
+	struct virtio_rng *r = state;
+	int ret = virtio_load(r->vp, in, errp);
+
+	return ret < 0 ? ret : vmstate_check_end(in, "the virtio-rng device", errp);
+}
+
 const struct device_class virtio_rng_class = {
 	.name = "virtio-rng",
 	.each = DEVICE_ONCE,
@@ -206,4 +223,7 @@ const struct device_class virtio_rng_class = {
 	.realize = rng_realize,
 	.unrealize = rng_unrealize,
 	.reset = rng_device_reset,
+	.state_version = 1,
+	.save = rng_save,
+	.load = rng_load,
 };

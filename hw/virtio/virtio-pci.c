@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "hw/device.h"
+#include "common/vmstate.h"
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-pci.h"
 #include "hw/virtio/virtio.h"
@@ -743,4 +744,162 @@ void virtio_dev_reset(struct virtio_dev *vp)
 	virtio_lock(vp);
 	device_reset(vp);
 	virtio_unlock(vp);
+}
+
+/* ---- save/restore ---- */
+
+int virtio_save(struct virtio_dev *vp, struct vmstate_buf *out, struct error **errp)
+{
+	int r = 0;
+
+	pci_device_save(&vp->pci, out);
+	virtio_lock(vp);
+	vmstate_put_u64(out, vp->drv_features);
+	vmstate_put_u32(out, vp->dfselect);
+	vmstate_put_u32(out, vp->gfselect);
+	vmstate_put_u8(out, vp->status);
+	vmstate_put_u8(out, vp->config_gen);
+	vmstate_put_u8(out, vp->isr);
+	vmstate_put_u16(out, vp->msix_config);
+	vmstate_put_u16(out, vp->qsel);
+	vmstate_put_u32(out, vp->cfg.nqueues);
+	for (unsigned i = 0; i < vp->cfg.nqueues; i++) {
+		const struct vp_queue *q = &vp->q[i];
+
+		if (q->vq.inflight) {
+			r = error_set(errp, EBUSY, "%s: queue %u has %u requests in flight",
+				      vp->name, i, q->vq.inflight);
+			break;
+		}
+		vmstate_put_u16(out, q->size);
+		vmstate_put_u16(out, q->msix_vector);
+		vmstate_put_u64(out, q->desc);
+		vmstate_put_u64(out, q->avail);
+		vmstate_put_u64(out, q->used);
+		vmstate_put_bool(out, q->vq.enabled);
+		vmstate_put_bool(out, q->vq.broken);
+		vmstate_put_u16(out, q->vq.last_avail);
+		vmstate_put_u16(out, q->vq.used_idx);
+		vmstate_put_u16(out, q->vq.signalled_used);
+		vmstate_put_bool(out, q->vq.signalled_used_valid);
+	}
+	virtio_unlock(vp);
+	return r;
+}
+
+struct vp_saved_queue {
+	uint16_t size, vector;
+	uint64_t desc, avail, used;
+	bool enabled, broken, signalled_valid;
+	uint16_t last_avail, used_idx, signalled;
+};
+
+int virtio_load(struct virtio_dev *vp, struct vmstate_buf *in, struct error **errp)
+{
+	struct vp_saved_queue q[VIRTIO_MAX_QUEUES];
+	uint64_t drv_features;
+	uint32_t dfselect, gfselect, nq;
+	uint8_t status, config_gen, isr;
+	uint16_t msix_config, qsel;
+	int r;
+
+	r = pci_device_load(&vp->pci, in, errp);
+	if (r < 0) {
+		return r;
+	}
+	drv_features = vmstate_get_u64(in);
+	dfselect = vmstate_get_u32(in);
+	gfselect = vmstate_get_u32(in);
+	status = vmstate_get_u8(in);
+	config_gen = vmstate_get_u8(in);
+	isr = vmstate_get_u8(in);
+	msix_config = vmstate_get_u16(in);
+	qsel = vmstate_get_u16(in);
+	nq = vmstate_get_u32(in);
+	if (nq != vp->cfg.nqueues) {
+		return error_set(errp, EINVAL, "%s: the snapshot has %u queues, the device %u",
+				 vp->name, nq, vp->cfg.nqueues);
+	}
+	for (unsigned i = 0; i < nq; i++) {
+		q[i].size = vmstate_get_u16(in);
+		q[i].vector = vmstate_get_u16(in);
+		q[i].desc = vmstate_get_u64(in);
+		q[i].avail = vmstate_get_u64(in);
+		q[i].used = vmstate_get_u64(in);
+		q[i].enabled = vmstate_get_bool(in);
+		q[i].broken = vmstate_get_bool(in);
+		q[i].last_avail = vmstate_get_u16(in);
+		q[i].used_idx = vmstate_get_u16(in);
+		q[i].signalled = vmstate_get_u16(in);
+		q[i].signalled_valid = vmstate_get_bool(in);
+		if (q[i].size == 0 || q[i].size > vp->cfg.queue_max ||
+		    (q[i].size & (q[i].size - 1))) {
+			in->failed = true;
+		}
+	}
+	if (in->failed) {
+		return error_set(errp, EINVAL, "%s: transport state is truncated or invalid",
+				 vp->name);
+	}
+	if (drv_features & ~vp->dev_features) {
+		return error_set(errp, EINVAL,
+				 "%s: the snapshot's driver features 0x%" PRIx64
+				 " are not offered by this device (0x%" PRIx64 ")",
+				 vp->name, drv_features, vp->dev_features);
+	}
+	virtio_lock(vp);
+	vp->drv_features = drv_features;
+	vp->dfselect = dfselect;
+	vp->gfselect = gfselect;
+	vp->config_gen = config_gen;
+	vp->isr = isr;
+	vp->msix_config = msix_config;
+	vp->qsel = qsel;
+	if ((status & VIRTIO_STATUS_FEATURES_OK) &&
+	    vp->cfg.ops->set_features(vp->cfg.dev, drv_features) < 0) {
+		virtio_unlock(vp);
+		return error_set(errp, EINVAL, "%s: the device refuses the saved features",
+				 vp->name);
+	}
+	vp->status = status;
+	for (unsigned i = 0; i < nq; i++) {
+		struct vp_queue *vq = &vp->q[i];
+
+		vq->size = q[i].size;
+		vq->msix_vector = q[i].vector;
+		vq->desc = q[i].desc;
+		vq->avail = q[i].avail;
+		vq->used = q[i].used;
+		vq->vq.event_idx = drv_features & (1ull << VIRTIO_F_EVENT_IDX);
+		vq->vq.indirect = drv_features & (1ull << VIRTIO_F_INDIRECT_DESC);
+		if (q[i].enabled) {
+			vq->vq.mem = vm_guest_mem(vp->vm);
+			vq->vq.size = vq->size;
+			vq->vq.desc_gpa = vq->desc;
+			vq->vq.avail_gpa = vq->avail;
+			vq->vq.used_gpa = vq->used;
+			if (virtq_enable(&vq->vq) < 0) {
+				virtio_unlock(vp);
+				return error_set(errp, EINVAL,
+						 "%s: queue %u's rings are outside guest RAM",
+						 vp->name, i);
+			}
+		}
+		vq->vq.broken = q[i].broken;
+		vq->vq.last_avail = q[i].last_avail;
+		vq->vq.used_idx = q[i].used_idx;
+		vq->vq.signalled_used = q[i].signalled;
+		vq->vq.signalled_used_valid = q[i].signalled_valid;
+	}
+	if ((status & VIRTIO_STATUS_DRIVER_OK) && vp->cfg.ops->start) {
+		vp->cfg.ops->start(vp->cfg.dev);
+	}
+	/* Requests queued before the save and never seen (no new kick will come). */
+	for (unsigned i = 0; i < nq; i++) {
+		if (vp->q[i].vq.enabled) {
+			kick(&vp->q[i]);
+		}
+	}
+	virtio_unlock(vp);
+	return 0;
 }

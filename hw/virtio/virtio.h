@@ -113,3 +113,18 @@ void virtio_config_changed(struct virtio_dev *vp);
 void virtio_set_needs_reset(struct virtio_dev *vp, const char *why);
 
 struct vm *virtio_vm(struct virtio_dev *vp);
+
+/*
+ * Save/restore of the transport's state (docs/vmstate.md), for the
+ * model's device_class save/load: for virtio-pci the PCI state, feature
+ * and status registers, and per queue its size, vector, ring addresses,
+ * enable and the device's ring indices (last_avail, used_idx, the
+ * EVENT_IDX shadow). A save refuses a queue with chains popped and not yet
+ * used (the model must be drained: its busy hook). Load runs the model's
+ * set_features and start as the driver's writes did, and kicks every
+ * enabled queue so requests the guest queued before the save are seen.
+ * Lock not held by the caller.
+ */
+struct vmstate_buf;
+int virtio_save(struct virtio_dev *vp, struct vmstate_buf *out, struct error **errp);
+int virtio_load(struct virtio_dev *vp, struct vmstate_buf *in, struct error **errp);
