@@ -574,6 +574,17 @@ static void *vcpu_thread(void *arg)
 		int r;
 
 		pthread_mutex_lock(&vm->run_lock);
+		if ((vm->vcpu_cmd != VCPU_CMD_RUN || vcpu->stalled) && vcpu->io_pending) {
+			/*
+			 * Finish the port or MMIO access just handled (KVM
+			 * completes it on the next KVM_RUN, which returns at once
+			 * with immediate_exit set) so the parked state is whole:
+			 * a save must not catch an instruction half done.
+			 */
+			vcpu->run->immediate_exit = 1;
+			ioctl(vcpu->fd, KVM_RUN, 0);
+			vcpu->io_pending = false;
+		}
 		while (vm->vcpu_cmd != VCPU_CMD_RUN || vcpu->stalled) {
 			if (!vcpu->parked) {
 				vcpu->parked = true;
@@ -604,6 +615,8 @@ static void *vcpu_thread(void *arg)
 			vcpu_fail(vcpu, VM_CAUSE_HOST_ERROR);
 			continue;
 		}
+		vcpu->io_pending = vcpu->run->exit_reason == KVM_EXIT_IO ||
+				   vcpu->run->exit_reason == KVM_EXIT_MMIO;
 		handle_exit(vcpu);
 	}
 }

@@ -31,6 +31,7 @@ struct vcpu {
 	bool parked;		    /* under vm->run_lock */
 	bool stalled;		    /* a fatal exit: stays parked until reset (under run_lock) */
 	atomic_uint_fast64_t exits; /* exits to user space */
+	bool io_pending;	    /* vCPU thread: an I/O exit KVM has yet to complete */
 
 	/* Power-on state captured right after creation. */
 	struct kvm_regs init_regs;

@@ -100,6 +100,13 @@ struct vm {
 		uint64_t len;
 	} roms[VM_MAX_ROMS];
 
+	/* Save/restore (vm-save.c): a save runs between vm_save_begin and _end. */
+	bool saving;	  /* under ctl_lock */
+	bool was_running; /* running at vm_save_begin */
+	pthread_mutex_t hold_lock;
+	pthread_cond_t hold_cond;
+	bool held, release; /* the I/O thread parked in vm_io_hold's callback */
+
 	/* In-kernel irqchip power-on state: PIC master, PIC slave, IOAPIC; PIT. */
 	struct kvm_irqchip init_chips[3];
 	struct kvm_pit_state2 init_pit;
@@ -122,6 +129,23 @@ void vcpu_init_signals(void);
 /* vm.c: park all vCPUs (returns once all are parked) / release them. */
 void vm_vcpus_pause(struct vm *vm);
 void vm_vcpus_resume(struct vm *vm);
+
+/*
+ * vm.c: build the machine as vm_new does; @restoring skips loading the
+ * kernel/firmware files into RAM (the snapshot's RAM replaces it).
+ */
+int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool restoring,
+	     struct vm **ret, struct error **errp);
+/* Undo vm_build (for whatever part of it was done). */
+void vm_teardown(struct vm *vm);
+/* Start the vCPU threads of a restored VM, parked (paused) or running. ctl_lock not held. */
+int vm_start_restored(struct vm *vm, bool paused, struct error **errp);
+/*
+ * Park the I/O thread in a callback until vm_io_release (no device
+ * completion, timer or backend runs meanwhile). Not from the I/O thread.
+ */
+void vm_io_hold(struct vm *vm);
+void vm_io_release(struct vm *vm);
 
 /* irq.c */
 int vm_irq_init(struct vm *vm, struct error **errp);

@@ -282,7 +282,7 @@ static int save_irqchip(struct vm *vm, struct error **errp)
  * Power-on state for everything, vCPUs parked: devices, in-kernel irqchip,
  * the kernel image reloaded into RAM, vCPU registers.
  */
-static int machine_reset(struct vm *vm, struct error **errp)
+static int machine_reset(struct vm *vm, bool load_boot, struct error **errp)
 {
 	int r;
 
@@ -299,9 +299,11 @@ static int machine_reset(struct vm *vm, struct error **errp)
 	if (ioctl(vm->kvm.vm_fd, KVM_SET_PIT2, &vm->init_pit) < 0) {
 		return error_set_errno(errp, errno, "KVM_SET_PIT2 failed");
 	}
-	r = boot_load(vm->mem, vm->cfg, &vm->boot, errp);
-	if (r < 0) {
-		return r;
+	if (load_boot) {
+		r = boot_load(vm->mem, vm->cfg, &vm->boot, errp);
+		if (r < 0) {
+			return r;
+		}
 	}
 	for (unsigned i = 0; i < vm->n_vcpus; i++) {
 		r = vcpu_reset(vm->vcpus[i], i == 0 ? &vm->boot : NULL);
@@ -330,7 +332,7 @@ static void guest_reset(struct vm *vm)
 	struct error *err = NULL;
 
 	vm_vcpus_pause(vm);
-	if (machine_reset(vm, &err) < 0) {
+	if (machine_reset(vm, true, &err) < 0) {
 		log_full(LOG_ERR, vm->cfg->name, NULL, "reset failed: %s", err->msg);
 		error_free(err);
 		set_state(vm, VM_STATE_INTERNAL_ERROR);
@@ -375,7 +377,7 @@ static void handle_requests(struct vm *vm, unsigned pending)
 			/* Paused: reset now, stay paused. */
 			struct error *err = NULL;
 
-			if (machine_reset(vm, &err) < 0) {
+			if (machine_reset(vm, true, &err) < 0) {
 				log_full(LOG_ERR, vm->cfg->name, NULL, "reset failed: %s",
 					 err->msg);
 				error_free(err);
@@ -397,6 +399,11 @@ static void request_cb(evutil_socket_t fd, short what, void *arg)
 		/* Spurious wake-up; the pending bits decide. */
 	}
 	pthread_mutex_lock(&vm->ctl_lock);
+	if (vm->saving) {
+		/* Left pending: vm_save_end pokes the eventfd again. */
+		pthread_mutex_unlock(&vm->ctl_lock);
+		return;
+	}
 	pending = atomic_exchange(&vm->req_pending, 0);
 	if (!vm->dying && pending) {
 		handle_requests(vm, pending);
@@ -563,7 +570,7 @@ static void devices_unrealize(struct vm *vm)
 /* --- life cycle ---------------------------------------------------------- */
 
 /* Undo vm_new in reverse, for whatever part of it was done. */
-static void vm_teardown(struct vm *vm)
+void vm_teardown(struct vm *vm)
 {
 	if (vm->started) {
 		vcpus_stop(vm);
@@ -581,6 +588,8 @@ static void vm_teardown(struct vm *vm)
 	pthread_mutex_destroy(&vm->ctl_lock);
 	pthread_mutex_destroy(&vm->run_lock);
 	pthread_cond_destroy(&vm->run_cond);
+	pthread_mutex_destroy(&vm->hold_lock);
+	pthread_cond_destroy(&vm->hold_cond);
 	free(vm->console_socket);
 	vm_config_free(vm->cfg);
 	free(vm);
@@ -588,6 +597,12 @@ static void vm_teardown(struct vm *vm)
 
 int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **ret,
 	   struct error **errp)
+{
+	return vm_build(cfg, host, false, ret, errp);
+}
+
+int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool restoring,
+	     struct vm **ret, struct error **errp)
 {
 	struct vm *vm;
 	int r;
@@ -602,6 +617,8 @@ int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **
 	vm->exit_rl = (struct ratelimit)RATELIMIT_INIT(5 * 1000000, 20);
 	pthread_mutex_init(&vm->run_lock, NULL);
 	pthread_cond_init(&vm->run_cond, NULL);
+	pthread_mutex_init(&vm->hold_lock, NULL);
+	pthread_cond_init(&vm->hold_cond, NULL);
 	set_state(vm, VM_STATE_PRELAUNCH);
 	if (host) {
 		vm->host = *host;
@@ -667,7 +684,7 @@ int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **
 			      vm->cfg->boot.firmware);
 		goto err_teardown;
 	}
-	r = machine_reset(vm, errp);
+	r = machine_reset(vm, !restoring, errp);
 	if (r < 0) {
 		goto err_teardown;
 	}
@@ -677,6 +694,12 @@ int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **
 err_teardown:
 	vm_teardown(vm);
 	return r;
+}
+
+static int saving_error(struct vm *vm, const char *what, struct error **errp)
+{
+	return error_set(errp, EBUSY, "cannot %s VM \"%s\": it is being saved (vm-save)", what,
+			 vm->cfg->name);
 }
 
 static int bad_state(struct vm *vm, const char *what, struct error **errp)
@@ -692,6 +715,10 @@ int vm_start(struct vm *vm, struct error **errp)
 	pthread_mutex_lock(&vm->ctl_lock);
 	if (vm_get_state(vm) != VM_STATE_PRELAUNCH) {
 		r = bad_state(vm, "start", errp);
+		goto out;
+	}
+	if (vm->saving) {
+		r = saving_error(vm, "start", errp);
 		goto out;
 	}
 	pthread_mutex_lock(&vm->run_lock);
@@ -738,6 +765,8 @@ int vm_resume(struct vm *vm, struct error **errp)
 	/* io-error resumes too, as QEMU's cont: held requests are retried (werror=stop) */
 	if (vm_get_state(vm) != VM_STATE_PAUSED && vm_get_state(vm) != VM_STATE_IO_ERROR) {
 		r = bad_state(vm, "resume", errp);
+	} else if (vm->saving) {
+		r = saving_error(vm, "resume", errp);
 	} else {
 		set_state(vm, VM_STATE_RUNNING);
 		vm_vcpus_resume(vm);
@@ -753,9 +782,14 @@ int vm_reset(struct vm *vm, struct error **errp)
 	int r;
 
 	pthread_mutex_lock(&vm->ctl_lock);
+	if (vm->saving) {
+		r = saving_error(vm, "reset", errp);
+		pthread_mutex_unlock(&vm->ctl_lock);
+		return r;
+	}
 	s = vm_get_state(vm);
 	vm_vcpus_pause(vm);
-	r = machine_reset(vm, errp);
+	r = machine_reset(vm, true, errp);
 	if (r < 0) {
 		set_state(vm, VM_STATE_INTERNAL_ERROR);
 		vm_emit_event(vm, "STOP", json_pack("{s:s}", "reason", "internal-error"));
@@ -805,4 +839,120 @@ void vm_destroy(struct vm *vm)
 	vm->dying = true;
 	pthread_mutex_unlock(&vm->ctl_lock);
 	vm_teardown(vm);
+}
+
+/* --- save/restore support (the rest is in core/vm-save.c) ---------------- */
+
+int vm_save_begin(struct vm *vm, struct error **errp)
+{
+	enum vm_run_state s;
+	int r = 0;
+
+	pthread_mutex_lock(&vm->ctl_lock);
+	s = vm_get_state(vm);
+	if (vm->saving) {
+		r = error_set(errp, EBUSY, "VM \"%s\" is already being saved", vm->cfg->name);
+	} else if (s != VM_STATE_RUNNING && s != VM_STATE_PAUSED) {
+		r = bad_state(vm, "save", errp);
+	} else {
+		vm->saving = true;
+		vm->was_running = s == VM_STATE_RUNNING;
+		if (vm->was_running) {
+			stop_with(vm, VM_STATE_PAUSED, "STOP", NULL);
+		}
+	}
+	pthread_mutex_unlock(&vm->ctl_lock);
+	return r;
+}
+
+void vm_save_end(struct vm *vm, bool resume)
+{
+	pthread_mutex_lock(&vm->ctl_lock);
+	vm->saving = false;
+	if (resume && vm->was_running && vm_get_state(vm) == VM_STATE_PAUSED) {
+		set_state(vm, VM_STATE_RUNNING);
+		vm_vcpus_resume(vm);
+		vm_emit_event(vm, "RESUME", NULL);
+	}
+	pthread_mutex_unlock(&vm->ctl_lock);
+	if (atomic_load(&vm->req_pending)) {
+		uint64_t one = 1;
+
+		if (write(vm->req_fd, &one, sizeof(one)) < 0) {
+			/* Already signalled. */
+		}
+	}
+}
+
+int vm_start_restored(struct vm *vm, bool paused, struct error **errp)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vm->ctl_lock);
+	pthread_mutex_lock(&vm->run_lock);
+	vm->vcpu_cmd = paused ? VCPU_CMD_PAUSE : VCPU_CMD_RUN;
+	pthread_mutex_unlock(&vm->run_lock);
+	vm->started = true;
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		r = vcpu_start_thread(vm->vcpus[i], errp);
+		if (r < 0) {
+			pthread_mutex_lock(&vm->run_lock);
+			vm->n_parked += vm->n_vcpus - i;
+			pthread_mutex_unlock(&vm->run_lock);
+			vcpus_stop(vm);
+			goto out;
+		}
+	}
+	if (paused) {
+		set_state(vm, VM_STATE_PAUSED);
+	} else {
+		set_state(vm, VM_STATE_RUNNING);
+		vm_emit_event(vm, "RESUME", NULL);
+	}
+out:
+	pthread_mutex_unlock(&vm->ctl_lock);
+	return r;
+}
+
+static void hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm *vm = arg;
+
+	pthread_mutex_lock(&vm->hold_lock);
+	vm->held = true;
+	pthread_cond_broadcast(&vm->hold_cond);
+	while (!vm->release) {
+		pthread_cond_wait(&vm->hold_cond, &vm->hold_lock);
+	}
+	vm->held = false;
+	vm->release = false;
+	pthread_cond_broadcast(&vm->hold_cond);
+	pthread_mutex_unlock(&vm->hold_lock);
+}
+
+void vm_io_hold(struct vm *vm)
+{
+	struct timeval now = {0, 0};
+
+	pthread_mutex_lock(&vm->hold_lock);
+	vm->release = false;
+	if (event_base_once(vm->io_base, -1, EV_TIMEOUT, hold_cb, vm, &now) == 0) {
+		while (!vm->held) {
+			pthread_cond_wait(&vm->hold_cond, &vm->hold_lock);
+		}
+	}
+	pthread_mutex_unlock(&vm->hold_lock);
+}
+
+void vm_io_release(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->hold_lock);
+	if (vm->held) {
+		vm->release = true;
+		pthread_cond_broadcast(&vm->hold_cond);
+		while (vm->held) {
+			pthread_cond_wait(&vm->hold_cond, &vm->hold_lock);
+		}
+	}
+	pthread_mutex_unlock(&vm->hold_lock);
 }

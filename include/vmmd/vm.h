@@ -211,3 +211,44 @@ int vm_query_usb(struct vm *vm, char **ret, struct error **errp);
 /* query-block / query-blockstats for this VM's disks; new references. */
 json_t *vm_query_block(struct vm *vm);
 json_t *vm_query_blockstats(struct vm *vm);
+
+/*
+ * Save and restore of a whole VM to a directory (docs/vmstate.md): a
+ * manifest, the device and vCPU state, and guest RAM as a sparse file.
+ *
+ * vm_save_begin (control thread): the VM must be running or paused; it is
+ * paused (event STOP if it ran) and marked as saving, which refuses start,
+ * resume, reset and guest reset requests until vm_save_end.
+ * vm_save (any other thread, between the two): drains in-flight device
+ * requests, holds the I/O thread, writes the snapshot into a temporary
+ * directory beside @dir and renames it to @dir at the end, so a failed
+ * save (ENOSPC...) leaves nothing that looks like a snapshot. @dir must not
+ * exist. Fills @ret_bytes with the bytes of RAM written (non-zero pages).
+ * vm_save_end (control thread): clears the mark and resumes the VM if
+ * @resume and it was running at vm_save_begin (event RESUME).
+ */
+int vm_save_begin(struct vm *vm, struct error **errp);
+int vm_save(struct vm *vm, const char *dir, uint64_t *ret_bytes, struct error **errp);
+void vm_save_end(struct vm *vm, bool resume);
+
+/*
+ * An opened snapshot directory: manifest parsed and checked (format
+ * version, every section's CRC-32, the memory file's size), state loaded.
+ */
+struct vm_snapshot;
+int vm_snapshot_open(const char *dir, struct vm_snapshot **ret, struct error **errp);
+/* The saved VM definition (borrowed, valid until close). */
+json_t *vm_snapshot_definition(struct vm_snapshot *snap);
+void vm_snapshot_close(struct vm_snapshot *snap);
+
+/*
+ * Build a VM from @cfg (the snapshot's definition, backends possibly
+ * overridden) with the state of @snap: guest RAM is a private mapping of
+ * the memory file (read lazily, on first touch) for anonymous RAM, a copy
+ * for memfd/hugepage RAM. The kernel/initrd files are not read. The VM
+ * ends paused (event STOP not sent) if @paused, else running (RESUME).
+ * On failure (CPU or TSC the host cannot provide, a device mismatch, bad
+ * state) nothing is left behind.
+ */
+int vm_restore(const struct vm_config *cfg, const struct vm_host *host, struct vm_snapshot *snap,
+	       bool paused, struct vm **ret, struct error **errp);
