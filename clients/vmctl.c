@@ -1234,6 +1234,170 @@ static int cmd_send_key(struct qmp_client *c, int argc, char **argv,
 	return rc;
 }
 
+/* vm-save, then wait for its VM_SAVE_COMPLETED. */
+static int cmd_save(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+{
+	static const struct option opts[] = {
+		{"stop", no_argument, NULL, 's'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	_cleanup_free_ char *path = NULL;
+	bool stop = false;
+	json_t *args;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "sj", opts, NULL)) != -1) {
+		switch (o) {
+		case 's':
+			stop = true;
+			break;
+		case 'j':
+			json_output = true;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 2) {
+		return usage_error("%s", "save needs a VM name and a directory");
+	}
+	/* vmmd resolves paths in its own working directory: send an absolute one. */
+	path = argv[optind + 1][0] == '/' ? strdup(argv[optind + 1]) : NULL;
+	if (!path) {
+		char cwd[4096];
+
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    asprintf(&path, "%s/%s", cwd, argv[optind + 1]) < 0) {
+			return usage_error("%s", "cannot make the directory absolute");
+		}
+	}
+	args = json_pack("{s:s, s:s, s:b}", "vm", argv[optind], "path", path, "stop", stop);
+	rc = run_cmd(c, "vm-save", args, NULL);
+	if (rc) {
+		return rc;
+	}
+	for (;;) {
+		json_auto_t *ev = NULL;
+		struct error *err = NULL;
+		json_t *data;
+		int r = qmp_client_next_event(c, -1, &ev, &err);
+
+		if (r < 0) {
+			return report(err, r);
+		}
+		data = json_object_get(ev, "data");
+		if (strcmp(str(ev, "event", ""), "VM_SAVE_COMPLETED") != 0 ||
+		    strcmp(str(data, "vm", ""), argv[optind]) != 0 ||
+		    strcmp(str(data, "path", ""), path) != 0) {
+			continue;
+		}
+		if (json_output && strcmp(str(data, "status", ""), "completed") == 0) {
+			print_json(data);
+		} else if (strcmp(str(data, "status", ""), "completed") == 0) {
+			printf("%s: saved to %s (%" JSON_INTEGER_FORMAT
+			       " bytes of RAM, %" JSON_INTEGER_FORMAT " ms)\n",
+			       argv[optind], path,
+			       json_integer_value(json_object_get(data, "memory-bytes")),
+			       json_integer_value(json_object_get(data, "duration-ms")));
+		}
+		if (strcmp(str(data, "status", ""), "completed") != 0) {
+			return fail(EXIT_DAEMON, NULL, "saving %s failed: %s", argv[optind],
+				    str(data, "error", "unknown error"));
+		}
+		return EXIT_OK;
+	}
+}
+
+/* "ID=VALUE" into {"id": ID, @key: VALUE} appended to @list. */
+static int add_override(json_t *list, const char *arg, const char *key, const char *what)
+{
+	const char *eq = strchr(arg, '=');
+
+	if (!eq || eq == arg || !eq[1]) {
+		return usage_error("%s '%s' is not ID=%s", what, arg, key);
+	}
+	json_array_append_new(list,
+			      json_pack("{s:s%, s:s}", "id", arg, (size_t)(eq - arg), key, eq + 1));
+	return EXIT_OK;
+}
+
+static int cmd_restore(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+{
+	static const struct option opts[] = {
+		{"name", required_argument, NULL, 'n'}, {"paused", no_argument, NULL, 'p'},
+		{"disk", required_argument, NULL, 'd'}, {"nic", required_argument, NULL, 'i'},
+		{"json", no_argument, NULL, 'j'},	{0},
+	};
+	json_auto_t *disks = json_array(), *nics = json_array(), *info = NULL;
+	_cleanup_free_ char *path = NULL;
+	const char *name = NULL;
+	bool paused = false;
+	json_t *args;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "n:pd:i:j", opts, NULL)) != -1) {
+		switch (o) {
+		case 'n':
+			name = optarg;
+			break;
+		case 'p':
+			paused = true;
+			break;
+		case 'd':
+			rc = add_override(disks, optarg, "file", "--disk");
+			if (rc) {
+				return rc;
+			}
+			break;
+		case 'i':
+			rc = add_override(nics, optarg, "ifname", "--nic");
+			if (rc) {
+				return rc;
+			}
+			break;
+		case 'j':
+			json_output = true;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		return usage_error("%s", "restore needs exactly one directory");
+	}
+	path = argv[optind][0] == '/' ? strdup(argv[optind]) : NULL;
+	if (!path) {
+		char cwd[4096];
+
+		if (!getcwd(cwd, sizeof(cwd)) || asprintf(&path, "%s/%s", cwd, argv[optind]) < 0) {
+			return usage_error("%s", "cannot make the directory absolute");
+		}
+	}
+	args = json_pack("{s:s, s:b}", "path", path, "paused", paused);
+	if (name) {
+		json_object_set_new(args, "name", json_string(name));
+	}
+	if (json_array_size(disks)) {
+		json_object_set(args, "disks", disks);
+	}
+	if (json_array_size(nics)) {
+		json_object_set(args, "nics", nics);
+	}
+	rc = run_cmd(c, "vm-restore", args, &info);
+	if (rc) {
+		return rc;
+	}
+	if (json_output) {
+		print_json(info);
+	} else {
+		printf("%s: restored (%s)\n", str(info, "name", "?"), str(info, "status", "?"));
+	}
+	return EXIT_OK;
+}
+
 static const struct vmctl_command commands[] = {
 	{"list", cmd_list, "", "list the defined VMs",
 	 "Prints NAME, STATE, VCPUS, MEMORY and AUTOSTART of every VM (--json: the query-vms\n"
@@ -1277,6 +1441,16 @@ static const struct vmctl_command commands[] = {
 	{"console", cmd_console, "NAME", "attach to the serial console (detach: Ctrl-])", ""},
 	{"events", cmd_events, "[--vm NAME]", "print events as they arrive",
 	 "  --vm NAME    only this VM's events\n"},
+	{"save", cmd_save, "NAME DIR [--stop]", "save the whole VM into the new directory DIR",
+	 "  --stop    destroy the VM once it is saved (else it runs on)\n"
+	 "Waits for VM_SAVE_COMPLETED; prints the bytes of RAM written and the time.\n"},
+	{"restore", cmd_restore,
+	 "DIR [--name NAME] [--paused] [--disk ID=FILE]... [--nic ID=IFNAME]...",
+	 "build a VM from a saved one",
+	 "  --name NAME       under this name (default: the saved one)\n"
+	 "  --paused          leave it paused ('vmctl resume' starts it)\n"
+	 "  --disk ID=FILE    disk ID on another image file\n"
+	 "  --nic ID=IFNAME   NIC ID on another tap\n"},
 	{"send-key", cmd_send_key, "NAME [--hold-time MS] CHORD...",
 	 "type keys on the VM's USB keyboard",
 	 "Each CHORD is QEMU key names joined by '-' (ctrl-alt-delete, shift-a, ret): one\n"

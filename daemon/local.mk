@@ -3,7 +3,7 @@
 noinst_LIBRARIES += daemon/libdaemon.a
 daemon_libdaemon_a_SOURCES = \
 	daemon/config.c daemon/settings.h \
-	daemon/qmp.h daemon/qmp-vm.c daemon/qmp-run.c daemon/qmp-input.c \
+	daemon/qmp.h daemon/qmp-vm.c daemon/qmp-run.c daemon/qmp-input.c daemon/qmp-vmstate.c \
 	daemon/registry.c daemon/registry.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/sandbox.c daemon/sandbox.h \

@@ -220,5 +220,7 @@ const struct monitor_command qmp_commands[] = {
 	{"vm-destroy", qmp_vm_destroy},
 	{"vm-delete", qmp_vm_delete},
 	{"query-vms", qmp_query_vms},
+	{"vm-save", qmp_vm_save},
+	{"vm-restore", qmp_vm_restore},
 };
 const size_t qmp_n_commands = ARRAY_SIZE(qmp_commands);

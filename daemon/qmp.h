@@ -36,3 +36,6 @@ int qmp_vm_start(struct monitor_request *req, json_t *args, json_t **ret, struct
 int qmp_vm_destroy(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_vm_delete(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_query_vms(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+/* qmp-vmstate.c: whole-VM save and restore (docs/vmstate.md). */
+int qmp_vm_save(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_vm_restore(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -698,6 +700,10 @@ static const char *busy_name(struct registry_vm *rv)
 		return "being defined";
 	case REGISTRY_DELETING:
 		return "being deleted";
+	case REGISTRY_SAVING:
+		return "being saved (wait for VM_SAVE_COMPLETED)";
+	case REGISTRY_RESTORING:
+		return "being restored";
 	default:
 		return "stopping";
 	}
@@ -1339,4 +1345,387 @@ void registry_shutdown(struct registry *reg)
 			destroy_now(rv, "host-signal");
 		}
 	}
+}
+
+/* --- vm-save / vm-restore (docs/vmstate.md) ------------------------------ */
+
+struct registry_save {
+	struct registry *reg;
+	struct registry_vm *rv;
+	char name[72]; /* the VM's, for the report */
+	char *dir;
+	bool stop;
+	struct timespec t0;
+	/* written by the worker, read in save_done */
+	int result;
+	struct error *err;
+	uint64_t bytes;
+};
+
+static void save_job(void *arg)
+{
+	struct registry_save *s = arg;
+
+	s->result = vm_save(s->rv->vm, s->dir, &s->bytes, &s->err);
+}
+
+static uint64_t ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)(t.tv_sec - t0->tv_sec) * 1000 +
+	       (uint64_t)((t.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+static void save_report(struct registry_save *s, struct registry *reg, const char *name)
+{
+	json_t *data = json_pack("{s:s, s:s, s:I}", "path", s->dir, "status",
+				 s->result == 0 ? "completed" : "failed", "duration-ms",
+				 (json_int_t)ms_since(&s->t0));
+
+	if (s->result == 0) {
+		json_object_set_new(data, "memory-bytes", json_integer((json_int_t)s->bytes));
+		log_full(LOG_INFO, name, NULL, "VM saved to %s", s->dir);
+	} else {
+		json_object_set_new(data, "error", json_string(s->err ? s->err->msg : "failed"));
+		log_full(LOG_ERR, name, NULL, "saving to %s failed: %s", s->dir,
+			 s->err ? s->err->msg : "?");
+	}
+	emit(reg, name, "VM_SAVE_COMPLETED", data);
+	error_free(s->err);
+	free(s->dir);
+	free(s);
+}
+
+/* vm-save with stop: the VM is down (SHUTDOWN sent), now the save is complete. */
+static void save_stopped(void *opaque, struct registry_vm *rv, int r, struct error *err)
+{
+	struct registry_save *s = opaque;
+
+	error_free(err);
+	save_report(s, s->reg, rv ? rv->name : s->name);
+}
+
+/* Control thread: resume or stop the VM, report. */
+static void save_done(void *arg)
+{
+	struct registry_save *s = arg;
+	struct registry_vm *rv = s->rv;
+	struct registry *reg = rv->reg;
+	bool stop = s->stop && s->result == 0 && !reg->shutting_down;
+
+	rv->busy = REGISTRY_IDLE;
+	vm_save_end(rv->vm, !stop);
+	if (stop && destroy_async(rv, "host-qmp-quit", true, false, save_stopped, s, NULL) == 0) {
+		return;
+	}
+	save_report(s, reg, rv->name);
+}
+
+int registry_save(struct registry_vm *rv, const char *dir, bool stop, struct error **errp)
+{
+	struct registry *reg = rv->reg;
+	struct registry_save *s;
+	int r;
+
+	if (rv->busy) {
+		return error_set(errp, EBUSY, "VM '%s' is %s; try again when that is done",
+				 rv->name, busy_name(rv));
+	}
+	if (!rv->vm) {
+		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				       "VM '%s' is not running", rv->name);
+	}
+	r = check_path(reg, "snapshot directory", dir, errp);
+	if (r < 0) {
+		return r;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->dir = strdup(dir))) {
+		free(s);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	s->reg = reg;
+	s->rv = rv;
+	snprintf(s->name, sizeof(s->name), "%s", rv->name);
+	s->stop = stop;
+	clock_gettime(CLOCK_MONOTONIC, &s->t0);
+	r = vm_save_begin(rv->vm, errp);
+	if (r == 0) {
+		r = worker_run(reg->workers, save_job, save_done, s, errp);
+		if (r < 0) {
+			vm_save_end(rv->vm, true);
+		}
+	}
+	if (r < 0) {
+		free(s->dir);
+		free(s);
+		return r;
+	}
+	rv->busy = REGISTRY_SAVING;
+	log_full(LOG_INFO, rv->name, NULL, "saving to %s", dir);
+	return 0;
+}
+
+/* Apply {id, key...} overrides to the definition's @list ("disks" or "nics"). */
+static int apply_overrides(json_t *def, const char *list, json_t *over, const char *const *keys,
+			   struct error **errp)
+{
+	json_t *items = json_object_get(def, list);
+	size_t i;
+	json_t *o;
+
+	if (!over) {
+		return 0;
+	}
+	json_array_foreach (over, i, o) {
+		const char *id = json_string_value(json_object_get(o, "id"));
+		json_t *target = NULL;
+		size_t j;
+		json_t *it;
+
+		json_array_foreach (items, j, it) {
+			const char *tid = json_string_value(json_object_get(it, "id"));
+
+			if (id && tid && strcmp(id, tid) == 0) {
+				target = it;
+			}
+		}
+		if (!target) {
+			return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT,
+					       "the saved VM has no %s with id '%s'",
+					       strcmp(list, "disks") == 0 ? "disk" : "NIC",
+					       id ? id : "");
+		}
+		for (const char *const *k = keys; *k; k++) {
+			json_t *v = json_object_get(o, *k);
+
+			if (v) {
+				json_object_set(target, *k, v);
+				/* a tap is named or passed, never both */
+				if (!strcmp(*k, "ifname")) {
+					json_object_del(target, "fd");
+				} else if (!strcmp(*k, "fd")) {
+					json_object_del(target, "ifname");
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+/* A restore on a worker: the snapshot opened and the VM built there. */
+struct registry_restore {
+	struct registry *reg;
+	char *dir;
+	bool paused;
+	struct vm_config *cfg;
+	json_t *def;		/* canonical form of cfg */
+	struct registry_vm *rv; /* the existing definition of that name, or NULL */
+	struct registry_instance *inst;
+	registry_done_fn done;
+	void *opaque;
+	struct vm *vm;
+	int r;
+	struct error *err;
+};
+
+static void restore_free(struct registry_restore *rs)
+{
+	vm_config_free(rs->cfg);
+	json_decref(rs->def);
+	free(rs->dir);
+	error_free(rs->err);
+	free(rs);
+}
+
+static void restore_job(void *arg)
+{
+	struct registry_restore *rs = arg;
+	struct vm_snapshot *snap = NULL;
+
+	rs->r = vm_snapshot_open(rs->dir, &snap, &rs->err);
+	if (rs->r == 0) {
+		rs->r = vm_restore(rs->cfg, &rs->inst->host, snap, true, &rs->vm, &rs->err);
+	}
+	vm_snapshot_close(snap);
+}
+
+static void restore_done(void *arg)
+{
+	struct registry_restore *rs = arg;
+	struct registry *reg = rs->reg;
+	struct registry_vm *rv = rs->rv;
+	struct error *err = TAKE_PTR(rs->err);
+	int r = rs->r;
+
+	instance_drop_fds(rs->inst);
+	if (rv) {
+		rv->busy = REGISTRY_IDLE;
+	}
+	if (r == 0 && reg->shutting_down) {
+		vm_destroy(rs->vm);
+		r = error_set(&err, ECANCELED, "vmmd is stopping");
+		rs->vm = NULL;
+	}
+	if (r == 0 && !rv && registry_find(reg, rs->cfg->name)) {
+		/* Defined meanwhile by a vm-create of the same name: that one stays. */
+		r = error_set(&err, EEXIST, "VM '%s' was defined while it was being restored",
+			      rs->cfg->name);
+		vm_destroy(rs->vm);
+	}
+	if (r == 0) {
+		r = reg->hooks->vm_up(reg->hooks->opaque, rs->cfg->name, &err);
+		if (r < 0) {
+			vm_destroy(rs->vm);
+		}
+	}
+	if (r == 0) {
+		r = persist(reg, rs->cfg->name, rs->def, &err);
+		if (r < 0) {
+			reg->hooks->vm_down(reg->hooks->opaque, rs->cfg->name);
+			vm_destroy(rs->vm);
+		}
+	}
+	if (r == 0 && !rv) {
+		rv = entry_new(reg, rs->cfg, rs->def);
+		if (!rv) {
+			r = error_set(&err, ENOMEM, "out of memory");
+			reg->hooks->vm_down(reg->hooks->opaque, rs->cfg->name);
+			vm_destroy(rs->vm);
+		} else {
+			rs->cfg = NULL;
+			rs->def = NULL;
+		}
+	} else if (r == 0) {
+		vm_config_free(rv->cfg);
+		json_decref(rv->def);
+		rv->cfg = TAKE_PTR(rs->cfg);
+		rv->def = TAKE_PTR(rs->def);
+	}
+	if (r < 0) {
+		instance_free(rs->inst);
+		error_prefix(&err, "cannot restore from %s", rs->dir);
+		if (rs->done) {
+			rs->done(rs->opaque, NULL, r, err);
+		} else {
+			error_free(err);
+		}
+		release_memory();
+		restore_free(rs);
+		return;
+	}
+	rv->vm = rs->vm;
+	rv->inst = rs->inst;
+	if (!rs->paused) {
+		vm_resume(rv->vm, NULL);
+	}
+	log_full(LOG_INFO, rv->name, NULL, "VM restored from %s", rs->dir);
+	changed(reg);
+	if (rs->done) {
+		rs->done(rs->opaque, rv, 0, NULL);
+	}
+	restore_free(rs);
+}
+
+int registry_restore_async(struct registry *reg, const char *dir, const char *name, json_t *disks,
+			   json_t *nics, bool paused, registry_done_fn done, void *opaque,
+			   struct error **errp)
+{
+	static const char *const disk_keys[] = {"file", "format", NULL};
+	static const char *const nic_keys[] = {"ifname", "fd", NULL};
+	struct vm_snapshot *snap = NULL;
+	struct registry_restore *rs;
+	json_auto_t *def = NULL;
+	int r;
+
+	r = check_path(reg, "snapshot directory", dir, errp);
+	if (r < 0) {
+		return r;
+	}
+	/* The manifest only (small): the definition the VM is built from. */
+	r = vm_snapshot_open(dir, &snap, errp);
+	if (r < 0) {
+		return r;
+	}
+	def = json_deep_copy(vm_snapshot_definition(snap));
+	vm_snapshot_close(snap);
+	rs = calloc(1, sizeof(*rs));
+	if (!def || !rs || !(rs->dir = strdup(dir))) {
+		free(rs);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	rs->reg = reg;
+	rs->paused = paused;
+	rs->done = done;
+	rs->opaque = opaque;
+	if (name) {
+		json_object_set_new(def, "name", json_string(name));
+	}
+	r = apply_overrides(def, "disks", disks, disk_keys, errp);
+	if (r == 0) {
+		r = apply_overrides(def, "nics", nics, nic_keys, errp);
+	}
+	if (r == 0) {
+		r = vm_config_from_json(def, false, &rs->cfg, errp);
+	}
+	if (r < 0) {
+		goto err;
+	}
+	if (!registry_name_valid(rs->cfg->name)) {
+		r = error_set(errp, EINVAL, "VM name '%s' is invalid", rs->cfg->name);
+		goto err;
+	}
+	rs->rv = registry_find(reg, rs->cfg->name);
+	if (rs->rv && (rs->rv->vm || rs->rv->busy || rs->rv->deleting)) {
+		r = error_set(errp, EBUSY,
+			      "VM '%s' is running or busy; destroy it first or restore under "
+			      "another name",
+			      rs->cfg->name);
+		goto err;
+	}
+	if (!rs->rv && reg->n_vms >= reg->max_vms) {
+		r = error_set(errp, ENOSPC,
+			      "vmmd already has %u VMs defined (max-vms in vmmd.conf)",
+			      reg->max_vms);
+		goto err;
+	}
+	r = check_paths(reg, rs->cfg, errp);
+	if (r < 0) {
+		goto err;
+	}
+	rs->def = vm_config_to_json(rs->cfg);
+	rs->inst = calloc(1, sizeof(*rs->inst) + strlen(rs->cfg->name) + 1);
+	if (!rs->def || !rs->inst) {
+		r = error_set(errp, ENOMEM, "out of memory");
+		goto err;
+	}
+	strcpy(rs->inst->name, rs->cfg->name);
+	rs->inst->reg = reg;
+	rs->inst->gen = ++reg->next_gen;
+	rs->inst->host.run_dir = reg->run_dir;
+	rs->inst->host.socket_mode = reg->socket_mode;
+	rs->inst->host.socket_gid = reg->socket_gid;
+	rs->inst->host.event = on_vm_event;
+	rs->inst->host.get_fd = on_get_fd;
+	rs->inst->host.opaque = rs->inst;
+	r = take_fds(reg, rs->cfg, rs->inst, errp);
+	if (r == 0) {
+		r = worker_run(reg->workers, restore_job, restore_done, rs, errp);
+	}
+	if (r < 0) {
+		goto err;
+	}
+	if (rs->rv) {
+		rs->rv->busy = REGISTRY_RESTORING;
+	}
+	return 0;
+
+err:
+	if (rs->inst) {
+		instance_free(rs->inst);
+	}
+	restore_free(rs);
+	return r;
 }

@@ -53,9 +53,11 @@ struct registry_vm {
 		REGISTRY_IDLE,
 		REGISTRY_STARTING,
 		REGISTRY_STOPPING,
-		REGISTRY_DEFINING, /* its definition is being written */
-		REGISTRY_DELETING, /* its files are being removed */
-	} busy;			   /* on a worker */
+		REGISTRY_DEFINING,  /* its definition is being written */
+		REGISTRY_DELETING,  /* its files are being removed */
+		REGISTRY_SAVING,    /* vm-save writes it on a worker */
+		REGISTRY_RESTORING, /* vm-restore builds it on a worker */
+	} busy;			    /* on a worker */
 	/* A vm-start that came while stopping: run once the VM is down. */
 	bool start_pending;
 	bool deleting; /* destroyed and then deleted (vm-delete with force) */
@@ -132,6 +134,29 @@ unsigned registry_count(struct registry *reg);
 unsigned registry_running(struct registry *reg);
 /* The per-VM QMP socket path (valid while the VM object exists). */
 const char *registry_run_dir(struct registry *reg);
+
+/*
+ * vm-save (docs/vmstate.md): pause the VM and write its state into the new
+ * directory @dir on a worker thread; returns at once and the event
+ * VM_SAVE_COMPLETED {path, status: "completed"|"failed", error?,
+ * memory-bytes?, duration-ms} tells the outcome. Before it the VM runs
+ * again if it ran, or, if @stop and the save succeeded, is destroyed
+ * (SHUTDOWN comes first). While it runs the VM is busy ("saving"): vm-destroy,
+ * vm-delete, cont and system_reset are refused.
+ */
+int registry_save(struct registry_vm *rv, const char *dir, bool stop, struct error **errp);
+/*
+ * vm-restore: define (or redefine, if defined and not running) the VM
+ * saved in @dir under @name (NULL: the saved name) with the disk and NIC
+ * overrides in @disks / @nics (arrays of {id, file[, format]} and {id,
+ * ifname|fd}; borrowed, may be NULL), and build it from the saved state on
+ * a worker thread: running, or paused if @paused. done reports the end (as
+ * registry_start_async). All or nothing: on failure no VM, file or
+ * definition is left behind (an existing definition stays as it was).
+ */
+int registry_restore_async(struct registry *reg, const char *dir, const char *name, json_t *disks,
+			   json_t *nics, bool paused, registry_done_fn done, void *opaque,
+			   struct error **errp);
 
 /*
  * Daemon shutdown: pause every running VM, then destroy every VM object.

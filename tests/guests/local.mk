@@ -85,3 +85,13 @@ EXTRA_DIST += tests/guests/xhci.c
 tests/guests/xhci.elf: $(srcdir)/tests/guests/xhci.c $(VIRTIO_GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c $(srcdir)/tests/guests/xhci.c
+
+# Save/restore (hw/core/vm-save.c): a counter and a nonce in RAM, mirrored on a virtio-blk disk.
+noinst_DATA += tests/guests/counter.elf
+CLEANFILES += tests/guests/counter.elf
+EXTRA_DIST += tests/guests/counter.c
+tests/guests/counter.elf: $(srcdir)/tests/guests/counter.c $(VIRTIO_GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
+		$(srcdir)/tests/guests/counter.c
+TESTS += tests/functional/test-vm-save.py tests/functional/test-vm-save-firmware.py

@@ -250,3 +250,38 @@ int vm_query_usb(struct vm *vm, char **ret, struct error **errp)
 {
 	return error_set(errp, ENODEV, "USB support not enabled");
 }
+
+/* Save/restore are exercised end to end (tests/functional/test-vm-save.py). */
+int vm_save_begin(struct vm *vm, struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double cannot be saved");
+}
+
+int vm_save(struct vm *vm, const char *dir, uint64_t *ret_bytes, struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double cannot be saved");
+}
+
+void vm_save_end(struct vm *vm, bool resume)
+{
+}
+
+int vm_snapshot_open(const char *dir, struct vm_snapshot **ret, struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double cannot restore");
+}
+
+json_t *vm_snapshot_definition(struct vm_snapshot *snap)
+{
+	return NULL;
+}
+
+void vm_snapshot_close(struct vm_snapshot *snap)
+{
+}
+
+int vm_restore(const struct vm_config *cfg, const struct vm_host *host, struct vm_snapshot *snap,
+	       bool paused, struct vm **ret, struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double cannot restore");
+}
