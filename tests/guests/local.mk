@@ -95,3 +95,11 @@ tests/guests/counter.elf: $(srcdir)/tests/guests/counter.c $(VIRTIO_GUEST_DEPS)
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
 		$(srcdir)/tests/guests/counter.c
 TESTS += tests/functional/test-vm-save.py tests/functional/test-vm-save-firmware.py
+
+# The save/restore benchmark's guest (tests/bench/vmstate.py): touches all of its low RAM.
+noinst_DATA += tests/guests/memtouch.elf
+CLEANFILES += tests/guests/memtouch.elf
+EXTRA_DIST += tests/guests/memtouch.c
+tests/guests/memtouch.elf: $(srcdir)/tests/guests/memtouch.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/memtouch.c
