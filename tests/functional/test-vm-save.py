@@ -45,8 +45,8 @@ def save(q, vm, path, stop=True, timeout=120.0):
     return ev["data"]
 
 
-def boot_and_save(d, q, tmp, name="c1", min_tick=3):
-    q.ok("vm-create", dict(counter_vm(tmp, name), start=True))
+def boot_and_save(d, q, tmp, name="c1", min_tick=3, vcpus=1):
+    q.ok("vm-create", dict(counter_vm(tmp, name), start=True, vcpus=vcpus))
     wait_console(d, name, "counter: tick %d " % min_tick, timeout=90)
     snap = os.path.join(tmp, name + ".snap")
     data = save(q, name, snap)
@@ -69,7 +69,8 @@ def check_continues(text_after, before):
 def test_save_destroy_restore_same_daemon():
     with tempfile.TemporaryDirectory(prefix="vmmd-save.") as tmp, Vmmd() as d:
         q = d.qmp()
-        snap, before = boot_and_save(d, q, tmp)
+        # Two vCPUs: the second waits for a SIPI, a state the restore must keep.
+        snap, before = boot_and_save(d, q, tmp, vcpus=2)
         q.event("SHUTDOWN", timeout=30)
         assert q.ok("query-vms", vm="c1")[0]["status"] == "shutdown"
         assert sorted(os.listdir(snap)) == ["manifest.json", "memory", "state"]
@@ -80,6 +81,7 @@ def test_save_destroy_restore_same_daemon():
         names = [s["name"] for s in man["sections"]]
         for n in ("kvm", "cpu", "serial", "rtc", "pci-host", "virtio-blk"):
             assert n in names, names
+        assert [s["instance"] for s in man["sections"] if s["name"] == "cpu"] == [0, 1]
         # sparse: a 32 MiB guest that touched little
         st = os.stat(os.path.join(snap, "memory"))
         assert st.st_size == 32 << 20 and st.st_blocks * 512 < 16 << 20, st
@@ -87,6 +89,15 @@ def test_save_destroy_restore_same_daemon():
         info = q.ok("vm-restore", path=snap)
         assert info["name"] == "c1" and info["status"] == "running", info
         wait_console(d, "c1", "counter: tick %d " % (before[-1][0] + 3), timeout=90)
+        check_continues(console_log(d, "c1"), before)
+        # A restored VM (RAM mapped from the first snapshot) saved and restored again.
+        data = save(q, "c1", os.path.join(tmp, "again"))
+        assert data["status"] == "completed", data
+        q.event("SHUTDOWN", timeout=30)
+        before = ticks(console_log(d, "c1"))
+        os.unlink(os.path.join(d.run_dir, "vms", "c1.console"))
+        q.ok("vm-restore", path=os.path.join(tmp, "again"))
+        wait_console(d, "c1", "counter: tick %d " % (before[-1][0] + 2), timeout=90)
         check_continues(console_log(d, "c1"), before)
         q.ok("vm-destroy", vm="c1")
 
