@@ -45,8 +45,8 @@ def save(q, vm, path, stop=True, timeout=120.0):
     return ev["data"]
 
 
-def boot_and_save(d, q, tmp, name="c1", min_tick=3, vcpus=1):
-    q.ok("vm-create", dict(counter_vm(tmp, name), start=True, vcpus=vcpus))
+def boot_and_save(d, q, tmp, name="c1", min_tick=3, vcpus=1, **extra):
+    q.ok("vm-create", dict(counter_vm(tmp, name), start=True, vcpus=vcpus, **extra))
     wait_console(d, name, "counter: tick %d " % min_tick, timeout=90)
     snap = os.path.join(tmp, name + ".snap")
     data = save(q, name, snap)
@@ -106,7 +106,8 @@ def test_restore_in_second_daemon_and_paused():
     with tempfile.TemporaryDirectory(prefix="vmmd-save.") as tmp:
         with Vmmd() as d:
             q = d.qmp()
-            snap, before = boot_and_save(d, q, tmp)
+            # memfd RAM must stay shared: the restore copies instead of mapping.
+            snap, before = boot_and_save(d, q, tmp, mem_backend="memfd")
             q.event("SHUTDOWN", timeout=30)
         # A copy of the disk, given as an override: the saved definition names the old one.
         disk2 = os.path.join(tmp, "copy.raw")
