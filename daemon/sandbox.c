@@ -127,6 +127,7 @@ static const char *const base_calls[] = {
 	"renameat2",
 	"mkdir",
 	"mkdirat",
+	"rmdir", /* a failed vm-save removes its temporary directory */
 	"chmod",
 	"fchmod",
 	"fchmodat",
@@ -226,8 +227,9 @@ static const char *const vcpu_calls[] = {
 
 /* Added to the base list's denials for the I/O thread and its helpers. */
 static const char *const io_denied[] = {
-	"unlink", "unlinkat", "rename", "renameat", "renameat2", "mkdir",	 "mkdirat", "chmod",
-	"fchmod", "fchmodat", "chown",	"fchown",   "fchownat",	 "memfd_create", "seccomp",
+	"unlink",  "unlinkat", "rename",       "renameat", "renameat2", "mkdir",
+	"mkdirat", "rmdir",    "chmod",	       "fchmod",   "fchmodat",	"chown",
+	"fchown",  "fchownat", "memfd_create", "seccomp",
 };
 
 static const scmp_datum_t tunsetoffload = TUNSETOFFLOAD;
