@@ -1,0 +1,11 @@
+#!/bin/sh
+# Replay every fuzz target's committed seed corpus (and any crash reproducers
+# under tests/fuzz/corpus/<target>/) with the gcc-built replay programs: part
+# of the default test command, so a fixed bug stays fixed.
+set -eu
+src=${top_srcdir:-$(dirname "$0")/../..}
+bld=${top_builddir:-.}
+for t in json-stream virtqueue qcow2-open; do
+	printf '%s: ' "$t"
+	"$bld/tests/fuzz/replay-$t" "$src/tests/fuzz/corpus/$t"
+done
