@@ -34,3 +34,4 @@ tests_fuzz_replay_qcow2_open_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 tests_fuzz_replay_qcow2_open_LDADD = $(BLOCK_LIBS)
 TESTS += tests/fuzz/replay.sh
 EXTRA_DIST += tests/fuzz
+TESTS += tests/functional/test-security-unit.sh
