@@ -539,10 +539,26 @@ struct registry_vm *registry_find(struct registry *reg, const char *name)
 /* A path a definition references must lie under one of the image roots. */
 static int check_path(struct registry *reg, const char *what, const char *path, struct error **errp)
 {
-	if (!path || !path[0] || strstr(path, "://")) {
+	const char *sock;
+
+	if (!path || !path[0]) {
 		return 0;
 	}
-	return pathpol_check(what, path, errp);
+	if (!strstr(path, "://")) {
+		return pathpol_check(what, path, errp);
+	}
+	/* nbd+unix://...?socket=PATH names a host socket: it too must be under a root. */
+	sock = strstr(path, "?socket=");
+	if (!sock) {
+		sock = strstr(path, "&socket=");
+	}
+	if (sock && strncmp(path, "nbd", 3) == 0) {
+		_cleanup_free_ char *sp = strndup(sock + 8, strcspn(sock + 8, "&#"));
+
+		return sp ? pathpol_check("NBD socket", sp, errp)
+			  : error_set(errp, ENOMEM, "out of memory");
+	}
+	return 0;
 }
 
 static int check_paths(struct registry *reg, const struct vm_config *cfg, struct error **errp)

@@ -99,6 +99,11 @@ def test_debugcon_outside_roots_is_refused():
             r = q.cmd("vm-create", dict(vm_def("log1", idle),
                                         serial={"log": os.path.join(outside, "c.log")}))
             assert "error" in r and DENIED in r["error"]["desc"], r
+            # The socket of an nbd+unix URI is a host path too.
+            r = q.cmd("vm-create", dict(vm_def("nbd1", idle), disks=[
+                {"id": "vda", "file": "nbd+unix:///?socket=" + os.path.join(outside, "n.sock"),
+                 "format": "raw"}]))
+            assert "error" in r and DENIED in r["error"]["desc"], r
             # Inside the roots, debugcon works.
             good = os.path.join(images, "dc-good.log")
             q.ok("vm-create", dict(vm_def("dc4", idle), debugcon=good, start=True))
