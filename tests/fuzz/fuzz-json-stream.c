@@ -13,7 +13,6 @@
 #include "monitor/json-stream.h"
 #include "monitor/schema.h"
 
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -38,15 +37,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			enum json_stream_status st;
 			json_t *obj = NULL;
 			char *err = NULL;
-			size_t k = json_stream_feed(&s, (const char *)data + off + used, n - used, &st,
-						    &obj, &err);
+			size_t k = json_stream_feed(&s, (const char *)data + off + used, n - used,
+						    &st, &obj, &err);
 
 			if (k == 0 && st == JSON_STREAM_NONE) {
 				abort(); /* no progress: the caller would spin */
 			}
 			used += k;
 			if (st == JSON_STREAM_OBJECT) {
-				const char *cmd = json_string_value(json_object_get(obj, "execute"));
+				const char *cmd =
+					json_string_value(json_object_get(obj, "execute"));
 				json_t *args = json_object_get(obj, "arguments");
 
 				if (cmd && json_is_object(args)) {
