@@ -1454,8 +1454,8 @@ static const struct vmctl_command commands[] = {
 	{"send-key", cmd_send_key, "NAME [--hold-time MS] CHORD...",
 	 "type keys on the VM's USB keyboard",
 	 "Each CHORD is QEMU key names joined by '-' (ctrl-alt-delete, shift-a, ret): one\n"
-	 "send-key command, pressed in order, released in reverse order after the hold time.\n"
-	 "  --hold-time MS    how long the keys stay down (default 100)\n"},
+	 "send-key command, pressed in order, released in reverse order, MS apart.\n"
+	 "  --hold-time MS    time between the key events (default 10)\n"},
 	{"qmp", cmd_qmp, "[JSON]", "send one raw protocol command (or stdin), print the reply",
 	 "The command is a QMP object such as '{\"execute\": \"query-vms\"}'; see\n"
 	 "vmmd-protocol(7).\n"},

@@ -23,8 +23,8 @@
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
 
-#define SEND_KEY_MAX 64	      /* keys in one send-key: presses and releases fit one batch */
-#define HOLD_TIME_DEFAULT 100 /* ms, as QEMU documents hold-time */
+#define SEND_KEY_MAX 64	     /* keys in one send-key: presses and releases fit one batch */
+#define HOLD_TIME_DEFAULT 10 /* ms: QEMU 7.2's kbd_default_delay_ms */
 #define HOLD_TIME_MAX 60000
 
 static const char *const key_types[] = {"number", "qcode", NULL};
@@ -185,12 +185,20 @@ int qmp_send_key(struct monitor_request *req, json_t *args, json_t **ret, struct
 		if (r < 0) {
 			return r;
 		}
-		/* press in order now, release in reverse order after the hold time */
-		ev[i] = (struct vm_input_event){.type = VM_INPUT_KEY, .code = q, .down = true};
-		ev[2 * n - 1 - i] = (struct vm_input_event){.type = VM_INPUT_KEY,
-							    .code = q,
-							    .down = false,
-							    .delay_ms = (uint32_t)hold_ms};
+		/*
+		 * As QEMU 7.2's qmp_send_key: the presses in order, then the
+		 * releases in reverse order, each event hold-time after the one
+		 * before it.
+		 */
+		ev[i] = (struct vm_input_event){.type = VM_INPUT_KEY,
+						.code = q,
+						.down = true,
+						.delay_ms = (uint32_t)(i * hold_ms)};
+		ev[2 * n - 1 - i] =
+			(struct vm_input_event){.type = VM_INPUT_KEY,
+						.code = q,
+						.down = false,
+						.delay_ms = (uint32_t)((2 * n - 1 - i) * hold_ms)};
 	}
 	vm = live_vm(req, errp);
 	if (!vm) {
