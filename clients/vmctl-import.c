@@ -475,6 +475,31 @@ static void qemu_device(struct qemu_import *q, const char *arg)
 			q->n_nics++;
 			json_array_append_new(arr(q->def, "nics"), nic);
 		}
+	} else if (strcmp(drv, "qemu-xhci") == 0 || strcmp(drv, "nec-usb-xhci") == 0) {
+		/* vmmd adds its (qemu-xhci compatible) controller for USB devices itself */
+	} else if (strcmp(drv, "usb-storage") == 0) {
+		const char *drive = kv(o, "drive");
+		json_t *d = drive ? json_object_get(q->drives, drive) : NULL;
+
+		if (!d) {
+			unmapped(q->un, "-device %s (drive '%s' is not defined)", arg, drive ?: "");
+		} else {
+			json_t *disk = disk_from_drive(d, "usb-storage", id ?: drive);
+
+			if (kv_on(o, "removable")) {
+				json_object_set_new(disk, "removable", json_true());
+			}
+			if (kv(o, "serial")) {
+				json_object_set_new(disk, "serial", json_string(kv(o, "serial")));
+			}
+			add_disk(q, disk);
+		}
+	} else if (strcmp(drv, "usb-kbd") == 0 || strcmp(drv, "usb-tablet") == 0) {
+		json_t *in = arr(q->def, "input");
+
+		snprintf(defid, sizeof(defid), "input%zu", json_array_size(in));
+		json_array_append_new(in,
+				      json_pack("{s:s, s:s}", "id", id ?: defid, "driver", drv));
 	} else if (strcmp(drv, "virtio-rng-pci") == 0 || strcmp(drv, "virtio-rng") == 0) {
 		json_object_set_new(q->def, "rng", json_true());
 	} else if (strcmp(drv, "isa-debugcon") == 0) {

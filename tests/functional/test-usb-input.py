@@ -145,6 +145,16 @@ def test_vmctl_create_flags():
         d.vmctl("create", "--name", "u", *fw,
                 "--disk", disk + ",id=usb0,driver=usb-storage,removable",
                 "--input", "usb-kbd", "--input", "usb-tablet,id=tab")
+        # a QEMU command line with USB devices imports to the same keys
+        r = d.vmctl("create", "--name", "q", "--print", "--from-qemu",
+                    "-m 64 -device qemu-xhci -drive if=none,id=u0,file=%s,format=raw "
+                    "-device usb-storage,drive=u0,removable=on -device usb-kbd,id=k "
+                    "-device usb-tablet" % disk)
+        imported = json.loads(r.stdout)
+        assert imported["disks"] == [{"id": "u0", "driver": "usb-storage", "file": disk,
+                                      "format": "raw", "removable": True}], imported
+        assert imported["input"] == [{"id": "k", "driver": "usb-kbd"},
+                                     {"id": "input1", "driver": "usb-tablet"}], imported
         r = d.vmctl("create", "--name", "v", *fw,
                     "--input", "usb-mouse", check=False)
         assert r.returncode == 2 and "--input 'usb-mouse'" in r.stderr, r
