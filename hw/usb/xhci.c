@@ -1721,9 +1721,10 @@ struct xhci_dev {
 	struct xhci *x;
 	int efd;
 	struct event *ev;
-	int tfd; /* timerfd for devices' wake_at times */
+	int tfd; /* timerfd for devices' wake_at times, armed by the I/O thread only */
 	struct event *tev;
-	uint64_t deadline; /* armed wake_at time, 0 if none (controller lock) */
+	uint64_t want;	/* earliest wake_at time asked for, 0 if none (atomic) */
+	uint64_t armed; /* what tfd is set to, 0 if idle (I/O thread) */
 	struct usb_device *inputs[XHCI_PORTS_USB2]; /* registered with vm_input_register */
 	unsigned n_inputs;
 };
@@ -1759,6 +1760,8 @@ static void xhci_dev_wake(void *opaque)
 	}
 }
 
+static void xhci_dev_arm(struct xhci_dev *d);
+
 static void xhci_dev_event(evutil_socket_t fd, short what, void *opaque)
 {
 	struct xhci_dev *d = opaque;
@@ -1769,20 +1772,40 @@ static void xhci_dev_event(evutil_socket_t fd, short what, void *opaque)
 		/* nothing pending */
 	}
 	xhci_process_wakeups(d->x);
+	xhci_dev_arm(d);
 }
 
+/*
+ * A device will have data at @ns. Called with the controller lock held on
+ * a vCPU or the I/O thread; vCPU threads may not touch timers (seccomp), so
+ * the I/O thread arms the timerfd when the eventfd wakes it.
+ */
 static void xhci_dev_wake_at(void *opaque, uint64_t ns)
 {
 	struct xhci_dev *d = opaque;
+	uint64_t cur = __atomic_load_n(&d->want, __ATOMIC_SEQ_CST);
+
+	while (cur == 0 || ns < cur) {
+		if (__atomic_compare_exchange_n(&d->want, &cur, ns, false, __ATOMIC_SEQ_CST,
+						__ATOMIC_SEQ_CST)) {
+			xhci_dev_wake(d);
+			return;
+		}
+	}
+}
+
+/* I/O thread: set the timerfd to the earliest time a device asked for. */
+static void xhci_dev_arm(struct xhci_dev *d)
+{
+	uint64_t ns = __atomic_load_n(&d->want, __ATOMIC_SEQ_CST);
 	struct itimerspec its = {.it_value = {.tv_sec = (time_t)(ns / 1000000000ull),
 					      .tv_nsec = (long)(ns % 1000000000ull)}};
 
-	if (d->deadline && d->deadline <= ns) {
-		return; /* an earlier wakeup is armed; it will re-arm this one */
+	if (ns == 0 || ns == d->armed) {
+		return;
 	}
-	d->deadline = ns;
-	if (timerfd_settime(d->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
-		xhci_dev_wake(d); /* retry at once rather than never */
+	if (timerfd_settime(d->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0) {
+		d->armed = ns;
 	}
 }
 
@@ -1795,8 +1818,10 @@ static void xhci_dev_timer(evutil_socket_t fd, short what, void *opaque)
 	if (read(fd, &cnt, sizeof(cnt)) < 0) {
 		/* spurious */
 	}
-	__atomic_store_n(&d->deadline, 0, __ATOMIC_SEQ_CST);
+	d->armed = 0;
+	__atomic_store_n(&d->want, 0, __ATOMIC_SEQ_CST);
 	xhci_wake_all(d->x);
+	xhci_dev_arm(d);
 }
 
 static char *xhci_dev_info(void *opaque)

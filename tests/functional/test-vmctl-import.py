@@ -70,14 +70,15 @@ def test_qemu_blockdev_device_boot_order():
                      "\"file\":{\"driver\":\"file\",\"filename\":\"/b.qcow2\"}}' "
                      "-device ide-hd,drive=d1 -drive file=/cd.iso,media=cdrom,format=raw "
                      "-device virtio-rng-pci -boot order=dc -smp cpus=4,sockets=2,cores=2 "
-                     "-device usb-tablet -netdev bridge,id=b0")
+                     "-device usb-mouse -device usb-tablet -netdev bridge,id=b0")
     assert d["memory"] == "1G" and d["vcpus"] == 4 and d["rng"] is True, d
     assert [(x["id"], x["driver"], x.get("file"), x.get("format")) for x in d["disks"]] == [
         ("root", "virtio-blk", "/a.raw", "raw"), ("d1", "ide-hd", "/b.qcow2", "qcow2"),
         ("disk2", "ide-cd", "/cd.iso", "raw")], d
     assert d["boot"] == {"firmware": BIOS, "order": ["disk2", "root"]}, d
     assert any(u.startswith("-smp cpus=4,sockets=2,cores=2 (topology") for u in un), un
-    assert any(u.startswith("-device usb-tablet") for u in un), un
+    assert any(u.startswith("-device usb-mouse") for u in un), un
+    assert d["input"] == [{"id": "input0", "driver": "usb-tablet"}], d
     assert any(u.startswith("-netdev bridge,id=b0") for u in un), un
     assert len(un) == 3, un
 
