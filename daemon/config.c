@@ -57,6 +57,11 @@ int config_defaults(struct daemon_config *c, bool user_session, struct error **e
 {
 	memset(c, 0, sizeof(*c));
 	c->socket_mode = 0660;
+	/* monitor_default_version()'s values (this file links without the monitor) */
+	c->version.major = MONITOR_DEFAULT_QEMU_MAJOR;
+	c->version.minor = MONITOR_DEFAULT_QEMU_MINOR;
+	c->version.micro = MONITOR_DEFAULT_QEMU_MICRO;
+	snprintf(c->version.package, sizeof(c->version.package), "vmmd-%s", PACKAGE_VERSION);
 	c->lim.max_clients = MONITOR_DEFAULT_MAX_CLIENTS;
 	c->lim.max_message = MONITOR_DEFAULT_MAX_MESSAGE;
 	c->lim.max_depth = MONITOR_DEFAULT_MAX_DEPTH;
@@ -197,6 +202,31 @@ static int apply(struct daemon_config *c, const char *key, char *v, struct error
 	}
 	if (strcmp(key, "image-roots") == 0) {
 		return add_roots(c, v, errp);
+	}
+	if (strcmp(key, "qmp-version") == 0) {
+		unsigned major, minor, micro;
+		int n = -1;
+
+		if (sscanf(v, "%u.%u.%u%n", &major, &minor, &micro, &n) != 3 || v[n] ||
+		    major > 1000 || minor > 1000 || micro > 1000) {
+			return error_set(
+				errp, EINVAL,
+				"qmp-version '%s' must be a QEMU version MAJOR.MINOR.MICRO "
+				"(e.g. 7.2.0)",
+				v);
+		}
+		c->version.major = major;
+		c->version.minor = minor;
+		c->version.micro = micro;
+		return 0;
+	}
+	if (strcmp(key, "qmp-package") == 0) {
+		if (strlen(v) >= sizeof(c->version.package)) {
+			return error_set(errp, EINVAL, "qmp-package is longer than %zu bytes",
+					 sizeof(c->version.package) - 1);
+		}
+		snprintf(c->version.package, sizeof(c->version.package), "%s", v);
+		return 0;
 	}
 	if (strcmp(key, "log-level") == 0) {
 		r = log_level_from_string(v);

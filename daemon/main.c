@@ -269,6 +269,7 @@ static void on_hup(evutil_socket_t sig, short what, void *opaque)
 		log_warning("SIGHUP: socket, state-dir and run-dir changes need a restart");
 	}
 	monitor_set_limits(d->mon, &c.lim);
+	monitor_set_version(d->mon, &c.version);
 	apply_logging(&c);
 	/* Keep the paths in use; take everything else. */
 	free(c.socket_path);
@@ -332,6 +333,7 @@ static int run(struct daemon *d)
 	if (monitor_new(d->base, &handlers, &d->cfg.lim, d->group, &d->mon, &err) < 0) {
 		goto out;
 	}
+	monitor_set_version(d->mon, &d->cfg.version);
 	fd = systemd_listen_fd(&err);
 	if (fd >= 0) {
 		if (monitor_listen_fd(d->mon, fd, &err) < 0) {

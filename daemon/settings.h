@@ -26,6 +26,7 @@ struct daemon_config {
 	char *run_dir;
 	char **image_roots; /* NULL-terminated; NULL = any path */
 	struct monitor_limits lim;
+	struct monitor_version version; /* qmp-version, qmp-package */
 	unsigned max_vms;
 	int log_level;
 	enum config_log_target log_target;

@@ -32,7 +32,7 @@ int cmd_qmp_capabilities(struct monitor_request *req, json_t *args, json_t **ret
 
 int cmd_query_version(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
-	json_auto_t *g = monitor_greeting();
+	json_auto_t *g = monitor_greeting(req->mon);
 
 	*ret = json_deep_copy(json_object_get(json_object_get(g, "QMP"), "version"));
 	return *ret ? 0 : error_set(errp, ENOMEM, "out of memory");
@@ -63,7 +63,7 @@ int cmd_query_commands(struct monitor_request *req, json_t *args, json_t **ret, 
 int cmd_query_qmp_schema(struct monitor_request *req, json_t *args, json_t **ret,
 			 struct error **errp)
 {
-	*ret = schema_introspect(req->mon->schema);
+	*ret = schema_introspect(req->mon->schema, req->client->vm != NULL);
 	return *ret ? 0 : error_set(errp, ENOMEM, "out of memory");
 }
 

@@ -10,34 +10,60 @@
 #include "common/log.h"
 #include "monitor/monitor-int.h"
 
-json_t *monitor_greeting(void)
+void monitor_default_version(struct monitor_version *v)
 {
-	unsigned major = 0, minor = 0, micro = 0;
+	v->major = MONITOR_DEFAULT_QEMU_MAJOR;
+	v->minor = MONITOR_DEFAULT_QEMU_MINOR;
+	v->micro = MONITOR_DEFAULT_QEMU_MICRO;
+	snprintf(v->package, sizeof(v->package), "vmmd-%s", PACKAGE_VERSION);
+}
 
-	sscanf(PACKAGE_VERSION, "%u.%u.%u", &major, &minor, &micro);
+void monitor_set_version(struct monitor *mon, const struct monitor_version *v)
+{
+	mon->version = *v;
+}
+
+json_t *monitor_version_info(struct monitor *mon)
+{
+	const struct monitor_version *v = &mon->version;
+
+	return json_pack("{s:{s:i, s:i, s:i}, s:s}", "qemu", "micro", v->micro, "minor", v->minor,
+			 "major", v->major, "package", v->package);
+}
+
+json_t *monitor_greeting(struct monitor *mon)
+{
+	const struct monitor_version *v = &mon->version;
+
 	return json_pack("{s:{s:{s:{s:i, s:i, s:i}, s:s}, s:[]}}", "QMP", "version", "qemu",
-			 "major", major, "minor", minor, "micro", micro, "package",
-			 "vmmd-" PACKAGE_VERSION, "capabilities");
+			 "micro", v->micro, "minor", v->minor, "major", v->major, "package",
+			 v->package, "capabilities");
 }
 
 void monitor_emit_event(struct monitor *mon, const char *vm, const char *name, json_t *data)
 {
-	json_auto_t *ev = NULL;
+	json_auto_t *ev = NULL, *ev_vm = NULL;
+	json_t *ts = monitor_timestamp();
 	struct list_head *p;
 
 	if (!data) {
 		data = json_object();
 	}
-	if (!data || !json_is_object(data)) {
+	if (!data || !json_is_object(data) || !ts) {
 		json_decref(data);
+		json_decref(ts);
 		return;
+	}
+	/* a VM's own socket: QEMU's shape, {"timestamp", "event"[, "data"]} */
+	ev_vm = json_pack("{s:O, s:s}", "timestamp", ts, "event", name);
+	if (ev_vm && json_object_size(data) > 0) {
+		json_object_set_new(ev_vm, "data", json_deep_copy(data));
 	}
 	if (vm) {
 		json_object_set_new(data, "vm", json_string(vm));
 	}
-	ev = json_pack("{s:s, s:o, s:o}", "event", name, "data", data, "timestamp",
-		       monitor_timestamp());
-	if (!ev) {
+	ev = json_pack("{s:s, s:o, s:o}", "event", name, "data", data, "timestamp", ts);
+	if (!ev || !ev_vm) {
 		return;
 	}
 	list_for_each (p, &mon->clients) {
@@ -49,6 +75,6 @@ void monitor_emit_event(struct monitor *mon, const char *vm, const char *name, j
 		if (c->vm && (!vm || strcmp(c->vm, vm) != 0)) {
 			continue;
 		}
-		monitor_client_send(c, ev);
+		monitor_client_send(c, c->vm ? ev_vm : ev);
 	}
 }

@@ -84,6 +84,7 @@ struct monitor {
 	unsigned n_clients;
 	struct event *reaper;		/* frees dead clients outside their callbacks */
 	struct monitor_client *current; /* whose command runs now (getfd lookups) */
+	struct monitor_version version; /* what the greeting reports */
 };
 
 /* The protocol's own commands (cmd-qmp.c), listed before the application's. */
@@ -116,7 +117,7 @@ void monitor_client_drop(struct monitor_client *c);
 void monitor_client_close_after_flush(struct monitor_client *c);
 /* {"seconds": S, "microseconds": US}, new reference. */
 json_t *monitor_timestamp(void);
-json_t *monitor_greeting(void);
+json_t *monitor_greeting(struct monitor *mon);
 
 /* The protocol's own handlers (cmd-qmp.c). */
 int cmd_qmp_capabilities(struct monitor_request *req, json_t *args, json_t **ret,

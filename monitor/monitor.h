@@ -32,6 +32,20 @@ struct monitor_limits {
 	unsigned negotiation_timeout; /* seconds before qmp_capabilities, 0 = none */
 };
 
+/*
+ * The greeting's and query-version's "version": the QEMU version whose QMP
+ * behaviour vmmd implements (clients gate features on it) and a package
+ * string naming vmmd's own version.
+ */
+struct monitor_version {
+	unsigned major, minor, micro;
+	char package[128];
+};
+
+#define MONITOR_DEFAULT_QEMU_MAJOR 7
+#define MONITOR_DEFAULT_QEMU_MINOR 2
+#define MONITOR_DEFAULT_QEMU_MICRO 0
+
 /* Built-in defaults (also printed by vmmd --help). */
 #define MONITOR_DEFAULT_MAX_CLIENTS 64
 #define MONITOR_DEFAULT_MAX_MESSAGE (1024 * 1024)
@@ -112,6 +126,12 @@ int monitor_new(struct event_base *base, const struct monitor_handlers *h,
 void monitor_free(struct monitor *mon);
 /* New limits apply to new messages and connections. */
 void monitor_set_limits(struct monitor *mon, const struct monitor_limits *lim);
+/* The version new connections are greeted with (default 7.2.0, "vmmd-VERSION"). */
+void monitor_set_version(struct monitor *mon, const struct monitor_version *v);
+/* The built-in version. */
+void monitor_default_version(struct monitor_version *v);
+/* query-version's answer, {"qemu": {...}, "package": ...}; new reference. */
+json_t *monitor_version_info(struct monitor *mon);
 
 /* Serve an already listening socket (socket activation); takes @fd. */
 int monitor_listen_fd(struct monitor *mon, int fd, struct error **errp);
@@ -130,7 +150,9 @@ void monitor_vm_gone(struct monitor *mon, const char *vm);
 /*
  * Send an event to every negotiated client concerned: all of the main
  * socket's, and those of @vm's own socket. @vm may be NULL for daemon
- * events; "vm" is added to @data (a new reference the callee takes, or NULL).
+ * events. On the main socket "vm" is added to @data; a VM's own socket gets
+ * QEMU's exact shape (no "vm", and no "data" when it is empty). @data is a
+ * new reference the callee takes, or NULL.
  */
 void monitor_emit_event(struct monitor *mon, const char *vm, const char *name, json_t *data);
 

@@ -487,7 +487,7 @@ static const char *arg_type(json_t *out, const struct schema *s, const char *own
 	return buf;
 }
 
-json_t *schema_introspect(const struct schema *s)
+json_t *schema_introspect(const struct schema *s, bool vm_socket)
 {
 	json_t *out = json_array();
 	json_t *holder = json_pack("{s:{}}", "__seen");
@@ -498,10 +498,16 @@ json_t *schema_introspect(const struct schema *s)
 	/* Slot 0 temporarily holds the set of array types already emitted. */
 	json_array_append_new(out, holder);
 	json_object_foreach (s->commands, key, v) {
-		bool vm = strcmp(json_string_value(json_object_get(v, "scope")), "vm") == 0;
+		const char *scope = json_string_value(json_object_get(v, "scope"));
+		/* the VM selector exists on the main socket; a VM's socket implies it */
+		bool vm = strcmp(scope, "vm") == 0 && !vm_socket;
 		json_t *ret = json_object_get(v, "returns");
-		const char *at =
-			arg_type(out, s, key, json_object_get(v, "data"), vm, buf, sizeof(buf));
+		const char *at;
+
+		if (vm_socket && strcmp(scope, "daemon") == 0) {
+			continue; /* not a command there */
+		}
+		at = arg_type(out, s, key, json_object_get(v, "data"), vm, buf, sizeof(buf));
 		const char *rt = ret ? typeref_name(out, ret, buf2, sizeof(buf2)) : "q_empty";
 
 		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s, s:b}", "name", key,
@@ -509,8 +515,8 @@ json_t *schema_introspect(const struct schema *s)
 						     "ret-type", rt, "allow-oob", 0));
 	}
 	json_object_foreach (s->events, key, v) {
-		const char *at = arg_type(out, s, key, json_object_size(v) ? v : NULL, true, buf,
-					  sizeof(buf));
+		const char *at = arg_type(out, s, key, json_object_size(v) ? v : NULL, !vm_socket,
+					  buf, sizeof(buf));
 
 		json_array_append_new(out, json_pack("{s:s, s:s, s:s}", "name", key, "meta-type",
 						     "event", "arg-type", at));
@@ -527,8 +533,17 @@ json_t *schema_introspect(const struct schema *s)
 							     "meta-type", "object", "members",
 							     members_info(out, m, false)));
 		} else if (e) {
-			json_array_append_new(out, json_pack("{s:s, s:s, s:O}", "name", key,
-							     "meta-type", "enum", "values", e));
+			/* "members" since QEMU 6.2, "values" (deprecated) for older clients */
+			json_t *members = json_array();
+			size_t i;
+			json_t *name;
+
+			json_array_foreach (e, i, name) {
+				json_array_append_new(members, json_pack("{s:O}", "name", name));
+			}
+			json_array_append_new(out, json_pack("{s:s, s:s, s:o, s:O}", "name", key,
+							     "meta-type", "enum", "members",
+							     members, "values", e));
 		} else if (a) {
 			json_t *list = json_array();
 			size_t i;

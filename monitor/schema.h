@@ -48,6 +48,7 @@ int schema_check_event(const struct schema *s, const char *event, json_t *data,
 
 /*
  * QEMU's SchemaInfo list: builtin, enum, object, array, alternate, command
- * and event entries. New reference.
+ * and event entries. New reference. @vm_socket: as a VM's own socket
+ * sees it (no daemon-only commands, no "vm" selector).
  */
-json_t *schema_introspect(const struct schema *s);
+json_t *schema_introspect(const struct schema *s, bool vm_socket);

@@ -47,6 +47,7 @@ int monitor_new(struct event_base *base, const struct monitor_handlers *h,
 	mon->base = base;
 	mon->handlers = *h;
 	mon->lim = *lim;
+	monitor_default_version(&mon->version);
 	mon->group = group;
 	list_init(&mon->listeners);
 	list_init(&mon->clients);
@@ -593,7 +594,7 @@ static void accept_one(struct monitor_listener *l, int fd)
 	}
 	bufferevent_enable(c->bev, EV_WRITE);
 	event_add(c->rev, NULL);
-	greeting = monitor_greeting();
+	greeting = monitor_greeting(l->mon);
 	monitor_client_send(c, greeting);
 	log_debug("client pid %d uid %u connected%s%s", (int)cred.pid, (unsigned)cred.uid,
 		  l->vm ? " to VM " : "", l->vm ? l->vm : "");

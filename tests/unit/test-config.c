@@ -138,6 +138,21 @@ START_TEST(errors_name_the_line)
 }
 END_TEST
 
+/* The greeting's QEMU version and package (issue 15). */
+START_TEST(qmp_version)
+{
+	ck_assert_uint_eq(cfg.version.major, 7);
+	ck_assert_uint_eq(cfg.version.minor, 2);
+	ck_assert_uint_eq(cfg.version.micro, 0);
+	ck_assert_str_eq(cfg.version.package, "vmmd-" PACKAGE_VERSION);
+	ck_assert_str_eq(parse("qmp-version = 7.2.22\nqmp-package = Debian 1:7.2+dfsg-7\n"), "ok");
+	ck_assert_uint_eq(cfg.version.micro, 22);
+	ck_assert_str_eq(cfg.version.package, "Debian 1:7.2+dfsg-7");
+	ck_assert_ptr_nonnull(strstr(parse("qmp-version = 7.2"), "MAJOR.MINOR.MICRO"));
+	ck_assert_ptr_nonnull(strstr(parse("qmp-version = 7.2.0x"), "MAJOR.MINOR.MICRO"));
+}
+END_TEST
+
 START_TEST(load_file_missing)
 {
 	struct error *err = NULL;
@@ -161,6 +176,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, full_file);
 	tcase_add_test(tc, errors_name_the_line);
 	tcase_add_test(tc, load_file_missing);
+	tcase_add_test(tc, qmp_version);
 	suite_add_tcase(s, tc);
 	return s;
 }

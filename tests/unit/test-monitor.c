@@ -278,7 +278,7 @@ static json_t *find_entry(json_t *list, const char *name)
 START_TEST(schema_introspection)
 {
 	struct schema *s = load();
-	json_t *list = schema_introspect(s), *e, *t;
+	json_t *list = schema_introspect(s, false), *e, *t;
 	size_t i;
 
 	e = find_entry(list, "query-status");
@@ -301,6 +301,25 @@ START_TEST(schema_introspection)
 	}
 	ck_assert_ptr_nonnull(find_entry(list, "[VmInfo]"));
 	ck_assert_ptr_nonnull(find_entry(list, "SHUTDOWN"));
+	/* enums: "members" (QEMU 6.2+) and the deprecated "values" */
+	e = find_entry(list, "RunState");
+	ck_assert_str_eq(json_string_value(json_object_get(
+				 json_array_get(json_object_get(e, "members"), 0), "name")),
+			 "prelaunch");
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(e, "values"), 0)),
+			 "prelaunch");
+	ck_assert_ptr_nonnull(find_entry(list, "vm-create"));
+	json_decref(list);
+	/* a VM's socket: no daemon-only command, no "vm" selector in arguments */
+	list = schema_introspect(s, true);
+	ck_assert_ptr_null(find_entry(list, "vm-create"));
+	ck_assert_ptr_null(find_entry(list, "query-vms"));
+	e = find_entry(list, "query-status");
+	ck_assert_str_eq(json_string_value(json_object_get(e, "arg-type")), "q_empty");
+	e = find_entry(list, "q_obj_ringbuf-read-arg");
+	json_array_foreach (json_object_get(e, "members"), i, t) {
+		ck_assert_str_ne(json_string_value(json_object_get(t, "name")), "vm");
+	}
 	json_decref(list);
 	schema_free(s);
 }
