@@ -249,6 +249,18 @@ unsigned vm_input_qcode_hid(int q);
 void vm_set_usb_info_handler(struct vm *vm, char *(*fn)(void *opaque), void *opaque);
 
 /*
+ * ringbuf-read / ringbuf-write on "serial0" (vm_ringbuf_read/_write),
+ * provided by the COM1 UART: set in realize, cleared (NULL) in unrealize.
+ * Both run on the control thread; the device takes its own lock.
+ */
+struct vm_ringbuf {
+	size_t (*read)(void *opaque, uint8_t *buf, size_t max);
+	void (*write)(void *opaque, const uint8_t *buf, size_t len);
+	void *opaque;
+};
+void vm_set_ringbuf(struct vm *vm, const struct vm_ringbuf *rb);
+
+/*
  * The VM's PCI host bridge (hw/pci/pci-host.c sets it in realize, clears it in
  * unrealize); NULL when the VM has none. PCI devices find it through
  * pci_host_of().

@@ -563,6 +563,7 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", vcpu->index);
 	pthread_setname_np(pthread_self(), name);
+	atomic_store(&vcpu->tid, (int)gettid());
 	if (vm_get_host(vm)->thread_start) {
 		vm_get_host(vm)->thread_start(vm_get_host(vm)->opaque, "vcpu");
 	}

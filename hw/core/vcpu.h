@@ -32,6 +32,7 @@ struct vcpu {
 	bool stalled;		    /* a fatal exit: stays parked until reset (under run_lock) */
 	atomic_uint_fast64_t exits; /* exits to user space */
 	bool io_pending;	    /* vCPU thread: an I/O exit KVM has yet to complete */
+	_Atomic int tid;	    /* the thread's kernel id once it runs, else 0 */
 
 	/* Power-on state captured right after creation. */
 	struct kvm_regs init_regs;

@@ -954,3 +954,18 @@ int vm_config_copy(const struct vm_config *cfg, struct vm_config **ret, struct e
 	json_decref(j);
 	return r;
 }
+
+void vm_nic_default_mac(const char *vm_name, const char *nic_id, char buf[18])
+{
+	/* the derivation of hw/virtio/net.c and hw/pci/e1000.c (FNV-1a of "VM/NIC") */
+	uint32_t h = 2166136261u;
+
+	for (const char *s = vm_name; *s; s++) {
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	}
+	h = (h ^ '/') * 16777619u;
+	for (const char *s = nic_id; *s; s++) {
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	}
+	snprintf(buf, 18, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
+}

@@ -93,6 +93,7 @@ struct vm {
 
 	struct boot_entry boot;
 	char *console_socket;
+	struct vm_ringbuf ringbuf; /* all NULL without the UART */
 
 	/* Read-only memslots (vm_map_rom), after the RAM slots. */
 	struct {

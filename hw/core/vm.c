@@ -83,6 +83,29 @@ const char *vm_console_socket(struct vm *vm)
 	return vm->console_socket;
 }
 
+int vm_ringbuf_read(struct vm *vm, uint8_t *buf, size_t max, size_t *ret_len)
+{
+	if (!vm->ringbuf.read) {
+		return -ENODEV;
+	}
+	*ret_len = vm->ringbuf.read(vm->ringbuf.opaque, buf, max);
+	return 0;
+}
+
+int vm_ringbuf_write(struct vm *vm, const uint8_t *buf, size_t len)
+{
+	if (!vm->ringbuf.write) {
+		return -ENODEV;
+	}
+	vm->ringbuf.write(vm->ringbuf.opaque, buf, len);
+	return 0;
+}
+
+void vm_set_ringbuf(struct vm *vm, const struct vm_ringbuf *rb)
+{
+	vm->ringbuf = rb ? *rb : (struct vm_ringbuf){0};
+}
+
 void vm_set_console_socket(struct vm *vm, const char *path)
 {
 	free(vm->console_socket);
@@ -196,6 +219,24 @@ static json_t *collect(struct vm *vm, bool stats)
 		if (j) {
 			json_array_append_new(a, j);
 		}
+	}
+	return a;
+}
+
+json_t *vm_query_cpus_fast(struct vm *vm)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; a && i < vm->n_vcpus; i++) {
+		char path[48];
+
+		/* vmmd has no QOM tree: a path of the same shape naming the vCPU */
+		snprintf(path, sizeof(path), "/machine/cpu[%u]", i);
+		json_array_append_new(a, json_pack("{s:i, s:{s:i, s:i, s:i}, s:s, s:i, s:s}",
+						   "thread-id", atomic_load(&vm->vcpus[i]->tid),
+						   "props", "core-id", (int)i, "thread-id", 0,
+						   "socket-id", 0, "qom-path", path, "cpu-index",
+						   (int)i, "target", "x86_64"));
 	}
 	return a;
 }

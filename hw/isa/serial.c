@@ -121,6 +121,9 @@ struct serial {
 	/* output ring (s->lock) */
 	uint8_t *ring;
 	size_t ring_head, ring_len;
+	/* what ringbuf-read returns: the newest output, oldest overwritten (s->lock) */
+	uint8_t *qring;
+	size_t qring_head, qring_len;
 	bool kicked;
 	struct serial_stats stats;
 
@@ -544,6 +547,54 @@ static void serial_accept_cb(evutil_socket_t fd, short what, void *opaque)
 	}
 }
 
+/* Append to the ringbuf-read capture, dropping its oldest bytes. Under s->lock. */
+static void serial_qring_put(struct serial *s, const uint8_t *p, size_t n)
+{
+	if (n > SERIAL_RING_SIZE) {
+		p += n - SERIAL_RING_SIZE;
+		n = SERIAL_RING_SIZE;
+	}
+	for (size_t i = 0; i < n; i++) {
+		s->qring[(s->qring_head + s->qring_len) % SERIAL_RING_SIZE] = p[i];
+		if (s->qring_len == SERIAL_RING_SIZE) {
+			s->qring_head = (s->qring_head + 1) % SERIAL_RING_SIZE;
+		} else {
+			s->qring_len++;
+		}
+	}
+}
+
+/*
+ * QEMU's ringbuf chardev over COM1 ("serial0", vm_set_ringbuf): the last
+ * SERIAL_RING_SIZE bytes of output are kept for ringbuf-read, which takes up
+ * to @max of the oldest; ringbuf-write appends to the same buffer (as
+ * QEMU's does: the guest does not see it). Control thread.
+ */
+static size_t serial_ringbuf_read(void *state, uint8_t *buf, size_t max)
+{
+	struct serial *s = state;
+	size_t n;
+
+	pthread_mutex_lock(&s->lock);
+	n = MIN(max, s->qring_len);
+	for (size_t i = 0; i < n; i++) {
+		buf[i] = s->qring[(s->qring_head + i) % SERIAL_RING_SIZE];
+	}
+	s->qring_head = (s->qring_head + n) % SERIAL_RING_SIZE;
+	s->qring_len -= n;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+static void serial_ringbuf_write(void *state, const uint8_t *buf, size_t len)
+{
+	struct serial *s = state;
+
+	pthread_mutex_lock(&s->lock);
+	serial_qring_put(s, buf, len);
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void serial_kick_cb(evutil_socket_t fd, short what, void *opaque)
 {
 	struct serial *s = opaque;
@@ -562,6 +613,7 @@ static void serial_kick_cb(evutil_socket_t fd, short what, void *opaque)
 	memcpy(s->scratch + first, s->ring, n - first);
 	s->ring_head = (s->ring_head + n) % SERIAL_RING_SIZE;
 	s->ring_len = 0;
+	serial_qring_put(s, s->scratch, n);
 	resume = s->rx_wanted && s->rx_count < serial_rx_capacity(s);
 	if (resume) {
 		s->rx_wanted = false;
@@ -632,6 +684,7 @@ static void serial_unrealize(void *state)
 		return;
 	}
 	vm_set_console_socket(s->vm, NULL);
+	vm_set_ringbuf(s->vm, NULL);
 	iobus_unregister(s->bus, IOBUS_PIO, SERIAL_COM1_BASE);
 	event_free(s->listen_ev);
 	event_free(s->kick_ev);
@@ -645,6 +698,7 @@ static void serial_unrealize(void *state)
 	close(s->kick_fd);
 	close(s->log_fd);
 	pthread_mutex_destroy(&s->lock);
+	free(s->qring);
 	free(s->ring);
 	free(s->sock_path);
 	free(s->log_path);
@@ -716,7 +770,8 @@ static int serial_realize(struct vm *vm, const void *cfg_unused, void **ret_stat
 	pthread_mutex_init(&s->lock, NULL);
 	serial_reset_regs(s);
 	s->ring = malloc(SERIAL_RING_SIZE);
-	if (!s->ring) {
+	s->qring = malloc(SERIAL_RING_SIZE);
+	if (!s->ring || !s->qring) {
 		r = error_set(errp, ENOMEM, "serial: out of memory");
 		goto err_free;
 	}
@@ -782,6 +837,9 @@ static int serial_realize(struct vm *vm, const void *cfg_unused, void **ret_stat
 		goto err_free;
 	}
 	vm_set_console_socket(vm, s->sock_path);
+	vm_set_ringbuf(vm, &(struct vm_ringbuf){.read = serial_ringbuf_read,
+						.write = serial_ringbuf_write,
+						.opaque = s});
 	free(dir);
 	*ret_state = s;
 	return 0;
@@ -805,6 +863,7 @@ err_free:
 		close(s->log_fd);
 	}
 	pthread_mutex_destroy(&s->lock);
+	free(s->qring);
 	free(s->ring);
 	free(s->sock_path);
 	free(s->log_path);

@@ -102,6 +102,11 @@ struct vm_config {
  * on ("start") are ignored when @allow_start is true. @def is borrowed.
  */
 int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, struct error **errp);
+/*
+ * The MAC address a NIC without "mac" gets: 52:54:00 and three bytes
+ * derived from the VM and NIC names, as "52:54:00:xx:xx:xx" in @buf.
+ */
+void vm_nic_default_mac(const char *vm_name, const char *nic_id, char buf[18]);
 /* The canonical JSON form (what vmmd persists); new reference. */
 json_t *vm_config_to_json(const struct vm_config *cfg);
 void vm_config_free(struct vm_config *cfg);
@@ -208,6 +213,18 @@ int vm_input_send(struct vm *vm, const char *device, const struct vm_input_event
  */
 int vm_query_usb(struct vm *vm, char **ret, struct error **errp);
 
+/*
+ * query-cpus-fast: QEMU's CpuInfoFast of each vCPU (one socket of vcpus
+ * cores); "thread-id" is 0 until the VM first runs (vCPU threads start with
+ * it). New reference.
+ */
+json_t *vm_query_cpus_fast(struct vm *vm);
+/*
+ * ringbuf-read / ringbuf-write on COM1 (QEMU's ringbuf chardev semantics,
+ * see serial.h): -ENODEV without the UART.
+ */
+int vm_ringbuf_read(struct vm *vm, uint8_t *buf, size_t max, size_t *ret_len);
+int vm_ringbuf_write(struct vm *vm, const uint8_t *buf, size_t len);
 /* query-block / query-blockstats for this VM's disks; new references. */
 json_t *vm_query_block(struct vm *vm);
 json_t *vm_query_blockstats(struct vm *vm);

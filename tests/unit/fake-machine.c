@@ -26,6 +26,7 @@ struct vm {
 	int (*powerdown)(void *opaque);
 	void *powerdown_opaque;
 	char *console_socket;
+	struct vm_ringbuf ringbuf;
 	struct {
 		const struct device_class *cls;
 		void *state;
@@ -116,6 +117,11 @@ bool fake_vm_has_power_button(struct vm *vm)
 const char *fake_vm_console_socket(struct vm *vm)
 {
 	return vm->console_socket;
+}
+
+const struct vm_ringbuf *fake_vm_ringbuf(struct vm *vm)
+{
+	return &vm->ringbuf;
 }
 
 void fake_vm_add_device(struct vm *vm, const struct device_class *cls, void *state)
@@ -292,6 +298,11 @@ void vm_set_console_socket(struct vm *vm, const char *path)
 {
 	free(vm->console_socket);
 	vm->console_socket = path ? strdup(path) : NULL;
+}
+
+void vm_set_ringbuf(struct vm *vm, const struct vm_ringbuf *rb)
+{
+	vm->ringbuf = rb ? *rb : (struct vm_ringbuf){0};
 }
 
 void vm_set_pci_host(struct vm *vm, struct pci_host *host)

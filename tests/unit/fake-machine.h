@@ -45,6 +45,8 @@ int fake_vm_power_button(struct vm *vm);
 bool fake_vm_has_power_button(struct vm *vm);
 /* The path a device published with vm_set_console_socket(), or NULL. */
 const char *fake_vm_console_socket(struct vm *vm);
+/* What a device published with vm_set_ringbuf() (all NULL if nothing). */
+const struct vm_ringbuf *fake_vm_ringbuf(struct vm *vm);
 /* Make @state the realized state of @cls for vm_device_state(). */
 void fake_vm_add_device(struct vm *vm, const struct device_class *cls, void *state);
 

@@ -208,6 +208,34 @@ START_TEST(test_log_output)
 }
 END_TEST
 
+/* ringbuf-read sees the output, consumed; ringbuf-write appends (QEMU's ringbuf). */
+START_TEST(test_ringbuf)
+{
+	const struct vm_ringbuf ringbuf = *fake_vm_ringbuf(vm);
+	uint8_t buf[16] = {0};
+
+	ck_assert_ptr_nonnull(ringbuf.read);
+	for (const char *p = "abc"; *p; p++) {
+		out(0, (uint8_t)*p);
+	}
+	pump();
+	ringbuf.write(ringbuf.opaque, (const uint8_t *)"XY", 2);
+	ck_assert_uint_eq(ringbuf.read(ringbuf.opaque, buf, 2), 2);
+	ck_assert_int_eq(memcmp(buf, "ab", 2), 0);
+	ck_assert_uint_eq(ringbuf.read(ringbuf.opaque, buf, sizeof(buf)), 3);
+	ck_assert_int_eq(memcmp(buf, "cXY", 3), 0);
+	ck_assert_uint_eq(ringbuf.read(ringbuf.opaque, buf, sizeof(buf)), 0);
+	/* more than the ring holds: the newest SERIAL_RING_SIZE bytes stay */
+	for (unsigned i = 0; i < SERIAL_RING_SIZE / 4 + 1; i++) {
+		ringbuf.write(ringbuf.opaque,
+			      (const uint8_t *)(i == SERIAL_RING_SIZE / 4 ? "LAST" : "...."), 4);
+	}
+	while (ringbuf.read(ringbuf.opaque, buf, 4) == 4 && memcmp(buf, "LAST", 4) != 0) {
+	}
+	ck_assert_int_eq(memcmp(buf, "LAST", 4), 0);
+}
+END_TEST
+
 START_TEST(test_flood_is_bounded)
 {
 	const unsigned total = 1024 * 1024;
@@ -318,6 +346,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_socket);
 	tcase_add_test(tc, test_socket_client_limit);
 	tcase_add_test(tc, test_reset);
+	tcase_add_test(tc, test_ringbuf);
 	suite_add_tcase(s, tc);
 	return s;
 }
