@@ -4,6 +4,7 @@ noinst_LIBRARIES += daemon/libdaemon.a
 daemon_libdaemon_a_SOURCES = \
 	daemon/config.c daemon/settings.h \
 	daemon/qmp.h daemon/qmp-vm.c daemon/qmp-run.c daemon/qmp-input.c daemon/qmp-vmstate.c \
+	daemon/qmp-info.c daemon/qmp-hmp.c \
 	daemon/registry.c daemon/registry.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/sandbox.c daemon/sandbox.h \
@@ -41,6 +42,7 @@ TESTS += \
 	tests/functional/test-protocol-framing.py \
 	tests/functional/test-protocol-limits.py \
 	tests/functional/test-protocol-qmp-library.py \
+	tests/functional/test-qmp-conformance.py \
 	tests/functional/test-systemd-activation.py \
 	tests/functional/test-vmctl-basic.py \
 	tests/functional/test-vmctl-running.py

@@ -30,6 +30,24 @@ int qmp_x_query_usb(struct monitor_request *req, json_t *args, json_t **ret, str
 int qmp_send_key(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_input_send_event(struct monitor_request *req, json_t *args, json_t **ret,
 			 struct error **errp);
+/* qmp-info.c: QEMU's informational queries. */
+int qmp_query_name(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_query_uuid(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_query_kvm(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_query_target(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_query_machines(struct monitor_request *req, json_t *args, json_t **ret,
+		       struct error **errp);
+int qmp_query_memdev(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_query_iothreads(struct monitor_request *req, json_t *args, json_t **ret,
+			struct error **errp);
+int qmp_query_chardev(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_query_cpus_fast(struct monitor_request *req, json_t *args, json_t **ret,
+			struct error **errp);
+int qmp_ringbuf_read(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_ringbuf_write(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+/* qmp-hmp.c: human-monitor-command. */
+int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t **ret,
+			      struct error **errp);
 /* qmp-vm.c: the daemon's VM lifecycle commands. */
 int qmp_vm_create(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_vm_start(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -284,4 +285,46 @@ int vm_restore(const struct vm_config *cfg, const struct vm_host *host, struct v
 	       bool paused, struct vm **ret, struct error **errp)
 {
 	return error_set(errp, ENOTSUP, "the VM double cannot restore");
+}
+
+json_t *vm_query_cpus_fast(struct vm *vm)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; i < vm->cfg->vcpus; i++) {
+		json_array_append_new(a,
+				      json_pack("{s:i, s:i}", "cpu-index", (int)i, "thread-id", 0));
+	}
+	return a;
+}
+
+/* The ring of ringbuf-read/-write: a fixed buffer, oldest dropped. */
+static uint8_t ring[64];
+static size_t ring_len;
+
+int vm_ringbuf_read(struct vm *vm, uint8_t *buf, size_t max, size_t *ret_len)
+{
+	size_t n = max < ring_len ? max : ring_len;
+
+	memcpy(buf, ring, n);
+	memmove(ring, ring + n, ring_len - n);
+	ring_len -= n;
+	*ret_len = n;
+	return 0;
+}
+
+int vm_ringbuf_write(struct vm *vm, const uint8_t *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (ring_len == sizeof(ring)) {
+			memmove(ring, ring + 1, --ring_len);
+		}
+		ring[ring_len++] = buf[i];
+	}
+	return 0;
+}
+
+void vm_nic_default_mac(const char *vm_name, const char *nic_id, char buf[18])
+{
+	snprintf(buf, 18, "52:54:00:00:00:01");
 }

@@ -1,0 +1,308 @@
+/*
+ * human-monitor-command: the HMP commands scripts use most, answered with
+ * the text QEMU 7.2 prints (lines end in "\r\n" as QEMU's HMP output does):
+ * info status, version, name, kvm, block, blockstats, cpus, network,
+ * snapshots; stop, cont, system_reset, system_powerdown, quit. Each is
+ * built from the QMP command it stands for, so both always agree. An
+ * unknown command gives QEMU's "unknown command" text (not a QMP error).
+ * Control thread only.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "daemon/qmp.h"
+#include "daemon/registry.h"
+
+struct hmp_out {
+	char *buf;
+	size_t len;
+};
+
+static void out_printf(struct hmp_out *o, const char *fmt, ...) _printf_(2, 3);
+
+/* Append, turning "\n" into QEMU's "\r\n". */
+static void out_printf(struct hmp_out *o, const char *fmt, ...)
+{
+	char *s = NULL, *n;
+	va_list ap;
+	size_t extra = 0;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0) {
+		s = NULL;
+	}
+	va_end(ap);
+	if (!s) {
+		return;
+	}
+	for (const char *p = s; *p; p++) {
+		extra += *p == '\n';
+	}
+	n = realloc(o->buf, o->len + strlen(s) + extra + 1);
+	if (n) {
+		o->buf = n;
+		for (const char *p = s; *p; p++) {
+			if (*p == '\n') {
+				o->buf[o->len++] = '\r';
+			}
+			o->buf[o->len++] = *p;
+		}
+		o->buf[o->len] = '\0';
+	}
+	free(s);
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+static json_int_t jint(json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+static void info_status(struct monitor_request *req, struct hmp_out *o)
+{
+	enum vm_run_state st = registry_vm_state(req->vm);
+
+	if (st == VM_STATE_RUNNING) {
+		out_printf(o, "VM status: running\n");
+	} else if (st == VM_STATE_PAUSED) {
+		out_printf(o, "VM status: paused\n");
+	} else {
+		out_printf(o, "VM status: paused (%s)\n", vm_run_state_name(st));
+	}
+}
+
+static void info_version(struct monitor_request *req, struct hmp_out *o)
+{
+	json_auto_t *v = monitor_version_info(req->mon);
+
+	/* sic: QEMU prints the package right after the version */
+	out_printf(o, "%lld.%lld.%lld%s\n", (long long)jint(json_object_get(v, "qemu"), "major"),
+		   (long long)jint(json_object_get(v, "qemu"), "minor"),
+		   (long long)jint(json_object_get(v, "qemu"), "micro"), jstr(v, "package"));
+}
+
+static void info_block(json_t *blocks, struct hmp_out *o)
+{
+	size_t i;
+	json_t *b;
+
+	json_array_foreach (blocks, i, b) {
+		json_t *ins = json_object_get(b, "inserted"),
+		       *cache = json_object_get(ins, "cache");
+
+		if (i > 0) {
+			out_printf(o, "\n");
+		}
+		out_printf(o, "%s", jstr(b, "device"));
+		if (json_object_get(ins, "node-name")) {
+			out_printf(o, " (%s)", jstr(ins, "node-name"));
+		}
+		if (!ins) {
+			out_printf(o, ": [not inserted]\n");
+		} else {
+			out_printf(o, ": %s (%s%s)\n", jstr(ins, "file"), jstr(ins, "drv"),
+				   json_is_true(json_object_get(ins, "ro")) ? ", read-only" : "");
+		}
+		if (json_object_get(b, "qdev")) {
+			out_printf(o, "    Attached to:      %s\n", jstr(b, "qdev"));
+		}
+		if (json_object_get(b, "io-status") && strcmp(jstr(b, "io-status"), "ok") != 0) {
+			out_printf(o, "    I/O status:       %s\n", jstr(b, "io-status"));
+		}
+		if (json_is_true(json_object_get(b, "removable"))) {
+			out_printf(o, "    Removable device: %slocked, tray %s\n",
+				   json_is_true(json_object_get(b, "locked")) ? "" : "not ",
+				   json_is_true(json_object_get(b, "tray_open")) ? "open"
+										 : "closed");
+		}
+		if (!ins) {
+			continue;
+		}
+		out_printf(o, "    Cache mode:       %s%s%s\n",
+			   json_is_false(json_object_get(cache, "writeback")) ? "writethrough"
+									      : "writeback",
+			   json_is_true(json_object_get(cache, "direct")) ? ", direct" : "",
+			   json_is_true(json_object_get(cache, "no-flush")) ? ", ignore flushes"
+									    : "");
+		if (json_object_get(ins, "backing_file")) {
+			out_printf(o, "    Backing file:     %s (chain depth: %lld)\n",
+				   jstr(ins, "backing_file"),
+				   (long long)jint(ins, "backing_file_depth"));
+		}
+	}
+}
+
+static void info_blockstats(json_t *stats, struct hmp_out *o)
+{
+	size_t i;
+	json_t *b;
+
+	json_array_foreach (stats, i, b) {
+		json_t *s = json_object_get(b, "stats");
+
+		out_printf(
+			o,
+			"%s: rd_bytes=%lld wr_bytes=%lld rd_operations=%lld wr_operations=%lld "
+			"flush_operations=%lld wr_total_time_ns=%lld rd_total_time_ns=%lld "
+			"flush_total_time_ns=%lld rd_merged=%lld wr_merged=%lld "
+			"idle_time_ns=%lld\n",
+			jstr(b, "device"), (long long)jint(s, "rd_bytes"),
+			(long long)jint(s, "wr_bytes"), (long long)jint(s, "rd_operations"),
+			(long long)jint(s, "wr_operations"), (long long)jint(s, "flush_operations"),
+			(long long)jint(s, "wr_total_time_ns"),
+			(long long)jint(s, "rd_total_time_ns"),
+			(long long)jint(s, "flush_total_time_ns"), (long long)jint(s, "rd_merged"),
+			(long long)jint(s, "wr_merged"), (long long)jint(s, "idle_time_ns"));
+	}
+}
+
+static void info_cpus(json_t *cpus, struct hmp_out *o)
+{
+	size_t i;
+	json_t *c;
+
+	/* '*' marks the monitor's current CPU: the first, as in a fresh QEMU monitor */
+	json_array_foreach (cpus, i, c) {
+		out_printf(o, "%c CPU #%lld: thread_id=%lld\n", i == 0 ? '*' : ' ',
+			   (long long)jint(c, "cpu-index"), (long long)jint(c, "thread-id"));
+	}
+}
+
+static void info_network(struct registry_vm *rv, struct hmp_out *o)
+{
+	for (unsigned i = 0; i < rv->cfg->n_nics; i++) {
+		const struct vm_nic_config *n = &rv->cfg->nics[i];
+		bool e1000 = n->driver && strcmp(n->driver, "e1000") == 0;
+		bool tap = n->backend && strcmp(n->backend, "tap") == 0;
+		char mac[18];
+
+		if (n->mac) {
+			snprintf(mac, sizeof(mac), "%s", n->mac);
+		} else {
+			vm_nic_default_mac(rv->name, n->id, mac);
+		}
+		out_printf(o, "%s: index=0,type=nic,model=%s,macaddr=%s\n", n->id,
+			   e1000 ? "e1000" : "virtio-net-pci", mac);
+		if (tap) {
+			out_printf(o, " \\ %s: index=0,type=tap,%s%s\n", n->id,
+				   n->ifname ? "ifname=" : "fd=", n->ifname ? n->ifname : n->fd);
+		} else {
+			out_printf(o, " \\ %s: index=0,type=user,net=10.0.2.0,restrict=off\n",
+				   n->id);
+		}
+	}
+}
+
+static void info_snapshots(json_t *blocks, struct hmp_out *o)
+{
+	bool capable = false;
+	size_t i;
+	json_t *b;
+
+	json_array_foreach (blocks, i, b) {
+		json_t *ins = json_object_get(b, "inserted");
+
+		capable = capable || (strcmp(jstr(ins, "drv"), "qcow2") == 0 &&
+				      !json_is_true(json_object_get(ins, "ro")));
+	}
+	/* vmmd saves no VM state: there are never VM snapshots to list */
+	out_printf(o, capable ? "There is no snapshot available.\n"
+			      : "No available block device supports snapshots\n");
+}
+
+typedef int (*qmp_fn)(struct monitor_request *, json_t *, json_t **, struct error **);
+
+/* Run a QMP handler for HMP: its result, or NULL with "Error: ..." printed. */
+static json_t *run(struct monitor_request *req, qmp_fn fn, struct hmp_out *o)
+{
+	json_t *ret = NULL, *args = json_object();
+	struct error *err = NULL;
+	int r = fn(req, args, &ret, &err);
+
+	json_decref(args);
+	if (r < 0) {
+		out_printf(o, "Error: %s\n", err ? err->msg : strerror(-r));
+		error_free(err);
+		json_decref(ret);
+		return NULL;
+	}
+	return ret ? ret : json_object();
+}
+
+int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t **ret,
+			      struct error **errp)
+{
+	const char *line = json_string_value(json_object_get(args, "command-line"));
+	static const struct {
+		const char *name;
+		qmp_fn fn;
+	} plain[] = {
+		{"stop", qmp_stop},
+		{"cont", qmp_cont},
+		{"c", qmp_cont},
+		{"system_reset", qmp_system_reset},
+		{"system_powerdown", qmp_system_powerdown},
+		{"quit", qmp_quit},
+		{"q", qmp_quit},
+	};
+	struct hmp_out o = {0};
+	char cmd[64] = "", what[64] = "";
+	json_t *j = NULL;
+	int n = 0;
+
+	sscanf(line, " %63s %63s %n", cmd, what, &n);
+	if (!cmd[0]) {
+		*ret = json_string("");
+		return 0;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(plain); i++) {
+		if (strcmp(cmd, plain[i].name) == 0 && !what[0]) {
+			json_decref(run(req, plain[i].fn, &o));
+			goto out;
+		}
+	}
+	if (strcmp(cmd, "info") != 0 || !what[0]) {
+		goto unknown;
+	}
+	if (strcmp(what, "status") == 0) {
+		info_status(req, &o);
+	} else if (strcmp(what, "version") == 0) {
+		info_version(req, &o);
+	} else if (strcmp(what, "name") == 0) {
+		out_printf(&o, "%s\n", ((struct registry_vm *)req->vm)->name);
+	} else if (strcmp(what, "kvm") == 0) {
+		out_printf(&o, "kvm support: enabled\n");
+	} else if (strcmp(what, "block") == 0 && (j = run(req, qmp_query_block, &o))) {
+		info_block(j, &o);
+	} else if (strcmp(what, "blockstats") == 0 && (j = run(req, qmp_query_blockstats, &o))) {
+		info_blockstats(j, &o);
+	} else if (strcmp(what, "cpus") == 0 && (j = run(req, qmp_query_cpus_fast, &o))) {
+		info_cpus(j, &o);
+	} else if (strcmp(what, "network") == 0) {
+		info_network(req->vm, &o);
+	} else if (strcmp(what, "snapshots") == 0 && (j = run(req, qmp_query_block, &o))) {
+		info_snapshots(j, &o);
+	} else if (!o.buf) {
+		goto unknown;
+	}
+	goto out;
+unknown:
+	out_printf(&o, "unknown command: '%s%s%s'\n", cmd, what[0] ? " " : "", what);
+out:
+	json_decref(j);
+	*ret = json_string(o.buf ? o.buf : "");
+	free(o.buf);
+	return 0;
+}
