@@ -37,7 +37,17 @@ struct block_check_result {
 	uint64_t image_end_offset;
 	int check_errors;
 	uint64_t compressed_clusters; /* for the "% compressed" line of vmm-img check */
+	/*
+	 * Set by the caller (kept across the check): receives qemu-img's
+	 * per-cluster lines ("Leaked cluster 4 refcount=1 reference=0",
+	 * "ERROR cluster ...", "Repairing cluster ..."), one call each, without
+	 * the newline. NULL: not reported. At most BLOCK_CHECK_MAX_LINES calls.
+	 */
+	void (*report)(void *opaque, const char *line);
+	void *report_opaque;
 };
+
+#define BLOCK_CHECK_MAX_LINES 100000
 
 /*
  * A driver: a protocol (file, nbd: reaches bytes somewhere) or a format
@@ -145,7 +155,8 @@ struct block_driver {
 	/*
 	 * Consistency check and optional repair (@fix: 0, or BLOCK_FIX_LEAKS
 	 * | BLOCK_FIX_ERRORS, only on a writable node); fills @res as
-	 * qemu-img check reports it. May be NULL (-ENOTSUP).
+	 * qemu-img check reports it, keeping @res->report (NULL or the hook
+	 * for per-cluster lines). May be NULL (-ENOTSUP).
 	 */
 	int (*check)(struct block_node *bs, struct block_check_result *res, unsigned fix);
 	/* Add format-specific fields to an info object ("format-specific" in qemu-img). */

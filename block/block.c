@@ -969,7 +969,12 @@ json_t *block_snapshot_list(struct block_node *bs, struct error **errp)
 int block_check(struct block_node *bs, struct block_check_result *res, unsigned fix,
 		struct error **errp)
 {
+	void (*report)(void *, const char *) = res->report;
+	void *opaque = res->report_opaque;
+
 	memset(res, 0, sizeof(*res));
+	res->report = report;
+	res->report_opaque = opaque;
 	if (!bs->drv->check) {
 		return error_set(errp, ENOTSUP, "format '%s' of '%s' does not support checks",
 				 bs->drv->name, bs->filename);

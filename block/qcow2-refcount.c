@@ -698,6 +698,9 @@ struct check_ctx {
 	struct block_check_result *res;
 	uint64_t beyond_end; /* references past the end of the file */
 	uint64_t bad_meta;   /* unaligned or invalid metadata pointers */
+	uint64_t highest;    /* clusters up to the last one referenced or refcounted */
+	uint64_t lines;	     /* per-cluster lines reported */
+	bool quiet;	     /* a trial comparison: report nothing */
 };
 
 static void inc_range(struct check_ctx *cx, uint64_t off, uint64_t len)
@@ -1020,6 +1023,22 @@ static int check_copied(struct check_ctx *cx, unsigned fix, uint64_t *ret_bad, u
 	return 0;
 }
 
+/* One of qemu-img check's per-cluster lines, to the caller's report hook. */
+static void report_cluster(struct check_ctx *cx, const char *what, uint64_t c, uint64_t disk,
+			   uint64_t want)
+{
+	char line[128];
+
+	if (!cx->res->report || cx->quiet || cx->lines >= BLOCK_CHECK_MAX_LINES) {
+		return;
+	}
+	cx->lines++;
+	snprintf(line, sizeof(line),
+		 "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, what, c, disk,
+		 want);
+	cx->res->report(cx->res->report_opaque, line);
+}
+
 static int compare_refs(struct check_ctx *cx, uint64_t *ret_leaks, uint64_t *ret_errors,
 			bool fix_leaks)
 {
@@ -1039,11 +1058,15 @@ static int compare_refs(struct check_ctx *cx, uint64_t *ret_leaks, uint64_t *ret
 		if (ret < 0) {
 			return ret;
 		}
+		if (disk || want) {
+			cx->highest = c + 1; /* qemu-img's image end counts leaked clusters too */
+		}
 		if (disk == want) {
 			continue;
 		}
 		if (disk > want) {
 			leaks++;
+			report_cluster(cx, fix_leaks ? "Repairing" : "Leaked", c, disk, want);
 			if (fix_leaks) {
 				ret = set_refcount_in_block(s, c, 0, true, want);
 				if (ret < 0) {
@@ -1052,6 +1075,7 @@ static int compare_refs(struct check_ctx *cx, uint64_t *ret_leaks, uint64_t *ret
 			}
 		} else {
 			errors++;
+			report_cluster(cx, "ERROR", c, disk, want);
 		}
 	}
 	*ret_leaks = leaks;
@@ -1095,9 +1119,13 @@ static int check_once(struct qcow2_state *s, struct block_check_result *res, uns
 {
 	struct check_ctx cx = {.s = s, .res = res};
 	uint64_t bad_blocks, leaks = 0, errors = 0, copied_bad = 0, copied_fixed = 0;
+	void (*report)(void *, const char *) = res->report;
+	void *report_opaque = res->report_opaque;
 	int ret;
 
 	memset(res, 0, sizeof(*res));
+	res->report = report;
+	res->report_opaque = report_opaque;
 	ret = compute_refs(&cx);
 	if (ret < 0) {
 		goto out;
@@ -1113,6 +1141,7 @@ static int check_once(struct qcow2_state *s, struct block_check_result *res, uns
 		}
 		memcpy(copy, cx.refs, cx.nb * sizeof(uint32_t));
 		probe.refs = copy;
+		probe.quiet = true;
 		bad_blocks = count_refcount_structure(&probe);
 		ret = bad_blocks ? 0 : compare_refs(&probe, &leaks, &errors, false);
 		free(copy);
@@ -1120,6 +1149,9 @@ static int check_once(struct qcow2_state *s, struct block_check_result *res, uns
 			goto out;
 		}
 		if (bad_blocks || errors || probe.beyond_end) {
+			if (res->report) {
+				res->report(res->report_opaque, "Rebuilding refcount structure");
+			}
 			ret = rebuild(s, &cx);
 			if (ret < 0) {
 				goto out;
@@ -1160,7 +1192,8 @@ static int check_once(struct qcow2_state *s, struct block_check_result *res, uns
 	res->corruptions =
 		errors + bad_blocks + cx.beyond_end + cx.bad_meta + copied_bad - copied_fixed;
 	res->total_clusters = qcow2_size_to_clusters(s, s->size);
-	for (uint64_t c = cx.nb; c > 0; c--) {
+	res->image_end_offset = cx.highest << s->cluster_bits;
+	for (uint64_t c = cx.nb; c > cx.highest; c--) {
 		if (cx.refs[c - 1]) {
 			res->image_end_offset = c << s->cluster_bits;
 			break;
@@ -1173,7 +1206,9 @@ out:
 
 int qcow2_check(struct qcow2_state *s, struct block_check_result *res, unsigned fix)
 {
-	struct block_check_result before, during;
+	struct block_check_result before = {.report = res->report,
+					    .report_opaque = res->report_opaque};
+	struct block_check_result during = before;
 	bool rebuilt = false;
 	int ret = check_once(s, &before, 0, &rebuilt);
 

@@ -894,6 +894,12 @@ static void print_check(const struct block_check_result *res, const char *filena
 	}
 }
 
+/* qemu-img check's per-cluster lines go to stderr, as QEMU's driver prints them. */
+static void check_line(void *opaque, const char *line)
+{
+	fprintf(stderr, "%s\n", line);
+}
+
 static int cmd_check(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -902,7 +908,7 @@ static int cmd_check(int argc, char **argv)
 		{0},
 	};
 	struct img_common co = {0};
-	struct block_check_result res;
+	struct block_check_result res = {.report = check_line};
 	struct block_node *bs;
 	struct error *err = NULL;
 	unsigned fix = 0, flags;
@@ -960,7 +966,7 @@ static int cmd_check(int argc, char **argv)
 		       res.leaks_fixed, res.corruptions_fixed);
 	}
 	if (res.leaks_fixed || res.corruptions_fixed) {
-		struct block_check_result again;
+		struct block_check_result again = {.report = check_line};
 
 		r = block_check(bs, &again, 0, &err);
 		if (r < 0) {

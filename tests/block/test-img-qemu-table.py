@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -67,7 +68,28 @@ TABLE = [
     ("info snap2.qcow2", True),
     ("commit snap1.qcow2", True),
     ("check -r all base.qcow2", True),
+    # a qcow2 image with two leaked clusters (made by the test, see leak_image)
+    ("!leak leak.qcow2", True),
+    ("check leak.qcow2", True),
+    ("check --output=json leak.qcow2", True),
+    ("check -r leaks leak.qcow2", True),
+    ("check leak.qcow2", True),
 ]
+
+
+def leak_image(path):
+    """qemu-img's empty 1M qcow2, two more clusters with refcount 1 and no user."""
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, "1M"], check=True)
+    with open(path, "r+b") as f:
+        f.seek(48)
+        reftable = struct.unpack(">Q", f.read(8))[0]
+        f.seek(reftable)
+        block = struct.unpack(">Q", f.read(8))[0]
+        f.seek(0, 2)
+        f.write(b"\0" * 2 * 65536)  # clusters 4 and 5
+        for c in (4, 5):
+            f.seek(block + 2 * c)
+            f.write(struct.pack(">H", 1))
 
 
 def normalise(text):
@@ -96,6 +118,10 @@ def main():
         os.mkdir(vdir)
         for i, (line, with_err) in enumerate(TABLE):
             argv = shlex.split(line)
+            if line.startswith("!leak "):
+                for d in (qdir, vdir):
+                    leak_image(os.path.join(d, argv[1]))
+                continue
             q = run("qemu-img", argv, qdir)
             v = run(VMM_IMG, argv, vdir)
             if line.startswith("create -f raw disk.raw"):

@@ -304,7 +304,7 @@ START_TEST(roundtrip)
 {
 	struct qcow2_create_opts o = {.cluster_size = 4096};
 	struct block_node *bs = NULL;
-	struct block_check_result r;
+	struct block_check_result r = {0};
 	struct error *err = NULL;
 	static uint8_t buf[3 * 4096], back[3 * 4096];
 
@@ -524,7 +524,7 @@ START_TEST(mutated_metadata)
 	ck_assert_uint_gt(len, 8 * 4096);
 
 	for (int iter = 0; iter < 300; iter++) {
-		struct block_check_result r;
+		struct block_check_result r = {0};
 		int nflips = 1 + (int)(seed % 4);
 
 		memcpy(img, pristine, len);
