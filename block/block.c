@@ -912,6 +912,13 @@ json_t *block_info_json(struct block_node *bs)
 	json_object_set_new(info, "backing_file_depth", json_integer(depth));
 	json_object_set_new(info, "encrypted", json_false());
 	json_object_set_new(info, "detect_zeroes", json_string("off"));
+	/* QEMU's throttle members: 0 is "no limit", and vmmd throttles nothing */
+	for (const char *const *k = (const char *const[]){"bps", "bps_rd", "bps_wr", "iops",
+							  "iops_rd", "iops_wr", NULL};
+	     *k; k++) {
+		json_object_set_new(info, *k, json_integer(0));
+	}
+	json_object_set_new(info, "write_threshold", json_integer(0)); /* none set */
 	json_object_set_new(info, "cache",
 			    json_pack("{s:b, s:b, s:b}", "writeback", 1, "direct",
 				      (bs->flags & BLOCK_O_NOCACHE) != 0, "no-flush", 0));

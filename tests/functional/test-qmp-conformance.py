@@ -42,10 +42,12 @@ KNOWN = [
     ("query-memdev", "reserve", "vmmd maps guest RAM with MAP_NORESERVE"),
     ("query-chardev", "", "vmmd's console is a UNIX socket it serves (QEMU: the ringbuf "
      "chardev of this command line)"),
-    ("query-block", "", "vmmd reports no throttling or write-threshold members and no "
-     "automatic node names"),
-    ("query-blockstats", "", "vmmd keeps fewer counters (no merged, invalid, unmap-bytes, "
-     "highest-offset or timed statistics, no 'parent' node)"),
+    ("query-block", "inserted.node-name", "vmmd gives nodes no automatic names (QEMU: #blockN)"),
+    ("query-block", "qdev", "vmmd has no QOM tree: qdev is the device id (QEMU: "
+     "/machine/peripheral/ID/virtio-backend)"),
+    ("query-blockstats", "", "vmmd keeps fewer counters (no merged, invalid, unmap bytes/time, "
+     "highest-offset, accounting flags or timed statistics; zero_operations is its own; no "
+     "'parent' node, no automatic node name, qdev is the device id)"),
     ("hmp info block", "", "no automatic node name, a different device path (no QOM)"),
     ("query-status", "status", "after system_reset of a paused VM QEMU reports 'prelaunch', "
      "vmmd keeps 'paused' (cont resumes it in both)"),
@@ -118,6 +120,7 @@ def norm(step, value):
     text = json.dumps(value, sort_keys=True)
     text = re.sub(r'"thread-id": [1-9]\d*', '"thread-id": "TID"', text)
     text = re.sub(r"thread_id=\d+", "thread_id=TID", text)
+    text = re.sub(r"/[qv]\.qcow2", "/IMAGE.qcow2", text)  # each run has its own image
     return json.loads(text)
 
 
@@ -266,6 +269,8 @@ def compare(qemu, other, where):
             unexpected.append((label, field))
     print("%s: %d differences from QEMU, all known" % (where, len(differences))
           if not unexpected else "%s: unexpected differences" % where)
+    for label, field in differences:
+        print("  %s: %s" % (label, field))
     assert not unexpected, "%s differs from QEMU 7.2 where it should not: %r\n%s" % (
         where, unexpected, "\n".join(d for d in details
                                      if d.split(":")[0] in [u[0] for u in unexpected]))
