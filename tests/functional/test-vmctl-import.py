@@ -155,7 +155,7 @@ def test_libvirt_mapping():
 
 # ---- the same guest under QEMU and under vmmd ----
 
-def qemu_serial(args, log, markers, timeout=60):
+def qemu_serial(args, log, markers, timeout=120):
     """Run QEMU with @args (serial to @log) until every marker is in the log."""
     accel = ["-accel", "kvm"] if os.access("/dev/kvm", os.R_OK | os.W_OK) else []
     p = subprocess.Popen(["qemu-system-x86_64"] + accel + ["-display", "none"] +
@@ -173,7 +173,7 @@ def qemu_serial(args, log, markers, timeout=60):
     return open(log, errors="replace").read() if os.path.exists(log) else ""
 
 
-def vmmd_serial(d, name, create_args, markers, timeout=60):
+def vmmd_serial(d, name, create_args, markers, timeout=120):
     d.vmctl("create", *create_args, "--name", name, "--start")
     log = json.loads(d.vmctl("--json", "status", name).stdout).get("console-log")
 
