@@ -1,7 +1,7 @@
 /*
  * human-monitor-command: the HMP commands scripts use most, answered with
  * the text QEMU 7.2 prints (lines end in "\r\n" as QEMU's HMP output does):
- * info status, version, name, kvm, block, blockstats, cpus, network,
+ * info status, version, name, kvm, block, blockstats, cpus, network, pci,
  * snapshots; stop, cont, system_reset, system_powerdown, quit. Each is
  * built from the QMP command it stands for, so both always agree. An
  * unknown command gives QEMU's "unknown command" text (not a QMP error).
@@ -205,6 +205,86 @@ static void info_network(struct registry_vm *rv, struct hmp_out *o)
 	}
 }
 
+/* QEMU's names of PCI classes (those a vmmd machine can have, and neighbours). */
+static const char *pci_class_desc(json_int_t cls)
+{
+	static const struct {
+		unsigned cls;
+		const char *desc;
+	} names[] = {
+		{0x0001, "VGA controller"},	{0x0100, "SCSI controller"},
+		{0x0101, "IDE controller"},	{0x0106, "SATA controller"},
+		{0x0180, "Storage controller"}, {0x0200, "Ethernet controller"},
+		{0x0280, "Network controller"}, {0x0300, "VGA controller"},
+		{0x0380, "Display controller"}, {0x0401, "Audio controller"},
+		{0x0600, "Host bridge"},	{0x0601, "ISA bridge"},
+		{0x0604, "PCI bridge"},		{0x0680, "Bridge"},
+		{0x0c03, "USB controller"},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		if (names[i].cls == (unsigned)cls) {
+			return names[i].desc;
+		}
+	}
+	return NULL;
+}
+
+/* QEMU's hmp_info_pci layout, from query-pci. */
+static void info_pci(json_t *buses, struct hmp_out *o)
+{
+	size_t i, j, k;
+	json_t *bus, *d, *r;
+
+	json_array_foreach (buses, i, bus) {
+		json_array_foreach (json_object_get(bus, "devices"), j, d) {
+			json_t *ci = json_object_get(d, "class_info"),
+			       *id = json_object_get(d, "id");
+			const char *desc = pci_class_desc(jint(ci, "class"));
+
+			out_printf(o, "  Bus %2lld, device %3lld, function %lld:\n",
+				   (long long)jint(d, "bus"), (long long)jint(d, "slot"),
+				   (long long)jint(d, "function"));
+			if (desc) {
+				out_printf(o, "    %s", desc);
+			} else {
+				out_printf(o, "    Class %04llx", (long long)jint(ci, "class"));
+			}
+			out_printf(o, ": PCI device %04llx:%04llx\n", (long long)jint(id, "vendor"),
+				   (long long)jint(id, "device"));
+			out_printf(o, "      PCI subsystem %04llx:%04llx\n",
+				   (long long)jint(id, "subsystem-vendor"),
+				   (long long)jint(id, "subsystem"));
+			if (json_object_get(d, "irq")) {
+				out_printf(o, "      IRQ %lld, pin %c\n", (long long)jint(d, "irq"),
+					   (char)('A' + jint(d, "irq_pin") - 1));
+			}
+			json_array_foreach (json_object_get(d, "regions"), k, r) {
+				uint64_t addr = (uint64_t)jint(r, "address");
+				uint64_t size = (uint64_t)jint(r, "size");
+
+				out_printf(o, "      BAR%lld: ", (long long)jint(r, "bar"));
+				if (strcmp(jstr(r, "type"), "io") == 0) {
+					out_printf(o, "I/O at 0x%04llx [0x%04llx].\n",
+						   (unsigned long long)addr,
+						   (unsigned long long)(addr + size - 1));
+				} else {
+					out_printf(o, "%d bit%s memory at 0x%08llx [0x%08llx].\n",
+						   json_is_true(json_object_get(r, "mem_type_64"))
+							   ? 64
+							   : 32,
+						   json_is_true(json_object_get(r, "prefetch"))
+							   ? " prefetchable"
+							   : "",
+						   (unsigned long long)addr,
+						   (unsigned long long)(addr + size - 1));
+				}
+			}
+			out_printf(o, "      id \"%s\"\n", jstr(d, "qdev_id"));
+		}
+	}
+}
+
 static void info_snapshots(json_t *blocks, struct hmp_out *o)
 {
 	bool capable = false;
@@ -290,6 +370,8 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 		info_blockstats(j, &o);
 	} else if (strcmp(what, "cpus") == 0 && (j = run(req, qmp_query_cpus_fast, &o))) {
 		info_cpus(j, &o);
+	} else if (strcmp(what, "pci") == 0 && (j = run(req, qmp_query_pci, &o))) {
+		info_pci(j, &o);
 	} else if (strcmp(what, "network") == 0) {
 		info_network(req->vm, &o);
 	} else if (strcmp(what, "snapshots") == 0 && (j = run(req, qmp_query_block, &o))) {

@@ -274,3 +274,15 @@ int qmp_ringbuf_write(struct monitor_request *req, json_t *args, json_t **ret, s
 	}
 	return r < 0 ? error_set(errp, -r, "Device 'serial0' not found") : 0;
 }
+
+int qmp_query_pci(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct registry_vm *rv = req->vm;
+
+	if (!rv->vm) {
+		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				       "VM '%s' is not running; start it with vm-start", rv->name);
+	}
+	*ret = vm_query_pci(rv->vm);
+	return *ret ? 0 : error_set(errp, ENOMEM, "out of memory");
+}

@@ -73,6 +73,8 @@ struct device_class {
 	json_t *(*query_block)(void *state);
 	json_t *(*query_blockstats)(void *state);
 
+	/* Optional (a PCI host): QEMU's PciInfo of its bus for query-pci; new reference. */
+	json_t *(*query_pci)(void *state);
 	/*
 	 * Save/restore (docs/vmstate.md). A device either has no
 	 * guest-visible state of its own (stateless: what it shows the guest

@@ -241,6 +241,22 @@ json_t *vm_query_cpus_fast(struct vm *vm)
 	return a;
 }
 
+json_t *vm_query_pci(struct vm *vm)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; i < vm->n_devices; i++) {
+		const struct device_class *c = vm->devices[i].cls;
+		json_t *j = c->query_pci ? c->query_pci(vm->devices[i].state) : NULL;
+
+		if (j) {
+			json_array_extend(a, j);
+			json_decref(j);
+		}
+	}
+	return a;
+}
+
 json_t *vm_query_block(struct vm *vm)
 {
 	return collect(vm, false);

@@ -56,6 +56,11 @@ static int pci_host_load_state(void *state, struct vmstate_buf *in, unsigned ver
 	return r < 0 ? r : vmstate_check_end(in, "the PCI host bridge", errp);
 }
 
+static json_t *pci_host_query_pci(void *state)
+{
+	return pci_host_query(state);
+}
+
 const struct device_class pci_host_class = {
 	.name = "pci-host",
 	.realize = pci_host_realize,
@@ -63,4 +68,5 @@ const struct device_class pci_host_class = {
 	.state_version = 1,
 	.save = pci_host_save_state,
 	.load = pci_host_load_state,
+	.query_pci = pci_host_query_pci,
 };

@@ -1027,3 +1027,68 @@ int pci_host_load(struct pci_host *h, struct vmstate_buf *in, struct error **err
 	pthread_mutex_unlock(&h->lock);
 	return 0;
 }
+
+/* QEMU's PciRegion list of @dev's BARs (config space as the guest set it). */
+static json_t *pci_regions(struct pci_device *dev)
+{
+	json_t *list = json_array();
+
+	for (unsigned i = 0; i < PCI_NUM_BARS; i++) {
+		const struct pci_bar *b = &dev->bars[i];
+		uint64_t addr = b->mapped ? b->mapped_addr : UINT64_MAX;
+
+		if (b->type == PCI_BAR_NONE) {
+			continue;
+		}
+		if (b->type == PCI_BAR_IO) {
+			json_array_append_new(list,
+					      json_pack("{s:i, s:s, s:I, s:I}", "bar", (int)i,
+							"type", "io", "address", (json_int_t)addr,
+							"size", (json_int_t)b->size));
+		} else {
+			json_array_append_new(list, json_pack("{s:i, s:s, s:I, s:I, s:b, s:b}",
+							      "bar", (int)i, "type", "memory",
+							      "address", (json_int_t)addr, "size",
+							      (json_int_t)b->size, "prefetch", 0,
+							      "mem_type_64", 0));
+		}
+	}
+	return list;
+}
+
+static json_t *pci_device_info(struct pci_device *dev, unsigned slot)
+{
+	const uint8_t *c = dev->config;
+	json_t *d = json_pack("{s:i, s:i, s:i, s:{s:i}, s:{s:i, s:i, s:i, s:i}, s:s, s:o}", "bus",
+			      0, "slot", (int)slot, "function", 0, "class_info", "class",
+			      (int)cfg_get(c, PCI_CLASS_DEVICE, 2), "id", "device",
+			      (int)cfg_get(c, PCI_DEVICE_ID, 2), "vendor",
+			      (int)cfg_get(c, PCI_VENDOR_ID, 2), "subsystem",
+			      (int)cfg_get(c, PCI_SUBSYSTEM_ID, 2), "subsystem-vendor",
+			      (int)cfg_get(c, PCI_SUBSYSTEM_VENDOR_ID, 2), "qdev_id",
+			      slot == 0	  ? ""
+			      : dev->name ? dev->name
+					  : "",
+			      "regions", pci_regions(dev));
+
+	if (d && c[PCI_INTERRUPT_PIN]) {
+		json_object_set_new(d, "irq", json_integer(c[PCI_INTERRUPT_LINE]));
+		json_object_set_new(d, "irq_pin", json_integer(c[PCI_INTERRUPT_PIN]));
+	}
+	return d;
+}
+
+json_t *pci_host_query(struct pci_host *h)
+{
+	json_t *devs = json_array();
+
+	pthread_mutex_lock(&h->lock);
+	json_array_append_new(devs, pci_device_info(&h->bridge, 0));
+	for (unsigned s = 1; s < PCI_SLOTS; s++) {
+		if (h->slots[s] && h->slots[s] != &h->bridge) {
+			json_array_append_new(devs, pci_device_info(h->slots[s], s));
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	return json_pack("[{s:i, s:o}]", "bus", 0, "devices", devs);
+}

@@ -225,3 +225,5 @@ int pci_host_new(struct vm *vm, struct iobus *bus, struct pci_host **ret, struct
 void pci_host_free(struct pci_host *host);
 /* The VM @host belongs to. */
 struct vm *pci_host_vm(struct pci_host *host);
+/* query-pci: QEMU's PciInfo list (bus 0 and its functions); new reference. Control thread. */
+json_t *pci_host_query(struct pci_host *host);

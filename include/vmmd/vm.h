@@ -225,6 +225,8 @@ json_t *vm_query_cpus_fast(struct vm *vm);
  */
 int vm_ringbuf_read(struct vm *vm, uint8_t *buf, size_t max, size_t *ret_len);
 int vm_ringbuf_write(struct vm *vm, const uint8_t *buf, size_t len);
+/* query-pci: QEMU's PciInfo list of the VM's PCI bus; new reference. */
+json_t *vm_query_pci(struct vm *vm);
 /* query-block / query-blockstats for this VM's disks; new references. */
 json_t *vm_query_block(struct vm *vm);
 json_t *vm_query_blockstats(struct vm *vm);

@@ -49,6 +49,10 @@ KNOWN = [
      "highest-offset, accounting flags or timed statistics; zero_operations is its own; no "
      "'parent' node, no automatic node name, qdev is the device id)"),
     ("hmp info block", "", "no automatic node name, a different device path (no QOM)"),
+    ("query-pci", "", "the machines differ: QEMU's pc has the PIIX3 functions in slot 1 and "
+     "transitional virtio devices (1af4:1001); vmmd has modern virtio functions (1af4:1040+N) "
+     "in the first free slots, no PIIX3, and assigns BARs itself"),
+    ("hmp info pci", "", "the same machine differences, printed in QEMU's layout"),
     ("query-status", "status", "after system_reset of a paused VM QEMU reports 'prelaunch', "
      "vmmd keeps 'paused' (cont resumes it in both)"),
 ]
@@ -188,6 +192,8 @@ STEPS = [
     ("hmp", "info block"),
     ("hmp", "info blockstats"),
     ("hmp", "info snapshots"),
+    ("query-pci", None),
+    ("hmp", "info pci"),
     ("hmp", "bogus"),
     ("no-such-command", None),
     ("query-status", {"bogus": 1}),
