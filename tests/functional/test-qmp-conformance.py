@@ -45,6 +45,9 @@ KNOWN = [
     ("query-block", "inserted.node-name", "vmmd gives nodes no automatic names (QEMU: #blockN)"),
     ("query-block", "qdev", "vmmd has no QOM tree: qdev is the device id (QEMU: "
      "/machine/peripheral/ID/virtio-backend)"),
+    ("query-block", "inserted.cache.writeback", "sometimes: QEMU turns the write cache off "
+     "when SeaBIOS's virtio-blk driver negotiates no flush, if its probe ran before the query; "
+     "vmmd keeps writeback until a guest driver negotiates", "sometimes"),
     ("query-blockstats", "", "vmmd keeps fewer counters (no merged, invalid, unmap bytes/time, "
      "highest-offset, accounting flags or timed statistics; zero_operations is its own; no "
      "'parent' node, no automatic node name, qdev is the device id)"),
@@ -220,20 +223,24 @@ def run_script(qmp_cls, address, vm=None):
         # events of state changes arrive asynchronously: wait until they settle
         # (nothing new for a second, at most 10 s; generous for a loaded host)
         got = []
-        if cmd in ("stop", "cont", "system_reset", "system_powerdown",
+        if cmd in ("stop", "cont", "system_reset", "system_powerdown", "quit",
                    "human-monitor-command") and label != "hmp bogus":
-            deadline = time.monotonic() + 10
+            # quit: SHUTDOWN comes after the answer, then the connection closes
+            deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
                 try:
-                    new = c.get_events(wait=1.0)  # runs the library's reader
-                except Exception:  # noqa: BLE001 (asyncio.TimeoutError: quiet for 1 s)
+                    new = c.get_events(wait=2.0)  # runs the library's reader
+                except Exception:  # noqa: BLE001 (quiet for 2 s, or closed after quit)
                     break
                 if not new:
                     break
                 got += new
-        elif cmd == "quit":
-            time.sleep(1.0)
-        got += c.get_events(wait=False)
+                if cmd == "quit" and any(e["event"] == "SHUTDOWN" for e in got):
+                    break
+        try:
+            got += c.get_events(wait=False)
+        except Exception:  # noqa: BLE001 (closed after quit)
+            pass
         events = []
         for ev in got:
             data = dict(ev.get("data", {}))
@@ -267,7 +274,7 @@ def compare(qemu, other, where):
     known_hit = set()
     unexpected = []
     for label, field in differences:
-        for i, (kl, kf, _) in enumerate(KNOWN):
+        for i, (kl, kf, *_) in enumerate(KNOWN):
             if kl == label and (not kf or field == kf or field.startswith(kf + ".")):
                 known_hit.add(i)
                 break
@@ -342,8 +349,8 @@ def test_conformance_and_qmp_shell():
                 hit |= compare(q, v, where)
         print("remaining differences from QEMU 7.2, with their reasons:")
         for i in sorted(hit):
-            print("  %s %s: %s" % KNOWN[i])
-        stale = [KNOWN[i] for i in range(len(KNOWN)) if i not in hit]
+            print("  %s %s: %s" % KNOWN[i][:3])
+        stale = [KNOWN[i] for i in range(len(KNOWN)) if i not in hit and len(KNOWN[i]) < 4]
         assert not stale, "KNOWN differences that no longer occur: %r" % stale
 
         # qmp-shell -H: HMP through the library's shell, to QEMU and to vmmd
