@@ -4,7 +4,8 @@ noinst_LIBRARIES += daemon/libdaemon.a
 daemon_libdaemon_a_SOURCES = \
 	daemon/config.c daemon/settings.h \
 	daemon/qmp.h daemon/qmp-vm.c daemon/qmp-run.c daemon/qmp-input.c daemon/qmp-vmstate.c \
-	daemon/qmp-info.c daemon/qmp-hmp.c \
+	daemon/qmp-info.c daemon/qmp-hmp.c daemon/qmp-job.c \
+	daemon/jobs.c daemon/jobs.h \
 	daemon/registry.c daemon/registry.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/sandbox.c daemon/sandbox.h \
@@ -39,6 +40,7 @@ tests/functional/guest-acpi.elf: $(srcdir)/tests/functional/guest-acpi.c $(GUEST
 TESTS += \
 	tests/functional/test-daemon-config.py \
 	tests/functional/test-daemon-vms.py \
+	tests/functional/test-jobs-qmp.py \
 	tests/functional/test-protocol-framing.py \
 	tests/functional/test-protocol-limits.py \
 	tests/functional/test-protocol-qmp-library.py \
@@ -62,3 +64,23 @@ TESTS += tests/unit/test-config
 tests_unit_test_config_SOURCES = tests/unit/test-config.c tests/unit/check-main.h
 tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_config_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(LIBSECCOMP_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-jobs
+TESTS += tests/unit/test-jobs
+tests_unit_test_jobs_SOURCES = tests/unit/test-jobs.c tests/unit/check-main.h
+tests_unit_test_jobs_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_unit_test_jobs_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(JANSSON_LIBS) \
+	$(LIBEVENT_LIBS) $(UNIT_LIBS)
+EXTRA_DIST += tests/jobs/scenarios.json tests/jobs/qmptrace.py tests/jobs/record-qemu.py \
+	tests/jobs/golden/commit-active-cancel.json \
+	tests/jobs/golden/commit-active-soft-cancel.json \
+	tests/jobs/golden/commit-active.json \
+	tests/jobs/golden/commit-intermediate.json \
+	tests/jobs/golden/job-errors.json \
+	tests/jobs/golden/job-id-in-use.json \
+	tests/jobs/golden/snapshot-sync.json \
+	tests/jobs/golden/stream-manual.json \
+	tests/jobs/golden/stream-pause-cancel.json \
+	tests/jobs/golden/stream-paused-cancel.json \
+	tests/jobs/golden/stream.json \
+	tests/jobs/golden/transaction.json

@@ -58,3 +58,27 @@ int qmp_query_vms(struct monitor_request *req, json_t *args, json_t **ret, struc
 /* qmp-vmstate.c: whole-VM save and restore (docs/vmstate.md). */
 int qmp_vm_save(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_vm_restore(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+/* qmp-job.c: jobs (daemon/jobs.c). */
+int qmp_query_jobs(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_query_block_jobs(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
+int qmp_job_pause(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_job_resume(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_job_cancel(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_job_complete(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_job_finalize(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_job_dismiss(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_block_job_set_speed(struct monitor_request *req, json_t *args, json_t **ret,
+			    struct error **errp);
+int qmp_block_job_cancel(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
+int qmp_block_job_pause(struct monitor_request *req, json_t *args, json_t **ret,
+			struct error **errp);
+int qmp_block_job_resume(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
+int qmp_block_job_complete(struct monitor_request *req, json_t *args, json_t **ret,
+			   struct error **errp);
+int qmp_block_job_finalize(struct monitor_request *req, json_t *args, json_t **ret,
+			   struct error **errp);
+int qmp_block_job_dismiss(struct monitor_request *req, json_t *args, json_t **ret,
+			  struct error **errp);

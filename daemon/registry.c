@@ -31,6 +31,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/pathpol.h"
+#include "daemon/jobs.h"
 #include "daemon/registry.h"
 #include "daemon/sandbox.h"
 #include "daemon/worker.h"
@@ -100,6 +101,8 @@ struct registry {
 	unsigned dropped;
 	int efd;
 	struct event *ev;
+
+	struct jobs *jobs;
 };
 
 static struct ratelimit event_rl = RATELIMIT_INIT(5 * 1000000, 10);
@@ -298,6 +301,24 @@ static void emit(struct registry *reg, const char *vm, const char *name, json_t 
 	reg->hooks->event(reg->hooks->opaque, vm, name, data);
 }
 
+static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_shutdown,
+			 bool then_delete, registry_done_fn done, void *opaque,
+			 struct error **errp);
+
+static void emit_job_event(void *opaque, const char *vm, const char *name, json_t *data)
+{
+	struct registry *reg = opaque;
+
+	emit(reg, vm && vm[0] ? vm : NULL, name, data);
+}
+
+static void job_gone(void *opaque, const char *vm);
+
+struct jobs *registry_jobs(struct registry *reg)
+{
+	return reg->jobs;
+}
+
 static void drain_events(evutil_socket_t fd, short what, void *opaque)
 {
 	struct registry *reg = opaque;
@@ -459,6 +480,11 @@ int registry_new(struct event_base *base, const char *state_dir, const char *run
 	if (r < 0) {
 		goto err_free;
 	}
+	r = jobs_new(base, emit_job_event, reg, &reg->jobs, errp);
+	if (r < 0) {
+		goto err_free;
+	}
+	jobs_set_gone_hook(reg->jobs, job_gone, reg);
 	*ret = reg;
 	return 0;
 
@@ -486,6 +512,7 @@ void registry_free(struct registry *reg)
 	}
 	registry_shutdown(reg);
 	workers_free(reg->workers);
+	jobs_free(reg->jobs);
 	list_for_each_safe (p, t, &reg->vms) {
 		vm_entry_free(list_entry(p, struct registry_vm, link));
 	}
@@ -1068,6 +1095,46 @@ static void destroy_done(void *arg)
 	}
 }
 
+/* Hand the VM object to a worker for vm_destroy(); its jobs are gone already. */
+static int destroy_start(struct registry_op *op, struct error **errp)
+{
+	struct registry_vm *rv = op->rv;
+	int r;
+
+	r = worker_run(op->reg->workers, destroy_job, destroy_done, op, errp);
+	if (r < 0) {
+		return r;
+	}
+	rv->vm = NULL;
+	rv->inst = NULL;
+	rv->busy = REGISTRY_STOPPING;
+	log_full(LOG_INFO, rv->name, NULL, "VM destroyed (%s)", op->reason);
+	return 0;
+}
+
+/*
+ * A job ended (control thread): a VM whose destroy waits for its jobs goes
+ * on once the last one is gone.
+ */
+static void job_gone(void *opaque, const char *vm)
+{
+	struct registry *reg = opaque;
+	struct registry_vm *rv = registry_find(reg, vm);
+	struct registry_op *op;
+	struct error *err = NULL;
+
+	if (!rv || !rv->destroy_pending || reg->shutting_down || jobs_count(reg->jobs, vm) > 0) {
+		return;
+	}
+	op = TAKE_PTR(rv->destroy_pending);
+	if (destroy_start(op, &err) < 0) {
+		log_full(LOG_ERR, rv->name, NULL, "cannot destroy the VM: %s", err->msg);
+		rv->busy = REGISTRY_IDLE;
+		op_answer(op, -EIO, err);
+		op_free(op);
+	}
+}
+
 static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_shutdown,
 			 bool then_delete, registry_done_fn done, void *opaque, struct error **errp)
 {
@@ -1078,6 +1145,9 @@ static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_s
 	if (!rv->vm) {
 		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
 				       "VM '%s' is not running", rv->name);
+	}
+	if (rv->destroy_pending) {
+		return 0; /* on its way already (the guest powered off meanwhile) */
 	}
 	op = calloc(1, sizeof(*op));
 	if (!op) {
@@ -1092,16 +1162,20 @@ static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_s
 	op->then_delete = then_delete;
 	op->done = done;
 	op->opaque = opaque;
-	r = worker_run(reg->workers, destroy_job, destroy_done, op, errp);
+	/*
+	 * A VM's jobs end with it (QEMU's end with its process): cancel them;
+	 * the VM object goes once the last one has (job_gone()).
+	 */
+	if (jobs_cancel_vm(reg->jobs, rv->name) > 0) {
+		rv->destroy_pending = op;
+		rv->busy = REGISTRY_STOPPING;
+		return 0;
+	}
+	r = destroy_start(op, errp);
 	if (r < 0) {
 		op_free(op);
-		return r;
 	}
-	rv->vm = NULL;
-	rv->inst = NULL;
-	rv->busy = REGISTRY_STOPPING;
-	log_full(LOG_INFO, rv->name, NULL, "VM destroyed (%s)", reason);
-	return 0;
+	return r;
 }
 
 int registry_destroy_async(struct registry_vm *rv, const char *reason, registry_done_fn done,
@@ -1120,6 +1194,15 @@ static void destroy_now(struct registry_vm *rv, const char *reason)
 	struct registry *reg = rv->reg;
 
 	log_full(LOG_INFO, rv->name, NULL, "VM destroyed (%s)", reason);
+	if (rv->destroy_pending) {
+		/* a destroy that waited for the VM's jobs: this one does it */
+		struct registry_op *op = TAKE_PTR(rv->destroy_pending);
+
+		op_answer(op, 0, NULL);
+		op_free(op);
+		rv->busy = REGISTRY_IDLE;
+	}
+	jobs_vm_gone(reg->jobs, rv->name);
 	vm_destroy(rv->vm);
 	rv->vm = NULL;
 	instance_free(rv->inst);

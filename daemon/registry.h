@@ -19,6 +19,7 @@
 
 struct event_base;
 struct registry;
+struct registry_op;
 
 /* What the registry tells the rest of the daemon (the monitor, systemd). */
 struct registry_hooks {
@@ -63,6 +64,8 @@ struct registry_vm {
 	bool deleting; /* destroyed and then deleted (vm-delete with force) */
 	void (*pending_done)(void *opaque, struct registry_vm *rv, int r, struct error *err);
 	void *pending_opaque;
+	/* A destroy waiting for the VM's jobs to end (they were cancelled). */
+	struct registry_op *destroy_pending;
 };
 
 /*
@@ -134,6 +137,9 @@ unsigned registry_count(struct registry *reg);
 unsigned registry_running(struct registry *reg);
 /* The per-VM QMP socket path (valid while the VM object exists). */
 const char *registry_run_dir(struct registry *reg);
+
+/* The daemon's job table (daemon/jobs.h); jobs of a VM end when its VM object goes. */
+struct jobs *registry_jobs(struct registry *reg);
 
 /*
  * vm-save (docs/vmstate.md): pause the VM and write its state into the new

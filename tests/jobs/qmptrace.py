@@ -1,0 +1,136 @@
+"""Run a job/snapshot scenario (scenarios.json) over QMP and record what
+comes back: the replies in order, the events in order (without timestamps
+and the "vm" selector), and the files left in the image directory. Used by
+record-qemu.py (QEMU 7.2, the golden traces) and by the functional test
+that replays the scenarios against vmmd."""
+
+import json
+import os
+import socket
+import subprocess
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SIZE = 4 << 20
+
+
+def load_scenarios():
+    with open(os.path.join(HERE, "scenarios.json")) as f:
+        s = json.load(f)
+    s.pop("about", None)
+    return s
+
+
+def make_chains(d, disks):
+    """Create each disk's chain: DIR/<id>-<layer>.qcow2, each layer with its
+    own 256 KiB pattern at a layer-specific offset (the base also 2 MiB at 1 MiB). Returns {id: top path}."""
+    tops = {}
+    for disk, chain in disks.items():
+        prev = None
+        for i, layer in enumerate(chain):
+            path = os.path.join(d, "%s-%s.qcow2" % (disk, layer))
+            cmd = ["qemu-img", "create", "-q", "-f", "qcow2"]
+            if prev:
+                cmd += ["-b", prev, "-F", "qcow2"]
+            subprocess.run(cmd + [path, str(SIZE)], check=True)
+            cmds = ["-c", "write -P 0x%02x %d 256k" % (0x11 * (i + 1), i * (512 << 10))]
+            if i == 0:
+                # a base with 2 MiB more: streaming it takes several chunks
+                cmds += ["-c", "write -P 0x77 1M 2M"]
+            subprocess.run(["qemu-io", "-f", "qcow2"] + cmds + [path], check=True,
+                           stdout=subprocess.DEVNULL)
+            prev = path
+        tops[disk] = prev
+    return tops
+
+
+def subst(v, d):
+    if isinstance(v, str):
+        return v.replace("$DIR", d)
+    if isinstance(v, list):
+        return [subst(x, d) for x in v]
+    if isinstance(v, dict):
+        return {k: subst(x, d) for k, x in v.items()}
+    return v
+
+
+class Conn:
+    def __init__(self, path, timeout=30.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.sock.settimeout(timeout)
+        self.buf = b""
+        self.events = []
+        self.recv()
+        self.cmd("qmp_capabilities", {})
+
+    def recv(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def cmd(self, name, args):
+        self.sock.sendall((json.dumps({"execute": name, "arguments": args}) + "\n").encode())
+        while True:
+            m = self.recv()
+            if "event" in m:
+                self.events.append(m)
+            else:
+                return m
+
+    def wait(self, name, match, seen, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, ev in enumerate(self.events):
+                if i < seen[0]:
+                    continue
+                if ev["event"] == name and all(ev.get("data", {}).get(k) == v
+                                               for k, v in match.items()):
+                    seen[0] = i + 1
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError("no %s %r within %ds; events: %r" %
+                                     (name, match, timeout, self.events))
+            self.sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                self.events.append(self.recv())
+            except socket.timeout:
+                pass
+
+    def settle(self, secs=0.5):
+        """Collect events that are still on their way."""
+        self.sock.settimeout(secs)
+        try:
+            while True:
+                self.events.append(self.recv())
+        except socket.timeout:
+            pass
+
+
+def clean_event(ev):
+    data = dict(ev.get("data", {}))
+    data.pop("vm", None)
+    return {"event": ev["event"], "data": data}
+
+
+def run(conn, steps, d):
+    """Run @steps; returns the trace (replies, events)."""
+    replies = []
+    seen = [0]
+    for step in steps:
+        if step[0] == "cmd":
+            r = conn.cmd(step[1], subst(step[2], d))
+            r.pop("id", None)
+            replies.append({"cmd": step[1], "reply": r})
+        elif step[0] == "wait":
+            conn.wait(step[1], step[2], seen)
+    conn.settle()
+    return {"replies": replies, "events": [clean_event(e) for e in conn.events]}
+
+
+def files(d):
+    return sorted(f for f in os.listdir(d) if not f.startswith("."))
