@@ -16,6 +16,11 @@
  * If io_uring_queue_init() fails at run time (old kernel, seccomp, or
  * VMMD_NO_IO_URING set in the environment) everything uses the pool.
  *
+ * A request to a drained node (block_drain_begin()) is held by the node's
+ * gate and resubmitted to the pool by block_drain_end(), from the draining
+ * thread (pool_submit() takes ctx->lock); the callback still runs on the
+ * loop thread.
+ *
  * Threads and locks: ctx->lock protects the pool's submission queue, the
  * completion queue and the worker bookkeeping. The ring and the in-flight
  * counters are touched only by the loop thread. Workers and the ring both
@@ -212,6 +217,7 @@ static void complete(struct aio_req *r)
 	int ret = r->ret;
 
 	block_account(bs, r->op, r->len, ret, r->t0);
+	block_gate_exit(bs, r->op, r->offset, r->len);
 	free(r);
 	cb(opaque, ret < 0 ? ret : 0);
 	block_unref(bs);
@@ -394,6 +400,30 @@ static void ctx_destroy(struct block_aio_ctx *ctx)
 	free(ctx);
 }
 
+struct aio_req **block_aio_req_next(struct aio_req *r)
+{
+	return &r->next;
+}
+
+void block_aio_resubmit(struct aio_req *list)
+{
+	while (list) {
+		struct aio_req *r = list;
+
+		list = r->next;
+		r->fd = -1;
+		if (!block_gate_hold(r->bs, r)) {
+			continue; /* drained again meanwhile: held again */
+		}
+		if (pool_submit(r->ctx, r) < 0) {
+			r->ret = -EIO;
+			pthread_mutex_lock(&r->ctx->lock);
+			push_done(r->ctx, r);
+			pthread_mutex_unlock(&r->ctx->lock);
+		}
+	}
+}
+
 /* The fd and offset shift when @bs's reads and writes go straight to a file. */
 static int direct_fd(struct block_node *bs, uint64_t *ret_shift)
 {
@@ -494,6 +524,11 @@ int block_aio_submit(struct block_node *bs, struct block_aio_ctx *ctx, enum bloc
 	r->t0 = block_now_ns();
 	r->fd = -1;
 
+	if (!block_gate_hold(bs, r)) {
+		/* drained (a snapshot or block job): block_drain_end() resubmits it */
+		ctx->inflight++;
+		return 0;
+	}
 	if (ctx->have_ring && (rw || (op == BLOCK_OP_FLUSH && !bs->read_only))) {
 		r->fd = direct_fd(bs, &shift);
 		r->direct = bs->flags & BLOCK_O_NOCACHE;
@@ -514,6 +549,7 @@ int block_aio_submit(struct block_node *bs, struct block_aio_ctx *ctx, enum bloc
 	r->fd = -1;
 	err = pool_submit(ctx, r);
 	if (err < 0) {
+		block_gate_exit(bs, op, offset, 0);
 		block_unref(r->bs);
 		free(r);
 		return err;

@@ -169,6 +169,12 @@ struct block_driver {
 	/* Change the backing file name recorded in the image (rebase -u). May be NULL. */
 	int (*change_backing)(struct block_node *bs, const char *file, const char *fmt,
 			      struct error **errp);
+	/*
+	 * The node's contents moved to another struct block_node (the core
+	 * swaps nodes when it reopens one or inserts an overlay): update any
+	 * pointer the driver state keeps to its node. May be NULL.
+	 */
+	void (*rebind)(struct block_node *bs);
 };
 
 /* Bytes of an image's start handed to block_driver.probe. */
@@ -179,6 +185,8 @@ struct block_driver {
  * "raw" when none matches. A static string; any thread.
  */
 const char *block_probe_buf(const uint8_t *buf, size_t len, const char *filename);
+
+struct aio_req;
 
 enum {
 	BLOCK_FIX_LEAKS = 1u << 0,
@@ -204,6 +212,22 @@ struct block_node {
 	bool growable;
 	pthread_mutex_t rmw_lock; /* core: serializes read-modify-write of unaligned writes */
 	struct block_stats stats; /* updated with atomics */
+
+	/*
+	 * The drain gate (block.c): every request from outside the block layer
+	 * enters it and leaves when the driver is done. While drained, requests
+	 * of other threads wait (synchronous ones) or are held (asynchronous
+	 * ones, resubmitted by block_drain_end()); the draining thread passes.
+	 * The refcount, rmw_lock, stats and the gate stay with the struct when
+	 * the core swaps a node's contents (block_swap_contents()).
+	 */
+	pthread_mutex_t gate_lock;
+	pthread_cond_t gate_cond;
+	unsigned gate_inflight;
+	unsigned gate_drained;
+	pthread_t gate_owner;
+	struct aio_req *gate_held; /* held asynchronous requests, a list through ->next */
+	struct block_dirty *dirty; /* write tracking (active commit), under gate_lock */
 };
 
 /*
@@ -272,3 +296,19 @@ int block_check(struct block_node *bs, struct block_check_result *res, unsigned 
 int block_pwrite_compressed(struct block_node *bs, uint64_t offset, const void *buf, uint64_t len);
 int block_change_backing(struct block_node *bs, const char *file, const char *fmt,
 			 struct error **errp);
+
+/*
+ * The gate (see struct block_node). block_gate_enter: for a synchronous
+ * request; waits while another thread drains the node. block_gate_hold:
+ * for an asynchronous request: returns false and keeps @r (to be
+ * resubmitted by block_aio_resubmit()) if the node is drained by another
+ * thread, else enters and returns true. block_gate_exit: the request is
+ * done; writes (@op) mark the dirty tracker.
+ */
+void block_gate_enter(struct block_node *bs);
+bool block_gate_hold(struct block_node *bs, struct aio_req *r);
+void block_gate_exit(struct block_node *bs, enum block_op op, uint64_t offset, uint64_t len);
+/* aio.c: the link field of a request (the held list). */
+struct aio_req **block_aio_req_next(struct aio_req *r);
+/* aio.c: send held requests (a list through ->next) to their contexts' pools. */
+void block_aio_resubmit(struct aio_req *list);

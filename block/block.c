@@ -7,8 +7,11 @@
  * the daemon's control thread) and may run concurrently on one node from
  * several threads; drivers serialize their own mutable state. The only
  * core-owned mutable state of a node is its reference count and statistics
- * (atomics) and rmw_lock, which serializes read-modify-write cycles of
- * unaligned writes on nodes that require alignment (O_DIRECT).
+ * (atomics), rmw_lock, which serializes read-modify-write cycles of
+ * unaligned writes on nodes that require alignment (O_DIRECT), and the
+ * drain gate (gate_lock): block jobs and snapshots drain a node (any thread
+ * but the one that completes its asynchronous requests) to change the graph
+ * under it or to copy data without a guest write in between.
  */
 #include "config.h"
 
@@ -88,6 +91,9 @@ static void node_free(struct block_node *bs)
 		return;
 	}
 	pthread_mutex_destroy(&bs->rmw_lock);
+	pthread_mutex_destroy(&bs->gate_lock);
+	pthread_cond_destroy(&bs->gate_cond);
+	free(bs->dirty);
 	free(bs->filename);
 	free(bs->node_name);
 	free(bs);
@@ -117,6 +123,8 @@ static int node_open(struct block_node **ret, const struct block_driver *drv, co
 	bs->alignment = 1;
 	bs->growable = growable;
 	pthread_mutex_init(&bs->rmw_lock, NULL);
+	pthread_mutex_init(&bs->gate_lock, NULL);
+	pthread_cond_init(&bs->gate_cond, NULL);
 	bs->filename = strdup(filename);
 	bs->node_name = node_name ? strdup(node_name) : NULL;
 	if (!bs->filename || (node_name && !bs->node_name)) {
@@ -501,6 +509,203 @@ const char *block_node_name(struct block_node *bs)
 	return bs->node_name;
 }
 
+/* ---- the drain gate ---- */
+
+static bool gate_passes(struct block_node *bs)
+{
+	return bs->gate_drained == 0 || pthread_equal(bs->gate_owner, pthread_self());
+}
+
+void block_gate_enter(struct block_node *bs)
+{
+	pthread_mutex_lock(&bs->gate_lock);
+	while (!gate_passes(bs)) {
+		pthread_cond_wait(&bs->gate_cond, &bs->gate_lock);
+	}
+	bs->gate_inflight++;
+	pthread_mutex_unlock(&bs->gate_lock);
+}
+
+bool block_gate_hold(struct block_node *bs, struct aio_req *r)
+{
+	bool entered;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	entered = gate_passes(bs);
+	if (entered) {
+		bs->gate_inflight++;
+	} else {
+		struct aio_req **pp = &bs->gate_held;
+
+		while (*pp) {
+			pp = block_aio_req_next(*pp);
+		}
+		*pp = r;
+		*block_aio_req_next(r) = NULL;
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+	return entered;
+}
+
+static void dirty_mark_locked(struct block_dirty *d, uint64_t offset, uint64_t len);
+
+void block_gate_exit(struct block_node *bs, enum block_op op, uint64_t offset, uint64_t len)
+{
+	pthread_mutex_lock(&bs->gate_lock);
+	if (bs->dirty && len &&
+	    (op == BLOCK_OP_WRITE || op == BLOCK_OP_WRITE_ZEROES || op == BLOCK_OP_DISCARD)) {
+		dirty_mark_locked(bs->dirty, offset, len);
+	}
+	if (--bs->gate_inflight == 0 && bs->gate_drained) {
+		pthread_cond_broadcast(&bs->gate_cond);
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+}
+
+void block_drain_begin(struct block_node *bs)
+{
+	pthread_mutex_lock(&bs->gate_lock);
+	/* one drainer at a time; a nested drain by the owner just counts */
+	while (bs->gate_drained && !pthread_equal(bs->gate_owner, pthread_self())) {
+		pthread_cond_wait(&bs->gate_cond, &bs->gate_lock);
+	}
+	bs->gate_drained++;
+	bs->gate_owner = pthread_self();
+	while (bs->gate_inflight > 0) {
+		pthread_cond_wait(&bs->gate_cond, &bs->gate_lock);
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+}
+
+void block_drain_end(struct block_node *bs)
+{
+	struct aio_req *held = NULL;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	if (--bs->gate_drained == 0) {
+		held = bs->gate_held;
+		bs->gate_held = NULL;
+		pthread_cond_broadcast(&bs->gate_cond);
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+	if (held) {
+		block_aio_resubmit(held);
+	}
+}
+
+/* ---- write tracking (active commit) ---- */
+
+struct block_dirty {
+	uint64_t granularity;
+	uint64_t nbits;
+	uint64_t count; /* bits set */
+	uint64_t bits[];
+};
+
+static void dirty_mark_locked(struct block_dirty *d, uint64_t offset, uint64_t len)
+{
+	uint64_t first = offset / d->granularity;
+	uint64_t last = (offset + len - 1) / d->granularity;
+
+	for (uint64_t i = first; i <= last && i < d->nbits; i++) {
+		if (!(d->bits[i / 64] & (1ull << (i % 64)))) {
+			d->bits[i / 64] |= 1ull << (i % 64);
+			d->count++;
+		}
+	}
+}
+
+int block_dirty_start(struct block_node *bs, uint64_t granularity, struct error **errp)
+{
+	uint64_t nbits = (block_length(bs) + granularity - 1) / granularity;
+	struct block_dirty *d;
+
+	if (!granularity || !IS_POWER_OF_2(granularity) || nbits > (1ull << 32)) {
+		return error_set(errp, EINVAL, "bad dirty tracking granularity %" PRIu64,
+				 granularity);
+	}
+	d = calloc(1, sizeof(*d) + (nbits + 63) / 64 * sizeof(uint64_t));
+	if (!d) {
+		return error_set(errp, ENOMEM, "out of memory for the dirty bitmap of '%s'",
+				 bs->filename);
+	}
+	d->granularity = granularity;
+	d->nbits = nbits;
+	pthread_mutex_lock(&bs->gate_lock);
+	if (bs->dirty) {
+		pthread_mutex_unlock(&bs->gate_lock);
+		free(d);
+		return error_set(errp, EBUSY, "'%s' is already tracked", bs->filename);
+	}
+	bs->dirty = d;
+	pthread_mutex_unlock(&bs->gate_lock);
+	return 0;
+}
+
+void block_dirty_stop(struct block_node *bs)
+{
+	struct block_dirty *d;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	d = bs->dirty;
+	bs->dirty = NULL;
+	pthread_mutex_unlock(&bs->gate_lock);
+	free(d);
+}
+
+void block_dirty_mark(struct block_node *bs, uint64_t offset, uint64_t len)
+{
+	pthread_mutex_lock(&bs->gate_lock);
+	if (bs->dirty && len) {
+		dirty_mark_locked(bs->dirty, offset, len);
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+}
+
+bool block_dirty_take(struct block_node *bs, uint64_t max, uint64_t *ret_offset, uint64_t *ret_len)
+{
+	struct block_dirty *d;
+	uint64_t i, n = 0, len = block_length(bs);
+	bool found = false;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	d = bs->dirty;
+	if (d && d->count) {
+		for (i = 0; i < d->nbits; i++) {
+			if (d->bits[i / 64] == 0 && i % 64 == 0) {
+				i += 63;
+				continue;
+			}
+			if (d->bits[i / 64] & (1ull << (i % 64))) {
+				break;
+			}
+		}
+		while (i + n < d->nbits && (n + 1) * d->granularity <= MAX(max, d->granularity) &&
+		       (d->bits[(i + n) / 64] & (1ull << ((i + n) % 64)))) {
+			d->bits[(i + n) / 64] &= ~(1ull << ((i + n) % 64));
+			d->count--;
+			n++;
+		}
+		if (n) {
+			*ret_offset = i * d->granularity;
+			*ret_len = MIN(n * d->granularity, len - *ret_offset);
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+	return found;
+}
+
+uint64_t block_dirty_bytes(struct block_node *bs)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	n = bs->dirty ? bs->dirty->count * bs->dirty->granularity : 0;
+	pthread_mutex_unlock(&bs->gate_lock);
+	return n;
+}
+
 int block_check_request(struct block_node *bs, uint64_t offset, uint64_t len, bool write)
 {
 	if (write && bs->read_only) {
@@ -666,9 +871,11 @@ int block_preadv(struct block_node *bs, uint64_t offset, const struct iovec *iov
 	if (r < 0) {
 		return r;
 	}
+	block_gate_enter(bs);
 	t0 = now_ns();
 	r = block_do_preadv(bs, offset, iov, cnt, len);
 	block_account(bs, BLOCK_OP_READ, len, r, t0);
+	block_gate_exit(bs, BLOCK_OP_READ, offset, len);
 	return r < 0 ? r : 0;
 }
 
@@ -685,9 +892,11 @@ int block_pwritev(struct block_node *bs, uint64_t offset, const struct iovec *io
 	if (r < 0) {
 		return r;
 	}
+	block_gate_enter(bs);
 	t0 = now_ns();
 	r = block_do_pwritev(bs, offset, iov, cnt, len);
 	block_account(bs, BLOCK_OP_WRITE, len, r, t0);
+	block_gate_exit(bs, BLOCK_OP_WRITE, offset, len);
 	return r < 0 ? r : 0;
 }
 
@@ -723,10 +932,14 @@ int block_do_flush(struct block_node *bs)
 
 int block_flush(struct block_node *bs)
 {
-	uint64_t t0 = now_ns();
-	int r = block_do_flush(bs);
+	uint64_t t0;
+	int r;
 
+	block_gate_enter(bs);
+	t0 = now_ns();
+	r = block_do_flush(bs);
 	block_account(bs, BLOCK_OP_FLUSH, 0, r, t0);
+	block_gate_exit(bs, BLOCK_OP_FLUSH, 0, 0);
 	return r;
 }
 
@@ -749,8 +962,10 @@ int block_discard(struct block_node *bs, uint64_t offset, uint64_t len)
 	if (r < 0) {
 		return r;
 	}
+	block_gate_enter(bs);
 	r = block_do_discard(bs, offset, len);
 	block_account(bs, BLOCK_OP_DISCARD, len, r, now_ns());
+	block_gate_exit(bs, BLOCK_OP_DISCARD, offset, len);
 	return r;
 }
 
@@ -798,9 +1013,11 @@ int block_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len, uns
 	if (r < 0) {
 		return r;
 	}
+	block_gate_enter(bs);
 	t0 = now_ns();
 	r = block_do_write_zeroes(bs, offset, len, flags);
 	block_account(bs, BLOCK_OP_WRITE_ZEROES, len, r, t0);
+	block_gate_exit(bs, BLOCK_OP_WRITE_ZEROES, offset, len);
 	return r;
 }
 
@@ -1004,9 +1221,11 @@ int block_pwrite_compressed(struct block_node *bs, uint64_t offset, const void *
 	if (r < 0) {
 		return r;
 	}
+	block_gate_enter(bs);
 	t0 = now_ns();
 	r = bs->drv->pwrite_compressed(bs, offset, buf, len);
 	block_account(bs, BLOCK_OP_WRITE, len, r, t0);
+	block_gate_exit(bs, BLOCK_OP_WRITE, offset, len);
 	return r;
 }
 

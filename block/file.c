@@ -92,10 +92,11 @@ static pid_t find_lock_holder(const struct stat *st)
 	return found;
 }
 
-static int file_lock(struct block_node *bs, int fd, const struct stat *st, struct error **errp)
+static int file_lock_type(struct block_node *bs, int fd, const struct stat *st, short type,
+			  struct error **errp)
 {
 	struct flock fl = {
-		.l_type = bs->read_only ? F_RDLCK : F_WRLCK,
+		.l_type = type,
 		.l_whence = SEEK_SET,
 		.l_start = FILE_LOCK_BYTE,
 		.l_len = 1,
@@ -116,12 +117,37 @@ static int file_lock(struct block_node *bs, int fd, const struct stat *st, struc
 		return error_set(errp, EBUSY,
 				 "image '%s' is locked: process %d has it open%s (an image is "
 				 "shared only by readers; a writer needs it alone)",
-				 bs->filename, (int)holder, bs->read_only ? " for writing" : "");
+				 bs->filename, (int)holder, type == F_RDLCK ? " for writing" : "");
 	}
 	return error_set(errp, EBUSY,
 			 "image '%s' is locked by another user (an image is shared only by "
 			 "readers; a writer needs it alone)",
 			 bs->filename);
+}
+
+static int file_lock(struct block_node *bs, int fd, const struct stat *st, struct error **errp)
+{
+	return file_lock_type(bs, fd, st, bs->read_only ? F_RDLCK : F_WRLCK, errp);
+}
+
+int file_set_lock(struct block_node *bs, short type, struct error **errp)
+{
+	struct file_state *s = state(bs);
+	struct flock fl = {
+		.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = FILE_LOCK_BYTE, .l_len = 1};
+	struct stat st;
+
+	if (type == F_UNLCK) {
+		if (fcntl(s->fd, F_OFD_SETLK, &fl) < 0 && errno != EINVAL && errno != ENOLCK) {
+			return error_set_errno(errp, errno, "could not unlock image '%s'",
+					       bs->filename);
+		}
+		return 0;
+	}
+	if (fstat(s->fd, &st) < 0) {
+		return error_set_errno(errp, errno, "could not stat '%s'", bs->filename);
+	}
+	return file_lock_type(bs, s->fd, &st, type, errp);
 }
 
 /* O_DIRECT request alignment: the logical block size, found by probing. */

@@ -20,6 +20,12 @@ struct file_state {
 /* Bytes allocated on the host for a file-protocol node (st_blocks * 512; 0 on error). */
 uint64_t file_actual_size(struct block_node *bs);
 
+/*
+ * Set the node's image lock to @type (F_RDLCK, F_WRLCK or F_UNLCK); the
+ * error names the holder, as at open. For block_reopen().
+ */
+int file_set_lock(struct block_node *bs, short type, struct error **errp);
+
 /* The open fd of a file-protocol node. */
 int file_fd(struct block_node *bs);
 

@@ -3,7 +3,7 @@
 # fragment) and qcow2 (block/qcow2*.c, added to BLOCK_SOURCES by its owner).
 noinst_LIBRARIES += block/libblock.a
 BLOCK_SOURCES = \
-	block/block-int.h block/block.c block/aio.c \
+	block/block-int.h block/block.c block/aio.c block/graph.c \
 	block/file.c block/file.h \
 	block/nbd.c \
 	block/raw.c block/raw.h \
@@ -22,6 +22,12 @@ TESTS += tests/unit/test-block
 tests_unit_test_block_SOURCES = tests/unit/test-block.c tests/unit/check-main.h
 tests_unit_test_block_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_block_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-block-graph
+TESTS += tests/unit/test-block-graph
+tests_unit_test_block_graph_SOURCES = tests/unit/test-block-graph.c tests/unit/check-main.h
+tests_unit_test_block_graph_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_unit_test_block_graph_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-block-aio
 TESTS += tests/unit/test-block-aio

@@ -1730,6 +1730,15 @@ static int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
 	return 0;
 }
 
+static void qcow2_rebind(struct block_node *bs)
+{
+	struct qcow2_state *s = bs->opaque;
+
+	if (s) {
+		s->bs = bs;
+	}
+}
+
 const struct block_driver qcow2_driver = {
 	.name = "qcow2",
 	.is_protocol = false,
@@ -1753,4 +1762,5 @@ const struct block_driver qcow2_driver = {
 	.snapshot_delete = qcow2_snapshot_delete,
 	.snapshot_list = qcow2_snapshot_list,
 	.change_backing = qcow2_change_backing,
+	.rebind = qcow2_rebind,
 };

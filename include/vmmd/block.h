@@ -151,3 +151,81 @@ int block_snapshot_apply(struct block_node *bs, const char *name, struct error *
 int block_snapshot_delete(struct block_node *bs, const char *name, struct error **errp);
 /* Array of {"id","name","vm-state-size","date-sec","date-nsec","vm-clock-nsec"...}. */
 json_t *block_snapshot_list(struct block_node *bs, struct error **errp);
+
+/*
+ * Draining (block jobs, external snapshots). While @bs is drained, no
+ * request is inside it: synchronous requests of other threads wait,
+ * asynchronous ones are held and resubmitted by block_drain_end(); the
+ * draining thread's own requests pass. block_drain_begin() waits for the
+ * requests in flight. Any thread but the control thread and the threads
+ * that complete @bs's asynchronous requests. Nested drains by the same
+ * thread count.
+ */
+void block_drain_begin(struct block_node *bs);
+void block_drain_end(struct block_node *bs);
+
+/*
+ * Write tracking (active commit): from block_dirty_start() on, every write,
+ * write-zeroes or discard that completes on @bs marks its range (in
+ * @granularity units) dirty. block_dirty_take() finds the first dirty run
+ * (at most @max bytes), clears it and returns it; false when clean.
+ */
+int block_dirty_start(struct block_node *bs, uint64_t granularity, struct error **errp);
+void block_dirty_stop(struct block_node *bs);
+void block_dirty_mark(struct block_node *bs, uint64_t offset, uint64_t len);
+bool block_dirty_take(struct block_node *bs, uint64_t max, uint64_t *ret_offset, uint64_t *ret_len);
+uint64_t block_dirty_bytes(struct block_node *bs);
+
+/*
+ * The graph (block/graph.c). A disk's device keeps a pointer to its top
+ * node; these functions change what the nodes hold, so the pointer stays
+ * valid and designates the new top. The caller drains the disk's top node
+ * around each change. Not on the control thread (they open and flush).
+ */
+struct block_node *block_backing(struct block_node *bs); /* borrowed, or NULL */
+/* The node of @top's chain with that file name or node name (borrowed), or NULL. */
+struct block_node *block_chain_find(struct block_node *top, const char *filename,
+				    const char *node_name);
+/*
+ * Reopen @bs read-write or read-only in place (new file descriptor, the
+ * image lock handed over: "Failed to get "write" lock" when another user
+ * has the image). The backing chain is kept.
+ */
+int block_reopen(struct block_node *bs, bool rw, struct error **errp);
+/*
+ * Create a new image @file of format @format (NULL: qcow2; only qcow2 can
+ * have a backing file) with @backing's file as its backing file and its
+ * size. An existing file is never overwritten: "Could not create '@file':
+ * File exists".
+ */
+int block_create_overlay(const char *file, const char *format, struct block_node *backing,
+			 struct error **errp);
+/* Open @file as an overlay for @active (same cache flags, read-write, no backing yet). */
+int block_open_overlay(struct block_node **ret, const char *file, const char *format,
+		       struct block_node *active, const char *node_name, struct error **errp);
+/*
+ * Put @overlay (from block_open_overlay(); the reference is taken over)
+ * on top of @active: @active now designates the overlay, whose backing
+ * node holds what @active held, reopened read-only.
+ */
+void block_insert_overlay(struct block_node *active, struct block_node *overlay);
+/*
+ * Make @backing (a reference is taken; may be NULL) the backing node of
+ * @bs and record it in @bs's image (as @name, default its file name), the
+ * old backing chain is released. A read-only @bs is reopened read-write
+ * for the header update and back.
+ */
+int block_set_backing(struct block_node *bs, struct block_node *backing, const char *name,
+		      struct error **errp);
+/*
+ * Whether [offset, offset+*ret_pnum) is allocated in a node of the chain
+ * from @top down to, not including, @base (NULL: the whole chain).
+ */
+int block_is_allocated_above(struct block_node *top, struct block_node *base, uint64_t offset,
+			     uint64_t len, uint64_t *ret_pnum, bool *ret_allocated);
+/*
+ * Active commit's switch: @active (the disk's top) now designates @base
+ * (a node of its chain, on which the caller holds a reference), and the
+ * layers above @base are released when the caller drops that reference.
+ */
+void block_pivot(struct block_node *active, struct block_node *base);
