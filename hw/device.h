@@ -29,6 +29,11 @@ struct guest_mem;
 struct event_base;
 struct vmstate_buf;
 
+struct block_node;
+
+/* For for_each_disk: one disk's id and top node. */
+typedef void vm_disk_fn(void *opaque, const char *id, struct block_node *bs);
+
 /* ---- The device class ---- */
 
 /* How many instances a class has on one VM, and what realize's @item is. */
@@ -75,6 +80,13 @@ struct device_class {
 
 	/* Optional (a PCI host): QEMU's PciInfo of its bus for query-pci; new reference. */
 	json_t *(*query_pci)(void *state);
+	/*
+	 * Optional (disks): call @fn with the id and top block node of each of
+	 * this device's disks (the node is borrowed and stays valid, as the
+	 * same pointer, while the device exists: snapshots and block jobs
+	 * change what it holds, never the pointer). Control thread.
+	 */
+	void (*for_each_disk)(void *state, vm_disk_fn *fn, void *opaque);
 	/*
 	 * Save/restore (docs/vmstate.md). A device either has no
 	 * guest-visible state of its own (stateless: what it shows the guest

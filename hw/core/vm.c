@@ -257,6 +257,40 @@ json_t *vm_query_pci(struct vm *vm)
 	return a;
 }
 
+void vm_for_each_disk(struct vm *vm,
+		      void (*fn)(void *opaque, const char *id, struct block_node *bs), void *opaque)
+{
+	for (unsigned i = 0; i < vm->n_devices; i++) {
+		const struct device_class *c = vm->devices[i].cls;
+
+		if (c->for_each_disk) {
+			c->for_each_disk(vm->devices[i].state, fn, opaque);
+		}
+	}
+}
+
+struct disk_lookup {
+	const char *id;
+	struct block_node *bs;
+};
+
+static void match_disk(void *opaque, const char *id, struct block_node *bs)
+{
+	struct disk_lookup *l = opaque;
+
+	if (!l->bs && strcmp(id, l->id) == 0) {
+		l->bs = bs;
+	}
+}
+
+struct block_node *vm_disk_node(struct vm *vm, const char *id)
+{
+	struct disk_lookup l = {.id = id};
+
+	vm_for_each_disk(vm, match_disk, &l);
+	return l.bs;
+}
+
 json_t *vm_query_block(struct vm *vm)
 {
 	return collect(vm, false);

@@ -806,6 +806,13 @@ static int blk_load(void *state, struct vmstate_buf *in, unsigned version, struc
 	return r;
 }
 
+static void blk_for_each_disk(void *state, vm_disk_fn *fn, void *opaque)
+{
+	struct virtio_blk *b = state;
+
+	fn(opaque, b->id, b->bs);
+}
+
 const struct device_class virtio_blk_class = {
 	.name = "virtio-blk",
 	.each = DEVICE_PER_DISK,
@@ -818,4 +825,5 @@ const struct device_class virtio_blk_class = {
 	.save = blk_save,
 	.load = blk_load,
 	.busy = blk_busy,
+	.for_each_disk = blk_for_each_disk,
 };

@@ -227,6 +227,17 @@ int vm_ringbuf_read(struct vm *vm, uint8_t *buf, size_t max, size_t *ret_len);
 int vm_ringbuf_write(struct vm *vm, const uint8_t *buf, size_t len);
 /* query-pci: QEMU's PciInfo list of the VM's PCI bus; new reference. */
 json_t *vm_query_pci(struct vm *vm);
+struct block_node;
+/*
+ * The top block node of the VM's disk @id (borrowed; the pointer stays
+ * valid while @vm exists, whatever snapshots and block jobs do to its
+ * contents), or NULL. vm_for_each_disk() calls @fn for every disk.
+ * Control thread.
+ */
+struct block_node *vm_disk_node(struct vm *vm, const char *id);
+void vm_for_each_disk(struct vm *vm,
+		      void (*fn)(void *opaque, const char *id, struct block_node *bs),
+		      void *opaque);
 /* query-block / query-blockstats for this VM's disks; new references. */
 json_t *vm_query_block(struct vm *vm);
 json_t *vm_query_blockstats(struct vm *vm);

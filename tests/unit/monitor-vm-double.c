@@ -333,3 +333,19 @@ json_t *vm_query_pci(struct vm *vm)
 {
 	return json_pack("[{s:i, s:[]}]", "bus", 0, "devices");
 }
+
+/* The double has no disks. */
+struct block_node *vm_disk_node(struct vm *vm, const char *id)
+{
+	(void)vm;
+	(void)id;
+	return NULL;
+}
+
+void vm_for_each_disk(struct vm *vm,
+		      void (*fn)(void *opaque, const char *id, struct block_node *bs), void *opaque)
+{
+	(void)vm;
+	(void)fn;
+	(void)opaque;
+}
