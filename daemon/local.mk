@@ -5,7 +5,9 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/config.c daemon/settings.h \
 	daemon/qmp.h daemon/qmp-vm.c daemon/qmp-run.c daemon/qmp-input.c daemon/qmp-vmstate.c \
 	daemon/qmp-info.c daemon/qmp-hmp.c daemon/qmp-job.c \
+	daemon/qmp-blockjob.c \
 	daemon/jobs.c daemon/jobs.h \
+	daemon/blockjob.c daemon/blockjob.h \
 	daemon/registry.c daemon/registry.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/sandbox.c daemon/sandbox.h \
@@ -41,6 +43,9 @@ TESTS += \
 	tests/functional/test-daemon-config.py \
 	tests/functional/test-daemon-vms.py \
 	tests/functional/test-jobs-qmp.py \
+	tests/functional/test-jobs-golden.py \
+	tests/functional/test-jobs-live.py \
+	tests/functional/test-vmctl-disk.py \
 	tests/functional/test-protocol-framing.py \
 	tests/functional/test-protocol-limits.py \
 	tests/functional/test-protocol-qmp-library.py \
@@ -56,7 +61,7 @@ TESTS += tests/unit/test-monitor-dispatch
 tests_unit_test_monitor_dispatch_SOURCES = tests/unit/test-monitor-dispatch.c \
 	tests/unit/monitor-vm-double.c tests/unit/check-main.h
 tests_unit_test_monitor_dispatch_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
-tests_unit_test_monitor_dispatch_LDADD = daemon/libdaemon.a monitor/libmonitor.a \
+tests_unit_test_monitor_dispatch_LDADD = daemon/libdaemon.a monitor/libmonitor.a $(BLOCK_LIBS) \
 	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(LIBSECCOMP_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-config

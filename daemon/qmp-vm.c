@@ -250,5 +250,9 @@ const struct monitor_command qmp_commands[] = {
 	{"block-job-complete", qmp_block_job_complete},
 	{"block-job-finalize", qmp_block_job_finalize},
 	{"block-job-dismiss", qmp_block_job_dismiss},
+	{"blockdev-snapshot-sync", qmp_blockdev_snapshot_sync},
+	{"transaction", qmp_transaction},
+	{"block-stream", qmp_block_stream},
+	{"block-commit", qmp_block_commit},
 };
 const size_t qmp_n_commands = ARRAY_SIZE(qmp_commands);

@@ -82,3 +82,9 @@ int qmp_block_job_finalize(struct monitor_request *req, json_t *args, json_t **r
 			   struct error **errp);
 int qmp_block_job_dismiss(struct monitor_request *req, json_t *args, json_t **ret,
 			  struct error **errp);
+/* qmp-blockjob.c: external snapshots and block jobs (daemon/blockjob.c). */
+int qmp_blockdev_snapshot_sync(struct monitor_request *req, json_t *args, json_t **ret,
+			       struct error **errp);
+int qmp_transaction(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_block_stream(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_block_commit(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

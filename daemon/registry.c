@@ -1212,6 +1212,48 @@ static void destroy_now(struct registry_vm *rv, const char *reason)
 	changed(reg);
 }
 
+int registry_set_disk(struct registry_vm *rv, const char *id, const char *file, const char *format,
+		      struct error **errp)
+{
+	_cleanup_(vm_config_freep) struct vm_config *cfg = NULL;
+	json_auto_t *def = json_deep_copy(rv->def);
+	json_t *disks = def ? json_object_get(def, "disks") : NULL;
+	json_t *d = NULL, *v;
+	size_t i;
+	int r;
+
+	if (!def) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	json_array_foreach (disks, i, v) {
+		if (json_is_string(json_object_get(v, "id")) &&
+		    strcmp(json_string_value(json_object_get(v, "id")), id) == 0) {
+			d = v;
+			break;
+		}
+	}
+	if (!d) {
+		return error_set(errp, ENOENT, "VM '%s' has no disk '%s' in its definition",
+				 rv->name, id);
+	}
+	json_object_set_new(d, "file", json_string(file));
+	json_object_set_new(d, "format", json_string(format));
+	r = vm_config_from_json(def, false, &cfg, errp);
+	if (r < 0) {
+		return r;
+	}
+	r = persist(rv->reg, rv->name, def, errp);
+	if (r < 0) {
+		return r;
+	}
+	json_decref(rv->def);
+	rv->def = TAKE_PTR(def);
+	vm_config_free(rv->cfg);
+	rv->cfg = TAKE_PTR(cfg);
+	log_full(LOG_INFO, rv->name, id, "disk now %s (%s)", file, format);
+	return 0;
+}
+
 /* Worker thread: remove NAME.json (and the console log vmmd chose). */
 static int unlink_definition(struct registry *reg, const char *name, const char *serial_log,
 			     struct error **errp)

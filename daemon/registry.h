@@ -138,6 +138,14 @@ unsigned registry_running(struct registry *reg);
 /* The per-VM QMP socket path (valid while the VM object exists). */
 const char *registry_run_dir(struct registry *reg);
 
+/*
+ * A disk's image changed under the running VM (external snapshot, active
+ * commit): the persisted definition follows, so the next start opens the
+ * new top image. Control thread.
+ */
+int registry_set_disk(struct registry_vm *rv, const char *id, const char *file, const char *format,
+		      struct error **errp);
+
 /* The daemon's job table (daemon/jobs.h); jobs of a VM end when its VM object goes. */
 struct jobs *registry_jobs(struct registry *reg);
 

@@ -1,0 +1,916 @@
+/*
+ * External snapshots and block jobs: see blockjob.h.
+ *
+ * A disk is named by its id ("device") or by the node name of a node of
+ * its chain. Every change of the graph happens with the disk's top node
+ * drained (block_drain_begin()): guest requests wait (or are held) until
+ * the change is done, then go to the new graph.
+ *
+ * Stream copies, chunk by chunk with the top drained (so no guest write
+ * lands between the copy's read and write), what the layers between the
+ * top and the base hold and the top does not; at finalize the top's
+ * backing becomes the base. Intermediate commit copies what the layers
+ * from top down to the base hold into the base (reopened read-write; the
+ * guest never reads those ranges of the base, the layers above shadow
+ * them); at finalize the node above the top gets the base as backing.
+ * Active commit tracks the guest's writes to the top (block_dirty_*),
+ * copies until nothing is dirty, goes ready, keeps mirroring, and on
+ * job-complete drains the top, copies what is left and pivots the disk
+ * to the base.
+ *
+ * Threads: the commands on the control thread; run/prepare/commit/abort of
+ * the jobs on the job's worker thread; finished() on the control thread.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "daemon/blockjob.h"
+#include "daemon/jobs.h"
+#include "daemon/registry.h"
+#include "vmmd/block.h"
+
+/* QEMU's STREAM_CHUNK and the commit buffer: bytes per copy step. */
+#define BLOCKJOB_CHUNK (512u << 10)
+/* Active commit: dirty tracking granularity, and how often it looks for new writes. */
+#define BLOCKJOB_DIRTY_GRANULARITY (64u << 10)
+#define BLOCKJOB_MIRROR_POLL_NS 50000000ull
+
+static struct vm *live_vm(struct registry_vm *rv, struct error **errp)
+{
+	if (!rv->vm) {
+		error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				"VM '%s' is not running; start it with vm-start", rv->name);
+	}
+	return rv->vm;
+}
+
+/* A disk and a node of its chain, found by disk id or node name. */
+struct disk_node {
+	const char *id;		 /* the disk */
+	struct block_node *root; /* its top node */
+	struct block_node *node; /* the node asked for */
+	const char *device;	 /* lookup keys */
+	const char *node_name;
+};
+
+static void match(void *opaque, const char *id, struct block_node *bs)
+{
+	struct disk_node *d = opaque;
+
+	if (d->node) {
+		return;
+	}
+	if (d->device && strcmp(id, d->device) == 0) {
+		d->id = id;
+		d->root = d->node = bs;
+	} else if (d->node_name) {
+		struct block_node *n = block_chain_find(bs, NULL, d->node_name);
+
+		if (n) {
+			d->id = id;
+			d->root = bs;
+			d->node = n;
+		}
+	}
+}
+
+static bool find_disk(struct vm *vm, const char *device, const char *node_name,
+		      struct disk_node *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->device = device;
+	ret->node_name = node_name;
+	vm_for_each_disk(vm, match, ret);
+	return ret->node != NULL;
+}
+
+static void name_used(void *opaque, const char *id, struct block_node *bs)
+{
+	const char **name = opaque;
+
+	if (*name && block_chain_find(bs, NULL, *name)) {
+		*name = NULL;
+	}
+}
+
+static bool node_name_in_use(struct vm *vm, const char *name)
+{
+	const char *n = name;
+
+	vm_for_each_disk(vm, name_used, &n);
+	return n == NULL;
+}
+
+/* ---- the block jobs ---- */
+
+struct bjob {
+	struct registry *reg;
+	char *vm;
+	char *disk;
+	struct block_node *root; /* the disk's top node: drains */
+	struct block_node *top;	 /* stream: target; commit: top of what is committed */
+	struct block_node *base; /* stream: the node kept below (NULL: none); commit: target */
+	char *backing_file;	 /* the name to record, or NULL */
+	bool commit, active;
+	bool drained;	/* the worker holds a drain of root */
+	bool base_rw;	/* base reopened read-write by us */
+	bool pivoted;	/* active commit switched the disk to the base */
+	char *new_file; /* after a pivot: the disk's image */
+	char *new_format;
+};
+
+static void bjob_free(void *opaque)
+{
+	struct bjob *j = opaque;
+
+	if (!j) {
+		return;
+	}
+	block_unref(j->root);
+	block_unref(j->top);
+	block_unref(j->base);
+	free(j->backing_file);
+	free(j->vm);
+	free(j->disk);
+	free(j->new_file);
+	free(j->new_format);
+	free(j);
+}
+
+static void drain(struct bjob *j)
+{
+	if (!j->drained) {
+		block_drain_begin(j->root);
+		j->drained = true;
+	}
+}
+
+static void undrain(struct bjob *j)
+{
+	if (j->drained) {
+		block_drain_end(j->root);
+		j->drained = false;
+	}
+}
+
+/*
+ * Copy [off, off+len) as the chain above @to shows it, from @from into
+ * @to. Returns 0, or -errno with *ret_read telling which side failed.
+ */
+static int copy_range(struct block_node *from, struct block_node *to, void *buf, uint64_t off,
+		      uint64_t len, bool *ret_read)
+{
+	int r = block_pread(from, off, buf, len);
+
+	*ret_read = true;
+	if (r < 0) {
+		return r;
+	}
+	*ret_read = false;
+	return block_pwrite(to, off, buf, len);
+}
+
+/*
+ * An I/O error of the job's copy: the on-error policy says whether to fail
+ * (returns the error), go on (returns 0) or retry after a pause (1).
+ */
+static int io_error(struct job *job, bool is_read, int err, struct error **errp)
+{
+	switch (job_block_io_error(job, is_read, err)) {
+	case JOB_ON_ERROR_IGNORE:
+		return 0;
+	case JOB_ON_ERROR_STOP:
+		return 1;
+	default:
+		return error_set_errno(errp, -err, "%s error", is_read ? "read" : "write");
+	}
+}
+
+static int stream_run(struct job *job, struct error **errp)
+{
+	struct bjob *j = job_opaque(job);
+	uint64_t len = block_length(j->top), off = 0;
+	_cleanup_free_ void *buf = NULL;
+
+	if (posix_memalign(&buf, 4096, BLOCKJOB_CHUNK) != 0) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	job_progress_set_total(job, len);
+	while (off < len) {
+		uint64_t n = MIN((uint64_t)BLOCKJOB_CHUNK, len - off), pnum;
+		bool in_top, below = false, is_read = false;
+		int r;
+
+		if (job_pause_point(job)) {
+			return -ECANCELED;
+		}
+		drain(j);
+		r = block_is_allocated_above(j->top, block_backing(j->top), off, n, &pnum, &in_top);
+		if (r == 0 && !in_top) {
+			n = pnum;
+			r = block_is_allocated_above(block_backing(j->top), j->base, off, n, &pnum,
+						     &below);
+		}
+		if (r == 0) {
+			n = pnum;
+			if (below) {
+				r = copy_range(j->top, j->top, buf, off, n, &is_read);
+			}
+		}
+		undrain(j);
+		if (r < 0) {
+			r = io_error(job, is_read, r, errp);
+			if (r < 0) {
+				return r;
+			}
+			if (r > 0) {
+				continue; /* stopped: retry this chunk after job-resume */
+			}
+		}
+		off += n;
+		job_progress_update(job, n);
+		if (below && job_rate_limit(job, n)) {
+			return -ECANCELED;
+		}
+	}
+	return 0;
+}
+
+static int stream_prepare(struct job *job, struct error **errp)
+{
+	struct bjob *j = job_opaque(job);
+	int r;
+
+	drain(j);
+	r = block_set_backing(j->top, j->base, j->backing_file, errp);
+	undrain(j);
+	return r;
+}
+
+/* Intermediate commit and the first pass of active commit: the data of [top, base). */
+static int commit_copy(struct job *job, struct bjob *j, void *buf, struct error **errp)
+{
+	uint64_t len = block_length(j->top), off = 0;
+
+	while (off < len) {
+		uint64_t n = MIN((uint64_t)BLOCKJOB_CHUNK, len - off), pnum;
+		bool alloc = false, is_read = false;
+		int r;
+
+		if (job_pause_point(job)) {
+			return -ECANCELED;
+		}
+		r = block_is_allocated_above(j->top, j->base, off, n, &pnum, &alloc);
+		if (r == 0) {
+			n = pnum;
+			if (alloc) {
+				r = copy_range(j->top, j->base, buf, off, n, &is_read);
+			}
+		}
+		if (r < 0) {
+			r = io_error(job, is_read, r, errp);
+			if (r < 0) {
+				return r;
+			}
+			if (r > 0) {
+				continue;
+			}
+		}
+		off += n;
+		job_progress_update(job, n);
+		if (alloc && job_rate_limit(job, n)) {
+			return -ECANCELED;
+		}
+	}
+	return 0;
+}
+
+/* Active commit: copy the dirty ranges of the top into the base. */
+static int mirror_dirty(struct job *job, struct bjob *j, void *buf, bool limit, struct error **errp)
+{
+	uint64_t off, n;
+
+	while (block_dirty_take(j->root, BLOCKJOB_CHUNK, &off, &n)) {
+		bool is_read = false;
+		int r = copy_range(j->root, j->base, buf, off, n, &is_read);
+
+		if (r < 0) {
+			block_dirty_mark(j->root, off, n);
+			r = io_error(job, is_read, r, errp);
+			if (r < 0) {
+				return r;
+			}
+			if (r > 0 && job_pause_point(job)) {
+				return -ECANCELED;
+			}
+			continue;
+		}
+		job_progress_update(job, n);
+		if (limit && job_rate_limit(job, n)) {
+			return -ECANCELED;
+		}
+	}
+	return 0;
+}
+
+static int commit_start(struct bjob *j, struct error **errp)
+{
+	int r;
+
+	drain(j);
+	r = block_reopen(j->base, true, errp);
+	if (r == 0) {
+		j->base_rw = true;
+		if (j->active) {
+			r = block_dirty_start(j->root, BLOCKJOB_DIRTY_GRANULARITY, errp);
+		}
+	}
+	if (r == 0 && j->active) {
+		/* everything the layers above the base hold is "dirty" to begin with */
+		uint64_t len = block_length(j->top), off = 0;
+
+		while (off < len && r == 0) {
+			uint64_t pnum;
+			bool alloc;
+
+			r = block_is_allocated_above(j->top, j->base, off, len - off, &pnum,
+						     &alloc);
+			if (r < 0) {
+				error_set_errno(errp, -r, "cannot read the allocation map");
+			} else {
+				if (alloc) {
+					block_dirty_mark(j->root, off, pnum);
+				}
+				off += pnum;
+			}
+		}
+	}
+	undrain(j);
+	return r;
+}
+
+static int commit_run(struct job *job, struct error **errp)
+{
+	struct bjob *j = job_opaque(job);
+	_cleanup_free_ void *buf = NULL;
+	bool ready = false;
+	int r;
+
+	if (posix_memalign(&buf, 4096, BLOCKJOB_CHUNK) != 0) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	r = commit_start(j, errp);
+	if (r < 0) {
+		return r;
+	}
+	if (!j->active) {
+		job_progress_set_total(job, block_length(j->top));
+		return commit_copy(job, j, buf, errp);
+	}
+	job_progress_set_total(job, block_dirty_bytes(j->root));
+	for (;;) {
+		r = mirror_dirty(job, j, buf, true, errp);
+		if (r < 0) {
+			return r;
+		}
+		if (!ready) {
+			job_transition_to_ready(job);
+			ready = true;
+		}
+		if (job_complete_requested(job) || job_cancel_requested(job)) {
+			if (job_is_cancelled(job)) {
+				return -ECANCELED;
+			}
+			/* the last pass with the guest held: nothing can be dirtied after it */
+			drain(j);
+			return mirror_dirty(job, j, buf, false, errp);
+		}
+		if (job_sleep_ns(job, BLOCKJOB_MIRROR_POLL_NS)) {
+			return -ECANCELED;
+		}
+		job_progress_increase_remaining(job, block_dirty_bytes(j->root));
+	}
+}
+
+/* The node whose backing node is @child, in @root's chain. */
+static struct block_node *parent_of(struct block_node *root, struct block_node *child)
+{
+	for (struct block_node *b = root; b; b = block_backing(b)) {
+		if (block_backing(b) == child) {
+			return b;
+		}
+	}
+	return NULL;
+}
+
+static int commit_prepare(struct job *job, struct error **errp)
+{
+	struct bjob *j = job_opaque(job);
+	struct block_node *above;
+	int r;
+
+	drain(j);
+	if (j->active) {
+		block_dirty_stop(j->root);
+		if (job_cancel_requested(job)) {
+			/* a soft cancel of a ready job: done, without the switch */
+			return 0;
+		}
+		block_pivot(j->root, j->base);
+		j->pivoted = true;
+		j->base_rw = false;
+		j->new_file = strdup(block_filename(j->root));
+		j->new_format = strdup(block_format(j->root));
+		return 0;
+	}
+	above = parent_of(j->root, j->top);
+	if (!above) {
+		return error_set(errp, EIO, "the image above '%s' is gone", block_filename(j->top));
+	}
+	r = block_set_backing(above, j->base, j->backing_file, errp);
+	return r;
+}
+
+/* After prepare (or instead of it): the base back to read-only, the guest let go. */
+static void commit_clean(struct job *job)
+{
+	struct bjob *j = job_opaque(job);
+
+	if (j->pivoted && j->base) {
+		/* @base holds the layers that were above it: close them here, not on the control thread */
+		block_unref(j->base);
+		j->base = NULL;
+	}
+	if (j->active && !j->pivoted) {
+		drain(j);
+		block_dirty_stop(j->root);
+	}
+	if (j->base_rw) {
+		drain(j);
+		block_reopen(j->base, false, NULL);
+		j->base_rw = false;
+	}
+	undrain(j);
+}
+
+static void bjob_finished(struct job *job, int ret)
+{
+	struct bjob *j = job_opaque(job);
+	struct registry_vm *rv = registry_find(j->reg, j->vm);
+	struct error *err = NULL;
+
+	if (ret == 0 && j->pivoted && rv && j->new_file) {
+		if (registry_set_disk(rv, j->disk, j->new_file, j->new_format, &err) < 0) {
+			log_full(LOG_ERR, j->vm, j->disk, "cannot record the new image: %s",
+				 err->msg);
+			error_free(err);
+		}
+	}
+}
+
+/* QEMU's mirror: a soft cancel of a ready active commit completes it without the pivot. */
+static bool commit_cancel(struct job *job, bool force)
+{
+	struct bjob *j = job_opaque(job);
+
+	return force || !j->active || job_get_status(job) != JOB_STATUS_READY;
+}
+
+static void stream_clean(struct job *job)
+{
+	undrain(job_opaque(job));
+}
+
+static const struct job_driver stream_driver = {
+	.type = "stream",
+	.block = true,
+	.run = stream_run,
+	.prepare = stream_prepare,
+	.commit = stream_clean,
+	.abort = stream_clean,
+	.free = bjob_free,
+};
+
+static const struct job_driver commit_driver = {
+	.type = "commit",
+	.block = true,
+	.run = commit_run,
+	.prepare = commit_prepare,
+	.commit = commit_clean,
+	.abort = commit_clean,
+	.finished = bjob_finished,
+	.cancel = commit_cancel,
+	.can_complete = true,
+	.free = bjob_free,
+};
+
+static bool job_on_disk(struct job *job, void *arg)
+{
+	const struct job_driver *d = job_driver(job);
+
+	return (d == &stream_driver || d == &commit_driver) &&
+	       strcmp(((struct bjob *)job_opaque(job))->disk, arg) == 0;
+}
+
+/* QEMU's "Node 'x' is busy: block device is in use by block job: TYPE". */
+static int check_idle(struct registry_vm *rv, const char *disk, const char *shown,
+		      struct error **errp)
+{
+	struct job *job = jobs_find_if(registry_jobs(rv->reg), rv->name, job_on_disk, (void *)disk);
+
+	if (job) {
+		return error_set(errp, EBUSY,
+				 "Node '%s' is busy: block device is in use by block "
+				 "job: %s",
+				 shown, job_driver(job)->type);
+	}
+	return 0;
+}
+
+static const char *str_arg(json_t *args, const char *key)
+{
+	return json_string_value(json_object_get(args, key));
+}
+
+static bool bool_arg(json_t *args, const char *key, bool dflt)
+{
+	json_t *v = json_object_get(args, key);
+
+	return v ? json_is_true(v) : dflt;
+}
+
+static int start_job(struct registry_vm *rv, const struct job_driver *drv, struct bjob *j,
+		     json_t *args, const char *default_id, struct error **errp)
+{
+	struct job_options o = {
+		.id = str_arg(args, "job-id") ? str_arg(args, "job-id") : default_id,
+		.vm = rv->name,
+		.auto_finalize = bool_arg(args, "auto-finalize", true),
+		.auto_dismiss = bool_arg(args, "auto-dismiss", true),
+	};
+	json_t *speed = json_object_get(args, "speed");
+	struct job *job;
+	int r;
+
+	if (speed && json_integer_value(speed) < 0) {
+		bjob_free(j);
+		return error_set(errp, EINVAL, "Invalid parameter 'speed'");
+	}
+	o.speed = speed ? (uint64_t)json_integer_value(speed) : 0;
+	r = job_on_error_parse(str_arg(args, "on-error"), &o.on_error, errp);
+	if (r < 0) {
+		bjob_free(j);
+		return r;
+	}
+	if (json_object_get(args, "filter-node-name")) {
+		bjob_free(j);
+		return error_set(errp, ENOTSUP, "'filter-node-name' is not supported by vmmd");
+	}
+	r = jobs_create(registry_jobs(rv->reg), drv, &o, j, &job, errp);
+	if (r < 0) {
+		return r;
+	}
+	return job_start(job, errp);
+}
+
+static struct bjob *bjob_new(struct registry_vm *rv, const struct disk_node *d)
+{
+	struct bjob *j = calloc(1, sizeof(*j));
+
+	if (!j || !(j->vm = strdup(rv->name)) || !(j->disk = strdup(d->id))) {
+		bjob_free(j);
+		return NULL;
+	}
+	j->reg = rv->reg;
+	j->root = block_ref(d->root);
+	return j;
+}
+
+int blockjob_stream(struct registry_vm *rv, json_t *args, struct error **errp)
+{
+	const char *device = str_arg(args, "device");
+	const char *base = str_arg(args, "base"), *base_node = str_arg(args, "base-node");
+	struct vm *vm = live_vm(rv, errp);
+	struct disk_node d;
+	struct block_node *b = NULL;
+	struct bjob *j;
+	int r;
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	if (!find_disk(vm, device, device, &d)) {
+		return error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'", device,
+				 device);
+	}
+	if (json_object_get(args, "bottom")) {
+		return error_set(errp, ENOTSUP, "'bottom' is not supported by vmmd; use 'base'");
+	}
+	if (base && base_node) {
+		return error_set(errp, EINVAL,
+				 "'base' and 'base-node' cannot be specified at the same time");
+	}
+	if (d.node != d.root) {
+		return error_set(errp, ENOTSUP,
+				 "vmmd streams into a disk's active layer only, not into '%s'",
+				 device);
+	}
+	if (base) {
+		b = block_chain_find(block_backing(d.node), base, NULL);
+		if (!b) {
+			return error_set(errp, ENOENT, "Can't find '%s' in the backing chain",
+					 base);
+		}
+	} else if (base_node) {
+		b = block_chain_find(block_backing(d.node), NULL, base_node);
+		if (!b) {
+			return error_set(errp, ENOENT, "Node '%s' is not a backing image of '%s'",
+					 base_node, device);
+		}
+	}
+	r = check_idle(rv, d.id, device, errp);
+	if (r < 0) {
+		return r;
+	}
+	j = bjob_new(rv, &d);
+	if (!j) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	j->top = block_ref(d.node);
+	j->base = block_ref(b);
+	if (str_arg(args, "backing-file") &&
+	    !(j->backing_file = strdup(str_arg(args, "backing-file")))) {
+		bjob_free(j);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	return start_job(rv, &stream_driver, j, args, device, errp);
+}
+
+int blockjob_commit(struct registry_vm *rv, json_t *args, struct error **errp)
+{
+	const char *device = str_arg(args, "device");
+	const char *top = str_arg(args, "top"), *top_node = str_arg(args, "top-node");
+	const char *base = str_arg(args, "base"), *base_node = str_arg(args, "base-node");
+	struct vm *vm = live_vm(rv, errp);
+	struct block_node *t, *b;
+	struct disk_node d;
+	struct bjob *j;
+	int r;
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	if (!find_disk(vm, device, device, &d)) {
+		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT,
+				       "Device '%s' not found", device);
+	}
+	if ((top && top_node) || (base && base_node)) {
+		return error_set(errp, EINVAL, "'%s' and '%s' cannot be specified at the same time",
+				 top && top_node ? "top" : "base",
+				 top && top_node ? "top-node" : "base-node");
+	}
+	t = d.root;
+	if (top_node) {
+		t = block_chain_find(d.root, NULL, top_node);
+		if (!t) {
+			return error_set(errp, ENOENT, "Cannot find device='' nor node-name='%s'",
+					 top_node);
+		}
+	} else if (top) {
+		t = block_chain_find(d.root, top, NULL);
+		if (!t) {
+			return error_set(errp, ENOENT, "Top image file %s not found", top);
+		}
+	}
+	if (base_node) {
+		b = block_chain_find(block_backing(t), NULL, base_node);
+		if (!b) {
+			return error_set(errp, ENOENT, "Node '%s' is not a backing image of '%s'",
+					 base_node, block_filename(t));
+		}
+	} else if (base) {
+		b = block_chain_find(block_backing(t), base, NULL);
+		if (!b) {
+			return error_set(errp, ENOENT, "Base '%s' not found", base);
+		}
+	} else {
+		b = t;
+		while (block_backing(b)) {
+			b = block_backing(b);
+		}
+	}
+	if (b == t) {
+		return error_set(errp, EINVAL, "cannot commit an image into itself");
+	}
+	r = check_idle(rv, d.id, device, errp);
+	if (r < 0) {
+		return r;
+	}
+	j = bjob_new(rv, &d);
+	if (!j) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	j->commit = true;
+	j->active = t == d.root;
+	j->top = block_ref(t);
+	j->base = block_ref(b);
+	if (str_arg(args, "backing-file")) {
+		if (j->active) {
+			bjob_free(j);
+			return error_set(errp, EINVAL,
+					 "'backing-file' specified, but 'top' is the active layer");
+		}
+		j->backing_file = strdup(str_arg(args, "backing-file"));
+	}
+	return start_job(rv, &commit_driver, j, args, device, errp);
+}
+
+/* ---- external snapshots ---- */
+
+struct snap {
+	const char *file, *format, *node_name;
+	bool existing;
+	struct disk_node d;
+	struct block_node *overlay;
+	bool created; /* the file is ours: remove it on abort */
+};
+
+/* QEMU's blockdev-snapshot-sync checks, then create and open the overlay. */
+static int snap_prepare(struct registry_vm *rv, struct vm *vm, json_t *args, struct snap *s,
+			struct error **errp)
+{
+	const char *device = str_arg(args, "device"), *node = str_arg(args, "node-name");
+	const char *mode = str_arg(args, "mode");
+	struct stat st;
+	int r;
+
+	s->file = str_arg(args, "snapshot-file");
+	s->format = str_arg(args, "format") ? str_arg(args, "format") : "qcow2";
+	s->node_name = str_arg(args, "snapshot-node-name");
+	if (!s->file) {
+		return error_set(errp, EINVAL, "Parameter 'snapshot-file' is missing");
+	}
+	if (mode && strcmp(mode, "existing") && strcmp(mode, "absolute-paths")) {
+		return error_set(errp, EINVAL, "Parameter 'mode' does not accept value '%s'", mode);
+	}
+	s->existing = mode && strcmp(mode, "existing") == 0;
+	if (!find_disk(vm, device, node, &s->d)) {
+		return error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'",
+				 device ? device : "", node ? node : "");
+	}
+	if (s->d.node != s->d.root) {
+		return error_set(errp, EBUSY,
+				 "The node '%s' has an overlay already; snapshot "
+				 "the disk's top",
+				 node);
+	}
+	if (s->node_name && node_name_in_use(vm, s->node_name)) {
+		return error_set(errp, EEXIST, "New overlay node-name already in use");
+	}
+	r = check_idle(rv, s->d.id, device ? device : node, errp);
+	if (r < 0) {
+		return r;
+	}
+	if (s->existing) {
+		if (stat(s->file, &st) < 0) {
+			return error_set_errno(errp, errno, "Could not open '%s'", s->file);
+		}
+	} else {
+		r = block_create_overlay(s->file, s->format, s->d.root, errp);
+		if (r < 0) {
+			return r;
+		}
+		s->created = true;
+	}
+	r = block_open_overlay(&s->overlay, s->file, s->format, s->d.root, s->node_name, errp);
+	if (r < 0) {
+		if (s->created) {
+			unlink(s->file);
+			s->created = false;
+		}
+		return r;
+	}
+	return 0;
+}
+
+static void snap_abort(struct snap *s)
+{
+	block_unref(s->overlay);
+	s->overlay = NULL;
+	if (s->created) {
+		unlink(s->file);
+		s->created = false;
+	}
+}
+
+static void snap_commit(struct registry_vm *rv, struct snap *s)
+{
+	struct error *err = NULL;
+
+	block_insert_overlay(s->d.root, TAKE_PTR(s->overlay));
+	block_drain_end(s->d.root);
+	if (registry_set_disk(rv, s->d.id, s->file, s->format, &err) < 0) {
+		log_full(LOG_ERR, rv->name, s->d.id, "cannot record the overlay: %s", err->msg);
+		error_free(err);
+	}
+	log_full(LOG_INFO, rv->name, s->d.id, "external snapshot: now on %s", s->file);
+}
+
+int blockjob_snapshot_sync(struct registry_vm *rv, json_t *args, struct error **errp)
+{
+	struct vm *vm = live_vm(rv, errp);
+	struct snap s = {0};
+	int r;
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	r = snap_prepare(rv, vm, args, &s, errp);
+	if (r < 0) {
+		return r;
+	}
+	block_drain_begin(s.d.root);
+	snap_commit(rv, &s);
+	return 0;
+}
+
+/* At most this many actions in one transaction (a client-controlled count). */
+#define BLOCKJOB_MAX_ACTIONS 64
+
+int blockjob_transaction(struct registry_vm *rv, json_t *args, struct error **errp)
+{
+	json_t *actions = json_object_get(args, "actions"), *a;
+	struct vm *vm = live_vm(rv, errp);
+	struct snap *snaps;
+	size_t n = json_array_size(actions), i, k;
+	int r = 0;
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	if (n == 0) {
+		return 0;
+	}
+	if (n > BLOCKJOB_MAX_ACTIONS) {
+		return error_set(errp, E2BIG, "a transaction has at most %d actions",
+				 BLOCKJOB_MAX_ACTIONS);
+	}
+	json_array_foreach (actions, i, a) {
+		const char *type = str_arg(a, "type");
+
+		if (!json_is_object(a) || !type || !json_is_object(json_object_get(a, "data"))) {
+			return error_set(errp, EINVAL,
+					 "transaction action %zu needs \"type\" and \"data\"", i);
+		}
+		if (strcmp(type, "blockdev-snapshot-sync") != 0) {
+			return error_set(errp, ENOTSUP,
+					 "transaction action '%s' is not supported by vmmd (only "
+					 "blockdev-snapshot-sync)",
+					 type);
+		}
+	}
+	snaps = calloc(n, sizeof(*snaps));
+	if (!snaps) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	/* Prepare every action; a failure undoes the ones before it, files and all. */
+	for (i = 0; i < n; i++) {
+		json_t *data = json_object_get(json_array_get(actions, i), "data");
+
+		for (k = 0; k < i; k++) {
+			const char *dev = str_arg(data, "device");
+
+			if (dev && strcmp(dev, snaps[k].d.id) == 0) {
+				r = error_set(errp, EINVAL,
+					      "disk '%s' appears twice in the transaction", dev);
+				break;
+			}
+		}
+		if (r == 0) {
+			r = snap_prepare(rv, vm, data, &snaps[i], errp);
+		}
+		if (r < 0) {
+			while (i-- > 0) {
+				snap_abort(&snaps[i]);
+			}
+			free(snaps);
+			return r;
+		}
+	}
+	/* All prepared: switch every disk with all of them held. */
+	for (i = 0; i < n; i++) {
+		block_drain_begin(snaps[i].d.root);
+	}
+	for (i = 0; i < n; i++) {
+		snap_commit(rv, &snaps[i]);
+	}
+	free(snaps);
+	return 0;
+}

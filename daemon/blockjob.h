@@ -1,0 +1,25 @@
+/*
+ * External snapshots and block jobs of a running VM's disks, with QEMU's
+ * commands and errors: blockdev-snapshot-sync, transaction (of
+ * blockdev-snapshot-sync actions), block-stream, block-commit (intermediate
+ * and active). The jobs run on the job core (daemon/jobs.h); the disk's
+ * persisted definition follows a change of its top image.
+ *
+ * Threads: the entry points run on the control thread. The snapshot
+ * commands create and open the overlay files and drain the disk there,
+ * synchronously as QEMU does (milliseconds: a small file and the requests
+ * in flight); the jobs' copying runs on their worker threads.
+ */
+#pragma once
+
+#include <jansson.h>
+
+#include "common/error.h"
+
+struct registry_vm;
+
+/* The commands; @args is checked against schema.json (borrowed). */
+int blockjob_snapshot_sync(struct registry_vm *rv, json_t *args, struct error **errp);
+int blockjob_transaction(struct registry_vm *rv, json_t *args, struct error **errp);
+int blockjob_stream(struct registry_vm *rv, json_t *args, struct error **errp);
+int blockjob_commit(struct registry_vm *rv, json_t *args, struct error **errp);
