@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <ctype.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1398,6 +1399,259 @@ static int cmd_restore(struct qmp_client *c, int argc, char **argv, const struct
 	return EXIT_OK;
 }
 
+/* ---- disks and jobs: vmctl disk snapshot|stream|commit, vmctl jobs ---- */
+
+static void progress_bar(const char *id, const char *status, uint64_t cur, uint64_t total)
+{
+	unsigned pct = total ? (unsigned)(cur * 100 / total) : 0, fill = pct * 30 / 100;
+	char bar[31];
+
+	if (!isatty(STDERR_FILENO) || json_output) {
+		return;
+	}
+	memset(bar, '#', fill);
+	memset(bar + fill, ' ', 30 - fill);
+	bar[30] = '\0';
+	fprintf(stderr, "\r[%s] %3u%% %s %-9s", bar, MIN(pct, 100u), id, status);
+	fflush(stderr);
+}
+
+/* Refresh the progress bar from query-jobs. */
+static void show_progress(struct qmp_client *c, const char *vm, const char *id)
+{
+	json_auto_t *jobs = NULL;
+	struct error *err = NULL;
+	size_t i;
+	json_t *j;
+
+	if (qmp_client_execute(c, "query-jobs", json_pack("{s:s}", "vm", vm), &jobs, &err) < 0) {
+		error_free(err);
+		return;
+	}
+	json_array_foreach (jobs, i, j) {
+		if (strcmp(str(j, "id", ""), id) == 0) {
+			progress_bar(
+				id, str(j, "status", "?"),
+				(uint64_t)json_integer_value(
+					json_object_get(j, "current-progress")),
+				(uint64_t)json_integer_value(json_object_get(j, "total-progress")));
+		}
+	}
+}
+
+/*
+ * Follow job @id of @vm until it is gone: a progress bar on a terminal,
+ * job-complete when an active commit is ready (if @complete, else a soft
+ * cancel: done without the pivot). Returns the
+ * exit code: 0 completed, 1 failed or cancelled.
+ */
+static int follow_job(struct qmp_client *c, const char *vm, const char *id, bool complete)
+{
+	_cleanup_free_ char *error = NULL;
+	bool cancelled = false;
+
+	for (;;) {
+		json_auto_t *ev = NULL;
+		struct error *err = NULL;
+		json_t *data;
+		const char *name;
+		int r = qmp_client_next_event(c, 250, &ev, &err);
+
+		if (r == -ETIMEDOUT) {
+			show_progress(c, vm, id);
+			continue;
+		}
+		if (r < 0) {
+			return report(err, r);
+		}
+		data = json_object_get(ev, "data");
+		name = str(ev, "event", "");
+		if (strcmp(str(data, "vm", ""), vm) != 0) {
+			continue;
+		}
+		if (strcmp(name, "BLOCK_JOB_COMPLETED") == 0 &&
+		    strcmp(str(data, "device", ""), id) == 0) {
+			progress_bar(id, "completed",
+				     (uint64_t)json_integer_value(json_object_get(data, "offset")),
+				     (uint64_t)json_integer_value(json_object_get(data, "len")));
+			if (str(data, "error", NULL)) {
+				error = strdup(str(data, "error", ""));
+			}
+		} else if (strcmp(name, "BLOCK_JOB_CANCELLED") == 0 &&
+			   strcmp(str(data, "device", ""), id) == 0) {
+			cancelled = true;
+		} else if (strcmp(name, "JOB_STATUS_CHANGE") == 0 &&
+			   strcmp(str(data, "id", ""), id) == 0) {
+			const char *st = str(data, "status", "");
+
+			if (strcmp(st, "ready") == 0) {
+				/* pivot, or (--no-pivot) finish without it: QEMU's soft cancel */
+				int rc = complete ? run_cmd(c, "job-complete",
+							    json_pack("{s:s, s:s}", "vm", vm, "id",
+								      id),
+							    NULL)
+						  : run_cmd(c, "block-job-cancel",
+							    json_pack("{s:s, s:s}", "vm", vm,
+								      "device", id),
+							    NULL);
+
+				if (rc) {
+					return rc;
+				}
+			} else if (strcmp(st, "concluded") == 0 || strcmp(st, "null") == 0) {
+				break;
+			}
+		}
+	}
+	if (isatty(STDERR_FILENO) && !json_output) {
+		fputc('\n', stderr);
+	}
+	if (error || cancelled) {
+		return fail(EXIT_DAEMON, NULL, "job %s %s%s%s", id,
+			    cancelled ? "cancelled" : "failed", error ? ": " : "",
+			    error ? error : "");
+	}
+	if (!json_output) {
+		printf("%s: job %s completed\n", vm, id);
+	}
+	return EXIT_OK;
+}
+
+static int cmd_disk(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+{
+	static const struct option opts[] = {
+		{"format", required_argument, NULL, 'f'}, {"existing", no_argument, NULL, 'e'},
+		{"base", required_argument, NULL, 'b'},	  {"top", required_argument, NULL, 't'},
+		{"speed", required_argument, NULL, 'S'},  {"job-id", required_argument, NULL, 'i'},
+		{"no-wait", no_argument, NULL, 'n'},	  {"no-pivot", no_argument, NULL, 'p'},
+		{"json", no_argument, NULL, 'j'},	  {0},
+	};
+	const char *format = NULL, *base = NULL, *top = NULL, *job_id = NULL, *verb, *vm, *disk;
+	bool existing = false, wait = true, pivot = true;
+	uint64_t speed = 0;
+	json_t *args;
+	int o, rc;
+
+	optind = 0; /* 0: glibc re-initialises (argument permutation included) */
+	while ((o = getopt_long(argc, argv, "f:eb:t:S:i:npj", opts, NULL)) != -1) {
+		switch (o) {
+		case 'f':
+			format = optarg;
+			break;
+		case 'e':
+			existing = true;
+			break;
+		case 'b':
+			base = optarg;
+			break;
+		case 't':
+			top = optarg;
+			break;
+		case 'S':
+			if (parse_size(optarg, &speed) < 0) {
+				return usage_error("--speed: '%s' is not a size in bytes", optarg);
+			}
+			break;
+		case 'i':
+			job_id = optarg;
+			break;
+		case 'n':
+			wait = false;
+			break;
+		case 'p':
+			pivot = false;
+			break;
+		case 'j':
+			json_output = true;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind < 3) {
+		return usage_error("%s", "disk needs snapshot|stream|commit, a VM and a disk id");
+	}
+	verb = argv[optind];
+	vm = argv[optind + 1];
+	disk = argv[optind + 2];
+	if (strcmp(verb, "snapshot") == 0) {
+		if (argc - optind != 4) {
+			return usage_error("%s", "disk snapshot needs VM DISK FILE");
+		}
+		args = json_pack("{s:s, s:s, s:s}", "vm", vm, "device", disk, "snapshot-file",
+				 argv[optind + 3]);
+		if (format) {
+			json_object_set_new(args, "format", json_string(format));
+		}
+		if (existing) {
+			json_object_set_new(args, "mode", json_string("existing"));
+		}
+		rc = run_cmd(c, "blockdev-snapshot-sync", args, NULL);
+		if (rc == EXIT_OK && !json_output) {
+			printf("%s: disk %s now writes to %s\n", vm, disk, argv[optind + 3]);
+		}
+		return rc;
+	}
+	if (argc - optind != 3) {
+		return usage_error("disk %s needs VM DISK", verb);
+	}
+	if (strcmp(verb, "stream") != 0 && strcmp(verb, "commit") != 0) {
+		return usage_error("unknown disk command '%s' (snapshot, stream, commit)", verb);
+	}
+	if (top && strcmp(verb, "commit") != 0) {
+		return usage_error("%s", "--top is for disk commit");
+	}
+	args = json_pack("{s:s, s:s}", "vm", vm, "device", disk);
+	if (base) {
+		json_object_set_new(args, "base", json_string(base));
+	}
+	if (top) {
+		json_object_set_new(args, "top", json_string(top));
+	}
+	if (speed) {
+		json_object_set_new(args, "speed", json_integer((json_int_t)speed));
+	}
+	if (job_id) {
+		json_object_set_new(args, "job-id", json_string(job_id));
+	}
+	rc = run_cmd(c, strcmp(verb, "stream") == 0 ? "block-stream" : "block-commit", args, NULL);
+	if (rc || !wait) {
+		return rc;
+	}
+	return follow_job(c, vm, job_id ? job_id : disk, pivot);
+}
+
+static int cmd_jobs(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+{
+	json_auto_t *jobs = NULL;
+	size_t i;
+	json_t *j;
+	int rc;
+
+	if (argc != 2) {
+		return usage_error("%s", "jobs needs exactly one VM name");
+	}
+	rc = run_cmd(c, "query-jobs", json_pack("{s:s}", "vm", argv[1]), &jobs);
+	if (rc) {
+		return rc;
+	}
+	if (json_output) {
+		print_json(jobs);
+		return EXIT_OK;
+	}
+	printf("%-16s %-14s %-10s %s\n", "ID", "TYPE", "STATUS", "PROGRESS");
+	json_array_foreach (jobs, i, j) {
+		uint64_t cur = (uint64_t)json_integer_value(json_object_get(j, "current-progress"));
+		uint64_t total = (uint64_t)json_integer_value(json_object_get(j, "total-progress"));
+
+		printf("%-16s %-14s %-10s %3u%% (%" PRIu64 "/%" PRIu64 ")%s%s\n", str(j, "id", "?"),
+		       str(j, "type", "?"), str(j, "status", "?"),
+		       total ? (unsigned)(cur * 100 / total) : 0, cur, total,
+		       str(j, "error", NULL) ? " error: " : "", str(j, "error", ""));
+	}
+	return EXIT_OK;
+}
+
 static const struct vmctl_command commands[] = {
 	{"list", cmd_list, "", "list the defined VMs",
 	 "Prints NAME, STATE, VCPUS, MEMORY and AUTOSTART of every VM (--json: the query-vms\n"
@@ -1456,6 +1710,23 @@ static const struct vmctl_command commands[] = {
 	 "Each CHORD is QEMU key names joined by '-' (ctrl-alt-delete, shift-a, ret): one\n"
 	 "send-key command, pressed in order, released in reverse order, MS apart.\n"
 	 "  --hold-time MS    time between the key events (default 10)\n"},
+	{"disk", cmd_disk, "snapshot|stream|commit VM DISK [ARG] [OPTION]...",
+	 "external snapshots and block jobs of a running VM's disk",
+	 "  snapshot VM DISK FILE   create the qcow2 overlay FILE and switch the disk to it\n"
+	 "      --existing          use an existing overlay FILE\n"
+	 "      --format qcow2      the overlay's format\n"
+	 "  stream VM DISK          copy the backing chain into the disk's image\n"
+	 "      --base FILE         down to FILE (it stays the backing file)\n"
+	 "  commit VM DISK          copy the disk's image into its base and switch to the base\n"
+	 "      --top FILE          commit FILE (below the active image) instead\n"
+	 "      --base FILE         into FILE instead of the bottom of the chain\n"
+	 "      --no-pivot          finish an active commit without switching\n"
+	 "  stream and commit wait for their job with a progress bar on a terminal;\n"
+	 "      --speed BYTES       limit the copy (bytes per second)\n"
+	 "      --job-id ID         name the job (default: the disk)\n"
+	 "      --no-wait           return once the job started (see vmctl jobs)\n"},
+	{"jobs", cmd_jobs, "VM", "list a VM's jobs with their progress",
+	 "Prints ID, TYPE, STATUS and PROGRESS of each job (--json: the query-jobs answer).\n"},
 	{"qmp", cmd_qmp, "[JSON]", "send one raw protocol command (or stdin), print the reply",
 	 "The command is a QMP object such as '{\"execute\": \"query-vms\"}'; see\n"
 	 "vmmd-protocol(7).\n"},

@@ -118,7 +118,7 @@ def test_command_help_json_errors_files_memory():
     out = subprocess.run([VMCTL, "--help"], capture_output=True, text=True).stdout
     cmds = [ln.split()[0] for ln in out.split("Commands:\n")[1].split("\n\n")[0].splitlines()]
     assert {"list", "create", "start", "stop", "pause", "resume", "reset", "delete", "status",
-            "console", "events", "qmp", "save", "restore"} <= set(cmds), cmds
+            "console", "events", "qmp", "save", "restore", "disk", "jobs"} <= set(cmds), cmds
     env = dict(os.environ, VMMD_SOCKET="/nonexistent/vmmd.sock")
     for c in cmds:
         p = subprocess.run([VMCTL, c, "--help"], capture_output=True, text=True, env=env)
