@@ -189,7 +189,8 @@ static int io_error(struct job *job, bool is_read, int err, struct error **errp)
 	case JOB_ON_ERROR_STOP:
 		return 1;
 	default:
-		return error_set_errno(errp, -err, "%s error", is_read ? "read" : "write");
+		/* QEMU's job error is the errno text alone */
+		return error_set(errp, -err, "%s", strerror(-err));
 	}
 }
 

@@ -84,6 +84,8 @@ EXTRA_DIST += tests/jobs/scenarios.json tests/jobs/qmptrace.py tests/jobs/record
 	tests/jobs/golden/job-errors.json \
 	tests/jobs/golden/job-id-in-use.json \
 	tests/jobs/golden/snapshot-sync.json \
+	tests/jobs/golden/stream-error-stop.json \
+	tests/jobs/golden/stream-error.json \
 	tests/jobs/golden/stream-manual.json \
 	tests/jobs/golden/stream-pause-cancel.json \
 	tests/jobs/golden/stream-paused-cancel.json \

@@ -50,21 +50,25 @@ def normalize_events(events):
 def run_scenario(d, q, name, sc):
     with open(os.path.join(TOP_SRCDIR, "tests", "jobs", "golden", name + ".json")) as f:
         golden = json.load(f)
-    with tempfile.TemporaryDirectory(prefix="vmmd-jobs.") as tmp:
-        tops = qmptrace.make_chains(tmp, sc["disks"])
-        disks = [{"id": k, "file": v, "format": "qcow2"} for k, v in tops.items()]
-        vm = "g-" + name
-        q.ok("vm-create", dict(vm_def(vm, guest("idle"), disks=disks), start=True))
-        conn = qmptrace.Conn(os.path.join(d.run_dir, "vms", vm + ".qmp"))
-        trace = qmptrace.run(conn, sc["steps"], tmp)
-        q.ok("vm-destroy", vm=vm)
-        files = qmptrace.files(tmp)
-        for f in files:
-            r = subprocess.run(["qemu-img", "check", "-q", os.path.join(tmp, f)],
-                               capture_output=True, text=True)
-            assert r.returncode == 0, "%s: qemu-img check %s: %s" % (name, f, r.stdout + r.stderr)
-        q.ok("vm-delete", vm=vm)
-        trace = json.loads(json.dumps(trace).replace(tmp, "$DIR"))
+    procs = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="vmmd-jobs.") as tmp:
+            tops = qmptrace.make_chains(tmp, sc["disks"], procs)
+            disks = [{"id": k, "file": v, "format": "qcow2"} for k, v in tops.items()]
+            vm = "g-" + name
+            q.ok("vm-create", dict(vm_def(vm, guest("idle"), disks=disks), start=True))
+            conn = qmptrace.Conn(os.path.join(d.run_dir, "vms", vm + ".qmp"))
+            trace = qmptrace.run(conn, sc["steps"], tmp)
+            q.ok("vm-destroy", vm=vm)
+            files = qmptrace.files(tmp)
+            for f in files:
+                r = subprocess.run(["qemu-img", "check", "-q", os.path.join(tmp, f)],
+                                   capture_output=True, text=True)
+                assert r.returncode == 0, "%s: qemu-img check %s: %s" % (name, f, r.stdout + r.stderr)
+            q.ok("vm-delete", vm=vm)
+            trace = json.loads(json.dumps(trace).replace(tmp, "$DIR"))
+    finally:
+        qmptrace.stop_procs(procs)
     want_replies = [dict(r) for r in golden["replies"]]
     for i, r in enumerate(want_replies):
         if (name, i) in DIFFERENCES:
@@ -82,7 +86,7 @@ def run_scenario(d, q, name, sc):
 
 
 def test_scenarios_match_qemu():
-    require_tool("qemu-img", "qemu-io")
+    require_tool("qemu-img", "qemu-io", "nbdkit")
     guest("idle")
     scs = qmptrace.load_scenarios()
     only = os.environ.get("JOBS_SCENARIOS")

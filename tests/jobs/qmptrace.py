@@ -21,17 +21,42 @@ def load_scenarios():
     return s
 
 
-def make_chains(d, disks):
+def start_nbd(d, disk):
+    """A raw 4 MiB image with data everywhere, exported by nbdkit on a UNIX
+    socket through its error filter: reads fail with EIO while $DIR/.err
+    exists. Returns (URI, process)."""
+    raw = os.path.join(d, "%s-nbd.raw" % disk)
+    with open(raw, "wb") as f:
+        f.write(bytes(range(256)) * (SIZE // 256))
+    sock = os.path.join(d, ".%s-nbd.sock" % disk)
+    p = subprocess.Popen(["nbdkit", "-f", "-U", sock, "--filter=error", "file", raw,
+                          "error-pread=EIO", "error-pread-rate=100%",
+                          "error-pread-file=%s" % os.path.join(d, ".err")])
+    for _ in range(200):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.05)
+    return "nbd+unix:///?socket=%s" % sock, p
+
+
+def make_chains(d, disks, procs=None):
     """Create each disk's chain: DIR/<id>-<layer>.qcow2, each layer with its
-    own 256 KiB pattern at a layer-specific offset (the base also 2 MiB at 1 MiB). Returns {id: top path}."""
+    own 256 KiB pattern at a layer-specific offset (the base also 2 MiB at
+    1 MiB). A layer named "nbd" is an NBD export of a raw image instead (see
+    start_nbd; its nbdkit is appended to @procs). Returns {id: top path}."""
     tops = {}
     for disk, chain in disks.items():
-        prev = None
+        prev, prev_fmt = None, "qcow2"
         for i, layer in enumerate(chain):
+            if layer == "nbd":
+                prev, p = start_nbd(d, disk)
+                prev_fmt = "raw"
+                procs.append(p)
+                continue
             path = os.path.join(d, "%s-%s.qcow2" % (disk, layer))
             cmd = ["qemu-img", "create", "-q", "-f", "qcow2"]
             if prev:
-                cmd += ["-b", prev, "-F", "qcow2"]
+                cmd += ["-b", prev, "-F", prev_fmt]
             subprocess.run(cmd + [path, str(SIZE)], check=True)
             cmds = ["-c", "write -P 0x%02x %d 256k" % (0x11 * (i + 1), i * (512 << 10))]
             if i == 0:
@@ -39,9 +64,15 @@ def make_chains(d, disks):
                 cmds += ["-c", "write -P 0x77 1M 2M"]
             subprocess.run(["qemu-io", "-f", "qcow2"] + cmds + [path], check=True,
                            stdout=subprocess.DEVNULL)
-            prev = path
+            prev, prev_fmt = path, "qcow2"
         tops[disk] = prev
     return tops
+
+
+def stop_procs(procs):
+    for p in procs:
+        p.terminate()
+        p.wait(timeout=10)
 
 
 def subst(v, d):
@@ -128,9 +159,13 @@ def run(conn, steps, d):
             replies.append({"cmd": step[1], "reply": r})
         elif step[0] == "wait":
             conn.wait(step[1], step[2], seen)
+        elif step[0] == "touch":
+            open(os.path.join(d, step[1]), "w").close()
+        elif step[0] == "rm":
+            os.unlink(os.path.join(d, step[1]))
     conn.settle()
     return {"replies": replies, "events": [clean_event(e) for e in conn.events]}
 
 
 def files(d):
-    return sorted(f for f in os.listdir(d) if not f.startswith("."))
+    return sorted(f for f in os.listdir(d) if not f.startswith(".") and not f.endswith(".raw"))

@@ -18,8 +18,9 @@ import qmptrace
 
 
 def record(name, sc):
+    procs = []
     with tempfile.TemporaryDirectory(prefix="qemu-jobs.") as d:
-        tops = qmptrace.make_chains(d, sc["disks"])
+        tops = qmptrace.make_chains(d, sc["disks"], procs)
         sock = os.path.join(d, ".qmp")
         cmd = ["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none",
                "-qmp", "unix:%s,server=on,wait=off" % sock]
@@ -36,6 +37,7 @@ def record(name, sc):
             conn.cmd("quit", {})
         finally:
             p.wait(timeout=30)
+            qmptrace.stop_procs(procs)
         trace["files"] = qmptrace.files(d)
         ver = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
                              text=True).stdout.splitlines()[0]
