@@ -1526,6 +1526,17 @@ void ide_free(struct ide *ide)
 	free(ide);
 }
 
+struct block_node *ide_drive_node(struct ide *ide, unsigned slot)
+{
+	struct ide_drive *d;
+
+	if (slot >= IDE_MAX_DRIVES) {
+		return NULL;
+	}
+	d = &ide->ch[slot / 2].drive[slot % 2];
+	return d->present && !d->cd ? d->bs : NULL;
+}
+
 int ide_attach(struct ide *ide, unsigned slot, struct block_node *bs, bool cd, const char *serial,
 	       struct error **errp)
 {
@@ -1665,6 +1676,7 @@ void ide_reset(struct ide *ide)
  */
 struct ide_dev {
 	struct ide *ide;
+	struct vm *vm;
 	struct pci_device pci;
 	bool pci_registered;
 };
@@ -1758,6 +1770,7 @@ static int ide_class_realize(struct vm *vm, const void *cfg_unused, void **ret_s
 	if (!d) {
 		return error_set(errp, ENOMEM, "ide: out of memory");
 	}
+	d->vm = vm;
 	d->ide = ide_new(vm, vm_iobus(vm), vm_guest_mem(vm));
 	if (!d->ide) {
 		free(d);
@@ -1804,6 +1817,34 @@ static int ide_class_realize(struct vm *vm, const void *cfg_unused, void **ret_s
 	d->pci_registered = true;
 	*ret_state = d;
 	return 0;
+}
+
+/* The hard disks (not CD-ROMs, whose medium may change) by their ids, in slot order. */
+static void ide_class_for_each_disk(void *state, vm_disk_fn *fn, void *opaque)
+{
+	struct ide_dev *d = state;
+	const struct vm_config *cfg;
+	unsigned slot = 0;
+
+	if (!d) {
+		return;
+	}
+	cfg = vm_get_config(d->vm);
+	for (unsigned i = 0; i < cfg->n_disks; i++) {
+		const struct vm_disk_config *dc = &cfg->disks[i];
+
+		if (!ide_disk_driver(dc->driver)) {
+			continue;
+		}
+		if (strcmp(dc->driver, "ide-cd") != 0) {
+			struct block_node *bs = ide_drive_node(d->ide, slot);
+
+			if (bs) {
+				fn(opaque, dc->id, bs);
+			}
+		}
+		slot++;
+	}
 }
 
 static void ide_class_reset(void *state)
@@ -2011,4 +2052,5 @@ const struct device_class ide_class = {
 	.state_version = 1,
 	.save = ide_class_save,
 	.load = ide_class_load,
+	.for_each_disk = ide_class_for_each_disk,
 };

@@ -39,6 +39,8 @@ void ide_free(struct ide *ide);
  * may be NULL for an empty CD-ROM drive) is an ATA disk, or, with @cd, a
  * read-only CD-ROM. @serial may be NULL.
  */
+/* The image of the hard disk in @slot (borrowed), or NULL (empty, or a CD-ROM). */
+struct block_node *ide_drive_node(struct ide *ide, unsigned slot);
 int ide_attach(struct ide *ide, unsigned slot, struct block_node *bs, bool cd, const char *serial,
 	       struct error **errp);
 /*

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """vmctl disk snapshot|stream|commit and vmctl jobs on a running VM: the
 commands wait for their job and report it, the disk ends on the image they
-say, errors are vmmd's (QEMU's) messages with exit status 1, bad usage 2."""
+say (also for an IDE disk), errors are vmmd's (QEMU's) messages with exit
+status 1, bad usage 2."""
 
+import json
 import os
 import subprocess
 import sys
@@ -57,6 +59,32 @@ def test_vmctl_disk_commands():
             assert p.returncode == 2, p
             q.ok("vm-destroy", vm="w")
         for img in (base, s1, s2):
+            r = subprocess.run(["qemu-img", "check", img], capture_output=True, text=True)
+            assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ide_disk_snapshot_and_commit():
+    """IDE hard disks (requests on vCPU threads) take the same path."""
+    require_tool("qemu-img")
+    idle = guest("idle")
+    with tempfile.TemporaryDirectory(prefix="vmmd-vmctl-ide.") as tmp:
+        base = os.path.join(tmp, "base.qcow2")
+        ov = os.path.join(tmp, "ov.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", base, "4M"], check=True)
+        with Vmmd() as d:
+            q = d.qmp()
+            q.ok("vm-create", dict(vm_def("i", idle, disks=[{
+                "id": "hda", "driver": "ide-hd", "file": base, "format": "qcow2"}]),
+                start=True))
+            d.vmctl("disk", "snapshot", "i", "hda", ov)
+            with open(os.path.join(d.state_dir, "vms", "i.json")) as f:
+                assert json.load(f)["disks"][0]["file"] == ov
+            p = d.vmctl("disk", "commit", "i", "hda")
+            assert "i: job hda completed" in p.stdout, p.stdout
+            with open(os.path.join(d.state_dir, "vms", "i.json")) as f:
+                assert json.load(f)["disks"][0]["file"] == base
+            q.ok("vm-destroy", vm="i")
+        for img in (base, ov):
             r = subprocess.run(["qemu-img", "check", img], capture_output=True, text=True)
             assert r.returncode == 0, r.stdout + r.stderr
 
