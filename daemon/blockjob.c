@@ -459,6 +459,9 @@ static void commit_clean(struct job *job)
 		j->base_rw = false;
 	}
 	undrain(j);
+	/* images dropped from the chain close here, on the worker */
+	block_unref(TAKE_PTR(j->top));
+	block_unref(TAKE_PTR(j->base));
 }
 
 static void bjob_finished(struct job *job, int ret)
@@ -486,7 +489,12 @@ static bool commit_cancel(struct job *job, bool force)
 
 static void stream_clean(struct job *job)
 {
-	undrain(job_opaque(job));
+	struct bjob *j = job_opaque(job);
+
+	undrain(j);
+	/* images dropped from the chain close here, on the worker */
+	block_unref(TAKE_PTR(j->top));
+	block_unref(TAKE_PTR(j->base));
 }
 
 static const struct job_driver stream_driver = {
