@@ -72,6 +72,7 @@ struct job {
 	bool started;
 	bool orphaned; /* its VM is going away: dismissed as soon as it concludes */
 	bool user_paused;
+	bool io_failed;	 /* stopped by an I/O error (on-error stop): io-status "failed" */
 	bool finalizing; /* a finalize/abort command is on its way */
 	bool thread_running;
 	pthread_t thread;
@@ -432,6 +433,7 @@ static bool handle_note(struct job *job)
 			       : job->note_action == JOB_ON_ERROR_IGNORE ? "ignore"
 									 : "report"));
 		if (job->note_action == JOB_ON_ERROR_STOP) {
+			job->io_failed = true;
 			job->user_paused = true;
 			pthread_mutex_lock(&job->lock);
 			job->pause_count++;
@@ -993,6 +995,7 @@ int job_user_resume(struct job *job, struct error **errp)
 		return r;
 	}
 	job->user_paused = false;
+	job->io_failed = false;
 	pthread_mutex_lock(&job->lock);
 	if (job->pause_count > 0) {
 		job->pause_count--;
@@ -1196,7 +1199,8 @@ json_t *jobs_query_block(struct jobs *jobs, const char *vm)
 		o = json_pack("{s:s, s:s, s:I, s:I, s:b, s:b, s:I, s:s, s:b, s:s, s:b, s:b}",
 			      "type", job->drv->type, "device", job->id, "len", (json_int_t)total,
 			      "offset", (json_int_t)cur, "busy", busy, "paused", paused, "speed",
-			      (json_int_t)speed, "io-status", "ok", "ready",
+			      (json_int_t)speed, "io-status", job->io_failed ? "failed" : "ok",
+			      "ready",
 			      job->status == JOB_STATUS_READY || job->status == JOB_STATUS_STANDBY,
 			      "status", job_status_name(job->status), "auto-finalize",
 			      job->auto_finalize, "auto-dismiss", job->auto_dismiss);
