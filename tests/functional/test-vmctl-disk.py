@@ -89,5 +89,34 @@ def test_ide_disk_snapshot_and_commit():
             assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_destroy_with_a_running_job():
+    """vm-destroy cancels the VM's jobs first; the VM goes once they ended."""
+    require_tool("qemu-img", "qemu-io")
+    idle = guest("idle")
+    with tempfile.TemporaryDirectory(prefix="vmmd-vmctl-jobdestroy.") as tmp:
+        base = os.path.join(tmp, "base.qcow2")
+        top = os.path.join(tmp, "top.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", base, "4M"], check=True)
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 2M", base], check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2",
+                        top], check=True)
+        with Vmmd() as d:
+            q = d.qmp()
+            q.ok("vm-create", dict(vm_def("x", idle, disks=[{"id": "vda", "file": top,
+                                                             "format": "qcow2"}]), start=True))
+            q.ok("block-stream", {"vm": "x", "device": "vda", "speed": 4096,
+                                  "auto-dismiss": False})
+            q.event("JOB_STATUS_CHANGE", pred=lambda e: e["data"]["status"] == "running")
+            q.ok("vm-destroy", vm="x")
+            q.event("BLOCK_JOB_CANCELLED", timeout=30)
+            q.event("JOB_STATUS_CHANGE", timeout=30, pred=lambda e: e["data"]["status"] == "null")
+            q.event("SHUTDOWN", timeout=30)
+            assert q.ok("query-jobs", vm="x") == []
+            assert q.ok("query-status", vm="x")["status"] == "shutdown"
+        r = subprocess.run(["qemu-img", "check", top], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
 if __name__ == "__main__":
     main(globals())
