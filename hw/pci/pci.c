@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -37,6 +38,7 @@ struct pci_host {
 	uint32_t io_next;
 	bool cf8_registered, ecam_registered;
 	struct ratelimit rl; /* messages about this VM's PCI devices */
+	int next_slot;	     /* pci_host_set_next_slot(), -1 if none */
 };
 
 unsigned pci_intx_gsi(unsigned slot, unsigned pin)
@@ -566,6 +568,45 @@ int pci_host_find_slot(struct pci_host *h, const char *name)
 	return slot;
 }
 
+bool pci_host_slot_info(struct pci_host *h, unsigned slot, struct pci_slot_info *ret)
+{
+	struct pci_device *d;
+
+	if (slot >= PCI_SLOTS) {
+		return false;
+	}
+	pthread_mutex_lock(&h->lock);
+	d = h->slots[slot];
+	if (d) {
+		memset(ret, 0, sizeof(*ret));
+		snprintf(ret->name, sizeof(ret->name), "%s",
+			 d == &h->bridge || !d->name ? "" : d->name);
+		memcpy(ret->config, d->config, sizeof(ret->config));
+		for (unsigned i = 0; i < PCI_NUM_BARS; i++) {
+			const struct pci_bar *b = &d->bars[i];
+			uint32_t v = (uint32_t)d->config[PCI_BAR0 + 4 * i] |
+				     (uint32_t)d->config[PCI_BAR0 + 4 * i + 1] << 8 |
+				     (uint32_t)d->config[PCI_BAR0 + 4 * i + 2] << 16 |
+				     (uint32_t)d->config[PCI_BAR0 + 4 * i + 3] << 24;
+
+			ret->bars[i].type = b->type;
+			ret->bars[i].size = b->size;
+			ret->bars[i].addr = b->mapped
+						    ? b->mapped_addr
+						    : (b->type == PCI_BAR_IO ? v & ~3u : v & ~15u);
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	return d != NULL;
+}
+
+void pci_host_set_next_slot(struct pci_host *h, int slot)
+{
+	pthread_mutex_lock(&h->lock);
+	h->next_slot = slot;
+	pthread_mutex_unlock(&h->lock);
+}
+
 uint32_t pci_host_config_read(struct pci_host *h, unsigned bus, unsigned devfn, unsigned off,
 			      unsigned len)
 {
@@ -765,6 +806,10 @@ int pci_register_device(struct pci_host *h, struct pci_device *dev, int slot, st
 	int r;
 
 	pthread_mutex_lock(&h->lock);
+	if (slot < 0 && h->next_slot >= 0) {
+		slot = h->next_slot;
+		h->next_slot = -1;
+	}
 	if (slot < 0) {
 		for (slot = 1; slot < PCI_SLOTS && h->slots[slot]; slot++) {
 		}
@@ -863,6 +908,7 @@ int pci_host_new(struct vm *vm, struct iobus *bus, struct pci_host **ret, struct
 	h->bus = bus;
 	h->mmio_next = PCI_MMIO32_BASE;
 	h->io_next = PCI_IO_BASE;
+	h->next_slot = -1;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->intx_lock, NULL);
 	/* 00:00.0 Intel 440FX host bridge */

@@ -210,6 +210,23 @@ struct pci_host *pci_host_of(struct vm *vm);
 /* The slot of the device registered under @name (its id), or -ENOENT. */
 int pci_host_find_slot(struct pci_host *host, const char *name);
 
+/* A copy of what a slot holds, for query-pci and hotplug messages. */
+struct pci_slot_info {
+	char name[64]; /* the device's id ("" for the bridge) */
+	uint8_t config[64];
+	struct {
+		enum pci_bar_type type;
+		uint64_t size, addr; /* addr: where it is mapped, else what the BAR holds */
+	} bars[PCI_NUM_BARS];
+};
+/* Fill @ret with the device in @slot; false if the slot is empty. */
+bool pci_host_slot_info(struct pci_host *host, unsigned slot, struct pci_slot_info *ret);
+/*
+ * Make the next pci_register_device(host, dev, -1, ...) use @slot (device_add
+ * with "addr"); -1 cancels. Control thread, vCPUs paused.
+ */
+void pci_host_set_next_slot(struct pci_host *host, int slot);
+
 /* Config access as the CF8/CFC and ECAM decoders perform it (exposed for tests). */
 uint32_t pci_host_config_read(struct pci_host *host, unsigned bus, unsigned devfn, unsigned off,
 			      unsigned len);
