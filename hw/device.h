@@ -224,6 +224,14 @@ void vm_unmap_rom(struct vm *vm, uint64_t gpa);
  */
 void *vm_device_state(struct vm *vm, const struct device_class *cls);
 
+/*
+ * The blockdev-add node called @node_name, a new reference, for a disk
+ * being realized with "node" (device_add's "drive"); NULL with *errp set
+ * if there is none. Control thread (hw/hotplug.c).
+ */
+struct block_node;
+struct block_node *vm_block_node_get(struct vm *vm, const char *node_name, struct error **errp);
+
 /* Ask for a reset / shutdown / failure; processed asynchronously. Any VM thread. */
 enum vm_shutdown_cause {
 	VM_CAUSE_GUEST_RESET,	 /* i8042 pulse, 0xCF9, ACPI reset */

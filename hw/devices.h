@@ -40,6 +40,10 @@ extern const struct device_class e1000_class; /* one per "e1000" NIC */
 
 /* hw/virtio/: virtio devices (on the virtio-pci transport). */
 extern const struct device_class virtio_blk_class; /* one per "virtio-blk" disk */
+/* virtio-blk's hooks for block_resize (hw/hotplug.c): its node, and "its length changed". */
+struct block_node;
+struct block_node *virtio_blk_node(void *state);
+void virtio_blk_resized(void *state);
 extern const struct device_class virtio_net_class; /* one per "virtio-net" NIC */
 extern const struct device_class virtio_rng_class; /* when rng is set */
 

@@ -16,6 +16,7 @@
 #include "hw/core/boot.h"
 #include "hw/core/cpuid.h"
 #include "hw/core/kvm.h"
+#include "hw/core/vm-devices.h"
 #include "hw/device.h"
 
 struct vcpu;
@@ -37,11 +38,6 @@ struct vm_input {
 	unsigned kinds;
 	vm_input_fn *fn;
 	void *opaque;
-};
-
-struct vm_device {
-	const struct device_class *cls;
-	void *state;
 };
 
 struct vm {
@@ -79,7 +75,8 @@ struct vm {
 	struct irq_routing *irq;
 
 	struct vm_device *devices;
-	unsigned n_devices;
+	unsigned n_devices, max_devices;
+	struct hotplug *hotplug; /* hw/core/hotplug.c */
 
 	/* Input devices (hw/core/input.c), control thread only. */
 	struct vm_input inputs[VM_MAX_INPUTS];

@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "hw/devices.h"
+#include "hw/hotplug.h"
 #include "hw/core/iobus.h"
 #include "hw/core/memory.h"
 #include "hw/core/vcpu.h"
@@ -600,9 +601,21 @@ static int realize_one(struct vm *vm, const struct device_class *cls, const void
 	if (!device_wanted(cls, vm->cfg, item)) {
 		return 0;
 	}
+	memset(d, 0, sizeof(*d));
 	d->cls = cls;
+	if (cls->each == DEVICE_PER_DISK || cls->each == DEVICE_PER_NIC) {
+		const char *id = cls->each == DEVICE_PER_DISK
+					 ? ((const struct vm_disk_config *)item)->id
+					 : ((const struct vm_nic_config *)item)->id;
+
+		if (id && !(d->id = strdup(id))) {
+			return error_set(errp, ENOMEM, "out of memory");
+		}
+	}
 	r = cls->realize(vm, item, &d->state, errp);
 	if (r < 0) {
+		free(d->id);
+		d->id = NULL;
 		error_prefix(errp, "%s", cls->name);
 		return r;
 	}
@@ -620,10 +633,12 @@ static int devices_realize(struct vm *vm, struct error **errp)
 		       : device_table[i]->each == DEVICE_PER_NIC ? vm->cfg->n_nics
 								 : 1;
 	}
-	vm->devices = calloc(max + 1, sizeof(*vm->devices));
+	max += 1 + VM_MAX_HOTPLUG_DEVICES;
+	vm->devices = calloc(max, sizeof(*vm->devices));
 	if (!vm->devices) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
+	vm->max_devices = (unsigned)max;
 	for (unsigned i = 0; i < device_table_size; i++) {
 		const struct device_class *cls = device_table[i];
 
@@ -653,9 +668,81 @@ static void devices_unrealize(struct vm *vm)
 		struct vm_device *d = &vm->devices[--vm->n_devices];
 
 		d->cls->unrealize(d->state);
+		hotplug_device_forget(d);
 	}
 	free(vm->devices);
 	vm->devices = NULL;
+}
+
+/* --- the device table, for hotplug (hw/core/vm-devices.h) ------------------- */
+
+void vm_devices_lock(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->ctl_lock);
+}
+
+void vm_devices_unlock(struct vm *vm)
+{
+	pthread_mutex_unlock(&vm->ctl_lock);
+}
+
+unsigned vm_devices_count(struct vm *vm)
+{
+	return vm->n_devices;
+}
+
+struct vm_device *vm_devices_at(struct vm *vm, unsigned i)
+{
+	return i < vm->n_devices ? &vm->devices[i] : NULL;
+}
+
+struct vm_device *vm_devices_reserve(struct vm *vm)
+{
+	struct vm_device *d;
+
+	if (vm->n_devices >= vm->max_devices) {
+		return NULL;
+	}
+	d = &vm->devices[vm->n_devices];
+	memset(d, 0, sizeof(*d));
+	return d;
+}
+
+void vm_devices_commit(struct vm *vm)
+{
+	vm->n_devices++;
+}
+
+void vm_devices_remove(struct vm *vm, unsigned i)
+{
+	if (i >= vm->n_devices) {
+		return;
+	}
+	memmove(&vm->devices[i], &vm->devices[i + 1],
+		(vm->n_devices - i - 1) * sizeof(vm->devices[0]));
+	vm->n_devices--;
+	memset(&vm->devices[vm->n_devices], 0, sizeof(vm->devices[0]));
+}
+
+bool vm_quiesce(struct vm *vm)
+{
+	if (vm_get_state(vm) != VM_STATE_RUNNING) {
+		return false; /* parked already (prelaunch, paused, stopped) */
+	}
+	vm_vcpus_pause(vm);
+	return true;
+}
+
+void vm_unquiesce(struct vm *vm, bool resume)
+{
+	if (resume) {
+		vm_vcpus_resume(vm);
+	}
+}
+
+struct hotplug *vm_hotplug_state(struct vm *vm)
+{
+	return vm->hotplug;
 }
 
 /* --- life cycle ---------------------------------------------------------- */
@@ -667,6 +754,9 @@ void vm_teardown(struct vm *vm)
 		vcpus_stop(vm);
 	}
 	devices_unrealize(vm);
+	/* Backends (blockdev-add nodes) only after every device using them. */
+	hotplug_free(vm->hotplug);
+	vm->hotplug = NULL;
 	io_stop(vm);
 	for (unsigned i = 0; i < vm->n_vcpus; i++) {
 		vcpu_free(vm->vcpus[i]);
@@ -766,6 +856,10 @@ int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool resto
 		goto err_teardown;
 	}
 	r = devices_realize(vm, errp);
+	if (r < 0) {
+		goto err_teardown;
+	}
+	r = hotplug_new(vm, &vm->hotplug, errp);
 	if (r < 0) {
 		goto err_teardown;
 	}

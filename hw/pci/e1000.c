@@ -17,6 +17,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1291,7 +1292,13 @@ static int e1000_class_realize(struct vm *vm, const void *cfg, void **ret_state,
 	} else {
 		e1000_default_mac(vm_get_config(vm)->name, nc->id, mac);
 	}
-	if (nc->fd) {
+	if (nc->tap_fd > 0) {
+		bc.fd = fcntl(nc->tap_fd, F_DUPFD_CLOEXEC, 3);
+		if (bc.fd < 0) {
+			return error_set_errno(errp, errno, "nic '%s': cannot use the netdev's fd",
+					       nc->id);
+		}
+	} else if (nc->fd) {
 		if (!host->get_fd || (bc.fd = host->get_fd(host->opaque, nc->fd)) < 0) {
 			return error_set(errp, ENOENT, "nic '%s': no file descriptor named '%s'",
 					 nc->id, nc->fd);

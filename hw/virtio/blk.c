@@ -621,13 +621,7 @@ static int blk_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 	uint32_t align;
 	int r;
 
-	if (d->node) {
-		return error_set(errp, ENOTSUP,
-				 "disk %s: \"node\" is not supported yet; give \"file\" and "
-				 "\"format\"",
-				 d->id);
-	}
-	if (!d->file) {
+	if (!d->file && !d->node) {
 		return error_set(errp, EINVAL, "disk %s: \"file\" is required", d->id);
 	}
 	b = calloc(1, sizeof(*b));
@@ -660,10 +654,20 @@ static int blk_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 	if (d->cache && !strcmp(d->cache, "none")) {
 		flags |= BLOCK_O_NOCACHE;
 	}
-	r = block_open(&b->bs, d->file, d->format ? d->format : "raw", flags, errp);
-	if (r < 0) {
-		error_prefix(errp, "disk %s", b->id);
-		goto err;
+	if (d->node) {
+		/* a blockdev-add node (device_add "drive"): shared, its own flags */
+		b->bs = vm_block_node_get(vm, d->node, errp);
+		if (!b->bs) {
+			r = -ENOENT;
+			goto err;
+		}
+		b->readonly = block_is_read_only(b->bs);
+	} else {
+		r = block_open(&b->bs, d->file, d->format ? d->format : "raw", flags, errp);
+		if (r < 0) {
+			error_prefix(errp, "disk %s", b->id);
+			goto err;
+		}
 	}
 	r = block_aio_ctx_new(vm_io_base(vm), &b->aio, errp);
 	if (r < 0) {
@@ -712,6 +716,24 @@ err:
 static void blk_unrealize(void *state)
 {
 	blk_free(state);
+}
+
+struct block_node *virtio_blk_node(void *state)
+{
+	struct virtio_blk *b = state;
+
+	return b->bs;
+}
+
+void virtio_blk_resized(void *state)
+{
+	struct virtio_blk *b = state;
+
+	virtio_lock(b->vp);
+	b->sectors = block_length(b->bs) / 512;
+	b->config.capacity = b->sectors;
+	virtio_config_changed(b->vp);
+	virtio_unlock(b->vp);
 }
 
 static void blk_device_reset(void *state)

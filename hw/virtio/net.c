@@ -14,6 +14,7 @@
  * backend run on the VM's I/O thread under the transport lock.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -441,7 +442,14 @@ static int net_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 	bc.ifname = c->ifname;
 	bc.hostfwd = c->hostfwd;
 	bc.id = n->id;
-	if (c->fd) {
+	if (c->tap_fd > 0) {
+		bc.fd = fcntl(c->tap_fd, F_DUPFD_CLOEXEC, 3);
+		if (bc.fd < 0) {
+			r = error_set_errno(errp, errno, "nic %s: cannot use the netdev's fd",
+					    n->id);
+			goto err;
+		}
+	} else if (c->fd) {
 		if (!host->get_fd) {
 			r = error_set(errp, ENOENT, "nic %s: no fd named '%s' was passed", n->id,
 				      c->fd);

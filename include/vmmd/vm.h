@@ -60,6 +60,7 @@ struct vm_nic_config {
 	char *mac;	/* "52:54:00:12:34:56"; generated when NULL */
 	char **hostfwd; /* user: NULL-terminated "tcp::2222-:22" rules */
 	char *rom;	/* option ROM path, NULL for the default, "" for none */
+	int tap_fd;	/* > 0: an open tap fd to dup (netdev_add's fd); then "fd" is unused */
 };
 
 /* One entry of "input": a USB HID device on the VM's xHCI controller. */
@@ -134,6 +135,12 @@ struct vm_host {
 	void (*thread_start)(void *opaque, const char *kind);
 	/* Resolve an fd passed with getfd (tap fds); -ENOENT if none. May be NULL. */
 	int (*get_fd)(void *opaque, const char *name);
+	/*
+	 * The guest ejected a hot-pluggable device (or a reset completed a
+	 * removal): call vm_hotplug_poll() on the control thread soon. Any
+	 * thread; must not block. May be NULL (then nothing is ever removed).
+	 */
+	void (*hotplug_pending)(void *opaque, struct vm *vm);
 	void *opaque;
 };
 
@@ -282,3 +289,42 @@ void vm_snapshot_close(struct vm_snapshot *snap);
  */
 int vm_restore(const struct vm_config *cfg, const struct vm_host *host, struct vm_snapshot *snap,
 	       bool paused, struct vm **ret, struct error **errp);
+
+/*
+ * Hotplug (hw/core/hotplug.c), with QEMU's argument shapes and error
+ * messages; control thread. @args are the QMP arguments (borrowed, already
+ * checked against the schema's types). Errors leave nothing half-added.
+ *
+ * blockdev-add opens a node (block_open_json) the VM's devices can use by
+ * its node-name; blockdev-del closes it unless a device uses it.
+ * netdev_add records a backend ("user", or "tap" by "ifname" or by "fd"
+ * from getfd, whose fd is taken now) for device_add's "netdev".
+ * device_add realizes virtio-blk-pci, virtio-net-pci or e1000 on bus 0
+ * and tells the guest (ACPI hotplug). device_del asks the guest to eject
+ * and returns at once; the device goes (DEVICE_DELETED, its id free again,
+ * its node or netdev released) when the guest ejects it or the VM resets.
+ * *ret_changed (may be NULL) says whether the VM's devices changed in a
+ * way the persisted definition should follow.
+ */
+int vm_blockdev_add(struct vm *vm, json_t *args, struct error **errp);
+int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp);
+int vm_netdev_add(struct vm *vm, json_t *args, int fd, struct error **errp);
+int vm_netdev_del(struct vm *vm, const char *id, struct error **errp);
+int vm_device_add(struct vm *vm, json_t *args, struct error **errp);
+int vm_device_del(struct vm *vm, const char *id, struct error **errp);
+/* block_resize: grow or shrink the node of @device or @node_name; the disk sees it. */
+int vm_block_resize(struct vm *vm, const char *device, const char *node_name, uint64_t size,
+		    struct error **errp);
+/* query-pci: QEMU's [PciInfo] for bus 0; new reference. */
+json_t *vm_query_pci(struct vm *vm);
+/*
+ * Finish the removals the guest acknowledged (vm_host.hotplug_pending):
+ * unrealize those devices, release their backends, emit DEVICE_DELETED.
+ */
+void vm_hotplug_poll(struct vm *vm);
+/*
+ * What a hot-added device looks like as a VM definition entry, for the
+ * definition to follow device_add: {"kind": "disks"|"nics", "entry": {...}};
+ * NULL if @id is not a device the definition can describe. New reference.
+ */
+json_t *vm_device_definition(struct vm *vm, const char *id);

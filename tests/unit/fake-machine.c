@@ -274,6 +274,14 @@ void *vm_device_state(struct vm *vm, const struct device_class *cls)
 	return NULL;
 }
 
+/* No blockdev-add nodes on the fake machine (hw/hotplug.c has the real table). */
+struct block_node *vm_block_node_get(struct vm *vm, const char *node_name, struct error **errp)
+{
+	(void)vm;
+	error_set(errp, ENOENT, "no node '%s'", node_name);
+	return NULL;
+}
+
 void vm_request(struct vm *vm, enum vm_shutdown_cause cause)
 {
 	vm->requests[cause]++;

@@ -1,0 +1,1018 @@
+/*
+ * Hotplug of PCI devices into a running VM through the device table, with
+ * QEMU's command shapes, error messages and removal semantics (see the
+ * hotplug part of include/vmmd/vm.h): blockdev-add/-del, netdev_add/_del,
+ * device_add/_del, block_resize, query-pci; the guest learns of changes
+ * through QEMU's ACPI PCI hotplug registers (hw/platform/acpi-hotplug.c).
+ *
+ * Removal: device_del sets the slot's PCID bit and returns; the guest's
+ * eject (B0EJ write, on a vCPU thread) or a reset only marks the slot in
+ * hp->ejected and pokes the control thread (vm_host.hotplug_pending),
+ * which calls vm_hotplug_poll(): with the vCPUs paused it unrealizes the
+ * device (virtio-blk first waits for its requests in flight), releases
+ * the node or netdev it used, and emits DEVICE_DELETED. Only then is the
+ * id free again.
+ *
+ * Threads: everything on the control thread under vm_devices_lock() (which
+ * also serializes against guest resets on the I/O thread), except
+ * hotplug_eject(), which any thread may call.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "hw/core/vm-devices.h"
+#include "hw/devices.h"
+#include "hw/hotplug.h"
+#include "hw/pci/pci.h"
+#include "hw/platform/acpi-hotplug.h"
+#include "vmmd/block.h"
+
+#define HP_MAX_NODES 64
+#define HP_MAX_NETDEVS 32
+#define HP_ID_MAX 63
+
+struct hp_node {
+	char *name; /* NULL: free entry */
+	struct block_node *bs;
+	char *user; /* id of the device using it */
+};
+
+struct hp_netdev {
+	char *id; /* NULL: free entry */
+	char *type;
+	char *ifname;
+	int fd; /* tap fd taken from getfd, or -1 */
+	char **hostfwd;
+	char *user;
+};
+
+struct hotplug {
+	struct vm *vm;
+	struct acpi_pcihp *pcihp; /* NULL without ACPI: no hotplug */
+	atomic_uint ejected;	  /* slots to remove (bit per slot) */
+	struct hp_node nodes[HP_MAX_NODES];
+	struct hp_netdev netdevs[HP_MAX_NETDEVS];
+};
+
+/* The device models device_add knows, and their VM definition names. */
+struct hp_model {
+	const char *driver; /* QEMU's -device name */
+	const struct device_class *cls;
+	bool disk;
+	bool virtio; /* QEMU also deletes a virtio-backend child */
+	const char *cfg_driver;
+};
+
+static const struct hp_model hp_models[] = {
+	{"virtio-blk-pci", &virtio_blk_class, true, true, "virtio-blk"},
+	{"virtio-net-pci", &virtio_net_class, false, true, "virtio-net"},
+	{"e1000", &e1000_class, false, false, "e1000"},
+};
+
+static const struct hp_model *model_by_driver(const char *driver)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(hp_models); i++) {
+		if (strcmp(hp_models[i].driver, driver) == 0) {
+			return &hp_models[i];
+		}
+	}
+	return NULL;
+}
+
+static const struct hp_model *model_by_class(const struct device_class *cls)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(hp_models); i++) {
+		if (hp_models[i].cls == cls) {
+			return &hp_models[i];
+		}
+	}
+	return NULL;
+}
+
+/* QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'. */
+static bool id_ok(const char *id)
+{
+	if (!isalpha((unsigned char)id[0]) || strlen(id) > HP_ID_MAX) {
+		return false;
+	}
+	for (const char *p = id; *p; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_') {
+			return false;
+		}
+	}
+	return true;
+}
+
+static struct vm_device *find_device(struct vm *vm, const char *id)
+{
+	for (unsigned i = 0; i < vm_devices_count(vm); i++) {
+		struct vm_device *d = vm_devices_at(vm, i);
+
+		if (d->id && strcmp(d->id, id) == 0) {
+			return d;
+		}
+	}
+	return NULL;
+}
+
+static struct hp_node *find_node(struct hotplug *hp, const char *name)
+{
+	for (unsigned i = 0; i < HP_MAX_NODES; i++) {
+		if (hp->nodes[i].name && strcmp(hp->nodes[i].name, name) == 0) {
+			return &hp->nodes[i];
+		}
+	}
+	return NULL;
+}
+
+static struct hp_netdev *find_netdev(struct hotplug *hp, const char *id)
+{
+	for (unsigned i = 0; i < HP_MAX_NETDEVS; i++) {
+		if (hp->netdevs[i].id && strcmp(hp->netdevs[i].id, id) == 0) {
+			return &hp->netdevs[i];
+		}
+	}
+	return NULL;
+}
+
+static void free_strv(char **v)
+{
+	for (char **p = v; p && *p; p++) {
+		free(*p);
+	}
+	free(v);
+}
+
+/* --- eject: any thread ------------------------------------------------------ */
+
+static void hotplug_eject(void *opaque, unsigned slot)
+{
+	struct hotplug *hp = opaque;
+	struct vm *vm = hp->vm;
+
+	atomic_fetch_or(&hp->ejected, 1u << slot);
+	const struct vm_host *host = vm_get_host(vm);
+
+	if (host->hotplug_pending) {
+		host->hotplug_pending(host->opaque, vm);
+	}
+}
+
+/* --- life cycle ------------------------------------------------------------- */
+
+int hotplug_new(struct vm *vm, struct hotplug **ret, struct error **errp)
+{
+	struct hotplug *hp = calloc(1, sizeof(*hp));
+	struct pci_slot_info info;
+
+	if (!hp) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	hp->vm = vm;
+	for (unsigned i = 0; i < HP_MAX_NETDEVS; i++) {
+		hp->netdevs[i].fd = -1;
+	}
+	hp->pcihp = vm_device_state(vm, &acpi_pcihp_class);
+	if (hp->pcihp) {
+		acpi_pcihp_set_eject_handler(hp->pcihp, hotplug_eject, hp);
+		/* RMV: a slot whose cold-plugged device has no hot-unplug (IDE, rng) */
+		for (unsigned slot = 1; vm_pci_host(vm) && slot < PCI_SLOTS; slot++) {
+			struct vm_device *d;
+
+			if (!pci_host_slot_info(vm_pci_host(vm), slot, &info)) {
+				continue;
+			}
+			d = info.name[0] ? find_device(vm, info.name) : NULL;
+			acpi_pcihp_set_removable(hp->pcihp, slot, d && model_by_class(d->cls));
+		}
+	}
+	*ret = hp;
+	return 0;
+}
+
+void hotplug_free(struct hotplug *hp)
+{
+	if (!hp) {
+		return;
+	}
+	for (unsigned i = 0; i < HP_MAX_NODES; i++) {
+		block_unref(hp->nodes[i].bs);
+		free(hp->nodes[i].name);
+		free(hp->nodes[i].user);
+	}
+	for (unsigned i = 0; i < HP_MAX_NETDEVS; i++) {
+		struct hp_netdev *n = &hp->netdevs[i];
+
+		if (n->fd >= 0) {
+			close(n->fd);
+		}
+		free(n->id);
+		free(n->type);
+		free(n->ifname);
+		free_strv(n->hostfwd);
+		free(n->user);
+	}
+	free(hp);
+}
+
+void hotplug_device_forget(struct vm_device *d)
+{
+	free(d->id);
+	free(d->node);
+	free(d->netdev);
+	json_decref(d->definition);
+	d->id = d->node = d->netdev = NULL;
+	d->definition = NULL;
+}
+
+struct block_node *vm_block_node_get(struct vm *vm, const char *node_name, struct error **errp)
+{
+	struct hp_node *n =
+		vm_hotplug_state(vm) ? find_node(vm_hotplug_state(vm), node_name) : NULL;
+
+	if (!n) {
+		error_set(errp, ENOENT, "Property 'virtio-blk-device.drive' can't find value '%s'",
+			  node_name);
+		return NULL;
+	}
+	return block_ref(n->bs);
+}
+
+/* --- blockdev-add / blockdev-del -------------------------------------------- */
+
+int vm_blockdev_add(struct vm *vm, json_t *args, struct error **errp)
+{
+	static const char *const drivers[] = {"raw", "qcow2", "file", "nbd"};
+	struct hotplug *hp = vm_hotplug_state(vm);
+	const char *name = json_string_value(json_object_get(args, "node-name"));
+	const char *driver = json_string_value(json_object_get(args, "driver"));
+	struct hp_node *slot = NULL;
+	struct block_node *bs = NULL;
+	bool known = false;
+	int r;
+
+	if (!driver) {
+		return error_set(errp, EINVAL, "Parameter 'driver' is missing");
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(drivers); i++) {
+		known |= strcmp(drivers[i], driver) == 0;
+	}
+	if (!known) {
+		return error_set(errp, EINVAL, "Parameter 'driver' does not accept value '%s'",
+				 driver);
+	}
+	if (!name) {
+		return error_set(errp, EINVAL, "A block device must be given a name (node-name)");
+	}
+	if (!id_ok(name)) {
+		return error_set(errp, EINVAL, "Invalid node-name: '%s'", name);
+	}
+	vm_devices_lock(vm);
+	if (find_node(hp, name)) {
+		r = error_set(errp, EEXIST, "Duplicate nodes with node-name='%s'", name);
+		goto out;
+	}
+	for (unsigned i = 0; i < HP_MAX_NODES && !slot; i++) {
+		slot = hp->nodes[i].name ? NULL : &hp->nodes[i];
+	}
+	if (!slot) {
+		r = error_set(errp, ENOSPC, "VM '%s' already has %u block nodes", vm_name(vm),
+			      HP_MAX_NODES);
+		goto out;
+	}
+	/* Opening a file is quick; an NBD connect blocks up to its connect timeout. */
+	r = block_open_json(&bs, args, errp);
+	if (r < 0) {
+		goto out;
+	}
+	slot->name = strdup(name);
+	if (!slot->name) {
+		block_unref(bs);
+		r = error_set(errp, ENOMEM, "out of memory");
+		goto out;
+	}
+	slot->bs = bs;
+	r = 0;
+out:
+	vm_devices_unlock(vm);
+	return r;
+}
+
+int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp)
+{
+	struct hp_node *n;
+	int r = 0;
+
+	vm_devices_lock(vm);
+	n = find_node(vm_hotplug_state(vm), node_name);
+	if (!n) {
+		r = error_set(errp, ENOENT, "Failed to find node with node-name='%s'", node_name);
+	} else if (n->user) {
+		r = error_set(errp, EBUSY, "Node %s is in use", node_name);
+	} else {
+		block_unref(n->bs);
+		free(n->name);
+		memset(n, 0, sizeof(*n));
+	}
+	vm_devices_unlock(vm);
+	return r;
+}
+
+/* --- netdev_add / netdev_del ------------------------------------------------ */
+
+int vm_netdev_add(struct vm *vm, json_t *args, int fd, struct error **errp)
+{
+	struct hotplug *hp = vm_hotplug_state(vm);
+	const char *type = json_string_value(json_object_get(args, "type"));
+	const char *id = json_string_value(json_object_get(args, "id"));
+	const char *ifname = json_string_value(json_object_get(args, "ifname"));
+	json_t *fwd = json_object_get(args, "hostfwd");
+	struct hp_netdev *n = NULL;
+	const char *key;
+	json_t *v;
+	int r = 0;
+
+	if (!type || (strcmp(type, "user") != 0 && strcmp(type, "tap") != 0)) {
+		r = error_set(errp, EINVAL, "Parameter 'type' does not accept value '%s'",
+			      type ? type : "");
+		goto err_fd;
+	}
+	if (!id || !id_ok(id)) {
+		r = error_set(errp, EINVAL, "Parameter 'id' expects an identifier");
+		goto err_fd;
+	}
+	json_object_foreach (args, key, v) {
+		bool script = !strcmp(key, "script") || !strcmp(key, "downscript");
+		bool ok = !strcmp(key, "type") || !strcmp(key, "id") ||
+			  (!strcmp(type, "tap") &&
+			   (!strcmp(key, "ifname") || !strcmp(key, "fd") || script)) ||
+			  (!strcmp(type, "user") && !strcmp(key, "hostfwd"));
+
+		if (!ok) {
+			r = error_set(errp, EINVAL, "Parameter '%s' is unexpected", key);
+			goto err_fd;
+		}
+		if (script && strcmp(json_string_value(v) ? json_string_value(v) : "", "no") != 0) {
+			r = error_set(errp, ENOTSUP, "vmmd runs no scripts: '%s' must be \"no\"",
+				      key);
+			goto err_fd;
+		}
+	}
+	if (!strcmp(type, "tap") && !ifname && fd < 0) {
+		r = error_set(errp, EINVAL, "tap netdev '%s' needs 'ifname' or 'fd'", id);
+		goto err_fd;
+	}
+	if (fwd && (!json_is_array(fwd) || json_array_size(fwd) > 32)) {
+		r = error_set(errp, EINVAL, "Parameter 'hostfwd' expects a list of at most 32");
+		goto err_fd;
+	}
+	vm_devices_lock(vm);
+	if (find_netdev(hp, id)) {
+		r = error_set(errp, EEXIST, "Duplicate ID '%s'", id);
+		goto out;
+	}
+	for (unsigned i = 0; i < HP_MAX_NETDEVS && !n; i++) {
+		n = hp->netdevs[i].id ? NULL : &hp->netdevs[i];
+	}
+	if (!n) {
+		r = error_set(errp, ENOSPC, "VM '%s' already has %u netdevs", vm_name(vm),
+			      HP_MAX_NETDEVS);
+		goto out;
+	}
+	n->id = strdup(id);
+	n->type = strdup(type);
+	n->ifname = ifname ? strdup(ifname) : NULL;
+	if (fwd) {
+		size_t i;
+
+		n->hostfwd = calloc(json_array_size(fwd) + 1, sizeof(char *));
+		json_array_foreach (fwd, i, v) {
+			/* QEMU's shape: [{"str": "tcp::2222-:22"}]; a plain string is fine too */
+			const char *s = json_is_object(v)
+						? json_string_value(json_object_get(v, "str"))
+						: json_string_value(v);
+
+			if (!s) {
+				r = error_set(errp, EINVAL, "Parameter 'hostfwd' expects strings");
+				break;
+			}
+			if (n->hostfwd && !(n->hostfwd[i] = strdup(s))) {
+				break;
+			}
+		}
+	}
+	if (r == 0 && (!n->id || !n->type || (ifname && !n->ifname) || (fwd && !n->hostfwd))) {
+		r = error_set(errp, ENOMEM, "out of memory");
+	}
+	if (r < 0) {
+		free(n->id);
+		free(n->type);
+		free(n->ifname);
+		free_strv(n->hostfwd);
+		memset(n, 0, sizeof(*n));
+		n->fd = -1;
+		goto out;
+	}
+	n->fd = fd;
+	fd = -1;
+out:
+	vm_devices_unlock(vm);
+err_fd:
+	if (fd >= 0) {
+		close(fd);
+	}
+	return r;
+}
+
+int vm_netdev_del(struct vm *vm, const char *id, struct error **errp)
+{
+	struct hp_netdev *n;
+	int r = 0;
+
+	vm_devices_lock(vm);
+	n = find_netdev(vm_hotplug_state(vm), id);
+	if (!n) {
+		r = error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT,
+				    "Device '%s' not found", id);
+	} else if (n->user) {
+		/* QEMU would unplug the backend under the NIC; vmmd keeps them paired. */
+		r = error_set(errp, EBUSY, "Netdev '%s' is in use by device '%s'", id, n->user);
+	} else {
+		if (n->fd >= 0) {
+			close(n->fd);
+		}
+		free(n->id);
+		free(n->type);
+		free(n->ifname);
+		free_strv(n->hostfwd);
+		memset(n, 0, sizeof(*n));
+		n->fd = -1;
+	}
+	vm_devices_unlock(vm);
+	return r;
+}
+
+/* --- device_add ------------------------------------------------------------- */
+
+/* QEMU's PCI "addr": "slot[.fn]" in hex (a string) or a devfn (an integer). */
+static int parse_addr(json_t *v, const char *driver, int *ret_slot, struct error **errp)
+{
+	unsigned long slot, fn = 0;
+	char *end;
+
+	if (json_is_integer(v)) {
+		json_int_t devfn = json_integer_value(v);
+
+		if (devfn < 0 || devfn > 255) {
+			goto bad;
+		}
+		slot = (unsigned long)devfn >> 3;
+		fn = (unsigned long)devfn & 7;
+	} else if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+
+		errno = 0;
+		slot = strtoul(s, &end, 16);
+		if (end == s || errno) {
+			goto bad;
+		}
+		if (*end == '.') {
+			const char *f = end + 1;
+
+			fn = strtoul(f, &end, 16);
+			if (end == f) {
+				goto bad;
+			}
+		}
+		if (*end) {
+			goto bad;
+		}
+	} else {
+		goto bad;
+	}
+	if (slot >= PCI_SLOTS || fn > 7) {
+		goto bad;
+	}
+	if (fn != 0) {
+		return error_set(errp, EINVAL, "%s: only function 0 of a slot takes a device",
+				 driver);
+	}
+	*ret_slot = (int)slot;
+	return 0;
+bad:
+	return error_set(errp, EINVAL, "Property '%s.addr' doesn't take value '%s'", driver,
+			 json_is_string(v) ? json_string_value(v) : "(not a string)");
+}
+
+static json_t *disk_definition(const char *id, struct block_node *bs, const char *serial)
+{
+	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:b}", "id", id, "driver", "virtio-blk", "file",
+			      block_filename(bs), "format", block_format(bs), "readonly",
+			      block_is_read_only(bs));
+
+	if (j && serial) {
+		json_object_set_new(j, "serial", json_string(serial));
+	}
+	return j;
+}
+
+static json_t *nic_definition(const char *id, const char *driver, const struct hp_netdev *n,
+			      const char *mac)
+{
+	json_t *j;
+
+	if (n->fd >= 0) {
+		return NULL; /* an fd passed at run time cannot be described for the next start */
+	}
+	j = json_pack("{s:s, s:s, s:s}", "id", id, "driver", driver, "backend", n->type);
+	if (j && n->ifname) {
+		json_object_set_new(j, "ifname", json_string(n->ifname));
+	}
+	if (j && mac) {
+		json_object_set_new(j, "mac", json_string(mac));
+	}
+	if (j && n->hostfwd && n->hostfwd[0]) {
+		json_t *a = json_array();
+
+		for (char **p = n->hostfwd; *p; p++) {
+			json_array_append_new(a, json_string(*p));
+		}
+		json_object_set_new(j, "hostfwd", a);
+	}
+	return j;
+}
+
+/* "in use by virtio-blk-pci,id=vdb", as QEMU names a slot's occupant. */
+static void occupant(struct vm *vm, unsigned slot, char *buf, size_t len)
+{
+	struct pci_slot_info info;
+	struct vm_device *d;
+	const struct hp_model *m;
+
+	if (slot == 0) {
+		snprintf(buf, len, "i440FX");
+		return;
+	}
+	if (!pci_host_slot_info(vm_pci_host(vm), slot, &info)) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	d = info.name[0] ? find_device(vm, info.name) : NULL;
+	m = d ? model_by_class(d->cls) : NULL;
+	if (m) {
+		snprintf(buf, len, "%s,id=%s", m->driver, d->id);
+	} else {
+		snprintf(buf, len, "%s", info.name[0] ? info.name : "?");
+	}
+}
+
+int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
+{
+	struct hotplug *hp = vm_hotplug_state(vm);
+	const char *driver = json_string_value(json_object_get(args, "driver"));
+	const char *id = json_string_value(json_object_get(args, "id"));
+	const char *bus = json_string_value(json_object_get(args, "bus"));
+	const char *drive = json_string_value(json_object_get(args, "drive"));
+	const char *netdev = json_string_value(json_object_get(args, "netdev"));
+	const char *serial = json_string_value(json_object_get(args, "serial"));
+	const char *mac = json_string_value(json_object_get(args, "mac"));
+	json_t *addr = json_object_get(args, "addr");
+	const struct hp_model *m;
+	struct vm_disk_config dc = {0};
+	struct vm_nic_config nc = {0};
+	struct hp_node *node = NULL;
+	struct hp_netdev *nd = NULL;
+	struct vm_device *d;
+	json_t *def = NULL;
+	const char *key;
+	json_t *v;
+	int slot = -1, r;
+	bool resume;
+
+	if (!driver) {
+		return error_set(errp, EINVAL, "Parameter 'driver' is missing");
+	}
+	m = model_by_driver(driver);
+	if (!m) {
+		if (!strcmp(driver, "ide-hd") || !strcmp(driver, "ide-cd")) {
+			return error_set(errp, ENOTSUP, "Bus 'ide.0' does not support hotplugging");
+		}
+		return error_set(errp, EINVAL, "'%s' is not a valid device model name", driver);
+	}
+	json_object_foreach (args, key, v) {
+		bool ok = !strcmp(key, "driver") || !strcmp(key, "id") || !strcmp(key, "bus") ||
+			  !strcmp(key, "addr") ||
+			  (m->disk && (!strcmp(key, "drive") || !strcmp(key, "serial"))) ||
+			  (!m->disk && (!strcmp(key, "netdev") || !strcmp(key, "mac")));
+
+		if (!ok) {
+			return error_set(errp, EINVAL, "Property '%s.%s' not found", driver, key);
+		}
+		if (strcmp(key, "addr") != 0 && !json_is_string(v)) {
+			return error_set(errp, EINVAL, "Parameter '%s' expects a string", key);
+		}
+	}
+	if (!id) {
+		/* QEMU allows no id; without one device_del could never name it. */
+		return error_set(errp, EINVAL, "Parameter 'id' is missing (vmmd needs it)");
+	}
+	if (!id_ok(id)) {
+		return error_set(errp, EINVAL, "Parameter 'id' expects an identifier");
+	}
+	if (bus && strcmp(bus, "pci.0") != 0) {
+		return error_set(errp, ENOENT, "Bus '%s' not found", bus);
+	}
+	if (addr && (r = parse_addr(addr, driver, &slot, errp)) < 0) {
+		return r;
+	}
+	if (m->disk && !drive) {
+		return error_set(errp, EINVAL, "drive property not set");
+	}
+	if (!m->disk && !netdev) {
+		return error_set(errp, EINVAL, "netdev property not set (vmmd needs a backend)");
+	}
+	if (serial && strlen(serial) > 20) {
+		return error_set(errp, EINVAL, "serial '%s' is longer than 20 bytes", serial);
+	}
+	if (!hp->pcihp || !vm_pci_host(vm)) {
+		return error_set(errp, ENOTSUP, "Bus 'pci.0' does not support hotplugging");
+	}
+
+	vm_devices_lock(vm);
+	if (find_device(vm, id)) {
+		r = error_set(errp, EEXIST, "Duplicate device ID '%s'", id);
+		goto out;
+	}
+	if (slot >= 0) {
+		struct pci_slot_info info;
+
+		if (slot == 0 || pci_host_slot_info(vm_pci_host(vm), (unsigned)slot, &info)) {
+			char who[128];
+
+			occupant(vm, (unsigned)slot, who, sizeof(who));
+			r = error_set(errp, EBUSY,
+				      "PCI: slot %d function 0 not available for %s, in use by %s",
+				      slot, driver, who);
+			goto out;
+		}
+	}
+	if (m->disk) {
+		node = find_node(hp, drive);
+		if (!node) {
+			r = error_set(errp, ENOENT,
+				      "Property 'virtio-blk-device.drive' can't find value '%s'",
+				      drive);
+			goto out;
+		}
+		if (node->user) {
+			r = error_set(errp, EBUSY,
+				      "Node '%s' is in use by device '%s' (a node has one disk)",
+				      drive, node->user);
+			goto out;
+		}
+		dc.id = (char *)id;
+		dc.driver = (char *)m->cfg_driver;
+		dc.node = (char *)drive;
+		dc.readonly = block_is_read_only(node->bs);
+		dc.serial = (char *)serial;
+		def = disk_definition(id, node->bs, serial);
+	} else {
+		nd = find_netdev(hp, netdev);
+		if (!nd) {
+			r = error_set(errp, ENOENT, "Property '%s.netdev' can't find value '%s'",
+				      driver, netdev);
+			goto out;
+		}
+		if (nd->user) {
+			r = error_set(errp, EBUSY,
+				      "Property '%s.netdev' can't take value '%s', it's in use",
+				      driver, netdev);
+			goto out;
+		}
+		nc.id = (char *)id;
+		nc.driver = (char *)m->cfg_driver;
+		nc.backend = nd->type;
+		nc.ifname = nd->ifname;
+		nc.tap_fd = nd->fd >= 0 ? nd->fd : 0;
+		nc.mac = (char *)mac;
+		nc.hostfwd = nd->hostfwd;
+		def = nic_definition(id, m->cfg_driver, nd, mac);
+	}
+
+	d = vm_devices_reserve(vm);
+	if (!d) {
+		r = error_set(errp, ENOSPC, "VM '%s' has no room for more devices", vm_name(vm));
+		goto out;
+	}
+	d->cls = m->cls;
+	d->hotplugged = true;
+	d->definition = def;
+	def = NULL;
+	d->id = strdup(id);
+	d->node = node ? strdup(node->name) : NULL;
+	d->netdev = nd ? strdup(nd->id) : NULL;
+	if (!d->id || (node && !d->node) || (nd && !d->netdev)) {
+		hotplug_device_forget(d);
+		r = error_set(errp, ENOMEM, "out of memory");
+		goto out;
+	}
+	/* Models may keep pointers to the id (e1000's PCI name): give them ours. */
+	dc.id = nc.id = d->id;
+	resume = vm_quiesce(vm);
+	pci_host_set_next_slot(vm_pci_host(vm), slot);
+	r = m->cls->realize(vm, m->disk ? (const void *)&dc : (const void *)&nc, &d->state, errp);
+	pci_host_set_next_slot(vm_pci_host(vm), -1);
+	if (r < 0) {
+		vm_unquiesce(vm, resume);
+		hotplug_device_forget(d);
+		goto out;
+	}
+	vm_devices_commit(vm);
+	if (node) {
+		node->user = strdup(id);
+	}
+	if (nd) {
+		nd->user = strdup(id);
+	}
+	slot = pci_host_find_slot(vm_pci_host(vm), id);
+	vm_unquiesce(vm, resume);
+	if (slot > 0) {
+		acpi_pcihp_set_removable(hp->pcihp, (unsigned)slot, true);
+		acpi_pcihp_plug(hp->pcihp, (unsigned)slot);
+	}
+	log_full(LOG_INFO, vm_name(vm), id, "hot-added %s in slot %d", driver, slot);
+	r = 0;
+out:
+	vm_devices_unlock(vm);
+	json_decref(def);
+	return r;
+}
+
+/* --- device_del and the removal ----------------------------------------------- */
+
+int vm_device_del(struct vm *vm, const char *id, struct error **errp)
+{
+	struct hotplug *hp = vm_hotplug_state(vm);
+	struct vm_device *d;
+	int slot, r = 0;
+
+	vm_devices_lock(vm);
+	d = find_device(vm, id);
+	if (!d) {
+		r = error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT,
+				    "Device '%s' not found", id);
+		goto out;
+	}
+	if (!model_by_class(d->cls)) {
+		r = error_set(errp, ENOTSUP, "Bus '%s' does not support hotplugging",
+			      d->cls == &ide_class ? "ide.0" : "pci.0");
+		goto out;
+	}
+	slot = vm_pci_host(vm) ? pci_host_find_slot(vm_pci_host(vm), id) : -1;
+	if (!hp->pcihp || slot <= 0) {
+		r = error_set(errp, ENOTSUP, "Bus 'pci.0' does not support hotplugging");
+		goto out;
+	}
+	/* Repeating the request re-raises it (the guest may have missed the first). */
+	d->unplug_pending = true;
+	acpi_pcihp_unplug_request(hp->pcihp, (unsigned)slot);
+	log_full(LOG_INFO, vm_name(vm), id, "removal requested from the guest (slot %d)", slot);
+out:
+	vm_devices_unlock(vm);
+	return r;
+}
+
+struct deleted {
+	char *id;
+	bool virtio;
+};
+
+void vm_hotplug_poll(struct vm *vm)
+{
+	struct hotplug *hp = vm_hotplug_state(vm);
+	struct deleted gone[PCI_SLOTS];
+	unsigned n_gone = 0, slots;
+	bool resume = false, paused = false;
+
+	if (!hp) {
+		return;
+	}
+	vm_devices_lock(vm);
+	slots = atomic_exchange(&hp->ejected, 0);
+	for (unsigned i = 0; slots && i < vm_devices_count(vm);) {
+		struct vm_device *d = vm_devices_at(vm, i);
+		const struct hp_model *m = model_by_class(d->cls);
+		int slot = m && d->id && vm_pci_host(vm)
+				   ? pci_host_find_slot(vm_pci_host(vm), d->id)
+				   : -1;
+		struct hp_node *node;
+		struct hp_netdev *nd;
+
+		if (slot <= 0 || !(slots & (1u << slot))) {
+			i++;
+			continue;
+		}
+		if (!paused) {
+			resume = vm_quiesce(vm);
+			paused = true;
+		}
+		/* I/O in flight completes first (virtio-blk drains in its unrealize). */
+		d->cls->unrealize(d->state);
+		/* Then the backends it used become free: blockdev-del / netdev_del may go. */
+		node = d->node ? find_node(hp, d->node) : NULL;
+		if (node) {
+			free(node->user);
+			node->user = NULL;
+		}
+		nd = d->netdev ? find_netdev(hp, d->netdev) : NULL;
+		if (nd) {
+			free(nd->user);
+			nd->user = NULL;
+		}
+		gone[n_gone].id = TAKE_PTR(d->id);
+		gone[n_gone].virtio = m->virtio;
+		n_gone++;
+		hotplug_device_forget(d);
+		vm_devices_remove(vm, i);
+		slots &= ~(1u << slot);
+	}
+	if (paused) {
+		vm_unquiesce(vm, resume);
+	}
+	vm_devices_unlock(vm);
+	for (unsigned i = 0; i < n_gone; i++) {
+		char path[128];
+
+		log_full(LOG_INFO, vm_name(vm), gone[i].id, "removed (ejected by the guest)");
+		snprintf(path, sizeof(path), "/machine/peripheral/%s", gone[i].id);
+		if (gone[i].virtio) {
+			char child[160];
+
+			snprintf(child, sizeof(child), "%s/virtio-backend", path);
+			vm_emit_event(vm, "DEVICE_DELETED", json_pack("{s:s}", "path", child));
+		}
+		vm_emit_event(vm, "DEVICE_DELETED",
+			      json_pack("{s:s, s:s}", "device", gone[i].id, "path", path));
+		free(gone[i].id);
+	}
+}
+
+json_t *vm_device_definition(struct vm *vm, const char *id)
+{
+	struct vm_device *d;
+	json_t *j = NULL;
+
+	vm_devices_lock(vm);
+	d = find_device(vm, id);
+	if (d && d->definition && model_by_class(d->cls)) {
+		j = json_pack("{s:s, s:O}", "kind", model_by_class(d->cls)->disk ? "disks" : "nics",
+			      "entry", d->definition);
+	}
+	vm_devices_unlock(vm);
+	return j;
+}
+
+/* --- block_resize ----------------------------------------------------------- */
+
+int vm_block_resize(struct vm *vm, const char *device, const char *node_name, uint64_t size,
+		    struct error **errp)
+{
+	struct hotplug *hp = vm_hotplug_state(vm);
+	struct block_node *bs = NULL;
+	struct vm_device *disk = NULL;
+	int r;
+
+	vm_devices_lock(vm);
+	if (node_name) {
+		struct hp_node *n = find_node(hp, node_name);
+
+		if (n) {
+			bs = n->bs;
+			disk = n->user ? find_device(vm, n->user) : NULL;
+		}
+	} else if (device) {
+		disk = find_device(vm, device);
+		if (disk && disk->cls == &virtio_blk_class) {
+			bs = virtio_blk_node(disk->state);
+		} else {
+			disk = NULL;
+		}
+	}
+	if (!bs) {
+		r = error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'",
+			      device ? device : "", node_name ? node_name : "");
+		goto out;
+	}
+	if (size > INT64_MAX) {
+		r = error_set(errp, EINVAL, "New size cannot be negative");
+		goto out;
+	}
+	if (block_is_read_only(bs)) {
+		r = error_set(errp, EACCES, "Cannot resize a read-only node");
+		goto out;
+	}
+	r = block_truncate(bs, size, errp);
+	if (r < 0) {
+		goto out;
+	}
+	if (disk && disk->cls == &virtio_blk_class) {
+		virtio_blk_resized(disk->state); /* capacity and config-change interrupt */
+	}
+	r = 0;
+out:
+	vm_devices_unlock(vm);
+	return r;
+}
+
+/* --- query-pci -------------------------------------------------------------- */
+
+static const char *class_desc(unsigned cls)
+{
+	static const struct {
+		unsigned cls;
+		const char *desc;
+	} t[] = {
+		{0x0100, "SCSI controller"},	 {0x0101, "IDE controller"},
+		{0x0106, "SATA controller"},	 {0x0180, "Storage controller"},
+		{0x0200, "Ethernet controller"}, {0x0280, "Network controller"},
+		{0x0300, "VGA controller"},	 {0x0600, "Host bridge"},
+		{0x0601, "ISA bridge"},		 {0x0680, "Bridge"},
+		{0x0c03, "USB controller"},	 {0x00ff, NULL},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
+		if (t[i].cls == cls) {
+			return t[i].desc;
+		}
+	}
+	return NULL;
+}
+
+static unsigned rd16(const uint8_t *p)
+{
+	return (unsigned)p[0] | (unsigned)p[1] << 8;
+}
+
+json_t *vm_query_pci(struct vm *vm)
+{
+	json_t *devs = json_array(), *ret;
+	struct pci_slot_info info;
+
+	for (unsigned slot = 0; vm_pci_host(vm) && slot < PCI_SLOTS; slot++) {
+		json_t *d, *regions, *ci;
+		unsigned cls;
+		const char *desc;
+
+		if (!pci_host_slot_info(vm_pci_host(vm), slot, &info)) {
+			continue;
+		}
+		cls = rd16(info.config + PCI_CLASS_DEVICE);
+		desc = class_desc(cls);
+		ci = desc ? json_pack("{s:s, s:i}", "desc", desc, "class", cls)
+			  : json_pack("{s:i}", "class", cls);
+		regions = json_array();
+		for (unsigned i = 0; i < PCI_NUM_BARS; i++) {
+			if (info.bars[i].type == PCI_BAR_NONE) {
+				continue;
+			}
+			if (info.bars[i].type == PCI_BAR_IO) {
+				json_array_append_new(
+					regions,
+					json_pack("{s:i, s:s, s:I, s:I}", "bar", i, "type", "io",
+						  "address", (json_int_t)info.bars[i].addr, "size",
+						  (json_int_t)info.bars[i].size));
+			} else {
+				json_array_append_new(
+					regions, json_pack("{s:i, s:s, s:I, s:I, s:b, s:b}", "bar",
+							   i, "type", "memory", "address",
+							   (json_int_t)info.bars[i].addr, "size",
+							   (json_int_t)info.bars[i].size,
+							   "prefetch", 0, "mem_type_64", 0));
+			}
+		}
+		d = json_pack("{s:i, s:i, s:i, s:o, s:{s:i, s:i, s:i, s:i}, s:i, s:s, s:o}", "bus",
+			      0, "slot", slot, "function", 0, "class_info", ci, "id", "device",
+			      rd16(info.config + PCI_DEVICE_ID), "vendor",
+			      rd16(info.config + PCI_VENDOR_ID), "subsystem",
+			      rd16(info.config + PCI_SUBSYSTEM_ID), "subsystem-vendor",
+			      rd16(info.config + PCI_SUBSYSTEM_VENDOR_ID), "irq_pin",
+			      info.config[PCI_INTERRUPT_PIN], "qdev_id", info.name, "regions",
+			      regions);
+		if (d && info.config[PCI_INTERRUPT_PIN]) {
+			json_object_set_new(d, "irq",
+					    json_integer(info.config[PCI_INTERRUPT_LINE]));
+		}
+		json_array_append_new(devs, d);
+	}
+	ret = json_pack("[{s:i, s:o}]", "bus", 0, "devices", devs);
+	return ret;
+}

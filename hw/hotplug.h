@@ -1,0 +1,23 @@
+/*
+ * Hotplug inside hw/ (hw/hotplug.c, beside the device registry it uses): the per-VM table of block nodes (blockdev-add) and
+ * network backends (netdev_add), and the completion of guest ejects. The
+ * commands themselves are in include/vmmd/vm.h (vm_device_add, ...).
+ *
+ * Threads: control thread, except hotplug_eject_cb (see acpi-hotplug.h).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+struct vm;
+struct hotplug;
+
+/* Called by vm_new after the devices are realized, and by vm_teardown after they are gone. */
+int hotplug_new(struct vm *vm, struct hotplug **ret, struct error **errp);
+void hotplug_free(struct hotplug *hp);
+struct vm_device;
+/* Free what hotplug keeps in a struct vm_device (its id, node and netdev names). */
+void hotplug_device_forget(struct vm_device *d);
