@@ -8,6 +8,7 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/qmp-blockjob.c \
 	daemon/jobs.c daemon/jobs.h \
 	daemon/blockjob.c daemon/blockjob.h \
+	daemon/qmp-hotplug.c \
 	daemon/registry.c daemon/registry.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/sandbox.c daemon/sandbox.h \

@@ -49,6 +49,15 @@ int qmp_ringbuf_write(struct monitor_request *req, json_t *args, json_t **ret, s
 /* qmp-hmp.c: human-monitor-command. */
 int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t **ret,
 			      struct error **errp);
+/* qmp-hotplug.c: hotplug commands of one VM. */
+int qmp_blockdev_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_blockdev_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_block_resize(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_netdev_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_netdev_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_device_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_device_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_query_pci(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 /* qmp-vm.c: the daemon's VM lifecycle commands. */
 int qmp_vm_create(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_vm_start(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

@@ -237,6 +237,12 @@ static void on_violation(evutil_socket_t fd, short what, void *opaque)
 	}
 }
 
+/* Runs on VM threads: an empty name asks the control thread for vm_hotplug_poll(). */
+static void on_vm_hotplug(void *opaque, struct vm *vm)
+{
+	on_vm_event(opaque, vm, "", NULL);
+}
+
 /* Runs on the worker building the VM: the fds were taken before it started. */
 static int on_get_fd(void *opaque, const char *name)
 {
@@ -352,7 +358,11 @@ static void drain_events(evutil_socket_t fd, short what, void *opaque)
 		bool live = rv && rv->inst && rv->inst->gen == qe->gen;
 
 		list_del(&qe->link);
-		if (strcmp(qe->name, "SHUTDOWN") == 0) {
+		if (qe->name[0] == '\0') {
+			if (live) {
+				vm_hotplug_poll(rv->vm);
+			}
+		} else if (strcmp(qe->name, "SHUTDOWN") == 0) {
 			/* The guest is off: like a QEMU process exiting, the VM object goes. */
 			if (live) {
 				log_info("VM %s shut down", qe->vm);
@@ -360,6 +370,11 @@ static void drain_events(evutil_socket_t fd, short what, void *opaque)
 				destroy_async(rv, "guest-shutdown", false, false, NULL, NULL, NULL);
 			}
 		} else {
+			const char *dev = json_string_value(json_object_get(qe->data, "device"));
+
+			if (live && dev && strcmp(qe->name, "DEVICE_DELETED") == 0) {
+				registry_device_removed(rv, dev);
+			}
 			emit(reg, qe->vm, qe->name, TAKE_PTR(qe->data));
 			if (live) {
 				changed(reg);
@@ -1014,6 +1029,7 @@ int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *op
 	inst->host.event = on_vm_event;
 	inst->host.get_fd = on_get_fd;
 	inst->host.thread_start = on_thread_start;
+	inst->host.hotplug_pending = on_vm_hotplug;
 	inst->host.opaque = inst;
 	op->reg = reg;
 	op->rv = rv;
@@ -1304,6 +1320,87 @@ int registry_delete(struct registry_vm *rv, bool force, registry_done_fn done, v
 		rv->deleting = true;
 	}
 	return r;
+}
+
+/* Replace @rv's definition by @def (borrowed) after parsing and persisting it. */
+static int redefine(struct registry_vm *rv, json_t *def, struct error **errp)
+{
+	_cleanup_(vm_config_freep) struct vm_config *cfg = NULL;
+	json_t *canon;
+	int r;
+
+	r = vm_config_from_json(def, false, &cfg, errp);
+	if (r < 0) {
+		return r;
+	}
+	canon = vm_config_to_json(cfg);
+	if (!canon) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	r = persist(rv->reg, rv->name, canon, errp);
+	if (r < 0) {
+		json_decref(canon);
+		return r;
+	}
+	json_decref(rv->def);
+	vm_config_free(rv->cfg);
+	rv->def = canon;
+	rv->cfg = TAKE_PTR(cfg);
+	return 0;
+}
+
+void registry_device_added(struct registry_vm *rv, const char *id)
+{
+	json_auto_t *ent = rv->vm ? vm_device_definition(rv->vm, id) : NULL;
+	json_auto_t *def = json_deep_copy(rv->def);
+	const char *kind = ent ? json_string_value(json_object_get(ent, "kind")) : NULL;
+	struct error *err = NULL;
+	json_t *list;
+
+	if (!kind || !def) {
+		log_full(LOG_NOTICE, rv->name, id,
+			 "hot-added device cannot be described in the definition; it will be "
+			 "gone after a restart");
+		return;
+	}
+	list = json_object_get(def, kind);
+	if (!list) {
+		list = json_array();
+		json_object_set_new(def, kind, list);
+	}
+	json_array_append(list, json_object_get(ent, "entry"));
+	if (redefine(rv, def, &err) < 0) {
+		log_full(LOG_WARNING, rv->name, id, "definition not updated: %s", err->msg);
+		error_free(err);
+	}
+}
+
+void registry_device_removed(struct registry_vm *rv, const char *id)
+{
+	json_auto_t *def = json_deep_copy(rv->def);
+	static const char *const kinds[] = {"disks", "nics"};
+	struct error *err = NULL;
+	bool found = false;
+
+	for (size_t k = 0; def && k < ARRAY_SIZE(kinds); k++) {
+		json_t *list = json_object_get(def, kinds[k]);
+		size_t i;
+		json_t *e;
+
+		json_array_foreach (list, i, e) {
+			const char *eid = json_string_value(json_object_get(e, "id"));
+
+			if (eid && strcmp(eid, id) == 0) {
+				json_array_remove(list, i);
+				found = true;
+				break;
+			}
+		}
+	}
+	if (found && redefine(rv, def, &err) < 0) {
+		log_full(LOG_WARNING, rv->name, id, "definition not updated: %s", err->msg);
+		error_free(err);
+	}
 }
 
 enum vm_run_state registry_vm_state(struct registry_vm *rv)

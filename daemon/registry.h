@@ -129,6 +129,14 @@ int registry_destroy_async(struct registry_vm *rv, const char *reason, registry_
 int registry_delete(struct registry_vm *rv, bool force, registry_done_fn done, void *opaque,
 		    struct error **errp);
 
+/*
+ * The persisted definition follows hotplug: device @id (just hot-added to
+ * the running VM) joins "disks" or "nics"; a removed device leaves them.
+ * Failures are logged (the running VM has changed either way).
+ */
+void registry_device_added(struct registry_vm *rv, const char *id);
+void registry_device_removed(struct registry_vm *rv, const char *id);
+
 enum vm_run_state registry_vm_state(struct registry_vm *rv);
 /* VmInfo of one VM / all VMs (schema.json); new references. */
 json_t *registry_vm_info(struct registry_vm *rv);

@@ -76,7 +76,7 @@ struct vm {
 
 	struct vm_device *devices;
 	unsigned n_devices, max_devices;
-	struct hotplug *hotplug; /* hw/core/hotplug.c */
+	struct hotplug *hotplug; /* hw/hotplug.c */
 
 	/* Input devices (hw/core/input.c), control thread only. */
 	struct vm_input inputs[VM_MAX_INPUTS];

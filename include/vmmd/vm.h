@@ -291,7 +291,7 @@ int vm_restore(const struct vm_config *cfg, const struct vm_host *host, struct v
 	       bool paused, struct vm **ret, struct error **errp);
 
 /*
- * Hotplug (hw/core/hotplug.c), with QEMU's argument shapes and error
+ * Hotplug (hw/hotplug.c), with QEMU's argument shapes and error
  * messages; control thread. @args are the QMP arguments (borrowed, already
  * checked against the schema's types). Errors leave nothing half-added.
  *

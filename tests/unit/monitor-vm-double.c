@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/parse.h"
 #include "vmmd/vm.h"
@@ -329,6 +330,52 @@ void vm_nic_default_mac(const char *vm_name, const char *nic_id, char buf[18])
 	snprintf(buf, 18, "52:54:00:00:00:01");
 }
 
+/* Hotplug: the double has no devices; every command fails as on a VM without ACPI. */
+static int no_hotplug(struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "Bus 'pci.0' does not support hotplugging");
+}
+
+int vm_blockdev_add(struct vm *vm, json_t *args, struct error **errp)
+{
+	return no_hotplug(errp);
+}
+
+int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp)
+{
+	return no_hotplug(errp);
+}
+
+int vm_netdev_add(struct vm *vm, json_t *args, int fd, struct error **errp)
+{
+	if (fd >= 0) {
+		close(fd);
+	}
+	return no_hotplug(errp);
+}
+
+int vm_netdev_del(struct vm *vm, const char *id, struct error **errp)
+{
+	return no_hotplug(errp);
+}
+
+int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
+{
+	return no_hotplug(errp);
+}
+
+int vm_device_del(struct vm *vm, const char *id, struct error **errp)
+{
+	return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT, "Device '%s' not found",
+			       id);
+}
+
+int vm_block_resize(struct vm *vm, const char *device, const char *node_name, uint64_t size,
+		    struct error **errp)
+{
+	return no_hotplug(errp);
+}
+
 json_t *vm_query_pci(struct vm *vm)
 {
 	return json_pack("[{s:i, s:[]}]", "bus", 0, "devices");
@@ -348,4 +395,13 @@ void vm_for_each_disk(struct vm *vm,
 	(void)vm;
 	(void)fn;
 	(void)opaque;
+}
+
+void vm_hotplug_poll(struct vm *vm)
+{
+}
+
+json_t *vm_device_definition(struct vm *vm, const char *id)
+{
+	return NULL;
 }

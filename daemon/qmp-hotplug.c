@@ -1,0 +1,121 @@
+/*
+ * Hotplug commands with QEMU's names and argument shapes: blockdev-add,
+ * blockdev-del, block_resize, netdev_add, netdev_del, device_add,
+ * device_del, query-pci. The work is in hw/hotplug.c (vm_device_add
+ * and friends); this file finds the live VM, resolves getfd names, keeps
+ * the persisted definition in step with device_add (device removals are
+ * followed when DEVICE_DELETED arrives, daemon/registry.c), and answers.
+ * Control thread only; device_del returns before the guest has ejected.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include "daemon/qmp.h"
+#include "daemon/registry.h"
+
+static struct vm *live_vm(struct monitor_request *req, struct error **errp)
+{
+	struct registry_vm *rv = req->vm;
+
+	if (!rv->vm) {
+		error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				"VM '%s' is not running; start it with vm-start", rv->name);
+		return NULL;
+	}
+	return rv->vm;
+}
+
+int qmp_blockdev_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	return vm ? vm_blockdev_add(vm, args, errp) : -ENODEV;
+}
+
+int qmp_blockdev_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	return vm ? vm_blockdev_del(vm, json_string_value(json_object_get(args, "node-name")), errp)
+		  : -ENODEV;
+}
+
+int qmp_block_resize(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+	json_int_t size = json_integer_value(json_object_get(args, "size"));
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	if (size < 0) {
+		return error_set(errp, EINVAL, "New size cannot be negative");
+	}
+	return vm_block_resize(vm, json_string_value(json_object_get(args, "device")),
+			       json_string_value(json_object_get(args, "node-name")),
+			       (uint64_t)size, errp);
+}
+
+int qmp_netdev_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+	const char *fdname = json_string_value(json_object_get(args, "fd"));
+	int fd = -1;
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	if (fdname) {
+		/* QEMU takes the fd at netdev_add: the backend keeps its own copy */
+		fd = monitor_get_fd(req->mon, fdname);
+		if (fd < 0) {
+			return error_set(errp, ENOENT, "File descriptor named '%s' not found",
+					 fdname);
+		}
+	}
+	return vm_netdev_add(vm, args, fd, errp);
+}
+
+int qmp_netdev_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	return vm ? vm_netdev_del(vm, json_string_value(json_object_get(args, "id")), errp)
+		  : -ENODEV;
+}
+
+int qmp_device_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+	int r;
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	r = vm_device_add(vm, args, errp);
+	if (r == 0) {
+		registry_device_added(req->vm, json_string_value(json_object_get(args, "id")));
+	}
+	return r;
+}
+
+int qmp_device_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	return vm ? vm_device_del(vm, json_string_value(json_object_get(args, "id")), errp)
+		  : -ENODEV;
+}
+
+int qmp_query_pci(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	*ret = vm_query_pci(vm);
+	return *ret ? 0 : error_set(errp, ENOMEM, "out of memory");
+}
