@@ -34,3 +34,6 @@ TESTS += tests/unit/test-vmstate
 tests_unit_test_vmstate_SOURCES = tests/unit/test-vmstate.c tests/unit/check-main.h
 tests_unit_test_vmstate_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_vmstate_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
+
+# Hotplug (issue 13): QMP commands against QEMU 7.2's recorded answers.
+TESTS += tests/functional/test-hotplug-qmp.py
