@@ -25,19 +25,11 @@
 #include <unistd.h>
 
 #include "clients/client.h"
+#include "clients/vmctl.h"
 #include "clients/vmctl-import.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/parse.h"
-
-enum {
-	EXIT_OK = 0,
-	EXIT_DAEMON = 1,
-	EXIT_USAGE = 2,
-	EXIT_NOT_FOUND = 3,
-	EXIT_CONNECT = 4,
-	EXIT_TIMEOUT = 5,
-};
 
 #define DEFAULT_SOCKET "/run/vmmd/vmmd.sock"
 
@@ -1517,7 +1509,57 @@ static int follow_job(struct qmp_client *c, const char *vm, const char *id, bool
 	return EXIT_OK;
 }
 
-static int cmd_disk(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+/* What clients/vmctl-hotplug.c uses of this file (clients/vmctl.h). */
+bool vmctl_json(void)
+{
+	return json_output;
+}
+
+void vmctl_set_json(void)
+{
+	json_output = true;
+}
+
+int vmctl_fail(int code, const char *fmt, ...)
+{
+	_cleanup_free_ char *msg = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0) {
+		msg = NULL;
+	}
+	va_end(ap);
+	return code == EXIT_USAGE ? usage_error("%s", msg ? msg : "?")
+				  : fail(code, NULL, "%s", msg ? msg : "?");
+}
+
+int vmctl_report(struct error *err, int r)
+{
+	return report(err, r);
+}
+
+int vmctl_run_cmd(struct qmp_client *c, const char *cmd, json_t *args, json_t **ret)
+{
+	return run_cmd(c, cmd, args, ret);
+}
+
+void vmctl_run_cmd_quiet(struct qmp_client *c, const char *cmd, json_t *args)
+{
+	struct error *err = NULL;
+
+	qmp_client_execute(c, cmd, args, NULL, &err);
+	error_free(err);
+}
+
+int vmctl_set_path(json_t *obj, const char *key, const char *path)
+{
+	return set_path(obj, key, path);
+}
+
+/* snapshot, stream, commit (block jobs) */
+static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
+			 const struct vmctl_command *cmd)
 {
 	static const struct option opts[] = {
 		{"format", required_argument, NULL, 'f'}, {"existing", no_argument, NULL, 'e'},
@@ -1652,6 +1694,21 @@ static int cmd_jobs(struct qmp_client *c, int argc, char **argv, const struct vm
 	return EXIT_OK;
 }
 
+/* disk add|remove|resize: hotplug (clients/vmctl-hotplug.c); the rest: block jobs */
+static int cmd_disk(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+{
+	if (argc >= 2 && (strcmp(argv[1], "add") == 0 || strcmp(argv[1], "remove") == 0 ||
+			  strcmp(argv[1], "resize") == 0)) {
+		return vmctl_cmd_disk(c, argc, argv);
+	}
+	return cmd_disk_jobs(c, argc, argv, cmd);
+}
+
+static int cmd_nic(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+{
+	return vmctl_cmd_nic(c, argc, argv);
+}
+
 static const struct vmctl_command commands[] = {
 	{"list", cmd_list, "", "list the defined VMs",
 	 "Prints NAME, STATE, VCPUS, MEMORY and AUTOSTART of every VM (--json: the query-vms\n"
@@ -1710,8 +1767,15 @@ static const struct vmctl_command commands[] = {
 	 "Each CHORD is QEMU key names joined by '-' (ctrl-alt-delete, shift-a, ret): one\n"
 	 "send-key command, pressed in order, released in reverse order, MS apart.\n"
 	 "  --hold-time MS    time between the key events (default 10)\n"},
-	{"disk", cmd_disk, "snapshot|stream|commit VM DISK [ARG] [OPTION]...",
-	 "external snapshots and block jobs of a running VM's disk",
+	{"disk", cmd_disk, "add|remove|resize|snapshot|stream|commit VM ...",
+	 "hot-add, remove or resize a disk; external snapshots and block jobs",
+	 "  add VM ID FILE [--format raw|qcow2] [--readonly] [--serial S]\n"
+	 "      [--cache none|writeback] [--addr SLOT]\n"
+	 "                          blockdev-add (node node-ID) + device_add virtio-blk-pci\n"
+	 "  remove VM ID [--timeout S]\n"
+	 "                          device_del, wait for the guest's eject (default 10 s;\n"
+	 "                          exit 5 after, the removal stays pending), blockdev-del\n"
+	 "  resize VM ID SIZE       block_resize; the guest sees the new capacity\n"
 	 "  snapshot VM DISK FILE   create the qcow2 overlay FILE and switch the disk to it\n"
 	 "      --existing          use an existing overlay FILE\n"
 	 "      --format qcow2      the overlay's format\n"
@@ -1727,6 +1791,12 @@ static const struct vmctl_command commands[] = {
 	 "      --no-wait           return once the job started (see vmctl jobs)\n"},
 	{"jobs", cmd_jobs, "VM", "list a VM's jobs with their progress",
 	 "Prints ID, TYPE, STATUS and PROGRESS of each job (--json: the query-jobs answer).\n"},
+	{"nic", cmd_nic, "add|remove NAME ID ...", "hot-add or remove a NIC of a running VM",
+	 "  nic add NAME ID [--model virtio-net|e1000] [--tap IFNAME] [--mac MAC] [--addr SLOT]\n"
+	 "                 netdev_add (netdev netdev-ID; user networking unless --tap)\n"
+	 "                 + device_add\n"
+	 "  nic remove NAME ID [--timeout S]\n"
+	 "                 device_del, wait for the eject, then netdev_del\n"},
 	{"qmp", cmd_qmp, "[JSON]", "send one raw protocol command (or stdin), print the reply",
 	 "The command is a QMP object such as '{\"execute\": \"query-vms\"}'; see\n"
 	 "vmmd-protocol(7).\n"},

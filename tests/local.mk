@@ -35,5 +35,6 @@ tests_unit_test_vmstate_SOURCES = tests/unit/test-vmstate.c tests/unit/check-mai
 tests_unit_test_vmstate_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_vmstate_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 
-# Hotplug (issue 13): QMP commands against QEMU 7.2's recorded answers.
-TESTS += tests/functional/test-hotplug-qmp.py
+# Hotplug (issue 13): QMP against QEMU 7.2's answers, the guest side, vmctl.
+TESTS += tests/functional/test-hotplug-qmp.py tests/functional/test-hotplug-guest.py \
+	tests/functional/test-hotplug-vmctl.py

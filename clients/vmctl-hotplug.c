@@ -1,0 +1,333 @@
+/*
+ * vmctl disk add|remove|resize and vmctl nic add|remove: QEMU's hotplug
+ * command pairs (blockdev-add + device_add, netdev_add + device_add, and
+ * device_del + waiting for DEVICE_DELETED + blockdev-del / netdev_del),
+ * with the backend undone when the device cannot be added. The node of
+ * disk ID is "node-ID", the netdev of NIC ID is "netdev-ID".
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clients/vmctl.h"
+#include "common/log.h"
+#include "common/parse.h"
+
+/* Wait for DEVICE_DELETED of @id on VM @vm; EXIT_OK or EXIT_TIMEOUT. */
+static int wait_deleted(struct qmp_client *c, const char *vm, const char *id, unsigned timeout)
+{
+	uint64_t deadline = now_monotonic_us() + (uint64_t)timeout * 1000000;
+
+	for (;;) {
+		json_auto_t *ev = NULL;
+		struct error *err = NULL;
+		uint64_t now = now_monotonic_us();
+		json_t *data;
+		int r;
+
+		r = qmp_client_next_event(c, now >= deadline ? 0 : (int)((deadline - now) / 1000),
+					  &ev, &err);
+		if (r == -ETIMEDOUT) {
+			return EXIT_TIMEOUT;
+		}
+		if (r < 0) {
+			return vmctl_report(err, r);
+		}
+		data = json_object_get(ev, "data");
+		if (strcmp(json_string_value(json_object_get(ev, "event")) ?: "",
+			   "DEVICE_DELETED") == 0 &&
+		    strcmp(json_string_value(json_object_get(data, "vm")) ?: "", vm) == 0 &&
+		    strcmp(json_string_value(json_object_get(data, "device")) ?: "", id) == 0) {
+			return EXIT_OK;
+		}
+	}
+}
+
+static int device_remove(struct qmp_client *c, int argc, char **argv, const char *what,
+			 const char *backend_cmd, const char *backend_key, const char *prefix)
+{
+	static const struct option opts[] = {
+		{"timeout", required_argument, NULL, 't'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	uint32_t timeout = 10;
+	char backend[160];
+	const char *vm, *id;
+	json_t *args;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "t:j", opts, NULL)) != -1) {
+		switch (o) {
+		case 't':
+			if (parse_u32(optarg, &timeout) < 0 || timeout > 86400) {
+				return vmctl_fail(EXIT_USAGE,
+						  "--timeout '%s' is not a number of seconds",
+						  optarg);
+			}
+			break;
+		case 'j':
+			vmctl_set_json();
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 2) {
+		return vmctl_fail(EXIT_USAGE, "%s remove needs a VM name and a %s id", what, what);
+	}
+	vm = argv[optind];
+	id = argv[optind + 1];
+	rc = vmctl_run_cmd(c, "device_del", json_pack("{s:s, s:s}", "vm", vm, "id", id), NULL);
+	if (rc) {
+		return rc;
+	}
+	rc = wait_deleted(c, vm, id, timeout);
+	if (rc == EXIT_TIMEOUT) {
+		return vmctl_fail(EXIT_TIMEOUT,
+				  "%s: the guest has not ejected %s within %u s; the removal stays "
+				  "pending until it does or the VM resets ('vmctl events' shows "
+				  "DEVICE_DELETED)",
+				  vm, id, timeout);
+	}
+	if (rc) {
+		return rc;
+	}
+	/* A cold-plugged device has no backend of ours: nothing more to free. */
+	snprintf(backend, sizeof(backend), "%s%s", prefix, id);
+	args = json_pack("{s:s, s:s}", "vm", vm, backend_key, backend);
+	{
+		struct error *err = NULL;
+		int r = qmp_client_execute(c, backend_cmd, args, NULL, &err);
+
+		if (r < 0 && !(r == -EREMOTEIO && err && strstr(err->msg, "not found")) &&
+		    !(r == -EREMOTEIO && err && strstr(err->msg, "Failed to find"))) {
+			return vmctl_report(err, r);
+		}
+		error_free(err);
+	}
+	printf(vmctl_json() ? "{\"removed\": true}\n" : "%s: %s %s removed\n", vm, what, id);
+	return EXIT_OK;
+}
+
+/* disk add VM ID FILE [--format F] [--readonly] [--serial S] [--addr SLOT] [--cache none] */
+static int disk_add(struct qmp_client *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"format", required_argument, NULL, 'f'},
+		{"readonly", no_argument, NULL, 'r'},
+		{"serial", required_argument, NULL, 'S'},
+		{"addr", required_argument, NULL, 'a'},
+		{"cache", required_argument, NULL, 'c'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	const char *format = "raw", *serial = NULL, *addr = NULL, *cache = NULL;
+	bool readonly = false;
+	const char *vm, *id;
+	char node[160];
+	json_t *file, *bargs, *dargs;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "f:rS:a:c:j", opts, NULL)) != -1) {
+		switch (o) {
+		case 'f':
+			format = optarg;
+			break;
+		case 'r':
+			readonly = true;
+			break;
+		case 'S':
+			serial = optarg;
+			break;
+		case 'a':
+			addr = optarg;
+			break;
+		case 'c':
+			cache = optarg;
+			if (strcmp(cache, "none") != 0 && strcmp(cache, "writeback") != 0) {
+				return vmctl_fail(EXIT_USAGE, "--cache must be none or writeback");
+			}
+			break;
+		case 'j':
+			vmctl_set_json();
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 3) {
+		return vmctl_fail(EXIT_USAGE,
+				  "disk add needs a VM name, a disk id and an image file");
+	}
+	vm = argv[optind];
+	id = argv[optind + 1];
+	snprintf(node, sizeof(node), "node-%s", id);
+	file = json_pack("{s:s}", "driver", "file");
+	if (vmctl_set_path(file, "filename", argv[optind + 2]) < 0) {
+		json_decref(file);
+		return vmctl_fail(EXIT_USAGE, "cannot resolve '%s'", argv[optind + 2]);
+	}
+	bargs = json_pack("{s:s, s:s, s:s, s:b, s:o}", "vm", vm, "driver", format, "node-name",
+			  node, "read-only", readonly, "file", file);
+	if (cache) {
+		json_object_set_new(bargs, "cache",
+				    json_pack("{s:b}", "direct", strcmp(cache, "none") == 0));
+	}
+	rc = vmctl_run_cmd(c, "blockdev-add", bargs, NULL);
+	if (rc) {
+		return rc;
+	}
+	dargs = json_pack("{s:s, s:s, s:s, s:s}", "vm", vm, "driver", "virtio-blk-pci", "id", id,
+			  "drive", node);
+	if (serial) {
+		json_object_set_new(dargs, "serial", json_string(serial));
+	}
+	if (addr) {
+		json_object_set_new(dargs, "addr", json_string(addr));
+	}
+	rc = vmctl_run_cmd(c, "device_add", dargs, NULL);
+	if (rc) {
+		/* no half-added disk: close the node again */
+		vmctl_run_cmd_quiet(c, "blockdev-del",
+				    json_pack("{s:s, s:s}", "vm", vm, "node-name", node));
+		return rc;
+	}
+	printf(vmctl_json() ? "{\"added\": true}\n" : "%s: disk %s added\n", vm, id);
+	return EXIT_OK;
+}
+
+static int disk_resize(struct qmp_client *c, int argc, char **argv)
+{
+	uint64_t size;
+	int rc;
+
+	if (argc != 4) {
+		return vmctl_fail(EXIT_USAGE, "disk resize needs a VM name, a disk id and a size");
+	}
+	if (parse_size(argv[3], &size) < 0 || size > INT64_MAX) {
+		return vmctl_fail(EXIT_USAGE, "'%s' is not a size", argv[3]);
+	}
+	rc = vmctl_run_cmd(c, "block_resize",
+			   json_pack("{s:s, s:s, s:I}", "vm", argv[1], "device", argv[2], "size",
+				     (json_int_t)size),
+			   NULL);
+	if (rc == EXIT_OK) {
+		printf(vmctl_json() ? "{\"resized\": true}\n" : "%s: disk %s resized\n", argv[1],
+		       argv[2]);
+	}
+	return rc;
+}
+
+int vmctl_cmd_disk(struct qmp_client *c, int argc, char **argv)
+{
+	if (argc < 2) {
+		return vmctl_fail(EXIT_USAGE, "disk needs add, remove or resize");
+	}
+	if (strcmp(argv[1], "add") == 0) {
+		return disk_add(c, argc - 1, argv + 1);
+	}
+	if (strcmp(argv[1], "remove") == 0) {
+		return device_remove(c, argc - 1, argv + 1, "disk", "blockdev-del", "node-name",
+				     "node-");
+	}
+	if (strcmp(argv[1], "resize") == 0) {
+		return disk_resize(c, argc - 1, argv + 1);
+	}
+	return vmctl_fail(EXIT_USAGE, "unknown disk command '%s'", argv[1]);
+}
+
+/* nic add VM ID [--model virtio-net|e1000] [--tap IFNAME] [--mac MAC] [--addr SLOT] */
+static int nic_add(struct qmp_client *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"model", required_argument, NULL, 'm'}, {"tap", required_argument, NULL, 't'},
+		{"mac", required_argument, NULL, 'M'},	 {"addr", required_argument, NULL, 'a'},
+		{"json", no_argument, NULL, 'j'},	 {0},
+	};
+	const char *model = "virtio-net-pci", *tap = NULL, *mac = NULL, *addr = NULL;
+	const char *vm, *id;
+	char netdev[160];
+	json_t *nargs, *dargs;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "m:t:M:a:j", opts, NULL)) != -1) {
+		switch (o) {
+		case 'm':
+			if (strcmp(optarg, "virtio-net") == 0 || strcmp(optarg, "virtio") == 0) {
+				model = "virtio-net-pci";
+			} else if (strcmp(optarg, "e1000") == 0) {
+				model = "e1000";
+			} else {
+				return vmctl_fail(EXIT_USAGE,
+						  "--model must be virtio-net or e1000");
+			}
+			break;
+		case 't':
+			tap = optarg;
+			break;
+		case 'M':
+			mac = optarg;
+			break;
+		case 'a':
+			addr = optarg;
+			break;
+		case 'j':
+			vmctl_set_json();
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 2) {
+		return vmctl_fail(EXIT_USAGE, "nic add needs a VM name and a NIC id");
+	}
+	vm = argv[optind];
+	id = argv[optind + 1];
+	snprintf(netdev, sizeof(netdev), "netdev-%s", id);
+	nargs = json_pack("{s:s, s:s, s:s}", "vm", vm, "type", tap ? "tap" : "user", "id", netdev);
+	if (tap) {
+		json_object_set_new(nargs, "ifname", json_string(tap));
+	}
+	rc = vmctl_run_cmd(c, "netdev_add", nargs, NULL);
+	if (rc) {
+		return rc;
+	}
+	dargs = json_pack("{s:s, s:s, s:s, s:s}", "vm", vm, "driver", model, "id", id, "netdev",
+			  netdev);
+	if (mac) {
+		json_object_set_new(dargs, "mac", json_string(mac));
+	}
+	if (addr) {
+		json_object_set_new(dargs, "addr", json_string(addr));
+	}
+	rc = vmctl_run_cmd(c, "device_add", dargs, NULL);
+	if (rc) {
+		vmctl_run_cmd_quiet(c, "netdev_del",
+				    json_pack("{s:s, s:s}", "vm", vm, "id", netdev));
+		return rc;
+	}
+	printf(vmctl_json() ? "{\"added\": true}\n" : "%s: nic %s added\n", vm, id);
+	return EXIT_OK;
+}
+
+int vmctl_cmd_nic(struct qmp_client *c, int argc, char **argv)
+{
+	if (argc < 2) {
+		return vmctl_fail(EXIT_USAGE, "nic needs add or remove");
+	}
+	if (strcmp(argv[1], "add") == 0) {
+		return nic_add(c, argc - 1, argv + 1);
+	}
+	if (strcmp(argv[1], "remove") == 0) {
+		return device_remove(c, argc - 1, argv + 1, "nic", "netdev_del", "id", "netdev-");
+	}
+	return vmctl_fail(EXIT_USAGE, "unknown nic command '%s'", argv[1]);
+}

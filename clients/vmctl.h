@@ -1,0 +1,40 @@
+/*
+ * What vmctl's command files share (clients/vmctl.c has main, the command
+ * table and the VM commands, clients/vmctl-hotplug.c the disk and nic
+ * commands).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "clients/client.h"
+#include "common/error.h"
+
+enum {
+	EXIT_OK = 0,
+	EXIT_DAEMON = 1,
+	EXIT_USAGE = 2,
+	EXIT_NOT_FOUND = 3,
+	EXIT_CONNECT = 4,
+	EXIT_TIMEOUT = 5,
+};
+
+/* --json was given (vmctl_set_json() when a command's own option says so). */
+bool vmctl_json(void);
+void vmctl_set_json(void);
+/* Report a failure as vmctl does (stderr, or a JSON error with --json); returns @code. */
+int vmctl_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print @err (taken) and map it to an exit status. */
+int vmctl_report(struct error *err, int r);
+/* Run @cmd (@args taken); an exit status, the error printed. */
+int vmctl_run_cmd(struct qmp_client *c, const char *cmd, json_t *args, json_t **ret);
+/* The same, for clean-up after a failure: errors are not printed. */
+void vmctl_run_cmd_quiet(struct qmp_client *c, const char *cmd, json_t *args);
+/* Set @key of @obj to @path made absolute against the current directory. */
+int vmctl_set_path(json_t *obj, const char *key, const char *path);
+
+int vmctl_cmd_disk(struct qmp_client *c, int argc, char **argv);
+int vmctl_cmd_nic(struct qmp_client *c, int argc, char **argv);
