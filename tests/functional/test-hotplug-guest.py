@@ -208,6 +208,7 @@ def test_cycles_leak_nothing():
             rig.disk_cycle(img)
             rig.nic_cycle("e1000", 1)
             rig.nic_cycle("virtio-net-pci", 2)
+            time.sleep(0.5)  # VM start-up's worker thread is gone
             before = (fds(pid), threads(pid), rss_kib(pid))
             t0 = time.monotonic()
             for i in range(n):
@@ -217,6 +218,8 @@ def test_cycles_leak_nothing():
                 rig.nic_cycle("e1000", 3 + 2 * i)
                 rig.nic_cycle("virtio-net-pci", 4 + 2 * i)
             t2 = time.monotonic()
+            wait_for(lambda: (fds(pid), threads(pid)) == before[:2], timeout=10,
+                     what="fd and thread counts back to %r" % (before[:2],))
             after = (fds(pid), threads(pid), rss_kib(pid))
             print("%d cycles each of virtio-blk (%.2fs), e1000 and virtio-net (%.2fs): "
                   "fds %d -> %d, threads %d -> %d, RSS %d -> %d KiB" %

@@ -16,7 +16,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmmdtest import Vmmd, main  # noqa: E402
+from vmmdtest import Vmmd, main, wait_for  # noqa: E402
 from daemon_helpers import guest, vm_def  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -141,6 +141,18 @@ def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def settled(pid):
+    """(fds, threads) once they have stayed the same for 0.3 s (workers exit late)."""
+    last = None
+    for _ in range(50):
+        now = (fd_count(pid), len(os.listdir("/proc/%d/task" % pid)))
+        if now == last:
+            return now
+        last = now
+        time.sleep(0.3)
+    return last
+
+
 def test_definition_follows_hotplug():
     idle = guest("idle")
     with tempfile.TemporaryDirectory(prefix="vmmd-hp.") as tmp:
@@ -189,8 +201,8 @@ def test_bad_input_leaves_nothing():
             q.ok("blockdev-add", {"vm": "b", "driver": "raw", "node-name": "ok",
                                   "file": {"driver": "file",
                                            "filename": make(tmp, "other.img")}})
-            before = fd_count(pid)
-            threads = len(os.listdir("/proc/%d/task" % pid))
+            # VM start-up runs on short-lived worker threads: count once they are gone
+            before, threads = settled(pid)
             for _ in range(3):
                 # the image VM a holds: the lock error names the holder
                 r = q.cmd("blockdev-add", {"vm": "b", "driver": "raw", "node-name": "x",
@@ -218,8 +230,9 @@ def test_bad_input_leaves_nothing():
                 assert "error" in r, r
                 r = q.cmd("device_del", {"vm": "a", "id": "vda"})
                 assert r == {"return": {}} or "error" in r, r
-            assert fd_count(pid) == before, (before, fd_count(pid))
-            assert len(os.listdir("/proc/%d/task" % pid)) == threads
+            wait_for(lambda: settled(pid) == (before, threads), timeout=10,
+                     what="fd and thread counts back to %r (now %r)" % ((before, threads),
+                                                                       settled(pid)))
             pci = q.ok("query-pci", {"vm": "b"})
             assert [x["slot"] for x in pci[0]["devices"]] == [0], pci
             # a well-formed add still works afterwards

@@ -191,6 +191,9 @@ void guest_main(void)
 		uint32_t up, down;
 
 		if (!(inb(GPE0_STS) & GPE_PCI)) {
+			/* poll gently: every port read is a VM exit */
+			for (volatile unsigned spin = 0; spin < 2000; spin++) {
+			}
 			continue;
 		}
 		/* as _E01: ack the GPE, then PCNT: BNUM = 0, PCIU, PCID */
