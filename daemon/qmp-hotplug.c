@@ -109,6 +109,25 @@ int qmp_device_del(struct monitor_request *req, json_t *args, json_t **ret, stru
 		  : -ENODEV;
 }
 
+int qmp_balloon(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	return vm ? vm_balloon(vm, json_integer_value(json_object_get(args, "value")), errp)
+		  : -ENODEV;
+}
+
+int qmp_query_balloon(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	*ret = vm_query_balloon(vm, errp);
+	return *ret ? 0 : -ENODEV;
+}
+
 int qmp_query_pci(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct vm *vm = live_vm(req, errp);

@@ -236,6 +236,8 @@ const struct monitor_command qmp_commands[] = {
 	{"device_add", qmp_device_add},
 	{"device_del", qmp_device_del},
 	{"query-pci", qmp_query_pci},
+	{"balloon", qmp_balloon},
+	{"query-balloon", qmp_query_balloon},
 	{"vm-create", qmp_vm_create},
 	{"vm-start", qmp_vm_start},
 	{"vm-destroy", qmp_vm_destroy},

@@ -44,8 +44,15 @@ extern const struct device_class virtio_blk_class; /* one per "virtio-blk" disk 
 struct block_node;
 struct block_node *virtio_blk_node(void *state);
 void virtio_blk_resized(void *state);
-extern const struct device_class virtio_net_class; /* one per "virtio-net" NIC */
-extern const struct device_class virtio_rng_class; /* when rng is set */
+extern const struct device_class virtio_net_class;     /* one per "virtio-net" NIC */
+extern const struct device_class virtio_rng_class;     /* when rng is set */
+extern const struct device_class virtio_balloon_class; /* when balloon is set */
+/*
+ * The balloon's target: the guest should keep @bytes of its RAM (clamped to
+ * its size); -EINVAL for 0. And what the guest reports it keeps. Control thread.
+ */
+int virtio_balloon_set_target(void *state, uint64_t bytes);
+uint64_t virtio_balloon_actual(void *state);
 
 /* hw/usb/: the xHCI controller with the USB devices (usb-storage disks, input devices). */
 extern const struct device_class xhci_class;

@@ -933,6 +933,39 @@ out:
 	return r;
 }
 
+/* --- balloon ------------------------------------------------------------------ */
+
+static void *balloon_of(struct vm *vm, struct error **errp)
+{
+	void *b = vm_device_state(vm, &virtio_balloon_class);
+
+	if (!b) {
+		error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				"No balloon device has been activated");
+	}
+	return b;
+}
+
+int vm_balloon(struct vm *vm, int64_t value, struct error **errp)
+{
+	void *b = balloon_of(vm, errp);
+
+	if (!b) {
+		return -ENODEV;
+	}
+	if (value <= 0) {
+		return error_set(errp, EINVAL, "Parameter 'target' expects a size");
+	}
+	return virtio_balloon_set_target(b, (uint64_t)value);
+}
+
+json_t *vm_query_balloon(struct vm *vm, struct error **errp)
+{
+	void *b = balloon_of(vm, errp);
+
+	return b ? json_pack("{s:I}", "actual", (json_int_t)virtio_balloon_actual(b)) : NULL;
+}
+
 /* --- query-pci -------------------------------------------------------------- */
 
 static const char *class_desc(unsigned cls)

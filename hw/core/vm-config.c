@@ -679,7 +679,7 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 	static const char *const keys[] = {
 		"name",	       "vcpus",	   "memory", "cpu",	  "boot",      "disks",
 		"nics",	       "rng",	   "serial", "on_reboot", "autostart", "acpi",
-		"mem_backend", "debugcon", "start",  "input",	  NULL,
+		"mem_backend", "debugcon", "start",  "input",	  "balloon",   NULL,
 	};
 	static const char *const reboot_choices[] = {"reset", "shutdown", NULL};
 	static const char *const backends[] = {"anonymous", "memfd", "hugepages", NULL};
@@ -818,6 +818,9 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 	if ((r = get_bool(def, "rng", "", &cfg->rng, errp)) < 0) {
 		return r;
 	}
+	if ((r = get_bool(def, "balloon", "", &cfg->balloon, errp)) < 0) {
+		return r;
+	}
 	if ((v = json_object_get(def, "serial"))) {
 		static const char *const serial_keys[] = {"log", NULL};
 
@@ -931,6 +934,7 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 		json_object_set_new(o, "input", inputs);
 	}
 	json_object_set_new(o, "rng", json_boolean(cfg->rng));
+	json_object_set_new(o, "balloon", json_boolean(cfg->balloon));
 	if (cfg->serial_log) {
 		json_object_set_new(o, "serial", json_pack("{s:s}", "log", cfg->serial_log));
 	}

@@ -1,10 +1,10 @@
 # hw/virtio/: virtqueues, the virtio-pci transport and the virtio device
-# models (blk, net, rng).
+# models (blk, net, rng, balloon).
 noinst_LIBRARIES += hw/virtio/libhwvirtio.a
 hw_virtio_libhwvirtio_a_SOURCES = \
 	hw/virtio/virtqueue.c hw/virtio/virtqueue.h \
 	hw/virtio/virtio.h hw/virtio/virtio-pci.c hw/virtio/virtio-pci.h \
-	hw/virtio/rng.c hw/virtio/blk.c hw/virtio/net.c
+	hw/virtio/rng.c hw/virtio/blk.c hw/virtio/net.c hw/virtio/balloon.c
 hw_virtio_libhwvirtio_a_CFLAGS = $(HW_CFLAGS)
 
 check_PROGRAMS += tests/unit/test-virtqueue

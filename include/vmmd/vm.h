@@ -89,6 +89,7 @@ struct vm_config {
 	struct vm_input_config *inputs;
 	unsigned n_inputs;
 	bool rng;	  /* virtio-rng */
+	bool balloon;	  /* virtio-balloon */
 	char *serial_log; /* NULL: <rundir>/vms/<name>.console */
 	char *on_reboot;  /* "reset" (default) or "shutdown" */
 	bool autostart;
@@ -315,6 +316,13 @@ int vm_device_del(struct vm *vm, const char *id, struct error **errp);
 /* block_resize: grow or shrink the node of @device or @node_name; the disk sees it. */
 int vm_block_resize(struct vm *vm, const char *device, const char *node_name, uint64_t size,
 		    struct error **errp);
+/*
+ * QEMU's balloon: ask the guest to keep @value bytes of RAM (> 0; more than
+ * its RAM means all of it); query-balloon: {"actual": bytes it keeps}. The
+ * guest's answer comes as BALLOON_CHANGE. DeviceNotActive without a balloon.
+ */
+int vm_balloon(struct vm *vm, int64_t value, struct error **errp);
+json_t *vm_query_balloon(struct vm *vm, struct error **errp);
 /* query-pci: QEMU's [PciInfo] for bus 0; new reference. */
 json_t *vm_query_pci(struct vm *vm);
 /*

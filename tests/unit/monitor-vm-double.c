@@ -405,3 +405,15 @@ json_t *vm_device_definition(struct vm *vm, const char *id)
 {
 	return NULL;
 }
+
+int vm_balloon(struct vm *vm, int64_t value, struct error **errp)
+{
+	return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+			       "No balloon device has been activated");
+}
+
+json_t *vm_query_balloon(struct vm *vm, struct error **errp)
+{
+	vm_balloon(vm, 0, errp);
+	return NULL;
+}

@@ -8,7 +8,10 @@ class and description) and the events that arrived up to the next step, to
 tests/functional/hotplug/qemu-7.2.json. test-hotplug.py sends the same
 sequence to vmmd and compares.
 
-    tests/functional/hotplug/record-qemu.py [OUT.json]
+    tests/functional/hotplug/record-qemu.py [OUT.json [BALLOON-OUT.json]]
+
+It also records the balloon commands with and without a virtio-balloon
+device (qemu-7.2-balloon.json, compared by test-balloon.py).
 
 Paths in the recording are replaced by @IMG@/@IMG2@ and volatile values
 (timestamps, BAR addresses) are dropped, so the file only changes when
@@ -204,5 +207,52 @@ def record(out_path):
         f.write("\n")
 
 
+# balloon: [name, command, arguments], sent without and with a balloon device.
+BALLOON_SEQUENCE = [
+    ["query-balloon", "query-balloon", {}],
+    ["balloon", "balloon", {"value": 100 << 20}],
+    ["balloon zero", "balloon", {"value": 0}],
+    ["balloon negative", "balloon", {"value": -5}],
+    ["balloon above RAM", "balloon", {"value": 1 << 40}],
+]
+
+
+def record_balloon(out_path):
+    doc = {"about": "QEMU's answers to balloon commands; written by record-qemu.py",
+           "machine": "pc,accel=kvm -m 128 (stopped with -S: no driver answers)"}
+    for key, extra in (("no-device", []),
+                       ("device", ["-device", "virtio-balloon-pci,id=balloon0"])):
+        with tempfile.TemporaryDirectory() as tmp:
+            sock = os.path.join(tmp, "qmp.sock")
+            qemu = subprocess.Popen(
+                ["qemu-system-x86_64", "-machine", "pc,accel=kvm", "-cpu", "qemu64,-cx16",
+                 "-m", "128", "-nodefaults", "-display", "none", "-S",
+                 "-qmp", "unix:%s,server=on,wait=off" % sock] + extra,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                q = QMP(sock)
+                steps = []
+                for name, cmd, args in BALLOON_SEQUENCE:
+                    r = q.cmd(cmd, args)
+                    step = {"step": name, "execute": cmd, "arguments": args}
+                    if "error" in r:
+                        step["error"] = r["error"]
+                    else:
+                        step["return"] = r["return"]
+                    steps.append(step)
+                q.cmd("quit")
+            finally:
+                try:
+                    qemu.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    qemu.kill()
+        doc[key] = steps
+    with open(out_path, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+
+
 if __name__ == "__main__":
     record(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "qemu-7.2.json"))
+    record_balloon(sys.argv[2] if len(sys.argv) > 2 else
+                   os.path.join(HERE, "qemu-7.2-balloon.json"))
