@@ -4,12 +4,15 @@
  * device_del, query-pci. The work is in hw/hotplug.c (vm_device_add
  * and friends); this file finds the live VM, resolves getfd names, keeps
  * the persisted definition in step with device_add (device removals are
- * followed when DEVICE_DELETED arrives, daemon/registry.c), and answers.
+ * followed when DEVICE_DELETED arrives, daemon/registry.c), and answers;
+ * blockdev-add opens its image on a worker thread and answers later.
  * Control thread only; device_del returns before the guest has ejected.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "daemon/qmp.h"
@@ -27,11 +30,79 @@ static struct vm *live_vm(struct monitor_request *req, struct error **errp)
 	return rv->vm;
 }
 
+/* blockdev-add: the image is opened on a worker thread, the answer deferred. */
+struct blockdev_job {
+	struct registry *reg;
+	char *vm;
+	uint64_t gen;
+	struct vm_blockdev_op *op;
+	struct monitor_deferred *d;
+};
+
+static void blockdev_open(void *arg)
+{
+	struct blockdev_job *j = arg;
+
+	vm_blockdev_add_open(j->op);
+}
+
+static void blockdev_opened(void *arg)
+{
+	struct blockdev_job *j = arg;
+	struct registry_vm *rv = registry_find(j->reg, j->vm);
+	struct error *err = NULL;
+	int r;
+
+	if (rv && rv->vm && registry_vm_generation(rv) == j->gen) {
+		r = vm_blockdev_add_finish(rv->vm, j->op, &err);
+	} else {
+		vm_blockdev_add_abandon(j->op);
+		r = error_set_class(&err, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				    "VM '%s' stopped while its node was being opened", j->vm);
+	}
+	monitor_deferred_done(j->d, r, NULL, err);
+	free(j->vm);
+	free(j);
+}
+
 int qmp_blockdev_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
+	struct registry_vm *rv = req->vm;
 	struct vm *vm = live_vm(req, errp);
+	struct blockdev_job *j;
+	int r;
 
-	return vm ? vm_blockdev_add(vm, args, errp) : -ENODEV;
+	if (!vm) {
+		return -ENODEV;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j || !(j->vm = strdup(rv->name))) {
+		free(j);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	j->reg = req->ctx;
+	j->gen = registry_vm_generation(rv);
+	r = vm_blockdev_add_prepare(vm, args, &j->op, errp);
+	if (r == 0) {
+		j->d = monitor_defer(req);
+		r = j->d ? 0 : error_set(errp, ENOMEM, "out of memory");
+	}
+	if (r == 0) {
+		r = registry_run(j->reg, blockdev_open, blockdev_opened, j, errp);
+		if (r < 0) {
+			monitor_deferred_cancel(j->d);
+		}
+	}
+	if (r < 0) {
+		if (j->op) {
+			/* give the reservation back */
+			vm_blockdev_add_finish(vm, j->op, NULL);
+		}
+		free(j->vm);
+		free(j);
+		return r;
+	}
+	return MONITOR_DEFERRED;
 }
 
 int qmp_blockdev_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)

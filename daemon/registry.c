@@ -1322,6 +1322,17 @@ int registry_delete(struct registry_vm *rv, bool force, registry_done_fn done, v
 	return r;
 }
 
+int registry_run(struct registry *reg, void (*fn)(void *arg), void (*done)(void *arg), void *arg,
+		 struct error **errp)
+{
+	return worker_run(reg->workers, fn, done, arg, errp);
+}
+
+uint64_t registry_vm_generation(struct registry_vm *rv)
+{
+	return rv->vm && rv->inst ? rv->inst->gen : 0;
+}
+
 /* Replace @rv's definition by @def (borrowed) after parsing and persisting it. */
 static int redefine(struct registry_vm *rv, json_t *def, struct error **errp)
 {

@@ -137,6 +137,15 @@ int registry_delete(struct registry_vm *rv, bool force, registry_done_fn done, v
 void registry_device_added(struct registry_vm *rv, const char *id);
 void registry_device_removed(struct registry_vm *rv, const char *id);
 
+/*
+ * Run fn(arg) on a worker thread, then done(arg) on the control thread
+ * (blocking work of a command, e.g. blockdev-add's open).
+ */
+int registry_run(struct registry *reg, void (*fn)(void *arg), void (*done)(void *arg), void *arg,
+		 struct error **errp);
+/* Which instance of the VM runs (0: none): a VM restarted since differs. */
+uint64_t registry_vm_generation(struct registry_vm *rv);
+
 enum vm_run_state registry_vm_state(struct registry_vm *rv);
 /* VmInfo of one VM / all VMs (schema.json); new references. */
 json_t *registry_vm_info(struct registry_vm *rv);

@@ -124,6 +124,7 @@ static struct vm_device *find_device(struct vm *vm, const char *id)
 	return NULL;
 }
 
+/* Any node of that name, reserved (still opening: bs NULL) ones included. */
 static struct hp_node *find_node(struct hotplug *hp, const char *name)
 {
 	for (unsigned i = 0; i < HP_MAX_NODES; i++) {
@@ -132,6 +133,14 @@ static struct hp_node *find_node(struct hotplug *hp, const char *name)
 		}
 	}
 	return NULL;
+}
+
+/* A node that is open and usable. */
+static struct hp_node *find_open_node(struct hotplug *hp, const char *name)
+{
+	struct hp_node *n = find_node(hp, name);
+
+	return n && n->bs ? n : NULL;
 }
 
 static struct hp_netdev *find_netdev(struct hotplug *hp, const char *id)
@@ -249,14 +258,31 @@ struct block_node *vm_block_node_get(struct vm *vm, const char *node_name, struc
 
 /* --- blockdev-add / blockdev-del -------------------------------------------- */
 
-int vm_blockdev_add(struct vm *vm, json_t *args, struct error **errp)
+struct vm_blockdev_op {
+	json_t *args; /* our copy of blockdev-add's arguments */
+	char *name;
+	struct block_node *bs;
+	struct error *err;
+	int r;
+};
+
+static void op_free(struct vm_blockdev_op *op)
+{
+	json_decref(op->args);
+	free(op->name);
+	error_free(op->err);
+	free(op);
+}
+
+int vm_blockdev_add_prepare(struct vm *vm, json_t *args, struct vm_blockdev_op **ret,
+			    struct error **errp)
 {
 	static const char *const drivers[] = {"raw", "qcow2", "file", "nbd"};
 	struct hotplug *hp = vm_hotplug_state(vm);
 	const char *name = json_string_value(json_object_get(args, "node-name"));
 	const char *driver = json_string_value(json_object_get(args, "driver"));
+	struct vm_blockdev_op *op;
 	struct hp_node *slot = NULL;
-	struct block_node *bs = NULL;
 	bool known = false;
 	int r;
 
@@ -276,6 +302,13 @@ int vm_blockdev_add(struct vm *vm, json_t *args, struct error **errp)
 	if (!id_ok(name)) {
 		return error_set(errp, EINVAL, "Invalid node-name: '%s'", name);
 	}
+	op = calloc(1, sizeof(*op));
+	if (!op || !(op->args = json_deep_copy(args)) || !(op->name = strdup(name))) {
+		if (op) {
+			op_free(op);
+		}
+		return error_set(errp, ENOMEM, "out of memory");
+	}
 	vm_devices_lock(vm);
 	if (find_node(hp, name)) {
 		r = error_set(errp, EEXIST, "Duplicate nodes with node-name='%s'", name);
@@ -289,22 +322,54 @@ int vm_blockdev_add(struct vm *vm, json_t *args, struct error **errp)
 			      HP_MAX_NODES);
 		goto out;
 	}
-	/* Opening a file is quick; an NBD connect blocks up to its connect timeout. */
-	r = block_open_json(&bs, args, errp);
-	if (r < 0) {
-		goto out;
-	}
+	/* reserved: the name is taken, the node is not usable until it is open */
 	slot->name = strdup(name);
-	if (!slot->name) {
-		block_unref(bs);
-		r = error_set(errp, ENOMEM, "out of memory");
-		goto out;
-	}
-	slot->bs = bs;
-	r = 0;
+	r = slot->name ? 0 : error_set(errp, ENOMEM, "out of memory");
 out:
 	vm_devices_unlock(vm);
+	if (r < 0) {
+		op_free(op);
+		return r;
+	}
+	*ret = op;
+	return 0;
+}
+
+void vm_blockdev_add_open(struct vm_blockdev_op *op)
+{
+	op->r = block_open_json(&op->bs, op->args, &op->err);
+}
+
+int vm_blockdev_add_finish(struct vm *vm, struct vm_blockdev_op *op, struct error **errp)
+{
+	struct hp_node *n;
+	int r = op->r;
+
+	if (r == 0 && !op->bs) {
+		r = -ECANCELED; /* never opened: the caller gives the reservation back */
+	}
+	vm_devices_lock(vm);
+	n = find_node(vm_hotplug_state(vm), op->name);
+	if (n && !n->bs && r == 0) {
+		n->bs = TAKE_PTR(op->bs);
+	} else if (n && !n->bs) {
+		free(n->name);
+		memset(n, 0, sizeof(*n));
+	}
+	vm_devices_unlock(vm);
+	if (r < 0) {
+		if (errp) {
+			*errp = TAKE_PTR(op->err);
+		}
+	}
+	vm_blockdev_add_abandon(op);
 	return r;
+}
+
+void vm_blockdev_add_abandon(struct vm_blockdev_op *op)
+{
+	block_unref(op->bs);
+	op_free(op);
 }
 
 int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp)
@@ -313,7 +378,7 @@ int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp)
 	int r = 0;
 
 	vm_devices_lock(vm);
-	n = find_node(vm_hotplug_state(vm), node_name);
+	n = find_open_node(vm_hotplug_state(vm), node_name);
 	if (!n) {
 		r = error_set(errp, ENOENT, "Failed to find node with node-name='%s'", node_name);
 	} else if (n->user) {
@@ -666,7 +731,7 @@ int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
 		}
 	}
 	if (m->disk) {
-		node = find_node(hp, drive);
+		node = find_open_node(hp, drive);
 		if (!node) {
 			r = error_set(errp, ENOENT,
 				      "Property 'virtio-blk-device.drive' can't find value '%s'",
@@ -893,7 +958,7 @@ int vm_block_resize(struct vm *vm, const char *device, const char *node_name, ui
 
 	vm_devices_lock(vm);
 	if (node_name) {
-		struct hp_node *n = find_node(hp, node_name);
+		struct hp_node *n = find_open_node(hp, node_name);
 
 		if (n) {
 			bs = n->bs;

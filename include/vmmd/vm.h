@@ -297,7 +297,8 @@ int vm_restore(const struct vm_config *cfg, const struct vm_host *host, struct v
  * checked against the schema's types). Errors leave nothing half-added.
  *
  * blockdev-add opens a node (block_open_json) the VM's devices can use by
- * its node-name; blockdev-del closes it unless a device uses it.
+ * its node-name (see vm_blockdev_add_prepare); blockdev-del closes it
+ * unless a device uses it.
  * netdev_add records a backend ("user", or "tap" by "ifname" or by "fd"
  * from getfd, whose fd is taken now) for device_add's "netdev".
  * device_add realizes virtio-blk-pci, virtio-net-pci or e1000 on bus 0
@@ -307,7 +308,20 @@ int vm_restore(const struct vm_config *cfg, const struct vm_host *host, struct v
  * *ret_changed (may be NULL) says whether the VM's devices changed in a
  * way the persisted definition should follow.
  */
-int vm_blockdev_add(struct vm *vm, json_t *args, struct error **errp);
+/*
+ * blockdev-add in three steps so the open (an NBD connect can take its
+ * whole timeout) runs off the control thread: prepare checks the arguments
+ * and reserves the node-name (control thread); open opens the image (any
+ * thread, touches no VM state); finish installs the node or drops the
+ * reservation and returns the open's error (control thread, the VM still
+ * alive). abandon frees an op whose VM went away in between.
+ */
+struct vm_blockdev_op;
+int vm_blockdev_add_prepare(struct vm *vm, json_t *args, struct vm_blockdev_op **ret,
+			    struct error **errp);
+void vm_blockdev_add_open(struct vm_blockdev_op *op);
+int vm_blockdev_add_finish(struct vm *vm, struct vm_blockdev_op *op, struct error **errp);
+void vm_blockdev_add_abandon(struct vm_blockdev_op *op);
 int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp);
 int vm_netdev_add(struct vm *vm, json_t *args, int fd, struct error **errp);
 int vm_netdev_del(struct vm *vm, const char *id, struct error **errp);

@@ -242,6 +242,40 @@ def test_bad_input_leaves_nothing():
             assert r["error"]["desc"] == "Node ok is in use", r
 
 
+def test_blockdev_add_does_not_block_the_daemon():
+    """An NBD server that never answers: blockdev-add waits for its timeout on
+    a worker thread while another client is served at once."""
+    import socket
+    idle = guest("idle")
+    with tempfile.TemporaryDirectory(prefix="vmmd-hp.") as tmp:
+        path = os.path.join(tmp, "mute.sock")
+        mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        mute.bind(path)
+        mute.listen(4)  # accepts (in the kernel) and never speaks
+        with Vmmd() as d:
+            q = d.qmp()
+            q.ok("vm-create", dict(vm_def("nb", idle), start=True))
+            q.send_raw(json.dumps({"execute": "blockdev-add", "arguments": {
+                "vm": "nb", "driver": "raw", "node-name": "slow",
+                "file": {"driver": "nbd", "server": {"type": "unix", "path": path},
+                         "timeout": 3}}}) + "\n")
+            time.sleep(0.3)
+            other = d.qmp()
+            t0 = time.monotonic()
+            other.ok("query-vms")
+            r = other.cmd("blockdev-add", {"vm": "nb", "driver": "raw", "node-name": "slow",
+                                           "file": {"driver": "file",
+                                                    "filename": make(tmp, "x.img")}})
+            assert r["error"]["desc"] == "Duplicate nodes with node-name='slow'", r
+            assert time.monotonic() - t0 < 1.0, "the daemon waited for the NBD server"
+            r = q.reply()
+            assert "error" in r, r
+            # the name is free again
+            other.ok("blockdev-add", {"vm": "nb", "driver": "raw", "node-name": "slow",
+                                      "file": {"driver": "file", "filename": make(tmp, "y.img")}})
+        mute.close()
+
+
 def make(tmp, name):
     p = os.path.join(tmp, name)
     with open(p, "wb") as f:

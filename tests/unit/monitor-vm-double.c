@@ -336,9 +336,23 @@ static int no_hotplug(struct error **errp)
 	return error_set(errp, ENOTSUP, "Bus 'pci.0' does not support hotplugging");
 }
 
-int vm_blockdev_add(struct vm *vm, json_t *args, struct error **errp)
+int vm_blockdev_add_prepare(struct vm *vm, json_t *args, struct vm_blockdev_op **ret,
+			    struct error **errp)
 {
 	return no_hotplug(errp);
+}
+
+void vm_blockdev_add_open(struct vm_blockdev_op *op)
+{
+}
+
+int vm_blockdev_add_finish(struct vm *vm, struct vm_blockdev_op *op, struct error **errp)
+{
+	return no_hotplug(errp);
+}
+
+void vm_blockdev_add_abandon(struct vm_blockdev_op *op)
+{
 }
 
 int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp)
