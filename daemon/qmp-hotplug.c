@@ -1,7 +1,7 @@
 /*
  * Hotplug commands with QEMU's names and argument shapes: blockdev-add,
  * blockdev-del, block_resize, netdev_add, netdev_del, device_add,
- * device_del, query-pci. The work is in hw/hotplug.c (vm_device_add
+ * device_del, balloon, query-balloon. The work is in hw/hotplug.c (vm_device_add
  * and friends); this file finds the live VM, resolves getfd names, keeps
  * the persisted definition in step with device_add (device removals are
  * followed when DEVICE_DELETED arrives, daemon/registry.c), and answers;
@@ -197,15 +197,4 @@ int qmp_query_balloon(struct monitor_request *req, json_t *args, json_t **ret, s
 	}
 	*ret = vm_query_balloon(vm, errp);
 	return *ret ? 0 : -ENODEV;
-}
-
-int qmp_query_pci(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
-{
-	struct vm *vm = live_vm(req, errp);
-
-	if (!vm) {
-		return -ENODEV;
-	}
-	*ret = vm_query_pci(vm);
-	return *ret ? 0 : error_set(errp, ENOMEM, "out of memory");
 }

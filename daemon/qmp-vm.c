@@ -235,7 +235,6 @@ const struct monitor_command qmp_commands[] = {
 	{"netdev_del", qmp_netdev_del},
 	{"device_add", qmp_device_add},
 	{"device_del", qmp_device_del},
-	{"query-pci", qmp_query_pci},
 	{"balloon", qmp_balloon},
 	{"query-balloon", qmp_query_balloon},
 	{"vm-create", qmp_vm_create},

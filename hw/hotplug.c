@@ -2,7 +2,7 @@
  * Hotplug of PCI devices into a running VM through the device table, with
  * QEMU's command shapes, error messages and removal semantics (see the
  * hotplug part of include/vmmd/vm.h): blockdev-add/-del, netdev_add/_del,
- * device_add/_del, block_resize, query-pci; the guest learns of changes
+ * device_add/_del, block_resize, balloon; the guest learns of changes
  * through QEMU's ACPI PCI hotplug registers (hw/platform/acpi-hotplug.c).
  *
  * Removal: device_del sets the slot's PCID bit and returns; the guest's
@@ -1029,88 +1029,4 @@ json_t *vm_query_balloon(struct vm *vm, struct error **errp)
 	void *b = balloon_of(vm, errp);
 
 	return b ? json_pack("{s:I}", "actual", (json_int_t)virtio_balloon_actual(b)) : NULL;
-}
-
-/* --- query-pci -------------------------------------------------------------- */
-
-static const char *class_desc(unsigned cls)
-{
-	static const struct {
-		unsigned cls;
-		const char *desc;
-	} t[] = {
-		{0x0100, "SCSI controller"},	 {0x0101, "IDE controller"},
-		{0x0106, "SATA controller"},	 {0x0180, "Storage controller"},
-		{0x0200, "Ethernet controller"}, {0x0280, "Network controller"},
-		{0x0300, "VGA controller"},	 {0x0600, "Host bridge"},
-		{0x0601, "ISA bridge"},		 {0x0680, "Bridge"},
-		{0x0c03, "USB controller"},	 {0x00ff, NULL},
-	};
-
-	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
-		if (t[i].cls == cls) {
-			return t[i].desc;
-		}
-	}
-	return NULL;
-}
-
-static unsigned rd16(const uint8_t *p)
-{
-	return (unsigned)p[0] | (unsigned)p[1] << 8;
-}
-
-json_t *vm_query_pci(struct vm *vm)
-{
-	json_t *devs = json_array(), *ret;
-	struct pci_slot_info info;
-
-	for (unsigned slot = 0; vm_pci_host(vm) && slot < PCI_SLOTS; slot++) {
-		json_t *d, *regions, *ci;
-		unsigned cls;
-		const char *desc;
-
-		if (!pci_host_slot_info(vm_pci_host(vm), slot, &info)) {
-			continue;
-		}
-		cls = rd16(info.config + PCI_CLASS_DEVICE);
-		desc = class_desc(cls);
-		ci = desc ? json_pack("{s:s, s:i}", "desc", desc, "class", cls)
-			  : json_pack("{s:i}", "class", cls);
-		regions = json_array();
-		for (unsigned i = 0; i < PCI_NUM_BARS; i++) {
-			if (info.bars[i].type == PCI_BAR_NONE) {
-				continue;
-			}
-			if (info.bars[i].type == PCI_BAR_IO) {
-				json_array_append_new(
-					regions,
-					json_pack("{s:i, s:s, s:I, s:I}", "bar", i, "type", "io",
-						  "address", (json_int_t)info.bars[i].addr, "size",
-						  (json_int_t)info.bars[i].size));
-			} else {
-				json_array_append_new(
-					regions, json_pack("{s:i, s:s, s:I, s:I, s:b, s:b}", "bar",
-							   i, "type", "memory", "address",
-							   (json_int_t)info.bars[i].addr, "size",
-							   (json_int_t)info.bars[i].size,
-							   "prefetch", 0, "mem_type_64", 0));
-			}
-		}
-		d = json_pack("{s:i, s:i, s:i, s:o, s:{s:i, s:i, s:i, s:i}, s:i, s:s, s:o}", "bus",
-			      0, "slot", slot, "function", 0, "class_info", ci, "id", "device",
-			      rd16(info.config + PCI_DEVICE_ID), "vendor",
-			      rd16(info.config + PCI_VENDOR_ID), "subsystem",
-			      rd16(info.config + PCI_SUBSYSTEM_ID), "subsystem-vendor",
-			      rd16(info.config + PCI_SUBSYSTEM_VENDOR_ID), "irq_pin",
-			      info.config[PCI_INTERRUPT_PIN], "qdev_id", info.name, "regions",
-			      regions);
-		if (d && info.config[PCI_INTERRUPT_PIN]) {
-			json_object_set_new(d, "irq",
-					    json_integer(info.config[PCI_INTERRUPT_LINE]));
-		}
-		json_array_append_new(devs, d);
-	}
-	ret = json_pack("[{s:i, s:o}]", "bus", 0, "devices", devs);
-	return ret;
 }

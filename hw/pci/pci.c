@@ -1102,6 +1102,29 @@ static json_t *pci_regions(struct pci_device *dev)
 	return list;
 }
 
+/* QEMU's class_info desc for the classes vmmd's devices have (pci_class_descriptions). */
+static const char *pci_class_desc(unsigned cls)
+{
+	static const struct {
+		unsigned cls;
+		const char *desc;
+	} t[] = {
+		{0x0100, "SCSI controller"},	 {0x0101, "IDE controller"},
+		{0x0106, "SATA controller"},	 {0x0180, "Storage controller"},
+		{0x0200, "Ethernet controller"}, {0x0280, "Network controller"},
+		{0x0300, "VGA controller"},	 {0x0600, "Host bridge"},
+		{0x0601, "ISA bridge"},		 {0x0680, "Bridge"},
+		{0x0c03, "USB controller"},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
+		if (t[i].cls == cls) {
+			return t[i].desc;
+		}
+	}
+	return NULL;
+}
+
 static json_t *pci_device_info(struct pci_device *dev, unsigned slot)
 {
 	const uint8_t *c = dev->config;
@@ -1117,9 +1140,18 @@ static json_t *pci_device_info(struct pci_device *dev, unsigned slot)
 					  : "",
 			      "regions", pci_regions(dev));
 
+	/* As QEMU 7.2 (tests/functional/hotplug/qemu-7.2.json): irq_pin always, irq with a pin. */
+	if (d) {
+		const char *desc = pci_class_desc((unsigned)cfg_get(c, PCI_CLASS_DEVICE, 2));
+
+		json_object_set_new(d, "irq_pin", json_integer(c[PCI_INTERRUPT_PIN]));
+		if (desc) {
+			json_object_set_new(json_object_get(d, "class_info"), "desc",
+					    json_string(desc));
+		}
+	}
 	if (d && c[PCI_INTERRUPT_PIN]) {
 		json_object_set_new(d, "irq", json_integer(c[PCI_INTERRUPT_LINE]));
-		json_object_set_new(d, "irq_pin", json_integer(c[PCI_INTERRUPT_PIN]));
 	}
 	return d;
 }

@@ -337,8 +337,6 @@ int vm_block_resize(struct vm *vm, const char *device, const char *node_name, ui
  */
 int vm_balloon(struct vm *vm, int64_t value, struct error **errp);
 json_t *vm_query_balloon(struct vm *vm, struct error **errp);
-/* query-pci: QEMU's [PciInfo] for bus 0; new reference. */
-json_t *vm_query_pci(struct vm *vm);
 /*
  * Finish the removals the guest acknowledged (vm_host.hotplug_pending):
  * unrealize those devices, release their backends, emit DEVICE_DELETED.
