@@ -167,6 +167,14 @@ int guest_mem_read(struct guest_mem *mem, uint64_t gpa, void *buf, size_t len);
 int guest_mem_write(struct guest_mem *mem, uint64_t gpa, const void *buf, size_t len);
 /* Total RAM size in bytes. */
 uint64_t guest_mem_size(struct guest_mem *mem);
+/*
+ * Tell live migration that the device wrote [@host, @host+@len) of guest
+ * RAM through a pointer it translated earlier (virtqueue rings and
+ * buffers): KVM's dirty log sees only vCPU writes. Pointers outside RAM
+ * are ignored. guest_mem_write and guest_mem_ptr mark their range
+ * themselves. Lock-free, any thread; a no-op unless a migration tracks.
+ */
+void guest_mem_mark_dirty(struct guest_mem *mem, const void *host, size_t len);
 
 /*
  * The guest-physical map: RAM from 0 up to the 32-bit PCI hole, the rest

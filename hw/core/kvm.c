@@ -178,3 +178,52 @@ int kvm_add_memory(struct kvm *kvm, struct guest_mem *mem, struct error **errp)
 	}
 	return 0;
 }
+
+int kvm_set_dirty_log(struct kvm *kvm, struct guest_mem *mem, bool on, struct error **errp)
+{
+	for (unsigned i = 0; i < guest_mem_region_count(mem); i++) {
+		const struct guest_mem_region *reg = guest_mem_region(mem, i);
+		struct kvm_userspace_memory_region slot = {
+			.slot = i,
+			.flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+			.guest_phys_addr = reg->gpa,
+			.memory_size = reg->size,
+			.userspace_addr = (uintptr_t)reg->host,
+		};
+
+		if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+			return error_set_errno(errp, errno,
+					       "cannot %s KVM's dirty log on memslot %u",
+					       on ? "enable" : "disable", i);
+		}
+	}
+	return 0;
+}
+
+int kvm_get_dirty_log(struct kvm *kvm, struct guest_mem *mem, unsigned i, uint64_t *bitmap)
+{
+	const struct guest_mem_region *reg = guest_mem_region(mem, i);
+	size_t words = reg ? (reg->size / 4096 + 63) / 64 : 0;
+	uint64_t *log;
+	struct kvm_dirty_log d = {.slot = i};
+
+	if (!reg) {
+		return -EINVAL;
+	}
+	log = calloc(words, sizeof(uint64_t));
+	if (!log) {
+		return -ENOMEM;
+	}
+	d.dirty_bitmap = log;
+	if (ioctl(kvm->vm_fd, KVM_GET_DIRTY_LOG, &d) < 0) {
+		int r = -errno;
+
+		free(log);
+		return r;
+	}
+	for (size_t w = 0; w < words; w++) {
+		bitmap[w] |= log[w];
+	}
+	free(log);
+	return 0;
+}

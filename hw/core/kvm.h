@@ -8,6 +8,7 @@
 #pragma once
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/error.h"
@@ -36,5 +37,15 @@ struct kvm {
 int kvm_open(struct kvm *kvm, unsigned n_vcpus, struct error **errp);
 /* Register every RAM region of @mem as a memslot. */
 int kvm_add_memory(struct kvm *kvm, struct guest_mem *mem, struct error **errp);
+/*
+ * Turn KVM's dirty log on or off for every RAM memslot of @mem (re-registers
+ * them with or without KVM_MEM_LOG_DIRTY_PAGES; the log starts empty).
+ */
+int kvm_set_dirty_log(struct kvm *kvm, struct guest_mem *mem, bool on, struct error **errp);
+/*
+ * OR into @bitmap the pages of RAM region @i the vCPUs wrote since the last
+ * call (KVM_GET_DIRTY_LOG, which also clears and re-protects them).
+ */
+int kvm_get_dirty_log(struct kvm *kvm, struct guest_mem *mem, unsigned i, uint64_t *bitmap);
 /* Close the VM (frees memslots, irqchip, vCPUs already closed). Zeroed struct is fine. */
 void kvm_close(struct kvm *kvm);

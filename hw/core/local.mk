@@ -16,7 +16,8 @@ hw_core_libhwcore_a_SOURCES = \
 	hw/core/boot.c hw/core/boot.h \
 	hw/core/e820.c hw/core/e820.h \
 	hw/core/vcpu-state.c hw/core/vcpu-state.h \
-	hw/core/vm-save.c
+	hw/core/vm-save.c \
+	hw/core/vm-migrate.c
 hw_core_libhwcore_a_CFLAGS = $(HW_CFLAGS)
 
 # Unit tests of hw/core/.

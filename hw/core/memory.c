@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/memfd.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 
 #include "common/error.h"
 #include "common/parse.h"
+#include "common/util.h"
 #include "hw/core/memory.h"
 
 #define GUEST_MEM_MAX_REGIONS 2
@@ -26,6 +28,13 @@ struct guest_mem {
 	uint64_t size;
 	unsigned n_regions;
 	struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
+	/*
+	 * Pages written by vmmd itself while a migration tracks (one bit per
+	 * page per region). Allocated by the first guest_mem_track_start and
+	 * kept until guest_mem_free, so markers never race with a free.
+	 */
+	_Atomic bool tracking;
+	_Atomic uint64_t *dirty[GUEST_MEM_MAX_REGIONS];
 };
 
 static int map_region(struct guest_mem_region *r, const char *backend, struct error **errp)
@@ -101,6 +110,7 @@ void guest_mem_free(struct guest_mem *mem)
 		if (mem->regions[i].fd >= 0) {
 			close(mem->regions[i].fd);
 		}
+		free((void *)mem->dirty[i]);
 	}
 	free(mem);
 }
@@ -143,16 +153,91 @@ int guest_mem_new(uint64_t size, const char *backend, struct guest_mem **ret, st
 	return 0;
 }
 
+static void mark_range(struct guest_mem *mem, unsigned i, uint64_t off, uint64_t len)
+{
+	_Atomic uint64_t *bm = mem->dirty[i];
+
+	if (!bm) {
+		return;
+	}
+	for (uint64_t pg = off / 4096; pg <= (off + (len ? len : 1) - 1) / 4096; pg++) {
+		atomic_fetch_or_explicit(&bm[pg / 64], 1ull << (pg % 64), memory_order_relaxed);
+	}
+}
+
+/*
+ * A translation may be used for writing: while a migration tracks, the
+ * range counts as dirty (reads are over-counted, never writes missed).
+ */
 void *guest_mem_ptr(struct guest_mem *mem, uint64_t gpa, uint64_t len)
 {
 	for (unsigned i = 0; i < mem->n_regions; i++) {
 		const struct guest_mem_region *r = &mem->regions[i];
 
 		if (gpa >= r->gpa && range_within(gpa - r->gpa, len, r->size)) {
+			if (atomic_load_explicit(&mem->tracking, memory_order_relaxed)) {
+				mark_range(mem, i, gpa - r->gpa, len);
+			}
 			return r->host + (gpa - r->gpa);
 		}
 	}
 	return NULL;
+}
+
+void guest_mem_mark_dirty(struct guest_mem *mem, const void *host, size_t len)
+{
+	const uint8_t *p = host;
+
+	if (!mem || !atomic_load_explicit(&mem->tracking, memory_order_relaxed)) {
+		return;
+	}
+	for (unsigned i = 0; i < mem->n_regions; i++) {
+		const struct guest_mem_region *r = &mem->regions[i];
+
+		if (p >= r->host && (uint64_t)(p - r->host) < r->size) {
+			uint64_t off = (uint64_t)(p - r->host);
+
+			mark_range(mem, i, off, MIN((uint64_t)len, r->size - off));
+			return;
+		}
+	}
+}
+
+int guest_mem_track_start(struct guest_mem *mem)
+{
+	for (unsigned i = 0; i < mem->n_regions; i++) {
+		size_t words = (mem->regions[i].size / 4096 + 63) / 64;
+
+		if (!mem->dirty[i]) {
+			mem->dirty[i] = calloc(words, sizeof(uint64_t));
+			if (!mem->dirty[i]) {
+				return -ENOMEM;
+			}
+		}
+		for (size_t w = 0; w < words; w++) {
+			atomic_store(&mem->dirty[i][w], 0);
+		}
+	}
+	atomic_store(&mem->tracking, true);
+	return 0;
+}
+
+void guest_mem_track_stop(struct guest_mem *mem)
+{
+	atomic_store(&mem->tracking, false);
+}
+
+void guest_mem_track_collect(struct guest_mem *mem, unsigned i, uint64_t *bitmap)
+{
+	size_t words;
+
+	if (i >= mem->n_regions || !mem->dirty[i]) {
+		return;
+	}
+	words = (mem->regions[i].size / 4096 + 63) / 64;
+	for (size_t w = 0; w < words; w++) {
+		bitmap[w] |= atomic_exchange_explicit(&mem->dirty[i][w], 0, memory_order_acq_rel);
+	}
 }
 
 int guest_mem_read(struct guest_mem *mem, uint64_t gpa, void *buf, size_t len)

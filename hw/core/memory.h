@@ -37,3 +37,13 @@ unsigned guest_mem_region_count(struct guest_mem *mem);
 const struct guest_mem_region *guest_mem_region(struct guest_mem *mem, unsigned i);
 /* Bytes of RAM below the PCI hole (the top of low RAM). */
 uint64_t guest_mem_low_size(struct guest_mem *mem);
+
+/*
+ * vmmd's own dirty tracking for live migration: between _start and _stop,
+ * guest_mem_ptr, guest_mem_write and guest_mem_mark_dirty mark the pages
+ * they touch; _collect ORs region @i's marks into @bitmap (one bit per
+ * page, 64-bit words) and clears them. -ENOMEM if the bitmap cannot be had.
+ */
+int guest_mem_track_start(struct guest_mem *mem);
+void guest_mem_track_stop(struct guest_mem *mem);
+void guest_mem_track_collect(struct guest_mem *mem, unsigned i, uint64_t *bitmap);

@@ -39,6 +39,9 @@ static const char *const state_names[] = {
 	[VM_STATE_INTERNAL_ERROR] = "internal-error",
 	[VM_STATE_GUEST_PANICKED] = "guest-panicked",
 	[VM_STATE_IO_ERROR] = "io-error",
+	[VM_STATE_INMIGRATE] = "inmigrate",
+	[VM_STATE_FINISH_MIGRATE] = "finish-migrate",
+	[VM_STATE_POSTMIGRATE] = "postmigrate",
 };
 
 const char *vm_run_state_name(enum vm_run_state s)
@@ -677,9 +680,9 @@ static int check_unique_ids(const struct vm_config *cfg, struct error **errp)
 int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, struct error **errp)
 {
 	static const char *const keys[] = {
-		"name",	       "vcpus",	   "memory", "cpu",	  "boot",      "disks",
-		"nics",	       "rng",	   "serial", "on_reboot", "autostart", "acpi",
-		"mem_backend", "debugcon", "start",  "input",	  "balloon",   NULL,
+		"name",	 "vcpus",  "memory",	"cpu",	     "boot", "disks",	    "nics",
+		"rng",	 "serial", "on_reboot", "autostart", "acpi", "mem_backend", "debugcon",
+		"start", "input",  "balloon",	"incoming",  NULL,
 	};
 	static const char *const reboot_choices[] = {"reset", "shutdown", NULL};
 	static const char *const backends[] = {"anonymous", "memfd", "hugepages", NULL};
@@ -838,6 +841,7 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 	if ((r = get_choice(def, "on_reboot", "", reboot_choices, &cfg->on_reboot, errp)) < 0 ||
 	    (r = set_default(&cfg->on_reboot, "reset", errp)) < 0 ||
 	    (r = get_bool(def, "autostart", "", &cfg->autostart, errp)) < 0 ||
+	    (r = get_bool(def, "incoming", "", &cfg->incoming, errp)) < 0 ||
 	    (r = get_bool(def, "acpi", "", &cfg->acpi, errp)) < 0 ||
 	    (r = get_choice(def, "mem_backend", "", backends, &cfg->mem_backend, errp)) < 0 ||
 	    (r = set_default(&cfg->mem_backend, "anonymous", errp)) < 0 ||
@@ -940,6 +944,9 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 	}
 	json_object_set_new(o, "on_reboot", json_string(cfg->on_reboot));
 	json_object_set_new(o, "autostart", json_boolean(cfg->autostart));
+	if (cfg->incoming) {
+		json_object_set_new(o, "incoming", json_true());
+	}
 	json_object_set_new(o, "acpi", json_boolean(cfg->acpi));
 	json_object_set_new(o, "mem_backend", json_string(cfg->mem_backend));
 	set_str(o, "debugcon", cfg->debugcon);

@@ -456,6 +456,75 @@ err:
 	return r;
 }
 
+/* The memory layout as the manifest lists it: regions back to back. */
+static json_t *memory_regions(struct vm *vm)
+{
+	json_t *regions = json_array();
+	uint64_t off = 0;
+
+	for (unsigned i = 0; regions && i < guest_mem_region_count(vm->mem); i++) {
+		const struct guest_mem_region *reg = guest_mem_region(vm->mem, i);
+
+		json_array_append_new(
+			regions, json_pack("{s:I, s:I, s:I}", "gpa", (json_int_t)reg->gpa, "size",
+					   (json_int_t)reg->size, "offset", (json_int_t)off));
+		off += reg->size;
+	}
+	return regions;
+}
+
+int vm_state_capture(struct vm *vm, struct vmstate_buf *state, json_t **ret_manifest,
+		     struct error **errp)
+{
+	struct save_ctx c = {0};
+	json_t *manifest;
+	uint32_t tsc_khz = 0;
+	int r;
+
+	vmstate_buf_init(&c.state);
+	c.sections = json_array();
+	if (!c.sections) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	r = quiesce(vm, errp);
+	if (r < 0) {
+		json_decref(c.sections);
+		return r;
+	}
+	r = save_cpus(vm, &c, &tsc_khz, errp);
+	if (r == 0) {
+		r = save_devices(vm, &c, errp);
+	}
+	manifest = r < 0 ? NULL
+			 : json_pack("{s:s, s:i, s:s, s:I, s:o, s:{s:s, s:i, s:i}, "
+				     "s:{s:s, s:I, s:o}, s:{s:s, s:I}, s:O}",
+				     "format", VMSTATE_FORMAT, "format-version",
+				     VMSTATE_FORMAT_VERSION, "vmmd-version", PACKAGE_VERSION,
+				     "created", (json_int_t)time(NULL), "vm",
+				     vm_config_to_json(vm->cfg), "cpu", "model", vm->cfg->cpu,
+				     "tsc-khz", (int)tsc_khz, "vcpus", (int)vm->n_vcpus, "memory",
+				     "file", "memory", "size", (json_int_t)guest_mem_size(vm->mem),
+				     "regions", memory_regions(vm), "state", "file", "state",
+				     "size", (json_int_t)c.state.len, "sections", c.sections);
+	json_decref(c.sections);
+	if (r == 0 && !manifest) {
+		r = error_set(errp, ENOMEM, "out of memory");
+	}
+	if (r < 0) {
+		vm_io_release(vm);
+		vmstate_buf_free(&c.state);
+		return r;
+	}
+	*state = c.state;
+	*ret_manifest = manifest;
+	return 0;
+}
+
+void vm_state_release(struct vm *vm)
+{
+	vm_io_release(vm);
+}
+
 /* ---- reading ------------------------------------------------------------ */
 
 struct vm_snapshot {
@@ -595,16 +664,72 @@ static int parse_sections(struct vm_snapshot *s, json_t *list, struct error **er
 	return 0;
 }
 
+/*
+ * Check the manifest @m (owned by @s from now on) and fill in @s from it;
+ * @label names it in messages. Returns the state size in *ret_state_size.
+ */
+static int parse_manifest(struct vm_snapshot *s, json_t *m, const char *label,
+			  uint64_t *ret_state_size, struct error **errp)
+{
+	json_t *mem, *regions, *e;
+	const char *fmt, *mem_file;
+	uint64_t fv, total = 0, khz, vcpus;
+	size_t i;
+
+	s->manifest = m;
+	fmt = json_string_value(json_object_get(m, "format"));
+	if (!fmt || strcmp(fmt, VMSTATE_FORMAT) != 0 || !get_u64(m, "format-version", &fv)) {
+		return error_set(errp, EINVAL, "%s is not a vmmd VM state manifest", label);
+	}
+	if (fv > VMSTATE_FORMAT_VERSION || fv == 0) {
+		return error_set(errp, ENOTSUP,
+				 "snapshot format version %" PRIu64
+				 " is newer than this vmmd (%s) supports (%d); restore it with the "
+				 "vmmd that saved it (%s) or a newer one",
+				 fv, PACKAGE_VERSION, VMSTATE_FORMAT_VERSION,
+				 json_string_value(json_object_get(m, "vmmd-version"))
+					 ?: "unknown");
+	}
+	s->def = json_object_get(m, "vm");
+	mem = json_object_get(m, "memory");
+	regions = json_object_get(mem, "regions");
+	mem_file = json_string_value(json_object_get(mem, "file"));
+	if (!json_is_object(s->def) ||
+	    !get_u64(json_object_get(m, "state"), "size", ret_state_size) ||
+	    !get_u64(mem, "size", &s->mem_size) || !json_is_array(regions) ||
+	    json_array_size(regions) == 0 || json_array_size(regions) > 2 || !mem_file ||
+	    strcmp(mem_file, "memory") != 0 ||
+	    !get_u64(json_object_get(m, "cpu"), "tsc-khz", &khz) || khz > UINT32_MAX ||
+	    !get_u64(json_object_get(m, "cpu"), "vcpus", &vcpus) || vcpus == 0 || vcpus > 1024) {
+		return error_set(errp, EINVAL, "%s: missing or malformed members", label);
+	}
+	s->tsc_khz = (uint32_t)khz;
+	s->vcpus = (unsigned)vcpus;
+	json_array_foreach (regions, i, e) {
+		if (!get_u64(e, "gpa", &s->regions[i].gpa) ||
+		    !get_u64(e, "size", &s->regions[i].size) ||
+		    !get_u64(e, "offset", &s->regions[i].offset) || s->regions[i].offset != total ||
+		    s->regions[i].size % PAGE) {
+			return error_set(errp, EINVAL, "%s: malformed memory region %zu", label, i);
+		}
+		total += s->regions[i].size;
+		s->n_regions++;
+	}
+	if (total != s->mem_size) {
+		return error_set(errp, EINVAL,
+				 "%s: memory regions do not add up to the memory size", label);
+	}
+	return 0;
+}
+
 int vm_snapshot_open(const char *dir, struct vm_snapshot **ret, struct error **errp)
 {
 	struct vm_snapshot *s;
 	_cleanup_free_ char *path = NULL, *mem_path = NULL;
 	json_error_t jerr;
-	json_t *m, *mem, *regions, *e;
-	const char *fmt, *mem_file;
-	uint64_t fv, state_size, total = 0, khz, vcpus;
+	json_t *m;
+	uint64_t state_size;
 	struct stat st;
-	size_t i;
 	int fd, r;
 
 	s = calloc(1, sizeof(*s));
@@ -622,55 +747,14 @@ int vm_snapshot_open(const char *dir, struct vm_snapshot **ret, struct error **e
 		r = fd;
 		goto err;
 	}
-	s->manifest = m = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
+	m = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
 	close(fd);
 	if (!m) {
 		r = error_set(errp, EINVAL, "%s: %s", path, jerr.text);
 		goto err;
 	}
-	fmt = json_string_value(json_object_get(m, "format"));
-	if (!fmt || strcmp(fmt, VMSTATE_FORMAT) != 0 || !get_u64(m, "format-version", &fv)) {
-		r = error_set(errp, EINVAL, "%s is not a vmmd VM state manifest", path);
-		goto err;
-	}
-	if (fv > VMSTATE_FORMAT_VERSION || fv == 0) {
-		r = error_set(errp, ENOTSUP,
-			      "snapshot format version %" PRIu64
-			      " is newer than this vmmd (%s) supports (%d); restore it with the "
-			      "vmmd that saved it (%s) or a newer one",
-			      fv, PACKAGE_VERSION, VMSTATE_FORMAT_VERSION,
-			      json_string_value(json_object_get(m, "vmmd-version")) ?: "unknown");
-		goto err;
-	}
-	s->def = json_object_get(m, "vm");
-	mem = json_object_get(m, "memory");
-	regions = json_object_get(mem, "regions");
-	mem_file = json_string_value(json_object_get(mem, "file"));
-	if (!json_is_object(s->def) || !get_u64(json_object_get(m, "state"), "size", &state_size) ||
-	    !get_u64(mem, "size", &s->mem_size) || !json_is_array(regions) ||
-	    json_array_size(regions) == 0 || json_array_size(regions) > 2 || !mem_file ||
-	    strcmp(mem_file, "memory") != 0 ||
-	    !get_u64(json_object_get(m, "cpu"), "tsc-khz", &khz) || khz > UINT32_MAX ||
-	    !get_u64(json_object_get(m, "cpu"), "vcpus", &vcpus) || vcpus == 0 || vcpus > 1024) {
-		r = error_set(errp, EINVAL, "%s: missing or malformed members", path);
-		goto err;
-	}
-	s->tsc_khz = (uint32_t)khz;
-	s->vcpus = (unsigned)vcpus;
-	json_array_foreach (regions, i, e) {
-		if (!get_u64(e, "gpa", &s->regions[i].gpa) ||
-		    !get_u64(e, "size", &s->regions[i].size) ||
-		    !get_u64(e, "offset", &s->regions[i].offset) || s->regions[i].offset != total ||
-		    s->regions[i].size % PAGE) {
-			r = error_set(errp, EINVAL, "%s: malformed memory region %zu", path, i);
-			goto err;
-		}
-		total += s->regions[i].size;
-		s->n_regions++;
-	}
-	if (total != s->mem_size) {
-		r = error_set(errp, EINVAL, "%s: memory regions do not add up to the memory size",
-			      path);
+	r = parse_manifest(s, m, path, &state_size, errp);
+	if (r < 0) {
 		goto err;
 	}
 	r = read_state(s, state_size, errp);
@@ -707,6 +791,45 @@ int vm_snapshot_open(const char *dir, struct vm_snapshot **ret, struct error **e
 err:
 	vm_snapshot_close(s);
 	return r;
+}
+
+int vm_snapshot_from_stream(json_t *manifest, void *state, size_t state_len, int mem_fd,
+			    struct vm_snapshot **ret, struct error **errp)
+{
+	struct vm_snapshot *s = calloc(1, sizeof(*s));
+	uint64_t state_size;
+	struct stat st;
+	int r;
+
+	if (!s || !(s->dir = strdup("migration stream"))) {
+		free(s);
+		json_decref(manifest);
+		free(state);
+		close(mem_fd);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	s->mem_fd = mem_fd;
+	s->state = state;
+	s->state_len = state_len;
+	r = parse_manifest(s, manifest, "the migration stream's manifest", &state_size, errp);
+	if (r == 0 && state_size != state_len) {
+		r = error_set(
+			errp, EINVAL,
+			"the migration stream's state is %zu bytes, its manifest says %" PRIu64,
+			state_len, state_size);
+	}
+	if (r == 0) {
+		r = parse_sections(s, json_object_get(manifest, "sections"), errp);
+	}
+	if (r == 0 && (fstat(mem_fd, &st) < 0 || (uint64_t)st.st_size != s->mem_size)) {
+		r = error_set(errp, EINVAL, "the migrated RAM does not have the manifest's size");
+	}
+	if (r < 0) {
+		vm_snapshot_close(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
 }
 
 /* ---- restoring ---------------------------------------------------------- */

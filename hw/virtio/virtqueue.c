@@ -280,6 +280,9 @@ void virtq_push_head(struct virtq *vq, uint16_t head, uint32_t len)
 	__atomic_store_n(&ent[1], len, __ATOMIC_RELAXED);
 	old = vq->used_idx++;
 	__atomic_store_n(&vq->used[USED_IDX], vq->used_idx, __ATOMIC_RELEASE);
+	/* For live migration: KVM's dirty log does not see the device's writes. */
+	guest_mem_mark_dirty(vq->mem, ent, 8);
+	guest_mem_mark_dirty(vq->mem, vq->used, 4);
 	if (vq->inflight) {
 		vq->inflight--;
 	}
@@ -291,6 +294,10 @@ void virtq_push_head(struct virtq *vq, uint16_t head, uint32_t len)
 
 void virtq_push(struct virtq *vq, const struct virtq_elem *elem, uint32_t len)
 {
+	/* The device-writable buffers may have been written since the pop. */
+	for (unsigned i = 0; vq->enabled && i < elem->in_num; i++) {
+		guest_mem_mark_dirty(vq->mem, elem->in[i].iov_base, elem->in[i].iov_len);
+	}
 	virtq_push_head(vq, elem->head, len);
 }
 

@@ -30,6 +30,9 @@ enum vm_run_state {
 	VM_STATE_INTERNAL_ERROR,
 	VM_STATE_GUEST_PANICKED,
 	VM_STATE_IO_ERROR,
+	VM_STATE_INMIGRATE,	 /* waiting for an incoming migration */
+	VM_STATE_FINISH_MIGRATE, /* paused, sending the last of its state */
+	VM_STATE_POSTMIGRATE,	 /* paused, the destination has taken over */
 };
 
 const char *vm_run_state_name(enum vm_run_state s);
@@ -93,6 +96,7 @@ struct vm_config {
 	char *serial_log; /* NULL: <rundir>/vms/<name>.console */
 	char *on_reboot;  /* "reset" (default) or "shutdown" */
 	bool autostart;
+	bool incoming;	   /* wait in "inmigrate" for migrate-incoming instead of booting */
 	bool acpi;	   /* default true */
 	char *mem_backend; /* "anonymous" (default), "memfd", "hugepages" */
 	char *debugcon;	   /* file for bytes written to port 0x402; NULL: none */
@@ -348,3 +352,44 @@ void vm_hotplug_poll(struct vm *vm);
  * NULL if @id is not a device the definition can describe. New reference.
  */
 json_t *vm_device_definition(struct vm *vm, const char *id);
+
+*Live migration,
+	the machine's side (docs/migration.md); daemon/migration.c *runs the protocol
+		.**Dirty tracking
+    : vm_dirty_log_start turns on KVM's dirty log on every RAM *memslot and
+	      vmmd's own bitmap of the pages its device models write *(guest_mem_ptr translations,
+								       guest_mem_write,
+								       virtqueue pushes)
+		.*vm_dirty_log_sync ORs into
+      @bitmap(one bit per 4 KiB page of region @i,
+	      *64 - bit words) every page dirtied since the previous call,
+	from both, and*clears them.Any thread, one caller at a time;
+between _start and _stop.* / int vm_dirty_log_start(struct vm *vm, struct error **errp);
+int vm_dirty_log_sync(struct vm *vm, unsigned i, uint64_t *bitmap, struct error **errp);
+void vm_dirty_log_stop(struct vm *vm);
+/* RAM regions (back to back in the stream): count, host pointer and size. */
+unsigned vm_ram_region_count(struct vm *vm);
+uint8_t *vm_ram_region(struct vm *vm, unsigned i, uint64_t *ret_gpa, uint64_t *ret_size);
+/*
+ * Between vm_save_begin and vm_save_end: show @s (VM_STATE_FINISH_MIGRATE,
+ * VM_STATE_POSTMIGRATE or back to VM_STATE_PAUSED) as the run state.
+ */
+void vm_set_migrate_state(struct vm *vm, enum vm_run_state s);
+/*
+ * Between vm_save_begin and vm_save_end, on a worker thread: drain device
+ * requests, hold the I/O thread and serialize the vCPUs, the in-kernel
+ * devices and every device into @state (the sections of docs/vmstate.md)
+ * with a manifest of the vm-save shape (new reference). On success the I/O
+ * thread stays held (nothing writes guest RAM) until vm_state_release.
+ */
+struct vmstate_buf;
+int vm_state_capture(struct vm *vm, struct vmstate_buf *state, json_t **ret_manifest,
+		     struct error **errp);
+void vm_state_release(struct vm *vm);
+/*
+ * A snapshot from a migration stream: @manifest (taken), @state (malloc'ed,
+ * taken) and @mem_fd (taken; RAM, regions back to back) are checked as
+ * vm_snapshot_open checks a directory. Nothing is kept on failure.
+ */
+int vm_snapshot_from_stream(json_t *manifest, void *state, size_t state_len, int mem_fd,
+			    struct vm_snapshot **ret, struct error **errp);

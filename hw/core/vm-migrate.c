@@ -1,0 +1,74 @@
+/*
+ * The machine's side of live migration (docs/migration.md): dirty tracking
+ * of guest RAM (KVM's dirty log for vCPU writes, guest_mem's bitmap for
+ * the writes of vmmd's device models) and the migration run states. The
+ * protocol is daemon/migration.c.
+ *
+ * Threads: the migration worker thread calls these between vm_save_begin
+ * and vm_save_end or, for the dirty log, while the VM runs; the
+ * memslot updates and KVM_GET_DIRTY_LOG are safe against running vCPUs.
+ */
+#include "config.h"
+
+#include <errno.h>
+
+#include "hw/core/kvm.h"
+#include "hw/core/memory.h"
+#include "hw/core/vm-int.h"
+
+int vm_dirty_log_start(struct vm *vm, struct error **errp)
+{
+	int r = guest_mem_track_start(vm->mem);
+
+	if (r < 0) {
+		return error_set_errno(errp, -r, "cannot allocate the dirty page bitmap");
+	}
+	r = kvm_set_dirty_log(&vm->kvm, vm->mem, true, errp);
+	if (r < 0) {
+		guest_mem_track_stop(vm->mem);
+	}
+	return r;
+}
+
+int vm_dirty_log_sync(struct vm *vm, unsigned i, uint64_t *bitmap, struct error **errp)
+{
+	int r = kvm_get_dirty_log(&vm->kvm, vm->mem, i, bitmap);
+
+	if (r < 0) {
+		return error_set_errno(errp, -r, "cannot read KVM's dirty log of memslot %u", i);
+	}
+	guest_mem_track_collect(vm->mem, i, bitmap);
+	return 0;
+}
+
+void vm_dirty_log_stop(struct vm *vm)
+{
+	guest_mem_track_stop(vm->mem);
+	kvm_set_dirty_log(&vm->kvm, vm->mem, false, NULL);
+}
+
+unsigned vm_ram_region_count(struct vm *vm)
+{
+	return guest_mem_region_count(vm->mem);
+}
+
+uint8_t *vm_ram_region(struct vm *vm, unsigned i, uint64_t *ret_gpa, uint64_t *ret_size)
+{
+	const struct guest_mem_region *reg = guest_mem_region(vm->mem, i);
+
+	if (!reg) {
+		return NULL;
+	}
+	*ret_gpa = reg->gpa;
+	*ret_size = reg->size;
+	return reg->host;
+}
+
+void vm_set_migrate_state(struct vm *vm, enum vm_run_state s)
+{
+	pthread_mutex_lock(&vm->ctl_lock);
+	if (vm->saving) {
+		atomic_store(&vm->state, s);
+	}
+	pthread_mutex_unlock(&vm->ctl_lock);
+}
