@@ -9,6 +9,7 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/jobs.c daemon/jobs.h \
 	daemon/blockjob.c daemon/blockjob.h \
 	daemon/qmp-hotplug.c \
+	daemon/qmp-migration.c daemon/migration.c daemon/migration.h \
 	daemon/registry.c daemon/registry.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/sandbox.c daemon/sandbox.h \

@@ -263,5 +263,11 @@ const struct monitor_command qmp_commands[] = {
 	{"transaction", qmp_transaction},
 	{"block-stream", qmp_block_stream},
 	{"block-commit", qmp_block_commit},
+	{"migrate", qmp_migrate},
+	{"migrate-incoming", qmp_migrate_incoming},
+	{"migrate_cancel", qmp_migrate_cancel},
+	{"query-migrate", qmp_query_migrate},
+	{"migrate-set-parameters", qmp_migrate_set_parameters},
+	{"query-migrate-parameters", qmp_query_migrate_parameters},
 };
 const size_t qmp_n_commands = ARRAY_SIZE(qmp_commands);

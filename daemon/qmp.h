@@ -66,6 +66,16 @@ int qmp_vm_destroy(struct monitor_request *req, json_t *args, json_t **ret, stru
 int qmp_vm_delete(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_query_vms(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 /* qmp-vmstate.c: whole-VM save and restore (docs/vmstate.md). */
+int qmp_migrate(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_migrate_incoming(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
+int qmp_migrate_cancel(struct monitor_request *req, json_t *args, json_t **ret,
+		       struct error **errp);
+int qmp_query_migrate(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t **ret,
+			       struct error **errp);
+int qmp_query_migrate_parameters(struct monitor_request *req, json_t *args, json_t **ret,
+				 struct error **errp);
 int qmp_vm_save(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_vm_restore(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 /* qmp-job.c: jobs (daemon/jobs.c). */

@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/pathpol.h"
 #include "daemon/jobs.h"
+#include "daemon/migration.h"
 #include "daemon/registry.h"
 #include "daemon/sandbox.h"
 #include "daemon/worker.h"
@@ -151,18 +152,17 @@ static int mkdir_p(const char *dir, mode_t mode, struct error **errp)
 }
 
 /* Runs on VM threads. */
-static void on_vm_event(void *opaque, struct vm *vm, const char *name, json_t *data)
+static void queue_event(struct registry *reg, uint64_t gen, const char *vm, const char *name,
+			json_t *data)
 {
-	struct registry_instance *inst = opaque;
-	struct registry *reg = inst->reg;
 	struct queued_event *qe;
 	uint64_t one = 1;
 	bool ok = false;
 
 	qe = calloc(1, sizeof(*qe));
 	if (qe) {
-		qe->gen = inst->gen;
-		qe->vm = strdup(inst->name);
+		qe->gen = gen;
+		qe->vm = strdup(vm);
 		qe->name = strdup(name);
 		qe->data = data;
 		data = NULL;
@@ -237,6 +237,23 @@ static void on_violation(evutil_socket_t fd, short what, void *opaque)
 	}
 }
 
+static void on_vm_event(void *opaque, struct vm *vm, const char *name, json_t *data)
+{
+	struct registry_instance *inst = opaque;
+
+	queue_event(inst->reg, inst->gen, inst->name, name, data);
+}
+
+void registry_queue_event(struct registry *reg, const char *vm, const char *name, json_t *data)
+{
+	queue_event(reg, 0, vm, name, data);
+}
+
+struct event_base *registry_base(struct registry *reg)
+{
+	return reg->base;
+}
+
 /* Runs on VM threads: an empty name asks the control thread for vm_hotplug_poll(). */
 static void on_vm_hotplug(void *opaque, struct vm *vm)
 {
@@ -307,6 +324,42 @@ static void emit(struct registry *reg, const char *vm, const char *name, json_t 
 	reg->hooks->event(reg->hooks->opaque, vm, name, data);
 }
 
+struct done_later {
+	registry_done_fn done;
+	void *opaque;
+	struct registry_vm *rv;
+};
+
+static void done_later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct done_later *d = arg;
+
+	d->done(d->opaque, d->rv, 0, NULL);
+	free(d);
+}
+
+/* Report success through @done from the control loop, as a worker's end would. */
+static int done_later(struct registry *reg, struct registry_vm *rv, registry_done_fn done,
+		      void *opaque, struct error **errp)
+{
+	struct timeval now = {0, 0};
+	struct done_later *d;
+
+	if (!done) {
+		return 0;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	*d = (struct done_later){done, opaque, rv};
+	if (event_base_once(reg->base, -1, EV_TIMEOUT, done_later_cb, d, &now) < 0) {
+		free(d);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
 static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_shutdown,
 			 bool then_delete, registry_done_fn done, void *opaque,
 			 struct error **errp);
@@ -366,6 +419,8 @@ static void drain_events(evutil_socket_t fd, short what, void *opaque)
 			/* The guest is off: like a QEMU process exiting, the VM object goes. */
 			if (live) {
 				log_info("VM %s shut down", qe->vm);
+				/* A migration of a guest that powered off ends (cancel, join). */
+				migration_free(rv);
 				emit(reg, qe->vm, qe->name, TAKE_PTR(qe->data));
 				destroy_async(rv, "guest-shutdown", false, false, NULL, NULL, NULL);
 			}
@@ -510,6 +565,7 @@ err_free:
 
 static void vm_entry_free(struct registry_vm *rv)
 {
+	migration_free(rv);
 	list_del(&rv->link);
 	rv->reg->n_vms--;
 	json_decref(rv->def);
@@ -1013,6 +1069,13 @@ int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *op
 	if (r < 0) {
 		return r;
 	}
+	if (rv->cfg->incoming) {
+		/* QEMU's -incoming defer: nothing runs until migrate-incoming brings the state. */
+		rv->inmigrate = true;
+		log_full(LOG_INFO, rv->name, NULL, "VM waits for an incoming migration");
+		changed(reg);
+		return done_later(reg, rv, done, opaque, errp);
+	}
 	inst = calloc(1, sizeof(*inst) + strlen(rv->name) + 1);
 	op = calloc(1, sizeof(*op));
 	if (!inst || !op) {
@@ -1158,12 +1221,25 @@ static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_s
 	struct registry_op *op;
 	int r;
 
+	if (!rv->vm && rv->inmigrate && !migration_active(rv)) {
+		rv->inmigrate = false;
+		log_full(LOG_INFO, rv->name, NULL, "VM no longer waits for a migration (%s)",
+			 reason);
+		changed(reg);
+		return done_later(reg, rv, done, opaque, errp);
+	}
 	if (!rv->vm) {
 		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
 				       "VM '%s' is not running", rv->name);
 	}
 	if (rv->destroy_pending) {
 		return 0; /* on its way already (the guest powered off meanwhile) */
+	}
+	if (migration_active(rv)) {
+		return error_set(errp, EBUSY,
+				 "VM '%s' is migrating; cancel with migrate_cancel or wait for the "
+				 "MIGRATION event",
+				 rv->name);
 	}
 	op = calloc(1, sizeof(*op));
 	if (!op) {
@@ -1416,6 +1492,9 @@ void registry_device_removed(struct registry_vm *rv, const char *id)
 
 enum vm_run_state registry_vm_state(struct registry_vm *rv)
 {
+	if (!rv->vm && rv->inmigrate) {
+		return VM_STATE_INMIGRATE;
+	}
 	if (!rv->vm) {
 		/* Being built: not running yet (QEMU's state before "cont"). */
 		return rv->busy == REGISTRY_STARTING ? VM_STATE_PRELAUNCH : VM_STATE_SHUTDOWN;
@@ -1579,6 +1658,10 @@ void registry_shutdown(struct registry *reg)
 	/* Starts and destroys in flight finish first (a hung backend: 30 s at most). */
 	reg->shutting_down = true;
 	workers_wait(reg->workers, 30000);
+	/* Migrations end first: cancelled, their workers joined (the VMs resume here). */
+	list_for_each (p, &reg->vms) {
+		migration_free(list_entry(p, struct registry_vm, link));
+	}
 	/* Pause every vCPU first, so no VM runs while the others are torn down. */
 	list_for_each (p, &reg->vms) {
 		struct registry_vm *rv = list_entry(p, struct registry_vm, link);
@@ -1977,4 +2060,60 @@ err:
 	}
 	restore_free(rs);
 	return r;
+}
+
+int registry_adopt(struct registry_vm *rv, struct vm_snapshot *snap, bool paused,
+		   struct error **errp)
+{
+	struct registry *reg = rv->reg;
+	struct registry_instance *inst;
+	struct vm *vm = NULL;
+	int r;
+
+	inst = calloc(1, sizeof(*inst) + strlen(rv->name) + 1);
+	if (!inst) {
+		vm_snapshot_close(snap);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	strcpy(inst->name, rv->name);
+	inst->reg = reg;
+	inst->gen = ++reg->next_gen;
+	inst->host.run_dir = reg->run_dir;
+	inst->host.socket_mode = reg->socket_mode;
+	inst->host.socket_gid = reg->socket_gid;
+	inst->host.event = on_vm_event;
+	inst->host.get_fd = on_get_fd;
+	inst->host.opaque = inst;
+	r = take_fds(reg, rv->cfg, inst, errp);
+	if (r < 0) {
+		vm_snapshot_close(snap);
+		instance_free(inst);
+		return r;
+	}
+	/*
+	 * On the control thread, unlike vm-restore: RAM is the received memfd
+	 * mapped privately (nothing is read), but the disks are opened here
+	 * (docs/migration.md).
+	 */
+	r = vm_restore(rv->cfg, &inst->host, snap, true, &vm, errp);
+	vm_snapshot_close(snap);
+	if (r < 0) {
+		instance_free(inst);
+		return r;
+	}
+	r = reg->hooks->vm_up(reg->hooks->opaque, rv->name, errp);
+	if (r < 0) {
+		vm_destroy(vm);
+		instance_free(inst);
+		return r;
+	}
+	rv->vm = vm;
+	rv->inst = inst;
+	rv->inmigrate = false;
+	if (!paused) {
+		vm_resume(vm, NULL);
+	}
+	log_full(LOG_INFO, rv->name, NULL, "VM taken over by an incoming migration");
+	changed(reg);
+	return 0;
 }

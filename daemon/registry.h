@@ -66,6 +66,11 @@ struct registry_vm {
 	void *pending_opaque;
 	/* A destroy waiting for the VM's jobs to end (they were cancelled). */
 	struct registry_op *destroy_pending;
+	/* Live migration (daemon/migration.c). */
+	struct migration *mig;	    /* the last or current migration, or NULL */
+	bool inmigrate;		    /* started with "incoming": waits for migrate-incoming */
+	uint64_t mig_max_bandwidth; /* migrate-set-parameters; 0 = default */
+	uint64_t mig_downtime_limit;
 };
 
 /*
@@ -194,3 +199,15 @@ int registry_restore_async(struct registry *reg, const char *dir, const char *na
  * Definitions stay on disk.
  */
 void registry_shutdown(struct registry *reg);
+
+/*
+ * Live migration's hooks (daemon/migration.c). registry_queue_event may be
+ * called from any thread: the event is emitted on the control thread.
+ * registry_adopt (control thread) builds @rv's VM from @snap (taken) with
+ * @rv's own definition, running unless @paused; all or nothing.
+ * registry_migration_busy: a migration uses @rv's VM (destroy refused).
+ */
+void registry_queue_event(struct registry *reg, const char *vm, const char *name, json_t *data);
+int registry_adopt(struct registry_vm *rv, struct vm_snapshot *snap, bool paused,
+		   struct error **errp);
+struct event_base *registry_base(struct registry *reg);

@@ -431,3 +431,48 @@ json_t *vm_query_balloon(struct vm *vm, struct error **errp)
 	vm_balloon(vm, 0, errp);
 	return NULL;
 }
+
+/* Live migration is exercised end to end (tests/functional/test-migration.py). */
+int vm_dirty_log_start(struct vm *vm, struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double cannot migrate");
+}
+
+int vm_dirty_log_sync(struct vm *vm, unsigned i, uint64_t *bitmap, struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double cannot migrate");
+}
+
+void vm_dirty_log_stop(struct vm *vm)
+{
+}
+
+unsigned vm_ram_region_count(struct vm *vm)
+{
+	return 0;
+}
+
+uint8_t *vm_ram_region(struct vm *vm, unsigned i, uint64_t *ret_gpa, uint64_t *ret_size)
+{
+	return NULL;
+}
+
+void vm_set_migrate_state(struct vm *vm, enum vm_run_state s)
+{
+}
+
+int vm_state_capture(struct vm *vm, struct vmstate_buf *state, json_t **ret_manifest,
+		     struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double cannot migrate");
+}
+
+void vm_state_release(struct vm *vm)
+{
+}
+
+int vm_snapshot_from_stream(json_t *manifest, void *state, size_t state_len, int mem_fd,
+			    struct vm_snapshot **ret, struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double cannot restore");
+}

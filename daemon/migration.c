@@ -1,0 +1,1297 @@
+/*
+ * Live migration between two daemons (docs/migration.md).
+ *
+ * Source: a worker thread connects, sends the header, then RAM in passes
+ * (pass 1: every non-zero page; then the pages KVM's dirty log and vmmd's
+ * own bitmap report) at most max-bandwidth bytes per second, until the
+ * pages left would go in downtime-limit at the measured bandwidth. Then it
+ * pauses the VM (finish-migrate), drains and holds its devices, sends the
+ * last dirty pages, the manifest and the device/vCPU state (vmstate's
+ * sections), and waits for the destination to say it has everything
+ * (READY). It answers GO and waits for DONE: only then is it postmigrate.
+ * On any failure before GO the VM resumes where it was; after GO without
+ * DONE it stays paused (the destination may run it: never two).
+ *
+ * Destination: a VM defined with "incoming" waits in inmigrate; a worker
+ * accepts one connection, writes pages into a memfd, and after END builds
+ * a snapshot from the stream; on GO the control thread builds and resumes
+ * the VM from it (the memfd is mapped privately, as vm-restore maps its
+ * memory file), and the worker sends DONE.
+ *
+ * Threads: the public functions and finish()/adopt run on the control
+ * thread; source_thread/dest_thread are the workers. Statistics are
+ * atomics; m->lock protects the adopt hand-off and the error text.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/pathpol.h"
+#include "common/util.h"
+#include "common/vmstate.h"
+#include "daemon/migration.h"
+#include "daemon/registry.h"
+
+#define WIRE_MAGIC "VMMDMIG\n"
+#define PAGE 4096u
+#define BATCH_PAGES 256u
+#define MAX_JSON (16u << 20)
+#define MAX_STATE (256u << 20)
+
+enum rec_type {
+	REC_CONFIG = 1,	  /* JSON: {"vm": definition, "memory-size": N} */
+	REC_PAGES = 2,	  /* count x (u64 offset, 4096 bytes) */
+	REC_PASS = 3,	  /* a pass over RAM ended (count = pass number) */
+	REC_MANIFEST = 4, /* JSON: the manifest (docs/vmstate.md) */
+	REC_STATE = 5,	  /* the state sections */
+	REC_END = 6,	  /* nothing follows from the source */
+	REC_READY = 7,	  /* destination: count = 0 or errno, payload = message */
+	REC_GO = 8,	  /* source: paused for good, take over */
+	REC_DONE = 9,	  /* destination: count = 0 (running) or errno, payload = message */
+};
+
+struct wire_header {
+	char magic[8];
+	uint32_t version; /* little-endian */
+	uint32_t status;  /* reply: 0 or errno */
+	char vmmd_version[48];
+};
+
+struct rec {
+	uint32_t type, count;
+	uint64_t len;
+};
+
+enum mig_status {
+	MIG_NONE,
+	MIG_SETUP,
+	MIG_ACTIVE,
+	MIG_COMPLETED,
+	MIG_FAILED,
+	MIG_CANCELLING,
+	MIG_CANCELLED,
+};
+
+static const char *const status_names[] = {
+	[MIG_NONE] = "none",	       [MIG_SETUP] = "setup",	[MIG_ACTIVE] = "active",
+	[MIG_COMPLETED] = "completed", [MIG_FAILED] = "failed", [MIG_CANCELLING] = "cancelling",
+	[MIG_CANCELLED] = "cancelled",
+};
+
+struct migration {
+	struct registry_vm *rv;
+	struct registry *reg;
+	char *name;
+	bool incoming;
+	pthread_t thread;
+	bool running; /* the worker exists and is not joined */
+	int efd;      /* worker -> control thread */
+	struct event *ev;
+	int sock;      /* the connection (worker's) */
+	int listen_fd; /* destination, until accepted */
+	_Atomic int status;
+	_Atomic bool cancel;
+	struct timespec t0;
+
+	_Atomic uint64_t transferred, remaining, total, duplicate, normal, dirty_rate, passes;
+	_Atomic uint64_t setup_ms, total_ms, downtime_ms, expected_downtime_ms, mbps_x1000;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	char *error;
+	/* destination hand-off: the worker asks, the control thread answers */
+	struct vm_snapshot *snap;
+	bool adopt_asked, adopt_done;
+	int adopt_result;
+	char *adopt_error;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static uint64_t ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)(t.tv_sec - t0->tv_sec) * 1000 +
+	       (uint64_t)((t.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+static unsigned wire_version(void)
+{
+	/* Tests only: pretend to speak another version (docs/migration.md). */
+	const char *v = getenv("VMMD_MIGRATION_WIRE_VERSION");
+
+	return v && *v ? (unsigned)strtoul(v, NULL, 10) : MIGRATION_WIRE_VERSION;
+}
+
+static void set_status(struct migration *m, enum mig_status s)
+{
+	atomic_store(&m->status, s);
+	registry_queue_event(m->reg, m->name, "MIGRATION",
+			     json_pack("{s:s}", "status", status_names[s]));
+}
+
+static void set_error(struct migration *m, const char *msg)
+{
+	pthread_mutex_lock(&m->lock);
+	if (!m->error) {
+		m->error = strdup(msg);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* ---- stream I/O ----------------------------------------------------------- */
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == ENOTSOCK) {
+			n = write(fd, p, len);
+		}
+		if (n < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = read(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			return -errno;
+		}
+		if (n == 0) {
+			return -ECONNRESET;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int send_rec(int fd, uint32_t type, uint32_t count, const void *payload, uint64_t len)
+{
+	struct rec r = {htole32(type), htole32(count), htole64(len)};
+	int e = write_full(fd, &r, sizeof(r));
+
+	return e < 0 || !len ? e : write_full(fd, payload, len);
+}
+
+static int recv_rec(int fd, struct rec *r)
+{
+	int e = read_full(fd, r, sizeof(*r));
+
+	r->type = le32toh(r->type);
+	r->count = le32toh(r->count);
+	r->len = le64toh(r->len);
+	return e;
+}
+
+static void fill_header(struct wire_header *h, uint32_t status)
+{
+	memset(h, 0, sizeof(*h));
+	memcpy(h->magic, WIRE_MAGIC, 8);
+	h->version = htole32(wire_version());
+	h->status = htole32(status);
+	snprintf(h->vmmd_version, sizeof(h->vmmd_version), "%s", PACKAGE_VERSION);
+}
+
+/* ---- connecting ------------------------------------------------------------ */
+
+static int parse_tcp(const char *spec, char **ret_host, char **ret_port)
+{
+	const char *colon = strrchr(spec, ':');
+	char *host;
+
+	if (!colon || colon == spec || !colon[1]) {
+		return -EINVAL;
+	}
+	if (spec[0] == '[' && colon[-1] == ']') {
+		host = strndup(spec + 1, (size_t)(colon - spec - 2));
+	} else {
+		host = strndup(spec, (size_t)(colon - spec));
+	}
+	*ret_host = host;
+	*ret_port = strdup(colon + 1);
+	return host && *ret_port ? 0 : -ENOMEM;
+}
+
+/* Open the listening (@listen) or connected socket for @uri; -errno with a message. */
+static int open_uri(const char *uri, bool listen_it, struct error **errp)
+{
+	if (strncmp(uri, "tcp:", 4) == 0) {
+		_cleanup_free_ char *host = NULL, *port = NULL;
+		struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+		struct addrinfo *ai = NULL, *a;
+		int fd = -1, e, err = 0;
+
+		if (parse_tcp(uri + 4, &host, &port) < 0) {
+			return error_set(errp, EINVAL, "'%s' is not tcp:HOST:PORT", uri);
+		}
+		e = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+		if (e) {
+			return error_set(errp, EINVAL, "cannot resolve '%s': %s", uri,
+					 gai_strerror(e));
+		}
+		for (a = ai; a; a = a->ai_next) {
+			int one = 1;
+
+			fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
+			if (fd < 0) {
+				err = errno;
+				continue;
+			}
+			if (listen_it) {
+				setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+				if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 &&
+				    listen(fd, 1) == 0) {
+					break;
+				}
+			} else if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+				setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
+				break;
+			}
+			err = errno;
+			close(fd);
+			fd = -1;
+		}
+		freeaddrinfo(ai);
+		if (fd < 0) {
+			return error_set_errno(errp, err ? err : EINVAL, "cannot %s %s",
+					       listen_it ? "listen on" : "connect to", uri);
+		}
+		return fd;
+	}
+	if (strncmp(uri, "unix:", 5) == 0) {
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		const char *path = uri + 5;
+		int fd, r;
+
+		if (strlen(path) >= sizeof(sa.sun_path) || !path[0]) {
+			return error_set(errp, EINVAL, "socket path '%s' is empty or too long",
+					 path);
+		}
+		r = pathpol_check("migration socket", path, errp);
+		if (r < 0) {
+			return r;
+		}
+		strcpy(sa.sun_path, path);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			return error_set_errno(errp, errno, "socket");
+		}
+		if (listen_it) {
+			unlink(path);
+			r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 1) == 0
+				    ? 0
+				    : -errno;
+		} else {
+			r = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : -errno;
+		}
+		if (r < 0) {
+			close(fd);
+			return error_set_errno(errp, -r, "cannot %s %s",
+					       listen_it ? "listen on" : "connect to", path);
+		}
+		return fd;
+	}
+	return error_set(errp, EINVAL,
+			 "migration URI '%s' is not supported (tcp:HOST:PORT, unix:PATH, fd:NAME)",
+			 uri);
+}
+
+/* ---- bookkeeping ------------------------------------------------------------ */
+
+static void notify(struct migration *m)
+{
+	uint64_t one = 1;
+
+	if (write(m->efd, &one, sizeof(one)) < 0) {
+		/* Already signalled. */
+	}
+}
+
+static void join(struct migration *m)
+{
+	if (m->running) {
+		pthread_join(m->thread, NULL);
+		m->running = false;
+	}
+}
+
+static void on_notify(evutil_socket_t fd, short what, void *opaque)
+{
+	struct migration *m = opaque;
+	uint64_t v;
+	bool ask;
+
+	if (read(m->efd, &v, sizeof(v)) < 0) {
+		/* Nothing pending. */
+	}
+	pthread_mutex_lock(&m->lock);
+	ask = m->adopt_asked && !m->adopt_done;
+	pthread_mutex_unlock(&m->lock);
+	if (ask) {
+		struct error *err = NULL;
+		struct vm_snapshot *snap = m->snap;
+		int r;
+
+		m->snap = NULL;
+		r = registry_adopt(m->rv, snap, false, &err);
+		pthread_mutex_lock(&m->lock);
+		m->adopt_result = r;
+		m->adopt_error = r < 0 ? strdup(err ? err->msg : "cannot build the VM") : NULL;
+		m->adopt_done = true;
+		pthread_cond_broadcast(&m->cond);
+		pthread_mutex_unlock(&m->lock);
+		error_free(err);
+		if (r < 0) {
+			m->rv->inmigrate = false;
+		}
+		return;
+	}
+	if (atomic_load(&m->status) >= MIG_COMPLETED && atomic_load(&m->status) != MIG_CANCELLING) {
+		join(m);
+		if (m->incoming && atomic_load(&m->status) != MIG_COMPLETED) {
+			m->rv->inmigrate = false;
+		}
+	}
+}
+
+static void mig_free(struct migration *m)
+{
+	if (!m) {
+		return;
+	}
+	atomic_store(&m->cancel, true);
+	if (m->sock >= 0) {
+		shutdown(m->sock, SHUT_RDWR);
+	}
+	if (m->listen_fd >= 0) {
+		shutdown(m->listen_fd, SHUT_RDWR);
+	}
+	pthread_mutex_lock(&m->lock);
+	if (m->adopt_asked && !m->adopt_done) {
+		m->adopt_result = -ECANCELED;
+		m->adopt_done = true;
+		pthread_cond_broadcast(&m->cond);
+	}
+	pthread_mutex_unlock(&m->lock);
+	join(m);
+	if (m->ev) {
+		event_free(m->ev);
+	}
+	if (m->efd >= 0) {
+		close(m->efd);
+	}
+	if (m->sock >= 0) {
+		close(m->sock);
+	}
+	if (m->listen_fd >= 0) {
+		close(m->listen_fd);
+	}
+	vm_snapshot_close(m->snap);
+	free(m->error);
+	free(m->adopt_error);
+	free(m->name);
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->cond);
+	free(m);
+}
+
+bool migration_active(struct registry_vm *rv)
+{
+	struct migration *m = rv->mig;
+
+	return m && m->running;
+}
+
+void migration_free(struct registry_vm *rv)
+{
+	mig_free(rv->mig);
+	rv->mig = NULL;
+}
+
+static uint64_t max_bandwidth(struct migration *m)
+{
+	uint64_t v = m->rv->mig_max_bandwidth;
+
+	return v ? v : MIGRATION_DEFAULT_MAX_BANDWIDTH;
+}
+
+static uint64_t downtime_limit(struct migration *m)
+{
+	uint64_t v = m->rv->mig_downtime_limit;
+
+	return v ? v : MIGRATION_DEFAULT_DOWNTIME_LIMIT;
+}
+
+/* ---- the source ------------------------------------------------------------- */
+
+struct sender {
+	struct migration *m;
+	uint8_t *buf; /* one REC_PAGES record */
+	unsigned n;
+	uint64_t pass_bytes, pass_t0;
+	bool unlimited;
+};
+
+static int flush_pages(struct sender *s)
+{
+	struct migration *m = s->m;
+	uint64_t len = (uint64_t)s->n * (8 + PAGE);
+	int r;
+
+	if (!s->n) {
+		return 0;
+	}
+	r = send_rec(m->sock, REC_PAGES, s->n, s->buf, len);
+	if (r < 0) {
+		return r;
+	}
+	atomic_fetch_add(&m->transferred, len + sizeof(struct rec));
+	atomic_fetch_add(&m->normal, s->n);
+	s->pass_bytes += len;
+	s->n = 0;
+	/* Keep under max-bandwidth (read each time: migrate-set-parameters applies live). */
+	while (!s->unlimited && !atomic_load(&m->cancel)) {
+		uint64_t due = s->pass_t0 + s->pass_bytes * 1000000000ull / max_bandwidth(m);
+		uint64_t now = now_ns();
+		struct timespec ts;
+
+		if (now >= due) {
+			break;
+		}
+		due = MIN(due - now, 50000000ull);
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)due;
+		nanosleep(&ts, NULL);
+	}
+	return atomic_load(&m->cancel) ? -ECANCELED : 0;
+}
+
+static int queue_page(struct sender *s, uint64_t off, const uint8_t *page)
+{
+	uint8_t *p = s->buf + (size_t)s->n * (8 + PAGE);
+	uint64_t le = htole64(off);
+
+	memcpy(p, &le, 8);
+	memcpy(p + 8, page, PAGE);
+	if (++s->n == BATCH_PAGES) {
+		return flush_pages(s);
+	}
+	return 0;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (unsigned i = 0; i < PAGE / 8; i++) {
+		if (w[i]) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Send the pages set in @bm (cleared as they go); pass 1 skips zero pages. */
+static int send_dirty(struct sender *s, struct vm *vm, uint64_t **bm, bool first)
+{
+	uint64_t base = 0;
+
+	for (unsigned i = 0; i < vm_ram_region_count(vm); i++) {
+		uint64_t gpa, size;
+		uint8_t *host = vm_ram_region(vm, i, &gpa, &size);
+		uint64_t pages = size / PAGE;
+
+		for (uint64_t pg = 0; pg < pages; pg++) {
+			int r;
+
+			if (!(bm[i][pg / 64] & (1ull << (pg % 64)))) {
+				continue;
+			}
+			bm[i][pg / 64] &= ~(1ull << (pg % 64));
+			atomic_fetch_sub(&s->m->remaining,
+					 MIN(PAGE, atomic_load(&s->m->remaining)));
+			if (first && page_is_zero(host + pg * PAGE)) {
+				atomic_fetch_add(&s->m->duplicate, 1);
+				continue;
+			}
+			r = queue_page(s, base + pg * PAGE, host + pg * PAGE);
+			if (r < 0) {
+				return r;
+			}
+		}
+		base += size;
+	}
+	return flush_pages(s);
+}
+
+/* Collect the dirty pages since the last sync into @bm; returns their count. */
+static int64_t sync_dirty(struct migration *m, struct vm *vm, uint64_t **bm, struct error **errp)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < vm_ram_region_count(vm); i++) {
+		uint64_t gpa, size;
+		int r;
+
+		vm_ram_region(vm, i, &gpa, &size);
+		r = vm_dirty_log_sync(vm, i, bm[i], errp);
+		if (r < 0) {
+			return r;
+		}
+		for (uint64_t w = 0; w < (size / PAGE + 63) / 64; w++) {
+			n += (uint64_t)__builtin_popcountll(bm[i][w]);
+		}
+	}
+	atomic_store(&m->remaining, n * PAGE);
+	atomic_fetch_add(&m->passes, 1);
+	registry_queue_event(m->reg, m->name, "MIGRATION_PASS",
+			     json_pack("{s:I}", "pass", (json_int_t)atomic_load(&m->passes)));
+	return (int64_t)n;
+}
+
+static int handshake_source(struct migration *m, struct error **errp)
+{
+	struct wire_header h, reply;
+	int r;
+
+	fill_header(&h, 0);
+	r = write_full(m->sock, &h, sizeof(h));
+	if (r == 0) {
+		r = read_full(m->sock, &reply, sizeof(reply));
+	}
+	if (r < 0) {
+		return error_set_errno(errp, -r,
+				       "the destination closed the connection at the start");
+	}
+	reply.vmmd_version[sizeof(reply.vmmd_version) - 1] = '\0';
+	if (memcmp(reply.magic, WIRE_MAGIC, 8) != 0) {
+		return error_set(errp, EPROTO, "the destination is not a vmmd migration listener");
+	}
+	if (le32toh(reply.status)) {
+		return error_set(
+			errp, EPROTONOSUPPORT,
+			"the destination (vmmd %s, migration wire version %u) refused this "
+			"vmmd's wire version %u",
+			reply.vmmd_version, le32toh(reply.version), wire_version());
+	}
+	return 0;
+}
+
+/* Wait for the destination's READY or DONE: 0, or -errno with its message. */
+static int wait_reply(struct migration *m, uint32_t type, struct error **errp)
+{
+	struct rec r;
+	char msg[512] = "";
+	int e = recv_rec(m->sock, &r);
+
+	if (e < 0) {
+		return error_set_errno(errp, -e, "the destination went away");
+	}
+	if (r.type != type || r.len >= sizeof(msg)) {
+		return error_set(errp, EPROTO, "the destination sent an unexpected record %u",
+				 r.type);
+	}
+	e = read_full(m->sock, msg, r.len);
+	if (e < 0) {
+		return error_set_errno(errp, -e, "the destination went away");
+	}
+	if (r.count) {
+		return error_set(errp, (int)MIN(r.count, 4095u), "the destination failed: %s",
+				 msg[0] ? msg : strerror((int)r.count));
+	}
+	return 0;
+}
+
+static void *source_thread(void *arg)
+{
+	struct migration *m = arg;
+	struct vm *vm = m->rv->vm;
+	struct sender s = {.m = m};
+	struct error *err = NULL;
+	uint64_t *bm[2] = {NULL, NULL};
+	struct vmstate_buf state = {0};
+	json_t *manifest = NULL, *cfg = NULL;
+	char *text = NULL;
+	bool tracking = false, paused = false, held = false, go_sent = false;
+	uint64_t total = 0, t_stop = 0;
+	int r;
+
+	pthread_setname_np(pthread_self(), "migrate-out");
+	s.buf = malloc((size_t)BATCH_PAGES * (8 + PAGE));
+	for (unsigned i = 0; i < vm_ram_region_count(vm); i++) {
+		uint64_t gpa, size;
+
+		vm_ram_region(vm, i, &gpa, &size);
+		total += size;
+		bm[i] = malloc((size / PAGE + 63) / 64 * 8);
+		if (bm[i]) {
+			memset(bm[i], 0xff, (size / PAGE + 63) / 64 * 8);
+			if (size / PAGE % 64) {
+				bm[i][size / PAGE / 64] = (1ull << (size / PAGE % 64)) - 1;
+			}
+		}
+	}
+	atomic_store(&m->total, total);
+	atomic_store(&m->remaining, total);
+	if (!s.buf || !bm[0] || (vm_ram_region_count(vm) > 1 && !bm[1])) {
+		r = error_set(&err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	r = handshake_source(m, &err);
+	if (r < 0) {
+		goto fail;
+	}
+	cfg = json_pack("{s:O, s:I}", "vm", m->rv->def, "memory-size", (json_int_t)total);
+	text = cfg ? json_dumps(cfg, JSON_COMPACT) : NULL;
+	if (!text) {
+		r = error_set(&err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	r = send_rec(m->sock, REC_CONFIG, 0, text, strlen(text));
+	free(text);
+	text = NULL;
+	if (r < 0) {
+		r = error_set_errno(&err, -r, "cannot send to the destination");
+		goto fail;
+	}
+	r = vm_dirty_log_start(vm, &err);
+	if (r < 0) {
+		goto fail;
+	}
+	tracking = true;
+	atomic_store(&m->setup_ms, ms_since(&m->t0));
+	registry_queue_event(m->reg, m->name, "MIGRATION_PASS", json_pack("{s:i}", "pass", 1));
+	atomic_store(&m->passes, 1);
+	set_status(m, MIG_ACTIVE);
+
+	/* Pre-copy: pass 1 sends everything, later passes what was dirtied meanwhile. */
+	for (bool first = true;; first = false) {
+		uint64_t t_pass = now_ns(), bw, exp_ms;
+		int64_t dirty;
+
+		s.pass_t0 = t_pass;
+		s.pass_bytes = 0;
+		r = send_dirty(&s, vm, bm, first);
+		if (r < 0) {
+			r = error_set_errno(&err, -r, "cannot send RAM to the destination");
+			goto fail;
+		}
+		dirty = sync_dirty(m, vm, bm, &err);
+		if (dirty < 0) {
+			r = (int)dirty;
+			goto fail;
+		}
+		t_pass = MAX(now_ns() - t_pass, 1000000ull);
+		bw = MAX(s.pass_bytes * 1000000000ull / t_pass, 1ull);
+		atomic_store(&m->mbps_x1000, bw * 8 / 1000);
+		atomic_store(&m->dirty_rate, (uint64_t)dirty * 1000000000ull / t_pass);
+		exp_ms = (uint64_t)dirty * PAGE * 1000 / MIN(bw, max_bandwidth(m));
+		atomic_store(&m->expected_downtime_ms, exp_ms);
+		if (exp_ms <= downtime_limit(m)) {
+			break;
+		}
+	}
+
+	/* Stop-and-copy: paused, devices drained and held, the rest of RAM and the state. */
+	t_stop = now_ns();
+	r = vm_save_begin(vm, &err);
+	if (r < 0) {
+		goto fail;
+	}
+	paused = true;
+	vm_set_migrate_state(vm, VM_STATE_FINISH_MIGRATE);
+	r = vm_state_capture(vm, &state, &manifest, &err);
+	if (r < 0) {
+		goto fail;
+	}
+	held = true;
+	if (sync_dirty(m, vm, bm, &err) < 0) {
+		r = -EIO;
+		goto fail;
+	}
+	s.unlimited = true;
+	r = send_dirty(&s, vm, bm, false);
+	text = r == 0 ? json_dumps(manifest, JSON_COMPACT) : NULL;
+	if (r == 0 && !text) {
+		r = -ENOMEM;
+	}
+	if (r == 0) {
+		r = send_rec(m->sock, REC_MANIFEST, 0, text, strlen(text));
+	}
+	if (r == 0) {
+		r = send_rec(m->sock, REC_STATE, 0, state.data, state.len);
+	}
+	if (r == 0) {
+		atomic_fetch_add(&m->transferred, state.len + strlen(text));
+		r = send_rec(m->sock, REC_END, 0, NULL, 0);
+	}
+	if (r < 0) {
+		r = error_set_errno(&err, -r, "cannot send the VM state to the destination");
+		goto fail;
+	}
+	/* The destination has everything; it loads nothing until GO. */
+	r = wait_reply(m, REC_READY, &err);
+	if (r < 0) {
+		goto fail;
+	}
+	if (atomic_load(&m->cancel)) {
+		r = error_set(&err, ECANCELED, "cancelled");
+		goto fail;
+	}
+	r = send_rec(m->sock, REC_GO, 0, NULL, 0);
+	if (r < 0) {
+		r = error_set_errno(&err, -r, "the destination went away");
+		goto fail;
+	}
+	go_sent = true;
+	r = wait_reply(m, REC_DONE, &err);
+	if (r < 0) {
+		goto fail;
+	}
+	atomic_store(&m->downtime_ms, (now_ns() - t_stop) / 1000000);
+	atomic_store(&m->total_ms, ms_since(&m->t0));
+	atomic_store(&m->remaining, 0);
+	vm_set_migrate_state(vm, VM_STATE_POSTMIGRATE);
+	vm_state_release(vm);
+	vm_save_end(vm, false);
+	vm_dirty_log_stop(vm);
+	set_status(m, MIG_COMPLETED);
+	log_full(LOG_INFO, m->name, NULL,
+		 "migrated out in %" PRIu64 " ms (downtime %" PRIu64 " ms)",
+		 atomic_load(&m->total_ms), atomic_load(&m->downtime_ms));
+	goto out;
+
+fail:
+	atomic_store(&m->total_ms, ms_since(&m->t0));
+	if (held) {
+		vm_state_release(vm);
+	}
+	if (paused) {
+		/*
+		 * After GO without DONE the destination may be running the VM:
+		 * stay paused rather than risk two copies (docs/migration.md).
+		 */
+		vm_set_migrate_state(vm, VM_STATE_PAUSED);
+		vm_save_end(vm, !go_sent);
+	}
+	if (tracking) {
+		vm_dirty_log_stop(vm);
+	}
+	if (go_sent) {
+		error_prefix(&err, "the destination did not confirm after the hand-over; the VM "
+				   "stays paused here (cont only if it does not run there)");
+	}
+	set_error(m, err ? err->msg : "failed");
+	log_full(LOG_ERR, m->name, NULL, "migration failed: %s", err ? err->msg : "?");
+	set_status(m, atomic_load(&m->cancel) && !go_sent ? MIG_CANCELLED : MIG_FAILED);
+out:
+	error_free(err);
+	json_decref(manifest);
+	json_decref(cfg);
+	free(text);
+	vmstate_buf_free(&state);
+	free(bm[0]);
+	free(bm[1]);
+	free(s.buf);
+	shutdown(m->sock, SHUT_RDWR);
+	notify(m);
+	return NULL;
+}
+
+/* ---- the destination -------------------------------------------------------- */
+
+static int recv_payload(int fd, uint64_t len, uint64_t max, void **ret, struct error **errp)
+{
+	uint8_t *p;
+	int r;
+
+	if (len > max) {
+		return error_set(errp, EPROTO, "a record of %" PRIu64 " bytes is over the limit",
+				 len);
+	}
+	p = malloc(len + 1);
+	if (!p) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	r = read_full(fd, p, len);
+	if (r < 0) {
+		free(p);
+		return error_set_errno(errp, -r, "the source went away");
+	}
+	p[len] = '\0';
+	*ret = p;
+	return 0;
+}
+
+static int recv_pages(struct migration *m, int memfd, uint64_t mem_size, const struct rec *r,
+		      uint8_t *buf, struct error **errp)
+{
+	int e;
+
+	if (memfd < 0 || r->count > BATCH_PAGES || r->len != (uint64_t)r->count * (8 + PAGE)) {
+		return error_set(errp, EPROTO, "malformed RAM record");
+	}
+	e = read_full(m->sock, buf, r->len);
+	if (e < 0) {
+		return error_set_errno(errp, -e, "the source went away");
+	}
+	for (uint32_t i = 0; i < r->count; i++) {
+		uint8_t *p = buf + (size_t)i * (8 + PAGE);
+		uint64_t off;
+
+		memcpy(&off, p, 8);
+		off = le64toh(off);
+		if (off % PAGE || off >= mem_size) {
+			return error_set(errp, EPROTO, "RAM page at %" PRIu64 " is outside the VM",
+					 off);
+		}
+		if (pwrite(memfd, p + 8, PAGE, (off_t)off) != PAGE) {
+			return error_set_errno(errp, errno, "cannot store RAM");
+		}
+	}
+	atomic_fetch_add(&m->transferred, r->len + sizeof(*r));
+	atomic_fetch_add(&m->normal, r->count);
+	return 0;
+}
+
+static void reply(struct migration *m, uint32_t type, int status, const char *msg)
+{
+	send_rec(m->sock, type, (uint32_t)status, msg, msg ? strlen(msg) : 0);
+}
+
+static void *dest_thread(void *arg)
+{
+	struct migration *m = arg;
+	struct error *err = NULL;
+	struct wire_header h, rep;
+	struct pollfd pfd = {.fd = m->listen_fd, .events = POLLIN};
+	json_t *manifest = NULL;
+	void *state = NULL;
+	uint64_t state_len = 0, mem_size = 0;
+	uint8_t *buf = NULL;
+	int memfd = -1, r;
+	unsigned ver;
+
+	pthread_setname_np(pthread_self(), "migrate-in");
+	while ((r = poll(&pfd, 1, 200)) <= 0 || !(pfd.revents & POLLIN)) {
+		if (atomic_load(&m->cancel) || (r > 0 && (pfd.revents & (POLLERR | POLLHUP)))) {
+			r = error_set(&err, ECANCELED, "cancelled before a source connected");
+			goto fail;
+		}
+	}
+	m->sock = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (m->sock < 0) {
+		r = error_set_errno(&err, errno, "accept");
+		goto fail;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &m->t0);
+	set_status(m, MIG_SETUP);
+	r = read_full(m->sock, &h, sizeof(h));
+	if (r < 0 || memcmp(h.magic, WIRE_MAGIC, 8) != 0) {
+		r = error_set(&err, EPROTO, "the peer is not a vmmd migration source");
+		goto fail;
+	}
+	ver = le32toh(h.version);
+	h.vmmd_version[sizeof(h.vmmd_version) - 1] = '\0';
+	if (ver != wire_version() && ver + 1 != wire_version()) {
+		fill_header(&rep, EPROTONOSUPPORT);
+		write_full(m->sock, &rep, sizeof(rep));
+		r = error_set(&err, EPROTONOSUPPORT,
+			      "the source (vmmd %s) speaks migration wire version %u; this vmmd "
+			      "accepts %u and %u",
+			      h.vmmd_version, ver, wire_version() - 1, wire_version());
+		goto fail;
+	}
+	fill_header(&rep, 0);
+	r = write_full(m->sock, &rep, sizeof(rep));
+	if (r < 0) {
+		r = error_set_errno(&err, -r, "the source went away");
+		goto fail;
+	}
+	set_status(m, MIG_ACTIVE);
+	buf = malloc((size_t)BATCH_PAGES * (8 + PAGE));
+	if (!buf) {
+		r = error_set(&err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (;;) {
+		struct rec rc;
+		void *p = NULL;
+
+		r = recv_rec(m->sock, &rc);
+		if (r < 0) {
+			r = error_set_errno(&err, -r, "the source went away");
+			goto fail;
+		}
+		if (rc.type == REC_END) {
+			break;
+		}
+		switch (rc.type) {
+		case REC_CONFIG: {
+			json_t *c;
+			json_t *sz;
+
+			r = recv_payload(m->sock, rc.len, MAX_JSON, &p, &err);
+			if (r < 0) {
+				goto fail;
+			}
+			c = json_loads(p, 0, NULL);
+			free(p);
+			sz = json_object_get(c, "memory-size");
+			mem_size = json_is_integer(sz) ? (uint64_t)json_integer_value(sz) : 0;
+			json_decref(c);
+			if (mem_size != m->rv->cfg->memory || memfd >= 0) {
+				r = error_set(&err, EINVAL,
+					      "the source's VM has %" PRIu64
+					      " bytes of RAM, this one %" PRIu64,
+					      mem_size, m->rv->cfg->memory);
+				goto fail;
+			}
+			memfd = memfd_create("vmmd-migration", MFD_CLOEXEC);
+			if (memfd < 0 || ftruncate(memfd, (off_t)mem_size) < 0) {
+				r = error_set_errno(&err, errno, "cannot allocate RAM");
+				goto fail;
+			}
+			atomic_store(&m->total, mem_size);
+			break;
+		}
+		case REC_PAGES:
+			r = recv_pages(m, memfd, mem_size, &rc, buf, &err);
+			if (r < 0) {
+				goto fail;
+			}
+			break;
+		case REC_MANIFEST:
+			r = recv_payload(m->sock, rc.len, MAX_JSON, &p, &err);
+			if (r < 0) {
+				goto fail;
+			}
+			json_decref(manifest);
+			manifest = json_loads(p, JSON_REJECT_DUPLICATES, NULL);
+			free(p);
+			if (!manifest) {
+				r = error_set(&err, EPROTO, "the manifest is not JSON");
+				goto fail;
+			}
+			break;
+		case REC_STATE:
+			free(state);
+			state = NULL;
+			r = recv_payload(m->sock, rc.len, MAX_STATE, &state, &err);
+			if (r < 0) {
+				goto fail;
+			}
+			state_len = rc.len;
+			break;
+		default:
+			r = error_set(&err, EPROTO, "unknown record type %u", rc.type);
+			goto fail;
+		}
+	}
+	if (!manifest || !state || memfd < 0) {
+		r = error_set(&err, EPROTO, "the stream ended without RAM, manifest or state");
+		goto fail;
+	}
+	r = vm_snapshot_from_stream(manifest, state, state_len, memfd, &m->snap, &err);
+	manifest = NULL;
+	state = NULL;
+	memfd = -1;
+	if (r < 0) {
+		goto fail;
+	}
+	reply(m, REC_READY, 0, NULL);
+	{
+		struct rec go;
+
+		r = recv_rec(m->sock, &go);
+		if (r < 0 || go.type != REC_GO) {
+			r = error_set(&err, ECONNRESET,
+				      "the source went away before handing the VM over");
+			goto fail;
+		}
+	}
+	/* The control thread builds the VM (opens the disks) and resumes it. */
+	pthread_mutex_lock(&m->lock);
+	m->adopt_asked = true;
+	notify(m);
+	while (!m->adopt_done) {
+		pthread_cond_wait(&m->cond, &m->lock);
+	}
+	r = m->adopt_result;
+	if (r < 0) {
+		error_set(&err, -r, "%s", m->adopt_error ? m->adopt_error : "cancelled");
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (r < 0) {
+		goto fail;
+	}
+	reply(m, REC_DONE, 0, NULL);
+	atomic_store(&m->total_ms, ms_since(&m->t0));
+	set_status(m, MIG_COMPLETED);
+	log_full(LOG_INFO, m->name, NULL, "migrated in: %" PRIu64 " bytes in %" PRIu64 " ms",
+		 atomic_load(&m->transferred), atomic_load(&m->total_ms));
+	goto out;
+
+fail:
+	if (m->sock >= 0) {
+		reply(m, m->snap || m->adopt_asked ? REC_DONE : REC_READY, r < 0 ? -r : EIO,
+		      err ? err->msg : "failed");
+	}
+	set_error(m, err ? err->msg : "failed");
+	log_full(LOG_ERR, m->name, NULL, "incoming migration failed: %s", err ? err->msg : "?");
+	set_status(m, MIG_FAILED);
+out:
+	error_free(err);
+	json_decref(manifest);
+	free(state);
+	free(buf);
+	if (memfd >= 0) {
+		close(memfd);
+	}
+	if (m->sock >= 0) {
+		shutdown(m->sock, SHUT_RDWR);
+	}
+	notify(m);
+	return NULL;
+}
+
+/* ---- control thread ----------------------------------------------------------- */
+
+static struct migration *mig_new(struct registry_vm *rv, bool incoming, struct error **errp)
+{
+	struct migration *m = calloc(1, sizeof(*m));
+
+	if (!m) {
+		error_set(errp, ENOMEM, "out of memory");
+		return NULL;
+	}
+	m->rv = rv;
+	m->reg = rv->reg;
+	m->incoming = incoming;
+	m->sock = m->listen_fd = -1;
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
+	m->name = strdup(rv->name);
+	m->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	m->ev = m->efd >= 0 ? event_new(registry_base(rv->reg), m->efd, EV_READ | EV_PERSIST,
+					on_notify, m)
+			    : NULL;
+	if (!m->name || !m->ev || event_add(m->ev, NULL) < 0) {
+		mig_free(m);
+		error_set(errp, ENOMEM, "out of memory");
+		return NULL;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &m->t0);
+	return m;
+}
+
+static int spawn(struct migration *m, void *(*fn)(void *), struct error **errp)
+{
+	sigset_t all, old;
+	int r;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = pthread_create(&m->thread, NULL, fn, m);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r) {
+		return error_set_errno(errp, r, "cannot start the migration thread");
+	}
+	m->running = true;
+	return 0;
+}
+
+int migration_start(struct registry_vm *rv, const char *uri, int fd, struct error **errp)
+{
+	struct migration *m;
+	enum vm_run_state st;
+	int r;
+
+	if (!rv->vm) {
+		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				       "VM '%s' is not running", rv->name);
+	}
+	if (migration_active(rv)) {
+		return error_set(errp, EBUSY,
+				 "There's a migration process in progress"); /* QEMU's words */
+	}
+	st = vm_get_state(rv->vm);
+	if (st != VM_STATE_RUNNING && st != VM_STATE_PAUSED) {
+		return error_set(errp, EINVAL, "VM '%s' cannot migrate in state %s", rv->name,
+				 vm_run_state_name(st));
+	}
+	if (rv->busy) {
+		return error_set(errp, EBUSY, "VM '%s' is busy (being saved, started or stopped)",
+				 rv->name);
+	}
+	m = mig_new(rv, false, errp);
+	if (!m) {
+		return -ENOMEM;
+	}
+	/*
+	 * Connecting blocks for at most the kernel's connect time on a
+	 * private link; the stream itself runs on the worker.
+	 */
+	m->sock = fd >= 0 ? fd : open_uri(uri, false, errp);
+	if (m->sock < 0) {
+		r = m->sock;
+		m->sock = -1;
+		mig_free(m);
+		return r;
+	}
+	migration_free(rv);
+	rv->mig = m;
+	set_status(m, MIG_SETUP);
+	r = spawn(m, source_thread, errp);
+	if (r < 0) {
+		set_status(m, MIG_FAILED);
+		return r;
+	}
+	log_full(LOG_INFO, rv->name, NULL, "migrating to %s", uri);
+	return 0;
+}
+
+int migration_incoming(struct registry_vm *rv, const char *uri, int fd, struct error **errp)
+{
+	struct migration *m;
+	int r;
+
+	if (!rv->inmigrate || rv->vm) {
+		return error_set(errp, EINVAL,
+				 "VM '%s' is not waiting for a migration (create it with "
+				 "\"incoming\": true)",
+				 rv->name);
+	}
+	if (rv->mig && (migration_active(rv) || atomic_load(&rv->mig->status) != MIG_NONE)) {
+		return error_set(errp, EBUSY,
+				 "The incoming migration has already been started"); /* QEMU's */
+	}
+	m = mig_new(rv, true, errp);
+	if (!m) {
+		return -ENOMEM;
+	}
+	m->listen_fd = fd >= 0 ? fd : open_uri(uri, true, errp);
+	if (m->listen_fd < 0) {
+		r = m->listen_fd;
+		m->listen_fd = -1;
+		mig_free(m);
+		return r;
+	}
+	migration_free(rv);
+	rv->mig = m;
+	r = spawn(m, dest_thread, errp);
+	if (r < 0) {
+		migration_free(rv);
+		return r;
+	}
+	log_full(LOG_INFO, rv->name, NULL, "waiting for a migration on %s", uri);
+	return 0;
+}
+
+int migration_cancel(struct registry_vm *rv, struct error **errp)
+{
+	struct migration *m = rv->mig;
+
+	if (!m || !m->running || m->incoming || atomic_load(&m->status) >= MIG_COMPLETED) {
+		return 0; /* QEMU: nothing to cancel is not an error */
+	}
+	atomic_store(&m->cancel, true);
+	set_status(m, MIG_CANCELLING);
+	/* Wake the worker out of a blocked send or receive. */
+	shutdown(m->sock, SHUT_RDWR);
+	return 0;
+}
+
+json_t *migration_query(struct registry_vm *rv)
+{
+	struct migration *m = rv->mig;
+	enum mig_status s = m ? atomic_load(&m->status) : MIG_NONE;
+	json_t *o, *ram;
+
+	if (s == MIG_NONE) {
+		return json_object();
+	}
+	o = json_pack("{s:s}", "status", status_names[s]);
+	if (s == MIG_FAILED) {
+		pthread_mutex_lock(&m->lock);
+		json_object_set_new(o, "error-desc", json_string(m->error ? m->error : "failed"));
+		pthread_mutex_unlock(&m->lock);
+	}
+	if (s != MIG_ACTIVE && s != MIG_COMPLETED && s != MIG_CANCELLING) {
+		return o;
+	}
+	ram = json_pack("{s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:I, s:f, s:I, s:i}", "transferred",
+			(json_int_t)atomic_load(&m->transferred), "remaining",
+			(json_int_t)atomic_load(&m->remaining), "total",
+			(json_int_t)atomic_load(&m->total), "duplicate",
+			(json_int_t)atomic_load(&m->duplicate), "skipped", 0, "normal",
+			(json_int_t)atomic_load(&m->normal), "normal-bytes",
+			(json_int_t)(atomic_load(&m->normal) * PAGE), "dirty-pages-rate",
+			(json_int_t)atomic_load(&m->dirty_rate), "mbps",
+			(double)atomic_load(&m->mbps_x1000) / 1000.0, "dirty-sync-count",
+			(json_int_t)atomic_load(&m->passes), "page-size", (int)PAGE);
+	json_object_set_new(o, "ram", ram);
+	json_object_set_new(o, "setup-time", json_integer((json_int_t)atomic_load(&m->setup_ms)));
+	if (s == MIG_COMPLETED) {
+		json_object_set_new(o, "total-time",
+				    json_integer((json_int_t)atomic_load(&m->total_ms)));
+		if (!m->incoming) {
+			json_object_set_new(o, "downtime",
+					    json_integer((json_int_t)atomic_load(&m->downtime_ms)));
+		}
+	} else {
+		json_object_set_new(o, "total-time", json_integer((json_int_t)ms_since(&m->t0)));
+		json_object_set_new(
+			o, "expected-downtime",
+			json_integer((json_int_t)atomic_load(&m->expected_downtime_ms)));
+	}
+	return o;
+}
