@@ -115,3 +115,14 @@ tests/guests/blk-writer.elf: $(srcdir)/tests/guests/blk-writer.c $(VIRTIO_GUEST_
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
 		$(srcdir)/tests/guests/blk-writer.c
+
+
+# Live migration (daemon/migration.c): rewrites a RAM pattern and checks it, like QEMU's a-b-bootblock.
+noinst_DATA += tests/guests/migrate.elf
+CLEANFILES += tests/guests/migrate.elf
+EXTRA_DIST += tests/guests/migrate.c tests/functional/make-golden-migration.py \
+	tests/functional/golden/migration.json tests/lib/two-hosts.sh
+tests/guests/migrate.elf: $(srcdir)/tests/guests/migrate.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/migrate.c
+TESTS += tests/functional/test-migration.py

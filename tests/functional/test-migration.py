@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Live migration between two vmmd daemons (docs/migration.md), each in its
+own network namespace joined by a veth pair (tests/lib/two-hosts.sh), over
+tcp on the private /30. The guest (tests/guests/migrate.c, after QEMU's
+a-b-bootblock) rewrites a RAM pattern and checks it on every pass: after the
+move it must go on counting on the destination with its nonce (no reboot)
+and no "BAD page". Then the failure cases: a bandwidth cap too low to
+converge (QEMU's behaviour: it keeps iterating, the VM stays on the source,
+migrate_cancel ends it), cancel, the destination killed mid-stream, and a
+destination that speaks another wire version; in each the VM keeps running
+on the source. The event sequences are compared with QEMU 7.2's
+(tests/functional/golden/migration.json, make-golden-migration.py)."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vmmdtest import TOP_SRCDIR, Vmmd, main, require_tool, skip, wait_for  # noqa: E402
+from daemon_helpers import TEST_CPU, console_log, guest, wait_console  # noqa: E402
+
+PASS = re.compile(r"migrate: pass (\d+) nonce (0x[0-9a-f]+) ok")
+HOSTS = os.path.join(TOP_SRCDIR, "tests", "lib", "two-hosts.sh")
+GOLDEN = os.path.join(TOP_SRCDIR, "tests", "functional", "golden", "migration.json")
+
+
+def passes(text):
+    return [(int(m.group(1)), m.group(2)) for m in PASS.finditer(text)]
+
+
+class TwoHosts:
+    """Namespaces NAME-a (10.N.1) and NAME-b (10.N.2); removed at the end."""
+
+    def __init__(self):
+        if os.geteuid() != 0:
+            skip("network namespaces need root")
+        require_tool("ip", "tc")
+        self.name = "vmmdmig%d" % (os.getpid() % 100000)
+        n = os.getpid() % 250
+        self.net = "10.232.%d" % n
+        self.a, self.b = self.net + ".1", self.net + ".2"
+
+    def __enter__(self):
+        subprocess.run(["sh", HOSTS, "down", self.name], check=False)
+        subprocess.run(["sh", HOSTS, "up", self.name, self.net], check=True)
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run(["sh", HOSTS, "down", self.name], check=False)
+
+
+class NsVmmd(Vmmd):
+    """A vmmd started inside a network namespace (its sockets are files: the
+    test reaches them from outside)."""
+
+    def __init__(self, ns, env=None):
+        super().__init__(env=env)
+        self.ns = ns
+
+    def start(self, timeout=10.0):
+        import vmmdtest
+        real = vmmdtest.VMMD
+        wrapper = os.path.join(self.tmp, "vmmd-in-ns")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nexec ip netns exec %s %s \"$@\"\n" % (self.ns, real))
+        os.chmod(wrapper, 0o755)
+        vmmdtest.VMMD = wrapper
+        try:
+            return super().start(timeout)
+        finally:
+            vmmdtest.VMMD = real
+
+
+def vm_def(name="m1", **extra):
+    d = {"name": name, "vcpus": 1, "memory": "32M", "cpu": TEST_CPU,
+         "boot": {"kernel": guest("migrate")}}
+    d.update(extra)
+    return d
+
+
+def boot_source(src, name="m1"):
+    q = src.qmp()
+    q.ok("vm-create", dict(vm_def(name), start=True))
+    wait_console(src, name, "migrate: pass 32 ", timeout=90)
+    return q
+
+
+def incoming(dst, host, port, name="m1"):
+    q = dst.qmp()
+    q.ok("vm-create", dict(vm_def(name), incoming=True, start=True))
+    assert q.ok("query-status", vm=name)["status"] == "inmigrate"
+    q.ok("migrate-incoming", vm=name, uri="tcp:%s:%d" % (host, port))
+    return q
+
+
+def migration_events(q, vm):
+    """The migration's events on @q: from its "setup" on."""
+    evs = [e for e in q.events + q.seen
+           if e["event"] in ("MIGRATION", "MIGRATION_PASS", "STOP", "RESUME")
+           and e["data"].get("vm") == vm]
+    evs.sort(key=lambda e: (e["timestamp"]["seconds"], e["timestamp"]["microseconds"]))
+    first = next(i for i, e in enumerate(evs)
+                 if e["event"] == "MIGRATION" and e["data"]["status"] == "setup")
+    return evs[first:]
+
+
+def wait_status(q, vm, statuses, timeout=120):
+    """Wait for a MIGRATION event of @vm with one of @statuses (kept in q.seen)."""
+    if not hasattr(q, "seen"):
+        q.seen = []
+    ev = q.event("MIGRATION", timeout=timeout,
+                 pred=lambda e: e["data"].get("vm") == vm and e["data"]["status"] in statuses)
+    q.seen.append(ev)
+    return ev["data"]["status"]
+
+
+def still_counting(d, name, after, timeout=60):
+    """The guest on @d prints a pass beyond @after, with no BAD page."""
+    wait_for(lambda: any(p > after for p, _ in passes(console_log(d, name))), timeout,
+             what="the guest to go on counting on %s" % name)
+    text = console_log(d, name)
+    assert "BAD page" not in text, text[-2000:]
+
+
+def shape(events):
+    """Events as the golden file compares them: names and data without "vm",
+    MIGRATION_PASS left out (how many passes depends on the guest)."""
+    return [{"event": e["event"], "data": {k: v for k, v in e["data"].items() if k != "vm"}}
+            for e in events if e["event"] != "MIGRATION_PASS"]
+
+
+def check_passes(events):
+    """MIGRATION_PASS counts 1, 2, ... and, as in QEMU, the last sync follows STOP."""
+    nums = [e["data"]["pass"] for e in events if e["event"] == "MIGRATION_PASS"]
+    assert nums == list(range(1, len(nums) + 1)) and len(nums) >= 2, nums
+    names = [e["event"] for e in events]
+    assert names.index("STOP") < len(names) - 1 - names[::-1].index("MIGRATION_PASS"), names
+
+
+def test_migrate_between_namespaces():
+    golden = json.load(open(GOLDEN))
+    with TwoHosts() as h, NsVmmd(h.name + "-a") as src, NsVmmd(h.name + "-b") as dst:
+        qs = boot_source(src)
+        qd = incoming(dst, h.b, 4444)
+        # QEMU's defaults, and shapes of the parameters.
+        params = qs.ok("query-migrate-parameters", vm="m1")
+        assert params == golden["default-parameters"], params
+        assert qs.ok("query-migrate", vm="m1") == golden["query-migrate-before"]
+        # Plenty of bandwidth and downtime so this guest (~600 MB/s of dirty RAM) converges.
+        qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 8 << 30,
+                                                  "downtime-limit": 2000})
+        nonce = passes(console_log(src, "m1"))[-1][1]
+        qs.ok("migrate", vm="m1", uri="tcp:%s:4444" % h.b)
+        assert wait_status(qs, "m1", ("completed", "failed")) == "completed", \
+            qs.ok("query-migrate", vm="m1")
+        assert wait_status(qd, "m1", ("completed", "failed")) == "completed", \
+            qd.ok("query-migrate", vm="m1")
+        last_src = passes(console_log(src, "m1"))[-1][0]
+        info = qs.ok("query-migrate", vm="m1")
+        assert sorted(info) == golden["query-migrate-completed-keys"], info
+        assert info["ram"]["total"] == 32 << 20 and info["ram"]["remaining"] == 0, info
+        assert info["ram"]["transferred"] > 0 and info["ram"]["dirty-sync-count"] >= 2, info
+        assert 0 < info["downtime"] <= info["total-time"], info
+        # Run states: postmigrate on the source, running on the destination.
+        assert qs.ok("query-status", vm="m1")["status"] == golden["src-status-after"]
+        assert qd.ok("query-status", vm="m1")["status"] == golden["dst-status-after"]
+        err = qs.cmd("cont", vm="m1")
+        still_counting(dst, "m1", last_src)
+        after = console_log(dst, "m1")
+        assert "migrate: boot" not in after, "the guest rebooted: " + after[-1000:]
+        assert all(n == nonce for _, n in passes(after)), (nonce, after[-500:])
+        # The source's guest stopped for good.
+        time.sleep(0.5)
+        assert passes(console_log(src, "m1"))[-1][0] == last_src
+        assert "error" in err, err
+        # Event sequences as QEMU 7.2's.
+        time.sleep(0.3)
+        qs.ok("query-status", vm="m1")
+        qd.ok("query-status", vm="m1")
+        assert shape(migration_events(qs, "m1")) == shape(golden["src-events"]), \
+            migration_events(qs, "m1")
+        check_passes(migration_events(qs, "m1"))
+        check_passes(golden["src-events"])
+        assert shape(migration_events(qd, "m1")) == shape(golden["dst-events"]), \
+            migration_events(qd, "m1")
+        again = qd.cmd("migrate-incoming", vm="m1", uri="tcp:%s:4445" % h.b)
+        assert "error" in again, again
+
+
+def test_bandwidth_too_low_then_cancel():
+    with TwoHosts() as h, NsVmmd(h.name + "-a") as src, NsVmmd(h.name + "-b") as dst:
+        qs = boot_source(src)
+        qd = incoming(dst, h.b, 4446)
+        qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 4 << 20})
+        qs.ok("migrate", vm="m1", uri="tcp:%s:4446" % h.b)
+        # As QEMU without auto-converge: it keeps iterating and never stops the VM.
+        wait_for(lambda: qs.ok("query-migrate", vm="m1").get("ram", {})
+                 .get("dirty-sync-count", 0) >= 3, 120, what="three passes")
+        info = qs.ok("query-migrate", vm="m1")
+        assert info["status"] == "active", info
+        assert info["ram"]["dirty-pages-rate"] > 0 and info["expected-downtime"] > 300, info
+        assert qs.ok("query-status", vm="m1")["status"] == "running"
+        before = passes(console_log(src, "m1"))[-1][0]
+        still_counting(src, "m1", before)
+        qs.ok("migrate_cancel", vm="m1")
+        assert wait_status(qs, "m1", ("cancelled", "failed", "completed")) == "cancelled"
+        assert [e["data"]["status"] for e in migration_events(qs, "m1")
+                if e["event"] == "MIGRATION"][-2:] == ["cancelling", "cancelled"]
+        assert qs.ok("query-status", vm="m1")["status"] == "running"
+        still_counting(src, "m1", passes(console_log(src, "m1"))[-1][0])
+        # The destination saw the source go and built nothing.
+        assert wait_status(qd, "m1", ("failed", "completed")) == "failed"
+        assert qd.ok("query-status", vm="m1")["status"] == "shutdown"
+        assert "error-desc" in qd.ok("query-migrate", vm="m1")
+
+
+def test_destination_killed_mid_stream():
+    with TwoHosts() as h, NsVmmd(h.name + "-a") as src, NsVmmd(h.name + "-b") as dst:
+        qs = boot_source(src)
+        incoming(dst, h.b, 4447)
+        qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 4 << 20})
+        qs.ok("migrate", vm="m1", uri="tcp:%s:4447" % h.b)
+        wait_for(lambda: qs.ok("query-migrate", vm="m1").get("ram", {})
+                 .get("transferred", 0) > 1 << 20, 60, what="1 MiB sent")
+        dst.proc.send_signal(signal.SIGKILL)
+        dst.proc.wait()
+        assert wait_status(qs, "m1", ("failed", "completed", "cancelled")) == "failed"
+        info = qs.ok("query-migrate", vm="m1")
+        assert info["status"] == "failed" and info["error-desc"], info
+        assert qs.ok("query-status", vm="m1")["status"] == "running"
+        still_counting(src, "m1", passes(console_log(src, "m1"))[-1][0])
+
+
+def test_other_wire_version():
+    with TwoHosts() as h, NsVmmd(h.name + "-a") as src, \
+            NsVmmd(h.name + "-b", env={"VMMD_MIGRATION_WIRE_VERSION": "3"}) as dst:
+        qs = boot_source(src)
+        qd = incoming(dst, h.b, 4448)
+        qs.ok("migrate", vm="m1", uri="tcp:%s:4448" % h.b)
+        assert wait_status(qs, "m1", ("failed", "completed")) == "failed"
+        desc = qs.ok("query-migrate", vm="m1")["error-desc"]
+        assert "wire version 3" in desc and "version 1" in desc, desc
+        assert qs.ok("query-status", vm="m1")["status"] == "running"
+        assert wait_status(qd, "m1", ("failed", "completed")) == "failed"
+        desc = qd.ok("query-migrate", vm="m1")["error-desc"]
+        assert "version 1" in desc and "accepts 2 and 3" in desc, desc
+        still_counting(src, "m1", passes(console_log(src, "m1"))[-1][0])
+
+
+def test_previous_wire_version_accepted():
+    """A destination one wire version ahead takes the VM (N-1 is accepted)."""
+    with TwoHosts() as h, NsVmmd(h.name + "-a") as src, \
+            NsVmmd(h.name + "-b", env={"VMMD_MIGRATION_WIRE_VERSION": "2"}) as dst:
+        qs = boot_source(src)
+        qd = incoming(dst, h.b, 4449)
+        qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 8 << 30,
+                                                  "downtime-limit": 2000})
+        last = passes(console_log(src, "m1"))[-1][0]
+        qs.ok("migrate", vm="m1", uri="tcp:%s:4449" % h.b)
+        assert wait_status(qs, "m1", ("failed", "completed")) == "completed", \
+            qs.ok("query-migrate", vm="m1")
+        assert wait_status(qd, "m1", ("failed", "completed")) == "completed"
+        still_counting(dst, "m1", last)
+
+
+if __name__ == "__main__":
+    main(globals())

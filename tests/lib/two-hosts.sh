@@ -1,0 +1,53 @@
+#!/bin/sh
+# Two "hosts" on one machine for migration tests: network namespaces
+# NAME-a and NAME-b joined by a veth pair, with 10.X.Y.1/30 in NAME-a and
+# 10.X.Y.2/30 in NAME-b (the addresses exist only inside the namespaces).
+#
+#   two-hosts.sh up NAME [SUBNET]   SUBNET is the first three octets of the
+#                                   /30 (default 10.231.0); prints nothing
+#   two-hosts.sh shape NAME RATE    cap NAME-a -> NAME-b with tc (e.g. 20mbit)
+#   two-hosts.sh down NAME          remove both namespaces (and the veth pair)
+#
+# Run a command on a host with: ip netns exec NAME-a CMD. Needs root.
+set -eu
+
+cmd=${1:?usage: two-hosts.sh up|shape|down NAME}
+name=${2:?usage: two-hosts.sh up|shape|down NAME}
+a=$name-a
+b=$name-b
+
+case $cmd in
+up)
+	net=${3:-10.231.0}
+	ip netns add "$a"
+	if ! ip netns add "$b"; then
+		ip netns del "$a"
+		exit 1
+	fi
+	# veth names are at most 15 bytes: derive short ones from the namespace names.
+	va=v$(echo "$name" | cksum | cut -c1-8)a
+	vb=v$(echo "$name" | cksum | cut -c1-8)b
+	ip link add "$va" netns "$a" type veth peer name "$vb" netns "$b"
+	ip -n "$a" addr add "$net.1/30" dev "$va"
+	ip -n "$b" addr add "$net.2/30" dev "$vb"
+	for ns in "$a" "$b"; do
+		ip -n "$ns" link set lo up
+	done
+	ip -n "$a" link set "$va" up
+	ip -n "$b" link set "$vb" up
+	;;
+shape)
+	rate=${3:?usage: two-hosts.sh shape NAME RATE}
+	va=v$(echo "$name" | cksum | cut -c1-8)a
+	ip netns exec "$a" tc qdisc replace dev "$va" root tbf rate "$rate" burst 32kbit latency 400ms
+	;;
+down)
+	# Deleting a namespace deletes its end of the veth pair, and with it the peer.
+	ip netns del "$a" 2>/dev/null || true
+	ip netns del "$b" 2>/dev/null || true
+	;;
+*)
+	echo "two-hosts.sh: unknown command $cmd" >&2
+	exit 2
+	;;
+esac
