@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -928,6 +929,33 @@ int block_do_flush(struct block_node *bs)
 		r = block_do_flush(bs->file);
 	}
 	return r;
+}
+
+int block_set_active(struct block_node *bs, bool active, struct error **errp)
+{
+	if (!active && !bs->read_only) {
+		int r = block_flush(bs);
+
+		if (r < 0) {
+			return error_set_errno(errp, -r, "could not flush '%s'", bs->filename);
+		}
+	}
+	for (struct block_node *n = bs; n; n = n->file) {
+		if (n->drv == &file_driver) {
+			const struct file_state *fs = n->opaque;
+			int r = !fs->locked ? 0 /* opened with locking=off */
+					    : file_set_lock(n,
+							    !active	   ? F_UNLCK
+							    : n->read_only ? F_RDLCK
+									   : F_WRLCK,
+							    errp);
+
+			if (r < 0) {
+				return r;
+			}
+		}
+	}
+	return 0;
 }
 
 int block_flush(struct block_node *bs)

@@ -254,6 +254,7 @@ static int file_open(struct block_node *bs, const char *filename, json_t *opts, 
 	}
 	s->is_blk = S_ISBLK(st.st_mode);
 	s->use_threads = use_threads;
+	s->locked = locking;
 	if (s->is_blk && ioctl(fd, BLKGETSIZE64, &s->blk_len) < 0) {
 		free(s);
 		return error_set_errno(errp, errno, "could not get the size of '%s'", filename);

@@ -15,6 +15,7 @@ struct file_state {
 	bool is_blk;
 	bool use_threads; /* aio=threads: never use io_uring for this node */
 	uint64_t blk_len; /* block devices: size at open */
+	bool locked;	  /* holds the image lock (taken at open unless locking=off) */
 };
 
 /* Bytes allocated on the host for a file-protocol node (st_blocks * 512; 0 on error). */

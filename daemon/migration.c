@@ -625,8 +625,11 @@ static int handshake_source(struct migration *m, struct error **errp)
 	return 0;
 }
 
-/* Wait for the destination's READY or DONE: 0, or -errno with its message. */
-static int wait_reply(struct migration *m, uint32_t type, struct error **errp)
+/*
+ * Wait for the destination's READY or DONE: 0, or -errno with its message;
+ * *ret_refused tells an answer with an error from a lost connection.
+ */
+static int wait_reply(struct migration *m, uint32_t type, bool *ret_refused, struct error **errp)
 {
 	struct rec r;
 	char msg[512] = "";
@@ -644,6 +647,7 @@ static int wait_reply(struct migration *m, uint32_t type, struct error **errp)
 		return error_set_errno(errp, -e, "the destination went away");
 	}
 	if (r.count) {
+		*ret_refused = true;
 		return error_set(errp, (int)MIN(r.count, 4095u), "the destination failed: %s",
 				 msg[0] ? msg : strerror((int)r.count));
 	}
@@ -660,7 +664,7 @@ static void *source_thread(void *arg)
 	struct vmstate_buf state = {0};
 	json_t *manifest = NULL, *cfg = NULL;
 	char *text = NULL;
-	bool tracking = false, paused = false, held = false, go_sent = false;
+	bool tracking = false, paused = false, held = false, go_sent = false, refused = false;
 	uint64_t total = 0, t_stop = 0;
 	int r;
 
@@ -778,7 +782,7 @@ static void *source_thread(void *arg)
 		goto fail;
 	}
 	/* The destination has everything; it loads nothing until GO. */
-	r = wait_reply(m, REC_READY, &err);
+	r = wait_reply(m, REC_READY, &refused, &err);
 	if (r < 0) {
 		goto fail;
 	}
@@ -786,13 +790,31 @@ static void *source_thread(void *arg)
 		r = error_set(&err, ECANCELED, "cancelled");
 		goto fail;
 	}
+	/* Hand the images over: flushed and unlocked, the destination may open them. */
+	r = vm_disks_set_active(vm, false, &err);
+	if (r < 0) {
+		goto fail;
+	}
 	r = send_rec(m->sock, REC_GO, 0, NULL, 0);
+	go_sent = true;
 	if (r < 0) {
 		r = error_set_errno(&err, -r, "the destination went away");
 		goto fail;
 	}
-	go_sent = true;
-	r = wait_reply(m, REC_DONE, &err);
+	refused = false;
+	r = wait_reply(m, REC_DONE, &refused, &err);
+	if (r < 0 && refused) {
+		/* The destination said it does not run the VM: take the images back. */
+		struct error *e2 = NULL;
+
+		if (vm_disks_set_active(vm, true, &e2) == 0) {
+			go_sent = false;
+		} else {
+			error_prefix(&err, "taking the images back failed (%s) after: ",
+				     e2 ? e2->msg : "?");
+		}
+		error_free(e2);
+	}
 	if (r < 0) {
 		goto fail;
 	}

@@ -105,12 +105,19 @@ struct device_class {
 	 *
 	 * busy: requests in flight that a save must wait for (they complete
 	 * on the I/O thread). NULL: never busy. Any thread.
+	 *
+	 * set_active: live migration's hand-over of the device's images
+	 * (block_set_active): false = flush and release them for the
+	 * destination, true = take them back after a failed hand-over. On a
+	 * worker thread with the vCPUs parked and the I/O thread held. NULL:
+	 * the device has no image.
 	 */
 	bool stateless;
 	unsigned state_version;
 	int (*save)(void *state, struct vmstate_buf *out, struct error **errp);
 	int (*load)(void *state, struct vmstate_buf *in, unsigned version, struct error **errp);
 	unsigned (*busy)(void *state);
+	int (*set_active)(void *state, bool active, struct error **errp);
 };
 
 /*

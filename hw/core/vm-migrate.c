@@ -13,6 +13,7 @@
 #include <errno.h>
 
 #include "hw/core/kvm.h"
+#include "hw/device.h"
 #include "hw/core/memory.h"
 #include "hw/core/vm-int.h"
 
@@ -71,4 +72,29 @@ void vm_set_migrate_state(struct vm *vm, enum vm_run_state s)
 		atomic_store(&vm->state, s);
 	}
 	pthread_mutex_unlock(&vm->ctl_lock);
+}
+
+int vm_disks_set_active(struct vm *vm, bool active, struct error **errp)
+{
+	int r = 0;
+
+	for (unsigned i = 0; i < vm->n_devices; i++) {
+		const struct device_class *c = vm->devices[i].cls;
+
+		if (c->set_active) {
+			r = c->set_active(vm->devices[i].state, active, errp);
+			if (r < 0) {
+				error_prefix(errp, "%s", c->name);
+				/* Inactivating: take back what was released so far. */
+				for (unsigned j = 0; !active && j < i; j++) {
+					c = vm->devices[j].cls;
+					if (c->set_active) {
+						c->set_active(vm->devices[j].state, true, NULL);
+					}
+				}
+				return r;
+			}
+		}
+	}
+	return 0;
 }

@@ -2042,6 +2042,26 @@ static int ide_class_load(void *state, struct vmstate_buf *in, unsigned version,
 	return r;
 }
 
+static int ide_class_set_active(void *state, bool active, struct error **errp)
+{
+	struct ide *ide = ((struct ide_dev *)state)->ide;
+
+	for (unsigned c = 0; c < 2; c++) {
+		for (unsigned u = 0; u < 2; u++) {
+			struct ide_drive *d = &ide->ch[c].drive[u];
+			int r;
+
+			if (d->present && d->bs) {
+				r = block_set_active(d->bs, active, errp);
+				if (r < 0) {
+					return r;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
 const struct device_class ide_class = {
 	.name = "ide",
 	.each = DEVICE_ONCE_FOR_DISKS,
@@ -2053,4 +2073,5 @@ const struct device_class ide_class = {
 	.save = ide_class_save,
 	.load = ide_class_load,
 	.for_each_disk = ide_class_for_each_disk,
+	.set_active = ide_class_set_active,
 };

@@ -835,6 +835,13 @@ static void blk_for_each_disk(void *state, vm_disk_fn *fn, void *opaque)
 	fn(opaque, b->id, b->bs);
 }
 
+static int blk_set_active(void *state, bool active, struct error **errp)
+{
+	struct virtio_blk *b = state;
+
+	return b->bs ? block_set_active(b->bs, active, errp) : 0;
+}
+
 const struct device_class virtio_blk_class = {
 	.name = "virtio-blk",
 	.each = DEVICE_PER_DISK,
@@ -848,4 +855,5 @@ const struct device_class virtio_blk_class = {
 	.load = blk_load,
 	.busy = blk_busy,
 	.for_each_disk = blk_for_each_disk,
+	.set_active = blk_set_active,
 };

@@ -93,6 +93,14 @@ int block_pwritev(struct block_node *bs, uint64_t offset, const struct iovec *io
 int block_pread(struct block_node *bs, uint64_t offset, void *buf, size_t len);
 int block_pwrite(struct block_node *bs, uint64_t offset, const void *buf, size_t len);
 int block_flush(struct block_node *bs);
+/*
+ * Live migration's image hand-over: inactive = flushed and the image locks
+ * of its file nodes released, so another process may open it for writing;
+ * active again = the locks taken back (EBUSY naming the holder if another
+ * process took them). No I/O may be in flight; none may be issued while
+ * inactive. Backing files keep their shared read locks.
+ */
+int block_set_active(struct block_node *bs, bool active, struct error **errp);
 int block_discard(struct block_node *bs, uint64_t offset, uint64_t len);
 enum {
 	BLOCK_ZERO_MAY_UNMAP = 1u << 0, /* the range may be deallocated */

@@ -383,6 +383,13 @@ void vm_set_migrate_state(struct vm *vm, enum vm_run_state s);
  * thread stays held (nothing writes guest RAM) until vm_state_release.
  */
 struct vmstate_buf;
+/*
+ * The image hand-over (docs/migration.md), while the state is captured:
+ * false = flush every disk and release its image locks so the destination
+ * may open them; true = take them back (a failed hand-over). All or
+ * nothing when releasing.
+ */
+int vm_disks_set_active(struct vm *vm, bool active, struct error **errp);
 int vm_state_capture(struct vm *vm, struct vmstate_buf *state, json_t **ret_manifest,
 		     struct error **errp);
 void vm_state_release(struct vm *vm);

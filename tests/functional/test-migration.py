@@ -191,6 +191,77 @@ def test_migrate_between_namespaces():
         assert "error" in again, again
 
 
+TICK = re.compile(r"counter: tick (\d+) nonce (0x[0-9a-f]+) disk ok")
+
+
+def test_migrate_with_disk():
+    """The counter guest (tests/guests/counter.c) with its virtio-blk disk on an
+    image file both daemons open: the source flushes and releases the image
+    at the hand-over, the destination opens it; the guest's own check (disk
+    == RAM) holds and its counter and nonce go on."""
+    with TwoHosts() as h, NsVmmd(h.name + "-a") as src, NsVmmd(h.name + "-b") as dst:
+        disk = os.path.join(src.tmp, "shared.raw")
+        with open(disk, "wb") as f:
+            f.truncate(1 << 20)
+        d = {"name": "c1", "vcpus": 1, "memory": "32M", "cpu": TEST_CPU,
+             "boot": {"kernel": guest("counter")},
+             "disks": [{"id": "vda", "file": disk, "format": "raw"}]}
+        qs = src.qmp()
+        qs.ok("vm-create", dict(d, start=True))
+        wait_console(src, "c1", "counter: tick 3 ", timeout=90)
+        qd = dst.qmp()
+        qd.ok("vm-create", dict(d, incoming=True, start=True))
+        qd.ok("migrate-incoming", vm="c1", uri="tcp:%s:4450" % h.b)
+        qs.ok("migrate", vm="c1", uri="tcp:%s:4450" % h.b)
+        assert wait_status(qs, "c1", ("completed", "failed")) == "completed", \
+            qs.ok("query-migrate", vm="c1")
+        assert wait_status(qd, "c1", ("completed", "failed")) == "completed"
+        before = [(int(m.group(1)), m.group(2)) for m in TICK.finditer(console_log(src, "c1"))]
+        wait_console(dst, "c1", "counter: tick %d " % (before[-1][0] + 2), timeout=60)
+        after = console_log(dst, "c1")
+        ticks = [(int(m.group(1)), m.group(2)) for m in TICK.finditer(after)]
+        assert "MISMATCH" not in after and "counter: boot" not in after, after[-1500:]
+        assert ticks[0][0] in (before[-1][0] + 1, before[-1][0] + 2), (before[-1], ticks[:2])
+        assert all(n == before[-1][1] for _, n in ticks), (before[-1], ticks[:3])
+        # The destination holds the image now: the source's copy cannot take it back.
+        with open(disk, "rb") as f:
+            assert int.from_bytes(f.read(8), "little") >= ticks[0][0]
+
+
+def test_destination_cannot_open_disk():
+    """The destination fails to open its disk after GO: it says so (DONE with
+    the error), the source takes its image back and resumes; the guest's
+    disk check still holds."""
+    with TwoHosts() as h, NsVmmd(h.name + "-a") as src, NsVmmd(h.name + "-b") as dst:
+        disk = os.path.join(src.tmp, "shared.raw")
+        with open(disk, "wb") as f:
+            f.truncate(1 << 20)
+        d = {"name": "c1", "vcpus": 1, "memory": "32M", "cpu": TEST_CPU,
+             "boot": {"kernel": guest("counter")},
+             "disks": [{"id": "vda", "file": disk, "format": "raw"}]}
+        qs = src.qmp()
+        qs.ok("vm-create", dict(d, start=True))
+        wait_console(src, "c1", "counter: tick 3 ", timeout=90)
+        qd = dst.qmp()
+        gone = dict(d, disks=[{"id": "vda", "file": disk + ".missing", "format": "raw"}])
+        qd.ok("vm-create", dict(gone, incoming=True, start=True))
+        qd.ok("migrate-incoming", vm="c1", uri="tcp:%s:4451" % h.b)
+        qs.ok("migrate", vm="c1", uri="tcp:%s:4451" % h.b)
+        assert wait_status(qs, "c1", ("completed", "failed")) == "failed"
+        desc = qs.ok("query-migrate", vm="c1")["error-desc"]
+        assert "destination failed" in desc and ".missing" in desc, desc
+        assert wait_status(qd, "c1", ("completed", "failed")) == "failed"
+        assert qd.ok("query-status", vm="c1")["status"] == "shutdown"
+        assert qs.ok("query-status", vm="c1")["status"] == "running"
+        last = [int(m.group(1)) for m in TICK.finditer(console_log(src, "c1"))][-1]
+        wait_console(src, "c1", "counter: tick %d " % (last + 2), timeout=60)
+        assert "MISMATCH" not in console_log(src, "c1")
+        # The source holds its image again: a second writer is refused.
+        other = dict(d, name="c2")
+        err = qd.cmd("vm-create", dict(other, start=True))
+        assert "error" in err and "locked" in err["error"]["desc"], err
+
+
 def test_bandwidth_too_low_then_cancel():
     with TwoHosts() as h, NsVmmd(h.name + "-a") as src, NsVmmd(h.name + "-b") as dst:
         qs = boot_source(src)
