@@ -306,6 +306,22 @@ def test_destination_killed_mid_stream():
         still_counting(src, "m1", passes(console_log(src, "m1"))[-1][0])
 
 
+def test_source_killed_mid_stream():
+    with TwoHosts() as h, NsVmmd(h.name + "-a") as src, NsVmmd(h.name + "-b") as dst:
+        qs = boot_source(src)
+        qd = incoming(dst, h.b, 4452)
+        qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 4 << 20})
+        qs.ok("migrate", vm="m1", uri="tcp:%s:4452" % h.b)
+        wait_for(lambda: qd.ok("query-migrate", vm="m1").get("ram", {})
+                 .get("transferred", 0) > 1 << 20, 60, what="1 MiB received")
+        src.proc.send_signal(signal.SIGKILL)
+        src.proc.wait()
+        assert wait_status(qd, "m1", ("failed", "completed")) == "failed"
+        assert "error-desc" in qd.ok("query-migrate", vm="m1")
+        assert qd.ok("query-status", vm="m1")["status"] == "shutdown"
+        assert qd.ok("query-vms", vm="m1")[0]["status"] == "shutdown"
+
+
 def test_other_wire_version():
     with TwoHosts() as h, NsVmmd(h.name + "-a") as src, \
             NsVmmd(h.name + "-b", env={"VMMD_MIGRATION_WIRE_VERSION": "3"}) as dst:
