@@ -47,8 +47,8 @@ void guest_mem_mark_dirty(struct guest_mem *mem, const void *host, size_t len)
 
 	(void)mem;
 	if (p >= ram_a && p < ram_a + RAM_A_SIZE && len) {
-		for (size_t pg = (size_t)(p - ram_a) / 4096; pg <= (size_t)(p - ram_a + len - 1) / 4096;
-		     pg++) {
+		for (size_t pg = (size_t)(p - ram_a) / 4096;
+		     pg <= (size_t)(p - ram_a + len - 1) / 4096; pg++) {
 			dirty_a[pg] = 1;
 		}
 	}
