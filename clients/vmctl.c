@@ -1709,6 +1709,157 @@ static int cmd_nic(struct qmp_client *c, int argc, char **argv, const struct vmc
 	return vmctl_cmd_nic(c, argc, argv);
 }
 
+/* One progress line from query-migrate's answer. */
+static void print_progress(const char *name, json_t *info, bool tty)
+{
+	json_t *ram = json_object_get(info, "ram");
+	json_int_t sent = json_integer_value(json_object_get(ram, "transferred"));
+	json_int_t left = json_integer_value(json_object_get(ram, "remaining"));
+	json_int_t total = json_integer_value(json_object_get(ram, "total"));
+
+	printf("%s%s: %-9s pass %-3" JSON_INTEGER_FORMAT " sent %7.1f MiB  left %7.1f MiB of %.0f "
+	       "MiB  dirty %" JSON_INTEGER_FORMAT " pages/s%s",
+	       tty ? "\r" : "", name, str(info, "status", "?"),
+	       json_integer_value(json_object_get(ram, "dirty-sync-count")), sent / 1048576.0,
+	       left / 1048576.0, total / 1048576.0,
+	       json_integer_value(json_object_get(ram, "dirty-pages-rate")), tty ? "   " : "\n");
+	fflush(stdout);
+}
+
+/* migrate, with progress until the MIGRATION event says how it ended. */
+static int cmd_migrate(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+{
+	static const struct option opts[] = {
+		{"max-bandwidth", required_argument, NULL, 'b'},
+		{"downtime-limit", required_argument, NULL, 'd'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	json_t *params = json_object();
+	const char *name;
+	bool tty = isatty(STDOUT_FILENO);
+	json_int_t last_pass = -1;
+	uint64_t v;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "b:d:j", opts, NULL)) != -1) {
+		switch (o) {
+		case 'b':
+			if (parse_size(optarg, &v) < 0) {
+				return usage_error(
+					"--max-bandwidth '%s' is not a size in bytes per "
+					"second (e.g. 100M)",
+					optarg);
+			}
+			json_object_set_new(params, "max-bandwidth", json_integer((json_int_t)v));
+			break;
+		case 'd':
+			if (parse_u64(optarg, &v) < 0 || v > 2000000) {
+				return usage_error("--downtime-limit '%s' is not a number of "
+						   "milliseconds (at most 2000000)",
+						   optarg);
+			}
+			json_object_set_new(params, "downtime-limit", json_integer((json_int_t)v));
+			break;
+		case 'j':
+			json_output = true;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 2) {
+		return usage_error("%s", "migrate needs a VM name and a URI (tcp:HOST:PORT, "
+					 "unix:PATH)");
+	}
+	name = argv[optind];
+	if (json_object_size(params)) {
+		json_object_set_new(params, "vm", json_string(name));
+		rc = run_cmd(c, "migrate-set-parameters", params, NULL);
+		if (rc) {
+			return rc;
+		}
+	} else {
+		json_decref(params);
+	}
+	rc = run_cmd(c, "migrate", json_pack("{s:s, s:s}", "vm", name, "uri", argv[optind + 1]),
+		     NULL);
+	if (rc) {
+		return rc;
+	}
+	for (;;) {
+		json_auto_t *ev = NULL, *info = NULL;
+		struct error *err = NULL;
+		const char *status;
+		int r = qmp_client_next_event(c, 500, &ev, &err);
+
+		if (r < 0 && r != -ETIMEDOUT) {
+			return report(err, r);
+		}
+		error_free(err);
+		if (ev && (strcmp(str(ev, "event", ""), "MIGRATION") != 0 ||
+			   strcmp(str(json_object_get(ev, "data"), "vm", ""), name) != 0)) {
+			continue;
+		}
+		rc = run_cmd(c, "query-migrate", json_pack("{s:s}", "vm", name), &info);
+		if (rc) {
+			return rc;
+		}
+		status = str(info, "status", "");
+		if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
+		    strcmp(status, "cancelled") == 0) {
+			if (json_output) {
+				print_json(info);
+			} else if (tty) {
+				printf("\n");
+			}
+			if (strcmp(status, "completed") != 0) {
+				fprintf(stderr, "vmctl: migrating %s %s: %s\n", name, status,
+					str(info, "error-desc", "cancelled"));
+				return EXIT_DAEMON;
+			}
+			if (!json_output) {
+				printf("%s: migrated in %" JSON_INTEGER_FORMAT
+				       " ms (downtime %" JSON_INTEGER_FORMAT
+				       " ms, %.1f MiB sent)\n",
+				       name,
+				       json_integer_value(json_object_get(info, "total-time")),
+				       json_integer_value(json_object_get(info, "downtime")),
+				       json_integer_value(json_object_get(
+					       json_object_get(info, "ram"), "transferred")) /
+					       1048576.0);
+			}
+			return EXIT_OK;
+		}
+		if (!json_output && json_object_get(info, "ram") &&
+		    (tty || json_integer_value(json_object_get(json_object_get(info, "ram"),
+							       "dirty-sync-count")) != last_pass)) {
+			last_pass = json_integer_value(
+				json_object_get(json_object_get(info, "ram"), "dirty-sync-count"));
+			print_progress(name, info, tty);
+		}
+	}
+}
+
+/* migrate-incoming on a VM created with "incoming": true. */
+static int cmd_incoming(struct qmp_client *c, int argc, char **argv,
+			const struct vmctl_command *cmd)
+{
+	int rc;
+
+	if (argc != 3) {
+		return usage_error("%s", "incoming needs a VM name and a URI (tcp:HOST:PORT, "
+					 "unix:PATH)");
+	}
+	rc = run_cmd(c, "migrate-incoming", json_pack("{s:s, s:s}", "vm", argv[1], "uri", argv[2]),
+		     NULL);
+	if (rc == EXIT_OK && !json_output) {
+		printf("%s: waiting for a migration on %s\n", argv[1], argv[2]);
+	}
+	return rc;
+}
+
 static const struct vmctl_command commands[] = {
 	{"list", cmd_list, "", "list the defined VMs",
 	 "Prints NAME, STATE, VCPUS, MEMORY and AUTOSTART of every VM (--json: the query-vms\n"
@@ -1797,6 +1948,19 @@ static const struct vmctl_command commands[] = {
 	 "                 + device_add\n"
 	 "  nic remove NAME ID [--timeout S]\n"
 	 "                 device_del, wait for the eject, then netdev_del\n"},
+	{"migrate", cmd_migrate, "NAME URI [--max-bandwidth SIZE] [--downtime-limit MS]",
+	 "move a running VM to another vmmd (live migration)",
+	 "  URI                    tcp:HOST:PORT or unix:PATH where the destination listens\n"
+	 "                         ('vmctl incoming' there, on a VM with \"incoming\": true)\n"
+	 "  --max-bandwidth SIZE   bytes per second (default 128M, QEMU's)\n"
+	 "  --downtime-limit MS    the longest pause allowed at the switch (default 300)\n"
+	 "Shows each pass (data sent and left, dirty rate) until the migration ends; exit 0\n"
+	 "when the destination runs the VM. A VM that dirties RAM faster than the link\n"
+	 "carries never converges: interrupt and run 'vmctl migrate-cancel NAME'.\n"},
+	{"migrate-cancel", simple, "NAME", "cancel a live migration (the VM runs on here)", "",
+	 "migrate_cancel", "migration cancelled"},
+	{"incoming", cmd_incoming, "NAME URI",
+	 "listen on URI for a migration of a VM created with \"incoming\": true", ""},
 	{"qmp", cmd_qmp, "[JSON]", "send one raw protocol command (or stdin), print the reply",
 	 "The command is a QMP object such as '{\"execute\": \"query-vms\"}'; see\n"
 	 "vmmd-protocol(7).\n"},

@@ -354,5 +354,31 @@ def test_previous_wire_version_accepted():
         still_counting(dst, "m1", last)
 
 
+def test_vmctl_migrate_over_unix():
+    """vmctl incoming / vmctl migrate between two daemons on one host over a
+    unix: socket, with progress lines and the result."""
+    with Vmmd() as src, Vmmd() as dst:
+        qs = boot_source(src)
+        qd = dst.qmp()
+        qd.ok("vm-create", dict(vm_def(), incoming=True, start=True))
+        sock = os.path.join(dst.tmp, "mig.sock")
+        p = dst.vmctl("incoming", "m1", "unix:" + sock)
+        assert "waiting for a migration" in p.stdout, p.stdout
+        last = passes(console_log(src, "m1"))[-1][0]
+        p = src.vmctl("migrate", "m1", "unix:" + sock, "--max-bandwidth", "8G",
+                      "--downtime-limit", "2000", timeout=120)
+        lines = p.stdout.splitlines()
+        assert any(re.match(r"m1: active +pass \d+ +sent +[\d.]+ MiB", x) for x in lines), lines
+        assert re.match(r"m1: migrated in \d+ ms \(downtime \d+ ms, [\d.]+ MiB sent\)",
+                        lines[-1]), lines
+        assert qs.ok("query-status", vm="m1")["status"] == "postmigrate"
+        still_counting(dst, "m1", last)
+        # A second migration of the postmigrate VM is refused; vmctl says why.
+        p = src.vmctl("migrate", "m1", "unix:" + sock, check=False)
+        assert p.returncode == 1 and "postmigrate" in p.stderr, (p.returncode, p.stderr)
+        p = src.vmctl("migrate", "m1", check=False)
+        assert p.returncode == 2, p.returncode
+
+
 if __name__ == "__main__":
     main(globals())
