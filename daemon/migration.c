@@ -107,8 +107,9 @@ struct migration {
 	bool running; /* the worker exists and is not joined */
 	int efd;      /* worker -> control thread */
 	struct event *ev;
-	int sock;      /* the connection (worker's) */
-	int listen_fd; /* destination, until accepted */
+	_Atomic int sock; /* the connection (set by the worker once connected) */
+	char *uri;	  /* source: where to connect (on the worker) */
+	int listen_fd;	  /* destination, until accepted */
 	_Atomic int status;
 	_Atomic bool cancel;
 	struct timespec t0;
@@ -119,8 +120,9 @@ struct migration {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	char *error;
-	/* destination hand-off: the worker asks, the control thread answers */
-	struct vm_snapshot *snap;
+	/* destination hand-off: the worker builds the VM, the control thread adopts it */
+	struct registry_instance *inst;
+	struct vm *new_vm;
 	bool adopt_asked, adopt_done;
 	int adopt_result;
 	char *adopt_error;
@@ -260,8 +262,53 @@ static int parse_tcp(const char *spec, char **ret_host, char **ret_port)
 	return host && *ret_port ? 0 : -ENOMEM;
 }
 
-/* Open the listening (@listen) or connected socket for @uri; -errno with a message. */
-static int open_uri(const char *uri, bool listen_it, struct error **errp)
+/*
+ * Connect @fd to @addr, giving up after MIGRATION_CONNECT_TIMEOUT_MS or when
+ * *@cancel is set (NULL: never); 0 or -errno.
+ */
+#define MIGRATION_CONNECT_TIMEOUT_MS 30000
+static int connect_cancellable(int fd, const struct sockaddr *addr, socklen_t len,
+			       _Atomic bool *cancel)
+{
+	int flags = fcntl(fd, F_GETFL), err = 0;
+	socklen_t elen = sizeof(err);
+
+	if (!cancel) {
+		return connect(fd, addr, len) == 0 ? 0 : -errno;
+	}
+	fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	if (connect(fd, addr, len) < 0) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		int waited = 0;
+
+		if (errno != EINPROGRESS) {
+			return -errno;
+		}
+		while (poll(&p, 1, 200) == 0) {
+			waited += 200;
+			if (atomic_load(cancel)) {
+				return -ECANCELED;
+			}
+			if (waited >= MIGRATION_CONNECT_TIMEOUT_MS) {
+				return -ETIMEDOUT;
+			}
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0) {
+			return -errno;
+		}
+		if (err) {
+			return -err;
+		}
+	}
+	fcntl(fd, F_SETFL, flags);
+	return 0;
+}
+
+/*
+ * Open the listening (@listen) or connected socket for @uri; -errno with a
+ * message. Connecting stops early when *@cancel is set.
+ */
+static int open_uri(const char *uri, bool listen_it, _Atomic bool *cancel, struct error **errp)
 {
 	if (strncmp(uri, "tcp:", 4) == 0) {
 		_cleanup_free_ char *host = NULL, *port = NULL;
@@ -291,9 +338,15 @@ static int open_uri(const char *uri, bool listen_it, struct error **errp)
 				    listen(fd, 1) == 0) {
 					break;
 				}
-			} else if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-				setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
-				break;
+			} else {
+				int c = connect_cancellable(fd, a->ai_addr, a->ai_addrlen, cancel);
+
+				if (c == 0) {
+					setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one,
+						   sizeof(one));
+					break;
+				}
+				errno = -c;
 			}
 			err = errno;
 			close(fd);
@@ -330,7 +383,7 @@ static int open_uri(const char *uri, bool listen_it, struct error **errp)
 				    ? 0
 				    : -errno;
 		} else {
-			r = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : -errno;
+			r = connect_cancellable(fd, (struct sockaddr *)&sa, sizeof(sa), cancel);
 		}
 		if (r < 0) {
 			close(fd);
@@ -377,11 +430,11 @@ static void on_notify(evutil_socket_t fd, short what, void *opaque)
 	pthread_mutex_unlock(&m->lock);
 	if (ask) {
 		struct error *err = NULL;
-		struct vm_snapshot *snap = m->snap;
 		int r;
 
-		m->snap = NULL;
-		r = registry_adopt(m->rv, snap, false, &err);
+		r = registry_adopt(m->rv, m->inst, m->new_vm, false, &err);
+		m->inst = NULL;
+		m->new_vm = NULL;
 		pthread_mutex_lock(&m->lock);
 		m->adopt_result = r;
 		m->adopt_error = r < 0 ? strdup(err ? err->msg : "cannot build the VM") : NULL;
@@ -434,7 +487,11 @@ static void mig_free(struct migration *m)
 	if (m->listen_fd >= 0) {
 		close(m->listen_fd);
 	}
-	vm_snapshot_close(m->snap);
+	if (m->new_vm) {
+		vm_destroy(m->new_vm);
+	}
+	registry_instance_free(m->inst);
+	free(m->uri);
 	free(m->error);
 	free(m->adopt_error);
 	free(m->name);
@@ -669,6 +726,15 @@ static void *source_thread(void *arg)
 	int r;
 
 	pthread_setname_np(pthread_self(), "migrate-out");
+	if (m->sock < 0) {
+		int fd = open_uri(m->uri, false, &m->cancel, &err);
+
+		if (fd < 0) {
+			r = fd;
+			goto fail;
+		}
+		m->sock = fd;
+	}
 	s.buf = malloc((size_t)BATCH_PAGES * (8 + PAGE));
 	for (unsigned i = 0; i < vm_ram_region_count(vm); i++) {
 		uint64_t gpa, size;
@@ -936,10 +1002,12 @@ static void *dest_thread(void *arg)
 	struct wire_header h, rep;
 	struct pollfd pfd = {.fd = m->listen_fd, .events = POLLIN};
 	json_t *manifest = NULL;
+	struct vm_snapshot *snap = NULL;
 	void *state = NULL;
 	uint64_t state_len = 0, mem_size = 0;
 	uint8_t *buf = NULL;
 	int memfd = -1, r;
+	bool ready_sent = false;
 	unsigned ver;
 
 	pthread_setname_np(pthread_self(), "migrate-in");
@@ -1062,7 +1130,7 @@ static void *dest_thread(void *arg)
 		r = error_set(&err, EPROTO, "the stream ended without RAM, manifest or state");
 		goto fail;
 	}
-	r = vm_snapshot_from_stream(manifest, state, state_len, memfd, &m->snap, &err);
+	r = vm_snapshot_from_stream(manifest, state, state_len, memfd, &snap, &err);
 	manifest = NULL;
 	state = NULL;
 	memfd = -1;
@@ -1070,6 +1138,7 @@ static void *dest_thread(void *arg)
 		goto fail;
 	}
 	reply(m, REC_READY, 0, NULL);
+	ready_sent = true;
 	{
 		struct rec go;
 
@@ -1080,7 +1149,17 @@ static void *dest_thread(void *arg)
 			goto fail;
 		}
 	}
-	/* The control thread builds the VM (opens the disks) and resumes it. */
+	/*
+	 * Build the VM here (its disks open now that the source released
+	 * them; RAM is the memfd mapped privately), then the control thread
+	 * adopts and resumes it.
+	 */
+	r = vm_restore(m->rv->cfg, registry_instance_host(m->inst), snap, true, &m->new_vm, &err);
+	vm_snapshot_close(snap);
+	snap = NULL;
+	if (r < 0) {
+		goto fail;
+	}
 	pthread_mutex_lock(&m->lock);
 	m->adopt_asked = true;
 	notify(m);
@@ -1104,7 +1183,7 @@ static void *dest_thread(void *arg)
 
 fail:
 	if (m->sock >= 0) {
-		reply(m, m->snap || m->adopt_asked ? REC_DONE : REC_READY, r < 0 ? -r : EIO,
+		reply(m, ready_sent ? REC_DONE : REC_READY, r < 0 ? -r : EIO,
 		      err ? err->msg : "failed");
 	}
 	set_error(m, err ? err->msg : "failed");
@@ -1112,6 +1191,7 @@ fail:
 	set_status(m, MIG_FAILED);
 out:
 	error_free(err);
+	vm_snapshot_close(snap);
 	json_decref(manifest);
 	free(state);
 	free(buf);
@@ -1198,16 +1278,18 @@ int migration_start(struct registry_vm *rv, const char *uri, int fd, struct erro
 	if (!m) {
 		return -ENOMEM;
 	}
-	/*
-	 * Connecting blocks for at most the kernel's connect time on a
-	 * private link; the stream itself runs on the worker.
-	 */
-	m->sock = fd >= 0 ? fd : open_uri(uri, false, errp);
-	if (m->sock < 0) {
-		r = m->sock;
-		m->sock = -1;
+	/* As QEMU: connecting is part of the migration, a failure a "failed" status. */
+	m->sock = fd;
+	if (fd < 0 && !(m->uri = strdup(uri))) {
 		mig_free(m);
-		return r;
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	if (fd < 0 && strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "unix:", 5) != 0) {
+		mig_free(m);
+		return error_set(errp, EINVAL,
+				 "migration URI '%s' is not supported (tcp:HOST:PORT, unix:PATH, "
+				 "fd:NAME)",
+				 uri);
 	}
 	migration_free(rv);
 	rv->mig = m;
@@ -1240,7 +1322,12 @@ int migration_incoming(struct registry_vm *rv, const char *uri, int fd, struct e
 	if (!m) {
 		return -ENOMEM;
 	}
-	m->listen_fd = fd >= 0 ? fd : open_uri(uri, true, errp);
+	m->inst = registry_adopt_prepare(rv, errp);
+	if (!m->inst) {
+		mig_free(m);
+		return -ENOMEM;
+	}
+	m->listen_fd = fd >= 0 ? fd : open_uri(uri, true, NULL, errp);
 	if (m->listen_fd < 0) {
 		r = m->listen_fd;
 		m->listen_fd = -1;
@@ -1268,7 +1355,9 @@ int migration_cancel(struct registry_vm *rv, struct error **errp)
 	atomic_store(&m->cancel, true);
 	set_status(m, MIG_CANCELLING);
 	/* Wake the worker out of a blocked send or receive. */
-	shutdown(m->sock, SHUT_RDWR);
+	if (m->sock >= 0) {
+		shutdown(m->sock, SHUT_RDWR);
+	}
 	return 0;
 }
 

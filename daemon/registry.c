@@ -2062,18 +2062,15 @@ err:
 	return r;
 }
 
-int registry_adopt(struct registry_vm *rv, struct vm_snapshot *snap, bool paused,
-		   struct error **errp)
+struct registry_instance *registry_adopt_prepare(struct registry_vm *rv, struct error **errp)
 {
 	struct registry *reg = rv->reg;
 	struct registry_instance *inst;
-	struct vm *vm = NULL;
-	int r;
 
 	inst = calloc(1, sizeof(*inst) + strlen(rv->name) + 1);
 	if (!inst) {
-		vm_snapshot_close(snap);
-		return error_set(errp, ENOMEM, "out of memory");
+		error_set(errp, ENOMEM, "out of memory");
+		return NULL;
 	}
 	strcpy(inst->name, rv->name);
 	inst->reg = reg;
@@ -2084,24 +2081,32 @@ int registry_adopt(struct registry_vm *rv, struct vm_snapshot *snap, bool paused
 	inst->host.event = on_vm_event;
 	inst->host.get_fd = on_get_fd;
 	inst->host.opaque = inst;
-	r = take_fds(reg, rv->cfg, inst, errp);
-	if (r < 0) {
-		vm_snapshot_close(snap);
+	if (take_fds(reg, rv->cfg, inst, errp) < 0) {
 		instance_free(inst);
-		return r;
+		return NULL;
 	}
-	/*
-	 * On the control thread, unlike vm-restore: RAM is the received memfd
-	 * mapped privately (nothing is read), but the disks are opened here
-	 * (docs/migration.md).
-	 */
-	r = vm_restore(rv->cfg, &inst->host, snap, true, &vm, errp);
-	vm_snapshot_close(snap);
-	if (r < 0) {
-		instance_free(inst);
-		return r;
-	}
-	r = reg->hooks->vm_up(reg->hooks->opaque, rv->name, errp);
+	return inst;
+}
+
+const struct vm_host *registry_instance_host(struct registry_instance *inst)
+{
+	return &inst->host;
+}
+
+void registry_instance_free(struct registry_instance *inst)
+{
+	instance_free(inst);
+}
+
+int registry_adopt(struct registry_vm *rv, struct registry_instance *inst, struct vm *vm,
+		   bool paused, struct error **errp)
+{
+	struct registry *reg = rv->reg;
+	int r;
+
+	instance_drop_fds(inst);
+	r = reg->shutting_down ? error_set(errp, ECANCELED, "vmmd is stopping")
+			       : reg->hooks->vm_up(reg->hooks->opaque, rv->name, errp);
 	if (r < 0) {
 		vm_destroy(vm);
 		instance_free(inst);

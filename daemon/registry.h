@@ -203,11 +203,18 @@ void registry_shutdown(struct registry *reg);
 /*
  * Live migration's hooks (daemon/migration.c). registry_queue_event may be
  * called from any thread: the event is emitted on the control thread.
- * registry_adopt (control thread) builds @rv's VM from @snap (taken) with
- * @rv's own definition, running unless @paused; all or nothing.
- * registry_migration_busy: a migration uses @rv's VM (destroy refused).
+ * An incoming VM is built in three steps: registry_adopt_prepare (control
+ * thread: the VM's instance, with the fds its definition names), then
+ * vm_restore with registry_instance_host() on the migration's worker, then
+ * registry_adopt (control thread: takes @inst and @vm, opens the VM's
+ * socket, resumes it unless @paused; on failure destroys both).
+ * registry_instance_free drops an instance that was never adopted.
  */
+struct registry_instance;
 void registry_queue_event(struct registry *reg, const char *vm, const char *name, json_t *data);
-int registry_adopt(struct registry_vm *rv, struct vm_snapshot *snap, bool paused,
-		   struct error **errp);
+struct registry_instance *registry_adopt_prepare(struct registry_vm *rv, struct error **errp);
+const struct vm_host *registry_instance_host(struct registry_instance *inst);
+void registry_instance_free(struct registry_instance *inst);
+int registry_adopt(struct registry_vm *rv, struct registry_instance *inst, struct vm *vm,
+		   bool paused, struct error **errp);
 struct event_base *registry_base(struct registry *reg);

@@ -354,6 +354,20 @@ def test_previous_wire_version_accepted():
         still_counting(dst, "m1", last)
 
 
+def test_nobody_listening():
+    """As QEMU: migrate answers at once; the failed connect is a "failed" status."""
+    with Vmmd() as src:
+        qs = boot_source(src)
+        qs.ok("migrate", vm="m1", uri="unix:" + os.path.join(src.tmp, "nobody.sock"))
+        assert wait_status(qs, "m1", ("failed", "completed")) == "failed"
+        desc = qs.ok("query-migrate", vm="m1")["error-desc"]
+        assert "cannot connect" in desc and "nobody.sock" in desc, desc
+        assert qs.ok("query-status", vm="m1")["status"] == "running"
+        err = qs.cmd("migrate", vm="m1", uri="ftp:x")
+        assert "not supported" in err["error"]["desc"], err
+        still_counting(src, "m1", passes(console_log(src, "m1"))[-1][0])
+
+
 def test_vmctl_migrate_over_unix():
     """vmctl incoming / vmctl migrate between two daemons on one host over a
     unix: socket, with progress lines and the result."""
