@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Live migration benchmark: vmmd against QEMU 7.2 migrating the same guest
+over the same link: two network namespaces joined by a veth pair
+(tests/lib/two-hosts.sh), tcp on the private /30, optionally shaped with
+--rate (tc tbf on the source side).
+
+The guest is tests/guests/migrate.elf (QEMU boots it through its PVH note):
+it rewrites one byte of each page from 4 to 12 MiB pass after pass and
+checks them, printing "migrate: pass N ... ok" every 16 passes. Each round,
+per VMM: boot a source and an incoming destination (vmmd: a VM with
+"incoming": true; QEMU: -incoming defer, capability events), wait for pass
+32, set max-bandwidth and downtime-limit (the same for both), migrate, poll
+query-migrate until completed, then check the destination prints a later
+pass and no "BAD page".
+
+Reported, median over rounds: total_ms and downtime_ms (query-migrate's
+total-time and downtime), setup_ms, transferred_mib, passes (dirty-sync-
+count). Nothing here asserts a speed. Needs root, iproute2, KVM, QEMU.
+
+Usage: tests/bench/migration.py [--build DIR] [--rounds N]
+           [--max-bandwidth BYTES] [--downtime-limit MS] [--rate 1gbit]
+Output: one "BENCH {json}" line per VMM, then a table.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+sys.path.insert(0, os.path.join(TOP, "tests", "lib"))
+from vmmdtest import QMP, wait_for  # noqa: E402
+
+HOSTS = os.path.join(TOP, "tests", "lib", "two-hosts.sh")
+QEMU = "qemu-system-x86_64"
+CPU_VMMD = "host,-cx16,-xsave"
+CPU_QEMU = "host,-cx16,-xsave,-arch-capabilities"
+PASS = re.compile(r"migrate: pass (\d+) nonce (0x[0-9a-f]+) ok")
+
+
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def last_pass(path):
+    p = [int(m.group(1)) for m in PASS.finditer(read(path))]
+    return p[-1] if p else 0
+
+
+def wait_qmp(path):
+    wait_for(lambda: os.path.exists(path), 30, what=path)
+    return QMP(path)
+
+
+def finish(q, vm):
+    """Poll query-migrate (source) until it ends; its final answer."""
+    args = {"vm": vm} if vm else {}
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        info = q.ok("query-migrate", args)
+        if info.get("status") in ("completed", "failed", "cancelled"):
+            return info
+        time.sleep(0.02)
+    raise RuntimeError("migration did not end in 600 s")
+
+
+def row(info, after_ok):
+    if info.get("status") != "completed":
+        raise RuntimeError("migration %s: %s" % (info.get("status"), info.get("error-desc")))
+    ram = info["ram"]
+    return {"total_ms": info["total-time"], "downtime_ms": info["downtime"],
+            "setup_ms": info.get("setup-time", 0),
+            "transferred_mib": round(ram["transferred"] / 1048576.0, 2),
+            "passes": ram["dirty-sync-count"], "guest_ok": after_ok}
+
+
+def vmmd_round(build, guest, ns, addr, port, params, tmp):
+    procs = []
+    try:
+        qs = []
+        for side, n in (("a", ns[0]), ("b", ns[1])):
+            d = os.path.join(tmp, "vmmd-" + side)
+            os.makedirs(d)
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", n, os.path.join(build, "vmmd"), "--socket",
+                 os.path.join(d, "sock"), "--state-dir", os.path.join(d, "state"),
+                 "--run-dir", os.path.join(d, "run")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            qs.append(wait_qmp(os.path.join(d, "sock")))
+        vm = {"name": "m", "vcpus": 1, "memory": "32M", "cpu": CPU_VMMD,
+              "boot": {"kernel": guest}}
+        qs[0].ok("vm-create", dict(vm, start=True))
+        src_log = os.path.join(tmp, "vmmd-a", "run", "vms", "m.console")
+        dst_log = os.path.join(tmp, "vmmd-b", "run", "vms", "m.console")
+        wait_for(lambda: last_pass(src_log) >= 32, 120, what="vmmd guest pass 32")
+        qs[1].ok("vm-create", dict(vm, incoming=True, start=True))
+        uri = "tcp:%s:%d" % (addr, port)
+        qs[1].ok("migrate-incoming", {"vm": "m", "uri": uri})
+        qs[0].ok("migrate-set-parameters", dict(params, vm="m"))
+        qs[0].ok("migrate", {"vm": "m", "uri": uri})
+        info = finish(qs[0], "m")
+        before = last_pass(src_log)
+        ok = info.get("status") == "completed" and wait_for(
+            lambda: last_pass(dst_log) > before, 60, what="vmmd guest on the destination")
+        return row(info, bool(ok) and "BAD" not in read(dst_log))
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+
+
+def qemu_round(guest, ns, addr, port, params, tmp):
+    procs = []
+    try:
+        qs = []
+        for side, n in (("a", ns[0]), ("b", ns[1])):
+            sock = os.path.join(tmp, "qemu-%s.qmp" % side)
+            extra = ["-incoming", "defer"] if side == "b" else []
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", n, QEMU, "-accel", "kvm", "-M", "pc", "-cpu", CPU_QEMU,
+                 "-m", "32", "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
+                 "-serial", "file:" + os.path.join(tmp, "qemu-%s.log" % side),
+                 "-kernel", guest, "-qmp", "unix:%s,server=on,wait=off" % sock] + extra,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            qs.append(wait_qmp(sock))
+        for q in qs:
+            q.ok("migrate-set-capabilities",
+                 {"capabilities": [{"capability": "events", "state": True}]})
+        src_log, dst_log = (os.path.join(tmp, "qemu-a.log"), os.path.join(tmp, "qemu-b.log"))
+        wait_for(lambda: last_pass(src_log) >= 32, 120, what="QEMU guest pass 32")
+        uri = "tcp:%s:%d" % (addr, port)
+        qs[1].ok("migrate-incoming", {"uri": uri})
+        qs[0].ok("migrate-set-parameters", params)
+        qs[0].ok("migrate", {"uri": uri})
+        info = finish(qs[0], None)
+        before = last_pass(src_log)
+        ok = info.get("status") == "completed" and wait_for(
+            lambda: last_pass(dst_log) > before, 60, what="QEMU guest on the destination")
+        return row(info, bool(ok) and "BAD" not in read(dst_log))
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def median(v):
+    v = sorted(v)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default=os.environ.get("top_builddir") or
+                    os.path.join(TOP, "build"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--max-bandwidth", type=int, default=8 << 30)
+    ap.add_argument("--downtime-limit", type=int, default=2000)
+    ap.add_argument("--rate", help="shape the link (tc tbf rate, e.g. 1gbit)")
+    a = ap.parse_args()
+    guest = os.path.join(a.build, "tests", "guests", "migrate.elf")
+    if os.geteuid() != 0 or not shutil.which(QEMU) or not os.path.exists(guest):
+        sys.exit("needs root, %s and %s (make)" % (QEMU, guest))
+    params = {"max-bandwidth": a.max_bandwidth, "downtime-limit": a.downtime_limit}
+    name = "vmmdbench%d" % (os.getpid() % 10000)
+    net = "10.233.%d" % (os.getpid() % 250)
+    subprocess.run(["sh", HOSTS, "up", name, net], check=True)
+    results = {"vmmd": [], "qemu": []}
+    try:
+        if a.rate:
+            subprocess.run(["sh", HOSTS, "shape", name, a.rate], check=True)
+        ns = (name + "-a", name + "-b")
+        for r in range(a.rounds):
+            order = ("vmmd", "qemu") if r % 2 == 0 else ("qemu", "vmmd")
+            for vmm in order:
+                with tempfile.TemporaryDirectory(prefix="vmmd-bench-mig.") as tmp:
+                    port = 5000 + r * 2 + (vmm == "qemu")
+                    if vmm == "vmmd":
+                        results[vmm].append(vmmd_round(a.build, guest, ns, net + ".2", port,
+                                                       params, tmp))
+                    else:
+                        results[vmm].append(qemu_round(guest, ns, net + ".2", port, params,
+                                                       tmp))
+    finally:
+        subprocess.run(["sh", HOSTS, "down", name], check=False)
+    keys = ("total_ms", "downtime_ms", "setup_ms", "transferred_mib", "passes")
+    summary = {}
+    for vmm, rows in results.items():
+        summary[vmm] = {k: median([x[k] for x in rows]) for k in keys}
+        summary[vmm]["guest_ok"] = all(x["guest_ok"] for x in rows)
+        summary[vmm]["rounds"] = len(rows)
+        print("BENCH " + json.dumps({"vmm": vmm, "params": params, "rate": a.rate,
+                                     **summary[vmm]}))
+    print("%-16s %10s %10s %8s" % ("median", "vmmd", "qemu", "ratio"))
+    for k in keys:
+        v, q = summary["vmmd"][k], summary["qemu"][k]
+        print("%-16s %10s %10s %8s" % (k, v, q, "%.2f" % (v / q) if q else "-"))
+    print("%-16s %10s %10s" % ("guest_ok", summary["vmmd"]["guest_ok"],
+                               summary["qemu"]["guest_ok"]))
+
+
+main()
