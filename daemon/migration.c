@@ -28,6 +28,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -242,6 +244,25 @@ static void fill_header(struct wire_header *h, uint32_t status)
 	snprintf(h->vmmd_version, sizeof(h->vmmd_version), "%s", PACKAGE_VERSION);
 }
 
+/*
+ * A cut link must end the migration (the source then resumes) rather than
+ * hang it: TCP gives up on data unacknowledged for MIGRATION_LINK_TIMEOUT_S
+ * (TCP_USER_TIMEOUT), and keepalive probes find a dead peer of an idle
+ * connection in about the same time. Not for unix: or fd: sockets.
+ */
+#define MIGRATION_LINK_TIMEOUT_S 30
+static void set_link_timeouts(int fd)
+{
+	unsigned ms = MIGRATION_LINK_TIMEOUT_S * 1000;
+	int one = 1, idle = 10, intvl = 5, cnt = 4;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 /* ---- connecting ------------------------------------------------------------ */
 
 static int parse_tcp(const char *spec, char **ret_host, char **ret_port)
@@ -342,8 +363,8 @@ static int open_uri(const char *uri, bool listen_it, _Atomic bool *cancel, struc
 				int c = connect_cancellable(fd, a->ai_addr, a->ai_addrlen, cancel);
 
 				if (c == 0) {
-					setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one,
-						   sizeof(one));
+					setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+					set_link_timeouts(fd);
 					break;
 				}
 				errno = -c;
@@ -1022,6 +1043,7 @@ static void *dest_thread(void *arg)
 		r = error_set_errno(&err, errno, "accept");
 		goto fail;
 	}
+	set_link_timeouts(m->sock); /* fails harmlessly on a unix socket */
 	clock_gettime(CLOCK_MONOTONIC, &m->t0);
 	set_status(m, MIG_SETUP);
 	r = read_full(m->sock, &h, sizeof(h));

@@ -322,6 +322,26 @@ def test_source_killed_mid_stream():
         assert qd.ok("query-vms", vm="m1")[0]["status"] == "shutdown"
 
 
+def test_network_cut():
+    """The link cut mid-stream (slow: TCP gives up after 30 s): both sides end
+    "failed", the VM runs on at the source and nowhere else."""
+    if os.environ.get("VMMD_SLOW_TESTS") != "1":
+        skip("needs VMMD_SLOW_TESTS=1 (waits for the 30 s link timeout)")
+    with TwoHosts() as h, NsVmmd(h.name + "-a") as src, NsVmmd(h.name + "-b") as dst:
+        qs = boot_source(src)
+        qd = incoming(dst, h.b, 4453)
+        qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 4 << 20})
+        qs.ok("migrate", vm="m1", uri="tcp:%s:4453" % h.b)
+        wait_for(lambda: qs.ok("query-migrate", vm="m1").get("ram", {})
+                 .get("transferred", 0) > 1 << 20, 60, what="1 MiB sent")
+        subprocess.run(["sh", HOSTS, "cut", h.name], check=True)
+        assert wait_status(qs, "m1", ("failed", "completed"), timeout=120) == "failed"
+        assert qs.ok("query-status", vm="m1")["status"] == "running"
+        assert wait_status(qd, "m1", ("failed", "completed"), timeout=120) == "failed"
+        assert qd.ok("query-status", vm="m1")["status"] == "shutdown"
+        still_counting(src, "m1", passes(console_log(src, "m1"))[-1][0])
+
+
 def test_other_wire_version():
     with TwoHosts() as h, NsVmmd(h.name + "-a") as src, \
             NsVmmd(h.name + "-b", env={"VMMD_MIGRATION_WIRE_VERSION": "3"}) as dst:

@@ -6,13 +6,14 @@
 #   two-hosts.sh up NAME [SUBNET]   SUBNET is the first three octets of the
 #                                   /30 (default 10.231.0); prints nothing
 #   two-hosts.sh shape NAME RATE    cap NAME-a -> NAME-b with tc (e.g. 20mbit)
+#   two-hosts.sh cut NAME           cut the link (both ends down): a network cut
 #   two-hosts.sh down NAME          remove both namespaces (and the veth pair)
 #
 # Run a command on a host with: ip netns exec NAME-a CMD. Needs root.
 set -eu
 
-cmd=${1:?usage: two-hosts.sh up|shape|down NAME}
-name=${2:?usage: two-hosts.sh up|shape|down NAME}
+cmd=${1:?usage: two-hosts.sh up|shape|cut|down NAME}
+name=${2:?usage: two-hosts.sh up|shape|cut|down NAME}
 a=$name-a
 b=$name-b
 
@@ -40,6 +41,12 @@ shape)
 	rate=${3:?usage: two-hosts.sh shape NAME RATE}
 	va=v$(echo "$name" | cksum | cut -c1-8)a
 	ip netns exec "$a" tc qdisc replace dev "$va" root tbf rate "$rate" burst 32kbit latency 400ms
+	;;
+cut)
+	va=v$(echo "$name" | cksum | cut -c1-8)a
+	vb=v$(echo "$name" | cksum | cut -c1-8)b
+	ip -n "$a" link set "$va" down
+	ip -n "$b" link set "$vb" down
 	;;
 down)
 	# Deleting a namespace deletes its end of the veth pair, and with it the peer.
