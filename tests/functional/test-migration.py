@@ -342,6 +342,26 @@ def test_network_cut():
         still_counting(src, "m1", passes(console_log(src, "m1"))[-1][0])
 
 
+def test_other_cpu_model():
+    """A destination defined with another CPU model refuses the state after
+    GO ("CPU model mismatch"): the source resumes, nothing runs there."""
+    with TwoHosts() as h, NsVmmd(h.name + "-a") as src, NsVmmd(h.name + "-b") as dst:
+        qs = boot_source(src)
+        qd = dst.qmp()
+        qd.ok("vm-create", dict(vm_def(), cpu="baseline,-cx16,-xsave", incoming=True, start=True))
+        qd.ok("migrate-incoming", vm="m1", uri="tcp:%s:4454" % h.b)
+        qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 8 << 30,
+                                                  "downtime-limit": 2000})
+        qs.ok("migrate", vm="m1", uri="tcp:%s:4454" % h.b)
+        assert wait_status(qs, "m1", ("failed", "completed")) == "failed"
+        desc = qs.ok("query-migrate", vm="m1")["error-desc"]
+        assert "CPU model mismatch" in desc, desc
+        assert qs.ok("query-status", vm="m1")["status"] == "running"
+        assert wait_status(qd, "m1", ("failed", "completed")) == "failed"
+        assert qd.ok("query-status", vm="m1")["status"] == "shutdown"
+        still_counting(src, "m1", passes(console_log(src, "m1"))[-1][0])
+
+
 def test_other_wire_version():
     with TwoHosts() as h, NsVmmd(h.name + "-a") as src, \
             NsVmmd(h.name + "-b", env={"VMMD_MIGRATION_WIRE_VERSION": "3"}) as dst:
