@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -406,6 +407,55 @@ def test_nobody_listening():
         err = qs.cmd("migrate", vm="m1", uri="ftp:x")
         assert "not supported" in err["error"]["desc"], err
         still_counting(src, "m1", passes(console_log(src, "m1"))[-1][0])
+
+
+def test_hostile_source():
+    """What a destination reads is bounded and checked: a peer that is not a
+    vmmd, a record over the limit, a page outside RAM, a RAM size that is not
+    the VM's, a stream without state. Each ends that incoming migration
+    "failed" with the cause; the daemon lives on and builds nothing."""
+    import struct
+    hdr = b"VMMDMIG\n" + struct.pack("<II", 1, 0) + b"0.1.0".ljust(48, b"\0")
+
+    def rec(t, payload=b"", count=0):
+        return struct.pack("<IIQ", t, count, len(payload)) + payload
+
+    cfg = json.dumps({"memory-size": 32 << 20}).encode()
+    cases = [
+        ("not a vmmd", b"GET / HTTP/1.0\r\n\r\n" + b"x" * 64, "not a vmmd migration source"),
+        ("huge record", hdr + rec(1, cfg) + struct.pack("<IIQ", 4, 0, 1 << 40),
+         "over the limit"),
+        ("page outside RAM", hdr + rec(1, cfg) +
+         rec(2, struct.pack("<Q", 64 << 20) + b"\0" * 4096, 1), "outside the VM"),
+        ("wrong RAM size", hdr + rec(1, json.dumps({"memory-size": 1 << 20}).encode()),
+         "bytes of RAM"),
+        ("no state", hdr + rec(1, cfg) + rec(6), "without RAM, manifest or state"),
+        ("bad record", hdr + rec(1, cfg) + rec(99), "unknown record type"),
+    ]
+    with Vmmd() as dst:
+        qd = dst.qmp()
+        for i, (what, data, cause) in enumerate(cases):
+            name = "h%d" % i
+            sock = os.path.join(dst.tmp, name + ".sock")
+            qd.ok("vm-create", dict(vm_def(name), incoming=True, start=True))
+            qd.ok("migrate-incoming", vm=name, uri="unix:" + sock)
+            s = socket.socket(socket.AF_UNIX)
+            wait_for(lambda: os.path.exists(sock), 10, what="listener")
+            s.connect(sock)
+            try:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+                s.settimeout(10)
+                while s.recv(65536):
+                    pass
+            except OSError:
+                pass
+            s.close()
+            assert wait_status(qd, name, ("failed", "completed")) == "failed", what
+            desc = qd.ok("query-migrate", vm=name)["error-desc"]
+            assert cause in desc, (what, desc)
+            assert qd.ok("query-status", vm=name)["status"] == "shutdown", what
+        assert qd.ok("query-version")
 
 
 def test_vmctl_migrate_over_unix():
