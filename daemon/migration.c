@@ -1296,6 +1296,10 @@ int migration_start(struct registry_vm *rv, const char *uri, int fd, struct erro
 		return error_set(errp, EBUSY, "VM '%s' is busy (being saved, started or stopped)",
 				 rv->name);
 	}
+	r = vm_migration_blocker(rv->vm, errp);
+	if (r < 0) {
+		return r;
+	}
 	m = mig_new(rv, false, errp);
 	if (!m) {
 		return -ENOMEM;

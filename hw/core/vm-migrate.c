@@ -98,3 +98,17 @@ int vm_disks_set_active(struct vm *vm, bool active, struct error **errp)
 	}
 	return 0;
 }
+
+int vm_migration_blocker(struct vm *vm, struct error **errp)
+{
+	for (unsigned i = 0; i < vm->n_devices; i++) {
+		const struct device_class *c = vm->devices[i].cls;
+
+		if (!c->stateless && !c->save) {
+			return error_set(errp, ENOTSUP,
+					 "device %s cannot be migrated yet (no state support)",
+					 c->name);
+		}
+	}
+	return 0;
+}

@@ -368,6 +368,8 @@ between _start and _stop.* / int vm_dirty_log_start(struct vm *vm, struct error 
 int vm_dirty_log_sync(struct vm *vm, unsigned i, uint64_t *bitmap, struct error **errp);
 void vm_dirty_log_stop(struct vm *vm);
 /* RAM regions (back to back in the stream): count, host pointer and size. */
+/* QEMU's migration blockers: a device without state support; -ENOTSUP naming it. */
+int vm_migration_blocker(struct vm *vm, struct error **errp);
 unsigned vm_ram_region_count(struct vm *vm);
 uint8_t *vm_ram_region(struct vm *vm, unsigned i, uint64_t *ret_gpa, uint64_t *ret_size);
 /*

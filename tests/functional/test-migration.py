@@ -406,6 +406,12 @@ def test_nobody_listening():
         assert qs.ok("query-status", vm="m1")["status"] == "running"
         err = qs.cmd("migrate", vm="m1", uri="ftp:x")
         assert "not supported" in err["error"]["desc"], err
+        # A device without state support blocks a migration at once (QEMU's blockers).
+        qs.ok("vm-create", dict(vm_def("u1"), input=[{"id": "kbd0", "driver": "usb-kbd"}],
+                                start=True))
+        err = qs.cmd("migrate", vm="u1", uri="unix:" + os.path.join(src.tmp, "x.sock"))
+        assert "cannot be migrated yet" in err["error"]["desc"], err
+        assert qs.ok("query-migrate", vm="u1") == {}
         still_counting(src, "m1", passes(console_log(src, "m1"))[-1][0])
 
 

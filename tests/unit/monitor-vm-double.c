@@ -481,3 +481,8 @@ int vm_disks_set_active(struct vm *vm, bool active, struct error **errp)
 {
 	return 0;
 }
+
+int vm_migration_blocker(struct vm *vm, struct error **errp)
+{
+	return 0;
+}
