@@ -2041,6 +2041,7 @@ int registry_restore_async(struct registry *reg, const char *dir, const char *na
 	rs->inst->host.socket_gid = reg->socket_gid;
 	rs->inst->host.event = on_vm_event;
 	rs->inst->host.get_fd = on_get_fd;
+	rs->inst->host.thread_start = on_thread_start;
 	rs->inst->host.opaque = rs->inst;
 	r = take_fds(reg, rs->cfg, rs->inst, errp);
 	if (r == 0) {
@@ -2080,6 +2081,7 @@ struct registry_instance *registry_adopt_prepare(struct registry_vm *rv, struct 
 	inst->host.socket_gid = reg->socket_gid;
 	inst->host.event = on_vm_event;
 	inst->host.get_fd = on_get_fd;
+	inst->host.thread_start = on_thread_start;
 	inst->host.opaque = inst;
 	if (take_fds(reg, rv->cfg, inst, errp) < 0) {
 		instance_free(inst);
