@@ -353,18 +353,18 @@ void vm_hotplug_poll(struct vm *vm);
  */
 json_t *vm_device_definition(struct vm *vm, const char *id);
 
-*Live migration,
-	the machine's side (docs/migration.md); daemon/migration.c *runs the protocol
-		.**Dirty tracking
-    : vm_dirty_log_start turns on KVM's dirty log on every RAM *memslot and
-	      vmmd's own bitmap of the pages its device models write *(guest_mem_ptr translations,
-								       guest_mem_write,
-								       virtqueue pushes)
-		.*vm_dirty_log_sync ORs into
-      @bitmap(one bit per 4 KiB page of region @i,
-	      *64 - bit words) every page dirtied since the previous call,
-	from both, and*clears them.Any thread, one caller at a time;
-between _start and _stop.* / int vm_dirty_log_start(struct vm *vm, struct error **errp);
+/*
+ * Live migration, the machine's side (docs/migration.md); daemon/migration.c
+ * runs the protocol.
+ *
+ * Dirty tracking: vm_dirty_log_start turns on KVM's dirty log on every RAM
+ * memslot and vmmd's own bitmap of the pages its device models write
+ * (guest_mem_ptr translations, guest_mem_write, virtqueue pushes).
+ * vm_dirty_log_sync ORs into @bitmap (one bit per 4 KiB page of region @i,
+ * 64-bit words) every page dirtied since the previous call, from both, and
+ * clears them. Any thread, one caller at a time; between _start and _stop.
+ */
+int vm_dirty_log_start(struct vm *vm, struct error **errp);
 int vm_dirty_log_sync(struct vm *vm, unsigned i, uint64_t *bitmap, struct error **errp);
 void vm_dirty_log_stop(struct vm *vm);
 /* RAM regions (back to back in the stream): count, host pointer and size. */
