@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "block/block-int.h"
+#include "common/bytes.h"
 #include "block/table-cache.h"
 #include "common/iov.h"
 #include "common/parse.h"
@@ -85,34 +86,6 @@ enum qed_kind {
 	QED_KIND_DATA
 };
 
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
-
 static bool is_pow2(uint64_t v)
 {
 	return v && !(v & (v - 1));
@@ -128,7 +101,7 @@ static uint64_t max_image_size(uint32_t cluster_size, uint32_t table_size)
 static int qed_probe(const uint8_t *buf, size_t len, const char *filename)
 {
 	(void)filename;
-	return len >= QED_HEADER_LEN && get_le32(buf) == QED_MAGIC ? 100 : 0;
+	return len >= QED_HEADER_LEN && le32(buf) == QED_MAGIC ? 100 : 0;
 }
 
 /* Validate a header against the file length (everything an open relies on). */
@@ -136,17 +109,17 @@ static int parse_header(struct qed_state *s, const char *fn, uint64_t file_len, 
 {
 	const uint8_t *h = s->header;
 
-	if (get_le32(h) != QED_MAGIC) {
+	if (le32(h) != QED_MAGIC) {
 		return error_set(errp, EINVAL, "'%s' is not a QED image (bad magic)", fn);
 	}
-	s->cluster_size = get_le32(h + 4);
-	s->table_size = get_le32(h + 8);
-	s->header_size = get_le32(h + 12);
-	s->features = get_le64(h + 16);
-	s->compat = get_le64(h + 24);
-	s->autoclear = get_le64(h + 32);
-	s->l1_offset = get_le64(h + 40);
-	s->image_size = get_le64(h + 48);
+	s->cluster_size = le32(h + 4);
+	s->table_size = le32(h + 8);
+	s->header_size = le32(h + 12);
+	s->features = le64(h + 16);
+	s->compat = le64(h + 24);
+	s->autoclear = le64(h + 32);
+	s->l1_offset = le64(h + 40);
+	s->image_size = le64(h + 48);
 	if (!is_pow2(s->cluster_size) || s->cluster_size < QED_MIN_CLUSTER ||
 	    s->cluster_size > QED_MAX_CLUSTER) {
 		return error_set(errp, EINVAL,
@@ -191,7 +164,7 @@ static int parse_header(struct qed_state *s, const char *fn, uint64_t file_len, 
 				 fn, s->l1_offset);
 	}
 	if (s->features & QED_F_BACKING_FILE) {
-		uint32_t off = get_le32(h + 56), len = get_le32(h + 60);
+		uint32_t off = le32(h + 56), len = le32(h + 60);
 		uint64_t hdr_bytes = (uint64_t)s->header_size * s->cluster_size;
 		int r;
 
@@ -312,7 +285,7 @@ static int lookup(struct qed_state *s, uint64_t offset, uint64_t len, enum qed_k
 	if (r < 0) {
 		return r;
 	}
-	first = get_le64(t + 8 * l2i);
+	first = le64(t + 8 * l2i);
 	if (first == QED_UNALLOCATED) {
 		*ret_kind = QED_KIND_UNALLOC;
 	} else if (first == QED_ZERO_CLUSTER) {
@@ -325,7 +298,7 @@ static int lookup(struct qed_state *s, uint64_t offset, uint64_t len, enum qed_k
 	}
 	n = s->cluster_size - in;
 	for (uint64_t k = l2i + 1; n < len && k < s->table_entries; k++) {
-		uint64_t e = get_le64(t + 8 * k);
+		uint64_t e = le64(t + 8 * k);
 
 		if (*ret_kind == QED_KIND_DATA ? e != first + ((k - l2i) << s->cluster_bits)
 					       : (e == QED_UNALLOCATED || e == QED_ZERO_CLUSTER
@@ -616,7 +589,7 @@ static int check_tables(struct qed_state *s, struct block_check_result *res, boo
 			return r;
 		}
 		for (uint64_t k = 0; k < s->table_entries; k++) {
-			uint64_t e = get_le64(t + 8 * k);
+			uint64_t e = le64(t + 8 * k);
 
 			if (e == QED_UNALLOCATED || e == QED_ZERO_CLUSTER) {
 				continue;
@@ -800,7 +773,7 @@ static int qed_open(struct block_node *bs, const char *filename, json_t *opts, s
 		goto fail;
 	}
 	for (uint32_t i = 0; i < s->table_entries; i++) {
-		s->l1[i] = get_le64(buf + 8 * i);
+		s->l1[i] = le64(buf + 8 * i);
 	}
 	n_cache = (unsigned)MAX(2, MIN(64, QED_L2_CACHE_BYTES / s->table_bytes));
 	r = table_cache_new(&s->l2_cache, n_cache, s->table_bytes);

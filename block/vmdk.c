@@ -42,6 +42,7 @@
 #include <zlib.h>
 
 #include "block/block-int.h"
+#include "common/bytes.h"
 #include "block/table-cache.h"
 #include "common/iov.h"
 
@@ -82,40 +83,6 @@ struct vmdk_state {
 	uint8_t *gbuf;	     /* one grain */
 	uint64_t cached_lba; /* gbuf holds the decompressed grain at this sector, or UINT64_MAX */
 };
-
-static uint32_t le32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-	v = htole16(v);
-	memcpy(p, &v, 2);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
 
 static int vmdk_probe(const uint8_t *buf, size_t len, const char *filename)
 {

@@ -34,6 +34,7 @@
 #include <time.h>
 
 #include "block/block-int.h"
+#include "common/bytes.h"
 #include "common/iov.h"
 
 #define VHD_FOOTER 512
@@ -65,40 +66,6 @@ struct vpc_state {
 	uint32_t *bat;	      /* host order */
 	uint64_t free_offset; /* where the next block (and the footer now) goes */
 };
-
-static uint32_t be32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
-
-static uint64_t be64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
-}
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-	v = htobe16(v);
-	memcpy(p, &v, 2);
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	v = htobe32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, 8);
-}
 
 /* One's complement of the byte sum, with the checksum field (at @at) as zero. */
 static uint32_t vhd_checksum(const uint8_t *buf, size_t len, size_t at)
