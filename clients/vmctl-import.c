@@ -476,7 +476,8 @@ static void qemu_device(struct qemu_import *q, const char *arg)
 			json_array_append_new(arr(q->def, "nics"), nic);
 		}
 	} else if (strcmp(drv, "qemu-xhci") == 0 || strcmp(drv, "nec-usb-xhci") == 0) {
-		/* vmmd adds its (qemu-xhci compatible) controller for USB devices itself */
+		/* vmmd's (qemu-xhci compatible) controller; "usb" keeps it for hotplug */
+		json_object_set_new(q->def, "usb", json_true());
 	} else if (strcmp(drv, "usb-storage") == 0) {
 		const char *drive = kv(o, "drive");
 		json_t *d = drive ? json_object_get(q->drives, drive) : NULL;

@@ -713,6 +713,7 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv, const struct 
 		O_DISK,
 		O_NIC,
 		O_INPUT,
+		O_USB,
 		O_SERIAL,
 		O_AUTOSTART,
 		O_START,
@@ -733,6 +734,7 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv, const struct 
 		{"disk", required_argument, NULL, O_DISK},
 		{"nic", required_argument, NULL, O_NIC},
 		{"input", required_argument, NULL, O_INPUT},
+		{"usb", no_argument, NULL, O_USB},
 		{"serial-log", required_argument, NULL, O_SERIAL},
 		{"autostart", no_argument, NULL, O_AUTOSTART},
 		{"start", no_argument, NULL, O_START},
@@ -823,6 +825,9 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv, const struct 
 					optarg);
 			}
 			json_array_append_new(arr(flags, "input"), item);
+			break;
+		case O_USB:
+			json_object_set_new(flags, "usb", json_true());
 			break;
 		case O_SERIAL:
 			set_path(sub(flags, "serial"), "log", optarg);
@@ -1877,6 +1882,7 @@ static const struct vmctl_command commands[] = {
 	 "         [,driver=virtio-blk|ide-hd|ide-cd|usb-storage][,removable]\n"
 	 "  --nic user|tap:IFNAME[,mac=MAC][,id=ID]\n"
 	 "  --input usb-kbd|usb-tablet[,id=ID]\n"
+	 "  --usb                  an xHCI controller even without USB devices (hotplug)\n"
 	 "  --serial-log FILE      where the console output goes\n"
 	 "  --autostart            start with the daemon\n"
 	 "  --start                boot it at once\n"

@@ -1465,7 +1465,7 @@ void registry_device_added(struct registry_vm *rv, const char *id)
 void registry_device_removed(struct registry_vm *rv, const char *id)
 {
 	json_auto_t *def = json_deep_copy(rv->def);
-	static const char *const kinds[] = {"disks", "nics"};
+	static const char *const kinds[] = {"disks", "nics", "input"};
 	struct error *err = NULL;
 	bool found = false;
 

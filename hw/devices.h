@@ -56,6 +56,33 @@ uint64_t virtio_balloon_actual(void *state);
 
 /* hw/usb/: the xHCI controller with the USB devices (usb-storage disks, input devices). */
 extern const struct device_class xhci_class;
+/*
+ * USB hotplug on the controller's bus "xhci.0" (hw/hotplug.c; control
+ * thread, vCPUs quiesced, @state the xhci_class state). add: attach a new
+ * device to @port (from xhci_hotplug_claim, which reads QEMU's "port":
+ * "1".."4" or an integer; NULL: the next free port in QEMU's order),
+ * announced to the guest with a Port Status Change; @bs (usb-storage) is a
+ * reference the call takes over, also on failure. del: detach and free the device @id (-ENOENT if the
+ * controller has none): the port reports the disconnect, transfers still
+ * queued for it end with USB Transaction Error, its backend is released.
+ */
+struct usb_hotplug {
+	const char *driver; /* "usb-storage", "usb-kbd" or "usb-tablet" */
+	const char *id;
+	struct block_node *bs;
+	bool removable;
+	const char *serial;
+};
+/*
+ * The port a device_add takes (QEMU checks it before the device itself):
+ * claim chooses it (errors as QEMU's); release puts a port whose device
+ * failed to come up at the end of the free order, as QEMU does.
+ */
+int xhci_hotplug_claim(void *state, json_t *port, unsigned *ret_port, struct error **errp);
+void xhci_hotplug_release(void *state, unsigned port);
+int xhci_hotplug_add(void *state, const struct usb_hotplug *h, unsigned port, struct error **errp);
+int xhci_hotplug_del(void *state, const char *id, bool *ret_storage);
+bool xhci_has_device(void *state, const char *id);
 
 /* The table, in realize order. */
 extern const struct device_class *const device_table[];

@@ -13,6 +13,11 @@
  * the node or netdev it used, and emits DEVICE_DELETED. Only then is the
  * id free again.
  *
+ * USB devices (usb-storage, usb-kbd, usb-tablet on bus "xhci.0") are not in
+ * the device table: they live on the xHCI controller, which attaches them
+ * at once and detaches them at device_del, as QEMU does (no guest
+ * handshake); hp->usb keeps their node and definition.
+ *
  * Threads: everything on the control thread under vm_devices_lock() (which
  * also serializes against guest resets on the I/O thread), except
  * hotplug_eject(), which any thread may call.
@@ -39,6 +44,7 @@
 #define HP_MAX_NODES 64
 #define HP_MAX_NETDEVS 32
 #define HP_ID_MAX 63
+#define HP_MAX_USB 8
 
 struct hp_node {
 	char *name; /* NULL: free entry */
@@ -55,12 +61,20 @@ struct hp_netdev {
 	char *user;
 };
 
+/* A USB device added by device_add (they live on the xHCI, not in the device table). */
+struct hp_usb {
+	char *id; /* NULL: free entry */
+	char *node;
+	json_t *definition;
+};
+
 struct hotplug {
 	struct vm *vm;
 	struct acpi_pcihp *pcihp; /* NULL without ACPI: no hotplug */
 	atomic_uint ejected;	  /* slots to remove (bit per slot) */
 	struct hp_node nodes[HP_MAX_NODES];
 	struct hp_netdev netdevs[HP_MAX_NETDEVS];
+	struct hp_usb usb[HP_MAX_USB];
 };
 
 /* The device models device_add knows, and their VM definition names. */
@@ -229,6 +243,11 @@ void hotplug_free(struct hotplug *hp)
 		free(n->ifname);
 		free_strv(n->hostfwd);
 		free(n->user);
+	}
+	for (unsigned i = 0; i < HP_MAX_USB; i++) {
+		free(hp->usb[i].id);
+		free(hp->usb[i].node);
+		json_decref(hp->usb[i].definition);
 	}
 	free(hp);
 }
@@ -526,6 +545,236 @@ int vm_netdev_del(struct vm *vm, const char *id, struct error **errp)
 	return r;
 }
 
+/* --- USB devices (device_add usb-storage,bus=xhci.0,...) -------------------- */
+
+static bool usb_driver(const char *driver)
+{
+	return !strcmp(driver, "usb-storage") || !strcmp(driver, "usb-kbd") ||
+	       !strcmp(driver, "usb-tablet");
+}
+
+static struct hp_usb *find_usb(struct hotplug *hp, const char *id)
+{
+	for (unsigned i = 0; i < HP_MAX_USB; i++) {
+		if (hp->usb[i].id && strcmp(hp->usb[i].id, id) == 0) {
+			return &hp->usb[i];
+		}
+	}
+	return NULL;
+}
+
+/* Whether @id names a device of the VM: in the device table or on the USB bus. */
+static bool id_taken(struct vm *vm, const char *id)
+{
+	return find_device(vm, id) || xhci_has_device(vm_device_state(vm, &xhci_class), id);
+}
+
+static json_t *usb_definition(const char *id, const char *driver, struct block_node *bs,
+			      bool removable, const char *serial)
+{
+	json_t *j;
+
+	if (!bs) {
+		return json_pack("{s:s, s:s}", "id", id, "driver", driver);
+	}
+	j = json_pack("{s:s, s:s, s:s, s:s, s:b}", "id", id, "driver", driver, "file",
+		      block_filename(bs), "format", block_format(bs), "readonly",
+		      block_is_read_only(bs));
+	if (j && removable) {
+		json_object_set_new(j, "removable", json_true());
+	}
+	if (j && serial) {
+		json_object_set_new(j, "serial", json_string(serial));
+	}
+	return j;
+}
+
+/*
+ * device_add of a USB device: QEMU's shapes and messages (recorded in
+ * tests/functional/hotplug/qemu-7.2-usb.json). The device is attached at
+ * once and the guest sees the connect as a Port Status Change event.
+ */
+static int usb_device_add(struct vm *vm, json_t *args, const char *driver, struct error **errp)
+{
+	struct hotplug *hp = vm_hotplug_state(vm);
+	bool storage = strcmp(driver, "usb-storage") == 0;
+	const char *id = json_string_value(json_object_get(args, "id"));
+	const char *bus = json_string_value(json_object_get(args, "bus"));
+	const char *drive = json_string_value(json_object_get(args, "drive"));
+	const char *serial = json_string_value(json_object_get(args, "serial"));
+	json_t *removable = json_object_get(args, "removable");
+	struct usb_hotplug h = {.driver = driver, .id = id};
+	struct hp_node *node = NULL;
+	struct hp_usb *u = NULL;
+	void *xhci;
+	const char *key;
+	json_t *v;
+	unsigned port = 0;
+	bool resume;
+	int r;
+
+	json_object_foreach (args, key, v) {
+		bool ok = !strcmp(key, "driver") || !strcmp(key, "id") || !strcmp(key, "bus") ||
+			  !strcmp(key, "port") ||
+			  (storage && (!strcmp(key, "drive") || !strcmp(key, "serial") ||
+				       !strcmp(key, "removable")));
+
+		if (!ok) {
+			return error_set(errp, EINVAL, "Property '%s.%s' not found", driver, key);
+		}
+		if (!strcmp(key, "removable") ? !json_is_boolean(v)
+		    : !strcmp(key, "port")    ? !json_is_string(v) && !json_is_integer(v)
+					      : !json_is_string(v)) {
+			return error_set(errp, EINVAL, "Parameter '%s' expects %s", key,
+					 !strcmp(key, "removable") ? "a boolean" : "a string");
+		}
+	}
+	if (!id) {
+		return error_set(errp, EINVAL, "Parameter 'id' is missing (vmmd needs it)");
+	}
+	if (!id_ok(id)) {
+		return error_set(errp, EINVAL, "Parameter 'id' expects an identifier");
+	}
+	if (serial && strlen(serial) > 20) {
+		return error_set(errp, EINVAL, "serial '%s' is longer than 20 bytes", serial);
+	}
+	h.removable = json_is_true(removable);
+	h.serial = serial;
+
+	vm_devices_lock(vm);
+	xhci = vm_device_state(vm, &xhci_class);
+	if (id_taken(vm, id)) {
+		r = error_set(errp, EEXIST, "Duplicate device ID '%s'", id);
+		goto out;
+	}
+	if (bus && (!xhci || strcmp(bus, "xhci.0") != 0)) {
+		if (!strcmp(bus, "pci.0") && vm_pci_host(vm)) {
+			r = error_set(errp, EINVAL, "Device '%s' can't go on PCI bus", driver);
+		} else {
+			r = error_set(errp, ENOENT, "Bus '%s' not found", bus);
+		}
+		goto out;
+	}
+	if (!xhci) {
+		r = error_set(errp, ENOENT, "No 'usb-bus' bus found for device '%s'", driver);
+		goto out;
+	}
+	if (storage && drive) {
+		node = find_open_node(hp, drive);
+		if (!node) {
+			r = error_set(errp, ENOENT, "Property '%s.drive' can't find value '%s'",
+				      driver, drive);
+			goto out;
+		}
+	}
+	for (unsigned i = 0; i < HP_MAX_USB && !u; i++) {
+		u = hp->usb[i].id ? NULL : &hp->usb[i];
+	}
+	if (!u) {
+		r = error_set(errp, ENOSPC, "VM '%s' has no room for more USB devices",
+			      vm_name(vm));
+		goto out;
+	}
+	r = xhci_hotplug_claim(xhci, json_object_get(args, "port"), &port, errp);
+	if (r < 0) {
+		goto out;
+	}
+	/* QEMU finds these in the device's realize, with the port claimed */
+	if (storage && !drive) {
+		r = error_set(errp, EINVAL, "drive property not set");
+		xhci_hotplug_release(xhci, port);
+		goto out;
+	}
+	if (node && node->user) {
+		r = error_set(errp, EBUSY,
+			      "Node '%s' is in use by device '%s' (a node has one disk)", drive,
+			      node->user);
+		xhci_hotplug_release(xhci, port);
+		goto out;
+	}
+	u->id = strdup(id);
+	u->node = node ? strdup(node->name) : NULL;
+	u->definition = usb_definition(id, driver, node ? node->bs : NULL, h.removable, serial);
+	if (!u->id || (node && (!u->node || !(node->user = strdup(id))))) {
+		r = error_set(errp, ENOMEM, "out of memory");
+		goto undo;
+	}
+	h.bs = node ? block_ref(node->bs) : NULL;
+	resume = vm_quiesce(vm);
+	r = xhci_hotplug_add(xhci, &h, port, errp);
+	vm_unquiesce(vm, resume);
+	if (r < 0) {
+		goto undo;
+	}
+	log_full(LOG_INFO, vm_name(vm), id, "hot-added %s on USB port %u", driver, port);
+	goto out;
+undo:
+	if (node) {
+		free(node->user);
+		node->user = NULL;
+	}
+	free(u->id);
+	free(u->node);
+	json_decref(u->definition);
+	memset(u, 0, sizeof(*u));
+out:
+	vm_devices_unlock(vm);
+	return r;
+}
+
+/*
+ * device_del of a USB device (hot- or cold-plugged): as in QEMU, it is gone
+ * at once; DEVICE_DELETED follows (for usb-storage first its SCSI disk's,
+ * as QEMU's legacy child). Returns -ENOENT if @id is no USB device.
+ */
+static int usb_device_del(struct vm *vm, const char *id, bool *ret_storage)
+{
+	struct hotplug *hp = vm_hotplug_state(vm);
+	void *xhci = vm_device_state(vm, &xhci_class);
+	struct hp_usb *u;
+	bool resume;
+	int r;
+
+	if (!xhci_has_device(xhci, id)) {
+		return -ENOENT;
+	}
+	resume = vm_quiesce(vm);
+	r = xhci_hotplug_del(xhci, id, ret_storage);
+	vm_unquiesce(vm, resume);
+	if (r < 0) {
+		return r;
+	}
+	/* The backend is closed: the node may go now (blockdev-del). */
+	u = find_usb(hp, id);
+	if (u) {
+		struct hp_node *node = u->node ? find_node(hp, u->node) : NULL;
+
+		if (node) {
+			free(node->user);
+			node->user = NULL;
+		}
+		free(u->id);
+		free(u->node);
+		json_decref(u->definition);
+		memset(u, 0, sizeof(*u));
+	}
+	log_full(LOG_INFO, vm_name(vm), id, "removed from the USB bus");
+	return 0;
+}
+
+/* DEVICE_DELETED for a USB device, as QEMU: its SCSI disk's first for usb-storage. */
+static void usb_deleted_events(struct vm *vm, const char *id, bool storage)
+{
+	char path[128], child[200];
+
+	snprintf(path, sizeof(path), "/machine/peripheral/%s", id);
+	if (storage) {
+		snprintf(child, sizeof(child), "%s/%s.0/legacy[0]", path, id);
+		vm_emit_event(vm, "DEVICE_DELETED", json_pack("{s:s}", "path", child));
+	}
+	vm_emit_event(vm, "DEVICE_DELETED", json_pack("{s:s, s:s}", "device", id, "path", path));
+}
+
 /* --- device_add ------------------------------------------------------------- */
 
 /* QEMU's PCI "addr": "slot[.fn]" in hex (a string) or a devfn (an integer). */
@@ -666,6 +915,9 @@ int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
 	if (!driver) {
 		return error_set(errp, EINVAL, "Parameter 'driver' is missing");
 	}
+	if (usb_driver(driver)) {
+		return usb_device_add(vm, args, driver, errp);
+	}
 	m = model_by_driver(driver);
 	if (!m) {
 		if (!strcmp(driver, "ide-hd") || !strcmp(driver, "ide-cd")) {
@@ -713,7 +965,7 @@ int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
 	}
 
 	vm_devices_lock(vm);
-	if (find_device(vm, id)) {
+	if (id_taken(vm, id)) {
 		r = error_set(errp, EEXIST, "Duplicate device ID '%s'", id);
 		goto out;
 	}
@@ -829,9 +1081,14 @@ int vm_device_del(struct vm *vm, const char *id, struct error **errp)
 	struct hotplug *hp = vm_hotplug_state(vm);
 	struct vm_device *d;
 	int slot, r = 0;
+	bool usb_gone = false, usb_storage = false;
 
 	vm_devices_lock(vm);
 	d = find_device(vm, id);
+	if (!d && usb_device_del(vm, id, &usb_storage) == 0) {
+		usb_gone = true;
+		goto out;
+	}
 	if (!d) {
 		r = error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT,
 				    "Device '%s' not found", id);
@@ -853,6 +1110,9 @@ int vm_device_del(struct vm *vm, const char *id, struct error **errp)
 	log_full(LOG_INFO, vm_name(vm), id, "removal requested from the guest (slot %d)", slot);
 out:
 	vm_devices_unlock(vm);
+	if (usb_gone) {
+		usb_deleted_events(vm, id, usb_storage);
+	}
 	return r;
 }
 
@@ -941,6 +1201,13 @@ json_t *vm_device_definition(struct vm *vm, const char *id)
 	if (d && d->definition && model_by_class(d->cls)) {
 		j = json_pack("{s:s, s:O}", "kind", model_by_class(d->cls)->disk ? "disks" : "nics",
 			      "entry", d->definition);
+	} else if (!d && find_usb(vm_hotplug_state(vm), id) &&
+		   find_usb(vm_hotplug_state(vm), id)->definition) {
+		json_t *def = find_usb(vm_hotplug_state(vm), id)->definition;
+		const char *drv = json_string_value(json_object_get(def, "driver"));
+
+		j = json_pack("{s:s, s:O}", "kind",
+			      drv && !strcmp(drv, "usb-storage") ? "disks" : "input", "entry", def);
 	}
 	vm_devices_unlock(vm);
 	return j;

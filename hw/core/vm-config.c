@@ -682,7 +682,7 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 	static const char *const keys[] = {
 		"name",	 "vcpus",  "memory",	"cpu",	     "boot", "disks",	    "nics",
 		"rng",	 "serial", "on_reboot", "autostart", "acpi", "mem_backend", "debugcon",
-		"start", "input",  "balloon",	"incoming",  NULL,
+		"start", "input",  "balloon",	"incoming",  "usb",  NULL,
 	};
 	static const char *const reboot_choices[] = {"reset", "shutdown", NULL};
 	static const char *const backends[] = {"anonymous", "memfd", "hugepages", NULL};
@@ -824,6 +824,9 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 	if ((r = get_bool(def, "balloon", "", &cfg->balloon, errp)) < 0) {
 		return r;
 	}
+	if ((r = get_bool(def, "usb", "", &cfg->usb, errp)) < 0) {
+		return r;
+	}
 	if ((v = json_object_get(def, "serial"))) {
 		static const char *const serial_keys[] = {"log", NULL};
 
@@ -939,6 +942,9 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 	}
 	json_object_set_new(o, "rng", json_boolean(cfg->rng));
 	json_object_set_new(o, "balloon", json_boolean(cfg->balloon));
+	if (cfg->usb) {
+		json_object_set_new(o, "usb", json_true());
+	}
 	if (cfg->serial_log) {
 		json_object_set_new(o, "serial", json_pack("{s:s}", "log", cfg->serial_log));
 	}

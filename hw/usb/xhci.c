@@ -190,6 +190,7 @@ struct xhci_intr {
 struct xhci_port {
 	uint32_t portsc;
 	struct usb_device *dev;
+	uint64_t attached; /* attach order (QEMU lists a bus's devices in it) */
 };
 
 struct xhci {
@@ -211,6 +212,7 @@ struct xhci {
 	struct xhci_slot slot[XHCI_MAX_SLOTS + 1];
 	struct xhci_port port[XHCI_PORTS + 1];
 	uint32_t wake_pending; /* bit per port: device data available (atomic) */
+	uint64_t attach_count;
 	uint64_t t0_ns;
 	struct ratelimit rl;
 	/* scratch for one TD (lock held) */
@@ -1563,6 +1565,7 @@ int xhci_attach(struct xhci *x, unsigned port, struct usb_device *dev)
 	if (r == 0) {
 		pthread_mutex_lock(&x->ports_lock);
 		x->port[port].dev = dev;
+		x->port[port].attached = ++x->attach_count;
 		pthread_mutex_unlock(&x->ports_lock);
 		dev->port = port;
 		dev->wakeup = xhci_dev_wakeup;
@@ -1618,6 +1621,19 @@ struct usb_device *xhci_find(struct xhci *x, const char *id)
 	return dev;
 }
 
+bool xhci_find_port_taken(struct xhci *x, unsigned port)
+{
+	bool taken;
+
+	if (port < 1 || port > XHCI_PORTS) {
+		return true;
+	}
+	pthread_mutex_lock(&x->ports_lock);
+	taken = x->port[port].dev != NULL;
+	pthread_mutex_unlock(&x->ports_lock);
+	return taken;
+}
+
 json_t *xhci_query(struct xhci *x)
 {
 	static const char *const speeds[] = {"?", "full", "low", "high", "super"};
@@ -1650,14 +1666,23 @@ char *xhci_info_text(struct xhci *x)
 		return NULL;
 	}
 	pthread_mutex_lock(&x->ports_lock);
-	for (unsigned p = 1; p <= XHCI_PORTS; p++) {
-		struct usb_device *d = x->port[p].dev;
+	for (uint64_t last = 0;;) {
+		unsigned p = 0;
+		struct usb_device *d;
 
-		if (d) {
-			fprintf(f, "  Device 0.%u, Port %u, Speed %s Mb/s, Product %s, ID: %s\n",
-				d->addr, p, speeds[d->speed <= 4 ? d->speed : 0], d->product,
-				d->id);
+		for (unsigned i = 1; i <= XHCI_PORTS; i++) {
+			if (x->port[i].dev && x->port[i].attached > last &&
+			    (!p || x->port[i].attached < x->port[p].attached)) {
+				p = i;
+			}
 		}
+		if (!p) {
+			break;
+		}
+		last = x->port[p].attached;
+		d = x->port[p].dev;
+		fprintf(f, "  Device 0.%u, Port %u, Speed %s Mb/s, Product %s, ID: %s\n", d->addr,
+			p, speeds[d->speed <= 4 ? d->speed : 0], d->product, d->id);
 	}
 	pthread_mutex_unlock(&x->ports_lock);
 	if (fclose(f) != 0) {
@@ -1727,6 +1752,13 @@ struct xhci_dev {
 	uint64_t armed; /* what tfd is set to, 0 if idle (I/O thread) */
 	struct usb_device *inputs[XHCI_PORTS_USB2]; /* registered with vm_input_register */
 	unsigned n_inputs;
+	/*
+	 * QEMU's free-port order (hw/usb/bus.c keeps a FIFO): a port freed by
+	 * device_del goes behind the ones never used; a device_add without
+	 * "port" takes the free USB 2.0 port with the smallest number here.
+	 */
+	uint64_t port_seq[XHCI_PORTS + 1];
+	uint64_t seq_next;
 };
 
 static bool xhci_dev_msix_enabled(void *opaque)
@@ -1998,7 +2030,7 @@ static int xhci_add_input(struct xhci_dev *d, const struct vm_input_config *ic, 
 
 static bool xhci_wanted(const struct vm_config *cfg)
 {
-	if (cfg->n_inputs) {
+	if (cfg->n_inputs || cfg->usb) {
 		return true;
 	}
 	for (unsigned i = 0; i < cfg->n_disks; i++) {
@@ -2026,6 +2058,10 @@ static int xhci_class_realize(struct vm *vm, const void *cfg_unused, void **ret_
 		return error_set(errp, ENOMEM, "xhci: out of memory");
 	}
 	d->vm = vm;
+	for (unsigned p = 0; p <= XHCI_PORTS; p++) {
+		d->port_seq[p] = p;
+	}
+	d->seq_next = XHCI_PORTS + 1;
 	d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	d->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	d->x = xhci_new(vm_guest_mem(vm), &xhci_dev_ops, d);
@@ -2073,6 +2109,160 @@ static int xhci_class_realize(struct vm *vm, const void *cfg_unused, void **ret_
 err:
 	xhci_class_unrealize(d);
 	return r;
+}
+
+/* ---- USB hotplug (hw/hotplug.c; control thread, vCPUs quiesced) ---- */
+
+bool xhci_has_device(void *state, const char *id)
+{
+	struct xhci_dev *d = state;
+
+	return d && xhci_find(d->x, id) != NULL;
+}
+
+/* QEMU's "port": "1".."4" or the same as an integer; 0 if it names no root port. */
+static unsigned parse_port(json_t *v, char *text, size_t len)
+{
+	unsigned long n = 0;
+	const char *s;
+	char *end;
+
+	if (json_is_integer(v)) {
+		snprintf(text, len, "%lld", (long long)json_integer_value(v));
+	} else {
+		snprintf(text, len, "%s", json_string_value(v) ? json_string_value(v) : "");
+	}
+	s = text;
+	if (*s < '0' || *s > '9') {
+		return 0;
+	}
+	errno = 0;
+	n = strtoul(s, &end, 10);
+	if (*end || errno || n < 1 || n > XHCI_PORTS_USB2) {
+		return 0;
+	}
+	return (unsigned)n;
+}
+
+int xhci_hotplug_claim(void *state, json_t *port_arg, unsigned *ret_port, struct error **errp)
+{
+	struct xhci_dev *d = state;
+	unsigned port = 0;
+	char text[32];
+
+	if (port_arg) {
+		port = parse_port(port_arg, text, sizeof(text));
+		if (port && xhci_find_port_taken(d->x, port)) {
+			port = 0;
+		}
+		if (!port) {
+			return error_set(errp, EBUSY,
+					 "usb port %s (bus xhci.0) not found (in use?)", text);
+		}
+	} else {
+		for (unsigned p = 1; p <= XHCI_PORTS_USB2; p++) {
+			if (!xhci_find_port_taken(d->x, p) &&
+			    (!port || d->port_seq[p] < d->port_seq[port])) {
+				port = p;
+			}
+		}
+		if (!port) {
+			/* QEMU would add a USB hub; vmmd has none */
+			return error_set(
+				errp, ENOSPC,
+				"all %d ports of bus xhci.0 are in use (vmmd has no USB hubs)",
+				XHCI_PORTS_USB2);
+		}
+	}
+	*ret_port = port;
+	return 0;
+}
+
+void xhci_hotplug_release(void *state, unsigned port)
+{
+	struct xhci_dev *d = state;
+
+	if (port >= 1 && port <= XHCI_PORTS) {
+		d->port_seq[port] = d->seq_next++;
+	}
+}
+
+int xhci_hotplug_add(void *state, const struct usb_hotplug *h, unsigned port, struct error **errp)
+{
+	struct xhci_dev *d = state;
+	bool storage = strcmp(h->driver, "usb-storage") == 0;
+	bool kbd = strcmp(h->driver, "usb-kbd") == 0;
+	struct block_node *bs = h->bs;
+	struct usb_device *dev = NULL;
+	int r;
+
+	if (storage) {
+		struct usb_storage_config sc = {.id = h->id,
+						.bs = bs,
+						.readonly = block_is_read_only(bs),
+						.removable = h->removable,
+						.serial = h->serial};
+
+		r = usb_storage_new(&sc, &dev, errp);
+	} else {
+		r = usb_hid_new(kbd ? USB_HID_KEYBOARD : USB_HID_TABLET, h->id, &dev, errp);
+	}
+	if (r < 0) {
+		return r;
+	}
+	if (!storage) {
+		unsigned kinds = kbd ? 1u << VM_INPUT_KEY
+				     : 1u << VM_INPUT_BTN | 1u << VM_INPUT_REL | 1u << VM_INPUT_ABS;
+
+		if (d->n_inputs >= XHCI_PORTS_USB2 ||
+		    vm_input_register(d->vm, h->id, kinds, xhci_dev_input, dev) < 0) {
+			usb_device_free(dev);
+			return error_set(errp, ENOSPC, "'%s': too many input devices", h->id);
+		}
+	}
+	r = xhci_attach(d->x, port, dev);
+	if (r < 0) {
+		if (!storage) {
+			vm_input_unregister(d->vm, dev);
+		}
+		usb_device_free(dev);
+		return error_set(errp, -r, "usb port %u (bus xhci.0) not found (in use?)", port);
+	}
+	if (!storage) {
+		d->inputs[d->n_inputs++] = dev;
+	}
+	return 0;
+}
+
+int xhci_hotplug_del(void *state, const char *id, bool *ret_storage)
+{
+	struct xhci_dev *d = state;
+	struct usb_device *dev = d ? xhci_find(d->x, id) : NULL;
+	unsigned port;
+
+	if (!dev) {
+		return -ENOENT;
+	}
+	port = dev->port;
+	/* No more input for it; then off the bus: transfers for it end (Transaction Error). */
+	for (unsigned i = 0; i < d->n_inputs; i++) {
+		if (d->inputs[i] == dev) {
+			vm_input_unregister(d->vm, dev);
+			memmove(&d->inputs[i], &d->inputs[i + 1],
+				(d->n_inputs - i - 1) * sizeof(d->inputs[0]));
+			d->n_inputs--;
+			break;
+		}
+	}
+	dev = xhci_detach(d->x, port);
+	if (!dev) {
+		return -ENOENT;
+	}
+	xhci_hotplug_release(d, port);
+	*ret_storage = strcmp(dev->model, "usb-storage") == 0;
+	/* Block I/O runs under the controller lock, so none is in flight now: free the backend. */
+	usb_device_free(dev);
+	return 0;
 }
 
 static bool xhci_class_wanted(const struct vm_config *cfg, const void *item)

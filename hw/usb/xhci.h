@@ -71,6 +71,8 @@ int xhci_attach(struct xhci *x, unsigned port, struct usb_device *dev);
 struct usb_device *xhci_detach(struct xhci *x, unsigned port);
 /* The device attached as @id, or NULL. Stable until it is detached. */
 struct usb_device *xhci_find(struct xhci *x, const char *id);
+/* Whether root port @port has a device (true for numbers outside 1..XHCI_PORTS). */
+bool xhci_find_port_taken(struct xhci *x, unsigned port);
 /* Retry endpoints that were waiting for device data (I/O thread). */
 void xhci_process_wakeups(struct xhci *x);
 /* Retry every waiting endpoint (a wake_at time has come; I/O thread). */

@@ -93,6 +93,7 @@ struct vm_config {
 	unsigned n_inputs;
 	bool rng;	  /* virtio-rng */
 	bool balloon;	  /* virtio-balloon */
+	bool usb;	  /* the xHCI controller even without USB devices (for hotplug) */
 	char *serial_log; /* NULL: <rundir>/vms/<name>.console */
 	char *on_reboot;  /* "reset" (default) or "shutdown" */
 	bool autostart;

@@ -26,6 +26,14 @@
  *   - a command ring pointer outside guest RAM and a command ring Link loop
  *     (USBSTS.HCE; HCRST recovers: the controller enumerates again).
  *
+ * Started with no device connected (a VM with "usb": true and nothing on
+ * it), it plays the hot-plug side instead, three rounds of: wait for the
+ * Port Status Change event of a connect (the host's device_add), port
+ * reset, enumerate, configure, READ (10) of sectors 0..7 (CRC printed);
+ * queue a Bulk-Only command without ringing; wait for the disconnect's
+ * Port Status Change (device_del), then ring: the transfer must end with
+ * USB Transaction Error; Disable Slot.
+ *
  * Pattern byte i of sector s: (s * 31 + i * 7 + 0x5a) & 0xff (as virtio-blk.c).
  */
 #include "lib.h"
@@ -53,6 +61,7 @@ struct trb {
 #define T_STOP_EP 15
 #define T_SET_DEQ 16
 #define T_NOOP_CMD 23
+#define T_DISABLE_SLOT 10
 #define E_TRANSFER 32
 #define E_COMMAND 33
 #define E_PORT 34
@@ -875,6 +884,109 @@ static void hostile(void)
 	}
 }
 
+/* A Port Status Change event, waiting up to minutes (the host acts when it reads the console). */
+static int wait_port_change(struct trb *e)
+{
+	for (unsigned i = 0; i < 600; i++) {
+		int cc = wait_event(E_PORT, e);
+
+		if (cc >= 0) {
+			return cc;
+		}
+	}
+	return -1;
+}
+
+static void print_port(const char *what, unsigned p, uint32_t sc)
+{
+	print("xhci: hotplug: port ");
+	print_dec(p);
+	print(" ");
+	print(what);
+	print(" ccs ");
+	print_dec(sc & 1);
+	print(" csc ");
+	print_dec((sc >> 17) & 1);
+	print(" ped ");
+	print_dec((sc >> 1) & 1);
+	print("\n");
+}
+
+static void hotplug(void)
+{
+	for (unsigned round = 1; round <= 3; round++) {
+		uint8_t cdb[16];
+		struct trb e;
+		uint32_t sc;
+		unsigned p;
+		int cc, st;
+
+		print("xhci: hotplug: waiting round ");
+		print_dec(round);
+		print("\n");
+		if (wait_port_change(&e) != 1) {
+			fail("no port status change for the connect");
+			return;
+		}
+		p = (unsigned)(e.p >> 24);
+		sc = mr32(op + 0x400 + 0x10 * (p - 1));
+		print_port("connect", p, sc);
+		if (!(sc & 1)) {
+			fail("connect event without CCS");
+			return;
+		}
+		if (!port_enable() || port_no != p || !enumerate() || !describe() || !configure()) {
+			fail("enumeration after hotplug");
+			return;
+		}
+		rw10(0x28, 0, 8, cdb);
+		st = bot(cdb, 10, buf, 8 * 512, true, 1);
+		print("xhci: hotplug: round ");
+		print_dec(round);
+		print(" read status ");
+		print_dec(st);
+		print(" crc ");
+		print_hex(crc32(buf, 8 * 512, 0));
+		print("\n");
+		/* a CBW queued on the ring, not rung yet: it is in flight during the removal */
+		memset(cbw, 0, sizeof(cbw));
+		put32(cbw, 0x43425355);
+		put32(cbw + 4, ++tag);
+		cbw[14] = 6;
+		ring_put(&bout, (uint64_t)cbw, 31, TRB_TYPE(T_NORMAL) | C_IOC);
+		print("xhci: hotplug: round ");
+		print_dec(round);
+		print(" ready for removal\n");
+		if (wait_port_change(&e) != 1 || (unsigned)(e.p >> 24) != p) {
+			fail("no port status change for the disconnect");
+			return;
+		}
+		sc = mr32(op + 0x400 + 0x10 * (p - 1));
+		print_port("disconnect", p, sc);
+		mw32(op + 0x400 + 0x10 * (p - 1), (1u << 9) | (1u << 17));
+		doorbell(dci_out);
+		cc = wait_event(E_TRANSFER, 0);
+		print("xhci: hotplug: transfer after removal cc ");
+		print_dec(cc);
+		print("\n");
+		cc = command(0, 0, TRB_TYPE(T_DISABLE_SLOT) | slot_id << 24, 0);
+		print("xhci: hotplug: disable slot cc ");
+		print_dec(cc);
+		print("\n");
+	}
+	print("xhci: hotplug: done\n");
+}
+
+static bool any_connected(void)
+{
+	for (unsigned p = 1; p <= (mr32(mmio + 4) >> 24); p++) {
+		if (mr32(op + 0x400 + 0x10 * (p - 1)) & 1) {
+			return true;
+		}
+	}
+	return false;
+}
+
 void guest_main(void)
 {
 	uint64_t ecam;
@@ -913,7 +1025,14 @@ void guest_main(void)
 			print("\n");
 		}
 	}
-	if (controller_start() && port_enable() && enumerate() && describe() && configure()) {
+	if (controller_start() && !any_connected()) {
+		hotplug();
+		/* stay up: the host still talks to the VM (blockdev-del) after the last round */
+		print(ok ? "xhci: done\n" : "xhci: done with failures\n");
+		for (;;) {
+			__asm__ volatile("cli; hlt");
+		}
+	} else if (port_enable() && enumerate() && describe() && configure()) {
 		storage();
 		hostile();
 	} else {
