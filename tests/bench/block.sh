@@ -5,19 +5,34 @@
 # writeback. Rounds alternate the two tools (which one goes first alternates
 # too); each row prints the median MiB/s of both and their ratio.
 #
+# Engines, compared like with like (issue 16): every case runs once per
+# engine, both tools with the same -i:
+#   native    cache=none only (QEMU's Linux AIO needs O_DIRECT): qemu-img
+#             -i native against vmm-img -i native, which is vmm-img's io_uring
+#             (it has no Linux AIO engine). THE HEADLINE ROW for cache=none:
+#             QEMU's fastest setting for O_DIRECT images.
+#   io_uring  both tools on io_uring; the headline for cache=writeback.
+#   threads   both tools on their thread pool (qemu-img's default engine).
+# BENCH_ENGINES="native io_uring threads" (the default) picks them, and
+# BENCH_CASES (shell patterns, e.g. "qcow2-rand4k-write-none-*") the rows.
+#
 # "Random" with qemu-img bench's sequential engine: the step is a prime
 # number of 4 KiB blocks, so successive requests land far apart and visit
 # every block of the image before repeating.
 #
 # Environment (the harness contract): top_builddir, BENCH_ROUNDS (default 3),
 # BENCH_QUICK (1: a few seconds), BENCH_TMP (scratch directory). Output: one
-# "BENCH {json}" line per row, then a human-readable table.
-set -eu
+# "BENCH {json}" line per row (sample i of each side is round i; "load" is the
+# 1-minute load average at the start of each round), then a human-readable
+# table with the ratio of the medians and the median of the per-round ratios.
+set -euf # no globbing: BENCH_CASES holds patterns
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${top_builddir:=$top_srcdir/build}"
 : "${BENCH_ROUNDS:=3}"
 : "${BENCH_QUICK:=0}"
+: "${BENCH_ENGINES:=native io_uring threads}"
+: "${BENCH_CASES:=*}"
 VMM_IMG="$top_builddir/vmm-img"
 own_tmp=""
 if [ -z "${BENCH_TMP:-}" ]; then
@@ -42,12 +57,12 @@ RESULTS="$BENCH_TMP/results"
 : >"$RESULTS"
 
 # One run: prints MiB/s, or nothing if the tool failed.
-run_one() { # tool fmt image count size step rw cache
-	tool=$1 fmt=$2 img=$3 count=$4 bs=$5 step=$6 rw=$7 cache=$8
+run_one() { # tool fmt image count size step rw cache engine
+	tool=$1 fmt=$2 img=$3 count=$4 bs=$5 step=$6 rw=$7 cache=$8 engine=$9
 	w=""
 	[ "$rw" = write ] && w="-w"
 	out=$("$tool" bench -f "$fmt" -c "$count" -d "$DEPTH" -s "$bs" -S "$step" -t "$cache" \
-		$w "$img" 2>&1) || { echo "$tool failed: $out" >&2; return 0; }
+		-i "$engine" $w "$img" 2>&1) || { echo "$tool failed: $out" >&2; return 0; }
 	echo "$out" | sed -n 's/^Run completed in \([0-9.]*\) seconds\./\1/p' |
 		awk -v c="$count" -v b="$bs" '$1 > 0 { printf "%.1f\n", c * b / 1048576 / $1 }'
 }
@@ -69,56 +84,96 @@ for fmt in raw qcow2; do
 		fi
 		for rw in read write; do
 			for cache in none writeback; do
-				row="$fmt-$pattern-$rw-$cache"
-				i=0
-				while [ $i -lt "$BENCH_ROUNDS" ]; do
-					if [ $((i % 2)) = 0 ]; then order="vmmd qemu"; else order="qemu vmmd"; fi
-					for side in $order; do
-						if [ $side = vmmd ]; then
-							[ $vmm_ok = 1 ] || continue
-							tool=$VMM_IMG
-						else
-							tool=qemu-img
-						fi
-						v=$(run_one "$tool" "$fmt" "$img" "$count" "$bs" "$step" "$rw" "$cache")
-						[ -n "$v" ] && echo "$row $side $v" >>"$RESULTS"
+				for engine in $BENCH_ENGINES; do
+					# Linux AIO needs O_DIRECT
+					[ "$engine" = native ] && [ "$cache" != none ] && continue
+					row="$fmt-$pattern-$rw-$cache-$engine"
+					wanted=0
+					for pat in $BENCH_CASES; do
+						case $row in $pat) wanted=1 ;; esac
 					done
-					i=$((i + 1))
+					[ $wanted = 1 ] || continue
+					i=0
+					while [ $i -lt "$BENCH_ROUNDS" ]; do
+						load=$(cut -d' ' -f1 /proc/loadavg)
+						if [ $((i % 2)) = 0 ]; then order="vmmd qemu"; else order="qemu vmmd"; fi
+						for side in $order; do
+							if [ $side = vmmd ]; then
+								[ $vmm_ok = 1 ] || continue
+								tool=$VMM_IMG
+							else
+								tool=qemu-img
+							fi
+							v=$(run_one "$tool" "$fmt" "$img" "$count" "$bs" "$step" "$rw" \
+								"$cache" "$engine")
+							# a failed run keeps its place: the rounds stay paired
+							echo "$row $side $i ${v:-nan} $load" >>"$RESULTS"
+						done
+						i=$((i + 1))
+					done
+					[ $vmm_ok = 1 ] || echo "$row vmmd_skipped - vmm-img cannot open $fmt images" >>"$RESULTS"
 				done
-				[ $vmm_ok = 1 ] || echo "$row vmmd_skipped vmm-img cannot open $fmt images" >>"$RESULTS"
 			done
 		done
 	done
 done
 
 python3 - "$RESULTS" <<'EOF'
-import json, statistics, sys
+import json, math, statistics, sys
 rows, order, skipped = {}, [], {}
 for line in open(sys.argv[1]):
     parts = line.split()
     row, side = parts[0], parts[1]
     if row not in rows:
-        rows[row] = {"vmmd": [], "qemu": []}
+        rows[row] = {"vmmd": {}, "qemu": {}, "load": {}}
         order.append(row)
     if side == "vmmd_skipped":
-        skipped[row] = " ".join(parts[2:])
-    else:
-        rows[row][side].append(float(parts[2]))
+        skipped[row] = " ".join(parts[3:])
+        continue
+    rnd, v, load = int(parts[2]), float(parts[3]), float(parts[4])
+    rows[row]["load"][rnd] = load
+    if not math.isnan(v):
+        rows[row][side][rnd] = v
+ENGINE = {"native": "qemu -i native vs vmm io_uring (headline)",
+          "io_uring": "both io_uring", "threads": "both thread pools"}
 for row in order:
-    fmt, pattern, rw, cache = row.split("-")
-    rec = {"figure": "block-" + row, "vmmd": rows[row]["vmmd"], "qemu": rows[row]["qemu"],
+    fmt, pattern, rw, cache, engine = row.split("-")
+    r = rows[row]
+    eng = ENGINE[engine]
+    if engine == "io_uring" and cache == "writeback":
+        eng += " (headline)"
+    # Sample i of each list is round i (the harness pairs them): a round in
+    # which one side failed is left out of both.
+    keep = sorted(r["qemu"]) if row in skipped else sorted(set(r["vmmd"]) & set(r["qemu"]))
+    rec = {"figure": "block-" + row,
+           "vmmd": [r["vmmd"][k] for k in keep if k in r["vmmd"]],
+           "qemu": [r["qemu"][k] for k in keep],
+           "load": [r["load"][k] for k in keep],
            "unit": "MiB/s", "better": "higher",
-           "title": "%s %s %s, cache=%s, depth 32" % (fmt, pattern.replace("rand", "random ").replace("seq", "sequential "), rw + "s", cache)}
+           "title": "%s %s %s, cache=%s, depth 32, %s" % (
+               fmt, pattern.replace("rand", "random ").replace("seq", "sequential "), rw + "s",
+               cache, eng)}
     if row in skipped:
         rec["vmmd_skipped"] = skipped[row]
     print("BENCH " + json.dumps(rec))
 print()
-print("%-34s %12s %12s %8s" % ("case (median of rounds)", "vmm-img", "qemu-img", "ratio"))
+print("%-36s %9s %9s %6s  %-28s %s" % ("case (median of rounds)", "vmm-img", "qemu-img", "ratio",
+                                       "per round: median [each]", "load"))
 for row in order:
-    v, q = rows[row]["vmmd"], rows[row]["qemu"]
+    r = rows[row]
+    v, q = list(r["vmmd"].values()), list(r["qemu"].values())
     mv = statistics.median(v) if v else None
     mq = statistics.median(q) if q else None
     ratio = "%.2f" % (mv / mq) if mv and mq else "-"
-    print("%-34s %12s %12s %8s" % (row, "%.1f" % mv if mv else "-", "%.1f" % mq if mq else "-", ratio))
-print("(MiB/s, higher is better; ratio = vmm-img / qemu-img)")
+    both = sorted(set(r["vmmd"]) & set(r["qemu"]))
+    rr = [r["vmmd"][k] / r["qemu"][k] for k in both if r["qemu"][k] > 0]
+    per = ("%.2f [%s]" % (statistics.median(rr), " ".join("%.2f" % x for x in rr))) if rr else "-"
+    loads = list(r["load"].values())
+    print("%-36s %9s %9s %6s  %-28s %s" % (row, "%.1f" % mv if mv else "-",
+                                          "%.1f" % mq if mq else "-", ratio, per,
+                                          "%.1f-%.1f" % (min(loads), max(loads)) if loads else "-"))
+print("(MiB/s, higher is better; ratio = vmm-img / qemu-img of the medians; per round:")
+print(" vmm-img / qemu-img of each round and their median; load: 1-minute load average")
+print(" at the start of the rounds; rows ending in -native are the headline for cache=none,")
+print(" -io_uring for cache=writeback)")
 EOF

@@ -8,9 +8,10 @@ source tree with these environment variables
     BENCH_TMP                  a scratch directory the script may fill (removed afterwards)
 and reads its standard output. Each line of the form
     BENCH {"figure": "...", "vmmd": [samples], "qemu": [samples], "unit": "..."}
-is one row. Optional keys: "better" ("lower" default, or "higher"), "title"
-(defaults to figure), "skipped" (a reason; or "vmmd_skipped"/"qemu_skipped" for one
-side), "note". Other lines are kept in the harness log. An exit status other than 0
+is one row; sample i of each side belongs to round i (the script alternates
+the VMMs within a round). Optional keys: "better" ("lower" default, or "higher"),
+"title" (defaults to figure), "skipped" (a reason; or "vmmd_skipped"/"qemu_skipped"
+for one side), "note", "load" (the 1-minute load average of each round). Other lines are kept in the harness log. An exit status other than 0
 (or 77 = everything skipped) is reported with the last lines of output.
 """
 
@@ -79,7 +80,7 @@ def run_table_script(ctx, script, number, log):
                     row.skip(side, "%s: %s did not finish the phase (see harness.log)" %
                              (script, side))
                 else:
-                    row.add(side, x)
+                    row.add(side, x, rnd=rnd)
             got += 1
         shutil.rmtree(tmp, ignore_errors=True)
     if got == 0:
@@ -106,6 +107,10 @@ def parse_line(line):
                                               not isinstance(x, bool) for x in v):
             raise ValueError("BENCH %s: \"%s\" must be a list of numbers" % (obj["figure"], side))
         obj[side] = v
+    load = obj.get("load", [])
+    if not isinstance(load, list) or not all(isinstance(x, (int, float)) and
+                                             not isinstance(x, bool) for x in load):
+        raise ValueError("BENCH %s: \"load\" must be a list of numbers" % obj["figure"])
     if obj.get("better", "lower") not in ("lower", "higher"):
         raise ValueError("BENCH %s: \"better\" must be lower or higher" % obj["figure"])
     return obj
@@ -144,9 +149,10 @@ def run_script(ctx, script, number, log):
         row = ctx.results.row(number, "%s.%s" % (script[:-3], obj["figure"]),
                               obj.get("title", obj["figure"]), obj.get("unit", ""),
                               obj.get("better", "lower"), note=obj.get("note"))
+        loads = obj.get("load") or []
         for side in ("vmmd", "qemu"):
-            for x in obj[side]:
-                row.add(side, x)
+            for i, x in enumerate(obj[side]):
+                row.add(side, x, rnd=i, load=loads[i] if i < len(loads) else None)
             reason = obj.get(side + "_skipped") or obj.get("skipped")
             row.skip(side, reason or "%s reported no %s samples" % (script, side))
     if p.returncode not in (0, 77) or problems:

@@ -60,11 +60,35 @@ def cell(j):
     return "%s [%s-%s]" % (fmt(j["median"]), fmt(j["min"]), fmt(j["max"]))
 
 
+def load_text(j):
+    if not j:
+        return "-"
+    if j["min"] == j["max"]:
+        return "%.1f" % j["median"]
+    return "%.1f [%.1f-%.1f]" % (j["median"], j["min"], j["max"])
+
+
+def header(doc):
+    """Where and when: machine, commit, date and the load during the run."""
+    m = doc["machine"]
+    loads = [x for r in doc["rows"] if r.get("load") for x in (r["load"]["min"], r["load"]["max"])]
+    return ["%s (commit %s) vs %s, %s" % (m.get("vmmd", "?"), m.get("commit", "?"),
+                                                   m.get("qemu", "?"), doc["date"]),
+            "machine: %d CPUs (%s), %s RAM, Linux %s" % (m["nproc"], m["cpu"], m.get("memory", "?"),
+                                                        m["kernel"]),
+            "load average (1 min) while measuring: %s; %d round(s), vmmd and QEMU alternate "
+            "within each round" % ("%.1f-%.1f" % (min(loads), max(loads)) if loads else "-",
+                                   doc["rounds"]),
+            "vmmd/QEMU: ratio of the medians; per round: median of the per-round ratios "
+            "[min-max], the fairer figure on a loaded machine",
+            ""]
+
+
 def table(doc):
     """The results as a fixed-width text table followed by the skip reasons."""
     head = ("#", "figure", "unit", "vmmd median [min-max]", "QEMU median [min-max]",
-            "vmmd/QEMU", "target")
-    lines = []
+            "vmmd/QEMU", "per round", "load", "target")
+    lines = header(doc)
     reasons = []
     body = []
     for r in doc["rows"]:
@@ -72,13 +96,19 @@ def table(doc):
         if "target" in r:
             met = r.get("target_met")
             tgt = "%s: %s" % (r["target"], {True: "met", False: "MISSED", None: "n/a"}[met])
+        rr = r.get("round_ratios") or []
+        per_round = "-"
+        if rr:
+            per_round = fmt(r["round_ratio_median"])
+            if len(rr) > 1:
+                per_round += " [%s-%s]" % (fmt(min(rr)), fmt(max(rr)))
         body.append((str(r["figure"]), r["title"], r["unit"], cell(r["vmmd"]), cell(r["qemu"]),
-                     fmt(r["ratio"]), tgt))
+                     fmt(r["ratio"]), per_round, load_text(r.get("load")), tgt))
         for side in ("vmmd", "qemu"):
             if "skipped" in r[side]:
                 reasons.append("%s %s: %s" % (r["key"], side, r[side]["skipped"]))
     widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-    widths[1] = min(widths[1], 70)
+    widths[1] = min(widths[1], 96)
     for row in [head] + body:
         cells = list(row)
         if len(cells[1]) > widths[1]:

@@ -2,6 +2,9 @@
 either with a reason), with its unit, which direction is better, and the
 target vmmd is meant to meet (issue #6)."""
 
+import os
+from statistics import median
+
 from common import summarize
 
 SIDES = ("vmmd", "qemu")
@@ -36,10 +39,20 @@ class Row:
         self.target = target
         self.notes = [note] if note else []
         self.samples = {s: [] for s in SIDES}
+        self.rounds = {s: [] for s in SIDES}  # the round of each sample
+        self.loads = []  # 1-minute load average when each sample was taken
         self.skipped = {s: None for s in SIDES}
+        self.results = None  # set by Results.row(): the harness's current round
 
-    def add(self, side, value):
+    def add(self, side, value, rnd=None, load=None):
+        """One sample. rnd is the round it belongs to (default: the round the
+        harness is running); load the 1-minute load average at the time
+        (default: now)."""
+        if rnd is None:
+            rnd = self.results.cur_round if self.results else 0
         self.samples[side].append(float(value))
+        self.rounds[side].append(int(rnd))
+        self.loads.append(float(load) if load is not None else os.getloadavg()[0])
 
     def skip(self, side, reason):
         if not self.samples[side] and not self.skipped[side]:
@@ -60,6 +73,18 @@ class Row:
             return None
         return v / q
 
+    def round_ratios(self):
+        """vmmd/QEMU per round (medians of that round's samples), for every
+        round measured on both sides: VMMs alternate within a round, so a
+        noisy round moves both sides and cancels here."""
+        out = []
+        for rnd in sorted(set(self.rounds["vmmd"]) & set(self.rounds["qemu"])):
+            v, q = (median([x for x, r in zip(self.samples[s], self.rounds[s]) if r == rnd])
+                    for s in SIDES)
+            if q:
+                out.append(v / q)
+        return out
+
     def advantage(self):
         """How many times better vmmd is (>1) or worse (<1) than QEMU."""
         r = self.ratio()
@@ -78,6 +103,12 @@ class Row:
              "better": self.better, "status": self.status(),
              "vmmd": self.side_json("vmmd"), "qemu": self.side_json("qemu"),
              "ratio": None if r is None else round(r, 4)}
+        rr = self.round_ratios()
+        j["round_ratios"] = [round(x, 4) for x in rr]
+        j["round_ratio_median"] = round(median(rr), 4) if rr else None
+        if self.loads:
+            j["load"] = {"median": round(median(self.loads), 2), "min": round(min(self.loads), 2),
+                         "max": round(max(self.loads), 2)}
         a = self.advantage()
         j["advantage"] = None if a is None else round(a, 4)
         if self.target:
@@ -92,10 +123,12 @@ class Results:
     def __init__(self):
         self.rows = []
         self.by_key = {}
+        self.cur_round = 0
 
     def row(self, figure, key, *args, **kwargs):
         if key not in self.by_key:
             r = Row(figure, key, *args, **kwargs)
+            r.results = self
             self.rows.append(r)
             self.by_key[key] = r
         return self.by_key[key]
