@@ -1,68 +1,95 @@
 /*
  * Worker threads: see worker.h.
  *
- * Each job gets a detached thread (setup and teardown are rare and long;
- * a pool would only add queueing behind a slow NBD server). A finished job
- * is put on the done list under the lock and the eventfd wakes the control
- * thread, which runs the done callbacks in completion order.
+ * A job never queues behind another (a slow NBD server must delay only its
+ * own VM): it goes to an idle thread if one waits, else to a new detached
+ * thread. A thread that finished its job waits for the next one, up to
+ * WORKERS_IDLE_MAX idle threads; the others exit. So creating threads
+ * (stacks are mmap()ed under the process's mmap lock, which VM setup and
+ * teardown on other threads hold for long stretches) is rare on the control
+ * thread once the daemon is warm. Idle threads sleep on a semaphore: they
+ * cost no CPU.
+ *
+ * The control thread never takes a lock a worker holds: it may run at a
+ * real-time priority (main.c) while a worker holding a lock waits for a time
+ * slice behind busy guests, and a condition variable's signal can wait for
+ * its woken waiters too. Both hand-overs are lock-free stacks with one
+ * consumer each: idle threads push themselves, the control thread pops one
+ * and posts its semaphore; finished jobs are pushed by the workers and
+ * taken all at once by the control thread (an eventfd wakes it), which runs
+ * the done callbacks in completion order. One consumer per stack means a
+ * popped node cannot come back during the pop: no ABA.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
-#include "common/list.h"
 #include "daemon/sandbox.h"
 #include "daemon/worker.h"
 
 struct worker_job {
-	struct list_head link;
-	struct workers *w;
+	struct worker_job *next; /* on the done stack */
 	void (*fn)(void *arg);
 	void (*done)(void *arg);
 	void *arg;
 };
 
+/* A thread waiting for its next job. */
+struct worker_idle {
+	struct worker_idle *next; /* on the idle stack */
+	sem_t sem;
+	struct worker_job *job; /* set before the post; NULL: exit */
+};
+
+/* Threads kept waiting for work when the jobs run out. */
+#define WORKERS_IDLE_MAX 4
+
 struct workers {
 	int nice; /* jobs (and the VM threads they create) run at this nice value */
 	int efd;
 	struct event *ev;
-	pthread_mutex_t lock;
-	struct list_head done;
-	unsigned running; /* control thread */
+	_Atomic(struct worker_job *) done_top; /* finished jobs, newest first */
+	_Atomic(struct worker_idle *) idle_top;
+	atomic_uint n_idle;  /* threads on the idle stack, or about to be */
+	atomic_uint threads; /* live threads */
+	unsigned running;    /* control thread: jobs whose done has not run */
 };
 
 static void drain(evutil_socket_t fd, short what, void *opaque)
 {
 	struct workers *w = opaque;
-	struct list_head batch;
+	struct worker_job *j, *batch = NULL;
 	uint64_t v;
 
 	if (read(w->efd, &v, sizeof(v)) < 0) {
 		/* Nothing pending. */
 	}
-	list_init(&batch);
-	pthread_mutex_lock(&w->lock);
-	while (!list_empty(&w->done)) {
-		struct list_head *p = w->done.next;
+	/* Newest first on the stack: reversed, they run in completion order. */
+	j = atomic_exchange(&w->done_top, NULL);
+	while (j) {
+		struct worker_job *next = j->next;
 
-		list_del(p);
-		list_add_tail(p, &batch);
+		j->next = batch;
+		batch = j;
+		j = next;
 	}
-	pthread_mutex_unlock(&w->lock);
-	while (!list_empty(&batch)) {
-		struct worker_job *j = list_first_entry(&batch, struct worker_job, link);
-
-		list_del(&j->link);
+	while (batch) {
+		j = batch;
+		batch = j->next;
 		w->running--;
 		j->done(j->arg);
 		free(j);
@@ -76,8 +103,6 @@ int workers_new(struct event_base *base, struct workers **ret, struct error **er
 	if (!w) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	pthread_mutex_init(&w->lock, NULL);
-	list_init(&w->done);
 	errno = 0;
 	w->nice = getpriority(PRIO_PROCESS, 0);
 	if (errno) {
@@ -119,8 +144,21 @@ void workers_wait(struct workers *w, unsigned timeout_ms)
 	drain(w->efd, EV_READ, w);
 }
 
+/* Control thread only (the one consumer). */
+static struct worker_idle *pop_idle(struct workers *w)
+{
+	struct worker_idle *top = atomic_load(&w->idle_top);
+
+	while (top && !atomic_compare_exchange_weak(&w->idle_top, &top, top->next)) {
+	}
+	return top;
+}
+
 void workers_free(struct workers *w)
 {
+	struct timespec pause = {.tv_nsec = 1000 * 1000};
+	struct worker_idle *idle;
+
 	if (!w) {
 		return;
 	}
@@ -129,9 +167,20 @@ void workers_free(struct workers *w)
 		/* A job is stuck (a backend that never answers): leave it to exit(). */
 		return;
 	}
+	/* Wake the idle threads with no job: they exit. One that is on its way
+	 * to the idle stack is caught by the next pass (a second at most). */
+	for (unsigned i = 0; atomic_load(&w->threads) && i < 1000; i++) {
+		while ((idle = pop_idle(w))) {
+			idle->job = NULL;
+			sem_post(&idle->sem);
+		}
+		nanosleep(&pause, NULL);
+	}
+	if (atomic_load(&w->threads)) {
+		return; /* leave it to exit() */
+	}
 	event_free(w->ev);
 	close(w->efd);
-	pthread_mutex_destroy(&w->lock);
 	free(w);
 }
 
@@ -140,29 +189,86 @@ unsigned workers_running(struct workers *w)
 	return w->running;
 }
 
+/*
+ * An idle thread gives back the stack pages its last job touched below the
+ * current frame (building a VM runs deep), so that idle threads cost little
+ * memory: glibc does the same for the stacks it caches.
+ */
+static void trim_stack(void *lo)
+{
+	char here;
+	uintptr_t top = ((uintptr_t)&here - 16384) & ~(uintptr_t)4095;
+
+	if (lo && top > (uintptr_t)lo) {
+		madvise(lo, top - (uintptr_t)lo, MADV_DONTNEED);
+	}
+}
+
+struct job_start {
+	struct workers *w;
+	struct worker_job *job;
+};
+
 static void *job_thread(void *opaque)
 {
-	struct worker_job *j = opaque;
-	struct workers *w = j->w;
+	struct job_start *start = opaque;
+	struct workers *w = start->w;
+	struct worker_job *j = start->job;
+	struct worker_idle idle;
+	pthread_attr_t attr;
+	void *stack_lo = NULL;
+	size_t stack_size;
 	uint64_t one = 1;
 
-	pthread_setname_np(pthread_self(), "vmmd-job");
-	/* Not the control thread's priority: the VM's I/O thread is created here. */
-	setpriority(PRIO_PROCESS, 0, w->nice);
-	sandbox_enter(SANDBOX_JOB, NULL, NULL);
-	j->fn(j->arg);
-	pthread_mutex_lock(&w->lock);
-	list_add_tail(&j->link, &w->done);
-	pthread_mutex_unlock(&w->lock);
-	if (write(w->efd, &one, sizeof(one)) < 0) {
-		/* Saturated counter: the control thread is awake anyway. */
+	free(start);
+	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+		if (pthread_attr_getstack(&attr, &stack_lo, &stack_size) != 0) {
+			stack_lo = NULL;
+		}
+		pthread_attr_destroy(&attr);
 	}
+	pthread_setname_np(pthread_self(), "vmmd-job");
+	sandbox_enter(SANDBOX_JOB, NULL, NULL);
+	sem_init(&idle.sem, 0, 0);
+	while (j) {
+		/* Not the control thread's priority: the VM's I/O thread is created here. */
+		setpriority(PRIO_PROCESS, 0, w->nice);
+		j->fn(j->arg);
+		j->next = atomic_load(&w->done_top);
+		while (!atomic_compare_exchange_weak(&w->done_top, &j->next, j)) {
+		}
+		/* The job is the control thread's from here on. */
+		if (atomic_fetch_add(&w->n_idle, 1) >= WORKERS_IDLE_MAX) {
+			atomic_fetch_sub(&w->n_idle, 1);
+			j = NULL;
+		} else {
+			idle.job = NULL;
+			idle.next = atomic_load(&w->idle_top);
+			while (!atomic_compare_exchange_weak(&w->idle_top, &idle.next, &idle)) {
+			}
+		}
+		if (write(w->efd, &one, sizeof(one)) < 0) {
+			/* Saturated counter: the control thread is awake anyway. */
+		}
+		if (!j) {
+			break;
+		}
+		trim_stack(stack_lo);
+		while (sem_wait(&idle.sem) < 0 && errno == EINTR) {
+		}
+		atomic_fetch_sub(&w->n_idle, 1);
+		j = idle.job;
+	}
+	sem_destroy(&idle.sem);
+	atomic_fetch_sub(&w->threads, 1); /* the last touch of w */
 	return NULL;
 }
 
 int worker_run(struct workers *w, void (*fn)(void *arg), void (*done)(void *arg), void *arg,
 	       struct error **errp)
 {
+	struct worker_idle *idle;
+	struct job_start *start;
 	struct worker_job *j;
 	pthread_attr_t attr;
 	pthread_t t;
@@ -178,19 +284,36 @@ int worker_run(struct workers *w, void (*fn)(void *arg), void (*done)(void *arg)
 	if (!j) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	j->w = w;
 	j->fn = fn;
 	j->done = done;
 	j->arg = arg;
+	idle = pop_idle(w);
+	if (idle) {
+		/* An idle thread takes it: no thread to create here. */
+		idle->job = j;
+		sem_post(&idle->sem);
+		w->running++;
+		return 0;
+	}
+	start = calloc(1, sizeof(*start));
+	if (!start) {
+		free(j);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	start->w = w;
+	start->job = j;
+	atomic_fetch_add(&w->threads, 1);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	/* Signals stay with the control thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	r = pthread_create(&t, &attr, job_thread, j);
+	r = pthread_create(&t, &attr, job_thread, start);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (r != 0) {
+		atomic_fetch_sub(&w->threads, 1);
+		free(start);
 		free(j);
 		return error_set_errno(errp, r, "cannot start a worker thread");
 	}

@@ -5,7 +5,9 @@
  * worker thread of its own; its completion runs back on the control thread.
  *
  * Threads: worker_new, worker_run and every done callback on the control
- * thread; each job's fn on its own thread, with all signals blocked.
+ * thread; each job's fn on a worker thread of its own while it runs (an idle
+ * worker from an earlier job, or a new one: jobs never wait for each other),
+ * with all signals blocked.
  */
 #pragma once
 
@@ -26,8 +28,9 @@ void workers_wait(struct workers *w, unsigned timeout_ms);
 void workers_free(struct workers *w);
 
 /*
- * Run fn(arg) on a new thread, then done(arg) on the control thread. done
- * always runs later, from the event loop, never inside worker_run.
+ * Run fn(arg) on an idle worker thread or a new one, then done(arg) on the
+ * control thread. done always runs later, from the event loop, never inside
+ * worker_run. fn must leave the thread as it found it (nice value excepted).
  */
 int worker_run(struct workers *w, void (*fn)(void *arg), void (*done)(void *arg), void *arg,
 	       struct error **errp);

@@ -2,7 +2,8 @@
 """Many VM lifecycles from many clients at once (issue 14, failure 8): after
 16 clients x 16 create/start/stop/destroy/delete cycles, vmmd's threads, fds
 and RSS are back at their baseline (RSS within 2 MiB: it rose ~3.5 MiB and
-stayed before the freed heap was given back with malloc_trim)."""
+stayed before the freed heap was given back with malloc_trim). Up to 8 idle
+worker threads may stay, waiting for the next VM operation (daemon/worker.c)."""
 
 import os
 import sys
@@ -17,8 +18,27 @@ CLIENTS = 16
 CYCLES = 16
 
 
+# Idle worker threads the daemon keeps for the next VM operation (worker.c).
+WORKERS_IDLE_MAX = 8
+
+
 def counts(pid):
-    return (len(os.listdir("/proc/%d/fd" % pid)), len(os.listdir("/proc/%d/task" % pid)))
+    """(fds, threads other than idle-able workers, worker threads)."""
+    names = []
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass  # exited meanwhile
+    workers = names.count("vmmd-job")
+    return (len(os.listdir("/proc/%d/fd" % pid)), len(names) - workers, workers)
+
+
+def settled(now, base):
+    """Back to baseline: the same fds and threads, except at most
+    WORKERS_IDLE_MAX worker threads left waiting for work."""
+    return now[:2] == base[:2] and now[2] <= WORKERS_IDLE_MAX
 
 
 def asan(pid):
@@ -61,12 +81,12 @@ def test_lifecycles_return_to_baseline():
         assert not errors, errors
         # Worker threads are detached: give the last ones time to exit (loaded CI).
         deadline = time.monotonic() + 20
-        while counts(pid) != base and time.monotonic() < deadline:
+        while not settled(counts(pid), base) and time.monotonic() < deadline:
             time.sleep(0.2)
         rss, now = rss_kib(pid), counts(pid)
-        print("baseline RSS %d KiB fds/threads %s; after %d lifecycles %d KiB %s" %
+        print("baseline RSS %d KiB fds/threads/workers %s; after %d lifecycles %d KiB %s" %
               (base_rss, base, CLIENTS * CYCLES, rss, now))
-        assert now == base, (base, now)
+        assert settled(now, base), (base, now)
         if not asan(pid):
             assert rss < base_rss + 2048, (base_rss, rss)
 
