@@ -329,7 +329,7 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 		const char *name;
 		qmp_fn fn;
 	} plain[] = {
-		{"stop", qmp_stop},
+		{"stop", qmp_stop_now},
 		{"cont", qmp_cont},
 		{"c", qmp_cont},
 		{"system_reset", qmp_system_reset},

@@ -2,7 +2,8 @@
  * The VM commands of the protocol, with QEMU's names and semantics:
  * query-status, stop, cont, system_reset, system_powerdown, quit; and the
  * block queries. req->vm is the struct registry_vm the monitor selected
- * (qmp_find_vm). Control thread only; none of them waits on guest I/O.
+ * (qmp_find_vm). Control thread only; none of them waits on guest I/O, and
+ * stop's wait for the vCPUs to park runs on a worker (registry_pause_async).
  */
 #include "config.h"
 
@@ -33,9 +34,30 @@ int qmp_query_status(struct monitor_request *req, json_t *args, json_t **ret, st
 	return 0;
 }
 
+/* HMP's stop: answered in the same call, so the pause is waited for here. */
+int qmp_stop_now(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	if (vm_get_state(vm) == VM_STATE_PAUSED) {
+		return 0;
+	}
+	return vm_pause(vm, errp);
+}
+
+static void stopped(void *opaque, struct registry_vm *rv, int r, struct error *err)
+{
+	monitor_deferred_done(opaque, r, NULL, err);
+}
+
 int qmp_stop(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct vm *vm = live_vm(req, errp);
+	struct monitor_deferred *d;
+	int r;
 
 	if (!vm) {
 		return -ENODEV;
@@ -44,7 +66,17 @@ int qmp_stop(struct monitor_request *req, json_t *args, json_t **ret, struct err
 	if (vm_get_state(vm) == VM_STATE_PAUSED) {
 		return 0;
 	}
-	return vm_pause(vm, errp);
+	/* The vCPUs park on their own time: answered when they have, from a worker. */
+	d = monitor_defer(req);
+	if (!d) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	r = registry_pause_async(req->vm, stopped, d, errp);
+	if (r < 0) {
+		monitor_deferred_cancel(d);
+		return r;
+	}
+	return MONITOR_DEFERRED;
 }
 
 int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)

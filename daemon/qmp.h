@@ -17,6 +17,8 @@ void *qmp_find_vm(void *reg, const char *name);
 /* qmp-run.c: run-state and block commands of one VM. */
 int qmp_query_status(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_stop(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+/* stop that waits for the vCPUs to park before returning (for HMP, which answers at once) */
+int qmp_stop_now(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_system_powerdown(struct monitor_request *req, json_t *args, json_t **ret,

@@ -471,6 +471,7 @@ int registry_new(struct event_base *base, const char *state_dir, const char *run
 		 const struct registry_limits *limits, const struct registry_hooks *hooks,
 		 struct registry **ret, struct error **errp)
 {
+	pthread_mutexattr_t pi;
 	struct registry *reg;
 	int r;
 
@@ -484,7 +485,12 @@ int registry_new(struct event_base *base, const char *state_dir, const char *run
 	reg->violation_efd = -1;
 	list_init(&reg->vms);
 	list_init(&reg->queue);
-	pthread_mutex_init(&reg->queue_lock, NULL);
+	/* Priority inheritance: a VM thread holding it while it waits for a
+	 * time slice must not hold up the (real-time) control thread. */
+	pthread_mutexattr_init(&pi);
+	pthread_mutexattr_setprotocol(&pi, PTHREAD_PRIO_INHERIT);
+	pthread_mutex_init(&reg->queue_lock, &pi);
+	pthread_mutexattr_destroy(&pi);
 	reg->state_dir = strdup(state_dir);
 	reg->run_dir = strdup(run_dir);
 	reg->vms_dir = path_join(state_dir, "vms");
@@ -818,6 +824,8 @@ static const char *busy_name(struct registry_vm *rv)
 		return "being saved (wait for VM_SAVE_COMPLETED)";
 	case REGISTRY_RESTORING:
 		return "being restored";
+	case REGISTRY_PAUSING:
+		return "being paused";
 	default:
 		return "stopping";
 	}
@@ -1202,7 +1210,8 @@ static void job_gone(void *opaque, const char *vm)
 	struct registry_op *op;
 	struct error *err = NULL;
 
-	if (!rv || !rv->destroy_pending || reg->shutting_down || jobs_count(reg->jobs, vm) > 0) {
+	if (!rv || !rv->destroy_pending || reg->shutting_down || rv->busy == REGISTRY_PAUSING ||
+	    jobs_count(reg->jobs, vm) > 0) {
 		return;
 	}
 	op = TAKE_PTR(rv->destroy_pending);
@@ -1258,9 +1267,12 @@ static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_s
 	 * A VM's jobs end with it (QEMU's end with its process): cancel them;
 	 * the VM object goes once the last one has (job_gone()).
 	 */
-	if (jobs_cancel_vm(reg->jobs, rv->name) > 0) {
+	if (jobs_cancel_vm(reg->jobs, rv->name) > 0 || rv->busy == REGISTRY_PAUSING) {
+		/* ... and not while a worker pauses it: pause_done() goes on. */
 		rv->destroy_pending = op;
-		rv->busy = REGISTRY_STOPPING;
+		if (rv->busy != REGISTRY_PAUSING) {
+			rv->busy = REGISTRY_STOPPING;
+		}
 		return 0;
 	}
 	r = destroy_start(op, errp);
@@ -1270,9 +1282,84 @@ static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_s
 	return r;
 }
 
+/* ---- stop: vm_pause (waits for the vCPUs to park) on a worker ---- */
+
+static void pause_job(void *arg)
+{
+	struct registry_op *op = arg;
+
+	op->r = vm_pause(op->vm, &op->err);
+}
+
+static void pause_done(void *arg)
+{
+	struct registry_op *op = arg;
+	struct registry_vm *rv = op->rv;
+	struct registry *reg = op->reg;
+
+	rv->busy = REGISTRY_IDLE;
+	op_answer(op, op->r, TAKE_PTR(op->err));
+	op_free(op);
+	if (rv->destroy_pending) {
+		/* A destroy came meanwhile (a client, the guest powering off): now. */
+		rv->busy = REGISTRY_STOPPING;
+		job_gone(reg, rv->name);
+	}
+}
+
+int registry_pause_async(struct registry_vm *rv, registry_done_fn done, void *opaque,
+			 struct error **errp)
+{
+	struct registry_op *op;
+	int r;
+
+	if (!rv->vm) {
+		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				       "VM '%s' is not running", rv->name);
+	}
+	if (rv->busy || rv->destroy_pending || migration_active(rv)) {
+		/*
+		 * Rare (a save, a migration or another stop holds the VM): here, as
+		 * QEMU would. A stop behind another stop finds the VM paused, which
+		 * is no error.
+		 */
+		struct error *err = NULL;
+
+		r = vm_pause(rv->vm, &err);
+		if (r < 0 && vm_get_state(rv->vm) == VM_STATE_PAUSED) {
+			error_free(err);
+			r = 0;
+		} else if (r < 0) {
+			error_propagate(errp, err);
+			return r;
+		}
+		return done_later(rv->reg, rv, done, opaque, errp);
+	}
+	op = calloc(1, sizeof(*op));
+	if (!op) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	op->reg = rv->reg;
+	op->rv = rv;
+	op->vm = rv->vm;
+	op->done = done;
+	op->opaque = opaque;
+	r = worker_run(rv->reg->workers, pause_job, pause_done, op, errp);
+	if (r < 0) {
+		free(op);
+		return r;
+	}
+	rv->busy = REGISTRY_PAUSING;
+	return 0;
+}
+
 int registry_destroy_async(struct registry_vm *rv, const char *reason, registry_done_fn done,
 			   void *opaque, struct error **errp)
 {
+	if (rv->busy == REGISTRY_PAUSING && !rv->destroy_pending) {
+		/* Right after its stop (another client's): once the vCPUs are parked. */
+		return destroy_async(rv, reason, true, false, done, opaque, errp);
+	}
 	if (rv->busy) {
 		return error_set(errp, EBUSY, "VM '%s' is %s; try again when that is done",
 				 rv->name, busy_name(rv));

@@ -58,6 +58,7 @@ struct registry_vm {
 		REGISTRY_DELETING,  /* its files are being removed */
 		REGISTRY_SAVING,    /* vm-save writes it on a worker */
 		REGISTRY_RESTORING, /* vm-restore builds it on a worker */
+		REGISTRY_PAUSING,   /* stop waits for its vCPUs on a worker */
 	} busy;			    /* on a worker */
 	/* A vm-start that came while stopping: run once the VM is down. */
 	bool start_pending;
@@ -119,6 +120,14 @@ int registry_create(struct registry *reg, json_t *def, registry_done_fn done, vo
  * VM is then stopped when its setup returns.
  */
 int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *opaque,
+			 struct error **errp);
+/*
+ * QMP stop: vm_pause, which waits until every vCPU thread has parked (on a
+ * loaded host, until each gets a time slice), on a worker thread; done
+ * reports the end. A destroy that comes meanwhile runs after it. An error
+ * now returns < 0 and done is not called.
+ */
+int registry_pause_async(struct registry_vm *rv, registry_done_fn done, void *opaque,
 			 struct error **errp);
 /*
  * Hard stop: vm_destroy on a worker thread (a backend that does not answer
