@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """query-status latency of an unrelated client while 16 clients run VM
 lifecycles (issue 14): tests/bench/control-latency.py [--clients N]
-[--cycles N] [--build DIR]. Each client loops vm-create (start) / stop /
+[--cycles N] [--build DIR] [--probe-rt]. Each client loops vm-create (start) / stop /
 vm-destroy / vm-delete on its own VM; a 17th client asks query-status of a
 steady VM every 5 ms and reports p50/p99/max, with the same figures on an
 idle daemon first. Results: tests/bench/README, "Control thread latency"."""
@@ -28,6 +28,9 @@ def main():
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--cycles", type=int, default=200)
     ap.add_argument("--build", default=os.environ.get("top_builddir", "build"))
+    ap.add_argument("--probe-rt", action="store_true",
+                    help="run the probe client at SCHED_FIFO 1: measure the daemon, not "
+                    "the probe's own wait for a CPU")
     a = ap.parse_args()
     os.environ["top_builddir"] = os.path.abspath(a.build)
     from vmmdtest import QMP, Vmmd
@@ -39,6 +42,8 @@ def main():
         q.ok("vm-create", dict(vm_def("steady", idle), start=True))
         wait_console(d, "steady", "idle: up")
         m = QMP(d.socket, timeout=30)
+        if a.probe_rt:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
 
         def sample(n=None, until=None):
             lat = []
@@ -56,6 +61,8 @@ def main():
 
         def load_main(errq):
             errors = []
+            if a.probe_rt:  # not inherited by the load
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
             def client(k):
                 try:
