@@ -66,7 +66,7 @@ enum rec_type {
 	REC_PASS = 3,	  /* a pass over RAM ended (count = pass number) */
 	REC_MANIFEST = 4, /* JSON: the manifest (docs/vmstate.md) */
 	REC_STATE = 5,	  /* the state sections */
-	REC_END = 6,	  /* nothing follows from the source */
+	REC_END = 6,	  /* nothing follows; count = 1: the VM was paused, stays so */
 	REC_READY = 7,	  /* destination: count = 0 or errno, payload = message */
 	REC_GO = 8,	  /* source: paused for good, take over */
 	REC_DONE = 9,	  /* destination: count = 0 (running) or errno, payload = message */
@@ -126,6 +126,7 @@ struct migration {
 	struct registry_instance *inst;
 	struct vm *new_vm;
 	bool adopt_asked, adopt_done;
+	bool stay_paused; /* the source's VM was paused: adopt it paused */
 	int adopt_result;
 	char *adopt_error;
 };
@@ -453,7 +454,7 @@ static void on_notify(evutil_socket_t fd, short what, void *opaque)
 		struct error *err = NULL;
 		int r;
 
-		r = registry_adopt(m->rv, m->inst, m->new_vm, false, &err);
+		r = registry_adopt(m->rv, m->inst, m->new_vm, m->stay_paused, &err);
 		m->inst = NULL;
 		m->new_vm = NULL;
 		pthread_mutex_lock(&m->lock);
@@ -742,7 +743,8 @@ static void *source_thread(void *arg)
 	struct vmstate_buf state = {0};
 	json_t *manifest = NULL, *cfg = NULL;
 	char *text = NULL;
-	bool tracking = false, paused = false, held = false, go_sent = false, refused = false;
+	bool tracking = false, paused = false, ran = false, held = false, go_sent = false,
+	     refused = false;
 	uint64_t total = 0, t_stop = 0;
 	int r;
 
@@ -833,6 +835,7 @@ static void *source_thread(void *arg)
 
 	/* Stop-and-copy: paused, devices drained and held, the rest of RAM and the state. */
 	t_stop = now_ns();
+	ran = vm_get_state(vm) == VM_STATE_RUNNING;
 	r = vm_save_begin(vm, &err);
 	if (r < 0) {
 		goto fail;
@@ -862,7 +865,7 @@ static void *source_thread(void *arg)
 	}
 	if (r == 0) {
 		atomic_fetch_add(&m->transferred, state.len + strlen(text));
-		r = send_rec(m->sock, REC_END, 0, NULL, 0);
+		r = send_rec(m->sock, REC_END, ran ? 0 : 1, NULL, 0);
 	}
 	if (r < 0) {
 		r = error_set_errno(&err, -r, "cannot send the VM state to the destination");
@@ -1027,11 +1030,17 @@ static void *dest_thread(void *arg)
 	void *state = NULL;
 	uint64_t state_len = 0, mem_size = 0;
 	uint8_t *buf = NULL;
-	int memfd = -1, r;
+	int memfd = -1, r, acc = 0;
+	socklen_t acclen = sizeof(acc);
 	bool ready_sent = false;
 	unsigned ver;
 
 	pthread_setname_np(pthread_self(), "migrate-in");
+	if (getsockopt(m->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &acclen) == 0 && !acc) {
+		/* fd:NAME with a connected socket (QEMU's fd: incoming): the stream itself. */
+		m->sock = fcntl(m->listen_fd, F_DUPFD_CLOEXEC, 3);
+		goto connected;
+	}
 	while ((r = poll(&pfd, 1, 200)) <= 0 || !(pfd.revents & POLLIN)) {
 		if (atomic_load(&m->cancel) || (r > 0 && (pfd.revents & (POLLERR | POLLHUP)))) {
 			r = error_set(&err, ECANCELED, "cancelled before a source connected");
@@ -1039,6 +1048,7 @@ static void *dest_thread(void *arg)
 		}
 	}
 	m->sock = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+connected:
 	if (m->sock < 0) {
 		r = error_set_errno(&err, errno, "accept");
 		goto fail;
@@ -1084,6 +1094,8 @@ static void *dest_thread(void *arg)
 			goto fail;
 		}
 		if (rc.type == REC_END) {
+			/* A VM paused on the source stays paused here (QEMU's runstate). */
+			m->stay_paused = rc.count == 1;
 			break;
 		}
 		switch (rc.type) {
