@@ -71,6 +71,9 @@ struct monitor_client {
 	unsigned n_fds;
 	int pending[MONITOR_MAX_PENDING_FDS];
 	unsigned n_pending;
+	/* monitor_add_client: told when the client goes; its requests carry @tag */
+	void (*on_gone)(void *tag);
+	void *tag;
 };
 
 struct monitor {
@@ -85,6 +88,7 @@ struct monitor {
 	struct event *reaper;		/* frees dead clients outside their callbacks */
 	struct monitor_client *current; /* whose command runs now (getfd lookups) */
 	struct monitor_version version; /* what the greeting reports */
+	bool keep_files;		/* socket files stay when listeners close */
 };
 
 /* The protocol's own commands (cmd-qmp.c), listed before the application's. */

@@ -142,6 +142,21 @@ int monitor_listen_fd(struct monitor *mon, int fd, struct error **errp);
  */
 int monitor_listen_path(struct monitor *mon, const char *path, mode_t mode, gid_t group,
 			const char *vm, struct error **errp);
+/*
+ * Live upgrade (docs/upgrade.md). monitor_add_client serves @fd (a connected
+ * stream socket, taken) as a client of the main socket; @on_gone(@tag) runs
+ * when it goes, and monitor_request_tag() of its requests is @tag (NULL for
+ * other clients). monitor_main_fd is the main listener's fd (borrowed) or
+ * -ENOENT; monitor_pause_main stops or resumes accepting on it (waiting
+ * clients stay queued in the kernel); after monitor_keep_socket_files no
+ * socket file is removed when its listener closes (the new daemon owns them).
+ */
+int monitor_add_client(struct monitor *mon, int fd, void (*on_gone)(void *tag), void *tag,
+		       struct error **errp);
+void *monitor_request_tag(struct monitor_request *req);
+int monitor_main_fd(struct monitor *mon);
+void monitor_pause_main(struct monitor *mon, bool paused);
+void monitor_keep_socket_files(struct monitor *mon);
 /* Close every listener (the main one first); connected clients stay. */
 void monitor_stop_listening(struct monitor *mon);
 /* A VM went away: close its socket (the file is removed) and its clients, replies flushed. */

@@ -109,6 +109,9 @@ static void client_free(struct monitor_client *c)
 		free(f->name);
 		free(f);
 	}
+	if (c->on_gone) {
+		c->on_gone(c->tag);
+	}
 	free(c->vm);
 	free(c);
 }
@@ -146,7 +149,7 @@ static void listener_free(struct monitor_listener *l)
 	list_del(&l->link);
 	event_free(l->ev);
 	close(l->fd);
-	if (l->path) {
+	if (l->path && !l->mon->keep_files) {
 		unlink(l->path);
 	}
 	free(l->path);
@@ -519,25 +522,24 @@ static void evict_idle(struct monitor *mon, struct monitor_client *newc)
 	monitor_client_close_after_flush(victim);
 }
 
-static void accept_one(struct monitor_listener *l, int fd)
+static struct monitor_client *accept_one(struct monitor *mon, const char *vm, int fd)
 {
-	struct monitor *mon = l->mon;
 	struct monitor_client *c;
 	struct ucred cred = {0};
 	json_auto_t *greeting = NULL;
 
 	if (!peer_allowed(mon, fd, &cred)) {
-		log_ratelimited(&refuse_rl, LOG_WARNING, l->vm, NULL,
+		log_ratelimited(&refuse_rl, LOG_WARNING, vm, NULL,
 				"refused connection from pid %d uid %u gid %u: not root, the "
 				"daemon's uid or a member of the socket group",
 				(int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid);
 		close(fd);
-		return;
+		return NULL;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
-		return;
+		return NULL;
 	}
 	c->mon = mon;
 	c->pid = cred.pid;
@@ -553,10 +555,10 @@ static void accept_one(struct monitor_listener *l, int fd)
 		}
 		close(fd);
 		free(c);
-		return;
+		return NULL;
 	}
-	if (l->vm) {
-		c->vm = strdup(l->vm);
+	if (vm) {
+		c->vm = strdup(vm);
 	}
 	list_add_tail(&c->link, &mon->clients);
 	mon->n_clients++;
@@ -566,7 +568,7 @@ static void accept_one(struct monitor_listener *l, int fd)
 	c->rev = event_new(mon->base, fd, EV_READ | EV_PERSIST, client_read, c);
 	if (!c->rev) {
 		monitor_client_drop(c);
-		return;
+		return NULL;
 	}
 	if (mon->n_clients > mon->lim.max_clients) {
 		evict_idle(mon, c);
@@ -574,7 +576,7 @@ static void accept_one(struct monitor_listener *l, int fd)
 	if (live_clients(mon) > mon->lim.max_clients) {
 		char desc[128];
 
-		log_ratelimited(&refuse_rl, LOG_WARNING, l->vm, NULL,
+		log_ratelimited(&refuse_rl, LOG_WARNING, vm, NULL,
 				"refused connection from pid %d uid %u: %u clients already",
 				(int)cred.pid, (unsigned)cred.uid, mon->lim.max_clients);
 		snprintf(desc, sizeof(desc), "Too many clients (limit %u), try again later",
@@ -582,7 +584,7 @@ static void accept_one(struct monitor_listener *l, int fd)
 		bufferevent_enable(c->bev, EV_WRITE);
 		monitor_client_send_error(c, "GenericError", desc, NULL);
 		monitor_client_close_after_flush(c);
-		return;
+		return NULL;
 	}
 	if (mon->lim.negotiation_timeout) {
 		struct timeval tv = {.tv_sec = mon->lim.negotiation_timeout};
@@ -594,10 +596,11 @@ static void accept_one(struct monitor_listener *l, int fd)
 	}
 	bufferevent_enable(c->bev, EV_WRITE);
 	event_add(c->rev, NULL);
-	greeting = monitor_greeting(l->mon);
+	greeting = monitor_greeting(mon);
 	monitor_client_send(c, greeting);
 	log_debug("client pid %d uid %u connected%s%s", (int)cred.pid, (unsigned)cred.uid,
-		  l->vm ? " to VM " : "", l->vm ? l->vm : "");
+		  vm ? " to VM " : "", vm ? vm : "");
+	return c;
 }
 
 static void listener_ready(evutil_socket_t lfd, short what, void *opaque)
@@ -615,7 +618,7 @@ static void listener_ready(evutil_socket_t lfd, short what, void *opaque)
 			}
 			return;
 		}
-		accept_one(l, fd);
+		accept_one(l->mon, l->vm, fd);
 	}
 }
 
@@ -725,6 +728,66 @@ int monitor_listen_path(struct monitor *mon, const char *path, mode_t mode, gid_
 err_unlink:
 	unlink(tmp);
 	return r;
+}
+
+int monitor_add_client(struct monitor *mon, int fd, void (*on_gone)(void *tag), void *tag,
+		       struct error **errp)
+{
+	struct monitor_client *c;
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		close(fd);
+		return error_set_errno(errp, errno, "cannot use the client socket");
+	}
+	c = accept_one(mon, NULL, fd);
+	if (!c) {
+		return error_set(errp, EPERM, "the client was refused (see the log)");
+	}
+	c->on_gone = on_gone;
+	c->tag = tag;
+	return 0;
+}
+
+void *monitor_request_tag(struct monitor_request *req)
+{
+	return req->client ? req->client->tag : NULL;
+}
+
+int monitor_main_fd(struct monitor *mon)
+{
+	struct list_head *p;
+
+	list_for_each (p, &mon->listeners) {
+		struct monitor_listener *l = list_entry(p, struct monitor_listener, link);
+
+		if (!l->vm) {
+			return l->fd;
+		}
+	}
+	return -ENOENT;
+}
+
+void monitor_pause_main(struct monitor *mon, bool paused)
+{
+	struct list_head *p;
+
+	list_for_each (p, &mon->listeners) {
+		struct monitor_listener *l = list_entry(p, struct monitor_listener, link);
+
+		if (!l->vm) {
+			if (paused) {
+				event_del(l->ev);
+			} else {
+				event_add(l->ev, NULL);
+			}
+		}
+	}
+}
+
+void monitor_keep_socket_files(struct monitor *mon)
+{
+	mon->keep_files = true;
 }
 
 void monitor_stop_listening(struct monitor *mon)

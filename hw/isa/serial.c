@@ -137,6 +137,7 @@ struct serial {
 	bool clients_paused;
 	uint8_t scratch[SERIAL_RING_SIZE];
 	char *sock_path, *log_path;
+	ino_t sock_ino; /* of sock_path once bound: removed only while still ours */
 	struct ratelimit rl;
 };
 
@@ -676,6 +677,19 @@ void serial_get_stats(void *state, struct serial_stats *ret)
 	ret->clients = serial_n_clients(s);
 }
 
+/*
+ * Remove the console socket file unless another process has bound its own
+ * there since (the new daemon of a live upgrade, a same-host migration).
+ */
+static void unlink_own_socket(struct serial *s)
+{
+	struct stat st;
+
+	if (lstat(s->sock_path, &st) == 0 && (!s->sock_ino || st.st_ino == s->sock_ino)) {
+		unlink(s->sock_path);
+	}
+}
+
 static void serial_unrealize(void *state)
 {
 	struct serial *s = state;
@@ -689,7 +703,7 @@ static void serial_unrealize(void *state)
 	event_free(s->listen_ev);
 	event_free(s->kick_ev);
 	close(s->listen_fd);
-	unlink(s->sock_path);
+	unlink_own_socket(s);
 	for (unsigned i = 0; i < SERIAL_MAX_CLIENTS; i++) {
 		serial_client_close(&s->clients[i]);
 	}
@@ -712,6 +726,7 @@ static int serial_listen(struct serial *s, const struct vm_host *host, struct er
 	gid_t gid = host && host->socket_mode ? host->socket_gid : (gid_t)-1;
 
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
 
 	if (strlen(s->sock_path) >= sizeof(sa.sun_path)) {
 		return error_set(errp, ENAMETOOLONG,
@@ -733,6 +748,9 @@ static int serial_listen(struct serial *s, const struct vm_host *host, struct er
 		s->listen_fd = -1;
 		return error_set_errno(errp, e, "console socket %s", s->sock_path);
 	}
+	if (lstat(s->sock_path, &st) == 0) {
+		s->sock_ino = st.st_ino;
+	}
 	if (chmod(s->sock_path, mode) < 0 ||
 	    (gid != (gid_t)-1 && chown(s->sock_path, -1, gid) < 0)) {
 		int e = errno;
@@ -753,7 +771,7 @@ static int serial_realize(struct vm *vm, const void *cfg_unused, void **ret_stat
 	const struct vm_host *host = vm_get_host(vm);
 	struct serial *s;
 	char *dir = NULL;
-	int r;
+	int r, trunc;
 
 	s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -799,17 +817,19 @@ static int serial_realize(struct vm *vm, const void *cfg_unused, void **ret_stat
 		r = error_set(errp, ENOMEM, "serial: out of memory");
 		goto err_free;
 	}
+	trunc = host && host->keep_console_log ? 0 : O_TRUNC;
 	if (cfg && cfg->serial_log) {
 		/* A path the definition names: the path policy decides. */
 		s->log_fd = pathpol_open_err("console log", s->log_path,
-					     O_WRONLY | O_CREAT | O_TRUNC, 0640, errp);
+					     O_WRONLY | O_CREAT | O_APPEND | trunc, 0640, errp);
 		if (s->log_fd < 0) {
 			r = s->log_fd;
 			goto err_free;
 		}
 	} else {
-		s->log_fd = open(s->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY,
-				 0640);
+		s->log_fd =
+			open(s->log_path,
+			     O_WRONLY | O_CREAT | O_APPEND | trunc | O_CLOEXEC | O_NOCTTY, 0640);
 		if (s->log_fd < 0) {
 			r = error_set_errno(errp, errno, "cannot open the console log %s",
 					    s->log_path);

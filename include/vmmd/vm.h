@@ -128,6 +128,11 @@ struct vm_host {
 	mode_t socket_mode;
 	gid_t socket_gid; /* (gid_t)-1 = the daemon's */
 	/*
+	 * The VM continues one that ran on this host (an incoming migration,
+	 * a live upgrade): its console log is appended to, not truncated.
+	 */
+	bool keep_console_log;
+	/*
 	 * A QMP event for this VM: @name is "STOP", "RESUME", "RESET",
 	 * "POWERDOWN", "SHUTDOWN", "BLOCK_IO_ERROR", ...; @data is a new
 	 * reference the callee takes (without "vm": the daemon adds it). Any
