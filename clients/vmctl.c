@@ -1865,6 +1865,39 @@ static int cmd_incoming(struct qmp_client *c, int argc, char **argv,
 	return rc;
 }
 
+/* daemon-upgrade: the daemon's executable takes over every VM (docs/upgrade.md). */
+static int cmd_daemon_upgrade(struct qmp_client *c, int argc, char **argv,
+			      const struct vmctl_command *cmd)
+{
+	json_auto_t *ret = NULL;
+	size_t i;
+	json_t *v;
+	int rc;
+
+	if (argc != 1) {
+		return usage_error("daemon-upgrade takes no argument, got '%s'", argv[1]);
+	}
+	rc = run_cmd(c, "daemon-upgrade", NULL, &ret);
+	if (rc) {
+		return rc;
+	}
+	if (json_output) {
+		print_json(ret);
+		return EXIT_OK;
+	}
+	json_array_foreach (json_object_get(ret, "vms"), i, v) {
+		printf("%s: taken over, downtime %" JSON_INTEGER_FORMAT
+		       " ms, total %" JSON_INTEGER_FORMAT " ms\n",
+		       str(v, "vm", "?"), json_integer_value(json_object_get(v, "downtime")),
+		       json_integer_value(json_object_get(v, "total-time")));
+	}
+	printf("vmmd upgraded: pid %" JSON_INTEGER_FORMAT " serves %zu running VM%s\n",
+	       json_integer_value(json_object_get(ret, "pid")),
+	       json_array_size(json_object_get(ret, "vms")),
+	       json_array_size(json_object_get(ret, "vms")) == 1 ? "" : "s");
+	return EXIT_OK;
+}
+
 static const struct vmctl_command commands[] = {
 	{"list", cmd_list, "", "list the defined VMs",
 	 "Prints NAME, STATE, VCPUS, MEMORY and AUTOSTART of every VM (--json: the query-vms\n"
@@ -1965,6 +1998,11 @@ static const struct vmctl_command commands[] = {
 	 "carries never converges: interrupt and run 'vmctl migrate-cancel NAME'.\n"},
 	{"migrate-cancel", simple, "NAME", "cancel a live migration (the VM runs on here)", "",
 	 "migrate_cancel", "migration cancelled"},
+	{"daemon-upgrade", cmd_daemon_upgrade, "",
+	 "live upgrade: vmmd's executable, started again, takes over every VM",
+	 "Run after installing a new vmmd binary: it takes over every running or paused VM\n"
+	 "by local migration (each pauses for its downtime, shown), then the old daemon\n"
+	 "exits. On a failure every VM stays with the old daemon and this exits non-zero.\n"},
 	{"incoming", cmd_incoming, "NAME URI",
 	 "listen on URI for a migration of a VM created with \"incoming\": true", ""},
 	{"qmp", cmd_qmp, "[JSON]", "send one raw protocol command (or stdin), print the reply",

@@ -32,6 +32,7 @@
 #include "daemon/settings.h"
 #include "daemon/run-vm.h"
 #include "daemon/systemd.h"
+#include "daemon/upgrade.h"
 #include "monitor/monitor.h"
 
 /* Command-line settings; they win over the settings file, also on SIGHUP. */
@@ -48,6 +49,8 @@ struct daemon {
 	struct registry *reg;
 	struct monitor *mon;
 	bool stopping;
+	bool take_over; /* --take-over: a live upgrade's new daemon (docs/upgrade.md) */
+	int rc;
 };
 
 static void usage(FILE *out, const struct daemon_config *d)
@@ -63,6 +66,8 @@ static void usage(FILE *out, const struct daemon_config *d)
 		"      --user-session     per-user defaults: $XDG_RUNTIME_DIR/vmmd/vmmd.sock,\n"
 		"                         $XDG_STATE_HOME/vmmd, $XDG_CONFIG_HOME/vmmd/vmmd.conf\n"
 		"      --log-level LEVEL  err, warning, notice, info or debug (default: %s)\n"
+		"      --take-over        internal: the new daemon of a live upgrade, started\n"
+		"                         by the old one (daemon-upgrade, SIGUSR2)\n"
 		"      --run-vm FILE      run only the VM defined in FILE (a vm-create JSON\n"
 		"                         definition) in the foreground until it stops, without\n"
 		"                         a socket; console and sockets in --run-dir (default .)\n"
@@ -72,7 +77,9 @@ static void usage(FILE *out, const struct daemon_config *d)
 		"Limits (set in the settings file, see vmmd.conf(5)): max-clients %u,\n"
 		"max-message-size %zu, max-nesting-depth %u, output-queue-size %zu,\n"
 		"negotiation-timeout %u s, max-vms %u, socket-mode %04o.\n"
-		"Signals: SIGTERM stops all VMs and exits 0; SIGHUP reloads the settings.\n",
+		"Signals: SIGTERM stops all VMs and exits 0; SIGHUP reloads the settings;\n"
+		"SIGUSR2 upgrades in place: the daemon's executable, started again, takes\n"
+		"over every VM without stopping it.\n",
 		d->config_path, d->socket_path, d->state_dir, d->run_dir,
 		log_level_to_string(d->log_level), d->lim.max_clients, d->lim.max_message,
 		d->lim.max_depth, d->lim.max_output, d->lim.negotiation_timeout, d->max_vms,
@@ -174,6 +181,9 @@ static void hook_event(void *opaque, const char *vm, const char *name, json_t *d
 {
 	struct daemon *d = opaque;
 
+	if (d->take_over) {
+		upgrade_note_event(vm, name, data);
+	}
 	if (d->mon) {
 		monitor_emit_event(d->mon, vm, name, data);
 	} else {
@@ -238,6 +248,62 @@ static void on_term(evutil_socket_t sig, short what, void *opaque)
 	monitor_stop_listening(d->mon);
 	registry_shutdown(d->reg);
 	event_base_loopexit(d->base, NULL);
+}
+
+static void on_usr2(evutil_socket_t sig, short what, void *opaque)
+{
+	struct error *err = NULL;
+
+	log_notice("SIGUSR2: live upgrade");
+	if (upgrade_begin(NULL, &err) < 0) {
+		log_error("SIGUSR2: no live upgrade: %s", err->msg);
+		error_free(err);
+	}
+}
+
+/* Live upgrade, old daemon: the new one has every VM; leave, removing no socket file. */
+static void upgrade_exit(void *opaque)
+{
+	struct daemon *d = opaque;
+
+	if (d->stopping) {
+		return;
+	}
+	d->stopping = true;
+	monitor_stop_listening(d->mon);
+	registry_shutdown(d->reg);
+	event_base_loopexit(d->base, NULL);
+}
+
+/* Live upgrade, new daemon: serve the main socket, or give up and exit. */
+static void upgrade_took_over(void *opaque, int r)
+{
+	struct daemon *d = opaque;
+	struct error *err = NULL;
+
+	d->take_over = false;
+	if (r == 0 && monitor_listen_fd(d->mon, 4, &err) == 0) {
+		log_notice("live upgrade done: %u VMs running", registry_running(d->reg));
+		systemd_notify_ready(registry_running(d->reg), registry_count(d->reg));
+		return;
+	}
+	if (err) {
+		log_error("%s", err->msg);
+		error_free(err);
+	} else {
+		close(4);
+	}
+	if (r == -EBUSY) {
+		log_error("live upgrade failed and some VMs could not go back: this daemon "
+			  "(pid %d) keeps running them, reachable on their own sockets",
+			  (int)getpid());
+		systemd_notify_status(registry_running(d->reg), registry_count(d->reg));
+		return;
+	}
+	log_error("live upgrade failed: this daemon exits, the old one keeps the VMs");
+	d->rc = EXIT_FAILURE;
+	monitor_keep_socket_files(d->mon);
+	upgrade_exit(d);
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *opaque)
@@ -317,7 +383,7 @@ static int run(struct daemon *d)
 	struct registry_limits rl = {.max_vms = d->cfg.max_vms,
 				     .image_roots = d->cfg.image_roots,
 				     .socket_mode = d->cfg.socket_mode};
-	struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL;
+	struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL, *ev_usr2 = NULL;
 	struct monitor_handlers handlers = {
 		.cmds = qmp_commands,
 		.n_cmds = qmp_n_commands,
@@ -346,8 +412,16 @@ static int run(struct daemon *d)
 		goto out;
 	}
 	monitor_set_version(d->mon, &d->cfg.version);
-	fd = systemd_listen_fd(&err);
-	if (fd >= 0) {
+	upgrade_init(&(struct upgrade_hooks){.base = d->base,
+					     .mon = d->mon,
+					     .reg = d->reg,
+					     .exit = upgrade_exit,
+					     .took_over = upgrade_took_over,
+					     .opaque = d});
+	fd = d->take_over ? -EALREADY : systemd_listen_fd(&err);
+	if (fd == -EALREADY) {
+		log_info("live upgrade: the main socket comes from the old daemon (fd 4)");
+	} else if (fd >= 0) {
 		if (monitor_listen_fd(d->mon, fd, &err) < 0) {
 			goto out;
 		}
@@ -365,8 +439,10 @@ static int run(struct daemon *d)
 	ev_term = evsignal_new(d->base, SIGTERM, on_term, d);
 	ev_int = evsignal_new(d->base, SIGINT, on_term, d);
 	ev_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
-	if (!ev_term || !ev_int || !ev_hup || evsignal_add(ev_term, NULL) < 0 ||
-	    evsignal_add(ev_int, NULL) < 0 || evsignal_add(ev_hup, NULL) < 0) {
+	ev_usr2 = evsignal_new(d->base, SIGUSR2, on_usr2, d);
+	if (!ev_term || !ev_int || !ev_hup || !ev_usr2 || evsignal_add(ev_term, NULL) < 0 ||
+	    evsignal_add(ev_int, NULL) < 0 || evsignal_add(ev_hup, NULL) < 0 ||
+	    evsignal_add(ev_usr2, NULL) < 0) {
 		error_set(&err, ENOMEM, "cannot install signal handlers");
 		goto out;
 	}
@@ -379,14 +455,22 @@ static int run(struct daemon *d)
 	if (sandbox_enabled()) {
 		log_info("seccomp filters on (vmmd.conf seccomp)");
 	}
-	registry_autostart(d->reg);
+	if (d->take_over) {
+		if (upgrade_takeover_start(3, &err) < 0) {
+			goto out;
+		}
+	} else {
+		registry_autostart(d->reg);
+	}
 	if (systemd_watchdog_start(d->base, &err) < 0) {
 		goto out;
 	}
-	systemd_notify_ready(registry_running(d->reg), registry_count(d->reg));
+	if (!d->take_over) {
+		systemd_notify_ready(registry_running(d->reg), registry_count(d->reg));
+	}
 	event_base_dispatch(d->base);
 	log_notice("stopped");
-	rc = EXIT_SUCCESS;
+	rc = d->rc;
 out:
 	if (err) {
 		log_error("%s", err->msg);
@@ -408,6 +492,9 @@ out:
 	if (ev_hup) {
 		event_free(ev_hup);
 	}
+	if (ev_usr2) {
+		event_free(ev_usr2);
+	}
 	event_base_free(d->base);
 	return rc;
 }
@@ -419,7 +506,8 @@ int main(int argc, char **argv)
 		OPT_RUN_DIR,
 		OPT_USER,
 		OPT_LOG_LEVEL,
-		OPT_RUN_VM
+		OPT_RUN_VM,
+		OPT_TAKE_OVER
 	};
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'},
@@ -429,6 +517,7 @@ int main(int argc, char **argv)
 		{"user-session", no_argument, NULL, OPT_USER},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 		{"run-vm", required_argument, NULL, OPT_RUN_VM},
+		{"take-over", no_argument, NULL, OPT_TAKE_OVER},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{0},
@@ -462,6 +551,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_RUN_VM:
 			run_vm = optarg;
+			break;
+		case OPT_TAKE_OVER:
+			d.take_over = true;
 			break;
 		case 'h':
 			help = true;
@@ -503,7 +595,10 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 	apply_logging(&d.cfg);
+	/* Before any thread or seccomp filter exists: the live upgrade's launcher. */
+	upgrade_launcher_start(argv);
 	signal(SIGPIPE, SIG_IGN);
+	d.rc = EXIT_SUCCESS;
 	rc = run(&d);
 	config_release(&d.cfg);
 	return rc;

@@ -68,6 +68,13 @@ int qmp_vm_destroy(struct monitor_request *req, json_t *args, json_t **ret, stru
 int qmp_vm_delete(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_query_vms(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 /* qmp-vmstate.c: whole-VM save and restore (docs/vmstate.md). */
+/* Live upgrade (daemon/upgrade.c, docs/upgrade.md). */
+int qmp_daemon_upgrade(struct monitor_request *req, json_t *args, json_t **ret,
+		       struct error **errp);
+int qmp_x_daemon_upgrade_finish(struct monitor_request *req, json_t *args, json_t **ret,
+				struct error **errp);
+int qmp_x_daemon_upgrade_return(struct monitor_request *req, json_t *args, json_t **ret,
+				struct error **errp);
 int qmp_migrate(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_migrate_incoming(struct monitor_request *req, json_t *args, json_t **ret,
 			 struct error **errp);

@@ -1391,6 +1391,30 @@ static void destroy_now(struct registry_vm *rv, const char *reason)
 	changed(reg);
 }
 
+int registry_await_takeover(struct registry_vm *rv, struct error **errp)
+{
+	if (rv->vm || rv->busy || rv->inmigrate || rv->deleting) {
+		return error_set(errp, EBUSY, "VM '%s' is not idle in this daemon", rv->name);
+	}
+	rv->inmigrate = true;
+	log_full(LOG_INFO, rv->name, NULL, "VM waits to be taken over from the old daemon");
+	changed(rv->reg);
+	return 0;
+}
+
+int registry_rearm_incoming(struct registry_vm *rv, struct error **errp)
+{
+	if (!rv->vm || vm_get_state(rv->vm) != VM_STATE_POSTMIGRATE || migration_active(rv) ||
+	    rv->busy) {
+		return error_set(errp, EINVAL, "VM '%s' is not in postmigrate here", rv->name);
+	}
+	destroy_now(rv, "migrated");
+	migration_free(rv);
+	rv->inmigrate = true;
+	changed(rv->reg);
+	return 0;
+}
+
 int registry_set_disk(struct registry_vm *rv, const char *id, const char *file, const char *format,
 		      struct error **errp)
 {
@@ -2169,6 +2193,7 @@ struct registry_instance *registry_adopt_prepare(struct registry_vm *rv, struct 
 	inst->host.event = on_vm_event;
 	inst->host.get_fd = on_get_fd;
 	inst->host.thread_start = on_thread_start;
+	inst->host.keep_console_log = true;
 	inst->host.opaque = inst;
 	if (take_fds(reg, rv->cfg, inst, errp) < 0) {
 		instance_free(inst);

@@ -204,6 +204,17 @@ int registry_restore_async(struct registry *reg, const char *dir, const char *na
 			   struct error **errp);
 
 /*
+ * Live upgrade (daemon/upgrade.c, docs/upgrade.md). registry_await_takeover:
+ * the new daemon's loaded, idle VM waits in inmigrate for the old daemon's
+ * running copy (as if created with "incoming", without changing its
+ * definition). registry_rearm_incoming: a rolled-back upgrade brings a VM
+ * back; the old daemon drops its postmigrate VM object (SHUTDOWN "migrated")
+ * and the VM waits in inmigrate again.
+ */
+int registry_await_takeover(struct registry_vm *rv, struct error **errp);
+int registry_rearm_incoming(struct registry_vm *rv, struct error **errp);
+
+/*
  * Daemon shutdown: pause every running VM, then destroy every VM object.
  * Definitions stay on disk.
  */

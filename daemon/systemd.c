@@ -58,6 +58,11 @@ void systemd_notify_stopping(void)
 	sd_notify(0, "STOPPING=1\nSTATUS=Stopping: pausing and destroying VMs");
 }
 
+void systemd_notify_mainpid(pid_t pid)
+{
+	sd_notifyf(0, "MAINPID=%d", (int)pid);
+}
+
 void systemd_notify_reloading(bool done)
 {
 	sd_notify(0, done ? "READY=1" : "RELOADING=1");

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "common/error.h"
 
@@ -22,6 +23,8 @@ void systemd_notify_ready(unsigned running, unsigned defined);
 void systemd_notify_status(unsigned running, unsigned defined);
 void systemd_notify_stopping(void);
 void systemd_notify_reloading(bool done);
+/* A live upgrade: @pid is the service's main process from now on. */
+void systemd_notify_mainpid(pid_t pid);
 /* Send WATCHDOG=1 at half the interval systemd asked for, if it asked. */
 int systemd_watchdog_start(struct event_base *base, struct error **errp);
 void systemd_watchdog_stop(void);

@@ -126,3 +126,5 @@ tests/guests/migrate.elf: $(srcdir)/tests/guests/migrate.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/migrate.c
 TESTS += tests/functional/test-migration.py
+# Live upgrade (daemon/upgrade.c, docs/upgrade.md): the counter and migrate guests across a binary swap.
+TESTS += tests/functional/test-upgrade.py
