@@ -4,7 +4,8 @@
 # CACHE_DIR defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/vmmd/linux-kit. It ends up holding
 #   bzImage         the stock kernel as packaged (linux-image-amd64's versioned package)
 #   vmlinux         the ELF kernel extracted from bzImage's compressed payload
-#   initramfs.gz    busybox-static, the virtio modules and tests/guests/linux/init
+#   initramfs.gz    /init (tests/guests/linux/init.c, built freestanding without SSE) and
+#                   the modules for virtio-pci/blk/net, ata_piix + sd_mod and e1000
 #   kernel-version  the kernel release string
 # and the script prints "KIT=CACHE_DIR" last. A second run with the same packages and
 # /init does nothing but check. Exit 77 if the packages cannot be downloaded (no
@@ -14,13 +15,15 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/vmmd/linux-kit}
 MODULES="virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
-	virtio_blk failover net_failover virtio_net"
+	virtio_blk failover net_failover virtio_net scsi_common scsi_mod libata ata_piix
+	crc64 crc64-rocksoft crc64_rocksoft_generic crct10dif_common crct10dif_generic
+	crc-t10dif t10-pi sd_mod e1000"
 
 say() { echo "build-kit: $*" >&2; }
 die() { say "$*"; exit 1; }
 skip() { say "$*"; exit 77; }
 
-for t in apt-get apt-cache dpkg-deb python3 gzip; do
+for t in apt-get apt-cache dpkg-deb python3 gzip cc objdump; do
 	command -v "$t" >/dev/null 2>&1 || skip "'$t' is missing"
 done
 mkdir -p "$cache"
@@ -33,7 +36,7 @@ kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
 kver=${kpkg#linux-image-}
 
 # What the kit was built from; a match means nothing to do.
-stamp="$kpkg $(cat "$here/init" "$0" | cksum | cut -d' ' -f1)"
+stamp="$kpkg $(cat "$here/init.c" "$0" | cksum | cut -d' ' -f1)"
 if [ -f "$cache/stamp" ] && [ "$(cat "$cache/stamp")" = "$stamp" ] &&
 	[ -s "$cache/vmlinux" ] && [ -s "$cache/bzImage" ] && [ -s "$cache/initramfs.gz" ]; then
 	echo "KIT=$cache"
@@ -43,7 +46,7 @@ rm -f "$cache/stamp"
 
 debs="$cache/debs"
 mkdir -p "$debs"
-for p in "$kpkg" busybox-static; do
+for p in "$kpkg"; do
 	if ! ls "$debs/${p}_"*.deb >/dev/null 2>&1; then
 		say "downloading $p"
 		(cd "$debs" && apt-get download "$p" >/dev/null 2>"$debs/apt.log") ||
@@ -53,9 +56,8 @@ done
 
 work="$cache/work"
 rm -rf "$work"
-mkdir -p "$work/kernel" "$work/busybox"
+mkdir -p "$work/kernel"
 dpkg-deb -x "$(ls "$debs/${kpkg}_"*.deb | head -n 1)" "$work/kernel"
-dpkg-deb -x "$(ls "$debs/busybox-static_"*.deb | head -n 1)" "$work/busybox"
 
 vmlinuz="$work/kernel/boot/vmlinuz-$kver"
 [ -f "$vmlinuz" ] || die "no boot/vmlinuz-$kver in $kpkg"
@@ -92,13 +94,16 @@ mv "$cache/vmlinux.tmp" "$cache/vmlinux"
 
 # The initramfs tree.
 root="$work/root"
-mkdir -p "$root/bin" "$root/lib/modules" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" \
-	"$root/etc"
-cp "$work/busybox/bin/busybox" "$root/bin/busybox"
-cp "$here/init" "$root/init"
-chmod 755 "$root/init" "$root/bin/busybox"
-printf '#!/bin/busybox sh\nexit 0\n' >"$root/bin/udhcpc-script"
-chmod 755 "$root/bin/udhcpc-script"
+mkdir -p "$root/lib/modules" "$root/proc" "$root/sys" "$root/dev"
+# /init may use no SSE, x87 or AVX register: the host's emulator rejects them
+# (glibc's string functions use SSE2 at once), so it is built freestanding and
+# its disassembly checked.
+cc -Os -static -nostdlib -ffreestanding -fno-builtin -mgeneral-regs-only \
+	-fno-stack-protector -fno-pie -no-pie -fno-asynchronous-unwind-tables -Wall -Werror \
+	-o "$root/init" "$here/init.c" || die "cannot build init.c"
+if objdump -d "$root/init" | grep -qE '%[xyz]mm|%st|%mm[0-7]|mxcsr|fxsave|fxrstor'; then
+	die "init uses SSE, x87 or AVX registers"
+fi
 moddir="$work/kernel/lib/modules/$kver"
 for m in $MODULES; do
 	f=$(find "$moddir" -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" | head -n 1)
