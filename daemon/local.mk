@@ -43,6 +43,7 @@ tests/functional/guest-acpi.elf: $(srcdir)/tests/functional/guest-acpi.c $(GUEST
 
 # Functional tests of the daemon, the protocol, vmctl and systemd integration.
 TESTS += \
+	tests/functional/test-control-path.py \
 	tests/functional/test-daemon-config.py \
 	tests/functional/test-daemon-vms.py \
 	tests/functional/test-jobs-qmp.py \

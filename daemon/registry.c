@@ -66,6 +66,8 @@ struct registry_op {
 	int r;
 	struct error *err;
 	struct event *deadline;
+	/* start: when asked, when a worker took it, when the VM was built (setup log) */
+	uint64_t t_req, t_run, t_built;
 	/* destroy */
 	const char *reason;
 	bool emit_shutdown;
@@ -310,6 +312,14 @@ static void instance_free(struct registry_instance *inst)
 static void release_memory(void)
 {
 	malloc_trim(0);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void changed(struct registry *reg)
@@ -801,6 +811,7 @@ int registry_create(struct registry *reg, json_t *def, registry_done_fn done, vo
 	}
 	TAKE_PTR(cfg);
 	TAKE_PTR(canon);
+	rv->define_ns = mono_ns();
 	/* The name is taken now; the file is written (fsync) on a worker. */
 	r = worker_op(rv, REGISTRY_DEFINING, persist_job, persist_done, done, opaque, errp);
 	if (r < 0) {
@@ -898,6 +909,7 @@ static void persist_done(void *arg)
 		op->then_delete = true; /* answer with no VM */
 		op_answer(op, op->r, TAKE_PTR(op->err));
 	} else {
+		rv->define_ns = mono_ns() - rv->define_ns;
 		log_full(LOG_INFO, rv->name, NULL, "VM defined");
 		op_answer(op, 0, NULL);
 	}
@@ -936,7 +948,36 @@ static void start_job(void *arg)
 {
 	struct registry_op *op = arg;
 
+	op->t_run = mono_ns();
 	op->r = vm_new(op->rv->cfg, &op->inst->host, &op->vm, &op->err);
+	op->t_built = mono_ns();
+}
+
+/*
+ * The debug log's breakdown of a VM's start (tests/bench/README, "Where VM
+ * creation spends its time"): the definition file (vm-create), the wait for
+ * a worker, vm_new and its phases, the wait for the control thread, the
+ * per-VM socket, vm_start (vCPU threads).
+ */
+static void log_setup(struct registry_op *op, uint64_t t_done, uint64_t t_sock, uint64_t t_end)
+{
+	_cleanup_free_ char *phases = NULL;
+	char define[48] = "";
+
+	if (log_get_level() < LOG_DEBUG) {
+		return;
+	}
+	phases = vm_setup_phases(op->vm);
+	if (op->rv->define_ns) {
+		snprintf(define, sizeof(define), "define %.2f, ", op->rv->define_ns / 1e6);
+		op->rv->define_ns = 0;
+	}
+	log_full(LOG_DEBUG, op->rv->name, NULL,
+		 "setup ms: %sworker %.2f, build %.2f [%s], control %.2f, socket %.2f, "
+		 "start %.2f; total %.2f",
+		 define, (op->t_run - op->t_req) / 1e6, (op->t_built - op->t_run) / 1e6,
+		 phases ? phases : "?", (t_done - op->t_built) / 1e6, (t_sock - t_done) / 1e6,
+		 (t_end - t_sock) / 1e6, (t_end - op->t_req) / 1e6);
 }
 
 static void start_deadline(evutil_socket_t fd, short what, void *arg)
@@ -960,6 +1001,7 @@ static void start_done(void *arg)
 	struct registry_instance *inst = op->inst;
 	struct error *err = TAKE_PTR(op->err);
 	bool late = !op->done && op->deadline && !event_pending(op->deadline, EV_TIMEOUT, NULL);
+	uint64_t t_done = mono_ns(), t_sock = 0;
 	int r = op->r;
 
 	instance_drop_fds(inst);
@@ -975,6 +1017,7 @@ static void start_done(void *arg)
 	}
 	if (r == 0) {
 		r = reg->hooks->vm_up(reg->hooks->opaque, rv->name, &err);
+		t_sock = mono_ns();
 		if (r == 0) {
 			/* vCPU threads inherit this thread's nice value: the VMs' own. */
 			int mine = getpriority(PRIO_PROCESS, 0);
@@ -999,6 +1042,7 @@ static void start_done(void *arg)
 		rv->vm = op->vm;
 		rv->inst = inst;
 		log_full(LOG_INFO, rv->name, NULL, "VM started");
+		log_setup(op, t_done, t_sock, mono_ns());
 		changed(reg);
 		op_answer(op, 0, NULL);
 		op_free(op);
@@ -1115,6 +1159,7 @@ int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *op
 		}
 	}
 	if (r == 0) {
+		op->t_req = mono_ns();
 		r = worker_run(reg->workers, start_job, start_done, op, errp);
 	}
 	if (r < 0) {

@@ -60,6 +60,7 @@ struct registry_vm {
 		REGISTRY_RESTORING, /* vm-restore builds it on a worker */
 		REGISTRY_PAUSING,   /* stop waits for its vCPUs on a worker */
 	} busy;			    /* on a worker */
+	uint64_t define_ns;	    /* registry_create: when asked, then how long the file took */
 	/* A vm-start that came while stopping: run once the VM is down. */
 	bool start_pending;
 	bool deleting; /* destroyed and then deleted (vm-delete with force) */

@@ -40,6 +40,13 @@ struct vm_input {
 	void *opaque;
 };
 
+/* A setup phase and how long it took (vm_setup_phases). */
+#define VM_MAX_PHASES 48
+struct vm_phase {
+	const char *name; /* static */
+	uint32_t us;
+};
+
 struct vm {
 	struct vm_config *cfg;
 	struct vm_host host;
@@ -54,6 +61,10 @@ struct vm {
 	_Atomic enum vm_run_state state;
 	bool started; /* vCPU threads exist */
 	bool dying;   /* vm_destroy has begun: requests are ignored */
+	/* Setup phases of vm_build and vm_start (the thread building the VM). */
+	struct vm_phase phases[VM_MAX_PHASES];
+	unsigned n_phases;
+	uint64_t phase_ns; /* when the last phase ended */
 
 	/* vCPUs */
 	struct vcpu **vcpus;

@@ -14,10 +14,12 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -590,6 +592,56 @@ static void io_stop(struct vm *vm)
 	}
 }
 
+/* --- setup phases (vm_setup_phases) ---------------------------------------- */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The phase @name (a static string) ended now. */
+static void phase(struct vm *vm, const char *name)
+{
+	uint64_t now = mono_ns();
+
+	if (vm->n_phases < VM_MAX_PHASES) {
+		uint64_t us = (now - vm->phase_ns) / 1000;
+
+		vm->phases[vm->n_phases++] =
+			(struct vm_phase){name, us > UINT32_MAX ? UINT32_MAX : us};
+	}
+	vm->phase_ns = now;
+}
+
+char *vm_setup_phases(struct vm *vm)
+{
+	uint64_t other = 0, total = 0;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f) {
+		return NULL;
+	}
+	for (unsigned i = 0; i < vm->n_phases; i++) {
+		total += vm->phases[i].us;
+		if (vm->phases[i].us < 50) {
+			other += vm->phases[i].us;
+			continue;
+		}
+		fprintf(f, "%s %.2f, ", vm->phases[i].name, vm->phases[i].us / 1000.0);
+	}
+	fprintf(f, "other %.2f; total %.2f", other / 1000.0, total / 1000.0);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
 /* --- devices ------------------------------------------------------------- */
 
 static int realize_one(struct vm *vm, const struct device_class *cls, const void *item,
@@ -620,6 +672,7 @@ static int realize_one(struct vm *vm, const struct device_class *cls, const void
 		return r;
 	}
 	vm->n_devices++;
+	phase(vm, cls->name);
 	return 0;
 }
 
@@ -792,6 +845,7 @@ int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool resto
 	if (!vm) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
+	vm->phase_ns = mono_ns();
 	vm->req_fd = -1;
 	vm->kvm.sys_fd = vm->kvm.vm_fd = -1;
 	pthread_mutex_init(&vm->ctl_lock, NULL);
@@ -812,22 +866,27 @@ int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool resto
 	if (r < 0) {
 		goto err_teardown;
 	}
+	phase(vm, "config");
 	r = kvm_open(&vm->kvm, vm->cfg->vcpus, errp);
 	if (r < 0) {
 		goto err_teardown;
 	}
+	phase(vm, "kvm-vm");
 	r = save_irqchip(vm, errp);
 	if (r < 0) {
 		goto err_teardown;
 	}
+	phase(vm, "irqchip");
 	r = guest_mem_new(vm->cfg->memory, vm->cfg->mem_backend, &vm->mem, errp);
 	if (r < 0) {
 		goto err_teardown;
 	}
+	phase(vm, "guest-ram");
 	r = kvm_add_memory(&vm->kvm, vm->mem, errp);
 	if (r < 0) {
 		goto err_teardown;
 	}
+	phase(vm, "memslots");
 	vm->iobus = iobus_new(vm->cfg->name);
 	if (!vm->iobus) {
 		r = error_set(errp, ENOMEM, "out of memory");
@@ -837,6 +896,7 @@ int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool resto
 	if (r < 0) {
 		goto err_teardown;
 	}
+	phase(vm, "irq-routing");
 	vm->vcpus = calloc(vm->cfg->vcpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus) {
 		r = error_set(errp, ENOMEM, "out of memory");
@@ -851,10 +911,12 @@ int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool resto
 		}
 		vm->vcpus[vm->n_vcpus++] = v;
 	}
+	phase(vm, "vcpus");
 	r = io_start(vm, errp);
 	if (r < 0) {
 		goto err_teardown;
 	}
+	phase(vm, "io-thread");
 	r = devices_realize(vm, errp);
 	if (r < 0) {
 		goto err_teardown;
@@ -863,6 +925,7 @@ int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool resto
 	if (r < 0) {
 		goto err_teardown;
 	}
+	phase(vm, "hotplug");
 	if (vm->cfg->boot.firmware && vm->roms[0].len == 0) {
 		r = error_set(errp, ENOTSUP,
 			      "firmware %s: no device of this build maps firmware images",
@@ -873,6 +936,7 @@ int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool resto
 	if (r < 0) {
 		goto err_teardown;
 	}
+	phase(vm, "reset");
 	*ret = vm;
 	return 0;
 
@@ -898,6 +962,7 @@ int vm_start(struct vm *vm, struct error **errp)
 	int r = 0;
 
 	pthread_mutex_lock(&vm->ctl_lock);
+	vm->phase_ns = mono_ns();
 	if (vm_get_state(vm) != VM_STATE_PRELAUNCH) {
 		r = bad_state(vm, "start", errp);
 		goto out;
@@ -921,6 +986,7 @@ int vm_start(struct vm *vm, struct error **errp)
 			goto out;
 		}
 	}
+	phase(vm, "vcpu-threads");
 	set_state(vm, VM_STATE_RUNNING);
 	vm_emit_event(vm, "RESUME", NULL);
 out:

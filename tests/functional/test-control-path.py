@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""The control path of issue 16: stop runs on a worker (answered once the
+vCPUs are parked, a destroy from another client meanwhile goes after it),
+the per-phase setup log at --log-level debug, and the worker threads left
+idle after a burst. No timing is asserted."""
+
+import json
+import os
+import re
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vmmdtest import Vmmd, main, wait_for  # noqa: E402
+from daemon_helpers import guest, vm_def, wait_console  # noqa: E402
+
+
+def test_stop_answers_when_paused():
+    idle = guest("idle")
+    with Vmmd() as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("s", idle), start=True))
+        wait_console(d, "s", "idle: up")
+        for _ in range(5):
+            q.ok("stop", vm="s")
+            # the answer comes after the pause: the state is final
+            assert q.ok("query-status", vm="s")["status"] == "paused"
+            q.event("STOP", timeout=10)
+            q.ok("stop", vm="s")  # stopping a stopped VM is no error
+            q.ok("cont", vm="s")
+            assert q.ok("query-status", vm="s")["status"] == "running"
+        # HMP's stop waits too
+        q.ok("human-monitor-command", {"vm": "s", "command-line": "stop"})
+        assert q.ok("query-status", vm="s")["status"] == "paused"
+        q.ok("vm-delete", vm="s", force=True)
+
+
+def test_destroy_during_stop_goes_after_it():
+    idle = guest("idle")
+    with Vmmd() as d:
+        q = d.qmp()
+        other = d.qmp()
+        for i in range(8):
+            name = "r%d" % i
+            q.ok("vm-create", dict(vm_def(name, idle), start=True))
+            wait_console(d, name, "idle: up")
+            # both in flight at once: stop from one client, vm-destroy from another
+            q.send_raw(json.dumps({"execute": "stop", "arguments": {"vm": name}}) + "\n")
+            other.send_raw(json.dumps({"execute": "vm-destroy", "arguments": {"vm": name}}) +
+                           "\n")
+            a, b = q.reply(), other.reply()
+            assert "return" in a, a
+            # the destroy either waited for the pause or found the VM busy
+            assert "return" in b or "being paused" in b["error"]["desc"], b
+            if "error" in b:
+                other.ok("vm-destroy", vm=name)
+            assert q.ok("query-status", vm=name)["status"] == "shutdown"
+            q.ok("vm-delete", vm=name)
+        # the daemon is still whole
+        assert q.ok("query-vms") == []
+
+
+def test_setup_phases_in_debug_log():
+    idle = guest("idle")
+    with Vmmd(args=["--log-level", "debug"]) as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("p", idle), start=True))
+        wait_console(d, "p", "idle: up")
+        log = d.read_log()
+        lines = [x for x in log.splitlines() if "[p] setup ms:" in x]
+        assert len(lines) == 1, log[-3000:]
+        line = lines[0]
+        for phase in ("define", "worker", "build", "kvm-vm", "control", "socket", "start",
+                      "total"):
+            assert re.search(r"\b%s [0-9]+\.[0-9]{2}\b" % re.escape(phase), line), line
+        assert "control thread at SCHED_FIFO 1" in log or "control thread not real-time" in log
+    with Vmmd() as d:  # default level: no setup lines
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("p", idle), start=True))
+        wait_console(d, "p", "idle: up")
+        assert "setup ms:" not in d.read_log()
+
+
+def test_burst_leaves_few_idle_workers():
+    idle = guest("idle")
+    with Vmmd() as d:
+        errors = []
+
+        def client(k):
+            try:
+                c = d.qmp()
+                c.ok("vm-create", dict(vm_def("b%d" % k, idle), start=True))
+                c.ok("vm-delete", vm="b%d" % k, force=True)
+                c.close()
+            except Exception as e:
+                errors.append(e)
+
+        ts = [threading.Thread(target=client, args=(k,)) for k in range(12)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not errors, errors
+
+        def workers():
+            n = 0
+            for t in os.listdir("/proc/%d/task" % d.proc.pid):
+                try:
+                    with open("/proc/%d/task/%s/comm" % (d.proc.pid, t)) as f:
+                        n += f.read().strip() == "vmmd-job"
+                except OSError:
+                    pass
+            return n
+
+        wait_for(lambda: workers() <= 4, 30, what="idle workers down to 4")
+
+
+if __name__ == "__main__":
+    main(globals())
