@@ -68,6 +68,7 @@ def main():
         kernel = os.path.abspath(bench) if os.path.exists(bench) else guest("idle")
     samples = {}
     order = []
+    parsed = []
     walls = []
     for rnd in range(a.rounds):
         load = os.getloadavg()[0]
@@ -106,21 +107,29 @@ def main():
             walls.append((wall, up, load))
             lines = [LINE.search(x) for x in d.read_log().splitlines()]
         for m in lines:
-            if not m:
-                continue
-            for k, v in parse(m.group(2)).items():
-                if k not in samples:
-                    samples[k] = []
-                    order.append(k)
-                samples[k].append(v)
-    n = len(samples.get("total", []))
+            if m:
+                parsed.append(parse(m.group(2)))
+    for p in parsed:
+        for k in p:
+            if k not in samples:
+                samples[k] = []
+                order.append(k)
+    for p in parsed:
+        # a phase under 0.05 ms is not named in its line (it is in "other"): 0 here
+        for k in order:
+            samples[k].append(p.get(k, 0.0))
+    n = len(parsed)
     print("%d VMs at once, %d round(s), %d setup lines; ms per VM (phases of vm_new indented)" %
           (a.vms, a.rounds, n))
     print("%-28s %9s %9s %9s" % ("phase", "median", "mean", "max"))
+    top = [k for k in order if not k.startswith("  ")]
+    inner = [k for k in order if k.startswith("  ")]
+    if "build (vm_new)" in top:
+        i = top.index("build (vm_new)") + 1
+        order = top[:i] + inner + top[i:]
     for k in order:
         v = samples[k]
-        # a phase absent from some lines (under 0.05 ms there) counts as 0 in the mean
-        mean = sum(v) / max(n, len(v))
+        mean = sum(v) / len(v)
         print("%-28s %9.2f %9.2f %9.2f" % (k, statistics.median(v), mean, max(v)))
     for i, (wall, up, load) in enumerate(walls):
         print("round %d: %d/%d guests wrote their first byte %.2f s after the requests "
