@@ -4,8 +4,16 @@
  * use). Register-level model after the ATA/ATAPI-6 and SFF-8038i specs.
  *
  * Threads: every port access and every attach/media change takes ide->lock.
- * Block I/O is synchronous under the lock, on the vCPU thread that started
- * the transfer (see ide.h).
+ * Bus-master DMA transfers and cache flushes run on the VM's I/O thread once
+ * ide_use_io_thread() was called (the device class does): the vCPU that
+ * starts one only records it (ch->io) and kicks the I/O thread, which
+ * submits asynchronous block requests chunk by chunk and completes the
+ * command from their callbacks, taking the lock only between requests.
+ * While a channel has an operation in flight its status registers (and the
+ * bus-master registers) read without waiting; any other access to that
+ * channel waits until the operation is done (one guest command at most:
+ * the interface has one command in flight per channel). PIO transfers stay
+ * synchronous on the vCPU thread (see ide.h).
  *
  * Guest input is bounded everywhere: sector counts are bounded by the disk
  * size before any I/O, transfers go through one fixed-size buffer per drive,
@@ -16,10 +24,14 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "common/util.h"
 #include "common/vmstate.h"
@@ -111,6 +123,13 @@ struct ide_drive {
 	uint32_t byte_limit;	    /* ATAPI bytes per DRQ */
 };
 
+/* An operation a channel runs on the I/O thread. */
+enum ide_io {
+	IO_NONE,
+	IO_DMA,	  /* the bus-master transfer of the current drive */
+	IO_FLUSH, /* FLUSH CACHE (EXT) */
+};
+
 struct ide_channel {
 	struct ide *ide;
 	unsigned index, gsi;
@@ -123,15 +142,30 @@ struct ide_channel {
 	bool irq;
 	uint8_t bm_cmd, bm_status;
 	uint32_t bm_prd;
+	/* The DMA engine's place in the PRD table (ide_dma_copy). */
+	uint32_t prd_addr, prd_left, n_prd;
+	uint64_t prd_cur;
+	bool prd_eot;
+	/* I/O-thread operation (lock held to change; see the file comment) */
+	enum ide_io io;
+	struct ide_drive *io_drive;
+	uint32_t io_n; /* sectors of the request in flight */
+	bool io_submitted;
+	struct iovec io_iov;
 };
 
 struct ide {
 	pthread_mutex_t lock;
+	pthread_cond_t idle; /* a channel's operation ended */
 	struct vm *vm;
 	struct iobus *bus;
 	struct guest_mem *mem;
 	struct ide_channel ch[2];
 	bool registered;
+	/* the I/O thread (ide_use_io_thread); NULL aio: everything synchronous */
+	struct block_aio_ctx *aio;
+	int efd;
+	struct event *ev;
 };
 
 static bool ide_channel_empty(struct ide_channel *ch)
@@ -867,100 +901,68 @@ static void atapi_packet(struct ide_drive *d)
 
 /* Bus-master DMA */
 
-/*
- * Move the data of the pending DMA transfer between the drive's buffer and
- * the PRD table's guest buffers, chunk by chunk. Runs to completion.
- */
-static void ide_dma_run(struct ide_channel *ch, struct ide_drive *d)
+static void ide_dma_begin(struct ide_channel *ch)
 {
-	struct ide *ide = ch->ide;
-	bool to_mem = d->xfer != XFER_DMA_WRITE;
-	uint32_t sector = d->xfer == XFER_ATAPI_DMA ? CD_SECTOR : 512;
-	uint32_t prd_addr = ch->bm_prd, prd_left = 0, n_prd = 0;
-	uint64_t cur = 0;
-	bool eot = false, fault = false;
-	int r = 0;
+	ch->prd_addr = ch->bm_prd;
+	ch->prd_left = ch->n_prd = 0;
+	ch->prd_cur = 0;
+	ch->prd_eot = false;
+}
 
-	if (!!(ch->bm_cmd & BM_CMD_TO_MEM) != to_mem) {
-		fault = true;
-		goto done;
-	}
-	for (;;) {
+/*
+ * Move @len bytes between @buf and the guest buffers of the PRD table, from
+ * where the engine is. False if the table ends, loops on or points outside
+ * guest RAM first.
+ */
+static bool ide_dma_copy(struct ide_channel *ch, uint8_t *buf, uint32_t len, bool to_mem)
+{
+	uint32_t pos = 0;
+
+	while (pos < len) {
 		uint32_t chunk;
+		uint8_t *p;
 
-		/* Refill (reads) or size (writes) the buffer. */
-		if (to_mem) {
-			if (d->pos >= d->end) {
-				uint32_t n = MIN(d->remaining, IDE_BUF_SIZE / sector);
-
-				if (n == 0) {
-					break;
-				}
-				r = block_pread(d->bs, d->lba * sector, d->buf, (size_t)n * sector);
-				if (r < 0) {
-					break;
-				}
-				d->lba += n;
-				d->remaining -= n;
-				d->pos = 0;
-				d->end = n * sector;
-			}
-		} else if (d->pos == 0 && d->end == 0) {
-			uint32_t n = MIN(d->remaining, IDE_BUF_SIZE / sector);
-
-			if (n == 0) {
-				break;
-			}
-			d->end = n * sector;
-		}
-		/* Next PRD entry. */
-		if (prd_left == 0) {
+		if (ch->prd_left == 0) {
 			uint32_t prd[2];
 
-			if (eot || n_prd >= IDE_MAX_PRD ||
-			    guest_mem_read(ide->mem, prd_addr, prd, sizeof(prd)) < 0) {
-				fault = true;
-				break;
+			if (ch->prd_eot || ch->n_prd >= IDE_MAX_PRD ||
+			    guest_mem_read(ch->ide->mem, ch->prd_addr, prd, sizeof(prd)) < 0) {
+				return false;
 			}
-			n_prd++;
-			prd_addr += 8;
-			cur = le32toh(prd[0]) & ~1u;
-			prd_left = le32toh(prd[1]) & 0xfffe;
-			if (prd_left == 0) {
-				prd_left = 0x10000;
+			ch->n_prd++;
+			ch->prd_addr += 8;
+			ch->prd_cur = le32toh(prd[0]) & ~1u;
+			ch->prd_left = le32toh(prd[1]) & 0xfffe;
+			if (ch->prd_left == 0) {
+				ch->prd_left = 0x10000;
 			}
-			eot = le32toh(prd[1]) & 0x80000000u;
+			ch->prd_eot = le32toh(prd[1]) & 0x80000000u;
 		}
-		chunk = MIN(prd_left, d->end - d->pos);
-		{
-			uint8_t *p = guest_mem_ptr(ide->mem, cur, chunk);
-
-			if (!p) {
-				fault = true;
-				break;
-			}
-			if (to_mem) {
-				memcpy(p, d->buf + d->pos, chunk);
-			} else {
-				memcpy(d->buf + d->pos, p, chunk);
-			}
+		chunk = MIN(ch->prd_left, len - pos);
+		p = guest_mem_ptr(ch->ide->mem, ch->prd_cur, chunk);
+		if (!p) {
+			return false;
 		}
-		d->pos += chunk;
-		cur += chunk;
-		prd_left -= chunk;
-		if (!to_mem && d->pos == d->end) {
-			uint32_t n = d->end / sector;
-
-			r = block_pwrite(d->bs, d->lba * sector, d->buf, (size_t)n * sector);
-			if (r < 0) {
-				break;
-			}
-			d->lba += n;
-			d->remaining -= n;
-			d->pos = d->end = 0;
+		if (to_mem) {
+			memcpy(p, buf + pos, chunk);
+		} else {
+			memcpy(buf + pos, p, chunk);
 		}
+		pos += chunk;
+		ch->prd_cur += chunk;
+		ch->prd_left -= chunk;
 	}
-done:
+	return true;
+}
+
+static uint32_t ide_dma_sector(struct ide_drive *d)
+{
+	return d->xfer == XFER_ATAPI_DMA ? CD_SECTOR : 512;
+}
+
+/* The transfer ended (fault: the PRD table; r < 0: the disk). */
+static void ide_dma_end(struct ide_channel *ch, struct ide_drive *d, bool fault, int r)
+{
 	/* As QEMU does, the engine goes idle at the end even if PRDs are left over. */
 	ch->bm_status &= ~BM_ST_ACTIVE;
 	if (fault) {
@@ -985,6 +987,224 @@ done:
 	}
 }
 
+/*
+ * Move the data of the pending DMA transfer between the disk and the PRD
+ * table's guest buffers, a buffer at a time, here (no I/O thread).
+ */
+static void ide_dma_run(struct ide_channel *ch, struct ide_drive *d)
+{
+	bool to_mem = d->xfer != XFER_DMA_WRITE;
+	uint32_t sector = ide_dma_sector(d);
+	bool fault = false;
+	int r = 0;
+
+	if (!!(ch->bm_cmd & BM_CMD_TO_MEM) != to_mem) {
+		ide_dma_end(ch, d, true, 0);
+		return;
+	}
+	ide_dma_begin(ch);
+	/* ATAPI: the reply already in the buffer goes first, then the sectors */
+	if (d->end > d->pos && !ide_dma_copy(ch, d->buf + d->pos, d->end - d->pos, true)) {
+		ide_dma_end(ch, d, true, 0);
+		return;
+	}
+	while (d->remaining > 0) {
+		uint32_t n = MIN(d->remaining, IDE_BUF_SIZE / sector);
+
+		if (to_mem) {
+			r = block_pread(d->bs, d->lba * sector, d->buf, (size_t)n * sector);
+			if (r < 0) {
+				break;
+			}
+			fault = !ide_dma_copy(ch, d->buf, n * sector, true);
+		} else {
+			fault = !ide_dma_copy(ch, d->buf, n * sector, false);
+			if (!fault) {
+				r = block_pwrite(d->bs, d->lba * sector, d->buf,
+						 (size_t)n * sector);
+			}
+		}
+		if (fault || r < 0) {
+			break;
+		}
+		d->lba += n;
+		d->remaining -= n;
+	}
+	ide_dma_end(ch, d, fault, r);
+}
+
+/* ---- operations on the I/O thread ---- */
+
+/* The channel's operation is over (lock held): waiters go on. */
+static void ide_io_end(struct ide_channel *ch)
+{
+	ch->io = IO_NONE;
+	ch->io_drive = NULL;
+	pthread_cond_broadcast(&ch->ide->idle);
+}
+
+/* Lock held: until this channel has no operation in flight. */
+static void ide_wait_idle(struct ide_channel *ch)
+{
+	while (ch->io != IO_NONE) {
+		pthread_cond_wait(&ch->ide->idle, &ch->ide->lock);
+	}
+}
+
+/* vCPU thread, lock held: hand @op to the I/O thread; the drive shows BSY. */
+static void ide_io_start(struct ide_channel *ch, struct ide_drive *d, enum ide_io op)
+{
+	uint64_t one = 1;
+
+	ch->io = op;
+	ch->io_drive = d;
+	ch->io_submitted = false;
+	d->status |= ST_BSY;
+	if (write(ch->ide->efd, &one, sizeof(one)) < 0) {
+		/* The counter cannot overflow: one write per operation. */
+	}
+}
+
+static void ide_io_step(struct ide_channel *ch);
+
+/* I/O thread: a request of the channel's operation completed. */
+static void ide_io_done(void *opaque, int ret)
+{
+	struct ide_channel *ch = opaque;
+	struct ide_drive *d;
+
+	pthread_mutex_lock(&ch->ide->lock);
+	d = ch->io_drive;
+	ch->io_submitted = false;
+	if (ch->io == IO_FLUSH) {
+		if (ret < 0) {
+			ide_io_error(d, ret);
+		} else {
+			ide_cmd_ok(d);
+		}
+		ide_io_end(ch);
+	} else if (ret < 0) {
+		ide_dma_end(ch, d, false, ret);
+		ide_io_end(ch);
+	} else {
+		bool to_mem = d->xfer != XFER_DMA_WRITE;
+
+		if (to_mem && !ide_dma_copy(ch, d->buf, ch->io_n * ide_dma_sector(d), true)) {
+			ide_dma_end(ch, d, true, 0);
+			ide_io_end(ch);
+		} else {
+			d->lba += ch->io_n;
+			d->remaining -= ch->io_n;
+			ide_io_step(ch);
+		}
+	}
+	pthread_mutex_unlock(&ch->ide->lock);
+}
+
+/* I/O thread, lock held: submit the operation's next request, or end it. */
+static void ide_io_step(struct ide_channel *ch)
+{
+	struct ide_drive *d = ch->io_drive;
+	enum block_op op = BLOCK_OP_FLUSH;
+	uint64_t offset = 0;
+	unsigned cnt = 0;
+	int r;
+
+	if (ch->io == IO_DMA) {
+		bool to_mem = d->xfer != XFER_DMA_WRITE;
+		uint32_t sector = ide_dma_sector(d);
+		uint32_t n = MIN(d->remaining, IDE_BUF_SIZE / sector);
+
+		if (n == 0) {
+			ide_dma_end(ch, d, false, 0);
+			ide_io_end(ch);
+			return;
+		}
+		if (!to_mem && !ide_dma_copy(ch, d->buf, n * sector, false)) {
+			ide_dma_end(ch, d, true, 0);
+			ide_io_end(ch);
+			return;
+		}
+		op = to_mem ? BLOCK_OP_READ : BLOCK_OP_WRITE;
+		offset = d->lba * sector;
+		ch->io_n = n;
+		ch->io_iov = (struct iovec){d->buf, (size_t)n * sector};
+		cnt = 1;
+	}
+	ch->io_submitted = true;
+	r = block_aio_submit(d->bs, ch->ide->aio, op, offset, &ch->io_iov, cnt, 0, 0, ide_io_done,
+			     ch);
+	if (r < 0) {
+		ch->io_submitted = false;
+		if (ch->io == IO_FLUSH) {
+			ide_io_error(d, r);
+		} else {
+			ide_dma_end(ch, d, false, r);
+		}
+		ide_io_end(ch);
+	}
+}
+
+/* I/O thread: a vCPU started an operation (the eventfd). */
+static void ide_io_kick(evutil_socket_t fd, short what, void *opaque)
+{
+	struct ide *ide = opaque;
+	uint64_t v;
+
+	(void)what;
+	if (read(fd, &v, sizeof(v)) < 0) {
+		/* Nothing pending. */
+	}
+	pthread_mutex_lock(&ide->lock);
+	for (unsigned c = 0; c < 2; c++) {
+		if (ide->ch[c].io != IO_NONE && !ide->ch[c].io_submitted) {
+			ide_io_step(&ide->ch[c]);
+		}
+	}
+	pthread_mutex_unlock(&ide->lock);
+}
+
+unsigned ide_busy(struct ide *ide)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&ide->lock);
+	for (unsigned c = 0; c < 2; c++) {
+		n += ide->ch[c].io != IO_NONE;
+	}
+	pthread_mutex_unlock(&ide->lock);
+	return n;
+}
+
+int ide_use_io_thread(struct ide *ide, struct event_base *base, struct error **errp)
+{
+	int r;
+
+	ide->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ide->efd < 0) {
+		return error_set_errno(errp, errno, "ide: eventfd");
+	}
+	r = block_aio_ctx_new(base, &ide->aio, errp);
+	if (r < 0) {
+		close(ide->efd);
+		ide->efd = -1;
+		return r;
+	}
+	ide->ev = event_new(base, ide->efd, EV_READ | EV_PERSIST, ide_io_kick, ide);
+	if (!ide->ev || event_add(ide->ev, NULL) < 0) {
+		if (ide->ev) {
+			event_free(ide->ev);
+			ide->ev = NULL;
+		}
+		block_aio_ctx_free(ide->aio);
+		ide->aio = NULL;
+		close(ide->efd);
+		ide->efd = -1;
+		return error_set(errp, ENOMEM, "ide: out of memory");
+	}
+	return 0;
+}
+
 static void ide_dma_maybe_run(struct ide_channel *ch)
 {
 	struct ide_drive *d = ide_cur(ch);
@@ -992,9 +1212,29 @@ static void ide_dma_maybe_run(struct ide_channel *ch)
 	if (!(ch->bm_cmd & BM_CMD_START)) {
 		return;
 	}
-	if (d->xfer == XFER_DMA_READ || d->xfer == XFER_DMA_WRITE || d->xfer == XFER_ATAPI_DMA) {
-		ide_dma_run(ch, d);
+	if (d->xfer != XFER_DMA_READ && d->xfer != XFER_DMA_WRITE && d->xfer != XFER_ATAPI_DMA) {
+		return;
 	}
+	if (!ch->ide->aio) {
+		ide_dma_run(ch, d);
+		return;
+	}
+	if (!!(ch->bm_cmd & BM_CMD_TO_MEM) != (d->xfer != XFER_DMA_WRITE)) {
+		ide_dma_end(ch, d, true, 0); /* wrong direction: no I/O */
+		return;
+	}
+	ide_dma_begin(ch);
+	/* ATAPI: the reply already in the buffer goes first (no I/O) */
+	if (d->end > d->pos && !ide_dma_copy(ch, d->buf + d->pos, d->end - d->pos, true)) {
+		ide_dma_end(ch, d, true, 0);
+		return;
+	}
+	if (d->remaining == 0) {
+		ide_dma_end(ch, d, false, 0);
+		return;
+	}
+	d->pos = d->end = 0;
+	ide_io_start(ch, d, IO_DMA);
 }
 
 /* Commands */
@@ -1133,7 +1373,14 @@ static void ide_exec(struct ide_channel *ch, uint8_t cmd)
 	}
 	case 0xe7: /* FLUSH CACHE */
 	case 0xea: {
-		int r = block_flush(d->bs);
+		int r;
+
+		if (ch->ide->aio && d->bs) {
+			d->status = ST_DRDY | ST_DSC;
+			ide_io_start(ch, d, IO_FLUSH);
+			return;
+		}
+		r = block_flush(d->bs);
 
 		if (r < 0) {
 			ide_io_error(d, r);
@@ -1264,6 +1511,9 @@ static uint64_t ide_cmd_read(void *opaque, uint64_t offset, unsigned size)
 	uint64_t v = 0;
 
 	pthread_mutex_lock(&ch->ide->lock);
+	if (offset != 7) {
+		ide_wait_idle(ch); /* the status register answers BSY meanwhile */
+	}
 	d = ide_cur(ch);
 	hob = ch->ctl & CTL_HOB;
 	if (offset == 0) {
@@ -1310,6 +1560,7 @@ static void ide_cmd_write(void *opaque, uint64_t offset, uint64_t value, unsigne
 	uint8_t v = (uint8_t)value;
 
 	pthread_mutex_lock(&ch->ide->lock);
+	ide_wait_idle(ch);
 	if (offset == 0) {
 		ide_data_write(ch, (uint32_t)value, size);
 		goto out;
@@ -1383,6 +1634,7 @@ static void ide_ctl_write(void *opaque, uint64_t offset, uint64_t value, unsigne
 		return;
 	}
 	pthread_mutex_lock(&ch->ide->lock);
+	ide_wait_idle(ch); /* a reset waits for the operation in flight, as QEMU's drains */
 	if (!(ch->ctl & CTL_SRST) && (v & CTL_SRST)) {
 		for (unsigned i = 0; i < 2; i++) {
 			ch->drive[i].status = ST_BSY | ST_DSC;
@@ -1444,6 +1696,7 @@ void ide_bm_write(struct ide *ide, uint64_t offset, uint64_t value, unsigned siz
 	}
 	ch = &ide->ch[offset >> 3];
 	pthread_mutex_lock(&ide->lock);
+	ide_wait_idle(ch); /* stopping the engine waits for the transfer, as QEMU's drains */
 	for (unsigned i = 0; i < size && reg + i < 8; i++) {
 		uint8_t b = (uint8_t)(value >> (8 * i));
 
@@ -1491,6 +1744,8 @@ struct ide *ide_new(struct vm *vm, struct iobus *bus, struct guest_mem *mem)
 		return NULL;
 	}
 	pthread_mutex_init(&ide->lock, NULL);
+	pthread_cond_init(&ide->idle, NULL);
+	ide->efd = -1;
 	ide->vm = vm;
 	ide->bus = bus;
 	ide->mem = mem;
@@ -1516,12 +1771,24 @@ void ide_free(struct ide *ide)
 	if (!ide) {
 		return;
 	}
+	if (ide->aio) {
+		/* Operations in flight end on the I/O thread, which still runs. */
+		pthread_mutex_lock(&ide->lock);
+		for (unsigned c = 0; c < 2; c++) {
+			ide_wait_idle(&ide->ch[c]);
+		}
+		pthread_mutex_unlock(&ide->lock);
+		event_free(ide->ev);
+		block_aio_ctx_free(ide->aio);
+		close(ide->efd);
+	}
 	for (unsigned c = 0; c < 2; c++) {
 		for (unsigned u = 0; u < 2; u++) {
 			block_unref(ide->ch[c].drive[u].bs);
 			free(ide->ch[c].drive[u].buf);
 		}
 	}
+	pthread_cond_destroy(&ide->idle);
 	pthread_mutex_destroy(&ide->lock);
 	free(ide);
 }
@@ -1559,6 +1826,7 @@ int ide_attach(struct ide *ide, unsigned slot, struct block_node *bs, bool cd, c
 	}
 	memset(d->buf, 0, IDE_BUF_SIZE);
 	pthread_mutex_lock(&ide->lock);
+	ide_wait_idle(d->ch);
 	d->present = true;
 	d->cd = cd;
 	d->bs = bs;
@@ -1592,6 +1860,8 @@ int ide_cd_change_media(struct ide *ide, unsigned slot, struct block_node *bs, b
 		return error_set(errp, ENODEV, "IDE slot %u holds no CD-ROM drive", slot);
 	}
 	pthread_mutex_lock(&ide->lock);
+	/* a read of the old medium in flight ends first (before, the lock waited for it) */
+	ide_wait_idle(d->ch);
 	if (d->locked && !force) {
 		pthread_mutex_unlock(&ide->lock);
 		return error_set(errp, EBUSY, "the guest has locked the CD-ROM tray");
@@ -1654,6 +1924,7 @@ void ide_reset(struct ide *ide)
 	for (unsigned c = 0; c < 2; c++) {
 		struct ide_channel *ch = &ide->ch[c];
 
+		ide_wait_idle(ch);
 		ch->ctl = 0;
 		ch->bm_cmd = 0;
 		ch->bm_status &= 0x60;
@@ -1776,6 +2047,12 @@ static int ide_class_realize(struct vm *vm, const void *cfg_unused, void **ret_s
 		free(d);
 		return error_set(errp, ENOMEM, "ide: out of memory");
 	}
+	/* (a machine without an I/O thread, such as the unit tests' fake: all here) */
+	r = vm_io_base(vm) ? ide_use_io_thread(d->ide, vm_io_base(vm), errp) : 0;
+	if (r < 0) {
+		ide_class_unrealize(d);
+		return r;
+	}
 	slot = 0;
 	for (unsigned i = 0; i < cfg->n_disks; i++) {
 		const struct vm_disk_config *dc = &cfg->disks[i];
@@ -1859,8 +2136,8 @@ static void ide_class_reset(void *state)
 
 /*
  * Registers of both channels and every drive's transfer state, with the
- * bytes of a PIO or DMA transfer in progress (block I/O is synchronous
- * under the lock, so nothing is in flight elsewhere).
+ * bytes of a PIO or DMA transfer in progress (PIO is synchronous under the
+ * lock; a save runs once busy() says no DMA or flush is in flight).
  */
 static void ide_save_drive(struct ide_drive *d, struct vmstate_buf *out)
 {
@@ -1881,6 +2158,14 @@ static void ide_save_drive(struct ide_drive *d, struct vmstate_buf *out)
 	vmstate_put_u32(out, d->block);
 	vmstate_put_u32(out, d->byte_limit);
 	vmstate_put_blob(out, d->buf, d->xfer != XFER_NONE ? MIN(d->end, IDE_BUF_SIZE) : 0);
+}
+
+/* DMA and flushes on the I/O thread: a save waits until none is in flight. */
+static unsigned ide_class_busy(void *state)
+{
+	struct ide_dev *d = state;
+
+	return d ? ide_busy(d->ide) : 0;
 }
 
 static int ide_class_save(void *state, struct vmstate_buf *out, struct error **errp)
@@ -2072,6 +2357,7 @@ const struct device_class ide_class = {
 	.state_version = 1,
 	.save = ide_class_save,
 	.load = ide_class_load,
+	.busy = ide_class_busy,
 	.for_each_disk = ide_class_for_each_disk,
 	.set_active = ide_class_set_active,
 };

@@ -6,7 +6,9 @@
  * channel). Drives are ATA disks or ATAPI CD-ROMs on the block layer.
  *
  * Threads: port handlers run on vCPU threads and are serialized by the
- * controller's mutex. Disk I/O is synchronous on the calling vCPU thread
+ * controller's mutex. After ide_use_io_thread(), bus-master DMA and cache
+ * flushes run on that event loop (the VM's I/O thread) with asynchronous
+ * block requests; PIO transfers are synchronous on the calling vCPU thread
  * (the legacy interface has one command in flight per channel; virtio-blk is
  * the fast path). Attach, media change and free run on the control thread.
  */
@@ -22,6 +24,7 @@ struct vm;
 struct iobus;
 struct guest_mem;
 struct block_node;
+struct event_base;
 
 #define IDE_MAX_DRIVES 4 /* primary master, primary slave, secondary master, slave */
 #define IDE_BM_SIZE 16	 /* bus-master register block (BAR4) */
@@ -54,6 +57,13 @@ int ide_cd_change_media(struct ide *ide, unsigned slot, struct block_node *bs, b
 int ide_register(struct ide *ide, struct error **errp);
 void ide_unregister(struct ide *ide);
 void ide_reset(struct ide *ide);
+/*
+ * Run DMA transfers and flushes on @base's thread (the VM's I/O thread)
+ * instead of the vCPU that starts them. Once, before ide_register().
+ */
+int ide_use_io_thread(struct ide *ide, struct event_base *base, struct error **errp);
+/* Channels with an operation in flight on the I/O thread (a save waits for 0). Any thread. */
+unsigned ide_busy(struct ide *ide);
 
 /* Bus-master registers, @offset within the 16-byte BAR4 block (the PCI function forwards). */
 uint64_t ide_bm_read(struct ide *ide, uint64_t offset, unsigned size);

@@ -3,6 +3,7 @@
 
 #include <check.h>
 #include <endian.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,27 @@ static uint8_t *ram;
 static struct iobus *bus;
 static struct ide *ide;
 static char path_hd[64], path_cd[64], path_cd2[64];
+/*
+ * The "io-thread" test case runs the same tests with DMA and flushes on an
+ * event loop (ide_use_io_thread), as in a VM; the test's port reads first
+ * let that loop finish what is in flight (settle), as a guest would wait
+ * for the interrupt or for BSY to clear.
+ */
+static struct event_base *io_base;
+
+static void settle(void)
+{
+	while (io_base && ide_busy(ide)) {
+		event_base_loop(io_base, EVLOOP_ONCE);
+	}
+}
+
+static uint64_t bm_read(struct ide *c, uint64_t offset, unsigned size)
+{
+	settle();
+	return ide_bm_read(c, offset, size);
+}
+#define ide_bm_read bm_read
 
 static void make_image(char *path, uint64_t size, unsigned sector, unsigned count)
 {
@@ -52,7 +74,7 @@ static struct block_node *open_img(const char *path, bool rw)
 	return bs;
 }
 
-static void setup(void)
+static void setup_ide(bool io_thread)
 {
 	vm0 = fake_vm_new(NULL, 1 << 20, NULL);
 	mem = vm_guest_mem(vm0);
@@ -64,16 +86,37 @@ static void setup(void)
 	make_image(path_cd2, 50 * 2048, 2048, 50);
 	ide = ide_new(NULL, bus, mem);
 	ck_assert_ptr_nonnull(ide);
+	io_base = NULL;
+	if (io_thread) {
+		io_base = event_base_new();
+		ck_assert_ptr_nonnull(io_base);
+		ck_assert_int_eq(ide_use_io_thread(ide, io_base, NULL), 0);
+	}
 	ck_assert_int_eq(ide_attach(ide, 0, open_img(path_hd, true), false, "SER1", NULL), 0);
 	ck_assert_int_eq(ide_attach(ide, 2, open_img(path_cd, false), true, NULL, NULL), 0);
 	ck_assert_int_eq(ide_register(ide, NULL), 0);
+}
+
+static void setup(void)
+{
+	setup_ide(false);
+}
+
+static void setup_io_thread(void)
+{
+	setup_ide(true);
 }
 
 static void teardown(void)
 {
 	ide_unregister(ide);
 	ck_assert_uint_eq(iobus_count(bus), 0);
+	settle();
 	ide_free(ide);
+	if (io_base) {
+		event_base_free(io_base);
+		io_base = NULL;
+	}
 	fake_vm_free(vm0);
 	unlink(path_hd);
 	unlink(path_cd);
@@ -84,6 +127,7 @@ static uint8_t inb(uint16_t port)
 {
 	uint64_t v;
 
+	settle();
 	iobus_read(bus, IOBUS_PIO, port, 1, &v);
 	return (uint8_t)v;
 }
@@ -677,10 +721,49 @@ START_TEST(device_class)
 }
 END_TEST
 
+/* With the I/O thread: the vCPU only starts the transfer; BSY until the loop ran. */
+START_TEST(io_thread_dma_and_flush)
+{
+	uint64_t v;
+	uint32_t n;
+
+	prd(0x1000, 0, 0x10000, 1536, true);
+	ide_bm_write(ide, 4, 0x1000, 4);
+	lba28(P, 0, 40, 3);
+	outb(P + 7, 0xc8);
+	ide_bm_write(ide, 0, 0x09, 1);
+	/* not done by the port write: in flight, the status says busy */
+	ck_assert_uint_eq(ide_busy(ide), 1);
+	iobus_read(bus, IOBUS_PIO, P + 7, 1, &v);
+	ck_assert_uint_eq(v & 0x80, 0x80);
+	iobus_read(bus, IOBUS_PIO, 0x3f6, 1, &v);
+	ck_assert_uint_eq(v & 0x80, 0x80);
+	settle();
+	ck_assert_uint_eq(ide_busy(ide), 0);
+	ck_assert_uint_eq(inb(P + 7) & 0x89, 0);
+	ck_assert_uint_eq(ide_bm_read(ide, 2, 1) & 0x07, 0x04);
+	memcpy(&n, ram + 0x10000 + 1024, 4);
+	ck_assert_uint_eq(n, 42);
+	ide_bm_write(ide, 0, 0x00, 1);
+	/* FLUSH CACHE: busy, then done */
+	outb(P + 7, 0xe7);
+	ck_assert_uint_eq(ide_busy(ide), 1);
+	ck_assert_uint_eq(inb(P + 7) & 0x81, 0);
+	/* a second transfer on the same channel */
+	lba28(P, 0, 41, 1);
+	outb(P + 7, 0xc8);
+	ide_bm_write(ide, 0, 0x09, 1);
+	settle();
+	memcpy(&n, ram + 0x10000, 4);
+	ck_assert_uint_eq(n, 41);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("ide");
 	TCase *tc = tcase_create("core");
+	TCase *io = tcase_create("io-thread");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, presence_and_signature);
@@ -697,6 +780,14 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, atapi_media_change);
 	tcase_add_test(tc, device_class);
 	suite_add_tcase(s, tc);
+	tcase_add_checked_fixture(io, setup_io_thread, teardown);
+	tcase_add_test(io, lba48);
+	tcase_add_test(io, dma_read_write);
+	tcase_add_test(io, dma_faults);
+	tcase_add_test(io, atapi_read);
+	tcase_add_test(io, atapi_media_change);
+	tcase_add_test(io, io_thread_dma_and_flush);
+	suite_add_tcase(s, io);
 	return s;
 }
 
