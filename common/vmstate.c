@@ -100,6 +100,9 @@ void vmstate_put_blob(struct vmstate_buf *b, const void *p, uint32_t n)
 
 void vmstate_get_bytes(struct vmstate_buf *b, void *p, size_t n)
 {
+	if (n == 0) {
+		return; /* @p may be NULL (an empty item): memcpy must not see it */
+	}
 	if (b->failed || b->len - b->pos < n) {
 		b->failed = true;
 		memset(p, 0, n);
@@ -165,7 +168,9 @@ void vmstate_get_blob(struct vmstate_buf *b, void *p, uint32_t n)
 
 	if (len != n) {
 		b->failed = true;
-		memset(p, 0, n);
+		if (n) {
+			memset(p, 0, n);
+		}
 		return;
 	}
 	vmstate_get_bytes(b, p, n);
