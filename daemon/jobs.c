@@ -369,7 +369,8 @@ static void handle_done(struct job *job, int ret, const char *msg)
 	}
 }
 
-static void handle_finalized(struct job *job)
+/* Returns false if the job was dismissed (and freed). */
+static bool handle_finalized(struct job *job)
 {
 	if (job->drv->finished) {
 		job->drv->finished(job, job->ret);
@@ -389,7 +390,9 @@ static void handle_finalized(struct job *job)
 	transition(job, JOB_STATUS_CONCLUDED);
 	if (job->auto_dismiss || !job->started || job->orphaned) {
 		do_dismiss(job);
+		return false;
 	}
+	return true;
 }
 
 /*
@@ -458,8 +461,8 @@ static bool handle_note(struct job *job)
 		pthread_mutex_unlock(&job->lock);
 		pthread_join(job->thread, NULL);
 		job->thread_running = false;
-		handle_finalized(job);
-		return job->status != JOB_STATUS_NULL;
+		/* not job->status afterwards: a dismissed job is freed */
+		return handle_finalized(job);
 	}
 	pthread_mutex_lock(&job->lock);
 	job->note = NOTE_NONE;
