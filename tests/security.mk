@@ -19,19 +19,42 @@ TESTS += tests/functional/test-security-seccomp.py
 # corpora; tests/fuzz/fuzz.sh builds them with clang -fsanitize=fuzzer and
 # runs them (.ci/run: short runs; --slow: long ones).
 FUZZ_REPLAYS = tests/fuzz/replay-json-stream tests/fuzz/replay-virtqueue \
-	tests/fuzz/replay-qcow2-open
+	tests/fuzz/replay-qcow2-open tests/fuzz/replay-qcow2-write tests/fuzz/replay-ide \
+	tests/fuzz/replay-e1000 tests/fuzz/replay-uart tests/fuzz/replay-rtc tests/fuzz/replay-fwcfg
 check_PROGRAMS += $(FUZZ_REPLAYS)
-tests_fuzz_replay_json_stream_SOURCES = tests/fuzz/fuzz-json-stream.c tests/fuzz/replay-main.c
+FUZZ_INPUT = tests/fuzz/fuzz-input.h tests/fuzz/replay-main.c
+tests_fuzz_replay_json_stream_SOURCES = tests/fuzz/fuzz-json-stream.c $(FUZZ_INPUT)
 tests_fuzz_replay_json_stream_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 tests_fuzz_replay_json_stream_LDADD = monitor/libmonitor.a $(COMMON_LIBS) $(JANSSON_LIBS) \
 	$(LIBEVENT_LIBS)
-tests_fuzz_replay_virtqueue_SOURCES = tests/fuzz/fuzz-virtqueue.c tests/fuzz/replay-main.c \
+tests_fuzz_replay_virtqueue_SOURCES = tests/fuzz/fuzz-virtqueue.c $(FUZZ_INPUT) \
 	hw/virtio/virtqueue.c
 tests_fuzz_replay_virtqueue_CFLAGS = $(AM_CFLAGS)
 tests_fuzz_replay_virtqueue_LDADD = $(COMMON_LIBS)
-tests_fuzz_replay_qcow2_open_SOURCES = tests/fuzz/fuzz-qcow2-open.c tests/fuzz/replay-main.c
+tests_fuzz_replay_qcow2_open_SOURCES = tests/fuzz/fuzz-qcow2-open.c $(FUZZ_INPUT)
 tests_fuzz_replay_qcow2_open_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 tests_fuzz_replay_qcow2_open_LDADD = $(BLOCK_LIBS)
+tests_fuzz_replay_qcow2_write_SOURCES = tests/fuzz/fuzz-qcow2-write.c $(FUZZ_INPUT)
+tests_fuzz_replay_qcow2_write_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_fuzz_replay_qcow2_write_LDADD = $(BLOCK_LIBS)
+# Device targets: the fake machine and the device's group library, as its unit test.
+tests_fuzz_replay_ide_SOURCES = tests/fuzz/fuzz-ide.c $(FUZZ_INPUT) $(FAKE_MACHINE)
+tests_fuzz_replay_ide_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_fuzz_replay_ide_LDADD = hw/pci/libhwpci.a $(FAKE_MACHINE_LIBS) $(BLOCK_LIBS)
+tests_fuzz_replay_e1000_SOURCES = tests/fuzz/fuzz-e1000.c $(FUZZ_INPUT) $(FAKE_MACHINE)
+tests_fuzz_replay_e1000_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_fuzz_replay_e1000_LDADD = hw/pci/libhwpci.a $(FAKE_MACHINE_LIBS) $(NET_LIBS) $(ZLIB_LIBS)
+tests_fuzz_replay_uart_SOURCES = tests/fuzz/fuzz-uart.c tests/fuzz/fuzz-pio.h $(FUZZ_INPUT) \
+	$(FAKE_MACHINE)
+tests_fuzz_replay_uart_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_fuzz_replay_uart_LDADD = hw/isa/libhwisa.a $(FAKE_MACHINE_LIBS)
+tests_fuzz_replay_rtc_SOURCES = tests/fuzz/fuzz-rtc.c tests/fuzz/fuzz-pio.h $(FUZZ_INPUT) \
+	$(FAKE_MACHINE)
+tests_fuzz_replay_rtc_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_fuzz_replay_rtc_LDADD = hw/isa/libhwisa.a $(FAKE_MACHINE_LIBS)
+tests_fuzz_replay_fwcfg_SOURCES = tests/fuzz/fuzz-fwcfg.c $(FUZZ_INPUT) $(FAKE_MACHINE)
+tests_fuzz_replay_fwcfg_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_fuzz_replay_fwcfg_LDADD = hw/platform/libhwplatform.a $(FAKE_MACHINE_LIBS)
 TESTS += tests/fuzz/replay.sh
 EXTRA_DIST += tests/fuzz
 TESTS += tests/functional/test-security-unit.sh

@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Write the seed corpora of the operation-stream fuzz targets (ide, e1000,
+uart, rtc, fwcfg, qcow2-write) into tests/fuzz/corpus/<target>/: each seed
+is a short, meaningful guest (or host) session in the encoding the target's
+switch reads (see tests/fuzz/fuzz-<target>.c), so fuzzing starts from inputs
+that reach deep into the device. Run it again after changing an encoding:
+    tests/fuzz/make-seeds.py"""
+
+import os
+import struct
+
+TOP = os.path.dirname(os.path.abspath(__file__))
+
+
+def u8(*v):
+    return bytes(x & 0xff for x in v)
+
+
+def u16(v):
+    return struct.pack("<H", v & 0xffff)
+
+
+def u32(v):
+    return struct.pack("<I", v & 0xffffffff)
+
+
+def write(target, seeds):
+    d = os.path.join(TOP, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(d, "seed-" + name), "wb") as f:
+            f.write(data)
+
+
+# ---- IDE: port index 0..7 primary, 8..15 secondary, 16/17 control ----
+PRI, SEC = 0, 8
+
+
+def ata(ch, dev, cmd, feat=0, count=0, lba=0):
+    return u8(4, ch, dev, cmd, feat, count, lba, lba >> 8, lba >> 16)
+
+
+def pio_in(ch, words):
+    return u8(2, ch, (words + 3) // 4)
+
+
+def pio_out(ch, words, w):
+    return u8(3, ch, (words + 3) // 4) + u16(w)
+
+
+def prd(i, addr, length, eot):
+    return u8(8, 0, i) + u32(addr) + u32((length & 0xffff) | (0x80000000 if eot else 0))
+
+
+def packet(ch, cdb, limit=0xfffe, dma=0):
+    cdb = bytes(cdb) + bytes(12 - len(cdb))
+    return u8(5, ch, 0, dma, limit, limit >> 8) + cdb
+
+
+def ide():
+    s = {}
+    s["identify"] = ata(PRI, 0xa0, 0xec) + pio_in(PRI, 256) + u8(1, 7)
+    s["pio-read"] = ata(PRI, 0xe0, 0x20, count=3, lba=5) + pio_in(PRI, 768) + u8(1, 7)
+    s["pio-write"] = (ata(PRI, 0xe0, 0x30, count=2, lba=9) + pio_out(PRI, 512, 0xa55a) +
+                      ata(PRI, 0xe0, 0x20, count=2, lba=9) + pio_in(PRI, 512))
+    s["lba48"] = (u8(0, 2, 0, 0, 3, 1, 0, 0, 4, 0, 0, 5, 0) + ata(PRI, 0x40, 0x24, count=2, lba=7) +
+                  pio_in(PRI, 512) + ata(PRI, 0x40, 0x34, count=1, lba=3) + pio_out(PRI, 256, 7))
+    s["dma-read"] = (prd(0, 0x10000, 1000, False) + prd(1, 0x20000, 536, True) +
+                     ata(PRI, 0xe0, 0xc8, count=3, lba=20) + u8(9, 0, 0x09) + u8(7, 0, 2, 0) +
+                     u8(6, 0, 2, 0) + u32(4) + u8(6, 0, 0, 0) + u32(0))
+    s["dma-write"] = (prd(0, 0x30000, 512, True) + u8(9, 0, 0x01) +
+                      ata(PRI, 0xe0, 0xca, count=1, lba=30) + u8(1, 7) + u8(6, 0, 0, 0) + u32(0))
+    s["dma-short-prd"] = (prd(0, 0x10000, 512, True) + ata(PRI, 0xe0, 0xc8, count=4) +
+                          u8(9, 0, 0x09) + u8(7, 0, 2, 0) + u8(1, 7))
+    s["features-flush-reset"] = (ata(PRI, 0xa0, 0xef, feat=0x03, count=0x45) +
+                                 ata(PRI, 0xa0, 0xe7) + ata(PRI, 0xa0, 0x91, count=63) +
+                                 ata(PRI, 0xa0, 0xc6, count=8) + ata(PRI, 0xe0, 0xc4, count=16) +
+                                 pio_in(PRI, 16 * 256) + u8(0, 16, 0x04) + u8(0, 16, 0x00) +
+                                 u8(1, 7) + u8(10, 0))
+    s["atapi-identify"] = (ata(SEC, 0xa0, 0xec) + u8(1, 12, 1, 13) + ata(SEC, 0xa0, 0xa1) +
+                           pio_in(SEC, 256) + ata(SEC, 0xa0, 0x08))
+    inquiry = packet(SEC, [0x12, 0, 0, 0, 36]) + pio_in(SEC, 18)
+    s["atapi-inquiry"] = inquiry + u8(1, 10, 1, 12, 1, 13, 1, 15)
+    s["atapi-read"] = (packet(SEC, [0x28, 0, 0, 0, 0, 3, 0, 0, 2], 1000) + pio_in(SEC, 500) +
+                       u8(1, 12, 1, 13) + pio_in(SEC, 500) + pio_in(SEC, 100) +
+                       packet(SEC, [0xa8, 0, 0, 0, 0, 10, 0, 0, 0, 4]) + pio_in(SEC, 4096))
+    s["atapi-dma"] = (prd(0, 0x10000, 4096, True) + packet(SEC, [0x28, 0, 0, 0, 0, 7, 0, 0, 2],
+                                                           dma=1) + u8(9, 8, 0x09) + u8(7, 8, 10, 0))
+    s["atapi-sense-toc-modes"] = (packet(SEC, [0x00]) + packet(SEC, [0x03, 0, 0, 0, 18]) +
+                                  pio_in(SEC, 9) + packet(SEC, [0x43, 0, 0, 0, 0, 0, 0, 0, 0xff]) +
+                                  pio_in(SEC, 128) + packet(SEC, [0x43, 2, 1, 0, 0, 0, 0, 0, 0xff]) +
+                                  pio_in(SEC, 128) +
+                                  packet(SEC, [0x5a, 0, 0x2a, 0, 0, 0, 0, 0, 0xff]) +
+                                  pio_in(SEC, 128) + packet(SEC, [0x46, 0, 0, 0, 0, 0, 0, 0, 0xff]) +
+                                  pio_in(SEC, 128) + packet(SEC, [0x4a, 1, 0, 0, 0x10, 0, 0, 0, 8]) +
+                                  pio_in(SEC, 4) + packet(SEC, [0x25]) + pio_in(SEC, 4) +
+                                  packet(SEC, [0xbd, 0, 0, 0, 0, 0, 0, 0, 0, 8]) + pio_in(SEC, 4) +
+                                  packet(SEC, [0x51, 0, 0, 0, 0, 0, 0, 0, 0xff]) +
+                                  pio_in(SEC, 64))
+    s["atapi-lock-eject-change"] = (packet(SEC, [0x1e, 0, 0, 0, 1]) + u8(11, 0, 1) +
+                                    packet(SEC, [0x1b, 0, 0, 0, 2]) + packet(SEC, [0x1e]) +
+                                    packet(SEC, [0x1b, 0, 0, 0, 2]) + u8(11, 0, 0) +
+                                    packet(SEC, [0x00]) + u8(11, 0, 3) + packet(SEC, [0x00]) +
+                                    packet(SEC, [0x03, 0, 0, 0, 18]) + pio_in(SEC, 9) +
+                                    packet(SEC, [0x4a, 1, 0, 0, 0x10, 0, 0, 0, 8]) +
+                                    pio_in(SEC, 4) + packet(SEC, [0x1b, 0, 0, 0, 3]))
+    s["slave-absent"] = ata(PRI, 0xb0, 0xec) + u8(1, 7) + ata(SEC, 0xb0, 0xa1) + pio_in(SEC, 256)
+    write("ide", s)
+
+
+# ---- e1000 ----
+def mw(off, val):
+    return u8(0) + u16(off) + u32(val)
+
+
+def mr(off):
+    return u8(1) + u16(off)
+
+
+def ram(gpa, data):
+    return u8(3) + u16(gpa >> 4) + u8(len(data) - 1) + data
+
+
+def ring(tx, base, nlen, head, tail):
+    return u8(9, 1 if tx else 0) + u16(base >> 4) + u8(nlen) + u16(head) + u16(tail)
+
+
+def e1000():
+    s = {}
+    frame = b"\xff" * 6 + b"\x52\x54\x00\x12\x34\x57" + b"\x08\x00" + bytes(range(46))
+    legacy = struct.pack("<QHBBBBH", 0x2000, 60, 0, 0x0b, 0, 0, 0)
+    s["tx-legacy"] = (mw(0xd0, 0xffffffff) + ram(0x2000, frame) + ram(0x1000, legacy) +
+                      ring(True, 0x1000, 0, 0, 0) + mw(0x400, 0x0103f0fa) + mw(0x3818, 1) +
+                      u8(4) + mr(0xc0) + mr(0x3810) + mr(0x4074))
+    ctx = struct.pack("<BBHBBHIBBH", 14, 14 + 20 - 1 + 11, 0, 14 + 20, 14 + 16, 0,
+                      (1 << 29) | (1 << 24) | (1 << 26) | (54 + 100), 0, 54, 100)
+    data = struct.pack("<QIBBH", 0x2000, (1 << 20) | (1 << 29) | (1 << 24) | (1 << 26) |
+                       (1 << 27) | 64, 0, 2, 0)
+    s["tx-tso"] = (ram(0x2000, frame) + ram(0x1000, ctx) + ram(0x1010, data) +
+                   ring(True, 0x1000, 0, 0, 0) + mw(0x400, 0x0103f0fa) + mw(0x3818, 2) + u8(4))
+    rxd = struct.pack("<QHHBBH", 0x4000, 0, 0, 0, 0, 0)
+    s["rx"] = (ram(0x3000, rxd) + ram(0x3010, rxd) + ring(False, 0x3000, 0, 0, 2) +
+               mw(0x100, 0x0000800a) + mw(0xd0, 0x9d) + u8(5) + u16(64) + frame[:64] +
+               u8(5) + u16(1514) + frame[:64] + mr(0xc0) + mr(0x2810) + mr(0x4000 + 0x10))
+    s["rx-no-buffers"] = mw(0x100, 0x2) + u8(5) + u16(60) + frame[:60] + mw(0x2818, 3)
+    s["eeprom-phy"] = (mw(0x14, 0x0001) + mr(0x14) + mw(0x14, 0x3f01) + mr(0x14) +
+                       mw(0x20, 0x08210000) + mr(0x20) + mw(0x20, 0x04200140) + mr(0x20) +
+                       mw(0x10, 0x0b) + mr(0x10) + mw(0x10, 0x09) + mr(0x10))
+    s["io-bar"] = (u8(2, 0, 2, 1) + u32(0x8) + u8(2, 4, 2, 0) + u8(2, 0, 2, 1) + u32(0xd0) +
+                   u8(2, 4, 2, 1) + u32(0xffffffff) + u8(2, 6, 0, 0))
+    s["filters"] = (mw(0x5400, 0x12005452) + mw(0x5404, 0x80005634) + mw(0x5200, 0xffffffff) +
+                    mw(0x5600, 0xffffffff) + mw(0x100, 0x0004801a) + mw(0x38, 0x8100) +
+                    mw(0x0, 0x1 << 26) + mr(0x8) + u8(6, 0) + u8(6, 1) + u8(7) + u8(8))
+    s["irq-throttle"] = (mw(0xc4, 100) + mw(0x2820, 10) + mw(0x282c, 20) + mw(0xc8, 0x4) +
+                         mr(0xc0) + mw(0xd8, 0xffffffff) + mr(0xd0) + u8(8))
+    write("e1000", s)
+
+
+# ---- UART and RTC (tests/fuzz/fuzz-pio.h): op, port offset, value ----
+def pw(port, val):
+    return u8(0, port, val)
+
+
+def pr(port):
+    return u8(3, port)
+
+
+def uart():
+    s = {}
+    init = pw(3, 0x80) + pw(0, 1) + pw(1, 0) + pw(3, 0x03) + pw(2, 0xc7) + pw(1, 0x0f)
+    s["loopback"] = (init + pw(4, 0x1b) + pw(0, 0x41) + pw(0, 0x42) + pr(5) + pr(2) + pr(0) +
+                     pr(0) + pr(6) + pw(4, 0x1f) + pr(6) + pw(7, 0x5a) + pr(7))
+    s["output-log"] = init + pw(4, 0x0b) + b"".join(pw(0, c) for c in b"hello\r\n") + u8(5, 0) + pr(5)
+    s["host-input"] = (init + pw(4, 0x0b) + u8(9, 0, 7) + b"abcdefgh" + pr(2) + pr(5) + pr(0) +
+                       u8(9, 0, 15) + b"0123456789abcdef" + b"".join(pr(0) for _ in range(17)))
+    s["fifo-off-thre"] = (pw(2, 0) + pw(1, 0x02) + pr(2) + pw(0, 1) + pr(2) + pw(1, 0) +
+                          pw(2, 0x01) + pw(2, 0x07) + pr(2))
+    s["save-load"] = init + pw(4, 0x1b) + pw(0, 0x41) + u8(7, 0) + u8(6, 0) + u8(8, 0, 4) + u32(1)
+    write("uart", s)
+
+
+def rtc():
+    s = {}
+    rd = b"".join(pw(0, i) + pr(1) for i in range(14))
+    s["read-time"] = rd
+    s["set-time-binary-24h"] = (pw(0, 0x0b) + pw(1, 0x86) + pw(0, 0) + pw(1, 30) + pw(0, 2) +
+                                pw(1, 59) + pw(0, 4) + pw(1, 23) + pw(0, 0x0b) + pw(1, 0x06) + rd)
+    s["periodic-alarm-update"] = (pw(0, 0x0a) + pw(1, 0x23) + pw(0, 0x0b) + pw(1, 0x72) +
+                                  pw(0, 1) + pw(1, 0xff) + pw(0, 3) + pw(1, 0xff) + pw(0, 5) +
+                                  pw(1, 0xff) + u8(5, 0) + pw(0, 0x0c) + pr(1) + u8(5, 0) +
+                                  pw(0, 0x0c) + pr(1) + pw(0, 0x0d) + pr(1))
+    s["cmos-ram-nmi"] = (b"".join(pw(0, 0x80 | i) + pw(1, i * 3) + pr(1) for i in range(0x0e, 0x80, 9))
+                         + pw(0, 0x7f) + pr(1) + pw(0, 0xff) + pr(1))
+    s["divider-reset-save"] = (pw(0, 0x0a) + pw(1, 0x70) + pw(0, 0x0a) + pw(1, 0x26) + u8(6, 0) +
+                               u8(7, 0) + u8(8, 0, 8) + u32(0x26020000) + u32(0))
+    write("rtc", s)
+
+
+# ---- fw_cfg ----
+def fwcfg():
+    s = {}
+    sel = lambda i: u8(0, i)  # noqa: E731  (index into the harness's key table)
+    s["signature-id"] = sel(0) + u8(1, 4) + sel(1) + u8(1, 4) + sel(2) + u8(1, 8)
+    s["directory"] = sel(3) + u8(1, 64) + u8(1, 64) + u8(1, 64) + sel(4) + u8(1, 16)
+    s["dma-read-skip"] = (u8(5, 0x0a, 0x21) + u16(4) + u32(0x2000) + u8(5, 0x04, 0) + u16(2) +
+                          u32(0) + u8(5, 0x02, 0) + u16(8) + u32(0x3000) + u8(1, 2))
+    s["dma-write-rw"] = (u8(6) + u32(0x3000) + b"W" * 32 + u8(5, 0x18, 0x22) + u16(16) +
+                         u32(0x3000) + u8(5, 0x18, 0x21) + u16(4) + u32(0x3000) + u8(5, 0x18, 0x20) +
+                         u16(1) + u32(0x3000))
+    s["dma-bad"] = (u8(5, 0x0a, 0x21) + u16(0xffff) + u32((1 << 20) - 2) + u8(3) + u32((1 << 20) - 4) +
+                    u32(0x0a | 0x20 << 16) + u32(4) + u32(0x2000) + u8(4) + u32((1 << 20) - 4) + u8(1) +
+                    u8(4) + u32((1 << 20) + 8) + u8(0))
+    s["split-trigger"] = (u8(3) + u32(0x4000) + u32(0x0a | 0x19 << 16) + u32(64) + u32(0x5000) +
+                          u8(4) + u32(0x4000) + u8(0) + u8(2, 8, 2, 1) + u32(0x00400000) + u32(0))
+    s["arch-keys-save"] = (sel(8) + u8(1, 17) + sel(9) + u8(1, 2) + u8(0, 200) + u16(0x8004) +
+                           u8(1, 8) + u8(8) + u8(7) + u8(9, 6) + bytes(6))
+    write("fwcfg", s)
+
+
+# ---- qcow2-write: mode byte, then op byte (bit 7: 512-aligned offset, bit 6: 512-multiple length)
+def qop(op, off, length, *rest):
+    b = u8(op)
+    b += u16(off // 512) if op & 0x80 else u32(off)
+    b += u8(length // 512 - 1) if op & 0x40 else u16(length - 1)
+    return b + u8(*rest)
+
+
+def qcow2_write():
+    s = {}
+    A = 0xc0  # aligned offset and length
+    for mode, name in ((0, "c512"), (1, "c4k"), (2, "c64k"), (3, "c2m")):
+        s[name] = (u8(mode) + qop(A | 0, 0, 65536, 1) + qop(A | 0, 4096, 512, 2) +
+                   qop(1, 70001, 3000, 3) + qop(A | 5, 0, 131072) + qop(A | 4, 0, 512) +
+                   qop(A | 2, 0, 65536) + qop(A | 5, 0, 131072) + qop(A | 3, 65536, 8192, 1) +
+                   qop(A | 6, 0, 131072) + qop(0, 3 << 20, 65536, 4) + qop(5, 3 << 20, 65536))
+    s["snapshots"] = (u8(1) + qop(A | 0, 0, 131072, 9) + qop(A | 7, 0, 512, 0) +
+                      qop(A | 0, 4096, 8192, 10) + qop(A | 7, 0, 512, 0) + qop(A | 2, 0, 65536) +
+                      qop(A | 3, 65536, 65536, 1) + qop(A | 6, 0, 131072) + qop(A | 4, 0, 512))
+    s["grow"] = (u8(1) + qop(A | 0, (4 << 20) - 4096, 4096, 5) + qop(A | 7, 0, 512, 1, 255) +
+                 qop(A | 7, 0, 512, 1, 40) + qop(0, (4 << 20) + 1000, 50000, 6) +
+                 qop(A | 6, 4 << 20, 65536))
+    s["lazy-refcount64"] = (u8(1 | 4 | 8) + qop(A | 0, 0, 65536, 1) + qop(A | 2, 0, 4096) +
+                            qop(A | 7, 0, 512, 0) + qop(A | 0, 0, 8192, 3) + qop(A | 6, 0, 8192))
+    s["refcount1"] = (u8(1 | 8 | 16) + qop(A | 0, 0, 65536, 1) + qop(A | 7, 0, 512, 0) +
+                      qop(A | 2, 0, 65536) + qop(A | 0, 0, 65536, 2) + qop(A | 3, 0, 65536, 0) +
+                      qop(A | 6, 0, 65536))
+    write("qcow2-write", s)
+
+
+if __name__ == "__main__":
+    ide()
+    e1000()
+    uart()
+    rtc()
+    fwcfg()
+    qcow2_write()
