@@ -1740,7 +1740,7 @@ static int cmd_migrate(struct qmp_client *c, int argc, char **argv, const struct
 		{"json", no_argument, NULL, 'j'},
 		{0},
 	};
-	json_t *params = json_object();
+	json_auto_t *params = json_object(); /* freed on every usage error */
 	const char *name;
 	bool tty = isatty(STDOUT_FILENO);
 	json_int_t last_pass = -1;
@@ -1781,12 +1781,10 @@ static int cmd_migrate(struct qmp_client *c, int argc, char **argv, const struct
 	name = argv[optind];
 	if (json_object_size(params)) {
 		json_object_set_new(params, "vm", json_string(name));
-		rc = run_cmd(c, "migrate-set-parameters", params, NULL);
+		rc = run_cmd(c, "migrate-set-parameters", TAKE_PTR(params), NULL);
 		if (rc) {
 			return rc;
 		}
-	} else {
-		json_decref(params);
 	}
 	rc = run_cmd(c, "migrate", json_pack("{s:s, s:s}", "vm", name, "uri", argv[optind + 1]),
 		     NULL);
