@@ -202,6 +202,8 @@ class Vmmd:
         if check and p.returncode != 0:
             raise AssertionError("vmctl %s exited %d:\nstdout: %s\nstderr: %s" %
                                  (" ".join(args), p.returncode, p.stdout, p.stderr))
+        if sanitizer_report(p.stderr):
+            raise AssertionError("vmctl %s: sanitizer report:\n%s" % (" ".join(args), p.stderr))
         return p
 
     def stop(self, sig=signal.SIGTERM, timeout=20.0):
@@ -225,10 +227,31 @@ class Vmmd:
 
     def __exit__(self, exc_type, exc, tb):
         self.stop()
-        if exc_type is not None and exc_type is not Skip:
+        report = sanitizer_report(self.read_log())
+        if not report and "VMMD_SECCOMP_SELFTEST" not in self.env:
+            # a seccomp filter refused a call the daemon needed: a bug in the lists
+            i = self.read_log().find("seccomp: forbidden system call")
+            report = self.read_log()[i:i + 2000] if i >= 0 else ""
+        if exc_type is not None and exc_type is not Skip or report:
             sys.stdout.write("--- vmmd log (%s) ---\n%s\n" % (self.log_path, self.read_log()[-8000:]))
         if self.owns_tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if report and exc_type is None:
+            # ./run check --sanitize: a report at exit (a leak) fails the test
+            raise AssertionError("vmmd: sanitizer or seccomp report:\n" + report)
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "SUMMARY: UndefinedBehaviorSanitizer")
+
+
+def sanitizer_report(text):
+    """The first lines of an ASan/LSan/UBSan report in @text, or ""."""
+    for mark in SANITIZER_MARKS:
+        i = text.find(mark)
+        if i >= 0:
+            return text[max(0, text.rfind("\n", 0, i)):][:6000]
+    return ""
 
 
 def main(namespace):
