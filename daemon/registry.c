@@ -206,10 +206,18 @@ static void on_thread_start(void *opaque, const char *kind)
 		log_full(LOG_ERR, inst->name, NULL, "%s", err->msg);
 		error_free(err);
 	}
-	/* Tests only: a forbidden call in this VM's vCPU thread (test-security-seccomp.py). */
+	/*
+	 * Tests only (test-security-seccomp.py): a forbidden call in this VM's
+	 * vCPU thread (NAME) or I/O thread (io:NAME).
+	 */
 	test = getenv("VMMD_SECCOMP_SELFTEST");
 	if (vcpu && test && strcmp(test, inst->name) == 0) {
 		close(socket(AF_INET, SOCK_STREAM, 0));
+	}
+	if (!vcpu && test && strncmp(test, "io:", 3) == 0 && strcmp(test + 3, inst->name) == 0) {
+		if (mkdir("/vmmd-seccomp-selftest", 0700) == 0) {
+			rmdir("/vmmd-seccomp-selftest"); /* the filter failed: the test says so */
+		}
 	}
 }
 

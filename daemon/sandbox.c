@@ -10,6 +10,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/socket.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <seccomp.h>
@@ -316,18 +319,65 @@ static const char *const vcpu_calls[] = {
 	/* ioctl: KVM's (type 0xAE) and TUNSETOFFLOAD, added below with argument filters */
 };
 
-/* Added to the base list's denials for the I/O thread and its helpers. */
+/*
+ * Job (worker) threads and everything they start (a VM's I/O thread and its
+ * block-layer helpers inherit their filter): the base list less what only
+ * the control thread does (start-up, clients) or nobody does, with these
+ * calls narrowed by their arguments (job_rules below): ioctl to KVM, tap
+ * and block-device requests; socket to the UNIX, IP and netlink families;
+ * clone to new threads (no processes), clone3 answered ENOSYS (glibc then
+ * uses clone, whose flags a filter can see); prlimit64 to reading limits.
+ */
+static const char *const job_denied[] = {
+	"chdir",
+	"fchdir",
+	"umask",
+	"linkat",
+	"symlinkat",
+	"kill",
+	"rt_sigqueueinfo",
+	"rt_tgsigqueueinfo",
+	"inotify_init1",
+	"inotify_add_watch",
+	"inotify_rm_watch",
+	"pause",
+	"ioctl",
+	"socket",
+	"clone",
+	"clone3",
+	"prlimit64",
+	"setitimer",
+	"getitimer",
+	"syncfs",
+};
+
+/*
+ * The I/O thread and its helpers: the job list less what changes the file
+ * system's names and modes or the process: they read and write open files,
+ * sockets and eventfds, accept console clients and reconnect NBD.
+ */
 static const char *const io_denied[] = {
-	"unlink",  "unlinkat", "rename",       "renameat", "renameat2", "mkdir",
-	"mkdirat", "rmdir",    "chmod",	       "fchmod",   "fchmodat",	"chown",
-	"fchown",  "fchownat", "memfd_create", "seccomp",
+	"unlink",	   "unlinkat",
+	"rename",	   "renameat",
+	"renameat2",	   "mkdir",
+	"mkdirat",	   "rmdir",
+	"chmod",	   "fchmod",
+	"fchmodat",	   "chown",
+	"fchown",	   "fchownat",
+	"memfd_create",	   "seccomp",
+	"truncate",	   "utimensat",
+	"futimesat",	   "setpriority",
+	"ioprio_set",	   "sched_setaffinity",
+	"set_mempolicy",   "mbind",
+	"copy_file_range",
 };
 
 static const scmp_datum_t tunsetoffload = TUNSETOFFLOAD;
 static bool enabled;
 static int violation_fd = -1;
 static __thread int *tls_flag;
-static __thread int tls_kind = SANDBOX_CONTROL;
+/* -1: a thread that never called sandbox_enter (it runs its creator's filters) */
+static __thread int tls_kind = -1;
 
 void sandbox_set_enabled(bool on)
 {
@@ -395,7 +445,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 	n += put_str(line + n, "vmmd: seccomp: forbidden system call ");
 	n += put_num(line + n, si->si_syscall);
 	n += put_str(line + n, " in a ");
-	n += put_str(line + n, sandbox_kind_name(tls_kind));
+	n += put_str(line + n, tls_kind < 0 ? "helper" : sandbox_kind_name(tls_kind));
 	n += put_str(line + n, tls_flag ? " thread: failed, its VM is stopped\n"
 					: " thread: failed with EPERM\n");
 	if (write(STDERR_FILENO, line, n) < 0) {
@@ -429,12 +479,27 @@ int sandbox_init(int fd, struct error **errp)
 	return 0;
 }
 
-static int add_list(scmp_filter_ctx ctx, const char *const *names, size_t n, uint32_t action)
+static bool listed(const char *name, const char *const *list, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		int nr = seccomp_syscall_resolve_name(names[i]);
-		int r;
+		if (strcmp(name, list[i]) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
 
+/* Add @names with @action, except those on @but1 or @but2 (NULL: none). */
+static int add_list_but(scmp_filter_ctx ctx, const char *const *names, size_t n, uint32_t action,
+			const char *const *but1, size_t n1, const char *const *but2, size_t n2)
+{
+	for (size_t i = 0; i < n; i++) {
+		int nr, r;
+
+		if ((but1 && listed(names[i], but1, n1)) || (but2 && listed(names[i], but2, n2))) {
+			continue;
+		}
+		nr = seccomp_syscall_resolve_name(names[i]);
 		if (nr == __NR_SCMP_ERROR) {
 			continue;
 		}
@@ -446,44 +511,95 @@ static int add_list(scmp_filter_ctx ctx, const char *const *names, size_t n, uin
 	return 0;
 }
 
+static int add_list(scmp_filter_ctx ctx, const char *const *names, size_t n, uint32_t action)
+{
+	return add_list_but(ctx, names, n, action, NULL, 0, NULL, 0);
+}
+
+/* The argument-narrowed calls of job and I/O threads (see job_denied). */
+static int add_job_rules(scmp_filter_ctx ctx)
+{
+	/* ioctl request types: KVM, 'T' (tap, and the tty requests of isatty), block devices */
+	static const scmp_datum_t ioctl_types[] = {0xae00, 0x5400, 0x1200};
+	static const scmp_datum_t families[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
+	int r = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(ioctl_types) && r == 0; i++) {
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, ioctl_types[i]));
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(families) && r == 0; i++) {
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+				     SCMP_A0(SCMP_CMP_EQ, families[i]));
+	}
+	if (r == 0) {
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+				     SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+	}
+	if (r == 0) {
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+	}
+	if (r == 0) {
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1,
+				     SCMP_A2(SCMP_CMP_EQ, 0));
+	}
+	return r;
+}
+
 int sandbox_enter(enum sandbox_kind kind, int *flag, struct error **errp)
 {
 	scmp_filter_ctx ctx;
+	sigset_t sys;
 	int r;
 
 	tls_kind = kind;
 	tls_flag = flag;
-	if (!enabled || kind == SANDBOX_JOB) {
-		/* Jobs run under the control thread's list, inherited. */
+	if (!enabled) {
 		return 0;
 	}
-	if (kind == SANDBOX_IO) {
-		/* The base list stays in force; deny a few more on top. */
-		ctx = seccomp_init(SCMP_ACT_ALLOW);
-		if (!ctx) {
-			return error_set(errp, ENOMEM, "seccomp_init failed");
+	/*
+	 * Threads are created with every signal blocked (worker.c, the VM's
+	 * threads); a blocked SIGSYS from a filter kills the whole process.
+	 */
+	sigemptyset(&sys);
+	sigaddset(&sys, SIGSYS);
+	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
+	ctx = seccomp_init(SCMP_ACT_TRAP);
+	if (!ctx) {
+		return error_set(errp, ENOMEM, "seccomp_init failed");
+	}
+	switch (kind) {
+	case SANDBOX_VCPU:
+		r = add_list(ctx, vcpu_calls, ARRAY_SIZE(vcpu_calls), SCMP_ACT_ALLOW);
+		if (r == 0) {
+			/* KVM_RUN and every other KVM ioctl: _IOC type 0xAE. */
+			r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+					     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, 0xae00));
 		}
-		r = add_list(ctx, io_denied, ARRAY_SIZE(io_denied), SCMP_ACT_TRAP);
-	} else {
-		ctx = seccomp_init(SCMP_ACT_TRAP);
-		if (!ctx) {
-			return error_set(errp, ENOMEM, "seccomp_init failed");
+		if (r == 0) {
+			/* The guest's driver sets a tap's offloads (virtio-net features). */
+			r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+					     SCMP_A1(SCMP_CMP_EQ, tunsetoffload));
 		}
-		if (kind == SANDBOX_VCPU) {
-			r = add_list(ctx, vcpu_calls, ARRAY_SIZE(vcpu_calls), SCMP_ACT_ALLOW);
-			if (r == 0) {
-				/* KVM_RUN and every other KVM ioctl: _IOC type 0xAE. */
-				r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-						     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, 0xae00));
-			}
-			if (r == 0) {
-				/* The guest's driver sets a tap's offloads (virtio-net features). */
-				r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-						     SCMP_A1(SCMP_CMP_EQ, tunsetoffload));
-			}
-		} else {
-			r = add_list(ctx, base_calls, ARRAY_SIZE(base_calls), SCMP_ACT_ALLOW);
+		break;
+	case SANDBOX_JOB:
+		r = add_list_but(ctx, base_calls, ARRAY_SIZE(base_calls), SCMP_ACT_ALLOW,
+				 job_denied, ARRAY_SIZE(job_denied), NULL, 0);
+		if (r == 0) {
+			r = add_job_rules(ctx);
 		}
+		break;
+	case SANDBOX_IO:
+		r = add_list_but(ctx, base_calls, ARRAY_SIZE(base_calls), SCMP_ACT_ALLOW,
+				 job_denied, ARRAY_SIZE(job_denied), io_denied,
+				 ARRAY_SIZE(io_denied));
+		if (r == 0) {
+			r = add_job_rules(ctx);
+		}
+		break;
+	default:
+		r = add_list(ctx, base_calls, ARRAY_SIZE(base_calls), SCMP_ACT_ALLOW);
+		break;
 	}
 	if (r == 0) {
 		r = seccomp_load(ctx);

@@ -75,3 +75,9 @@ check-sanitize-subset:
 	done; \
 	$(MAKE) $(AM_MAKEFLAGS) check TESTS="$$tests"
 .PHONY: check-sanitize-subset
+
+check_PROGRAMS += tests/unit/test-sandbox
+TESTS += tests/unit/test-sandbox
+tests_unit_test_sandbox_SOURCES = tests/unit/test-sandbox.c tests/unit/check-main.h
+tests_unit_test_sandbox_CFLAGS = $(UNIT_CFLAGS) $(LIBSECCOMP_CFLAGS)
+tests_unit_test_sandbox_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(LIBSECCOMP_LIBS) $(UNIT_LIBS)

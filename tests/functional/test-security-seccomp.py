@@ -61,6 +61,39 @@ def test_forbidden_call_ends_only_that_vm():
         assert d.proc.poll() is None
 
 
+def test_forbidden_call_in_io_thread_ends_only_that_vm():
+    """The I/O thread's own list: no directory changes (mkdir)."""
+    idle = guest("idle")
+    with Vmmd(env={"VMMD_SECCOMP_SELFTEST": "io:bad"}) as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("good", idle), start=True))
+        wait_console(d, "good", "idle: up")
+        q.ok("vm-create", dict(vm_def("bad", idle), start=True))
+        ev = q.event("SHUTDOWN", timeout=30, pred=lambda e: e["data"]["vm"] == "bad")
+        assert ev["data"]["reason"] == "host-error", ev
+        log = d.read_log()
+        assert "forbidden system call 83 in a io thread" in log, log
+        assert "(mkdir)" in log, log
+        assert not os.path.exists("/vmmd-seccomp-selftest")
+        assert q.ok("query-status", vm="good")["status"] == "running"
+        assert d.proc.poll() is None
+
+
+def test_job_thread_list():
+    """Job (worker) threads: a call outside their list fails with EPERM and
+    is logged; the job and the daemon go on."""
+    idle = guest("idle")
+    with Vmmd(env={"VMMD_SECCOMP_SELFTEST": "job"}) as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("one", idle), start=True))
+        wait_console(d, "one", "idle: up")
+        log = d.read_log()
+        assert "forbidden system call 80 in a job thread: failed with EPERM" in log, log
+        assert "chdir passed" not in log, log
+        assert q.ok("query-status", vm="one")["status"] == "running"
+        q.ok("vm-destroy", vm="one")
+
+
 def test_seccomp_off():
     d = Vmmd()
     conf = os.path.join(d.tmp, "vmmd.conf")

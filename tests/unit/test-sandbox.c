@@ -1,0 +1,197 @@
+/*
+ * Unit tests for daemon/sandbox.c: the filters of each thread kind, loaded
+ * the way vmmd loads them (the control thread's list on the process, the
+ * kind's own on top in a thread), in a forked child so the test runner
+ * stays unfiltered. A forbidden call must fail with EPERM, never run; on a
+ * VM thread (I/O, vCPU) it must also flag the VM and wake the control
+ * thread; calls the kind needs must still work.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <net/if.h>
+#include <signal.h>
+
+#include "daemon/sandbox.h"
+
+static int efd;
+static int violated;
+
+/* Each check that fails sets one bit of the child's exit status. */
+#define CHECK(bit, cond)                    \
+	do {                                \
+		if (!(cond)) {              \
+			bad |= 1u << (bit); \
+		}                           \
+	} while (0)
+
+static bool denied(long r)
+{
+	return r == -1 && errno == EPERM;
+}
+
+static void *nested(void *arg)
+{
+	*(int *)arg = denied(chdir("/"));
+	return NULL;
+}
+
+static void *job_thread(void *arg)
+{
+	unsigned bad = 0;
+	struct rlimit rl;
+	pthread_t t;
+	int fd, ok = 0, dn;
+
+	CHECK(0, sandbox_enter(SANDBOX_JOB, NULL, NULL) == 0);
+	/* what jobs need */
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	CHECK(1, fd >= 0 && write(fd, "x", 1) == 1);
+	close(fd);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(2, fd >= 0);
+	CHECK(3, getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	/* a new thread (clone3 answers ENOSYS, glibc falls back to clone) inherits the list */
+	CHECK(4, pthread_create(&t, NULL, nested, &ok) == 0 && pthread_join(t, NULL) == 0 && ok);
+	/* what they must not do */
+	CHECK(5, denied(chdir("/")));
+	CHECK(6, denied(socket(AF_PACKET, SOCK_RAW, 0)));
+	{
+		struct ifreq ifr = {0};
+
+		CHECK(7, denied(ioctl(fd, SIOCGIFFLAGS, &ifr)));
+	}
+	close(fd);
+	CHECK(8, denied(prlimit(0, RLIMIT_NOFILE, &rl, NULL)));
+	dn = (int)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0); /* a process, not a thread */
+	if (dn == 0) {
+		_exit(0);
+	}
+	CHECK(9, denied(dn));
+	CHECK(10, denied(syscall(SYS_kill, getpid(), 0)));
+	/* a job is no VM thread: nothing flagged */
+	CHECK(11, violated == 0);
+	return (void *)(uintptr_t)bad;
+}
+
+static void *io_thread(void *arg)
+{
+	unsigned bad = 0;
+	uint64_t v = 0;
+	int fd;
+
+	CHECK(0, sandbox_enter(SANDBOX_IO, &violated, NULL) == 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(1, fd >= 0);
+	close(fd);
+	CHECK(2, violated == 0);
+	CHECK(3, denied(mkdir("/tmp/test-sandbox-never", 0700)));
+	CHECK(4, violated == SYS_mkdir);
+	CHECK(5, read(efd, &v, sizeof(v)) == sizeof(v) && v >= 1);
+	CHECK(6, access("/tmp/test-sandbox-never", F_OK) < 0);
+	CHECK(7, denied(unlink("/tmp/test-sandbox-never")));
+	CHECK(8, denied(chdir("/")));
+	CHECK(9, denied(setpriority(PRIO_PROCESS, 0, 5)));
+	return (void *)(uintptr_t)bad;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	unsigned bad = 0;
+
+	CHECK(0, sandbox_enter(SANDBOX_VCPU, &violated, NULL) == 0);
+	CHECK(1, denied(socket(AF_UNIX, SOCK_STREAM, 0)));
+	CHECK(2, violated == SYS_socket);
+	CHECK(3, denied(open("/dev/null", O_RDONLY)));
+	return (void *)(uintptr_t)bad;
+}
+
+/*
+ * Fork; the child loads the control list, runs @fn in a thread and sends
+ * back its failed-check bits through a pipe.
+ */
+static unsigned run_kind(void *(*fn)(void *))
+{
+	unsigned bad = ~0u;
+	int p[2], st;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pthread_t t;
+		void *ret = (void *)(uintptr_t)~0u;
+
+		close(p[0]);
+		efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		sandbox_set_enabled(true);
+		if (efd >= 0 && sandbox_init(efd, NULL) == 0 &&
+		    sandbox_enter(SANDBOX_CONTROL, NULL, NULL) == 0 &&
+		    pthread_create(&t, NULL, fn, NULL) == 0) {
+			pthread_join(t, &ret);
+		}
+		bad = (unsigned)(uintptr_t)ret;
+		_exit(write(p[1], &bad, sizeof(bad)) == sizeof(bad) ? 0 : 1);
+	}
+	close(p[1]);
+	ck_assert_int_eq(read(p[0], &bad, sizeof(bad)), sizeof(bad));
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	return bad;
+}
+
+START_TEST(job_list)
+{
+	unsigned r = run_kind(job_thread);
+
+	ck_assert_msg(r == 0, "job thread checks failed: %#x", r);
+}
+END_TEST
+
+START_TEST(io_list)
+{
+	unsigned r = run_kind(io_thread);
+
+	ck_assert_msg(r == 0, "I/O thread checks failed: %#x", r);
+}
+END_TEST
+
+START_TEST(vcpu_list)
+{
+	unsigned r = run_kind(vcpu_thread);
+
+	ck_assert_msg(r == 0, "vCPU thread checks failed: %#x", r);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+	Suite *s = suite_create("sandbox");
+	TCase *tc = tcase_create("kinds");
+
+	tcase_add_test(tc, job_list);
+	tcase_add_test(tc, io_list);
+	tcase_add_test(tc, vcpu_list);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+#include "tests/unit/check-main.h"
