@@ -71,6 +71,7 @@ int config_defaults(struct daemon_config *c, bool user_session, struct error **e
 	c->log_level = LOG_INFO;
 	c->log_target = CONFIG_LOG_AUTO;
 	c->seccomp = true;
+	privilege_defaults(&c->priv);
 	if (!user_session) {
 		c->config_path = strdup(CONFIG_SYSTEM_PATH);
 		c->socket_path = strdup("/run/vmmd/vmmd.sock");
@@ -244,6 +245,21 @@ static int apply(struct daemon_config *c, const char *key, char *v, struct error
 			return error_set(errp, EINVAL, "seccomp '%s' must be on or off", v);
 		}
 		c->seccomp = strcmp(v, "on") == 0;
+		return 0;
+	}
+	if (strcmp(key, "capabilities") == 0) {
+		return privilege_parse_caps(v, &c->priv.caps_keep, errp);
+	}
+	if (strcmp(key, "limit-nofile") == 0 || strcmp(key, "limit-core") == 0 ||
+	    strcmp(key, "limit-memlock") == 0) {
+		uint64_t *f = key[6] == 'n'   ? &c->priv.limit_nofile
+			      : key[6] == 'c' ? &c->priv.limit_core
+					      : &c->priv.limit_memlock;
+
+		if (privilege_parse_limit(v, key[6] != 'n', f, errp) < 0) {
+			error_prefix(errp, "%s", key);
+			return -EINVAL;
+		}
 		return 0;
 	}
 	if (strcmp(key, "log-target") == 0) {

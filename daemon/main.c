@@ -28,6 +28,7 @@
 #include "common/log.h"
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
+#include "daemon/privilege.h"
 #include "daemon/sandbox.h"
 #include "daemon/settings.h"
 #include "daemon/run-vm.h"
@@ -378,6 +379,30 @@ static void boost_control_thread(void)
 	}
 }
 
+/* What privilege_apply left: the capabilities (if any) and the limits. */
+static void log_privilege(void)
+{
+	struct rlimit nofile, core;
+	char caps[512];
+	uint64_t eff = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "CapEff:", 7) == 0) {
+			eff = strtoull(line + 7, NULL, 16);
+		}
+	}
+	if (f) {
+		fclose(f);
+	}
+	getrlimit(RLIMIT_NOFILE, &nofile);
+	getrlimit(RLIMIT_CORE, &core);
+	log_info("capabilities: %s; open files up to %llu; core dumps %s",
+		 privilege_caps_string(eff, caps, sizeof(caps)),
+		 (unsigned long long)nofile.rlim_cur, core.rlim_cur == 0 ? "off" : "on");
+}
+
 static int run(struct daemon *d)
 {
 	struct registry_limits rl = {.max_vms = d->cfg.max_vms,
@@ -449,6 +474,11 @@ static int run(struct daemon *d)
 	n = registry_load(d->reg);
 	log_info("%d VM definition%s loaded from %s/vms", n, n == 1 ? "" : "s", d->cfg.state_dir);
 	boost_control_thread();
+	/* Sockets and directories exist; no other thread yet; capset is not in the filter. */
+	if (privilege_apply(&d->cfg.priv, &err) < 0) {
+		goto out;
+	}
+	log_privilege();
 	if (sandbox_enter(SANDBOX_CONTROL, NULL, &err) < 0) {
 		goto out;
 	}

@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include "daemon/privilege.h"
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -31,6 +32,7 @@ struct daemon_config {
 	int log_level;
 	enum config_log_target log_target;
 	bool seccomp; /* per-thread-kind seccomp filters (sandbox.h); restart to change */
+	struct privilege_config priv; /* limits and capabilities (privilege.h); restart to change */
 };
 
 #define CONFIG_SYSTEM_PATH "/etc/vmmd/vmmd.conf"

@@ -13,6 +13,7 @@ TESTS += tests/functional/test-security-files.py
 TESTS += tests/functional/test-security-lifecycles.py
 TESTS += tests/functional/test-security-control.py
 TESTS += tests/functional/test-security-seccomp.py
+TESTS += tests/functional/test-security-privilege.py
 
 # Fuzz targets (tests/fuzz/): libFuzzer harnesses. The default build links
 # each with a replay main (gcc, no libFuzzer) and replays the committed seed

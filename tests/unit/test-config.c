@@ -138,6 +138,32 @@ START_TEST(errors_name_the_line)
 }
 END_TEST
 
+/* Capabilities and resource limits (daemon/privilege.h). */
+START_TEST(privilege)
+{
+	ck_assert_uint_eq(cfg.priv.caps_keep, PRIVILEGE_CAPS_DEFAULT);
+	ck_assert_uint_eq(cfg.priv.limit_core, 0);
+	ck_assert_uint_eq(cfg.priv.limit_nofile, 0);
+	ck_assert_uint_eq(cfg.priv.limit_memlock, PRIVILEGE_LIMIT_KEEP);
+	ck_assert_str_eq(parse("capabilities = CAP_NET_ADMIN, chown\nlimit-core = unlimited\n"
+			       "limit-nofile = 4096\nlimit-memlock = 64M\n"),
+			 "ok");
+	ck_assert_uint_eq(cfg.priv.caps_keep, (1u << 12) | 1u);
+	ck_assert_uint_eq(cfg.priv.limit_core, PRIVILEGE_LIMIT_INFINITY);
+	ck_assert_uint_eq(cfg.priv.limit_nofile, 4096);
+	ck_assert_uint_eq(cfg.priv.limit_memlock, 64u << 20);
+	ck_assert_str_eq(parse("capabilities = none\n"), "ok");
+	ck_assert_uint_eq(cfg.priv.caps_keep, 0);
+	ck_assert_str_eq(parse("capabilities = all\n"), "ok");
+	ck_assert_uint_eq(cfg.priv.caps_keep, PRIVILEGE_CAPS_ALL);
+	ck_assert_str_eq(parse("capabilities = net_admin,sys_godmode\n"),
+			 "vmmd.conf:1: capabilities: 'sys_godmode' is not a capability name (or "
+			 "all, none)");
+	ck_assert_str_eq(parse("limit-nofile = lots\n"),
+			 "vmmd.conf:1: limit-nofile: 'lots' is not a number, unlimited or keep");
+}
+END_TEST
+
 /* The greeting's QEMU version and package (issue 15). */
 START_TEST(qmp_version)
 {
@@ -177,6 +203,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, errors_name_the_line);
 	tcase_add_test(tc, load_file_missing);
 	tcase_add_test(tc, qmp_version);
+	tcase_add_test(tc, privilege);
 	suite_add_tcase(s, tc);
 	return s;
 }
