@@ -7,6 +7,7 @@ common_libcommon_a_SOURCES = \
 	common/parse.c common/parse.h \
 	common/iov.c common/iov.h \
 	common/pathpol.c common/pathpol.h \
+	common/fdset.c common/fdset.h \
 	common/vmstate.c common/vmstate.h
 common_libcommon_a_CFLAGS = $(AM_CFLAGS) $(LIBSYSTEMD_CFLAGS)
 COMMON_LIBS = common/libcommon.a $(LIBSYSTEMD_LIBS) $(PTHREAD_LIBS)

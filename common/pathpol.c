@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/fdset.h"
 #include "common/pathpol.h"
 
 struct pathpol_root {
@@ -220,11 +221,16 @@ int pathpol_open(const char *path, int flags, mode_t mode)
 {
 	_cleanup_free_ char *abs = NULL;
 	int fd = -PATHPOL_DENIED;
+	int64_t set;
 
 	/* openat2 accepts only O_DIRECTORY, O_NOFOLLOW and O_CLOEXEC with O_PATH. */
 	flags |= O_CLOEXEC | ((flags & O_PATH) ? 0 : O_NOCTTY);
 	if (!path || !*path) {
 		return -ENOENT;
+	}
+	if (fdset_name(path, &set)) {
+		/* an fd the client passed (add-fd): no file system access at all */
+		return fdset_open(path, flags);
 	}
 	pthread_rwlock_rdlock(&lock);
 	if (n_roots == 0) {
@@ -285,8 +291,16 @@ int pathpol_check(const char *what, const char *path, struct error **errp)
 {
 	_cleanup_free_ char *dir = NULL;
 	char *slash;
+	int64_t set;
 	int fd;
 
+	if (fdset_name(path, &set)) {
+		return fdset_exists(set)
+			       ? 0
+			       : error_set(errp, ENOENT,
+					   "%s %s: there is no fd set %lld (pass one with add-fd)",
+					   what, path, (long long)set);
+	}
 	if (!pathpol_active()) {
 		return 0;
 	}

@@ -10,6 +10,11 @@
  * the kernel lacks openat2 the path is walked one component at a time with
  * O_NOFOLLOW and ".." refused. Without roots, paths open as given.
  *
+ * "/dev/fdset/N" names an fd set (common/fdset.h, add-fd): such a name is
+ * opened by duplicating a passed fd, never through the file system, and
+ * pathpol_check accepts it when the set exists. Names a passed image holds
+ * (a qcow2's backing file) are host paths again and obey the roots.
+ *
  * The policy is process-wide (the daemon sets it from its settings; vmm-img
  * leaves it unset) and may be replaced at any time (settings reload); every
  * function is thread-safe.

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/fdset.h"
 #include "monitor/monitor-int.h"
 
 int cmd_qmp_capabilities(struct monitor_request *req, json_t *args, json_t **ret,
@@ -81,6 +82,20 @@ static struct monitor_fd *find_fd(struct monitor_client *c, const char *name)
 	return NULL;
 }
 
+/* The oldest fd received with SCM_RIGHTS and not claimed yet (now the caller's), or -1. */
+static int take_pending(struct monitor_client *c)
+{
+	int fd;
+
+	if (c->n_pending == 0) {
+		return -1;
+	}
+	fd = c->pending[0];
+	memmove(c->pending, c->pending + 1, (c->n_pending - 1) * sizeof(int));
+	c->n_pending--;
+	return fd;
+}
+
 int cmd_getfd(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct monitor_client *c = req->client;
@@ -95,9 +110,7 @@ int cmd_getfd(struct monitor_request *req, json_t *args, json_t **ret, struct er
 		return error_set(errp, EINVAL, "Parameter 'fdname' may not start with a digit");
 	}
 	/* The oldest fd received goes with this command; it is ours from now on. */
-	fd = c->pending[0];
-	memmove(c->pending, c->pending + 1, (c->n_pending - 1) * sizeof(int));
-	c->n_pending--;
+	fd = take_pending(c);
 	f = find_fd(c, name);
 	if (f) {
 		close(f->fd);
@@ -135,5 +148,57 @@ int cmd_closefd(struct monitor_request *req, json_t *args, json_t **ret, struct 
 	close(f->fd);
 	free(f->name);
 	free(f);
+	return 0;
+}
+
+/* fd sets (common/fdset.h): daemon-wide, as in one QEMU process. */
+int cmd_add_fd(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	json_t *id = json_object_get(args, "fdset-id");
+	int fd = take_pending(req->client);
+	int64_t set;
+
+	if (fd < 0) {
+		return error_set(errp, EINVAL, "No file descriptor supplied via SCM_RIGHTS");
+	}
+	set = fdset_add(id != NULL, id ? json_integer_value(id) : -1, fd,
+			json_string_value(json_object_get(args, "opaque")), errp);
+	if (set < 0) {
+		return (int)set;
+	}
+	*ret = json_pack("{s:I, s:i}", "fdset-id", (json_int_t)set, "fd", fd);
+	return *ret ? 0 : error_set(errp, ENOMEM, "out of memory");
+}
+
+int cmd_remove_fd(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	json_t *fd = json_object_get(args, "fd");
+
+	return fdset_remove(json_integer_value(json_object_get(args, "fdset-id")), fd != NULL,
+			    fd ? json_integer_value(fd) : -1, errp);
+}
+
+static void add_fdset_fd(void *opaque, int64_t id, int fd, const char *fd_opaque)
+{
+	json_t *list = opaque, *last = json_array_get(list, json_array_size(list) - 1);
+	json_t *entry = json_pack("{s:i}", "fd", fd);
+
+	if (fd_opaque) {
+		json_object_set_new(entry, "opaque", json_string(fd_opaque));
+	}
+	if (!last || json_integer_value(json_object_get(last, "fdset-id")) != id) {
+		last = json_pack("{s:I, s:[]}", "fdset-id", (json_int_t)id, "fds");
+		json_array_append_new(list, last);
+	}
+	json_array_append_new(json_object_get(last, "fds"), entry);
+}
+
+int cmd_query_fdsets(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	*ret = json_array();
+	if (!*ret) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	fdset_foreach(add_fdset_fd, *ret);
 	return 0;
 }

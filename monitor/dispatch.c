@@ -25,6 +25,9 @@ const struct monitor_command monitor_protocol_commands[] = {
 	{"query-qmp-schema", cmd_query_qmp_schema},
 	{"getfd", cmd_getfd},
 	{"closefd", cmd_closefd},
+	{"add-fd", cmd_add_fd},
+	{"remove-fd", cmd_remove_fd},
+	{"query-fdsets", cmd_query_fdsets},
 };
 const size_t monitor_n_protocol_commands = ARRAY_SIZE(monitor_protocol_commands);
 

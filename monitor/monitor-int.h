@@ -133,3 +133,6 @@ int cmd_query_qmp_schema(struct monitor_request *req, json_t *args, json_t **ret
 			 struct error **errp);
 int cmd_getfd(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int cmd_closefd(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_add_fd(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_remove_fd(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int cmd_query_fdsets(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

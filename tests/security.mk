@@ -14,6 +14,7 @@ TESTS += tests/functional/test-security-lifecycles.py
 TESTS += tests/functional/test-security-control.py
 TESTS += tests/functional/test-security-seccomp.py
 TESTS += tests/functional/test-security-privilege.py
+TESTS += tests/functional/test-security-fdset.py
 
 # Fuzz targets (tests/fuzz/): libFuzzer harnesses. The default build links
 # each with a replay main (gcc, no libFuzzer) and replays the committed seed
@@ -82,3 +83,9 @@ TESTS += tests/unit/test-sandbox
 tests_unit_test_sandbox_SOURCES = tests/unit/test-sandbox.c tests/unit/check-main.h
 tests_unit_test_sandbox_CFLAGS = $(UNIT_CFLAGS) $(LIBSECCOMP_CFLAGS)
 tests_unit_test_sandbox_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(LIBSECCOMP_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-fdset
+TESTS += tests/unit/test-fdset
+tests_unit_test_fdset_SOURCES = tests/unit/test-fdset.c tests/unit/check-main.h
+tests_unit_test_fdset_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_fdset_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
