@@ -838,10 +838,14 @@ bool job_pause_point(struct job *job)
 
 	pthread_mutex_lock(&job->lock);
 	if (job->pause_count > 0 && !is_cancelled_locked(job)) {
+		/*
+		 * Quiescent from here on: say so before the note, or a client that
+		 * sees the PAUSED status could still read busy=true.
+		 */
+		job->worker_paused = true;
 		pthread_mutex_unlock(&job->lock);
 		post_note(job, NOTE_PAUSED);
 		pthread_mutex_lock(&job->lock);
-		job->worker_paused = true;
 		while (job->pause_count > 0 && !is_cancelled_locked(job)) {
 			pthread_cond_wait(&job->cond, &job->lock);
 		}
