@@ -221,29 +221,37 @@ static void on_thread_start(void *opaque, const char *kind)
 	}
 }
 
-/* A VM thread made a forbidden system call: log it by name and end that VM. */
+/* If a thread of @rv's VM made a forbidden system call: log it by name and end that VM. */
+static void check_violation(struct registry_vm *rv)
+{
+	int nr = rv->inst ? __atomic_load_n(&rv->inst->violated, __ATOMIC_ACQUIRE) : 0;
+	char name[64];
+
+	if (!nr || !rv->vm) {
+		return;
+	}
+	log_full(LOG_ERR, rv->name, NULL,
+		 "seccomp: a thread of this VM made the forbidden system call %d (%s); "
+		 "stopping the VM",
+		 nr, sandbox_syscall_name(nr, name, sizeof(name)));
+	destroy_async(rv, "host-error", true, false, NULL, NULL, NULL);
+}
+
+/*
+ * The SIGSYS handler's wake-up. A VM still being built is not in the list
+ * yet (its I/O thread runs during vm_new): start_done checks it then.
+ */
 static void on_violation(evutil_socket_t fd, short what, void *opaque)
 {
 	struct registry *reg = opaque;
-	struct list_head *p;
+	struct list_head *p, *n;
 	uint64_t v;
 
 	if (read(fd, &v, sizeof(v)) < 0) {
 		/* Nothing pending. */
 	}
-	list_for_each (p, &reg->vms) {
-		struct registry_vm *rv = list_entry(p, struct registry_vm, link);
-		int nr = rv->inst ? __atomic_load_n(&rv->inst->violated, __ATOMIC_ACQUIRE) : 0;
-		char name[64];
-
-		if (!nr || !rv->vm) {
-			continue;
-		}
-		log_full(LOG_ERR, rv->name, NULL,
-			 "seccomp: a thread of this VM made the forbidden system call %d (%s); "
-			 "stopping the VM",
-			 nr, sandbox_syscall_name(nr, name, sizeof(name)));
-		destroy_async(rv, "host-error", true, false, NULL, NULL, NULL);
+	list_for_each_safe (p, n, &reg->vms) {
+		check_violation(list_entry(p, struct registry_vm, link));
 	}
 }
 
@@ -1054,6 +1062,8 @@ static void start_done(void *arg)
 		changed(reg);
 		op_answer(op, 0, NULL);
 		op_free(op);
+		/* A violation while it was being built found no VM to stop then. */
+		check_violation(rv);
 		return;
 	}
 	instance_free(inst);
