@@ -57,7 +57,7 @@ tests_fuzz_replay_rtc_LDADD = hw/isa/libhwisa.a $(FAKE_MACHINE_LIBS)
 tests_fuzz_replay_fwcfg_SOURCES = tests/fuzz/fuzz-fwcfg.c $(FUZZ_INPUT) $(FAKE_MACHINE)
 tests_fuzz_replay_fwcfg_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 tests_fuzz_replay_fwcfg_LDADD = hw/platform/libhwplatform.a $(FAKE_MACHINE_LIBS)
-TESTS += tests/fuzz/replay.sh
+TESTS += tests/fuzz/replay.sh tests/fuzz/fuzz-long.sh
 EXTRA_DIST += tests/fuzz
 TESTS += tests/functional/test-security-unit.sh
 
