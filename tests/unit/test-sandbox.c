@@ -118,7 +118,10 @@ static void *vcpu_thread(void *arg)
 	CHECK(0, sandbox_enter(SANDBOX_VCPU, &violated, NULL) == 0);
 	CHECK(1, denied(socket(AF_UNIX, SOCK_STREAM, 0)));
 	CHECK(2, violated == SYS_socket);
+#ifndef __SANITIZE_ADDRESS__
+	/* (ASan builds allow openat on vCPU threads: its reports read /proc/self/maps) */
 	CHECK(3, denied(open("/dev/null", O_RDONLY)));
+#endif
 	return (void *)(uintptr_t)bad;
 }
 
