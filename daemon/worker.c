@@ -232,8 +232,8 @@ static void *job_thread(void *opaque)
 	pthread_setname_np(pthread_self(), "vmmd-job");
 	sandbox_enter(SANDBOX_JOB, NULL, NULL);
 	/* Tests only (test-security-seccomp.py): a call job threads may not make. */
-	if (getenv("VMMD_SECCOMP_SELFTEST") && strcmp(getenv("VMMD_SECCOMP_SELFTEST"), "job") == 0 &&
-	    chdir("/") == 0) {
+	if (getenv("VMMD_SECCOMP_SELFTEST") &&
+	    strcmp(getenv("VMMD_SECCOMP_SELFTEST"), "job") == 0 && chdir("/") == 0) {
 		log_error("seccomp self-test: chdir passed the job thread's filter");
 	}
 	sem_init(&idle.sem, 0, 0);
