@@ -33,6 +33,7 @@
 #include "common/list.h"
 #include "common/log.h"
 #include "daemon/jobs.h"
+#include "daemon/sandbox.h"
 
 /* Longest job id accepted (QEMU has no limit; a client-controlled value needs one). */
 #define JOB_ID_MAX 128
@@ -778,6 +779,8 @@ static void *worker_main(void *arg)
 
 	snprintf(name, sizeof(name), "job-%s", job->id);
 	pthread_setname_np(pthread_self(), name);
+	/* A job thread's own seccomp list on top of the control thread's (sandbox.h). */
+	sandbox_enter(SANDBOX_JOB, NULL, NULL);
 
 	ret = job->drv->run(job, &err);
 	if (ret < 0 && !err && ret != -ECANCELED) {

@@ -80,7 +80,7 @@ TESTS += tests/unit/test-jobs
 tests_unit_test_jobs_SOURCES = tests/unit/test-jobs.c tests/unit/check-main.h
 tests_unit_test_jobs_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_unit_test_jobs_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(JANSSON_LIBS) \
-	$(LIBEVENT_LIBS) $(UNIT_LIBS)
+	$(LIBEVENT_LIBS) $(LIBSECCOMP_LIBS) $(UNIT_LIBS)
 EXTRA_DIST += tests/jobs/scenarios.json tests/jobs/qmptrace.py tests/jobs/record-qemu.py \
 	tests/jobs/golden/commit-active-cancel.json \
 	tests/jobs/golden/commit-active-soft-cancel.json \

@@ -52,6 +52,7 @@
 #include "common/util.h"
 #include "common/vmstate.h"
 #include "daemon/migration.h"
+#include "daemon/sandbox.h"
 #include "daemon/registry.h"
 
 #define WIRE_MAGIC "VMMDMIG\n"
@@ -749,6 +750,7 @@ static void *source_thread(void *arg)
 	int r;
 
 	pthread_setname_np(pthread_self(), "migrate-out");
+	sandbox_enter(SANDBOX_JOB, NULL, NULL); /* a job thread's list (sandbox.h) */
 	if (m->sock < 0) {
 		int fd = open_uri(m->uri, false, &m->cancel, &err);
 
@@ -1036,6 +1038,7 @@ static void *dest_thread(void *arg)
 	unsigned ver;
 
 	pthread_setname_np(pthread_self(), "migrate-in");
+	sandbox_enter(SANDBOX_JOB, NULL, NULL); /* a job thread's list (sandbox.h) */
 	if (getsockopt(m->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &acclen) == 0 && !acc) {
 		/* fd:NAME with a connected socket (QEMU's fd: incoming): the stream itself. */
 		m->sock = fcntl(m->listen_fd, F_DUPFD_CLOEXEC, 3);
