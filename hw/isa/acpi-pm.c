@@ -97,7 +97,8 @@ static void pm_update_sci(struct acpi_pm *pm)
 	}
 }
 
-static uint8_t pm_read_byte(struct acpi_pm *pm, unsigned off)
+/* @ticks: the PM timer of this access, read once for all its bytes. */
+static uint8_t pm_read_byte(struct acpi_pm *pm, unsigned off, uint64_t ticks)
 {
 	unsigned sh = (off & 1) * 8;
 
@@ -115,7 +116,7 @@ static uint8_t pm_read_byte(struct acpi_pm *pm, unsigned off)
 	case 0x09:
 	case 0x0A:
 	case 0x0B:
-		return (uint8_t)((pm_ticks(pm) & 0xFFFFFF) >> (8 * (off - 0x08)));
+		return (uint8_t)((ticks & 0xFFFFFF) >> (8 * (off - 0x08)));
 	/* GPE0_BLK, mapped here by gpe_pio_read */
 	case 0x20:
 	case 0x21:
@@ -182,12 +183,18 @@ static void pm_write_byte(struct acpi_pm *pm, unsigned off, uint8_t v)
 static uint64_t pm_pio_read(void *opaque, uint64_t offset, unsigned size)
 {
 	struct acpi_pm *pm = opaque;
-	uint64_t v = 0;
+	uint64_t v = 0, ticks;
 
 	pthread_mutex_lock(&pm->lock);
+	/*
+	 * One reading of the timer for the whole access: byte by byte, a carry
+	 * between two bytes tore a 32-bit read of PM_TMR (up to 256 ticks off,
+	 * even backwards), which hardware never does.
+	 */
+	ticks = pm_ticks(pm);
 	for (unsigned i = 0; i < size; i++) {
 		if (offset + i < ACPI_PM_REGION_LEN) {
-			v |= (uint64_t)pm_read_byte(pm, (unsigned)(offset + i)) << (8 * i);
+			v |= (uint64_t)pm_read_byte(pm, (unsigned)(offset + i), ticks) << (8 * i);
 		}
 	}
 	pthread_mutex_unlock(&pm->lock);
@@ -225,7 +232,7 @@ static uint64_t gpe_pio_read(void *opaque, uint64_t offset, unsigned size)
 	pthread_mutex_lock(&pm->lock);
 	for (unsigned i = 0; i < size; i++) {
 		if (offset + i < ACPI_GPE0_BLK_LEN) {
-			v |= (uint64_t)pm_read_byte(pm, (unsigned)(GPE_OFF + offset + i))
+			v |= (uint64_t)pm_read_byte(pm, (unsigned)(GPE_OFF + offset + i), 0)
 			     << (8 * i);
 		}
 	}

@@ -98,6 +98,24 @@ START_TEST(test_gpe)
 }
 END_TEST
 
+/* A 32-bit read of PM_TMR is one reading: never torn between its bytes, never backwards. */
+START_TEST(test_pm_timer_reads_whole)
+{
+	uint32_t prev = (uint32_t)in(ACPI_PM_TMR_BLK, 4), v;
+	unsigned backwards = 0;
+
+	for (unsigned i = 0; i < 200000; i++) {
+		v = (uint32_t)in(ACPI_PM_TMR_BLK, 4);
+		/* 24 bits: a step of more than half the range is a step back */
+		if (((v - prev) & 0xFFFFFF) >= 0x800000) {
+			backwards++;
+		}
+		prev = v;
+	}
+	ck_assert_uint_eq(backwards, 0);
+}
+END_TEST
+
 START_TEST(test_pm_timer)
 {
 	struct timespec ts = {0, 100000000}, t0, t1;
@@ -133,6 +151,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_power_button);
 	tcase_add_test(tc, test_gpe);
 	tcase_add_test(tc, test_pm_timer);
+	tcase_add_test(tc, test_pm_timer_reads_whole);
 	suite_add_tcase(s, tc);
 	return s;
 }
