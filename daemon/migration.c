@@ -439,6 +439,21 @@ static void join(struct migration *m)
 	}
 }
 
+/* Join a worker that has ended (its status is final); true if it had. */
+static bool reap(struct migration *m)
+{
+	int st = atomic_load(&m->status);
+
+	if (st < MIG_COMPLETED || st == MIG_CANCELLING) {
+		return false;
+	}
+	join(m);
+	if (m->incoming && st != MIG_COMPLETED) {
+		m->rv->inmigrate = false;
+	}
+	return true;
+}
+
 static void on_notify(evutil_socket_t fd, short what, void *opaque)
 {
 	struct migration *m = opaque;
@@ -470,12 +485,7 @@ static void on_notify(evutil_socket_t fd, short what, void *opaque)
 		}
 		return;
 	}
-	if (atomic_load(&m->status) >= MIG_COMPLETED && atomic_load(&m->status) != MIG_CANCELLING) {
-		join(m);
-		if (m->incoming && atomic_load(&m->status) != MIG_COMPLETED) {
-			m->rv->inmigrate = false;
-		}
-	}
+	reap(m);
 }
 
 static void mig_free(struct migration *m)
@@ -527,7 +537,11 @@ bool migration_active(struct registry_vm *rv)
 {
 	struct migration *m = rv->mig;
 
-	return m && m->running;
+	/*
+	 * A worker that has ended but whose wake-up the control thread has not
+	 * handled yet is over: a client that read "failed" may migrate again.
+	 */
+	return m && m->running && !reap(m);
 }
 
 void migration_free(struct registry_vm *rv)
