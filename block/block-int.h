@@ -57,6 +57,12 @@ struct block_check_result {
  * on a block worker thread or the synchronous caller's thread, possibly
  * concurrently with other requests on the same node.
  */
+enum {
+	BLOCK_VMSTATE_READ,
+	BLOCK_VMSTATE_WRITE,
+	BLOCK_VMSTATE_DISCARD
+};
+
 struct block_driver {
 	/* The name in the registry, blockdev-add's "driver" and vmm-img's -f. */
 	const char *name;
@@ -162,10 +168,13 @@ struct block_driver {
 	/* Add format-specific fields to an info object ("format-specific" in qemu-img). */
 	void (*info)(struct block_node *bs, json_t *info);
 	/* Internal snapshots (qcow2). Control path, no request in flight. May be NULL. */
-	int (*snapshot_create)(struct block_node *bs, const char *name, struct error **errp);
+	int (*snapshot_create)(struct block_node *bs, const char *name,
+			       const struct block_snapshot_vm *vm, struct error **errp);
 	int (*snapshot_apply)(struct block_node *bs, const char *name, struct error **errp);
 	int (*snapshot_delete)(struct block_node *bs, const char *name, struct error **errp);
 	json_t *(*snapshot_list)(struct block_node *bs, struct error **errp);
+	/* The VM-state area (see block_vmstate_write); @op BLOCK_VMSTATE_*. May be NULL. */
+	int (*vmstate_rw)(struct block_node *bs, uint64_t pos, void *buf, size_t len, int op);
 	/* Change the backing file name recorded in the image (rebase -u). May be NULL. */
 	int (*change_backing)(struct block_node *bs, const char *file, const char *fmt,
 			      struct error **errp);

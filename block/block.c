@@ -1171,7 +1171,18 @@ json_t *block_info_json(struct block_node *bs)
 	return info;
 }
 
+bool block_can_snapshot(struct block_node *bs)
+{
+	return bs->drv->snapshot_create != NULL;
+}
+
 int block_snapshot_create(struct block_node *bs, const char *name, struct error **errp)
+{
+	return block_snapshot_create_vm(bs, name, NULL, errp);
+}
+
+int block_snapshot_create_vm(struct block_node *bs, const char *name,
+			     const struct block_snapshot_vm *vm, struct error **errp)
 {
 	if (!bs->drv->snapshot_create) {
 		return error_set(errp, ENOTSUP, "format '%s' of '%s' has no internal snapshots",
@@ -1181,7 +1192,7 @@ int block_snapshot_create(struct block_node *bs, const char *name, struct error 
 		return error_set(errp, EPERM, "cannot create a snapshot: '%s' is read-only",
 				 bs->filename);
 	}
-	return bs->drv->snapshot_create(bs, name, errp);
+	return bs->drv->snapshot_create(bs, name, vm, errp);
 }
 
 int block_snapshot_apply(struct block_node *bs, const char *name, struct error **errp)
@@ -1216,6 +1227,68 @@ json_t *block_snapshot_list(struct block_node *bs, struct error **errp)
 		return json_array();
 	}
 	return bs->drv->snapshot_list(bs, errp);
+}
+
+int block_snapshot_find(struct block_node *bs, const char *name, struct block_snapshot_vm *ret)
+{
+	json_auto_t *list = block_snapshot_list(bs, NULL);
+	json_t *e, *hit = NULL;
+	size_t i;
+
+	if (!list) {
+		return -ENOMEM;
+	}
+	/* by name first, then by id, as QEMU's bdrv_snapshot_find */
+	json_array_foreach (list, i, e) {
+		if (!hit && !strcmp(json_string_value(json_object_get(e, "name")) ?: "", name)) {
+			hit = e;
+		}
+	}
+	json_array_foreach (list, i, e) {
+		if (!hit && !strcmp(json_string_value(json_object_get(e, "id")) ?: "", name)) {
+			hit = e;
+		}
+	}
+	if (!hit) {
+		return 0;
+	}
+	if (ret) {
+		ret->vm_state_size =
+			(uint64_t)json_integer_value(json_object_get(hit, "vm-state-size"));
+		ret->vm_clock_ns =
+			(uint64_t)json_integer_value(json_object_get(hit, "vm-clock-sec")) *
+				1000000000ull +
+			(uint64_t)json_integer_value(json_object_get(hit, "vm-clock-nsec"));
+		ret->date_sec = (uint32_t)json_integer_value(json_object_get(hit, "date-sec"));
+		ret->date_nsec = (uint32_t)json_integer_value(json_object_get(hit, "date-nsec"));
+	}
+	return 1;
+}
+
+static int vmstate_rw(struct block_node *bs, uint64_t pos, void *buf, size_t len, int op)
+{
+	if (!bs->drv->vmstate_rw) {
+		return -ENOTSUP;
+	}
+	if (op != BLOCK_VMSTATE_READ && bs->read_only) {
+		return -EROFS;
+	}
+	return bs->drv->vmstate_rw(bs, pos, buf, len, op);
+}
+
+int block_vmstate_write(struct block_node *bs, uint64_t pos, const void *buf, size_t len)
+{
+	return vmstate_rw(bs, pos, (void *)buf, len, BLOCK_VMSTATE_WRITE);
+}
+
+int block_vmstate_read(struct block_node *bs, uint64_t pos, void *buf, size_t len)
+{
+	return vmstate_rw(bs, pos, buf, len, BLOCK_VMSTATE_READ);
+}
+
+int block_vmstate_discard(struct block_node *bs, uint64_t len)
+{
+	return vmstate_rw(bs, 0, NULL, len, BLOCK_VMSTATE_DISCARD);
 }
 
 int block_check(struct block_node *bs, struct block_check_result *res, unsigned fix,

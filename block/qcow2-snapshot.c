@@ -387,7 +387,15 @@ static void end(struct qcow2_state *s)
 	pthread_rwlock_unlock(&s->io_lock);
 }
 
-int qcow2_snapshot_create(struct block_node *bs, const char *name, struct error **errp)
+uint64_t qcow2_vm_state_offset(struct qcow2_state *s)
+{
+	uint64_t gran = 1ull << (s->cluster_bits + s->l2_bits);
+
+	return (s->size + gran - 1) / gran * gran;
+}
+
+int qcow2_snapshot_create(struct block_node *bs, const char *name,
+			  const struct block_snapshot_vm *vm, struct error **errp)
 {
 	struct qcow2_state *s = bs->opaque;
 	struct qcow2_snapshot *sns = NULL, *sn;
@@ -473,6 +481,12 @@ int qcow2_snapshot_create(struct block_node *bs, const char *name, struct error 
 	sn->l1_size = s->l1_size;
 	sn->date_sec = (uint32_t)ts.tv_sec;
 	sn->date_nsec = (uint32_t)ts.tv_nsec;
+	if (vm) {
+		sn->date_sec = vm->date_sec;
+		sn->date_nsec = vm->date_nsec;
+		sn->vm_state_size = vm->vm_state_size;
+		sn->vm_clock_nsec = vm->vm_clock_ns;
+	}
 	sn->disk_size = s->size;
 	/* the icount field too, 0 as QEMU records it when not replaying */
 	sn->extra_size = 24;
@@ -493,6 +507,18 @@ int qcow2_snapshot_create(struct block_node *bs, const char *name, struct error 
 	}
 	free(s->snapshots);
 	s->snapshots = TAKE_PTR(sns);
+	if (vm && vm->vm_state_size) {
+		/*
+		 * The snapshot holds the VM state now; the active image need not
+		 * (QEMU drops it too: later snapshots would copy it for nothing).
+		 */
+		ret = qcow2_discard_range(s, qcow2_vm_state_offset(s),
+					  ALIGN_UP(vm->vm_state_size, s->cluster_size),
+					  QCOW2_DISCARD);
+		if (ret < 0) {
+			goto fail;
+		}
+	}
 	ret = qcow2_flush_all(s);
 	if (ret < 0) {
 		goto fail;

@@ -869,7 +869,9 @@ static int write_alloc(struct qcow2_state *s, uint64_t offset, const struct iove
 		}
 		one.iov_base = buf;
 		one.iov_len = cs;
-		ret = read_range(s, start, &one, 1, 0, MIN(cs, ALIGN_UP(s->size, 512) - start),
+		/* past the disk's end (the VM-state area) the old content is read too */
+		ret = read_range(s, start, &one, 1, 0,
+				 start < s->size ? MIN(cs, ALIGN_UP(s->size, 512) - start) : cs,
 				 false);
 		if (ret < 0) {
 			return ret;
@@ -999,6 +1001,44 @@ static int qcow2_pwritev(struct block_node *bs, uint64_t offset, const struct io
 	pthread_rwlock_rdlock(&s->io_lock);
 	pthread_mutex_lock(&s->lock);
 	ret = write_range(s, offset, iov, cnt, len, true);
+	pthread_mutex_unlock(&s->lock);
+	pthread_rwlock_unlock(&s->io_lock);
+	return ret;
+}
+
+/* The VM-state area: guest offsets past the disk (QEMU's layout), no range check. */
+static int qcow2_vmstate_rw(struct block_node *bs, uint64_t pos, void *buf, size_t len, int op)
+{
+	struct qcow2_state *s = bs->opaque;
+	uint64_t off = qcow2_vm_state_offset(s);
+	struct iovec v = {buf, len};
+	int ret;
+
+	if (pos > QCOW2_MAX_VMSTATE || len > QCOW2_MAX_VMSTATE - pos) {
+		return -EFBIG;
+	}
+	if (op == BLOCK_VMSTATE_DISCARD) {
+		pthread_rwlock_wrlock(&s->io_lock);
+	} else {
+		pthread_rwlock_rdlock(&s->io_lock);
+	}
+	pthread_mutex_lock(&s->lock);
+	switch (op) {
+	case BLOCK_VMSTATE_READ:
+		ret = read_range(s, off + pos, &v, 1, 0, len, false);
+		break;
+	case BLOCK_VMSTATE_WRITE:
+		ret = s->writable ? write_range(s, off + pos, &v, 1, len, false) : -EROFS;
+		break;
+	default:
+		ret = s->writable ? qcow2_discard_range(s, off, ALIGN_UP(len, s->cluster_size),
+							QCOW2_DISCARD)
+				  : -EROFS;
+		if (ret == 0) {
+			ret = qcow2_flush_all(s);
+		}
+		break;
+	}
 	pthread_mutex_unlock(&s->lock);
 	pthread_rwlock_unlock(&s->io_lock);
 	return ret;
@@ -1761,6 +1801,7 @@ const struct block_driver qcow2_driver = {
 	.snapshot_apply = qcow2_snapshot_apply,
 	.snapshot_delete = qcow2_snapshot_delete,
 	.snapshot_list = qcow2_snapshot_list,
+	.vmstate_rw = qcow2_vmstate_rw,
 	.change_backing = qcow2_change_backing,
 	.rebind = qcow2_rebind,
 };

@@ -39,6 +39,8 @@
 #define QCOW2_MAX_SNAPSHOTS 65536
 #define QCOW2_MAX_SNAPSHOT_EXTRA 1024
 #define QCOW2_MAX_SNAPSHOT_TABLE_BYTES (64u << 20)
+/* The VM state one snapshot may hold (guest RAM plus device state) */
+#define QCOW2_MAX_VMSTATE (1ull << 40)
 #define QCOW2_MAX_BACKING_NAME 1023
 #define QCOW2_MAX_BACKING_DEPTH 16
 #define QCOW2_MAX_HEADER_EXTS 64
@@ -397,7 +399,10 @@ void qcow2_snapshots_free(struct qcow2_state *s);
 /* Add @delta to the refcounts of everything an L1 table references (0: only fix COPIED). */
 int qcow2_update_l1_refcounts(struct qcow2_state *s, const uint64_t *l1, uint32_t l1_size,
 			      int delta, bool active);
-int qcow2_snapshot_create(struct block_node *bs, const char *name, struct error **errp);
+int qcow2_snapshot_create(struct block_node *bs, const char *name,
+			  const struct block_snapshot_vm *vm, struct error **errp);
+/* Where the VM-state area starts: QEMU's qcow2_vm_state_offset(), the first L1 slot past the disk. */
+uint64_t qcow2_vm_state_offset(struct qcow2_state *s);
 int qcow2_snapshot_apply(struct block_node *bs, const char *name, struct error **errp);
 int qcow2_snapshot_delete(struct block_node *bs, const char *name, struct error **errp);
 json_t *qcow2_snapshot_list(struct block_node *bs, struct error **errp);

@@ -154,7 +154,35 @@ void block_get_stats(struct block_node *bs, struct block_stats *ret);
 json_t *block_info_json(struct block_node *bs);
 
 /* Internal snapshots (qcow2); -ENOTSUP on formats without them. */
+bool block_can_snapshot(struct block_node *bs);
 int block_snapshot_create(struct block_node *bs, const char *name, struct error **errp);
+/*
+ * What a snapshot of a running VM records beside the disk (QEMU's
+ * QEMUSnapshotInfo): the size of the VM state written into the image's
+ * VM-state area before the snapshot (0: a disk-only snapshot), the
+ * guest's clock and the date (the same on every disk of one snapshot).
+ */
+struct block_snapshot_vm {
+	uint64_t vm_state_size;
+	uint64_t vm_clock_ns;
+	uint32_t date_sec, date_nsec;
+};
+/*
+ * Create with @vm's fields; the VM-state area's clusters go into the
+ * snapshot and are dropped from the active image (as QEMU does).
+ */
+int block_snapshot_create_vm(struct block_node *bs, const char *name,
+			     const struct block_snapshot_vm *vm, struct error **errp);
+/* 1 (and *ret filled, may be NULL) if @bs has a snapshot named or numbered @name, 0 if not. */
+int block_snapshot_find(struct block_node *bs, const char *name, struct block_snapshot_vm *ret);
+/*
+ * The VM-state area of the active image (qcow2: QEMU's, the L1 range after
+ * the virtual disk's end): bytes [pos, pos+len). Synchronous; the VM's
+ * disks are quiet (its I/O thread held). discard drops [0, len).
+ */
+int block_vmstate_write(struct block_node *bs, uint64_t pos, const void *buf, size_t len);
+int block_vmstate_read(struct block_node *bs, uint64_t pos, void *buf, size_t len);
+int block_vmstate_discard(struct block_node *bs, uint64_t len);
 int block_snapshot_apply(struct block_node *bs, const char *name, struct error **errp);
 int block_snapshot_delete(struct block_node *bs, const char *name, struct error **errp);
 /* Array of {"id","name","vm-state-size","date-sec","date-nsec","vm-clock-nsec"...}. */
