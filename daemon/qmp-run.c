@@ -92,7 +92,8 @@ int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct err
 	case VM_STATE_PRELAUNCH:
 		return vm_start(vm, errp);
 	case VM_STATE_PAUSED:
-	case VM_STATE_IO_ERROR: /* QEMU retries the failed requests on cont */
+	case VM_STATE_IO_ERROR:	  /* QEMU retries the failed requests on cont */
+	case VM_STATE_RESTORE_VM: /* a failed snapshot-load */
 		return vm_resume(vm, errp);
 	default:
 		return error_set(errp, EINVAL, "VM '%s' is in state %s; reset or destroy it first",

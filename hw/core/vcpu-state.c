@@ -537,3 +537,13 @@ int vm_kvm_state_load(struct vm *vm, struct vmstate_buf *in, struct error **errp
 	}
 	return 0;
 }
+
+uint64_t vm_guest_clock_ns(struct vm *vm)
+{
+	struct kvm_clock_data clock = {0};
+
+	if (ioctl(vm->kvm.vm_fd, KVM_GET_CLOCK, &clock) < 0) {
+		return 0;
+	}
+	return clock.clock;
+}

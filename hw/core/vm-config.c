@@ -42,6 +42,8 @@ static const char *const state_names[] = {
 	[VM_STATE_INMIGRATE] = "inmigrate",
 	[VM_STATE_FINISH_MIGRATE] = "finish-migrate",
 	[VM_STATE_POSTMIGRATE] = "postmigrate",
+	[VM_STATE_SAVE_VM] = "save-vm",
+	[VM_STATE_RESTORE_VM] = "restore-vm",
 };
 
 const char *vm_run_state_name(enum vm_run_state s)

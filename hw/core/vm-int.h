@@ -147,6 +147,8 @@ int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool resto
 	     struct vm **ret, struct error **errp);
 /* Undo vm_build (for whatever part of it was done). */
 void vm_teardown(struct vm *vm);
+/* Reset devices, irqchip and vCPUs without loading the boot files (snapshot-load); paused. */
+int vm_machine_reset_for_load(struct vm *vm, struct error **errp);
 /* Start the vCPU threads of a restored VM, parked (paused) or running. ctl_lock not held. */
 int vm_start_restored(struct vm *vm, bool paused, struct error **errp);
 /*

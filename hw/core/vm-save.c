@@ -821,7 +821,8 @@ int vm_snapshot_from_stream(json_t *manifest, void *state, size_t state_len, int
 	if (r == 0) {
 		r = parse_sections(s, json_object_get(manifest, "sections"), errp);
 	}
-	if (r == 0 && (fstat(mem_fd, &st) < 0 || (uint64_t)st.st_size != s->mem_size)) {
+	if (r == 0 && mem_fd >= 0 &&
+	    (fstat(mem_fd, &st) < 0 || (uint64_t)st.st_size != s->mem_size)) {
 		r = error_set(errp, EINVAL, "the migrated RAM does not have the manifest's size");
 	}
 	if (r < 0) {
@@ -880,7 +881,7 @@ static int copy_region(int fd, uint8_t *host, uint64_t size, uint64_t off)
 	return 0;
 }
 
-static int map_memory(struct vm *vm, struct vm_snapshot *s, struct error **errp)
+static int check_memory(struct vm *vm, struct vm_snapshot *s, struct error **errp)
 {
 	if (guest_mem_size(vm->mem) != s->mem_size ||
 	    guest_mem_region_count(vm->mem) != s->n_regions) {
@@ -890,12 +891,24 @@ static int map_memory(struct vm *vm, struct vm_snapshot *s, struct error **errp)
 	}
 	for (unsigned i = 0; i < s->n_regions; i++) {
 		const struct guest_mem_region *reg = guest_mem_region(vm->mem, i);
-		int r;
 
 		if (reg->gpa != s->regions[i].gpa || reg->size != s->regions[i].size) {
 			return error_set(errp, EINVAL,
 					 "RAM region %u of the snapshot does not match", i);
 		}
+	}
+	return 0;
+}
+
+static int map_memory(struct vm *vm, struct vm_snapshot *s, struct error **errp)
+{
+	int r = check_memory(vm, s, errp);
+
+	if (r < 0) {
+		return r;
+	}
+	for (unsigned i = 0; i < s->n_regions; i++) {
+		const struct guest_mem_region *reg = guest_mem_region(vm->mem, i);
 		if (reg->fd < 0) {
 			void *p = mmap(reg->host, reg->size, PROT_READ | PROT_WRITE,
 				       MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, s->mem_fd,
@@ -1022,4 +1035,74 @@ int vm_restore(const struct vm_config *cfg, const struct vm_host *host, struct v
 	}
 	*ret = vm;
 	return 0;
+}
+
+/* ---- loading into the VM it came from (snapshot-load) ------------------- */
+
+int vm_state_hold(struct vm *vm, struct error **errp)
+{
+	return quiesce(vm, errp);
+}
+
+int vm_state_load_check(struct vm *vm, struct vm_snapshot *snap, struct error **errp)
+{
+	int r = check_memory(vm, snap, errp);
+
+	if (r < 0) {
+		return r;
+	}
+	if (snap->vcpus != vm->n_vcpus) {
+		return error_set(errp, EINVAL, "the snapshot has %u vCPUs, the VM %u", snap->vcpus,
+				 vm->n_vcpus);
+	}
+	if (!find_section(snap, "kvm", 0)) {
+		return error_set(errp, EINVAL, "the snapshot has no in-kernel device state");
+	}
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		if (!find_section(snap, "cpu", i)) {
+			return error_set(errp, EINVAL, "the snapshot has no state for vCPU %u", i);
+		}
+	}
+	for (unsigned i = 0; i < vm->n_devices; i++) {
+		const struct device_class *cls = vm->devices[i].cls;
+		unsigned inst = 0;
+
+		if (cls->stateless) {
+			continue;
+		}
+		for (unsigned j = 0; j < i; j++) {
+			inst += vm->devices[j].cls == cls;
+		}
+		if (!find_section(snap, cls->name, inst) || !cls->load) {
+			return error_set(errp, EINVAL,
+					 "the snapshot has no state for device %s %u of this VM",
+					 cls->name, inst);
+		}
+	}
+	return 0;
+}
+
+int vm_state_load(struct vm *vm, struct vm_snapshot *snap, struct error **errp)
+{
+	int r;
+
+	for (unsigned i = 0; i < snap->n_sections; i++) {
+		snap->sections[i].used = false;
+	}
+	r = vm_machine_reset_for_load(vm, errp);
+	if (r == 0) {
+		r = load_devices(vm, snap, errp);
+	}
+	if (r == 0) {
+		r = load_cpus(vm, snap, errp);
+	}
+	for (unsigned i = 0; r == 0 && i < snap->n_sections; i++) {
+		if (!snap->sections[i].used) {
+			r = error_set(errp, EINVAL,
+				      "the snapshot has state for %s %u, which this VM does not "
+				      "have",
+				      snap->sections[i].name, snap->sections[i].instance);
+		}
+	}
+	return r;
 }

@@ -413,6 +413,11 @@ static int machine_reset(struct vm *vm, bool load_boot, struct error **errp)
 	return 0;
 }
 
+int vm_machine_reset_for_load(struct vm *vm, struct error **errp)
+{
+	return machine_reset(vm, false, errp);
+}
+
 /* Stop the vCPUs in state @s with event @name (data taken). ctl_lock held. */
 static void stop_with(struct vm *vm, enum vm_run_state s, const char *name, json_t *data)
 {
@@ -1013,8 +1018,12 @@ int vm_resume(struct vm *vm, struct error **errp)
 	int r = 0;
 
 	pthread_mutex_lock(&vm->ctl_lock);
-	/* io-error resumes too, as QEMU's cont: held requests are retried (werror=stop) */
-	if (vm_get_state(vm) != VM_STATE_PAUSED && vm_get_state(vm) != VM_STATE_IO_ERROR) {
+	/*
+	 * io-error resumes too, as QEMU's cont: held requests are retried
+	 * (werror=stop); and restore-vm, where a failed snapshot-load left it.
+	 */
+	if (vm_get_state(vm) != VM_STATE_PAUSED && vm_get_state(vm) != VM_STATE_IO_ERROR &&
+	    vm_get_state(vm) != VM_STATE_RESTORE_VM) {
 		r = bad_state(vm, "resume", errp);
 	} else if (vm->saving) {
 		r = saving_error(vm, "resume", errp);
@@ -1103,7 +1112,7 @@ int vm_save_begin(struct vm *vm, struct error **errp)
 	s = vm_get_state(vm);
 	if (vm->saving) {
 		r = error_set(errp, EBUSY, "VM \"%s\" is already being saved", vm->cfg->name);
-	} else if (s != VM_STATE_RUNNING && s != VM_STATE_PAUSED) {
+	} else if (s != VM_STATE_RUNNING && s != VM_STATE_PAUSED && s != VM_STATE_RESTORE_VM) {
 		r = bad_state(vm, "save", errp);
 	} else {
 		vm->saving = true;

@@ -33,6 +33,8 @@ enum vm_run_state {
 	VM_STATE_INMIGRATE,	 /* waiting for an incoming migration */
 	VM_STATE_FINISH_MIGRATE, /* paused, sending the last of its state */
 	VM_STATE_POSTMIGRATE,	 /* paused, the destination has taken over */
+	VM_STATE_SAVE_VM,	 /* paused, snapshot-save writes its state */
+	VM_STATE_RESTORE_VM,	 /* paused, snapshot-load loads it (or failed to) */
 };
 
 const char *vm_run_state_name(enum vm_run_state s);
@@ -387,7 +389,9 @@ unsigned vm_ram_region_count(struct vm *vm);
 uint8_t *vm_ram_region(struct vm *vm, unsigned i, uint64_t *ret_gpa, uint64_t *ret_size);
 /*
  * Between vm_save_begin and vm_save_end: show @s (VM_STATE_FINISH_MIGRATE,
- * VM_STATE_POSTMIGRATE or back to VM_STATE_PAUSED) as the run state.
+ * VM_STATE_POSTMIGRATE, VM_STATE_SAVE_VM, VM_STATE_RESTORE_VM or back to
+ * VM_STATE_PAUSED) as the run state. A VM left in restore-vm (a failed
+ * snapshot-load) resumes with cont, as QEMU's.
  */
 void vm_set_migrate_state(struct vm *vm, enum vm_run_state s);
 /*
@@ -415,3 +419,19 @@ void vm_state_release(struct vm *vm);
  */
 int vm_snapshot_from_stream(json_t *manifest, void *state, size_t state_len, int mem_fd,
 			    struct vm_snapshot **ret, struct error **errp);
+
+/*
+ * Loading a snapshot into the VM it came from, in place (snapshot-load,
+ * QEMU's loadvm). Between vm_save_begin and vm_save_end, on a worker:
+ * vm_state_hold drains device requests and holds the I/O thread (release
+ * with vm_state_release); vm_state_load_check compares @snap (from
+ * vm_snapshot_from_stream with @mem_fd -1: RAM comes separately) with the
+ * VM (RAM layout, vCPUs, a section for every device) and changes nothing;
+ * the caller then writes guest RAM (vm_ram_region); vm_state_load resets
+ * the devices, irqchip and vCPUs and loads them from @snap.
+ */
+int vm_state_hold(struct vm *vm, struct error **errp);
+int vm_state_load_check(struct vm *vm, struct vm_snapshot *snap, struct error **errp);
+int vm_state_load(struct vm *vm, struct vm_snapshot *snap, struct error **errp);
+/* The guest's clock (kvmclock) in ns, for the snapshot table's "VM CLOCK". */
+uint64_t vm_guest_clock_ns(struct vm *vm);

@@ -482,6 +482,26 @@ int vm_snapshot_from_stream(json_t *manifest, void *state, size_t state_len, int
 	return error_set(errp, ENOTSUP, "the VM double cannot restore");
 }
 
+int vm_state_hold(struct vm *vm, struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double has no state");
+}
+
+int vm_state_load_check(struct vm *vm, struct vm_snapshot *snap, struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double has no state");
+}
+
+int vm_state_load(struct vm *vm, struct vm_snapshot *snap, struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double has no state");
+}
+
+uint64_t vm_guest_clock_ns(struct vm *vm)
+{
+	return 0;
+}
+
 int vm_disks_set_active(struct vm *vm, bool active, struct error **errp)
 {
 	return 0;
