@@ -716,7 +716,8 @@ int jobs_create(struct jobs *jobs, const struct job_driver *drv, const struct jo
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&job->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	list_add_tail(&job->link, &jobs->list);
+	/* newest first, as QEMU lists them (query-jobs, query-block-jobs) */
+	list_add(&job->link, &jobs->list);
 	transition(job, JOB_STATUS_CREATED);
 	*ret = job;
 	return 0;
