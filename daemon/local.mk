@@ -8,6 +8,7 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/qmp-blockjob.c \
 	daemon/jobs.c daemon/jobs.h \
 	daemon/blockjob.c daemon/blockjob.h \
+	daemon/snapshot.c daemon/snapshot.h \
 	daemon/qmp-hotplug.c \
 	daemon/qmp-migration.c daemon/migration.c daemon/migration.h \
 	daemon/upgrade.c daemon/upgrade.h \

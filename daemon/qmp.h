@@ -115,5 +115,9 @@ int qmp_block_job_dismiss(struct monitor_request *req, json_t *args, json_t **re
 int qmp_blockdev_snapshot_sync(struct monitor_request *req, json_t *args, json_t **ret,
 			       struct error **errp);
 int qmp_transaction(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_snapshot_save(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_snapshot_load(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_snapshot_delete(struct monitor_request *req, json_t *args, json_t **ret,
+			struct error **errp);
 int qmp_block_stream(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_block_commit(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

@@ -43,10 +43,18 @@ def make_chains(d, disks, procs=None):
     """Create each disk's chain: DIR/<id>-<layer>.qcow2, each layer with its
     own 256 KiB pattern at a layer-specific offset (the base also 2 MiB at
     1 MiB). A layer named "nbd" is an NBD export of a raw image instead (see
-    start_nbd; its nbdkit is appended to @procs). Returns {id: top path}."""
+    start_nbd; its nbdkit is appended to @procs). A disk whose chain is
+    ["raw"] is a raw image of 4 MiB, DIR/<id>-raw.img. Returns {id: top
+    path}; image_format() tells the top's format."""
     tops = {}
     for disk, chain in disks.items():
         prev, prev_fmt = None, "qcow2"
+        if chain == ["raw"]:
+            path = os.path.join(d, "%s-raw.img" % disk)
+            with open(path, "wb") as f:
+                f.truncate(SIZE)
+            tops[disk] = path
+            continue
         for i, layer in enumerate(chain):
             if layer == "nbd":
                 prev, p = start_nbd(d, disk)
@@ -67,6 +75,10 @@ def make_chains(d, disks, procs=None):
             prev, prev_fmt = path, "qcow2"
         tops[disk] = prev
     return tops
+
+
+def image_format(path):
+    return "raw" if path.endswith(".img") else "qcow2"
 
 
 def stop_procs(procs):

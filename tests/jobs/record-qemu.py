@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Record the golden traces: run every scenario of scenarios.json against
 QEMU 7.2 (qemu-system-x86_64 -machine none, one -drive if=none per disk,
-QMP on a UNIX socket) and write golden/NAME.json. Run it by hand after
+or one -blockdev with the disk's id as node name when the scenario says
+"blockdev": true, QMP on a UNIX socket) and write golden/NAME.json. Run it by hand after
 changing scenarios.json; the output is committed.
 
     tests/jobs/record-qemu.py [NAME...]
@@ -25,7 +26,13 @@ def record(name, sc):
         cmd = ["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none",
                "-qmp", "unix:%s,server=on,wait=off" % sock]
         for disk, top in tops.items():
-            cmd += ["-drive", "if=none,id=%s,file=%s,format=qcow2" % (disk, top)]
+            fmt = qmptrace.image_format(top)
+            if sc.get("blockdev"):
+                # node names, as snapshot-save's "devices" name them
+                cmd += ["-blockdev", "driver=%s,node-name=%s,file.driver=file,"
+                        "file.filename=%s" % (fmt, disk, top)]
+            else:
+                cmd += ["-drive", "if=none,id=%s,file=%s,format=%s" % (disk, top, fmt)]
         p = subprocess.Popen(cmd)
         try:
             for _ in range(100):
