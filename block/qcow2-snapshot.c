@@ -491,6 +491,10 @@ int qcow2_snapshot_create(struct block_node *bs, const char *name,
 	/* the icount field too, 0 as QEMU records it when not replaying */
 	sn->extra_size = 24;
 	sn->extra = calloc(1, 8);
+	if (sn->extra && vm) {
+		/* a VM's snapshot records no instruction count: -1, as QEMU's savevm */
+		qcow2_put_be64(sn->extra, UINT64_MAX);
+	}
 	if (!sn->id || !sn->name || !sn->extra) {
 		free(sn->extra);
 		free(sn->id);
