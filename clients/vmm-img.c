@@ -646,7 +646,7 @@ static void print_snapshot_table(json_t *snaps)
 			snprintf(icount, sizeof(icount), "%" JSON_INTEGER_FORMAT,
 				 json_integer_value(ic));
 		}
-		printf("%-9s %-17s %7s%20s%13s%11s\n",
+		printf("%-9s %-16s %8s%20s%13s%11s\n",
 		       json_string_value(json_object_get(sn, "id")) ?: "",
 		       json_string_value(json_object_get(sn, "name")) ?: "", size, date, clock,
 		       icount);
