@@ -66,6 +66,7 @@ struct job {
 	char *id;
 	char *vm;
 	bool auto_finalize, auto_dismiss;
+	bool internal; /* no events, not listed, not found by the verbs */
 	enum job_on_error on_error;
 
 	/* control thread */
@@ -217,6 +218,10 @@ static bool id_wellformed(const char *id)
 
 static void emit(struct job *job, const char *name, json_t *data)
 {
+	if (job->internal) {
+		json_decref(data);
+		return;
+	}
 	job->jobs->emit(job->jobs->opaque, job->vm, name, data);
 }
 
@@ -633,7 +638,23 @@ struct job *jobs_find(struct jobs *jobs, const char *vm, const char *id)
 	list_for_each (p, &jobs->list) {
 		struct job *job = list_entry(p, struct job, link);
 
-		if (strcmp(job->id, id) == 0 && (!vm || strcmp(job->vm, vm) == 0)) {
+		if (!job->internal && strcmp(job->id, id) == 0 &&
+		    (!vm || strcmp(job->vm, vm) == 0)) {
+			return job;
+		}
+	}
+	return NULL;
+}
+
+/* Any job with that id, internal ones too. */
+static struct job *find_any(struct jobs *jobs, const char *vm, const char *id)
+{
+	struct list_head *p;
+
+	list_for_each (p, &jobs->list) {
+		struct job *job = list_entry(p, struct job, link);
+
+		if (strcmp(job->id, id) == 0 && strcmp(job->vm, vm ? vm : "") == 0) {
 			return job;
 		}
 	}
@@ -680,13 +701,13 @@ int jobs_create(struct jobs *jobs, const struct job_driver *drv, const struct jo
 		}
 		return error_set(errp, EINVAL, "An explicit job ID is required");
 	}
-	if (!id_wellformed(opt->id)) {
+	if (!opt->internal && !id_wellformed(opt->id)) {
 		if (drv->free) {
 			drv->free(opaque);
 		}
 		return error_set(errp, EINVAL, "Invalid job ID '%s'", opt->id);
 	}
-	if (jobs_find(jobs, opt->vm, opt->id)) {
+	if (find_any(jobs, opt->vm, opt->id)) {
 		if (drv->free) {
 			drv->free(opaque);
 		}
@@ -708,6 +729,7 @@ int jobs_create(struct jobs *jobs, const struct job_driver *drv, const struct jo
 	job->opaque = opaque;
 	job->auto_finalize = opt->auto_finalize;
 	job->auto_dismiss = opt->auto_dismiss;
+	job->internal = opt->internal;
 	job->on_error = opt->on_error;
 	job->speed = opt->speed;
 	job->status = JOB_STATUS_UNDEFINED;
@@ -1168,7 +1190,7 @@ json_t *jobs_query(struct jobs *jobs, const char *vm)
 		uint64_t cur, total;
 		json_t *o;
 
-		if (vm && strcmp(job->vm, vm) != 0) {
+		if (job->internal || (vm && strcmp(job->vm, vm) != 0)) {
 			continue;
 		}
 		pthread_mutex_lock(&job->lock);
@@ -1197,7 +1219,7 @@ json_t *jobs_query_block(struct jobs *jobs, const char *vm)
 		bool paused, busy;
 		json_t *o;
 
-		if (!job->drv->block || (vm && strcmp(job->vm, vm) != 0)) {
+		if (!job->drv->block || job->internal || (vm && strcmp(job->vm, vm) != 0)) {
 			continue;
 		}
 		pthread_mutex_lock(&job->lock);

@@ -130,6 +130,12 @@ struct job_options {
 	bool auto_dismiss;
 	uint64_t speed; /* bytes per second, 0 = unlimited (block jobs) */
 	enum job_on_error on_error;
+	/*
+	 * vmmd's own use of a job kind (HMP savevm runs snapshot-save's
+	 * driver): any id (use one clients cannot give, "#..."), no events,
+	 * not listed by query-jobs, not found by jobs_find() and the verbs.
+	 */
+	bool internal;
 };
 
 /*
