@@ -2,7 +2,8 @@
  * human-monitor-command: the HMP commands scripts use most, answered with
  * the text QEMU 7.2 prints (lines end in "\r\n" as QEMU's HMP output does):
  * info status, version, name, kvm, block, blockstats, cpus, network, pci,
- * snapshots; stop, cont, system_reset, system_powerdown, quit. Each is
+ * snapshots; stop, cont, system_reset, system_powerdown, quit; savevm,
+ * loadvm, delvm (answered when their internal snapshot job ends). Each is
  * built from the QMP command it stands for, so both always agree. An
  * unknown command gives QEMU's "unknown command" text (not a QMP error).
  * Control thread only.
@@ -14,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/cleanup.h"
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
+#include "daemon/snapshot.h"
 
 struct hmp_out {
 	char *buf;
@@ -285,21 +288,191 @@ static void info_pci(json_t *buses, struct hmp_out *o)
 	}
 }
 
+/* QEMU's size_to_str(): three significant digits and a binary unit. */
+static void size_str(uint64_t v, char *buf, size_t len)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	unsigned i = 0;
+
+	/* the unit in which the value is below 1000 (as QEMU's frexp over 1000/1024) */
+	while (i < 6 && (double)v / (double)(1ull << (10 * i)) >= 1000.0) {
+		i++;
+	}
+	snprintf(buf, len, "%0.3g %s", (double)v / (double)(1ull << (10 * i)), units[i]);
+}
+
+/* QEMU's bdrv_snapshot_dump() line for one SnapshotInfo (NULL: the header). */
+static void snapshot_line(struct hmp_out *o, json_t *sn, const char *id)
+{
+	char size[32], date[32], clock[32], icount[32] = "";
+	time_t secs;
+	uint64_t ns;
+	json_t *ic;
+	struct tm tm;
+
+	if (!sn) {
+		out_printf(o, "%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE",
+			   "VM CLOCK", "ICOUNT");
+		return;
+	}
+	secs = (time_t)jint(sn, "date-sec");
+	ns = (uint64_t)jint(sn, "vm-clock-sec") * 1000000000ull +
+	     (uint64_t)jint(sn, "vm-clock-nsec");
+	ic = json_object_get(sn, "icount");
+	size_str((uint64_t)jint(sn, "vm-state-size"), size, sizeof(size));
+	localtime_r(&secs, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(clock, sizeof(clock), "%02u:%02u:%02u.%03u", (unsigned)(ns / 3600000000000ull),
+		 (unsigned)(ns / 60000000000ull % 60), (unsigned)(ns / 1000000000ull % 60),
+		 (unsigned)(ns / 1000000ull % 1000));
+	if (json_is_integer(ic)) {
+		snprintf(icount, sizeof(icount), "%" JSON_INTEGER_FORMAT, json_integer_value(ic));
+	}
+	out_printf(o, "%-9s %-16s %8s%20s%13s%11s\n", id ? id : jstr(sn, "id"), jstr(sn, "name"),
+		   size, date, clock, icount);
+}
+
+static bool has_snapshot(json_t *snaps, const char *name)
+{
+	size_t i;
+	json_t *sn;
+
+	json_array_foreach (snaps, i, sn) {
+		if (!strcmp(jstr(sn, "name"), name) || !strcmp(jstr(sn, "id"), name)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool snapshot_capable(json_t *b)
+{
+	json_t *ins = json_object_get(b, "inserted");
+
+	return strcmp(jstr(ins, "drv"), "qcow2") == 0 && !json_is_true(json_object_get(ins, "ro"));
+}
+
+static json_t *disk_snapshots(json_t *b)
+{
+	json_t *s = json_object_get(json_object_get(json_object_get(b, "inserted"), "image"),
+				    "snapshots");
+
+	return json_is_array(s) ? s : NULL;
+}
+
+/*
+ * QEMU's hmp_info_snapshots(): the snapshots of the VM-state disk (the
+ * first writable qcow2 one) that every such disk has, then per disk the
+ * ones that are not on all of them.
+ */
 static void info_snapshots(json_t *blocks, struct hmp_out *o)
 {
-	bool capable = false;
-	size_t i;
-	json_t *b;
+	json_t *b, *sn, *vmstate = NULL, *table;
+	bool none = true;
+	size_t i, k;
 
 	json_array_foreach (blocks, i, b) {
-		json_t *ins = json_object_get(b, "inserted");
-
-		capable = capable || (strcmp(jstr(ins, "drv"), "qcow2") == 0 &&
-				      !json_is_true(json_object_get(ins, "ro")));
+		if (snapshot_capable(b)) {
+			vmstate = vmstate ? vmstate : b;
+			none = none && json_array_size(disk_snapshots(b)) == 0;
+		}
 	}
-	/* vmmd saves no VM state: there are never VM snapshots to list */
-	out_printf(o, capable ? "There is no snapshot available.\n"
-			      : "No available block device supports snapshots\n");
+	if (!vmstate) {
+		out_printf(o, "No available block device supports snapshots\n");
+		return;
+	}
+	if (none) {
+		out_printf(o, "There is no snapshot available.\n");
+		return;
+	}
+	table = disk_snapshots(vmstate);
+	out_printf(o, "List of snapshots present on all disks:\n");
+	k = 0;
+	json_array_foreach (table, i, sn) {
+		bool all = true;
+		size_t j;
+
+		json_array_foreach (blocks, j, b) {
+			all = all && (!snapshot_capable(b) ||
+				      has_snapshot(disk_snapshots(b), jstr(sn, "name")));
+		}
+		if (!all) {
+			continue;
+		}
+		if (k++ == 0) {
+			snapshot_line(o, NULL, NULL);
+		}
+		/* the ID differs between images: QEMU prints "--" */
+		snapshot_line(o, sn, "--");
+	}
+	if (k == 0) {
+		out_printf(o, "None\n");
+	}
+	json_array_foreach (blocks, i, b) {
+		json_t *mine = disk_snapshots(b), *s;
+		size_t j, shown = 0;
+
+		if (!snapshot_capable(b)) {
+			continue;
+		}
+		json_array_foreach (mine, j, s) {
+			bool all = has_snapshot(table, jstr(s, "name"));
+			size_t m;
+			json_t *other;
+
+			json_array_foreach (blocks, m, other) {
+				all = all && (!snapshot_capable(other) ||
+					      has_snapshot(disk_snapshots(other), jstr(s, "name")));
+			}
+			if (all) {
+				continue;
+			}
+			if (shown++ == 0) {
+				out_printf(o,
+					   "\nList of partial (non-loadable) snapshots on '%s':\n",
+					   jstr(b, "device"));
+				snapshot_line(o, NULL, NULL);
+			}
+			snapshot_line(o, s, NULL);
+		}
+	}
+}
+
+/* savevm/loadvm/delvm: the answer when the snapshot job ends. */
+static void hmp_snapshot_done(void *opaque, const char *err)
+{
+	struct hmp_out o = {0};
+
+	if (err) {
+		out_printf(&o, "Error: %s\n", err);
+	}
+	monitor_deferred_done(opaque, 0, json_string(o.buf ? o.buf : ""), NULL);
+	free(o.buf);
+}
+
+static int hmp_snapshot(struct monitor_request *req, const char *cmd, const char *tag,
+			struct hmp_out *o)
+{
+	struct monitor_deferred *d;
+	struct error *err = NULL;
+
+	if (!tag && strcmp(cmd, "savevm") != 0) {
+		out_printf(o, "%s: string expected\nTry \"help %s\" for more information\n", cmd,
+			   cmd);
+		return 0;
+	}
+	d = monitor_defer(req);
+	if (!d) {
+		out_printf(o, "Error: out of memory\n");
+		return 0;
+	}
+	if (snapshot_hmp(req->vm, cmd, tag, hmp_snapshot_done, d, &err) < 0) {
+		monitor_deferred_cancel(d);
+		out_printf(o, "Error: %s\n", err ? err->msg : "failed");
+		error_free(err);
+		return 0;
+	}
+	return MONITOR_DEFERRED;
 }
 
 typedef int (*qmp_fn)(struct monitor_request *, json_t *, json_t **, struct error **);
@@ -352,6 +525,12 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 			json_decref(run(req, plain[i].fn, &o));
 			goto out;
 		}
+	}
+	if (!strcmp(cmd, "savevm") || !strcmp(cmd, "loadvm") || !strcmp(cmd, "delvm")) {
+		if (hmp_snapshot(req, cmd, what[0] ? what : NULL, &o) == MONITOR_DEFERRED) {
+			return MONITOR_DEFERRED;
+		}
+		goto out;
 	}
 	if (strcmp(cmd, "info") != 0 || !what[0]) {
 		goto unknown;

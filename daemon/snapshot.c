@@ -74,7 +74,10 @@ struct snapjob {
 	struct block_node *disks[SNAP_MAX_DISKS];
 	char *names[SNAP_MAX_DISKS]; /* as given */
 	int vmstate;		     /* index in disks, -1 when not one of them */
-	char *vmstate_name;
+	char *vmstate_name;	     /* NULL: HMP's "the first disk that can take it" */
+	bool overwrite;		     /* HMP savevm: an existing tag is replaced */
+	void (*done)(void *opaque, const char *err); /* HMP: the answer */
+	void *done_opaque;
 };
 
 static void snapjob_free(void *opaque)
@@ -329,6 +332,9 @@ static bool takes_snapshot(struct snapjob *s, unsigned i)
 
 static int vmstate_disk(struct snapjob *s, struct error **errp)
 {
+	if (s->vmstate < 0 && !s->vmstate_name) {
+		return error_set(errp, ENOENT, "No block device can accept snapshots");
+	}
 	if (s->vmstate < 0) {
 		return error_set(errp, ENOENT, "vmstate block device '%s' does not exist",
 				 s->vmstate_name);
@@ -358,6 +364,7 @@ static int do_save(struct snapjob *s, struct error **errp)
 	struct vmstate_buf state;
 	json_t *manifest = NULL;
 	struct block_snapshot_vm info = {0};
+	enum vm_run_state before;
 	struct block_node *vbs;
 	struct timespec ts;
 	unsigned made = 0;
@@ -371,10 +378,20 @@ static int do_save(struct snapjob *s, struct error **errp)
 		return r;
 	}
 	for (unsigned i = 0; i < s->n; i++) {
-		if (takes_snapshot(s, i) && block_snapshot_find(s->disks[i], s->tag, NULL) > 0) {
+		if (!takes_snapshot(s, i) || block_snapshot_find(s->disks[i], s->tag, NULL) <= 0) {
+			continue;
+		}
+		if (!s->overwrite) {
 			return error_set(errp, EEXIST,
 					 "Snapshot '%s' already exists in one or more devices",
 					 s->tag);
+		}
+		/* HMP savevm replaces it, as QEMU's */
+		r = block_snapshot_delete(s->disks[i], s->tag, errp);
+		if (r < 0) {
+			error_prefix(errp, "Could not delete snapshot '%s' on '%s'", s->tag,
+				     s->names[i]);
+			return r;
 		}
 	}
 	r = vmstate_disk(s, errp);
@@ -382,14 +399,18 @@ static int do_save(struct snapjob *s, struct error **errp)
 		return r;
 	}
 	vbs = s->disks[s->vmstate];
+	before = vm_get_state(s->vm);
 	r = vm_save_begin(s->vm, errp);
 	if (r < 0) {
 		return r;
 	}
-	vm_set_migrate_state(s->vm, VM_STATE_SAVE_VM);
+	/* QEMU's vm_stop(RUN_STATE_SAVE_VM): a VM that was not running keeps its state */
+	if (before == VM_STATE_RUNNING) {
+		vm_set_migrate_state(s->vm, VM_STATE_SAVE_VM);
+	}
 	r = vm_state_capture(s->vm, &state, &manifest, errp);
 	if (r < 0) {
-		vm_set_migrate_state(s->vm, VM_STATE_PAUSED);
+		vm_set_migrate_state(s->vm, before == VM_STATE_RUNNING ? VM_STATE_PAUSED : before);
 		vm_save_end(s->vm, true);
 		return r;
 	}
@@ -423,7 +444,7 @@ static int do_save(struct snapjob *s, struct error **errp)
 				      info.vm_state_size ? info.vm_state_size : STREAM_RAM_ALIGN);
 	}
 	vm_state_release(s->vm);
-	vm_set_migrate_state(s->vm, VM_STATE_PAUSED);
+	vm_set_migrate_state(s->vm, before == VM_STATE_RUNNING ? VM_STATE_PAUSED : before);
 	vm_save_end(s->vm, true);
 	return r;
 }
@@ -431,18 +452,22 @@ static int do_save(struct snapjob *s, struct error **errp)
 static int do_load(struct snapjob *s, struct error **errp)
 {
 	struct block_snapshot_vm info;
+	enum vm_run_state before;
 	struct vm_snapshot *snap = NULL;
 	struct block_node *vbs;
 	uint64_t ram_off = 0;
 	bool held = false, ok = false;
 	int r;
 
-	/* as QEMU: the VM is paused first, a failure leaves it paused */
+	/* as QEMU: the VM is paused first (restore-vm if it ran), a failure leaves it so */
+	before = vm_get_state(s->vm);
 	r = vm_save_begin(s->vm, errp);
 	if (r < 0) {
 		return r;
 	}
-	vm_set_migrate_state(s->vm, VM_STATE_RESTORE_VM);
+	if (before == VM_STATE_RUNNING) {
+		vm_set_migrate_state(s->vm, VM_STATE_RESTORE_VM);
+	}
 	r = s->pre_err ? error_set(errp, ENOENT, "%s", s->pre_err) : check_can_snapshot(s, errp);
 	for (unsigned i = 0; r == 0 && i < s->n; i++) {
 		if (takes_snapshot(s, i) && block_snapshot_find(s->disks[i], s->tag, NULL) <= 0) {
@@ -496,7 +521,7 @@ static int do_load(struct snapjob *s, struct error **errp)
 	}
 	/* as QEMU: a failed load leaves the VM paused (restore-vm); cont resumes it */
 	if (ok) {
-		vm_set_migrate_state(s->vm, VM_STATE_PAUSED);
+		vm_set_migrate_state(s->vm, before == VM_STATE_RUNNING ? VM_STATE_PAUSED : before);
 	}
 	vm_save_end(s->vm, ok);
 	return r;
@@ -538,19 +563,32 @@ static int snap_run(struct job *job, struct error **errp)
 	return r;
 }
 
+/* Control thread: HMP's answer. */
+static void snap_finished(struct job *job, int ret)
+{
+	struct snapjob *s = job_opaque(job);
+
+	if (s->done) {
+		s->done(s->done_opaque, ret == 0 ? NULL : job_error(job) ?: "cancelled");
+	}
+}
+
 static const struct job_driver save_driver = {
 	.type = "snapshot-save",
 	.run = snap_run,
+	.finished = snap_finished,
 	.free = snapjob_free,
 };
 static const struct job_driver load_driver = {
 	.type = "snapshot-load",
 	.run = snap_run,
+	.finished = snap_finished,
 	.free = snapjob_free,
 };
 static const struct job_driver delete_driver = {
 	.type = "snapshot-delete",
 	.run = snap_run,
+	.finished = snap_finished,
 	.free = snapjob_free,
 };
 
@@ -636,4 +674,93 @@ int snapshot_load(struct registry_vm *rv, json_t *args, struct job **ret_job, st
 int snapshot_delete(struct registry_vm *rv, json_t *args, struct job **ret_job, struct error **errp)
 {
 	return start(rv, SNAP_DELETE, args, ret_job, errp);
+}
+
+/* ---- HMP ---- */
+
+struct all_disks {
+	struct snapjob *s;
+	bool failed;
+};
+
+static void add_disk(void *opaque, const char *id, struct block_node *bs)
+{
+	struct all_disks *a = opaque;
+	struct snapjob *s = a->s;
+
+	if (a->failed || s->n == SNAP_MAX_DISKS) {
+		return;
+	}
+	s->names[s->n] = strdup(id);
+	if (!s->names[s->n]) {
+		a->failed = true;
+		return;
+	}
+	s->disks[s->n] = block_ref(bs);
+	/* QEMU's bdrv_all_find_vmstate_bs(NULL): the first disk that can take it */
+	if (s->vmstate < 0 && !block_is_read_only(bs) && block_can_snapshot(bs)) {
+		s->vmstate = (int)s->n;
+	}
+	s->n++;
+}
+
+int snapshot_hmp(struct registry_vm *rv, const char *cmd, const char *tag,
+		 void (*done)(void *opaque, const char *err), void *opaque, struct error **errp)
+{
+	static unsigned seq;
+	enum snap_kind kind = !strcmp(cmd, "savevm")   ? SNAP_SAVE
+			      : !strcmp(cmd, "loadvm") ? SNAP_LOAD
+						       : SNAP_DELETE;
+	const struct job_driver *drv = kind == SNAP_SAVE   ? &save_driver
+				       : kind == SNAP_LOAD ? &load_driver
+							   : &delete_driver;
+	struct job_options o = {
+		.vm = rv->name, .auto_finalize = true, .auto_dismiss = true, .internal = true};
+	struct all_disks a = {0};
+	char id[64], name[32];
+	struct snapjob *s;
+	struct job *job;
+	int r;
+
+	if (!rv->vm) {
+		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				       "VM '%s' is not running; start it with vm-start", rv->name);
+	}
+	if (!tag) {
+		/* QEMU's name for a savevm without one: the local date and time */
+		time_t now = time(NULL);
+		struct tm tm;
+
+		localtime_r(&now, &tm);
+		strftime(name, sizeof(name), "vm-%Y%m%d%H%M%S", &tm);
+		tag = name;
+	}
+	if (strlen(tag) > SNAP_MAX_TAG) {
+		return error_set(errp, EINVAL, "the snapshot name is too long (limit %d bytes)",
+				 SNAP_MAX_TAG);
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->tag = strdup(tag))) {
+		snapjob_free(s);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	s->kind = kind;
+	s->vm = rv->vm;
+	s->vmstate = -1;
+	s->overwrite = true;
+	s->done = done;
+	s->done_opaque = opaque;
+	a.s = s;
+	vm_for_each_disk(rv->vm, add_disk, &a);
+	if (a.failed) {
+		snapjob_free(s);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	snprintf(id, sizeof(id), "#hmp-%s-%u", cmd, ++seq);
+	o.id = id;
+	r = jobs_create(registry_jobs(rv->reg), drv, &o, s, &job, errp);
+	if (r < 0) {
+		return r;
+	}
+	return job_start(job, errp);
 }

@@ -25,3 +25,13 @@ int snapshot_save(struct registry_vm *rv, json_t *args, struct job **ret_job, st
 int snapshot_load(struct registry_vm *rv, json_t *args, struct job **ret_job, struct error **errp);
 int snapshot_delete(struct registry_vm *rv, json_t *args, struct job **ret_job,
 		    struct error **errp);
+
+/*
+ * HMP savevm [@tag] / loadvm @tag / delvm @tag (@cmd), as QEMU's: every disk
+ * of the VM, the VM state on the first writable qcow2 disk, savevm replaces
+ * a snapshot of the same name and makes up a name when @tag is NULL. Runs
+ * as an internal job (no events); @done is called on the control thread
+ * with NULL or the error message, unless this returns an error.
+ */
+int snapshot_hmp(struct registry_vm *rv, const char *cmd, const char *tag,
+		 void (*done)(void *opaque, const char *err), void *opaque, struct error **errp);
