@@ -1699,6 +1699,214 @@ static int cmd_jobs(struct qmp_client *c, int argc, char **argv, const struct vm
 	return EXIT_OK;
 }
 
+/* ---- internal snapshots: vmctl snapshot save|load|delete|list ---- */
+
+/* The disks snapshot-save/-load/-delete take by default, and the VM-state disk. */
+static int snapshot_disks(struct qmp_client *c, const char *vm, json_t *devices,
+			  const char **vmstate, json_t **ret_blocks)
+{
+	json_t *blocks = NULL, *b;
+	size_t i;
+	int rc = run_cmd(c, "query-block", json_pack("{s:s}", "vm", vm), &blocks);
+
+	if (rc) {
+		return rc;
+	}
+	json_array_foreach (blocks, i, b) {
+		json_t *ins = json_object_get(b, "inserted");
+		bool rw = !json_is_true(json_object_get(ins, "ro"));
+
+		if (!ins) {
+			continue;
+		}
+		json_array_append_new(devices, json_string(str(b, "device", "")));
+		/* as QEMU's HMP: the state goes to the first writable qcow2 disk */
+		if (!*vmstate && rw && strcmp(str(ins, "drv", ""), "qcow2") == 0) {
+			*vmstate = str(b, "device", NULL);
+		}
+	}
+	*ret_blocks = blocks;
+	return EXIT_OK;
+}
+
+/* Wait until snapshot job @id of @vm concludes; its error, dismissed. */
+static int follow_snapshot_job(struct qmp_client *c, const char *vm, const char *id)
+{
+	json_auto_t *jobs = NULL;
+	_cleanup_free_ char *error = NULL;
+	size_t i;
+	json_t *j;
+	int rc;
+
+	progress_bar(id, "running", 0, 1);
+	for (;;) {
+		json_auto_t *ev = NULL;
+		struct error *err = NULL;
+		json_t *data;
+		int r = qmp_client_next_event(c, 250, &ev, &err);
+
+		if (r == -ETIMEDOUT) {
+			continue;
+		}
+		if (r < 0) {
+			return report(err, r);
+		}
+		data = json_object_get(ev, "data");
+		if (strcmp(str(ev, "event", ""), "JOB_STATUS_CHANGE") == 0 &&
+		    strcmp(str(data, "vm", ""), vm) == 0 && strcmp(str(data, "id", ""), id) == 0 &&
+		    strcmp(str(data, "status", ""), "concluded") == 0) {
+			break;
+		}
+	}
+	rc = run_cmd(c, "query-jobs", json_pack("{s:s}", "vm", vm), &jobs);
+	if (rc) {
+		return rc;
+	}
+	json_array_foreach (jobs, i, j) {
+		if (strcmp(str(j, "id", ""), id) == 0 && str(j, "error", NULL)) {
+			error = strdup(str(j, "error", ""));
+		}
+	}
+	progress_bar(id, error ? "failed" : "completed", 1, 1);
+	if (isatty(STDERR_FILENO) && !json_output) {
+		fputc('\n', stderr);
+	}
+	rc = run_cmd(c, "job-dismiss", json_pack("{s:s, s:s}", "vm", vm, "id", id), NULL);
+	if (error) {
+		return fail(EXIT_DAEMON, NULL, "%s", error);
+	}
+	return rc;
+}
+
+static int cmd_snapshot(struct qmp_client *c, int argc, char **argv,
+			const struct vmctl_command *cmd)
+{
+	static const struct option opts[] = {
+		{"disk", required_argument, NULL, 'd'},
+		{"vmstate", required_argument, NULL, 'v'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	json_auto_t *devices = json_array(), *blocks = NULL;
+	const char *vmstate = NULL, *verb, *vm, *tag = NULL;
+	char id[64];
+	bool chosen = false;
+	json_t *args;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "d:v:j", opts, NULL)) != -1) {
+		switch (o) {
+		case 'd':
+			json_array_append_new(devices, json_string(optarg));
+			chosen = true;
+			break;
+		case 'v':
+			vmstate = optarg;
+			break;
+		case 'j':
+			json_output = true;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind < 2) {
+		return usage_error("%s", "snapshot needs save|load|delete|list and a VM");
+	}
+	verb = argv[optind];
+	vm = argv[optind + 1];
+	if (strcmp(verb, "list") == 0) {
+		json_auto_t *text = NULL;
+		json_t *b;
+		size_t i;
+
+		if (argc - optind != 2) {
+			return usage_error("%s", "snapshot list needs a VM");
+		}
+		if (json_output) {
+			/* each disk with QEMU's SnapshotInfo list */
+			json_auto_t *out = json_array();
+
+			rc = run_cmd(c, "query-block", json_pack("{s:s}", "vm", vm), &blocks);
+			if (rc) {
+				return rc;
+			}
+			json_array_foreach (blocks, i, b) {
+				json_t *sn = json_object_get(
+					json_object_get(json_object_get(b, "inserted"), "image"),
+					"snapshots");
+
+				json_array_append_new(
+					out, json_pack("{s:s, s:O}", "device", str(b, "device", ""),
+						       "snapshots", sn ? sn : json_array()));
+			}
+			print_json(out);
+			return EXIT_OK;
+		}
+		/* HMP's "info snapshots": QEMU's table */
+		rc = run_cmd(c, "human-monitor-command",
+			     json_pack("{s:s, s:s}", "vm", vm, "command-line", "info snapshots"),
+			     &text);
+		if (rc == EXIT_OK) {
+			for (const char *p = json_string_value(text) ?: ""; *p; p++) {
+				if (*p != '\r') {
+					putchar(*p);
+				}
+			}
+		}
+		return rc;
+	}
+	if (strcmp(verb, "save") != 0 && strcmp(verb, "load") != 0 && strcmp(verb, "delete") != 0) {
+		return usage_error("unknown snapshot command '%s' (save, load, delete, list)",
+				   verb);
+	}
+	if (argc - optind != 3) {
+		return usage_error("snapshot %s needs a VM and a TAG", verb);
+	}
+	tag = argv[optind + 2];
+	if (!chosen || (!vmstate && strcmp(verb, "delete") != 0)) {
+		json_auto_t *all = json_array();
+		const char *first = NULL;
+
+		rc = snapshot_disks(c, vm, all, &first, &blocks);
+		if (rc) {
+			return rc;
+		}
+		if (!chosen) {
+			json_array_extend(devices, all);
+		}
+		if (!vmstate) {
+			vmstate = first;
+		}
+		if (!vmstate && strcmp(verb, "delete") != 0) {
+			return fail(EXIT_DAEMON, NULL,
+				    "VM %s has no writable qcow2 disk for the VM state", vm);
+		}
+	}
+	snprintf(id, sizeof(id), "vmctl-snapshot-%ld", (long)getpid());
+	args = json_pack("{s:s, s:s, s:s, s:O}", "vm", vm, "job-id", id, "tag", tag, "devices",
+			 devices);
+	if (strcmp(verb, "delete") != 0) {
+		json_object_set_new(args, "vmstate", json_string(vmstate));
+	}
+	rc = run_cmd(c,
+		     strcmp(verb, "save") == 0	 ? "snapshot-save"
+		     : strcmp(verb, "load") == 0 ? "snapshot-load"
+						 : "snapshot-delete",
+		     args, NULL);
+	if (rc == EXIT_OK) {
+		rc = follow_snapshot_job(c, vm, id);
+	}
+	if (rc == EXIT_OK && !json_output) {
+		printf("%s: snapshot %s %s\n", vm, tag,
+		       strcmp(verb, "save") == 0   ? "saved"
+		       : strcmp(verb, "load") == 0 ? "loaded"
+						   : "deleted");
+	}
+	return rc;
+}
+
 /* disk add|remove|resize: hotplug (clients/vmctl-hotplug.c); the rest: block jobs */
 static int cmd_disk(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
@@ -1977,6 +2185,16 @@ static const struct vmctl_command commands[] = {
 	 "      --speed BYTES       limit the copy (bytes per second)\n"
 	 "      --job-id ID         name the job (default: the disk)\n"
 	 "      --no-wait           return once the job started (see vmctl jobs)\n"},
+	{"snapshot", cmd_snapshot, "save|load|delete|list VM [TAG]",
+	 "internal snapshots of a running VM (VM state inside a qcow2 disk)",
+	 "  save VM TAG      pause, store the VM state in the first writable qcow2 disk\n"
+	 "                   and snapshot every disk as TAG, resume (snapshot-save)\n"
+	 "  load VM TAG      revert every disk to TAG and load the VM state\n"
+	 "                   (snapshot-load; a failed load leaves the VM paused)\n"
+	 "  delete VM TAG    remove TAG from every disk (snapshot-delete)\n"
+	 "  list VM          QEMU's 'info snapshots' table (--json: each disk's list)\n"
+	 "      --disk ID       only this disk (repeat for more; default: all disks)\n"
+	 "      --vmstate ID    the disk that holds the VM state\n"},
 	{"jobs", cmd_jobs, "VM", "list a VM's jobs with their progress",
 	 "Prints ID, TYPE, STATUS and PROGRESS of each job (--json: the query-jobs answer).\n"},
 	{"nic", cmd_nic, "add|remove NAME ID ...", "hot-add or remove a NIC of a running VM",

@@ -140,6 +140,88 @@ def test_save_run_load_delete():
         qemu_check(b)
 
 
+def hmp(q, vm, line):
+    return q.ok("human-monitor-command", {"vm": vm, "command-line": line})
+
+
+def check_resumed_at(d, vm, mark, at):
+    """After a load at console offset @mark: the guest goes on from tick
+    @at (the last tick before the snapshot), same nonce, no mismatch."""
+    wait_for(lambda: len(ticks(console_log(d, vm)[mark:])) >= 2, 90, what="ticks after load")
+    text = console_log(d, vm)[mark:]
+    text = text[text.index("\n") + 1:]
+    after = ticks(text)
+    assert "counter: boot" not in text and "MISMATCH" not in text, text[-2000:]
+    assert all(n == at[1] for _, n in after), (at, after[:3])
+    assert at[0] + 1 <= after[0][0] <= at[0] + 3, (at, after[:3])
+
+
+def test_vmctl_and_hmp():
+    """vmctl snapshot save|list|load|delete and HMP savevm/loadvm/delvm/info
+    snapshots on the same guest; HMP's jobs are not listed and send no job
+    events."""
+    require_tool("qemu-img")
+    with tempfile.TemporaryDirectory(prefix="vmmd-isnap.") as tmp, Vmmd() as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(counter_vm(tmp), start=True))
+        wait_console(d, "c1", "counter: tick 2 ", timeout=90)
+        p = d.vmctl("snapshot", "save", "c1", "v1")
+        assert p.stdout.strip() == "c1: snapshot v1 saved", p.stdout
+        at_v1 = ticks(console_log(d, "c1"))[-1]
+        wait_console(d, "c1", "counter: tick %d " % (at_v1[0] + 2), timeout=90)
+        assert hmp(q, "c1", "savevm h1") == ""
+        at_h1 = ticks(console_log(d, "c1"))[-1]
+        assert not [j for j in q.ok("query-jobs", vm="c1")], "HMP's job is listed"
+        text = hmp(q, "c1", "info snapshots")
+        lines = text.split("\r\n")
+        assert lines[0] == "List of snapshots present on all disks:", text
+        assert re.match(r"ID {8}TAG {15}VM SIZE {16}DATE {5}VM CLOCK {5}ICOUNT$", lines[1]), text
+        # QEMU's columns: "%-9s %-16s %8s%20s%13s%11s"
+        row = lines[2]
+        assert len(row) == 79 and row[:27] == "--        v1               ", text
+        assert re.match(r" *[\d.]+ [KM]iB$", row[27:35]), text
+        assert re.match(r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", row[35:55]), text
+        assert re.match(r" \d\d:\d\d:\d\d\.\d{3}$", row[55:68]) and row[68:] == " " * 11, text
+        assert lines[3].startswith("--        h1  "), text
+        p = d.vmctl("snapshot", "list", "c1")
+        assert "List of snapshots present on all disks:" in p.stdout and " h1 " in p.stdout
+        p = d.vmctl("--json", "snapshot", "list", "c1")
+        disks = json.loads(p.stdout)
+        assert [x["device"] for x in disks] == ["vda", "vdb"], disks
+        assert [s["name"] for s in disks[0]["snapshots"]] == ["v1", "h1"], disks
+        # HMP loadvm: back to h1
+        mark = len(console_log(d, "c1"))
+        assert hmp(q, "c1", "loadvm h1") == ""
+        check_resumed_at(d, "c1", mark, at_h1)
+        # vmctl load: back to v1
+        mark = len(console_log(d, "c1"))
+        p = d.vmctl("snapshot", "load", "c1", "v1")
+        assert p.stdout.strip() == "c1: snapshot v1 loaded", p.stdout
+        check_resumed_at(d, "c1", mark, at_v1)
+        # errors: QEMU's text; a failed vmctl load exits 1 with the job's error
+        assert hmp(q, "c1", "loadvm nope") == \
+            "Error: Snapshot 'nope' does not exist in one or more devices\r\n"
+        assert hmp(q, "c1", "info status") == "VM status: paused (restore-vm)\r\n"
+        assert hmp(q, "c1", "cont") == ""
+        p = d.vmctl("snapshot", "load", "c1", "nope", check=False)
+        assert p.returncode == 1 and "does not exist in one or more devices" in p.stderr, p
+        q.ok("cont", vm="c1")
+        assert hmp(q, "c1", "loadvm") == \
+            "loadvm: string expected\r\nTry \"help loadvm\" for more information\r\n"
+        d.vmctl("snapshot", "delete", "c1", "v1")
+        assert hmp(q, "c1", "delvm h1") == ""
+        assert hmp(q, "c1", "info snapshots") == "There is no snapshot available.\r\n"
+        # savevm without a name: QEMU's vm-DATE
+        assert hmp(q, "c1", "savevm") == ""
+        assert re.search(r"-- {8}vm-\d{14} ", hmp(q, "c1", "info snapshots"))
+        ev = [e for e in q.events if e["event"] == "JOB_STATUS_CHANGE"
+              and e["data"]["id"].startswith("#")]
+        assert not ev, ev
+        q.ok("vm-destroy", vm="c1")
+        for disk in ("c1-a.qcow2", "c1-b.qcow2"):
+            qemu_check(os.path.join(tmp, disk))
+
+
 def test_raw_disk_refused():
     require_tool("qemu-img")
     with tempfile.TemporaryDirectory(prefix="vmmd-isnap.") as tmp, Vmmd() as d:
