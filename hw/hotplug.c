@@ -277,6 +277,27 @@ struct block_node *vm_block_node_get(struct vm *vm, const char *node_name, struc
 
 /* --- blockdev-add / blockdev-del -------------------------------------------- */
 
+/* Whether a node of a disk's chain has that node-name. */
+struct chain_name {
+	const char *name;
+	bool found;
+};
+
+static void chain_has(void *opaque, const char *id, struct block_node *bs)
+{
+	struct chain_name *c = opaque;
+
+	c->found = c->found || block_chain_find(bs, NULL, c->name) != NULL;
+}
+
+static bool in_disk_chain(struct vm *vm, const char *name)
+{
+	struct chain_name c = {.name = name};
+
+	vm_for_each_disk(vm, chain_has, &c);
+	return c.found;
+}
+
 struct vm_blockdev_op {
 	json_t *args; /* our copy of blockdev-add's arguments */
 	char *name;
@@ -329,7 +350,7 @@ int vm_blockdev_add_prepare(struct vm *vm, json_t *args, struct vm_blockdev_op *
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	vm_devices_lock(vm);
-	if (find_node(hp, name)) {
+	if (find_node(hp, name) || in_disk_chain(vm, name)) {
 		r = error_set(errp, EEXIST, "Duplicate nodes with node-name='%s'", name);
 		goto out;
 	}
@@ -391,6 +412,38 @@ void vm_blockdev_add_abandon(struct vm_blockdev_op *op)
 	op_free(op);
 }
 
+int vm_blockdev_overlay(struct vm *vm, const char *name, struct block_node **ret)
+{
+	struct hp_node *n;
+	int r = 0;
+
+	vm_devices_lock(vm);
+	n = find_open_node(vm_hotplug_state(vm), name);
+	if (!n) {
+		r = in_disk_chain(vm, name) ? -EBUSY : -ENOENT;
+	} else if (n->user) {
+		r = -EBUSY;
+	} else {
+		*ret = block_ref(n->bs);
+	}
+	vm_devices_unlock(vm);
+	return r;
+}
+
+void vm_blockdev_forget(struct vm *vm, const char *name)
+{
+	struct hp_node *n;
+
+	vm_devices_lock(vm);
+	n = find_open_node(vm_hotplug_state(vm), name);
+	if (n && !n->user) {
+		block_unref(n->bs);
+		free(n->name);
+		memset(n, 0, sizeof(*n));
+	}
+	vm_devices_unlock(vm);
+}
+
 int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp)
 {
 	struct hp_node *n;
@@ -398,7 +451,10 @@ int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp)
 
 	vm_devices_lock(vm);
 	n = find_open_node(vm_hotplug_state(vm), node_name);
-	if (!n) {
+	if (!n && in_disk_chain(vm, node_name)) {
+		/* a blockdev-snapshot overlay, now part of a disk */
+		r = error_set(errp, EBUSY, "Node %s is in use", node_name);
+	} else if (!n) {
 		r = error_set(errp, ENOENT, "Failed to find node with node-name='%s'", node_name);
 	} else if (n->user) {
 		r = error_set(errp, EBUSY, "Node %s is in use", node_name);

@@ -342,6 +342,15 @@ void vm_blockdev_add_open(struct vm_blockdev_op *op);
 int vm_blockdev_add_finish(struct vm *vm, struct vm_blockdev_op *op, struct error **errp);
 void vm_blockdev_add_abandon(struct vm_blockdev_op *op);
 int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp);
+/*
+ * blockdev-snapshot's overlay: the node blockdev-add opened as @name (a new
+ * reference in *ret); -ENOENT if there is none, -EBUSY if a device uses it
+ * or it is part of a disk's chain. vm_blockdev_forget drops the
+ * blockdev-add entry once the overlay is a disk's top (the name stays
+ * taken by the disk's chain: blockdev-del says "in use").
+ */
+int vm_blockdev_overlay(struct vm *vm, const char *name, struct block_node **ret);
+void vm_blockdev_forget(struct vm *vm, const char *name);
 int vm_netdev_add(struct vm *vm, json_t *args, int fd, struct error **errp);
 int vm_netdev_del(struct vm *vm, const char *id, struct error **errp);
 int vm_device_add(struct vm *vm, json_t *args, struct error **errp);

@@ -365,6 +365,15 @@ int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp)
 	return no_hotplug(errp);
 }
 
+int vm_blockdev_overlay(struct vm *vm, const char *name, struct block_node **ret)
+{
+	return -ENOENT;
+}
+
+void vm_blockdev_forget(struct vm *vm, const char *name)
+{
+}
+
 int vm_netdev_add(struct vm *vm, json_t *args, int fd, struct error **errp)
 {
 	if (fd >= 0) {
