@@ -850,6 +850,86 @@ int blockjob_snapshot_sync(struct registry_vm *rv, json_t *args, struct error **
 	return 0;
 }
 
+/*
+ * blockdev-snapshot: the overlay is a node blockdev-add opened (without a
+ * backing node); it goes on top of the disk as with blockdev-snapshot-sync.
+ * If its image names no backing file, the disk's image is recorded in it,
+ * so the definition that now names the overlay opens the same chain next
+ * time (QEMU leaves the header as it is).
+ */
+int blockjob_snapshot(struct registry_vm *rv, json_t *args, struct error **errp)
+{
+	const char *node = str_arg(args, "node"), *name = str_arg(args, "overlay");
+	struct vm *vm = live_vm(rv, errp);
+	struct block_node *ov = NULL;
+	struct disk_node d;
+	json_auto_t *info = NULL;
+	_cleanup_free_ char *file = NULL;
+	struct error *err = NULL;
+	bool named;
+	int r;
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	if (!find_disk(vm, node, node, &d)) {
+		return error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'", node,
+				 node);
+	}
+	r = vm_blockdev_overlay(vm, name, &ov);
+	if (r == -ENOENT && find_disk(vm, name, name, &(struct disk_node){0})) {
+		r = -EBUSY; /* a disk (QEMU: a node with a block backend) */
+	}
+	if (r == -EBUSY) {
+		return error_set(errp, EBUSY, "The overlay is already in use");
+	}
+	if (r < 0) {
+		return error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'", name,
+				 name);
+	}
+	if (strcmp(block_format(ov), "qcow2") != 0) {
+		r = error_set(errp, ENOTSUP, "The overlay does not support backing images");
+	} else if (block_backing(ov)) {
+		r = error_set(errp, EEXIST, "The overlay already has a backing image");
+	} else if (block_is_read_only(ov)) {
+		r = error_set(errp, EROFS, "The overlay '%s' is read-only", name);
+	} else if (d.node != d.root) {
+		r = error_set(errp, EBUSY,
+			      "The node '%s' has an overlay already; snapshot the disk's top",
+			      node);
+	} else {
+		r = check_idle(rv, d.id, node, errp);
+	}
+	if (r < 0) {
+		block_unref(ov);
+		return r;
+	}
+	info = block_info_json(ov);
+	named = json_object_get(json_object_get(info, "image"), "backing-filename") != NULL;
+	file = strdup(block_filename(ov));
+	if (!file) {
+		block_unref(ov);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	/* the blockdev-add entry goes; the disk's chain holds the node (and its name) now */
+	vm_blockdev_forget(vm, name);
+	block_drain_begin(d.root);
+	block_insert_overlay(d.root, ov);
+	if (!named && block_set_backing(d.root, block_backing(d.root), NULL, &err) < 0) {
+		log_full(LOG_ERR, rv->name, d.id, "cannot record the backing file in %s: %s", file,
+			 err->msg);
+		error_free(err);
+		err = NULL;
+	}
+	block_drain_end(d.root);
+	if (registry_set_disk(rv, d.id, file, "qcow2", &err) < 0) {
+		log_full(LOG_ERR, rv->name, d.id, "cannot record the overlay: %s", err->msg);
+		error_free(err);
+	}
+	log_full(LOG_INFO, rv->name, d.id, "external snapshot: now on %s", file);
+	return 0;
+}
+
 /* At most this many actions in one transaction (a client-controlled count). */
 #define BLOCKJOB_MAX_ACTIONS 64
 

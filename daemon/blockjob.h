@@ -20,6 +20,7 @@ struct registry_vm;
 
 /* The commands; @args is checked against schema.json (borrowed). */
 int blockjob_snapshot_sync(struct registry_vm *rv, json_t *args, struct error **errp);
+int blockjob_snapshot(struct registry_vm *rv, json_t *args, struct error **errp);
 int blockjob_transaction(struct registry_vm *rv, json_t *args, struct error **errp);
 int blockjob_stream(struct registry_vm *rv, json_t *args, struct error **errp);
 int blockjob_commit(struct registry_vm *rv, json_t *args, struct error **errp);

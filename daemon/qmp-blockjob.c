@@ -17,6 +17,12 @@ int qmp_blockdev_snapshot_sync(struct monitor_request *req, json_t *args, json_t
 	return blockjob_snapshot_sync((struct registry_vm *)req->vm, args, errp);
 }
 
+int qmp_blockdev_snapshot(struct monitor_request *req, json_t *args, json_t **ret,
+			  struct error **errp)
+{
+	return blockjob_snapshot((struct registry_vm *)req->vm, args, errp);
+}
+
 int qmp_transaction(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	return blockjob_transaction((struct registry_vm *)req->vm, args, errp);

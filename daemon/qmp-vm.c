@@ -260,6 +260,7 @@ const struct monitor_command qmp_commands[] = {
 	{"block-job-finalize", qmp_block_job_finalize},
 	{"block-job-dismiss", qmp_block_job_dismiss},
 	{"blockdev-snapshot-sync", qmp_blockdev_snapshot_sync},
+	{"blockdev-snapshot", qmp_blockdev_snapshot},
 	{"transaction", qmp_transaction},
 	{"block-stream", qmp_block_stream},
 	{"snapshot-save", qmp_snapshot_save},

@@ -112,6 +112,8 @@ int qmp_block_job_finalize(struct monitor_request *req, json_t *args, json_t **r
 int qmp_block_job_dismiss(struct monitor_request *req, json_t *args, json_t **ret,
 			  struct error **errp);
 /* qmp-blockjob.c: external snapshots and block jobs (daemon/blockjob.c). */
+int qmp_blockdev_snapshot(struct monitor_request *req, json_t *args, json_t **ret,
+			  struct error **errp);
 int qmp_blockdev_snapshot_sync(struct monitor_request *req, json_t *args, json_t **ret,
 			       struct error **errp);
 int qmp_transaction(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

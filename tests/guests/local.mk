@@ -103,7 +103,7 @@ tests/guests/counter.elf: $(srcdir)/tests/guests/counter.c $(VIRTIO_GUEST_DEPS)
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
 		$(srcdir)/tests/guests/counter.c
 TESTS += tests/functional/test-vm-save.py tests/functional/test-vm-save-firmware.py
-TESTS += tests/functional/test-snapshot-internal.py
+TESTS += tests/functional/test-snapshot-internal.py tests/functional/test-blockdev-snapshot.py
 
 # The save/restore benchmark's guest (tests/bench/vmstate.py): touches all of its low RAM.
 noinst_DATA += tests/guests/memtouch.elf

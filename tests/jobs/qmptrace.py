@@ -171,6 +171,8 @@ def run(conn, steps, d):
             replies.append({"cmd": step[1], "reply": r})
         elif step[0] == "wait":
             conn.wait(step[1], step[2], seen)
+        elif step[0] == "img":
+            subprocess.run(["qemu-img"] + subst(step[1:], d), check=True)
         elif step[0] == "touch":
             open(os.path.join(d, step[1]), "w").close()
         elif step[0] == "rm":
