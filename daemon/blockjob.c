@@ -543,6 +543,12 @@ static int check_idle(struct registry_vm *rv, const char *disk, const char *show
 	return 0;
 }
 
+int blockjob_check_idle(struct registry_vm *rv, const char *disk, const char *shown,
+			struct error **errp)
+{
+	return check_idle(rv, disk, shown, errp);
+}
+
 static const char *str_arg(json_t *args, const char *key)
 {
 	return json_string_value(json_object_get(args, key));

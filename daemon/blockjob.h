@@ -21,6 +21,9 @@ struct registry_vm;
 /* The commands; @args is checked against schema.json (borrowed). */
 int blockjob_snapshot_sync(struct registry_vm *rv, json_t *args, struct error **errp);
 int blockjob_snapshot(struct registry_vm *rv, json_t *args, struct error **errp);
+/* QEMU's "Node '@shown' is busy: block device is in use by block job: TYPE" if @disk has a job. */
+int blockjob_check_idle(struct registry_vm *rv, const char *disk, const char *shown,
+			struct error **errp);
 int blockjob_transaction(struct registry_vm *rv, json_t *args, struct error **errp);
 int blockjob_stream(struct registry_vm *rv, json_t *args, struct error **errp);
 int blockjob_commit(struct registry_vm *rv, json_t *args, struct error **errp);

@@ -41,6 +41,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/vmstate.h"
+#include "daemon/blockjob.h"
 #include "daemon/jobs.h"
 #include "daemon/registry.h"
 #include "daemon/snapshot.h"
@@ -102,6 +103,7 @@ static void snapjob_free(void *opaque)
 struct lookup {
 	const char *name;
 	struct block_node *bs;
+	const char *id;
 };
 
 static void lookup_cb(void *opaque, const char *id, struct block_node *bs)
@@ -115,15 +117,27 @@ static void lookup_cb(void *opaque, const char *id, struct block_node *bs)
 	if (!strcmp(id, l->name) ||
 	    (block_node_name(bs) && !strcmp(block_node_name(bs), l->name))) {
 		l->bs = bs;
+		l->id = id;
 	}
 }
 
-static struct block_node *find_node(struct vm *vm, const char *name)
+static struct block_node *find_node(struct vm *vm, const char *name, const char **ret_id)
 {
 	struct lookup l = {.name = name};
 
 	vm_for_each_disk(vm, lookup_cb, &l);
+	if (ret_id) {
+		*ret_id = l.id;
+	}
 	return l.bs;
+}
+
+/* QEMU fails the job, not the command, for these: the job reports @msg. */
+static void set_pre_err(struct snapjob *s, const char *msg)
+{
+	if (!s->pre_err) {
+		s->pre_err = strdup(msg);
+	}
 }
 
 /* ---- the stream ---- */
@@ -629,14 +643,22 @@ static int start(struct registry_vm *rv, enum snap_kind kind, json_t *args, stru
 	s->vm = rv->vm;
 	s->vmstate = -1;
 	json_array_foreach (devices, i, d) {
-		const char *name = json_string_value(d);
-		struct block_node *bs = find_node(rv->vm, name);
+		const char *name = json_string_value(d), *disk = NULL;
+		struct block_node *bs = find_node(rv->vm, name, &disk);
+		struct error *busy = NULL;
 
 		if (!bs) {
-			/* QEMU fails the job, not the command */
-			if (asprintf(&s->pre_err, "No block device node '%s'", name) < 0) {
-				s->pre_err = NULL;
+			_cleanup_free_ char *msg = NULL;
+
+			if (asprintf(&msg, "No block device node '%s'", name) >= 0) {
+				set_pre_err(s, msg);
 			}
+			break;
+		}
+		/* QEMU's BLOCK_OP_TYPE_INTERNAL_SNAPSHOT blocker of a block job */
+		if (blockjob_check_idle(rv, disk, name, &busy) < 0) {
+			set_pre_err(s, busy->msg);
+			error_free(busy);
 			break;
 		}
 		s->disks[s->n] = block_ref(bs);
@@ -647,7 +669,7 @@ static int start(struct registry_vm *rv, enum snap_kind kind, json_t *args, stru
 		}
 	}
 	for (unsigned k = 0; vmstate && k < s->n; k++) {
-		if (s->vmstate < 0 && find_node(rv->vm, vmstate) == s->disks[k]) {
+		if (s->vmstate < 0 && find_node(rv->vm, vmstate, NULL) == s->disks[k]) {
 			s->vmstate = (int)k;
 		}
 	}

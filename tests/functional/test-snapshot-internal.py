@@ -89,7 +89,7 @@ def test_save_run_load_delete():
         assert re.search(r"^1\s+t1\s+\d+(\.\d+)? [KM]iB ", out, re.M), out
         # the guest counts on and writes its disk
         last = at_save[-1][0]
-        wait_console(d, "c1", "counter: tick %d " % (last + 4), timeout=90)
+        wait_console(d, "c1", "counter: tick %d " % (last + 2), timeout=90)
         mark = len(console_log(d, "c1"))
         info = run_job(q, "c1", "snapshot-load", "l1", tag="t1", vmstate="vda",
                        devices=["vda", "vdb"])
@@ -222,20 +222,34 @@ def test_vmctl_and_hmp():
             qemu_check(os.path.join(tmp, disk))
 
 
-def test_raw_disk_refused():
-    require_tool("qemu-img")
+def test_raw_disk_and_busy_disk_refused():
+    require_tool("qemu-img", "qemu-io")
     with tempfile.TemporaryDirectory(prefix="vmmd-isnap.") as tmp, Vmmd() as d:
         q = d.qmp()
         raw = os.path.join(tmp, "r.raw")
         with open(raw, "wb") as f:
             f.truncate(1 << 20)
-        vmdef = counter_vm(tmp, extra_disks=[{"id": "vdr", "file": raw, "format": "raw"}])
+        base = qcow2(os.path.join(tmp, "base.qcow2"))
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x55 0 2M", base],
+                       check=True, stdout=subprocess.DEVNULL)
+        top = os.path.join(tmp, "top.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2",
+                        top], check=True)
+        vmdef = counter_vm(tmp, extra_disks=[{"id": "vdr", "file": raw, "format": "raw"},
+                                             {"id": "vdc", "file": top, "format": "qcow2"}])
         q.ok("vm-create", dict(vmdef, start=True))
         wait_console(d, "c1", "counter: tick 1 ", timeout=90)
         info = run_job(q, "c1", "snapshot-save", "s1", tag="t1", vmstate="vda",
                        devices=["vda", "vdr"])
         assert info["error"] == "Device 'vdr' is writable but does not support snapshots", info
         assert snapshot_list(vmdef["disks"][0]["file"]) == {}
+        # a disk with a block job: QEMU's blocker message, through the job
+        q.ok("block-stream", vm="c1", device="vdc", speed=1)
+        info = run_job(q, "c1", "snapshot-save", "s2", tag="t2", vmstate="vda",
+                       devices=["vda", "vdc"])
+        assert info["error"] == \
+            "Node 'vdc' is busy: block device is in use by block job: stream", info
+        q.ok("job-cancel", {"vm": "c1", "id": "vdc"})
         assert q.ok("query-status", vm="c1")["status"] == "running"
         q.ok("vm-destroy", vm="c1")
 
