@@ -295,5 +295,51 @@ def test_save_out_of_space():
             subprocess.run(["umount", "-l", small])
 
 
+def test_second_disk_out_of_space():
+    """The state is written and the first disk's snapshot made, then the
+    second disk (on a full file system) fails: the first disk's snapshot
+    goes again, and the VM runs on."""
+    require_tool("qemu-img")
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        skip("needs root to mount a small tmpfs")
+    with tempfile.TemporaryDirectory(prefix="vmmd-isnap.") as tmp, Vmmd() as d:
+        small = os.path.join(tmp, "small")
+        os.mkdir(small)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", small],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            skip("cannot mount a tmpfs: " + r.stderr.strip())
+        try:
+            q = d.qmp()
+            vmdef = counter_vm(tmp)
+            a = vmdef["disks"][0]["file"]
+            b = qcow2(os.path.join(small, "b.qcow2"))
+            vmdef["disks"][1]["file"] = b
+            q.ok("vm-create", dict(vmdef, start=True))
+            wait_console(d, "c1", "counter: tick 1 ", timeout=90)
+            fd = os.open(os.path.join(small, "fill"), os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while os.write(fd, b"\x01" * 4096) > 0:
+                    pass
+            except OSError:
+                pass  # full
+            os.close(fd)
+            info = run_job(q, "c1", "snapshot-save", "s1", tag="t1", vmstate="vda",
+                           devices=["vda", "vdb"])
+            assert info.get("error", "").startswith("Could not create snapshot 't1' on 'vdb'"), \
+                info
+            assert "No space left on device" in info["error"], info
+            assert snapshot_list(a) == {} and snapshot_list(b) == {}
+            assert q.ok("query-status", vm="c1")["status"] == "running"
+            n = len(ticks(console_log(d, "c1")))
+            wait_for(lambda: len(ticks(console_log(d, "c1"))) > n, 60, what="ticks")
+            q.ok("vm-destroy", vm="c1")
+            qemu_check(a)
+            r = subprocess.run(["qemu-img", "check", "-U", b], capture_output=True, text=True)
+            assert r.returncode in (0, 3), r.stdout + r.stderr
+        finally:
+            subprocess.run(["umount", "-l", small])
+
+
 if __name__ == "__main__":
     main(globals())
