@@ -45,7 +45,8 @@
 
 #define VMSTATE_FORMAT "vmmd-vm-state"
 #define VMSTATE_FORMAT_VERSION 1
-#define VMSTATE_MAX_STATE (256u << 20) /* bytes of the state file we read */
+#define VMSTATE_MAX_STATE (256u << 20)	 /* bytes of the state file we read */
+#define VMSTATE_MAX_MANIFEST (16u << 20) /* and of the manifest */
 #define VMSTATE_MAX_SECTIONS 4096
 #define VMSTATE_NAME_MAX 64
 #define VMSTATE_DRAIN_TIMEOUT_MS 30000
@@ -722,10 +723,42 @@ static int parse_manifest(struct vm_snapshot *s, json_t *m, const char *label,
 	return 0;
 }
 
+/* The whole manifest file, at most VMSTATE_MAX_MANIFEST bytes. */
+static int read_manifest(int fd, char **ret, size_t *ret_len)
+{
+	struct stat st;
+	size_t got = 0;
+	char *buf;
+
+	if (fstat(fd, &st) < 0) {
+		return -errno;
+	}
+	if (st.st_size > VMSTATE_MAX_MANIFEST) {
+		return -EFBIG;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		return -ENOMEM;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got);
+
+		if (n <= 0) {
+			free(buf);
+			return n < 0 ? -errno : -EIO;
+		}
+		got += (size_t)n;
+	}
+	*ret = buf;
+	*ret_len = got;
+	return 0;
+}
+
 int vm_snapshot_open(const char *dir, struct vm_snapshot **ret, struct error **errp)
 {
 	struct vm_snapshot *s;
-	_cleanup_free_ char *path = NULL, *mem_path = NULL;
+	_cleanup_free_ char *path = NULL, *mem_path = NULL, *text = NULL;
+	size_t len = 0;
 	json_error_t jerr;
 	json_t *m;
 	uint64_t state_size;
@@ -747,8 +780,19 @@ int vm_snapshot_open(const char *dir, struct vm_snapshot **ret, struct error **e
 		r = fd;
 		goto err;
 	}
-	m = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
+	/* one read: json_loadfd() reads byte by byte (thousands of syscalls per restore) */
+	r = read_manifest(fd, &text, &len);
 	close(fd);
+	if (r == -EFBIG) {
+		r = error_set(errp, EFBIG, "%s is over the limit (%u bytes)", path,
+			      VMSTATE_MAX_MANIFEST);
+		goto err;
+	}
+	if (r < 0) {
+		r = error_set_errno(errp, -r, "cannot read %s", path);
+		goto err;
+	}
+	m = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!m) {
 		r = error_set(errp, EINVAL, "%s: %s", path, jerr.text);
 		goto err;
