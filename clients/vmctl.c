@@ -1816,6 +1816,9 @@ static int cmd_snapshot(struct qmp_client *c, int argc, char **argv,
 	}
 	verb = argv[optind];
 	vm = argv[optind + 1];
+	if (strcmp(verb, "restore") == 0) {
+		verb = "load"; /* the name for it */
+	}
 	if (strcmp(verb, "list") == 0) {
 		json_auto_t *text = NULL;
 		json_t *b;
@@ -2189,7 +2192,7 @@ static const struct vmctl_command commands[] = {
 	 "internal snapshots of a running VM (VM state inside a qcow2 disk)",
 	 "  save VM TAG      pause, store the VM state in the first writable qcow2 disk\n"
 	 "                   and snapshot every disk as TAG, resume (snapshot-save)\n"
-	 "  load VM TAG      revert every disk to TAG and load the VM state\n"
+	 "  load VM TAG      revert every disk to TAG and load the VM state (or: restore)\n"
 	 "                   (snapshot-load; a failed load leaves the VM paused)\n"
 	 "  delete VM TAG    remove TAG from every disk (snapshot-delete)\n"
 	 "  list VM          QEMU's 'info snapshots' table (--json: each disk's list)\n"
