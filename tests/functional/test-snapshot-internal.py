@@ -195,7 +195,7 @@ def test_vmctl_and_hmp():
         check_resumed_at(d, "c1", mark, at_h1)
         # vmctl load: back to v1
         mark = len(console_log(d, "c1"))
-        p = d.vmctl("snapshot", "load", "c1", "v1")
+        p = d.vmctl("snapshot", "restore", "c1", "v1")
         assert p.stdout.strip() == "c1: snapshot v1 loaded", p.stdout
         check_resumed_at(d, "c1", mark, at_v1)
         # errors: QEMU's text; a failed vmctl load exits 1 with the job's error
