@@ -305,18 +305,39 @@ static int read_stream(struct block_node *bs, uint64_t vm_state_size, struct vm_
 	return 0;
 }
 
+/*
+ * Guest RAM from the stream, through a bounce buffer: a grain the stream
+ * has as zeroes is only written where the guest's page is not zero already,
+ * so RAM the guest never touched is read (the shared zero page), not
+ * allocated and cleared (4 GiB of untouched RAM: seconds instead of half a
+ * minute here).
+ */
 static int read_ram(struct vm *vm, struct block_node *bs, uint64_t pos, struct error **errp)
 {
+	_cleanup_free_ uint8_t *buf = NULL;
+
+	if (posix_memalign((void **)&buf, 4096, RAM_CHUNK) != 0) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
 	for (unsigned i = 0; i < vm_ram_region_count(vm); i++) {
 		uint64_t gpa, size;
 		uint8_t *host = vm_ram_region(vm, i, &gpa, &size);
 
 		for (uint64_t off = 0; off < size; off += RAM_CHUNK) {
-			int r = block_vmstate_read(bs, pos + off, host + off,
-						   MIN(RAM_CHUNK, size - off));
+			uint64_t n = MIN(RAM_CHUNK, size - off);
+			int r = block_vmstate_read(bs, pos + off, buf, n);
 
 			if (r < 0) {
 				return error_set_errno(errp, -r, "Error while reading VM state");
+			}
+			for (uint64_t g = 0; g < n; g += ZERO_GRAIN) {
+				uint64_t k = MIN(ZERO_GRAIN, n - g);
+
+				if (!all_zero(buf + g, k)) {
+					memcpy(host + off + g, buf + g, k);
+				} else if (!all_zero(host + off + g, k)) {
+					memset(host + off + g, 0, k);
+				}
 			}
 		}
 		pos += size;
