@@ -755,6 +755,10 @@ struct snap {
 	struct disk_node d;
 	struct block_node *overlay;
 	bool created; /* the file is ours: remove it on abort */
+	/* blockdev-snapshot: the overlay's blockdev-add node name, its file, its header */
+	const char *overlay_name;
+	char *overlay_file;
+	bool overlay_named; /* its image records a backing file */
 };
 
 /* QEMU's blockdev-snapshot-sync checks, then create and open the overlay. */
@@ -819,16 +823,24 @@ static void snap_abort(struct snap *s)
 {
 	block_unref(s->overlay);
 	s->overlay = NULL;
+	free(s->overlay_file);
+	s->overlay_file = NULL;
 	if (s->created) {
 		unlink(s->file);
 		s->created = false;
 	}
 }
 
+static void snap_commit_overlay(struct registry_vm *rv, struct snap *s);
+
 static void snap_commit(struct registry_vm *rv, struct snap *s)
 {
 	struct error *err = NULL;
 
+	if (s->overlay_name) {
+		snap_commit_overlay(rv, s);
+		return;
+	}
 	block_insert_overlay(s->d.root, TAKE_PTR(s->overlay));
 	block_drain_end(s->d.root);
 	if (registry_set_disk(rv, s->d.id, s->file, s->format, &err) < 0) {
@@ -863,26 +875,22 @@ int blockjob_snapshot_sync(struct registry_vm *rv, json_t *args, struct error **
  * so the definition that now names the overlay opens the same chain next
  * time (QEMU leaves the header as it is).
  */
-int blockjob_snapshot(struct registry_vm *rv, json_t *args, struct error **errp)
+static int overlay_prepare(struct registry_vm *rv, struct vm *vm, json_t *args, struct snap *s,
+			   struct error **errp)
 {
 	const char *node = str_arg(args, "node"), *name = str_arg(args, "overlay");
-	struct vm *vm = live_vm(rv, errp);
-	struct block_node *ov = NULL;
-	struct disk_node d;
 	json_auto_t *info = NULL;
-	_cleanup_free_ char *file = NULL;
-	struct error *err = NULL;
-	bool named;
 	int r;
 
-	if (!vm) {
-		return -ENODEV;
+	if (!node || !name) {
+		return error_set(errp, EINVAL, "Parameter '%s' is missing",
+				 node ? "overlay" : "node");
 	}
-	if (!find_disk(vm, node, node, &d)) {
+	if (!find_disk(vm, node, node, &s->d)) {
 		return error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'", node,
 				 node);
 	}
-	r = vm_blockdev_overlay(vm, name, &ov);
+	r = vm_blockdev_overlay(vm, name, &s->overlay);
 	if (r == -ENOENT && find_disk(vm, name, name, &(struct disk_node){0})) {
 		r = -EBUSY; /* a disk (QEMU: a node with a block backend) */
 	}
@@ -893,46 +901,80 @@ int blockjob_snapshot(struct registry_vm *rv, json_t *args, struct error **errp)
 		return error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'", name,
 				 name);
 	}
-	if (strcmp(block_format(ov), "qcow2") != 0) {
+	if (strcmp(block_format(s->overlay), "qcow2") != 0) {
 		r = error_set(errp, ENOTSUP, "The overlay does not support backing images");
-	} else if (block_backing(ov)) {
+	} else if (block_backing(s->overlay)) {
 		r = error_set(errp, EEXIST, "The overlay already has a backing image");
-	} else if (block_is_read_only(ov)) {
+	} else if (block_is_read_only(s->overlay)) {
 		r = error_set(errp, EROFS, "The overlay '%s' is read-only", name);
-	} else if (d.node != d.root) {
+	} else if (s->d.node != s->d.root) {
 		r = error_set(errp, EBUSY,
 			      "The node '%s' has an overlay already; snapshot the disk's top",
 			      node);
 	} else {
-		r = check_idle(rv, d.id, node, errp);
+		r = check_idle(rv, s->d.id, node, errp);
+	}
+	if (r == 0 && !(s->overlay_file = strdup(block_filename(s->overlay)))) {
+		r = error_set(errp, ENOMEM, "out of memory");
 	}
 	if (r < 0) {
-		block_unref(ov);
+		snap_abort(s);
 		return r;
 	}
-	info = block_info_json(ov);
-	named = json_object_get(json_object_get(info, "image"), "backing-filename") != NULL;
-	file = strdup(block_filename(ov));
-	if (!file) {
-		block_unref(ov);
-		return error_set(errp, ENOMEM, "out of memory");
-	}
+	info = block_info_json(s->overlay);
+	s->overlay_named =
+		json_object_get(json_object_get(info, "image"), "backing-filename") != NULL;
+	s->overlay_name = name;
+	return 0;
+}
+
+/* The disk's top is drained. */
+static void snap_commit_overlay(struct registry_vm *rv, struct snap *s)
+{
+	struct error *err = NULL;
+
 	/* the blockdev-add entry goes; the disk's chain holds the node (and its name) now */
-	vm_blockdev_forget(vm, name);
-	block_drain_begin(d.root);
-	block_insert_overlay(d.root, ov);
-	if (!named && block_set_backing(d.root, block_backing(d.root), NULL, &err) < 0) {
-		log_full(LOG_ERR, rv->name, d.id, "cannot record the backing file in %s: %s", file,
-			 err->msg);
+	vm_blockdev_forget(rv->vm, s->overlay_name);
+	block_insert_overlay(s->d.root, TAKE_PTR(s->overlay));
+	if (!s->overlay_named &&
+	    block_set_backing(s->d.root, block_backing(s->d.root), NULL, &err) < 0) {
+		log_full(LOG_ERR, rv->name, s->d.id, "cannot record the backing file in %s: %s",
+			 s->overlay_file, err->msg);
 		error_free(err);
 		err = NULL;
 	}
-	block_drain_end(d.root);
-	if (registry_set_disk(rv, d.id, file, "qcow2", &err) < 0) {
-		log_full(LOG_ERR, rv->name, d.id, "cannot record the overlay: %s", err->msg);
+	block_drain_end(s->d.root);
+	if (registry_set_disk(rv, s->d.id, s->overlay_file, "qcow2", &err) < 0) {
+		log_full(LOG_ERR, rv->name, s->d.id, "cannot record the overlay: %s", err->msg);
 		error_free(err);
 	}
-	log_full(LOG_INFO, rv->name, d.id, "external snapshot: now on %s", file);
+	log_full(LOG_INFO, rv->name, s->d.id, "external snapshot: now on %s", s->overlay_file);
+	free(s->overlay_file);
+	s->overlay_file = NULL;
+}
+
+/*
+ * blockdev-snapshot: the overlay is a node blockdev-add opened (without a
+ * backing node); it goes on top of the disk as with blockdev-snapshot-sync.
+ * If its image names no backing file, the disk's image is recorded in it,
+ * so the definition that now names the overlay opens the same chain next
+ * time (QEMU leaves the header as it is).
+ */
+int blockjob_snapshot(struct registry_vm *rv, json_t *args, struct error **errp)
+{
+	struct vm *vm = live_vm(rv, errp);
+	struct snap s = {0};
+	int r;
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	r = overlay_prepare(rv, vm, args, &s, errp);
+	if (r < 0) {
+		return r;
+	}
+	block_drain_begin(s.d.root);
+	snap_commit(rv, &s);
 	return 0;
 }
 
@@ -964,10 +1006,11 @@ int blockjob_transaction(struct registry_vm *rv, json_t *args, struct error **er
 			return error_set(errp, EINVAL,
 					 "transaction action %zu needs \"type\" and \"data\"", i);
 		}
-		if (strcmp(type, "blockdev-snapshot-sync") != 0) {
+		if (strcmp(type, "blockdev-snapshot-sync") != 0 &&
+		    strcmp(type, "blockdev-snapshot") != 0) {
 			return error_set(errp, ENOTSUP,
 					 "transaction action '%s' is not supported by vmmd (only "
-					 "blockdev-snapshot-sync)",
+					 "blockdev-snapshot-sync and blockdev-snapshot)",
 					 type);
 		}
 	}
@@ -977,19 +1020,34 @@ int blockjob_transaction(struct registry_vm *rv, json_t *args, struct error **er
 	}
 	/* Prepare every action; a failure undoes the ones before it, files and all. */
 	for (i = 0; i < n; i++) {
-		json_t *data = json_object_get(json_array_get(actions, i), "data");
+		json_t *act = json_array_get(actions, i), *data = json_object_get(act, "data");
+		bool overlay = strcmp(str_arg(act, "type"), "blockdev-snapshot") == 0;
 
 		for (k = 0; k < i; k++) {
-			const char *dev = str_arg(data, "device");
+			const char *dev = str_arg(data, overlay ? "node" : "device");
+			const char *ov = overlay ? str_arg(data, "overlay") : NULL;
 
 			if (dev && strcmp(dev, snaps[k].d.id) == 0) {
 				r = error_set(errp, EINVAL,
 					      "disk '%s' appears twice in the transaction", dev);
 				break;
 			}
+			if (ov && snaps[k].overlay_name && strcmp(ov, snaps[k].overlay_name) == 0) {
+				r = error_set(errp, EBUSY, "The overlay is already in use");
+				break;
+			}
 		}
 		if (r == 0) {
-			r = snap_prepare(rv, vm, data, &snaps[i], errp);
+			r = overlay ? overlay_prepare(rv, vm, data, &snaps[i], errp)
+				    : snap_prepare(rv, vm, data, &snaps[i], errp);
+		}
+		for (k = 0; r == 0 && k < i; k++) {
+			if (strcmp(snaps[i].d.id, snaps[k].d.id) == 0) {
+				r = error_set(errp, EINVAL,
+					      "disk '%s' appears twice in the transaction",
+					      snaps[i].d.id);
+				snap_abort(&snaps[i]);
+			}
 		}
 		if (r < 0) {
 			while (i-- > 0) {
