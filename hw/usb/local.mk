@@ -10,7 +10,8 @@ hw_usb_libhwusb_a_SOURCES = \
 	hw/usb/xhci.c hw/usb/xhci.h
 hw_usb_libhwusb_a_CFLAGS = $(HW_CFLAGS)
 
-TESTS += tests/functional/test-usb-xhci.py tests/functional/test-usb-hotplug.py
+TESTS += tests/functional/test-usb-xhci.py tests/functional/test-usb-hotplug.py \
+	tests/functional/test-usb-vmstate.py
 
 # The ring walker, the SCSI disk and the BOT state machine over fake guest RAM.
 check_PROGRAMS += tests/unit/test-usb

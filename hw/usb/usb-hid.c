@@ -27,6 +27,7 @@
 
 #include "common/iov.h"
 #include "common/util.h"
+#include "common/vmstate.h"
 #include "hw/usb/usb.h"
 
 #define HID_QUEUE 32
@@ -436,11 +437,114 @@ static void hid_free(struct usb_device *dev)
 	free(h);
 }
 
+static void report_save(struct vmstate_buf *out, const struct hid_report *r, uint64_t now)
+{
+	vmstate_put_u8(out, r->len);
+	vmstate_put_bytes(out, r->data, REPORT_MAX);
+	/* the time still to wait, not the host clock */
+	vmstate_put_u64(out, r->not_before_ns > now ? r->not_before_ns - now : 0);
+}
+
+static void report_load(struct vmstate_buf *in, struct hid_report *r, uint64_t now)
+{
+	uint64_t wait;
+
+	r->len = vmstate_get_u8(in);
+	vmstate_get_bytes(in, r->data, REPORT_MAX);
+	wait = vmstate_get_u64(in);
+	r->not_before_ns = now + MIN(wait, 10000000000ull);
+	if (r->len > REPORT_MAX) {
+		in->failed = true;
+	}
+}
+
+/* Keys and buttons held, LEDs, protocol, and the reports queued for the guest. */
+static void hid_save(struct usb_device *dev, struct vmstate_buf *out)
+{
+	struct usb_hid *h = container_of(dev, struct usb_hid, dev);
+	uint64_t now = now_ns();
+
+	pthread_mutex_lock(&h->lock);
+	vmstate_put_u8(out, h->modifiers);
+	vmstate_put_bytes(out, h->keys, sizeof(h->keys));
+	vmstate_put_u8(out, (uint8_t)h->nkeys);
+	vmstate_put_u8(out, (uint8_t)h->leds);
+	vmstate_put_u8(out, h->buttons);
+	vmstate_put_u32(out, (uint32_t)h->x);
+	vmstate_put_u32(out, (uint32_t)h->y);
+	vmstate_put_u32(out, (uint32_t)h->last_x);
+	vmstate_put_u32(out, (uint32_t)h->last_y);
+	vmstate_put_u32(out, (uint32_t)h->wheel);
+	vmstate_put_u8(out, h->protocol);
+	vmstate_put_u8(out, h->idle);
+	vmstate_put_u8(out, (uint8_t)h->count);
+	for (unsigned i = 0; i < h->count; i++) {
+		report_save(out, &h->queue[(h->head + i) % HID_QUEUE], now);
+	}
+	report_save(out, &h->last, now);
+	pthread_mutex_unlock(&h->lock);
+}
+
+static int hid_load(struct usb_device *dev, struct vmstate_buf *in, bool apply)
+{
+	struct usb_hid *h = container_of(dev, struct usb_hid, dev);
+	struct usb_hid t = {0};
+	uint64_t now = now_ns();
+
+	t.modifiers = vmstate_get_u8(in);
+	vmstate_get_bytes(in, t.keys, sizeof(t.keys));
+	t.nkeys = vmstate_get_u8(in);
+	t.leds = vmstate_get_u8(in);
+	t.buttons = vmstate_get_u8(in);
+	t.x = (int32_t)vmstate_get_u32(in);
+	t.y = (int32_t)vmstate_get_u32(in);
+	t.last_x = (int32_t)vmstate_get_u32(in);
+	t.last_y = (int32_t)vmstate_get_u32(in);
+	t.wheel = (int32_t)vmstate_get_u32(in);
+	t.protocol = vmstate_get_u8(in);
+	t.idle = vmstate_get_u8(in);
+	t.count = vmstate_get_u8(in);
+	if (t.count > HID_QUEUE) {
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < t.count; i++) {
+		report_load(in, &t.queue[i], now);
+	}
+	report_load(in, &t.last, now);
+	if (in->failed || t.nkeys > sizeof(t.keys) || t.protocol > 1 || t.x < 0 || t.x > 0x7fff ||
+	    t.y < 0 || t.y > 0x7fff) {
+		return -EINVAL;
+	}
+	if (apply) {
+		pthread_mutex_lock(&h->lock);
+		h->modifiers = t.modifiers;
+		memcpy(h->keys, t.keys, sizeof(h->keys));
+		h->nkeys = t.nkeys;
+		h->leds = t.leds;
+		h->buttons = t.buttons;
+		h->x = t.x;
+		h->y = t.y;
+		h->last_x = t.last_x;
+		h->last_y = t.last_y;
+		h->wheel = t.wheel;
+		h->protocol = t.protocol;
+		h->idle = t.idle;
+		memcpy(h->queue, t.queue, sizeof(h->queue));
+		h->head = 0;
+		h->count = t.count;
+		h->last = t.last;
+		pthread_mutex_unlock(&h->lock);
+	}
+	return 0;
+}
+
 static const struct usb_device_ops hid_ops = {
 	.reset = hid_reset,
 	.control = hid_control,
 	.data = hid_data,
 	.free = hid_free,
+	.save = hid_save,
+	.load = hid_load,
 };
 
 int usb_hid_new(enum usb_hid_kind kind, const char *id, struct usb_device **ret,

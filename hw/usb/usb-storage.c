@@ -24,6 +24,7 @@
 
 #include "common/iov.h"
 #include "common/util.h"
+#include "common/vmstate.h"
 #include "hw/usb/scsi.h"
 #include "hw/usb/usb.h"
 #include "vmmd/block.h"
@@ -289,11 +290,89 @@ static void msd_free(struct usb_device *dev)
 	free(m);
 }
 
+/* The Bulk-Only state between TDs (a command may be between its CBW and CSW) and the sense. */
+static void msd_save(struct usb_device *dev, struct vmstate_buf *out)
+{
+	struct usb_msd *m = container_of(dev, struct usb_msd, dev);
+
+	vmstate_put_u8(out, (uint8_t)m->mode);
+	vmstate_put_u32(out, m->tag);
+	vmstate_put_u32(out, m->dlen);
+	vmstate_put_u32(out, m->host_left);
+	vmstate_put_u32(out, m->moved);
+	vmstate_put_u32(out, m->resp_pos);
+	vmstate_put_u8(out, m->csw_status);
+	vmstate_put_u32(out, (uint32_t)m->req.status);
+	vmstate_put_u8(out, (uint8_t)m->req.dir);
+	vmstate_put_u32(out, m->req.len);
+	vmstate_put_bool(out, m->req.rw);
+	vmstate_put_u64(out, m->req.offset);
+	vmstate_put_blob(out, m->req.buf, sizeof(m->req.buf));
+	vmstate_put_bool(out, m->disk.locked);
+	vmstate_put_u8(out, m->disk.sense_key);
+	vmstate_put_u8(out, m->disk.asc);
+	vmstate_put_u8(out, m->disk.ascq);
+}
+
+static int msd_load(struct usb_device *dev, struct vmstate_buf *in, bool apply)
+{
+	struct usb_msd *m = container_of(dev, struct usb_msd, dev);
+	uint8_t mode = vmstate_get_u8(in);
+	uint32_t tag = vmstate_get_u32(in), dlen = vmstate_get_u32(in);
+	uint32_t host_left = vmstate_get_u32(in), moved = vmstate_get_u32(in);
+	uint32_t resp_pos = vmstate_get_u32(in);
+	uint8_t csw_status = vmstate_get_u8(in);
+	struct scsi_req req = {0};
+	bool locked;
+	uint8_t key, asc, ascq;
+
+	req.status = (int)vmstate_get_u32(in);
+	req.dir = (enum scsi_dir)vmstate_get_u8(in);
+	req.len = vmstate_get_u32(in);
+	req.rw = vmstate_get_bool(in);
+	req.offset = vmstate_get_u64(in);
+	vmstate_get_blob(in, req.buf, sizeof(req.buf));
+	locked = vmstate_get_bool(in);
+	key = vmstate_get_u8(in);
+	asc = vmstate_get_u8(in);
+	ascq = vmstate_get_u8(in);
+	if (in->failed || mode > MSD_CSW || csw_status > 2 || host_left > dlen ||
+	    resp_pos > sizeof(req.buf) || (!req.rw && req.len > sizeof(req.buf) - resp_pos) ||
+	    moved > dlen ||
+	    (req.rw && (req.offset > m->disk.blocks * SCSI_BLOCK ||
+			req.len > m->disk.blocks * SCSI_BLOCK - req.offset))) {
+		return -EINVAL;
+	}
+	if (apply) {
+		m->mode = (enum msd_mode)mode;
+		m->tag = tag;
+		m->dlen = dlen;
+		m->host_left = host_left;
+		m->moved = moved;
+		m->resp_pos = resp_pos;
+		m->csw_status = csw_status;
+		m->req = req;
+		m->disk.locked = locked;
+		m->disk.sense_key = key;
+		m->disk.asc = asc;
+		m->disk.ascq = ascq;
+	}
+	return 0;
+}
+
+struct block_node *usb_storage_node(struct usb_device *dev)
+{
+	return dev && dev->ops->free == msd_free ? container_of(dev, struct usb_msd, dev)->bs
+						 : NULL;
+}
+
 static const struct usb_device_ops msd_ops = {
 	.reset = msd_reset,
 	.control = msd_control,
 	.data = msd_data,
 	.free = msd_free,
+	.save = msd_save,
+	.load = msd_load,
 };
 
 int usb_storage_new(const struct usb_storage_config *cfg, struct usb_device **ret,

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "common/vmstate.h"
 #include "hw/usb/usb.h"
 
 static int copy_desc(uint8_t *data, unsigned max, const uint8_t *desc, unsigned len)
@@ -209,6 +210,35 @@ void usb_device_wakeup(struct usb_device *dev, uint8_t ep)
 	if (dev->wakeup) {
 		dev->wakeup(dev->wakeup_opaque, dev, ep);
 	}
+}
+
+void usb_device_save(struct usb_device *dev, struct vmstate_buf *out)
+{
+	vmstate_put_u8(out, dev->addr);
+	vmstate_put_u8(out, dev->config);
+	vmstate_put_bool(out, dev->remote_wakeup);
+	vmstate_put_u32(out, dev->halted);
+	if (dev->ops->save) {
+		dev->ops->save(dev, out);
+	}
+}
+
+int usb_device_load(struct usb_device *dev, struct vmstate_buf *in, bool apply)
+{
+	uint8_t addr = vmstate_get_u8(in), config = vmstate_get_u8(in);
+	bool rw = vmstate_get_bool(in);
+	uint32_t halted = vmstate_get_u32(in);
+
+	if (in->failed || addr > 127 || config > 1) {
+		return -EINVAL;
+	}
+	if (apply) {
+		dev->addr = addr;
+		dev->config = config;
+		dev->remote_wakeup = rw;
+		dev->halted = halted;
+	}
+	return dev->ops->load ? dev->ops->load(dev, in, apply) : 0;
 }
 
 void usb_device_free(struct usb_device *dev)

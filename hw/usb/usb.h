@@ -23,6 +23,7 @@
 #include "common/error.h"
 
 struct block_node;
+struct vmstate_buf;
 
 enum usb_speed {
 	USB_SPEED_FULL = 1, /* values are the xHCI protocol speed IDs */
@@ -109,6 +110,14 @@ struct usb_device_ops {
 	void (*clear_halt)(struct usb_device *dev, uint8_t ep_addr);
 	/* Release the device (the controller owns it once attached). */
 	void (*free)(struct usb_device *dev);
+	/*
+	 * Save/restore of the model's own state (docs/vmstate.md; the common
+	 * fields are usb_device_save's). load reads what save wrote, checks it
+	 * and changes the device only when @apply (the controller reads every
+	 * section once without applying first). 0 or -EINVAL.
+	 */
+	void (*save)(struct usb_device *dev, struct vmstate_buf *out);
+	int (*load)(struct usb_device *dev, struct vmstate_buf *in, bool apply);
 };
 
 struct usb_device {
@@ -153,6 +162,12 @@ void usb_device_reset(struct usb_device *dev);
 /* Tell the controller that IN endpoint @ep has data (any thread; no locks of the device held). */
 void usb_device_wakeup(struct usb_device *dev, uint8_t ep);
 void usb_device_free(struct usb_device *dev);
+/* The device's state (common fields, then the model's): controller lock held. */
+void usb_device_save(struct usb_device *dev, struct vmstate_buf *out);
+/* Check (and with @apply, restore) what usb_device_save wrote; -EINVAL if malformed. */
+int usb_device_load(struct usb_device *dev, struct vmstate_buf *in, bool apply);
+/* usb-storage's block node (borrowed), NULL for other devices. */
+struct block_node *usb_storage_node(struct usb_device *dev);
 
 /* The endpoint halt bit of @dev for endpoint address @ep_addr (bit 7 = IN). */
 static inline uint32_t usb_halt_bit(uint8_t ep_addr)

@@ -41,6 +41,7 @@
 #include "common/iov.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/vmstate.h"
 #include "hw/device.h"
 #include "hw/devices.h"
 #include "hw/pci/pci.h"
@@ -1621,6 +1622,18 @@ struct usb_device *xhci_find(struct xhci *x, const char *id)
 	return dev;
 }
 
+struct block_node *xhci_port_node(struct xhci *x, unsigned port)
+{
+	struct block_node *bs = NULL;
+
+	pthread_mutex_lock(&x->ports_lock);
+	if (port >= 1 && port <= XHCI_PORTS) {
+		bs = usb_storage_node(x->port[port].dev);
+	}
+	pthread_mutex_unlock(&x->ports_lock);
+	return bs;
+}
+
 bool xhci_find_port_taken(struct xhci *x, unsigned port)
 {
 	bool taken;
@@ -1729,6 +1742,224 @@ void xhci_reset(struct xhci *x)
 	pthread_mutex_unlock(&x->lock);
 }
 
+/* ---- save/restore (docs/vmstate.md, section "xhci") ---- */
+
+static void ring_save(struct vmstate_buf *out, const struct xhci_ring *r)
+{
+	vmstate_put_u64(out, r->dequeue);
+	vmstate_put_bool(out, r->ccs);
+}
+
+static void ring_load(struct vmstate_buf *in, struct xhci_ring *r)
+{
+	uint64_t deq = vmstate_get_u64(in);
+	bool ccs = vmstate_get_bool(in);
+
+	xhci_ring_init(r, deq, ccs);
+}
+
+void xhci_save(struct xhci *x, struct vmstate_buf *out)
+{
+	pthread_mutex_lock(&x->lock);
+	vmstate_put_u32(out, x->usbcmd);
+	vmstate_put_u32(out, x->usbsts);
+	vmstate_put_u32(out, x->dnctrl);
+	vmstate_put_u32(out, x->config);
+	vmstate_put_u64(out, x->dcbaap);
+	ring_save(out, &x->cmd);
+	vmstate_put_bool(out, x->crr);
+	vmstate_put_bool(out, x->intx);
+	vmstate_put_u64(out, now_ns() - x->t0_ns); /* MFINDEX runs on */
+	for (unsigned i = 0; i < XHCI_MAX_INTRS; i++) {
+		const struct xhci_intr *in = &x->intr[i];
+
+		vmstate_put_u32(out, in->iman);
+		vmstate_put_u32(out, in->imod);
+		vmstate_put_u32(out, in->erstsz);
+		vmstate_put_u64(out, in->erstba);
+		vmstate_put_u64(out, in->erdp);
+		vmstate_put_u32(out, in->seg);
+		vmstate_put_u64(out, in->seg_base);
+		vmstate_put_u32(out, in->seg_size);
+		vmstate_put_u32(out, in->idx);
+		vmstate_put_bool(out, in->pcs);
+		vmstate_put_bool(out, in->full);
+	}
+	for (unsigned s = 1; s <= XHCI_MAX_SLOTS; s++) {
+		const struct xhci_slot *sl = &x->slot[s];
+
+		vmstate_put_bool(out, sl->enabled);
+		if (!sl->enabled) {
+			continue;
+		}
+		vmstate_put_u8(out, sl->state);
+		vmstate_put_u8(out, (uint8_t)sl->port);
+		vmstate_put_u64(out, sl->ctx);
+		for (unsigned d = 1; d < 32; d++) {
+			vmstate_put_u8(out, sl->ep[d].state);
+			vmstate_put_u8(out, sl->ep[d].type);
+			ring_save(out, &sl->ep[d].ring);
+			vmstate_put_bool(out, sl->ep[d].waiting);
+		}
+	}
+	for (unsigned p = 1; p <= XHCI_PORTS; p++) {
+		struct usb_device *dev = x->port[p].dev;
+
+		vmstate_put_u32(out, x->port[p].portsc);
+		vmstate_put_bool(out, dev != NULL);
+		if (dev) {
+			vmstate_put_blob(out, dev->model, (uint32_t)strlen(dev->model));
+			vmstate_put_blob(out, dev->id, (uint32_t)strlen(dev->id));
+			usb_device_save(dev, out);
+		}
+	}
+	pthread_mutex_unlock(&x->lock);
+}
+
+/* One pass over the section: check it all (!apply), or restore it (apply). */
+static int xhci_load_pass(struct xhci *x, struct vmstate_buf *in, bool apply, struct error **errp)
+{
+	struct xhci t;
+	uint64_t elapsed;
+
+	memset(&t.intr, 0, sizeof(t.intr));
+	memset(&t.slot, 0, sizeof(t.slot));
+	t.usbcmd = vmstate_get_u32(in);
+	t.usbsts = vmstate_get_u32(in);
+	t.dnctrl = vmstate_get_u32(in);
+	t.config = vmstate_get_u32(in);
+	t.dcbaap = vmstate_get_u64(in);
+	ring_load(in, &t.cmd);
+	t.crr = vmstate_get_bool(in);
+	t.intx = vmstate_get_bool(in);
+	elapsed = vmstate_get_u64(in);
+	if ((t.usbcmd & ~USBCMD_MASK) || t.config > 0x3ff) {
+		return error_set(errp, EINVAL, "xhci: bad controller registers");
+	}
+	for (unsigned i = 0; i < XHCI_MAX_INTRS; i++) {
+		struct xhci_intr *n = &t.intr[i];
+
+		n->iman = vmstate_get_u32(in);
+		n->imod = vmstate_get_u32(in);
+		n->erstsz = vmstate_get_u32(in);
+		n->erstba = vmstate_get_u64(in);
+		n->erdp = vmstate_get_u64(in);
+		n->seg = vmstate_get_u32(in);
+		n->seg_base = vmstate_get_u64(in);
+		n->seg_size = vmstate_get_u32(in);
+		n->idx = vmstate_get_u32(in);
+		n->pcs = vmstate_get_bool(in);
+		n->full = vmstate_get_bool(in);
+		if (n->erstsz > ERST_MAX || n->seg >= MAX(n->erstsz, 1u) || n->seg_size > 4096 ||
+		    (n->seg_size && n->seg_size < 16) || n->idx >= MAX(n->seg_size, 1u)) {
+			return error_set(errp, EINVAL, "xhci: bad state of interrupter %u", i);
+		}
+	}
+	for (unsigned s = 1; s <= XHCI_MAX_SLOTS && !in->failed; s++) {
+		struct xhci_slot *sl = &t.slot[s];
+
+		sl->enabled = vmstate_get_bool(in);
+		if (!sl->enabled) {
+			continue;
+		}
+		sl->state = vmstate_get_u8(in);
+		sl->port = vmstate_get_u8(in);
+		sl->ctx = vmstate_get_u64(in);
+		if (sl->state > SLOT_CONFIGURED || sl->port > XHCI_PORTS) {
+			return error_set(errp, EINVAL, "xhci: bad state of slot %u", s);
+		}
+		for (unsigned d = 1; d < 32; d++) {
+			sl->ep[d].state = vmstate_get_u8(in);
+			sl->ep[d].type = vmstate_get_u8(in);
+			ring_load(in, &sl->ep[d].ring);
+			sl->ep[d].waiting = vmstate_get_bool(in);
+			if (sl->ep[d].state > EP_ERROR || sl->ep[d].type > 7) {
+				return error_set(errp, EINVAL,
+						 "xhci: bad state of slot %u endpoint %u", s, d);
+			}
+		}
+	}
+	for (unsigned p = 1; p <= XHCI_PORTS; p++) {
+		struct usb_device *dev = x->port[p].dev;
+		uint32_t portsc;
+
+		portsc = vmstate_get_u32(in);
+		bool present = vmstate_get_bool(in);
+		char model[32] = "", id[65] = "";
+		uint32_t n;
+		void *b;
+
+		if (present) {
+			b = vmstate_get_blob_alloc(in, sizeof(model) - 1, &n);
+			if (b) {
+				memcpy(model, b, n);
+				free(b);
+			}
+			b = vmstate_get_blob_alloc(in, sizeof(id) - 1, &n);
+			if (b) {
+				memcpy(id, b, n);
+				free(b);
+			}
+		}
+		if (in->failed) {
+			break;
+		}
+		if (present != (dev != NULL) ||
+		    (dev && (strcmp(model, dev->model) != 0 || strcmp(id, dev->id) != 0))) {
+			return error_set(errp, EINVAL,
+					 "xhci: USB port %u had %s%s%s%s; this VM has %s%s%s%s", p,
+					 present ? model : "no device", present ? " '" : "",
+					 present ? id : "", present ? "'" : "",
+					 dev ? dev->model : "no device", dev ? " '" : "",
+					 dev ? dev->id : "", dev ? "'" : "");
+		}
+		if (dev && usb_device_load(dev, in, apply) < 0) {
+			return error_set(errp, EINVAL, "xhci: bad state of USB device '%s'",
+					 dev->id);
+		}
+		if (apply) {
+			x->port[p].portsc = portsc;
+		}
+	}
+	if (in->failed) {
+		return error_set(errp, EINVAL, "xhci: section truncated");
+	}
+	if (apply) {
+		x->usbcmd = t.usbcmd;
+		x->usbsts = t.usbsts;
+		x->dnctrl = t.dnctrl;
+		x->config = t.config;
+		x->dcbaap = t.dcbaap;
+		x->cmd = t.cmd;
+		x->crr = t.crr;
+		x->t0_ns = now_ns() - MIN(elapsed, now_ns());
+		memcpy(x->intr, t.intr, sizeof(x->intr));
+		memcpy(x->slot, t.slot, sizeof(x->slot));
+		if (t.intx != x->intx) {
+			x->intx = t.intx;
+			x->ops->set_intx(x->opaque, t.intx);
+		}
+		/* endpoints that waited for device data look again */
+		__atomic_store_n(&x->wake_pending, ~0u, __ATOMIC_SEQ_CST);
+	}
+	return 0;
+}
+
+int xhci_load(struct xhci *x, struct vmstate_buf *in, struct error **errp)
+{
+	size_t start = in->pos;
+	int r;
+
+	pthread_mutex_lock(&x->lock);
+	r = xhci_load_pass(x, in, false, errp);
+	if (r == 0) {
+		in->pos = start;
+		r = xhci_load_pass(x, in, true, errp);
+	}
+	pthread_mutex_unlock(&x->lock);
+	return r;
+}
+
 /* ---- the PCI function and the device class ---- */
 
 /*
@@ -1759,6 +1990,12 @@ struct xhci_dev {
 	 */
 	uint64_t port_seq[XHCI_PORTS + 1];
 	uint64_t seq_next;
+	/*
+	 * A device was hot-added or removed: the VM no longer matches the
+	 * definition it was built from, which is what vm-save and migration
+	 * describe it by, so they are refused.
+	 */
+	bool replugged;
 };
 
 static bool xhci_dev_msix_enabled(void *opaque)
@@ -2231,6 +2468,7 @@ int xhci_hotplug_add(void *state, const struct usb_hotplug *h, unsigned port, st
 	if (!storage) {
 		d->inputs[d->n_inputs++] = dev;
 	}
+	d->replugged = true;
 	return 0;
 }
 
@@ -2259,6 +2497,7 @@ int xhci_hotplug_del(void *state, const char *id, bool *ret_storage)
 		return -ENOENT;
 	}
 	xhci_hotplug_release(d, port);
+	d->replugged = true;
 	*ret_storage = strcmp(dev->model, "usb-storage") == 0;
 	/* Block I/O runs under the controller lock, so none is in flight now: free the backend. */
 	usb_device_free(dev);
@@ -2281,6 +2520,83 @@ static void xhci_class_reset(void *state)
 	}
 }
 
+static int xhci_class_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct xhci_dev *d = state;
+
+	if (d && d->replugged) {
+		return error_set(errp, ENOTSUP,
+				 "USB devices were added or removed since the VM started; the "
+				 "saved VM would be rebuilt from its start-up definition (not "
+				 "supported yet)");
+	}
+	vmstate_put_bool(out, d != NULL);
+	if (!d) {
+		return 0;
+	}
+	pci_device_save(&d->pci, out);
+	xhci_save(d->x, out);
+	vmstate_put_u64(out, d->seq_next);
+	for (unsigned p = 1; p <= XHCI_PORTS; p++) {
+		vmstate_put_u64(out, d->port_seq[p]);
+	}
+	return 0;
+}
+
+static int xhci_class_load(void *state, struct vmstate_buf *in, unsigned version,
+			   struct error **errp)
+{
+	struct xhci_dev *d = state;
+	uint64_t seq[XHCI_PORTS + 1], next;
+	int r;
+
+	if (version != 1) {
+		return error_set(errp, EINVAL, "xhci: unknown state version %u", version);
+	}
+	if (vmstate_get_bool(in) != (d != NULL)) {
+		return error_set(errp, EINVAL, "xhci: the saved VM %s a USB controller",
+				 d ? "had no" : "had");
+	}
+	if (!d) {
+		return vmstate_check_end(in, "xhci", errp);
+	}
+	r = pci_device_load(&d->pci, in, errp);
+	if (r == 0) {
+		r = xhci_load(d->x, in, errp);
+	}
+	if (r < 0) {
+		return r;
+	}
+	next = vmstate_get_u64(in);
+	for (unsigned p = 1; p <= XHCI_PORTS; p++) {
+		seq[p] = vmstate_get_u64(in);
+	}
+	r = vmstate_check_end(in, "xhci", errp);
+	if (r < 0) {
+		return r;
+	}
+	d->seq_next = next;
+	memcpy(&d->port_seq[1], &seq[1], XHCI_PORTS * sizeof(seq[0]));
+	xhci_dev_wake(d); /* the I/O thread retries waiting endpoints */
+	return 0;
+}
+
+/* Migration's hand-over of the usb-storage images. */
+static int xhci_class_set_active(void *state, bool active, struct error **errp)
+{
+	struct xhci_dev *d = state;
+	int r = 0;
+
+	for (unsigned p = 1; d && p <= XHCI_PORTS_USB2 && r == 0; p++) {
+		struct block_node *bs = xhci_port_node(d->x, p);
+
+		if (bs) {
+			r = block_set_active(bs, active, errp);
+		}
+	}
+	return r;
+}
+
 const struct device_class xhci_class = {
 	.name = "xhci",
 	.each = DEVICE_ONCE_FOR_DISKS,
@@ -2289,4 +2605,8 @@ const struct device_class xhci_class = {
 	.realize = xhci_class_realize,
 	.unrealize = xhci_class_unrealize,
 	.reset = xhci_class_reset,
+	.state_version = 1,
+	.save = xhci_class_save,
+	.load = xhci_class_load,
+	.set_active = xhci_class_set_active,
 };

@@ -26,6 +26,9 @@
 struct xhci;
 struct guest_mem;
 struct usb_device;
+struct vmstate_buf;
+struct error;
+struct block_node;
 
 #define XHCI_MMIO_SIZE 0x4000
 #define XHCI_MSIX_TABLE 0x3000
@@ -71,6 +74,17 @@ int xhci_attach(struct xhci *x, unsigned port, struct usb_device *dev);
 struct usb_device *xhci_detach(struct xhci *x, unsigned port);
 /* The device attached as @id, or NULL. Stable until it is detached. */
 struct usb_device *xhci_find(struct xhci *x, const char *id);
+/*
+ * Save/restore: controller registers, interrupters and event ring producer
+ * state, slots and endpoints (ring dequeue pointers and cycle states), ports
+ * and each attached device's state (identity checked on load: the same
+ * model and id on each port). Taken between TDs, so nothing is half-done;
+ * load checks the whole section before changing anything.
+ */
+void xhci_save(struct xhci *x, struct vmstate_buf *out);
+int xhci_load(struct xhci *x, struct vmstate_buf *in, struct error **errp);
+/* The block node of the usb-storage on @port (borrowed), or NULL. */
+struct block_node *xhci_port_node(struct xhci *x, unsigned port);
 /* Whether root port @port has a device (true for numbers outside 1..XHCI_PORTS). */
 bool xhci_find_port_taken(struct xhci *x, unsigned port);
 /* Retry endpoints that were waiting for device data (I/O thread). */

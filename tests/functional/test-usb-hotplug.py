@@ -149,6 +149,15 @@ def test_definition_follows_usb_hotplug():
             # input goes to the hot-added tablet, by id
             q.ok("input-send-event", {"vm": "pd", "device": "tab", "events": [
                 {"type": "abs", "data": {"axis": "x", "value": 100}}]})
+            # the VM no longer matches its start-up definition: vm-save refuses cleanly
+            snap = os.path.join(tmp, "snap")
+            q.ok("vm-save", vm="pd", path=snap)
+            ev = q.event("VM_SAVE_COMPLETED", timeout=60,
+                         pred=lambda e: e["data"]["path"] == snap)
+            assert ev["data"]["status"] == "failed", ev
+            assert "added or removed" in ev["data"]["error"], ev
+            assert not os.path.exists(snap)
+            assert q.ok("query-status", vm="pd")["status"] == "running"
             # a cold-plugged device can go too, at once
             q.ok("device_del", {"vm": "pd", "id": "kbd0"})
             q.event("DEVICE_DELETED", pred=lambda e: e["data"].get("device") == "kbd0")

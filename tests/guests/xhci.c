@@ -34,6 +34,11 @@
  * Port Status Change (device_del), then ring: the transfer must end with
  * USB Transaction Error; Disable Slot.
  *
+ * A disk whose sector 0 starts with "USBSAVE!" makes it run a long loop
+ * instead (for vm-save in the middle of Bulk-Only commands): SAVE_ROUNDS
+ * times WRITE (10) sector 1 + n % 64 with the pattern of round n, READ (10)
+ * it back and compare; progress every 100 rounds, then "saveloop done".
+ *
  * Pattern byte i of sector s: (s * 31 + i * 7 + 0x5a) & 0xff (as virtio-blk.c).
  */
 #include "lib.h"
@@ -977,6 +982,46 @@ static void hotplug(void)
 	print("xhci: hotplug: done\n");
 }
 
+#define SAVE_ROUNDS 800
+
+/* Byte i of the sector written in round n. */
+static uint8_t save_byte(unsigned n, unsigned i)
+{
+	return (uint8_t)(n * 13 + i * 3 + 0x21);
+}
+
+static void saveloop(void)
+{
+	uint8_t cdb[16];
+	bool good = true;
+
+	for (unsigned n = 0; n < SAVE_ROUNDS && good; n++) {
+		uint32_t sector = 1 + n % 64;
+		int st;
+
+		for (unsigned i = 0; i < 512; i++) {
+			buf[i] = save_byte(n, i);
+		}
+		rw10(0x2a, sector, 1, cdb);
+		st = bot(cdb, 10, buf, 512, false, 1 + n % 2);
+		memset(check, 0, 512);
+		rw10(0x28, sector, 1, cdb);
+		st |= bot(cdb, 10, check, 512, true, 1 + n % 3);
+		if (st != 0 || memcmp(buf, check, 512) != 0) {
+			print("xhci: saveloop round ");
+			print_dec(n);
+			print(" BAD\n");
+			good = false;
+		}
+		if (n % 100 == 99) {
+			print("xhci: saveloop ");
+			print_dec(n + 1);
+			print(" ok\n");
+		}
+	}
+	print(good ? "xhci: saveloop done ok\n" : "xhci: saveloop done BAD\n");
+}
+
 static bool any_connected(void)
 {
 	for (unsigned p = 1; p <= (mr32(mmio + 4) >> 24); p++) {
@@ -1033,6 +1078,13 @@ void guest_main(void)
 			__asm__ volatile("cli; hlt");
 		}
 	} else if (port_enable() && enumerate() && describe() && configure()) {
+		uint8_t cdb[16];
+
+		rw10(0x28, 0, 1, cdb);
+		if (bot(cdb, 10, buf, 512, true, 1) == 0 && memcmp(buf, "USBSAVE!", 8) == 0) {
+			saveloop();
+			guest_poweroff();
+		}
 		storage();
 		hostile();
 	} else {
