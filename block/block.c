@@ -922,7 +922,7 @@ int block_do_flush(struct block_node *bs)
 	if (bs->read_only) {
 		return 0;
 	}
-	if (bs->drv->flush) {
+	if (bs->drv->flush && !(!bs->file && (bs->flags & BLOCK_O_NO_FLUSH))) {
 		r = bs->drv->flush(bs);
 	}
 	if (r >= 0 && bs->file) {

@@ -274,7 +274,7 @@ static void file_close(struct block_node *bs)
 	if (!s) {
 		return;
 	}
-	if (!bs->read_only) {
+	if (!bs->read_only && !(bs->flags & BLOCK_O_NO_FLUSH)) {
 		fdatasync(s->fd);
 	}
 	close(s->fd);

@@ -98,8 +98,9 @@ int img_cache_flags(const char *mode, unsigned *ret_flags)
 {
 	if (strcmp(mode, "none") == 0 || strcmp(mode, "directsync") == 0) {
 		*ret_flags = BLOCK_O_NOCACHE;
-	} else if (strcmp(mode, "writeback") == 0 || strcmp(mode, "writethrough") == 0 ||
-		   strcmp(mode, "unsafe") == 0) {
+	} else if (strcmp(mode, "unsafe") == 0) {
+		*ret_flags = BLOCK_O_NO_FLUSH; /* as QEMU: flushes never reach the disk */
+	} else if (strcmp(mode, "writeback") == 0 || strcmp(mode, "writethrough") == 0) {
 		*ret_flags = 0;
 	} else {
 		img_error("invalid cache mode '%s' (none, writeback, writethrough, directsync, "

@@ -39,6 +39,13 @@ enum {
 	 * probe as another format, as QEMU does for probed raw images.
 	 */
 	BLOCK_O_PROBED = 1u << 5,
+	/*
+	 * cache=unsafe (QEMU's BDRV_O_NO_FLUSH; qemu-img convert's default for
+	 * its target): a flush still writes a format's cached metadata to its
+	 * file, but the protocol never waits for the disk (no fdatasync, not
+	 * at close either).
+	 */
+	BLOCK_O_NO_FLUSH = 1u << 6,
 };
 
 /*
