@@ -17,8 +17,11 @@
  * entry whose block holds zeroes instead of the lost data, never one that
  * points outside the file).
  *
- * Refused: differencing images (has_parent), a log that still needs
- * replaying (QEMU replays it on a read-write open), unknown required
+ * A log left by a crash (the header names a log GUID and the log holds a
+ * valid sequence of entries) is replayed on a read-write open, as QEMU
+ * does; a read-only open of such an image is refused.
+ *
+ * Refused: differencing images (has_parent), unknown required
  * regions or metadata items, bad checksums, block sizes outside 1..256 MiB,
  * sector sizes other than 512 and 4096, sizes over 64 TiB, BATs over
  * 64 MiB, BAT entries past the end of the file or with an invalid state.
@@ -170,9 +173,268 @@ static int vhdx_probe(const uint8_t *buf, size_t len, const char *filename)
 	return len >= 8 && memcmp(buf, "vhdxfile", 8) == 0 ? 100 : 0;
 }
 
+static int write_header(struct vhdx_state *s, unsigned slot);
+
 static bool header_valid(const uint8_t *h)
 {
 	return memcmp(h, "head", 4) == 0 && vhdx_checksum(h, VHDX_HEADER_SIZE, 4) == le32(h + 4);
+}
+
+/* ---- the log (VHDX 1.00 §2.3): replayed on a read-write open ---- */
+
+#define LOG_SECTOR 4096
+#define LOG_DESC_SIZE 32
+#define LOG_HDR_SIZE 64
+/* How far past the file's end a log may place data (a crash after the log write, before the extension). */
+#define LOG_MAX_GROWTH (1024 * MiB)
+
+struct log_entry {
+	uint64_t off; /* in the log */
+	uint32_t len; /* bytes */
+	uint32_t tail;
+	uint64_t seq;
+	uint32_t ndesc;
+	uint64_t last_file_offset;
+	uint8_t *buf; /* the whole entry, len bytes */
+};
+
+/* Read @len bytes at log offset @off (wrapping at the end of the log). */
+static int log_read(struct vhdx_state *s, uint64_t off, uint8_t *buf, uint64_t len)
+{
+	for (uint64_t done = 0; done < len; done += LOG_SECTOR) {
+		uint64_t at = (off + done) % s->log_length;
+		int r = block_pread(s->bs->file, s->log_offset + at, buf + done, LOG_SECTOR);
+
+		if (r < 0) {
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Sectors holding the header and @ndesc descriptors. */
+static uint64_t log_desc_sectors(uint64_t ndesc)
+{
+	return (LOG_HDR_SIZE + ndesc * LOG_DESC_SIZE + LOG_SECTOR - 1) / LOG_SECTOR;
+}
+
+/* Whether [@off, @off+@len) may be written by a log entry of a file of @limit bytes. */
+static bool log_target_ok(struct vhdx_state *s, uint64_t off, uint64_t len, uint64_t limit)
+{
+	if (off % LOG_SECTOR || len % LOG_SECTOR || off < VHDX_REGION1 || off > limit ||
+	    len > limit - off) {
+		return false; /* unaligned, over the file identifier or headers, or too far out */
+	}
+	return off + len <= s->log_offset || off >= s->log_offset + s->log_length;
+}
+
+/*
+ * Read the entry at log offset @off and check all of it: signature, log
+ * GUID, lengths, checksum, every descriptor and data sector (sequence
+ * numbers, targets). 1 and *e filled (e->buf to free) if valid, 0 if not,
+ * -errno on a read error.
+ */
+static int log_entry_read(struct vhdx_state *s, uint64_t off, uint64_t file_len,
+			  struct log_entry *e)
+{
+	uint8_t h[LOG_SECTOR];
+	uint64_t nsect, ndata = 0, limit;
+	uint8_t *b;
+	int r;
+
+	memset(e, 0, sizeof(*e));
+	r = log_read(s, off, h, LOG_SECTOR);
+	if (r < 0) {
+		return r;
+	}
+	e->off = off;
+	e->len = le32(h + 8);
+	e->tail = le32(h + 12);
+	e->seq = le64(h + 16);
+	e->ndesc = le32(h + 24);
+	e->last_file_offset = le64(h + 56);
+	if (memcmp(h, "loge", 4) != 0 || memcmp(h + 32, s->header + 48, 16) != 0 ||
+	    e->len < LOG_SECTOR || e->len % LOG_SECTOR || e->len > s->log_length ||
+	    e->tail % LOG_SECTOR || e->tail >= s->log_length || e->seq == 0 ||
+	    log_desc_sectors(e->ndesc) > e->len / LOG_SECTOR ||
+	    e->last_file_offset > file_len + LOG_MAX_GROWTH) {
+		return 0;
+	}
+	b = malloc(e->len);
+	if (!b) {
+		return -ENOMEM;
+	}
+	r = log_read(s, off, b, e->len);
+	if (r < 0) {
+		free(b);
+		return r;
+	}
+	if (vhdx_checksum(b, e->len, 4) != le32(b + 4)) {
+		free(b);
+		return 0;
+	}
+	nsect = log_desc_sectors(e->ndesc);
+	limit = MAX(file_len, e->last_file_offset);
+	for (uint32_t i = 0; i < e->ndesc; i++) {
+		const uint8_t *d = b + LOG_HDR_SIZE + (uint64_t)i * LOG_DESC_SIZE;
+		bool data = memcmp(d, "desc", 4) == 0;
+
+		if ((!data && memcmp(d, "zero", 4) != 0) || le64(d + 24) != e->seq ||
+		    !log_target_ok(s, le64(d + 16), data ? LOG_SECTOR : le64(d + 8), limit)) {
+			free(b);
+			return 0;
+		}
+		if (data) {
+			const uint8_t *ds = b + (nsect + ndata) * LOG_SECTOR;
+
+			if ((nsect + ndata + 1) * LOG_SECTOR > e->len ||
+			    memcmp(ds, "data", 4) != 0 ||
+			    ((uint64_t)le32(ds + 4) << 32 | le32(ds + 4092)) != e->seq) {
+				free(b);
+				return 0;
+			}
+			ndata++;
+		}
+	}
+	if ((nsect + ndata) * LOG_SECTOR != e->len) {
+		free(b);
+		return 0;
+	}
+	e->buf = b;
+	return 1;
+}
+
+/* Apply one entry's descriptors to the file. */
+static int log_entry_apply(struct vhdx_state *s, const struct log_entry *e)
+{
+	uint64_t nsect = log_desc_sectors(e->ndesc), ndata = 0;
+	uint8_t sec[LOG_SECTOR];
+	int r = 0;
+
+	for (uint32_t i = 0; i < e->ndesc && r == 0; i++) {
+		const uint8_t *d = e->buf + LOG_HDR_SIZE + (uint64_t)i * LOG_DESC_SIZE;
+
+		if (memcmp(d, "desc", 4) == 0) {
+			const uint8_t *ds = e->buf + (nsect + ndata++) * LOG_SECTOR;
+
+			memcpy(sec, d + 8, 8);			  /* LeadingBytes */
+			memcpy(sec + 8, ds + 8, LOG_SECTOR - 12); /* the sector's data */
+			memcpy(sec + LOG_SECTOR - 4, d + 4, 4);	  /* TrailingBytes */
+			r = block_pwrite(s->bs->file, le64(d + 16), sec, LOG_SECTOR);
+		} else {
+			r = block_write_zeroes(s->bs->file, le64(d + 16), le64(d + 8), 0);
+		}
+	}
+	return r;
+}
+
+/*
+ * The header names a log: find its active sequence (the valid run of
+ * entries with consecutive sequence numbers whose last, the head, has the
+ * highest sequence number and names the run's first as its tail), write
+ * its descriptors into the file in order, extend the file to the head's
+ * LastFileOffset, and clear the log GUID in both headers. No valid
+ * sequence: nothing to replay (as QEMU). A read-only open cannot replay
+ * and is refused, as QEMU's.
+ */
+static int replay_log(struct vhdx_state *s, const char *fn, uint64_t file_len, struct error **errp)
+{
+	uint64_t nslots = s->log_length / LOG_SECTOR, best_tail = 0, best_seq = 0, best_n = 0;
+	struct log_entry e, cur;
+	int r;
+
+	for (uint64_t slot = 0; slot < nslots; slot++) {
+		uint64_t n = 1;
+
+		r = log_entry_read(s, slot * LOG_SECTOR, file_len, &e);
+		if (r < 0) {
+			return error_set_errno(errp, r, "could not read the VHDX log of '%s'", fn);
+		}
+		if (r == 0) {
+			continue;
+		}
+		cur = e;
+		/* follow it while the next entry continues the sequence (at most once around) */
+		while (n < nslots) {
+			struct log_entry next;
+
+			r = log_entry_read(s, (cur.off + cur.len) % s->log_length, file_len, &next);
+			if (r < 0) {
+				free(cur.buf);
+				return error_set_errno(errp, r,
+						       "could not read the VHDX log of '%s'", fn);
+			}
+			if (r == 0 || next.seq != cur.seq + 1) {
+				free(next.buf);
+				break;
+			}
+			free(cur.buf);
+			cur = next;
+			n++;
+		}
+		free(cur.buf);
+		if (cur.tail == e.off && cur.seq > best_seq) {
+			best_seq = cur.seq;
+			best_tail = e.off;
+			best_n = n;
+		}
+	}
+	if (best_n == 0) {
+		return 0; /* nothing valid to replay */
+	}
+	if (s->bs->read_only) {
+		return error_set(errp, EPERM,
+				 "VHDX image file '%s' opened read-only, but contains a log that "
+				 "needs to be replayed (open it read-write to replay it, e.g. "
+				 "'vmm-img check -r all')",
+				 fn);
+	}
+	{
+		uint64_t off = best_tail, last = 0;
+
+		for (uint64_t i = 0; i < best_n; i++) {
+			r = log_entry_read(s, off, file_len, &e);
+			if (r <= 0) {
+				return error_set_errno(errp, r < 0 ? r : -EIO,
+						       "VHDX image '%s': log changed during replay",
+						       fn);
+			}
+			r = log_entry_apply(s, &e);
+			last = e.last_file_offset;
+			off = (e.off + e.len) % s->log_length;
+			free(e.buf);
+			if (r < 0) {
+				return error_set_errno(errp, r,
+						       "could not replay the VHDX log of '%s'", fn);
+			}
+		}
+		if (last > block_length(s->bs->file)) {
+			last = (last + MiB - 1) / MiB * MiB;
+			r = block_truncate(s->bs->file, last, errp);
+			if (r < 0) {
+				return r;
+			}
+		}
+	}
+	r = block_flush(s->bs->file);
+	if (r == 0) {
+		/* the log is done: no header names it any more */
+		memset(s->header + 48, 0, 16);
+		r = write_header(s, !s->header_slot);
+	}
+	if (r == 0) {
+		r = block_flush(s->bs->file);
+	}
+	if (r == 0) {
+		r = write_header(s, s->header_slot);
+	}
+	if (r == 0) {
+		r = block_flush(s->bs->file);
+	}
+	if (r < 0) {
+		return error_set_errno(errp, r, "could not replay the VHDX log of '%s'", fn);
+	}
+	return 0;
 }
 
 static int parse_headers(struct vhdx_state *s, const char *fn, uint64_t file_len,
@@ -215,26 +477,9 @@ static int parse_headers(struct vhdx_state *s, const char *fn, uint64_t file_len
 				 fn, s->log_offset, s->log_length);
 	}
 	if (!guid_zero(c + 48)) {
-		/* a log with entries of this GUID must be replayed before the image is used */
-		_cleanup_free_ uint8_t *sec = malloc(4096);
-
-		if (!sec) {
-			return error_set(errp, ENOMEM, "out of memory");
-		}
-		for (uint64_t off = 0; off < s->log_length; off += 4096) {
-			r = block_pread(s->bs->file, s->log_offset + off, sec, 4096);
-			if (r < 0) {
-				return error_set_errno(errp, r,
-						       "could not read the VHDX log of '%s'", fn);
-			}
-			if (memcmp(sec, "loge", 4) == 0 && memcmp(sec + 32, c + 48, 16) == 0) {
-				return error_set(
-					errp, ENOTSUP,
-					"VHDX image '%s' has a log to replay (it was not "
-					"closed cleanly); replay it with 'qemu-img check -r "
-					"all' first",
-					fn);
-			}
+		r = replay_log(s, fn, file_len, errp);
+		if (r < 0) {
+			return r;
 		}
 	}
 	return 0;

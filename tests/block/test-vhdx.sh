@@ -2,7 +2,7 @@
 # VHDX through vmm-img against qemu-img: images made by qemu-img (several
 # sizes and block sizes, 4 KiB logical sectors, data patterns) read back
 # identically; vmm-img's images (create, convert, random writes) pass
-# qemu-img check and compare; an image with a log to replay is refused.
+# qemu-img check and compare; a log without a valid entry is not replayed.
 . "$top_srcdir/tests/lib/harness.sh"
 require_tool qemu-img qemu-io python3
 FMT=vhdx
@@ -30,8 +30,7 @@ create_line 64M -o block_size=2M,log_size=4M
 grep -q 'not supported' "$T/err" || fail "fixed: $(cat "$T/err")"
 "$VMM_IMG" create -f vhdx -o block_size=3M "$T/bad.vhdx" 1M 2>"$T/err" && fail "block_size=3M accepted"
 
-# a log entry that still needs replaying (crafted: a valid header naming a
-# log GUID and a "loge" sector carrying it) is refused, not ignored
+# a header naming a log GUID and a "loge" sector carrying it, but no more ...
 qemu-img create -q -f vhdx "$T/log.vhdx" 8M
 python3 - "$T/log.vhdx" <<'PY'
 import struct, sys, zlib
@@ -56,6 +55,8 @@ d[log:log + 4] = b'loge'
 d[log + 32:log + 48] = guid
 open(p, 'wb').write(d)
 PY
-"$VMM_IMG" info -f vhdx "$T/log.vhdx" >/dev/null 2>"$T/err" && fail "a log to replay was ignored"
-grep -q 'log to replay' "$T/err" || fail "log: $(cat "$T/err")"
+# ... is no valid entry (no checksum, no length): nothing to replay, the image
+# opens, as in qemu-img (valid logs: test-vhdx-log.sh)
+qemu-img info -f vhdx "$T/log.vhdx" >/dev/null 2>"$T/err" || fail "qemu-img: $(cat "$T/err")"
+"$VMM_IMG" info -f vhdx "$T/log.vhdx" >/dev/null 2>"$T/err" || fail "log: $(cat "$T/err")"
 echo "PASS"
