@@ -694,8 +694,12 @@ static int load_bat(struct vhdx_state *s, const char *fn, uint64_t file_len, str
 					 " has invalid state %u",
 					 fn, i, st);
 		}
+		/* the last block may end with the disk (qemu-img's fixed images stop there) */
 		if (st == PAYLOAD_FULLY_PRESENT &&
-		    (off < 2 * MiB || off > file_len || s->block_size > file_len - off)) {
+		    (off < 2 * MiB || off > file_len ||
+		     MIN((uint64_t)s->block_size,
+			 s->size - (i - i / (s->chunk_ratio + 1)) * s->block_size) >
+			     file_len - off)) {
 			return error_set(errp, EINVAL,
 					 "VHDX image '%s': BAT entry %" PRIu64
 					 " points at %#" PRIx64 ", outside the file",
@@ -982,7 +986,8 @@ static int vhdx_create(const char *filename, uint64_t size, json_t *opts, struct
 {
 	uint64_t block_size = 0, log_size = MiB, bat_len, meta_off, bat_entries, data_blocks;
 	uint32_t chunk_ratio;
-	bool zero_state = true;
+	bool zero_state = true, fixed = false;
+	uint64_t data_off;
 	struct block_node *file = NULL;
 	_cleanup_free_ uint8_t *buf = NULL;
 	const char *key;
@@ -1009,12 +1014,12 @@ static int vhdx_create(const char *filename, uint64_t size, json_t *opts, struct
 		} else if (strcmp(key, "block_state_zero") == 0 &&
 			   (strcmp(val, "on") == 0 || strcmp(val, "off") == 0)) {
 			zero_state = strcmp(val, "on") == 0;
-		} else if (strcmp(key, "subformat") == 0 && strcmp(val, "dynamic") == 0) {
-			continue;
+		} else if (strcmp(key, "subformat") == 0 &&
+			   (strcmp(val, "dynamic") == 0 || strcmp(val, "fixed") == 0)) {
+			fixed = strcmp(val, "fixed") == 0;
 		} else if (strcmp(key, "subformat") == 0) {
-			return error_set(errp, ENOTSUP,
-					 "VHDX subformat '%s' is not supported (dynamic only)",
-					 val);
+			return error_set(errp, EINVAL,
+					 "Parameter 'subformat' does not accept value '%s'", val);
 		} else if (strcmp(key, "preallocation") == 0 && strcmp(val, "off") == 0) {
 			continue;
 		} else {
@@ -1052,7 +1057,9 @@ static int vhdx_create(const char *filename, uint64_t size, json_t *opts, struct
 				 bat_entries * 8);
 	}
 	meta_off = MiB + log_size + bat_len;
-	r = block_create("raw", filename, meta_off + MiB, NULL, errp);
+	/* fixed: every block present, one after the other behind the metadata, up to the disk's end */
+	data_off = meta_off + MiB;
+	r = block_create("raw", filename, fixed ? data_off + size : meta_off + MiB, NULL, errp);
 	if (r == 0) {
 		r = block_open(&file, filename, "raw", BLOCK_O_RDWR, errp);
 	}
@@ -1127,6 +1134,7 @@ static int vhdx_create(const char *filename, uint64_t size, json_t *opts, struct
 			put_le32(e + 24, items[i].flags);
 		}
 		put_le32(m + 65536, (uint32_t)block_size);
+		put_le32(m + 65540, fixed ? 1 : 0); /* LeaveBlocksAllocated */
 		put_le64(m + 65544, size);
 		guid_random(m + 65552);
 		put_le32(m + 65568, 512);
@@ -1135,8 +1143,14 @@ static int vhdx_create(const char *filename, uint64_t size, json_t *opts, struct
 	}
 	if (r == 0) {
 		memset(buf, 0, bat_len);
-		for (uint64_t i = 0; i < bat_entries && zero_state; i++) {
-			if ((i + 1) % (chunk_ratio + 1) != 0) {
+		for (uint64_t i = 0, blk = 0; i < bat_entries; i++) {
+			if ((i + 1) % (chunk_ratio + 1) == 0) {
+				continue; /* sector bitmap entry */
+			}
+			if (fixed) {
+				put_le64(buf + 8 * i,
+					 (data_off + blk++ * block_size) | PAYLOAD_FULLY_PRESENT);
+			} else if (zero_state) {
 				put_le64(buf + 8 * i, PAYLOAD_ZERO);
 			}
 		}
