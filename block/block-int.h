@@ -179,6 +179,11 @@ struct block_driver {
 	int (*change_backing)(struct block_node *bs, const char *file, const char *fmt,
 			      struct error **errp);
 	/*
+	 * Change the image's format options in place (amend -o: the options
+	 * other than backing_file/backing_fmt/size, as strings). May be NULL.
+	 */
+	int (*amend)(struct block_node *bs, json_t *opts, struct error **errp);
+	/*
 	 * The node's contents moved to another struct block_node (the core
 	 * swaps nodes when it reopens one or inserts an overlay): update any
 	 * pointer the driver state keeps to its node. May be NULL.
@@ -305,6 +310,7 @@ int block_check(struct block_node *bs, struct block_check_result *res, unsigned 
 int block_pwrite_compressed(struct block_node *bs, uint64_t offset, const void *buf, uint64_t len);
 int block_change_backing(struct block_node *bs, const char *file, const char *fmt,
 			 struct error **errp);
+int block_amend(struct block_node *bs, json_t *opts, struct error **errp);
 
 /*
  * The gate (see struct block_node). block_gate_enter: for a synchronous

@@ -1330,6 +1330,19 @@ int block_pwrite_compressed(struct block_node *bs, uint64_t offset, const void *
 	return r;
 }
 
+int block_amend(struct block_node *bs, json_t *opts, struct error **errp)
+{
+	if (!bs->drv->amend) {
+		return error_set(errp, ENOTSUP,
+				 "Format driver '%s' does not support option amendment",
+				 bs->drv->name);
+	}
+	if (bs->read_only) {
+		return error_set(errp, EPERM, "cannot amend '%s': it is read-only", bs->filename);
+	}
+	return bs->drv->amend(bs, opts, errp);
+}
+
 int block_change_backing(struct block_node *bs, const char *file, const char *fmt,
 			 struct error **errp)
 {

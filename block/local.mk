@@ -70,7 +70,7 @@ tests_unit_test_formats_SOURCES = tests/unit/test-formats.c tests/unit/check-mai
 tests_unit_test_formats_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_formats_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
 TESTS += tests/block/test-qed.sh tests/block/test-vpc.sh tests/block/test-vhdx.sh \
-	tests/block/test-img-convert-cache.sh tests/block/test-vhdx-log.sh \
+	tests/block/test-img-convert-cache.sh tests/block/test-vhdx-log.sh tests/block/test-img-amend.sh \
 	tests/block/test-vmdk.sh
 # A VM disk in each format through virtio-blk (the test guest is built by hw/virtio/).
 TESTS += tests/functional/test-disk-formats.py

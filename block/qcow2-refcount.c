@@ -1099,6 +1099,40 @@ static int rebuild(struct qcow2_state *s, struct check_ctx *cx)
 	return 0;
 }
 
+int qcow2_change_refcount_order(struct qcow2_state *s, uint32_t order, uint64_t *ret_bad)
+{
+	uint32_t old_order = s->refcount_order;
+	struct check_ctx cx = {.s = s};
+	struct block_check_result res = {0};
+	uint64_t max = order >= 5 ? UINT32_MAX : (1ull << (1u << order)) - 1;
+	int ret;
+
+	cx.res = &res;
+	ret = compute_refs(&cx);
+	for (uint64_t c = 0; ret == 0 && c < cx.nb; c++) {
+		if (cx.refs[c] > max) {
+			*ret_bad = c;
+			ret = -ERANGE;
+		}
+	}
+	if (ret == 0) {
+		s->refcount_order = order;
+		s->refcount_bits = 1u << order;
+		s->rb_bits = s->cluster_bits + 3 - order;
+		s->rb_entries = 1ull << s->rb_bits;
+		qcow2_cache_drop_all(&s->rb_cache);
+		ret = rebuild(s, &cx);
+		if (ret < 0) {
+			s->refcount_order = old_order;
+			s->refcount_bits = 1u << old_order;
+			s->rb_bits = s->cluster_bits + 3 - old_order;
+			s->rb_entries = 1ull << s->rb_bits;
+		}
+	}
+	free(cx.refs);
+	return ret;
+}
+
 int qcow2_rebuild_refcounts(struct qcow2_state *s)
 {
 	struct check_ctx cx = {.s = s};

@@ -223,6 +223,11 @@ static int write_table(struct qcow2_state *s, struct qcow2_snapshot *sns, uint32
 	return ret;
 }
 
+int qcow2_snapshots_rewrite(struct qcow2_state *s)
+{
+	return s->nb_snapshots ? write_table(s, s->snapshots, s->nb_snapshots) : 0;
+}
+
 static int entry_refcount(struct qcow2_state *s, uint64_t off, uint64_t *ret)
 {
 	return qcow2_get_refcount(s, off >> s->cluster_bits, ret);

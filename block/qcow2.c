@@ -1419,6 +1419,208 @@ static int qcow2_change_backing(struct block_node *bs, const char *file, const c
 	return 0;
 }
 
+/* ---- amend (qemu-img amend -o compat,lazy_refcounts,refcount_bits) ---- */
+
+/* Whether an L1 table (@n entries at @off, or @l1 in memory) maps any zero cluster. */
+static int l1_has_zero(struct qcow2_state *s, const uint64_t *l1, uint64_t off, uint32_t n,
+		       bool *ret)
+{
+	_cleanup_free_ uint8_t *raw = NULL;
+	_cleanup_free_ uint8_t *l2 = malloc(s->cluster_size);
+	int ret_io;
+
+	if (!l2) {
+		return -ENOMEM;
+	}
+	if (!l1) {
+		raw = malloc(MAX((uint64_t)n * 8, 1));
+		if (!raw) {
+			return -ENOMEM;
+		}
+		ret_io = n ? qcow2_file_pread(s, off, raw, (uint64_t)n * 8) : 0;
+		if (ret_io < 0) {
+			return ret_io;
+		}
+	}
+	for (uint32_t i = 0; i < n && !*ret; i++) {
+		uint64_t e = l1 ? l1[i] : qcow2_be64(raw + 8 * (uint64_t)i);
+		uint64_t l2off = e & QCOW2_OFFSET_MASK;
+
+		if (!l2off) {
+			continue;
+		}
+		ret_io = qcow2_file_pread(s, l2off, l2, s->cluster_size);
+		if (ret_io < 0) {
+			return ret_io;
+		}
+		for (uint64_t k = 0; k < s->l2_entries; k++) {
+			uint64_t x = qcow2_be64(l2 + 8 * k);
+
+			if (!(x & QCOW2_OFLAG_COMPRESSED) && (x & QCOW2_OFLAG_ZERO)) {
+				*ret = true;
+				break;
+			}
+		}
+	}
+	return 0;
+}
+
+static int qcow2_amend(struct block_node *bs, json_t *opts, struct error **errp)
+{
+	struct qcow2_state *s = bs->opaque;
+	const char *compat = json_string_value(json_object_get(opts, "compat"));
+	const char *lazy = json_string_value(json_object_get(opts, "lazy_refcounts"));
+	const char *rbits = json_string_value(json_object_get(opts, "refcount_bits"));
+	uint32_t version = s->version, order = s->refcount_order;
+	int want_lazy = -1, ret = 0;
+
+	if (compat) {
+		if (!strcmp(compat, "0.10") || !strcmp(compat, "v2")) {
+			version = 2;
+		} else if (!strcmp(compat, "1.1") || !strcmp(compat, "v3")) {
+			version = 3;
+		} else {
+			return error_set(errp, EINVAL, "Unknown compatibility level %s", compat);
+		}
+	}
+	if (lazy) {
+		if (strcmp(lazy, "on") != 0 && strcmp(lazy, "off") != 0) {
+			return error_set(errp, EINVAL,
+					 "Parameter 'lazy_refcounts' expects 'on' or 'off'");
+		}
+		want_lazy = !strcmp(lazy, "on");
+	}
+	if (rbits) {
+		char *end;
+		unsigned long b = strtoul(rbits, &end, 10);
+
+		if (*end || !b || b > 64 || (b & (b - 1))) {
+			return error_set(errp, EINVAL,
+					 "Refcount width must be a power of two and may not exceed "
+					 "64 bits");
+		}
+		order = (uint32_t)__builtin_ctzl(b);
+	}
+	if (want_lazy == 1 && version < 3) {
+		return error_set(errp, EINVAL,
+				 "Lazy refcounts only supported with compatibility level 1.1 and "
+				 "above (use compat=1.1 or greater)");
+	}
+	if (order != 4 && version < 3) {
+		return error_set(errp, EINVAL,
+				 "Refcount widths other than 16 bits require compatibility level "
+				 "1.1 or above (use compat=1.1 or greater)");
+	}
+	pthread_mutex_lock(&s->lock);
+	ret = qcow2_flush_all(s);
+	if (ret < 0) {
+		goto io_err;
+	}
+	/* as QEMU: upgrade first, then refcounts, lazy refcounts, downgrade last */
+	if (version > s->version) {
+		s->version = 3;
+		s->incompat = s->compat = s->autoclear = 0;
+		s->refcount_order = 4;
+		ret = qcow2_update_header(s);
+		if (ret == 0) {
+			ret = qcow2_snapshots_rewrite(
+				s); /* v3 snapshots carry 16 bytes of extra data */
+		}
+		if (ret < 0) {
+			goto io_err;
+		}
+	}
+	if (order != s->refcount_order) {
+		uint64_t bad = 0;
+
+		ret = qcow2_change_refcount_order(s, order, &bad);
+		if (ret == -ERANGE) {
+			uint64_t rc = 0;
+
+			qcow2_get_refcount(s, bad, &rc);
+			pthread_mutex_unlock(&s->lock);
+			return error_set(errp, EINVAL,
+					 "Cannot decrease refcount entry width to %u bits: Cluster "
+					 "at offset %#" PRIx64 " has a refcount of %" PRIu64,
+					 1u << order, bad << s->cluster_bits, rc);
+		}
+		if (ret < 0) {
+			goto io_err;
+		}
+	}
+	if (want_lazy >= 0 && version >= 3 &&
+	    !!(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS) != want_lazy) {
+		if (want_lazy) {
+			s->compat |= QCOW2_COMPAT_LAZY_REFCOUNTS;
+		} else {
+			/* refcounts are exact once every cache is on disk: the dirty bit goes */
+			ret = qcow2_flush_all(s);
+			s->compat &= ~QCOW2_COMPAT_LAZY_REFCOUNTS;
+			s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
+			s->lazy_active = false;
+		}
+		if (ret == 0) {
+			ret = qcow2_update_header(s);
+		}
+		if (ret < 0) {
+			goto io_err;
+		}
+	}
+	if (version < s->version) {
+		bool zero = false;
+
+		if (s->refcount_order != 4 || s->compression_type != QCOW2_COMPRESSION_ZLIB ||
+		    (s->incompat & ~QCOW2_INCOMPAT_DIRTY)) {
+			pthread_mutex_unlock(&s->lock);
+			return error_set(
+				errp, ENOTSUP,
+				"Cannot downgrade an image with refcount_bits other than "
+				"16, zstd compression, an external data file or extended L2 "
+				"entries to compat=0.10");
+		}
+		ret = l1_has_zero(s, s->l1_table, 0, s->l1_size, &zero);
+		for (uint32_t i = 0; ret == 0 && !zero && i < s->nb_snapshots; i++) {
+			ret = l1_has_zero(s, NULL, s->snapshots[i].l1_table_offset,
+					  s->snapshots[i].l1_size, &zero);
+		}
+		if (ret < 0) {
+			goto io_err;
+		}
+		if (zero) {
+			pthread_mutex_unlock(&s->lock);
+			return error_set(
+				errp, ENOTSUP,
+				"Cannot downgrade to compat=0.10: the image has zero clusters "
+				"(qemu-img expands them into allocated zeroes; vmm-img does "
+				"not)");
+		}
+		if (s->lazy_active) {
+			ret = qcow2_flush_all(s);
+			s->lazy_active = false;
+		}
+		s->version = 2;
+		s->incompat = s->compat = s->autoclear = 0;
+		free(s->hdr_tail);
+		s->hdr_tail = NULL;
+		s->hdr_tail_len = 0;
+		if (ret == 0) {
+			ret = qcow2_update_header(s);
+		}
+		if (ret < 0) {
+			goto io_err;
+		}
+	}
+	ret = qcow2_file_flush(s);
+	if (ret < 0) {
+		goto io_err;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+io_err:
+	pthread_mutex_unlock(&s->lock);
+	return error_set_errno(errp, -ret, "cannot amend '%s'", bs->filename);
+}
+
 /* ---- creation ---- */
 
 int qcow2_compression_from_string(const char *s, int *ret)
@@ -1803,5 +2005,6 @@ const struct block_driver qcow2_driver = {
 	.snapshot_list = qcow2_snapshot_list,
 	.vmstate_rw = qcow2_vmstate_rw,
 	.change_backing = qcow2_change_backing,
+	.amend = qcow2_amend,
 	.rebind = qcow2_rebind,
 };

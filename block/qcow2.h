@@ -366,6 +366,14 @@ int qcow2_check(struct qcow2_state *s, struct block_check_result *res, unsigned 
 /* Recompute refcounts from the mapping and write a fresh refcount structure. */
 int qcow2_rebuild_refcounts(struct qcow2_state *s);
 /*
+ * Rewrite the refcount structure with entries of 2^@order bits (amend
+ * refcount_bits): -ERANGE and *ret_bad the cluster index if a refcount does
+ * not fit; the old structure becomes free space. s->lock held, caches flushed.
+ */
+int qcow2_change_refcount_order(struct qcow2_state *s, uint32_t order, uint64_t *ret_bad);
+/* Write the snapshot table again (as v3 wants it: 16 bytes of extra data at least). */
+int qcow2_snapshots_rewrite(struct qcow2_state *s);
+/*
  * True if the clusters of [off, off+len) overlap the header, L1 tables,
  * refcount structures or snapshot table; with @data (a guest data write)
  * also the active L2 tables.

@@ -2269,20 +2269,22 @@ out:
 
 /*
  * The qcow2 options vmm-img can change in place: the backing file's name
- * and format (recorded only, as qemu-img amend does) and the size. Other
- * qcow2 options are refused by name, creation-only ones as qemu-img does.
+ * and format (recorded only, as qemu-img amend does), the size, compat
+ * (0.10/v2, 1.1/v3), lazy_refcounts and refcount_bits (the format driver's
+ * amend, block_amend). Other qcow2 options are refused by name,
+ * creation-only ones as qemu-img does.
  */
 static int cmd_amend(int argc, char **argv)
 {
 	static const struct option opts[] = {IMG_LONG_OPTS, {0}};
-	static const char *const creation_only[] = {"cluster_size", "preallocation",
-						    "extended_l2",  "encryption",
-						    "nocow",	    "extent_size_hint"};
+	static const char *const creation_only[] = {
+		"cluster_size", "preallocation",    "extended_l2",     "encryption",
+		"nocow",	"extent_size_hint", "compression_type"};
 	struct img_common co = {0};
 	struct block_node *bs = NULL;
 	struct error *err = NULL;
 	const char *key, *bf = NULL, *bfmt = NULL;
-	json_t *o = json_object(), *v;
+	json_t *o = json_object(), *v, *fmt_opts = json_object();
 	uint64_t size = 0;
 	bool have_o = false, have_size = false;
 	int c, r = -EINVAL;
@@ -2305,6 +2307,12 @@ static int cmd_amend(int argc, char **argv)
 				       "File name of a base image");
 				printf("  %-22s - %s\n", "backing_fmt=<str>",
 				       "Image format of the base image");
+				printf("  %-22s - %s\n", "compat=<str>",
+				       "Compatibility level (v2 [0.10] or v3 [1.1])");
+				printf("  %s - %s\n", "lazy_refcounts=<bool (on/off)>",
+				       "Postpone refcount updates");
+				printf("  %-22s - %s\n", "refcount_bits=<num>",
+				       "Width of a reference count entry in bits");
 				printf("  %-22s - %s\n", "size=<size>", "Virtual disk size");
 				r = 0;
 				goto out;
@@ -2349,10 +2357,13 @@ static int cmd_amend(int argc, char **argv)
 				goto out;
 			}
 			have_size = true;
+		} else if (strcmp(key, "compat") == 0 || strcmp(key, "lazy_refcounts") == 0 ||
+			   strcmp(key, "refcount_bits") == 0) {
+			json_object_set(fmt_opts, key, v);
 		} else {
 			img_error("amending '%s' is not supported by vmm-img (it amends "
-				  "backing_file, "
-				  "backing_fmt and size)",
+				  "backing_file, backing_fmt, size, compat, lazy_refcounts and "
+				  "refcount_bits)",
 				  key);
 			goto out;
 		}
@@ -2392,9 +2403,17 @@ static int cmd_amend(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (json_object_size(fmt_opts)) {
+		r = block_amend(bs, fmt_opts, &err);
+		if (r < 0) {
+			report(err, r);
+			goto out;
+		}
+	}
 	r = 0;
 out:
 	block_unref(bs);
+	json_decref(fmt_opts);
 	json_decref(o);
 	return r < 0 ? 1 : 0;
 }
