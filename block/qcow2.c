@@ -1421,15 +1421,23 @@ static int qcow2_change_backing(struct block_node *bs, const char *file, const c
 
 /* ---- amend (qemu-img amend -o compat,lazy_refcounts,refcount_bits) ---- */
 
-/* Whether an L1 table (@n entries at @off, or @l1 in memory) maps any zero cluster. */
-static int l1_has_zero(struct qcow2_state *s, const uint64_t *l1, uint64_t off, uint32_t n,
-		       bool *ret)
+/*
+ * Zero clusters of an L1 table (@n entries at @off, or @l1 in memory), for a
+ * downgrade to v2, which has none. Without @apply: set *ret_refuse if one
+ * cannot be expanded here (unallocated with a backing file, or allocated in
+ * a cluster another table shares). With @apply: an unallocated one becomes
+ * unallocated (reads zeroes: there is no backing file), an allocated one
+ * gets zeroes written into its cluster and loses the flag.
+ */
+static int zero_pass(struct qcow2_state *s, const uint64_t *l1, uint64_t off, uint32_t n,
+		     bool apply, bool *ret_refuse)
 {
 	_cleanup_free_ uint8_t *raw = NULL;
-	_cleanup_free_ uint8_t *l2 = malloc(s->cluster_size);
-	int ret_io;
+	_cleanup_free_ uint8_t *l2 = qcow2_alloc_buf(s, s->cluster_size);
+	_cleanup_free_ uint8_t *zeroes = qcow2_alloc_buf(s, s->cluster_size);
+	int ret;
 
-	if (!l2) {
+	if (!l2 || !zeroes) {
 		return -ENOMEM;
 	}
 	if (!l1) {
@@ -1437,32 +1445,80 @@ static int l1_has_zero(struct qcow2_state *s, const uint64_t *l1, uint64_t off, 
 		if (!raw) {
 			return -ENOMEM;
 		}
-		ret_io = n ? qcow2_file_pread(s, off, raw, (uint64_t)n * 8) : 0;
-		if (ret_io < 0) {
-			return ret_io;
+		ret = n ? qcow2_file_pread(s, off, raw, (uint64_t)n * 8) : 0;
+		if (ret < 0) {
+			return ret;
 		}
 	}
-	for (uint32_t i = 0; i < n && !*ret; i++) {
+	for (uint32_t i = 0; i < n && !*ret_refuse; i++) {
 		uint64_t e = l1 ? l1[i] : qcow2_be64(raw + 8 * (uint64_t)i);
 		uint64_t l2off = e & QCOW2_OFFSET_MASK;
+		bool changed = false;
 
 		if (!l2off) {
 			continue;
 		}
-		ret_io = qcow2_file_pread(s, l2off, l2, s->cluster_size);
-		if (ret_io < 0) {
-			return ret_io;
+		ret = qcow2_file_pread(s, l2off, l2, s->cluster_size);
+		if (ret < 0) {
+			return ret;
 		}
-		for (uint64_t k = 0; k < s->l2_entries; k++) {
-			uint64_t x = qcow2_be64(l2 + 8 * k);
+		for (uint64_t k = 0; k < s->l2_entries && !*ret_refuse; k++) {
+			uint64_t x = qcow2_be64(l2 + 8 * k), data = x & QCOW2_OFFSET_MASK, rc = 0;
 
-			if (!(x & QCOW2_OFLAG_COMPRESSED) && (x & QCOW2_OFLAG_ZERO)) {
-				*ret = true;
-				break;
+			if ((x & QCOW2_OFLAG_COMPRESSED) || !(x & QCOW2_OFLAG_ZERO)) {
+				continue;
+			}
+			if (!data) {
+				if (s->backing_file) {
+					*ret_refuse = true;
+				} else if (apply) {
+					qcow2_put_be64(l2 + 8 * k, 0);
+					changed = true;
+				}
+				continue;
+			}
+			ret = qcow2_get_refcount(s, data >> s->cluster_bits, &rc);
+			if (ret < 0) {
+				return ret;
+			}
+			if (rc != 1) {
+				*ret_refuse = true;
+			} else if (apply) {
+				ret = qcow2_file_pwrite(s, data, zeroes, s->cluster_size);
+				if (ret < 0) {
+					return ret;
+				}
+				qcow2_put_be64(l2 + 8 * k, x & ~QCOW2_OFLAG_ZERO);
+				changed = true;
+			}
+		}
+		if (changed) {
+			/* the zeroes are on disk before any table says the cluster holds data */
+			ret = qcow2_file_flush(s);
+			if (ret == 0) {
+				ret = qcow2_file_pwrite(s, l2off, l2, s->cluster_size);
+			}
+			if (ret < 0) {
+				return ret;
 			}
 		}
 	}
 	return 0;
+}
+
+/* Run zero_pass over the active L1 and every snapshot's. */
+static int zero_pass_all(struct qcow2_state *s, bool apply, bool *ret_refuse)
+{
+	int ret = zero_pass(s, s->l1_table, 0, s->l1_size, apply, ret_refuse);
+
+	for (uint32_t i = 0; ret == 0 && !*ret_refuse && i < s->nb_snapshots; i++) {
+		ret = zero_pass(s, NULL, s->snapshots[i].l1_table_offset, s->snapshots[i].l1_size,
+				apply, ret_refuse);
+	}
+	if (apply) {
+		qcow2_cache_drop_all(&s->l2_cache); /* tables changed under it */
+	}
+	return ret;
 }
 
 static int qcow2_amend(struct block_node *bs, json_t *opts, struct error **errp)
@@ -1578,11 +1634,8 @@ static int qcow2_amend(struct block_node *bs, json_t *opts, struct error **errp)
 				"16, zstd compression, an external data file or extended L2 "
 				"entries to compat=0.10");
 		}
-		ret = l1_has_zero(s, s->l1_table, 0, s->l1_size, &zero);
-		for (uint32_t i = 0; ret == 0 && !zero && i < s->nb_snapshots; i++) {
-			ret = l1_has_zero(s, NULL, s->snapshots[i].l1_table_offset,
-					  s->snapshots[i].l1_size, &zero);
-		}
+		/* zero clusters are v3 only: expanded where that is safe, else refused */
+		ret = zero_pass_all(s, false, &zero);
 		if (ret < 0) {
 			goto io_err;
 		}
@@ -1591,8 +1644,12 @@ static int qcow2_amend(struct block_node *bs, json_t *opts, struct error **errp)
 			return error_set(
 				errp, ENOTSUP,
 				"Cannot downgrade to compat=0.10: the image has zero clusters "
-				"(qemu-img expands them into allocated zeroes; vmm-img does "
-				"not)");
+				"over a backing file or in clusters shared with snapshots "
+				"(qemu-img allocates them; vmm-img does not)");
+		}
+		ret = zero_pass_all(s, true, &zero);
+		if (ret < 0) {
+			goto io_err;
 		}
 		if (s->lazy_active) {
 			ret = qcow2_flush_all(s);
