@@ -754,7 +754,8 @@ static void *source_thread(void *arg)
 	struct vm *vm = m->rv->vm;
 	struct sender s = {.m = m};
 	struct error *err = NULL;
-	uint64_t *bm[2] = {NULL, NULL};
+	uint64_t *bm[VM_RAM_REGIONS_MAX] = {NULL};
+	bool bm_ok = true;
 	struct vmstate_buf state = {0};
 	json_t *manifest = NULL, *cfg = NULL;
 	char *text = NULL;
@@ -775,12 +776,13 @@ static void *source_thread(void *arg)
 		m->sock = fd;
 	}
 	s.buf = malloc((size_t)BATCH_PAGES * (8 + PAGE));
-	for (unsigned i = 0; i < vm_ram_region_count(vm); i++) {
+	for (unsigned i = 0; i < vm_ram_region_count(vm) && i < VM_RAM_REGIONS_MAX; i++) {
 		uint64_t gpa, size;
 
 		vm_ram_region(vm, i, &gpa, &size);
 		total += size;
 		bm[i] = malloc((size / PAGE + 63) / 64 * 8);
+		bm_ok &= bm[i] != NULL;
 		if (bm[i]) {
 			memset(bm[i], 0xff, (size / PAGE + 63) / 64 * 8);
 			if (size / PAGE % 64) {
@@ -790,7 +792,7 @@ static void *source_thread(void *arg)
 	}
 	atomic_store(&m->total, total);
 	atomic_store(&m->remaining, total);
-	if (!s.buf || !bm[0] || (vm_ram_region_count(vm) > 1 && !bm[1])) {
+	if (!s.buf || !bm_ok || vm_ram_region_count(vm) > VM_RAM_REGIONS_MAX) {
 		r = error_set(&err, ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -966,8 +968,9 @@ out:
 	json_decref(cfg);
 	free(text);
 	vmstate_buf_free(&state);
-	free(bm[0]);
-	free(bm[1]);
+	for (unsigned i = 0; i < VM_RAM_REGIONS_MAX; i++) {
+		free(bm[i]);
+	}
 	free(s.buf);
 	shutdown(m->sock, SHUT_RDWR);
 	notify(m);
@@ -1129,11 +1132,11 @@ connected:
 			sz = json_object_get(c, "memory-size");
 			mem_size = json_is_integer(sz) ? (uint64_t)json_integer_value(sz) : 0;
 			json_decref(c);
-			if (mem_size != m->rv->cfg->memory || memfd >= 0) {
+			if (mem_size != vm_config_memory_total(m->rv->cfg) || memfd >= 0) {
 				r = error_set(&err, EINVAL,
 					      "the source's VM has %" PRIu64
 					      " bytes of RAM, this one %" PRIu64,
-					      mem_size, m->rv->cfg->memory);
+					      mem_size, vm_config_memory_total(m->rv->cfg));
 				goto fail;
 			}
 			memfd = memfd_create("vmmd-migration", MFD_CLOEXEC);

@@ -42,6 +42,7 @@ enum device_instances {
 	DEVICE_PER_DISK,       /* one per disk it serves; @item: const struct vm_disk_config * */
 	DEVICE_PER_NIC,	       /* one per NIC it serves; @item: const struct vm_nic_config * */
 	DEVICE_ONCE_FOR_DISKS, /* one for all the disks it serves (a controller); @item NULL */
+	DEVICE_PER_MEMDEV, /* one per "memory_devices" entry; @item: const struct vm_memdev_config * */
 };
 
 struct device_class {
@@ -77,6 +78,24 @@ struct device_class {
 	 */
 	json_t *(*query_block)(void *state);
 	json_t *(*query_blockstats)(void *state);
+
+	/*
+	 * Optional: QEMU's QOM properties of the device, for qom-get/qom-set
+	 * on "/machine/peripheral/<id>" (the id of the VM definition, or
+	 * @qom_id for a DEVICE_ONCE device). get: a new reference, or NULL
+	 * with *errp set (QEMU's message); set: 0 or -errno with QEMU's
+	 * message. Control thread; the device takes its own lock.
+	 */
+	const char *qom_id;
+	json_t *(*qom_get)(void *state, const char *property, struct error **errp);
+	int (*qom_set)(void *state, const char *property, json_t *value, struct error **errp);
+	/*
+	 * Optional (memory devices): QEMU's MemoryDeviceInfo for
+	 * query-memory-devices (new reference) and the bytes plugged, for
+	 * query-memory-size-summary. Control thread.
+	 */
+	json_t *(*query_memory)(void *state);
+	uint64_t (*plugged_memory)(void *state);
 
 	/* Optional (a PCI host): QEMU's PciInfo of its bus for query-pci; new reference. */
 	json_t *(*query_pci)(void *state);
@@ -172,8 +191,18 @@ void *guest_mem_ptr(struct guest_mem *mem, uint64_t gpa, uint64_t len);
 /* Copy to/from guest RAM; -EFAULT if the range is not wholly RAM. */
 int guest_mem_read(struct guest_mem *mem, uint64_t gpa, void *buf, size_t len);
 int guest_mem_write(struct guest_mem *mem, uint64_t gpa, const void *buf, size_t len);
-/* Total RAM size in bytes. */
+/*
+ * Bytes of guest memory: the RAM and the memory devices' regions (the RAM
+ * alone is the definition's "memory", vm_get_config()).
+ */
 uint64_t guest_mem_size(struct guest_mem *mem);
+/*
+ * Give the host pages of guest range [gpa, gpa+len) back (page-aligned,
+ * wholly inside one region): MADV_REMOVE for shared memory, MADV_DONTNEED
+ * otherwise; the guest reads zeroes there afterwards (after a vm-restore
+ * of a private mapping: the snapshot's data). -EFAULT outside guest memory.
+ */
+int guest_mem_discard(struct guest_mem *mem, uint64_t gpa, uint64_t len);
 /*
  * Tell live migration that the device wrote [@host, @host+@len) of guest
  * RAM through a pointer it translated earlier (virtqueue rings and

@@ -33,6 +33,9 @@ unsigned e820_build(struct guest_mem *mem, struct e820_entry *out, unsigned max)
 	for (unsigned i = 1; i < guest_mem_region_count(mem); i++) {
 		const struct guest_mem_region *r = guest_mem_region(mem, i);
 
+		if (r->device) {
+			continue; /* a memory device's region: its driver finds it */
+		}
 		add(out, max, &n, r->gpa, r->size, E820_RAM);
 	}
 	return n;

@@ -7,6 +7,7 @@ hw_core_libhwcore_a_SOURCES = \
 	hw/core/vm.c \
 	hw/core/input.c \
 	hw/core/vm-config.c \
+	hw/core/vm-config-mem.c hw/core/vm-config-mem.h \
 	hw/core/vcpu.c hw/core/vcpu.h \
 	hw/core/x86-emul.c hw/core/x86-emul.h \
 	hw/core/memory.c \

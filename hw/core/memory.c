@@ -22,11 +22,18 @@
 #include "common/util.h"
 #include "hw/core/memory.h"
 
-#define GUEST_MEM_MAX_REGIONS 2
+/* RAM below and above the hole, then the regions of memory devices. */
+#define GUEST_MEM_MAX_REGIONS (2 + GUEST_MEM_MAX_DEVICE_REGIONS)
 
 struct guest_mem {
 	uint64_t size;
-	unsigned n_regions;
+	char *backend;
+	/*
+	 * Entries below n_regions are immutable; a region is added by filling
+	 * the entry past the last and then publishing the new count (release),
+	 * so lock-free readers see either the old table or the complete new one.
+	 */
+	_Atomic unsigned n_regions;
 	struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
 	/*
 	 * Pages written by vmmd itself while a migration tracks (one bit per
@@ -112,6 +119,7 @@ void guest_mem_free(struct guest_mem *mem)
 		}
 		free((void *)mem->dirty[i]);
 	}
+	free(mem->backend);
 	free(mem);
 }
 
@@ -131,10 +139,16 @@ int guest_mem_new(uint64_t size, const char *backend, struct guest_mem **ret, st
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	mem->size = size;
+	mem->backend = strdup(backend);
+	if (!mem->backend) {
+		free(mem);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
 	low = MIN(size, GUEST_MEM_HOLE_START);
 	mem->regions[0] = (struct guest_mem_region){.gpa = 0, .size = low, .fd = -1};
 	r = map_region(&mem->regions[0], backend, errp);
 	if (r < 0) {
+		free(mem->backend);
 		free(mem);
 		return r;
 	}
@@ -171,7 +185,9 @@ static void mark_range(struct guest_mem *mem, unsigned i, uint64_t off, uint64_t
  */
 void *guest_mem_ptr(struct guest_mem *mem, uint64_t gpa, uint64_t len)
 {
-	for (unsigned i = 0; i < mem->n_regions; i++) {
+	unsigned n = atomic_load_explicit(&mem->n_regions, memory_order_acquire);
+
+	for (unsigned i = 0; i < n; i++) {
 		const struct guest_mem_region *r = &mem->regions[i];
 
 		if (gpa >= r->gpa && range_within(gpa - r->gpa, len, r->size)) {
@@ -188,10 +204,13 @@ void guest_mem_mark_dirty(struct guest_mem *mem, const void *host, size_t len)
 {
 	const uint8_t *p = host;
 
+	unsigned n;
+
 	if (!mem || !atomic_load_explicit(&mem->tracking, memory_order_relaxed)) {
 		return;
 	}
-	for (unsigned i = 0; i < mem->n_regions; i++) {
+	n = atomic_load_explicit(&mem->n_regions, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++) {
 		const struct guest_mem_region *r = &mem->regions[i];
 
 		if (p >= r->host && (uint64_t)(p - r->host) < r->size) {
@@ -264,7 +283,13 @@ int guest_mem_write(struct guest_mem *mem, uint64_t gpa, const void *buf, size_t
 
 uint64_t guest_mem_size(struct guest_mem *mem)
 {
-	return mem->size;
+	uint64_t total = 0;
+	unsigned n = atomic_load_explicit(&mem->n_regions, memory_order_acquire);
+
+	for (unsigned i = 0; i < n; i++) {
+		total += mem->regions[i].size;
+	}
+	return total;
 }
 
 unsigned guest_mem_region_count(struct guest_mem *mem)
@@ -275,6 +300,69 @@ unsigned guest_mem_region_count(struct guest_mem *mem)
 const struct guest_mem_region *guest_mem_region(struct guest_mem *mem, unsigned i)
 {
 	return i < mem->n_regions ? &mem->regions[i] : NULL;
+}
+
+int guest_mem_add_device_region(struct guest_mem *mem, uint64_t gpa, uint64_t size,
+				struct error **errp)
+{
+	unsigned n = atomic_load(&mem->n_regions);
+	struct guest_mem_region *r;
+	int ret;
+
+	if (n >= GUEST_MEM_MAX_REGIONS) {
+		return error_set(errp, ENOSPC, "at most %d memory device regions",
+				 GUEST_MEM_MAX_DEVICE_REGIONS);
+	}
+	if (size == 0 || !IS_ALIGNED(gpa | size, 4096) || gpa + size < gpa) {
+		return error_set(errp, EINVAL, "bad device memory region");
+	}
+	for (unsigned i = 0; i < n; i++) {
+		const struct guest_mem_region *o = &mem->regions[i];
+
+		if (gpa < o->gpa + o->size && o->gpa < gpa + size) {
+			return error_set(errp, EEXIST, "device memory overlaps guest RAM");
+		}
+	}
+	r = &mem->regions[n];
+	*r = (struct guest_mem_region){.gpa = gpa, .size = size, .fd = -1, .device = true};
+	ret = map_region(r, mem->backend, errp);
+	if (ret < 0) {
+		return ret;
+	}
+	if (atomic_load(&mem->tracking) || mem->dirty[0]) {
+		size_t words = (size / 4096 + 63) / 64;
+
+		mem->dirty[n] = calloc(words, sizeof(uint64_t));
+		if (!mem->dirty[n]) {
+			munmap(r->host, r->size);
+			if (r->fd >= 0) {
+				close(r->fd);
+			}
+			return error_set(errp, ENOMEM, "out of memory");
+		}
+	}
+	atomic_store_explicit(&mem->n_regions, n + 1, memory_order_release);
+	return (int)n;
+}
+
+int guest_mem_discard(struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+	unsigned n = atomic_load_explicit(&mem->n_regions, memory_order_acquire);
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct guest_mem_region *r = &mem->regions[i];
+
+		if (gpa >= r->gpa && range_within(gpa - r->gpa, len, r->size)) {
+			uint8_t *p = r->host + (gpa - r->gpa);
+
+			/* shared (memfd) pages need a hole punched; private ones just go */
+			if (r->fd >= 0 && madvise(p, len, MADV_REMOVE) == 0) {
+				return 0;
+			}
+			return madvise(p, len, MADV_DONTNEED) < 0 ? -errno : 0;
+		}
+	}
+	return -EFAULT;
 }
 
 uint64_t guest_mem_low_size(struct guest_mem *mem)

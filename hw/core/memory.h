@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,8 +21,13 @@ struct guest_mem_region {
 	uint64_t gpa;
 	uint64_t size;
 	uint8_t *host;
-	int fd; /* memfd backing or -1 */
+	int fd;	     /* memfd backing or -1 */
+	bool device; /* a memory device's region (virtio-mem), not RAM of the e820 map */
 };
+
+/* Regions of memory devices a VM may have besides its RAM. */
+#define GUEST_MEM_MAX_DEVICE_REGIONS 8
+_Static_assert(2 + GUEST_MEM_MAX_DEVICE_REGIONS <= VM_RAM_REGIONS_MAX, "vmmd/vm.h's limit");
 
 /*
  * Reserve guest RAM of @size bytes (a multiple of 4 KiB) laid out as above,
@@ -32,6 +38,15 @@ struct guest_mem_region {
 struct error;
 int guest_mem_new(uint64_t size, const char *backend, struct guest_mem **ret, struct error **errp);
 void guest_mem_free(struct guest_mem *mem);
+
+/*
+ * Add the region of a memory device at [@gpa, @gpa+@size), mapped like the
+ * RAM (same backend, MAP_NORESERVE: nothing is resident until touched).
+ * Returns its region index (also its KVM memslot) or -errno with a message.
+ * Control thread; lock-free readers see it once it is complete.
+ */
+int guest_mem_add_device_region(struct guest_mem *mem, uint64_t gpa, uint64_t size,
+				struct error **errp);
 
 unsigned guest_mem_region_count(struct guest_mem *mem);
 const struct guest_mem_region *guest_mem_region(struct guest_mem *mem, unsigned i);

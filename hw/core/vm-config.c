@@ -16,6 +16,7 @@
 #include "common/parse.h"
 #include "common/util.h"
 #include "hw/core/cpuid.h"
+#include "hw/core/vm-config-mem.h"
 #include "hw/devices.h"
 #include "vmmd/vm.h"
 
@@ -380,6 +381,7 @@ void vm_config_free(struct vm_config *cfg)
 	free(cfg->on_reboot);
 	free(cfg->mem_backend);
 	free(cfg->debugcon);
+	vm_config_memory_free(cfg);
 	free(cfg);
 }
 
@@ -658,12 +660,16 @@ static const char *device_id(const struct vm_config *cfg, unsigned i)
 	if (i < cfg->n_nics) {
 		return cfg->nics[i].id;
 	}
-	return cfg->inputs[i - cfg->n_nics].id;
+	i -= cfg->n_nics;
+	if (i < cfg->n_inputs) {
+		return cfg->inputs[i].id;
+	}
+	return cfg->memdevs[i - cfg->n_inputs].id;
 }
 
 static int check_unique_ids(const struct vm_config *cfg, struct error **errp)
 {
-	unsigned n = cfg->n_disks + cfg->n_nics + cfg->n_inputs;
+	unsigned n = cfg->n_disks + cfg->n_nics + cfg->n_inputs + cfg->n_memdevs;
 
 	for (unsigned i = 0; i < n; i++) {
 		const char *a = device_id(cfg, i);
@@ -689,6 +695,7 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 	static const char *const reboot_choices[] = {"reset", "shutdown", NULL};
 	static const char *const backends[] = {"anonymous", "memfd", "hugepages", NULL};
 	_cleanup_(vm_config_freep) struct vm_config *cfg = NULL;
+	json_auto_t *rest = NULL;
 	struct error *cpu_err = NULL;
 	json_t *v;
 	int r;
@@ -696,7 +703,8 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 	if (!json_is_object(def)) {
 		return error_set(errp, EINVAL, "the VM definition must be a JSON object");
 	}
-	if ((r = check_keys(def, keys, "", errp)) < 0) {
+	/* "maxmem" and "memory_devices" are vm-config-mem.c's */
+	if ((r = check_keys(vm_config_memory_keys_removed(def, &rest), keys, "", errp)) < 0) {
 		return r;
 	}
 	if (!allow_start && json_object_get(def, "start")) {
@@ -817,7 +825,8 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 			}
 		}
 	}
-	if ((r = check_unique_ids(cfg, errp)) < 0) {
+	if ((r = vm_config_parse_memory(def, cfg, errp)) < 0 ||
+	    (r = check_unique_ids(cfg, errp)) < 0) {
 		return r;
 	}
 	if ((r = get_bool(def, "rng", "", &cfg->rng, errp)) < 0) {
@@ -958,6 +967,7 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 	json_object_set_new(o, "acpi", json_boolean(cfg->acpi));
 	json_object_set_new(o, "mem_backend", json_string(cfg->mem_backend));
 	set_str(o, "debugcon", cfg->debugcon);
+	vm_config_memory_to_json(cfg, o);
 	return o;
 }
 

@@ -23,7 +23,9 @@ struct vcpu;
 struct irq_routing;
 
 #define VM_MAX_ROMS 4
-#define VM_ROM_SLOT_BASE 8
+/* ROM memslots come after the RAM's and the memory devices' (memory.h). */
+#define VM_ROM_SLOT_BASE 16
+_Static_assert(VM_RAM_REGIONS_MAX <= VM_ROM_SLOT_BASE, "RAM and ROM memslots overlap");
 
 enum vcpu_cmd {
 	VCPU_CMD_RUN,

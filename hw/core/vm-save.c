@@ -542,7 +542,7 @@ struct vm_snapshot {
 	unsigned vcpus;
 	struct {
 		uint64_t gpa, size, offset;
-	} regions[2];
+	} regions[VM_RAM_REGIONS_MAX];
 	unsigned n_regions;
 };
 
@@ -698,8 +698,8 @@ static int parse_manifest(struct vm_snapshot *s, json_t *m, const char *label,
 	if (!json_is_object(s->def) ||
 	    !get_u64(json_object_get(m, "state"), "size", ret_state_size) ||
 	    !get_u64(mem, "size", &s->mem_size) || !json_is_array(regions) ||
-	    json_array_size(regions) == 0 || json_array_size(regions) > 2 || !mem_file ||
-	    strcmp(mem_file, "memory") != 0 ||
+	    json_array_size(regions) == 0 || json_array_size(regions) > VM_RAM_REGIONS_MAX ||
+	    !mem_file || strcmp(mem_file, "memory") != 0 ||
 	    !get_u64(json_object_get(m, "cpu"), "tsc-khz", &khz) || khz > UINT32_MAX ||
 	    !get_u64(json_object_get(m, "cpu"), "vcpus", &vcpus) || vcpus == 0 || vcpus > 1024) {
 		return error_set(errp, EINVAL, "%s: missing or malformed members", label);

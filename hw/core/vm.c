@@ -660,10 +660,12 @@ static int realize_one(struct vm *vm, const struct device_class *cls, const void
 	}
 	memset(d, 0, sizeof(*d));
 	d->cls = cls;
-	if (cls->each == DEVICE_PER_DISK || cls->each == DEVICE_PER_NIC) {
-		const char *id = cls->each == DEVICE_PER_DISK
-					 ? ((const struct vm_disk_config *)item)->id
-					 : ((const struct vm_nic_config *)item)->id;
+	if (cls->each == DEVICE_PER_DISK || cls->each == DEVICE_PER_NIC ||
+	    cls->each == DEVICE_PER_MEMDEV) {
+		const char *id =
+			cls->each == DEVICE_PER_DISK  ? ((const struct vm_disk_config *)item)->id
+			: cls->each == DEVICE_PER_NIC ? ((const struct vm_nic_config *)item)->id
+						      : ((const struct vm_memdev_config *)item)->id;
 
 		if (id && !(d->id = strdup(id))) {
 			return error_set(errp, ENOMEM, "out of memory");
@@ -687,9 +689,10 @@ static int devices_realize(struct vm *vm, struct error **errp)
 	int r;
 
 	for (unsigned i = 0; i < device_table_size; i++) {
-		max += device_table[i]->each == DEVICE_PER_DISK	 ? vm->cfg->n_disks
-		       : device_table[i]->each == DEVICE_PER_NIC ? vm->cfg->n_nics
-								 : 1;
+		max += device_table[i]->each == DEVICE_PER_DISK	    ? vm->cfg->n_disks
+		       : device_table[i]->each == DEVICE_PER_NIC    ? vm->cfg->n_nics
+		       : device_table[i]->each == DEVICE_PER_MEMDEV ? vm->cfg->n_memdevs
+								    : 1;
 	}
 	max += 1 + VM_MAX_HOTPLUG_DEVICES;
 	vm->devices = calloc(max, sizeof(*vm->devices));
@@ -709,6 +712,11 @@ static int devices_realize(struct vm *vm, struct error **errp)
 			r = 0;
 			for (unsigned j = 0; r == 0 && j < vm->cfg->n_nics; j++) {
 				r = realize_one(vm, cls, &vm->cfg->nics[j], errp);
+			}
+		} else if (cls->each == DEVICE_PER_MEMDEV) {
+			r = 0;
+			for (unsigned j = 0; r == 0 && j < vm->cfg->n_memdevs; j++) {
+				r = realize_one(vm, cls, &vm->cfg->memdevs[j], errp);
 			}
 		} else {
 			r = realize_one(vm, cls, NULL, errp);
@@ -887,6 +895,13 @@ int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool resto
 		goto err_teardown;
 	}
 	phase(vm, "guest-ram");
+	for (unsigned i = 0; i < vm->cfg->n_memdevs; i++) {
+		r = guest_mem_add_device_region(vm->mem, vm->cfg->memdevs[i].addr,
+						vm->cfg->memdevs[i].size, errp);
+		if (r < 0) {
+			goto err_teardown;
+		}
+	}
 	r = kvm_add_memory(&vm->kvm, vm->mem, errp);
 	if (r < 0) {
 		goto err_teardown;

@@ -74,6 +74,21 @@ struct vm_input_config {
 	char *driver; /* "usb-kbd" or "usb-tablet" */
 };
 
+/*
+ * One entry of "memory_devices": a virtio-mem device (QEMU's
+ * memory-backend-ram + virtio-mem-pci) with its own region of device
+ * memory above the RAM (docs/memory-devices.md).
+ */
+struct vm_memdev_config {
+	char *id;		 /* "vmem0" */
+	char *driver;		 /* "virtio-mem" */
+	char *memdev;		 /* the backend's id ("/objects/<memdev>"), default "<id>-mem" */
+	uint64_t size;		 /* the backend's size: the most it can plug */
+	uint64_t requested_size; /* what the guest is asked to plug */
+	uint64_t block_size;	 /* plug granularity, a power of two >= 1M */
+	uint64_t addr;		 /* guest-physical base (derived: the layout, not a key) */
+};
+
 /* The VM definition (DESIGN.md §5.1), parsed and validated. */
 struct vm_config {
 	char *name;
@@ -103,6 +118,9 @@ struct vm_config {
 	bool acpi;	   /* default true */
 	char *mem_backend; /* "anonymous" (default), "memfd", "hugepages" */
 	char *debugcon;	   /* file for bytes written to port 0x402; NULL: none */
+	uint64_t maxmem;   /* RAM plus device memory (QEMU's -m maxmem=); 0: memory */
+	struct vm_memdev_config *memdevs;
+	unsigned n_memdevs;
 };
 
 /*
@@ -119,6 +137,10 @@ void vm_nic_default_mac(const char *vm_name, const char *nic_id, char buf[18]);
 /* The canonical JSON form (what vmmd persists); new reference. */
 json_t *vm_config_to_json(const struct vm_config *cfg);
 void vm_config_free(struct vm_config *cfg);
+/* Bytes of guest memory @cfg maps: the RAM and every memory device's region. */
+uint64_t vm_config_memory_total(const struct vm_config *cfg);
+/* End of the device memory region (QEMU's "etc/reserved-memory-end"); 0 without maxmem. */
+uint64_t vm_config_device_memory_end(const struct vm_config *cfg);
 /* Deep copy of a valid configuration. */
 int vm_config_copy(const struct vm_config *cfg, struct vm_config **ret, struct error **errp);
 DEFINE_CLEANUP_FUNC(struct vm_config, vm_config_free)
@@ -366,6 +388,17 @@ int vm_block_resize(struct vm *vm, const char *device, const char *node_name, ui
 int vm_balloon(struct vm *vm, int64_t value, struct error **errp);
 json_t *vm_query_balloon(struct vm *vm, struct error **errp);
 /*
+ * QEMU's qom-get / qom-set on a device ("/machine/peripheral/<id>" or
+ * "<id>"; DeviceNotFound otherwise) and the memory queries
+ * (query-memory-devices: MemoryDeviceInfo list; query-memory-size-summary:
+ * {"base-memory", "plugged-memory"}); hw/qom.c. New references.
+ */
+json_t *vm_qom_get(struct vm *vm, const char *path, const char *property, struct error **errp);
+int vm_qom_set(struct vm *vm, const char *path, const char *property, json_t *value,
+	       struct error **errp);
+json_t *vm_query_memory_devices(struct vm *vm);
+json_t *vm_query_memory_size_summary(struct vm *vm);
+/*
  * Finish the removals the guest acknowledged (vm_host.hotplug_pending):
  * unrealize those devices, release their backends, emit DEVICE_DELETED.
  */
@@ -391,7 +424,11 @@ json_t *vm_device_definition(struct vm *vm, const char *id);
 int vm_dirty_log_start(struct vm *vm, struct error **errp);
 int vm_dirty_log_sync(struct vm *vm, unsigned i, uint64_t *bitmap, struct error **errp);
 void vm_dirty_log_stop(struct vm *vm);
-/* RAM regions (back to back in the stream): count, host pointer and size. */
+/*
+ * RAM regions (back to back in the stream): count, host pointer and size.
+ * RAM below and above the PCI hole, then one region per memory device.
+ */
+#define VM_RAM_REGIONS_MAX 10
 /* QEMU's migration blockers: a device without state support; -ENOTSUP naming it. */
 int vm_migration_blocker(struct vm *vm, struct error **errp);
 unsigned vm_ram_region_count(struct vm *vm);

@@ -120,6 +120,11 @@ void vm_config_free(struct vm_config *cfg)
 	free(cfg);
 }
 
+uint64_t vm_config_memory_total(const struct vm_config *cfg)
+{
+	return cfg->memory; /* the double's VMs have no memory devices */
+}
+
 static struct vm_config *config_copy(const struct vm_config *cfg)
 {
 	struct vm_config *c = calloc(1, sizeof(*c));
@@ -444,6 +449,31 @@ json_t *vm_query_balloon(struct vm *vm, struct error **errp)
 {
 	vm_balloon(vm, 0, errp);
 	return NULL;
+}
+
+/* Memory devices and QOM: the double has none (test-virtio-mem.py runs them). */
+json_t *vm_qom_get(struct vm *vm, const char *path, const char *property, struct error **errp)
+{
+	error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT, "Device '%s' not found", path);
+	return NULL;
+}
+
+int vm_qom_set(struct vm *vm, const char *path, const char *property, json_t *value,
+	       struct error **errp)
+{
+	return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT, "Device '%s' not found",
+			       path);
+}
+
+json_t *vm_query_memory_devices(struct vm *vm)
+{
+	return json_array();
+}
+
+json_t *vm_query_memory_size_summary(struct vm *vm)
+{
+	return json_pack("{s:I, s:I}", "base-memory", (json_int_t)0, "plugged-memory",
+			 (json_int_t)0);
 }
 
 /* Live migration is exercised end to end (tests/functional/test-migration.py). */
