@@ -61,12 +61,22 @@ int qmp_query_memdev(struct monitor_request *req, json_t *args, json_t **ret, st
 	struct registry_vm *rv = req->vm;
 	const char *backend = rv->cfg->mem_backend ? rv->cfg->mem_backend : "anonymous";
 
-	/* Guest RAM is one backend, as QEMU's implicit "pc.ram" for -m. */
-	*ret = json_pack("[{s:b, s:b, s:b, s:[], s:I, s:b, s:b, s:s, s:s}]", "share",
-			 strcmp(backend, "anonymous") != 0, "reserve", 0, "prealloc", 0,
-			 "host-nodes", "size", (json_int_t)rv->cfg->memory, "merge", 1, "dump", 1,
-			 "policy", "default", "id", "pc.ram");
-	return 0;
+	/*
+	 * Guest RAM is one backend, as QEMU's implicit "pc.ram" for -m; each
+	 * memory device's backend follows (QEMU's memory-backend-ram objects).
+	 */
+	*ret = json_array();
+	for (unsigned i = 0; *ret && i <= rv->cfg->n_memdevs; i++) {
+		const char *id = i == 0 ? "pc.ram" : rv->cfg->memdevs[i - 1].memdev;
+		uint64_t size = i == 0 ? rv->cfg->memory : rv->cfg->memdevs[i - 1].size;
+
+		json_array_append_new(
+			*ret, json_pack("{s:b, s:b, s:b, s:[], s:I, s:b, s:b, s:s, s:s}", "share",
+					strcmp(backend, "anonymous") != 0, "reserve", 0, "prealloc",
+					0, "host-nodes", "size", (json_int_t)size, "merge", 1,
+					"dump", 1, "policy", "default", "id", id));
+	}
+	return *ret ? 0 : error_set(errp, ENOMEM, "out of memory");
 }
 
 int qmp_query_iothreads(struct monitor_request *req, json_t *args, json_t **ret,

@@ -61,6 +61,12 @@ int qmp_device_add(struct monitor_request *req, json_t *args, json_t **ret, stru
 int qmp_device_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_balloon(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_query_balloon(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_qom_get(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_qom_set(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_query_memory_devices(struct monitor_request *req, json_t *args, json_t **ret,
+			     struct error **errp);
+int qmp_query_memory_size_summary(struct monitor_request *req, json_t *args, json_t **ret,
+				  struct error **errp);
 /* qmp-vm.c: the daemon's VM lifecycle commands. */
 int qmp_vm_create(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_vm_start(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

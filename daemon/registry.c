@@ -1636,6 +1636,30 @@ void registry_device_added(struct registry_vm *rv, const char *id)
 	}
 }
 
+void registry_memdev_resized(struct registry_vm *rv, const char *id, uint64_t requested)
+{
+	json_auto_t *def = json_deep_copy(rv->def);
+	json_t *list = def ? json_object_get(def, "memory_devices") : NULL;
+	struct error *err = NULL;
+	size_t i;
+	json_t *e;
+
+	json_array_foreach (list, i, e) {
+		const char *eid = json_string_value(json_object_get(e, "id"));
+
+		if (eid && strcmp(eid, id) == 0) {
+			json_object_set_new(e, "requested_size",
+					    json_integer((json_int_t)requested));
+			if (redefine(rv, def, &err) < 0) {
+				log_full(LOG_WARNING, rv->name, id, "definition not updated: %s",
+					 err->msg);
+				error_free(err);
+			}
+			return;
+		}
+	}
+}
+
 void registry_device_removed(struct registry_vm *rv, const char *id)
 {
 	json_auto_t *def = json_deep_copy(rv->def);

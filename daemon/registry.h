@@ -151,6 +151,8 @@ int registry_delete(struct registry_vm *rv, bool force, registry_done_fn done, v
  */
 void registry_device_added(struct registry_vm *rv, const char *id);
 void registry_device_removed(struct registry_vm *rv, const char *id);
+/* The definition follows qom-set of a memory device's requested-size. */
+void registry_memdev_resized(struct registry_vm *rv, const char *id, uint64_t requested);
 
 /*
  * Run fn(arg) on a worker thread, then done(arg) on the control thread

@@ -25,6 +25,7 @@ const struct device_class *const device_table[] = {
 	&virtio_net_class,
 	&virtio_rng_class,
 	&virtio_balloon_class,
+	&virtio_mem_class,
 	&ide_class,
 	&e1000_class,
 	&xhci_class, /* for usb-storage disks and input devices */

@@ -47,6 +47,7 @@ void virtio_blk_resized(void *state);
 extern const struct device_class virtio_net_class;     /* one per "virtio-net" NIC */
 extern const struct device_class virtio_rng_class;     /* when rng is set */
 extern const struct device_class virtio_balloon_class; /* when balloon is set */
+extern const struct device_class virtio_mem_class;     /* one per "memory_devices" entry */
 /*
  * The balloon's target: the guest should keep @bytes of its RAM (clamped to
  * its size); -EINVAL for 0. And what the guest reports it keeps. Control thread.

@@ -1150,6 +1150,11 @@ int vm_device_del(struct vm *vm, const char *id, struct error **errp)
 				    "Device '%s' not found", id);
 		goto out;
 	}
+	if (d->cls->query_memory) {
+		/* QEMU 7.2 cannot unplug virtio-mem devices either */
+		r = error_set(errp, ENOTSUP, "virtio based memory devices cannot be unplugged.");
+		goto out;
+	}
 	if (!model_by_class(d->cls)) {
 		r = error_set(errp, ENOTSUP, "Bus '%s' does not support hotplugging",
 			      d->cls == &ide_class ? "ide.0" : "pci.0");

@@ -33,3 +33,6 @@ HW_ARCHIVES = hw/core/libhwcore.a hw/virtio/libhwvirtio.a hw/platform/libhwplatf
 	hw/usb/libhwusb.a hw/pci/libhwpci.a hw/isa/libhwisa.a hw/core/libhwcore.a
 HW_LIBS = $(HW_ARCHIVES) $(NET_LIBS) $(BLOCK_LIBS) $(COMMON_LIBS) $(JANSSON_LIBS) \
 	$(LIBEVENT_LIBS)
+
+# QOM properties of devices and the memory queries (hw/qom.c).
+hw_core_libhwcore_a_SOURCES += hw/qom.c

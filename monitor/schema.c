@@ -386,6 +386,13 @@ static json_t *data_members(const struct schema *s, json_t *data)
 	return data;
 }
 
+static bool type_is_open(const struct schema *s, json_t *data)
+{
+	return json_is_string(data) &&
+	       json_is_true(
+		       json_object_get(json_object_get(s->types, json_string_value(data)), "open"));
+}
+
 int schema_check_args(const struct schema *s, const char *cmd, json_t *args, struct error **errp)
 {
 	_cleanup_(json_decrefp) json_t *empty = json_object();
@@ -398,7 +405,9 @@ int schema_check_args(const struct schema *s, const char *cmd, json_t *args, str
 				       "The command %s has not been found", cmd);
 	}
 	members = data_members(s, json_object_get(c, "data"));
-	return check_object(s, members ? members : empty, false, args, "",
+	/* an "open" type (the VM definition) leaves unknown keys to its own parser */
+	return check_object(s, members ? members : empty,
+			    type_is_open(s, json_object_get(c, "data")), args, "",
 			    scope == SCHEMA_SCOPE_VM ? "vm" : NULL, errp);
 }
 
