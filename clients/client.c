@@ -105,6 +105,58 @@ static int fill_line(struct qmp_client *c, int timeout_ms)
 	return 0;
 }
 
+/*
+ * QEMU (and vmmd) answer some uint64 values above INT64_MAX, which jansson
+ * cannot hold: parse @len bytes at @text again with each such number turned
+ * into a string of its digits. NULL if that does not help.
+ */
+static json_t *load_with_u64(const char *text, size_t len)
+{
+	char *out = malloc(len * 2 + 1);
+	bool in_str = false, esc = false;
+	size_t o = 0;
+	json_t *j;
+
+	if (!out) {
+		return NULL;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char ch = text[i];
+
+		if (in_str) {
+			in_str = esc || ch != '"';
+			esc = !esc && ch == '\\';
+			out[o++] = ch;
+			continue;
+		}
+		if (ch == '"') {
+			in_str = true;
+			out[o++] = ch;
+			continue;
+		}
+		if (ch >= '0' && ch <= '9' && (i == 0 || !strchr("0123456789.eE+-", text[i - 1]))) {
+			size_t e = i;
+
+			while (e < len && text[e] >= '0' && text[e] <= '9') {
+				e++;
+			}
+			if (e - i >= 19 && (e == len || !strchr(".eE", text[e])) &&
+			    (e - i > 19 || strncmp(text + i, "9223372036854775807", 19) > 0)) {
+				out[o++] = '"';
+				memcpy(out + o, text + i, e - i);
+				o += e - i;
+				out[o++] = '"';
+				i = e - 1;
+				continue;
+			}
+		}
+		out[o++] = ch;
+	}
+	j = json_loadb(out, o, 0, NULL);
+	free(out);
+	return j;
+}
+
 static int read_msg(struct qmp_client *c, int timeout_ms, json_t **ret, struct error **errp)
 {
 	json_error_t jerr;
@@ -123,6 +175,9 @@ static int read_msg(struct qmp_client *c, int timeout_ms, json_t **ret, struct e
 	}
 	nl = memchr(c->buf, '\n', c->len);
 	j = json_loadb(c->buf, (size_t)(nl - c->buf), 0, &jerr);
+	if (!j) {
+		j = load_with_u64(c->buf, (size_t)(nl - c->buf));
+	}
 	c->len -= (size_t)(nl + 1 - c->buf);
 	memmove(c->buf, nl + 1, c->len);
 	if (!j || !json_is_object(j)) {

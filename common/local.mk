@@ -1,7 +1,7 @@
 # common/: dependency-free helpers (libsystemd only for the journal backend).
 noinst_LIBRARIES += common/libcommon.a
 common_libcommon_a_SOURCES = \
-	common/cleanup.h common/util.h common/list.h common/bytes.h \
+	common/cleanup.h common/util.h common/list.h common/bytes.h common/json-u64.h \
 	common/error.c common/error.h \
 	common/log.c common/log.h \
 	common/parse.c common/parse.h \

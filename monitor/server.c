@@ -191,6 +191,31 @@ json_t *monitor_timestamp(void)
 			 (json_int_t)tv.tv_usec);
 }
 
+/*
+ * Turn the marker strings of json_u64() (common/json-u64.h), dumped with
+ * JSON_ENSURE_ASCII as "\u0001u64:DIGITS", into bare numbers, in place.
+ */
+static void unmark_u64(char *text)
+{
+	static const char mark[] = "\"\\u0001u64:";
+	char *p = text;
+
+	while ((p = strstr(p, mark))) {
+		char *digits = p + strlen(mark), *end = digits;
+
+		while (*end >= '0' && *end <= '9') {
+			end++;
+		}
+		if (end == digits || *end != '"' || end - digits > 20) {
+			p = digits;
+			continue;
+		}
+		memmove(p, digits, (size_t)(end - digits));
+		memmove(p + (end - digits), end + 1, strlen(end + 1) + 1);
+		p += end - digits;
+	}
+}
+
 void monitor_client_send(struct monitor_client *c, json_t *obj)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -205,6 +230,7 @@ void monitor_client_send(struct monitor_client *c, json_t *obj)
 		monitor_client_drop(c);
 		return;
 	}
+	unmark_u64(text);
 	if (evbuffer_get_length(out) + strlen(text) + 2 > c->mon->lim.max_output) {
 		log_ratelimited(&drop_rl, LOG_WARNING, c->vm, NULL,
 				"dropping client pid %d uid %u: output queue over %zu bytes "

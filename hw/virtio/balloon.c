@@ -5,8 +5,13 @@
  * inflate queue (0) and takes them back through the deflate queue (1),
  * and writes "actual" when it is done. Inflated pages are returned to the
  * host (MADV_REMOVE for shared memory, MADV_DONTNEED otherwise); a later
- * guest access gets a zero page. No statistics queue and no free page
- * hinting yet.
+ * guest access gets a zero page.
+ *
+ * Statistics (§5.5.6.3) as QEMU's: the driver keeps one buffer of
+ * (tag, value) records on the stats queue (2); while a polling interval is
+ * set (qom-set guest-stats-polling-interval, seconds), the device gives the
+ * buffer back every interval, the driver refills it, and the device keeps
+ * the values and the time for qom-get guest-stats. No free page hinting.
  *
  * Threads: realize/unrealize on the control thread; config accesses on
  * vCPU threads and queues on the I/O thread, all under the transport lock;
@@ -15,10 +20,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
+#include "common/iov.h"
+#include "common/json-u64.h"
 #include "common/log.h"
 #include "hw/device.h"
 #include "hw/devices.h"
@@ -27,6 +36,17 @@
 #define VIRTIO_ID_BALLOON 5
 #define BALLOON_PAGE 4096ull
 #define BALLOON_QUEUE_SIZE 128
+#define VIRTIO_BALLOON_F_STATS_VQ 1
+#define STATS_QUEUE 2
+#define STATS_MAX_RECORDS 256 /* of one buffer, read; more are ignored */
+
+/* QEMU's names for the tags of §5.5.6.3, in tag order. */
+static const char *const stat_names[] = {
+	"stat-swap-in",	     "stat-swap-out",	  "stat-major-faults",	   "stat-minor-faults",
+	"stat-free-memory",  "stat-total-memory", "stat-available-memory", "stat-disk-caches",
+	"stat-htlb-pgalloc", "stat-htlb-pgfail",
+};
+#define N_STATS (sizeof(stat_names) / sizeof(stat_names[0]))
 
 struct balloon_config {
 	uint32_t num_pages; /* le32, host -> guest */
@@ -40,6 +60,14 @@ struct virtio_balloon {
 	struct balloon_config config;
 	uint64_t inflated, deflated; /* pages seen on each queue, for the log */
 	struct virtq_elem elem;
+	/* statistics */
+	uint64_t stats[N_STATS];   /* UINT64_MAX: not reported */
+	int64_t stats_last_update; /* wall-clock seconds, 0: never */
+	int64_t poll_interval;	   /* seconds, 0: off */
+	bool stats_held;	   /* the driver's buffer is ours until the next poll */
+	bool dying;
+	struct virtq_elem stats_elem;
+	struct event *stats_timer;
 };
 
 static struct ratelimit balloon_rl = RATELIMIT_INIT(5000000, 5);
@@ -100,10 +128,85 @@ static void balloon_process(struct virtio_balloon *b, unsigned q)
 	}
 }
 
+/* The driver (re)filled its statistics buffer: keep the values. Lock held. */
+static void stats_process(struct virtio_balloon *b)
+{
+	struct virtq *vq = virtio_queue(b->vp, STATS_QUEUE);
+
+	for (;;) {
+		uint8_t rec[10];
+		int n;
+
+		if (!virtq_has_avail(vq)) {
+			return;
+		}
+		if (b->stats_held) {
+			/* a second buffer while we hold one: give the old one back */
+			virtq_push(vq, &b->stats_elem, 0);
+			virtio_notify(b->vp, STATS_QUEUE);
+			b->stats_held = false;
+		}
+		n = virtq_pop(vq, &b->stats_elem);
+		if (n < 0) {
+			virtio_set_needs_reset(b->vp, "malformed balloon statistics queue");
+			return;
+		}
+		if (n == 0) {
+			return;
+		}
+		b->stats_held = true;
+		for (size_t off = 0; off < STATS_MAX_RECORDS * sizeof(rec); off += sizeof(rec)) {
+			uint16_t tag;
+			uint64_t val;
+
+			if (iov_to_buf(b->stats_elem.out, b->stats_elem.out_num, off, rec,
+				       sizeof(rec)) < sizeof(rec)) {
+				break;
+			}
+			memcpy(&tag, rec, 2);
+			memcpy(&val, rec + 2, 8);
+			if (tag < N_STATS) {
+				b->stats[tag] = val;
+			}
+		}
+		b->stats_last_update = (int64_t)time(NULL);
+	}
+}
+
+static void stats_arm(struct virtio_balloon *b, int64_t secs)
+{
+	struct timeval tv = {.tv_sec = (time_t)secs};
+
+	if (!b->dying) {
+		evtimer_add(b->stats_timer, &tv);
+	}
+}
+
+/* The polling interval passed: ask the driver for fresh values (I/O thread). */
+static void stats_poll(evutil_socket_t fd, short what, void *opaque)
+{
+	struct virtio_balloon *b = opaque;
+
+	(void)fd;
+	(void)what;
+	virtio_lock(b->vp);
+	if (b->stats_held && virtio_driver_ok(b->vp)) {
+		virtq_push(virtio_queue(b->vp, STATS_QUEUE), &b->stats_elem, 0);
+		virtio_notify(b->vp, STATS_QUEUE);
+		b->stats_held = false;
+	}
+	if (b->poll_interval > 0) {
+		stats_arm(b, b->poll_interval);
+	}
+	virtio_unlock(b->vp);
+}
+
 static void balloon_queue_notify(void *dev, unsigned q)
 {
 	if (q < 2) {
 		balloon_process(dev, q);
+	} else if (q == STATS_QUEUE) {
+		stats_process(dev);
 	}
 }
 
@@ -152,6 +255,8 @@ static void balloon_reset(void *dev)
 
 	/* a new driver starts with nothing inflated; the host's target stays */
 	b->config.actual = 0;
+	/* its statistics buffer is forgotten (the values stay, as QEMU's) */
+	b->stats_held = false;
 }
 
 static const struct virtio_device_ops balloon_ops = {
@@ -192,13 +297,74 @@ uint64_t virtio_balloon_actual(void *state)
 	return b->ram_size - gone;
 }
 
+static json_t *balloon_qom_get(void *state, const char *prop, struct error **errp)
+{
+	struct virtio_balloon *b = state;
+	json_t *v = NULL, *stats;
+
+	virtio_lock(b->vp);
+	if (strcmp(prop, "guest-stats-polling-interval") == 0) {
+		v = json_integer(b->poll_interval);
+	} else if (strcmp(prop, "guest-stats") == 0) {
+		stats = json_object();
+		for (size_t i = 0; stats && i < N_STATS; i++) {
+			json_object_set_new(stats, stat_names[i], json_u64(b->stats[i]));
+		}
+		v = json_pack("{s:o, s:I}", "stats", stats, "last-update",
+			      (json_int_t)b->stats_last_update);
+	} else {
+		error_set(errp, ENOENT, "Property 'virtio-balloon-pci.%s' not found", prop);
+	}
+	virtio_unlock(b->vp);
+	return v;
+}
+
+static int balloon_qom_set(void *state, const char *prop, json_t *value, struct error **errp)
+{
+	struct virtio_balloon *b = state;
+	json_int_t v;
+
+	if (strcmp(prop, "guest-stats") == 0) {
+		return error_set(errp, EPERM,
+				 "Property 'virtio-balloon-device.guest-stats' is not writable");
+	}
+	if (strcmp(prop, "guest-stats-polling-interval") != 0) {
+		return error_set(errp, ENOENT, "Property 'virtio-balloon-pci.%s' not found", prop);
+	}
+	/* QEMU's checks and messages (hw/virtio/virtio-balloon.c) */
+	if (!json_is_integer(value)) {
+		return error_set(errp, EINVAL,
+				 "Invalid parameter type for 'guest-stats-polling-interval', "
+				 "expected: integer");
+	}
+	v = json_integer_value(value);
+	if (v < 0) {
+		return error_set(errp, EINVAL, "timer value must be greater than zero");
+	}
+	if (v > UINT32_MAX) {
+		return error_set(errp, EINVAL, "timer value is too big");
+	}
+	virtio_lock(b->vp);
+	if (v == 0) {
+		b->poll_interval = 0;
+		evtimer_del(b->stats_timer);
+	} else if (b->poll_interval > 0) {
+		b->poll_interval = v; /* from the next poll on */
+	} else {
+		b->poll_interval = v;
+		stats_arm(b, 0); /* QEMU polls at once, then every interval */
+	}
+	virtio_unlock(b->vp);
+	return 0;
+}
+
 static int balloon_realize(struct vm *vm, const void *cfg, void **ret_state, struct error **errp)
 {
 	struct virtio_dev_config vc = {
 		.ops = &balloon_ops,
 		.id = "balloon0",
-		.features = 0,
-		.nqueues = 2,
+		.features = 1ull << VIRTIO_BALLOON_F_STATS_VQ,
+		.nqueues = 3,
 		.queue_max = BALLOON_QUEUE_SIZE,
 	};
 	struct virtio_balloon *b;
@@ -210,10 +376,17 @@ static int balloon_realize(struct vm *vm, const void *cfg, void **ret_state, str
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	b->vm = vm;
-	b->ram_size = guest_mem_size(vm_guest_mem(vm));
+	b->ram_size = vm_get_config(vm)->memory; /* the RAM, not the memory devices' */
+	memset(b->stats, 0xff, sizeof(b->stats));
+	b->stats_timer = evtimer_new(vm_io_base(vm), stats_poll, b);
+	if (!b->stats_timer) {
+		free(b);
+		return error_set(errp, ENOMEM, "virtio-balloon: cannot create its timer");
+	}
 	vc.dev = b;
 	r = virtio_dev_new(vm, &vc, &b->vp, errp);
 	if (r < 0) {
+		event_free(b->stats_timer);
 		free(b);
 		return r;
 	}
@@ -225,6 +398,11 @@ static void balloon_unrealize(void *state)
 {
 	struct virtio_balloon *b = state;
 
+	/* the I/O thread may still run the timer: stop it, then the kicks */
+	virtio_lock(b->vp);
+	b->dying = true;
+	virtio_unlock(b->vp);
+	event_free(b->stats_timer);
 	virtio_dev_free(b->vp);
 	free(b);
 }
@@ -249,4 +427,7 @@ const struct device_class virtio_balloon_class = {
 	.realize = balloon_realize,
 	.unrealize = balloon_unrealize,
 	.reset = balloon_device_reset,
+	.qom_id = "balloon0",
+	.qom_get = balloon_qom_get,
+	.qom_set = balloon_qom_set,
 };
