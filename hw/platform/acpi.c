@@ -521,6 +521,19 @@ static uint64_t acpi_table_mcfg(struct acpi_builder *b, const struct acpi_pci_in
 	return b->gpa + off;
 }
 
+static uint64_t acpi_table_srat(struct acpi_builder *b, const struct acpi_config *cfg)
+{
+	uint32_t len = (uint32_t)acpi_srat_fill(NULL, cfg->n_cpus, cfg->srat);
+	size_t off = acpi_alloc(b, len, 16);
+
+	if (off == SIZE_MAX) {
+		return 0;
+	}
+	acpi_srat_fill(b->buf + off, cfg->n_cpus, cfg->srat);
+	acpi_header(b->buf + off, "SRAT", len, 1, "SRAT");
+	return b->gpa + off;
+}
+
 static uint64_t acpi_table_xsdt(struct acpi_builder *b, const uint64_t *tables, unsigned n,
 				int wide)
 {
@@ -544,7 +557,7 @@ int64_t acpi_build_tables(void *buf, size_t len, uint64_t gpa, const struct acpi
 			  struct error **errp)
 {
 	struct acpi_builder b = {.buf = buf, .size = len, .gpa = gpa};
-	uint64_t tables[4], facs, dsdt, rsdt, xsdt;
+	uint64_t tables[5], facs, dsdt, rsdt, xsdt;
 	unsigned n = 0;
 	size_t rsdp;
 	uint8_t *p;
@@ -573,6 +586,9 @@ int64_t acpi_build_tables(void *buf, size_t len, uint64_t gpa, const struct acpi
 	tables[n++] = acpi_table_madt(&b, cfg);
 	if (cfg->pci && cfg->pci->ecam_base) {
 		tables[n++] = acpi_table_mcfg(&b, cfg->pci);
+	}
+	if (cfg->srat) {
+		tables[n++] = acpi_table_srat(&b, cfg);
 	}
 	rsdt = acpi_table_xsdt(&b, tables, n, 0);
 	xsdt = acpi_table_xsdt(&b, tables, n, 1);

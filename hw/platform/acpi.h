@@ -105,12 +105,32 @@ struct acpi_pci_info {
 	bool hotplug;
 };
 
+/*
+ * The SRAT of a machine with memory hotplug (hw/platform/acpi-srat.c): one
+ * NUMA node with all RAM and the device memory region as hotpluggable.
+ */
+struct acpi_srat_info {
+	uint64_t ram_below_4g, ram_above_4g;
+	uint64_t hotplug_base, hotplug_len;
+};
+
+struct vm_config;
+/* Fill @s for @cfg; false when it has no device memory (maxmem): then no SRAT. */
+bool acpi_srat_from_config(const struct vm_config *cfg, struct acpi_srat_info *s);
+/*
+ * Write the SRAT's body at @t (the header is the caller's; bytes 36.. are
+ * filled) and return the table's length; @t NULL: only the length.
+ */
+size_t acpi_srat_fill(uint8_t *t, unsigned n_cpus, const struct acpi_srat_info *s);
+
 struct acpi_config {
 	unsigned n_cpus; /* 1..ACPI_MAX_CPUS; APIC IDs 0..n_cpus-1 */
 	/* The host bridge; NULL: a stub bridge for bus 0 with the default hole. */
 	const struct acpi_pci_info *pci;
 	/* Defaults used for the stub bridge's 32-bit window when pci is NULL. */
 	uint64_t pci_hole_base, pci_hole_len; /* e.g. 0xC0000000, 0x3EC00000 */
+	/* Memory hotplug's SRAT; NULL: none (QEMU builds one only with NUMA or maxmem). */
+	const struct acpi_srat_info *srat;
 };
 
 /*

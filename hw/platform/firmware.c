@@ -640,6 +640,12 @@ int firmware_fw_cfg_populate(struct fw_cfg *fw, const struct firmware_machine *m
 
 		r = fw_cfg_add_file(fw, "etc/boot-menu-wait", &wait, sizeof(wait), false, errp);
 	}
+	if (r == 0 && m->reserved_memory_end) {
+		/* as QEMU: SeaBIOS puts 64-bit BARs above the memory devices' region */
+		uint64_t end = htole64(m->reserved_memory_end);
+
+		r = fw_cfg_add_file(fw, "etc/reserved-memory-end", &end, sizeof(end), false, errp);
+	}
 	if (r == 0 && m->acpi) {
 		r = firmware_acpi_to_fw_cfg(fw, m->acpi, errp);
 	}
@@ -826,9 +832,10 @@ static int firmware_realize(struct vm *vm, const void *unused, void **ret_state,
 	struct firmware_machine m = {0};
 	struct acpi_pci_info *pci = NULL;
 	struct acpi_config acpi = {0};
+	struct acpi_srat_info srat;
 	_cleanup_free_ uint8_t *raw = NULL;
 	struct firmware *f;
-	uint64_t total = guest_mem_size(mem);
+	uint64_t total = cfg->memory; /* RAM; memory devices are not in e820 */
 	int r;
 
 	(void)unused;
@@ -873,6 +880,7 @@ static int firmware_realize(struct vm *vm, const void *unused, void **ret_state,
 	m.name = cfg->name;
 	firmware_uuid(cfg->name, m.uuid);
 	m.sercon_port = 0x3f8;
+	m.reserved_memory_end = vm_config_device_memory_end(cfg);
 	if (cfg->acpi) {
 		pci = malloc(sizeof(*pci));
 		if (!pci) {
@@ -882,6 +890,9 @@ static int firmware_realize(struct vm *vm, const void *unused, void **ret_state,
 		pci_acpi_info(pci);
 		acpi.n_cpus = cfg->vcpus;
 		acpi.pci = pci;
+		if (acpi_srat_from_config(cfg, &srat)) {
+			acpi.srat = &srat;
+		}
 		m.acpi = &acpi;
 	}
 	r = firmware_boot_paths(f, &m, f->roms, errp);

@@ -64,6 +64,8 @@ struct firmware_machine {
 	/* ACPI tables: built with hw/platform/acpi.c and passed through the table loader; NULL: none. */
 	const struct acpi_config *acpi;
 	uint16_t sercon_port; /* serial console for the BIOS (0x3F8); 0: none */
+	/* End of the memory devices' region ("etc/reserved-memory-end"); 0: none. */
+	uint64_t reserved_memory_end;
 };
 
 /* The "etc/e820" file: packed {le64 addr, le64 len, le32 type}. Returns its length. */

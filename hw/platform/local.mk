@@ -3,7 +3,7 @@
 noinst_LIBRARIES += hw/platform/libhwplatform.a
 hw_platform_libhwplatform_a_SOURCES = \
 	hw/platform/aml.c hw/platform/aml.h \
-	hw/platform/acpi.c hw/platform/acpi.h \
+	hw/platform/acpi.c hw/platform/acpi.h hw/platform/acpi-srat.c \
 	hw/platform/mptable.c hw/platform/mptable.h \
 	hw/platform/platform-tables.c hw/platform/platform.h hw/platform/pci-acpi.c \
 	hw/platform/fw-cfg.c hw/platform/fw-cfg.h \
@@ -47,3 +47,7 @@ tests_unit_test_firmware_LDADD = hw/platform/libhwplatform.a hw/pci/libhwpci.a \
 # (skip until vmmd can run a VM in the foreground); the benchmark is run by hand.
 TESTS += tests/functional/test-firmware-boot.py tests/functional/test-firmware-ipxe.py
 EXTRA_DIST += tests/bench/firmware.sh
+
+# The SRAT builder (memory hotplug), part of the ACPI tables the unit tests build.
+tests_unit_test_acpi_SOURCES += hw/platform/acpi-srat.c
+tests_unit_test_mptable_SOURCES += hw/platform/acpi-srat.c

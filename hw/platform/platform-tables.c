@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hw/platform/acpi.h"
 #include "hw/device.h"
@@ -24,9 +25,26 @@ struct platform_tables {
 	struct vm *vm;
 };
 
+/* The SRAT of a VM with memory hotplug (also used by firmware.c for SeaBIOS). */
+bool acpi_srat_from_config(const struct vm_config *cfg, struct acpi_srat_info *s)
+{
+	uint64_t end = vm_config_device_memory_end(cfg);
+
+	if (!end) {
+		return false;
+	}
+	memset(s, 0, sizeof(*s));
+	s->ram_below_4g = cfg->memory < GUEST_MEM_HOLE_START ? cfg->memory : GUEST_MEM_HOLE_START;
+	s->ram_above_4g = cfg->memory - s->ram_below_4g;
+	s->hotplug_len = cfg->maxmem - cfg->memory;
+	s->hotplug_base = end - s->hotplug_len;
+	return true;
+}
+
 static int tables_write(struct vm *vm, struct error **errp)
 {
 	const struct vm_config *cfg = vm_get_config(vm);
+	struct acpi_srat_info srat;
 	struct acpi_pci_info *pci;
 	struct mptable_config mp = {.n_cpus = cfg->vcpus};
 	struct acpi_config acpi = {.n_cpus = cfg->vcpus};
@@ -42,6 +60,9 @@ static int tables_write(struct vm *vm, struct error **errp)
 	}
 	pci_acpi_info(pci);
 	mp.pci = acpi.pci = pci;
+	if (acpi_srat_from_config(cfg, &srat)) {
+		acpi.srat = &srat;
+	}
 	r = mptable_build(vm_guest_mem(vm), &mp, errp);
 	if (r >= 0 && cfg->acpi) {
 		r = acpi_build(vm_guest_mem(vm), &acpi, errp);
