@@ -1,10 +1,10 @@
 # hw/virtio/: virtqueues, the virtio-pci transport and the virtio device
-# models (blk, net, rng, balloon).
+# models (blk, net, rng, balloon, mem).
 noinst_LIBRARIES += hw/virtio/libhwvirtio.a
 hw_virtio_libhwvirtio_a_SOURCES = \
 	hw/virtio/virtqueue.c hw/virtio/virtqueue.h \
 	hw/virtio/virtio.h hw/virtio/virtio-pci.c hw/virtio/virtio-pci.h \
-	hw/virtio/rng.c hw/virtio/blk.c hw/virtio/net.c hw/virtio/balloon.c
+	hw/virtio/rng.c hw/virtio/blk.c hw/virtio/net.c hw/virtio/balloon.c hw/virtio/mem.c
 hw_virtio_libhwvirtio_a_CFLAGS = $(HW_CFLAGS)
 
 check_PROGRAMS += tests/unit/test-virtqueue
@@ -23,3 +23,7 @@ tests_unit_test_virtio_LDADD = hw/virtio/libhwvirtio.a hw/pci/libhwpci.a $(FAKE_
 
 TESTS += tests/functional/test-virtio-rng.py tests/functional/test-virtio-blk.py \
 	tests/functional/test-virtio-net.py tests/functional/test-virtio-robust.py
+
+# virtio-mem and the balloon's statistics against QEMU 7.2 (golden traces in
+# tests/functional/memory/, recorded by its record-qemu.py).
+TESTS += tests/functional/test-virtio-mem.py tests/functional/test-balloon-stats.py

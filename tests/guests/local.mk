@@ -44,14 +44,16 @@ EXTRA_DIST += tests/functional/guestrun.py
 # virtio test guests (hw/virtio/): a shared spec-written driver, virtio-drv.c.
 VIRTIO_GUESTS = tests/guests/virtio-rng.elf tests/guests/virtio-blk.elf \
 	tests/guests/virtio-net.elf tests/guests/virtio-robust.elf tests/guests/virtio-rng-loop.elf \
-	tests/guests/virtio-bench.elf tests/guests/blk-writer.elf tests/guests/hotplug.elf tests/guests/balloon.elf
+	tests/guests/virtio-bench.elf tests/guests/blk-writer.elf tests/guests/hotplug.elf tests/guests/balloon.elf \
+	tests/guests/virtio-mem.elf tests/guests/balloon-stats.elf
 VIRTIO_GUEST_DEPS = $(GUEST_DEPS) $(srcdir)/tests/guests/virtio-drv.c \
 	$(srcdir)/tests/guests/virtio-drv.h
 noinst_DATA += $(VIRTIO_GUESTS)
 CLEANFILES += $(VIRTIO_GUESTS)
 EXTRA_DIST += tests/guests/virtio-drv.c tests/guests/virtio-drv.h tests/guests/virtio-rng.c \
 	tests/guests/virtio-blk.c tests/guests/virtio-net.c tests/guests/virtio-robust.c \
-	tests/guests/virtio-bench.c tests/guests/blk-writer.c tests/guests/hotplug.c tests/guests/balloon.c
+	tests/guests/virtio-bench.c tests/guests/blk-writer.c tests/guests/hotplug.c tests/guests/balloon.c \
+	tests/guests/virtio-mem.c tests/guests/balloon-stats.c
 
 tests/guests/virtio-rng.elf: $(srcdir)/tests/guests/virtio-rng.c $(VIRTIO_GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
@@ -85,6 +87,14 @@ tests/guests/balloon.elf: $(srcdir)/tests/guests/balloon.c $(VIRTIO_GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
 		$(srcdir)/tests/guests/balloon.c
+tests/guests/virtio-mem.elf: $(srcdir)/tests/guests/virtio-mem.c $(VIRTIO_GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
+		$(srcdir)/tests/guests/virtio-mem.c
+tests/guests/balloon-stats.elf: $(srcdir)/tests/guests/balloon-stats.c $(VIRTIO_GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
+		$(srcdir)/tests/guests/balloon-stats.c
 
 # The xHCI/usb-storage test guest (hw/usb/), on the virtio guests' PCI helpers.
 noinst_DATA += tests/guests/xhci.elf

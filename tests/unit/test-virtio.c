@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "common/vmstate.h"
 #include "hw/device.h"
 #include "hw/devices.h"
 #include "hw/pci/pci.h"
@@ -895,6 +896,167 @@ START_TEST(test_net_no_truncation)
 }
 END_TEST
 
+/* ---- virtio-mem: its region is a slice of the fake RAM (8 MiB, 4 MiB, 1 MiB blocks) ---- */
+
+#define MEM_ADDR (8ull << 20)
+#define MEM_BLOCK (1ull << 20)
+
+static const struct vm_memdev_config mem_cfg = {
+	.id = "vm0",
+	.driver = "virtio-mem",
+	.memdev = "m0",
+	.size = 4 << 20,
+	.requested_size = 2 << 20,
+	.block_size = MEM_BLOCK,
+	.addr = MEM_ADDR,
+};
+
+/* One request; the response type, and the state into *state. */
+static unsigned mem_req(struct drv *d, uint16_t type, uint64_t addr, uint16_t nb, uint16_t *state)
+{
+	uint8_t *req = ram(BUF_BASE), *resp = ram(BUF_BASE + 0x100);
+	uint16_t t = 0xffff, st = 0xffff;
+
+	memset(req, 0, 24);
+	memcpy(req, &type, 2);
+	memcpy(req + 8, &addr, 8);
+	memcpy(req + 16, &nb, 2);
+	memset(resp, 0xff, 10);
+	drv_desc(d, 0, BUF_BASE, 24, VIRTQ_DESC_F_NEXT, 1);
+	drv_desc(d, 1, BUF_BASE + 0x100, 10, VIRTQ_DESC_F_WRITE, 0);
+	drv_kick(d, 0);
+	ck_assert_uint_eq(drv_wait(d), 10);
+	memcpy(&t, resp, 2);
+	memcpy(&st, resp + 8, 2);
+	if (state) {
+		*state = st;
+	}
+	return t;
+}
+
+static uint64_t mem_cfg64(struct drv *d, unsigned off)
+{
+	return mr(d->device + off, 4) | mr(d->device + off + 4, 4) << 32;
+}
+
+START_TEST(test_mem_requests)
+{
+	struct drv d;
+	uint16_t st;
+
+	realize(&virtio_mem_class, &mem_cfg);
+	drv_probe(&d, 0x1040 + 24);
+	ck_assert_uint_eq(drv_init(&d, 1, 0) & 0x0f, 0x0f);
+	ck_assert_uint_eq(mem_cfg64(&d, 0), MEM_BLOCK);
+	ck_assert_uint_eq(mem_cfg64(&d, 16), MEM_ADDR);
+	ck_assert_uint_eq(mem_cfg64(&d, 24), 4 << 20);
+	ck_assert_uint_eq(mem_cfg64(&d, 32), 4 << 20); /* usable: min(region, 2M + 256M) */
+	ck_assert_uint_eq(mem_cfg64(&d, 48), 2 << 20);
+	ck_assert_uint_eq(mem_req(&d, 0, MEM_ADDR, 1, NULL), 0);	     /* plug: ACK */
+	ck_assert_uint_eq(mem_cfg64(&d, 40), MEM_BLOCK);		     /* plugged */
+	ck_assert_uint_eq(mem_req(&d, 0, MEM_ADDR, 1, NULL), 3);	     /* again: ERROR */
+	ck_assert_uint_eq(mem_req(&d, 0, MEM_ADDR + MEM_BLOCK, 2, NULL), 1); /* > requested */
+	ck_assert_uint_eq(mem_req(&d, 3, MEM_ADDR, 2, &st), 0);
+	ck_assert_uint_eq(st, 2); /* MIXED */
+	ck_assert_uint_eq(mem_req(&d, 3, MEM_ADDR + MEM_BLOCK, 3, &st), 0);
+	ck_assert_uint_eq(st, 1); /* UNPLUGGED */
+	/* crossing the region's end, misaligned, below, empty, wrapping: ERROR */
+	ck_assert_uint_eq(mem_req(&d, 0, MEM_ADDR + 3 * MEM_BLOCK, 2, NULL), 3);
+	ck_assert_uint_eq(mem_req(&d, 0, MEM_ADDR + 4096, 1, NULL), 3);
+	ck_assert_uint_eq(mem_req(&d, 0, MEM_ADDR - MEM_BLOCK, 1, NULL), 3);
+	ck_assert_uint_eq(mem_req(&d, 0, MEM_ADDR + MEM_BLOCK, 0, NULL), 3);
+	ck_assert_uint_eq(mem_req(&d, 1, ~0ull & ~(MEM_BLOCK - 1), 0xffff, NULL), 3);
+	ck_assert_uint_eq(mem_req(&d, 3, MEM_ADDR + 4 * MEM_BLOCK, 1, NULL), 3);
+	ck_assert_uint_eq(mem_req(&d, 1, MEM_ADDR + MEM_BLOCK, 1, NULL), 3); /* unplugged */
+	/* plugged memory keeps what the guest wrote; unplug gives zeroes back */
+	memset(ram(MEM_ADDR), 0xab, 4096);
+	ck_assert_uint_eq(mem_req(&d, 1, MEM_ADDR, 1, NULL), 0);
+	ck_assert_uint_eq(ram(MEM_ADDR)[0], 0);
+	ck_assert_uint_eq(mem_cfg64(&d, 40), 0);
+	ck_assert_uint_eq(mem_req(&d, 0, MEM_ADDR + MEM_BLOCK, 2, NULL), 0);
+	ck_assert_uint_eq(mem_req(&d, 2, 0, 0, NULL), 0); /* unplug all */
+	ck_assert_uint_eq(mem_cfg64(&d, 40), 0);
+	/* an unknown request type is a protocol violation */
+	{
+		uint8_t *req = ram(BUF_BASE);
+		uint16_t type = 9;
+
+		memcpy(req, &type, 2);
+		drv_desc(&d, 0, BUF_BASE, 24, VIRTQ_DESC_F_NEXT, 1);
+		drv_desc(&d, 1, BUF_BASE + 0x100, 10, VIRTQ_DESC_F_WRITE, 0);
+		drv_kick(&d, 0);
+		spin(5);
+		ck_assert(drv_status(&d) & VIRTIO_STATUS_NEEDS_RESET);
+	}
+	/* the host side: QEMU's checks for requested-size */
+	{
+		struct error *err = NULL;
+		json_t *v = json_integer(3 << 20);
+
+		ck_assert_int_eq(virtio_mem_class.qom_set(dev_state, "requested-size", v, NULL), 0);
+		json_decref(v);
+		v = json_integer(12345);
+		ck_assert_int_lt(virtio_mem_class.qom_set(dev_state, "requested-size", v, &err), 0);
+		ck_assert_str_eq(err->msg,
+				 "'requested-size' has to be multiples of 'block-size' (0x100000)");
+		error_free(err);
+		err = NULL;
+		json_decref(v);
+		v = json_integer(8 << 20);
+		ck_assert_int_lt(virtio_mem_class.qom_set(dev_state, "requested-size", v, &err), 0);
+		ck_assert_str_eq(
+			err->msg,
+			"'requested-size' cannot exceed the memory backend size(0x400000)");
+		error_free(err);
+		json_decref(v);
+	}
+}
+END_TEST
+
+START_TEST(test_mem_save_load)
+{
+	struct vmstate_buf out, in;
+	struct error *err = NULL;
+	struct drv d;
+	json_t *info;
+	uint8_t *bad;
+
+	realize(&virtio_mem_class, &mem_cfg);
+	drv_probe(&d, 0x1040 + 24);
+	ck_assert_uint_eq(drv_init(&d, 1, 0) & 0x0f, 0x0f);
+	ck_assert_uint_eq(mem_req(&d, 0, MEM_ADDR + MEM_BLOCK, 2, NULL), 0);
+	vmstate_buf_init(&out);
+	ck_assert_int_eq(virtio_mem_class.save(dev_state, &out, NULL), 0);
+	ck_assert(!out.failed);
+	dev_cls->unrealize(dev_state);
+	dev_cls = NULL;
+	realize(&virtio_mem_class, &mem_cfg);
+	vmstate_buf_wrap(&in, out.data, out.len);
+	ck_assert_msg(virtio_mem_class.load(dev_state, &in, 1, &err) == 0, "%s",
+		      err ? err->msg : "");
+	info = virtio_mem_class.query_memory(dev_state);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(info, "data"), "size")),
+			 2 << 20);
+	json_decref(info);
+	/* a state whose plugged size disagrees with its bitmap, or another version */
+	bad = malloc(out.len);
+	memcpy(bad, out.data, out.len);
+	bad[32] ^= 0x10; /* plugged_size */
+	dev_cls->unrealize(dev_state);
+	dev_cls = NULL;
+	realize(&virtio_mem_class, &mem_cfg);
+	vmstate_buf_wrap(&in, bad, out.len);
+	ck_assert_int_lt(virtio_mem_class.load(dev_state, &in, 1, &err), 0);
+	error_free(err);
+	err = NULL;
+	vmstate_buf_wrap(&in, out.data, out.len);
+	ck_assert_int_lt(virtio_mem_class.load(dev_state, &in, 2, &err), 0);
+	error_free(err);
+	free(bad);
+	vmstate_buf_free(&out);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("virtio");
@@ -918,6 +1080,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_blk_reset_with_requests_in_flight);
 	tcase_add_test(tc, test_net_dhcp_mergeable);
 	tcase_add_test(tc, test_net_no_truncation);
+	tcase_add_test(tc, test_mem_requests);
+	tcase_add_test(tc, test_mem_save_load);
 	suite_add_tcase(s, tc);
 	return s;
 }
