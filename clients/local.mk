@@ -10,3 +10,6 @@ vmm_img_LDADD = $(BLOCK_LIBS) -lm
 
 # vmctl's QEMU and libvirt import (needs no daemon for the mapping half).
 TESTS += tests/functional/test-vmctl-import.py
+
+# vmctl memory (memory devices, balloon statistics).
+vmctl_SOURCES += clients/vmctl-memory.c

@@ -1563,6 +1563,11 @@ int vmctl_set_path(json_t *obj, const char *key, const char *path)
 }
 
 /* snapshot, stream, commit (block jobs) */
+static int cmd_memory(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+{
+	return vmctl_cmd_memory(c, argc, argv);
+}
+
 static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 			 const struct vmctl_command *cmd)
 {
@@ -2166,6 +2171,17 @@ static const struct vmctl_command commands[] = {
 	 "Each CHORD is QEMU key names joined by '-' (ctrl-alt-delete, shift-a, ret): one\n"
 	 "send-key command, pressed in order, released in reverse order, MS apart.\n"
 	 "  --hold-time MS    time between the key events (default 10)\n"},
+	{"memory", cmd_memory, "list|resize|stats NAME ...",
+	 "memory devices and balloon statistics of a VM",
+	 "  memory list NAME         RAM, plugged memory and each virtio-mem device\n"
+	 "                           (query-memory-size-summary, query-memory-devices)\n"
+	 "  memory resize NAME ID SIZE [--wait [--timeout S]]\n"
+	 "                           ask the guest to plug SIZE on virtio-mem device ID\n"
+	 "                           (qom-set requested-size); --wait until it has\n"
+	 "                           (MEMORY_DEVICE_SIZE_CHANGE; default 60 s, then exit 5)\n"
+	 "  memory stats NAME [--interval S]\n"
+	 "                           the balloon's guest statistics (qom-get guest-stats);\n"
+	 "                           --interval sets the polling period first (0: off)\n"},
 	{"disk", cmd_disk, "add|remove|resize|snapshot|stream|commit VM ...",
 	 "hot-add, remove or resize a disk; external snapshots and block jobs",
 	 "  add VM ID FILE [--format raw|qcow2] [--readonly] [--serial S]\n"

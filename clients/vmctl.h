@@ -35,6 +35,8 @@ int vmctl_run_cmd(struct qmp_client *c, const char *cmd, json_t *args, json_t **
 void vmctl_run_cmd_quiet(struct qmp_client *c, const char *cmd, json_t *args);
 /* Set @key of @obj to @path made absolute against the current directory. */
 int vmctl_set_path(json_t *obj, const char *key, const char *path);
+/* vmctl memory (clients/vmctl-memory.c). */
+int vmctl_cmd_memory(struct qmp_client *c, int argc, char **argv);
 
 int vmctl_cmd_disk(struct qmp_client *c, int argc, char **argv);
 int vmctl_cmd_nic(struct qmp_client *c, int argc, char **argv);

@@ -1,0 +1,278 @@
+/*
+ * vmctl memory list|resize|stats: the VM's memory devices with QEMU's
+ * commands (query-memory-size-summary + query-memory-devices; qom-set of a
+ * virtio-mem device's requested-size, optionally waiting for the guest to
+ * get there through MEMORY_DEVICE_SIZE_CHANGE) and the balloon's
+ * statistics (qom-set guest-stats-polling-interval, qom-get guest-stats).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clients/vmctl.h"
+#include "common/log.h"
+#include "common/parse.h"
+
+static int memory_list(struct qmp_client *c, int argc, char **argv)
+{
+	json_auto_t *summary = NULL, *devs = NULL;
+	char b1[32], b2[32], b3[32], b4[32];
+	size_t i;
+	json_t *d;
+	int rc;
+
+	if (argc != 2) {
+		return vmctl_fail(EXIT_USAGE, "memory list needs a VM name");
+	}
+	rc = vmctl_run_cmd(c, "query-memory-size-summary", json_pack("{s:s}", "vm", argv[1]),
+			   &summary);
+	if (rc == EXIT_OK) {
+		rc = vmctl_run_cmd(c, "query-memory-devices", json_pack("{s:s}", "vm", argv[1]),
+				   &devs);
+	}
+	if (rc != EXIT_OK) {
+		return rc;
+	}
+	if (vmctl_json()) {
+		json_auto_t *o = json_pack("{s:O, s:O}", "summary", summary, "devices", devs);
+		char *s = json_dumps(o, JSON_COMPACT);
+
+		printf("%s\n", s ? s : "{}");
+		free(s);
+		return EXIT_OK;
+	}
+	printf("base memory %s, plugged %s\n",
+	       format_size((uint64_t)json_integer_value(json_object_get(summary, "base-memory")),
+			   b1, sizeof(b1)),
+	       format_size((uint64_t)json_integer_value(json_object_get(summary, "plugged-memory")),
+			   b2, sizeof(b2)));
+	if (json_array_size(devs)) {
+		printf("%-16s %-10s %-18s %10s %10s %10s %8s\n", "ID", "TYPE", "ADDRESS", "PLUGGED",
+		       "REQUESTED", "MAX", "BLOCK");
+	}
+	json_array_foreach (devs, i, d) {
+		json_t *x = json_object_get(d, "data");
+
+		printf("%-16s %-10s 0x%016" PRIx64 " %10s %10s %10s %8s\n",
+		       json_string_value(json_object_get(x, "id")) ?: "-",
+		       json_string_value(json_object_get(d, "type")) ?: "?",
+		       (uint64_t)json_integer_value(json_object_get(x, "memaddr")),
+		       format_size((uint64_t)json_integer_value(json_object_get(x, "size")), b1,
+				   sizeof(b1)),
+		       format_size(
+			       (uint64_t)json_integer_value(json_object_get(x, "requested-size")),
+			       b2, sizeof(b2)),
+		       format_size((uint64_t)json_integer_value(json_object_get(x, "max-size")), b3,
+				   sizeof(b3)),
+		       format_size((uint64_t)json_integer_value(json_object_get(x, "block-size")),
+				   b4, sizeof(b4)));
+	}
+	return EXIT_OK;
+}
+
+/* Wait for MEMORY_DEVICE_SIZE_CHANGE of @id on @vm with @size; EXIT_OK or EXIT_TIMEOUT. */
+static int wait_size(struct qmp_client *c, const char *vm, const char *id, uint64_t size,
+		     unsigned timeout)
+{
+	uint64_t deadline = now_monotonic_us() + (uint64_t)timeout * 1000000;
+
+	for (;;) {
+		json_auto_t *ev = NULL;
+		struct error *err = NULL;
+		uint64_t now = now_monotonic_us();
+		json_t *data;
+		int r;
+
+		r = qmp_client_next_event(c, now >= deadline ? 0 : (int)((deadline - now) / 1000),
+					  &ev, &err);
+		if (r == -ETIMEDOUT) {
+			return EXIT_TIMEOUT;
+		}
+		if (r < 0) {
+			return vmctl_report(err, r);
+		}
+		data = json_object_get(ev, "data");
+		if (strcmp(json_string_value(json_object_get(ev, "event")) ?: "",
+			   "MEMORY_DEVICE_SIZE_CHANGE") == 0 &&
+		    strcmp(json_string_value(json_object_get(data, "vm")) ?: "", vm) == 0 &&
+		    strcmp(json_string_value(json_object_get(data, "id")) ?: "", id) == 0 &&
+		    (uint64_t)json_integer_value(json_object_get(data, "size")) == size) {
+			return EXIT_OK;
+		}
+	}
+}
+
+static int memory_resize(struct qmp_client *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"wait", no_argument, NULL, 'w'},
+		{"timeout", required_argument, NULL, 't'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	json_auto_t *now = NULL;
+	uint32_t timeout = 60;
+	bool wait = false;
+	uint64_t size;
+	char buf[32];
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'w':
+			wait = true;
+			break;
+		case 't':
+			if (parse_u32(optarg, &timeout) < 0) {
+				return vmctl_fail(EXIT_USAGE, "--timeout needs seconds");
+			}
+			break;
+		case 'j':
+			vmctl_set_json();
+			break;
+		default:
+			return vmctl_fail(EXIT_USAGE, "unknown option for memory resize");
+		}
+	}
+	if (argc - optind != 3) {
+		return vmctl_fail(EXIT_USAGE,
+				  "memory resize needs a VM name, a memory device id and a size");
+	}
+	if (parse_size(argv[optind + 2], &size) < 0 || size > INT64_MAX) {
+		return vmctl_fail(EXIT_USAGE, "'%s' is not a size", argv[optind + 2]);
+	}
+	rc = vmctl_run_cmd(c, "qom-set",
+			   json_pack("{s:s, s:s, s:s, s:I}", "vm", argv[optind], "path",
+				     argv[optind + 1], "property", "requested-size", "value",
+				     (json_int_t)size),
+			   NULL);
+	if (rc != EXIT_OK) {
+		return rc;
+	}
+	if (wait) {
+		/* already there (nothing to plug) or wait for the guest */
+		rc = vmctl_run_cmd(c, "qom-get",
+				   json_pack("{s:s, s:s, s:s}", "vm", argv[optind], "path",
+					     argv[optind + 1], "property", "size"),
+				   &now);
+		if (rc == EXIT_OK && (uint64_t)json_integer_value(now) != size) {
+			rc = wait_size(c, argv[optind], argv[optind + 1], size, timeout);
+		}
+		if (rc == EXIT_TIMEOUT) {
+			return vmctl_fail(EXIT_TIMEOUT,
+					  "the guest has not plugged %s within %u s (the request "
+					  "stands)",
+					  format_size(size, buf, sizeof(buf)), timeout);
+		}
+		if (rc != EXIT_OK) {
+			return rc;
+		}
+	}
+	if (vmctl_json()) {
+		printf("{\"requested-size\": %" PRIu64 "}\n", size);
+	} else {
+		printf("%s: memory device %s %s %s\n", argv[optind], argv[optind + 1],
+		       wait ? "has" : "asked for", format_size(size, buf, sizeof(buf)));
+	}
+	return EXIT_OK;
+}
+
+/* The balloon's statistics (qom-get guest-stats), after setting the polling interval. */
+static int memory_stats(struct qmp_client *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"interval", required_argument, NULL, 'i'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	static const char path[] = "/machine/peripheral/balloon0";
+	json_auto_t *st = NULL;
+	uint32_t interval = 0;
+	bool set = false;
+	const char *key;
+	json_t *v;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'i':
+			if (parse_u32(optarg, &interval) < 0) {
+				return vmctl_fail(EXIT_USAGE, "--interval needs seconds");
+			}
+			set = true;
+			break;
+		case 'j':
+			vmctl_set_json();
+			break;
+		default:
+			return vmctl_fail(EXIT_USAGE, "unknown option for memory stats");
+		}
+	}
+	if (argc - optind != 1) {
+		return vmctl_fail(EXIT_USAGE, "memory stats needs a VM name");
+	}
+	if (set) {
+		rc = vmctl_run_cmd(c, "qom-set",
+				   json_pack("{s:s, s:s, s:s, s:I}", "vm", argv[optind], "path",
+					     path, "property", "guest-stats-polling-interval",
+					     "value", (json_int_t)interval),
+				   NULL);
+		if (rc != EXIT_OK) {
+			return rc;
+		}
+	}
+	rc = vmctl_run_cmd(c, "qom-get",
+			   json_pack("{s:s, s:s, s:s}", "vm", argv[optind], "path", path,
+				     "property", "guest-stats"),
+			   &st);
+	if (rc != EXIT_OK) {
+		return rc;
+	}
+	if (vmctl_json()) {
+		char *text = json_dumps(st, JSON_COMPACT);
+
+		printf("%s\n", text ? text : "{}");
+		free(text);
+		return EXIT_OK;
+	}
+	printf("last update: %" PRId64 "%s\n",
+	       (int64_t)json_integer_value(json_object_get(st, "last-update")),
+	       json_integer_value(json_object_get(st, "last-update")) ? ""
+								      : " (never: set --interval)");
+	json_object_foreach (json_object_get(st, "stats"), key, v) {
+		/* values above INT64_MAX arrive as strings (client.c); 2^64-1: not reported */
+		if (json_is_integer(v)) {
+			printf("%-24s %" PRId64 "\n", key, (int64_t)json_integer_value(v));
+		} else if (json_is_string(v) &&
+			   strcmp(json_string_value(v), "18446744073709551615") != 0) {
+			printf("%-24s %s\n", key, json_string_value(v));
+		} else {
+			printf("%-24s -\n", key);
+		}
+	}
+	return EXIT_OK;
+}
+
+int vmctl_cmd_memory(struct qmp_client *c, int argc, char **argv)
+{
+	if (argc < 2) {
+		return vmctl_fail(EXIT_USAGE, "memory needs list, resize or stats");
+	}
+	if (strcmp(argv[1], "stats") == 0) {
+		return memory_stats(c, argc - 1, argv + 1);
+	}
+	if (strcmp(argv[1], "list") == 0) {
+		return memory_list(c, argc - 1, argv + 1);
+	}
+	if (strcmp(argv[1], "resize") == 0) {
+		return memory_resize(c, argc - 1, argv + 1);
+	}
+	return vmctl_fail(EXIT_USAGE, "unknown memory command '%s'", argv[1]);
+}
