@@ -17,6 +17,7 @@ const struct device_class *const device_table[] = {
 	&i8042_class,
 	&acpi_pm_class,
 	&acpi_pcihp_class,
+	&acpi_cpuhp_class,
 	&platform_tables_class,
 	&debugcon_class,
 	/* PCI: the host bridge first, then the devices on it */

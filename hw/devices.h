@@ -23,6 +23,8 @@ extern const struct device_class debugcon_class; /* port 0xE9, when debugcon is 
 /* hw/platform/: what firmware and the guest read. */
 /* ACPI PCI hotplug controller (QEMU's i440fx interface at 0xae00), unless acpi is off. */
 extern const struct device_class acpi_pcihp_class;
+/* ACPI CPU hotplug controller (QEMU's interface at 0xaf00), when maxcpus > vcpus. */
+extern const struct device_class acpi_cpuhp_class;
 /* Writes the MP table, and the ACPI tables unless vm_config.acpi is false. */
 extern const struct device_class platform_tables_class;
 /*

@@ -35,6 +35,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "hw/core/vm-devices.h"
+#include "hw/cpu-hotplug.h"
 #include "hw/devices.h"
 #include "hw/hotplug.h"
 #include "hw/pci/pci.h"
@@ -75,6 +76,7 @@ struct hotplug {
 	struct hp_node nodes[HP_MAX_NODES];
 	struct hp_netdev netdevs[HP_MAX_NETDEVS];
 	struct hp_usb usb[HP_MAX_USB];
+	struct cpu_hotplug *cpus; /* hw/cpu-hotplug.c; NULL without vCPU hotplug */
 };
 
 /* The device models device_add knows, and their VM definition names. */
@@ -218,6 +220,10 @@ int hotplug_new(struct vm *vm, struct hotplug **ret, struct error **errp)
 			acpi_pcihp_set_removable(hp->pcihp, slot, d && model_by_class(d->cls));
 		}
 	}
+	if (cpu_hotplug_new(vm, &hp->cpus, errp) < 0) {
+		free(hp);
+		return -ENOMEM;
+	}
 	*ret = hp;
 	return 0;
 }
@@ -227,6 +233,7 @@ void hotplug_free(struct hotplug *hp)
 	if (!hp) {
 		return;
 	}
+	cpu_hotplug_free(hp->cpus);
 	for (unsigned i = 0; i < HP_MAX_NODES; i++) {
 		block_unref(hp->nodes[i].bs);
 		free(hp->nodes[i].name);
@@ -622,7 +629,10 @@ static struct hp_usb *find_usb(struct hotplug *hp, const char *id)
 /* Whether @id names a device of the VM: in the device table or on the USB bus. */
 static bool id_taken(struct vm *vm, const char *id)
 {
-	return find_device(vm, id) || xhci_has_device(vm_device_state(vm, &xhci_class), id);
+	struct hotplug *hp = vm_hotplug_state(vm);
+
+	return find_device(vm, id) || xhci_has_device(vm_device_state(vm, &xhci_class), id) ||
+	       (hp && cpu_hotplug_has_id(hp->cpus, id));
 }
 
 static json_t *usb_definition(const char *id, const char *driver, struct block_node *bs,
@@ -974,6 +984,17 @@ int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
 	if (usb_driver(driver)) {
 		return usb_device_add(vm, args, driver, errp);
 	}
+	if (cpu_hotplug_is_cpu_driver(driver)) {
+		cpu_hotplug_poll(vm, hp->cpus); /* ejected vCPUs are gone first */
+		vm_devices_lock(vm);
+		if (id && id_taken(vm, id)) {
+			r = error_set(errp, EEXIST, "Duplicate device ID '%s'", id);
+		} else {
+			r = cpu_hotplug_add(vm, hp->cpus, args, errp);
+		}
+		vm_devices_unlock(vm);
+		return r;
+	}
 	m = model_by_driver(driver);
 	if (!m) {
 		if (!strcmp(driver, "ide-hd") || !strcmp(driver, "ide-cd")) {
@@ -1139,6 +1160,7 @@ int vm_device_del(struct vm *vm, const char *id, struct error **errp)
 	int slot, r = 0;
 	bool usb_gone = false, usb_storage = false;
 
+	cpu_hotplug_poll(vm, hp->cpus);
 	vm_devices_lock(vm);
 	d = find_device(vm, id);
 	if (!d && usb_device_del(vm, id, &usb_storage) == 0) {
@@ -1146,8 +1168,7 @@ int vm_device_del(struct vm *vm, const char *id, struct error **errp)
 		goto out;
 	}
 	if (!d) {
-		r = error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT,
-				    "Device '%s' not found", id);
+		r = cpu_hotplug_del(vm, hp->cpus, id, errp);
 		goto out;
 	}
 	if (d->cls->query_memory) {
@@ -1192,6 +1213,7 @@ void vm_hotplug_poll(struct vm *vm)
 	if (!hp) {
 		return;
 	}
+	cpu_hotplug_poll(vm, hp->cpus);
 	vm_devices_lock(vm);
 	slots = atomic_exchange(&hp->ejected, 0);
 	for (unsigned i = 0; slots && i < vm_devices_count(vm);) {
@@ -1357,4 +1379,16 @@ json_t *vm_query_balloon(struct vm *vm, struct error **errp)
 	void *b = balloon_of(vm, errp);
 
 	return b ? json_pack("{s:I}", "actual", (json_int_t)virtio_balloon_actual(b)) : NULL;
+}
+
+/* --- vCPUs (hw/cpu-hotplug.c) ------------------------------------------------ */
+
+json_t *vm_query_hotpluggable_cpus(struct vm *vm)
+{
+	struct hotplug *hp = vm_hotplug_state(vm);
+
+	if (hp) {
+		cpu_hotplug_poll(vm, hp->cpus);
+	}
+	return cpu_hotplug_query(vm, hp ? hp->cpus : NULL);
 }

@@ -77,7 +77,7 @@ static int set_cpuid(struct vcpu *vcpu, struct error **errp)
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	r = cpuid_build(&vm->cpu_model, vm->kvm.supported->entries, vm->kvm.supported->nent,
-			vcpu->index, vm->cfg->vcpus, c->entries, CPUID_MAX_ENTRIES, &n, errp);
+			vcpu->index, vm->cfg->maxcpus, c->entries, CPUID_MAX_ENTRIES, &n, errp);
 	if (r < 0) {
 		return r;
 	}
@@ -100,6 +100,7 @@ void vcpu_free(struct vcpu *vcpu)
 	if (vcpu->fd >= 0) {
 		close(vcpu->fd);
 	}
+	free(vcpu->qom_path);
 	free(vcpu);
 }
 
@@ -575,7 +576,8 @@ static void *vcpu_thread(void *arg)
 		int r;
 
 		pthread_mutex_lock(&vm->run_lock);
-		if ((vm->vcpu_cmd != VCPU_CMD_RUN || vcpu->stalled) && vcpu->io_pending) {
+		if ((vm->vcpu_cmd != VCPU_CMD_RUN || vcpu->stalled || vcpu->unplugged) &&
+		    vcpu->io_pending) {
 			/*
 			 * Finish the port or MMIO access just handled (KVM
 			 * completes it on the next KVM_RUN, which returns at once
@@ -586,13 +588,13 @@ static void *vcpu_thread(void *arg)
 			ioctl(vcpu->fd, KVM_RUN, 0);
 			vcpu->io_pending = false;
 		}
-		while (vm->vcpu_cmd != VCPU_CMD_RUN || vcpu->stalled) {
+		while (vm->vcpu_cmd != VCPU_CMD_RUN || vcpu->stalled || vcpu->unplugged) {
 			if (!vcpu->parked) {
 				vcpu->parked = true;
 				vm->n_parked++;
 				pthread_cond_broadcast(&vm->run_cond);
 			}
-			if (vm->vcpu_cmd == VCPU_CMD_STOP) {
+			if (vm->vcpu_cmd == VCPU_CMD_STOP || vcpu->unplugged) {
 				pthread_mutex_unlock(&vm->run_lock);
 				return NULL;
 			}

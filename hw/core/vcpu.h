@@ -28,8 +28,15 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
-	bool parked;		    /* under vm->run_lock */
-	bool stalled;		    /* a fatal exit: stays parked until reset (under run_lock) */
+	bool parked;  /* under vm->run_lock */
+	bool stalled; /* a fatal exit: stays parked until reset (under run_lock) */
+	/*
+	 * Hot-unplugged (under run_lock): the thread leaves its loop and is
+	 * joined, the fd and kvm_run page stay for the next plug (KVM cannot
+	 * destroy a vCPU). Counted in vm->n_parked while set.
+	 */
+	bool unplugged;
+	char *qom_path;		    /* query-cpus-fast's qom-path of a hot-plugged vCPU, or NULL */
 	atomic_uint_fast64_t exits; /* exits to user space */
 	bool io_pending;	    /* vCPU thread: an I/O exit KVM has yet to complete */
 	_Atomic int tid;	    /* the thread's kernel id once it runs, else 0 */

@@ -690,7 +690,7 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 	static const char *const keys[] = {
 		"name",	 "vcpus",  "memory",	"cpu",	     "boot", "disks",	    "nics",
 		"rng",	 "serial", "on_reboot", "autostart", "acpi", "mem_backend", "debugcon",
-		"start", "input",  "balloon",	"incoming",  "usb",  NULL,
+		"start", "input",  "balloon",	"incoming",  "usb",  "maxcpus",	    NULL,
 	};
 	static const char *const reboot_choices[] = {"reset", "shutdown", NULL};
 	static const char *const backends[] = {"anonymous", "memfd", "hugepages", NULL};
@@ -738,6 +738,14 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 	}
 	if ((r = get_uint(def, "vcpus", "", 1, VM_VCPUS_MAX, &cfg->vcpus, errp)) < 0) {
 		return r;
+	}
+	cfg->maxcpus = cfg->vcpus;
+	if ((r = get_uint(def, "maxcpus", "", 1, VM_VCPUS_MAX, &cfg->maxcpus, errp)) < 0) {
+		return r;
+	}
+	if (cfg->maxcpus < cfg->vcpus) {
+		return error_set(errp, EINVAL, "\"maxcpus\" %u is less than \"vcpus\" %u",
+				 cfg->maxcpus, cfg->vcpus);
 	}
 	if ((v = json_object_get(def, "memory")) && (r = parse_memory(v, &cfg->memory, errp)) < 0) {
 		return r;
@@ -891,6 +899,9 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 
 	json_object_set_new(o, "name", json_string(cfg->name));
 	json_object_set_new(o, "vcpus", json_integer(cfg->vcpus));
+	if (cfg->maxcpus > cfg->vcpus) {
+		json_object_set_new(o, "maxcpus", json_integer(cfg->maxcpus));
+	}
 	json_object_set_new(o, "memory", json_integer((json_int_t)cfg->memory));
 	json_object_set_new(o, "cpu", json_string(cfg->cpu));
 	set_str(boot, "kernel", cfg->boot.kernel);

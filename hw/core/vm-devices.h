@@ -17,6 +17,7 @@
 struct vm;
 struct device_class;
 struct hotplug;
+struct error;
 
 struct vm_device {
 	const struct device_class *cls;
@@ -46,5 +47,16 @@ void vm_devices_remove(struct vm *vm, unsigned i);
 /* Park the vCPUs if they run; returns whether vm_unquiesce() must release them. */
 bool vm_quiesce(struct vm *vm);
 void vm_unquiesce(struct vm *vm, bool resume);
+/*
+ * vCPU hotplug (hw/cpu-hotplug.c), with vm_devices_lock() held. @index is
+ * the vCPU's APIC ID, below maxcpus. vm_vcpu_plug creates the vCPU, or
+ * reuses the one parked by an earlier unplug, resets it to wait-for-SIPI
+ * and starts its thread if the VM has started; @qom_path (may be NULL) is
+ * what query-cpus-fast reports. vm_vcpu_unplug stops and joins the thread
+ * and keeps the fd (KVM cannot destroy a vCPU); vCPU 0 stays.
+ */
+int vm_vcpu_plug(struct vm *vm, unsigned index, const char *qom_path, struct error **errp);
+void vm_vcpu_unplug(struct vm *vm, unsigned index);
+bool vm_vcpu_present(struct vm *vm, unsigned index);
 /* The hotplug state hw/hotplug.c created for this VM (hotplug_new). */
 struct hotplug *vm_hotplug_state(struct vm *vm);

@@ -230,18 +230,135 @@ json_t *vm_query_cpus_fast(struct vm *vm)
 {
 	json_t *a = json_array();
 
+	pthread_mutex_lock(&vm->run_lock);
 	for (unsigned i = 0; a && i < vm->n_vcpus; i++) {
+		const struct vcpu *v = vm->vcpus[i];
 		char path[48];
 
+		if (v->unplugged) {
+			continue;
+		}
 		/* vmmd has no QOM tree: a path of the same shape naming the vCPU */
-		snprintf(path, sizeof(path), "/machine/cpu[%u]", i);
+		snprintf(path, sizeof(path), "/machine/cpu[%u]", v->index);
 		json_array_append_new(a, json_pack("{s:i, s:{s:i, s:i, s:i}, s:s, s:i, s:s}",
-						   "thread-id", atomic_load(&vm->vcpus[i]->tid),
-						   "props", "core-id", (int)i, "thread-id", 0,
-						   "socket-id", 0, "qom-path", path, "cpu-index",
-						   (int)i, "target", "x86_64"));
+						   "thread-id", atomic_load(&v->tid), "props",
+						   "core-id", (int)v->index, "thread-id", 0,
+						   "socket-id", 0, "qom-path",
+						   v->qom_path ? v->qom_path : path, "cpu-index",
+						   (int)v->index, "target", "x86_64"));
 	}
+	pthread_mutex_unlock(&vm->run_lock);
 	return a;
+}
+
+/* --- vCPU hotplug ---------------------------------------------------------- */
+
+static struct vcpu *vcpu_by_index(struct vm *vm, unsigned index)
+{
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		if (vm->vcpus[i]->index == index) {
+			return vm->vcpus[i];
+		}
+	}
+	return NULL;
+}
+
+bool vm_vcpu_present(struct vm *vm, unsigned index)
+{
+	struct vcpu *v = vcpu_by_index(vm, index);
+
+	return v && !v->unplugged;
+}
+
+int vm_vcpu_plug(struct vm *vm, unsigned index, const char *qom_path, struct error **errp)
+{
+	struct vcpu *v = vcpu_by_index(vm, index);
+	char *path = qom_path ? strdup(qom_path) : NULL;
+	bool fresh = !v;
+	int r;
+
+	if (index >= vm->cfg->maxcpus) {
+		free(path);
+		return error_set(errp, ERANGE, "vCPU %u is beyond maxcpus %u", index,
+				 vm->cfg->maxcpus);
+	}
+	if (v && !v->unplugged) {
+		free(path);
+		return error_set(errp, EEXIST, "vCPU %u is already present", index);
+	}
+	if (qom_path && !path) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	if (fresh) {
+		r = vcpu_new(vm, index, &v, errp);
+		if (r < 0) {
+			free(path);
+			return r;
+		}
+	}
+	/* A re-plugged vCPU starts over, as a new CPU would: wait-for-SIPI. */
+	r = vcpu_reset(v, NULL);
+	if (r < 0) {
+		if (fresh) {
+			vcpu_free(v);
+		}
+		free(path);
+		return error_set_errno(errp, r, "cannot reset vCPU %u", index);
+	}
+	pthread_mutex_lock(&vm->run_lock);
+	free(v->qom_path);
+	v->qom_path = path;
+	v->stalled = false;
+	if (fresh) {
+		/* parked until its thread runs, as a cold vCPU that was never started */
+		v->unplugged = true;
+		v->parked = true;
+		vm->n_parked++;
+		vm->vcpus[vm->n_vcpus++] = v;
+	}
+	v->unplugged = false;
+	pthread_mutex_unlock(&vm->run_lock);
+	if (!vm->started) {
+		return 0; /* vm_start starts its thread */
+	}
+	r = vcpu_start_thread(v, errp);
+	if (r < 0) {
+		pthread_mutex_lock(&vm->run_lock);
+		v->unplugged = true;
+		pthread_mutex_unlock(&vm->run_lock);
+	}
+	return r;
+}
+
+void vm_vcpu_unplug(struct vm *vm, unsigned index)
+{
+	struct vcpu *v = vcpu_by_index(vm, index);
+
+	if (!v || v->unplugged || index == 0) {
+		return;
+	}
+	pthread_mutex_lock(&vm->run_lock);
+	v->unplugged = true;
+	if (!v->thread_started && !v->parked) {
+		v->parked = true;
+		vm->n_parked++;
+	}
+	vcpu_kick(v);
+	pthread_cond_broadcast(&vm->run_cond);
+	pthread_mutex_unlock(&vm->run_lock);
+	/* The thread leaves at once: it parks, sees the flag and returns. */
+	vcpu_join(v);
+}
+
+int vm_vcpus_check_saveable(struct vm *vm, struct error **errp)
+{
+	if (vm->n_vcpus != vm->cfg->vcpus) {
+		return error_set(errp, ENOTSUP,
+				 "VM \"%s\" has had vCPUs hot-plugged; saving or migrating their "
+				 "state is not supported yet",
+				 vm->cfg->name);
+	}
+	return 0;
 }
 
 json_t *vm_query_pci(struct vm *vm)
@@ -880,7 +997,7 @@ int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool resto
 		goto err_teardown;
 	}
 	phase(vm, "config");
-	r = kvm_open(&vm->kvm, vm->cfg->vcpus, errp);
+	r = kvm_open(&vm->kvm, vm->cfg->maxcpus, errp);
 	if (r < 0) {
 		goto err_teardown;
 	}
@@ -917,7 +1034,8 @@ int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool resto
 		goto err_teardown;
 	}
 	phase(vm, "irq-routing");
-	vm->vcpus = calloc(vm->cfg->vcpus, sizeof(*vm->vcpus));
+	/* Room for every possible vCPU: hot-plugged ones are appended (vm_vcpu_plug). */
+	vm->vcpus = calloc(vm->cfg->maxcpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus) {
 		r = error_set(errp, ENOMEM, "out of memory");
 		goto err_teardown;
@@ -996,6 +1114,9 @@ int vm_start(struct vm *vm, struct error **errp)
 	pthread_mutex_unlock(&vm->run_lock);
 	vm->started = true;
 	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		if (vm->vcpus[i]->unplugged) {
+			continue; /* counted as parked since its unplug */
+		}
 		r = vcpu_start_thread(vm->vcpus[i], errp);
 		if (r < 0) {
 			/* Threads not started count as parked for the stop. */
@@ -1129,6 +1250,8 @@ int vm_save_begin(struct vm *vm, struct error **errp)
 		r = error_set(errp, EBUSY, "VM \"%s\" is already being saved", vm->cfg->name);
 	} else if (s != VM_STATE_RUNNING && s != VM_STATE_PAUSED && s != VM_STATE_RESTORE_VM) {
 		r = bad_state(vm, "save", errp);
+	} else if ((r = vm_vcpus_check_saveable(vm, errp)) < 0) {
+		/* nothing to undo */
 	} else {
 		vm->saving = true;
 		vm->was_running = s == VM_STATE_RUNNING;
@@ -1169,6 +1292,9 @@ int vm_start_restored(struct vm *vm, bool paused, struct error **errp)
 	pthread_mutex_unlock(&vm->run_lock);
 	vm->started = true;
 	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		if (vm->vcpus[i]->unplugged) {
+			continue; /* counted as parked since its unplug */
+		}
 		r = vcpu_start_thread(vm->vcpus[i], errp);
 		if (r < 0) {
 			pthread_mutex_lock(&vm->run_lock);

@@ -80,6 +80,12 @@ static void acpi_header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev,
 	t[9] = acpi_checksum(t, len);
 }
 
+/* Possible vCPUs: the present ones and those that may be hot-plugged. */
+static unsigned acpi_max_cpus(const struct acpi_config *cfg)
+{
+	return cfg->max_cpus > cfg->n_cpus ? cfg->max_cpus : cfg->n_cpus;
+}
+
 /* Generic Address Structure for a System I/O block. */
 static void acpi_gas_io(uint8_t *p, uint16_t port, unsigned bytes)
 {
@@ -332,13 +338,14 @@ static int acpi_build_dsdt(struct aml *a, const struct acpi_config *cfg)
 	static const uint16_t com1_port[] = {0x3F8}, kbd_ports[] = {0x60, 0x64},
 			      rtc_port[] = {0x70};
 	static const uint8_t com1_len[] = {8}, kbd_lens[] = {1, 1}, rtc_len[] = {2};
+	unsigned max_cpus = acpi_max_cpus(cfg);
 
 	aml_scope_begin(a, "\\_SB");
 	acpi_dsdt_pci(a, cfg);
 	acpi_dsdt_isa_device(a, "COM1", "PNP0501", 1, com1_port, com1_len, 1, 4);
 	acpi_dsdt_isa_device(a, "KBD", "PNP0303", 0, kbd_ports, kbd_lens, 2, 1);
 	acpi_dsdt_isa_device(a, "RTC", "PNP0B00", 0, rtc_port, rtc_len, 1, 8);
-	for (unsigned i = 0; i < cfg->n_cpus; i++) {
+	for (unsigned i = 0; max_cpus == cfg->n_cpus && i < cfg->n_cpus; i++) {
 		char name[16];
 
 		snprintf(name, sizeof(name), "C%03X", i);
@@ -349,9 +356,15 @@ static int acpi_build_dsdt(struct aml *a, const struct acpi_config *cfg)
 		aml_integer(a, i);
 		aml_end(a);
 	}
+	if (max_cpus > cfg->n_cpus) {
+		acpi_dsdt_cpu_hotplug(a, max_cpus);
+	}
 	aml_end(a);
 	if (cfg->pci && cfg->pci->hotplug) {
 		acpi_dsdt_gpe(a);
+	}
+	if (max_cpus > cfg->n_cpus) {
+		acpi_dsdt_cpu_hotplug_gpe(a);
 	}
 
 	/* \_S5: SLP_TYPa, SLP_TYPb, reserved, reserved */
@@ -453,7 +466,8 @@ static uint64_t acpi_table_fadt(struct acpi_builder *b, uint64_t facs, uint64_t 
 
 static uint64_t acpi_table_madt(struct acpi_builder *b, const struct acpi_config *cfg)
 {
-	uint32_t len = 44 + 8 * cfg->n_cpus + 12 + 10 * 2 + 6;
+	unsigned max_cpus = acpi_max_cpus(cfg);
+	uint32_t len = 44 + 8 * max_cpus + 12 + 10 * 2 + 6;
 	size_t off = acpi_alloc(b, len, 16);
 	uint8_t *t, *e;
 
@@ -464,12 +478,13 @@ static uint64_t acpi_table_madt(struct acpi_builder *b, const struct acpi_config
 	wr(t + 36, ACPI_LAPIC_ADDR, 4);
 	wr(t + 40, 1, 4); /* PCAT_COMPAT: dual 8259 present */
 	e = t + 44;
-	for (unsigned i = 0; i < cfg->n_cpus; i++, e += 8) {
+	/* Every possible vCPU; the absent ones (hot-pluggable) not enabled, as QEMU. */
+	for (unsigned i = 0; i < max_cpus; i++, e += 8) {
 		e[0] = 0; /* processor local APIC */
 		e[1] = 8;
-		e[2] = (uint8_t)i; /* ACPI processor UID, matches the DSDT's _UID */
-		e[3] = (uint8_t)i; /* APIC ID */
-		wr(e + 4, 1, 4);   /* enabled */
+		e[2] = (uint8_t)i;	       /* ACPI processor UID, matches the DSDT's _UID */
+		e[3] = (uint8_t)i;	       /* APIC ID */
+		wr(e + 4, i < cfg->n_cpus, 4); /* enabled */
 	}
 	e[0] = 1; /* I/O APIC */
 	e[1] = 12;
@@ -564,6 +579,10 @@ int64_t acpi_build_tables(void *buf, size_t len, uint64_t gpa, const struct acpi
 
 	if (cfg->n_cpus < 1 || cfg->n_cpus > ACPI_MAX_CPUS) {
 		return error_set(errp, EINVAL, "ACPI: %u vCPUs is outside 1..%u", cfg->n_cpus,
+				 ACPI_MAX_CPUS);
+	}
+	if (cfg->max_cpus > ACPI_MAX_CPUS) {
+		return error_set(errp, EINVAL, "ACPI: %u possible vCPUs is above %u", cfg->max_cpus,
 				 ACPI_MAX_CPUS);
 	}
 	if (!IS_ALIGNED(gpa, 16) || gpa + len > 0x100000000ULL) {

@@ -125,6 +125,12 @@ size_t acpi_srat_fill(uint8_t *t, unsigned n_cpus, const struct acpi_srat_info *
 
 struct acpi_config {
 	unsigned n_cpus; /* 1..ACPI_MAX_CPUS; APIC IDs 0..n_cpus-1 */
+	/*
+	 * Possible vCPUs, n_cpus..ACPI_MAX_CPUS (0: n_cpus). Above n_cpus the
+	 * MADT lists the absent ones disabled and the DSDT describes QEMU's CPU
+	 * hotplug interface (hw/platform/acpi-cpuhp-aml.c).
+	 */
+	unsigned max_cpus;
 	/* The host bridge; NULL: a stub bridge for bus 0 with the default hole. */
 	const struct acpi_pci_info *pci;
 	/* Defaults used for the stub bridge's 32-bit window when pci is NULL. */
@@ -147,6 +153,14 @@ int64_t acpi_build_tables(void *buf, size_t len, uint64_t gpa, const struct acpi
  * Called from vm_new() after guest RAM exists. 0 or -errno with *errp set.
  */
 int acpi_build(struct guest_mem *mem, const struct acpi_config *cfg, struct error **errp);
+
+/*
+ * hw/platform/acpi-cpuhp-aml.c: inside Scope(\_SB), the CPU hotplug
+ * resource device PRES and Device(CPUS) with one Device(Cxxx) per possible
+ * vCPU; and, at the root, \_GPE._E02 calling its scan method.
+ */
+void acpi_dsdt_cpu_hotplug(struct aml *a, unsigned max_cpus);
+void acpi_dsdt_cpu_hotplug_gpe(struct aml *a);
 
 /* ACPI checksum: the byte that makes @len bytes at @p sum to zero. */
 uint8_t acpi_checksum(const void *p, size_t len);

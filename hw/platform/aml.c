@@ -538,3 +538,36 @@ void aml_release(struct aml *a, const char *mutex)
 	aml_byte(a, AML_EXT_RELEASE);
 	aml_name_string(a, mutex);
 }
+
+/* --- more statements: While, Else, fields with another access width ---------- */
+
+void aml_while_begin(struct aml *a)
+{
+	aml_byte(a, 0xA2); /* WhileOp */
+	aml_open(a);
+}
+
+void aml_else_begin(struct aml *a)
+{
+	aml_byte(a, 0xA1); /* ElseOp */
+	aml_open(a);
+}
+
+void aml_field_begin_flags(struct aml *a, const char *region, uint8_t flags)
+{
+	aml_byte(a, AML_EXT);
+	aml_byte(a, AML_EXT_FIELD);
+	aml_open(a);
+	aml_name_string(a, region);
+	aml_byte(a, flags);
+}
+
+void aml_field_reserved(struct aml *a, unsigned bits)
+{
+	if (bits == 0 || bits > 0x3F) {
+		aml_fail(a, -EINVAL);
+		return;
+	}
+	aml_byte(a, 0x00); /* ReservedField */
+	aml_byte(a, (uint8_t)bits);
+}

@@ -100,3 +100,15 @@ void aml_res_dword_mem(struct aml_res *r, uint32_t min, uint32_t max, int cachea
 void aml_res_qword_mem(struct aml_res *r, uint64_t min, uint64_t max, int cacheable);
 /* Buffer() with the descriptors followed by the end tag. */
 void aml_resource_template(struct aml *a, struct aml_res *r);
+
+/* While(<predicate emitted next>) { ... } and Else { ... }, closed with aml_end(). */
+void aml_while_begin(struct aml *a);
+void aml_else_begin(struct aml *a);
+/* Field(region, <flags>): AccessType in bits 0-3 (1 Byte, 3 DWord), UpdateRule in 5-6. */
+#define AML_FIELD_BYTE_ACC 0x01
+#define AML_FIELD_DWORD_ACC 0x03
+#define AML_FIELD_PRESERVE 0x00
+#define AML_FIELD_WRITE_AS_ZEROS 0x40
+void aml_field_begin_flags(struct aml *a, const char *region, uint8_t flags);
+/* Offset over @bits (1..63) unnamed bits of the field. */
+void aml_field_reserved(struct aml *a, unsigned bits);

@@ -876,7 +876,7 @@ static int firmware_realize(struct vm *vm, const void *unused, void **ret_state,
 	m.ram_below_4g = MIN(total, PCI_ECAM_BASE);
 	m.ram_above_4g = total - m.ram_below_4g;
 	m.n_cpus = cfg->vcpus;
-	m.max_cpus = cfg->vcpus;
+	m.max_cpus = cfg->maxcpus;
 	m.name = cfg->name;
 	firmware_uuid(cfg->name, m.uuid);
 	m.sercon_port = 0x3f8;
@@ -889,6 +889,7 @@ static int firmware_realize(struct vm *vm, const void *unused, void **ret_state,
 		}
 		pci_acpi_info(pci);
 		acpi.n_cpus = cfg->vcpus;
+		acpi.max_cpus = cfg->maxcpus;
 		acpi.pci = pci;
 		if (acpi_srat_from_config(cfg, &srat)) {
 			acpi.srat = &srat;

@@ -8,17 +8,19 @@ hw_platform_libhwplatform_a_SOURCES = \
 	hw/platform/platform-tables.c hw/platform/platform.h hw/platform/pci-acpi.c \
 	hw/platform/fw-cfg.c hw/platform/fw-cfg.h \
 	hw/platform/firmware.c hw/platform/firmware.h \
-	hw/platform/acpi-hotplug.c hw/platform/acpi-hotplug.h
+	hw/platform/acpi-hotplug.c hw/platform/acpi-hotplug.h \
+	hw/platform/acpi-cpuhp.c hw/platform/acpi-cpuhp.h \
+	hw/platform/acpi-cpuhp-aml.c
 hw_platform_libhwplatform_a_CFLAGS = $(HW_CFLAGS)
 
 check_PROGRAMS += tests/unit/test-acpi tests/unit/test-mptable
 TESTS += tests/unit/test-acpi tests/unit/test-mptable
 tests_unit_test_acpi_SOURCES = tests/unit/test-acpi.c tests/unit/check-main.h \
-	hw/platform/aml.c hw/platform/acpi.c
+	hw/platform/aml.c hw/platform/acpi.c hw/platform/acpi-cpuhp-aml.c
 tests_unit_test_acpi_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_acpi_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 tests_unit_test_mptable_SOURCES = tests/unit/test-mptable.c tests/unit/check-main.h \
-	hw/platform/mptable.c hw/platform/acpi.c hw/platform/aml.c
+	hw/platform/mptable.c hw/platform/acpi.c hw/platform/aml.c hw/platform/acpi-cpuhp-aml.c
 tests_unit_test_mptable_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_mptable_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 

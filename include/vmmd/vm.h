@@ -92,9 +92,10 @@ struct vm_memdev_config {
 /* The VM definition (DESIGN.md §5.1), parsed and validated. */
 struct vm_config {
 	char *name;
-	unsigned vcpus;	 /* 1..64 */
-	uint64_t memory; /* bytes */
-	char *cpu;	 /* "host" (default), "baseline", with ",+feat,-feat" */
+	unsigned vcpus;	  /* 1..64 */
+	unsigned maxcpus; /* vcpus..64: possible vCPUs, the rest hot-pluggable (device_add) */
+	uint64_t memory;  /* bytes */
+	char *cpu;	  /* "host" (default), "baseline", with ",+feat,-feat" */
 	struct {
 		char *kernel; /* bzImage, ELF vmlinux (PVH note or entry), or ELF64 test guest */
 		char *initrd;
@@ -268,6 +269,11 @@ int vm_query_usb(struct vm *vm, char **ret, struct error **errp);
  * it). New reference.
  */
 json_t *vm_query_cpus_fast(struct vm *vm);
+/*
+ * query-hotpluggable-cpus: QEMU's HotpluggableCPU list, one per possible
+ * vCPU (maxcpus), highest first; "qom-path" on the present ones (hw/hotplug.c).
+ */
+json_t *vm_query_hotpluggable_cpus(struct vm *vm);
 /*
  * ringbuf-read / ringbuf-write on COM1 (QEMU's ringbuf chardev semantics,
  * see serial.h): -ENODEV without the UART.
