@@ -49,7 +49,7 @@ int qmp_query_target(struct monitor_request *req, json_t *args, json_t **ret, st
 int qmp_query_machines(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	/* The one machine: a 440FX pc, no CPU hotplug, at most 64 vCPUs. */
-	*ret = json_pack("[{s:b, s:s, s:b, s:s, s:b, s:i, s:b, s:s, s:s}]", "hotpluggable-cpus", 0,
+	*ret = json_pack("[{s:b, s:s, s:b, s:s, s:b, s:i, s:b, s:s, s:s}]", "hotpluggable-cpus", 1,
 			 "name", "pc-i440fx-7.2", "numa-mem-supported", 0, "default-cpu-type",
 			 "host-x86_64-cpu", "is-default", 1, "cpu-max", 64, "deprecated", 0,
 			 "default-ram-id", "pc.ram", "alias", "pc");
@@ -122,7 +122,21 @@ int qmp_query_cpus_fast(struct monitor_request *req, json_t *args, json_t **ret,
 		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
 				       "VM '%s' is not running; start it with vm-start", rv->name);
 	}
+	vm_hotplug_poll(rv->vm); /* vCPUs the guest ejected are gone first */
 	*ret = vm_query_cpus_fast(rv->vm);
+	return *ret ? 0 : error_set(errp, ENOMEM, "out of memory");
+}
+
+int qmp_query_hotpluggable_cpus(struct monitor_request *req, json_t *args, json_t **ret,
+				struct error **errp)
+{
+	struct registry_vm *rv = req->vm;
+
+	if (!rv->vm) {
+		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				       "VM '%s' is not running; start it with vm-start", rv->name);
+	}
+	*ret = vm_query_hotpluggable_cpus(rv->vm);
 	return *ret ? 0 : error_set(errp, ENOMEM, "out of memory");
 }
 

@@ -224,6 +224,7 @@ const struct monitor_command qmp_commands[] = {
 	{"query-iothreads", qmp_query_iothreads},
 	{"query-chardev", qmp_query_chardev},
 	{"query-cpus-fast", qmp_query_cpus_fast},
+	{"query-hotpluggable-cpus", qmp_query_hotpluggable_cpus},
 	{"query-pci", qmp_query_pci},
 	{"human-monitor-command", qmp_human_monitor_command},
 	{"ringbuf-read", qmp_ringbuf_read},

@@ -45,6 +45,8 @@ int qmp_query_iothreads(struct monitor_request *req, json_t *args, json_t **ret,
 int qmp_query_chardev(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_query_cpus_fast(struct monitor_request *req, json_t *args, json_t **ret,
 			struct error **errp);
+int qmp_query_hotpluggable_cpus(struct monitor_request *req, json_t *args, json_t **ret,
+				struct error **errp);
 int qmp_query_pci(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_ringbuf_read(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_ringbuf_write(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

@@ -38,3 +38,5 @@ tests_unit_test_vmstate_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 # Hotplug (issue 13): QMP against QEMU 7.2's answers, the guest side, vmctl.
 TESTS += tests/functional/test-hotplug-qmp.py tests/functional/test-hotplug-guest.py \
 	tests/functional/test-hotplug-vmctl.py tests/functional/test-balloon.py
+TESTS += tests/functional/test-hotplug-cpu.py
+EXTRA_DIST += tests/functional/hotplug/record-qemu-cpu.py tests/functional/hotplug/qemu-7.2-cpu.json

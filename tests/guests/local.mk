@@ -139,3 +139,15 @@ tests/guests/migrate.elf: $(srcdir)/tests/guests/migrate.c $(GUEST_DEPS)
 TESTS += tests/functional/test-migration.py
 # Live upgrade (daemon/upgrade.c, docs/upgrade.md): the counter and migrate guests across a binary swap.
 TESTS += tests/functional/test-upgrade.py
+
+# vCPU hotplug: the OS side of QEMU's ACPI CPU hotplug interface (hw/cpu-hotplug.c).
+# cpuhp-noap.elf runs the protocol without AP code, for recording QEMU's answers.
+noinst_DATA += tests/guests/cpuhp.elf tests/guests/cpuhp-noap.elf
+CLEANFILES += tests/guests/cpuhp.elf tests/guests/cpuhp-noap.elf
+EXTRA_DIST += tests/guests/cpuhp.c
+tests/guests/cpuhp.elf: $(srcdir)/tests/guests/cpuhp.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/cpuhp.c
+tests/guests/cpuhp-noap.elf: $(srcdir)/tests/guests/cpuhp.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) -DCPUHP_NO_AP $(srcdir)/tests/guests/cpuhp.c

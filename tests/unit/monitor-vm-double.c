@@ -309,6 +309,17 @@ json_t *vm_query_cpus_fast(struct vm *vm)
 	return a;
 }
 
+json_t *vm_query_hotpluggable_cpus(struct vm *vm)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = vm->cfg->vcpus; i-- > 0;) {
+		json_array_append_new(a, json_pack("{s:s, s:i, s:{s:i}}", "type", "host-x86_64-cpu",
+						   "vcpus-count", 1, "props", "core-id", (int)i));
+	}
+	return a;
+}
+
 /* The ring of ringbuf-read/-write: a fixed buffer, oldest dropped. */
 static uint8_t ring[64];
 static size_t ring_len;
