@@ -32,6 +32,14 @@ tests_unit_test_acpi_hotplug_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_acpi_hotplug_LDADD = hw/platform/libhwplatform.a hw/isa/libhwisa.a \
 	$(FAKE_MACHINE_LIBS) $(UNIT_LIBS)
 
+check_PROGRAMS += tests/unit/test-acpi-cpuhp
+TESTS += tests/unit/test-acpi-cpuhp
+tests_unit_test_acpi_cpuhp_SOURCES = tests/unit/test-acpi-cpuhp.c tests/unit/check-main.h \
+	$(FAKE_MACHINE)
+tests_unit_test_acpi_cpuhp_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_acpi_cpuhp_LDADD = hw/platform/libhwplatform.a hw/isa/libhwisa.a \
+	$(FAKE_MACHINE_LIBS) $(UNIT_LIBS)
+
 check_PROGRAMS += tests/unit/test-fwcfg
 TESTS += tests/unit/test-fwcfg
 tests_unit_test_fwcfg_SOURCES = tests/unit/test-fwcfg.c $(FAKE_MACHINE)
