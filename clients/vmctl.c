@@ -722,11 +722,13 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv, const struct 
 		O_FROM_QEMU,
 		O_FROM_LIBVIRT,
 		O_PRINT,
+		O_MAXCPUS,
 	};
 	static const struct option opts[] = {
 		{"name", required_argument, NULL, O_NAME},
 		{"memory", required_argument, NULL, O_MEM},
 		{"vcpus", required_argument, NULL, O_VCPUS},
+		{"maxcpus", required_argument, NULL, O_MAXCPUS},
 		{"cpu", required_argument, NULL, O_CPU},
 		{"kernel", required_argument, NULL, O_KERNEL},
 		{"initrd", required_argument, NULL, O_INITRD},
@@ -787,6 +789,12 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv, const struct 
 				return usage_error("--vcpus '%s' is not a number", optarg);
 			}
 			json_object_set_new(flags, "vcpus", json_integer(n));
+			break;
+		case O_MAXCPUS:
+			if (parse_u32(optarg, &n) < 0) {
+				return usage_error("--maxcpus '%s' is not a number", optarg);
+			}
+			json_object_set_new(flags, "maxcpus", json_integer(n));
 			break;
 		case O_CPU:
 			json_object_set_new(flags, "cpu", json_string(optarg));
@@ -2120,6 +2128,7 @@ static const struct vmctl_command commands[] = {
 	 "  --name NAME            the VM's name\n"
 	 "  --memory SIZE          guest RAM; a bare number is MiB as QEMU's -m (64 = 64M)\n"
 	 "  --vcpus N              virtual CPUs\n"
+	 "  --maxcpus N            possible vCPUs: those above --vcpus can be hot-plugged\n"
 	 "  --cpu MODEL            host or baseline, with +feature/-feature\n"
 	 "  --kernel FILE          direct boot: a bzImage or ELF kernel\n"
 	 "  --initrd FILE          its initial ramdisk\n"

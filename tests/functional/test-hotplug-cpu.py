@@ -233,6 +233,12 @@ def test_no_hotplug_without_maxcpus():
         r = q.cmd("device_add", {"vm": "cn", "driver": TYPE, "id": "c2", "socket-id": 0,
                                  "core-id": 1, "thread-id": 0})
         assert "maxcpus" in r["error"]["desc"], r
+        # vmctl create --maxcpus: the definition carries it, query-hotpluggable-cpus shows it
+        d.vmctl("create", "--name", "cm", "--vcpus", "1", "--maxcpus", "3", "--memory", "32M",
+                "--cpu", TEST_CPU, "--kernel", guest("idle"), "--start")
+        hp = q.ok("query-hotpluggable-cpus", {"vm": "cm"})
+        assert [("qom-path" in c, c["props"]["core-id"]) for c in hp] == \
+            [(False, 2), (False, 1), (True, 0)], hp
         # a VM definition with maxcpus below vcpus is refused
         r = q.cmd("vm-create", dict(vm_def("bad", guest("idle"), vcpus=2, maxcpus=1)))
         assert "\"maxcpus\" 1 is less than \"vcpus\" 2" in r["error"]["desc"], r
