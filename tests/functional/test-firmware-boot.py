@@ -163,6 +163,23 @@ def test_virtio_blk_qcow2():
         boot_and_check(vm)
 
 
+def test_virtio_blk_maxcpus():
+    """SeaBIOS with the vCPU hotplug tables: MADT with absent vCPUs, \\_SB.CPUS, 0xaf00."""
+    prerequisites()
+    require_tool("qemu-img")
+    with FirmwareVM() as vm:
+        vm.vm["vcpus"] = 2
+        vm.vm["maxcpus"] = 8
+        vm.vm["debugcon"] = vm.path("debugcon.log")
+        img = fwimages.make_qcow2_disk(vm.path("disk.qcow2"), vm.tmp)
+        vm.disks.append({"id": "vda", "file": img, "format": "qcow2"})
+        boot_and_check(vm)
+        with open(vm.path("debugcon.log"), "rb") as f:
+            log = f.read().decode(errors="replace")
+        # SeaBIOS counted the present vCPUs and read maxcpus from fw_cfg
+        assert "Found 2 cpu(s) max supported 8 cpu(s)" in log, log[-2000:]
+
+
 def test_ide_raw():
     prerequisites()
     with FirmwareVM() as vm:
