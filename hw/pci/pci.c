@@ -25,6 +25,15 @@
 #define PCI_MSIX_TABLE_OFF 0x0
 #define PCI_MSIX_BAR_SIZE 0x2000
 
+#define PCI_FREE_RANGES 64
+
+struct pci_free_space {
+	struct {
+		uint64_t base, end;
+	} r[PCI_FREE_RANGES];
+	unsigned n;
+};
+
 struct pci_host {
 	struct vm *vm;
 	struct iobus *bus;
@@ -36,6 +45,13 @@ struct pci_host {
 	uint32_t intx_mask[4]; /* per GSI 16..19: slots asserting it */
 	uint64_t mmio_next;
 	uint32_t io_next;
+	/*
+	 * BAR space given back by removed devices (hotplug), reused first:
+	 * without it add/remove cycles would exhaust the windows (e1000's I/O
+	 * BAR: 16 KiB of I/O space last about 250 cycles). Under lock.
+	 */
+	struct pci_free_space mmio_free, io_free;
+	uint64_t slot_bars[PCI_SLOTS][PCI_NUM_BARS]; /* what assign_bars gave each slot */
 	bool cf8_registered, ecam_registered;
 	struct ratelimit rl; /* messages about this VM's PCI devices */
 	int next_slot;	     /* pci_host_set_next_slot(), -1 if none */
@@ -770,31 +786,118 @@ static const struct iobus_ops ecam_ops = {
 
 /* ---- devices ---- */
 
-static int assign_bars(struct pci_host *h, struct pci_device *dev, struct error **errp)
+/* First fit of @size (a power of two) at its alignment in the freed ranges; 0 if none. */
+static uint64_t free_take(struct pci_free_space *f, uint64_t size)
+{
+	for (unsigned i = 0; i < f->n; i++) {
+		uint64_t base = f->r[i].base, end = f->r[i].end, a = ALIGN_UP(base, size);
+
+		if (a < base || a + size > end) {
+			continue;
+		}
+		/* keep what is left on either side (the tail only if there is room) */
+		if (a > base) {
+			f->r[i].end = a;
+			if (a + size < end && f->n < PCI_FREE_RANGES) {
+				f->r[f->n].base = a + size;
+				f->r[f->n++].end = end;
+			}
+		} else if (a + size < end) {
+			f->r[i].base = a + size;
+		} else {
+			f->r[i] = f->r[--f->n];
+		}
+		return a;
+	}
+	return 0;
+}
+
+/*
+ * Give [base, base + size) back: merged with its neighbours, or returned to
+ * the bump pointer *@next when it ends there. A range that fits nowhere
+ * (more than PCI_FREE_RANGES fragments) is dropped: space lost, never reused twice.
+ */
+static void free_give(struct pci_free_space *f, uint64_t *next, uint64_t base, uint64_t size)
+{
+	uint64_t end = base + size;
+	bool merged = true;
+
+	while (merged) {
+		merged = false;
+		for (unsigned i = 0; i < f->n; i++) {
+			if (f->r[i].end == base || f->r[i].base == end) {
+				base = MIN(base, f->r[i].base);
+				end = MAX(end, f->r[i].end);
+				f->r[i] = f->r[--f->n];
+				merged = true;
+				break;
+			}
+		}
+	}
+	if (end == *next) {
+		*next = base;
+	} else if (f->n < PCI_FREE_RANGES) {
+		f->r[f->n].base = base;
+		f->r[f->n++].end = end;
+	}
+}
+
+static void release_bars(struct pci_host *h, const struct pci_device *dev, const uint64_t *addrs)
+{
+	for (unsigned i = 0; i < PCI_NUM_BARS; i++) {
+		const struct pci_bar *b = &dev->bars[i];
+		uint64_t io_next = h->io_next;
+
+		if (!addrs[i]) {
+			continue;
+		}
+		if (b->type == PCI_BAR_MEM32) {
+			free_give(&h->mmio_free, &h->mmio_next, addrs[i], b->size);
+		} else if (b->type == PCI_BAR_IO) {
+			free_give(&h->io_free, &io_next, addrs[i], b->size);
+			h->io_next = (uint32_t)io_next;
+		}
+	}
+}
+
+/* Pre-assign @dev's BARs (freed space first); their addresses go to @addrs (0: none). */
+static int assign_bars(struct pci_host *h, struct pci_device *dev, uint64_t *addrs,
+		       struct error **errp)
 {
 	unsigned i;
 
+	memset(addrs, 0, PCI_NUM_BARS * sizeof(addrs[0]));
 	for (i = 0; i < PCI_NUM_BARS; i++) {
 		struct pci_bar *b = &dev->bars[i];
 		uint64_t a;
 
 		if (b->type == PCI_BAR_MEM32) {
-			a = ALIGN_UP(h->mmio_next, b->size);
-			if (a + b->size > PCI_MMIO32_END) {
-				return error_set(errp, ENOSPC, "%s: PCI memory window is full",
-						 dev->name);
+			a = free_take(&h->mmio_free, b->size);
+			if (!a) {
+				a = ALIGN_UP(h->mmio_next, b->size);
+				if (a + b->size > PCI_MMIO32_END) {
+					release_bars(h, dev, addrs);
+					return error_set(errp, ENOSPC,
+							 "%s: PCI memory window is full",
+							 dev->name);
+				}
+				h->mmio_next = a + b->size;
 			}
-			h->mmio_next = a + b->size;
 		} else if (b->type == PCI_BAR_IO) {
-			a = ALIGN_UP(h->io_next, b->size);
-			if (a + b->size > PCI_IO_END) {
-				return error_set(errp, ENOSPC, "%s: PCI I/O window is full",
-						 dev->name);
+			a = free_take(&h->io_free, b->size);
+			if (!a) {
+				a = ALIGN_UP(h->io_next, b->size);
+				if (a + b->size > PCI_IO_END) {
+					release_bars(h, dev, addrs);
+					return error_set(errp, ENOSPC, "%s: PCI I/O window is full",
+							 dev->name);
+				}
+				h->io_next = (uint32_t)(a + b->size);
 			}
-			h->io_next = a + b->size;
 		} else {
 			continue;
 		}
+		addrs[i] = a;
 		cfg_set(dev->config, PCI_BAR0 + 4 * i, 4,
 			(uint32_t)a | (b->type == PCI_BAR_IO ? 1 : 0));
 	}
@@ -823,7 +926,7 @@ int pci_register_device(struct pci_host *h, struct pci_device *dev, int slot, st
 		return error_set(errp, EBUSY, "%s: PCI slot %d is %s", dev->name, slot,
 				 slot >= PCI_SLOTS ? "out of range" : "in use");
 	}
-	r = assign_bars(h, dev, errp);
+	r = assign_bars(h, dev, h->slot_bars[slot], errp);
 	if (r < 0) {
 		pthread_mutex_unlock(&h->lock);
 		return r;
@@ -854,6 +957,8 @@ void pci_unregister_device(struct pci_device *dev)
 	intx_apply(h, dev);
 	pthread_mutex_unlock(&h->intx_lock);
 	h->slots[dev->slot] = NULL;
+	release_bars(h, dev, h->slot_bars[dev->slot]);
+	memset(h->slot_bars[dev->slot], 0, sizeof(h->slot_bars[dev->slot]));
 	pthread_mutex_unlock(&h->lock);
 	msix_free(dev);
 	dev->slot = -1;

@@ -226,6 +226,49 @@ START_TEST(test_slot_allocator)
 }
 END_TEST
 
+/* Removed devices give their BAR space back: add/remove cycles never exhaust a window. */
+START_TEST(test_bar_space_reused)
+{
+	static struct pci_device d, e, f;
+	struct error *err = NULL;
+	uint32_t io0, mem0, mem1;
+
+	for (unsigned i = 0; i < 2000; i++) {
+		pci_device_init(&d, "e1000", 0x8086, 0x100e, 0x020000, 0, 0, 0);
+		pci_device_set_bar(&d, 0, PCI_BAR_MEM32, 0x20000, &bar_ops, NULL);
+		pci_device_set_bar(&d, 1, PCI_BAR_IO, 0x40, &bar_ops, NULL);
+		ck_assert_msg(pci_register_device(host, &d, -1, &err) == 0, "cycle %u: %s", i,
+			      err ? err->msg : "?");
+		if (i == 0) {
+			mem0 = cfg_read_cf8(0, d.slot, 0, PCI_BAR0, 4);
+			io0 = cfg_read_cf8(0, d.slot, 0, PCI_BAR0 + 4, 4);
+		} else {
+			/* the same device gets the same addresses again */
+			ck_assert_uint_eq(cfg_read_cf8(0, d.slot, 0, PCI_BAR0, 4), mem0);
+			ck_assert_uint_eq(cfg_read_cf8(0, d.slot, 0, PCI_BAR0 + 4, 4), io0);
+		}
+		pci_unregister_device(&d);
+	}
+	/* a freed hole in the middle is used by a smaller BAR that fits, in order */
+	pci_device_init(&d, "a", 0x1af4, 1, 0, 0, 0, 0);
+	pci_device_set_bar(&d, 0, PCI_BAR_MEM32, 0x4000, &bar_ops, NULL);
+	pci_device_init(&e, "b", 0x1af4, 2, 0, 0, 0, 0);
+	pci_device_set_bar(&e, 0, PCI_BAR_MEM32, 0x4000, &bar_ops, NULL);
+	ck_assert_int_eq(pci_register_device(host, &d, -1, NULL), 0);
+	ck_assert_int_eq(pci_register_device(host, &e, -1, NULL), 0);
+	mem0 = cfg_read_cf8(0, d.slot, 0, PCI_BAR0, 4);
+	mem1 = cfg_read_cf8(0, e.slot, 0, PCI_BAR0, 4);
+	ck_assert_uint_eq(mem1, mem0 + 0x4000);
+	pci_unregister_device(&d);
+	pci_device_init(&f, "c", 0x1af4, 3, 0, 0, 0, 0);
+	pci_device_set_bar(&f, 0, PCI_BAR_MEM32, 0x1000, &bar_ops, NULL);
+	ck_assert_int_eq(pci_register_device(host, &f, -1, NULL), 0);
+	ck_assert_uint_eq(cfg_read_cf8(0, f.slot, 0, PCI_BAR0, 4), mem0);
+	pci_unregister_device(&f);
+	pci_unregister_device(&e);
+}
+END_TEST
+
 START_TEST(test_intx_sharing)
 {
 	struct pci_device a, b;
@@ -371,6 +414,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_absent_functions);
 	tcase_add_test(tc, test_bar_sizing_and_mapping);
 	tcase_add_test(tc, test_slot_allocator);
+	tcase_add_test(tc, test_bar_space_reused);
 	tcase_add_test(tc, test_intx_sharing);
 	tcase_add_test(tc, test_msix);
 	tcase_add_test(tc, test_reset_control);
