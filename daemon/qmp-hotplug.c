@@ -5,7 +5,8 @@
  * and friends); this file finds the live VM, resolves getfd names, keeps
  * the persisted definition in step with device_add (device removals are
  * followed when DEVICE_DELETED arrives, daemon/registry.c), and answers;
- * blockdev-add opens its image on a worker thread and answers later.
+ * blockdev-add opens its image and block_resize truncates it on a worker
+ * thread, and answer later.
  * Control thread only; device_del returns before the guest has ejected.
  */
 #include "config.h"
@@ -113,10 +114,42 @@ int qmp_blockdev_del(struct monitor_request *req, json_t *args, json_t **ret, st
 		  : -ENODEV;
 }
 
+/* block_resize: the truncation runs on a worker thread, the answer deferred. */
+struct resize_job {
+	struct registry *reg;
+	char *vm;
+	uint64_t gen;
+	struct vm_resize_op *op;
+	struct monitor_deferred *d;
+};
+
+static void resize_run(void *arg)
+{
+	struct resize_job *j = arg;
+
+	vm_block_resize_run(j->op);
+}
+
+static void resize_done(void *arg)
+{
+	struct resize_job *j = arg;
+	struct registry_vm *rv = registry_find(j->reg, j->vm);
+	bool live = rv && rv->vm && registry_vm_generation(rv) == j->gen;
+	struct error *err = NULL;
+	int r = vm_block_resize_finish(live ? rv->vm : NULL, j->op, &err);
+
+	monitor_deferred_done(j->d, r, NULL, err);
+	free(j->vm);
+	free(j);
+}
+
 int qmp_block_resize(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
+	struct registry_vm *rv = req->vm;
 	struct vm *vm = live_vm(req, errp);
 	json_int_t size = json_integer_value(json_object_get(args, "size"));
+	struct resize_job *j;
+	int r;
 
 	if (!vm) {
 		return -ENODEV;
@@ -124,9 +157,36 @@ int qmp_block_resize(struct monitor_request *req, json_t *args, json_t **ret, st
 	if (size < 0) {
 		return error_set(errp, EINVAL, "New size cannot be negative");
 	}
-	return vm_block_resize(vm, json_string_value(json_object_get(args, "device")),
-			       json_string_value(json_object_get(args, "node-name")),
-			       (uint64_t)size, errp);
+	j = calloc(1, sizeof(*j));
+	if (!j || !(j->vm = strdup(rv->name))) {
+		free(j);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	j->reg = req->ctx;
+	j->gen = registry_vm_generation(rv);
+	r = vm_block_resize_prepare(vm, json_string_value(json_object_get(args, "device")),
+				    json_string_value(json_object_get(args, "node-name")),
+				    (uint64_t)size, &j->op, errp);
+	if (r == 0) {
+		j->d = monitor_defer(req);
+		r = j->d ? 0 : error_set(errp, ENOMEM, "out of memory");
+	}
+	if (r == 0) {
+		r = registry_run(j->reg, resize_run, resize_done, j, errp);
+		if (r < 0) {
+			monitor_deferred_cancel(j->d);
+		}
+	}
+	if (r < 0) {
+		if (j->op) {
+			/* never run: this only gives the node's reference back */
+			vm_block_resize_finish(NULL, j->op, NULL);
+		}
+		free(j->vm);
+		free(j);
+		return r;
+	}
+	return MONITOR_DEFERRED;
 }
 
 int qmp_netdev_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)

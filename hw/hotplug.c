@@ -1298,12 +1298,32 @@ json_t *vm_device_definition(struct vm *vm, const char *id)
 
 /* --- block_resize ----------------------------------------------------------- */
 
-int vm_block_resize(struct vm *vm, const char *device, const char *node_name, uint64_t size,
-		    struct error **errp)
+struct vm_resize_op {
+	struct block_node *bs; /* a reference: the node outlives a blockdev-del meanwhile */
+	char *disk;	       /* the virtio-blk disk using it, told at the end; or NULL */
+	uint64_t size;
+	int r;
+	struct error *err;
+};
+
+static void resize_op_free(struct vm_resize_op *op)
+{
+	if (!op) {
+		return;
+	}
+	block_unref(op->bs);
+	free(op->disk);
+	error_free(op->err);
+	free(op);
+}
+
+int vm_block_resize_prepare(struct vm *vm, const char *device, const char *node_name, uint64_t size,
+			    struct vm_resize_op **ret, struct error **errp)
 {
 	struct hotplug *hp = vm_hotplug_state(vm);
 	struct block_node *bs = NULL;
 	struct vm_device *disk = NULL;
+	struct vm_resize_op *op = NULL;
 	int r;
 
 	vm_devices_lock(vm);
@@ -1335,17 +1355,54 @@ int vm_block_resize(struct vm *vm, const char *device, const char *node_name, ui
 		r = error_set(errp, EACCES, "Cannot resize a read-only node");
 		goto out;
 	}
-	r = block_truncate(bs, size, errp);
-	if (r < 0) {
+	op = calloc(1, sizeof(*op));
+	if (!op) {
+		r = error_set(errp, ENOMEM, "out of memory");
 		goto out;
 	}
-	if (disk && disk->cls == &virtio_blk_class) {
-		virtio_blk_resized(disk->state); /* capacity and config-change interrupt */
+	op->bs = block_ref(bs);
+	op->size = size;
+	if (disk && disk->cls == &virtio_blk_class && disk->id && !(op->disk = strdup(disk->id))) {
+		resize_op_free(op);
+		r = error_set(errp, ENOMEM, "out of memory");
+		goto out;
 	}
+	*ret = op;
 	r = 0;
 out:
 	vm_devices_unlock(vm);
 	return r;
+}
+
+void vm_block_resize_run(struct vm_resize_op *op)
+{
+	op->r = block_truncate(op->bs, op->size, &op->err);
+}
+
+int vm_block_resize_finish(struct vm *vm, struct vm_resize_op *op, struct error **errp)
+{
+	struct vm_device *disk;
+	int r = op->r;
+
+	if (r < 0) {
+		if (errp) {
+			*errp = TAKE_PTR(op->err);
+		}
+		resize_op_free(op);
+		return r;
+	}
+	if (vm && op->disk) {
+		vm_devices_lock(vm);
+		disk = find_device(vm, op->disk);
+		/* still the disk on that node: capacity and config-change interrupt */
+		if (disk && disk->cls == &virtio_blk_class &&
+		    virtio_blk_node(disk->state) == op->bs) {
+			virtio_blk_resized(disk->state);
+		}
+		vm_devices_unlock(vm);
+	}
+	resize_op_free(op);
+	return 0;
 }
 
 /* --- balloon ------------------------------------------------------------------ */

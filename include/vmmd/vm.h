@@ -383,9 +383,19 @@ int vm_netdev_add(struct vm *vm, json_t *args, int fd, struct error **errp);
 int vm_netdev_del(struct vm *vm, const char *id, struct error **errp);
 int vm_device_add(struct vm *vm, json_t *args, struct error **errp);
 int vm_device_del(struct vm *vm, const char *id, struct error **errp);
-/* block_resize: grow or shrink the node of @device or @node_name; the disk sees it. */
-int vm_block_resize(struct vm *vm, const char *device, const char *node_name, uint64_t size,
-		    struct error **errp);
+/*
+ * block_resize in three steps, so the truncation (disk I/O) runs off the
+ * control thread: _prepare (control thread) finds the node of @device or
+ * @node_name and checks it; _run (a worker) truncates; _finish (control
+ * thread; @vm NULL when the VM is gone) tells the virtio-blk disk still on
+ * that node (capacity, config-change interrupt), frees @op and returns the
+ * result. Always call _finish after a successful _prepare.
+ */
+struct vm_resize_op;
+int vm_block_resize_prepare(struct vm *vm, const char *device, const char *node_name,
+			    uint64_t size, struct vm_resize_op **ret, struct error **errp);
+void vm_block_resize_run(struct vm_resize_op *op);
+int vm_block_resize_finish(struct vm *vm, struct vm_resize_op *op, struct error **errp);
 /*
  * QEMU's balloon: ask the guest to keep @value bytes of RAM (> 0; more than
  * its RAM means all of it); query-balloon: {"actual": bytes it keeps}. The

@@ -414,10 +414,19 @@ int vm_device_del(struct vm *vm, const char *id, struct error **errp)
 			       id);
 }
 
-int vm_block_resize(struct vm *vm, const char *device, const char *node_name, uint64_t size,
-		    struct error **errp)
+int vm_block_resize_prepare(struct vm *vm, const char *device, const char *node_name, uint64_t size,
+			    struct vm_resize_op **ret, struct error **errp)
 {
 	return no_hotplug(errp);
+}
+
+void vm_block_resize_run(struct vm_resize_op *op)
+{
+}
+
+int vm_block_resize_finish(struct vm *vm, struct vm_resize_op *op, struct error **errp)
+{
+	return 0;
 }
 
 json_t *vm_query_pci(struct vm *vm)
