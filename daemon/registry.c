@@ -278,6 +278,58 @@ static void on_vm_hotplug(void *opaque, struct vm *vm)
 	on_vm_event(opaque, vm, "", NULL);
 }
 
+/* vm_host.offload: blocking VM work (a hot-unplugged disk's drain) on a worker. */
+struct offload_job {
+	struct registry *reg;
+	char name[72]; /* VM names have at most 64 characters */
+	uint64_t gen;
+	void (*work)(void *arg);
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static void offload_work(void *p)
+{
+	struct offload_job *j = p;
+
+	j->work(j->arg);
+}
+
+static void offload_done(void *p)
+{
+	struct offload_job *j = p;
+	struct registry_vm *rv = registry_find(j->reg, j->name);
+
+	if (rv && rv->vm && rv->inst && rv->inst->gen == j->gen) {
+		j->done(j->arg);
+	} else {
+		free(j->arg); /* the VM is gone: its teardown waited for the work */
+	}
+	free(j);
+}
+
+static int on_offload(void *opaque, void (*work)(void *arg), void (*done)(void *arg), void *arg)
+{
+	struct registry_instance *inst = opaque;
+	struct offload_job *j = calloc(1, sizeof(*j));
+	int r;
+
+	if (!j) {
+		return -ENOMEM;
+	}
+	j->reg = inst->reg;
+	snprintf(j->name, sizeof(j->name), "%s", inst->name);
+	j->gen = inst->gen;
+	j->work = work;
+	j->done = done;
+	j->arg = arg;
+	r = worker_run(inst->reg->workers, offload_work, offload_done, j, NULL);
+	if (r < 0) {
+		free(j);
+	}
+	return r;
+}
+
 /* Runs on the worker building the VM: the fds were taken before it started. */
 static int on_get_fd(void *opaque, const char *name)
 {
@@ -1163,6 +1215,7 @@ int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *op
 	inst->host.get_fd = on_get_fd;
 	inst->host.thread_start = on_thread_start;
 	inst->host.hotplug_pending = on_vm_hotplug;
+	inst->host.offload = on_offload;
 	inst->host.opaque = inst;
 	op->reg = reg;
 	op->rv = rv;

@@ -70,6 +70,13 @@ struct device_class {
 	int (*realize)(struct vm *vm, const void *item, void **ret_state, struct error **errp);
 	/* Undo realize. Called with the vCPUs stopped. */
 	void (*unrealize)(void *state);
+	/*
+	 * Optional, for hot-unplug (hw/hotplug.c): stop taking new requests
+	 * and wait, bounded, until those in flight have completed, so that
+	 * unrealize afterwards is quick. Runs on a worker thread with the VM
+	 * running, before unrealize; returns false if it gave up waiting.
+	 */
+	bool (*drain)(void *state);
 	/* Return to power-on state (system_reset). May be NULL. */
 	void (*reset)(void *state);
 	/*

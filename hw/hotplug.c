@@ -25,6 +25,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -77,6 +78,19 @@ struct hotplug {
 	struct hp_netdev netdevs[HP_MAX_NETDEVS];
 	struct hp_usb usb[HP_MAX_USB];
 	struct cpu_hotplug *cpus; /* hw/cpu-hotplug.c; NULL without vCPU hotplug */
+	/* Ejected devices whose drain runs on a worker (vm_host.offload). */
+	unsigned held;	     /* ejected slots waiting for the drains (control thread) */
+	unsigned drains_out; /* drains started and not yet done (control thread) */
+	pthread_mutex_t drain_lock;
+	pthread_cond_t drain_cond;
+	unsigned n_draining; /* drains still running (under drain_lock) */
+};
+
+struct drain_job {
+	struct hotplug *hp;
+	const struct device_class *cls;
+	void *state;
+	unsigned slot;
 };
 
 /* The device models device_add knows, and their VM definition names. */
@@ -194,6 +208,18 @@ static void hotplug_eject(void *opaque, unsigned slot)
 
 /* --- life cycle ------------------------------------------------------------- */
 
+void hotplug_wait_drains(struct hotplug *hp)
+{
+	if (!hp) {
+		return;
+	}
+	pthread_mutex_lock(&hp->drain_lock);
+	while (hp->n_draining) {
+		pthread_cond_wait(&hp->drain_cond, &hp->drain_lock);
+	}
+	pthread_mutex_unlock(&hp->drain_lock);
+}
+
 int hotplug_new(struct vm *vm, struct hotplug **ret, struct error **errp)
 {
 	struct hotplug *hp = calloc(1, sizeof(*hp));
@@ -203,6 +229,8 @@ int hotplug_new(struct vm *vm, struct hotplug **ret, struct error **errp)
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	hp->vm = vm;
+	pthread_mutex_init(&hp->drain_lock, NULL);
+	pthread_cond_init(&hp->drain_cond, NULL);
 	for (unsigned i = 0; i < HP_MAX_NETDEVS; i++) {
 		hp->netdevs[i].fd = -1;
 	}
@@ -221,6 +249,8 @@ int hotplug_new(struct vm *vm, struct hotplug **ret, struct error **errp)
 		}
 	}
 	if (cpu_hotplug_new(vm, &hp->cpus, errp) < 0) {
+		pthread_mutex_destroy(&hp->drain_lock);
+		pthread_cond_destroy(&hp->drain_cond);
 		free(hp);
 		return -ENOMEM;
 	}
@@ -233,6 +263,9 @@ void hotplug_free(struct hotplug *hp)
 	if (!hp) {
 		return;
 	}
+	hotplug_wait_drains(hp);
+	pthread_mutex_destroy(&hp->drain_lock);
+	pthread_cond_destroy(&hp->drain_cond);
 	cpu_hotplug_free(hp->cpus);
 	for (unsigned i = 0; i < HP_MAX_NODES; i++) {
 		block_unref(hp->nodes[i].bs);
@@ -1203,6 +1236,80 @@ struct deleted {
 	bool virtio;
 };
 
+/* Worker thread: the device's requests in flight complete (no lock held). */
+static void drain_work(void *arg)
+{
+	struct drain_job *j = arg;
+	struct hotplug *hp = j->hp;
+
+	j->cls->drain(j->state);
+	pthread_mutex_lock(&hp->drain_lock);
+	hp->n_draining--;
+	pthread_cond_broadcast(&hp->drain_cond);
+	pthread_mutex_unlock(&hp->drain_lock);
+}
+
+/* Control thread, the VM still there: now the removal is quick. */
+static void drain_done(void *arg)
+{
+	struct drain_job *j = arg;
+	struct hotplug *hp = j->hp;
+
+	hp->drains_out--;
+	free(j);
+	vm_hotplug_poll(hp->vm);
+}
+
+/*
+ * Ejected devices with requests to drain (virtio-blk) have that wait done
+ * on a worker, so neither the control thread nor the vCPUs wait for a slow
+ * backend; they are removed when it is over (drain_done). Returns the
+ * slots with nothing to drain. Caller holds vm_devices_lock().
+ */
+static unsigned start_drains(struct hotplug *hp, unsigned slots)
+{
+	struct vm *vm = hp->vm;
+	const struct vm_host *host = vm_get_host(vm);
+
+	for (unsigned i = 0; slots && host->offload && i < vm_devices_count(vm); i++) {
+		struct vm_device *d = vm_devices_at(vm, i);
+		int slot = model_by_class(d->cls) && d->id && vm_pci_host(vm)
+				   ? pci_host_find_slot(vm_pci_host(vm), d->id)
+				   : -1;
+		struct drain_job *j;
+
+		if (slot <= 0 || !(slots & (1u << slot)) || !d->cls->drain) {
+			continue;
+		}
+		slots &= ~(1u << slot);
+		if (d->draining) {
+			continue; /* ejected again meanwhile: the drain under way removes it */
+		}
+		j = calloc(1, sizeof(*j));
+		if (!j) {
+			slots |= 1u << slot; /* remove it here, waiting */
+			continue;
+		}
+		*j = (struct drain_job){
+			.hp = hp, .cls = d->cls, .state = d->state, .slot = (unsigned)slot};
+		pthread_mutex_lock(&hp->drain_lock);
+		hp->n_draining++;
+		pthread_mutex_unlock(&hp->drain_lock);
+		if (host->offload(host->opaque, drain_work, drain_done, j) < 0) {
+			pthread_mutex_lock(&hp->drain_lock);
+			hp->n_draining--;
+			pthread_mutex_unlock(&hp->drain_lock);
+			free(j);
+			slots |= 1u << slot;
+			continue;
+		}
+		d->draining = true;
+		hp->drains_out++;
+		hp->held |= 1u << slot;
+	}
+	return slots;
+}
+
 void vm_hotplug_poll(struct vm *vm)
 {
 	struct hotplug *hp = vm_hotplug_state(vm);
@@ -1216,6 +1323,17 @@ void vm_hotplug_poll(struct vm *vm)
 	cpu_hotplug_poll(vm, hp->cpus);
 	vm_devices_lock(vm);
 	slots = atomic_exchange(&hp->ejected, 0);
+	/*
+	 * Removals wait while a drain runs, and then go together in table
+	 * order, so the DEVICE_DELETED events keep QEMU's order.
+	 */
+	hp->held |= start_drains(hp, slots);
+	if (hp->drains_out) {
+		vm_devices_unlock(vm);
+		return;
+	}
+	slots = hp->held;
+	hp->held = 0;
 	for (unsigned i = 0; slots && i < vm_devices_count(vm);) {
 		struct vm_device *d = vm_devices_at(vm, i);
 		const struct hp_model *m = model_by_class(d->cls);

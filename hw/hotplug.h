@@ -18,6 +18,12 @@ struct hotplug;
 /* Called by vm_new after the devices are realized, and by vm_teardown after they are gone. */
 int hotplug_new(struct vm *vm, struct hotplug **ret, struct error **errp);
 void hotplug_free(struct hotplug *hp);
+/*
+ * Wait for the drains of ejected disks still running on workers (they
+ * use the device and the VM's I/O thread): vm_teardown calls it before
+ * unrealizing the devices.
+ */
+void hotplug_wait_drains(struct hotplug *hp);
 struct vm_device;
 /* Free what hotplug keeps in a struct vm_device (its id, node and netdev names). */
 void hotplug_device_forget(struct vm_device *d);

@@ -26,6 +26,7 @@ struct vm_device {
 	char *id;
 	bool hotplugged;     /* added by device_add */
 	bool unplug_pending; /* device_del asked the guest; the id stays taken */
+	bool draining;	     /* ejected; its drain runs on a worker (hw/hotplug.c) */
 	char *node;	     /* blockdev-add node it uses (device_add "drive"), or NULL */
 	char *netdev;	     /* netdev_add backend it uses (device_add "netdev"), or NULL */
 	json_t *definition;  /* VM definition entry of a hot-added device */

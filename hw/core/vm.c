@@ -936,6 +936,7 @@ void vm_teardown(struct vm *vm)
 	if (vm->started) {
 		vcpus_stop(vm);
 	}
+	hotplug_wait_drains(vm->hotplug);
 	devices_unrealize(vm);
 	/* Backends (blockdev-add nodes) only after every device using them. */
 	hotplug_free(vm->hotplug);

@@ -718,6 +718,13 @@ static void blk_unrealize(void *state)
 	blk_free(state);
 }
 
+static bool blk_drain_hook(void *state)
+{
+	struct virtio_blk *b = state;
+
+	return !b->vp || blk_drain(b);
+}
+
 struct block_node *virtio_blk_node(void *state)
 {
 	struct virtio_blk *b = state;
@@ -847,6 +854,7 @@ const struct device_class virtio_blk_class = {
 	.each = DEVICE_PER_DISK,
 	.realize = blk_realize,
 	.unrealize = blk_unrealize,
+	.drain = blk_drain_hook,
 	.reset = blk_device_reset,
 	.query_block = blk_query_block,
 	.query_blockstats = blk_query_blockstats,

@@ -177,6 +177,13 @@ struct vm_host {
 	 * thread; must not block. May be NULL (then nothing is ever removed).
 	 */
 	void (*hotplug_pending)(void *opaque, struct vm *vm);
+	/*
+	 * Run @work(@arg) on a worker thread, then @done(@arg) on the control
+	 * thread if this VM still exists; if it is gone, @arg (malloc'ed) is
+	 * freed instead. Called on the control thread; 0 or -errno. May be
+	 * NULL (the blocking work then runs on the control thread).
+	 */
+	int (*offload)(void *opaque, void (*work)(void *arg), void (*done)(void *arg), void *arg);
 	void *opaque;
 };
 
@@ -392,8 +399,8 @@ int vm_device_del(struct vm *vm, const char *id, struct error **errp);
  * result. Always call _finish after a successful _prepare.
  */
 struct vm_resize_op;
-int vm_block_resize_prepare(struct vm *vm, const char *device, const char *node_name,
-			    uint64_t size, struct vm_resize_op **ret, struct error **errp);
+int vm_block_resize_prepare(struct vm *vm, const char *device, const char *node_name, uint64_t size,
+			    struct vm_resize_op **ret, struct error **errp);
 void vm_block_resize_run(struct vm_resize_op *op);
 int vm_block_resize_finish(struct vm *vm, struct vm_resize_op *op, struct error **errp);
 /*
