@@ -107,8 +107,9 @@ static void on_eject(void *opaque, unsigned cpu)
 	vm_emit_event(c->vm, "DEVICE_DELETED",
 		      id ? json_pack("{s:s, s:s}", "device", id, "path", path)
 			 : json_pack("{s:s}", "path", path));
-	pthread_mutex_unlock(&c->lock);
+	/* under the lock too: the control thread frees gone[] once the vCPU is stopped */
 	log_full(LOG_INFO, vm_name(c->vm), id, "vCPU %u ejected by the guest", cpu);
+	pthread_mutex_unlock(&c->lock);
 	if (host->hotplug_pending) {
 		host->hotplug_pending(host->opaque, c->vm);
 	}
