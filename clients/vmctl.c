@@ -1938,6 +1938,11 @@ static int cmd_nic(struct qmp_client *c, int argc, char **argv, const struct vmc
 	return vmctl_cmd_nic(c, argc, argv);
 }
 
+static int cmd_cpus(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+{
+	return vmctl_cmd_cpus(c, argc, argv);
+}
+
 /* One progress line from query-migrate's answer. */
 static void print_progress(const char *name, json_t *info, bool tty)
 {
@@ -2231,6 +2236,12 @@ static const struct vmctl_command commands[] = {
 	 "                 + device_add\n"
 	 "  nic remove NAME ID [--timeout S]\n"
 	 "                 device_del, wait for the eject, then netdev_del\n"},
+	{"cpus", cmd_cpus, "set NAME N [--timeout S]", "hot-plug or unplug vCPUs of a running VM",
+	 "  cpus set NAME N [--timeout S]\n"
+	 "                 bring the VM to N present vCPUs (up to its maxcpus): device_add of\n"
+	 "                 the lowest absent vCPUs (ids cpuN), or device_del of the highest\n"
+	 "                 hot-plugged ones, waiting for each eject (default 10 s in all;\n"
+	 "                 exit 5 after, the removal stays pending)\n"},
 	{"migrate", cmd_migrate, "NAME URI [--max-bandwidth SIZE] [--downtime-limit MS]",
 	 "move a running VM to another vmmd (live migration)",
 	 "  URI                    tcp:HOST:PORT or unix:PATH where the destination listens\n"

@@ -224,6 +224,31 @@ def test_save_and_migration_refused():
         q.event("DEVICE_DELETED", timeout=60, pred=lambda e: e["data"].get("device") == "c1")
 
 
+def test_vmctl_cpus_set():
+    with Vmmd() as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("cv", guest("cpuhp"), maxcpus=3), start=True))
+        wait_console(d, "cv", "cpuhp: ready\n")
+        p = d.vmctl("cpus", "set", "cv", "3")
+        assert p.stdout == "cv: 3 vCPUs\n", p.stdout
+        wait_console(d, "cv", "cpuhp: cpu 1 running\n")
+        wait_console(d, "cv", "cpuhp: cpu 2 running\n")
+        cpus = q.ok("query-cpus-fast", {"vm": "cv"})
+        assert [(c["cpu-index"], c["qom-path"]) for c in cpus] == [
+            (0, "/machine/cpu[0]"), (1, "/machine/peripheral/cpu1"),
+            (2, "/machine/peripheral/cpu2")], cpus
+        p = d.vmctl("cpus", "set", "cv", "1", "--timeout", "60")
+        assert p.stdout == "cv: 1 vCPUs\n", p.stdout
+        assert [c["cpu-index"] for c in q.ok("query-cpus-fast", {"vm": "cv"})] == [0]
+        # DEVICE_DELETED comes at the eject; the guest prints its line after its last _OST
+        wait_console(d, "cv", "cpuhp: cpu 2 ejected\n")
+        wait_console(d, "cv", "cpuhp: cpu 1 ejected\n")
+        p = d.vmctl("cpus", "set", "cv", "4", check=False)
+        assert p.returncode != 0 and "more than its maxcpus 3" in p.stderr, p.stderr
+        p = d.vmctl("cpus", "set", "cv", "0", check=False)
+        assert p.returncode != 0, p.stderr
+
+
 def test_no_hotplug_without_maxcpus():
     with Vmmd() as d:
         q = d.qmp()
