@@ -392,6 +392,25 @@ void cpu_hotplug_poll(struct vm *vm, struct cpu_hotplug *c)
 	vm_devices_unlock(vm);
 }
 
+void cpu_hotplug_adopt(struct vm *vm, struct cpu_hotplug *c)
+{
+	const size_t n = strlen("/machine/peripheral/");
+
+	for (unsigned i = 0; c && i < c->max; i++) {
+		const char *path = vm_vcpu_qom_path(vm, i);
+		char *id;
+
+		if (!path || strncmp(path, "/machine/peripheral/", n) != 0 || !id_ok(path + n)) {
+			continue;
+		}
+		id = strdup(path + n);
+		pthread_mutex_lock(&c->lock);
+		free(c->ids[i]);
+		c->ids[i] = id;
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
 /* --- query-hotpluggable-cpus --------------------------------------------------------- */
 
 json_t *cpu_hotplug_query(struct vm *vm, struct cpu_hotplug *c)

@@ -1558,6 +1558,13 @@ json_t *vm_query_balloon(struct vm *vm, struct error **errp)
 
 /* --- vCPUs (hw/cpu-hotplug.c) ------------------------------------------------ */
 
+void hotplug_restored(struct hotplug *hp)
+{
+	if (hp) {
+		cpu_hotplug_adopt(hp->vm, hp->cpus);
+	}
+}
+
 json_t *vm_query_hotpluggable_cpus(struct vm *vm)
 {
 	struct hotplug *hp = vm_hotplug_state(vm);

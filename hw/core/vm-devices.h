@@ -59,5 +59,7 @@ void vm_unquiesce(struct vm *vm, bool resume);
 int vm_vcpu_plug(struct vm *vm, unsigned index, const char *qom_path, struct error **errp);
 void vm_vcpu_unplug(struct vm *vm, unsigned index);
 bool vm_vcpu_present(struct vm *vm, unsigned index);
+/* The qom-path vm_vcpu_plug was given for a present vCPU, else NULL. */
+const char *vm_vcpu_qom_path(struct vm *vm, unsigned index);
 /* The hotplug state hw/hotplug.c created for this VM (hotplug_new). */
 struct hotplug *vm_hotplug_state(struct vm *vm);

@@ -137,8 +137,6 @@ void vcpu_unstall(struct vcpu *vcpu);
 /* Install the kick signal handler (idempotent, any thread). */
 void vcpu_init_signals(void);
 
-/* vm.c: -ENOTSUP when vCPUs were hot-plugged (their state is not saved yet). */
-int vm_vcpus_check_saveable(struct vm *vm, struct error **errp);
 /* vm.c: park all vCPUs (returns once all are parked) / release them. */
 void vm_vcpus_pause(struct vm *vm);
 void vm_vcpus_resume(struct vm *vm);

@@ -101,11 +101,6 @@ int vm_disks_set_active(struct vm *vm, bool active, struct error **errp)
 
 int vm_migration_blocker(struct vm *vm, struct error **errp)
 {
-	int r = vm_vcpus_check_saveable(vm, errp);
-
-	if (r < 0) {
-		return r;
-	}
 	for (unsigned i = 0; i < vm->n_devices; i++) {
 		const struct device_class *c = vm->devices[i].cls;
 

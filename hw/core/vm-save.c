@@ -41,6 +41,7 @@
 #include "common/vmstate.h"
 #include "hw/core/memory.h"
 #include "hw/core/vcpu.h"
+#include "hw/hotplug.h"
 #include "hw/core/vm-int.h"
 
 #define VMSTATE_FORMAT "vmmd-vm-state"
@@ -170,6 +171,22 @@ static int save_devices(struct vm *vm, struct save_ctx *c, struct error **errp)
 	return 0;
 }
 
+/* Present vCPUs: the cold-plugged and the hot-plugged ones (not the parked). */
+static unsigned present_vcpus(struct vm *vm)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		n += !vm->vcpus[i]->unplugged;
+	}
+	return n;
+}
+
+/*
+ * One "cpu" section per present vCPU, its instance the vCPU's index (APIC
+ * ID); a hot-plugged one also gets a "cpu-plugged" section with its
+ * qom-path, so the restore plugs it again under the same id.
+ */
 static int save_cpus(struct vm *vm, struct save_ctx *c, uint32_t *ret_khz, struct error **errp)
 {
 	struct vmstate_buf b;
@@ -182,12 +199,25 @@ static int save_cpus(struct vm *vm, struct save_ctx *c, uint32_t *ret_khz, struc
 	}
 	vmstate_buf_free(&b);
 	for (unsigned i = 0; r == 0 && i < vm->n_vcpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		if (v->unplugged) {
+			continue;
+		}
 		vmstate_buf_init(&b);
-		r = vcpu_state_save(vm->vcpus[i], &b, errp);
+		r = vcpu_state_save(v, &b, errp);
 		if (r == 0) {
-			r = add_section(c, "cpu", i, VCPU_STATE_VERSION, &b, errp);
+			r = add_section(c, "cpu", v->index, VCPU_STATE_VERSION, &b, errp);
 		}
 		vmstate_buf_free(&b);
+		if (r == 0 && v->index >= vm->cfg->vcpus) {
+			const char *path = v->qom_path ? v->qom_path : "";
+
+			vmstate_buf_init(&b);
+			vmstate_put_blob(&b, path, (uint32_t)strlen(path));
+			r = add_section(c, "cpu-plugged", v->index, 1, &b, errp);
+			vmstate_buf_free(&b);
+		}
 	}
 	if (r == 0) {
 		int khz = ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0);
@@ -415,7 +445,7 @@ int vm_save(struct vm *vm, const char *dir, uint64_t *ret_bytes, struct error **
 			  "format", VMSTATE_FORMAT, "format-version", VMSTATE_FORMAT_VERSION,
 			  "vmmd-version", PACKAGE_VERSION, "created", (json_int_t)time(NULL), "vm",
 			  vm_config_to_json(vm->cfg), "cpu", "model", vm->cfg->cpu, "tsc-khz",
-			  (int)tsc_khz, "vcpus", (int)vm->n_vcpus, "memory", "file", "memory",
+			  (int)tsc_khz, "vcpus", (int)present_vcpus(vm), "memory", "file", "memory",
 			  "size", (json_int_t)guest_mem_size(vm->mem), "regions", regions, "state",
 			  "file", "state", "size", (json_int_t)c.state.len, "sections", c.sections);
 	text = manifest ? json_dumps(manifest, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
@@ -503,10 +533,11 @@ int vm_state_capture(struct vm *vm, struct vmstate_buf *state, json_t **ret_mani
 				     VMSTATE_FORMAT_VERSION, "vmmd-version", PACKAGE_VERSION,
 				     "created", (json_int_t)time(NULL), "vm",
 				     vm_config_to_json(vm->cfg), "cpu", "model", vm->cfg->cpu,
-				     "tsc-khz", (int)tsc_khz, "vcpus", (int)vm->n_vcpus, "memory",
-				     "file", "memory", "size", (json_int_t)guest_mem_size(vm->mem),
-				     "regions", memory_regions(vm), "state", "file", "state",
-				     "size", (json_int_t)c.state.len, "sections", c.sections);
+				     "tsc-khz", (int)tsc_khz, "vcpus", (int)present_vcpus(vm),
+				     "memory", "file", "memory", "size",
+				     (json_int_t)guest_mem_size(vm->mem), "regions",
+				     memory_regions(vm), "state", "file", "state", "size",
+				     (json_int_t)c.state.len, "sections", c.sections);
 	json_decref(c.sections);
 	if (r == 0 && !manifest) {
 		r = error_set(errp, ENOMEM, "out of memory");
@@ -1010,33 +1041,67 @@ static int load_devices(struct vm *vm, struct vm_snapshot *s, struct error **err
 	return 0;
 }
 
+/*
+ * The snapshot's vCPUs: the cold-plugged ones must all be there; the
+ * hot-plugged ones ("cpu-plugged" sections) are plugged again first.
+ */
 static int load_cpus(struct vm *vm, struct vm_snapshot *s, struct error **errp)
 {
 	struct section *sec = find_section(s, "kvm", 0);
 	struct vmstate_buf b;
+	unsigned n = 0;
 	int r;
 
-	if (s->vcpus != vm->n_vcpus) {
-		return error_set(errp, EINVAL, "the snapshot has %u vCPUs, the VM %u", s->vcpus,
-				 vm->n_vcpus);
-	}
 	if (!sec || sec->version != VM_KVM_STATE_VERSION) {
 		return error_set(errp, EINVAL, "the snapshot has no usable in-kernel device state");
 	}
 	/* CPU and TSC first: the checks that a host may fail come before any change. */
-	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+	for (unsigned i = 0; i < vm->cfg->maxcpus; i++) {
 		struct section *c = find_section(s, "cpu", i);
+		struct section *p = find_section(s, "cpu-plugged", i);
 
-		if (!c || c->version != VCPU_STATE_VERSION) {
+		if ((i < vm->cfg->vcpus && !c) || (c && c->version != VCPU_STATE_VERSION) ||
+		    (i >= vm->cfg->vcpus && !c != !p)) {
 			return error_set(errp, EINVAL,
 					 "the snapshot has no usable state for vCPU %u", i);
+		}
+		n += c != NULL;
+	}
+	if (s->vcpus != n) {
+		return error_set(errp, EINVAL, "the snapshot has %u vCPUs, the VM %u", s->vcpus, n);
+	}
+	for (unsigned i = vm->cfg->vcpus; i < vm->cfg->maxcpus; i++) {
+		struct section *p = find_section(s, "cpu-plugged", i);
+		_cleanup_free_ char *blob = NULL;
+		char path[128];
+		uint32_t len = 0;
+
+		if (!p) {
+			continue;
+		}
+		wrap(s, p, &b);
+		blob = vmstate_get_blob_alloc(&b, sizeof(path) - 1, &len);
+		if (!blob || b.failed) {
+			return error_set(errp, EINVAL, "the snapshot's vCPU %u has a bad qom-path",
+					 i);
+		}
+		memcpy(path, blob, len);
+		path[len] = 0;
+		r = vm_vcpu_plug(vm, i, path[0] ? path : NULL, errp);
+		if (r < 0) {
+			return r;
 		}
 	}
 	wrap(s, sec, &b);
 	r = vm_kvm_state_load(vm, &b, errp);
 	for (unsigned i = 0; r == 0 && i < vm->n_vcpus; i++) {
-		wrap(s, find_section(s, "cpu", i), &b);
-		r = vcpu_state_load(vm->vcpus[i], &b, errp);
+		struct vcpu *v = vm->vcpus[i];
+
+		if (v->unplugged) {
+			continue;
+		}
+		wrap(s, find_section(s, "cpu", v->index), &b);
+		r = vcpu_state_load(v, &b, errp);
 	}
 	return r;
 }
@@ -1061,6 +1126,9 @@ int vm_restore(const struct vm_config *cfg, const struct vm_host *host, struct v
 	}
 	if (r == 0) {
 		r = load_cpus(vm, snap, errp);
+	}
+	if (r == 0) {
+		hotplug_restored(vm->hotplug); /* the ids of the vCPUs plugged again */
 	}
 	for (unsigned i = 0; r == 0 && i < snap->n_sections; i++) {
 		if (!snap->sections[i].used) {

@@ -350,15 +350,11 @@ void vm_vcpu_unplug(struct vm *vm, unsigned index)
 	vcpu_join(v);
 }
 
-int vm_vcpus_check_saveable(struct vm *vm, struct error **errp)
+const char *vm_vcpu_qom_path(struct vm *vm, unsigned index)
 {
-	if (vm->n_vcpus != vm->cfg->vcpus) {
-		return error_set(errp, ENOTSUP,
-				 "VM \"%s\" has had vCPUs hot-plugged; saving or migrating their "
-				 "state is not supported yet",
-				 vm->cfg->name);
-	}
-	return 0;
+	struct vcpu *v = vcpu_by_index(vm, index);
+
+	return v && !v->unplugged ? v->qom_path : NULL;
 }
 
 json_t *vm_query_pci(struct vm *vm)
@@ -1251,8 +1247,6 @@ int vm_save_begin(struct vm *vm, struct error **errp)
 		r = error_set(errp, EBUSY, "VM \"%s\" is already being saved", vm->cfg->name);
 	} else if (s != VM_STATE_RUNNING && s != VM_STATE_PAUSED && s != VM_STATE_RESTORE_VM) {
 		r = bad_state(vm, "save", errp);
-	} else if ((r = vm_vcpus_check_saveable(vm, errp)) < 0) {
-		/* nothing to undo */
 	} else {
 		vm->saving = true;
 		vm->was_running = s == VM_STATE_RUNNING;

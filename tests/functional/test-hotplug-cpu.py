@@ -12,12 +12,13 @@ INIT-SIPI-SIPI and count, and stop before the eject). Answers and events
 must match QEMU's, with the differences listed in DIFFERENT.
 
 Also: plug/unplug cycles leak no fd, thread or memory (the parked vCPU is
-reused: KVM cannot destroy one), and save and migration of a VM that had a
-vCPU hot-plugged are refused with a clear error."""
+reused: KVM cannot destroy one), a VM with a hot-plugged vCPU is saved and
+restored with it (its id too), and vmctl cpus set."""
 
 import json
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -205,23 +206,72 @@ def test_cycles_leak_nothing():
         assert "FAILED" not in console(d, "cc")
 
 
-def test_save_and_migration_refused():
-    with Vmmd() as d:
+def test_save_restore_with_hotplugged_cpu():
+    with tempfile.TemporaryDirectory(prefix="vmmd-cpuhp.") as tmp, Vmmd() as d:
         q = d.qmp()
-        q.ok("vm-create", dict(vm_def("cs", guest("cpuhp"), maxcpus=2), start=True))
+        q.ok("vm-create", dict(vm_def("cs", guest("cpuhp"), maxcpus=3), start=True))
         wait_console(d, "cs", "cpuhp: ready\n")
-        q.ok("device_add", {"vm": "cs", "driver": TYPE, "id": "c1", "socket-id": 0,
-                            "core-id": 1, "thread-id": 0})
-        wait_console(d, "cs", "cpuhp: cpu 1 running\n")
-        want = "has had vCPUs hot-plugged; saving or migrating their state is not supported"
-        r = q.cmd("vm-save", vm="cs", path="/tmp/nonexistent-vmmd-cpuhp-save")
-        assert "error" in r and want in r["error"]["desc"], r
-        r = q.cmd("migrate", {"vm": "cs", "uri": "tcp:127.0.0.1:1"})
-        assert "error" in r and want in r["error"]["desc"], r
-        assert q.ok("query-status", vm="cs")["status"] == "running"
-        # the VM was not touched: the vCPU still counts and can be removed
+        for core in (1, 2):
+            q.ok("device_add", {"vm": "cs", "driver": TYPE, "id": "c%d" % core,
+                                "socket-id": 0, "core-id": core, "thread-id": 0})
+            wait_console(d, "cs", "cpuhp: cpu %d running\n" % core)
+        # vCPU 2 goes again: parked, it is not part of the saved state
+        q.ok("device_del", {"vm": "cs", "id": "c2"})
+        q.event("DEVICE_DELETED", timeout=60, pred=lambda e: e["data"].get("device") == "c2")
+        wait_console(d, "cs", "cpuhp: cpu 2 ejected\n")
+        snap = os.path.join(tmp, "snap")
+        q.ok("vm-save", vm="cs", path=snap, stop=True)
+        ev = q.event("VM_SAVE_COMPLETED", timeout=120, pred=lambda e: e["data"]["path"] == snap)
+        assert ev["data"]["status"] == "completed", ev
+        q.event("SHUTDOWN", timeout=30)
+        with open(os.path.join(snap, "manifest.json")) as f:
+            assert json.load(f)["cpu"]["vcpus"] == 2
+        q.ok("vm-restore", path=snap)
+        cpus = q.ok("query-cpus-fast", {"vm": "cs"})
+        assert [(c["cpu-index"], c["qom-path"]) for c in cpus] == [
+            (0, "/machine/cpu[0]"), (1, "/machine/peripheral/c1")], cpus
+        hp = q.ok("query-hotpluggable-cpus", {"vm": "cs"})
+        assert [c.get("qom-path") for c in hp] == [None, "/machine/peripheral/c1",
+                                                   "/machine/cpu[0]"], hp
+        # the id came back with the vCPU; the restored guest still runs its AP and ejects it
+        r = q.cmd("device_add", {"vm": "cs", "driver": TYPE, "id": "c1", "socket-id": 0,
+                                 "core-id": 2, "thread-id": 0})
+        assert r["error"]["desc"] == "Duplicate device ID 'c1'", r
         q.ok("device_del", {"vm": "cs", "id": "c1"})
         q.event("DEVICE_DELETED", timeout=60, pred=lambda e: e["data"].get("device") == "c1")
+        wait_console(d, "cs", "cpuhp: cpu 1 ejected\n")
+        q.ok("device_add", {"vm": "cs", "driver": TYPE, "id": "c2", "socket-id": 0,
+                            "core-id": 2, "thread-id": 0})
+        wait_console(d, "cs", "cpuhp: cpu 2 running\n")  # the console restarted
+        assert "FAILED" not in console(d, "cs"), console(d, "cs")
+
+
+def test_migrate_with_hotplugged_cpu():
+    with tempfile.TemporaryDirectory(prefix="vmmd-cpuhp.") as tmp, Vmmd() as d, Vmmd() as d2:
+        q, q2 = d.qmp(), d2.qmp()
+        q.ok("vm-create", dict(vm_def("cm", guest("cpuhp"), maxcpus=3), start=True))
+        wait_console(d, "cm", "cpuhp: ready\n")
+        q.ok("device_add", {"vm": "cm", "driver": TYPE, "id": "c1", "socket-id": 0,
+                            "core-id": 1, "thread-id": 0})
+        wait_console(d, "cm", "cpuhp: cpu 1 running\n")
+        q2.ok("vm-create", dict(vm_def("cm", guest("cpuhp"), maxcpus=3), incoming=True,
+                                start=True))
+        sock = os.path.join(tmp, "mig.sock")
+        q2.ok("migrate-incoming", vm="cm", uri="unix:" + sock)
+        wait_for(lambda: os.path.exists(sock), timeout=10, what="the incoming socket")
+        q.ok("migrate", vm="cm", uri="unix:" + sock)
+        ev = q.event("MIGRATION", timeout=120,
+                     pred=lambda e: e["data"]["status"] in ("completed", "failed"))
+        assert ev["data"]["status"] == "completed", ev
+        q2.event("RESUME", timeout=30)
+        cpus = q2.ok("query-cpus-fast", vm="cm")
+        assert [(c["cpu-index"], c["qom-path"]) for c in cpus] == [
+            (0, "/machine/cpu[0]"), (1, "/machine/peripheral/c1")], cpus
+        # on the destination the guest stops the migrated AP and ejects it
+        q2.ok("device_del", {"vm": "cm", "id": "c1"})
+        q2.event("DEVICE_DELETED", timeout=60, pred=lambda e: e["data"].get("device") == "c1")
+        wait_console(d2, "cm", "cpuhp: cpu 1 ejected\n")
+        assert "FAILED" not in console(d2, "cm"), console(d2, "cm")
 
 
 def test_vmctl_cpus_set():

@@ -155,6 +155,9 @@ static void cpu_remove(unsigned cpu)
 		for (spins = 0; ap_state[cpu] != 3 && spins < 400000000; spins++) {
 			__asm__ volatile("pause");
 		}
+		if (ap_state[cpu] != 3) {
+			say(" did not stop FAILED\n", cpu); /* its AP code is not running */
+		}
 	}
 	outl(CPUHP_SEL, cpu);
 	outb(CPUHP_FLAGS, F_EJECT);
