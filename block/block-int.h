@@ -1,6 +1,6 @@
 /*
  * Block layer internals shared by the core (block.c) and the drivers
- * (file.c, nbd.c, raw.c, qcow2*.c, qed.c, vhdx.c, vmdk.c, vpc.c). Not for
+ * (file.c, nbd.c, rbd.c, raw.c, qcow2*.c, qed.c, vhdx.c, vmdk.c, vpc.c). Not for
  * use outside block/ (vmm-img's tool verbs use the tool-level operations
  * at the end).
  *
@@ -250,6 +250,7 @@ struct block_node {
  */
 extern const struct block_driver file_driver;
 extern const struct block_driver nbd_driver;
+extern const struct block_driver rbd_driver;
 extern const struct block_driver raw_driver;
 extern const struct block_driver qcow2_driver;
 extern const struct block_driver qed_driver;

@@ -32,6 +32,7 @@
 static const struct block_driver *const block_drivers[] = {
 	&file_driver,  /* protocol: files and block devices */
 	&nbd_driver,   /* protocol: NBD exports */
+	&rbd_driver,   /* protocol: Ceph RBD images (librbd) */
 	&raw_driver,   /* format: the protocol's bytes (a window of them) */
 	&qcow2_driver, /* format: QEMU's qcow2 (block/qcow2*.c) */
 	&qed_driver,   /* format: QEMU's QED */
@@ -59,7 +60,7 @@ static const struct block_driver *find_driver(const char *name)
 	return NULL;
 }
 
-/* The protocol that serves @filename: "nbd" for NBD URIs, else "file". */
+/* The protocol that serves @filename: "nbd" for NBD URIs, "rbd" for rbd:, else "file". */
 static const char *protocol_for(const char *filename)
 {
 	static const char *const nbd_prefixes[] = {"nbd://", "nbd+unix://", "nbd+tcp://", "nbds://",
@@ -69,6 +70,9 @@ static const char *protocol_for(const char *filename)
 		if (strncmp(filename, nbd_prefixes[i], strlen(nbd_prefixes[i])) == 0) {
 			return "nbd";
 		}
+	}
+	if (strncmp(filename, "rbd:", 4) == 0) {
+		return "rbd";
 	}
 	return "file";
 }
@@ -445,6 +449,18 @@ int block_create(const char *format, const char *filename, uint64_t size, json_t
 	if (!drv->create) {
 		return error_set(errp, ENOTSUP, "format '%s' does not support image creation",
 				 format);
+	}
+	if (strcmp(protocol_for(filename), "file") != 0) {
+		/* Not a local file: a raw image is the protocol's own creation. */
+		const struct block_driver *pdrv = find_driver(protocol_for(filename));
+
+		if (strcmp(format, "raw") != 0 || !pdrv || !pdrv->create) {
+			return error_set(errp, ENOTSUP,
+					 "cannot create a %s image on '%s': the %s protocol "
+					 "creates raw images only",
+					 format, filename, protocol_for(filename));
+		}
+		drv = pdrv;
 	}
 	if (!opts) {
 		opts = empty = json_object();

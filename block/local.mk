@@ -5,7 +5,7 @@ noinst_LIBRARIES += block/libblock.a
 BLOCK_SOURCES = \
 	block/block-int.h block/block.c block/aio.c block/graph.c \
 	block/file.c block/file.h \
-	block/nbd.c \
+	block/nbd.c block/rbd.c \
 	block/raw.c block/raw.h \
 	block/table-cache.c block/table-cache.h \
 	block/qed.c block/vhdx.c block/vmdk.c block/vpc.c \
@@ -13,9 +13,9 @@ BLOCK_SOURCES = \
 	block/qcow2-refcount.c block/qcow2-snapshot.c block/qcow2-compress.c
 block_libblock_a_SOURCES = $(BLOCK_SOURCES)
 block_libblock_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBURING_CFLAGS) \
-	$(LIBNBD_CFLAGS) $(ZLIB_CFLAGS) $(ZSTD_CFLAGS)
+	$(LIBNBD_CFLAGS) $(LIBRBD_CFLAGS) $(ZLIB_CFLAGS) $(ZSTD_CFLAGS)
 BLOCK_LIBS = block/libblock.a $(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(LIBURING_LIBS) \
-	$(LIBNBD_LIBS) $(ZLIB_LIBS) $(ZSTD_LIBS) $(PTHREAD_LIBS)
+	$(LIBNBD_LIBS) $(LIBRBD_LIBS) $(ZLIB_LIBS) $(ZSTD_LIBS) $(PTHREAD_LIBS)
 
 check_PROGRAMS += tests/unit/test-block
 TESTS += tests/unit/test-block
@@ -74,3 +74,6 @@ TESTS += tests/block/test-qed.sh tests/block/test-vpc.sh tests/block/test-vhdx.s
 	tests/block/test-vmdk.sh
 # A VM disk in each format through virtio-blk (the test guest is built by hw/virtio/).
 TESTS += tests/functional/test-disk-formats.py
+
+# Ceph RBD on a real single-node cluster started by the test (tests/lib/ceph-cluster.sh).
+TESTS += tests/functional/test-rbd.py

@@ -723,8 +723,8 @@ static int check_path(struct registry *reg, const char *what, const char *path, 
 {
 	const char *sock;
 
-	if (!path || !path[0]) {
-		return 0;
+	if (!path || !path[0] || strncmp(path, "rbd:", 4) == 0) {
+		return 0; /* rbd: not a host path (the rbd driver checks its conf and keyring) */
 	}
 	if (!strstr(path, "://")) {
 		return pathpol_check(what, path, errp);

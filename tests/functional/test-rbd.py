@@ -1,0 +1,145 @@
+"""Ceph RBD disks on a real single-node cluster (Debian's ceph-mon and
+ceph-osd, started on loopback by tests/lib/ceph-cluster.sh and removed at
+the end): vmm-img creates, converts to and from, resizes and describes RBD
+images, and QEMU's own rbd driver reads back what vmm-img wrote; the
+virtio-blk test guest runs on an RBD disk and the host checks every sector it
+wrote; a second VM cannot open a disk another VM writes (RBD's exclusive lock,
+the holder named); bad names, refused options and an unreachable cluster give
+clear errors within the deadline."""
+
+import atexit
+import importlib
+import os
+import subprocess
+import tempfile
+import time
+
+from daemon_helpers import guest, vm_def, wait_console
+from guestrun import run_guest
+from vmmdtest import TOP_BUILDDIR, TOP_SRCDIR, Vmmd, main, require_tool, skip
+
+VMM_IMG = os.path.join(TOP_BUILDDIR, "vmm-img")
+CLUSTER = os.path.join(TOP_SRCDIR, "tests", "lib", "ceph-cluster.sh")
+_conf = None
+_dir = None
+
+
+def conf():
+    """Start the cluster once for the whole file; its ceph.conf path."""
+    global _conf, _dir
+    if _conf:
+        return _conf
+    _dir = tempfile.mkdtemp(prefix="vmmd-ceph.")
+    os.rmdir(_dir)
+    atexit.register(lambda: subprocess.run([CLUSTER, "stop", _dir]))
+    p = subprocess.run([CLUSTER, "start", _dir], capture_output=True, text=True, timeout=300)
+    if p.returncode == 77:
+        skip(p.stderr.strip())
+    assert p.returncode == 0, "cluster did not start:\n" + p.stdout + p.stderr
+    _conf = p.stdout.strip().splitlines()[-1].split("=", 1)[1]
+    return _conf
+
+
+def name(image):
+    return "rbd:rbd/%s:conf=%s" % (image, conf())
+
+
+def img(*args, check=True):
+    p = subprocess.run([VMM_IMG] + list(args), capture_output=True, text=True, timeout=120)
+    if check and p.returncode != 0:
+        raise AssertionError("vmm-img %s: %d\n%s%s" % (" ".join(args), p.returncode, p.stdout,
+                                                        p.stderr))
+    return p
+
+
+def test_vmm_img_on_rbd():
+    require_tool("qemu-img")
+    with tempfile.TemporaryDirectory(prefix="vmmd-rbd.") as tmp:
+        src = os.path.join(tmp, "src.raw")
+        back = os.path.join(tmp, "back.raw")
+        data = os.urandom(3 << 20)
+        with open(src, "wb") as f:
+            f.write(data)
+        img("create", "-f", "raw", name("created"), "16M")
+        out = img("info", "-f", "raw", name("created")).stdout
+        assert "virtual size: 16 MiB (16777216 bytes)" in out, out
+        # to RBD and back, and QEMU's rbd driver reads the same bytes
+        img("convert", "-f", "raw", "-O", "raw", src, name("conv"))
+        img("convert", "-f", "raw", "-O", "raw", name("conv"), back)
+        with open(back, "rb") as f:
+            assert f.read() == data
+        p = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "raw", src, name("conv")],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout + p.stderr
+        img("resize", "-f", "raw", name("conv"), "8M")
+        out = img("info", "-f", "raw", name("conv")).stdout
+        assert "virtual size: 8 MiB" in out, out
+        # a qcow2 image cannot be created on RBD: said, nothing made
+        p = img("create", "-f", "qcow2", name("q"), "1M", check=False)
+        assert p.returncode != 0 and "creates raw images only" in p.stderr, p.stderr
+
+
+def test_bad_names_and_unreachable_cluster():
+    c = conf()
+    cases = [
+        ("rbd:onlypool", "an rbd name is"),
+        ("rbd:rbd/a/b/c", "an rbd name is"),
+        ("rbd:rbd/missing:conf=" + c, "cannot open rbd image 'missing' in pool 'rbd'"),
+        ("rbd:nopool/x:conf=" + c, "cannot open pool 'nopool'"),
+        ("rbd:rbd/x:conf=" + c + ":log_file=/tmp/owned", "option 'log_file' is not accepted"),
+        ("rbd:rbd/x:conf=" + c + ":timeout=0", "timeout must be 1 to"),
+    ]
+    for n, want in cases:
+        p = img("info", "-f", "raw", n, check=False)
+        assert p.returncode != 0 and want in p.stderr, (n, p.stderr)
+    # nobody answers on port 1: fails within the 2 s deadline, never hangs
+    t0 = time.monotonic()
+    p = img("info", "-f", "raw", "rbd:rbd/x:mon_host=127.0.0.1\\:1:timeout=2", check=False)
+    took = time.monotonic() - t0
+    assert p.returncode != 0 and "cannot connect to the Ceph cluster" in p.stderr, p.stderr
+    assert took < 30, "connect deadline not honoured: %.1f s" % took
+
+
+def test_guest_disk_on_rbd():
+    """The virtio-blk test guest on an RBD disk; the host checks what it wrote."""
+    blk = importlib.import_module("test-virtio-blk")
+    with tempfile.TemporaryDirectory(prefix="vmmd-rbdvm.") as tmp:
+        basep = os.path.join(tmp, "base.raw")
+        out = os.path.join(tmp, "after.raw")
+        base = blk.make_base(basep)
+        img("convert", "-f", "raw", "-O", "raw", basep, name("vmdisk"))
+        run = run_guest("virtio-blk", timeout=240, done=("poweroff",),
+                        disks=[{"id": "vda", "file": name("vmdisk"), "format": "raw",
+                                "serial": "RBD-0003"}])
+        blk.check_guest(run, base, "RBD-0003")
+        img("convert", "-f", "raw", "-O", "raw", name("vmdisk"), out)
+        with open(out, "rb") as f:
+            flat = f.read()
+        assert len(flat) == len(base)
+        for s in range(8, 72):
+            assert flat[s * 512:(s + 1) * 512] == blk.pattern(s), "sector %d differs" % s
+        assert flat[:8 * 512] == base[:8 * 512] and flat[72 * 512:] == base[72 * 512:]
+
+
+def test_second_writer_refused():
+    """Two VMs on one RBD disk: the second start fails naming the lock holder;
+    once the first VM is gone, the second can start."""
+    idle = guest("idle")
+    img("create", "-f", "raw", name("shared"), "4M")
+    disk = [{"id": "vda", "file": name("shared"), "format": "raw"}]
+    with Vmmd() as d, d.qmp() as q:
+        q.ok("vm-create", dict(vm_def("one", idle), disks=disk, start=True))
+        wait_console(d, "one", "idle: up")
+        q.ok("vm-create", dict(vm_def("two", idle), disks=disk))
+        r = q.cmd("vm-start", {"vm": "two"})
+        assert "error" in r, r
+        desc = r["error"]["desc"]
+        assert "rbd image 'rbd/shared' is in use" in desc and "lock is held by 127.0.0.1:" in desc, desc
+        q.ok("vm-destroy", {"vm": "one"})
+        q.ok("vm-start", {"vm": "two"})
+        wait_console(d, "two", "idle: up")
+        q.ok("vm-destroy", {"vm": "two"})
+
+
+if __name__ == "__main__":
+    main(globals())
