@@ -9,6 +9,7 @@ clear errors within the deadline."""
 
 import atexit
 import importlib
+import json
 import os
 import subprocess
 import tempfile
@@ -152,6 +153,34 @@ def test_second_writer_refused():
         q.ok("vm-start", {"vm": "two"})
         wait_console(d, "two", "idle: up")
         q.ok("vm-destroy", {"vm": "two"})
+
+
+def rbd_size(image):
+    p = subprocess.run(["rbd", "-c", conf(), "info", "--format", "json", "rbd/" + image],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)["size"]
+
+
+def test_hotplug_and_block_resize():
+    """blockdev-add with the structured rbd options on a running VM, the disk
+    plugged, grown by block_resize: the cluster's own tool sees the size."""
+    img("create", "-f", "raw", name("hp"), "4M")
+    with Vmmd() as d, d.qmp() as q:
+        q.ok("vm-create", dict(vm_def("hp", guest("idle")), start=True))
+        wait_console(d, "hp", "idle: up")
+        q.ok("blockdev-add", {"vm": "hp", "driver": "raw", "node-name": "n0",
+                              "file": {"driver": "rbd", "pool": "rbd", "image": "hp",
+                                       "conf": conf()}})
+        q.ok("device_add", {"vm": "hp", "driver": "virtio-blk-pci", "id": "vdz",
+                            "drive": "n0"})
+        blk = [b for b in q.ok("query-block", {"vm": "hp"}) if b["device"] == "vdz"]
+        assert blk and blk[0]["inserted"]["image"]["virtual-size"] == 4 << 20, blk
+        q.ok("block_resize", {"vm": "hp", "node-name": "n0", "size": 12 << 20})
+        assert rbd_size("hp") == 12 << 20
+        blk = [b for b in q.ok("query-block", {"vm": "hp"}) if b["device"] == "vdz"]
+        assert blk[0]["inserted"]["image"]["virtual-size"] == 12 << 20, blk
+        q.ok("vm-destroy", {"vm": "hp"})
 
 
 def test_lifecycles_after_librbd_loaded():
