@@ -189,6 +189,13 @@ struct block_driver {
 	 * pointer the driver state keeps to its node. May be NULL.
 	 */
 	void (*rebind)(struct block_node *bs);
+	/*
+	 * Live migration's hand-over of a protocol node (block_set_active):
+	 * false = release what keeps other hosts out (the node is flushed
+	 * already), true = take it back. Control path, no request in flight.
+	 * May be NULL (nothing to hand over).
+	 */
+	int (*set_active)(struct block_node *bs, bool active, struct error **errp);
 };
 
 /* Bytes of an image's start handed to block_driver.probe. */

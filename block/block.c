@@ -969,6 +969,12 @@ int block_set_active(struct block_node *bs, bool active, struct error **errp)
 			if (r < 0) {
 				return r;
 			}
+		} else if (n->drv->set_active) {
+			int r = n->drv->set_active(n, active, errp);
+
+			if (r < 0) {
+				return r;
+			}
 		}
 	}
 	return 0;

@@ -625,6 +625,44 @@ err_close:
 	return r;
 }
 
+/*
+ * Live migration's hand-over (block_set_active): the source releases RBD's
+ * exclusive lock after flushing, once the destination has everything, and
+ * keeps the image open; the destination takes the lock when it opens the
+ * image. If the destination fails, the source takes the lock back; that
+ * fails, naming the holder, if someone else took the image meanwhile.
+ */
+static int rbd_set_active(struct block_node *bs, bool active, struct error **errp)
+{
+	struct rbd_state *s = state(bs);
+	int r;
+
+	if (bs->read_only || (bs->flags & BLOCK_O_NO_LOCK) || s->locked == active) {
+		return 0;
+	}
+	if (!active) {
+		r = lib.rbd_lock_release(s->image);
+		if (r < 0) {
+			return error_set_errno(errp, r,
+					       "cannot release the lock of rbd image '%s/%s'",
+					       s->name.pool, s->name.image);
+		}
+		s->locked = false;
+		return 0;
+	}
+	r = lib.rbd_lock_acquire(s->image, RBD_LOCK_MODE_EXCLUSIVE);
+	if (r < 0) {
+		char owner[256];
+
+		lock_owner(s->image, owner, sizeof(owner));
+		return error_set_errno(
+			errp, r, "cannot take back the lock of rbd image '%s/%s' (held by %s)",
+			s->name.pool, s->name.image, owner);
+	}
+	s->locked = true;
+	return 0;
+}
+
 static uint64_t rbd_get_length(struct block_node *bs)
 {
 	return __atomic_load_n(&state(bs)->size, __ATOMIC_RELAXED);
@@ -823,4 +861,5 @@ const struct block_driver rbd_driver = {
 	.write_zeroes = rbd_write_zeroes_node,
 	.truncate = rbd_truncate_node,
 	.info = rbd_info,
+	.set_active = rbd_set_active,
 };

@@ -11,16 +11,19 @@ import atexit
 import importlib
 import json
 import os
+import re
+import socket
 import subprocess
 import tempfile
 import time
 
-from daemon_helpers import guest, vm_def, wait_console
+from daemon_helpers import TEST_CPU, console_log, guest, vm_def, wait_console
 from guestrun import run_guest
 from vmmdtest import TOP_BUILDDIR, TOP_SRCDIR, Vmmd, main, require_tool, skip
 
 VMM_IMG = os.path.join(TOP_BUILDDIR, "vmm-img")
 CLUSTER = os.path.join(TOP_SRCDIR, "tests", "lib", "ceph-cluster.sh")
+TICK = re.compile(r"counter: tick (\d+) nonce (0x[0-9a-f]+) disk ok")
 _conf = None
 _dir = None
 
@@ -181,6 +184,92 @@ def test_hotplug_and_block_resize():
         blk = [b for b in q.ok("query-block", {"vm": "hp"}) if b["device"] == "vdz"]
         assert blk[0]["inserted"]["image"]["virtual-size"] == 12 << 20, blk
         q.ok("vm-destroy", {"vm": "hp"})
+
+
+def free_port():
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def counter_vm(image):
+    return {"name": "c1", "vcpus": 1, "memory": "32M", "cpu": TEST_CPU,
+            "boot": {"kernel": guest("counter")},
+            "disks": [{"id": "vda", "file": name(image), "format": "raw"}]}
+
+
+def ticks(d):
+    return [(int(m.group(1)), m.group(2)) for m in TICK.finditer(console_log(d, "c1"))]
+
+
+def migrate(qs, qd, port):
+    mig = importlib.import_module("test-migration")
+    qd.ok("migrate-incoming", vm="c1", uri="tcp:127.0.0.1:%d" % port)
+    qs.ok("migrate", vm="c1", uri="tcp:127.0.0.1:%d" % port)
+    return (mig.wait_status(qs, "c1", ("completed", "failed")),
+            mig.wait_status(qd, "c1", ("completed", "failed")))
+
+
+def test_migrate_with_disk_on_rbd():
+    """Two daemons, one RBD image: the counter guest (tests/guests/counter.c,
+    its counter mirrored on sector 0 and checked against RAM every tick)
+    migrates without its disk being copied: the destination opens the same
+    image once the source has flushed it and released RBD's exclusive lock.
+    The guest counts on with its nonce and no MISMATCH; the source cannot
+    take the image back while the destination runs; once the destination
+    stops, the host reads the last counter from the cluster."""
+    img("create", "-f", "raw", name("mig"), "1M")
+    with Vmmd() as src, Vmmd() as dst, src.qmp() as qs, dst.qmp() as qd:
+        qs.ok("vm-create", dict(counter_vm("mig"), start=True))
+        wait_console(src, "c1", "counter: tick 1 ", timeout=90)
+        qd.ok("vm-create", dict(counter_vm("mig"), incoming=True, start=True))
+        assert migrate(qs, qd, free_port()) == ("completed", "completed"), \
+            qs.ok("query-migrate", vm="c1")
+        # RAM only crossed the link: nothing of the disk was streamed.
+        info = qs.ok("query-migrate", vm="c1")
+        assert "disk" not in info, info
+        before = ticks(src)
+        wait_console(dst, "c1", "counter: tick %d " % (before[-1][0] + 1), timeout=60)
+        after = console_log(dst, "c1")
+        assert "MISMATCH" not in after and "counter: boot" not in after, after[-1500:]
+        now = ticks(dst)
+        assert now[0][0] in (before[-1][0] + 1, before[-1][0] + 2), (before[-1], now[:2])
+        assert all(n == before[-1][1] for _, n in now), (before[-1], now[:3])
+        # The destination holds the exclusive lock: another writer on the
+        # source's daemon is refused, naming the holder.
+        r = qs.cmd("vm-create", dict(counter_vm("mig"), name="c2", start=True))
+        assert "error" in r and "rbd image 'rbd/mig' is in use" in r["error"]["desc"], r
+        qd.ok("stop", vm="c1")
+        last = ticks(dst)[-1][0]
+        qd.ok("vm-destroy", vm="c1")
+        qs.ok("vm-destroy", vm="c1")
+    with tempfile.TemporaryDirectory(prefix="vmmd-rbdmig.") as tmp:
+        out = os.path.join(tmp, "mig.raw")
+        img("convert", "-f", "raw", "-O", "raw", name("mig"), out)
+        with open(out, "rb") as f:
+            sector0 = f.read(16)
+        assert int.from_bytes(sector0[:8], "little") >= last, (sector0, last)
+
+
+def test_migrate_rbd_destination_fails():
+    """The destination cannot open its disk after GO (another image name):
+    the source takes RBD's lock back and resumes, and the guest's disk check
+    holds; a writer on the destination's daemon is then refused."""
+    img("create", "-f", "raw", name("migf"), "1M")
+    with Vmmd() as src, Vmmd() as dst, src.qmp() as qs, dst.qmp() as qd:
+        qs.ok("vm-create", dict(counter_vm("migf"), start=True))
+        wait_console(src, "c1", "counter: tick 1 ", timeout=90)
+        qd.ok("vm-create", dict(counter_vm("migf-missing"), incoming=True, start=True))
+        assert migrate(qs, qd, free_port()) == ("failed", "failed")
+        desc = qs.ok("query-migrate", vm="c1")["error-desc"]
+        assert "destination failed" in desc and "migf-missing" in desc, desc
+        assert qs.ok("query-status", vm="c1")["status"] == "running"
+        last = ticks(src)[-1][0]
+        wait_console(src, "c1", "counter: tick %d " % (last + 1), timeout=60)
+        assert "MISMATCH" not in console_log(src, "c1")
+        r = qd.cmd("vm-create", dict(counter_vm("migf"), name="c2", start=True))
+        assert "error" in r and "rbd image 'rbd/migf' is in use" in r["error"]["desc"], r
+        qs.ok("vm-destroy", vm="c1")
 
 
 def test_lifecycles_after_librbd_loaded():
