@@ -5,6 +5,7 @@
  *
  *   img-io FMT FILE w:OFF:LEN:BYTE ...   write LEN bytes of BYTE at OFF (sizes take K/M/G)
  *   img-io FMT FILE z:OFF:LEN ...        write zeroes
+ *   img-io FMT FILE d:OFF:LEN ...        discard (the image is opened with BLOCK_O_UNMAP)
  *   img-io FMT FILE r:OFF:LEN:BYTE ...   read and check that every byte is BYTE (exit 2 if not)
  *   img-io random FMT FILE MIRROR SEED COUNT
  *        COUNT random writes (any offset and length up to 256 KiB, some
@@ -64,9 +65,15 @@ static int run_ops(const char *fmt, const char *file, int argc, char **argv)
 {
 	struct block_node *bs = NULL;
 	struct error *err = NULL;
+	unsigned flags = BLOCK_O_RDWR;
 	int r;
 
-	r = block_open(&bs, file, fmt, BLOCK_O_RDWR, &err);
+	for (int i = 0; i < argc; i++) {
+		if (argv[i][0] == 'd') {
+			flags |= BLOCK_O_UNMAP;
+		}
+	}
+	r = block_open(&bs, file, fmt, flags, &err);
 	if (r < 0) {
 		return die(err, r);
 	}
@@ -89,6 +96,8 @@ static int run_ops(const char *fmt, const char *file, int argc, char **argv)
 			r = block_pwrite(bs, off, buf, len);
 		} else if (op == 'z') {
 			r = block_write_zeroes(bs, off, len, 0);
+		} else if (op == 'd') {
+			r = block_discard(bs, off, len);
 		} else if (op == 'r') {
 			r = block_pread(bs, off, buf, len);
 			for (uint64_t k = 0; r == 0 && k < len; k++) {
