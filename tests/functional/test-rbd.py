@@ -302,6 +302,53 @@ def test_migrate_with_disk_on_rbd():
         assert int.from_bytes(sector0[:8], "little") >= last, (sector0, last)
 
 
+def test_migrate_between_namespaces_on_rbd():
+    """Two hosts on one machine (tests/lib/two-hosts.sh: two network
+    namespaces and a veth pair) with a Ceph cluster of their own inside host
+    A on the veth address, so that host B reaches the monitor and the OSD
+    over the link too: the counter guest migrates A -> B over tcp with its
+    disk on RBD, the lock handed over, the disk not copied; its disk check
+    holds and it counts on with its nonce. A second cluster start (~15-30 s):
+    only with VMMD_SLOW_TESTS=1 (.ci/run runs it)."""
+    if os.environ.get("VMMD_SLOW_TESTS") != "1":
+        skip("needs VMMD_SLOW_TESTS=1 (starts a second Ceph cluster inside a namespace)")
+    mig = importlib.import_module("test-migration")
+    with mig.TwoHosts() as h:
+        a, b = h.name + "-a", h.name + "-b"
+        cdir = tempfile.mkdtemp(prefix="vmmd-cephns.")
+        os.rmdir(cdir)
+        env = dict(os.environ, CEPH_CLUSTER_ADDR=h.a, CEPH_CLUSTER_NET=h.net + ".0/30")
+        try:
+            p = subprocess.run(["ip", "netns", "exec", a, CLUSTER, "start", cdir], env=env,
+                               capture_output=True, text=True, timeout=300)
+            assert p.returncode == 0, "cluster did not start:\n" + p.stdout + p.stderr
+            c = p.stdout.strip().splitlines()[-1].split("=", 1)[1]
+            disk = "rbd:rbd/nsmig:conf=" + c
+            p = subprocess.run(["ip", "netns", "exec", a, VMM_IMG, "create", "-f", "raw",
+                                disk, "1M"], capture_output=True, text=True, timeout=120)
+            assert p.returncode == 0, p.stderr
+            d = dict(counter_vm("nsmig"), disks=[{"id": "vda", "file": disk, "format": "raw"}])
+            with mig.NsVmmd(a) as src, mig.NsVmmd(b) as dst, src.qmp() as qs, \
+                    dst.qmp() as qd:
+                qs.ok("vm-create", dict(d, start=True))
+                wait_console(src, "c1", "counter: tick 1 ", timeout=90)
+                qd.ok("vm-create", dict(d, incoming=True, start=True))
+                qd.ok("migrate-incoming", vm="c1", uri="tcp:%s:4460" % h.b)
+                qs.ok("migrate", vm="c1", uri="tcp:%s:4460" % h.b)
+                assert mig.wait_status(qs, "c1", ("completed", "failed")) == "completed", \
+                    qs.ok("query-migrate", vm="c1")
+                assert mig.wait_status(qd, "c1", ("completed", "failed")) == "completed"
+                before = ticks(src)
+                wait_console(dst, "c1", "counter: tick %d " % (before[-1][0] + 1), timeout=60)
+                after = console_log(dst, "c1")
+                assert "MISMATCH" not in after and "counter: boot" not in after, after[-1500:]
+                assert all(n == before[-1][1] for _, n in ticks(dst))
+                qd.ok("vm-destroy", vm="c1")
+                qs.ok("vm-destroy", vm="c1")
+        finally:
+            subprocess.run([CLUSTER, "stop", cdir], check=False)
+
+
 def test_migrate_rbd_destination_fails():
     """The destination cannot open its disk after GO (another image name):
     the source takes RBD's lock back and resumes, and the guest's disk check

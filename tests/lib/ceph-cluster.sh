@@ -6,6 +6,10 @@
 #   ceph-cluster.sh start DIR   prints "CONF=DIR/ceph.conf" when the pool is usable
 #   ceph-cluster.sh stop DIR    kills the daemons and removes DIR
 #
+# CEPH_CLUSTER_ADDR (default 127.0.0.1) and CEPH_CLUSTER_NET (default
+# 127.0.0.0/8) put it on another address, e.g. inside a network namespace
+# of tests/lib/two-hosts.sh where both "hosts" reach it.
+#
 # Exit status 77 (skip) only when a Ceph program is missing, which on a
 # machine set up by ./run is a bug (./run installs ceph-mon and ceph-osd).
 set -eu
@@ -68,15 +72,17 @@ fi
 # start-once: one try at a cluster (a separate process, so that set -e holds)
 mkdir -p "$dir/mon" "$dir/osd" "$dir/run" "$dir/log"
 fsid=$(cat /proc/sys/kernel/random/uuid)
-# a free loopback port for the monitor
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+addr=${CEPH_CLUSTER_ADDR:-127.0.0.1}
+net=${CEPH_CLUSTER_NET:-127.0.0.0/8}
+# a free port for the monitor
+port=$(python3 -c 'import socket, sys; s=socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$addr")
 conf=$dir/ceph.conf
 cat >"$conf" <<EOF
 [global]
 fsid = $fsid
-mon host = v1:127.0.0.1:$port
+mon host = v1:$addr:$port
 mon initial members = a
-public network = 127.0.0.0/8
+public network = $net
 ms bind msgr2 = false
 auth cluster required = none
 auth service required = none
@@ -106,7 +112,7 @@ EOF
 ceph-authtool --create-keyring "$dir/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
 ceph-authtool "$dir/keyring" --gen-key -n client.admin --cap mon 'allow *' --cap osd 'allow *' \
 	--cap mgr 'allow *' >/dev/null
-monmaptool --create --addv a "[v1:127.0.0.1:$port]" --fsid "$fsid" "$dir/monmap" >/dev/null
+monmaptool --create --addv a "[v1:$addr:$port]" --fsid "$fsid" "$dir/monmap" >/dev/null
 ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" --keyring "$dir/keyring"
 ceph-mon -c "$conf" -i a 2>>"$dir/log/mon-start.log"
 
