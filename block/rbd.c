@@ -28,9 +28,9 @@
  * librbd and librados are not linked: they are loaded with dlopen when the
  * first RBD image is opened or created (rbd_load). Linked, they put Ceph's
  * code and static initialisers into every vmmd, RBD or not: ~14 MiB more
- * mapped, ~3.4 MiB more anonymous memory at start, and one initialiser
- * (libceph-common's get_global_options) grows a ~456 KiB std::vector to
- * ~912 KiB while the daemon starts. Freeing the first, mmap()ed, block
+ * resident library pages, ~3.4 MiB more anonymous memory at start, and
+ * one initialiser (libceph-common's get_global_options) grows a ~456 KiB
+ * std::vector to ~912 KiB while the daemon starts. Freeing the first, mmap()ed, block
  * raises glibc's dynamic thresholds for the whole process (mmap 456 KiB,
  * trim 912 KiB), and malloc_trim() never trims the top of a thread arena:
  * after many VM lifecycles each of the 16 arenas kept up to ~300 KiB
