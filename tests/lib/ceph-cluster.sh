@@ -55,7 +55,8 @@ done
 if [ "$cmd" = start ]; then
 	# The OSD's first start fails now and then ("wrong fsid"): retry from scratch.
 	for try in 1 2 3; do
-		if "$0" start-once "$dir" >"${TMPDIR:-/tmp}/ceph-cluster.$$.log" 2>&1; then
+		# traced: a failed try shows the command that failed
+		if sh -x "$0" start-once "$dir" >"${TMPDIR:-/tmp}/ceph-cluster.$$.log" 2>&1; then
 			rm -f "${TMPDIR:-/tmp}/ceph-cluster.$$.log"
 			echo "CONF=$dir/ceph.conf"
 			exit 0
@@ -63,7 +64,9 @@ if [ "$cmd" = start ]; then
 		echo "ceph-cluster: try $try failed:" >&2
 		tail -n 3 "${TMPDIR:-/tmp}/ceph-cluster.$$.log" "$dir/log/osd-start.log" 2>/dev/null |
 			grep -v '^$' >&2 || true
+		grep -h -iE 'error|fsid|fail' "$dir"/log/*.log 2>/dev/null | tail -n 5 >&2 || true
 		stop
+		sleep 1
 	done
 	rm -f "${TMPDIR:-/tmp}/ceph-cluster.$$.log"
 	exit 1
