@@ -9,7 +9,7 @@ wrote; a disk hot-plugged by blockdev options is grown by block_resize; a
 second VM cannot open a disk another VM writes (RBD's exclusive lock, the
 holder named); a VM migrates between two daemons with its disk on RBD, the
 lock handed over and the disk not copied, and a failed destination gives the
-lock back; librbd is loaded only when needed and leaves the lifecycle RSS
+lock back; a live upgrade of the daemon keeps such a VM running; librbd is loaded only when needed and leaves the lifecycle RSS
 bound intact; bad names, refused options and an unreachable cluster give
 clear errors within the deadline."""
 
@@ -26,7 +26,7 @@ import time
 
 from daemon_helpers import TEST_CPU, console_log, guest, vm_def, wait_console
 from guestrun import run_guest
-from vmmdtest import TOP_BUILDDIR, TOP_SRCDIR, Vmmd, main, require_tool, skip
+from vmmdtest import QMP, TOP_BUILDDIR, TOP_SRCDIR, Vmmd, main, require_tool, skip
 
 VMM_IMG = os.path.join(TOP_BUILDDIR, "vmm-img")
 CLUSTER = os.path.join(TOP_SRCDIR, "tests", "lib", "ceph-cluster.sh")
@@ -368,6 +368,27 @@ def test_migrate_rbd_destination_fails():
         r = qd.cmd("vm-create", dict(counter_vm("migf"), name="c2", start=True))
         assert "error" in r and "rbd image 'rbd/migf' is in use" in r["error"]["desc"], r
         qs.ok("vm-destroy", vm="c1")
+
+
+def test_live_upgrade_with_disk_on_rbd():
+    """daemon-upgrade (docs/upgrade.md) of a daemon whose VM has its disk on
+    RBD: the new binary takes the VM over, RBD's exclusive lock handed over
+    as in a migration; the counter guest counts on with its disk check intact
+    and the new daemon holds the lock (a second writer is refused)."""
+    up = importlib.import_module("test-upgrade")
+    img("create", "-f", "raw", name("upg"), "1M")
+    with up.CopiedVmmd() as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(counter_vm("upg"), start=True))
+        wait_console(d, "c1", "counter: tick 2 ", timeout=90)  # tick 1's line is whole
+        before = ticks(d)
+        with QMP(d.socket, timeout=120) as qq:
+            up.upgrade(d, qq, 1)
+        up.check_counter(d, "c1", before)
+        with d.qmp() as q:
+            r = q.cmd("vm-create", dict(counter_vm("upg"), name="c2", start=True))
+            assert "error" in r and "rbd image 'rbd/upg' is in use" in r["error"]["desc"], r
+            q.ok("vm-destroy", vm="c1")
 
 
 def test_lifecycles_after_librbd_loaded():
