@@ -9,7 +9,8 @@ wrote; a disk hot-plugged by blockdev options is grown by block_resize; a
 second VM cannot open a disk another VM writes (RBD's exclusive lock, the
 holder named); a VM migrates between two daemons with its disk on RBD, the
 lock handed over and the disk not copied, and a failed destination gives the
-lock back; a live upgrade of the daemon keeps such a VM running; librbd is loaded only when needed and leaves the lifecycle RSS
+lock back; the lock of a killed daemon is broken once Ceph sees it gone;
+a live upgrade of the daemon keeps such a VM running; librbd is loaded only when needed and leaves the lifecycle RSS
 bound intact; bad names, refused options and an unreachable cluster give
 clear errors within the deadline."""
 
@@ -19,6 +20,7 @@ import importlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import tempfile
@@ -389,6 +391,29 @@ def test_live_upgrade_with_disk_on_rbd():
             r = q.cmd("vm-create", dict(counter_vm("upg"), name="c2", start=True))
             assert "error" in r and "rbd image 'rbd/upg' is in use" in r["error"]["desc"], r
             q.ok("vm-destroy", vm="c1")
+
+
+def test_dead_owner_lock_broken():
+    """A daemon holding an RBD disk is killed (a dead host): another daemon's
+    start of a VM on that disk waits until the cluster sees the owner gone
+    (its watch expires: osd client watch timeout, 10 s in the test cluster,
+    30 s by Ceph's default), then librbd breaks the dead owner's lock
+    (and blocklists it) and the VM starts."""
+    img("create", "-f", "raw", name("dead"), "1M")
+    disk = [{"id": "vda", "file": name("dead"), "format": "raw"}]
+    with Vmmd() as a, Vmmd() as b:
+        with a.qmp() as qa:
+            qa.ok("vm-create", dict(vm_def("x", guest("idle")), disks=disk, start=True))
+            wait_console(a, "x", "idle: up")
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+        t0 = time.monotonic()
+        with QMP(b.socket, timeout=120) as qb:
+            qb.ok("vm-create", dict(vm_def("x", guest("idle")), disks=disk, start=True))
+            took = time.monotonic() - t0
+            wait_console(b, "x", "idle: up")
+            print("started on the second daemon %.1f s after the first was killed" % took)
+            qb.ok("vm-destroy", vm="x")
 
 
 def test_lifecycles_after_librbd_loaded():

@@ -110,6 +110,7 @@ memstore device bytes = 2147483648
 osd max object name len = 256
 osd max object namespace len = 64
 osd heartbeat grace = 60
+osd client watch timeout = 10
 EOF
 
 ceph-authtool --create-keyring "$dir/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
