@@ -13,19 +13,20 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/qmp-migration.c daemon/migration.c daemon/migration.h \
 	daemon/upgrade.c daemon/upgrade.h \
 	daemon/qmp-memory.c \
+	daemon/tls.c daemon/tls.h \
 	daemon/registry.c daemon/registry.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/sandbox.c daemon/sandbox.h \
 	daemon/privilege.c daemon/privilege.h \
 	daemon/systemd.c daemon/systemd.h
 daemon_libdaemon_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS) \
-	$(LIBSECCOMP_CFLAGS)
+	$(LIBSECCOMP_CFLAGS) $(GNUTLS_CFLAGS)
 
 sbin_PROGRAMS += vmmd
 vmmd_SOURCES = daemon/main.c daemon/run-vm.c daemon/run-vm.h
 vmmd_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS)
 vmmd_LDADD = monitor/libmonitor.a daemon/libdaemon.a $(HW_LIBS) \
-	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(LIBSYSTEMD_LIBS) $(LIBSECCOMP_LIBS)
+	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(LIBSYSTEMD_LIBS) $(LIBSECCOMP_LIBS) $(GNUTLS_LIBS)
 
 # Two guests of the daemon's own tests, built like tests/guests/ (its GUEST_LINK).
 DAEMON_TEST_GUESTS = tests/functional/guest-idle.elf tests/functional/guest-echo.elf \
@@ -69,20 +70,20 @@ tests_unit_test_monitor_dispatch_SOURCES = tests/unit/test-monitor-dispatch.c \
 	tests/unit/monitor-vm-double.c tests/unit/check-main.h
 tests_unit_test_monitor_dispatch_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_unit_test_monitor_dispatch_LDADD = daemon/libdaemon.a monitor/libmonitor.a $(BLOCK_LIBS) \
-	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(LIBSECCOMP_LIBS) $(UNIT_LIBS)
+	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(LIBSECCOMP_LIBS) $(GNUTLS_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-config
 TESTS += tests/unit/test-config
 tests_unit_test_config_SOURCES = tests/unit/test-config.c tests/unit/check-main.h
 tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
-tests_unit_test_config_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(LIBSECCOMP_LIBS) $(UNIT_LIBS)
+tests_unit_test_config_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(LIBSECCOMP_LIBS) $(GNUTLS_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-jobs
 TESTS += tests/unit/test-jobs
 tests_unit_test_jobs_SOURCES = tests/unit/test-jobs.c tests/unit/check-main.h
 tests_unit_test_jobs_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_unit_test_jobs_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(JANSSON_LIBS) \
-	$(LIBEVENT_LIBS) $(LIBSECCOMP_LIBS) $(UNIT_LIBS)
+	$(LIBEVENT_LIBS) $(LIBSECCOMP_LIBS) $(GNUTLS_LIBS) $(UNIT_LIBS)
 EXTRA_DIST += tests/jobs/scenarios.json tests/jobs/qmptrace.py tests/jobs/record-qemu.py \
 	tests/jobs/golden/commit-active-cancel.json \
 	tests/jobs/golden/commit-active-soft-cancel.json \

@@ -54,6 +54,7 @@
 #include "daemon/migration.h"
 #include "daemon/sandbox.h"
 #include "daemon/registry.h"
+#include "daemon/tls.h"
 
 #define WIRE_MAGIC "VMMDMIG\n"
 #define PAGE 4096u
@@ -128,6 +129,10 @@ struct migration {
 	struct vm *new_vm;
 	bool adopt_asked, adopt_done;
 	bool stay_paused; /* the source's VM was paused: adopt it paused */
+	/* TLS (migrate-set-parameters tls-creds): the id, its credentials (NULL:
+	 * none by that id, the worker fails as QEMU), the name to check */
+	char *tls_id, *tls_host;
+	struct tls_creds *creds;
 	int adopt_result;
 	char *adopt_error;
 };
@@ -175,12 +180,20 @@ static void set_error(struct migration *m, const char *msg)
 
 /* ---- stream I/O ----------------------------------------------------------- */
 
+/* The worker's TLS session: when set, the stream goes through it. */
+static __thread struct tls_session *tls_io;
+
 static int write_full(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 
 	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		ssize_t n =
+			tls_io ? tls_session_send(tls_io, p, len) : send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && tls_io) {
+			return (int)n;
+		}
 
 		if (n < 0 && errno == ENOTSOCK) {
 			n = write(fd, p, len);
@@ -202,8 +215,11 @@ static int read_full(int fd, void *buf, size_t len)
 	uint8_t *p = buf;
 
 	while (len) {
-		ssize_t n = read(fd, p, len);
+		ssize_t n = tls_io ? tls_session_recv(tls_io, p, len) : read(fd, p, len);
 
+		if (n < 0 && tls_io) {
+			return (int)n;
+		}
 		if (n < 0) {
 			if (errno == EINTR) {
 				continue;
@@ -420,6 +436,42 @@ static int open_uri(const char *uri, bool listen_it, _Atomic bool *cancel, struc
 			 uri);
 }
 
+/*
+ * TLS on the worker's connection when tls-creds is set: the credentials
+ * must exist and be for this side's endpoint (QEMU's messages).
+ */
+static int start_tls(struct migration *m, bool server, struct error **errp)
+{
+	struct tls_session *sess = NULL;
+	int r;
+
+	if (!m->tls_id) {
+		return 0;
+	}
+	if (!m->creds) {
+		return error_set(errp, ENOENT, "No TLS credentials with id '%s'", m->tls_id);
+	}
+	if (tls_creds_is_server(m->creds) != server) {
+		return error_set(errp, EINVAL, "Expected TLS credentials for a %s endpoint",
+				 server ? "server" : "client");
+	}
+	if (!server && !m->tls_host) {
+		return error_set(errp, EINVAL, "No hostname available for TLS");
+	}
+	r = tls_session_start(m->creds, m->sock, server ? NULL : m->tls_host, &sess, errp);
+	if (r < 0) {
+		return r;
+	}
+	tls_io = sess;
+	return 0;
+}
+
+static void end_tls(void)
+{
+	tls_session_free(tls_io);
+	tls_io = NULL;
+}
+
 /* ---- bookkeeping ------------------------------------------------------------ */
 
 static void notify(struct migration *m)
@@ -524,6 +576,9 @@ static void mig_free(struct migration *m)
 		vm_destroy(m->new_vm);
 	}
 	registry_instance_free(m->inst);
+	tls_creds_put(m->creds);
+	free(m->tls_id);
+	free(m->tls_host);
 	free(m->uri);
 	free(m->error);
 	free(m->adopt_error);
@@ -775,6 +830,10 @@ static void *source_thread(void *arg)
 		}
 		m->sock = fd;
 	}
+	r = start_tls(m, false, &err);
+	if (r < 0) {
+		goto fail;
+	}
 	s.buf = malloc((size_t)BATCH_PAGES * (8 + PAGE));
 	for (unsigned i = 0; i < vm_ram_region_count(vm) && i < VM_RAM_REGIONS_MAX; i++) {
 		uint64_t gpa, size;
@@ -972,6 +1031,7 @@ out:
 		free(bm[i]);
 	}
 	free(s.buf);
+	end_tls();
 	shutdown(m->sock, SHUT_RDWR);
 	notify(m);
 	return NULL;
@@ -1074,6 +1134,10 @@ connected:
 		goto fail;
 	}
 	set_link_timeouts(m->sock); /* fails harmlessly on a unix socket */
+	r = start_tls(m, true, &err);
+	if (r < 0) {
+		goto fail;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &m->t0);
 	set_status(m, MIG_SETUP);
 	r = read_full(m->sock, &h, sizeof(h));
@@ -1252,6 +1316,7 @@ out:
 	if (memfd >= 0) {
 		close(memfd);
 	}
+	end_tls();
 	if (m->sock >= 0) {
 		shutdown(m->sock, SHUT_RDWR);
 	}
@@ -1284,6 +1349,18 @@ static struct migration *mig_new(struct registry_vm *rv, bool incoming, struct e
 		mig_free(m);
 		error_set(errp, ENOMEM, "out of memory");
 		return NULL;
+	}
+	if (rv->mig_tls_creds && rv->mig_tls_creds[0]) {
+		m->tls_id = strdup(rv->mig_tls_creds);
+		m->creds = tls_creds_get(rv->mig_tls_creds);
+		if (!m->tls_id) {
+			mig_free(m);
+			error_set(errp, ENOMEM, "out of memory");
+			return NULL;
+		}
+		if (rv->mig_tls_hostname && rv->mig_tls_hostname[0]) {
+			m->tls_host = strdup(rv->mig_tls_hostname);
+		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &m->t0);
 	return m;
@@ -1335,6 +1412,17 @@ int migration_start(struct registry_vm *rv, const char *uri, int fd, struct erro
 	m = mig_new(rv, false, errp);
 	if (!m) {
 		return -ENOMEM;
+	}
+	/* TLS checks the server's name: tls-hostname, else the tcp: URI's host (as QEMU). */
+	if (m->tls_id && !m->tls_host && strncmp(uri, "tcp:", 4) == 0) {
+		char *host = NULL, *port = NULL;
+
+		if (parse_tcp(uri + 4, &host, &port) == 0) {
+			m->tls_host = host;
+			host = NULL;
+		}
+		free(host);
+		free(port);
 	}
 	/* As QEMU: connecting is part of the migration, a failure a "failed" status. */
 	m->sock = fd;

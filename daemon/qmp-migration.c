@@ -12,6 +12,7 @@
 #include "daemon/migration.h"
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
+#include "daemon/tls.h"
 #include "monitor/monitor.h"
 
 /* fd:NAME takes the fd passed with getfd; other URIs need none (-1). */
@@ -69,6 +70,8 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 	struct registry_vm *rv = req->vm;
 	json_t *bw = json_object_get(args, "max-bandwidth");
 	json_t *dl = json_object_get(args, "downtime-limit");
+	json_t *tc = json_object_get(args, "tls-creds");
+	json_t *th = json_object_get(args, "tls-hostname");
 
 	/* QEMU's bounds: max-bandwidth up to SIZE_MAX, downtime-limit up to 2000 s. */
 	if (bw && json_integer_value(bw) < 0) {
@@ -90,6 +93,15 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 		rv->mig_downtime_limit =
 			json_integer_value(dl) ? (uint64_t)json_integer_value(dl) : 1;
 	}
+	/* As QEMU: the id is looked up when a migration starts, not now. */
+	if (tc) {
+		free(rv->mig_tls_creds);
+		rv->mig_tls_creds = strdup(json_string_value(tc));
+	}
+	if (th) {
+		free(rv->mig_tls_hostname);
+		rv->mig_tls_hostname = strdup(json_string_value(th));
+	}
 	return 0;
 }
 
@@ -98,11 +110,23 @@ int qmp_query_migrate_parameters(struct monitor_request *req, json_t *args, json
 {
 	struct registry_vm *rv = req->vm;
 
-	*ret = json_pack("{s:I, s:I}", "max-bandwidth",
+	*ret = json_pack("{s:I, s:I, s:s, s:s}", "max-bandwidth",
 			 (json_int_t)(rv->mig_max_bandwidth ? rv->mig_max_bandwidth
 							    : MIGRATION_DEFAULT_MAX_BANDWIDTH),
 			 "downtime-limit",
 			 (json_int_t)(rv->mig_downtime_limit ? rv->mig_downtime_limit
-							     : MIGRATION_DEFAULT_DOWNTIME_LIMIT));
+							     : MIGRATION_DEFAULT_DOWNTIME_LIMIT),
+			 "tls-creds", rv->mig_tls_creds ? rv->mig_tls_creds : "", "tls-hostname",
+			 rv->mig_tls_hostname ? rv->mig_tls_hostname : "");
 	return 0;
+}
+
+int qmp_object_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	return tls_object_add(args, errp);
+}
+
+int qmp_object_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	return tls_object_del(json_string_value(json_object_get(args, "id")), errp);
 }

@@ -654,6 +654,8 @@ static void vm_entry_free(struct registry_vm *rv)
 	rv->reg->n_vms--;
 	json_decref(rv->def);
 	vm_config_free(rv->cfg);
+	free(rv->mig_tls_creds);
+	free(rv->mig_tls_hostname);
 	free(rv->name);
 	free(rv);
 }

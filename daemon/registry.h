@@ -73,6 +73,8 @@ struct registry_vm {
 	bool inmigrate;		    /* started with "incoming": waits for migrate-incoming */
 	uint64_t mig_max_bandwidth; /* migrate-set-parameters; 0 = default */
 	uint64_t mig_downtime_limit;
+	char *mig_tls_creds; /* an object-add id, or NULL/"": no TLS */
+	char *mig_tls_hostname;
 };
 
 /*

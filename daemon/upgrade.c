@@ -771,8 +771,8 @@ static void tk_message(json_t *msg)
 		tk.st = T_PARAMS;
 		/* Memory to memory: no bandwidth cap (QEMU's default is 128 MiB/s). */
 		if (tk_send("migrate-set-parameters",
-			    json_pack("{s:s, s:I}", "vm", tk_vm(), "max-bandwidth",
-				      (json_int_t)(1ll << 40)),
+			    json_pack("{s:s, s:I, s:s}", "vm", tk_vm(), "max-bandwidth",
+				      (json_int_t)(1ll << 40), "tls-creds", ""),
 			    -1) < 0) {
 			tk_fail("the old daemon went away");
 		}

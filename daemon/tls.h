@@ -1,0 +1,43 @@
+/*
+ * TLS for migration (docs/migration.md "TLS"), QEMU's way: credentials are
+ * objects (object-add qom-type tls-creds-x509: a directory with
+ * ca-cert.pem, server-cert.pem and server-key.pem or client-cert.pem and
+ * client-key.pem, an endpoint, verify-peer) named by the migration
+ * parameter tls-creds; tls-hostname (or the tcp: URI's host) is checked
+ * against the server's certificate. GnuTLS does the work.
+ *
+ * Threads: the object table is the control thread's; a migration takes a
+ * reference there and runs its session on its worker thread.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "common/error.h"
+
+struct tls_creds;
+struct tls_session;
+
+/* object-add / object-del with QEMU's arguments and errors. */
+int tls_object_add(json_t *args, struct error **errp);
+int tls_object_del(const char *id, struct error **errp);
+/* A reference to the credentials @id, or NULL. */
+struct tls_creds *tls_creds_get(const char *id);
+void tls_creds_put(struct tls_creds *c);
+bool tls_creds_is_server(const struct tls_creds *c);
+
+/*
+ * Handshake on the connected, blocking socket @fd as the endpoint @c says;
+ * a client checks the server's certificate against its CA and @hostname.
+ * Errors carry QEMU's messages ("The certificate hasn't got a known
+ * issuer", "Certificate does not match the hostname %s").
+ */
+int tls_session_start(struct tls_creds *c, int fd, const char *hostname, struct tls_session **ret,
+		      struct error **errp);
+/* Like send()/recv() on the session: bytes, or -errno (0 = the peer closed). */
+ssize_t tls_session_send(struct tls_session *s, const void *buf, size_t len);
+ssize_t tls_session_recv(struct tls_session *s, void *buf, size_t len);
+void tls_session_free(struct tls_session *s);
