@@ -151,3 +151,8 @@ tests/guests/cpuhp.elf: $(srcdir)/tests/guests/cpuhp.c $(GUEST_DEPS)
 tests/guests/cpuhp-noap.elf: $(srcdir)/tests/guests/cpuhp.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) -DCPUHP_NO_AP $(srcdir)/tests/guests/cpuhp.c
+
+# TLS for migration (daemon/tls.c): QEMU 7.2's shapes recorded by make-golden-tls.py.
+TESTS += tests/functional/test-migration-tls.py
+EXTRA_DIST += tests/functional/make-golden-tls.py tests/functional/golden/migration-tls.json \
+	tests/lib/tlscerts.py
