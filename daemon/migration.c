@@ -40,6 +40,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,6 +73,7 @@ enum rec_type {
 	REC_READY = 7,	  /* destination: count = 0 or errno, payload = message */
 	REC_GO = 8,	  /* source: paused for good, take over */
 	REC_DONE = 9,	  /* destination: count = 0 (running) or errno, payload = message */
+	REC_MEMFD = 10,	  /* unix only: 1 byte carrying the RAM's memfd (SCM_RIGHTS) */
 };
 
 struct wire_header {
@@ -279,6 +281,81 @@ static void set_link_timeouts(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+/*
+ * Guest RAM by fd (docs/upgrade.md): on a UNIX socket, a VM whose RAM is one
+ * memfd sends the fd instead of its pages; the destination adopts it.
+ */
+static bool can_share_ram(struct migration *m, struct vm *vm)
+{
+	int domain = 0;
+	socklen_t len = sizeof(domain);
+
+	return !tls_io && vm_ram_region_count(vm) == 1 && vm_ram_region_fd(vm, 0) >= 0 &&
+	       getsockopt(m->sock, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX;
+}
+
+static int send_memfd(int sock, int fd)
+{
+	char byte = 'M', cbuf[CMSG_SPACE(sizeof(int))] = {0};
+	struct iovec iov = {&byte, 1};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	int r = send_rec(sock, REC_MEMFD, 1, NULL, 0);
+
+	if (r < 0) {
+		return r;
+	}
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+/* The memfd after a REC_MEMFD header, from a peer running as us or root; -errno. */
+static int recv_memfd(int sock, uint64_t size, struct error **errp)
+{
+	char byte, cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {&byte, 1};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf)};
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	struct cmsghdr *cm;
+	struct stat st;
+	int fd = -1;
+
+	if (tls_io || getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
+	    (cred.uid != 0 && cred.uid != geteuid())) {
+		return error_set(errp, EPERM,
+				 "guest RAM by fd is taken only on a UNIX socket from root or "
+				 "this daemon's user");
+	}
+	if (recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != 1) {
+		return error_set_errno(errp, errno ? errno : EPROTO, "the source went away");
+	}
+	cm = CMSG_FIRSTHDR(&mh);
+	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+	    cm->cmsg_len == CMSG_LEN(sizeof(int))) {
+		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	}
+	if (fd < 0) {
+		return error_set(errp, EPROTO, "the RAM record carries no fd");
+	}
+	/* A memfd (F_GET_SEALS works only on one) of exactly the VM's RAM size. */
+	if (fcntl(fd, F_GET_SEALS) < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size != size) {
+		close(fd);
+		return error_set(errp, EPROTO, "the RAM fd is not a memfd of %" PRIu64 " bytes",
+				 size);
+	}
+	return fd;
 }
 
 /* ---- connecting ------------------------------------------------------------ */
@@ -814,8 +891,8 @@ static void *source_thread(void *arg)
 	struct vmstate_buf state = {0};
 	json_t *manifest = NULL, *cfg = NULL;
 	char *text = NULL;
-	bool tracking = false, paused = false, ran = false, held = false, go_sent = false,
-	     refused = false;
+	bool tracking = false, paused = false, ran = false, shared = false, held = false,
+	     go_sent = false, refused = false;
 	uint64_t total = 0, t_stop = 0;
 	int r;
 
@@ -872,18 +949,31 @@ static void *source_thread(void *arg)
 		r = error_set_errno(&err, -r, "cannot send to the destination");
 		goto fail;
 	}
-	r = vm_dirty_log_start(vm, &err);
-	if (r < 0) {
-		goto fail;
+	shared = can_share_ram(m, vm);
+	if (shared) {
+		r = send_memfd(m->sock, vm_ram_region_fd(vm, 0));
+		if (r < 0) {
+			r = error_set_errno(&err, -r, "cannot send the RAM's fd");
+			goto fail;
+		}
+		atomic_store(&m->remaining, 0);
+	} else {
+		r = vm_dirty_log_start(vm, &err);
+		if (r < 0) {
+			goto fail;
+		}
+		tracking = true;
 	}
-	tracking = true;
 	atomic_store(&m->setup_ms, ms_since(&m->t0));
 	registry_queue_event(m->reg, m->name, "MIGRATION_PASS", json_pack("{s:i}", "pass", 1));
 	atomic_store(&m->passes, 1);
 	set_status(m, MIG_ACTIVE);
 
-	/* Pre-copy: pass 1 sends everything, later passes what was dirtied meanwhile. */
-	for (bool first = true;; first = false) {
+	/*
+	 * Pre-copy: pass 1 sends everything, later passes what was dirtied
+	 * meanwhile. RAM handed over by fd needs none: the destination maps it.
+	 */
+	for (bool first = true; !shared; first = false) {
 		uint64_t t_pass = now_ns(), bw, exp_ms;
 		int64_t dirty;
 
@@ -924,12 +1014,12 @@ static void *source_thread(void *arg)
 		goto fail;
 	}
 	held = true;
-	if (sync_dirty(m, vm, bm, &err) < 0) {
+	if (!shared && sync_dirty(m, vm, bm, &err) < 0) {
 		r = -EIO;
 		goto fail;
 	}
 	s.unlimited = true;
-	r = send_dirty(&s, vm, bm, false);
+	r = shared ? 0 : send_dirty(&s, vm, bm, false);
 	text = r == 0 ? json_dumps(manifest, JSON_COMPACT) : NULL;
 	if (r == 0 && !text) {
 		r = -ENOMEM;
@@ -1111,7 +1201,7 @@ static void *dest_thread(void *arg)
 	uint8_t *buf = NULL;
 	int memfd = -1, r, acc = 0;
 	socklen_t acclen = sizeof(acc);
-	bool ready_sent = false;
+	bool ready_sent = false, shared = false;
 	unsigned ver;
 
 	pthread_setname_np(pthread_self(), "migrate-in");
@@ -1211,7 +1301,28 @@ connected:
 			atomic_store(&m->total, mem_size);
 			break;
 		}
+		case REC_MEMFD: {
+			int fd;
+
+			if (memfd < 0 || rc.count != 1 || rc.len != 0) {
+				r = error_set(&err, EPROTO, "malformed RAM fd record");
+				goto fail;
+			}
+			fd = recv_memfd(m->sock, mem_size, &err);
+			if (fd < 0) {
+				r = fd;
+				goto fail;
+			}
+			close(memfd);
+			memfd = fd;
+			shared = true;
+			break;
+		}
 		case REC_PAGES:
+			if (shared) {
+				r = error_set(&err, EPROTO, "RAM pages after the RAM's fd");
+				goto fail;
+			}
 			r = recv_pages(m, memfd, mem_size, &rc, buf, &err);
 			if (r < 0) {
 				goto fail;
@@ -1254,6 +1365,9 @@ connected:
 	memfd = -1;
 	if (r < 0) {
 		goto fail;
+	}
+	if (shared) {
+		vm_snapshot_share_memory(snap);
 	}
 	reply(m, REC_READY, 0, NULL);
 	ready_sent = true;

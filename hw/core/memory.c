@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -295,6 +296,30 @@ uint64_t guest_mem_size(struct guest_mem *mem)
 unsigned guest_mem_region_count(struct guest_mem *mem)
 {
 	return mem->n_regions;
+}
+
+int guest_mem_adopt_fd(struct guest_mem *mem, unsigned i, int fd, struct error **errp)
+{
+	struct guest_mem_region *r = i < mem->n_regions ? &mem->regions[i] : NULL;
+	struct stat st;
+	void *p;
+
+	if (!r || r->fd < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size != r->size) {
+		close(fd);
+		return error_set(errp, EINVAL, "the handed-over RAM does not fit region %u", i);
+	}
+	p = mmap(r->host, r->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE,
+		 fd, 0);
+	if (p == MAP_FAILED) {
+		int e = errno;
+
+		close(fd);
+		return error_set_errno(errp, e, "cannot map the handed-over RAM");
+	}
+	madvise(p, r->size, MADV_DONTDUMP);
+	close(r->fd);
+	r->fd = fd;
+	return 0;
 }
 
 const struct guest_mem_region *guest_mem_region(struct guest_mem *mem, unsigned i)

@@ -50,6 +50,12 @@ int guest_mem_add_device_region(struct guest_mem *mem, uint64_t gpa, uint64_t si
 
 unsigned guest_mem_region_count(struct guest_mem *mem);
 const struct guest_mem_region *guest_mem_region(struct guest_mem *mem, unsigned i);
+/*
+ * Make @fd (taken; a memfd of the region's size) the backing of fd-backed
+ * region @i, mapped shared at the same host address: a live upgrade hands
+ * the old daemon's guest RAM over without copying it. Before the vCPUs run.
+ */
+int guest_mem_adopt_fd(struct guest_mem *mem, unsigned i, int fd, struct error **errp);
 /* Bytes of RAM below the PCI hole (the top of low RAM). */
 uint64_t guest_mem_low_size(struct guest_mem *mem);
 

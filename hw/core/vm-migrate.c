@@ -65,6 +65,13 @@ uint8_t *vm_ram_region(struct vm *vm, unsigned i, uint64_t *ret_gpa, uint64_t *r
 	return reg->host;
 }
 
+int vm_ram_region_fd(struct vm *vm, unsigned i)
+{
+	const struct guest_mem_region *reg = guest_mem_region(vm->mem, i);
+
+	return reg ? reg->fd : -1;
+}
+
 void vm_set_migrate_state(struct vm *vm, enum vm_run_state s)
 {
 	pthread_mutex_lock(&vm->ctl_lock);

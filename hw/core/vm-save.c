@@ -575,6 +575,7 @@ struct vm_snapshot {
 		uint64_t gpa, size, offset;
 	} regions[VM_RAM_REGIONS_MAX];
 	unsigned n_regions;
+	bool share_memory; /* mem_fd may become the VM's RAM (vm_snapshot_share_memory) */
 };
 
 void vm_snapshot_close(struct vm_snapshot *s)
@@ -868,6 +869,11 @@ err:
 	return r;
 }
 
+void vm_snapshot_share_memory(struct vm_snapshot *s)
+{
+	s->share_memory = true;
+}
+
 int vm_snapshot_from_stream(json_t *manifest, void *state, size_t state_len, int mem_fd,
 			    struct vm_snapshot **ret, struct error **errp)
 {
@@ -984,6 +990,21 @@ static int map_memory(struct vm *vm, struct vm_snapshot *s, struct error **errp)
 	}
 	for (unsigned i = 0; i < s->n_regions; i++) {
 		const struct guest_mem_region *reg = guest_mem_region(vm->mem, i);
+
+		if (reg->fd >= 0 && s->share_memory && s->n_regions == 1 &&
+		    s->regions[i].offset == 0) {
+			/* The source's own memfd: it becomes this VM's RAM, nothing copied. */
+			int fd = fcntl(s->mem_fd, F_DUPFD_CLOEXEC, 3);
+
+			if (fd < 0) {
+				return error_set_errno(errp, errno, "dup");
+			}
+			r = guest_mem_adopt_fd(vm->mem, i, fd, errp);
+			if (r < 0) {
+				return r;
+			}
+			continue;
+		}
 		if (reg->fd < 0) {
 			void *p = mmap(reg->host, reg->size, PROT_READ | PROT_WRITE,
 				       MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, s->mem_fd,

@@ -504,3 +504,11 @@ int vm_state_load_check(struct vm *vm, struct vm_snapshot *snap, struct error **
 int vm_state_load(struct vm *vm, struct vm_snapshot *snap, struct error **errp);
 /* The guest's clock (kvmclock) in ns, for the snapshot table's "VM CLOCK". */
 uint64_t vm_guest_clock_ns(struct vm *vm);
+/*
+ * The stream's mem_fd is the source's own guest RAM (a memfd handed over on
+ * a UNIX socket): a VM with fd-backed RAM in one region adopts it as its RAM
+ * instead of copying it (vm_restore); others map or copy it as usual.
+ */
+void vm_snapshot_share_memory(struct vm_snapshot *snap);
+/* The memfd backing RAM region @i (borrowed), or -1 (anonymous RAM). */
+int vm_ram_region_fd(struct vm *vm, unsigned i);
