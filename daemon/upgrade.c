@@ -794,10 +794,12 @@ static void tk_message(json_t *msg)
 			evtimer_add(tk.timer, &(struct timeval){.tv_usec = 10000});
 			break;
 		}
-		json_array_append_new(tk.results,
-				      json_pack("{s:s, s:O*, s:O*}", "vm", tk_vm(), "downtime",
-						json_object_get(ret, "downtime"), "total-time",
-						json_object_get(ret, "total-time")));
+		json_array_append_new(
+			tk.results,
+			json_pack("{s:s, s:O*, s:O*, s:O*}", "vm", tk_vm(), "downtime",
+				  json_object_get(ret, "downtime"), "total-time",
+				  json_object_get(ret, "total-time"), "transferred",
+				  json_object_get(json_object_get(ret, "ram"), "transferred")));
 		tk.idx++;
 		tk_next();
 		break;

@@ -257,7 +257,7 @@ def test_destination_cannot_open_disk():
         assert qd.ok("query-status", vm="c1")["status"] == "shutdown"
         assert qs.ok("query-status", vm="c1")["status"] == "running"
         last = [int(m.group(1)) for m in TICK.finditer(console_log(src, "c1"))][-1]
-        wait_console(src, "c1", "counter: tick %d " % (last + 2), timeout=60)
+        wait_console(src, "c1", "counter: tick %d " % (last + 2), timeout=180)
         assert "MISMATCH" not in console_log(src, "c1")
         # The source holds its image again: a second writer is refused.
         other = dict(d, name="c2")
