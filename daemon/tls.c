@@ -33,7 +33,28 @@ struct tls_creds {
 struct tls_session {
 	gnutls_session_t s;
 	struct tls_creds *creds;
+	const char *host;   /* a client's name to check, or NULL */
+	bool checked;	    /* the peer's certificate went through check_peer */
+	struct error *verr; /* why it failed */
 };
+
+static int check_peer(struct tls_session *t, const char *hostname, struct error **errp);
+
+/*
+ * During the handshake, as soon as the peer's certificate arrives: a client
+ * rejects a server it does not trust before the server can reject it (so
+ * the error is the certificate's, not a later alert's).
+ */
+static int verify_cb(gnutls_session_t s)
+{
+	struct tls_session *t = gnutls_session_get_ptr(s);
+
+	t->checked = true;
+	if (!t->creds->server || t->creds->verify_peer) {
+		return check_peer(t, t->host, &t->verr) < 0 ? GNUTLS_E_CERTIFICATE_ERROR : 0;
+	}
+	return 0;
+}
 
 static struct list_head objects = LIST_HEAD_INIT(objects);
 static unsigned n_objects;
@@ -125,6 +146,7 @@ static int load(struct tls_creds *c, const char *dir, struct error **errp)
 	if (gnutls_certificate_allocate_credentials(&c->x509) < 0) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
+	gnutls_certificate_set_verify_function(c->x509, verify_cb);
 	r = gnutls_certificate_set_x509_trust_file(c->x509, ca, GNUTLS_X509_FMT_PEM);
 	if (r < 0) {
 		return error_set(errp, EINVAL, "Unable to load CA certificate %s: %s", ca,
@@ -274,6 +296,8 @@ int tls_session_start(struct tls_creds *c, int fd, const char *hostname, struct 
 	}
 	atomic_fetch_add(&c->refs, 1);
 	t->creds = c;
+	t->host = c->server ? NULL : hostname;
+	gnutls_session_set_ptr(t->s, t);
 	r = gnutls_set_default_priority(t->s);
 	if (r == 0) {
 		r = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, c->x509);
@@ -295,10 +319,15 @@ int tls_session_start(struct tls_creds *c, int fd, const char *hostname, struct 
 		r = gnutls_handshake(t->s);
 	} while (r < 0 && !gnutls_error_is_fatal(r));
 	if (r < 0) {
+		if (t->verr) {
+			r = error_set(errp, t->verr->code, "%s", t->verr->msg);
+		} else {
+			r = error_set(errp, EPROTO, "TLS handshake failed: %s", gnutls_strerror(r));
+		}
 		tls_session_free(t);
-		return error_set(errp, EPROTO, "TLS handshake failed: %s", gnutls_strerror(r));
+		return r;
 	}
-	if (!c->server || c->verify_peer) {
+	if (!t->checked && (!c->server || c->verify_peer)) {
 		r = check_peer(t, c->server ? NULL : hostname, errp);
 		if (r < 0) {
 			tls_session_free(t);
@@ -339,5 +368,6 @@ void tls_session_free(struct tls_session *t)
 	}
 	gnutls_deinit(t->s);
 	tls_creds_put(t->creds);
+	error_free(t->verr);
 	free(t);
 }
