@@ -22,3 +22,6 @@ tests/bench/guest/bench-guest.elf: $(BENCH_GUEST_SRC) $(BENCH_GUEST_LDS)
 check_PROGRAMS += tests/bench/qmp-load
 tests_bench_qmp_load_SOURCES = tests/bench/qmp-load.c
 tests_bench_qmp_load_LDADD = $(PTHREAD_LIBS)
+
+# The scale table's script (tests/bench/README, "Scale").
+EXTRA_DIST += tests/bench/scale.py
