@@ -4,16 +4,19 @@
  * use). Register-level model after the ATA/ATAPI-6 and SFF-8038i specs.
  *
  * Threads: every port access and every attach/media change takes ide->lock.
- * Bus-master DMA transfers and cache flushes run on the VM's I/O thread once
- * ide_use_io_thread() was called (the device class does): the vCPU that
- * starts one only records it (ch->io) and kicks the I/O thread, which
- * submits asynchronous block requests chunk by chunk and completes the
- * command from their callbacks, taking the lock only between requests.
+ * Disk I/O runs on the VM's I/O thread once ide_use_io_thread() was called
+ * (the device class does): bus-master DMA transfers, cache flushes and the
+ * loading or storing of each PIO (ATA and ATAPI) data block. The vCPU that
+ * starts one only records it (ch->io), shows BSY and kicks the I/O thread,
+ * which submits asynchronous block requests (a buffer at a time) and
+ * completes the step from their callbacks, taking the lock only between
+ * requests.
  * While a channel has an operation in flight its status registers (and the
  * bus-master registers) read without waiting; any other access to that
  * channel waits until the operation is done (one guest command at most:
- * the interface has one command in flight per channel). PIO transfers stay
- * synchronous on the vCPU thread (see ide.h).
+ * the interface has one command in flight per channel). Without an I/O
+ * thread (the unit tests' fake machine) the same steps run synchronously
+ * on the vCPU thread.
  *
  * Guest input is bounded everywhere: sector counts are bounded by the disk
  * size before any I/O, transfers go through one fixed-size buffer per drive,
@@ -126,8 +129,11 @@ struct ide_drive {
 /* An operation a channel runs on the I/O thread. */
 enum ide_io {
 	IO_NONE,
-	IO_DMA,	  /* the bus-master transfer of the current drive */
-	IO_FLUSH, /* FLUSH CACHE (EXT) */
+	IO_DMA,	     /* the bus-master transfer of the current drive */
+	IO_FLUSH,    /* FLUSH CACHE (EXT) */
+	IO_PIO_IN,   /* load the next DRQ block of an ATA PIO read */
+	IO_PIO_OUT,  /* store the DRQ block the guest wrote */
+	IO_ATAPI_IN, /* load the next buffer of an ATAPI PIO read */
 };
 
 struct ide_channel {
@@ -431,7 +437,20 @@ static void ide_start_drq(struct ide_drive *d, uint32_t len)
 	d->status = ST_DRDY | ST_DSC | ST_DRQ;
 }
 
-/* Load the next block of a PIO read and interrupt; or finish. */
+static bool ide_io_async(struct ide_drive *d, enum ide_io op);
+
+/* A PIO read block is in the buffer: DRQ and interrupt. */
+static void ide_pio_in_loaded(struct ide_drive *d, uint32_t n)
+{
+	d->lba += n;
+	d->remaining -= n;
+	ide_set_sector(d, d->lba - 1);
+	d->xfer = XFER_PIO_IN;
+	ide_start_drq(d, n * 512);
+	ide_raise(d->ch);
+}
+
+/* Load the next block of a PIO read and interrupt (on the I/O thread if any); or finish. */
 static void ide_pio_in_next(struct ide_drive *d)
 {
 	uint32_t n = MIN(d->remaining, d->block);
@@ -442,17 +461,15 @@ static void ide_pio_in_next(struct ide_drive *d)
 		d->status = ST_DRDY | ST_DSC;
 		return;
 	}
+	if (ide_io_async(d, IO_PIO_IN)) {
+		return;
+	}
 	r = block_pread(d->bs, d->lba * 512, d->buf, (size_t)n * 512);
 	if (r < 0) {
 		ide_io_error(d, r);
 		return;
 	}
-	d->lba += n;
-	d->remaining -= n;
-	ide_set_sector(d, d->lba - 1);
-	d->xfer = XFER_PIO_IN;
-	ide_start_drq(d, n * 512);
-	ide_raise(d->ch);
+	ide_pio_in_loaded(d, n);
 }
 
 static void ide_pio_out_next(struct ide_drive *d)
@@ -463,16 +480,9 @@ static void ide_pio_out_next(struct ide_drive *d)
 	ide_start_drq(d, n * 512);
 }
 
-/* The guest wrote a whole block of a PIO write. */
-static void ide_pio_out_block_done(struct ide_drive *d)
+/* A PIO write block is on the disk: the next DRQ, or the end. */
+static void ide_pio_out_stored(struct ide_drive *d, uint32_t n)
 {
-	uint32_t n = d->drq_end / 512;
-	int r = block_pwrite(d->bs, d->lba * 512, d->buf, (size_t)n * 512);
-
-	if (r < 0) {
-		ide_io_error(d, r);
-		return;
-	}
 	d->lba += n;
 	d->remaining -= n;
 	ide_set_sector(d, d->lba - 1);
@@ -482,6 +492,23 @@ static void ide_pio_out_block_done(struct ide_drive *d)
 	} else {
 		ide_cmd_ok(d);
 	}
+}
+
+/* The guest wrote a whole block of a PIO write (stored on the I/O thread if any). */
+static void ide_pio_out_block_done(struct ide_drive *d)
+{
+	uint32_t n = d->drq_end / 512;
+	int r;
+
+	if (ide_io_async(d, IO_PIO_OUT)) {
+		return;
+	}
+	r = block_pwrite(d->bs, d->lba * 512, d->buf, (size_t)n * 512);
+	if (r < 0) {
+		ide_io_error(d, r);
+		return;
+	}
+	ide_pio_out_stored(d, n);
 }
 
 static bool ide_range_ok(struct ide_drive *d, uint64_t lba, uint32_t count)
@@ -556,16 +583,19 @@ static uint32_t atapi_sectors(struct ide_drive *d)
 	return (uint32_t)MIN(n, UINT32_MAX);
 }
 
+static void atapi_pio_drq(struct ide_drive *d);
+
 /* Next DRQ block of an ATAPI PIO data-in; loads more sectors when the buffer is drained. */
 static void atapi_pio_next(struct ide_drive *d)
 {
-	struct ide_channel *ch = d->ch;
-	uint32_t size;
-
 	if (d->pos >= d->end && d->remaining) {
 		uint32_t n = MIN(d->remaining, IDE_BUF_SIZE / CD_SECTOR);
-		int r = block_pread(d->bs, d->lba * CD_SECTOR, d->buf, (size_t)n * CD_SECTOR);
+		int r;
 
+		if (ide_io_async(d, IO_ATAPI_IN)) {
+			return;
+		}
+		r = block_pread(d->bs, d->lba * CD_SECTOR, d->buf, (size_t)n * CD_SECTOR);
 		if (r < 0) {
 			atapi_error(d, SENSE_MEDIUM_ERROR, ASC_READ_ERROR);
 			return;
@@ -575,6 +605,15 @@ static void atapi_pio_next(struct ide_drive *d)
 		d->pos = 0;
 		d->end = n * CD_SECTOR;
 	}
+	atapi_pio_drq(d);
+}
+
+/* The buffer holds data (or the transfer is over): the next DRQ block, or the end. */
+static void atapi_pio_drq(struct ide_drive *d)
+{
+	struct ide_channel *ch = d->ch;
+	uint32_t size;
+
 	if (d->pos >= d->end) {
 		atapi_ok(d);
 		return;
@@ -1065,6 +1104,17 @@ static void ide_io_start(struct ide_channel *ch, struct ide_drive *d, enum ide_i
 	}
 }
 
+/* Lock held: run @op for @d on the I/O thread if there is one (true), else the caller does it. */
+static bool ide_io_async(struct ide_drive *d, enum ide_io op)
+{
+	if (!d->ch->ide->aio) {
+		return false;
+	}
+	d->status = ST_DRDY | ST_DSC; /* DRQ off while the block moves; BSY below */
+	ide_io_start(d->ch, d, op);
+	return true;
+}
+
 static void ide_io_step(struct ide_channel *ch);
 
 /* I/O thread: a request of the channel's operation completed. */
@@ -1076,7 +1126,26 @@ static void ide_io_done(void *opaque, int ret)
 	pthread_mutex_lock(&ch->ide->lock);
 	d = ch->io_drive;
 	ch->io_submitted = false;
-	if (ch->io == IO_FLUSH) {
+	if (ch->io == IO_PIO_IN || ch->io == IO_PIO_OUT || ch->io == IO_ATAPI_IN) {
+		enum ide_io op = ch->io;
+
+		ide_io_end(ch);
+		if (ret < 0 && op == IO_ATAPI_IN) {
+			atapi_error(d, SENSE_MEDIUM_ERROR, ASC_READ_ERROR);
+		} else if (ret < 0) {
+			ide_io_error(d, ret);
+		} else if (op == IO_PIO_IN) {
+			ide_pio_in_loaded(d, ch->io_n);
+		} else if (op == IO_PIO_OUT) {
+			ide_pio_out_stored(d, ch->io_n);
+		} else {
+			d->lba += ch->io_n;
+			d->remaining -= ch->io_n;
+			d->pos = 0;
+			d->end = ch->io_n * CD_SECTOR;
+			atapi_pio_drq(d);
+		}
+	} else if (ch->io == IO_FLUSH) {
 		if (ret < 0) {
 			ide_io_error(d, ret);
 		} else {
@@ -1110,7 +1179,17 @@ static void ide_io_step(struct ide_channel *ch)
 	unsigned cnt = 0;
 	int r;
 
-	if (ch->io == IO_DMA) {
+	if (ch->io == IO_PIO_IN || ch->io == IO_PIO_OUT || ch->io == IO_ATAPI_IN) {
+		uint32_t sector = ch->io == IO_ATAPI_IN ? CD_SECTOR : 512;
+
+		ch->io_n = ch->io == IO_PIO_IN	  ? MIN(d->remaining, d->block)
+			   : ch->io == IO_PIO_OUT ? d->drq_end / 512
+						  : MIN(d->remaining, IDE_BUF_SIZE / CD_SECTOR);
+		op = ch->io == IO_PIO_OUT ? BLOCK_OP_WRITE : BLOCK_OP_READ;
+		offset = d->lba * sector;
+		ch->io_iov = (struct iovec){d->buf, (size_t)ch->io_n * sector};
+		cnt = 1;
+	} else if (ch->io == IO_DMA) {
 		bool to_mem = d->xfer != XFER_DMA_WRITE;
 		uint32_t sector = ide_dma_sector(d);
 		uint32_t n = MIN(d->remaining, IDE_BUF_SIZE / sector);
@@ -1136,10 +1215,12 @@ static void ide_io_step(struct ide_channel *ch)
 			     ch);
 	if (r < 0) {
 		ch->io_submitted = false;
-		if (ch->io == IO_FLUSH) {
-			ide_io_error(d, r);
-		} else {
+		if (ch->io == IO_DMA) {
 			ide_dma_end(ch, d, false, r);
+		} else if (ch->io == IO_ATAPI_IN) {
+			atapi_error(d, SENSE_MEDIUM_ERROR, ASC_READ_ERROR);
+		} else {
+			ide_io_error(d, r);
 		}
 		ide_io_end(ch);
 	}

@@ -6,11 +6,11 @@
  * channel). Drives are ATA disks or ATAPI CD-ROMs on the block layer.
  *
  * Threads: port handlers run on vCPU threads and are serialized by the
- * controller's mutex. After ide_use_io_thread(), bus-master DMA and cache
- * flushes run on that event loop (the VM's I/O thread) with asynchronous
- * block requests; PIO transfers are synchronous on the calling vCPU thread
- * (the legacy interface has one command in flight per channel; virtio-blk is
- * the fast path). Attach, media change and free run on the control thread.
+ * controller's mutex. After ide_use_io_thread(), disk I/O (DMA, flushes,
+ * each PIO data block) runs on that event loop (the VM's I/O thread) with
+ * asynchronous block requests while the drive shows BSY; without it, on the
+ * calling vCPU thread (the legacy interface has one command in flight per
+ * channel; virtio-blk is the fast path). Attach, media change and free run on the control thread.
  */
 #pragma once
 
@@ -58,8 +58,8 @@ int ide_register(struct ide *ide, struct error **errp);
 void ide_unregister(struct ide *ide);
 void ide_reset(struct ide *ide);
 /*
- * Run DMA transfers and flushes on @base's thread (the VM's I/O thread)
- * instead of the vCPU that starts them. Once, before ide_register().
+ * Run disk I/O (DMA, flushes, PIO data blocks) on @base's thread (the VM's
+ * I/O thread) instead of the vCPU that starts it. Once, before ide_register().
  */
 int ide_use_io_thread(struct ide *ide, struct event_base *base, struct error **errp);
 /* Channels with an operation in flight on the I/O thread (a save waits for 0). Any thread. */

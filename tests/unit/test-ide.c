@@ -136,17 +136,20 @@ static uint16_t inw(uint16_t port)
 {
 	uint64_t v;
 
+	settle();
 	iobus_read(bus, IOBUS_PIO, port, 2, &v);
 	return (uint16_t)v;
 }
 
 static void outb(uint16_t port, uint8_t v)
 {
+	settle();
 	iobus_write(bus, IOBUS_PIO, port, 1, v);
 }
 
 static void outw(uint16_t port, uint16_t v)
 {
+	settle();
 	iobus_write(bus, IOBUS_PIO, port, 2, v);
 }
 
@@ -251,6 +254,7 @@ START_TEST(pio_read_write)
 	for (unsigned i = 0; i < 256; i++) {
 		outw(P, 0x1234);
 	}
+	settle(); /* the I/O thread's completion raises it */
 	ck_assert_uint_eq(fake_irq_level(14), 1);
 	ck_assert_uint_eq(inb(P + 7) & 0x89, 0);
 	ck_assert_uint_eq(fake_irq_level(14), 0); /* reading status acknowledges */
@@ -749,6 +753,15 @@ START_TEST(io_thread_dma_and_flush)
 	outb(P + 7, 0xe7);
 	ck_assert_uint_eq(ide_busy(ide), 1);
 	ck_assert_uint_eq(inb(P + 7) & 0x81, 0);
+	/* PIO: the command only starts the read; the block arrives from the loop */
+	lba28(P, 0, 43, 1);
+	outb(P + 7, 0x20);
+	ck_assert_uint_eq(ide_busy(ide), 1);
+	iobus_read(bus, IOBUS_PIO, P + 7, 1, &v);
+	ck_assert_uint_eq(v & 0x88, 0x80); /* BSY, no DRQ yet */
+	ck_assert_uint_eq(inb(P + 7) & 0x89, 0x08);
+	ck_assert_uint_eq(inw(P), 43);
+	insw(P, ram + 0x40000, 255);
 	/* a second transfer on the same channel */
 	lba28(P, 0, 41, 1);
 	outb(P + 7, 0xc8);
@@ -781,10 +794,16 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, device_class);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(io, setup_io_thread, teardown);
+	tcase_add_test(io, identify_disk);
+	tcase_add_test(io, pio_read_write);
+	tcase_add_test(io, chs_and_multiple);
+	tcase_add_test(io, bounds);
 	tcase_add_test(io, lba48);
 	tcase_add_test(io, dma_read_write);
 	tcase_add_test(io, dma_faults);
+	tcase_add_test(io, atapi_identify_inquiry_capacity);
 	tcase_add_test(io, atapi_read);
+	tcase_add_test(io, atapi_toc_mode_sense_config);
 	tcase_add_test(io, atapi_media_change);
 	tcase_add_test(io, io_thread_dma_and_flush);
 	suite_add_tcase(s, io);
