@@ -521,6 +521,15 @@ uint8_t *vm_ram_region(struct vm *vm, unsigned i, uint64_t *ret_gpa, uint64_t *r
 	return NULL;
 }
 
+int vm_ram_region_fd(struct vm *vm, unsigned i)
+{
+	return -1;
+}
+
+void vm_snapshot_share_memory(struct vm_snapshot *snap)
+{
+}
+
 void vm_set_migrate_state(struct vm *vm, enum vm_run_state s)
 {
 }
