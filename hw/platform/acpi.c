@@ -538,13 +538,13 @@ static uint64_t acpi_table_mcfg(struct acpi_builder *b, const struct acpi_pci_in
 
 static uint64_t acpi_table_srat(struct acpi_builder *b, const struct acpi_config *cfg)
 {
-	uint32_t len = (uint32_t)acpi_srat_fill(NULL, cfg->n_cpus, cfg->srat);
+	uint32_t len = (uint32_t)acpi_srat_fill(NULL, acpi_max_cpus(cfg), cfg->srat);
 	size_t off = acpi_alloc(b, len, 16);
 
 	if (off == SIZE_MAX) {
 		return 0;
 	}
-	acpi_srat_fill(b->buf + off, cfg->n_cpus, cfg->srat);
+	acpi_srat_fill(b->buf + off, acpi_max_cpus(cfg), cfg->srat);
 	acpi_header(b->buf + off, "SRAT", len, 1, "SRAT");
 	return b->gpa + off;
 }

@@ -242,6 +242,29 @@ START_TEST(test_madt_lists_absent_cpus_disabled)
 }
 END_TEST
 
+/* As QEMU's build_srat: every possible CPU has an enabled affinity entry, plugged or not. */
+START_TEST(test_srat_lists_possible_cpus)
+{
+	struct acpi_srat_info srat = {
+		.ram_below_4g = 256 << 20, .hotplug_base = 1ULL << 32, .hotplug_len = 1ULL << 30};
+	struct acpi_config ac = {.n_cpus = 2, .max_cpus = 5, .srat = &srat};
+	struct error *err = NULL;
+	int64_t n = acpi_build_tables(tables, sizeof(tables), 0xE0000, &ac, &err);
+	const uint8_t *t;
+
+	ck_assert_int_gt(n, 0);
+	t = table_of(tables, (size_t)n, "SRAT");
+	for (unsigned i = 0; i < 5; i++) {
+		const uint8_t *e = t + 48 + 16 * i;
+
+		ck_assert_uint_eq(e[0], 0); /* processor local APIC affinity */
+		ck_assert_uint_eq(e[3], i); /* APIC ID */
+		ck_assert_uint_eq(e[4], 1); /* enabled */
+	}
+	ck_assert_uint_eq(t[48 + 16 * 5], 1); /* then memory affinity */
+}
+END_TEST
+
 static int have_acpiexec(void)
 {
 	return system("command -v acpiexec >/dev/null 2>&1 && command -v iasl >/dev/null 2>&1") ==
@@ -368,6 +391,7 @@ static Suite *make_suite(void)
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(aml, 60);
 	tcase_add_test(aml, test_madt_lists_absent_cpus_disabled);
+	tcase_add_test(aml, test_srat_lists_possible_cpus);
 	tcase_add_test(aml, test_dsdt_acpiexec);
 	suite_add_tcase(s, aml);
 	return s;
