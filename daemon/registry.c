@@ -2375,6 +2375,21 @@ int registry_adopt(struct registry_vm *rv, struct registry_instance *inst, struc
 		vm_resume(vm, NULL);
 	}
 	log_full(LOG_INFO, rv->name, NULL, "VM taken over by an incoming migration");
+	if (rv->cfg->incoming) {
+		/* The VM is here now: a restart of this daemon starts it instead of waiting again. */
+		json_auto_t *def = json_deep_copy(rv->def);
+		struct error *err = NULL;
+
+		if (def) {
+			json_object_del(def, "incoming");
+		}
+		if (!def || redefine(rv, def, &err) < 0) {
+			log_full(LOG_WARNING, rv->name, NULL,
+				 "definition still says \"incoming\": %s",
+				 err ? err->msg : "out of memory");
+			error_free(err);
+		}
+	}
 	changed(reg);
 	return 0;
 }
