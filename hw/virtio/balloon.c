@@ -28,6 +28,7 @@
 
 #include "common/iov.h"
 #include "common/json-u64.h"
+#include "common/vmstate.h"
 #include "common/log.h"
 #include "hw/device.h"
 #include "hw/devices.h"
@@ -420,6 +421,82 @@ static bool balloon_wanted(const struct vm_config *cfg, const void *item)
 	return cfg->balloon;
 }
 
+/*
+ * State: the config (target and actual), the polling interval and the last
+ * statistics, then the transport. A statistics buffer the device holds is
+ * handed back to the ring for the save (as QEMU rewinds its stats queue) and
+ * popped again after it: the restored device pops it when load kicks the
+ * queues, and the source keeps it if it runs on.
+ */
+static int balloon_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct virtio_balloon *b = state;
+	bool held;
+	int r;
+
+	virtio_lock(b->vp);
+	held = b->stats_held;
+	if (held) {
+		virtq_unpop(virtio_queue(b->vp, STATS_QUEUE), 1);
+		b->stats_held = false;
+	}
+	vmstate_put_u32(out, b->config.num_pages);
+	vmstate_put_u32(out, b->config.actual);
+	vmstate_put_u64(out, (uint64_t)b->poll_interval);
+	vmstate_put_u64(out, (uint64_t)b->stats_last_update);
+	for (size_t i = 0; i < N_STATS; i++) {
+		vmstate_put_u64(out, b->stats[i]);
+	}
+	virtio_unlock(b->vp);
+	r = virtio_save(b->vp, out, errp);
+	if (held) {
+		virtio_lock(b->vp);
+		stats_process(b);
+		virtio_unlock(b->vp);
+	}
+	return r;
+}
+
+static int balloon_load(void *state, struct vmstate_buf *in, unsigned version, struct error **errp)
+{
+	struct virtio_balloon *b = state;
+	uint32_t num_pages, actual;
+	uint64_t interval, last, stats[N_STATS];
+	int r;
+
+	if (version != 1) {
+		return error_set(errp, EINVAL, "virtio-balloon: unknown state version %u", version);
+	}
+	num_pages = vmstate_get_u32(in);
+	actual = vmstate_get_u32(in);
+	interval = vmstate_get_u64(in);
+	last = vmstate_get_u64(in);
+	for (size_t i = 0; i < N_STATS; i++) {
+		stats[i] = vmstate_get_u64(in);
+	}
+	if (in->failed || interval > UINT32_MAX) {
+		return error_set(errp, EINVAL, "the virtio-balloon device's state is damaged");
+	}
+	virtio_lock(b->vp);
+	b->config.num_pages = num_pages;
+	b->config.actual = actual;
+	b->poll_interval = (int64_t)interval;
+	b->stats_last_update = (int64_t)last;
+	memcpy(b->stats, stats, sizeof(stats));
+	b->stats_held = false;
+	virtio_unlock(b->vp);
+	r = virtio_load(b->vp, in, errp);
+	if (r < 0) {
+		return r;
+	}
+	virtio_lock(b->vp);
+	if (b->poll_interval > 0) {
+		stats_arm(b, b->poll_interval);
+	}
+	virtio_unlock(b->vp);
+	return vmstate_check_end(in, "the virtio-balloon device", errp);
+}
+
 const struct device_class virtio_balloon_class = {
 	.name = "virtio-balloon",
 	.each = DEVICE_ONCE,
@@ -427,6 +504,9 @@ const struct device_class virtio_balloon_class = {
 	.realize = balloon_realize,
 	.unrealize = balloon_unrealize,
 	.reset = balloon_device_reset,
+	.state_version = 1,
+	.save = balloon_save,
+	.load = balloon_load,
 	.qom_id = "balloon0",
 	.qom_get = balloon_qom_get,
 	.qom_set = balloon_qom_set,

@@ -10,6 +10,7 @@ QEMU."""
 import json
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -90,6 +91,47 @@ def test_guest_stats():
         assert rounds(d, "s") == n, (n, rounds(d, "s"))
         assert q.ok("qom-get", {"vm": "s", "path": B,
                                 "property": "guest-stats-polling-interval"}) == 0
+
+
+def test_saved_and_restored():
+    """The balloon's target, actual, polling interval and statistics survive
+    vm-save/vm-restore, and the restored device keeps polling the guest's
+    buffer (held by the device at the save)."""
+    with tempfile.TemporaryDirectory(prefix="vmmd-balloon.") as tmp, Vmmd() as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("s", guest("balloon-stats"), memory="64M", balloon=True),
+                               start=True))
+        deadline = time.monotonic() + 120
+        while "stats: ready" not in console_log(d, "s"):
+            assert time.monotonic() < deadline, console_log(d, "s")
+            time.sleep(0.1)
+        q.ok("qom-set", {"vm": "s", "path": B, "property": "guest-stats-polling-interval",
+                         "value": 1})
+        wait_rounds(d, "s", 2)
+        q.ok("balloon", vm="s", value=48 << 20)
+        before = q.ok("qom-get", {"vm": "s", "path": B, "property": "guest-stats"})
+        snap = os.path.join(tmp, "snap")
+        q.ok("vm-save", vm="s", path=snap, stop=True)
+        ev = q.event("VM_SAVE_COMPLETED", timeout=120)
+        assert ev["data"]["status"] == "completed", ev
+        q.event("SHUTDOWN", timeout=30)
+        n = rounds(d, "s")
+        os.unlink(os.path.join(d.run_dir, "vms", "s.console"))
+        q.ok("vm-restore", path=snap)
+        assert q.ok("qom-get", {"vm": "s", "path": B,
+                                "property": "guest-stats-polling-interval"}) == 1
+        after = q.ok("qom-get", {"vm": "s", "path": B, "property": "guest-stats"})
+        # (the restored device reads the held buffer again: same values, a newer time)
+        assert after["stats"] == before["stats"], (after, before)
+        assert after["last-update"] >= before["last-update"], (after, before)
+        # the guest counts on from its round n: the device gave its buffer back again
+        deadline = time.monotonic() + 60
+        while "stats: round %d" % (n + 2) not in console_log(d, "s"):
+            assert time.monotonic() < deadline, (n, console_log(d, "s")[-2000:])
+            time.sleep(0.1)
+        assert "stats: ready" not in console_log(d, "s"), "the guest rebooted"
+        p = d.vmctl("memory", "stats", "s")
+        assert p.returncode == 0, p.stderr
 
 
 if __name__ == "__main__":
