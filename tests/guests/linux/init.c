@@ -21,21 +21,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SYS_read 0
-#define SYS_write 1
-#define SYS_close 3
-#define SYS_fsync 74
-#define SYS_pread64 17
-#define SYS_pwrite64 18
-#define SYS_ioctl 16
-#define SYS_nanosleep 35
-#define SYS_socket 41
-#define SYS_mount 165
-#define SYS_reboot 169
-#define SYS_getdents64 217
-#define SYS_openat 257
-#define SYS_readlinkat 267
-#define SYS_finit_module 313
+/*
+ * System calls go through int $0x80, the i386 ABI a 64-bit kernel with
+ * IA32 emulation (Debian's) offers every process: on this project's host a
+ * SYSCALL from CPL 3 jumps to the kernel's entry point but stays at CPL 3
+ * (a user page fault on entry_SYSCALL_64, so init was killed at its first
+ * call), while interrupts and exceptions from CPL 3 work. The i386 ABI takes
+ * 32-bit pointers, so everything this program hands the kernel lives below
+ * 4 GiB: it is linked there (-no-pie) and runs on a stack of its own.
+ */
+#define SYS_read 3
+#define SYS_write 4
+#define SYS_close 6
+#define SYS_mount 21
+#define SYS_ioctl 54
+#define SYS_reboot 88
+#define SYS_fsync 118
+#define SYS_nanosleep 162
+#define SYS_pread64 180
+#define SYS_pwrite64 181
+#define SYS_getdents64 220
+#define SYS_openat 295
+#define SYS_readlinkat 305
+#define SYS_finit_module 350
+#define SYS_socket 359
 
 #define AT_FDCWD (-100)
 #define O_RDONLY 0
@@ -52,21 +61,19 @@
 #define REBOOT_CMD_POWER_OFF 0x4321fedcu
 #define REBOOT_CMD_RESTART 0x01234567u
 
-static long sys6(long n, long a, long b, long c, long d, long e, long f)
+static long sys5(long n, long a, long b, long c, long d, long e)
 {
-	register long r10 __asm__("r10") = d;
-	register long r8 __asm__("r8") = e;
-	register long r9 __asm__("r9") = f;
 	long ret;
 
-	__asm__ volatile("syscall"
+	/* The kernel returns r8-r15 as zero from an int $0x80 of a 64-bit task. */
+	__asm__ volatile("int $0x80"
 			 : "=a"(ret)
-			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-			 : "rcx", "r11", "memory");
-	return ret;
+			 : "a"(n), "b"(a), "c"(b), "d"(c), "S"(d), "D"(e)
+			 : "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "memory");
+	return (int)ret; /* the i386 ABI answers in %eax: -errno is negative there */
 }
 
-#define sys3(n, a, b, c) sys6((n), (long)(a), (long)(b), (long)(c), 0, 0, 0)
+#define sys3(n, a, b, c) sys5((n), (long)(a), (long)(b), (long)(c), 0, 0)
 
 /* The compiler may emit calls to these even when freestanding. */
 void *memset(void *d, int c, size_t n)
@@ -146,14 +153,14 @@ static void fail(const char *test, const char *why, const char *what)
 
 static void sleep_ms(long ms)
 {
-	long ts[2] = {ms / 1000, (ms % 1000) * 1000000};
+	int32_t ts[2] = {(int32_t)(ms / 1000), (int32_t)((ms % 1000) * 1000000)};
 
 	sys3(SYS_nanosleep, ts, 0, 0);
 }
 
 static int open_path(const char *p, int flags)
 {
-	return (int)sys6(SYS_openat, AT_FDCWD, (long)p, flags | O_CLOEXEC, 0, 0, 0);
+	return (int)sys5(SYS_openat, AT_FDCWD, (long)p, flags | O_CLOEXEC, 0, 0);
 }
 
 /* Whole small file into buf (NUL-terminated, trailing newline cut); length or -1. */
@@ -295,8 +302,7 @@ static void test_disk(const char *test, const char *dev, const char *key)
 		return;
 	}
 	wl = slen(want);
-	if (sys6(SYS_pread64, fd, (long)got, (long)wl, 0, 0, 0) != (long)wl ||
-	    sncmp(got, want, wl)) {
+	if (sys5(SYS_pread64, fd, (long)got, (long)wl, 0, 0) != (long)wl || sncmp(got, want, wl)) {
 		fail(test, "the disk does not start with ", want);
 		sys3(SYS_close, fd, 0, 0);
 		return;
@@ -304,9 +310,10 @@ static void test_disk(const char *test, const char *dev, const char *key)
 	ml = slen(msg);
 	memcpy(msg + ml, want, wl < 40 ? wl : 40);
 	ml += wl < 40 ? wl : 40;
-	if (sys6(SYS_pwrite64, fd, (long)msg, (long)ml, 4096, 0, 0) != (long)ml ||
+	/* pread64/pwrite64 of the i386 ABI: the offset as low and high halves */
+	if (sys5(SYS_pwrite64, fd, (long)msg, (long)ml, 4096, 0) != (long)ml ||
 	    sys3(SYS_fsync, fd, 0, 0) != 0 ||
-	    sys6(SYS_pread64, fd, (long)back, (long)ml, 4096, 0, 0) != (long)ml ||
+	    sys5(SYS_pread64, fd, (long)back, (long)ml, 4096, 0) != (long)ml ||
 	    sncmp(back, msg, ml)) {
 		fail(test, "the write at 4096 did not read back on ", dev);
 	} else {
@@ -332,7 +339,7 @@ struct dirent64 {
 /* The last component of a symbolic link's target, or "-". */
 static void readlink_base(const char *p, char *out, size_t size)
 {
-	long l = sys6(SYS_readlinkat, AT_FDCWD, (long)p, (long)out, (long)size - 1, 0, 0);
+	long l = sys5(SYS_readlinkat, AT_FDCWD, (long)p, (long)out, (long)size - 1, 0);
 	const char *base = out;
 
 	if (l < 0) {
@@ -495,9 +502,9 @@ void init_main(void)
 	char tests[256];
 	int reboot = 0;
 
-	sys6(SYS_mount, (long)"proc", (long)"/proc", (long)"proc", 0, 0, 0);
-	sys6(SYS_mount, (long)"sysfs", (long)"/sys", (long)"sysfs", 0, 0, 0);
-	sys6(SYS_mount, (long)"devtmpfs", (long)"/dev", (long)"devtmpfs", 0, 0, 0);
+	sys5(SYS_mount, (long)"proc", (long)"/proc", (long)"proc", 0, 0);
+	sys5(SYS_mount, (long)"sysfs", (long)"/sys", (long)"sysfs", 0, 0);
+	sys5(SYS_mount, (long)"devtmpfs", (long)"/dev", (long)"devtmpfs", 0, 0);
 	put("VMMD-INIT: reached /init\n");
 	read_file("/proc/cmdline", cmdline, sizeof(cmdline));
 	load_modules();
@@ -535,8 +542,8 @@ void init_main(void)
 		t = e;
 	}
 	put("VMMD-INIT: done\n");
-	sys6(SYS_reboot, (long)REBOOT_MAGIC1, (long)REBOOT_MAGIC2,
-	     (long)(reboot ? REBOOT_CMD_RESTART : REBOOT_CMD_POWER_OFF), 0, 0, 0);
+	sys5(SYS_reboot, (long)REBOOT_MAGIC1, (long)REBOOT_MAGIC2,
+	     (long)(reboot ? REBOOT_CMD_RESTART : REBOOT_CMD_POWER_OFF), 0, 0);
 	for (;;) {
 		sleep_ms(1000);
 	}
@@ -546,6 +553,11 @@ __asm__(".text\n"
 	".global _start\n"
 	"_start:\n"
 	"	xor %ebp, %ebp\n"
-	"	and $-16, %rsp\n"
+	"	lea stack_top(%rip), %rsp\n"
 	"	call init_main\n"
-	"	hlt\n");
+	"	hlt\n"
+	".pushsection .bss\n"
+	".balign 16\n"
+	"	.space 65536\n"
+	"stack_top:\n"
+	".popsection\n");
