@@ -1,9 +1,10 @@
 /*
- * vmctl memory list|resize|stats: the VM's memory devices with QEMU's
+ * vmctl memory list|set|resize|stats: the VM's memory devices with QEMU's
  * commands (query-memory-size-summary + query-memory-devices; qom-set of a
  * virtio-mem device's requested-size, optionally waiting for the guest to
  * get there through MEMORY_DEVICE_SIZE_CHANGE) and the balloon's
- * statistics (qom-set guest-stats-polling-interval, qom-get guest-stats).
+ * statistics (qom-set guest-stats-polling-interval, qom-get guest-stats);
+ * "set" sizes the guest's memory with whichever of the two the VM has.
  */
 #include "config.h"
 
@@ -183,6 +184,220 @@ static int memory_resize(struct qmp_client *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* What "memory set" asks for and --wait waits for. */
+struct mem_target {
+	const char *vm;
+	bool balloon; /* wait for BALLOON_CHANGE to @actual */
+	uint64_t actual;
+	const char *dev; /* wait for MEMORY_DEVICE_SIZE_CHANGE of @dev to @dev_size */
+	uint64_t dev_size;
+};
+
+/* Both waits in one loop: either event may come first. EXIT_OK or EXIT_TIMEOUT. */
+static int wait_target(struct qmp_client *c, struct mem_target *t, unsigned timeout)
+{
+	uint64_t deadline = now_monotonic_us() + (uint64_t)timeout * 1000000;
+
+	while (t->balloon || t->dev) {
+		json_auto_t *ev = NULL;
+		struct error *err = NULL;
+		uint64_t now = now_monotonic_us();
+		const char *name;
+		json_t *data;
+		int r;
+
+		r = qmp_client_next_event(c, now >= deadline ? 0 : (int)((deadline - now) / 1000),
+					  &ev, &err);
+		if (r == -ETIMEDOUT) {
+			return EXIT_TIMEOUT;
+		}
+		if (r < 0) {
+			return vmctl_report(err, r);
+		}
+		name = json_string_value(json_object_get(ev, "event")) ?: "";
+		data = json_object_get(ev, "data");
+		if (strcmp(json_string_value(json_object_get(data, "vm")) ?: "", t->vm) != 0) {
+			continue;
+		}
+		if (t->balloon && strcmp(name, "BALLOON_CHANGE") == 0 &&
+		    (uint64_t)json_integer_value(json_object_get(data, "actual")) == t->actual) {
+			t->balloon = false;
+		}
+		if (t->dev && strcmp(name, "MEMORY_DEVICE_SIZE_CHANGE") == 0 &&
+		    strcmp(json_string_value(json_object_get(data, "id")) ?: "", t->dev) == 0 &&
+		    (uint64_t)json_integer_value(json_object_get(data, "size")) == t->dev_size) {
+			t->dev = NULL;
+		}
+	}
+	return EXIT_OK;
+}
+
+static int set_requested(struct qmp_client *c, const char *vm, const char *id, uint64_t size)
+{
+	return vmctl_run_cmd(c, "qom-set",
+			     json_pack("{s:s, s:s, s:s, s:I}", "vm", vm, "path", id, "property",
+				       "requested-size", "value", (json_int_t)size),
+			     NULL);
+}
+
+/*
+ * memory set NAME SIZE: the guest's memory becomes SIZE, with what the VM
+ * has. Above its RAM the one virtio-mem device plugs the difference (and a
+ * balloon gives everything back); up to its RAM the memory devices unplug
+ * all and the balloon takes RAM - SIZE.
+ */
+static int memory_set(struct qmp_client *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"wait", no_argument, NULL, 'w'},
+		{"timeout", required_argument, NULL, 't'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	json_auto_t *summary = NULL, *devs = NULL, *bal = NULL, *cur = NULL;
+	struct error *berr = NULL;
+	struct mem_target t = {0};
+	uint32_t timeout = 60;
+	uint64_t size, base, balloon_to = 0;
+	bool wait = false, has_balloon;
+	const char *vm, *one = NULL;
+	char b1[32], b2[32];
+	size_t i, n_mem = 0;
+	json_t *d;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'w':
+			wait = true;
+			break;
+		case 't':
+			if (parse_u32(optarg, &timeout) < 0) {
+				return vmctl_fail(EXIT_USAGE, "--timeout needs seconds");
+			}
+			break;
+		case 'j':
+			vmctl_set_json();
+			break;
+		default:
+			return vmctl_fail(EXIT_USAGE, "unknown option for memory set");
+		}
+	}
+	if (argc - optind != 2) {
+		return vmctl_fail(EXIT_USAGE, "memory set needs a VM name and a size");
+	}
+	vm = argv[optind];
+	if (parse_size(argv[optind + 1], &size) < 0 || size == 0 || size > INT64_MAX) {
+		return vmctl_fail(EXIT_USAGE, "'%s' is not a size", argv[optind + 1]);
+	}
+	rc = vmctl_run_cmd(c, "query-memory-size-summary", json_pack("{s:s}", "vm", vm), &summary);
+	if (rc == EXIT_OK) {
+		rc = vmctl_run_cmd(c, "query-memory-devices", json_pack("{s:s}", "vm", vm), &devs);
+	}
+	if (rc != EXIT_OK) {
+		return rc;
+	}
+	base = (uint64_t)json_integer_value(json_object_get(summary, "base-memory"));
+	json_array_foreach (devs, i, d) {
+		if (strcmp(json_string_value(json_object_get(d, "type")) ?: "", "virtio-mem") ==
+		    0) {
+			one = json_string_value(json_object_get(json_object_get(d, "data"), "id"));
+			n_mem++;
+		}
+	}
+	/* no balloon: QEMU's DeviceNotActive, not an error of this command */
+	o = qmp_client_execute(c, "query-balloon", json_pack("{s:s}", "vm", vm), &bal, &berr);
+	if (o < 0 && o != -EREMOTEIO) {
+		return vmctl_report(berr, o);
+	}
+	error_free(berr);
+	has_balloon = o == 0;
+	t.vm = vm;
+	if (size > base) {
+		if (n_mem > 1) {
+			return vmctl_fail(
+				EXIT_DAEMON,
+				"%s has %zu memory devices: choose one with 'vmctl memory "
+				"resize %s ID SIZE'",
+				vm, n_mem, vm);
+		}
+		if (!one) {
+			return vmctl_fail(
+				EXIT_DAEMON,
+				"%s cannot grow above its RAM (%s) without a memory device "
+				"(maxmem and memory_devices in its definition)",
+				vm, format_size(base, b1, sizeof(b1)));
+		}
+		rc = set_requested(c, vm, one, size - base);
+		t.dev = one;
+		t.dev_size = size - base;
+		balloon_to = base;
+	} else {
+		if (size < base && !has_balloon) {
+			return vmctl_fail(EXIT_DAEMON,
+					  "%s cannot shrink below its RAM (%s) without a balloon "
+					  "(\"balloon\": true in its definition)",
+					  vm, format_size(base, b1, sizeof(b1)));
+		}
+		rc = EXIT_OK;
+		json_array_foreach (devs, i, d) {
+			json_t *x = json_object_get(d, "data");
+			const char *id = json_string_value(json_object_get(x, "id"));
+
+			if (rc == EXIT_OK && id &&
+			    json_integer_value(json_object_get(x, "requested-size")) > 0) {
+				rc = set_requested(c, vm, id, 0);
+				if (n_mem == 1) {
+					t.dev = id;
+					t.dev_size = 0;
+				}
+			}
+		}
+		balloon_to = size;
+	}
+	if (rc == EXIT_OK && has_balloon) {
+		rc = vmctl_run_cmd(
+			c, "balloon",
+			json_pack("{s:s, s:I}", "vm", vm, "value", (json_int_t)balloon_to), NULL);
+		if (rc == EXIT_OK &&
+		    (uint64_t)json_integer_value(json_object_get(bal, "actual")) != balloon_to) {
+			t.balloon = true;
+			t.actual = balloon_to;
+		}
+	}
+	if (rc != EXIT_OK) {
+		return rc;
+	}
+	if (wait) {
+		if (t.dev &&
+		    vmctl_run_cmd(c, "qom-get",
+				  json_pack("{s:s, s:s, s:s}", "vm", vm, "path", t.dev, "property",
+					    "size"),
+				  &cur) == EXIT_OK &&
+		    (uint64_t)json_integer_value(cur) == t.dev_size) {
+			t.dev = NULL; /* already there */
+		}
+		rc = wait_target(c, &t, timeout);
+		if (rc == EXIT_TIMEOUT) {
+			return vmctl_fail(EXIT_TIMEOUT,
+					  "the guest has not reached %s within %u s (the request "
+					  "stands)",
+					  format_size(size, b1, sizeof(b1)), timeout);
+		}
+		if (rc != EXIT_OK) {
+			return rc;
+		}
+	}
+	if (vmctl_json()) {
+		printf("{\"size\": %" PRIu64 "}\n", size);
+	} else {
+		printf("%s: memory %s %s (RAM %s)\n", vm, wait ? "is" : "asked to be",
+		       format_size(size, b1, sizeof(b1)), format_size(base, b2, sizeof(b2)));
+	}
+	return EXIT_OK;
+}
+
 /* The balloon's statistics (qom-get guest-stats), after setting the polling interval. */
 static int memory_stats(struct qmp_client *c, int argc, char **argv)
 {
@@ -263,7 +478,7 @@ static int memory_stats(struct qmp_client *c, int argc, char **argv)
 int vmctl_cmd_memory(struct qmp_client *c, int argc, char **argv)
 {
 	if (argc < 2) {
-		return vmctl_fail(EXIT_USAGE, "memory needs list, resize or stats");
+		return vmctl_fail(EXIT_USAGE, "memory needs list, set, resize or stats");
 	}
 	if (strcmp(argv[1], "stats") == 0) {
 		return memory_stats(c, argc - 1, argv + 1);
@@ -273,6 +488,9 @@ int vmctl_cmd_memory(struct qmp_client *c, int argc, char **argv)
 	}
 	if (strcmp(argv[1], "resize") == 0) {
 		return memory_resize(c, argc - 1, argv + 1);
+	}
+	if (strcmp(argv[1], "set") == 0) {
+		return memory_set(c, argc - 1, argv + 1);
 	}
 	return vmctl_fail(EXIT_USAGE, "unknown memory command '%s'", argv[1]);
 }

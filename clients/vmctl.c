@@ -2185,10 +2185,15 @@ static const struct vmctl_command commands[] = {
 	 "Each CHORD is QEMU key names joined by '-' (ctrl-alt-delete, shift-a, ret): one\n"
 	 "send-key command, pressed in order, released in reverse order, MS apart.\n"
 	 "  --hold-time MS    time between the key events (default 10)\n"},
-	{"memory", cmd_memory, "list|resize|stats NAME ...",
-	 "memory devices and balloon statistics of a VM",
+	{"memory", cmd_memory, "list|set|resize|stats NAME ...",
+	 "size a VM's memory; memory devices and balloon statistics",
 	 "  memory list NAME         RAM, plugged memory and each virtio-mem device\n"
 	 "                           (query-memory-size-summary, query-memory-devices)\n"
+	 "  memory set NAME SIZE [--wait [--timeout S]]\n"
+	 "                           the guest's memory becomes SIZE: above its RAM its\n"
+	 "                           virtio-mem device plugs the rest, below it the\n"
+	 "                           balloon takes the difference; --wait until the guest\n"
+	 "                           has done it (default 60 s, then exit 5)\n"
 	 "  memory resize NAME ID SIZE [--wait [--timeout S]]\n"
 	 "                           ask the guest to plug SIZE on virtio-mem device ID\n"
 	 "                           (qom-set requested-size); --wait until it has\n"

@@ -81,5 +81,30 @@ def test_answers_as_qemu():
                 assert r == want, (vm, st["step"], r, want)
 
 
+def test_vmctl_memory_set():
+    """vmctl memory set below the RAM inflates the balloon, at the RAM deflates
+    it; above the RAM a VM without a memory device is refused, as is a VM
+    without a balloon below its RAM."""
+    with Vmmd() as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("b", guest("balloon"), memory="64M", balloon=True),
+                               start=True))
+        wait_console(d, "b", "balloon: ready\n")
+        p = d.vmctl("memory", "set", "b", "60M", "--wait", "--timeout", "120")
+        assert "b: memory is 60M (RAM 64M)" in p.stdout, p.stdout
+        assert q.ok("query-balloon", {"vm": "b"}) == {"actual": 60 * MiB}
+        p = d.vmctl("memory", "set", "b", "64M", "--wait", "--timeout", "120")
+        assert q.ok("query-balloon", {"vm": "b"}) == {"actual": 64 * MiB}
+        p = d.vmctl("memory", "set", "b", "128M", check=False)
+        assert p.returncode == 1 and "cannot grow above its RAM (64M)" in p.stderr, p
+        q.ok("vm-create", dict(vm_def("n", guest("idle"), memory="64M"), start=True))
+        p = d.vmctl("memory", "set", "n", "32M", check=False)
+        assert p.returncode == 1 and "without a balloon" in p.stderr, p
+        p = d.vmctl("memory", "set", "n", "64M")
+        assert p.returncode == 0, p
+        p = d.vmctl("memory", "set", "nosuch", "64M", check=False)
+        assert p.returncode == 3, p
+
+
 if __name__ == "__main__":
     main(globals())

@@ -183,6 +183,14 @@ def test_vmctl_memory():
         assert p.returncode != 0 and "Device 'nosuch' not found" in p.stderr, p
         with open(os.path.join(d.state_dir, "vms", "v.json")) as f:
             assert json.load(f)["memory_devices"][0]["requested_size"] == 32 * MiB
+        # memory set: above the RAM the device plugs the rest, at the RAM it unplugs all
+        p = d.vmctl("memory", "set", "v", "192M", "--wait", "--timeout", "120")
+        assert "v: memory is 192M (RAM 128M)" in p.stdout, p.stdout
+        assert q.ok("qom-get", {"vm": "v", "path": "vmem0", "property": "size"}) == 64 * MiB
+        p = d.vmctl("memory", "set", "v", "128M", "--wait", "--timeout", "120")
+        assert q.ok("qom-get", {"vm": "v", "path": "vmem0", "property": "size"}) == 0
+        p = d.vmctl("memory", "set", "v", "100M", check=False)
+        assert p.returncode == 1 and "without a balloon" in p.stderr, p
 
 
 def test_firmware_with_eight_devices():
