@@ -19,34 +19,6 @@
 
 #define CPU_PATH_PREFIX "/machine/peripheral/"
 
-/* Wait for DEVICE_DELETED of @id on VM @vm; EXIT_OK or EXIT_TIMEOUT. */
-static int wait_deleted(struct qmp_client *c, const char *vm, const char *id, uint64_t deadline)
-{
-	for (;;) {
-		json_auto_t *ev = NULL;
-		struct error *err = NULL;
-		uint64_t now = now_monotonic_us();
-		json_t *data;
-		int r;
-
-		r = qmp_client_next_event(c, now >= deadline ? 0 : (int)((deadline - now) / 1000),
-					  &ev, &err);
-		if (r == -ETIMEDOUT) {
-			return EXIT_TIMEOUT;
-		}
-		if (r < 0) {
-			return vmctl_report(err, r);
-		}
-		data = json_object_get(ev, "data");
-		if (strcmp(json_string_value(json_object_get(ev, "event")) ?: "",
-			   "DEVICE_DELETED") == 0 &&
-		    strcmp(json_string_value(json_object_get(data, "vm")) ?: "", vm) == 0 &&
-		    strcmp(json_string_value(json_object_get(data, "device")) ?: "", id) == 0) {
-			return EXIT_OK;
-		}
-	}
-}
-
 static int cpus_set(struct qmp_client *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -147,7 +119,7 @@ static int cpus_set(struct qmp_client *c, int argc, char **argv)
 		if (rc) {
 			return rc;
 		}
-		rc = wait_deleted(c, vm, id, deadline);
+		rc = vmctl_wait_deleted(c, vm, id, deadline);
 		if (rc == EXIT_TIMEOUT) {
 			return vmctl_fail(EXIT_TIMEOUT,
 					  "%s: the guest has not ejected vCPU %s within %u s; the "

@@ -17,36 +17,6 @@
 #include "common/log.h"
 #include "common/parse.h"
 
-/* Wait for DEVICE_DELETED of @id on VM @vm; EXIT_OK or EXIT_TIMEOUT. */
-static int wait_deleted(struct qmp_client *c, const char *vm, const char *id, unsigned timeout)
-{
-	uint64_t deadline = now_monotonic_us() + (uint64_t)timeout * 1000000;
-
-	for (;;) {
-		json_auto_t *ev = NULL;
-		struct error *err = NULL;
-		uint64_t now = now_monotonic_us();
-		json_t *data;
-		int r;
-
-		r = qmp_client_next_event(c, now >= deadline ? 0 : (int)((deadline - now) / 1000),
-					  &ev, &err);
-		if (r == -ETIMEDOUT) {
-			return EXIT_TIMEOUT;
-		}
-		if (r < 0) {
-			return vmctl_report(err, r);
-		}
-		data = json_object_get(ev, "data");
-		if (strcmp(json_string_value(json_object_get(ev, "event")) ?: "",
-			   "DEVICE_DELETED") == 0 &&
-		    strcmp(json_string_value(json_object_get(data, "vm")) ?: "", vm) == 0 &&
-		    strcmp(json_string_value(json_object_get(data, "device")) ?: "", id) == 0) {
-			return EXIT_OK;
-		}
-	}
-}
-
 static int device_remove(struct qmp_client *c, int argc, char **argv, const char *what,
 			 const char *backend_cmd, const char *backend_key, const char *prefix)
 {
@@ -87,7 +57,7 @@ static int device_remove(struct qmp_client *c, int argc, char **argv, const char
 	if (rc) {
 		return rc;
 	}
-	rc = wait_deleted(c, vm, id, timeout);
+	rc = vmctl_wait_deleted(c, vm, id, now_monotonic_us() + (uint64_t)timeout * 1000000);
 	if (rc == EXIT_TIMEOUT) {
 		return vmctl_fail(EXIT_TIMEOUT,
 				  "%s: the guest has not ejected %s within %u s; the removal stays "

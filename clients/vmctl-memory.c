@@ -76,36 +76,41 @@ static int memory_list(struct qmp_client *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
-/* Wait for MEMORY_DEVICE_SIZE_CHANGE of @id on @vm with @size; EXIT_OK or EXIT_TIMEOUT. */
-static int wait_size(struct qmp_client *c, const char *vm, const char *id, uint64_t size,
-		     unsigned timeout)
+/* What --wait of "memory set" and "memory resize" waits for; either event may come first. */
+struct mem_target {
+	const char *vm;
+	bool balloon; /* BALLOON_CHANGE to @actual */
+	uint64_t actual;
+	const char *dev; /* MEMORY_DEVICE_SIZE_CHANGE of @dev to @dev_size */
+	uint64_t dev_size;
+};
+
+static bool target_reached(const char *name, json_t *data, void *opaque)
 {
-	uint64_t deadline = now_monotonic_us() + (uint64_t)timeout * 1000000;
+	struct mem_target *t = opaque;
 
-	for (;;) {
-		json_auto_t *ev = NULL;
-		struct error *err = NULL;
-		uint64_t now = now_monotonic_us();
-		json_t *data;
-		int r;
-
-		r = qmp_client_next_event(c, now >= deadline ? 0 : (int)((deadline - now) / 1000),
-					  &ev, &err);
-		if (r == -ETIMEDOUT) {
-			return EXIT_TIMEOUT;
-		}
-		if (r < 0) {
-			return vmctl_report(err, r);
-		}
-		data = json_object_get(ev, "data");
-		if (strcmp(json_string_value(json_object_get(ev, "event")) ?: "",
-			   "MEMORY_DEVICE_SIZE_CHANGE") == 0 &&
-		    strcmp(json_string_value(json_object_get(data, "vm")) ?: "", vm) == 0 &&
-		    strcmp(json_string_value(json_object_get(data, "id")) ?: "", id) == 0 &&
-		    (uint64_t)json_integer_value(json_object_get(data, "size")) == size) {
-			return EXIT_OK;
-		}
+	if (strcmp(json_string_value(json_object_get(data, "vm")) ?: "", t->vm) != 0) {
+		return false;
 	}
+	if (t->balloon && strcmp(name, "BALLOON_CHANGE") == 0 &&
+	    (uint64_t)json_integer_value(json_object_get(data, "actual")) == t->actual) {
+		t->balloon = false;
+	}
+	if (t->dev && strcmp(name, "MEMORY_DEVICE_SIZE_CHANGE") == 0 &&
+	    strcmp(json_string_value(json_object_get(data, "id")) ?: "", t->dev) == 0 &&
+	    (uint64_t)json_integer_value(json_object_get(data, "size")) == t->dev_size) {
+		t->dev = NULL;
+	}
+	return !t->balloon && !t->dev;
+}
+
+static int wait_target(struct qmp_client *c, struct mem_target *t, unsigned timeout)
+{
+	if (!t->balloon && !t->dev) {
+		return EXIT_OK;
+	}
+	return vmctl_wait_event(c, now_monotonic_us() + (uint64_t)timeout * 1000000, target_reached,
+				t);
 }
 
 static int memory_resize(struct qmp_client *c, int argc, char **argv)
@@ -163,7 +168,10 @@ static int memory_resize(struct qmp_client *c, int argc, char **argv)
 					     argv[optind + 1], "property", "size"),
 				   &now);
 		if (rc == EXIT_OK && (uint64_t)json_integer_value(now) != size) {
-			rc = wait_size(c, argv[optind], argv[optind + 1], size, timeout);
+			struct mem_target t = {
+				.vm = argv[optind], .dev = argv[optind + 1], .dev_size = size};
+
+			rc = wait_target(c, &t, timeout);
 		}
 		if (rc == EXIT_TIMEOUT) {
 			return vmctl_fail(EXIT_TIMEOUT,
@@ -180,54 +188,6 @@ static int memory_resize(struct qmp_client *c, int argc, char **argv)
 	} else {
 		printf("%s: memory device %s %s %s\n", argv[optind], argv[optind + 1],
 		       wait ? "has" : "asked for", format_size(size, buf, sizeof(buf)));
-	}
-	return EXIT_OK;
-}
-
-/* What "memory set" asks for and --wait waits for. */
-struct mem_target {
-	const char *vm;
-	bool balloon; /* wait for BALLOON_CHANGE to @actual */
-	uint64_t actual;
-	const char *dev; /* wait for MEMORY_DEVICE_SIZE_CHANGE of @dev to @dev_size */
-	uint64_t dev_size;
-};
-
-/* Both waits in one loop: either event may come first. EXIT_OK or EXIT_TIMEOUT. */
-static int wait_target(struct qmp_client *c, struct mem_target *t, unsigned timeout)
-{
-	uint64_t deadline = now_monotonic_us() + (uint64_t)timeout * 1000000;
-
-	while (t->balloon || t->dev) {
-		json_auto_t *ev = NULL;
-		struct error *err = NULL;
-		uint64_t now = now_monotonic_us();
-		const char *name;
-		json_t *data;
-		int r;
-
-		r = qmp_client_next_event(c, now >= deadline ? 0 : (int)((deadline - now) / 1000),
-					  &ev, &err);
-		if (r == -ETIMEDOUT) {
-			return EXIT_TIMEOUT;
-		}
-		if (r < 0) {
-			return vmctl_report(err, r);
-		}
-		name = json_string_value(json_object_get(ev, "event")) ?: "";
-		data = json_object_get(ev, "data");
-		if (strcmp(json_string_value(json_object_get(data, "vm")) ?: "", t->vm) != 0) {
-			continue;
-		}
-		if (t->balloon && strcmp(name, "BALLOON_CHANGE") == 0 &&
-		    (uint64_t)json_integer_value(json_object_get(data, "actual")) == t->actual) {
-			t->balloon = false;
-		}
-		if (t->dev && strcmp(name, "MEMORY_DEVICE_SIZE_CHANGE") == 0 &&
-		    strcmp(json_string_value(json_object_get(data, "id")) ?: "", t->dev) == 0 &&
-		    (uint64_t)json_integer_value(json_object_get(data, "size")) == t->dev_size) {
-			t->dev = NULL;
-		}
 	}
 	return EXIT_OK;
 }

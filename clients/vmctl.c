@@ -424,6 +424,11 @@ static int cmd_start(struct qmp_client *c, int argc, char **argv, const struct v
 	}
 }
 
+static bool is_shutdown_of(const char *name, json_t *data, void *vm)
+{
+	return strcmp(name, "SHUTDOWN") == 0 && strcmp(str(data, "vm", ""), vm) == 0;
+}
+
 static int cmd_stop(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	static const struct option opts[] = {
@@ -434,7 +439,6 @@ static int cmd_stop(struct qmp_client *c, int argc, char **argv, const struct vm
 	};
 	bool force = false;
 	uint32_t timeout = 60;
-	uint64_t deadline;
 	const char *name;
 	int o, rc;
 
@@ -475,28 +479,16 @@ static int cmd_stop(struct qmp_client *c, int argc, char **argv, const struct vm
 	if (rc) {
 		return rc;
 	}
-	deadline = now_monotonic_us() + (uint64_t)timeout * 1000000;
-	for (;;) {
-		json_auto_t *ev = NULL;
-		struct error *err = NULL;
-		uint64_t now = now_monotonic_us();
-		int r;
-
-		r = qmp_client_next_event(c, now >= deadline ? 0 : (int)((deadline - now) / 1000),
-					  &ev, &err);
-		if (r == -ETIMEDOUT) {
-			return fail(EXIT_TIMEOUT, NULL,
-				    "%s did not shut down within %u s (the guest may ignore the "
-				    "power button); use 'vmctl stop --force %s'",
-				    name, timeout, name);
-		}
-		if (r < 0) {
-			return report(err, r);
-		}
-		if (strcmp(str(ev, "event", ""), "SHUTDOWN") == 0 &&
-		    strcmp(str(json_object_get(ev, "data"), "vm", ""), name) == 0) {
-			break;
-		}
+	rc = vmctl_wait_event(c, now_monotonic_us() + (uint64_t)timeout * 1000000, is_shutdown_of,
+			      (void *)name);
+	if (rc == EXIT_TIMEOUT) {
+		return fail(EXIT_TIMEOUT, NULL,
+			    "%s did not shut down within %u s (the guest may ignore the "
+			    "power button); use 'vmctl stop --force %s'",
+			    name, timeout, name);
+	}
+	if (rc != EXIT_OK) {
+		return rc;
 	}
 	printf(json_output ? "{\"stopped\": true, \"forced\": false}\n" : "%s: shut down\n", name);
 	return EXIT_OK;
@@ -1555,6 +1547,48 @@ int vmctl_report(struct error *err, int r)
 int vmctl_run_cmd(struct qmp_client *c, const char *cmd, json_t *args, json_t **ret)
 {
 	return run_cmd(c, cmd, args, ret);
+}
+
+int vmctl_wait_event(struct qmp_client *c, uint64_t deadline,
+		     bool (*match)(const char *name, json_t *data, void *opaque), void *opaque)
+{
+	for (;;) {
+		json_auto_t *ev = NULL;
+		struct error *err = NULL;
+		uint64_t now = now_monotonic_us();
+		int r;
+
+		r = qmp_client_next_event(c, now >= deadline ? 0 : (int)((deadline - now) / 1000),
+					  &ev, &err);
+		if (r == -ETIMEDOUT) {
+			return EXIT_TIMEOUT;
+		}
+		if (r < 0) {
+			return report(err, r);
+		}
+		if (match(str(ev, "event", ""), json_object_get(ev, "data"), opaque)) {
+			return EXIT_OK;
+		}
+	}
+}
+
+struct deleted {
+	const char *vm, *id;
+};
+
+static bool is_deleted(const char *name, json_t *data, void *opaque)
+{
+	const struct deleted *d = opaque;
+
+	return strcmp(name, "DEVICE_DELETED") == 0 && strcmp(str(data, "vm", ""), d->vm) == 0 &&
+	       strcmp(str(data, "device", ""), d->id) == 0;
+}
+
+int vmctl_wait_deleted(struct qmp_client *c, const char *vm, const char *id, uint64_t deadline)
+{
+	struct deleted d = {vm, id};
+
+	return vmctl_wait_event(c, deadline, is_deleted, &d);
 }
 
 void vmctl_run_cmd_quiet(struct qmp_client *c, const char *cmd, json_t *args)

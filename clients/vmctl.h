@@ -33,6 +33,15 @@ int vmctl_report(struct error *err, int r);
 int vmctl_run_cmd(struct qmp_client *c, const char *cmd, json_t *args, json_t **ret);
 /* The same, for clean-up after a failure: errors are not printed. */
 void vmctl_run_cmd_quiet(struct qmp_client *c, const char *cmd, json_t *args);
+/*
+ * Read events until @match(name, data, @opaque) says one is it (data holds
+ * the event's "vm" on the main socket) or @deadline (now_monotonic_us) has
+ * passed: EXIT_OK, EXIT_TIMEOUT, or a connection error's status (printed).
+ */
+int vmctl_wait_event(struct qmp_client *c, uint64_t deadline,
+		     bool (*match)(const char *name, json_t *data, void *opaque), void *opaque);
+/* vmctl_wait_event for DEVICE_DELETED of device @id of VM @vm. */
+int vmctl_wait_deleted(struct qmp_client *c, const char *vm, const char *id, uint64_t deadline);
 /* Set @key of @obj to @path made absolute against the current directory. */
 int vmctl_set_path(json_t *obj, const char *key, const char *path);
 /* vmctl memory (clients/vmctl-memory.c). */
