@@ -6,7 +6,7 @@ CLEANFILES += tests/bench/guest/bench-guest.elf
 TESTS += tests/functional/test-bench-smoke.py
 EXTRA_DIST += tests/bench/run tests/bench/README tests/bench/lib tests/bench/guest \
 	tests/bench/vmstate.py tests/bench/migration.py tests/bench/control-latency.py \
-	tests/bench/create-phases.py tests/bench/restore-latency.py
+	tests/bench/create-phases.py tests/bench/restore-latency.py tests/bench/upgrade.py
 
 BENCH_GUEST_SRC = $(srcdir)/tests/bench/guest/bench-guest.S
 BENCH_GUEST_LDS = $(srcdir)/tests/bench/guest/bench-guest.ld
