@@ -1627,6 +1627,13 @@ json_t *migration_query(struct registry_vm *rv)
 	enum mig_status s = m ? atomic_load(&m->status) : MIG_NONE;
 	json_t *o, *ram;
 
+	/*
+	 * A final status is read only once the worker is joined: a client that
+	 * sees "failed" on a destination then finds the VM out of inmigrate.
+	 */
+	if (m && m->running) {
+		reap(m);
+	}
 	if (s == MIG_NONE) {
 		return json_object();
 	}
