@@ -16,6 +16,17 @@
  * If io_uring_queue_init() fails at run time (old kernel, seccomp, or
  * VMMD_NO_IO_URING set in the environment) everything uses the pool.
  *
+ * The ring is restricted (docs/security.md): a request on a ring runs in
+ * the kernel and never passes the submitting thread's seccomp filter, so a
+ * compromised I/O thread could otherwise open files or connect sockets
+ * through it. Each ring is created disabled (IORING_SETUP_R_DISABLED), gets
+ * its eventfd, then an allow-list of exactly the requests ring_submit()
+ * prepares (readv, writev, fsync; IOSQE_ASYNC the only flag) and no register
+ * operation, and only then is enabled; the kernel fails anything else with
+ * -EACCES. A kernel without restrictions (before 5.10) gets no ring at all
+ * (fail closed): everything uses the pool, and block_aio_probe_io_uring()
+ * tells the daemon why.
+ *
  * A request to a drained node (block_drain_begin()) is held by the node's
  * gate and resubmitted to the pool by block_drain_end(), from the draining
  * thread (pool_submit() takes ctx->lock); the callback still runs on the
@@ -36,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "block/block-int.h"
@@ -91,6 +103,115 @@ struct block_aio_ctx {
 	bool in_event;	     /* loop thread: running completion callbacks */
 	bool free_deferred;  /* loop thread: freed by a callback; destroyed after it returns */
 };
+
+/*
+ * What a ring may run: the opcodes ring_submit() prepares, and the one SQE
+ * flag it sets. Register operations: none once enabled (the eventfd is
+ * registered while the ring is still disabled).
+ */
+static const uint8_t ring_ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC};
+#define RING_SQE_FLAGS IOSQE_ASYNC
+
+#if !defined(HAVE_IO_URING_REGISTER_RESTRICTIONS) || !defined(HAVE_IO_URING_ENABLE_RINGS)
+/* liburing 2.3 does not export these two (configure.ac): the system call itself. */
+static int ring_register(struct io_uring *ring, unsigned op, void *arg, unsigned n)
+{
+	long r = syscall(__NR_io_uring_register, ring->ring_fd, op, arg, n);
+
+	return r < 0 ? -errno : (int)r;
+}
+#endif
+
+static int ring_restrict(struct io_uring *ring, struct io_uring_restriction *res, unsigned n)
+{
+#ifdef HAVE_IO_URING_REGISTER_RESTRICTIONS
+	return io_uring_register_restrictions(ring, res, n);
+#else
+	return ring_register(ring, IORING_REGISTER_RESTRICTIONS, res, n);
+#endif
+}
+
+static int ring_enable(struct io_uring *ring)
+{
+#ifdef HAVE_IO_URING_ENABLE_RINGS
+	return io_uring_enable_rings(ring);
+#else
+	return ring_register(ring, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+#endif
+}
+
+/*
+ * Create @ring disabled, register @efd and the restrictions, enable it.
+ * Returns 0, or -errno with the ring torn down and *@step naming the call.
+ */
+static int ring_setup(struct io_uring *ring, int efd, const char **step)
+{
+	struct io_uring_restriction res[ARRAY_SIZE(ring_ops) + 1];
+	unsigned n = 0;
+	int r;
+
+	*step = "io_uring_queue_init(IORING_SETUP_R_DISABLED)";
+	r = io_uring_queue_init(AIO_RING_ENTRIES, ring, IORING_SETUP_R_DISABLED);
+	if (r < 0) {
+		return r;
+	}
+	memset(res, 0, sizeof(res));
+	for (size_t i = 0; i < ARRAY_SIZE(ring_ops); i++) {
+		res[n].opcode = IORING_RESTRICTION_SQE_OP;
+		res[n++].sqe_op = ring_ops[i];
+	}
+	res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
+	res[n++].sqe_flags = RING_SQE_FLAGS;
+	*step = "io_uring_register_eventfd";
+	r = io_uring_register_eventfd(ring, efd);
+	if (r == 0) {
+		*step = "io_uring_register_restrictions";
+		r = ring_restrict(ring, res, n);
+	}
+	if (r == 0) {
+		*step = "io_uring_enable_rings";
+		r = ring_enable(ring);
+	}
+	if (r < 0) {
+		io_uring_queue_exit(ring);
+		return r;
+	}
+	return 0;
+}
+
+static bool ring_wanted(void)
+{
+	const char *no_uring = getenv("VMMD_NO_IO_URING");
+
+	return !(no_uring && *no_uring && strcmp(no_uring, "0") != 0);
+}
+
+int block_aio_probe_io_uring(struct error **errp)
+{
+	struct io_uring ring;
+	const char *step;
+	int efd, r;
+
+	if (!ring_wanted()) {
+		return error_set(errp, ENOTSUP, "VMMD_NO_IO_URING is set");
+	}
+	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (efd < 0) {
+		return error_set_errno(errp, errno, "could not create an eventfd for block I/O");
+	}
+	r = ring_setup(&ring, efd, &step);
+	if (r == 0) {
+		io_uring_queue_exit(&ring);
+	}
+	close(efd);
+	if (r < 0) {
+		return error_set_errno(errp, -r,
+				       "cannot set up a restricted io_uring ring (%s; needs "
+				       "Linux 5.10 or later)",
+				       step);
+	}
+	return 0;
+}
 
 static void queue_init(struct aio_queue *q)
 {
@@ -322,7 +443,6 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
 int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struct error **errp)
 {
 	struct block_aio_ctx *ctx;
-	const char *no_uring = getenv("VMMD_NO_IO_URING");
 
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx) {
@@ -340,13 +460,12 @@ int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struc
 		free(ctx);
 		return r;
 	}
-	if (!(no_uring && *no_uring && strcmp(no_uring, "0") != 0) &&
-	    io_uring_queue_init(AIO_RING_ENTRIES, &ctx->ring, 0) == 0) {
-		if (io_uring_register_eventfd(&ctx->ring, ctx->efd) == 0) {
-			ctx->have_ring = true;
-		} else {
-			io_uring_queue_exit(&ctx->ring);
-		}
+	if (ring_wanted()) {
+		const char *step;
+		int r = ring_setup(&ctx->ring, ctx->efd, &step);
+
+		/* No ring rather than an unrestricted one: the pool does everything. */
+		ctx->have_ring = r == 0;
 	}
 	ctx->ev = event_new(base, ctx->efd, EV_READ | EV_PERSIST, on_event, ctx);
 	if (!ctx->ev || event_add(ctx->ev, NULL) < 0) {
@@ -367,6 +486,11 @@ int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struc
 bool block_aio_ctx_uses_io_uring(struct block_aio_ctx *ctx)
 {
 	return ctx->have_ring;
+}
+
+struct io_uring *block_aio_ctx_ring(struct block_aio_ctx *ctx)
+{
+	return ctx->have_ring ? &ctx->ring : NULL;
 }
 
 void block_aio_ctx_free(struct block_aio_ctx *ctx)

@@ -335,3 +335,6 @@ void block_gate_exit(struct block_node *bs, enum block_op op, uint64_t offset, u
 struct aio_req **block_aio_req_next(struct aio_req *r);
 /* aio.c: send held requests (a list through ->next) to their contexts' pools. */
 void block_aio_resubmit(struct aio_req *list);
+/* aio.c, tests: the context's (restricted) io_uring ring, or NULL without one. */
+struct io_uring;
+struct io_uring *block_aio_ctx_ring(struct block_aio_ctx *ctx);

@@ -35,6 +35,7 @@
 #include "daemon/systemd.h"
 #include "daemon/upgrade.h"
 #include "monitor/monitor.h"
+#include "vmmd/block.h"
 
 /* Command-line settings; they win over the settings file, also on SIGHUP. */
 struct overrides {
@@ -380,6 +381,26 @@ static void boost_control_thread(void)
 }
 
 /* What privilege_apply left: the capabilities (if any) and the limits. */
+/*
+ * The block layer's io_uring rings run requests past seccomp; they exist only
+ * restricted to its opcodes (docs/security.md). Say which one applies here.
+ */
+static void log_io_uring(void)
+{
+	struct error *err = NULL;
+	int r = block_aio_probe_io_uring(&err);
+
+	if (r == 0) {
+		log_info("block I/O: io_uring rings restricted to readv, writev and fsync");
+	} else if (r == -ENOTSUP) {
+		log_info("block I/O: worker threads only (%s)", err->msg);
+	} else {
+		log_warning("block I/O: %s; worker threads only, never an unrestricted ring",
+			    err->msg);
+	}
+	error_free(err);
+}
+
 static void log_privilege(void)
 {
 	struct rlimit nofile, core;
@@ -485,6 +506,7 @@ static int run(struct daemon *d)
 	if (sandbox_enabled()) {
 		log_info("seccomp filters on (vmmd.conf seccomp)");
 	}
+	log_io_uring();
 	if (d->take_over) {
 		if (upgrade_takeover_start(3, &err) < 0) {
 			goto out;

@@ -133,6 +133,13 @@ int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struc
 /* True if the context's file I/O goes through io_uring (else a thread pool). */
 bool block_aio_ctx_uses_io_uring(struct block_aio_ctx *ctx);
 /*
+ * Whether contexts get an io_uring ring: 0, or -errno with @errp saying why
+ * not (the kernel cannot restrict a ring's requests, or VMMD_NO_IO_URING).
+ * Rings are always restricted to the requests the block layer submits
+ * (docs/security.md); without that, block I/O uses worker threads only.
+ */
+int block_aio_probe_io_uring(struct error **errp);
+/*
  * All requests submitted on it must have completed. May be called from a
  * completion callback (the last one); NULL is fine.
  */

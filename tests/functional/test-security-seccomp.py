@@ -40,6 +40,9 @@ def test_every_thread_filtered_and_vcpu_narrower():
                 # The control thread's list plus the kind's own.
                 assert int(st["Seccomp_filters"]) >= 2, (st["Name"], st["Seccomp_filters"])
         assert "seccomp filters on" in d.read_log()
+        # io_uring requests pass no filter: the block layer's rings are restricted
+        assert "block I/O: io_uring rings restricted to readv, writev and fsync" \
+            in d.read_log(), d.read_log()
         q.ok("vm-destroy", vm="one")
 
 

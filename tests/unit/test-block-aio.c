@@ -1,17 +1,23 @@
 /*
  * Unit tests for asynchronous block requests (block/aio.c): many
  * concurrent requests on the io_uring and the thread-pool engines,
- * completion on the loop thread, rejection, and freeing the context.
+ * completion on the loop thread, rejection, and freeing the context; the
+ * ring's restrictions (docs/security.md): any request or register
+ * operation the block layer does not use fails with -EACCES.
  */
 #include "config.h"
 
 #include <check.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
+#include <liburing.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "block/block-int.h"
@@ -381,6 +387,133 @@ START_TEST(free_from_last_callback)
 }
 END_TEST
 
+/* Submit what is prepared on @ring and return the first completion's result. */
+static int ring_run(struct io_uring *ring)
+{
+	struct io_uring_cqe *cqe;
+	int res;
+
+	ck_assert_int_eq(io_uring_submit(ring), 1);
+	ck_assert_int_eq(io_uring_wait_cqe(ring, &cqe), 0);
+	res = cqe->res;
+	io_uring_cqe_seen(ring, cqe);
+	return res;
+}
+
+/*
+ * The ring of a context accepts readv, writev and fsync only: opening a
+ * file or connecting a socket through it (which no seccomp filter would
+ * see) fails with -EACCES and does not happen; so do other flags and any
+ * register operation. Block I/O through the same context still works.
+ */
+START_TEST(ring_restricted)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct block_node *bs = NULL;
+	struct error *err = NULL;
+	struct tctx t = {0};
+	struct one req = {0};
+	struct io_uring_sqe *sqe;
+	struct io_uring *ring;
+	char buf[512];
+	struct iovec iov = {buf, sizeof(buf)};
+	int fd, lfd, cfd, before, r;
+
+	unsetenv("VMMD_NO_IO_URING");
+	r = block_aio_probe_io_uring(&err);
+	ck_assert_msg(r == 0, "%s", err ? err->msg : "");
+	ck_assert_int_eq(block_open(&bs, path, "raw", BLOCK_O_RDWR, &err), 0);
+	t.base = event_base_new();
+	req.base = t.base;
+	ck_assert_int_eq(block_aio_ctx_new(t.base, &t.ctx, &err), 0);
+	ring = block_aio_ctx_ring(t.ctx);
+	ck_assert_ptr_nonnull(ring);
+
+	/* IORING_OP_OPENAT: refused, and no file was opened */
+	before = dup(0);
+	ck_assert_int_ge(before, 0);
+	close(before);
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_openat(sqe, AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	ck_assert_int_eq(ring_run(ring), -EACCES);
+	fd = dup(0);
+	ck_assert_int_eq(fd, before); /* the lowest free descriptor is still free */
+	close(fd);
+
+	/* IORING_OP_CONNECT to a listening socket: refused, nothing connected */
+	/* an abstract address: nothing in the file system */
+	snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "vmmd-test-ring-%d", (int)getpid());
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	ck_assert_int_ge(lfd, 0);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(lfd, 4), 0);
+	cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(cfd, 0);
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_connect(sqe, cfd, (struct sockaddr *)&sa, sizeof(sa));
+	ck_assert_int_eq(ring_run(ring), -EACCES);
+	ck_assert_int_lt(accept(lfd, NULL, NULL), 0);
+	ck_assert_int_eq(errno, EAGAIN);
+	close(cfd);
+	close(lfd);
+
+	/* other opcodes the block layer does not use */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_read(sqe, fd, buf, sizeof(buf), 0);
+	ck_assert_int_eq(ring_run(ring), -EACCES);
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_nop(sqe);
+	ck_assert_int_eq(ring_run(ring), -EACCES);
+
+	/* an allowed opcode, with a flag the block layer does not set */
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_readv(sqe, fd, &iov, 1, 0);
+	io_uring_sqe_set_flags(sqe, IOSQE_IO_DRAIN);
+	ck_assert_int_eq(ring_run(ring), -EACCES);
+	/* the same without it, and with the one it sets, work */
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_readv(sqe, fd, &iov, 1, 0);
+	ck_assert_int_eq(ring_run(ring), (int)sizeof(buf));
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_readv(sqe, fd, &iov, 1, 0);
+	io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
+	ck_assert_int_eq(ring_run(ring), (int)sizeof(buf));
+
+	/* register operations: none once the ring is enabled */
+	ck_assert_int_eq(io_uring_register_files(ring, &fd, 1), -EACCES);
+	ck_assert_int_eq(io_uring_unregister_eventfd(ring), -EACCES);
+	close(fd);
+
+	/* block I/O through the context still goes through the ring and works */
+	memset(buf, 0xa5, sizeof(buf));
+	ck_assert_int_eq(
+		block_aio_submit(bs, t.ctx, BLOCK_OP_WRITE, 4096, &iov, 1, 0, 0, on_one, &req), 0);
+	event_base_dispatch(t.base);
+	ck_assert_int_eq(req.calls, 1);
+	ck_assert_int_eq(req.ret, 0);
+	ck_assert_int_eq(
+		block_aio_submit(bs, t.ctx, BLOCK_OP_FLUSH, 0, NULL, 0, 0, 0, on_one, &req), 0);
+	event_base_dispatch(t.base);
+	ck_assert_int_eq(req.calls, 2);
+	ck_assert_int_eq(req.ret, 0);
+	memset(buf, 0, sizeof(buf));
+	ck_assert_int_eq(
+		block_aio_submit(bs, t.ctx, BLOCK_OP_READ, 4096, &iov, 1, 0, 0, on_one, &req), 0);
+	event_base_dispatch(t.base);
+	ck_assert_int_eq(req.calls, 3);
+	ck_assert_int_eq(req.ret, 0);
+	ck_assert_int_eq((unsigned char)buf[0], 0xa5);
+	ck_assert_int_eq((unsigned char)buf[sizeof(buf) - 1], 0xa5);
+	ck_assert(block_aio_ctx_uses_io_uring(t.ctx));
+
+	block_aio_ctx_free(t.ctx);
+	event_base_free(t.base);
+	block_unref(bs);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("block-aio");
@@ -395,6 +528,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, rejects_and_other_ops);
 	tcase_add_test(tc, format_reads_match_sync);
 	tcase_add_test(tc, free_from_last_callback);
+	tcase_add_test(tc, ring_restricted);
 	suite_add_tcase(s, tc);
 	return s;
 }
