@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <net/if.h>
+#include <linux/io_uring.h>
 #include <signal.h>
 
 #include "daemon/sandbox.h"
@@ -87,6 +88,15 @@ static void *job_thread(void *arg)
 	CHECK(10, denied(syscall(SYS_kill, getpid(), 0)));
 	/* a job is no VM thread: nothing flagged */
 	CHECK(11, violated == 0);
+	/* it sets up the block layer's io_uring rings (vm_new) */
+	{
+		struct io_uring_params p = {.flags = IORING_SETUP_R_DISABLED};
+		int rfd = (int)syscall(SYS_io_uring_setup, 4, &p);
+
+		CHECK(12, rfd >= 0 && syscall(SYS_io_uring_register, rfd,
+					      IORING_REGISTER_ENABLE_RINGS, NULL, 0) == 0);
+		close(rfd);
+	}
 	return (void *)(uintptr_t)bad;
 }
 
@@ -108,6 +118,14 @@ static void *io_thread(void *arg)
 	CHECK(7, denied(unlink("/tmp/test-sandbox-never")));
 	CHECK(8, denied(chdir("/")));
 	CHECK(9, denied(setpriority(PRIO_PROCESS, 0, 5)));
+	/* no new io_uring ring: its requests would pass no filter (block/aio.c) */
+	{
+		struct io_uring_params p = {0};
+
+		CHECK(10, denied(syscall(SYS_io_uring_setup, 4, &p)));
+		CHECK(11, denied(syscall(SYS_io_uring_register, -1, IORING_REGISTER_ENABLE_RINGS,
+					 NULL, 0)));
+	}
 	return (void *)(uintptr_t)bad;
 }
 
