@@ -102,6 +102,9 @@ struct block_aio_ctx {
 	bool done_signalled; /* the eventfd was written since the loop last drained done */
 	bool in_event;	     /* loop thread: running completion callbacks */
 	bool free_deferred;  /* loop thread: freed by a callback; destroyed after it returns */
+	/* run first on each worker (the daemon's seccomp filter and VM attribution) */
+	void (*thread_start)(void *opaque, const char *kind);
+	void *thread_opaque;
 };
 
 /*
@@ -279,6 +282,9 @@ static void *worker_main(void *arg)
 	struct block_aio_ctx *ctx = arg;
 	struct aio_req *r;
 
+	if (ctx->thread_start) {
+		ctx->thread_start(ctx->thread_opaque, "helper");
+	}
 	pthread_mutex_lock(&ctx->lock);
 	for (;;) {
 		while (!ctx->stop && !ctx->pending.head) {
@@ -486,6 +492,15 @@ int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struc
 bool block_aio_ctx_uses_io_uring(struct block_aio_ctx *ctx)
 {
 	return ctx->have_ring;
+}
+
+void block_aio_ctx_set_thread_start(struct block_aio_ctx *ctx,
+				    void (*fn)(void *opaque, const char *kind), void *opaque)
+{
+	pthread_mutex_lock(&ctx->lock);
+	ctx->thread_start = fn;
+	ctx->thread_opaque = opaque;
+	pthread_mutex_unlock(&ctx->lock);
 }
 
 struct io_uring *block_aio_ctx_ring(struct block_aio_ctx *ctx)

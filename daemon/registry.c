@@ -199,18 +199,30 @@ static void on_thread_start(void *opaque, const char *kind)
 {
 	struct registry_instance *inst = opaque;
 	bool vcpu = strcmp(kind, "vcpu") == 0;
+	bool helper = strcmp(kind, "helper") == 0;
 	struct error *err = NULL;
 	const char *test;
 
-	if (sandbox_enter(vcpu ? SANDBOX_VCPU : SANDBOX_IO, &inst->violated, &err) < 0) {
+	if (sandbox_enter(vcpu	   ? SANDBOX_VCPU
+			  : helper ? SANDBOX_IO_HELPER
+				   : SANDBOX_IO,
+			  &inst->violated, &err) < 0) {
 		log_full(LOG_ERR, inst->name, NULL, "%s", err->msg);
 		error_free(err);
 	}
 	/*
 	 * Tests only (test-security-seccomp.py): a forbidden call in this VM's
-	 * vCPU thread (NAME) or I/O thread (io:NAME).
+	 * vCPU thread (NAME), I/O thread (io:NAME) or a block-layer helper
+	 * thread of its disks (helper:NAME).
 	 */
 	test = getenv("VMMD_SECCOMP_SELFTEST");
+	if (helper) {
+		if (test && strncmp(test, "helper:", 7) == 0 && strcmp(test + 7, inst->name) == 0 &&
+		    mkdir("/vmmd-seccomp-selftest", 0700) == 0) {
+			rmdir("/vmmd-seccomp-selftest"); /* the filter failed: the test says so */
+		}
+		return;
+	}
 	if (vcpu && test && strcmp(test, inst->name) == 0) {
 		close(socket(AF_INET, SOCK_STREAM, 0));
 	}

@@ -382,7 +382,7 @@ static const scmp_datum_t tunsetoffload = TUNSETOFFLOAD;
 static bool enabled;
 static int violation_fd = -1;
 static __thread int *tls_flag;
-/* -1: a thread that never called sandbox_enter (it runs its creator's filters) */
+/* -1: a thread that never called sandbox_enter (a library's; it runs its creator's filters) */
 static __thread int tls_kind = -1;
 
 void sandbox_set_enabled(bool on)
@@ -397,7 +397,7 @@ bool sandbox_enabled(void)
 
 const char *sandbox_kind_name(enum sandbox_kind kind)
 {
-	static const char *const names[] = {"control", "job", "io", "vcpu"};
+	static const char *const names[] = {"control", "job", "io", "vcpu", "io-helper"};
 
 	return (unsigned)kind < ARRAY_SIZE(names) ? names[kind] : "?";
 }
@@ -451,7 +451,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 	n += put_str(line + n, "vmmd: seccomp: forbidden system call ");
 	n += put_num(line + n, si->si_syscall);
 	n += put_str(line + n, " in a ");
-	n += put_str(line + n, tls_kind < 0 ? "helper" : sandbox_kind_name(tls_kind));
+	n += put_str(line + n, tls_kind < 0 ? "other" : sandbox_kind_name(tls_kind));
 	n += put_str(line + n, tls_flag ? " thread: failed, its VM is stopped\n"
 					: " thread: failed with EPERM\n");
 	if (write(STDERR_FILENO, line, n) < 0) {
@@ -552,6 +552,15 @@ static int add_job_rules(scmp_filter_ctx ctx)
 	return r;
 }
 
+int *sandbox_work_for(int *flag)
+{
+	int *old = tls_flag;
+
+	/* (a plain store: the SIGSYS handler runs on this same thread) */
+	__atomic_store_n(&tls_flag, flag, __ATOMIC_RELAXED);
+	return old;
+}
+
 int sandbox_enter(enum sandbox_kind kind, int *flag, struct error **errp)
 {
 	scmp_filter_ctx ctx;
@@ -570,6 +579,13 @@ int sandbox_enter(enum sandbox_kind kind, int *flag, struct error **errp)
 	sigemptyset(&sys);
 	sigaddset(&sys, SIGSYS);
 	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
+	if (kind == SANDBOX_IO_HELPER) {
+		/*
+		 * Its creator's filters stay (the I/O thread's list may not call
+		 * seccomp() at all); only the attribution to the VM is new.
+		 */
+		return 0;
+	}
 	ctx = seccomp_init(SCMP_ACT_TRAP);
 	if (!ctx) {
 		return error_set(errp, ENOMEM, "seccomp_init failed");
@@ -596,6 +612,7 @@ int sandbox_enter(enum sandbox_kind kind, int *flag, struct error **errp)
 		}
 		break;
 	case SANDBOX_IO:
+	case SANDBOX_IO_HELPER:
 		r = add_list_but(ctx, base_calls, ARRAY_SIZE(base_calls), SCMP_ACT_ALLOW,
 				 job_denied, ARRAY_SIZE(job_denied), io_denied,
 				 ARRAY_SIZE(io_denied));

@@ -28,6 +28,13 @@ enum sandbox_kind {
 	SANDBOX_JOB,
 	SANDBOX_IO,
 	SANDBOX_VCPU,
+	/*
+	 * A block-layer worker of a VM's disks: no filter of its own, it runs
+	 * its creator's (the I/O thread's list; a worker started when a drain
+	 * ends, on a job or the control thread, runs that thread's), but a
+	 * violation is the VM's.
+	 */
+	SANDBOX_IO_HELPER,
 };
 
 /* Whether filters are loaded at all (vmmd.conf seccomp = off turns them off). */
@@ -38,10 +45,20 @@ bool sandbox_enabled(void);
 int sandbox_init(int violation_fd, struct error **errp);
 
 /*
- * Load the filter of @kind on the calling thread. @flag (VM threads) is set
- * to the offending syscall number by the SIGSYS handler. No-op when disabled.
+ * Load the filter of @kind on the calling thread. @flag (threads that work
+ * for one VM) is set to the offending syscall number by the SIGSYS handler,
+ * which then wakes the control thread: the daemon ends that VM. NULL: a
+ * daemon-wide thread, whose violations fail with EPERM and are logged.
+ * No filter is loaded when disabled; @flag is recorded anyway.
  */
 int sandbox_enter(enum sandbox_kind kind, int *flag, struct error **errp);
+
+/*
+ * The calling thread works for the VM of @flag (NULL: for the daemon) from
+ * now on, with its filter unchanged: a worker thread that takes one VM's
+ * job at a time. Returns the previous flag.
+ */
+int *sandbox_work_for(int *flag);
 
 /* The name of syscall @nr (for the log), or "?". */
 const char *sandbox_syscall_name(int nr, char *buf, unsigned len);

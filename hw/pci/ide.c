@@ -2130,6 +2130,11 @@ static int ide_class_realize(struct vm *vm, const void *cfg_unused, void **ret_s
 	}
 	/* (a machine without an I/O thread, such as the unit tests' fake: all here) */
 	r = vm_io_base(vm) ? ide_use_io_thread(d->ide, vm_io_base(vm), errp) : 0;
+	if (r == 0 && d->ide->aio && vm_get_host(vm)->thread_start) {
+		/* its workers are this VM's threads (seccomp, docs/security.md) */
+		block_aio_ctx_set_thread_start(d->ide->aio, vm_get_host(vm)->thread_start,
+					       vm_get_host(vm)->opaque);
+	}
 	if (r < 0) {
 		ide_class_unrealize(d);
 		return r;

@@ -673,6 +673,11 @@ static int blk_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 	if (r < 0) {
 		goto err;
 	}
+	if (vm_get_host(vm)->thread_start) {
+		/* its workers are this VM's threads (seccomp, docs/security.md) */
+		block_aio_ctx_set_thread_start(b->aio, vm_get_host(vm)->thread_start,
+					       vm_get_host(vm)->opaque);
+	}
 	b->retry_timer = evtimer_new(vm_io_base(vm), retry_parked, b);
 	if (!b->retry_timer) {
 		r = error_set(errp, ENOMEM, "out of memory");

@@ -130,6 +130,14 @@ typedef void block_complete_fn(void *opaque, int ret);
 
 /* An I/O thread's context; @base is that thread's libevent loop. */
 int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struct error **errp);
+/*
+ * Call @fn(@opaque, "helper") first on each worker thread the context
+ * starts from now on (a VM's vm_host.thread_start: the daemon loads the
+ * I/O thread's seccomp filter there and ties the thread to its VM). Call
+ * before submitting requests.
+ */
+void block_aio_ctx_set_thread_start(struct block_aio_ctx *ctx,
+				    void (*fn)(void *opaque, const char *kind), void *opaque);
 /* True if the context's file I/O goes through io_uring (else a thread pool). */
 bool block_aio_ctx_uses_io_uring(struct block_aio_ctx *ctx);
 /*

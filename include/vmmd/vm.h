@@ -165,8 +165,9 @@ struct vm_host {
 	 */
 	void (*event)(void *opaque, struct vm *vm, const char *name, json_t *data);
 	/*
-	 * Called first on each VM thread, @kind "vcpu" or "io" (the daemon loads
-	 * its seccomp filter there). May be NULL.
+	 * Called first on each VM thread, @kind "vcpu", "io" or "helper" (a
+	 * block-layer worker of the VM's disks, block_aio_ctx_set_thread_start):
+	 * the daemon loads its seccomp filter there. May be NULL.
 	 */
 	void (*thread_start)(void *opaque, const char *kind);
 	/* Resolve an fd passed with getfd (tap fds); -ENOENT if none. May be NULL. */

@@ -5,10 +5,11 @@ forbidden call in one VM's thread ends that VM, logged with the syscall, and
 not the daemon or another VM; "seccomp = off" turns the filters off."""
 
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmmdtest import Vmmd, main, wait_for  # noqa: E402
+from vmmdtest import Vmmd, main, require_tool, wait_for  # noqa: E402
 from daemon_helpers import guest, vm_def, wait_console  # noqa: E402
 
 
@@ -79,6 +80,41 @@ def test_forbidden_call_in_io_thread_ends_only_that_vm():
         assert "(mkdir)" in log, log
         assert not os.path.exists("/vmmd-seccomp-selftest")
         assert q.ok("query-status", vm="good")["status"] == "running"
+        assert d.proc.poll() is None
+
+
+def test_forbidden_call_in_block_helper_ends_only_that_vm():
+    """A block-layer worker thread of a VM's disk (qcow2 requests of the
+    virtio-blk test guest go to the pool) works for that VM: a forbidden
+    call there ends that VM as on its I/O thread; another VM doing the same
+    disk I/O finishes, an idle one keeps running."""
+    require_tool("qemu-img")
+    idle = guest("idle")
+    blk = guest("virtio-blk")
+    with Vmmd(env={"VMMD_SECCOMP_SELFTEST": "helper:bad"}) as d:
+        disks = {}
+        for name in ("good", "bad"):
+            disks[name] = os.path.join(d.tmp, name + ".qcow2")
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disks[name], "4M"],
+                           check=True)
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("idle", idle), start=True))
+        wait_console(d, "idle", "idle: up")
+        q.ok("vm-create", dict(vm_def("bad", blk, disks=[
+            {"id": "vda", "file": disks["bad"], "format": "qcow2"}]), start=True))
+        ev = q.event("SHUTDOWN", timeout=60, pred=lambda e: e["data"]["vm"] == "bad")
+        assert ev["data"]["reason"] == "host-error", ev
+        log = d.read_log()
+        assert "forbidden system call 83 in a io-helper thread: failed, its VM is stopped" \
+            in log, log
+        assert "[bad] seccomp: a thread of this VM made the forbidden system call 83 " \
+               "(mkdir)" in log, log
+        assert not os.path.exists("/vmmd-seccomp-selftest")
+        q.ok("vm-create", dict(vm_def("good", blk, disks=[
+            {"id": "vda", "file": disks["good"], "format": "qcow2"}]), start=True))
+        wait_console(d, "good", "blk: done", timeout=120)
+        assert "[good] seccomp" not in d.read_log()
+        assert q.ok("query-status", vm="idle")["status"] == "running"
         assert d.proc.poll() is None
 
 

@@ -3,8 +3,9 @@
  * the way vmmd loads them (the control thread's list on the process, the
  * kind's own on top in a thread), in a forked child so the test runner
  * stays unfiltered. A forbidden call must fail with EPERM, never run; on a
- * VM thread (I/O, vCPU) it must also flag the VM and wake the control
- * thread; calls the kind needs must still work.
+ * VM thread (I/O, vCPU, a block-layer helper, a job thread while it works
+ * for one VM) it must also flag the VM and wake the control thread; calls
+ * the kind needs must still work.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -129,6 +130,67 @@ static void *io_thread(void *arg)
 	return (void *)(uintptr_t)bad;
 }
 
+/* A block-layer worker started by the I/O thread: its list, the VM's flag. */
+static void *helper_main(void *arg)
+{
+	unsigned bad = 0;
+	uint64_t v = 0;
+
+	CHECK(0, sandbox_enter(SANDBOX_IO_HELPER, &violated, NULL) == 0);
+	CHECK(1, violated == 0);
+	CHECK(2, denied(mkdir("/tmp/test-sandbox-never", 0700)));
+	CHECK(3, violated == SYS_mkdir);
+	CHECK(4, read(efd, &v, sizeof(v)) == sizeof(v) && v >= 1);
+	CHECK(5, access("/tmp/test-sandbox-never", F_OK) < 0);
+	/* the I/O thread's list it inherited: no new io_uring ring either */
+	violated = 0;
+	{
+		struct io_uring_params p = {0};
+
+		CHECK(6, denied(syscall(SYS_io_uring_setup, 4, &p)));
+		CHECK(7, violated == SYS_io_uring_setup);
+	}
+	return (void *)(uintptr_t)bad;
+}
+
+static void *helper_thread(void *arg)
+{
+	unsigned bad = 0;
+	void *ret = (void *)(uintptr_t)~0u;
+	pthread_t t;
+	int flag = 0;
+
+	CHECK(0, sandbox_enter(SANDBOX_IO, &flag, NULL) == 0);
+	if (pthread_create(&t, NULL, helper_main, NULL) == 0) {
+		pthread_join(t, &ret);
+	}
+	bad |= (unsigned)(uintptr_t)ret << 1;
+	/* the violation was the helper's VM's, through its own flag */
+	CHECK(20, flag == 0);
+	return (void *)(uintptr_t)bad;
+}
+
+/* A job thread working for one VM for a while: violations are that VM's, then nobody's. */
+static void *job_for_vm_thread(void *arg)
+{
+	unsigned bad = 0;
+	uint64_t v = 0;
+	int *old;
+
+	CHECK(0, sandbox_enter(SANDBOX_JOB, NULL, NULL) == 0);
+	old = sandbox_work_for(&violated);
+	CHECK(1, old == NULL);
+	CHECK(2, denied(chdir("/")));
+	CHECK(3, violated == SYS_chdir);
+	CHECK(4, read(efd, &v, sizeof(v)) == sizeof(v) && v >= 1);
+	CHECK(5, sandbox_work_for(old) == &violated);
+	violated = 0;
+	CHECK(6, denied(chdir("/")));
+	CHECK(7, violated == 0);
+	CHECK(8, read(efd, &v, sizeof(v)) < 0 && errno == EAGAIN);
+	return (void *)(uintptr_t)bad;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	unsigned bad = 0;
@@ -203,6 +265,22 @@ START_TEST(vcpu_list)
 }
 END_TEST
 
+START_TEST(io_helper_list)
+{
+	unsigned r = run_kind(helper_thread);
+
+	ck_assert_msg(r == 0, "I/O helper thread checks failed: %#x", r);
+}
+END_TEST
+
+START_TEST(job_for_vm)
+{
+	unsigned r = run_kind(job_for_vm_thread);
+
+	ck_assert_msg(r == 0, "job thread (for a VM) checks failed: %#x", r);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("sandbox");
@@ -211,6 +289,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, job_list);
 	tcase_add_test(tc, io_list);
 	tcase_add_test(tc, vcpu_list);
+	tcase_add_test(tc, io_helper_list);
+	tcase_add_test(tc, job_for_vm);
 	suite_add_tcase(s, tc);
 	return s;
 }
