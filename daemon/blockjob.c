@@ -588,6 +588,7 @@ static int start_job(struct registry_vm *rv, const struct job_driver *drv, struc
 		bjob_free(j);
 		return error_set(errp, ENOTSUP, "'filter-node-name' is not supported by vmmd");
 	}
+	o.vm_flag = registry_violation_flag(rv);
 	r = jobs_create(registry_jobs(rv->reg), drv, &o, j, &job, errp);
 	if (r < 0) {
 		return r;

@@ -65,6 +65,7 @@ struct job {
 	void *opaque;
 	char *id;
 	char *vm;
+	int *vm_flag; /* the VM's seccomp violation flag (job_options) */
 	bool auto_finalize, auto_dismiss;
 	bool internal; /* no events, not listed, not found by the verbs */
 	enum job_on_error on_error;
@@ -731,6 +732,7 @@ int jobs_create(struct jobs *jobs, const struct job_driver *drv, const struct jo
 	job->auto_dismiss = opt->auto_dismiss;
 	job->internal = opt->internal;
 	job->on_error = opt->on_error;
+	job->vm_flag = opt->vm_flag;
 	job->speed = opt->speed;
 	job->status = JOB_STATUS_UNDEFINED;
 	pthread_mutex_init(&job->lock, NULL);
@@ -803,7 +805,13 @@ static void *worker_main(void *arg)
 	snprintf(name, sizeof(name), "job-%s", job->id);
 	pthread_setname_np(pthread_self(), name);
 	/* A job thread's own seccomp list on top of the control thread's (sandbox.h). */
-	sandbox_enter(SANDBOX_JOB, NULL, NULL);
+	sandbox_enter(SANDBOX_JOB, job->vm_flag, NULL);
+	/* Tests only (test-security-seccomp.py): a call job threads may not make. */
+	if (getenv("VMMD_SECCOMP_SELFTEST") &&
+	    strncmp(getenv("VMMD_SECCOMP_SELFTEST"), "job:", 4) == 0 &&
+	    strcmp(getenv("VMMD_SECCOMP_SELFTEST") + 4, job->vm) == 0 && chdir("/") == 0) {
+		log_error("seccomp self-test: chdir passed the job thread's filter");
+	}
 
 	ret = job->drv->run(job, &err);
 	if (ret < 0 && !err && ret != -ECANCELED) {

@@ -126,6 +126,12 @@ struct job_driver {
 struct job_options {
 	const char *id; /* required; QEMU's id rules: a letter, then [A-Za-z0-9._-] */
 	const char *vm; /* the VM the job belongs to; events carry it */
+	/*
+	 * That VM's seccomp violation flag (registry_violation_flag): a
+	 * forbidden call on the job's thread ends the VM. NULL: only logged.
+	 * Must outlive the job (a VM is destroyed after its jobs).
+	 */
+	int *vm_flag;
 	bool auto_finalize;
 	bool auto_dismiss;
 	uint64_t speed; /* bytes per second, 0 = unlimited (block jobs) */

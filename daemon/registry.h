@@ -243,3 +243,11 @@ void registry_instance_free(struct registry_instance *inst);
 int registry_adopt(struct registry_vm *rv, struct registry_instance *inst, struct vm *vm,
 		   bool paused, struct error **errp);
 struct event_base *registry_base(struct registry *reg);
+/*
+ * seccomp (sandbox.h): the violation flag of @rv's running instance, for
+ * threads that work for it (block jobs, migration), or NULL; and the check
+ * that ends the VM if it is set (after a migration, which defers it).
+ * Control thread.
+ */
+int *registry_violation_flag(struct registry_vm *rv);
+void registry_check_violation(struct registry_vm *rv);

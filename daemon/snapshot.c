@@ -694,6 +694,7 @@ static int start(struct registry_vm *rv, enum snap_kind kind, json_t *args, stru
 			s->vmstate = (int)k;
 		}
 	}
+	o.vm_flag = registry_violation_flag(rv);
 	r = jobs_create(registry_jobs(rv->reg), drv, &o, s, &job, errp);
 	if (r < 0) {
 		return r;
@@ -801,6 +802,7 @@ int snapshot_hmp(struct registry_vm *rv, const char *cmd, const char *tag,
 	}
 	snprintf(id, sizeof(id), "#hmp-%s-%u", cmd, ++seq);
 	o.id = id;
+	o.vm_flag = registry_violation_flag(rv);
 	r = jobs_create(registry_jobs(rv->reg), drv, &o, s, &job, errp);
 	if (r < 0) {
 		return r;

@@ -48,6 +48,7 @@ struct worker_job {
 	void (*fn)(void *arg);
 	void (*done)(void *arg);
 	void *arg;
+	int *vm_flag; /* the VM it works for (sandbox_work_for), or NULL */
 };
 
 /* A thread waiting for its next job. */
@@ -240,7 +241,9 @@ static void *job_thread(void *opaque)
 	while (j) {
 		/* Not the control thread's priority: the VM's I/O thread is created here. */
 		setpriority(PRIO_PROCESS, 0, w->nice);
+		sandbox_work_for(j->vm_flag);
 		j->fn(j->arg);
+		sandbox_work_for(NULL); /* between jobs it works for the daemon */
 		j->next = atomic_load(&w->done_top);
 		while (!atomic_compare_exchange_weak(&w->done_top, &j->next, j)) {
 		}
@@ -274,6 +277,12 @@ static void *job_thread(void *opaque)
 int worker_run(struct workers *w, void (*fn)(void *arg), void (*done)(void *arg), void *arg,
 	       struct error **errp)
 {
+	return worker_run_for(w, NULL, fn, done, arg, errp);
+}
+
+int worker_run_for(struct workers *w, int *vm_flag, void (*fn)(void *arg), void (*done)(void *arg),
+		   void *arg, struct error **errp)
+{
 	struct worker_idle *idle;
 	struct job_start *start;
 	struct worker_job *j;
@@ -294,6 +303,7 @@ int worker_run(struct workers *w, void (*fn)(void *arg), void (*done)(void *arg)
 	j->fn = fn;
 	j->done = done;
 	j->arg = arg;
+	j->vm_flag = vm_flag;
 	idle = pop_idle(w);
 	if (idle) {
 		/* An idle thread takes it: no thread to create here. */

@@ -34,5 +34,12 @@ void workers_free(struct workers *w);
  */
 int worker_run(struct workers *w, void (*fn)(void *arg), void (*done)(void *arg), void *arg,
 	       struct error **errp);
+/*
+ * As worker_run, for one VM: while fn runs the thread works for the VM
+ * whose seccomp violation flag is @vm_flag (sandbox_work_for): a forbidden
+ * call then ends that VM. @vm_flag must outlive the job.
+ */
+int worker_run_for(struct workers *w, int *vm_flag, void (*fn)(void *arg), void (*done)(void *arg),
+		   void *arg, struct error **errp);
 /* Jobs started and not yet done. */
 unsigned workers_running(struct workers *w);

@@ -118,9 +118,86 @@ def test_forbidden_call_in_block_helper_ends_only_that_vm():
         assert d.proc.poll() is None
 
 
+def test_forbidden_call_while_setting_up_a_vm_ends_it():
+    """A worker thread running one VM's set-up (vm_new) works for that VM:
+    a forbidden call there ends it once built; another VM goes on."""
+    idle = guest("idle")
+    with Vmmd(env={"VMMD_SECCOMP_SELFTEST": "setup:bad"}) as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("good", idle), start=True))
+        wait_console(d, "good", "idle: up")
+        q.cmd("vm-create", dict(vm_def("bad", idle), start=True))
+        ev = q.event("SHUTDOWN", timeout=60, pred=lambda e: e["data"]["vm"] == "bad")
+        assert ev["data"]["reason"] == "host-error", ev
+        log = d.read_log()
+        assert "forbidden system call 80 in a job thread: failed, its VM is stopped" in log, log
+        assert "[bad] seccomp: a thread of this VM made the forbidden system call 80 " \
+               "(chdir)" in log, log
+        assert "chdir passed" not in log, log
+        assert q.ok("query-status", vm="good")["status"] == "running"
+        # the same worker threads go on working for the daemon and other VMs
+        q.ok("vm-create", dict(vm_def("later", idle), start=True))
+        wait_console(d, "later", "idle: up")
+        assert "[later] seccomp" not in d.read_log()
+        assert d.proc.poll() is None
+
+
+def test_forbidden_call_in_block_job_ends_that_vm():
+    """A block job's thread works for its VM: a forbidden call there ends the
+    VM (its jobs are cancelled with it); another VM goes on."""
+    require_tool("qemu-img")
+    idle = guest("idle")
+    with Vmmd(env={"VMMD_SECCOMP_SELFTEST": "job:bad"}) as d:
+        base = os.path.join(d.tmp, "base.qcow2")
+        top = os.path.join(d.tmp, "top.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", base, "4M"], check=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2",
+                        top], check=True)
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("good", idle), start=True))
+        wait_console(d, "good", "idle: up")
+        q.ok("vm-create", dict(vm_def("bad", idle, disks=[
+            {"id": "vda", "file": top, "format": "qcow2"}]), start=True))
+        wait_console(d, "bad", "idle: up")
+        assert "seccomp: forbidden" not in d.read_log()
+        q.ok("block-stream", {"vm": "bad", "device": "vda", "speed": 4096})
+        ev = q.event("SHUTDOWN", timeout=60, pred=lambda e: e["data"]["vm"] == "bad")
+        assert ev["data"]["reason"] == "host-error", ev
+        log = d.read_log()
+        assert "forbidden system call 80 in a job thread: failed, its VM is stopped" in log, log
+        assert "[bad] seccomp: a thread of this VM made the forbidden system call 80 " \
+               "(chdir)" in log, log
+        assert q.ok("query-status", vm="good")["status"] == "running"
+        assert q.ok("query-jobs", vm="bad") == []
+        assert d.proc.poll() is None
+
+
+def test_forbidden_call_in_migration_thread_ends_that_vm():
+    """The outgoing migration's thread works for its VM: a forbidden call
+    there cancels the migration (a migrating VM cannot be destroyed) and
+    then ends the VM; another VM goes on."""
+    idle = guest("idle")
+    with Vmmd(env={"VMMD_SECCOMP_SELFTEST": "migrate:bad"}) as d:
+        q = d.qmp()
+        for name in ("good", "bad"):
+            q.ok("vm-create", dict(vm_def(name, idle), start=True))
+            wait_console(d, name, "idle: up")
+        # nobody listens there: the migration fails after the forbidden call anyway
+        q.ok("migrate", {"vm": "bad", "uri": "unix:" + os.path.join(d.tmp, "nobody.sock")})
+        ev = q.event("SHUTDOWN", timeout=60, pred=lambda e: e["data"]["vm"] == "bad")
+        assert ev["data"]["reason"] == "host-error", ev
+        log = d.read_log()
+        assert "forbidden system call 80 in a job thread: failed, its VM is stopped" in log, log
+        assert "[bad] seccomp: a thread of this VM made the forbidden system call 80 " \
+               "(chdir)" in log, log
+        assert q.ok("query-status", vm="good")["status"] == "running"
+        assert d.proc.poll() is None
+
+
 def test_job_thread_list():
-    """Job (worker) threads: a call outside their list fails with EPERM and
-    is logged; the job and the daemon go on."""
+    """Job (worker) threads working for no VM (between VM operations):
+    a call outside their list fails with EPERM and is logged; the job and
+    the daemon go on."""
     idle = guest("idle")
     with Vmmd(env={"VMMD_SECCOMP_SELFTEST": "job"}) as d:
         q = d.qmp()
