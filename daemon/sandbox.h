@@ -11,8 +11,12 @@
  *
  * A forbidden call traps (SIGSYS): the handler fails the call with EPERM,
  * writes a line naming the thread kind and the syscall number to stderr
- * (async-signal-safe), and, on a VM thread, flags that VM: the daemon then
- * logs the syscall's name and ends that VM. Never a silent pass.
+ * (async-signal-safe), and, on a thread that works for one VM (its vCPU,
+ * I/O and disk helper threads; a job, block-job or migration thread while
+ * it works for it: sandbox_enter's @flag, sandbox_work_for), flags that
+ * VM: the daemon then logs the syscall's name and ends that VM. On a
+ * daemon-wide thread the call only fails and is logged. Never a silent
+ * pass.
  *
  * Threads: sandbox_init and sandbox_enter(SANDBOX_CONTROL) on the control
  * thread at start-up; sandbox_enter for other kinds on the thread itself.
