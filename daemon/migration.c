@@ -615,8 +615,11 @@ static void on_notify(evutil_socket_t fd, short what, void *opaque)
 		}
 		return;
 	}
-	if (reap(m) && !m->incoming) {
-		/* A forbidden call during the migration (which deferred it) ends the VM now. */
+	if (reap(m)) {
+		/*
+		 * A forbidden call during the migration (which deferred it) ends the
+		 * VM now: the source's, or the destination's once adopted.
+		 */
 		registry_check_violation(m->rv);
 	}
 }
@@ -678,6 +681,11 @@ bool migration_active(struct registry_vm *rv)
 	 * handled yet is over: a client that read "failed" may migrate again.
 	 */
 	return m && m->running && !reap(m);
+}
+
+bool migration_outgoing(struct registry_vm *rv)
+{
+	return rv->mig && !rv->mig->incoming;
 }
 
 void migration_free(struct registry_vm *rv)
@@ -1216,7 +1224,18 @@ static void *dest_thread(void *arg)
 	unsigned ver;
 
 	pthread_setname_np(pthread_self(), "migrate-in");
-	sandbox_enter(SANDBOX_JOB, NULL, NULL); /* a job thread's list (sandbox.h) */
+	/*
+	 * A job thread's list (sandbox.h), working for the VM it builds until
+	 * the control thread adopts it (the instance is no longer this
+	 * thread's then).
+	 */
+	sandbox_enter(SANDBOX_JOB, registry_instance_violation_flag(m->inst), NULL);
+	/* Tests only (test-security-seccomp.py): a call job threads may not make. */
+	if (getenv("VMMD_SECCOMP_SELFTEST") &&
+	    strncmp(getenv("VMMD_SECCOMP_SELFTEST"), "migrate-in:", 11) == 0 &&
+	    strcmp(getenv("VMMD_SECCOMP_SELFTEST") + 11, m->rv->name) == 0 && chdir("/") == 0) {
+		log_error("seccomp self-test: chdir passed the migration thread's filter");
+	}
 	if (getsockopt(m->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &acclen) == 0 && !acc) {
 		/* fd:NAME with a connected socket (QEMU's fd: incoming): the stream itself. */
 		m->sock = fcntl(m->listen_fd, F_DUPFD_CLOEXEC, 3);
@@ -1403,6 +1422,7 @@ connected:
 	if (r < 0) {
 		goto fail;
 	}
+	sandbox_work_for(NULL);
 	pthread_mutex_lock(&m->lock);
 	m->adopt_asked = true;
 	notify(m);

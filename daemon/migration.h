@@ -41,5 +41,7 @@ int migration_cancel(struct registry_vm *rv, struct error **errp);
 json_t *migration_query(struct registry_vm *rv);
 /* A migration's worker still runs: the VM must not go away. */
 bool migration_active(struct registry_vm *rv);
+/* @rv has an outgoing migration (active or not). */
+bool migration_outgoing(struct registry_vm *rv);
 /* Forget @rv's migration (its definition is deleted); only when not active. */
 void migration_free(struct registry_vm *rv);

@@ -250,10 +250,13 @@ static void check_violation(struct registry_vm *rv)
 		return;
 	}
 	if (migration_active(rv)) {
-		log_full(LOG_ERR, rv->name, NULL,
-			 "seccomp: a thread of this VM made a forbidden system call; cancelling "
-			 "its migration to stop it");
-		migration_cancel(rv, NULL);
+		/* An incoming one, adopted already, is about to end: its end checks again. */
+		if (migration_outgoing(rv)) {
+			log_full(LOG_ERR, rv->name, NULL,
+				 "seccomp: a thread of this VM made a forbidden system call; "
+				 "cancelling its migration to stop it");
+			migration_cancel(rv, NULL);
+		}
 		return;
 	}
 	log_full(LOG_ERR, rv->name, NULL,
@@ -2397,6 +2400,11 @@ struct registry_instance *registry_adopt_prepare(struct registry_vm *rv, struct 
 const struct vm_host *registry_instance_host(struct registry_instance *inst)
 {
 	return &inst->host;
+}
+
+int *registry_instance_violation_flag(struct registry_instance *inst)
+{
+	return &inst->violated;
 }
 
 void registry_instance_free(struct registry_instance *inst)

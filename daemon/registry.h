@@ -239,6 +239,8 @@ struct registry_instance;
 void registry_queue_event(struct registry *reg, const char *vm, const char *name, json_t *data);
 struct registry_instance *registry_adopt_prepare(struct registry_vm *rv, struct error **errp);
 const struct vm_host *registry_instance_host(struct registry_instance *inst);
+/* The instance's seccomp violation flag, for the thread that builds it (sandbox.h). */
+int *registry_instance_violation_flag(struct registry_instance *inst);
 void registry_instance_free(struct registry_instance *inst);
 int registry_adopt(struct registry_vm *rv, struct registry_instance *inst, struct vm *vm,
 		   bool paused, struct error **errp);

@@ -194,6 +194,32 @@ def test_forbidden_call_in_migration_thread_ends_that_vm():
         assert d.proc.poll() is None
 
 
+def test_forbidden_call_in_incoming_migration_thread_ends_that_vm():
+    """The incoming migration's thread builds the VM it receives and works
+    for it until the control thread adopts it: a forbidden call there ends
+    the VM once adopted; another VM on the destination goes on."""
+    idle = guest("idle")
+    with Vmmd() as src, Vmmd(env={"VMMD_SECCOMP_SELFTEST": "migrate-in:m"}) as dst:
+        qs = src.qmp()
+        qs.ok("vm-create", dict(vm_def("m", idle), start=True))
+        wait_console(src, "m", "idle: up")
+        qd = dst.qmp()
+        qd.ok("vm-create", dict(vm_def("good", idle), start=True))
+        wait_console(dst, "good", "idle: up")
+        qd.ok("vm-create", dict(vm_def("m", idle), incoming=True, start=True))
+        sock = os.path.join(dst.tmp, "mig.sock")
+        qd.ok("migrate-incoming", {"vm": "m", "uri": "unix:" + sock})
+        qs.ok("migrate", {"vm": "m", "uri": "unix:" + sock})
+        ev = qd.event("SHUTDOWN", timeout=120, pred=lambda e: e["data"]["vm"] == "m")
+        assert ev["data"]["reason"] == "host-error", ev
+        log = dst.read_log()
+        assert "forbidden system call 80 in a job thread: failed, its VM is stopped" in log, log
+        assert "[m] seccomp: a thread of this VM made the forbidden system call 80 " \
+               "(chdir)" in log, log
+        assert qd.ok("query-status", vm="good")["status"] == "running"
+        assert dst.proc.poll() is None and src.proc.poll() is None
+
+
 def test_job_thread_list():
     """Job (worker) threads working for no VM (between VM operations):
     a call outside their list fails with EPERM and is logged; the job and
