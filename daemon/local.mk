@@ -69,7 +69,7 @@ TESTS += tests/unit/test-monitor-dispatch
 tests_unit_test_monitor_dispatch_SOURCES = tests/unit/test-monitor-dispatch.c \
 	tests/unit/monitor-vm-double.c tests/unit/check-main.h
 tests_unit_test_monitor_dispatch_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
-tests_unit_test_monitor_dispatch_LDADD = daemon/libdaemon.a monitor/libmonitor.a $(BLOCK_LIBS) \
+tests_unit_test_monitor_dispatch_LDADD = daemon/libdaemon.a monitor/libmonitor.a $(BLOCK_LIBS) $(NET_LIBS) \
 	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(LIBSECCOMP_LIBS) $(GNUTLS_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-config

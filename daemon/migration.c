@@ -30,6 +30,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <net/if.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -56,6 +57,7 @@
 #include "daemon/sandbox.h"
 #include "daemon/registry.h"
 #include "daemon/tls.h"
+#include "net/net.h"
 
 #define WIRE_MAGIC "VMMDMIG\n"
 #define PAGE 4096u
@@ -74,7 +76,10 @@ enum rec_type {
 	REC_GO = 8,	  /* source: paused for good, take over */
 	REC_DONE = 9,	  /* destination: count = 0 (running) or errno, payload = message */
 	REC_MEMFD = 10,	  /* unix only: 1 byte carrying the RAM's memfd (SCM_RIGHTS) */
+	REC_TAPFD = 11,	  /* unix only: JSON {"id", "ifname"}, then 1 byte carrying the tap */
 };
+
+#define MAX_TAPFD_JSON 256u
 
 struct wire_header {
 	char magic[8];
@@ -138,6 +143,7 @@ struct migration {
 	struct tls_creds *creds;
 	int adopt_result;
 	char *adopt_error;
+	unsigned taps_sent; /* source: tap fds handed over (worker) */
 };
 
 static uint64_t now_ns(void)
@@ -288,29 +294,31 @@ static void set_link_timeouts(int fd)
  * Guest RAM by fd (docs/upgrade.md): on a UNIX socket, a VM whose RAM is one
  * memfd sends the fd instead of its pages; the destination adopts it.
  */
-static bool can_share_ram(struct migration *m, struct vm *vm)
+static bool local_socket(struct migration *m)
 {
 	int domain = 0;
 	socklen_t len = sizeof(domain);
 
-	return !tls_io && vm_ram_region_count(vm) == 1 && vm_ram_region_fd(vm, 0) >= 0 &&
-	       getsockopt(m->sock, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX;
+	return !tls_io && getsockopt(m->sock, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
+	       domain == AF_UNIX;
 }
 
-static int send_memfd(int sock, int fd)
+static bool can_share_ram(struct migration *m, struct vm *vm)
 {
-	char byte = 'M', cbuf[CMSG_SPACE(sizeof(int))] = {0};
+	return vm_ram_region_count(vm) == 1 && vm_ram_region_fd(vm, 0) >= 0 && local_socket(m);
+}
+
+/* One byte carrying @fd (SCM_RIGHTS), after its record's header. */
+static int send_fd(int sock, int fd)
+{
+	char byte = 'F', cbuf[CMSG_SPACE(sizeof(int))] = {0};
 	struct iovec iov = {&byte, 1};
 	struct msghdr mh = {.msg_iov = &iov,
 			    .msg_iovlen = 1,
 			    .msg_control = cbuf,
 			    .msg_controllen = sizeof(cbuf)};
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	int r = send_rec(sock, REC_MEMFD, 1, NULL, 0);
 
-	if (r < 0) {
-		return r;
-	}
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
@@ -318,10 +326,21 @@ static int send_memfd(int sock, int fd)
 	return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -errno;
 }
 
-/* The memfd after a REC_MEMFD header, from a peer running as us or root; -errno. */
-static int recv_memfd(int sock, uint64_t size, struct error **errp)
+static int send_memfd(int sock, int fd)
 {
-	char byte, cbuf[CMSG_SPACE(sizeof(int))];
+	int r = send_rec(sock, REC_MEMFD, 1, NULL, 0);
+
+	return r < 0 ? r : send_fd(sock, fd);
+}
+
+/*
+ * The one fd of the byte that follows a record's header, from a peer
+ * running as us or root; -errno. Anything else the message carries (more
+ * fds, a truncated control buffer) is closed and refused.
+ */
+static int recv_fd(int sock, const char *what, struct error **errp)
+{
+	char byte, cbuf[CMSG_SPACE(sizeof(int) * 4)];
 	struct iovec iov = {&byte, 1};
 	struct msghdr mh = {.msg_iov = &iov,
 			    .msg_iovlen = 1,
@@ -330,25 +349,57 @@ static int recv_memfd(int sock, uint64_t size, struct error **errp)
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
 	struct cmsghdr *cm;
-	struct stat st;
-	int fd = -1;
+	int fd = -1, extra = 0;
 
 	if (tls_io || getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
 	    (cred.uid != 0 && cred.uid != geteuid())) {
 		return error_set(errp, EPERM,
-				 "guest RAM by fd is taken only on a UNIX socket from root or "
-				 "this daemon's user");
+				 "%s by fd is taken only on a UNIX socket from root or this "
+				 "daemon's user",
+				 what);
 	}
 	if (recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != 1) {
 		return error_set_errno(errp, errno ? errno : EPROTO, "the source went away");
 	}
-	cm = CMSG_FIRSTHDR(&mh);
-	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-	    cm->cmsg_len == CMSG_LEN(sizeof(int))) {
-		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		size_t n;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
+			continue;
+		}
+		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int f;
+
+			memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (fd < 0) {
+				fd = f;
+			} else {
+				close(f);
+				extra++;
+			}
+		}
+	}
+	if (extra || (mh.msg_flags & MSG_CTRUNC)) {
+		if (fd >= 0) {
+			close(fd);
+		}
+		return error_set(errp, EPROTO, "the %s record carries more than one fd", what);
 	}
 	if (fd < 0) {
-		return error_set(errp, EPROTO, "the RAM record carries no fd");
+		return error_set(errp, EPROTO, "the %s record carries no fd", what);
+	}
+	return fd;
+}
+
+/* The memfd after a REC_MEMFD header: a memfd of exactly @size bytes; -errno. */
+static int recv_memfd(int sock, uint64_t size, struct error **errp)
+{
+	struct stat st;
+	int fd = recv_fd(sock, "guest RAM", errp);
+
+	if (fd < 0) {
+		return fd;
 	}
 	/* A memfd (F_GET_SEALS works only on one) of exactly the VM's RAM size. */
 	if (fcntl(fd, F_GET_SEALS) < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size != size) {
@@ -357,6 +408,103 @@ static int recv_memfd(int sock, uint64_t size, struct error **errp)
 				 size);
 	}
 	return fd;
+}
+
+static int recv_payload(int fd, uint64_t len, uint64_t max, void **ret, struct error **errp);
+
+/*
+ * Tap NICs by fd (docs/migration.md): the source sends each tap NIC's open
+ * fd with the NIC's id and the interface's name; the destination adopts it
+ * (registry_instance_add_nic_fd) only for a tap NIC of its definition, and
+ * only if the fd really is a tap of that name and of the name the
+ * definition gives.
+ */
+static int send_tap(void *opaque, const char *nic_id, int fd)
+{
+	struct migration *m = opaque;
+	char name[IFNAMSIZ];
+	json_t *j;
+	char *text;
+	int r;
+
+	if (net_tap_fd_name(fd, name, NULL) < 0) {
+		return 0; /* not a tap: the destination opens what its definition says */
+	}
+	j = json_pack("{s:s, s:s}", "id", nic_id, "ifname", name);
+	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!text) {
+		return -ENOMEM;
+	}
+	r = send_rec(m->sock, REC_TAPFD, 1, text, strlen(text));
+	free(text);
+	if (r == 0) {
+		r = send_fd(m->sock, fd);
+	}
+	if (r == 0) {
+		m->taps_sent++;
+	}
+	return r;
+}
+
+static int recv_tap(struct migration *m, const struct rec *rc, struct error **errp)
+{
+	const struct vm_config *cfg = m->rv->cfg;
+	const struct vm_nic_config *nic = NULL;
+	json_t *j = NULL;
+	const char *id = NULL, *ifname = NULL;
+	char name[IFNAMSIZ];
+	void *p = NULL;
+	int fd, r;
+
+	if (rc->count != 1 || rc->len == 0 || rc->len > MAX_TAPFD_JSON) {
+		return error_set(errp, EPROTO, "malformed tap fd record");
+	}
+	r = recv_payload(m->sock, rc->len, MAX_TAPFD_JSON, &p, errp);
+	if (r < 0) {
+		return r;
+	}
+	/* The fd comes first: whatever is wrong, it is received and closed here. */
+	fd = recv_fd(m->sock, "a tap", errp);
+	if (fd < 0) {
+		free(p);
+		return fd;
+	}
+	j = json_loads(p, JSON_REJECT_DUPLICATES, NULL);
+	free(p);
+	if (json_unpack(j, "{s:s, s:s !}", "id", &id, "ifname", &ifname) < 0) {
+		r = error_set(errp, EPROTO, "malformed tap fd record");
+		goto fail;
+	}
+	for (unsigned i = 0; i < cfg->n_nics; i++) {
+		if (strcmp(cfg->nics[i].id, id) == 0) {
+			nic = &cfg->nics[i];
+		}
+	}
+	if (!nic || !nic->backend || strcmp(nic->backend, "tap") != 0) {
+		r = error_set(errp, EINVAL,
+			      "nic %.64s: the source hands over a tap fd, but here it is %s", id,
+			      nic ? "not a tap NIC" : "not defined");
+		goto fail;
+	}
+	r = net_tap_fd_name(fd, name, errp);
+	if (r < 0) {
+		error_prefix(errp, "nic %s: ", nic->id);
+		goto fail;
+	}
+	if (strcmp(name, ifname) != 0 || (nic->ifname && strcmp(name, nic->ifname) != 0)) {
+		r = error_set(errp, EINVAL,
+			      "nic %s: the tap fd handed over is attached to '%s', expected '%s'",
+			      nic->id, name, nic->ifname ? nic->ifname : ifname);
+		goto fail;
+	}
+	json_decref(j);
+	return registry_instance_add_nic_fd(m->inst, nic->id, fd, errp);
+
+fail:
+	json_decref(j);
+	close(fd);
+	return r;
 }
 
 /* ---- connecting ------------------------------------------------------------ */
@@ -1039,6 +1187,10 @@ static void *source_thread(void *arg)
 	}
 	s.unlimited = true;
 	r = shared ? 0 : send_dirty(&s, vm, bm, false);
+	if (r == 0 && local_socket(m)) {
+		/* Tap NICs by fd: the destination goes on with the very same queues. */
+		r = vm_for_each_nic_fd(vm, send_tap, m);
+	}
 	text = r == 0 ? json_dumps(manifest, JSON_COMPACT) : NULL;
 	if (r == 0 && !text) {
 		r = -ENOMEM;
@@ -1098,6 +1250,10 @@ static void *source_thread(void *arg)
 	atomic_store(&m->total_ms, ms_since(&m->t0));
 	atomic_store(&m->remaining, 0);
 	vm_set_migrate_state(vm, VM_STATE_POSTMIGRATE);
+	if (m->taps_sent) {
+		/* The destination reads the taps now: never this side again. */
+		vm_nic_fds_release(vm);
+	}
 	vm_state_release(vm);
 	vm_save_end(vm, false);
 	vm_dirty_log_stop(vm);
@@ -1348,6 +1504,16 @@ connected:
 			shared = true;
 			break;
 		}
+		case REC_TAPFD:
+			if (memfd < 0) {
+				r = error_set(&err, EPROTO, "a tap fd before the configuration");
+				goto fail;
+			}
+			r = recv_tap(m, &rc, &err);
+			if (r < 0) {
+				goto fail;
+			}
+			break;
 		case REC_PAGES:
 			if (shared) {
 				r = error_set(&err, EPROTO, "RAM pages after the RAM's fd");
@@ -1445,6 +1611,12 @@ connected:
 	goto out;
 
 fail:
+	/* Tap fds received for a VM that is not built here: closed now, not with m. */
+	pthread_mutex_lock(&m->lock);
+	if (!m->adopt_asked && m->inst) {
+		registry_instance_drop_nic_fds(m->inst);
+	}
+	pthread_mutex_unlock(&m->lock);
 	if (m->sock >= 0) {
 		reply(m, ready_sent ? REC_DONE : REC_READY, r < 0 ? -r : EIO,
 		      err ? err->msg : "failed");

@@ -49,6 +49,10 @@ struct registry_instance {
 	unsigned n_fds;
 	char **fd_names;
 	int *fds;
+	/* Tap fds a local migration handed over, by NIC id (migration worker). */
+	unsigned n_nic_fds;
+	char *nic_ids[REGISTRY_MAX_NIC_FDS];
+	int nic_fds[REGISTRY_MAX_NIC_FDS];
 	char name[];
 };
 
@@ -375,8 +379,55 @@ static int on_get_fd(void *opaque, const char *name)
 	return -ENOENT;
 }
 
+static int on_nic_fd(void *opaque, const char *nic_id)
+{
+	struct registry_instance *inst = opaque;
+
+	for (unsigned i = 0; i < inst->n_nic_fds; i++) {
+		if (strcmp(inst->nic_ids[i], nic_id) == 0) {
+			int fd = fcntl(inst->nic_fds[i], F_DUPFD_CLOEXEC, 3);
+
+			return fd < 0 ? -errno : fd;
+		}
+	}
+	return -ENOENT;
+}
+
+int registry_instance_add_nic_fd(struct registry_instance *inst, const char *nic_id, int fd,
+				 struct error **errp)
+{
+	char *id;
+
+	for (unsigned i = 0; i < inst->n_nic_fds; i++) {
+		if (strcmp(inst->nic_ids[i], nic_id) == 0) {
+			close(fd);
+			return error_set(errp, EPROTO, "nic %s: a second tap fd", nic_id);
+		}
+	}
+	id = inst->n_nic_fds < REGISTRY_MAX_NIC_FDS ? strdup(nic_id) : NULL;
+	if (!id) {
+		close(fd);
+		return error_set(errp, inst->n_nic_fds < REGISTRY_MAX_NIC_FDS ? ENOMEM : EPROTO,
+				 "nic %s: cannot keep its tap fd (%u already)", nic_id,
+				 inst->n_nic_fds);
+	}
+	inst->nic_ids[inst->n_nic_fds] = id;
+	inst->nic_fds[inst->n_nic_fds++] = fd;
+	return 0;
+}
+
+void registry_instance_drop_nic_fds(struct registry_instance *inst)
+{
+	for (unsigned i = 0; i < inst->n_nic_fds; i++) {
+		close(inst->nic_fds[i]);
+		free(inst->nic_ids[i]);
+	}
+	inst->n_nic_fds = 0;
+}
+
 static void instance_drop_fds(struct registry_instance *inst)
 {
+	registry_instance_drop_nic_fds(inst);
 	for (unsigned i = 0; i < inst->n_fds; i++) {
 		if (inst->fds[i] >= 0) {
 			close(inst->fds[i]);
@@ -2387,6 +2438,7 @@ struct registry_instance *registry_adopt_prepare(struct registry_vm *rv, struct 
 	inst->host.socket_gid = reg->socket_gid;
 	inst->host.event = on_vm_event;
 	inst->host.get_fd = on_get_fd;
+	inst->host.nic_fd = on_nic_fd;
 	inst->host.thread_start = on_thread_start;
 	inst->host.keep_console_log = true;
 	inst->host.opaque = inst;

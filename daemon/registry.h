@@ -244,6 +244,17 @@ int *registry_instance_violation_flag(struct registry_instance *inst);
 void registry_instance_free(struct registry_instance *inst);
 int registry_adopt(struct registry_vm *rv, struct registry_instance *inst, struct vm *vm,
 		   bool paused, struct error **errp);
+/*
+ * A tap fd the source handed over for NIC @nic_id (taken, closed on
+ * failure: a second fd for the same NIC, more than REGISTRY_MAX_NIC_FDS):
+ * the VM built with registry_instance_host() adopts it instead of opening
+ * its tap. On the migration's worker, before vm_restore.
+ */
+#define REGISTRY_MAX_NIC_FDS 64
+int registry_instance_add_nic_fd(struct registry_instance *inst, const char *nic_id, int fd,
+				 struct error **errp);
+/* Close the tap fds added so far (a failed incoming migration). */
+void registry_instance_drop_nic_fds(struct registry_instance *inst);
 struct event_base *registry_base(struct registry *reg);
 /*
  * seccomp (sandbox.h): the violation flag of @rv's running instance, for

@@ -144,6 +144,16 @@ struct device_class {
 	int (*load)(void *state, struct vmstate_buf *in, unsigned version, struct error **errp);
 	unsigned (*busy)(void *state);
 	int (*set_active)(void *state, bool active, struct error **errp);
+	/*
+	 * Optional (NICs): tap NICs by fd on a local migration
+	 * (docs/migration.md). host_fd: the open fd of the device's backend
+	 * that the destination may adopt (borrowed; -1: none) and the NIC's
+	 * id in *ret_id. host_fd_release: the destination runs the VM now;
+	 * close that fd here for good (net_backend_detach). Both on the
+	 * migration's worker with the vCPUs parked and the I/O thread held.
+	 */
+	int (*host_fd)(void *state, const char **ret_id);
+	void (*host_fd_release)(void *state);
 };
 
 /*

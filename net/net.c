@@ -101,6 +101,18 @@ bool net_backend_has_vnet_hdr(const struct net_backend *nb)
 	return nb->vnet_hdr;
 }
 
+int net_backend_host_fd(struct net_backend *nb)
+{
+	return nb && nb->ops->host_fd ? nb->ops->host_fd(nb) : -1;
+}
+
+void net_backend_detach(struct net_backend *nb)
+{
+	if (nb && nb->ops->detach) {
+		nb->ops->detach(nb);
+	}
+}
+
 static int parse_port(const char *s, size_t len, uint16_t *ret)
 {
 	char buf[8];

@@ -94,6 +94,10 @@ struct net_backend_ops {
 	void (*rx_resume)(struct net_backend *nb);
 	/* Tell the host which offloads the guest accepts; may be NULL. */
 	int (*set_offload)(struct net_backend *nb, unsigned offloads);
+	/* The open host fd a local migration may hand over (tap); NULL or -1: none. */
+	int (*host_fd)(struct net_backend *nb);
+	/* Close that fd for good (net_backend_detach); NULL when host_fd is. */
+	void (*detach)(struct net_backend *nb);
 };
 
 struct net_backend {
@@ -121,6 +125,24 @@ int net_backend_send(struct net_backend *nb, const struct iovec *iov, unsigned c
 void net_backend_rx_resume(struct net_backend *nb);
 int net_backend_set_offload(struct net_backend *nb, unsigned offloads);
 bool net_backend_has_vnet_hdr(const struct net_backend *nb);
+
+/*
+ * Tap NICs by fd (docs/migration.md): net_backend_host_fd is the backend's
+ * open host fd (borrowed) that a local migration passes to the destination,
+ * -1 if it has none (user) or was detached. net_backend_detach: the
+ * destination serves the interface now; close that fd here, drop a pending
+ * frame, read nothing more, and drop every frame sent afterwards. Both may
+ * run on another thread while @base's loop does not dispatch the backend's
+ * events (the VM's I/O thread held).
+ */
+int net_backend_host_fd(struct net_backend *nb);
+void net_backend_detach(struct net_backend *nb);
+
+/*
+ * The name of the tap interface @fd is attached to (TUNGETIFF), into
+ * @name; fails unless @fd is a tap (not a tun, not another file).
+ */
+int net_tap_fd_name(int fd, char name[16], struct error **errp);
 
 /*
  * Parse a host forward "tcp|udp:[haddr]:hport-[gaddr]:gport" (QEMU's

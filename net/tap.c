@@ -142,6 +142,12 @@ static int tap_open(struct net_backend *nb, const struct net_backend_config *cfg
 		return error_set(errp, EINVAL, "nic %s: '%s' is a tun, not a tap device", cfg->id,
 				 ifr.ifr_name);
 	}
+	/* A given fd with a name too (one a local migration handed over): they must agree. */
+	if (cfg->fd >= 0 && cfg->ifname && cfg->ifname[0] &&
+	    strncmp(ifr.ifr_name, cfg->ifname, IFNAMSIZ) != 0) {
+		return error_set(errp, EINVAL, "nic %s: the tap fd is attached to '%.*s', not '%s'",
+				 cfg->id, IFNAMSIZ, ifr.ifr_name, cfg->ifname);
+	}
 	nb->vnet_hdr = ifr.ifr_flags & IFF_VNET_HDR;
 	if (nb->vnet_hdr && ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0) {
 		return error_set_errno(errp, errno, "nic %s: TUNSETVNETHDRSZ on '%s'", cfg->id,
@@ -178,8 +184,12 @@ static void tap_close(struct net_backend *nb)
 	if (!t) {
 		return;
 	}
-	event_free(t->ev);
-	close(t->fd);
+	if (t->ev) {
+		event_free(t->ev);
+	}
+	if (t->fd >= 0) {
+		close(t->fd);
+	}
 	free(t);
 	nb->priv = NULL;
 }
@@ -187,8 +197,12 @@ static void tap_close(struct net_backend *nb)
 static int tap_send(struct net_backend *nb, const struct iovec *iov, unsigned cnt)
 {
 	struct tap *t = nb->priv;
-	ssize_t n = writev(t->fd, iov, cnt);
+	ssize_t n;
 
+	if (t->fd < 0) {
+		return -ENOTCONN; /* detached: the interface is served elsewhere */
+	}
+	n = writev(t->fd, iov, cnt);
 	if (n < 0) {
 		return -errno; /* EAGAIN: the host queue is full, the frame is dropped */
 	}
@@ -199,6 +213,9 @@ static void tap_rx_resume(struct net_backend *nb)
 {
 	struct tap *t = nb->priv;
 
+	if (!t->ev) {
+		return; /* detached */
+	}
 	if (t->pending_len && !tap_deliver(t)) {
 		return;
 	}
@@ -214,6 +231,9 @@ static int tap_set_offload(struct net_backend *nb, unsigned offloads)
 
 	if (!nb->vnet_hdr) {
 		return offloads ? -ENOTSUP : 0;
+	}
+	if (t->fd < 0) {
+		return 0; /* detached: nothing to tell */
 	}
 	if (offloads & NET_OFFLOAD_CSUM) {
 		f |= TUN_F_CSUM;
@@ -233,6 +253,46 @@ static int tap_set_offload(struct net_backend *nb, unsigned offloads)
 	return 0;
 }
 
+static int tap_host_fd(struct net_backend *nb)
+{
+	struct tap *t = nb->priv;
+
+	return t ? t->fd : -1;
+}
+
+/* The I/O thread is held (net.h): no callback of ours runs meanwhile. */
+static void tap_detach(struct net_backend *nb)
+{
+	struct tap *t = nb->priv;
+
+	if (!t || t->fd < 0) {
+		return;
+	}
+	event_free(t->ev);
+	t->ev = NULL;
+	t->reading = false;
+	t->pending_len = 0;
+	close(t->fd);
+	t->fd = -1;
+}
+
+int net_tap_fd_name(int fd, char name[16], struct error **errp)
+{
+	struct ifreq ifr;
+
+	memset(&ifr, 0, sizeof(ifr));
+	if (ioctl(fd, TUNGETIFF, &ifr) < 0) {
+		return error_set_errno(errp, errno, "the fd is not a tap device");
+	}
+	if (!(ifr.ifr_flags & IFF_TAP) || (ifr.ifr_flags & IFF_TUN) == IFF_TUN) {
+		return error_set(errp, EINVAL, "the fd is a tun ('%.*s'), not a tap device",
+				 IFNAMSIZ, ifr.ifr_name);
+	}
+	memcpy(name, ifr.ifr_name, IFNAMSIZ);
+	name[IFNAMSIZ - 1] = '\0';
+	return 0;
+}
+
 const struct net_backend_ops net_tap_ops = {
 	.name = "tap",
 	.open = tap_open,
@@ -240,4 +300,6 @@ const struct net_backend_ops net_tap_ops = {
 	.send = tap_send,
 	.rx_resume = tap_rx_resume,
 	.set_offload = tap_set_offload,
+	.host_fd = tap_host_fd,
+	.detach = tap_detach,
 };

@@ -106,6 +106,38 @@ int vm_disks_set_active(struct vm *vm, bool active, struct error **errp)
 	return 0;
 }
 
+int vm_for_each_nic_fd(struct vm *vm, vm_nic_fd_fn *fn, void *opaque)
+{
+	for (unsigned i = 0; i < vm->n_devices; i++) {
+		const struct device_class *c = vm->devices[i].cls;
+		const char *id = NULL;
+		int fd, r;
+
+		if (!c->host_fd) {
+			continue;
+		}
+		fd = c->host_fd(vm->devices[i].state, &id);
+		if (fd >= 0 && id) {
+			r = fn(opaque, id, fd);
+			if (r < 0) {
+				return r;
+			}
+		}
+	}
+	return 0;
+}
+
+void vm_nic_fds_release(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->n_devices; i++) {
+		const struct device_class *c = vm->devices[i].cls;
+
+		if (c->host_fd_release) {
+			c->host_fd_release(vm->devices[i].state);
+		}
+	}
+}
+
 int vm_migration_blocker(struct vm *vm, struct error **errp)
 {
 	for (unsigned i = 0; i < vm->n_devices; i++) {

@@ -1105,6 +1105,7 @@ struct e1000_dev {
 	struct pci_device pci;
 	bool pci_registered;
 	struct net_backend *nb;
+	char *id; /* the NIC's */
 	int efd;
 	struct event *ev;
 	unsigned work; /* E1000_WORK_*, atomic */
@@ -1266,7 +1267,23 @@ static void e1000_class_unrealize(void *state)
 		close(d->efd);
 	}
 	e1000_free(d->e);
+	free(d->id);
 	free(d);
+}
+
+static int e1000_class_host_fd(void *state, const char **ret_id)
+{
+	struct e1000_dev *d = state;
+
+	*ret_id = d->id;
+	return net_backend_host_fd(d->nb);
+}
+
+static void e1000_class_host_fd_release(void *state)
+{
+	struct e1000_dev *d = state;
+
+	net_backend_detach(d->nb);
 }
 
 static int e1000_class_realize(struct vm *vm, const void *cfg, void **ret_state,
@@ -1282,7 +1299,7 @@ static int e1000_class_realize(struct vm *vm, const void *cfg, void **ret_state,
 	struct net_peer peer;
 	struct e1000_dev *d;
 	uint8_t mac[6];
-	int r;
+	int r, handed;
 
 	if (nc->mac) {
 		if (net_mac_parse(nc->mac, mac) < 0) {
@@ -1292,7 +1309,10 @@ static int e1000_class_realize(struct vm *vm, const void *cfg, void **ret_state,
 	} else {
 		e1000_default_mac(vm_get_config(vm)->name, nc->id, mac);
 	}
-	if (nc->tap_fd > 0) {
+	handed = host->nic_fd ? host->nic_fd(host->opaque, nc->id) : -ENOENT;
+	if (handed >= 0) {
+		bc.fd = handed; /* a local migration handed the source's tap over */
+	} else if (nc->tap_fd > 0) {
 		bc.fd = fcntl(nc->tap_fd, F_DUPFD_CLOEXEC, 3);
 		if (bc.fd < 0) {
 			return error_set_errno(errp, errno, "nic '%s': cannot use the netdev's fd",
@@ -1306,20 +1326,24 @@ static int e1000_class_realize(struct vm *vm, const void *cfg, void **ret_state,
 	}
 	d = calloc(1, sizeof(*d));
 	if (!d) {
+		if (bc.fd >= 0) {
+			close(bc.fd);
+		}
 		return error_set(errp, ENOMEM, "e1000: out of memory");
 	}
 	d->vm = vm;
+	d->id = strdup(nc->id ? nc->id : "net");
 	d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	d->e = e1000_new(vm_guest_mem(vm), mac, &e1000_dev_ops, d);
-	if (d->efd < 0 || !d->e) {
+	if (d->efd < 0 || !d->e || !d->id) {
 		r = error_set(errp, d->efd < 0 ? errno : ENOMEM, "e1000: cannot set up '%s'",
 			      nc->id);
-		goto err;
+		goto err_fd;
 	}
 	d->ev = event_new(vm_io_base(vm), d->efd, EV_READ | EV_PERSIST, e1000_dev_event, d);
 	if (!d->ev || event_add(d->ev, NULL) < 0) {
 		r = error_set(errp, ENOMEM, "e1000: cannot watch '%s'", nc->id);
-		goto err;
+		goto err_fd;
 	}
 	peer.receive = e1000_dev_receive;
 	peer.opaque = d;
@@ -1340,6 +1364,10 @@ static int e1000_class_realize(struct vm *vm, const void *cfg, void **ret_state,
 	d->pci_registered = true;
 	*ret_state = d;
 	return 0;
+err_fd:
+	if (bc.fd >= 0) {
+		close(bc.fd); /* not yet the backend's */
+	}
 err:
 	e1000_class_unrealize(d);
 	return r;
@@ -1387,4 +1415,6 @@ const struct device_class e1000_class = {
 	.state_version = 1,
 	.save = e1000_class_save,
 	.load = e1000_class_load,
+	.host_fd = e1000_class_host_fd,
+	.host_fd_release = e1000_class_host_fd_release,
 };

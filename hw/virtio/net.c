@@ -413,7 +413,7 @@ static int net_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 	struct net_peer peer = {.receive = net_receive};
 	struct virtio_dev *vp;
 	struct virtio_net *n;
-	int r;
+	int r, handed;
 
 	n = calloc(1, sizeof(*n));
 	if (!n) {
@@ -442,7 +442,10 @@ static int net_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 	bc.ifname = c->ifname;
 	bc.hostfwd = c->hostfwd;
 	bc.id = n->id;
-	if (c->tap_fd > 0) {
+	handed = host->nic_fd ? host->nic_fd(host->opaque, n->id) : -ENOENT;
+	if (handed >= 0) {
+		bc.fd = handed; /* a local migration handed the source's tap over */
+	} else if (c->tap_fd > 0) {
 		bc.fd = fcntl(c->tap_fd, F_DUPFD_CLOEXEC, 3);
 		if (bc.fd < 0) {
 			r = error_set_errno(errp, errno, "nic %s: cannot use the netdev's fd",
@@ -503,6 +506,21 @@ static void net_device_reset(void *state)
 	virtio_dev_reset(n->vp);
 }
 
+static int net_host_fd(void *state, const char **ret_id)
+{
+	struct virtio_net *n = state;
+
+	*ret_id = n->id;
+	return net_backend_host_fd(n->nb);
+}
+
+static void net_host_fd_release(void *state)
+{
+	struct virtio_net *n = state;
+
+	net_backend_detach(n->nb);
+}
+
 /* The transport is all the state: the model's is rebuilt from the features. */
 static int net_save(void *state, struct vmstate_buf *out, struct error **errp)
 {
@@ -528,4 +546,6 @@ const struct device_class virtio_net_class = {
 	.state_version = 1,
 	.save = net_save,
 	.load = net_load,
+	.host_fd = net_host_fd,
+	.host_fd_release = net_host_fd_release,
 };

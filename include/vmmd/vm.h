@@ -173,6 +173,13 @@ struct vm_host {
 	/* Resolve an fd passed with getfd (tap fds); -ENOENT if none. May be NULL. */
 	int (*get_fd)(void *opaque, const char *name);
 	/*
+	 * The tap fd a local migration handed over for NIC @nic_id (a new fd
+	 * the caller owns; it checked the fd is a tap of the name the source
+	 * and this VM's definition give), or -ENOENT: open the NIC's tap as
+	 * usual. Preferred over "ifname" and get_fd. May be NULL.
+	 */
+	int (*nic_fd)(void *opaque, const char *nic_id);
+	/*
 	 * The guest ejected a hot-pluggable device (or a reset completed a
 	 * removal): call vm_hotplug_poll() on the control thread soon. Any
 	 * thread; must not block. May be NULL (then nothing is ever removed).
@@ -479,6 +486,16 @@ struct vmstate_buf;
  * nothing when releasing.
  */
 int vm_disks_set_active(struct vm *vm, bool active, struct error **errp);
+/*
+ * Tap NICs by fd (docs/migration.md), while the state is captured:
+ * vm_for_each_nic_fd calls @fn with each NIC's id and the open fd of its
+ * tap (borrowed) and stops at, and returns, the first negative return;
+ * vm_nic_fds_release closes those fds here once the destination runs the
+ * VM, so this side never reads the tap again.
+ */
+typedef int vm_nic_fd_fn(void *opaque, const char *nic_id, int fd);
+int vm_for_each_nic_fd(struct vm *vm, vm_nic_fd_fn *fn, void *opaque);
+void vm_nic_fds_release(struct vm *vm);
 int vm_state_capture(struct vm *vm, struct vmstate_buf *state, json_t **ret_manifest,
 		     struct error **errp);
 void vm_state_release(struct vm *vm);

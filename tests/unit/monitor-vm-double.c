@@ -575,6 +575,15 @@ int vm_disks_set_active(struct vm *vm, bool active, struct error **errp)
 	return 0;
 }
 
+int vm_for_each_nic_fd(struct vm *vm, vm_nic_fd_fn *fn, void *opaque)
+{
+	return 0;
+}
+
+void vm_nic_fds_release(struct vm *vm)
+{
+}
+
 int vm_migration_blocker(struct vm *vm, struct error **errp)
 {
 	return 0;
