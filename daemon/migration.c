@@ -717,6 +717,32 @@ static void join(struct migration *m)
 	}
 }
 
+/*
+ * A migration that has ended keeps its statistics for query-migrate, not
+ * its connection or wake-up fd: a rolled-back upgrade or a failed attempt
+ * leaves no fd behind. Control thread, the worker joined (freeing the
+ * event from its own callback is fine in libevent 2.1).
+ */
+static void release_fds(struct migration *m)
+{
+	if (m->ev) {
+		event_free(m->ev);
+		m->ev = NULL;
+	}
+	if (m->efd >= 0) {
+		close(m->efd);
+		m->efd = -1;
+	}
+	if (m->sock >= 0) {
+		close(m->sock);
+		m->sock = -1;
+	}
+	if (m->listen_fd >= 0) {
+		close(m->listen_fd);
+		m->listen_fd = -1;
+	}
+}
+
 /* Join a worker that has ended (its status is final); true if it had. */
 static bool reap(struct migration *m)
 {
@@ -729,6 +755,7 @@ static bool reap(struct migration *m)
 	if (m->incoming && st != MIG_COMPLETED) {
 		m->rv->inmigrate = false;
 	}
+	release_fds(m);
 	return true;
 }
 
