@@ -10,21 +10,30 @@ the swap is served (queued, never refused); per-VM sockets and the console
 log go on. Then the failures: a new binary that dies at once leaves every VM
 with the old daemon, and a VM the new daemon cannot take (another RAM size
 in its definition) rolls the upgrade back: the VM already moved comes back
-and the old daemon keeps serving."""
+and the old daemon keeps serving. Tap NICs: a VM answering frames on a tap
+(tests/guests/net-echo.c) and a counter with a tap passed by getfd keep
+their very taps across the upgrade (handed over by fd, checked in
+/proc/PID/fdinfo and with kcmp), frames flow before, during and after;
+a handed-over tap that is not the one the new daemon's definition names
+is refused and the upgrade rolls back with no fd left behind."""
 
+import ctypes
+import fcntl
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import struct
+import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmdtest  # noqa: E402
-from vmmdtest import QMP, Vmmd, main, wait_for  # noqa: E402
+from vmmdtest import QMP, Vmmd, main, require_tool, skip, wait_for  # noqa: E402
 from daemon_helpers import TEST_CPU, console_log, guest, wait_console  # noqa: E402
 
 TICK = re.compile(r"counter: tick (\d+) nonce (0x[0-9a-f]+) disk ok")
@@ -292,6 +301,317 @@ def test_upgrade_rolls_back():
             assert v.ok("query-status")["status"] == "running"
         wait_for(lambda: find_takeover_pid(d, set()) is None, 30,
                  what="the new daemon to exit")
+
+
+# ---- tap NICs ----------------------------------------------------------------
+
+CLONE_NEWNET = 0x40000000
+ETH_ECHO, ETH_ANSWER = 0x88B5, 0x88B6
+ECHO_MAC = "52:54:00:00:00:02"
+TUNSETIFF = 0x400454CA
+IFF_TAP, IFF_NO_PI, IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
+SYS_KCMP, KCMP_FILE = 312, 0
+
+
+def sh(*cmd):
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+class OwnNetns:
+    """The test (and the vmmd it starts) in a network namespace of its own,
+    where it creates its taps with `ip tuntap add`; removed at the end, and
+    the test goes back to its namespace."""
+
+    def __enter__(self):
+        require_tool("ip")
+        if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+            skip("/dev/net/tun is not accessible")
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.orig = os.open("/proc/self/ns/net", os.O_RDONLY)
+        if self.libc.unshare(CLONE_NEWNET) != 0:
+            os.close(self.orig)
+            skip("cannot create a network namespace: %s" % os.strerror(ctypes.get_errno()))
+        self.taps = []
+        sh("ip", "link", "set", "lo", "up")
+        return self
+
+    def tap(self, name):
+        sh("ip", "tuntap", "add", "dev", name, "mode", "tap", "vnet_hdr")
+        self.taps.append(name)
+        sh("ip", "link", "set", name, "up")
+
+    def __exit__(self, *exc):
+        for t in self.taps:
+            subprocess.run(["ip", "link", "del", t], capture_output=True)
+        self.libc.setns(self.orig, CLONE_NEWNET)
+        os.close(self.orig)
+
+
+def attach_tap(name):
+    """An fd of our own on tap @name (as a client passes with getfd)."""
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR))
+    return fd
+
+
+def tap_fds(pid):
+    """{fd: interface} of every tap fd process @pid holds (fdinfo's iff:)."""
+    out = {}
+    for fd in os.listdir("/proc/%d/fdinfo" % pid):
+        try:
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                for line in f:
+                    if line.startswith("iff:"):
+                        out[int(fd)] = line.split()[1]
+        except OSError:
+            pass
+    return out
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def fd_targets(pid):
+    out = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            pass
+    return sorted(out)
+
+
+def same_file(pid1, fd1, pid2, fd2):
+    """Whether the two fds are the same open file description (kcmp)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(SYS_KCMP, pid1, pid2, KCMP_FILE, fd1, fd2) == 0
+
+
+def echo_def(name, ifname):
+    return {"name": name, "vcpus": 1, "memory": "32M", "cpu": TEST_CPU, "mem_backend": "memfd",
+            "boot": {"kernel": guest("net-echo")},
+            "nics": [{"id": "net0", "backend": "tap", "ifname": ifname, "mac": ECHO_MAC}]}
+
+
+class Echo:
+    """Frames to the net-echo guest through the host side of tap @ifname,
+    and its answers: (seq, answered since boot, nonce) with arrival times."""
+
+    def __init__(self, ifname):
+        # (not /sys/class/net: sysfs shows the namespace it was mounted in)
+        link = json.loads(subprocess.run(["ip", "-j", "link", "show", ifname], check=True,
+                                         capture_output=True, text=True).stdout)
+        self.src = bytes.fromhex(link[0]["address"].replace(":", ""))
+        self.dst = bytes.fromhex(ECHO_MAC.replace(":", ""))
+        self.s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_ANSWER))
+        self.s.bind((ifname, ETH_ANSWER))
+        self.s.settimeout(0.05)
+        self.seq = 0
+        self.sent = {}
+        self.answers = {}  # seq -> (arrival, answered, nonce)
+
+    def send(self):
+        self.seq += 1
+        self.sent[self.seq] = time.monotonic()
+        self.s.send(self.dst + self.src + struct.pack("!H", ETH_ECHO) +
+                    struct.pack("<Q", self.seq) + bytes(38))
+        return self.seq
+
+    def drain(self):
+        while True:
+            try:
+                data = self.s.recv(2048)
+            except socket.timeout:
+                return
+            if len(data) >= 38 and data[12:14] == b"\x88\xb6" and data[:6] == self.src:
+                seq, n, nonce = struct.unpack_from("<QQQ", data, 14)
+                self.answers.setdefault(seq, (time.monotonic(), n, nonce))
+
+    def exchange(self, timeout=60):
+        """One frame answered (retrying while the guest starts)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            seq = self.send()
+            t = time.monotonic()
+            while time.monotonic() - t < 1.0:
+                self.drain()
+                if seq in self.answers:
+                    return self.answers[seq]
+        raise AssertionError("no answer through the tap in %d s" % timeout)
+
+    def pump(self, stop, interval=0.02):
+        while not stop.is_set():
+            self.send()
+            t = time.monotonic()
+            while time.monotonic() - t < interval:
+                self.drain()
+
+    def close(self):
+        self.s.close()
+
+
+def check_answers(e, since):
+    """One nonce, answered counts increasing, from seq @since on."""
+    got = sorted((seq, a) for seq, a in e.answers.items() if seq >= since)
+    assert got, "no answers since seq %d" % since
+    assert len({a[2] for _, a in e.answers.items()}) == 1, "the guest rebooted"
+    counts = [a[1] for _, a in got]
+    assert counts == sorted(counts) and len(set(counts)) == len(counts), counts[-20:]
+    return got
+
+
+def test_upgrade_carries_tap_nics():
+    """Two VMs with taps (one by ifname, one passed with getfd) are taken over
+    with their very taps; frames flow through the upgrade."""
+    with OwnNetns() as ns, CopiedVmmd() as d:
+        ns.tap("vt0")
+        ns.tap("vt1")
+        mine = attach_tap("vt1")
+        try:
+            q = QMP(d.socket, timeout=120)
+            msg = json.dumps({"execute": "getfd", "arguments": {"fdname": "tap1"}}).encode()
+            socket.send_fds(q.sock, [msg], [mine])
+            assert "return" in q.reply()
+            q.ok("vm-create", dict(echo_def("n1", "vt0"), start=True))
+            c1 = counter_def(d, "c1")
+            c1["nics"] = [{"id": "net0", "backend": "tap", "fd": "tap1"}]
+            q.ok("vm-create", dict(c1, start=True))
+            e = Echo("vt0")
+            first = e.exchange()
+            wait_console(d, "c1", "counter: tick 2 ", timeout=180)
+            old_pid = d.proc.pid
+            assert sorted(tap_fds(old_pid).values()).count("vt0") == 1, tap_fds(old_pid)
+
+            stop = threading.Event()
+            th = threading.Thread(target=e.pump, args=(stop,))
+            before_c1 = ticks(d, "c1")
+            since = e.seq + 1
+            th.start()
+            try:
+                time.sleep(0.5)
+                pid, ans, secs = upgrade(d, q, 2)
+                time.sleep(1.0)
+            finally:
+                stop.set()
+                th.join()
+            q.close()
+            # The new daemon holds each tap once: the very ones (kcmp with our copy of vt1).
+            taps = tap_fds(pid)
+            assert sorted(taps.values()) == ["vt0", "vt1"], taps
+            vt1 = [fd for fd, n in taps.items() if n == "vt1"][0]
+            assert same_file(os.getpid(), mine, pid, vt1), "vt1 is not the tap handed over"
+            with d.qmp() as q2:
+                vms = {v["name"]: v["status"] for v in q2.ok("query-vms")}
+            assert vms == {"n1": "running", "c1": "running"}, vms
+            # Frames flowed all along, answered by the same guest (no reboot).
+            for _ in range(5):
+                e.exchange(timeout=30)
+            got = check_answers(e, since)
+            assert got[0][1][1] > first[1], (first, got[0])
+            arrivals = [a[0] for _, a in got]
+            gap = max(b - a for a, b in zip(arrivals, arrivals[1:]))
+            lost = sum(1 for s in range(since, e.seq + 1) if s not in e.answers)
+            moved = {v["vm"]: v for v in ans["vms"]}
+            print("tap upgrade: %.0f ms for 2 VMs; n1 downtime %s ms (migration), longest "
+                  "gap between answers %.0f ms, %d of %d frames lost; c1 downtime %s ms" % (
+                      secs * 1000, moved["n1"].get("downtime"), gap * 1000, lost,
+                      e.seq - since + 1, moved["c1"].get("downtime")))
+            assert console_log(d, "n1").count("echo: boot") == 1
+            check_counter(d, "c1", before_c1)
+            e.close()
+        finally:
+            os.close(mine)
+
+
+def test_local_migration_hands_tap_over():
+    """The mechanism without the upgrade: a migration over a unix: socket
+    between two daemons hands the tap over; the destination holds the
+    source's very tap and the source, postmigrate but still alive, has
+    closed its copy (it never reads the tap again)."""
+    with OwnNetns() as ns, Vmmd() as src, Vmmd() as dst:
+        ns.tap("vt0")
+        qs = src.qmp()
+        qs.ok("vm-create", dict(echo_def("n1", "vt0"), start=True))
+        e = Echo("vt0")
+        first = e.exchange()
+        qd = dst.qmp()
+        qd.ok("vm-create", dict(echo_def("n1", "vt0"), incoming=True, start=True))
+        sock = os.path.join(dst.tmp, "mig.sock")
+        qd.ok("migrate-incoming", vm="n1", uri="unix:" + sock)
+        assert list(tap_fds(src.proc.pid).values()) == ["vt0"]
+        qs.ok("migrate", vm="n1", uri="unix:" + sock)
+        wait_for(lambda: qs.ok("query-migrate", vm="n1").get("status") == "completed", 60,
+                 what="the migration to complete")
+        wait_for(lambda: qd.ok("query-status", vm="n1")["status"] == "running", 30,
+                 what="the VM to run on the destination")
+        assert qs.ok("query-status", vm="n1")["status"] == "postmigrate"
+        assert tap_fds(src.proc.pid) == {}, tap_fds(src.proc.pid)
+        assert list(tap_fds(dst.proc.pid).values()) == ["vt0"], tap_fds(dst.proc.pid)
+        since = e.seq + 1
+        for _ in range(3):
+            e.exchange(timeout=30)
+        got = check_answers(e, since)
+        assert got[0][1][1] > first[1]
+        e.close()
+
+
+def test_upgrade_refuses_another_tap():
+    """The new daemon's definition of b2 names another tap (vt2, which it
+    could open) than the one b2 runs on (vt1): it refuses the fd handed over;
+    a1, already moved with its tap, comes back with it, and the old daemon
+    keeps both, holding exactly the fds it held before."""
+    with OwnNetns() as ns, CopiedVmmd() as d:
+        for t in ("vt0", "vt1", "vt2"):
+            ns.tap(t)
+        q = QMP(d.socket, timeout=120)
+        q.ok("vm-create", dict(echo_def("a1", "vt0"), start=True))
+        q.ok("vm-create", dict(echo_def("b2", "vt1"), start=True))
+        ea, eb = Echo("vt0"), Echo("vt1")
+        first = ea.exchange()
+        eb.exchange()
+        path = os.path.join(d.state_dir, "vms", "b2.json")
+        with open(path) as f:
+            defn = json.load(f)
+        defn["nics"][0]["ifname"] = "vt2"
+        with open(path, "w") as f:
+            json.dump(defn, f)
+        old = d.proc.pid
+        taps_before, fds_before = sorted(tap_fds(old).values()), fd_count(old)
+        targets_before = fd_targets(old)
+        assert taps_before == ["vt0", "vt1"], taps_before
+        d.replace_binary()
+        r = q.cmd("daemon-upgrade")
+        assert "error" in r and "b2" in r["error"]["desc"], r
+        assert "'vt1', expected 'vt2'" in r["error"]["desc"], r
+        assert d.proc.poll() is None
+        wait_for(lambda: find_takeover_pid(d, set()) is None, 30, what="the new daemon to exit")
+        with d.qmp() as q2:
+            vms = {v["name"]: v["status"] for v in q2.ok("query-vms")}
+        assert vms == {"a1": "running", "b2": "running"}, vms
+        # Same taps, same fd count (the new daemon's copies and the refused one are closed).
+        assert sorted(tap_fds(old).values()) == taps_before, tap_fds(old)
+        try:
+            wait_for(lambda: fd_count(old) == fds_before, 10, what="the fd count back")
+        except AssertionError:
+            import collections
+            a, b = collections.Counter(targets_before), collections.Counter(fd_targets(old))
+            raise AssertionError("fds %d -> %d: gone %s, new %s" % (
+                fds_before, sum(b.values()), dict(a - b), dict(b - a)))
+        # Nobody holds vt2; both guests answer on, not rebooted.
+        for pid in (old,):
+            assert "vt2" not in tap_fds(pid).values()
+        since = ea.seq + 1
+        for _ in range(3):
+            ea.exchange(timeout=30)
+            eb.exchange(timeout=30)
+        got = check_answers(ea, since)
+        assert got[0][1][1] > first[1]
+        check_answers(eb, 1)
+        for n in ("a1", "b2"):
+            assert console_log(d, n).count("echo: boot") == 1
+        ea.close()
+        eb.close()
 
 
 if __name__ == "__main__":

@@ -128,6 +128,15 @@ tests/guests/blk-writer.elf: $(srcdir)/tests/guests/blk-writer.c $(VIRTIO_GUEST_
 		$(srcdir)/tests/guests/blk-writer.c
 
 
+# Tap NICs across a live upgrade (tests/functional/test-upgrade.py): answers frames on virtio-net.
+noinst_DATA += tests/guests/net-echo.elf
+CLEANFILES += tests/guests/net-echo.elf
+EXTRA_DIST += tests/guests/net-echo.c
+tests/guests/net-echo.elf: $(srcdir)/tests/guests/net-echo.c $(VIRTIO_GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
+		$(srcdir)/tests/guests/net-echo.c
+
 # Live migration (daemon/migration.c): rewrites a RAM pattern and checks it, like QEMU's a-b-bootblock.
 noinst_DATA += tests/guests/migrate.elf
 CLEANFILES += tests/guests/migrate.elf
