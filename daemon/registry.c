@@ -1834,6 +1834,14 @@ void registry_device_removed(struct registry_vm *rv, const char *id)
 
 enum vm_run_state registry_vm_state(struct registry_vm *rv)
 {
+	if (!rv->vm && rv->inmigrate && rv->mig) {
+		/*
+		 * An incoming migration that failed (its MIGRATION event may
+		 * already be out) whose wake-up is still queued: it ends
+		 * inmigrate now, as the event said.
+		 */
+		migration_active(rv);
+	}
 	if (!rv->vm && rv->inmigrate) {
 		return VM_STATE_INMIGRATE;
 	}
