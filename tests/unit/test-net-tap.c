@@ -236,6 +236,86 @@ START_TEST(test_tap_rejects_tun)
 }
 END_TEST
 
+/*
+ * Tap NICs by fd (docs/migration.md): the name check of a handed-over fd,
+ * and a detached backend that leaves the tap alone.
+ */
+START_TEST(test_tap_handover)
+{
+	struct event_base *base = event_base_new();
+	struct sink k = {0};
+	struct net_peer peer = {.receive = sink_receive, .opaque = &k};
+	struct net_backend_config cfg = {.backend = "tap", .id = "n"};
+	struct net_vnet_hdr hdr = {0};
+	struct ifreq ifr = {0};
+	struct net_backend *nb = NULL;
+	struct error *err = NULL;
+	char name[16];
+	uint8_t f[64], buf[2048];
+	struct iovec iov[2] = {{&hdr, sizeof(hdr)}, {f, 0}};
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK), p[2], tun, w;
+
+	ck_assert_int_ge(fd, 0);
+	strcpy(ifr.ifr_name, "vmmdtap2");
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	ck_assert_int_eq(ioctl(fd, TUNSETIFF, &ifr), 0);
+	ck_assert_int_eq(net_tap_fd_name(fd, name, NULL), 0);
+	ck_assert_str_eq(name, "vmmdtap2");
+	/* not a tap: a pipe, a tun */
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_lt(net_tap_fd_name(p[0], name, &err), 0);
+	ck_assert_ptr_nonnull(strstr(err->msg, "not a tap"));
+	error_free(err);
+	err = NULL;
+	close(p[0]);
+	close(p[1]);
+	tun = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	memset(&ifr, 0, sizeof(ifr));
+	strcpy(ifr.ifr_name, "vmmdtun1");
+	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+	ck_assert_int_eq(ioctl(tun, TUNSETIFF, &ifr), 0);
+	ck_assert_int_eq(net_tap_fd_name(tun, name, NULL), -EINVAL);
+	close(tun);
+	/* an fd with a name: they must agree */
+	cfg.ifname = "vmmdtap9";
+	cfg.fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	ck_assert_int_eq(net_backend_open(&cfg, base, &peer, &nb, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err->msg, "attached to 'vmmdtap2', not 'vmmdtap9'"));
+	error_free(err);
+	err = NULL;
+	cfg.ifname = "vmmdtap2";
+	cfg.fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	ck_assert_int_eq(net_backend_open(&cfg, base, &peer, &nb, &err), 0);
+	ck_assert_int_ge(net_backend_host_fd(nb), 0);
+	/* detached: no fd, sends dropped, the wire's frames stay for the other holder */
+	net_backend_detach(nb);
+	ck_assert_int_eq(net_backend_host_fd(nb), -1);
+	iov[1].iov_len = make_frame(f, 0x44);
+	ck_assert_int_eq(net_backend_send(nb, iov, 2), -ENOTCONN);
+	ck_assert_int_eq(net_backend_set_offload(nb, NET_OFFLOAD_CSUM), 0);
+	net_backend_rx_resume(nb);
+	link_up("vmmdtap2");
+	w = wire_open("vmmdtap2");
+	make_frame(f, 0x55);
+	ck_assert_int_eq(send(w, f, 60, 0), 60);
+	spin(base, &k.frames, 1, 200);
+	ck_assert_int_eq(k.frames, 0);
+	for (int i = 0; i < 2000; i++) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n >= (ssize_t)sizeof(hdr) + 15 && buf[sizeof(hdr) + 14] == 0x55) {
+			break;
+		}
+		ck_assert_int_lt(i, 1999);
+		usleep(1000);
+	}
+	close(w);
+	net_backend_close(nb);
+	close(fd);
+	event_base_free(base);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("net-tap");
@@ -252,6 +332,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_tap_by_name);
 	tcase_add_test(tc, test_tap_by_fd);
 	tcase_add_test(tc, test_tap_rejects_tun);
+	tcase_add_test(tc, test_tap_handover);
 	suite_add_tcase(s, tc);
 	return s;
 }
