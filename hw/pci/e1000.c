@@ -1109,6 +1109,7 @@ struct e1000_dev {
 	int efd;
 	struct event *ev;
 	unsigned work; /* E1000_WORK_*, atomic */
+	bool loaded;   /* state loaded (restore): receive even before the start */
 	uint8_t hdr_len;
 };
 
@@ -1165,6 +1166,15 @@ static int e1000_dev_receive(void *opaque, const struct iovec *iov, unsigned cnt
 	size_t skip = d->hdr_len;
 	unsigned n = 0;
 
+	if (!__atomic_load_n(&d->loaded, __ATOMIC_ACQUIRE) &&
+	    vm_get_state(d->vm) == VM_STATE_PRELAUNCH) {
+		/*
+		 * Not started, or being restored (an incoming migration whose
+		 * tap was handed over): the frame waits in the backend for the
+		 * state; the load's or the driver's receive wake-up resumes it.
+		 */
+		return -EAGAIN;
+	}
 	for (unsigned i = 0; i < cnt && n < ARRAY_SIZE(v); i++) {
 		if (skip >= iov[i].iov_len) {
 			skip -= iov[i].iov_len;
@@ -1401,6 +1411,7 @@ static int e1000_class_load(void *state, struct vmstate_buf *in, unsigned versio
 	}
 	if (r == 0) {
 		/* Descriptors the guest queued before the save: look at both rings. */
+		__atomic_store_n(&d->loaded, true, __ATOMIC_RELEASE);
 		e1000_dev_wake(d, E1000_WORK_TX | E1000_WORK_RX);
 	}
 	return r;

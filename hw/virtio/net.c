@@ -157,6 +157,16 @@ static int net_receive(void *opaque, const struct iovec *iov, unsigned cnt)
 	virtio_lock(n->vp);
 	vq = virtio_queue(n->vp, NET_RXQ);
 	if (!n->nb || !virtio_driver_ok(n->vp) || !vq->enabled || vq->broken) {
+		if (n->nb && vm_get_state(n->vm) == VM_STATE_PRELAUNCH) {
+			/*
+			 * Not started, or being restored (an incoming migration
+			 * whose tap was handed over): the frame waits for the
+			 * device's state in the backend, as QEMU's can_receive;
+			 * the queue kick of the load or of the driver resumes.
+			 */
+			n->rx_waiting = true;
+			ret = -EAGAIN;
+		}
 		goto out; /* no driver: the frame is dropped */
 	}
 	if (net_backend_has_vnet_hdr(n->nb)) {
@@ -297,9 +307,10 @@ static void net_reset(void *dev)
 	struct virtio_net *n = dev;
 
 	n->features = 0;
-	if (n->rx_waiting) {
-		n->rx_waiting = false;
-	}
+	/*
+	 * rx_waiting stays: the backend may have stopped reading, and the
+	 * new driver's first receive kick must resume it.
+	 */
 	if (n->nb && net_backend_has_vnet_hdr(n->nb)) {
 		net_backend_set_offload(n->nb, 0);
 	}
