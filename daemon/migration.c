@@ -498,6 +498,13 @@ static int recv_tap(struct migration *m, const struct rec *rc, struct error **er
 			      nic->id, name, nic->ifname ? nic->ifname : ifname);
 		goto fail;
 	}
+	/* "ifname" names an interface of this daemon's namespace, not a namesake elsewhere. */
+	if (nic->ifname && net_tap_fd_in_our_netns(fd) == 0) {
+		r = error_set(errp, EINVAL,
+			      "nic %s: the tap '%s' handed over is in another network namespace",
+			      nic->id, name);
+		goto fail;
+	}
 	json_decref(j);
 	return registry_instance_add_nic_fd(m->inst, nic->id, fd, errp);
 

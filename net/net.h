@@ -143,6 +143,12 @@ void net_backend_detach(struct net_backend *nb);
  * @name; fails unless @fd is a tap (not a tun, not another file).
  */
 int net_tap_fd_name(int fd, char name[16], struct error **errp);
+/*
+ * Whether the tap @fd is attached to lives in this process's network
+ * namespace (TUNGETDEVNETNS): 1 yes, 0 no, -errno when the kernel cannot
+ * tell (too old, no CAP_NET_ADMIN there).
+ */
+int net_tap_fd_in_our_netns(int fd);
 
 /*
  * Parse a host forward "tcp|udp:[haddr]:hport-[gaddr]:gport" (QEMU's

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -291,6 +292,21 @@ int net_tap_fd_name(int fd, char name[16], struct error **errp)
 	memcpy(name, ifr.ifr_name, IFNAMSIZ);
 	name[IFNAMSIZ - 1] = '\0';
 	return 0;
+}
+
+int net_tap_fd_in_our_netns(int fd)
+{
+	struct stat a, b;
+	int ns = ioctl(fd, TUNGETDEVNETNS), r;
+
+	if (ns < 0) {
+		return -errno;
+	}
+	r = fstat(ns, &a) == 0 && stat("/proc/self/ns/net", &b) == 0
+		    ? a.st_dev == b.st_dev && a.st_ino == b.st_ino
+		    : -errno;
+	close(ns);
+	return r;
 }
 
 const struct net_backend_ops net_tap_ops = {

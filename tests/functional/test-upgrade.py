@@ -335,6 +335,14 @@ class OwnNetns:
         sh("ip", "link", "set", "lo", "up")
         return self
 
+    def another(self):
+        """Move the test into yet another namespace (the one before lives on
+        while a daemon started there runs; its taps go with it)."""
+        if self.libc.unshare(CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "unshare")
+        self.taps = []
+        sh("ip", "link", "set", "lo", "up")
+
     def tap(self, name):
         sh("ip", "tuntap", "add", "dev", name, "mode", "tap", "vnet_hdr")
         self.taps.append(name)
@@ -552,6 +560,46 @@ def test_local_migration_hands_tap_over():
         assert list(tap_fds(dst.proc.pid).values()) == ["vt0"], tap_fds(dst.proc.pid)
         since = e.seq + 1
         for _ in range(3):
+            e.exchange(timeout=30)
+        got = check_answers(e, since)
+        assert got[0][1][1] > first[1]
+        e.close()
+
+
+def test_tap_of_another_namespace_refused():
+    """A destination in another network namespace, where "vt0" is another
+    interface of the same name: it refuses the source's vt0 over a unix:
+    socket (a namesake is not the interface its definition names), and the
+    VM runs on at the source with its tap."""
+    with OwnNetns() as ns, Vmmd() as src:
+        ns.tap("vt0")
+        qs = src.qmp()
+        qs.ok("vm-create", dict(echo_def("n1", "vt0"), start=True))
+        e = Echo("vt0")
+        first = e.exchange()
+        ns.another()
+        ns.tap("vt0")
+        with Vmmd() as dst:
+            qd = dst.qmp()
+            qd.ok("vm-create", dict(echo_def("n1", "vt0"), incoming=True, start=True))
+            sock = os.path.join(dst.tmp, "mig.sock")
+            qd.ok("migrate-incoming", vm="n1", uri="unix:" + sock)
+            qs.ok("migrate", vm="n1", uri="unix:" + sock)
+            wait_for(lambda: qs.ok("query-migrate", vm="n1").get("status") == "failed", 60,
+                     what="the migration to fail")
+            # (the source, still sending, sees the connection close; the cause is here)
+            wait_for(lambda: qd.ok("query-migrate", vm="n1").get("status") == "failed", 30,
+                     what="the destination to refuse")
+            desc = qd.ok("query-migrate", vm="n1")["error-desc"]
+            assert "'vt0' handed over is in another network namespace" in desc, desc
+            assert qs.ok("query-status", vm="n1")["status"] == "running"
+            wait_for(lambda: qd.ok("query-status", vm="n1")["status"] == "shutdown", 30,
+                     what="nothing to run on the destination")
+            assert tap_fds(dst.proc.pid) == {}, tap_fds(dst.proc.pid)
+        assert list(tap_fds(src.proc.pid).values()) == ["vt0"]
+        # (the Echo socket was bound in the first namespace, to the source's tap)
+        since = e.seq + 1
+        for _ in range(2):
             e.exchange(timeout=30)
         got = check_answers(e, since)
         assert got[0][1][1] > first[1]

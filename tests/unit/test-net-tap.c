@@ -311,6 +311,10 @@ START_TEST(test_tap_handover)
 	}
 	close(w);
 	net_backend_close(nb);
+	/* the namespace check: ours until this process moves to another one */
+	ck_assert_int_eq(net_tap_fd_in_our_netns(fd), 1);
+	ck_assert_int_eq(unshare(CLONE_NEWNET), 0);
+	ck_assert_int_eq(net_tap_fd_in_our_netns(fd), 0);
 	close(fd);
 	event_base_free(base);
 }
