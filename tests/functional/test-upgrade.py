@@ -17,6 +17,7 @@ their very taps across the upgrade (handed over by fd, checked in
 a handed-over tap that is not the one the new daemon's definition names
 is refused and the upgrade rolls back with no fd left behind."""
 
+import collections
 import ctypes
 import fcntl
 import json
@@ -644,7 +645,6 @@ def test_upgrade_refuses_another_tap():
         try:
             wait_for(lambda: fd_count(old) == fds_before, 10, what="the fd count back")
         except AssertionError:
-            import collections
             a, b = collections.Counter(targets_before), collections.Counter(fd_targets(old))
             raise AssertionError("fds %d -> %d: gone %s, new %s" % (
                 fds_before, sum(b.values()), dict(a - b), dict(b - a)))
