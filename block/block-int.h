@@ -57,6 +57,34 @@ struct block_check_result {
  * on a block worker thread or the synchronous caller's thread, possibly
  * concurrently with other requests on the same node.
  */
+/* qemu-img bitmap's actions, applied one at a time in command-line order. */
+enum block_bitmap_action {
+	BLOCK_BITMAP_ADD,
+	BLOCK_BITMAP_REMOVE,
+	BLOCK_BITMAP_CLEAR,
+	BLOCK_BITMAP_ENABLE,
+	BLOCK_BITMAP_DISABLE,
+	BLOCK_BITMAP_MERGE,
+};
+
+struct block_bitmap_req {
+	enum block_bitmap_action action;
+	const char *name;	/* the bitmap acted on */
+	uint64_t granularity;	/* ADD: bytes per bit; 0: the format's default */
+	struct block_node *src; /* MERGE: the node holding the source bitmap */
+	const char *src_name;	/* MERGE: the source bitmap, ORed into @name */
+};
+
+/*
+ * One bitmap's contents: bit i (bit i % 8 of byte i / 8) covers the bytes
+ * [i * granularity, (i + 1) * granularity) of a disk of @size bytes.
+ */
+struct block_bitmap_data {
+	uint8_t *bits; /* malloc'd, ceil(ceil(size / granularity) / 8) bytes */
+	uint64_t granularity;
+	uint64_t size;
+};
+
 enum {
 	BLOCK_VMSTATE_READ,
 	BLOCK_VMSTATE_WRITE,
@@ -196,6 +224,17 @@ struct block_driver {
 	 * May be NULL (nothing to hand over).
 	 */
 	int (*set_active)(struct block_node *bs, bool active, struct error **errp);
+	/*
+	 * Persistent dirty bitmaps (vmm-img bitmap; see struct
+	 * block_bitmap_req). bitmap_op changes the image's bitmaps on disk
+	 * (node opened with BLOCK_O_RDWR | BLOCK_O_BITMAPS); bitmap_read
+	 * returns one bitmap's bits. Control path, no guest I/O on the node.
+	 * NULL: the format stores no bitmaps (the core answers as QEMU does).
+	 */
+	int (*bitmap_op)(struct block_node *bs, const struct block_bitmap_req *req,
+			 struct error **errp);
+	int (*bitmap_read)(struct block_node *bs, const char *name, struct block_bitmap_data *ret,
+			   struct error **errp);
 };
 
 /* Bytes of an image's start handed to block_driver.probe. */
@@ -319,6 +358,15 @@ int block_pwrite_compressed(struct block_node *bs, uint64_t offset, const void *
 int block_change_backing(struct block_node *bs, const char *file, const char *fmt,
 			 struct error **errp);
 int block_amend(struct block_node *bs, json_t *opts, struct error **errp);
+/*
+ * block_bitmap: one action of vmm-img bitmap on @bs (opened read-write
+ * with BLOCK_O_BITMAPS); errors are QEMU's messages without the
+ * "Operation ... failed: " prefix. block_bitmap_read: the bits of bitmap
+ * @name of @bs (any open mode); free ret->bits.
+ */
+int block_bitmap(struct block_node *bs, const struct block_bitmap_req *req, struct error **errp);
+int block_bitmap_read(struct block_node *bs, const char *name, struct block_bitmap_data *ret,
+		      struct error **errp);
 
 /*
  * The gate (see struct block_node). block_gate_enter: for a synchronous

@@ -1365,6 +1365,37 @@ int block_amend(struct block_node *bs, json_t *opts, struct error **errp)
 	return bs->drv->amend(bs, opts, errp);
 }
 
+int block_bitmap(struct block_node *bs, const struct block_bitmap_req *req, struct error **errp)
+{
+	if (req->action == BLOCK_BITMAP_ADD && !req->name[0]) {
+		return error_set(errp, EINVAL, "Bitmap name cannot be empty");
+	}
+	if (!bs->drv->bitmap_op) {
+		/* QEMU's answers for a format without persistent bitmaps */
+		if (req->action == BLOCK_BITMAP_ADD) {
+			return error_set(
+				errp, ENOTSUP,
+				"Can't store persistent bitmaps to %s: Operation not supported",
+				bs->node_name ? bs->node_name : bs->filename);
+		}
+		return error_set(errp, ENOENT, "Dirty bitmap '%s' not found", req->name);
+	}
+	if (bs->read_only) {
+		return error_set(errp, EPERM, "cannot change the bitmaps of '%s': it is read-only",
+				 bs->filename);
+	}
+	return bs->drv->bitmap_op(bs, req, errp);
+}
+
+int block_bitmap_read(struct block_node *bs, const char *name, struct block_bitmap_data *ret,
+		      struct error **errp)
+{
+	if (!bs->drv->bitmap_read) {
+		return error_set(errp, ENOENT, "Dirty bitmap '%s' not found", name);
+	}
+	return bs->drv->bitmap_read(bs, name, ret, errp);
+}
+
 int block_change_backing(struct block_node *bs, const char *file, const char *fmt,
 			 struct error **errp)
 {

@@ -10,7 +10,8 @@ BLOCK_SOURCES = \
 	block/table-cache.c block/table-cache.h \
 	block/qed.c block/vhdx.c block/vmdk.c block/vpc.c \
 	block/qcow2.h block/qcow2.c block/qcow2-io.c block/qcow2-cache.c block/qcow2-cluster.c \
-	block/qcow2-refcount.c block/qcow2-snapshot.c block/qcow2-compress.c
+	block/qcow2-refcount.c block/qcow2-snapshot.c block/qcow2-compress.c \
+	block/qcow2-bitmap.c
 block_libblock_a_SOURCES = $(BLOCK_SOURCES)
 block_libblock_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBURING_CFLAGS) \
 	$(LIBNBD_CFLAGS) $(LIBRBD_CFLAGS) $(ZLIB_CFLAGS) $(ZSTD_CFLAGS)
@@ -43,7 +44,7 @@ tests_unit_test_block_nbd_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
 
 # Functional tests of vmm-img against qemu-img (tests/block/).
 TESTS += tests/block/test-img-raw.sh tests/block/test-img-chain.sh tests/block/test-img-blockdev.sh \
-	tests/block/test-img-qemu-table.py
+	tests/block/test-img-qemu-table.py tests/block/test-img-bitmap.py
 EXTRA_DIST += tests/block
 
 # qcow2: a test driver program for the interop scripts, the unit tests of the

@@ -317,6 +317,7 @@ static void state_free(struct qcow2_state *s)
 	qcow2_cache_destroy(&s->l2_cache);
 	qcow2_cache_destroy(&s->rb_cache);
 	qcow2_snapshots_free(s);
+	qcow2_bitmaps_free(s);
 	for (unsigned i = 0; i < s->n_unknown_exts; i++) {
 		free(s->unknown_exts[i].data);
 	}
@@ -525,13 +526,24 @@ static int qcow2_open(struct block_node *bs, const char *filename, json_t *opts,
 		goto err;
 	}
 	s->l2_cache.depends = &s->rb_cache;
+	if (!s->writable || bs->flags & BLOCK_O_BITMAPS) {
+		ret = qcow2_bitmaps_load(s, errp);
+		if (ret < 0) {
+			goto err;
+		}
+	}
 
 	if (s->writable) {
 		bool rewrite = false;
+		/* vmm-img bitmap writes no guest data: its bitmaps stay valid */
+		uint64_t keep = bs->flags & BLOCK_O_BITMAPS ? QCOW2_AUTOCLEAR_BITMAPS : 0;
 
-		if (s->autoclear) {
-			/* we do not maintain bitmaps: tell other readers they are stale */
-			s->autoclear = 0;
+		if (s->autoclear & ~keep) {
+			/*
+			 * Guest writes do not update the bitmaps (and unknown
+			 * autoclear features): tell other readers they are stale.
+			 */
+			s->autoclear &= keep;
 			rewrite = true;
 		}
 		if (s->incompat & QCOW2_INCOMPAT_DIRTY && !s->corrupt) {
@@ -1343,7 +1355,7 @@ static int qcow2_check_op(struct block_node *bs, struct block_check_result *res,
 static void qcow2_info(struct block_node *bs, json_t *info)
 {
 	struct qcow2_state *s = bs->opaque;
-	json_t *data = json_object();
+	json_t *data = json_object(), *v;
 
 	pthread_mutex_lock(&s->lock);
 	json_object_set_new(data, "compat", json_string(s->version >= 3 ? "1.1" : "0.10"));
@@ -1352,6 +1364,9 @@ static void qcow2_info(struct block_node *bs, json_t *info)
 		json_string(s->compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib"));
 	json_object_set_new(data, "lazy-refcounts",
 			    json_boolean(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS));
+	if ((v = qcow2_bitmaps_json(s))) {
+		json_object_set_new(data, "bitmaps", v);
+	}
 	json_object_set_new(data, "refcount-bits", json_integer(s->refcount_bits));
 	json_object_set_new(data, "corrupt", json_boolean(s->corrupt));
 	json_object_set_new(data, "extended-l2", json_false());
@@ -2064,4 +2079,6 @@ const struct block_driver qcow2_driver = {
 	.change_backing = qcow2_change_backing,
 	.amend = qcow2_amend,
 	.rebind = qcow2_rebind,
+	.bitmap_op = qcow2_bitmap_op,
+	.bitmap_read = qcow2_bitmap_read,
 };

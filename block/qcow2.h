@@ -54,6 +54,7 @@
 #define QCOW2_INCOMPAT_SUPPORTED \
 	(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_COMPRESSION)
 #define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
+#define QCOW2_AUTOCLEAR_BITMAPS (1ull << 0)
 
 /* Header extension types. */
 #define QCOW2_EXT_END 0x00000000u
@@ -157,6 +158,21 @@ struct qcow2_unknown_ext {
 	void *data;
 };
 
+/* One entry of the bitmap directory (the "Bitmaps" extension). */
+struct qcow2_bitmap {
+	char *name;
+	uint64_t table_offset;
+	uint32_t table_size; /* entries */
+	uint32_t flags;	     /* QCOW2_BME_* */
+	uint32_t granularity_bits;
+	uint32_t extra_size;
+	uint8_t *extra; /* kept verbatim (only with QCOW2_BME_EXTRA_COMPAT) */
+};
+
+#define QCOW2_BME_IN_USE (1u << 0)
+#define QCOW2_BME_AUTO (1u << 1)
+#define QCOW2_BME_EXTRA_COMPAT (1u << 2)
+
 #define QCOW2_MAX_INFLIGHT 64
 
 /* A guest range whose allocating write is in flight with s->lock dropped. */
@@ -219,6 +235,11 @@ struct qcow2_state {
 	uint32_t nb_snapshots;
 	uint64_t snapshots_offset;
 	uint64_t snapshots_size; /* bytes on disk */
+
+	/* persistent dirty bitmaps (loaded while autoclear bit 0 is set) */
+	struct qcow2_bitmap *bitmaps;
+	uint32_t nb_bitmaps;
+	uint64_t bitmap_dir_offset, bitmap_dir_size;
 
 	struct qcow2_cache l2_cache;
 	struct qcow2_cache rb_cache;
@@ -416,6 +437,20 @@ int qcow2_snapshot_delete(struct block_node *bs, const char *name, struct error 
 json_t *qcow2_snapshot_list(struct block_node *bs, struct error **errp);
 /* The snapshot table as QEMU's SnapshotInfo array; s->lock held. */
 json_t *qcow2_snapshots_json(struct qcow2_state *s);
+
+/*
+ * qcow2-bitmap.c: persistent dirty bitmaps (QEMU's docs/interop/qcow2.txt,
+ * "Bitmaps extension"). The extension's 24 bytes stay in s->unknown_exts
+ * and are rewritten there. qcow2_bitmaps_load: parse and bound-check the
+ * directory at open (only while autoclear bit 0 is set). bitmaps_json:
+ * QEMU's Qcow2BitmapInfo list, NULL if none; s->lock held.
+ */
+int qcow2_bitmaps_load(struct qcow2_state *s, struct error **errp);
+void qcow2_bitmaps_free(struct qcow2_state *s);
+json_t *qcow2_bitmaps_json(struct qcow2_state *s);
+int qcow2_bitmap_op(struct block_node *bs, const struct block_bitmap_req *req, struct error **errp);
+int qcow2_bitmap_read(struct block_node *bs, const char *name, struct block_bitmap_data *ret,
+		      struct error **errp);
 
 /* qcow2-compress.c: pure functions, any thread. */
 /* Returns the compressed length, or -ENOSPC if it does not fit in @out_len. */

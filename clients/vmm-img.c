@@ -270,10 +270,37 @@ static json_t *img_qemu_order(json_t *v)
 /* Print @v (a reference is taken over) as qemu-img prints JSON. */
 static void print_json(json_t *v)
 {
+	char *s;
+	int indent = 0;
+	bool in_str = false, esc = false, line_start = true;
+
 	v = img_qemu_order(v);
-	json_dumpf(v, stdout, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
-	printf("\n");
+	s = json_dumps(v, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
 	json_decref(v);
+	if (!s) {
+		return;
+	}
+	/* as QEMU's JSON writer, empty arrays and objects span two lines */
+	for (const char *p = s; *p; p++) {
+		if (line_start) {
+			indent = (int)strspn(p, " ");
+			line_start = false;
+		}
+		if (in_str) {
+			in_str = esc || *p != '"';
+			esc = !esc && *p == '\\';
+		} else if (*p == '"') {
+			in_str = true;
+		} else if ((*p == '[' && p[1] == ']') || (*p == '{' && p[1] == '}')) {
+			printf("%c\n%*s%c", *p, indent, "", p[1]);
+			p++;
+			continue;
+		}
+		line_start = *p == '\n';
+		putchar(*p);
+	}
+	printf("\n");
+	free(s);
 }
 
 static void progress(bool on, uint64_t done, uint64_t total)
@@ -672,11 +699,50 @@ static void print_value(json_t *v)
 	}
 }
 
+/*
+ * QEMU's dump_qobject(): an object's members as "key: value" (dashes
+ * in keys printed as spaces), array elements as "[i]: value", nested
+ * objects and arrays on the following lines, four more spaces in.
+ */
+static void print_nested(int indent, json_t *v)
+{
+	const char *key;
+	json_t *e;
+	size_t i;
+
+	if (json_is_object(v)) {
+		json_object_foreach (v, key, e) {
+			bool comp = json_is_object(e) || json_is_array(e);
+
+			printf("%*s", indent * 4, "");
+			for (const char *p = key; *p; p++) {
+				putchar(*p == '-' ? ' ' : *p);
+			}
+			printf(":%c", comp ? '\n' : ' ');
+			print_nested(indent + 1, e);
+			if (!comp) {
+				printf("\n");
+			}
+		}
+	} else if (json_is_array(v)) {
+		json_array_foreach (v, i, e) {
+			bool comp = json_is_object(e) || json_is_array(e);
+
+			printf("%*s[%zu]:%c", indent * 4, "", i, comp ? '\n' : ' ');
+			print_nested(indent + 1, e);
+			if (!comp) {
+				printf("\n");
+			}
+		}
+	} else {
+		print_value(v);
+	}
+}
+
 static void print_info_human(json_t *img)
 {
 	char buf[32];
 	json_t *v, *fs, *data;
-	const char *key;
 
 	printf("image: %s\n", json_string_value(json_object_get(img, "filename")));
 	printf("file format: %s\n", json_string_value(json_object_get(img, "format")));
@@ -713,15 +779,7 @@ static void print_info_human(json_t *img)
 	data = json_object_get(fs, "data");
 	if (json_is_object(data) && json_object_size(data) > 0) {
 		printf("Format specific information:\n");
-		json_object_foreach (data, key, v) {
-			printf("    ");
-			for (const char *p = key; *p; p++) {
-				putchar(*p == '-' ? ' ' : *p);
-			}
-			printf(": ");
-			print_value(v);
-			printf("\n");
-		}
+		print_nested(1, data);
 	}
 }
 
@@ -2545,72 +2603,179 @@ out:
 /* ---- bitmap ---- */
 
 /*
- * Persistent dirty bitmaps: vmmd's qcow2 layer does not implement them, so
- * every operation fails with qemu-img's message shape and the reason.
+ * qemu-img bitmap: the actions run in command-line order on FILENAME's
+ * persistent dirty bitmaps (qcow2 version 3); the first failure stops
+ * the rest, the earlier ones stay done (as qemu-img). The image is opened
+ * with BLOCK_O_BITMAPS: no guest data is written, the bitmaps stay valid.
  */
+static void bitmap_bad_option(const char *msg, const char *opt)
+{
+	img_error("%s '%s'", msg, opt);
+	fprintf(stderr, "Try 'vmm-img --help' for more information\n");
+}
+
 static int cmd_bitmap(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		IMG_LONG_OPTS,
+		{"help", no_argument, NULL, 'h'},
 		{"add", no_argument, NULL, 'a'},
 		{"remove", no_argument, NULL, 'r'},
 		{"clear", no_argument, NULL, 'c'},
 		{"enable", no_argument, NULL, 'e'},
 		{"disable", no_argument, NULL, 'd'},
 		{"merge", required_argument, NULL, 'm'},
+		{"granularity", required_argument, NULL, 'g'},
+		{"source-file", required_argument, NULL, 'b'},
+		{"source-format", required_argument, NULL, 'F'},
 		{0},
 	};
-	struct img_common co = {0};
-	struct block_node *bs = NULL;
-	const char *op = NULL;
-	int c;
+	static const char *const names[] = {
+		[BLOCK_BITMAP_ADD] = "add",	    [BLOCK_BITMAP_REMOVE] = "remove",
+		[BLOCK_BITMAP_CLEAR] = "clear",	    [BLOCK_BITMAP_ENABLE] = "enable",
+		[BLOCK_BITMAP_DISABLE] = "disable", [BLOCK_BITMAP_MERGE] = "merge",
+	};
+	struct block_bitmap_req *acts = NULL;
+	size_t n = 0;
+	const char *fmt = NULL, *src_fmt = NULL, *src_file = NULL;
+	struct block_node *bs = NULL, *src = NULL;
+	uint64_t granularity = 0;
+	bool add = false, merge = false;
+	int c, rc = 1;
 
-	while ((c = getopt_long(argc, argv, "hf:b:F:g:", opts, NULL)) != -1) {
-		IMG_COMMON_OPT(c, &co, 1);
+	opterr = 0;
+	optind = 0; /* rescan in GNU order: options may follow FILENAME, as in qemu-img */
+	while ((c = getopt_long(argc, argv, ":b:f:F:g:h", opts, NULL)) != -1) {
+		enum block_bitmap_action a;
+
 		switch (c) {
+		case ':':
+			bitmap_bad_option("missing argument for option", argv[optind - 1]);
+			goto out;
+		case '?':
+			bitmap_bad_option("unrecognized option", argv[optind - 1]);
+			goto out;
+		case 'h':
+			printf("Usage: vmm-img %s\n", cur_cmd->usage);
+			rc = 0;
+			goto out;
+		case 'b':
+			src_file = optarg;
+			continue;
+		case 'f':
+			fmt = optarg;
+			continue;
+		case 'F':
+			src_fmt = optarg;
+			continue;
+		case 'g':
+			if (parse_size(optarg, &granularity) < 0 || granularity > INT64_MAX) {
+				img_error(
+					"Invalid granularity specified. You may use k, M, G, T, P "
+					"or E suffixes for");
+				img_error(
+					"kilobytes, megabytes, gigabytes, terabytes, petabytes and "
+					"exabytes.");
+				goto out;
+			}
+			continue;
 		case 'a':
-			op = op ? op : "add";
+			a = BLOCK_BITMAP_ADD;
+			add = true;
 			break;
 		case 'r':
-			op = op ? op : "remove";
+			a = BLOCK_BITMAP_REMOVE;
 			break;
 		case 'c':
-			op = op ? op : "clear";
+			a = BLOCK_BITMAP_CLEAR;
 			break;
 		case 'e':
-			op = op ? op : "enable";
+			a = BLOCK_BITMAP_ENABLE;
 			break;
 		case 'd':
-			op = op ? op : "disable";
+			a = BLOCK_BITMAP_DISABLE;
 			break;
 		case 'm':
-			op = op ? op : "merge";
-			break;
-		case 'b':
-		case 'F':
-		case 'g':
+			a = BLOCK_BITMAP_MERGE;
+			merge = true;
 			break;
 		default:
-			return 1;
+			goto out;
+		}
+		if (n >= 4096) {
+			img_error("too many actions (at most 4096)");
+			goto out;
+		}
+		{
+			struct block_bitmap_req *na = realloc(acts, (n + 1) * sizeof(*na));
+
+			if (!na) {
+				img_error("out of memory");
+				goto out;
+			}
+			acts = na;
+			acts[n] = (struct block_bitmap_req){.action = a};
+			acts[n].src_name = a == BLOCK_BITMAP_MERGE ? optarg : NULL;
+			n++;
 		}
 	}
-	if (!op) {
+	if (!n) {
 		img_error("Need at least one of --add, --remove, --clear, --enable, --disable, or "
 			  "--merge");
-		return 1;
+		goto out;
+	}
+	if (granularity && !add) {
+		img_error("granularity only supported with --add");
+		goto out;
+	}
+	if (src_fmt && !src_file) {
+		img_error("-F only supported with -b");
+		goto out;
+	}
+	if (src_file && !merge) {
+		img_error("Merge bitmap source file only supported with --merge");
+		goto out;
 	}
 	if (argc - optind != 2) {
 		img_error("Expecting filename and bitmap name");
-		return 1;
+		goto out;
 	}
-	if (img_open(&bs, argv[optind], co.fmt, BLOCK_O_RDWR) < 0) {
-		return 1;
+	if (img_open(&bs, argv[optind], fmt, BLOCK_O_RDWR | BLOCK_O_NO_BACKING | BLOCK_O_BITMAPS) <
+	    0) {
+		goto out;
 	}
-	img_error("Operation %s on bitmap %s failed: persistent dirty bitmaps are not supported "
-		  "by vmmd's %s driver",
-		  op, argv[optind + 1], block_format(bs));
+	if (src_file && img_open(&src, src_file, src_fmt, BLOCK_O_NO_BACKING) < 0) {
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct error *err = NULL;
+		/* as qemu-img: -g's value goes to a 32-bit field; 0 is the default */
+		uint32_t g32 = (uint32_t)granularity;
+
+		acts[i].name = argv[optind + 1];
+		acts[i].src = src ? src : bs;
+		if (acts[i].action == BLOCK_BITMAP_ADD && granularity &&
+		    (g32 < 512 || (g32 & (g32 - 1)))) {
+			img_error(
+				"Operation add on bitmap %s failed: Granularity must be power of 2 "
+				"and at least 512",
+				acts[i].name);
+			goto out;
+		}
+		acts[i].granularity = granularity ? g32 : 0;
+		if (block_bitmap(bs, &acts[i], &err) < 0) {
+			img_error("Operation %s on bitmap %s failed: %s", names[acts[i].action],
+				  acts[i].name, err ? err->msg : "unknown error");
+			error_free(err);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	opterr = 1;
+	block_unref(src);
 	block_unref(bs);
-	return 1;
+	free(acts);
+	return rc;
 }
 
 /* ---- main ---- */
@@ -2621,7 +2786,7 @@ static const struct img_command commands[] = {
 	{"bench", img_cmd_bench, "run a simple I/O benchmark on an image",
 	 "bench [-c COUNT] [-d DEPTH] [-f FMT] [-n] [-o OFFSET] [-q] [-s BUFFER_SIZE] "
 	 "[-S STEP_SIZE] [-t CACHE] [-w] [-U] FILENAME"},
-	{"bitmap", cmd_bitmap, "change the persistent dirty bitmaps of an image (unsupported)",
+	{"bitmap", cmd_bitmap, "add, remove, clear, enable, disable or merge persistent bitmaps",
 	 "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... "
 	 "[-b SOURCE_FILE [-F SOURCE_FMT]] [-g GRANULARITY] [-f FMT] FILENAME BITMAP"},
 	{"check", cmd_check, "check an image for consistency, optionally repairing it",

@@ -74,6 +74,51 @@ TABLE = [
     ("check --output=json leak.qcow2", True),
     ("check -r leaks leak.qcow2", True),
     ("check leak.qcow2", True),
+    # persistent dirty bitmaps (qcow2 "Bitmaps" extension): options, messages, info
+    ("bitmap base.qcow2 b0", True),
+    ("bitmap --add base.qcow2", True),
+    ("bitmap --add base.qcow2 b0", True),
+    ("bitmap --add base.qcow2 b0", True),
+    ("bitmap --add -g 4k base.qcow2 b1", True),
+    ("bitmap --add -g 1000 base.qcow2 b2", True),
+    ("bitmap --add -g 4G base.qcow2 b2", True),
+    ("bitmap --add -g xyz base.qcow2 b2", True),
+    ("bitmap --add base.qcow2 ''", True),
+    ("bitmap --remove -g 4k base.qcow2 b1", True),
+    ("bitmap --clear -F raw base.qcow2 b1", True),
+    ("bitmap --clear -b disk.raw base.qcow2 b1", True),
+    ("bitmap --disable base.qcow2 b1", True),
+    ("bitmap --clear base.qcow2 b1", True),
+    ("bitmap --enable base.qcow2 nope", True),
+    ("bitmap --remove base.qcow2 nope", True),
+    ("bitmap --merge nope base.qcow2 b1", True),
+    ("bitmap --merge b0 base.qcow2 nope", True),
+    ("bitmap --merge b0 base.qcow2 b1", True),
+    ("bitmap base.qcow2 b1 --enable --merge b0", True),
+    ("bitmap --add --remove --add base.qcow2 x", True),
+    ("bitmap --add -g 2G base.qcow2 huge", True),
+    ("bitmap --bogus base.qcow2 b0", True),
+    ("bitmap --merge", True),
+    ("bitmap -g", True),
+    ("bitmap --add base.qcow2 b0 extra", True),
+    ("bitmap --add nofile.qcow2 b0", False),
+    ("bitmap -f raw --add disk.raw b0", True),
+    ("bitmap -f raw --clear disk.raw b0", True),
+    ("bitmap --add --merge b0 -b base.qcow2 -F qcow2 c.qcow2 m0", True),
+    ("info base.qcow2", True),
+    ("info --output=json base.qcow2", True),
+    ("bitmap --remove base.qcow2 huge", True),
+    ("bitmap --remove base.qcow2 x", True),
+    ("info base.qcow2", True),
+    ("create -q -f qcow2 m1.qcow2 64M", True),
+    ("create -q -f qcow2 -o cluster_size=512 m2.qcow2 64M", True),
+    ("bitmap --add m2.qcow2 d0", True),
+    ("bitmap --add --merge d0 -b m2.qcow2 -F qcow2 m1.qcow2 c0", True),
+    ("bitmap --merge d0 -b m2.qcow2 m1.qcow2 c0", True),
+    ("info --output=json m2.qcow2", True),
+    ("info m1.qcow2", True),
+    ("create -q -f qcow2 -o compat=0.10 v2.qcow2 1M", True),
+    ("bitmap --add v2.qcow2 b0", True),
 ]
 
 
@@ -98,6 +143,8 @@ def normalise(text):
     text = re.sub(r"(?m)^disk size: .*$", "disk size: N", text)
     text = re.sub(r'"actual-size": \d+', '"actual-size": N', text)
     text = re.sub(r'"date-(sec|nsec)": \d+', r'"date-\1": N', text)
+    # QEMU names a node by its generated name ("#block123"), vmm-img by its file
+    text = re.sub(r"(persistent in |persistent bitmaps to )'?[^' :]*'?", r"\1NODE", text)
     return text
 
 

@@ -430,6 +430,224 @@ START_TEST(open_crafted)
 }
 END_TEST
 
+/* ---- persistent dirty bitmaps ---- */
+
+static int bitmap_do(struct block_node *bs, enum block_bitmap_action a, const char *name,
+		     const char *src, struct error **err)
+{
+	struct block_bitmap_req r = {.action = a, .name = name, .src = bs, .src_name = src};
+
+	return block_bitmap(bs, &r, err);
+}
+
+/* Offsets of the bitmaps extension's data and of the directory in the image. */
+static void bitmap_locations(uint64_t *ext_off, uint64_t *dir_off)
+{
+	uint8_t h[65536];
+	int fd = open(tmpl, O_RDONLY);
+
+	ck_assert_int_eq(pread(fd, h, sizeof(h), 0), (ssize_t)sizeof(h));
+	close(fd);
+	for (size_t p = qcow2_be32(h + 100); p + 8 <= sizeof(h);
+	     p += 8 + ((qcow2_be32(h + p + 4) + 7) & ~7u)) {
+		if (qcow2_be32(h + p) == QCOW2_EXT_BITMAPS) {
+			*ext_off = p + 8;
+			*dir_off = qcow2_be64(h + p + 8 + 16);
+			return;
+		}
+		ck_assert_uint_ne(qcow2_be32(h + p), 0);
+	}
+	ck_abort_msg("no bitmaps extension");
+}
+
+/* A 1 GiB image with bitmaps "a" (64 KiB granularity) and "b". */
+static void bitmap_image(void)
+{
+	struct qcow2_create_opts o = {.cluster_size = 65536};
+	struct block_node *bs = NULL;
+	struct error *err = NULL;
+
+	ck_assert_int_eq(qcow2_create(tmpl, 1 << 30, &o, &err), 0);
+	ck_assert_int_eq(block_open(&bs, tmpl, "qcow2", BLOCK_O_RDWR | BLOCK_O_BITMAPS, &err), 0);
+	ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_ADD, "a", NULL, &err), 0);
+	ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_ADD, "b", NULL, &err), 0);
+	block_unref(bs);
+}
+
+/* Opening read-only must fail with @msg in the error. */
+static void bitmap_open_fails(const char *msg)
+{
+	struct block_node *bs = NULL;
+	struct error *err = NULL;
+
+	ck_assert_int_lt(block_open(&bs, tmpl, "qcow2", 0, &err), 0);
+	if (!strstr(err->msg, msg)) {
+		ck_abort_msg("expected '%s' in '%s'", msg, err->msg);
+	}
+	error_free(err);
+}
+
+START_TEST(bitmaps_roundtrip)
+{
+	struct block_node *bs = NULL;
+	struct block_check_result r = {0};
+	struct block_bitmap_data d = {0};
+	struct error *err = NULL;
+
+	make_tmp();
+	bitmap_image();
+	ck_assert_int_eq(block_open(&bs, tmpl, "qcow2", BLOCK_O_RDWR | BLOCK_O_BITMAPS, &err), 0);
+	ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_ADD, "a", NULL, &err), -EEXIST);
+	ck_assert_str_eq(err->msg, "Bitmap already exists: a");
+	error_free(err);
+	err = NULL;
+	ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_DISABLE, "a", NULL, &err), 0);
+	ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_MERGE, "a", "b", &err), 0);
+	ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_CLEAR, "b", NULL, &err), 0);
+	ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_REMOVE, "b", NULL, &err), 0);
+	ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_REMOVE, "b", NULL, &err), -ENOENT);
+	ck_assert_str_eq(err->msg, "Dirty bitmap 'b' not found");
+	error_free(err);
+	err = NULL;
+	ck_assert_int_eq(block_bitmap_read(bs, "a", &d, &err), 0);
+	ck_assert_uint_eq(d.granularity, 65536);
+	ck_assert_uint_eq(d.size, 1 << 30);
+	for (size_t i = 0; i < (1u << 30) / 65536 / 8; i++) {
+		ck_assert_uint_eq(d.bits[i], 0);
+	}
+	free(d.bits);
+	ck_assert_int_eq(bs->drv->check(bs, &r, 0), 0);
+	ck_assert_uint_eq(r.corruptions + r.leaks, 0);
+	ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_REMOVE, "a", NULL, &err), 0);
+	ck_assert_int_eq(bs->drv->check(bs, &r, 0), 0);
+	ck_assert_uint_eq(r.corruptions + r.leaks, 0);
+	block_unref(bs);
+	unlink(tmpl);
+}
+END_TEST
+
+/* Hostile bitmap directories and tables: errors, never a crash or a huge allocation. */
+START_TEST(bitmaps_crafted)
+{
+	struct block_node *bs = NULL;
+	struct error *err = NULL;
+	uint64_t ext, dir;
+	uint8_t v[8];
+
+	make_tmp();
+	static const struct {
+		int where; /* 0: extension data, 1: first directory entry */
+		unsigned off, len;
+		uint64_t val;
+		const char *msg;
+	} cases[] = {
+		{0, 0, 4, 0, "zero bitmaps"},
+		{0, 0, 4, 70000, "exceeding"},
+		{0, 4, 4, 1, "Reserved field"},
+		{0, 8, 8, 1ull << 40, "directory size"},
+		{0, 8, 8, 8, "directory size"},
+		{0, 16, 8, 1ull << 40, "directory offset"},
+		{0, 16, 8, 65536 + 8, "directory offset"},
+		{0, 0, 4, 3, "directory size"},
+		{1, 0, 8, 1ull << 40, "constraints"},
+		{1, 0, 8, 0, "constraints"},
+		{1, 8, 4, 0x7fffffff, "constraints"},
+		{1, 12, 4, 0x80, "constraints"},
+		{1, 16, 1, 2, "constraints"},
+		{1, 17, 1, 40, "constraints"},
+		{1, 17, 1, 8, "constraints"},
+		{1, 18, 2, 0xffff, "invalid name"},
+		{1, 18, 2, 48, "truncated"},
+		{1, 18, 2, 40, "NUL in the name"},
+		{1, 20, 4, 0xffffffff, "extra data"},
+		{1, 20, 4, 8, "extra data is not supported"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		bitmap_image();
+		bitmap_locations(&ext, &dir);
+		for (unsigned k = 0; k < cases[i].len; k++) {
+			v[k] = (uint8_t)(cases[i].val >> (8 * (cases[i].len - 1 - k)));
+		}
+		patch((cases[i].where ? dir : ext) + cases[i].off, v, cases[i].len);
+		bitmap_open_fails(cases[i].msg);
+	}
+
+	/* a table entry past the end of the file: the merge fails, the remove works */
+	bitmap_image();
+	bitmap_locations(&ext, &dir);
+	{
+		uint8_t e[8];
+		uint64_t table;
+		int fd = open(tmpl, O_RDONLY);
+
+		ck_assert_int_eq(pread(fd, e, 8, (off_t)dir), 8);
+		close(fd);
+		table = qcow2_be64(e);
+		qcow2_put_be64(v, 1ull << 40);
+		patch(table, v, 8);
+	}
+	ck_assert_int_eq(block_open(&bs, tmpl, "qcow2", BLOCK_O_RDWR | BLOCK_O_BITMAPS, &err), 0);
+	ck_assert_int_lt(bitmap_do(bs, BLOCK_BITMAP_MERGE, "b", "a", &err), 0);
+	error_free(err);
+	err = NULL;
+	ck_assert_int_lt(bitmap_do(bs, BLOCK_BITMAP_CLEAR, "a", NULL, &err), 0);
+	error_free(err);
+	err = NULL;
+	ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_REMOVE, "a", NULL, &err), 0);
+	ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_MERGE, "b", "b", &err), 0);
+	block_unref(bs);
+
+	/* in use (left by a crashed writer): not usable, but removable */
+	bitmap_image();
+	bitmap_locations(&ext, &dir);
+	qcow2_put_be32(v, QCOW2_BME_IN_USE | QCOW2_BME_AUTO);
+	patch(dir + 12, v, 4);
+	ck_assert_int_eq(block_open(&bs, tmpl, "qcow2", BLOCK_O_RDWR | BLOCK_O_BITMAPS, &err), 0);
+	ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_ENABLE, "a", NULL, &err), -EBUSY);
+	ck_assert_ptr_nonnull(strstr(err->msg, "inconsistent"));
+	error_free(err);
+	err = NULL;
+	ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_REMOVE, "a", NULL, &err), 0);
+	block_unref(bs);
+
+	/* a stale extension (bit 0 clear) of another length is replaced by a new one */
+	{
+		struct qcow2_create_opts o = {.cluster_size = 65536};
+		struct block_bitmap_data d = {0};
+		uint8_t x[24] = {0};
+
+		ck_assert_int_eq(qcow2_create(tmpl, 1 << 20, &o, &err), 0);
+		qcow2_put_be32(x, QCOW2_EXT_BITMAPS);
+		qcow2_put_be32(x + 4, 8);
+		memset(x + 8, 0xee, 8);
+		patch(112, x, sizeof(x)); /* then the end marker */
+		ck_assert_int_eq(
+			block_open(&bs, tmpl, "qcow2", BLOCK_O_RDWR | BLOCK_O_BITMAPS, &err), 0);
+		ck_assert_int_eq(bitmap_do(bs, BLOCK_BITMAP_ADD, "x", NULL, &err), 0);
+		block_unref(bs);
+		ck_assert_int_eq(block_open(&bs, tmpl, "qcow2", 0, &err), 0);
+		ck_assert_int_eq(block_bitmap_read(bs, "x", &d, &err), 0);
+		free(d.bits);
+		block_unref(bs);
+	}
+
+	/* a read-write open without BLOCK_O_BITMAPS marks the bitmaps stale */
+	bitmap_image();
+	ck_assert_int_eq(block_open(&bs, tmpl, "qcow2", BLOCK_O_RDWR, &err), 0);
+	block_unref(bs);
+	{
+		uint8_t h[96];
+		int fd = open(tmpl, O_RDONLY);
+
+		ck_assert_int_eq(pread(fd, h, sizeof(h), 0), (ssize_t)sizeof(h));
+		close(fd);
+		ck_assert_uint_eq(qcow2_be64(h + 88) & QCOW2_AUTOCLEAR_BITMAPS, 0);
+	}
+	unlink(tmpl);
+}
+END_TEST
+
 /* An extension we do not know survives a header rewrite (here: a resize). */
 START_TEST(unknown_extension_kept)
 {
@@ -588,6 +806,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, create_options);
 	tcase_add_test(tc, unknown_extension_kept);
 	tcase_add_test(tc, mutated_metadata);
+	tcase_add_test(tc, bitmaps_roundtrip);
+	tcase_add_test(tc, bitmaps_crafted);
 	suite_add_tcase(s, tc);
 	return s;
 }
