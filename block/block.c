@@ -90,6 +90,20 @@ static void stat_add(uint64_t *p, uint64_t v)
 	__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 }
 
+static void stat_max(uint64_t *p, uint64_t v)
+{
+	uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+
+	while (cur < v &&
+	       !__atomic_compare_exchange_n(p, &cur, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+	}
+}
+
+static void stat_set(uint64_t *p, uint64_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
 static void node_free(struct block_node *bs)
 {
 	if (!bs) {
@@ -830,6 +844,7 @@ int block_do_pwritev(struct block_node *bs, uint64_t offset, const struct iovec 
 	if (len == 0) {
 		return 0;
 	}
+	stat_max(&bs->stats.wr_highest_offset, offset + len);
 	if (!block_request_aligned(bs, offset, iov, cnt, len)) {
 		return bounce_pwritev(bs, offset, iov, cnt, len);
 	}
@@ -839,7 +854,7 @@ int block_do_pwritev(struct block_node *bs, uint64_t offset, const struct iovec 
 void block_account(struct block_node *bs, enum block_op op, uint64_t bytes, int ret,
 		   uint64_t start_ns)
 {
-	uint64_t dt = now_ns() - start_ns;
+	uint64_t now = now_ns(), dt = now - start_ns;
 	struct block_stats *st = &bs->stats;
 
 	switch (op) {
@@ -862,12 +877,65 @@ void block_account(struct block_node *bs, enum block_op op, uint64_t bytes, int 
 		stat_add(&st->flush_total_ns, dt);
 		break;
 	case BLOCK_OP_DISCARD:
-		stat_add(&st->discard_ops, 1);
+		stat_add(ret < 0 ? &st->discard_failed : &st->discard_ops, 1);
+		if (ret >= 0) {
+			stat_add(&st->discard_bytes, bytes);
+		}
+		stat_add(&st->discard_total_ns, dt);
 		break;
 	case BLOCK_OP_WRITE_ZEROES:
-		stat_add(&st->zero_ops, 1);
+		stat_add(ret < 0 ? &st->zero_failed : &st->zero_ops, 1);
+		if (ret >= 0) {
+			stat_add(&st->zero_bytes, bytes);
+		}
+		stat_add(&st->zero_total_ns, dt);
 		break;
 	}
+	stat_set(&st->last_ns, now);
+}
+
+void block_account_merged(struct block_node *bs, enum block_op op, unsigned n, int ret,
+			  uint64_t start_ns)
+{
+	struct block_stats *st = &bs->stats;
+	uint64_t now = now_ns(), dt = (now - start_ns) * n;
+
+	if (op == BLOCK_OP_READ) {
+		stat_add(&st->rd_merged, n);
+		stat_add(ret < 0 ? &st->rd_failed : &st->rd_ops, n);
+		stat_add(&st->rd_total_ns, dt);
+	} else if (op == BLOCK_OP_WRITE) {
+		stat_add(&st->wr_merged, n);
+		stat_add(ret < 0 ? &st->wr_failed : &st->wr_ops, n);
+		stat_add(&st->wr_total_ns, dt);
+	}
+}
+
+void block_account_invalid(struct block_node *bs, enum block_op op)
+{
+	struct block_stats *st = &bs->stats;
+
+	switch (op) {
+	case BLOCK_OP_READ:
+		stat_add(&st->rd_invalid, 1);
+		break;
+	case BLOCK_OP_WRITE:
+	case BLOCK_OP_WRITE_ZEROES:
+		stat_add(&st->wr_invalid, 1);
+		break;
+	case BLOCK_OP_FLUSH:
+		stat_add(&st->flush_invalid, 1);
+		break;
+	case BLOCK_OP_DISCARD:
+		stat_add(&st->discard_invalid, 1);
+		break;
+	}
+	stat_set(&st->last_ns, now_ns());
+}
+
+uint64_t block_stats_now_ns(void)
+{
+	return now_ns();
 }
 
 uint64_t block_now_ns(void)
@@ -1031,6 +1099,7 @@ int block_do_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len, 
 	if (!(bs->flags & BLOCK_O_UNMAP)) {
 		flags &= ~BLOCK_ZERO_MAY_UNMAP;
 	}
+	stat_max(&bs->stats.wr_highest_offset, offset + len);
 	if (bs->drv->write_zeroes) {
 		r = bs->drv->write_zeroes(bs, offset, len, flags);
 		if (r != -ENOTSUP && r != -EOPNOTSUPP) {
@@ -1157,6 +1226,79 @@ static json_t *image_info(struct block_node *bs, unsigned depth)
 		json_object_set_new(img, "backing-image", image_info(bs->backing, depth + 1));
 	}
 	return img;
+}
+
+/* QEMU's BlockDeviceStats from @st; @device: the accounting of a device's disk. */
+static json_t *device_stats_json(const struct block_stats *st, bool device)
+{
+	uint64_t now = now_ns();
+	json_t *o = json_object();
+
+#define SET(key, v) json_object_set_new(o, key, json_integer((json_int_t)(v)))
+	SET("rd_bytes", st->rd_bytes);
+	SET("wr_bytes", st->wr_bytes + st->zero_bytes);
+	SET("unmap_bytes", st->discard_bytes);
+	SET("rd_operations", st->rd_ops);
+	SET("wr_operations", st->wr_ops + st->zero_ops);
+	SET("flush_operations", st->flush_ops);
+	SET("unmap_operations", st->discard_ops);
+	SET("rd_total_time_ns", st->rd_total_ns);
+	SET("wr_total_time_ns", st->wr_total_ns + st->zero_total_ns);
+	SET("flush_total_time_ns", st->flush_total_ns);
+	SET("unmap_total_time_ns", st->discard_total_ns);
+	SET("wr_highest_offset", st->wr_highest_offset);
+	SET("rd_merged", st->rd_merged);
+	SET("wr_merged", st->wr_merged);
+	SET("unmap_merged", 0); /* vmmd merges reads and writes only */
+	if (st->last_ns && now >= st->last_ns) {
+		SET("idle_time_ns", now - st->last_ns);
+	}
+	SET("failed_rd_operations", st->rd_failed);
+	SET("failed_wr_operations", st->wr_failed + st->zero_failed);
+	SET("failed_flush_operations", st->flush_failed);
+	SET("failed_unmap_operations", st->discard_failed);
+	SET("invalid_rd_operations", st->rd_invalid);
+	SET("invalid_wr_operations", st->wr_invalid);
+	SET("invalid_flush_operations", st->flush_invalid);
+	SET("invalid_unmap_operations", st->discard_invalid);
+#undef SET
+	json_object_set_new(o, "account_invalid", json_boolean(device));
+	json_object_set_new(o, "account_failed", json_boolean(device));
+	json_object_set_new(o, "timed_stats", json_array()); /* no stats-intervals */
+	return o;
+}
+
+json_t *block_stats_json(struct block_node *bs)
+{
+	struct block_stats st;
+	json_t *o = json_object();
+
+	block_get_stats(bs, &st);
+	json_object_set_new(o, "stats", device_stats_json(&st, true));
+	if (bs->node_name) {
+		json_object_set_new(o, "node-name", json_string(bs->node_name));
+	}
+	if (bs->file) {
+		struct block_stats fst, zero = {0};
+		json_t *parent = json_object();
+
+		block_get_stats(bs->file, &fst);
+		zero.wr_highest_offset = fst.wr_highest_offset;
+		json_object_set_new(parent, "stats", device_stats_json(&zero, false));
+		if (bs->file->node_name) {
+			json_object_set_new(parent, "node-name", json_string(bs->file->node_name));
+		}
+		if (!strcmp(bs->file->drv->name, "file")) {
+			json_object_set_new(
+				parent, "driver-specific",
+				json_pack("{s:s, s:I, s:I, s:I}", "driver", "file", "discard-nb-ok",
+					  (json_int_t)fst.discard_ops, "discard-nb-failed",
+					  (json_int_t)fst.discard_failed, "discard-bytes-ok",
+					  (json_int_t)fst.discard_bytes));
+		}
+		json_object_set_new(o, "parent", parent);
+	}
+	return o;
 }
 
 json_t *block_info_json(struct block_node *bs)

@@ -120,6 +120,8 @@ struct blk_req {
 	struct blk_req *next;
 	struct iovec *iov;
 	unsigned iovcnt;
+	unsigned merged; /* head: requests merged into it (query-blockstats) */
+	uint64_t t0;	 /* head: first submission (block_stats_now_ns) */
 	struct virtq_elem elem;
 };
 
@@ -225,6 +227,12 @@ static void blk_done(void *opaque, int ret)
 		virtio_unlock(b->vp);
 		return;
 	}
+	if (r->merged) {
+		/* QEMU counts every guest request, and the merged ones apart */
+		block_account_merged(b->bs,
+				     r->type == VIRTIO_BLK_T_IN ? BLOCK_OP_READ : BLOCK_OP_WRITE,
+				     r->merged, ret, r->t0);
+	}
 	while (r) {
 		n = r->next;
 		req_complete(r, ret == 0	  ? VIRTIO_BLK_S_OK
@@ -241,6 +249,9 @@ static void blk_submit(struct blk_req *r)
 	struct virtio_blk *b = r->b;
 	int ret;
 
+	if (!r->t0) {
+		r->t0 = block_stats_now_ns();
+	}
 	ret = block_aio_submit(b->bs, b->aio, r->op, r->offset, r->iov, r->iovcnt, r->len, r->flags,
 			       blk_done, r);
 	if (ret < 0) {
@@ -397,10 +408,12 @@ static int blk_parse(struct virtio_blk *b, struct blk_req *r)
 		iov_to_buf(e->out, e->out_num, sizeof(h), &seg, sizeof(seg));
 		if ((seg.flags & ~1u) || (discard && seg.flags) ||
 		    seg.num_sectors > BLK_MAX_DISCARD_SECTORS) {
+			block_account_invalid(b->bs, discard ? BLOCK_OP_DISCARD : BLOCK_OP_WRITE);
 			req_complete(r, VIRTIO_BLK_S_UNSUPP);
 			return 0;
 		}
 		if (seg.sector > b->sectors || seg.num_sectors > b->sectors - seg.sector) {
+			block_account_invalid(b->bs, discard ? BLOCK_OP_DISCARD : BLOCK_OP_WRITE);
 			req_complete(r, VIRTIO_BLK_S_IOERR);
 			return 0;
 		}
@@ -416,6 +429,7 @@ static int blk_parse(struct virtio_blk *b, struct blk_req *r)
 	}
 	/* reads and writes: whole sectors inside the disk */
 	if (dlen % 512 || h.sector > b->sectors || dlen / 512 > b->sectors - h.sector) {
+		block_account_invalid(b->bs, r->op);
 		req_complete(r, VIRTIO_BLK_S_IOERR);
 		return 0;
 	}
@@ -493,6 +507,7 @@ static void blk_queue_notify(void *dev, unsigned q)
 
 			merge_into(head, tail, r);
 			if (head->iovcnt != before) {
+				head->merged++;
 				tail = r;
 				continue;
 			}
@@ -773,21 +788,14 @@ static json_t *blk_query_block(void *state)
 static json_t *blk_query_blockstats(void *state)
 {
 	struct virtio_blk *b = state;
-	struct block_stats st;
+	json_t *o = block_stats_json(b->bs);
 
-	block_get_stats(b->bs, &st);
-	return json_pack(
-		"{s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-		"s:I, s:I}}",
-		"device", b->id, "node-name", block_node_name(b->bs) ? block_node_name(b->bs) : "",
-		"stats", "rd_bytes", (json_int_t)st.rd_bytes, "wr_bytes", (json_int_t)st.wr_bytes,
-		"rd_operations", (json_int_t)st.rd_ops, "wr_operations", (json_int_t)st.wr_ops,
-		"flush_operations", (json_int_t)st.flush_ops, "unmap_operations",
-		(json_int_t)st.discard_ops, "rd_total_time_ns", (json_int_t)st.rd_total_ns,
-		"wr_total_time_ns", (json_int_t)st.wr_total_ns, "flush_total_time_ns",
-		(json_int_t)st.flush_total_ns, "failed_rd_operations", (json_int_t)st.rd_failed,
-		"failed_wr_operations", (json_int_t)st.wr_failed, "failed_flush_operations",
-		(json_int_t)st.flush_failed, "zero_operations", (json_int_t)st.zero_ops);
+	json_object_set_new(o, "device", json_string(b->id));
+	json_object_set_new(o, "qdev", json_string(b->id));
+	if (!json_object_get(o, "node-name")) {
+		json_object_set_new(o, "node-name", json_string(""));
+	}
+	return o;
 }
 
 /* Requests submitted and not completed, and those held after an I/O error. */

@@ -171,17 +171,54 @@ int block_aio_submit(struct block_node *bs, struct block_aio_ctx *ctx, enum bloc
 		     uint64_t offset, const struct iovec *iov, unsigned cnt, uint64_t len,
 		     unsigned flags, block_complete_fn *cb, void *opaque);
 
-/* Per-node statistics, for query-blockstats. */
+/*
+ * Per-node statistics, for query-blockstats (all uint64_t: read member by
+ * member with atomics). Operations count requests that succeeded, *_failed
+ * those that did not; bytes count successful ones; times are the sum of
+ * each request's latency (CLOCK_MONOTONIC). Write-zeroes requests are
+ * counted apart (zero_*); QEMU counts them as writes, query-blockstats
+ * adds them there.
+ */
 struct block_stats {
 	uint64_t rd_ops, wr_ops, flush_ops, discard_ops, zero_ops;
 	uint64_t rd_bytes, wr_bytes;
 	uint64_t rd_failed, wr_failed, flush_failed;
 	uint64_t rd_total_ns, wr_total_ns, flush_total_ns;
+	uint64_t discard_bytes, zero_bytes, discard_failed, zero_failed;
+	uint64_t discard_total_ns, zero_total_ns;
+	/* device-level: guest requests merged into others, refused as invalid */
+	uint64_t rd_merged, wr_merged;
+	uint64_t rd_invalid, wr_invalid, flush_invalid, discard_invalid;
+	/* highest offset + length written (writes, write-zeroes), as QEMU */
+	uint64_t wr_highest_offset;
+	/* CLOCK_MONOTONIC time of the last accounted request, 0: none yet */
+	uint64_t last_ns;
 };
 void block_get_stats(struct block_node *bs, struct block_stats *ret);
+/*
+ * Device-level accounting (QEMU's block_acct_merge_done/block_acct_invalid):
+ * @n more guest requests of @op were merged into one the block layer ran
+ * (they count as operations of that request's result @ret, each with its
+ * latency since @start_ns); a guest request of @op was refused as invalid
+ * (outside the disk). Any thread.
+ */
+void block_account_merged(struct block_node *bs, enum block_op op, unsigned n, int ret,
+			  uint64_t start_ns);
+void block_account_invalid(struct block_node *bs, enum block_op op);
+/* The clock of the statistics (CLOCK_MONOTONIC, ns). */
+uint64_t block_stats_now_ns(void);
 
 /* query-block style description of the node and its chain; new reference. */
 json_t *block_info_json(struct block_node *bs);
+/*
+ * QEMU's BlockStats for @bs as a device's disk (query-blockstats): "stats"
+ * from the counters above (device-level: both accounting flags true),
+ * "node-name" if the node has one, and "parent" for the protocol node
+ * under a format (as QEMU: its counters are kept by the device only, so
+ * zero but for wr_highest_offset; "driver-specific" for the file driver's
+ * discards). The caller adds "device" and "qdev". New reference.
+ */
+json_t *block_stats_json(struct block_node *bs);
 
 /* Internal snapshots (qcow2); -ENOTSUP on formats without them. */
 bool block_can_snapshot(struct block_node *bs);

@@ -48,9 +48,10 @@ KNOWN = [
     ("query-block", "inserted.cache.writeback", "sometimes: QEMU turns the write cache off "
      "when SeaBIOS's virtio-blk driver negotiates no flush, if its probe ran before the query; "
      "vmmd keeps writeback until a guest driver negotiates", "sometimes"),
-    ("query-blockstats", "", "vmmd keeps fewer counters (no merged, invalid, unmap bytes/time, "
-     "highest-offset, accounting flags or timed statistics; zero_operations is its own; no "
-     "'parent' node, no automatic node name, qdev is the device id)"),
+    ("query-blockstats", "node-name", "vmmd gives nodes no automatic names (QEMU: #blockN)"),
+    ("query-blockstats", "parent.node-name", "the same for the protocol node under the format"),
+    ("query-blockstats", "qdev", "vmmd has no QOM tree: qdev is the device id (QEMU: "
+     "/machine/peripheral/ID/virtio-backend)"),
     ("hmp info block", "", "no automatic node name, a different device path (no QOM)"),
     ("query-pci", "", "the machines differ: QEMU's pc has the PIIX3 functions in slot 1 and "
      "transitional virtio devices (1af4:1001); vmmd has modern virtio functions (1af4:1040+N) "

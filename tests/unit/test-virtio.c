@@ -552,9 +552,27 @@ START_TEST(test_blk_io)
 
 		ck_assert_str_eq(json_string_value(json_object_get(info, "device")), "vda");
 		ck_assert_ptr_nonnull(json_object_get(info, "inserted"));
-		ck_assert_int_ge(json_integer_value(json_object_get(json_object_get(st, "stats"),
-								    "wr_operations")),
+		json_t *s = json_object_get(st, "stats");
+		/* QEMU's BlockStats: write-zeroes count as writes; refused requests as invalid */
+		ck_assert_str_eq(json_string_value(json_object_get(st, "qdev")), "vda");
+		ck_assert_int_eq(json_integer_value(json_object_get(s, "invalid_rd_operations")),
+				 2);
+		ck_assert_int_eq(json_integer_value(json_object_get(s, "invalid_wr_operations")),
 				 1);
+		ck_assert_int_eq(json_integer_value(json_object_get(s, "invalid_unmap_operations")),
+				 1);
+		ck_assert_int_eq(json_integer_value(json_object_get(s, "wr_operations")), 2);
+		ck_assert_int_eq(json_integer_value(json_object_get(s, "wr_bytes")), 2048);
+		ck_assert_int_eq(json_integer_value(json_object_get(s, "wr_highest_offset")),
+				 12 * 512);
+		ck_assert(json_is_true(json_object_get(s, "account_invalid")));
+		ck_assert_int_eq(json_array_size(json_object_get(s, "timed_stats")), 0);
+		ck_assert_ptr_nonnull(json_object_get(s, "idle_time_ns"));
+		ck_assert_str_eq(
+			json_string_value(json_object_get(
+				json_object_get(json_object_get(st, "parent"), "driver-specific"),
+				"driver")),
+			"file");
 		json_decref(info);
 		json_decref(st);
 	}
@@ -634,6 +652,18 @@ START_TEST(test_blk_merging)
 	read_file(100 * 512, buf, sizeof(buf));
 	for (i = 0; i < sizeof(buf); i++) {
 		ck_assert_uint_eq(buf[i], 0x10 + i / 512);
+	}
+	/* query-blockstats counts the guest's four requests, three of them merged */
+	{
+		json_t *st = dev_cls->query_blockstats(dev_state);
+		json_t *s = json_object_get(st, "stats");
+		json_int_t merged = json_integer_value(json_object_get(s, "wr_merged"));
+
+		ck_assert_int_eq(json_integer_value(json_object_get(s, "wr_operations")), 4);
+		ck_assert_int_ge(merged, 1);
+		ck_assert_int_le(merged, 3);
+		ck_assert_int_eq(json_integer_value(json_object_get(s, "wr_bytes")), 4 * 512);
+		json_decref(st);
 	}
 }
 END_TEST
