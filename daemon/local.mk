@@ -57,7 +57,7 @@ TESTS += \
 	tests/functional/test-protocol-framing.py \
 	tests/functional/test-protocol-limits.py \
 	tests/functional/test-protocol-qmp-library.py \
-	tests/functional/test-qmp-conformance.py \
+	tests/functional/test-qmp-conformance.py tests/functional/test-qmp-blockstats.py \
 	tests/functional/test-systemd-activation.py \
 	tests/functional/test-vmctl-basic.py \
 	tests/functional/test-vmctl-running.py
