@@ -4,8 +4,8 @@
  * docs/interop/qcow2.txt describes them.
  *
  * vmmd does not track guest writes in these bitmaps: a read-write open
- * without BLOCK_O_BITMAPS clears autoclear bit 0 (qcow2.c), which marks
- * them stale. This file serves vmm-img bitmap (add, remove, clear,
+ * without BLOCK_O_BITMAPS (which only vmm-img bitmap and check -r pass)
+ * clears autoclear bit 0 (qcow2.c), which marks them stale. This file serves vmm-img bitmap (add, remove, clear,
  * enable, disable, merge on an image no guest writes to) and vmm-img info.
  *
  * Every value read from the image is bounded before use: a hostile image

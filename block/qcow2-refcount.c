@@ -821,9 +821,10 @@ static int check_l1(struct check_ctx *cx, uint64_t l1_off, uint32_t l1_size, con
 }
 
 /*
- * Persistent dirty bitmaps (written by QEMU) own clusters too: count them
- * while the extension is marked consistent (autoclear bit 0), as qemu-img
- * does. We never change them; an image we open read-write drops the bit.
+ * Persistent dirty bitmaps own clusters too: count them while the extension
+ * is marked consistent (autoclear bit 0), as qemu-img does. A read-write
+ * open without BLOCK_O_BITMAPS drops the bit (qcow2.c); qcow2-bitmap.c
+ * validates the directory and tables, this count only bounds what it reads.
  */
 static int count_bitmaps(struct check_ctx *cx)
 {

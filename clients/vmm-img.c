@@ -1001,7 +1001,8 @@ static int cmd_check(int argc, char **argv)
 		return 1;
 	}
 	if (fix) {
-		flags = (flags & ~BLOCK_O_NO_LOCK) | BLOCK_O_RDWR;
+		/* a repair changes refcounts only: persistent bitmaps stay valid */
+		flags = (flags & ~BLOCK_O_NO_LOCK) | BLOCK_O_RDWR | BLOCK_O_BITMAPS;
 	}
 	if (img_open(&bs, argv[optind], co.fmt, flags | BLOCK_O_NO_BACKING) < 0) {
 		return 1;

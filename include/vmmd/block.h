@@ -47,8 +47,8 @@ enum {
 	 */
 	BLOCK_O_NO_FLUSH = 1u << 6,
 	/*
-	 * The opener writes no guest data, only persistent dirty bitmaps
-	 * (vmm-img bitmap): a read-write qcow2 open keeps the bitmaps valid
+	 * The opener writes no guest data, only bitmaps or refcounts
+	 * (vmm-img bitmap, check -r): a read-write qcow2 open keeps the bitmaps valid
 	 * (autoclear bit 0). Without it a read-write open clears the bit, so
 	 * programs that track bitmaps see them as stale, as the qcow2 spec
 	 * requires of a writer that does not update them.
