@@ -113,7 +113,8 @@ static int wait_target(struct qmp_client *c, struct mem_target *t, unsigned time
 				t);
 }
 
-static int memory_resize(struct qmp_client *c, int argc, char **argv)
+/* --wait, --timeout S and --json of "memory resize" and "memory set". */
+static int wait_options(int argc, char **argv, const char *what, bool *wait, uint32_t *timeout)
 {
 	static const struct option opts[] = {
 		{"wait", no_argument, NULL, 'w'},
@@ -121,21 +122,16 @@ static int memory_resize(struct qmp_client *c, int argc, char **argv)
 		{"json", no_argument, NULL, 'j'},
 		{0},
 	};
-	json_auto_t *now = NULL;
-	uint32_t timeout = 60;
-	bool wait = false;
-	uint64_t size;
-	char buf[32];
-	int o, rc;
+	int o;
 
 	optind = 0;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 'w':
-			wait = true;
+			*wait = true;
 			break;
 		case 't':
-			if (parse_u32(optarg, &timeout) < 0) {
+			if (parse_u32(optarg, timeout) < 0) {
 				return vmctl_fail(EXIT_USAGE, "--timeout needs seconds");
 			}
 			break;
@@ -143,8 +139,24 @@ static int memory_resize(struct qmp_client *c, int argc, char **argv)
 			vmctl_set_json();
 			break;
 		default:
-			return vmctl_fail(EXIT_USAGE, "unknown option for memory resize");
+			return vmctl_fail(EXIT_USAGE, "unknown option for memory %s", what);
 		}
+	}
+	return EXIT_OK;
+}
+
+static int memory_resize(struct qmp_client *c, int argc, char **argv)
+{
+	json_auto_t *now = NULL;
+	uint32_t timeout = 60;
+	bool wait = false;
+	uint64_t size;
+	char buf[32];
+	int rc;
+
+	rc = wait_options(argc, argv, "resize", &wait, &timeout);
+	if (rc != EXIT_OK) {
+		return rc;
 	}
 	if (argc - optind != 3) {
 		return vmctl_fail(EXIT_USAGE,
@@ -208,12 +220,6 @@ static int set_requested(struct qmp_client *c, const char *vm, const char *id, u
  */
 static int memory_set(struct qmp_client *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"wait", no_argument, NULL, 'w'},
-		{"timeout", required_argument, NULL, 't'},
-		{"json", no_argument, NULL, 'j'},
-		{0},
-	};
 	json_auto_t *summary = NULL, *devs = NULL, *bal = NULL, *cur = NULL;
 	struct error *berr = NULL;
 	struct mem_target t = {0};
@@ -224,25 +230,11 @@ static int memory_set(struct qmp_client *c, int argc, char **argv)
 	char b1[32], b2[32];
 	size_t i, n_mem = 0;
 	json_t *d;
-	int o, rc;
+	int rc;
 
-	optind = 0;
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 'w':
-			wait = true;
-			break;
-		case 't':
-			if (parse_u32(optarg, &timeout) < 0) {
-				return vmctl_fail(EXIT_USAGE, "--timeout needs seconds");
-			}
-			break;
-		case 'j':
-			vmctl_set_json();
-			break;
-		default:
-			return vmctl_fail(EXIT_USAGE, "unknown option for memory set");
-		}
+	rc = wait_options(argc, argv, "set", &wait, &timeout);
+	if (rc != EXIT_OK) {
+		return rc;
 	}
 	if (argc - optind != 2) {
 		return vmctl_fail(EXIT_USAGE, "memory set needs a VM name and a size");
@@ -267,12 +259,12 @@ static int memory_set(struct qmp_client *c, int argc, char **argv)
 		}
 	}
 	/* no balloon: QEMU's DeviceNotActive, not an error of this command */
-	o = qmp_client_execute(c, "query-balloon", json_pack("{s:s}", "vm", vm), &bal, &berr);
-	if (o < 0 && o != -EREMOTEIO) {
-		return vmctl_report(berr, o);
+	rc = qmp_client_execute(c, "query-balloon", json_pack("{s:s}", "vm", vm), &bal, &berr);
+	if (rc < 0 && rc != -EREMOTEIO) {
+		return vmctl_report(berr, rc);
 	}
 	error_free(berr);
-	has_balloon = o == 0;
+	has_balloon = rc == 0;
 	t.vm = vm;
 	if (size > base) {
 		if (n_mem > 1) {
