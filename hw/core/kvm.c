@@ -13,7 +13,6 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "common/log.h"
 #include "common/parse.h"
 #include "hw/core/cpuid.h"
 #include "hw/core/kvm.h"
@@ -130,20 +129,6 @@ int kvm_open(struct kvm *kvm, unsigned n_vcpus, struct error **errp)
 		goto err_close;
 	}
 	fcntl(kvm->vm_fd, F_SETFD, FD_CLOEXEC);
-	/*
-	 * Emulation failures at CPL 3 exit to vmmd too (KVM otherwise answers
-	 * them with #UD itself): this host's emulator fails user programs'
-	 * int $0x80, which hw/core/x86-emul.c delivers. Without the capability
-	 * (Linux < 5.17) KVM's #UD stays.
-	 */
-	if (ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_EXIT_ON_EMULATION_FAILURE) > 0) {
-		struct kvm_enable_cap cap = {.cap = KVM_CAP_EXIT_ON_EMULATION_FAILURE, .args = {1}};
-
-		if (ioctl(kvm->vm_fd, KVM_ENABLE_CAP, &cap) < 0) {
-			log_debug("KVM_CAP_EXIT_ON_EMULATION_FAILURE not enabled: %s",
-				  strerror(errno));
-		}
-	}
 	if (ioctl(kvm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0) {
 		r = error_set_errno(errp, errno, "KVM_SET_IDENTITY_MAP_ADDR failed");
 		goto err_close;

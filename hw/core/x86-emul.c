@@ -1,9 +1,8 @@
 /*
  * Work-arounds for this host's in-kernel instruction emulator: instructions
  * it rejects with KVM_INTERNAL_ERROR_EMULATION that a guest may still run
- * (int3 at CPL 0, popcnt, clac/stac, fwait, ldmxcsr/stmxcsr, int n at CPL 3).
- * Each try_* decodes the bytes at RIP and either completes the instruction in
- * the registers or declines; at CPL 3 what none completes gets #UD.
+ * (int3 at CPL 0, popcnt, clac/stac, fwait, ldmxcsr/stmxcsr). Each try_* decodes the bytes at
+ * RIP and either completes the instruction in the registers or declines.
  * A new work-around is one try_* function here and one line in x86_emul_try().
  *
  * Threads: the vCPU's own thread, with that vCPU out of KVM_RUN. The CPU is
@@ -252,9 +251,8 @@ size_t x86_emul_decode_mem(const uint8_t *b, size_t n, unsigned rex, uint64_t se
 #define CR4_OSFXSR (1ull << 9)
 #define MXCSR_RESERVED 0xffff0000u
 
-/* Raise exception @nr in the guest (the instruction does not complete). */
-static bool inject_exception(const struct x86_emul_cpu *cpu, unsigned nr, bool has_code,
-			     uint32_t code)
+/* Raise #GP(0) in the guest instead of completing the instruction. */
+static bool inject_gp(const struct x86_emul_cpu *cpu)
 {
 	struct kvm_vcpu_events ev;
 
@@ -263,16 +261,10 @@ static bool inject_exception(const struct x86_emul_cpu *cpu, unsigned nr, bool h
 		return false;
 	}
 	ev.exception.injected = 1;
-	ev.exception.nr = (uint8_t)nr;
-	ev.exception.has_error_code = has_code;
-	ev.exception.error_code = code;
+	ev.exception.nr = 13;
+	ev.exception.has_error_code = 1;
+	ev.exception.error_code = 0;
 	return cpu->ops->set_events(cpu->opaque, &ev) == 0;
-}
-
-/* Raise #GP(0) in the guest instead of completing the instruction. */
-static bool inject_gp(const struct x86_emul_cpu *cpu)
-{
-	return inject_exception(cpu, 13, true, 0);
 }
 
 /*
@@ -354,90 +346,8 @@ static bool try_emulate_mxcsr(const struct x86_emul_cpu *cpu)
 	return true;
 }
 
-#define IDT_GATE_PRESENT 0x80
-
-/*
- * INT n at CPL 3 (CD ib): the host's emulator delivers no protected-mode
- * software interrupt, and user programs make i386 system calls with
- * int $0x80 (so does the Linux kit's /init: docs/linux-guests.md). Done as
- * the CPU does it: the gate must be present and its DPL at least the CPL
- * (else #GP with the IDT error code); then RIP moves past the instruction
- * and vector n is injected as an interrupt, which the CPU delivers through
- * the same gate and stack switch. CPL 0 stays a failure. True if handled.
- */
-static bool try_user_int_n(const struct x86_emul_cpu *cpu)
-{
-	struct kvm_vcpu_events ev;
-	struct kvm_regs r;
-	struct kvm_sregs s;
-	uint8_t b[2], gate[16];
-	unsigned n;
-
-	if (cpu->ops->get_regs(cpu->opaque, &r) < 0 || cpu->ops->get_sregs(cpu->opaque, &s) < 0 ||
-	    s.cs.dpl == 0 || !s.cs.l ||
-	    cpu->ops->read_insn(cpu->opaque, &r, &s, b, sizeof(b)) != sizeof(b) || b[0] != 0xcd) {
-		return false;
-	}
-	n = b[1];
-	if ((uint64_t)n * 16 + 15 > s.idt.limit ||
-	    cpu->ops->read_mem(cpu->opaque, s.idt.base + (uint64_t)n * 16, gate, sizeof(gate)) <
-		    0 ||
-	    !(gate[5] & IDT_GATE_PRESENT) || ((gate[5] >> 5) & 3) < s.cs.dpl) {
-		/* #GP(vector * 8 + 2): IDT, not external */
-		return inject_exception(cpu, 13, true, n * 8 + 2);
-	}
-	if (cpu->ops->get_events(cpu->opaque, &ev) < 0 || ev.exception.injected ||
-	    ev.exception.pending || ev.interrupt.injected) {
-		return false;
-	}
-	r.rip += 2;
-	ev.interrupt.injected = 1;
-	ev.interrupt.nr = (uint8_t)n;
-	ev.interrupt.soft = 0;
-	if (cpu->ops->set_regs(cpu->opaque, &r) < 0 || cpu->ops->set_events(cpu->opaque, &ev) < 0) {
-		return false;
-	}
-	log_ratelimited(cpu->rl, LOG_INFO, cpu->vm_name, NULL,
-			"vCPU %u: delivered an int 0x%x at CPL %u, 0x%" PRIx64
-			", that the host's emulator rejected",
-			cpu->index, n, s.cs.dpl, (uint64_t)r.rip - 2);
-	return true;
-}
-
-/*
- * Anything else the host's emulator rejects at CPL 3 gets the #UD KVM
- * itself raised there before vmmd asked for these exits
- * (KVM_CAP_EXIT_ON_EMULATION_FAILURE, hw/core/kvm.c): the guest's kernel
- * handles it (a signal to the program), the VM goes on. The bytes are
- * logged: they are the instructions this host cannot run.
- */
-static bool try_user_ud(const struct x86_emul_cpu *cpu)
-{
-	struct kvm_regs r;
-	struct kvm_sregs s;
-	uint8_t b[8] = {0};
-	size_t n;
-
-	if (cpu->ops->get_regs(cpu->opaque, &r) < 0 || cpu->ops->get_sregs(cpu->opaque, &s) < 0 ||
-	    s.cs.dpl == 0) {
-		return false;
-	}
-	n = cpu->ops->read_insn(cpu->opaque, &r, &s, b, sizeof(b));
-	if (!inject_exception(cpu, 6, false, 0)) {
-		return false;
-	}
-	log_ratelimited(cpu->rl, LOG_INFO, cpu->vm_name, NULL,
-			"vCPU %u: #UD for an instruction at CPL %u, 0x%" PRIx64
-			", that the host's emulator rejected (%zu bytes: %02x %02x %02x %02x %02x "
-			"%02x %02x %02x)",
-			cpu->index, s.cs.dpl, (uint64_t)r.rip, n, b[0], b[1], b[2], b[3], b[4],
-			b[5], b[6], b[7]);
-	return true;
-}
-
 bool x86_emul_try(const struct x86_emul_cpu *cpu)
 {
 	return try_inject_bp(cpu) || try_emulate_popcnt(cpu) || try_emulate_clac_stac(cpu) ||
-	       try_emulate_fwait(cpu) || try_emulate_mxcsr(cpu) || try_user_int_n(cpu) ||
-	       try_user_ud(cpu);
+	       try_emulate_fwait(cpu) || try_emulate_mxcsr(cpu);
 }

@@ -251,82 +251,9 @@ START_TEST(clac_stac_at_cpl0_only)
 	ck_assert_uint_eq(c.regs.rflags & RFLAGS_AC, 0);
 
 	cpu_init(&c, stac, sizeof(stac));
-	c.sregs.cs.dpl = 3; /* at CPL 3 the CPU raises #UD: so does the fallback */
-	ck_assert(try(&c));
+	c.sregs.cs.dpl = 3; /* #UD at CPL 3: not ours to complete */
+	ck_assert(!try(&c));
 	ck_assert_uint_eq(c.regs.rflags & RFLAGS_AC, 0);
-	ck_assert_uint_eq(c.regs.rip, 0x1000);
-	ck_assert_uint_eq(c.events.exception.injected, 1);
-	ck_assert_uint_eq(c.events.exception.nr, 6);
-}
-END_TEST
-
-/* A CPU at CPL 3 whose IDT (at 0x2000) has gate @vec with attribute byte @attr. */
-static void user_cpu(struct fake_cpu *c, const uint8_t *bytes, size_t n, unsigned vec, uint8_t attr)
-{
-	cpu_init(c, bytes, n);
-	c->sregs.cs.dpl = 3;
-	c->sregs.idt.base = 0x2000;
-	c->sregs.idt.limit = 256 * 16 - 1;
-	c->ram[0x2000 + vec * 16 + 5] = attr;
-}
-
-START_TEST(int_n_at_cpl3_is_delivered)
-{
-	static const uint8_t int80[] = {0xcd, 0x80};
-	struct fake_cpu c;
-
-	/* a present DPL-3 interrupt gate (0xee): the i386 system call */
-	user_cpu(&c, int80, sizeof(int80), 0x80, 0xee);
-	ck_assert(try(&c));
-	ck_assert_uint_eq(c.regs.rip, 0x1002);
-	ck_assert_uint_eq(c.events.interrupt.injected, 1);
-	ck_assert_uint_eq(c.events.interrupt.nr, 0x80);
-	ck_assert_uint_eq(c.events.interrupt.soft, 0);
-	ck_assert_uint_eq(c.events.exception.injected, 0);
-
-	/* a DPL-0 gate (0x8e): #GP(0x80 * 8 + 2), RIP stays on the instruction */
-	user_cpu(&c, int80, sizeof(int80), 0x80, 0x8e);
-	ck_assert(try(&c));
-	ck_assert_uint_eq(c.regs.rip, 0x1000);
-	ck_assert_uint_eq(c.events.interrupt.injected, 0);
-	ck_assert_uint_eq(c.events.exception.nr, 13);
-	ck_assert_uint_eq(c.events.exception.has_error_code, 1);
-	ck_assert_uint_eq(c.events.exception.error_code, 0x402);
-
-	/* not present, or beyond the IDT's limit: #GP as well */
-	user_cpu(&c, int80, sizeof(int80), 0x80, 0x6e);
-	ck_assert(try(&c));
-	ck_assert_uint_eq(c.events.exception.nr, 13);
-	user_cpu(&c, int80, sizeof(int80), 0x80, 0xee);
-	c.sregs.idt.limit = 0x80 * 16 - 1;
-	ck_assert(try(&c));
-	ck_assert_uint_eq(c.events.exception.nr, 13);
-	ck_assert_uint_eq(c.regs.rip, 0x1000);
-
-	/* at CPL 0 it stays a failure, as before */
-	user_cpu(&c, int80, sizeof(int80), 0x80, 0xee);
-	c.sregs.cs.dpl = 0;
-	ck_assert(!try(&c));
-	ck_assert_uint_eq(c.set_events_calls, 0);
-}
-END_TEST
-
-START_TEST(anything_else_at_cpl3_gets_ud)
-{
-	static const uint8_t b[] = {0x0f, 0x05}; /* whatever the host rejected */
-	struct fake_cpu c;
-
-	user_cpu(&c, b, sizeof(b), 0, 0);
-	ck_assert(try(&c));
-	ck_assert_uint_eq(c.regs.rip, 0x1000);
-	ck_assert_uint_eq(c.set_regs_calls, 0);
-	ck_assert_uint_eq(c.events.exception.injected, 1);
-	ck_assert_uint_eq(c.events.exception.nr, 6);
-	ck_assert_uint_eq(c.events.exception.has_error_code, 0);
-	/* an exception already on its way: left alone */
-	user_cpu(&c, b, sizeof(b), 0, 0);
-	c.events.exception.pending = 1;
-	ck_assert(!try(&c));
 }
 END_TEST
 
@@ -574,8 +501,6 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, clac_stac_at_cpl0_only);
 	tcase_add_test(tc, fwait_is_a_noop_unless_an_exception_is_due);
 	tcase_add_test(tc, anything_else_stays_a_failure);
-	tcase_add_test(tc, int_n_at_cpl3_is_delivered);
-	tcase_add_test(tc, anything_else_at_cpl3_gets_ud);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("mxcsr");
 	tcase_add_test(tc, decode_forms);
