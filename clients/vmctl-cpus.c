@@ -21,11 +21,6 @@
 
 static int cpus_set(struct qmp_client *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"timeout", required_argument, NULL, 't'},
-		{"json", no_argument, NULL, 'j'},
-		{0},
-	};
 	json_auto_t *slots = NULL;
 	uint32_t timeout = 10, want;
 	unsigned present = 0, max, cold = 0;
@@ -33,24 +28,11 @@ static int cpus_set(struct qmp_client *c, int argc, char **argv)
 	uint64_t deadline;
 	json_t *e;
 	size_t i;
-	int o, rc;
+	int rc;
 
-	optind = 0;
-	while ((o = getopt_long(argc, argv, "t:j", opts, NULL)) != -1) {
-		switch (o) {
-		case 't':
-			if (parse_u32(optarg, &timeout) < 0 || timeout > 86400) {
-				return vmctl_fail(EXIT_USAGE,
-						  "--timeout '%s' is not a number of seconds",
-						  optarg);
-			}
-			break;
-		case 'j':
-			vmctl_set_json();
-			break;
-		default:
-			return EXIT_USAGE;
-		}
+	rc = vmctl_timeout_options(argc, argv, &timeout);
+	if (rc != EXIT_OK) {
+		return rc;
 	}
 	if (optind != argc - 2) {
 		return vmctl_fail(EXIT_USAGE, "cpus set needs a VM name and a number of vCPUs");

@@ -20,33 +20,15 @@
 static int device_remove(struct qmp_client *c, int argc, char **argv, const char *what,
 			 const char *backend_cmd, const char *backend_key, const char *prefix)
 {
-	static const struct option opts[] = {
-		{"timeout", required_argument, NULL, 't'},
-		{"json", no_argument, NULL, 'j'},
-		{0},
-	};
 	uint32_t timeout = 10;
 	char backend[160];
 	const char *vm, *id;
 	json_t *args;
-	int o, rc;
+	int rc;
 
-	optind = 0;
-	while ((o = getopt_long(argc, argv, "t:j", opts, NULL)) != -1) {
-		switch (o) {
-		case 't':
-			if (parse_u32(optarg, &timeout) < 0 || timeout > 86400) {
-				return vmctl_fail(EXIT_USAGE,
-						  "--timeout '%s' is not a number of seconds",
-						  optarg);
-			}
-			break;
-		case 'j':
-			vmctl_set_json();
-			break;
-		default:
-			return EXIT_USAGE;
-		}
+	rc = vmctl_timeout_options(argc, argv, &timeout);
+	if (rc != EXIT_OK) {
+		return rc;
 	}
 	if (optind != argc - 2) {
 		return vmctl_fail(EXIT_USAGE, "%s remove needs a VM name and a %s id", what, what);

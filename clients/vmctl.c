@@ -1549,6 +1549,35 @@ int vmctl_run_cmd(struct qmp_client *c, const char *cmd, json_t *args, json_t **
 	return run_cmd(c, cmd, args, ret);
 }
 
+int vmctl_timeout_options(int argc, char **argv, uint32_t *timeout)
+{
+	static const struct option opts[] = {
+		{"timeout", required_argument, NULL, 't'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	int o;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "t:j", opts, NULL)) != -1) {
+		switch (o) {
+		case 't':
+			if (parse_u32(optarg, timeout) < 0 || *timeout > 86400) {
+				return vmctl_fail(EXIT_USAGE,
+						  "--timeout '%s' is not a number of seconds",
+						  optarg);
+			}
+			break;
+		case 'j':
+			vmctl_set_json();
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	return EXIT_OK;
+}
+
 int vmctl_wait_event(struct qmp_client *c, uint64_t deadline,
 		     bool (*match)(const char *name, json_t *data, void *opaque), void *opaque)
 {

@@ -40,6 +40,8 @@ void vmctl_run_cmd_quiet(struct qmp_client *c, const char *cmd, json_t *args);
  */
 int vmctl_wait_event(struct qmp_client *c, uint64_t deadline,
 		     bool (*match)(const char *name, json_t *data, void *opaque), void *opaque);
+/* -t/--timeout S (at most a day) and -j/--json, the options of the removals and "cpus set". */
+int vmctl_timeout_options(int argc, char **argv, uint32_t *timeout);
 /* vmctl_wait_event for DEVICE_DELETED of device @id of VM @vm. */
 int vmctl_wait_deleted(struct qmp_client *c, const char *vm, const char *id, uint64_t deadline);
 /* Set @key of @obj to @path made absolute against the current directory. */
