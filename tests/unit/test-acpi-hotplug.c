@@ -204,14 +204,22 @@ static int have_acpiexec(void)
 /*
  * Reduce acpiexec's field-I/O debug output (-x 0x1000, ACPI_LV_BFIELD) and
  * its notify handler's lines to "W AE08 00000008" / "R AE00 08080808" /
- * "N S18_ 0x01", one per line.
+ * "N S18_ 0x01", one per line. The notify handler runs on another thread and
+ * its lines land in the middle of the debug lines ("ExFieldDatumIo : ACPI
+ * Exec: ... Notify ...\nValue Read ..."), so each item is matched wherever it
+ * is in a line, not by field position.
  */
 static const char trace_awk[] =
-	"/ExAccessRegion.*SystemIO/ { a = $NF; a = substr(a, length(a) - 3) }\n"
-	"/Value Written|Value Read/ { v = $(NF - 2); sub(/,/, \"\", v);\n"
-	"  printf \"%s %s %s\\n\", ($0 ~ /Written/ ? \"W\" : \"R\"), a, substr(v, length(v) - 7) "
-	"}\n"
-	"/Received a System Notify/ { printf \"N %s %s\\n\", substr($9, 2, 4), $12 }\n";
+	"match($0, /Received a System Notify on \\[....\\]/) {\n"
+	"  name = substr($0, RSTART + 29, 4); rest = substr($0, RSTART + RLENGTH)\n"
+	"  if (match(rest, /Value 0x[0-9A-Fa-f]+/))\n"
+	"    printf \"N %s %s\\n\", name, substr(rest, RSTART + 6, RLENGTH - 6) }\n"
+	"match($0, /SystemIO.* at [0-9A-Fa-f]+/) {\n"
+	"  s = substr($0, RSTART, RLENGTH); a = substr(s, length(s) - 3) }\n"
+	"match($0, /Value (Written|Read) [0-9A-Fa-f]+/) {\n"
+	"  split(substr($0, RSTART, RLENGTH), w, \" \")\n"
+	"  printf \"%s %s %s\\n\", w[2] == \"Written\" ? \"W\" : \"R\", a,\n"
+	"         substr(w[3], length(w[3]) - 7) }\n";
 
 /*
  * Run acpiexec on the DSDT with @batch; return the reduced trace: register
