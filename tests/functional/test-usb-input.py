@@ -37,8 +37,10 @@ def firmware_vm(tmp, name, inputs):
 
 
 def keys_seen(d, name):
+    """The keys of complete lines (not one the firmware is still printing)."""
+    text = console_log(d, name).replace("\r", "")
     return [l[len(fwimages.KEY_PREFIX):].strip() for l in
-            console_log(d, name).replace("\r", "").split("\n")
+            text[:text.rfind("\n") + 1].split("\n")
             if l.startswith(fwimages.KEY_PREFIX)]
 
 

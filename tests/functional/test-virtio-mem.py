@@ -31,8 +31,9 @@ def mem_vm(name, kernel, **extra):
 
 
 def transcript(d, vm):
+    """The guest's complete "vmem: " lines (not one it is still writing)."""
     text = console_log(d, vm).replace("\r\n", "\n")
-    return [ln for ln in text.split("\n") if ln.startswith("vmem: ")]
+    return [ln for ln in text[:text.rfind("\n") + 1].split("\n") if ln.startswith("vmem: ")]
 
 
 def wait_line(d, vm, prefix, skip, timeout=300.0):
