@@ -6,8 +6,10 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -18,27 +20,111 @@
 
 static struct event *watchdog_ev;
 
+/*
+ * What systemd passed (LISTEN_FDS, read once): at most one listening socket
+ * and the fd store's entries named SYSTEMD_KEEP_PREFIX... (keep.h).
+ */
+static bool fds_read;
+static int listen_fd = -ENOENT;
+static int listen_err;
+static unsigned n_kept;
+static char **kept_names;
+static int *kept_fds;
+
+static void read_fds(void)
+{
+	char **names = NULL;
+	int n, n_sockets = 0;
+
+	if (fds_read) {
+		return;
+	}
+	fds_read = true;
+	n = sd_listen_fds_with_names(1, &names);
+	if (n < 0) {
+		listen_err = n;
+		return;
+	}
+	kept_names = calloc((size_t)n + 1, sizeof(*kept_names));
+	kept_fds = calloc((size_t)n + 1, sizeof(*kept_fds));
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		const char *name = names && names[i] ? names[i] : "";
+
+		/* Nothing systemd passed goes to a program the launcher starts. */
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		if (strncmp(name, SYSTEMD_KEEP_PREFIX, strlen(SYSTEMD_KEEP_PREFIX)) == 0 &&
+		    kept_names && kept_fds && (kept_names[n_kept] = strdup(name))) {
+			kept_fds[n_kept++] = fd;
+			continue;
+		}
+		n_sockets++;
+		listen_fd = fd;
+	}
+	if (n_sockets > 1) {
+		listen_err = -E2BIG;
+	}
+	if (names) {
+		for (int i = 0; i < n; i++) {
+			free(names[i]);
+		}
+		free(names);
+	}
+}
+
 int systemd_listen_fd(struct error **errp)
 {
-	int n = sd_listen_fds(1);
-
-	if (n < 0) {
-		return error_set_errno(errp, n, "sd_listen_fds");
+	read_fds();
+	if (listen_err == -E2BIG) {
+		return error_set(errp, EINVAL,
+				 "systemd passed more than one socket; vmmd.socket must have "
+				 "exactly one ListenStream=");
 	}
-	if (n == 0) {
+	if (listen_err < 0) {
+		return error_set_errno(errp, listen_err, "sd_listen_fds");
+	}
+	if (listen_fd < 0) {
 		return -ENOENT;
 	}
-	if (n > 1) {
-		return error_set(errp, EINVAL,
-				 "systemd passed %d sockets; vmmd.socket must have exactly one "
-				 "ListenStream=",
-				 n);
-	}
-	if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0) {
+	if (sd_is_socket_unix(listen_fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
 		return error_set(errp, EINVAL,
 				 "the socket systemd passed is not a listening UNIX stream socket");
 	}
-	return SD_LISTEN_FDS_START;
+	return listen_fd;
+}
+
+unsigned systemd_kept_fds(char ***ret_names, int **ret_fds)
+{
+	unsigned n;
+
+	read_fds();
+	n = n_kept;
+	*ret_names = kept_names;
+	*ret_fds = kept_fds;
+	kept_names = NULL;
+	kept_fds = NULL;
+	n_kept = 0;
+	return n;
+}
+
+bool systemd_can_store_fds(void)
+{
+	return getenv("NOTIFY_SOCKET") != NULL;
+}
+
+int systemd_store_fd(int fd, const char *name)
+{
+	char msg[320];
+	int r;
+
+	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
+	r = sd_pid_notify_with_fds(0, 0, msg, &fd, 1);
+	return r > 0 ? 0 : r == 0 ? -ENOTCONN : r;
+}
+
+int systemd_notify_barrier(void)
+{
+	return sd_notify_barrier(0, 5 * 1000000ull);
 }
 
 void systemd_notify_status(unsigned running, unsigned defined)
