@@ -71,6 +71,7 @@ int config_defaults(struct daemon_config *c, bool user_session, struct error **e
 	c->log_level = LOG_INFO;
 	c->log_target = CONFIG_LOG_AUTO;
 	c->seccomp = true;
+	c->keep_vms = true;
 	privilege_defaults(&c->priv);
 	if (!user_session) {
 		c->config_path = strdup(CONFIG_SYSTEM_PATH);
@@ -245,6 +246,14 @@ static int apply(struct daemon_config *c, const char *key, char *v, struct error
 			return error_set(errp, EINVAL, "seccomp '%s' must be on or off", v);
 		}
 		c->seccomp = strcmp(v, "on") == 0;
+		return 0;
+	}
+	if (strcmp(key, "keep-vms-on-restart") == 0) {
+		if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+			return error_set(errp, EINVAL, "keep-vms-on-restart '%s' must be on or off",
+					 v);
+		}
+		c->keep_vms = strcmp(v, "on") == 0;
 		return 0;
 	}
 	if (strcmp(key, "capabilities") == 0) {

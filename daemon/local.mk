@@ -12,6 +12,7 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/qmp-hotplug.c \
 	daemon/qmp-migration.c daemon/migration.c daemon/migration.h \
 	daemon/upgrade.c daemon/upgrade.h \
+	daemon/keep.c daemon/keep.h \
 	daemon/qmp-memory.c \
 	daemon/tls.c daemon/tls.h \
 	daemon/registry.c daemon/registry.h \

@@ -32,6 +32,7 @@
 #include "daemon/sandbox.h"
 #include "daemon/settings.h"
 #include "daemon/run-vm.h"
+#include "daemon/keep.h"
 #include "daemon/systemd.h"
 #include "daemon/upgrade.h"
 #include "monitor/monitor.h"
@@ -79,9 +80,11 @@ static void usage(FILE *out, const struct daemon_config *d)
 		"Limits (set in the settings file, see vmmd.conf(5)): max-clients %u,\n"
 		"max-message-size %zu, max-nesting-depth %u, output-queue-size %zu,\n"
 		"negotiation-timeout %u s, max-vms %u, socket-mode %04o.\n"
-		"Signals: SIGTERM stops all VMs and exits 0; SIGHUP reloads the settings;\n"
-		"SIGUSR2 upgrades in place: the daemon's executable, started again, takes\n"
-		"over every VM without stopping it.\n",
+		"Signals: SIGTERM stops all VMs and exits 0 (under systemd, it hands them to\n"
+		"the fd store, so a restart resumes them: keep-vms-on-restart); SIGHUP reloads\n"
+		"the settings; "
+		"SIGUSR2 upgrades in place: the daemon's executable, started\n"
+		"again, takes over every VM without stopping it.\n",
 		d->config_path, d->socket_path, d->state_dir, d->run_dir,
 		log_level_to_string(d->log_level), d->lim.max_clients, d->lim.max_message,
 		d->lim.max_depth, d->lim.max_output, d->lim.negotiation_timeout, d->max_vms,
@@ -248,7 +251,13 @@ static void on_term(evutil_socket_t sig, short what, void *opaque)
 	log_notice("signal %d: stopping (%u VMs running)", (int)sig, registry_running(d->reg));
 	systemd_notify_stopping();
 	monitor_stop_listening(d->mon);
-	registry_shutdown(d->reg);
+	if (d->cfg.keep_vms && systemd_can_store_fds()) {
+		/* A restart (or not: systemd drops the store on a stop) resumes them. */
+		registry_shutdown_keep(d->reg, keep_vm);
+		keep_flush();
+	} else {
+		registry_shutdown(d->reg);
+	}
 	event_base_loopexit(d->base, NULL);
 }
 
@@ -512,6 +521,11 @@ static int run(struct daemon *d)
 			goto out;
 		}
 	} else {
+		n = (int)keep_restore(d->reg);
+		if (n > 0) {
+			log_notice("resuming %d VM%s kept by the previous vmmd", n,
+				   n == 1 ? "" : "s");
+		}
 		registry_autostart(d->reg);
 	}
 	if (systemd_watchdog_start(d->base, &err) < 0) {

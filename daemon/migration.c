@@ -782,7 +782,8 @@ static void on_notify(evutil_socket_t fd, short what, void *opaque)
 		struct error *err = NULL;
 		int r;
 
-		r = registry_adopt(m->rv, m->inst, m->new_vm, m->stay_paused, &err);
+		r = registry_adopt(m->rv, m->inst, m->new_vm, m->stay_paused,
+				   "an incoming migration", &err);
 		m->inst = NULL;
 		m->new_vm = NULL;
 		pthread_mutex_lock(&m->lock);

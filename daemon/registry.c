@@ -1991,7 +1991,7 @@ void registry_autostart(struct registry *reg)
 		struct registry_vm *rv = list_entry(p, struct registry_vm, link);
 		struct error *err = NULL;
 
-		if (!rv->cfg->autostart || rv->vm) {
+		if (!rv->cfg->autostart || rv->vm || rv->busy) {
 			continue;
 		}
 		if (registry_start_async(rv, NULL, NULL, &err) < 0) {
@@ -2002,6 +2002,11 @@ void registry_autostart(struct registry *reg)
 }
 
 void registry_shutdown(struct registry *reg)
+{
+	registry_shutdown_keep(reg, NULL);
+}
+
+void registry_shutdown_keep(struct registry *reg, registry_keep_fn *keep)
 {
 	struct list_head *p;
 
@@ -2016,13 +2021,20 @@ void registry_shutdown(struct registry *reg)
 	list_for_each (p, &reg->vms) {
 		struct registry_vm *rv = list_entry(p, struct registry_vm, link);
 
-		if (rv->vm && vm_get_state(rv->vm) == VM_STATE_RUNNING) {
+		rv->ran_at_shutdown = rv->vm && vm_get_state(rv->vm) == VM_STATE_RUNNING;
+		if (rv->ran_at_shutdown) {
 			vm_pause(rv->vm, NULL);
 		}
 	}
 	list_for_each (p, &reg->vms) {
 		struct registry_vm *rv = list_entry(p, struct registry_vm, link);
+		struct error *err = NULL;
 
+		if (rv->vm && keep && !rv->busy && keep(rv, rv->ran_at_shutdown, &err) < 0) {
+			log_full(LOG_ERR, rv->name, NULL,
+				 "cannot keep the VM across the restart: %s", err ? err->msg : "?");
+			error_free(err);
+		}
 		if (rv->vm) {
 			destroy_now(rv, "host-signal");
 		}
@@ -2473,7 +2485,7 @@ void registry_instance_free(struct registry_instance *inst)
 }
 
 int registry_adopt(struct registry_vm *rv, struct registry_instance *inst, struct vm *vm,
-		   bool paused, struct error **errp)
+		   bool paused, const char *from, struct error **errp)
 {
 	struct registry *reg = rv->reg;
 	int r;
@@ -2492,7 +2504,7 @@ int registry_adopt(struct registry_vm *rv, struct registry_instance *inst, struc
 	if (!paused) {
 		vm_resume(vm, NULL);
 	}
-	log_full(LOG_INFO, rv->name, NULL, "VM taken over by an incoming migration");
+	log_full(LOG_INFO, rv->name, NULL, "VM taken over from %s", from);
 	if (rv->cfg->incoming) {
 		/* The VM is here now: a restart of this daemon starts it instead of waiting again. */
 		json_auto_t *def = json_deep_copy(rv->def);

@@ -63,7 +63,8 @@ struct registry_vm {
 	uint64_t define_ns;	    /* registry_create: when asked, then how long the file took */
 	/* A vm-start that came while stopping: run once the VM is down. */
 	bool start_pending;
-	bool deleting; /* destroyed and then deleted (vm-delete with force) */
+	bool deleting;	      /* destroyed and then deleted (vm-delete with force) */
+	bool ran_at_shutdown; /* registry_shutdown_keep: running before the daemon paused it */
 	void (*pending_done)(void *opaque, struct registry_vm *rv, int r, struct error *err);
 	void *pending_opaque;
 	/* A destroy waiting for the VM's jobs to end (they were cancelled). */
@@ -224,6 +225,13 @@ int registry_rearm_incoming(struct registry_vm *rv, struct error **errp);
  * Definitions stay on disk.
  */
 void registry_shutdown(struct registry *reg);
+/*
+ * The same, but first @keep(rv, ran, errp) for every VM that exists and is
+ * not busy (@ran: it was running before the pause); the VM is destroyed
+ * after it whatever it returns (daemon/keep.h).
+ */
+typedef int registry_keep_fn(struct registry_vm *rv, bool ran, struct error **errp);
+void registry_shutdown_keep(struct registry *reg, registry_keep_fn *keep);
 
 /*
  * Live migration's hooks (daemon/migration.c). registry_queue_event may be
@@ -243,7 +251,7 @@ const struct vm_host *registry_instance_host(struct registry_instance *inst);
 int *registry_instance_violation_flag(struct registry_instance *inst);
 void registry_instance_free(struct registry_instance *inst);
 int registry_adopt(struct registry_vm *rv, struct registry_instance *inst, struct vm *vm,
-		   bool paused, struct error **errp);
+		   bool paused, const char *from, struct error **errp);
 /*
  * A tap fd the source handed over for NIC @nic_id (taken, closed on
  * failure: a second fd for the same NIC, more than REGISTRY_MAX_NIC_FDS):

@@ -31,7 +31,8 @@ struct daemon_config {
 	unsigned max_vms;
 	int log_level;
 	enum config_log_target log_target;
-	bool seccomp; /* per-thread-kind seccomp filters (sandbox.h); restart to change */
+	bool seccomp;  /* per-thread-kind seccomp filters (sandbox.h); restart to change */
+	bool keep_vms; /* under systemd, SIGTERM hands running VMs to the fd store (keep.h) */
 	struct privilege_config priv; /* limits and capabilities (privilege.h); restart to change */
 };
 

@@ -148,6 +148,8 @@ tests/guests/migrate.elf: $(srcdir)/tests/guests/migrate.c $(GUEST_DEPS)
 TESTS += tests/functional/test-migration.py
 # Live upgrade (daemon/upgrade.c, docs/upgrade.md): the counter and migrate guests across a binary swap.
 TESTS += tests/functional/test-upgrade.py
+# `systemctl restart vmmd` keeps the VMs (daemon/keep.c): under Debian's systemd as a user manager.
+TESTS += tests/functional/test-systemd-restart.py
 
 # vCPU hotplug: the OS side of QEMU's ACPI CPU hotplug interface (hw/cpu-hotplug.c).
 # cpuhp-noap.elf runs the protocol without AP code, for recording QEMU's answers.

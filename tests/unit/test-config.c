@@ -43,6 +43,9 @@ START_TEST(defaults)
 	ck_assert_uint_eq(cfg.socket_mode, 0660);
 	ck_assert_ptr_null(cfg.image_roots);
 	ck_assert_uint_eq(cfg.lim.max_clients, MONITOR_DEFAULT_MAX_CLIENTS);
+	ck_assert(cfg.keep_vms);
+	ck_assert_str_eq(parse("keep-vms-on-restart = off\n"), "ok");
+	ck_assert(!cfg.keep_vms);
 }
 END_TEST
 
@@ -135,6 +138,8 @@ START_TEST(errors_name_the_line)
 			 "vmmd.conf:1: image root 'srv' is not an absolute path");
 	ck_assert_str_eq(parse("log-target = syslog\n"),
 			 "vmmd.conf:1: log-target 'syslog' is not one of auto, stderr, journal");
+	ck_assert_str_eq(parse("keep-vms-on-restart = yes\n"),
+			 "vmmd.conf:1: keep-vms-on-restart 'yes' must be on or off");
 }
 END_TEST
 
