@@ -498,6 +498,15 @@ unsigned keep_restore(struct registry *reg)
 	unsigned n = systemd_kept_fds(&names, &fds), started = 0;
 	const size_t plen = strlen(SYSTEMD_KEEP_PREFIX);
 
+	/*
+	 * systemd keeps passed fds in the store until the service stops: out
+	 * with them, or the next restart would find these beside the new ones
+	 * (and they would pin the RAM copies).
+	 */
+	for (unsigned i = 0; i < n; i++) {
+		systemd_unstore_fds(names[i]);
+	}
+
 	for (unsigned i = 0; i < n; i++) {
 		const char *vm = names[i] + plen;
 		const char *slash = strchr(vm, '/');

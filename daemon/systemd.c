@@ -122,6 +122,11 @@ int systemd_store_fd(int fd, const char *name)
 	return r > 0 ? 0 : r == 0 ? -ENOTCONN : r;
 }
 
+void systemd_unstore_fds(const char *name)
+{
+	sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", name);
+}
+
 int systemd_notify_barrier(void)
 {
 	return sd_notify_barrier(0, 5 * 1000000ull);

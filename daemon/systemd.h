@@ -24,13 +24,16 @@ int systemd_listen_fd(struct error **errp);
  * systemd_kept_fds hands them over once (arrays of n entries, the caller
  * frees names, each name and the fds array; it owns the fds).
  * systemd_store_fd sends one fd with FDSTORE=1 and FDNAME=@name (a copy is
- * stored; -ENOTCONN outside systemd); systemd_notify_barrier waits until
- * systemd has processed every message sent before it.
+ * stored; -ENOTCONN outside systemd); systemd_unstore_fds makes systemd
+ * close its copies of the fds named @name (they stay in the store after
+ * being passed); systemd_notify_barrier waits until systemd has processed
+ * every message sent before it.
  */
 #define SYSTEMD_KEEP_PREFIX "vmmd-keep/"
 unsigned systemd_kept_fds(char ***ret_names, int **ret_fds);
 bool systemd_can_store_fds(void);
 int systemd_store_fd(int fd, const char *name);
+void systemd_unstore_fds(const char *name);
 int systemd_notify_barrier(void);
 /* READY=1 with a STATUS= line. */
 void systemd_notify_ready(unsigned running, unsigned defined);

@@ -173,6 +173,18 @@ def test_restart_keeps_vms():
             v.ok("cont")
         up.check_counter(d, "p1", before_p)
 
+        # Again: the fds the first restart passed left the store, none is found twice.
+        before, before_m = up.ticks(d, "c1"), up.passes(d, "m1")
+        restart(d)
+        wait_for(lambda: statuses(d) == {"c1": "running", "m1": "running", "idle": "shutdown",
+                                         "p1": "running"}, 60,
+                 what="the VMs back again (%r)" % statuses(d))
+        up.check_counter(d, "c1", before)
+        up.check_migrate_guest(d, "m1", before_m)
+        assert "belongs to no kept VM" not in d.read_log(), d.read_log()[-3000:]
+        store = d.mgr.systemctl("show", "-p", "NFileDescriptorStore", "--value", UNIT).strip()
+        assert store == "0", store  # the new daemon took them out once it had them
+
         # A stop then a start is not a restart: systemd drops the store.
         d.mgr.systemctl("stop", UNIT)
         d.mgr.systemctl("start", UNIT)
