@@ -1749,7 +1749,8 @@ int migration_start(struct registry_vm *rv, const char *uri, int fd, struct erro
 				 "There's a migration process in progress"); /* QEMU's words */
 	}
 	st = vm_get_state(rv->vm);
-	if (st != VM_STATE_RUNNING && st != VM_STATE_PAUSED) {
+	/* prelaunch: a live VM is there only after a reset of a stopped one */
+	if (st != VM_STATE_RUNNING && st != VM_STATE_PAUSED && st != VM_STATE_PRELAUNCH) {
 		return error_set(errp, EINVAL, "VM '%s' cannot migrate in state %s", rv->name,
 				 vm_run_state_name(st));
 	}

@@ -42,7 +42,7 @@ int qmp_stop_now(struct monitor_request *req, json_t *args, json_t **ret, struct
 	if (!vm) {
 		return -ENODEV;
 	}
-	if (vm_get_state(vm) == VM_STATE_PAUSED) {
+	if (vm_get_state(vm) == VM_STATE_PAUSED || vm_get_state(vm) == VM_STATE_PRELAUNCH) {
 		return 0;
 	}
 	return vm_pause(vm, errp);
@@ -62,8 +62,11 @@ int qmp_stop(struct monitor_request *req, json_t *args, json_t **ret, struct err
 	if (!vm) {
 		return -ENODEV;
 	}
-	/* Like QEMU, stopping a stopped VM is not an error. */
-	if (vm_get_state(vm) == VM_STATE_PAUSED) {
+	/*
+	 * Like QEMU, stopping a stopped VM is not an error; in prelaunch (after
+	 * a reset) it changes nothing: the VM stays in prelaunch.
+	 */
+	if (vm_get_state(vm) == VM_STATE_PAUSED || vm_get_state(vm) == VM_STATE_PRELAUNCH) {
 		return 0;
 	}
 	/* The vCPUs park on their own time: answered when they have, from a worker. */

@@ -559,14 +559,17 @@ static void handle_requests(struct vm *vm, unsigned pending)
 {
 	enum vm_run_state s = vm_get_state(vm);
 
+	/* A reset left a started VM in prelaunch: parked, as when paused. */
+	bool parked = s == VM_STATE_PAUSED || (s == VM_STATE_PRELAUNCH && vm->started);
+
 	if (pending & (1u << VM_CAUSE_HOST_ERROR)) {
-		if (s == VM_STATE_RUNNING || s == VM_STATE_PAUSED) {
+		if (s == VM_STATE_RUNNING || parked) {
 			stop_with(vm, VM_STATE_INTERNAL_ERROR, "STOP",
 				  json_pack("{s:s}", "reason", "internal-error"));
 		}
 		return;
 	}
-	if (s != VM_STATE_RUNNING && s != VM_STATE_PAUSED) {
+	if (s != VM_STATE_RUNNING && !parked) {
 		return; /* already stopped for good: late guest requests are moot */
 	}
 	if (pending & (1u << VM_CAUSE_IO_ERROR)) {
@@ -586,7 +589,7 @@ static void handle_requests(struct vm *vm, unsigned pending)
 		} else if (s == VM_STATE_RUNNING) {
 			guest_reset(vm);
 		} else {
-			/* Paused: reset now, stay paused. */
+			/* Paused: reset now; as QEMU, the VM is then in prelaunch. */
 			struct error *err = NULL;
 
 			if (machine_reset(vm, true, &err) < 0) {
@@ -594,6 +597,8 @@ static void handle_requests(struct vm *vm, unsigned pending)
 					 err->msg);
 				error_free(err);
 				set_state(vm, VM_STATE_INTERNAL_ERROR);
+			} else {
+				set_state(vm, VM_STATE_PRELAUNCH);
 			}
 			vm_emit_event(vm, "RESET",
 				      json_pack("{s:b,s:s}", "guest", 1, "reason", reason));
@@ -1106,6 +1111,13 @@ int vm_start(struct vm *vm, struct error **errp)
 		r = saving_error(vm, "start", errp);
 		goto out;
 	}
+	if (vm->started) {
+		/* Prelaunch after a reset: the vCPU threads are parked, not gone. */
+		set_state(vm, VM_STATE_RUNNING);
+		vm_vcpus_resume(vm);
+		vm_emit_event(vm, "RESUME", NULL);
+		goto out;
+	}
 	pthread_mutex_lock(&vm->run_lock);
 	vm->vcpu_cmd = VCPU_CMD_RUN;
 	pthread_mutex_unlock(&vm->run_lock);
@@ -1192,9 +1204,14 @@ int vm_reset(struct vm *vm, struct error **errp)
 		      json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-system-reset"));
 	if (s == VM_STATE_RUNNING) {
 		vm_vcpus_resume(vm);
-	} else if (s != VM_STATE_PRELAUNCH && s != VM_STATE_PAUSED) {
-		/* As QEMU: a VM that needed a reset comes back paused. */
-		set_state(vm, VM_STATE_PAUSED);
+	} else {
+		/*
+		 * As QEMU 7.2 (main_loop_should_exit): a VM that was not running
+		 * (paused, shutdown, guest-panicked, internal-error, io-error,
+		 * postmigrate, restore-vm) is in prelaunch after the reset, and
+		 * cont runs it. No STOP or RESUME: it was stopped and stays so.
+		 */
+		set_state(vm, VM_STATE_PRELAUNCH);
 	}
 out:
 	pthread_mutex_unlock(&vm->ctl_lock);
@@ -1245,7 +1262,8 @@ int vm_save_begin(struct vm *vm, struct error **errp)
 	s = vm_get_state(vm);
 	if (vm->saving) {
 		r = error_set(errp, EBUSY, "VM \"%s\" is already being saved", vm->cfg->name);
-	} else if (s != VM_STATE_RUNNING && s != VM_STATE_PAUSED && s != VM_STATE_RESTORE_VM) {
+	} else if (s != VM_STATE_RUNNING && s != VM_STATE_PAUSED && s != VM_STATE_RESTORE_VM &&
+		   !(s == VM_STATE_PRELAUNCH && vm->started)) {
 		r = bad_state(vm, "save", errp);
 	} else {
 		vm->saving = true;

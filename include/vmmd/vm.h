@@ -203,7 +203,10 @@ struct vm_host {
 int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **ret,
 	   struct error **errp);
 
-/* prelaunch -> running: start the vCPUs. */
+/*
+ * prelaunch -> running (event RESUME): start the vCPUs, or resume them when
+ * a reset of a stopped VM left it in prelaunch (vm_reset).
+ */
 int vm_start(struct vm *vm, struct error **errp);
 /*
  * How long each phase of the VM's setup took (vm_new or vm_restore, each
@@ -218,7 +221,11 @@ char *vm_setup_phases(struct vm *vm);
  */
 int vm_pause(struct vm *vm, struct error **errp);
 int vm_resume(struct vm *vm, struct error **errp);
-/* Hard reset (event RESET {"guest": false, "reason": "host-qmp-system-reset"}). */
+/*
+ * Hard reset (event RESET {"guest": false, "reason": "host-qmp-system-reset"}).
+ * A running VM runs on; any other ends in prelaunch, as in QEMU 7.2. Refused
+ * (EBUSY) between vm_save_begin and vm_save_end.
+ */
 int vm_reset(struct vm *vm, struct error **errp);
 /* Press the ACPI power button (event POWERDOWN); the guest may ignore it. */
 int vm_powerdown(struct vm *vm, struct error **errp);
