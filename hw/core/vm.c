@@ -1220,10 +1220,14 @@ out:
 
 int vm_powerdown(struct vm *vm, struct error **errp)
 {
+	enum vm_run_state s;
 	int r;
 
 	pthread_mutex_lock(&vm->ctl_lock);
-	if (vm_get_state(vm) != VM_STATE_RUNNING && vm_get_state(vm) != VM_STATE_PAUSED) {
+	s = vm_get_state(vm);
+	/* As QEMU's, the button also works in prelaunch (after a reset). */
+	if (s != VM_STATE_RUNNING && s != VM_STATE_PAUSED &&
+	    !(s == VM_STATE_PRELAUNCH && vm->started)) {
 		r = bad_state(vm, "power down", errp);
 	} else if (!vm->powerdown) {
 		r = error_set(errp, ENOTSUP, "VM \"%s\" has no ACPI power button", vm->cfg->name);
