@@ -57,10 +57,6 @@ KNOWN = [
      "transitional virtio devices (1af4:1001); vmmd has modern virtio functions (1af4:1040+N) "
      "in the first free slots, no PIIX3, and assigns BARs itself"),
     ("hmp info pci", "", "the same machine differences, printed in QEMU's layout"),
-    ("query-status", "status", "after system_reset of a paused VM QEMU reports 'prelaunch', "
-     "vmmd keeps 'paused' (cont resumes it in both)"),
-    ("hmp info status", "return", "the same after system_reset: QEMU prints 'paused "
-     "(prelaunch)', vmmd 'paused'"),
 ]
 
 
