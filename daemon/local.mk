@@ -61,7 +61,7 @@ TESTS += \
 	tests/functional/test-qmp-conformance.py tests/functional/test-qmp-blockstats.py \
 	tests/functional/test-systemd-activation.py \
 	tests/functional/test-vmctl-basic.py \
-	tests/functional/test-vmctl-running.py
+	tests/functional/test-vmctl-running.py tests/functional/test-runstate-reset.py
 
 # The daemon's commands through the monitor and the registry, with a test
 # double of the VM object (tests/unit/monitor-vm-double.c) instead of hw/.

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""system_reset and the run state, against QEMU 7.2's answers: the golden
+trace golden/runstate-reset.json was recorded from QEMU by
+make-golden-runstate-reset.py. A reset of a paused VM (QMP system_reset or
+HMP system_reset) leaves it in prelaunch with one RESET event and no STOP or
+RESUME; stop there changes nothing; cont runs it (RESUME) and the guest boots
+again. The replayed cases go through the VM's own socket, as to one QEMU;
+vmctl shows the same state."""
+
+import json
+import os
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vmmdtest import QMP, Vmmd, main, wait_for  # noqa: E402
+from daemon_helpers import console_log, guest, vm_def, wait_console  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WATCHED = ("RESET", "STOP", "RESUME", "SHUTDOWN", "GUEST_PANICKED")
+
+
+def golden():
+    with open(os.path.join(HERE, "golden", "runstate-reset.json")) as f:
+        return {c["name"]: c for c in json.load(f)["cases"]}
+
+
+def drain(q, seconds):
+    """Events that arrive within @seconds (and those already queued)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        q.sock.settimeout(left)
+        try:
+            q.events.append(q.recv())
+        except socket.timeout:
+            break
+    q.sock.settimeout(10.0)
+    out = [e for e in q.events if e["event"] in WATCHED]
+    q.events = []
+    for e in out:
+        e.pop("timestamp", None)
+    return out
+
+
+def start_idle(d, name):
+    q = d.qmp()
+    info = q.ok("vm-create", dict(vm_def(name, guest("idle")), start=True))
+    q.event("RESUME", timeout=60)  # the start's
+    wait_console(d, name, "idle: up", timeout=60)
+    return q, info["qmp-socket"]
+
+
+def replay(case):
+    with Vmmd() as d:
+        main_q, path = start_idle(d, "r")
+        q = QMP(path)
+        drain(q, 0.2)
+        for step in case["steps"]:
+            c = {k: step[k] for k in ("execute", "arguments") if k in step}
+            got = q.cmd(c["execute"], c.get("arguments"))
+            assert got == step["reply"], (case["name"], c, got, step["reply"])
+            want = [e for e in step["events"] if e["event"] in WATCHED]
+            for w in want:
+                e = q.event(w["event"], timeout=30)
+                e.pop("timestamp", None)
+                assert e == w, (case["name"], c, e, w)
+            extra = drain(q, 0.3)
+            assert extra == [], (case["name"], c, "events QEMU did not send", extra)
+        q.close()
+        main_q.close()
+        return d
+
+
+def test_reset_paused_qmp_matches_qemu():
+    replay(golden()["paused-qmp"])
+
+
+def test_reset_paused_hmp_matches_qemu():
+    replay(golden()["paused-hmp"])
+
+
+def test_reset_running_matches_qemu():
+    replay(golden()["running"])
+
+
+def test_golden_records_prelaunch_after_reset():
+    """The recorded QEMU facts this change relies on, stated plainly."""
+    g = golden()
+    for name in ("paused-qmp", "paused-hmp", "guest-panicked", "shutdown-no-shutdown",
+                 "postmigrate", "guest-reset-while-paused"):
+        states = [s["reply"]["return"]["status"] for s in g[name]["steps"]
+                  if s["execute"] == "query-status"]
+        assert "prelaunch" in states, (name, states)
+    states = [s["reply"]["return"]["status"] for s in g["inmigrate"]["steps"]
+              if s["execute"] == "query-status"]
+    assert states == ["inmigrate"] * 3, states
+
+
+def test_reset_paused_main_socket_vmctl_and_reboot():
+    """On the main socket (events carry "vm"), through vmctl, and the guest
+    really starts over after cont from prelaunch."""
+    with Vmmd() as d:
+        q, _ = start_idle(d, "v")
+        q.ok("stop", vm="v")
+        q.event("STOP", timeout=30)
+        p = d.vmctl("reset", "v")
+        assert p.stdout == "v: reset\n", p.stdout
+        ev = q.event("RESET", timeout=30)
+        assert ev["data"] == {"vm": "v", "guest": False, "reason": "host-qmp-system-reset"}, ev
+        st = q.ok("query-status", vm="v")
+        assert st == {"status": "prelaunch", "running": False, "singlestep": False}, st
+        vms = q.ok("query-vms", vm="v")
+        assert vms[0]["status"] == "prelaunch" and vms[0]["running"] is False, vms
+        p = d.vmctl("status", "v")
+        assert "status          prelaunch\n" in p.stdout, p.stdout
+        p = d.vmctl("list")
+        assert [ln.split()[1] for ln in p.stdout.splitlines()[1:]] == ["prelaunch"], p.stdout
+        # vmctl pause is QEMU's stop: a no-op in prelaunch
+        d.vmctl("pause", "v")
+        assert q.ok("query-status", vm="v")["status"] == "prelaunch"
+        before = console_log(d, "v").count("idle: up")
+        p = d.vmctl("resume", "v")
+        assert p.stdout == "v: resumed\n", p.stdout
+        q.event("RESUME", timeout=30)
+        assert q.ok("query-status", vm="v")["status"] == "running"
+        wait_console(d, "v", "idle: up", timeout=60, count=before + 1)
+        extra = drain(q, 0.3)
+        assert extra == [], extra
+
+
+def test_reset_paused_then_stop_and_reset_again():
+    """prelaunch after a reset behaves as paused for the next commands: a
+    second reset stays in prelaunch, vm-start is refused (it is live)."""
+    with Vmmd() as d:
+        q, _ = start_idle(d, "w")
+        q.ok("stop", vm="w")
+        q.ok("system_reset", vm="w")
+        q.ok("system_reset", vm="w")
+        assert q.ok("query-status", vm="w")["status"] == "prelaunch"
+        r = q.cmd("vm-start", vm="w")
+        assert "error" in r, r
+        q.ok("cont", vm="w")
+        wait_for(lambda: q.ok("query-status", vm="w")["status"] == "running", 30,
+                 what="running")
+        q.ok("system_reset", vm="w")
+        assert q.ok("query-status", vm="w")["status"] == "running"
+
+
+if __name__ == "__main__":
+    main(globals())
