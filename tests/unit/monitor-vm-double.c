@@ -190,6 +190,9 @@ int vm_resume(struct vm *vm, struct error **errp)
 int vm_reset(struct vm *vm, struct error **errp)
 {
 	event(vm, "RESET", json_pack("{s:b, s:s}", "guest", 0, "reason", "host-qmp-system-reset"));
+	if (vm->state != VM_STATE_RUNNING) {
+		vm->state = VM_STATE_PRELAUNCH; /* as hw/core/vm.c and QEMU 7.2 */
+	}
 	return 0;
 }
 
