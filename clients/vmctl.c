@@ -345,9 +345,10 @@ static char *vm_status(struct qmp_client *c, const char *name)
 }
 
 /*
- * start NAME [--wait]: with --wait (the vmmd-vm@.service unit) a running VM
- * is adopted, and vmctl stays until the VM stops: exit 0 after a guest or
- * user shutdown, 1 when it stops in an error state or the daemon goes away.
+ * start NAME [--wait]: with --wait (the vmmd-vm@.service unit) a running,
+ * paused or prelaunch VM is adopted, and vmctl stays until the VM stops:
+ * exit 0 after a guest or user shutdown, 1 when it stops in an error state
+ * or the daemon goes away.
  */
 static int cmd_start(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
@@ -379,7 +380,9 @@ static int cmd_start(struct qmp_client *c, int argc, char **argv, const struct v
 	}
 	name = argv[optind];
 	status = wait ? vm_status(c, name) : NULL;
-	if (!status || (strcmp(status, "running") != 0 && strcmp(status, "paused") != 0)) {
+	/* prelaunch: a stopped VM after a reset, or one being started */
+	if (!status || (strcmp(status, "running") != 0 && strcmp(status, "paused") != 0 &&
+			strcmp(status, "prelaunch") != 0)) {
 		rc = run_cmd(c, "vm-start", one_vm_args(name), NULL);
 		if (rc) {
 			return rc;

@@ -10,11 +10,12 @@ vmctl shows the same state."""
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmmdtest import QMP, Vmmd, main, wait_for  # noqa: E402
+from vmmdtest import QMP, VMCTL, Vmmd, main, wait_for  # noqa: E402
 from daemon_helpers import console_log, guest, vm_def, wait_console  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -148,6 +149,31 @@ def test_reset_paused_then_stop_and_reset_again():
                  what="running")
         q.ok("system_reset", vm="w")
         assert q.ok("query-status", vm="w")["status"] == "running"
+
+
+def test_vmctl_start_wait_adopts_prelaunch_after_reset():
+    """vmctl start --wait (vmmd-vm@.service) adopts a VM a reset left in
+    prelaunch instead of failing on vm-start, and exits 0 at its shutdown."""
+    with Vmmd() as d:
+        q, _ = start_idle(d, "s")
+        q.ok("stop", vm="s")
+        q.ok("system_reset", vm="s")
+        assert q.ok("query-status", vm="s")["status"] == "prelaunch"
+        env = dict(d.env, VMMD_SOCKET=d.socket)
+        p = subprocess.Popen([VMCTL, "start", "--wait", "s"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            time.sleep(1.0)
+            assert p.poll() is None, ("start --wait did not adopt the VM", p.communicate())
+            assert q.ok("query-status", vm="s")["status"] == "prelaunch"
+            d.vmctl("stop", "--force", "s")
+            out, err = p.communicate(timeout=30)
+            assert p.returncode == 0, (out, err)
+            assert "s: shut down" in out, out
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 if __name__ == "__main__":
