@@ -16,7 +16,8 @@
  * systemd MAINPID=<new pid> and exits, removing no socket file.
  *
  * New daemon: a state machine on the channel (one request at a time):
- * greeting, qmp_capabilities, query-vms, then per running or paused VM:
+ * greeting, qmp_capabilities, query-vms, then per running or paused VM (or
+ * one a reset left in prelaunch):
  * its loaded definition waits in inmigrate, a socketpair's end goes to the
  * old daemon with getfd, migrate-set-parameters (no bandwidth cap: the link
  * is memory), migrate fd:upgrade, and the local MIGRATION event ends it
@@ -747,7 +748,9 @@ static void tk_message(json_t *msg)
 			if (!name || !st || strcmp(st, "shutdown") == 0) {
 				continue;
 			}
-			if (strcmp(st, "running") != 0 && strcmp(st, "paused") != 0) {
+			/* prelaunch: stopped and reset; it arrives here paused */
+			if (strcmp(st, "running") != 0 && strcmp(st, "paused") != 0 &&
+			    strcmp(st, "prelaunch") != 0) {
 				tk_fail("VM '%s' is %s in the old daemon; try again when it runs "
 					"or is stopped",
 					name, st);

@@ -673,5 +673,30 @@ def test_upgrade_refuses_another_tap():
         eb.close()
 
 
+def test_upgrade_takes_over_a_vm_reset_while_paused():
+    """A stopped VM that system_reset left in prelaunch is taken over (it
+    was paused before resets ended in prelaunch); it arrives paused, and
+    cont boots it again from its reset state."""
+    with CopiedVmmd() as d:
+        q = d.qmp()
+        q.ok("vm-create", {"name": "r1", "vcpus": 1, "memory": "32M", "cpu": TEST_CPU,
+                           "boot": {"kernel": guest("idle")}, "start": True})
+        wait_console(d, "r1", "idle: up", timeout=180)
+        q.ok("stop", vm="r1")
+        q.ok("system_reset", vm="r1")
+        assert q.ok("query-status", vm="r1")["status"] == "prelaunch"
+        boots = console_log(d, "r1").count("idle: up")
+        q.close()
+        q = QMP(d.socket, timeout=120)
+        upgrade(d, q, 1)
+        q.close()
+        q = d.qmp()
+        assert q.ok("query-status", vm="r1")["status"] == "paused"
+        q.ok("cont", vm="r1")
+        wait_for(lambda: console_log(d, "r1").count("idle: up") > boots, 180,
+                 what="r1 to boot again after cont")
+        q.close()
+
+
 if __name__ == "__main__":
     main(globals())
