@@ -10,8 +10,10 @@ vmctl shows the same state."""
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -174,6 +176,69 @@ def test_vmctl_start_wait_adopts_prelaunch_after_reset():
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def fake_destination(path):
+    """A migration destination (docs/migration.md) that answers the wire
+    header and then only reads: the source sends everything and waits for
+    READY, its VM held in finish-migrate (the state being written)."""
+    ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ls.bind(path)
+    ls.listen(1)
+    got = {"bytes": 0}
+
+    def serve():
+        c, _ = ls.accept()
+        try:
+            hdr = b""
+            while len(hdr) < 64:
+                chunk = c.recv(64 - len(hdr))
+                if not chunk:
+                    return
+                hdr += chunk
+            c.sendall(hdr[:8] + struct.pack("<II", 1, 0) + hdr[16:64])
+            while True:
+                chunk = c.recv(1 << 20)
+                if not chunk:
+                    return
+                got["bytes"] += len(chunk)
+        finally:
+            c.close()
+            ls.close()
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    return th, got
+
+
+def test_reset_refused_while_migrating():
+    """A reset of a paused VM whose state is being written (the last phase of
+    a migration) is refused as before, and the state stays finish-migrate;
+    once the migration is cancelled the reset is taken (prelaunch). The same
+    for a VM already in prelaunch after a reset."""
+    with Vmmd() as d:
+        q, _ = start_idle(d, "m")
+        q.ok("stop", vm="m")
+        q.event("STOP", timeout=30)
+        for first in ("paused", "prelaunch"):
+            assert q.ok("query-status", vm="m")["status"] == first
+            path = os.path.join(d.tmp, "dest-%s.sock" % first)
+            th, got = fake_destination(path)
+            q.ok("migrate", vm="m", uri="unix:" + path)
+            wait_for(lambda: q.ok("query-status", vm="m")["status"] == "finish-migrate", 60,
+                     what="finish-migrate")
+            r = q.cmd("system_reset", vm="m")
+            assert r == {"error": {"class": "GenericError",
+                                   "desc": 'cannot reset VM "m": it is being saved (vm-save)'}}, r
+            assert q.ok("query-status", vm="m")["status"] == "finish-migrate"
+            q.ok("migrate_cancel", vm="m")
+            wait_for(lambda: q.ok("query-status", vm="m")["status"] != "finish-migrate", 60,
+                     what="the cancel")
+            th.join(30)
+            assert got["bytes"] > 0, got
+            q.ok("system_reset", vm="m")
+            assert q.ok("query-status", vm="m")["status"] == "prelaunch"
+        extra = [e for e in drain(q, 0.3) if e["event"] in ("STOP", "RESUME")]
+        assert not extra, extra
 
 
 if __name__ == "__main__":
