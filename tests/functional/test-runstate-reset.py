@@ -5,7 +5,8 @@ make-golden-runstate-reset.py. A reset of a paused VM (QMP system_reset or
 HMP system_reset) leaves it in prelaunch with one RESET event and no STOP or
 RESUME; stop there changes nothing; cont runs it (RESUME) and the guest boots
 again. The replayed cases go through the VM's own socket, as to one QEMU;
-vmctl shows the same state."""
+vmctl shows the same state. Also: a reset from io-error ends in prelaunch
+the same way, and a reset while a migration writes the state is refused."""
 
 import json
 import os
@@ -17,8 +18,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmmdtest import QMP, VMCTL, Vmmd, main, wait_for  # noqa: E402
-from daemon_helpers import console_log, guest, vm_def, wait_console  # noqa: E402
+from vmmdtest import QMP, VMCTL, Vmmd, main, require_tool, wait_for  # noqa: E402
+from daemon_helpers import TEST_CPU, console_log, guest, vm_def, wait_console  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WATCHED = ("RESET", "STOP", "RESUME", "SHUTDOWN", "GUEST_PANICKED")
@@ -239,6 +240,52 @@ def test_reset_refused_while_migrating():
             assert q.ok("query-status", vm="m")["status"] == "prelaunch"
         extra = [e for e in drain(q, 0.3) if e["event"] in ("STOP", "RESUME")]
         assert not extra, extra
+
+
+def test_reset_from_io_error():
+    """io-error (werror=stop, a write failed): system_reset leaves the VM in
+    prelaunch (RESET only; the held write is dropped with the device reset),
+    and cont boots the guest again, which now writes and reads back."""
+    require_tool("nbdkit")
+    kernel = guest("virtio-blk")
+    with Vmmd() as d:
+        trigger = os.path.join(d.tmp, "fail-writes")
+        sock = os.path.join(d.tmp, "nbd.sock")
+        open(trigger, "w").close()
+        nbd = subprocess.Popen(["nbdkit", "-f", "-U", sock, "--filter=error", "memory", "4M",
+                                "error-pwrite=EIO", "error-pwrite-rate=100%",
+                                "error-pwrite-file=" + trigger],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: os.path.exists(sock), 10, what="nbdkit's socket")
+            q = d.qmp()
+            q.ok("vm-create", {"name": "e", "vcpus": 1, "memory": "64M", "cpu": TEST_CPU,
+                               "boot": {"kernel": kernel}, "start": True,
+                               "disks": [{"id": "vda", "file": "nbd+unix:///?socket=" + sock,
+                                          "format": "raw", "werror": "stop"}]})
+            q.event("BLOCK_IO_ERROR", timeout=120)
+            q.event("STOP", timeout=30)
+            assert q.ok("query-status", vm="e")["status"] == "io-error"
+            drain(q, 0.3)
+            boots = console_log(d, "e").count("blk: capacity")
+            q.ok("system_reset", vm="e")
+            ev = q.event("RESET", timeout=30)
+            assert ev["data"] == {"vm": "e", "guest": False,
+                                  "reason": "host-qmp-system-reset"}, ev
+            st = q.ok("query-status", vm="e")
+            assert st == {"status": "prelaunch", "running": False, "singlestep": False}, st
+            extra = drain(q, 0.3)
+            assert extra == [], extra
+            os.unlink(trigger)
+            q.ok("cont", vm="e")
+            q.event("RESUME", timeout=30)
+            wait_console(d, "e", "blk: done", timeout=120)
+            c = console_log(d, "e")
+            assert c.count("blk: capacity") == boots + 1, c[-2000:]
+            assert "blk: readback ok" in c and "blk: write failed" not in c, c[-2000:]
+        finally:
+            nbd.kill()
+            nbd.wait()
 
 
 if __name__ == "__main__":
