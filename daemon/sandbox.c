@@ -468,9 +468,31 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 	errno = saved;
 }
 
+/*
+ * glibc's free() reads /proc/sys/vm/overcommit_memory the first time it
+ * shrinks the heap of a thread's own arena (once per process): a vCPU or
+ * I/O thread freeing large blocks first would open a file under its
+ * filter and have its VM stopped. A throwaway thread (its own arena)
+ * shrinks one first.
+ */
+static void *shrink_an_arena(void *unused)
+{
+	void *p[8];
+
+	for (size_t i = 0; i < ARRAY_SIZE(p); i++) {
+		p[i] = malloc(100 * 1024); /* under the mmap threshold: from the arena */
+		__asm__ volatile("" : : "r"(p[i]) : "memory");
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(p); i++) {
+		free(p[i]);
+	}
+	return unused;
+}
+
 int sandbox_init(int fd, struct error **errp)
 {
 	struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
+	pthread_t t;
 
 	violation_fd = fd;
 	/*
@@ -478,6 +500,9 @@ int sandbox_init(int fd, struct error **errp)
 	 * RTC) must not open it under its filter (Cloud Hypervisor #2111).
 	 */
 	tzset();
+	if (pthread_create(&t, NULL, shrink_an_arena, NULL) == 0) {
+		pthread_join(t, NULL);
+	}
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGSYS, &sa, NULL) < 0) {
 		return error_set_errno(errp, errno, "cannot install the SIGSYS handler");

@@ -30,6 +30,7 @@
 #include <linux/io_uring.h>
 #include <signal.h>
 
+#include "common/util.h"
 #include "daemon/sandbox.h"
 
 static int efd;
@@ -205,6 +206,25 @@ static void *vcpu_thread(void *arg)
 	return (void *)(uintptr_t)bad;
 }
 
+/* Large blocks freed: glibc shrinks this thread's arena (a file read the first time). */
+static void *vcpu_free_thread(void *arg)
+{
+	unsigned bad = 0;
+	void *p[8];
+
+	CHECK(0, sandbox_enter(SANDBOX_VCPU, &violated, NULL) == 0);
+	for (unsigned i = 0; i < ARRAY_SIZE(p); i++) {
+		p[i] = malloc(100 * 1024); /* under the mmap threshold: from the arena */
+		CHECK(1, p[i] != NULL);
+		__asm__ volatile("" : : "r"(p[i]) : "memory");
+	}
+	for (unsigned i = 0; i < ARRAY_SIZE(p); i++) {
+		free(p[i]);
+	}
+	CHECK(2, violated == 0);
+	return (void *)(uintptr_t)bad;
+}
+
 /*
  * Fork; the child loads the control list, runs @fn in a thread and sends
  * back its failed-check bits through a pipe.
@@ -265,6 +285,14 @@ START_TEST(vcpu_list)
 }
 END_TEST
 
+START_TEST(vcpu_frees)
+{
+	unsigned r = run_kind(vcpu_free_thread);
+
+	ck_assert_msg(r == 0, "vCPU thread freeing large blocks: checks failed: %#x", r);
+}
+END_TEST
+
 START_TEST(io_helper_list)
 {
 	unsigned r = run_kind(helper_thread);
@@ -289,6 +317,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, job_list);
 	tcase_add_test(tc, io_list);
 	tcase_add_test(tc, vcpu_list);
+	tcase_add_test(tc, vcpu_frees);
 	tcase_add_test(tc, io_helper_list);
 	tcase_add_test(tc, job_for_vm);
 	suite_add_tcase(s, tc);
