@@ -1406,6 +1406,7 @@ static void *dest_thread(void *arg)
 	struct pollfd pfd = {.fd = m->listen_fd, .events = POLLIN};
 	json_t *manifest = NULL;
 	struct vm_snapshot *snap = NULL;
+	struct vm *pre = NULL; /* vm_restore_prepare's, until vm_restore_into takes it */
 	void *state = NULL;
 	uint64_t state_len = 0, mem_size = 0;
 	uint8_t *buf = NULL;
@@ -1426,6 +1427,17 @@ static void *dest_thread(void *arg)
 	    strncmp(getenv("VMMD_SECCOMP_SELFTEST"), "migrate-in:", 11) == 0 &&
 	    strcmp(getenv("VMMD_SECCOMP_SELFTEST") + 11, m->rv->name) == 0 && chdir("/") == 0) {
 		log_error("seccomp self-test: chdir passed the migration thread's filter");
+	}
+	/*
+	 * The kernel's share of the VM's build first (the KVM VM, its RAM's
+	 * memslots, IRQ routing: ~15 ms of waiting for the kernel), before the
+	 * source hears from this side (it waits for the header's answer): the
+	 * hand-over's pause then waits only for the devices and their disks,
+	 * as with QEMU's destination, built before it listens.
+	 */
+	r = vm_restore_prepare(m->rv->cfg, registry_instance_host(m->inst), &pre, &err);
+	if (r < 0) {
+		goto fail;
 	}
 	if (getsockopt(m->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &acclen) == 0 && !acc) {
 		/* fd:NAME with a connected socket (QEMU's fd: incoming): the stream itself. */
@@ -1617,7 +1629,8 @@ connected:
 	 * them; RAM is the memfd mapped privately), then the control thread
 	 * adopts and resumes it.
 	 */
-	r = vm_restore(m->rv->cfg, registry_instance_host(m->inst), snap, true, &m->new_vm, &err);
+	r = vm_restore_into(pre, snap, true, &m->new_vm, &err);
+	pre = NULL;
 	vm_snapshot_close(snap);
 	snap = NULL;
 	if (r < 0) {
@@ -1661,6 +1674,7 @@ fail:
 	set_status(m, MIG_FAILED);
 out:
 	error_free(err);
+	vm_destroy(pre);
 	vm_snapshot_close(snap);
 	json_decref(manifest);
 	free(state);

@@ -147,6 +147,15 @@ void vm_vcpus_resume(struct vm *vm);
  */
 int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool restoring,
 	     struct vm **ret, struct error **errp);
+/*
+ * vm_build in two parts: the kernel's (the KVM VM, guest RAM and its
+ * memslots, IRQ routing: the calls that wait for the kernel, ~15 ms) and
+ * the rest (vCPUs, I/O thread, devices with their disks and NICs, reset).
+ * vm_build_rest tears @vm down when it fails.
+ */
+int vm_build_kernel(const struct vm_config *cfg, const struct vm_host *host, struct vm **ret,
+		    struct error **errp);
+int vm_build_rest(struct vm *vm, bool restoring, struct error **errp);
 /* Undo vm_build (for whatever part of it was done). */
 void vm_teardown(struct vm *vm);
 /* Reset devices, irqchip and vCPUs without loading the boot files (snapshot-load); paused. */

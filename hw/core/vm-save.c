@@ -1127,16 +1127,30 @@ static int load_cpus(struct vm *vm, struct vm_snapshot *s, struct error **errp)
 	return r;
 }
 
+int vm_restore_prepare(const struct vm_config *cfg, const struct vm_host *host, struct vm **ret,
+		       struct error **errp)
+{
+	return vm_build_kernel(cfg, host, ret, errp);
+}
+
 int vm_restore(const struct vm_config *cfg, const struct vm_host *host, struct vm_snapshot *snap,
 	       bool paused, struct vm **ret, struct error **errp)
 {
 	struct vm *vm = NULL;
+	int r = vm_build_kernel(cfg, host, &vm, errp);
+
+	return r < 0 ? r : vm_restore_into(vm, snap, paused, ret, errp);
+}
+
+int vm_restore_into(struct vm *vm, struct vm_snapshot *snap, bool paused, struct vm **ret,
+		    struct error **errp)
+{
 	int r;
 
 	for (unsigned i = 0; i < snap->n_sections; i++) {
 		snap->sections[i].used = false;
 	}
-	r = vm_build(cfg, host, true, &vm, errp);
+	r = vm_build_rest(vm, true, errp);
 	if (r < 0) {
 		return r;
 	}

@@ -967,8 +967,8 @@ int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **
 	return vm_build(cfg, host, false, ret, errp);
 }
 
-int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool restoring,
-	     struct vm **ret, struct error **errp)
+int vm_build_kernel(const struct vm_config *cfg, const struct vm_host *host, struct vm **ret,
+		    struct error **errp)
 {
 	struct vm *vm;
 	int r;
@@ -1036,6 +1036,19 @@ int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool resto
 		goto err_teardown;
 	}
 	phase(vm, "irq-routing");
+	*ret = vm;
+	return 0;
+
+err_teardown:
+	vm_teardown(vm);
+	return r;
+}
+
+int vm_build_rest(struct vm *vm, bool restoring, struct error **errp)
+{
+	int r;
+
+	vm->phase_ns = mono_ns(); /* not the time since vm_build_kernel, if it ran ahead */
 	/* Room for every possible vCPU: hot-plugged ones are appended (vm_vcpu_plug). */
 	vm->vcpus = calloc(vm->cfg->maxcpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus) {
@@ -1077,11 +1090,25 @@ int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool resto
 		goto err_teardown;
 	}
 	phase(vm, "reset");
-	*ret = vm;
 	return 0;
 
 err_teardown:
 	vm_teardown(vm);
+	return r;
+}
+
+int vm_build(const struct vm_config *cfg, const struct vm_host *host, bool restoring,
+	     struct vm **ret, struct error **errp)
+{
+	struct vm *vm;
+	int r = vm_build_kernel(cfg, host, &vm, errp);
+
+	if (r == 0) {
+		r = vm_build_rest(vm, restoring, errp);
+	}
+	if (r == 0) {
+		*ret = vm;
+	}
 	return r;
 }
 

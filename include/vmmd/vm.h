@@ -359,6 +359,20 @@ void vm_snapshot_close(struct vm_snapshot *snap);
  */
 int vm_restore(const struct vm_config *cfg, const struct vm_host *host, struct vm_snapshot *snap,
 	       bool paused, struct vm **ret, struct error **errp);
+/*
+ * vm_restore in two steps, for a caller that knows the definition before
+ * the state: vm_restore_prepare does the kernel's share of the build (the
+ * KVM VM, guest RAM's memslots, IRQ routing: most of a build's time, all
+ * of it waiting for the kernel; no disk, NIC or vCPU yet), so that
+ * vm_restore_into, once the state is there, does only the rest. A
+ * migration's destination prepares while RAM still streams in. The
+ * prepared VM is taken by vm_restore_into (torn down if it fails), or
+ * freed with vm_destroy if never used.
+ */
+int vm_restore_prepare(const struct vm_config *cfg, const struct vm_host *host, struct vm **ret,
+		       struct error **errp);
+int vm_restore_into(struct vm *pre, struct vm_snapshot *snap, bool paused, struct vm **ret,
+		    struct error **errp);
 
 /*
  * Hotplug (hw/hotplug.c), with QEMU's argument shapes and error

@@ -414,6 +414,33 @@ def test_nobody_listening():
         still_counting(src, "m1", passes(console_log(src, "m1"))[-1][0])
 
 
+def kvm_vms(d):
+    """How many KVM VMs daemon @d holds (its anon_inode:kvm-vm fds)."""
+    n = 0
+    fds = "/proc/%d/fd" % d.proc.pid
+    for fd in os.listdir(fds):
+        try:
+            n += os.readlink(os.path.join(fds, fd)) == "anon_inode:kvm-vm"
+        except OSError:
+            pass
+    return n
+
+
+def test_destination_built_before_the_source_connects():
+    """migrate-incoming does the kernel's share of the VM's build (its KVM
+    VM, RAM memslots, IRQ routing) before a source connects, as QEMU's
+    destination is built before it listens: the hand-over's pause does not
+    wait for it. A destination that never gets its source frees it."""
+    with Vmmd() as dst:
+        qd = dst.qmp()
+        qd.ok("vm-create", dict(vm_def(), incoming=True, start=True))
+        assert kvm_vms(dst) == 0
+        qd.ok("migrate-incoming", vm="m1", uri="unix:" + os.path.join(dst.tmp, "m.sock"))
+        wait_for(lambda: kvm_vms(dst) == 1, 10, what="the KVM VM built ahead")
+        qd.ok("vm-delete", vm="m1")
+        wait_for(lambda: kvm_vms(dst) == 0, 10, what="the KVM VM built ahead to be freed")
+
+
 def test_hostile_source():
     """What a destination reads is bounded and checked: a peer that is not a
     vmmd, a record over the limit, a page outside RAM, a RAM size that is not
@@ -462,6 +489,7 @@ def test_hostile_source():
             # the VM is torn down just after the migration fails (slow under ASan)
             wait_for(lambda: qd.ok("query-status", vm=name)["status"] == "shutdown", 20,
                      what="%s: VM shut down" % what)
+            wait_for(lambda: kvm_vms(dst) == 0, 20, what="%s: no KVM VM left" % what)
         assert qd.ok("query-version")
 
 

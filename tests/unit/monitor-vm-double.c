@@ -301,6 +301,18 @@ int vm_restore(const struct vm_config *cfg, const struct vm_host *host, struct v
 	return error_set(errp, ENOTSUP, "the VM double cannot restore");
 }
 
+int vm_restore_prepare(const struct vm_config *cfg, const struct vm_host *host, struct vm **ret,
+		       struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double cannot restore");
+}
+
+int vm_restore_into(struct vm *pre, struct vm_snapshot *snap, bool paused, struct vm **ret,
+		    struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double cannot restore");
+}
+
 json_t *vm_query_cpus_fast(struct vm *vm)
 {
 	json_t *a = json_array();
