@@ -2211,10 +2211,17 @@ static int apply_overrides(json_t *def, const char *list, json_t *over, const ch
 	return 0;
 }
 
-/* A restore on a worker: the snapshot opened and the VM built there. */
+/*
+ * A restore in two steps on workers: the snapshot opened (its manifest
+ * read: a client's path, which may be slow or never answer), then, after
+ * the checks here, the VM built.
+ */
 struct registry_restore {
 	struct registry *reg;
 	char *dir;
+	char *name;		  /* the name asked for, or NULL */
+	json_t *disks, *nics;	  /* the overrides asked for, or NULL */
+	struct vm_snapshot *snap; /* open_job's, until restore_job is done with it */
 	bool paused;
 	struct vm_config *cfg;
 	json_t *def;		/* canonical form of cfg */
@@ -2229,8 +2236,12 @@ struct registry_restore {
 
 static void restore_free(struct registry_restore *rs)
 {
+	vm_snapshot_close(rs->snap);
 	vm_config_free(rs->cfg);
 	json_decref(rs->def);
+	json_decref(rs->disks);
+	json_decref(rs->nics);
+	free(rs->name);
 	free(rs->dir);
 	error_free(rs->err);
 	free(rs);
@@ -2239,13 +2250,9 @@ static void restore_free(struct registry_restore *rs)
 static void restore_job(void *arg)
 {
 	struct registry_restore *rs = arg;
-	struct vm_snapshot *snap = NULL;
 
-	rs->r = vm_snapshot_open(rs->dir, &snap, &rs->err);
-	if (rs->r == 0) {
-		rs->r = vm_restore(rs->cfg, &rs->inst->host, snap, true, &rs->vm, &rs->err);
-	}
-	vm_snapshot_close(snap);
+	rs->r = vm_restore(rs->cfg, &rs->inst->host, rs->snap, true, &rs->vm, &rs->err);
+	vm_snapshot_close(TAKE_PTR(rs->snap));
 }
 
 static void restore_done(void *arg)
@@ -2337,77 +2344,57 @@ int *registry_violation_flag(struct registry_vm *rv)
 	return rv->inst ? &rv->inst->violated : NULL;
 }
 
-int registry_restore_async(struct registry *reg, const char *dir, const char *name, json_t *disks,
-			   json_t *nics, bool paused, registry_done_fn done, void *opaque,
-			   struct error **errp)
+/* After open_job: the definition from the snapshot, checked here, and the build queued. */
+static int restore_queue(struct registry_restore *rs, struct error **errp)
 {
 	static const char *const disk_keys[] = {"file", "format", NULL};
 	static const char *const nic_keys[] = {"ifname", "fd", NULL};
-	struct vm_snapshot *snap = NULL;
-	struct registry_restore *rs;
-	json_auto_t *def = NULL;
+	struct registry *reg = rs->reg;
+	json_auto_t *def = json_deep_copy(vm_snapshot_definition(rs->snap));
 	int r;
 
-	r = check_path(reg, "snapshot directory", dir, errp);
-	if (r < 0) {
-		return r;
-	}
-	/* The manifest only (small): the definition the VM is built from. */
-	r = vm_snapshot_open(dir, &snap, errp);
-	if (r < 0) {
-		return r;
-	}
-	def = json_deep_copy(vm_snapshot_definition(snap));
-	vm_snapshot_close(snap);
-	rs = calloc(1, sizeof(*rs));
-	if (!def || !rs || !(rs->dir = strdup(dir))) {
-		free(rs);
+	if (!def) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	rs->reg = reg;
-	rs->paused = paused;
-	rs->done = done;
-	rs->opaque = opaque;
-	if (name) {
-		json_object_set_new(def, "name", json_string(name));
+	if (reg->shutting_down) {
+		return error_set(errp, ECANCELED, "vmmd is stopping");
 	}
-	r = apply_overrides(def, "disks", disks, disk_keys, errp);
+	if (rs->name) {
+		json_object_set_new(def, "name", json_string(rs->name));
+	}
+	r = apply_overrides(def, "disks", rs->disks, disk_keys, errp);
 	if (r == 0) {
-		r = apply_overrides(def, "nics", nics, nic_keys, errp);
+		r = apply_overrides(def, "nics", rs->nics, nic_keys, errp);
 	}
 	if (r == 0) {
 		r = vm_config_from_json(def, false, &rs->cfg, errp);
 	}
 	if (r < 0) {
-		goto err;
+		return r;
 	}
 	if (!registry_name_valid(rs->cfg->name)) {
-		r = error_set(errp, EINVAL, "VM name '%s' is invalid", rs->cfg->name);
-		goto err;
+		return error_set(errp, EINVAL, "VM name '%s' is invalid", rs->cfg->name);
 	}
 	rs->rv = registry_find(reg, rs->cfg->name);
 	if (rs->rv && (rs->rv->vm || rs->rv->busy || rs->rv->deleting)) {
-		r = error_set(errp, EBUSY,
-			      "VM '%s' is running or busy; destroy it first or restore under "
-			      "another name",
-			      rs->cfg->name);
-		goto err;
+		return error_set(errp, EBUSY,
+				 "VM '%s' is running or busy; destroy it first or restore under "
+				 "another name",
+				 rs->cfg->name);
 	}
 	if (!rs->rv && reg->n_vms >= reg->max_vms) {
-		r = error_set(errp, ENOSPC,
-			      "vmmd already has %u VMs defined (max-vms in vmmd.conf)",
-			      reg->max_vms);
-		goto err;
+		return error_set(errp, ENOSPC,
+				 "vmmd already has %u VMs defined (max-vms in vmmd.conf)",
+				 reg->max_vms);
 	}
 	r = check_paths(reg, rs->cfg, errp);
 	if (r < 0) {
-		goto err;
+		return r;
 	}
 	rs->def = vm_config_to_json(rs->cfg);
 	rs->inst = calloc(1, sizeof(*rs->inst) + strlen(rs->cfg->name) + 1);
 	if (!rs->def || !rs->inst) {
-		r = error_set(errp, ENOMEM, "out of memory");
-		goto err;
+		return error_set(errp, ENOMEM, "out of memory");
 	}
 	strcpy(rs->inst->name, rs->cfg->name);
 	rs->inst->reg = reg;
@@ -2425,18 +2412,72 @@ int registry_restore_async(struct registry *reg, const char *dir, const char *na
 				   errp);
 	}
 	if (r < 0) {
-		goto err;
+		return r;
 	}
 	if (rs->rv) {
 		rs->rv->busy = REGISTRY_RESTORING;
 	}
 	return 0;
+}
 
-err:
+static void open_job(void *arg)
+{
+	struct registry_restore *rs = arg;
+
+	rs->r = vm_snapshot_open(rs->dir, &rs->snap, &rs->err);
+}
+
+static void open_done(void *arg)
+{
+	struct registry_restore *rs = arg;
+	struct error *err = TAKE_PTR(rs->err);
+	int r = rs->r;
+
+	if (r == 0) {
+		r = restore_queue(rs, &err);
+	}
+	if (r == 0) {
+		return; /* restore_done goes on */
+	}
 	if (rs->inst) {
 		instance_free(rs->inst);
 	}
+	if (rs->done) {
+		rs->done(rs->opaque, NULL, r, err);
+	} else {
+		error_free(err);
+	}
 	restore_free(rs);
+}
+
+int registry_restore_async(struct registry *reg, const char *dir, const char *name, json_t *disks,
+			   json_t *nics, bool paused, registry_done_fn done, void *opaque,
+			   struct error **errp)
+{
+	struct registry_restore *rs;
+	int r;
+
+	r = check_path(reg, "snapshot directory", dir, errp);
+	if (r < 0) {
+		return r;
+	}
+	rs = calloc(1, sizeof(*rs));
+	if (!rs || !(rs->dir = strdup(dir)) || (name && !(rs->name = strdup(name)))) {
+		if (rs) {
+			restore_free(rs);
+		}
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	rs->reg = reg;
+	rs->paused = paused;
+	rs->done = done;
+	rs->opaque = opaque;
+	rs->disks = json_incref(disks);
+	rs->nics = json_incref(nics);
+	r = worker_run(reg->workers, open_job, open_done, rs, errp);
+	if (r < 0) {
+		restore_free(rs);
+	}
 	return r;
 }
 

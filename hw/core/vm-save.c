@@ -609,6 +609,26 @@ static bool get_u64(json_t *o, const char *key, uint64_t *ret)
 	return true;
 }
 
+/*
+ * One of a snapshot's files, for reading: opened without waiting (a FIFO
+ * in its place would block the open until a writer came) and refused
+ * unless it is a regular file.
+ */
+static int open_snapshot_file(const char *what, const char *path, struct error **errp)
+{
+	struct stat st;
+	int fd = pathpol_open_err(what, path, O_RDONLY | O_NONBLOCK, 0, errp);
+
+	if (fd < 0) {
+		return fd;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return error_set(errp, EINVAL, "%s %s is not a regular file", what, path);
+	}
+	return fd;
+}
+
 static int read_state(struct vm_snapshot *s, uint64_t size, struct error **errp)
 {
 	_cleanup_free_ char *path = NULL;
@@ -619,7 +639,7 @@ static int read_state(struct vm_snapshot *s, uint64_t size, struct error **errp)
 	if (asprintf(&path, "%s/state", s->dir) < 0) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	fd = pathpol_open_err("snapshot state", path, O_RDONLY, 0, errp);
+	fd = open_snapshot_file("snapshot state", path, errp);
 	if (fd < 0) {
 		return fd;
 	}
@@ -807,7 +827,7 @@ int vm_snapshot_open(const char *dir, struct vm_snapshot **ret, struct error **e
 		r = error_set(errp, ENOMEM, "out of memory");
 		goto err;
 	}
-	fd = pathpol_open_err("snapshot manifest", path, O_RDONLY, 0, errp);
+	fd = open_snapshot_file("snapshot manifest", path, errp);
 	if (fd < 0) {
 		r = fd;
 		goto err;
@@ -845,7 +865,7 @@ int vm_snapshot_open(const char *dir, struct vm_snapshot **ret, struct error **e
 		r = error_set(errp, ENOMEM, "out of memory");
 		goto err;
 	}
-	s->mem_fd = pathpol_open_err("snapshot memory file", mem_path, O_RDONLY, 0, errp);
+	s->mem_fd = open_snapshot_file("snapshot memory file", mem_path, errp);
 	if (s->mem_fd < 0) {
 		r = s->mem_fd;
 		goto err;

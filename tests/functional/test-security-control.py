@@ -105,6 +105,41 @@ def test_stalled_nbd_server_delays_only_its_vm_destroy():
             nbd.wait()
 
 
+def test_fifo_in_place_of_a_snapshot_file():
+    """vm-restore of a snapshot whose manifest, state or memory file is a
+    FIFO: the daemon keeps answering (the snapshot is read on a worker,
+    without waiting for a writer) and the restore fails at once, saying
+    which file is not a regular file."""
+    import shutil
+    with tempfile.TemporaryDirectory(prefix="vmmd-fifo.") as tmp, Vmmd() as d:
+        q = QMP(d.socket, timeout=30)
+        q.ok("vm-create", dict(vm_def("f", guest("idle")), start=True))
+        wait_console(d, "f", "idle: up")
+        good = os.path.join(tmp, "good")
+        q.ok("vm-save", vm="f", path=good, stop=True)
+        q.event("VM_SAVE_COMPLETED", timeout=60)
+        q.event("SHUTDOWN", timeout=60)  # stop=True: the VM ends with its save
+        for name, what in (("manifest.json", "snapshot manifest"), ("state", "snapshot state"),
+                           ("memory", "snapshot memory file")):
+            bad = os.path.join(tmp, "bad-" + name)
+            shutil.copytree(good, bad)
+            os.unlink(os.path.join(bad, name))
+            os.mkfifo(os.path.join(bad, name))
+            slow = QMP(d.socket, timeout=30)
+            restore = Background(lambda: slow.cmd("vm-restore", path=bad))
+            lat = probe(d, 0.5)
+            assert max(lat) < 1.0, (name, max(lat))
+            restore.join(20)
+            assert restore.error is None, restore.error
+            err = restore.result.get("error", {}).get("desc", "")
+            assert "%s %s is not a regular file" % (what, os.path.join(bad, name)) in err, \
+                (name, restore.result)
+            slow.close()
+        # the good copy still restores
+        q.ok("vm-restore", path=good)
+        assert q.ok("query-status", vm="f")["status"] == "running"
+
+
 CLIENTS = 16
 CYCLES = 6
 
