@@ -4,12 +4,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
@@ -97,27 +99,57 @@ bool tls_creds_is_server(const struct tls_creds *c)
 	return c->server;
 }
 
-/* @dir/@name through the path policy; 1 if it exists, 0 if not (@optional), < 0 on error. */
-static int cred_file(const char *dir, const char *name, bool optional, char *path, size_t size,
-		     struct error **errp)
+/* A PEM file larger than this is not a certificate, CA bundle or key. */
+#define MAX_CRED_FILE (1u << 20)
+
+/*
+ * @dir/@name read into @out (gnutls_free it) through the path policy,
+ * opened without waiting (a FIFO fails instead of blocking the control
+ * thread) and only if it is a regular file. 1 if read, 0 if it does not
+ * exist and is @optional, < 0 on error.
+ */
+static int cred_file(const char *dir, const char *name, bool optional, gnutls_datum_t *out,
+		     char *path, size_t size, struct error **errp)
 {
-	int r;
+	struct stat st;
+	ssize_t n;
+	int fd;
 
 	if ((size_t)snprintf(path, size, "%s/%s", dir, name) >= size) {
 		return error_set(errp, ENAMETOOLONG, "credentials path too long: %s", dir);
 	}
-	r = pathpol_check("TLS credentials", path, errp);
-	if (r < 0) {
-		return r;
+	fd = pathpol_open(path, O_RDONLY | O_NONBLOCK, 0);
+	if (fd == -PATHPOL_DENIED) {
+		return pathpol_denied("TLS credentials", path, errp);
 	}
-	if (access(path, R_OK) < 0) {
-		if (optional && errno == ENOENT) {
-			return 0;
-		}
+	if (fd == -ENOENT && optional) {
+		return 0;
+	}
+	if (fd < 0) {
 		/* QEMU's words (crypto/tlscredsx509.c). */
-		return error_set(errp, errno, "Unable to access credentials %s: %s", path,
-				 strerror(errno));
+		return error_set(errp, -fd, "Unable to access credentials %s: %s", path,
+				 strerror(-fd));
 	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_CRED_FILE) {
+		close(fd);
+		return error_set(errp, EINVAL,
+				 "Unable to access credentials %s: not a regular file of at most "
+				 "%u bytes",
+				 path, MAX_CRED_FILE);
+	}
+	out->data = gnutls_malloc((size_t)st.st_size + 1);
+	if (!out->data) {
+		close(fd);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	n = pread(fd, out->data, (size_t)st.st_size, 0);
+	close(fd);
+	if (n != st.st_size) {
+		gnutls_free(out->data);
+		out->data = NULL;
+		return error_set(errp, n < 0 ? errno : EIO, "Unable to read credentials %s", path);
+	}
+	out->size = (unsigned)n;
 	return 1;
 }
 
@@ -126,41 +158,49 @@ static int load(struct tls_creds *c, const char *dir, struct error **errp)
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
 	const char *role = c->server ? "server" : "client";
 	char cert_name[32], key_name[32];
+	gnutls_datum_t ca_pem = {0}, cert_pem = {0}, key_pem = {0};
 	int r, have_cert, have_key;
 
 	snprintf(cert_name, sizeof(cert_name), "%s-cert.pem", role);
 	snprintf(key_name, sizeof(key_name), "%s-key.pem", role);
-	r = cred_file(dir, "ca-cert.pem", false, ca, sizeof(ca), errp);
+	r = cred_file(dir, "ca-cert.pem", false, &ca_pem, ca, sizeof(ca), errp);
 	if (r < 0) {
-		return r;
+		goto out;
 	}
 	/* A server needs its pair; a client's is optional (a server with verify-peer wants it). */
-	have_cert = cred_file(dir, cert_name, !c->server, cert, sizeof(cert), errp);
-	if (have_cert < 0) {
-		return have_cert;
+	have_cert = r = cred_file(dir, cert_name, !c->server, &cert_pem, cert, sizeof(cert), errp);
+	if (r < 0) {
+		goto out;
 	}
-	have_key = cred_file(dir, key_name, !c->server, key, sizeof(key), errp);
-	if (have_key < 0) {
-		return have_key;
+	have_key = r = cred_file(dir, key_name, !c->server, &key_pem, key, sizeof(key), errp);
+	if (r < 0) {
+		goto out;
 	}
 	if (gnutls_certificate_allocate_credentials(&c->x509) < 0) {
-		return error_set(errp, ENOMEM, "out of memory");
+		r = error_set(errp, ENOMEM, "out of memory");
+		goto out;
 	}
 	gnutls_certificate_set_verify_function(c->x509, verify_cb);
-	r = gnutls_certificate_set_x509_trust_file(c->x509, ca, GNUTLS_X509_FMT_PEM);
+	r = gnutls_certificate_set_x509_trust_mem(c->x509, &ca_pem, GNUTLS_X509_FMT_PEM);
 	if (r < 0) {
-		return error_set(errp, EINVAL, "Unable to load CA certificate %s: %s", ca,
-				 gnutls_strerror(r));
+		r = error_set(errp, EINVAL, "Unable to load CA certificate %s: %s", ca,
+			      gnutls_strerror(r));
+		goto out;
 	}
+	r = 0;
 	if (have_cert && have_key) {
-		r = gnutls_certificate_set_x509_key_file(c->x509, cert, key, GNUTLS_X509_FMT_PEM);
+		r = gnutls_certificate_set_x509_key_mem(c->x509, &cert_pem, &key_pem,
+							GNUTLS_X509_FMT_PEM);
 		if (r < 0) {
-			return error_set(errp, EINVAL,
-					 "Unable to load certificate %s and key %s: %s", cert, key,
-					 gnutls_strerror(r));
+			r = error_set(errp, EINVAL, "Unable to load certificate %s and key %s: %s",
+				      cert, key, gnutls_strerror(r));
 		}
 	}
-	return 0;
+out:
+	gnutls_free(ca_pem.data);
+	gnutls_free(cert_pem.data);
+	gnutls_free(key_pem.data);
+	return r < 0 ? r : 0;
 }
 
 int tls_object_add(json_t *args, struct error **errp)

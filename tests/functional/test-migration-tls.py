@@ -18,7 +18,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from vmmdtest import Vmmd, main, require_tool  # noqa: E402
+from vmmdtest import QMP, Vmmd, main, require_tool  # noqa: E402
 from daemon_helpers import console_log  # noqa: E402
 import tlscerts  # noqa: E402
 
@@ -71,6 +71,25 @@ def test_objects_as_qemu():
         assert creds(q, "cli", good, "client") == g["object-add"]
         q.ok("object-del", {"id": "cli"})
         assert creds(q, "cli", good, "client") == g["object-add"]
+
+
+def test_fifo_in_place_of_a_credentials_file():
+    """object-add reads the credentials files through the path policy
+    without waiting: a FIFO as ca-cert.pem fails at once with QEMU's
+    "Unable to access credentials" (before, the control thread waited for a
+    writer and the daemon answered nobody), and the daemon goes on."""
+    import shutil
+    with Vmmd() as d, tempfile.TemporaryDirectory() as tmp:
+        good, _ = certs(tmp, "127.0.0.1")
+        bad = os.path.join(tmp, "fifo")
+        shutil.copytree(good, bad)
+        os.unlink(os.path.join(bad, "ca-cert.pem"))
+        os.mkfifo(os.path.join(bad, "ca-cert.pem"))
+        q = QMP(d.socket, timeout=10)
+        r = creds(q, "t0", bad, "server")
+        want = "Unable to access credentials %s/ca-cert.pem: not a regular file" % bad
+        assert want in r["error"]["desc"], r
+        assert creds(q, "t1", good, "server") == golden()["object-add"]
 
 
 def dest_ready(dst, h, port, tls_dir):
