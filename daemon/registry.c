@@ -2225,7 +2225,9 @@ struct registry_restore {
 	bool paused;
 	struct vm_config *cfg;
 	json_t *def;		/* canonical form of cfg */
-	struct registry_vm *rv; /* the existing definition of that name, or NULL */
+	struct registry_vm *rv; /* the VM's entry, reserved before the build */
+	bool created;		/* rv is new, for this restore (else it was defined) */
+	bool persisted;		/* restore_job wrote def to the VM's definition file */
 	struct registry_instance *inst;
 	registry_done_fn done;
 	void *opaque;
@@ -2253,6 +2255,29 @@ static void restore_job(void *arg)
 
 	rs->r = vm_restore(rs->cfg, &rs->inst->host, rs->snap, true, &rs->vm, &rs->err);
 	vm_snapshot_close(TAKE_PTR(rs->snap));
+	if (rs->r == 0) {
+		/* The definition file too (write, fsync): not on the control thread. */
+		rs->r = persist(rs->reg, rs->cfg->name, rs->def, &rs->err);
+		rs->persisted = rs->r == 0;
+		if (rs->r < 0) {
+			vm_destroy(TAKE_PTR(rs->vm));
+		}
+	}
+}
+
+/* After a failure in restore_done: the definition file as it was before the restore. */
+static void restore_undo_definition(struct registry_restore *rs)
+{
+	struct error *err = NULL;
+	int r = rs->created
+			? unlink_definition(rs->reg, rs->rv->name, rs->rv->cfg->serial_log, &err)
+			: persist(rs->reg, rs->rv->name, rs->rv->def, &err);
+
+	if (r < 0) {
+		log_full(LOG_ERR, rs->rv->name, NULL,
+			 "the definition file of the failed restore stays: %s", err->msg);
+		error_free(err);
+	}
 }
 
 static void restore_done(void *arg)
@@ -2264,19 +2289,11 @@ static void restore_done(void *arg)
 	int r = rs->r;
 
 	instance_drop_fds(rs->inst);
-	if (rv) {
-		rv->busy = REGISTRY_IDLE;
-	}
+	rv->busy = REGISTRY_IDLE;
 	if (r == 0 && reg->shutting_down) {
 		vm_destroy(rs->vm);
 		r = error_set(&err, ECANCELED, "vmmd is stopping");
 		rs->vm = NULL;
-	}
-	if (r == 0 && !rv && registry_find(reg, rs->cfg->name)) {
-		/* Defined meanwhile by a vm-create of the same name: that one stays. */
-		r = error_set(&err, EEXIST, "VM '%s' was defined while it was being restored",
-			      rs->cfg->name);
-		vm_destroy(rs->vm);
 	}
 	if (r == 0) {
 		r = reg->hooks->vm_up(reg->hooks->opaque, rs->cfg->name, &err);
@@ -2284,30 +2301,19 @@ static void restore_done(void *arg)
 			vm_destroy(rs->vm);
 		}
 	}
-	if (r == 0) {
-		r = persist(reg, rs->cfg->name, rs->def, &err);
-		if (r < 0) {
-			reg->hooks->vm_down(reg->hooks->opaque, rs->cfg->name);
-			vm_destroy(rs->vm);
-		}
-	}
-	if (r == 0 && !rv) {
-		rv = entry_new(reg, rs->cfg, rs->def);
-		if (!rv) {
-			r = error_set(&err, ENOMEM, "out of memory");
-			reg->hooks->vm_down(reg->hooks->opaque, rs->cfg->name);
-			vm_destroy(rs->vm);
-		} else {
-			rs->cfg = NULL;
-			rs->def = NULL;
-		}
-	} else if (r == 0) {
+	if (r == 0 && !rs->created) {
 		vm_config_free(rv->cfg);
 		json_decref(rv->def);
 		rv->cfg = TAKE_PTR(rs->cfg);
 		rv->def = TAKE_PTR(rs->def);
 	}
 	if (r < 0) {
+		if (rs->persisted) {
+			restore_undo_definition(rs);
+		}
+		if (rs->created) {
+			vm_entry_free(rv);
+		}
 		instance_free(rs->inst);
 		error_prefix(&err, "cannot restore from %s", rs->dir);
 		if (rs->done) {
@@ -2407,16 +2413,34 @@ static int restore_queue(struct registry_restore *rs, struct error **errp)
 	rs->inst->host.thread_start = on_thread_start;
 	rs->inst->host.opaque = rs->inst;
 	r = take_fds(reg, rs->cfg, rs->inst, errp);
-	if (r == 0) {
-		r = worker_run_for(reg->workers, &rs->inst->violated, restore_job, restore_done, rs,
-				   errp);
-	}
 	if (r < 0) {
 		return r;
 	}
-	if (rs->rv) {
-		rs->rv->busy = REGISTRY_RESTORING;
+	if (!rs->rv) {
+		/*
+		 * The name is taken from now on (a vm-create of it is refused):
+		 * the job writes its definition file. Undone if the restore fails.
+		 */
+		struct vm_config *cfg = NULL;
+		json_t *copy = json_deep_copy(rs->def);
+
+		if (!copy || vm_config_from_json(copy, false, &cfg, NULL) < 0 ||
+		    !(rs->rv = entry_new(reg, cfg, copy))) {
+			vm_config_free(cfg);
+			json_decref(copy);
+			return error_set(errp, ENOMEM, "out of memory");
+		}
+		rs->created = true;
 	}
+	r = worker_run_for(reg->workers, &rs->inst->violated, restore_job, restore_done, rs, errp);
+	if (r < 0) {
+		if (rs->created) {
+			vm_entry_free(TAKE_PTR(rs->rv));
+			rs->created = false;
+		}
+		return r;
+	}
+	rs->rv->busy = REGISTRY_RESTORING;
 	return 0;
 }
 

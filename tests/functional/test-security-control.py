@@ -140,6 +140,52 @@ def test_fifo_in_place_of_a_snapshot_file():
         assert q.ok("query-status", vm="f")["status"] == "running"
 
 
+def test_restore_onto_a_hung_disk_delays_only_itself():
+    """vm-restore whose disk (an override) is an NBD server that accepts
+    and never answers: the daemon answers meanwhile, the name is taken
+    (vm-create of it is refused) but nothing is written, and once the
+    server goes the restore fails and leaves no VM and no definition."""
+    with tempfile.TemporaryDirectory(prefix="vmmd-rhang.") as tmp, Vmmd() as d:
+        q = QMP(d.socket, timeout=30)
+        img = os.path.join(tmp, "d.raw")
+        with open(img, "wb") as f:
+            f.truncate(4 << 20)
+        disk = [{"id": "vda", "file": img, "format": "raw"}]
+        q.ok("vm-create", dict(vm_def("r", guest("idle")), disks=disk, start=True))
+        wait_console(d, "r", "idle: up")
+        snap = os.path.join(tmp, "snap")
+        q.ok("vm-save", vm="r", path=snap, stop=True)
+        q.event("VM_SAVE_COMPLETED", timeout=60)
+        q.event("SHUTDOWN", timeout=60)
+        q.ok("vm-delete", vm="r")
+        sock = os.path.join(tmp, "hang.sock")
+        srv = socket.socket(socket.AF_UNIX)
+        srv.bind(sock)
+        srv.listen(4)
+        accepted = []
+        Background(lambda: [accepted.append(srv.accept()[0]) for _ in range(4)])
+        slow = QMP(d.socket, timeout=120)
+        restore = Background(lambda: slow.cmd("vm-restore", {"path": snap, "name": "r2", "disks": [
+            {"id": "vda", "file": "nbd+unix:///?socket=" + sock, "format": "raw"}]}))
+        wait_for(lambda: accepted or restore.result, 10, what="the NBD connection")
+        assert accepted, restore.result
+        lat = probe(d, 1.0)
+        assert max(lat) < 1.0, max(lat)
+        err = q.cmd("vm-create", vm_def("r2", guest("idle")))
+        assert err.get("error", {}).get("desc") == "VM 'r2' already exists", err
+        assert not os.path.exists(os.path.join(d.state_dir, "vms", "r2.json"))
+        for c in accepted:
+            c.close()
+        srv.close()
+        restore.join(60)
+        assert restore.error is None, restore.error
+        assert "error" in restore.result, restore.result
+        assert "r2" not in [v["name"] for v in q.ok("query-vms")]
+        assert not os.path.exists(os.path.join(d.state_dir, "vms", "r2.json"))
+        # the name is free again
+        q.ok("vm-create", vm_def("r2", guest("idle")))
+
+
 CLIENTS = 16
 CYCLES = 6
 
