@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include "config.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -49,12 +50,17 @@ static int run(char *const argv[])
 {
 	posix_spawn_file_actions_t fa;
 	pid_t pid;
-	int st;
+	int st, r;
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-	if (posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ) != 0 ||
-	    waitpid(pid, &st, 0) < 0) {
+	if (posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ) != 0) {
+		abort();
+	}
+	/* libFuzzer's -timeout alarm (SIGALRM, no SA_RESTART) interrupts the wait */
+	while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {
+	}
+	if (r < 0) {
 		abort();
 	}
 	posix_spawn_file_actions_destroy(&fa);
