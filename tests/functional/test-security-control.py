@@ -51,15 +51,29 @@ class Background(threading.Thread):
             self.error = e
 
 
+def hung_nbd_server(tmp):
+    """A UNIX socket in @tmp that accepts (up to 4) connections and never
+    answers: (its path, the accepted connections so far, the listener)."""
+    sock = os.path.join(tmp, "hang.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(sock)
+    srv.listen(4)
+    accepted = []
+    Background(lambda: [accepted.append(srv.accept()[0]) for _ in range(4)])
+    return sock, accepted, srv
+
+
+def save_and_stop(q, vm, path):
+    """vm-save with stop: the snapshot complete and the VM gone."""
+    q.ok("vm-save", vm=vm, path=path, stop=True)
+    q.event("VM_SAVE_COMPLETED", timeout=60)
+    q.event("SHUTDOWN", timeout=60)
+
+
 def test_nbd_server_that_never_answers_delays_only_its_vm():
     idle = guest("idle")
     with tempfile.TemporaryDirectory(prefix="vmmd-hang.") as tmp, Vmmd() as d:
-        sock = os.path.join(tmp, "hang.sock")
-        srv = socket.socket(socket.AF_UNIX)
-        srv.bind(sock)
-        srv.listen(4)
-        accepted = []
-        Background(lambda: [accepted.append(srv.accept()[0]) for _ in range(4)])
+        sock, accepted, srv = hung_nbd_server(tmp)
         disk = [{"id": "vda", "file": "nbd+unix:///?socket=" + sock, "format": "raw"}]
         slow = QMP(d.socket, timeout=120)
         create = Background(lambda: slow.cmd("vm-create", dict(vm_def("hang", idle),
@@ -116,9 +130,7 @@ def test_fifo_in_place_of_a_snapshot_file():
         q.ok("vm-create", dict(vm_def("f", guest("idle")), start=True))
         wait_console(d, "f", "idle: up")
         good = os.path.join(tmp, "good")
-        q.ok("vm-save", vm="f", path=good, stop=True)
-        q.event("VM_SAVE_COMPLETED", timeout=60)
-        q.event("SHUTDOWN", timeout=60)  # stop=True: the VM ends with its save
+        save_and_stop(q, "f", good)
         for name, what in (("manifest.json", "snapshot manifest"), ("state", "snapshot state"),
                            ("memory", "snapshot memory file")):
             bad = os.path.join(tmp, "bad-" + name)
@@ -154,16 +166,9 @@ def test_restore_onto_a_hung_disk_delays_only_itself():
         q.ok("vm-create", dict(vm_def("r", guest("idle")), disks=disk, start=True))
         wait_console(d, "r", "idle: up")
         snap = os.path.join(tmp, "snap")
-        q.ok("vm-save", vm="r", path=snap, stop=True)
-        q.event("VM_SAVE_COMPLETED", timeout=60)
-        q.event("SHUTDOWN", timeout=60)
+        save_and_stop(q, "r", snap)
         q.ok("vm-delete", vm="r")
-        sock = os.path.join(tmp, "hang.sock")
-        srv = socket.socket(socket.AF_UNIX)
-        srv.bind(sock)
-        srv.listen(4)
-        accepted = []
-        Background(lambda: [accepted.append(srv.accept()[0]) for _ in range(4)])
+        sock, accepted, srv = hung_nbd_server(tmp)
         slow = QMP(d.socket, timeout=120)
         restore = Background(lambda: slow.cmd("vm-restore", {"path": snap, "name": "r2", "disks": [
             {"id": "vda", "file": "nbd+unix:///?socket=" + sock, "format": "raw"}]}))
