@@ -1950,6 +1950,17 @@ int ide_cd_change_media(struct ide *ide, unsigned slot, struct block_node *bs, b
 	block_unref(d->bs);
 	d->bs = bs;
 	d->unit_attention = true;
+	if (d->remaining && (d->xfer == XFER_ATAPI_DMA || d->xfer == XFER_ATAPI_IN)) {
+		/*
+		 * A read of the old medium set up and not run yet (its DMA not
+		 * started, or PIO blocks left): it fails as the medium went, and
+		 * never reads the new one (or none: the medium was ejected).
+		 */
+		d->remaining = 0;
+		d->pos = d->end = 0;
+		atapi_error(d, bs ? SENSE_UNIT_ATTENTION : SENSE_NOT_READY,
+			    bs ? ASC_MEDIUM_MAY_HAVE_CHANGED : ASC_MEDIUM_NOT_PRESENT);
+	}
 	pthread_mutex_unlock(&ide->lock);
 	return 0;
 }
