@@ -53,7 +53,7 @@ for p in ceph-mon ceph-osd ceph monmaptool ceph-authtool rbd; do
 done
 
 if [ "$cmd" = start ]; then
-	# The OSD's first start fails now and then ("wrong fsid"): retry from scratch.
+	# A start that fails for a reason not understood yet is retried from scratch.
 	for try in 1 2 3; do
 		# traced: a failed try shows the command that failed
 		if sh -x "$0" start-once "$dir" >"${TMPDIR:-/tmp}/ceph-cluster.$$.log" 2>&1; then
@@ -111,6 +111,12 @@ osd max object name len = 256
 osd max object namespace len = 64
 osd heartbeat grace = 60
 osd client watch timeout = 10
+# The OSD's own monitor commands at start ("osd crush set-device-class",
+# "osd crush create-or-move") can leave before its client has the monitor
+# map, carrying fsid 0: the monitor answers "wrong fsid" and the OSD exits.
+# The script places it in the CRUSH map instead.
+osd crush update on start = false
+osd class update on start = false
 EOF
 
 ceph-authtool --create-keyring "$dir/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
@@ -123,6 +129,7 @@ ceph-mon -c "$conf" -i a 2>>"$dir/log/mon-start.log"
 c() { timeout 60 ceph -c "$conf" --connect-timeout 30 "$@"; }
 osd_uuid=$(cat /proc/sys/kernel/random/uuid)
 id=$(c osd create "$osd_uuid")
+c osd crush add "osd.$id" 1.0 root=default >/dev/null 2>&1
 mkdir -p "$dir/osd/$id"
 ceph-osd -c "$conf" -i "$id" --mkfs --osd-uuid "$osd_uuid" >"$dir/log/osd-mkfs.log" 2>&1
 ceph-osd -c "$conf" -i "$id" 2>>"$dir/log/osd-start.log"
