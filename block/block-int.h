@@ -253,6 +253,15 @@ enum {
 	BLOCK_FIX_ERRORS = 1u << 1,
 };
 
+/*
+ * The graph's structure (block/graph.c swaps what two nodes hold and
+ * changes backing pointers on worker threads) against readers on other
+ * threads that walk a chain or describe a node (query-block on the control
+ * thread). Writers hold it only around the in-memory change, never across
+ * I/O, so a reader never waits for long.
+ */
+extern pthread_rwlock_t block_graph_lock;
+
 struct block_node {
 	int refcnt; /* atomic */
 	const struct block_driver *drv;

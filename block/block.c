@@ -1268,7 +1268,7 @@ static json_t *device_stats_json(const struct block_stats *st, bool device)
 	return o;
 }
 
-json_t *block_stats_json(struct block_node *bs)
+static json_t *stats_json_locked(struct block_node *bs)
 {
 	struct block_stats st;
 	json_t *o = json_object();
@@ -1301,7 +1301,17 @@ json_t *block_stats_json(struct block_node *bs)
 	return o;
 }
 
-json_t *block_info_json(struct block_node *bs)
+json_t *block_stats_json(struct block_node *bs)
+{
+	json_t *o;
+
+	pthread_rwlock_rdlock(&block_graph_lock);
+	o = stats_json_locked(bs);
+	pthread_rwlock_unlock(&block_graph_lock);
+	return o;
+}
+
+static json_t *info_json_locked(struct block_node *bs)
 {
 	json_t *info = json_object();
 	unsigned depth = 0;
@@ -1332,6 +1342,18 @@ json_t *block_info_json(struct block_node *bs)
 			    json_pack("{s:b, s:b, s:b}", "writeback", 1, "direct",
 				      (bs->flags & BLOCK_O_NOCACHE) != 0, "no-flush", 0));
 	json_object_set_new(info, "image", image_info(bs, 0));
+	return info;
+}
+
+pthread_rwlock_t block_graph_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+json_t *block_info_json(struct block_node *bs)
+{
+	json_t *info;
+
+	pthread_rwlock_rdlock(&block_graph_lock);
+	info = info_json_locked(bs);
+	pthread_rwlock_unlock(&block_graph_lock);
 	return info;
 }
 

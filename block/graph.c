@@ -13,7 +13,9 @@
  *
  * Threads: any thread but the control thread (these open and flush
  * images). The caller drains the disk's top node around every change
- * (block_drain_begin()), so no request is inside a node that changes.
+ * (block_drain_begin()), so no request is inside a node that changes;
+ * block_graph_lock keeps readers of other threads (query-block, chain
+ * lookups) from seeing a change half done.
  */
 #include "config.h"
 
@@ -28,7 +30,8 @@
 #include "block/file.h"
 #include "common/pathpol.h"
 
-static void swap_contents(struct block_node *a, struct block_node *b)
+/* The caller holds block_graph_lock for writing. */
+static void swap_contents_locked(struct block_node *a, struct block_node *b)
 {
 #define SWAP(f)                               \
 	do {                                  \
@@ -55,6 +58,13 @@ static void swap_contents(struct block_node *a, struct block_node *b)
 	}
 }
 
+static void swap_contents(struct block_node *a, struct block_node *b)
+{
+	pthread_rwlock_wrlock(&block_graph_lock);
+	swap_contents_locked(a, b);
+	pthread_rwlock_unlock(&block_graph_lock);
+}
+
 /* The file-protocol node under @bs (itself, or its file), or NULL. */
 static struct block_node *lock_node(struct block_node *bs)
 {
@@ -71,15 +81,19 @@ struct block_node *block_backing(struct block_node *bs)
 struct block_node *block_chain_find(struct block_node *top, const char *filename,
 				    const char *node_name)
 {
-	for (struct block_node *b = top; b; b = b->backing) {
+	struct block_node *b;
+
+	pthread_rwlock_rdlock(&block_graph_lock);
+	for (b = top; b; b = b->backing) {
 		if (filename && strcmp(b->filename, filename) == 0) {
-			return b;
+			break;
 		}
 		if (node_name && b->node_name && strcmp(b->node_name, node_name) == 0) {
-			return b;
+			break;
 		}
 	}
-	return NULL;
+	pthread_rwlock_unlock(&block_graph_lock);
+	return b;
 }
 
 int block_reopen(struct block_node *bs, bool rw, struct error **errp)
@@ -212,9 +226,11 @@ int block_open_overlay(struct block_node **ret, const char *file, const char *fo
 
 void block_insert_overlay(struct block_node *active, struct block_node *overlay)
 {
-	swap_contents(active, overlay);
+	pthread_rwlock_wrlock(&block_graph_lock);
+	swap_contents_locked(active, overlay);
 	/* @overlay holds the old top now: it becomes the backing node, read-only */
 	active->backing = overlay;
+	pthread_rwlock_unlock(&block_graph_lock);
 	block_reopen(overlay, false, NULL);
 }
 
@@ -243,8 +259,10 @@ int block_set_backing(struct block_node *bs, struct block_node *backing, const c
 	if (r < 0) {
 		return r;
 	}
+	pthread_rwlock_wrlock(&block_graph_lock);
 	old = bs->backing;
 	bs->backing = block_ref(backing);
+	pthread_rwlock_unlock(&block_graph_lock);
 	block_unref(old);
 	return 0;
 }
@@ -280,13 +298,18 @@ int block_is_allocated_above(struct block_node *top, struct block_node *base, ui
 
 void block_pivot(struct block_node *active, struct block_node *base)
 {
-	swap_contents(active, base);
+	struct block_node *cut = NULL;
+
+	pthread_rwlock_wrlock(&block_graph_lock);
+	swap_contents_locked(active, base);
 	/* @base holds the old top now; its chain leads back to @base itself: cut it */
 	for (struct block_node *x = base; x; x = x->backing) {
 		if (x->backing == base) {
 			x->backing = NULL;
-			block_unref(base);
+			cut = base;
 			break;
 		}
 	}
+	pthread_rwlock_unlock(&block_graph_lock);
+	block_unref(cut);
 }
