@@ -750,10 +750,26 @@ int blockjob_commit(struct registry_vm *rv, json_t *args, struct error **errp)
 
 /* ---- external snapshots ---- */
 
+/*
+ * blockdev-snapshot-sync, blockdev-snapshot and transaction take one path,
+ * a list of actions. The control thread checks them all (arguments, disks,
+ * jobs, node names) and takes the blockdev-add overlays from the VM's
+ * table; a worker thread working for the VM then creates and opens the
+ * new overlay files, drains every disk of the list (waiting for the
+ * requests in flight: on an NBD disk whose server stopped answering, up to
+ * its request timeout), puts each overlay on top and records backing file
+ * names; the answer comes after, on the control thread, with the VM's
+ * definitions following. Until then registry_disks_check() refuses what
+ * would change the same disks and a destroy of the VM waits. A failure
+ * before the switch undoes every action, files and all.
+ */
 struct snap {
+	/* blockdev-snapshot, else blockdev-snapshot-sync with these three */
+	bool overlay_action;
 	const char *file, *format, *node_name;
 	bool existing;
-	struct disk_node d;
+	char *disk;		 /* the disk's id */
+	struct block_node *root; /* its top node (a reference) */
 	struct block_node *overlay;
 	bool created; /* the file is ours: remove it on abort */
 	/* blockdev-snapshot: the overlay's blockdev-add node name, its file, its header */
@@ -762,13 +778,35 @@ struct snap {
 	bool overlay_named; /* its image records a backing file */
 };
 
-/* QEMU's blockdev-snapshot-sync checks, then create and open the overlay. */
-static int snap_prepare(struct registry_vm *rv, struct vm *vm, json_t *args, struct snap *s,
-			struct error **errp)
+struct snap_op {
+	struct registry_vm *rv; /* stays: a destroy waits for the op */
+	json_t *actions;	/* the snaps' strings point into it */
+	struct snap *snaps;
+	size_t n;
+	registry_done_fn done;
+	void *opaque;
+	int r; /* the worker's result */
+	struct error *err;
+};
+
+/* Control thread: take the disk found (a reference to its top, a copy of its id). */
+static int snap_take_disk(struct snap *s, struct disk_node *d, struct error **errp)
+{
+	s->disk = strdup(d->id);
+	if (!s->disk) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	s->root = block_ref(d->root);
+	return 0;
+}
+
+/* blockdev-snapshot-sync: QEMU's checks, on the control thread. */
+static int snap_check(struct registry_vm *rv, struct vm *vm, json_t *args, struct snap *s,
+		      struct error **errp)
 {
 	const char *device = str_arg(args, "device"), *node = str_arg(args, "node-name");
 	const char *mode = str_arg(args, "mode");
-	struct stat st;
+	struct disk_node d;
 	int r;
 
 	s->file = str_arg(args, "snapshot-file");
@@ -781,11 +819,11 @@ static int snap_prepare(struct registry_vm *rv, struct vm *vm, json_t *args, str
 		return error_set(errp, EINVAL, "Parameter 'mode' does not accept value '%s'", mode);
 	}
 	s->existing = mode && strcmp(mode, "existing") == 0;
-	if (!find_disk(vm, device, node, &s->d)) {
+	if (!find_disk(vm, device, node, &d)) {
 		return error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'",
 				 device ? device : "", node ? node : "");
 	}
-	if (s->d.node != s->d.root) {
+	if (d.node != d.root) {
 		return error_set(errp, EBUSY,
 				 "The node '%s' has an overlay already; snapshot "
 				 "the disk's top",
@@ -794,100 +832,50 @@ static int snap_prepare(struct registry_vm *rv, struct vm *vm, json_t *args, str
 	if (s->node_name && node_name_in_use(vm, s->node_name)) {
 		return error_set(errp, EEXIST, "New overlay node-name already in use");
 	}
-	r = check_idle(rv, s->d.id, device ? device : node, errp);
-	if (r < 0) {
-		return r;
-	}
+	r = check_idle(rv, d.id, device ? device : node, errp);
+	return r < 0 ? r : snap_take_disk(s, &d, errp);
+}
+
+/* blockdev-snapshot-sync, on the worker: create (unless "existing") and open the overlay. */
+static int snap_open(struct snap *s, struct error **errp)
+{
+	struct stat st;
+	int r;
+
 	if (s->existing) {
 		if (stat(s->file, &st) < 0) {
 			return error_set_errno(errp, errno, "Could not open '%s'", s->file);
 		}
 	} else {
-		r = block_create_overlay(s->file, s->format, s->d.root, errp);
+		r = block_create_overlay(s->file, s->format, s->root, errp);
 		if (r < 0) {
 			return r;
 		}
 		s->created = true;
 	}
-	r = block_open_overlay(&s->overlay, s->file, s->format, s->d.root, s->node_name, errp);
-	if (r < 0) {
-		if (s->created) {
-			unlink(s->file);
-			s->created = false;
-		}
-		return r;
-	}
-	return 0;
-}
-
-static void snap_abort(struct snap *s)
-{
-	block_unref(s->overlay);
-	s->overlay = NULL;
-	free(s->overlay_file);
-	s->overlay_file = NULL;
-	if (s->created) {
-		unlink(s->file);
-		s->created = false;
-	}
-}
-
-static void snap_commit_overlay(struct registry_vm *rv, struct snap *s);
-
-static void snap_commit(struct registry_vm *rv, struct snap *s)
-{
-	struct error *err = NULL;
-
-	if (s->overlay_name) {
-		snap_commit_overlay(rv, s);
-		return;
-	}
-	block_insert_overlay(s->d.root, TAKE_PTR(s->overlay));
-	block_drain_end(s->d.root);
-	if (registry_set_disk(rv, s->d.id, s->file, s->format, &err) < 0) {
-		log_full(LOG_ERR, rv->name, s->d.id, "cannot record the overlay: %s", err->msg);
-		error_free(err);
-	}
-	log_full(LOG_INFO, rv->name, s->d.id, "external snapshot: now on %s", s->file);
-}
-
-int blockjob_snapshot_sync(struct registry_vm *rv, json_t *args, struct error **errp)
-{
-	struct vm *vm = live_vm(rv, errp);
-	struct snap s = {0};
-	int r;
-
-	if (!vm) {
-		return -ENODEV;
-	}
-	r = snap_prepare(rv, vm, args, &s, errp);
-	if (r < 0) {
-		return r;
-	}
-	block_drain_begin(s.d.root);
-	snap_commit(rv, &s);
-	return 0;
+	return block_open_overlay(&s->overlay, s->file, s->format, s->root, s->node_name, errp);
 }
 
 /*
- * blockdev-snapshot: the overlay is a node blockdev-add opened (without a
- * backing node); it goes on top of the disk as with blockdev-snapshot-sync.
- * If its image names no backing file, the disk's image is recorded in it,
- * so the definition that now names the overlay opens the same chain next
- * time (QEMU leaves the header as it is).
+ * blockdev-snapshot, on the control thread: the overlay is a node
+ * blockdev-add opened (without a backing node); it goes on top of the disk
+ * as with blockdev-snapshot-sync. If its image names no backing file, the
+ * disk's image is recorded in it, so the definition that now names the
+ * overlay opens the same chain next time (QEMU leaves the header as it is).
  */
-static int overlay_prepare(struct registry_vm *rv, struct vm *vm, json_t *args, struct snap *s,
-			   struct error **errp)
+static int overlay_check(struct registry_vm *rv, struct vm *vm, json_t *args, struct snap *s,
+			 struct error **errp)
 {
 	const char *node = str_arg(args, "node"), *name = str_arg(args, "overlay");
 	json_auto_t *info = NULL;
+	struct disk_node d;
 	int r;
 
 	if (!node || !name) {
 		return error_set(errp, EINVAL, "Parameter '%s' is missing",
 				 node ? "overlay" : "node");
 	}
-	if (!find_disk(vm, node, node, &s->d)) {
+	if (!find_disk(vm, node, node, &d)) {
 		return error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'", node,
 				 node);
 	}
@@ -908,19 +896,21 @@ static int overlay_prepare(struct registry_vm *rv, struct vm *vm, json_t *args, 
 		r = error_set(errp, EEXIST, "The overlay already has a backing image");
 	} else if (block_is_read_only(s->overlay)) {
 		r = error_set(errp, EROFS, "The overlay '%s' is read-only", name);
-	} else if (s->d.node != s->d.root) {
+	} else if (d.node != d.root) {
 		r = error_set(errp, EBUSY,
 			      "The node '%s' has an overlay already; snapshot the disk's top",
 			      node);
 	} else {
-		r = check_idle(rv, s->d.id, node, errp);
+		r = check_idle(rv, d.id, node, errp);
 	}
 	if (r == 0 && !(s->overlay_file = strdup(block_filename(s->overlay)))) {
 		r = error_set(errp, ENOMEM, "out of memory");
 	}
+	if (r == 0) {
+		r = snap_take_disk(s, &d, errp);
+	}
 	if (r < 0) {
-		snap_abort(s);
-		return r;
+		return r; /* snap_free() gives the node back */
 	}
 	info = block_info_json(s->overlay);
 	s->overlay_named =
@@ -929,72 +919,120 @@ static int overlay_prepare(struct registry_vm *rv, struct vm *vm, json_t *args, 
 	return 0;
 }
 
-/* The disk's top is drained. */
-static void snap_commit_overlay(struct registry_vm *rv, struct snap *s)
+/* Worker: an action that will not happen. */
+static void snap_abort(struct snap *s)
+{
+	block_unref(TAKE_PTR(s->overlay));
+	if (s->created) {
+		unlink(s->file);
+		s->created = false;
+	}
+}
+
+/* Worker, @s->root drained: the overlay goes on top; the drain ends. */
+static void snap_switch(struct registry_vm *rv, struct snap *s)
 {
 	struct error *err = NULL;
 
-	/* the blockdev-add entry goes; the disk's chain holds the node (and its name) now */
-	vm_blockdev_forget(rv->vm, s->overlay_name);
-	block_insert_overlay(s->d.root, TAKE_PTR(s->overlay));
-	if (!s->overlay_named &&
-	    block_set_backing(s->d.root, block_backing(s->d.root), NULL, &err) < 0) {
-		log_full(LOG_ERR, rv->name, s->d.id, "cannot record the backing file in %s: %s",
+	block_insert_overlay(s->root, TAKE_PTR(s->overlay));
+	if (s->overlay_action && !s->overlay_named &&
+	    block_set_backing(s->root, block_backing(s->root), NULL, &err) < 0) {
+		log_full(LOG_ERR, rv->name, s->disk, "cannot record the backing file in %s: %s",
 			 s->overlay_file, err->msg);
 		error_free(err);
-		err = NULL;
 	}
-	block_drain_end(s->d.root);
-	if (registry_set_disk(rv, s->d.id, s->overlay_file, "qcow2", &err) < 0) {
-		log_full(LOG_ERR, rv->name, s->d.id, "cannot record the overlay: %s", err->msg);
-		error_free(err);
-	}
-	log_full(LOG_INFO, rv->name, s->d.id, "external snapshot: now on %s", s->overlay_file);
-	free(s->overlay_file);
-	s->overlay_file = NULL;
+	block_drain_end(s->root);
 }
 
-/*
- * blockdev-snapshot: the overlay is a node blockdev-add opened (without a
- * backing node); it goes on top of the disk as with blockdev-snapshot-sync.
- * If its image names no backing file, the disk's image is recorded in it,
- * so the definition that now names the overlay opens the same chain next
- * time (QEMU leaves the header as it is).
- */
-int blockjob_snapshot(struct registry_vm *rv, json_t *args, struct error **errp)
+static void snap_free(struct snap *s)
 {
-	struct vm *vm = live_vm(rv, errp);
-	struct snap s = {0};
-	int r;
+	block_unref(s->overlay);
+	block_unref(s->root);
+	free(s->disk);
+	free(s->overlay_file);
+}
 
-	if (!vm) {
-		return -ENODEV;
+static void snap_work(void *arg)
+{
+	struct snap_op *op = arg;
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < op->n && r == 0; i++) {
+		if (!op->snaps[i].overlay_action) {
+			r = snap_open(&op->snaps[i], &op->err);
+		}
 	}
-	r = overlay_prepare(rv, vm, args, &s, errp);
 	if (r < 0) {
-		return r;
+		for (i = 0; i < op->n; i++) {
+			snap_abort(&op->snaps[i]);
+		}
+		op->r = r;
+	} else {
+		/* All opened: switch every disk with all of them held. */
+		for (i = 0; i < op->n; i++) {
+			block_drain_begin(op->snaps[i].root);
+		}
+		for (i = 0; i < op->n; i++) {
+			snap_switch(op->rv, &op->snaps[i]);
+		}
 	}
-	block_drain_begin(s.d.root);
-	snap_commit(rv, &s);
-	return 0;
+	/* (here: the last reference of a disk unplugged meanwhile closes it) */
+	for (i = 0; i < op->n; i++) {
+		block_unref(TAKE_PTR(op->snaps[i].root));
+	}
+}
+
+static void snap_done(void *arg)
+{
+	struct snap_op *op = arg;
+	struct registry_vm *rv = op->rv;
+	struct error *err = NULL;
+
+	for (size_t i = 0; i < op->n; i++) {
+		struct snap *s = &op->snaps[i];
+		const char *file = s->overlay_action ? s->overlay_file : s->file;
+
+		if (op->r == 0) {
+			if (s->overlay_action) {
+				/* the blockdev-add entry goes; the disk's chain holds the node now */
+				vm_blockdev_forget(rv->vm, s->overlay_name);
+			}
+			if (registry_set_disk(rv, s->disk, file,
+					      s->overlay_action ? "qcow2" : s->format, &err) < 0) {
+				log_full(LOG_ERR, rv->name, s->disk,
+					 "cannot record the overlay: %s", err->msg);
+				error_free(TAKE_PTR(err));
+			}
+			log_full(LOG_INFO, rv->name, s->disk, "external snapshot: now on %s", file);
+		}
+		snap_free(s);
+	}
+	registry_disks_end(rv);
+	op->done(op->opaque, rv, op->r, TAKE_PTR(op->err));
+	json_decref(op->actions);
+	free(op->snaps);
+	free(op);
 }
 
 /* At most this many actions in one transaction (a client-controlled count). */
 #define BLOCKJOB_MAX_ACTIONS 64
 
-int blockjob_transaction(struct registry_vm *rv, json_t *args, struct error **errp)
+static int snap_run(struct registry_vm *rv, json_t *actions, registry_done_fn done, void *opaque,
+		    struct error **errp)
 {
-	json_t *actions = json_object_get(args, "actions"), *a;
 	struct vm *vm = live_vm(rv, errp);
-	struct snap *snaps;
+	struct snap_op *op;
 	size_t n = json_array_size(actions), i, k;
+	json_t *a;
 	int r = 0;
 
 	if (!vm) {
 		return -ENODEV;
 	}
-	if (n == 0) {
-		return 0;
+	r = registry_disks_check(rv, errp);
+	if (r < 0) {
+		return r;
 	}
 	if (n > BLOCKJOB_MAX_ACTIONS) {
 		return error_set(errp, E2BIG, "a transaction has at most %d actions",
@@ -1015,56 +1053,84 @@ int blockjob_transaction(struct registry_vm *rv, json_t *args, struct error **er
 					 type);
 		}
 	}
-	snaps = calloc(n, sizeof(*snaps));
-	if (!snaps) {
+	op = calloc(1, sizeof(*op));
+	if (!op || !(op->snaps = calloc(n ? n : 1, sizeof(*op->snaps)))) {
+		free(op);
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	/* Prepare every action; a failure undoes the ones before it, files and all. */
-	for (i = 0; i < n; i++) {
+	op->rv = rv;
+	op->actions = json_incref(actions);
+	op->n = n;
+	op->done = done;
+	op->opaque = opaque;
+	/* Check every action; the second use of a disk or a name is refused. */
+	for (i = 0; i < n && r == 0; i++) {
 		json_t *act = json_array_get(actions, i), *data = json_object_get(act, "data");
-		bool overlay = strcmp(str_arg(act, "type"), "blockdev-snapshot") == 0;
+		struct snap *s = &op->snaps[i];
 
-		for (k = 0; k < i; k++) {
-			const char *dev = str_arg(data, overlay ? "node" : "device");
-			const char *ov = overlay ? str_arg(data, "overlay") : NULL;
+		s->overlay_action = strcmp(str_arg(act, "type"), "blockdev-snapshot") == 0;
+		for (k = 0; k < i && r == 0; k++) {
+			const char *dev = str_arg(data, s->overlay_action ? "node" : "device");
+			const char *ov = s->overlay_action ? str_arg(data, "overlay") : NULL;
 
-			if (dev && strcmp(dev, snaps[k].d.id) == 0) {
+			if (dev && strcmp(dev, op->snaps[k].disk) == 0) {
 				r = error_set(errp, EINVAL,
 					      "disk '%s' appears twice in the transaction", dev);
-				break;
-			}
-			if (ov && snaps[k].overlay_name && strcmp(ov, snaps[k].overlay_name) == 0) {
+			} else if (ov && op->snaps[k].overlay_name &&
+				   strcmp(ov, op->snaps[k].overlay_name) == 0) {
 				r = error_set(errp, EBUSY, "The overlay is already in use");
-				break;
 			}
 		}
 		if (r == 0) {
-			r = overlay ? overlay_prepare(rv, vm, data, &snaps[i], errp)
-				    : snap_prepare(rv, vm, data, &snaps[i], errp);
+			r = s->overlay_action ? overlay_check(rv, vm, data, s, errp)
+					      : snap_check(rv, vm, data, s, errp);
 		}
 		for (k = 0; r == 0 && k < i; k++) {
-			if (strcmp(snaps[i].d.id, snaps[k].d.id) == 0) {
+			if (strcmp(s->disk, op->snaps[k].disk) == 0) {
 				r = error_set(errp, EINVAL,
 					      "disk '%s' appears twice in the transaction",
-					      snaps[i].d.id);
-				snap_abort(&snaps[i]);
+					      s->disk);
+			} else if (s->node_name && op->snaps[k].node_name &&
+				   strcmp(s->node_name, op->snaps[k].node_name) == 0) {
+				r = error_set(errp, EEXIST, "New overlay node-name already in use");
 			}
 		}
-		if (r < 0) {
-			while (i-- > 0) {
-				snap_abort(&snaps[i]);
-			}
-			free(snaps);
-			return r;
+	}
+	if (r == 0) {
+		r = registry_disks_begin(rv, snap_work, snap_done, op, errp);
+	}
+	if (r < 0) {
+		for (i = 0; i < n; i++) {
+			snap_free(&op->snaps[i]);
 		}
+		json_decref(op->actions);
+		free(op->snaps);
+		free(op);
 	}
-	/* All prepared: switch every disk with all of them held. */
-	for (i = 0; i < n; i++) {
-		block_drain_begin(snaps[i].d.root);
-	}
-	for (i = 0; i < n; i++) {
-		snap_commit(rv, &snaps[i]);
-	}
-	free(snaps);
-	return 0;
+	return r;
+}
+
+int blockjob_snapshot_sync(struct registry_vm *rv, json_t *args, registry_done_fn done,
+			   void *opaque, struct error **errp)
+{
+	json_auto_t *actions =
+		json_pack("[{s:s, s:O}]", "type", "blockdev-snapshot-sync", "data", args);
+
+	return actions ? snap_run(rv, actions, done, opaque, errp)
+		       : error_set(errp, ENOMEM, "out of memory");
+}
+
+int blockjob_snapshot(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,
+		      struct error **errp)
+{
+	json_auto_t *actions = json_pack("[{s:s, s:O}]", "type", "blockdev-snapshot", "data", args);
+
+	return actions ? snap_run(rv, actions, done, opaque, errp)
+		       : error_set(errp, ENOMEM, "out of memory");
+}
+
+int blockjob_transaction(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,
+			 struct error **errp)
+{
+	return snap_run(rv, json_object_get(args, "actions"), done, opaque, errp);
 }

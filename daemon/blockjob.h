@@ -6,24 +6,30 @@
  * persisted definition follows a change of its top image.
  *
  * Threads: the entry points run on the control thread. The snapshot
- * commands create and open the overlay files and drain the disk there,
- * synchronously as QEMU does (milliseconds: a small file and the requests
- * in flight); the jobs' copying runs on their worker threads.
+ * commands check their arguments there, then create and open the overlay
+ * files, drain the disks and switch them on a worker thread working for
+ * the VM (registry_disks_begin()); @done answers on the control thread.
+ * The jobs' copying runs on their worker threads.
  */
 #pragma once
 
 #include <jansson.h>
 
 #include "common/error.h"
+#include "daemon/registry.h"
 
-struct registry_vm;
-
-/* The commands; @args is checked against schema.json (borrowed). */
-int blockjob_snapshot_sync(struct registry_vm *rv, json_t *args, struct error **errp);
-int blockjob_snapshot(struct registry_vm *rv, json_t *args, struct error **errp);
+/*
+ * The snapshot commands; @args is checked against schema.json (borrowed).
+ * 0: done(opaque, rv, r, err) comes later; < 0: an error now, no done.
+ */
+int blockjob_snapshot_sync(struct registry_vm *rv, json_t *args, registry_done_fn done,
+			   void *opaque, struct error **errp);
+int blockjob_snapshot(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,
+		      struct error **errp);
+int blockjob_transaction(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,
+			 struct error **errp);
 /* QEMU's "Node '@shown' is busy: block device is in use by block job: TYPE" if @disk has a job. */
 int blockjob_check_idle(struct registry_vm *rv, const char *disk, const char *shown,
 			struct error **errp);
-int blockjob_transaction(struct registry_vm *rv, json_t *args, struct error **errp);
 int blockjob_stream(struct registry_vm *rv, json_t *args, struct error **errp);
 int blockjob_commit(struct registry_vm *rv, json_t *args, struct error **errp);

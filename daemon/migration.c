@@ -1772,6 +1772,10 @@ int migration_start(struct registry_vm *rv, const char *uri, int fd, struct erro
 		return error_set(errp, EBUSY, "VM '%s' is busy (being saved, started or stopped)",
 				 rv->name);
 	}
+	r = registry_disks_check(rv, errp);
+	if (r < 0) {
+		return r;
+	}
 	r = vm_migration_blocker(rv->vm, errp);
 	if (r < 0) {
 		return r;

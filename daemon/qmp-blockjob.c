@@ -2,30 +2,58 @@
  * External snapshots and block jobs with QEMU's commands:
  * blockdev-snapshot-sync, transaction, block-stream, block-commit, and the
  * internal snapshots snapshot-save/-load/-delete. The work is in
- * daemon/blockjob.c and daemon/snapshot.c; req->vm is the VM. Control thread.
+ * daemon/blockjob.c and daemon/snapshot.c; req->vm is the VM. Control thread;
+ * the external snapshots answer when their worker is done.
  */
 #include "config.h"
+
+#include <errno.h>
 
 #include "daemon/blockjob.h"
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
 #include "daemon/snapshot.h"
 
+/* A snapshot command's worker ended: answer the client. */
+static void snap_answer(void *opaque, struct registry_vm *rv, int r, struct error *err)
+{
+	monitor_deferred_done(opaque, r, NULL, err);
+}
+
+static int snap_deferred(struct monitor_request *req, json_t *args,
+			 int (*run)(struct registry_vm *rv, json_t *args, registry_done_fn done,
+				    void *opaque, struct error **errp),
+			 struct error **errp)
+{
+	struct monitor_deferred *d = monitor_defer(req);
+	int r;
+
+	if (!d) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	r = run((struct registry_vm *)req->vm, args, snap_answer, d, errp);
+	if (r < 0) {
+		monitor_deferred_cancel(d);
+		return r;
+	}
+	return MONITOR_DEFERRED;
+}
+
 int qmp_blockdev_snapshot_sync(struct monitor_request *req, json_t *args, json_t **ret,
 			       struct error **errp)
 {
-	return blockjob_snapshot_sync((struct registry_vm *)req->vm, args, errp);
+	return snap_deferred(req, args, blockjob_snapshot_sync, errp);
 }
 
 int qmp_blockdev_snapshot(struct monitor_request *req, json_t *args, json_t **ret,
 			  struct error **errp)
 {
-	return blockjob_snapshot((struct registry_vm *)req->vm, args, errp);
+	return snap_deferred(req, args, blockjob_snapshot, errp);
 }
 
 int qmp_transaction(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
-	return blockjob_transaction((struct registry_vm *)req->vm, args, errp);
+	return snap_deferred(req, args, blockjob_transaction, errp);
 }
 
 int qmp_block_stream(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)

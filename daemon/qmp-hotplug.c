@@ -6,7 +6,9 @@
  * the persisted definition in step with device_add (device removals are
  * followed when DEVICE_DELETED arrives, daemon/registry.c), and answers;
  * blockdev-add opens its image and block_resize truncates it on a worker
- * thread, and answer later.
+ * thread, and answer later. blockdev-add, blockdev-del, block_resize,
+ * device_add and device_del are refused (EBUSY) while an external snapshot
+ * switches the VM's disks.
  * Control thread only; device_del returns before the guest has ejected.
  */
 #include "config.h"
@@ -29,6 +31,14 @@ static struct vm *live_vm(struct monitor_request *req, struct error **errp)
 		return NULL;
 	}
 	return rv->vm;
+}
+
+/* The live VM, when no external snapshot is switching its disks. */
+static struct vm *disks_vm(struct monitor_request *req, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	return vm && registry_disks_check(req->vm, errp) == 0 ? vm : NULL;
 }
 
 /* blockdev-add: the image is opened on a worker thread, the answer deferred. */
@@ -69,7 +79,7 @@ static void blockdev_opened(void *arg)
 int qmp_blockdev_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct registry_vm *rv = req->vm;
-	struct vm *vm = live_vm(req, errp);
+	struct vm *vm = disks_vm(req, errp);
 	struct blockdev_job *j;
 	int r;
 
@@ -108,7 +118,7 @@ int qmp_blockdev_add(struct monitor_request *req, json_t *args, json_t **ret, st
 
 int qmp_blockdev_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
-	struct vm *vm = live_vm(req, errp);
+	struct vm *vm = disks_vm(req, errp);
 
 	return vm ? vm_blockdev_del(vm, json_string_value(json_object_get(args, "node-name")), errp)
 		  : -ENODEV;
@@ -146,7 +156,7 @@ static void resize_done(void *arg)
 int qmp_block_resize(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct registry_vm *rv = req->vm;
-	struct vm *vm = live_vm(req, errp);
+	struct vm *vm = disks_vm(req, errp);
 	json_int_t size = json_integer_value(json_object_get(args, "size"));
 	struct resize_job *j;
 	int r;
@@ -219,7 +229,7 @@ int qmp_netdev_del(struct monitor_request *req, json_t *args, json_t **ret, stru
 
 int qmp_device_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
-	struct vm *vm = live_vm(req, errp);
+	struct vm *vm = disks_vm(req, errp);
 	int r;
 
 	if (!vm) {
@@ -234,7 +244,7 @@ int qmp_device_add(struct monitor_request *req, json_t *args, json_t **ret, stru
 
 int qmp_device_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
-	struct vm *vm = live_vm(req, errp);
+	struct vm *vm = disks_vm(req, errp);
 
 	return vm ? vm_device_del(vm, json_string_value(json_object_get(args, "id")), errp)
 		  : -ENODEV;

@@ -1418,7 +1418,7 @@ static void job_gone(void *opaque, const char *vm)
 	struct error *err = NULL;
 
 	if (!rv || !rv->destroy_pending || reg->shutting_down || rv->busy == REGISTRY_PAUSING ||
-	    jobs_count(reg->jobs, vm) > 0) {
+	    rv->disks_busy || jobs_count(reg->jobs, vm) > 0) {
 		return;
 	}
 	op = TAKE_PTR(rv->destroy_pending);
@@ -1474,7 +1474,8 @@ static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_s
 	 * A VM's jobs end with it (QEMU's end with its process): cancel them;
 	 * the VM object goes once the last one has (job_gone()).
 	 */
-	if (jobs_cancel_vm(reg->jobs, rv->name) > 0 || rv->busy == REGISTRY_PAUSING) {
+	if (jobs_cancel_vm(reg->jobs, rv->name) > 0 || rv->busy == REGISTRY_PAUSING ||
+	    rv->disks_busy) {
 		/* ... and not while a worker pauses it: pause_done() goes on. */
 		rv->destroy_pending = op;
 		if (rv->busy != REGISTRY_PAUSING) {
@@ -1720,6 +1721,48 @@ int registry_run(struct registry *reg, void (*fn)(void *arg), void (*done)(void 
 		 struct error **errp)
 {
 	return worker_run(reg->workers, fn, done, arg, errp);
+}
+
+int registry_disks_check(struct registry_vm *rv, struct error **errp)
+{
+	if (rv->disks_busy) {
+		return error_set(errp, EBUSY,
+				 "VM '%s' is switching disks to a snapshot; try again when that "
+				 "is done",
+				 rv->name);
+	}
+	return 0;
+}
+
+int registry_disks_begin(struct registry_vm *rv, void (*fn)(void *arg), void (*done)(void *arg),
+			 void *arg, struct error **errp)
+{
+	int r;
+
+	if (!rv->vm || !rv->inst) {
+		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				       "VM '%s' is not running", rv->name);
+	}
+	r = registry_disks_check(rv, errp);
+	if (r == 0 && rv->destroy_pending) {
+		r = error_set(errp, EBUSY, "VM '%s' is being destroyed", rv->name);
+	}
+	if (r == 0) {
+		r = worker_run_for(rv->reg->workers, &rv->inst->violated, fn, done, arg, errp);
+	}
+	if (r == 0) {
+		rv->disks_busy = true;
+	}
+	return r;
+}
+
+void registry_disks_end(struct registry_vm *rv)
+{
+	rv->disks_busy = false;
+	if (rv->destroy_pending) {
+		/* a destroy came meanwhile: it goes on now */
+		job_gone(rv->reg, rv->name);
+	}
 }
 
 uint64_t registry_vm_generation(struct registry_vm *rv)
@@ -2035,7 +2078,8 @@ void registry_shutdown_keep(struct registry *reg, registry_keep_fn *keep)
 				 "cannot keep the VM across the restart: %s", err ? err->msg : "?");
 			error_free(err);
 		}
-		if (rv->vm) {
+		if (rv->vm && !rv->disks_busy) {
+			/* (a snapshot's worker still stuck after 30 s keeps it: left to exit) */
 			destroy_now(rv, "host-signal");
 		}
 	}
@@ -2128,6 +2172,10 @@ int registry_save(struct registry_vm *rv, const char *dir, bool stop, struct err
 	if (rv->busy) {
 		return error_set(errp, EBUSY, "VM '%s' is %s; try again when that is done",
 				 rv->name, busy_name(rv));
+	}
+	r = registry_disks_check(rv, errp);
+	if (r < 0) {
+		return r;
 	}
 	if (!rv->vm) {
 		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,

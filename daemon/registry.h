@@ -69,6 +69,8 @@ struct registry_vm {
 	void *pending_opaque;
 	/* A destroy waiting for the VM's jobs to end (they were cancelled). */
 	struct registry_op *destroy_pending;
+	/* An external snapshot switches its disks on a worker (registry_disks_begin). */
+	bool disks_busy;
 	/* Live migration (daemon/migration.c). */
 	struct migration *mig;	    /* the last or current migration, or NULL */
 	bool inmigrate;		    /* started with "incoming": waits for migrate-incoming */
@@ -163,6 +165,19 @@ void registry_memdev_resized(struct registry_vm *rv, const char *id, uint64_t re
  */
 int registry_run(struct registry *reg, void (*fn)(void *arg), void (*done)(void *arg), void *arg,
 		 struct error **errp);
+/*
+ * A change of a running VM's disks (an external snapshot: creating and
+ * opening overlays, draining, switching) runs fn on a worker thread working
+ * for the VM, then done on the control thread. From registry_disks_begin()
+ * until registry_disks_end(): registry_disks_check() refuses what would
+ * change the same disks (block jobs, hot-unplug, resize, media changes,
+ * vm-save, migration), and a destroy of the VM waits for the end.
+ */
+int registry_disks_begin(struct registry_vm *rv, void (*fn)(void *arg), void (*done)(void *arg),
+			 void *arg, struct error **errp);
+void registry_disks_end(struct registry_vm *rv);
+/* EBUSY "VM '...' is switching disks to a snapshot; try again when that is done". */
+int registry_disks_check(struct registry_vm *rv, struct error **errp);
 /* Which instance of the VM runs (0: none): a VM restarted since differs. */
 uint64_t registry_vm_generation(struct registry_vm *rv);
 

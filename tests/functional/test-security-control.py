@@ -5,6 +5,7 @@ and vm-destroy; during many lifecycles from 16 clients, an unrelated
 client's query-status stays fast (p50/p99 printed; the bounds here are
 loose for a loaded CI machine, the real figures are in tests/bench/README)."""
 
+import json
 import os
 import signal
 import socket
@@ -113,6 +114,66 @@ def test_stalled_nbd_server_delays_only_its_vm_destroy():
             destroy.join(60)
             assert destroy.error is None and "return" in destroy.result, \
                 (destroy.error, destroy.result)
+        finally:
+            nbd.send_signal(signal.SIGCONT)
+            nbd.kill()
+            nbd.wait()
+
+
+def test_snapshot_of_a_stalled_nbd_disk_delays_only_its_vm():
+    """blockdev-snapshot-sync waits for the disk's requests in flight (and a
+    transaction, blockdev-snapshot): on a worker. While the NBD server is
+    stopped other clients are answered; the VM's conflicting commands are
+    refused, its destroy waits; then the snapshot completes and the guest
+    goes on on the overlay."""
+    writer = guest("blk-writer")
+    with tempfile.TemporaryDirectory(prefix="vmmd-snapstall.") as tmp, Vmmd() as d:
+        sock = os.path.join(tmp, "nbd.sock")
+        ov = os.path.join(tmp, "ov.qcow2")
+        nbd = subprocess.Popen(["nbdkit", "-f", "-U", sock, "memory", "4M"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: os.path.exists(sock), 10, what="nbdkit")
+            q = QMP(d.socket, timeout=120)
+            disk = [{"id": "vda", "file": "nbd+unix:///?socket=" + sock, "format": "raw"}]
+            q.ok("vm-create", dict(vm_def("w", writer, disks=disk), start=True))
+            wait_console(d, "w", "writer: pass 1 ok", timeout=60)
+            nbd.send_signal(signal.SIGSTOP)   # the guest's next requests stay in flight
+            time.sleep(0.3)
+            snap = Background(lambda: q.cmd("blockdev-snapshot-sync", {
+                "vm": "w", "device": "vda", "snapshot-file": ov, "format": "qcow2"}))
+            lat = probe(d, 2.0)
+            assert max(lat) < 1.0, max(lat)
+            assert snap.result is None and snap.error is None, (snap.result, snap.error)
+            other = d.qmp()
+            for cmd, args in (("blockdev-snapshot-sync", {"device": "vda",
+                                                          "snapshot-file": ov + ".2"}),
+                              ("block_resize", {"device": "vda", "size": 8 << 20}),
+                              ("device_del", {"id": "vda"}),
+                              ("vm-save", {"path": os.path.join(tmp, "save")})):
+                r = other.cmd(cmd, dict(args, vm="w"))
+                assert "switching disks to a snapshot" in r["error"]["desc"], (cmd, r)
+            assert not os.path.exists(ov + ".2")
+            stopper = QMP(d.socket, timeout=120)
+            destroy = Background(lambda: stopper.cmd("vm-destroy", vm="w"))
+            time.sleep(0.3)
+            assert destroy.result is None, destroy.result
+            assert other.ok("query-status", vm="w")["status"] == "running"
+            nbd.send_signal(signal.SIGCONT)
+            snap.join(60)
+            assert snap.error is None and "return" in snap.result, (snap.error, snap.result)
+            destroy.join(60)
+            assert destroy.error is None and "return" in destroy.result, \
+                (destroy.error, destroy.result)
+            # the definition names the overlay; the overlay's backing is the NBD disk
+            info = json.loads(subprocess.run(
+                ["qemu-img", "info", "--output=json", ov], check=True,
+                capture_output=True).stdout)
+            assert info["backing-filename"] == disk[0]["file"], info
+            vms = {v["name"]: v for v in other.ok("query-vms")}
+            assert "w" in vms
+            with open(os.path.join(d.state_dir, "vms", "w.json")) as f:
+                assert json.load(f)["disks"][0]["file"] == ov
         finally:
             nbd.send_signal(signal.SIGCONT)
             nbd.kill()
