@@ -124,6 +124,7 @@ struct bjob {
 	bool pivoted;	/* active commit switched the disk to the base */
 	char *new_file; /* after a pivot: the disk's image */
 	char *new_format;
+	struct def_write *def_write; /* active commit: the definition after the pivot */
 };
 
 static void bjob_free(void *opaque)
@@ -139,6 +140,7 @@ static void bjob_free(void *opaque)
 	free(j->backing_file);
 	free(j->vm);
 	free(j->disk);
+	registry_def_write_free(j->def_write);
 	free(j->new_file);
 	free(j->new_format);
 	free(j);
@@ -411,10 +413,30 @@ static struct block_node *parent_of(struct block_node *root, struct block_node *
 	return NULL;
 }
 
+/* Control thread, before prepare: an active commit's definition after the pivot. */
+static void commit_finalizing(struct job *job)
+{
+	struct bjob *j = job_opaque(job);
+	struct registry_vm *rv = registry_find(j->reg, j->vm);
+	struct error *err = NULL;
+
+	if (!j->active || !rv || job_cancel_requested(job)) {
+		return;
+	}
+	registry_def_write_free(TAKE_PTR(j->def_write));
+	j->def_write = registry_disk_write_prepare(rv, j->disk, block_filename(j->base),
+						   block_format(j->base), &err);
+	if (!j->def_write) {
+		log_full(LOG_WARNING, j->vm, j->disk, "definition file not updated: %s", err->msg);
+		error_free(err);
+	}
+}
+
 static int commit_prepare(struct job *job, struct error **errp)
 {
 	struct bjob *j = job_opaque(job);
 	struct block_node *above;
+	struct error *err = NULL;
 	int r;
 
 	drain(j);
@@ -429,6 +451,12 @@ static int commit_prepare(struct job *job, struct error **errp)
 		j->base_rw = false;
 		j->new_file = strdup(block_filename(j->root));
 		j->new_format = strdup(block_format(j->root));
+		/* the definition names the base before anyone hears of the pivot */
+		if (j->def_write && registry_def_write_run(j->def_write, &err) < 0) {
+			log_full(LOG_WARNING, j->vm, j->disk, "definition file not updated: %s",
+				 err->msg);
+			error_free(err);
+		}
 		return 0;
 	}
 	above = parent_of(j->root, j->top);
@@ -475,6 +503,12 @@ static void bjob_finished(struct job *job, int ret)
 			log_full(LOG_ERR, j->vm, j->disk, "cannot record the new image: %s",
 				 err->msg);
 			error_free(err);
+		} else {
+			/*
+			 * commit_prepare wrote the file right after the pivot; again,
+			 * in case a hotplug rewrote it from the old definition since
+			 */
+			registry_write_definition(rv, NULL, NULL);
 		}
 	}
 }
@@ -512,6 +546,7 @@ static const struct job_driver commit_driver = {
 	.block = true,
 	.run = commit_run,
 	.prepare = commit_prepare,
+	.finalizing = commit_finalizing,
 	.commit = commit_clean,
 	.abort = commit_clean,
 	.finished = bjob_finished,
@@ -983,11 +1018,24 @@ static void snap_work(void *arg)
 	}
 }
 
+/* The op ends: the answer, with the disks and the definition's file done. */
+static void snap_answer(void *arg)
+{
+	struct snap_op *op = arg;
+
+	registry_disks_end(op->rv);
+	op->done(op->opaque, op->rv, op->r, TAKE_PTR(op->err));
+	json_decref(op->actions);
+	free(op->snaps);
+	free(op);
+}
+
 static void snap_done(void *arg)
 {
 	struct snap_op *op = arg;
 	struct registry_vm *rv = op->rv;
 	struct error *err = NULL;
+	bool changed = false;
 
 	for (size_t i = 0; i < op->n; i++) {
 		struct snap *s = &op->snaps[i];
@@ -1003,16 +1051,17 @@ static void snap_done(void *arg)
 				log_full(LOG_ERR, rv->name, s->disk,
 					 "cannot record the overlay: %s", err->msg);
 				error_free(TAKE_PTR(err));
+			} else {
+				changed = true;
 			}
 			log_full(LOG_INFO, rv->name, s->disk, "external snapshot: now on %s", file);
 		}
 		snap_free(s);
 	}
-	registry_disks_end(rv);
-	op->done(op->opaque, rv, op->r, TAKE_PTR(op->err));
-	json_decref(op->actions);
-	free(op->snaps);
-	free(op);
+	/* the answer once the definition naming the overlays is on disk too */
+	if (!changed || registry_write_definition(rv, snap_answer, op) < 0) {
+		snap_answer(op);
+	}
 }
 
 /* At most this many actions in one transaction (a client-controlled count). */

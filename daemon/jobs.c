@@ -356,6 +356,9 @@ static void start_abort(struct job *job, int ret, const char *msg)
 static void do_finalize(struct job *job)
 {
 	job->finalizing = true;
+	if (job->drv->finalizing) {
+		job->drv->finalizing(job);
+	}
 	send_cmd(job, CMD_FINALIZE);
 }
 

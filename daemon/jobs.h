@@ -102,6 +102,8 @@ struct job_driver {
 	 * (QEMU's .prepare: graph changes of block jobs). NULL: nothing to do.
 	 */
 	int (*prepare)(struct job *job, struct error **errp);
+	/* Control thread, just before prepare is asked for (the worker waits). NULL is fine. */
+	void (*finalizing)(struct job *job);
 	/* Worker: after a successful prepare (commit) or when the job fails or is cancelled. */
 	void (*commit)(struct job *job);
 	void (*abort)(struct job *job);

@@ -227,18 +227,31 @@ int qmp_netdev_del(struct monitor_request *req, json_t *args, json_t **ret, stru
 		  : -ENODEV;
 }
 
+static void device_added(void *opaque)
+{
+	monitor_deferred_done(opaque, 0, NULL, NULL);
+}
+
+/* device_add: answered once the definition naming the device is written. */
 int qmp_device_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct vm *vm = disks_vm(req, errp);
+	struct monitor_deferred *d;
 	int r;
 
 	if (!vm) {
 		return -ENODEV;
 	}
-	r = vm_device_add(vm, args, errp);
-	if (r == 0) {
-		registry_device_added(req->vm, json_string_value(json_object_get(args, "id")));
+	d = monitor_defer(req);
+	if (!d) {
+		return error_set(errp, ENOMEM, "out of memory");
 	}
+	r = vm_device_add(vm, args, errp);
+	if (r == 0 && registry_device_added(req->vm, json_string_value(json_object_get(args, "id")),
+					    device_added, d)) {
+		return MONITOR_DEFERRED;
+	}
+	monitor_deferred_cancel(d);
 	return r;
 }
 

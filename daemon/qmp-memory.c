@@ -54,12 +54,19 @@ static const char *memdev_id(struct registry_vm *rv, const char *path)
 	return NULL;
 }
 
+static void memdev_written(void *opaque)
+{
+	monitor_deferred_done(opaque, 0, NULL, NULL);
+}
+
+/* A memory device's new requested-size: answered once the definition has it. */
 int qmp_qom_set(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct vm *vm = live_vm(req, errp);
 	const char *path = json_string_value(json_object_get(args, "path"));
 	const char *prop = json_string_value(json_object_get(args, "property"));
 	json_t *value = json_object_get(args, "value");
+	struct monitor_deferred *d;
 	const char *id;
 	int r;
 
@@ -67,10 +74,16 @@ int qmp_qom_set(struct monitor_request *req, json_t *args, json_t **ret, struct 
 		return -ENODEV;
 	}
 	r = vm_qom_set(vm, path, prop, value, errp);
-	if (r == 0 && strcmp(prop, "requested-size") == 0 && (id = memdev_id(req->vm, path))) {
-		registry_memdev_resized(req->vm, id, (uint64_t)json_integer_value(value));
+	if (r < 0 || strcmp(prop, "requested-size") != 0 || !(id = memdev_id(req->vm, path))) {
+		return r;
 	}
-	return r;
+	d = monitor_defer(req);
+	if (d && registry_memdev_resized(req->vm, id, (uint64_t)json_integer_value(value),
+					 memdev_written, d)) {
+		return MONITOR_DEFERRED;
+	}
+	monitor_deferred_cancel(d);
+	return 0;
 }
 
 int qmp_query_memory_devices(struct monitor_request *req, json_t *args, json_t **ret,

@@ -108,6 +108,8 @@ struct registry {
 	unsigned dropped;
 	int efd;
 	struct event *ev;
+	/* A DEVICE_DELETED waiting for the definition file (later events wait behind it). */
+	struct queued_event *held;
 
 	struct jobs *jobs;
 };
@@ -537,6 +539,51 @@ struct jobs *registry_jobs(struct registry *reg)
 	return reg->jobs;
 }
 
+static void free_event(struct queued_event *qe)
+{
+	json_decref(qe->data);
+	free(qe->vm);
+	free(qe->name);
+	free(qe);
+}
+
+static void drain_events(evutil_socket_t fd, short what, void *opaque);
+
+/* The held DEVICE_DELETED's definition file is written: it goes out, then the rest. */
+static void events_resume(void *opaque)
+{
+	struct registry *reg = opaque;
+	struct queued_event *qe = TAKE_PTR(reg->held);
+
+	emit(reg, qe->vm, qe->name, TAKE_PTR(qe->data));
+	changed(reg);
+	free_event(qe);
+	drain_events(-1, 0, reg);
+}
+
+/* Put @batch back at the head of the queue, in order. */
+static void requeue(struct registry *reg, struct list_head *batch)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&reg->queue_lock);
+	while (!list_empty(&reg->queue)) {
+		struct list_head *p = reg->queue.next;
+
+		list_del(p);
+		list_add_tail(p, batch);
+	}
+	while (!list_empty(batch)) {
+		struct list_head *p = batch->next;
+
+		list_del(p);
+		list_add_tail(p, &reg->queue);
+		n++;
+	}
+	reg->queued = n;
+	pthread_mutex_unlock(&reg->queue_lock);
+}
+
 static void drain_events(evutil_socket_t fd, short what, void *opaque)
 {
 	struct registry *reg = opaque;
@@ -546,6 +593,9 @@ static void drain_events(evutil_socket_t fd, short what, void *opaque)
 
 	if (read(reg->efd, &v, sizeof(v)) < 0) {
 		/* Nothing pending. */
+	}
+	if (reg->held) {
+		return; /* events_resume() goes on */
 	}
 	list_init(&batch);
 	pthread_mutex_lock(&reg->queue_lock);
@@ -586,18 +636,22 @@ static void drain_events(evutil_socket_t fd, short what, void *opaque)
 		} else {
 			const char *dev = json_string_value(json_object_get(qe->data, "device"));
 
-			if (live && dev && strcmp(qe->name, "DEVICE_DELETED") == 0) {
-				registry_device_removed(rv, dev);
+			if (live && dev && strcmp(qe->name, "DEVICE_DELETED") == 0 &&
+			    registry_device_removed(rv, dev, events_resume, reg)) {
+				/*
+				 * A client that sees the event finds the definition without
+				 * the device: the event (and those after it) wait for the file.
+				 */
+				reg->held = qe;
+				requeue(reg, &batch);
+				return;
 			}
 			emit(reg, qe->vm, qe->name, TAKE_PTR(qe->data));
 			if (live) {
 				changed(reg);
 			}
 		}
-		json_decref(qe->data);
-		free(qe->vm);
-		free(qe->name);
-		free(qe);
+		free_event(qe);
 	}
 }
 
@@ -728,6 +782,8 @@ err_free:
 	return r;
 }
 
+static void writer_unref(struct def_writer *w);
+
 static void vm_entry_free(struct registry_vm *rv)
 {
 	migration_free(rv);
@@ -737,6 +793,7 @@ static void vm_entry_free(struct registry_vm *rv)
 	vm_config_free(rv->cfg);
 	free(rv->mig_tls_creds);
 	free(rv->mig_tls_hostname);
+	writer_unref(rv->writer);
 	free(rv->name);
 	free(rv);
 }
@@ -759,12 +816,10 @@ void registry_free(struct registry *reg)
 	}
 	/* Events nobody will deliver any more. */
 	list_for_each_safe (p, t, &reg->queue) {
-		struct queued_event *qe = list_entry(p, struct queued_event, link);
-
-		json_decref(qe->data);
-		free(qe->vm);
-		free(qe->name);
-		free(qe);
+		free_event(list_entry(p, struct queued_event, link));
+	}
+	if (reg->held) {
+		free_event(reg->held);
 	}
 	if (reg->efd >= 0) {
 		close(reg->efd);
@@ -862,15 +917,15 @@ static int fsync_dir(const char *dir)
 	return 0;
 }
 
-/* Write NAME.json atomically: temporary file, fsync, rename, fsync the directory. */
-static int persist(struct registry *reg, const char *name, json_t *def, struct error **errp)
+/* Write DIR/NAME.json atomically: temporary file, fsync, rename, fsync the directory. */
+static int persist_in(const char *dir, const char *name, json_t *def, struct error **errp)
 {
 	_cleanup_free_ char *tmp = NULL, *dst = NULL;
 	_cleanup_close_ int fd = -1;
 	int r;
 
-	if (asprintf(&tmp, "%s/.%s.json.tmp", reg->vms_dir, name) < 0 ||
-	    asprintf(&dst, "%s/%s.json", reg->vms_dir, name) < 0) {
+	if (asprintf(&tmp, "%s/.%s.json.tmp", dir, name) < 0 ||
+	    asprintf(&dst, "%s/%s.json", dir, name) < 0) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -889,18 +944,151 @@ static int persist(struct registry *reg, const char *name, json_t *def, struct e
 		unlink(tmp);
 		return r;
 	}
-	r = fsync_dir(reg->vms_dir);
+	r = fsync_dir(dir);
 	if (r < 0) {
-		return error_set_errno(errp, r, "cannot sync %s", reg->vms_dir);
+		return error_set_errno(errp, r, "cannot sync %s", dir);
 	}
 	return 0;
+}
+
+static int persist(struct registry *reg, const char *name, json_t *def, struct error **errp)
+{
+	return persist_in(reg->vms_dir, name, def, errp);
+}
+
+/*
+ * A defined VM's definition rewritten after a change (hotplug, a disk's new
+ * image, an arrived migration): the new one is in memory at once and its
+ * file is written on a worker (write, fsync), so the control thread never
+ * waits for the disk; a command that changed it answers when the file is
+ * written. Each change is one write of the whole definition, numbered;
+ * writes of one VM take turns (io), and one that finds a later one done
+ * already has nothing to add and skips. Once the file is removed
+ * (unlink_definition) nothing more is written. Freed by the last of the VM
+ * entry and its writes.
+ */
+struct def_writer {
+	pthread_mutex_t io; /* the file, written and gone: one write or removal at a time */
+	uint64_t seq;	    /* control thread: the last write asked for */
+	uint64_t written;   /* the newest write done */
+	bool gone;	    /* the file was removed */
+	int refs;	    /* atomic */
+	char *dir;
+	char name[72]; /* VM names have at most 64 characters */
+};
+
+struct def_write {
+	struct def_writer *w;
+	json_t *def; /* the write's own copy */
+	uint64_t seq;
+	void (*done)(void *opaque);
+	void *opaque;
+	int r;
+	struct error *err;
+};
+
+static struct def_writer *writer_new(struct registry *reg, const char *name)
+{
+	struct def_writer *w = calloc(1, sizeof(*w));
+
+	if (!w || !(w->dir = strdup(reg->vms_dir))) {
+		free(w);
+		return NULL;
+	}
+	pthread_mutex_init(&w->io, NULL);
+	w->refs = 1;
+	snprintf(w->name, sizeof(w->name), "%s", name);
+	return w;
+}
+
+static void writer_unref(struct def_writer *w)
+{
+	if (__atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL) > 0) {
+		return;
+	}
+	pthread_mutex_destroy(&w->io);
+	free(w->dir);
+	free(w);
+}
+
+/* Worker: write @def as write number @seq of @w (nothing if a later one is done). */
+static int writer_persist(struct def_writer *w, uint64_t seq, json_t *def, struct error **errp)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&w->io);
+	if (!w->gone && seq > w->written) {
+		r = persist_in(w->dir, w->name, def, errp);
+		if (r == 0) {
+			w->written = seq;
+		}
+	}
+	pthread_mutex_unlock(&w->io);
+	return r;
+}
+
+static void write_job(void *arg)
+{
+	struct def_write *d = arg;
+
+	d->r = writer_persist(d->w, d->seq, d->def, &d->err);
+}
+
+static void write_done(void *arg)
+{
+	struct def_write *d = arg;
+
+	if (d->r < 0) {
+		log_full(LOG_WARNING, d->w->name, NULL, "definition file not updated: %s",
+			 d->err->msg);
+		error_free(d->err);
+	}
+	if (d->done) {
+		d->done(d->opaque);
+	}
+	writer_unref(d->w);
+	json_decref(d->def);
+	free(d);
+}
+
+int registry_write_definition(struct registry_vm *rv, void (*done)(void *opaque), void *opaque)
+{
+	struct def_write *d = calloc(1, sizeof(*d));
+	struct error *err = NULL;
+	int r;
+
+	if (!d || !(d->def = json_deep_copy(rv->def))) {
+		free(d);
+		r = error_set(&err, ENOMEM, "out of memory");
+	} else {
+		d->w = rv->writer;
+		d->seq = ++rv->writer->seq;
+		d->done = done;
+		d->opaque = opaque;
+		__atomic_add_fetch(&d->w->refs, 1, __ATOMIC_RELAXED);
+		r = worker_run(rv->reg->workers, write_job, write_done, d, &err);
+		if (r < 0) {
+			writer_unref(d->w);
+			json_decref(d->def);
+			free(d);
+		}
+	}
+	if (r < 0) {
+		/* (the next change writes the whole definition again) */
+		log_full(LOG_WARNING, rv->name, NULL, "definition file not updated: %s", err->msg);
+		error_free(err);
+	}
+	return r;
 }
 
 static struct registry_vm *entry_new(struct registry *reg, struct vm_config *cfg, json_t *def)
 {
 	struct registry_vm *rv = calloc(1, sizeof(*rv));
 
-	if (!rv || !(rv->name = strdup(cfg->name))) {
+	if (!rv || !(rv->name = strdup(cfg->name)) || !(rv->writer = writer_new(reg, cfg->name))) {
+		if (rv) {
+			free(rv->name);
+		}
 		free(rv);
 		return NULL;
 	}
@@ -1017,8 +1205,7 @@ static void op_answer(struct registry_op *op, int r, struct error *err)
 
 /* ---- defining and deleting: the definition's file I/O on a worker ---- */
 
-static int unlink_definition(struct registry *reg, const char *name, const char *serial_log,
-			     struct error **errp);
+static int unlink_definition(struct registry *reg, struct registry_vm *rv, struct error **errp);
 
 static int worker_op(struct registry_vm *rv, int busy, void (*fn)(void *), void (*fin)(void *),
 		     registry_done_fn done, void *opaque, struct error **errp)
@@ -1071,7 +1258,7 @@ static void delete_job(void *arg)
 {
 	struct registry_op *op = arg;
 
-	op->r = unlink_definition(op->reg, op->rv->name, op->rv->cfg->serial_log, &op->err);
+	op->r = unlink_definition(op->reg, op->rv, &op->err);
 }
 
 static void delete_done(void *arg)
@@ -1341,8 +1528,7 @@ static void destroy_job(void *arg)
 	struct error *err = NULL;
 
 	vm_destroy(op->vm);
-	if (op->then_delete &&
-	    unlink_definition(op->reg, op->rv->name, op->rv->cfg->serial_log, &err) < 0) {
+	if (op->then_delete && unlink_definition(op->reg, op->rv, &err) < 0) {
 		log_full(LOG_ERR, op->rv->name, NULL, "%s", err->msg);
 		error_free(err);
 	}
@@ -1623,10 +1809,11 @@ int registry_rearm_incoming(struct registry_vm *rv, struct error **errp)
 	return 0;
 }
 
-int registry_set_disk(struct registry_vm *rv, const char *id, const char *file, const char *format,
-		      struct error **errp)
+/* @rv's definition with disk @id on @file/@format: *ret and *ret_cfg (new). */
+static int def_with_disk(struct registry_vm *rv, const char *id, const char *file,
+			 const char *format, json_t **ret, struct vm_config **ret_cfg,
+			 struct error **errp)
 {
-	_cleanup_(vm_config_freep) struct vm_config *cfg = NULL;
 	json_auto_t *def = json_deep_copy(rv->def);
 	json_t *disks = def ? json_object_get(def, "disks") : NULL;
 	json_t *d = NULL, *v;
@@ -1649,33 +1836,90 @@ int registry_set_disk(struct registry_vm *rv, const char *id, const char *file, 
 	}
 	json_object_set_new(d, "file", json_string(file));
 	json_object_set_new(d, "format", json_string(format));
-	r = vm_config_from_json(def, false, &cfg, errp);
+	r = vm_config_from_json(def, false, ret_cfg, errp);
 	if (r < 0) {
 		return r;
 	}
-	r = persist(rv->reg, rv->name, def, errp);
+	*ret = TAKE_PTR(def);
+	return 0;
+}
+
+int registry_set_disk(struct registry_vm *rv, const char *id, const char *file, const char *format,
+		      struct error **errp)
+{
+	struct vm_config *cfg = NULL;
+	json_t *def = NULL;
+	int r = def_with_disk(rv, id, file, format, &def, &cfg, errp);
+
 	if (r < 0) {
 		return r;
 	}
 	json_decref(rv->def);
-	rv->def = TAKE_PTR(def);
+	rv->def = def;
 	vm_config_free(rv->cfg);
-	rv->cfg = TAKE_PTR(cfg);
+	rv->cfg = cfg;
 	log_full(LOG_INFO, rv->name, id, "disk now %s (%s)", file, format);
 	return 0;
 }
 
-/* Worker thread: remove NAME.json (and the console log vmmd chose). */
-static int unlink_definition(struct registry *reg, const char *name, const char *serial_log,
-			     struct error **errp)
+struct def_write *registry_disk_write_prepare(struct registry_vm *rv, const char *id,
+					      const char *file, const char *format,
+					      struct error **errp)
+{
+	struct def_write *d = calloc(1, sizeof(*d));
+	struct vm_config *cfg = NULL;
+
+	if (!d) {
+		error_set(errp, ENOMEM, "out of memory");
+		return NULL;
+	}
+	if (def_with_disk(rv, id, file, format, &d->def, &cfg, errp) < 0) {
+		free(d);
+		return NULL;
+	}
+	vm_config_free(cfg);
+	d->w = rv->writer;
+	d->seq = ++rv->writer->seq;
+	__atomic_add_fetch(&d->w->refs, 1, __ATOMIC_RELAXED);
+	return d;
+}
+
+int registry_def_write_run(struct def_write *d, struct error **errp)
+{
+	return writer_persist(d->w, d->seq, d->def, errp);
+}
+
+void registry_def_write_free(struct def_write *d)
+{
+	if (d) {
+		writer_unref(d->w);
+		json_decref(d->def);
+		free(d);
+	}
+}
+
+/*
+ * Worker thread: remove NAME.json (and the console log vmmd chose); no
+ * rewrite of the definition comes after (def_writer).
+ */
+static int unlink_definition(struct registry *reg, struct registry_vm *rv, struct error **errp)
 {
 	_cleanup_free_ char *path = NULL;
+	const char *name = rv->name, *serial_log = rv->cfg->serial_log;
+	struct def_writer *w = rv->writer;
+	int r = 0;
 
 	if (asprintf(&path, "%s/%s.json", reg->vms_dir, name) < 0) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
+	pthread_mutex_lock(&w->io);
 	if (unlink(path) < 0 && errno != ENOENT) {
-		return error_set_errno(errp, errno, "cannot remove %s", path);
+		r = error_set_errno(errp, errno, "cannot remove %s", path);
+	}
+	w->gone = r == 0;
+	pthread_mutex_unlock(&w->io);
+	if (r < 0) {
+		return r;
 	}
 	fsync_dir(reg->vms_dir);
 	if (!serial_log) {
@@ -1770,8 +2014,13 @@ uint64_t registry_vm_generation(struct registry_vm *rv)
 	return rv->vm && rv->inst ? rv->inst->gen : 0;
 }
 
-/* Replace @rv's definition by @def (borrowed) after parsing and persisting it. */
-static int redefine(struct registry_vm *rv, json_t *def, struct error **errp)
+/*
+ * Replace @rv's definition by @def (borrowed) after parsing it; its file
+ * follows: 0 and @done (if not NULL) when it is written, 1 if no write
+ * could start (logged; no @done), < 0 if @def is refused (nothing changed).
+ */
+static int redefine(struct registry_vm *rv, json_t *def, void (*done)(void *opaque), void *opaque,
+		    struct error **errp)
 {
 	_cleanup_(vm_config_freep) struct vm_config *cfg = NULL;
 	json_t *canon;
@@ -1785,31 +2034,28 @@ static int redefine(struct registry_vm *rv, json_t *def, struct error **errp)
 	if (!canon) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	r = persist(rv->reg, rv->name, canon, errp);
-	if (r < 0) {
-		json_decref(canon);
-		return r;
-	}
 	json_decref(rv->def);
 	vm_config_free(rv->cfg);
 	rv->def = canon;
 	rv->cfg = TAKE_PTR(cfg);
-	return 0;
+	return registry_write_definition(rv, done, opaque) < 0 ? 1 : 0;
 }
 
-void registry_device_added(struct registry_vm *rv, const char *id)
+bool registry_device_added(struct registry_vm *rv, const char *id, void (*done)(void *opaque),
+			   void *opaque)
 {
 	json_auto_t *ent = rv->vm ? vm_device_definition(rv->vm, id) : NULL;
 	json_auto_t *def = json_deep_copy(rv->def);
 	const char *kind = ent ? json_string_value(json_object_get(ent, "kind")) : NULL;
 	struct error *err = NULL;
 	json_t *list;
+	int r;
 
 	if (!kind || !def) {
 		log_full(LOG_NOTICE, rv->name, id,
 			 "hot-added device cannot be described in the definition; it will be "
 			 "gone after a restart");
-		return;
+		return false;
 	}
 	list = json_object_get(def, kind);
 	if (!list) {
@@ -1817,19 +2063,23 @@ void registry_device_added(struct registry_vm *rv, const char *id)
 		json_object_set_new(def, kind, list);
 	}
 	json_array_append(list, json_object_get(ent, "entry"));
-	if (redefine(rv, def, &err) < 0) {
+	r = redefine(rv, def, done, opaque, &err);
+	if (r < 0) {
 		log_full(LOG_WARNING, rv->name, id, "definition not updated: %s", err->msg);
 		error_free(err);
 	}
+	return r == 0;
 }
 
-void registry_memdev_resized(struct registry_vm *rv, const char *id, uint64_t requested)
+bool registry_memdev_resized(struct registry_vm *rv, const char *id, uint64_t requested,
+			     void (*done)(void *opaque), void *opaque)
 {
 	json_auto_t *def = json_deep_copy(rv->def);
 	json_t *list = def ? json_object_get(def, "memory_devices") : NULL;
 	struct error *err = NULL;
 	size_t i;
 	json_t *e;
+	int r;
 
 	json_array_foreach (list, i, e) {
 		const char *eid = json_string_value(json_object_get(e, "id"));
@@ -1837,22 +2087,26 @@ void registry_memdev_resized(struct registry_vm *rv, const char *id, uint64_t re
 		if (eid && strcmp(eid, id) == 0) {
 			json_object_set_new(e, "requested_size",
 					    json_integer((json_int_t)requested));
-			if (redefine(rv, def, &err) < 0) {
+			r = redefine(rv, def, done, opaque, &err);
+			if (r < 0) {
 				log_full(LOG_WARNING, rv->name, id, "definition not updated: %s",
 					 err->msg);
 				error_free(err);
 			}
-			return;
+			return r == 0;
 		}
 	}
+	return false;
 }
 
-void registry_device_removed(struct registry_vm *rv, const char *id)
+bool registry_device_removed(struct registry_vm *rv, const char *id, void (*done)(void *opaque),
+			     void *opaque)
 {
 	json_auto_t *def = json_deep_copy(rv->def);
 	static const char *const kinds[] = {"disks", "nics", "input"};
 	struct error *err = NULL;
 	bool found = false;
+	int r;
 
 	for (size_t k = 0; def && k < ARRAY_SIZE(kinds); k++) {
 		json_t *list = json_object_get(def, kinds[k]);
@@ -1869,10 +2123,15 @@ void registry_device_removed(struct registry_vm *rv, const char *id)
 			}
 		}
 	}
-	if (found && redefine(rv, def, &err) < 0) {
+	if (!found) {
+		return false;
+	}
+	r = redefine(rv, def, done, opaque, &err);
+	if (r < 0) {
 		log_full(LOG_WARNING, rv->name, id, "definition not updated: %s", err->msg);
 		error_free(err);
 	}
+	return r == 0;
 }
 
 enum vm_run_state registry_vm_state(struct registry_vm *rv)
@@ -2083,6 +2342,8 @@ void registry_shutdown_keep(struct registry *reg, registry_keep_fn *keep)
 			destroy_now(rv, "host-signal");
 		}
 	}
+	/* The definitions' last rewrites reach their files (a restart reads them). */
+	workers_wait(reg->workers, 5000);
 }
 
 /* --- vm-save / vm-restore (docs/vmstate.md) ------------------------------ */
@@ -2276,6 +2537,7 @@ struct registry_restore {
 	struct registry_vm *rv; /* the VM's entry, reserved before the build */
 	bool created;		/* rv is new, for this restore (else it was defined) */
 	bool persisted;		/* restore_job wrote def to the VM's definition file */
+	uint64_t seq;		/* as write number seq of rv->writer */
 	struct registry_instance *inst;
 	registry_done_fn done;
 	void *opaque;
@@ -2305,7 +2567,7 @@ static void restore_job(void *arg)
 	vm_snapshot_close(TAKE_PTR(rs->snap));
 	if (rs->r == 0) {
 		/* The definition file too (write, fsync): not on the control thread. */
-		rs->r = persist(rs->reg, rs->cfg->name, rs->def, &rs->err);
+		rs->r = writer_persist(rs->rv->writer, rs->seq, rs->def, &rs->err);
 		rs->persisted = rs->r == 0;
 		if (rs->r < 0) {
 			vm_destroy(TAKE_PTR(rs->vm));
@@ -2317,10 +2579,11 @@ static void restore_job(void *arg)
 static void restore_undo_definition(struct registry_restore *rs)
 {
 	struct error *err = NULL;
-	int r = rs->created
-			? unlink_definition(rs->reg, rs->rv->name, rs->rv->cfg->serial_log, &err)
-			: persist(rs->reg, rs->rv->name, rs->rv->def, &err);
+	int r = rs->created ? unlink_definition(rs->reg, rs->rv, &err) : 0;
 
+	if (!rs->created) {
+		registry_write_definition(rs->rv, NULL, NULL); /* logs its failure */
+	}
 	if (r < 0) {
 		log_full(LOG_ERR, rs->rv->name, NULL,
 			 "the definition file of the failed restore stays: %s", err->msg);
@@ -2480,6 +2743,7 @@ static int restore_queue(struct registry_restore *rs, struct error **errp)
 		}
 		rs->created = true;
 	}
+	rs->seq = ++rs->rv->writer->seq;
 	r = worker_run_for(reg->workers, &rs->inst->violated, restore_job, restore_done, rs, errp);
 	if (r < 0) {
 		if (rs->created) {
@@ -2626,7 +2890,7 @@ int registry_adopt(struct registry_vm *rv, struct registry_instance *inst, struc
 		if (def) {
 			json_object_del(def, "incoming");
 		}
-		if (!def || redefine(rv, def, &err) < 0) {
+		if (!def || redefine(rv, def, NULL, NULL, &err) < 0) {
 			log_full(LOG_WARNING, rv->name, NULL,
 				 "definition still says \"incoming\": %s",
 				 err ? err->msg : "out of memory");

@@ -69,6 +69,7 @@ struct registry_vm {
 	void *pending_opaque;
 	/* A destroy waiting for the VM's jobs to end (they were cancelled). */
 	struct registry_op *destroy_pending;
+	struct def_writer *writer; /* rewrites of its definition file (registry.c) */
 	/* An external snapshot switches its disks on a worker (registry_disks_begin). */
 	bool disks_busy;
 	/* Live migration (daemon/migration.c). */
@@ -152,12 +153,17 @@ int registry_delete(struct registry_vm *rv, bool force, registry_done_fn done, v
 /*
  * The persisted definition follows hotplug: device @id (just hot-added to
  * the running VM) joins "disks" or "nics"; a removed device leaves them.
- * Failures are logged (the running VM has changed either way).
+ * In memory at once; the file is written on a worker. True if
+ * @done(@opaque) will run (control thread) once the file is written, false
+ * if not. Failures are logged (the running VM has changed either way).
  */
-void registry_device_added(struct registry_vm *rv, const char *id);
-void registry_device_removed(struct registry_vm *rv, const char *id);
-/* The definition follows qom-set of a memory device's requested-size. */
-void registry_memdev_resized(struct registry_vm *rv, const char *id, uint64_t requested);
+bool registry_device_added(struct registry_vm *rv, const char *id, void (*done)(void *opaque),
+			   void *opaque);
+bool registry_device_removed(struct registry_vm *rv, const char *id, void (*done)(void *opaque),
+			     void *opaque);
+/* The definition follows qom-set of a memory device's requested-size (@done as above). */
+bool registry_memdev_resized(struct registry_vm *rv, const char *id, uint64_t requested,
+			     void (*done)(void *opaque), void *opaque);
 
 /*
  * Run fn(arg) on a worker thread, then done(arg) on the control thread
@@ -192,11 +198,33 @@ const char *registry_run_dir(struct registry *reg);
 
 /*
  * A disk's image changed under the running VM (external snapshot, active
- * commit): the persisted definition follows, so the next start opens the
- * new top image. Control thread.
+ * commit): the definition follows in memory, so the next start opens the
+ * new top image; registry_write_definition() then writes the file.
+ * Control thread.
  */
 int registry_set_disk(struct registry_vm *rv, const char *id, const char *file, const char *format,
 		      struct error **errp);
+/*
+ * Write @rv's definition as it is now to its file, on a worker thread;
+ * then @done(@opaque) (may be NULL) on the control thread, written or not
+ * (a failure is logged: the file keeps an older definition). < 0: no write
+ * could start (logged), and no @done.
+ */
+int registry_write_definition(struct registry_vm *rv, void (*done)(void *opaque), void *opaque);
+/*
+ * A write of @rv's definition with disk @id on @file/@format, prepared on
+ * the control thread and run on a worker (registry_def_write_run()) right
+ * after the switch it records, before the control thread hears of it: an
+ * active commit's pivot. It takes its turn when prepared: a change made
+ * after that is never overwritten by it. Free with
+ * registry_def_write_free() (any thread).
+ */
+struct def_write;
+struct def_write *registry_disk_write_prepare(struct registry_vm *rv, const char *id,
+					      const char *file, const char *format,
+					      struct error **errp);
+int registry_def_write_run(struct def_write *d, struct error **errp);
+void registry_def_write_free(struct def_write *d);
 
 /* The daemon's job table (daemon/jobs.h); jobs of a VM end when its VM object goes. */
 struct jobs *registry_jobs(struct registry *reg);

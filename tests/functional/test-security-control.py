@@ -180,6 +180,45 @@ def test_snapshot_of_a_stalled_nbd_disk_delays_only_its_vm():
             nbd.wait()
 
 
+def test_definition_file_that_stalls_delays_only_its_command():
+    """A hot-plug rewrites the VM's definition file (write, fsync) on a
+    worker: a FIFO in place of its temporary file (a state disk that
+    stalls) holds device_add's answer, which waits for the file, and no
+    one else's; the DEVICE_DELETED of an unplug waits for its file too."""
+    idle = guest("idle")
+    with Vmmd() as d:
+        q = QMP(d.socket, timeout=60)
+        q.ok("vm-create", dict(vm_def("h", idle), start=True))
+        q.ok("netdev_add", {"vm": "h", "type": "user", "id": "u0"})
+        fifo = os.path.join(d.state_dir, "vms", ".h.json.tmp")
+        os.mkfifo(fifo)
+        add = Background(lambda: q.cmd("device_add", {"vm": "h", "driver": "e1000",
+                                                       "id": "nic9", "netdev": "u0"}))
+        lat = probe(d, 1.5)
+        assert max(lat) < 1.0, max(lat)
+        assert add.result is None, add.result
+        # the writer gets a reader: the FIFO takes the JSON, its fsync fails (logged)
+        with open(fifo, "rb") as f:
+            written = json.loads(f.read())
+        assert any(n["id"] == "nic9" for n in written["nics"]), written
+        add.join(30)
+        assert add.error is None and "return" in add.result, (add.error, add.result)
+        assert not os.path.exists(fifo)
+        # a write that works: the definition names the NIC when device_add answers
+        q.ok("netdev_add", {"vm": "h", "type": "user", "id": "u1"})
+        q.ok("device_add", {"vm": "h", "driver": "e1000", "id": "nic8", "netdev": "u1"})
+        with open(os.path.join(d.state_dir, "vms", "h.json")) as f:
+            ids = [n["id"] for n in json.load(f)["nics"]]
+        assert ids == ["nic9", "nic8"], ids
+        q.ok("device_del", {"vm": "h", "id": "nic8"})
+        q.ok("system_reset", {"vm": "h"})  # the idle guest never ejects: a reset does
+        q.event("DEVICE_DELETED", pred=lambda e: e["data"].get("device") == "nic8",
+                timeout=30)
+        with open(os.path.join(d.state_dir, "vms", "h.json")) as f:
+            ids = [n["id"] for n in json.load(f)["nics"]]
+        assert ids == ["nic9"], ids
+
+
 def test_fifo_in_place_of_a_snapshot_file():
     """vm-restore of a snapshot whose manifest, state or memory file is a
     FIFO: the daemon keeps answering (the snapshot is read on a worker,
