@@ -383,9 +383,12 @@ static void boost_control_thread(void)
 		log_debug("control thread at SCHED_FIFO 1");
 		return;
 	}
-	log_debug("control thread not real-time (%s); nice %d", strerror(errno), nice - 5);
+	/* said once at start: without it, answers can wait behind busy guests */
+	log_notice("control thread not real-time (SCHED_FIFO: %s; needs CAP_SYS_NICE or "
+		   "RLIMIT_RTPRIO, and a real-time budget in its cgroup): nice %d instead",
+		   strerror(errno), nice - 5);
 	if (setpriority(PRIO_PROCESS, 0, nice - 5) < 0) {
-		log_debug("control thread priority not raised: %s", strerror(errno));
+		log_notice("control thread priority not raised either: %s", strerror(errno));
 	}
 }
 
