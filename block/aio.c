@@ -384,8 +384,15 @@ static bool ring_submit(struct block_aio_ctx *ctx, struct aio_req *r)
 		 */
 		io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
 	}
-	/* Inside the completion handler, requests resubmitted by callbacks go out together. */
-	if (!ctx->in_event && io_uring_submit(&ctx->ring) < 0) {
+	/*
+	 * Inside the completion handler, page-cache requests resubmitted by
+	 * callbacks go out together (they complete inline: one syscall for
+	 * many). An O_DIRECT one goes at once, as QEMU's io_uring does: it
+	 * waits for the device, whose queue would otherwise run dry until
+	 * the last callback (cache=none 4 KiB random reads at depth 32:
+	 * 0.62-0.69 s -> 0.53-0.63 s for 40000).
+	 */
+	if ((!ctx->in_event || r->direct) && io_uring_submit(&ctx->ring) < 0) {
 		/* The SQE stays queued; it goes out with the next submit. */
 	}
 	ctx->ring_inflight++;
