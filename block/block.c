@@ -1301,14 +1301,22 @@ static json_t *stats_json_locked(struct block_node *bs)
 	return o;
 }
 
-json_t *block_stats_json(struct block_node *bs)
+pthread_rwlock_t block_graph_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+/* @describe(@bs) with the graph held still. */
+static json_t *graph_read(json_t *(*describe)(struct block_node *bs), struct block_node *bs)
 {
 	json_t *o;
 
 	pthread_rwlock_rdlock(&block_graph_lock);
-	o = stats_json_locked(bs);
+	o = describe(bs);
 	pthread_rwlock_unlock(&block_graph_lock);
 	return o;
+}
+
+json_t *block_stats_json(struct block_node *bs)
+{
+	return graph_read(stats_json_locked, bs);
 }
 
 static json_t *info_json_locked(struct block_node *bs)
@@ -1345,16 +1353,9 @@ static json_t *info_json_locked(struct block_node *bs)
 	return info;
 }
 
-pthread_rwlock_t block_graph_lock = PTHREAD_RWLOCK_INITIALIZER;
-
 json_t *block_info_json(struct block_node *bs)
 {
-	json_t *info;
-
-	pthread_rwlock_rdlock(&block_graph_lock);
-	info = info_json_locked(bs);
-	pthread_rwlock_unlock(&block_graph_lock);
-	return info;
+	return graph_read(info_json_locked, bs);
 }
 
 bool block_can_snapshot(struct block_node *bs)

@@ -64,6 +64,26 @@ def hung_nbd_server(tmp):
     return sock, accepted, srv
 
 
+class MemoryNbd:
+    """nbdkit's memory plugin (4 MiB) on a UNIX socket in @tmp, for a with
+    block: .sock, .uri, .proc; left running (even if stopped) at the end."""
+
+    def __init__(self, tmp):
+        self.sock = os.path.join(tmp, "nbd.sock")
+        self.uri = "nbd+unix:///?socket=" + self.sock
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(["nbdkit", "-f", "-U", self.sock, "memory", "4M"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: os.path.exists(self.sock), 10, what="nbdkit")
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.kill()
+        self.proc.wait()
+
+
 def save_and_stop(q, vm, path):
     """vm-save with stop: the snapshot complete and the VM gone."""
     q.ok("vm-save", vm=vm, path=path, stop=True)
@@ -95,89 +115,72 @@ def test_nbd_server_that_never_answers_delays_only_its_vm():
 
 def test_stalled_nbd_server_delays_only_its_vm_destroy():
     idle = guest("idle")
-    with tempfile.TemporaryDirectory(prefix="vmmd-stall.") as tmp, Vmmd() as d:
-        sock = os.path.join(tmp, "nbd.sock")
-        nbd = subprocess.Popen(["nbdkit", "-f", "-U", sock, "memory", "4M"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for(lambda: os.path.exists(sock), 10, what="nbdkit")
-            q = QMP(d.socket, timeout=120)
-            disk = [{"id": "vda", "file": "nbd+unix:///?socket=" + sock, "format": "raw"}]
-            q.ok("vm-create", dict(vm_def("stall", idle), disks=disk, start=True))
-            wait_console(d, "stall", "idle: up")
-            nbd.send_signal(signal.SIGSTOP)   # the server stops answering (a flush is due)
-            destroy = Background(lambda: q.cmd("vm-destroy", vm="stall"))
-            time.sleep(0.3)
-            lat = probe(d, 2.0)
-            assert max(lat) < 1.0, max(lat)
-            nbd.send_signal(signal.SIGCONT)
-            destroy.join(60)
-            assert destroy.error is None and "return" in destroy.result, \
-                (destroy.error, destroy.result)
-        finally:
-            nbd.send_signal(signal.SIGCONT)
-            nbd.kill()
-            nbd.wait()
+    with tempfile.TemporaryDirectory(prefix="vmmd-stall.") as tmp, Vmmd() as d, \
+            MemoryNbd(tmp) as nbd:
+        q = QMP(d.socket, timeout=120)
+        disk = [{"id": "vda", "file": nbd.uri, "format": "raw"}]
+        q.ok("vm-create", dict(vm_def("stall", idle), disks=disk, start=True))
+        wait_console(d, "stall", "idle: up")
+        nbd.proc.send_signal(signal.SIGSTOP)   # the server stops answering (a flush is due)
+        destroy = Background(lambda: q.cmd("vm-destroy", vm="stall"))
+        time.sleep(0.3)
+        lat = probe(d, 2.0)
+        assert max(lat) < 1.0, max(lat)
+        nbd.proc.send_signal(signal.SIGCONT)
+        destroy.join(60)
+        assert destroy.error is None and "return" in destroy.result, \
+            (destroy.error, destroy.result)
 
 
 def test_snapshot_of_a_stalled_nbd_disk_delays_only_its_vm():
     """blockdev-snapshot-sync waits for the disk's requests in flight (and a
     transaction, blockdev-snapshot): on a worker. While the NBD server is
     stopped other clients are answered; the VM's conflicting commands are
-    refused, its destroy waits; then the snapshot completes and the guest
-    goes on on the overlay."""
+    refused, its destroy waits; then the snapshot completes, and the
+    overlay and the definition name the disk as they should."""
     writer = guest("blk-writer")
-    with tempfile.TemporaryDirectory(prefix="vmmd-snapstall.") as tmp, Vmmd() as d:
-        sock = os.path.join(tmp, "nbd.sock")
+    with tempfile.TemporaryDirectory(prefix="vmmd-snapstall.") as tmp, Vmmd() as d, \
+            MemoryNbd(tmp) as nbd:
         ov = os.path.join(tmp, "ov.qcow2")
-        nbd = subprocess.Popen(["nbdkit", "-f", "-U", sock, "memory", "4M"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for(lambda: os.path.exists(sock), 10, what="nbdkit")
-            q = QMP(d.socket, timeout=120)
-            disk = [{"id": "vda", "file": "nbd+unix:///?socket=" + sock, "format": "raw"}]
-            q.ok("vm-create", dict(vm_def("w", writer, disks=disk), start=True))
-            wait_console(d, "w", "writer: pass 1 ok", timeout=60)
-            nbd.send_signal(signal.SIGSTOP)   # the guest's next requests stay in flight
-            time.sleep(0.3)
-            snap = Background(lambda: q.cmd("blockdev-snapshot-sync", {
-                "vm": "w", "device": "vda", "snapshot-file": ov, "format": "qcow2"}))
-            lat = probe(d, 2.0)
-            assert max(lat) < 1.0, max(lat)
-            assert snap.result is None and snap.error is None, (snap.result, snap.error)
-            other = d.qmp()
-            for cmd, args in (("blockdev-snapshot-sync", {"device": "vda",
-                                                          "snapshot-file": ov + ".2"}),
-                              ("block_resize", {"device": "vda", "size": 8 << 20}),
-                              ("device_del", {"id": "vda"}),
-                              ("vm-save", {"path": os.path.join(tmp, "save")})):
-                r = other.cmd(cmd, dict(args, vm="w"))
-                assert "switching disks to a snapshot" in r["error"]["desc"], (cmd, r)
-            assert not os.path.exists(ov + ".2")
-            stopper = QMP(d.socket, timeout=120)
-            destroy = Background(lambda: stopper.cmd("vm-destroy", vm="w"))
-            time.sleep(0.3)
-            assert destroy.result is None, destroy.result
-            assert other.ok("query-status", vm="w")["status"] == "running"
-            nbd.send_signal(signal.SIGCONT)
-            snap.join(60)
-            assert snap.error is None and "return" in snap.result, (snap.error, snap.result)
-            destroy.join(60)
-            assert destroy.error is None and "return" in destroy.result, \
-                (destroy.error, destroy.result)
-            # the definition names the overlay; the overlay's backing is the NBD disk
-            info = json.loads(subprocess.run(
-                ["qemu-img", "info", "--output=json", ov], check=True,
-                capture_output=True).stdout)
-            assert info["backing-filename"] == disk[0]["file"], info
-            vms = {v["name"]: v for v in other.ok("query-vms")}
-            assert "w" in vms
-            with open(os.path.join(d.state_dir, "vms", "w.json")) as f:
-                assert json.load(f)["disks"][0]["file"] == ov
-        finally:
-            nbd.send_signal(signal.SIGCONT)
-            nbd.kill()
-            nbd.wait()
+        q = QMP(d.socket, timeout=120)
+        disk = [{"id": "vda", "file": nbd.uri, "format": "raw"}]
+        q.ok("vm-create", dict(vm_def("w", writer, disks=disk), start=True))
+        wait_console(d, "w", "writer: pass 1 ok", timeout=60)
+        nbd.proc.send_signal(signal.SIGSTOP)   # the guest's next requests stay in flight
+        time.sleep(0.3)
+        snap = Background(lambda: q.cmd("blockdev-snapshot-sync", {
+            "vm": "w", "device": "vda", "snapshot-file": ov, "format": "qcow2"}))
+        lat = probe(d, 2.0)
+        assert max(lat) < 1.0, max(lat)
+        assert snap.result is None and snap.error is None, (snap.result, snap.error)
+        other = d.qmp()
+        for cmd, args in (("blockdev-snapshot-sync", {"device": "vda",
+                                                      "snapshot-file": ov + ".2"}),
+                          ("block_resize", {"device": "vda", "size": 8 << 20}),
+                          ("device_del", {"id": "vda"}),
+                          ("vm-save", {"path": os.path.join(tmp, "save")})):
+            r = other.cmd(cmd, dict(args, vm="w"))
+            assert "switching disks to a snapshot" in r["error"]["desc"], (cmd, r)
+        assert not os.path.exists(ov + ".2")
+        stopper = QMP(d.socket, timeout=120)
+        destroy = Background(lambda: stopper.cmd("vm-destroy", vm="w"))
+        time.sleep(0.3)
+        assert destroy.result is None, destroy.result
+        assert other.ok("query-status", vm="w")["status"] == "running"
+        nbd.proc.send_signal(signal.SIGCONT)
+        snap.join(60)
+        assert snap.error is None and "return" in snap.result, (snap.error, snap.result)
+        destroy.join(60)
+        assert destroy.error is None and "return" in destroy.result, \
+            (destroy.error, destroy.result)
+        # the definition names the overlay; the overlay's backing is the NBD disk
+        info = json.loads(subprocess.run(
+            ["qemu-img", "info", "--output=json", ov], check=True,
+            capture_output=True).stdout)
+        assert info["backing-filename"] == disk[0]["file"], info
+        assert "w" in [v["name"] for v in other.ok("query-vms")]
+        with open(os.path.join(d.state_dir, "vms", "w.json")) as f:
+            assert json.load(f)["disks"][0]["file"] == ov
 
 
 def test_definition_file_that_stalls_delays_only_its_command():
