@@ -2575,20 +2575,48 @@ static void restore_job(void *arg)
 	}
 }
 
-/* After a failure in restore_done: the definition file as it was before the restore. */
-static void restore_undo_definition(struct registry_restore *rs)
+/*
+ * After a failure (worker): the VM built, if any, destroyed and the
+ * definition file the restore wrote for a new VM removed.
+ */
+static void restore_undo_job(void *arg)
 {
+	struct registry_restore *rs = arg;
 	struct error *err = NULL;
-	int r = rs->created ? unlink_definition(rs->reg, rs->rv, &err) : 0;
 
-	if (!rs->created) {
-		registry_write_definition(rs->rv, NULL, NULL); /* logs its failure */
+	if (rs->vm) {
+		vm_destroy(TAKE_PTR(rs->vm));
 	}
-	if (r < 0) {
+	if (rs->persisted && rs->created && unlink_definition(rs->reg, rs->rv, &err) < 0) {
 		log_full(LOG_ERR, rs->rv->name, NULL,
 			 "the definition file of the failed restore stays: %s", err->msg);
 		error_free(err);
 	}
+}
+
+/* The failure's answer, once restore_undo_job is done. */
+static void restore_undone(void *arg)
+{
+	struct registry_restore *rs = arg;
+	struct registry_vm *rv = rs->rv;
+	struct error *err = TAKE_PTR(rs->err);
+
+	rv->busy = REGISTRY_IDLE;
+	if (rs->persisted && !rs->created) {
+		registry_write_definition(rv, NULL, NULL); /* as before the restore */
+	}
+	if (rs->created) {
+		vm_entry_free(rv);
+	}
+	instance_free(rs->inst);
+	error_prefix(&err, "cannot restore from %s", rs->dir);
+	if (rs->done) {
+		rs->done(rs->opaque, NULL, rs->r, err);
+	} else {
+		error_free(err);
+	}
+	release_memory();
+	restore_free(rs);
 }
 
 static void restore_done(void *arg)
@@ -2600,41 +2628,29 @@ static void restore_done(void *arg)
 	int r = rs->r;
 
 	instance_drop_fds(rs->inst);
-	rv->busy = REGISTRY_IDLE;
 	if (r == 0 && reg->shutting_down) {
-		vm_destroy(rs->vm);
 		r = error_set(&err, ECANCELED, "vmmd is stopping");
-		rs->vm = NULL;
 	}
 	if (r == 0) {
 		r = reg->hooks->vm_up(reg->hooks->opaque, rs->cfg->name, &err);
-		if (r < 0) {
-			vm_destroy(rs->vm);
-		}
 	}
-	if (r == 0 && !rs->created) {
+	if (r < 0) {
+		/* undone on a worker (vm_destroy, the file), the name still reserved */
+		rs->r = r;
+		rs->err = err;
+		if (worker_run_for(reg->workers, &rs->inst->violated, restore_undo_job,
+				   restore_undone, rs, NULL) < 0) {
+			restore_undo_job(rs);
+			restore_undone(rs);
+		}
+		return;
+	}
+	rv->busy = REGISTRY_IDLE;
+	if (!rs->created) {
 		vm_config_free(rv->cfg);
 		json_decref(rv->def);
 		rv->cfg = TAKE_PTR(rs->cfg);
 		rv->def = TAKE_PTR(rs->def);
-	}
-	if (r < 0) {
-		if (rs->persisted) {
-			restore_undo_definition(rs);
-		}
-		if (rs->created) {
-			vm_entry_free(rv);
-		}
-		instance_free(rs->inst);
-		error_prefix(&err, "cannot restore from %s", rs->dir);
-		if (rs->done) {
-			rs->done(rs->opaque, NULL, r, err);
-		} else {
-			error_free(err);
-		}
-		release_memory();
-		restore_free(rs);
-		return;
 	}
 	rv->vm = rs->vm;
 	rv->inst = rs->inst;
