@@ -194,6 +194,31 @@ def test_restart_keeps_vms():
         assert "kept by the previous vmmd" not in d.read_log().split("stopping")[-1]
 
 
+def test_restart_keeps_a_vm_with_usb_devices():
+    """A VM with an xHCI controller, a usb-kbd and a usb-storage disk from its
+    definition is kept across the restart like any other (its USB state goes
+    with the rest)."""
+    require_systemd()
+    with SystemdVmmd() as d:
+        q = d.qmp()
+        vm = dict(up.counter_def(d, "u1"), usb=True,
+                  input=[{"id": "kbd0", "driver": "usb-kbd"}])
+        stick = os.path.join(d.tmp, "stick.raw")
+        with open(stick, "wb") as f:
+            f.truncate(1 << 20)
+        vm["disks"].append({"id": "ud", "driver": "usb-storage", "file": stick,
+                            "format": "raw"})
+        q.ok("vm-create", dict(vm, start=True))
+        q.close()
+        wait_console(d, "u1", "counter: tick 3 ", timeout=180)
+        before = up.ticks(d, "u1")
+        restart(d)
+        wait_for(lambda: statuses(d) == {"u1": "running"}, 60,
+                 what="the VM back as it was (%r)" % statuses(d))
+        assert "VM kept for the next vmmd (running" in d.read_log(), d.read_log()[-3000:]
+        up.check_counter(d, "u1", before)
+
+
 def test_restart_carries_taps():
     """A VM on a tap by ifname answers frames sent all through the restart
     (the tap stayed open in the store: none is lost); a tap passed with
