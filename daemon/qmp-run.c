@@ -95,9 +95,14 @@ int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct err
 	case VM_STATE_PRELAUNCH:
 		return vm_start(vm, errp);
 	case VM_STATE_PAUSED:
-	case VM_STATE_IO_ERROR:	  /* QEMU retries the failed requests on cont */
-	case VM_STATE_RESTORE_VM: /* a failed snapshot-load */
+	case VM_STATE_IO_ERROR:	      /* QEMU retries the failed requests on cont */
+	case VM_STATE_RESTORE_VM:     /* a failed snapshot-load */
+	case VM_STATE_GUEST_PANICKED: /* QEMU 7.2 runs a panicked guest on */
 		return vm_resume(vm, errp);
+	case VM_STATE_INTERNAL_ERROR:
+	case VM_STATE_SHUTDOWN:
+		/* QEMU's runstate_needs_reset() */
+		return error_set(errp, EINVAL, "Resetting the Virtual Machine is required");
 	default:
 		return error_set(errp, EINVAL, "VM '%s' is in state %s; reset or destroy it first",
 				 vm_name(vm), vm_run_state_name(vm_get_state(vm)));

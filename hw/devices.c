@@ -20,6 +20,7 @@ const struct device_class *const device_table[] = {
 	&acpi_cpuhp_class,
 	&platform_tables_class,
 	&debugcon_class,
+	&pvpanic_class,
 	/* PCI: the host bridge first, then the devices on it */
 	&pci_host_class,
 	&virtio_blk_class,

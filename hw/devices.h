@@ -18,6 +18,7 @@ extern const struct device_class serial_class;	 /* COM1 */
 extern const struct device_class rtc_class;	 /* CMOS RTC */
 extern const struct device_class i8042_class;	 /* keyboard controller (reset line) */
 extern const struct device_class acpi_pm_class;	 /* ACPI PM block, unless acpi is off */
+extern const struct device_class pvpanic_class;	 /* port 0x505, when pvpanic is set */
 extern const struct device_class debugcon_class; /* port 0xE9, when debugcon is set */
 
 /* hw/platform/: what firmware and the guest read. */

@@ -688,9 +688,10 @@ static int check_unique_ids(const struct vm_config *cfg, struct error **errp)
 int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, struct error **errp)
 {
 	static const char *const keys[] = {
-		"name",	 "vcpus",  "memory",	"cpu",	     "boot", "disks",	    "nics",
-		"rng",	 "serial", "on_reboot", "autostart", "acpi", "mem_backend", "debugcon",
-		"start", "input",  "balloon",	"incoming",  "usb",  "maxcpus",	    NULL,
+		"name",	       "vcpus",	   "memory",  "cpu",	   "boot",	"disks",
+		"nics",	       "rng",	   "serial",  "on_reboot", "autostart", "acpi",
+		"mem_backend", "debugcon", "start",   "input",	   "balloon",	"incoming",
+		"usb",	       "maxcpus",  "pvpanic", NULL,
 	};
 	static const char *const reboot_choices[] = {"reset", "shutdown", NULL};
 	static const char *const backends[] = {"anonymous", "memfd", "hugepages", NULL};
@@ -865,6 +866,7 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 	    (r = get_bool(def, "autostart", "", &cfg->autostart, errp)) < 0 ||
 	    (r = get_bool(def, "incoming", "", &cfg->incoming, errp)) < 0 ||
 	    (r = get_bool(def, "acpi", "", &cfg->acpi, errp)) < 0 ||
+	    (r = get_bool(def, "pvpanic", "", &cfg->pvpanic, errp)) < 0 ||
 	    (r = get_choice(def, "mem_backend", "", backends, &cfg->mem_backend, errp)) < 0 ||
 	    (r = set_default(&cfg->mem_backend, "anonymous", errp)) < 0 ||
 	    (r = get_string(def, "debugcon", "", VM_PATH_MAX, &cfg->debugcon, errp)) < 0) {
@@ -978,6 +980,9 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 	json_object_set_new(o, "acpi", json_boolean(cfg->acpi));
 	json_object_set_new(o, "mem_backend", json_string(cfg->mem_backend));
 	set_str(o, "debugcon", cfg->debugcon);
+	if (cfg->pvpanic) {
+		json_object_set_new(o, "pvpanic", json_true());
+	}
 	vm_config_memory_to_json(cfg, o);
 	return o;
 }

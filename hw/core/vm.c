@@ -575,8 +575,10 @@ static void handle_requests(struct vm *vm, unsigned pending)
 	if (pending & (1u << VM_CAUSE_IO_ERROR)) {
 		stop_with(vm, VM_STATE_IO_ERROR, "STOP", json_pack("{s:s}", "reason", "io-error"));
 	} else if (pending & (1u << VM_CAUSE_GUEST_PANIC)) {
+		/* QEMU 7.2's panic action "pause": GUEST_PANICKED, then its vm_stop's STOP */
 		stop_with(vm, VM_STATE_GUEST_PANICKED, "GUEST_PANICKED",
 			  json_pack("{s:s}", "action", "pause"));
+		vm_emit_event(vm, "STOP", NULL);
 	} else if (pending & (1u << VM_CAUSE_GUEST_SHUTDOWN)) {
 		stop_with(vm, VM_STATE_SHUTDOWN, "SHUTDOWN",
 			  json_pack("{s:b,s:s}", "guest", 1, "reason", "guest-shutdown"));
@@ -1192,10 +1194,13 @@ int vm_resume(struct vm *vm, struct error **errp)
 	pthread_mutex_lock(&vm->ctl_lock);
 	/*
 	 * io-error resumes too, as QEMU's cont: held requests are retried
-	 * (werror=stop); and restore-vm, where a failed snapshot-load left it.
+	 * (werror=stop); restore-vm, where a failed snapshot-load left it; and
+	 * guest-panicked (QEMU 7.2 runs a panicked guest on, as recorded in
+	 * tests/functional/golden/runstate-reset.json).
 	 */
 	if (vm_get_state(vm) != VM_STATE_PAUSED && vm_get_state(vm) != VM_STATE_IO_ERROR &&
-	    vm_get_state(vm) != VM_STATE_RESTORE_VM) {
+	    vm_get_state(vm) != VM_STATE_RESTORE_VM &&
+	    vm_get_state(vm) != VM_STATE_GUEST_PANICKED) {
 		r = bad_state(vm, "resume", errp);
 	} else if (vm->saving) {
 		r = saving_error(vm, "resume", errp);

@@ -1,9 +1,10 @@
 # hw/isa/: the fixed-port (legacy PC) devices: 16550 serial, i8042, RTC/CMOS,
-# the ACPI PM block and the debug console port.
+# the ACPI PM block, the debug console port and pvpanic.
 noinst_LIBRARIES += hw/isa/libhwisa.a
 hw_isa_libhwisa_a_SOURCES = \
 	hw/isa/serial.c hw/isa/serial.h \
-	hw/isa/i8042.c hw/isa/rtc.c hw/isa/acpi-pm.c hw/isa/debugcon.c
+	hw/isa/i8042.c hw/isa/rtc.c hw/isa/acpi-pm.c hw/isa/debugcon.c \
+	hw/isa/pvpanic.c
 hw_isa_libhwisa_a_CFLAGS = $(HW_CFLAGS)
 
 check_PROGRAMS += tests/unit/test-serial

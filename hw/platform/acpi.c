@@ -333,6 +333,23 @@ static void acpi_dsdt_isa_device(struct aml *a, const char *name, const char *hi
 	aml_end(a);
 }
 
+/* QEMU's pvpanic-isa description: Device PEVT, _HID "QEMU0001", one port, present. */
+static void acpi_dsdt_pvpanic(struct aml *a)
+{
+	struct aml_res r;
+
+	aml_device_begin(a, "PEVT");
+	aml_name(a, "_HID");
+	aml_string(a, "QEMU0001");
+	aml_res_init(&r);
+	aml_res_io(&r, 0x505, 1);
+	aml_name(a, "_CRS");
+	aml_resource_template(a, &r);
+	aml_name(a, "_STA");
+	aml_integer(a, 0xF);
+	aml_end(a);
+}
+
 static int acpi_build_dsdt(struct aml *a, const struct acpi_config *cfg)
 {
 	static const uint16_t com1_port[] = {0x3F8}, kbd_ports[] = {0x60, 0x64},
@@ -345,6 +362,9 @@ static int acpi_build_dsdt(struct aml *a, const struct acpi_config *cfg)
 	acpi_dsdt_isa_device(a, "COM1", "PNP0501", 1, com1_port, com1_len, 1, 4);
 	acpi_dsdt_isa_device(a, "KBD", "PNP0303", 0, kbd_ports, kbd_lens, 2, 1);
 	acpi_dsdt_isa_device(a, "RTC", "PNP0B00", 0, rtc_port, rtc_len, 1, 8);
+	if (cfg->pvpanic) {
+		acpi_dsdt_pvpanic(a);
+	}
 	for (unsigned i = 0; max_cpus == cfg->n_cpus && i < cfg->n_cpus; i++) {
 		char name[16];
 

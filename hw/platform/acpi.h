@@ -137,6 +137,7 @@ struct acpi_config {
 	uint64_t pci_hole_base, pci_hole_len; /* e.g. 0xC0000000, 0x3EC00000 */
 	/* Memory hotplug's SRAT; NULL: none (QEMU builds one only with NUMA or maxmem). */
 	const struct acpi_srat_info *srat;
+	bool pvpanic; /* QEMU's pvpanic device at port 0x505 (Device PEVT) */
 };
 
 /*

@@ -890,6 +890,7 @@ static int firmware_realize(struct vm *vm, const void *unused, void **ret_state,
 		pci_acpi_info(pci);
 		acpi.n_cpus = cfg->vcpus;
 		acpi.max_cpus = cfg->maxcpus;
+		acpi.pvpanic = cfg->pvpanic;
 		acpi.pci = pci;
 		if (acpi_srat_from_config(cfg, &srat)) {
 			acpi.srat = &srat;

@@ -47,7 +47,8 @@ static int tables_write(struct vm *vm, struct error **errp)
 	struct acpi_srat_info srat;
 	struct acpi_pci_info *pci;
 	struct mptable_config mp = {.n_cpus = cfg->vcpus};
-	struct acpi_config acpi = {.n_cpus = cfg->vcpus, .max_cpus = cfg->maxcpus};
+	struct acpi_config acpi = {
+		.n_cpus = cfg->vcpus, .max_cpus = cfg->maxcpus, .pvpanic = cfg->pvpanic};
 	int r;
 
 	if (cfg->boot.firmware) {

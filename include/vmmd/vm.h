@@ -119,6 +119,7 @@ struct vm_config {
 	bool acpi;	   /* default true */
 	char *mem_backend; /* "anonymous" (default), "memfd", "hugepages" */
 	char *debugcon;	   /* file for bytes written to port 0x402; NULL: none */
+	bool pvpanic;	   /* QEMU's pvpanic ISA device at port 0x505 */
 	uint64_t maxmem;   /* RAM plus device memory (QEMU's -m maxmem=); 0: memory */
 	struct vm_memdev_config *memdevs;
 	unsigned n_memdevs;

@@ -91,6 +91,57 @@ def test_reset_running_matches_qemu():
     replay(golden()["running"])
 
 
+def test_guest_panicked_matches_qemu():
+    """QEMU 7.2's guest-panicked case, the panic coming from the guest's own
+    pvpanic write instead of the monitor's "o /b 0x505 1": GUEST_PANICKED
+    {"action": "pause"} then STOP, state guest-panicked, cont runs it on
+    (RESUME), a second panic, system_reset leaves it in prelaunch, cont
+    boots it again. Replies and events are the recorded ones; the
+    crash-loaded write in between gives GUEST_CRASHLOADED {"action": "run"}
+    and does not stop the guest."""
+    steps = golden()["guest-panicked"]["steps"]
+    panic_events = [e for e in steps[0]["events"] if e["event"] in WATCHED]
+    assert [e["event"] for e in panic_events] == ["GUEST_PANICKED", "STOP"], panic_events
+    with Vmmd() as d:
+        # the main socket, there from the start (events carry "vm")
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("p", guest("panic")), pvpanic=True, start=True))
+
+        def expect(events):
+            for w in events:
+                e = q.event(w["event"], timeout=60)
+                e.pop("timestamp", None)
+                w = dict(w, data=dict(w.get("data", {}), vm="p"))
+                assert e == w, (e, w)
+
+        def replay(step):
+            c = {k: step[k] for k in ("execute", "arguments") if k in step}
+            got = q.cmd(c["execute"], dict(c.get("arguments", {}), vm="p"))
+            assert got == step["reply"], (c, got, step["reply"])
+            expect([e for e in step["events"] if e["event"] in WATCHED])
+
+        q.event("RESUME", timeout=60)              # the start's
+
+        expect(panic_events)                       # the guest's first panic
+        assert "panic: port reads 0x3" in console_log(d, "p"), console_log(d, "p")
+        for step in steps[1:4]:                    # guest-panicked, cont, running
+            replay(step)
+        e = q.event("GUEST_CRASHLOADED", timeout=60)
+        assert e["data"] == {"action": "run", "vm": "p"}, e
+        expect([e for e in steps[4]["events"] if e["event"] in WATCHED])  # the second
+        for step in steps[5:]:                     # guest-panicked, reset, prelaunch, cont
+            replay(step)
+        wait_console(d, "p", "panic: boot 2", timeout=60)
+        log = console_log(d, "p")
+        lines = [ln.strip() for ln in log.splitlines() if ln.startswith("panic: ")]
+        assert lines == ["panic: boot 1", "panic: port reads 0x3", "panic: first",
+                         "panic: resumed", "panic: crash loaded said", "panic: second",
+                         "panic: boot 2"], log     # no "resumed again": reset instead
+        extra = drain(q, 0.3)
+        assert extra == [], extra
+        q.close()
+
+
 def test_golden_records_prelaunch_after_reset():
     """The recorded QEMU facts this change relies on, stated plainly."""
     g = golden()

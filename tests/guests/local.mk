@@ -11,13 +11,13 @@ GUEST_COMMON = $(srcdir)/tests/guests/start.S $(srcdir)/tests/guests/lib.c
 GUEST_DEPS = $(GUEST_COMMON) $(srcdir)/tests/guests/lib.h $(srcdir)/tests/guests/guest.ld
 GUEST_LINK = $(CC) $(GUEST_CFLAGS) -T $(srcdir)/tests/guests/guest.ld -o $@ $(GUEST_COMMON)
 TEST_GUESTS = tests/guests/hello.elf tests/guests/smp.elf tests/guests/unclaimed.elf \
-	tests/guests/reboot.elf tests/guests/emul.elf
+	tests/guests/reboot.elf tests/guests/emul.elf tests/guests/panic.elf
 
 noinst_DATA += $(TEST_GUESTS)
 CLEANFILES += $(TEST_GUESTS)
 EXTRA_DIST += tests/guests/start.S tests/guests/lib.c tests/guests/lib.h \
 	tests/guests/guest.ld tests/guests/hello.c tests/guests/smp.c \
-	tests/guests/unclaimed.c tests/guests/reboot.c tests/guests/emul.c
+	tests/guests/unclaimed.c tests/guests/reboot.c tests/guests/emul.c tests/guests/panic.c
 
 tests/guests/hello.elf: $(srcdir)/tests/guests/hello.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
@@ -34,6 +34,9 @@ tests/guests/reboot.elf: $(srcdir)/tests/guests/reboot.c $(GUEST_DEPS)
 tests/guests/emul.elf: $(srcdir)/tests/guests/emul.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/emul.c
+tests/guests/panic.elf: $(srcdir)/tests/guests/panic.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/panic.c
 
 # Functional tests that boot them under vmmd --run-vm.
 TESTS += tests/functional/test-guest-hello.py tests/functional/test-guest-smp.py \

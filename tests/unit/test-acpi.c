@@ -60,6 +60,8 @@ static const uint8_t *table(uint64_t gpa, const char *sig)
 	return t;
 }
 
+static bool with_pvpanic; /* build() describes the pvpanic device */
+
 static int64_t build(unsigned cpus, const struct acpi_pci_info *pci)
 {
 	struct acpi_config cfg = {
@@ -67,6 +69,7 @@ static int64_t build(unsigned cpus, const struct acpi_pci_info *pci)
 		.pci = pci,
 		.pci_hole_base = 0xC0000000,
 		.pci_hole_len = 0x3EC00000,
+		.pvpanic = with_pvpanic,
 	};
 	struct error *err = NULL;
 	int64_t n;
@@ -439,6 +442,38 @@ START_TEST(test_iasl_disassembles)
 }
 END_TEST
 
+/* pvpanic: QEMU's Device PEVT, _HID "QEMU0001", port 0x505, only when asked for. */
+START_TEST(test_dsdt_pvpanic)
+{
+	char dir[] = "/tmp/test-acpi.XXXXXX", cmd[1024];
+	const uint8_t *d;
+
+	with_pvpanic = false;
+	build(1, NULL);
+	d = at(rd(find("FACP") + 140, 8));
+	ck_assert_ptr_null(memmem(d, rd(d + 4, 4), "PEVT", 4));
+	with_pvpanic = true;
+	build(1, NULL);
+	with_pvpanic = false;
+	d = at(rd(find("FACP") + 140, 8));
+	ck_assert_ptr_nonnull(memmem(d, rd(d + 4, 4), "PEVT", 4));
+	ck_assert_ptr_nonnull(memmem(d, rd(d + 4, 4), "QEMU0001", 8));
+	if (!have_iasl()) {
+		fprintf(stderr, "SKIP: iasl is not installed (acpica-tools)\n");
+		return;
+	}
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	dump(dir, "DSDT", d);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && iasl -d DSDT.dat >DSDT.log 2>&1 && ! grep -Eqi 'error|warning' DSDT.log"
+		 " && grep -q 'Device (PEVT)' DSDT.dsl && grep -q '\"QEMU0001\"' DSDT.dsl"
+		 " && grep -A3 'IO (Decode16' DSDT.dsl | grep -q '0x0505,'"
+		 " && grep -q 'Name (_STA, 0x0F)' DSDT.dsl && rm -rf %s",
+		 dir, dir);
+	ck_assert_msg(system(cmd) == 0, "DSDT with pvpanic: iasl or its content (see %s)", dir);
+}
+END_TEST
+
 /* Fake guest RAM: the first MiB. */
 static uint8_t low_ram[0x100000];
 
@@ -484,6 +519,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_aml_pkglength);
 	tcase_add_test(tc, test_aml_depth);
 	tcase_add_test(tc, test_iasl_disassembles);
+	tcase_add_test(tc, test_dsdt_pvpanic);
 	tcase_add_test(tc, test_build_into_guest);
 	suite_add_tcase(s, tc);
 	return s;
