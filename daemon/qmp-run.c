@@ -25,6 +25,14 @@ static struct vm *live_vm(struct monitor_request *req, struct error **errp)
 	return rv->vm;
 }
 
+/* A VM waiting for migrate-incoming (QEMU's -incoming): no VM object yet. */
+static bool waits_incoming(struct monitor_request *req)
+{
+	struct registry_vm *rv = req->vm;
+
+	return !rv->vm && registry_vm_state(rv) == VM_STATE_INMIGRATE;
+}
+
 int qmp_query_status(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	enum vm_run_state st = registry_vm_state(req->vm);
@@ -84,8 +92,13 @@ int qmp_stop(struct monitor_request *req, json_t *args, json_t **ret, struct err
 
 int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
-	struct vm *vm = live_vm(req, errp);
+	struct vm *vm;
 
+	if (waits_incoming(req)) {
+		/* QEMU sets autostart: the VM runs once migrated (if the source ran), as here */
+		return 0;
+	}
+	vm = live_vm(req, errp);
 	if (!vm) {
 		return -ENODEV;
 	}
@@ -111,8 +124,17 @@ int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct err
 
 int qmp_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
-	struct vm *vm = live_vm(req, errp);
+	struct registry_vm *rv = req->vm;
+	struct vm *vm;
 
+	if (waits_incoming(req)) {
+		/* QEMU 7.2 resets the machine it has not loaded yet: RESET, still inmigrate */
+		registry_queue_event(
+			req->ctx, rv->name, "RESET",
+			json_pack("{s:b, s:s}", "guest", 0, "reason", "host-qmp-system-reset"));
+		return 0;
+	}
+	vm = live_vm(req, errp);
 	return vm ? vm_reset(vm, errp) : -ENODEV;
 }
 

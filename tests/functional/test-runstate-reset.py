@@ -142,6 +142,29 @@ def test_guest_panicked_matches_qemu():
         q.close()
 
 
+def test_inmigrate_matches_qemu():
+    """QEMU 7.2's inmigrate case (-incoming defer): system_reset answers {}
+    with a RESET event and the VM stays inmigrate; cont answers {} (QEMU
+    sets autostart, which a vmmd incoming VM has) and changes nothing. Then
+    the VM still takes a migration: vm-delete ends the wait as before."""
+    with Vmmd() as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("i", guest("idle")), incoming=True, start=True))
+        for step in golden()["inmigrate"]["steps"]:
+            c = {k: step[k] for k in ("execute", "arguments") if k in step}
+            got = q.cmd(c["execute"], dict(c.get("arguments", {}), vm="i"))
+            assert got == step["reply"], (c, got, step["reply"])
+            for w in [e for e in step["events"] if e["event"] in WATCHED]:
+                e = q.event(w["event"], timeout=30)
+                e.pop("timestamp", None)
+                assert e == dict(w, data=dict(w.get("data", {}), vm="i")), (e, w)
+            extra = drain(q, 0.3)
+            assert extra == [], (c, "events QEMU did not send", extra)
+        # still waiting, and still deletable
+        assert q.ok("query-vms", vm="i")[0]["status"] == "inmigrate"
+        q.ok("vm-delete", vm="i")
+
+
 def test_golden_records_prelaunch_after_reset():
     """The recorded QEMU facts this change relies on, stated plainly."""
     g = golden()
