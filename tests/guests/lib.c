@@ -118,3 +118,16 @@ __attribute__((weak)) void ap_main(unsigned index)
 	(void)index;
 	guest_halt();
 }
+
+uint64_t boot_count(volatile uint64_t *at, uint64_t magic, const char *tag)
+{
+	uint64_t boot = at[0] == magic ? at[1] + 1 : 1;
+
+	at[0] = magic;
+	at[1] = boot;
+	print(tag);
+	print(": boot ");
+	print_dec(boot);
+	print("\n");
+	return boot;
+}

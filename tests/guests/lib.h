@@ -77,6 +77,14 @@ void print_dec(uint64_t v);
 void console_lock(void);
 void console_unlock(void);
 
+/*
+ * Count this boot in a two-word record (@magic, count) at @at, a RAM
+ * address the loader never writes (RAM survives a reset, the image is
+ * loaded again); returns this boot's number, from 1. Prints
+ * "@tag: boot N".
+ */
+uint64_t boot_count(volatile uint64_t *at, uint64_t magic, const char *tag);
+
 /* This CPU's APIC ID (CPUID leaf 1). */
 unsigned apic_id(void);
 

@@ -25,12 +25,7 @@ void guest_main(void)
 	uint64_t boot;
 
 	serial_init();
-	boot = (COUNTER[0] == MAGIC) ? COUNTER[1] + 1 : 1;
-	COUNTER[0] = MAGIC;
-	COUNTER[1] = boot;
-	print("panic: boot ");
-	print_dec(boot);
-	print("\n");
+	boot = boot_count(COUNTER, MAGIC, "panic");
 	if (boot == 1) {
 		print("panic: port reads ");
 		print_hex(inb(PVPANIC));

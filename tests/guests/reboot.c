@@ -15,12 +15,7 @@ void guest_main(void)
 	uint64_t boot;
 
 	serial_init();
-	boot = (COUNTER[0] == MAGIC) ? COUNTER[1] + 1 : 1;
-	COUNTER[0] = MAGIC;
-	COUNTER[1] = boot;
-	print("reboot: boot ");
-	print_dec(boot);
-	print("\n");
+	boot = boot_count(COUNTER, MAGIC, "reboot");
 	if (boot == 1) {
 		print("reboot: i8042 reset\n");
 		outb(0x64, 0xfe);
