@@ -1046,31 +1046,48 @@ static void write_done(void *arg)
 	if (d->done) {
 		d->done(d->opaque);
 	}
-	writer_unref(d->w);
-	json_decref(d->def);
-	free(d);
+	registry_def_write_free(d);
+}
+
+/* Control thread: the next write of @rv's definition file, of @def (taken); NULL: no memory. */
+static struct def_write *write_new(struct registry_vm *rv, json_t *def)
+{
+	struct def_write *d = def ? calloc(1, sizeof(*d)) : NULL;
+
+	if (!d) {
+		json_decref(def);
+		return NULL;
+	}
+	d->def = def;
+	d->w = rv->writer;
+	d->seq = ++rv->writer->seq;
+	__atomic_add_fetch(&d->w->refs, 1, __ATOMIC_RELAXED);
+	return d;
+}
+
+void registry_def_write_free(struct def_write *d)
+{
+	if (d) {
+		writer_unref(d->w);
+		json_decref(d->def);
+		free(d);
+	}
 }
 
 int registry_write_definition(struct registry_vm *rv, void (*done)(void *opaque), void *opaque)
 {
-	struct def_write *d = calloc(1, sizeof(*d));
+	struct def_write *d = write_new(rv, json_deep_copy(rv->def));
 	struct error *err = NULL;
 	int r;
 
-	if (!d || !(d->def = json_deep_copy(rv->def))) {
-		free(d);
+	if (!d) {
 		r = error_set(&err, ENOMEM, "out of memory");
 	} else {
-		d->w = rv->writer;
-		d->seq = ++rv->writer->seq;
 		d->done = done;
 		d->opaque = opaque;
-		__atomic_add_fetch(&d->w->refs, 1, __ATOMIC_RELAXED);
 		r = worker_run(rv->reg->workers, write_job, write_done, d, &err);
 		if (r < 0) {
-			writer_unref(d->w);
-			json_decref(d->def);
-			free(d);
+			registry_def_write_free(d);
 		}
 	}
 	if (r < 0) {
@@ -1866,36 +1883,24 @@ struct def_write *registry_disk_write_prepare(struct registry_vm *rv, const char
 					      const char *file, const char *format,
 					      struct error **errp)
 {
-	struct def_write *d = calloc(1, sizeof(*d));
 	struct vm_config *cfg = NULL;
+	json_t *def = NULL;
+	struct def_write *d;
 
-	if (!d) {
-		error_set(errp, ENOMEM, "out of memory");
-		return NULL;
-	}
-	if (def_with_disk(rv, id, file, format, &d->def, &cfg, errp) < 0) {
-		free(d);
+	if (def_with_disk(rv, id, file, format, &def, &cfg, errp) < 0) {
 		return NULL;
 	}
 	vm_config_free(cfg);
-	d->w = rv->writer;
-	d->seq = ++rv->writer->seq;
-	__atomic_add_fetch(&d->w->refs, 1, __ATOMIC_RELAXED);
+	d = write_new(rv, def);
+	if (!d) {
+		error_set(errp, ENOMEM, "out of memory");
+	}
 	return d;
 }
 
 int registry_def_write_run(struct def_write *d, struct error **errp)
 {
 	return writer_persist(d->w, d->seq, d->def, errp);
-}
-
-void registry_def_write_free(struct def_write *d)
-{
-	if (d) {
-		writer_unref(d->w);
-		json_decref(d->def);
-		free(d);
-	}
 }
 
 /*
