@@ -568,7 +568,11 @@ static int check_idle(struct registry_vm *rv, const char *disk, const char *show
 		      struct error **errp)
 {
 	struct job *job = jobs_find_if(registry_jobs(rv->reg), rv->name, job_on_disk, (void *)disk);
+	int r = registry_disks_check(rv, errp); /* an external snapshot switches disks */
 
+	if (r < 0) {
+		return r;
+	}
 	if (job) {
 		return error_set(errp, EBUSY,
 				 "Node '%s' is busy: block device is in use by block "

@@ -157,6 +157,7 @@ def test_snapshot_of_a_stalled_nbd_disk_delays_only_its_vm():
         for cmd, args in (("blockdev-snapshot-sync", {"device": "vda",
                                                       "snapshot-file": ov + ".2"}),
                           ("block_resize", {"device": "vda", "size": 8 << 20}),
+                          ("block-stream", {"device": "vda"}),
                           ("device_del", {"id": "vda"}),
                           ("vm-save", {"path": os.path.join(tmp, "save")})):
             r = other.cmd(cmd, dict(args, vm="w"))
