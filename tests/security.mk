@@ -61,23 +61,6 @@ TESTS += tests/fuzz/replay.sh tests/fuzz/fuzz-long.sh
 EXTRA_DIST += tests/fuzz
 TESTS += tests/functional/test-security-unit.sh
 
-# The sanitizer pass of .ci/run (./run check --sanitize --subset): the
-# whole suite under ASan+UBSan+LSan except what boots a whole guest OS or
-# firmware for minutes (Linux, SeaBIOS, iPXE: 5-20x slower under ASan, and
-# they exercise guest code more than ours), timing measurements, and checks
-# of files rather than code. docs/security.md lists what runs and why.
-SANITIZE_SKIP = tests/functional/test-linux-boot.py tests/functional/test-firmware-boot.py \
-	tests/functional/test-firmware-ipxe.py tests/functional/test-vm-save-firmware.py \
-	tests/functional/test-bench-smoke.py tests/functional/test-usb-xhci.py \
-	tests/functional/test-check-layering.sh tests/functional/test-man-pages.sh \
-	tests/functional/test-daemon-dist.sh
-check-sanitize-subset:
-	@tests=; for t in $(TESTS); do \
-		case " $(SANITIZE_SKIP) " in *" $$t "*) ;; *) tests="$$tests $$t" ;; esac; \
-	done; \
-	$(MAKE) $(AM_MAKEFLAGS) check TESTS="$$tests"
-.PHONY: check-sanitize-subset
-
 check_PROGRAMS += tests/unit/test-sandbox
 TESTS += tests/unit/test-sandbox
 tests_unit_test_sandbox_SOURCES = tests/unit/test-sandbox.c tests/unit/check-main.h
