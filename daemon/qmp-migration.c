@@ -121,9 +121,52 @@ int qmp_query_migrate_parameters(struct monitor_request *req, json_t *args, json
 	return 0;
 }
 
+struct object_add {
+	struct tls_creds *c;
+	struct monitor_deferred *d;
+	struct error *err;
+	int r;
+};
+
+static void object_load(void *arg)
+{
+	struct object_add *j = arg;
+
+	j->r = tls_object_add_load(j->c, &j->err);
+}
+
+static void object_loaded(void *arg)
+{
+	struct object_add *j = arg;
+
+	tls_object_add_finish(j->c, j->r);
+	monitor_deferred_done(j->d, j->r, NULL, j->err);
+	free(j);
+}
+
+/* The credential files are read on a worker: a slow file system delays only this answer. */
 int qmp_object_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
-	return tls_object_add(args, errp);
+	struct object_add *j = calloc(1, sizeof(*j));
+	int r;
+
+	if (!j || !(j->d = monitor_defer(req))) {
+		free(j);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	r = tls_object_add_prepare(args, &j->c, errp);
+	if (r == 0) {
+		r = registry_run(req->ctx, object_load, object_loaded, j, errp);
+		if (r < 0) {
+			tls_object_add_finish(j->c, r);
+		}
+	}
+	if (r < 0) {
+		monitor_deferred_cancel(j->d);
+		free(j);
+		return r;
+	}
+	return MONITOR_DEFERRED;
 }
 
 int qmp_object_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)

@@ -28,6 +28,8 @@ struct tls_creds {
 	struct list_head link;
 	_Atomic unsigned refs;
 	char *id;
+	char *dir;    /* while loading */
+	bool loading; /* object-add's files are read on a worker: not usable yet */
 	bool server, verify_peer;
 	gnutls_certificate_credentials_t x509;
 };
@@ -80,6 +82,7 @@ void tls_creds_put(struct tls_creds *c)
 	if (c && atomic_fetch_sub(&c->refs, 1) == 1) {
 		gnutls_certificate_free_credentials(c->x509);
 		free(c->id);
+		free(c->dir);
 		free(c);
 	}
 }
@@ -88,7 +91,7 @@ struct tls_creds *tls_creds_get(const char *id)
 {
 	struct tls_creds *c = find(id);
 
-	if (c) {
+	if (c && !c->loading) {
 		atomic_fetch_add(&c->refs, 1);
 	}
 	return c;
@@ -203,7 +206,7 @@ out:
 	return r < 0 ? r : 0;
 }
 
-int tls_object_add(json_t *args, struct error **errp)
+int tls_object_add_prepare(json_t *args, struct tls_creds **ret, struct error **errp)
 {
 	const char *type = json_string_value(json_object_get(args, "qom-type"));
 	const char *id = json_string_value(json_object_get(args, "id"));
@@ -211,7 +214,6 @@ int tls_object_add(json_t *args, struct error **errp)
 	const char *endpoint = json_string_value(json_object_get(args, "endpoint"));
 	json_t *vp = json_object_get(args, "verify-peer");
 	struct tls_creds *c;
-	int r;
 
 	if (strcmp(type, "tls-creds-x509") != 0) {
 		return error_set(errp, EINVAL, "invalid object type: %s", type);
@@ -233,24 +235,42 @@ int tls_object_add(json_t *args, struct error **errp)
 		return error_set(errp, ENOSPC, "at most %u objects", MAX_OBJECTS);
 	}
 	c = calloc(1, sizeof(*c));
-	if (!c || !(c->id = strdup(id))) {
-		free(c);
+	if (!c || !(c->id = strdup(id)) || !(c->dir = strdup(dir))) {
+		if (c) {
+			free(c->id);
+			free(c);
+		}
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	c->refs = 1;
+	c->refs = 2; /* the list's and the load's */
+	c->loading = true;
 	/* QEMU's defaults: endpoint client, verify-peer on. */
 	c->server = endpoint && strcmp(endpoint, "server") == 0;
 	c->verify_peer = !vp || json_is_true(vp);
-	r = load(c, dir, errp);
-	if (r < 0) {
-		tls_creds_put(c);
-		return r;
-	}
+	/* The id is taken from now on: a second object-add meanwhile is a duplicate. */
 	list_add_tail(&c->link, &objects);
 	n_objects++;
-	log_info("TLS credentials '%s' (%s) loaded from %s", id, c->server ? "server" : "client",
-		 dir);
+	*ret = c;
 	return 0;
+}
+
+int tls_object_add_load(struct tls_creds *c, struct error **errp)
+{
+	return load(c, c->dir, errp);
+}
+
+void tls_object_add_finish(struct tls_creds *c, int r)
+{
+	if (r < 0) {
+		list_del(&c->link);
+		n_objects--;
+		tls_creds_put(c);
+	} else {
+		c->loading = false;
+		log_info("TLS credentials '%s' (%s) loaded from %s", c->id,
+			 c->server ? "server" : "client", c->dir);
+	}
+	tls_creds_put(c);
 }
 
 int tls_object_del(const char *id, struct error **errp)
@@ -259,6 +279,9 @@ int tls_object_del(const char *id, struct error **errp)
 
 	if (!c) {
 		return error_set(errp, ENOENT, "object '%s' not found", id);
+	}
+	if (c->loading) {
+		return error_set(errp, EBUSY, "object '%s' is still being loaded", id);
 	}
 	/* A migration using them keeps its reference, as QEMU's does. */
 	list_del(&c->link);

@@ -21,8 +21,16 @@
 struct tls_creds;
 struct tls_session;
 
-/* object-add / object-del with QEMU's arguments and errors. */
-int tls_object_add(json_t *args, struct error **errp);
+/*
+ * object-add with QEMU's arguments and errors, in three steps: prepare
+ * checks the arguments and reserves the id (control thread), load reads and
+ * parses the files (a worker: they may be slow to read), finish makes the
+ * object usable or drops it (control thread, with load's result).
+ */
+int tls_object_add_prepare(json_t *args, struct tls_creds **ret, struct error **errp);
+int tls_object_add_load(struct tls_creds *c, struct error **errp);
+void tls_object_add_finish(struct tls_creds *c, int r);
+/* object-del with QEMU's arguments and errors. */
 int tls_object_del(const char *id, struct error **errp);
 /* A reference to the credentials @id, or NULL. */
 struct tls_creds *tls_creds_get(const char *id);
