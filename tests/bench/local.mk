@@ -5,7 +5,8 @@ check_DATA += tests/bench/guest/bench-guest.elf
 CLEANFILES += tests/bench/guest/bench-guest.elf
 TESTS += tests/functional/test-bench-smoke.py
 EXTRA_DIST += tests/bench/run tests/bench/README tests/bench/lib tests/bench/guest \
-	tests/bench/vmstate.py tests/bench/migration.py tests/bench/control-latency.py \
+	tests/bench/vmstate.py tests/bench/vmstate.sh tests/bench/migration.py tests/bench/migration.sh \
+	tests/bench/control-latency.py \
 	tests/bench/create-phases.py tests/bench/restore-latency.py tests/bench/upgrade.py
 
 BENCH_GUEST_SRC = $(srcdir)/tests/bench/guest/bench-guest.S

@@ -28,7 +28,10 @@ Reported, median over rounds:
 Nothing here asserts a speed. Usage:
   tests/bench/vmstate.py [--build DIR] [--sizes 64M,512M,4G] [--rounds N]
                          [--only vmmd|qemu] [--tmp DIR]
-Output: one "BENCH {json}" line per size and VMM, then a table.
+Output: for each size, "BENCH {json}" lines in the harness's contract
+(tests/bench/README: restore, first pass and save, samples per round for
+both VMMs; rounds alternate the VMMs and which goes first), then a table.
+tests/bench/run runs it as figure 9 through tests/bench/vmstate.sh.
 """
 
 import argparse
@@ -245,41 +248,64 @@ def qemu_round(guest, size, tmp):
         p.wait()
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+TITLES = {"restore_ms": "restore until the vCPUs run: vm-restore / migrate-incoming (file)",
+          "first_pass_ms": "first pass over all RAM after a restore (lazy RAM faulted in)",
+          "save_ms": "save: vm-save / QEMU stop + migrate to a file"}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=os.environ.get("top_builddir") or
                     os.path.join(HERE, "..", "..", "build"))
     ap.add_argument("--sizes", default="64M")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS") or 3))
     ap.add_argument("--only", choices=("vmmd", "qemu"))
-    ap.add_argument("--tmp", help="scratch directory (default under /var/tmp)")
+    ap.add_argument("--tmp", default=os.environ.get("BENCH_TMP"),
+                    help="scratch directory (default under /var/tmp)")
     args = ap.parse_args()
     guest = os.path.abspath(os.path.join(args.build, "tests", "guests", "memtouch.elf"))
     if not os.path.exists(guest) or not os.access("/dev/kvm", os.W_OK):
         print('BENCH {"figure": "vmstate", "skipped": "no /dev/kvm or memtouch.elf"}')
         return 77
     vmms = [args.only] if args.only else ["vmmd", "qemu"]
+    skipped = {}
     if "qemu" in vmms and not shutil.which(QEMU):
         vmms.remove("qemu")
+        skipped["qemu_skipped"] = "%s is not installed" % QEMU
     rows = []
     for size_s in args.sizes.split(","):
         size = parse_size(size_s)
-        for vmm in vmms:
-            samples = []
-            for _ in range(args.rounds):
+        # Rounds alternate the VMMs, and which goes first (the harness contract).
+        samples = {v: [] for v in vmms}
+        loads = []
+        for rnd in range(args.rounds):
+            loads.append(loadavg())
+            for vmm in (vmms if rnd % 2 == 0 else vmms[::-1]):
                 tmp = tempfile.mkdtemp(prefix="bench-vmstate.", dir=args.tmp or "/var/tmp")
                 try:
                     if vmm == "vmmd":
-                        samples.append(vmmd_round(args.build, guest, size_s, tmp))
+                        samples[vmm].append(vmmd_round(args.build, guest, size_s, tmp))
                     else:
-                        samples.append(qemu_round(guest, size, tmp))
+                        samples[vmm].append(qemu_round(guest, size, tmp))
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
-            row = {"figure": "vmstate", "vmm": vmm, "size": size_s, "rounds": len(samples)}
+        for k in ("restore_ms", "first_pass_ms", "save_ms"):
+            line = {"figure": "%s-%s" % (k[:-3].replace("_", "-"), size_s),
+                    "title": "%s, %s guest" % (TITLES[k], size_s), "unit": "ms",
+                    "load": loads, **skipped}
+            for vmm in vmms:
+                line[vmm] = [round(x[k], 2) for x in samples[vmm]]
+            print("BENCH " + json.dumps(line), flush=True)
+        for vmm in vmms:
+            row = {"vmm": vmm, "size": size_s, "rounds": len(samples[vmm])}
             for k in ("restore_ms", "first_pass_ms", "warm_pass_ms", "save_ms"):
-                row[k] = round(median([s[k] for s in samples]), 2)
+                row[k] = round(median([s[k] for s in samples[vmm]]), 2)
             row["save_mib_s"] = round((size >> 20) / (row["save_ms"] / 1000), 1)
-            print("BENCH " + json.dumps(row), flush=True)
             rows.append(row)
     print("\n%-6s %-5s %12s %14s %13s %9s %11s" % ("size", "vmm", "restore ms", "first pass ms",
                                                   "warm pass ms", "save ms", "save MiB/s"))

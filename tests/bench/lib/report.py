@@ -10,7 +10,8 @@ from common import SRCDIR, have
 
 FIGURE_NAMES = {1: "Start latency", 2: "Memory per VM", 3: "Density / creation rate",
                 4: "Control plane", 5: "Block (image tool bench)", 6: "Guest I/O (virtio-blk)",
-                7: "Linux boot", 8: "Firmware (extra)"}
+                7: "Linux boot", 8: "Firmware (extra)", 9: "Save/restore",
+                10: "Live migration"}
 
 KVM_CAVEAT = ("guest instructions are emulated by the host's KVM (about 1 us per guest "
               "instruction, about 10 us per exit to user space): absolute guest-side times are "
