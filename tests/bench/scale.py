@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """How the daemon's costs grow with the number of idle VMs (issue 16):
-tests/bench/scale.py [--counts 1,10,50,200] [--memory 16M] [--build DIR].
+tests/bench/scale.py [--counts 1,10,50,200] [--memory 16M] [--build DIR]
+                     [--plot FILE.png].
 
 One private vmmd; VMs running the bench guest (it writes one byte to COM1
 and halts with interrupts off: an idle guest) are added until each count
@@ -15,6 +16,7 @@ second has passed:
                 idle VM should cause none: no timers, no polling)
   next_start_ms vm-create+start of one more VM until its first serial byte
   qs_p99_us     query-status round trip, 200 in a row from one client
+--plot draws the table with gnuplot (four panels against N, log scale).
 No timing is asserted: a measurement tool. Results: tests/bench/README,
 "Scale"."""
 
@@ -61,6 +63,7 @@ def main():
     ap.add_argument("--counts", default="1,10,50,200")
     ap.add_argument("--memory", default="16M")
     ap.add_argument("--build", default=os.environ.get("top_builddir", "build"))
+    ap.add_argument("--plot", help="also draw the table into this PNG (gnuplot)")
     a = ap.parse_args()
     os.environ["top_builddir"] = os.path.abspath(a.build)
     from vmmdtest import Vmmd
@@ -140,6 +143,54 @@ def main():
             nn, rss, per, th, fd, cpu, wk, st, p50, p99, load))
     print("(idle_cpu_ms and wakeups: over 5 s with every VM idle; rss_per_vm: growth over "
           "the empty daemon / N; load: 1-minute load average before the idle window)")
+    if a.plot:
+        plot(rows, a.plot, a.memory)
+
+
+PLOT = """set terminal pngcairo size 1000,700 noenhanced font ",9"
+set output "%(out)s"
+set multiplot layout 2,2 title "vmmd: N idle VMs (%(memory)s, 1 vCPU) in one daemon, %(date)s"
+set logscale x
+set xlabel "VMs in the daemon (N)"
+set key top left
+set grid
+set title "daemon RSS (MiB, left) and its growth per VM (KiB, right)"
+set ytics nomirror
+set y2tics
+set yrange [0:*]
+set y2range [0:*]
+plot "%(dat)s" using 1:2 with linespoints title "RSS MiB", "" using 1:3 axes x1y2 with linespoints title "RSS growth / N, KiB"
+unset y2tics
+set ytics mirror
+set autoscale y
+set logscale y
+set title "threads and open fds"
+plot "%(dat)s" using 1:4 with linespoints title "threads", "" using 1:5 with linespoints title "fds"
+unset logscale y
+set yrange [0:*]
+set title "start of one more VM: vm-create to its first serial byte (ms)"
+plot "%(dat)s" using 1:8 with linespoints title "next start ms"
+set title "query-status round trip, 200 in a row (us); daemon CPU while idle (ms in 5 s)"
+plot "%(dat)s" using 1:10 with linespoints title "p50 us", "" using 1:9 with linespoints title "p99 us", "" using 1:6 with linespoints title "idle CPU ms / 5 s"
+unset multiplot
+"""
+
+
+def plot(rows, out, memory):
+    import subprocess
+    out = os.path.abspath(out)
+    dat = out + ".dat"
+    with open(dat, "w") as f:
+        f.write("# N rss_mib rss_per_vm_kib threads fds idle_cpu_ms wakeups next_start_ms "
+                "qs_p99_us qs_p50_us load\n")
+        for r in rows:
+            f.write(" ".join("%g" % x for x in r) + "\n")
+    gp = out + ".gp"
+    with open(gp, "w") as f:
+        f.write(PLOT % {"out": out, "dat": dat, "memory": memory,
+                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+    subprocess.run(["gnuplot", gp], check=True)
+    print("plot: %s (data %s, script %s)" % (out, dat, gp))
 
 
 if __name__ == "__main__":
