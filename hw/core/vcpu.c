@@ -56,6 +56,12 @@ static void install_kick_handler(void)
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
+	/*
+	 * The throttle's tick comes at any time, also during a device model's
+	 * system call on this thread: those restart (KVM_RUN still returns EINTR).
+	 */
+	sa.sa_flags = SA_RESTART;
+	sigaction(VCPU_THROTTLE_SIGNAL, &sa, NULL);
 }
 
 void vcpu_init_signals(void)
@@ -93,6 +99,9 @@ void vcpu_free(struct vcpu *vcpu)
 {
 	if (!vcpu) {
 		return;
+	}
+	if (vcpu->throttle_timer_set) {
+		timer_delete(vcpu->throttle_timer);
 	}
 	if (vcpu->run) {
 		munmap(vcpu->run, (size_t)vcpu->vm->kvm.run_size);
@@ -555,6 +564,85 @@ static bool handle_exit(struct vcpu *vcpu)
 	}
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * QEMU's cpu_throttle on this thread (vm_set_cpu_throttle): once the guest
+ * has run VCPU_THROTTLE_SLICE_NS, keep it out for pct/(100-pct) of the time
+ * it ran (at most four slices' worth), waiting on run_cond so that a pause,
+ * a stop or the end of the throttle cuts the sleep short. The tick
+ * (VCPU_THROTTLE_SIGNAL) makes KVM_RUN return for this check.
+ */
+static void throttle(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+	unsigned pct = atomic_load(&vm->throttle_pct);
+	uint64_t now, ran, until;
+	struct timespec ts;
+
+	if (!pct) {
+		vcpu->throttle_from = 0;
+		return;
+	}
+	now = mono_ns();
+	if (!vcpu->throttle_from) {
+		vcpu->throttle_from = now;
+		return;
+	}
+	ran = now - vcpu->throttle_from;
+	if (ran < VCPU_THROTTLE_SLICE_NS) {
+		return;
+	}
+	until = now + MIN(ran, 4 * VCPU_THROTTLE_SLICE_NS) * pct / (100 - pct);
+	ts.tv_sec = (time_t)(until / 1000000000ull);
+	ts.tv_nsec = (long)(until % 1000000000ull);
+	pthread_mutex_lock(&vm->run_lock);
+	while (vm->vcpu_cmd == VCPU_CMD_RUN && !vcpu->unplugged && atomic_load(&vm->throttle_pct) &&
+	       mono_ns() < until) {
+		pthread_cond_clockwait(&vm->run_cond, &vm->run_lock, CLOCK_MONOTONIC, &ts);
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+	vcpu->throttle_from = mono_ns();
+}
+
+int vcpu_throttle_timer(struct vcpu *vcpu, bool on)
+{
+	struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID,
+			       .sigev_signo = VCPU_THROTTLE_SIGNAL};
+	struct itimerspec its = {.it_interval = {0, (long)VCPU_THROTTLE_SLICE_NS},
+				 .it_value = {0, (long)VCPU_THROTTLE_SLICE_NS}};
+	int tid = atomic_load(&vcpu->tid);
+
+	if (!on || vcpu->throttle_timer_set) {
+		if (!on && vcpu->throttle_timer_set) {
+			timer_delete(vcpu->throttle_timer);
+			vcpu->throttle_timer_set = false;
+		}
+		return 0;
+	}
+	if (!tid || !vcpu->thread_started) {
+		return 0; /* no thread to tick; it checks on its exits once it runs */
+	}
+	sev._sigev_un._tid = tid; /* sigev_notify_thread_id, which older glibc lacks */
+	if (timer_create(CLOCK_MONOTONIC, &sev, &vcpu->throttle_timer) < 0) {
+		return -errno;
+	}
+	if (timer_settime(vcpu->throttle_timer, 0, &its, NULL) < 0) {
+		int e = errno;
+
+		timer_delete(vcpu->throttle_timer);
+		return -e;
+	}
+	vcpu->throttle_timer_set = true;
+	return 0;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -570,6 +658,7 @@ static void *vcpu_thread(void *arg)
 	}
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
+	sigaddset(&set, VCPU_THROTTLE_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	for (;;) {
@@ -603,6 +692,7 @@ static void *vcpu_thread(void *arg)
 		if (vcpu->parked) {
 			vcpu->parked = false;
 			vm->n_parked--;
+			vcpu->throttle_from = 0; /* time parked is not time run */
 		}
 		vcpu->run->immediate_exit = 0;
 		pthread_mutex_unlock(&vm->run_lock);
@@ -611,6 +701,7 @@ static void *vcpu_thread(void *arg)
 		atomic_fetch_add(&vcpu->exits, 1);
 		if (r < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
+				throttle(vcpu);
 				continue;
 			}
 			log_full(LOG_ERR, vm->cfg->name, NULL, "vCPU %u: KVM_RUN failed: %s",
@@ -621,6 +712,7 @@ static void *vcpu_thread(void *arg)
 		vcpu->io_pending = vcpu->run->exit_reason == KVM_EXIT_IO ||
 				   vcpu->run->exit_reason == KVM_EXIT_MMIO;
 		handle_exit(vcpu);
+		throttle(vcpu);
 	}
 }
 

@@ -5,7 +5,10 @@
  * Threads: created and freed on the control thread; the loop runs on the
  * vCPU's own thread and is parked/released through struct vm's run_lock
  * (see vm-int.h). A thread is interrupted by VCPU_KICK_SIGNAL plus
- * kvm_run->immediate_exit, never cancelled.
+ * kvm_run->immediate_exit, never cancelled. While the VM is throttled
+ * (vm_set_cpu_throttle), a timer of its own sends it VCPU_THROTTLE_SIGNAL
+ * every VCPU_THROTTLE_SLICE_NS so that KVM_RUN returns even when the guest
+ * makes no exits; that handler restarts any other interrupted system call.
  */
 #pragma once
 
@@ -16,8 +19,12 @@
 #include <stdint.h>
 
 #include <signal.h>
+#include <time.h>
 
 #define VCPU_KICK_SIGNAL (SIGRTMIN + 1)
+#define VCPU_THROTTLE_SIGNAL (SIGRTMIN + 2)
+/* QEMU's CPU_THROTTLE_TIMESLICE_NS: the guest runs this long between sleeps. */
+#define VCPU_THROTTLE_SLICE_NS 10000000ull
 
 struct vm;
 
@@ -40,6 +47,11 @@ struct vcpu {
 	atomic_uint_fast64_t exits; /* exits to user space */
 	bool io_pending;	    /* vCPU thread: an I/O exit KVM has yet to complete */
 	_Atomic int tid;	    /* the thread's kernel id once it runs, else 0 */
+	/* Throttling (vm_set_cpu_throttle): the timer, under vm->run_lock ... */
+	timer_t throttle_timer;
+	bool throttle_timer_set;
+	/* ... and when the guest last began to run unthrottled (vCPU thread; 0: not yet). */
+	uint64_t throttle_from;
 
 	/* Power-on state captured right after creation. */
 	struct kvm_regs init_regs;

@@ -75,6 +75,8 @@ struct vm {
 	pthread_cond_t run_cond;
 	enum vcpu_cmd vcpu_cmd;
 	unsigned n_parked; /* threads waiting in the park loop (or exited) */
+	/* vm_set_cpu_throttle: percent of the time vCPUs stay out of the guest, 0 = off. */
+	_Atomic unsigned throttle_pct;
 
 	/* I/O thread and requests */
 	struct event_base *io_base;
@@ -136,6 +138,12 @@ void vcpu_kick(struct vcpu *vcpu);
 void vcpu_unstall(struct vcpu *vcpu);
 /* Install the kick signal handler (idempotent, any thread). */
 void vcpu_init_signals(void);
+/*
+ * Start (@on) or stop the timer that sends the vCPU's thread
+ * VCPU_THROTTLE_SIGNAL every VCPU_THROTTLE_SLICE_NS; 0 or -errno. Caller
+ * holds run_lock.
+ */
+int vcpu_throttle_timer(struct vcpu *vcpu, bool on);
 
 /* vm.c: park all vCPUs (returns once all are parked) / release them. */
 void vm_vcpus_pause(struct vm *vm);

@@ -2,7 +2,9 @@
  * The machine's side of live migration (docs/migration.md): dirty tracking
  * of guest RAM (KVM's dirty log for vCPU writes, guest_mem's bitmap for
  * the writes of vmmd's device models) and the migration run states. The
- * protocol is daemon/migration.c.
+ * protocol is daemon/migration.c. vm_set_cpu_throttle (auto-converge)
+ * arms a timer per vCPU thread; the sleeping is done by vcpu.c's throttle()
+ * on the vCPU threads themselves.
  *
  * Threads: the migration worker thread calls these between vm_save_begin
  * and vm_save_end or, for the dirty log, while the VM runs; the
@@ -11,10 +13,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 
 #include "hw/core/kvm.h"
 #include "hw/device.h"
 #include "hw/core/memory.h"
+#include "hw/core/vcpu.h"
 #include "hw/core/vm-int.h"
 
 int vm_dirty_log_start(struct vm *vm, struct error **errp)
@@ -46,6 +50,36 @@ void vm_dirty_log_stop(struct vm *vm)
 {
 	guest_mem_track_stop(vm->mem);
 	kvm_set_dirty_log(&vm->kvm, vm->mem, false, NULL);
+}
+
+int vm_set_cpu_throttle(struct vm *vm, unsigned pct, struct error **errp)
+{
+	int r = 0;
+
+	if (pct > VM_CPU_THROTTLE_MAX) {
+		return error_set(errp, EINVAL, "CPU throttle %u%% is over %u%%", pct,
+				 VM_CPU_THROTTLE_MAX);
+	}
+	pthread_mutex_lock(&vm->run_lock);
+	atomic_store(&vm->throttle_pct, pct);
+	for (unsigned i = 0; i < vm->n_vcpus && r == 0; i++) {
+		r = vcpu_throttle_timer(vm->vcpus[i], pct != 0);
+	}
+	if (r < 0) {
+		atomic_store(&vm->throttle_pct, 0);
+		for (unsigned i = 0; i < vm->n_vcpus; i++) {
+			vcpu_throttle_timer(vm->vcpus[i], false);
+		}
+	}
+	/* A sleeping vCPU looks at the new percentage (0: it runs again at once). */
+	pthread_cond_broadcast(&vm->run_cond);
+	pthread_mutex_unlock(&vm->run_lock);
+	return r < 0 ? error_set_errno(errp, -r, "cannot start the vCPUs' throttle timers") : 0;
+}
+
+unsigned vm_cpu_throttle(struct vm *vm)
+{
+	return atomic_load(&vm->throttle_pct);
 }
 
 unsigned vm_ram_region_count(struct vm *vm)

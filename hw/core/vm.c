@@ -438,6 +438,7 @@ void vm_vcpus_pause(struct vm *vm)
 	for (unsigned i = 0; i < vm->n_vcpus; i++) {
 		vcpu_kick(vm->vcpus[i]);
 	}
+	pthread_cond_broadcast(&vm->run_cond); /* a throttled vCPU's sleep (vcpu.c) */
 	while (vm->started && vm->n_parked < vm->n_vcpus) {
 		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
 	}

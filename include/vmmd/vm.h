@@ -478,6 +478,19 @@ int vm_dirty_log_start(struct vm *vm, struct error **errp);
 int vm_dirty_log_sync(struct vm *vm, unsigned i, uint64_t *bitmap, struct error **errp);
 void vm_dirty_log_stop(struct vm *vm);
 /*
+ * CPU throttling for auto-converge, as QEMU's cpu_throttle: with @pct in
+ * 1..VM_CPU_THROTTLE_MAX each vCPU thread, after every 10 ms the guest ran,
+ * stays out of the guest for pct/(100-pct) of that time (a per-vCPU timer
+ * takes it out of KVM_RUN even when the guest makes no exits; the vCPU
+ * thread sleeps, never the caller). @pct 0 ends it and a sleeping vCPU runs
+ * again at once. A pause cuts a sleep short. vCPUs hot-added meanwhile
+ * sleep on their exits only. Any thread, one caller at a time; ended (0)
+ * before the VM is destroyed. vm_cpu_throttle reads the percentage.
+ */
+#define VM_CPU_THROTTLE_MAX 99u
+int vm_set_cpu_throttle(struct vm *vm, unsigned pct, struct error **errp);
+unsigned vm_cpu_throttle(struct vm *vm);
+/*
  * RAM regions (back to back in the stream): count, host pointer and size.
  * RAM below and above the PCI hole, then one region per memory device.
  */
