@@ -10,7 +10,10 @@
  * sections), and waits for the destination to say it has everything
  * (READY). It answers GO and waits for DONE: only then is it postmigrate.
  * On any failure before GO the VM resumes where it was; after GO without
- * DONE it stays paused (the destination may run it: never two).
+ * DONE it stays paused (the destination may run it: never two). With
+ * auto-converge, a source whose guest dirties RAM faster than the link
+ * carries has its vCPUs throttled (vm_set_cpu_throttle) until the
+ * migration ends, however it ends.
  *
  * Destination: a VM defined with "incoming" waits in inmigrate; a worker
  * accepts one connection, writes pages into a memfd, and after END builds
@@ -124,6 +127,8 @@ struct migration {
 	int listen_fd;	  /* destination, until accepted */
 	_Atomic int status;
 	_Atomic bool cancel;
+	bool events;	    /* the events capability: MIGRATION and MIGRATION_PASS */
+	bool auto_converge; /* the source throttles its vCPUs (QEMU's auto-converge) */
 	struct timespec t0;
 
 	_Atomic uint64_t transferred, remaining, total, duplicate, normal, dirty_rate, passes;
@@ -174,8 +179,19 @@ static unsigned wire_version(void)
 static void set_status(struct migration *m, enum mig_status s)
 {
 	atomic_store(&m->status, s);
-	registry_queue_event(m->reg, m->name, "MIGRATION",
-			     json_pack("{s:s}", "status", status_names[s]));
+	if (m->events) {
+		registry_queue_event(m->reg, m->name, "MIGRATION",
+				     json_pack("{s:s}", "status", status_names[s]));
+	}
+}
+
+/* MIGRATION_PASS: the dirty bitmap's sync number @pass (events capability only). */
+static void pass_event(struct migration *m, uint64_t pass)
+{
+	if (m->events) {
+		registry_queue_event(m->reg, m->name, "MIGRATION_PASS",
+				     json_pack("{s:I}", "pass", (json_int_t)pass));
+	}
 }
 
 static void set_error(struct migration *m, const char *msg)
@@ -1012,10 +1028,82 @@ static int64_t sync_dirty(struct migration *m, struct vm *vm, uint64_t **bm, str
 		}
 	}
 	atomic_store(&m->remaining, n * PAGE);
-	atomic_fetch_add(&m->passes, 1);
-	registry_queue_event(m->reg, m->name, "MIGRATION_PASS",
-			     json_pack("{s:I}", "pass", (json_int_t)atomic_load(&m->passes)));
+	pass_event(m, atomic_fetch_add(&m->passes, 1) + 1);
 	return (int64_t)n;
+}
+
+void migration_throttle_params(const struct registry_vm *rv, struct migration_throttle_params *ret)
+{
+	ret->threshold = rv->mig_throttle_threshold ? rv->mig_throttle_threshold
+						    : MIGRATION_DEFAULT_THROTTLE_THRESHOLD;
+	ret->initial = rv->mig_throttle_initial ? rv->mig_throttle_initial
+						: MIGRATION_DEFAULT_THROTTLE_INITIAL;
+	ret->increment = rv->mig_throttle_increment ? rv->mig_throttle_increment
+						    : MIGRATION_DEFAULT_THROTTLE_INCREMENT;
+	ret->max = rv->mig_max_throttle ? rv->mig_max_throttle : MIGRATION_DEFAULT_MAX_THROTTLE;
+	ret->tailslow = rv->mig_throttle_tailslow;
+}
+
+/*
+ * auto-converge, QEMU's rule: the dirty syncs are grouped into periods of
+ * at least a second; a period whose dirtied bytes exceed
+ * throttle-trigger-threshold percent of the bytes sent in it counts as
+ * high, and every second high period throttles the vCPUs down: first to
+ * cpu-throttle-initial, then by cpu-throttle-increment (with
+ * cpu-throttle-tailslow, by no more than what would bring the dirty rate
+ * down to the threshold), never above max-cpu-throttle. Source worker only.
+ */
+struct converge {
+	uint64_t t0, sent0, dirty; /* the current period: start, bytes sent before, dirtied */
+	unsigned high;		   /* high periods since the last step */
+};
+
+static int converge_sync(struct migration *m, struct vm *vm, struct converge *c,
+			 uint64_t dirty_pages, struct error **errp)
+{
+	struct migration_throttle_params p;
+	uint64_t now = now_ns(), sent, dirty, limit;
+	unsigned pct, now_pct;
+
+	c->dirty += dirty_pages * PAGE;
+	if (!m->auto_converge || now < c->t0 + 1000000000ull) {
+		return 0;
+	}
+	migration_throttle_params(m->rv, &p);
+	sent = atomic_load(&m->transferred) - c->sent0;
+	dirty = c->dirty;
+	limit = sent * p.threshold / 100;
+	c->t0 = now;
+	c->sent0 = atomic_load(&m->transferred);
+	c->dirty = 0;
+	if (dirty <= limit || ++c->high < 2) {
+		return 0;
+	}
+	c->high = 0;
+	now_pct = vm_cpu_throttle(vm);
+	if (!now_pct) {
+		pct = p.initial;
+	} else {
+		unsigned inc = p.increment;
+
+		if (p.tailslow) {
+			/* The share of CPU that would dirty just the threshold's bytes. */
+			uint64_t cpu_now = 100 - now_pct;
+			uint64_t cpu_ideal = cpu_now * limit / dirty;
+
+			inc = (unsigned)MIN(cpu_now - cpu_ideal, (uint64_t)inc);
+		}
+		pct = MIN(now_pct + inc, p.max);
+	}
+	pct = MAX(MIN(pct, VM_CPU_THROTTLE_MAX), 1u);
+	if (pct == now_pct) {
+		return 0;
+	}
+	log_full(LOG_INFO, m->name, NULL,
+		 "auto-converge: %" PRIu64 " bytes dirtied against %" PRIu64
+		 " sent in the last period; vCPUs throttled to %u%%",
+		 dirty, sent, pct);
+	return vm_set_cpu_throttle(vm, pct, errp);
 }
 
 static int handshake_source(struct migration *m, struct error **errp)
@@ -1084,6 +1172,7 @@ static void *source_thread(void *arg)
 	uint64_t *bm[VM_RAM_REGIONS_MAX] = {NULL};
 	bool bm_ok = true;
 	struct vmstate_buf state = {0};
+	struct converge conv = {0};
 	json_t *manifest = NULL, *cfg = NULL;
 	char *text = NULL;
 	bool tracking = false, paused = false, ran = false, shared = false, held = false,
@@ -1167,8 +1256,9 @@ static void *source_thread(void *arg)
 		tracking = true;
 	}
 	atomic_store(&m->setup_ms, ms_since(&m->t0));
-	registry_queue_event(m->reg, m->name, "MIGRATION_PASS", json_pack("{s:i}", "pass", 1));
+	pass_event(m, 1);
 	atomic_store(&m->passes, 1);
+	conv.t0 = now_ns();
 	set_status(m, MIG_ACTIVE);
 
 	/*
@@ -1189,6 +1279,10 @@ static void *source_thread(void *arg)
 		dirty = sync_dirty(m, vm, bm, &err);
 		if (dirty < 0) {
 			r = (int)dirty;
+			goto fail;
+		}
+		r = converge_sync(m, vm, &conv, (uint64_t)dirty, &err);
+		if (r < 0) {
 			goto fail;
 		}
 		t_pass = MAX(now_ns() - t_pass, 1000000ull);
@@ -1292,6 +1386,7 @@ static void *source_thread(void *arg)
 	vm_state_release(vm);
 	vm_save_end(vm, false);
 	vm_dirty_log_stop(vm);
+	vm_set_cpu_throttle(vm, 0, NULL);
 	set_status(m, MIG_COMPLETED);
 	log_full(LOG_INFO, m->name, NULL,
 		 "migrated out in %" PRIu64 " ms (downtime %" PRIu64 " ms)",
@@ -1300,6 +1395,8 @@ static void *source_thread(void *arg)
 
 fail:
 	atomic_store(&m->total_ms, ms_since(&m->t0));
+	/* The migration is over: a VM that runs on here runs at full speed. */
+	vm_set_cpu_throttle(vm, 0, NULL);
 	if (held) {
 		vm_state_release(vm);
 	}
@@ -1707,6 +1804,8 @@ static struct migration *mig_new(struct registry_vm *rv, bool incoming, struct e
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
 	m->name = strdup(rv->name);
+	m->events = !rv->mig_no_events;
+	m->auto_converge = rv->mig_auto_converge;
 	m->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	m->ev = m->efd >= 0 ? event_new(registry_base(rv->reg), m->efd, EV_READ | EV_PERSIST,
 					on_notify, m)
@@ -1916,6 +2015,10 @@ json_t *migration_query(struct registry_vm *rv)
 			(json_int_t)atomic_load(&m->passes), "page-size", (int)PAGE);
 	json_object_set_new(o, "ram", ram);
 	json_object_set_new(o, "setup-time", json_integer((json_int_t)atomic_load(&m->setup_ms)));
+	if (!m->incoming && rv->vm && vm_cpu_throttle(rv->vm)) {
+		json_object_set_new(o, "cpu-throttle-percentage",
+				    json_integer((json_int_t)vm_cpu_throttle(rv->vm)));
+	}
 	if (s == MIG_COMPLETED) {
 		json_object_set_new(o, "total-time",
 				    json_integer((json_int_t)atomic_load(&m->total_ms)));

@@ -23,6 +23,17 @@ struct registry_vm;
 /* QEMU's defaults (migration/options.c). */
 #define MIGRATION_DEFAULT_MAX_BANDWIDTH (128ull << 20) /* bytes per second */
 #define MIGRATION_DEFAULT_DOWNTIME_LIMIT 300ull	       /* milliseconds */
+#define MIGRATION_DEFAULT_THROTTLE_THRESHOLD 50u       /* percent */
+#define MIGRATION_DEFAULT_THROTTLE_INITIAL 20u
+#define MIGRATION_DEFAULT_THROTTLE_INCREMENT 10u
+#define MIGRATION_DEFAULT_MAX_THROTTLE 99u
+
+/* auto-converge's parameters of @rv, defaults filled in. */
+struct migration_throttle_params {
+	unsigned threshold, initial, increment, max;
+	bool tailslow;
+};
+void migration_throttle_params(const struct registry_vm *rv, struct migration_throttle_params *ret);
 
 /* The wire format's version (docs/migration.md); a peer may be one behind. */
 #define MIGRATION_WIRE_VERSION 1u
@@ -37,9 +48,15 @@ int migration_start(struct registry_vm *rv, const char *uri, int fd, struct erro
 int migration_incoming(struct registry_vm *rv, const char *uri, int fd, struct error **errp);
 /* migrate_cancel: a migration in progress ends "cancelled"; idle is fine. */
 int migration_cancel(struct registry_vm *rv, struct error **errp);
-/* query-migrate's MigrationInfo (new reference; {} before any migration). */
+/*
+ * query-migrate's MigrationInfo (new reference; {} before any migration);
+ * "cpu-throttle-percentage" while auto-converge throttles the source.
+ */
 json_t *migration_query(struct registry_vm *rv);
-/* A migration's worker still runs: the VM must not go away. */
+/*
+ * A migration's worker still runs: the VM must not go away. @rv's
+ * capabilities cannot change meanwhile when it is the source.
+ */
 bool migration_active(struct registry_vm *rv);
 /* @rv has an outgoing migration (active or not). */
 bool migration_outgoing(struct registry_vm *rv);

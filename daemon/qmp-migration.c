@@ -1,7 +1,8 @@
 /*
  * Live migration commands in QEMU's shapes (docs/migration.md): migrate,
  * migrate-incoming, migrate_cancel, query-migrate, migrate-set-parameters,
- * query-migrate-parameters. VM-scoped; req->vm is the registry entry.
+ * query-migrate-parameters, migrate-set-capabilities,
+ * query-migrate-capabilities. VM-scoped; req->vm is the registry entry.
  * Control thread only.
  */
 #include "config.h"
@@ -13,6 +14,7 @@
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
 #include "daemon/tls.h"
+#include "common/util.h"
 #include "monitor/monitor.h"
 
 /* fd:NAME takes the fd passed with getfd; other URIs need none (-1). */
@@ -64,6 +66,21 @@ int qmp_query_migrate(struct monitor_request *req, json_t *args, json_t **ret, s
 	return 0;
 }
 
+/* A uint8 parameter of @args into *@v (left as is when absent): QEMU's type check. */
+static int throttle_arg(json_t *args, const char *name, unsigned *v, struct error **errp)
+{
+	json_t *j = json_object_get(args, name);
+
+	if (!j) {
+		return 0;
+	}
+	if (json_integer_value(j) < 0 || json_integer_value(j) > UINT8_MAX) {
+		return error_set(errp, EINVAL, "Parameter '%s' expects uint8_t", name);
+	}
+	*v = (unsigned)json_integer_value(j);
+	return 0;
+}
+
 int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t **ret,
 			       struct error **errp)
 {
@@ -72,7 +89,44 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 	json_t *dl = json_object_get(args, "downtime-limit");
 	json_t *tc = json_object_get(args, "tls-creds");
 	json_t *th = json_object_get(args, "tls-hostname");
+	json_t *ts = json_object_get(args, "cpu-throttle-tailslow");
+	struct migration_throttle_params p;
+	int r;
 
+	/*
+	 * As QEMU: every value is checked as it would be after the command,
+	 * all before any applies; the types first, then the ranges in QEMU's
+	 * order and words.
+	 */
+	migration_throttle_params(rv, &p);
+	r = throttle_arg(args, "throttle-trigger-threshold", &p.threshold, errp);
+	if (r == 0) {
+		r = throttle_arg(args, "cpu-throttle-initial", &p.initial, errp);
+	}
+	if (r == 0) {
+		r = throttle_arg(args, "cpu-throttle-increment", &p.increment, errp);
+	}
+	if (r == 0) {
+		r = throttle_arg(args, "max-cpu-throttle", &p.max, errp);
+	}
+	if (r < 0) {
+		return r;
+	}
+	if (p.threshold < 1 || p.threshold > 100) {
+		return error_set(errp, EINVAL,
+				 "Parameter 'throttle_trigger_threshold' expects an integer in the "
+				 "range of 1 to 100");
+	}
+	if (p.initial < 1 || p.initial > 99) {
+		return error_set(errp, EINVAL,
+				 "Parameter 'cpu_throttle_initial' expects an integer in the range "
+				 "of 1 to 99");
+	}
+	if (p.increment < 1 || p.increment > 99) {
+		return error_set(errp, EINVAL,
+				 "Parameter 'cpu_throttle_increment' expects an integer in the "
+				 "range of 1 to 99");
+	}
 	/* QEMU's bounds: max-bandwidth up to SIZE_MAX, downtime-limit up to 2000 s. */
 	if (bw && json_integer_value(bw) < 0) {
 		return error_set(errp, EINVAL,
@@ -82,7 +136,20 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 	if (dl && (json_integer_value(dl) < 0 || json_integer_value(dl) > 2000000)) {
 		return error_set(errp, EINVAL,
 				 "Parameter 'downtime_limit' expects an integer in the range of 0 "
-				 "to 2000000 milliseconds");
+				 "to (2000 * 1000) ms"); /* QEMU 7.2's words */
+	}
+	if (p.max < p.initial || p.max > 99) {
+		return error_set(errp, EINVAL,
+				 "Parameter 'max_cpu_throttle' expects an integer in the range of "
+				 "cpu_throttle_initial to 99");
+	}
+	/* A migration in progress applies them at its next step, as QEMU's. */
+	rv->mig_throttle_threshold = (uint8_t)p.threshold;
+	rv->mig_throttle_initial = (uint8_t)p.initial;
+	rv->mig_throttle_increment = (uint8_t)p.increment;
+	rv->mig_max_throttle = (uint8_t)p.max;
+	if (ts) {
+		rv->mig_throttle_tailslow = json_is_true(ts);
 	}
 	/* 0 keeps meaning "QEMU's default" internally; a 0 limit is stored as 1. */
 	if (bw) {
@@ -109,15 +176,98 @@ int qmp_query_migrate_parameters(struct monitor_request *req, json_t *args, json
 				 struct error **errp)
 {
 	struct registry_vm *rv = req->vm;
+	struct migration_throttle_params p;
 
-	*ret = json_pack("{s:I, s:I, s:s, s:s}", "max-bandwidth",
+	migration_throttle_params(rv, &p);
+	*ret = json_pack("{s:I, s:I, s:s, s:s, s:i, s:i, s:i, s:b, s:i}", "max-bandwidth",
 			 (json_int_t)(rv->mig_max_bandwidth ? rv->mig_max_bandwidth
 							    : MIGRATION_DEFAULT_MAX_BANDWIDTH),
 			 "downtime-limit",
 			 (json_int_t)(rv->mig_downtime_limit ? rv->mig_downtime_limit
 							     : MIGRATION_DEFAULT_DOWNTIME_LIMIT),
 			 "tls-creds", rv->mig_tls_creds ? rv->mig_tls_creds : "", "tls-hostname",
-			 rv->mig_tls_hostname ? rv->mig_tls_hostname : "");
+			 rv->mig_tls_hostname ? rv->mig_tls_hostname : "",
+			 "throttle-trigger-threshold", (int)p.threshold, "cpu-throttle-initial",
+			 (int)p.initial, "cpu-throttle-increment", (int)p.increment,
+			 "cpu-throttle-tailslow", p.tailslow, "max-cpu-throttle", (int)p.max);
+	return 0;
+}
+
+/*
+ * QEMU 7.2's MigrationCapability, in its order. vmmd implements
+ * auto-converge and events; the rest are listed off and cannot be turned on.
+ */
+static const char *const capability_names[] = {
+	"xbzrle",	    "rdma-pin-all",  "auto-converge",	    "zero-blocks",
+	"compress",	    "events",	     "postcopy-ram",	    "x-colo",
+	"release-ram",	    "block",	     "return-path",	    "pause-before-switchover",
+	"multifd",	    "dirty-bitmaps", "postcopy-blocktime",  "late-block-activate",
+	"x-ignore-shared",  "validate-uuid", "background-snapshot", "zero-copy-send",
+	"postcopy-preempt",
+};
+
+/* The capabilities vmmd implements: 0 auto-converge, 1 events; -1 for the others. */
+static int capability_index(const char *name)
+{
+	return strcmp(name, "auto-converge") == 0 ? 0 : strcmp(name, "events") == 0 ? 1 : -1;
+}
+
+int qmp_migrate_set_capabilities(struct monitor_request *req, json_t *args, json_t **ret,
+				 struct error **errp)
+{
+	struct registry_vm *rv = req->vm;
+	json_t *caps = json_object_get(args, "capabilities"), *c;
+	bool state[2] = {rv->mig_auto_converge, !rv->mig_no_events};
+	size_t i;
+
+	/* QEMU: the capabilities of a running outgoing migration are fixed. */
+	if (migration_outgoing(rv) && migration_active(rv)) {
+		return error_set(errp, EBUSY, "There's a migration process in progress");
+	}
+	/* All checked before any is applied. */
+	json_array_foreach (caps, i, c) {
+		const char *name = json_string_value(json_object_get(c, "capability"));
+		bool on = json_is_true(json_object_get(c, "state")), known = false;
+
+		for (size_t k = 0; k < ARRAY_SIZE(capability_names); k++) {
+			known |= strcmp(name, capability_names[k]) == 0;
+		}
+		if (!known) {
+			return error_set(errp, EINVAL,
+					 "Parameter 'capability' does not accept value '%s'", name);
+		}
+		if (capability_index(name) < 0 && on) {
+			return error_set(errp, ENOTSUP,
+					 "vmmd does not support migration capability '%s'", name);
+		}
+	}
+	json_array_foreach (caps, i, c) {
+		int k = capability_index(json_string_value(json_object_get(c, "capability")));
+
+		if (k >= 0) {
+			state[k] = json_is_true(json_object_get(c, "state"));
+		}
+	}
+	rv->mig_auto_converge = state[0];
+	rv->mig_no_events = !state[1];
+	return 0;
+}
+
+int qmp_query_migrate_capabilities(struct monitor_request *req, json_t *args, json_t **ret,
+				   struct error **errp)
+{
+	struct registry_vm *rv = req->vm;
+	bool state[2] = {rv->mig_auto_converge, !rv->mig_no_events};
+	json_t *list = json_array();
+
+	for (size_t k = 0; k < ARRAY_SIZE(capability_names); k++) {
+		int i = capability_index(capability_names[k]);
+
+		json_array_append_new(list,
+				      json_pack("{s:s, s:b}", "capability", capability_names[k],
+						"state", i >= 0 && state[i]));
+	}
+	*ret = list;
 	return 0;
 }
 

@@ -96,6 +96,10 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 			       struct error **errp);
 int qmp_query_migrate_parameters(struct monitor_request *req, json_t *args, json_t **ret,
 				 struct error **errp);
+int qmp_migrate_set_capabilities(struct monitor_request *req, json_t *args, json_t **ret,
+				 struct error **errp);
+int qmp_query_migrate_capabilities(struct monitor_request *req, json_t *args, json_t **ret,
+				   struct error **errp);
 int qmp_vm_save(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_vm_restore(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 /* qmp-job.c: jobs (daemon/jobs.c). */

@@ -79,6 +79,13 @@ struct registry_vm {
 	uint64_t mig_downtime_limit;
 	char *mig_tls_creds; /* an object-add id, or NULL/"": no TLS */
 	char *mig_tls_hostname;
+	/* migrate-set-capabilities: auto-converge; events (vmmd's default: on) */
+	bool mig_auto_converge;
+	bool mig_no_events;
+	/* auto-converge's parameters (migrate-set-parameters); 0 = QEMU's default */
+	uint8_t mig_throttle_threshold, mig_throttle_initial, mig_throttle_increment,
+		mig_max_throttle;
+	bool mig_throttle_tailslow;
 };
 
 /*

@@ -120,4 +120,5 @@ def main():
     print("wrote", OUT)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -150,8 +150,10 @@ def test_migrate_between_namespaces():
         # QEMU's defaults, and shapes of the parameters.
         params = qs.ok("query-migrate-parameters", vm="m1")
         tls_golden = json.load(open(GOLDEN.replace("migration.json", "migration-tls.json")))
+        caps_golden = json.load(open(GOLDEN.replace("migration.json", "migration-caps.json")))
         assert params == dict(golden["default-parameters"],
-                              **tls_golden["default-parameters"]), params
+                              **tls_golden["default-parameters"],
+                              **caps_golden["default-parameters"]), params
         assert qs.ok("query-migrate", vm="m1") == golden["query-migrate-before"]
         # Plenty of bandwidth and downtime so this guest (~600 MB/s of dirty RAM) converges.
         qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 8 << 30,

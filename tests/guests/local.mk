@@ -166,6 +166,12 @@ tests/guests/cpuhp-noap.elf: $(srcdir)/tests/guests/cpuhp.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) -DCPUHP_NO_AP $(srcdir)/tests/guests/cpuhp.c
 
+# Migration capabilities and auto-converge: QEMU 7.2's answers recorded by
+# make-golden-migration-caps.py (which boots migrate.elf in QEMU).
+TESTS += tests/functional/test-migration-caps.py
+EXTRA_DIST += tests/functional/make-golden-migration-caps.py \
+	tests/functional/golden/migration-caps.json
+
 # TLS for migration (daemon/tls.c): QEMU 7.2's shapes recorded by make-golden-tls.py.
 TESTS += tests/functional/test-migration-tls.py
 EXTRA_DIST += tests/functional/make-golden-tls.py tests/functional/golden/migration-tls.json \

@@ -526,6 +526,16 @@ void vm_dirty_log_stop(struct vm *vm)
 {
 }
 
+int vm_set_cpu_throttle(struct vm *vm, unsigned pct, struct error **errp)
+{
+	return pct ? error_set(errp, ENOTSUP, "the VM double cannot migrate") : 0;
+}
+
+unsigned vm_cpu_throttle(struct vm *vm)
+{
+	return 0;
+}
+
 unsigned vm_ram_region_count(struct vm *vm)
 {
 	return 0;
