@@ -2016,13 +2016,20 @@ static void print_progress(const char *name, json_t *info, bool tty)
 	json_int_t sent = json_integer_value(json_object_get(ram, "transferred"));
 	json_int_t left = json_integer_value(json_object_get(ram, "remaining"));
 	json_int_t total = json_integer_value(json_object_get(ram, "total"));
+	json_t *throttle = json_object_get(info, "cpu-throttle-percentage");
+	char thr[32] = "";
 
+	if (throttle) {
+		snprintf(thr, sizeof(thr), "  vCPUs throttled %" JSON_INTEGER_FORMAT "%%",
+			 json_integer_value(throttle));
+	}
 	printf("%s%s: %-9s pass %-3" JSON_INTEGER_FORMAT " sent %7.1f MiB  left %7.1f MiB of %.0f "
-	       "MiB  dirty %" JSON_INTEGER_FORMAT " pages/s%s",
+	       "MiB  dirty %" JSON_INTEGER_FORMAT " pages/s%s%s",
 	       tty ? "\r" : "", name, str(info, "status", "?"),
 	       json_integer_value(json_object_get(ram, "dirty-sync-count")), sent / 1048576.0,
 	       left / 1048576.0, total / 1048576.0,
-	       json_integer_value(json_object_get(ram, "dirty-pages-rate")), tty ? "   " : "\n");
+	       json_integer_value(json_object_get(ram, "dirty-pages-rate")), thr,
+	       tty ? "   " : "\n");
 	fflush(stdout);
 }
 
@@ -2032,19 +2039,23 @@ static int cmd_migrate(struct qmp_client *c, int argc, char **argv, const struct
 	static const struct option opts[] = {
 		{"max-bandwidth", required_argument, NULL, 'b'},
 		{"downtime-limit", required_argument, NULL, 'd'},
+		{"auto-converge", no_argument, NULL, 'a'},
 		{"json", no_argument, NULL, 'j'},
 		{0},
 	};
 	json_auto_t *params = json_object(); /* freed on every usage error */
 	const char *name;
-	bool tty = isatty(STDOUT_FILENO);
+	bool tty = isatty(STDOUT_FILENO), auto_converge = false;
 	json_int_t last_pass = -1;
 	uint64_t v;
 	int o, rc;
 
 	optind = 0;
-	while ((o = getopt_long(argc, argv, "b:d:j", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "b:d:aj", opts, NULL)) != -1) {
 		switch (o) {
+		case 'a':
+			auto_converge = true;
+			break;
 		case 'b':
 			if (parse_size(optarg, &v) < 0) {
 				return usage_error(
@@ -2074,6 +2085,15 @@ static int cmd_migrate(struct qmp_client *c, int argc, char **argv, const struct
 					 "unix:PATH)");
 	}
 	name = argv[optind];
+	if (auto_converge) {
+		rc = run_cmd(c, "migrate-set-capabilities",
+			     json_pack("{s:s, s:[{s:s, s:b}]}", "vm", name, "capabilities",
+				       "capability", "auto-converge", "state", 1),
+			     NULL);
+		if (rc) {
+			return rc;
+		}
+	}
 	if (json_object_size(params)) {
 		json_object_set_new(params, "vm", json_string(name));
 		rc = run_cmd(c, "migrate-set-parameters", TAKE_PTR(params), NULL);
@@ -2313,15 +2333,20 @@ static const struct vmctl_command commands[] = {
 	 "                 the lowest absent vCPUs (ids cpuN), or device_del of the highest\n"
 	 "                 hot-plugged ones, waiting for each eject (default 10 s in all;\n"
 	 "                 exit 5 after, the removal stays pending)\n"},
-	{"migrate", cmd_migrate, "NAME URI [--max-bandwidth SIZE] [--downtime-limit MS]",
+	{"migrate", cmd_migrate,
+	 "NAME URI [--max-bandwidth SIZE] [--downtime-limit MS] [--auto-converge]",
 	 "move a running VM to another vmmd (live migration)",
 	 "  URI                    tcp:HOST:PORT or unix:PATH where the destination listens\n"
 	 "                         ('vmctl incoming' there, on a VM with \"incoming\": true)\n"
 	 "  --max-bandwidth SIZE   bytes per second (default 128M, QEMU's)\n"
 	 "  --downtime-limit MS    the longest pause allowed at the switch (default 300)\n"
-	 "Shows each pass (data sent and left, dirty rate) until the migration ends; exit 0\n"
-	 "when the destination runs the VM. A VM that dirties RAM faster than the link\n"
-	 "carries never converges: interrupt and run 'vmctl migrate-cancel NAME'.\n"},
+	 "  --auto-converge        turn on the VM's auto-converge capability (it stays on):\n"
+	 "                         slow its vCPUs down while it dirties RAM faster than\n"
+	 "                         the link carries\n"
+	 "Shows each pass (data sent and left, dirty rate, vCPU throttle) until the\n"
+	 "migration ends; exit 0 when the destination runs the VM. Without auto-converge a\n"
+	 "VM that dirties RAM faster than the link carries never converges: interrupt and\n"
+	 "run 'vmctl migrate-cancel NAME'.\n"},
 	{"migrate-cancel", simple, "NAME", "cancel a live migration (the VM runs on here)", "",
 	 "migrate_cancel", "migration cancelled"},
 	{"daemon-upgrade", cmd_daemon_upgrade, "",

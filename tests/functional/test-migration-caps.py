@@ -270,5 +270,26 @@ def test_throttled_then_cancelled_runs_full_speed():
         assert wait_end(qd)["status"] == "failed"
 
 
+def test_vmctl_migrate_auto_converge():
+    """vmctl migrate --auto-converge turns the capability on (it stays on)
+    and shows the throttle in its progress lines until the VM has moved."""
+    with Vmmd() as src, Vmmd() as dst:
+        qs = boot(src)
+        qd, uri = incoming(dst)
+        qs.ok("migrate-set-parameters", vm="m1", **{"cpu-throttle-initial": 99})
+        p = src.vmctl("migrate", "m1", uri, "--max-bandwidth", str(CAP), "--auto-converge",
+                      timeout=120)
+        lines = p.stdout.splitlines()
+        assert any(re.match(r"m1: active +pass \d+ .* vCPUs throttled 99%$", x)
+                   for x in lines), lines
+        assert re.match(r"m1: migrated in \d+ ms", lines[-1]), lines
+        caps = {c["capability"]: c["state"]
+                for c in qs.ok("query-migrate-capabilities", vm="m1")}
+        assert caps["auto-converge"] is True, caps
+        assert wait_end(qd)["status"] == "completed"
+        p = src.vmctl("migrate", "m1", uri, "--auto-converge", "extra", check=False)
+        assert p.returncode == 2, p.returncode
+
+
 if __name__ == "__main__":
     main(globals())
