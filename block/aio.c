@@ -6,9 +6,11 @@
  * Two engines:
  *  - io_uring (liburing) for reads, writes and flushes that reach a file
  *    protocol fd directly (a file node, or raw over a file) and need no
- *    padding, and for reads of a format (qcow2) whose block status maps
+ *    padding, for reads of a format (qcow2) whose block status maps
  *    the whole request to one host extent of its file (zeroes are filled
- *    in); submitted and reaped on the loop thread.
+ *    in), and for writes a format can take in place, changing no
+ *    metadata (write_direct_begin: qcow2's allocated, unshared clusters);
+ *    submitted and reaped on the loop thread.
  *  - a small pool of worker threads for everything else (formats, NBD,
  *    discard, write-zeroes, unaligned requests, io_uring overflow and
  *    io_uring's -EAGAIN or short transfers). Workers run the synchronous
@@ -72,6 +74,7 @@ struct aio_req {
 	unsigned cnt;
 	int fd;		    /* io_uring target, or -1 */
 	bool direct;	    /* the fd is O_DIRECT */
+	bool direct_write;  /* a format's write in place: write_direct_end when done */
 	uint64_t fd_offset; /* offset on fd */
 	block_complete_fn *cb;
 	void *opaque;
@@ -336,6 +339,15 @@ static int pool_submit(struct block_aio_ctx *ctx, struct aio_req *r)
 	return -err;
 }
 
+/* A format's write in place leaves the ring (done, or off to the pool). */
+static void end_direct_write(struct aio_req *r)
+{
+	if (r->direct_write) {
+		r->direct_write = false;
+		r->bs->drv->write_direct_end(r->bs);
+	}
+}
+
 static void complete(struct aio_req *r)
 {
 	struct block_node *bs = r->bs;
@@ -343,6 +355,7 @@ static void complete(struct aio_req *r)
 	void *opaque = r->opaque;
 	int ret = r->ret;
 
+	end_direct_write(r);
 	block_account(bs, r->op, r->len, ret, r->t0);
 	block_gate_exit(bs, r->op, r->offset, r->len);
 	free(r);
@@ -421,6 +434,7 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
 		if (r->ret == -EAGAIN || r->ret == -EINTR ||
 		    (r->op != BLOCK_OP_FLUSH && r->ret >= 0 && (uint64_t)r->ret != r->len)) {
 			/* Short transfer or retry: the pool's path finishes it. */
+			end_direct_write(r);
 			if (pool_submit(ctx, r) == 0) {
 				continue;
 			}
@@ -595,15 +609,26 @@ static int direct_fd(struct block_node *bs, uint64_t *ret_shift)
  * read the host extent through the ring, or fill zeroes, without a worker.
  * Returns true if @r was handled; false to use the pool.
  */
-static bool format_read_fast(struct block_aio_ctx *ctx, struct aio_req *r)
+/* The file under format node @r->bs if @r could go to it on the ring, else NULL. */
+static struct block_node *format_file(struct aio_req *r)
 {
 	struct block_node *bs = r->bs, *file = bs->file;
-	uint64_t pnum, foff;
-	unsigned status;
 
 	if (!file || bs->drv->is_protocol || bs->drv == &raw_driver || file->drv != &file_driver ||
 	    ((struct file_state *)file->opaque)->use_threads || r->len == 0 ||
 	    !block_request_aligned(file, r->offset, r->iov, r->cnt, r->len)) {
+		return NULL;
+	}
+	return file;
+}
+
+static bool format_read_fast(struct block_aio_ctx *ctx, struct aio_req *r)
+{
+	struct block_node *bs = r->bs, *file = format_file(r);
+	uint64_t pnum, foff;
+	unsigned status;
+
+	if (!file) {
 		return false;
 	}
 	if (block_get_status(bs, r->offset, r->len, &pnum, &status, &foff) < 0 || pnum < r->len) {
@@ -625,6 +650,31 @@ static bool format_read_fast(struct block_aio_ctx *ctx, struct aio_req *r)
 	r->direct = file->flags & BLOCK_O_NOCACHE;
 	r->fd_offset = foff;
 	return ring_submit(ctx, r);
+}
+
+/*
+ * A write of a format node over a file that the format can take in place
+ * (write_direct_begin: no metadata to change): straight to the ring, as
+ * raw's writes go, instead of through a worker and the format's locks.
+ */
+static bool format_write_fast(struct block_aio_ctx *ctx, struct aio_req *r)
+{
+	struct block_node *bs = r->bs, *file = format_file(r);
+	uint64_t foff;
+
+	if (!file || !bs->drv->write_direct_begin ||
+	    !bs->drv->write_direct_begin(bs, r->offset, r->len, &foff)) {
+		return false;
+	}
+	r->direct_write = true;
+	r->fd = file_fd(file);
+	r->direct = file->flags & BLOCK_O_NOCACHE;
+	r->fd_offset = foff;
+	if (IS_ALIGNED(foff, file->alignment) && ring_submit(ctx, r)) {
+		return true;
+	}
+	end_direct_write(r);
+	return false;
 }
 
 int block_aio_submit(struct block_node *bs, struct block_aio_ctx *ctx, enum block_op op,
@@ -689,6 +739,10 @@ int block_aio_submit(struct block_node *bs, struct block_aio_ctx *ctx, enum bloc
 		return 0;
 	}
 	if (op == BLOCK_OP_READ && ctx->have_ring && r->fd < 0 && format_read_fast(ctx, r)) {
+		ctx->inflight++;
+		return 0;
+	}
+	if (op == BLOCK_OP_WRITE && ctx->have_ring && r->fd < 0 && format_write_fast(ctx, r)) {
 		ctx->inflight++;
 		return 0;
 	}

@@ -180,6 +180,19 @@ struct block_driver {
 	int (*block_status)(struct block_node *bs, uint64_t offset, uint64_t len,
 			    uint64_t *ret_pnum, unsigned *ret_status, uint64_t *ret_file_offset);
 	/*
+	 * An asynchronous write that may go straight to bs->file (aio.c, on
+	 * the event loop thread): true if writing [@offset, @offset+@len)
+	 * changes no metadata because it lands in one host extent the node
+	 * alone owns (qcow2: normal, COPIED clusters), with the extent's
+	 * offset in *@ret_file_offset; the extent then stays this range's
+	 * until write_direct_end (no discard, snapshot or truncate frees or
+	 * shares it meanwhile). false: the pool writes it through pwritev.
+	 * Must not wait for a worker. May be NULL (never direct).
+	 */
+	bool (*write_direct_begin)(struct block_node *bs, uint64_t offset, uint64_t len,
+				   uint64_t *ret_file_offset);
+	void (*write_direct_end)(struct block_node *bs);
+	/*
 	 * Write one whole compressed cluster (vmm-img convert -c): @offset is
 	 * cluster aligned, @len one cluster (or the image's last, partial
 	 * one). May be NULL.

@@ -233,6 +233,37 @@ int qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
 	return -EIO;
 }
 
+void qcow2_direct_writes_block(struct qcow2_state *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->direct_blocked++;
+	while (s->direct_writes) {
+		pthread_cond_wait(&s->direct_cond, &s->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void qcow2_direct_writes_unblock(struct qcow2_state *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->direct_blocked--;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void qcow2_lock_exclusive(struct qcow2_state *s)
+{
+	qcow2_direct_writes_block(s);
+	pthread_rwlock_wrlock(&s->io_lock);
+	pthread_mutex_lock(&s->lock);
+}
+
+void qcow2_unlock_exclusive(struct qcow2_state *s)
+{
+	s->direct_blocked--;
+	pthread_mutex_unlock(&s->lock);
+	pthread_rwlock_unlock(&s->io_lock);
+}
+
 int qcow2_mark_dirty(struct qcow2_state *s)
 {
 	int ret;

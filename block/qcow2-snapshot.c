@@ -371,8 +371,7 @@ static int begin(struct block_node *bs, struct error **errp)
 	struct qcow2_state *s = bs->opaque;
 	int ret;
 
-	pthread_rwlock_wrlock(&s->io_lock);
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock_exclusive(s);
 	if (!s->writable) {
 		ret = error_set(errp, EROFS, "'%s' is read-only", bs->filename);
 	} else if (s->corrupt) {
@@ -388,8 +387,7 @@ static int begin(struct block_node *bs, struct error **errp)
 
 static void end(struct qcow2_state *s)
 {
-	pthread_mutex_unlock(&s->lock);
-	pthread_rwlock_unlock(&s->io_lock);
+	qcow2_unlock_exclusive(s);
 }
 
 uint64_t qcow2_vm_state_offset(struct qcow2_state *s)

@@ -332,6 +332,7 @@ static void state_free(struct qcow2_state *s)
 	free(s->corrupt_msg);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->alloc_cond);
+	pthread_cond_destroy(&s->direct_cond);
 	pthread_rwlock_destroy(&s->io_lock);
 	free(s);
 }
@@ -457,6 +458,7 @@ static int qcow2_open(struct block_node *bs, const char *filename, json_t *opts,
 	}
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->alloc_cond, NULL);
+	pthread_cond_init(&s->direct_cond, NULL);
 	{
 		pthread_rwlockattr_t ra;
 
@@ -1004,6 +1006,45 @@ static int write_range(struct qcow2_state *s, uint64_t offset, const struct iove
 	return 0;
 }
 
+/*
+ * A write in place that needs no metadata: no allocation, no dirty bit to
+ * set first (lazy refcounts), no overlap with metadata. Loop thread.
+ */
+static bool qcow2_write_direct_begin(struct block_node *bs, uint64_t offset, uint64_t len,
+				     uint64_t *ret_file_offset)
+{
+	struct qcow2_state *s = bs->opaque;
+	bool lazy_first =
+		!s->lazy_active && s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS && s->version >= 3;
+	uint64_t entry, n, host;
+	bool ok = false;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->writable && !s->corrupt && !s->direct_blocked && !lazy_first &&
+	    qcow2_get_cluster(s, offset, len, &entry, &n) == 0 && n >= len &&
+	    !needs_alloc(s, entry)) {
+		host = (entry & QCOW2_OFFSET_MASK) + qcow2_offset_into_cluster(s, offset);
+		ok = !qcow2_overlaps_metadata(s, host, len, true);
+	}
+	if (ok) {
+		s->direct_writes++;
+		*ret_file_offset = host;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ok;
+}
+
+static void qcow2_write_direct_end(struct block_node *bs)
+{
+	struct qcow2_state *s = bs->opaque;
+
+	pthread_mutex_lock(&s->lock);
+	if (--s->direct_writes == 0) {
+		pthread_cond_broadcast(&s->direct_cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
 static int qcow2_pwritev(struct block_node *bs, uint64_t offset, const struct iovec *iov,
 			 unsigned cnt, uint64_t len)
 {
@@ -1030,11 +1071,11 @@ static int qcow2_vmstate_rw(struct block_node *bs, uint64_t pos, void *buf, size
 		return -EFBIG;
 	}
 	if (op == BLOCK_VMSTATE_DISCARD) {
-		pthread_rwlock_wrlock(&s->io_lock);
+		qcow2_lock_exclusive(s);
 	} else {
 		pthread_rwlock_rdlock(&s->io_lock);
+		pthread_mutex_lock(&s->lock);
 	}
-	pthread_mutex_lock(&s->lock);
 	switch (op) {
 	case BLOCK_VMSTATE_READ:
 		ret = read_range(s, off + pos, &v, 1, 0, len, false);
@@ -1049,7 +1090,8 @@ static int qcow2_vmstate_rw(struct block_node *bs, uint64_t pos, void *buf, size
 		if (ret == 0) {
 			ret = qcow2_flush_all(s);
 		}
-		break;
+		qcow2_unlock_exclusive(s);
+		return ret;
 	}
 	pthread_mutex_unlock(&s->lock);
 	pthread_rwlock_unlock(&s->io_lock);
@@ -1120,11 +1162,9 @@ static int qcow2_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t l
 	struct qcow2_state *s = bs->opaque;
 	int ret;
 
-	pthread_rwlock_wrlock(&s->io_lock);
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock_exclusive(s);
 	ret = zero_range(s, offset, len, flags & BLOCK_ZERO_MAY_UNMAP);
-	pthread_mutex_unlock(&s->lock);
-	pthread_rwlock_unlock(&s->io_lock);
+	qcow2_unlock_exclusive(s);
 	return ret;
 }
 
@@ -1133,14 +1173,12 @@ static int qcow2_discard(struct block_node *bs, uint64_t offset, uint64_t len)
 	struct qcow2_state *s = bs->opaque;
 	int ret;
 
-	pthread_rwlock_wrlock(&s->io_lock);
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock_exclusive(s);
 	ret = s->corrupt ? -EIO : qcow2_mark_dirty(s);
 	if (ret == 0) {
 		ret = qcow2_discard_range(s, offset, len, QCOW2_DISCARD);
 	}
-	pthread_mutex_unlock(&s->lock);
-	pthread_rwlock_unlock(&s->io_lock);
+	qcow2_unlock_exclusive(s);
 	return ret;
 }
 
@@ -1172,6 +1210,8 @@ static int qcow2_pwrite_compressed(struct block_node *bs, uint64_t offset, const
 	if (clen < 0) {
 		return (int)clen;
 	}
+	/* the cluster it replaces may be one a direct write is writing */
+	qcow2_direct_writes_block(s);
 	pthread_rwlock_rdlock(&s->io_lock);
 	pthread_mutex_lock(&s->lock);
 	/* an allocating write of this cluster in flight decided on its old entry */
@@ -1208,6 +1248,7 @@ static int qcow2_pwrite_compressed(struct block_node *bs, uint64_t offset, const
 	qcow2_cache_put(&s->l2_cache, (void **)&t);
 	ret = qcow2_free_l2_entry_deferred(s, old);
 out:
+	s->direct_blocked--;
 	pthread_mutex_unlock(&s->lock);
 	pthread_rwlock_unlock(&s->io_lock);
 	return ret;
@@ -1230,8 +1271,7 @@ static int qcow2_truncate(struct block_node *bs, uint64_t len, struct error **er
 	uint64_t old = s->size, need;
 	int ret = 0;
 
-	pthread_rwlock_wrlock(&s->io_lock);
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock_exclusive(s);
 	if (len < s->size) {
 		ret = error_set(errp, ENOTSUP, "'%s': shrinking a qcow2 image is not supported",
 				bs->filename);
@@ -1267,8 +1307,7 @@ static int qcow2_truncate(struct block_node *bs, uint64_t len, struct error **er
 		error_set_errno(errp, -ret, "cannot resize '%s'", bs->filename);
 	}
 out:
-	pthread_mutex_unlock(&s->lock);
-	pthread_rwlock_unlock(&s->io_lock);
+	qcow2_unlock_exclusive(s);
 	return ret;
 }
 
@@ -1338,8 +1377,7 @@ static int qcow2_check_op(struct block_node *bs, struct block_check_result *res,
 	if (fix && !s->writable) {
 		return -EROFS;
 	}
-	pthread_rwlock_wrlock(&s->io_lock);
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock_exclusive(s);
 	ret = qcow2_flush_all(s);
 	if (ret == 0) {
 		ret = qcow2_check(s, res, fix);
@@ -1347,8 +1385,7 @@ static int qcow2_check_op(struct block_node *bs, struct block_check_result *res,
 	if (ret == 0 && fix) {
 		ret = qcow2_flush_all(s);
 	}
-	pthread_mutex_unlock(&s->lock);
-	pthread_rwlock_unlock(&s->io_lock);
+	qcow2_unlock_exclusive(s);
 	return ret;
 }
 
@@ -2068,6 +2105,8 @@ const struct block_driver qcow2_driver = {
 	.write_zeroes = qcow2_write_zeroes,
 	.truncate = qcow2_truncate,
 	.block_status = qcow2_block_status,
+	.write_direct_begin = qcow2_write_direct_begin,
+	.write_direct_end = qcow2_write_direct_end,
 	.pwrite_compressed = qcow2_pwrite_compressed,
 	.check = qcow2_check_op,
 	.info = qcow2_info,

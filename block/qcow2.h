@@ -189,6 +189,15 @@ struct qcow2_state {
 	pthread_mutex_t lock;
 	pthread_rwlock_t io_lock;
 	pthread_cond_t alloc_cond; /* signalled when an in-flight allocation ends */
+	/*
+	 * Writes in place submitted straight to the file's ring (aio.c,
+	 * qcow2_write_direct_begin): how many are in flight, and how many
+	 * threads keep new ones out while they free or share clusters
+	 * (qcow2_lock_exclusive). Under s->lock; direct_cond is signalled
+	 * when the last one ends.
+	 */
+	unsigned direct_writes, direct_blocked;
+	pthread_cond_t direct_cond;
 	struct qcow2_inflight inflight[QCOW2_MAX_INFLIGHT];
 	unsigned n_inflight;
 
@@ -281,6 +290,19 @@ int qcow2_update_header(struct qcow2_state *s);
 /* Set the corrupt bit (version 3), refuse further writes; always returns -EIO. */
 int qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...) _printf_(2, 3);
 /* With lazy refcounts: set the dirty bit on disk before the first metadata write. */
+/*
+ * Take s->io_lock exclusively and s->lock for an operation that may free
+ * data clusters or share them (discard, zeroes, truncate, snapshots,
+ * check): first keep new direct writes out and wait for those in flight,
+ * holding no lock meanwhile (their ends need s->lock, and the loop thread
+ * that ends them may wait for s->lock itself). qcow2_unlock_exclusive
+ * undoes it. qcow2_direct_writes_block/_unblock: the same wait alone,
+ * for a caller about to take the locks shared.
+ */
+void qcow2_lock_exclusive(struct qcow2_state *s);
+void qcow2_unlock_exclusive(struct qcow2_state *s);
+void qcow2_direct_writes_block(struct qcow2_state *s);
+void qcow2_direct_writes_unblock(struct qcow2_state *s);
 int qcow2_mark_dirty(struct qcow2_state *s);
 /* Write the aligned block of the L1 table that holds entry @index (no sync). */
 int qcow2_write_l1_entry(struct qcow2_state *s, uint32_t index);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "block/block-int.h"
@@ -345,6 +346,236 @@ START_TEST(format_reads_match_sync)
 }
 END_TEST
 
+/*
+ * qcow2 writes in place go straight to the ring (write_direct_begin) while
+ * another thread discards clusters and writes elsewhere, so freed clusters
+ * are reused at once: a direct write still in flight to a freed cluster
+ * would land in another guest offset's data. Every 4 KiB block written
+ * carries its own offset; at the end each block holds zeroes or its own
+ * offset, and the image passes qemu-img check. (Whether a stale write
+ * lands late enough to be seen is luck: with the wait below removed, 1 run
+ * in 3 failed here; direct_write_holds_off_discard tests the wait itself.)
+ */
+#define RACE_CLUSTERS 64
+#define RACE_CS 65536
+#define RACE_BLOCKS (RACE_CLUSTERS * RACE_CS / 4096)
+
+struct race {
+	struct block_node *bs;
+	struct block_aio_ctx *ctx;
+	struct event_base *base;
+	_Atomic bool stop;
+	unsigned long submitted, failed;
+	unsigned inflight;
+	uint32_t seed;
+};
+
+struct race_req {
+	struct race *rc;
+	struct iovec iov;
+	uint64_t off;
+};
+
+static uint32_t race_rand(uint32_t *s)
+{
+	*s = *s * 1103515245u + 12345u;
+	return *s >> 8;
+}
+
+static void race_fill(uint8_t *b, uint64_t off)
+{
+	for (unsigned i = 0; i < 4096; i += 8) {
+		memcpy(b + i, &off, 8);
+	}
+}
+
+static void race_submit(struct race *rc, struct race_req *q);
+
+static void on_race(void *opaque, int ret)
+{
+	struct race_req *q = opaque;
+	struct race *rc = q->rc;
+
+	if (ret < 0) {
+		rc->failed++;
+	}
+	rc->inflight--;
+	if (!rc->stop) {
+		race_submit(rc, q);
+	} else if (rc->inflight == 0) {
+		event_base_loopbreak(rc->base);
+	}
+}
+
+static void race_submit(struct race *rc, struct race_req *q)
+{
+	q->off = (uint64_t)(race_rand(&rc->seed) % RACE_BLOCKS) * 4096;
+	race_fill(q->iov.iov_base, q->off);
+	rc->inflight++;
+	rc->submitted++;
+	ck_assert_int_eq(block_aio_submit(rc->bs, rc->ctx, BLOCK_OP_WRITE, q->off, &q->iov, 1, 0, 0,
+					  on_race, q),
+			 0);
+}
+
+static void *race_discarder(void *arg)
+{
+	struct race *rc = arg;
+	uint32_t seed = 7;
+	time_t end = time(NULL) + 5;
+	uint8_t *b;
+
+	ck_assert_int_eq(posix_memalign((void **)&b, 4096, RACE_CS), 0);
+	for (unsigned n = 0; n < 3000 && time(NULL) < end; n++) {
+		uint64_t c = race_rand(&seed) % RACE_CLUSTERS, d = race_rand(&seed) % RACE_CLUSTERS;
+
+		/* free one cluster, then allocate another (it may take the freed one) */
+		if (n % 3 == 0) {
+			ck_assert_int_eq(block_write_zeroes(rc->bs, c * RACE_CS, RACE_CS,
+							    BLOCK_ZERO_MAY_UNMAP),
+					 0);
+		} else {
+			ck_assert_int_eq(block_discard(rc->bs, c * RACE_CS, RACE_CS), 0);
+		}
+		/* frees take effect once the L2 tables are written back */
+		ck_assert_int_eq(block_flush(rc->bs), 0);
+		block_discard(rc->bs, d * RACE_CS, RACE_CS);
+		ck_assert_int_eq(block_flush(rc->bs), 0);
+		for (unsigned i = 0; i < RACE_CS; i += 4096) {
+			race_fill(b + i, d * RACE_CS + i);
+		}
+		ck_assert_int_eq(block_pwrite(rc->bs, d * RACE_CS, b, RACE_CS), 0);
+	}
+	free(b);
+	rc->stop = true;
+	return NULL;
+}
+
+START_TEST(format_direct_writes_race_discards)
+{
+	enum {
+		DEPTH = 32
+	};
+	char img[300], cmd[1200];
+	struct race rc = {.seed = 1};
+	static struct race_req reqs[DEPTH];
+	pthread_t th;
+	uint8_t *bufs, *b;
+
+	snprintf(img, sizeof(img), "%s.qcow2", path);
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-img create -q -f qcow2 %s %u && qemu-io -f qcow2 -c 'write -P 0 0 %u' "
+		 "%s >/dev/null 2>&1",
+		 img, RACE_CLUSTERS * RACE_CS, RACE_CLUSTERS * RACE_CS, img);
+	if (system(cmd) != 0) {
+		unlink(img);
+		return; /* no qemu-img */
+	}
+	ck_assert_int_eq(block_open(&rc.bs, img, "qcow2",
+				    BLOCK_O_RDWR | BLOCK_O_NOCACHE | BLOCK_O_UNMAP, NULL),
+			 0);
+	unsetenv("VMMD_NO_IO_URING");
+	rc.base = event_base_new();
+	ck_assert_int_eq(block_aio_ctx_new(rc.base, &rc.ctx, NULL), 0);
+	ck_assert_int_eq(posix_memalign((void **)&bufs, 4096, DEPTH * 4096), 0);
+	for (unsigned i = 0; i < DEPTH; i++) {
+		reqs[i] = (struct race_req){.rc = &rc, .iov = {bufs + i * 4096, 4096}};
+		race_submit(&rc, &reqs[i]);
+	}
+	ck_assert_int_eq(pthread_create(&th, NULL, race_discarder, &rc), 0);
+	event_base_dispatch(rc.base);
+	pthread_join(th, NULL);
+	ck_assert_uint_eq(rc.failed, 0);
+	ck_assert_uint_gt(rc.submitted, 1000);
+
+	b = bufs;
+	for (uint64_t blk = 0; blk < RACE_BLOCKS; blk++) {
+		uint64_t off = blk * 4096, first;
+		static const uint8_t zero[4096];
+
+		ck_assert_int_eq(block_pread(rc.bs, off, b, 4096), 0);
+		if (memcmp(b, zero, 4096) == 0) {
+			continue;
+		}
+		memcpy(&first, b, 8);
+		ck_assert_msg(first == off, "block at %#llx holds the data of %#llx",
+			      (unsigned long long)off, (unsigned long long)first);
+		for (unsigned i = 8; i < 4096; i += 8) {
+			ck_assert_msg(memcmp(b + i, b, 8) == 0, "block at %#llx is torn",
+				      (unsigned long long)off);
+		}
+	}
+	block_aio_ctx_free(rc.ctx);
+	event_base_free(rc.base);
+	block_unref(rc.bs);
+	free(bufs);
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", img);
+	ck_assert_int_eq(system(cmd), 0);
+	unlink(img);
+}
+END_TEST
+
+struct discarding {
+	struct block_node *bs;
+	uint64_t off;
+	_Atomic bool done;
+};
+
+static void *discard_thread(void *arg)
+{
+	struct discarding *d = arg;
+
+	ck_assert_int_eq(block_discard(d->bs, d->off, RACE_CS), 0);
+	d->done = true;
+	return NULL;
+}
+
+/*
+ * The wait itself: while a direct write holds a qcow2 cluster, a discard
+ * of it waits and no new direct write starts; the write's end lets the
+ * discard go, and the discarded cluster is then not written in place.
+ */
+START_TEST(direct_write_holds_off_discard)
+{
+	char img[300], cmd[1200];
+	struct block_node *bs = NULL;
+	struct discarding d = {.off = RACE_CS};
+	pthread_t th;
+	uint64_t foff, foff2;
+
+	snprintf(img, sizeof(img), "%s.qcow2", path);
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-img create -q -f qcow2 %s 1M && qemu-io -f qcow2 -c 'write -P 1 0 1M' "
+		 "%s >/dev/null 2>&1",
+		 img, img);
+	if (system(cmd) != 0) {
+		unlink(img);
+		return; /* no qemu-img */
+	}
+	ck_assert_int_eq(block_open(&bs, img, "qcow2", BLOCK_O_RDWR | BLOCK_O_UNMAP, NULL), 0);
+	ck_assert_ptr_nonnull(bs->drv->write_direct_begin);
+	ck_assert(bs->drv->write_direct_begin(bs, RACE_CS + 4096, 4096, &foff));
+	ck_assert_uint_eq(foff % RACE_CS, 4096);
+	d.bs = bs;
+	ck_assert_int_eq(pthread_create(&th, NULL, discard_thread, &d), 0);
+	usleep(300 * 1000);
+	ck_assert_msg(!d.done, "the discard did not wait for the direct write");
+	/* meanwhile no new direct write starts: it goes to the pool */
+	ck_assert(!bs->drv->write_direct_begin(bs, 3 * RACE_CS, 4096, &foff2));
+	bs->drv->write_direct_end(bs);
+	pthread_join(th, NULL);
+	ck_assert(d.done);
+	/* discarded: no longer a cluster to write in place; others are again */
+	ck_assert(!bs->drv->write_direct_begin(bs, RACE_CS, 4096, &foff2));
+	ck_assert(bs->drv->write_direct_begin(bs, 3 * RACE_CS, 4096, &foff2));
+	bs->drv->write_direct_end(bs);
+	block_unref(bs);
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", img);
+	ck_assert_int_eq(system(cmd), 0);
+	unlink(img);
+}
+END_TEST
+
 struct freeing {
 	struct block_aio_ctx *ctx;
 	struct event_base *base;
@@ -527,6 +758,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, many_pool);
 	tcase_add_test(tc, rejects_and_other_ops);
 	tcase_add_test(tc, format_reads_match_sync);
+	tcase_add_test(tc, format_direct_writes_race_discards);
+	tcase_add_test(tc, direct_write_holds_off_discard);
 	tcase_add_test(tc, free_from_last_callback);
 	tcase_add_test(tc, ring_restricted);
 	suite_add_tcase(s, tc);
