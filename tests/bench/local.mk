@@ -7,7 +7,8 @@ TESTS += tests/functional/test-bench-smoke.py
 EXTRA_DIST += tests/bench/run tests/bench/README tests/bench/lib tests/bench/guest \
 	tests/bench/vmstate.py tests/bench/vmstate.sh tests/bench/migration.py tests/bench/migration.sh \
 	tests/bench/control-latency.py \
-	tests/bench/create-phases.py tests/bench/restore-latency.py tests/bench/upgrade.py
+	tests/bench/create-phases.py tests/bench/restore-latency.py tests/bench/upgrade.py \
+	tests/bench/upgrade.sh
 
 BENCH_GUEST_SRC = $(srcdir)/tests/bench/guest/bench-guest.S
 BENCH_GUEST_LDS = $(srcdir)/tests/bench/guest/bench-guest.ld

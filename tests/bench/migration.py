@@ -60,8 +60,16 @@ def last_pass(path):
 
 
 def wait_qmp(path):
+    """A QMP connection to @path once it listens (the socket file appears before listen)."""
     wait_for(lambda: os.path.exists(path), 30, what=path)
-    return QMP(path)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return QMP(path)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def finish(q, vm):

@@ -25,7 +25,7 @@ from common import SRCDIR
 
 # script name -> figure number in the table
 SCRIPTS = (("block.sh", 5), ("convert.sh", 5), ("virtio-blk.sh", 6), ("firmware.sh", 8),
-           ("vmstate.sh", 9), ("migration.sh", 10))
+           ("vmstate.sh", 9), ("migration.sh", 10), ("upgrade.sh", 10))
 
 # virtio-blk.sh predates the contract: one run per invocation, no BENCH lines,
 # a table "phase  vmmd req/s  MiB/s  qemu req/s  MiB/s  ratio". The harness

@@ -11,7 +11,7 @@ from common import SRCDIR, have
 FIGURE_NAMES = {1: "Start latency", 2: "Memory per VM", 3: "Density / creation rate",
                 4: "Control plane", 5: "Block (image tool bench)", 6: "Guest I/O (virtio-blk)",
                 7: "Linux boot", 8: "Firmware (extra)", 9: "Save/restore",
-                10: "Live migration"}
+                10: "Live migration and live upgrade"}
 
 KVM_CAVEAT = ("guest instructions are emulated by the host's KVM (about 1 us per guest "
               "instruction, about 10 us per exit to user space): absolute guest-side times are "
