@@ -206,15 +206,20 @@ static void on_thread_start(void *opaque, const char *kind)
 	struct registry_instance *inst = opaque;
 	bool vcpu = strcmp(kind, "vcpu") == 0;
 	bool helper = strcmp(kind, "helper") == 0;
+	bool uffd = strcmp(kind, "uffd") == 0;
 	struct error *err = NULL;
 	const char *test;
 
 	if (sandbox_enter(vcpu	   ? SANDBOX_VCPU
 			  : helper ? SANDBOX_IO_HELPER
+			  : uffd   ? SANDBOX_UFFD
 				   : SANDBOX_IO,
 			  &inst->violated, &err) < 0) {
 		log_full(LOG_ERR, inst->name, NULL, "%s", err->msg);
 		error_free(err);
+	}
+	if (uffd) {
+		return;
 	}
 	/*
 	 * Tests only (test-security-seccomp.py): a forbidden call in this VM's

@@ -141,6 +141,7 @@ static const char *const base_calls[] = {
 	"memfd_create",
 	"copy_file_range",
 	"ioctl",
+	"userfaultfd", /* a restore of shared RAM (job threads; else /dev/userfaultfd) */
 	/* event loops, eventfds, io_uring */
 	"epoll_create1",
 	"epoll_ctl",
@@ -375,8 +376,63 @@ static const char *const io_denied[] = {
 	"futimesat",	   "setpriority",
 	"ioprio_set",	   "sched_setaffinity",
 	"set_mempolicy",   "mbind",
-	"copy_file_range",
+	"copy_file_range", "userfaultfd",
 };
+
+/*
+ * The userfaultfd handler of a restored VM (on top of the job list it
+ * inherits): waits on its fds, reads the memory file, issues userfaultfd
+ * ioctls (type 0xAA, added below), logs, and exits.
+ */
+static const char *const uffd_calls[] = {
+	"brk",
+	"mmap",
+	"munmap",
+	"madvise",
+	"futex",
+	"set_robust_list",
+	"rseq",
+	"exit",
+	"gettid",
+	"getpid",
+	"tgkill",
+	"rt_sigprocmask",
+	"rt_sigreturn",
+	"restart_syscall",
+	"sched_yield",
+	"clock_gettime",
+	"clock_nanosleep",
+	"nanosleep",
+	"getrandom",
+	"prctl",
+	"poll",
+	"ppoll",
+	"read",
+	"write",
+	"writev",
+	"pread64",
+	"lseek",
+	"close",
+	"fstat",
+	"newfstatat",
+	"sendmsg",
+	"sendto",
+	"socket",
+	"connect",
+	"get_robust_list",
+	"sigaltstack",
+#ifdef __SANITIZE_ADDRESS__
+	"ptrace",
+	"wait4",
+	"waitid",
+	"readlink",
+	"openat",
+	"exit_group",
+#endif
+};
+
+/* ioctl type of userfaultfd and /dev/userfaultfd (UFFDIO_*, USERFAULTFD_IOC_NEW) */
+static const scmp_datum_t uffd_ioctl_type = 0xaa00;
 
 static const scmp_datum_t tunsetoffload = TUNSETOFFLOAD;
 static bool enabled;
@@ -397,7 +453,7 @@ bool sandbox_enabled(void)
 
 const char *sandbox_kind_name(enum sandbox_kind kind)
 {
-	static const char *const names[] = {"control", "job", "io", "vcpu", "io-helper"};
+	static const char *const names[] = {"control", "job", "io", "vcpu", "io-helper", "uffd"};
 
 	return (unsigned)kind < ARRAY_SIZE(names) ? names[kind] : "?";
 }
@@ -634,6 +690,18 @@ int sandbox_enter(enum sandbox_kind kind, int *flag, struct error **errp)
 				 job_denied, ARRAY_SIZE(job_denied), NULL, 0);
 		if (r == 0) {
 			r = add_job_rules(ctx);
+		}
+		if (r == 0) {
+			/* a restore registers shared RAM (its handler inherits this) */
+			r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+					     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, uffd_ioctl_type));
+		}
+		break;
+	case SANDBOX_UFFD:
+		r = add_list(ctx, uffd_calls, ARRAY_SIZE(uffd_calls), SCMP_ACT_ALLOW);
+		if (r == 0) {
+			r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+					     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, uffd_ioctl_type));
 		}
 		break;
 	case SANDBOX_IO:

@@ -39,6 +39,12 @@ enum sandbox_kind {
 	 * violation is the VM's.
 	 */
 	SANDBOX_IO_HELPER,
+	/*
+	 * A restored VM's userfaultfd handler (hw/core/uffd.c): started by a job
+	 * thread, it reads the snapshot's memory file and issues userfaultfd
+	 * ioctls; nothing else.
+	 */
+	SANDBOX_UFFD,
 };
 
 /* Whether filters are loaded at all (vmmd.conf seccomp = off turns them off). */

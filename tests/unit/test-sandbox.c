@@ -28,7 +28,10 @@
 #include <unistd.h>
 #include <net/if.h>
 #include <linux/io_uring.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
 #include <signal.h>
+#include <termios.h>
 
 #include "common/util.h"
 #include "daemon/sandbox.h"
@@ -225,6 +228,65 @@ static void *vcpu_free_thread(void *arg)
 	return (void *)(uintptr_t)bad;
 }
 
+/* A restored VM's userfaultfd handler, started by the job thread below. */
+static void *uffd_handler(void *arg)
+{
+	unsigned bad = 0;
+	int ufd = *(int *)arg;
+	struct uffdio_api api = {.api = UFFD_API};
+	struct pollfd p = {.fd = ufd, .events = POLLIN};
+	struct winsize ws;
+
+	CHECK(0, sandbox_enter(SANDBOX_UFFD, &violated, NULL) == 0);
+	/* what it needs: userfaultfd ioctls, poll, reading the memory file */
+	CHECK(1, ioctl(ufd, UFFDIO_API, &api) == 0);
+	CHECK(2, poll(&p, 1, 0) == 0);
+	CHECK(3, lseek(ufd, 0, SEEK_CUR) >= 0 || errno != EPERM);
+	CHECK(4, violated == 0);
+	/* nothing else: no opening, no other ioctl, no new userfaultfd */
+	CHECK(5, denied(open("/dev/null", O_RDONLY | O_CLOEXEC)));
+	CHECK(6, violated == SYS_openat);
+	violated = 0;
+	CHECK(7, denied(ioctl(0, TIOCGWINSZ, &ws)));
+	CHECK(8, denied(syscall(SYS_userfaultfd, O_CLOEXEC)));
+	return (void *)(uintptr_t)bad;
+}
+
+static void *uffd_job_thread(void *arg)
+{
+	unsigned bad = 0;
+	void *ret = (void *)(uintptr_t)~0u;
+	pthread_t t;
+	int ufd, dev;
+
+	CHECK(0, sandbox_enter(SANDBOX_JOB, NULL, NULL) == 0);
+	/* a restore makes the userfaultfd on its job thread (either way) */
+	ufd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (ufd < 0) {
+		dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		ufd = dev >= 0 ? ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK) : -1;
+		close(dev);
+	}
+	if (ufd < 0 && (errno == EPERM || errno == EACCES || errno == ENOENT)) {
+		return NULL; /* no userfaultfd for this user: nothing to check */
+	}
+	CHECK(1, ufd >= 0);
+	CHECK(2, pthread_create(&t, NULL, uffd_handler, &ufd) == 0 && pthread_join(t, &ret) == 0);
+	/* a job is no VM thread, the handler is: the job's own calls flag nothing */
+	close(ufd);
+	return (void *)(uintptr_t)(bad | (unsigned)(uintptr_t)ret << 3);
+}
+
+/* The I/O thread may not make a userfaultfd. */
+static void *io_uffd_thread(void *arg)
+{
+	unsigned bad = 0;
+
+	CHECK(0, sandbox_enter(SANDBOX_IO, &violated, NULL) == 0);
+	CHECK(1, denied(syscall(SYS_userfaultfd, O_CLOEXEC)));
+	return (void *)(uintptr_t)bad;
+}
+
 /*
  * Fork; the child loads the control list, runs @fn in a thread and sends
  * back its failed-check bits through a pipe.
@@ -309,6 +371,16 @@ START_TEST(job_for_vm)
 }
 END_TEST
 
+START_TEST(uffd_list)
+{
+	unsigned r = run_kind(uffd_job_thread);
+
+	ck_assert_msg(r == 0, "userfaultfd handler thread checks failed: %#x", r);
+	r = run_kind(io_uffd_thread);
+	ck_assert_msg(r == 0, "I/O thread userfaultfd checks failed: %#x", r);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("sandbox");
@@ -320,6 +392,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, vcpu_frees);
 	tcase_add_test(tc, io_helper_list);
 	tcase_add_test(tc, job_for_vm);
+	tcase_add_test(tc, uffd_list);
 	suite_add_tcase(s, tc);
 	return s;
 }
