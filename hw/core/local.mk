@@ -18,7 +18,8 @@ hw_core_libhwcore_a_SOURCES = \
 	hw/core/e820.c hw/core/e820.h \
 	hw/core/vcpu-state.c hw/core/vcpu-state.h \
 	hw/core/vm-save.c \
-	hw/core/vm-migrate.c
+	hw/core/vm-migrate.c \
+	hw/core/uffd.c hw/core/uffd.h
 hw_core_libhwcore_a_CFLAGS = $(HW_CFLAGS)
 
 # Unit tests of hw/core/.

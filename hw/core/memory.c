@@ -22,6 +22,7 @@
 #include "common/parse.h"
 #include "common/util.h"
 #include "hw/core/memory.h"
+#include "hw/core/uffd.h"
 
 /* RAM below and above the hole, then the regions of memory devices. */
 #define GUEST_MEM_MAX_REGIONS (2 + GUEST_MEM_MAX_DEVICE_REGIONS)
@@ -43,6 +44,8 @@ struct guest_mem {
 	 */
 	_Atomic bool tracking;
 	_Atomic uint64_t *dirty[GUEST_MEM_MAX_REGIONS];
+	/* Shared RAM being populated from a snapshot (uffd.h); set before the vCPUs run. */
+	struct uffd *lazy;
 };
 
 static int map_region(struct guest_mem_region *r, const char *backend, struct error **errp)
@@ -113,6 +116,7 @@ void guest_mem_free(struct guest_mem *mem)
 	if (!mem) {
 		return;
 	}
+	uffd_free(mem->lazy);
 	for (unsigned i = 0; i < mem->n_regions; i++) {
 		munmap(mem->regions[i].host, mem->regions[i].size);
 		if (mem->regions[i].fd >= 0) {
@@ -379,7 +383,11 @@ int guest_mem_discard(struct guest_mem *mem, uint64_t gpa, uint64_t len)
 
 		if (gpa >= r->gpa && range_within(gpa - r->gpa, len, r->size)) {
 			uint8_t *p = r->host + (gpa - r->gpa);
+			int ret = mem->lazy ? uffd_discard(mem->lazy, p, len) : -ENOENT;
 
+			if (ret != -ENOENT) {
+				return ret; /* a fault there reads zero, not the snapshot's page */
+			}
 			/* shared (memfd) pages need a hole punched; private ones just go */
 			if (r->fd >= 0 && madvise(p, len, MADV_REMOVE) == 0) {
 				return 0;
@@ -388,6 +396,16 @@ int guest_mem_discard(struct guest_mem *mem, uint64_t gpa, uint64_t len)
 		}
 	}
 	return -EFAULT;
+}
+
+void guest_mem_set_lazy(struct guest_mem *mem, struct uffd *u)
+{
+	mem->lazy = u;
+}
+
+int guest_mem_populate_wait(struct guest_mem *mem)
+{
+	return mem->lazy ? uffd_wait(mem->lazy) : 0;
 }
 
 uint64_t guest_mem_low_size(struct guest_mem *mem)

@@ -56,6 +56,19 @@ const struct guest_mem_region *guest_mem_region(struct guest_mem *mem, unsigned 
  * the old daemon's guest RAM over without copying it. Before the vCPUs run.
  */
 int guest_mem_adopt_fd(struct guest_mem *mem, unsigned i, int fd, struct error **errp);
+/*
+ * Shared RAM restored lazily (uffd.h): @u (taken, freed by guest_mem_free
+ * before the mappings go) populates it; guest_mem_discard tells it which
+ * pages to serve as zero from now on. Before the vCPUs and I/O thread run.
+ */
+struct uffd;
+void guest_mem_set_lazy(struct guest_mem *mem, struct uffd *u);
+/*
+ * Wait until lazily restored RAM is all there (at once without one): before
+ * the memfd is handed to another process or read past the mapping. A worker
+ * thread, never the control thread. 0 or -errno (uffd_wait).
+ */
+int guest_mem_populate_wait(struct guest_mem *mem);
 /* Bytes of RAM below the PCI hole (the top of low RAM). */
 uint64_t guest_mem_low_size(struct guest_mem *mem);
 
