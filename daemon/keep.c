@@ -103,6 +103,14 @@ static int ram_fd(struct vm *vm, bool *own, uint64_t *ret_size, struct error **e
 	}
 	*ret_size = total;
 	if (*own) {
+		/*
+		 * A restore may still be filling it (the next daemon would read
+		 * zeros). This runs at SIGTERM on the control thread, which no
+		 * longer serves clients; copying anonymous RAM below blocks too.
+		 */
+		if (vm_ram_populate_wait(vm, errp) < 0) {
+			return -EIO;
+		}
 		fd = fcntl(vm_ram_region_fd(vm, 0), F_DUPFD_CLOEXEC, 3);
 		return fd < 0 ? error_set_errno(errp, errno, "cannot duplicate the RAM's fd") : fd;
 	}

@@ -1242,6 +1242,11 @@ static void *source_thread(void *arg)
 	}
 	shared = can_share_ram(m, vm);
 	if (shared) {
+		/* A restore may still be filling it: the destination would read zeros. */
+		r = vm_ram_populate_wait(vm, &err);
+		if (r < 0) {
+			goto fail;
+		}
 		r = send_memfd(m->sock, vm_ram_region_fd(vm, 0));
 		if (r < 0) {
 			r = error_set_errno(&err, -r, "cannot send the RAM's fd");

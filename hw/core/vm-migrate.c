@@ -106,6 +106,15 @@ int vm_ram_region_fd(struct vm *vm, unsigned i)
 	return reg ? reg->fd : -1;
 }
 
+int vm_ram_populate_wait(struct vm *vm, struct error **errp)
+{
+	int r = guest_mem_populate_wait(vm->mem);
+
+	return r < 0 ? error_set_errno(errp, -r,
+				       "the VM's RAM was not restored completely from its snapshot")
+		     : 0;
+}
+
 void vm_set_migrate_state(struct vm *vm, enum vm_run_state s)
 {
 	pthread_mutex_lock(&vm->ctl_lock);

@@ -40,6 +40,7 @@
 #include "hw/core/vcpu-state.h"
 #include "common/vmstate.h"
 #include "hw/core/memory.h"
+#include "hw/core/uffd.h"
 #include "hw/core/vcpu.h"
 #include "hw/hotplug.h"
 #include "hw/core/vm-int.h"
@@ -394,6 +395,11 @@ int vm_save(struct vm *vm, const char *dir, uint64_t *ret_bytes, struct error **
 	if (stat(dir, &st) == 0 || errno != ENOENT) {
 		return error_set(errp, EEXIST, "%s already exists; vm-save writes a new directory",
 				 dir);
+	}
+	/* RAM of a restore still arriving: all of it first (its handler works on). */
+	r = vm_ram_populate_wait(vm, errp);
+	if (r < 0) {
+		return r;
 	}
 	if (asprintf(&tmp, "%s.tmp-XXXXXX", dir) < 0) {
 		return error_set(errp, ENOMEM, "out of memory");
@@ -1001,8 +1007,55 @@ static int check_memory(struct vm *vm, struct vm_snapshot *s, struct error **err
 	return 0;
 }
 
+/*
+ * Shared RAM (memfd, hugetlb) cannot be a private mapping of the file: it is
+ * populated from the file by a userfaultfd handler (uffd.h), lazily; where
+ * no userfaultfd can be had, copied now.
+ */
+static int map_shared(struct vm *vm, struct vm_snapshot *s, const struct uffd_range *lazy,
+		      unsigned n, struct error **errp)
+{
+	struct uffd_config cfg = {.file_fd = s->mem_fd,
+				  .hugetlb = strcmp(vm->cfg->mem_backend, "hugepages") == 0,
+				  .rate = vm->host.populate_rate,
+				  .vm = vm->cfg->name,
+				  .thread_start = vm->host.thread_start,
+				  .opaque = vm->host.opaque};
+	struct error *err = NULL;
+	struct uffd *u;
+	int r;
+
+	/*
+	 * The build may have touched a page (a hugetlb one is then 2 MiB of
+	 * zeros): the file is all that counts, so nothing may be there before.
+	 */
+	for (unsigned i = 0; i < n; i++) {
+		if (madvise(lazy[i].host, lazy[i].size, MADV_REMOVE) < 0) {
+			return error_set_errno(errp, errno, "cannot empty the new VM's RAM");
+		}
+	}
+	r = uffd_new(&cfg, lazy, n, &u, &err);
+	if (r == 0) {
+		guest_mem_set_lazy(vm->mem, u);
+		return 0;
+	}
+	log_full(LOG_NOTICE, vm->cfg->name, NULL,
+		 "restoring shared RAM by copying it (restore time grows with RAM size): %s",
+		 err->msg);
+	error_free(err);
+	for (unsigned i = 0; i < n; i++) {
+		r = copy_region(s->mem_fd, lazy[i].host, lazy[i].size, lazy[i].file_off);
+		if (r < 0) {
+			return error_set_errno(errp, -r, "cannot read the snapshot's memory file");
+		}
+	}
+	return 0;
+}
+
 static int map_memory(struct vm *vm, struct vm_snapshot *s, struct error **errp)
 {
+	struct uffd_range lazy[UFFD_MAX_RANGES];
+	unsigned n_lazy = 0;
 	int r = check_memory(vm, s, errp);
 
 	if (r < 0) {
@@ -1037,12 +1090,14 @@ static int map_memory(struct vm *vm, struct vm_snapshot *s, struct error **errp)
 			madvise(p, reg->size, MADV_DONTDUMP);
 			continue;
 		}
-		r = copy_region(s->mem_fd, reg->host, reg->size, s->regions[i].offset);
-		if (r < 0) {
-			return error_set_errno(errp, -r, "cannot read the snapshot's memory file");
+		if (n_lazy == UFFD_MAX_RANGES) {
+			return error_set(errp, E2BIG, "more than %d shared RAM regions",
+					 UFFD_MAX_RANGES);
 		}
+		lazy[n_lazy++] = (struct uffd_range){
+			.host = reg->host, .size = reg->size, .file_off = s->regions[i].offset};
 	}
-	return 0;
+	return n_lazy ? map_shared(vm, s, lazy, n_lazy, errp) : 0;
 }
 
 static int load_devices(struct vm *vm, struct vm_snapshot *s, struct error **errp)

@@ -23,7 +23,6 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 #include "common/iov.h"
@@ -77,15 +76,11 @@ static struct ratelimit balloon_rl = RATELIMIT_INIT(5000000, 5);
 static void discard_page(struct virtio_balloon *b, uint32_t pfn)
 {
 	uint64_t gpa = (uint64_t)pfn * BALLOON_PAGE;
-	void *p = guest_mem_ptr(vm_guest_mem(b->vm), gpa, BALLOON_PAGE);
 
-	if (!p) {
+	/* (shared RAM still restored lazily: the page then reads zero, not the snapshot's) */
+	if (guest_mem_discard(vm_guest_mem(b->vm), gpa, BALLOON_PAGE) == -EFAULT) {
 		log_ratelimited(&balloon_rl, LOG_NOTICE, vm_name(b->vm), "balloon",
 				"guest gave page 0x%x outside RAM; ignored", pfn);
-		return;
-	}
-	if (madvise(p, BALLOON_PAGE, MADV_REMOVE) < 0) {
-		madvise(p, BALLOON_PAGE, MADV_DONTNEED);
 	}
 }
 

@@ -193,6 +193,12 @@ struct vm_host {
 	 * NULL (the blocking work then runs on the control thread).
 	 */
 	int (*offload)(void *opaque, void (*work)(void *arg), void (*done)(void *arg), void *arg);
+	/*
+	 * Bytes per second at which a restore populates shared RAM from the
+	 * snapshot in the background (vmmd.conf restore-populate-rate); 0: as
+	 * fast as it can. Faults are served at once either way.
+	 */
+	uint64_t populate_rate;
 	void *opaque;
 };
 
@@ -352,8 +358,10 @@ void vm_snapshot_close(struct vm_snapshot *snap);
 /*
  * Build a VM from @cfg (the snapshot's definition, backends possibly
  * overridden) with the state of @snap: guest RAM is a private mapping of
- * the memory file (read lazily, on first touch) for anonymous RAM, a copy
- * for memfd/hugepage RAM. The kernel/initrd files are not read. The VM
+ * the memory file (read lazily, on first touch) for anonymous RAM; for
+ * memfd/hugepage RAM a userfaultfd handler thread fills it from the file
+ * (on first touch and in the background), or a copy where the daemon can
+ * have no userfaultfd. The kernel/initrd files are not read. The VM
  * ends paused (event STOP not sent) if @paused, else running (RESUME).
  * On failure (CPU or TSC the host cannot provide, a device mismatch, bad
  * state) nothing is left behind.
@@ -563,5 +571,15 @@ uint64_t vm_guest_clock_ns(struct vm *vm);
  * instead of copying it (vm_restore); others map or copy it as usual.
  */
 void vm_snapshot_share_memory(struct vm_snapshot *snap);
-/* The memfd backing RAM region @i (borrowed), or -1 (anonymous RAM). */
+/*
+ * The memfd backing RAM region @i (borrowed), or -1 (anonymous RAM). After a
+ * vm-restore its pages may still be arriving (lazily, docs/vmstate.md):
+ * call vm_ram_populate_wait before another process or VM gets it.
+ */
 int vm_ram_region_fd(struct vm *vm, unsigned i);
+/*
+ * Wait until RAM a restore populates lazily is all in the VM's memory
+ * (returns at once otherwise). A worker thread, never the control thread.
+ * 0, or -errno with a message if the snapshot's memory could not be read.
+ */
+int vm_ram_populate_wait(struct vm *vm, struct error **errp);

@@ -551,6 +551,11 @@ int vm_ram_region_fd(struct vm *vm, unsigned i)
 	return -1;
 }
 
+int vm_ram_populate_wait(struct vm *vm, struct error **errp)
+{
+	return 0;
+}
+
 void vm_snapshot_share_memory(struct vm_snapshot *snap)
 {
 }
