@@ -300,6 +300,7 @@ static int apply(struct daemon_config *c, const char *key, char *v, struct error
 	LIMIT("output-queue-size", c->lim.max_output, 65536, 1ull << 30, true)
 	LIMIT("negotiation-timeout", c->lim.negotiation_timeout, 0, 3600, false)
 	LIMIT("max-vms", c->max_vms, 1, 100000, false)
+	LIMIT("restore-populate-rate", c->populate_rate, 0, 1ull << 40, true)
 #undef LIMIT
 	return error_set(errp, EINVAL, "unknown setting '%s'", key);
 }

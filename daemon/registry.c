@@ -92,6 +92,7 @@ struct registry {
 	unsigned max_vms;
 	mode_t socket_mode;
 	gid_t socket_gid;
+	uint64_t populate_rate;
 	const struct registry_hooks *hooks;
 	struct workers *workers;
 	int violation_efd; /* written by the SIGSYS handler of a VM thread */
@@ -682,6 +683,7 @@ int registry_set_limits(struct registry *reg, const struct registry_limits *limi
 	reg->max_vms = limits->max_vms;
 	reg->socket_mode = limits->socket_mode;
 	reg->socket_gid = limits->socket_gid;
+	reg->populate_rate = limits->populate_rate;
 	return 0;
 }
 
@@ -1510,6 +1512,7 @@ int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *op
 	inst->host.run_dir = reg->run_dir;
 	inst->host.socket_mode = reg->socket_mode;
 	inst->host.socket_gid = reg->socket_gid;
+	inst->host.populate_rate = reg->populate_rate;
 	inst->host.event = on_vm_event;
 	inst->host.get_fd = on_get_fd;
 	inst->host.thread_start = on_thread_start;
@@ -2745,6 +2748,7 @@ static int restore_queue(struct registry_restore *rs, struct error **errp)
 	rs->inst->host.run_dir = reg->run_dir;
 	rs->inst->host.socket_mode = reg->socket_mode;
 	rs->inst->host.socket_gid = reg->socket_gid;
+	rs->inst->host.populate_rate = reg->populate_rate;
 	rs->inst->host.event = on_vm_event;
 	rs->inst->host.get_fd = on_get_fd;
 	rs->inst->host.thread_start = on_thread_start;
@@ -2859,6 +2863,7 @@ struct registry_instance *registry_adopt_prepare(struct registry_vm *rv, struct 
 	inst->host.run_dir = reg->run_dir;
 	inst->host.socket_mode = reg->socket_mode;
 	inst->host.socket_gid = reg->socket_gid;
+	inst->host.populate_rate = reg->populate_rate;
 	inst->host.event = on_vm_event;
 	inst->host.get_fd = on_get_fd;
 	inst->host.nic_fd = on_nic_fd;

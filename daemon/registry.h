@@ -37,9 +37,10 @@ struct registry_hooks {
 
 struct registry_limits {
 	unsigned max_vms;
-	char **image_roots; /* NULL-terminated, NULL or empty = no restriction; copied */
-	mode_t socket_mode; /* of VM sockets (console), 0 = 0600 */
-	gid_t socket_gid;   /* (gid_t)-1 = the daemon's group */
+	char **image_roots;	/* NULL-terminated, NULL or empty = no restriction; copied */
+	mode_t socket_mode;	/* of VM sockets (console), 0 = 0600 */
+	gid_t socket_gid;	/* (gid_t)-1 = the daemon's group */
+	uint64_t populate_rate; /* vm_host.populate_rate of VMs restored from now on */
 };
 
 struct registry_vm {

@@ -33,6 +33,7 @@ struct daemon_config {
 	enum config_log_target log_target;
 	bool seccomp;  /* per-thread-kind seccomp filters (sandbox.h); restart to change */
 	bool keep_vms; /* under systemd, SIGTERM hands running VMs to the fd store (keep.h) */
+	uint64_t populate_rate;	      /* restore-populate-rate: bytes/s, 0 = unpaced (vm_host) */
 	struct privilege_config priv; /* limits and capabilities (privilege.h); restart to change */
 };
 

@@ -46,6 +46,9 @@ START_TEST(defaults)
 	ck_assert(cfg.keep_vms);
 	ck_assert_str_eq(parse("keep-vms-on-restart = off\n"), "ok");
 	ck_assert(!cfg.keep_vms);
+	ck_assert_uint_eq(cfg.populate_rate, 0);
+	ck_assert_str_eq(parse("restore-populate-rate = 64M\n"), "ok");
+	ck_assert_uint_eq(cfg.populate_rate, 64ull << 20);
 }
 END_TEST
 
@@ -140,6 +143,9 @@ START_TEST(errors_name_the_line)
 			 "vmmd.conf:1: log-target 'syslog' is not one of auto, stderr, journal");
 	ck_assert_str_eq(parse("keep-vms-on-restart = yes\n"),
 			 "vmmd.conf:1: keep-vms-on-restart 'yes' must be on or off");
+	ck_assert_str_eq(parse("restore-populate-rate = 2T\n"),
+			 "vmmd.conf:1: restore-populate-rate '2T' must be a size between 0 and "
+			 "1099511627776");
 }
 END_TEST
 
