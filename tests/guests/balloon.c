@@ -3,13 +3,17 @@
  * It dirties a 4 MiB pool of its own memory, then follows the device's
  * num_pages: it inflates (page frame numbers from the pool on queue 0) or
  * deflates (queue 1) until it holds that many pages, writes "actual", and
- * prints "balloon: actual N". The pool caps what it can give.
+ * prints "balloon: actual N". The pool caps what it can give. Each pool
+ * page holds a pattern in its second word; a page it takes back must read
+ * zero there (the device documents that given pages come back zero), else
+ * it prints "balloon: page N not zero after deflate".
  */
 #include "lib.h"
 #include "virtio-drv.h"
 
 #define POOL_PAGES 1024
 #define BATCH 256
+#define PATTERN 0x5a5a5a5a5a5a5a5aull
 
 static uint8_t pool[POOL_PAGES * 4096] __attribute__((aligned(4096)));
 static uint32_t pfns[BATCH];
@@ -55,6 +59,7 @@ void guest_main(void)
 	/* make the pool resident, so inflating it shows in the host's RSS */
 	for (unsigned i = 0; i < sizeof(pool); i += 4096) {
 		pool[i] = 1;
+		*(volatile uint64_t *)&pool[i + 8] = PATTERN;
 	}
 	print("balloon: ready\n");
 	for (;;) {
@@ -82,6 +87,11 @@ void guest_main(void)
 			move(&d, &deflate_q, held, n);
 			/* deflated pages are ours again: use them */
 			for (unsigned i = 0; i < n; i++) {
+				if (*(volatile uint64_t *)&pool[(held + i) * 4096 + 8] != 0) {
+					print("balloon: page ");
+					print_dec(held + i);
+					print(" not zero after deflate\n");
+				}
 				pool[(held + i) * 4096] = 2;
 			}
 		}

@@ -118,13 +118,15 @@ tests/guests/counter.elf: $(srcdir)/tests/guests/counter.c $(VIRTIO_GUEST_DEPS)
 TESTS += tests/functional/test-vm-save.py tests/functional/test-vm-save-firmware.py
 TESTS += tests/functional/test-snapshot-internal.py tests/functional/test-blockdev-snapshot.py
 
-# The save/restore benchmark's guest (tests/bench/vmstate.py): touches all of its low RAM.
+# The save/restore benchmark's guest (tests/bench/vmstate.py) and the lazy restore's test:
+# touches all of its low RAM, then checks it.
 noinst_DATA += tests/guests/memtouch.elf
 CLEANFILES += tests/guests/memtouch.elf
 EXTRA_DIST += tests/guests/memtouch.c
 tests/guests/memtouch.elf: $(srcdir)/tests/guests/memtouch.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/memtouch.c
+TESTS += tests/functional/test-vm-restore-lazy.py
 tests/guests/blk-writer.elf: $(srcdir)/tests/guests/blk-writer.c $(VIRTIO_GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/virtio-drv.c \
