@@ -11,12 +11,14 @@
  * A save is written into DIR.tmp-XXXXXX and renamed to DIR at the end; a
  * restore maps the memory file MAP_PRIVATE over the new VM's RAM, so it
  * costs the same for any RAM size and pages are read on first touch.
+ * Shared (memfd, hugetlb) RAM is filled from the file by a userfaultfd
+ * handler thread (uffd.h), lazily too.
  *
  * Threads: vm_save runs on a worker thread between vm_save_begin and
  * vm_save_end (vm.c) with the vCPUs parked; it holds the VM's I/O thread
  * while it reads device state and RAM. vm_snapshot_* and vm_restore run
- * on the control thread (they read the manifest and the small state file;
- * RAM is mapped, not read, for anonymous RAM).
+ * on the thread that builds the VM (a worker; they read the manifest and
+ * the small state file; RAM is mapped or registered, not read).
  */
 #include "config.h"
 

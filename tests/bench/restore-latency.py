@@ -7,7 +7,14 @@ reported as min, median and max. Complements tests/bench/vmstate.py, whose
 memtouch guest makes every page dirty (minutes at 4G) and which runs one
 round per size. Nothing is asserted.
 
+--mem-backend memfd|hugepages restores shared RAM (populated through
+userfaultfd, or copied where the daemon has none); --guest memtouch saves
+a guest that wrote every page from 16 MiB up, so the memory file is all
+data (what a copy would have to read).
+
     tests/bench/restore-latency.py [--build DIR] [--sizes 64M,512M,4G] [--rounds N]
+                                   [--mem-backend anonymous|memfd|hugepages]
+                                   [--guest idle|memtouch]
 """
 
 import argparse
@@ -26,6 +33,9 @@ def main():
     ap.add_argument("--sizes", default="64M,512M,4G")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--tmp", default="/var/tmp")
+    ap.add_argument("--mem-backend", default="anonymous",
+                    choices=["anonymous", "memfd", "hugepages"])
+    ap.add_argument("--guest", default="idle", choices=["idle", "memtouch"])
     a = ap.parse_args()
     os.environ["top_builddir"] = os.path.abspath(a.build)
     os.environ["top_srcdir"] = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -40,8 +50,10 @@ def main():
         for size in a.sizes.split(","):
             name = "r" + size
             q.ok("vm-create", {"name": name, "vcpus": 1, "memory": size, "cpu": TEST_CPU,
-                               "start": True, "boot": {"kernel": guest("idle")}})
-            wait_console(d, name, "idle: up")
+                               "mem_backend": a.mem_backend, "start": True,
+                               "boot": {"kernel": guest(a.guest)}})
+            wait_console(d, name, "idle: up" if a.guest == "idle" else "memtouch: pass 2",
+                         timeout=600)
             snap = os.path.join(tmp, name)
             q.ok("vm-save", vm=name, path=snap, stop=True)
             q.event("VM_SAVE_COMPLETED", timeout=600)
@@ -55,6 +67,7 @@ def main():
             q.ok("vm-delete", vm=name)
             ts.sort()
             row = {"figure": "restore-latency", "size": size, "rounds": a.rounds,
+                   "mem_backend": a.mem_backend, "guest": a.guest,
                    "min_ms": round(ts[0], 2), "median_ms": round(ts[len(ts) // 2], 2),
                    "max_ms": round(ts[-1], 2), "load": os.getloadavg()[0]}
             print("BENCH " + json.dumps(row), flush=True)

@@ -8,6 +8,7 @@ D="$top_srcdir/dist"
 grep -qx 'Type=notify' "$D/vmmd.service" || fail "vmmd.service is not Type=notify"
 grep -qx 'DeviceAllow=/dev/kvm rw' "$D/vmmd.service" || fail "vmmd.service does not allow /dev/kvm"
 grep -qx 'DeviceAllow=/dev/net/tun rw' "$D/vmmd.service" || fail "no /dev/net/tun"
+grep -qx 'DeviceAllow=/dev/userfaultfd rw' "$D/vmmd.service" || fail "no /dev/userfaultfd (lazy restore of shared RAM)"
 grep -qx 'ListenStream=/run/vmmd/vmmd.sock' "$D/vmmd.socket" || fail "vmmd.socket path"
 
 if command -v systemd-analyze >/dev/null 2>&1; then

@@ -113,7 +113,7 @@ def test_restore_in_second_daemon_and_paused():
     with tempfile.TemporaryDirectory(prefix="vmmd-save.") as tmp:
         with Vmmd() as d:
             q = d.qmp()
-            # memfd RAM must stay shared: the restore copies instead of mapping.
+            # memfd RAM must stay shared: filled through userfaultfd, not mapped privately.
             snap, before = boot_and_save(d, q, tmp, mem_backend="memfd")
             q.event("SHUTDOWN", timeout=30)
         # A copy of the disk, given as an override: the saved definition names the old one.
