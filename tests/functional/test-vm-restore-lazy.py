@@ -8,8 +8,8 @@ With the memtouch guest (tests/guests/memtouch.c: every page from 16 MiB up
 holds a word made of its address and a boot nonce, checked on each pass):
 right after the restore little of the memfd is resident (mincore over a
 fresh mapping of /proc/PID/fd/N); the guest goes on with the same nonce and
-no mismatch; a local migration right after the restore (the memfd goes by
-fd) first finishes the population, so the destination's memfd holds every
+no mismatch; a local migration or a daemon-upgrade right after the restore
+(the memfd goes by fd) first finishes the population, so the destination's memfd holds every
 page of the file and the same bytes; with the default (unpaced) rate the VM
 ends fully populated on its own. With the balloon guest, pages given back
 while the population runs come back zero, not from the file, and stay
@@ -18,6 +18,7 @@ userfaultfd (/dev/userfaultfd hidden, no CAP_SYS_PTRACE) the restore copies
 and says so at notice level."""
 
 import ctypes
+import importlib.util
 import os
 import re
 import subprocess
@@ -27,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmdtest  # noqa: E402
-from vmmdtest import Vmmd, main, skip, wait_for  # noqa: E402
+from vmmdtest import QMP, Vmmd, main, skip, wait_for  # noqa: E402
 from daemon_helpers import TEST_CPU, console_log, guest, wait_console  # noqa: E402
 
 PAGE = 4096
@@ -225,6 +226,45 @@ def test_memfd_restore_is_lazy_then_migrates_whole():
             qd.ok("vm-destroy", vm="mt")
             log = d.read_log()
             assert log.rfind("guest RAM restored") < log.rfind("migrated out"), log[-3000:]
+
+
+def upgrade_helpers():
+    """CopiedVmmd and upgrade() of test-upgrade.py."""
+    spec = importlib.util.spec_from_file_location(
+        "upgrade_helpers", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                        "test-upgrade.py"))
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return m
+
+
+def test_upgrade_right_after_restore():
+    """daemon-upgrade hands the memfd to the new daemon: the old one
+    finishes the population first."""
+    up = upgrade_helpers()
+    with tempfile.TemporaryDirectory(prefix="vmmd-lazy.") as tmp:
+        snap, vm, nonce, last = memtouch_snapshot(tmp)
+        mem = os.path.join(snap, "memory")
+        data = data_pages(mem)
+        top = os.path.getsize(mem)
+        with up.CopiedVmmd(args=conf(tmp, "restore-populate-rate = 4K\n")) as d:
+            q = d.qmp()
+            restore(d, q, snap, paused=True)
+            n = sum(resident(the_memfd(d)))
+            assert n * 10 < len(data), (n, len(data))
+            with QMP(d.socket, timeout=120) as q2:
+                pid, ans, secs = up.upgrade(d, q2, 1)
+            memfds = guest_memfds(pid)
+            assert len(memfds) == 1, memfds
+            res = resident(memfds[0])
+            missing = [p for p in data if not res[p]]
+            assert not missing, "%d data pages missing after the upgrade" % len(missing)
+            bad = same_bytes(mem, memfds[0], 0, top)
+            assert bad is None, "RAM differs from the snapshot at %#x" % bad
+            with d.qmp() as q3:
+                assert q3.ok("query-vms", vm="mt")[0]["status"] == "paused"
+                q3.ok("cont", vm="mt")
+                check_guest(d, "mt", nonce)
 
 
 def test_unpaced_restore_ends_fully_populated():
