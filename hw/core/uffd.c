@@ -222,9 +222,16 @@ static int zero_page(struct uffd *u, struct range *g, uint64_t pg)
  */
 static int populate(struct uffd *u, struct range *g, uint64_t off, uint64_t len, bool all)
 {
-	uint64_t first = off / u->page, n = len / u->page;
-	int r = read_file(u, g->r.file_off + off, len);
+	uint64_t first = off / u->page, n = len / u->page, todo = 0;
+	int r;
 
+	for (uint64_t i = 0; i < n; i++) {
+		todo += !marked(g, first + i);
+	}
+	if (todo == 0) {
+		return 0; /* the guest faulted it all in already */
+	}
+	r = read_file(u, g->r.file_off + off, len);
 	if (r < 0) {
 		return r;
 	}
