@@ -276,13 +276,13 @@ static struct range *find(struct uffd *u, uint64_t addr)
 }
 
 /* Log the failure once, make the VM's RAM count as failed; lock held. */
-static void fail(struct uffd *u, const char *what, uint64_t gpa_off, int err)
+static void fail(struct uffd *u, const char *what, uint64_t file_off, int err)
 {
 	if (u->state == UFFD_RUNNING) {
 		log_full(LOG_ERR, u->vm, NULL,
 			 "cannot restore guest RAM at offset 0x%" PRIx64
 			 " of the memory file (%s): %s; the VM's accesses there wait",
-			 gpa_off, what, strerror(-err));
+			 file_off, what, strerror(-err));
 		u->state = UFFD_FAILED;
 		u->error = err;
 		pthread_cond_broadcast(&u->cond);
@@ -431,6 +431,11 @@ static void *handler(void *arg)
 		uint64_t v;
 
 		if (poll(p, 3, timeout) < 0 && errno != EINTR) {
+			int e = -errno;
+
+			pthread_mutex_lock(&u->lock);
+			fail(u, "waiting for faults", 0, e); /* waiters must not wait forever */
+			pthread_mutex_unlock(&u->lock);
 			break;
 		}
 		if (p[1].revents) {
