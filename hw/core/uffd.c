@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/cleanup.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -467,6 +468,8 @@ static void *handler(void *arg)
 		st = u->state;
 		pthread_mutex_unlock(&u->lock);
 		if (st == UFFD_DONE) {
+			/* (a migration's memory file is a memfd: its memory goes now) */
+			closep(&u->file_fd);
 			break;
 		}
 		/* FAILED: the VM's accesses to pages not there yet wait until uffd_free */
@@ -525,18 +528,10 @@ void uffd_free(struct uffd *u)
 		pthread_cond_broadcast(&u->cond);
 	}
 	pthread_mutex_unlock(&u->lock);
-	if (u->fd >= 0) {
-		close(u->fd);
-	}
-	if (u->stop_fd >= 0) {
-		close(u->stop_fd);
-	}
-	if (u->kick_fd >= 0) {
-		close(u->kick_fd);
-	}
-	if (u->file_fd >= 0) {
-		close(u->file_fd);
-	}
+	closep(&u->fd);
+	closep(&u->stop_fd);
+	closep(&u->kick_fd);
+	closep(&u->file_fd);
 	if (u->buf) {
 		munmap(u->buf, BG_CHUNK);
 	}

@@ -286,6 +286,11 @@ def test_unpaced_restore_ends_fully_populated():
             res = resident(memfd)
             missing = [p for p in data if not res[p]]
             assert not missing, "%d data pages missing" % len(missing)
+            # The memory file is let go (a migration's is a memfd of the whole RAM).
+            held = [n for n in os.listdir("/proc/%d/fd" % d.proc.pid)
+                    if os.path.realpath("/proc/%d/fd/%s" % (d.proc.pid, n)) ==
+                    os.path.realpath(mem)]
+            assert not held, "the daemon still holds the memory file"
             # memtouch only reads from 16 MiB up after its first pass
             assert same_bytes(mem, memfd, LOW_START, top) is None
             check_guest(d, "mt", nonce, last)
