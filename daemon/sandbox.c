@@ -249,6 +249,16 @@ static const char *const base_calls[] = {
 #endif
 };
 
+/*
+ * What AddressSanitizer needs on threads with a narrow list: LeakSanitizer
+ * stops the world with ptrace at exit, the symbolizer reads /proc.
+ */
+#ifdef __SANITIZE_ADDRESS__
+#define SANITIZER_CALLS "ptrace", "wait4", "waitid", "readlink", "openat", "exit_group",
+#else
+#define SANITIZER_CALLS
+#endif
+
 /* vCPU threads: register-level emulation only. No opening, no new sockets. */
 static const char *const vcpu_calls[] = {
 	"brk",
@@ -309,14 +319,7 @@ static const char *const vcpu_calls[] = {
 	"sched_getaffinity",
 	"get_robust_list",
 	"sigaltstack",
-#ifdef __SANITIZE_ADDRESS__
-	"ptrace",
-	"wait4",
-	"waitid",
-	"readlink",
-	"openat",
-	"exit_group",
-#endif
+	SANITIZER_CALLS
 	/* ioctl: KVM's (type 0xAE) and TUNSETOFFLOAD, added below with argument filters */
 };
 
@@ -421,14 +424,7 @@ static const char *const uffd_calls[] = {
 	"connect",
 	"get_robust_list",
 	"sigaltstack",
-#ifdef __SANITIZE_ADDRESS__
-	"ptrace",
-	"wait4",
-	"waitid",
-	"readlink",
-	"openat",
-	"exit_group",
-#endif
+	SANITIZER_CALLS /* an ASan build's */
 };
 
 /* ioctl type of userfaultfd and /dev/userfaultfd (UFFDIO_*, USERFAULTFD_IOC_NEW) */

@@ -27,7 +27,6 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmdtest  # noqa: E402
 from vmmdtest import QMP, Vmmd, main, skip, wait_for  # noqa: E402
 from daemon_helpers import TEST_CPU, console_log, guest, wait_console  # noqa: E402
 
@@ -135,23 +134,28 @@ def conf(tmp, text):
     return ["--config", path]
 
 
-def memtouch_snapshot(tmp, size="256M"):
-    """A memtouch VM with memfd RAM, saved after its first check pass:
-    (snapshot dir, definition, nonce, last pass)."""
-    vm = {"name": "mt", "vcpus": 1, "memory": size, "cpu": TEST_CPU,
-          "mem_backend": "memfd", "boot": {"kernel": guest("memtouch")}}
+def boot_and_save(tmp, vm, ready):
+    """Boot @vm in a daemon of its own, wait for @ready(d), save it with stop:
+    (snapshot dir, the console at the save)."""
     with Vmmd() as d:
         q = d.qmp()
         q.ok("vm-create", dict(vm, start=True))
-        wait_for(lambda: passes(d, "mt") and passes(d, "mt")[-1] >= 2, 120,
-                 what="the first check pass")
-        nonce = NONCE.search(console_log(d, "mt")).group(1)
-        snap = os.path.join(tmp, "mt.snap")
-        q.ok("vm-save", vm="mt", path=snap, stop=True)
-        q.event("VM_SAVE_COMPLETED", timeout=300)
+        wait_for(lambda: ready(d), 120, what="%s to be ready for the save" % vm["name"])
+        snap = os.path.join(tmp, vm["name"] + ".snap")
+        q.ok("vm-save", vm=vm["name"], path=snap, stop=True)
+        ev = q.event("VM_SAVE_COMPLETED", timeout=300)
+        assert ev["data"]["status"] == "completed", ev
         q.event("SHUTDOWN", timeout=60)
-        last = passes(d, "mt")[-1]
-    return snap, vm, nonce, last
+        return snap, console_log(d, vm["name"])
+
+
+def memtouch_snapshot(tmp, size="256M", backend="memfd"):
+    """A memtouch VM with shared RAM, saved after its first check pass:
+    (snapshot dir, definition, nonce, last pass)."""
+    vm = {"name": "mt", "vcpus": 1, "memory": size, "cpu": TEST_CPU,
+          "mem_backend": backend, "boot": {"kernel": guest("memtouch")}}
+    snap, text = boot_and_save(tmp, vm, lambda d: passes(d, "mt") and passes(d, "mt")[-1] >= 2)
+    return snap, vm, NONCE.search(text).group(1), [int(p) for p in PASS.findall(text)][-1]
 
 
 def restore(d, q, snap, paused=False):
@@ -323,19 +327,7 @@ def test_hugepages_restore():
         skip("needs 40 free 2M pages (/proc/sys/vm/nr_hugepages); this host has %d"
              % free_hugepages())
     with tempfile.TemporaryDirectory(prefix="vmmd-lazy.") as tmp:
-        vm = {"name": "mt", "vcpus": 1, "memory": "64M", "cpu": TEST_CPU,
-              "mem_backend": "hugepages", "boot": {"kernel": guest("memtouch")}}
-        with Vmmd() as d:
-            q = d.qmp()
-            q.ok("vm-create", dict(vm, start=True))
-            wait_for(lambda: passes(d, "mt") and passes(d, "mt")[-1] >= 2, 120,
-                     what="the first check pass")
-            nonce = NONCE.search(console_log(d, "mt")).group(1)
-            snap = os.path.join(tmp, "mt.snap")
-            q.ok("vm-save", vm="mt", path=snap, stop=True)
-            q.event("VM_SAVE_COMPLETED", timeout=300)
-            q.event("SHUTDOWN", timeout=60)
-            last = passes(d, "mt")[-1]
+        snap, vm, nonce, last = memtouch_snapshot(tmp, "64M", "hugepages")
         mem = os.path.join(snap, "memory")
         data = data_pages(mem)
         top = os.path.getsize(mem)
@@ -361,14 +353,7 @@ def test_hugepages_restore():
 def balloon_snapshot(tmp):
     vm = {"name": "b", "vcpus": 1, "memory": "64M", "cpu": TEST_CPU, "balloon": True,
           "mem_backend": "memfd", "boot": {"kernel": guest("balloon")}}
-    with Vmmd() as d:
-        q = d.qmp()
-        q.ok("vm-create", dict(vm, start=True))
-        wait_console(d, "b", "balloon: ready", timeout=60)
-        snap = os.path.join(tmp, "b.snap")
-        q.ok("vm-save", vm="b", path=snap, stop=True)
-        q.event("VM_SAVE_COMPLETED", timeout=120)
-        q.event("SHUTDOWN", timeout=60)
+    snap, _ = boot_and_save(tmp, vm, lambda d: "balloon: ready" in console_log(d, "b"))
     return snap, vm
 
 
@@ -430,22 +415,10 @@ def test_destroy_during_population():
             assert "guest RAM restored" not in d.read_log()
 
 
-class HiddenUffdVmmd(Vmmd):
+def hidden_uffd_vmmd():
     """A vmmd in a private mount namespace whose /dev/userfaultfd is /dev/null."""
-
-    def start(self, timeout=10.0):
-        real = vmmdtest.VMMD
-        wrapper = os.path.join(self.tmp, "hide-uffd.sh")
-        with open(wrapper, "w") as f:
-            f.write("#!/bin/sh\nexec unshare -m --propagation private sh -c "
-                    "'mount --bind /dev/null /dev/userfaultfd && exec \"$0\" \"$@\"' "
-                    "%s \"$@\"\n" % real)
-        os.chmod(wrapper, 0o755)
-        vmmdtest.VMMD = wrapper
-        try:
-            return super().start(timeout)
-        finally:
-            vmmdtest.VMMD = real
+    return Vmmd(prefix=["unshare", "-m", "--propagation", "private", "sh", "-c",
+                        'mount --bind /dev/null /dev/userfaultfd && exec "$0" "$@"'])
 
 
 def test_no_userfaultfd_copies():
@@ -455,7 +428,7 @@ def test_no_userfaultfd_copies():
         skip("no mount namespaces here")
     with tempfile.TemporaryDirectory(prefix="vmmd-lazy.") as tmp:
         snap, vm = balloon_snapshot(tmp)
-        with HiddenUffdVmmd() as d:
+        with hidden_uffd_vmmd() as d:
             q = d.qmp()
             restore(d, q, snap)
             log = d.read_log()

@@ -159,7 +159,8 @@ class QMP:
 class Vmmd:
     """A private vmmd with its own socket, state and run directories."""
 
-    def __init__(self, args=(), tmp=None, env=None):
+    def __init__(self, args=(), tmp=None, env=None, prefix=()):
+        """@prefix: a command that runs vmmd (its path and arguments follow)."""
         self.owns_tmp = tmp is None
         self.tmp = tmp or tempfile.mkdtemp(prefix="vmmd-test.")
         self.socket = os.path.join(self.tmp, "vmmd.sock")
@@ -167,13 +168,14 @@ class Vmmd:
         self.run_dir = os.path.join(self.tmp, "run")
         self.log_path = os.path.join(self.tmp, "vmmd.log")
         self.args = list(args)
+        self.prefix = list(prefix)
         self.env = dict(os.environ, **(env or {}))
         self.proc = None
 
     def start(self, timeout=10.0):
         self.log = open(self.log_path, "ab")
-        cmd = [VMMD, "--socket", self.socket, "--state-dir", self.state_dir,
-               "--run-dir", self.run_dir] + self.args
+        cmd = self.prefix + [VMMD, "--socket", self.socket, "--state-dir", self.state_dir,
+                             "--run-dir", self.run_dir] + self.args
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=self.env)
 
