@@ -579,7 +579,9 @@ void vm_snapshot_share_memory(struct vm_snapshot *snap);
 int vm_ram_region_fd(struct vm *vm, unsigned i);
 /*
  * Wait until RAM a restore populates lazily is all in the VM's memory
- * (returns at once otherwise). A worker thread, never the control thread.
- * 0, or -errno with a message if the snapshot's memory could not be read.
+ * (returns at once otherwise). A worker thread, never the control thread
+ * while it serves clients (keeping VMs at SIGTERM, keep.c, is the one
+ * caller there). 0, or -errno with a message if the snapshot's memory
+ * could not be read.
  */
 int vm_ram_populate_wait(struct vm *vm, struct error **errp);
