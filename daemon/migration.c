@@ -69,17 +69,18 @@
 #define MAX_STATE (256u << 20)
 
 enum rec_type {
-	REC_CONFIG = 1,	  /* JSON: {"vm": definition, "memory-size": N} */
-	REC_PAGES = 2,	  /* count x (u64 offset, 4096 bytes) */
-	REC_PASS = 3,	  /* a pass over RAM ended (count = pass number) */
-	REC_MANIFEST = 4, /* JSON: the manifest (docs/vmstate.md) */
-	REC_STATE = 5,	  /* the state sections */
-	REC_END = 6,	  /* nothing follows; count = 1: the VM was paused, stays so */
-	REC_READY = 7,	  /* destination: count = 0 or errno, payload = message */
-	REC_GO = 8,	  /* source: paused for good, take over */
-	REC_DONE = 9,	  /* destination: count = 0 (running) or errno, payload = message */
-	REC_MEMFD = 10,	  /* unix only: 1 byte carrying the RAM's memfd (SCM_RIGHTS) */
-	REC_TAPFD = 11,	  /* unix only: JSON {"id", "ifname"}, then 1 byte carrying the tap */
+	REC_CONFIG = 1,	    /* JSON: {"vm": definition, "memory-size": N} */
+	REC_PAGES = 2,	    /* count x (u64 offset, 4096 bytes) */
+	REC_PASS = 3,	    /* a pass over RAM ended (count = pass number) */
+	REC_MANIFEST = 4,   /* JSON: the manifest (docs/vmstate.md) */
+	REC_STATE = 5,	    /* the state sections */
+	REC_END = 6,	    /* nothing follows; count = 1: the VM was paused, stays so */
+	REC_READY = 7,	    /* destination: count = 0 or errno, payload = message */
+	REC_GO = 8,	    /* source: paused for good, take over */
+	REC_DONE = 9,	    /* destination: count = 0 (running) or errno, payload = message */
+	REC_MEMFD = 10,	    /* unix only: 1 byte carrying the RAM's memfd (SCM_RIGHTS) */
+	REC_TAPFD = 11,	    /* unix only: JSON {"id", "ifname"}, then 1 byte carrying the tap */
+	REC_PRELAUNCH = 12, /* before END: the VM never ran (prelaunch), stays so */
 };
 
 #define MAX_TAPFD_JSON 256u
@@ -142,6 +143,7 @@ struct migration {
 	struct vm *new_vm;
 	bool adopt_asked, adopt_done;
 	bool stay_paused; /* the source's VM was paused: adopt it paused */
+	bool prelaunch;	  /* ... and it never ran: adopt it in prelaunch */
 	/* TLS (migrate-set-parameters tls-creds): the id, its credentials (NULL:
 	 * none by that id, the worker fails as QEMU), the name to check */
 	char *tls_id, *tls_host;
@@ -798,8 +800,18 @@ static void on_notify(evutil_socket_t fd, short what, void *opaque)
 		struct error *err = NULL;
 		int r;
 
-		r = registry_adopt(m->rv, m->inst, m->new_vm, m->stay_paused,
+		/*
+		 * QEMU's runstate after the stream: the source's if it did not
+		 * run, else running unless stop cleared autostart meanwhile.
+		 */
+		struct vm *vm = m->new_vm;
+
+		r = registry_adopt(m->rv, m->inst, vm, m->stay_paused || m->rv->incoming_stopped,
 				   "an incoming migration", &err);
+		m->rv->incoming_stopped = false;
+		if (r == 0 && m->stay_paused && m->prelaunch) {
+			vm_mark_prelaunch(vm);
+		}
 		m->inst = NULL;
 		m->new_vm = NULL;
 		pthread_mutex_lock(&m->lock);
@@ -1175,8 +1187,9 @@ static void *source_thread(void *arg)
 	struct converge conv = {0};
 	json_t *manifest = NULL, *cfg = NULL;
 	char *text = NULL;
-	bool tracking = false, paused = false, ran = false, shared = false, held = false,
-	     go_sent = false, refused = false;
+	enum vm_run_state before = VM_STATE_RUNNING;
+	bool tracking = false, paused = false, shared = false, held = false, go_sent = false,
+	     refused = false;
 	uint64_t total = 0, t_stop = 0;
 	int r;
 
@@ -1303,7 +1316,7 @@ static void *source_thread(void *arg)
 
 	/* Stop-and-copy: paused, devices drained and held, the rest of RAM and the state. */
 	t_stop = now_ns();
-	ran = vm_get_state(vm) == VM_STATE_RUNNING;
+	before = vm_get_state(vm);
 	r = vm_save_begin(vm, &err);
 	if (r < 0) {
 		goto fail;
@@ -1337,7 +1350,11 @@ static void *source_thread(void *arg)
 	}
 	if (r == 0) {
 		atomic_fetch_add(&m->transferred, state.len + strlen(text));
-		r = send_rec(m->sock, REC_END, ran ? 0 : 1, NULL, 0);
+		/* an older destination refuses PRELAUNCH as unknown: the source stays */
+		r = before == VM_STATE_PRELAUNCH ? send_rec(m->sock, REC_PRELAUNCH, 0, NULL, 0) : 0;
+	}
+	if (r == 0) {
+		r = send_rec(m->sock, REC_END, before == VM_STATE_RUNNING ? 0 : 1, NULL, 0);
 	}
 	if (r < 0) {
 		r = error_set_errno(&err, -r, "cannot send the VM state to the destination");
@@ -1410,7 +1427,9 @@ fail:
 		 * After GO without DONE the destination may be running the VM:
 		 * stay paused rather than risk two copies (docs/migration.md).
 		 */
-		vm_set_migrate_state(vm, VM_STATE_PAUSED);
+		vm_set_migrate_state(vm, before == VM_STATE_PRELAUNCH && !go_sent
+						 ? VM_STATE_PRELAUNCH
+						 : VM_STATE_PAUSED);
 		vm_save_end(vm, !go_sent);
 	}
 	if (tracking) {
@@ -1685,6 +1704,13 @@ connected:
 				r = error_set(&err, EPROTO, "the manifest is not JSON");
 				goto fail;
 			}
+			break;
+		case REC_PRELAUNCH:
+			if (rc.len != 0) {
+				r = error_set(&err, EPROTO, "a prelaunch record with a payload");
+				goto fail;
+			}
+			m->prelaunch = true;
 			break;
 		case REC_STATE:
 			free(state);

@@ -33,6 +33,14 @@ static bool waits_incoming(struct monitor_request *req)
 	return !rv->vm && registry_vm_state(rv) == VM_STATE_INMIGRATE;
 }
 
+/* QEMU's autostart of a VM waiting for migrate-incoming: stop clears it, cont sets it. */
+static void set_autostart(struct monitor_request *req, bool on)
+{
+	struct registry_vm *rv = req->vm;
+
+	rv->incoming_stopped = !on;
+}
+
 int qmp_query_status(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	enum vm_run_state st = registry_vm_state(req->vm);
@@ -45,8 +53,13 @@ int qmp_query_status(struct monitor_request *req, json_t *args, json_t **ret, st
 /* HMP's stop: answered in the same call, so the pause is waited for here. */
 int qmp_stop_now(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
-	struct vm *vm = live_vm(req, errp);
+	struct vm *vm;
 
+	if (waits_incoming(req)) {
+		set_autostart(req, false);
+		return 0;
+	}
+	vm = live_vm(req, errp);
 	if (!vm) {
 		return -ENODEV;
 	}
@@ -63,10 +76,16 @@ static void stopped(void *opaque, struct registry_vm *rv, int r, struct error *e
 
 int qmp_stop(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
-	struct vm *vm = live_vm(req, errp);
 	struct monitor_deferred *d;
+	struct vm *vm;
 	int r;
 
+	if (waits_incoming(req)) {
+		/* QEMU clears autostart: the VM arrives paused, with no event now */
+		set_autostart(req, false);
+		return 0;
+	}
+	vm = live_vm(req, errp);
 	if (!vm) {
 		return -ENODEV;
 	}
@@ -95,7 +114,8 @@ int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct err
 	struct vm *vm;
 
 	if (waits_incoming(req)) {
-		/* QEMU sets autostart: the VM runs once migrated (if the source ran), as here */
+		/* QEMU sets autostart: the VM runs once migrated (if the source ran) */
+		set_autostart(req, true);
 		return 0;
 	}
 	vm = live_vm(req, errp);

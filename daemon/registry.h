@@ -74,8 +74,13 @@ struct registry_vm {
 	/* An external snapshot switches its disks on a worker (registry_disks_begin). */
 	bool disks_busy;
 	/* Live migration (daemon/migration.c). */
-	struct migration *mig;	    /* the last or current migration, or NULL */
-	bool inmigrate;		    /* started with "incoming": waits for migrate-incoming */
+	struct migration *mig; /* the last or current migration, or NULL */
+	bool inmigrate;	       /* started with "incoming": waits for migrate-incoming */
+	/*
+	 * QEMU's autostart while it waits: stop clears it, cont sets it; a VM
+	 * whose source ran runs on arrival only with it (reset on arrival).
+	 */
+	bool incoming_stopped;
 	uint64_t mig_max_bandwidth; /* migrate-set-parameters; 0 = default */
 	uint64_t mig_downtime_limit;
 	char *mig_tls_creds; /* an object-add id, or NULL/"": no TLS */

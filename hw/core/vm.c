@@ -1365,6 +1365,15 @@ out:
 	return r;
 }
 
+void vm_mark_prelaunch(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->ctl_lock);
+	if (vm->started && !vm->saving && vm_get_state(vm) == VM_STATE_PAUSED) {
+		set_state(vm, VM_STATE_PRELAUNCH);
+	}
+	pthread_mutex_unlock(&vm->ctl_lock);
+}
+
 static void hold_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct vm *vm = arg;

@@ -515,6 +515,12 @@ uint8_t *vm_ram_region(struct vm *vm, unsigned i, uint64_t *ret_gpa, uint64_t *r
  */
 void vm_set_migrate_state(struct vm *vm, enum vm_run_state s);
 /*
+ * A paused VM whose vCPUs never ran (one that arrived from a source in
+ * prelaunch, as QEMU's): prelaunch, which cont leaves as from a reset.
+ * Nothing for a VM in any other state.
+ */
+void vm_mark_prelaunch(struct vm *vm);
+/*
  * Between vm_save_begin and vm_save_end, on a worker thread: drain device
  * requests, hold the I/O thread and serialize the vCPUs, the in-kernel
  * devices and every device into @state (the sections of docs/vmstate.md)

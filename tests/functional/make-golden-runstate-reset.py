@@ -107,6 +107,9 @@ class Qemu:
                 "-qmp", "unix:%s,server=on,wait=off" % self.sock_path]
         if "-S" in args:
             args = [a for a in args if a != "-S"]
+        if "no-S" in args:  # started right away (a migration destination that autostarts)
+            argv.remove("-S")
+            args = [a for a in args if a != "no-S"]
         self.p = subprocess.Popen(argv + args, stderr=subprocess.DEVNULL)
         for _ in range(200):
             if os.path.exists(self.sock_path):

@@ -174,6 +174,13 @@ TESTS += tests/functional/test-migration-caps.py
 EXTRA_DIST += tests/functional/make-golden-migration-caps.py \
 	tests/functional/golden/migration-caps.json
 
+# Run states at a migration's ends (stop/cont while inmigrate, a prelaunch
+# source, migrate_cancel): QEMU 7.2's answers recorded by
+# make-golden-migration-runstate.py (two QEMUs migrating over a unix socket).
+TESTS += tests/functional/test-migration-runstate.py
+EXTRA_DIST += tests/functional/make-golden-migration-runstate.py \
+	tests/functional/golden/migration-runstate.json
+
 # TLS for migration (daemon/tls.c): QEMU 7.2's shapes recorded by make-golden-tls.py.
 TESTS += tests/functional/test-migration-tls.py
 EXTRA_DIST += tests/functional/make-golden-tls.py tests/functional/golden/migration-tls.json \

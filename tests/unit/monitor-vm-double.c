@@ -564,6 +564,10 @@ void vm_set_migrate_state(struct vm *vm, enum vm_run_state s)
 {
 }
 
+void vm_mark_prelaunch(struct vm *vm)
+{
+}
+
 int vm_state_capture(struct vm *vm, struct vmstate_buf *state, json_t **ret_manifest,
 		     struct error **errp)
 {
