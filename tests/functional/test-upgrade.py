@@ -674,8 +674,8 @@ def test_upgrade_refuses_another_tap():
 
 
 def test_upgrade_takes_over_a_vm_reset_while_paused():
-    """A stopped VM that system_reset left in prelaunch is taken over (it
-    was paused before resets ended in prelaunch); it arrives paused, and
+    """A stopped VM that system_reset left in prelaunch is taken over; it
+    arrives in prelaunch (as QEMU's migration of a VM that never ran), and
     cont boots it again from its reset state."""
     with CopiedVmmd() as d:
         q = d.qmp()
@@ -691,7 +691,7 @@ def test_upgrade_takes_over_a_vm_reset_while_paused():
         upgrade(d, q, 1)
         q.close()
         q = d.qmp()
-        assert q.ok("query-status", vm="r1")["status"] == "paused"
+        assert q.ok("query-status", vm="r1")["status"] == "prelaunch"
         q.ok("cont", vm="r1")
         wait_for(lambda: console_log(d, "r1").count("idle: up") > boots, 180,
                  what="r1 to boot again after cont")
