@@ -80,6 +80,7 @@ struct registry_op {
 
 struct queued_event {
 	struct list_head link;
+	struct registry *reg; /* a held one: for events_resume */
 	uint64_t gen;
 	char *vm;
 	char *name;
@@ -109,8 +110,13 @@ struct registry {
 	unsigned dropped;
 	int efd;
 	struct event *ev;
-	/* A DEVICE_DELETED waiting for the definition file (later events wait behind it). */
-	struct queued_event *held;
+	/*
+	 * DEVICE_DELETED events waiting for their VM's definition file, and
+	 * the later events of those VMs, parked in order behind them (other
+	 * VMs' events go on); at most REGISTRY_MAX_QUEUED_EVENTS parked.
+	 */
+	struct list_head held, parked;
+	unsigned n_parked;
 
 	struct jobs *jobs;
 };
@@ -555,39 +561,52 @@ static void free_event(struct queued_event *qe)
 
 static void drain_events(evutil_socket_t fd, short what, void *opaque);
 
-/* The held DEVICE_DELETED's definition file is written: it goes out, then the rest. */
-static void events_resume(void *opaque)
+static bool vm_held(struct registry *reg, const char *vm)
 {
-	struct registry *reg = opaque;
-	struct queued_event *qe = TAKE_PTR(reg->held);
+	struct list_head *p;
 
-	emit(reg, qe->vm, qe->name, TAKE_PTR(qe->data));
-	changed(reg);
-	free_event(qe);
-	drain_events(-1, 0, reg);
+	list_for_each (p, &reg->held) {
+		if (strcmp(list_entry(p, struct queued_event, link)->vm, vm) == 0) {
+			return true;
+		}
+	}
+	return false;
 }
 
-/* Put @batch back at the head of the queue, in order. */
-static void requeue(struct registry *reg, struct list_head *batch)
+/*
+ * A held DEVICE_DELETED's definition file is written: it goes out, then its
+ * VM's parked events go back to the head of the queue, in order (they came
+ * before anything of that VM still queued), and the queue drains.
+ */
+static void events_resume(void *opaque)
 {
-	unsigned n = 0;
+	struct queued_event *qe = opaque;
+	struct registry *reg = qe->reg;
+	struct list_head mine, *p, *t;
 
+	list_del(&qe->link);
+	emit(reg, qe->vm, qe->name, TAKE_PTR(qe->data));
+	changed(reg);
+	list_init(&mine);
+	if (!vm_held(reg, qe->vm)) {
+		list_for_each_safe (p, t, &reg->parked) {
+			if (strcmp(list_entry(p, struct queued_event, link)->vm, qe->vm) == 0) {
+				list_del(p);
+				list_add_tail(p, &mine);
+				reg->n_parked--;
+			}
+		}
+	}
+	free_event(qe);
 	pthread_mutex_lock(&reg->queue_lock);
-	while (!list_empty(&reg->queue)) {
-		struct list_head *p = reg->queue.next;
-
+	while (!list_empty(&mine)) {
+		p = mine.prev;
 		list_del(p);
-		list_add_tail(p, batch);
+		list_add(p, &reg->queue);
+		reg->queued++;
 	}
-	while (!list_empty(batch)) {
-		struct list_head *p = batch->next;
-
-		list_del(p);
-		list_add_tail(p, &reg->queue);
-		n++;
-	}
-	reg->queued = n;
 	pthread_mutex_unlock(&reg->queue_lock);
+	drain_events(-1, 0, reg);
 }
 
 static void drain_events(evutil_socket_t fd, short what, void *opaque)
@@ -599,9 +618,6 @@ static void drain_events(evutil_socket_t fd, short what, void *opaque)
 
 	if (read(reg->efd, &v, sizeof(v)) < 0) {
 		/* Nothing pending. */
-	}
-	if (reg->held) {
-		return; /* events_resume() goes on */
 	}
 	list_init(&batch);
 	pthread_mutex_lock(&reg->queue_lock);
@@ -626,7 +642,17 @@ static void drain_events(evutil_socket_t fd, short what, void *opaque)
 		bool live = rv && rv->inst && rv->inst->gen == qe->gen;
 
 		list_del(&qe->link);
-		if (qe->name[0] == '\0') {
+		if (vm_held(reg, qe->vm)) {
+			/* behind its VM's held DEVICE_DELETED (events_resume) */
+			if (reg->n_parked < REGISTRY_MAX_QUEUED_EVENTS) {
+				list_add_tail(&qe->link, &reg->parked);
+				reg->n_parked++;
+				continue;
+			}
+			log_ratelimited(&event_rl, LOG_WARNING, qe->vm, NULL,
+					"event %s dropped: more than %u wait for definition files",
+					qe->name, REGISTRY_MAX_QUEUED_EVENTS);
+		} else if (qe->name[0] == '\0') {
 			if (live) {
 				vm_hotplug_poll(rv->vm);
 			}
@@ -642,15 +668,16 @@ static void drain_events(evutil_socket_t fd, short what, void *opaque)
 		} else {
 			const char *dev = json_string_value(json_object_get(qe->data, "device"));
 
+			qe->reg = reg;
 			if (live && dev && strcmp(qe->name, "DEVICE_DELETED") == 0 &&
-			    registry_device_removed(rv, dev, events_resume, reg)) {
+			    registry_device_removed(rv, dev, events_resume, qe)) {
 				/*
 				 * A client that sees the event finds the definition without
-				 * the device: the event (and those after it) wait for the file.
+				 * the device: the event (and its VM's after it) wait for the
+				 * file; other VMs' events go on.
 				 */
-				reg->held = qe;
-				requeue(reg, &batch);
-				return;
+				list_add_tail(&qe->link, &reg->held);
+				continue;
 			}
 			emit(reg, qe->vm, qe->name, TAKE_PTR(qe->data));
 			if (live) {
@@ -705,6 +732,8 @@ int registry_new(struct event_base *base, const char *state_dir, const char *run
 	reg->violation_efd = -1;
 	list_init(&reg->vms);
 	list_init(&reg->queue);
+	list_init(&reg->held);
+	list_init(&reg->parked);
 	/* Priority inheritance: a VM thread holding it while it waits for a
 	 * time slice must not hold up the (real-time) control thread. */
 	pthread_mutexattr_init(&pi);
@@ -825,8 +854,11 @@ void registry_free(struct registry *reg)
 	list_for_each_safe (p, t, &reg->queue) {
 		free_event(list_entry(p, struct queued_event, link));
 	}
-	if (reg->held) {
-		free_event(reg->held);
+	list_for_each_safe (p, t, &reg->held) {
+		free_event(list_entry(p, struct queued_event, link));
+	}
+	list_for_each_safe (p, t, &reg->parked) {
+		free_event(list_entry(p, struct queued_event, link));
 	}
 	if (reg->efd >= 0) {
 		close(reg->efd);

@@ -223,6 +223,43 @@ def test_definition_file_that_stalls_delays_only_its_command():
         assert ids == ["nic9"], ids
 
 
+def test_device_deleted_waiting_for_its_file_holds_only_its_vm():
+    """A DEVICE_DELETED waits for its VM's definition file (a FIFO in place
+    of the temporary file: a state disk that stalls); the events of another
+    VM go on meanwhile, the waiting VM's own later events come after it,
+    in order."""
+    idle = guest("idle")
+    with Vmmd() as d:
+        q = QMP(d.socket, timeout=60)
+        for name in ("h", "o"):
+            q.ok("vm-create", dict(vm_def(name, idle), start=True))
+            wait_console(d, name, "idle: up")
+        q.ok("netdev_add", {"vm": "h", "type": "user", "id": "u0"})
+        q.ok("device_add", {"vm": "h", "driver": "e1000", "id": "nic8", "netdev": "u0"})
+        fifo = os.path.join(d.state_dir, "vms", ".h.json.tmp")
+        os.mkfifo(fifo)
+        q.ok("device_del", {"vm": "h", "id": "nic8"})
+        q.ok("system_reset", {"vm": "h"})  # the idle guest never ejects: a reset does
+        q.event("RESET", pred=lambda e: e["data"].get("vm") == "h", timeout=30)
+        time.sleep(0.5)  # the DEVICE_DELETED is held now, its file stalled
+        del q.events[:]  # the starts' events
+        q.ok("stop", {"vm": "h"})
+        q.ok("stop", {"vm": "o"})
+        q.event("STOP", pred=lambda e: e["data"].get("vm") == "o", timeout=5)
+        q.ok("cont", {"vm": "o"})
+        q.event("RESUME", pred=lambda e: e["data"].get("vm") == "o", timeout=5)
+        held = [e["event"] for e in q.events if e["data"].get("vm") == "h"]
+        assert held == [], ("h's events went out before its DEVICE_DELETED", held)
+        with open(fifo, "rb") as f:
+            json.loads(f.read())
+        # events are read in the order they come: the DEVICE_DELETED is there first
+        q.event("STOP", pred=lambda e: e["data"].get("vm") == "h", timeout=30)
+        assert any(e["event"] == "DEVICE_DELETED" and e["data"].get("device") == "nic8"
+                   for e in q.events), ("h's STOP came before its DEVICE_DELETED", q.events)
+        q.ok("cont", {"vm": "h"})
+        q.event("RESUME", pred=lambda e: e["data"].get("vm") == "h", timeout=10)
+
+
 def test_fifo_in_place_of_a_snapshot_file():
     """vm-restore of a snapshot whose manifest, state or memory file is a
     FIFO: the daemon keeps answering (the snapshot is read on a worker,
