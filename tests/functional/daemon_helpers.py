@@ -66,6 +66,28 @@ def wait_console(d, name, text, timeout=30.0, count=1):
                          (name, text, count, console_log(d, name)[-2000:]))
 
 
+def drain_events(q, seconds, names, fix=None):
+    """The events named in @names that arrive within @seconds (and those
+    already queued), in order, timestamps dropped and @fix applied; every
+    queued event is consumed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        q.sock.settimeout(left)
+        try:
+            q.events.append(q.recv())
+        except socket.timeout:
+            break
+    q.sock.settimeout(10.0)
+    out = [fix(e) if fix else e for e in q.events if e["event"] in names]
+    del q.events[:]
+    for e in out:
+        e.pop("timestamp", None)
+    return out
+
+
 def vm_def(name, kernel, **extra):
     d = {"name": name, "vcpus": 1, "memory": "32M", "cpu": TEST_CPU,
          "boot": {"kernel": kernel}}

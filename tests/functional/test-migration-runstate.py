@@ -14,13 +14,11 @@ stopped and reset (prelaunch): vmmd has no -S."""
 
 import json
 import os
-import socket
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vmmdtest import QMP, Vmmd, main, wait_for  # noqa: E402
-from daemon_helpers import TEST_CPU, guest, wait_console  # noqa: E402
+from daemon_helpers import TEST_CPU, drain_events, guest, wait_console  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WATCHED = ("RESET", "STOP", "RESUME", "SHUTDOWN")
@@ -68,23 +66,8 @@ def unvm(m):
 
 
 def watched(q, seconds):
-    """The run-state events within @seconds (and those queued), timestamps dropped."""
-    deadline = time.monotonic() + seconds
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        q.sock.settimeout(left)
-        try:
-            q.events.append(q.recv())
-        except socket.timeout:
-            break
-    q.sock.settimeout(10.0)
-    out = [unvm(e) for e in q.events if e["event"] in WATCHED]
-    del q.events[:]
-    for e in out:
-        e.pop("timestamp", None)
-    return out
+    """The run-state events within @seconds (and those queued), without "vm"."""
+    return drain_events(q, seconds, WATCHED, unvm)
 
 
 def source(d, setup):

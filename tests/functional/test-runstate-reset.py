@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vmmdtest import QMP, VMCTL, Vmmd, main, require_tool, wait_for  # noqa: E402
-from daemon_helpers import TEST_CPU, console_log, guest, vm_def, wait_console  # noqa: E402
+from daemon_helpers import TEST_CPU, console_log, drain_events, guest, vm_def, wait_console  # noqa: E402,E501
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WATCHED = ("RESET", "STOP", "RESUME", "SHUTDOWN", "GUEST_PANICKED")
@@ -31,23 +31,8 @@ def golden():
 
 
 def drain(q, seconds):
-    """Events that arrive within @seconds (and those already queued)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        q.sock.settimeout(left)
-        try:
-            q.events.append(q.recv())
-        except socket.timeout:
-            break
-    q.sock.settimeout(10.0)
-    out = [e for e in q.events if e["event"] in WATCHED]
-    q.events = []
-    for e in out:
-        e.pop("timestamp", None)
-    return out
+    """The watched events within @seconds (and those already queued)."""
+    return drain_events(q, seconds, WATCHED)
 
 
 def start_idle(d, name):
