@@ -199,10 +199,12 @@ def test_memfd_restore_is_lazy_then_migrates_whole():
             print("restore %.0f ms; resident right after: %d of %d data pages" % (
                 ms, n, len(data)))
             assert n * 10 < len(data), (n, len(data))
-            # The handler thread of the VM exists while it populates.
-            names = [open("/proc/%d/task/%s/comm" % (d.proc.pid, t)).read().strip()
-                     for t in os.listdir("/proc/%d/task" % d.proc.pid)]
-            assert "vm-uffd" in names, names
+            # The handler thread of the VM exists while it populates (it names
+            # itself when it starts, maybe just after the answer).
+            wait_for(lambda: "vm-uffd" in [
+                open("/proc/%d/task/%s/comm" % (d.proc.pid, t)).read().strip()
+                for t in os.listdir("/proc/%d/task" % d.proc.pid)], 10,
+                what="the VM's vm-uffd thread")
             check_guest(d, "mt", nonce, last)
             # The guest's own touches (every page from 16 MiB up) are served.
             res = resident(the_memfd(d))
@@ -407,7 +409,8 @@ def test_destroy_during_population():
                         == "vm-uffd"]
             for _ in range(2):
                 restore(d, q, snap)
-                assert handlers()
+                # the thread names itself when it starts: maybe just after the answer
+                wait_for(handlers, 10, what="the handler thread")
                 time.sleep(0.3)  # the guest runs, the handler serves its faults
                 q.ok("vm-destroy", vm="b")
                 wait_for(lambda: not handlers(), 10, what="the handler thread to end")
