@@ -15,6 +15,7 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/keep.c daemon/keep.h \
 	daemon/qmp-memory.c \
 	daemon/tls.c daemon/tls.h \
+	daemon/authz.c daemon/authz.h \
 	daemon/registry.c daemon/registry.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/sandbox.c daemon/sandbox.h \
@@ -78,6 +79,12 @@ TESTS += tests/unit/test-config
 tests_unit_test_config_SOURCES = tests/unit/test-config.c tests/unit/check-main.h
 tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_config_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(LIBSECCOMP_LIBS) $(GNUTLS_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-authz
+TESTS += tests/unit/test-authz
+tests_unit_test_authz_SOURCES = tests/unit/test-authz.c tests/unit/check-main.h
+tests_unit_test_authz_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_authz_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(JANSSON_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-jobs
 TESTS += tests/unit/test-jobs
