@@ -145,8 +145,9 @@ struct migration {
 	bool stay_paused; /* the source's VM was paused: adopt it paused */
 	bool prelaunch;	  /* ... and it never ran: adopt it in prelaunch */
 	/* TLS (migrate-set-parameters tls-creds): the id, its credentials (NULL:
-	 * none by that id, the worker fails as QEMU), the name to check */
-	char *tls_id, *tls_host;
+	 * none by that id, the worker fails as QEMU), the name to check, and
+	 * a destination's authorization object (tls-authz) */
+	char *tls_id, *tls_host, *tls_authz;
 	struct tls_creds *creds;
 	int adopt_result;
 	char *adopt_error;
@@ -706,10 +707,11 @@ static int start_tls(struct migration *m, bool server, struct error **errp)
 		return error_set(errp, EINVAL, "Expected TLS credentials for a %s endpoint",
 				 server ? "server" : "client");
 	}
-	if (!server && !m->tls_host) {
+	if (tls_creds_checks_hostname(m->creds) && !m->tls_host) {
 		return error_set(errp, EINVAL, "No hostname available for TLS");
 	}
-	r = tls_session_start(m->creds, m->sock, server ? NULL : m->tls_host, &sess, errp);
+	r = tls_session_start(m->creds, m->sock, server ? NULL : m->tls_host,
+			      server ? m->tls_authz : NULL, &sess, errp);
 	if (r < 0) {
 		return r;
 	}
@@ -874,6 +876,7 @@ static void mig_free(struct migration *m)
 	tls_creds_put(m->creds);
 	free(m->tls_id);
 	free(m->tls_host);
+	free(m->tls_authz);
 	free(m->uri);
 	free(m->error);
 	free(m->adopt_error);
@@ -1127,6 +1130,12 @@ static int handshake_source(struct migration *m, struct error **errp)
 	r = write_full(m->sock, &h, sizeof(h));
 	if (r == 0) {
 		r = read_full(m->sock, &reply, sizeof(reply));
+	}
+	if (r < 0 && tls_io && tls_session_alert(tls_io)) {
+		/* The destination's verdict on this side's TLS identity, e.g. its tls-authz. */
+		return error_set(errp, -r, "the destination refused the TLS session: %s%s",
+				 tls_session_alert(tls_io),
+				 r == -EACCES ? " (its tls-authz does not allow this source)" : "");
 	}
 	if (r < 0) {
 		return error_set_errno(errp, -r,
@@ -1533,7 +1542,7 @@ static void *dest_thread(void *arg)
 	uint8_t *buf = NULL;
 	int memfd = -1, r, acc = 0;
 	socklen_t acclen = sizeof(acc);
-	bool ready_sent = false, shared = false;
+	bool ready_sent = false, shared = false, listening;
 	unsigned ver;
 
 	pthread_setname_np(pthread_self(), "migrate-in");
@@ -1560,25 +1569,42 @@ static void *dest_thread(void *arg)
 	if (r < 0) {
 		goto fail;
 	}
-	if (getsockopt(m->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &acclen) == 0 && !acc) {
-		/* fd:NAME with a connected socket (QEMU's fd: incoming): the stream itself. */
-		m->sock = fcntl(m->listen_fd, F_DUPFD_CLOEXEC, 3);
-		goto connected;
-	}
-	while ((r = poll(&pfd, 1, 200)) <= 0 || !(pfd.revents & POLLIN)) {
-		if (atomic_load(&m->cancel) || (r > 0 && (pfd.revents & (POLLERR | POLLHUP)))) {
-			r = error_set(&err, ECANCELED, "cancelled before a source connected");
+	/* fd:NAME with a connected socket (QEMU's fd: incoming) is the stream itself. */
+	listening = getsockopt(m->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &acclen) != 0 || acc;
+	for (;;) {
+		int fd;
+
+		while (listening && ((r = poll(&pfd, 1, 200)) <= 0 || !(pfd.revents & POLLIN))) {
+			if (atomic_load(&m->cancel) ||
+			    (r > 0 && (pfd.revents & (POLLERR | POLLHUP)))) {
+				r = error_set(&err, ECANCELED,
+					      "cancelled before a source connected");
+				goto fail;
+			}
+		}
+		m->sock = listening ? accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC)
+				    : fcntl(m->listen_fd, F_DUPFD_CLOEXEC, 3);
+		if (m->sock < 0) {
+			r = error_set_errno(&err, errno, "accept");
 			goto fail;
 		}
+		set_link_timeouts(m->sock); /* fails harmlessly on a unix socket */
+		r = start_tls(m, true, &err);
+		if (r == 0 || !listening || !m->creds || atomic_load(&m->cancel)) {
+			break;
+		}
+		/*
+		 * As QEMU's destination: a source refused at the TLS handshake
+		 * (credentials, tls-authz) is dropped, and this one listens on.
+		 */
+		log_full(LOG_WARNING, m->name, NULL,
+			 "incoming migration: %s; waiting for another source", err->msg);
+		error_free(err);
+		err = NULL;
+		fd = m->sock;
+		m->sock = -1;
+		close(fd);
 	}
-	m->sock = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-connected:
-	if (m->sock < 0) {
-		r = error_set_errno(&err, errno, "accept");
-		goto fail;
-	}
-	set_link_timeouts(m->sock); /* fails harmlessly on a unix socket */
-	r = start_tls(m, true, &err);
 	if (r < 0) {
 		goto fail;
 	}
@@ -1856,6 +1882,9 @@ static struct migration *mig_new(struct registry_vm *rv, bool incoming, struct e
 		}
 		if (rv->mig_tls_hostname && rv->mig_tls_hostname[0]) {
 			m->tls_host = strdup(rv->mig_tls_hostname);
+		}
+		if (rv->mig_tls_authz && rv->mig_tls_authz[0]) {
+			m->tls_authz = strdup(rv->mig_tls_authz);
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &m->t0);

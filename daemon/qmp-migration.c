@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "daemon/authz.h"
 #include "daemon/migration.h"
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
@@ -89,6 +90,7 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 	json_t *dl = json_object_get(args, "downtime-limit");
 	json_t *tc = json_object_get(args, "tls-creds");
 	json_t *th = json_object_get(args, "tls-hostname");
+	json_t *ta = json_object_get(args, "tls-authz");
 	json_t *ts = json_object_get(args, "cpu-throttle-tailslow");
 	struct migration_throttle_params p;
 	int r;
@@ -169,6 +171,10 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 		free(rv->mig_tls_hostname);
 		rv->mig_tls_hostname = strdup(json_string_value(th));
 	}
+	if (ta) {
+		free(rv->mig_tls_authz);
+		rv->mig_tls_authz = strdup(json_string_value(ta));
+	}
 	return 0;
 }
 
@@ -179,17 +185,18 @@ int qmp_query_migrate_parameters(struct monitor_request *req, json_t *args, json
 	struct migration_throttle_params p;
 
 	migration_throttle_params(rv, &p);
-	*ret = json_pack("{s:I, s:I, s:s, s:s, s:i, s:i, s:i, s:b, s:i}", "max-bandwidth",
+	*ret = json_pack("{s:I, s:I, s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:i}", "max-bandwidth",
 			 (json_int_t)(rv->mig_max_bandwidth ? rv->mig_max_bandwidth
 							    : MIGRATION_DEFAULT_MAX_BANDWIDTH),
 			 "downtime-limit",
 			 (json_int_t)(rv->mig_downtime_limit ? rv->mig_downtime_limit
 							     : MIGRATION_DEFAULT_DOWNTIME_LIMIT),
 			 "tls-creds", rv->mig_tls_creds ? rv->mig_tls_creds : "", "tls-hostname",
-			 rv->mig_tls_hostname ? rv->mig_tls_hostname : "",
-			 "throttle-trigger-threshold", (int)p.threshold, "cpu-throttle-initial",
-			 (int)p.initial, "cpu-throttle-increment", (int)p.increment,
-			 "cpu-throttle-tailslow", p.tailslow, "max-cpu-throttle", (int)p.max);
+			 rv->mig_tls_hostname ? rv->mig_tls_hostname : "", "tls-authz",
+			 rv->mig_tls_authz ? rv->mig_tls_authz : "", "throttle-trigger-threshold",
+			 (int)p.threshold, "cpu-throttle-initial", (int)p.initial,
+			 "cpu-throttle-increment", (int)p.increment, "cpu-throttle-tailslow",
+			 p.tailslow, "max-cpu-throttle", (int)p.max);
 	return 0;
 }
 
@@ -294,12 +301,19 @@ static void object_loaded(void *arg)
 	free(j);
 }
 
-/* The credential files are read on a worker: a slow file system delays only this answer. */
+/*
+ * Authorization objects are made at once; the credential files are read on
+ * a worker: a slow file system delays only this answer.
+ */
 int qmp_object_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
-	struct object_add *j = calloc(1, sizeof(*j));
+	struct object_add *j;
 	int r;
 
+	if (authz_is_type(json_string_value(json_object_get(args, "qom-type")))) {
+		return authz_object_add(args, tls_object_exists, errp);
+	}
+	j = calloc(1, sizeof(*j));
 	if (!j || !(j->d = monitor_defer(req))) {
 		free(j);
 		return error_set(errp, ENOMEM, "out of memory");
@@ -321,5 +335,7 @@ int qmp_object_add(struct monitor_request *req, json_t *args, json_t **ret, stru
 
 int qmp_object_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
-	return tls_object_del(json_string_value(json_object_get(args, "id")), errp);
+	const char *id = json_string_value(json_object_get(args, "id"));
+
+	return authz_object_del(id) == 0 ? 0 : tls_object_del(id, errp);
 }

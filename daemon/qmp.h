@@ -76,7 +76,11 @@ int qmp_vm_destroy(struct monitor_request *req, json_t *args, json_t **ret, stru
 int qmp_vm_delete(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_query_vms(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 /* qmp-vmstate.c: whole-VM save and restore (docs/vmstate.md). */
-/* TLS credentials for migration (daemon/tls.c): QEMU's object-add tls-creds-x509. */
+/*
+ * QEMU's objects for migration: TLS credentials (daemon/tls.c, tls-creds-x509
+ * and tls-creds-psk) and authorization (daemon/authz.c, authz-simple and
+ * authz-list).
+ */
 int qmp_object_add(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_object_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 /* Live upgrade (daemon/upgrade.c, docs/upgrade.md). */

@@ -829,6 +829,7 @@ static void vm_entry_free(struct registry_vm *rv)
 	vm_config_free(rv->cfg);
 	free(rv->mig_tls_creds);
 	free(rv->mig_tls_hostname);
+	free(rv->mig_tls_authz);
 	writer_unref(rv->writer);
 	free(rv->name);
 	free(rv);

@@ -85,6 +85,7 @@ struct registry_vm {
 	uint64_t mig_downtime_limit;
 	char *mig_tls_creds; /* an object-add id, or NULL/"": no TLS */
 	char *mig_tls_hostname;
+	char *mig_tls_authz; /* an authorization object's id, or NULL/"": none */
 	/* migrate-set-capabilities: auto-converge; events (vmmd's default: on) */
 	bool mig_auto_converge;
 	bool mig_no_events;

@@ -8,7 +8,10 @@ namespaces (tests/lib/two-hosts.sh): a migration over TLS completes and the
 guest counts on; a source whose CA is another one fails with QEMU's "The
 certificate hasn't got a known issuer" and the VM runs on at the source; a
 source without TLS cannot talk to a TLS destination; unknown credentials
-fail as in QEMU."""
+fail as in QEMU. A destination that refuses a source at the TLS handshake
+keeps listening, as QEMU's (golden/migration-psk.json). tls-authz (authz-
+simple, authz-list) allows a client certificate's DN or refuses it: the
+source says so and runs on."""
 
 import importlib.util
 import json
@@ -18,7 +21,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from vmmdtest import QMP, Vmmd, main, require_tool  # noqa: E402
+from vmmdtest import QMP, Vmmd, main, require_tool, wait_for  # noqa: E402
 from daemon_helpers import console_log  # noqa: E402
 import tlscerts  # noqa: E402
 
@@ -119,8 +122,10 @@ def test_tls_migration_and_wrong_ca():
         info = qs.ok("query-migrate", vm="m1")
         assert info["error-desc"] == g["wrong-ca"]["error-desc"], info
         assert qs.ok("query-status", vm="m1")["status"] == g["wrong-ca"]["src-status"]
-        assert tmig.wait_status(qd, "m1", ("completed", "failed")) == "failed"
-        assert qd.ok("query-status", vm="m1")["status"] == "shutdown"
+        # As QEMU's, the destination drops that source and listens on.
+        wait_for(lambda: "waiting for another source" in dst.read_log(), 30,
+                 what="the destination to drop the source")
+        assert qd.ok("query-status", vm="m1")["status"] == "inmigrate"
         tmig.still_counting(src, "m1", tmig.passes(console_log(src, "m1"))[-1][0])
         qd.ok("vm-delete", vm="m1")
         # Unknown credentials: QEMU's error, nothing sent.
@@ -130,16 +135,19 @@ def test_tls_migration_and_wrong_ca():
         assert tmig.wait_status(qs, "m1", ("completed", "failed")) == \
             g["unknown-creds"]["status"]
         assert qs.ok("query-migrate", vm="m1")["error-desc"] == g["unknown-creds"]["error-desc"]
-        # A plain source to a TLS destination: no stream in clear text.
+        # A plain source to a TLS destination: no stream in clear text; the
+        # destination logs why and listens on.
         assert tmig.wait_status(qd, "m1", ("completed", "failed")) == "failed"
         qd.ok("vm-delete", vm="m1")
         qs.ok("migrate-set-parameters", vm="m1", **{"tls-creds": ""})
         qd = dest_ready(dst, h, 4472, good)
+        before = dst.read_log().count("waiting for another source")
         qs.ok("migrate", vm="m1", uri="tcp:%s:4472" % h.b)
         assert tmig.wait_status(qs, "m1", ("completed", "failed")) == "failed"
-        assert tmig.wait_status(qd, "m1", ("completed", "failed")) == "failed"
-        desc = qd.ok("query-migrate", vm="m1")["error-desc"]
-        assert "TLS handshake failed" in desc, desc
+        wait_for(lambda: dst.read_log().count("waiting for another source") > before, 30,
+                 what="the destination to drop the source")
+        assert "incoming migration: TLS handshake failed" in dst.read_log()
+        assert "status" not in qd.ok("query-migrate", vm="m1")
         assert qs.ok("query-status", vm="m1")["status"] == "running"
         qd.ok("vm-delete", vm="m1")
         # The good CA: it migrates over TLS (hostname from the URI: the server
@@ -152,14 +160,67 @@ def test_tls_migration_and_wrong_ca():
         assert tmig.wait_status(qs, "m1", ("completed", "failed")) == g["good"]["status"], \
             qs.ok("query-migrate", vm="m1")
         assert tmig.wait_status(qd, "m1", ("completed", "failed")) == "completed"
-        last = tmig.passes(console_log(src, "m1"))[-1][0]
-        tmig.still_counting(dst, "m1", last)
-        after = console_log(dst, "m1")
-        assert all(n == nonce for _, n in tmig.passes(after)) and "migrate: boot" not in after
+        tmig.counts_on_moved(src, dst, nonce)
         # The events are QEMU's (setup, active, completed) around the TLS handshake.
         evs = [e["data"]["status"] for e in tmig.migration_events(qs, "m1")
                if e["event"] == "MIGRATION"]
         assert evs[-3:] == [e["data"]["status"] for e in g["good"]["events"]], evs
+
+
+def test_tls_authz_x509():
+    """tls-authz on the destination asks about the client certificate's DN
+    (QEMU's x509 check): authz-list denying it refuses the source, which
+    says so and runs on, while the destination listens on; the object made
+    again to allow the DN (authz-simple), the same destination takes it.
+    One host, unix: sockets, the server's name given by tls-hostname."""
+    g = tmig_psk_golden()
+    with Vmmd() as src, Vmmd() as dst:
+        good, _ = certs(src.tmp, "127.0.0.1")
+        sock = "unix:" + os.path.join(dst.tmp, "mig.sock")
+        qs = tmig.boot_source(src)
+        qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 8 << 30,
+                                                  "downtime-limit": 2000})
+        assert creds(qs, "cli", good, "client") == {"return": {}}
+        qs.ok("migrate-set-parameters", vm="m1", **{"tls-creds": "cli",
+                                                  "tls-hostname": "vmmd-dst"})
+        qd = dst.qmp()
+        assert creds(qd, "srv", good, "server") == {"return": {}}
+        qd.ok("object-add", {"qom-type": "authz-list", "id": "az", "policy": "allow",
+                             "rules": [{"match": "CN=vmmd-dst", "policy": "deny"}]})
+        qd.ok("vm-create", dict(tmig.vm_def("m1"), incoming=True, start=True))
+        qd.ok("migrate-set-parameters", vm="m1", **{"tls-creds": "srv", "tls-authz": "az"})
+        assert qd.ok("query-migrate-parameters", vm="m1")["tls-authz"] == "az"
+        qd.ok("migrate-incoming", vm="m1", uri=sock)
+        denied = g["x509-authz-list-deny-rule"]
+        qs.ok("migrate", vm="m1", uri=sock)
+        assert tmig.wait_status(qs, "m1", ("completed", "failed")) == denied["status"]
+        desc = qs.ok("query-migrate", vm="m1")["error-desc"]
+        assert desc == ("the destination refused the TLS session: Access was denied (its "
+                        "tls-authz does not allow this source)"), desc
+        assert qs.ok("query-status", vm="m1")["status"] == denied["src-status"]
+        wait_for(lambda: "waiting for another source" in dst.read_log(), 30,
+                 what="the destination to drop the source")
+        # QEMU's words in the destination's log, its VM still waiting.
+        want = denied["dst-log"][0].replace("CN=localhost", "CN=vmmd-dst")
+        assert want == "TLS x509 authz check for CN=vmmd-dst is denied", want
+        assert want in dst.read_log()
+        assert qd.ok("query-status", vm="m1")["status"] == denied["dst-status"]
+        tmig.still_counting(src, "m1", tmig.passes(console_log(src, "m1"))[-1][0])
+        # The object replaced (QEMU looks it up by id at each handshake).
+        qd.ok("object-del", {"id": "az"})
+        qd.ok("object-add", {"qom-type": "authz-simple", "id": "az",
+                             "identity": "CN=vmmd-dst"})
+        nonce = tmig.passes(console_log(src, "m1"))[-1][1]
+        qs.ok("migrate", vm="m1", uri=sock)
+        assert tmig.wait_status(qs, "m1", ("completed", "failed")) == \
+            g["x509-authz-allowed"]["status"], qs.ok("query-migrate", vm="m1")
+        assert tmig.wait_status(qd, "m1", ("completed", "failed")) == "completed"
+        tmig.counts_on_moved(src, dst, nonce)
+
+
+def tmig_psk_golden():
+    with open(os.path.join(HERE, "golden", "migration-psk.json")) as f:
+        return json.load(f)["migrations"]
 
 
 def test_hostname_mismatch():

@@ -127,6 +127,15 @@ def still_counting(d, name, after, timeout=60):
     assert "BAD page" not in text, text[-2000:]
 
 
+def counts_on_moved(src, dst, nonce, name="m1"):
+    """After a completed migration: the guest counts on at @dst past the
+    source's last pass, with the source's @nonce (it did not reboot)."""
+    still_counting(dst, name, passes(console_log(src, name))[-1][0])
+    after = console_log(dst, name)
+    assert all(n == nonce for _, n in passes(after)) and "migrate: boot" not in after, \
+        after[-1000:]
+
+
 def shape(events):
     """Events as the golden file compares them: names and data without "vm",
     MIGRATION_PASS left out (how many passes depends on the guest)."""
@@ -151,9 +160,11 @@ def test_migrate_between_namespaces():
         params = qs.ok("query-migrate-parameters", vm="m1")
         tls_golden = json.load(open(GOLDEN.replace("migration.json", "migration-tls.json")))
         caps_golden = json.load(open(GOLDEN.replace("migration.json", "migration-caps.json")))
+        psk_golden = json.load(open(GOLDEN.replace("migration.json", "migration-psk.json")))
         assert params == dict(golden["default-parameters"],
                               **tls_golden["default-parameters"],
-                              **caps_golden["default-parameters"]), params
+                              **caps_golden["default-parameters"],
+                              **{"tls-authz": psk_golden["objects"]["default-tls-authz"]}), params
         assert qs.ok("query-migrate", vm="m1") == golden["query-migrate-before"]
         # Plenty of bandwidth and downtime so this guest (~600 MB/s of dirty RAM) converges.
         qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 8 << 30,

@@ -185,3 +185,8 @@ EXTRA_DIST += tests/functional/make-golden-migration-runstate.py \
 TESTS += tests/functional/test-migration-tls.py
 EXTRA_DIST += tests/functional/make-golden-tls.py tests/functional/golden/migration-tls.json \
 	tests/lib/tlscerts.py
+
+# TLS pre-shared keys and tls-authz (daemon/tls.c, daemon/authz.c): QEMU 7.2's
+# shapes recorded by make-golden-psk.py.
+TESTS += tests/functional/test-migration-psk.py
+EXTRA_DIST += tests/functional/make-golden-psk.py tests/functional/golden/migration-psk.json
