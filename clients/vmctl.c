@@ -2040,6 +2040,8 @@ static int cmd_migrate(struct qmp_client *c, int argc, char **argv, const struct
 		{"max-bandwidth", required_argument, NULL, 'b'},
 		{"downtime-limit", required_argument, NULL, 'd'},
 		{"auto-converge", no_argument, NULL, 'a'},
+		{"tls-creds", required_argument, NULL, 't'},
+		{"tls-hostname", required_argument, NULL, 'H'},
 		{"json", no_argument, NULL, 'j'},
 		{0},
 	};
@@ -2051,10 +2053,16 @@ static int cmd_migrate(struct qmp_client *c, int argc, char **argv, const struct
 	int o, rc;
 
 	optind = 0;
-	while ((o = getopt_long(argc, argv, "b:d:aj", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "b:d:at:H:j", opts, NULL)) != -1) {
 		switch (o) {
 		case 'a':
 			auto_converge = true;
+			break;
+		case 't':
+			json_object_set_new(params, "tls-creds", json_string(optarg));
+			break;
+		case 'H':
+			json_object_set_new(params, "tls-hostname", json_string(optarg));
 			break;
 		case 'b':
 			if (parse_size(optarg, &v) < 0) {
@@ -2164,16 +2172,44 @@ static int cmd_migrate(struct qmp_client *c, int argc, char **argv, const struct
 static int cmd_incoming(struct qmp_client *c, int argc, char **argv,
 			const struct vmctl_command *cmd)
 {
-	int rc;
+	static const struct option opts[] = {
+		{"tls-creds", required_argument, NULL, 't'},
+		{"tls-authz", required_argument, NULL, 'z'},
+		{0},
+	};
+	json_auto_t *params = json_object();
+	const char *name, *uri;
+	int o, rc;
 
-	if (argc != 3) {
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "t:z:", opts, NULL)) != -1) {
+		switch (o) {
+		case 't':
+			json_object_set_new(params, "tls-creds", json_string(optarg));
+			break;
+		case 'z':
+			json_object_set_new(params, "tls-authz", json_string(optarg));
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 2) {
 		return usage_error("%s", "incoming needs a VM name and a URI (tcp:HOST:PORT, "
 					 "unix:PATH)");
 	}
-	rc = run_cmd(c, "migrate-incoming", json_pack("{s:s, s:s}", "vm", argv[1], "uri", argv[2]),
-		     NULL);
+	name = argv[optind];
+	uri = argv[optind + 1];
+	if (json_object_size(params)) {
+		json_object_set_new(params, "vm", json_string(name));
+		rc = run_cmd(c, "migrate-set-parameters", TAKE_PTR(params), NULL);
+		if (rc) {
+			return rc;
+		}
+	}
+	rc = run_cmd(c, "migrate-incoming", json_pack("{s:s, s:s}", "vm", name, "uri", uri), NULL);
 	if (rc == EXIT_OK && !json_output) {
-		printf("%s: waiting for a migration on %s\n", argv[1], argv[2]);
+		printf("%s: waiting for a migration on %s\n", name, uri);
 	}
 	return rc;
 }
@@ -2334,7 +2370,8 @@ static const struct vmctl_command commands[] = {
 	 "                 hot-plugged ones, waiting for each eject (default 10 s in all;\n"
 	 "                 exit 5 after, the removal stays pending)\n"},
 	{"migrate", cmd_migrate,
-	 "NAME URI [--max-bandwidth SIZE] [--downtime-limit MS] [--auto-converge]",
+	 "NAME URI [--max-bandwidth SIZE] [--downtime-limit MS] [--auto-converge]\n"
+	 "                     [--tls-creds ID [--tls-hostname NAME]]",
 	 "move a running VM to another vmmd (live migration)",
 	 "  URI                    tcp:HOST:PORT or unix:PATH where the destination listens\n"
 	 "                         ('vmctl incoming' there, on a VM with \"incoming\": true)\n"
@@ -2343,6 +2380,10 @@ static const struct vmctl_command commands[] = {
 	 "  --auto-converge        turn on the VM's auto-converge capability (it stays on):\n"
 	 "                         slow its vCPUs down while it dirties RAM faster than\n"
 	 "                         the link carries\n"
+	 "  --tls-creds ID         migrate over TLS with the client credentials ID\n"
+	 "                         (object-add tls-creds-x509 or tls-creds-psk; '' for none)\n"
+	 "  --tls-hostname NAME    the name the server's x509 certificate must bear\n"
+	 "                         (default: the tcp: URI's host)\n"
 	 "Shows each pass (data sent and left, dirty rate, vCPU throttle) until the\n"
 	 "migration ends; exit 0 when the destination runs the VM. Without auto-converge a\n"
 	 "VM that dirties RAM faster than the link carries never converges: interrupt and\n"
@@ -2354,8 +2395,15 @@ static const struct vmctl_command commands[] = {
 	 "Run after installing a new vmmd binary: it takes over every running or paused VM\n"
 	 "by local migration (each pauses for its downtime, shown), then the old daemon\n"
 	 "exits. On a failure every VM stays with the old daemon and this exits non-zero.\n"},
-	{"incoming", cmd_incoming, "NAME URI",
-	 "listen on URI for a migration of a VM created with \"incoming\": true", ""},
+	{"incoming", cmd_incoming, "NAME URI [--tls-creds ID] [--tls-authz ID]",
+	 "listen on URI for a migration of a VM created with \"incoming\": true",
+	 "  --tls-creds ID         take the migration over TLS only, with the server\n"
+	 "                         credentials ID (object-add tls-creds-x509 or tls-creds-psk)\n"
+	 "  --tls-authz ID         admit only a source the authorization object ID\n"
+	 "                         (object-add authz-simple or authz-list) allows: its\n"
+	 "                         certificate's DN, or its PSK username\n"
+	 "Objects are made with 'vmctl qmp' (object-add, vmmd-protocol(7)). A source\n"
+	 "refused at the TLS handshake is dropped and this one listens on.\n"},
 	{"qmp", cmd_qmp, "[JSON]", "send one raw protocol command (or stdin), print the reply",
 	 "The command is a QMP object such as '{\"execute\": \"query-vms\"}'; see\n"
 	 "vmmd-protocol(7).\n"},

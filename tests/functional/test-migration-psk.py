@@ -159,8 +159,10 @@ def test_psk_migration():
                                         "format": "glob"}]})
         qd.ok("vm-create", dict(tmig.vm_def("m1"), incoming=True, start=True))
         sock = "unix:" + os.path.join(dst.tmp, "mig.sock")
-        qd.ok("migrate-set-parameters", vm="m1", **{"tls-creds": "t0", "tls-authz": "az"})
-        qd.ok("migrate-incoming", vm="m1", uri=sock)
+        p = dst.vmctl("incoming", "m1", sock, "--tls-creds", "t0", "--tls-authz", "az")
+        assert "m1: waiting for a migration on %s" % sock in p.stdout, p.stdout
+        params = qd.ok("query-migrate-parameters", vm="m1")
+        assert (params["tls-creds"], params["tls-authz"]) == ("t0", "az"), params
         # A wrong key for a known name.
         wrong = gpsk.keyfile(src.tmp, "wrong", "alice:%s\n" % KEY.replace("ff", "fe"))
         assert psk(qs, "w", wrong, "client", username="alice") == {"return": {}}
@@ -183,11 +185,12 @@ def test_psk_migration():
                         "tls-authz does not allow this source)"), desc
         assert "TLS PSK authz check for qemu is denied" in dst.read_log()
         tmig.still_counting(src, "m1", tmig.passes(console_log(src, "m1"))[-1][0])
-        # alice with her key: allowed by the glob rule; the guest counts on there.
+        # alice with her key (vmctl): allowed by the glob rule; the guest counts on there.
         assert psk(qs, "a", srv, "client", username="alice") == {"return": {}}
-        qs.ok("migrate-set-parameters", vm="m1", **{"tls-creds": "a"})
         nonce = tmig.passes(console_log(src, "m1"))[-1][1]
-        qs.ok("migrate", vm="m1", uri=sock)
+        p = src.vmctl("migrate", "m1", sock, "--tls-creds", "a", timeout=120)
+        assert p.stdout.splitlines()[-1].startswith("m1: migrated in "), p.stdout
+        assert qs.ok("query-migrate-parameters", vm="m1")["tls-creds"] == "a"
         assert tmig.wait_status(qs, "m1", ("completed", "failed")) == g["psk-good"]["status"], \
             qs.ok("query-migrate", vm="m1")
         assert tmig.wait_status(qd, "m1", ("completed", "failed")) == "completed"
