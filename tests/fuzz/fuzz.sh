@@ -57,7 +57,7 @@ lib common common/*.c
 lib monitor monitor/json-stream.c monitor/schema.c build/monitor/schema-data.c
 lib block block/*.c
 lib net net/*.c
-lib hwcore hw/core/memory.c hw/core/iobus.c
+lib hwcore hw/core/memory.c hw/core/iobus.c hw/core/uffd.c
 lib virtio hw/virtio/virtqueue.c
 lib pci hw/pci/*.c
 lib isa hw/isa/*.c
