@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "common/cleanup.h"
 #include "common/log.h"
 #include "monitor/monitor-int.h"
 
@@ -43,6 +44,7 @@ json_t *monitor_greeting(struct monitor *mon)
 void monitor_emit_event(struct monitor *mon, const char *vm, const char *name, json_t *data)
 {
 	json_auto_t *ev = NULL, *ev_vm = NULL;
+	_cleanup_free_ char *text = NULL, *text_vm = NULL;
 	json_t *ts = monitor_timestamp();
 	struct list_head *p;
 
@@ -66,6 +68,12 @@ void monitor_emit_event(struct monitor *mon, const char *vm, const char *name, j
 	if (!ev || !ev_vm) {
 		return;
 	}
+	/* Dumped once for all the clients of each shape. */
+	text = monitor_dump(ev);
+	text_vm = monitor_dump(ev_vm);
+	if (!text || !text_vm) {
+		return;
+	}
 	list_for_each (p, &mon->clients) {
 		struct monitor_client *c = list_entry(p, struct monitor_client, link);
 
@@ -75,6 +83,6 @@ void monitor_emit_event(struct monitor *mon, const char *vm, const char *name, j
 		if (c->vm && (!vm || strcmp(c->vm, vm) != 0)) {
 			continue;
 		}
-		monitor_client_send(c, c->vm ? ev_vm : ev);
+		monitor_client_send_text(c, c->vm ? text_vm : text, false);
 	}
 }

@@ -114,6 +114,10 @@ void monitor_client_resume(struct monitor_client *c);
 void monitor_dispatch(struct monitor_client *c, json_t *msg);
 /* Queue one JSON object (CRLF-terminated) to @c; drops @c if its queue overflows. */
 void monitor_client_send(struct monitor_client *c, json_t *obj);
+/* obj as one line of QMP text (malloc'd; NULL when out of memory) */
+char *monitor_dump(json_t *obj);
+/* text (no line end) to c; with now, written at once when nothing is queued before it */
+void monitor_client_send_text(struct monitor_client *c, const char *text, bool now);
 void monitor_client_send_error(struct monitor_client *c, const char *cls, const char *desc,
 			       json_t *id);
 /* Drop @c now (freed at the next safe point), or once its output is flushed. */

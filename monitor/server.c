@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,32 +217,77 @@ static void unmark_u64(char *text)
 	}
 }
 
-void monitor_client_send(struct monitor_client *c, json_t *obj)
+char *monitor_dump(json_t *obj)
+{
+	/* ASCII output as QMP requires; compact, one object per line. */
+	char *text = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
+
+	if (text) {
+		unmark_u64(text);
+	}
+	return text;
+}
+
+/*
+ * With @now, what nothing is queued before goes straight to the socket: an
+ * answer leaves at once, not after every other callback of this loop
+ * iteration, and costs no write event. What the socket does not take (and
+ * any error, which the bufferevent then reports) goes to the output buffer.
+ * Events wait there for the loop to write them, a client's together: one
+ * write per message would make the kernel keep a buffer for each, and a
+ * client that reads late would fill its socket with far fewer bytes.
+ */
+void monitor_client_send_text(struct monitor_client *c, const char *text, bool now)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t len = strlen(text), queued = evbuffer_get_length(out);
+	char crlf[] = "\r\n";
+	struct iovec iov[2] = {{(void *)text, len}, {crlf, 2}};
+	ssize_t n = 0;
+
+	if (c->dead) {
+		return;
+	}
+	if (queued + len + 2 > c->mon->lim.max_output) {
+		log_ratelimited(&drop_rl, LOG_WARNING, c->vm, NULL,
+				"dropping client pid %d uid %u: output queue over %zu bytes "
+				"(it does not read)",
+				(int)c->pid, (unsigned)c->uid, c->mon->lim.max_output);
+		monitor_client_drop(c);
+		return;
+	}
+	if (now && queued == 0) {
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+
+		do {
+			n = sendmsg(bufferevent_getfd(c->bev), &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		} while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			n = 0;
+		}
+	}
+	if ((size_t)n < len) {
+		evbuffer_add(out, text + n, len - (size_t)n);
+		n = (ssize_t)len;
+	}
+	if ((size_t)n < len + 2) {
+		evbuffer_add(out, crlf + (n - (ssize_t)len), 2 - (size_t)(n - (ssize_t)len));
+	}
+}
+
+void monitor_client_send(struct monitor_client *c, json_t *obj)
+{
 	char *text;
 
 	if (c->dead || !obj) {
 		return;
 	}
-	/* ASCII output as QMP requires; compact, one object per line. */
-	text = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
+	text = monitor_dump(obj);
 	if (!text) {
 		monitor_client_drop(c);
 		return;
 	}
-	unmark_u64(text);
-	if (evbuffer_get_length(out) + strlen(text) + 2 > c->mon->lim.max_output) {
-		log_ratelimited(&drop_rl, LOG_WARNING, c->vm, NULL,
-				"dropping client pid %d uid %u: output queue over %zu bytes "
-				"(it does not read)",
-				(int)c->pid, (unsigned)c->uid, c->mon->lim.max_output);
-		free(text);
-		monitor_client_drop(c);
-		return;
-	}
-	evbuffer_add(out, text, strlen(text));
-	evbuffer_add(out, "\r\n", 2);
+	monitor_client_send_text(c, text, true);
 	free(text);
 }
 
