@@ -196,15 +196,39 @@ static void hook_event(void *opaque, const char *vm, const char *name, json_t *d
 	}
 }
 
-static int hook_vm_up(void *opaque, const char *vm, struct error **errp)
+static char *vm_socket_path(struct daemon *d, const char *vm)
+{
+	char *path = NULL;
+
+	return asprintf(&path, "%s/%s.qmp", registry_run_dir(d->reg), vm) < 0 ? NULL : path;
+}
+
+static int hook_vm_up(void *opaque, const char *vm, int fd, struct error **errp)
 {
 	struct daemon *d = opaque;
-	_cleanup_free_ char *path = NULL;
+	_cleanup_free_ char *path = vm_socket_path(d, vm);
 
-	if (asprintf(&path, "%s/%s.qmp", registry_run_dir(d->reg), vm) < 0) {
+	if (!path) {
+		if (fd >= 0) {
+			close(fd);
+		}
 		return error_set(errp, ENOMEM, "out of memory");
 	}
+	if (fd >= 0) {
+		return monitor_listen_bound(d->mon, fd, path, vm, errp);
+	}
 	return monitor_listen_path(d->mon, path, d->cfg.socket_mode, d->group, vm, errp);
+}
+
+/* On a worker: only the registry's run directory (fixed) is read here. */
+static int hook_vm_bind(void *opaque, const char *vm, mode_t mode, gid_t gid, struct error **errp)
+{
+	_cleanup_free_ char *path = vm_socket_path(opaque, vm);
+
+	if (!path) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	return monitor_bind_path(path, mode, gid, errp);
 }
 
 static void hook_vm_down(void *opaque, const char *vm)
@@ -235,6 +259,7 @@ static int hook_get_fd(void *opaque, const char *name)
 static struct registry_hooks hooks = {
 	.event = hook_event,
 	.vm_up = hook_vm_up,
+	.vm_bind = hook_vm_bind,
 	.vm_down = hook_vm_down,
 	.changed = hook_changed,
 	.get_fd = hook_get_fd,

@@ -72,6 +72,7 @@ struct registry_op {
 	struct event *deadline;
 	/* start: when asked, when a worker took it, when the VM was built (setup log) */
 	uint64_t t_req, t_run, t_built;
+	int sock_fd; /* start: the per-VM socket the worker made (hooks->vm_bind), or -1 */
 	/* destroy */
 	const char *reason;
 	bool emit_shutdown;
@@ -1240,6 +1241,9 @@ static const char *busy_name(struct registry_vm *rv)
 
 static void op_free(struct registry_op *op)
 {
+	if (op->sock_fd >= 0) {
+		close(op->sock_fd);
+	}
 	if (op->deadline) {
 		event_free(op->deadline);
 	}
@@ -1273,6 +1277,7 @@ static int worker_op(struct registry_vm *rv, int busy, void (*fn)(void *), void 
 	if (!op) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
+	op->sock_fd = -1;
 	op->reg = rv->reg;
 	op->rv = rv;
 	op->done = done;
@@ -1352,6 +1357,25 @@ static void start_job(void *arg)
 		log_error("seccomp self-test: chdir passed the job thread's filter");
 	}
 	op->r = vm_new(op->rv->cfg, &op->inst->host, &op->vm, &op->err);
+	/*
+	 * Here rather than on the control thread: the vCPU threads (parked
+	 * until vm_start) and the per-VM socket file.
+	 */
+	if (op->r == 0) {
+		op->r = vm_spawn_vcpus(op->vm, &op->err);
+	}
+	if (op->r == 0 && op->reg->hooks->vm_bind) {
+		int fd = op->reg->hooks->vm_bind(op->reg->hooks->opaque, op->rv->name,
+						 op->inst->host.socket_mode,
+						 op->inst->host.socket_gid, &op->err);
+
+		op->r = fd < 0 ? fd : 0;
+		op->sock_fd = fd < 0 ? -1 : fd;
+	}
+	if (op->r < 0 && op->vm) {
+		vm_destroy(op->vm);
+		op->vm = NULL;
+	}
 	op->t_built = mono_ns();
 }
 
@@ -1411,6 +1435,10 @@ static void start_done(void *arg)
 	if (r == 0 && (reg->shutting_down || late)) {
 		/* Nobody wants it any more: undo the setup (blocking is fine at exit). */
 		log_full(LOG_WARNING, rv->name, NULL, "VM setup finished too late; stopping it");
+		if (op->sock_fd >= 0 && reg->hooks->vm_up(reg->hooks->opaque, rv->name,
+							  TAKE_FD(op->sock_fd), NULL) == 0) {
+			reg->hooks->vm_down(reg->hooks->opaque, rv->name); /* removes its file */
+		}
 		vm_destroy(op->vm);
 		instance_free(inst);
 		error_free(err);
@@ -1418,9 +1446,11 @@ static void start_done(void *arg)
 		return;
 	}
 	if (r == 0) {
-		r = reg->hooks->vm_up(reg->hooks->opaque, rv->name, &err);
+		r = reg->hooks->vm_up(reg->hooks->opaque, rv->name, TAKE_FD(op->sock_fd), &err);
 		t_sock = mono_ns();
-		if (r == 0) {
+		if (r == 0 && !vm_start_creates_threads(op->vm)) {
+			r = vm_start(op->vm, &err);
+		} else if (r == 0) {
 			/* vCPU threads inherit this thread's nice value: the VMs' own. */
 			int mine = getpriority(PRIO_PROCESS, 0);
 
@@ -1539,6 +1569,7 @@ int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *op
 		free(op);
 		return error_set(errp, ENOMEM, "out of memory");
 	}
+	op->sock_fd = -1;
 	strcpy(inst->name, rv->name);
 	inst->reg = reg;
 	inst->gen = ++reg->next_gen;
@@ -1705,6 +1736,7 @@ static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_s
 	if (!op) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
+	op->sock_fd = -1;
 	op->reg = reg;
 	op->rv = rv;
 	op->vm = rv->vm;
@@ -1791,6 +1823,7 @@ int registry_pause_async(struct registry_vm *rv, registry_done_fn done, void *op
 	if (!op) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
+	op->sock_fd = -1;
 	op->reg = rv->reg;
 	op->rv = rv;
 	op->vm = rv->vm;
@@ -2678,7 +2711,7 @@ static void restore_done(void *arg)
 		r = error_set(&err, ECANCELED, "vmmd is stopping");
 	}
 	if (r == 0) {
-		r = reg->hooks->vm_up(reg->hooks->opaque, rs->cfg->name, &err);
+		r = reg->hooks->vm_up(reg->hooks->opaque, rs->cfg->name, -1, &err);
 	}
 	if (r < 0) {
 		/* undone on a worker (vm_destroy, the file), the name still reserved */
@@ -2933,7 +2966,7 @@ int registry_adopt(struct registry_vm *rv, struct registry_instance *inst, struc
 
 	instance_drop_fds(inst);
 	r = reg->shutting_down ? error_set(errp, ECANCELED, "vmmd is stopping")
-			       : reg->hooks->vm_up(reg->hooks->opaque, rv->name, errp);
+			       : reg->hooks->vm_up(reg->hooks->opaque, rv->name, -1, errp);
 	if (r < 0) {
 		vm_destroy(vm);
 		instance_free(inst);

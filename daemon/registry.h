@@ -25,8 +25,16 @@ struct registry_op;
 struct registry_hooks {
 	/* A VM event (data is a new reference the callee takes, without "vm"). */
 	void (*event)(void *opaque, const char *vm, const char *name, json_t *data);
-	/* A VM object came to life (open its per-VM socket) or went away. */
-	int (*vm_up)(void *opaque, const char *vm, struct error **errp);
+	/*
+	 * A VM object came to life (serve its per-VM socket: @fd, taken, made by
+	 * vm_bind; or -1, open one now) or went away.
+	 */
+	int (*vm_up)(void *opaque, const char *vm, int fd, struct error **errp);
+	/*
+	 * On the worker building a VM: create its per-VM socket file (file-system
+	 * calls stay off the control thread); a listening fd. May be NULL.
+	 */
+	int (*vm_bind)(void *opaque, const char *vm, mode_t mode, gid_t gid, struct error **errp);
 	void (*vm_down)(void *opaque, const char *vm);
 	/* The number of running VMs changed (STATUS=). May be NULL. */
 	void (*changed)(void *opaque);

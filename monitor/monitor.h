@@ -143,6 +143,15 @@ int monitor_listen_fd(struct monitor *mon, int fd, struct error **errp);
 int monitor_listen_path(struct monitor *mon, const char *path, mode_t mode, gid_t group,
 			const char *vm, struct error **errp);
 /*
+ * monitor_listen_path in two steps. monitor_bind_path creates the listening
+ * socket file (file-system calls: any thread, it touches no monitor) and
+ * returns its fd; monitor_listen_bound serves it (the control thread) and
+ * takes @fd, closing it and removing @path on failure.
+ */
+int monitor_bind_path(const char *path, mode_t mode, gid_t group, struct error **errp);
+int monitor_listen_bound(struct monitor *mon, int fd, const char *path, const char *vm,
+			 struct error **errp);
+/*
  * Live upgrade (docs/upgrade.md). monitor_add_client serves @fd (a connected
  * stream socket, taken) as a client of the main socket; @on_gone(@tag) runs
  * when it goes, and monitor_request_tag() of its requests is @tag (NULL for

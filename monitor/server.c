@@ -738,8 +738,7 @@ int monitor_listen_fd(struct monitor *mon, int fd, struct error **errp)
 	return r;
 }
 
-int monitor_listen_path(struct monitor *mon, const char *path, mode_t mode, gid_t group,
-			const char *vm, struct error **errp)
+int monitor_bind_path(const char *path, mode_t mode, gid_t group, struct error **errp)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	_cleanup_close_ int fd = -1;
@@ -789,17 +788,31 @@ int monitor_listen_path(struct monitor *mon, const char *path, mode_t mode, gid_
 		r = error_set_errno(errp, errno, "cannot rename %s to %s", tmp, path);
 		goto err_unlink;
 	}
-	r = add_listener(mon, fd, path, vm, errp);
-	if (r < 0) {
-		unlink(path);
-		return r;
-	}
-	TAKE_FD(fd);
-	return 0;
+	return TAKE_FD(fd);
 
 err_unlink:
 	unlink(tmp);
 	return r;
+}
+
+int monitor_listen_bound(struct monitor *mon, int fd, const char *path, const char *vm,
+			 struct error **errp)
+{
+	int r = add_listener(mon, fd, path, vm, errp);
+
+	if (r < 0) {
+		close(fd);
+		unlink(path);
+	}
+	return r;
+}
+
+int monitor_listen_path(struct monitor *mon, const char *path, mode_t mode, gid_t group,
+			const char *vm, struct error **errp)
+{
+	int fd = monitor_bind_path(path, mode, group, errp);
+
+	return fd < 0 ? fd : monitor_listen_bound(mon, fd, path, vm, errp);
 }
 
 int monitor_add_client(struct monitor *mon, int fd, void (*on_gone)(void *tag), void *tag,

@@ -62,6 +62,7 @@ struct vm {
 	struct ratelimit exit_rl; /* vCPU exit messages of this VM (vcpu.c, x86-emul.c) */
 	_Atomic enum vm_run_state state;
 	bool started; /* vCPU threads exist */
+	bool spawned; /* they exist parked before the first vm_start (vm_spawn_vcpus) */
 	bool dying;   /* vm_destroy has begun: requests are ignored */
 	/* Setup phases of vm_build and vm_start (the thread building the VM). */
 	struct vm_phase phases[VM_MAX_PHASES];

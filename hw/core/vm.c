@@ -468,6 +468,7 @@ static void vcpus_stop(struct vm *vm)
 		vcpu_join(vm->vcpus[i]);
 	}
 	vm->started = false;
+	vm->spawned = false;
 }
 
 /* --- machine reset ------------------------------------------------------- */
@@ -937,7 +938,7 @@ struct hotplug *vm_hotplug_state(struct vm *vm)
 /* Undo vm_new in reverse, for whatever part of it was done. */
 void vm_teardown(struct vm *vm)
 {
-	if (vm->started) {
+	if (vm->started || vm->spawned) {
 		vcpus_stop(vm);
 	}
 	hotplug_wait_drains(vm->hotplug);
@@ -1127,6 +1128,70 @@ static int bad_state(struct vm *vm, const char *what, struct error **errp)
 			 vm_run_state_name(vm_get_state(vm)));
 }
 
+/*
+ * The threads of the vCPUs that have none yet (all of them, unless
+ * vm_spawn_vcpus ran): how many it started. On failure every thread is
+ * stopped again.
+ */
+static int start_missing_threads(struct vm *vm, struct error **errp)
+{
+	int n = 0;
+
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		/* an unplugged one counts as parked since its unplug */
+		if (vm->vcpus[i]->unplugged || vm->vcpus[i]->thread_started) {
+			continue;
+		}
+		int r = vcpu_start_thread(vm->vcpus[i], errp);
+
+		if (r < 0) {
+			/* Threads not started count as parked for the stop. */
+			pthread_mutex_lock(&vm->run_lock);
+			for (unsigned j = i; j < vm->n_vcpus; j++) {
+				if (!vm->vcpus[j]->unplugged && !vm->vcpus[j]->thread_started) {
+					vm->n_parked++;
+				}
+			}
+			pthread_mutex_unlock(&vm->run_lock);
+			vcpus_stop(vm);
+			return r;
+		}
+		n++;
+	}
+	return n;
+}
+
+int vm_spawn_vcpus(struct vm *vm, struct error **errp)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vm->ctl_lock);
+	if (vm_get_state(vm) == VM_STATE_PRELAUNCH && !vm->started && !vm->spawned) {
+		pthread_mutex_lock(&vm->run_lock);
+		vm->vcpu_cmd = VCPU_CMD_PAUSE;
+		pthread_mutex_unlock(&vm->run_lock);
+		vm->spawned = true;
+		r = start_missing_threads(vm, errp);
+		if (r >= 0) {
+			phase(vm, "vcpu-threads");
+		}
+	}
+	pthread_mutex_unlock(&vm->ctl_lock);
+	return r < 0 ? r : 0;
+}
+
+bool vm_start_creates_threads(struct vm *vm)
+{
+	bool creates = false;
+
+	pthread_mutex_lock(&vm->ctl_lock);
+	for (unsigned i = 0; i < vm->n_vcpus && !vm->started; i++) {
+		creates |= !vm->vcpus[i]->unplugged && !vm->vcpus[i]->thread_started;
+	}
+	pthread_mutex_unlock(&vm->ctl_lock);
+	return creates;
+}
+
 int vm_start(struct vm *vm, struct error **errp)
 {
 	int r = 0;
@@ -1150,23 +1215,17 @@ int vm_start(struct vm *vm, struct error **errp)
 	}
 	pthread_mutex_lock(&vm->run_lock);
 	vm->vcpu_cmd = VCPU_CMD_RUN;
+	pthread_cond_broadcast(&vm->run_cond); /* the threads vm_spawn_vcpus parked */
 	pthread_mutex_unlock(&vm->run_lock);
 	vm->started = true;
-	for (unsigned i = 0; i < vm->n_vcpus; i++) {
-		if (vm->vcpus[i]->unplugged) {
-			continue; /* counted as parked since its unplug */
-		}
-		r = vcpu_start_thread(vm->vcpus[i], errp);
-		if (r < 0) {
-			/* Threads not started count as parked for the stop. */
-			pthread_mutex_lock(&vm->run_lock);
-			vm->n_parked += vm->n_vcpus - i;
-			pthread_mutex_unlock(&vm->run_lock);
-			vcpus_stop(vm);
-			goto out;
-		}
+	r = start_missing_threads(vm, errp);
+	if (r < 0) {
+		goto out;
 	}
-	phase(vm, "vcpu-threads");
+	if (r > 0) {
+		phase(vm, "vcpu-threads");
+	}
+	r = 0;
 	set_state(vm, VM_STATE_RUNNING);
 	vm_emit_event(vm, "RESUME", NULL);
 out:

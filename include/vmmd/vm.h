@@ -211,6 +211,18 @@ int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **
 	   struct error **errp);
 
 /*
+ * Create the vCPU threads of a VM in prelaunch, parked until vm_start: the
+ * thread that built the VM calls it, so that vm_start creates no thread (the
+ * daemon's control thread must not wait for the process's mmap lock, which
+ * VM setup and teardown on other threads hold for long stretches). The
+ * threads inherit the caller's nice value. Optional: vm_start creates the
+ * threads that do not exist yet.
+ */
+int vm_spawn_vcpus(struct vm *vm, struct error **errp);
+/* Whether vm_start would create threads (vm_spawn_vcpus was not called). */
+bool vm_start_creates_threads(struct vm *vm);
+
+/*
  * prelaunch -> running (event RESUME): start the vCPUs, or resume them when
  * a reset of a stopped VM left it in prelaunch (vm_reset).
  */
