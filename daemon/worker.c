@@ -58,8 +58,12 @@ struct worker_idle {
 	struct worker_job *job; /* set before the post; NULL: exit */
 };
 
-/* Threads kept waiting for work when the jobs run out. */
-#define WORKERS_IDLE_MAX 4
+/*
+ * Threads kept waiting for work when the jobs run out: as many as the 16
+ * clients of the lifecycle benchmark keep busy (tests/bench/README), each an
+ * idle stack and a sleeping task.
+ */
+#define WORKERS_IDLE_MAX 16
 
 struct workers {
 	int nice; /* jobs (and the VM threads they create) run at this nice value */
