@@ -63,6 +63,10 @@ def test_quick_run_writes_well_formed_results():
         if "target" in row:
             assert row["target_met"] in (True, False, None), row
     assert set(range(1, 8)) <= figures, "figures missing: %s" % (set(range(1, 8)) - figures)
+    # the control plane while clients cycle VMs, on both sides
+    by_key = {row["key"]: row for row in doc["rows"]}
+    for key in ("control.cycling.p50", "control.cycling.p99", "control.cycling.rate"):
+        assert by_key[key]["status"] == "measured", by_key.get(key)
     chart = doc["chart"]
     assert chart.startswith("skipped") or os.path.getsize(os.path.join(out, chart)) > 0, chart
     with open(os.path.join(out, "results.txt")) as f:

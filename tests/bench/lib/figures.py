@@ -449,3 +449,143 @@ class ControlPlane(Figure):
                     self.record("vmmd", c, v, self.run_clients([d.socket] * c, v, "c"))
         finally:
             d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 4 (continued). Control plane while 16 clients cycle VMs
+
+def _connect(path):
+    """A QMP client of path, which may be bound but not yet listening (QEMU)."""
+    from qmp import QMP
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            return QMP(path, timeout=120)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _cycle_clients(kind, target, clients, seconds, errq):
+    """The load, in its own process (the probe keeps Python's lock to itself).
+
+    vmmd: each client loops vm-create with start, stop, vm-destroy and
+    vm-delete on its own VM. QEMU: each client loops exec of a QEMU with a
+    QMP socket, QMP stop, quit. target: the Vmmd, or the Config for QEMU."""
+    import threading
+    from qmp import QMP
+
+    counts, errors = [0] * clients, []
+    deadline = time.monotonic() + seconds
+
+    def vmmd_client(k):
+        c = QMP(target.socket, timeout=120)
+        name = "cyc%d" % k
+        while time.monotonic() < deadline:
+            c.ok("vm-create", target.definition(name, start=True))
+            c.ok("stop", {"vm": name})
+            c.ok("vm-destroy", {"vm": name})
+            c.ok("vm-delete", {"vm": name})
+            c.events.clear()
+            counts[k] += 1
+        c.close()
+
+    def qemu_client(k):
+        sock = os.path.join(target.tmp, "cyc%d.sock" % k)
+        while time.monotonic() < deadline:
+            vm = QemuVM(target, qmp_sockets=[sock])
+            try:
+                vm.wait_qmp()
+                c = _connect(sock)
+                c.ok("stop")
+                c.cmd("quit")
+                c.close()
+            finally:
+                vm.stop()
+            counts[k] += 1
+
+    def run(k):
+        try:
+            (vmmd_client if kind == "vmmd" else qemu_client)(k)
+        except Exception as e:  # reported to the harness
+            errors.append("%s: %s" % (type(e).__name__, e))
+
+    ts = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    errq.put((sum(counts), errors))
+
+
+class ControlUnderLifecycles(Figure):
+    """query-status of a steady running VM, asked every 5 ms, while 16
+    clients create and destroy VMs as fast as they can for a fixed time
+    (tests/bench/control-latency.py is the same probe, standalone). On QEMU
+    the steady VM is one QEMU and each lifecycle a QEMU process: the same
+    question, how fast a running VM's control socket answers while the host
+    starts and stops VMs."""
+    number = 4
+    name = "control plane under VM lifecycles"
+    CLIENTS = 16
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.seconds = 2.0 if ctx.quick else 8.0
+        what = "query-status every 5 ms while %d clients cycle VMs" % self.CLIENTS
+        note = ("vmmd: vm-create+start, stop, vm-destroy, vm-delete; QEMU: exec, QMP stop, "
+                "quit; the probe at normal priority")
+        self.r_p50 = self.row("control.cycling.p50", what + ": p50 latency", "us", "lower",
+                              note=note)
+        self.r_p99 = self.row("control.cycling.p99", what + ": p99 latency", "us", "lower",
+                              Target("vmmd_max", 5000.0, "p99 < 5 ms"), note=note)
+        self.r_rate = self.row("control.cycling.rate", what + ": lifecycles/s", "1/s",
+                               "higher", note=note)
+
+    def probe(self, path, kind, target, vm_args):
+        q = _connect(path)
+        mp = multiprocessing.get_context("fork")
+        errq = mp.Queue()
+        load = mp.Process(target=_cycle_clients,
+                          args=(kind, target, self.CLIENTS, self.seconds, errq))
+        lat = []
+        t0 = time.monotonic()
+        load.start()
+        try:
+            while load.is_alive():
+                t = time.monotonic()
+                q.ok("query-status", vm_args)
+                lat.append((time.monotonic() - t) * 1e6)
+                q.events.clear()
+                time.sleep(0.005)
+            n, errors = errq.get(timeout=60)
+        finally:
+            load.join(30)
+            if load.is_alive():
+                load.kill()
+            q.close()
+        if errors:
+            raise SkipFigure("a cycling client failed: %s" % errors[0])
+        if not lat:
+            raise SkipFigure("no probe sample")
+        self.r_p50.add(kind, percentile(lat, 50))
+        self.r_p99.add(kind, percentile(lat, 99))
+        self.r_rate.add(kind, n / (time.monotonic() - t0))
+
+    def measure_vmmd(self, rnd):
+        d = Vmmd(self.ctx.cfg, "cycling%d" % rnd)
+        try:
+            d.create("steady", start=True)
+            self.probe(d.socket, "vmmd", d, {"vm": "steady"})
+        finally:
+            d.stop()
+
+    def measure_qemu(self, rnd):
+        sock = os.path.join(self.ctx.cfg.tmp, "steady-r%d.sock" % rnd)
+        vm = QemuVM(self.ctx.cfg, qmp_sockets=[sock])
+        try:
+            vm.wait_qmp()
+            self.probe(sock, "qemu", self.ctx.cfg, None)
+        finally:
+            vm.stop()
