@@ -56,6 +56,7 @@
 #include "block/file.h"
 #include "block/raw.h"
 #include "common/iov.h"
+#include "common/thread.h"
 
 #define AIO_RING_ENTRIES 256
 #define AIO_MAX_WORKERS 8
@@ -316,7 +317,7 @@ static int pool_submit(struct block_aio_ctx *ctx, struct aio_req *r)
 	pthread_mutex_lock(&ctx->lock);
 	queue_push(&ctx->pending, r);
 	if (ctx->idle == 0 && ctx->nworkers < AIO_MAX_WORKERS) {
-		err = pthread_create(&ctx->workers[ctx->nworkers], NULL, worker_main, ctx);
+		err = thread_create(&ctx->workers[ctx->nworkers], NULL, worker_main, ctx);
 		if (err == 0) {
 			ctx->nworkers++;
 		} else if (ctx->nworkers > 0) {

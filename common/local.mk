@@ -8,6 +8,7 @@ common_libcommon_a_SOURCES = \
 	common/iov.c common/iov.h \
 	common/pathpol.c common/pathpol.h \
 	common/fdset.c common/fdset.h \
-	common/vmstate.c common/vmstate.h
+	common/vmstate.c common/vmstate.h \
+	common/thread.c common/thread.h
 common_libcommon_a_CFLAGS = $(AM_CFLAGS) $(LIBSYSTEMD_CFLAGS)
 COMMON_LIBS = common/libcommon.a $(LIBSYSTEMD_LIBS) $(PTHREAD_LIBS)

@@ -31,6 +31,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/pathpol.h"
+#include "common/thread.h"
 #include "daemon/jobs.h"
 #include "daemon/migration.h"
 #include "daemon/registry.h"
@@ -95,6 +96,7 @@ struct registry {
 	mode_t socket_mode;
 	gid_t socket_gid;
 	uint64_t populate_rate;
+	int job_nice;
 	const struct registry_hooks *hooks;
 	struct workers *workers;
 	int violation_efd; /* written by the SIGSYS handler of a VM thread */
@@ -712,6 +714,10 @@ int registry_set_limits(struct registry *reg, const struct registry_limits *limi
 	reg->socket_mode = limits->socket_mode;
 	reg->socket_gid = limits->socket_gid;
 	reg->populate_rate = limits->populate_rate;
+	reg->job_nice = limits->job_nice;
+	if (reg->workers) {
+		workers_set_job_nice(reg->workers, reg->job_nice);
+	}
 	return 0;
 }
 
@@ -787,6 +793,12 @@ int registry_new(struct event_base *base, const char *state_dir, const char *run
 	if (errno) {
 		reg->vm_nice = 0;
 	}
+	/*
+	 * This is the control thread (main.c raises it later): VM threads it
+	 * creates (vm_start's, hot-plugged vCPUs, block helpers of device_add)
+	 * start at the VMs' priority, not at its own.
+	 */
+	thread_set_child_nice(reg->vm_nice);
 	reg->violation_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	reg->violation_ev = reg->violation_efd < 0
 				    ? NULL
@@ -806,6 +818,7 @@ int registry_new(struct event_base *base, const char *state_dir, const char *run
 	if (r < 0) {
 		goto err_free;
 	}
+	workers_set_job_nice(reg->workers, reg->job_nice);
 	r = jobs_new(base, emit_job_event, reg, &reg->jobs, errp);
 	if (r < 0) {
 		goto err_free;
@@ -1448,15 +1461,8 @@ static void start_done(void *arg)
 	if (r == 0) {
 		r = reg->hooks->vm_up(reg->hooks->opaque, rv->name, TAKE_FD(op->sock_fd), &err);
 		t_sock = mono_ns();
-		if (r == 0 && !vm_start_creates_threads(op->vm)) {
+		if (r == 0) {
 			r = vm_start(op->vm, &err);
-		} else if (r == 0) {
-			/* vCPU threads inherit this thread's nice value: the VMs' own. */
-			int mine = getpriority(PRIO_PROCESS, 0);
-
-			setpriority(PRIO_PROCESS, 0, reg->vm_nice);
-			r = vm_start(op->vm, &err);
-			setpriority(PRIO_PROCESS, 0, mine);
 			if (r < 0) {
 				reg->hooks->vm_down(reg->hooks->opaque, rv->name);
 			}

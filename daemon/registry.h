@@ -49,6 +49,7 @@ struct registry_limits {
 	mode_t socket_mode;	/* of VM sockets (console), 0 = 0600 */
 	gid_t socket_gid;	/* (gid_t)-1 = the daemon's group */
 	uint64_t populate_rate; /* vm_host.populate_rate of VMs restored from now on */
+	int job_nice;		/* VM setup and teardown run this much below the VMs (0..19) */
 };
 
 struct registry_vm {

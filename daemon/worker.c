@@ -40,6 +40,7 @@
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "common/thread.h"
 #include "daemon/sandbox.h"
 #include "daemon/worker.h"
 
@@ -66,7 +67,8 @@ struct worker_idle {
 #define WORKERS_IDLE_MAX 16
 
 struct workers {
-	int nice; /* jobs (and the VM threads they create) run at this nice value */
+	int nice;	      /* the VMs' nice value: the threads jobs create start at it */
+	_Atomic int job_nice; /* how much lower jobs run (vmmd.conf job-nice) */
 	int efd;
 	struct event *ev;
 	_Atomic(struct worker_job *) done_top; /* finished jobs, newest first */
@@ -101,6 +103,11 @@ static void drain(evutil_socket_t fd, short what, void *opaque)
 		j->done(j->arg);
 		free(j);
 	}
+}
+
+void workers_set_job_nice(struct workers *w, int job_nice)
+{
+	atomic_store(&w->job_nice, job_nice);
 }
 
 int workers_new(struct event_base *base, struct workers **ret, struct error **errp)
@@ -243,8 +250,13 @@ static void *job_thread(void *opaque)
 	}
 	sem_init(&idle.sem, 0, 0);
 	while (j) {
-		/* Not the control thread's priority: the VM's I/O thread is created here. */
-		setpriority(PRIO_PROCESS, 0, w->nice);
+		/*
+		 * Below the VMs' own priority: setting VMs up and tearing them
+		 * down yields to guests, clients and the control thread. The
+		 * threads a job creates for a VM start at the VMs' nice value.
+		 */
+		setpriority(PRIO_PROCESS, 0, MIN(w->nice + atomic_load(&w->job_nice), 19));
+		thread_set_child_nice(w->nice);
 		sandbox_work_for(j->vm_flag);
 		j->fn(j->arg);
 		sandbox_work_for(NULL); /* between jobs it works for the daemon */

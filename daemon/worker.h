@@ -22,6 +22,8 @@ struct workers;
 #define WORKERS_MAX_JOBS 256
 
 int workers_new(struct event_base *base, struct workers **ret, struct error **errp);
+/* Jobs from now on run @job_nice (0..19) nice levels below the VMs' threads. */
+void workers_set_job_nice(struct workers *w, int job_nice);
 /* Wait up to @timeout_ms for running jobs; their done callbacks run here. */
 void workers_wait(struct workers *w, unsigned timeout_ms);
 /* Free @w, unless a job still runs (stuck backend): then leave it to exit(). */

@@ -40,6 +40,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "common/util.h"
 #include "hw/core/uffd.h"
 
@@ -652,7 +653,7 @@ int uffd_new(const struct uffd_config *cfg, const struct uffd_range *ranges, uns
 	}
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	r = pthread_create(&u->thread, NULL, handler, u);
+	r = thread_create(&u->thread, NULL, handler, u);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r != 0) {
 		r = error_set_errno(errp, r, "cannot start the userfaultfd handler thread");

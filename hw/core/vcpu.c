@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/thread.h"
 #include "hw/core/iobus.h"
 #include "hw/core/memory.h"
 #include "hw/core/vcpu.h"
@@ -726,7 +727,7 @@ int vcpu_start_thread(struct vcpu *vcpu, struct error **errp)
 	sigemptyset(&block);
 	sigaddset(&block, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
-	r = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	r = thread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r != 0) {
 		return error_set_errno(errp, r, "cannot start the thread of vCPU %u", vcpu->index);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/thread.h"
 #include "hw/devices.h"
 #include "hw/hotplug.h"
 #include "hw/core/iobus.h"
@@ -685,7 +686,7 @@ static int io_start(struct vm *vm, struct error **errp)
 	/* VM threads leave signals to the control thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	r = pthread_create(&vm->io_thread, NULL, io_thread, vm);
+	r = thread_create(&vm->io_thread, NULL, io_thread, vm);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r != 0) {
 		return error_set_errno(errp, r, "cannot start the VM's I/O thread");
@@ -1178,18 +1179,6 @@ int vm_spawn_vcpus(struct vm *vm, struct error **errp)
 	}
 	pthread_mutex_unlock(&vm->ctl_lock);
 	return r < 0 ? r : 0;
-}
-
-bool vm_start_creates_threads(struct vm *vm)
-{
-	bool creates = false;
-
-	pthread_mutex_lock(&vm->ctl_lock);
-	for (unsigned i = 0; i < vm->n_vcpus && !vm->started; i++) {
-		creates |= !vm->vcpus[i]->unplugged && !vm->vcpus[i]->thread_started;
-	}
-	pthread_mutex_unlock(&vm->ctl_lock);
-	return creates;
 }
 
 int vm_start(struct vm *vm, struct error **errp)

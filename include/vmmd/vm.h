@@ -215,12 +215,11 @@ int vm_new(const struct vm_config *cfg, const struct vm_host *host, struct vm **
  * thread that built the VM calls it, so that vm_start creates no thread (the
  * daemon's control thread must not wait for the process's mmap lock, which
  * VM setup and teardown on other threads hold for long stretches). The
- * threads inherit the caller's nice value. Optional: vm_start creates the
- * threads that do not exist yet.
+ * threads start at the caller's nice value or the one it chose for its
+ * children (common/thread.h). Optional: vm_start creates the threads that
+ * do not exist yet.
  */
 int vm_spawn_vcpus(struct vm *vm, struct error **errp);
-/* Whether vm_start would create threads (vm_spawn_vcpus was not called). */
-bool vm_start_creates_threads(struct vm *vm);
 
 /*
  * prelaunch -> running (event RESUME): start the vCPUs, or resume them when

@@ -7,12 +7,14 @@ idle after a burst. No timing is asserted."""
 import json
 import os
 import re
+import subprocess
 import sys
+import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmmdtest import Vmmd, main, wait_for  # noqa: E402
-from daemon_helpers import guest, vm_def, wait_console  # noqa: E402
+from vmmdtest import Vmmd, main, require_tool, wait_for  # noqa: E402
+from daemon_helpers import console_log, guest, vm_def, wait_console  # noqa: E402
 
 
 def test_stop_answers_when_paused():
@@ -118,6 +120,50 @@ def test_burst_leaves_few_idle_workers():
 
         # worker.c's WORKERS_IDLE_MAX
         wait_for(lambda: workers() <= 16, 30, what="idle workers down to 16")
+
+
+def nice_by_thread(pid):
+    """{comm: set of nice values} of the process's threads (field 19 of stat)."""
+    out = {}
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        out.setdefault(comm, set()).add(int(stat[stat.rindex(")") + 2:].split()[16]))
+    return out
+
+
+def test_setup_runs_below_the_vms_threads():
+    """Workers run job-nice (default 10) below the VMs' threads, and the
+    threads they create for a VM (vCPU, I/O thread, block helpers of a qcow2
+    disk under I/O) start at the VMs' own priority; job-nice = 0 in
+    vmmd.conf puts the workers level with them."""
+    require_tool("qemu-img")
+    writer = guest("blk-writer")
+    with tempfile.TemporaryDirectory(prefix="vmmd-nice.") as tmp:
+        img = os.path.join(tmp, "d.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, "4M"], check=True)
+        conf = os.path.join(tmp, "vmmd.conf")
+        for job_nice, args in ((10, []), (0, ["--config", conf])):
+            with open(conf, "w") as f:
+                f.write("job-nice = 0\n")
+            with Vmmd(args=args) as d:
+                q = d.qmp()
+                q.ok("vm-create", dict(vm_def("w", writer,
+                                              disks=[{"id": "vda", "file": img,
+                                                      "format": "qcow2"}]), start=True))
+                wait_for(lambda: "ok crc" in console_log(d, "w"), timeout=60,
+                         what="the writer's first pass")
+                q.ok("stop", vm="w")  # a job: at least one worker exists now
+                nice = nice_by_thread(d.proc.pid)
+                vm = os.getpriority(os.PRIO_PROCESS, 0)  # the daemon's own, as ours
+                for comm in ("vcpu0", "vm-io"):
+                    assert nice.get(comm) == {vm}, (comm, nice)
+                assert nice.get("vmmd-job") == {vm + job_nice}, nice
+                q.ok("vm-delete", vm="w", force=True)
 
 
 if __name__ == "__main__":

@@ -163,11 +163,6 @@ int vm_spawn_vcpus(struct vm *vm, struct error **errp)
 	return 0; /* the double has no threads */
 }
 
-bool vm_start_creates_threads(struct vm *vm)
-{
-	return false;
-}
-
 int vm_start(struct vm *vm, struct error **errp)
 {
 	if (vm->state != VM_STATE_PRELAUNCH) {

@@ -49,6 +49,9 @@ START_TEST(defaults)
 	ck_assert_uint_eq(cfg.populate_rate, 0);
 	ck_assert_str_eq(parse("restore-populate-rate = 64M\n"), "ok");
 	ck_assert_uint_eq(cfg.populate_rate, 64ull << 20);
+	ck_assert_uint_eq(cfg.job_nice, 10);
+	ck_assert_str_eq(parse("job-nice = 0\n"), "ok");
+	ck_assert_uint_eq(cfg.job_nice, 0);
 }
 END_TEST
 
@@ -146,6 +149,8 @@ START_TEST(errors_name_the_line)
 	ck_assert_str_eq(parse("restore-populate-rate = 2T\n"),
 			 "vmmd.conf:1: restore-populate-rate '2T' must be a size between 0 and "
 			 "1099511627776");
+	ck_assert_str_eq(parse("job-nice = 20\n"),
+			 "vmmd.conf:1: job-nice '20' must be a number between 0 and 19");
 }
 END_TEST
 

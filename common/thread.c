@@ -1,0 +1,43 @@
+/*
+ * Thread creation with a chosen nice value: see thread.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <sys/resource.h>
+
+#include "common/thread.h"
+
+static __thread bool child_nice_set;
+static __thread int child_nice;
+
+void thread_set_child_nice(int nice)
+{
+	child_nice = nice;
+	child_nice_set = true;
+}
+
+void thread_clear_child_nice(void)
+{
+	child_nice_set = false;
+}
+
+int thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+	int mine, r;
+
+	if (!child_nice_set) {
+		return pthread_create(thread, attr, fn, arg);
+	}
+	errno = 0;
+	mine = getpriority(PRIO_PROCESS, 0);
+	if (mine == -1 && errno) {
+		return pthread_create(thread, attr, fn, arg);
+	}
+	/* PRIO_PROCESS with 0 is this thread alone on Linux. */
+	setpriority(PRIO_PROCESS, 0, child_nice);
+	r = pthread_create(thread, attr, fn, arg);
+	setpriority(PRIO_PROCESS, 0, mine);
+	return r;
+}
