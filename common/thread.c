@@ -18,11 +18,6 @@ void thread_set_child_nice(int nice)
 	child_nice_set = true;
 }
 
-void thread_clear_child_nice(void)
-{
-	child_nice_set = false;
-}
-
 int thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
 	int mine, r;

@@ -19,8 +19,6 @@
 
 /* The nice value of the threads this thread creates from now on. */
 void thread_set_child_nice(int nice);
-/* Forget it: created threads inherit this thread's nice value again. */
-void thread_clear_child_nice(void);
 /* pthread_create, the new thread at the child nice value if one is set. */
 int thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
 

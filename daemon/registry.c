@@ -96,7 +96,6 @@ struct registry {
 	mode_t socket_mode;
 	gid_t socket_gid;
 	uint64_t populate_rate;
-	int job_nice;
 	const struct registry_hooks *hooks;
 	struct workers *workers;
 	int violation_efd; /* written by the SIGSYS handler of a VM thread */
@@ -714,9 +713,8 @@ int registry_set_limits(struct registry *reg, const struct registry_limits *limi
 	reg->socket_mode = limits->socket_mode;
 	reg->socket_gid = limits->socket_gid;
 	reg->populate_rate = limits->populate_rate;
-	reg->job_nice = limits->job_nice;
 	if (reg->workers) {
-		workers_set_job_nice(reg->workers, reg->job_nice);
+		workers_set_job_nice(reg->workers, limits->job_nice);
 	}
 	return 0;
 }
@@ -818,7 +816,7 @@ int registry_new(struct event_base *base, const char *state_dir, const char *run
 	if (r < 0) {
 		goto err_free;
 	}
-	workers_set_job_nice(reg->workers, reg->job_nice);
+	workers_set_job_nice(reg->workers, limits->job_nice);
 	r = jobs_new(base, emit_job_event, reg, &reg->jobs, errp);
 	if (r < 0) {
 		goto err_free;
@@ -1252,6 +1250,17 @@ static const char *busy_name(struct registry_vm *rv)
 	}
 }
 
+/* A new operation (zeroed, no socket yet), or NULL when out of memory. */
+static struct registry_op *op_new(void)
+{
+	struct registry_op *op = calloc(1, sizeof(*op));
+
+	if (op) {
+		op->sock_fd = -1;
+	}
+	return op;
+}
+
 static void op_free(struct registry_op *op)
 {
 	if (op->sock_fd >= 0) {
@@ -1284,13 +1293,12 @@ static int unlink_definition(struct registry *reg, struct registry_vm *rv, struc
 static int worker_op(struct registry_vm *rv, int busy, void (*fn)(void *), void (*fin)(void *),
 		     registry_done_fn done, void *opaque, struct error **errp)
 {
-	struct registry_op *op = calloc(1, sizeof(*op));
+	struct registry_op *op = op_new();
 	int r;
 
 	if (!op) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	op->sock_fd = -1;
 	op->reg = rv->reg;
 	op->rv = rv;
 	op->done = done;
@@ -1569,13 +1577,12 @@ int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *op
 		return done_later(reg, rv, done, opaque, errp);
 	}
 	inst = calloc(1, sizeof(*inst) + strlen(rv->name) + 1);
-	op = calloc(1, sizeof(*op));
+	op = op_new();
 	if (!inst || !op) {
 		free(inst);
 		free(op);
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	op->sock_fd = -1;
 	strcpy(inst->name, rv->name);
 	inst->reg = reg;
 	inst->gen = ++reg->next_gen;
@@ -1738,11 +1745,10 @@ static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_s
 				 "MIGRATION event",
 				 rv->name);
 	}
-	op = calloc(1, sizeof(*op));
+	op = op_new();
 	if (!op) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	op->sock_fd = -1;
 	op->reg = reg;
 	op->rv = rv;
 	op->vm = rv->vm;
@@ -1825,11 +1831,10 @@ int registry_pause_async(struct registry_vm *rv, registry_done_fn done, void *op
 		}
 		return done_later(rv->reg, rv, done, opaque, errp);
 	}
-	op = calloc(1, sizeof(*op));
+	op = op_new();
 	if (!op) {
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	op->sock_fd = -1;
 	op->reg = rv->reg;
 	op->rv = rv;
 	op->vm = rv->vm;

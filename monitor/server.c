@@ -243,7 +243,7 @@ void monitor_client_send_text(struct monitor_client *c, const char *text, bool n
 	size_t len = strlen(text), queued = evbuffer_get_length(out);
 	char crlf[] = "\r\n";
 	struct iovec iov[2] = {{(void *)text, len}, {crlf, 2}};
-	ssize_t n = 0;
+	size_t sent = 0;
 
 	if (c->dead) {
 		return;
@@ -258,20 +258,19 @@ void monitor_client_send_text(struct monitor_client *c, const char *text, bool n
 	}
 	if (now && queued == 0) {
 		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+		ssize_t n;
 
 		do {
 			n = sendmsg(bufferevent_getfd(c->bev), &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 		} while (n < 0 && errno == EINTR);
-		if (n < 0) {
-			n = 0;
-		}
+		sent = n > 0 ? (size_t)n : 0;
 	}
-	if ((size_t)n < len) {
-		evbuffer_add(out, text + n, len - (size_t)n);
-		n = (ssize_t)len;
-	}
-	if ((size_t)n < len + 2) {
-		evbuffer_add(out, crlf + (n - (ssize_t)len), 2 - (size_t)(n - (ssize_t)len));
+	/* what the socket did not take */
+	for (size_t i = 0; i < 2; i++) {
+		size_t skip = MIN(sent, iov[i].iov_len);
+
+		evbuffer_add(out, (char *)iov[i].iov_base + skip, iov[i].iov_len - skip);
+		sent -= skip;
 	}
 }
 
