@@ -73,10 +73,11 @@ struct aio_req {
 	unsigned flags;
 	const struct iovec *iov;
 	unsigned cnt;
-	int fd;		    /* io_uring target, or -1 */
-	bool direct;	    /* the fd is O_DIRECT */
-	bool direct_write;  /* a format's write in place: write_direct_end when done */
-	uint64_t fd_offset; /* offset on fd */
+	int fd;			 /* io_uring target, or -1 */
+	struct block_node *file; /* the node whose fd that is (no reference of its own) */
+	bool direct;		 /* the fd is O_DIRECT */
+	bool direct_write;	 /* a format's write in place: write_direct_end when done */
+	uint64_t fd_offset;	 /* offset on fd */
 	block_complete_fn *cb;
 	void *opaque;
 	uint64_t t0;
@@ -385,6 +386,11 @@ static bool ring_submit(struct block_aio_ctx *ctx, struct aio_req *r)
 		break;
 	case BLOCK_OP_WRITE:
 		io_uring_prep_writev(sqe, r->fd, r->iov, r->cnt, r->fd_offset);
+		/* the nodes the write passes over, as block_do_pwritev() counts them */
+		block_note_write_end(r->bs, r->offset + r->len);
+		if (r->file != r->bs) {
+			block_note_write_end(r->file, r->fd_offset + r->len);
+		}
 		break;
 	default:
 		io_uring_prep_fsync(sqe, r->fd, IORING_FSYNC_DATASYNC);
@@ -585,8 +591,11 @@ void block_aio_resubmit(struct aio_req *list)
 	}
 }
 
-/* The fd and offset shift when @bs's reads and writes go straight to a file. */
-static int direct_fd(struct block_node *bs, uint64_t *ret_shift)
+/*
+ * The fd and offset shift when @bs's reads and writes go straight to a file;
+ * *@ret_file is that file's node.
+ */
+static int direct_fd(struct block_node *bs, uint64_t *ret_shift, struct block_node **ret_file)
 {
 	uint64_t shift = 0;
 
@@ -601,6 +610,7 @@ static int direct_fd(struct block_node *bs, uint64_t *ret_shift)
 		return -1;
 	}
 	*ret_shift = shift;
+	*ret_file = bs;
 	return file_fd(bs);
 }
 
@@ -648,6 +658,7 @@ static bool format_read_fast(struct block_aio_ctx *ctx, struct aio_req *r)
 		return false;
 	}
 	r->fd = file_fd(file);
+	r->file = file;
 	r->direct = file->flags & BLOCK_O_NOCACHE;
 	r->fd_offset = foff;
 	return ring_submit(ctx, r);
@@ -669,6 +680,7 @@ static bool format_write_fast(struct block_aio_ctx *ctx, struct aio_req *r)
 	}
 	r->direct_write = true;
 	r->fd = file_fd(file);
+	r->file = file;
 	r->direct = file->flags & BLOCK_O_NOCACHE;
 	r->fd_offset = foff;
 	if (IS_ALIGNED(foff, file->alignment) && ring_submit(ctx, r)) {
@@ -727,7 +739,7 @@ int block_aio_submit(struct block_node *bs, struct block_aio_ctx *ctx, enum bloc
 		return 0;
 	}
 	if (ctx->have_ring && (rw || (op == BLOCK_OP_FLUSH && !bs->read_only))) {
-		r->fd = direct_fd(bs, &shift);
+		r->fd = direct_fd(bs, &shift, &r->file);
 		r->direct = bs->flags & BLOCK_O_NOCACHE;
 		r->fd_offset = offset + shift;
 	}

@@ -363,6 +363,11 @@ int block_do_pwritev(struct block_node *bs, uint64_t offset, const struct iovec 
 int block_do_flush(struct block_node *bs);
 int block_do_discard(struct block_node *bs, uint64_t offset, uint64_t len);
 int block_do_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len, unsigned flags);
+/*
+ * A write up to @end reached @bs without block_do_pwritev() (the ring):
+ * raise its wr_highest_offset as that would have.
+ */
+void block_note_write_end(struct block_node *bs, uint64_t end);
 /* Account one finished request started at @start_ns (block_now_ns()). */
 void block_account(struct block_node *bs, enum block_op op, uint64_t bytes, int ret,
 		   uint64_t start_ns);

@@ -851,6 +851,11 @@ int block_do_pwritev(struct block_node *bs, uint64_t offset, const struct iovec 
 	return bs->drv->pwritev(bs, offset, iov, cnt, len);
 }
 
+void block_note_write_end(struct block_node *bs, uint64_t end)
+{
+	stat_max(&bs->stats.wr_highest_offset, end);
+}
+
 void block_account(struct block_node *bs, enum block_op op, uint64_t bytes, int ret,
 		   uint64_t start_ns)
 {

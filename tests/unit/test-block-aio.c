@@ -115,6 +115,18 @@ static void run_many(unsigned flags, unsigned misalign, bool expect_ring)
 	ck_assert_uint_eq(t.done, NREQ);
 	ck_assert_uint_eq(t.failed, 0);
 	ck_assert(!t.wrong_thread);
+	/*
+	 * Every engine counts the highest write on the node and on its file
+	 * (there padded to the file's alignment, as QEMU counts it).
+	 */
+	for (struct block_node *n = bs; n; n = n->file) {
+		uint64_t end = (uint64_t)(NREQ - 1) * REQ_SIZE * 2 + misalign + REQ_SIZE;
+		struct block_stats st;
+
+		block_get_stats(n, &st);
+		ck_assert_uint_eq(st.wr_highest_offset,
+				  n == bs ? end : ALIGN_UP(end, n->alignment));
+	}
 
 	/* read back concurrently into cleared buffers */
 	memset(bufs, 0, NREQ * (REQ_SIZE + 4096));
@@ -515,6 +527,62 @@ START_TEST(format_direct_writes_race_discards)
 }
 END_TEST
 
+/*
+ * A qcow2 write in place on the ring counts its highest offset on the
+ * qcow2 node (guest offset) and on the file (host offset), as the pool's
+ * path does.
+ */
+START_TEST(format_direct_write_highest_offset)
+{
+	char img[300], cmd[1200];
+	struct block_node *bs = NULL;
+	struct block_aio_ctx *ctx = NULL;
+	struct event_base *base;
+	struct one o;
+	struct block_stats st;
+	uint64_t pnum, foff;
+	unsigned status;
+	void *buf;
+	struct iovec iov;
+
+	snprintf(img, sizeof(img), "%s.qcow2", path);
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-img create -q -f qcow2 %s 4M && qemu-io -f qcow2 -c 'write 0 4M' %s "
+		 ">/dev/null 2>&1",
+		 img, img);
+	if (system(cmd) != 0) {
+		unlink(img);
+		return; /* no qemu-img */
+	}
+	ck_assert_int_eq(block_open(&bs, img, "qcow2", BLOCK_O_RDWR | BLOCK_O_NOCACHE, NULL), 0);
+	ck_assert_int_eq(block_get_status(bs, 1 << 20, 4096, &pnum, &status, &foff), 0);
+	ck_assert(status & BLOCK_STATUS_DATA);
+	unsetenv("VMMD_NO_IO_URING");
+	base = event_base_new();
+	o = (struct one){.base = base};
+	ck_assert_int_eq(block_aio_ctx_new(base, &ctx, NULL), 0);
+	ck_assert(block_aio_ctx_uses_io_uring(ctx));
+	ck_assert_int_eq(posix_memalign(&buf, 4096, 4096), 0);
+	memset(buf, 0x33, 4096);
+	iov = (struct iovec){buf, 4096};
+	ck_assert_int_eq(
+		block_aio_submit(bs, ctx, BLOCK_OP_WRITE, 1 << 20, &iov, 1, 0, 0, on_one, &o), 0);
+	event_base_dispatch(base);
+	ck_assert_int_eq(o.calls, 1);
+	ck_assert_int_eq(o.ret, 0);
+	block_get_stats(bs, &st);
+	ck_assert_uint_eq(st.wr_highest_offset, (1 << 20) + 4096);
+	ck_assert_uint_eq(st.wr_ops, 1);
+	block_get_stats(bs->file, &st);
+	ck_assert_uint_eq(st.wr_highest_offset, foff + 4096);
+	block_aio_ctx_free(ctx);
+	event_base_free(base);
+	block_unref(bs);
+	free(buf);
+	unlink(img);
+}
+END_TEST
+
 struct discarding {
 	struct block_node *bs;
 	uint64_t off;
@@ -759,6 +827,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, rejects_and_other_ops);
 	tcase_add_test(tc, format_reads_match_sync);
 	tcase_add_test(tc, format_direct_writes_race_discards);
+	tcase_add_test(tc, format_direct_write_highest_offset);
 	tcase_add_test(tc, direct_write_holds_off_discard);
 	tcase_add_test(tc, free_from_last_callback);
 	tcase_add_test(tc, ring_restricted);
