@@ -93,6 +93,7 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 	json_t *ta = json_object_get(args, "tls-authz");
 	json_t *ts = json_object_get(args, "cpu-throttle-tailslow");
 	struct migration_throttle_params p;
+	char *creds = NULL, *host = NULL, *authz = NULL;
 	int r;
 
 	/*
@@ -145,6 +146,15 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 				 "Parameter 'max_cpu_throttle' expects an integer in the range of "
 				 "cpu_throttle_initial to 99");
 	}
+	/* The strings are copied first: out of memory changes nothing. */
+	if ((tc && !(creds = strdup(json_string_value(tc)))) ||
+	    (th && !(host = strdup(json_string_value(th)))) ||
+	    (ta && !(authz = strdup(json_string_value(ta))))) {
+		free(creds);
+		free(host);
+		free(authz);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
 	/* A migration in progress applies them at its next step, as QEMU's. */
 	rv->mig_throttle_threshold = (uint8_t)p.threshold;
 	rv->mig_throttle_initial = (uint8_t)p.initial;
@@ -165,15 +175,15 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 	/* As QEMU: the id is looked up when a migration starts, not now. */
 	if (tc) {
 		free(rv->mig_tls_creds);
-		rv->mig_tls_creds = strdup(json_string_value(tc));
+		rv->mig_tls_creds = creds;
 	}
 	if (th) {
 		free(rv->mig_tls_hostname);
-		rv->mig_tls_hostname = strdup(json_string_value(th));
+		rv->mig_tls_hostname = host;
 	}
 	if (ta) {
 		free(rv->mig_tls_authz);
-		rv->mig_tls_authz = strdup(json_string_value(ta));
+		rv->mig_tls_authz = authz;
 	}
 	return 0;
 }
