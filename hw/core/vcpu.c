@@ -627,8 +627,8 @@ int vcpu_throttle_timer(struct vcpu *vcpu, bool on)
 		}
 		return 0;
 	}
-	if (!tid || !vcpu->thread_started) {
-		return 0; /* no thread to tick; it checks on its exits once it runs */
+	if (!vcpu->ticked) {
+		return 0; /* no thread to tick: it arms the timer itself when it starts */
 	}
 	sev._sigev_un._tid = tid; /* sigev_notify_thread_id, which older glibc lacks */
 	if (timer_create(CLOCK_MONOTONIC, &sev, &vcpu->throttle_timer) < 0) {
@@ -653,7 +653,24 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", vcpu->index);
 	pthread_setname_np(pthread_self(), name);
+	/*
+	 * A throttle set before this thread ran (a vCPU plugged or re-plugged
+	 * during a throttled migration) ticks it too; the timer of a thread
+	 * that left is gone with it.
+	 */
+	pthread_mutex_lock(&vm->run_lock);
 	atomic_store(&vcpu->tid, (int)gettid());
+	vcpu->ticked = true;
+	if (atomic_load(&vm->throttle_pct)) {
+		int r = vcpu_throttle_timer(vcpu, true);
+
+		if (r < 0) {
+			log_full(LOG_WARNING, vm->cfg->name, NULL,
+				 "vCPU %u: no throttle timer (%s): throttled on its exits only",
+				 vcpu->index, strerror(-r));
+		}
+	}
+	pthread_mutex_unlock(&vm->run_lock);
 	if (vm_get_host(vm)->thread_start) {
 		vm_get_host(vm)->thread_start(vm_get_host(vm)->opaque, "vcpu");
 	}
@@ -685,6 +702,8 @@ static void *vcpu_thread(void *arg)
 				pthread_cond_broadcast(&vm->run_cond);
 			}
 			if (vm->vcpu_cmd == VCPU_CMD_STOP || vcpu->unplugged) {
+				vcpu_throttle_timer(vcpu, false);
+				vcpu->ticked = false;
 				pthread_mutex_unlock(&vm->run_lock);
 				return NULL;
 			}

@@ -50,6 +50,7 @@ struct vcpu {
 	/* Throttling (vm_set_cpu_throttle): the timer, under vm->run_lock ... */
 	timer_t throttle_timer;
 	bool throttle_timer_set;
+	bool ticked; /* (run_lock) the thread runs and may get the timer's signal */
 	/* ... and when the guest last began to run unthrottled (vCPU thread; 0: not yet). */
 	uint64_t throttle_from;
 

@@ -21,7 +21,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from vmmdtest import TOP_SRCDIR, Vmmd, main, wait_for  # noqa: E402
-from daemon_helpers import console_log, wait_console  # noqa: E402
+from daemon_helpers import TEST_CPU, console_log, wait_console  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("tmig", os.path.join(HERE, "test-migration.py"))
 tmig = importlib.util.module_from_spec(_spec)
@@ -267,6 +267,46 @@ def test_throttled_then_cancelled_runs_full_speed():
         print("sweeps/s before %.1f, throttled %.1f, after %.1f" % (before, during, after))
         assert after > before * 0.6, (before, during, after)
         assert "BAD page" not in console_log(src, "m1")
+        assert wait_end(qd)["status"] == "failed"
+
+
+def throttle_timer_tids(pid):
+    """The threads of process @pid that a POSIX timer signals (/proc/PID/timers)."""
+    with open("/proc/%d/timers" % pid) as f:
+        return {int(m.group(1)) for m in re.finditer(r"notify: signal/tid\.(\d+)", f.read())}
+
+
+def test_plugged_vcpu_throttled():
+    """A vCPU plugged while the source is throttled gets the throttle's tick
+    as the others do (a timer signals its thread; on exits alone a vCPU
+    that makes none would run at full speed), and no tick is left once the
+    migration is cancelled."""
+    with Vmmd() as src, Vmmd() as dst:
+        qs = src.qmp()
+        qs.ok("vm-create", dict(vm_def("m1", maxcpus=2), start=True))
+        wait_console(src, "m1", "migrate: pass 32 ", timeout=90)
+        qd = dst.qmp()
+        qd.ok("vm-create", dict(vm_def("m1", maxcpus=2), incoming=True, start=True))
+        uri = "unix:" + os.path.join(dst.tmp, "plug.sock")
+        qd.ok("migrate-incoming", vm="m1", uri=uri)
+        qs.ok("migrate-set-capabilities", vm="m1",
+              capabilities=[{"capability": "auto-converge", "state": True}])
+        qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 8 << 20,
+                                                  "cpu-throttle-initial": 90,
+                                                  "max-cpu-throttle": 90})
+        qs.ok("migrate", vm="m1", uri=uri)
+        wait_for(lambda: qs.ok("query-migrate", vm="m1").get("cpu-throttle-percentage") == 90,
+                 60, interval=0.1, what="the throttle")
+        qs.ok("device_add", {"vm": "m1", "driver": TEST_CPU.split(",")[0] + "-x86_64-cpu",
+                             "id": "c1", "socket-id": 0, "core-id": 1, "thread-id": 0})
+        tids = {c["cpu-index"]: c["thread-id"] for c in qs.ok("query-cpus-fast", vm="m1")}
+        assert sorted(tids) == [0, 1] and all(tids.values()), tids
+        wait_for(lambda: set(tids.values()) <= throttle_timer_tids(src.proc.pid), 10,
+                 interval=0.1, what="a throttle timer for each vCPU")
+        assert qs.ok("query-migrate", vm="m1")["status"] == "active"
+        qs.ok("migrate_cancel", vm="m1")
+        assert wait_end(qs)["status"] == "cancelled"
+        assert not set(tids.values()) & throttle_timer_tids(src.proc.pid)
         assert wait_end(qd)["status"] == "failed"
 
 
