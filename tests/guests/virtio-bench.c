@@ -9,8 +9,8 @@
 #include "lib.h"
 #include "virtio-drv.h"
 
-#define BENCH_4K 4000
-#define BENCH_64K 1000
+#define BENCH_4K 16000
+#define BENCH_64K 8000
 #define SLOTS 16
 
 struct hdr {
