@@ -158,8 +158,22 @@ static int ring_setup(struct io_uring *ring, int efd, const char **step)
 	unsigned n = 0;
 	int r;
 
+	/*
+	 * Cooperative task running (Linux 5.19): a completion does not
+	 * interrupt the loop thread while it runs (an IPI, a VM exit on a
+	 * nested host) but is posted at its next system call, which the loop
+	 * makes soon (a submission, or the wait for the eventfd, which a
+	 * pending completion ends at once). 4 KiB random O_DIRECT writes,
+	 * depth 32, the thread on the CPU without the disk's interrupt: 0.31
+	 * -> 0.28 s for 40000 (qcow2), 0.27 -> 0.26 s (raw); reads level.
+	 * An older kernel refuses the flag: the ring goes without it.
+	 */
 	*step = "io_uring_queue_init(IORING_SETUP_R_DISABLED)";
-	r = io_uring_queue_init(AIO_RING_ENTRIES, ring, IORING_SETUP_R_DISABLED);
+	r = io_uring_queue_init(AIO_RING_ENTRIES, ring,
+				IORING_SETUP_R_DISABLED | IORING_SETUP_COOP_TASKRUN);
+	if (r == -EINVAL) {
+		r = io_uring_queue_init(AIO_RING_ENTRIES, ring, IORING_SETUP_R_DISABLED);
+	}
 	if (r < 0) {
 		return r;
 	}

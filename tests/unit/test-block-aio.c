@@ -727,6 +727,15 @@ START_TEST(ring_restricted)
 	ck_assert_int_eq(block_aio_ctx_new(t.base, &t.ctx, &err), 0);
 	ring = block_aio_ctx_ring(t.ctx);
 	ck_assert_ptr_nonnull(ring);
+	/* cooperative task running wherever the kernel has it */
+	{
+		struct io_uring probe;
+
+		if (io_uring_queue_init(2, &probe, IORING_SETUP_COOP_TASKRUN) == 0) {
+			io_uring_queue_exit(&probe);
+			ck_assert(ring->flags & IORING_SETUP_COOP_TASKRUN);
+		}
+	}
 
 	/* IORING_OP_OPENAT: refused, and no file was opened */
 	before = dup(0);
