@@ -48,36 +48,76 @@ struct guest_mem {
 	struct uffd *lazy;
 };
 
+/*
+ * Each region of guest RAM sits between two inaccessible guard areas and
+ * starts on a 2 MiB boundary (huge pages, for hugetlb and THP): an access
+ * computed past the end of one VM's RAM faults instead of reaching the
+ * next thing mapped (another VM's RAM, whose mapping the kernel would
+ * otherwise merge with this one when they happen to be adjacent).
+ */
+#define RAM_GUARD (2ull << 20)
+
+/* Reserve [guard, size, guard] with the region 2 MiB aligned; its address or NULL. */
+static void *reserve_region(uint64_t size)
+{
+	size_t len = size + 3 * RAM_GUARD; /* one more guard's worth to align in */
+	uint8_t *p, *host;
+
+	p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		return NULL;
+	}
+	host = (uint8_t *)ALIGN_UP((uintptr_t)p + RAM_GUARD, RAM_GUARD);
+	if (host - RAM_GUARD > p) {
+		munmap(p, (size_t)(host - RAM_GUARD - p));
+	}
+	munmap(host + size + RAM_GUARD, (size_t)(p + len - (host + size + RAM_GUARD)));
+	return host;
+}
+
+/* Give back what reserve_region() reserved for a region of @size at @host. */
+static void unreserve(void *host, uint64_t size)
+{
+	munmap((uint8_t *)host - RAM_GUARD, size + 2 * RAM_GUARD);
+}
+
 static int map_region(struct guest_mem_region *r, const char *backend, struct error **errp)
 {
+	bool anon = strcmp(backend, "anonymous") == 0, huge = strcmp(backend, "hugepages") == 0;
 	char buf[32];
-	void *p;
+	int fd = -1, e;
+	void *at, *p;
 
 	r->fd = -1;
-	if (strcmp(backend, "anonymous") == 0) {
-		p = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (!anon && !huge && strcmp(backend, "memfd") != 0) {
+		return error_set(errp, EINVAL, "unknown memory backend \"%s\"", backend);
+	}
+	if (huge && !IS_ALIGNED(r->size, 2ull << 20)) {
+		return error_set(errp, EINVAL,
+				 "hugepage-backed RAM must be a multiple of 2M, not %s",
+				 format_size(r->size, buf, sizeof(buf)));
+	}
+	at = reserve_region(r->size);
+	if (!at) {
+		return error_set_errno(errp, errno,
+				       "cannot reserve %s of address space for guest RAM",
+				       format_size(r->size, buf, sizeof(buf)));
+	}
+	if (anon) {
+		p = mmap(at, r->size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 	} else {
-		bool huge = strcmp(backend, "hugepages") == 0;
-		int fd;
-
-		if (!huge && strcmp(backend, "memfd") != 0) {
-			return error_set(errp, EINVAL, "unknown memory backend \"%s\"", backend);
-		}
-		if (huge && !IS_ALIGNED(r->size, 2ull << 20)) {
-			return error_set(errp, EINVAL,
-					 "hugepage-backed RAM must be a multiple of 2M, not %s",
-					 format_size(r->size, buf, sizeof(buf)));
-		}
 		fd = memfd_create("vmmd-guest-ram", MFD_CLOEXEC | (huge ? MFD_HUGETLB : 0));
 		if (fd < 0) {
-			return error_set_errno(errp, errno, "cannot create %s memory file",
+			e = errno;
+			unreserve(at, r->size);
+			return error_set_errno(errp, e, "cannot create %s memory file",
 					       huge ? "hugetlb" : "memfd");
 		}
 		if (ftruncate(fd, (off_t)r->size) < 0) {
-			int e = errno;
-
+			e = errno;
 			close(fd);
+			unreserve(at, r->size);
 			return error_set_errno(errp, e, "cannot size guest memory file to %s",
 					       format_size(r->size, buf, sizeof(buf)));
 		}
@@ -86,28 +126,24 @@ static int map_region(struct guest_mem_region *r, const char *backend, struct er
 		 * host short of them fails here instead of raising SIGBUS on a
 		 * guest access later, which would kill the whole daemon.
 		 */
-		p = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
-			 MAP_SHARED | (huge ? 0 : MAP_NORESERVE), fd, 0);
-		if (p == MAP_FAILED) {
-			int e = errno;
-
-			close(fd);
-			errno = e;
-		} else {
-			r->fd = fd;
-		}
+		p = mmap(at, r->size, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_FIXED | (huge ? 0 : MAP_NORESERVE), fd, 0);
 	}
 	if (p == MAP_FAILED) {
+		e = errno;
+		if (fd >= 0) {
+			close(fd);
+		}
+		unreserve(at, r->size);
 		return error_set_errno(
-			errp, errno, "cannot map %s of guest RAM (%s%s)",
+			errp, e, "cannot map %s of guest RAM (%s%s)",
 			format_size(r->size, buf, sizeof(buf)), backend,
-			strcmp(backend, "hugepages") == 0
-				? ": not enough free 2M pages in /proc/sys/vm/nr_hugepages"
-				: "");
+			huge ? ": not enough free 2M pages in /proc/sys/vm/nr_hugepages" : "");
 	}
 	/* Guest RAM never goes into core dumps of the daemon. */
 	madvise(p, r->size, MADV_DONTDUMP);
 	r->host = p;
+	r->fd = fd;
 	return 0;
 }
 
@@ -118,7 +154,7 @@ void guest_mem_free(struct guest_mem *mem)
 	}
 	uffd_free(mem->lazy);
 	for (unsigned i = 0; i < mem->n_regions; i++) {
-		munmap(mem->regions[i].host, mem->regions[i].size);
+		unreserve(mem->regions[i].host, mem->regions[i].size);
 		if (mem->regions[i].fd >= 0) {
 			close(mem->regions[i].fd);
 		}
@@ -363,7 +399,7 @@ int guest_mem_add_device_region(struct guest_mem *mem, uint64_t gpa, uint64_t si
 
 		mem->dirty[n] = calloc(words, sizeof(uint64_t));
 		if (!mem->dirty[n]) {
-			munmap(r->host, r->size);
+			unreserve(r->host, r->size);
 			if (r->fd >= 0) {
 				close(r->fd);
 			}

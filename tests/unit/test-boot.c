@@ -417,6 +417,64 @@ START_TEST(memory_layout)
 }
 END_TEST
 
+/* The permissions of the mapping holding @addr in /proc/self/maps ("" if none). */
+static void prot_at(const void *addr, char perms[5])
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	unsigned long lo, hi;
+	char p[5];
+
+	perms[0] = 0;
+	ck_assert_ptr_nonnull(f);
+	while (fscanf(f, "%lx-%lx %4s%*[^\n]", &lo, &hi, p) == 3) {
+		if ((uintptr_t)addr >= lo && (uintptr_t)addr < hi) {
+			memcpy(perms, p, 5);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+/*
+ * Each RAM region (both sides of the PCI hole, every backend) starts on a
+ * 2 MiB boundary between two inaccessible guard areas: an access past
+ * either end faults instead of reaching another VM's RAM.
+ */
+START_TEST(ram_regions_guarded)
+{
+	static const char *const backends[] = {"anonymous", "memfd"};
+
+	for (unsigned b = 0; b < 2; b++) {
+		struct guest_mem *big;
+		struct guest_mem *other;
+		char perms[5];
+
+		ck_assert_int_eq(
+			guest_mem_new(GUEST_MEM_HOLE_START + (6ull << 20), backends[b], &big, NULL),
+			0);
+		/* a second VM's RAM right after: never adjacent, never merged */
+		ck_assert_int_eq(guest_mem_new(6ull << 20, backends[b], &other, NULL), 0);
+		for (unsigned i = 0; i < 2; i++) {
+			const struct guest_mem_region *r = guest_mem_region(big, i);
+
+			ck_assert_uint_eq((uintptr_t)r->host % (2u << 20), 0);
+			prot_at(r->host, perms);
+			ck_assert_str_eq(perms[0] == 'r' && perms[1] == 'w' ? "rw" : perms, "rw");
+			prot_at(r->host - 1, perms);
+			ck_assert_str_eq(perms, "---p");
+			prot_at(r->host - (2u << 20), perms);
+			ck_assert_str_eq(perms, "---p");
+			prot_at(r->host + r->size, perms);
+			ck_assert_str_eq(perms, "---p");
+			prot_at(r->host + r->size + (2u << 20) - 1, perms);
+			ck_assert_str_eq(perms, "---p");
+		}
+		guest_mem_free(other);
+		guest_mem_free(big);
+	}
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("boot");
@@ -430,6 +488,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, elf_pvh);
 	tcase_add_test(tc, elf_rejects);
 	tcase_add_test(tc, memory_layout);
+	tcase_add_test(tc, ram_regions_guarded);
 	suite_add_tcase(s, tc);
 	return s;
 }
