@@ -114,9 +114,11 @@ _MAP_RE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$")
 def guest_ram_rss_kib(pid, ram_bytes):
     """Resident KiB in the mappings that are guest RAM of @ram_bytes.
 
-    A guest RAM block is recognised by its size: a mapping exactly as large
-    as the configured guest memory (the benchmark picks an unusual size so
-    nothing else matches). Returns (resident KiB, number of mappings).
+    A guest RAM block is recognised by its size: a mapping as large as the
+    configured guest memory (the benchmark picks an unusual size so nothing
+    else matches), or a whole multiple of it: the kernel merges the RAM of
+    two VMs into one mapping when their blocks happen to be adjacent with
+    the same flags. Returns (resident KiB, number of guest RAM blocks).
     """
     want = ram_bytes // 1024
     total = count = 0
@@ -127,9 +129,9 @@ def guest_ram_rss_kib(pid, ram_bytes):
             if m:
                 size = (int(m.group(2), 16) - int(m.group(1), 16)) // 1024
                 continue
-            if line.startswith("Rss:") and size == want:
+            if line.startswith("Rss:") and size and size % want == 0:
                 total += int(line.split()[1])
-                count += 1
+                count += size // want
     return total, count
 
 
