@@ -56,16 +56,16 @@ def rate(d, seconds=3.0):
     return (last_pass(d) - a) / (time.monotonic() - t)
 
 
-def boot(d, name="m1"):
+def boot(d, name="m1", **extra):
     q = d.qmp()
-    q.ok("vm-create", dict(vm_def(name), start=True))
+    q.ok("vm-create", dict(vm_def(name, **extra), start=True))
     wait_console(d, name, "migrate: pass 32 ", timeout=90)
     return q
 
 
-def incoming(d, name="m1"):
+def incoming(d, name="m1", **extra):
     q = d.qmp()
-    q.ok("vm-create", dict(vm_def(name), incoming=True, start=True))
+    q.ok("vm-create", dict(vm_def(name, **extra), incoming=True, start=True))
     sock = os.path.join(d.tmp, "%s-%d.sock" % (name, time.monotonic_ns()))
     q.ok("migrate-incoming", vm=name, uri="unix:" + sock)
     return q, "unix:" + sock
@@ -236,6 +236,20 @@ def test_auto_converge_completes():
         assert all(n == nonce for _, n in passes(dst)), (nonce, text[-500:])
 
 
+def throttled_at_90(qs, uri, name="m1"):
+    """Migrate @name to @uri over a link too slow to converge even at 99 %,
+    auto-converge capped at 90 %: it stays throttled at 90 % until
+    cancelled."""
+    qs.ok("migrate-set-capabilities", vm=name,
+          capabilities=[{"capability": "auto-converge", "state": True}])
+    qs.ok("migrate-set-parameters", vm=name, **{"max-bandwidth": 8 << 20,
+                                              "cpu-throttle-initial": 90,
+                                              "max-cpu-throttle": 90})
+    qs.ok("migrate", vm=name, uri=uri)
+    wait_for(lambda: qs.ok("query-migrate", vm=name).get("cpu-throttle-percentage") == 90,
+             60, interval=0.1, what="the throttle")
+
+
 def test_throttled_then_cancelled_runs_full_speed():
     """A throttled source whose migration is cancelled runs its guest at
     full speed again at once: the guest's own progress rate, before, while
@@ -245,15 +259,7 @@ def test_throttled_then_cancelled_runs_full_speed():
         qd, uri = incoming(dst)
         before = rate(src)
         assert before > 10, before
-        qs.ok("migrate-set-capabilities", vm="m1",
-              capabilities=[{"capability": "auto-converge", "state": True}])
-        # Too slow to converge even at 99 %: it stays throttled until cancelled.
-        qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 8 << 20,
-                                                  "cpu-throttle-initial": 90,
-                                                  "max-cpu-throttle": 90})
-        qs.ok("migrate", vm="m1", uri=uri)
-        wait_for(lambda: qs.ok("query-migrate", vm="m1").get("cpu-throttle-percentage") == 90,
-                 60, interval=0.1, what="the throttle")
+        throttled_at_90(qs, uri)
         during = rate(src, 6.0)
         # 90 %: a tenth of the speed. A throttle acting only on the guest's
         # exits (its progress lines) leaves it at about 30 %.
@@ -282,21 +288,9 @@ def test_plugged_vcpu_throttled():
     that makes none would run at full speed), and no tick is left once the
     migration is cancelled."""
     with Vmmd() as src, Vmmd() as dst:
-        qs = src.qmp()
-        qs.ok("vm-create", dict(vm_def("m1", maxcpus=2), start=True))
-        wait_console(src, "m1", "migrate: pass 32 ", timeout=90)
-        qd = dst.qmp()
-        qd.ok("vm-create", dict(vm_def("m1", maxcpus=2), incoming=True, start=True))
-        uri = "unix:" + os.path.join(dst.tmp, "plug.sock")
-        qd.ok("migrate-incoming", vm="m1", uri=uri)
-        qs.ok("migrate-set-capabilities", vm="m1",
-              capabilities=[{"capability": "auto-converge", "state": True}])
-        qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 8 << 20,
-                                                  "cpu-throttle-initial": 90,
-                                                  "max-cpu-throttle": 90})
-        qs.ok("migrate", vm="m1", uri=uri)
-        wait_for(lambda: qs.ok("query-migrate", vm="m1").get("cpu-throttle-percentage") == 90,
-                 60, interval=0.1, what="the throttle")
+        qs = boot(src, maxcpus=2)
+        qd, uri = incoming(dst, maxcpus=2)
+        throttled_at_90(qs, uri)
         qs.ok("device_add", {"vm": "m1", "driver": TEST_CPU.split(",")[0] + "-x86_64-cpu",
                              "id": "c1", "socket-id": 0, "core-id": 1, "thread-id": 0})
         tids = {c["cpu-index"]: c["thread-id"] for c in qs.ok("query-cpus-fast", vm="m1")}
