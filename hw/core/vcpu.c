@@ -655,12 +655,15 @@ static void *vcpu_thread(void *arg)
 	pthread_setname_np(pthread_self(), name);
 	/*
 	 * A throttle set before this thread ran (a vCPU plugged or re-plugged
-	 * during a throttled migration) ticks it too; the timer of a thread
-	 * that left is gone with it.
+	 * during a throttled migration) ticks it too. The timer of an earlier
+	 * thread of this vCPU (unplugged while throttled) signalled that
+	 * thread: replaced. Both before the thread's seccomp filter, which
+	 * has no timer calls.
 	 */
 	pthread_mutex_lock(&vm->run_lock);
 	atomic_store(&vcpu->tid, (int)gettid());
 	vcpu->ticked = true;
+	vcpu_throttle_timer(vcpu, false);
 	if (atomic_load(&vm->throttle_pct)) {
 		int r = vcpu_throttle_timer(vcpu, true);
 
@@ -702,7 +705,7 @@ static void *vcpu_thread(void *arg)
 				pthread_cond_broadcast(&vm->run_cond);
 			}
 			if (vm->vcpu_cmd == VCPU_CMD_STOP || vcpu->unplugged) {
-				vcpu_throttle_timer(vcpu, false);
+				/* its timer, if any, stays until replaced or freed */
 				vcpu->ticked = false;
 				pthread_mutex_unlock(&vm->run_lock);
 				return NULL;

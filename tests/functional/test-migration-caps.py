@@ -293,8 +293,11 @@ def test_plugged_vcpu_throttled():
         throttled_at_90(qs, uri)
         qs.ok("device_add", {"vm": "m1", "driver": TEST_CPU.split(",")[0] + "-x86_64-cpu",
                              "id": "c1", "socket-id": 0, "core-id": 1, "thread-id": 0})
+        # the new vCPU's thread-id is 0 until its thread runs
+        wait_for(lambda: all(c["thread-id"] for c in qs.ok("query-cpus-fast", vm="m1")), 10,
+                 interval=0.05, what="the plugged vCPU's thread")
         tids = {c["cpu-index"]: c["thread-id"] for c in qs.ok("query-cpus-fast", vm="m1")}
-        assert sorted(tids) == [0, 1] and all(tids.values()), tids
+        assert sorted(tids) == [0, 1], tids
         wait_for(lambda: set(tids.values()) <= throttle_timer_tids(src.proc.pid), 10,
                  interval=0.1, what="a throttle timer for each vCPU")
         assert qs.ok("query-migrate", vm="m1")["status"] == "active"
