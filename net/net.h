@@ -67,6 +67,15 @@ struct net_peer {
 	 * synchronously, so call it without the locks receive takes.
 	 */
 	int (*receive)(void *opaque, const struct iovec *iov, unsigned cnt);
+	/*
+	 * Whether receive would take a frame now; NULL: always. When false,
+	 * a backend with a host queue (tap) reads nothing more and leaves the
+	 * frames there, where a hand-over of its fd finds them, until
+	 * net_backend_rx_resume(), which the peer then owes it. A frame that
+	 * still meets -EAGAIN (one too large for the buffers there are) waits
+	 * in the backend as without this.
+	 */
+	bool (*can_receive)(void *opaque);
 	void *opaque;
 };
 
@@ -130,8 +139,10 @@ bool net_backend_has_vnet_hdr(const struct net_backend *nb);
  * Tap NICs by fd (docs/migration.md): net_backend_host_fd is the backend's
  * open host fd (borrowed) that a local migration passes to the destination,
  * -1 if it has none (user) or was detached. net_backend_detach: the
- * destination serves the interface now; close that fd here, drop a pending
- * frame, read nothing more, and drop every frame sent afterwards. Both may
+ * destination serves the interface and owns the guest's RAM now; close that
+ * fd here, drop a pending frame (none when the peer has can_receive and the
+ * frame fitted), read nothing more, drop every frame sent afterwards, and
+ * never call the peer again (a user backend's late frames are dropped). Both may
  * run on another thread while @base's loop does not dispatch the backend's
  * events (the VM's I/O thread held).
  */

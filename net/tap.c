@@ -5,8 +5,10 @@
  * so checksum and TSO offloads pass through untouched.
  *
  * Threads: the I/O thread of the VM (see net.h). Received frames are read
- * one at a time; when the peer has no buffers, the frame waits in
- * tap->pending and the fd is not read until rx_resume.
+ * one at a time, and only while the peer can take one (can_receive): the
+ * rest wait in the kernel's queue, which a hand-over of the fd carries. A
+ * frame the peer refuses all the same waits in t->buf, and the fd is not
+ * read until rx_resume.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,7 +74,14 @@ static void tap_readable(evutil_socket_t fd, short what, void *opaque)
 
 	(void)what;
 	for (i = 0; i < TAP_RX_BUDGET; i++) {
-		ssize_t n = read(fd, t->buf, sizeof(t->buf));
+		const struct net_peer *p = &t->nb->peer;
+		ssize_t n;
+
+		if (p->can_receive && !p->can_receive(p->opaque)) {
+			tap_set_reading(t, false);
+			return;
+		}
+		n = read(fd, t->buf, sizeof(t->buf));
 
 		if (n <= 0) {
 			return; /* EAGAIN, or the interface went away: wait for the next event */

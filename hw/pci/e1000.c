@@ -162,6 +162,7 @@ struct e1000 {
 	bool tx_legacy_csum;
 	uint8_t tx_cso, tx_css;
 	uint8_t *rx_buf; /* the frame being received (I/O thread only) */
+	bool rx_waiting; /* a frame was refused: RDT moving resumes the backend */
 };
 
 static uint32_t reg(struct e1000 *e, uint32_t off)
@@ -622,6 +623,7 @@ static void e1000_write_reg(struct e1000 *e, uint32_t off, uint32_t val)
 
 		set_reg(e, RCTL, val);
 		if (!was && (val & RCTL_EN)) {
+			e->rx_waiting = false;
 			e->ops->rx_resume(e->opaque);
 		}
 		return;
@@ -670,10 +672,9 @@ void e1000_mmio_write(void *opaque, uint64_t offset, uint64_t value, unsigned si
 		set_reg(e, TDT, (uint32_t)value & 0xffff);
 		kick = reg(e, TCTL) & TCTL_EN;
 	} else if (off == RDT) {
-		bool empty = reg(e, RDH) == reg(e, RDT);
-
 		set_reg(e, RDT, (uint32_t)value & 0xffff);
-		resume = empty && reg(e, RDH) != reg(e, RDT);
+		resume = e->rx_waiting && reg(e, RDH) != reg(e, RDT);
+		e->rx_waiting = e->rx_waiting && !resume;
 	} else if (off == TCTL) {
 		set_reg(e, TCTL, (uint32_t)value);
 		kick = (value & TCTL_EN) && reg(e, TDH) != reg(e, TDT);
@@ -1007,6 +1008,23 @@ static bool e1000_accept(struct e1000 *e, const uint8_t *da)
 	return false;
 }
 
+bool e1000_can_receive(struct e1000 *e)
+{
+	uint32_t n, head, tail;
+	bool ok = true;
+
+	pthread_mutex_lock(&e->lock);
+	if ((reg(e, RCTL) & RCTL_EN) && e->link_up) {
+		n = ring_size(e, RDLEN);
+		head = reg(e, RDH);
+		tail = reg(e, RDT);
+		ok = n && head < n && tail < n && head != tail;
+		e->rx_waiting = e->rx_waiting || !ok;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return ok;
+}
+
 int e1000_receive(struct e1000 *e, const struct iovec *iov, unsigned cnt)
 {
 	uint8_t *frame = e->rx_buf;
@@ -1040,6 +1058,7 @@ int e1000_receive(struct e1000 *e, const struct iovec *iov, unsigned cnt)
 	head = reg(e, RDH);
 	tail = reg(e, RDT);
 	if (n == 0 || head >= n || tail >= n) {
+		e->rx_waiting = true;
 		ret = -EAGAIN;
 		goto out;
 	}
@@ -1049,6 +1068,7 @@ int e1000_receive(struct e1000 *e, const struct iovec *iov, unsigned cnt)
 	if (avail < need) {
 		set_reg(e, ICR, reg(e, ICR) | ICR_RXO);
 		e1000_update_irq(e);
+		e->rx_waiting = true;
 		ret = -EAGAIN;
 		goto out;
 	}
@@ -1186,6 +1206,17 @@ static int e1000_dev_receive(void *opaque, const struct iovec *iov, unsigned cnt
 		n++;
 	}
 	return e1000_receive(d->e, v, n);
+}
+
+static bool e1000_dev_can_receive(void *opaque)
+{
+	struct e1000_dev *d = opaque;
+
+	if (!__atomic_load_n(&d->loaded, __ATOMIC_ACQUIRE) &&
+	    vm_get_state(d->vm) == VM_STATE_PRELAUNCH) {
+		return false; /* as e1000_dev_receive */
+	}
+	return e1000_can_receive(d->e);
 }
 
 static void e1000_dev_event(evutil_socket_t fd, short what, void *opaque)
@@ -1356,6 +1387,7 @@ static int e1000_class_realize(struct vm *vm, const void *cfg, void **ret_state,
 		goto err_fd;
 	}
 	peer.receive = e1000_dev_receive;
+	peer.can_receive = e1000_dev_can_receive;
 	peer.opaque = d;
 	r = net_backend_open(&bc, vm_io_base(vm), &peer, &d->nb, errp);
 	if (r < 0) {

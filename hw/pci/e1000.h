@@ -72,6 +72,11 @@ void e1000_tx_process(struct e1000 *e);
  * keeps it until rx_resume).
  */
 int e1000_receive(struct e1000 *e, const struct iovec *iov, unsigned cnt);
+/*
+ * Whether a frame would find a free receive descriptor (or be dropped: the
+ * receiver off); when not, the guest's next RDT write calls rx_resume.
+ */
+bool e1000_can_receive(struct e1000 *e);
 /* Link state as seen in STATUS.LU and the PHY (raises LSC). */
 void e1000_set_link(struct e1000 *e, bool up);
 

@@ -136,6 +136,66 @@ static void net_tx(struct virtio_net *n)
 /* ---- receive ---- */
 
 /*
+ * Under the device lock: 1 when the receive queue is live, 0 when frames
+ * are dropped (no driver), -EAGAIN when they wait in the backend.
+ */
+static int rx_ready(struct virtio_net *n, struct virtq *vq)
+{
+	if (n->nb && virtio_driver_ok(n->vp) && vq->enabled && !vq->broken) {
+		return 1;
+	}
+	if (n->nb && vm_get_state(n->vm) == VM_STATE_PRELAUNCH) {
+		/*
+		 * Not started, or being restored (an incoming migration whose
+		 * tap was handed over): the frame waits for the device's state
+		 * in the backend, as QEMU's can_receive; the queue kick of the
+		 * load or of the driver resumes.
+		 */
+		n->rx_waiting = true;
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+/*
+ * Whether net_receive would take a frame (I/O thread): no when the guest
+ * has no receive buffer, so that the backend leaves frames in the host's
+ * queue, where a hand-over finds them, rather than holding one.
+ */
+static bool net_can_receive(void *opaque)
+{
+	struct virtio_net *n = opaque;
+	struct virtio_dev *vp = __atomic_load_n(&n->vp, __ATOMIC_ACQUIRE);
+	struct virtq *vq;
+	int r;
+
+	if (!vp) {
+		/*
+		 * Being created (a restore's taps may hold frames queued while
+		 * the VM was paused): they wait in the host's queue; the RX
+		 * queue's first kick (DRIVER_OK, or the state load) resumes.
+		 */
+		n->rx_waiting = true;
+		return false;
+	}
+	virtio_lock(vp);
+	vq = virtio_queue(vp, NET_RXQ);
+	r = rx_ready(n, vq);
+	if (r > 0 && !virtq_has_avail(vq)) {
+		n->rx_waiting = true;
+		virtq_set_notification(vq, true);
+		/* the driver may have added buffers meanwhile */
+		if (virtq_has_avail(vq)) {
+			n->rx_waiting = false;
+		} else {
+			r = -EAGAIN;
+		}
+	}
+	virtio_unlock(vp);
+	return r >= 0;
+}
+
+/*
  * Deliver one frame from the backend (I/O thread). Returns -EAGAIN when the
  * guest has no room yet; 0 when delivered or dropped.
  */
@@ -156,19 +216,11 @@ static int net_receive(void *opaque, const struct iovec *iov, unsigned cnt)
 	}
 	virtio_lock(n->vp);
 	vq = virtio_queue(n->vp, NET_RXQ);
-	if (!n->nb || !virtio_driver_ok(n->vp) || !vq->enabled || vq->broken) {
-		if (n->nb && vm_get_state(n->vm) == VM_STATE_PRELAUNCH) {
-			/*
-			 * Not started, or being restored (an incoming migration
-			 * whose tap was handed over): the frame waits for the
-			 * device's state in the backend, as QEMU's can_receive;
-			 * the queue kick of the load or of the driver resumes.
-			 */
-			n->rx_waiting = true;
-			ret = -EAGAIN;
-		}
-		goto out; /* no driver: the frame is dropped */
+	ret = rx_ready(n, vq);
+	if (ret <= 0) {
+		goto out; /* 0: no driver, the frame is dropped */
 	}
+	ret = 0;
 	if (net_backend_has_vnet_hdr(n->nb)) {
 		if (flen < hl) {
 			goto out;
@@ -421,7 +473,7 @@ static int net_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 	const struct vm_host *host = vm_get_host(vm);
 	struct virtio_dev_config pc = {.ops = &net_ops, .nqueues = 2, .queue_max = NET_QUEUE_SIZE};
 	struct net_backend_config bc = {.fd = -1};
-	struct net_peer peer = {.receive = net_receive};
+	struct net_peer peer = {.receive = net_receive, .can_receive = net_can_receive};
 	struct virtio_dev *vp;
 	struct virtio_net *n;
 	int r, handed;

@@ -488,16 +488,40 @@ START_TEST(rx_full_ring_and_split)
 	ck_assert_uint_eq(ram[0x30000 + 32 + 12] & 0x02, 0x02);
 	ck_assert_uint_eq(le16toh(*(uint16_t *)(ram + 0x30000 + 32 + 8)), 88);
 	ck_assert_uint_eq(ram[0x42000 + 87], 0x33);
-	/* ring empty: refused, then the guest returns buffers and rx resumes */
-	ck_assert_int_eq(rx(mac, 100, 0), -EAGAIN);
+	/* ring empty: not ready (the backend reads nothing), then buffers resume */
+	ck_assert(!e1000_can_receive(e));
 	ck_assert_uint_eq(resumes, 0);
 	wr(0x2818, 5);
 	ck_assert_uint_eq(resumes, 1);
+	ck_assert(e1000_can_receive(e));
 	ck_assert_int_eq(rx(mac, 100, 0x44), 0);
 	ck_assert_uint_eq(rd(0x2810), 4);
-	/* a frame needing more descriptors than available is refused whole */
+	/* RDT moving with nothing refused wakes nobody */
+	wr(0x2818, 5);
+	ck_assert_uint_eq(resumes, 1);
+	/*
+	 * A frame needing more descriptors than available is refused whole;
+	 * each further descriptor resumes the backend until it fits.
+	 */
+	ck_assert(e1000_can_receive(e));
 	ck_assert_int_eq(rx(mac, 600, 0), -EAGAIN);
 	ck_assert_uint_eq(rd(0x2810), 4);
+	wr(0x2818, 6);
+	ck_assert_uint_eq(resumes, 2);
+	ck_assert_int_eq(rx(mac, 600, 0), -EAGAIN);
+	wr(0x2818, 7);
+	ck_assert_uint_eq(resumes, 3);
+	ck_assert_int_eq(rx(mac, 600, 0x55), 0);
+	ck_assert_uint_eq(rd(0x2810), 7);
+	/* refused with an empty ring as well (a backend without can_receive) */
+	ck_assert_int_eq(rx(mac, 100, 0), -EAGAIN);
+	wr(0x2818, 0);
+	ck_assert_uint_eq(resumes, 4);
+	/* the receiver off: frames are dropped, so a backend may read them */
+	wr(0x100, 0);
+	wr(0x2818, 7);
+	ck_assert(e1000_can_receive(e));
+	wr(0x100, 0x2 | 1u << 26 | 3u << 16);
 	/* a bogus RDT beyond the ring is refused, not followed */
 	wr(0x2818, 4000);
 	ck_assert_int_eq(rx(mac, 100, 0), -EAGAIN);

@@ -2,8 +2,9 @@
  * net/tap.c against real TAP interfaces, inside a private network
  * namespace (skipped when the test may not create one or has no
  * /dev/net/tun): attach by name, attach by passed fd, frames both ways with
- * the virtio-net header, pause/resume of reading, offload settings, and the
- * errors for a tun (not tap) fd.
+ * the virtio-net header, pause/resume of reading, a peer without buffers
+ * leaving frames in the kernel's queue, offload settings, and the errors
+ * for a tun (not tap) fd.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -54,6 +55,11 @@ static int sink_receive(void *opaque, const struct iovec *iov, unsigned cnt)
 	memcpy(k->last, f, n);
 	k->last_len = n;
 	return 0;
+}
+
+static bool sink_can_receive(void *opaque)
+{
+	return !((struct sink *)opaque)->busy;
 }
 
 static void link_up(const char *ifname)
@@ -320,6 +326,74 @@ START_TEST(test_tap_handover)
 }
 END_TEST
 
+/*
+ * A peer without buffers (can_receive false) leaves the frames in the
+ * tap's queue: after a hand-over of the fd and the backend's detach, the
+ * new holder reads every one (a frame read and held here would be lost).
+ */
+START_TEST(test_tap_full_peer_leaves_queue)
+{
+	struct event_base *base = event_base_new();
+	struct sink k = {.busy = true};
+	struct net_peer peer = {
+		.receive = sink_receive, .can_receive = sink_can_receive, .opaque = &k};
+	struct net_backend_config cfg = {
+		.backend = "tap", .ifname = "vmmdtap3", .fd = -1, .id = "n"};
+	const size_t hl = sizeof(struct net_vnet_hdr);
+	struct net_backend *nb = NULL;
+	uint8_t f[64], buf[2048];
+	unsigned seen = 0;
+	int fd, w;
+	FILE *v6;
+
+	ck_assert_int_eq(net_backend_open(&cfg, base, &peer, &nb, NULL), 0);
+	/* no IPv6 frames of the kernel's own in the queue, only ours */
+	v6 = fopen("/proc/sys/net/ipv6/conf/vmmdtap3/disable_ipv6", "w");
+	if (v6) {
+		fputs("1\n", v6);
+		fclose(v6);
+	}
+	link_up("vmmdtap3");
+	w = wire_open("vmmdtap3");
+	/* busy: nothing read; buffers again and rx_resume: the frame comes */
+	make_frame(f, 1);
+	ck_assert_int_eq(send(w, f, 60, 0), 60);
+	spin(base, &k.frames, 1, 200);
+	ck_assert_int_eq(k.frames, 0);
+	k.busy = false;
+	net_backend_rx_resume(nb);
+	spin(base, &k.frames, 1, 2000);
+	ck_assert_int_eq(k.frames, 1);
+	ck_assert_uint_eq(k.last[hl + 14], 1);
+	/* busy again, three frames, then the fd handed over and detached */
+	k.busy = true;
+	for (uint8_t tag = 2; tag <= 4; tag++) {
+		make_frame(f, tag);
+		ck_assert_int_eq(send(w, f, 60, 0), 60);
+	}
+	spin(base, &k.frames, 2, 200);
+	ck_assert_int_eq(k.frames, 1);
+	fd = fcntl(net_backend_host_fd(nb), F_DUPFD_CLOEXEC, 3);
+	ck_assert_int_ge(fd, 0);
+	net_backend_detach(nb);
+	for (int i = 0; i < 2000 && seen != 0x1c; i++) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n >= (ssize_t)hl + 15 && buf[hl + 12] == 0x88 && buf[hl + 13] == 0xb5 &&
+		    buf[hl + 14] < 8) {
+			seen |= 1u << buf[hl + 14];
+		} else if (n < 0) {
+			usleep(1000);
+		}
+	}
+	ck_assert_uint_eq(seen, 0x1c);
+	close(w);
+	close(fd);
+	net_backend_close(nb);
+	event_base_free(base);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("net-tap");
@@ -337,6 +411,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_tap_by_fd);
 	tcase_add_test(tc, test_tap_rejects_tun);
 	tcase_add_test(tc, test_tap_handover);
+	tcase_add_test(tc, test_tap_full_peer_leaves_queue);
 	suite_add_tcase(s, tc);
 	return s;
 }
