@@ -252,6 +252,13 @@ int keep_vm(struct registry_vm *rv, bool ran, struct error **errp)
 		r = store(recfd, rv->name, "state", errp);
 	}
 	if (r == 0) {
+		/*
+		 * The next daemon owns the guest's RAM and reads the taps from
+		 * here on: a frame delivered after the capture (the I/O thread
+		 * runs again once released) would be in RAM the saved ring
+		 * state does not know about, and lost (or a ring confused).
+		 */
+		vm_nic_fds_release(vm);
 		stored_any = true;
 		log_full(LOG_NOTICE, rv->name, NULL,
 			 "VM kept for the next vmmd (%s, RAM %s, %u tap%s)",

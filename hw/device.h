@@ -149,8 +149,10 @@ struct device_class {
 	 * (docs/migration.md). host_fd: the open fd of the device's backend
 	 * that the destination may adopt (borrowed; -1: none) and the NIC's
 	 * id in *ret_id. host_fd_release: the destination runs the VM now;
-	 * close that fd here for good (net_backend_detach). Both on the
-	 * migration's worker with the vCPUs parked and the I/O thread held.
+	 * close that fd here for good, and deliver no frame of any backend
+	 * into guest RAM again (net_backend_detach). Both on the migration's
+	 * (or the restart's) thread with the vCPUs parked and the I/O thread
+	 * held.
 	 */
 	int (*host_fd)(void *state, const char **ret_id);
 	void (*host_fd_release)(void *state);

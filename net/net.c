@@ -106,11 +106,25 @@ int net_backend_host_fd(struct net_backend *nb)
 	return nb && nb->ops->host_fd ? nb->ops->host_fd(nb) : -1;
 }
 
+/* The peer of a detached backend: every frame is dropped. */
+static int detached_receive(void *opaque, const struct iovec *iov, unsigned cnt)
+{
+	(void)opaque;
+	(void)iov;
+	(void)cnt;
+	return -ENOTCONN;
+}
+
 void net_backend_detach(struct net_backend *nb)
 {
-	if (nb && nb->ops->detach) {
+	if (!nb) {
+		return;
+	}
+	if (nb->ops->detach) {
 		nb->ops->detach(nb);
 	}
+	nb->peer.receive = detached_receive;
+	nb->peer.can_receive = NULL;
 }
 
 static int parse_port(const char *s, size_t len, uint16_t *ret)

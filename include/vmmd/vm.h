@@ -551,7 +551,8 @@ int vm_disks_set_active(struct vm *vm, bool active, struct error **errp);
  * vm_for_each_nic_fd calls @fn with each NIC's id and the open fd of its
  * tap (borrowed) and stops at, and returns, the first negative return;
  * vm_nic_fds_release closes those fds here once the destination runs the
- * VM, so this side never reads the tap again.
+ * VM (or the next daemon will), so this side never reads the tap again, and
+ * no NIC of any backend delivers a frame into guest RAM again.
  */
 typedef int vm_nic_fd_fn(void *opaque, const char *nic_id, int fd);
 int vm_for_each_nic_fd(struct vm *vm, vm_nic_fd_fn *fn, void *opaque);

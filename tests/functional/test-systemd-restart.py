@@ -244,7 +244,9 @@ def test_restart_carries_taps():
             wait_console(d, "c1", "counter: tick 2 ", timeout=180)
             before_c1 = up.ticks(d, "c1")
             stop = threading.Event()
-            th = threading.Thread(target=e.pump, args=(stop,))
+            # every 5 ms: more than the guest's 16 receive buffers arrive
+            # while it is paused, so frames also wait in the tap's queue
+            th = threading.Thread(target=e.pump, args=(stop, 0.005))
             since = e.seq + 1
             th.start()
             try:

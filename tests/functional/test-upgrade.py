@@ -436,7 +436,9 @@ class Echo:
                     struct.pack("<Q", self.seq) + bytes(38))
         return self.seq
 
-    def drain(self):
+    def drain(self, wait=0.05):
+        """Take the answers that came, until none comes for @wait s."""
+        self.s.settimeout(wait)
         while True:
             try:
                 data = self.s.recv(2048)
@@ -462,8 +464,8 @@ class Echo:
         while not stop.is_set():
             self.send()
             t = time.monotonic()
-            while time.monotonic() - t < interval:
-                self.drain()
+            while (left := interval - (time.monotonic() - t)) > 0:
+                self.drain(left)
 
     def close(self):
         self.s.close()
@@ -502,7 +504,7 @@ def test_upgrade_carries_tap_nics():
             assert sorted(tap_fds(old_pid).values()).count("vt0") == 1, tap_fds(old_pid)
 
             stop = threading.Event()
-            th = threading.Thread(target=e.pump, args=(stop,))
+            th = threading.Thread(target=e.pump, args=(stop, 0.005))
             before_c1 = ticks(d, "c1")
             since = e.seq + 1
             th.start()

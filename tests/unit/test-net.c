@@ -298,6 +298,33 @@ START_TEST(test_slirp_arp_and_backpressure)
 }
 END_TEST
 
+/*
+ * Detached (the VM handed over, its RAM another process's): the backend
+ * never calls the peer again, also for a frame it still produces.
+ */
+START_TEST(test_slirp_detached_delivers_nothing)
+{
+	struct event_base *base = event_base_new();
+	struct sink k = {0};
+	struct net_backend *nb = open_user(base, &k, NULL);
+	uint8_t frame[64];
+	struct iovec iov = {.iov_base = frame, .iov_len = build_arp_request(frame)};
+	bool never = false;
+
+	ck_assert_int_eq(net_backend_send(nb, &iov, 1), 0);
+	spin(base, &k.arp_reply, 2000);
+	ck_assert_int_eq(k.frames, 1);
+	ck_assert_int_eq(net_backend_host_fd(nb), -1);
+	net_backend_detach(nb);
+	ck_assert_int_eq(net_backend_send(nb, &iov, 1), 0);
+	spin(base, &never, 100);
+	ck_assert_int_eq(k.frames, 1);
+	ck_assert_uint_eq(nb->rx_dropped, 1);
+	net_backend_close(nb);
+	event_base_free(base);
+}
+END_TEST
+
 START_TEST(test_slirp_bounded_queue)
 {
 	struct event_base *base = event_base_new();
@@ -403,6 +430,7 @@ static Suite *make_suite(void)
 	suite_add_tcase(s, tc);
 	tcase_add_test(ts, test_slirp_dhcp);
 	tcase_add_test(ts, test_slirp_arp_and_backpressure);
+	tcase_add_test(ts, test_slirp_detached_delivers_nothing);
 	tcase_add_test(ts, test_slirp_bounded_queue);
 	tcase_add_test(ts, test_slirp_runt_frame);
 	tcase_add_test(ts, test_slirp_hostfwd);
