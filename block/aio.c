@@ -3,7 +3,7 @@
  * loop thread (a VM's I/O thread, or vmm-img's main loop): requests are
  * submitted there and their callbacks run there.
  *
- * Two engines:
+ * Three engines:
  *  - io_uring (liburing) for reads, writes and flushes that reach a file
  *    protocol fd directly (a file node, or raw over a file) and need no
  *    padding, for reads of a format (qcow2) whose block status maps
@@ -15,8 +15,14 @@
  *    discard, write-zeroes, unaligned requests, io_uring overflow and
  *    io_uring's -EAGAIN or short transfers). Workers run the synchronous
  *    core path and queue the finished request to the loop thread.
+ *  - Linux AIO (libaio; QEMU's aio=native) instead of io_uring for the
+ *    reads and writes of a file node opened with aio=native (always
+ *    O_DIRECT): io_submit on the loop thread, completions signalled on
+ *    the same eventfd and reaped with io_getevents. The context is set up
+ *    on the first such request; if the kernel refuses one (fs.aio-max-nr)
+ *    those requests use the pool. Flushes take the ring or the pool.
  * If io_uring_queue_init() fails at run time (old kernel, seccomp, or
- * VMMD_NO_IO_URING set in the environment) everything uses the pool.
+ * VMMD_NO_IO_URING set in the environment) everything else uses the pool.
  *
  * The ring is restricted (docs/security.md): a request on a ring runs in
  * the kernel and never passes the submitting thread's seccomp filter, so a
@@ -44,6 +50,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <libaio.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -82,6 +89,7 @@ struct aio_req {
 	void *opaque;
 	uint64_t t0;
 	int ret;
+	struct iocb iocb; /* Linux AIO */
 };
 
 struct aio_queue {
@@ -96,6 +104,10 @@ struct block_aio_ctx {
 	struct io_uring ring;
 	unsigned ring_inflight; /* loop thread only */
 	unsigned inflight;	/* loop thread only: submitted, callback not yet run */
+	io_context_t kaio;	/* Linux AIO, set up on first use (loop thread) */
+	bool kaio_tried, have_kaio;
+	unsigned kaio_inflight;	 /* loop thread only */
+	uint64_t kaio_submitted; /* loop thread only */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -433,6 +445,69 @@ static bool ring_submit(struct block_aio_ctx *ctx, struct aio_req *r)
 	return true;
 }
 
+/* Linux AIO: the context, set up on the first request that wants it. */
+static bool kaio_ready(struct block_aio_ctx *ctx)
+{
+	if (!ctx->kaio_tried) {
+		ctx->kaio_tried = true;
+		ctx->have_kaio = io_setup(AIO_RING_ENTRIES, &ctx->kaio) == 0;
+	}
+	return ctx->have_kaio;
+}
+
+/* Try to submit @r's read or write with Linux AIO; false if it cannot go now. */
+static bool kaio_submit(struct block_aio_ctx *ctx, struct aio_req *r)
+{
+	struct iocb *cb = &r->iocb;
+
+	if (ctx->kaio_inflight >= AIO_RING_ENTRIES || !kaio_ready(ctx)) {
+		return false;
+	}
+	if (r->op == BLOCK_OP_READ) {
+		io_prep_preadv(cb, r->fd, r->iov, (int)r->cnt, (long long)r->fd_offset);
+	} else {
+		io_prep_pwritev(cb, r->fd, r->iov, (int)r->cnt, (long long)r->fd_offset);
+	}
+	io_set_eventfd(cb, ctx->efd);
+	cb->data = r;
+	if (io_submit(ctx->kaio, 1, &cb) != 1) {
+		return false; /* EAGAIN and the like: the pool takes it */
+	}
+	if (r->op == BLOCK_OP_WRITE) {
+		block_note_write_end(r->bs, r->offset + r->len);
+		if (r->file != r->bs) {
+			block_note_write_end(r->file, r->fd_offset + r->len);
+		}
+	}
+	ctx->kaio_inflight++;
+	ctx->kaio_submitted++;
+	return true;
+}
+
+/* Submit @r to @r->file's fd by its engine (io_uring or Linux AIO); false: the pool. */
+static bool fast_submit(struct block_aio_ctx *ctx, struct aio_req *r)
+{
+	if (r->op != BLOCK_OP_FLUSH && ((struct file_state *)r->file->opaque)->native_aio) {
+		return kaio_submit(ctx, r);
+	}
+	return ctx->have_ring && ring_submit(ctx, r);
+}
+
+/* A request off the ring or Linux AIO: finished, or on to the pool to finish. */
+static void reaped(struct block_aio_ctx *ctx, struct aio_queue *done, struct aio_req *r)
+{
+	if (r->ret == -EAGAIN || r->ret == -EINTR ||
+	    (r->op != BLOCK_OP_FLUSH && r->ret >= 0 && (uint64_t)r->ret != r->len)) {
+		/* Short transfer or retry: the pool's path finishes it. */
+		end_direct_write(r);
+		if (pool_submit(ctx, r) == 0) {
+			return;
+		}
+		r->ret = -EIO;
+	}
+	queue_push(done, r);
+}
+
 static void ctx_destroy(struct block_aio_ctx *ctx);
 
 static void on_event(evutil_socket_t fd, short what, void *arg)
@@ -452,16 +527,22 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
 		r->ret = cqe->res;
 		io_uring_cqe_seen(&ctx->ring, cqe);
 		ctx->ring_inflight--;
-		if (r->ret == -EAGAIN || r->ret == -EINTR ||
-		    (r->op != BLOCK_OP_FLUSH && r->ret >= 0 && (uint64_t)r->ret != r->len)) {
-			/* Short transfer or retry: the pool's path finishes it. */
-			end_direct_write(r);
-			if (pool_submit(ctx, r) == 0) {
-				continue;
-			}
-			r->ret = -EIO;
+		reaped(ctx, &local, r);
+	}
+	while (ctx->kaio_inflight > 0) {
+		struct io_event ev[64];
+		struct timespec zero = {0, 0};
+		int n = io_getevents(ctx->kaio, 0, 64, ev, &zero);
+
+		for (int i = 0; i < n; i++) {
+			r = ev[i].data;
+			r->ret = (int)(long)ev[i].res;
+			ctx->kaio_inflight--;
+			reaped(ctx, &local, r);
 		}
-		queue_push(&local, r);
+		if (n < 64) {
+			break;
+		}
 	}
 	pthread_mutex_lock(&ctx->lock);
 	while ((r = queue_pop(&ctx->done))) {
@@ -536,6 +617,11 @@ bool block_aio_ctx_uses_io_uring(struct block_aio_ctx *ctx)
 	return ctx->have_ring;
 }
 
+uint64_t block_aio_ctx_native_requests(struct block_aio_ctx *ctx)
+{
+	return ctx->kaio_submitted;
+}
+
 void block_aio_ctx_set_thread_start(struct block_aio_ctx *ctx,
 				    void (*fn)(void *opaque, const char *kind), void *opaque)
 {
@@ -574,6 +660,9 @@ static void ctx_destroy(struct block_aio_ctx *ctx)
 	event_free(ctx->ev);
 	if (ctx->have_ring) {
 		io_uring_queue_exit(&ctx->ring);
+	}
+	if (ctx->have_kaio) {
+		io_destroy(ctx->kaio);
 	}
 	close(ctx->efd);
 	pthread_cond_destroy(&ctx->cond);
@@ -644,6 +733,9 @@ static struct block_node *format_file(struct aio_req *r)
 	    !block_request_aligned(file, r->offset, r->iov, r->cnt, r->len)) {
 		return NULL;
 	}
+	if (!r->ctx->have_ring && !((struct file_state *)file->opaque)->native_aio) {
+		return NULL; /* no engine but the pool */
+	}
 	return file;
 }
 
@@ -675,7 +767,7 @@ static bool format_read_fast(struct block_aio_ctx *ctx, struct aio_req *r)
 	r->file = file;
 	r->direct = file->flags & BLOCK_O_NOCACHE;
 	r->fd_offset = foff;
-	return ring_submit(ctx, r);
+	return fast_submit(ctx, r);
 }
 
 /*
@@ -697,7 +789,7 @@ static bool format_write_fast(struct block_aio_ctx *ctx, struct aio_req *r)
 	r->file = file;
 	r->direct = file->flags & BLOCK_O_NOCACHE;
 	r->fd_offset = foff;
-	if (IS_ALIGNED(foff, file->alignment) && ring_submit(ctx, r)) {
+	if (IS_ALIGNED(foff, file->alignment) && fast_submit(ctx, r)) {
 		return true;
 	}
 	end_direct_write(r);
@@ -752,7 +844,7 @@ int block_aio_submit(struct block_node *bs, struct block_aio_ctx *ctx, enum bloc
 		ctx->inflight++;
 		return 0;
 	}
-	if (ctx->have_ring && (rw || (op == BLOCK_OP_FLUSH && !bs->read_only))) {
+	if (rw || (op == BLOCK_OP_FLUSH && !bs->read_only)) {
 		r->fd = direct_fd(bs, &shift, &r->file);
 		r->direct = bs->flags & BLOCK_O_NOCACHE;
 		r->fd_offset = offset + shift;
@@ -761,15 +853,15 @@ int block_aio_submit(struct block_node *bs, struct block_aio_ctx *ctx, enum bloc
 		r->fd = -1; /* nothing to transfer: the pool completes it at once */
 	}
 	if (r->fd >= 0 && (!rw || block_request_aligned(bs, offset, iov, cnt, len)) &&
-	    cnt <= (unsigned)AIO_MAX_IOV && ring_submit(ctx, r)) {
+	    cnt <= (unsigned)AIO_MAX_IOV && fast_submit(ctx, r)) {
 		ctx->inflight++;
 		return 0;
 	}
-	if (op == BLOCK_OP_READ && ctx->have_ring && r->fd < 0 && format_read_fast(ctx, r)) {
+	if (op == BLOCK_OP_READ && r->fd < 0 && format_read_fast(ctx, r)) {
 		ctx->inflight++;
 		return 0;
 	}
-	if (op == BLOCK_OP_WRITE && ctx->have_ring && r->fd < 0 && format_write_fast(ctx, r)) {
+	if (op == BLOCK_OP_WRITE && r->fd < 0 && format_write_fast(ctx, r)) {
 		ctx->inflight++;
 		return 0;
 	}

@@ -188,7 +188,8 @@ static int file_open(struct block_node *bs, const char *filename, json_t *opts, 
 	_cleanup_close_ int fd = -1;
 	struct file_state *s;
 	const char *key;
-	bool locking = !(bs->flags & BLOCK_O_NO_LOCK), use_threads = false;
+	bool locking = !(bs->flags & BLOCK_O_NO_LOCK);
+	bool use_threads = bs->flags & BLOCK_O_AIO_THREADS, native = bs->flags & BLOCK_O_AIO_NATIVE;
 	struct stat st;
 	json_t *v;
 	int oflags, r;
@@ -205,11 +206,11 @@ static int file_open(struct block_node *bs, const char *filename, json_t *opts, 
 		} else if (strcmp(key, "aio") == 0 && json_is_string(v)) {
 			const char *a = json_string_value(v);
 
-			if (strcmp(a, "threads") == 0) {
-				use_threads = true;
-			} else if (strcmp(a, "io_uring") != 0) {
+			use_threads = strcmp(a, "threads") == 0;
+			native = strcmp(a, "native") == 0;
+			if (!use_threads && !native && strcmp(a, "io_uring") != 0) {
 				return error_set(errp, EINVAL,
-						 "aio must be 'threads' or 'io_uring'");
+						 "aio must be 'threads', 'native' or 'io_uring'");
 			}
 		} else {
 			return error_set(errp, EINVAL, "invalid option '%s' for file '%s'", key,
@@ -217,6 +218,12 @@ static int file_open(struct block_node *bs, const char *filename, json_t *opts, 
 		}
 	}
 
+	if (native && !(bs->flags & BLOCK_O_NOCACHE)) {
+		/* QEMU's words: Linux AIO is synchronous without O_DIRECT */
+		return error_set(errp, EINVAL,
+				 "aio=native was specified, but it requires cache.direct=on, "
+				 "which was not specified.");
+	}
 	oflags = (bs->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	if (bs->flags & BLOCK_O_NOCACHE) {
 		oflags |= O_DIRECT;
@@ -254,6 +261,7 @@ static int file_open(struct block_node *bs, const char *filename, json_t *opts, 
 	}
 	s->is_blk = S_ISBLK(st.st_mode);
 	s->use_threads = use_threads;
+	s->native_aio = native;
 	s->locked = locking;
 	if (s->is_blk && ioctl(fd, BLKGETSIZE64, &s->blk_len) < 0) {
 		free(s);

@@ -14,6 +14,7 @@ struct file_state {
 	int fd;
 	bool is_blk;
 	bool use_threads; /* aio=threads: never use io_uring for this node */
+	bool native_aio;  /* aio=native: reads and writes through Linux AIO (O_DIRECT) */
 	uint64_t blk_len; /* block devices: size at open */
 	bool locked;	  /* holds the image lock (taken at open unless locking=off) */
 };

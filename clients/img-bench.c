@@ -257,13 +257,9 @@ int img_cmd_bench(int argc, char **argv)
 		img_error("--no-drain requires --flush-interval");
 		return 1;
 	}
-	if (native) {
-		/* native AIO needs O_DIRECT, as in qemu-img */
-		if (cache && strcmp(cache, "none") != 0 && strcmp(cache, "directsync") != 0) {
-			img_error("-n (native AIO) needs cache=none");
-			return 1;
-		}
-		cache = "none";
+	if (native || (aio && strcmp(aio, "native") == 0)) {
+		/* Linux AIO; the file node refuses it without cache=none, as qemu-img */
+		flags |= BLOCK_O_AIO_NATIVE;
 	}
 	if (cache) {
 		unsigned cf;

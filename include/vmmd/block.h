@@ -54,6 +54,14 @@ enum {
 	 * requires of a writer that does not update them.
 	 */
 	BLOCK_O_BITMAPS = 1u << 7,
+	/*
+	 * The file protocol's engine, as its "aio" option (QEMU's aio=):
+	 * native (Linux AIO; needs BLOCK_O_NOCACHE) or threads (the worker
+	 * pool only). Neither: io_uring. The "aio" option of a file node
+	 * overrides them.
+	 */
+	BLOCK_O_AIO_NATIVE = 1u << 8,
+	BLOCK_O_AIO_THREADS = 1u << 9,
 };
 
 /*
@@ -148,6 +156,8 @@ void block_aio_ctx_set_thread_start(struct block_aio_ctx *ctx,
 				    void (*fn)(void *opaque, const char *kind), void *opaque);
 /* True if the context's file I/O goes through io_uring (else a thread pool). */
 bool block_aio_ctx_uses_io_uring(struct block_aio_ctx *ctx);
+/* Reads and writes submitted with Linux AIO (aio=native files) so far; loop thread. */
+uint64_t block_aio_ctx_native_requests(struct block_aio_ctx *ctx);
 /*
  * Whether contexts get an io_uring ring: 0, or -errno with @errp saying why
  * not (the kernel cannot restrict a ring's requests, or VMMD_NO_IO_URING).

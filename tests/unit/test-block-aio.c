@@ -1,6 +1,6 @@
 /*
  * Unit tests for asynchronous block requests (block/aio.c): many
- * concurrent requests on the io_uring and the thread-pool engines,
+ * concurrent requests on the io_uring, Linux AIO and thread-pool engines,
  * completion on the loop thread, rejection, and freeing the context; the
  * ring's restrictions (docs/security.md): any request or register
  * operation the block layer does not use fails with -EACCES.
@@ -83,6 +83,8 @@ static void on_done(void *opaque, int ret)
 
 static void run_many(unsigned flags, unsigned misalign, bool expect_ring)
 {
+	/* aio=native: every aligned read and write through Linux AIO */
+	uint64_t native = (flags & BLOCK_O_AIO_NATIVE) && !misalign ? 2 * NREQ : 0;
 	struct block_node *bs = NULL;
 	struct error *err = NULL;
 	struct tctx t = {0};
@@ -158,6 +160,7 @@ static void run_many(unsigned flags, unsigned misalign, bool expect_ring)
 		ck_assert_int_eq(block_pread(bs, 7 * REQ_SIZE * 2 + misalign + 100, &one, 1), 0);
 		ck_assert_int_eq(one, 7 ^ 0x5a);
 	}
+	ck_assert_uint_eq(block_aio_ctx_native_requests(t.ctx), native);
 	/* the context is freed after everything completed */
 	block_aio_ctx_free(t.ctx);
 	event_base_free(t.base);
@@ -184,6 +187,33 @@ START_TEST(many_direct_unaligned)
 	/* misaligned buffers and offsets on O_DIRECT go through the pool's padding */
 	unsetenv("VMMD_NO_IO_URING");
 	run_many(BLOCK_O_NOCACHE, 100, true);
+}
+END_TEST
+
+START_TEST(many_native)
+{
+	unsetenv("VMMD_NO_IO_URING");
+	run_many(BLOCK_O_NOCACHE | BLOCK_O_AIO_NATIVE, 0, true);
+	/* Linux AIO does not need a ring; misaligned requests take the pool */
+	setenv("VMMD_NO_IO_URING", "1", 1);
+	run_many(BLOCK_O_NOCACHE | BLOCK_O_AIO_NATIVE, 0, false);
+	run_many(BLOCK_O_NOCACHE | BLOCK_O_AIO_NATIVE, 100, false);
+	unsetenv("VMMD_NO_IO_URING");
+}
+END_TEST
+
+START_TEST(native_needs_direct)
+{
+	struct block_node *bs = NULL;
+	struct error *err = NULL;
+
+	/* QEMU's refusal, word for word */
+	ck_assert_int_eq(block_open(&bs, path, "raw", BLOCK_O_RDWR | BLOCK_O_AIO_NATIVE, &err),
+			 -EINVAL);
+	ck_assert_str_eq(err->msg, "aio=native was specified, but it requires cache.direct=on, "
+				   "which was not specified.");
+	error_free(err);
+	ck_assert_ptr_null(bs);
 }
 END_TEST
 
@@ -554,30 +584,49 @@ START_TEST(format_direct_write_highest_offset)
 		unlink(img);
 		return; /* no qemu-img */
 	}
-	ck_assert_int_eq(block_open(&bs, img, "qcow2", BLOCK_O_RDWR | BLOCK_O_NOCACHE, NULL), 0);
-	ck_assert_int_eq(block_get_status(bs, 1 << 20, 4096, &pnum, &status, &foff), 0);
-	ck_assert(status & BLOCK_STATUS_DATA);
 	unsetenv("VMMD_NO_IO_URING");
-	base = event_base_new();
-	o = (struct one){.base = base};
-	ck_assert_int_eq(block_aio_ctx_new(base, &ctx, NULL), 0);
-	ck_assert(block_aio_ctx_uses_io_uring(ctx));
 	ck_assert_int_eq(posix_memalign(&buf, 4096, 4096), 0);
-	memset(buf, 0x33, 4096);
 	iov = (struct iovec){buf, 4096};
-	ck_assert_int_eq(
-		block_aio_submit(bs, ctx, BLOCK_OP_WRITE, 1 << 20, &iov, 1, 0, 0, on_one, &o), 0);
-	event_base_dispatch(base);
-	ck_assert_int_eq(o.calls, 1);
-	ck_assert_int_eq(o.ret, 0);
-	block_get_stats(bs, &st);
-	ck_assert_uint_eq(st.wr_highest_offset, (1 << 20) + 4096);
-	ck_assert_uint_eq(st.wr_ops, 1);
-	block_get_stats(bs->file, &st);
-	ck_assert_uint_eq(st.wr_highest_offset, foff + 4096);
-	block_aio_ctx_free(ctx);
-	event_base_free(base);
-	block_unref(bs);
+	/* on the ring, then with aio=native on Linux AIO: the same counts */
+	for (unsigned native = 0; native < 2; native++) {
+		ck_assert_int_eq(block_open(&bs, img, "qcow2",
+					    BLOCK_O_RDWR | BLOCK_O_NOCACHE |
+						    (native ? BLOCK_O_AIO_NATIVE : 0),
+					    NULL),
+				 0);
+		ck_assert_int_eq(block_get_status(bs, 1 << 20, 4096, &pnum, &status, &foff), 0);
+		ck_assert(status & BLOCK_STATUS_DATA);
+		base = event_base_new();
+		o = (struct one){.base = base};
+		ck_assert_int_eq(block_aio_ctx_new(base, &ctx, NULL), 0);
+		ck_assert(block_aio_ctx_uses_io_uring(ctx));
+		memset(buf, 0x33 + native, 4096);
+		ck_assert_int_eq(block_aio_submit(bs, ctx, BLOCK_OP_WRITE, 1 << 20, &iov, 1, 0, 0,
+						  on_one, &o),
+				 0);
+		event_base_dispatch(base);
+		ck_assert_int_eq(o.calls, 1);
+		ck_assert_int_eq(o.ret, 0);
+		block_get_stats(bs, &st);
+		ck_assert_uint_eq(st.wr_highest_offset, (1 << 20) + 4096);
+		ck_assert_uint_eq(st.wr_ops, 1);
+		block_get_stats(bs->file, &st);
+		ck_assert_uint_eq(st.wr_highest_offset, foff + 4096);
+		/* and read back through the format's fast path */
+		memset(buf, 0, 4096);
+		o.calls = 0;
+		ck_assert_int_eq(block_aio_submit(bs, ctx, BLOCK_OP_READ, 1 << 20, &iov, 1, 0, 0,
+						  on_one, &o),
+				 0);
+		event_base_dispatch(base);
+		ck_assert_int_eq(o.calls, 1);
+		ck_assert_int_eq(o.ret, 0);
+		ck_assert_uint_eq(((unsigned char *)buf)[4095], 0x33 + native);
+		ck_assert_uint_eq(block_aio_ctx_native_requests(ctx), native ? 2 : 0);
+		block_aio_ctx_free(ctx);
+		event_base_free(base);
+		block_unref(bs);
+	}
 	free(buf);
 	unlink(img);
 }
@@ -832,6 +881,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, many_uring);
 	tcase_add_test(tc, many_uring_direct);
 	tcase_add_test(tc, many_direct_unaligned);
+	tcase_add_test(tc, many_native);
+	tcase_add_test(tc, native_needs_direct);
 	tcase_add_test(tc, many_pool);
 	tcase_add_test(tc, rejects_and_other_ops);
 	tcase_add_test(tc, format_reads_match_sync);
