@@ -354,6 +354,7 @@ void vm_config_free(struct vm_config *cfg)
 		free(d->format);
 		free(d->node);
 		free(d->cache);
+		free(d->aio);
 		free(d->serial);
 		free(d->werror);
 		free(d->rerror);
@@ -389,9 +390,10 @@ static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struc
 {
 	static const char *const keys[] = {"id",       "driver",    "file",   "format", "node",
 					   "readonly", "cache",	    "serial", "werror", "rerror",
-					   "queues",   "removable", NULL};
+					   "queues",   "removable", "aio",    NULL};
 	static const char *const formats[] = {"raw", "qcow2", "qed", "vhdx", "vmdk", "vpc", NULL};
 	static const char *const caches[] = {"writeback", "none", NULL};
+	static const char *const aios[] = {"io_uring", "native", "threads", NULL};
 	static const char *const policies[] = {"report", "stop", NULL};
 	const char *drivers[16];
 	char where[32];
@@ -414,6 +416,7 @@ static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struc
 	    (r = get_bool(obj, "readonly", where, &d->readonly, errp)) < 0 ||
 	    (r = get_bool(obj, "removable", where, &d->removable, errp)) < 0 ||
 	    (r = get_choice(obj, "cache", where, caches, &d->cache, errp)) < 0 ||
+	    (r = get_choice(obj, "aio", where, aios, &d->aio, errp)) < 0 ||
 	    (r = get_string(obj, "serial", where, VM_DISK_SERIAL_MAX, &d->serial, errp)) < 0 ||
 	    (r = get_choice(obj, "werror", where, policies, &d->werror, errp)) < 0 ||
 	    (r = get_choice(obj, "rerror", where, policies, &d->rerror, errp)) < 0 ||
@@ -432,9 +435,9 @@ static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struc
 		return error_set(errp, EINVAL, "%s: \"file\" and \"node\" exclude each other",
 				 where);
 	}
-	if (d->node && (json_object_get(obj, "format"))) {
-		return error_set(errp, EINVAL, "%s: \"format\" applies to \"file\", not \"node\"",
-				 where);
+	if (d->node && (json_object_get(obj, "format") || json_object_get(obj, "aio"))) {
+		return error_set(errp, EINVAL, "%s: \"%s\" applies to \"file\", not \"node\"",
+				 where, json_object_get(obj, "format") ? "format" : "aio");
 	}
 	if (d->file && d->file[0] == '\0') {
 		return error_set(errp, EINVAL, "%s: \"file\" must not be empty", where);
@@ -455,6 +458,13 @@ static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struc
 	    (r = set_default(&d->werror, "report", errp)) < 0 ||
 	    (r = set_default(&d->rerror, "report", errp)) < 0) {
 		return r;
+	}
+	if (d->aio && strcmp(d->aio, "native") == 0 && strcmp(d->cache, "none") != 0) {
+		/* QEMU: "aio=native was specified, but it requires cache.direct=on" */
+		return error_set(errp, EINVAL,
+				 "%s: \"aio\": \"native\" needs \"cache\": \"none\" (Linux AIO "
+				 "waits for the page cache otherwise)",
+				 where);
 	}
 	if (strcmp(d->driver, "ide-cd") == 0) {
 		d->readonly = true;
@@ -930,6 +940,7 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 			json_object_set_new(j, "removable", json_true());
 		}
 		set_str(j, "cache", d->cache);
+		set_str(j, "aio", d->aio);
 		set_str(j, "serial", d->serial);
 		set_str(j, "werror", d->werror);
 		set_str(j, "rerror", d->rerror);

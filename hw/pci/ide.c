@@ -2103,9 +2103,7 @@ static int ide_open_disk(const struct vm_disk_config *dc, bool cd, struct block_
 	if (!cd && !dc->readonly) {
 		flags |= BLOCK_O_RDWR;
 	}
-	if (dc->cache && strcmp(dc->cache, "none") == 0) {
-		flags |= BLOCK_O_NOCACHE;
-	}
+	flags |= vm_disk_block_flags(dc);
 	return block_open(ret, dc->file, dc->format ? dc->format : "raw", flags, errp);
 }
 

@@ -2188,9 +2188,7 @@ static int xhci_add_storage(struct xhci_dev *d, const struct vm_disk_config *dc,
 				 "supported)",
 				 dc->id);
 	}
-	if (dc->cache && strcmp(dc->cache, "none") == 0) {
-		flags |= BLOCK_O_NOCACHE;
-	}
+	flags |= vm_disk_block_flags(dc);
 	r = block_open(&sc.bs, dc->file, dc->format ? dc->format : "raw", flags, errp);
 	if (r < 0) {
 		error_prefix(errp, "disk '%s'", dc->id);

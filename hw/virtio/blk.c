@@ -666,9 +666,7 @@ static int blk_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 	if (!d->readonly) {
 		flags |= BLOCK_O_RDWR;
 	}
-	if (d->cache && !strcmp(d->cache, "none")) {
-		flags |= BLOCK_O_NOCACHE;
-	}
+	flags |= vm_disk_block_flags(d);
 	if (d->node) {
 		/* a blockdev-add node (device_add "drive"): shared, its own flags */
 		b->bs = vm_block_node_get(vm, d->node, errp);

@@ -13,11 +13,13 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include <jansson.h>
 
 #include "common/error.h"
+#include "vmmd/block.h"
 
 struct vm;
 
@@ -49,6 +51,7 @@ struct vm_disk_config {
 	bool readonly;
 	bool removable;	 /* usb-storage: the SCSI RMB bit */
 	char *cache;	 /* "writeback" (default) or "none" */
+	char *aio;	 /* "io_uring" (default), "native" (needs cache none), "threads" */
 	char *serial;	 /* may be NULL */
 	char *werror;	 /* "report" (default), "stop" */
 	char *rerror;	 /* "report" (default), "stop" */
@@ -136,6 +139,21 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
  * derived from the VM and NIC names, as "52:54:00:xx:xx:xx" in @buf.
  */
 void vm_nic_default_mac(const char *vm_name, const char *nic_id, char buf[18]);
+/* The block layer's open flags a disk's "cache" and "aio" ask for (BLOCK_O_*). */
+static inline unsigned vm_disk_block_flags(const struct vm_disk_config *d)
+{
+	unsigned f = 0;
+
+	if (d->cache && strcmp(d->cache, "none") == 0) {
+		f |= BLOCK_O_NOCACHE;
+	}
+	if (d->aio && strcmp(d->aio, "native") == 0) {
+		f |= BLOCK_O_AIO_NATIVE;
+	} else if (d->aio && strcmp(d->aio, "threads") == 0) {
+		f |= BLOCK_O_AIO_THREADS;
+	}
+	return f;
+}
 /* The canonical JSON form (what vmmd persists); new reference. */
 json_t *vm_config_to_json(const struct vm_config *cfg);
 void vm_config_free(struct vm_config *cfg);

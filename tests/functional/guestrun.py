@@ -48,8 +48,9 @@ def guest_path(name):
     return path
 
 
-def run_guest(name, timeout=60.0, done=("halting\n",), **cfg):
-    """Boot guest NAME; return a GuestRun once it powered off or printed a DONE marker."""
+def run_guest(name, timeout=60.0, done=("halting\n",), at_done=None, **cfg):
+    """Boot guest NAME; return a GuestRun once it powered off or printed a DONE marker
+    (then AT_DONE(pid of vmmd) runs first, while the VM still exists)."""
     require_kvm()
     kernel = guest_path(name)
     with tempfile.TemporaryDirectory(prefix="vmmd-guest.") as tmp:
@@ -85,6 +86,8 @@ def run_guest(name, timeout=60.0, done=("halting\n",), **cfg):
             while proc.poll() is None:
                 if any(m in console() for m in done):
                     time.sleep(0.2)  # let the serial ring drain into the log
+                    if at_done:
+                        at_done(proc.pid)
                     proc.send_signal(signal.SIGTERM)
                     signalled = True
                     break

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "vmmd/block.h"
 #include "vmmd/vm.h"
 
 #define BOOT "\"boot\": {\"kernel\": \"/k\"}"
@@ -253,6 +254,36 @@ START_TEST(disks_and_nics)
 	bad("{\"name\": \"a\", \"disks\": [{\"id\": \"x\", \"file\": \"/x\"}], \"nics\": [{\"id\": "
 	    "\"x\"}], " BOOT "}",
 	    EEXIST, "\"x\" is used twice");
+	/* aio: QEMU's engines; native only with O_DIRECT, and only for a file */
+	bad("{\"name\": \"a\", \"disks\": [{\"id\": \"d\", \"file\": \"/x\", \"aio\": "
+	    "\"native\"}], " BOOT "}",
+	    EINVAL, "disks[0]: \"aio\": \"native\" needs \"cache\": \"none\"");
+	bad("{\"name\": \"a\", \"disks\": [{\"id\": \"d\", \"file\": \"/x\", \"aio\": "
+	    "\"posix\"}], " BOOT "}",
+	    EINVAL, "io_uring, native, threads");
+	bad("{\"name\": \"a\", \"disks\": [{\"id\": \"d\", \"node\": \"n\", \"aio\": "
+	    "\"threads\"}], " BOOT "}",
+	    EINVAL, "\"aio\" applies to \"file\", not \"node\"");
+	{
+		struct vm_config *c = ok("{\"name\": \"a\", \"disks\": [{\"id\": \"d\", \"file\": "
+					 "\"/x\", \"aio\": \"native\", \"cache\": \"none\"}, "
+					 "{\"id\": \"e\", \"file\": \"/y\", \"aio\": \"threads\"}, "
+					 "{\"id\": \"f\", \"file\": \"/z\"}], " BOOT "}");
+		json_t *j = vm_config_to_json(c);
+
+		ck_assert_uint_eq(vm_disk_block_flags(&c->disks[0]),
+				  BLOCK_O_NOCACHE | BLOCK_O_AIO_NATIVE);
+		ck_assert_uint_eq(vm_disk_block_flags(&c->disks[1]), BLOCK_O_AIO_THREADS);
+		ck_assert_uint_eq(vm_disk_block_flags(&c->disks[2]), 0);
+		/* kept in the canonical form; absent when not given */
+		ck_assert_str_eq(json_string_value(json_object_get(
+					 json_array_get(json_object_get(j, "disks"), 0), "aio")),
+				 "native");
+		ck_assert_ptr_null(
+			json_object_get(json_array_get(json_object_get(j, "disks"), 2), "aio"));
+		json_decref(j);
+		vm_config_free(c);
+	}
 	bad("{\"name\": \"a\", \"nics\": [{\"id\": \"n\", \"mac\": \"53:54:00:12:34:56\"}], " BOOT
 	    "}",
 	    EINVAL, "unicast");
