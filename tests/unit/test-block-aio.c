@@ -60,6 +60,32 @@ static void teardown(void)
 	unlink(path);
 }
 
+/*
+ * @img (300 bytes): a new qcow2 image of @size next to the test file, then
+ * the qemu-io commands @io run on it. ./run installs qemu-utils: without
+ * qemu-img the test fails rather than pass having checked nothing.
+ */
+static void make_qcow2(char *img, const char *size, const char *io)
+{
+	char cmd[1200];
+
+	snprintf(img, 300, "%s.qcow2", path);
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-img create -q -f qcow2 %s %s && qemu-io -f qcow2 %s %s >/dev/null 2>&1", img,
+		 size, io, img);
+	ck_assert_msg(system(cmd) == 0, "could not make %s with qemu-img and qemu-io", img);
+}
+
+/* qemu-img check finds @img consistent; then it is removed. */
+static void check_qcow2(const char *img)
+{
+	char cmd[400];
+
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", img);
+	ck_assert_int_eq(system(cmd), 0);
+	unlink(img);
+}
+
 static void on_done(void *opaque, int ret)
 {
 	struct treq *r = opaque;
@@ -326,7 +352,7 @@ START_TEST(format_reads_match_sync)
 		N = 64,
 		SZ = 16384
 	};
-	char img[300], cmd[1200];
+	char img[300];
 	struct block_node *bs = NULL;
 	struct block_aio_ctx *ctx = NULL;
 	struct event_base *base;
@@ -334,19 +360,9 @@ START_TEST(format_reads_match_sync)
 	unsigned left = N;
 	char *abuf, *sbuf;
 
-	snprintf(img, sizeof(img), "%s.qcow2", path);
-	snprintf(cmd, sizeof(cmd),
-		 "qemu-img create -q -f qcow2 %s 4M && qemu-io -f qcow2 -c 'write -P 0x61 0 1M' "
-		 "-c 'write -z 256k 64k' -c 'write -P 0x62 2M 4k' %s >/dev/null 2>&1",
-		 img, img);
-	if (system(cmd) != 0) {
-		unlink(img);
-		return; /* no qemu-img */
-	}
-	if (block_open(&bs, img, "qcow2", BLOCK_O_NOCACHE, NULL) < 0) {
-		unlink(img);
-		return; /* built without the qcow2 driver */
-	}
+	make_qcow2(img, "4M",
+		   "-c 'write -P 0x61 0 1M' -c 'write -z 256k 64k' -c 'write -P 0x62 2M 4k'");
+	ck_assert_int_eq(block_open(&bs, img, "qcow2", BLOCK_O_NOCACHE, NULL), 0);
 	unsetenv("VMMD_NO_IO_URING");
 	base = event_base_new();
 	ck_assert_int_eq(block_aio_ctx_new(base, &ctx, NULL), 0);
@@ -498,21 +514,15 @@ START_TEST(format_direct_writes_race_discards)
 	enum {
 		DEPTH = 32
 	};
-	char img[300], cmd[1200];
+	char img[300], size[16], io[64];
 	struct race rc = {.seed = 1};
 	static struct race_req reqs[DEPTH];
 	pthread_t th;
 	uint8_t *bufs, *b;
 
-	snprintf(img, sizeof(img), "%s.qcow2", path);
-	snprintf(cmd, sizeof(cmd),
-		 "qemu-img create -q -f qcow2 %s %u && qemu-io -f qcow2 -c 'write -P 0 0 %u' "
-		 "%s >/dev/null 2>&1",
-		 img, RACE_CLUSTERS * RACE_CS, RACE_CLUSTERS * RACE_CS, img);
-	if (system(cmd) != 0) {
-		unlink(img);
-		return; /* no qemu-img */
-	}
+	snprintf(size, sizeof(size), "%u", RACE_CLUSTERS * RACE_CS);
+	snprintf(io, sizeof(io), "-c 'write -P 0 0 %u'", RACE_CLUSTERS * RACE_CS);
+	make_qcow2(img, size, io);
 	ck_assert_int_eq(block_open(&rc.bs, img, "qcow2",
 				    BLOCK_O_RDWR | BLOCK_O_NOCACHE | BLOCK_O_UNMAP, NULL),
 			 0);
@@ -551,9 +561,7 @@ START_TEST(format_direct_writes_race_discards)
 	event_base_free(rc.base);
 	block_unref(rc.bs);
 	free(bufs);
-	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", img);
-	ck_assert_int_eq(system(cmd), 0);
-	unlink(img);
+	check_qcow2(img);
 }
 END_TEST
 
@@ -564,7 +572,7 @@ END_TEST
  */
 START_TEST(format_direct_write_highest_offset)
 {
-	char img[300], cmd[1200];
+	char img[300];
 	struct block_node *bs = NULL;
 	struct block_aio_ctx *ctx = NULL;
 	struct event_base *base;
@@ -575,15 +583,7 @@ START_TEST(format_direct_write_highest_offset)
 	void *buf;
 	struct iovec iov;
 
-	snprintf(img, sizeof(img), "%s.qcow2", path);
-	snprintf(cmd, sizeof(cmd),
-		 "qemu-img create -q -f qcow2 %s 4M && qemu-io -f qcow2 -c 'write 0 4M' %s "
-		 ">/dev/null 2>&1",
-		 img, img);
-	if (system(cmd) != 0) {
-		unlink(img);
-		return; /* no qemu-img */
-	}
+	make_qcow2(img, "4M", "-c 'write 0 4M'");
 	unsetenv("VMMD_NO_IO_URING");
 	ck_assert_int_eq(posix_memalign(&buf, 4096, 4096), 0);
 	iov = (struct iovec){buf, 4096};
@@ -654,21 +654,13 @@ static void *discard_thread(void *arg)
  */
 START_TEST(direct_write_holds_off_discard)
 {
-	char img[300], cmd[1200];
+	char img[300];
 	struct block_node *bs = NULL;
 	struct discarding d = {.off = RACE_CS};
 	pthread_t th;
 	uint64_t foff, foff2;
 
-	snprintf(img, sizeof(img), "%s.qcow2", path);
-	snprintf(cmd, sizeof(cmd),
-		 "qemu-img create -q -f qcow2 %s 1M && qemu-io -f qcow2 -c 'write -P 1 0 1M' "
-		 "%s >/dev/null 2>&1",
-		 img, img);
-	if (system(cmd) != 0) {
-		unlink(img);
-		return; /* no qemu-img */
-	}
+	make_qcow2(img, "1M", "-c 'write -P 1 0 1M'");
 	ck_assert_int_eq(block_open(&bs, img, "qcow2", BLOCK_O_RDWR | BLOCK_O_UNMAP, NULL), 0);
 	ck_assert_ptr_nonnull(bs->drv->write_direct_begin);
 	ck_assert(bs->drv->write_direct_begin(bs, RACE_CS + 4096, 4096, &foff));
@@ -687,9 +679,7 @@ START_TEST(direct_write_holds_off_discard)
 	ck_assert(bs->drv->write_direct_begin(bs, 3 * RACE_CS, 4096, &foff2));
 	bs->drv->write_direct_end(bs);
 	block_unref(bs);
-	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", img);
-	ck_assert_int_eq(system(cmd), 0);
-	unlink(img);
+	check_qcow2(img);
 }
 END_TEST
 
