@@ -19,7 +19,7 @@ pc() { pkg-config "$@"; }
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFL="-g -O1 -fno-omit-frame-pointer $SAN -I. -Iinclude -Ibuild \
 	$(pc --cflags jansson libevent liburing libnbd zlib libzstd libsystemd slirp)"
-LIBS="$(pc --libs jansson libevent liburing libnbd zlib libzstd libsystemd slirp) -lpthread"
+LIBS="$(pc --libs jansson libevent liburing libnbd zlib libzstd libsystemd slirp) -laio -lpthread"
 # config.h and the schema text come from a configured build tree.
 [ -f build/config.h ] || { echo "fuzz: configure and build first (./run check)" >&2; exit 1; }
 [ -f build/monitor/schema-data.c ] || make -C build monitor/schema-data.c
