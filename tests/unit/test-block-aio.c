@@ -265,6 +265,18 @@ static void on_one(void *opaque, int ret)
 	event_base_loopbreak(o->base);
 }
 
+/* One read or write of @iov at @off on @ctx, waited for: it must succeed. */
+static void one_request(struct block_node *bs, struct block_aio_ctx *ctx, struct event_base *base,
+			enum block_op op, uint64_t off, struct iovec *iov)
+{
+	struct one o = {.base = base};
+
+	ck_assert_int_eq(block_aio_submit(bs, ctx, op, off, iov, 1, 0, 0, on_one, &o), 0);
+	event_base_dispatch(base);
+	ck_assert_int_eq(o.calls, 1);
+	ck_assert_int_eq(o.ret, 0);
+}
+
 START_TEST(rejects_and_other_ops)
 {
 	struct block_node *bs = NULL, *ro = NULL;
@@ -576,7 +588,6 @@ START_TEST(format_direct_write_highest_offset)
 	struct block_node *bs = NULL;
 	struct block_aio_ctx *ctx = NULL;
 	struct event_base *base;
-	struct one o;
 	struct block_stats st;
 	uint64_t pnum, foff;
 	unsigned status;
@@ -597,16 +608,10 @@ START_TEST(format_direct_write_highest_offset)
 		ck_assert_int_eq(block_get_status(bs, 1 << 20, 4096, &pnum, &status, &foff), 0);
 		ck_assert(status & BLOCK_STATUS_DATA);
 		base = event_base_new();
-		o = (struct one){.base = base};
 		ck_assert_int_eq(block_aio_ctx_new(base, &ctx, NULL), 0);
 		ck_assert(block_aio_ctx_uses_io_uring(ctx));
 		memset(buf, 0x33 + native, 4096);
-		ck_assert_int_eq(block_aio_submit(bs, ctx, BLOCK_OP_WRITE, 1 << 20, &iov, 1, 0, 0,
-						  on_one, &o),
-				 0);
-		event_base_dispatch(base);
-		ck_assert_int_eq(o.calls, 1);
-		ck_assert_int_eq(o.ret, 0);
+		one_request(bs, ctx, base, BLOCK_OP_WRITE, 1 << 20, &iov);
 		block_get_stats(bs, &st);
 		ck_assert_uint_eq(st.wr_highest_offset, (1 << 20) + 4096);
 		ck_assert_uint_eq(st.wr_ops, 1);
@@ -614,13 +619,7 @@ START_TEST(format_direct_write_highest_offset)
 		ck_assert_uint_eq(st.wr_highest_offset, foff + 4096);
 		/* and read back through the format's fast path */
 		memset(buf, 0, 4096);
-		o.calls = 0;
-		ck_assert_int_eq(block_aio_submit(bs, ctx, BLOCK_OP_READ, 1 << 20, &iov, 1, 0, 0,
-						  on_one, &o),
-				 0);
-		event_base_dispatch(base);
-		ck_assert_int_eq(o.calls, 1);
-		ck_assert_int_eq(o.ret, 0);
+		one_request(bs, ctx, base, BLOCK_OP_READ, 1 << 20, &iov);
 		ck_assert_uint_eq(((unsigned char *)buf)[4095], 0x33 + native);
 		ck_assert_uint_eq(block_aio_ctx_native_requests(ctx), native ? 2 : 0);
 		block_aio_ctx_free(ctx);
