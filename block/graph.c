@@ -99,7 +99,8 @@ struct block_node *block_chain_find(struct block_node *top, const char *filename
 int block_reopen(struct block_node *bs, bool rw, struct error **errp)
 {
 	struct block_node *nb = NULL, *oldp, *newp;
-	unsigned keep = bs->flags & (BLOCK_O_NOCACHE | BLOCK_O_UNMAP | BLOCK_O_NO_LOCK);
+	unsigned keep =
+		bs->flags & (BLOCK_O_NOCACHE | BLOCK_O_AIO_MASK | BLOCK_O_UNMAP | BLOCK_O_NO_LOCK);
 	bool locked = !(bs->flags & BLOCK_O_NO_LOCK);
 	int r;
 
@@ -191,8 +192,8 @@ int block_create_overlay(const char *file, const char *format, struct block_node
 int block_open_overlay(struct block_node **ret, const char *file, const char *format,
 		       struct block_node *active, const char *node_name, struct error **errp)
 {
-	unsigned flags = (active->flags & (BLOCK_O_NOCACHE | BLOCK_O_UNMAP)) | BLOCK_O_RDWR |
-			 BLOCK_O_NO_BACKING;
+	unsigned flags = (active->flags & (BLOCK_O_NOCACHE | BLOCK_O_AIO_MASK | BLOCK_O_UNMAP)) |
+			 BLOCK_O_RDWR | BLOCK_O_NO_BACKING;
 	struct block_node *ov = NULL;
 	int r;
 

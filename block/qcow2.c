@@ -384,7 +384,7 @@ static int open_backing(struct block_node *bs, struct qcow2_state *s, struct err
 	const char *image = bs->file && bs->file->filename ? bs->file->filename : bs->filename;
 	_cleanup_free_ char *path = backing_path(image, s->backing_file);
 	const char *fmt = s->backing_format;
-	unsigned flags = bs->flags & (BLOCK_O_NOCACHE | BLOCK_O_NO_LOCK);
+	unsigned flags = bs->flags & (BLOCK_O_NOCACHE | BLOCK_O_AIO_MASK | BLOCK_O_NO_LOCK);
 	int ret;
 
 	if (!path) {

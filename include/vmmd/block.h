@@ -62,6 +62,8 @@ enum {
 	 */
 	BLOCK_O_AIO_NATIVE = 1u << 8,
 	BLOCK_O_AIO_THREADS = 1u << 9,
+	/* what a node passes on with its cache mode (reopen, backing, overlay) */
+	BLOCK_O_AIO_MASK = BLOCK_O_AIO_NATIVE | BLOCK_O_AIO_THREADS,
 };
 
 /*

@@ -631,6 +631,45 @@ START_TEST(format_direct_write_highest_offset)
 }
 END_TEST
 
+/*
+ * The engine goes with the cache mode: a node reopened read-write (as a
+ * block-commit base is) stays on Linux AIO, and so does a qcow2's backing.
+ */
+START_TEST(native_survives_reopen)
+{
+	struct block_node *bs = NULL;
+	struct block_aio_ctx *ctx = NULL;
+	struct event_base *base = event_base_new();
+	struct iovec iov;
+	char img[300], cmd[700];
+	void *buf;
+
+	unsetenv("VMMD_NO_IO_URING");
+	ck_assert_int_eq(posix_memalign(&buf, 4096, 4096), 0);
+	memset(buf, 0x5c, 4096);
+	iov = (struct iovec){buf, 4096};
+	ck_assert_int_eq(block_open(&bs, path, "raw", BLOCK_O_NOCACHE | BLOCK_O_AIO_NATIVE, NULL),
+			 0);
+	ck_assert_int_eq(block_reopen(bs, true, NULL), 0);
+	ck_assert_int_eq(block_aio_ctx_new(base, &ctx, NULL), 0);
+	one_request(bs, ctx, base, BLOCK_OP_WRITE, 0, &iov);
+	ck_assert_uint_eq(block_aio_ctx_native_requests(ctx), 1);
+	block_unref(bs);
+	snprintf(img, sizeof(img), "%s.qcow2", path);
+	snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 -b %s -F raw %s", path, img);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(block_open(&bs, img, "qcow2", BLOCK_O_NOCACHE | BLOCK_O_AIO_NATIVE, NULL),
+			 0);
+	ck_assert_ptr_nonnull(bs->backing);
+	ck_assert_uint_eq(bs->backing->flags & BLOCK_O_AIO_MASK, BLOCK_O_AIO_NATIVE);
+	block_unref(bs);
+	block_aio_ctx_free(ctx);
+	event_base_free(base);
+	free(buf);
+	unlink(img);
+}
+END_TEST
+
 struct discarding {
 	struct block_node *bs;
 	uint64_t off;
@@ -872,6 +911,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, many_direct_unaligned);
 	tcase_add_test(tc, many_native);
 	tcase_add_test(tc, native_needs_direct);
+	tcase_add_test(tc, native_survives_reopen);
 	tcase_add_test(tc, many_pool);
 	tcase_add_test(tc, rejects_and_other_ops);
 	tcase_add_test(tc, format_reads_match_sync);
