@@ -289,11 +289,33 @@ struct qemu_import {
 	bool have_serial;
 };
 
+/*
+ * QEMU's aio= (libvirt's io=) as a disk's "aio": threads, io_uring, or
+ * native with O_DIRECT (@direct), which QEMU requires too. NULL for none
+ * given, or for one vmmd cannot take (*@why says why).
+ */
+static const char *map_aio(const char *aio, bool direct, const char **why)
+{
+	bool native = aio && strcmp(aio, "native") == 0;
+
+	if (!aio || strcmp(aio, "threads") == 0 || strcmp(aio, "io_uring") == 0 ||
+	    (native && direct)) {
+		return aio;
+	}
+	*why = native ? "needs cache=none, as in QEMU" : "vmmd has threads, native and io_uring";
+	return NULL;
+}
+
+static bool cache_direct(const char *cache)
+{
+	return cache && (strcmp(cache, "none") == 0 || strcmp(cache, "directsync") == 0);
+}
+
 /* A disk entry from a -drive / -blockdev description, for @driver. */
 static json_t *disk_from_drive(json_t *drive, const char *driver, const char *id)
 {
 	json_t *d = json_object();
-	const char *file = kv(drive, "file");
+	const char *file = kv(drive, "file"), *aio, *why = NULL;
 
 	set_id(d, id);
 	json_object_set_new(d, "driver", json_string(driver));
@@ -305,9 +327,12 @@ static json_t *disk_from_drive(json_t *drive, const char *driver, const char *id
 	if (kv_on(drive, "readonly") && strcmp(driver, "ide-cd") != 0) {
 		json_object_set_new(d, "readonly", json_true());
 	}
-	if (kv(drive, "cache") && (strcmp(kv(drive, "cache"), "none") == 0 ||
-				   strcmp(kv(drive, "cache"), "directsync") == 0)) {
+	if (cache_direct(kv(drive, "cache"))) {
 		json_object_set_new(d, "cache", json_string("none"));
+	}
+	aio = map_aio(kv(drive, "aio"), cache_direct(kv(drive, "cache")), &why);
+	if (aio) {
+		json_object_set_new(d, "aio", json_string(aio));
 	}
 	if (kv(drive, "serial")) {
 		json_object_set_new(d, "serial", json_string(kv(drive, "serial")));
@@ -331,18 +356,21 @@ static void add_disk(struct qemu_import *q, json_t *disk)
 static void qemu_drive(struct qemu_import *q, const char *arg)
 {
 	static const char *const known[] = {
-		"file",	  "format", "if",     "media", "readonly", "cache", "id",
-		"serial", "werror", "rerror", "index", "bus",	   "unit",  NULL,
+		"file",	  "format", "if",    "media", "readonly", "cache", "id", "serial",
+		"werror", "rerror", "index", "bus",   "unit",	  "aio",   NULL,
 	};
 	json_t *o = parse_keyval(arg, "file");
 	const char *ifc = kv(o, "if") ?: "ide", *media = kv(o, "media") ?: "disk";
-	const char *cache = kv(o, "cache");
+	const char *cache = kv(o, "cache"), *why = NULL;
 	char id[32];
 
 	unmapped_keys(q->un, "-drive", o, known, "no vmmd equivalent");
 	if (cache && strcmp(cache, "none") != 0 && strcmp(cache, "writeback") != 0 &&
 	    strcmp(cache, "directsync") != 0) {
 		unmapped(q->un, "-drive cache=%s (vmmd has writeback and none)", cache);
+	}
+	if (kv(o, "aio") && !map_aio(kv(o, "aio"), cache_direct(cache), &why)) {
+		unmapped(q->un, "-drive aio=%s (%s)", kv(o, "aio"), why);
 	}
 	if (strcmp(ifc, "none") == 0) {
 		if (kv(o, "id")) {
@@ -955,10 +983,11 @@ static void lv_disk(struct lv_import *l, xmlNode *d)
 	_cleanup_free_ char *type = attr(d, "type"), *device = attr(d, "device");
 	xmlNode *drv = child(d, "driver"), *src = child(d, "source"), *tgt = child(d, "target");
 	_cleanup_free_ char *fmt = attr(drv, "type"), *cache = attr(drv, "cache");
+	_cleanup_free_ char *io = attr(drv, "io");
 	_cleanup_free_ char *file = NULL, *bus = attr(tgt, "bus"), *dev = attr(tgt, "dev");
 	_cleanup_free_ char *serial = text(child(d, "serial"));
 	_cleanup_free_ char *bootorder = attr(child(d, "boot"), "order");
-	const char *driver;
+	const char *driver, *why = NULL;
 	json_t *disk;
 
 	if (!device) {
@@ -1000,7 +1029,12 @@ static void lv_disk(struct lv_import *l, xmlNode *d)
 	if (child(d, "readonly") && strcmp(driver, "ide-cd") != 0) {
 		json_object_set_new(disk, "readonly", json_true());
 	}
-	if (cache && (strcmp(cache, "none") == 0 || strcmp(cache, "directsync") == 0)) {
+	if (map_aio(io, cache_direct(cache), &why)) {
+		json_object_set_new(disk, "aio", json_string(io));
+	} else if (io) {
+		unmapped(l->un, "<driver io='%s'> (%s)", io, why);
+	}
+	if (cache_direct(cache)) {
 		json_object_set_new(disk, "cache", json_string("none"));
 	} else if (cache && strcmp(cache, "writeback") != 0 && strcmp(cache, "default") != 0) {
 		unmapped(l->un, "<driver cache='%s'> (vmmd has writeback and none)", cache);

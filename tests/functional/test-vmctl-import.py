@@ -153,6 +153,35 @@ def test_libvirt_mapping():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_aio_mapping():
+    """QEMU's aio= and libvirt's io= become a disk's "aio"; native only with
+    O_DIRECT (QEMU refuses it otherwise), an unknown engine is listed."""
+    d, un = imported("-m 64 -drive file=/a.raw,format=raw,if=virtio,cache=none,aio=native "
+                     "-drive file=/b.raw,format=raw,if=virtio,aio=native "
+                     "-drive file=/c.raw,format=raw,if=virtio,aio=threads "
+                     "-drive file=/d.raw,format=raw,if=virtio,aio=posix")
+    assert [x.get("aio") for x in d["disks"]] == ["native", None, "threads", None], d
+    assert un == ["-drive aio=native (needs cache=none, as in QEMU)",
+                  "-drive aio=posix (vmmd has threads, native and io_uring)"], un
+    tmp = tempfile.mkdtemp(prefix="vmctl-import.")
+    try:
+        path = write_xml(tmp)
+        with open(path) as f:
+            xml = f.read()
+        for drv, aio, left in (("cache='none' io='native'", "native", []),
+                               ("io='io_uring'", "io_uring", []),
+                               ("io='native'", None, ["<driver io='native'> (needs cache=none, "
+                                                      "as in QEMU)"])):
+            with open(path, "w") as f:
+                f.write(xml.replace("<driver name='qemu' type='raw'/>",
+                                    "<driver name='qemu' type='raw' %s/>" % drv))
+            d, un = imported(path, from_opt="--from-libvirt")
+            assert d["disks"][0].get("aio") == aio, (drv, d)
+            assert [u for u in un if u.startswith("<driver")] == left, (drv, un)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ---- the same guest under QEMU and under vmmd ----
 
 def qemu_serial(args, log, markers, timeout=120):
