@@ -515,7 +515,7 @@ static int set_path(json_t *obj, const char *key, const char *path)
 	return 0;
 }
 
-/* --disk FILE[,format=F][,id=ID][,readonly][,cache=C][,driver=D][,removable] */
+/* --disk FILE[,format=F][,id=ID][,readonly][,cache=C][,aio=A][,driver=D][,removable] */
 static int parse_disk(const char *spec, unsigned index, json_t **ret)
 {
 	_cleanup_free_ char *copy = strdup(spec);
@@ -540,9 +540,9 @@ static int parse_disk(const char *spec, unsigned index, json_t **ret)
 
 		if (strcmp(tok, "readonly") == 0 || strcmp(tok, "removable") == 0) {
 			json_object_set_new(d, tok, json_true());
-		} else if (eq &&
-			   (strncmp(tok, "format=", 7) == 0 || strncmp(tok, "id=", 3) == 0 ||
-			    strncmp(tok, "cache=", 6) == 0 || strncmp(tok, "driver=", 7) == 0)) {
+		} else if (eq && (strncmp(tok, "format=", 7) == 0 || strncmp(tok, "id=", 3) == 0 ||
+				  strncmp(tok, "cache=", 6) == 0 || strncmp(tok, "aio=", 4) == 0 ||
+				  strncmp(tok, "driver=", 7) == 0)) {
 			*eq = '\0';
 			json_object_set_new(d, tok, json_string(eq + 1));
 		} else {
@@ -806,8 +806,8 @@ static int cmd_create(struct qmp_client *c, int argc, char **argv, const struct 
 		case O_DISK:
 			if (parse_disk(optarg, n_disks++, &item) < 0) {
 				return usage_error("--disk '%s': expected FILE[,format=raw|qcow2]"
-						   "[,id=ID][,readonly][,cache=none][,driver=D]"
-						   "[,removable]",
+						   "[,id=ID][,readonly][,cache=none][,aio=A]"
+						   "[,driver=D][,removable]",
 						   optarg);
 			}
 			json_array_append_new(arr(flags, "disks"), item);
@@ -2262,6 +2262,7 @@ static const struct vmctl_command commands[] = {
 	 "  --cmdline TEXT         its command line\n"
 	 "  --firmware FILE        boot a BIOS image (e.g. SeaBIOS) instead of a kernel\n"
 	 "  --disk FILE[,format=raw|qcow2][,id=ID][,readonly][,cache=none]\n"
+	 "         [,aio=io_uring|native|threads]\n"
 	 "         [,driver=virtio-blk|ide-hd|ide-cd|usb-storage][,removable]\n"
 	 "  --nic user|tap:IFNAME[,mac=MAC][,id=ID]\n"
 	 "  --input usb-kbd|usb-tablet[,id=ID]\n"

@@ -54,6 +54,16 @@ def test_create_list_status_delete():
         with open(os.path.join(d.state_dir, "vms", "web1.json")) as f:
             saved = json.load(f)
         assert saved["boot"]["kernel"] == kernel, saved
+        # a disk's engine; native without cache=none is vmmd's refusal
+        d.vmctl("create", "--name", "aio1", "--kernel", kernel, "--disk",
+                os.path.join(d.tmp, "d.img") + ",cache=none,aio=native")
+        with open(os.path.join(d.state_dir, "vms", "aio1.json")) as f:
+            disk = json.load(f)["disks"][0]
+        assert disk["aio"] == "native" and disk["cache"] == "none", disk
+        p = d.vmctl("create", "--name", "aio2", "--kernel", kernel, "--disk",
+                    os.path.join(d.tmp, "d.img") + ",aio=native", check=False)
+        assert p.returncode != 0 and "needs \"cache\": \"none\"" in p.stderr, p
+        d.vmctl("delete", "aio1")
         p = d.vmctl("create", "--name", "web1", check=False)
         assert p.returncode == 1 and "already exists" in p.stderr, p
         p = d.vmctl("status", "nope", check=False)
