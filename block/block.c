@@ -520,6 +520,25 @@ bool block_is_read_only(struct block_node *bs)
 	return bs->read_only;
 }
 
+bool block_is_direct(struct block_node *bs)
+{
+	return bs->flags & BLOCK_O_NOCACHE;
+}
+
+const char *block_aio_engine(struct block_node *bs)
+{
+	struct file_state *s;
+
+	while (bs->file && bs->drv != &file_driver) {
+		bs = bs->file;
+	}
+	if (bs->drv != &file_driver) {
+		return NULL;
+	}
+	s = bs->opaque;
+	return s->native_aio ? "native" : s->use_threads ? "threads" : NULL;
+}
+
 uint32_t block_alignment(struct block_node *bs)
 {
 	return bs->alignment;

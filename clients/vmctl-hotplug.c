@@ -67,19 +67,16 @@ static int device_remove(struct qmp_client *c, int argc, char **argv, const char
 	return EXIT_OK;
 }
 
-/* disk add VM ID FILE [--format F] [--readonly] [--serial S] [--addr SLOT] [--cache none] */
+/* disk add VM ID FILE [--format F] [--readonly] [--serial S] [--addr SLOT] [--cache none] [--aio A] */
 static int disk_add(struct qmp_client *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"format", required_argument, NULL, 'f'},
-		{"readonly", no_argument, NULL, 'r'},
-		{"serial", required_argument, NULL, 'S'},
-		{"addr", required_argument, NULL, 'a'},
-		{"cache", required_argument, NULL, 'c'},
-		{"json", no_argument, NULL, 'j'},
-		{0},
+		{"format", required_argument, NULL, 'f'}, {"readonly", no_argument, NULL, 'r'},
+		{"serial", required_argument, NULL, 'S'}, {"addr", required_argument, NULL, 'a'},
+		{"cache", required_argument, NULL, 'c'},  {"aio", required_argument, NULL, 'A'},
+		{"json", no_argument, NULL, 'j'},	  {0},
 	};
-	const char *format = "raw", *serial = NULL, *addr = NULL, *cache = NULL;
+	const char *format = "raw", *serial = NULL, *addr = NULL, *cache = NULL, *aio = NULL;
 	bool readonly = false;
 	const char *vm, *id;
 	char node[160];
@@ -87,7 +84,7 @@ static int disk_add(struct qmp_client *c, int argc, char **argv)
 	int o, rc;
 
 	optind = 0;
-	while ((o = getopt_long(argc, argv, "f:rS:a:c:j", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "f:rS:a:c:A:j", opts, NULL)) != -1) {
 		switch (o) {
 		case 'f':
 			format = optarg;
@@ -107,6 +104,9 @@ static int disk_add(struct qmp_client *c, int argc, char **argv)
 				return vmctl_fail(EXIT_USAGE, "--cache must be none or writeback");
 			}
 			break;
+		case 'A':
+			aio = optarg; /* the file node checks it, with QEMU's messages */
+			break;
 		case 'j':
 			vmctl_set_json();
 			break;
@@ -122,6 +122,9 @@ static int disk_add(struct qmp_client *c, int argc, char **argv)
 	id = argv[optind + 1];
 	snprintf(node, sizeof(node), "node-%s", id);
 	file = json_pack("{s:s}", "driver", "file");
+	if (aio) {
+		json_object_set_new(file, "aio", json_string(aio));
+	}
 	if (vmctl_set_path(file, "filename", argv[optind + 2]) < 0) {
 		json_decref(file);
 		return vmctl_fail(EXIT_USAGE, "cannot resolve '%s'", argv[optind + 2]);

@@ -668,6 +668,17 @@ static bool id_taken(struct vm *vm, const char *id)
 	       (hp && cpu_hotplug_has_id(hp->cpus, id));
 }
 
+/* What a disk entry says of @bs's cache mode and engine, so a restart keeps them. */
+static void disk_io_keys(json_t *j, struct block_node *bs)
+{
+	if (j && block_is_direct(bs)) {
+		json_object_set_new(j, "cache", json_string("none"));
+	}
+	if (j && block_aio_engine(bs)) {
+		json_object_set_new(j, "aio", json_string(block_aio_engine(bs)));
+	}
+}
+
 static json_t *usb_definition(const char *id, const char *driver, struct block_node *bs,
 			      bool removable, const char *serial)
 {
@@ -679,6 +690,7 @@ static json_t *usb_definition(const char *id, const char *driver, struct block_n
 	j = json_pack("{s:s, s:s, s:s, s:s, s:b}", "id", id, "driver", driver, "file",
 		      block_filename(bs), "format", block_format(bs), "readonly",
 		      block_is_read_only(bs));
+	disk_io_keys(j, bs);
 	if (j && removable) {
 		json_object_set_new(j, "removable", json_true());
 	}
@@ -932,6 +944,7 @@ static json_t *disk_definition(const char *id, struct block_node *bs, const char
 			      block_filename(bs), "format", block_format(bs), "readonly",
 			      block_is_read_only(bs));
 
+	disk_io_keys(j, bs);
 	if (j && serial) {
 		json_object_set_new(j, "serial", json_string(serial));
 	}

@@ -107,6 +107,9 @@ void block_unref(struct block_node *bs);
 
 uint64_t block_length(struct block_node *bs); /* virtual size in bytes */
 bool block_is_read_only(struct block_node *bs);
+bool block_is_direct(struct block_node *bs); /* cache=none: O_DIRECT */
+/* The engine of the file under @bs: "native", "threads", or NULL for io_uring. */
+const char *block_aio_engine(struct block_node *bs);
 uint32_t block_alignment(struct block_node *bs); /* required request alignment (1, 512, 4096) */
 const char *block_format(struct block_node *bs); /* "raw", "qcow2" */
 const char *block_filename(struct block_node *bs);

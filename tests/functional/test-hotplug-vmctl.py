@@ -46,12 +46,19 @@ def test_disk_and_nic_commands():
             q.ok("vm-create", dict(vm_def("v", guest("hotplug"), memory="64M"), start=True))
             wait_console(d, "v", "hp: ready\n")
             p = d.vmctl("disk", "add", "v", "data1", img, "--format", "qcow2", "--serial",
-                        "SER1")
+                        "SER1", "--cache", "none", "--aio", "native")
             assert p.stdout == "v: disk data1 added\n", p.stdout
             wait_console(d, "v", "hp: io ok round 0 capacity 16384\n")
             assert "data1" in pci_ids(q, "v")
             disks = definition(d, "v").get("disks", [])
             assert [x["id"] for x in disks] == ["data1"] and disks[0]["format"] == "qcow2"
+            # the cache mode and the engine are kept for the next start
+            assert disks[0]["cache"] == "none" and disks[0]["aio"] == "native", disks
+            # native without O_DIRECT: the file node's refusal, QEMU's words
+            p = d.vmctl("disk", "add", "v", "data2", img, "--format", "qcow2", "--aio",
+                        "native", check=False)
+            assert p.returncode == 1 and "aio=native was specified, but it requires " \
+                "cache.direct=on, which was not specified." in p.stderr, p.stderr
             # a second disk with the same id fails and leaves no node behind
             p = d.vmctl("disk", "add", "v", "data1", img, check=False)
             assert p.returncode == 1, (p.returncode, p.stderr)
