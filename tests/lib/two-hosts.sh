@@ -14,6 +14,9 @@ set -eu
 
 cmd=${1:?usage: two-hosts.sh up|shape|cut|down NAME}
 name=${2:?usage: two-hosts.sh up|shape|cut|down NAME}
+# 8 hex digits from the name: a veth name fits in 15 bytes (a CRC of fewer
+# than 8 decimal digits, cut to 8 characters, took cksum's space along)
+veth_id() { echo "$name" | cksum | awk '{ printf "%08x", $1 }'; }
 a=$name-a
 b=$name-b
 
@@ -26,8 +29,8 @@ up)
 		exit 1
 	fi
 	# veth names are at most 15 bytes: derive short ones from the namespace names.
-	va=v$(echo "$name" | cksum | cut -c1-8)a
-	vb=v$(echo "$name" | cksum | cut -c1-8)b
+	va=v$(veth_id)a
+	vb=v$(veth_id)b
 	ip link add "$va" netns "$a" type veth peer name "$vb" netns "$b"
 	ip -n "$a" addr add "$net.1/30" dev "$va"
 	ip -n "$b" addr add "$net.2/30" dev "$vb"
@@ -39,12 +42,12 @@ up)
 	;;
 shape)
 	rate=${3:?usage: two-hosts.sh shape NAME RATE}
-	va=v$(echo "$name" | cksum | cut -c1-8)a
+	va=v$(veth_id)a
 	ip netns exec "$a" tc qdisc replace dev "$va" root tbf rate "$rate" burst 32kbit latency 400ms
 	;;
 cut)
-	va=v$(echo "$name" | cksum | cut -c1-8)a
-	vb=v$(echo "$name" | cksum | cut -c1-8)b
+	va=v$(veth_id)a
+	vb=v$(veth_id)b
 	ip -n "$a" link set "$va" down
 	ip -n "$b" link set "$vb" down
 	;;
