@@ -158,6 +158,22 @@ static int rx_ready(struct virtio_net *n, struct virtq *vq)
 }
 
 /*
+ * Under the device lock, the receive ring empty: wait for buffers (the
+ * driver's next kick resumes the backend), unless the driver added some
+ * meanwhile. True: buffers are there now.
+ */
+static bool rx_wait_for_buffers(struct virtio_net *n, struct virtq *vq)
+{
+	n->rx_waiting = true;
+	virtq_set_notification(vq, true);
+	if (virtq_has_avail(vq)) {
+		n->rx_waiting = false;
+		return true;
+	}
+	return false;
+}
+
+/*
  * Whether net_receive would take a frame (I/O thread): no when the guest
  * has no receive buffer, so that the backend leaves frames in the host's
  * queue, where a hand-over finds them, rather than holding one.
@@ -181,15 +197,8 @@ static bool net_can_receive(void *opaque)
 	virtio_lock(vp);
 	vq = virtio_queue(vp, NET_RXQ);
 	r = rx_ready(n, vq);
-	if (r > 0 && !virtq_has_avail(vq)) {
-		n->rx_waiting = true;
-		virtq_set_notification(vq, true);
-		/* the driver may have added buffers meanwhile */
-		if (virtq_has_avail(vq)) {
-			n->rx_waiting = false;
-		} else {
-			r = -EAGAIN;
-		}
+	if (r > 0 && !virtq_has_avail(vq) && !rx_wait_for_buffers(n, vq)) {
+		r = -EAGAIN;
 	}
 	virtio_unlock(vp);
 	return r >= 0;
@@ -245,15 +254,11 @@ static int net_receive(void *opaque, const struct iovec *iov, unsigned cnt)
 		}
 		if (r == 0) {
 			virtq_unpop(vq, nbufs);
-			n->rx_waiting = true;
-			virtq_set_notification(vq, true);
-			/* the driver may have added buffers meanwhile */
-			ret = virtq_has_avail(vq) ? 0 : -EAGAIN;
-			if (ret == 0) {
-				n->rx_waiting = false;
+			if (rx_wait_for_buffers(n, vq)) {
 				virtio_unlock(n->vp);
 				return net_receive(opaque, iov, cnt);
 			}
+			ret = -EAGAIN;
 			goto out;
 		}
 		room = e->in_len;
