@@ -348,6 +348,8 @@ static int open_json(struct block_node **ret, json_t *opts, const unsigned *inhe
 	if (r < 0) {
 		goto out;
 	}
+	/* the file's engine ("aio" in its options) is the node's: reopens and backings keep it */
+	flags = (flags & ~BLOCK_O_AIO_MASK) | (child->flags & BLOCK_O_AIO_MASK);
 	r = node_open(ret, drv, child->filename, drv_opts, flags, node_name, child, growable, errp);
 out:
 	json_decref(drv_opts);

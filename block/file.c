@@ -218,6 +218,9 @@ static int file_open(struct block_node *bs, const char *filename, json_t *opts, 
 		}
 	}
 
+	/* the flags say the engine from here on: a reopen or a parent finds it there */
+	bs->flags = (bs->flags & ~BLOCK_O_AIO_MASK) | (native ? BLOCK_O_AIO_NATIVE : 0) |
+		    (use_threads ? BLOCK_O_AIO_THREADS : 0);
 	if (native && !(bs->flags & BLOCK_O_NOCACHE)) {
 		/* QEMU's words: Linux AIO is synchronous without O_DIRECT */
 		return error_set(errp, EINVAL,

@@ -663,6 +663,26 @@ START_TEST(native_survives_reopen)
 	ck_assert_ptr_nonnull(bs->backing);
 	ck_assert_uint_eq(bs->backing->flags & BLOCK_O_AIO_MASK, BLOCK_O_AIO_NATIVE);
 	block_unref(bs);
+	/* blockdev-add trees naming the engine in their file's options: the same */
+	for (unsigned qcow2 = 0; qcow2 < 2; qcow2++) {
+		json_t *opts = json_pack("{s:s, s:{s:b}, s:b, s:{s:s, s:s, s:s}}", "driver",
+					 qcow2 ? "qcow2" : "raw", "cache", "direct", 1, "read-only",
+					 1, "file", "driver", "file", "filename",
+					 qcow2 ? img : path, "aio", "native");
+
+		ck_assert_int_eq(block_open_json(&bs, opts, NULL), 0);
+		json_decref(opts);
+		ck_assert_uint_eq(bs->flags & BLOCK_O_AIO_MASK, BLOCK_O_AIO_NATIVE);
+		if (qcow2) {
+			ck_assert_uint_eq(bs->backing->flags & BLOCK_O_AIO_MASK,
+					  BLOCK_O_AIO_NATIVE);
+		} else {
+			ck_assert_int_eq(block_reopen(bs, true, NULL), 0);
+			one_request(bs, ctx, base, BLOCK_OP_WRITE, 0, &iov);
+			ck_assert_uint_eq(block_aio_ctx_native_requests(ctx), 2);
+		}
+		block_unref(bs);
+	}
 	block_aio_ctx_free(ctx);
 	event_base_free(base);
 	free(buf);
