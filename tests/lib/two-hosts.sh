@@ -23,11 +23,12 @@ b=$name-b
 case $cmd in
 up)
 	net=${3:-10.231.0}
+	# A failed step removes what this `up` made (a caller cleans up only
+	# after an `up` that worked).
 	ip netns add "$a"
-	if ! ip netns add "$b"; then
-		ip netns del "$a"
-		exit 1
-	fi
+	trap 'ip netns del "$a"' EXIT
+	ip netns add "$b"
+	trap 'ip netns del "$a"; ip netns del "$b"' EXIT
 	# veth names are at most 15 bytes: derive short ones from the namespace names.
 	va=v$(veth_id)a
 	vb=v$(veth_id)b
@@ -39,6 +40,7 @@ up)
 	done
 	ip -n "$a" link set "$va" up
 	ip -n "$b" link set "$vb" up
+	trap - EXIT
 	;;
 shape)
 	rate=${3:?usage: two-hosts.sh shape NAME RATE}
