@@ -122,6 +122,18 @@ static void spin(struct event_base *base, int *count, int want, int ms)
 	}
 }
 
+/* Send frame @tag on the wire @w: the backend must not read it (200 ms). */
+static void send_unread(struct event_base *base, int w, struct sink *k, uint8_t tag)
+{
+	uint8_t f[64];
+	int before = k->frames;
+
+	make_frame(f, tag);
+	ck_assert_int_eq(send(w, f, 60, 0), 60);
+	spin(base, &k->frames, before + 1, 200);
+	ck_assert_int_eq(k->frames, before);
+}
+
 static bool wire_recv_tag(int s, uint8_t tag, int ms)
 {
 	uint8_t buf[2048];
@@ -302,10 +314,7 @@ START_TEST(test_tap_handover)
 	net_backend_rx_resume(nb);
 	link_up("vmmdtap2");
 	w = wire_open("vmmdtap2");
-	make_frame(f, 0x55);
-	ck_assert_int_eq(send(w, f, 60, 0), 60);
-	spin(base, &k.frames, 1, 200);
-	ck_assert_int_eq(k.frames, 0);
+	send_unread(base, w, &k, 0x55);
 	for (int i = 0; i < 2000; i++) {
 		ssize_t n = read(fd, buf, sizeof(buf));
 
@@ -341,7 +350,7 @@ START_TEST(test_tap_full_peer_leaves_queue)
 		.backend = "tap", .ifname = "vmmdtap3", .fd = -1, .id = "n"};
 	const size_t hl = sizeof(struct net_vnet_hdr);
 	struct net_backend *nb = NULL;
-	uint8_t f[64], buf[2048];
+	uint8_t buf[2048];
 	unsigned seen = 0;
 	int fd, w;
 	FILE *v6;
@@ -356,10 +365,7 @@ START_TEST(test_tap_full_peer_leaves_queue)
 	link_up("vmmdtap3");
 	w = wire_open("vmmdtap3");
 	/* busy: nothing read; buffers again and rx_resume: the frame comes */
-	make_frame(f, 1);
-	ck_assert_int_eq(send(w, f, 60, 0), 60);
-	spin(base, &k.frames, 1, 200);
-	ck_assert_int_eq(k.frames, 0);
+	send_unread(base, w, &k, 1);
 	k.busy = false;
 	net_backend_rx_resume(nb);
 	spin(base, &k.frames, 1, 2000);
@@ -368,11 +374,8 @@ START_TEST(test_tap_full_peer_leaves_queue)
 	/* busy again, three frames, then the fd handed over and detached */
 	k.busy = true;
 	for (uint8_t tag = 2; tag <= 4; tag++) {
-		make_frame(f, tag);
-		ck_assert_int_eq(send(w, f, 60, 0), 60);
+		send_unread(base, w, &k, tag);
 	}
-	spin(base, &k.frames, 2, 200);
-	ck_assert_int_eq(k.frames, 1);
 	fd = fcntl(net_backend_host_fd(nb), F_DUPFD_CLOEXEC, 3);
 	ck_assert_int_ge(fd, 0);
 	net_backend_detach(nb);
