@@ -124,6 +124,11 @@ static bool connected(struct nbd_handle *h, void *arg)
 	return !nbd_aio_is_connecting(h) && !nbd_aio_is_created(h);
 }
 
+static bool closed(struct nbd_handle *h, void *arg)
+{
+	return nbd_aio_is_closed(h) || nbd_aio_is_dead(h);
+}
+
 static void disconnect(struct nbd_state *s)
 {
 	if (s->h) {
@@ -571,8 +576,13 @@ static void nbd_drv_close_node(struct block_node *bs)
 	if (s->h && !bs->read_only && s->can_flush) {
 		issue(s, NBD_CMD_FLUSH_, 0, NULL, 0, 0, 0);
 	}
-	if (s->h && nbd_aio_is_ready(s->h)) {
-		nbd_shutdown(s->h, 0);
+	if (s->h && nbd_aio_is_ready(s->h) && nbd_aio_disconnect(s->h, 0) == 0) {
+		/*
+		 * The server closes the connection; nbd_shutdown() would wait for
+		 * that without a limit, and a server that never does held the
+		 * thread closing the node (a VM's teardown) for good.
+		 */
+		run_until(s->h, closed, NULL, mono_ms() + s->timeout_ms);
 	}
 	state_free(s);
 	bs->opaque = NULL;

@@ -284,6 +284,41 @@ START_TEST(timeout_on_stalled_server)
 }
 END_TEST
 
+/*
+ * Closing a node whose server stops answering (stopped here: it never
+ * closes the connection after NBD_CMD_DISC) takes the timeout, not for
+ * ever.
+ */
+START_TEST(close_with_stopped_server)
+{
+	const char *argv[] = {"nbdkit", "-f", "--exit-with-parent", "-U", sock, "memory",
+			      "1M",	NULL};
+	struct block_node *bs;
+	struct error *err = NULL;
+	char json[600], out[512];
+	double t0;
+	pid_t pid;
+
+	if (!have("nbdkit")) {
+		return;
+	}
+	pid = spawn(argv);
+	snprintf(json, sizeof(json),
+		 "{\"driver\": \"raw\", \"read-only\": true, \"file\": {\"driver\": \"nbd\", "
+		 "\"server\": {\"type\": \"unix\", \"path\": \"%s\"}, \"timeout\": 0.5}}",
+		 sock);
+	bs = open_json(json, &err);
+	ck_assert_msg(bs, "%s", err ? err->msg : "");
+	ck_assert_int_eq(block_pread(bs, 0, out, sizeof(out)), 0);
+	kill(pid, SIGSTOP);
+	t0 = now_s();
+	block_unref(bs);
+	ck_assert_msg(now_s() - t0 < 3, "took %.1f s", now_s() - t0);
+	kill(pid, SIGCONT);
+	stop(pid);
+}
+END_TEST
+
 START_TEST(killed_server_and_reconnect)
 {
 	const char *argv[] = {"nbdkit", "-f", "--exit-with-parent", "-U", sock, "memory",
@@ -449,6 +484,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, qemu_nbd_file);
 	tcase_add_test(tc, nbdkit_error_filter);
 	tcase_add_test(tc, timeout_on_stalled_server);
+	tcase_add_test(tc, close_with_stopped_server);
 	tcase_add_test(tc, killed_server_and_reconnect);
 	tcase_add_test(tc, nbdkit_file_tcp);
 	tcase_add_test(tc, tls_psk);
