@@ -69,6 +69,7 @@ int config_defaults(struct daemon_config *c, bool user_session, struct error **e
 	c->lim.negotiation_timeout = MONITOR_DEFAULT_NEGOTIATION_TIMEOUT;
 	c->max_vms = CONFIG_DEFAULT_MAX_VMS;
 	c->job_nice = CONFIG_DEFAULT_JOB_NICE;
+	c->start_timeout = CONFIG_DEFAULT_START_TIMEOUT;
 	c->log_level = LOG_INFO;
 	c->log_target = CONFIG_LOG_AUTO;
 	c->seccomp = true;
@@ -303,6 +304,7 @@ static int apply(struct daemon_config *c, const char *key, char *v, struct error
 	LIMIT("max-vms", c->max_vms, 1, 100000, false)
 	LIMIT("restore-populate-rate", c->populate_rate, 0, 1ull << 40, true)
 	LIMIT("job-nice", c->job_nice, 0, 19, false)
+	LIMIT("start-timeout", c->start_timeout, 1, 3600, false)
 #undef LIMIT
 	return error_set(errp, EINVAL, "unknown setting '%s'", key);
 }

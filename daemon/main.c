@@ -364,6 +364,7 @@ static void on_hup(evutil_socket_t sig, short what, void *opaque)
 	rl.socket_gid = d->group;
 	rl.populate_rate = c.populate_rate;
 	rl.job_nice = (int)c.job_nice;
+	rl.start_timeout = c.start_timeout;
 	if (registry_set_limits(d->reg, &rl, &err) < 0) {
 		log_error("SIGHUP: settings not reloaded: %s", err->msg);
 		error_free(err);
@@ -501,7 +502,8 @@ static int run(struct daemon *d)
 				     .image_roots = d->cfg.image_roots,
 				     .socket_mode = d->cfg.socket_mode,
 				     .populate_rate = d->cfg.populate_rate,
-				     .job_nice = (int)d->cfg.job_nice};
+				     .job_nice = (int)d->cfg.job_nice,
+				     .start_timeout = d->cfg.start_timeout};
 	struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL, *ev_usr2 = NULL;
 	struct monitor_handlers handlers = {
 		.cmds = qmp_commands,

@@ -58,7 +58,6 @@ struct registry_instance {
 };
 
 /* Seconds vm-start may take before its client gets an error (the setup goes on). */
-#define REGISTRY_START_DEADLINE 60
 
 /* A start or a destroy running on a worker thread (worker.h). */
 struct registry_op {
@@ -96,6 +95,7 @@ struct registry {
 	mode_t socket_mode;
 	gid_t socket_gid;
 	uint64_t populate_rate;
+	unsigned start_timeout; /* vmmd.conf start-timeout, seconds */
 	const struct registry_hooks *hooks;
 	struct workers *workers;
 	int violation_efd; /* written by the SIGSYS handler of a VM thread */
@@ -713,6 +713,7 @@ int registry_set_limits(struct registry *reg, const struct registry_limits *limi
 	reg->socket_mode = limits->socket_mode;
 	reg->socket_gid = limits->socket_gid;
 	reg->populate_rate = limits->populate_rate;
+	reg->start_timeout = limits->start_timeout ? limits->start_timeout : 60; /* default */
 	if (reg->workers) {
 		workers_set_job_nice(reg->workers, limits->job_nice);
 	}
@@ -1435,7 +1436,7 @@ static void start_deadline(evutil_socket_t fd, short what, void *arg)
 	error_set(&err, ETIMEDOUT,
 		  "VM '%s' did not start within %d s (a disk, NBD server or file that does "
 		  "not answer?); it is stopped as soon as its setup returns",
-		  op->rv->name, REGISTRY_START_DEADLINE);
+		  op->rv->name, op->reg->start_timeout);
 	log_full(LOG_WARNING, op->rv->name, NULL, "%s", err->msg);
 	op_answer(op, -ETIMEDOUT, err);
 }
@@ -1617,7 +1618,7 @@ int registry_start_async(struct registry_vm *rv, registry_done_fn done, void *op
 		op_free(op);
 		return r;
 	}
-	evtimer_add(op->deadline, &(struct timeval){.tv_sec = REGISTRY_START_DEADLINE});
+	evtimer_add(op->deadline, &(struct timeval){.tv_sec = reg->start_timeout});
 	rv->busy = REGISTRY_STARTING;
 	return 0;
 }

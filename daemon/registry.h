@@ -50,6 +50,7 @@ struct registry_limits {
 	gid_t socket_gid;	/* (gid_t)-1 = the daemon's group */
 	uint64_t populate_rate; /* vm_host.populate_rate of VMs restored from now on */
 	int job_nice;		/* VM setup and teardown run this much below the VMs (0..19) */
+	unsigned start_timeout; /* seconds a start's setup may take before it is answered (0: 60) */
 };
 
 struct registry_vm {

@@ -35,12 +35,14 @@ struct daemon_config {
 	bool keep_vms; /* under systemd, SIGTERM hands running VMs to the fd store (keep.h) */
 	uint64_t populate_rate;	      /* restore-populate-rate: bytes/s, 0 = unpaced (vm_host) */
 	unsigned job_nice;	      /* job-nice: VM setup/teardown below the VMs' priority */
+	unsigned start_timeout;	      /* start-timeout: seconds a VM's setup may take */
 	struct privilege_config priv; /* limits and capabilities (privilege.h); restart to change */
 };
 
 #define CONFIG_SYSTEM_PATH "/etc/vmmd/vmmd.conf"
 #define CONFIG_DEFAULT_MAX_VMS 256
 #define CONFIG_DEFAULT_JOB_NICE 10
+#define CONFIG_DEFAULT_START_TIMEOUT 60
 
 /*
  * Fill @c with the built-in defaults: the system paths, or with

@@ -52,6 +52,9 @@ START_TEST(defaults)
 	ck_assert_uint_eq(cfg.job_nice, 10);
 	ck_assert_str_eq(parse("job-nice = 0\n"), "ok");
 	ck_assert_uint_eq(cfg.job_nice, 0);
+	ck_assert_uint_eq(cfg.start_timeout, 60);
+	ck_assert_str_eq(parse("start-timeout = 600\n"), "ok");
+	ck_assert_uint_eq(cfg.start_timeout, 600);
 }
 END_TEST
 
@@ -151,6 +154,8 @@ START_TEST(errors_name_the_line)
 			 "1099511627776");
 	ck_assert_str_eq(parse("job-nice = 20\n"),
 			 "vmmd.conf:1: job-nice '20' must be a number between 0 and 19");
+	ck_assert_str_eq(parse("start-timeout = 0\n"),
+			 "vmmd.conf:1: start-timeout '0' must be a number between 1 and 3600");
 }
 END_TEST
 
