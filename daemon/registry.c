@@ -1455,14 +1455,24 @@ static void start_done(void *arg)
 	instance_drop_fds(inst);
 	rv->busy = REGISTRY_IDLE;
 	if (r == 0 && (reg->shutting_down || late)) {
-		/* Nobody wants it any more: undo the setup (blocking is fine at exit). */
+		/* Nobody wants it any more: undo the setup. */
 		log_full(LOG_WARNING, rv->name, NULL, "VM setup finished too late; stopping it");
 		if (op->sock_fd >= 0 && reg->hooks->vm_up(reg->hooks->opaque, rv->name,
 							  TAKE_FD(op->sock_fd), NULL) == 0) {
 			reg->hooks->vm_down(reg->hooks->opaque, rv->name); /* removes its file */
 		}
-		vm_destroy(op->vm);
-		instance_free(inst);
+		if (reg->shutting_down) {
+			vm_destroy(op->vm); /* blocking is fine at exit */
+			instance_free(inst);
+		} else {
+			/*
+			 * Late because a disk or server answers slowly: closing it
+			 * (a flush) may be as slow, so not on this thread.
+			 */
+			rv->vm = op->vm;
+			rv->inst = inst;
+			destroy_async(rv, "host-error", false, false, NULL, NULL, NULL);
+		}
 		error_free(err);
 		op_free(op);
 		return;

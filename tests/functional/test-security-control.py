@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -84,6 +85,76 @@ class MemoryNbd:
         self.proc.wait()
 
 
+def recv_exact(s, n):
+    b = b""
+    while len(b) < n:
+        chunk = s.recv(n - len(b))
+        if not chunk:
+            raise EOFError
+        b += chunk
+    return b
+
+
+class HoldingNbdRelay:
+    """A UNIX socket in @tmp relaying NBD connections to the server at
+    @target, holding them in two places: nothing passes until .serve()
+    (the server seems not to answer), and the server's replies after the
+    handshake (NBD_OPT_GO's final ACK) wait for .release()."""
+
+    def __init__(self, tmp, target):
+        self.sock = os.path.join(tmp, "relay.sock")
+        self.uri = "nbd+unix:///?socket=" + self.sock
+        self.target = target
+        self.served, self.released = threading.Event(), threading.Event()
+        self.accepted = []
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(self.sock)
+        self.srv.listen(4)
+        Background(self._accept)
+
+    def serve(self):
+        self.served.set()
+
+    def release(self):
+        self.released.set()
+
+    def _accept(self):
+        while True:
+            c = self.srv.accept()[0]
+            self.accepted.append(c)
+            Background(lambda: self._relay(c))
+
+    def _relay(self, c):
+        self.served.wait()
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(self.target)
+        Background(lambda: self._pipe(c, s))
+        try:
+            c.sendall(recv_exact(s, 18))  # NBDMAGIC, IHAVEOPT, flags
+            while True:  # option replies: magic, option, type, length, data
+                head = recv_exact(s, 20)
+                option, kind, length = struct.unpack(">IIi", head[8:])
+                c.sendall(head + recv_exact(s, length))
+                if option == 7 and kind == 1:  # NBD_OPT_GO's NBD_REP_ACK
+                    break
+            self.released.wait()
+            self._pipe(s, c)
+        except (EOFError, OSError):
+            pass
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+            b.shutdown(socket.SHUT_WR)  # the end passes too
+        except OSError:
+            pass
+
+
 def save_and_stop(q, vm, path):
     """vm-save with stop: the snapshot complete and the VM gone."""
     q.ok("vm-save", vm=vm, path=path, stop=True)
@@ -130,6 +201,40 @@ def test_stalled_nbd_server_delays_only_its_vm_destroy():
         destroy.join(60)
         assert destroy.error is None and "return" in destroy.result, \
             (destroy.error, destroy.result)
+
+
+def test_start_past_its_timeout_holds_nobody():
+    """start-timeout (vmmd.conf): a start whose NBD server answers only
+    later is answered at the limit with an error that names it; when the
+    server answers, the late VM is stopped on a worker, so the flush of
+    its disk at close, which the server holds, holds no other client; its
+    socket file goes, and the next start, with the server answering, runs."""
+    idle = guest("idle")
+    with tempfile.TemporaryDirectory(prefix="vmmd-late.") as tmp, MemoryNbd(tmp) as nbd:
+        conf = os.path.join(tmp, "vmmd.conf")
+        with open(conf, "w") as f:
+            f.write("start-timeout = 2\n")
+        relay = HoldingNbdRelay(tmp, nbd.sock)
+        with Vmmd(args=["--config", conf]) as d:
+            q = QMP(d.socket, timeout=30)
+            disk = [{"id": "vda", "file": relay.uri, "format": "raw"}]
+            t0 = time.monotonic()
+            r = q.cmd("vm-create", dict(vm_def("late", idle), disks=disk, start=True))
+            assert "did not start within 2 s" in r["error"]["desc"], r
+            assert time.monotonic() - t0 < 10
+            relay.serve()  # the handshake passes; the replies after it wait
+            wait_for(lambda: "VM setup finished too late" in d.read_log(), 10,
+                     what="the late setup")
+            lat = probe(d, 2.0)
+            assert max(lat) < 1.0, max(lat)
+            assert d.qmp().ok("query-status", vm="late")["status"] != "running"
+            relay.release()
+            wait_for(lambda: d.qmp().ok("query-status", vm="late")["status"] == "shutdown",
+                     30, what="the late VM stopped")
+            assert not os.path.exists(os.path.join(d.run_dir, "vms", "late.qmp"))
+            q.ok("vm-start", vm="late")
+            wait_console(d, "late", "idle: up")
+            assert len(relay.accepted) == 2
 
 
 def test_snapshot_of_a_stalled_nbd_disk_delays_only_its_vm():
