@@ -57,8 +57,6 @@ struct registry_instance {
 	char name[];
 };
 
-/* Seconds vm-start may take before its client gets an error (the setup goes on). */
-
 /* A start or a destroy running on a worker thread (worker.h). */
 struct registry_op {
 	struct registry *reg;
@@ -1434,7 +1432,7 @@ static void start_deadline(evutil_socket_t fd, short what, void *arg)
 	struct error *err = NULL;
 
 	error_set(&err, ETIMEDOUT,
-		  "VM '%s' did not start within %d s (a disk, NBD server or file that does "
+		  "VM '%s' did not start within %u s (a disk, NBD server or file that does "
 		  "not answer?); it is stopped as soon as its setup returns",
 		  op->rv->name, op->reg->start_timeout);
 	log_full(LOG_WARNING, op->rv->name, NULL, "%s", err->msg);
