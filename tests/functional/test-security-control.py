@@ -122,7 +122,7 @@ class HoldingNbdRelay:
         while True:
             c = self.srv.accept()[0]
             self.accepted.append(c)
-            Background(lambda: self._relay(c))
+            Background(lambda c=c: self._relay(c))
 
     def _relay(self, c):
         self.served.wait()
