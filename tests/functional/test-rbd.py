@@ -28,7 +28,7 @@ import time
 
 from daemon_helpers import TEST_CPU, console_log, guest, vm_def, wait_console
 from guestrun import run_guest
-from vmmdtest import QMP, TOP_BUILDDIR, TOP_SRCDIR, Vmmd, main, require_tool, skip
+from vmmdtest import QMP, TOP_BUILDDIR, TOP_SRCDIR, Vmmd, main, require_tool, skip, wait_for
 
 VMM_IMG = os.path.join(TOP_BUILDDIR, "vmm-img")
 CLUSTER = os.path.join(TOP_SRCDIR, "tests", "lib", "ceph-cluster.sh")
@@ -255,6 +255,13 @@ def ticks(d):
     return [(int(m.group(1)), m.group(2)) for m in TICK.finditer(console_log(d, "c1"))]
 
 
+def wait_tick(d, n, timeout=60):
+    """Until @d's console holds the whole line of a tick >= @n: the guest
+    prints a line in pieces, and wait_console's prefix can match the first
+    piece before ticks() can parse it."""
+    wait_for(lambda: any(t >= n for t, _ in ticks(d)), timeout, what="counter tick %d" % n)
+
+
 def migrate(qs, qd, port):
     mig = importlib.import_module("test-migration")
     qd.ok("migrate-incoming", vm="c1", uri="tcp:127.0.0.1:%d" % port)
@@ -274,7 +281,7 @@ def test_migrate_with_disk_on_rbd():
     img("create", "-f", "raw", name("mig"), "1M")
     with Vmmd() as src, Vmmd() as dst, src.qmp() as qs, dst.qmp() as qd:
         qs.ok("vm-create", dict(counter_vm("mig"), start=True))
-        wait_console(src, "c1", "counter: tick 1 ", timeout=90)
+        wait_tick(src, 1, timeout=90)
         qd.ok("vm-create", dict(counter_vm("mig"), incoming=True, start=True))
         assert migrate(qs, qd, free_port()) == ("completed", "completed"), \
             qs.ok("query-migrate", vm="c1")
@@ -282,7 +289,7 @@ def test_migrate_with_disk_on_rbd():
         info = qs.ok("query-migrate", vm="c1")
         assert "disk" not in info, info
         before = ticks(src)
-        wait_console(dst, "c1", "counter: tick %d " % (before[-1][0] + 1), timeout=60)
+        wait_tick(dst, before[-1][0] + 1)
         after = console_log(dst, "c1")
         assert "MISMATCH" not in after and "counter: boot" not in after, after[-1500:]
         now = ticks(dst)
@@ -333,7 +340,7 @@ def test_migrate_between_namespaces_on_rbd():
             with mig.NsVmmd(a) as src, mig.NsVmmd(b) as dst, src.qmp() as qs, \
                     dst.qmp() as qd:
                 qs.ok("vm-create", dict(d, start=True))
-                wait_console(src, "c1", "counter: tick 1 ", timeout=90)
+                wait_tick(src, 1, timeout=90)
                 qd.ok("vm-create", dict(d, incoming=True, start=True))
                 qd.ok("migrate-incoming", vm="c1", uri="tcp:%s:4460" % h.b)
                 qs.ok("migrate", vm="c1", uri="tcp:%s:4460" % h.b)
@@ -341,7 +348,7 @@ def test_migrate_between_namespaces_on_rbd():
                     qs.ok("query-migrate", vm="c1")
                 assert mig.wait_status(qd, "c1", ("completed", "failed")) == "completed"
                 before = ticks(src)
-                wait_console(dst, "c1", "counter: tick %d " % (before[-1][0] + 1), timeout=60)
+                wait_tick(dst, before[-1][0] + 1)
                 after = console_log(dst, "c1")
                 assert "MISMATCH" not in after and "counter: boot" not in after, after[-1500:]
                 assert all(n == before[-1][1] for _, n in ticks(dst))
@@ -358,14 +365,14 @@ def test_migrate_rbd_destination_fails():
     img("create", "-f", "raw", name("migf"), "1M")
     with Vmmd() as src, Vmmd() as dst, src.qmp() as qs, dst.qmp() as qd:
         qs.ok("vm-create", dict(counter_vm("migf"), start=True))
-        wait_console(src, "c1", "counter: tick 1 ", timeout=90)
+        wait_tick(src, 1, timeout=90)
         qd.ok("vm-create", dict(counter_vm("migf-missing"), incoming=True, start=True))
         assert migrate(qs, qd, free_port()) == ("failed", "failed")
         desc = qs.ok("query-migrate", vm="c1")["error-desc"]
         assert "destination failed" in desc and "migf-missing" in desc, desc
         assert qs.ok("query-status", vm="c1")["status"] == "running"
         last = ticks(src)[-1][0]
-        wait_console(src, "c1", "counter: tick %d " % (last + 1), timeout=60)
+        wait_tick(src, last + 1)
         assert "MISMATCH" not in console_log(src, "c1")
         r = qd.cmd("vm-create", dict(counter_vm("migf"), name="c2", start=True))
         assert "error" in r and "rbd image 'rbd/migf' is in use" in r["error"]["desc"], r
