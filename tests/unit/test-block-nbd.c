@@ -130,6 +130,25 @@ static struct block_node *open_json(const char *json, struct error **errp)
 	return r < 0 ? NULL : bs;
 }
 
+/*
+ * A raw node over the NBD server at sock: @raw_opts are members added to
+ * the raw node's object (each after ", "), @nbd_opts to the NBD node's.
+ */
+static struct block_node *raw_over_nbd(const char *raw_opts, const char *nbd_opts)
+{
+	struct block_node *bs;
+	struct error *err = NULL;
+	char json[700];
+
+	snprintf(json, sizeof(json),
+		 "{\"driver\": \"raw\"%s, \"file\": {\"driver\": \"nbd\", \"server\": "
+		 "{\"type\": \"unix\", \"path\": \"%s\"}%s}}",
+		 raw_opts, sock, nbd_opts);
+	bs = open_json(json, &err);
+	ck_assert_msg(bs, "%s", err ? err->msg : "");
+	return bs;
+}
+
 START_TEST(nbdkit_memory)
 {
 	const char *argv[] = {"nbdkit", "-f", "--exit-with-parent", "-U", sock, "memory",
@@ -257,8 +276,7 @@ START_TEST(timeout_on_stalled_server)
 	const char *argv[] = {"nbdkit", "-f", "--exit-with-parent", "-U", sock, "--filter=delay",
 			      "memory", "1M", "rdelay=20",	    NULL};
 	struct block_node *bs;
-	struct error *err = NULL;
-	char json[600], out[512];
+	char out[512];
 	double t0;
 	pid_t pid;
 
@@ -266,12 +284,7 @@ START_TEST(timeout_on_stalled_server)
 		return;
 	}
 	pid = spawn(argv);
-	snprintf(json, sizeof(json),
-		 "{\"driver\": \"raw\", \"file\": {\"driver\": \"nbd\", \"server\": "
-		 "{\"type\": \"unix\", \"path\": \"%s\"}, \"timeout\": 0.5}}",
-		 sock);
-	bs = open_json(json, &err);
-	ck_assert_msg(bs, "%s", err ? err->msg : "");
+	bs = raw_over_nbd("", ", \"timeout\": 0.5");
 	t0 = now_s();
 	ck_assert_int_eq(block_pread(bs, 0, out, sizeof(out)), -EIO);
 	ck_assert_msg(now_s() - t0 < 3, "took %.1f s", now_s() - t0);
@@ -294,8 +307,7 @@ START_TEST(close_with_stopped_server)
 	const char *argv[] = {"nbdkit", "-f", "--exit-with-parent", "-U", sock, "memory",
 			      "1M",	NULL};
 	struct block_node *bs;
-	struct error *err = NULL;
-	char json[600], out[512];
+	char out[512];
 	double t0;
 	pid_t pid;
 
@@ -303,12 +315,7 @@ START_TEST(close_with_stopped_server)
 		return;
 	}
 	pid = spawn(argv);
-	snprintf(json, sizeof(json),
-		 "{\"driver\": \"raw\", \"read-only\": true, \"file\": {\"driver\": \"nbd\", "
-		 "\"server\": {\"type\": \"unix\", \"path\": \"%s\"}, \"timeout\": 0.5}}",
-		 sock);
-	bs = open_json(json, &err);
-	ck_assert_msg(bs, "%s", err ? err->msg : "");
+	bs = raw_over_nbd(", \"read-only\": true", ", \"timeout\": 0.5");
 	ck_assert_int_eq(block_pread(bs, 0, out, sizeof(out)), 0);
 	kill(pid, SIGSTOP);
 	t0 = now_s();
@@ -324,8 +331,7 @@ START_TEST(killed_server_and_reconnect)
 	const char *argv[] = {"nbdkit", "-f", "--exit-with-parent", "-U", sock, "memory",
 			      "1M",	NULL};
 	struct block_node *bs;
-	struct error *err = NULL;
-	char json[600], out[512];
+	char out[512];
 	double t0;
 	pid_t pid;
 
@@ -333,13 +339,7 @@ START_TEST(killed_server_and_reconnect)
 		return;
 	}
 	pid = spawn(argv);
-	snprintf(json, sizeof(json),
-		 "{\"driver\": \"raw\", \"file\": {\"driver\": \"nbd\", \"server\": "
-		 "{\"type\": \"unix\", \"path\": \"%s\"}, \"timeout\": 2, "
-		 "\"reconnect-delay\": 1}}",
-		 sock);
-	bs = open_json(json, &err);
-	ck_assert_msg(bs, "%s", err ? err->msg : "");
+	bs = raw_over_nbd("", ", \"timeout\": 2, \"reconnect-delay\": 1");
 	memset(out, 0x33, sizeof(out));
 	ck_assert_int_eq(block_pwrite(bs, 0, out, sizeof(out)), 0);
 	stop(pid);
