@@ -1846,6 +1846,16 @@ out:
 
 /* ---- control thread ----------------------------------------------------------- */
 
+/* *@dst = a copy of @src when it is set and not empty; false: out of memory */
+static bool copy_param(char **dst, const char *src)
+{
+	if (!src || !src[0]) {
+		return true;
+	}
+	*dst = strdup(src);
+	return *dst != NULL;
+}
+
 static struct migration *mig_new(struct registry_vm *rv, bool incoming, struct error **errp)
 {
 	struct migration *m = calloc(1, sizeof(*m));
@@ -1873,18 +1883,14 @@ static struct migration *mig_new(struct registry_vm *rv, bool incoming, struct e
 		return NULL;
 	}
 	if (rv->mig_tls_creds && rv->mig_tls_creds[0]) {
-		m->tls_id = strdup(rv->mig_tls_creds);
 		m->creds = tls_creds_get(rv->mig_tls_creds);
-		if (!m->tls_id) {
+		/* a lost tls-authz would let any certified peer in: fail instead */
+		if (!copy_param(&m->tls_id, rv->mig_tls_creds) ||
+		    !copy_param(&m->tls_host, rv->mig_tls_hostname) ||
+		    !copy_param(&m->tls_authz, rv->mig_tls_authz)) {
 			mig_free(m);
 			error_set(errp, ENOMEM, "out of memory");
 			return NULL;
-		}
-		if (rv->mig_tls_hostname && rv->mig_tls_hostname[0]) {
-			m->tls_host = strdup(rv->mig_tls_hostname);
-		}
-		if (rv->mig_tls_authz && rv->mig_tls_authz[0]) {
-			m->tls_authz = strdup(rv->mig_tls_authz);
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &m->t0);
