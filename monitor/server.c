@@ -612,6 +612,12 @@ static struct monitor_client *accept_one(struct monitor *mon, const char *vm, in
 		close(fd);
 		return NULL;
 	}
+	/* a per-VM socket's client without its VM would get the whole daemon */
+	if (vm && !(c->vm = strdup(vm))) {
+		free(c);
+		close(fd);
+		return NULL;
+	}
 	c->mon = mon;
 	c->pid = cred.pid;
 	c->uid = cred.uid;
@@ -625,11 +631,9 @@ static struct monitor_client *accept_one(struct monitor *mon, const char *vm, in
 			evbuffer_free(c->inq);
 		}
 		close(fd);
+		free(c->vm);
 		free(c);
 		return NULL;
-	}
-	if (vm) {
-		c->vm = strdup(vm);
 	}
 	list_add_tail(&c->link, &mon->clients);
 	mon->n_clients++;

@@ -20,6 +20,7 @@
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
 #include "monitor/monitor.h"
+#include "strdup-fail.h"
 
 extern int vm_double_live;
 
@@ -436,6 +437,33 @@ START_TEST(per_vm_socket)
 }
 END_TEST
 
+START_TEST(per_vm_socket_out_of_memory)
+{
+	struct client *c = connect_to(sock_path, true);
+	struct client *v = calloc(1, sizeof(*v));
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+	cmd(c, "{\"execute\":\"vm-create\",\"arguments\":{\"name\":\"oomvm\",\"start\":true}}");
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/run/vms/oomvm.qmp", tmpdir);
+	/*
+	 * The client's copy of its VM's name fails: refused, where it used to
+	 * become a client of the whole daemon (greeted, daemon commands too).
+	 */
+	strdup_fail_on = "oomvm";
+	v->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_eq(connect(v->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_ptr_null(recv_msg(v));
+	strdup_fail_on = NULL;
+	client_close(v);
+	v = connect_to(sa.sun_path, true);
+	ck_assert_str_eq(cmd(v, "{\"execute\":\"query-vms\"}"),
+			 "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"The command "
+			 "query-vms has not been found\"}}");
+	client_close(v);
+	client_close(c);
+}
+END_TEST
+
 START_TEST(restart_keeps_definitions)
 {
 	struct client *c = connect_to(sock_path, true);
@@ -561,6 +589,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, bad_messages);
 	tcase_add_test(tc, lifecycle_and_events);
 	tcase_add_test(tc, per_vm_socket);
+	tcase_add_test(tc, per_vm_socket_out_of_memory);
 	tcase_add_test(tc, restart_keeps_definitions);
 	tcase_add_test(tc, too_many_clients);
 	tcase_add_test(tc, getfd);
