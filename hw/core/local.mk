@@ -33,8 +33,10 @@ tests_unit_test_iobus_LDADD = $(HW_LIBS) $(UNIT_LIBS)
 tests_unit_test_cpuid_SOURCES = tests/unit/test-cpuid.c tests/unit/check-main.h
 tests_unit_test_cpuid_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_cpuid_LDADD = $(HW_LIBS) $(UNIT_LIBS)
-tests_unit_test_vmconfig_SOURCES = tests/unit/test-vmconfig.c tests/unit/check-main.h
+tests_unit_test_vmconfig_SOURCES = tests/unit/test-vmconfig.c tests/unit/strdup-fail.c \
+	tests/unit/strdup-fail.h tests/unit/check-main.h
 tests_unit_test_vmconfig_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_vmconfig_LDFLAGS = $(AM_LDFLAGS) -Wl,--wrap=strdup
 tests_unit_test_vmconfig_LDADD = $(HW_LIBS) $(UNIT_LIBS)
 tests_unit_test_boot_SOURCES = tests/unit/test-boot.c tests/unit/check-main.h
 tests_unit_test_boot_CFLAGS = $(UNIT_CFLAGS)

@@ -204,6 +204,17 @@ static int set_default(char **field, const char *value, struct error **errp)
 	return *field ? 0 : error_set(errp, ENOMEM, "out of memory");
 }
 
+static void string_list_free(char **list)
+{
+	if (!list) {
+		return;
+	}
+	for (size_t i = 0; list[i]; i++) {
+		free(list[i]);
+	}
+	free(list);
+}
+
 /* NULL-terminated array of strings from a JSON array of strings. */
 static int get_string_list(json_t *obj, const char *key, const char *where, size_t max_items,
 			   size_t max_len, char ***ret, struct error **errp)
@@ -233,30 +244,20 @@ static int get_string_list(json_t *obj, const char *key, const char *where, size
 		if (!json_is_string(item) || json_string_length(item) == 0 ||
 		    json_string_length(item) > max_len ||
 		    strlen(json_string_value(item)) != json_string_length(item)) {
-			for (size_t j = 0; j < i; j++) {
-				free(list[j]);
-			}
-			free(list);
+			string_list_free(list); /* NULL-terminated at i */
 			return error_set(errp, EINVAL,
 					 "%s%s\"%s\"[%zu] must be a non-empty string of at most "
 					 "%zu bytes",
 					 where, *where ? ": " : "", key, i, max_len);
 		}
 		list[i] = strdup(json_string_value(item));
+		if (!list[i]) {
+			string_list_free(list);
+			return error_set(errp, ENOMEM, "out of memory");
+		}
 	}
 	*ret = list;
 	return 0;
-}
-
-static void string_list_free(char **list)
-{
-	if (!list) {
-		return;
-	}
-	for (size_t i = 0; list[i]; i++) {
-		free(list[i]);
-	}
-	free(list);
 }
 
 static json_t *string_list_to_json(char **list)

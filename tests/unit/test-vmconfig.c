@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "strdup-fail.h"
 #include "vmmd/block.h"
 #include "vmmd/vm.h"
 
@@ -314,6 +315,21 @@ START_TEST(disks_and_nics)
 }
 END_TEST
 
+START_TEST(list_copy_out_of_memory)
+{
+	/* a copy that fails fails the definition: the list used to end there */
+	strdup_fail_on = "tcp::8080-:80";
+	bad("{\"name\": \"a\", \"nics\": [{\"id\": \"n\", \"hostfwd\": "
+	    "[\"tcp::2222-:22\", \"tcp::8080-:80\", \"tcp::4433-:443\"]}], " BOOT "}",
+	    ENOMEM, "out of memory");
+	strdup_fail_on = "network";
+	bad("{\"name\": \"a\", \"boot\": {\"firmware\": \"/f\", \"order\": [\"disk\", "
+	    "\"network\"]}}",
+	    ENOMEM, "out of memory");
+	strdup_fail_on = NULL;
+}
+END_TEST
+
 START_TEST(too_many)
 {
 	char buf[8192];
@@ -350,6 +366,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, strictness);
 	tcase_add_test(tc, disks_and_nics);
 	tcase_add_test(tc, usb_devices);
+	tcase_add_test(tc, list_copy_out_of_memory);
 	tcase_add_test(tc, too_many);
 	tcase_add_test(tc, state_names);
 	suite_add_tcase(s, tc);
