@@ -120,6 +120,10 @@ int block_reopen(struct block_node *bs, bool rw, struct error **errp)
 	if (r < 0) {
 		return r;
 	}
+	if (bs->node_name && !(nb->node_name = strdup(bs->node_name))) {
+		block_unref(nb);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
 	oldp = lock_node(bs);
 	newp = lock_node(nb);
 	if (locked && oldp && newp) {
@@ -142,9 +146,6 @@ int block_reopen(struct block_node *bs, bool rw, struct error **errp)
 	}
 	nb->flags = (nb->flags & ~BLOCK_O_NO_BACKING) | (bs->flags & BLOCK_O_NO_BACKING);
 	nb->backing = block_ref(bs->backing);
-	if (bs->node_name) {
-		nb->node_name = strdup(bs->node_name);
-	}
 	swap_contents(bs, nb);
 	/* nb holds the old instance now: closing it releases nothing more */
 	block_unref(nb);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "block/block-int.h"
+#include "strdup-fail.h"
 
 #define SIZE (1u << 20)
 
@@ -211,6 +212,33 @@ START_TEST(reopen_hands_the_lock_over)
 }
 END_TEST
 
+START_TEST(reopen_keeps_the_node_name)
+{
+	struct block_node *top = new_qcow2("n.qcow2", BLOCK_O_RDWR, 0x55), *ov = NULL;
+	struct error *err = NULL;
+
+	ck_assert_int_eq(block_create_overlay(img("nov.qcow2"), "qcow2", top, &err), 0);
+	ck_assert_int_eq(block_open_overlay(&ov, img("nov.qcow2"), "qcow2", top, "named1", &err),
+			 0);
+	block_drain_begin(top);
+	block_insert_overlay(top, ov);
+	block_drain_end(top);
+	/* out of memory copying the name: the reopen fails, the node stays as it was */
+	strdup_fail_on = "named1";
+	ck_assert_int_lt(block_reopen(top, false, &err), 0);
+	strdup_fail_on = NULL;
+	ck_assert_str_eq(err->msg, "out of memory");
+	error_free(err);
+	err = NULL;
+	ck_assert_str_eq(block_node_name(top), "named1");
+	ck_assert(!block_is_read_only(top));
+	ck_assert_int_eq(block_reopen(top, false, &err), 0);
+	ck_assert_str_eq(block_node_name(top), "named1");
+	ck_assert(block_is_read_only(top));
+	block_unref(top);
+}
+END_TEST
+
 START_TEST(overlay_stream_pivot)
 {
 	struct block_node *top = new_qcow2("base.qcow2", BLOCK_O_RDWR, 0x33), *ov = NULL, *base;
@@ -290,6 +318,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, drain_holds_async_requests);
 	tcase_add_test(tc, dirty_tracking);
 	tcase_add_test(tc, reopen_hands_the_lock_over);
+	tcase_add_test(tc, reopen_keeps_the_node_name);
 	tcase_add_test(tc, overlay_stream_pivot);
 	suite_add_tcase(s, tc);
 	return s;
