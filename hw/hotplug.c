@@ -586,6 +586,7 @@ int vm_netdev_add(struct vm *vm, json_t *args, int fd, struct error **errp)
 				break;
 			}
 			if (n->hostfwd && !(n->hostfwd[i] = strdup(s))) {
+				r = error_set(errp, ENOMEM, "out of memory");
 				break;
 			}
 		}
@@ -1019,6 +1020,7 @@ int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
 	struct hp_netdev *nd = NULL;
 	struct vm_device *d;
 	json_t *def = NULL;
+	char *user = NULL;
 	const char *key;
 	json_t *v;
 	int slot = -1, r;
@@ -1160,7 +1162,9 @@ int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
 	d->id = strdup(id);
 	d->node = node ? strdup(node->name) : NULL;
 	d->netdev = nd ? strdup(nd->id) : NULL;
-	if (!d->id || (node && !d->node) || (nd && !d->netdev)) {
+	/* the node's or netdev's mark of its user: a lost one would free it for a second device */
+	user = strdup(id);
+	if (!d->id || (node && !d->node) || (nd && !d->netdev) || !user) {
 		hotplug_device_forget(d);
 		r = error_set(errp, ENOMEM, "out of memory");
 		goto out;
@@ -1178,11 +1182,11 @@ int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
 	}
 	vm_devices_commit(vm);
 	if (node) {
-		node->user = strdup(id);
+		node->user = user;
+	} else {
+		nd->user = user;
 	}
-	if (nd) {
-		nd->user = strdup(id);
-	}
+	user = NULL;
 	slot = pci_host_find_slot(vm_pci_host(vm), id);
 	vm_unquiesce(vm, resume);
 	if (slot > 0) {
@@ -1194,6 +1198,7 @@ int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
 out:
 	vm_devices_unlock(vm);
 	json_decref(def);
+	free(user);
 	return r;
 }
 
