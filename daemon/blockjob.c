@@ -441,6 +441,12 @@ static int commit_prepare(struct job *job, struct error **errp)
 
 	drain(j);
 	if (j->active) {
+		/* the disk's image after the switch, for its definition: no switch without it */
+		j->new_file = strdup(block_filename(j->base));
+		j->new_format = strdup(block_format(j->base));
+		if (!j->new_file || !j->new_format) {
+			return error_set(errp, ENOMEM, "out of memory");
+		}
 		block_dirty_stop(j->root);
 		if (job_cancel_requested(job)) {
 			/* a soft cancel of a ready job: done, without the switch */
@@ -449,8 +455,6 @@ static int commit_prepare(struct job *job, struct error **errp)
 		block_pivot(j->root, j->base);
 		j->pivoted = true;
 		j->base_rw = false;
-		j->new_file = strdup(block_filename(j->root));
-		j->new_format = strdup(block_format(j->root));
 		/* the definition names the base before anyone hears of the pivot */
 		if (j->def_write && registry_def_write_run(j->def_write, &err) < 0) {
 			log_full(LOG_WARNING, j->vm, j->disk, "definition file not updated: %s",
@@ -498,7 +502,7 @@ static void bjob_finished(struct job *job, int ret)
 	struct registry_vm *rv = registry_find(j->reg, j->vm);
 	struct error *err = NULL;
 
-	if (ret == 0 && j->pivoted && rv && j->new_file) {
+	if (ret == 0 && j->pivoted && rv) {
 		if (registry_set_disk(rv, j->disk, j->new_file, j->new_format, &err) < 0) {
 			log_full(LOG_ERR, j->vm, j->disk, "cannot record the new image: %s",
 				 err->msg);
@@ -783,6 +787,10 @@ int blockjob_commit(struct registry_vm *rv, json_t *args, struct error **errp)
 					 "'backing-file' specified, but 'top' is the active layer");
 		}
 		j->backing_file = strdup(str_arg(args, "backing-file"));
+		if (!j->backing_file) {
+			bjob_free(j);
+			return error_set(errp, ENOMEM, "out of memory");
+		}
 	}
 	return start_job(rv, &commit_driver, j, args, device, errp);
 }

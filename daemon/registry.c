@@ -1543,6 +1543,9 @@ static int take_fds(struct registry *reg, const struct vm_config *cfg,
 		inst->fds[n] = fd;
 		inst->fd_names[n] = strdup(cfg->nics[i].fd);
 		inst->n_fds = ++n;
+		if (!inst->fd_names[n - 1]) {
+			return error_set(errp, ENOMEM, "out of memory");
+		}
 	}
 	return 0;
 }
