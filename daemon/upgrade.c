@@ -828,7 +828,7 @@ static void tk_read(evutil_socket_t fd, short what, void *opaque)
 {
 	char buf[65536];
 	ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-	char *nl;
+	char *nl, *grown;
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 		return;
@@ -847,7 +847,12 @@ static void tk_read(evutil_socket_t fd, short what, void *opaque)
 		tk_fail("the old daemon sent a message over %u bytes", MAX_LINE);
 		return;
 	}
-	tk.in = realloc(tk.in, tk.len + (size_t)n + 1);
+	grown = realloc(tk.in, tk.len + (size_t)n + 1);
+	if (!grown) {
+		tk_fail("out of memory reading the old daemon's messages");
+		return;
+	}
+	tk.in = grown;
 	memcpy(tk.in + tk.len, buf, (size_t)n);
 	tk.len += (size_t)n;
 	while (tk.len && (nl = memchr(tk.in, '\n', tk.len))) {
