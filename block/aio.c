@@ -57,6 +57,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "block/block-int.h"
@@ -66,7 +67,16 @@
 #include "common/thread.h"
 
 #define AIO_RING_ENTRIES 256
+/*
+ * The pool's workers: up to 8 while they copy through the page cache (CPU
+ * work: more would only contend), up to 32 while requests wait on the
+ * device (O_DIRECT: each worker holds one request in flight, and 8 kept a
+ * depth-32 queue at a quarter of its depth). A worker idle for 10 s exits,
+ * as QEMU's pool workers do.
+ */
 #define AIO_MAX_WORKERS 8
+#define AIO_MAX_DIRECT_WORKERS 32
+#define AIO_WORKER_IDLE_MS 10000
 #define AIO_MAX_IOV 1024
 /* Page-cache requests at least this large are punted to io-wq (IOSQE_ASYNC). */
 #define AIO_ASYNC_MIN (32u << 10)
@@ -111,10 +121,11 @@ struct block_aio_ctx {
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct aio_queue pending; /* for workers */
-	struct aio_queue done;	  /* finished by workers */
-	pthread_t workers[AIO_MAX_WORKERS];
-	unsigned nworkers, idle;
+	struct aio_queue pending;		   /* for workers */
+	struct aio_queue done;			   /* finished by workers */
+	pthread_t workers[AIO_MAX_DIRECT_WORKERS]; /* the live ones */
+	pthread_t retired[AIO_MAX_DIRECT_WORKERS]; /* exited on their own, not joined yet */
+	unsigned nworkers, nretired, idle, idle_ms;
 	bool stop;
 	bool done_signalled; /* the eventfd was written since the loop last drained done */
 	bool in_event;	     /* loop thread: running completion callbacks */
@@ -308,6 +319,20 @@ static void push_done(struct block_aio_ctx *ctx, struct aio_req *r)
 	}
 }
 
+/* The calling worker leaves the live list for the retired one. Called with ctx->lock. */
+static void retire(struct block_aio_ctx *ctx)
+{
+	pthread_t self = pthread_self();
+
+	for (unsigned i = 0; i < ctx->nworkers; i++) {
+		if (pthread_equal(ctx->workers[i], self)) {
+			ctx->workers[i] = ctx->workers[--ctx->nworkers];
+			ctx->retired[ctx->nretired++] = self;
+			return;
+		}
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct block_aio_ctx *ctx = arg;
@@ -319,9 +344,25 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&ctx->lock);
 	for (;;) {
 		while (!ctx->stop && !ctx->pending.head) {
+			struct timespec until;
+			int w;
+
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_sec += ctx->idle_ms / 1000;
+			until.tv_nsec += (long)(ctx->idle_ms % 1000) * 1000000;
+			if (until.tv_nsec >= 1000000000) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000;
+			}
 			ctx->idle++;
-			pthread_cond_wait(&ctx->cond, &ctx->lock);
+			w = pthread_cond_timedwait(&ctx->cond, &ctx->lock, &until);
 			ctx->idle--;
+			if (w == ETIMEDOUT && !ctx->stop && !ctx->pending.head) {
+				/* the loop thread joins it at its next submission to the pool */
+				retire(ctx);
+				pthread_mutex_unlock(&ctx->lock);
+				return NULL;
+			}
 		}
 		if (ctx->stop) {
 			break;
@@ -336,14 +377,27 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* Join @n workers (stopped, or retired: gone or going). */
+static void join_all(pthread_t *list, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		pthread_join(list[i], NULL);
+	}
+}
+
 /* Hand @r to the pool, starting a worker when none is idle. */
 static int pool_submit(struct block_aio_ctx *ctx, struct aio_req *r)
 {
+	unsigned max = r->direct ? AIO_MAX_DIRECT_WORKERS : AIO_MAX_WORKERS, nretired;
+	pthread_t retired[AIO_MAX_DIRECT_WORKERS];
 	int err = 0;
 
 	pthread_mutex_lock(&ctx->lock);
+	nretired = ctx->nretired;
+	memcpy(retired, ctx->retired, nretired * sizeof(*retired));
+	ctx->nretired = 0;
 	queue_push(&ctx->pending, r);
-	if (ctx->idle == 0 && ctx->nworkers < AIO_MAX_WORKERS) {
+	if (ctx->idle == 0 && ctx->nworkers < max) {
 		err = thread_create(&ctx->workers[ctx->nworkers], NULL, worker_main, ctx);
 		if (err == 0) {
 			ctx->nworkers++;
@@ -364,6 +418,7 @@ static int pool_submit(struct block_aio_ctx *ctx, struct aio_req *r)
 		pthread_cond_signal(&ctx->cond);
 	}
 	pthread_mutex_unlock(&ctx->lock);
+	join_all(retired, nretired);
 	return -err;
 }
 
@@ -571,6 +626,7 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
 
 int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struct error **errp)
 {
+	pthread_condattr_t cattr;
 	struct block_aio_ctx *ctx;
 
 	ctx = calloc(1, sizeof(*ctx));
@@ -581,7 +637,11 @@ int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struc
 	queue_init(&ctx->pending);
 	queue_init(&ctx->done);
 	pthread_mutex_init(&ctx->lock, NULL);
-	pthread_cond_init(&ctx->cond, NULL);
+	pthread_condattr_init(&cattr);
+	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&ctx->cond, &cattr);
+	pthread_condattr_destroy(&cattr);
+	ctx->idle_ms = AIO_WORKER_IDLE_MS;
 	ctx->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (ctx->efd < 0) {
 		int r = error_set_errno(errp, errno, "could not create an eventfd for block I/O");
@@ -610,6 +670,13 @@ int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struc
 	}
 	*ret = ctx;
 	return 0;
+}
+
+void block_aio_ctx_set_worker_idle(struct block_aio_ctx *ctx, unsigned ms)
+{
+	pthread_mutex_lock(&ctx->lock);
+	ctx->idle_ms = ms;
+	pthread_mutex_unlock(&ctx->lock);
 }
 
 bool block_aio_ctx_uses_io_uring(struct block_aio_ctx *ctx)
@@ -654,9 +721,9 @@ static void ctx_destroy(struct block_aio_ctx *ctx)
 	ctx->stop = true;
 	pthread_cond_broadcast(&ctx->cond);
 	pthread_mutex_unlock(&ctx->lock);
-	for (unsigned i = 0; i < ctx->nworkers; i++) {
-		pthread_join(ctx->workers[i], NULL);
-	}
+	/* stop is set: no worker retires or starts any more */
+	join_all(ctx->workers, ctx->nworkers);
+	join_all(ctx->retired, ctx->nretired);
 	event_free(ctx->ev);
 	if (ctx->have_ring) {
 		io_uring_queue_exit(&ctx->ring);

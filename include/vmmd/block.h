@@ -159,6 +159,12 @@ int block_aio_ctx_new(struct event_base *base, struct block_aio_ctx **ret, struc
  */
 void block_aio_ctx_set_thread_start(struct block_aio_ctx *ctx,
 				    void (*fn)(void *opaque, const char *kind), void *opaque);
+/*
+ * How long a worker of the context's pool stays idle before it exits
+ * (default 10 s; tests shorten it). Workers already waiting keep the old
+ * value until they next wake.
+ */
+void block_aio_ctx_set_worker_idle(struct block_aio_ctx *ctx, unsigned ms);
 /* True if the context's file I/O goes through io_uring (else a thread pool). */
 bool block_aio_ctx_uses_io_uring(struct block_aio_ctx *ctx);
 /* Reads and writes submitted with Linux AIO (aio=native files) so far; loop thread. */

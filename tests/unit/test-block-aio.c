@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -247,6 +248,100 @@ START_TEST(many_pool)
 {
 	setenv("VMMD_NO_IO_URING", "1", 1);
 	run_many(0, 0, false);
+	unsetenv("VMMD_NO_IO_URING");
+}
+END_TEST
+
+/* The threads of this process (/proc/self/task). */
+static unsigned task_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	unsigned n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d))) {
+		n += e->d_name[0] != '.';
+	}
+	closedir(d);
+	return n;
+}
+
+/* The pool's workers beyond @base threads, once the loop has run @reads of NREQ reads. */
+static unsigned pool_burst(struct block_node *bs, struct tctx *t, struct treq *reqs, char *bufs,
+			   unsigned base)
+{
+	t->done = 0;
+	for (unsigned i = 0; i < NREQ; i++) {
+		reqs[i] = (struct treq){.t = t, .iov = {bufs + (size_t)i * REQ_SIZE, REQ_SIZE}};
+		ck_assert_int_eq(block_aio_submit(bs, t->ctx, BLOCK_OP_READ,
+						  (uint64_t)i * REQ_SIZE * 2, &reqs[i].iov, 1, 0, 0,
+						  on_done, &reqs[i]),
+				 0);
+	}
+	event_base_dispatch(t->base);
+	ck_assert_uint_eq(t->done, NREQ);
+	ck_assert_uint_eq(t->failed, 0);
+	return task_count() - base;
+}
+
+/*
+ * The pool grows to 8 workers for page-cache requests and to 32 for
+ * O_DIRECT ones (they wait on the device), and a worker idle for the
+ * context's idle time exits; the pool grows again after.
+ */
+START_TEST(pool_workers_grow_and_retire)
+{
+	static struct treq reqs[NREQ];
+	unsigned base = task_count();
+	char *bufs;
+
+	setenv("VMMD_NO_IO_URING", "1", 1);
+	ck_assert_int_eq(posix_memalign((void **)&bufs, 4096, NREQ * REQ_SIZE), 0);
+	/* data, not holes: an O_DIRECT read of a hole never waits on the device */
+	{
+		int fd = open(path, O_WRONLY);
+
+		memset(bufs, 0x3c, NREQ * REQ_SIZE);
+		ck_assert_int_eq(pwrite(fd, bufs, NREQ * REQ_SIZE, 0), NREQ * REQ_SIZE);
+		ck_assert_int_eq(pwrite(fd, bufs, NREQ * REQ_SIZE, NREQ * REQ_SIZE),
+				 NREQ * REQ_SIZE);
+		ck_assert_int_eq(fsync(fd), 0);
+		close(fd);
+	}
+	for (int direct = 0; direct < 2; direct++) {
+		struct block_node *bs = NULL;
+		struct error *err = NULL;
+		struct tctx t = {0};
+		unsigned n;
+
+		ck_assert_int_eq(block_open(&bs, path, "raw", direct ? BLOCK_O_NOCACHE : 0, &err),
+				 0);
+		t.base = event_base_new();
+		t.loop_thread = pthread_self();
+		ck_assert_int_eq(block_aio_ctx_new(t.base, &t.ctx, &err), 0);
+		block_aio_ctx_set_worker_idle(t.ctx, 300);
+		n = pool_burst(bs, &t, reqs, bufs, base);
+		printf("pool workers after %u %s reads: %u\n", NREQ,
+		       direct ? "O_DIRECT" : "page-cache", n);
+		ck_assert_uint_ge(n, 1);
+		ck_assert_uint_le(n, direct ? 32 : 8);
+		if (direct) {
+			/* 256 reads queued at once keep every worker busy while more start */
+			ck_assert_uint_gt(n, 8);
+		}
+		for (int i = 0; i < 100 && task_count() > base; i++) {
+			usleep(50000);
+		}
+		ck_assert_uint_eq(task_count(), base);
+		/* joined at the next submission; the pool grows again */
+		ck_assert_uint_ge(pool_burst(bs, &t, reqs, bufs, base), 1);
+		block_aio_ctx_free(t.ctx);
+		ck_assert_uint_eq(task_count(), base);
+		event_base_free(t.base);
+		block_unref(bs);
+	}
+	free(bufs);
 	unsetenv("VMMD_NO_IO_URING");
 }
 END_TEST
@@ -933,6 +1028,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, native_needs_direct);
 	tcase_add_test(tc, native_survives_reopen);
 	tcase_add_test(tc, many_pool);
+	tcase_add_test(tc, pool_workers_grow_and_retire);
 	tcase_add_test(tc, rejects_and_other_ops);
 	tcase_add_test(tc, format_reads_match_sync);
 	tcase_add_test(tc, format_direct_writes_race_discards);
