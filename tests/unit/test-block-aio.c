@@ -286,7 +286,7 @@ static unsigned pool_burst(struct block_node *bs, struct tctx *t, struct treq *r
 }
 
 /*
- * The pool grows to 8 workers for page-cache requests and to 32 for
+ * The pool grows to 8 workers for page-cache requests and to 16 for
  * O_DIRECT ones (they wait on the device), and a worker idle for the
  * context's idle time exits; the pool grows again after.
  */
@@ -325,7 +325,7 @@ START_TEST(pool_workers_grow_and_retire)
 		printf("pool workers after %u %s reads: %u\n", NREQ,
 		       direct ? "O_DIRECT" : "page-cache", n);
 		ck_assert_uint_ge(n, 1);
-		ck_assert_uint_le(n, direct ? 32 : 8);
+		ck_assert_uint_le(n, direct ? 16 : 8);
 		if (direct) {
 			/* 256 reads queued at once keep every worker busy while more start */
 			ck_assert_uint_gt(n, 8);
