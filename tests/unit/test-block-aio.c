@@ -267,7 +267,7 @@ static unsigned task_count(void)
 	return n;
 }
 
-/* The pool's workers beyond @base threads, once the loop has run @reads of NREQ reads. */
+/* The pool's workers beyond @base threads, after NREQ reads through @t's context. */
 static unsigned pool_burst(struct block_node *bs, struct tctx *t, struct treq *reqs, char *bufs,
 			   unsigned base)
 {
