@@ -392,7 +392,7 @@ void cpu_hotplug_poll(struct vm *vm, struct cpu_hotplug *c)
 	vm_devices_unlock(vm);
 }
 
-void cpu_hotplug_adopt(struct vm *vm, struct cpu_hotplug *c)
+int cpu_hotplug_adopt(struct vm *vm, struct cpu_hotplug *c, struct error **errp)
 {
 	const size_t n = strlen("/machine/peripheral/");
 
@@ -403,12 +403,17 @@ void cpu_hotplug_adopt(struct vm *vm, struct cpu_hotplug *c)
 		if (!path || strncmp(path, "/machine/peripheral/", n) != 0 || !id_ok(path + n)) {
 			continue;
 		}
+		/* without its id the vCPU could not be named to device_del: fail the restore */
 		id = strdup(path + n);
+		if (!id) {
+			return error_set(errp, ENOMEM, "out of memory");
+		}
 		pthread_mutex_lock(&c->lock);
 		free(c->ids[i]);
 		c->ids[i] = id;
 		pthread_mutex_unlock(&c->lock);
 	}
+	return 0;
 }
 
 /* --- query-hotpluggable-cpus --------------------------------------------------------- */

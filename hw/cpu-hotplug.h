@@ -34,6 +34,6 @@ int cpu_hotplug_del(struct vm *vm, struct cpu_hotplug *c, const char *id, struct
 /* Finish the ejects the guest made: stop the vCPUs, emit DEVICE_DELETED (lock not held). */
 void cpu_hotplug_poll(struct vm *vm, struct cpu_hotplug *c);
 /* After a restore plugged vCPUs again: their ids from their qom-paths. */
-void cpu_hotplug_adopt(struct vm *vm, struct cpu_hotplug *c);
+int cpu_hotplug_adopt(struct vm *vm, struct cpu_hotplug *c, struct error **errp);
 /* QEMU's HotpluggableCPU list, highest vCPU first; works with @c NULL (cold vCPUs only). */
 json_t *cpu_hotplug_query(struct vm *vm, struct cpu_hotplug *c);

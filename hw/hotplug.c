@@ -1576,11 +1576,9 @@ json_t *vm_query_balloon(struct vm *vm, struct error **errp)
 
 /* --- vCPUs (hw/cpu-hotplug.c) ------------------------------------------------ */
 
-void hotplug_restored(struct hotplug *hp)
+int hotplug_restored(struct hotplug *hp, struct error **errp)
 {
-	if (hp) {
-		cpu_hotplug_adopt(hp->vm, hp->cpus);
-	}
+	return hp ? cpu_hotplug_adopt(hp->vm, hp->cpus, errp) : 0;
 }
 
 json_t *vm_query_hotpluggable_cpus(struct vm *vm)

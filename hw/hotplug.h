@@ -24,8 +24,11 @@ void hotplug_free(struct hotplug *hp);
  * unrealizing the devices.
  */
 void hotplug_wait_drains(struct hotplug *hp);
-/* After vm_restore plugged the saved vCPUs again: take their ids back (control thread). */
-void hotplug_restored(struct hotplug *hp);
+/*
+ * After vm_restore plugged the saved vCPUs again: take their ids back
+ * (control thread); fails only out of memory, and the restore with it.
+ */
+int hotplug_restored(struct hotplug *hp, struct error **errp);
 struct vm_device;
 /* Free what hotplug keeps in a struct vm_device (its id, node and netdev names). */
 void hotplug_device_forget(struct vm_device *d);

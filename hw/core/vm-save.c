@@ -1240,7 +1240,7 @@ int vm_restore_into(struct vm *vm, struct vm_snapshot *snap, bool paused, struct
 		r = load_cpus(vm, snap, errp);
 	}
 	if (r == 0) {
-		hotplug_restored(vm->hotplug); /* the ids of the vCPUs plugged again */
+		r = hotplug_restored(vm->hotplug, errp); /* the ids of the vCPUs plugged again */
 	}
 	for (unsigned i = 0; r == 0 && i < snap->n_sections; i++) {
 		if (!snap->sections[i].used) {
