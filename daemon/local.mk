@@ -76,6 +76,16 @@ tests_unit_test_monitor_dispatch_LDFLAGS = $(AM_LDFLAGS) -Wl,--wrap=strdup
 tests_unit_test_monitor_dispatch_LDADD = daemon/libdaemon.a monitor/libmonitor.a $(BLOCK_LIBS) $(NET_LIBS) \
 	$(COMMON_LIBS) $(JANSSON_LIBS) $(LIBEVENT_LIBS) $(LIBSECCOMP_LIBS) $(GNUTLS_LIBS) $(UNIT_LIBS)
 
+# The fds systemd passes (daemon/systemd.c), out of memory included.
+check_PROGRAMS += tests/unit/test-systemd-fds
+TESTS += tests/unit/test-systemd-fds
+tests_unit_test_systemd_fds_SOURCES = tests/unit/test-systemd-fds.c tests/unit/strdup-fail.c \
+	tests/unit/strdup-fail.h tests/unit/check-main.h
+tests_unit_test_systemd_fds_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_systemd_fds_LDFLAGS = $(AM_LDFLAGS) -Wl,--wrap=strdup
+tests_unit_test_systemd_fds_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(LIBSYSTEMD_LIBS) $(LIBEVENT_LIBS) \
+	$(UNIT_LIBS)
+
 check_PROGRAMS += tests/unit/test-config
 TESTS += tests/unit/test-config
 tests_unit_test_config_SOURCES = tests/unit/test-config.c tests/unit/check-main.h

@@ -53,15 +53,19 @@ static void read_fds(void)
 
 		/* Nothing systemd passed goes to a program the launcher starts. */
 		fcntl(fd, F_SETFD, FD_CLOEXEC);
-		if (strncmp(name, SYSTEMD_KEEP_PREFIX, strlen(SYSTEMD_KEEP_PREFIX)) == 0 &&
-		    kept_names && kept_fds && (kept_names[n_kept] = strdup(name))) {
+		if (strncmp(name, SYSTEMD_KEEP_PREFIX, strlen(SYSTEMD_KEEP_PREFIX)) == 0) {
+			/* a kept fd must not be taken for the socket: no copy, no start */
+			if (!kept_names || !kept_fds || !(kept_names[n_kept] = strdup(name))) {
+				listen_err = -ENOMEM;
+				continue;
+			}
 			kept_fds[n_kept++] = fd;
 			continue;
 		}
 		n_sockets++;
 		listen_fd = fd;
 	}
-	if (n_sockets > 1) {
+	if (n_sockets > 1 && listen_err == 0) {
 		listen_err = -E2BIG;
 	}
 	if (names) {
@@ -79,6 +83,9 @@ int systemd_listen_fd(struct error **errp)
 		return error_set(errp, EINVAL,
 				 "systemd passed more than one socket; vmmd.socket must have "
 				 "exactly one ListenStream=");
+	}
+	if (listen_err == -ENOMEM) {
+		return error_set(errp, ENOMEM, "out of memory for the fds systemd passed");
 	}
 	if (listen_err < 0) {
 		return error_set_errno(errp, listen_err, "sd_listen_fds");
