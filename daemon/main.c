@@ -509,6 +509,7 @@ static int run(struct daemon *d)
 		.cmds = qmp_commands,
 		.n_cmds = qmp_n_commands,
 		.find_vm = qmp_find_vm,
+		.flush_events = registry_flush_events,
 	};
 	struct error *err = NULL;
 	int fd, n, rc = EXIT_FAILURE;

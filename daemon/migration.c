@@ -179,13 +179,20 @@ static unsigned wire_version(void)
 	return v && *v ? (unsigned)strtoul(v, NULL, 10) : MIGRATION_WIRE_VERSION;
 }
 
+/*
+ * The new status and its event under m->lock, which query-migrate reads the
+ * status under: once a client has seen a status, its event is queued, and
+ * the monitor emits it before the answer to the client's next command.
+ */
 static void set_status(struct migration *m, enum mig_status s)
 {
+	pthread_mutex_lock(&m->lock);
 	atomic_store(&m->status, s);
 	if (m->events) {
 		registry_queue_event(m->reg, m->name, "MIGRATION",
 				     json_pack("{s:s}", "status", status_names[s]));
 	}
+	pthread_mutex_unlock(&m->lock);
 }
 
 /* MIGRATION_PASS: the dirty bitmap's sync number @pass (events capability only). */
@@ -2047,8 +2054,14 @@ int migration_cancel(struct registry_vm *rv, struct error **errp)
 json_t *migration_query(struct registry_vm *rv)
 {
 	struct migration *m = rv->mig;
-	enum mig_status s = m ? atomic_load(&m->status) : MIG_NONE;
+	enum mig_status s = MIG_NONE;
 	json_t *o, *ram;
+
+	if (m) {
+		pthread_mutex_lock(&m->lock); /* see set_status */
+		s = atomic_load(&m->status);
+		pthread_mutex_unlock(&m->lock);
+	}
 
 	/*
 	 * A final status is read only once the worker is joined: a client that

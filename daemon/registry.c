@@ -688,6 +688,11 @@ static void drain_events(evutil_socket_t fd, short what, void *opaque)
 	}
 }
 
+void registry_flush_events(void *reg)
+{
+	drain_events(-1, 0, reg);
+}
+
 static char *path_join(const char *a, const char *b)
 {
 	char *p = NULL;

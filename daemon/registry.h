@@ -312,6 +312,8 @@ void registry_shutdown_keep(struct registry *reg, registry_keep_fn *keep);
  */
 struct registry_instance;
 void registry_queue_event(struct registry *reg, const char *vm, const char *name, json_t *data);
+/* Emit the queued events now (control thread; the monitor's flush_events). */
+void registry_flush_events(void *reg);
 struct registry_instance *registry_adopt_prepare(struct registry_vm *rv, struct error **errp);
 const struct vm_host *registry_instance_host(struct registry_instance *inst);
 /* The instance's seccomp violation flag, for the thread that builds it (sandbox.h). */

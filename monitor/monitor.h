@@ -111,6 +111,13 @@ struct monitor_handlers {
 	void *ctx; /* passed to every handler as req->ctx */
 	/* The VM a VM-scoped command names, or NULL (DeviceNotFound). */
 	void *(*find_vm)(void *ctx, const char *name);
+	/*
+	 * Optional: emit the events other threads have queued, called before
+	 * each command runs, so that its answer follows every event queued
+	 * before it (as in QEMU), even when a client's commands come faster
+	 * than the event loop turns.
+	 */
+	void (*flush_events)(void *ctx);
 };
 
 /* Check @h against the compiled-in schema (what monitor_new does first). */

@@ -414,6 +414,9 @@ static void process_input(struct monitor_client *c)
 		used = json_stream_feed(&c->in, data, avail, &st, &obj, &err);
 		evbuffer_drain(c->inq, used);
 		if (st == JSON_STREAM_OBJECT) {
+			if (c->mon->handlers.flush_events) {
+				c->mon->handlers.flush_events(c->mon->handlers.ctx);
+			}
 			monitor_dispatch(c, obj);
 			json_decref(obj);
 		} else if (st == JSON_STREAM_ERROR) {

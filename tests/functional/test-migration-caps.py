@@ -184,6 +184,26 @@ def test_events_capability_and_set_while_active():
             (end, qs.events, qs.ok("query-migrate-capabilities", vm="m1"))
 
 
+def test_events_come_before_later_answers():
+    """An event queued before a command runs goes out before that command's
+    answer, as in QEMU, however fast the client sends: twenty migrations
+    that fail at once, each polled with query-migrate at full speed until
+    it says "failed", then query-status; both MIGRATION events come before
+    that answer. (The monitor read a fast client's next commands before the
+    loop turned to the queued events: about one round in three failed.)"""
+    with Vmmd() as src:
+        qs = boot(src)
+        for i in range(20):
+            n0 = len(qs.events)
+            qs.ok("migrate", vm="m1", uri="unix:" + os.path.join(src.tmp, "nobody.sock"))
+            deadline = time.monotonic() + 30
+            while qs.ok("query-migrate", vm="m1")["status"] != "failed":
+                assert time.monotonic() < deadline, "the migration did not fail"
+            qs.ok("query-status", vm="m1")
+            got = [e["data"]["status"] for e in qs.events[n0:] if e["event"] == "MIGRATION"]
+            assert got == ["setup", "failed"], (i, got)
+
+
 def throttle_seen(q, seen, name="m1"):
     info = q.ok("query-migrate", vm=name)
     if "cpu-throttle-percentage" in info:
