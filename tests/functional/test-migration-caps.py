@@ -177,9 +177,8 @@ def test_events_capability_and_set_while_active():
         qs.ok("migrate", vm="m1", uri="unix:" + os.path.join(src.tmp, "nobody.sock"))
         end = wait_end(qs)
         assert end["status"] == "failed", end
-        # Once (2026-12-05, one CI run of ~30) no MIGRATION event had come
-        # before query-status's answer: say what the client got, and the
-        # capabilities the daemon holds.
+        # On failure, what the client got and the daemon's capabilities (the
+        # events once came after later answers: test_events_come_before_later_answers).
         assert [e["data"]["status"] for e in mig_events(qs)] == ["setup", "failed"], \
             (end, qs.events, qs.ok("query-migrate-capabilities", vm="m1"))
 
