@@ -58,9 +58,24 @@ RAND_STEP=$((7919 * 4096))
 RESULTS="$BENCH_TMP/results"
 : >"$RESULTS"
 
+# Every run starts from the same page cache: the image's dirty pages written
+# back (untimed), then for cache=none none of it cached, for writeback all of
+# it. Without this a run inherited what the run before it left: the first
+# run of a cache=none row after a writeback row paid for dropping 256 MiB of
+# cached pages, and that first run is always vmm-img's (round 0).
+settle_cache() { # image cache
+	sync "$1"
+	if [ "$2" = none ]; then
+		dd if="$1" iflag=nocache count=0 status=none
+	else
+		cat "$1" >/dev/null
+	fi
+}
+
 # One run: prints MiB/s, or nothing if the tool failed.
 run_one() { # tool fmt image count size step rw cache engine
 	tool=$1 fmt=$2 img=$3 count=$4 bs=$5 step=$6 rw=$7 cache=$8 engine=$9
+	settle_cache "$img" "$cache"
 	w=""
 	[ "$rw" = write ] && w="-w"
 	out=$("$tool" bench -f "$fmt" -c "$count" -d "$DEPTH" -s "$bs" -S "$step" -t "$cache" \
