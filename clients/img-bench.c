@@ -5,7 +5,7 @@
  * qemu-img bench (7.2 allocates DEPTH buffers but hands the first to every
  * request: seen with gdb on its io_submit calls). The same memory makes the
  * same work: with a buffer per request, 32 writes of 64 KiB in flight
- * touched 2 MiB where qemu-img touches 64 KiB, and ran 5-7% slower.
+ * touched 2 MiB where qemu-img touches 64 KiB, and ran 4-6% slower.
  *
  * Threads: the main thread runs a libevent loop that submits requests and
  * receives their completions (the block layer's io_uring ring or worker
