@@ -26,6 +26,7 @@
 
 #define NREQ 256
 #define REQ_SIZE 4096
+#define LARGE_SIZE (64 * 1024)
 
 static char path[256];
 
@@ -267,16 +268,18 @@ static unsigned task_count(void)
 	return n;
 }
 
-/* The pool's workers beyond @base threads, after NREQ reads through @t's context. */
+/*
+ * The pool's workers beyond @base threads, after NREQ reads of @size bytes
+ * (every other block of the file's first 2 * NREQ * @size) through @t's context.
+ */
 static unsigned pool_burst(struct block_node *bs, struct tctx *t, struct treq *reqs, char *bufs,
-			   unsigned base)
+			   unsigned base, size_t size)
 {
 	t->done = 0;
 	for (unsigned i = 0; i < NREQ; i++) {
-		reqs[i] = (struct treq){.t = t, .iov = {bufs + (size_t)i * REQ_SIZE, REQ_SIZE}};
-		ck_assert_int_eq(block_aio_submit(bs, t->ctx, BLOCK_OP_READ,
-						  (uint64_t)i * REQ_SIZE * 2, &reqs[i].iov, 1, 0, 0,
-						  on_done, &reqs[i]),
+		reqs[i] = (struct treq){.t = t, .iov = {bufs + (size_t)i * size, size}};
+		ck_assert_int_eq(block_aio_submit(bs, t->ctx, BLOCK_OP_READ, (uint64_t)i * size * 2,
+						  &reqs[i].iov, 1, 0, 0, on_done, &reqs[i]),
 				 0);
 	}
 	event_base_dispatch(t->base);
@@ -321,7 +324,7 @@ START_TEST(pool_workers_grow_and_retire)
 		t.loop_thread = pthread_self();
 		ck_assert_int_eq(block_aio_ctx_new(t.base, &t.ctx, &err), 0);
 		block_aio_ctx_set_worker_idle(t.ctx, 300);
-		n = pool_burst(bs, &t, reqs, bufs, base);
+		n = pool_burst(bs, &t, reqs, bufs, base, REQ_SIZE);
 		printf("pool workers after %u %s reads: %u\n", NREQ,
 		       direct ? "O_DIRECT" : "page-cache", n);
 		ck_assert_uint_ge(n, 1);
@@ -335,12 +338,54 @@ START_TEST(pool_workers_grow_and_retire)
 		}
 		ck_assert_uint_eq(task_count(), base);
 		/* joined at the next submission; the pool grows again */
-		ck_assert_uint_ge(pool_burst(bs, &t, reqs, bufs, base), 1);
+		ck_assert_uint_ge(pool_burst(bs, &t, reqs, bufs, base, REQ_SIZE), 1);
 		block_aio_ctx_free(t.ctx);
 		ck_assert_uint_eq(task_count(), base);
 		event_base_free(t.base);
 		block_unref(bs);
 	}
+	free(bufs);
+	unsetenv("VMMD_NO_IO_URING");
+}
+END_TEST
+
+/*
+ * O_DIRECT reads of 64 KiB let the pool grow past the 16 workers that 4 KiB
+ * ones stop at (above), up to 32: the device's time bounds them, not the CPU.
+ */
+START_TEST(pool_grows_further_for_large_direct)
+{
+	static struct treq reqs[NREQ];
+	size_t len = (size_t)NREQ * LARGE_SIZE;
+	unsigned base = task_count(), n;
+	struct block_node *bs = NULL;
+	struct error *err = NULL;
+	struct tctx t = {0};
+	char *bufs;
+	int fd;
+
+	setenv("VMMD_NO_IO_URING", "1", 1);
+	ck_assert_int_eq(posix_memalign((void **)&bufs, 4096, len), 0);
+	/* data, not holes: an O_DIRECT read of a hole never waits on the device */
+	memset(bufs, 0x5a, len);
+	fd = open(path, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, bufs, len, 0), (ssize_t)len);
+	ck_assert_int_eq(pwrite(fd, bufs, len, (off_t)len), (ssize_t)len);
+	ck_assert_int_eq(fsync(fd), 0);
+	close(fd);
+	ck_assert_int_eq(block_open(&bs, path, "raw", BLOCK_O_NOCACHE, &err), 0);
+	t.base = event_base_new();
+	t.loop_thread = pthread_self();
+	ck_assert_int_eq(block_aio_ctx_new(t.base, &t.ctx, &err), 0);
+	n = pool_burst(bs, &t, reqs, bufs, base, LARGE_SIZE);
+	printf("pool workers after %u O_DIRECT reads of 64 KiB: %u\n", NREQ, n);
+	ck_assert_uint_le(n, 32);
+	ck_assert_uint_gt(n, 16);
+	block_aio_ctx_free(t.ctx);
+	ck_assert_uint_eq(task_count(), base);
+	event_base_free(t.base);
+	block_unref(bs);
 	free(bufs);
 	unsetenv("VMMD_NO_IO_URING");
 }
@@ -1029,6 +1074,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, native_survives_reopen);
 	tcase_add_test(tc, many_pool);
 	tcase_add_test(tc, pool_workers_grow_and_retire);
+	tcase_add_test(tc, pool_grows_further_for_large_direct);
 	tcase_add_test(tc, rejects_and_other_ops);
 	tcase_add_test(tc, format_reads_match_sync);
 	tcase_add_test(tc, format_direct_writes_race_discards);
