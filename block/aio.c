@@ -75,7 +75,8 @@
  * 4 KiB, where each request costs CPU too), up to 32 while O_DIRECT
  * requests of 64 KiB or more wait (there the device's time, not the CPU,
  * bounds a request: 16 held 64 KiB reads at 0.90x qemu-img -i threads, 32
- * at 1.00x). A worker idle for 10 s exits, as QEMU's pool workers do.
+ * at 1.00x; the workers started for them serve smaller requests too, until
+ * they retire). A worker idle for 10 s exits, as QEMU's pool workers do.
  */
 #define AIO_MAX_WORKERS 8
 #define AIO_MAX_DIRECT_WORKERS 16
