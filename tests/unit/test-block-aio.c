@@ -288,6 +288,15 @@ static unsigned pool_burst(struct block_node *bs, struct tctx *t, struct treq *r
 	return task_count() - base;
 }
 
+/* Free @t's context (which joins its workers: none left after) and loop, and @bs. */
+static void pool_close(struct block_node *bs, struct tctx *t, unsigned base)
+{
+	block_aio_ctx_free(t->ctx);
+	ck_assert_uint_eq(task_count(), base);
+	event_base_free(t->base);
+	block_unref(bs);
+}
+
 /*
  * The pool grows to 8 workers for page-cache requests and to 16 for
  * O_DIRECT ones (they wait on the device), and a worker idle for the
@@ -339,10 +348,7 @@ START_TEST(pool_workers_grow_and_retire)
 		ck_assert_uint_eq(task_count(), base);
 		/* joined at the next submission; the pool grows again */
 		ck_assert_uint_ge(pool_burst(bs, &t, reqs, bufs, base, REQ_SIZE), 1);
-		block_aio_ctx_free(t.ctx);
-		ck_assert_uint_eq(task_count(), base);
-		event_base_free(t.base);
-		block_unref(bs);
+		pool_close(bs, &t, base);
 	}
 	free(bufs);
 	unsetenv("VMMD_NO_IO_URING");
@@ -382,10 +388,7 @@ START_TEST(pool_grows_further_for_large_direct)
 	printf("pool workers after %u O_DIRECT reads of 64 KiB: %u\n", NREQ, n);
 	ck_assert_uint_le(n, 32);
 	ck_assert_uint_gt(n, 16);
-	block_aio_ctx_free(t.ctx);
-	ck_assert_uint_eq(task_count(), base);
-	event_base_free(t.base);
-	block_unref(bs);
+	pool_close(bs, &t, base);
 	free(bufs);
 	unsetenv("VMMD_NO_IO_URING");
 }
