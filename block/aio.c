@@ -84,7 +84,7 @@
 #define AIO_LARGE_REQUEST (64 * 1024)
 #define AIO_WORKER_IDLE_MS 10000
 #define AIO_MAX_IOV 1024
-/* Page-cache requests at least this large are punted to io-wq (IOSQE_ASYNC). */
+/* Page-cache reads at least this large are punted to io-wq (IOSQE_ASYNC). */
 #define AIO_ASYNC_MIN (32u << 10)
 
 struct aio_req {
@@ -487,10 +487,13 @@ static bool ring_submit(struct block_aio_ctx *ctx, struct aio_req *r)
 		break;
 	}
 	io_uring_sqe_set_data(sqe, r);
-	if (r->len >= AIO_ASYNC_MIN && !r->direct) {
+	if (r->len >= AIO_ASYNC_MIN && !r->direct && r->op == BLOCK_OP_READ) {
 		/*
-		 * A large page-cache transfer would be copied inline on this thread;
-		 * io-wq workers copy several at once on other CPUs.
+		 * A large page-cache read would be copied inline on this thread;
+		 * io-wq workers copy several at once on other CPUs. Not writes:
+		 * io-wq runs the buffered writes to one file one at a time, so
+		 * they would only change threads (64 KiB writes 13-15% slower
+		 * than inline, where the kernel punts one that would block).
 		 */
 		io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
 	}
