@@ -84,6 +84,11 @@ expect_contains "$out" "Sending 256 write requests, 4096 bytes each, 8 in parall
 expect_contains "$out" "Run completed in "
 qemu-io -f raw -c 'read -P 0x5a 1M 1M' "$T/a.raw" | grep -q "read 1048576/1048576" ||
 	fail "bench writes are not in the image"
+# 64 KiB writes from the page cache go out on io_uring inline (not io-wq): they land too
+"$VMM_IMG" bench -f raw -w -c 32 -d 8 -s 64k --pattern=0x6b -o 2M -t writeback -i io_uring \
+	"$T/a.raw" >/dev/null
+qemu-io -f raw -c 'read -P 0x6b 2M 2M' "$T/a.raw" >/dev/null ||
+	fail "64 KiB page-cache bench writes are not in the image"
 for cache in none writeback; do
 	for aio in io_uring threads; do
 		"$VMM_IMG" bench -f raw -c 500 -t $cache -i $aio -S 12288 "$T/a.raw" |
