@@ -97,7 +97,7 @@ def replay(case):
             if "wait" in step:
                 want = step["wait"]
                 wait_for(lambda: qs.ok("query-migrate").get("status") == want, 120,
-                         "query-migrate %s" % want)
+                         what="query-migrate %s" % want)
                 continue
             c = json.loads(json.dumps({k: step[k] for k in ("execute", "arguments")
                                        if k in step}).replace('"URI"', json.dumps(uri)))

@@ -56,7 +56,8 @@ def require_tool(*tools):
             skip("'%s' is not installed" % tool)
 
 
-def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
+def wait_for(pred, timeout=10.0, *, interval=0.02, what="condition"):
+    """Poll @pred until it returns a true value (returned) or @timeout passes."""
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
