@@ -36,3 +36,15 @@ int thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(voi
 	setpriority(PRIO_PROCESS, 0, mine);
 	return r;
 }
+
+void thread_block_signals(sigset_t *old)
+{
+	static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
+	sigset_t set;
+
+	sigfillset(&set);
+	for (unsigned i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
+		sigdelset(&set, faults[i]);
+	}
+	pthread_sigmask(SIG_BLOCK, &set, old);
+}

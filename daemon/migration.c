@@ -54,6 +54,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/pathpol.h"
+#include "common/thread.h"
 #include "common/util.h"
 #include "common/vmstate.h"
 #include "daemon/migration.h"
@@ -1906,11 +1907,10 @@ static struct migration *mig_new(struct registry_vm *rv, bool incoming, struct e
 
 static int spawn(struct migration *m, void *(*fn)(void *), struct error **errp)
 {
-	sigset_t all, old;
+	sigset_t old;
 	int r;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
+	thread_block_signals(&old);
 	r = pthread_create(&m->thread, NULL, fn, m);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r) {

@@ -650,8 +650,8 @@ int sandbox_enter(enum sandbox_kind kind, int *flag, struct error **errp)
 		return 0;
 	}
 	/*
-	 * Threads are created with every signal blocked (worker.c, the VM's
-	 * threads); a blocked SIGSYS from a filter kills the whole process.
+	 * A blocked SIGSYS from a filter kills the whole process: threads are
+	 * created with it unblocked (thread_block_signals), and so is this one.
 	 */
 	sigemptyset(&sys);
 	sigaddset(&sys, SIGSYS);

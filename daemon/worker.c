@@ -304,7 +304,7 @@ int worker_run_for(struct workers *w, int *vm_flag, void (*fn)(void *arg), void 
 	struct worker_job *j;
 	pthread_attr_t attr;
 	pthread_t t;
-	sigset_t all, old;
+	sigset_t old;
 	int r;
 
 	if (w->running >= WORKERS_MAX_JOBS) {
@@ -339,8 +339,7 @@ int worker_run_for(struct workers *w, int *vm_flag, void (*fn)(void *arg), void 
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	/* Signals stay with the control thread. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
+	thread_block_signals(&old);
 	r = pthread_create(&t, &attr, job_thread, start);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);

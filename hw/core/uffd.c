@@ -592,7 +592,7 @@ int uffd_new(const struct uffd_config *cfg, const struct uffd_range *ranges, uns
 	     struct uffd **ret, struct error **errp)
 {
 	struct uffd *u;
-	sigset_t all, old;
+	sigset_t old;
 	unsigned count = n;
 	int r;
 
@@ -651,8 +651,7 @@ int uffd_new(const struct uffd_config *cfg, const struct uffd_range *ranges, uns
 	if (r < 0) {
 		goto err;
 	}
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
+	thread_block_signals(&old);
 	r = thread_create(&u->thread, NULL, handler, u);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r != 0) {

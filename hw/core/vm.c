@@ -663,7 +663,7 @@ static void io_evthread_init(void)
 static int io_start(struct vm *vm, struct error **errp)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	sigset_t all, old;
+	sigset_t old;
 	int r;
 
 	pthread_once(&once, io_evthread_init);
@@ -684,8 +684,7 @@ static int io_start(struct vm *vm, struct error **errp)
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	/* VM threads leave signals to the control thread. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
+	thread_block_signals(&old);
 	r = thread_create(&vm->io_thread, NULL, io_thread, vm);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r != 0) {

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The control path of issue 16: stop runs on a worker (answered once the
 vCPUs are parked, a destroy from another client meanwhile goes after it),
-the per-phase setup log at --log-level debug, and the worker threads left
-idle after a burst. No timing is asserted."""
+the per-phase setup log at --log-level debug, the worker threads left
+idle after a burst, and threads that take their own faults. No timing is
+asserted."""
 
 import json
 import os
@@ -164,6 +165,47 @@ def test_setup_runs_below_the_vms_threads():
                     assert nice.get(comm) == {vm}, (comm, nice)
                 assert nice.get("vmmd-job") == {vm + job_nice}, nice
                 q.ok("vm-delete", vm="w", force=True)
+
+
+# The signals of a fault: SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGSYS.
+FAULTS = (4, 5, 6, 7, 8, 11, 31)
+
+
+def test_threads_leave_fault_signals_unblocked():
+    """No thread of the daemon blocks the signals of a fault: the kernel
+    sends one to the faulting thread, and one found blocked kills the whole
+    daemon without running a handler (no sanitizer report, no seccomp
+    message, no log line). The control thread, workers, a VM's I/O thread,
+    vCPU and block helpers of a qcow2 disk under I/O."""
+    require_tool("qemu-img")
+    writer = guest("blk-writer")
+    with tempfile.TemporaryDirectory(prefix="vmmd-sig.") as tmp:
+        img = os.path.join(tmp, "d.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, "4M"], check=True)
+        with Vmmd() as d:
+            q = d.qmp()
+            q.ok("vm-create", dict(vm_def("w", writer,
+                                          disks=[{"id": "vda", "file": img,
+                                                  "format": "qcow2"}]), start=True))
+            wait_for(lambda: "ok crc" in console_log(d, "w"), timeout=60,
+                     what="the writer's first pass")
+            q.ok("stop", vm="w")  # a job: at least one worker exists now
+            blocked = {}
+            for t in os.listdir("/proc/%d/task" % d.proc.pid):
+                try:
+                    with open("/proc/%d/task/%s/status" % (d.proc.pid, t)) as f:
+                        st = dict(x.split(":\t", 1) for x in f.read().splitlines()
+                                  if ":\t" in x)
+                except OSError:
+                    continue  # exited meanwhile
+                if st["Name"].startswith(("iou-", "kvm-")):
+                    continue  # the kernel's own (io_uring workers, KVM's NX recovery)
+                mask = int(st["SigBlk"], 16)
+                blocked[st["Name"]] = [n for n in FAULTS if mask >> (n - 1) & 1]
+            for comm in ("vmmd", "vmmd-job", "vm-io", "vcpu0"):
+                assert comm in blocked, blocked
+            assert all(v == [] for v in blocked.values()), blocked
+            q.ok("vm-delete", vm="w", force=True)
 
 
 if __name__ == "__main__":
