@@ -137,13 +137,26 @@ def nice_by_thread(pid):
     return out
 
 
+def stopped_writer(d, img):
+    """VM "w" on @d, the blk-writer guest on the qcow2 disk @img, stopped
+    after its first pass (stop is a job: at least one worker exists now);
+    the client that made it."""
+    q = d.qmp()
+    q.ok("vm-create", dict(vm_def("w", guest("blk-writer"),
+                                  disks=[{"id": "vda", "file": img, "format": "qcow2"}]),
+                           start=True))
+    wait_for(lambda: "ok crc" in console_log(d, "w"), timeout=60,
+             what="the writer's first pass")
+    q.ok("stop", vm="w")
+    return q
+
+
 def test_setup_runs_below_the_vms_threads():
     """Workers run job-nice (default 10) below the VMs' threads, and the
     threads they create for a VM (vCPU, I/O thread, block helpers of a qcow2
     disk under I/O) start at the VMs' own priority; job-nice = 0 in
     vmmd.conf puts the workers level with them."""
     require_tool("qemu-img")
-    writer = guest("blk-writer")
     with tempfile.TemporaryDirectory(prefix="vmmd-nice.") as tmp:
         img = os.path.join(tmp, "d.qcow2")
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, "4M"], check=True)
@@ -152,13 +165,7 @@ def test_setup_runs_below_the_vms_threads():
             with open(conf, "w") as f:
                 f.write("job-nice = 0\n")
             with Vmmd(args=args) as d:
-                q = d.qmp()
-                q.ok("vm-create", dict(vm_def("w", writer,
-                                              disks=[{"id": "vda", "file": img,
-                                                      "format": "qcow2"}]), start=True))
-                wait_for(lambda: "ok crc" in console_log(d, "w"), timeout=60,
-                         what="the writer's first pass")
-                q.ok("stop", vm="w")  # a job: at least one worker exists now
+                q = stopped_writer(d, img)
                 nice = nice_by_thread(d.proc.pid)
                 vm = os.getpriority(os.PRIO_PROCESS, 0)  # the daemon's own, as ours
                 for comm in ("vcpu0", "vm-io"):
@@ -178,18 +185,11 @@ def test_threads_leave_fault_signals_unblocked():
     message, no log line). The control thread, workers, a VM's I/O thread,
     vCPU and block helpers of a qcow2 disk under I/O."""
     require_tool("qemu-img")
-    writer = guest("blk-writer")
     with tempfile.TemporaryDirectory(prefix="vmmd-sig.") as tmp:
         img = os.path.join(tmp, "d.qcow2")
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, "4M"], check=True)
         with Vmmd() as d:
-            q = d.qmp()
-            q.ok("vm-create", dict(vm_def("w", writer,
-                                          disks=[{"id": "vda", "file": img,
-                                                  "format": "qcow2"}]), start=True))
-            wait_for(lambda: "ok crc" in console_log(d, "w"), timeout=60,
-                     what="the writer's first pass")
-            q.ok("stop", vm="w")  # a job: at least one worker exists now
+            q = stopped_writer(d, img)
             blocked = {}
             for t in os.listdir("/proc/%d/task" % d.proc.pid):
                 try:
