@@ -51,7 +51,7 @@ tests_unit_test_x86_emul_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_x86_emul_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 
 # The Linux guest kit and the boots of a stock Debian kernel.
-TESTS += tests/functional/test-linux-boot.py
+TESTS += tests/functional/test-linux-boot.py tests/functional/test-vm-ram.py
 EXTRA_DIST += tests/guests/linux/build-kit.sh tests/guests/linux/init
 
 # Two VMs in one process, for the robustness test.

@@ -46,6 +46,7 @@ struct guest_mem {
 	_Atomic uint64_t *dirty[GUEST_MEM_MAX_REGIONS];
 	/* Shared RAM being populated from a snapshot (uffd.h); set before the vCPUs run. */
 	struct uffd *lazy;
+	bool thp; /* guest_mem_set_thp(): regions madvised MADV_HUGEPAGE */
 };
 
 /*
@@ -145,6 +146,30 @@ static int map_region(struct guest_mem_region *r, const char *backend, struct er
 	r->host = p;
 	r->fd = fd;
 	return 0;
+}
+
+/*
+ * Ask for transparent huge pages on a region, or forbid them, whatever the
+ * host's default ("madvise" on Debian, where nothing is huge unless asked
+ * for). Hugetlb regions are huge already. Advice only: a host with THP
+ * disabled, or shmem (memfd) outside shmem_enabled's "advise", keeps 4 KiB
+ * pages, so a failure is not an error.
+ */
+static void advise_thp(struct guest_mem *mem, const struct guest_mem_region *r)
+{
+	if (strcmp(mem->backend, "hugepages") != 0) {
+		madvise(r->host, r->size, mem->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	}
+}
+
+void guest_mem_set_thp(struct guest_mem *mem, bool on)
+{
+	unsigned n = atomic_load(&mem->n_regions);
+
+	mem->thp = on;
+	for (unsigned i = 0; i < n; i++) {
+		advise_thp(mem, &mem->regions[i]);
+	}
 }
 
 void guest_mem_free(struct guest_mem *mem)
@@ -357,6 +382,7 @@ int guest_mem_adopt_fd(struct guest_mem *mem, unsigned i, int fd, struct error *
 		return error_set_errno(errp, e, "cannot map the handed-over RAM");
 	}
 	madvise(p, r->size, MADV_DONTDUMP);
+	advise_thp(mem, r);
 	close(r->fd);
 	r->fd = fd;
 	return 0;
@@ -394,6 +420,7 @@ int guest_mem_add_device_region(struct guest_mem *mem, uint64_t gpa, uint64_t si
 	if (ret < 0) {
 		return ret;
 	}
+	advise_thp(mem, r);
 	if (atomic_load(&mem->tracking) || mem->dirty[0]) {
 		size_t words = (size / 4096 + 63) / 64;
 

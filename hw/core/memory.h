@@ -38,6 +38,12 @@ _Static_assert(2 + GUEST_MEM_MAX_DEVICE_REGIONS <= VM_RAM_REGIONS_MAX, "vmmd/vm.
 struct error;
 int guest_mem_new(uint64_t size, const char *backend, struct guest_mem **ret, struct error **errp);
 void guest_mem_free(struct guest_mem *mem);
+/*
+ * Transparent huge pages for every region (and every one added later) of
+ * non-hugetlb RAM: madvise MADV_HUGEPAGE with @on, MADV_NOHUGEPAGE without.
+ * Control thread, before the vCPUs run.
+ */
+void guest_mem_set_thp(struct guest_mem *mem, bool on);
 
 /*
  * Add the region of a memory device at [@gpa, @gpa+@size), mapped like the

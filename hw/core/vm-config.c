@@ -702,7 +702,7 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 		"name",	       "vcpus",	   "memory",  "cpu",	   "boot",	"disks",
 		"nics",	       "rng",	   "serial",  "on_reboot", "autostart", "acpi",
 		"mem_backend", "debugcon", "start",   "input",	   "balloon",	"incoming",
-		"usb",	       "maxcpus",  "pvpanic", NULL,
+		"usb",	       "maxcpus",  "pvpanic", "mem_thp",   NULL,
 	};
 	static const char *const reboot_choices[] = {"reset", "shutdown", NULL};
 	static const char *const backends[] = {"anonymous", "memfd", "hugepages", NULL};
@@ -733,6 +733,7 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 	cfg->vcpus = 1;
 	cfg->memory = 256ull << 20;
 	cfg->acpi = true;
+	cfg->mem_thp = true;
 
 	if ((r = get_string(def, "name", "", 64, &cfg->name, errp)) < 0) {
 		return r;
@@ -880,6 +881,7 @@ int vm_config_from_json(json_t *def, bool allow_start, struct vm_config **ret, s
 	    (r = get_bool(def, "pvpanic", "", &cfg->pvpanic, errp)) < 0 ||
 	    (r = get_choice(def, "mem_backend", "", backends, &cfg->mem_backend, errp)) < 0 ||
 	    (r = set_default(&cfg->mem_backend, "anonymous", errp)) < 0 ||
+	    (r = get_bool(def, "mem_thp", "", &cfg->mem_thp, errp)) < 0 ||
 	    (r = get_string(def, "debugcon", "", VM_PATH_MAX, &cfg->debugcon, errp)) < 0) {
 		return r;
 	}
@@ -991,6 +993,10 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 	}
 	json_object_set_new(o, "acpi", json_boolean(cfg->acpi));
 	json_object_set_new(o, "mem_backend", json_string(cfg->mem_backend));
+	if (!cfg->mem_thp) {
+		/* Only when not the default: older daemons read the definition. */
+		json_object_set_new(o, "mem_thp", json_false());
+	}
 	set_str(o, "debugcon", cfg->debugcon);
 	if (cfg->pvpanic) {
 		json_object_set_new(o, "pvpanic", json_true());

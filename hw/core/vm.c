@@ -1017,6 +1017,7 @@ int vm_build_kernel(const struct vm_config *cfg, const struct vm_host *host, str
 	if (r < 0) {
 		goto err_teardown;
 	}
+	guest_mem_set_thp(vm->mem, vm->cfg->mem_thp);
 	phase(vm, "guest-ram");
 	for (unsigned i = 0; i < vm->cfg->n_memdevs; i++) {
 		r = guest_mem_add_device_region(vm->mem, vm->cfg->memdevs[i].addr,

@@ -121,6 +121,7 @@ struct vm_config {
 	bool incoming;	   /* wait in "inmigrate" for migrate-incoming instead of booting */
 	bool acpi;	   /* default true */
 	char *mem_backend; /* "anonymous" (default), "memfd", "hugepages" */
+	bool mem_thp;	   /* transparent huge pages for guest RAM (default true) */
 	char *debugcon;	   /* file for bytes written to port 0x402; NULL: none */
 	bool pvpanic;	   /* QEMU's pvpanic ISA device at port 0x505 */
 	uint64_t maxmem;   /* RAM plus device memory (QEMU's -m maxmem=); 0: memory */

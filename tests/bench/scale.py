@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How the daemon's costs grow with the number of idle VMs (issue 16):
 tests/bench/scale.py [--counts 1,10,50,200] [--memory 16M] [--build DIR]
-                     [--plot FILE.png].
+                     [--no-thp] [--plot FILE.png].
 
 One private vmmd; VMs running the bench guest (it writes one byte to COM1
 and halts with interrupts off: an idle guest) are added until each count
@@ -16,6 +16,8 @@ second has passed:
                 idle VM should cause none: no timers, no polling)
   next_start_ms vm-create+start of one more VM until its first serial byte
   qs_p99_us     query-status round trip, 200 in a row from one client
+--no-thp defines the VMs with "mem_thp": false (vmmd-vm(5)): guest RAM in
+4 KiB pages, so a guest's first touch makes 4 KiB resident, not 2 MiB.
 --plot draws the table with gnuplot (four panels against N, log scale).
 No timing is asserted: a measurement tool. Results: tests/bench/README,
 "Scale"."""
@@ -63,6 +65,8 @@ def main():
     ap.add_argument("--counts", default="1,10,50,200")
     ap.add_argument("--memory", default="16M")
     ap.add_argument("--build", default=os.environ.get("top_builddir", "build"))
+    ap.add_argument("--no-thp", action="store_true",
+                    help='VMs with "mem_thp": false (guest RAM in 4 KiB pages)')
     ap.add_argument("--plot", help="also draw the table into this PNG (gnuplot)")
     a = ap.parse_args()
     os.environ["top_builddir"] = os.path.abspath(a.build)
@@ -70,6 +74,9 @@ def main():
     from daemon_helpers import vm_def
 
     counts = [int(x) for x in a.counts.split(",")]
+    extra = {"memory": a.memory}
+    if a.no_thp:
+        extra["mem_thp"] = False
     kernel = os.path.abspath(os.path.join(a.build, "tests", "bench", "guest",
                                           "bench-guest.elf"))
     if not os.path.exists(kernel):
@@ -105,7 +112,7 @@ def main():
             names = []
             while n < target:
                 name = "s%d" % n
-                q.ok("vm-create", dict(vm_def(name, kernel, memory=a.memory), start=True))
+                q.ok("vm-create", dict(vm_def(name, kernel, **extra), start=True))
                 names.append(name)
                 n += 1
             wait_all(names)
@@ -125,7 +132,7 @@ def main():
             lat.sort()
             name = "next%d" % target
             s = time.monotonic()
-            q.ok("vm-create", dict(vm_def(name, kernel, memory=a.memory), start=True))
+            q.ok("vm-create", dict(vm_def(name, kernel, **extra), start=True))
             while not booted(name):
                 time.sleep(0.0005)
             start_ms = (time.monotonic() - s) * 1000

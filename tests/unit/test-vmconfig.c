@@ -62,7 +62,15 @@ START_TEST(defaults)
 	ck_assert(!c->autostart);
 	ck_assert(!c->rng);
 	ck_assert_str_eq(c->mem_backend, "anonymous");
+	ck_assert(c->mem_thp);
 	ck_assert_ptr_null(c->serial_log);
+	/* The default is not written out: older daemons read definitions too. */
+	{
+		json_t *j = vm_config_to_json(c);
+
+		ck_assert_ptr_null(json_object_get(j, "mem_thp"));
+		json_decref(j);
+	}
 	vm_config_free(c);
 }
 END_TEST
@@ -84,8 +92,8 @@ START_TEST(full_example)
 		"\"52:54:00:12:34:56\"}],"
 		" \"serial\": {\"log\": \"/var/log/c\"}, \"on_reboot\": \"shutdown\", "
 		"\"autostart\": "
-		"true, \"acpi\": false, \"rng\": true, \"mem_backend\": \"memfd\", \"start\": "
-		"true}");
+		"true, \"acpi\": false, \"rng\": true, \"mem_backend\": \"memfd\", \"mem_thp\": "
+		"false, \"start\": true}");
 
 	ck_assert_uint_eq(c->vcpus, 2);
 	ck_assert_uint_eq(c->memory, 512ull << 20);
@@ -106,6 +114,7 @@ START_TEST(full_example)
 	ck_assert(!c->acpi);
 	ck_assert(c->rng);
 	ck_assert(c->autostart);
+	ck_assert(!c->mem_thp);
 
 	/* Canonical form round-trips to an equal definition. */
 	{
@@ -113,6 +122,7 @@ START_TEST(full_example)
 		struct vm_config *c2 = NULL;
 		struct error *err = NULL;
 
+		ck_assert(json_is_false(json_object_get(j1, "mem_thp")));
 		ck_assert_int_eq(vm_config_from_json(j1, false, &c2, &err), 0);
 		j2 = vm_config_to_json(c2);
 		ck_assert(json_equal(j1, j2));
@@ -180,6 +190,8 @@ START_TEST(strictness)
 	bad("{\"name\": \"a\", \"on_reboot\": \"explode\", " BOOT "}", EINVAL,
 	    "must be one of: reset, shutdown");
 	bad("{\"name\": \"a\", \"acpi\": 1, " BOOT "}", EINVAL, "true or false");
+	bad("{\"name\": \"a\", \"mem_thp\": \"on\", " BOOT "}", EINVAL,
+	    "\"mem_thp\" must be true or false");
 	bad("{\"name\": \"a\", \"cpu\": \"pentium\", " BOOT "}", EINVAL, "unknown CPU model");
 	bad("{\"name\": \"a\", \"cpu\": \"host,-warp\", " BOOT "}", EINVAL,
 	    "unknown CPU feature \"warp\"");
