@@ -17,27 +17,35 @@ set -eu
 cmd=${1:?usage: ceph-cluster.sh start|stop DIR}
 dir=${2:?usage: ceph-cluster.sh start|stop DIR}
 
+# The pid in pid file $1 if it is still a Ceph daemon's: once a daemon is
+# gone its pid may be another process's.
+daemon_pid() {
+	pid=$(cat "$1" 2>/dev/null || true)
+	[ -n "$pid" ] || return 1
+	case "$(cat "/proc/$pid/comm" 2>/dev/null)" in
+	ceph-*) echo "$pid" ;;
+	*) return 1 ;;
+	esac
+}
+
 stop() {
 	for pidf in "$dir"/run/*.pid; do
 		[ -f "$pidf" ] || continue
-		pid=$(cat "$pidf" 2>/dev/null || true)
-		[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+		pid=$(daemon_pid "$pidf") && kill "$pid" 2>/dev/null || true
 	done
 	# give them a moment to go, then make sure
 	for _ in 1 2 3 4 5 6 7 8 9 10; do
 		alive=no
 		for pidf in "$dir"/run/*.pid; do
 			[ -f "$pidf" ] || continue
-			pid=$(cat "$pidf" 2>/dev/null || true)
-			[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && alive=yes
+			daemon_pid "$pidf" >/dev/null && alive=yes
 		done
 		[ $alive = no ] && break
 		sleep 0.5
 	done
 	for pidf in "$dir"/run/*.pid; do
 		[ -f "$pidf" ] || continue
-		pid=$(cat "$pidf" 2>/dev/null || true)
-		[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+		pid=$(daemon_pid "$pidf") && kill -9 "$pid" 2>/dev/null || true
 	done
 	rm -rf "$dir"
 }

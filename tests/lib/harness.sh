@@ -17,7 +17,8 @@ cleanup() {
 	if [ -n "$VMMD_PID" ] && kill -0 "$VMMD_PID" 2>/dev/null; then
 		kill -TERM "$VMMD_PID" 2>/dev/null || true
 		for _ in $(seq 50); do kill -0 "$VMMD_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$VMMD_PID" 2>/dev/null || true
+		# only if it is still there: once reaped, its pid may be another process's
+		if kill -0 "$VMMD_PID" 2>/dev/null; then kill -KILL "$VMMD_PID" 2>/dev/null || true; fi
 	fi
 	if [ $rc -ne 0 ] && [ $rc -ne 77 ] && [ -f "$TEST_TMP/vmmd.log" ]; then
 		echo "--- vmmd log ---"; tail -n 50 "$TEST_TMP/vmmd.log"
