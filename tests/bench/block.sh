@@ -17,6 +17,8 @@
 #   threads   both tools on their thread pool (qemu-img's default engine).
 # BENCH_ENGINES="native cross io_uring threads" (the default) picks them, and
 # BENCH_CASES (shell patterns, e.g. "qcow2-rand4k-write-none-*") the rows.
+# Each round runs a case on raw and qcow2 back to back; rows "qcow2/raw"
+# (headline engines) give each tool's qcow2 rate over its raw rate per round.
 #
 # "Random" with qemu-img bench's sequential engine: the step is a prime
 # number of 4 KiB blocks, so successive requests land far apart and visit
@@ -88,42 +90,62 @@ run_one() { # tool fmt image count size step rw cache engine
 		awk -v c="$count" -v b="$bs" '$1 > 0 { printf "%.1f\n", c * b / 1048576 / $1 }'
 }
 
+# Both formats' images first: each round runs a case on raw and on qcow2
+# back to back, so "qcow2 against raw" compares runs seconds apart, not the
+# disk of one minute with the disk of the next (its speed drifts).
 for fmt in raw qcow2; do
 	img="$BENCH_TMP/bench.$fmt"
 	qemu-img create -q -f "$fmt" "$img" "${SIZE_MIB}M"
 	# fill it so reads hit allocated data in both formats
 	qemu-img bench -q -f "$fmt" -w -c $((SIZE_MIB * 16)) -s 64k -d 8 "$img" >/dev/null
-	vmm_ok=1
-	if ! "$VMM_IMG" info -f "$fmt" "$img" >/dev/null 2>&1; then
-		vmm_ok=0
+	ok=1
+	"$VMM_IMG" info -f "$fmt" "$img" >/dev/null 2>&1 || ok=0
+	eval "vmm_ok_$fmt=$ok"
+done
+
+for pattern in rand4k seq64k; do
+	if [ $pattern = rand4k ]; then
+		count=$RAND_COUNT bs=4096 step=$RAND_STEP
+	else
+		count=$SEQ_COUNT bs=65536 step=65536
 	fi
-	for pattern in rand4k seq64k; do
-		if [ $pattern = rand4k ]; then
-			count=$RAND_COUNT bs=4096 step=$RAND_STEP
-		else
-			count=$SEQ_COUNT bs=65536 step=65536
-		fi
-		for rw in read write; do
-			for cache in none writeback; do
-				n=$count
-				[ "$cache" = writeback ] && n=$((count * WB_FACTOR))
-				for engine in $BENCH_ENGINES; do
-					# Linux AIO needs O_DIRECT
-					case $engine in native | cross) [ "$cache" = none ] || continue ;; esac
+	for rw in read write; do
+		for cache in none writeback; do
+			n=$count
+			[ "$cache" = writeback ] && n=$((count * WB_FACTOR))
+			for engine in $BENCH_ENGINES; do
+				# Linux AIO needs O_DIRECT
+				case $engine in native | cross) [ "$cache" = none ] || continue ;; esac
+				fmts=""
+				for fmt in raw qcow2; do
 					row="$fmt-$pattern-$rw-$cache-$engine"
-					wanted=0
 					for pat in $BENCH_CASES; do
-						case $row in $pat) wanted=1 ;; esac
+						case $row in $pat)
+							fmts="$fmts $fmt"
+							break
+							;;
+						esac
 					done
-					[ $wanted = 1 ] || continue
-					i=0
-					while [ $i -lt "$BENCH_ROUNDS" ]; do
-						load=$(cut -d' ' -f1 /proc/loadavg)
-						if [ $((i % 2)) = 0 ]; then order="vmmd qemu"; else order="qemu vmmd"; fi
+				done
+				[ -n "$fmts" ] || continue
+				i=0
+				while [ $i -lt "$BENCH_ROUNDS" ]; do
+					load=$(cut -d' ' -f1 /proc/loadavg)
+					# which tool and which format go first alternate
+					if [ $((i % 2)) = 0 ]; then
+						order="vmmd qemu" round_fmts=$fmts
+					else
+						order="qemu vmmd" round_fmts=""
+						for fmt in $fmts; do round_fmts="$fmt $round_fmts"; done
+					fi
+					for fmt in $round_fmts; do
+						row="$fmt-$pattern-$rw-$cache-$engine"
+						img="$BENCH_TMP/bench.$fmt"
+						eval "vmm_ok=\$vmm_ok_$fmt"
 						for side in $order; do
 							e=$engine
 							if [ $side = vmmd ]; then
-								[ $vmm_ok = 1 ] || continue
+								[ "$vmm_ok" = 1 ] || continue
 								tool=$VMM_IMG
 								[ "$e" = cross ] && e=io_uring
 							else
@@ -135,9 +157,13 @@ for fmt in raw qcow2; do
 							# a failed run keeps its place: the rounds stay paired
 							echo "$row $side $i ${v:-nan} $load" >>"$RESULTS"
 						done
-						i=$((i + 1))
 					done
-					[ $vmm_ok = 1 ] || echo "$row vmmd_skipped - vmm-img cannot open $fmt images" >>"$RESULTS"
+					i=$((i + 1))
+				done
+				for fmt in $fmts; do
+					eval "vmm_ok=\$vmm_ok_$fmt"
+					[ "$vmm_ok" = 1 ] ||
+						echo "$fmt-$pattern-$rw-$cache-$engine vmmd_skipped - vmm-img cannot open $fmt images" >>"$RESULTS"
 				done
 			done
 		done
@@ -160,6 +186,7 @@ for line in open(sys.argv[1]):
     rows[row]["load"][rnd] = load
     if not math.isnan(v):
         rows[row][side][rnd] = v
+order.sort(key=lambda row: not row.startswith("raw-"))  # raw rows, then qcow2 (stable)
 ENGINE = {"native": "both Linux AIO (headline)",
           "cross": "qemu -i native vs vmm io_uring (vmmd's default)",
           "io_uring": "both io_uring", "threads": "both thread pools"}
@@ -183,6 +210,35 @@ for row in order:
     if row in skipped:
         rec["vmmd_skipped"] = skipped[row]
     print("BENCH " + json.dumps(rec))
+
+
+def per_round(q, r, side):
+    """Each round's qcow2 rate over the raw rate of the same round (one tool)."""
+    both = sorted(set(q[side]) & set(r[side]))
+    return {k: q[side][k] / r[side][k] for k in both if r[side][k] > 0}
+
+
+# qcow2 against raw (issue 16: at least 0.9x), each tool against itself in
+# the same round, for the headline engines.
+pairs = []
+for row in order:
+    fmt, pattern, rw, cache, engine = row.split("-")
+    raw = "raw-" + row[len("qcow2-"):]
+    if fmt == "qcow2" and raw in rows:
+        pairs.append((row, raw))
+        if engine != ("native" if cache == "none" else "io_uring") or row in skipped:
+            continue
+        v, q = per_round(rows[row], rows[raw], "vmmd"), per_round(rows[row], rows[raw], "qemu")
+        keep = sorted(set(v) & set(q))
+        print("BENCH " + json.dumps({
+            "figure": "block-qcow2-vs-raw-" + row[len("qcow2-"):],
+            "vmmd": [v[k] for k in keep], "qemu": [q[k] for k in keep],
+            "load": [rows[row]["load"][k] for k in keep],
+            "unit": "x raw", "better": "higher",
+            "title": "qcow2/raw, %s %s, cache=%s, %s, %s" % (
+                pattern.replace("rand", "random ").replace("seq", "sequential "), rw + "s",
+                cache, "Linux AIO" if engine == "native" else "io_uring", "same round"),
+            "note": "each tool's qcow2 rate over its own raw rate in the same round"}))
 print()
 print("%-36s %9s %9s %6s  %-28s %s" % ("case (median of rounds)", "vmm-img", "qemu-img", "ratio",
                                        "per round: median [each]", "load"))
@@ -203,4 +259,13 @@ print("(MiB/s, higher is better; ratio = vmm-img / qemu-img of the medians; per 
 print(" vmm-img / qemu-img of each round and their median; load: 1-minute load average")
 print(" at the start of the rounds; rows ending in -native are the headline for cache=none,")
 print(" -io_uring for cache=writeback)")
+print()
+print("%-36s %9s %9s" % ("qcow2 / raw, same round (median)", "vmm-img", "qemu-img"))
+for row, raw in pairs:
+    cells = []
+    for side in ("vmmd", "qemu"):
+        pr = list(per_round(rows[row], rows[raw], side).values())
+        cells.append("%.2f" % statistics.median(pr) if pr else "-")
+    print("%-36s %9s %9s" % (row[len("qcow2-"):], cells[0], cells[1]))
+print("(each tool's qcow2 rate over its own raw rate in the same round)")
 EOF
