@@ -590,6 +590,9 @@ static void put_tm(struct vmstate_buf *out, const struct tm *tm)
 	}
 }
 
+/* Bound of a loaded clock offset, in seconds (about 35000 years). */
+#define RTC_MAX_SECONDS (1ll << 40)
+
 static void get_tm(struct vmstate_buf *in, struct tm *tm)
 {
 	int *v[] = {&tm->tm_sec, &tm->tm_min,  &tm->tm_hour, &tm->tm_mday,
@@ -636,7 +639,12 @@ static int rtc_load(void *state, struct vmstate_buf *in, unsigned version, struc
 	last_c_delta = (int64_t)vmstate_get_u64(in);
 	reg_c = vmstate_get_u8(in);
 	level = vmstate_get_u8(in);
-	if (index > 0x7F || level > 1) {
+	/*
+	 * A guest's clock is within centuries of the host's, and the stream is
+	 * input: an offset near 2^63 s would overflow rtc_guest_time().
+	 */
+	if (index > 0x7F || level > 1 || offset < -RTC_MAX_SECONDS || offset > RTC_MAX_SECONDS ||
+	    last_c_delta < -RTC_MAX_SECONDS || last_c_delta > RTC_MAX_SECONDS) {
 		in->failed = true;
 	}
 	ret = vmstate_check_end(in, "the RTC", errp);
