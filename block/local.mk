@@ -27,14 +27,15 @@ tests_unit_test_block_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
 check_PROGRAMS += tests/unit/test-block-graph
 TESTS += tests/unit/test-block-graph
 tests_unit_test_block_graph_SOURCES = tests/unit/test-block-graph.c tests/unit/strdup-fail.c \
-	tests/unit/strdup-fail.h tests/unit/check-main.h
+	tests/unit/strdup-fail.h tests/unit/check-main.h tests/unit/scratch-dir.h
 tests_unit_test_block_graph_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_unit_test_block_graph_LDFLAGS = $(AM_LDFLAGS) -Wl,--wrap=strdup
 tests_unit_test_block_graph_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-block-aio
 TESTS += tests/unit/test-block-aio
-tests_unit_test_block_aio_SOURCES = tests/unit/test-block-aio.c tests/unit/check-main.h
+tests_unit_test_block_aio_SOURCES = tests/unit/test-block-aio.c tests/unit/check-main.h \
+	tests/unit/scratch-dir.h
 tests_unit_test_block_aio_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_unit_test_block_aio_LDADD = $(BLOCK_LIBS) $(UNIT_LIBS)
 

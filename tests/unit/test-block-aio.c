@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "block/block-int.h"
+#include "tests/unit/scratch-dir.h"
 
 #define NREQ 256
 #define REQ_SIZE 4096
@@ -45,12 +46,16 @@ struct treq {
 	int calls;
 };
 
+static void scratch_setup(void)
+{
+	scratch_make("test-block-aio");
+}
+
 static void setup(void)
 {
-	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/test-block-aio.XXXXXX", dir);
+	snprintf(path, sizeof(path), "%s/disk.XXXXXX", scratch);
 	fd = mkstemp(path);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(ftruncate(fd, NREQ * REQ_SIZE * 2), 0);
@@ -1067,6 +1072,7 @@ static Suite *make_suite(void)
 	Suite *s = suite_create("block-aio");
 	TCase *tc = tcase_create("core");
 
+	tcase_add_unchecked_fixture(tc, scratch_setup, scratch_remove);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, many_uring);

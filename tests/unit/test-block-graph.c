@@ -18,16 +18,20 @@
 
 #include "block/block-int.h"
 #include "strdup-fail.h"
+#include "tests/unit/scratch-dir.h"
 
 #define SIZE (1u << 20)
 
 static char dir[256];
 
+static void scratch_setup(void)
+{
+	scratch_make("test-block-graph");
+}
+
 static void setup(void)
 {
-	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
-
-	snprintf(dir, sizeof(dir), "%s/test-block-graph.XXXXXX", tmp);
+	snprintf(dir, sizeof(dir), "%s/t.XXXXXX", scratch);
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 }
 
@@ -313,6 +317,7 @@ static Suite *make_suite(void)
 	Suite *s = suite_create("block-graph");
 	TCase *tc = tcase_create("graph");
 
+	tcase_add_unchecked_fixture(tc, scratch_setup, scratch_remove);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, drain_holds_async_requests);
