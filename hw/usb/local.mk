@@ -7,7 +7,8 @@ hw_usb_libhwusb_a_SOURCES = \
 	hw/usb/usb-storage.c \
 	hw/usb/usb-hid.c \
 	hw/usb/xhci-ring.c hw/usb/xhci-ring.h \
-	hw/usb/xhci.c hw/usb/xhci.h
+	hw/usb/xhci.c hw/usb/xhci.h \
+	hw/usb/xhci-pci.c
 hw_usb_libhwusb_a_CFLAGS = $(HW_CFLAGS)
 
 TESTS += tests/functional/test-usb-xhci.py tests/functional/test-usb-hotplug.py \

@@ -8,7 +8,7 @@
  *
  * The model is transport-free, like hw/e1000.c: the owner delivers
  * interrupts and wakes the I/O thread through struct xhci_host_ops; the
- * device class (PCI glue) is at the end of xhci.c.
+ * device class (PCI glue) is in xhci-pci.c.
  *
  * Threads: register accesses arrive on vCPU threads and run the rings
  * synchronously under x->lock (transfers to usb-storage do their block I/O
