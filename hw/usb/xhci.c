@@ -296,6 +296,7 @@ static bool xhci_load_segment(struct xhci *x, struct xhci_intr *in, unsigned seg
 	if (size < 16 || size > 4096 || !guest_mem_ptr(x->mem, base, 16ull * size)) {
 		xhci_die(x, "bad event ring segment", base);
 		in->seg_size = 0;
+		in->idx = 0;
 		return false;
 	}
 	in->seg = seg;
@@ -709,11 +710,13 @@ static enum td_result do_data(struct xhci *x, unsigned slotid, unsigned dci, uns
 static void xhci_kick_ep(struct xhci *x, unsigned slotid, unsigned dci)
 {
 	struct xhci_slot *s = &x->slot[slotid];
-	struct xhci_ep *ep = &s->ep[dci];
+	struct xhci_ep *ep;
 
+	/* a doorbell's target is any byte the guest wrote: 1..31 are endpoints */
 	if (!s->enabled || dci < 1 || dci > 31) {
 		return;
 	}
+	ep = &s->ep[dci];
 	if (ep->state == EP_STOPPED) {
 		ep->state = EP_RUNNING; /* a doorbell restarts a stopped endpoint (§4.6.9) */
 	}
@@ -1841,8 +1844,16 @@ static int xhci_load_pass(struct xhci *x, struct vmstate_buf *in, bool apply, st
 		n->idx = vmstate_get_u32(in);
 		n->pcs = vmstate_get_bool(in);
 		n->full = vmstate_get_bool(in);
-		if (n->erstsz > ERST_MAX || n->seg >= MAX(n->erstsz, 1u) || n->seg_size > 4096 ||
-		    (n->seg_size && n->seg_size < 16) || n->idx >= MAX(n->seg_size, 1u)) {
+		/*
+		 * The guest may shrink ERSTSZ under the segment in use (the next
+		 * segment then wraps to 0), and a failed segment load left idx
+		 * behind before 2026-12-06: both states were saved, so both load.
+		 */
+		if (!n->seg_size) {
+			n->idx = 0;
+		}
+		if (n->erstsz > ERST_MAX || n->seg >= ERST_MAX || n->seg_size > 4096 ||
+		    (n->seg_size && n->seg_size < 16) || (n->seg_size && n->idx >= n->seg_size)) {
 			return error_set(errp, EINVAL, "xhci: bad state of interrupter %u", i);
 		}
 	}
