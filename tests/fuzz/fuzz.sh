@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-30}
 [ $# -gt 0 ] && shift
-all="json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg"
+all="json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg xhci"
 targets=${*:-$all}
 work=${FUZZ_WORK:-build-fuzz}
 mkdir -p "$work/obj"
@@ -62,6 +62,8 @@ lib virtio hw/virtio/virtqueue.c
 lib pci hw/pci/*.c
 lib isa hw/isa/*.c
 lib platform hw/platform/*.c
+lib usb hw/usb/usb.c hw/usb/scsi.c hw/usb/usb-storage.c hw/usb/usb-hid.c hw/usb/xhci-ring.c \
+	hw/usb/xhci.c
 lib fake tests/unit/fake-machine.c
 W=$work
 for t in $targets; do
@@ -73,6 +75,7 @@ for t in $targets; do
 	e1000) libs="$W/libfake.a $W/libpci.a $W/libhwcore.a $W/libnet.a $W/libcommon.a" ;;
 	uart | rtc) libs="$W/libfake.a $W/libisa.a $W/libhwcore.a $W/libcommon.a" ;;
 	fwcfg) libs="$W/libfake.a $W/libplatform.a $W/libhwcore.a $W/libcommon.a" ;;
+	xhci) libs="$W/libfake.a $W/libusb.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
 	*) echo "fuzz: unknown target $t (known: $all)" >&2; exit 2 ;;
 	esac
 	echo "==> fuzz $t for ${secs}s"

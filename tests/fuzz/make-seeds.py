@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Write the seed corpora of the operation-stream fuzz targets (ide, e1000,
-uart, rtc, fwcfg, qcow2-write) into tests/fuzz/corpus/<target>/: each seed
+uart, rtc, fwcfg, qcow2-write, xhci) into tests/fuzz/corpus/<target>/: each seed
 is a short, meaningful guest (or host) session in the encoding the target's
 switch reads (see tests/fuzz/fuzz-<target>.c), so fuzzing starts from inputs
 that reach deep into the device. Run it again after changing an encoding:
@@ -24,11 +24,11 @@ def u32(v):
     return struct.pack("<I", v & 0xffffffff)
 
 
-def write(target, seeds):
+def write(target, seeds, prefix="seed-"):
     d = os.path.join(TOP, "corpus", target)
     os.makedirs(d, exist_ok=True)
     for name, data in seeds.items():
-        with open(os.path.join(d, "seed-" + name), "wb") as f:
+        with open(os.path.join(d, prefix + name), "wb") as f:
             f.write(data)
 
 
@@ -247,6 +247,113 @@ def qcow2_write():
     write("qcow2-write", s)
 
 
+# ---- xHCI: operations of tests/fuzz/fuzz-xhci.c ----
+XFER_RING, BUF = 0x30000, 0x40000
+
+
+def xw(off, val):  # 4-byte register write
+    return u8(0, 0) + u16(off) + u32(val)
+
+
+def xr(off, size=4):
+    return u8(1, {1: 0, 2: 1, 4: 2, 8: 3}[size]) + u16(off)
+
+
+def xtrb(gpa, param, status, ttype, flags, high=0):
+    return u8(3) + u16(gpa >> 4) + u32(param) + u32(param >> 32) + u32(status) + \
+        u8(ttype, flags) + u16(high)
+
+
+def xcmd(ttype, slot=0, ctx=0, flags=0, ep=0, ring=0):
+    # Set TR Dequeue Pointer takes one more byte: which transfer ring
+    extra = u8(ring) if ttype == 16 else b""
+    return u8(6, ttype - 1, slot, ctx, flags) + extra + u8(ep)
+
+
+def xctx(index, dword, val, ctx=0):  # a dword of input context @ctx
+    return u8(7, 1, ctx, index, dword) + u32(val)
+
+
+def xenumerate(port):
+    """Reset USB 2.0 @port, Enable Slot, Address Device (slot 1, EP0 ring at XFER_RING)."""
+    mps = 64
+    return (xw(0x440 + 0x10 * (port - 1), 1 << 9 | 1 << 4) +  # PORTSC: PP, PR
+            xcmd(9) +                                          # Enable Slot
+            xctx(0, 1, 0x3) +                                  # add slot and EP0
+            xctx(1, 0, 1 << 27) + xctx(1, 1, port << 16) +     # one entry, root port
+            xctx(2, 1, 3 << 1 | 4 << 3 | mps << 16) +          # EP0: CErr 3, control
+            xctx(2, 2, XFER_RING | 1) + xctx(2, 3, 0) + xctx(2, 4, 8) +
+            xcmd(11, slot=1))                                  # Address Device
+
+
+def xget_descriptor(at, dtype, length):
+    """GET_DESCRIPTOR on EP0 of slot 1 (Setup, Data IN, Status), doorbell 1."""
+    setup = 0x80 | 6 << 8 | (dtype << 8) << 16 | length << 48
+    return (xtrb(at, setup, 8, 2, 0x41, 3) + xtrb(at + 16, BUF, length, 3, 1, 1) +
+            xtrb(at + 32, 0, 0, 4, 0x21) + u8(4, 1, 1) + u16(0))
+
+
+def xsetup_trbs(at, request, value, length, data_in=True):
+    """A control transfer's TRBs at @at: Setup, Data (if @length), Status."""
+    setup = (0x80 if data_in else 0) | request << 8 | value << 16 | length << 48
+    trt = (3 if data_in else 2) if length else 0
+    trbs = xtrb(at, setup, 8, 2, 0x41, trt)
+    if length:
+        trbs += xtrb(at + 16, BUF, length, 3, 1, 1 if data_in else 0)
+        at += 16
+    return trbs + xtrb(at + 16, 0, 0, 4, 0x21, 0 if (data_in and length) else 1)
+
+
+def xstorage_read():
+    """usb-storage on port 2: enumerate, SET_CONFIGURATION, Configure Endpoint
+    (bulk IN DCI 3, bulk OUT DCI 4), then a Bulk-Only READ(10) of block 0:
+    CBW out, 512 bytes in, CSW in."""
+    ring_in, ring_out, cbw_at = XFER_RING + 0x400, XFER_RING + 0x800, BUF + 0x100
+    cbw = (struct.pack("<IIIBBB", 0x43425355, 1, 512, 0x80, 0, 10) +
+           bytes([0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]) + bytes(6))
+    ep = (lambda dci, ttype, ring: xctx(dci + 1, 1, 3 << 1 | ttype << 3 | 512 << 16, 1) +
+          xctx(dci + 1, 2, ring | 1, 1) + xctx(dci + 1, 4, 512, 1))
+    return (u8(5, 0, 0) + u8(9, 2, 2) + xenumerate(2) +
+            xsetup_trbs(XFER_RING, 9, 1, 0, data_in=False) + u8(4, 1, 1) + u16(0) +
+            xctx(0, 1, 0x19, 1) + xctx(1, 0, 4 << 27, 1) + ep(3, 6, ring_in) +
+            ep(4, 2, ring_out) + xcmd(12, slot=1, ctx=1) +
+            u8(2) + u16(cbw_at >> 4) + u8(len(cbw) - 1) + cbw +
+            xtrb(ring_out, cbw_at, 31, 1, 0x21) + u8(4, 1, 4) + u16(0) +
+            xtrb(ring_in, BUF + 0x200, 512, 1, 0x21) + xtrb(ring_in + 16, BUF + 0x400, 13, 1, 0x21) +
+            u8(4, 1, 3) + u16(0) + u8(8, 1) + u8(12))
+
+
+def xhci():
+    s = {}
+    run = u8(5, 0, 0)
+    s["registers"] = (b"".join(xr(o) for o in (0, 4, 8, 0x10, 0x14, 0x18, 0x20, 0x40, 0x44,
+                                               0x48, 0x440, 0x1000, 0x1020)) +
+                      xr(0x58, 8) + xw(0x40, 2) + xr(0x44) + xw(0x44, 0x41c) + u8(11))
+    s["keyboard"] = (run + u8(9, 1, 0) + xenumerate(1) + xget_descriptor(XFER_RING, 1, 18) +
+                     xget_descriptor(XFER_RING + 48, 2, 34) +
+                     u8(10, 0, 4, 1) + u16(0) + u8(0, 1) + u8(8, 1) + u8(12))
+    s["storage"] = (run + u8(9, 2, 2) + xenumerate(2) +
+                    xget_descriptor(XFER_RING, 1, 18) + xcmd(12, slot=1, ctx=0) +
+                    xcmd(14, slot=1, ep=1) + xcmd(15, slot=1, ep=1) + xcmd(16, slot=1, ep=1) +
+                    u8(12) + xcmd(17, slot=1) + xcmd(10, slot=1) + u8(9, 2, 3))
+    s["tablet-reset"] = (run + u8(9, 0, 1) + xenumerate(1) + u8(10, 2, 0, 0) + u16(1000) +
+                         u8(0, 1) + u8(11) + run + xcmd(23) + u8(12) + u8(13) + u16(40) +
+                         bytes(range(40)))
+    s["storage-read"] = xstorage_read()
+    write("xhci", s)
+    # The bugs the fuzzer found, rebuilt in this encoding (make check replays them):
+    # a doorbell target past the 31 endpoints (UBSan), and a state saved after
+    # events were posted and the event ring segment then moved outside RAM, which
+    # the load refused (aborts in any build).
+    c = {}
+    c["doorbell-target-beyond-31"] = (run + u8(9, 1, 0) + xenumerate(1) + u8(4, 1, 33) + u16(0) +
+                                      u8(4, 1, 255) + u16(0))
+    c["state-after-bad-event-segment"] = (run + xcmd(23) + xcmd(23) + u8(2) + u16(0x3000 >> 4) +
+                                          u8(7) + u32(0) + u32(4) + u8(0, 1) + u16(0x1030) +
+                                          u32(0x3000) + u32(0) + u8(12))
+    write("xhci", c, prefix="crash-")
+
+
 if __name__ == "__main__":
     ide()
     e1000()
@@ -254,3 +361,4 @@ if __name__ == "__main__":
     rtc()
     fwcfg()
     qcow2_write()
+    xhci()
