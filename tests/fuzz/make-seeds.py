@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Write the seed corpora of the operation-stream fuzz targets (ide, e1000,
-uart, rtc, fwcfg, qcow2-write, xhci) into tests/fuzz/corpus/<target>/: each seed
+uart, rtc, fwcfg, qcow2-write, xhci, i8042) into tests/fuzz/corpus/<target>/: each seed
 is a short, meaningful guest (or host) session in the encoding the target's
 switch reads (see tests/fuzz/fuzz-<target>.c), so fuzzing starts from inputs
 that reach deep into the device. Run it again after changing an encoding:
@@ -354,6 +354,24 @@ def xhci():
     write("xhci", c, prefix="crash-")
 
 
+# ---- i8042: port index 0 is 0x60 (data), 4 is 0x64 (status / command) ----
+def i8042():
+    s = {}
+    s["controller"] = (pw(4, 0xaa) + pr(4) + pr(0) + pw(4, 0xab) + pr(0) + pw(4, 0x20) + pr(0) +
+                       pw(4, 0x60) + pw(0, 0x47) + pw(4, 0x20) + pr(0) + pw(4, 0xd0) + pr(0) +
+                       pw(4, 0xd1) + pw(0, 0xdf) + pw(4, 0xad) + pw(4, 0xae) + pr(4))
+    s["keyboard"] = (pw(0, 0xff) + pr(0) + pr(0) + pw(0, 0xf2) + pr(0) + pr(0) + pr(0) +
+                     pw(0, 0xed) + pr(0) + pw(0, 0x07) + pr(0) + pw(0, 0xf3) + pw(0, 0x20) +
+                     pr(0) + pw(0, 0xf0) + pw(0, 0x00) + pr(0) + pr(0) + pw(0, 0xf4) + pr(0) +
+                     pw(0, 0xee) + pr(0) + pw(0, 0x12) + pr(0))
+    s["aux-and-loops"] = (pw(4, 0xa8) + pw(4, 0xa9) + pr(0) + pw(4, 0xd4) + pw(0, 0xff) + pr(0) +
+                          pw(4, 0xd2) + pw(0, 0x55) + pr(4) + pr(0) + pw(4, 0xd3) + pw(0, 0xaa) +
+                          pr(0) + pw(4, 0xa7) + pr(4))
+    s["reset-save-load"] = (pw(0, 0xf2) + u8(7, 0) + pr(0) + u8(6, 0) + pw(4, 0xfe) +
+                            pw(4, 0xd1) + pw(0, 0xfe) + u8(8, 0, 12) + bytes(range(12)))
+    write("i8042", s)
+
+
 if __name__ == "__main__":
     ide()
     e1000()
@@ -362,3 +380,4 @@ if __name__ == "__main__":
     fwcfg()
     qcow2_write()
     xhci()
+    i8042()
