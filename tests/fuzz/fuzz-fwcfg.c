@@ -92,9 +92,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		case 3: { /* a DMA descriptor at a guest address */
 			uint32_t at = fz_u32(&f) % (RAM_SIZE + 64);
-			uint32_t d[4] = {htobe32(fz_u32(&f)), htobe32(fz_u32(&f)), 0, 0};
-			uint64_t addr = fz_u32(&f) % (RAM_SIZE + 4096);
+			uint32_t d[4] = {htobe32(fz_u32(&f)), 0, 0, 0}; /* control, length */
+			uint64_t addr;
 
+			d[1] = htobe32(
+				fz_u32(&f)); /* after d[0]: an initializer's order is unspecified */
+			addr = fz_u32(&f) % (RAM_SIZE + 4096);
 			d[2] = htobe32((uint32_t)(addr >> 32));
 			d[3] = htobe32((uint32_t)addr);
 			guest_mem_write(mem, at, d, sizeof(d));
