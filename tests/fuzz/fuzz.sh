@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-30}
 [ $# -gt 0 ] && shift
-all="json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg xhci i8042"
+all="json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg xhci i8042 acpi"
 targets=${*:-$all}
 work=${FUZZ_WORK:-build-fuzz}
 mkdir -p "$work/obj"
@@ -75,6 +75,7 @@ for t in $targets; do
 	e1000) libs="$W/libfake.a $W/libpci.a $W/libhwcore.a $W/libnet.a $W/libcommon.a" ;;
 	uart | rtc | i8042) libs="$W/libfake.a $W/libisa.a $W/libhwcore.a $W/libcommon.a" ;;
 	fwcfg) libs="$W/libfake.a $W/libplatform.a $W/libhwcore.a $W/libcommon.a" ;;
+	acpi) libs="$W/libfake.a $W/libplatform.a $W/libisa.a $W/libhwcore.a $W/libcommon.a" ;;
 	xhci) libs="$W/libfake.a $W/libusb.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
 	*) echo "fuzz: unknown target $t (known: $all)" >&2; exit 2 ;;
 	esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Write the seed corpora of the operation-stream fuzz targets (ide, e1000,
-uart, rtc, fwcfg, qcow2-write, xhci, i8042) into tests/fuzz/corpus/<target>/: each seed
+uart, rtc, fwcfg, qcow2-write, xhci, i8042, acpi) into tests/fuzz/corpus/<target>/: each seed
 is a short, meaningful guest (or host) session in the encoding the target's
 switch reads (see tests/fuzz/fuzz-<target>.c), so fuzzing starts from inputs
 that reach deep into the device. Run it again after changing an encoding:
@@ -372,6 +372,34 @@ def i8042():
     write("i8042", s)
 
 
+# ---- ACPI: block 0 PM (0x600), 1 GPE0 (0xafe0), 2 PCI hotplug (0xae00), 3 CPU hotplug (0xaf00) ----
+def aw(block, off, size, val):
+    return u8(0, block, off, {1: 0, 2: 1, 4: 2}[size]) + u32(val)
+
+
+def ar(block, off, size):
+    return u8(3, block, off, {1: 0, 2: 1, 4: 2}[size])
+
+
+def acpi():
+    s = {}
+    gpe = ar(1, 0, 2) + aw(1, 0, 2, 0xffff) + aw(1, 2, 2, 0x000f)
+    event = aw(3, 5, 1, 0) + ar(3, 4, 1) + ar(3, 8, 4) + ar(3, 0, 4)  # next event, flags, id
+    s["cpu-plug-unplug"] = (ar(3, 0, 1) + aw(3, 0, 4, 0) + gpe + u8(5, 0, 2) + gpe + event +
+                            aw(3, 4, 1, 0x02) + u8(6, 0, 2) + event + aw(3, 5, 1, 1) +
+                            aw(3, 8, 4, 0x103) + aw(3, 5, 1, 2) + aw(3, 8, 4, 0x80) +
+                            aw(3, 4, 1, 0x04) + aw(3, 4, 1, 0x08) + u8(7) + event +
+                            aw(3, 5, 1, 3) + ar(3, 8, 4) + u8(10, 2) + u8(9, 2))
+    s["pci-plug-eject"] = (aw(2, 0x10, 4, 0) + u8(5, 1, 3) + gpe + ar(2, 0, 4) + ar(2, 0xc, 4) +
+                           u8(8, 3, 1) + ar(2, 0xc, 4) + u8(6, 1, 3) + ar(2, 4, 4) +
+                           aw(2, 8, 4, 1 << 3) + ar(2, 4, 4) + aw(2, 0x14, 4, 1 << 3) +
+                           ar(2, 0x14, 4) + u8(10, 1) + u8(9, 1))
+    s["pm"] = (ar(0, 0, 2) + aw(0, 2, 2, 0x0121) + ar(0, 8, 4) + ar(0, 8, 4) + aw(0, 4, 2, 1) +
+               ar(0, 4, 2) + aw(0, 0, 2, 0xffff) + u8(10, 0) + aw(0, 4, 2, 0x2001) +
+               aw(0, 4, 2, 0x3c01) + u8(9, 0) + u8(11, 0, 16) + bytes(range(16)))
+    write("acpi", s)
+
+
 if __name__ == "__main__":
     ide()
     e1000()
@@ -381,3 +409,4 @@ if __name__ == "__main__":
     qcow2_write()
     xhci()
     i8042()
+    acpi()
