@@ -438,22 +438,27 @@ static int blk_parse(struct virtio_blk *b, struct blk_req *r)
 	return 1;
 }
 
-/* Can @r be appended to the merged request headed by @head (ending at @tail)? */
+/*
+ * Can @r be appended to the merged request headed by @head (ending at
+ * @tail)? Not a request without data (a guest may send a read or write of
+ * no bytes): nothing to gain, and it must not be linked without merging.
+ */
 static bool can_merge(const struct blk_req *head, const struct blk_req *tail,
 		      const struct blk_req *r)
 {
 	return (r->op == BLOCK_OP_READ || r->op == BLOCK_OP_WRITE) && r->op == head->op &&
 	       r->flush_after == head->flush_after && tail->offset + tail->len == r->offset &&
-	       head->len + r->len <= BLK_MERGE_MAX_BYTES &&
+	       head->iovcnt > 0 && r->iovcnt > 0 && head->len + r->len <= BLK_MERGE_MAX_BYTES &&
 	       head->iovcnt + r->iovcnt <= BLK_MERGE_MAX_IOV;
 }
 
-static void merge_into(struct blk_req *head, struct blk_req *tail, struct blk_req *r)
+/* Append @r to @head's request; false (nothing changed) if out of memory. */
+static bool merge_into(struct blk_req *head, struct blk_req *tail, struct blk_req *r)
 {
 	struct iovec *iov = realloc(head->iov, sizeof(*iov) * (head->iovcnt + r->iovcnt));
 
 	if (!iov) {
-		return;
+		return false;
 	}
 	memcpy(iov + head->iovcnt, r->iov, sizeof(*iov) * r->iovcnt);
 	head->iov = iov;
@@ -463,6 +468,7 @@ static void merge_into(struct blk_req *head, struct blk_req *tail, struct blk_re
 	free(r->iov);
 	r->iov = NULL;
 	r->iovcnt = 0;
+	return true;
 }
 
 static void blk_queue_notify(void *dev, unsigned q)
@@ -502,15 +508,10 @@ static void blk_queue_notify(void *dev, unsigned q)
 		if (n == 0) {
 			continue;
 		}
-		if (head && can_merge(head, tail, r)) {
-			size_t before = head->iovcnt;
-
-			merge_into(head, tail, r);
-			if (head->iovcnt != before) {
-				head->merged++;
-				tail = r;
-				continue;
-			}
+		if (head && can_merge(head, tail, r) && merge_into(head, tail, r)) {
+			head->merged++;
+			tail = r;
+			continue;
 		}
 		if (head) {
 			blk_submit(head);
