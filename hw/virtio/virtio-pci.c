@@ -841,7 +841,12 @@ int virtio_load(struct virtio_dev *vp, struct vmstate_buf *in, struct error **er
 		return error_set(errp, EINVAL, "%s: transport state is truncated or invalid",
 				 vp->name);
 	}
-	if (drv_features & ~vp->dev_features) {
+	/*
+	 * Only negotiated features must be offered: before FEATURES_OK the
+	 * register holds whatever the driver wrote (it reads it back), and a
+	 * guest that wrote bits the device lacks is saved with them.
+	 */
+	if ((status & VIRTIO_STATUS_FEATURES_OK) && (drv_features & ~vp->dev_features)) {
 		return error_set(errp, EINVAL,
 				 "%s: the snapshot's driver features 0x%" PRIx64
 				 " are not offered by this device (0x%" PRIx64 ")",
@@ -870,8 +875,11 @@ int virtio_load(struct virtio_dev *vp, struct vmstate_buf *in, struct error **er
 		vq->desc = q[i].desc;
 		vq->avail = q[i].avail;
 		vq->used = q[i].used;
-		vq->vq.event_idx = drv_features & (1ull << VIRTIO_F_EVENT_IDX);
-		vq->vq.indirect = drv_features & (1ull << VIRTIO_F_INDIRECT_DESC);
+		/* as at FEATURES_OK: a driver's unaccepted bits change nothing */
+		vq->vq.event_idx = (status & VIRTIO_STATUS_FEATURES_OK) &&
+				   (drv_features & (1ull << VIRTIO_F_EVENT_IDX));
+		vq->vq.indirect = (status & VIRTIO_STATUS_FEATURES_OK) &&
+				  (drv_features & (1ull << VIRTIO_F_INDIRECT_DESC));
 		if (q[i].enabled) {
 			vq->vq.mem = vm_guest_mem(vp->vm);
 			vq->vq.size = vq->size;
