@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Write the seed corpora of the operation-stream fuzz targets (ide, e1000,
-uart, rtc, fwcfg, qcow2-write, xhci, i8042, acpi) into tests/fuzz/corpus/<target>/: each seed
+uart, rtc, fwcfg, qcow2-write, xhci, i8042, acpi,
+virtio-blk) into tests/fuzz/corpus/<target>/: each seed
 is a short, meaningful guest (or host) session in the encoding the target's
 switch reads (see tests/fuzz/fuzz-<target>.c), so fuzzing starts from inputs
 that reach deep into the device. Run it again after changing an encoding:
@@ -400,6 +401,62 @@ def acpi():
     write("acpi", s)
 
 
+# ---- virtio-blk: operations of tests/fuzz/fuzz-virtio-blk.c ----
+# Descriptors and headers name buffers in 16-byte units from BUF (0x20000); the
+# plain guest write (operation 3) takes an absolute address in 16-byte units.
+VB_IN, VB_OUT, VB_FLUSH, VB_GET_ID, VB_DISCARD, VB_WZ, VB_BAD = range(7)  # index into types[]
+
+
+def vinit(want, q=0):
+    return u8(0) + u32(want) + u8(q)
+
+
+def vdesc(i, unit, length, flags, nxt=0):
+    return u8(4, i) + u16(unit) + u16(length) + u8(flags, nxt)
+
+
+def vhdr(unit, tidx, sector, past_end=False):
+    return u8(5) + u16(unit) + u8(tidx) + u16(sector) + u8(0x80 if past_end else 0)
+
+
+def vreq(first, hdr_unit, tidx, sector, data_unit=None, length=0, dev_writes=False,
+         past_end=False):
+    """Header, optional data, status in descriptors first.., then the kick and the I/O loop."""
+    out = vhdr(hdr_unit, tidx, sector, past_end) + vdesc(first, hdr_unit, 16, 1, first + 1)
+    st = first + 1
+    if data_unit is not None:
+        out += vdesc(first + 1, data_unit, length, 3 if dev_writes else 1, first + 2)
+        st = first + 2
+    return out + vdesc(st, 0xf00 + first, 1, 2) + u8(6, first) + u8(7, 8)
+
+
+def virtio_blk():
+    s = {}
+    feats = 1 << 9 | 1 << 13 | 1 << 14  # FLUSH, DISCARD, WRITE_ZEROES
+    seg = struct.pack("<QII", 4, 2, 0)  # sector 4, 2 sectors, no flags
+    s["read-write-flush"] = (vinit(feats) + u8(3) + u16(0x2010) + u8(15) + bytes(range(1, 17)) +
+                             vreq(0, 0, VB_OUT, 2, 0x10, 512) +
+                             vreq(3, 0x200, VB_IN, 2, 0x300, 512, dev_writes=True) +
+                             vreq(6, 0x400, VB_FLUSH, 0) +
+                             vreq(8, 0x500, VB_GET_ID, 0, 0x600, 20, dev_writes=True) +
+                             u8(11))
+    s["discard-zeroes"] = (vinit(feats) + u8(3) + u16(0x2700) + u8(15) + seg +
+                           vreq(0, 0, VB_DISCARD, 0, 0x700, 16) +
+                           vreq(3, 0x100, VB_WZ, 0, 0x700, 16) + u8(10) + vinit(feats))
+    s["bad-requests"] = (vinit(0) + vreq(0, 0, VB_IN, 0xffff, 0x10, 512, True, past_end=True) +
+                         vreq(3, 0x100, VB_BAD, 0) + vdesc(6, 0, 16, 1, 6) + u8(6, 6) + u8(7, 8) +
+                         u8(2, 0, 0x14, 0) + u8(10) + vinit(0) +
+                         vreq(0, 0, VB_OUT, 0, 0x10, 511))
+    # an indirect table of three at BUF + 0x8000: header, data, status
+    table = (struct.pack("<QIHH", 0x20000, 16, 1, 1) + struct.pack("<QIHH", 0x20100, 512, 3, 2) +
+             struct.pack("<QIHH", 0x2f000, 1, 2, 0))
+    s["indirect-event-idx"] = (vinit(1 << 28 | 1 << 29) + vhdr(0, VB_IN, 1) + u8(3) +
+                               u16(0x2800) + u8(47) + table + vdesc(0, 0x800, 48, 4) +
+                               u8(6, 0) + u8(7, 8) + u8(12, 8) + bytes(8) + u8(9) + u8(8, 4, 1) +
+                               u32(0))
+    write("virtio-blk", s)
+
+
 if __name__ == "__main__":
     ide()
     e1000()
@@ -410,3 +467,4 @@ if __name__ == "__main__":
     xhci()
     i8042()
     acpi()
+    virtio_blk()
