@@ -832,8 +832,14 @@ int virtio_load(struct virtio_dev *vp, struct vmstate_buf *in, struct error **er
 		q[i].used_idx = vmstate_get_u16(in);
 		q[i].signalled = vmstate_get_u16(in);
 		q[i].signalled_valid = vmstate_get_bool(in);
-		if (q[i].size == 0 || q[i].size > vp->cfg.queue_max ||
-		    (q[i].size & (q[i].size - 1))) {
+		/*
+		 * The size register latches any value the driver writes; only an
+		 * enabled queue's was checked (at queue_enable), so only it must
+		 * be valid here: a guest's bad size on a queue it never enabled
+		 * is saved and loads as it was.
+		 */
+		if (q[i].enabled && (q[i].size == 0 || q[i].size > vp->cfg.queue_max ||
+				     (q[i].size & (q[i].size - 1)))) {
 			in->failed = true;
 		}
 	}

@@ -356,6 +356,16 @@ START_TEST(test_feature_negotiation_rules)
 		mw(d.common + 0x08, 1, 4);
 		ck_assert_uint_eq(mr(d.common + 0x0c, 4), 1 | 1u << 31);
 		ck_assert_uint_eq(drv_status(&d) & VIRTIO_STATUS_FEATURES_OK, 0);
+		/* so is a queue size no queue can have, on a queue never enabled */
+		mw(d.common + 0x16, 0, 2);
+		mw(d.common + 0x18, 3, 2);
+		vmstate_buf_init(&out);
+		ck_assert_int_eq(dev_cls->save(dev_state, &out, NULL), 0);
+		vmstate_buf_wrap(&in, out.data, out.len);
+		ck_assert_msg(dev_cls->load(dev_state, &in, dev_cls->state_version, &err) == 0,
+			      "%s", err ? err->msg : "");
+		vmstate_buf_free(&out);
+		ck_assert_uint_eq(mr(d.common + 0x18, 2), 3);
 	}
 	/* a queue index past num_queues reads as absent */
 	mw(d.common + 0x16, 7, 2);
