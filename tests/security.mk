@@ -24,7 +24,7 @@ FUZZ_REPLAYS = tests/fuzz/replay-json-stream tests/fuzz/replay-virtqueue \
 	tests/fuzz/replay-qcow2-open tests/fuzz/replay-qcow2-write tests/fuzz/replay-ide \
 	tests/fuzz/replay-e1000 tests/fuzz/replay-uart tests/fuzz/replay-rtc tests/fuzz/replay-fwcfg \
 	tests/fuzz/replay-xhci tests/fuzz/replay-i8042 tests/fuzz/replay-acpi \
-	tests/fuzz/replay-virtio-blk
+	tests/fuzz/replay-virtio-blk tests/fuzz/replay-virtio-mem
 check_PROGRAMS += $(FUZZ_REPLAYS)
 FUZZ_INPUT = tests/fuzz/fuzz-input.h tests/fuzz/replay-main.c
 tests_fuzz_replay_json_stream_SOURCES = tests/fuzz/fuzz-json-stream.c $(FUZZ_INPUT)
@@ -66,9 +66,15 @@ tests_fuzz_replay_i8042_LDADD = hw/isa/libhwisa.a $(FAKE_MACHINE_LIBS)
 tests_fuzz_replay_acpi_SOURCES = tests/fuzz/fuzz-acpi.c $(FUZZ_INPUT) $(FAKE_MACHINE)
 tests_fuzz_replay_acpi_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 tests_fuzz_replay_acpi_LDADD = hw/platform/libhwplatform.a hw/isa/libhwisa.a $(FAKE_MACHINE_LIBS)
-tests_fuzz_replay_virtio_blk_SOURCES = tests/fuzz/fuzz-virtio-blk.c $(FUZZ_INPUT) $(FAKE_MACHINE)
+tests_fuzz_replay_virtio_blk_SOURCES = tests/fuzz/fuzz-virtio-blk.c tests/fuzz/fuzz-virtio.h \
+	$(FUZZ_INPUT) $(FAKE_MACHINE)
 tests_fuzz_replay_virtio_blk_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_fuzz_replay_virtio_blk_LDADD = hw/virtio/libhwvirtio.a hw/pci/libhwpci.a $(FAKE_MACHINE_LIBS) \
+	$(BLOCK_LIBS)
+tests_fuzz_replay_virtio_mem_SOURCES = tests/fuzz/fuzz-virtio-mem.c tests/fuzz/fuzz-virtio.h \
+	$(FUZZ_INPUT) $(FAKE_MACHINE)
+tests_fuzz_replay_virtio_mem_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_fuzz_replay_virtio_mem_LDADD = hw/virtio/libhwvirtio.a hw/pci/libhwpci.a $(FAKE_MACHINE_LIBS) \
 	$(BLOCK_LIBS)
 tests_fuzz_replay_xhci_SOURCES = tests/fuzz/fuzz-xhci.c $(FUZZ_INPUT) $(FAKE_MACHINE)
 tests_fuzz_replay_xhci_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-30}
 [ $# -gt 0 ] && shift
-all="json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg xhci i8042 acpi virtio-blk"
+all="json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg xhci i8042 acpi virtio-blk virtio-mem"
 targets=${*:-$all}
 work=${FUZZ_WORK:-build-fuzz}
 mkdir -p "$work/obj"
@@ -59,7 +59,7 @@ lib block block/*.c
 lib net net/*.c
 lib hwcore hw/core/memory.c hw/core/iobus.c hw/core/uffd.c
 lib virtio hw/virtio/virtqueue.c
-lib virtiodev hw/virtio/virtqueue.c hw/virtio/virtio-pci.c hw/virtio/blk.c
+lib virtiodev hw/virtio/virtqueue.c hw/virtio/virtio-pci.c hw/virtio/blk.c hw/virtio/mem.c
 lib pci hw/pci/*.c
 lib isa hw/isa/*.c
 lib platform hw/platform/*.c
@@ -76,7 +76,7 @@ for t in $targets; do
 	e1000) libs="$W/libfake.a $W/libpci.a $W/libhwcore.a $W/libnet.a $W/libcommon.a" ;;
 	uart | rtc | i8042) libs="$W/libfake.a $W/libisa.a $W/libhwcore.a $W/libcommon.a" ;;
 	fwcfg) libs="$W/libfake.a $W/libplatform.a $W/libhwcore.a $W/libcommon.a" ;;
-	virtio-blk) libs="$W/libfake.a $W/libvirtiodev.a $W/libpci.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
+	virtio-blk | virtio-mem) libs="$W/libfake.a $W/libvirtiodev.a $W/libpci.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
 	acpi) libs="$W/libfake.a $W/libplatform.a $W/libisa.a $W/libhwcore.a $W/libcommon.a" ;;
 	xhci) libs="$W/libfake.a $W/libusb.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
 	*) echo "fuzz: unknown target $t (known: $all)" >&2; exit 2 ;;

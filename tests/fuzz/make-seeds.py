@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the seed corpora of the operation-stream fuzz targets (ide, e1000,
 uart, rtc, fwcfg, qcow2-write, xhci, i8042, acpi,
-virtio-blk) into tests/fuzz/corpus/<target>/: each seed
+virtio-blk, virtio-mem) into tests/fuzz/corpus/<target>/: each seed
 is a short, meaningful guest (or host) session in the encoding the target's
 switch reads (see tests/fuzz/fuzz-<target>.c), so fuzzing starts from inputs
 that reach deep into the device. Run it again after changing an encoding:
@@ -457,6 +457,30 @@ def virtio_blk():
     write("virtio-blk", s)
 
 
+# ---- virtio-mem: the transport operations as for virtio-blk; 5 a request, 13 requested-size ----
+def mreq(first, unit, tidx, block, nb, misaligned=False):
+    """Request (plug 0, unplug 1, unplug-all 2, state 3, bad 4, 5) in descriptor
+    @first, its response in @first + 1, the kick and the I/O loop."""
+    return (u8(5) + u16(unit) + u8(tidx, block & 0xff, 1 if misaligned else 0, nb) +
+            vdesc(first, unit, 24, 1, first + 1) + vdesc(first + 1, unit + 4, 10, 2) +
+            u8(6, first) + u8(7, 8))
+
+
+def virtio_mem():
+    s = {}
+    start = vinit(1)  # ACPI_PXM, as the unit test
+    s["plug-state-unplug"] = (start + mreq(0, 0, 0, 0, 1) + mreq(2, 0x10, 3, 0, 2) +
+                              mreq(4, 0x20, 0, 1, 1) + mreq(6, 0x30, 1, 0, 1) +
+                              mreq(8, 0x40, 3, 0, 4) + u8(11) + mreq(10, 0x50, 2, 0, 0))
+    s["bad-ranges"] = (start + mreq(0, 0, 0, 3, 2) + mreq(2, 0x10, 0, 0xff, 1) +
+                       mreq(4, 0x20, 0, 0, 1, misaligned=True) + mreq(6, 0x30, 4, 0, 1) +
+                       mreq(8, 0x40, 0, 0, 0) + mreq(10, 0x50, 3, 0x80, 7))
+    s["requested-size"] = (start + u8(13, 4) + mreq(0, 0, 0, 0, 4) + u8(13, 0) +
+                           mreq(2, 0x10, 3, 0, 4) + mreq(4, 0x20, 2, 0, 0) + u8(13, 5) +
+                           u8(10) + start + mreq(0, 0, 0, 2, 2) + u8(11) + u8(12, 4) + u32(7))
+    write("virtio-mem", s)
+
+
 if __name__ == "__main__":
     ide()
     e1000()
@@ -468,3 +492,4 @@ if __name__ == "__main__":
     i8042()
     acpi()
     virtio_blk()
+    virtio_mem()

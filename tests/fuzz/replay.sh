@@ -5,7 +5,7 @@
 set -eu
 src=${top_srcdir:-$(dirname "$0")/../..}
 bld=${top_builddir:-.}
-for t in json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg xhci i8042 acpi virtio-blk; do
+for t in json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg xhci i8042 acpi virtio-blk virtio-mem; do
 	printf '%s: ' "$t"
 	"$bld/tests/fuzz/replay-$t" "$src/tests/fuzz/corpus/$t"
 done
