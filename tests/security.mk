@@ -67,6 +67,7 @@ tests_fuzz_replay_acpi_SOURCES = tests/fuzz/fuzz-acpi.c $(FUZZ_INPUT) $(FAKE_MAC
 tests_fuzz_replay_acpi_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 tests_fuzz_replay_acpi_LDADD = hw/platform/libhwplatform.a hw/isa/libhwisa.a $(FAKE_MACHINE_LIBS)
 tests_fuzz_replay_virtio_blk_SOURCES = tests/fuzz/fuzz-virtio-blk.c tests/fuzz/fuzz-virtio.h \
+	tests/fuzz/fuzz-disk.h \
 	$(FUZZ_INPUT) $(FAKE_MACHINE)
 tests_fuzz_replay_virtio_blk_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_fuzz_replay_virtio_blk_LDADD = hw/virtio/libhwvirtio.a hw/pci/libhwpci.a $(FAKE_MACHINE_LIBS) \
@@ -76,7 +77,8 @@ tests_fuzz_replay_virtio_mem_SOURCES = tests/fuzz/fuzz-virtio-mem.c tests/fuzz/f
 tests_fuzz_replay_virtio_mem_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_fuzz_replay_virtio_mem_LDADD = hw/virtio/libhwvirtio.a hw/pci/libhwpci.a $(FAKE_MACHINE_LIBS) \
 	$(BLOCK_LIBS)
-tests_fuzz_replay_xhci_SOURCES = tests/fuzz/fuzz-xhci.c $(FUZZ_INPUT) $(FAKE_MACHINE)
+tests_fuzz_replay_xhci_SOURCES = tests/fuzz/fuzz-xhci.c tests/fuzz/fuzz-disk.h $(FUZZ_INPUT) \
+	$(FAKE_MACHINE)
 tests_fuzz_replay_xhci_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 tests_fuzz_replay_xhci_LDADD = hw/usb/libhwusb.a $(FAKE_MACHINE_LIBS) $(BLOCK_LIBS)
 TESTS += tests/fuzz/replay.sh tests/fuzz/fuzz-long.sh

@@ -12,8 +12,7 @@
  */
 #include "config.h"
 
-#include <fcntl.h>
-
+#include "tests/fuzz/fuzz-disk.h"
 #include "tests/fuzz/fuzz-virtio.h"
 #include "vmmd/vm.h"
 
@@ -21,33 +20,6 @@
 #define DISK_SIZE (256u << 10)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static char disk_path[] = "/tmp/fuzz-virtio-blk-XXXXXX";
-
-static void cleanup(void)
-{
-	unlink(disk_path);
-}
-
-/* The disk, zeroed at the start of each run so that runs stay independent. */
-static void reset_disk(void)
-{
-	static uint8_t zero[DISK_SIZE];
-	static bool made;
-	int fd;
-
-	if (made) {
-		fd = open(disk_path, O_WRONLY);
-	} else {
-		fd = mkstemp(disk_path);
-		made = true;
-		atexit(cleanup);
-	}
-	if (fd < 0 || pwrite(fd, zero, DISK_SIZE, 0) != (ssize_t)DISK_SIZE) {
-		abort();
-	}
-	close(fd);
-}
 
 /* Operation 5: a request header: type, sector (also past the end). */
 static void extra(struct drv *dp, void *state, uint8_t op, struct fz *fp)
@@ -89,9 +61,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!t.base) {
 			abort();
 		}
-		dc.file = disk_path;
+		dc.file = fuzz_disk_path;
 	}
-	reset_disk();
+	fuzz_disk_reset(DISK_SIZE);
 	fuzz_virtio_run(&t, data, size);
 	return 0;
 }

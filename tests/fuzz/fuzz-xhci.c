@@ -12,11 +12,9 @@
  */
 #include "config.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common/error.h"
 #include "common/vmstate.h"
@@ -24,6 +22,7 @@
 #include "hw/usb/usb.h"
 #include "hw/usb/xhci-ring.h"
 #include "hw/usb/xhci.h"
+#include "tests/fuzz/fuzz-disk.h"
 #include "tests/fuzz/fuzz-input.h"
 #include "tests/unit/fake-machine.h"
 #include "vmmd/block.h"
@@ -54,33 +53,6 @@
 #define DISK_SIZE (256u << 10)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static char disk_path[] = "/tmp/fuzz-xhci-disk-XXXXXX";
-
-static void cleanup(void)
-{
-	unlink(disk_path);
-}
-
-/* The usb-storage medium, zeroed at the start of each run so that runs stay independent. */
-static void reset_disk(void)
-{
-	static uint8_t zero[DISK_SIZE];
-	static bool made;
-	int fd;
-
-	if (made) {
-		fd = open(disk_path, O_WRONLY);
-	} else {
-		fd = mkstemp(disk_path);
-		made = true;
-		atexit(cleanup);
-	}
-	if (fd < 0 || pwrite(fd, zero, DISK_SIZE, 0) != (ssize_t)DISK_SIZE) {
-		abort();
-	}
-	close(fd);
-}
 
 static bool host_msix_enabled(void *opaque)
 {
@@ -173,7 +145,7 @@ static struct usb_device *new_device(unsigned kind, unsigned port)
 		struct usb_storage_config sc = {.id = id, .removable = port & 1};
 
 		/* several devices may share the medium: no image lock */
-		if (block_open(&sc.bs, disk_path, "raw",
+		if (block_open(&sc.bs, fuzz_disk_path, "raw",
 			       BLOCK_O_NO_LOCK | (port & 2 ? 0 : BLOCK_O_RDWR), NULL) < 0) {
 			abort();
 		}
@@ -196,7 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!x) {
 		abort();
 	}
-	reset_disk();
+	fuzz_disk_reset(DISK_SIZE);
 	while (fz_more(&f) && n_ops++ < 2048) {
 		uint8_t op = fz_u8(&f);
 
