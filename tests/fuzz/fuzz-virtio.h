@@ -171,7 +171,7 @@ static void fuzz_virtio_run(const struct fuzz_virtio *t, const uint8_t *data, si
 		uint8_t op = fz_u8(&f);
 
 		switch (op % t->nops) {
-		case 0: { /* a driver's start: features from the input, queue 0 or 1 */
+		case 0: { /* a driver's start: features from the input; queue 0, 1 or 2 (absent ones too) */
 			uint64_t want = fz_u32(&f);
 
 			drv_init(&d, want, fz_u8(&f) % 3);
