@@ -158,15 +158,16 @@ static int rx_ready(struct virtio_net *n, struct virtq *vq)
 }
 
 /*
- * Under the device lock, the receive ring empty: wait for buffers (the
- * driver's next kick resumes the backend), unless the driver added some
- * meanwhile. True: buffers are there now.
+ * Under the device lock, the receive ring holding only the @had chains
+ * found too few for a frame (none, or ones given back): wait for buffers
+ * (the driver's next kick resumes the backend), unless the driver added
+ * more meanwhile. True: more than @had are there now.
  */
-static bool rx_wait_for_buffers(struct virtio_net *n, struct virtq *vq)
+static bool rx_wait_for_buffers(struct virtio_net *n, struct virtq *vq, unsigned had)
 {
 	n->rx_waiting = true;
 	virtq_set_notification(vq, true);
-	if (virtq_has_avail(vq)) {
+	if (virtq_avail_count(vq) > had) {
 		n->rx_waiting = false;
 		return true;
 	}
@@ -197,7 +198,7 @@ static bool net_can_receive(void *opaque)
 	virtio_lock(vp);
 	vq = virtio_queue(vp, NET_RXQ);
 	r = rx_ready(n, vq);
-	if (r > 0 && !virtq_has_avail(vq) && !rx_wait_for_buffers(n, vq)) {
+	if (r > 0 && !virtq_has_avail(vq) && !rx_wait_for_buffers(n, vq, 0)) {
 		r = -EAGAIN;
 	}
 	virtio_unlock(vp);
@@ -214,8 +215,8 @@ static int net_receive(void *opaque, const struct iovec *iov, unsigned cnt)
 	struct virtq *vq;
 	const size_t hl = sizeof(struct net_vnet_hdr);
 	struct net_vnet_hdr hdr = {0};
-	size_t flen = iov_size(iov, cnt), off = 0;
-	unsigned nbufs = 0, i;
+	size_t flen = iov_size(iov, cnt), start = 0, off;
+	unsigned nbufs, i, retries = 0;
 	bool mrg;
 	int ret = 0;
 	struct virtio_dev *vp = __atomic_load_n(&n->vp, __ATOMIC_ACQUIRE);
@@ -235,9 +236,12 @@ static int net_receive(void *opaque, const struct iovec *iov, unsigned cnt)
 			goto out;
 		}
 		iov_to_buf(iov, cnt, 0, &hdr, hl);
-		off = hl;
+		start = hl;
 	}
 	mrg = has(n, VIRTIO_NET_F_MRG_RXBUF);
+retry:
+	off = start;
+	nbufs = 0;
 	/* fill buffers: the header goes first, then the frame */
 	while (nbufs == 0 || (mrg && off < flen)) {
 		struct virtq_elem *e = nbufs == 0 ? &n->first : &n->cur;
@@ -253,10 +257,18 @@ static int net_receive(void *opaque, const struct iovec *iov, unsigned cnt)
 			goto out;
 		}
 		if (r == 0) {
+			/*
+			 * All the ring held is too little: given back, the frame
+			 * waits for more. It is tried again if more came
+			 * meanwhile, a bounded number of times (a driver moving
+			 * its index back and forth cannot hold the thread).
+			 */
 			virtq_unpop(vq, nbufs);
-			if (rx_wait_for_buffers(n, vq)) {
-				virtio_unlock(n->vp);
-				return net_receive(opaque, iov, cnt);
+			if (rx_wait_for_buffers(n, vq, nbufs)) {
+				if (++retries < NET_RX_MAX_BUFS) {
+					goto retry;
+				}
+				n->rx_waiting = true; /* the next kick tries again */
 			}
 			ret = -EAGAIN;
 			goto out;

@@ -100,6 +100,14 @@ bool virtq_has_avail(struct virtq *vq)
 	return avail_idx(vq) != vq->last_avail;
 }
 
+uint16_t virtq_avail_count(struct virtq *vq)
+{
+	if (!usable(vq)) {
+		return 0;
+	}
+	return (uint16_t)(avail_idx(vq) - vq->last_avail);
+}
+
 static int fail(struct virtq *vq, int err)
 {
 	vq->broken = true;

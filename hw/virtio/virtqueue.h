@@ -114,6 +114,12 @@ void virtq_set_notification(struct virtq *vq, bool enable);
 
 /* True if chains are waiting (queue enabled, not broken). */
 bool virtq_has_avail(struct virtq *vq);
+/*
+ * How many chains are waiting (0 if the queue is not enabled or broken);
+ * more than the queue's size means the driver's index is bad, and the next
+ * virtq_pop() fails.
+ */
+uint16_t virtq_avail_count(struct virtq *vq);
 
 /* Bytes the ring areas occupy for a queue of @size (exposed for tests). */
 uint64_t virtq_desc_bytes(uint16_t size);
