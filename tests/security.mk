@@ -24,7 +24,8 @@ FUZZ_REPLAYS = tests/fuzz/replay-json-stream tests/fuzz/replay-virtqueue \
 	tests/fuzz/replay-qcow2-open tests/fuzz/replay-qcow2-write tests/fuzz/replay-ide \
 	tests/fuzz/replay-e1000 tests/fuzz/replay-uart tests/fuzz/replay-rtc tests/fuzz/replay-fwcfg \
 	tests/fuzz/replay-xhci tests/fuzz/replay-i8042 tests/fuzz/replay-acpi \
-	tests/fuzz/replay-virtio-blk tests/fuzz/replay-virtio-mem
+	tests/fuzz/replay-virtio-blk tests/fuzz/replay-virtio-mem tests/fuzz/replay-virtio-net \
+	tests/fuzz/replay-virtio-balloon tests/fuzz/replay-virtio-rng
 check_PROGRAMS += $(FUZZ_REPLAYS)
 FUZZ_INPUT = tests/fuzz/fuzz-input.h tests/fuzz/replay-main.c
 tests_fuzz_replay_json_stream_SOURCES = tests/fuzz/fuzz-json-stream.c $(FUZZ_INPUT)
@@ -77,6 +78,20 @@ tests_fuzz_replay_virtio_mem_SOURCES = tests/fuzz/fuzz-virtio-mem.c tests/fuzz/f
 tests_fuzz_replay_virtio_mem_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_fuzz_replay_virtio_mem_LDADD = hw/virtio/libhwvirtio.a hw/pci/libhwpci.a $(FAKE_MACHINE_LIBS) \
 	$(BLOCK_LIBS)
+tests_fuzz_replay_virtio_net_SOURCES = tests/fuzz/fuzz-virtio-net.c tests/fuzz/fuzz-virtio.h \
+	$(FUZZ_INPUT) $(FAKE_MACHINE)
+tests_fuzz_replay_virtio_net_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_fuzz_replay_virtio_net_LDADD = hw/virtio/libhwvirtio.a hw/pci/libhwpci.a $(FAKE_MACHINE_LIBS) \
+	$(NET_LIBS)
+tests_fuzz_replay_virtio_balloon_SOURCES = tests/fuzz/fuzz-virtio-balloon.c \
+	tests/fuzz/fuzz-virtio.h $(FUZZ_INPUT) $(FAKE_MACHINE)
+tests_fuzz_replay_virtio_balloon_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_fuzz_replay_virtio_balloon_LDADD = hw/virtio/libhwvirtio.a hw/pci/libhwpci.a \
+	$(FAKE_MACHINE_LIBS)
+tests_fuzz_replay_virtio_rng_SOURCES = tests/fuzz/fuzz-virtio-rng.c tests/fuzz/fuzz-virtio.h \
+	$(FUZZ_INPUT) $(FAKE_MACHINE)
+tests_fuzz_replay_virtio_rng_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_fuzz_replay_virtio_rng_LDADD = hw/virtio/libhwvirtio.a hw/pci/libhwpci.a $(FAKE_MACHINE_LIBS)
 tests_fuzz_replay_xhci_SOURCES = tests/fuzz/fuzz-xhci.c tests/fuzz/fuzz-disk.h $(FUZZ_INPUT) \
 	$(FAKE_MACHINE)
 tests_fuzz_replay_xhci_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)

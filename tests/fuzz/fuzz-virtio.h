@@ -1,16 +1,19 @@
 /*
  * The shared body of the virtio device fuzz targets (virtio-blk,
- * virtio-mem): the device class realized behind virtio-pci and the real
- * PCI host on the fake machine, a driver's probe and start written from
- * the virtio 1.x spec, and a stream of operations: PCI configuration
- * writes, accesses to the common, notify, ISR and device regions, guest
- * writes anywhere, descriptors, avail ring entries and kicks, the I/O loop
- * that completes requests, reset, save/load round trips once idle (what
- * was saved must load) and hostile state streams. Operation 5 and those
- * from 13 up are the target's own (struct fuzz_virtio.extra).
+ * virtio-mem, virtio-net, virtio-balloon, virtio-rng): the device class
+ * realized behind virtio-pci and the real PCI host on the fake machine, a
+ * driver's probe and start written from the virtio 1.x spec (with a side
+ * queue where the target asks for one), and a stream of operations: PCI
+ * configuration writes, accesses to the common, notify, ISR and device
+ * regions, guest writes anywhere, descriptors, avail ring entries and
+ * kicks, the I/O loop that completes requests, reset, save/load round
+ * trips once idle (what was saved must load) and hostile state streams.
+ * Operation 5 and those from 13 up are the target's own (struct
+ * fuzz_virtio.extra).
  */
 #pragma once
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +32,9 @@
 #include "tests/unit/fake-machine.h"
 
 #define QSZ 16
-#define RING 0x10000 /* descriptors; avail at +0x1000, used at +0x2000 */
-#define BUF 0x20000  /* requests, data and status bytes */
+#define RING 0x10000  /* descriptors; avail at +0x1000, used at +0x2000 */
+#define BUF 0x20000   /* requests, data and status bytes */
+#define RING2 0x30000 /* the side queue's ring, laid out as RING */
 
 struct drv {
 	uint16_t device_id; /* PCI device id: 0x1040 + the virtio device id */
@@ -41,6 +45,9 @@ struct drv {
 	uint64_t region[4]; /* common, notify, ISR, device: 0 until probed */
 	uint32_t notify_mult;
 	uint16_t qnoff, avail_idx;
+	unsigned side_q;	       /* the side queue (struct fuzz_virtio), or 0 */
+	bool side_live;		       /* set up by the last start */
+	uint16_t side_qnoff, side_idx; /* its notify offset and avail index */
 };
 
 static uint32_t cfg_read(struct drv *d, unsigned reg, unsigned size)
@@ -99,7 +106,24 @@ static void probe(struct drv *d)
 	}
 }
 
-/* A driver's start: reset, features @want (VERSION_1 added), queue @q of QSZ at RING. */
+/* Queue @q of QSZ at @ring enabled; its notify offset. */
+static uint16_t drv_queue(struct drv *d, unsigned q, uint64_t ring)
+{
+	uint64_t c = d->region[0];
+
+	mw(d, c + 0x16, q, 2);
+	mw(d, c + 0x18, QSZ, 2);
+	mw(d, c + 0x20, ring, 8);
+	mw(d, c + 0x28, ring + 0x1000, 8);
+	mw(d, c + 0x30, ring + 0x2000, 8);
+	mw(d, c + 0x1c, 1, 2);
+	return (uint16_t)mr(d, c + 0x1e, 2);
+}
+
+/*
+ * A driver's start: reset, features @want (VERSION_1 added), queue @q of
+ * QSZ at RING, and the side queue at RING2 unless that is @q.
+ */
 static void drv_init(struct drv *d, uint64_t want, unsigned q)
 {
 	uint64_t c = d->region[0];
@@ -114,15 +138,33 @@ static void drv_init(struct drv *d, uint64_t want, unsigned q)
 	mw(d, c + 0x08, 1, 4);
 	mw(d, c + 0x0c, (uint32_t)(want >> 32) | 1, 4); /* VERSION_1 */
 	mw(d, c + 0x14, 0x0b, 1);			/* FEATURES_OK */
-	mw(d, c + 0x16, q, 2);
-	mw(d, c + 0x18, QSZ, 2);
-	mw(d, c + 0x20, RING, 8);
-	mw(d, c + 0x28, RING + 0x1000, 8);
-	mw(d, c + 0x30, RING + 0x2000, 8);
-	d->qnoff = (uint16_t)mr(d, c + 0x1e, 2);
-	mw(d, c + 0x1c, 1, 2);
+	d->qnoff = drv_queue(d, q, RING);
+	d->side_live = d->side_q && q != d->side_q;
+	if (d->side_live) {
+		d->side_qnoff = drv_queue(d, d->side_q, RING2);
+	}
 	mw(d, c + 0x14, 0x0f, 1); /* DRIVER_OK */
 	d->avail_idx = 0;
+	d->side_idx = 0;
+}
+
+/* Descriptor 0 of the side queue: @len bytes at @addr, read by the device; made available. */
+static inline void drv_side_send(struct drv *d, uint64_t addr, uint32_t len)
+{
+	uint8_t e[16] = {0};
+	uint16_t head = 0, flags = 0;
+
+	if (!d->side_live || !d->region[1]) {
+		return;
+	}
+	memcpy(e, &addr, 8);
+	memcpy(e + 8, &len, 4);
+	memcpy(e + 12, &flags, 2);
+	guest_mem_write(d->mem, RING2, e, sizeof(e));
+	guest_mem_write(d->mem, RING2 + 0x1000 + 4 + 2u * (d->side_idx % QSZ), &head, 2);
+	d->side_idx++;
+	guest_mem_write(d->mem, RING2 + 0x1000 + 2, &d->side_idx, 2);
+	mw(d, d->region[1] + (uint64_t)d->side_qnoff * d->notify_mult, d->side_q, 2);
 }
 
 /* Run the I/O loop until the device has nothing in flight (bounded). */
@@ -142,22 +184,36 @@ static void run_io(struct event_base *base, const struct device_class *cls, void
 
 struct fuzz_virtio {
 	const struct device_class *cls;
-	const void *cfg;    /* the device's configuration for realize */
+	const void *cfg;	       /* the device's configuration for realize */
+	const struct vm_config *vmcfg; /* the VM's, or NULL: a default */
+	unsigned side_q; /* a queue every start also sets up, at RING2 (drv_side_send); 0: none */
 	uint16_t device_id; /* PCI device id: 0x1040 + the virtio device id */
 	uint64_t ram_size;
 	unsigned nops; /* operations 0..nops-1; 5 and 13.. go to extra */
+	/*
+	 * Unrealize with the base's loop running on a thread of its own, as the
+	 * VM's I/O thread runs during vm_destroy (virtio-net closes its backend
+	 * there); the base then needs evthread_use_pthreads() before it is made.
+	 */
+	bool io_thread_at_unrealize;
 	struct event_base *base;
 	void (*extra)(struct drv *d, void *state, uint8_t op, struct fz *f);
 };
 
+static void *io_loop(void *base)
+{
+	event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
+}
+
 static void fuzz_virtio_run(const struct fuzz_virtio *t, const uint8_t *data, size_t size)
 {
-	static const struct vm_config vmcfg = {.name = "fuzz", .vcpus = 2};
+	static const struct vm_config dflt = {.name = "fuzz", .vcpus = 2};
 	const struct device_class *cls = t->cls;
 	struct fz f = {data, size};
-	struct vm *vm = fake_vm_new(&vmcfg, t->ram_size, t->base);
+	struct vm *vm = fake_vm_new(t->vmcfg ? t->vmcfg : &dflt, t->ram_size, t->base);
 	void *pci, *state;
-	struct drv d = {.device_id = t->device_id, .ram_size = t->ram_size};
+	struct drv d = {.device_id = t->device_id, .ram_size = t->ram_size, .side_q = t->side_q};
 	unsigned ops = 0;
 
 	d.bus = vm_iobus(vm);
@@ -287,7 +343,18 @@ static void fuzz_virtio_run(const struct fuzz_virtio *t, const uint8_t *data, si
 		}
 	}
 	run_io(t->base, cls, state, 100000);
-	cls->unrealize(state);
+	if (t->io_thread_at_unrealize) {
+		pthread_t io;
+
+		if (pthread_create(&io, NULL, io_loop, t->base) != 0) {
+			abort();
+		}
+		cls->unrealize(state);
+		event_base_loopexit(t->base, NULL);
+		pthread_join(io, NULL);
+	} else {
+		cls->unrealize(state);
+	}
 	pci_host_class.unrealize(pci);
 	if (fake_vm_ranges(vm) != 0) {
 		abort(); /* unrealize must remove every range it registered */

@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-30}
 [ $# -gt 0 ] && shift
-all="json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg xhci i8042 acpi virtio-blk virtio-mem"
+all="json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg xhci i8042 acpi virtio-blk
+	virtio-mem virtio-net virtio-balloon virtio-rng"
 targets=${*:-$all}
 work=${FUZZ_WORK:-build-fuzz}
 mkdir -p "$work/obj"
@@ -18,8 +19,8 @@ command -v clang >/dev/null || { echo "fuzz: clang is not installed" >&2; exit 1
 pc() { pkg-config "$@"; }
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFL="-g -O1 -fno-omit-frame-pointer $SAN -I. -Iinclude -Ibuild \
-	$(pc --cflags jansson libevent liburing libnbd zlib libzstd libsystemd slirp)"
-LIBS="$(pc --libs jansson libevent liburing libnbd zlib libzstd libsystemd slirp) -laio -lpthread"
+	$(pc --cflags jansson libevent libevent_pthreads liburing libnbd zlib libzstd libsystemd slirp)"
+LIBS="$(pc --libs jansson libevent libevent_pthreads liburing libnbd zlib libzstd libsystemd slirp) -laio -lpthread"
 # config.h and the schema text come from a configured build tree.
 [ -f build/config.h ] || { echo "fuzz: configure and build first (./run check)" >&2; exit 1; }
 [ -f build/monitor/schema-data.c ] || make -C build monitor/schema-data.c
@@ -59,7 +60,7 @@ lib block block/*.c
 lib net net/*.c
 lib hwcore hw/core/memory.c hw/core/iobus.c hw/core/uffd.c
 lib virtio hw/virtio/virtqueue.c
-lib virtiodev hw/virtio/virtqueue.c hw/virtio/virtio-pci.c hw/virtio/blk.c hw/virtio/mem.c
+lib virtiodev hw/virtio/*.c
 lib pci hw/pci/*.c
 lib isa hw/isa/*.c
 lib platform hw/platform/*.c
@@ -76,7 +77,9 @@ for t in $targets; do
 	e1000) libs="$W/libfake.a $W/libpci.a $W/libhwcore.a $W/libnet.a $W/libcommon.a" ;;
 	uart | rtc | i8042) libs="$W/libfake.a $W/libisa.a $W/libhwcore.a $W/libcommon.a" ;;
 	fwcfg) libs="$W/libfake.a $W/libplatform.a $W/libhwcore.a $W/libcommon.a" ;;
-	virtio-blk | virtio-mem) libs="$W/libfake.a $W/libvirtiodev.a $W/libpci.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
+	virtio-blk | virtio-mem | virtio-balloon | virtio-rng)
+		libs="$W/libfake.a $W/libvirtiodev.a $W/libpci.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
+	virtio-net) libs="$W/libfake.a $W/libvirtiodev.a $W/libpci.a $W/libhwcore.a $W/libnet.a $W/libcommon.a" ;;
 	acpi) libs="$W/libfake.a $W/libplatform.a $W/libisa.a $W/libhwcore.a $W/libcommon.a" ;;
 	xhci) libs="$W/libfake.a $W/libusb.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
 	*) echo "fuzz: unknown target $t (known: $all)" >&2; exit 2 ;;

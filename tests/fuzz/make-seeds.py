@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the seed corpora of the operation-stream fuzz targets (ide, e1000,
 uart, rtc, fwcfg, qcow2-write, xhci, i8042, acpi,
-virtio-blk, virtio-mem) into tests/fuzz/corpus/<target>/: each seed
+virtio-blk, virtio-mem, virtio-net, virtio-balloon, virtio-rng) into tests/fuzz/corpus/<target>/: each seed
 is a short, meaningful guest (or host) session in the encoding the target's
 switch reads (see tests/fuzz/fuzz-<target>.c), so fuzzing starts from inputs
 that reach deep into the device. Run it again after changing an encoding:
@@ -481,6 +481,116 @@ def virtio_mem():
     write("virtio-mem", s)
 
 
+# ---- virtio-net: the transport operations; 5 transmits on the side queue (RING2) ----
+GUEST_MAC = bytes.fromhex("525400123456")
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while t >> 16:
+        t = (t & 0xffff) + (t >> 16)
+    return ~t & 0xffff
+
+
+def ipv4(proto, src, dst, payload, frag=0):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, frag, 64, proto, 0,
+                    bytes(src), bytes(dst))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+
+
+def eth(dst, ethertype, payload):
+    return bytes(dst) + GUEST_MAC + struct.pack("!H", ethertype) + payload
+
+
+def ntx(frame, hdr=bytes(12)):
+    """The guest transmits a virtio-net header and @frame."""
+    b = hdr + frame
+    return u8(5) + u16(len(b)) + b
+
+
+def nrx(first, count, length, unit=0x100):
+    """@count receive buffers of @length from descriptor @first, made available and kicked."""
+    out = b""
+    for i in range(count):
+        out += vdesc(first + i, unit + i * 0x80, length, 2)
+    for i in range(count):
+        out += u8(6, first + i)
+    return out
+
+
+def virtio_net():
+    s = {}
+    bcast = b"\xff" * 6
+    gw, me, dns = [10, 0, 2, 2], [10, 0, 2, 15], [10, 0, 2, 3]
+    bootp = (u8(1, 1, 6, 0) + bytes(24) + GUEST_MAC + bytes(10 + 192) +
+             bytes.fromhex("63825363350101ff"))
+    udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
+    discover = eth(bcast, 0x0800, ipv4(17, [0] * 4, [255] * 4, udp))
+    arp = eth(bcast, 0x0806, struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, GUEST_MAC,
+                                         bytes(me), bytes(6), bytes(gw)))
+    icmp = struct.pack("!BBHHH", 8, 0, 0, 1, 1) + bytes(range(32))
+    icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+    ping = eth(bytes.fromhex("525500000202"), 0x0800, ipv4(1, me, gw, icmp))
+    syn = struct.pack("!HHIIBBHHH", 40000, 22, 1, 0, 5 << 4, 0x02, 65535, 0, 0)
+    tcp = eth(bytes.fromhex("525500000202"), 0x0800, ipv4(6, me, gw, syn))
+    query = struct.pack("!HHHHHH", 1, 0x100, 1, 0, 0, 0) + b"\x04host\x00\x00\x01\x00\x01"
+    dnsq = eth(bytes.fromhex("525500000202"), 0x0800,
+               ipv4(17, me, dns, struct.pack("!HHHH", 5353, 53, 8 + len(query), 0) + query))
+    mrg = 1 << 5 | 1 << 15 | 1 << 16  # MAC, MRG_RXBUF, STATUS
+    s["dhcp-mergeable"] = (vinit(mrg) + nrx(0, 16, 64) + ntx(discover) + u8(7, 8) + u8(11) +
+                           u8(2, 3, 0, 1) + u8(2, 3, 8, 1))
+    s["arp-ping-whole"] = (vinit(1 << 5 | 1 << 16) + nrx(0, 4, 1526) + ntx(arp) + u8(7, 8) +
+                           ntx(ping) + u8(7, 8) + ntx(tcp) + u8(7, 8) + ntx(dnsq) + u8(7, 8))
+    s["no-room"] = (vinit(1 << 5) + ntx(arp) + u8(7, 8) + nrx(0, 1, 64) + u8(7, 8) +
+                    nrx(1, 2, 8) + ntx(discover) + u8(7, 8) + ntx(arp[:10]) + u8(7, 8) +
+                    u8(10, 9) + vinit(mrg, 1) + vdesc(0, 0, 60, 0) + u8(6, 0) + u8(7, 8))
+    write("virtio-net", s)
+    # Reproducers of the bugs the target found, in its final encoding:
+    # a last fragment arriving first ended the process inside Debian 12's
+    # libslirp (the user backend now drops IPv4 fragments), and a frame
+    # needing more mergeable buffers than the ring held recursed without end.
+    last = eth(bytes.fromhex("525500000202"), 0x0800, ipv4(1, me, gw, icmp, 1408 // 8))
+    r = {}
+    r["ipv4-last-fragment-first"] = vinit(1 << 5 | 1 << 16, 2) + ntx(last) + u8(7, 8)
+    r["rx-buffers-too-few"] = vinit(mrg) + nrx(0, 2, 64) + ntx(discover) + u8(7, 8)
+    write("virtio-net", r, prefix="crash-")
+
+
+# ---- virtio-balloon: 5 PFNs or statistics records, 13 the host's side ----
+def bbuf(unit, data, pfns=False):
+    return u8(5) + u16(unit) + u8(1 if pfns else 0, len(data)) + data
+
+
+def virtio_balloon():
+    s = {}
+    pfns = bytes(range(0, 64, 4)) * 4  # rewritten into the upper half of RAM and past it
+    s["inflate-deflate"] = (u8(13, 0) + u16(8) + vinit(0, 0) + bbuf(0, pfns, True) +
+                            vdesc(0, 0, 64, 0) + u8(6, 0) + u8(7, 8) + u8(2, 3, 4, 2) +
+                            u8(1, 3, 4, 2) + u32(16) + u8(13, 1) + vinit(0, 1) +
+                            bbuf(0, pfns, True) + vdesc(0, 0, 32, 0) + u8(6, 0) + u8(7, 8) +
+                            u8(11))
+    rec = b"".join(struct.pack("<HQ", t, 1000 + t) for t in (0, 4, 5, 9, 10, 0xffff))
+    s["stats"] = (vinit(1 << 1, 2) + bbuf(0, rec) + vdesc(0, 0, len(rec), 0) + u8(6, 0) +
+                  u8(7, 8) + u8(13, 2, 1) + u8(7, 8) + u8(13, 3) + bbuf(8, rec[:20]) +
+                  vdesc(1, 8, 20, 0) + u8(6, 1) + u8(7, 8) + u8(11) + u8(13, 2, 0) + u8(13, 3))
+    write("virtio-balloon", s)
+
+
+# ---- virtio-rng: the transport operations; 5 waits for the rate limit's timer ----
+def virtio_rng():
+    s = {}
+    s["fill"] = (vinit(0) + vdesc(0, 0, 64, 3, 1) + vdesc(1, 0x10, 16, 3, 2) +
+                 vdesc(2, 0x20, 8, 2) + u8(6, 0) + u8(7, 8) + vdesc(3, 0x30, 8, 0) + u8(6, 3) +
+                 u8(7, 8))
+    # more than the 64 KiB bucket at once: the last buffer waits for the timer
+    big = b"".join(vdesc(i, i * 0x220, 0x21f0, 2) for i in range(8)) + vdesc(8, 0xf00, 64, 2)
+    s["drain-wait"] = (vinit(0) + big + b"".join(u8(6, i) for i in range(9)) + u8(7, 8) +
+                       u8(5) + u8(11))
+    write("virtio-rng", s)
+
+
 if __name__ == "__main__":
     ide()
     e1000()
@@ -493,3 +603,6 @@ if __name__ == "__main__":
     acpi()
     virtio_blk()
     virtio_mem()
+    virtio_net()
+    virtio_balloon()
+    virtio_rng()

@@ -1,7 +1,8 @@
 /*
  * Replays a fuzz target's committed corpus without libFuzzer (gcc builds,
- * the default test command): every file named on the command line, or every
- * file of each directory named, goes through LLVMFuzzerTestOneInput once.
+ * the default test command): after the target's LLVMFuzzerInitialize if it
+ * has one, every file named on the command line, or every file of each
+ * directory named, goes through LLVMFuzzerTestOneInput once.
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -10,6 +11,8 @@
 #include <sys/stat.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* A target's set-up, as libFuzzer runs it first, where the target has one. */
+__attribute__((weak)) int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static int run_file(const char *path)
 {
@@ -41,6 +44,9 @@ int main(int argc, char **argv)
 {
 	int bad = 0, count = 0;
 
+	if (LLVMFuzzerInitialize) {
+		LLVMFuzzerInitialize(&argc, &argv);
+	}
 	for (int i = 1; i < argc; i++) {
 		struct stat st;
 		DIR *d;

@@ -5,7 +5,16 @@
 set -eu
 src=${top_srcdir:-$(dirname "$0")/../..}
 bld=${top_builddir:-.}
-for t in json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg xhci i8042 acpi virtio-blk virtio-mem; do
+# A target that cannot run here exits 77 and says why (virtio-net without a
+# network namespace of its own); the others still run.
+for t in json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg xhci i8042 acpi \
+	virtio-blk virtio-mem virtio-net virtio-balloon virtio-rng; do
 	printf '%s: ' "$t"
-	"$bld/tests/fuzz/replay-$t" "$src/tests/fuzz/corpus/$t"
+	rc=0
+	"$bld/tests/fuzz/replay-$t" "$src/tests/fuzz/corpus/$t" || rc=$?
+	case $rc in
+	0) ;;
+	77) echo "$t: skipped" ;;
+	*) exit "$rc" ;;
+	esac
 done
