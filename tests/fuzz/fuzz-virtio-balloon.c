@@ -83,12 +83,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				       .nops = 14,
 				       .extra = extra};
 
-	if (!t.base) {
-		t.base = event_base_new();
-		if (!t.base) {
-			abort();
-		}
-	}
 	fuzz_virtio_run(&t, data, size);
 	return 0;
 }

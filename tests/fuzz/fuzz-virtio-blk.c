@@ -48,7 +48,8 @@ static void extra(struct drv *dp, void *state, uint8_t op, struct fz *fp)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct vm_disk_config dc = {.id = "vda", .format = "raw", .serial = "FUZZ"};
+	static const struct vm_disk_config dc = {
+		.id = "vda", .file = fuzz_disk_path, .format = "raw", .serial = "FUZZ"};
 	static struct fuzz_virtio t = {.cls = &virtio_blk_class,
 				       .cfg = &dc,
 				       .device_id = 0x1042,
@@ -56,13 +57,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				       .nops = 13,
 				       .extra = extra};
 
-	if (!t.base) {
-		t.base = event_base_new();
-		if (!t.base) {
-			abort();
-		}
-		dc.file = fuzz_disk_path;
-	}
 	fuzz_disk_reset(DISK_SIZE);
 	fuzz_virtio_run(&t, data, size);
 	return 0;

@@ -74,12 +74,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				       .io_thread_at_unrealize = true,
 				       .extra = extra};
 
-	if (!t.base) {
-		t.base = event_base_new();
-		if (!t.base) {
-			abort();
-		}
-	}
 	fuzz_virtio_run(&t, data, size);
 	return 0;
 }

@@ -38,12 +38,6 @@ static void extra(struct drv *d, void *state, uint8_t op, struct fz *f)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (!t.base) {
-		t.base = event_base_new();
-		if (!t.base) {
-			abort();
-		}
-	}
 	waited = false;
 	fuzz_virtio_run(&t, data, size);
 	return 0;

@@ -206,16 +206,24 @@ static void *io_loop(void *base)
 	return NULL;
 }
 
-static void fuzz_virtio_run(const struct fuzz_virtio *t, const uint8_t *data, size_t size)
+/* One input against @t's device; @t->base is made on the first. */
+static void fuzz_virtio_run(struct fuzz_virtio *t, const uint8_t *data, size_t size)
 {
 	static const struct vm_config dflt = {.name = "fuzz", .vcpus = 2};
 	const struct device_class *cls = t->cls;
 	struct fz f = {data, size};
-	struct vm *vm = fake_vm_new(t->vmcfg ? t->vmcfg : &dflt, t->ram_size, t->base);
+	struct vm *vm;
 	void *pci, *state;
 	struct drv d = {.device_id = t->device_id, .ram_size = t->ram_size, .side_q = t->side_q};
 	unsigned ops = 0;
 
+	if (!t->base) {
+		t->base = event_base_new();
+		if (!t->base) {
+			abort();
+		}
+	}
+	vm = fake_vm_new(t->vmcfg ? t->vmcfg : &dflt, t->ram_size, t->base);
 	d.bus = vm_iobus(vm);
 	d.mem = vm_guest_mem(vm);
 	if (pci_host_class.realize(vm, NULL, &pci, NULL) < 0 ||
