@@ -99,7 +99,8 @@ static bool try_emulate_popcnt(const struct x86_emul_cpu *cpu)
 	}
 	reg = ((rex >> 2) & 1) << 3 | ((b[i + 2] >> 3) & 7);
 	rm = (rex & 1) << 3 | (b[i + 2] & 7);
-	bits = (rex & 8) ? 64 : opsize16 ? 16 : 32;
+	/* a 16-bit code segment (CS.D clear outside long mode) swaps 16 and 32 */
+	bits = (rex & 8) ? 64 : opsize16 == (s.cs.l || s.cs.db) ? 16 : 32;
 	mask = bits == 64 ? UINT64_MAX : (1ull << bits) - 1;
 	src = *gpr(&r, rm) & mask;
 	cnt = (uint64_t)__builtin_popcountll(src);

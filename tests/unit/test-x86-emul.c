@@ -217,6 +217,42 @@ START_TEST(popcnt_register_forms)
 }
 END_TEST
 
+/*
+ * In a 16-bit code segment (real mode, or CS.D clear) popcnt without 66 is
+ * the 16-bit form: it writes AX only; with 66 it is the 32-bit one.
+ */
+START_TEST(popcnt_16bit_code_segment)
+{
+	static const uint8_t p16[] = {0xf3, 0x0f, 0xb8, 0xc2};
+	static const uint8_t p32[] = {0x66, 0xf3, 0x0f, 0xb8, 0xc2};
+	struct fake_cpu c;
+
+	cpu_init(&c, p16, sizeof(p16));
+	c.sregs.cs.l = 0;
+	c.sregs.cs.db = 0;
+	c.regs.rdx = 0xffff00ff;
+	c.regs.rax = 0x12345678;
+	ck_assert(try(&c));
+	ck_assert_uint_eq(c.regs.rax, 0x12340008);
+	ck_assert_uint_eq(c.regs.rip, 0x1004);
+
+	cpu_init(&c, p32, sizeof(p32));
+	c.sregs.cs.l = 0;
+	c.sregs.cs.db = 0;
+	c.regs.rdx = 0xffff00ff;
+	ck_assert(try(&c));
+	ck_assert_uint_eq(c.regs.rax, 24);
+
+	/* a 32-bit code segment outside long mode: as in long mode */
+	cpu_init(&c, p16, sizeof(p16));
+	c.sregs.cs.l = 0;
+	c.sregs.cs.db = 1;
+	c.regs.rdx = 0xffff00ff;
+	ck_assert(try(&c));
+	ck_assert_uint_eq(c.regs.rax, 24);
+}
+END_TEST
+
 START_TEST(popcnt_memory_form_declined)
 {
 	/* popcnt eax, [rcx]: mod 0 */
@@ -497,6 +533,7 @@ static Suite *make_suite(void)
 
 	tcase_add_test(tc, int3_injects_bp_after_the_instruction);
 	tcase_add_test(tc, popcnt_register_forms);
+	tcase_add_test(tc, popcnt_16bit_code_segment);
 	tcase_add_test(tc, popcnt_memory_form_declined);
 	tcase_add_test(tc, clac_stac_at_cpl0_only);
 	tcase_add_test(tc, fwait_is_a_noop_unless_an_exception_is_due);
