@@ -25,7 +25,7 @@ FUZZ_REPLAYS = tests/fuzz/replay-json-stream tests/fuzz/replay-virtqueue \
 	tests/fuzz/replay-e1000 tests/fuzz/replay-uart tests/fuzz/replay-rtc tests/fuzz/replay-fwcfg \
 	tests/fuzz/replay-xhci tests/fuzz/replay-i8042 tests/fuzz/replay-acpi \
 	tests/fuzz/replay-virtio-blk tests/fuzz/replay-virtio-mem tests/fuzz/replay-virtio-net \
-	tests/fuzz/replay-virtio-balloon tests/fuzz/replay-virtio-rng
+	tests/fuzz/replay-virtio-balloon tests/fuzz/replay-virtio-rng tests/fuzz/replay-x86-emul
 check_PROGRAMS += $(FUZZ_REPLAYS)
 FUZZ_INPUT = tests/fuzz/fuzz-input.h tests/fuzz/replay-main.c
 tests_fuzz_replay_json_stream_SOURCES = tests/fuzz/fuzz-json-stream.c $(FUZZ_INPUT)
@@ -92,6 +92,9 @@ tests_fuzz_replay_virtio_rng_SOURCES = tests/fuzz/fuzz-virtio-rng.c tests/fuzz/f
 	$(FUZZ_INPUT) $(FAKE_MACHINE)
 tests_fuzz_replay_virtio_rng_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_fuzz_replay_virtio_rng_LDADD = hw/virtio/libhwvirtio.a hw/pci/libhwpci.a $(FAKE_MACHINE_LIBS)
+tests_fuzz_replay_x86_emul_SOURCES = tests/fuzz/fuzz-x86-emul.c hw/core/x86-emul.c $(FUZZ_INPUT)
+tests_fuzz_replay_x86_emul_CFLAGS = $(AM_CFLAGS)
+tests_fuzz_replay_x86_emul_LDADD = $(COMMON_LIBS)
 tests_fuzz_replay_xhci_SOURCES = tests/fuzz/fuzz-xhci.c tests/fuzz/fuzz-disk.h $(FUZZ_INPUT) \
 	$(FAKE_MACHINE)
 tests_fuzz_replay_xhci_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)

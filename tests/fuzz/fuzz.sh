@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-30}
 [ $# -gt 0 ] && shift
 all="json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg xhci i8042 acpi virtio-blk
-	virtio-mem virtio-net virtio-balloon virtio-rng"
+	virtio-mem virtio-net virtio-balloon virtio-rng x86-emul"
 targets=${*:-$all}
 work=${FUZZ_WORK:-build-fuzz}
 mkdir -p "$work/obj"
@@ -58,7 +58,7 @@ lib common common/*.c
 lib monitor monitor/json-stream.c monitor/schema.c build/monitor/schema-data.c
 lib block block/*.c
 lib net net/*.c
-lib hwcore hw/core/memory.c hw/core/iobus.c hw/core/uffd.c
+lib hwcore hw/core/memory.c hw/core/iobus.c hw/core/uffd.c hw/core/x86-emul.c
 lib virtio hw/virtio/virtqueue.c
 lib virtiodev hw/virtio/*.c
 lib pci hw/pci/*.c
@@ -81,6 +81,7 @@ for t in $targets; do
 		libs="$W/libfake.a $W/libvirtiodev.a $W/libpci.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
 	virtio-net) libs="$W/libfake.a $W/libvirtiodev.a $W/libpci.a $W/libhwcore.a $W/libnet.a $W/libcommon.a" ;;
 	acpi) libs="$W/libfake.a $W/libplatform.a $W/libisa.a $W/libhwcore.a $W/libcommon.a" ;;
+	x86-emul) libs="$W/libhwcore.a $W/libcommon.a" ;;
 	xhci) libs="$W/libfake.a $W/libusb.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
 	*) echo "fuzz: unknown target $t (known: $all)" >&2; exit 2 ;;
 	esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the seed corpora of the operation-stream fuzz targets (ide, e1000,
 uart, rtc, fwcfg, qcow2-write, xhci, i8042, acpi,
-virtio-blk, virtio-mem, virtio-net, virtio-balloon, virtio-rng) into tests/fuzz/corpus/<target>/: each seed
+virtio-blk, virtio-mem, virtio-net, virtio-balloon, virtio-rng, x86-emul) into tests/fuzz/corpus/<target>/: each seed
 is a short, meaningful guest (or host) session in the encoding the target's
 switch reads (see tests/fuzz/fuzz-<target>.c), so fuzzing starts from inputs
 that reach deep into the device. Run it again after changing an encoding:
@@ -591,6 +591,41 @@ def virtio_rng():
     write("virtio-rng", s)
 
 
+# ---- x86-emul: a fake CPU's state, the instruction bytes, then its operand memory ----
+def xreg(v):
+    """A register of any 64-bit value (kind 3)."""
+    return u8(3) + u32(v) + u32(v >> 32)
+
+
+def xcpu(insn, mode=0x11, regs=None, rip=0x1000, fs=0, gs=0, mxcsr=0x1f80, ram=b"",
+         fail=0, evs=0):
+    """Long mode at CPL 0 with CR4.OSFXSR (mode 0x11) unless @mode says otherwise;
+    @regs maps register numbers (rax 0 .. r15 15) to values."""
+    regs = regs or {}
+    out = u8(mode, fail, evs) + b"".join(xreg(regs.get(i, 0)) for i in range(16))
+    out += xreg(rip) + u32(2) + xreg(fs) + xreg(gs) + u32(mxcsr)
+    return out + u8(len(insn)) + bytes(insn) + u8(0) + ram
+
+
+def x86_emul():
+    s = {}
+    mx = bytearray(0x1200)
+    mx[0x1107:0x110b] = struct.pack("<I", 0x1f80)
+    bad = bytearray(mx)
+    bad[0x1107:0x110b] = struct.pack("<I", 0x10000)
+    s["int3"] = xcpu([0xcc])
+    s["popcnt"] = xcpu([0xf3, 0x48, 0x0f, 0xb8, 0xc1], regs={1: 0xff00ff})
+    s["clac-stac"] = xcpu([0x0f, 0x01, 0xca])
+    s["fwait"] = xcpu([0x9b], mode=0x41)
+    s["ldmxcsr-rip"] = xcpu([0x0f, 0xae, 0x15, 0x00, 0x01, 0x00, 0x00], ram=bytes(mx))
+    s["ldmxcsr-reserved"] = xcpu([0x0f, 0xae, 0x15, 0x00, 0x01, 0x00, 0x00], ram=bytes(bad))
+    s["stmxcsr-fs-sib"] = xcpu([0x64, 0x0f, 0xae, 0x1c, 0x24], regs={4: 0x200}, fs=0x100,
+                               ram=bytes(0x400))
+    s["ldmxcsr-addr32-rex"] = xcpu([0x67, 0x41, 0x0f, 0xae, 0x50, 0x08],
+                                   regs={8: 0xffffffff00001000}, ram=bytes(0x1100))
+    write("x86-emul", s)
+
+
 if __name__ == "__main__":
     ide()
     e1000()
@@ -606,3 +641,4 @@ if __name__ == "__main__":
     virtio_net()
     virtio_balloon()
     virtio_rng()
+    x86_emul()

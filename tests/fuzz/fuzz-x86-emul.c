@@ -1,0 +1,239 @@
+/*
+ * libFuzzer target: the work-arounds for instructions this host's KVM
+ * emulator rejects (hw/core/x86-emul.c), which decode guest instruction
+ * bytes and memory operands on a vCPU thread: a fake CPU whose registers,
+ * segments (long mode or not, CPL, FS/GS bases), CR0/CR4 bits, FPU state,
+ * pending events, failing accessors, instruction bytes and 64 KiB of
+ * operand memory all come from the input, then x86_emul_try() once, and
+ * the operand decoder on its own. Besides memory safety it checks what a
+ * handled instruction may change: RIP moves forward by one instruction
+ * (1 to 15 bytes), or stays where a #GP was injected; a #BP moves it by
+ * one; memory is written only as a 4-byte store inside the operand memory.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "hw/core/x86-emul.h"
+#include "tests/fuzz/fuzz-input.h"
+
+#define RAM 0x10000
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct fake_cpu {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_fpu fpu;
+	struct kvm_vcpu_events events;
+	uint8_t insn[16];
+	size_t insn_len;
+	uint8_t fail; /* bit n: accessor n fails (see the ops below) */
+	unsigned writes;
+	uint8_t ram[RAM];
+};
+
+static int get_regs(void *o, struct kvm_regs *r)
+{
+	struct fake_cpu *c = o;
+
+	*r = c->regs;
+	return c->fail & 1 ? -1 : 0;
+}
+
+static int set_regs(void *o, const struct kvm_regs *r)
+{
+	struct fake_cpu *c = o;
+
+	if (c->fail & 2) {
+		return -1;
+	}
+	c->regs = *r;
+	return 0;
+}
+
+static int get_sregs(void *o, struct kvm_sregs *s)
+{
+	struct fake_cpu *c = o;
+
+	*s = c->sregs;
+	return c->fail & 4 ? -1 : 0;
+}
+
+static int get_fpu(void *o, struct kvm_fpu *f)
+{
+	struct fake_cpu *c = o;
+
+	*f = c->fpu;
+	return c->fail & 8 ? -1 : 0;
+}
+
+static int set_fpu(void *o, const struct kvm_fpu *f)
+{
+	struct fake_cpu *c = o;
+
+	if (c->fail & 16) {
+		return -1;
+	}
+	c->fpu = *f;
+	return 0;
+}
+
+static int get_events(void *o, struct kvm_vcpu_events *e)
+{
+	struct fake_cpu *c = o;
+
+	*e = c->events;
+	return c->fail & 32 ? -1 : 0;
+}
+
+static int set_events(void *o, const struct kvm_vcpu_events *e)
+{
+	struct fake_cpu *c = o;
+
+	if (c->fail & 64) {
+		return -1;
+	}
+	c->events = *e;
+	return 0;
+}
+
+static size_t read_insn(void *o, const struct kvm_regs *r, const struct kvm_sregs *s, uint8_t *buf,
+			size_t max)
+{
+	struct fake_cpu *c = o;
+	size_t n = c->insn_len < max ? c->insn_len : max;
+
+	(void)r;
+	(void)s;
+	memcpy(buf, c->insn, n);
+	return n;
+}
+
+static int read_mem(void *o, uint64_t la, void *buf, size_t len)
+{
+	struct fake_cpu *c = o;
+
+	if (la >= RAM || len > RAM - la) {
+		return -14;
+	}
+	memcpy(buf, c->ram + la, len);
+	return 0;
+}
+
+static int write_mem(void *o, uint64_t la, const void *buf, size_t len)
+{
+	struct fake_cpu *c = o;
+
+	if (c->fail & 128 || la >= RAM || len > RAM - la) {
+		return -14;
+	}
+	if (len != 4) {
+		abort(); /* stmxcsr is the only store */
+	}
+	memcpy(c->ram + la, buf, len);
+	c->writes++;
+	return 0;
+}
+
+static const struct x86_emul_ops ops = {
+	.get_regs = get_regs,
+	.set_regs = set_regs,
+	.get_sregs = get_sregs,
+	.get_fpu = get_fpu,
+	.set_fpu = set_fpu,
+	.get_events = get_events,
+	.set_events = set_events,
+	.read_insn = read_insn,
+	.read_mem = read_mem,
+	.write_mem = write_mem,
+};
+
+static struct ratelimit rl = RATELIMIT_INIT(60 * 1000000, 1);
+
+/* A register value: small, near the operand memory's end, or any 64 bits. */
+static uint64_t fz_reg(struct fz *f)
+{
+	uint8_t kind = fz_u8(f);
+	uint64_t lo = fz_u32(f);
+
+	switch (kind % 4) {
+	case 0:
+		return lo % RAM;
+	case 1:
+		return RAM - 8 + lo % 16;
+	case 2:
+		return (uint64_t)0 - lo % RAM;
+	default:
+		return lo | (uint64_t)fz_u32(f) << 32;
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct fake_cpu c;
+	const struct x86_emul_cpu cpu = {.ops = &ops, .opaque = &c, .vm_name = "fuzz", .rl = &rl};
+	struct fz f = {data, size};
+	__u64 *gprs[] = {&c.regs.rax, &c.regs.rcx, &c.regs.rdx, &c.regs.rbx,
+			 &c.regs.rsp, &c.regs.rbp, &c.regs.rsi, &c.regs.rdi,
+			 &c.regs.r8,  &c.regs.r9,  &c.regs.r10, &c.regs.r11,
+			 &c.regs.r12, &c.regs.r13, &c.regs.r14, &c.regs.r15};
+	struct fake_cpu before;
+	uint8_t mode, evs, b[16];
+	uint64_t la, rip;
+	size_t n, len;
+
+	memset(&c, 0, sizeof(c));
+	mode = fz_u8(&f);
+	c.sregs.cs.l = mode & 1;
+	c.sregs.cs.db = (mode >> 1) & 1;
+	c.sregs.cs.dpl = (mode >> 2) & 3;
+	c.sregs.cr4 = mode & 16 ? 1u << 9 : 0;			 /* OSFXSR */
+	c.sregs.cr0 = (mode & 32 ? 8 : 0) | (mode & 64 ? 2 : 0); /* TS, MP */
+	c.fpu.fsw = mode & 128 ? 0x80 : 0;			 /* ES */
+	c.fail = fz_u8(&f);
+	evs = fz_u8(&f);
+	c.events.exception.injected = evs & 1;
+	c.events.exception.pending = (evs >> 1) & 1;
+	for (unsigned i = 0; i < 16; i++) {
+		*gprs[i] = fz_reg(&f);
+	}
+	c.regs.rip = fz_reg(&f);
+	c.regs.rflags = fz_u32(&f) | 2;
+	c.sregs.fs.base = fz_reg(&f);
+	c.sregs.gs.base = fz_reg(&f);
+	c.fpu.mxcsr = fz_u32(&f);
+	c.insn_len = fz_u8(&f) % (sizeof(c.insn) + 1);
+	c.insn_len = fz_bytes(&f, c.insn, c.insn_len);
+	n = fz_u8(&f) % (c.insn_len + 1);
+	fz_bytes(&f, c.ram, RAM); /* the rest of the input */
+
+	/* the operand decoder alone, on the instruction bytes after @n */
+	len = x86_emul_decode_mem(c.insn + n, c.insn_len - n, evs >> 4, c.sregs.fs.base, evs & 4,
+				  &c.regs, c.regs.rip + n, evs & 8 ? 4 : 0, &la);
+	if (len > c.insn_len - n || len > 6) {
+		abort(); /* ModRM, SIB and a 32-bit displacement at most */
+	}
+
+	before = c;
+	memcpy(b, c.insn, sizeof(b));
+	if (!x86_emul_try(&cpu)) {
+		return 0;
+	}
+	rip = c.regs.rip - before.regs.rip;
+	if (c.events.exception.injected && !before.events.exception.injected) {
+		/* #BP after the int3, #GP(0) at the instruction */
+		if (!((c.events.exception.nr == 3 && rip == 1 && b[0] == 0xcc) ||
+		      (c.events.exception.nr == 13 && rip == 0))) {
+			abort();
+		}
+	} else if (rip < 1 || rip > 15 || rip > before.insn_len) {
+		abort(); /* one whole instruction, all of it read */
+	}
+	if (c.writes > 1) {
+		abort();
+	}
+	return 0;
+}
