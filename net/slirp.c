@@ -550,11 +550,12 @@ static int slirp_be_send(struct net_backend *nb, const struct iovec *iov, unsign
 	struct slirp_be *s = nb->priv;
 	size_t len = iov_size(iov, cnt);
 	_cleanup_free_ uint8_t *buf = NULL;
-	const uint8_t *frame = iov[0].iov_base;
+	const uint8_t *frame;
 
 	if (len < 14 || len > NET_MAX_FRAME) {
 		return -EINVAL;
 	}
+	frame = iov[0].iov_base;
 	if (cnt > 1) {
 		buf = malloc(len);
 		if (!buf) {
