@@ -3,9 +3,10 @@
  * fake machine with its default backend, libslirp: the transport
  * operations of tests/fuzz/fuzz-virtio.h on either queue, and frames the
  * guest transmits through the other (the side queue, set up by each start
- * whose queue is not the transmit queue), which slirp answers (ARP, DHCP,
- * ICMP, TCP resets) into whatever receive buffers the input laid out:
- * mergeable or not, too small, chained, indirect.
+ * whose queue is not the transmit queue), with their IPv4, TCP, UDP and
+ * ICMP checksums made right where the input asks, which slirp answers
+ * (ARP, DHCP, ICMP, TCP resets) into whatever receive buffers the input
+ * laid out: mergeable or not, too small, chained, indirect.
  *
  * slirp turns a guest's connections into the host's sockets: the target
  * runs in a network namespace of its own (LLVMFuzzerInitialize), whose
@@ -45,18 +46,84 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* Operation 5: the guest transmits a frame (a virtio-net header and what follows) on the side queue. */
+/* The one's complement sum of @len bytes at @p, added to @sum. */
+static uint32_t sum16(uint32_t sum, const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i += 2) {
+		sum += (uint32_t)p[i] << 8 | (i + 1 < len ? p[i + 1] : 0);
+	}
+	return sum;
+}
+
+static void put_csum(uint8_t *at, uint32_t sum)
+{
+	while (sum >> 16) {
+		sum = (sum & 0xffff) + (sum >> 16);
+	}
+	sum = ~sum & 0xffff;
+	at[0] = sum >> 8;
+	at[1] = sum & 0xff;
+}
+
+/*
+ * Make the IPv4 header's checksum, and the TCP, UDP or ICMP one after it,
+ * right where @n bytes (a virtio-net header, then Ethernet) hold them:
+ * slirp drops what fails a checksum, so without this mutated frames would
+ * rarely get past its IP input.
+ */
+static void fix_checksums(uint8_t *frame, size_t n)
+{
+	uint8_t *ip = frame + 12 + 14, *l4;
+	size_t ihl, total, l4len;
+	uint32_t sum;
+
+	if (n < 12 + 14 + 20 || frame[12 + 12] != 0x08 || frame[12 + 13] != 0x00) {
+		return;
+	}
+	ihl = (ip[0] & 15) * 4u;
+	total = (size_t)ip[2] << 8 | ip[3];
+	if (ihl < 20 || total < ihl || 12 + 14 + total > n) {
+		return;
+	}
+	ip[10] = ip[11] = 0;
+	put_csum(ip + 10, sum16(0, ip, ihl));
+	l4 = ip + ihl;
+	l4len = total - ihl;
+	/* the pseudo-header: addresses, protocol, length */
+	sum = sum16(0, ip + 12, 8) + ip[9] + (uint32_t)l4len;
+	if (ip[9] == 6 && l4len >= 20) {
+		l4[16] = l4[17] = 0;
+		put_csum(l4 + 16, sum16(sum, l4, l4len));
+	} else if (ip[9] == 17 && l4len >= 8) {
+		l4[6] = l4[7] = 0;
+		put_csum(l4 + 6, sum16(sum, l4, l4len));
+	} else if (ip[9] == 1 && l4len >= 4) {
+		l4[2] = l4[3] = 0;
+		put_csum(l4 + 2, sum16(0, l4, l4len));
+	}
+}
+
+/*
+ * Operation 5: the guest transmits a frame (a virtio-net header and what
+ * follows) on the side queue, its IPv4 checksums made right or left as
+ * the input has them.
+ */
 static void extra(struct drv *d, void *state, uint8_t op, struct fz *f)
 {
 	uint8_t frame[MAX_TX];
+	bool fix;
 	size_t n;
 
 	(void)state;
 	if (op % 13 != 5) {
 		return;
 	}
+	fix = fz_u8(f) & 1;
 	n = fz_u16(f) % sizeof(frame);
 	n = fz_bytes(f, frame, n);
+	if (fix) {
+		fix_checksums(frame, n);
+	}
 	guest_mem_write(d->mem, TXBUF, frame, n);
 	drv_side_send(d, TXBUF, (uint32_t)n);
 }
