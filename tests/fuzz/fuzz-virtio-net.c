@@ -10,14 +10,21 @@
  *
  * slirp turns a guest's connections into the host's sockets: the target
  * runs in a network namespace of its own (LLVMFuzzerInitialize), whose
- * only interface is a loopback that is down, so nothing leaves this
- * process. Where it cannot have one (not root, no user namespaces), it
- * says so and exits 77 (replay.sh counts that target skipped).
+ * only interface is its loopback, so nothing leaves this process. There
+ * an echo server on 127.0.0.1:22 takes the connections a guest opens to
+ * 10.0.2.2:22, so that frames reach slirp's TCP beyond the handshake (its
+ * first initial sequence number is 64001 in a fresh slirp; a seed uses it).
+ * Where the target cannot have a namespace (not root, no user
+ * namespaces), it says so and exits 77 (replay.sh counts it skipped).
  */
 #include "config.h"
 
 #include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <event2/thread.h>
 
@@ -25,11 +32,99 @@
 #include "vmmd/vm.h"
 
 #define RAM_SIZE (1u << 20)
-#define TXBUF 0x40000 /* the frame the side queue transmits */
+#define TXBUF 0x40000 /* the frames the side queue transmits, MAX_TX apart */
 #define MAX_TX 1600   /* a header and a full Ethernet frame, and a little more */
+
+#define MAX_CONN 8
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void extra(struct drv *d, void *state, uint8_t op, struct fz *f);
+
+static const struct vm_nic_config nc = {
+	.id = "net0", .backend = "user", .mac = "52:54:00:12:34:56"};
+static struct fuzz_virtio t = {.cls = &virtio_net_class,
+			       .cfg = &nc,
+			       .side_q = 1,
+			       .device_id = 0x1041,
+			       .ram_size = RAM_SIZE,
+			       .nops = 13,
+			       .io_thread_at_unrealize = true,
+			       .extra = extra};
+
+/* The echo server's connections (slirp's side of a guest's TCP connection). */
+static struct conn {
+	int fd;
+	struct event *ev;
+} conns[MAX_CONN];
+
+static void conn_close(struct conn *c)
+{
+	event_free(c->ev);
+	close(c->fd);
+	c->ev = NULL;
+}
+
+static void conn_ready(evutil_socket_t fd, short what, void *opaque)
+{
+	uint8_t buf[4096];
+	ssize_t n = read(fd, buf, sizeof(buf));
+
+	(void)what;
+	if (n > 0) {
+		(void)!write(fd, buf, (size_t)n);
+	} else if (n == 0 || errno != EAGAIN) {
+		conn_close(opaque);
+	}
+}
+
+static void accept_ready(evutil_socket_t fd, short what, void *opaque)
+{
+	int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	(void)what;
+	(void)opaque;
+	if (c < 0) {
+		return;
+	}
+	for (unsigned i = 0; i < MAX_CONN; i++) {
+		if (!conns[i].ev) {
+			conns[i].fd = c;
+			conns[i].ev =
+				event_new(t.base, c, EV_READ | EV_PERSIST, conn_ready, &conns[i]);
+			if (!conns[i].ev || event_add(conns[i].ev, NULL) < 0) {
+				abort();
+			}
+			return;
+		}
+	}
+	close(c);
+}
+
+/* The loopback up and the echo server listening on it, in the target's namespace. */
+static void echo_server(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(22)};
+	struct ifreq ifr = {.ifr_name = "lo"};
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), one = 1;
+
+	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+		abort();
+	}
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) {
+		abort();
+	}
+	close(s);
+	s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (s < 0 || setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(s, MAX_CONN) < 0 ||
+	    event_add(event_new(t.base, s, EV_READ | EV_PERSIST, accept_ready, NULL), NULL) < 0) {
+		abort();
+	}
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -43,6 +138,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	/* the backend is closed on the I/O loop's thread (fuzz-virtio.h) */
 	evthread_use_pthreads();
+	t.base = event_base_new();
+	if (!t.base) {
+		abort();
+	}
+	echo_server();
 	return 0;
 }
 
@@ -111,6 +211,7 @@ static void fix_checksums(uint8_t *frame, size_t n)
 static void extra(struct drv *d, void *state, uint8_t op, struct fz *f)
 {
 	uint8_t frame[MAX_TX];
+	uint64_t at;
 	bool fix;
 	size_t n;
 
@@ -124,23 +225,20 @@ static void extra(struct drv *d, void *state, uint8_t op, struct fz *f)
 	if (fix) {
 		fix_checksums(frame, n);
 	}
-	guest_mem_write(d->mem, TXBUF, frame, n);
-	drv_side_send(d, TXBUF, (uint32_t)n);
+	/* a buffer per descriptor: frames sent before the loop runs stay apart */
+	at = TXBUF + (uint64_t)(d->side_idx % QSZ) * MAX_TX;
+	guest_mem_write(d->mem, at, frame, n);
+	drv_side_send(d, at, (uint32_t)n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const struct vm_nic_config nc = {
-		.id = "net0", .backend = "user", .mac = "52:54:00:12:34:56"};
-	static struct fuzz_virtio t = {.cls = &virtio_net_class,
-				       .cfg = &nc,
-				       .side_q = 1,
-				       .device_id = 0x1041,
-				       .ram_size = RAM_SIZE,
-				       .nops = 13,
-				       .io_thread_at_unrealize = true,
-				       .extra = extra};
-
 	fuzz_virtio_run(&t, data, size);
+	/* slirp is gone: its connections end with the input */
+	for (unsigned i = 0; i < MAX_CONN; i++) {
+		if (conns[i].ev) {
+			conn_close(&conns[i]);
+		}
+	}
 	return 0;
 }

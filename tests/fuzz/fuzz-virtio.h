@@ -148,11 +148,14 @@ static void drv_init(struct drv *d, uint64_t want, unsigned q)
 	d->side_idx = 0;
 }
 
-/* Descriptor 0 of the side queue: @len bytes at @addr, read by the device; made available. */
+/*
+ * The side queue's next descriptor (they rotate, as its avail index):
+ * @len bytes at @addr, read by the device; made available and kicked.
+ */
 static inline void drv_side_send(struct drv *d, uint64_t addr, uint32_t len)
 {
 	uint8_t e[16] = {0};
-	uint16_t head = 0, flags = 0;
+	uint16_t head = d->side_idx % QSZ, flags = 0;
 
 	if (!d->side_live || !d->region[1]) {
 		return;
@@ -160,7 +163,7 @@ static inline void drv_side_send(struct drv *d, uint64_t addr, uint32_t len)
 	memcpy(e, &addr, 8);
 	memcpy(e + 8, &len, 4);
 	memcpy(e + 12, &flags, 2);
-	guest_mem_write(d->mem, RING2, e, sizeof(e));
+	guest_mem_write(d->mem, RING2 + 16u * head, e, sizeof(e));
 	guest_mem_write(d->mem, RING2 + 0x1000 + 4 + 2u * (d->side_idx % QSZ), &head, 2);
 	d->side_idx++;
 	guest_mem_write(d->mem, RING2 + 0x1000 + 2, &d->side_idx, 2);

@@ -68,6 +68,7 @@ lib usb hw/usb/usb.c hw/usb/scsi.c hw/usb/usb-storage.c hw/usb/usb-hid.c hw/usb/
 	hw/usb/xhci.c
 lib fake tests/unit/fake-machine.c
 W=$work
+supp=$PWD/tests/fuzz/lsan.supp # libslirp's own leaks (see there)
 for t in $targets; do
 	case $t in
 	json-stream) libs="$W/libmonitor.a $W/libcommon.a" ;;
@@ -93,7 +94,8 @@ for t in $targets; do
 		-Wl,--start-group $libs -Wl,--end-group $LIBS
 	rm -rf "$work/corpus-$t"
 	cp -r "tests/fuzz/corpus/$t" "$work/corpus-$t"
-	(cd "$work" && ASAN_OPTIONS=detect_leaks=1 "./fuzz-$t" -max_total_time="$secs" \
+	(cd "$work" && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions="$supp" \
+		"./fuzz-$t" -max_total_time="$secs" \
 		-rss_limit_mb=2048 -timeout=20 -print_final_stats=1 "corpus-$t" 2>&1 |
 		tail -12) || {
 		echo "fuzz: $t failed; the reproducer is in $work/ (crash-*, leak-*, timeout-*)" >&2

@@ -547,6 +547,18 @@ def virtio_net():
     s["no-room"] = (vinit(1 << 5) + ntx(arp) + u8(7, 8) + nrx(0, 1, 64) + u8(7, 8) +
                     nrx(1, 2, 8) + ntx(discover) + u8(7, 8) + ntx(arp[:10]) + u8(7, 8) +
                     u8(10, 9) + vinit(mrg, 1) + vdesc(0, 0, 60, 0) + u8(6, 0) + u8(7, 8))
+    # a TCP connection to the echo server on the namespace's loopback, after an
+    # ARP request that tells slirp the guest's MAC: a fresh slirp's first
+    # initial sequence number is 64001, so the guest can acknowledge its SYN-ACK
+    def seg(seq, ack, flags, data=b""):
+        t = struct.pack("!HHIIBBHHH", 40001, 22, seq, ack, 5 << 4, flags, 65535, 0, 0) + data
+        return eth(bytes.fromhex("525500000202"), 0x0800, ipv4(6, me, gw, t))
+    hello = b"hello, slirp\n"
+    loop = u8(7, 1) * 4
+    s["tcp-echo"] = (vinit(1 << 5 | 1 << 16) + nrx(0, 8, 1526) + ntx(arp) +
+                     ntx(seg(1000, 0, 0x02)) + loop + ntx(seg(1001, 64002, 0x10)) +
+                     ntx(seg(1001, 64002, 0x18, hello)) + loop +
+                     ntx(seg(1001 + len(hello), 64002 + len(hello), 0x11)) + loop)
     write("virtio-net", s)
     # Reproducers of the bugs the target found, in its final encoding:
     # a last fragment arriving first ended the process inside Debian 12's
