@@ -92,7 +92,8 @@ tests_fuzz_replay_virtio_rng_SOURCES = tests/fuzz/fuzz-virtio-rng.c tests/fuzz/f
 	$(FUZZ_INPUT) $(FAKE_MACHINE)
 tests_fuzz_replay_virtio_rng_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_fuzz_replay_virtio_rng_LDADD = hw/virtio/libhwvirtio.a hw/pci/libhwpci.a $(FAKE_MACHINE_LIBS)
-tests_fuzz_replay_x86_emul_SOURCES = tests/fuzz/fuzz-x86-emul.c hw/core/x86-emul.c $(FUZZ_INPUT)
+tests_fuzz_replay_x86_emul_SOURCES = tests/fuzz/fuzz-x86-emul.c hw/core/x86-emul.c \
+	tests/unit/fake-cpu.h $(FUZZ_INPUT)
 tests_fuzz_replay_x86_emul_CFLAGS = $(AM_CFLAGS)
 tests_fuzz_replay_x86_emul_LDADD = $(COMMON_LIBS)
 tests_fuzz_replay_xhci_SOURCES = tests/fuzz/fuzz-xhci.c tests/fuzz/fuzz-disk.h $(FUZZ_INPUT) \

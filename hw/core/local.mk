@@ -46,7 +46,7 @@ tests_unit_test_boot_LDADD = $(HW_LIBS) $(UNIT_LIBS)
 check_PROGRAMS += tests/unit/test-x86-emul
 TESTS += tests/unit/test-x86-emul
 tests_unit_test_x86_emul_SOURCES = tests/unit/test-x86-emul.c tests/unit/check-main.h \
-	hw/core/x86-emul.c hw/core/x86-emul.h
+	tests/unit/fake-cpu.h hw/core/x86-emul.c hw/core/x86-emul.h
 tests_unit_test_x86_emul_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_x86_emul_LDADD = $(COMMON_LIBS) $(UNIT_LIBS)
 

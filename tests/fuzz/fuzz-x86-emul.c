@@ -18,138 +18,11 @@
 #include "common/log.h"
 #include "hw/core/x86-emul.h"
 #include "tests/fuzz/fuzz-input.h"
+#include "tests/unit/fake-cpu.h"
 
-#define RAM 0x10000
+#define RAM FAKE_CPU_RAM
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct fake_cpu {
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	struct kvm_fpu fpu;
-	struct kvm_vcpu_events events;
-	uint8_t insn[16];
-	size_t insn_len;
-	uint8_t fail; /* bit n: accessor n fails (see the ops below) */
-	unsigned writes;
-	uint8_t ram[RAM];
-};
-
-static int get_regs(void *o, struct kvm_regs *r)
-{
-	struct fake_cpu *c = o;
-
-	*r = c->regs;
-	return c->fail & 1 ? -1 : 0;
-}
-
-static int set_regs(void *o, const struct kvm_regs *r)
-{
-	struct fake_cpu *c = o;
-
-	if (c->fail & 2) {
-		return -1;
-	}
-	c->regs = *r;
-	return 0;
-}
-
-static int get_sregs(void *o, struct kvm_sregs *s)
-{
-	struct fake_cpu *c = o;
-
-	*s = c->sregs;
-	return c->fail & 4 ? -1 : 0;
-}
-
-static int get_fpu(void *o, struct kvm_fpu *f)
-{
-	struct fake_cpu *c = o;
-
-	*f = c->fpu;
-	return c->fail & 8 ? -1 : 0;
-}
-
-static int set_fpu(void *o, const struct kvm_fpu *f)
-{
-	struct fake_cpu *c = o;
-
-	if (c->fail & 16) {
-		return -1;
-	}
-	c->fpu = *f;
-	return 0;
-}
-
-static int get_events(void *o, struct kvm_vcpu_events *e)
-{
-	struct fake_cpu *c = o;
-
-	*e = c->events;
-	return c->fail & 32 ? -1 : 0;
-}
-
-static int set_events(void *o, const struct kvm_vcpu_events *e)
-{
-	struct fake_cpu *c = o;
-
-	if (c->fail & 64) {
-		return -1;
-	}
-	c->events = *e;
-	return 0;
-}
-
-static size_t read_insn(void *o, const struct kvm_regs *r, const struct kvm_sregs *s, uint8_t *buf,
-			size_t max)
-{
-	struct fake_cpu *c = o;
-	size_t n = c->insn_len < max ? c->insn_len : max;
-
-	(void)r;
-	(void)s;
-	memcpy(buf, c->insn, n);
-	return n;
-}
-
-static int read_mem(void *o, uint64_t la, void *buf, size_t len)
-{
-	struct fake_cpu *c = o;
-
-	if (la >= RAM || len > RAM - la) {
-		return -14;
-	}
-	memcpy(buf, c->ram + la, len);
-	return 0;
-}
-
-static int write_mem(void *o, uint64_t la, const void *buf, size_t len)
-{
-	struct fake_cpu *c = o;
-
-	if (c->fail & 128 || la >= RAM || len > RAM - la) {
-		return -14;
-	}
-	if (len != 4) {
-		abort(); /* stmxcsr is the only store */
-	}
-	memcpy(c->ram + la, buf, len);
-	c->writes++;
-	return 0;
-}
-
-static const struct x86_emul_ops ops = {
-	.get_regs = get_regs,
-	.set_regs = set_regs,
-	.get_sregs = get_sregs,
-	.get_fpu = get_fpu,
-	.set_fpu = set_fpu,
-	.get_events = get_events,
-	.set_events = set_events,
-	.read_insn = read_insn,
-	.read_mem = read_mem,
-	.write_mem = write_mem,
-};
 
 static struct ratelimit rl = RATELIMIT_INIT(60 * 1000000, 1);
 
@@ -174,7 +47,6 @@ static uint64_t fz_reg(struct fz *f)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct fake_cpu c;
-	const struct x86_emul_cpu cpu = {.ops = &ops, .opaque = &c, .vm_name = "fuzz", .rl = &rl};
 	struct fz f = {data, size};
 	__u64 *gprs[] = {&c.regs.rax, &c.regs.rcx, &c.regs.rdx, &c.regs.rbx,
 			 &c.regs.rsp, &c.regs.rbp, &c.regs.rsi, &c.regs.rdi,
@@ -193,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c.sregs.cr4 = mode & 16 ? 1u << 9 : 0;			 /* OSFXSR */
 	c.sregs.cr0 = (mode & 32 ? 8 : 0) | (mode & 64 ? 2 : 0); /* TS, MP */
 	c.fpu.fsw = mode & 128 ? 0x80 : 0;			 /* ES */
-	c.fail = fz_u8(&f);
+	c.fail = fz_u8(&f); /* FAKE_FAIL_*: one bit per accessor */
 	evs = fz_u8(&f);
 	c.events.exception.injected = evs & 1;
 	c.events.exception.pending = (evs >> 1) & 1;
@@ -219,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	before = c;
 	memcpy(b, c.insn, sizeof(b));
-	if (!x86_emul_try(&cpu)) {
+	if (!fake_cpu_try(&c, &rl)) {
 		return 0;
 	}
 	rip = c.regs.rip - before.regs.rip;
@@ -232,8 +104,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if (rip < 1 || rip > 15 || rip > before.insn_len) {
 		abort(); /* one whole instruction, all of it read */
 	}
-	if (c.writes > 1) {
-		abort();
+	if (c.writes > 1 || (c.writes && c.last_write_len != 4)) {
+		abort(); /* one stmxcsr at most */
 	}
 	return 0;
 }

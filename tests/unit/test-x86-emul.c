@@ -1,8 +1,9 @@
 /*
  * Unit tests for hw/core/x86-emul.c: each work-around for this host's
- * instruction emulator, run over a fake CPU (registers, segments, FPU,
- * pending events, the instruction bytes at RIP and a little RAM for memory
- * operands) without KVM; the ModRM/SIB/RIP-relative operand decoder.
+ * instruction emulator, run over a fake CPU (tests/unit/fake-cpu.h:
+ * registers, segments, FPU, pending events, the instruction bytes at RIP
+ * and a little RAM for memory operands) without KVM; the ModRM/SIB/
+ * RIP-relative operand decoder.
  */
 #include "config.h"
 
@@ -11,129 +12,13 @@
 
 #include "common/log.h"
 #include "hw/core/x86-emul.h"
+#include "tests/unit/fake-cpu.h"
 
 #define RFLAGS_ZF 0x40ull
 #define RFLAGS_CF 0x1ull
 #define RFLAGS_AC (1ull << 18)
 #define CR4_OSFXSR (1ull << 9)
 #define CR0_TS 0x8ull
-#define RAM 0x10000
-
-struct fake_cpu {
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	struct kvm_fpu fpu;
-	struct kvm_vcpu_events events;
-	uint8_t insn[16];
-	size_t insn_len;
-	bool fail_get; /* every getter fails */
-	unsigned set_regs_calls, set_events_calls, set_fpu_calls;
-	uint8_t ram[RAM]; /* guest memory for operands; linear == physical here */
-};
-
-static int get_regs(void *o, struct kvm_regs *r)
-{
-	struct fake_cpu *c = o;
-
-	*r = c->regs;
-	return c->fail_get ? -1 : 0;
-}
-
-static int set_regs(void *o, const struct kvm_regs *r)
-{
-	struct fake_cpu *c = o;
-
-	c->regs = *r;
-	c->set_regs_calls++;
-	return 0;
-}
-
-static int get_sregs(void *o, struct kvm_sregs *s)
-{
-	struct fake_cpu *c = o;
-
-	*s = c->sregs;
-	return c->fail_get ? -1 : 0;
-}
-
-static int get_fpu(void *o, struct kvm_fpu *f)
-{
-	struct fake_cpu *c = o;
-
-	*f = c->fpu;
-	return c->fail_get ? -1 : 0;
-}
-
-static int set_fpu(void *o, const struct kvm_fpu *f)
-{
-	struct fake_cpu *c = o;
-
-	c->fpu = *f;
-	c->set_fpu_calls++;
-	return 0;
-}
-
-static int read_mem(void *o, uint64_t la, void *buf, size_t len)
-{
-	struct fake_cpu *c = o;
-
-	if (la >= RAM || len > RAM - la) {
-		return -14;
-	}
-	memcpy(buf, c->ram + la, len);
-	return 0;
-}
-
-static int write_mem(void *o, uint64_t la, const void *buf, size_t len)
-{
-	struct fake_cpu *c = o;
-
-	if (la >= RAM || len > RAM - la) {
-		return -14;
-	}
-	memcpy(c->ram + la, buf, len);
-	return 0;
-}
-
-static int get_events(void *o, struct kvm_vcpu_events *e)
-{
-	struct fake_cpu *c = o;
-
-	*e = c->events;
-	return c->fail_get ? -1 : 0;
-}
-
-static int set_events(void *o, const struct kvm_vcpu_events *e)
-{
-	struct fake_cpu *c = o;
-
-	c->events = *e;
-	c->set_events_calls++;
-	return 0;
-}
-
-static size_t read_insn(void *o, const struct kvm_regs *r, const struct kvm_sregs *s, uint8_t *buf,
-			size_t max)
-{
-	struct fake_cpu *c = o;
-	size_t n = c->insn_len < max ? c->insn_len : max;
-
-	memcpy(buf, c->insn, n);
-	return n;
-}
-
-static const struct x86_emul_ops ops = {
-	.get_regs = get_regs,
-	.set_regs = set_regs,
-	.get_sregs = get_sregs,
-	.get_fpu = get_fpu,
-	.set_fpu = set_fpu,
-	.get_events = get_events,
-	.set_events = set_events,
-	.read_insn = read_insn,
-	.read_mem = read_mem,
-	.write_mem = write_mem,
-};
 
 static struct ratelimit rl = RATELIMIT_INIT(5 * 1000000, 100);
 
@@ -151,15 +36,7 @@ static void cpu_init(struct fake_cpu *c, const uint8_t *bytes, size_t n)
 
 static bool try(struct fake_cpu *c)
 {
-	const struct x86_emul_cpu cpu = {
-		.ops = &ops,
-		.opaque = c,
-		.vm_name = "t",
-		.index = 0,
-		.rl = &rl,
-	};
-
-	return x86_emul_try(&cpu);
+	return fake_cpu_try(c, &rl);
 }
 
 START_TEST(int3_injects_bp_after_the_instruction)
@@ -323,7 +200,7 @@ START_TEST(anything_else_stays_a_failure)
 	cpu_init(&c, nop, 0); /* unreadable RIP */
 	ck_assert(!try(&c));
 	cpu_init(&c, (const uint8_t[]){0x9b}, 1);
-	c.fail_get = true; /* the CPU state cannot be read */
+	c.fail = FAKE_FAIL_GETTERS; /* the CPU state cannot be read */
 	ck_assert(!try(&c));
 	ck_assert_uint_eq(c.set_regs_calls, 0);
 	ck_assert_uint_eq(c.set_events_calls, 0);
@@ -508,7 +385,7 @@ START_TEST(declines_what_it_cannot_reproduce)
 	ck_assert(!try(c));
 	/* an operand outside memory (#PF) */
 	c = sse_cpu(&cs, (const uint8_t[]){0x0f, 0xae, 0x10}, 3);
-	c->regs.rax = RAM + 0x100;
+	c->regs.rax = FAKE_CPU_RAM + 0x100;
 	ck_assert(!try(c));
 	ck_assert_uint_eq(c->regs.rip, 0x1000);
 	/* register form (0f ae /2 mod 3 is not ldmxcsr), other /reg (fxsave) */
