@@ -90,7 +90,9 @@ static bool wait_for(const char *console, const char *needle, unsigned times, un
 
 int main(int argc, char **argv)
 {
-	struct vm_host host = {.run_dir = "/tmp", .event = on_event};
+	/* a run directory of its own (the VMs' sockets), removed at the end */
+	char run[] = "/tmp/two-vms.XXXXXX", vms[sizeof(run) + 4];
+	struct vm_host host = {.run_dir = run, .event = on_event};
 	struct vm *a, *b;
 	char *c;
 	unsigned before;
@@ -101,6 +103,11 @@ int main(int argc, char **argv)
 			argv[0]);
 		return 99;
 	}
+	if (!mkdtemp(run)) {
+		perror("mkdtemp");
+		return 99;
+	}
+	snprintf(vms, sizeof(vms), "%s/vms", run);
 	a = start(argv[1], &host);
 	b = start(argv[2], &host);
 	if (!wait_for(argv[3], argv[4], 1, 120)) {
@@ -124,5 +131,7 @@ int main(int argc, char **argv)
 out:
 	vm_destroy(a);
 	vm_destroy(b);
+	rmdir(vms);
+	rmdir(run);
 	return rc;
 }
