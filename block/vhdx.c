@@ -42,6 +42,7 @@
 
 #include "block/block-int.h"
 #include "common/bytes.h"
+#include "common/crc32c.h"
 #include "common/iov.h"
 #include "common/parse.h"
 
@@ -115,35 +116,6 @@ struct vhdx_state {
 	bool guids_updated;
 };
 
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++) {
-			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-		}
-		crc_table[i] = c;
-	}
-}
-
-/* CRC-32C (Castagnoli) of @len bytes with the 4-byte checksum field at @at taken as zero. */
-static uint32_t vhdx_checksum(const uint8_t *p, size_t len, size_t at)
-{
-	uint32_t crc = 0xffffffffu;
-
-	pthread_once(&crc_once, crc_init);
-	for (size_t i = 0; i < len; i++) {
-		uint8_t b = i >= at && i < at + 4 ? 0 : p[i];
-
-		crc = crc_table[(crc ^ b) & 0xff] ^ (crc >> 8);
-	}
-	return ~crc;
-}
-
 static bool guid_eq(const uint8_t *p, const struct guid *g)
 {
 	return memcmp(p, g->b, 16) == 0;
@@ -177,7 +149,7 @@ static int write_header(struct vhdx_state *s, unsigned slot);
 
 static bool header_valid(const uint8_t *h)
 {
-	return memcmp(h, "head", 4) == 0 && vhdx_checksum(h, VHDX_HEADER_SIZE, 4) == le32(h + 4);
+	return memcmp(h, "head", 4) == 0 && crc32c_field(h, VHDX_HEADER_SIZE, 4) == le32(h + 4);
 }
 
 /* ---- the log (VHDX 1.00 §2.3): replayed on a read-write open ---- */
@@ -269,7 +241,7 @@ static int log_entry_read(struct vhdx_state *s, uint64_t off, uint64_t file_len,
 		free(b);
 		return r;
 	}
-	if (vhdx_checksum(b, e->len, 4) != le32(b + 4)) {
+	if (crc32c_field(b, e->len, 4) != le32(b + 4)) {
 		free(b);
 		return 0;
 	}
@@ -503,7 +475,7 @@ static int parse_regions(struct vhdx_state *s, const char *fn, uint64_t file_len
 					       "could not read the VHDX region table of '%s'", fn);
 		}
 		if (memcmp(t, "regi", 4) != 0 ||
-		    vhdx_checksum(t, VHDX_REGION_SIZE, 4) != le32(t + 4)) {
+		    crc32c_field(t, VHDX_REGION_SIZE, 4) != le32(t + 4)) {
 			r = -EINVAL;
 		}
 	}
@@ -843,7 +815,7 @@ static int write_header(struct vhdx_state *s, unsigned slot)
 	uint8_t *h = s->header;
 
 	put_le64(h + 8, ++s->seq);
-	put_le32(h + 4, vhdx_checksum(h, VHDX_HEADER_SIZE, 4));
+	put_le32(h + 4, crc32c_field(h, VHDX_HEADER_SIZE, 4));
 	return block_pwrite(s->bs->file, slot ? VHDX_HEADER2 : VHDX_HEADER1, h, VHDX_HEADER_SIZE);
 }
 
@@ -1087,11 +1059,11 @@ static int vhdx_create(const char *filename, uint64_t size, json_t *opts, struct
 		put_le16(h + 66, 1);
 		put_le32(h + 68, (uint32_t)log_size);
 		put_le64(h + 72, MiB);
-		put_le32(h + 4, vhdx_checksum(h, VHDX_HEADER_SIZE, 4));
+		put_le32(h + 4, crc32c_field(h, VHDX_HEADER_SIZE, 4));
 		memcpy(buf + VHDX_HEADER2, h, VHDX_HEADER_SIZE);
 		h = buf + VHDX_HEADER2;
 		put_le64(h + 8, 2);
-		put_le32(h + 4, vhdx_checksum(h, VHDX_HEADER_SIZE, 4));
+		put_le32(h + 4, crc32c_field(h, VHDX_HEADER_SIZE, 4));
 	}
 	{
 		uint8_t *t = buf + VHDX_REGION1;
@@ -1106,7 +1078,7 @@ static int vhdx_create(const char *filename, uint64_t size, json_t *opts, struct
 		put_le64(t + 64, meta_off);
 		put_le32(t + 72, (uint32_t)MiB);
 		put_le32(t + 76, 1);
-		put_le32(t + 4, vhdx_checksum(t, VHDX_REGION_SIZE, 4));
+		put_le32(t + 4, crc32c_field(t, VHDX_REGION_SIZE, 4));
 		memcpy(buf + VHDX_REGION2, t, VHDX_REGION_SIZE);
 	}
 	r = block_pwrite(file, 0, buf, 320 * 1024);
