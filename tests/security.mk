@@ -21,7 +21,8 @@ TESTS += tests/functional/test-security-fdset.py
 # corpora; tests/fuzz/fuzz.sh builds them with clang -fsanitize=fuzzer and
 # runs them (.ci/run: short runs; --slow: long ones).
 FUZZ_REPLAYS = tests/fuzz/replay-json-stream tests/fuzz/replay-virtqueue \
-	tests/fuzz/replay-qcow2-open tests/fuzz/replay-qcow2-write tests/fuzz/replay-ide \
+	tests/fuzz/replay-qcow2-open tests/fuzz/replay-image-write tests/fuzz/replay-image-formats \
+	tests/fuzz/replay-ide \
 	tests/fuzz/replay-e1000 tests/fuzz/replay-uart tests/fuzz/replay-rtc tests/fuzz/replay-fwcfg \
 	tests/fuzz/replay-xhci tests/fuzz/replay-i8042 tests/fuzz/replay-acpi \
 	tests/fuzz/replay-virtio-blk tests/fuzz/replay-virtio-mem tests/fuzz/replay-virtio-net \
@@ -39,9 +40,12 @@ tests_fuzz_replay_virtqueue_LDADD = $(COMMON_LIBS)
 tests_fuzz_replay_qcow2_open_SOURCES = tests/fuzz/fuzz-qcow2-open.c $(FUZZ_INPUT)
 tests_fuzz_replay_qcow2_open_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 tests_fuzz_replay_qcow2_open_LDADD = $(BLOCK_LIBS)
-tests_fuzz_replay_qcow2_write_SOURCES = tests/fuzz/fuzz-qcow2-write.c $(FUZZ_INPUT)
-tests_fuzz_replay_qcow2_write_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
-tests_fuzz_replay_qcow2_write_LDADD = $(BLOCK_LIBS)
+tests_fuzz_replay_image_write_SOURCES = tests/fuzz/fuzz-image-write.c $(FUZZ_INPUT)
+tests_fuzz_replay_image_write_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_fuzz_replay_image_write_LDADD = $(BLOCK_LIBS)
+tests_fuzz_replay_image_formats_SOURCES = tests/fuzz/fuzz-image-formats.c $(FUZZ_INPUT)
+tests_fuzz_replay_image_formats_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_fuzz_replay_image_formats_LDADD = $(BLOCK_LIBS)
 # Device targets: the fake machine and the device's group library, as its unit test.
 tests_fuzz_replay_ide_SOURCES = tests/fuzz/fuzz-ide.c $(FUZZ_INPUT) $(FAKE_MACHINE)
 tests_fuzz_replay_ide_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)

@@ -1,12 +1,14 @@
 /*
  * libFuzzer target: sequences of writes, discards, zero writes, flushes,
- * snapshots, growth and reopens on a fresh qcow2 image (block/qcow2*.c),
+ * snapshots (qcow2), growth (qcow2, QED) and reopens on a fresh image of
+ * any format vmmd writes (block/qcow2*.c, qed.c, vhdx.c, vmdk.c, vpc.c),
  * checked three ways: every read through our driver matches a shadow copy
  * of what was written (bytes a discard left undefined excepted); at the end
- * `qemu-img check` must find no corruption and no leak; and `qemu-img
- * convert` to raw must show the same bytes, so QEMU reads what we wrote.
- * The input's first byte picks the cluster size and options, the rest is a
- * stream of operations (see the switch below).
+ * `qemu-img check` must find no corruption and no leak (VHD has no check);
+ * and `qemu-img convert` to raw must show the same bytes, so QEMU reads
+ * what we wrote. The input's first byte picks the format (bits 5-7: qcow2,
+ * QED, VHDX, VMDK, VHD), its cluster or block size (bits 0-1) and options
+ * (bits 2-4); the rest is a stream of operations (see the switch below).
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -32,11 +34,13 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* tmpfs: the driver flushes often and fsync on a disk would dominate */
-static char dir[] = "/dev/shm/fuzz-qcow2-write-XXXXXX";
+static char dir[] = "/dev/shm/fuzz-image-write-XXXXXX";
 static char img[64], raw[64];
 static uint8_t shadow[MAX_SIZE];
 static uint8_t known[MAX_SIZE]; /* 0: a discard left the byte undefined */
 static uint8_t buf[MAX_IO];
+static const char *const formats[] = {"qcow2", "qed", "vhdx", "vmdk", "vpc"};
+static unsigned format; /* index in formats[] */
 
 static void cleanup(void)
 {
@@ -69,9 +73,9 @@ static int run(char *const argv[])
 
 static void fail(const char *what, uint64_t off)
 {
-	char *const check[] = {"qemu-img", "check", img, NULL};
+	char *const check[] = {"qemu-img", "check", "-f", (char *)formats[format], img, NULL};
 
-	fprintf(stderr, "fuzz-qcow2-write: %s at %llu\n", what, (unsigned long long)off);
+	fprintf(stderr, "fuzz-image-write: %s at %llu\n", what, (unsigned long long)off);
 	execvp(check[0], check); /* the image's state, for the report */
 	abort();
 }
@@ -88,11 +92,52 @@ static void verify(struct block_node *bs, uint64_t off, uint64_t len)
 	}
 }
 
+/* The creation options bits 0-4 of @mode pick for the format. */
+static json_t *create_opts(uint8_t mode)
+{
+	static const char *const qcow2_clusters[] = {"512", "4096", "65536", "2097152"};
+	static const char *const qed_clusters[] = {"4096", "16384", "65536", "1048576"};
+	static const char *const vhdx_blocks[] = {"1048576", "1048576", "2097152", "8388608"};
+	json_t *opts = json_object();
+
+	switch (format) {
+	case 0:
+		json_object_set_new(opts, "cluster_size", json_string(qcow2_clusters[mode % 4]));
+		if (mode & 4) {
+			json_object_set_new(opts, "lazy_refcounts", json_string("on"));
+		}
+		if (mode & 8) {
+			json_object_set_new(opts, "refcount_bits",
+					    json_string(mode & 16 ? "1" : "64"));
+		}
+		break;
+	case 1:
+		json_object_set_new(opts, "cluster_size", json_string(qed_clusters[mode % 4]));
+		/* not 1: QEMU 7.2 creates but cannot open such images ("QED table offset is invalid") */
+		json_object_set_new(opts, "table_size", json_string(mode & 4 ? "2" : "4"));
+		break;
+	case 2:
+		json_object_set_new(opts, "block_size", json_string(vhdx_blocks[mode % 4]));
+		json_object_set_new(opts, "block_state_zero", json_string(mode & 4 ? "on" : "off"));
+		json_object_set_new(opts, "subformat", json_string(mode & 8 ? "fixed" : "dynamic"));
+		break;
+	case 3:
+		json_object_set_new(opts, "subformat",
+				    json_string(mode & 8 ? "streamOptimized" : "monolithicSparse"));
+		break;
+	case 4:
+		json_object_set_new(opts, "subformat", json_string(mode & 8 ? "fixed" : "dynamic"));
+		json_object_set_new(opts, "force_size", json_string(mode & 4 ? "on" : "off"));
+		break;
+	}
+	return opts;
+}
+
 static struct block_node *open_img(void)
 {
 	struct block_node *bs = NULL;
 
-	if (block_open(&bs, img, "qcow2", BLOCK_O_RDWR | BLOCK_O_UNMAP, NULL) < 0) {
+	if (block_open(&bs, img, formats[format], BLOCK_O_RDWR | BLOCK_O_UNMAP, NULL) < 0) {
 		fail("cannot open", 0);
 	}
 	return bs;
@@ -100,35 +145,34 @@ static struct block_node *open_img(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char *const clusters[] = {"512", "4096", "65536", "2097152"};
 	struct fz f = {data, size};
 	uint8_t mode = fz_u8(&f);
-	json_t *opts = json_pack("{ss}", "cluster_size", clusters[mode % 4]);
+	json_t *opts;
 	struct block_node *bs;
-	uint64_t vsize = SIZE;
+	uint64_t vsize;
 	unsigned ops = 0, snaps = 0;
 
 	if (!img[0]) {
 		if (!mkdtemp(dir)) {
 			abort();
 		}
-		snprintf(img, sizeof(img), "%s/t.qcow2", dir);
+		snprintf(img, sizeof(img), "%s/t.img", dir);
 		snprintf(raw, sizeof(raw), "%s/t.raw", dir);
 		atexit(cleanup);
 	}
-	if (mode & 4) {
-		json_object_set_new(opts, "lazy_refcounts", json_string("on"));
-	}
-	if (mode & 8) {
-		json_object_set_new(opts, "refcount_bits", json_string(mode & 16 ? "1" : "64"));
-	}
-	if (block_create("qcow2", img, SIZE, opts, NULL) < 0) {
+	format = (unsigned)(mode >> 5) % 5;
+	opts = create_opts(mode);
+	if (block_create(formats[format], img, SIZE, opts, NULL) < 0) {
 		abort();
 	}
 	json_decref(opts);
 	memset(shadow, 0, sizeof(shadow));
 	memset(known, 1, sizeof(known));
 	bs = open_img();
+	vsize = block_length(bs); /* VHD may round the size to its geometry */
+	if (vsize > MAX_SIZE) {
+		abort();
+	}
 	while (fz_more(&f) && ops++ < 64) {
 		uint8_t op = fz_u8(&f);
 		/* offsets and lengths: often cluster-aligned, sometimes not */
@@ -181,7 +225,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			verify(bs, off, len);
 			break;
 		case 7:
-			if (fz_u8(&f) & 1 && vsize < MAX_SIZE) { /* grow */
+			if (fz_u8(&f) & 1 && vsize < MAX_SIZE && format <= 1) { /* grow */
 				uint64_t n = vsize + 512 * (1 + fz_u8(&f));
 
 				n = n > MAX_SIZE ? MAX_SIZE : n;
@@ -191,7 +235,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				memset(shadow + vsize, 0, n - vsize);
 				memset(known + vsize, 1, n - vsize);
 				vsize = n;
-			} else if (snaps < 3) { /* an internal snapshot: later writes copy */
+			} else if (snaps < 3 && format == 0) {
+				/* an internal snapshot: later writes copy */
 				char name[16];
 
 				snprintf(name, sizeof(name), "s%u", snaps++);
@@ -206,10 +251,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	block_unref(bs);
 	{
-		char *const check[] = {"qemu-img", "check", "-q", img, NULL};
-		char *const conv[] = {"qemu-img", "convert", "-f", "qcow2", "-O",
+		char *fmt = (char *)formats[format];
+		char *const check[] = {"qemu-img", "check", "-q", "-f", fmt, img, NULL};
+		char *const conv[] = {"qemu-img", "convert", "-f", fmt, "-O",
 				      "raw",	  img,	     raw,  NULL};
-		int fd, r = run(check);
+		int fd, r = format == 4 ? 0 : run(check); /* QEMU cannot check VHD */
 
 		if (r != 0) {
 			fail(r == 3 ? "qemu-img check: leaked clusters" : "qemu-img check: corrupt",

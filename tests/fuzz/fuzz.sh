@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-30}
 [ $# -gt 0 ] && shift
-all="json-stream virtqueue qcow2-open qcow2-write ide e1000 uart rtc fwcfg xhci i8042 acpi virtio-blk
+all="json-stream virtqueue qcow2-open image-write image-formats ide e1000 uart rtc fwcfg xhci i8042 acpi virtio-blk
 	virtio-mem virtio-net virtio-balloon virtio-rng x86-emul"
 targets=${*:-$all}
 work=${FUZZ_WORK:-build-fuzz}
@@ -73,7 +73,7 @@ for t in $targets; do
 	case $t in
 	json-stream) libs="$W/libmonitor.a $W/libcommon.a" ;;
 	virtqueue) libs="$W/libvirtio.a $W/libcommon.a" ;;
-	qcow2-open | qcow2-write) libs="$W/libblock.a $W/libcommon.a" ;;
+	qcow2-open | image-write | image-formats) libs="$W/libblock.a $W/libcommon.a" ;;
 	ide) libs="$W/libfake.a $W/libpci.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
 	e1000) libs="$W/libfake.a $W/libpci.a $W/libhwcore.a $W/libnet.a $W/libcommon.a" ;;
 	uart | rtc | i8042) libs="$W/libfake.a $W/libisa.a $W/libhwcore.a $W/libcommon.a" ;;

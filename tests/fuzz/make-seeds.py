@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Write the seed corpora of the operation-stream fuzz targets (ide, e1000,
-uart, rtc, fwcfg, qcow2-write, xhci, i8042, acpi,
+uart, rtc, fwcfg, image-write, image-formats, xhci, i8042, acpi,
 virtio-blk, virtio-mem, virtio-net, virtio-balloon, virtio-rng, x86-emul) into tests/fuzz/corpus/<target>/: each seed
 is a short, meaningful guest (or host) session in the encoding the target's
 switch reads (see tests/fuzz/fuzz-<target>.c), so fuzzing starts from inputs
@@ -9,6 +9,8 @@ that reach deep into the device. Run it again after changing an encoding:
 
 import os
 import struct
+import subprocess
+import tempfile
 
 TOP = os.path.dirname(os.path.abspath(__file__))
 
@@ -218,7 +220,7 @@ def fwcfg():
     write("fwcfg", s)
 
 
-# ---- qcow2-write: mode byte, then op byte (bit 7: 512-aligned offset, bit 6: 512-multiple length)
+# ---- image-write: mode byte, then op byte (bit 7: 512-aligned offset, bit 6: 512-multiple length)
 def qop(op, off, length, *rest):
     b = u8(op)
     b += u16(off // 512) if op & 0x80 else u32(off)
@@ -226,7 +228,7 @@ def qop(op, off, length, *rest):
     return b + u8(*rest)
 
 
-def qcow2_write():
+def image_write():
     s = {}
     A = 0xc0  # aligned offset and length
     for mode, name in ((0, "c512"), (1, "c4k"), (2, "c64k"), (3, "c2m")):
@@ -245,7 +247,19 @@ def qcow2_write():
     s["refcount1"] = (u8(1 | 8 | 16) + qop(A | 0, 0, 65536, 1) + qop(A | 7, 0, 512, 0) +
                       qop(A | 2, 0, 65536) + qop(A | 0, 0, 65536, 2) + qop(A | 3, 0, 65536, 0) +
                       qop(A | 6, 0, 65536))
-    write("qcow2-write", s)
+    # the other formats (bits 5-7 of the mode), each with two sets of options
+    for fmt, name, opts in ((1, "qed", ((1, "c64k"), (4, "c4k-table2"))),
+                            (2, "vhdx", ((0, "dynamic"), (8 | 4, "fixed-zero"))),
+                            (3, "vmdk", ((0, "sparse"), (8, "stream"))),
+                            (4, "vpc", ((0, "dynamic"), (8 | 4, "fixed-force")))):
+        for o, oname in opts:
+            s[name + "-" + oname] = (u8(fmt << 5 | o) + qop(A | 0, 0, 65536, 1) +
+                                     qop(1, 70001, 3000, 3) + qop(A | 2, 0, 8192) +
+                                     qop(A | 3, 65536, 8192, 1) + qop(A | 5, 0, 131072) +
+                                     qop(A | 4, 0, 512) + qop(A | 0, 0, 4096, 7) +
+                                     qop(A | 6, 0, 131072) + qop(A | 7, 0, 512, 1, 8) +
+                                     qop(0, 3 << 20, 65536, 4) + qop(5, 3 << 20, 65536))
+    write("image-write", s)
 
 
 # ---- xHCI: operations of tests/fuzz/fuzz-xhci.c ----
@@ -639,13 +653,83 @@ def x86_emul():
     write("x86-emul", s)
 
 
+# ---- image-formats: an image made by qemu-img, as sparse patches, then operations ----
+def isparse(img):
+    """The image's nonzero 512-byte sectors as patches (u16 length, u32 offset, bytes)."""
+    out, i = b"", 0
+    while i < len(img):
+        if not any(img[i:i + 512]):
+            i += 512
+            continue
+        j = i
+        while j < len(img) and j - i < 0xfe00 and any(img[j:j + 512]):
+            j += 512
+        out += u16(len(img[i:j])) + u32(i) + img[i:j]
+        i = j
+    return out + u16(0)
+
+
+def iop(op, sector, count, *rest):
+    """Operation @op on @count 512-byte sectors at @sector (both bits 0x80 and 0x40 set)."""
+    return u8(0xc0 | op, sector, sector >> 8, count - 1, *rest)
+
+
+def image_formats():
+    """Seeds from QEMU's own images: they carry its random GUIDs and
+    timestamps, so they differ each time this runs."""
+    fmts = {"qed": 0, "vhdx": 1, "vmdk": 2, "vpc": 3}
+    ops = (iop(0, 0, 128) + iop(1, 100, 8, 0x5a) + iop(1, 4000, 16, 0x11) + iop(2, 2048, 64, 1) +
+           iop(3, 0, 8) + iop(5, 0, 256) + iop(4, 0, 1) + iop(0x20 | 6, 0, 1) +
+           iop(7, 0, 1) + iop(0, 96, 16))
+    kinds = [("qed", []), ("vhdx", ["-o", "block_size=1M"]), ("vmdk", []),
+             ("vmdk", ["-o", "subformat=streamOptimized"]), ("vpc", []),
+             ("vpc", ["-o", "subformat=fixed"])]
+    s = {}
+    with tempfile.TemporaryDirectory() as d:
+        raw = os.path.join(d, "raw")
+        data = bytearray(4 << 20)
+        data[0:4096] = b"\x33" * 4096  # where make-vhdx-log.py finds the first block
+        data[(3 << 20) + 4096:(3 << 20) + 12288] = bytes(range(256)) * 32
+        with open(raw, "wb") as f:
+            f.write(data)
+
+        def convert(fmt, opts, name):
+            img = os.path.join(d, name)
+            subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", fmt] + opts + [raw, img],
+                           check=True)
+            return img
+
+        for n, (fmt, opts) in enumerate(kinds):
+            name = fmt + ("-" + opts[1].split("=")[1] if opts else "")
+            with open(convert(fmt, opts, name), "rb") as f:
+                img = f.read()
+            fix = 8 if fmt in ("vhdx", "vpc") else 0
+            s[name] = u8(fmts[fmt] | 4 | fix) + u32(len(img)) + isparse(img) + ops
+            s[name + "-ro"] = u8(fmts[fmt]) + u32(len(img)) + isparse(img) + iop(0, 0, 255)
+            empty = os.path.join(d, "empty-" + name)
+            subprocess.run(["qemu-img", "create", "-q", "-f", fmt] + opts + [empty, "4M"],
+                           check=True)
+            with open(empty, "rb") as f:
+                img = f.read()
+            s["empty-" + name] = u8(fmts[fmt] | 4) + u32(len(img)) + isparse(img) + ops
+        for case in ("replay", "wrap"):
+            img = convert("vhdx", ["-o", "block_size=1M"], "log-" + case)
+            subprocess.run(["python3", os.path.join(TOP, "..", "block", "make-vhdx-log.py"), img,
+                            case], check=True, stdout=subprocess.DEVNULL)
+            with open(img, "rb") as f:
+                img = f.read()
+            s["vhdx-log-" + case] = u8(1 | 4 | 8) + u32(len(img)) + isparse(img) + ops
+    write("image-formats", s)
+
+
 if __name__ == "__main__":
     ide()
     e1000()
     uart()
     rtc()
     fwcfg()
-    qcow2_write()
+    image_write()
+    image_formats()
     xhci()
     i8042()
     acpi()
