@@ -30,21 +30,21 @@ def fake_server(path, script):
 
 
 def test_greeting_reply_and_events():
-    d = tempfile.mkdtemp()
-    path = os.path.join(d, "s")
-    t = fake_server(path, [
-        {"QMP": {"version": {}, "capabilities": []}},
-        None, {"return": {}},
-        None, {"event": "STOP", "data": {}, "timestamp": {"seconds": 1, "microseconds": 2}},
-        {"return": {"status": "paused"}, "id": 7},
-    ])
-    q = QMP(path, negotiate=False)
-    assert q.ok("qmp_capabilities") == {}
-    r = q.cmd("query-status", id=7)
-    assert r == {"return": {"status": "paused"}, "id": 7}, r
-    assert q.event("STOP")["timestamp"]["microseconds"] == 2
-    q.close()
-    t.join()
+    with tempfile.TemporaryDirectory(prefix="vmmd-harness.") as d:
+        path = os.path.join(d, "s")
+        t = fake_server(path, [
+            {"QMP": {"version": {}, "capabilities": []}},
+            None, {"return": {}},
+            None, {"event": "STOP", "data": {}, "timestamp": {"seconds": 1, "microseconds": 2}},
+            {"return": {"status": "paused"}, "id": 7},
+        ])
+        q = QMP(path, negotiate=False)
+        assert q.ok("qmp_capabilities") == {}
+        r = q.cmd("query-status", id=7)
+        assert r == {"return": {"status": "paused"}, "id": 7}, r
+        assert q.event("STOP")["timestamp"]["microseconds"] == 2
+        q.close()
+        t.join()
 
 
 def test_skip_is_reported():
