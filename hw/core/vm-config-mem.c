@@ -210,7 +210,15 @@ static int parse_one(json_t *obj, unsigned idx, struct vm_memdev_config *m, stru
 	if (!m->memdev) {
 		char buf[MEMDEV_ID_MAX + 16];
 
+		/* the default must be a valid memdev itself: the definition is written back */
 		snprintf(buf, sizeof(buf), "%s-mem", m->id);
+		if (!id_ok(buf)) {
+			return error_set(
+				errp, EINVAL,
+				"%s\"memdev\" is required with an \"id\" over %d characters "
+				"(the default \"%s\" would be too long)",
+				where, MEMDEV_ID_MAX - 4, buf);
+		}
 		m->memdev = strdup(buf);
 	}
 	if (!m->driver || !m->memdev) {

@@ -367,6 +367,38 @@ START_TEST(state_names)
 }
 END_TEST
 
+/*
+ * A memory device's default memdev, ID-mem, is written into the canonical
+ * form the daemon stores; it must parse again, so an ID too long for it is
+ * refused at once (it was accepted, and the VM skipped at the next start).
+ */
+START_TEST(memdev_default_must_parse_again)
+{
+#define ID59 "m2345678901234567890123456789012345678901234567890123456789"
+#define MEMDEV(id) \
+	"\"maxmem\": \"1G\", \"memory_devices\": [{\"id\": \"" id "\", \"size\": \"256M\"}]"
+	struct vm_config *c = ok("{\"name\": \"v\", " BOOT ", " MEMDEV(ID59) "}");
+	struct vm_config *again = NULL;
+	struct error *err = NULL;
+	json_t *canon = vm_config_to_json(c);
+
+	ck_assert_str_eq(c->memdevs[0].memdev, ID59 "-mem");
+	ck_assert_int_eq(vm_config_from_json(canon, false, &again, &err), 0);
+	ck_assert_str_eq(again->memdevs[0].memdev, ID59 "-mem");
+	json_decref(canon);
+	vm_config_free(again);
+	vm_config_free(c);
+	bad("{\"name\": \"v\", " BOOT ", " MEMDEV(ID59 "0") "}", EINVAL,
+	    "memory_devices[0]: \"memdev\" is required with an \"id\" over 59 characters");
+	c = ok("{\"name\": \"v\", " BOOT
+	       ", \"maxmem\": \"1G\", \"memory_devices\": [{\"id\": \"" ID59
+	       "0\", \"memdev\": \"m0\", \"size\": \"256M\"}]}");
+	vm_config_free(c);
+#undef MEMDEV
+#undef ID59
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("vmconfig");
@@ -381,6 +413,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, list_copy_out_of_memory);
 	tcase_add_test(tc, too_many);
 	tcase_add_test(tc, state_names);
+	tcase_add_test(tc, memdev_default_must_parse_again);
 	suite_add_tcase(s, tc);
 	return s;
 }
