@@ -26,7 +26,8 @@ FUZZ_REPLAYS = tests/fuzz/replay-json-stream tests/fuzz/replay-virtqueue \
 	tests/fuzz/replay-e1000 tests/fuzz/replay-uart tests/fuzz/replay-rtc tests/fuzz/replay-fwcfg \
 	tests/fuzz/replay-xhci tests/fuzz/replay-i8042 tests/fuzz/replay-acpi \
 	tests/fuzz/replay-virtio-blk tests/fuzz/replay-virtio-mem tests/fuzz/replay-virtio-net \
-	tests/fuzz/replay-virtio-balloon tests/fuzz/replay-virtio-rng tests/fuzz/replay-x86-emul
+	tests/fuzz/replay-virtio-balloon tests/fuzz/replay-virtio-rng tests/fuzz/replay-x86-emul \
+	tests/fuzz/replay-vm-config
 check_PROGRAMS += $(FUZZ_REPLAYS)
 FUZZ_INPUT = tests/fuzz/fuzz-input.h tests/fuzz/replay-main.c
 tests_fuzz_replay_json_stream_SOURCES = tests/fuzz/fuzz-json-stream.c $(FUZZ_INPUT)
@@ -43,6 +44,9 @@ tests_fuzz_replay_qcow2_open_LDADD = $(BLOCK_LIBS)
 tests_fuzz_replay_image_write_SOURCES = tests/fuzz/fuzz-image-write.c $(FUZZ_INPUT)
 tests_fuzz_replay_image_write_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 tests_fuzz_replay_image_write_LDADD = $(BLOCK_LIBS)
+tests_fuzz_replay_vm_config_SOURCES = tests/fuzz/fuzz-vm-config.c $(FUZZ_INPUT)
+tests_fuzz_replay_vm_config_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_fuzz_replay_vm_config_LDADD = $(HW_LIBS)
 tests_fuzz_replay_image_formats_SOURCES = tests/fuzz/fuzz-image-formats.c $(FUZZ_INPUT)
 tests_fuzz_replay_image_formats_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 tests_fuzz_replay_image_formats_LDADD = $(BLOCK_LIBS)

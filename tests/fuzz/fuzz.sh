@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-30}
 [ $# -gt 0 ] && shift
 all="json-stream virtqueue qcow2-open image-write image-formats ide e1000 uart rtc fwcfg xhci i8042 acpi virtio-blk
-	virtio-mem virtio-net virtio-balloon virtio-rng x86-emul"
+	virtio-mem virtio-net virtio-balloon virtio-rng x86-emul vm-config"
 targets=${*:-$all}
 work=${FUZZ_WORK:-build-fuzz}
 mkdir -p "$work/obj"
@@ -67,6 +67,8 @@ lib platform hw/platform/*.c
 lib usb hw/usb/usb.c hw/usb/scsi.c hw/usb/usb-storage.c hw/usb/usb-hid.c hw/usb/xhci-ring.c \
 	hw/usb/xhci.c
 lib fake tests/unit/fake-machine.c
+# all of hw/, as the daemon links it (VM definitions name every device class)
+lib hw hw/*.c hw/*/*.c
 W=$work
 supp=$PWD/tests/fuzz/lsan.supp # libslirp's own leaks (see there)
 for t in $targets; do
@@ -83,6 +85,7 @@ for t in $targets; do
 	virtio-net) libs="$W/libfake.a $W/libvirtiodev.a $W/libpci.a $W/libhwcore.a $W/libnet.a $W/libcommon.a" ;;
 	acpi) libs="$W/libfake.a $W/libplatform.a $W/libisa.a $W/libhwcore.a $W/libcommon.a" ;;
 	x86-emul) libs="$W/libhwcore.a $W/libcommon.a" ;;
+	vm-config) libs="$W/libhw.a $W/libnet.a $W/libblock.a $W/libcommon.a" ;;
 	xhci) libs="$W/libfake.a $W/libusb.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
 	*) echo "fuzz: unknown target $t (known: $all)" >&2; exit 2 ;;
 	esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Write the seed corpora of the operation-stream fuzz targets (ide, e1000,
 uart, rtc, fwcfg, image-write, image-formats, xhci, i8042, acpi,
-virtio-blk, virtio-mem, virtio-net, virtio-balloon, virtio-rng, x86-emul) into tests/fuzz/corpus/<target>/: each seed
+virtio-blk, virtio-mem, virtio-net, virtio-balloon, virtio-rng, x86-emul,
+vm-config) into tests/fuzz/corpus/<target>/: each seed
 is a short, meaningful guest (or host) session in the encoding the target's
 switch reads (see tests/fuzz/fuzz-<target>.c), so fuzzing starts from inputs
 that reach deep into the device. Run it again after changing an encoding:
@@ -722,6 +723,43 @@ def image_formats():
     write("image-formats", s)
 
 
+# ---- vm-config: VM definitions, JSON text ----
+def vm_config():
+    import json
+    small = {"name": "a", "boot": {"kernel": "/k"}}
+    full = {
+        "name": "vm-1.x", "vcpus": 2, "maxcpus": 4, "memory": "512M", "cpu": "host,-avx",
+        "boot": {"firmware": "/bios.bin", "order": ["vda", "n0"]},
+        "disks": [{"id": "vda", "driver": "virtio-blk", "file": "/d.qcow2", "format": "qcow2",
+                   "cache": "none", "aio": "native", "serial": "S1", "werror": "stop",
+                   "rerror": "report", "queues": 2},
+                  {"id": "cd", "driver": "ide-cd", "file": "/c.iso", "format": "raw",
+                   "readonly": True},
+                  {"id": "u", "driver": "usb-storage", "file": "/u.vhdx", "format": "vhdx",
+                   "removable": True}],
+        "nics": [{"id": "n0", "driver": "virtio-net", "backend": "user", "mac": "52:54:00:12:34:56",
+                  "hostfwd": ["tcp::2222-:22", "udp:127.0.0.1:53-:53"]},
+                 {"id": "n1", "driver": "e1000", "backend": "tap", "ifname": "tap0"}],
+        "input": [{"id": "kbd", "driver": "usb-kbd"}, {"id": "tab", "driver": "usb-tablet"}],
+        "rng": True, "balloon": True, "usb": True, "serial": {"log": "/s.log"},
+        "on_reboot": "shutdown", "autostart": True, "acpi": True, "pvpanic": True,
+        "mem_backend": "memfd", "mem_thp": False, "debugcon": "/dbg", "start": False,
+        "maxmem": "2G",
+        "memory_devices": [{"id": "vmem0", "memdev": "mem0", "size": "256M",
+                            "requested_size": "64M", "block_size": "2M"}],
+    }
+    s = {
+        "small": small,
+        "full": full,
+        "hugepages": dict(small, memory=1 << 30, mem_backend="hugepages", incoming=True,
+                          boot={"kernel": "/k", "initrd": "/i", "cmdline": "console=ttyS0"}),
+    }
+    write("vm-config", {k: json.dumps(v).encode() for k, v in s.items()})
+    # accepted, but its default memdev ("<id>-mem", 64 characters) did not parse again
+    long_id = dict(small, maxmem="1G", memory_devices=[{"id": "m" + "1" * 59, "size": "256M"}])
+    write("vm-config", {"memdev-default-too-long": json.dumps(long_id).encode()}, prefix="crash-")
+
+
 if __name__ == "__main__":
     ide()
     e1000()
@@ -739,3 +777,4 @@ if __name__ == "__main__":
     virtio_balloon()
     virtio_rng()
     x86_emul()
+    vm_config()
