@@ -785,6 +785,10 @@ static int vmdk_check(struct block_node *bs, struct block_check_result *res, uns
 	for (uint64_t g = 0; g < ngrains && r == 0; g++) {
 		uint32_t e;
 
+		if (s->gd[g / VMDK_GTES] == 0) {
+			g += VMDK_GTES - 1 - g % VMDK_GTES; /* no grain table: none allocated */
+			continue;
+		}
 		r = gt_entry(s, g, &e);
 		if (r < 0 || e == 0 || (e == 1 && (s->flags & VMDK_FLAG_ZERO_GRAIN))) {
 			continue;
