@@ -510,6 +510,14 @@ static int lookup(struct vmdk_state *s, uint64_t offset, uint64_t len, enum vmdk
 	for (uint64_t k = g + 1; n < len && k < ngrains; k++) {
 		uint32_t f;
 
+		if (*ret_kind == VMDK_UNALLOC && s->gd[k / VMDK_GTES] == 0) {
+			/* no grain table: its grains are all unallocated */
+			uint64_t skip = MIN(VMDK_GTES - k % VMDK_GTES, ngrains - k);
+
+			n = MIN(len, n + skip * s->grain_bytes);
+			k += skip - 1;
+			continue;
+		}
 		r = gt_entry(s, k, &f);
 		if (r < 0) {
 			return r;
