@@ -69,8 +69,8 @@ TESTS += \
 check_PROGRAMS += tests/unit/test-monitor-dispatch
 TESTS += tests/unit/test-monitor-dispatch
 tests_unit_test_monitor_dispatch_SOURCES = tests/unit/test-monitor-dispatch.c \
-	tests/unit/monitor-vm-double.c tests/unit/strdup-fail.c tests/unit/strdup-fail.h \
-	tests/unit/check-main.h
+	tests/unit/monitor-vm-double.c tests/unit/registry-hooks.h tests/unit/strdup-fail.c \
+	tests/unit/strdup-fail.h tests/unit/check-main.h
 tests_unit_test_monitor_dispatch_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_unit_test_monitor_dispatch_LDFLAGS = $(AM_LDFLAGS) -Wl,--wrap=strdup
 tests_unit_test_monitor_dispatch_LDADD = daemon/libdaemon.a monitor/libmonitor.a $(BLOCK_LIBS) $(NET_LIBS) \

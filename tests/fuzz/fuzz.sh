@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-30}
 [ $# -gt 0 ] && shift
 all="json-stream virtqueue qcow2-open image-write image-formats ide e1000 uart rtc fwcfg xhci i8042 acpi virtio-blk
-	virtio-mem virtio-net virtio-balloon virtio-rng x86-emul vm-config"
+	virtio-mem virtio-net virtio-balloon virtio-rng x86-emul vm-config qmp"
 targets=${*:-$all}
 work=${FUZZ_WORK:-build-fuzz}
 mkdir -p "$work/obj"
@@ -19,8 +19,9 @@ command -v clang >/dev/null || { echo "fuzz: clang is not installed" >&2; exit 1
 pc() { pkg-config "$@"; }
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFL="-g -O1 -fno-omit-frame-pointer $SAN -I. -Iinclude -Ibuild \
-	$(pc --cflags jansson libevent libevent_pthreads liburing libnbd zlib libzstd libsystemd slirp)"
-LIBS="$(pc --libs jansson libevent libevent_pthreads liburing libnbd zlib libzstd libsystemd slirp) -laio -lpthread"
+	$(pc --cflags jansson libevent libevent_pthreads liburing libnbd zlib libzstd libsystemd slirp gnutls libseccomp)"
+LIBS="$(pc --libs jansson libevent libevent_pthreads liburing libnbd zlib libzstd libsystemd slirp gnutls \
+	libseccomp) -laio -lpthread"
 # config.h and the schema text come from a configured build tree.
 [ -f build/config.h ] || { echo "fuzz: configure and build first (./run check)" >&2; exit 1; }
 [ -f build/monitor/schema-data.c ] || make -C build monitor/schema-data.c
@@ -29,7 +30,7 @@ LIBS="$(pc --libs jansson libevent libevent_pthreads liburing libnbd zlib libzst
 # since the last run (any header newer than an object rebuilds it too) and
 # archive it as $work/libNAME.a.
 stamp=$work/obj/.stamp
-if [ ! -f "$stamp" ] || [ -n "$(find include common hw block net monitor tests/unit build/config.h \
+if [ ! -f "$stamp" ] || [ -n "$(find include common hw block net monitor daemon tests/unit build/config.h \
 	-name '*.h' -newer "$stamp" | head -1)" ]; then
 	rm -f "$work"/obj/*.o
 fi
@@ -55,7 +56,7 @@ lib() {
 
 echo "==> fuzz: building the code under test with clang"
 lib common common/*.c
-lib monitor monitor/json-stream.c monitor/schema.c build/monitor/schema-data.c
+lib monitor monitor/*.c build/monitor/schema-data.c
 lib block block/*.c
 lib net net/*.c
 lib hwcore hw/core/memory.c hw/core/iobus.c hw/core/uffd.c hw/core/x86-emul.c
@@ -67,6 +68,13 @@ lib platform hw/platform/*.c
 lib usb hw/usb/usb.c hw/usb/scsi.c hw/usb/usb-storage.c hw/usb/usb-hid.c hw/usb/xhci-ring.c \
 	hw/usb/xhci.c
 lib fake tests/unit/fake-machine.c
+# the daemon without its main (daemon/local.mk's libdaemon) and the VM double
+daemon=()
+for s in daemon/*.c; do
+	case $s in daemon/main.c | daemon/run-vm.c) ;; *) daemon+=("$s") ;; esac
+done
+lib daemon "${daemon[@]}"
+lib vmdouble tests/unit/monitor-vm-double.c
 # all of hw/, as the daemon links it (VM definitions name every device class)
 lib hw hw/*.c hw/*/*.c
 W=$work
@@ -86,6 +94,7 @@ for t in $targets; do
 	acpi) libs="$W/libfake.a $W/libplatform.a $W/libisa.a $W/libhwcore.a $W/libcommon.a" ;;
 	x86-emul) libs="$W/libhwcore.a $W/libcommon.a" ;;
 	vm-config) libs="$W/libhw.a $W/libnet.a $W/libblock.a $W/libcommon.a" ;;
+	qmp) libs="$W/libvmdouble.a $W/libdaemon.a $W/libmonitor.a $W/libnet.a $W/libblock.a $W/libcommon.a" ;;
 	xhci) libs="$W/libfake.a $W/libusb.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
 	*) echo "fuzz: unknown target $t (known: $all)" >&2; exit 2 ;;
 	esac
@@ -97,8 +106,10 @@ for t in $targets; do
 		-Wl,--start-group $libs -Wl,--end-group $LIBS
 	rm -rf "$work/corpus-$t"
 	cp -r "tests/fuzz/corpus/$t" "$work/corpus-$t"
+	dict=() # a target's dictionary of words, where it has one (make-seeds.py)
+	[ -f "tests/fuzz/$t.dict" ] && dict=(-dict="$PWD/tests/fuzz/$t.dict")
 	(cd "$work" && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions="$supp" \
-		"./fuzz-$t" -max_total_time="$secs" \
+		"./fuzz-$t" -max_total_time="$secs" "${dict[@]}" \
 		-rss_limit_mb=2048 -timeout=20 -print_final_stats=1 "corpus-$t" 2>&1 |
 		tail -12) || {
 		echo "fuzz: $t failed; the reproducer is in $work/ (crash-*, leak-*, timeout-*)" >&2

@@ -2,10 +2,11 @@
 """Write the seed corpora of the operation-stream fuzz targets (ide, e1000,
 uart, rtc, fwcfg, image-write, image-formats, xhci, i8042, acpi,
 virtio-blk, virtio-mem, virtio-net, virtio-balloon, virtio-rng, x86-emul,
-vm-config) into tests/fuzz/corpus/<target>/: each seed
+vm-config, qmp) into tests/fuzz/corpus/<target>/: each seed
 is a short, meaningful guest (or host) session in the encoding the target's
 switch reads (see tests/fuzz/fuzz-<target>.c), so fuzzing starts from inputs
-that reach deep into the device. Run it again after changing an encoding:
+that reach deep into the device; and qmp's dictionary (tests/fuzz/qmp.dict,
+from monitor/schema.json). Run it again after changing an encoding:
     tests/fuzz/make-seeds.py"""
 
 import os
@@ -760,6 +761,152 @@ def vm_config():
     write("vm-config", {"memdev-default-too-long": json.dumps(long_id).encode()}, prefix="crash-")
 
 
+def qmp():
+    import json
+
+    def cmd(execute, i=None, **args):
+        m = {"execute": execute}
+        if args:
+            m["arguments"] = {k.replace("_", "-"): v for k, v in args.items()}
+        if i is not None:
+            m["id"] = i
+        return m
+
+    def vm(execute, i=None, **args):  # a VM-scoped command for VM "a"
+        return cmd(execute, i, vm="a", **args)
+
+    create = cmd("vm-create", 1, name="a", vcpus=2, memory="256M", start=True)
+    hmp = lambda line: vm("human-monitor-command", command_line=line)  # noqa: E731
+    s = {
+        "lifecycle": [create, vm("query-status", 2), vm("stop"), vm("cont"),
+                      vm("system_reset"), vm("system_powerdown"), cmd("query-vms", vm="a"),
+                      cmd("vm-destroy", "d", vm="a"), cmd("vm-start", vm="a"),
+                      cmd("vm-delete", vm="a", force=True), cmd("query-vms")],
+        "define": [cmd("vm-create", name="b", start=False, autostart=True,
+                       serial={"log": "$ROOT/b.log"}),
+                   cmd("vm-create", name="b"), cmd("vm-start", vm="b"), cmd("quit", vm="b"),
+                   cmd("vm-delete", vm="b")],
+        "hmp": [create] + [hmp(x) for x in (
+            "info status", "info version", "info name", "info kvm", "info block",
+            "info blockstats", "info cpus", "info pci", "info network", "info snapshots",
+            "stop", "c", "savevm t1", "info snapshots", "loadvm t1", "delvm t1", "info",
+            "nosuch x", " ", "q")],
+        "input": [create,
+                  vm("send-key", keys=[{"type": "qcode", "data": "ctrl"},
+                                       {"type": "qcode", "data": "alt"},
+                                       {"type": "number", "data": 0x53}], hold_time=10),
+                  vm("input-send-event", device="kbd", events=[
+                      {"type": "key", "data": {"down": True,
+                                               "key": {"type": "qcode", "data": "a"}}},
+                      {"type": "btn", "data": {"down": True, "button": "left"}},
+                      {"type": "rel", "data": {"axis": "x", "value": -5}},
+                      {"type": "abs", "data": {"axis": "y", "value": 32767}}]),
+                  vm("x-query-usb"), vm("query-name"), vm("query-uuid"),
+                  vm("query-cpus-fast"), vm("query-hotpluggable-cpus"),
+                  vm("query-chardev"), vm("query-memdev"), vm("query-iothreads")],
+        "ringbuf": [create, vm("ringbuf-write", device="serial0", data="aGk=", format="base64"),
+                    vm("ringbuf-write", device="serial0", data="hi\n"),
+                    vm("ringbuf-read", device="serial0", size=16, format="utf8"),
+                    vm("ringbuf-read", device="serial0", size=-1)],
+        "hotplug": [create,
+                    vm("blockdev-add", driver="file", node_name="f0", filename="$ROOT/d.img"),
+                    vm("blockdev-add", driver="qcow2", node_name="q0",
+                       file={"driver": "file", "filename": "$ROOT/d.qcow2"}, read_only=True),
+                    vm("device_add", driver="virtio-blk-pci", id="vdb", drive="f0"),
+                    vm("device_add", driver="usb-storage", id="u0", drive="q0", bus="xhci.0",
+                       port="2"),
+                    vm("device_add", driver="host-x86_64-cpu", socket_id=1, core_id=0,
+                       thread_id=0),
+                    vm("block_resize", node_name="f0", size=1 << 20),
+                    vm("netdev_add", type="user", id="n1", hostfwd=["tcp::2222-:22"]),
+                    vm("device_add", driver="virtio-net-pci", id="nic1", netdev="n1",
+                       mac="52:54:00:00:00:01"),
+                    vm("device_del", id="vdb"), vm("netdev_del", id="n1"),
+                    vm("blockdev-del", node_name="f0"), vm("query-pci"), vm("query-block"),
+                    vm("query-blockstats", query_nodes=True)],
+        "memory": [create, vm("balloon", value=128 << 20), vm("query-balloon"),
+                   vm("qom-get", path="/machine/peripheral/vmem0", property="size"),
+                   vm("qom-set", path="/machine/peripheral/vmem0", property="requested-size",
+                      value=1 << 21),
+                   vm("query-memory-devices"), vm("query-memory-size-summary")],
+        "jobs": [create, vm("query-jobs"), vm("query-block-jobs"),
+                 vm("blockdev-snapshot-sync", device="vda", snapshot_file="$ROOT/o.qcow2",
+                    format="qcow2", mode="absolute-paths"),
+                 vm("transaction", actions=[
+                     {"type": "blockdev-snapshot-sync",
+                      "data": {"device": "vda", "snapshot-file": "$ROOT/o2.qcow2"}},
+                     {"type": "abort", "data": {}}]),
+                 vm("block-stream", job_id="j1", device="vda", speed=1 << 20),
+                 vm("block-commit", job_id="j2", device="vda", top_node="o", base_node="b"),
+                 vm("blockdev-snapshot", node="vda", overlay="o"),
+                 vm("block-job-set-speed", device="j1", speed=0),
+                 vm("block-job-pause", device="j1"), vm("block-job-resume", device="j1"),
+                 vm("block-job-complete", device="j2"), vm("block-job-cancel", device="j1",
+                                                           force=True),
+                 vm("job-pause", id="j1"), vm("job-resume", id="j1"), vm("job-cancel", id="j1"),
+                 vm("job-complete", id="j1"), vm("job-finalize", id="j1"),
+                 vm("job-dismiss", id="j1"), vm("block-job-finalize", id="j1"),
+                 vm("block-job-dismiss", id="j1"),
+                 vm("snapshot-save", job_id="s1", tag="t", vmstate="vda", devices=["vda"]),
+                 vm("snapshot-load", job_id="s2", tag="t", vmstate="vda", devices=["vda"]),
+                 vm("snapshot-delete", job_id="s3", tag="t", devices=["vda"])],
+        "migration": [create,
+                      vm("migrate-set-parameters", max_bandwidth=1 << 30, downtime_limit=300,
+                         tls_creds="tls0", tls_hostname="h", tls_authz="az0"),
+                      vm("migrate-set-capabilities", capabilities=[
+                          {"capability": "auto-converge", "state": True},
+                          {"capability": "zero-blocks", "state": False}]),
+                      vm("query-migrate-capabilities"), vm("query-migrate-parameters"),
+                      vm("query-migrate"), vm("migrate_cancel"),
+                      cmd("object-add", qom_type="tls-creds-psk", id="tls0",
+                          dir="$ROOT/tls", endpoint="client", username="u"),
+                      cmd("object-add", qom_type="authz-simple", id="az0", identity="CN=a"),
+                      cmd("object-del", id="tls0"), cmd("object-del", id="az0")],
+        "save": [create, cmd("vm-save", vm="a", path="$ROOT/s", stop=True),
+                 cmd("vm-restore", path="$ROOT/s", name="b", paused=True,
+                     disks=[{"id": "vda", "file": "$ROOT/d.img", "format": "raw"}],
+                     nics=[{"id": "n0", "ifname": "tap0"}]),
+                 cmd("query-vms"), cmd("vm-destroy", vm="b"),
+                 cmd("x-daemon-upgrade-return", vm="b"), cmd("x-daemon-upgrade-finish")],
+        "protocol": [cmd("query-version", "v"), cmd("query-commands", [1, {"a": None}]),
+                     cmd("query-qmp-schema"), cmd("query-kvm"), cmd("query-target"),
+                     cmd("query-machines"), cmd("add-fd", fdset_id=1, opaque="x"),
+                     cmd("remove-fd", fdset_id=1, fd=3), cmd("query-fdsets"),
+                     cmd("getfd", fdname="f"), cmd("closefd", fdname="f"),
+                     cmd("qmp_capabilities"), {"execute": 1}, {"arguments": {}}, [], 7,
+                     {"exec-oob": "query-vms"}, cmd("query-status", vm="nosuch"),
+                     cmd("query-status"), cmd("nosuch-command", 3.5)],
+    }
+    write("qmp", {k: "\n".join(json.dumps(m) for m in v).encode() for k, v in s.items()})
+
+    # The dictionary (libFuzzer -dict, fuzz.sh): every name the schema knows,
+    # the strings the handlers compare with, and the path placeholder.
+    with open(os.path.join(TOP, "..", "..", "monitor", "schema.json")) as f:
+        schema = json.load(f)
+    words = {"execute", "arguments", "id", "vm", "$ROOT/", "true", "false", "null"}
+    words |= {"info", "status", "version", "name", "kvm", "block", "blockstats", "cpus", "pci",
+              "network", "snapshots", "savevm", "loadvm", "delvm", "virtio-blk-pci",
+              "virtio-net-pci", "e1000", "usb-storage", "usb-kbd", "usb-tablet", "xhci.0",
+              "host-x86_64-cpu", "qcode", "number", "key", "btn", "rel", "abs", "user", "tap",
+              "file", "qcow2", "raw", "nbd", "rbd", "tls-creds-psk", "tls-creds-x509",
+              "authz-simple", "authz-list", "blockdev-snapshot-sync", "blockdev-snapshot"}
+
+    def members(m):
+        for k, v in (m or {}).items():
+            words.add(k.lstrip("*"))
+    for c in schema["commands"].values():
+        if isinstance(c.get("data"), dict):
+            members(c["data"])
+    words |= set(schema["commands"]) | set(schema["events"])
+    for t in schema["types"].values():
+        members(t.get("members"))
+        words |= set(t.get("enum", []))
+    with open(os.path.join(TOP, "qmp.dict"), "w") as f:
+        f.write("# Written by make-seeds.py from monitor/schema.json: do not edit.\n")
+        for w in sorted(words):
+            f.write('"%s"\n' % w)
+
+
 if __name__ == "__main__":
     ide()
     e1000()
@@ -778,3 +925,4 @@ if __name__ == "__main__":
     virtio_rng()
     x86_emul()
     vm_config()
+    qmp()

@@ -20,57 +20,15 @@
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
 #include "monitor/monitor.h"
+#include "registry-hooks.h"
 #include "strdup-fail.h"
 
 extern int vm_double_live;
 
 static struct event_base *base;
 static struct registry *reg;
-static struct monitor *mon;
 static char tmpdir[64];
 static char sock_path[128];
-
-static void hook_event(void *o, const char *vm, const char *name, json_t *data)
-{
-	monitor_emit_event(mon, vm, name, data);
-}
-
-static int hook_vm_up(void *o, const char *vm, int fd, struct error **errp)
-{
-	char path[256];
-
-	snprintf(path, sizeof(path), "%s/run/vms/%s.qmp", tmpdir, vm);
-	if (fd >= 0) {
-		return monitor_listen_bound(mon, fd, path, vm, errp);
-	}
-	return monitor_listen_path(mon, path, 0600, (gid_t)-1, vm, errp);
-}
-
-static int hook_vm_bind(void *o, const char *vm, mode_t mode, gid_t gid, struct error **errp)
-{
-	char path[256];
-
-	snprintf(path, sizeof(path), "%s/run/vms/%s.qmp", tmpdir, vm);
-	return monitor_bind_path(path, mode, gid, errp);
-}
-
-static void hook_vm_down(void *o, const char *vm)
-{
-	monitor_vm_gone(mon, vm);
-}
-
-static int hook_get_fd(void *o, const char *name)
-{
-	return monitor_get_fd(mon, name);
-}
-
-static const struct registry_hooks hooks = {
-	.event = hook_event,
-	.vm_up = hook_vm_up,
-	.vm_bind = hook_vm_bind,
-	.vm_down = hook_vm_down,
-	.get_fd = hook_get_fd,
-};
 
 /* The daemon's table (n_cmds and ctx are set by start()). */
 static struct monitor_handlers handlers = {
@@ -88,13 +46,13 @@ static void start(void)
 		.negotiation_timeout = 30,
 	};
 	struct registry_limits rl = {.max_vms = 3, .socket_gid = (gid_t)-1};
-	char state[128], run[128];
+	char state[128];
 	struct error *err = NULL;
 
 	base = event_base_new();
 	snprintf(state, sizeof(state), "%s/state", tmpdir);
-	snprintf(run, sizeof(run), "%s/run", tmpdir);
-	if (registry_new(base, state, run, &rl, &hooks, &reg, &err) < 0) {
+	snprintf(run_dir, sizeof(run_dir), "%s/run", tmpdir);
+	if (registry_new(base, state, run_dir, &rl, &hooks, &reg, &err) < 0) {
 		ck_abort_msg("setup: %s", err->msg);
 	}
 	handlers.n_cmds = qmp_n_commands;
