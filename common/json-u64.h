@@ -3,28 +3,23 @@
  * int64_t, but QEMU answers with uint64 values above INT64_MAX (a balloon
  * statistic the guest never reported is 18446744073709551615). json_u64()
  * gives a plain integer when it fits, else a marker string that the
- * monitor's writer (monitor/server.c) turns back into the bare number.
+ * monitor's writer turns back into the bare number (json_u64_unmark).
  *
- * Threads: pure; any thread.
+ * The marker holds a secret drawn once per process, so that no string a
+ * client or a guest supplies (a command's id, a job's name, serial output
+ * read with ringbuf-read) can pass for one: such a string is written as the
+ * string it is.
+ *
+ * Threads: any thread.
  */
 #pragma once
 
-#include <inttypes.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include <jansson.h>
 
-/* "\x01u64:" then the decimal digits; \x01 never appears in a valid id or name. */
-#define JSON_U64_MARKER "\001u64:"
+/* @v as a JSON integer, or its marker string above INT64_MAX; a new reference. */
+json_t *json_u64(uint64_t v);
 
-static inline json_t *json_u64(uint64_t v)
-{
-	char buf[40];
-
-	if (v <= INT64_MAX) {
-		return json_integer((json_int_t)v);
-	}
-	snprintf(buf, sizeof(buf), JSON_U64_MARKER "%" PRIu64, v);
-	return json_string(buf);
-}
+/* Turn the markers in @text (as json_dumps writes them) into bare numbers, in place. */
+void json_u64_unmark(char *text);

@@ -1,7 +1,8 @@
 # common/: dependency-free helpers (libsystemd only for the journal backend).
 noinst_LIBRARIES += common/libcommon.a
 common_libcommon_a_SOURCES = \
-	common/cleanup.h common/util.h common/list.h common/bytes.h common/json-u64.h \
+	common/cleanup.h common/util.h common/list.h common/bytes.h \
+	common/json-u64.c common/json-u64.h \
 	common/crc32c.c common/crc32c.h \
 	common/error.c common/error.h \
 	common/log.c common/log.h \

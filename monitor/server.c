@@ -25,6 +25,7 @@
 #include <event2/buffer.h>
 
 #include "common/cleanup.h"
+#include "common/json-u64.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "monitor/monitor-int.h"
@@ -192,38 +193,13 @@ json_t *monitor_timestamp(void)
 			 (json_int_t)tv.tv_usec);
 }
 
-/*
- * Turn the marker strings of json_u64() (common/json-u64.h), dumped with
- * JSON_ENSURE_ASCII as "\u0001u64:DIGITS", into bare numbers, in place.
- */
-static void unmark_u64(char *text)
-{
-	static const char mark[] = "\"\\u0001u64:";
-	char *p = text;
-
-	while ((p = strstr(p, mark))) {
-		char *digits = p + strlen(mark), *end = digits;
-
-		while (*end >= '0' && *end <= '9') {
-			end++;
-		}
-		if (end == digits || *end != '"' || end - digits > 20) {
-			p = digits;
-			continue;
-		}
-		memmove(p, digits, (size_t)(end - digits));
-		memmove(p + (end - digits), end + 1, strlen(end + 1) + 1);
-		p += end - digits;
-	}
-}
-
 char *monitor_dump(json_t *obj)
 {
 	/* ASCII output as QMP requires; compact, one object per line. */
 	char *text = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
 
 	if (text) {
-		unmark_u64(text);
+		json_u64_unmark(text);
 	}
 	return text;
 }

@@ -17,7 +17,10 @@ import time
 CASES = [b"hello\n", b"garbage ] }\n", b"123\n", b"\x01\n", b'"str"\n', b"}\n", b",\n",
          b":\n", b"\xff\n", b"@\n", b"hello123\n", b"12abc\n", b"true\n", b"null\n",
          b"\x1b\n", b"\xc3\xa9\n", b"\t\r\n", b'{"execute": "qmp_capabilities"} junk\n',
-         b"[1, 2]\n", b"False\n"]
+         b"[1, 2]\n", b"False\n",
+         # ids are echoed as sent, whatever they hold (vmmd once turned these two)
+         b'{"execute": "nosuch", "id": "\\u0001u64:5"}\n',
+         b'{"execute": "nosuch", "id": {"\\u0001u64:5": [1, "a", null, true, 1.5]}}\n']
 
 
 def lines(s):

@@ -878,6 +878,10 @@ def qmp():
                      cmd("query-status"), cmd("nosuch-command", 3.5)],
     }
     write("qmp", {k: "\n".join(json.dumps(m) for m in v).encode() for k, v in s.items()})
+    # ids the daemon once wrote as a bare number, and as invalid JSON (a key)
+    forged = [cmd("query-vms", "\x01u64:5"), cmd("query-vms", {"\x01u64:5": [1]})]
+    write("qmp", {"id-u64-marker": "\n".join(json.dumps(m) for m in forged).encode()},
+          prefix="crash-")
 
     # The dictionary (libFuzzer -dict, fuzz.sh): every name the schema knows,
     # the strings the handlers compare with, and the path placeholder.

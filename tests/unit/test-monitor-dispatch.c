@@ -283,6 +283,23 @@ START_TEST(bad_messages)
 }
 END_TEST
 
+/*
+ * An id is echoed as sent, whatever it holds: a string or an object key
+ * that looks like the marker of a large unsigned number (common/json-u64.h)
+ * once became a bare number, and the key made the answer invalid JSON.
+ */
+START_TEST(ids_echoed_as_sent)
+{
+	struct client *c = connect_to(sock_path, true);
+
+	ck_assert_str_eq(cmd(c, "{\"execute\":\"query-vms\",\"id\":\"\\u0001u64:5\"}"),
+			 "{\"id\":\"\\u0001u64:5\",\"return\":[]}");
+	ck_assert_str_eq(cmd(c, "{\"execute\":\"query-vms\",\"id\":{\"\\u0001u64:5\":[1]}}"),
+			 "{\"id\":{\"\\u0001u64:5\":[1]},\"return\":[]}");
+	client_close(c);
+}
+END_TEST
+
 START_TEST(lifecycle_and_events)
 {
 	struct client *c = connect_to(sock_path, true);
@@ -545,6 +562,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, daemon_table_matches_schema);
 	tcase_add_test(tc, negotiation);
 	tcase_add_test(tc, bad_messages);
+	tcase_add_test(tc, ids_echoed_as_sent);
 	tcase_add_test(tc, lifecycle_and_events);
 	tcase_add_test(tc, per_vm_socket);
 	tcase_add_test(tc, per_vm_socket_out_of_memory);
