@@ -277,6 +277,10 @@ START_TEST(bad_messages)
 	ck_assert_str_eq(cmd(c, "{\"execute\"}"),
 			 "{\"error\":{\"class\":\"GenericError\",\"desc\":\"JSON parse error, ':' "
 			 "expected near '}'\"}}");
+	/* Unlike QEMU 7.2, which reads it (vmmd-protocol(7), FRAMING). */
+	ck_assert_str_eq(cmd(c, "{\"execute\":\"query-vms\",\"id\":18446744073709551615}"),
+			 "{\"error\":{\"class\":\"GenericError\",\"desc\":\"JSON parse error, "
+			 "too big integer near '18446744073709551615'\"}}");
 	/* Still working after all that. */
 	ck_assert_str_eq(cmd(c, "{\"execute\":\"query-vms\"}"), "{\"return\":[]}");
 	client_close(c);
