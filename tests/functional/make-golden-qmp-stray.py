@@ -20,7 +20,9 @@ CASES = [b"hello\n", b"garbage ] }\n", b"123\n", b"\x01\n", b'"str"\n', b"}\n", 
          b"[1, 2]\n", b"False\n",
          # ids are echoed as sent, whatever they hold (vmmd once turned these two)
          b'{"execute": "nosuch", "id": "\\u0001u64:5"}\n',
-         b'{"execute": "nosuch", "id": {"\\u0001u64:5": [1, "a", null, true, 1.5]}}\n']
+         b'{"execute": "nosuch", "id": {"\\u0001u64:5": [1, "a", null, true, 1.5]}}\n',
+         b'{"execute": "nosuch", "id": 1, "id": 2}\n',
+         b'{"execute": "nosuch", "arguments": {"a": {"b": 1, "b": 2}}}\n']
 
 
 def lines(s):
