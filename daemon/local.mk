@@ -11,6 +11,7 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/snapshot.c daemon/snapshot.h \
 	daemon/qmp-hotplug.c \
 	daemon/qmp-migration.c daemon/migration.c daemon/migration.h \
+	daemon/xbzrle.c daemon/xbzrle.h \
 	daemon/upgrade.c daemon/upgrade.h \
 	daemon/keep.c daemon/keep.h \
 	daemon/qmp-memory.c \
@@ -97,6 +98,12 @@ TESTS += tests/unit/test-authz
 tests_unit_test_authz_SOURCES = tests/unit/test-authz.c tests/unit/check-main.h
 tests_unit_test_authz_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_authz_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(JANSSON_LIBS) $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test-xbzrle
+TESTS += tests/unit/test-xbzrle
+tests_unit_test_xbzrle_SOURCES = tests/unit/test-xbzrle.c tests/unit/check-main.h
+tests_unit_test_xbzrle_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_xbzrle_LDADD = daemon/libdaemon.a $(UNIT_LIBS)
 
 check_PROGRAMS += tests/unit/test-jobs
 TESTS += tests/unit/test-jobs
