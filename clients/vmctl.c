@@ -2017,18 +2017,23 @@ static void print_progress(const char *name, json_t *info, bool tty)
 	json_int_t left = json_integer_value(json_object_get(ram, "remaining"));
 	json_int_t total = json_integer_value(json_object_get(ram, "total"));
 	json_t *throttle = json_object_get(info, "cpu-throttle-percentage");
-	char thr[32] = "";
+	json_t *xb = json_object_get(info, "xbzrle-cache");
+	char thr[32] = "", xbz[48] = "";
 
 	if (throttle) {
 		snprintf(thr, sizeof(thr), "  vCPUs throttled %" JSON_INTEGER_FORMAT "%%",
 			 json_integer_value(throttle));
 	}
+	if (xb) {
+		snprintf(xbz, sizeof(xbz), "  xbzrle %" JSON_INTEGER_FORMAT " pages",
+			 json_integer_value(json_object_get(xb, "pages")));
+	}
 	printf("%s%s: %-9s pass %-3" JSON_INTEGER_FORMAT " sent %7.1f MiB  left %7.1f MiB of %.0f "
-	       "MiB  dirty %" JSON_INTEGER_FORMAT " pages/s%s%s",
+	       "MiB  dirty %" JSON_INTEGER_FORMAT " pages/s%s%s%s",
 	       tty ? "\r" : "", name, str(info, "status", "?"),
 	       json_integer_value(json_object_get(ram, "dirty-sync-count")), sent / 1048576.0,
 	       left / 1048576.0, total / 1048576.0,
-	       json_integer_value(json_object_get(ram, "dirty-pages-rate")), thr,
+	       json_integer_value(json_object_get(ram, "dirty-pages-rate")), xbz, thr,
 	       tty ? "   " : "\n");
 	fflush(stdout);
 }
@@ -2040,23 +2045,39 @@ static int cmd_migrate(struct qmp_client *c, int argc, char **argv, const struct
 		{"max-bandwidth", required_argument, NULL, 'b'},
 		{"downtime-limit", required_argument, NULL, 'd'},
 		{"auto-converge", no_argument, NULL, 'a'},
+		{"xbzrle", no_argument, NULL, 'x'},
+		{"xbzrle-cache-size", required_argument, NULL, 'c'},
 		{"tls-creds", required_argument, NULL, 't'},
 		{"tls-hostname", required_argument, NULL, 'H'},
 		{"json", no_argument, NULL, 'j'},
 		{0},
 	};
 	json_auto_t *params = json_object(); /* freed on every usage error */
+	json_auto_t *caps = json_array();
 	const char *name;
-	bool tty = isatty(STDOUT_FILENO), auto_converge = false;
+	bool tty = isatty(STDOUT_FILENO);
 	json_int_t last_pass = -1;
 	uint64_t v;
 	int o, rc;
 
 	optind = 0;
-	while ((o = getopt_long(argc, argv, "b:d:at:H:j", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "b:d:axc:t:H:j", opts, NULL)) != -1) {
 		switch (o) {
 		case 'a':
-			auto_converge = true;
+		case 'x':
+			json_array_append_new(caps, json_pack("{s:s, s:b}", "capability",
+							      o == 'a' ? "auto-converge" : "xbzrle",
+							      "state", 1));
+			break;
+		case 'c':
+			if (parse_size(optarg, &v) < 0 || v < 4096 || (v & (v - 1)) ||
+			    v > INT64_MAX) {
+				return usage_error("--xbzrle-cache-size '%s' is not a power of two "
+						   "of at least 4096 bytes (e.g. 64M)",
+						   optarg);
+			}
+			json_object_set_new(params, "xbzrle-cache-size",
+					    json_integer((json_int_t)v));
 			break;
 		case 't':
 			json_object_set_new(params, "tls-creds", json_string(optarg));
@@ -2093,11 +2114,9 @@ static int cmd_migrate(struct qmp_client *c, int argc, char **argv, const struct
 					 "unix:PATH)");
 	}
 	name = argv[optind];
-	if (auto_converge) {
+	if (json_array_size(caps)) {
 		rc = run_cmd(c, "migrate-set-capabilities",
-			     json_pack("{s:s, s:[{s:s, s:b}]}", "vm", name, "capabilities",
-				       "capability", "auto-converge", "state", 1),
-			     NULL);
+			     json_pack("{s:s, s:O}", "vm", name, "capabilities", caps), NULL);
 		if (rc) {
 			return rc;
 		}
@@ -2372,6 +2391,7 @@ static const struct vmctl_command commands[] = {
 	 "                 exit 5 after, the removal stays pending)\n"},
 	{"migrate", cmd_migrate,
 	 "NAME URI [--max-bandwidth SIZE] [--downtime-limit MS] [--auto-converge]\n"
+	 "                     [--xbzrle] [--xbzrle-cache-size SIZE]\n"
 	 "                     [--tls-creds ID [--tls-hostname NAME]]",
 	 "move a running VM to another vmmd (live migration)",
 	 "  URI                    tcp:HOST:PORT or unix:PATH where the destination listens\n"
@@ -2381,14 +2401,19 @@ static const struct vmctl_command commands[] = {
 	 "  --auto-converge        turn on the VM's auto-converge capability (it stays on):\n"
 	 "                         slow its vCPUs down while it dirties RAM faster than\n"
 	 "                         the link carries\n"
+	 "  --xbzrle               turn on the VM's xbzrle capability (it stays on): a page\n"
+	 "                         sent before and dirtied again goes as its changes\n"
+	 "  --xbzrle-cache-size SIZE  the source's cache of sent pages (a power of two,\n"
+	 "                         default 64M; at most the VM's RAM is used)\n"
 	 "  --tls-creds ID         migrate over TLS with the client credentials ID\n"
 	 "                         (object-add tls-creds-x509 or tls-creds-psk; '' for none)\n"
 	 "  --tls-hostname NAME    the name the server's x509 certificate must bear\n"
 	 "                         (default: the tcp: URI's host)\n"
-	 "Shows each pass (data sent and left, dirty rate, vCPU throttle) until the\n"
-	 "migration ends; exit 0 when the destination runs the VM. Without auto-converge a\n"
-	 "VM that dirties RAM faster than the link carries never converges: interrupt and\n"
-	 "run 'vmctl migrate-cancel NAME'.\n"},
+	 "Shows each pass (data sent and left, dirty rate, xbzrle pages, vCPU throttle)\n"
+	 "until the migration ends; exit 0 when the destination runs the VM. A VM that\n"
+	 "dirties RAM faster than the link carries converges only if auto-converge slows\n"
+	 "it down or xbzrle makes its pages cheap enough (few bytes changed in each):\n"
+	 "otherwise interrupt and run 'vmctl migrate-cancel NAME'.\n"},
 	{"migrate-cancel", simple, "NAME", "cancel a live migration (the VM runs on here)", "",
 	 "migrate_cancel", "migration cancelled"},
 	{"daemon-upgrade", cmd_daemon_upgrade, "",

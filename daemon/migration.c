@@ -13,7 +13,9 @@
  * DONE it stays paused (the destination may run it: never two). With
  * auto-converge, a source whose guest dirties RAM faster than the link
  * carries has its vCPUs throttled (vm_set_cpu_throttle) until the
- * migration ends, however it ends.
+ * migration ends, however it ends. With xbzrle, from pass 2 on a page
+ * kept in the source's cache since it last went is sent as its changes
+ * (daemon/xbzrle.c).
  *
  * Destination: a VM defined with "incoming" waits in inmigrate; a worker
  * accepts one connection, writes pages into a memfd, and after END builds
@@ -61,6 +63,7 @@
 #include "daemon/sandbox.h"
 #include "daemon/registry.h"
 #include "daemon/tls.h"
+#include "daemon/xbzrle.h"
 #include "net/net.h"
 
 #define WIRE_MAGIC "VMMDMIG\n"
@@ -82,7 +85,11 @@ enum rec_type {
 	REC_MEMFD = 10,	    /* unix only: 1 byte carrying the RAM's memfd (SCM_RIGHTS) */
 	REC_TAPFD = 11,	    /* unix only: JSON {"id", "ifname"}, then 1 byte carrying the tap */
 	REC_PRELAUNCH = 12, /* before END: the VM never ran (prelaunch), stays so */
+	REC_XBZRLE = 13,    /* count x (u64 offset, u16 length, that many bytes of changes) */
 };
+
+/* An xbzrle encoding longer than this goes as the whole page. */
+#define XBZRLE_MAX (PAGE - 16)
 
 #define MAX_TAPFD_JSON 256u
 
@@ -131,10 +138,14 @@ struct migration {
 	_Atomic bool cancel;
 	bool events;	    /* the events capability: MIGRATION and MIGRATION_PASS */
 	bool auto_converge; /* the source throttles its vCPUs (QEMU's auto-converge) */
+	bool xbzrle;	    /* the source sends pages it has cached as their changes */
 	struct timespec t0;
 
 	_Atomic uint64_t transferred, remaining, total, duplicate, normal, dirty_rate, passes;
 	_Atomic uint64_t setup_ms, total_ms, downtime_ms, expected_downtime_ms, mbps_x1000;
+	/* xbzrle: pages looked up in the cache, misses, pages and bytes sent as
+	 * changes, pages whose changes were too long */
+	_Atomic uint64_t xb_lookups, xb_miss, xb_pages, xb_bytes, xb_overflow;
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -936,27 +947,25 @@ struct sender {
 	struct migration *m;
 	uint8_t *buf; /* one REC_PAGES record */
 	unsigned n;
-	uint64_t pass_bytes, pass_t0;
+	uint64_t pass_bytes, pass_pages, pass_t0;
 	bool unlimited;
+	/* xbzrle: one REC_XBZRLE record, and a direct-mapped cache of pages as
+	 * the destination has them (tags[slot] = offset + 1, 0: empty) */
+	uint8_t *xbuf;
+	unsigned xn;
+	size_t xlen;
+	uint8_t *cache;
+	uint64_t *tags, slots, cache_param;
+	uint8_t page[PAGE]; /* the copy of a page that is both sent and cached */
 };
 
-static int flush_pages(struct sender *s)
+/* Count @len bytes sent (the pass's and the total), then stay under max-bandwidth. */
+static int pace(struct sender *s, uint64_t len)
 {
 	struct migration *m = s->m;
-	uint64_t len = (uint64_t)s->n * (8 + PAGE);
-	int r;
 
-	if (!s->n) {
-		return 0;
-	}
-	r = send_rec(m->sock, REC_PAGES, s->n, s->buf, len);
-	if (r < 0) {
-		return r;
-	}
 	atomic_fetch_add(&m->transferred, len + sizeof(struct rec));
-	atomic_fetch_add(&m->normal, s->n);
 	s->pass_bytes += len;
-	s->n = 0;
 	/* Keep under max-bandwidth (read each time: migrate-set-parameters applies live). */
 	while (!s->unlimited && !atomic_load(&m->cancel)) {
 		uint64_t due = s->pass_t0 + s->pass_bytes * 1000000000ull / max_bandwidth(m);
@@ -972,6 +981,40 @@ static int flush_pages(struct sender *s)
 		nanosleep(&ts, NULL);
 	}
 	return atomic_load(&m->cancel) ? -ECANCELED : 0;
+}
+
+static int flush_pages(struct sender *s)
+{
+	uint64_t len = (uint64_t)s->n * (8 + PAGE);
+	int r;
+
+	if (!s->n) {
+		return 0;
+	}
+	r = send_rec(s->m->sock, REC_PAGES, s->n, s->buf, len);
+	if (r < 0) {
+		return r;
+	}
+	atomic_fetch_add(&s->m->normal, s->n);
+	s->n = 0;
+	return pace(s, len);
+}
+
+static int flush_xbzrle(struct sender *s)
+{
+	uint64_t len = s->xlen;
+	int r;
+
+	if (!s->xn) {
+		return 0;
+	}
+	r = send_rec(s->m->sock, REC_XBZRLE, s->xn, s->xbuf, len);
+	if (r < 0) {
+		return r;
+	}
+	s->xn = 0;
+	s->xlen = 0;
+	return pace(s, len);
 }
 
 static int queue_page(struct sender *s, uint64_t off, const uint8_t *page)
@@ -999,10 +1042,82 @@ static bool page_is_zero(const uint8_t *p)
 	return true;
 }
 
+/*
+ * xbzrle: (re)make the cache at the start of a pass when the parameter
+ * changed (as QEMU's resize: it starts empty), at most the RAM's size.
+ */
+static int xbzrle_cache_setup(struct sender *s, uint64_t ram, struct error **errp)
+{
+	uint64_t param = migration_xbzrle_cache_size(s->m->rv), bytes = PAGE;
+
+	if (param == s->cache_param) {
+		return 0;
+	}
+	while (bytes < param && bytes < ram) {
+		bytes *= 2;
+	}
+	free(s->cache);
+	free(s->tags);
+	s->slots = bytes / PAGE;
+	s->cache = malloc(bytes);
+	s->tags = calloc(s->slots, sizeof(*s->tags));
+	if (!s->cache || !s->tags) {
+		return error_set(errp, ENOMEM,
+				 "cannot allocate the xbzrle cache (%" PRIu64 " bytes)", bytes);
+	}
+	s->cache_param = param;
+	return 0;
+}
+
+/*
+ * Send the page at @off (live in guest RAM) through the xbzrle cache: as
+ * its changes against the cached copy, or whole (a miss, which caches it,
+ * or changes too long to be worth it); not at all when it did not change.
+ */
+static int send_xbzrle(struct sender *s, uint64_t off, const uint8_t *live)
+{
+	struct migration *m = s->m;
+	uint64_t slot = off / PAGE & (s->slots - 1);
+	uint8_t *cached = s->cache + slot * PAGE, *e = s->xbuf + s->xlen;
+	uint64_t le = htole64(off);
+	uint16_t le_len;
+	int n;
+
+	/* The guest may write the page meanwhile: encode, send and cache one copy. */
+	memcpy(s->page, live, PAGE);
+	atomic_fetch_add(&m->xb_lookups, 1);
+	if (s->tags[slot] != off + 1) {
+		atomic_fetch_add(&m->xb_miss, 1);
+		s->tags[slot] = off + 1;
+		memcpy(cached, s->page, PAGE);
+		return queue_page(s, off, s->page);
+	}
+	n = xbzrle_encode(cached, s->page, PAGE, e + 10, XBZRLE_MAX);
+	if (n == 0) {
+		return 0; /* as the destination has it */
+	}
+	memcpy(cached, s->page, PAGE);
+	if (n < 0) {
+		atomic_fetch_add(&m->xb_overflow, 1);
+		return queue_page(s, off, s->page);
+	}
+	le_len = htole16((uint16_t)n);
+	memcpy(e, &le, 8);
+	memcpy(e + 8, &le_len, 2);
+	s->xlen += 10 + (size_t)n;
+	atomic_fetch_add(&m->xb_pages, 1);
+	atomic_fetch_add(&m->xb_bytes, 10 + (uint64_t)n);
+	if (++s->xn == BATCH_PAGES) {
+		return flush_xbzrle(s);
+	}
+	return 0;
+}
+
 /* Send the pages set in @bm (cleared as they go); pass 1 skips zero pages. */
 static int send_dirty(struct sender *s, struct vm *vm, uint64_t **bm, bool first)
 {
 	uint64_t base = 0;
+	int r;
 
 	for (unsigned i = 0; i < vm_ram_region_count(vm); i++) {
 		uint64_t gpa, size;
@@ -1010,8 +1125,6 @@ static int send_dirty(struct sender *s, struct vm *vm, uint64_t **bm, bool first
 		uint64_t pages = size / PAGE;
 
 		for (uint64_t pg = 0; pg < pages; pg++) {
-			int r;
-
 			if (!(bm[i][pg / 64] & (1ull << (pg % 64)))) {
 				continue;
 			}
@@ -1022,14 +1135,17 @@ static int send_dirty(struct sender *s, struct vm *vm, uint64_t **bm, bool first
 				atomic_fetch_add(&s->m->duplicate, 1);
 				continue;
 			}
-			r = queue_page(s, base + pg * PAGE, host + pg * PAGE);
+			s->pass_pages++;
+			r = s->cache && !first ? send_xbzrle(s, base + pg * PAGE, host + pg * PAGE)
+					       : queue_page(s, base + pg * PAGE, host + pg * PAGE);
 			if (r < 0) {
 				return r;
 			}
 		}
 		base += size;
 	}
-	return flush_pages(s);
+	r = flush_xbzrle(s);
+	return r < 0 ? r : flush_pages(s);
 }
 
 /* Collect the dirty pages since the last sync into @bm; returns their count. */
@@ -1053,6 +1169,12 @@ static int64_t sync_dirty(struct migration *m, struct vm *vm, uint64_t **bm, str
 	atomic_store(&m->remaining, n * PAGE);
 	pass_event(m, atomic_fetch_add(&m->passes, 1) + 1);
 	return (int64_t)n;
+}
+
+uint64_t migration_xbzrle_cache_size(const struct registry_vm *rv)
+{
+	return rv->mig_xbzrle_cache_size ? rv->mig_xbzrle_cache_size
+					 : MIGRATION_DEFAULT_XBZRLE_CACHE_SIZE;
 }
 
 void migration_throttle_params(const struct registry_vm *rv, struct migration_throttle_params *ret)
@@ -1233,6 +1355,7 @@ static void *source_thread(void *arg)
 		goto fail;
 	}
 	s.buf = malloc((size_t)BATCH_PAGES * (8 + PAGE));
+	s.xbuf = m->xbzrle ? malloc((size_t)BATCH_PAGES * (10 + XBZRLE_MAX)) : NULL;
 	for (unsigned i = 0; i < vm_ram_region_count(vm) && i < VM_RAM_REGIONS_MAX; i++) {
 		uint64_t gpa, size;
 
@@ -1249,7 +1372,8 @@ static void *source_thread(void *arg)
 	}
 	atomic_store(&m->total, total);
 	atomic_store(&m->remaining, total);
-	if (!s.buf || !bm_ok || vm_ram_region_count(vm) > VM_RAM_REGIONS_MAX) {
+	if (!s.buf || (m->xbzrle && !s.xbuf) || !bm_ok ||
+	    vm_ram_region_count(vm) > VM_RAM_REGIONS_MAX) {
 		r = error_set(&err, ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -1306,6 +1430,11 @@ static void *source_thread(void *arg)
 
 		s.pass_t0 = t_pass;
 		s.pass_bytes = 0;
+		s.pass_pages = 0;
+		r = m->xbzrle && !first ? xbzrle_cache_setup(&s, total, &err) : 0;
+		if (r < 0) {
+			goto fail;
+		}
 		r = send_dirty(&s, vm, bm, first);
 		if (r < 0) {
 			r = error_set_errno(&err, -r, "cannot send RAM to the destination");
@@ -1324,7 +1453,9 @@ static void *source_thread(void *arg)
 		bw = MAX(s.pass_bytes * 1000000000ull / t_pass, 1ull);
 		atomic_store(&m->mbps_x1000, bw * 8 / 1000);
 		atomic_store(&m->dirty_rate, (uint64_t)dirty * 1000000000ull / t_pass);
-		exp_ms = (uint64_t)dirty * PAGE * 1000 / MIN(bw, max_bandwidth(m));
+		/* each dirty page costs on the wire what this pass's did (xbzrle: less) */
+		exp_ms = (uint64_t)dirty * (s.pass_pages ? s.pass_bytes / s.pass_pages : PAGE) *
+			 1000 / MIN(bw, max_bandwidth(m));
 		atomic_store(&m->expected_downtime_ms, exp_ms);
 		if (exp_ms <= downtime_limit(m)) {
 			break;
@@ -1350,6 +1481,10 @@ static void *source_thread(void *arg)
 		goto fail;
 	}
 	s.unlimited = true;
+	r = m->xbzrle && !shared ? xbzrle_cache_setup(&s, total, &err) : 0;
+	if (r < 0) {
+		goto fail;
+	}
 	r = shared ? 0 : send_dirty(&s, vm, bm, false);
 	if (r == 0 && local_socket(m)) {
 		/* Tap NICs by fd: the destination goes on with the very same queues. */
@@ -1469,6 +1604,9 @@ out:
 		free(bm[i]);
 	}
 	free(s.buf);
+	free(s.xbuf);
+	free(s.cache);
+	free(s.tags);
 	end_tls();
 	shutdown(m->sock, SHUT_RDWR);
 	notify(m);
@@ -1528,6 +1666,59 @@ static int recv_pages(struct migration *m, int memfd, uint64_t mem_size, const s
 	}
 	atomic_fetch_add(&m->transferred, r->len + sizeof(*r));
 	atomic_fetch_add(&m->normal, r->count);
+	return 0;
+}
+
+/* REC_XBZRLE: each page's changes applied to what the destination has of it. */
+static int recv_xbzrle(struct migration *m, int memfd, uint64_t mem_size, const struct rec *r,
+		       uint8_t *buf, struct error **errp)
+{
+	uint8_t page[PAGE];
+	size_t at = 0;
+	int e;
+
+	if (memfd < 0 || r->count > BATCH_PAGES ||
+	    r->len > (uint64_t)r->count * (10 + XBZRLE_MAX)) {
+		return error_set(errp, EPROTO, "malformed xbzrle record");
+	}
+	e = read_full(m->sock, buf, r->len);
+	if (e < 0) {
+		return error_set_errno(errp, -e, "the source went away");
+	}
+	for (uint32_t i = 0; i < r->count; i++) {
+		uint64_t off;
+		uint16_t n;
+
+		if (r->len - at < 10) {
+			return error_set(errp, EPROTO, "malformed xbzrle record");
+		}
+		memcpy(&off, buf + at, 8);
+		memcpy(&n, buf + at + 8, 2);
+		off = le64toh(off);
+		n = le16toh(n);
+		at += 10;
+		if (off % PAGE || off >= mem_size) {
+			return error_set(errp, EPROTO, "RAM page at %" PRIu64 " is outside the VM",
+					 off);
+		}
+		if (n > r->len - at) {
+			return error_set(errp, EPROTO, "malformed xbzrle record");
+		}
+		if (pread(memfd, page, PAGE, (off_t)off) != PAGE) {
+			return error_set_errno(errp, errno, "cannot read RAM");
+		}
+		if (xbzrle_decode(buf + at, n, page, PAGE) < 0) {
+			return error_set(errp, EPROTO, "malformed xbzrle page at %" PRIu64, off);
+		}
+		if (pwrite(memfd, page, PAGE, (off_t)off) != PAGE) {
+			return error_set_errno(errp, errno, "cannot store RAM");
+		}
+		at += n;
+	}
+	if (at != r->len) {
+		return error_set(errp, EPROTO, "malformed xbzrle record");
+	}
+	atomic_fetch_add(&m->transferred, r->len + sizeof(*r));
 	return 0;
 }
 
@@ -1717,11 +1908,13 @@ static void *dest_thread(void *arg)
 			}
 			break;
 		case REC_PAGES:
+		case REC_XBZRLE:
 			if (shared) {
 				r = error_set(&err, EPROTO, "RAM pages after the RAM's fd");
 				goto fail;
 			}
-			r = recv_pages(m, memfd, mem_size, &rc, buf, &err);
+			r = rc.type == REC_PAGES ? recv_pages(m, memfd, mem_size, &rc, buf, &err)
+						 : recv_xbzrle(m, memfd, mem_size, &rc, buf, &err);
 			if (r < 0) {
 				goto fail;
 			}
@@ -1881,6 +2074,7 @@ static struct migration *mig_new(struct registry_vm *rv, bool incoming, struct e
 	m->name = strdup(rv->name);
 	m->events = !rv->mig_no_events;
 	m->auto_converge = rv->mig_auto_converge;
+	m->xbzrle = !incoming && rv->mig_xbzrle;
 	m->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	m->ev = m->efd >= 0 ? event_new(registry_base(rv->reg), m->efd, EV_READ | EV_PERSIST,
 					on_notify, m)
@@ -2051,6 +2245,20 @@ int migration_cancel(struct registry_vm *rv, struct error **errp)
 	return 0;
 }
 
+/* query-migrate's "xbzrle-cache" (QEMU's XBZRLECacheStats), over the whole migration. */
+static json_t *xbzrle_query(struct registry_vm *rv, struct migration *m)
+{
+	uint64_t lookups = atomic_load(&m->xb_lookups), pages = atomic_load(&m->xb_pages);
+	uint64_t bytes = atomic_load(&m->xb_bytes), miss = atomic_load(&m->xb_miss);
+
+	return json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:I}", "cache-size",
+			 (json_int_t)migration_xbzrle_cache_size(rv), "bytes", (json_int_t)bytes,
+			 "pages", (json_int_t)pages, "cache-miss", (json_int_t)miss,
+			 "cache-miss-rate", lookups ? (double)miss / (double)lookups : 0.0,
+			 "encoding-rate", bytes ? (double)(pages * PAGE) / (double)bytes : 0.0,
+			 "overflow", (json_int_t)atomic_load(&m->xb_overflow));
+}
+
 json_t *migration_query(struct registry_vm *rv)
 {
 	struct migration *m = rv->mig;
@@ -2093,6 +2301,9 @@ json_t *migration_query(struct registry_vm *rv)
 			(double)atomic_load(&m->mbps_x1000) / 1000.0, "dirty-sync-count",
 			(json_int_t)atomic_load(&m->passes), "page-size", (int)PAGE);
 	json_object_set_new(o, "ram", ram);
+	if (m->xbzrle) {
+		json_object_set_new(o, "xbzrle-cache", xbzrle_query(rv, m));
+	}
 	json_object_set_new(o, "setup-time", json_integer((json_int_t)atomic_load(&m->setup_ms)));
 	if (!m->incoming && rv->vm && vm_cpu_throttle(rv->vm)) {
 		json_object_set_new(o, "cpu-throttle-percentage",

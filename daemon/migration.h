@@ -27,6 +27,7 @@ struct registry_vm;
 #define MIGRATION_DEFAULT_THROTTLE_INITIAL 20u
 #define MIGRATION_DEFAULT_THROTTLE_INCREMENT 10u
 #define MIGRATION_DEFAULT_MAX_THROTTLE 99u
+#define MIGRATION_DEFAULT_XBZRLE_CACHE_SIZE (64ull << 20) /* bytes */
 
 /* auto-converge's parameters of @rv, defaults filled in. */
 struct migration_throttle_params {
@@ -34,6 +35,8 @@ struct migration_throttle_params {
 	bool tailslow;
 };
 void migration_throttle_params(const struct registry_vm *rv, struct migration_throttle_params *ret);
+/* xbzrle-cache-size of @rv, the default filled in. */
+uint64_t migration_xbzrle_cache_size(const struct registry_vm *rv);
 
 /* The wire format's version (docs/migration.md); a peer may be one behind. */
 #define MIGRATION_WIRE_VERSION 1u

@@ -92,6 +92,7 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 	json_t *th = json_object_get(args, "tls-hostname");
 	json_t *ta = json_object_get(args, "tls-authz");
 	json_t *ts = json_object_get(args, "cpu-throttle-tailslow");
+	json_t *xc = json_object_get(args, "xbzrle-cache-size");
 	struct migration_throttle_params p;
 	char *creds = NULL, *host = NULL, *authz = NULL;
 	int r;
@@ -141,6 +142,13 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 				 "Parameter 'downtime_limit' expects an integer in the range of 0 "
 				 "to (2000 * 1000) ms"); /* QEMU 7.2's words */
 	}
+	/* the cache is made at most the VM's RAM size when a migration uses it */
+	if (xc && (json_integer_value(xc) < 4096 ||
+		   (json_integer_value(xc) & (json_integer_value(xc) - 1)))) {
+		return error_set(errp, EINVAL,
+				 "Parameter 'xbzrle_cache_size' expects a power of two no less "
+				 "than the target page size");
+	}
 	if (p.max < p.initial || p.max > 99) {
 		return error_set(errp, EINVAL,
 				 "Parameter 'max_cpu_throttle' expects an integer in the range of "
@@ -162,6 +170,9 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 	rv->mig_max_throttle = (uint8_t)p.max;
 	if (ts) {
 		rv->mig_throttle_tailslow = json_is_true(ts);
+	}
+	if (xc) {
+		rv->mig_xbzrle_cache_size = (uint64_t)json_integer_value(xc);
 	}
 	/* 0 keeps meaning "QEMU's default" internally; a 0 limit is stored as 1. */
 	if (bw) {
@@ -195,7 +206,7 @@ int qmp_query_migrate_parameters(struct monitor_request *req, json_t *args, json
 	struct migration_throttle_params p;
 
 	migration_throttle_params(rv, &p);
-	*ret = json_pack("{s:I, s:I, s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:i}", "max-bandwidth",
+	*ret = json_pack("{s:I, s:I, s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:i, s:I}", "max-bandwidth",
 			 (json_int_t)(rv->mig_max_bandwidth ? rv->mig_max_bandwidth
 							    : MIGRATION_DEFAULT_MAX_BANDWIDTH),
 			 "downtime-limit",
@@ -206,13 +217,15 @@ int qmp_query_migrate_parameters(struct monitor_request *req, json_t *args, json
 			 rv->mig_tls_authz ? rv->mig_tls_authz : "", "throttle-trigger-threshold",
 			 (int)p.threshold, "cpu-throttle-initial", (int)p.initial,
 			 "cpu-throttle-increment", (int)p.increment, "cpu-throttle-tailslow",
-			 p.tailslow, "max-cpu-throttle", (int)p.max);
+			 p.tailslow, "max-cpu-throttle", (int)p.max, "xbzrle-cache-size",
+			 (json_int_t)migration_xbzrle_cache_size(rv));
 	return 0;
 }
 
 /*
  * QEMU 7.2's MigrationCapability, in its order. vmmd implements
- * auto-converge and events; the rest are listed off and cannot be turned on.
+ * auto-converge, events and xbzrle; the rest are listed off and cannot be
+ * turned on.
  */
 static const char *const capability_names[] = {
 	"xbzrle",	    "rdma-pin-all",  "auto-converge",	    "zero-blocks",
@@ -223,10 +236,13 @@ static const char *const capability_names[] = {
 	"postcopy-preempt",
 };
 
-/* The capabilities vmmd implements: 0 auto-converge, 1 events; -1 for the others. */
+/* The capabilities vmmd implements: 0 auto-converge, 1 events, 2 xbzrle; -1 for the others. */
 static int capability_index(const char *name)
 {
-	return strcmp(name, "auto-converge") == 0 ? 0 : strcmp(name, "events") == 0 ? 1 : -1;
+	return strcmp(name, "auto-converge") == 0 ? 0
+	       : strcmp(name, "events") == 0	  ? 1
+	       : strcmp(name, "xbzrle") == 0	  ? 2
+						  : -1;
 }
 
 int qmp_migrate_set_capabilities(struct monitor_request *req, json_t *args, json_t **ret,
@@ -234,7 +250,7 @@ int qmp_migrate_set_capabilities(struct monitor_request *req, json_t *args, json
 {
 	struct registry_vm *rv = req->vm;
 	json_t *caps = json_object_get(args, "capabilities"), *c;
-	bool state[2] = {rv->mig_auto_converge, !rv->mig_no_events};
+	bool state[3] = {rv->mig_auto_converge, !rv->mig_no_events, rv->mig_xbzrle};
 	size_t i;
 
 	/* QEMU: the capabilities of a running outgoing migration are fixed. */
@@ -267,6 +283,7 @@ int qmp_migrate_set_capabilities(struct monitor_request *req, json_t *args, json
 	}
 	rv->mig_auto_converge = state[0];
 	rv->mig_no_events = !state[1];
+	rv->mig_xbzrle = state[2];
 	return 0;
 }
 
@@ -274,7 +291,7 @@ int qmp_query_migrate_capabilities(struct monitor_request *req, json_t *args, js
 				   struct error **errp)
 {
 	struct registry_vm *rv = req->vm;
-	bool state[2] = {rv->mig_auto_converge, !rv->mig_no_events};
+	bool state[3] = {rv->mig_auto_converge, !rv->mig_no_events, rv->mig_xbzrle};
 	json_t *list = json_array();
 
 	for (size_t k = 0; k < ARRAY_SIZE(capability_names); k++) {

@@ -98,6 +98,8 @@ struct registry_vm {
 	char *mig_tls_authz; /* an authorization object's id, or NULL/"": none */
 	/* migrate-set-capabilities: auto-converge; events (vmmd's default: on) */
 	bool mig_auto_converge;
+	bool mig_xbzrle;		/* the xbzrle capability */
+	uint64_t mig_xbzrle_cache_size; /* 0 = default */
 	bool mig_no_events;
 	/* auto-converge's parameters (migrate-set-parameters); 0 = QEMU's default */
 	uint8_t mig_throttle_threshold, mig_throttle_initial, mig_throttle_increment,

@@ -67,6 +67,24 @@ def start(tmp, name, extra):
     return p, golden_migration.Qmp(path)
 
 
+def migrate_when_running(tmp, src, dst):
+    """Once the source's guest has counted 16 passes: the destination
+    listens on a free loopback port, the source migrates there; the
+    source's answer to migrate."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    uri = "tcp:127.0.0.1:%d" % port
+    end = time.time() + 60
+    log = os.path.join(tmp, "src.log")
+    while "migrate: pass 16 " not in open(log).read():
+        assert time.time() < end, "the guest does not run"
+        time.sleep(0.2)
+    dst.cmd("migrate-incoming", uri=uri)
+    return src.cmd("migrate", uri=uri)
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         src_p, src = start(tmp, "src", [])
@@ -94,18 +112,7 @@ def main():
                 "throttle-trigger-threshold": 50, "cpu-throttle-initial": 20,
                 "cpu-throttle-increment": 10, "cpu-throttle-tailslow": False,
                 "max-cpu-throttle": 99, "max-bandwidth": 2 << 20})
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-            s.close()
-            uri = "tcp:127.0.0.1:%d" % port
-            end = time.time() + 60
-            log = os.path.join(tmp, "src.log")
-            while "migrate: pass 16 " not in open(log).read():
-                assert time.time() < end, "the guest does not run"
-                time.sleep(0.2)
-            dst.cmd("migrate-incoming", uri=uri)
-            out["migrate"] = src.cmd("migrate", uri=uri)
+            out["migrate"] = migrate_when_running(tmp, src, dst)
             throttled = None
             end = time.time() + 60
             while time.time() < end:

@@ -29,7 +29,7 @@ _spec.loader.exec_module(tmig)
 vm_def = tmig.vm_def
 
 GOLDEN = os.path.join(TOP_SRCDIR, "tests", "functional", "golden", "migration-caps.json")
-IMPLEMENTED = ("auto-converge", "events")
+IMPLEMENTED = ("auto-converge", "events", "xbzrle")
 # A cap the guest's 8 MiB outruns without throttling (8 MiB take 500 ms > the
 # 300 ms downtime-limit) but not at 99 % throttle (a sweep every ~1.3 s).
 CAP = 16 << 20

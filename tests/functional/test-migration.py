@@ -161,10 +161,14 @@ def test_migrate_between_namespaces():
         tls_golden = json.load(open(GOLDEN.replace("migration.json", "migration-tls.json")))
         caps_golden = json.load(open(GOLDEN.replace("migration.json", "migration-caps.json")))
         psk_golden = json.load(open(GOLDEN.replace("migration.json", "migration-psk.json")))
+        xbzrle_golden = json.load(open(GOLDEN.replace("migration.json",
+                                                      "migration-xbzrle.json")))
         assert params == dict(golden["default-parameters"],
                               **tls_golden["default-parameters"],
                               **caps_golden["default-parameters"],
-                              **{"tls-authz": psk_golden["objects"]["default-tls-authz"]}), params
+                              **{"tls-authz": psk_golden["objects"]["default-tls-authz"],
+                                 "xbzrle-cache-size":
+                                     xbzrle_golden["default-xbzrle-cache-size"]}), params
         assert qs.ok("query-migrate", vm="m1") == golden["query-migrate-before"]
         # Plenty of bandwidth and downtime so this guest (~600 MB/s of dirty RAM) converges.
         qs.ok("migrate-set-parameters", vm="m1", **{"max-bandwidth": 8 << 30,
@@ -457,7 +461,8 @@ def test_destination_built_before_the_source_connects():
 def test_hostile_source():
     """What a destination reads is bounded and checked: a peer that is not a
     vmmd, a record over the limit, a page outside RAM, a RAM size that is not
-    the VM's, a stream without state. Each ends that incoming migration
+    the VM's, a stream without state, xbzrle changes that run past their
+    page or their record. Each ends that incoming migration
     "failed" with the cause; the daemon lives on and builds nothing."""
     import struct
     hdr = b"VMMDMIG\n" + struct.pack("<II", 1, 0) + b"0.1.0".ljust(48, b"\0")
@@ -476,6 +481,13 @@ def test_hostile_source():
          "bytes of RAM"),
         ("no state", hdr + rec(1, cfg) + rec(6), "without RAM, manifest or state"),
         ("bad record", hdr + rec(1, cfg) + rec(99), "unknown record type"),
+        # xbzrle (13): 4096 bytes unchanged then one more changed: past the page
+        ("xbzrle past the page", hdr + rec(1, cfg) +
+         rec(13, struct.pack("<QH", 0, 4) + b"\x80\x20\x01\xaa", 1), "malformed xbzrle page"),
+        ("xbzrle outside RAM", hdr + rec(1, cfg) +
+         rec(13, struct.pack("<QH", 64 << 20, 3) + b"\x00\x01\xaa", 1), "outside the VM"),
+        ("xbzrle cut short", hdr + rec(1, cfg) +
+         rec(13, struct.pack("<QH", 0, 100) + b"\x00\x01\xaa", 1), "malformed xbzrle record"),
     ]
     with Vmmd() as dst:
         qd = dst.qmp()

@@ -852,9 +852,11 @@ def qmp():
                  vm("snapshot-delete", job_id="s3", tag="t", devices=["vda"])],
         "migration": [create,
                       vm("migrate-set-parameters", max_bandwidth=1 << 30, downtime_limit=300,
-                         tls_creds="tls0", tls_hostname="h", tls_authz="az0"),
+                         tls_creds="tls0", tls_hostname="h", tls_authz="az0",
+                         xbzrle_cache_size=1 << 20),
                       vm("migrate-set-capabilities", capabilities=[
                           {"capability": "auto-converge", "state": True},
+                          {"capability": "xbzrle", "state": True},
                           {"capability": "zero-blocks", "state": False}]),
                       vm("query-migrate-capabilities"), vm("query-migrate-parameters"),
                       vm("query-migrate"), vm("migrate_cancel"),

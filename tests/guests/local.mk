@@ -174,6 +174,12 @@ TESTS += tests/functional/test-migration-caps.py
 EXTRA_DIST += tests/functional/make-golden-migration-caps.py \
 	tests/functional/golden/migration-caps.json
 
+# The xbzrle capability (daemon/xbzrle.c): QEMU 7.2's answers recorded by
+# make-golden-migration-xbzrle.py (two QEMUs migrating migrate.elf with xbzrle).
+TESTS += tests/functional/test-migration-xbzrle.py
+EXTRA_DIST += tests/functional/make-golden-migration-xbzrle.py \
+	tests/functional/golden/migration-xbzrle.json
+
 # Run states at a migration's ends (stop/cont while inmigrate, a prelaunch
 # source, migrate_cancel): QEMU 7.2's answers recorded by
 # make-golden-migration-runstate.py (two QEMUs migrating over a unix socket).

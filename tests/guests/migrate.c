@@ -3,8 +3,11 @@
  * QEMU's tests/migration/i386/a-b-bootblock.S: it increments the first
  * byte of every 4 KiB page from 4 MiB to 12 MiB, pass after pass, and
  * checks before each increment that the byte holds what the previous pass
- * left there. A page the migration lost or sent stale shows as
- * "migrate: BAD page P has X, expected Y" and the guest stops counting;
+ * left there, and that the page's last 8 bytes still hold what boot wrote
+ * there (its address XOR the nonce: a page sent as its changes, xbzrle,
+ * must not lose the bytes that did not change). A page the migration lost
+ * or sent stale shows as "migrate: BAD page P has X, expected Y" (Y 256 for
+ * the last bytes) and the guest stops counting;
  * RAM also carries a nonce drawn at boot, so a reboot shows as a second
  * "migrate: boot" line with a new nonce.
  *
@@ -36,6 +39,7 @@ void guest_main(void)
 	nonce = rdtsc() * 0x9e3779b97f4a7c15ull | 1;
 	for (uint64_t a = RAM_FROM; a < RAM_TO; a += PAGE) {
 		*(volatile uint8_t *)a = 0;
+		*(volatile uint64_t *)(a + PAGE - 8) = a ^ nonce;
 	}
 	print("migrate: boot nonce ");
 	print_hex(nonce);
@@ -47,6 +51,12 @@ void guest_main(void)
 			volatile uint8_t *p = (volatile uint8_t *)a;
 			uint8_t got = *p;
 
+			if (*(volatile uint64_t *)(a + PAGE - 8) != (a ^ nonce)) {
+				print("migrate: BAD page ");
+				print_hex(a);
+				print(" has its last bytes changed, expected 256\n");
+				guest_halt();
+			}
 			if (got != want) {
 				print("migrate: BAD page ");
 				print_hex(a);
