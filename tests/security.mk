@@ -27,7 +27,7 @@ FUZZ_REPLAYS = tests/fuzz/replay-json-stream tests/fuzz/replay-virtqueue \
 	tests/fuzz/replay-xhci tests/fuzz/replay-i8042 tests/fuzz/replay-acpi \
 	tests/fuzz/replay-virtio-blk tests/fuzz/replay-virtio-mem tests/fuzz/replay-virtio-net \
 	tests/fuzz/replay-virtio-balloon tests/fuzz/replay-virtio-rng tests/fuzz/replay-x86-emul \
-	tests/fuzz/replay-vm-config tests/fuzz/replay-qmp
+	tests/fuzz/replay-vm-config tests/fuzz/replay-qmp tests/fuzz/replay-xbzrle
 check_PROGRAMS += $(FUZZ_REPLAYS)
 FUZZ_INPUT = tests/fuzz/fuzz-input.h tests/fuzz/replay-main.c
 tests_fuzz_replay_json_stream_SOURCES = tests/fuzz/fuzz-json-stream.c $(FUZZ_INPUT)
@@ -48,6 +48,9 @@ tests_fuzz_replay_vm_config_SOURCES = tests/fuzz/fuzz-vm-config.c $(FUZZ_INPUT)
 tests_fuzz_replay_vm_config_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 tests_fuzz_replay_vm_config_LDADD = $(HW_LIBS)
 # The daemon's commands with the VM double, as test-monitor-dispatch links them.
+tests_fuzz_replay_xbzrle_SOURCES = tests/fuzz/fuzz-xbzrle.c $(FUZZ_INPUT) daemon/xbzrle.c
+tests_fuzz_replay_xbzrle_CFLAGS = $(AM_CFLAGS)
+tests_fuzz_replay_xbzrle_LDADD = $(COMMON_LIBS)
 tests_fuzz_replay_qmp_SOURCES = tests/fuzz/fuzz-qmp.c $(FUZZ_INPUT) tests/unit/monitor-vm-double.c \
 	tests/unit/registry-hooks.h
 tests_fuzz_replay_qmp_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)

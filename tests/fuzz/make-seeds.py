@@ -2,7 +2,7 @@
 """Write the seed corpora of the operation-stream fuzz targets (ide, e1000,
 uart, rtc, fwcfg, image-write, image-formats, xhci, i8042, acpi,
 virtio-blk, virtio-mem, virtio-net, virtio-balloon, virtio-rng, x86-emul,
-vm-config, qmp) into tests/fuzz/corpus/<target>/: each seed
+vm-config, qmp, xbzrle) into tests/fuzz/corpus/<target>/: each seed
 is a short, meaningful guest (or host) session in the encoding the target's
 switch reads (see tests/fuzz/fuzz-<target>.c), so fuzzing starts from inputs
 that reach deep into the device; and qmp's dictionary (tests/fuzz/qmp.dict,
@@ -913,6 +913,25 @@ def qmp():
             f.write('"%s"\n' % w)
 
 
+# ---- xbzrle: a source's encodings to decode, and changes to encode and decode ----
+def xbzrle():
+    def patch(*changes):
+        return b"".join(struct.pack("<HB", off, v) for off, v in changes)
+    write("xbzrle", {
+        # decode (first byte < 128): one byte changed at 0, at 4095; runs past the page
+        "decode-first-byte": u8(0, 0x00, 0x01, 0xaa),
+        "decode-last-byte": u8(0, 0xff, 0x1f, 0x01, 0xaa),
+        "decode-past-page": u8(0, 0x80, 0x20, 0x01, 0xaa),
+        "decode-two-runs": u8(0, 0x10, 0x02, 1, 2, 0x81, 0x01, 0x03, 4, 5, 6),
+        # encode and decode back (first byte >= 128): the migration guest's one
+        # byte, scattered bytes, every page's end, over a small limit
+        "encode-one-byte": u8(0x81) + patch((0, 1)),
+        "encode-scattered": u8(0x81) + patch(*[(i * 97, i) for i in range(1, 40)]),
+        "encode-ends": u8(0x81) + patch((0, 9), (4095, 9), (127, 1), (128, 2)),
+        "encode-over-limit": u8(0x80) + patch(*[(i * 2, 0x55) for i in range(60)]),
+    })
+
+
 if __name__ == "__main__":
     ide()
     e1000()
@@ -932,3 +951,4 @@ if __name__ == "__main__":
     x86_emul()
     vm_config()
     qmp()
+    xbzrle()
