@@ -210,54 +210,54 @@ static void expect_answer(struct peer *p, json_t *id, const char *what)
 	json_decref(a);
 }
 
-/* "$ROOT/..." becomes "<root>/..." in every string of @j. */
-static void place_paths(json_t *j)
-{
-	const char *key, *s;
-	json_t *v;
-	size_t i;
-	char *path;
-
-	json_object_foreach (j, key, v) {
-		place_paths(v);
-	}
-	json_array_foreach (j, i, v) {
-		place_paths(v);
-	}
-	s = json_string_value(j);
-	if (s && strncmp(s, "$ROOT/", 6) == 0 && asprintf(&path, "%s%s", root, s + 5) >= 0) {
-		json_string_set(j, path);
-		free(path);
-	}
-}
-
-/* A string shaped like common/json-u64.c's marker with its secret: "\x01u64:", 32 hex, ":". */
-static bool marker_shaped(const char *s)
-{
-	if (!s || strncmp(s, "\001u64:", 5) != 0 || strlen(s) < 5 + 32 + 1 || s[5 + 32] != ':') {
-		return false;
-	}
-	return strspn(s + 5, "0123456789abcdef") >= 32;
-}
-
-/* Whether a string or a key of @j is marker_shaped. */
-static bool holds_marker(json_t *j)
+/*
+ * Visit @j, every value inside it and every object key in it (@v NULL), up
+ * to the first visit that returns true: then true.
+ */
+static bool walk(json_t *j, bool (*visit)(json_t *v, const char *key))
 {
 	const char *key;
 	json_t *v;
 	size_t i;
 
 	json_object_foreach (j, key, v) {
-		if (marker_shaped(key) || holds_marker(v)) {
+		if (visit(NULL, key) || walk(v, visit)) {
 			return true;
 		}
 	}
 	json_array_foreach (j, i, v) {
-		if (holds_marker(v)) {
+		if (walk(v, visit)) {
 			return true;
 		}
 	}
-	return marker_shaped(json_string_value(j));
+	return visit(j, NULL);
+}
+
+/* "$ROOT/..." becomes "<root>/..." (every string, through walk). */
+static bool place_path(json_t *v, const char *key)
+{
+	const char *s = json_string_value(v);
+	char *path;
+
+	if (s && strncmp(s, "$ROOT/", 6) == 0 && asprintf(&path, "%s%s", root, s + 5) >= 0) {
+		json_string_set(v, path);
+		free(path);
+	}
+	return false;
+}
+
+/*
+ * A string or key shaped like common/json-u64.c's marker with its secret:
+ * "\x01u64:", 32 hex digits, ":" (through walk).
+ */
+static bool marker_shaped(json_t *v, const char *key)
+{
+	const char *s = v ? json_string_value(v) : key;
+
+	if (!s || strncmp(s, "\001u64:", 5) != 0 || strlen(s) < 5 + 32 + 1 || s[5 + 32] != ':') {
+		return false;
+	}
+	return strspn(s + 5, "0123456789abcdef") >= 32;
 }
 
 /*
@@ -274,7 +274,7 @@ static bool is_left_out(json_t *msg)
 			return true;
 		}
 	}
-	return holds_marker(msg);
+	return walk(msg, marker_shaped);
 }
 
 /* The input's messages (at most MAX_MESSAGES), as jansson reads them one after another. */
@@ -296,7 +296,7 @@ static size_t read_messages(const uint8_t *data, size_t size, json_t **msgs)
 			json_decref(j);
 			continue;
 		}
-		place_paths(j);
+		walk(j, place_path);
 		msgs[n++] = j;
 	}
 	return n;
