@@ -17,8 +17,14 @@ Reported, median over rounds: total_ms and downtime_ms (query-migrate's
 total-time and downtime), setup_ms, transferred_mib, passes (dirty-sync-
 count). Nothing here asserts a speed. Needs root, iproute2, KVM, QEMU.
 
+--xbzrle turns the xbzrle capability on at both sources (each with its
+default 64 MiB cache). A migration not completed after --timeout seconds
+is cancelled and counted as not converged: that VMM's figures are then
+left out with the reason ("did not converge ...").
+
 Usage: tests/bench/migration.py [--build DIR] [--rounds N]
            [--max-bandwidth BYTES] [--downtime-limit MS] [--rate 1gbit]
+           [--xbzrle] [--timeout S]
 Output: "BENCH {json}" lines in the harness's contract (tests/bench/README:
 downtime, total time, RAM transferred; samples per round for both VMMs),
 then a table. tests/bench/run runs it as figure 10 (tests/bench/migration.sh).
@@ -72,29 +78,35 @@ def wait_qmp(path):
             time.sleep(0.01)
 
 
-def finish(q, vm):
-    """Poll query-migrate (source) until it ends; its final answer."""
+def finish(q, vm, timeout):
+    """Poll query-migrate (source) until it ends; its final answer. After
+    @timeout seconds cancel it: None (it did not converge)."""
     args = {"vm": vm} if vm else {}
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = q.ok("query-migrate", args)
         if info.get("status") in ("completed", "failed", "cancelled"):
             return info
         time.sleep(0.02)
-    raise RuntimeError("migration did not end in 600 s")
+    q.ok("migrate_cancel", args)
+    wait_for(lambda: q.ok("query-migrate", args).get("status") in ("cancelled", "completed"),
+             60, what="the migration to be cancelled")
+    return None
 
 
 def row(info, after_ok):
+    if info is None:
+        return {"converged": False, "guest_ok": True}
     if info.get("status") != "completed":
         raise RuntimeError("migration %s: %s" % (info.get("status"), info.get("error-desc")))
     ram = info["ram"]
     return {"total_ms": info["total-time"], "downtime_ms": info["downtime"],
             "setup_ms": info.get("setup-time", 0),
             "transferred_mib": round(ram["transferred"] / 1048576.0, 2),
-            "passes": ram["dirty-sync-count"], "guest_ok": after_ok}
+            "passes": ram["dirty-sync-count"], "guest_ok": after_ok, "converged": True}
 
 
-def vmmd_round(build, guest, ns, addr, port, params, tmp):
+def vmmd_round(build, guest, ns, addr, port, params, xbzrle, timeout, tmp):
     procs = []
     try:
         qs = []
@@ -117,10 +129,12 @@ def vmmd_round(build, guest, ns, addr, port, params, tmp):
         uri = "tcp:%s:%d" % (addr, port)
         qs[1].ok("migrate-incoming", {"vm": "m", "uri": uri})
         qs[0].ok("migrate-set-parameters", dict(params, vm="m"))
+        qs[0].ok("migrate-set-capabilities", {"vm": "m", "capabilities": [
+            {"capability": "xbzrle", "state": xbzrle}]})
         qs[0].ok("migrate", {"vm": "m", "uri": uri})
-        info = finish(qs[0], "m")
+        info = finish(qs[0], "m", timeout)
         before = last_pass(src_log)
-        ok = info.get("status") == "completed" and wait_for(
+        ok = info and info.get("status") == "completed" and wait_for(
             lambda: last_pass(dst_log) > before, 60, what="vmmd guest on the destination")
         return row(info, bool(ok) and "BAD" not in read(dst_log))
     finally:
@@ -129,7 +143,7 @@ def vmmd_round(build, guest, ns, addr, port, params, tmp):
             p.wait()
 
 
-def qemu_round(guest, ns, addr, port, params, tmp):
+def qemu_round(guest, ns, addr, port, params, xbzrle, timeout, tmp):
     procs = []
     try:
         qs = []
@@ -145,16 +159,17 @@ def qemu_round(guest, ns, addr, port, params, tmp):
             qs.append(wait_qmp(sock))
         for q in qs:
             q.ok("migrate-set-capabilities",
-                 {"capabilities": [{"capability": "events", "state": True}]})
+                 {"capabilities": [{"capability": "events", "state": True},
+                                   {"capability": "xbzrle", "state": xbzrle}]})
         src_log, dst_log = (os.path.join(tmp, "qemu-a.log"), os.path.join(tmp, "qemu-b.log"))
         wait_for(lambda: last_pass(src_log) >= 32, 120, what="QEMU guest pass 32")
         uri = "tcp:%s:%d" % (addr, port)
         qs[1].ok("migrate-incoming", {"uri": uri})
         qs[0].ok("migrate-set-parameters", params)
         qs[0].ok("migrate", {"uri": uri})
-        info = finish(qs[0], None)
+        info = finish(qs[0], None, timeout)
         before = last_pass(src_log)
-        ok = info.get("status") == "completed" and wait_for(
+        ok = info and info.get("status") == "completed" and wait_for(
             lambda: last_pass(dst_log) > before, 60, what="QEMU guest on the destination")
         return row(info, bool(ok) and "BAD" not in read(dst_log))
     finally:
@@ -176,6 +191,9 @@ def main():
     ap.add_argument("--max-bandwidth", type=int, default=8 << 30)
     ap.add_argument("--downtime-limit", type=int, default=2000)
     ap.add_argument("--rate", help="shape the link (tc tbf rate, e.g. 1gbit)")
+    ap.add_argument("--xbzrle", action="store_true", help="both sources use xbzrle")
+    ap.add_argument("--timeout", type=int, default=600,
+                    help="cancel a migration not completed after this many seconds")
     a = ap.parse_args()
     guest = os.path.join(a.build, "tests", "guests", "migrate.elf")
     if os.geteuid() != 0 or not shutil.which(QEMU) or not os.path.exists(guest):
@@ -201,10 +219,10 @@ def main():
                     port = 5000 + r * 2 + (vmm == "qemu")
                     if vmm == "vmmd":
                         results[vmm].append(vmmd_round(a.build, guest, ns, net + ".2", port,
-                                                       params, tmp))
+                                                       params, a.xbzrle, a.timeout, tmp))
                     else:
                         results[vmm].append(qemu_round(guest, ns, net + ".2", port, params,
-                                                       tmp))
+                                                       a.xbzrle, a.timeout, tmp))
     finally:
         subprocess.run(["sh", HOSTS, "down", name], check=False)
     keys = ("total_ms", "downtime_ms", "setup_ms", "transferred_mib", "passes")
@@ -216,23 +234,32 @@ def main():
     for k, title in titles.items():
         line = {"figure": k.rsplit("_", 1)[0], "title": title,
                 "unit": "MiB" if k.endswith("mib") else "ms", "load": loads,
-                "note": "migrate.elf (rewrites 8 MiB), %s, max-bandwidth %d, downtime-limit %d"
-                        % (link, a.max_bandwidth, a.downtime_limit)}
+                "note": "migrate.elf (rewrites 8 MiB), %s, max-bandwidth %d, downtime-limit %d%s"
+                        % (link, a.max_bandwidth, a.downtime_limit,
+                           ", xbzrle on both" if a.xbzrle else "")}
         for vmm, rows in results.items():
-            line[vmm] = [x[k] for x in rows]
+            line[vmm] = [x[k] for x in rows if x["converged"]]
+            stuck = sum(not x["converged"] for x in rows)
             if not all(x["guest_ok"] for x in rows):
                 line[vmm + "_skipped"] = "the guest's RAM check failed after a migration"
+                line[vmm] = []
+            elif stuck:
+                line[vmm + "_skipped"] = "did not converge within %d s in %d of %d rounds" % (
+                    a.timeout, stuck, len(rows))
                 line[vmm] = []
         print("BENCH " + json.dumps(line), flush=True)
     summary = {}
     for vmm, rows in results.items():
-        summary[vmm] = {k: median([x[k] for x in rows]) for k in keys}
+        done = [x for x in rows if x["converged"]]
+        summary[vmm] = {k: median([x[k] for x in done]) if len(done) == len(rows) else None
+                        for k in keys}
         summary[vmm]["guest_ok"] = all(x["guest_ok"] for x in rows)
         summary[vmm]["rounds"] = len(rows)
     print("%-16s %10s %10s %8s" % ("median", "vmmd", "qemu", "ratio"))
     for k in keys:
         v, q = summary["vmmd"][k], summary["qemu"][k]
-        print("%-16s %10s %10s %8s" % (k, v, q, "%.2f" % (v / q) if q else "-"))
+        print("%-16s %10s %10s %8s" % (k, "-" if v is None else v, "-" if q is None else q,
+                                        "%.2f" % (v / q) if v is not None and q else "-"))
     print("%-16s %10s %10s" % ("guest_ok", summary["vmmd"]["guest_ok"],
                                summary["qemu"]["guest_ok"]))
 
