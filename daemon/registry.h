@@ -93,13 +93,13 @@ struct registry_vm {
 	bool incoming_stopped;
 	uint64_t mig_max_bandwidth; /* migrate-set-parameters; 0 = default */
 	uint64_t mig_downtime_limit;
-	char *mig_tls_creds; /* an object-add id, or NULL/"": no TLS */
+	uint64_t mig_xbzrle_cache_size; /* 0 = default */
+	char *mig_tls_creds;		/* an object-add id, or NULL/"": no TLS */
 	char *mig_tls_hostname;
 	char *mig_tls_authz; /* an authorization object's id, or NULL/"": none */
-	/* migrate-set-capabilities: auto-converge; events (vmmd's default: on) */
+	/* migrate-set-capabilities: auto-converge; xbzrle; events (vmmd's default: on) */
 	bool mig_auto_converge;
-	bool mig_xbzrle;		/* the xbzrle capability */
-	uint64_t mig_xbzrle_cache_size; /* 0 = default */
+	bool mig_xbzrle;
 	bool mig_no_events;
 	/* auto-converge's parameters (migrate-set-parameters); 0 = QEMU's default */
 	uint8_t mig_throttle_threshold, mig_throttle_initial, mig_throttle_increment,

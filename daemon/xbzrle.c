@@ -25,9 +25,15 @@ static size_t run(const uint8_t *a, const uint8_t *b, size_t i, size_t len, int 
 	return j - i;
 }
 
+/* How many bytes put_len takes for @v. */
+static size_t len_size(size_t v)
+{
+	return v < 0x80 ? 1 : 2;
+}
+
 static size_t put_len(uint8_t *p, size_t v)
 {
-	if (v < 0x80) {
+	if (len_size(v) == 1) {
 		p[0] = (uint8_t)v;
 		return 1;
 	}
@@ -48,7 +54,7 @@ int xbzrle_encode(const uint8_t *old, const uint8_t *cur, size_t len, uint8_t *d
 			break; /* a trailing unchanged run is implied */
 		}
 		nz = run(old, cur, i, len, 0);
-		if (d + (z < 0x80 ? 1 : 2) + (nz < 0x80 ? 1 : 2) + nz > dlen) {
+		if (d + len_size(z) + len_size(nz) + nz > dlen) {
 			return -1;
 		}
 		d += put_len(dst + d, z);
