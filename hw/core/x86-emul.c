@@ -18,6 +18,25 @@
 #include "hw/core/x86-emul.h"
 
 /*
+ * RIP after an instruction of @len bytes at @r->rip: the instruction
+ * pointer is as wide as the code segment (RIP in 64-bit mode, EIP in a
+ * 32-bit segment, IP in a 16-bit one) and wraps at that width, as QEMU's
+ * translator does. Without the mask a guest running at the top of its
+ * 4 GiB would get a RIP over 32 bits, which VM entry refuses outside
+ * 64-bit mode. Returns where the instruction began, for the log.
+ */
+static uint64_t advance_rip(const struct kvm_sregs *s, struct kvm_regs *r, size_t len)
+{
+	uint64_t at = r->rip;
+
+	r->rip += len;
+	if (!s->cs.l) {
+		r->rip &= s->cs.db ? 0xffffffffull : 0xffffull;
+	}
+	return at;
+}
+
+/*
  * This host's instruction emulator cannot run int3 at CPL 0; deliver the
  * #BP it would have raised (a trap: RIP after the instruction). True if
  * the exit was handled that way.
@@ -27,6 +46,7 @@ static bool try_inject_bp(const struct x86_emul_cpu *cpu)
 	struct kvm_vcpu_events ev;
 	struct kvm_regs r;
 	struct kvm_sregs s;
+	uint64_t at;
 	uint8_t b;
 
 	if (cpu->ops->get_regs(cpu->opaque, &r) < 0 || cpu->ops->get_sregs(cpu->opaque, &s) < 0 ||
@@ -37,7 +57,7 @@ static bool try_inject_bp(const struct x86_emul_cpu *cpu)
 	    ev.exception.pending) {
 		return false;
 	}
-	r.rip += 1;
+	at = advance_rip(&s, &r, 1);
 	ev.exception.injected = 1;
 	ev.exception.nr = 3;
 	ev.exception.has_error_code = 0;
@@ -48,7 +68,7 @@ static bool try_inject_bp(const struct x86_emul_cpu *cpu)
 	log_ratelimited(cpu->rl, LOG_INFO, cpu->vm_name, NULL,
 			"vCPU %u: injected #BP for an int3 at 0x%" PRIx64
 			" that the host's emulator rejected",
-			cpu->index, (uint64_t)r.rip - 1);
+			cpu->index, at);
 	return true;
 }
 
@@ -81,7 +101,7 @@ static bool try_emulate_popcnt(const struct x86_emul_cpu *cpu)
 	size_t n, i = 0;
 	bool f3 = false, opsize16 = false;
 	unsigned rex = 0, bits, reg, rm;
-	uint64_t src, mask, cnt;
+	uint64_t src, mask, cnt, at;
 
 	if (cpu->ops->get_regs(cpu->opaque, &r) < 0 || cpu->ops->get_sregs(cpu->opaque, &s) < 0) {
 		return false;
@@ -110,14 +130,14 @@ static bool try_emulate_popcnt(const struct x86_emul_cpu *cpu)
 		*gpr(&r, reg) = cnt; /* 32-bit results zero-extend */
 	}
 	r.rflags = (r.rflags & ~RFLAGS_ARITH) | (src == 0 ? RFLAGS_ZF : 0);
-	r.rip += i + 3;
+	at = advance_rip(&s, &r, i + 3);
 	if (cpu->ops->set_regs(cpu->opaque, &r) < 0) {
 		return false;
 	}
 	log_ratelimited(cpu->rl, LOG_INFO, cpu->vm_name, NULL,
 			"vCPU %u: emulated a popcnt at 0x%" PRIx64
 			" that the host's emulator rejected",
-			cpu->index, (uint64_t)r.rip - (i + 3));
+			cpu->index, at);
 	return true;
 }
 
@@ -131,6 +151,7 @@ static bool try_emulate_clac_stac(const struct x86_emul_cpu *cpu)
 {
 	struct kvm_regs r;
 	struct kvm_sregs s;
+	uint64_t at;
 	uint8_t b[3];
 
 	if (cpu->ops->get_regs(cpu->opaque, &r) < 0 || cpu->ops->get_sregs(cpu->opaque, &s) < 0 ||
@@ -139,13 +160,13 @@ static bool try_emulate_clac_stac(const struct x86_emul_cpu *cpu)
 		return false;
 	}
 	r.rflags = b[2] == 0xca ? r.rflags & ~RFLAGS_AC : r.rflags | RFLAGS_AC;
-	r.rip += 3;
+	at = advance_rip(&s, &r, 3);
 	if (cpu->ops->set_regs(cpu->opaque, &r) < 0) {
 		return false;
 	}
 	log_ratelimited(cpu->rl, LOG_INFO, cpu->vm_name, NULL,
 			"vCPU %u: emulated a %s at 0x%" PRIx64 " that the host's emulator rejected",
-			cpu->index, b[2] == 0xca ? "clac" : "stac", (uint64_t)r.rip - 3);
+			cpu->index, b[2] == 0xca ? "clac" : "stac", at);
 	return true;
 }
 
@@ -162,6 +183,7 @@ static bool try_emulate_fwait(const struct x86_emul_cpu *cpu)
 	struct kvm_regs r;
 	struct kvm_sregs s;
 	struct kvm_fpu fpu;
+	uint64_t at;
 	uint8_t b;
 
 	if (cpu->ops->get_regs(cpu->opaque, &r) < 0 || cpu->ops->get_sregs(cpu->opaque, &s) < 0 ||
@@ -170,14 +192,14 @@ static bool try_emulate_fwait(const struct x86_emul_cpu *cpu)
 	    cpu->ops->get_fpu(cpu->opaque, &fpu) < 0 || (fpu.fsw & FSW_ES)) {
 		return false;
 	}
-	r.rip += 1;
+	at = advance_rip(&s, &r, 1);
 	if (cpu->ops->set_regs(cpu->opaque, &r) < 0) {
 		return false;
 	}
 	log_ratelimited(cpu->rl, LOG_INFO, cpu->vm_name, NULL,
 			"vCPU %u: emulated an fwait at 0x%" PRIx64
 			" that the host's emulator rejected",
-			cpu->index, (uint64_t)r.rip - 1);
+			cpu->index, at);
 	return true;
 }
 
@@ -285,7 +307,7 @@ static bool try_emulate_mxcsr(const struct x86_emul_cpu *cpu)
 	uint8_t b[15];
 	size_t n, i = 0, len;
 	unsigned rex = 0;
-	uint64_t seg_base = 0, la;
+	uint64_t seg_base = 0, la, at;
 	bool addr32 = false, store;
 	uint32_t v;
 
@@ -336,14 +358,14 @@ static bool try_emulate_mxcsr(const struct x86_emul_cpu *cpu)
 			return false;
 		}
 	}
-	r.rip += i + len;
+	at = advance_rip(&s, &r, i + len);
 	if (cpu->ops->set_regs(cpu->opaque, &r) < 0) {
 		return false;
 	}
 	log_ratelimited(cpu->rl, LOG_INFO, cpu->vm_name, NULL,
 			"vCPU %u: emulated an %s at 0x%" PRIx64
 			" that the host's emulator rejected",
-			cpu->index, store ? "stmxcsr" : "ldmxcsr", (uint64_t)r.rip - (i + len));
+			cpu->index, store ? "stmxcsr" : "ldmxcsr", at);
 	return true;
 }
 

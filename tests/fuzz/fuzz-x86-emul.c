@@ -7,11 +7,13 @@
  * operand memory all come from the input, then x86_emul_try() once, and
  * the operand decoder on its own. Besides memory safety it checks what a
  * handled instruction may change: RIP moves forward by one instruction
- * (1 to 15 bytes), or stays where a #GP was injected; a #BP moves it by
- * one; memory is written only as a 4-byte store inside the operand memory.
+ * (1 to 15 bytes, wrapping at the code segment's width and never beyond
+ * it), or stays where a #GP was injected; a #BP moves it by one; memory is
+ * written only as a 4-byte store inside the operand memory.
  */
 #include "config.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			 &c.regs.r12, &c.regs.r13, &c.regs.r14, &c.regs.r15};
 	struct fake_cpu before;
 	uint8_t mode, evs, b[16];
-	uint64_t la, rip;
+	uint64_t la, rip, width;
 	size_t n, len;
 
 	memset(&c, 0, sizeof(c));
@@ -94,15 +96,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!fake_cpu_try(&c, &rl)) {
 		return 0;
 	}
-	rip = c.regs.rip - before.regs.rip;
+	width = c.sregs.cs.l ? UINT64_MAX : c.sregs.cs.db ? 0xffffffffull : 0xffffull;
+	rip = (c.regs.rip - before.regs.rip) & width;
 	if (c.events.exception.injected && !before.events.exception.injected) {
 		/* #BP after the int3, #GP(0) at the instruction */
 		if (!((c.events.exception.nr == 3 && rip == 1 && b[0] == 0xcc) ||
 		      (c.events.exception.nr == 13 && rip == 0))) {
 			abort();
 		}
-	} else if (rip < 1 || rip > 15 || rip > before.insn_len) {
-		abort(); /* one whole instruction, all of it read */
+	} else if (rip < 1 || rip > 15 || rip > before.insn_len || c.regs.rip > width) {
+		abort(); /* one whole instruction, all of it read, RIP in the mode's width */
 	}
 	if (c.writes > 1 || (c.writes && c.last_write_len != 4)) {
 		abort(); /* one stmxcsr at most */

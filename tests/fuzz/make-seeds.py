@@ -652,6 +652,10 @@ def x86_emul():
                                ram=bytes(0x400))
     s["ldmxcsr-addr32-rex"] = xcpu([0x67, 0x41, 0x0f, 0xae, 0x50, 0x08],
                                    regs={8: 0xffffffff00001000}, ram=bytes(0x1100))
+    # EIP and IP wrap at the code segment's width (32-bit, then 16-bit code)
+    s["popcnt-eip-wrap"] = xcpu([0xf3, 0x0f, 0xb8, 0xc1], mode=0x12, regs={1: 0xff},
+                                rip=0xfffffffe)
+    s["fwait-ip-wrap"] = xcpu([0x9b], mode=0x40, rip=0xffff)
     write("x86-emul", s)
 
 

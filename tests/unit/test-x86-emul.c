@@ -130,6 +130,57 @@ START_TEST(popcnt_16bit_code_segment)
 }
 END_TEST
 
+/*
+ * The instruction pointer is as wide as the code segment: EIP wraps at
+ * 4 GiB in a 32-bit segment, IP at 64 KiB in a 16-bit one; only 64-bit
+ * code carries into bit 32 (VM entry refuses a RIP over 32 bits outside
+ * 64-bit mode).
+ */
+START_TEST(rip_wraps_at_the_code_segment_width)
+{
+	static const uint8_t popcnt[] = {0xf3, 0x0f, 0xb8, 0xc2};
+	static const uint8_t int3[] = {0xcc};
+	static const uint8_t fwait[] = {0x9b};
+	static const uint8_t clac[] = {0x0f, 0x01, 0xca};
+	struct fake_cpu c;
+
+	cpu_init(&c, popcnt, sizeof(popcnt));
+	c.sregs.cs.l = 0;
+	c.sregs.cs.db = 1;
+	c.regs.rip = 0xfffffffe;
+	ck_assert(try(&c));
+	ck_assert_uint_eq(c.regs.rip, 2);
+
+	cpu_init(&c, int3, sizeof(int3));
+	c.sregs.cs.l = 0;
+	c.sregs.cs.db = 1;
+	c.regs.rip = 0xffffffff;
+	ck_assert(try(&c));
+	ck_assert_uint_eq(c.regs.rip, 0);
+	ck_assert_uint_eq(c.events.exception.nr, 3);
+
+	cpu_init(&c, fwait, sizeof(fwait));
+	c.sregs.cs.l = 0;
+	c.sregs.cs.db = 0;
+	c.regs.rip = 0xffff;
+	ck_assert(try(&c));
+	ck_assert_uint_eq(c.regs.rip, 0);
+
+	cpu_init(&c, clac, sizeof(clac));
+	c.sregs.cs.l = 0;
+	c.sregs.cs.db = 0;
+	c.regs.rip = 0xfffe;
+	ck_assert(try(&c));
+	ck_assert_uint_eq(c.regs.rip, 1);
+
+	/* 64-bit code: no wrap at 4 GiB */
+	cpu_init(&c, popcnt, sizeof(popcnt));
+	c.regs.rip = 0xfffffffe;
+	ck_assert(try(&c));
+	ck_assert_uint_eq(c.regs.rip, 0x100000002ull);
+}
+END_TEST
+
 START_TEST(popcnt_memory_form_declined)
 {
 	/* popcnt eax, [rcx]: mod 0 */
@@ -412,6 +463,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, popcnt_register_forms);
 	tcase_add_test(tc, popcnt_16bit_code_segment);
 	tcase_add_test(tc, popcnt_memory_form_declined);
+	tcase_add_test(tc, rip_wraps_at_the_code_segment_width);
 	tcase_add_test(tc, clac_stac_at_cpl0_only);
 	tcase_add_test(tc, fwait_is_a_noop_unless_an_exception_is_due);
 	tcase_add_test(tc, anything_else_stays_a_failure);
