@@ -253,3 +253,31 @@ int net_mac_parse(const char *s, uint8_t ret[6])
 	memcpy(ret, mac, 6);
 	return 0;
 }
+
+#define ETH_P_RARP 0x8035
+#define ARP_HRD_ETHER 1
+#define ARP_PRO_IPV4 0x0800
+#define RARP_OP_REQUEST_REVERSE 3
+
+size_t net_rarp_frame(uint8_t buf[NET_RARP_LEN], const uint8_t mac[6])
+{
+	uint8_t *p = buf;
+
+	memset(buf, 0, NET_RARP_LEN); /* the padding, and both protocol addresses */
+	memset(p, 0xff, 6);	      /* Ethernet: to everyone, */
+	memcpy(p + 6, mac, 6);	      /* from the NIC */
+	p[12] = ETH_P_RARP >> 8;
+	p[13] = ETH_P_RARP & 0xff;
+	p += 14; /* RFC 903: ARP's layout with the reverse opcodes */
+	p[0] = ARP_HRD_ETHER >> 8;
+	p[1] = ARP_HRD_ETHER & 0xff;
+	p[2] = ARP_PRO_IPV4 >> 8;
+	p[3] = ARP_PRO_IPV4 & 0xff;
+	p[4] = 6; /* hardware address length */
+	p[5] = 4; /* protocol address length */
+	p[6] = RARP_OP_REQUEST_REVERSE >> 8;
+	p[7] = RARP_OP_REQUEST_REVERSE & 0xff;
+	memcpy(p + 8, mac, 6);	/* sender hardware address (then 4 zero bytes) */
+	memcpy(p + 18, mac, 6); /* target hardware address (then 4 zero bytes) */
+	return NET_RARP_LEN;
+}

@@ -162,6 +162,15 @@ int net_tap_fd_name(int fd, char name[16], struct error **errp);
 int net_tap_fd_in_our_netns(int fd);
 
 /*
+ * A NIC's self-announcement (QEMU's announce-self, after a migration): a
+ * broadcast RARP "request reverse" (RFC 903) from and about @mac, padded to
+ * Ethernet's 60-byte minimum, so switches learn the port the NIC is behind
+ * now. Fills @buf; returns NET_RARP_LEN.
+ */
+#define NET_RARP_LEN 60
+size_t net_rarp_frame(uint8_t buf[NET_RARP_LEN], const uint8_t mac[6]);
+
+/*
  * Parse a host forward "tcp|udp:[haddr]:hport-[gaddr]:gport" (QEMU's
  * hostfwd syntax). Missing addresses are 0.0.0.0 (host) and 10.0.2.15
  * (guest). Addresses are in network order, ports in host order.

@@ -86,6 +86,30 @@ START_TEST(test_mac_parse)
 }
 END_TEST
 
+/*
+ * The announcement frame, field by field as RFC 903 lays it out (the bytes
+ * QEMU 7.2 sends are compared in tests/functional/test-announce.py).
+ */
+START_TEST(test_rarp_frame)
+{
+	static const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x01};
+	static const uint8_t head[14 + 8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54,
+					     0x00, 0x12, 0x34, 0x01, 0x80, 0x35, 0x00, 0x01,
+					     0x08, 0x00, 6,    4,    0x00, 0x03};
+	static const uint8_t zero[18] = {0};
+	uint8_t buf[NET_RARP_LEN];
+
+	memset(buf, 0xaa, sizeof(buf));
+	ck_assert_uint_eq(net_rarp_frame(buf, mac), 60);
+	ck_assert_mem_eq(buf, head, sizeof(head));
+	ck_assert_mem_eq(buf + 22, mac, 6);   /* sender hardware address */
+	ck_assert_mem_eq(buf + 28, zero, 4);  /* sender protocol address */
+	ck_assert_mem_eq(buf + 32, mac, 6);   /* target hardware address */
+	ck_assert_mem_eq(buf + 38, zero, 4);  /* target protocol address */
+	ck_assert_mem_eq(buf + 42, zero, 18); /* padding */
+}
+END_TEST
+
 /* ---- slirp backend ---- */
 
 struct sink {
@@ -485,6 +509,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_hostfwd_parse);
 	tcase_add_test(tc, test_hostfwd_parse_errors);
 	tcase_add_test(tc, test_mac_parse);
+	tcase_add_test(tc, test_rarp_frame);
 	tcase_add_test(tc, test_backend_errors);
 	suite_add_tcase(s, tc);
 	tcase_add_test(ts, test_slirp_dhcp);
