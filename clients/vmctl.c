@@ -2233,6 +2233,68 @@ static int cmd_incoming(struct qmp_client *c, int argc, char **argv,
 	return rc;
 }
 
+/* announce-self: the VM's NICs send RARPs of their MACs (docs/migration.md). */
+static int cmd_announce(struct qmp_client *c, int argc, char **argv,
+			const struct vmctl_command *cmd)
+{
+	static const struct option opts[] = {
+		{"rounds", required_argument, NULL, 'r'},
+		{"initial", required_argument, NULL, 'i'},
+		{"step", required_argument, NULL, 's'},
+		{"max", required_argument, NULL, 'm'},
+		{"interface", required_argument, NULL, 'n'},
+		{"id", required_argument, NULL, 'd'},
+		{0},
+	};
+	/* QEMU's migration defaults: 5 rounds at 0, 50, 200, 450 and 800 ms */
+	json_auto_t *args = json_pack("{s:i, s:i, s:i, s:i}", "rounds", 5, "initial", 50, "step",
+				      100, "max", 550);
+	json_auto_t *ifaces = json_array();
+	uint64_t v;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "r:i:s:m:n:d:", opts, NULL)) != -1) {
+		const char *key = o == 'r'   ? "rounds"
+				  : o == 'i' ? "initial"
+				  : o == 's' ? "step"
+					     : "max";
+
+		switch (o) {
+		case 'r':
+		case 'i':
+		case 's':
+		case 'm':
+			/* the daemon checks the ranges (vmmd-protocol(7)) */
+			if (parse_u64(optarg, &v) < 0 || v > INT64_MAX) {
+				return usage_error("--%s: '%s' is not a number", key, optarg);
+			}
+			json_object_set_new(args, key, json_integer((json_int_t)v));
+			break;
+		case 'n':
+			json_array_append_new(ifaces, json_string(optarg));
+			break;
+		case 'd':
+			json_object_set_new(args, "id", json_string(optarg));
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		return usage_error("%s", "announce needs a VM name");
+	}
+	json_object_set_new(args, "vm", json_string(argv[optind]));
+	if (json_array_size(ifaces)) {
+		json_object_set(args, "interfaces", ifaces);
+	}
+	rc = run_cmd(c, "announce-self", TAKE_PTR(args), NULL);
+	if (rc == EXIT_OK && !json_output) {
+		printf("%s: announcing\n", argv[optind]);
+	}
+	return rc;
+}
+
 /* daemon-upgrade: the daemon's executable takes over every VM (docs/upgrade.md). */
 static int cmd_daemon_upgrade(struct qmp_client *c, int argc, char **argv,
 			      const struct vmctl_command *cmd)
@@ -2430,6 +2492,18 @@ static const struct vmctl_command commands[] = {
 	 "                         certificate's DN, or its PSK username\n"
 	 "Objects are made with 'vmctl qmp' (object-add, vmmd-protocol(7)). A source\n"
 	 "refused at the TLS handshake is dropped and this one listens on.\n"},
+	{"announce", cmd_announce,
+	 "NAME [--rounds N] [--initial MS] [--step MS] [--max MS] [--interface ID]...\n"
+	 "                     [--id NAME]",
+	 "make the VM's NICs announce its MAC addresses to the network (RARP)",
+	 "  --rounds N             frames per NIC (default 5; 0 stops a schedule)\n"
+	 "  --initial MS           the gap after the first (default 50)\n"
+	 "  --step MS              each later gap this much longer (default 100)\n"
+	 "  --max MS               no gap longer (default 550)\n"
+	 "  --interface ID         only this NIC (repeat for more; default every NIC)\n"
+	 "  --id NAME              the schedule's name: the same again starts it over\n"
+	 "As QEMU's announce-self; a migration's destination does it by itself with its\n"
+	 "announce-* parameters. A paused VM's frames go when it runs.\n"},
 	{"qmp", cmd_qmp, "[JSON]", "send one raw protocol command (or stdin), print the reply",
 	 "The command is a QMP object such as '{\"execute\": \"query-vms\"}'; see\n"
 	 "vmmd-protocol(7).\n"},

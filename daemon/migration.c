@@ -805,6 +805,23 @@ static bool reap(struct migration *m)
 	return true;
 }
 
+/*
+ * As QEMU after an incoming migration: the NICs announce where the VM runs
+ * now, with this side's announce-* parameters (if the VM stays paused, the
+ * frames go when it runs). A failure costs the announcement only.
+ */
+static void announce(struct registry_vm *rv, struct vm *vm)
+{
+	struct vm_announce_params p;
+	struct error *err = NULL;
+
+	migration_announce_params(rv, &p);
+	if (vm_announce(vm, &p, NULL, NULL, &err) < 0) {
+		log_full(LOG_WARNING, rv->name, NULL, "cannot announce the NICs: %s", err->msg);
+		error_free(err);
+	}
+}
+
 static void on_notify(evutil_socket_t fd, short what, void *opaque)
 {
 	struct migration *m = opaque;
@@ -832,6 +849,9 @@ static void on_notify(evutil_socket_t fd, short what, void *opaque)
 		m->rv->incoming_stopped = false;
 		if (r == 0 && m->stay_paused && m->prelaunch) {
 			vm_mark_prelaunch(vm);
+		}
+		if (r == 0) {
+			announce(m->rv, vm);
 		}
 		m->inst = NULL;
 		m->new_vm = NULL;
@@ -1175,6 +1195,14 @@ uint64_t migration_xbzrle_cache_size(const struct registry_vm *rv)
 {
 	return rv->mig_xbzrle_cache_size ? rv->mig_xbzrle_cache_size
 					 : MIGRATION_DEFAULT_XBZRLE_CACHE_SIZE;
+}
+
+void migration_announce_params(const struct registry_vm *rv, struct vm_announce_params *ret)
+{
+	static const struct vm_announce_params qemu = {
+		.initial = 50, .max = 550, .rounds = 5, .step = 100};
+
+	*ret = rv->mig_announce_set ? rv->mig_announce : qemu;
 }
 
 void migration_throttle_params(const struct registry_vm *rv, struct migration_throttle_params *ret)

@@ -19,6 +19,7 @@
 #include "common/error.h"
 
 struct registry_vm;
+struct vm_announce_params;
 
 /* QEMU's defaults (migration/options.c). */
 #define MIGRATION_DEFAULT_MAX_BANDWIDTH (128ull << 20) /* bytes per second */
@@ -37,6 +38,8 @@ struct migration_throttle_params {
 void migration_throttle_params(const struct registry_vm *rv, struct migration_throttle_params *ret);
 /* xbzrle-cache-size of @rv, the default filled in. */
 uint64_t migration_xbzrle_cache_size(const struct registry_vm *rv);
+/* announce-initial, -max, -rounds, -step of @rv (QEMU's defaults: 50 ms, 550 ms, 5, 100 ms). */
+void migration_announce_params(const struct registry_vm *rv, struct vm_announce_params *ret);
 
 /* The wire format's version (docs/migration.md); a peer may be one behind. */
 #define MIGRATION_WIRE_VERSION 1u

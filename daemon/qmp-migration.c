@@ -2,7 +2,8 @@
  * Live migration commands in QEMU's shapes (docs/migration.md): migrate,
  * migrate-incoming, migrate_cancel, query-migrate, migrate-set-parameters,
  * query-migrate-parameters, migrate-set-capabilities,
- * query-migrate-capabilities. VM-scoped; req->vm is the registry entry.
+ * query-migrate-capabilities; and announce-self, whose defaults are the
+ * announce-* parameters. VM-scoped; req->vm is the registry entry.
  * Control thread only.
  */
 #include "config.h"
@@ -82,6 +83,27 @@ static int throttle_arg(json_t *args, const char *name, unsigned *v, struct erro
 	return 0;
 }
 
+/*
+ * An announce-* parameter @name of @args into *@v (left as is when absent):
+ * QEMU's range and words, which name it @qemu_name and give 0 as the low
+ * end even where it is 1 (announce-step).
+ */
+static int announce_arg(json_t *args, const char *name, const char *qemu_name, int64_t min,
+			int64_t max, int64_t *v, struct error **errp)
+{
+	json_t *j = json_object_get(args, name);
+
+	if (!j) {
+		return 0;
+	}
+	if (json_integer_value(j) < min || json_integer_value(j) > max) {
+		return error_set(errp, EINVAL, "Parameter '%s' expects a value between 0 and %lld",
+				 qemu_name, (long long)max);
+	}
+	*v = json_integer_value(j);
+	return 0;
+}
+
 int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t **ret,
 			       struct error **errp)
 {
@@ -94,6 +116,7 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 	json_t *ts = json_object_get(args, "cpu-throttle-tailslow");
 	json_t *xc = json_object_get(args, "xbzrle-cache-size");
 	struct migration_throttle_params p;
+	struct vm_announce_params ap;
 	char *creds = NULL, *host = NULL, *authz = NULL;
 	int r;
 
@@ -154,6 +177,17 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 				 "Parameter 'max_cpu_throttle' expects an integer in the range of "
 				 "cpu_throttle_initial to 99");
 	}
+	migration_announce_params(rv, &ap);
+	if ((r = announce_arg(args, "announce-initial", "announce_initial", 0,
+			      VM_ANNOUNCE_MAX_INITIAL, &ap.initial, errp)) < 0 ||
+	    (r = announce_arg(args, "announce-max", "announce_max", 0, VM_ANNOUNCE_MAX_MAX, &ap.max,
+			      errp)) < 0 ||
+	    (r = announce_arg(args, "announce-rounds", "announce_rounds", 0, VM_ANNOUNCE_MAX_ROUNDS,
+			      &ap.rounds, errp)) < 0 ||
+	    (r = announce_arg(args, "announce-step", "announce_step", 1, VM_ANNOUNCE_MAX_STEP,
+			      &ap.step, errp)) < 0) {
+		return r;
+	}
 	/* The strings are copied first: out of memory changes nothing. */
 	if ((tc && !(creds = strdup(json_string_value(tc)))) ||
 	    (th && !(host = strdup(json_string_value(th)))) ||
@@ -174,6 +208,8 @@ int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t
 	if (xc) {
 		rv->mig_xbzrle_cache_size = (uint64_t)json_integer_value(xc);
 	}
+	rv->mig_announce = ap;
+	rv->mig_announce_set = true;
 	/* 0 keeps meaning "QEMU's default" internally; a 0 limit is stored as 1. */
 	if (bw) {
 		rv->mig_max_bandwidth =
@@ -204,6 +240,7 @@ int qmp_query_migrate_parameters(struct monitor_request *req, json_t *args, json
 {
 	struct registry_vm *rv = req->vm;
 	struct migration_throttle_params p;
+	struct vm_announce_params ap;
 
 	migration_throttle_params(rv, &p);
 	*ret = json_pack("{s:I, s:I, s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:i, s:I}", "max-bandwidth",
@@ -219,7 +256,48 @@ int qmp_query_migrate_parameters(struct monitor_request *req, json_t *args, json
 			 "cpu-throttle-increment", (int)p.increment, "cpu-throttle-tailslow",
 			 p.tailslow, "max-cpu-throttle", (int)p.max, "xbzrle-cache-size",
 			 (json_int_t)migration_xbzrle_cache_size(rv));
+	migration_announce_params(rv, &ap);
+	json_object_set_new(*ret, "announce-initial", json_integer(ap.initial));
+	json_object_set_new(*ret, "announce-max", json_integer(ap.max));
+	json_object_set_new(*ret, "announce-rounds", json_integer(ap.rounds));
+	json_object_set_new(*ret, "announce-step", json_integer(ap.step));
 	return 0;
+}
+
+/*
+ * QEMU's announce-self: its four values are required (the migration
+ * parameters are not its defaults) and bounded as those are, which QEMU
+ * does not do (a negative rounds there announces without end); "id" names
+ * the timer, absent: QEMU's unnamed one.
+ */
+int qmp_announce_self(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct registry_vm *rv = req->vm;
+	json_t *list = json_object_get(args, "interfaces");
+	const char *ifaces[VM_ANNOUNCE_MAX_INTERFACES + 1];
+	struct vm_announce_params p = {
+		.initial = json_integer_value(json_object_get(args, "initial")),
+		.max = json_integer_value(json_object_get(args, "max")),
+		.rounds = json_integer_value(json_object_get(args, "rounds")),
+		.step = json_integer_value(json_object_get(args, "step")),
+	};
+	const char *id = json_string_value(json_object_get(args, "id"));
+	size_t i;
+	json_t *v;
+
+	if (!rv->vm) {
+		return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
+				       "VM '%s' is not running; start it with vm-start", rv->name);
+	}
+	if (json_array_size(list) > VM_ANNOUNCE_MAX_INTERFACES) {
+		return error_set(errp, EINVAL, "Parameter 'interfaces' names more than %d NICs",
+				 VM_ANNOUNCE_MAX_INTERFACES);
+	}
+	json_array_foreach (list, i, v) {
+		ifaces[i] = json_string_value(v);
+	}
+	ifaces[json_array_size(list)] = NULL;
+	return vm_announce(rv->vm, &p, list ? ifaces : NULL, id ? id : "", errp);
 }
 
 /*

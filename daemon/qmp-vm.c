@@ -278,6 +278,7 @@ const struct monitor_command qmp_commands[] = {
 	{"query-migrate", qmp_query_migrate},
 	{"migrate-set-parameters", qmp_migrate_set_parameters},
 	{"query-migrate-parameters", qmp_query_migrate_parameters},
+	{"announce-self", qmp_announce_self},
 	{"migrate-set-capabilities", qmp_migrate_set_capabilities},
 	{"query-migrate-capabilities", qmp_query_migrate_capabilities},
 	{"object-add", qmp_object_add},

@@ -98,6 +98,7 @@ int qmp_migrate_cancel(struct monitor_request *req, json_t *args, json_t **ret,
 int qmp_query_migrate(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_migrate_set_parameters(struct monitor_request *req, json_t *args, json_t **ret,
 			       struct error **errp);
+int qmp_announce_self(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_query_migrate_parameters(struct monitor_request *req, json_t *args, json_t **ret,
 				 struct error **errp);
 int qmp_migrate_set_capabilities(struct monitor_request *req, json_t *args, json_t **ret,

@@ -94,7 +94,10 @@ struct registry_vm {
 	uint64_t mig_max_bandwidth; /* migrate-set-parameters; 0 = default */
 	uint64_t mig_downtime_limit;
 	uint64_t mig_xbzrle_cache_size; /* 0 = default */
-	char *mig_tls_creds;		/* an object-add id, or NULL/"": no TLS */
+	/* announce-* (migrate-set-parameters): the destination's, after it runs the VM */
+	struct vm_announce_params mig_announce;
+	bool mig_announce_set; /* false: QEMU's defaults */
+	char *mig_tls_creds;   /* an object-add id, or NULL/"": no TLS */
 	char *mig_tls_hostname;
 	char *mig_tls_authz; /* an authorization object's id, or NULL/"": none */
 	/* migrate-set-capabilities: auto-converge; xbzrle; events (vmmd's default: on) */

@@ -156,6 +156,12 @@ struct device_class {
 	 */
 	int (*host_fd)(void *state, const char **ret_id);
 	void (*host_fd_release)(void *state);
+	/*
+	 * Optional (NICs): send the NIC's self-announcement now (a RARP of
+	 * its configured MAC, net_rarp_frame) through its backend, as if the
+	 * guest had sent it. On the VM's I/O thread (hw/announce.c).
+	 */
+	void (*announce)(void *state);
 };
 
 /*

@@ -92,7 +92,8 @@ struct vm {
 
 	struct vm_device *devices;
 	unsigned n_devices, max_devices;
-	struct hotplug *hotplug; /* hw/hotplug.c */
+	struct hotplug *hotplug;   /* hw/hotplug.c */
+	struct announce *announce; /* hw/announce.c; NULL until vm_announce */
 
 	/* Input devices (hw/core/input.c), control thread only. */
 	struct vm_input inputs[VM_MAX_INPUTS];

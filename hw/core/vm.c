@@ -24,6 +24,7 @@
 
 #include "common/log.h"
 #include "common/thread.h"
+#include "hw/announce.h"
 #include "hw/devices.h"
 #include "hw/hotplug.h"
 #include "hw/core/iobus.h"
@@ -31,9 +32,13 @@
 #include "hw/core/vcpu.h"
 #include "hw/core/vm-int.h"
 
+/* ctl_lock held where the VM starts running. */
 static void set_state(struct vm *vm, enum vm_run_state s)
 {
 	atomic_store(&vm->state, s);
+	if (s == VM_STATE_RUNNING) {
+		announce_resumed(vm->announce);
+	}
 }
 
 enum vm_run_state vm_get_state(struct vm *vm)
@@ -933,6 +938,11 @@ struct hotplug *vm_hotplug_state(struct vm *vm)
 	return vm->hotplug;
 }
 
+struct announce **vm_announce_ptr(struct vm *vm)
+{
+	return &vm->announce;
+}
+
 /* --- life cycle ---------------------------------------------------------- */
 
 /* Undo vm_new in reverse, for whatever part of it was done. */
@@ -942,6 +952,8 @@ void vm_teardown(struct vm *vm)
 		vcpus_stop(vm);
 	}
 	hotplug_wait_drains(vm->hotplug);
+	announce_free(vm->announce); /* its rounds walk the devices */
+	vm->announce = NULL;
 	devices_unrealize(vm);
 	/* Backends (blockdev-add nodes) only after every device using them. */
 	hotplug_free(vm->hotplug);

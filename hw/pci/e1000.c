@@ -1327,6 +1327,16 @@ static void e1000_class_host_fd_release(void *state)
 	net_backend_detach(d->nb);
 }
 
+/* The configured MAC (the EEPROM's), as QEMU announces, whatever RAL/RAH say now. */
+static void e1000_class_announce(void *state)
+{
+	struct e1000_dev *d = state;
+	uint8_t frame[NET_RARP_LEN];
+	struct iovec iov = {frame, net_rarp_frame(frame, d->e->mac)};
+
+	e1000_dev_send(d, &iov, 1);
+}
+
 static int e1000_class_realize(struct vm *vm, const void *cfg, void **ret_state,
 			       struct error **errp)
 {
@@ -1460,4 +1470,5 @@ const struct device_class e1000_class = {
 	.load = e1000_class_load,
 	.host_fd = e1000_class_host_fd,
 	.host_fd_release = e1000_class_host_fd_release,
+	.announce = e1000_class_announce,
 };

@@ -601,6 +601,20 @@ static void net_host_fd_release(void *state)
 	net_backend_detach(n->nb);
 }
 
+static void net_announce(void *state)
+{
+	struct virtio_net *n = state;
+	struct net_vnet_hdr hdr = {.gso_type = NET_HDR_GSO_NONE};
+	uint8_t frame[NET_RARP_LEN];
+	struct iovec iov[2] = {{&hdr, sizeof(hdr)}, {frame, net_rarp_frame(frame, n->config.mac)}};
+
+	if (net_backend_has_vnet_hdr(n->nb)) {
+		net_backend_send(n->nb, iov, 2);
+	} else {
+		net_backend_send(n->nb, iov + 1, 1);
+	}
+}
+
 /* The transport is all the state: the model's is rebuilt from the features. */
 static int net_save(void *state, struct vmstate_buf *out, struct error **errp)
 {
@@ -628,4 +642,5 @@ const struct device_class virtio_net_class = {
 	.load = net_load,
 	.host_fd = net_host_fd,
 	.host_fd_release = net_host_fd_release,
+	.announce = net_announce,
 };

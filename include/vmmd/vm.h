@@ -490,6 +490,28 @@ int vm_qom_set(struct vm *vm, const char *path, const char *property, json_t *va
 json_t *vm_query_memory_devices(struct vm *vm);
 json_t *vm_query_memory_size_summary(struct vm *vm);
 /*
+ * QEMU's self-announcement (hw/announce.c; announce-self, and after an
+ * incoming migration): each NIC sends a RARP of its MAC (every NIC, or
+ * those whose id is in @interfaces, NULL-terminated; an empty list names
+ * none) @rounds times: at once, then after initial, initial + step,
+ * initial + 2 * step, ... ms, each gap capped at max. The timer named @id
+ * ("" for announce-self without one, NULL for the migration's) starts its
+ * schedule again. Rounds due while the VM does not run go out when it
+ * runs. Values outside QEMU's migration parameter ranges are refused.
+ */
+struct vm_announce_params {
+	int64_t initial, max, rounds, step; /* ms, ms, count, ms */
+};
+#define VM_ANNOUNCE_MAX_INITIAL 100000
+#define VM_ANNOUNCE_MAX_MAX 100000
+#define VM_ANNOUNCE_MAX_ROUNDS 1000
+#define VM_ANNOUNCE_MAX_STEP 10000
+#define VM_ANNOUNCE_MAX_TIMERS 16 /* ids per VM besides "" */
+#define VM_ANNOUNCE_MAX_ID 63
+#define VM_ANNOUNCE_MAX_INTERFACES 64
+int vm_announce(struct vm *vm, const struct vm_announce_params *p, const char *const *interfaces,
+		const char *id, struct error **errp);
+/*
  * Finish the removals the guest acknowledged (vm_host.hotplug_pending):
  * unrealize those devices, release their backends, emit DEVICE_DELETED.
  */

@@ -163,9 +163,11 @@ def test_migrate_between_namespaces():
         psk_golden = json.load(open(GOLDEN.replace("migration.json", "migration-psk.json")))
         xbzrle_golden = json.load(open(GOLDEN.replace("migration.json",
                                                       "migration-xbzrle.json")))
+        announce_golden = json.load(open(GOLDEN.replace("migration.json", "announce.json")))
         assert params == dict(golden["default-parameters"],
                               **tls_golden["default-parameters"],
                               **caps_golden["default-parameters"],
+                              **announce_golden["default-parameters"],
                               **{"tls-authz": psk_golden["objects"]["default-tls-authz"],
                                  "xbzrle-cache-size":
                                      xbzrle_golden["default-xbzrle-cache-size"]}), params

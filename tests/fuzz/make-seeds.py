@@ -857,7 +857,10 @@ def qmp():
         "migration": [create,
                       vm("migrate-set-parameters", max_bandwidth=1 << 30, downtime_limit=300,
                          tls_creds="tls0", tls_hostname="h", tls_authz="az0",
-                         xbzrle_cache_size=1 << 20),
+                         xbzrle_cache_size=1 << 20, announce_initial=50, announce_max=550,
+                         announce_rounds=5, announce_step=100),
+                      vm("announce-self", initial=0, max=0, rounds=1, step=0,
+                         interfaces=["n0"], id="x"),
                       vm("migrate-set-capabilities", capabilities=[
                           {"capability": "auto-converge", "state": True},
                           {"capability": "xbzrle", "state": True},

@@ -180,6 +180,11 @@ TESTS += tests/functional/test-migration-xbzrle.py
 EXTRA_DIST += tests/functional/make-golden-migration-xbzrle.py \
 	tests/functional/golden/migration-xbzrle.json
 
+# Self-announcement (hw/announce.c, announce-self, after a migration): QEMU
+# 7.2's answers and frames recorded by make-golden-announce.py.
+TESTS += tests/functional/test-announce.py
+EXTRA_DIST += tests/functional/make-golden-announce.py tests/functional/golden/announce.json
+
 # Run states at a migration's ends (stop/cont while inmigrate, a prelaunch
 # source, migrate_cancel): QEMU 7.2's answers recorded by
 # make-golden-migration-runstate.py (two QEMUs migrating over a unix socket).

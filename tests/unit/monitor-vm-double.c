@@ -479,6 +479,13 @@ json_t *vm_device_definition(struct vm *vm, const char *id)
 	return NULL;
 }
 
+/* The double has no NIC: an announcement sends nothing. */
+int vm_announce(struct vm *vm, const struct vm_announce_params *p, const char *const *interfaces,
+		const char *id, struct error **errp)
+{
+	return 0;
+}
+
 int vm_balloon(struct vm *vm, int64_t value, struct error **errp)
 {
 	return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE, ENODEV,
