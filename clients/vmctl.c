@@ -2478,6 +2478,9 @@ static const struct vmctl_command commands[] = {
 	 "otherwise interrupt and run 'vmctl migrate-cancel NAME'.\n"},
 	{"migrate-cancel", simple, "NAME", "cancel a live migration (the VM runs on here)", "",
 	 "migrate_cancel", "migration cancelled"},
+	{"nmi", simple, "NAME", "inject a non-maskable interrupt into every vCPU",
+	 "As QEMU's inject-nmi (a guest kernel may dump its state or panic on it).\n", "inject-nmi",
+	 "NMI injected"},
 	{"daemon-upgrade", cmd_daemon_upgrade, "",
 	 "live upgrade: vmmd's executable, started again, takes over every VM",
 	 "Run after installing a new vmmd binary: it takes over every running or paused VM\n"

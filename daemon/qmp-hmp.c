@@ -507,6 +507,7 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 		{"c", qmp_cont},
 		{"system_reset", qmp_system_reset},
 		{"system_powerdown", qmp_system_powerdown},
+		{"nmi", qmp_inject_nmi},
 		{"quit", qmp_quit},
 		{"q", qmp_quit},
 	};

@@ -166,6 +166,13 @@ int qmp_system_powerdown(struct monitor_request *req, json_t *args, json_t **ret
 	return vm ? vm_powerdown(vm, errp) : -ENODEV;
 }
 
+int qmp_inject_nmi(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	return vm ? vm_inject_nmi(vm, errp) : -ENODEV;
+}
+
 static void quit_after(struct monitor_request *req)
 {
 	registry_destroy_async(req->vm, "host-qmp-quit", NULL, NULL, NULL);

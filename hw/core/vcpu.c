@@ -214,9 +214,13 @@ int vcpu_reset(struct vcpu *vcpu, const struct boot_entry *entry)
 	struct kvm_sregs sregs = vcpu->init_sregs;
 	struct kvm_lapic_state lapic = vcpu->init_lapic;
 	struct kvm_mp_state mp = vcpu->init_mp;
+	/* no exception, interrupt or NMI pending or injected, as at power-on */
+	struct kvm_vcpu_events ev = {.flags = KVM_VCPUEVENT_VALID_NMI_PENDING};
 	int r;
 
+	atomic_store(&vcpu->nmi_pending, false);
 	if (ioctl(vcpu->fd, KVM_SET_LAPIC, &lapic) < 0 ||
+	    ioctl(vcpu->fd, KVM_SET_VCPU_EVENTS, &ev) < 0 ||
 	    ioctl(vcpu->fd, KVM_SET_FPU, &vcpu->init_fpu) < 0) {
 		return -errno;
 	}
@@ -644,6 +648,15 @@ int vcpu_throttle_timer(struct vcpu *vcpu, bool on)
 	return 0;
 }
 
+/* vCPU thread, out of KVM_RUN: an NMI inject-nmi left for it goes to KVM. */
+static void take_nmi(struct vcpu *vcpu)
+{
+	if (atomic_exchange(&vcpu->nmi_pending, false) && ioctl(vcpu->fd, KVM_NMI) < 0) {
+		log_full(LOG_WARNING, vcpu->vm->cfg->name, NULL, "vCPU %u: KVM_NMI failed: %s",
+			 vcpu->index, strerror(errno));
+	}
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -685,6 +698,7 @@ static void *vcpu_thread(void *arg)
 	for (;;) {
 		int r;
 
+		take_nmi(vcpu); /* before it may park: a save then finds it in KVM */
 		pthread_mutex_lock(&vm->run_lock);
 		if ((vm->vcpu_cmd != VCPU_CMD_RUN || vcpu->stalled || vcpu->unplugged) &&
 		    vcpu->io_pending) {
@@ -719,6 +733,8 @@ static void *vcpu_thread(void *arg)
 		}
 		vcpu->run->immediate_exit = 0;
 		pthread_mutex_unlock(&vm->run_lock);
+		/* after clearing immediate_exit: a kick for a later NMI still ends KVM_RUN */
+		take_nmi(vcpu);
 
 		r = ioctl(vcpu->fd, KVM_RUN, 0);
 		atomic_fetch_add(&vcpu->exits, 1);
@@ -756,6 +772,20 @@ int vcpu_start_thread(struct vcpu *vcpu, struct error **errp)
 	}
 	vcpu->thread_started = true;
 	return 0;
+}
+
+void vcpu_inject_nmi(struct vcpu *vcpu)
+{
+	if (!vcpu->thread_started || vcpu->parked) {
+		/* not in KVM_RUN and cannot enter it while we hold run_lock */
+		if (ioctl(vcpu->fd, KVM_NMI) < 0) {
+			log_full(LOG_WARNING, vcpu->vm->cfg->name, NULL,
+				 "vCPU %u: KVM_NMI failed: %s", vcpu->index, strerror(errno));
+		}
+		return;
+	}
+	atomic_store(&vcpu->nmi_pending, true);
+	vcpu_kick(vcpu);
 }
 
 void vcpu_kick(struct vcpu *vcpu)

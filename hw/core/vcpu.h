@@ -46,6 +46,7 @@ struct vcpu {
 	char *qom_path;		    /* query-cpus-fast's qom-path of a hot-plugged vCPU, or NULL */
 	atomic_uint_fast64_t exits; /* exits to user space */
 	bool io_pending;	    /* vCPU thread: an I/O exit KVM has yet to complete */
+	atomic_bool nmi_pending;    /* inject-nmi: KVM_NMI before the thread next enters KVM_RUN */
 	_Atomic int tid;	    /* the thread's kernel id once it runs, else 0 */
 	/* Throttling (vm_set_cpu_throttle): the timer, under vm->run_lock ... */
 	timer_t throttle_timer;

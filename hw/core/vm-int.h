@@ -136,6 +136,12 @@ int vcpu_start_thread(struct vcpu *vcpu, struct error **errp);
 void vcpu_join(struct vcpu *vcpu);
 /* Interrupt KVM_RUN so the thread looks at vm->vcpu_cmd. Caller holds run_lock. */
 void vcpu_kick(struct vcpu *vcpu);
+/*
+ * inject-nmi: the vCPU takes an NMI before it next runs guest code; a
+ * parked one has it pending in KVM at once (so a save carries it). Caller
+ * holds run_lock.
+ */
+void vcpu_inject_nmi(struct vcpu *vcpu);
 /* Let a vCPU stalled by a fatal exit run again (after a reset). Caller holds run_lock. */
 void vcpu_unstall(struct vcpu *vcpu);
 /* Install the kick signal handler (idempotent, any thread). */

@@ -1311,6 +1311,21 @@ out:
 	return r;
 }
 
+int vm_inject_nmi(struct vm *vm, struct error **errp)
+{
+	(void)errp;
+	pthread_mutex_lock(&vm->ctl_lock);
+	pthread_mutex_lock(&vm->run_lock);
+	for (unsigned i = 0; i < vm->n_vcpus; i++) {
+		if (!vm->vcpus[i]->unplugged) {
+			vcpu_inject_nmi(vm->vcpus[i]);
+		}
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+	pthread_mutex_unlock(&vm->ctl_lock);
+	return 0;
+}
+
 int vm_powerdown(struct vm *vm, struct error **errp)
 {
 	enum vm_run_state s;

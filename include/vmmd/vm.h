@@ -267,6 +267,12 @@ int vm_reset(struct vm *vm, struct error **errp);
 /* Press the ACPI power button (event POWERDOWN); the guest may ignore it. */
 int vm_powerdown(struct vm *vm, struct error **errp);
 /*
+ * inject-nmi: an NMI to every present vCPU, as QEMU's on x86. A vCPU that
+ * does not run now (paused, prelaunch) takes it when it runs; a reset
+ * before that drops it, as a reset does on hardware.
+ */
+int vm_inject_nmi(struct vm *vm, struct error **errp);
+/*
  * Hard stop and free: vCPUs and I/O threads are stopped and joined, disks
  * flushed, every fd, mapping and file released. NULL is fine.
  */

@@ -783,7 +783,8 @@ def qmp():
     hmp = lambda line: vm("human-monitor-command", command_line=line)  # noqa: E731
     s = {
         "lifecycle": [create, vm("query-status", 2), vm("stop"), vm("cont"),
-                      vm("system_reset"), vm("system_powerdown"), cmd("query-vms", vm="a"),
+                      vm("system_reset"), vm("system_powerdown"), vm("inject-nmi"),
+                      cmd("query-vms", vm="a"),
                       cmd("vm-destroy", "d", vm="a"), cmd("vm-start", vm="a"),
                       cmd("vm-delete", vm="a", force=True), cmd("query-vms")],
         "define": [cmd("vm-create", name="b", start=False, autostart=True,

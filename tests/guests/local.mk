@@ -11,13 +11,14 @@ GUEST_COMMON = $(srcdir)/tests/guests/start.S $(srcdir)/tests/guests/lib.c
 GUEST_DEPS = $(GUEST_COMMON) $(srcdir)/tests/guests/lib.h $(srcdir)/tests/guests/guest.ld
 GUEST_LINK = $(CC) $(GUEST_CFLAGS) -T $(srcdir)/tests/guests/guest.ld -o $@ $(GUEST_COMMON)
 TEST_GUESTS = tests/guests/hello.elf tests/guests/smp.elf tests/guests/unclaimed.elf \
-	tests/guests/reboot.elf tests/guests/emul.elf tests/guests/panic.elf
+	tests/guests/reboot.elf tests/guests/emul.elf tests/guests/panic.elf tests/guests/nmi.elf
 
 noinst_DATA += $(TEST_GUESTS)
 CLEANFILES += $(TEST_GUESTS)
 EXTRA_DIST += tests/guests/start.S tests/guests/lib.c tests/guests/lib.h \
 	tests/guests/guest.ld tests/guests/hello.c tests/guests/smp.c \
-	tests/guests/unclaimed.c tests/guests/reboot.c tests/guests/emul.c tests/guests/panic.c
+	tests/guests/unclaimed.c tests/guests/reboot.c tests/guests/emul.c tests/guests/panic.c \
+	tests/guests/nmi.c
 
 tests/guests/hello.elf: $(srcdir)/tests/guests/hello.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
@@ -25,6 +26,9 @@ tests/guests/hello.elf: $(srcdir)/tests/guests/hello.c $(GUEST_DEPS)
 tests/guests/smp.elf: $(srcdir)/tests/guests/smp.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/smp.c
+tests/guests/nmi.elf: $(srcdir)/tests/guests/nmi.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/nmi.c
 tests/guests/unclaimed.elf: $(srcdir)/tests/guests/unclaimed.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/unclaimed.c
@@ -184,6 +188,11 @@ EXTRA_DIST += tests/functional/make-golden-migration-xbzrle.py \
 # 7.2's answers and frames recorded by make-golden-announce.py.
 TESTS += tests/functional/test-announce.py
 EXTRA_DIST += tests/functional/make-golden-announce.py tests/functional/golden/announce.json
+
+# inject-nmi (tests/guests/nmi.c): QEMU 7.2's answers and what its guest saw,
+# recorded by make-golden-nmi.py.
+TESTS += tests/functional/test-nmi.py
+EXTRA_DIST += tests/functional/make-golden-nmi.py tests/functional/golden/nmi.json
 
 # Run states at a migration's ends (stop/cont while inmigrate, a prelaunch
 # source, migrate_cancel): QEMU 7.2's answers recorded by
