@@ -273,10 +273,31 @@ static int nic_add(struct qmp_client *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* nic link NAME ID up|down: set_link. */
+static int nic_link(struct qmp_client *c, int argc, char **argv)
+{
+	int rc;
+
+	if (argc != 4 || (strcmp(argv[3], "up") != 0 && strcmp(argv[3], "down") != 0)) {
+		return vmctl_fail(EXIT_USAGE, "nic link needs a VM name, a NIC id and up or down");
+	}
+	rc = vmctl_run_cmd(c, "set_link",
+			   json_pack("{s:s, s:s, s:b}", "vm", argv[1], "name", argv[2], "up",
+				     strcmp(argv[3], "up") == 0),
+			   NULL);
+	if (rc == EXIT_OK && !vmctl_json()) {
+		printf("%s: nic %s link %s\n", argv[1], argv[2], argv[3]);
+	}
+	return rc;
+}
+
 int vmctl_cmd_nic(struct qmp_client *c, int argc, char **argv)
 {
 	if (argc < 2) {
-		return vmctl_fail(EXIT_USAGE, "nic needs add or remove");
+		return vmctl_fail(EXIT_USAGE, "nic needs add, remove or link");
+	}
+	if (strcmp(argv[1], "link") == 0) {
+		return nic_link(c, argc - 1, argv + 1);
 	}
 	if (strcmp(argv[1], "add") == 0) {
 		return nic_add(c, argc - 1, argv + 1);

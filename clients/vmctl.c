@@ -2439,12 +2439,15 @@ static const struct vmctl_command commands[] = {
 	 "      --vmstate ID    the disk that holds the VM state\n"},
 	{"jobs", cmd_jobs, "VM", "list a VM's jobs with their progress",
 	 "Prints ID, TYPE, STATUS and PROGRESS of each job (--json: the query-jobs answer).\n"},
-	{"nic", cmd_nic, "add|remove NAME ID ...", "hot-add or remove a NIC of a running VM",
+	{"nic", cmd_nic, "add|remove|link NAME ID ...",
+	 "hot-add or remove a NIC of a running VM, or set its link",
 	 "  nic add NAME ID [--model virtio-net|e1000] [--tap IFNAME] [--mac MAC] [--addr SLOT]\n"
 	 "                 netdev_add (netdev netdev-ID; user networking unless --tap)\n"
 	 "                 + device_add\n"
 	 "  nic remove NAME ID [--timeout S]\n"
-	 "                 device_del, wait for the eject, then netdev_del\n"},
+	 "                 device_del, wait for the eject, then netdev_del\n"
+	 "  nic link NAME ID up|down\n"
+	 "                 set_link: down, the guest sees no link and frames are dropped\n"},
 	{"cpus", cmd_cpus, "set NAME N [--timeout S]", "hot-plug or unplug vCPUs of a running VM",
 	 "  cpus set NAME N [--timeout S]\n"
 	 "                 bring the VM to N present vCPUs (up to its maxcpus): device_add of\n"

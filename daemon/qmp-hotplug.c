@@ -1,7 +1,7 @@
 /*
  * Hotplug commands with QEMU's names and argument shapes: blockdev-add,
  * blockdev-del, block_resize, netdev_add, netdev_del, device_add,
- * device_del, balloon, query-balloon. The work is in hw/hotplug.c (vm_device_add
+ * device_del, balloon, query-balloon; and set_link, a NIC's link. The work is in hw/hotplug.c (vm_device_add
  * and friends); this file finds the live VM, resolves getfd names, keeps
  * the persisted definition in step with device_add (device removals are
  * followed when DEVICE_DELETED arrives, daemon/registry.c), and answers;
@@ -230,6 +230,16 @@ int qmp_netdev_del(struct monitor_request *req, json_t *args, json_t **ret, stru
 static void device_added(void *opaque)
 {
 	monitor_deferred_done(opaque, 0, NULL, NULL);
+}
+
+/* set_link: at once; the link state is the running VM's, not its definition's (as QEMU's). */
+int qmp_set_link(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+
+	return vm ? vm_set_link(vm, json_string_value(json_object_get(args, "name")),
+				json_is_true(json_object_get(args, "up")), errp)
+		  : -ENODEV;
 }
 
 /* device_add: answered once the definition naming the device is written. */

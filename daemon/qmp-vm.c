@@ -210,6 +210,7 @@ const struct monitor_command qmp_commands[] = {
 	{"system_reset", qmp_system_reset},
 	{"system_powerdown", qmp_system_powerdown},
 	{"inject-nmi", qmp_inject_nmi},
+	{"set_link", qmp_set_link},
 	{"quit", qmp_quit},
 	{"query-block", qmp_query_block},
 	{"query-blockstats", qmp_query_blockstats},

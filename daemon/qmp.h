@@ -21,6 +21,7 @@ int qmp_stop(struct monitor_request *req, json_t *args, json_t **ret, struct err
 int qmp_stop_now(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_set_link(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_inject_nmi(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_system_powerdown(struct monitor_request *req, json_t *args, json_t **ret,
 			 struct error **errp);

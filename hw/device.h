@@ -162,6 +162,12 @@ struct device_class {
 	 * guest had sent it. On the VM's I/O thread (hw/announce.c).
 	 */
 	void (*announce)(void *state);
+	/*
+	 * Optional (NICs): QEMU's set_link. Down: the guest sees the link
+	 * down (and an interrupt saying so) and frames are dropped both ways;
+	 * up: as before. Control thread (and load); the device takes its lock.
+	 */
+	int (*set_link)(void *state, bool up);
 };
 
 /*

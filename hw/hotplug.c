@@ -1202,6 +1202,27 @@ out:
 	return r;
 }
 
+int vm_set_link(struct vm *vm, const char *name, bool up, struct error **errp)
+{
+	struct vm_device *d = NULL;
+	int r;
+
+	vm_devices_lock(vm);
+	for (unsigned i = 0; i < vm_devices_count(vm) && !d; i++) {
+		struct vm_device *c = vm_devices_at(vm, i);
+
+		if (c->cls->set_link && ((c->id && strcmp(c->id, name) == 0) ||
+					 (c->netdev && strcmp(c->netdev, name) == 0))) {
+			d = c;
+		}
+	}
+	r = d ? d->cls->set_link(d->state, up)
+	      : error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT, "Device '%s' not found",
+				name);
+	vm_devices_unlock(vm);
+	return r;
+}
+
 /* --- device_del and the removal ----------------------------------------------- */
 
 int vm_device_del(struct vm *vm, const char *id, struct error **errp)

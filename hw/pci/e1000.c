@@ -429,6 +429,16 @@ int e1000_load(struct e1000 *e, struct vmstate_buf *in, struct error **errp)
 	return 0;
 }
 
+bool e1000_link_up(struct e1000 *e)
+{
+	bool up;
+
+	pthread_mutex_lock(&e->lock);
+	up = e->link_up;
+	pthread_mutex_unlock(&e->lock);
+	return up;
+}
+
 void e1000_set_link(struct e1000 *e, bool up)
 {
 	pthread_mutex_lock(&e->lock);
@@ -836,12 +846,12 @@ static void e1000_tx_segment(struct e1000 *e)
 	}
 }
 
-/* Send the assembled frame (lock not held). */
+/* Send the assembled frame (lock not held); a link set down drops it, as QEMU's. */
 static void e1000_tx_frame(struct e1000 *e)
 {
 	struct iovec iov;
 
-	if (e->tx_oversize || e->tx_len == 0) {
+	if (e->tx_oversize || e->tx_len == 0 || !e1000_link_up(e)) {
 		goto reset;
 	}
 	if (e->tx_tse) {
@@ -1334,7 +1344,17 @@ static void e1000_class_announce(void *state)
 	uint8_t frame[NET_RARP_LEN];
 	struct iovec iov = {frame, net_rarp_frame(frame, d->e->mac)};
 
-	e1000_dev_send(d, &iov, 1);
+	if (e1000_link_up(d->e)) { /* QEMU drops a down NIC's announcement too */
+		e1000_dev_send(d, &iov, 1);
+	}
+}
+
+static int e1000_class_set_link(void *state, bool up)
+{
+	struct e1000_dev *d = state;
+
+	e1000_set_link(d->e, up);
+	return 0;
 }
 
 static int e1000_class_realize(struct vm *vm, const void *cfg, void **ret_state,
@@ -1471,4 +1491,5 @@ const struct device_class e1000_class = {
 	.host_fd = e1000_class_host_fd,
 	.host_fd_release = e1000_class_host_fd_release,
 	.announce = e1000_class_announce,
+	.set_link = e1000_class_set_link,
 };

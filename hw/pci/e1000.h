@@ -79,6 +79,7 @@ int e1000_receive(struct e1000 *e, const struct iovec *iov, unsigned cnt);
 bool e1000_can_receive(struct e1000 *e);
 /* Link state as seen in STATUS.LU and the PHY (raises LSC). */
 void e1000_set_link(struct e1000 *e, bool up);
+bool e1000_link_up(struct e1000 *e);
 
 /* The MAC used when a NIC has none: 52:54:00 and a hash of the VM and NIC names. */
 void e1000_default_mac(const char *vm_name, const char *nic_id, uint8_t mac[6]);

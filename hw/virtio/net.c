@@ -67,6 +67,7 @@ struct virtio_net {
 	struct net_config config;
 	uint64_t features;
 	bool rx_waiting;	      /* the backend holds a frame until we have buffers */
+	bool link_down;		      /* set_link off: frames dropped both ways (device lock) */
 	struct virtq_elem first, cur; /* receive */
 	struct virtq_elem txelem;
 	uint16_t heads[NET_RX_MAX_BUFS];
@@ -104,7 +105,7 @@ static void net_tx(struct virtio_net *n)
 		}
 		done++;
 		len = e->out_len;
-		if (len >= hl + 14 && len <= NET_MAX_FRAME) {
+		if (len >= hl + 14 && len <= NET_MAX_FRAME && !n->link_down) {
 			/* one copy: the guest cannot change what we checked */
 			iov_to_buf(e->out, e->out_num, 0, n->txbuf, len);
 			memcpy(&hdr, n->txbuf, hl);
@@ -137,10 +138,13 @@ static void net_tx(struct virtio_net *n)
 
 /*
  * Under the device lock: 1 when the receive queue is live, 0 when frames
- * are dropped (no driver), -EAGAIN when they wait in the backend.
+ * are dropped (no driver, link down), -EAGAIN when they wait in the backend.
  */
 static int rx_ready(struct virtio_net *n, struct virtq *vq)
 {
+	if (n->link_down) {
+		return 0; /* as QEMU: a NIC whose link is down drops what comes */
+	}
 	if (n->nb && virtio_driver_ok(n->vp) && vq->enabled && !vq->broken) {
 		return 1;
 	}
@@ -607,7 +611,14 @@ static void net_announce(void *state)
 	struct net_vnet_hdr hdr = {.gso_type = NET_HDR_GSO_NONE};
 	uint8_t frame[NET_RARP_LEN];
 	struct iovec iov[2] = {{&hdr, sizeof(hdr)}, {frame, net_rarp_frame(frame, n->config.mac)}};
+	bool down;
 
+	virtio_lock(n->vp);
+	down = n->link_down;
+	virtio_unlock(n->vp);
+	if (down) {
+		return; /* QEMU drops a down NIC's announcement too */
+	}
 	if (net_backend_has_vnet_hdr(n->nb)) {
 		net_backend_send(n->nb, iov, 2);
 	} else {
@@ -615,20 +626,59 @@ static void net_announce(void *state)
 	}
 }
 
-/* The transport is all the state: the model's is rebuilt from the features. */
-static int net_save(void *state, struct vmstate_buf *out, struct error **errp)
+/*
+ * set_link (control thread): the config's status shows it and the driver
+ * gets a configuration change interrupt, as QEMU's; frames are dropped
+ * both ways while it is down (rx_ready, net_tx).
+ */
+static int net_set_link(void *state, bool up)
 {
 	struct virtio_net *n = state;
 
-	return virtio_save(n->vp, out, errp);
+	virtio_lock(n->vp);
+	if (n->link_down == !up) {
+		virtio_unlock(n->vp);
+		return 0;
+	}
+	n->link_down = !up;
+	n->config.status = up ? VIRTIO_NET_S_LINK_UP : 0;
+	virtio_config_changed(n->vp);
+	virtio_unlock(n->vp);
+	return 0;
+}
+
+/*
+ * The transport, and the model's one state of its own: a link set down,
+ * as one byte after the transport's, only then (a link up saves what vmmd
+ * always saved, so an older destination still loads it). The rest is
+ * rebuilt from the features.
+ */
+static int net_save(void *state, struct vmstate_buf *out, struct error **errp)
+{
+	struct virtio_net *n = state;
+	int ret = virtio_save(n->vp, out, errp);
+	bool down;
+
+	virtio_lock(n->vp); /* a set_link from the control thread may come meanwhile */
+	down = n->link_down;
+	virtio_unlock(n->vp);
+	if (ret == 0 && down) {
+		vmstate_put_bool(out, false);
+	}
+	return ret;
 }
 
 static int net_load(void *state, struct vmstate_buf *in, unsigned version, struct error **errp)
 {
 	struct virtio_net *n = state;
 	int ret = virtio_load(n->vp, in, errp);
+	bool up = true;
 
-	return ret < 0 ? ret : vmstate_check_end(in, "the virtio-net device", errp);
+	if (ret == 0 && in->pos < in->len) {
+		up = vmstate_get_bool(in);
+	}
+	ret = ret < 0 ? ret : vmstate_check_end(in, "the virtio-net device", errp);
+	return ret < 0 ? ret : net_set_link(n, up);
 }
 
 const struct device_class virtio_net_class = {
@@ -643,4 +693,5 @@ const struct device_class virtio_net_class = {
 	.host_fd = net_host_fd,
 	.host_fd_release = net_host_fd_release,
 	.announce = net_announce,
+	.set_link = net_set_link,
 };

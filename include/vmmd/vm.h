@@ -463,6 +463,12 @@ void vm_blockdev_forget(struct vm *vm, const char *name);
 int vm_netdev_add(struct vm *vm, json_t *args, int fd, struct error **errp);
 int vm_netdev_del(struct vm *vm, const char *id, struct error **errp);
 int vm_device_add(struct vm *vm, json_t *args, struct error **errp);
+/*
+ * QEMU's set_link on the NIC @name (its id, or the netdev_add id it uses):
+ * down, the guest sees the link down and frames are dropped both ways;
+ * DeviceNotFound "Device 'NAME' not found" otherwise.
+ */
+int vm_set_link(struct vm *vm, const char *name, bool up, struct error **errp);
 int vm_device_del(struct vm *vm, const char *id, struct error **errp);
 /*
  * block_resize in three steps, so the truncation (disk I/O) runs off the

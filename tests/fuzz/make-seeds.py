@@ -826,6 +826,7 @@ def qmp():
                     vm("netdev_add", type="user", id="n1", hostfwd=["tcp::2222-:22"]),
                     vm("device_add", driver="virtio-net-pci", id="nic1", netdev="n1",
                        mac="52:54:00:00:00:01"),
+                    vm("set_link", name="nic1", up=False), vm("set_link", name="n1", up=True),
                     vm("device_del", id="vdb"), vm("netdev_del", id="n1"),
                     vm("blockdev-del", node_name="f0"), vm("query-pci"), vm("query-block"),
                     vm("query-blockstats", query_nodes=True)],

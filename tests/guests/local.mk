@@ -194,6 +194,11 @@ EXTRA_DIST += tests/functional/make-golden-announce.py tests/functional/golden/a
 TESTS += tests/functional/test-nmi.py
 EXTRA_DIST += tests/functional/make-golden-nmi.py tests/functional/golden/nmi.json
 
+# set_link (virtio-net, e1000): QEMU 7.2's answers and what net-echo.elf
+# answered around a link down, recorded by make-golden-set-link.py.
+TESTS += tests/functional/test-set-link.py
+EXTRA_DIST += tests/functional/make-golden-set-link.py tests/functional/golden/set-link.json
+
 # Run states at a migration's ends (stop/cont while inmigrate, a prelaunch
 # source, migrate_cancel): QEMU 7.2's answers recorded by
 # make-golden-migration-runstate.py (two QEMUs migrating over a unix socket).

@@ -423,6 +423,12 @@ int vm_netdev_del(struct vm *vm, const char *id, struct error **errp)
 	return no_hotplug(errp);
 }
 
+int vm_set_link(struct vm *vm, const char *name, bool up, struct error **errp)
+{
+	return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT, "Device '%s' not found",
+			       name);
+}
+
 int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
 {
 	return no_hotplug(errp);

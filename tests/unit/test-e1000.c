@@ -230,12 +230,25 @@ START_TEST(tx_legacy)
 	ck_assert_uint_eq(rd(0xc0) & 0x03, 0x03);
 	ck_assert_uint_eq(rd(0x4080), 2); /* GPTC, clear on read */
 	ck_assert_uint_eq(rd(0x4080), 0);
-	/* TX disabled: nothing moves */
-	wr(0x400, 0);
-	txd_legacy(3, 0x22000, 60, 0x01);
+	/* link set down: the frame is consumed (DD, the head moves) and dropped */
+	e1000_set_link(e, false);
+	txd_legacy(3, 0x22000, 60, 0x08 | 0x01);
 	wr(0x3818, 4);
 	e1000_tx_process(e);
 	ck_assert_uint_eq(n_sent, 2);
+	ck_assert_uint_eq(ram[0x10000 + 48 + 12] & 1, 1);
+	ck_assert_uint_eq(rd(0x3810), 4);
+	e1000_set_link(e, true);
+	txd_legacy(4, 0x22000, 60, 0x08 | 0x01);
+	wr(0x3818, 5);
+	e1000_tx_process(e);
+	ck_assert_uint_eq(n_sent, 3);
+	/* TX disabled: nothing moves */
+	wr(0x400, 0);
+	txd_legacy(5, 0x22000, 60, 0x01);
+	wr(0x3818, 6);
+	e1000_tx_process(e);
+	ck_assert_uint_eq(n_sent, 3);
 }
 END_TEST
 
