@@ -6,7 +6,8 @@
  * whose queue is not the transmit queue), with their IPv4, TCP, UDP and
  * ICMP checksums made right where the input asks, which slirp answers
  * (ARP, DHCP, ICMP, TCP resets) into whatever receive buffers the input
- * laid out: mergeable or not, too small, chained, indirect.
+ * laid out: mergeable or not, too small, chained, indirect; and the
+ * link set down and up.
  *
  * slirp turns a guest's connections into the host's sockets: the target
  * runs in a network namespace of its own (LLVMFuzzerInitialize), whose
@@ -49,7 +50,7 @@ static struct fuzz_virtio t = {.cls = &virtio_net_class,
 			       .side_q = 1,
 			       .device_id = 0x1041,
 			       .ram_size = RAM_SIZE,
-			       .nops = 13,
+			       .nops = 14,
 			       .io_thread_at_unrealize = true,
 			       .extra = extra};
 
@@ -206,7 +207,8 @@ static void fix_checksums(uint8_t *frame, size_t n)
 /*
  * Operation 5: the guest transmits a frame (a virtio-net header and what
  * follows) on the side queue, its IPv4 checksums made right or left as
- * the input has them.
+ * the input has them. Operation 13: the host sets the link down or up
+ * (set_link; a save then carries a link down).
  */
 static void extra(struct drv *d, void *state, uint8_t op, struct fz *f)
 {
@@ -215,8 +217,11 @@ static void extra(struct drv *d, void *state, uint8_t op, struct fz *f)
 	bool fix;
 	size_t n;
 
-	(void)state;
-	if (op % 13 != 5) {
+	if (op % 14 == 13) {
+		virtio_net_class.set_link(state, fz_u8(f) & 1);
+		return;
+	}
+	if (op % 14 != 5) {
 		return;
 	}
 	fix = fz_u8(f) & 1;

@@ -575,6 +575,10 @@ def virtio_net():
                      ntx(seg(1000, 0, 0x02)) + loop + ntx(seg(1001, 64002, 0x10)) +
                      ntx(seg(1001, 64002, 0x18, hello)) + loop +
                      ntx(seg(1001 + len(hello), 64002 + len(hello), 0x11)) + loop)
+    # the link set down (op 13): an ARP request dropped, the state saved with
+    # the link down and loaded (op 11), then up again and the request answered
+    s["link-down-up"] = (vinit(1 << 5 | 1 << 16) + nrx(0, 4, 1526) + u8(13, 0) + ntx(arp) +
+                         u8(7, 8) + u8(11) + u8(13, 1) + ntx(arp) + u8(7, 8))
     write("virtio-net", s)
     # Reproducers of the bugs the target found, in its final encoding:
     # a last fragment arriving first ended the process inside Debian 12's
