@@ -54,16 +54,20 @@ SET_PARAMETERS = [
 
 
 class Capture:
-    """One UDP socket per NIC, read by a thread: (time, bytes) per frame."""
+    """A socket per NIC (@socks; by default a UDP socket on the loopback, the
+    far end of the NIC's netdev), read by a thread: (time, bytes) per frame.
+    test-announce.py reads taps with it."""
 
-    def __init__(self):
-        self.socks, self.frames, self.lock = {}, {}, threading.Lock()
-        for nic in MACS:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind(("127.0.0.1", 0))
-            s.settimeout(0.05)
-            self.socks[nic] = s
-            self.frames[nic] = []
+    def __init__(self, socks=None):
+        if socks is None:
+            socks = {}
+            for nic in MACS:
+                socks[nic] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks[nic].bind(("127.0.0.1", 0))
+        self.socks, self.lock = socks, threading.Lock()
+        self.frames = {nic: [] for nic in socks}
+        for s in socks.values():
+            s.settimeout(0.02)
         self.stop = False
         self.t = threading.Thread(target=self.run, daemon=True)
         self.t.start()
@@ -92,9 +96,20 @@ class Capture:
                          DRIVERS[nic], nic, nic, MACS[nic])]
         return args
 
-    def take(self, settle):
-        """The frames since the last take, after @settle seconds of quiet."""
-        time.sleep(settle)
+    def take(self, want=None, settle=1.5):
+        """The frames since the last take: once @want ({nic: count}) have
+        come (a loaded machine may be late) and 0.3 s more went by for any
+        extra; or, expecting none, after @settle seconds."""
+        if want and any(want.values()):
+            end = time.monotonic() + 10
+            while time.monotonic() < end:
+                with self.lock:
+                    if all(len(self.frames[n]) >= c for n, c in want.items()):
+                        break
+                time.sleep(0.05)
+            time.sleep(0.3)
+        else:
+            time.sleep(settle)
         with self.lock:
             out = {nic: list(f) for nic, f in self.frames.items()}
             for f in self.frames.values():
@@ -128,7 +143,7 @@ def start(tmp, name, cap, extra):
 
 def announce(q, cap, args, settle=1.5):
     reply = q.cmd("announce-self", **args)
-    frames = cap.take(settle)
+    frames = cap.take(settle=settle)
     return {"arguments": args, "reply": reply, "frames": summary(frames)}, frames
 
 
@@ -139,7 +154,7 @@ def main():
         dst_p, dst = start(tmp, "dst", dst_cap, ["-incoming", "defer"])
         try:
             out = {"qemu": src.cmd("query-version")["return"]["qemu"], "macs": MACS}
-            src_cap.take(0.5)
+            src_cap.take(settle=0.5)
             params = src.cmd("query-migrate-parameters")["return"]
             out["default-parameters"] = {k: params[k] for k in PARAMS}
             out["set-parameters"] = [
@@ -169,7 +184,7 @@ def main():
                          ({"rounds": 3}, {"rounds": 0})]:
                 r1 = src.cmd("announce-self", **dict(DEFAULT, **a))
                 r2 = src.cmd("announce-self", **dict(DEFAULT, **b))
-                frames = src_cap.take(1.5)
+                frames = src_cap.take(settle=1.5)
                 pairs.append({"first": a, "second": b, "replies": [r1, r2],
                               "frames": summary(frames)})
             out["timer-pairs"] = pairs
@@ -177,13 +192,13 @@ def main():
             src.cmd("stop")
             call, _ = announce(src, src_cap, dict(DEFAULT, rounds=2))
             src.cmd("cont")
-            out["paused"] = {"announce": call, "after-cont": summary(src_cap.take(1.5))}
+            out["paused"] = {"announce": call, "after-cont": summary(src_cap.take(settle=1.5))}
             # Migration: the destination announces when it completes.
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             uri = "tcp:127.0.0.1:%d" % s.getsockname()[1]
             s.close()
-            dst_cap.take(0.5)
+            dst_cap.take(settle=0.5)
             dst.cmd("migrate-set-parameters", **{"announce-rounds": 3, "announce-initial": 20,
                                                  "announce-step": 30})
             dst.cmd("migrate-incoming", uri=uri)
@@ -193,8 +208,8 @@ def main():
                 assert time.time() < end, "the migration does not complete"
                 time.sleep(0.05)
             out["dst-status"] = dst.cmd("query-status")["return"]["status"]
-            out["dst-frames-after-migration"] = summary(dst_cap.take(1.5))
-            out["src-frames-during-migration"] = summary(src_cap.take(0))
+            out["dst-frames-after-migration"] = summary(dst_cap.take(settle=1.5))
+            out["src-frames-during-migration"] = summary(src_cap.take(settle=0))
         finally:
             for p in (src_p, dst_p):
                 p.kill()

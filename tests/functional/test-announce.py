@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,13 +25,16 @@ from daemon_helpers import TEST_CPU, guest  # noqa: E402
 _spec = importlib.util.spec_from_file_location("upgrade", os.path.join(HERE, "test-upgrade.py"))
 upgrade = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(upgrade)
+_spec = importlib.util.spec_from_file_location("recorder",
+                                               os.path.join(HERE, "make-golden-announce.py"))
+recorder = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(recorder)
 
 TOP_SRCDIR = os.environ.get("top_srcdir", os.path.join(HERE, "..", ".."))
 GOLDEN = os.path.join(TOP_SRCDIR, "tests", "functional", "golden", "announce.json")
 ETH_P_RARP = 0x8035
 TAPS = {"nic0": "va0", "nic1": "va1"}
 DRIVERS = {"nic0": "virtio-net", "nic1": "e1000"}
-SETTLE = 1.5  # waiting for no frame: QEMU's default schedule ends at 800 ms
 SLACK_MS = 15  # a timer never fires early; the capture's clock may be this late
 
 
@@ -48,57 +50,15 @@ def vm_def(g, name="a1"):
                       "mac": g["macs"][nic]} for nic in sorted(TAPS)]}
 
 
-class Capture:
+def tap_capture():
     """The RARP frames the VM sends on each tap, with arrival times."""
-
-    def __init__(self):
-        self.socks, self.frames = {}, {nic: [] for nic in TAPS}
-        self.lock = threading.Lock()
-        for nic, tap in TAPS.items():
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_RARP))
-            s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE: bursts of 1000
-            s.bind((tap, ETH_P_RARP))
-            s.settimeout(0.02)
-            self.socks[nic] = s
-        self.stop = False
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
-
-    def run(self):
-        while not self.stop:
-            for nic, s in self.socks.items():
-                try:
-                    data = s.recv(65536)
-                except socket.timeout:
-                    continue
-                with self.lock:
-                    self.frames[nic].append((time.monotonic(), data))
-
-    def take(self, want=None, settle=SETTLE):
-        """The frames since the last take: once @want ({nic: count}) have
-        come (a loaded machine may be late) and 0.3 s more went by for any
-        extra; or, expecting none, after @settle seconds."""
-        if want and any(want.values()):
-            end = time.monotonic() + 10
-            while time.monotonic() < end:
-                with self.lock:
-                    if all(len(self.frames[n]) >= c for n, c in want.items()):
-                        break
-                time.sleep(0.05)
-            time.sleep(0.3)
-        else:
-            time.sleep(settle)
-        with self.lock:
-            out = {nic: list(f) for nic, f in self.frames.items()}
-            for f in self.frames.values():
-                f.clear()
-        return out
-
-    def close(self):
-        self.stop = True
-        self.t.join()
-        for s in self.socks.values():
-            s.close()
+    socks = {}
+    for nic, tap in TAPS.items():
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_RARP))
+        s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE: bursts of 1000
+        s.bind((tap, ETH_P_RARP))
+        socks[nic] = s
+    return recorder.Capture(socks)
 
 
 def counts(frames):
@@ -150,7 +110,7 @@ def test_announce_self_as_qemu():
     with upgrade.OwnNetns() as ns, Vmmd() as d:
         for tap in TAPS.values():
             ns.tap(tap)
-        cap = Capture()
+        cap = tap_capture()
         try:
             q = d.qmp()
             q.ok("vm-create", dict(vm_def(g), start=True))
@@ -225,7 +185,7 @@ def test_vmctl_announce():
     with upgrade.OwnNetns() as ns, Vmmd() as d:
         for tap in TAPS.values():
             ns.tap(tap)
-        cap = Capture()
+        cap = tap_capture()
         try:
             q = d.qmp()
             q.ok("vm-create", dict(vm_def(g), start=True))
@@ -256,7 +216,7 @@ def test_destination_announces_after_migration():
     with upgrade.OwnNetns() as ns, Vmmd() as src, Vmmd() as dst:
         for tap in TAPS.values():
             ns.tap(tap)
-        cap = Capture()
+        cap = tap_capture()
         try:
             qs, qd = src.qmp(), dst.qmp()
             qs.ok("vm-create", dict(vm_def(g), start=True))
