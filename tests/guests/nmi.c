@@ -4,7 +4,9 @@
  * only an NMI (or a reset) ends. The BSP brings the other vCPUs up as
  * smp.c does, says "nmi: ready", and after each wake-up waits a moment
  * for the others' handlers, then prints every CPU's count:
- * "nmi: wake N: 1 1" (the counts of APIC IDs 0, 1, ...).
+ * "nmi: wake N: 1 1" (the counts of APIC IDs 0, 1, ...). An NMI that comes
+ * while it prints, or between its last look at the count and its hlt, is
+ * not slept through: the handler returns past that hlt.
  */
 #include "lib.h"
 
@@ -27,25 +29,46 @@ struct idt_gate {
 
 static struct idt_gate idt[3] __attribute__((aligned(16)));
 
-void nmi_handler(void);
+void nmi_handler(uint64_t *rip);
 void nmi_entry(void);
-/* Saves what the C handler may clobber; NMIs are blocked until iretq. */
+extern char halt_at[];
+/*
+ * Saves what the C handler may clobber and passes it the interrupted RIP's
+ * slot in the frame; NMIs are blocked until iretq.
+ */
 __asm__(".text\n"
 	"nmi_entry:\n"
 	"	push %rax; push %rcx; push %rdx; push %rsi; push %rdi\n"
 	"	push %r8; push %r9; push %r10; push %r11\n"
 	"	cld\n"
+	"	lea 72(%rsp), %rdi\n"
 	"	call nmi_handler\n"
 	"	pop %r11; pop %r10; pop %r9; pop %r8\n"
 	"	pop %rdi; pop %rsi; pop %rdx; pop %rcx; pop %rax\n"
 	"	iretq\n");
 
-void nmi_handler(void)
+void nmi_handler(uint64_t *rip)
 {
 	unsigned id = apic_id();
 
 	if (id < MAX_CPUS) {
 		__atomic_add_fetch(&nmis[id], 1, __ATOMIC_RELEASE);
+	}
+	/*
+	 * Taken after wait_nmi's last look and before its hlt: return past
+	 * the hlt, or the CPU would sleep through this NMI's news.
+	 */
+	if (*rip == (uint64_t)halt_at) {
+		*rip += 1;
+	}
+}
+
+/* Halt (interrupts off) until this CPU's NMI count is no longer @seen. */
+static __attribute__((noinline)) void wait_nmi(uint32_t seen)
+{
+	__asm__ volatile("cli");
+	while (__atomic_load_n(&nmis[0], __ATOMIC_ACQUIRE) == seen) {
+		__asm__ volatile(".global halt_at\nhalt_at: hlt" ::: "memory");
 	}
 }
 
@@ -111,10 +134,7 @@ void guest_main(void)
 	print_dec(aps_up + 1);
 	print(" CPUs\n");
 	for (;;) {
-		__asm__ volatile("cli; hlt");
-		if (nmis[0] == seen) {
-			continue; /* not an NMI of ours */
-		}
+		wait_nmi(seen);
 		seen = nmis[0];
 		/* the others take theirs about now: give them a moment */
 		for (uint64_t spins = 0; spins < 20000000; spins++) {
