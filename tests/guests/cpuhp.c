@@ -38,13 +38,8 @@
 #define F_REMOVE 0x04
 #define F_EJECT 0x08
 
-#define ICR_LOW 0x300
-#define ICR_HIGH 0x310
-#define ICR_BUSY (1u << 12)
-
 #define MAX_CPUS 64
 
-extern char ap_trampoline[];
 extern volatile uint32_t next_cpu; /* start.S: the AP stack index */
 
 static volatile uint64_t counter[MAX_CPUS];
@@ -75,15 +70,6 @@ static void say(const char *what, unsigned cpu)
 	print(what);
 }
 
-static void icr(unsigned dest, uint32_t low)
-{
-	mmio_write32(LAPIC_BASE + ICR_HIGH, dest << 24);
-	mmio_write32(LAPIC_BASE + ICR_LOW, low);
-	for (int i = 0; i < 100000 && (mmio_read32(LAPIC_BASE + ICR_LOW) & ICR_BUSY); i++) {
-		__asm__ volatile("pause");
-	}
-}
-
 static void ost(unsigned cpu, uint32_t event, uint32_t status)
 {
 	outl(CPUHP_SEL, cpu);
@@ -101,7 +87,7 @@ static bool present(unsigned cpu)
 
 static void cpu_insert(unsigned cpu)
 {
-	unsigned vector = (unsigned)((uint64_t)ap_trampoline >> 12), apic;
+	unsigned apic;
 	uint64_t start, spins;
 
 	if (!present(cpu)) {
@@ -121,9 +107,7 @@ static void cpu_insert(unsigned cpu)
 #endif
 	ap_state[cpu] = 0;
 	next_cpu = cpu;
-	icr(apic, 0x4500); /* INIT, assert */
-	icr(apic, 0x4600 | vector);
-	icr(apic, 0x4600 | vector);
+	start_aps(apic);
 	for (spins = 0; ap_state[cpu] != 1 && spins < 400000000; spins++) {
 		__asm__ volatile("pause");
 	}

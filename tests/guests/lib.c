@@ -119,6 +119,34 @@ __attribute__((weak)) void ap_main(unsigned index)
 	guest_halt();
 }
 
+#define ICR_LOW 0x300
+#define ICR_HIGH 0x310
+#define ICR_BUSY (1u << 12)
+#define ICR_ALL_BUT_SELF (3u << 18)
+
+extern char ap_trampoline[];
+
+/* Send @low through the local APIC's ICR to APIC ID @dest; wait until it is taken. */
+static void lapic_icr(unsigned dest, uint32_t low)
+{
+	mmio_write32(LAPIC_BASE + ICR_HIGH, dest << 24);
+	mmio_write32(LAPIC_BASE + ICR_LOW, low);
+	for (int i = 0; i < 100000 && (mmio_read32(LAPIC_BASE + ICR_LOW) & ICR_BUSY); i++) {
+		__asm__ volatile("pause");
+	}
+}
+
+void start_aps(unsigned apic)
+{
+	uint32_t vector = (uint32_t)((uint64_t)ap_trampoline >> 12);
+	uint32_t to = apic == START_ALL_OTHERS ? ICR_ALL_BUT_SELF : 0;
+	unsigned dest = apic == START_ALL_OTHERS ? 0 : apic;
+
+	lapic_icr(dest, to | 0x4500);	       /* INIT, assert */
+	lapic_icr(dest, to | 0x4600 | vector); /* SIPI */
+	lapic_icr(dest, to | 0x4600 | vector);
+}
+
 uint64_t boot_count(volatile uint64_t *at, uint64_t magic, const char *tag)
 {
 	uint64_t boot = at[0] == magic ? at[1] + 1 : 1;

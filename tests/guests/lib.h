@@ -95,3 +95,10 @@ void guest_halt(void) __attribute__((noreturn));
 
 void guest_main(void);
 void ap_main(unsigned index);
+/*
+ * Start the CPU with APIC ID @apic, or every other CPU (START_ALL_OTHERS),
+ * at ap_main through start.S's trampoline: INIT, then SIPI twice (the MP
+ * specification's sequence), each waited for at the local APIC.
+ */
+#define START_ALL_OTHERS (~0u)
+void start_aps(unsigned apic);

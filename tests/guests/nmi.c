@@ -10,13 +10,8 @@
  */
 #include "lib.h"
 
-#define ICR_LOW 0x300
-#define ICR_HIGH 0x310
-#define ICR_BUSY (1u << 12)
-#define ALL_BUT_SELF (3u << 18)
 #define MAX_CPUS 8
 
-extern char ap_trampoline[];
 static volatile uint32_t aps_up;
 static volatile uint32_t nmis[MAX_CPUS];
 
@@ -88,15 +83,6 @@ static void load_idt(void)
 	__asm__ volatile("lidt %0" : : "m"(ptr));
 }
 
-static void icr(uint32_t low)
-{
-	mmio_write32(LAPIC_BASE + ICR_HIGH, 0);
-	mmio_write32(LAPIC_BASE + ICR_LOW, low);
-	for (int i = 0; i < 100000 && (mmio_read32(LAPIC_BASE + ICR_LOW) & ICR_BUSY); i++) {
-		__asm__ volatile("pause");
-	}
-}
-
 void ap_main(unsigned index)
 {
 	(void)index;
@@ -117,15 +103,13 @@ static unsigned cpus(void)
 
 void guest_main(void)
 {
-	unsigned n = cpus(), vector = (unsigned)((uint64_t)ap_trampoline >> 12);
+	unsigned n = cpus();
 	uint32_t seen = 0;
 
 	serial_init();
 	load_idt();
 	if (n > 1) {
-		icr(ALL_BUT_SELF | 0x4500);	     /* INIT, assert */
-		icr(ALL_BUT_SELF | 0x4600 | vector); /* SIPI */
-		icr(ALL_BUT_SELF | 0x4600 | vector);
+		start_aps(START_ALL_OTHERS);
 		for (uint64_t spins = 0; aps_up < n - 1 && spins < 200000000; spins++) {
 			__asm__ volatile("pause");
 		}
