@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/pathpol.h"
 #include "common/thread.h"
+#include "common/util.h"
 #include "daemon/jobs.h"
 #include "daemon/migration.h"
 #include "daemon/registry.h"
@@ -483,14 +484,6 @@ static void release_memory(void)
 #ifndef __SANITIZE_ADDRESS__
 	malloc_trim(0);
 #endif
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void changed(struct registry *reg)

@@ -49,12 +49,10 @@ struct announce {
 	struct announce_timer t[VM_ANNOUNCE_MAX_TIMERS + 2]; /* + "" and the migration's */
 };
 
+/* CLOCK_MONOTONIC in ms. */
 static uint64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return mono_ns() / 1000000;
 }
 
 static void free_strv(char **v)

@@ -95,14 +95,6 @@ struct uffd {
 	uint64_t start_ns;
 };
 
-static uint64_t mono_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 static bool marked(const struct range *g, uint64_t pg)
 {
 	return g->marked[pg / 64] & (1ull << (pg % 64));

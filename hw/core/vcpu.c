@@ -21,6 +21,7 @@
 
 #include "common/log.h"
 #include "common/thread.h"
+#include "common/util.h"
 #include "hw/core/iobus.h"
 #include "hw/core/memory.h"
 #include "hw/core/vcpu.h"
@@ -567,14 +568,6 @@ static bool handle_exit(struct vcpu *vcpu)
 		vcpu_fail(vcpu, VM_CAUSE_HOST_ERROR);
 		return false;
 	}
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
 /*

@@ -24,6 +24,7 @@
 
 #include "common/log.h"
 #include "common/thread.h"
+#include "common/util.h"
 #include "hw/announce.h"
 #include "hw/devices.h"
 #include "hw/hotplug.h"
@@ -725,14 +726,6 @@ static void io_stop(struct vm *vm)
 }
 
 /* --- setup phases (vm_setup_phases) ---------------------------------------- */
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* The phase @name (a static string) ended now. */
 static void phase(struct vm *vm, const char *name)
