@@ -246,21 +246,6 @@ static int check_object(const struct schema *s, json_t *members, bool open, json
 		return error_set(errp, EINVAL, "Invalid parameter type for '%s', expected: object",
 				 path[0] ? path : "arguments");
 	}
-	/* Unknown keys first: nothing else matters if the client misspelt one. */
-	json_object_foreach (v, key, val) {
-		char opt[256];
-
-		if (json_object_get(members, key)) {
-			continue;
-		}
-		snprintf(opt, sizeof(opt), "*%s", key);
-		if (json_object_get(members, opt) ||
-		    (extra_optional && strcmp(key, extra_optional) == 0) || open) {
-			continue;
-		}
-		snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "." : "", key);
-		return error_set(errp, EINVAL, "Parameter '%s' is unexpected", sub);
-	}
 	json_object_foreach (members, key, t) {
 		bool optional = key[0] == '*';
 		const char *name = optional ? key + 1 : key;
@@ -277,6 +262,21 @@ static int check_object(const struct schema *s, json_t *members, bool open, json
 		if (r < 0) {
 			return r;
 		}
+	}
+	/* Unknown keys last, as QEMU's input visitor checks them after the members. */
+	json_object_foreach (v, key, val) {
+		char opt[256];
+
+		if (json_object_get(members, key)) {
+			continue;
+		}
+		snprintf(opt, sizeof(opt), "*%s", key);
+		if (json_object_get(members, opt) ||
+		    (extra_optional && strcmp(key, extra_optional) == 0) || open) {
+			continue;
+		}
+		snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "." : "", key);
+		return error_set(errp, EINVAL, "Parameter '%s' is unexpected", sub);
 	}
 	if (extra_optional && json_object_get(v, extra_optional) &&
 	    !json_is_string(json_object_get(v, extra_optional))) {

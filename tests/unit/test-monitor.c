@@ -168,6 +168,12 @@ START_TEST(schema_strict_arguments)
 	ck_assert_str_eq(check(s, "stop", "{\"vm\": \"a\", \"now\": true}"),
 			 "Parameter 'now' is unexpected");
 	ck_assert_str_eq(check(s, "getfd", "{}"), "Parameter 'fdname' is missing");
+	/* QEMU's order: the members (missing, mistyped), then the unknown keys */
+	ck_assert_str_eq(check(s, "getfd", "{\"nme\": \"x\"}"), "Parameter 'fdname' is missing");
+	ck_assert_str_eq(check(s, "getfd", "{\"fdname\": 1, \"zz\": 1}"),
+			 "Invalid parameter type for 'fdname', expected: string");
+	ck_assert_str_eq(check(s, "getfd", "{\"fdname\": \"x\", \"zz\": 1}"),
+			 "Parameter 'zz' is unexpected");
 	ck_assert_str_eq(check(s, "getfd", "{\"fdname\": false}"),
 			 "Invalid parameter type for 'fdname', expected: string");
 	ck_assert_str_eq(check(s, "vm-delete", "{\"vm\": \"a\", \"force\": 1}"),
