@@ -243,7 +243,7 @@ static int file_open(struct block_node *bs, const char *filename, json_t *opts, 
 					 "not support O_DIRECT",
 					 filename);
 		}
-		return error_set_errno(errp, errno, "could not open '%s'", filename);
+		return error_set_errno(errp, errno, "Could not open '%s'", filename);
 	}
 	if (fstat(fd, &st) < 0) {
 		return error_set_errno(errp, errno, "could not stat '%s'", filename);
