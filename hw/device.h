@@ -31,6 +31,12 @@ struct vmstate_buf;
 
 struct block_node;
 
+/* A removable drive's tray (device_class.tray). */
+struct vm_tray {
+	bool open, locked;
+	struct block_node *bs; /* the medium in the tray, borrowed; NULL: none */
+};
+
 /* For for_each_disk: one disk's id and top node. */
 typedef void vm_disk_fn(void *opaque, const char *id, struct block_node *bs);
 
@@ -81,7 +87,8 @@ struct device_class {
 	void (*reset)(void *state);
 	/*
 	 * Optional (disks): this device's entry for query-block /
-	 * query-blockstats, a new reference; NULL to contribute nothing.
+	 * query-blockstats, a new reference (an array: one entry per drive
+	 * of a controller); NULL to contribute nothing.
 	 */
 	json_t *(*query_block)(void *state);
 	json_t *(*query_blockstats)(void *state);
@@ -168,6 +175,21 @@ struct device_class {
 	 * up: as before. Control thread (and load); the device takes its lock.
 	 */
 	int (*set_link)(void *state, bool up);
+	/*
+	 * Optional (drives with removable media, ide-cd): QEMU's tray and
+	 * medium of this device's drive @id (hw/media.c). tray: its state;
+	 * -ENOENT when the device has no removable drive @id (the others
+	 * then are not called for it). tray_open: 0 when open (or already),
+	 * -EBUSY when the guest locked it and @force is false (the guest is
+	 * asked to open it). set_medium: @bs (a reference taken over; NULL:
+	 * none) replaces the medium of the open tray. Control thread; the
+	 * device takes its own lock and emits DEVICE_TRAY_MOVED whenever a
+	 * tray moves (the guest may move it too).
+	 */
+	int (*tray)(void *state, const char *id, struct vm_tray *st);
+	int (*tray_open)(void *state, const char *id, bool force, struct error **errp);
+	void (*tray_close)(void *state, const char *id);
+	int (*set_medium)(void *state, const char *id, struct block_node *bs, struct error **errp);
 };
 
 /*

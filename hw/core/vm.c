@@ -226,7 +226,10 @@ static json_t *collect(struct vm *vm, bool stats)
 		json_t *(*fn)(void *) = stats ? c->query_blockstats : c->query_block;
 		json_t *j = fn ? fn(vm->devices[i].state) : NULL;
 
-		if (j) {
+		if (j && json_is_array(j)) {
+			json_array_extend(a, j); /* a controller's drives */
+			json_decref(j);
+		} else if (j) {
 			json_array_append_new(a, j);
 		}
 	}

@@ -114,7 +114,16 @@ struct ide_drive {
 	char serial[21];
 	/* CD-ROM */
 	bool locked;
+	/*
+	 * The host moved the tray: the next command that needs the medium,
+	 * once one is there, fails NOT READY (changed), the one after UNIT
+	 * ATTENTION (unit_attention), as QEMU's drive reports a change.
+	 */
+	bool changed;
 	bool unit_attention;
+	bool tray_open;	    /* the medium (bs), if any, stays in the open tray */
+	bool new_media;	    /* GET EVENT STATUS NOTIFICATION: a medium was loaded */
+	bool eject_request; /* ...: the host asked for the locked tray to open */
 	uint8_t sense_key, asc;
 	/* Transfer */
 	enum ide_xfer xfer;
@@ -172,6 +181,9 @@ struct ide {
 	struct block_aio_ctx *aio;
 	int efd;
 	struct event *ev;
+	/* DEVICE_TRAY_MOVED (ide_set_tray_handler) */
+	ide_tray_fn *tray_fn;
+	void *tray_opaque;
 };
 
 static bool ide_channel_empty(struct ide_channel *ch)
@@ -576,9 +588,26 @@ static void atapi_ok(struct ide_drive *d)
 	ide_raise(d->ch);
 }
 
+/* A medium the drive can read: in the tray, the tray closed. */
+static bool atapi_medium(const struct ide_drive *d)
+{
+	return d->bs && !d->tray_open;
+}
+
+/* The tray of @d moved (lock held): tell the machine (DEVICE_TRAY_MOVED). */
+static void atapi_tray_moved(struct ide_drive *d, bool open)
+{
+	struct ide *ide = d->ch->ide;
+
+	d->tray_open = open;
+	if (ide->tray_fn) {
+		ide->tray_fn(ide->tray_opaque, d->ch->index * 2 + d->unit, open);
+	}
+}
+
 static uint32_t atapi_sectors(struct ide_drive *d)
 {
-	uint64_t n = d->bs ? block_length(d->bs) / CD_SECTOR : 0;
+	uint64_t n = atapi_medium(d) ? block_length(d->bs) / CD_SECTOR : 0;
 
 	return (uint32_t)MIN(n, UINT32_MAX);
 }
@@ -732,7 +761,7 @@ static uint32_t atapi_mode_sense(struct ide_drive *d, const uint8_t *cdb, uint8_
 		return UINT32_MAX; /* saved values not supported */
 	}
 	memset(buf, 0, 64);
-	buf[2] = d->bs ? 0x01 : 0x70; /* medium type: 120 mm data disc, or door open */
+	buf[2] = atapi_medium(d) ? 0x01 : 0x70; /* medium type: 120 mm data disc, or door open */
 	if (page == 0x01 || page == 0x3f) {
 		p[0] = 0x01;
 		p[1] = 0x06;
@@ -761,7 +790,7 @@ static uint32_t atapi_mode_sense(struct ide_drive *d, const uint8_t *cdb, uint8_
 
 static uint32_t atapi_get_configuration(struct ide_drive *d, uint8_t *buf)
 {
-	uint16_t profile = d->bs ? (atapi_sectors(d) > 1440 * 1024 / 4 ? 0x10 : 0x08) : 0;
+	uint16_t profile = atapi_medium(d) ? (atapi_sectors(d) > 1440 * 1024 / 4 ? 0x10 : 0x08) : 0;
 	uint8_t *p = buf + 8;
 
 	memset(buf, 0, 64);
@@ -828,19 +857,31 @@ static void atapi_packet(struct ide_drive *d)
 		alloc = get_be16(cdb + 7);
 		memset(buf, 0, 8);
 		put_be16(buf, 6);
-		buf[2] = 0x04;		      /* media class */
-		buf[3] = 0x10;		      /* supported: media */
-		buf[5] = d->bs ? 0x02 : 0x00; /* media present */
+		buf[2] = 0x04; /* media class */
+		buf[3] = 0x10; /* supported: media */
+		/* media status: tray open (no event reported then), or medium present */
+		buf[5] = d->tray_open ? 0x01 : d->bs ? 0x02 : 0x00;
+		if (!d->tray_open && d->new_media) {
+			buf[4] = 0x02; /* new media */
+			d->new_media = false;
+		} else if (!d->tray_open && d->eject_request) {
+			buf[4] = 0x01; /* eject request */
+			d->eject_request = false;
+		}
 		atapi_send(d, MIN(alloc, 8u), dma);
 		return;
-	case 0x1b:			 /* START STOP UNIT */
-		if ((cdb[4] & 3) == 2) { /* eject */
-			if (d->locked) {
-				atapi_error(d, SENSE_ILLEGAL_REQUEST, ASC_MEDIUM_REMOVAL_PREVENTED);
+	case 0x1b: /* START STOP UNIT: with LoEj, open (Start 0) or close the tray */
+		if ((cdb[4] & 0xf0) == 0 && (cdb[4] & 2)) {
+			bool open = !(cdb[4] & 1);
+
+			if (open && !d->tray_open && d->locked) {
+				atapi_error(d, d->bs ? SENSE_NOT_READY : SENSE_ILLEGAL_REQUEST,
+					    ASC_MEDIUM_REMOVAL_PREVENTED);
 				return;
 			}
-			block_unref(d->bs);
-			d->bs = NULL;
+			if (d->tray_open != open) {
+				atapi_tray_moved(d, open); /* the medium stays in the tray */
+			}
 		}
 		atapi_ok(d);
 		return;
@@ -851,14 +892,19 @@ static void atapi_packet(struct ide_drive *d)
 	case 0xbd: /* MECHANISM STATUS */
 		alloc = get_be16(cdb + 8);
 		memset(buf, 0, 8);
-		buf[1] = d->bs ? 0 : 0x10;
+		buf[1] = d->tray_open ? 0x10 : 0; /* door open */
 		atapi_send(d, MIN(alloc, 8u), dma);
 		return;
 	default:
 		break;
 	}
 
-	if (d->unit_attention) {
+	if (atapi_medium(d) && d->changed) {
+		d->changed = false;
+		atapi_error(d, SENSE_NOT_READY, ASC_MEDIUM_NOT_PRESENT);
+		return;
+	}
+	if (atapi_medium(d) && d->unit_attention) {
 		d->unit_attention = false;
 		atapi_error(d, SENSE_UNIT_ATTENTION, ASC_MEDIUM_MAY_HAVE_CHANGED);
 		return;
@@ -871,7 +917,7 @@ static void atapi_packet(struct ide_drive *d)
 	case 0x43: /* READ TOC */
 	case 0x2b: /* SEEK */
 	case 0x51: /* READ DISC INFORMATION */
-		if (!d->bs) {
+		if (!atapi_medium(d)) {
 			atapi_error(d, SENSE_NOT_READY, ASC_MEDIUM_NOT_PRESENT);
 			return;
 		}
@@ -1928,41 +1974,148 @@ int ide_attach(struct ide *ide, unsigned slot, struct block_node *bs, bool cd, c
 	return 0;
 }
 
-int ide_cd_change_media(struct ide *ide, unsigned slot, struct block_node *bs, bool force,
-			struct error **errp)
+void ide_set_tray_handler(struct ide *ide, ide_tray_fn *fn, void *opaque)
+{
+	pthread_mutex_lock(&ide->lock);
+	ide->tray_fn = fn;
+	ide->tray_opaque = opaque;
+	pthread_mutex_unlock(&ide->lock);
+}
+
+/* The CD-ROM drive in @slot, or NULL with *errp set. */
+static struct ide_drive *ide_cd(struct ide *ide, unsigned slot, struct error **errp)
 {
 	struct ide_drive *d;
 
 	if (slot >= IDE_MAX_DRIVES) {
-		return error_set(errp, EINVAL, "IDE slot %u out of range", slot);
+		error_set(errp, EINVAL, "IDE slot %u out of range", slot);
+		return NULL;
 	}
 	d = &ide->ch[slot / 2].drive[slot % 2];
 	if (!d->present || !d->cd) {
-		return error_set(errp, ENODEV, "IDE slot %u holds no CD-ROM drive", slot);
+		error_set(errp, ENODEV, "IDE slot %u holds no CD-ROM drive", slot);
+		return NULL;
 	}
-	pthread_mutex_lock(&ide->lock);
-	/* a read of the old medium in flight ends first (before, the lock waited for it) */
+	return d;
+}
+
+/*
+ * The medium of @d goes (lock held): a read of it in flight ends first; one
+ * set up and not run yet (its DMA not started, or PIO blocks left) fails
+ * NOT READY, and never reads what comes next.
+ */
+static void atapi_medium_gone(struct ide_drive *d)
+{
 	ide_wait_idle(d->ch);
-	if (d->locked && !force) {
-		pthread_mutex_unlock(&ide->lock);
-		return error_set(errp, EBUSY, "the guest has locked the CD-ROM tray");
-	}
-	block_unref(d->bs);
-	d->bs = bs;
-	d->unit_attention = true;
 	if (d->remaining && (d->xfer == XFER_ATAPI_DMA || d->xfer == XFER_ATAPI_IN)) {
-		/*
-		 * A read of the old medium set up and not run yet (its DMA not
-		 * started, or PIO blocks left): it fails as the medium went, and
-		 * never reads the new one (or none: the medium was ejected).
-		 */
 		d->remaining = 0;
 		d->pos = d->end = 0;
-		atapi_error(d, bs ? SENSE_UNIT_ATTENTION : SENSE_NOT_READY,
-			    bs ? ASC_MEDIUM_MAY_HAVE_CHANGED : ASC_MEDIUM_NOT_PRESENT);
+		atapi_error(d, SENSE_NOT_READY, ASC_MEDIUM_NOT_PRESENT);
 	}
+}
+
+/*
+ * The host moved the tray of @d (lock held). As QEMU's drive, either way:
+ * the guest hears of a new medium (GET EVENT STATUS NOTIFICATION, once
+ * the tray is closed) and the first commands after it find one report
+ * the change (NOT READY, then UNIT ATTENTION); an eject request is void.
+ */
+static void ide_cd_host_moved(struct ide_drive *d, bool open)
+{
+	d->new_media = true;
+	d->changed = d->unit_attention = true;
+	d->eject_request = false;
+	atapi_tray_moved(d, open);
+}
+
+int ide_cd_state(struct ide *ide, unsigned slot, struct ide_cd_state *st)
+{
+	struct ide_drive *d = ide_cd(ide, slot, NULL);
+
+	if (!d) {
+		return -ENODEV;
+	}
+	pthread_mutex_lock(&ide->lock);
+	st->tray_open = d->tray_open;
+	st->locked = d->locked;
+	st->bs = d->bs;
 	pthread_mutex_unlock(&ide->lock);
 	return 0;
+}
+
+int ide_cd_open_tray(struct ide *ide, unsigned slot, bool force, struct error **errp)
+{
+	struct ide_drive *d = ide_cd(ide, slot, errp);
+	int r = 0;
+
+	if (!d) {
+		return -ENODEV;
+	}
+	pthread_mutex_lock(&ide->lock);
+	if (!d->tray_open) {
+		if (d->locked) {
+			/* the guest hears of it (GET EVENT STATUS NOTIFICATION) */
+			d->eject_request = true;
+			d->locked = !force;
+		}
+		if (d->locked) {
+			r = error_set(errp, EBUSY, "the guest has locked the CD-ROM tray");
+		} else {
+			atapi_medium_gone(d);
+			ide_cd_host_moved(d, true);
+		}
+	}
+	pthread_mutex_unlock(&ide->lock);
+	return r;
+}
+
+void ide_cd_close_tray(struct ide *ide, unsigned slot)
+{
+	struct ide_drive *d = ide_cd(ide, slot, NULL);
+
+	if (!d) {
+		return;
+	}
+	pthread_mutex_lock(&ide->lock);
+	if (d->tray_open) {
+		ide_cd_host_moved(d, false);
+	}
+	pthread_mutex_unlock(&ide->lock);
+}
+
+int ide_cd_set_medium(struct ide *ide, unsigned slot, struct block_node *bs, struct error **errp)
+{
+	struct ide_drive *d = ide_cd(ide, slot, errp);
+	struct block_node *old;
+
+	if (!d) {
+		return -ENODEV;
+	}
+	pthread_mutex_lock(&ide->lock);
+	if (!d->tray_open) {
+		pthread_mutex_unlock(&ide->lock);
+		return error_set(errp, EBUSY, "the CD-ROM tray is not open");
+	}
+	atapi_medium_gone(d); /* (a read the guest set up before it opened the tray) */
+	old = d->bs;
+	d->bs = bs;
+	pthread_mutex_unlock(&ide->lock);
+	block_unref(old);
+	return 0;
+}
+
+int ide_cd_change_media(struct ide *ide, unsigned slot, struct block_node *bs, bool force,
+			struct error **errp)
+{
+	int r = ide_cd_open_tray(ide, slot, force, errp);
+
+	if (r == 0) {
+		r = ide_cd_set_medium(ide, slot, bs, errp);
+	}
+	if (r == 0) {
+		ide_cd_close_tray(ide, slot);
+	}
+	return r;
 }
 
 int ide_register(struct ide *ide, struct error **errp)
@@ -2042,7 +2195,106 @@ struct ide_dev {
 	struct vm *vm;
 	struct pci_device pci;
 	bool pci_registered;
+	const char *id[IDE_MAX_DRIVES]; /* the definition's disk ids (the VM's config) */
+	bool cd[IDE_MAX_DRIVES];
 };
+
+/* DEVICE_TRAY_MOVED, as QEMU's: the drive is both its "device" and its "id". */
+static void ide_class_tray_moved(void *opaque, unsigned slot, bool open)
+{
+	struct ide_dev *d = opaque;
+
+	vm_emit_event(d->vm, "DEVICE_TRAY_MOVED",
+		      json_pack("{s:s, s:b, s:s}", "device", d->id[slot], "tray-open", open, "id",
+				d->id[slot]));
+}
+
+/* The slot of CD-ROM drive @id, or -1. */
+static int ide_class_cd_slot(struct ide_dev *d, const char *id)
+{
+	for (unsigned i = 0; d && i < IDE_MAX_DRIVES; i++) {
+		if (d->id[i] && d->cd[i] && strcmp(d->id[i], id) == 0) {
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+static int ide_class_tray(void *state, const char *id, struct vm_tray *st)
+{
+	struct ide_dev *d = state;
+	struct ide_cd_state cs;
+	int slot = ide_class_cd_slot(d, id);
+
+	if (slot < 0 || ide_cd_state(d->ide, (unsigned)slot, &cs) < 0) {
+		return -ENOENT;
+	}
+	st->open = cs.tray_open;
+	st->locked = cs.locked;
+	st->bs = cs.bs;
+	return 0;
+}
+
+static int ide_class_tray_open(void *state, const char *id, bool force, struct error **errp)
+{
+	struct ide_dev *d = state;
+	int slot = ide_class_cd_slot(d, id);
+
+	return slot < 0 ? -ENOENT : ide_cd_open_tray(d->ide, (unsigned)slot, force, errp);
+}
+
+static void ide_class_tray_close(void *state, const char *id)
+{
+	struct ide_dev *d = state;
+	int slot = ide_class_cd_slot(d, id);
+
+	if (slot >= 0) {
+		ide_cd_close_tray(d->ide, (unsigned)slot);
+	}
+}
+
+static int ide_class_set_medium(void *state, const char *id, struct block_node *bs,
+				struct error **errp)
+{
+	struct ide_dev *d = state;
+	int slot = ide_class_cd_slot(d, id);
+
+	return slot < 0 ? -ENOENT : ide_cd_set_medium(d->ide, (unsigned)slot, bs, errp);
+}
+
+/* query-block: QEMU's BlockInfo of each drive, in slot order. Control thread. */
+static json_t *ide_class_query_block(void *state)
+{
+	struct ide_dev *d = state;
+	json_t *a = json_array();
+
+	for (unsigned i = 0; d && a && i < IDE_MAX_DRIVES; i++) {
+		struct ide_cd_state cs = {0};
+		struct block_node *bs;
+		json_t *o;
+
+		if (!d->id[i]) {
+			continue;
+		}
+		if (d->cd[i]) {
+			ide_cd_state(d->ide, i, &cs);
+			bs = cs.bs;
+		} else {
+			bs = ide_drive_node(d->ide, i);
+		}
+		o = json_pack("{s:s, s:s, s:b, s:b, s:s, s:s}", "device", d->id[i], "qdev",
+			      d->id[i], "removable", d->cd[i], "locked", cs.locked, "type",
+			      "unknown", "io-status", "ok");
+		if (o && d->cd[i]) {
+			json_object_set_new(o, "tray_open", json_boolean(cs.tray_open));
+		}
+		if (o && bs) {
+			json_object_set_new(o, "inserted", block_info_json(bs));
+		}
+		json_array_append_new(a, o);
+	}
+	return a;
+}
 
 static uint64_t ide_pci_bm_read(void *opaque, uint64_t offset, unsigned size)
 {
@@ -2158,6 +2410,8 @@ static int ide_class_realize(struct vm *vm, const void *cfg_unused, void **ret_s
 			continue;
 		}
 		cd = strcmp(dc->driver, "ide-cd") == 0;
+		d->id[slot] = dc->id;
+		d->cd[slot] = cd;
 		r = ide_open_disk(dc, cd, &bs, errp);
 		if (r == 0) {
 			r = ide_attach(d->ide, slot++, bs, cd, dc->serial, errp);
@@ -2171,6 +2425,7 @@ static int ide_class_realize(struct vm *vm, const void *cfg_unused, void **ret_s
 			return r;
 		}
 	}
+	ide_set_tray_handler(d->ide, ide_class_tray_moved, d);
 	r = ide_register(d->ide, errp);
 	if (r < 0) {
 		ide_free(d->ide);
@@ -2286,6 +2541,23 @@ static int ide_class_save(void *state, struct vmstate_buf *out, struct error **e
 			ide_save_drive(&ch->drive[u], out);
 		}
 	}
+	/*
+	 * The trays, after the rest and only when one is open or has an event
+	 * for the guest: a VM whose trays are closed and quiet saves what an
+	 * older vmmd loads.
+	 */
+	uint8_t trays[IDE_MAX_DRIVES], any = 0;
+
+	for (unsigned i = 0; i < IDE_MAX_DRIVES; i++) {
+		const struct ide_drive *d = &ide->ch[i / 2].drive[i % 2];
+
+		trays[i] = (uint8_t)(d->tray_open | d->new_media << 1 | d->eject_request << 2 |
+				     d->changed << 3);
+		any |= trays[i];
+	}
+	if (any) {
+		vmstate_put_bytes(out, trays, sizeof(trays));
+	}
 	pthread_mutex_unlock(&ide->lock);
 	return 0;
 }
@@ -2329,7 +2601,7 @@ static int ide_class_load(void *state, struct vmstate_buf *in, unsigned version,
 	struct ide_dev *dev = state;
 	struct ide *ide = dev->ide;
 	struct ide_saved_drive sd[2][2] = {0};
-	uint8_t regs[2][14];
+	uint8_t regs[2][14], trays[IDE_MAX_DRIVES] = {0};
 	uint32_t cur[2], prd[2];
 	bool irq[2], present[2][2];
 	int r;
@@ -2351,10 +2623,17 @@ static int ide_class_load(void *state, struct vmstate_buf *in, unsigned version,
 			ide_load_drive(in, &sd[c][u]);
 		}
 	}
+	if (!in->failed && in->pos < in->len) {
+		vmstate_get_bytes(in, trays, sizeof(trays));
+		for (unsigned i = 0; i < IDE_MAX_DRIVES; i++) {
+			in->failed |= trays[i] > 15;
+		}
+	}
 	r = vmstate_check_end(in, "the IDE controller", errp);
 	for (unsigned c = 0; r == 0 && c < 2; c++) {
 		for (unsigned u = 0; u < 2; u++) {
-			if (present[c][u] != ide->ch[c].drive[u].present) {
+			if (present[c][u] != ide->ch[c].drive[u].present ||
+			    (trays[c * 2 + u] && !ide->ch[c].drive[u].cd)) {
 				r = error_set(
 					errp, EINVAL,
 					"IDE %u:%u: the snapshot's drive does not match the VM's",
@@ -2397,6 +2676,10 @@ static int ide_class_load(void *state, struct vmstate_buf *in, unsigned version,
 				d->lba48_cmd = s->lba48_cmd;
 				d->locked = s->locked;
 				d->unit_attention = s->unit_attention;
+				d->tray_open = trays[c * 2 + u] & 1;
+				d->new_media = trays[c * 2 + u] & 2;
+				d->eject_request = trays[c * 2 + u] & 4;
+				d->changed = trays[c * 2 + u] & 8;
 				d->sense_key = s->sense_key;
 				d->asc = s->asc;
 				d->xfer = (enum ide_xfer)s->xfer;
@@ -2455,4 +2738,9 @@ const struct device_class ide_class = {
 	.busy = ide_class_busy,
 	.for_each_disk = ide_class_for_each_disk,
 	.set_active = ide_class_set_active,
+	.query_block = ide_class_query_block,
+	.tray = ide_class_tray,
+	.tray_open = ide_class_tray_open,
+	.tray_close = ide_class_tray_close,
+	.set_medium = ide_class_set_medium,
 };

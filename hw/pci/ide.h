@@ -47,10 +47,41 @@ struct block_node *ide_drive_node(struct ide *ide, unsigned slot);
 int ide_attach(struct ide *ide, unsigned slot, struct block_node *bs, bool cd, const char *serial,
 	       struct error **errp);
 /*
- * Change the medium of the CD-ROM in @slot: @bs replaces it (NULL ejects).
- * The guest sees UNIT ATTENTION (medium may have changed) once.
- * -EBUSY when the guest has locked the tray and @force is false.
+ * The CD-ROM drives' trays and media, as QEMU's ide-cd: the medium (an
+ * image) sits in the tray; the guest reads it only while the tray is
+ * closed. The guest opens and closes the tray (START STOP UNIT) and locks
+ * it (PREVENT ALLOW MEDIUM REMOVAL); the host does the same through these
+ * calls, which take the controller's lock.
+ *
+ * ide_set_tray_handler: @fn(@opaque, slot, open) each time a tray moves,
+ * whoever moved it (QEMU's DEVICE_TRAY_MOVED), with the controller's lock
+ * held, on the thread that moved it (a vCPU, or the caller below).
  */
+typedef void ide_tray_fn(void *opaque, unsigned slot, bool open);
+void ide_set_tray_handler(struct ide *ide, ide_tray_fn *fn, void *opaque);
+
+struct ide_cd_state {
+	bool tray_open, locked;
+	struct block_node *bs; /* the medium, borrowed; NULL: none */
+};
+/* -ENODEV if @slot holds no CD-ROM drive. */
+int ide_cd_state(struct ide *ide, unsigned slot, struct ide_cd_state *st);
+/*
+ * Open the tray (a no-op when open). A tray the guest locked is asked to
+ * open (the guest sees an eject request) and stays closed: -EBUSY; with
+ * @force the lock is dropped and the tray opens. A read of the medium in
+ * flight completes first; one set up and not yet run fails (not ready).
+ */
+int ide_cd_open_tray(struct ide *ide, unsigned slot, bool force, struct error **errp);
+/* Close the tray (a no-op when closed); a medium in it reads as new (UNIT ATTENTION once). */
+void ide_cd_close_tray(struct ide *ide, unsigned slot);
+/*
+ * Put @bs (a reference the controller takes over; NULL: none) in the open
+ * tray in place of its medium, whose reference is dropped. -EBUSY when the
+ * tray is closed.
+ */
+int ide_cd_set_medium(struct ide *ide, unsigned slot, struct block_node *bs, struct error **errp);
+/* Open (@force as above), change the medium to @bs, close: one media change. */
 int ide_cd_change_media(struct ide *ide, unsigned slot, struct block_node *bs, bool force,
 			struct error **errp);
 

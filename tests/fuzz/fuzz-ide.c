@@ -2,7 +2,7 @@
  * libFuzzer target: the IDE controller (hw/pci/ide.c) on the fake machine
  * (tests/unit/fake-machine.c): ATA and ATAPI commands through the task
  * file, PIO data in and out, bus-master DMA with guest-written PRD tables,
- * software reset and CD-ROM media changes, on a 1 MiB raw disk (primary
+ * software reset and the host's CD-ROM tray and media, on a 1 MiB raw disk (primary
  * master) and a 100-sector CD-ROM (secondary master), both fresh each run.
  * The input is a stream of operations (see the switch below).
  */
@@ -190,13 +190,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 10: /* system reset */
 			ide_reset(ide);
 			break;
-		case 11: { /* the host changes (or ejects) the CD, forced or not */
-			struct block_node *bs;
+		case 11: { /* the host's tray: a media change, open, close, a medium in the open tray */
+			struct block_node *bs = NULL;
+			unsigned mode;
 
 			v = fz_u8(&f);
-			bs = v & 1 ? open_img(path_cd, false) : NULL;
-			if (ide_cd_change_media(ide, 2, bs, v & 2, NULL) < 0) {
-				block_unref(bs); /* refused: still ours */
+			mode = v >> 4 & 3;
+			if (v & 1 && (mode == 0 || mode == 3)) {
+				bs = open_img(path_cd, false);
+			}
+			switch (mode) {
+			case 0: /* changes (or ejects) the CD, forced or not */
+				if (ide_cd_change_media(ide, 2, bs, v & 2, NULL) < 0) {
+					block_unref(bs); /* refused: still ours */
+				}
+				break;
+			case 1:
+				ide_cd_open_tray(ide, 2, v & 2, NULL);
+				break;
+			case 2:
+				ide_cd_close_tray(ide, 2);
+				break;
+			default:
+				if (ide_cd_set_medium(ide, 2, bs, NULL) < 0) {
+					block_unref(bs);
+				}
+				break;
 			}
 			break;
 		}

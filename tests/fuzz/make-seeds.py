@@ -109,6 +109,15 @@ def ide():
                                     packet(SEC, [0x03, 0, 0, 0, 18]) + pio_in(SEC, 9) +
                                     packet(SEC, [0x4a, 1, 0, 0, 0x10, 0, 0, 0, 8]) +
                                     pio_in(SEC, 4) + packet(SEC, [0x1b, 0, 0, 0, 3]))
+    # the host's tray (op 11, bits 4-5: 1 open, 2 close, 3 a medium in the open tray)
+    gesn = packet(SEC, [0x4a, 1, 0, 0, 0x10, 0, 0, 0, 8]) + pio_in(SEC, 4)
+    s["atapi-tray"] = (packet(SEC, [0x1e, 0, 0, 0, 1]) + u8(11, 0, 0x10) + gesn +
+                       u8(11, 0, 0x12) + gesn + packet(SEC, [0x1b, 0, 0, 0, 3]) +
+                       u8(11, 0, 0x31) + u8(11, 0, 0x10) + u8(11, 0, 0x30) + u8(11, 0, 0x31) +
+                       packet(SEC, [0x00]) + u8(11, 0, 0x20) + gesn + packet(SEC, [0x00]) +
+                       packet(SEC, [0x00]) + packet(SEC, [0x00]) +
+                       packet(SEC, [0x28, 0, 0, 0, 0, 3, 0, 0, 2], 1000) + u8(11, 0, 0x10) +
+                       pio_in(SEC, 500))
     s["slave-absent"] = ata(PRI, 0xb0, 0xec) + u8(1, 7) + ata(SEC, 0xb0, 0xa1) + pio_in(SEC, 256)
     write("ide", s)
 

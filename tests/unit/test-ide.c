@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/vmstate.h"
 #include "hw/pci/ide.h"
 #include "hw/device.h"
 #include "hw/devices.h"
@@ -630,7 +631,9 @@ START_TEST(atapi_media_change)
 
 	ck_assert_uint_eq(packet(tur, 0) & 0x01, 0);
 	ck_assert_int_eq(ide_cd_change_media(ide, 2, open_img(path_cd2, false), false, NULL), 0);
-	/* one UNIT ATTENTION, then ready with the new capacity */
+	/* as QEMU's drive: NOT READY once, UNIT ATTENTION once, then ready with the new capacity */
+	ck_assert_uint_eq(packet(tur, 0) & 0x01, 0x01);
+	ck_assert_uint_eq(sense_key(), 0x22);
 	ck_assert_uint_eq(packet(tur, 0) & 0x01, 0x01);
 	ck_assert_uint_eq(sense_key(), 0x61);
 	ck_assert_uint_eq(packet(tur, 0) & 0x01, 0);
@@ -648,12 +651,97 @@ START_TEST(atapi_media_change)
 	lock[4] = 0;
 	packet(lock, 0);
 	ck_assert_uint_eq(packet(eject, 0) & 0x01, 0);
-	/* no medium */
+	/* the tray is open: no medium to read */
 	ck_assert_uint_eq(packet(tur, 0) & 0x01, 0x01);
 	ck_assert_uint_eq(sense_key(), 0x22);
 	/* the disk slot is not a CD-ROM */
 	ck_assert_int_eq(ide_cd_change_media(ide, 0, NULL, false, &err), -ENODEV);
 	error_free(err);
+}
+END_TEST
+
+static unsigned trays_moved, tray_last;
+
+static void tray_moved(void *opaque, unsigned slot, bool open)
+{
+	trays_moved++;
+	tray_last = slot << 1 | open;
+}
+
+/* GET EVENT STATUS NOTIFICATION (media class): event code << 8 | media status. */
+static unsigned media_event(void)
+{
+	uint8_t cdb[12] = {0x4a, 1, 0, 0, 0x10, 0, 0, 0, 8}, buf[8];
+
+	packet(cdb, 0xfffe);
+	ck_assert_uint_eq(data_in(buf, sizeof(buf), NULL), 8);
+	return (unsigned)buf[4] << 8 | buf[5];
+}
+
+/*
+ * The tray, as QEMU's ide-cd (golden/cdrom.json has the same steps seen
+ * by tests/guests/cdrom.c): the host's open of a locked tray is an eject
+ * request for the guest; the guest opens and closes it (each move told);
+ * the medium stays in an open tray and is not read; a forced open drops
+ * the lock; a medium put in the open tray reads as new once it closes.
+ */
+START_TEST(atapi_tray)
+{
+	uint8_t tur[12] = {0x00}, lock[12] = {0x1e, 0, 0, 0, 1};
+	uint8_t open[12] = {0x1b, 0, 0, 0, 2}, close[12] = {0x1b, 0, 0, 0, 3};
+	struct ide_cd_state st;
+	struct error *err = NULL;
+
+	ide_set_tray_handler(ide, tray_moved, NULL);
+	trays_moved = 0;
+	ck_assert_uint_eq(media_event(), 0x0002); /* no event, medium present */
+	packet(lock, 0);
+	ck_assert_int_eq(ide_cd_open_tray(ide, 2, false, &err), -EBUSY);
+	error_free(TAKE_PTR(err));
+	ck_assert_uint_eq(trays_moved, 0);
+	ck_assert_uint_eq(media_event(), 0x0102); /* eject request, once */
+	ck_assert_uint_eq(media_event(), 0x0002);
+	/* the guest's open is refused while it holds the lock */
+	ck_assert_uint_eq(packet(open, 0) & 0x01, 0x01);
+	lock[4] = 0;
+	packet(lock, 0);
+	ck_assert_uint_eq(packet(open, 0) & 0x01, 0);
+	ck_assert_uint_eq(trays_moved, 1);
+	ck_assert_uint_eq(tray_last, 2 << 1 | 1);
+	ck_assert_int_eq(ide_cd_state(ide, 2, &st), 0);
+	ck_assert(st.tray_open && st.bs);	  /* the medium stays in the tray */
+	ck_assert_uint_eq(media_event(), 0x0001); /* tray open */
+	ck_assert_uint_eq(packet(tur, 0) & 0x01, 0x01);
+	ck_assert_uint_eq(sense_key(), 0x22);
+	/* the guest closes it: the same medium, no change reported */
+	ck_assert_uint_eq(packet(close, 0) & 0x01, 0);
+	ck_assert_uint_eq(trays_moved, 2);
+	ck_assert_uint_eq(packet(tur, 0) & 0x01, 0);
+	/* host: a medium cannot go into a closed tray */
+	ck_assert_int_eq(ide_cd_set_medium(ide, 2, NULL, &err), -EBUSY);
+	error_free(TAKE_PTR(err));
+	/* locked again, forced open: the lock goes, the tray opens */
+	lock[4] = 1;
+	packet(lock, 0);
+	ck_assert_int_eq(ide_cd_open_tray(ide, 2, true, NULL), 0);
+	ck_assert_uint_eq(trays_moved, 3);
+	ck_assert_int_eq(ide_cd_state(ide, 2, &st), 0);
+	ck_assert(st.tray_open && !st.locked);
+	ck_assert_int_eq(ide_cd_open_tray(ide, 2, false, NULL), 0); /* open already: no move */
+	ck_assert_uint_eq(trays_moved, 3);
+	ck_assert_int_eq(ide_cd_set_medium(ide, 2, open_img(path_cd2, false), NULL), 0);
+	ck_assert_uint_eq(media_event(), 0x0001); /* no event while open */
+	ide_cd_close_tray(ide, 2);
+	ck_assert_uint_eq(trays_moved, 4);
+	ck_assert_uint_eq(tray_last, 2 << 1);
+	ck_assert_uint_eq(media_event(), 0x0202); /* new medium, once */
+	ck_assert_uint_eq(media_event(), 0x0002);
+	ck_assert_uint_eq(packet(tur, 0) & 0x01, 0x01);
+	ck_assert_uint_eq(sense_key(), 0x22);
+	ck_assert_uint_eq(packet(tur, 0) & 0x01, 0x01);
+	ck_assert_uint_eq(sense_key(), 0x61);
+	ck_assert_uint_eq(packet(tur, 0) & 0x01, 0);
+	ide_set_tray_handler(ide, NULL, NULL);
 }
 END_TEST
 
@@ -699,6 +787,47 @@ START_TEST(device_class)
 	iobus_write(b, IOBUS_PIO, 0x1f7, 1, 0xa1);
 	iobus_read(b, IOBUS_PIO, 0x1f7, 1, &v);
 	ck_assert_uint_eq(v & 0x08, 0x08);
+
+	/* the tray hooks find cd0 only; a move is an event; query-block lists both */
+	struct vm_tray st;
+	struct vmstate_buf closed, opened, in;
+	unsigned events = fake_vm_events(vm);
+
+	ck_assert_int_eq(ide_class.tray(state, "hd0", &st), -ENOENT);
+	ck_assert_int_eq(ide_class.tray(state, "cd0", &st), 0);
+	ck_assert(!st.open && st.bs);
+	vmstate_buf_init(&closed);
+	ck_assert_int_eq(ide_class.save(state, &closed, NULL), 0);
+	ck_assert_int_eq(ide_class.tray_open(state, "cd0", false, NULL), 0);
+	ck_assert_uint_eq(fake_vm_events(vm), events + 1);
+	json_t *qb = ide_class.query_block(state);
+
+	ck_assert_uint_eq(json_array_size(qb), 2);
+	ck_assert(json_is_true(json_object_get(json_array_get(qb, 1), "tray_open")));
+	ck_assert(json_is_false(json_object_get(json_array_get(qb, 1), "locked")));
+	ck_assert_ptr_null(json_object_get(json_array_get(qb, 0), "tray_open"));
+	json_decref(qb);
+	/* an open tray is saved after the rest, 4 bytes longer; closed ones as before */
+	vmstate_buf_init(&opened);
+	ck_assert_int_eq(ide_class.save(state, &opened, NULL), 0);
+	ck_assert_uint_eq(opened.len, closed.len + 4);
+	ide_class.unrealize(state);
+	ck_assert_int_eq(ide_class.realize(vm, NULL, &state, NULL), 0);
+	vmstate_buf_wrap(&in, opened.data, opened.len);
+	ck_assert_int_eq(ide_class.load(state, &in, 1, NULL), 0);
+	ck_assert_int_eq(ide_class.tray(state, "cd0", &st), 0);
+	ck_assert(st.open && st.bs);
+	vmstate_buf_wrap(&in, closed.data, closed.len);
+	ck_assert_int_eq(ide_class.load(state, &in, 1, NULL), 0);
+	ck_assert_int_eq(ide_class.tray(state, "cd0", &st), 0);
+	ck_assert(!st.open);
+	/* a tray state for the hard disk's slot is refused */
+	opened.data[opened.len - 4] = 1;
+	vmstate_buf_wrap(&in, opened.data, opened.len);
+	ck_assert_int_lt(ide_class.load(state, &in, 1, NULL), 0);
+	vmstate_buf_free(&closed);
+	vmstate_buf_free(&opened);
+
 	ide_class.reset(state);
 	ide_class.unrealize(state);
 	ck_assert_uint_eq(iobus_count(b), base);
@@ -791,6 +920,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, atapi_read);
 	tcase_add_test(tc, atapi_toc_mode_sense_config);
 	tcase_add_test(tc, atapi_media_change);
+	tcase_add_test(tc, atapi_tray);
 	tcase_add_test(tc, device_class);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(io, setup_io_thread, teardown);
@@ -805,6 +935,7 @@ static Suite *make_suite(void)
 	tcase_add_test(io, atapi_read);
 	tcase_add_test(io, atapi_toc_mode_sense_config);
 	tcase_add_test(io, atapi_media_change);
+	tcase_add_test(io, atapi_tray);
 	tcase_add_test(io, io_thread_dma_and_flush);
 	suite_add_tcase(s, io);
 	return s;
