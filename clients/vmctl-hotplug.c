@@ -307,3 +307,52 @@ int vmctl_cmd_nic(struct qmp_client *c, int argc, char **argv)
 	}
 	return vmctl_fail(EXIT_USAGE, "unknown nic command '%s'", argv[1]);
 }
+
+/*
+ * cd eject NAME ID [--force] and cd insert NAME ID FILE [--format F]
+ * [--force]: QEMU's eject and blockdev-change-medium on a CD-ROM drive.
+ */
+int vmctl_cmd_cd(struct qmp_client *c, int argc, char **argv)
+{
+	const char *format = NULL, *file = NULL;
+	bool force = false, insert;
+	unsigned fixed;
+	json_t *args;
+	int rc;
+
+	if (argc < 2 || (strcmp(argv[1], "eject") != 0 && strcmp(argv[1], "insert") != 0)) {
+		return vmctl_fail(EXIT_USAGE, "cd needs eject or insert");
+	}
+	insert = strcmp(argv[1], "insert") == 0;
+	fixed = insert ? 5 : 4;
+	if ((unsigned)argc < fixed) {
+		return vmctl_fail(EXIT_USAGE,
+				  insert ? "cd insert needs a VM name, a drive id and a file"
+					 : "cd eject needs a VM name and a drive id");
+	}
+	for (int i = (int)fixed; i < argc; i++) {
+		if (strcmp(argv[i], "--force") == 0) {
+			force = true;
+		} else if (insert && strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
+			format = argv[++i];
+		} else {
+			return vmctl_fail(EXIT_USAGE, "cd %s: unknown option '%s'", argv[1],
+					  argv[i]);
+		}
+	}
+	args = json_pack("{s:s, s:s, s:b}", "vm", argv[2], "id", argv[3], "force", force);
+	if (insert) {
+		file = argv[4];
+		json_object_set_new(args, "filename", json_string(file));
+		json_object_set_new(args, "format", json_string(format ? format : "raw"));
+	}
+	rc = vmctl_run_cmd(c, insert ? "blockdev-change-medium" : "eject", args, NULL);
+	if (rc == EXIT_OK && !vmctl_json()) {
+		if (insert) {
+			printf("%s: cd %s holds %s\n", argv[2], argv[3], file);
+		} else {
+			printf("%s: cd %s ejected\n", argv[2], argv[3]);
+		}
+	}
+	return rc;
+}

@@ -2004,6 +2004,11 @@ static int cmd_nic(struct qmp_client *c, int argc, char **argv, const struct vmc
 	return vmctl_cmd_nic(c, argc, argv);
 }
 
+static int cmd_cd(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+{
+	return vmctl_cmd_cd(c, argc, argv);
+}
+
 static int cmd_cpus(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	return vmctl_cmd_cpus(c, argc, argv);
@@ -2448,6 +2453,15 @@ static const struct vmctl_command commands[] = {
 	 "                 device_del, wait for the eject, then netdev_del\n"
 	 "  nic link NAME ID up|down\n"
 	 "                 set_link: down, the guest sees no link and frames are dropped\n"},
+	{"cd", cmd_cd, "eject|insert NAME ID ...",
+	 "change the medium of a running VM's CD-ROM drive",
+	 "  cd eject NAME ID [--force]\n"
+	 "                 eject: open the tray and remove the medium; a tray the guest\n"
+	 "                 locked stays shut (the guest is asked to open it; try again\n"
+	 "                 when it has) unless --force\n"
+	 "  cd insert NAME ID FILE [--format raw|qcow2] [--force]\n"
+	 "                 blockdev-change-medium: FILE (default raw) replaces the medium,\n"
+	 "                 the tray closes; the VM's definition follows either change\n"},
 	{"cpus", cmd_cpus, "set NAME N [--timeout S]", "hot-plug or unplug vCPUs of a running VM",
 	 "  cpus set NAME N [--timeout S]\n"
 	 "                 bring the VM to N present vCPUs (up to its maxcpus): device_add of\n"

@@ -51,4 +51,5 @@ int vmctl_cmd_memory(struct qmp_client *c, int argc, char **argv);
 
 int vmctl_cmd_disk(struct qmp_client *c, int argc, char **argv);
 int vmctl_cmd_nic(struct qmp_client *c, int argc, char **argv);
+int vmctl_cmd_cd(struct qmp_client *c, int argc, char **argv);
 int vmctl_cmd_cpus(struct qmp_client *c, int argc, char **argv);

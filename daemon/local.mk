@@ -10,6 +10,7 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/blockjob.c daemon/blockjob.h \
 	daemon/snapshot.c daemon/snapshot.h \
 	daemon/qmp-hotplug.c \
+	daemon/qmp-media.c \
 	daemon/qmp-migration.c daemon/migration.c daemon/migration.h \
 	daemon/xbzrle.c daemon/xbzrle.h \
 	daemon/upgrade.c daemon/upgrade.h \

@@ -22,6 +22,18 @@ int qmp_stop_now(struct monitor_request *req, json_t *args, json_t **ret, struct
 int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_set_link(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+/* daemon/qmp-media.c */
+int qmp_eject(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_blockdev_open_tray(struct monitor_request *req, json_t *args, json_t **ret,
+			   struct error **errp);
+int qmp_blockdev_close_tray(struct monitor_request *req, json_t *args, json_t **ret,
+			    struct error **errp);
+int qmp_blockdev_remove_medium(struct monitor_request *req, json_t *args, json_t **ret,
+			       struct error **errp);
+int qmp_blockdev_insert_medium(struct monitor_request *req, json_t *args, json_t **ret,
+			       struct error **errp);
+int qmp_blockdev_change_medium(struct monitor_request *req, json_t *args, json_t **ret,
+			       struct error **errp);
 int qmp_inject_nmi(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_system_powerdown(struct monitor_request *req, json_t *args, json_t **ret,
 			 struct error **errp);

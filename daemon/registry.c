@@ -1954,8 +1954,14 @@ static int def_with_disk(struct registry_vm *rv, const char *id, const char *fil
 		return error_set(errp, ENOENT, "VM '%s' has no disk '%s' in its definition",
 				 rv->name, id);
 	}
-	json_object_set_new(d, "file", json_string(file));
-	json_object_set_new(d, "format", json_string(format));
+	if (file) {
+		json_object_set_new(d, "file", json_string(file));
+		json_object_set_new(d, "format", json_string(format));
+	} else {
+		/* an empty drive (a CD-ROM whose medium was removed) */
+		json_object_del(d, "file");
+		json_object_del(d, "format");
+	}
 	r = vm_config_from_json(def, false, ret_cfg, errp);
 	if (r < 0) {
 		return r;
@@ -1978,7 +1984,8 @@ int registry_set_disk(struct registry_vm *rv, const char *id, const char *file, 
 	rv->def = def;
 	vm_config_free(rv->cfg);
 	rv->cfg = cfg;
-	log_full(LOG_INFO, rv->name, id, "disk now %s (%s)", file, format);
+	log_full(LOG_INFO, rv->name, id, "disk now %s (%s)", file ? file : "empty",
+		 format ? format : "no medium");
 	return 0;
 }
 

@@ -229,7 +229,7 @@ const char *registry_run_dir(struct registry *reg);
  * A disk's image changed under the running VM (external snapshot, active
  * commit): the definition follows in memory, so the next start opens the
  * new top image; registry_write_definition() then writes the file.
- * Control thread.
+ * @file NULL: an empty drive (a removed CD-ROM medium). Control thread.
  */
 int registry_set_disk(struct registry_vm *rv, const char *id, const char *file, const char *format,
 		      struct error **errp);

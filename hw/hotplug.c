@@ -507,6 +507,39 @@ int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp)
 	return r;
 }
 
+int hotplug_node_claim(struct vm *vm, const char *name, const char *user, struct block_node **ret,
+		       struct error **errp)
+{
+	struct hp_node *n = find_open_node(vm_hotplug_state(vm), name);
+	char *u;
+
+	if (!n && !in_disk_chain(vm, name)) {
+		return error_set(errp, ENOENT, "Node '%s' not found", name);
+	}
+	if (!n || n->user) {
+		return error_set(errp, EBUSY, "Node '%s' is already in use", name);
+	}
+	u = strdup(user);
+	if (!u) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	n->user = u;
+	*ret = block_ref(n->bs);
+	return 0;
+}
+
+void hotplug_node_release(struct vm *vm, struct block_node *bs)
+{
+	struct hotplug *hp = vm_hotplug_state(vm);
+
+	for (unsigned i = 0; hp && bs && i < HP_MAX_NODES; i++) {
+		if (hp->nodes[i].user && hp->nodes[i].bs == bs) {
+			free(hp->nodes[i].user);
+			hp->nodes[i].user = NULL;
+		}
+	}
+}
+
 /* --- netdev_add / netdev_del ------------------------------------------------ */
 
 int vm_netdev_add(struct vm *vm, json_t *args, int fd, struct error **errp)

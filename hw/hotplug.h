@@ -32,3 +32,14 @@ int hotplug_restored(struct hotplug *hp, struct error **errp);
 struct vm_device;
 /* Free what hotplug keeps in a struct vm_device (its id, node and netdev names). */
 void hotplug_device_forget(struct vm_device *d);
+/*
+ * blockdev-insert-medium's node (hw/media.c), with vm_devices_lock() held:
+ * the open node @name that nothing uses, as a new reference in *ret, now
+ * used by drive @user; QEMU's "Node '...' not found" / "is already in
+ * use" otherwise. hotplug_node_release: the node whose image is @bs (if
+ * there is one) is unused again.
+ */
+struct block_node;
+int hotplug_node_claim(struct vm *vm, const char *name, const char *user, struct block_node **ret,
+		       struct error **errp);
+void hotplug_node_release(struct vm *vm, struct block_node *bs);

@@ -27,6 +27,7 @@ include hw/usb/local.mk
 hw_core_libhwcore_a_SOURCES += hw/device.h hw/devices.h hw/devices.c hw/hotplug.c hw/hotplug.h
 hw_core_libhwcore_a_SOURCES += hw/cpu-hotplug.c hw/cpu-hotplug.h
 hw_core_libhwcore_a_SOURCES += hw/announce.c hw/announce.h
+hw_core_libhwcore_a_SOURCES += hw/media.c
 
 # The libraries depend on one another (the machine realizes the devices in
 # hw/devices.c; devices call back into the machine): the core is listed again

@@ -469,6 +469,29 @@ int vm_device_add(struct vm *vm, json_t *args, struct error **errp);
  * DeviceNotFound "Device 'NAME' not found" otherwise.
  */
 int vm_set_link(struct vm *vm, const char *name, bool up, struct error **errp);
+/*
+ * Removable media (hw/media.c: ide-cd drives), QEMU's commands in steps,
+ * for the drive whose definition id is @id (QEMU's "device" and "id"
+ * both name it here). Every call: DeviceNotFound "Device 'ID' not found",
+ * or "Device 'ID' is not removable" for a disk that is not.
+ * vm_media_state: the tray (its medium borrowed: valid until the next
+ * media call). vm_media_open_tray (QEMU's blockdev-open-tray with the
+ * error eject reports): -EINPROGRESS with QEMU's "is locked and force was
+ * not specified" when the guest locked the tray and @force is false (the
+ * guest was asked to open it). vm_media_remove: the medium of the open
+ * tray goes ("Tray of device 'ID' is not open"). vm_media_insert_node /
+ * vm_media_insert: blockdev-add's node @node_name / the image @bs (a
+ * reference taken over, failure or not) into the open, empty tray.
+ * vm_media_close_tray: closes it; a medium in it reads as new. A tray
+ * that moves emits DEVICE_TRAY_MOVED. Control thread.
+ */
+struct vm_tray;
+int vm_media_state(struct vm *vm, const char *id, struct vm_tray *st, struct error **errp);
+int vm_media_open_tray(struct vm *vm, const char *id, bool force, struct error **errp);
+int vm_media_close_tray(struct vm *vm, const char *id, struct error **errp);
+int vm_media_remove(struct vm *vm, const char *id, struct error **errp);
+int vm_media_insert_node(struct vm *vm, const char *id, const char *node_name, struct error **errp);
+int vm_media_insert(struct vm *vm, const char *id, struct block_node *bs, struct error **errp);
 int vm_device_del(struct vm *vm, const char *id, struct error **errp);
 /*
  * block_resize in three steps, so the truncation (disk I/O) runs off the

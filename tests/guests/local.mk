@@ -11,14 +11,15 @@ GUEST_COMMON = $(srcdir)/tests/guests/start.S $(srcdir)/tests/guests/lib.c
 GUEST_DEPS = $(GUEST_COMMON) $(srcdir)/tests/guests/lib.h $(srcdir)/tests/guests/guest.ld
 GUEST_LINK = $(CC) $(GUEST_CFLAGS) -T $(srcdir)/tests/guests/guest.ld -o $@ $(GUEST_COMMON)
 TEST_GUESTS = tests/guests/hello.elf tests/guests/smp.elf tests/guests/unclaimed.elf \
-	tests/guests/reboot.elf tests/guests/emul.elf tests/guests/panic.elf tests/guests/nmi.elf
+	tests/guests/reboot.elf tests/guests/emul.elf tests/guests/panic.elf tests/guests/nmi.elf \
+	tests/guests/cdrom.elf
 
 noinst_DATA += $(TEST_GUESTS)
 CLEANFILES += $(TEST_GUESTS)
 EXTRA_DIST += tests/guests/start.S tests/guests/lib.c tests/guests/lib.h \
 	tests/guests/guest.ld tests/guests/hello.c tests/guests/smp.c \
 	tests/guests/unclaimed.c tests/guests/reboot.c tests/guests/emul.c tests/guests/panic.c \
-	tests/guests/nmi.c
+	tests/guests/nmi.c tests/guests/cdrom.c
 
 tests/guests/hello.elf: $(srcdir)/tests/guests/hello.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
@@ -29,6 +30,9 @@ tests/guests/smp.elf: $(srcdir)/tests/guests/smp.c $(GUEST_DEPS)
 tests/guests/nmi.elf: $(srcdir)/tests/guests/nmi.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/nmi.c
+tests/guests/cdrom.elf: $(srcdir)/tests/guests/cdrom.c $(GUEST_DEPS)
+	@$(MKDIR_P) tests/guests
+	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/cdrom.c
 tests/guests/unclaimed.elf: $(srcdir)/tests/guests/unclaimed.c $(GUEST_DEPS)
 	@$(MKDIR_P) tests/guests
 	$(AM_V_CCLD)$(GUEST_LINK) $(srcdir)/tests/guests/unclaimed.c
@@ -193,6 +197,11 @@ EXTRA_DIST += tests/functional/make-golden-announce.py tests/functional/golden/a
 # recorded by make-golden-nmi.py.
 TESTS += tests/functional/test-nmi.py
 EXTRA_DIST += tests/functional/make-golden-nmi.py tests/functional/golden/nmi.json
+
+# Removable media (tests/guests/cdrom.c): QEMU 7.2's answers, events and what
+# its guest saw, recorded by make-golden-cdrom.py.
+TESTS += tests/functional/test-cdrom.py
+EXTRA_DIST += tests/functional/make-golden-cdrom.py tests/functional/golden/cdrom.json
 
 # set_link (virtio-net, e1000): QEMU 7.2's answers and what net-echo.elf
 # answered around a link down, recorded by make-golden-set-link.py.

@@ -429,6 +429,44 @@ int vm_set_link(struct vm *vm, const char *name, bool up, struct error **errp)
 			       name);
 }
 
+/* The double has no removable drive: every name is unknown. */
+static int no_drive(const char *id, struct error **errp)
+{
+	return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT, "Device '%s' not found",
+			       id);
+}
+
+int vm_media_state(struct vm *vm, const char *id, struct vm_tray *st, struct error **errp)
+{
+	return no_drive(id, errp);
+}
+
+int vm_media_open_tray(struct vm *vm, const char *id, bool force, struct error **errp)
+{
+	return no_drive(id, errp);
+}
+
+int vm_media_close_tray(struct vm *vm, const char *id, struct error **errp)
+{
+	return no_drive(id, errp);
+}
+
+int vm_media_remove(struct vm *vm, const char *id, struct error **errp)
+{
+	return no_drive(id, errp);
+}
+
+int vm_media_insert_node(struct vm *vm, const char *id, const char *node_name, struct error **errp)
+{
+	return no_drive(id, errp);
+}
+
+int vm_media_insert(struct vm *vm, const char *id, struct block_node *bs, struct error **errp)
+{
+	block_unref(bs);
+	return no_drive(id, errp);
+}
+
 int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
 {
 	return no_hotplug(errp);
