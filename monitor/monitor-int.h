@@ -40,8 +40,9 @@ struct monitor_listener {
  * Flow control (vmmd-protocol(7), LIMITS): a client's input is not read while
  * its output queue holds more than a quarter of max_output, and again once it
  * drains below an eighth; a client whose queue does not move for
- * MONITOR_STALL_TIMEOUT seconds, or that passes max_output (events pile up),
- * does not read and is dropped.
+ * MONITOR_STALL_TIMEOUT seconds, or that passes max_output while over that
+ * quarter (events pile up), does not read and is dropped. A message to a
+ * queue under the quarter is taken whatever its size.
  */
 #define MONITOR_STALL_TIMEOUT 10
 /* At max-clients, a new client evicts the longest-idle one idle this long. */

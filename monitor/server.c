@@ -193,6 +193,8 @@ json_t *monitor_timestamp(void)
 			 (json_int_t)tv.tv_usec);
 }
 
+static size_t high_mark(struct monitor_client *c);
+
 char *monitor_dump(json_t *obj)
 {
 	/* ASCII output as QMP requires; compact, one object per line. */
@@ -224,7 +226,13 @@ void monitor_client_send_text(struct monitor_client *c, const char *text, bool n
 	if (c->dead) {
 		return;
 	}
-	if (queued + len + 2 > c->mon->lim.max_output) {
+	/*
+	 * Over the size: dropped, unless the queue was below the flow-control
+	 * mark (the client reads; its input stops now), whatever this
+	 * message's size: a large answer (query-qmp-schema is about 57 KiB)
+	 * never cuts off a client that reads.
+	 */
+	if (queued >= high_mark(c) && queued + len + 2 > c->mon->lim.max_output) {
 		log_ratelimited(&drop_rl, LOG_WARNING, c->vm, NULL,
 				"dropping client pid %d uid %u: output queue over %zu bytes "
 				"(it does not read)",
