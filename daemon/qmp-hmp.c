@@ -3,7 +3,8 @@
  * the text QEMU 7.2 prints (lines end in "\r\n" as QEMU's HMP output does):
  * info status, version, name, kvm, block, blockstats, cpus, network, pci,
  * snapshots; stop, cont, system_reset, system_powerdown, quit; savevm,
- * loadvm, delvm (answered when their internal snapshot job ends). Each is
+ * loadvm, delvm (answered when their internal snapshot job ends); eject
+ * and change (a CD-ROM's medium, answered as their QMP commands are). Each is
  * built from the QMP command it stands for, so both always agree. An
  * unknown command gives QEMU's "unknown command" text (not a QMP error).
  * Control thread only.
@@ -494,6 +495,83 @@ static json_t *run(struct monitor_request *req, qmp_fn fn, struct hmp_out *o)
 	return ret ? ret : json_object();
 }
 
+/*
+ * eject [-f] device; change device [-f] filename [format [read-only-mode]]:
+ * QEMU's parse and words; the QMP command's failure as "Error: ...", its
+ * deferred answer as HMP text (monitor_request.hmp).
+ */
+static int hmp_media(struct monitor_request *req, const char *line, struct hmp_out *o)
+{
+	bool change, force;
+	char *copy = strdup(line), *save = NULL, *w[6] = {0};
+	unsigned flag;
+	const char *usage = NULL, *mode;
+	struct error *err = NULL;
+	json_t *args = NULL, *ret = NULL;
+	unsigned n = 0, i;
+	int r;
+
+	for (char *t = copy ? strtok_r(copy, " \t", &save) : NULL; t;
+	     t = strtok_r(NULL, " \t", &save)) {
+		if (n < ARRAY_SIZE(w)) {
+			w[n] = t;
+		}
+		n++;
+	}
+	if (!copy) {
+		out_printf(o, "Error: out of memory\n");
+		return 0;
+	}
+	change = strcmp(w[0], "change") == 0;
+	/* where -f may stand; then the device (eject) or the filename (change) */
+	flag = change ? 2 : 1;
+	force = n > flag && strcmp(w[flag], "-f") == 0;
+	i = flag + force;
+	mode = change && n > i + 2 ? w[i + 2] : NULL;
+	if (n < 2 || (!change && n <= i)) {
+		usage = "block device name expected";
+	} else if (change && n <= i) {
+		usage = "filename expected";
+	} else if (n > i + (change ? 3 : 1)) {
+		usage = "extraneous characters at the end of line";
+	} else if (mode && strcmp(mode, "retain") != 0 && strcmp(mode, "read-only") != 0 &&
+		   strcmp(mode, "read-write") != 0) {
+		out_printf(o, "Error: invalid parameter value: %s\n", mode);
+		goto out;
+	}
+	if (usage) {
+		out_printf(o, "%s: %s\nTry \"help %s\" for more information\n", w[0], usage, w[0]);
+		goto out;
+	}
+	args = json_pack("{s:s, s:b}", "device", change ? w[1] : w[i], "force", force);
+	if (change) {
+		json_object_set_new(args, "filename", json_string(w[i]));
+		if (n > i + 1) {
+			json_object_set_new(args, "format", json_string(w[i + 1]));
+		}
+		if (mode) {
+			json_object_set_new(args, "read-only-mode", json_string(mode));
+		}
+	}
+	req->hmp = true;
+	r = (change ? qmp_blockdev_change_medium : qmp_eject)(req, args, &ret, &err);
+	req->hmp = false;
+	json_decref(ret);
+	if (r == MONITOR_DEFERRED) {
+		json_decref(args);
+		free(copy);
+		return MONITOR_DEFERRED;
+	}
+	if (r < 0) {
+		out_printf(o, "Error: %s\n", err ? err->msg : strerror(-r));
+		error_free(err);
+	}
+out:
+	json_decref(args);
+	free(copy);
+	return 0;
+}
+
 int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t **ret,
 			      struct error **errp)
 {
@@ -526,6 +604,12 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 			json_decref(run(req, plain[i].fn, &o));
 			goto out;
 		}
+	}
+	if (!strcmp(cmd, "eject") || !strcmp(cmd, "change")) {
+		if (hmp_media(req, line, &o) == MONITOR_DEFERRED) {
+			return MONITOR_DEFERRED;
+		}
+		goto out;
 	}
 	if (!strcmp(cmd, "savevm") || !strcmp(cmd, "loadvm") || !strcmp(cmd, "delvm")) {
 		if (hmp_snapshot(req, cmd, what[0] ? what : NULL, &o) == MONITOR_DEFERRED) {

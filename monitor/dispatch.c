@@ -113,6 +113,7 @@ struct monitor_deferred *monitor_defer(struct monitor_request *req)
 	d->mon = req->mon;
 	d->client = c;
 	d->id = json_incref(req->id);
+	d->hmp = req->hmp;
 	c->deferred = d;
 	return d;
 }
@@ -138,6 +139,13 @@ void monitor_deferred_done(struct monitor_deferred *d, int r, json_t *ret, struc
 {
 	struct monitor_client *c = d->client;
 
+	if (d->hmp) {
+		/* HMP's text, its lines ending in "\r\n" as QEMU's */
+		json_decref(ret);
+		ret = r < 0 ? json_sprintf("Error: %s\r\n", err ? err->msg : strerror(-r))
+			    : json_string("");
+		r = 0;
+	}
 	if (c) {
 		if (r < 0) {
 			if (!err) {

@@ -106,6 +106,7 @@ struct monitor_deferred {
 	struct monitor *mon;
 	struct monitor_client *client; /* NULL once it has gone */
 	json_t *id;
+	bool hmp; /* monitor_request.hmp */
 };
 
 /* Parse and dispatch @c's queued input (after a deferred answer went out). */

@@ -62,6 +62,11 @@ struct monitor_request {
 	json_t *id; /* the request's id (borrowed), or NULL */
 	/* Run after the reply is queued (quit ends the VM after answering). */
 	void (*after)(struct monitor_request *req);
+	/*
+	 * The handler runs for human-monitor-command: a deferred answer is
+	 * HMP's text ("" on success, "Error: MESSAGE" on failure).
+	 */
+	bool hmp;
 };
 
 /*

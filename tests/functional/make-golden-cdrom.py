@@ -13,6 +13,8 @@ names a disk once:
   not removable, a closed tray, a full tray, an unknown or used node, a
   missing file; each step's answer and the DEVICE_TRAY_MOVED events
   before it.
+- "hmp": HMP's eject and change (human-monitor-command): the text of
+  each answer, and info block.
 - "guest": tests/guests/cdrom.elf (booted through its PVH note) locks the
   tray; the host's eject is refused and the guest is asked to open, which
   it does; the host changes the medium, the guest reads the new one and
@@ -87,6 +89,13 @@ QMP_STEPS = [
     ("blockdev-close-tray", {"id": "cd0"}),
     ("query-block", {}),
 ]
+
+# human-monitor-command lines, on a QEMU of their own
+HMP_STEPS = ["eject cd0", "eject -f cd0", "eject nope", "eject hd0", "eject", "eject -f",
+             "eject cd0 x", "change cd0 $DIR/b.iso raw", "change cd0 $DIR/missing.iso raw",
+             "change -f cd0 $DIR/a.iso raw read-only", "change cd0 -f $DIR/a.iso raw read-only",
+             "change cd0 $DIR/a.iso raw bogus", "change cd0", "change", "change cd0 -f",
+             "info block"]
 
 
 def make_images(d):
@@ -213,6 +222,14 @@ def main():
         try:
             out = {"qemu": q.cmd("query-version")["return"]["qemu"]}
             out["qmp"] = [step(q, name, args, d) for name, args in QMP_STEPS]
+        finally:
+            p.kill()
+            p.wait()
+        make_images(d)
+        p, q = qemu(qemu_bin, d, "hmp", ["-S"])
+        try:
+            out["hmp"] = [step(q, "human-monitor-command", {"command-line": line}, d)
+                          for line in HMP_STEPS]
         finally:
             p.kill()
             p.wait()

@@ -6,11 +6,12 @@ query-block with QEMU's answers and DEVICE_TRAY_MOVED events; then
 tests/guests/cdrom.c as the guest: its locked tray refused to the host and
 opened by the guest when asked, a new medium read after NOT READY and UNIT
 ATTENTION, a forced eject, the tray closed by the guest, every console
-line as under QEMU. Also: the definition follows the medium (a restarted
+line as under QEMU; HMP's eject and change. Also: the definition follows the medium (a restarted
 VM has it), a VM saved with its tray open restores so, vmctl cd."""
 
 import json
 import os
+import re
 import sys
 import time
 
@@ -100,6 +101,28 @@ def test_guest_as_qemu():
         assert lines[:want.index("cdrom: done") + 1] == want[:want.index("cdrom: done") + 1], \
             console_log(d, "c2")
 
+
+
+def test_hmp_as_qemu():
+    """HMP's eject and change: QEMU's text for each line, the same events;
+    info block with QEMU's lines (its automatic node names left out)."""
+    g = golden()
+    with Vmmd() as d:
+        rec.make_images(d.tmp)
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def(d.tmp, "c5", guest("idle")), start=True))
+        for s in g["hmp"]:
+            line = rec.subst(s["arguments"]["command-line"], d.tmp)
+            r = q.cmd("human-monitor-command", {"vm": "c5", "command-line": line})
+            text = r["return"].replace(d.tmp, "$DIR")
+            want = s["reply"]["return"]
+            if line == "info block":
+                text, want = (re.sub(r" \(#block[0-9]+\)", "", t) for t in (text, want))
+            assert text == want, (line, text, want)
+            assert tray_events(q, len(s["events"])) == s["events"], s
+        q.vm_name = "c5"
+        no_more_tray_events(q)
+        assert saved_cd(d, "c5")["file"] == d.tmp + "/a.iso"
 
 
 def saved_cd(d, name):

@@ -808,6 +808,7 @@ def qmp():
             "info status", "info version", "info name", "info kvm", "info block",
             "info blockstats", "info cpus", "info pci", "info network", "info snapshots",
             "stop", "c", "savevm t1", "info snapshots", "loadvm t1", "delvm t1", "info",
+            "eject -f cd", "eject", "change cd /c.iso raw read-only", "change cd -f",
             "nosuch x", " ", "q")],
         "input": [create,
                   vm("send-key", keys=[{"type": "qcode", "data": "ctrl"},
