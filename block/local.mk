@@ -11,7 +11,7 @@ BLOCK_SOURCES = \
 	block/qed.c block/vhdx.c block/vmdk.c block/vpc.c \
 	block/qcow2.h block/qcow2.c block/qcow2-io.c block/qcow2-cache.c block/qcow2-cluster.c \
 	block/qcow2-refcount.c block/qcow2-snapshot.c block/qcow2-compress.c \
-	block/qcow2-bitmap.c
+	block/qcow2-bitmap.c block/throttle.c
 block_libblock_a_SOURCES = $(BLOCK_SOURCES)
 block_libblock_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBURING_CFLAGS) \
 	$(LIBNBD_CFLAGS) $(LIBRBD_CFLAGS) $(ZLIB_CFLAGS) $(ZSTD_CFLAGS)

@@ -353,3 +353,62 @@ int block_is_allocated_above(struct block_node *top, struct block_node *base, ui
  * layers above @base are released when the caller drops that reference.
  */
 void block_pivot(struct block_node *active, struct block_node *base);
+
+/*
+ * I/O limits of a disk (QEMU's block_set_io_throttle), as leaky buckets:
+ * one per limit that is set, for bytes and for operations, of all
+ * requests (TOTAL) or of reads or writes only. A bucket fills with each
+ * request it admits and drains at its rate; a request waits while a
+ * bucket it fills is over its size: a tenth of a second at the rate, or,
+ * with a burst rate (max), max_length seconds at that rate, then the
+ * rate itself (and within a burst, no faster than max). An operation
+ * larger than iops_size counts as several. The caller keeps the clock
+ * (block_stats_now_ns) and the lock.
+ */
+enum {
+	BLOCK_THROTTLE_TOTAL,
+	BLOCK_THROTTLE_READ,
+	BLOCK_THROTTLE_WRITE
+};
+
+struct block_throttle_limits {
+	/* per kind (TOTAL, READ, WRITE); 0 = no limit */
+	uint64_t bps[3], iops[3];
+	uint64_t bps_max[3], iops_max[3];
+	uint64_t bps_max_length[3], iops_max_length[3]; /* seconds, at least 1 */
+	uint64_t iops_size;
+};
+
+/* No limit, bursts of 1 s (QEMU's defaults). */
+void block_throttle_limits_init(struct block_throttle_limits *l);
+
+/* The highest rate QEMU takes (THROTTLE_VALUE_MAX). */
+#define BLOCK_THROTTLE_VALUE_MAX 1000000000000000ull
+
+/*
+ * Limits from an object with QEMU's block_set_io_throttle names (bps,
+ * bps_rd_max, iops_wr_max_length, iops_size...), checked; other keys are
+ * refused when @strict, ignored otherwise. block_throttle_to_json: the
+ * members that differ from no limit (a new object).
+ */
+int block_throttle_from_json(json_t *o, bool strict, struct block_throttle_limits *l,
+			     struct error **errp);
+json_t *block_throttle_to_json(const struct block_throttle_limits *l);
+/* QEMU's checks and words ("bps/iops/max values must be within ..."). */
+int block_throttle_check(const struct block_throttle_limits *l, struct error **errp);
+/* Whether any limit is set. */
+bool block_throttle_enabled(const struct block_throttle_limits *l);
+
+struct block_throttle {
+	struct block_throttle_limits limits;
+	double level[6], burst_level[6]; /* bps TOTAL/READ/WRITE, then iops */
+	uint64_t last_ns;
+};
+
+/* Empty buckets with @l's limits (already checked). */
+void block_throttle_set(struct block_throttle *t, const struct block_throttle_limits *l,
+			uint64_t now_ns);
+/* Nanoseconds a read (or @write) must wait before it may go; 0: now. */
+uint64_t block_throttle_wait(struct block_throttle *t, bool write, uint64_t now_ns);
+/* A request of @bytes went: its buckets fill. */
+void block_throttle_account(struct block_throttle *t, bool write, uint64_t bytes);

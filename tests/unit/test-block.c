@@ -395,6 +395,118 @@ START_TEST(probed_raw_sector0)
 }
 END_TEST
 
+/* QEMU's checks, in its words (golden/io-throttle.json has QEMU 7.2's answers). */
+START_TEST(throttle_checks)
+{
+	struct block_throttle_limits l;
+	struct error *err = NULL;
+
+	block_throttle_limits_init(&l);
+	ck_assert(!block_throttle_enabled(&l));
+	ck_assert_int_eq(block_throttle_check(&l, NULL), 0);
+	l.bps[0] = 1000;
+	l.bps[1] = 5;
+	ck_assert_int_eq(block_throttle_check(&l, &err), -EINVAL);
+	ck_assert_str_eq(err->msg, "bps/iops/max total values and read/write values cannot be "
+				   "used at the same time");
+	error_free(TAKE_PTR(err));
+	l.bps[1] = 0;
+	l.bps[0] = BLOCK_THROTTLE_VALUE_MAX + 1;
+	ck_assert_int_eq(block_throttle_check(&l, &err), -EINVAL);
+	ck_assert_str_eq(err->msg, "bps/iops/max values must be within [0, 1000000000000000]");
+	error_free(TAKE_PTR(err));
+	l.bps[0] = 1000;
+	l.bps_max[0] = 500;
+	ck_assert_int_eq(block_throttle_check(&l, &err), -EINVAL);
+	ck_assert_str_eq(err->msg, "bps_max/iops_max cannot be lower than bps/iops");
+	error_free(TAKE_PTR(err));
+	l.bps_max[0] = 0;
+	l.bps_max_length[0] = 5;
+	ck_assert_int_eq(block_throttle_check(&l, &err), -EINVAL);
+	ck_assert_str_eq(err->msg, "burst length set without burst rate");
+	error_free(TAKE_PTR(err));
+	l.bps_max[0] = 5000;
+	l.bps_max_length[0] = 0;
+	ck_assert_int_eq(block_throttle_check(&l, &err), -EINVAL);
+	ck_assert_str_eq(err->msg, "the burst length cannot be 0");
+	error_free(TAKE_PTR(err));
+	l.bps_max[0] = 0;
+	l.bps_max_length[0] = 1;
+	l.iops_size = 512;
+	ck_assert_int_eq(block_throttle_check(&l, &err), -EINVAL);
+	ck_assert_str_eq(err->msg, "iops size requires an iops value to be set");
+	error_free(TAKE_PTR(err));
+	l.iops[2] = 10;
+	l.iops_max[0] = 20;
+	ck_assert_int_eq(block_throttle_check(&l, &err), -EINVAL);
+	ck_assert_str_eq(err->msg, "bps_max/iops_max require corresponding bps/iops values");
+	error_free(TAKE_PTR(err));
+	l.iops_max[0] = 0;
+	ck_assert_int_eq(block_throttle_check(&l, NULL), 0);
+	ck_assert(block_throttle_enabled(&l));
+}
+END_TEST
+
+/*
+ * Bytes of @len-byte requests (@write) a throttle admits in @secs of
+ * simulated time, each request sent as soon as it may go.
+ */
+static uint64_t admitted(struct block_throttle *t, bool write, uint64_t len, double secs)
+{
+	uint64_t now = 1000000000, end = now + (uint64_t)(secs * 1e9), bytes = 0;
+
+	block_throttle_set(t, &t->limits, now);
+	for (;;) {
+		uint64_t w = block_throttle_wait(t, write, now);
+
+		if (now + w > end) {
+			return bytes;
+		}
+		now += w;
+		block_throttle_account(t, write, len);
+		bytes += len;
+	}
+}
+
+/* The rates hold over time; a burst goes at its own rate for its length. */
+START_TEST(throttle_rates)
+{
+	struct block_throttle t = {0};
+	const uint64_t mib = 1 << 20;
+	uint64_t b;
+
+	/* 1 MiB/s: ten seconds let 10 MiB through, and the first tenth of a second's worth */
+	t.limits.bps[0] = mib;
+	b = admitted(&t, false, 64 << 10, 10);
+	ck_assert_uint_ge(b, 10 * mib);
+	ck_assert_uint_le(b, 10 * mib + mib / 10 + (64 << 10));
+	/* a write limit leaves reads alone */
+	t.limits = (struct block_throttle_limits){.bps = {0, 0, mib}};
+	ck_assert_uint_le(admitted(&t, true, 64 << 10, 1), mib + mib / 10 + (64 << 10));
+	for (unsigned i = 0; i < 1000; i++) {
+		ck_assert_uint_eq(block_throttle_wait(&t, false, t.last_ns), 0);
+		block_throttle_account(&t, false, mib);
+	}
+	/* 100 operations/s, of 8 KiB: a 64 KiB request counts as 8 */
+	t.limits = (struct block_throttle_limits){.iops = {100}, .iops_size = 8192};
+	b = admitted(&t, true, 4096, 10);
+	ck_assert_uint_ge(b / 4096, 1000);
+	ck_assert_uint_le(b / 4096, 1011);
+	b = admitted(&t, true, 65536, 10);
+	ck_assert_uint_ge(b / 65536, 125);
+	ck_assert_uint_le(b / 65536, 127);
+	/* 1 MiB/s with bursts of 4 MiB/s for 2 s: 8 MiB in the first 2 s, then 1 MiB/s */
+	t.limits = (struct block_throttle_limits){
+		.bps = {mib}, .bps_max = {4 * mib}, .bps_max_length = {2}};
+	b = admitted(&t, false, 64 << 10, 1);
+	ck_assert_uint_ge(b, 4 * mib);
+	ck_assert_uint_le(b, 4 * mib + mib / 2);
+	b = admitted(&t, false, 64 << 10, 12);
+	ck_assert_uint_ge(b, 8 * mib + 10 * mib);
+	ck_assert_uint_le(b, 8 * mib + 12 * mib + mib / 2);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("block");
@@ -414,6 +526,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, info_and_probe);
 	tcase_add_test(tc, create_through_driver);
 	tcase_add_test(tc, probed_raw_sector0);
+	tcase_add_test(tc, throttle_checks);
+	tcase_add_test(tc, throttle_rates);
 	suite_add_tcase(s, tc);
 	return s;
 }
