@@ -180,10 +180,57 @@ static int disk_resize(struct qmp_client *c, int argc, char **argv)
 	return rc;
 }
 
+/*
+ * disk throttle VM ID [--bps SIZE] [--bps-rd SIZE] [--bps-wr SIZE] [--iops N]
+ * [--iops-rd N] [--iops-wr N]: block_set_io_throttle; no option lifts the
+ * limits. Sizes take suffixes (64M: bytes per second).
+ */
+static int disk_throttle(struct qmp_client *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"bps", required_argument, NULL, 0},	 {"bps-rd", required_argument, NULL, 1},
+		{"bps-wr", required_argument, NULL, 2},	 {"iops", required_argument, NULL, 3},
+		{"iops-rd", required_argument, NULL, 4}, {"iops-wr", required_argument, NULL, 5},
+		{"json", no_argument, NULL, 'j'},	 {0},
+	};
+	static const char *const keys[] = {"bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr"};
+	uint64_t v[6] = {0};
+	json_t *args;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
+		if (o >= 0 && o < 6) {
+			if ((o < 3 ? parse_size(optarg, &v[o]) : parse_u64(optarg, &v[o])) < 0 ||
+			    v[o] > INT64_MAX) {
+				return vmctl_fail(EXIT_USAGE, "--%s: '%s' is not a %s",
+						  opts[o].name, optarg, o < 3 ? "size" : "number");
+			}
+		} else if (o != 'j') {
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 2) {
+		return vmctl_fail(EXIT_USAGE, "disk throttle needs a VM name and a disk id");
+	}
+	args = json_pack("{s:s, s:s}", "vm", argv[optind], "device", argv[optind + 1]);
+	for (unsigned i = 0; args && i < 6; i++) {
+		json_object_set_new(args, keys[i], json_integer((json_int_t)v[i]));
+	}
+	rc = vmctl_run_cmd(c, "block_set_io_throttle", args, NULL);
+	if (rc == EXIT_OK && !vmctl_json()) {
+		printf("%s: disk %s limits set\n", argv[optind], argv[optind + 1]);
+	}
+	return rc;
+}
+
 int vmctl_cmd_disk(struct qmp_client *c, int argc, char **argv)
 {
 	if (argc < 2) {
-		return vmctl_fail(EXIT_USAGE, "disk needs add, remove or resize");
+		return vmctl_fail(EXIT_USAGE, "disk needs add, remove, resize or throttle");
+	}
+	if (strcmp(argv[1], "throttle") == 0) {
+		return disk_throttle(c, argc - 1, argv + 1);
 	}
 	if (strcmp(argv[1], "add") == 0) {
 		return disk_add(c, argc - 1, argv + 1);

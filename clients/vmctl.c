@@ -1993,7 +1993,7 @@ static int cmd_snapshot(struct qmp_client *c, int argc, char **argv,
 static int cmd_disk(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	if (argc >= 2 && (strcmp(argv[1], "add") == 0 || strcmp(argv[1], "remove") == 0 ||
-			  strcmp(argv[1], "resize") == 0)) {
+			  strcmp(argv[1], "resize") == 0 || strcmp(argv[1], "throttle") == 0)) {
 		return vmctl_cmd_disk(c, argc, argv);
 	}
 	return cmd_disk_jobs(c, argc, argv, cmd);
@@ -2410,7 +2410,7 @@ static const struct vmctl_command commands[] = {
 	 "  memory stats NAME [--interval S]\n"
 	 "                           the balloon's guest statistics (qom-get guest-stats);\n"
 	 "                           --interval sets the polling period first (0: off)\n"},
-	{"disk", cmd_disk, "add|remove|resize|snapshot|stream|commit VM ...",
+	{"disk", cmd_disk, "add|remove|resize|throttle|snapshot|stream|commit VM ...",
 	 "hot-add, remove or resize a disk; external snapshots and block jobs",
 	 "  add VM ID FILE [--format raw|qcow2] [--readonly] [--serial S]\n"
 	 "      [--cache none|writeback] [--addr SLOT]\n"
@@ -2419,6 +2419,11 @@ static const struct vmctl_command commands[] = {
 	 "                          device_del, wait for the guest's eject (default 10 s;\n"
 	 "                          exit 5 after, the removal stays pending), blockdev-del\n"
 	 "  resize VM ID SIZE       block_resize; the guest sees the new capacity\n"
+	 "  throttle VM ID [--bps SIZE] [--bps-rd SIZE] [--bps-wr SIZE] [--iops N]\n"
+	 "      [--iops-rd N] [--iops-wr N]\n"
+	 "                          block_set_io_throttle: limit a virtio-blk disk's bytes\n"
+	 "                          and operations per second (all, reads, writes); no\n"
+	 "                          option lifts them; the definition keeps them\n"
 	 "  snapshot VM DISK FILE   create the qcow2 overlay FILE and switch the disk to it\n"
 	 "      --existing          use an existing overlay FILE\n"
 	 "      --format qcow2      the overlay's format\n"

@@ -18,8 +18,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
+#include "vmmd/block.h"
 
 static struct vm *live_vm(struct monitor_request *req, struct error **errp)
 {
@@ -151,6 +153,46 @@ static void resize_done(void *arg)
 	monitor_deferred_done(j->d, r, NULL, err);
 	free(j->vm);
 	free(j);
+}
+
+/*
+ * block_set_io_throttle: at once on the running VM, answered once the
+ * definition is written (QEMU's "group" only as the disk's own: vmmd has
+ * no groups shared between disks).
+ */
+int qmp_block_set_io_throttle(struct monitor_request *req, json_t *args, json_t **ret,
+			      struct error **errp)
+{
+	struct vm *vm = live_vm(req, errp);
+	const char *name = vm ? qmp_drive_name(args, errp) : NULL;
+	const char *group = json_string_value(json_object_get(args, "group"));
+	struct block_throttle_limits l;
+	struct error *err = NULL;
+
+	if (!name) {
+		return -EINVAL;
+	}
+	if (block_throttle_from_json(args, false, &l, errp) < 0) {
+		return -EINVAL;
+	}
+	if (group && strcmp(group, name) != 0) {
+		return error_set(
+			errp, ENOTSUP,
+			"Throttle group '%s': vmmd's I/O limits are per disk (the group is "
+			"the disk's own name)",
+			group);
+	}
+	if (vm_set_io_throttle(vm, name, &l, errp) < 0) {
+		return -EINVAL;
+	}
+	/* the definition follows: the limits hold after a restart or a migration too */
+	if (registry_set_disk_throttle(req->vm, name, &l, &err) < 0) {
+		log_full(LOG_WARNING, vm_name(vm), name,
+			 "the definition does not follow the new I/O limits: %s", err->msg);
+		error_free(err);
+		return 0;
+	}
+	return qmp_answer_when_written(req, req->vm);
 }
 
 int qmp_block_resize(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)

@@ -58,8 +58,7 @@ static struct vm *media_vm(struct monitor_request *req, struct error **errp)
 	return media_check(rv, errp) == 0 ? rv->vm : NULL;
 }
 
-/* The drive named by exactly one of "device" and "id" (QEMU's qmp_get_blk). */
-static const char *drive_name(json_t *args, struct error **errp)
+const char *qmp_drive_name(json_t *args, struct error **errp)
 {
 	const char *device = json_string_value(json_object_get(args, "device"));
 	const char *id = json_string_value(json_object_get(args, "id"));
@@ -85,7 +84,6 @@ static int persist(struct monitor_request *req, struct registry_vm *rv, const ch
 		   struct error **errp)
 {
 	struct vm_tray st;
-	struct monitor_deferred *d;
 	struct error *err = NULL;
 	const char *file = NULL, *format = NULL;
 
@@ -99,7 +97,14 @@ static int persist(struct monitor_request *req, struct registry_vm *rv, const ch
 		error_free(err);
 		return 0;
 	}
-	d = monitor_defer(req); /* out of memory: written all the same, answered now */
+	return qmp_answer_when_written(req, rv);
+}
+
+int qmp_answer_when_written(struct monitor_request *req, struct registry_vm *rv)
+{
+	struct monitor_deferred *d = monitor_defer(req);
+
+	/* out of memory: written all the same, answered now */
 	if (registry_write_definition(rv, d ? written : NULL, d) < 0 || !d) {
 		if (d) {
 			monitor_deferred_cancel(d);
@@ -112,7 +117,7 @@ static int persist(struct monitor_request *req, struct registry_vm *rv, const ch
 int qmp_eject(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct vm *vm = media_vm(req, errp);
-	const char *name = vm ? drive_name(args, errp) : NULL;
+	const char *name = vm ? qmp_drive_name(args, errp) : NULL;
 	struct vm_tray st;
 	int r;
 
@@ -131,7 +136,7 @@ int qmp_blockdev_open_tray(struct monitor_request *req, json_t *args, json_t **r
 			   struct error **errp)
 {
 	struct vm *vm = media_vm(req, errp);
-	const char *name = vm ? drive_name(args, errp) : NULL;
+	const char *name = vm ? qmp_drive_name(args, errp) : NULL;
 	struct error *err = NULL;
 	int r;
 
@@ -152,7 +157,7 @@ int qmp_blockdev_close_tray(struct monitor_request *req, json_t *args, json_t **
 			    struct error **errp)
 {
 	struct vm *vm = media_vm(req, errp);
-	const char *name = vm ? drive_name(args, errp) : NULL;
+	const char *name = vm ? qmp_drive_name(args, errp) : NULL;
 
 	return name ? vm_media_close_tray(vm, name, errp) : -EINVAL;
 }
@@ -268,7 +273,7 @@ int qmp_blockdev_change_medium(struct monitor_request *req, json_t *args, json_t
 {
 	struct registry_vm *rv = req->vm;
 	struct vm *vm = media_vm(req, errp);
-	const char *name = vm ? drive_name(args, errp) : NULL;
+	const char *name = vm ? qmp_drive_name(args, errp) : NULL;
 	const char *mode = json_string_value(json_object_get(args, "read-only-mode"));
 	const char *format = json_string_value(json_object_get(args, "format"));
 	struct error *err = NULL;

@@ -240,6 +240,7 @@ const struct monitor_command qmp_commands[] = {
 	{"blockdev-add", qmp_blockdev_add},
 	{"blockdev-del", qmp_blockdev_del},
 	{"block_resize", qmp_block_resize},
+	{"block_set_io_throttle", qmp_block_set_io_throttle},
 	{"netdev_add", qmp_netdev_add},
 	{"netdev_del", qmp_netdev_del},
 	{"device_add", qmp_device_add},

@@ -23,6 +23,17 @@ int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct err
 int qmp_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_set_link(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 /* daemon/qmp-media.c */
+/* The disk named by exactly one of "device" and "id" (QEMU's words otherwise). */
+const char *qmp_drive_name(json_t *args, struct error **errp);
+/*
+ * The answer of a command that changed @rv's definition in memory: once
+ * the file is written (MONITOR_DEFERRED), or now (0) if no write could
+ * start (logged).
+ */
+struct registry_vm;
+int qmp_answer_when_written(struct monitor_request *req, struct registry_vm *rv);
+int qmp_block_set_io_throttle(struct monitor_request *req, json_t *args, json_t **ret,
+			      struct error **errp);
 int qmp_eject(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_blockdev_open_tray(struct monitor_request *req, json_t *args, json_t **ret,
 			   struct error **errp);

@@ -1930,9 +1930,13 @@ int registry_rearm_incoming(struct registry_vm *rv, struct error **errp)
 }
 
 /* @rv's definition with disk @id on @file/@format: *ret and *ret_cfg (new). */
-static int def_with_disk(struct registry_vm *rv, const char *id, const char *file,
-			 const char *format, json_t **ret, struct vm_config **ret_cfg,
-			 struct error **errp)
+/*
+ * A copy of @rv's definition with disk @id changed by @edit(@disk, @arg),
+ * and its parsed configuration: what the VM runs once it is in place.
+ */
+static int def_edit_disk(struct registry_vm *rv, const char *id,
+			 void (*edit)(json_t *disk, const void *arg), const void *arg, json_t **ret,
+			 struct vm_config **ret_cfg, struct error **errp)
 {
 	json_auto_t *def = json_deep_copy(rv->def);
 	json_t *disks = def ? json_object_get(def, "disks") : NULL;
@@ -1954,20 +1958,74 @@ static int def_with_disk(struct registry_vm *rv, const char *id, const char *fil
 		return error_set(errp, ENOENT, "VM '%s' has no disk '%s' in its definition",
 				 rv->name, id);
 	}
-	if (file) {
-		json_object_set_new(d, "file", json_string(file));
-		json_object_set_new(d, "format", json_string(format));
-	} else {
-		/* an empty drive (a CD-ROM whose medium was removed) */
-		json_object_del(d, "file");
-		json_object_del(d, "format");
-	}
+	edit(d, arg);
 	r = vm_config_from_json(def, false, ret_cfg, errp);
 	if (r < 0) {
 		return r;
 	}
 	*ret = TAKE_PTR(def);
 	return 0;
+}
+
+struct disk_image {
+	const char *file, *format;
+};
+
+/* The disk's image, or none (an empty drive: a removed CD-ROM medium). */
+static void edit_image(json_t *d, const void *arg)
+{
+	const struct disk_image *im = arg;
+
+	if (im->file) {
+		json_object_set_new(d, "file", json_string(im->file));
+		json_object_set_new(d, "format", json_string(im->format));
+	} else {
+		json_object_del(d, "file");
+		json_object_del(d, "format");
+	}
+}
+
+static int def_with_disk(struct registry_vm *rv, const char *id, const char *file,
+			 const char *format, json_t **ret, struct vm_config **ret_cfg,
+			 struct error **errp)
+{
+	struct disk_image im = {file, format};
+
+	return def_edit_disk(rv, id, edit_image, &im, ret, ret_cfg, errp);
+}
+
+/* Put the edited definition in place (in memory). */
+static void def_replace(struct registry_vm *rv, json_t *def, struct vm_config *cfg)
+{
+	json_decref(rv->def);
+	rv->def = def;
+	vm_config_free(rv->cfg);
+	rv->cfg = cfg;
+}
+
+/* The disk's I/O limits, or none. */
+static void edit_throttle(json_t *d, const void *arg)
+{
+	const struct block_throttle_limits *l = arg;
+
+	if (block_throttle_enabled(l)) {
+		json_object_set_new(d, "throttle", block_throttle_to_json(l));
+	} else {
+		json_object_del(d, "throttle");
+	}
+}
+
+int registry_set_disk_throttle(struct registry_vm *rv, const char *id,
+			       const struct block_throttle_limits *l, struct error **errp)
+{
+	struct vm_config *cfg = NULL;
+	json_t *def = NULL;
+	int r = def_edit_disk(rv, id, edit_throttle, l, &def, &cfg, errp);
+
+	if (r == 0) {
+		def_replace(rv, def, cfg);
+	}
+	return r;
 }
 
 int registry_set_disk(struct registry_vm *rv, const char *id, const char *file, const char *format,
@@ -1980,10 +2038,7 @@ int registry_set_disk(struct registry_vm *rv, const char *id, const char *file, 
 	if (r < 0) {
 		return r;
 	}
-	json_decref(rv->def);
-	rv->def = def;
-	vm_config_free(rv->cfg);
-	rv->cfg = cfg;
+	def_replace(rv, def, cfg);
 	log_full(LOG_INFO, rv->name, id, "disk now %s (%s)", file ? file : "empty",
 		 format ? format : "no medium");
 	return 0;

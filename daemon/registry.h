@@ -234,6 +234,14 @@ const char *registry_run_dir(struct registry *reg);
 int registry_set_disk(struct registry_vm *rv, const char *id, const char *file, const char *format,
 		      struct error **errp);
 /*
+ * block_set_io_throttle changed disk @id's I/O limits: the definition
+ * follows in memory ("throttle", none when @l sets no limit); then
+ * registry_write_definition(). Control thread.
+ */
+struct block_throttle_limits;
+int registry_set_disk_throttle(struct registry_vm *rv, const char *id,
+			       const struct block_throttle_limits *l, struct error **errp);
+/*
  * Write @rv's definition as it is now to its file, on a worker thread;
  * then @done(@opaque) (may be NULL) on the control thread, written or not
  * (a failure is logged: the file keeps an older definition). < 0: no write

@@ -176,6 +176,13 @@ struct device_class {
 	 */
 	int (*set_link)(void *state, bool up);
 	/*
+	 * Optional (disks): QEMU's block_set_io_throttle on this device's disk
+	 * @id: its I/O limits (checked, none set: unlimited) from now on;
+	 * -ENOENT when it has no disk @id. Control thread; the device takes
+	 * its lock (and query_block shows the limits).
+	 */
+	int (*set_io_throttle)(void *state, const char *id, const struct block_throttle_limits *l);
+	/*
 	 * Optional (drives with removable media, ide-cd): QEMU's tray and
 	 * medium of this device's drive @id (hw/media.c). tray: its state;
 	 * -ENOENT when the device has no removable drive @id (the others

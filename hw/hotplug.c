@@ -1256,6 +1256,30 @@ int vm_set_link(struct vm *vm, const char *name, bool up, struct error **errp)
 	return r;
 }
 
+int vm_set_io_throttle(struct vm *vm, const char *id, const struct block_throttle_limits *l,
+		       struct error **errp)
+{
+	int r = -ENOENT;
+
+	vm_devices_lock(vm);
+	for (unsigned i = 0; i < vm_devices_count(vm) && r == -ENOENT; i++) {
+		struct vm_device *d = vm_devices_at(vm, i);
+
+		if (d->cls->set_io_throttle) {
+			r = d->cls->set_io_throttle(d->state, id, l);
+		}
+	}
+	if (r == -ENOENT && vm_disk_node(vm, id)) {
+		r = error_set(errp, ENOTSUP,
+			      "Device '%s' takes no I/O limits: only virtio-blk disks do", id);
+	} else if (r == -ENOENT) {
+		r = error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT,
+				    "Device '%s' not found", id);
+	}
+	vm_devices_unlock(vm);
+	return r;
+}
+
 /* --- device_del and the removal ----------------------------------------------- */
 
 int vm_device_del(struct vm *vm, const char *id, struct error **errp)

@@ -387,11 +387,36 @@ void vm_config_free(struct vm_config *cfg)
 	free(cfg);
 }
 
+/* A disk's "throttle": its I/O limits (virtio-blk), QEMU's names and checks. */
+static int parse_throttle(json_t *obj, const char *where, struct vm_disk_config *d,
+			  struct error **errp)
+{
+	json_t *t = json_object_get(obj, "throttle");
+	int r;
+
+	block_throttle_limits_init(&d->throttle);
+	if (!t) {
+		return 0;
+	}
+	if (!json_is_object(t)) {
+		return error_set(errp, EINVAL, "%s: \"throttle\" must be an object", where);
+	}
+	if (strcmp(d->driver, "virtio-blk") != 0) {
+		return error_set(errp, EINVAL, "%s: \"throttle\" applies to \"virtio-blk\" only",
+				 where);
+	}
+	r = block_throttle_from_json(t, true, &d->throttle, errp);
+	if (r < 0) {
+		error_prefix(errp, "%s.throttle", where);
+	}
+	return r;
+}
+
 static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struct error **errp)
 {
-	static const char *const keys[] = {"id",       "driver",    "file",   "format", "node",
-					   "readonly", "cache",	    "serial", "werror", "rerror",
-					   "queues",   "removable", "aio",    NULL};
+	static const char *const keys[] = {"id",       "driver",    "file",   "format",	  "node",
+					   "readonly", "cache",	    "serial", "werror",	  "rerror",
+					   "queues",   "removable", "aio",    "throttle", NULL};
 	static const char *const formats[] = {"raw", "qcow2", "qed", "vhdx", "vmdk", "vpc", NULL};
 	static const char *const caches[] = {"writeback", "none", NULL};
 	static const char *const aios[] = {"io_uring", "native", "threads", NULL};
@@ -474,7 +499,7 @@ static int parse_disk(json_t *obj, unsigned idx, struct vm_disk_config *d, struc
 		return error_set(errp, EINVAL, "%s: \"removable\" applies to \"usb-storage\" only",
 				 where);
 	}
-	return 0;
+	return parse_throttle(obj, where, d, errp);
 }
 
 static int parse_nic(json_t *obj, unsigned idx, struct vm_nic_config *n, struct error **errp)
@@ -948,6 +973,9 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 		set_str(j, "werror", d->werror);
 		set_str(j, "rerror", d->rerror);
 		json_object_set_new(j, "queues", json_integer(d->queues));
+		if (block_throttle_enabled(&d->throttle)) {
+			json_object_set_new(j, "throttle", block_throttle_to_json(&d->throttle));
+		}
 		json_array_append_new(disks, j);
 	}
 	json_object_set_new(o, "disks", disks);

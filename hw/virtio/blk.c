@@ -141,6 +141,16 @@ struct virtio_blk {
 	struct list_head parked;
 	struct event *retry_timer;
 	unsigned inflight;
+	/*
+	 * I/O limits (block_set_io_throttle; device lock): reads and writes
+	 * over them wait in order of arrival, one queue per kind, until
+	 * thr_timer (the I/O thread) lets them go.
+	 */
+	struct block_throttle thr;
+	bool thr_on;
+	struct list_head thr_q[2]; /* reads, writes */
+	unsigned thr_n;
+	struct event *thr_timer;
 	bool dying;	     /* unrealize has begun: nothing new is submitted */
 	struct ratelimit rl; /* this disk's I/O error messages */
 };
@@ -151,6 +161,17 @@ static void req_free(struct blk_req *r)
 {
 	free(r->iov);
 	free(r);
+}
+
+/* A (merged) request and those riding with it, never completed (a reset, a teardown). */
+static void req_free_chain(struct blk_req *r)
+{
+	while (r) {
+		struct blk_req *n = r->next;
+
+		req_free(r);
+		r = n;
+	}
 }
 
 /* Write the status, return the chain, interrupt if wanted. Lock held. */
@@ -243,15 +264,72 @@ static void blk_done(void *opaque, int ret)
 	virtio_unlock(b->vp);
 }
 
-/* Hand a (possibly merged) request to the block layer. Lock held. */
+static void thr_arm(struct virtio_blk *b, uint64_t ns)
+{
+	struct timeval tv = {.tv_sec = (time_t)(ns / 1000000000),
+			     .tv_usec = (suseconds_t)(ns % 1000000000 / 1000)};
+
+	evtimer_add(b->thr_timer, &tv);
+}
+
+/*
+ * A read or write over the disk's limits waits in its queue (and the
+ * others of its kind after it). True when @r was queued. Lock held.
+ */
+static bool thr_hold(struct blk_req *r)
+{
+	struct virtio_blk *b = r->b;
+	bool w = r->op == BLOCK_OP_WRITE;
+	uint64_t wait;
+
+	if (!b->thr_on || (r->op != BLOCK_OP_READ && r->op != BLOCK_OP_WRITE)) {
+		return false;
+	}
+	if (list_empty(&b->thr_q[w])) {
+		wait = block_throttle_wait(&b->thr, w, block_stats_now_ns());
+		if (wait == 0) {
+			block_throttle_account(&b->thr, w, r->len);
+			return false;
+		}
+		thr_arm(b, wait);
+	}
+	list_add_tail(&r->link, &b->thr_q[w]);
+	b->thr_n++;
+	return true;
+}
+
+static void blk_submit_now(struct blk_req *r);
+
+/* Forget the held requests (a reset, a teardown): the guest sees none complete. Lock held. */
+static void thr_drop(struct virtio_blk *b)
+{
+	for (unsigned w = 0; w < 2; w++) {
+		while (!list_empty(&b->thr_q[w])) {
+			struct blk_req *r = container_of(b->thr_q[w].next, struct blk_req, link);
+
+			list_del(&r->link);
+			req_free_chain(r);
+		}
+	}
+	b->thr_n = 0;
+}
+
+/* Hand a (possibly merged) request to the block layer, or hold it over the limits. Lock held. */
 static void blk_submit(struct blk_req *r)
+{
+	if (!r->t0) {
+		r->t0 = block_stats_now_ns();
+	}
+	if (!thr_hold(r)) {
+		blk_submit_now(r);
+	}
+}
+
+static void blk_submit_now(struct blk_req *r)
 {
 	struct virtio_blk *b = r->b;
 	int ret;
 
-	if (!r->t0) {
-		r->t0 = block_stats_now_ns();
-	}
 	ret = block_aio_submit(b->bs, b->aio, r->op, r->offset, r->iov, r->iovcnt, r->len, r->flags,
 			       blk_done, r);
 	if (ret < 0) {
@@ -300,6 +378,56 @@ static void retry_parked(evutil_socket_t fd, short what, void *opaque)
 			continue;
 		}
 		blk_submit(r);
+	}
+	virtio_unlock(b->vp);
+}
+
+/*
+ * The held requests whose time has come go, oldest first, reads and writes
+ * in turn; the timer is armed for the next. A VM that does not run (a
+ * save or a migration waits for the disk to be idle), a disk being torn
+ * down, or limits now lifted: all go at once, as QEMU's drain does.
+ */
+static void thr_release(evutil_socket_t fd, short what, void *opaque)
+{
+	struct virtio_blk *b = opaque;
+	uint64_t next = 0;
+
+	(void)fd;
+	(void)what;
+	virtio_lock(b->vp);
+	for (bool progress = true; progress;) {
+		progress = false;
+		for (unsigned w = 0; w < 2; w++) {
+			struct blk_req *r;
+			bool all =
+				!b->thr_on || b->dying || vm_get_state(b->vm) != VM_STATE_RUNNING;
+			uint64_t wait;
+
+			if (list_empty(&b->thr_q[w])) {
+				continue;
+			}
+			r = container_of(b->thr_q[w].next, struct blk_req, link);
+			wait = all ? 0 : block_throttle_wait(&b->thr, w, block_stats_now_ns());
+			if (wait) {
+				next = next && next < wait ? next : wait;
+				continue;
+			}
+			list_del(&r->link);
+			b->thr_n--;
+			progress = true;
+			if (r->gen != virtio_generation(b->vp) || b->dying) {
+				req_free_chain(r);
+				continue;
+			}
+			if (b->thr_on) {
+				block_throttle_account(&b->thr, w, r->len);
+			}
+			blk_submit_now(r);
+		}
+	}
+	if (next) {
+		thr_arm(b, next);
 	}
 	virtio_unlock(b->vp);
 }
@@ -547,13 +675,9 @@ static void blk_reset(void *dev)
 		struct blk_req *r = container_of(b->parked.next, struct blk_req, link);
 
 		list_del(&r->link);
-		while (r) {
-			struct blk_req *n = r->next;
-
-			req_free(r);
-			r = n;
-		}
+		req_free_chain(r);
 	}
+	thr_drop(b);
 	b->features = 0;
 }
 
@@ -597,6 +721,7 @@ static bool blk_drain(struct virtio_blk *b)
 	for (i = 0; i < 60000; i++) {
 		virtio_lock(b->vp);
 		b->dying = true;
+		thr_drop(b); /* never submitted: nothing to wait for */
 		idle = b->inflight == 0;
 		virtio_unlock(b->vp);
 		if (idle) {
@@ -618,6 +743,9 @@ static void blk_free(struct virtio_blk *b)
 	}
 	if (b->retry_timer) {
 		event_free(b->retry_timer);
+	}
+	if (b->thr_timer) {
+		event_free(b->thr_timer);
 	}
 	virtio_dev_free(b->vp);
 	blk_reset(b);
@@ -645,6 +773,8 @@ static int blk_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	list_init(&b->parked);
+	list_init(&b->thr_q[0]);
+	list_init(&b->thr_q[1]);
 	b->vm = vm;
 	b->rl = (struct ratelimit)RATELIMIT_INIT(5000000, 10);
 	b->id = strdup(d->id ? d->id : "disk");
@@ -692,8 +822,12 @@ static int blk_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 		block_aio_ctx_set_thread_start(b->aio, vm_get_host(vm)->thread_start,
 					       vm_get_host(vm)->opaque);
 	}
+	/* the definition's I/O limits (block_set_io_throttle changes them) */
+	block_throttle_set(&b->thr, &d->throttle, block_stats_now_ns());
+	b->thr_on = block_throttle_enabled(&d->throttle);
 	b->retry_timer = evtimer_new(vm_io_base(vm), retry_parked, b);
-	if (!b->retry_timer) {
+	b->thr_timer = evtimer_new(vm_io_base(vm), thr_release, b);
+	if (!b->retry_timer || !b->thr_timer) {
 		r = error_set(errp, ENOMEM, "out of memory");
 		goto err;
 	}
@@ -769,19 +903,79 @@ static void blk_device_reset(void *state)
 	virtio_dev_reset(b->vp);
 }
 
+/* QEMU's BlockDeviceInfo members for I/O limits @l into @ins (those set, with the group). */
+static void limits_json(json_t *ins, const char *group, const struct block_throttle_limits *l)
+{
+	static const char *const kind[] = {"", "_rd", "_wr"};
+	char key[32];
+
+	for (unsigned k = 0; k < 3; k++) {
+		const struct {
+			const char *unit;
+			uint64_t avg, max, len;
+		} u[] = {{"bps", l->bps[k], l->bps_max[k], l->bps_max_length[k]},
+			 {"iops", l->iops[k], l->iops_max[k], l->iops_max_length[k]}};
+
+		for (unsigned i = 0; i < 2; i++) {
+			snprintf(key, sizeof(key), "%s%s", u[i].unit, kind[k]);
+			json_object_set_new(ins, key, json_integer((json_int_t)u[i].avg));
+			if (u[i].max) {
+				snprintf(key, sizeof(key), "%s%s_max", u[i].unit, kind[k]);
+				json_object_set_new(ins, key, json_integer((json_int_t)u[i].max));
+				snprintf(key, sizeof(key), "%s%s_max_length", u[i].unit, kind[k]);
+				json_object_set_new(
+					ins, key,
+					json_integer(u[i].len ? (json_int_t)u[i].len : 1));
+			}
+		}
+	}
+	if (l->iops_size) {
+		json_object_set_new(ins, "iops_size", json_integer((json_int_t)l->iops_size));
+	}
+	if (block_throttle_enabled(l)) {
+		json_object_set_new(ins, "group", json_string(group));
+	}
+}
+
 /* query-block: QEMU's BlockInfo for this disk. Control thread. */
 static json_t *blk_query_block(void *state)
 {
 	struct virtio_blk *b = state;
+	struct block_throttle_limits l;
+	json_t *ins = block_info_json(b->bs);
 	bool failed;
 
 	virtio_lock(b->vp);
 	failed = !list_empty(&b->parked);
+	l = b->thr.limits;
 	virtio_unlock(b->vp);
+	if (ins) {
+		limits_json(ins, b->id, &l);
+	}
 	return json_pack("{s:s, s:s, s:b, s:b, s:s, s:s, s:o}", "device", b->id, "qdev", b->id,
 			 "removable", 0, "locked", 0, "type", "unknown", "io-status",
-			 failed ? "failed" : "ok", "inserted", block_info_json(b->bs));
+			 failed ? "failed" : "ok", "inserted", ins);
 }
+
+/* block_set_io_throttle: new limits, the buckets empty; held requests look again. */
+static int blk_set_io_throttle(void *state, const char *id, const struct block_throttle_limits *l)
+{
+	struct virtio_blk *b = state;
+
+	if (strcmp(id, b->id) != 0) {
+		return -ENOENT;
+	}
+	virtio_lock(b->vp);
+	block_throttle_set(&b->thr, l, block_stats_now_ns());
+	b->thr_on = block_throttle_enabled(l);
+	if (b->thr_n) {
+		thr_arm(b, 0);
+	}
+	virtio_unlock(b->vp);
+	return 0;
+}
+
+/* query-blockstats: QEMU's BlockStats for this disk. Control thread. */
 
 /* query-blockstats: QEMU's BlockStats for this disk. Control thread. */
 static json_t *blk_query_blockstats(void *state)
@@ -805,7 +999,11 @@ static unsigned blk_busy(void *state)
 	unsigned n;
 
 	virtio_lock(b->vp);
-	n = b->inflight;
+	n = b->inflight + b->thr_n;
+	if (b->thr_n && vm_get_state(b->vm) != VM_STATE_RUNNING) {
+		/* a save or a migration waits for the disk: the held requests go now */
+		thr_arm(b, 0);
+	}
 	list_for_each (p, &b->parked) {
 		n++;
 	}
@@ -870,6 +1068,7 @@ const struct device_class virtio_blk_class = {
 	.reset = blk_device_reset,
 	.query_block = blk_query_block,
 	.query_blockstats = blk_query_blockstats,
+	.set_io_throttle = blk_set_io_throttle,
 	.state_version = 1,
 	.save = blk_save,
 	.load = blk_load,

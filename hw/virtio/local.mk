@@ -24,6 +24,11 @@ tests_unit_test_virtio_LDADD = hw/virtio/libhwvirtio.a hw/pci/libhwpci.a $(FAKE_
 TESTS += tests/functional/test-virtio-rng.py tests/functional/test-virtio-blk.py \
 	tests/functional/test-virtio-net.py tests/functional/test-virtio-robust.py
 
+# I/O limits (block_set_io_throttle) against QEMU 7.2's answers, recorded by
+# make-golden-io-throttle.py, and a guest reading at its disk's limit.
+TESTS += tests/functional/test-io-throttle.py
+EXTRA_DIST += tests/functional/make-golden-io-throttle.py tests/functional/golden/io-throttle.json
+
 # virtio-mem and the balloon's statistics against QEMU 7.2 (golden traces in
 # tests/functional/memory/, recorded by its record-qemu.py).
 TESTS += tests/functional/test-virtio-mem.py tests/functional/test-balloon-stats.py

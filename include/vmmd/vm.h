@@ -56,6 +56,8 @@ struct vm_disk_config {
 	char *werror;	 /* "report" (default), "stop" */
 	char *rerror;	 /* "report" (default), "stop" */
 	unsigned queues; /* 0 = one per vCPU */
+	/* virtio-blk: I/O limits ("throttle", QEMU's block_set_io_throttle names) */
+	struct block_throttle_limits throttle;
 };
 
 /* One entry of "nics". */
@@ -469,6 +471,14 @@ int vm_device_add(struct vm *vm, json_t *args, struct error **errp);
  * DeviceNotFound "Device 'NAME' not found" otherwise.
  */
 int vm_set_link(struct vm *vm, const char *name, bool up, struct error **errp);
+/*
+ * QEMU's block_set_io_throttle on disk @id (a virtio-blk disk: other disks
+ * answer that they take none): @l (checked by block_throttle_check) from
+ * now on; DeviceNotFound "Device 'ID' not found" for no disk.
+ */
+struct block_throttle_limits;
+int vm_set_io_throttle(struct vm *vm, const char *id, const struct block_throttle_limits *l,
+		       struct error **errp);
 /*
  * Removable media (hw/media.c: ide-cd drives), QEMU's commands in steps,
  * for the drive whose definition id is @id (QEMU's "device" and "id"

@@ -429,6 +429,13 @@ int vm_set_link(struct vm *vm, const char *name, bool up, struct error **errp)
 			       name);
 }
 
+int vm_set_io_throttle(struct vm *vm, const char *id, const struct block_throttle_limits *l,
+		       struct error **errp)
+{
+	return error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, ENOENT, "Device '%s' not found",
+			       id);
+}
+
 /* The double has no removable drive: every name is unknown. */
 static int no_drive(const char *id, struct error **errp)
 {

@@ -777,6 +777,108 @@ START_TEST(test_blk_reset_with_requests_in_flight)
 }
 END_TEST
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Kick a one-sector read at @sector without waiting for it. */
+static void blk_read_nowait(struct drv *d, uint64_t sector)
+{
+	struct blk_hdr h = {.type = 0, .sector = sector};
+
+	memcpy(ram(HDR), &h, sizeof(h));
+	drv_desc(d, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	drv_desc(d, 1, DATA, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
+	drv_desc(d, 2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	drv_kick(d, 0);
+	event_base_loop(base, EVLOOP_NONBLOCK | EVLOOP_ONCE);
+}
+
+/*
+ * I/O limits: the definition's 10 reads a second let two through at once
+ * (the second fills the bucket of a tenth of a second's worth) and hold
+ * the next ones, which count as
+ * busy and go when their time comes; writes are not limited by a read
+ * limit; a reset drops a held read without completing it; a stopped VM's
+ * held reads go when a save asks whether the disk is busy; block_set_io_throttle (the class hook) lifts the
+ * limits, and query-block shows them meanwhile.
+ */
+START_TEST(test_blk_throttle)
+{
+	struct vm_disk_config dc = {.id = "vdt", .format = "raw"};
+	struct block_throttle_limits none;
+	struct drv d;
+	double t0;
+
+	make_disk();
+	dc.file = disk_path;
+	block_throttle_limits_init(&dc.throttle);
+	dc.throttle.iops[BLOCK_THROTTLE_READ] = 10;
+	realize(&virtio_blk_class, &dc);
+	drv_probe(&d, 0x1042);
+	drv_init(&d, 1ull << 9, 0);
+	t0 = now_s();
+	for (unsigned i = 0; i < 5; i++) {
+		ck_assert_uint_eq(blk_rw(&d, 0, i, 512, false), 0);
+	}
+	/* the bucket holds a tenth of a second's worth (one): two at once, then one a tenth */
+	ck_assert_double_ge(now_s() - t0, 0.28);
+	t0 = now_s();
+	for (unsigned i = 0; i < 4; i++) {
+		ck_assert_uint_eq(blk_rw(&d, 1, i, 512, true), 0);
+	}
+	ck_assert_double_lt(now_s() - t0, 0.25);
+	json_t *info = dev_cls->query_block(dev_state);
+	json_t *ins = json_object_get(info, "inserted");
+
+	ck_assert_int_eq(json_integer_value(json_object_get(ins, "iops_rd")), 10);
+	ck_assert_int_eq(json_integer_value(json_object_get(ins, "bps")), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(ins, "group")), "vdt");
+	json_decref(info);
+	/* held, busy; a reset drops it and the used ring never sees it */
+	blk_read_nowait(&d, 7);
+	ck_assert_uint_eq(dev_cls->busy(dev_state), 1);
+	mw(d.common + 0x14, 0, 1);
+	ck_assert_uint_eq(dev_cls->busy(dev_state), 0);
+	ck_assert_uint_eq(drv_init(&d, 1ull << 9, 0) & 0xf, 0xf);
+	spin(300);
+	ck_assert_uint_eq(used_idx(&d), 0);
+	/*
+	 * One read a second: a save of the stopped VM asks whether the disk
+	 * is busy, and the held read goes at once (not a second later)
+	 */
+	block_throttle_limits_init(&none);
+	none.iops[BLOCK_THROTTLE_READ] = 1;
+	ck_assert_int_eq(dev_cls->set_io_throttle(dev_state, "vdt", &none), 0);
+	ck_assert_uint_eq(blk_rw(&d, 0, 1, 512, false), 0);
+	blk_read_nowait(&d, 2);
+	spin(50);
+	ck_assert_uint_eq(dev_cls->busy(dev_state), 1);
+	fake_vm_set_state(vm, VM_STATE_PAUSED);
+	ck_assert_uint_eq(dev_cls->busy(dev_state), 1);
+	spin(50);
+	ck_assert_uint_eq(dev_cls->busy(dev_state), 0);
+	ck_assert_uint_eq(drv_wait(&d), 513);
+	fake_vm_set_state(vm, VM_STATE_RUNNING);
+	/* lifted: no wait, no limits shown */
+	block_throttle_limits_init(&none);
+	ck_assert_int_eq(dev_cls->set_io_throttle(dev_state, "other", &none), -ENOENT);
+	ck_assert_int_eq(dev_cls->set_io_throttle(dev_state, "vdt", &none), 0);
+	t0 = now_s();
+	for (unsigned i = 0; i < 4; i++) {
+		ck_assert_uint_eq(blk_rw(&d, 0, i, 512, false), 0);
+	}
+	ck_assert_double_lt(now_s() - t0, 0.25);
+	info = dev_cls->query_block(dev_state);
+	ck_assert_ptr_null(json_object_get(json_object_get(info, "inserted"), "group"));
+	json_decref(info);
+}
+END_TEST
+
 /* ---- virtio-net over the user (slirp) backend, with a real I/O thread ---- */
 
 static pthread_t io_thread;
@@ -1296,6 +1398,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_blk_merging);
 	tcase_add_test(tc, test_blk_empty_request_not_merged);
 	tcase_add_test(tc, test_blk_reset_with_requests_in_flight);
+	tcase_add_test(tc, test_blk_throttle);
 	tcase_add_test(tc, test_net_dhcp_mergeable);
 	tcase_add_test(tc, test_net_frame_waits_for_buffers);
 	tcase_add_test(tc, test_net_no_truncation);
