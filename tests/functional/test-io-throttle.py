@@ -6,7 +6,8 @@ reading a disk whose definition limits its reads to 3000 operations a
 second, lowered to 2000 while it runs: each phase takes at least the time
 its limit allows (a lower bound only: a slow host takes longer, never
 less); the definition follows block_set_io_throttle; definitions with bad
-limits and disks that take none are refused; vmctl disk throttle."""
+limits and disks that take none are refused; a save does not wait for
+the limits; vmctl disk throttle."""
 
 import json
 import os
@@ -91,6 +92,30 @@ def test_guest_reads_at_the_limit():
         # 8000 reads, a few before the change
         assert t2 - t1 >= (8000 - 200) / 2000 * 0.9, t2 - t1
         assert saved_disk(d, "t2")["throttle"] == {"iops_rd": 2000}
+
+
+def test_save_does_not_wait_for_the_limits():
+    """A guest with 16 reads of 4 KiB in flight on a disk allowed 256 bytes
+    a second: the first goes, the next would wait 16 s; the save of the
+    stopped VM lets the held reads go at once instead (as it asks whether
+    the disk is busy); the restored VM keeps the limits (its definition)
+    and reads on once they are lifted."""
+    with Vmmd() as d:
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def(d, "t5", guest("virtio-bench"), size=64 << 20,
+                                      throttle={"bps_rd": 256}), start=True))
+        wait_line(d, "t5", "bench: 4k-randread start")
+        time.sleep(0.5)
+        snap = os.path.join(d.tmp, "snap")
+        t0 = time.monotonic()
+        q.ok("vm-save", vm="t5", path=snap, stop=True)
+        q.event("VM_SAVE_COMPLETED", timeout=60, pred=lambda e: e["data"]["path"] == snap)
+        assert time.monotonic() - t0 < 10, time.monotonic() - t0
+        q.ok("vm-restore", {"path": snap, "name": "t5"})
+        assert rec.limits(q.ok("query-block", vm="t5")[0])["bps_rd"] == 256
+        q.ok("block_set_io_throttle", dict(rec.ZERO, vm="t5", device="vd0"))
+        wait_line(d, "t5", "bench: 64k-seqread start", timeout=120)
+        assert "timeout" not in console_log(d, "t5"), console_log(d, "t5")
 
 
 def test_definition():
