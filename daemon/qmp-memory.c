@@ -4,13 +4,18 @@
  * query-memory-size-summary. The work is in hw/qom.c and the device
  * models; this file finds the live VM and keeps the persisted definition
  * in step with a new requested-size (a restart asks for the same size).
- * Control thread only.
+ * And pmemsave: guest-physical memory into a file, on a worker thread
+ * while the VM is held. Control thread only.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/pathpol.h"
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
 
@@ -108,4 +113,93 @@ int qmp_query_memory_size_summary(struct monitor_request *req, json_t *args, jso
 	}
 	*ret = vm_query_memory_size_summary(vm);
 	return *ret ? 0 : error_set(errp, ENOMEM, "out of memory");
+}
+
+/* pmemsave: the file opens and fills on a worker, the VM held meanwhile. */
+struct pmemsave_job {
+	struct registry *reg;
+	struct vm *vm; /* held: registry_vm_work_begin until pmemsave_done */
+	char *name, *filename;
+	uint64_t addr, size;
+	int r;
+	struct error *err;
+	struct monitor_deferred *d;
+};
+
+static void pmemsave_run(void *arg)
+{
+	struct pmemsave_job *j = arg;
+	int fd = pathpol_open(j->filename, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	if (fd == -PATHPOL_DENIED) {
+		j->r = pathpol_denied("pmemsave file", j->filename, &j->err);
+		return;
+	}
+	if (fd < 0) {
+		j->r = error_set_errno(&j->err, fd, "Could not open '%s'", j->filename);
+		return;
+	}
+	j->r = vm_pmemsave(j->vm, j->addr, j->size, fd, j->filename, &j->err);
+	if (close(fd) < 0 && j->r == 0) {
+		j->r = error_set_errno(&j->err, errno, "writing memory to '%s'", j->filename);
+	}
+}
+
+static void pmemsave_done(void *arg)
+{
+	struct pmemsave_job *j = arg;
+	struct registry_vm *rv = registry_find(j->reg, j->name);
+
+	if (rv) {
+		registry_disks_end(rv);
+	}
+	monitor_deferred_done(j->d, j->r, NULL, j->err);
+	free(j->name);
+	free(j->filename);
+	free(j);
+}
+
+int qmp_pmemsave(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	struct registry_vm *rv = req->vm;
+	struct vm *vm = live_vm(req, errp);
+	struct pmemsave_job *j;
+	int r;
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	/* QEMU's val and size are unsigned: val -1 is the top of the address space */
+	r = vm_pmemsave_check(vm, (uint64_t)json_integer_value(json_object_get(args, "size")),
+			      errp);
+	if (r < 0) {
+		return r;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j || !(j->name = strdup(rv->name)) ||
+	    !(j->filename = strdup(json_string_value(json_object_get(args, "filename"))))) {
+		if (j) {
+			free(j->name);
+		}
+		free(j);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	j->reg = req->ctx;
+	j->vm = vm;
+	j->addr = (uint64_t)json_integer_value(json_object_get(args, "val"));
+	j->size = (uint64_t)json_integer_value(json_object_get(args, "size"));
+	j->d = monitor_defer(req);
+	r = j->d ? registry_vm_work_begin(rv, "writing its memory to a file (pmemsave)",
+					  pmemsave_run, pmemsave_done, j, errp)
+		 : error_set(errp, ENOMEM, "out of memory");
+	if (r < 0) {
+		if (j->d) {
+			monitor_deferred_cancel(j->d);
+		}
+		free(j->name);
+		free(j->filename);
+		free(j);
+		return r;
+	}
+	return MONITOR_DEFERRED;
 }

@@ -251,6 +251,7 @@ const struct monitor_command qmp_commands[] = {
 	{"qom-set", qmp_qom_set},
 	{"query-memory-devices", qmp_query_memory_devices},
 	{"query-memory-size-summary", qmp_query_memory_size_summary},
+	{"pmemsave", qmp_pmemsave},
 	{"vm-create", qmp_vm_create},
 	{"vm-start", qmp_vm_start},
 	{"vm-destroy", qmp_vm_destroy},

@@ -22,6 +22,7 @@ int qmp_stop_now(struct monitor_request *req, json_t *args, json_t **ret, struct
 int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_set_link(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_pmemsave(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 /* daemon/qmp-media.c */
 /* The disk named by exactly one of "device" and "id" (QEMU's words otherwise). */
 const char *qmp_drive_name(json_t *args, struct error **errp);

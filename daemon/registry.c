@@ -2140,12 +2140,23 @@ int registry_run(struct registry *reg, void (*fn)(void *arg), void (*done)(void 
 int registry_disks_check(struct registry_vm *rv, struct error **errp)
 {
 	if (rv->disks_busy) {
-		return error_set(errp, EBUSY,
-				 "VM '%s' is switching disks to a snapshot; try again when that "
-				 "is done",
-				 rv->name);
+		return error_set(errp, EBUSY, "VM '%s' is %s; try again when that is done",
+				 rv->name,
+				 rv->disks_busy_what ? rv->disks_busy_what
+						     : "switching disks to a snapshot");
 	}
 	return 0;
+}
+
+int registry_vm_work_begin(struct registry_vm *rv, const char *what, void (*fn)(void *arg),
+			   void (*done)(void *arg), void *arg, struct error **errp)
+{
+	int r = registry_disks_begin(rv, fn, done, arg, errp);
+
+	if (r == 0) {
+		rv->disks_busy_what = what;
+	}
+	return r;
 }
 
 int registry_disks_begin(struct registry_vm *rv, void (*fn)(void *arg), void (*done)(void *arg),
@@ -2173,6 +2184,7 @@ int registry_disks_begin(struct registry_vm *rv, void (*fn)(void *arg), void (*d
 void registry_disks_end(struct registry_vm *rv)
 {
 	rv->disks_busy = false;
+	rv->disks_busy_what = NULL;
 	if (rv->destroy_pending) {
 		/* a destroy came meanwhile: it goes on now */
 		job_gone(rv->reg, rv->name);

@@ -83,6 +83,7 @@ struct registry_vm {
 	struct def_writer *writer; /* rewrites of its definition file (registry.c) */
 	/* An external snapshot switches its disks on a worker (registry_disks_begin). */
 	bool disks_busy;
+	const char *disks_busy_what; /* what holds them (NULL: a snapshot) */
 	/* Live migration (daemon/migration.c). */
 	struct migration *mig; /* the last or current migration, or NULL */
 	bool inmigrate;	       /* started with "incoming": waits for migrate-incoming */
@@ -211,6 +212,13 @@ int registry_run(struct registry *reg, void (*fn)(void *arg), void (*done)(void 
 int registry_disks_begin(struct registry_vm *rv, void (*fn)(void *arg), void (*done)(void *arg),
 			 void *arg, struct error **errp);
 void registry_disks_end(struct registry_vm *rv);
+/*
+ * registry_disks_begin for other work that needs the VM to stay (pmemsave
+ * reading its memory on a worker): @what names it in the refusals
+ * ("VM 'NAME' is WHAT; try again when that is done").
+ */
+int registry_vm_work_begin(struct registry_vm *rv, const char *what, void (*fn)(void *arg),
+			   void (*done)(void *arg), void *arg, struct error **errp);
 /* EBUSY "VM '...' is switching disks to a snapshot; try again when that is done". */
 int registry_disks_check(struct registry_vm *rv, struct error **errp);
 /* Which instance of the VM runs (0: none): a VM restarted since differs. */

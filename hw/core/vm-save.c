@@ -1330,3 +1330,42 @@ int vm_state_load(struct vm *vm, struct vm_snapshot *snap, struct error **errp)
 	}
 	return r;
 }
+
+int vm_pmemsave_check(struct vm *vm, uint64_t size, struct error **errp)
+{
+	uint64_t max = guest_mem_size(vm->mem) + GUEST_MEM_HIGH_START;
+
+	if (size > max) {
+		return error_set(errp, EINVAL,
+				 "%" PRIu64 " bytes: pmemsave writes at most %" PRIu64
+				 " (the guest's memory and the 4 GiB below it)",
+				 size, max);
+	}
+	return 0;
+}
+
+int vm_pmemsave(struct vm *vm, uint64_t addr, uint64_t size, int fd, const char *name,
+		struct error **errp)
+{
+	static const uint8_t zeroes[4096];
+	uint64_t done = 0;
+	int r = vm_pmemsave_check(vm, size, errp);
+
+	while (r == 0 && done < size) {
+		/* (addresses wrap at 2^64, as QEMU's) */
+		uint64_t gpa = addr + done, n = MIN(size - done, (uint64_t)1 << 20);
+		const void *p = guest_mem_ptr(vm->mem, gpa, n);
+
+		if (!p) {
+			/* across a region's end or outside RAM: a page at a time, zeroes outside */
+			n = MIN(n, 4096 - (gpa & 4095));
+			p = guest_mem_ptr(vm->mem, gpa, n);
+		}
+		r = write_all(fd, p ? p : zeroes, n, (off_t)done);
+		if (r < 0) {
+			return error_set_errno(errp, r, "writing memory to '%s'", name);
+		}
+		done += n;
+	}
+	return r;
+}

@@ -379,6 +379,18 @@ json_t *vm_query_blockstats(struct vm *vm);
  * vm_save_end (control thread): clears the mark and resumes the VM if
  * @resume and it was running at vm_save_begin (event RESUME).
  */
+/*
+ * pmemsave: @size bytes of guest-physical memory from @addr into @fd (from
+ * its offset 0; @name for messages), as the guest has them now (a running
+ * guest may change them meanwhile): RAM and memory devices; device MMIO,
+ * firmware and holes read as zeroes (no device is accessed). At most the
+ * guest's memory size plus 4 GiB (vm_pmemsave_check, before a file is
+ * opened); addresses wrap at 2^64 as QEMU's. Any thread, while the VM
+ * object stays (the caller holds it).
+ */
+int vm_pmemsave_check(struct vm *vm, uint64_t size, struct error **errp);
+int vm_pmemsave(struct vm *vm, uint64_t addr, uint64_t size, int fd, const char *name,
+		struct error **errp);
 int vm_save_begin(struct vm *vm, struct error **errp);
 int vm_save(struct vm *vm, const char *dir, uint64_t *ret_bytes, struct error **errp);
 void vm_save_end(struct vm *vm, bool resume);

@@ -856,6 +856,8 @@ def qmp():
                     vm("blockdev-del", node_name="f0"), vm("query-pci"), vm("query-block"),
                     vm("query-blockstats", query_nodes=True)],
         "memory": [create, vm("balloon", value=128 << 20), vm("query-balloon"),
+                   vm("pmemsave", val=0x100000, size=4096, filename="$ROOT/mem.bin"),
+                   vm("pmemsave", val=-1, size=1 << 62, filename="$ROOT/big.bin"),
                    vm("qom-get", path="/machine/peripheral/vmem0", property="size"),
                    vm("qom-set", path="/machine/peripheral/vmem0", property="requested-size",
                       value=1 << 21),

@@ -198,6 +198,11 @@ EXTRA_DIST += tests/functional/make-golden-announce.py tests/functional/golden/a
 TESTS += tests/functional/test-nmi.py
 EXTRA_DIST += tests/functional/make-golden-nmi.py tests/functional/golden/nmi.json
 
+# pmemsave on guest-idle.elf: QEMU 7.2's answers and files, recorded by
+# make-golden-pmemsave.py.
+TESTS += tests/functional/test-pmemsave.py
+EXTRA_DIST += tests/functional/make-golden-pmemsave.py tests/functional/golden/pmemsave.json
+
 # Removable media (tests/guests/cdrom.c): QEMU 7.2's answers, events and what
 # its guest saw, recorded by make-golden-cdrom.py.
 TESTS += tests/functional/test-cdrom.py

@@ -436,6 +436,17 @@ int vm_set_io_throttle(struct vm *vm, const char *id, const struct block_throttl
 			       id);
 }
 
+int vm_pmemsave_check(struct vm *vm, uint64_t size, struct error **errp)
+{
+	return 0;
+}
+
+int vm_pmemsave(struct vm *vm, uint64_t addr, uint64_t size, int fd, const char *name,
+		struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "the VM double has no memory");
+}
+
 /* The double has no removable drive: every name is unknown. */
 static int no_drive(const char *id, struct error **errp)
 {
