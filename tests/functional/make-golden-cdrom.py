@@ -141,13 +141,7 @@ def events(q):
 
 def step(q, name, args, d):
     """One command: its answer (query-block's shape) and the tray events before it."""
-    q.s.sendall(json.dumps({"execute": name, "arguments": subst(args, d)}).encode() + b"\n")
-    while True:
-        m = json.loads(q.f.readline())
-        if "event" in m:
-            q.events.append(m)
-        elif "return" in m or "error" in m:
-            break
+    m = q.call(name, subst(args, d))
     if name == "query-block" and "return" in m:
         m = {"return": block_shape(m["return"], d)}
     m = json.loads(json.dumps(m).replace(d, "$DIR"))

@@ -75,12 +75,7 @@ def main():
             out = {"qemu": q.cmd("query-version")["return"]["qemu"], "calls": []}
             for args in CALLS:
                 a = dict(args) if "device" in args or "id" in args else dict(args, device="vd0")
-                q.s.sendall(json.dumps({"execute": "block_set_io_throttle",
-                                        "arguments": a}).encode() + b"\n")
-                while True:
-                    m = json.loads(q.f.readline())
-                    if "return" in m or "error" in m:
-                        break
+                m = q.call("block_set_io_throttle", a)
                 step = {"arguments": a, "reply": m}
                 if "return" in m:
                     step["query-block"] = limits(q.cmd("query-block")["return"][0])

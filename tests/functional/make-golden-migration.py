@@ -37,6 +37,11 @@ class Qmp:
         self.cmd("qmp_capabilities")
 
     def cmd(self, name, **args):
+        return self.call(name, args)
+
+    def call(self, name, args):
+        """@name with the argument object @args (any member names, "name"
+        included); its answer, the events before it kept in events."""
         self.s.sendall(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
         while True:
             m = json.loads(self.f.readline())

@@ -76,12 +76,7 @@ def main():
             out = {"qemu": q.cmd("query-version")["return"]["qemu"], "calls": []}
             time.sleep(1)
             for a in calls(guest):
-                q.s.sendall(json.dumps({"execute": "pmemsave",
-                                        "arguments": subst(a, d)}).encode() + b"\n")
-                while True:
-                    m = json.loads(q.f.readline())
-                    if "return" in m or "error" in m:
-                        break
+                m = q.call("pmemsave", subst(a, d))
                 m = json.loads(json.dumps(m).replace(d, "$DIR"))
                 step = {"arguments": a, "reply": m}
                 f = a.get("filename", "").replace("$DIR", d)

@@ -84,13 +84,7 @@ class Echo:
 
 def set_link(q, args):
     """set_link with @args (Qmp.cmd's own first parameter is called name)."""
-    q.s.sendall(json.dumps({"execute": "set_link", "arguments": args}).encode() + b"\n")
-    while True:
-        m = json.loads(q.f.readline())
-        if "event" in m:
-            q.events.append(m)
-        elif "return" in m or "error" in m:
-            return m
+    return q.call("set_link", args)
 
 
 def main():
