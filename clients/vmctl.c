@@ -1236,6 +1236,77 @@ static int cmd_send_key(struct qmp_client *c, int argc, char **argv,
 }
 
 /* vm-save, then wait for its VM_SAVE_COMPLETED. */
+/*
+ * dump NAME FILE [--begin ADDR --length SIZE]: dump-guest-memory (ELF, paging
+ * off); the answer comes when the file is complete.
+ */
+static int cmd_dump(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+{
+	static const struct option opts[] = {
+		{"begin", required_argument, NULL, 'b'},
+		{"length", required_argument, NULL, 'l'},
+		{"json", no_argument, NULL, 'j'},
+		{0},
+	};
+	json_auto_t *done = NULL;
+	const char *begin = NULL, *length = NULL;
+	uint64_t b = 0, l = 0;
+	json_t *args;
+	char *protocol;
+	int o, rc;
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "b:l:j", opts, NULL)) != -1) {
+		switch (o) {
+		case 'b':
+			begin = optarg;
+			break;
+		case 'l':
+			length = optarg;
+			break;
+		case 'j':
+			json_output = true;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 2) {
+		return usage_error("%s", "dump needs a VM name and a file");
+	}
+	if (!begin != !length) {
+		return usage_error("%s", "dump: --begin and --length go together");
+	}
+	if ((begin && (parse_u64(begin, &b) < 0 || b > INT64_MAX)) ||
+	    (length && (parse_size(length, &l) < 0 || l == 0 || l > INT64_MAX))) {
+		return usage_error("dump: bad --begin '%s' or --length '%s'", begin, length);
+	}
+	args = json_pack("{s:s, s:b}", "vm", argv[optind], "paging", 0);
+	if (set_path(args, "protocol", argv[optind + 1]) < 0 ||
+	    asprintf(&protocol, "file:%s", str(args, "protocol", "")) < 0) {
+		json_decref(args);
+		return usage_error("%s", "cannot make the file name absolute");
+	}
+	json_object_set_new(args, "protocol", json_string(protocol));
+	free(protocol);
+	if (begin) {
+		json_object_set_new(args, "begin", json_integer((json_int_t)b));
+		json_object_set_new(args, "length", json_integer((json_int_t)l));
+	}
+	rc = run_cmd(c, "dump-guest-memory", args, NULL);
+	if (rc == EXIT_OK) {
+		rc = run_cmd(c, "query-dump", json_pack("{s:s}", "vm", argv[optind]), &done);
+	}
+	if (rc == EXIT_OK && json_output) {
+		print_json(done);
+	} else if (rc == EXIT_OK) {
+		printf("%s: %" PRIu64 " bytes of memory dumped to %s\n", argv[optind],
+		       (uint64_t)json_integer_value(json_object_get(done, "completed")),
+		       argv[optind + 1]);
+	}
+	return rc;
+}
+
 static int cmd_save(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	static const struct option opts[] = {
@@ -2382,6 +2453,10 @@ static const struct vmctl_command commands[] = {
 	{"save", cmd_save, "NAME DIR [--stop]", "save the whole VM into the new directory DIR",
 	 "  --stop    destroy the VM once it is saved (else it runs on)\n"
 	 "Waits for VM_SAVE_COMPLETED; prints the bytes of RAM written and the time.\n"},
+	{"dump", cmd_dump, "NAME FILE [--begin ADDR --length SIZE]",
+	 "write the guest's memory and vCPU registers into an ELF core file",
+	 "dump-guest-memory: the VM pauses while FILE is written (gdb and crash read it).\n"
+	 "  --begin ADDR --length SIZE    only this guest-physical range\n"},
 	{"restore", cmd_restore,
 	 "DIR [--name NAME] [--paused] [--disk ID=FILE]... [--nic ID=IFNAME]...",
 	 "build a VM from a saved one",

@@ -15,6 +15,7 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/xbzrle.c daemon/xbzrle.h \
 	daemon/upgrade.c daemon/upgrade.h \
 	daemon/keep.c daemon/keep.h \
+	daemon/qmp-dump.c \
 	daemon/qmp-memory.c \
 	daemon/tls.c daemon/tls.h \
 	daemon/authz.c daemon/authz.h \

@@ -4,7 +4,8 @@
  * info status, version, name, kvm, block, blockstats, cpus, network, pci,
  * snapshots; stop, cont, system_reset, system_powerdown, quit; savevm,
  * loadvm, delvm (answered when their internal snapshot job ends); eject
- * and change (a CD-ROM's medium, answered as their QMP commands are). Each is
+ * and change (a CD-ROM's medium), dump-guest-memory and info dump (answered
+ * as their QMP commands are). Each is
  * built from the QMP command it stands for, so both always agree. An
  * unknown command gives QEMU's "unknown command" text (not a QMP error).
  * Control thread only.
@@ -572,6 +573,142 @@ out:
 	return 0;
 }
 
+/* An HMP integer expression: terms joined by + and - (QEMU's words otherwise). */
+static bool hmp_expr(const char *s, json_int_t *ret, struct hmp_out *o)
+{
+	unsigned long long v = 0;
+	int sign = 1;
+
+	for (;;) {
+		char *end;
+		unsigned long long t;
+
+		errno = 0;
+		t = strtoull(s, &end, 0);
+		if (end == s || errno) {
+			out_printf(o, "invalid char '%c' in expression\n", *s ? *s : ' ');
+			return false;
+		}
+		v = sign > 0 ? v + t : v - t;
+		s = end;
+		if (*s != '+' && *s != '-') {
+			break;
+		}
+		sign = *s++ == '+' ? 1 : -1;
+	}
+	if (*s) {
+		out_printf(o, "invalid char '%c' in expression\n", *s);
+		return false;
+	}
+	*ret = (json_int_t)v;
+	return true;
+}
+
+/*
+ * dump-guest-memory [-p] [-d] [-z|-l|-s|-w] filename [begin length]: QEMU's
+ * parse and words, answered as the QMP command is (deferred).
+ */
+static int hmp_dump(struct monitor_request *req, const char *line, struct hmp_out *o)
+{
+	static const char *const formats[] = {['z'] = "kdump-zlib",
+					      ['l'] = "kdump-lzo",
+					      ['s'] = "kdump-snappy",
+					      ['w'] = "win-dmp"};
+	char *copy = strdup(line), *save = NULL, *t;
+	const char *format = NULL, *usage = NULL, *w[3] = {0};
+	bool paging = false, detach = false;
+	struct error *err = NULL;
+	json_t *args = NULL, *ret = NULL;
+	json_int_t begin = 0, length = 0;
+	unsigned n = 0;
+	int r = 0;
+
+	if (!copy) {
+		out_printf(o, "Error: out of memory\n");
+		return 0;
+	}
+	strtok_r(copy, " \t", &save);
+	while ((t = strtok_r(NULL, " \t", &save)) && !usage) {
+		char f = t[1];
+
+		if (n == 0 && t[0] == '-' && f && !t[2] && strchr("pdzlsw", f)) {
+			if (f == 'p' || f == 'd') {
+				*(f == 'p' ? &paging : &detach) = true;
+			} else if (format) {
+				out_printf(o, "Error: only one of '-z|-l|-s|-w' can be set\n");
+				goto out;
+			} else {
+				format = formats[(unsigned char)f];
+			}
+		} else if (n == 0 && t[0] == '-') {
+			out_printf(o,
+				   "dump-guest-memory: unsupported option %s\n"
+				   "Try \"help dump-guest-memory\" for more information\n",
+				   t);
+			goto out;
+		} else if (n < 3) {
+			w[n++] = t;
+		} else {
+			usage = "extraneous characters at the end of line";
+		}
+	}
+	if (n == 0) {
+		usage = "filename expected";
+	}
+	if (usage) {
+		out_printf(o,
+			   "dump-guest-memory: %s\n"
+			   "Try \"help dump-guest-memory\" for more information\n",
+			   usage);
+		goto out;
+	}
+	if ((w[1] && !hmp_expr(w[1], &begin, o)) || (w[2] && !hmp_expr(w[2], &length, o))) {
+		out_printf(o, "Try \"help dump-guest-memory\" for more information\n");
+		goto out;
+	}
+	args = json_pack("{s:b, s:s+, s:b}", "paging", paging, "protocol", "file:", w[0], "detach",
+			 detach);
+	if (args && format) {
+		json_object_set_new(args, "format", json_string(format));
+	}
+	if (args && w[1]) {
+		json_object_set_new(args, "begin", json_integer(begin));
+	}
+	if (args && w[2]) {
+		json_object_set_new(args, "length", json_integer(length));
+	}
+	req->hmp = true;
+	r = args ? qmp_dump_guest_memory(req, args, &ret, &err)
+		 : error_set(&err, ENOMEM, "out of memory");
+	req->hmp = false;
+	json_decref(ret);
+	if (r < 0) {
+		out_printf(o, "Error: %s\n", err ? err->msg : strerror(-r));
+		error_free(err);
+	}
+out:
+	json_decref(args);
+	free(copy);
+	return r == MONITOR_DEFERRED ? r : 0;
+}
+
+/* info dump: QEMU's status lines. */
+static void info_dump(struct monitor_request *req, struct hmp_out *o)
+{
+	json_t *q = run(req, qmp_query_dump, o);
+	json_int_t total = jint(q, "total");
+
+	if (q) {
+		out_printf(o, "Status: %s\n", jstr(q, "status"));
+		if (strcmp(jstr(q, "status"), "active") == 0) {
+			out_printf(o, "Finished: %.2f %%\n",
+				   total ? (double)jint(q, "completed") * 100 / (double)total
+					 : 0.0);
+		}
+	}
+	json_decref(q);
+}
+
 int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t **ret,
 			      struct error **errp)
 {
@@ -611,6 +748,12 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 		}
 		goto out;
 	}
+	if (!strcmp(cmd, "dump-guest-memory")) {
+		if (hmp_dump(req, line, &o) == MONITOR_DEFERRED) {
+			return MONITOR_DEFERRED;
+		}
+		goto out;
+	}
 	if (!strcmp(cmd, "savevm") || !strcmp(cmd, "loadvm") || !strcmp(cmd, "delvm")) {
 		if (hmp_snapshot(req, cmd, what[0] ? what : NULL, &o) == MONITOR_DEFERRED) {
 			return MONITOR_DEFERRED;
@@ -626,6 +769,8 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 		info_version(req, &o);
 	} else if (strcmp(what, "name") == 0) {
 		out_printf(&o, "%s\n", ((struct registry_vm *)req->vm)->name);
+	} else if (strcmp(what, "dump") == 0) {
+		info_dump(req, &o);
 	} else if (strcmp(what, "kvm") == 0) {
 		out_printf(&o, "kvm support: enabled\n");
 	} else if (strcmp(what, "block") == 0 && (j = run(req, qmp_query_block, &o))) {

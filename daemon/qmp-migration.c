@@ -37,8 +37,13 @@ static int uri_fd(struct monitor_request *req, const char *uri, struct error **e
 int qmp_migrate(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	const char *uri = json_string_value(json_object_get(args, "uri"));
-	int fd = uri_fd(req, uri, errp);
+	int fd;
 
+	if (qmp_dump_active(req->vm)) {
+		return error_set(errp, EBUSY,
+				 "Live migration disabled: dump-guest-memory in progress");
+	}
+	fd = uri_fd(req, uri, errp);
 	if (fd < -1) {
 		return fd;
 	}

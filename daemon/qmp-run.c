@@ -50,6 +50,15 @@ int qmp_query_status(struct monitor_request *req, json_t *args, json_t **ret, st
 	return 0;
 }
 
+/* QEMU's refusal of stop and cont while a dump runs. */
+static int dumping(struct monitor_request *req, struct error **errp)
+{
+	if (qmp_dump_active(req->vm)) {
+		return error_set(errp, EBUSY, "There is a dump in process, please wait.");
+	}
+	return 0;
+}
+
 /* HMP's stop: answered in the same call, so the pause is waited for here. */
 int qmp_stop_now(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
@@ -58,6 +67,9 @@ int qmp_stop_now(struct monitor_request *req, json_t *args, json_t **ret, struct
 	if (waits_incoming(req)) {
 		set_autostart(req, false);
 		return 0;
+	}
+	if (dumping(req, errp) < 0) {
+		return -EBUSY;
 	}
 	vm = live_vm(req, errp);
 	if (!vm) {
@@ -84,6 +96,9 @@ int qmp_stop(struct monitor_request *req, json_t *args, json_t **ret, struct err
 		/* QEMU clears autostart: the VM arrives paused, with no event now */
 		set_autostart(req, false);
 		return 0;
+	}
+	if (dumping(req, errp) < 0) {
+		return -EBUSY;
 	}
 	vm = live_vm(req, errp);
 	if (!vm) {
@@ -117,6 +132,9 @@ int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct err
 		/* QEMU sets autostart: the VM runs once migrated (if the source ran) */
 		set_autostart(req, true);
 		return 0;
+	}
+	if (dumping(req, errp) < 0) {
+		return -EBUSY;
 	}
 	vm = live_vm(req, errp);
 	if (!vm) {

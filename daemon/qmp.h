@@ -23,6 +23,15 @@ int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct err
 int qmp_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_set_link(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_pmemsave(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+/* daemon/qmp-dump.c */
+struct registry_vm;
+/* A dump-guest-memory of @rv under way: stop, cont and migrate refuse, as QEMU's. */
+bool qmp_dump_active(struct registry_vm *rv);
+int qmp_dump_guest_memory(struct monitor_request *req, json_t *args, json_t **ret,
+			  struct error **errp);
+int qmp_query_dump(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_query_dump_guest_memory_capability(struct monitor_request *req, json_t *args, json_t **ret,
+					   struct error **errp);
 /* daemon/qmp-media.c */
 /* The disk named by exactly one of "device" and "id" (QEMU's words otherwise). */
 const char *qmp_drive_name(json_t *args, struct error **errp);

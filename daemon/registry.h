@@ -84,6 +84,12 @@ struct registry_vm {
 	/* An external snapshot switches its disks on a worker (registry_disks_begin). */
 	bool disks_busy;
 	const char *disks_busy_what; /* what holds them (NULL: a snapshot) */
+	/* dump-guest-memory (daemon/qmp-dump.c): the one under way, or NULL */
+	struct dump_job *dump;
+	struct {
+		const char *status; /* "completed" or "failed"; NULL: none yet */
+		uint64_t total, completed;
+	} dump_last; /* the last one that ended (query-dump) */
 	/* Live migration (daemon/migration.c). */
 	struct migration *mig; /* the last or current migration, or NULL */
 	bool inmigrate;	       /* started with "incoming": waits for migrate-incoming */

@@ -194,4 +194,9 @@ void monitor_emit_event(struct monitor *mon, const char *vm, const char *name, j
 
 /* An fd passed with getfd by the client whose command is running; a dup, or -ENOENT. */
 int monitor_get_fd(struct monitor *mon, const char *name);
+/*
+ * The same fd itself, no longer the client's (QEMU's monitor_get_fd: a
+ * dump's pipe ends when the dump closes it), or -ENOENT.
+ */
+int monitor_take_fd(struct monitor *mon, const char *name);
 unsigned monitor_client_count(struct monitor *mon);

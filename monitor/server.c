@@ -894,6 +894,27 @@ void monitor_vm_gone(struct monitor *mon, const char *vm)
 	}
 }
 
+int monitor_take_fd(struct monitor *mon, const char *name)
+{
+	struct list_head *p;
+
+	if (!mon->current) {
+		return -ENOENT;
+	}
+	list_for_each (p, &mon->current->fds) {
+		struct monitor_fd *f = list_entry(p, struct monitor_fd, link);
+		int fd = f->fd;
+
+		if (strcmp(f->name, name) == 0) {
+			list_del(&f->link);
+			free(f->name);
+			free(f);
+			return fd;
+		}
+	}
+	return -ENOENT;
+}
+
 int monitor_get_fd(struct monitor *mon, const char *name)
 {
 	struct list_head *p;

@@ -17,6 +17,7 @@ hw_core_libhwcore_a_SOURCES = \
 	hw/core/boot.c hw/core/boot.h \
 	hw/core/e820.c hw/core/e820.h \
 	hw/core/vcpu-state.c hw/core/vcpu-state.h \
+	hw/core/vm-dump.c \
 	hw/core/vm-save.c \
 	hw/core/vm-migrate.c \
 	hw/core/uffd.c hw/core/uffd.h

@@ -11,6 +11,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -391,6 +392,18 @@ json_t *vm_query_blockstats(struct vm *vm);
 int vm_pmemsave_check(struct vm *vm, uint64_t size, struct error **errp);
 int vm_pmemsave(struct vm *vm, uint64_t addr, uint64_t size, int fd, const char *name,
 		struct error **errp);
+/*
+ * dump-guest-memory (paging off) as an ELF core of QEMU's layout (the
+ * notes and blocks are described in hw/core/vm-dump.c): guest RAM and
+ * memory devices, clipped to [@begin, @begin+@length) with @filter.
+ * vm_dump_size: the bytes of memory that makes (0: nothing to dump).
+ * vm_dump_elf: between vm_save_begin and vm_save_end on a worker, into
+ * @fd from its offset (a regular file gets holes for zero pages; a pipe
+ * every byte); adds the bytes of memory written to *@done as it goes.
+ */
+uint64_t vm_dump_size(struct vm *vm, bool filter, uint64_t begin, uint64_t length);
+int vm_dump_elf(struct vm *vm, int fd, bool filter, uint64_t begin, uint64_t length,
+		atomic_uint_fast64_t *done, struct error **errp);
 int vm_save_begin(struct vm *vm, struct error **errp);
 int vm_save(struct vm *vm, const char *dir, uint64_t *ret_bytes, struct error **errp);
 void vm_save_end(struct vm *vm, bool resume);

@@ -202,6 +202,10 @@ EXTRA_DIST += tests/functional/make-golden-nmi.py tests/functional/golden/nmi.js
 # make-golden-pmemsave.py.
 TESTS += tests/functional/test-pmemsave.py
 EXTRA_DIST += tests/functional/make-golden-pmemsave.py tests/functional/golden/pmemsave.json
+# dump-guest-memory on guest-idle.elf: QEMU 7.2's answers, events and core,
+# recorded by make-golden-dump.py (gdb reads both cores).
+TESTS += tests/functional/test-dump.py
+EXTRA_DIST += tests/functional/make-golden-dump.py tests/functional/golden/dump.json
 
 # Removable media (tests/guests/cdrom.c): QEMU 7.2's answers, events and what
 # its guest saw, recorded by make-golden-cdrom.py.
