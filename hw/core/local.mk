@@ -17,6 +17,7 @@ hw_core_libhwcore_a_SOURCES = \
 	hw/core/boot.c hw/core/boot.h \
 	hw/core/e820.c hw/core/e820.h \
 	hw/core/vcpu-state.c hw/core/vcpu-state.h \
+	hw/core/pagewalk.c hw/core/pagewalk.h \
 	hw/core/vm-dump.c \
 	hw/core/vm-save.c \
 	hw/core/vm-migrate.c \
@@ -25,9 +26,9 @@ hw_core_libhwcore_a_CFLAGS = $(HW_CFLAGS)
 
 # Unit tests of hw/core/.
 check_PROGRAMS += tests/unit/test-iobus tests/unit/test-cpuid tests/unit/test-vmconfig \
-	tests/unit/test-boot
+	tests/unit/test-boot tests/unit/test-pagewalk
 TESTS += tests/unit/test-iobus tests/unit/test-cpuid tests/unit/test-vmconfig \
-	tests/unit/test-boot
+	tests/unit/test-boot tests/unit/test-pagewalk
 tests_unit_test_iobus_SOURCES = tests/unit/test-iobus.c tests/unit/check-main.h
 tests_unit_test_iobus_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_iobus_LDADD = $(HW_LIBS) $(UNIT_LIBS)
@@ -42,6 +43,9 @@ tests_unit_test_vmconfig_LDADD = $(HW_LIBS) $(UNIT_LIBS)
 tests_unit_test_boot_SOURCES = tests/unit/test-boot.c tests/unit/check-main.h
 tests_unit_test_boot_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_boot_LDADD = $(HW_LIBS) $(UNIT_LIBS)
+tests_unit_test_pagewalk_SOURCES = tests/unit/test-pagewalk.c tests/unit/check-main.h
+tests_unit_test_pagewalk_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_pagewalk_LDADD = $(HW_LIBS) $(UNIT_LIBS)
 
 # The host-emulator work-arounds over a fake CPU.
 check_PROGRAMS += tests/unit/test-x86-emul
