@@ -1237,18 +1237,20 @@ static int cmd_send_key(struct qmp_client *c, int argc, char **argv,
 
 /* vm-save, then wait for its VM_SAVE_COMPLETED. */
 /*
- * dump NAME FILE [--begin ADDR --length SIZE]: dump-guest-memory (ELF, paging
- * off); the answer comes when the file is complete.
+ * dump NAME FILE [--paging] [--begin ADDR --length SIZE]: dump-guest-memory
+ * (ELF); the answer comes when the file is complete.
  */
 static int cmd_dump(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	static const struct option opts[] = {
 		{"begin", required_argument, NULL, 'b'},
 		{"length", required_argument, NULL, 'l'},
+		{"paging", no_argument, NULL, 'p'},
 		{"json", no_argument, NULL, 'j'},
 		{0},
 	};
 	json_auto_t *done = NULL;
+	bool paging = false;
 	const char *begin = NULL, *length = NULL;
 	uint64_t b = 0, l = 0;
 	json_t *args;
@@ -1256,8 +1258,11 @@ static int cmd_dump(struct qmp_client *c, int argc, char **argv, const struct vm
 	int o, rc;
 
 	optind = 0;
-	while ((o = getopt_long(argc, argv, "b:l:j", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "b:l:pj", opts, NULL)) != -1) {
 		switch (o) {
+		case 'p':
+			paging = true;
+			break;
 		case 'b':
 			begin = optarg;
 			break;
@@ -1281,7 +1286,7 @@ static int cmd_dump(struct qmp_client *c, int argc, char **argv, const struct vm
 	    (length && (parse_size(length, &l) < 0 || l == 0 || l > INT64_MAX))) {
 		return usage_error("dump: bad --begin '%s' or --length '%s'", begin, length);
 	}
-	args = json_pack("{s:s, s:b}", "vm", argv[optind], "paging", 0);
+	args = json_pack("{s:s, s:b}", "vm", argv[optind], "paging", paging);
 	if (set_path(args, "protocol", argv[optind + 1]) < 0 ||
 	    asprintf(&protocol, "file:%s", str(args, "protocol", "")) < 0) {
 		json_decref(args);
@@ -2453,9 +2458,11 @@ static const struct vmctl_command commands[] = {
 	{"save", cmd_save, "NAME DIR [--stop]", "save the whole VM into the new directory DIR",
 	 "  --stop    destroy the VM once it is saved (else it runs on)\n"
 	 "Waits for VM_SAVE_COMPLETED; prints the bytes of RAM written and the time.\n"},
-	{"dump", cmd_dump, "NAME FILE [--begin ADDR --length SIZE]",
+	{"dump", cmd_dump, "NAME FILE [--paging] [--begin ADDR --length SIZE]",
 	 "write the guest's memory and vCPU registers into an ELF core file",
 	 "dump-guest-memory: the VM pauses while FILE is written (gdb and crash read it).\n"
+	 "  --paging                      segments at the guest's virtual addresses\n"
+	 "                                (its page tables), for gdb on a guest kernel\n"
 	 "  --begin ADDR --length SIZE    only this guest-physical range\n"},
 	{"restore", cmd_restore,
 	 "DIR [--name NAME] [--paused] [--disk ID=FILE]... [--nic ID=IFNAME]...",

@@ -1,6 +1,6 @@
 /*
  * dump-guest-memory, query-dump and query-dump-guest-memory-capability as
- * QEMU 7.2's, for the ELF format with paging off (hw/core/vm-dump.c).
+ * QEMU 7.2's, for the ELF format, with paging or without (hw/core/vm-dump.c).
  *
  * A dump goes in two steps off the control thread: a worker opens the file
  * (through the image roots), then the VM stops as for a save (STOP, run
@@ -32,7 +32,7 @@ struct dump_job {
 	struct vm *vm;	     /* once stopped: held until dump_done */
 	char *filename;	     /* file:PATH, or NULL for fd:NAME */
 	int fd;
-	bool filter, detach;
+	bool paging, filter, detach;
 	enum vm_run_state before; /* the VM's run state before it stopped */
 	uint64_t begin, length, total;
 	atomic_uint_fast64_t completed;
@@ -126,7 +126,8 @@ static void dump_run(void *arg)
 {
 	struct dump_job *j = arg;
 
-	j->r = vm_dump_elf(j->vm, j->fd, j->filter, j->begin, j->length, &j->completed, &j->err);
+	j->r = vm_dump_elf(j->vm, j->fd, j->paging, j->filter, j->begin, j->length, &j->completed,
+			   &j->err);
 	if (close(j->fd) < 0 && j->r == 0) {
 		j->r = error_set_errno(&j->err, errno, "dump: failed to save memory");
 	}
@@ -226,11 +227,6 @@ static int check_args(json_t *args, bool *ret_filter, struct error **errp)
 		/* (QEMU 7.2 writes kdump-zlib and win-dmp; vmmd does not yet) */
 		return error_set(errp, ENOTSUP, "%s is not available now", format);
 	}
-	if (paging) {
-		return error_set(errp, ENOTSUP,
-				 "dump-guest-memory: paging is not supported by vmmd; "
-				 "dump guest-physical memory with \"paging\": false");
-	}
 	if (begin && json_integer_value(begin) < 0) {
 		return error_set(errp, EINVAL, "Invalid parameter 'begin'");
 	}
@@ -269,6 +265,7 @@ int qmp_dump_guest_memory(struct monitor_request *req, json_t *args, json_t **re
 	j->fd = -1;
 	j->reg = req->ctx;
 	j->generation = registry_vm_generation(rv);
+	j->paging = json_is_true(json_object_get(args, "paging"));
 	j->filter = filter;
 	j->detach = json_is_true(json_object_get(args, "detach"));
 	j->begin = (uint64_t)json_integer_value(json_object_get(args, "begin"));

@@ -4,8 +4,8 @@
  * info status, version, name, kvm, block, blockstats, cpus, network, pci,
  * snapshots; stop, cont, system_reset, system_powerdown, quit; savevm,
  * loadvm, delvm (answered when their internal snapshot job ends); eject
- * and change (a CD-ROM's medium), dump-guest-memory and info dump (answered
- * as their QMP commands are). Each is
+ * and change (a CD-ROM's medium), dump-guest-memory, info dump, memsave and
+ * pmemsave (answered as their QMP commands are). Each is
  * built from the QMP command it stands for, so both always agree. An
  * unknown command gives QEMU's "unknown command" text (not a QMP error).
  * Control thread only.
@@ -496,6 +496,24 @@ static json_t *run(struct monitor_request *req, qmp_fn fn, struct hmp_out *o)
 	return ret ? ret : json_object();
 }
 
+/* Run a QMP command for HMP: its failure as "Error: ...", a deferred answer later. */
+static int hmp_call(struct monitor_request *req, qmp_fn fn, json_t *args, struct hmp_out *o)
+{
+	struct error *err = NULL;
+	json_t *ret = NULL;
+	int r;
+
+	req->hmp = true;
+	r = args ? fn(req, args, &ret, &err) : error_set(&err, ENOMEM, "out of memory");
+	req->hmp = false;
+	json_decref(ret);
+	if (r < 0) {
+		out_printf(o, "Error: %s\n", err ? err->msg : strerror(-r));
+		error_free(err);
+	}
+	return r == MONITOR_DEFERRED ? r : 0;
+}
+
 /*
  * eject [-f] device; change device [-f] filename [format [read-only-mode]]:
  * QEMU's parse and words; the QMP command's failure as "Error: ...", its
@@ -507,10 +525,9 @@ static int hmp_media(struct monitor_request *req, const char *line, struct hmp_o
 	char *copy = strdup(line), *save = NULL, *w[6] = {0};
 	unsigned flag;
 	const char *usage = NULL, *mode;
-	struct error *err = NULL;
-	json_t *args = NULL, *ret = NULL;
+	json_t *args = NULL;
 	unsigned n = 0, i;
-	int r;
+	int r = 0;
 
 	for (char *t = copy ? strtok_r(copy, " \t", &save) : NULL; t;
 	     t = strtok_r(NULL, " \t", &save)) {
@@ -554,54 +571,216 @@ static int hmp_media(struct monitor_request *req, const char *line, struct hmp_o
 			json_object_set_new(args, "read-only-mode", json_string(mode));
 		}
 	}
-	req->hmp = true;
-	r = (change ? qmp_blockdev_change_medium : qmp_eject)(req, args, &ret, &err);
-	req->hmp = false;
-	json_decref(ret);
-	if (r == MONITOR_DEFERRED) {
-		json_decref(args);
-		free(copy);
-		return MONITOR_DEFERRED;
-	}
-	if (r < 0) {
-		out_printf(o, "Error: %s\n", err ? err->msg : strerror(-r));
-		error_free(err);
-	}
+	r = hmp_call(req, change ? qmp_blockdev_change_medium : qmp_eject, args, o);
 out:
 	json_decref(args);
 	free(copy);
+	return r;
+}
+
+/*
+ * HMP's arguments, read off the line as QEMU's monitor reads them: an
+ * expression may run on across spaces while an operator follows (so
+ * "memsave 0 16 /tmp/f" reads 16 / tmp, as in QEMU), then the next
+ * argument starts. The error texts are QEMU's.
+ */
+struct hmp_args {
+	const char *p;
+	const char *cmd;
+	struct hmp_out *o;
+	bool failed;
+};
+
+static void skip_space(struct hmp_args *a)
+{
+	while (*a->p == ' ' || *a->p == '\t') {
+		a->p++;
+	}
+}
+
+static uint64_t expr_fail(struct hmp_args *a, const char *msg)
+{
+	if (!a->failed) {
+		out_printf(a->o, "%s\nTry \"help %s\" for more information\n", msg, a->cmd);
+	}
+	a->failed = true;
 	return 0;
 }
 
-/* An HMP integer expression: terms joined by + and - (QEMU's words otherwise). */
-static bool hmp_expr(const char *s, json_int_t *ret, struct hmp_out *o)
+static uint64_t expr_sum(struct hmp_args *a);
+
+/* A number, a sign or ~ before one, or a parenthesised sum. */
+static uint64_t expr_unary(struct hmp_args *a)
 {
-	unsigned long long v = 0;
-	int sign = 1;
+	char *end;
+	uint64_t v;
 
-	for (;;) {
-		char *end;
-		unsigned long long t;
-
+	switch (*a->p) {
+	case '+':
+		a->p++;
+		return expr_unary(a);
+	case '-':
+		a->p++;
+		return -expr_unary(a);
+	case '~':
+		a->p++;
+		return ~expr_unary(a);
+	case '(':
+		a->p++;
+		v = expr_sum(a);
+		if (*a->p != ')') {
+			return expr_fail(a, "')' expected");
+		}
+		a->p++;
+		break;
+	case '\0':
+		return expr_fail(a, "unexpected end of expression");
+	default:
 		errno = 0;
-		t = strtoull(s, &end, 0);
-		if (end == s || errno) {
-			out_printf(o, "invalid char '%c' in expression\n", *s ? *s : ' ');
-			return false;
+		v = strtoull(a->p, &end, 0);
+		if (end == a->p) {
+			char msg[40];
+
+			snprintf(msg, sizeof(msg), "invalid char '%c' in expression", *a->p);
+			return expr_fail(a, msg);
 		}
-		v = sign > 0 ? v + t : v - t;
-		s = end;
-		if (*s != '+' && *s != '-') {
-			break;
+		if (errno == ERANGE) {
+			return expr_fail(a, "number too large");
 		}
-		sign = *s++ == '+' ? 1 : -1;
+		a->p = end;
 	}
-	if (*s) {
-		out_printf(o, "invalid char '%c' in expression\n", *s);
-		return false;
+	skip_space(a);
+	return v;
+}
+
+static uint64_t expr_logic(struct hmp_args *a)
+{
+	uint64_t v = expr_unary(a);
+
+	while (!a->failed && (*a->p == '&' || *a->p == '|' || *a->p == '^')) {
+		char op = *a->p++;
+		uint64_t w;
+
+		skip_space(a);
+		w = expr_unary(a);
+		v = op == '&' ? v & w : op == '|' ? v | w : v ^ w;
 	}
-	*ret = (json_int_t)v;
-	return true;
+	return v;
+}
+
+static uint64_t expr_prod(struct hmp_args *a)
+{
+	uint64_t v = expr_logic(a);
+
+	while (!a->failed && (*a->p == '*' || *a->p == '/' || *a->p == '%')) {
+		char op = *a->p++;
+		uint64_t w;
+
+		skip_space(a);
+		w = expr_logic(a);
+		if (a->failed) {
+			return 0;
+		}
+		if (op != '*' && w == 0) {
+			return expr_fail(a, "division by zero");
+		}
+		/* signed, as QEMU's; x / -1 without the overflow of INT64_MIN / -1 */
+		if (op == '*') {
+			v *= w;
+		} else if ((int64_t)w == -1) {
+			v = op == '/' ? -v : 0;
+		} else {
+			v = op == '/' ? (uint64_t)((int64_t)v / (int64_t)w)
+				      : (uint64_t)((int64_t)v % (int64_t)w);
+		}
+	}
+	return v;
+}
+
+static uint64_t expr_sum(struct hmp_args *a)
+{
+	uint64_t v = expr_prod(a);
+
+	while (!a->failed && (*a->p == '+' || *a->p == '-')) {
+		char op = *a->p++;
+		uint64_t w;
+
+		skip_space(a);
+		w = expr_prod(a);
+		v = op == '+' ? v + w : v - w;
+	}
+	return v;
+}
+
+/* The next argument as an expression (false: the error is out). */
+static bool arg_expr(struct hmp_args *a, json_int_t *ret)
+{
+	skip_space(a);
+	*ret = (json_int_t)expr_sum(a);
+	return !a->failed;
+}
+
+/* The next argument as a word, or NULL (@what expected). Allocated. */
+static char *arg_str(struct hmp_args *a, const char *what)
+{
+	const char *start;
+
+	skip_space(a);
+	if (*a->p == '"') {
+		/* a quoted word (QEMU's get_str; no escapes here) */
+		const char *close = strchr(a->p + 1, '"');
+
+		if (close) {
+			start = a->p + 1;
+			a->p = close + 1;
+			return strndup(start, (size_t)(close - start));
+		}
+	}
+	start = a->p;
+	while (*a->p && *a->p != ' ' && *a->p != '\t') {
+		a->p++;
+	}
+	if (a->p == start) {
+		out_printf(a->o, "%s: %s expected\nTry \"help %s\" for more information\n", a->cmd,
+			   what, a->cmd);
+		a->failed = true;
+		return NULL;
+	}
+	return strndup(start, (size_t)(a->p - start));
+}
+
+static bool arg_end(struct hmp_args *a)
+{
+	skip_space(a);
+	if (*a->p && !a->failed) {
+		out_printf(a->o,
+			   "%s: extraneous characters at the end of line\n"
+			   "Try \"help %s\" for more information\n",
+			   a->cmd, a->cmd);
+		a->failed = true;
+	}
+	return !a->failed;
+}
+
+/* memsave ADDR SIZE FILE and pmemsave ADDR SIZE FILE. */
+static int hmp_memsave(struct monitor_request *req, const char *cmd, const char *line,
+		       struct hmp_out *o)
+{
+	struct hmp_args a = {line + strspn(line, " \t") + strlen(cmd), cmd, o, false};
+	json_int_t val, size;
+	char *file = NULL;
+	json_t *args;
+	int r = 0;
+
+	if (arg_expr(&a, &val) && arg_expr(&a, &size) && (file = arg_str(&a, "string")) &&
+	    arg_end(&a)) {
+		args = json_pack("{s:I, s:I, s:s}", "val", val, "size", size, "filename", file);
+		r = hmp_call(req, strcmp(cmd, "memsave") == 0 ? qmp_memsave : qmp_pmemsave, args,
+			     o);
+		json_decref(args);
+	}
+	free(file);
+	return r;
 }
 
 /*
@@ -614,82 +793,60 @@ static int hmp_dump(struct monitor_request *req, const char *line, struct hmp_ou
 					      ['l'] = "kdump-lzo",
 					      ['s'] = "kdump-snappy",
 					      ['w'] = "win-dmp"};
-	char *copy = strdup(line), *save = NULL, *t;
-	const char *format = NULL, *usage = NULL, *w[3] = {0};
+	struct hmp_args a = {line + strspn(line, " \t") + strlen("dump-guest-memory"),
+			     "dump-guest-memory", o, false};
+	const char *format = NULL;
 	bool paging = false, detach = false;
-	struct error *err = NULL;
-	json_t *args = NULL, *ret = NULL;
 	json_int_t begin = 0, length = 0;
-	unsigned n = 0;
+	bool has_begin = false, has_length = false;
+	json_t *args = NULL;
+	char *file = NULL;
 	int r = 0;
 
-	if (!copy) {
-		out_printf(o, "Error: out of memory\n");
-		return 0;
-	}
-	strtok_r(copy, " \t", &save);
-	while ((t = strtok_r(NULL, " \t", &save)) && !usage) {
-		char f = t[1];
+	for (skip_space(&a); a.p[0] == '-'; skip_space(&a)) {
+		char f = a.p[1];
 
-		if (n == 0 && t[0] == '-' && f && !t[2] && strchr("pdzlsw", f)) {
-			if (f == 'p' || f == 'd') {
-				*(f == 'p' ? &paging : &detach) = true;
-			} else if (format) {
-				out_printf(o, "Error: only one of '-z|-l|-s|-w' can be set\n");
-				goto out;
-			} else {
-				format = formats[(unsigned char)f];
-			}
-		} else if (n == 0 && t[0] == '-') {
+		if (!f || !strchr("pdzlsw", f) || (a.p[2] && a.p[2] != ' ' && a.p[2] != '\t')) {
 			out_printf(o,
-				   "dump-guest-memory: unsupported option %s\n"
+				   "dump-guest-memory: unsupported option -%c\n"
 				   "Try \"help dump-guest-memory\" for more information\n",
-				   t);
-			goto out;
-		} else if (n < 3) {
-			w[n++] = t;
+				   f ? f : ' ');
+			return 0;
+		}
+		a.p += 2;
+		if (f == 'p' || f == 'd') {
+			*(f == 'p' ? &paging : &detach) = true;
+		} else if (format) {
+			out_printf(o, "Error: only one of '-z|-l|-s|-w' can be set\n");
+			return 0;
 		} else {
-			usage = "extraneous characters at the end of line";
+			format = formats[(unsigned char)f];
 		}
 	}
-	if (n == 0) {
-		usage = "filename expected";
+	if (!(file = arg_str(&a, "filename"))) {
+		return 0;
 	}
-	if (usage) {
-		out_printf(o,
-			   "dump-guest-memory: %s\n"
-			   "Try \"help dump-guest-memory\" for more information\n",
-			   usage);
-		goto out;
+	skip_space(&a);
+	has_begin = *a.p && arg_expr(&a, &begin);
+	skip_space(&a);
+	has_length = !a.failed && *a.p && arg_expr(&a, &length);
+	if (arg_end(&a)) {
+		args = json_pack("{s:b, s:s+, s:b}", "paging", paging, "protocol", "file:", file,
+				 "detach", detach);
+		if (args && format) {
+			json_object_set_new(args, "format", json_string(format));
+		}
+		if (args && has_begin) {
+			json_object_set_new(args, "begin", json_integer(begin));
+		}
+		if (args && has_length) {
+			json_object_set_new(args, "length", json_integer(length));
+		}
+		r = hmp_call(req, qmp_dump_guest_memory, args, o);
+		json_decref(args);
 	}
-	if ((w[1] && !hmp_expr(w[1], &begin, o)) || (w[2] && !hmp_expr(w[2], &length, o))) {
-		out_printf(o, "Try \"help dump-guest-memory\" for more information\n");
-		goto out;
-	}
-	args = json_pack("{s:b, s:s+, s:b}", "paging", paging, "protocol", "file:", w[0], "detach",
-			 detach);
-	if (args && format) {
-		json_object_set_new(args, "format", json_string(format));
-	}
-	if (args && w[1]) {
-		json_object_set_new(args, "begin", json_integer(begin));
-	}
-	if (args && w[2]) {
-		json_object_set_new(args, "length", json_integer(length));
-	}
-	req->hmp = true;
-	r = args ? qmp_dump_guest_memory(req, args, &ret, &err)
-		 : error_set(&err, ENOMEM, "out of memory");
-	req->hmp = false;
-	json_decref(ret);
-	if (r < 0) {
-		out_printf(o, "Error: %s\n", err ? err->msg : strerror(-r));
-		error_free(err);
-	}
-out:
-	json_decref(args);
-	free(copy);
-	return r == MONITOR_DEFERRED ? r : 0;
+	free(file);
+	return r;
 }
 
 /* info dump: QEMU's status lines. */
@@ -750,6 +907,12 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 	}
 	if (!strcmp(cmd, "dump-guest-memory")) {
 		if (hmp_dump(req, line, &o) == MONITOR_DEFERRED) {
+			return MONITOR_DEFERRED;
+		}
+		goto out;
+	}
+	if (!strcmp(cmd, "memsave") || !strcmp(cmd, "pmemsave")) {
+		if (hmp_memsave(req, cmd, line, &o) == MONITOR_DEFERRED) {
 			return MONITOR_DEFERRED;
 		}
 		goto out;

@@ -4,13 +4,14 @@
  * query-memory-size-summary. The work is in hw/qom.c and the device
  * models; this file finds the live VM and keeps the persisted definition
  * in step with a new requested-size (a restart asks for the same size).
- * And pmemsave: guest-physical memory into a file, on a worker thread
- * while the VM is held. Control thread only.
+ * And pmemsave and memsave: guest-physical or a vCPU's virtual memory into
+ * a file, on a worker thread while the VM is held. Control thread only.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -115,39 +116,59 @@ int qmp_query_memory_size_summary(struct monitor_request *req, json_t *args, jso
 	return *ret ? 0 : error_set(errp, ENOMEM, "out of memory");
 }
 
-/* pmemsave: the file opens and fills on a worker, the VM held meanwhile. */
-struct pmemsave_job {
+/*
+ * pmemsave and memsave: the file opens and fills on a worker, the VM held
+ * meanwhile. memsave first checks every page is mapped (no file on a bad
+ * address).
+ */
+struct memsave_job {
 	struct registry *reg;
-	struct vm *vm; /* held: registry_vm_work_begin until pmemsave_done */
+	struct vm *vm; /* held: registry_vm_work_begin until memsave_done */
 	char *name, *filename;
+	int cpu; /* memsave's vCPU; -1: pmemsave (guest-physical) */
 	uint64_t addr, size;
 	int r;
 	struct error *err;
 	struct monitor_deferred *d;
 };
 
-static void pmemsave_run(void *arg)
+static int save_range(struct memsave_job *j, int fd)
 {
-	struct pmemsave_job *j = arg;
-	int fd = pathpol_open(j->filename, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (j->cpu < 0) {
+		return vm_pmemsave(j->vm, j->addr, j->size, fd, j->filename, &j->err);
+	}
+	return vm_memsave(j->vm, (unsigned)j->cpu, j->addr, j->size, fd, j->filename, &j->err);
+}
 
+static void memsave_run(void *arg)
+{
+	struct memsave_job *j = arg;
+	int fd;
+
+	if (j->cpu >= 0) {
+		j->r = save_range(j, -1);
+		if (j->r < 0) {
+			return;
+		}
+	}
+	fd = pathpol_open(j->filename, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd == -PATHPOL_DENIED) {
-		j->r = pathpol_denied("pmemsave file", j->filename, &j->err);
+		j->r = pathpol_denied("memory file", j->filename, &j->err);
 		return;
 	}
 	if (fd < 0) {
 		j->r = error_set_errno(&j->err, fd, "Could not open '%s'", j->filename);
 		return;
 	}
-	j->r = vm_pmemsave(j->vm, j->addr, j->size, fd, j->filename, &j->err);
+	j->r = save_range(j, fd);
 	if (close(fd) < 0 && j->r == 0) {
 		j->r = error_set_errno(&j->err, errno, "writing memory to '%s'", j->filename);
 	}
 }
 
-static void pmemsave_done(void *arg)
+static void memsave_done(void *arg)
 {
-	struct pmemsave_job *j = arg;
+	struct memsave_job *j = arg;
 	struct registry_vm *rv = registry_find(j->reg, j->name);
 
 	if (rv) {
@@ -159,11 +180,11 @@ static void pmemsave_done(void *arg)
 	free(j);
 }
 
-int qmp_pmemsave(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+static int memsave_start(struct monitor_request *req, json_t *args, int cpu, struct error **errp)
 {
 	struct registry_vm *rv = req->vm;
 	struct vm *vm = live_vm(req, errp);
-	struct pmemsave_job *j;
+	struct memsave_job *j;
 	int r;
 
 	if (!vm) {
@@ -186,11 +207,14 @@ int qmp_pmemsave(struct monitor_request *req, json_t *args, json_t **ret, struct
 	}
 	j->reg = req->ctx;
 	j->vm = vm;
+	j->cpu = cpu;
 	j->addr = (uint64_t)json_integer_value(json_object_get(args, "val"));
 	j->size = (uint64_t)json_integer_value(json_object_get(args, "size"));
 	j->d = monitor_defer(req);
-	r = j->d ? registry_vm_work_begin(rv, "writing its memory to a file (pmemsave)",
-					  pmemsave_run, pmemsave_done, j, errp)
+	r = j->d ? registry_vm_work_begin(rv,
+					  cpu < 0 ? "writing its memory to a file (pmemsave)"
+						  : "writing its memory to a file (memsave)",
+					  memsave_run, memsave_done, j, errp)
 		 : error_set(errp, ENOMEM, "out of memory");
 	if (r < 0) {
 		if (j->d) {
@@ -202,4 +226,21 @@ int qmp_pmemsave(struct monitor_request *req, json_t *args, json_t **ret, struct
 		return r;
 	}
 	return MONITOR_DEFERRED;
+}
+
+int qmp_pmemsave(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	return memsave_start(req, args, -1, errp);
+}
+
+/* memsave: cpu-index, else the first vCPU (QEMU's monitor's CPU unless HMP's cpu moved it). */
+int qmp_memsave(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	json_t *cpu = json_object_get(args, "cpu-index");
+	json_int_t i = cpu ? json_integer_value(cpu) : 0;
+
+	if (i < 0 || i > INT_MAX) {
+		return error_set(errp, EINVAL, "Parameter 'cpu-index' expects a CPU number");
+	}
+	return memsave_start(req, args, (int)i, errp);
 }

@@ -252,6 +252,7 @@ const struct monitor_command qmp_commands[] = {
 	{"query-memory-devices", qmp_query_memory_devices},
 	{"query-memory-size-summary", qmp_query_memory_size_summary},
 	{"pmemsave", qmp_pmemsave},
+	{"memsave", qmp_memsave},
 	{"dump-guest-memory", qmp_dump_guest_memory},
 	{"query-dump", qmp_query_dump},
 	{"query-dump-guest-memory-capability", qmp_query_dump_guest_memory_capability},

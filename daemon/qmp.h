@@ -23,6 +23,7 @@ int qmp_cont(struct monitor_request *req, json_t *args, json_t **ret, struct err
 int qmp_system_reset(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_set_link(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_pmemsave(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_memsave(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 /* daemon/qmp-dump.c */
 struct registry_vm;
 /* A dump-guest-memory of @rv under way: stop, cont and migrate refuse, as QEMU's. */

@@ -1,11 +1,15 @@
 /*
- * dump-guest-memory's ELF core, in the layout QEMU writes with paging off
- * (readable by gdb and crash):
+ * Guest memory into files: dump-guest-memory's ELF core and memsave.
+ *
+ * The core is laid out as QEMU writes it (readable by gdb and crash):
  *
  *   ELF header       ELFCLASS64, ET_CORE; EM_X86_64 when the first vCPU is
  *                    in long mode, else EM_386 (as QEMU decides)
- *   program headers  one PT_NOTE, then one PT_LOAD per block of guest RAM
- *                    (p_paddr = p_vaddr = its guest-physical address)
+ *   program headers  one PT_NOTE, then the PT_LOADs: with paging off one per
+ *                    block of guest RAM (p_vaddr = p_paddr, its
+ *                    guest-physical address); with paging on one per run of
+ *                    the vCPUs' page tables (p_vaddr the linear address,
+ *                    canonical) that lies in those blocks
  *   notes            each present vCPU's NT_PRSTATUS ("CORE"; pr_pid its
  *                    index + 1), then each vCPU's "QEMU" note (type 0: the
  *                    CPU state crash reads: registers, segments, control
@@ -14,16 +18,20 @@
  *                    regular file
  *
  * The note layouts are the Linux ABI (struct elf_prstatus for x86-64 and
- * i386) and QEMU's documented QEMUCPUState, version 1.
+ * i386) and QEMU's documented QEMUCPUState, version 1. More than 65534
+ * program headers: e_phnum is PN_XNUM and section 0 holds the count.
  *
  * Threads: vm_dump_elf runs on a worker between vm_save_begin and
  * vm_save_end (the vCPUs parked); it drains device requests and holds the
  * I/O thread while it reads, so no device writes guest RAM meanwhile.
+ * vm_memsave runs on a worker while the VM runs.
  */
 #include "config.h"
 
 #include <elf.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +44,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "hw/core/memory.h"
+#include "hw/core/pagewalk.h"
 #include "hw/core/vcpu.h"
 #include "hw/core/vm-int.h"
 #include "vmmd/vm.h"
@@ -43,6 +52,7 @@
 #define PAGE 4096u
 #define MSR_KERNEL_GS_BASE 0xc0000102u
 #define EFER_LMA (1u << 10)
+#define CR0_PG (1ull << 31)
 
 /* struct elf_prstatus of x86-64 Linux: pr_pid at 32, the registers at 112. */
 struct prstatus64 {
@@ -313,17 +323,205 @@ static int out(int fd, bool sparse, const uint8_t *p, size_t len, off_t off)
 	return 0;
 }
 
-static int write_core(struct vm *vm, int fd, const struct block *b, unsigned nb,
+/* A PT_LOAD: linear (virtual) and guest-physical address of a run. */
+struct map {
+	uint64_t la, gpa, len;
+};
+
+/*
+ * The guest's page tables decide how many mappings a paging dump has: at
+ * most this many pages visited and this many PT_LOADs (a hostile guest's
+ * tables could map every page many times over).
+ */
+#define DUMP_MAX_PAGES (1ull << 28)
+#define DUMP_MAX_MAPS (1u << 20)
+
+struct maps {
+	struct map *v;
+	size_t n, cap;
+	uint64_t pages;
+	const struct block *b;
+	unsigned nb;
+};
+
+/* Append a run, merged with the last one when both addresses go on. */
+static int add_map(struct maps *m, uint64_t la, uint64_t gpa, uint64_t len)
+{
+	struct map *last = m->n ? &m->v[m->n - 1] : NULL;
+
+	if (last && last->la + last->len == la && last->gpa + last->len == gpa) {
+		last->len += len;
+		return 0;
+	}
+	if (m->n == DUMP_MAX_MAPS) {
+		return -E2BIG;
+	}
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? 2 * m->cap : 64;
+		struct map *v = reallocarray(m->v, cap, sizeof(*v));
+
+		if (!v) {
+			return -ENOMEM;
+		}
+		m->v = v;
+		m->cap = cap;
+	}
+	m->v[m->n++] = (struct map){la, gpa, len};
+	return 0;
+}
+
+/* guest_walk's page: its parts inside the dumped blocks. */
+static int add_page(void *opaque, uint64_t la, uint64_t gpa, uint64_t len)
+{
+	struct maps *m = opaque;
+	int r = 0;
+
+	if (++m->pages > DUMP_MAX_PAGES) {
+		return -E2BIG;
+	}
+	for (unsigned i = 0; r == 0 && i < m->nb; i++) {
+		uint64_t lo = MAX(gpa, m->b[i].gpa),
+			 hi = MIN(gpa + len, m->b[i].gpa + m->b[i].size);
+
+		if (lo < hi) {
+			r = add_map(m, la + (lo - gpa), lo, hi - lo);
+		}
+	}
+	return r;
+}
+
+static struct guest_paging paging_of(const struct cpu_regs *c)
+{
+	return (struct guest_paging){c->s.cr0, c->s.cr3, c->s.cr4, c->s.efer};
+}
+
+/*
+ * The PT_LOADs: with @paging, the mappings of each distinct set of page
+ * tables the vCPUs use (those with paging on); else, or when no vCPU pages,
+ * the blocks themselves at their physical addresses.
+ */
+static int build_maps(struct vm *vm, bool paging, const struct cpu_regs *regs, unsigned ncpu,
+		      struct maps *m, struct error **errp)
+{
+	int r = 0;
+
+	for (unsigned i = 0; paging && r == 0 && i < ncpu; i++) {
+		struct guest_paging p = paging_of(&regs[i]);
+		bool seen = !(p.cr0 & CR0_PG);
+
+		for (unsigned j = 0; j < i && !seen; j++) {
+			struct guest_paging q = paging_of(&regs[j]);
+
+			seen = q.cr3 == p.cr3 && q.cr4 == p.cr4 && q.efer == p.efer &&
+			       (q.cr0 & CR0_PG);
+		}
+		if (!seen) {
+			r = guest_walk(vm->mem, &p, add_page, m);
+		}
+	}
+	for (unsigned i = 0; r == 0 && m->n == 0 && i < m->nb; i++) {
+		r = add_map(m, m->b[i].gpa, m->b[i].gpa, m->b[i].size);
+	}
+	if (r == -E2BIG) {
+		return error_set(errp, E2BIG,
+				 "dump: the guest's page tables map more than %u runs of memory "
+				 "in %llu pages; dump with \"paging\": false",
+				 DUMP_MAX_MAPS, DUMP_MAX_PAGES);
+	}
+	return r < 0 ? error_set_errno(errp, -r, "dump") : 0;
+}
+
+/* The file offset of @gpa (inside a block) when the blocks start at @mem_off. */
+static uint64_t file_offset(const struct block *b, unsigned nb, uint64_t mem_off, uint64_t gpa)
+{
+	for (unsigned i = 0; i < nb; i++) {
+		if (gpa >= b[i].gpa && gpa < b[i].gpa + b[i].size) {
+			return mem_off + gpa - b[i].gpa;
+		}
+		mem_off += b[i].size;
+	}
+	return mem_off; /* (not reached: maps lie inside blocks) */
+}
+
+/* The ELF header, program headers and notes: *ret, *ret_size. */
+static int make_head(const struct maps *m, const struct cpu_regs *regs, unsigned ncpu,
+		     uint8_t **ret, size_t *ret_size, struct error **errp)
+{
+	bool lma = ncpu && (regs[0].s.efer & EFER_LMA);
+	size_t nph = 1 + m->n, notes_size, head_size;
+	/* more program headers than e_phnum holds: the count goes in section 0 */
+	bool xnum = nph >= PN_XNUM;
+	uint8_t *head, *p;
+	uint64_t off;
+
+	notes_size =
+		ncpu * (NOTE_SIZE(lma ? sizeof(struct prstatus64) : sizeof(struct prstatus32)) +
+			NOTE_SIZE(sizeof(struct qemu_cpu_state)));
+	head_size = sizeof(Elf64_Ehdr) + (xnum ? sizeof(Elf64_Shdr) : 0) +
+		    nph * sizeof(Elf64_Phdr) + notes_size;
+	head = calloc(1, head_size);
+	if (!head) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)head;
+	Elf64_Shdr *sh = (Elf64_Shdr *)(head + sizeof(*eh));
+	Elf64_Phdr *ph = (Elf64_Phdr *)(head + sizeof(*eh) + (xnum ? sizeof(*sh) : 0));
+
+	memcpy(eh->e_ident, ELFMAG, SELFMAG);
+	eh->e_ident[EI_CLASS] = ELFCLASS64;
+	eh->e_ident[EI_DATA] = ELFDATA2LSB;
+	eh->e_ident[EI_VERSION] = EV_CURRENT;
+	eh->e_type = ET_CORE;
+	eh->e_machine = lma ? EM_X86_64 : EM_386;
+	eh->e_version = EV_CURRENT;
+	eh->e_phoff = (uint64_t)((uint8_t *)ph - head);
+	eh->e_ehsize = sizeof(*eh);
+	eh->e_phentsize = sizeof(*ph);
+	eh->e_phnum = xnum ? PN_XNUM : (Elf64_Half)nph;
+	if (xnum) {
+		eh->e_shoff = sizeof(*eh);
+		eh->e_shentsize = sizeof(*sh);
+		eh->e_shnum = 1;
+		sh->sh_info = (Elf64_Word)nph;
+	}
+	ph[0] = (Elf64_Phdr){.p_type = PT_NOTE,
+			     .p_offset = head_size - notes_size,
+			     .p_filesz = notes_size,
+			     .p_memsz = notes_size};
+	for (size_t i = 0; i < m->n; i++) {
+		off = file_offset(m->b, m->nb, head_size, m->v[i].gpa);
+		ph[1 + i] = (Elf64_Phdr){.p_type = PT_LOAD,
+					 .p_offset = off,
+					 .p_vaddr = m->v[i].la,
+					 .p_paddr = m->v[i].gpa,
+					 .p_filesz = m->v[i].len,
+					 .p_memsz = m->v[i].len};
+	}
+	p = head + head_size - notes_size;
+	for (unsigned i = 0; i < ncpu; i++) {
+		p = prstatus_note(p, lma, i + 1, &regs[i]);
+	}
+	for (unsigned i = 0; i < ncpu; i++) {
+		p = qemu_note(p, &regs[i]);
+	}
+	*ret = head;
+	*ret_size = head_size;
+	return 0;
+}
+
+static int write_core(struct vm *vm, int fd, bool paging, const struct block *b, unsigned nb,
 		      atomic_uint_fast64_t *done, struct error **errp)
 {
-	unsigned ncpu = 0;
 	struct cpu_regs *regs = calloc(vm->n_vcpus, sizeof(*regs));
-	size_t notes_size, head_size;
-	uint8_t *head = NULL, *p;
-	bool lma, sparse;
+	struct maps m = {.b = b, .nb = nb};
+	uint8_t *head = NULL;
+	unsigned ncpu = 0;
+	size_t head_size = 0;
 	struct stat st;
 	off_t base = 0;
 	uint64_t off;
+	bool sparse;
 	int r = 0;
 
 	if (!regs) {
@@ -335,56 +533,15 @@ static int write_core(struct vm *vm, int fd, const struct block *b, unsigned nb,
 			ncpu++;
 		}
 	}
+	if (r == 0) {
+		r = build_maps(vm, paging, regs, ncpu, &m, errp);
+	}
+	if (r == 0) {
+		r = make_head(&m, regs, ncpu, &head, &head_size, errp);
+	}
 	if (r < 0) {
 		goto out;
 	}
-	lma = ncpu && (regs[0].s.efer & EFER_LMA);
-	notes_size =
-		ncpu * (NOTE_SIZE(lma ? sizeof(struct prstatus64) : sizeof(struct prstatus32)) +
-			NOTE_SIZE(sizeof(struct qemu_cpu_state)));
-	head_size = sizeof(Elf64_Ehdr) + (1 + nb) * sizeof(Elf64_Phdr) + notes_size;
-	head = calloc(1, head_size);
-	if (!head) {
-		r = error_set(errp, ENOMEM, "out of memory");
-		goto out;
-	}
-
-	Elf64_Ehdr *eh = (Elf64_Ehdr *)head;
-	Elf64_Phdr *ph = (Elf64_Phdr *)(head + sizeof(*eh));
-
-	memcpy(eh->e_ident, ELFMAG, SELFMAG);
-	eh->e_ident[EI_CLASS] = ELFCLASS64;
-	eh->e_ident[EI_DATA] = ELFDATA2LSB;
-	eh->e_ident[EI_VERSION] = EV_CURRENT;
-	eh->e_type = ET_CORE;
-	eh->e_machine = lma ? EM_X86_64 : EM_386;
-	eh->e_version = EV_CURRENT;
-	eh->e_phoff = sizeof(*eh);
-	eh->e_ehsize = sizeof(*eh);
-	eh->e_phentsize = sizeof(*ph);
-	eh->e_phnum = (Elf64_Half)(1 + nb);
-	ph[0] = (Elf64_Phdr){.p_type = PT_NOTE,
-			     .p_offset = head_size - notes_size,
-			     .p_filesz = notes_size,
-			     .p_memsz = notes_size};
-	off = head_size;
-	for (unsigned i = 0; i < nb; i++) {
-		ph[1 + i] = (Elf64_Phdr){.p_type = PT_LOAD,
-					 .p_offset = off,
-					 .p_vaddr = b[i].gpa,
-					 .p_paddr = b[i].gpa,
-					 .p_filesz = b[i].size,
-					 .p_memsz = b[i].size};
-		off += b[i].size;
-	}
-	p = head + head_size - notes_size;
-	for (unsigned i = 0; i < ncpu; i++) {
-		p = prstatus_note(p, lma, i + 1, &regs[i]);
-	}
-	for (unsigned i = 0; i < ncpu; i++) {
-		p = qemu_note(p, &regs[i]);
-	}
-
 	/* a regular file gets holes (from where its offset is); a pipe every byte */
 	sparse = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (base = lseek(fd, 0, SEEK_CUR)) >= 0;
 	r = out(fd, sparse, head, head_size, base);
@@ -409,12 +566,13 @@ static int write_core(struct vm *vm, int fd, const struct block *b, unsigned nb,
 		r = error_set_errno(errp, -r, "dump: failed to save memory");
 	}
 out:
+	free(m.v);
 	free(head);
 	free(regs);
 	return r;
 }
 
-int vm_dump_elf(struct vm *vm, int fd, bool filter, uint64_t begin, uint64_t length,
+int vm_dump_elf(struct vm *vm, int fd, bool paging, bool filter, uint64_t begin, uint64_t length,
 		atomic_uint_fast64_t *done, struct error **errp)
 {
 	struct block b[VM_RAM_REGIONS_MAX];
@@ -428,7 +586,100 @@ int vm_dump_elf(struct vm *vm, int fd, bool filter, uint64_t begin, uint64_t len
 	if (r < 0) {
 		return r;
 	}
-	r = write_core(vm, fd, b, nb, done, errp);
+	r = write_core(vm, fd, paging, b, nb, done, errp);
 	vm_state_release(vm);
+	return r;
+}
+
+/* ---- memsave ------------------------------------------------------------ */
+
+/*
+ * The paging registers of present vCPU @cpu. Running vCPUs leave KVM_RUN
+ * for the moment of the read (as QEMU synchronizes a vCPU's state; no
+ * event, the run state stays).
+ */
+static int vcpu_paging(struct vm *vm, unsigned cpu, struct guest_paging *ret, struct error **errp)
+{
+	struct vcpu *v = NULL;
+	struct kvm_sregs s;
+	bool running;
+	int r;
+
+	pthread_mutex_lock(&vm->ctl_lock);
+	pthread_mutex_lock(&vm->run_lock);
+	for (unsigned i = 0; i < vm->n_vcpus && !v; i++) {
+		if (!vm->vcpus[i]->unplugged && vm->vcpus[i]->index == cpu) {
+			v = vm->vcpus[i];
+		}
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+	if (!v) {
+		pthread_mutex_unlock(&vm->ctl_lock);
+		return error_set(errp, EINVAL, "Parameter 'cpu-index' expects a CPU number");
+	}
+	running = vm_get_state(vm) == VM_STATE_RUNNING;
+	if (running) {
+		vm_vcpus_pause(vm);
+	}
+	r = ioctl(v->fd, KVM_GET_SREGS, &s) < 0 ? -errno : 0;
+	if (running) {
+		vm_vcpus_resume(vm);
+	}
+	pthread_mutex_unlock(&vm->ctl_lock);
+	if (r < 0) {
+		return error_set_errno(errp, -r, "vCPU %u: cannot read its registers", cpu);
+	}
+	*ret = (struct guest_paging){s.cr0, s.cr3, s.cr4, s.efer};
+	return 0;
+}
+
+int vm_memsave(struct vm *vm, unsigned cpu, uint64_t addr, uint64_t size, int fd, const char *name,
+	       struct error **errp)
+{
+	const size_t bufsize = 1 << 16;
+	struct guest_paging p;
+	uint64_t done = 0;
+	uint8_t *buf;
+	int r = vm_pmemsave_check(vm, size, errp);
+
+	if (r == 0) {
+		r = vcpu_paging(vm, cpu, &p, errp);
+	}
+	if (r < 0) {
+		return r;
+	}
+	buf = malloc(bufsize);
+	if (!buf) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	while (r == 0 && done < size) {
+		size_t fill = 0;
+
+		/* a buffer's worth, page by page: each page mapped, to RAM */
+		while (r == 0 && fill < bufsize && done + fill < size) {
+			uint64_t gpa, len;
+
+			r = guest_translate(vm->mem, &p, addr + done + fill, &gpa, &len);
+			len = MIN(MIN(len, bufsize - fill), size - done - fill);
+			if (r == 0) {
+				r = guest_mem_read(vm->mem, gpa, buf + fill, (size_t)len);
+			}
+			if (r < 0) {
+				r = error_set(errp, EFAULT,
+					      "Invalid addr 0x%016" PRIx64 "/size %" PRId64
+					      " specified",
+					      addr, (int64_t)size);
+			}
+			fill += (size_t)len;
+		}
+		if (r == 0 && fd >= 0) {
+			r = out(fd, false, buf, fill, 0);
+			if (r < 0) {
+				r = error_set_errno(errp, -r, "writing memory to '%s'", name);
+			}
+		}
+		done += fill;
+	}
+	free(buf);
 	return r;
 }

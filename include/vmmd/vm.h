@@ -393,17 +393,29 @@ int vm_pmemsave_check(struct vm *vm, uint64_t size, struct error **errp);
 int vm_pmemsave(struct vm *vm, uint64_t addr, uint64_t size, int fd, const char *name,
 		struct error **errp);
 /*
- * dump-guest-memory (paging off) as an ELF core of QEMU's layout (the
- * notes and blocks are described in hw/core/vm-dump.c): guest RAM and
- * memory devices, clipped to [@begin, @begin+@length) with @filter.
+ * dump-guest-memory as an ELF core of QEMU's layout (the notes and blocks
+ * are described in hw/core/vm-dump.c): guest RAM and memory devices,
+ * clipped to [@begin, @begin+@length) with @filter; with @paging, the
+ * PT_LOADs are the vCPUs' page-table mappings of that memory.
  * vm_dump_size: the bytes of memory that makes (0: nothing to dump).
  * vm_dump_elf: between vm_save_begin and vm_save_end on a worker, into
  * @fd from its offset (a regular file gets holes for zero pages; a pipe
  * every byte); adds the bytes of memory written to *@done as it goes.
  */
 uint64_t vm_dump_size(struct vm *vm, bool filter, uint64_t begin, uint64_t length);
-int vm_dump_elf(struct vm *vm, int fd, bool filter, uint64_t begin, uint64_t length,
+int vm_dump_elf(struct vm *vm, int fd, bool paging, bool filter, uint64_t begin, uint64_t length,
 		atomic_uint_fast64_t *done, struct error **errp);
+/*
+ * memsave: @size bytes of vCPU @cpu's linear address space from @addr
+ * into @fd (-1: only check), through that vCPU's page tables as they are
+ * now; running vCPUs leave KVM_RUN for the moment their registers are
+ * read (no event). QEMU's errors: "Parameter 'cpu-index' expects a CPU
+ * number", "Invalid addr 0x.../size N specified" (a page not mapped, or
+ * mapped outside RAM and memory devices); the bound of vm_pmemsave_check.
+ * A worker thread, while the VM object stays.
+ */
+int vm_memsave(struct vm *vm, unsigned cpu, uint64_t addr, uint64_t size, int fd, const char *name,
+	       struct error **errp);
 int vm_save_begin(struct vm *vm, struct error **errp);
 int vm_save(struct vm *vm, const char *dir, uint64_t *ret_bytes, struct error **errp);
 void vm_save_end(struct vm *vm, bool resume);

@@ -4,7 +4,7 @@ import os
 import socket
 import time
 
-from vmmdtest import TOP_BUILDDIR, skip, require_kvm
+from vmmdtest import TOP_BUILDDIR, Vmmd, skip, require_kvm
 
 # A kernel path for definitions that are never started (the definition
 # requires one; only vm-start opens it).
@@ -44,6 +44,19 @@ def guest(name="hello"):
         if os.path.exists(p):
             return os.path.abspath(p)
     skip("test guest %s is not built" % name)
+
+
+def vmmd_with_image_roots(*roots):
+    """A Vmmd (not started) whose image-roots are its own images/ directory
+    and @roots: (the Vmmd, that directory)."""
+    d = Vmmd()
+    images = os.path.join(d.tmp, "images")
+    os.mkdir(images)
+    conf = os.path.join(d.tmp, "vmmd.conf")
+    with open(conf, "w") as f:
+        f.write("image-roots = %s\n" % " ".join((images,) + roots))
+    d.args += ["--config", conf]
+    return d, images
 
 
 def console_log(d, name):

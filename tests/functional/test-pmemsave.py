@@ -13,7 +13,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from vmmdtest import Vmmd, main  # noqa: E402
-from daemon_helpers import TEST_CPU, guest  # noqa: E402
+from daemon_helpers import TEST_CPU, guest, vmmd_with_image_roots  # noqa: E402
 
 TOP_SRCDIR = os.environ.get("top_srcdir", os.path.join(HERE, "..", ".."))
 GOLDEN = os.path.join(TOP_SRCDIR, "tests", "functional", "golden", "pmemsave.json")
@@ -67,13 +67,7 @@ def test_bounds_and_holes():
 def test_image_roots():
     """With image-roots set, the file must lie beneath one (the policy's words)."""
     idle = guest("idle")
-    d = Vmmd()
-    images = os.path.join(d.tmp, "images")
-    os.mkdir(images)
-    conf = os.path.join(d.tmp, "vmmd.conf")
-    with open(conf, "w") as f:
-        f.write("image-roots = %s %s\n" % (images, os.path.dirname(idle)))
-    d.args += ["--config", conf]
+    d, images = vmmd_with_image_roots(os.path.dirname(idle))
     with d:
         q = boot(d)
         out = os.path.join(d.tmp, "out.bin")

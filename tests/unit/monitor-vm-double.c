@@ -458,10 +458,16 @@ uint64_t vm_dump_size(struct vm *vm, bool filter, uint64_t begin, uint64_t lengt
 	return begin < (1 << 20) ? MIN(end, (uint64_t)1 << 20) - begin : 0;
 }
 
-int vm_dump_elf(struct vm *vm, int fd, bool filter, uint64_t begin, uint64_t length,
+int vm_dump_elf(struct vm *vm, int fd, bool paging, bool filter, uint64_t begin, uint64_t length,
 		atomic_uint_fast64_t *done, struct error **errp)
 {
 	return error_set(errp, ENOTSUP, "the VM double has no memory");
+}
+
+int vm_memsave(struct vm *vm, unsigned cpu, uint64_t addr, uint64_t size, int fd, const char *name,
+	       struct error **errp)
+{
+	return error_set(errp, EINVAL, "Parameter 'cpu-index' expects a CPU number");
 }
 
 /* The double has no removable drive: every name is unknown. */
