@@ -29,7 +29,7 @@ struct mode {
 };
 
 /* false: paging is off. */
-static bool get_mode(const struct guest_paging *p, struct mode *m)
+static bool get_mode(const struct vm_paging *p, struct mode *m)
 {
 	if (!(p->cr0 & CR0_PG)) {
 		return false;
@@ -113,7 +113,7 @@ static int leaf(const struct mode *m, unsigned l, uint64_t e, uint64_t *base)
 	return -1;
 }
 
-int guest_translate(struct guest_mem *mem, const struct guest_paging *p, uint64_t la,
+int guest_translate(struct guest_mem *mem, const struct vm_paging *p, uint64_t la,
 		    uint64_t *ret_gpa, uint64_t *ret_len)
 {
 	uint64_t table, e, base, size;
@@ -152,24 +152,29 @@ int guest_translate(struct guest_mem *mem, const struct guest_paging *p, uint64_
 struct walk {
 	struct guest_mem *mem;
 	const struct mode *m;
-	guest_page_fn *fn;
+	vm_page_fn *fn;
 	void *opaque;
 };
 
-static int walk_table(struct walk *w, unsigned l, uint64_t table, uint64_t la_base)
+/* @prot: the user and write bits of the tables above, ANDed. */
+static int walk_table(struct walk *w, unsigned l, uint64_t table, uint64_t la_base, unsigned prot)
 {
 	for (unsigned i = 0; i < entries(w->m, l); i++) {
 		uint64_t e, base, la = la_base | (uint64_t)i << shift(w->m, l);
+		unsigned pr;
 		int kind, r;
 
 		if (!read_entry(w->mem, w->m, table, i, &e)) {
 			continue;
 		}
+		/* (PAE's top entries have neither bit: they do not restrict) */
+		pr = w->m->levels == 3 && l == 2 ? prot : prot & (unsigned)e;
 		kind = leaf(w->m, l, e, &base);
 		if (kind > 0) {
-			r = w->fn(w->opaque, canonical(w->m, la), base, 1ull << shift(w->m, l));
+			r = w->fn(w->opaque, canonical(w->m, la), base, 1ull << shift(w->m, l), e,
+				  pr);
 		} else if (kind == 0) {
-			r = walk_table(w, l - 1, table_addr(w->m, e), la);
+			r = walk_table(w, l - 1, table_addr(w->m, e), la, pr);
 		} else {
 			r = 0;
 		}
@@ -180,7 +185,7 @@ static int walk_table(struct walk *w, unsigned l, uint64_t table, uint64_t la_ba
 	return 0;
 }
 
-int guest_walk(struct guest_mem *mem, const struct guest_paging *p, guest_page_fn *fn, void *opaque)
+int guest_walk(struct guest_mem *mem, const struct vm_paging *p, vm_page_fn *fn, void *opaque)
 {
 	struct mode m;
 	struct walk w = {mem, &m, fn, opaque};
@@ -188,5 +193,5 @@ int guest_walk(struct guest_mem *mem, const struct guest_paging *p, guest_page_f
 	if (!get_mode(p, &m)) {
 		return 0;
 	}
-	return walk_table(&w, m.levels - 1, m.root, 0);
+	return walk_table(&w, m.levels - 1, m.root, 0, VM_PAGE_USER | VM_PAGE_WRITE);
 }

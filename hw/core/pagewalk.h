@@ -11,27 +11,21 @@
 
 #include <stdint.h>
 
-struct guest_mem;
+#include "vmmd/vm.h" /* struct vm_paging, vm_page_fn */
 
-/* The registers a walk needs, as KVM_GET_SREGS gives them. */
-struct guest_paging {
-	uint64_t cr0, cr3, cr4, efer;
-};
+struct guest_mem;
 
 /*
  * The guest-physical address of linear address @la, and in *@ret_len the
  * bytes from there to the end of its page. -EFAULT when nothing maps it
  * (an entry not present, or a non-canonical address in long mode).
  */
-int guest_translate(struct guest_mem *mem, const struct guest_paging *p, uint64_t la,
+int guest_translate(struct guest_mem *mem, const struct vm_paging *p, uint64_t la,
 		    uint64_t *ret_gpa, uint64_t *ret_len);
 
 /*
- * Every present page of the tables in linear-address order: @fn(@opaque,
- * la, gpa, len) once per page (4 KiB up to 1 GiB; linear addresses in
- * canonical form). Stops at the first nonzero return and returns it.
+ * Every present page of the tables in linear-address order (vm_page_fn,
+ * include/vmmd/vm.h). Stops at the first nonzero return and returns it.
  * Paging off: nothing (no mapping to report). 0 when all were reported.
  */
-typedef int guest_page_fn(void *opaque, uint64_t la, uint64_t gpa, uint64_t len);
-int guest_walk(struct guest_mem *mem, const struct guest_paging *p, guest_page_fn *fn,
-	       void *opaque);
+int guest_walk(struct guest_mem *mem, const struct vm_paging *p, vm_page_fn *fn, void *opaque);

@@ -371,7 +371,8 @@ static int add_map(struct maps *m, uint64_t la, uint64_t gpa, uint64_t len)
 }
 
 /* guest_walk's page: its parts inside the dumped blocks. */
-static int add_page(void *opaque, uint64_t la, uint64_t gpa, uint64_t len)
+static int add_page(void *opaque, uint64_t la, uint64_t gpa, uint64_t len, uint64_t pte,
+		    unsigned prot)
 {
 	struct maps *m = opaque;
 	int r = 0;
@@ -390,9 +391,9 @@ static int add_page(void *opaque, uint64_t la, uint64_t gpa, uint64_t len)
 	return r;
 }
 
-static struct guest_paging paging_of(const struct cpu_regs *c)
+static struct vm_paging paging_of(const struct cpu_regs *c)
 {
-	return (struct guest_paging){c->s.cr0, c->s.cr3, c->s.cr4, c->s.efer};
+	return (struct vm_paging){c->s.cr0, c->s.cr3, c->s.cr4, c->s.efer};
 }
 
 /*
@@ -406,11 +407,11 @@ static int build_maps(struct vm *vm, bool paging, const struct cpu_regs *regs, u
 	int r = 0;
 
 	for (unsigned i = 0; paging && r == 0 && i < ncpu; i++) {
-		struct guest_paging p = paging_of(&regs[i]);
+		struct vm_paging p = paging_of(&regs[i]);
 		bool seen = !(p.cr0 & CR0_PG);
 
 		for (unsigned j = 0; j < i && !seen; j++) {
-			struct guest_paging q = paging_of(&regs[j]);
+			struct vm_paging q = paging_of(&regs[j]);
 
 			seen = q.cr3 == p.cr3 && q.cr4 == p.cr4 && q.efer == p.efer &&
 			       (q.cr0 & CR0_PG);
@@ -591,14 +592,14 @@ int vm_dump_elf(struct vm *vm, int fd, bool paging, bool filter, uint64_t begin,
 	return r;
 }
 
-/* ---- memsave ------------------------------------------------------------ */
+/* ---- a vCPU's address space, memsave ------------------------------------- */
 
 /*
  * The paging registers of present vCPU @cpu. Running vCPUs leave KVM_RUN
  * for the moment of the read (as QEMU synchronizes a vCPU's state; no
  * event, the run state stays).
  */
-static int vcpu_paging(struct vm *vm, unsigned cpu, struct guest_paging *ret, struct error **errp)
+int vm_vcpu_paging(struct vm *vm, unsigned cpu, struct vm_paging *ret, struct error **errp)
 {
 	struct vcpu *v = NULL;
 	struct kvm_sregs s;
@@ -629,21 +630,58 @@ static int vcpu_paging(struct vm *vm, unsigned cpu, struct guest_paging *ret, st
 	if (r < 0) {
 		return error_set_errno(errp, -r, "vCPU %u: cannot read its registers", cpu);
 	}
-	*ret = (struct guest_paging){s.cr0, s.cr3, s.cr4, s.efer};
+	*ret = (struct vm_paging){s.cr0, s.cr3, s.cr4, s.efer};
 	return 0;
+}
+
+int vm_translate(struct vm *vm, const struct vm_paging *p, uint64_t la, uint64_t *ret_gpa)
+{
+	uint64_t len;
+
+	return guest_translate(vm->mem, p, la, ret_gpa, &len);
+}
+
+int vm_read_memory(struct vm *vm, const struct vm_paging *p, uint64_t addr, void *buf, size_t len)
+{
+	uint8_t *to = buf;
+
+	while (len > 0) {
+		uint64_t gpa = addr, n = len;
+
+		/* page by page through the tables; guest-physical in one piece */
+		if (p && guest_translate(vm->mem, p, addr, &gpa, &n) < 0) {
+			return -EFAULT;
+		}
+		n = MIN(n, (uint64_t)len);
+		if (guest_mem_read(vm->mem, gpa, to, (size_t)n) < 0) {
+			return -EFAULT;
+		}
+		addr += n;
+		to += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int vm_walk_pages(struct vm *vm, const struct vm_paging *p, vm_page_fn *fn, void *opaque)
+{
+	if (!(p->cr0 & CR0_PG)) {
+		return -ENOENT;
+	}
+	return guest_walk(vm->mem, p, fn, opaque);
 }
 
 int vm_memsave(struct vm *vm, unsigned cpu, uint64_t addr, uint64_t size, int fd, const char *name,
 	       struct error **errp)
 {
 	const size_t bufsize = 1 << 16;
-	struct guest_paging p;
+	struct vm_paging p;
 	uint64_t done = 0;
 	uint8_t *buf;
 	int r = vm_pmemsave_check(vm, size, errp);
 
 	if (r == 0) {
-		r = vcpu_paging(vm, cpu, &p, errp);
+		r = vm_vcpu_paging(vm, cpu, &p, errp);
 	}
 	if (r < 0) {
 		return r;
@@ -653,32 +691,19 @@ int vm_memsave(struct vm *vm, unsigned cpu, uint64_t addr, uint64_t size, int fd
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	while (r == 0 && done < size) {
-		size_t fill = 0;
+		size_t n = (size_t)MIN(size - done, (uint64_t)bufsize);
 
-		/* a buffer's worth, page by page: each page mapped, to RAM */
-		while (r == 0 && fill < bufsize && done + fill < size) {
-			uint64_t gpa, len;
-
-			r = guest_translate(vm->mem, &p, addr + done + fill, &gpa, &len);
-			len = MIN(MIN(len, bufsize - fill), size - done - fill);
-			if (r == 0) {
-				r = guest_mem_read(vm->mem, gpa, buf + fill, (size_t)len);
-			}
-			if (r < 0) {
-				r = error_set(errp, EFAULT,
-					      "Invalid addr 0x%016" PRIx64 "/size %" PRId64
-					      " specified",
-					      addr, (int64_t)size);
-			}
-			fill += (size_t)len;
-		}
-		if (r == 0 && fd >= 0) {
-			r = out(fd, false, buf, fill, 0);
+		if (vm_read_memory(vm, &p, addr + done, buf, n) < 0) {
+			r = error_set(errp, EFAULT,
+				      "Invalid addr 0x%016" PRIx64 "/size %" PRId64 " specified",
+				      addr, (int64_t)size);
+		} else if (fd >= 0) {
+			r = out(fd, false, buf, n, 0);
 			if (r < 0) {
 				r = error_set_errno(errp, -r, "writing memory to '%s'", name);
 			}
 		}
-		done += fill;
+		done += n;
 	}
 	free(buf);
 	return r;

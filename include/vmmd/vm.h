@@ -406,6 +406,38 @@ uint64_t vm_dump_size(struct vm *vm, bool filter, uint64_t begin, uint64_t lengt
 int vm_dump_elf(struct vm *vm, int fd, bool paging, bool filter, uint64_t begin, uint64_t length,
 		atomic_uint_fast64_t *done, struct error **errp);
 /*
+ * A vCPU's address space, read through its page tables as the MMU reads
+ * them (hw/core/pagewalk.c: 32-bit, PAE, 4- and 5-level paging; no
+ * permission checks; a table outside RAM is not present). Any thread but
+ * the control thread (the vCPUs may have to leave KVM_RUN; RAM restored
+ * lazily may wait on its file), while the VM object stays.
+ *
+ * vm_vcpu_paging: present vCPU @cpu's paging registers; running vCPUs
+ * leave the guest for the moment of the read (no event). "Parameter
+ * 'cpu-index' expects a CPU number" for another @cpu.
+ * vm_translate: the guest-physical address of linear address @la, or
+ * -EFAULT (not mapped, or not canonical). Paging off: @la.
+ * vm_read_memory: @len bytes at linear address @addr through @p, or at
+ * guest-physical @addr with @p NULL; -EFAULT unless every byte is RAM or
+ * a memory device's (device registers and firmware are not read).
+ * vm_walk_pages: @fn for every present page in linear-address order: its
+ * canonical linear address, guest-physical base, size (4 KiB to 1 GiB),
+ * the leaf entry, and VM_PAGE_USER | VM_PAGE_WRITE as every level grants
+ * them. Stops at the first nonzero return and returns it; paging off:
+ * -ENOENT.
+ */
+struct vm_paging {
+	uint64_t cr0, cr3, cr4, efer;
+};
+#define VM_PAGE_WRITE 2u
+#define VM_PAGE_USER 4u
+typedef int vm_page_fn(void *opaque, uint64_t la, uint64_t gpa, uint64_t len, uint64_t pte,
+		       unsigned prot);
+int vm_vcpu_paging(struct vm *vm, unsigned cpu, struct vm_paging *ret, struct error **errp);
+int vm_translate(struct vm *vm, const struct vm_paging *p, uint64_t la, uint64_t *ret_gpa);
+int vm_read_memory(struct vm *vm, const struct vm_paging *p, uint64_t addr, void *buf, size_t len);
+int vm_walk_pages(struct vm *vm, const struct vm_paging *p, vm_page_fn *fn, void *opaque);
+/*
  * memsave: @size bytes of vCPU @cpu's linear address space from @addr
  * into @fd (-1: only check), through that vCPU's page tables as they are
  * now; running vCPUs leave KVM_RUN for the moment their registers are

@@ -464,6 +464,29 @@ int vm_dump_elf(struct vm *vm, int fd, bool paging, bool filter, uint64_t begin,
 	return error_set(errp, ENOTSUP, "the VM double has no memory");
 }
 
+/* Paging off, and no memory to read. */
+int vm_vcpu_paging(struct vm *vm, unsigned cpu, struct vm_paging *ret, struct error **errp)
+{
+	*ret = (struct vm_paging){0};
+	return 0;
+}
+
+int vm_translate(struct vm *vm, const struct vm_paging *p, uint64_t la, uint64_t *ret_gpa)
+{
+	*ret_gpa = la;
+	return 0;
+}
+
+int vm_read_memory(struct vm *vm, const struct vm_paging *p, uint64_t addr, void *buf, size_t len)
+{
+	return -EFAULT;
+}
+
+int vm_walk_pages(struct vm *vm, const struct vm_paging *p, vm_page_fn *fn, void *opaque)
+{
+	return -ENOENT;
+}
+
 int vm_memsave(struct vm *vm, unsigned cpu, uint64_t addr, uint64_t size, int fd, const char *name,
 	       struct error **errp)
 {

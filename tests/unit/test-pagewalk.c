@@ -14,6 +14,7 @@
 #define MEM (64ull << 20)
 #define P 1ull
 #define RW 2ull
+#define US 4ull
 #define PS (1ull << 7)
 #define CR0_PG (1ull << 31)
 #define CR4_PSE (1ull << 4)
@@ -45,7 +46,7 @@ static void put32(uint64_t table, unsigned i, uint32_t e)
 }
 
 /* @la translates to @gpa with @len bytes left in its page. */
-static void maps(const struct guest_paging *p, uint64_t la, uint64_t gpa, uint64_t len)
+static void maps(const struct vm_paging *p, uint64_t la, uint64_t gpa, uint64_t len)
 {
 	uint64_t g = 0, l = 0;
 
@@ -54,7 +55,7 @@ static void maps(const struct guest_paging *p, uint64_t la, uint64_t gpa, uint64
 	ck_assert_uint_eq(l, len);
 }
 
-static void unmapped(const struct guest_paging *p, uint64_t la)
+static void unmapped(const struct vm_paging *p, uint64_t la)
 {
 	uint64_t g, l;
 
@@ -63,6 +64,7 @@ static void unmapped(const struct guest_paging *p, uint64_t la)
 
 struct page {
 	uint64_t la, gpa, len;
+	unsigned prot;
 };
 
 struct seen {
@@ -70,16 +72,17 @@ struct seen {
 	unsigned n;
 };
 
-static int record(void *opaque, uint64_t la, uint64_t gpa, uint64_t len)
+static int record(void *opaque, uint64_t la, uint64_t gpa, uint64_t len, uint64_t pte,
+		  unsigned prot)
 {
 	struct seen *s = opaque;
 
 	ck_assert_uint_lt(s->n, 16);
-	s->v[s->n++] = (struct page){la, gpa, len};
+	s->v[s->n++] = (struct page){la, gpa, len, prot};
 	return 0;
 }
 
-static void walks(const struct guest_paging *p, const struct page *want, unsigned n)
+static void walks(const struct vm_paging *p, const struct page *want, unsigned n)
 {
 	struct seen s = {0};
 
@@ -89,6 +92,7 @@ static void walks(const struct guest_paging *p, const struct page *want, unsigne
 		ck_assert_uint_eq(s.v[i].la, want[i].la);
 		ck_assert_uint_eq(s.v[i].gpa, want[i].gpa);
 		ck_assert_uint_eq(s.v[i].len, want[i].len);
+		ck_assert_uint_eq(s.v[i].prot, want[i].prot);
 	}
 }
 
@@ -96,24 +100,25 @@ static void walks(const struct guest_paging *p, const struct page *want, unsigne
 START_TEST(test_long4)
 {
 	const uint64_t pml4 = 0x10000, pdpt = 0x11000, pd = 0x12000, pt = 0x13000, hi = 0x14000;
-	struct guest_paging p = {CR0_PG | 1, pml4 | 0x18, CR4_PAE, EFER_LMA | (1 << 8)};
+	struct vm_paging p = {CR0_PG | 1, pml4 | 0x18, CR4_PAE, EFER_LMA | (1 << 8)};
 	static const struct page want[] = {
 		{0x1000, 0x200000, 4096},
 		{0x2000, 0x201000, 4096},
-		{0x200000, 0x400000, 2 << 20},
+		{0x200000, 0x400000, 2 << 20, VM_PAGE_USER | VM_PAGE_WRITE},
 		{0x40000000, 0x40000000, 1 << 30},
 		{0xffffffff80001000, 0x200000, 4096},
 		{0xffffffff80002000, 0x201000, 4096},
 		{0xffffffff80200000, 0x400000, 2 << 20},
 	};
 
-	put64(pml4, 0, pdpt | P | RW);
+	/* user and write where every level above grants them */
+	put64(pml4, 0, pdpt | P | RW | US);
 	put64(pml4, 511, hi | P);
-	put64(pdpt, 0, pd | P | RW);
+	put64(pdpt, 0, pd | P | RW | US);
 	put64(pdpt, 1, 0x40000000 | PS | P);
 	put64(hi, 510, pd | P);
 	put64(pd, 0, pt | P);
-	put64(pd, 1, 0x400000 | PS | P | RW);
+	put64(pd, 1, 0x400000 | PS | P | RW | US);
 	put64(pt, 1, 0x200000 | P);
 	put64(pt, 2, 0x201000 | P | (1ull << 63)); /* NX: not a permission check */
 	maps(&p, 0x1010, 0x200010, 0xff0);
@@ -141,7 +146,7 @@ END_TEST
 START_TEST(test_long5)
 {
 	const uint64_t pml5 = 0x20000, pml4 = 0x21000, pdpt = 0x22000;
-	struct guest_paging p = {CR0_PG | 1, pml5, CR4_PAE | CR4_LA57, EFER_LMA};
+	struct vm_paging p = {CR0_PG | 1, pml5, CR4_PAE | CR4_LA57, EFER_LMA};
 	static const struct page want[] = {
 		{0x0001000000000000, 0x40000000, 1 << 30},
 		{0xff00000000000000, 0x40000000, 1 << 30},
@@ -163,14 +168,14 @@ END_TEST
 START_TEST(test_pae)
 {
 	const uint64_t pdpt = 0x30020, pd = 0x31000, pt = 0x32000;
-	struct guest_paging p = {CR0_PG | 1, pdpt, CR4_PAE, 0};
+	struct vm_paging p = {CR0_PG | 1, pdpt, CR4_PAE, 0};
 	static const struct page want[] = {
-		{0xc0000000, 0x600000, 2 << 20},
+		{0xc0000000, 0x600000, 2 << 20, VM_PAGE_USER | VM_PAGE_WRITE},
 		{0xc0200000, 0x100000000, 4096},
 	};
 
 	put64(pdpt, 3, pd | P);
-	put64(pd, 0, 0x600000 | PS | P);
+	put64(pd, 0, 0x600000 | PS | P | RW | US); /* the PDPTE has no such bits */
 	put64(pd, 1, pt | P);
 	put64(pt, 0, 0x100000000 | P); /* above 4 GiB, as PAE allows */
 	maps(&p, 0xc0000abc, 0x600abc, (2 << 20) - 0xabc);
@@ -185,15 +190,15 @@ END_TEST
 START_TEST(test_legacy)
 {
 	const uint64_t pd = 0x40000, pt = 0x41000, pt2 = 0x840000;
-	struct guest_paging p = {CR0_PG | 1, pd, CR4_PSE, 0};
+	struct vm_paging p = {CR0_PG | 1, pd, CR4_PSE, 0};
 	static const struct page want[] = {
 		{0x400000, 0x2000800000, 4 << 20},
-		{0x800000, 0x900000, 4096},
+		{0x800000, 0x900000, 4096, VM_PAGE_WRITE},
 	};
 
 	put32(pd, 1, 0x800000 | (0x20 << 13) | PS | P); /* PSE-36: bits 32-39 = 0x20 */
-	put32(pd, 2, pt | P);
-	put32(pt, 0, 0x900000 | P);
+	put32(pd, 2, pt | P | RW | US);
+	put32(pt, 0, 0x900000 | P | RW);
 	maps(&p, 0x400010, 0x2000800010, (4 << 20) - 16);
 	maps(&p, 0x800fff, 0x900fff, 1);
 	unmapped(&p, 0xc00000);
@@ -209,7 +214,7 @@ END_TEST
 /* Paging off: linear is physical, and there is nothing to walk. */
 START_TEST(test_off)
 {
-	struct guest_paging p = {1, 0x10000, 0, 0};
+	struct vm_paging p = {1, 0x10000, 0, 0};
 	struct seen s = {0};
 
 	maps(&p, 0x12345, 0x12345, 4096 - 0x345);
