@@ -20,19 +20,12 @@
 #include <time.h>
 
 #include "common/cleanup.h"
+#include "daemon/hmp.h"
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
 #include "daemon/snapshot.h"
 
-struct hmp_out {
-	char *buf;
-	size_t len;
-};
-
-static void out_printf(struct hmp_out *o, const char *fmt, ...) _printf_(2, 3);
-
-/* Append, turning "\n" into QEMU's "\r\n". */
-static void out_printf(struct hmp_out *o, const char *fmt, ...)
+void hmp_printf(struct hmp_out *o, const char *fmt, ...)
 {
 	char *s = NULL, *n;
 	va_list ap;
@@ -80,11 +73,11 @@ static void info_status(struct monitor_request *req, struct hmp_out *o)
 	enum vm_run_state st = registry_vm_state(req->vm);
 
 	if (st == VM_STATE_RUNNING) {
-		out_printf(o, "VM status: running\n");
+		hmp_printf(o, "VM status: running\n");
 	} else if (st == VM_STATE_PAUSED) {
-		out_printf(o, "VM status: paused\n");
+		hmp_printf(o, "VM status: paused\n");
 	} else {
-		out_printf(o, "VM status: paused (%s)\n", vm_run_state_name(st));
+		hmp_printf(o, "VM status: paused (%s)\n", vm_run_state_name(st));
 	}
 }
 
@@ -93,7 +86,7 @@ static void info_version(struct monitor_request *req, struct hmp_out *o)
 	json_auto_t *v = monitor_version_info(req->mon);
 
 	/* sic: QEMU prints the package right after the version */
-	out_printf(o, "%lld.%lld.%lld%s\n", (long long)jint(json_object_get(v, "qemu"), "major"),
+	hmp_printf(o, "%lld.%lld.%lld%s\n", (long long)jint(json_object_get(v, "qemu"), "major"),
 		   (long long)jint(json_object_get(v, "qemu"), "minor"),
 		   (long long)jint(json_object_get(v, "qemu"), "micro"), jstr(v, "package"));
 }
@@ -108,26 +101,26 @@ static void info_block(json_t *blocks, struct hmp_out *o)
 		       *cache = json_object_get(ins, "cache");
 
 		if (i > 0) {
-			out_printf(o, "\n");
+			hmp_printf(o, "\n");
 		}
-		out_printf(o, "%s", jstr(b, "device"));
+		hmp_printf(o, "%s", jstr(b, "device"));
 		if (json_object_get(ins, "node-name")) {
-			out_printf(o, " (%s)", jstr(ins, "node-name"));
+			hmp_printf(o, " (%s)", jstr(ins, "node-name"));
 		}
 		if (!ins) {
-			out_printf(o, ": [not inserted]\n");
+			hmp_printf(o, ": [not inserted]\n");
 		} else {
-			out_printf(o, ": %s (%s%s)\n", jstr(ins, "file"), jstr(ins, "drv"),
+			hmp_printf(o, ": %s (%s%s)\n", jstr(ins, "file"), jstr(ins, "drv"),
 				   json_is_true(json_object_get(ins, "ro")) ? ", read-only" : "");
 		}
 		if (json_object_get(b, "qdev")) {
-			out_printf(o, "    Attached to:      %s\n", jstr(b, "qdev"));
+			hmp_printf(o, "    Attached to:      %s\n", jstr(b, "qdev"));
 		}
 		if (json_object_get(b, "io-status") && strcmp(jstr(b, "io-status"), "ok") != 0) {
-			out_printf(o, "    I/O status:       %s\n", jstr(b, "io-status"));
+			hmp_printf(o, "    I/O status:       %s\n", jstr(b, "io-status"));
 		}
 		if (json_is_true(json_object_get(b, "removable"))) {
-			out_printf(o, "    Removable device: %slocked, tray %s\n",
+			hmp_printf(o, "    Removable device: %slocked, tray %s\n",
 				   json_is_true(json_object_get(b, "locked")) ? "" : "not ",
 				   json_is_true(json_object_get(b, "tray_open")) ? "open"
 										 : "closed");
@@ -135,14 +128,14 @@ static void info_block(json_t *blocks, struct hmp_out *o)
 		if (!ins) {
 			continue;
 		}
-		out_printf(o, "    Cache mode:       %s%s%s\n",
+		hmp_printf(o, "    Cache mode:       %s%s%s\n",
 			   json_is_false(json_object_get(cache, "writeback")) ? "writethrough"
 									      : "writeback",
 			   json_is_true(json_object_get(cache, "direct")) ? ", direct" : "",
 			   json_is_true(json_object_get(cache, "no-flush")) ? ", ignore flushes"
 									    : "");
 		if (json_object_get(ins, "backing_file")) {
-			out_printf(o, "    Backing file:     %s (chain depth: %lld)\n",
+			hmp_printf(o, "    Backing file:     %s (chain depth: %lld)\n",
 				   jstr(ins, "backing_file"),
 				   (long long)jint(ins, "backing_file_depth"));
 		}
@@ -157,7 +150,7 @@ static void info_blockstats(json_t *stats, struct hmp_out *o)
 	json_array_foreach (stats, i, b) {
 		json_t *s = json_object_get(b, "stats");
 
-		out_printf(
+		hmp_printf(
 			o,
 			"%s: rd_bytes=%lld wr_bytes=%lld rd_operations=%lld wr_operations=%lld "
 			"flush_operations=%lld wr_total_time_ns=%lld rd_total_time_ns=%lld "
@@ -180,7 +173,7 @@ static void info_cpus(json_t *cpus, struct hmp_out *o)
 
 	/* '*' marks the monitor's current CPU: the first, as in a fresh QEMU monitor */
 	json_array_foreach (cpus, i, c) {
-		out_printf(o, "%c CPU #%lld: thread_id=%lld\n", i == 0 ? '*' : ' ',
+		hmp_printf(o, "%c CPU #%lld: thread_id=%lld\n", i == 0 ? '*' : ' ',
 			   (long long)jint(c, "cpu-index"), (long long)jint(c, "thread-id"));
 	}
 }
@@ -198,13 +191,13 @@ static void info_network(struct registry_vm *rv, struct hmp_out *o)
 		} else {
 			vm_nic_default_mac(rv->name, n->id, mac);
 		}
-		out_printf(o, "%s: index=0,type=nic,model=%s,macaddr=%s\n", n->id,
+		hmp_printf(o, "%s: index=0,type=nic,model=%s,macaddr=%s\n", n->id,
 			   e1000 ? "e1000" : "virtio-net-pci", mac);
 		if (tap) {
-			out_printf(o, " \\ %s: index=0,type=tap,%s%s\n", n->id,
+			hmp_printf(o, " \\ %s: index=0,type=tap,%s%s\n", n->id,
 				   n->ifname ? "ifname=" : "fd=", n->ifname ? n->ifname : n->fd);
 		} else {
-			out_printf(o, " \\ %s: index=0,type=user,net=10.0.2.0,restrict=off\n",
+			hmp_printf(o, " \\ %s: index=0,type=user,net=10.0.2.0,restrict=off\n",
 				   n->id);
 		}
 	}
@@ -247,34 +240,34 @@ static void info_pci(json_t *buses, struct hmp_out *o)
 			       *id = json_object_get(d, "id");
 			const char *desc = pci_class_desc(jint(ci, "class"));
 
-			out_printf(o, "  Bus %2lld, device %3lld, function %lld:\n",
+			hmp_printf(o, "  Bus %2lld, device %3lld, function %lld:\n",
 				   (long long)jint(d, "bus"), (long long)jint(d, "slot"),
 				   (long long)jint(d, "function"));
 			if (desc) {
-				out_printf(o, "    %s", desc);
+				hmp_printf(o, "    %s", desc);
 			} else {
-				out_printf(o, "    Class %04llx", (long long)jint(ci, "class"));
+				hmp_printf(o, "    Class %04llx", (long long)jint(ci, "class"));
 			}
-			out_printf(o, ": PCI device %04llx:%04llx\n", (long long)jint(id, "vendor"),
+			hmp_printf(o, ": PCI device %04llx:%04llx\n", (long long)jint(id, "vendor"),
 				   (long long)jint(id, "device"));
-			out_printf(o, "      PCI subsystem %04llx:%04llx\n",
+			hmp_printf(o, "      PCI subsystem %04llx:%04llx\n",
 				   (long long)jint(id, "subsystem-vendor"),
 				   (long long)jint(id, "subsystem"));
 			if (json_object_get(d, "irq")) {
-				out_printf(o, "      IRQ %lld, pin %c\n", (long long)jint(d, "irq"),
+				hmp_printf(o, "      IRQ %lld, pin %c\n", (long long)jint(d, "irq"),
 					   (char)('A' + jint(d, "irq_pin") - 1));
 			}
 			json_array_foreach (json_object_get(d, "regions"), k, r) {
 				uint64_t addr = (uint64_t)jint(r, "address");
 				uint64_t size = (uint64_t)jint(r, "size");
 
-				out_printf(o, "      BAR%lld: ", (long long)jint(r, "bar"));
+				hmp_printf(o, "      BAR%lld: ", (long long)jint(r, "bar"));
 				if (strcmp(jstr(r, "type"), "io") == 0) {
-					out_printf(o, "I/O at 0x%04llx [0x%04llx].\n",
+					hmp_printf(o, "I/O at 0x%04llx [0x%04llx].\n",
 						   (unsigned long long)addr,
 						   (unsigned long long)(addr + size - 1));
 				} else {
-					out_printf(o, "%d bit%s memory at 0x%08llx [0x%08llx].\n",
+					hmp_printf(o, "%d bit%s memory at 0x%08llx [0x%08llx].\n",
 						   json_is_true(json_object_get(r, "mem_type_64"))
 							   ? 64
 							   : 32,
@@ -285,7 +278,7 @@ static void info_pci(json_t *buses, struct hmp_out *o)
 						   (unsigned long long)(addr + size - 1));
 				}
 			}
-			out_printf(o, "      id \"%s\"\n", jstr(d, "qdev_id"));
+			hmp_printf(o, "      id \"%s\"\n", jstr(d, "qdev_id"));
 		}
 	}
 }
@@ -313,7 +306,7 @@ static void snapshot_line(struct hmp_out *o, json_t *sn, const char *id)
 	struct tm tm;
 
 	if (!sn) {
-		out_printf(o, "%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE",
+		hmp_printf(o, "%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE",
 			   "VM CLOCK", "ICOUNT");
 		return;
 	}
@@ -330,7 +323,7 @@ static void snapshot_line(struct hmp_out *o, json_t *sn, const char *id)
 	if (json_is_integer(ic)) {
 		snprintf(icount, sizeof(icount), "%" JSON_INTEGER_FORMAT, json_integer_value(ic));
 	}
-	out_printf(o, "%-9s %-16s %8s%20s%13s%11s\n", id ? id : jstr(sn, "id"), jstr(sn, "name"),
+	hmp_printf(o, "%-9s %-16s %8s%20s%13s%11s\n", id ? id : jstr(sn, "id"), jstr(sn, "name"),
 		   size, date, clock, icount);
 }
 
@@ -380,15 +373,15 @@ static void info_snapshots(json_t *blocks, struct hmp_out *o)
 		}
 	}
 	if (!vmstate) {
-		out_printf(o, "No available block device supports snapshots\n");
+		hmp_printf(o, "No available block device supports snapshots\n");
 		return;
 	}
 	if (none) {
-		out_printf(o, "There is no snapshot available.\n");
+		hmp_printf(o, "There is no snapshot available.\n");
 		return;
 	}
 	table = disk_snapshots(vmstate);
-	out_printf(o, "List of snapshots present on all disks:\n");
+	hmp_printf(o, "List of snapshots present on all disks:\n");
 	k = 0;
 	json_array_foreach (table, i, sn) {
 		bool all = true;
@@ -408,7 +401,7 @@ static void info_snapshots(json_t *blocks, struct hmp_out *o)
 		snapshot_line(o, sn, "--");
 	}
 	if (k == 0) {
-		out_printf(o, "None\n");
+		hmp_printf(o, "None\n");
 	}
 	json_array_foreach (blocks, i, b) {
 		json_t *mine = disk_snapshots(b), *s;
@@ -430,7 +423,7 @@ static void info_snapshots(json_t *blocks, struct hmp_out *o)
 				continue;
 			}
 			if (shown++ == 0) {
-				out_printf(o,
+				hmp_printf(o,
 					   "\nList of partial (non-loadable) snapshots on '%s':\n",
 					   jstr(b, "device"));
 				snapshot_line(o, NULL, NULL);
@@ -446,7 +439,7 @@ static void hmp_snapshot_done(void *opaque, const char *err)
 	struct hmp_out o = {0};
 
 	if (err) {
-		out_printf(&o, "Error: %s\n", err);
+		hmp_printf(&o, "Error: %s\n", err);
 	}
 	monitor_deferred_done(opaque, 0, json_string(o.buf ? o.buf : ""), NULL);
 	free(o.buf);
@@ -459,18 +452,18 @@ static int hmp_snapshot(struct monitor_request *req, const char *cmd, const char
 	struct error *err = NULL;
 
 	if (!tag && strcmp(cmd, "savevm") != 0) {
-		out_printf(o, "%s: string expected\nTry \"help %s\" for more information\n", cmd,
+		hmp_printf(o, "%s: string expected\nTry \"help %s\" for more information\n", cmd,
 			   cmd);
 		return 0;
 	}
 	d = monitor_defer(req);
 	if (!d) {
-		out_printf(o, "Error: out of memory\n");
+		hmp_printf(o, "Error: out of memory\n");
 		return 0;
 	}
 	if (snapshot_hmp(req->vm, cmd, tag, hmp_snapshot_done, d, &err) < 0) {
 		monitor_deferred_cancel(d);
-		out_printf(o, "Error: %s\n", err ? err->msg : "failed");
+		hmp_printf(o, "Error: %s\n", err ? err->msg : "failed");
 		error_free(err);
 		return 0;
 	}
@@ -488,7 +481,7 @@ static json_t *run(struct monitor_request *req, qmp_fn fn, struct hmp_out *o)
 
 	json_decref(args);
 	if (r < 0) {
-		out_printf(o, "Error: %s\n", err ? err->msg : strerror(-r));
+		hmp_printf(o, "Error: %s\n", err ? err->msg : strerror(-r));
 		error_free(err);
 		json_decref(ret);
 		return NULL;
@@ -508,7 +501,7 @@ static int hmp_call(struct monitor_request *req, qmp_fn fn, json_t *args, struct
 	req->hmp = false;
 	json_decref(ret);
 	if (r < 0) {
-		out_printf(o, "Error: %s\n", err ? err->msg : strerror(-r));
+		hmp_printf(o, "Error: %s\n", err ? err->msg : strerror(-r));
 		error_free(err);
 	}
 	return r == MONITOR_DEFERRED ? r : 0;
@@ -537,7 +530,7 @@ static int hmp_media(struct monitor_request *req, const char *line, struct hmp_o
 		n++;
 	}
 	if (!copy) {
-		out_printf(o, "Error: out of memory\n");
+		hmp_printf(o, "Error: out of memory\n");
 		return 0;
 	}
 	change = strcmp(w[0], "change") == 0;
@@ -554,11 +547,11 @@ static int hmp_media(struct monitor_request *req, const char *line, struct hmp_o
 		usage = "extraneous characters at the end of line";
 	} else if (mode && strcmp(mode, "retain") != 0 && strcmp(mode, "read-only") != 0 &&
 		   strcmp(mode, "read-write") != 0) {
-		out_printf(o, "Error: invalid parameter value: %s\n", mode);
+		hmp_printf(o, "Error: invalid parameter value: %s\n", mode);
 		goto out;
 	}
 	if (usage) {
-		out_printf(o, "%s: %s\nTry \"help %s\" for more information\n", w[0], usage, w[0]);
+		hmp_printf(o, "%s: %s\nTry \"help %s\" for more information\n", w[0], usage, w[0]);
 		goto out;
 	}
 	args = json_pack("{s:s, s:b}", "device", change ? w[1] : w[i], "force", force);
@@ -578,20 +571,9 @@ out:
 	return r;
 }
 
-/*
- * HMP's arguments, read off the line as QEMU's monitor reads them: an
- * expression may run on across spaces while an operator follows (so
- * "memsave 0 16 /tmp/f" reads 16 / tmp, as in QEMU), then the next
- * argument starts. The error texts are QEMU's.
- */
-struct hmp_args {
-	const char *p;
-	const char *cmd;
-	struct hmp_out *o;
-	bool failed;
-};
+/* HMP's arguments (hmp.h). */
 
-static void skip_space(struct hmp_args *a)
+void hmp_skip_space(struct hmp_args *a)
 {
 	while (*a->p == ' ' || *a->p == '\t') {
 		a->p++;
@@ -601,7 +583,7 @@ static void skip_space(struct hmp_args *a)
 static uint64_t expr_fail(struct hmp_args *a, const char *msg)
 {
 	if (!a->failed) {
-		out_printf(a->o, "%s\nTry \"help %s\" for more information\n", msg, a->cmd);
+		hmp_printf(a->o, "%s\nTry \"help %s\" for more information\n", msg, a->cmd);
 	}
 	a->failed = true;
 	return 0;
@@ -649,7 +631,7 @@ static uint64_t expr_unary(struct hmp_args *a)
 		}
 		a->p = end;
 	}
-	skip_space(a);
+	hmp_skip_space(a);
 	return v;
 }
 
@@ -661,7 +643,7 @@ static uint64_t expr_logic(struct hmp_args *a)
 		char op = *a->p++;
 		uint64_t w;
 
-		skip_space(a);
+		hmp_skip_space(a);
 		w = expr_unary(a);
 		v = op == '&' ? v & w : op == '|' ? v | w : v ^ w;
 	}
@@ -676,7 +658,7 @@ static uint64_t expr_prod(struct hmp_args *a)
 		char op = *a->p++;
 		uint64_t w;
 
-		skip_space(a);
+		hmp_skip_space(a);
 		w = expr_logic(a);
 		if (a->failed) {
 			return 0;
@@ -705,27 +687,25 @@ static uint64_t expr_sum(struct hmp_args *a)
 		char op = *a->p++;
 		uint64_t w;
 
-		skip_space(a);
+		hmp_skip_space(a);
 		w = expr_prod(a);
 		v = op == '+' ? v + w : v - w;
 	}
 	return v;
 }
 
-/* The next argument as an expression (false: the error is out). */
-static bool arg_expr(struct hmp_args *a, json_int_t *ret)
+bool hmp_arg_expr(struct hmp_args *a, json_int_t *ret)
 {
-	skip_space(a);
+	hmp_skip_space(a);
 	*ret = (json_int_t)expr_sum(a);
 	return !a->failed;
 }
 
-/* The next argument as a word, or NULL (@what expected). Allocated. */
-static char *arg_str(struct hmp_args *a, const char *what)
+char *hmp_arg_str(struct hmp_args *a, const char *what)
 {
 	const char *start;
 
-	skip_space(a);
+	hmp_skip_space(a);
 	if (*a->p == '"') {
 		/* a quoted word (QEMU's get_str; no escapes here) */
 		const char *close = strchr(a->p + 1, '"');
@@ -741,7 +721,7 @@ static char *arg_str(struct hmp_args *a, const char *what)
 		a->p++;
 	}
 	if (a->p == start) {
-		out_printf(a->o, "%s: %s expected\nTry \"help %s\" for more information\n", a->cmd,
+		hmp_printf(a->o, "%s: %s expected\nTry \"help %s\" for more information\n", a->cmd,
 			   what, a->cmd);
 		a->failed = true;
 		return NULL;
@@ -749,11 +729,11 @@ static char *arg_str(struct hmp_args *a, const char *what)
 	return strndup(start, (size_t)(a->p - start));
 }
 
-static bool arg_end(struct hmp_args *a)
+bool hmp_arg_end(struct hmp_args *a)
 {
-	skip_space(a);
+	hmp_skip_space(a);
 	if (*a->p && !a->failed) {
-		out_printf(a->o,
+		hmp_printf(a->o,
 			   "%s: extraneous characters at the end of line\n"
 			   "Try \"help %s\" for more information\n",
 			   a->cmd, a->cmd);
@@ -772,8 +752,8 @@ static int hmp_memsave(struct monitor_request *req, const char *cmd, const char 
 	json_t *args;
 	int r = 0;
 
-	if (arg_expr(&a, &val) && arg_expr(&a, &size) && (file = arg_str(&a, "string")) &&
-	    arg_end(&a)) {
+	if (hmp_arg_expr(&a, &val) && hmp_arg_expr(&a, &size) &&
+	    (file = hmp_arg_str(&a, "string")) && hmp_arg_end(&a)) {
 		args = json_pack("{s:I, s:I, s:s}", "val", val, "size", size, "filename", file);
 		r = hmp_call(req, strcmp(cmd, "memsave") == 0 ? qmp_memsave : qmp_pmemsave, args,
 			     o);
@@ -803,11 +783,11 @@ static int hmp_dump(struct monitor_request *req, const char *line, struct hmp_ou
 	char *file = NULL;
 	int r = 0;
 
-	for (skip_space(&a); a.p[0] == '-'; skip_space(&a)) {
+	for (hmp_skip_space(&a); a.p[0] == '-'; hmp_skip_space(&a)) {
 		char f = a.p[1];
 
 		if (!f || !strchr("pdzlsw", f) || (a.p[2] && a.p[2] != ' ' && a.p[2] != '\t')) {
-			out_printf(o,
+			hmp_printf(o,
 				   "dump-guest-memory: unsupported option -%c\n"
 				   "Try \"help dump-guest-memory\" for more information\n",
 				   f ? f : ' ');
@@ -817,20 +797,20 @@ static int hmp_dump(struct monitor_request *req, const char *line, struct hmp_ou
 		if (f == 'p' || f == 'd') {
 			*(f == 'p' ? &paging : &detach) = true;
 		} else if (format) {
-			out_printf(o, "Error: only one of '-z|-l|-s|-w' can be set\n");
+			hmp_printf(o, "Error: only one of '-z|-l|-s|-w' can be set\n");
 			return 0;
 		} else {
 			format = formats[(unsigned char)f];
 		}
 	}
-	if (!(file = arg_str(&a, "filename"))) {
+	if (!(file = hmp_arg_str(&a, "filename"))) {
 		return 0;
 	}
-	skip_space(&a);
-	has_begin = *a.p && arg_expr(&a, &begin);
-	skip_space(&a);
-	has_length = !a.failed && *a.p && arg_expr(&a, &length);
-	if (arg_end(&a)) {
+	hmp_skip_space(&a);
+	has_begin = *a.p && hmp_arg_expr(&a, &begin);
+	hmp_skip_space(&a);
+	has_length = !a.failed && *a.p && hmp_arg_expr(&a, &length);
+	if (hmp_arg_end(&a)) {
 		args = json_pack("{s:b, s:s+, s:b}", "paging", paging, "protocol", "file:", file,
 				 "detach", detach);
 		if (args && format) {
@@ -856,9 +836,9 @@ static void info_dump(struct monitor_request *req, struct hmp_out *o)
 	json_int_t total = jint(q, "total");
 
 	if (q) {
-		out_printf(o, "Status: %s\n", jstr(q, "status"));
+		hmp_printf(o, "Status: %s\n", jstr(q, "status"));
 		if (strcmp(jstr(q, "status"), "active") == 0) {
-			out_printf(o, "Finished: %.2f %%\n",
+			hmp_printf(o, "Finished: %.2f %%\n",
 				   total ? (double)jint(q, "completed") * 100 / (double)total
 					 : 0.0);
 		}
@@ -911,6 +891,13 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 		}
 		goto out;
 	}
+	if (!strcmp(cmd, "x") || !strcmp(cmd, "xp") || !strcmp(cmd, "gva2gpa") ||
+	    (!strcmp(cmd, "info") && (!strcmp(what, "mem") || !strcmp(what, "tlb")))) {
+		if (hmp_memory(req, cmd, line, &o) == MONITOR_DEFERRED) {
+			return MONITOR_DEFERRED;
+		}
+		goto out;
+	}
 	if (!strcmp(cmd, "memsave") || !strcmp(cmd, "pmemsave")) {
 		if (hmp_memsave(req, cmd, line, &o) == MONITOR_DEFERRED) {
 			return MONITOR_DEFERRED;
@@ -931,11 +918,11 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 	} else if (strcmp(what, "version") == 0) {
 		info_version(req, &o);
 	} else if (strcmp(what, "name") == 0) {
-		out_printf(&o, "%s\n", ((struct registry_vm *)req->vm)->name);
+		hmp_printf(&o, "%s\n", ((struct registry_vm *)req->vm)->name);
 	} else if (strcmp(what, "dump") == 0) {
 		info_dump(req, &o);
 	} else if (strcmp(what, "kvm") == 0) {
-		out_printf(&o, "kvm support: enabled\n");
+		hmp_printf(&o, "kvm support: enabled\n");
 	} else if (strcmp(what, "block") == 0 && (j = run(req, qmp_query_block, &o))) {
 		info_block(j, &o);
 	} else if (strcmp(what, "blockstats") == 0 && (j = run(req, qmp_query_blockstats, &o))) {
@@ -953,7 +940,7 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 	}
 	goto out;
 unknown:
-	out_printf(&o, "unknown command: '%s%s%s'\n", cmd, what[0] ? " " : "", what);
+	hmp_printf(&o, "unknown command: '%s%s%s'\n", cmd, what[0] ? " " : "", what);
 out:
 	json_decref(j);
 	*ret = json_string(o.buf ? o.buf : "");

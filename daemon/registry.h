@@ -84,6 +84,9 @@ struct registry_vm {
 	/* An external snapshot switches its disks on a worker (registry_disks_begin). */
 	bool disks_busy;
 	const char *disks_busy_what; /* what holds them (NULL: a snapshot) */
+	/* HMP x and xp: the last format and size (QEMU's defaults: 0 = 'x', 4) */
+	char hmp_format;
+	uint8_t hmp_size;
 	/* dump-guest-memory (daemon/qmp-dump.c): the one under way, or NULL */
 	struct dump_job *dump;
 	struct {

@@ -140,10 +140,12 @@ void monitor_deferred_done(struct monitor_deferred *d, int r, json_t *ret, struc
 	struct monitor_client *c = d->client;
 
 	if (d->hmp) {
-		/* HMP's text, its lines ending in "\r\n" as QEMU's */
-		json_decref(ret);
-		ret = r < 0 ? json_sprintf("Error: %s\r\n", err ? err->msg : strerror(-r))
-			    : json_string("");
+		/* HMP's text, its lines ending in "\r\n" as QEMU's: a string answer is it */
+		if (r < 0 || !json_is_string(ret)) {
+			json_decref(ret);
+			ret = r < 0 ? json_sprintf("Error: %s\r\n", err ? err->msg : strerror(-r))
+				    : json_string("");
+		}
 		r = 0;
 	}
 	if (c) {

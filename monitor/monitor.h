@@ -64,7 +64,8 @@ struct monitor_request {
 	void (*after)(struct monitor_request *req);
 	/*
 	 * The handler runs for human-monitor-command: a deferred answer is
-	 * HMP's text ("" on success, "Error: MESSAGE" on failure).
+	 * HMP's text (a string answer as it is, other success "", failure
+	 * "Error: MESSAGE").
 	 */
 	bool hmp;
 };

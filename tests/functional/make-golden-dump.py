@@ -21,8 +21,9 @@ until the guest says "idle: up" on its serial port, then:
 - "paging-core": the same facts of a dump with paging true;
 - "memsave": memsave's answers, and for each file written its size and
   whether it holds the guest's code (read by its virtual address);
-- "hmp": human-monitor-command's dump-guest-memory, info dump, memsave and
-  pmemsave lines (QEMU's stray "GLib: ..." warning lines left out).
+- "hmp": human-monitor-command's dump-guest-memory, info dump, memsave,
+  pmemsave, x, xp, gva2gpa, info mem and info tlb lines (QEMU's stray
+  "GLib: ..." warning lines left out; a long answer as hmp_text keeps it).
 
 QEMU 7.2 writes every linear address of a 4-level paging dump with bits
 48-63 set (0xffff000000000000 for this guest's identity map at 0); vmmd
@@ -35,6 +36,7 @@ for begin -1 with length -1; vmmd says the length is invalid).
 
 Usage: tests/functional/make-golden-dump.py GUEST.elf [QEMU]"""
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -134,7 +136,23 @@ HMP = ["info dump",
        "memsave (1 16 x",
        "memsave 4/0 16 x",
        "memsave 0x100000 (4*4) x y",
-       "pmemsave 0x100000 16"]
+       "pmemsave 0x100000 16",
+       "xp /16xb 0x100000", "xp /8xh 0x100000", "xp /2xg 0x100000", "x /4xw 0x100000",
+       "xp 0x100000", "xp /5dw 0x100000", "xp /5uw 0x100000", "xp /3ow 0x100000",
+       "xp /16c 0x100000", "xp /2s 0x100000", "xp /40xb 0x100000", "xp /xb 0x100000",
+       "xp /4xw 0x2000000", "x /4xw 0x100000000", "xp /4xz 0x100000", "xp",
+       "x /2xw 0xfffffffffffffffc",
+       "gva2gpa 0x100123", "gva2gpa 0x100000000", "gva2gpa", "info mem", "info tlb"]
+
+
+def hmp_text(text):
+    """HMP's answer as kept in the trace: in full, or for a long one (info
+    tlb) its line count, first lines and SHA-256."""
+    if len(text) <= 8192:
+        return text
+    lines = text.split("\r\n")
+    return {"lines": len(lines), "head": lines[:4],
+            "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 def subst(v, d):
@@ -341,7 +359,7 @@ def main():
                 m = q.call("human-monitor-command", {"command-line": subst(line, d)})
                 text = "".join(ln for ln in m["return"].splitlines(True)
                                if not ln.startswith("GLib:"))
-                out["hmp"].append({"command-line": line, "return": unsubst(text, d)})
+                out["hmp"].append({"command-line": line, "return": hmp_text(unsubst(text, d))})
 
             def send_fd(name, fd):
                 msg = json.dumps({"execute": "getfd", "arguments": {"fdname": name}})

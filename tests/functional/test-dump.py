@@ -7,7 +7,7 @@ addresses say, gdb's registers, symbol and greeting), with paging too;
 memsave's answers and files; a detached dump into
 a pipe that stays active while stop, cont, another dump and migrate are
 refused; a pipe whose reader is gone; HMP's dump-guest-memory, info dump,
-memsave and pmemsave. Then what vmmd does its own way: the formats it does
+memsave, pmemsave, x, xp, gva2gpa, info mem and info tlb. Then what vmmd does its own way: the formats it does
 not write refused, a negative length, a paused VM stays paused, a destroy that
 waits for the dump, the file through the image roots, a regular file with
 holes for zero pages, and vmctl dump."""
@@ -220,7 +220,12 @@ def test_hmp_as_qemu():
              protocol="file:" + os.path.join(d.tmp, "c.elf"), begin=0, length=4096)
         for h in g["hmp"]:
             r = call(q, d, "human-monitor-command", {"command-line": h["command-line"]})
-            assert r == {"return": h["return"]}, (h, r)
+            assert rec.hmp_text(r["return"]) == h["return"], (h, r)
+        # vmmd does not disassemble
+        r = call(q, d, "human-monitor-command", {"command-line": "xp /3i 0x100000"})
+        assert r["return"] == "vmmd: format 'i' (disassembly) is not supported\r\n", r
+        r = call(q, d, "human-monitor-command", {"command-line": "xp /16385xw 0"})
+        assert r["return"] == "Error: at most 65536 bytes at a time\r\n", r
 
 
 def test_vmmd_answers():
