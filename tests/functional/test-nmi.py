@@ -29,7 +29,8 @@ def boot(d, vcpus=1, name="n1"):
     q = d.qmp()
     q.ok("vm-create", {"name": name, "vcpus": vcpus, "memory": "32M", "cpu": TEST_CPU,
                        "boot": {"kernel": guest("nmi")}, "start": True})
-    wait_console(d, name, "nmi: ready", timeout=60)
+    # the whole line: the guest prints it a piece at a time
+    wait_console(d, name, " CPUs\r\n", timeout=60)
     return q
 
 
