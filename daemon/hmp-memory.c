@@ -6,7 +6,9 @@
  * registers are read, include/vmmd/vm.h); its text is the deferred
  * answer. Only RAM and memory devices are read: device registers and
  * firmware give "Cannot access memory" (QEMU reads them). At most
- * HMP_MEM_MAX bytes per x or xp. Control thread, but for mem_run.
+ * HMP_MEM_MAX bytes per x or xp, and about HMP_TEXT_MAX of info mem or
+ * info tlb (a guest's tables decide their length). Control thread, but
+ * for mem_run.
  */
 #include "config.h"
 
@@ -19,6 +21,7 @@
 #include "daemon/registry.h"
 
 #define HMP_MEM_MAX 65536u
+#define HMP_TEXT_MAX (1u << 20) /* info mem and info tlb stop there */
 #define CR4_LA57 (1ull << 12)
 #define EFER_LMA (1ull << 10)
 #define CR4_PAE (1ull << 5)
@@ -153,6 +156,10 @@ static int mem_page(void *opaque, uint64_t la, uint64_t gpa, uint64_t len, uint6
 {
 	struct mem_walk *w = opaque;
 	uint64_t a = la & w->mask;
+
+	if (w->o->len > HMP_TEXT_MAX) {
+		return -E2BIG;
+	}
 	unsigned pr = (prot & (VM_PAGE_USER | VM_PAGE_WRITE)) | 1; /* (1: present) */
 
 	if (w->prot && a == w->end && pr == w->prot) {
@@ -173,6 +180,9 @@ static int tlb_page(void *opaque, uint64_t la, uint64_t gpa, uint64_t len, uint6
 	struct mem_walk *w = opaque;
 	uint64_t mask;
 
+	if (w->o->len > HMP_TEXT_MAX) {
+		return -E2BIG;
+	}
 	if (w->p->efer & EFER_LMA) {
 		mask = len == 1ull << 30   ? 0x3ffffc0000000ull
 		       : len == 1ull << 21 ? 0x3ffffffe00000ull
@@ -196,6 +206,7 @@ static void mem_run(void *arg)
 	struct vm_paging p = {0};
 	struct mem_walk w = {&j->out, &p};
 	uint64_t gpa;
+	int r;
 
 	if (j->kind != MEM_XP && vm_vcpu_paging(j->vm, 0, &p, &err) < 0) {
 		hmp_printf(&j->out, "Error: %s\n", err->msg);
@@ -217,11 +228,15 @@ static void mem_run(void *arg)
 		break;
 	case MEM_INFO_MEM:
 	case MEM_INFO_TLB:
-		if (vm_walk_pages(j->vm, &p, j->kind == MEM_INFO_MEM ? mem_page : tlb_page, &w) ==
-		    -ENOENT) {
-			hmp_printf(&j->out, "PG disabled\n");
-		}
+		r = vm_walk_pages(j->vm, &p, j->kind == MEM_INFO_MEM ? mem_page : tlb_page, &w);
 		mem_flush(&w);
+		if (r == -ENOENT) {
+			hmp_printf(&j->out, "PG disabled\n");
+		} else if (r == -E2BIG) {
+			hmp_printf(&j->out,
+				   "vmmd: stopped here (the guest's page tables are too large "
+				   "to show)\n");
+		}
 		break;
 	}
 }

@@ -154,17 +154,32 @@ struct walk {
 	const struct mode *m;
 	vm_page_fn *fn;
 	void *opaque;
+	uint64_t tables; /* visited, against GUEST_WALK_MAX_TABLES */
 };
 
 /* @prot: the user and write bits of the tables above, ANDed. */
 static int walk_table(struct walk *w, unsigned l, uint64_t table, uint64_t la_base, unsigned prot)
 {
-	for (unsigned i = 0; i < entries(w->m, l); i++) {
-		uint64_t e, base, la = la_base | (uint64_t)i << shift(w->m, l);
+	/* the whole table in one read (a table is at most 4 KiB) */
+	union {
+		uint32_t e32[1024];
+		uint64_t e64[512];
+	} t;
+	unsigned n = entries(w->m, l);
+
+	if (++w->tables > GUEST_WALK_MAX_TABLES) {
+		return -E2BIG;
+	}
+	if (guest_mem_read(w->mem, table, &t, (size_t)n * w->m->entry) < 0) {
+		return 0; /* outside RAM: not present */
+	}
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t e = w->m->entry == 4 ? t.e32[i] : t.e64[i], base;
+		uint64_t la = la_base | (uint64_t)i << shift(w->m, l);
 		unsigned pr;
 		int kind, r;
 
-		if (!read_entry(w->mem, w->m, table, i, &e)) {
+		if (!(e & PTE_P)) {
 			continue;
 		}
 		/* (PAE's top entries have neither bit: they do not restrict) */
@@ -188,7 +203,7 @@ static int walk_table(struct walk *w, unsigned l, uint64_t table, uint64_t la_ba
 int guest_walk(struct guest_mem *mem, const struct vm_paging *p, vm_page_fn *fn, void *opaque)
 {
 	struct mode m;
-	struct walk w = {mem, &m, fn, opaque};
+	struct walk w = {mem, &m, fn, opaque, 0};
 
 	if (!get_mode(p, &m)) {
 		return 0;

@@ -27,5 +27,9 @@ int guest_translate(struct guest_mem *mem, const struct vm_paging *p, uint64_t l
  * Every present page of the tables in linear-address order (vm_page_fn,
  * include/vmmd/vm.h). Stops at the first nonzero return and returns it.
  * Paging off: nothing (no mapping to report). 0 when all were reported.
+ * The guest decides the tables: past GUEST_WALK_MAX_TABLES of them (512
+ * MiB of tables; every entry pointing back to one table would make 2^36
+ * reads) the walk stops with -E2BIG.
  */
+#define GUEST_WALK_MAX_TABLES (1u << 17)
 int guest_walk(struct guest_mem *mem, const struct vm_paging *p, vm_page_fn *fn, void *opaque);

@@ -425,9 +425,10 @@ static int build_maps(struct vm *vm, bool paging, const struct cpu_regs *regs, u
 	}
 	if (r == -E2BIG) {
 		return error_set(errp, E2BIG,
-				 "dump: the guest's page tables map more than %u runs of memory "
-				 "in %llu pages; dump with \"paging\": false",
-				 DUMP_MAX_MAPS, DUMP_MAX_PAGES);
+				 "dump: the guest's page tables are too large to walk (more "
+				 "than %u tables, %llu pages or %u runs of memory); dump with "
+				 "\"paging\": false",
+				 GUEST_WALK_MAX_TABLES, DUMP_MAX_PAGES, DUMP_MAX_MAPS);
 	}
 	return r < 0 ? error_set_errno(errp, -r, "dump") : 0;
 }

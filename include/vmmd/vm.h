@@ -424,7 +424,7 @@ int vm_dump_elf(struct vm *vm, int fd, bool paging, bool filter, uint64_t begin,
  * canonical linear address, guest-physical base, size (4 KiB to 1 GiB),
  * the leaf entry, and VM_PAGE_USER | VM_PAGE_WRITE as every level grants
  * them. Stops at the first nonzero return and returns it; paging off:
- * -ENOENT.
+ * -ENOENT; -E2BIG past 2^17 tables (guest-controlled).
  */
 struct vm_paging {
 	uint64_t cr0, cr3, cr4, efer;

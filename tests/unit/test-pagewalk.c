@@ -211,6 +211,29 @@ START_TEST(test_legacy)
 }
 END_TEST
 
+static int count(void *opaque, uint64_t la, uint64_t gpa, uint64_t len, uint64_t pte, unsigned prot)
+{
+	(*(uint64_t *)opaque)++;
+	return 0;
+}
+
+/* Every entry of one table pointing back to it: the walk stops. */
+START_TEST(test_hostile)
+{
+	const uint64_t t = 0x50000;
+	struct vm_paging p = {CR0_PG | 1, t, CR4_PAE, EFER_LMA};
+	uint64_t pages = 0;
+
+	for (unsigned i = 0; i < 512; i++) {
+		put64(t, i, t | P);
+	}
+	maps(&p, 0x12345, t + 0x345, 4096 - 0x345);
+	ck_assert_int_eq(guest_walk(mem, &p, count, &pages), -E2BIG);
+	ck_assert_uint_le(pages, 512ull * GUEST_WALK_MAX_TABLES);
+	ck_assert_uint_gt(pages, 0);
+}
+END_TEST
+
 /* Paging off: linear is physical, and there is nothing to walk. */
 START_TEST(test_off)
 {
@@ -235,6 +258,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_pae);
 	tcase_add_test(tc, test_legacy);
 	tcase_add_test(tc, test_off);
+	tcase_add_test(tc, test_hostile);
 	suite_add_tcase(s, tc);
 	return s;
 }
