@@ -17,7 +17,6 @@ its own announce-* values), and that the source sends nothing.
 Usage: tests/functional/make-golden-announce.py [QEMU]"""
 
 import importlib.util
-import json
 import os
 import socket
 import subprocess
@@ -216,10 +215,7 @@ def main():
                 p.wait()
             src_cap.close()
             dst_cap.close()
-    with open(OUT, "w") as f:
-        json.dump(out, f, indent=1, sort_keys=True)
-        f.write("\n")
-    print("wrote", OUT)
+    golden_migration.write_golden(OUT, out)
 
 
 if __name__ == "__main__":

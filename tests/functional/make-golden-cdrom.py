@@ -229,10 +229,7 @@ def main():
             p.wait()
         make_images(d)
         out["guest"] = record_guest(qemu_bin, guest, d)
-    with open(OUT, "w") as f:
-        json.dump(out, f, indent=1, sort_keys=True)
-        f.write("\n")
-    print("wrote", OUT)
+    golden_migration.write_golden(OUT, out)
 
 
 if __name__ == "__main__":

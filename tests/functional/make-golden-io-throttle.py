@@ -10,7 +10,6 @@ after each accepted call the limits query-block shows.
 Usage: tests/functional/make-golden-io-throttle.py [QEMU]"""
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -83,10 +82,7 @@ def main():
         finally:
             p.kill()
             p.wait()
-    with open(OUT, "w") as f:
-        json.dump(out, f, indent=1, sort_keys=True)
-        f.write("\n")
-    print("wrote", OUT)
+    golden_migration.write_golden(OUT, out)
 
 
 if __name__ == "__main__":

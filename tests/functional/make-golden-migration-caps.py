@@ -17,7 +17,6 @@ and query-migrate after migrate_cancel.
 Usage: tests/functional/make-golden-migration-caps.py GUEST.elf [QEMU]"""
 
 import importlib.util
-import json
 import os
 import socket
 import subprocess
@@ -145,10 +144,7 @@ def main():
             for p in (src_p, dst_p):
                 p.kill()
                 p.wait()
-    with open(OUT, "w") as f:
-        json.dump(out, f, indent=1, sort_keys=True)
-        f.write("\n")
-    print("wrote", OUT)
+    golden_migration.write_golden(OUT, out)
 
 
 if __name__ == "__main__":

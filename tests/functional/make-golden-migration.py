@@ -75,6 +75,15 @@ def shape(e):
     return {"event": e["event"], "data": e.get("data", {})}
 
 
+
+def write_golden(path, out):
+    """A golden trace as every recorder writes it: sorted keys, one space
+    of indent, a final newline."""
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print("wrote", path)
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         src_p, src = start(tmp, "src", [])
@@ -119,10 +128,7 @@ def main():
             for p in (src_p, dst_p):
                 p.kill()
                 p.wait()
-    with open(OUT, "w") as f:
-        json.dump(out, f, indent=1, sort_keys=True)
-        f.write("\n")
-    print("wrote", OUT)
+    write_golden(OUT, out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ after cont), and the answers (also to an unexpected argument).
 Usage: tests/functional/make-golden-nmi.py GUEST.elf [QEMU]"""
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -73,10 +72,7 @@ def main():
         finally:
             p.kill()
             p.wait()
-    with open(OUT, "w") as f:
-        json.dump(out, f, indent=1, sort_keys=True)
-        f.write("\n")
-    print("wrote", OUT)
+    golden_migration.write_golden(OUT, out)
 
 
 if __name__ == "__main__":

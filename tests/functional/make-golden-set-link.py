@@ -14,7 +14,6 @@ and whether they ever reached the guest (its count after the link is up).
 Usage: tests/functional/make-golden-set-link.py GUEST.elf [QEMU]"""
 
 import importlib.util
-import json
 import os
 import socket
 import struct
@@ -116,10 +115,7 @@ def main():
         finally:
             p.kill()
             p.wait()
-    with open(OUT, "w") as f:
-        json.dump(out, f, indent=1, sort_keys=True)
-        f.write("\n")
-    print("wrote", OUT)
+    golden_migration.write_golden(OUT, out)
 
 
 if __name__ == "__main__":
