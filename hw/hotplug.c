@@ -52,6 +52,7 @@ struct hp_node {
 	char *name; /* NULL: free entry */
 	struct block_node *bs;
 	char *user; /* id of the device using it */
+	bool job;   /* a block job's target (vm_blockdev_claim) */
 };
 
 struct hp_netdev {
@@ -461,7 +462,7 @@ int vm_blockdev_overlay(struct vm *vm, const char *name, struct block_node **ret
 	n = find_open_node(vm_hotplug_state(vm), name);
 	if (!n) {
 		r = in_disk_chain(vm, name) ? -EBUSY : -ENOENT;
-	} else if (n->user) {
+	} else if (n->user || n->job) {
 		r = -EBUSY;
 	} else {
 		*ret = block_ref(n->bs);
@@ -470,13 +471,56 @@ int vm_blockdev_overlay(struct vm *vm, const char *name, struct block_node **ret
 	return r;
 }
 
+int vm_blockdev_claim(struct vm *vm, const char *name, struct block_node **ret)
+{
+	struct block_node *bs = NULL;
+	int r = vm_blockdev_overlay(vm, name, &bs);
+	struct hp_node *n;
+
+	if (r < 0) {
+		return r;
+	}
+	vm_devices_lock(vm);
+	n = find_open_node(vm_hotplug_state(vm), name);
+	if (n && n->bs == bs && !n->user && !n->job) {
+		n->job = true;
+		*ret = bs;
+	} else {
+		r = -EBUSY; /* taken meanwhile */
+	}
+	vm_devices_unlock(vm);
+	if (r < 0) {
+		block_unref(bs); /* not the last reference: the table holds one */
+	}
+	return r;
+}
+
+struct block_node *vm_blockdev_unclaim(struct vm *vm, const char *name, bool drop)
+{
+	struct block_node *bs = NULL;
+	struct hp_node *n;
+
+	vm_devices_lock(vm);
+	n = find_open_node(vm_hotplug_state(vm), name);
+	if (n && n->job) {
+		n->job = false;
+		if (drop) {
+			bs = n->bs;
+			free(n->name);
+			memset(n, 0, sizeof(*n));
+		}
+	}
+	vm_devices_unlock(vm);
+	return bs;
+}
+
 void vm_blockdev_forget(struct vm *vm, const char *name)
 {
 	struct hp_node *n;
 
 	vm_devices_lock(vm);
 	n = find_open_node(vm_hotplug_state(vm), name);
-	if (n && !n->user) {
+	if (n && !n->user && !n->job) {
 		block_unref(n->bs);
 		free(n->name);
 		memset(n, 0, sizeof(*n));
@@ -496,7 +540,7 @@ int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp)
 		r = error_set(errp, EBUSY, "Node %s is in use", node_name);
 	} else if (!n) {
 		r = error_set(errp, ENOENT, "Failed to find node with node-name='%s'", node_name);
-	} else if (n->user) {
+	} else if (n->user || n->job) {
 		r = error_set(errp, EBUSY, "Node %s is in use", node_name);
 	} else {
 		block_unref(n->bs);
@@ -516,7 +560,7 @@ int hotplug_node_claim(struct vm *vm, const char *name, const char *user, struct
 	if (!n && !in_disk_chain(vm, name)) {
 		return error_set(errp, ENOENT, "Node '%s' not found", name);
 	}
-	if (!n || n->user) {
+	if (!n || n->user || n->job) {
 		return error_set(errp, EBUSY, "Node '%s' is already in use", name);
 	}
 	u = strdup(user);
@@ -837,6 +881,11 @@ static int usb_device_add(struct vm *vm, json_t *args, const char *driver, struc
 		xhci_hotplug_release(xhci, port);
 		goto out;
 	}
+	if (node && node->job) {
+		r = error_set(errp, EBUSY, "Node '%s' is the target of a block job", drive);
+		xhci_hotplug_release(xhci, port);
+		goto out;
+	}
 	u->id = strdup(id);
 	u->node = node ? strdup(node->name) : NULL;
 	u->definition = usb_definition(id, driver, node ? node->bs : NULL, h.removable, serial);
@@ -1152,6 +1201,10 @@ int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
 			r = error_set(errp, EBUSY,
 				      "Node '%s' is in use by device '%s' (a node has one disk)",
 				      drive, node->user);
+			goto out;
+		}
+		if (node->job) {
+			r = error_set(errp, EBUSY, "Node '%s' is the target of a block job", drive);
 			goto out;
 		}
 		dc.id = (char *)id;
@@ -1538,6 +1591,7 @@ int vm_block_resize_prepare(struct vm *vm, const char *device, const char *node_
 	struct block_node *bs = NULL;
 	struct vm_device *disk = NULL;
 	struct vm_resize_op *op = NULL;
+	bool job = false;
 	int r;
 
 	vm_devices_lock(vm);
@@ -1547,6 +1601,7 @@ int vm_block_resize_prepare(struct vm *vm, const char *device, const char *node_
 		if (n) {
 			bs = n->bs;
 			disk = n->user ? find_device(vm, n->user) : NULL;
+			job = n->job;
 		}
 	} else if (device) {
 		disk = find_device(vm, device);
@@ -1559,6 +1614,12 @@ int vm_block_resize_prepare(struct vm *vm, const char *device, const char *node_
 	if (!bs) {
 		r = error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'",
 			      device ? device : "", node_name ? node_name : "");
+		goto out;
+	}
+	if (job) {
+		r = error_set(errp, EBUSY,
+			      "Node '%s' is busy: block device is in use by block job: mirror",
+			      node_name);
 		goto out;
 	}
 	if (size > INT64_MAX) {

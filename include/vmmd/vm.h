@@ -531,6 +531,16 @@ int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp);
  */
 int vm_blockdev_overlay(struct vm *vm, const char *name, struct block_node **ret);
 void vm_blockdev_forget(struct vm *vm, const char *name);
+/*
+ * blockdev-mirror's target: as vm_blockdev_overlay, and the node is
+ * claimed for the job (blockdev-del says "in use", device_add, block_resize
+ * and other jobs refuse it) until vm_blockdev_unclaim. That one, with
+ * @drop, also removes the blockdev-add entry (the mirror pivoted: the name
+ * is now the disk's) and returns the entry's reference for the caller to
+ * drop on a thread that may close images. Any thread.
+ */
+int vm_blockdev_claim(struct vm *vm, const char *name, struct block_node **ret);
+struct block_node *vm_blockdev_unclaim(struct vm *vm, const char *name, bool drop);
 int vm_netdev_add(struct vm *vm, json_t *args, int fd, struct error **errp);
 int vm_netdev_del(struct vm *vm, const char *id, struct error **errp);
 int vm_device_add(struct vm *vm, json_t *args, struct error **errp);

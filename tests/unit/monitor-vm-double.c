@@ -410,6 +410,16 @@ void vm_blockdev_forget(struct vm *vm, const char *name)
 {
 }
 
+int vm_blockdev_claim(struct vm *vm, const char *name, struct block_node **ret)
+{
+	return -ENOENT;
+}
+
+struct block_node *vm_blockdev_unclaim(struct vm *vm, const char *name, bool drop)
+{
+	return NULL;
+}
+
 int vm_netdev_add(struct vm *vm, json_t *args, int fd, struct error **errp)
 {
 	if (fd >= 0) {
