@@ -16,7 +16,11 @@
  * Active commit tracks the guest's writes to the top (block_dirty_*),
  * copies until nothing is dirty, goes ready, keeps mirroring, and on
  * job-complete drains the top, copies what is left and pivots the disk
- * to the base.
+ * to the base. Mirror (blockdev-mirror) is active commit into a node
+ * outside the chain, a blockdev-add node claimed for the job: what its
+ * sync mode names is dirty to begin with (the whole disk, what the layers
+ * above the backing hold, or nothing), and the pivot swaps the target
+ * into the disk's node.
  *
  * Threads: the commands on the control thread; run/prepare/commit/abort of
  * the jobs on the job's worker thread; finished() on the control thread.
@@ -31,6 +35,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "daemon/blockjob.h"
 #include "daemon/jobs.h"
 #include "daemon/registry.h"
@@ -40,6 +45,9 @@
 #define BLOCKJOB_CHUNK (512u << 10)
 /* Active commit: dirty tracking granularity, and how often it looks for new writes. */
 #define BLOCKJOB_DIRTY_GRANULARITY (64u << 10)
+/* blockdev-mirror's granularity: QEMU's bounds */
+#define MIRROR_GRANULARITY_MIN 512u
+#define MIRROR_GRANULARITY_MAX (64u << 20)
 #define BLOCKJOB_MIRROR_POLL_NS 50000000ull
 
 static struct vm *live_vm(struct registry_vm *rv, struct error **errp)
@@ -91,6 +99,21 @@ static bool find_disk(struct vm *vm, const char *device, const char *node_name,
 	return ret->node != NULL;
 }
 
+/* The running VM and its disk @device (an id or a node name of its chain). */
+static int live_disk(struct registry_vm *rv, const char *device, struct vm **ret_vm,
+		     struct disk_node *d, struct error **errp)
+{
+	*ret_vm = live_vm(rv, errp);
+	if (!*ret_vm) {
+		return -ENODEV;
+	}
+	if (!find_disk(*ret_vm, device, device, d)) {
+		return error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'", device,
+				 device);
+	}
+	return 0;
+}
+
 static void name_used(void *opaque, const char *id, struct block_node *bs)
 {
 	const char **name = opaque;
@@ -119,10 +142,21 @@ struct bjob {
 	struct block_node *base; /* stream: the node kept below (NULL: none); commit: target */
 	char *backing_file;	 /* the name to record, or NULL */
 	bool commit, active;
-	bool drained;	/* the worker holds a drain of root */
-	bool base_rw;	/* base reopened read-write by us */
-	bool pivoted;	/* active commit switched the disk to the base */
-	char *new_file; /* after a pivot: the disk's image */
+	/* blockdev-mirror: base is the target, outside the chain */
+	bool mirror;
+	enum {
+		MIRROR_FULL,
+		MIRROR_TOP,
+		MIRROR_NONE
+	} sync;
+	uint64_t granularity; /* of the write tracking */
+	struct vm *vmp;	      /* outlives its jobs: a destroy waits for them */
+	char *target;	      /* the target's node name */
+	bool claimed;	      /* ... claimed in the VM's blockdev-add table */
+	bool drained;	      /* the worker holds a drain of root */
+	bool base_rw;	      /* base reopened read-write by us */
+	bool pivoted;	      /* active commit switched the disk to the base */
+	char *new_file;	      /* after a pivot: the disk's image */
 	char *new_format;
 	struct def_write *def_write; /* active commit: the definition after the pivot */
 };
@@ -134,6 +168,11 @@ static void bjob_free(void *opaque)
 	if (!j) {
 		return;
 	}
+	if (j->claimed) {
+		/* a job that never ran: the table keeps its reference, nothing closes here */
+		vm_blockdev_unclaim(j->vmp, j->target, false);
+	}
+	free(j->target);
 	block_unref(j->root);
 	block_unref(j->top);
 	block_unref(j->base);
@@ -295,14 +334,44 @@ static int commit_copy(struct job *job, struct bjob *j, void *buf, struct error 
 	return 0;
 }
 
-/* Active commit: copy the dirty ranges of the top into the base. */
+/*
+ * A dirty run of the disk into the base (the target). A full mirror writes
+ * zeroes where no layer of the chain holds data, as QEMU's.
+ */
+static int mirror_copy(struct bjob *j, void *buf, uint64_t off, uint64_t len, bool *is_read)
+{
+	while (len) {
+		uint64_t pnum = len;
+		bool alloc = true;
+		int r = 0;
+
+		if (j->mirror && j->sync == MIRROR_FULL) {
+			*is_read = true;
+			r = block_is_allocated_above(j->root, NULL, off, len, &pnum, &alloc);
+		}
+		if (r == 0 && alloc) {
+			r = copy_range(j->root, j->base, buf, off, pnum, is_read);
+		} else if (r == 0) {
+			*is_read = false;
+			r = block_write_zeroes(j->base, off, pnum, 0);
+		}
+		if (r < 0) {
+			return r;
+		}
+		off += pnum;
+		len -= pnum;
+	}
+	return 0;
+}
+
+/* Active commit and mirror: copy the dirty ranges of the top into the base. */
 static int mirror_dirty(struct job *job, struct bjob *j, void *buf, bool limit, struct error **errp)
 {
 	uint64_t off, n;
 
 	while (block_dirty_take(j->root, BLOCKJOB_CHUNK, &off, &n)) {
 		bool is_read = false;
-		int r = copy_range(j->root, j->base, buf, off, n, &is_read);
+		int r = mirror_copy(j, buf, off, n, &is_read);
 
 		if (r < 0) {
 			block_dirty_mark(j->root, off, n);
@@ -325,26 +394,36 @@ static int mirror_dirty(struct job *job, struct bjob *j, void *buf, bool limit, 
 
 static int commit_start(struct bjob *j, struct error **errp)
 {
+	struct block_node *below;
 	int r;
 
 	drain(j);
-	r = block_reopen(j->base, true, errp);
-	if (r == 0) {
-		j->base_rw = true;
-		if (j->active) {
-			r = block_dirty_start(j->root, BLOCKJOB_DIRTY_GRANULARITY, errp);
-		}
+	/* what is "dirty" to begin with: what the layers above this one hold */
+	below = j->mirror ? block_backing(j->root) : j->base;
+	if (j->mirror) {
+		r = block_length(j->base) == block_length(j->root)
+			    ? 0
+			    : error_set(errp, EINVAL,
+					"Source and target image have different sizes");
+	} else {
+		r = block_reopen(j->base, true, errp);
+		j->base_rw = r == 0;
 	}
 	if (r == 0 && j->active) {
-		/* everything the layers above the base hold is "dirty" to begin with */
+		r = block_dirty_start(j->root, j->granularity, errp);
+	}
+	if (r == 0 && j->mirror && j->sync != MIRROR_TOP) {
+		if (j->sync == MIRROR_FULL) {
+			block_dirty_mark(j->root, 0, block_length(j->root));
+		}
+	} else if (r == 0 && j->active) {
 		uint64_t len = block_length(j->top), off = 0;
 
 		while (off < len && r == 0) {
 			uint64_t pnum;
 			bool alloc;
 
-			r = block_is_allocated_above(j->top, j->base, off, len - off, &pnum,
-						     &alloc);
+			r = block_is_allocated_above(j->top, below, off, len - off, &pnum, &alloc);
 			if (r < 0) {
 				error_set_errno(errp, -r, "cannot read the allocation map");
 			} else {
@@ -384,6 +463,11 @@ static int commit_run(struct job *job, struct error **errp)
 			return r;
 		}
 		if (!ready) {
+			/* what the target holds is on its disk before anyone is told */
+			r = j->mirror ? block_flush(j->base) : 0;
+			if (r < 0) {
+				return error_set(errp, -r, "%s", strerror(-r));
+			}
 			job_transition_to_ready(job);
 			ready = true;
 		}
@@ -452,6 +536,22 @@ static int commit_prepare(struct job *job, struct error **errp)
 			/* a soft cancel of a ready job: done, without the switch */
 			return 0;
 		}
+		if (j->mirror && j->sync == MIRROR_TOP && !block_backing(j->base) &&
+		    block_backing(j->root)) {
+			/*
+			 * The top alone was copied: the disk needs the rest of its chain
+			 * below the target (QEMU 7.2 switches to the target alone, and the
+			 * guest would read zeroes where the backing file has data).
+			 */
+			r = block_set_backing(j->base, block_backing(j->root), NULL, errp);
+			if (r < 0) {
+				return r;
+			}
+		}
+		r = j->mirror ? block_flush(j->base) : 0;
+		if (r < 0) {
+			return error_set(errp, -r, "cannot flush the target: %s", strerror(-r));
+		}
 		block_pivot(j->root, j->base);
 		j->pivoted = true;
 		j->base_rw = false;
@@ -480,6 +580,11 @@ static void commit_clean(struct job *job)
 		/* @base holds the layers that were above it: close them here, not on the control thread */
 		block_unref(j->base);
 		j->base = NULL;
+	}
+	if (j->claimed) {
+		/* pivoted, the target's name is the disk's: its blockdev-add entry goes */
+		block_unref(vm_blockdev_unclaim(j->vmp, j->target, j->pivoted));
+		j->claimed = false;
 	}
 	if (j->active && !j->pivoted) {
 		drain(j);
@@ -545,37 +650,55 @@ static const struct job_driver stream_driver = {
 	.free = bjob_free,
 };
 
-static const struct job_driver commit_driver = {
-	.type = "commit",
-	.block = true,
-	.run = commit_run,
-	.prepare = commit_prepare,
-	.finalizing = commit_finalizing,
-	.commit = commit_clean,
-	.abort = commit_clean,
-	.finished = bjob_finished,
-	.cancel = commit_cancel,
-	.can_complete = true,
-	.free = bjob_free,
-};
+/* Commit and mirror: one driver but for the type their events and lists show. */
+#define ACTIVE_COPY_DRIVER(name)                                                                \
+	{                                                                                       \
+		.type = (name), .block = true, .run = commit_run, .prepare = commit_prepare,    \
+		.finalizing = commit_finalizing, .commit = commit_clean, .abort = commit_clean, \
+		.finished = bjob_finished, .cancel = commit_cancel, .can_complete = true,       \
+		.free = bjob_free,                                                              \
+	}
 
-static bool job_on_disk(struct job *job, void *arg)
+static const struct job_driver commit_driver = ACTIVE_COPY_DRIVER("commit");
+static const struct job_driver mirror_driver = ACTIVE_COPY_DRIVER("mirror");
+
+static bool is_bjob(struct job *job)
 {
 	const struct job_driver *d = job_driver(job);
 
-	return (d == &stream_driver || d == &commit_driver) &&
-	       strcmp(((struct bjob *)job_opaque(job))->disk, arg) == 0;
+	return d == &stream_driver || d == &commit_driver || d == &mirror_driver;
 }
 
-/* QEMU's "Node 'x' is busy: block device is in use by block job: TYPE". */
-static int check_idle(struct registry_vm *rv, const char *disk, const char *shown,
-		      struct error **errp)
+static bool job_on_disk(struct job *job, void *arg)
+{
+	return is_bjob(job) && strcmp(((struct bjob *)job_opaque(job))->disk, arg) == 0;
+}
+
+static bool job_on_target(struct job *job, void *arg)
+{
+	struct bjob *j = job_opaque(job);
+
+	return is_bjob(job) && j->target && strcmp(j->target, arg) == 0;
+}
+
+/*
+ * QEMU's "Node 'x' is busy: block device is in use by block job: TYPE".
+ * For a commit or mirror (@root: they put a filter node on the disk) of a
+ * disk under a stream, mirror or active commit (which have put one there),
+ * QEMU 7.2 says "Need a root block node".
+ */
+static int check_idle_as(struct registry_vm *rv, const char *disk, const char *shown, bool root,
+			 struct error **errp)
 {
 	struct job *job = jobs_find_if(registry_jobs(rv->reg), rv->name, job_on_disk, (void *)disk);
 	int r = registry_disks_check(rv, errp); /* an external snapshot switches disks */
 
 	if (r < 0) {
 		return r;
+	}
+	if (job && root &&
+	    (job_driver(job) != &commit_driver || ((struct bjob *)job_opaque(job))->active)) {
+		return error_set(errp, EBUSY, "Need a root block node");
 	}
 	if (job) {
 		return error_set(errp, EBUSY,
@@ -584,6 +707,12 @@ static int check_idle(struct registry_vm *rv, const char *disk, const char *show
 				 shown, job_driver(job)->type);
 	}
 	return 0;
+}
+
+static int check_idle(struct registry_vm *rv, const char *disk, const char *shown,
+		      struct error **errp)
+{
+	return check_idle_as(rv, disk, shown, false, errp);
 }
 
 int blockjob_check_idle(struct registry_vm *rv, const char *disk, const char *shown,
@@ -617,12 +746,22 @@ static int start_job(struct registry_vm *rv, const struct job_driver *drv, struc
 	struct job *job;
 	int r;
 
-	if (speed && json_integer_value(speed) < 0) {
+	if (speed && json_integer_value(speed) < 0 && drv != &mirror_driver) {
 		bjob_free(j);
 		return error_set(errp, EINVAL, "Invalid parameter 'speed'");
 	}
-	o.speed = speed ? (uint64_t)json_integer_value(speed) : 0;
-	r = job_on_error_parse(str_arg(args, "on-error"), &o.on_error, errp);
+	o.speed = speed && json_integer_value(speed) > 0 ? (uint64_t)json_integer_value(speed) : 0;
+	if (drv == &mirror_driver) {
+		r = job_on_error_parse(str_arg(args, "on-source-error"), "on-source-error",
+				       &o.on_error, errp);
+		if (r == 0) {
+			r = job_on_error_parse(str_arg(args, "on-target-error"), "on-target-error",
+					       &o.on_target_error, errp);
+		}
+		o.target_error_set = true;
+	} else {
+		r = job_on_error_parse(str_arg(args, "on-error"), "on-error", &o.on_error, errp);
+	}
 	if (r < 0) {
 		bjob_free(j);
 		return r;
@@ -635,6 +774,11 @@ static int start_job(struct registry_vm *rv, const struct job_driver *drv, struc
 	r = jobs_create(registry_jobs(rv->reg), drv, &o, j, &job, errp);
 	if (r < 0) {
 		return r;
+	}
+	if (speed && json_integer_value(speed) < 0) {
+		/* QEMU's mirror creates its job, then finds the speed wrong */
+		job_discard(job);
+		return error_set(errp, EINVAL, "Parameter 'speed' expects a non-negative value");
 	}
 	return job_start(job, errp);
 }
@@ -656,18 +800,14 @@ int blockjob_stream(struct registry_vm *rv, json_t *args, struct error **errp)
 {
 	const char *device = str_arg(args, "device");
 	const char *base = str_arg(args, "base"), *base_node = str_arg(args, "base-node");
-	struct vm *vm = live_vm(rv, errp);
-	struct disk_node d;
 	struct block_node *b = NULL;
+	struct disk_node d;
 	struct bjob *j;
-	int r;
+	struct vm *vm;
+	int r = live_disk(rv, device, &vm, &d, errp);
 
-	if (!vm) {
-		return -ENODEV;
-	}
-	if (!find_disk(vm, device, device, &d)) {
-		return error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'", device,
-				 device);
+	if (r < 0) {
+		return r;
 	}
 	if (json_object_get(args, "bottom")) {
 		return error_set(errp, ENOTSUP, "'bottom' is not supported by vmmd; use 'base'");
@@ -768,7 +908,7 @@ int blockjob_commit(struct registry_vm *rv, json_t *args, struct error **errp)
 	if (b == t) {
 		return error_set(errp, EINVAL, "cannot commit an image into itself");
 	}
-	r = check_idle(rv, d.id, device, errp);
+	r = check_idle_as(rv, d.id, device, true, errp);
 	if (r < 0) {
 		return r;
 	}
@@ -777,6 +917,7 @@ int blockjob_commit(struct registry_vm *rv, json_t *args, struct error **errp)
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	j->commit = true;
+	j->granularity = BLOCKJOB_DIRTY_GRANULARITY;
 	j->active = t == d.root;
 	j->top = block_ref(t);
 	j->base = block_ref(b);
@@ -793,6 +934,119 @@ int blockjob_commit(struct registry_vm *rv, json_t *args, struct error **errp)
 		}
 	}
 	return start_job(rv, &commit_driver, j, args, device, errp);
+}
+
+/* QMP's MirrorSyncMode, of which vmmd mirrors full, top and none. */
+static int mirror_sync_parse(const char *s, struct bjob *j, struct error **errp)
+{
+	static const char *const unsupported[] = {"incremental", "bitmap"};
+
+	if (strcmp(s, "full") == 0) {
+		j->sync = MIRROR_FULL;
+	} else if (strcmp(s, "top") == 0) {
+		j->sync = MIRROR_TOP;
+	} else if (strcmp(s, "none") == 0) {
+		j->sync = MIRROR_NONE;
+	} else {
+		for (size_t i = 0; i < ARRAY_SIZE(unsupported); i++) {
+			if (strcmp(s, unsupported[i]) == 0) {
+				return error_set(errp, ENOTSUP, "Sync mode '%s' not supported", s);
+			}
+		}
+		return error_set(errp, EINVAL, "Parameter 'sync' does not accept value '%s'", s);
+	}
+	return 0;
+}
+
+/*
+ * blockdev-mirror, checked as QEMU 7.2 checks it, in its order; the target
+ * is a node blockdev-add opened, claimed for the job.
+ */
+int blockjob_mirror(struct registry_vm *rv, json_t *args, struct error **errp)
+{
+	const char *device = str_arg(args, "device"), *target = str_arg(args, "target");
+	const char *mode = str_arg(args, "copy-mode");
+	json_t *gran = json_object_get(args, "granularity");
+	json_t *buf_size = json_object_get(args, "buf-size");
+	struct block_node *t = NULL;
+	struct disk_node d, td;
+	struct bjob *j;
+	struct vm *vm;
+	int r = live_disk(rv, device, &vm, &d, errp);
+
+	if (r < 0) {
+		return r;
+	}
+	j = bjob_new(rv, &d);
+	if (!j || !(j->target = strdup(target))) {
+		bjob_free(j);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	j->commit = j->active = j->mirror = true;
+	j->granularity = gran ? (uint64_t)json_integer_value(gran) : BLOCKJOB_DIRTY_GRANULARITY;
+	j->vmp = vm;
+	if (find_disk(vm, target, target, &td)) {
+		/* a node of a disk: QEMU finds it, then a conflict of its users */
+		r = td.root == d.root && td.node == d.node
+			    ? error_set(errp, EINVAL, "Can't mirror node into itself")
+			    : error_set(errp, EBUSY,
+					"Node '%s' is in use by disk '%s'; mirror to a node of "
+					"its own",
+					target, td.id);
+		goto fail;
+	}
+	r = vm_blockdev_claim(vm, target, &t);
+	if (r == -ENOENT) {
+		r = error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'", target,
+			      target);
+	} else if (r < 0 &&
+		   jobs_find_if(registry_jobs(rv->reg), rv->name, job_on_target, (void *)target)) {
+		r = error_set(errp, EBUSY,
+			      "Node '%s' is busy: block device is in use by block job: mirror",
+			      target);
+	} else if (r < 0) {
+		r = error_set(errp, EBUSY, "Node '%s' is in use by a device", target);
+	}
+	if (r < 0) {
+		goto fail;
+	}
+	j->base = t;
+	j->claimed = true; /* bjob_free() gives it back */
+	if (gran && (json_integer_value(gran) < MIRROR_GRANULARITY_MIN ||
+		     json_integer_value(gran) > MIRROR_GRANULARITY_MAX)) {
+		r = error_set(errp, EINVAL,
+			      "Parameter 'granularity' expects a value in range [512B, 64MB]");
+	} else if (j->granularity & (j->granularity - 1)) {
+		r = error_set(errp, EINVAL, "Parameter 'granularity' expects a power of 2");
+	} else if (str_arg(args, "replaces")) {
+		r = error_set(errp, ENOTSUP, "'replaces' is not supported by vmmd");
+	} else if (mode && strcmp(mode, "background") != 0) {
+		r = strcmp(mode, "write-blocking") == 0
+			    ? error_set(errp, ENOTSUP,
+					"copy-mode 'write-blocking' is not supported by vmmd")
+			    : error_set(errp, EINVAL,
+					"Parameter 'copy-mode' does not accept value '%s'", mode);
+	} else {
+		r = mirror_sync_parse(str_arg(args, "sync"), j, errp);
+	}
+	if (r == 0 && buf_size && json_integer_value(buf_size) < 0) {
+		r = error_set(errp, EINVAL, "Invalid parameter 'buf-size'");
+	} else if (r == 0 && d.node != d.root) {
+		r = error_set(errp, ENOTSUP, "vmmd mirrors a disk's active layer only, not '%s'",
+			      device);
+	} else if (r == 0 && block_is_read_only(t)) {
+		r = error_set(errp, EROFS, "The target '%s' is read-only", target);
+	} else if (r == 0) {
+		r = check_idle_as(rv, d.id, device, true, errp);
+	}
+	if (r < 0) {
+		goto fail;
+	}
+	j->top = block_ref(d.root);
+	return start_job(rv, &mirror_driver, j, args, device, errp);
+fail:
+	bjob_free(j);
+	return r;
 }
 
 /* ---- external snapshots ---- */

@@ -33,3 +33,9 @@ int blockjob_check_idle(struct registry_vm *rv, const char *disk, const char *sh
 			struct error **errp);
 int blockjob_stream(struct registry_vm *rv, json_t *args, struct error **errp);
 int blockjob_commit(struct registry_vm *rv, json_t *args, struct error **errp);
+/*
+ * blockdev-mirror: the disk's writes mirrored into a node blockdev-add
+ * opened, sync full, top or none; ready, then job-complete pivots the disk
+ * to the target (block-job-cancel of a ready job ends it without).
+ */
+int blockjob_mirror(struct registry_vm *rv, json_t *args, struct error **errp);

@@ -69,6 +69,7 @@ struct job {
 	bool auto_finalize, auto_dismiss;
 	bool internal; /* no events, not listed, not found by the verbs */
 	enum job_on_error on_error;
+	enum job_on_error on_target_error; /* mirror: of writes to the target */
 
 	/* control thread */
 	enum job_status status;
@@ -90,7 +91,8 @@ struct job {
 	bool deferred; /* run() has returned */
 	bool worker_paused;
 	bool worker_exited;
-	bool kick; /* wake a sleeping worker (speed change) */
+	bool kick;     /* wake a sleeping worker (speed change) */
+	bool sleeping; /* in job_sleep_ns(): not busy, as QEMU's sleeping coroutine */
 	uint64_t speed;
 	uint64_t cur, total;
 	enum job_note note;
@@ -175,7 +177,8 @@ bool job_verb_allowed(enum job_verb verb, enum job_status s)
 	       job_verbs[verb][s];
 }
 
-int job_on_error_parse(const char *s, enum job_on_error *ret, struct error **errp)
+int job_on_error_parse(const char *s, const char *param, enum job_on_error *ret,
+		       struct error **errp)
 {
 	if (!s || strcmp(s, "report") == 0) {
 		*ret = JOB_ON_ERROR_REPORT;
@@ -184,9 +187,9 @@ int job_on_error_parse(const char *s, enum job_on_error *ret, struct error **err
 	} else if (strcmp(s, "stop") == 0) {
 		*ret = JOB_ON_ERROR_STOP;
 	} else if (strcmp(s, "enospc") == 0) {
-		return error_set(errp, ENOTSUP, "on-error 'enospc' is not supported by vmmd");
+		return error_set(errp, ENOTSUP, "%s 'enospc' is not supported by vmmd", param);
 	} else {
-		return error_set(errp, EINVAL, "Parameter 'on-error' does not accept value '%s'",
+		return error_set(errp, EINVAL, "Parameter '%s' does not accept value '%s'", param,
 				 s);
 	}
 	return 0;
@@ -735,6 +738,7 @@ int jobs_create(struct jobs *jobs, const struct job_driver *drv, const struct jo
 	job->auto_dismiss = opt->auto_dismiss;
 	job->internal = opt->internal;
 	job->on_error = opt->on_error;
+	job->on_target_error = opt->target_error_set ? opt->on_target_error : opt->on_error;
 	job->vm_flag = opt->vm_flag;
 	job->speed = opt->speed;
 	job->status = JOB_STATUS_UNDEFINED;
@@ -869,6 +873,11 @@ int job_start(struct job *job, struct error **errp)
 	return 0;
 }
 
+void job_discard(struct job *job)
+{
+	do_dismiss(job);
+}
+
 bool job_pause_point(struct job *job)
 {
 	bool cancelled;
@@ -904,12 +913,14 @@ bool job_sleep_ns(struct job *job, uint64_t ns)
 
 	pthread_mutex_lock(&job->lock);
 	job->kick = false;
+	job->sleeping = true;
 	while (!job->cancelled && !job->complete_requested && job->pause_count == 0 && !job->kick &&
 	       now_ns() < deadline) {
 		if (pthread_cond_timedwait(&job->cond, &job->lock, &ts) == ETIMEDOUT) {
 			break;
 		}
 	}
+	job->sleeping = false;
 	pthread_mutex_unlock(&job->lock);
 	return job_pause_point(job);
 }
@@ -973,6 +984,14 @@ void job_progress_increase_remaining(struct job *job, uint64_t delta)
 
 void job_transition_to_ready(struct job *job)
 {
+	/*
+	 * Not busy from here, before anyone hears of it: QEMU's job coroutine
+	 * yields before its monitor answers query-block-jobs; job_sleep_ns()
+	 * says when the worker is busy again.
+	 */
+	pthread_mutex_lock(&job->lock);
+	job->sleeping = true;
+	pthread_mutex_unlock(&job->lock);
 	post_note(job, NOTE_READY);
 }
 
@@ -988,7 +1007,7 @@ bool job_complete_requested(struct job *job)
 
 enum job_on_error job_block_io_error(struct job *job, bool is_read, int err)
 {
-	enum job_on_error action = job->on_error;
+	enum job_on_error action = is_read ? job->on_error : job->on_target_error;
 
 	(void)err;
 	pthread_mutex_lock(&job->lock);
@@ -1238,7 +1257,7 @@ json_t *jobs_query_block(struct jobs *jobs, const char *vm)
 		total = job->total;
 		speed = job->speed;
 		paused = job->pause_count > 0;
-		busy = !job->worker_paused && !job->deferred;
+		busy = !job->worker_paused && !job->deferred && !job->sleeping;
 		pthread_mutex_unlock(&job->lock);
 		o = json_pack("{s:s, s:s, s:I, s:I, s:b, s:b, s:I, s:s, s:b, s:s, s:b, s:b}",
 			      "type", job->drv->type, "device", job->id, "len", (json_int_t)total,

@@ -84,7 +84,9 @@ enum job_on_error {
 	JOB_ON_ERROR_STOP,   /* pause the job; job-resume retries */
 };
 /* Parse "report", "ignore", "stop" (NULL = report); QEMU's message on others. */
-int job_on_error_parse(const char *s, enum job_on_error *ret, struct error **errp);
+/* QMP's BlockdevOnError value @s (NULL: report) of the parameter @param. */
+int job_on_error_parse(const char *s, const char *param, enum job_on_error *ret,
+		       struct error **errp);
 
 struct job_driver {
 	/* QEMU's JobType: "stream", "commit", "snapshot-save", ... */
@@ -138,6 +140,9 @@ struct job_options {
 	bool auto_dismiss;
 	uint64_t speed; /* bytes per second, 0 = unlimited (block jobs) */
 	enum job_on_error on_error;
+	/* a write error's policy, when set apart (mirror's on-target-error); else on_error's */
+	bool target_error_set;
+	enum job_on_error on_target_error;
 	/*
 	 * vmmd's own use of a job kind (HMP savevm runs snapshot-save's
 	 * driver): any id (use one clients cannot give, "#..."), no events,
@@ -165,6 +170,8 @@ int jobs_create(struct jobs *jobs, const struct job_driver *drv, const struct jo
 		void *opaque, struct job **ret, struct error **errp);
 /* created -> running: start the worker thread. On failure the job is gone. */
 int job_start(struct job *job, struct error **errp);
+/* created -> null: a job that will not start goes (QEMU's failed job creation). */
+void job_discard(struct job *job);
 
 /* Look up a job of @vm; NULL if none. */
 struct job *jobs_find(struct jobs *jobs, const char *vm, const char *id);
@@ -229,7 +236,10 @@ bool job_rate_limit(struct job *job, uint64_t bytes);
 void job_progress_set_total(struct job *job, uint64_t total);
 void job_progress_update(struct job *job, uint64_t done);
 void job_progress_increase_remaining(struct job *job, uint64_t delta);
-/* Worker: running -> ready (BLOCK_JOB_READY); then wait for job-complete. */
+/*
+ * Worker: running -> ready (BLOCK_JOB_READY); then wait for job-complete.
+ * Not busy (query-block-jobs) until the next job_sleep_ns() returns.
+ */
 void job_transition_to_ready(struct job *job);
 /* Worker: job-complete was given (the driver must then finish and return 0). */
 bool job_complete_requested(struct job *job);

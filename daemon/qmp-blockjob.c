@@ -1,7 +1,7 @@
 /*
  * External snapshots and block jobs with QEMU's commands:
- * blockdev-snapshot-sync, transaction, block-stream, block-commit, and the
- * internal snapshots snapshot-save/-load/-delete. The work is in
+ * blockdev-snapshot-sync, transaction, block-stream, block-commit,
+ * blockdev-mirror, and the internal snapshots snapshot-save/-load/-delete. The work is in
  * daemon/blockjob.c and daemon/snapshot.c; req->vm is the VM. Control thread;
  * the external snapshots answer when their worker is done.
  */
@@ -64,6 +64,12 @@ int qmp_block_stream(struct monitor_request *req, json_t *args, json_t **ret, st
 int qmp_block_commit(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	return blockjob_commit((struct registry_vm *)req->vm, args, errp);
+}
+
+int qmp_blockdev_mirror(struct monitor_request *req, json_t *args, json_t **ret,
+			struct error **errp)
+{
+	return blockjob_mirror((struct registry_vm *)req->vm, args, errp);
 }
 
 int qmp_snapshot_save(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)

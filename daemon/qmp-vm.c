@@ -286,6 +286,7 @@ const struct monitor_command qmp_commands[] = {
 	{"snapshot-load", qmp_snapshot_load},
 	{"snapshot-delete", qmp_snapshot_delete},
 	{"block-commit", qmp_block_commit},
+	{"blockdev-mirror", qmp_blockdev_mirror},
 	{"migrate", qmp_migrate},
 	{"migrate-incoming", qmp_migrate_incoming},
 	{"migrate_cancel", qmp_migrate_cancel},

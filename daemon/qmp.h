@@ -179,3 +179,5 @@ int qmp_snapshot_delete(struct monitor_request *req, json_t *args, json_t **ret,
 			struct error **errp);
 int qmp_block_stream(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_block_commit(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_blockdev_mirror(struct monitor_request *req, json_t *args, json_t **ret,
+			struct error **errp);

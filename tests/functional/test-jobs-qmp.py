@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """The job commands over QMP without a job: empty lists, and the errors of
 unknown jobs match QEMU 7.2's (tests/jobs/golden/job-errors.json); job
-commands are VM-scoped like QEMU's, on the main socket with "vm"."""
+commands are VM-scoped like QEMU's, on the main socket with "vm". What
+vmmd's blockdev-mirror refuses where QEMU 7.2 answers otherwise, and what
+a mirror's target is kept from while the job runs."""
 
 import json
 import os
+import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmmdtest import TOP_SRCDIR, Vmmd, main  # noqa: E402
-from daemon_helpers import NOBOOT  # noqa: E402
+from vmmdtest import TOP_SRCDIR, Vmmd, main, require_tool  # noqa: E402
+from daemon_helpers import NOBOOT, guest, vm_def  # noqa: E402
 
 GOLDEN = os.path.join(TOP_SRCDIR, "tests", "jobs", "golden", "job-errors.json")
 
@@ -49,6 +53,72 @@ def test_job_errors_match_qemu():
                   "job-finalize", "job-dismiss", "query-block-jobs", "block-job-set-speed",
                   "block-job-cancel"):
             assert c in names, c
+
+
+
+def test_mirror_refusals_and_target_claim():
+    require_tool("qemu-img")
+    with tempfile.TemporaryDirectory(prefix="vmmd-mirror.") as tmp, Vmmd() as d:
+        imgs = {}
+        for n in ("vda", "vdb", "tgt", "ro"):
+            imgs[n] = os.path.join(tmp, n + ".qcow2")
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", imgs[n], "4M"], check=True)
+        q = d.qmp()
+        q.ok("vm-create", dict(vm_def("m", guest("idle"),
+                                      disks=[{"id": k, "file": imgs[k], "format": "qcow2"}
+                                             for k in ("vda", "vdb")]), start=True))
+        for n, ro in (("tgt", False), ("ro", True)):
+            q.ok("blockdev-add", {"vm": "m", "driver": "qcow2", "node-name": n, "read-only": ro,
+                                  "file": {"driver": "file", "filename": imgs[n]}})
+
+        def err(args):
+            r = q.cmd("blockdev-mirror", dict({"vm": "m", "device": "vda", "sync": "full"}, **args))
+            return r["error"]["desc"]
+
+        # QEMU 7.2 names its internal nodes in a permission conflict here
+        assert err({"target": "vdb"}) == \
+            "Node 'vdb' is in use by disk 'vdb'; mirror to a node of its own"
+        assert err({"target": "tgt", "replaces": "x"}) == "'replaces' is not supported by vmmd"
+        assert err({"target": "tgt", "copy-mode": "write-blocking"}) == \
+            "copy-mode 'write-blocking' is not supported by vmmd"
+        assert err({"target": "ro"}) == "The target 'ro' is read-only"
+        assert err({"target": "tgt", "filter-node-name": "f"}) == \
+            "'filter-node-name' is not supported by vmmd"
+        assert q.ok("query-jobs", vm="m") == []
+
+        # a running mirror (sync none: ready at once, mirrors until told)
+        q.ok("blockdev-mirror", {"vm": "m", "device": "vda", "target": "tgt", "sync": "none",
+                                 "job-id": "m1"})
+        q.event("BLOCK_JOB_READY", timeout=30)
+        for cmd, args, want in (
+                ("blockdev-del", {"node-name": "tgt"}, "Node tgt is in use"),
+                ("device_add", {"driver": "virtio-blk-pci", "id": "d2", "drive": "tgt"},
+                 "Node 'tgt' is the target of a block job"),
+                ("block_resize", {"node-name": "tgt", "size": 8 << 20},
+                 "Node 'tgt' is busy: block device is in use by block job: mirror"),
+                ("blockdev-snapshot", {"node": "vdb", "overlay": "tgt"},
+                 "The overlay is already in use")):
+            r = q.cmd(cmd, dict(args, vm="m"))
+            assert r.get("error", {}).get("desc") == want, (cmd, r)
+        q.ok("job-cancel", {"vm": "m", "id": "m1"})
+        q.event("BLOCK_JOB_CANCELLED", timeout=30)
+        q.event("JOB_STATUS_CHANGE", timeout=30,
+                pred=lambda e: e["data"]["id"] == "m1" and e["data"]["status"] == "null")
+        q.ok("blockdev-del", {"vm": "m", "node-name": "tgt"})  # the node is free again
+
+        # a destroy ends a ready mirror with the VM, the target unswitched
+        q.ok("blockdev-add", {"vm": "m", "driver": "qcow2", "node-name": "tgt",
+                              "file": {"driver": "file", "filename": imgs["tgt"]}})
+        q.ok("blockdev-mirror", {"vm": "m", "device": "vda", "target": "tgt", "sync": "full",
+                                 "job-id": "m2"})
+        q.event("BLOCK_JOB_READY", timeout=30, pred=lambda e: e["data"]["device"] == "m2")
+        q.ok("vm-destroy", vm="m")
+        assert q.ok("query-jobs", vm="m") == []
+        with open(os.path.join(d.state_dir, "vms", "m.json")) as f:
+            assert json.load(f)["disks"][0]["file"] == imgs["vda"]
+        r = subprocess.run(["qemu-img", "check", "-q", imgs["tgt"]], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
 
 
 if __name__ == "__main__":
