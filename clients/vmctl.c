@@ -1475,7 +1475,7 @@ static int cmd_restore(struct qmp_client *c, int argc, char **argv, const struct
 	return EXIT_OK;
 }
 
-/* ---- disks and jobs: vmctl disk snapshot|stream|commit, vmctl jobs ---- */
+/* ---- disks and jobs: vmctl disk snapshot|stream|commit|mirror, vmctl jobs ---- */
 
 static void progress_bar(const char *id, const char *status, uint64_t cur, uint64_t total)
 {
@@ -1712,31 +1712,80 @@ int vmctl_set_path(json_t *obj, const char *key, const char *path)
 	return set_path(obj, key, path);
 }
 
-/* snapshot, stream, commit (block jobs) */
 static int cmd_memory(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	return vmctl_cmd_memory(c, argc, argv);
+}
+
+/*
+ * disk mirror: blockdev-add the existing image @file as node mirror-DISK,
+ * blockdev-mirror the disk into it, follow the job; the node goes again if
+ * the mirror does not start.
+ */
+static int disk_mirror(struct qmp_client *c, const char *vm, const char *disk, const char *file,
+		       const char *format, const char *sync, const char *job_id, json_t *job_args,
+		       bool wait, bool pivot)
+{
+	_cleanup_free_ char *node = NULL;
+	json_t *args;
+	int rc;
+
+	if (asprintf(&node, "mirror-%s", disk) < 0) {
+		json_decref(job_args);
+		return fail(EXIT_FAILURE, NULL, "out of memory");
+	}
+	args = json_pack("{s:s, s:s, s:s, s:{s:s}}", "vm", vm, "driver", format ? format : "qcow2",
+			 "node-name", node, "file", "driver", "file");
+	if (!args || set_path(json_object_get(args, "file"), "filename", file) < 0) {
+		json_decref(args);
+		json_decref(job_args);
+		return fail(EXIT_FAILURE, NULL, "cannot resolve '%s'", file);
+	}
+	rc = run_cmd(c, "blockdev-add", args, NULL);
+	if (rc) {
+		json_decref(job_args);
+		return rc;
+	}
+	json_object_set_new(job_args, "target", json_string(node));
+	json_object_set_new(job_args, "sync", json_string(sync ? sync : "full"));
+	rc = run_cmd(c, "blockdev-mirror", job_args, NULL);
+	if (rc) {
+		vmctl_run_cmd_quiet(c, "blockdev-del",
+				    json_pack("{s:s, s:s}", "vm", vm, "node-name", node));
+		return rc;
+	}
+	return wait ? follow_job(c, vm, job_id ? job_id : disk, pivot) : EXIT_OK;
 }
 
 static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 			 const struct vmctl_command *cmd)
 {
 	static const struct option opts[] = {
-		{"format", required_argument, NULL, 'f'}, {"existing", no_argument, NULL, 'e'},
-		{"base", required_argument, NULL, 'b'},	  {"top", required_argument, NULL, 't'},
-		{"speed", required_argument, NULL, 'S'},  {"job-id", required_argument, NULL, 'i'},
-		{"no-wait", no_argument, NULL, 'n'},	  {"no-pivot", no_argument, NULL, 'p'},
-		{"json", no_argument, NULL, 'j'},	  {0},
+		{"format", required_argument, NULL, 'f'},
+		{"existing", no_argument, NULL, 'e'},
+		{"base", required_argument, NULL, 'b'},
+		{"top", required_argument, NULL, 't'},
+		{"speed", required_argument, NULL, 'S'},
+		{"job-id", required_argument, NULL, 'i'},
+		{"no-wait", no_argument, NULL, 'n'},
+		{"no-pivot", no_argument, NULL, 'p'},
+		{"json", no_argument, NULL, 'j'},
+		{"sync", required_argument, NULL, 's'},
+		{0},
 	};
 	const char *format = NULL, *base = NULL, *top = NULL, *job_id = NULL, *verb, *vm, *disk;
+	const char *sync = NULL;
 	bool existing = false, wait = true, pivot = true;
 	uint64_t speed = 0;
 	json_t *args;
 	int o, rc;
 
 	optind = 0; /* 0: glibc re-initialises (argument permutation included) */
-	while ((o = getopt_long(argc, argv, "f:eb:t:S:i:npj", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "f:eb:t:S:i:npjs:", opts, NULL)) != -1) {
 		switch (o) {
+		case 's':
+			sync = optarg;
+			break;
 		case 'f':
 			format = optarg;
 			break;
@@ -1771,7 +1820,8 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 		}
 	}
 	if (argc - optind < 3) {
-		return usage_error("%s", "disk needs snapshot|stream|commit, a VM and a disk id");
+		return usage_error("%s",
+				   "disk needs snapshot|stream|commit|mirror, a VM and a disk id");
 	}
 	verb = argv[optind];
 	vm = argv[optind + 1];
@@ -1794,11 +1844,33 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 		}
 		return rc;
 	}
+	if (sync && strcmp(verb, "mirror") != 0) {
+		return usage_error("%s", "--sync is for disk mirror");
+	}
+	if (strcmp(verb, "mirror") == 0) {
+		if (argc - optind != 4) {
+			return usage_error("%s", "disk mirror needs VM DISK FILE");
+		}
+		if (base || top || existing) {
+			return usage_error("%s", "disk mirror takes --format, --sync, --speed, "
+						 "--job-id, --no-wait and --no-pivot");
+		}
+		args = json_pack("{s:s, s:s}", "vm", vm, "device", disk);
+		if (speed) {
+			json_object_set_new(args, "speed", json_integer((json_int_t)speed));
+		}
+		if (job_id) {
+			json_object_set_new(args, "job-id", json_string(job_id));
+		}
+		return disk_mirror(c, vm, disk, argv[optind + 3], format, sync, job_id, args, wait,
+				   pivot);
+	}
 	if (argc - optind != 3) {
 		return usage_error("disk %s needs VM DISK", verb);
 	}
 	if (strcmp(verb, "stream") != 0 && strcmp(verb, "commit") != 0) {
-		return usage_error("unknown disk command '%s' (snapshot, stream, commit)", verb);
+		return usage_error("unknown disk command '%s' (snapshot, stream, commit, mirror)",
+				   verb);
 	}
 	if (top && strcmp(verb, "commit") != 0) {
 		return usage_error("%s", "--top is for disk commit");
@@ -2492,7 +2564,7 @@ static const struct vmctl_command commands[] = {
 	 "  memory stats NAME [--interval S]\n"
 	 "                           the balloon's guest statistics (qom-get guest-stats);\n"
 	 "                           --interval sets the polling period first (0: off)\n"},
-	{"disk", cmd_disk, "add|remove|resize|throttle|snapshot|stream|commit VM ...",
+	{"disk", cmd_disk, "add|remove|resize|throttle|snapshot|stream|commit|mirror VM ...",
 	 "hot-add, remove or resize a disk; external snapshots and block jobs",
 	 "  add VM ID FILE [--format raw|qcow2] [--readonly] [--serial S]\n"
 	 "      [--cache none|writeback] [--addr SLOT]\n"
@@ -2513,6 +2585,9 @@ static const struct vmctl_command commands[] = {
 	 "      --base FILE         down to FILE (it stays the backing file)\n"
 	 "  commit VM DISK          copy the disk's image into its base and switch to the base\n"
 	 "      --top FILE          commit FILE (below the active image) instead\n"
+	 "  mirror VM DISK FILE     copy the disk into the existing image FILE while the guest\n"
+	 "                          writes, then switch the disk to it\n"
+	 "      --sync full|top|none  what to copy (default full: the whole disk)\n"
 	 "      --base FILE         into FILE instead of the bottom of the chain\n"
 	 "      --no-pivot          finish an active commit without switching\n"
 	 "  stream and commit wait for their job with a progress bar on a terminal;\n"
