@@ -1,14 +1,15 @@
 /*
  * Hotplug commands with QEMU's names and argument shapes: blockdev-add,
  * blockdev-del, block_resize, netdev_add, netdev_del, device_add,
- * device_del, balloon, query-balloon; and set_link, a NIC's link. The work is in hw/hotplug.c (vm_device_add
- * and friends); this file finds the live VM, resolves getfd names, keeps
- * the persisted definition in step with device_add (device removals are
- * followed when DEVICE_DELETED arrives, daemon/registry.c), and answers;
- * blockdev-add opens its image and block_resize truncates it on a worker
- * thread, and answer later. blockdev-add, blockdev-del, block_resize,
- * device_add and device_del are refused (EBUSY) while an external snapshot
- * switches the VM's disks.
+ * device_del, balloon, query-balloon; and set_link, a NIC's link. The work
+ * is in hw/hotplug.c (vm_device_add and friends); this file finds the live
+ * VM, resolves getfd names, keeps the persisted definition in step with
+ * device_add (device removals are followed when DEVICE_DELETED arrives,
+ * daemon/registry.c), and answers; blockdev-add opens its image,
+ * blockdev-del closes it and block_resize truncates it on a worker thread,
+ * and answer later. blockdev-add, blockdev-del, block_resize, device_add
+ * and device_del are refused (EBUSY) while an external snapshot switches
+ * the VM's disks.
  * Control thread only; device_del returns before the guest has ejected.
  */
 #include "config.h"
@@ -118,12 +119,51 @@ int qmp_blockdev_add(struct monitor_request *req, json_t *args, json_t **ret, st
 	return MONITOR_DEFERRED;
 }
 
+/* blockdev-del: the node closes (a flush, for a written image) on a worker; then the answer. */
+struct close_job {
+	struct block_node *bs;
+	struct monitor_deferred *d;
+};
+
+static void close_run(void *arg)
+{
+	struct close_job *j = arg;
+
+	block_unref(j->bs);
+}
+
+static void close_done(void *arg)
+{
+	struct close_job *j = arg;
+
+	monitor_deferred_done(j->d, 0, NULL, NULL);
+	free(j);
+}
+
 int qmp_blockdev_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct vm *vm = disks_vm(req, errp);
+	struct close_job *j;
+	int r;
 
-	return vm ? vm_blockdev_del(vm, json_string_value(json_object_get(args, "node-name")), errp)
-		  : -ENODEV;
+	if (!vm) {
+		return -ENODEV;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j || !(j->d = monitor_defer(req))) {
+		free(j);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	r = vm_blockdev_del(vm, json_string_value(json_object_get(args, "node-name")), &j->bs,
+			    errp);
+	if (r == 0 && registry_run(req->ctx, close_run, close_done, j, NULL) == 0) {
+		return MONITOR_DEFERRED;
+	}
+	/* no worker: the node is out of the table all the same */
+	block_unref(j->bs);
+	monitor_deferred_cancel(j->d);
+	free(j);
+	return r;
 }
 
 /* block_resize: the truncation runs on a worker thread, the answer deferred. */

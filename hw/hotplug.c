@@ -528,7 +528,8 @@ void vm_blockdev_forget(struct vm *vm, const char *name)
 	vm_devices_unlock(vm);
 }
 
-int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp)
+int vm_blockdev_del(struct vm *vm, const char *node_name, struct block_node **ret,
+		    struct error **errp)
 {
 	struct hp_node *n;
 	int r = 0;
@@ -543,7 +544,7 @@ int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp)
 	} else if (n->user || n->job) {
 		r = error_set(errp, EBUSY, "Node %s is in use", node_name);
 	} else {
-		block_unref(n->bs);
+		*ret = n->bs; /* the caller closes it, off the control thread */
 		free(n->name);
 		memset(n, 0, sizeof(*n));
 	}

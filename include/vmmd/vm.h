@@ -521,7 +521,9 @@ int vm_blockdev_add_prepare(struct vm *vm, json_t *args, struct vm_blockdev_op *
 void vm_blockdev_add_open(struct vm_blockdev_op *op);
 int vm_blockdev_add_finish(struct vm *vm, struct vm_blockdev_op *op, struct error **errp);
 void vm_blockdev_add_abandon(struct vm_blockdev_op *op);
-int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp);
+/* blockdev-del: the node leaves the table; *ret is its reference, to drop on a worker. */
+int vm_blockdev_del(struct vm *vm, const char *node_name, struct block_node **ret,
+		    struct error **errp);
 /*
  * blockdev-snapshot's overlay: the node blockdev-add opened as @name (a new
  * reference in *ret); -ENOENT if there is none, -EBUSY if a device uses it

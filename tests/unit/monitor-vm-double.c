@@ -396,7 +396,8 @@ void vm_blockdev_add_abandon(struct vm_blockdev_op *op)
 {
 }
 
-int vm_blockdev_del(struct vm *vm, const char *node_name, struct error **errp)
+int vm_blockdev_del(struct vm *vm, const char *node_name, struct block_node **ret,
+		    struct error **errp)
 {
 	return no_hotplug(errp);
 }
