@@ -152,62 +152,86 @@ int block_reopen(struct block_node *bs, bool rw, struct error **errp)
 	return 0;
 }
 
-int block_create_overlay(const char *file, const char *format, struct block_node *backing,
-			 struct error **errp)
+int block_create_target(const char *file, const char *format, uint64_t size,
+			struct block_node *backing, struct error **errp)
 {
 	json_auto_t *opts = NULL;
 	int fd, r;
 
-	if (!format) {
-		format = "qcow2";
-	}
-	if (strcmp(format, "qcow2") != 0) {
-		if (strcmp(format, "raw") == 0) {
-			return error_set(errp, ENOTSUP,
-					 "Backing file not supported for file format 'raw'");
-		}
+	if (strcmp(format, "qcow2") != 0 && strcmp(format, "raw") != 0) {
 		return error_set(errp, EINVAL, "Unknown file format '%s'", format);
+	}
+	if (backing && strcmp(format, "raw") == 0) {
+		return error_set(errp, ENOTSUP, "Backing file not supported for file format 'raw'");
 	}
 	/* Never overwrite a file: it may be another image, or this disk's own. */
 	fd = pathpol_open(file, O_WRONLY | O_CREAT | O_EXCL, 0644);
 	if (fd == -PATHPOL_DENIED) {
-		return pathpol_denied("overlay", file, errp);
+		return pathpol_denied("image", file, errp);
 	}
 	if (fd < 0) {
 		return error_set_errno(errp, -fd, "Could not create '%s'", file);
 	}
 	close(fd);
-	opts = json_pack("{s:s, s:s}", "backing_file", backing->filename, "backing_fmt",
-			 backing->drv->name);
-	if (!opts) {
-		unlink(file);
-		return error_set(errp, ENOMEM, "out of memory");
+	if (backing) {
+		opts = json_pack("{s:s, s:s}", "backing_file", backing->filename, "backing_fmt",
+				 backing->drv->name);
+		if (!opts) {
+			unlink(file);
+			return error_set(errp, ENOMEM, "out of memory");
+		}
 	}
-	r = block_create(format, file, block_length(backing), opts, errp);
+	r = block_create(format, file, size, opts, errp);
 	if (r < 0) {
 		unlink(file);
 	}
 	return r;
 }
 
+int block_create_overlay(const char *file, const char *format, struct block_node *backing,
+			 struct error **errp)
+{
+	return block_create_target(file, format ? format : "qcow2", block_length(backing), backing,
+				   errp);
+}
+
+int block_open_target(struct block_node **ret, const char *file, const char *format,
+		      struct block_node *like, const char *node_name, bool backing,
+		      struct error **errp)
+{
+	unsigned flags = (like->flags & (BLOCK_O_NOCACHE | BLOCK_O_AIO_MASK | BLOCK_O_UNMAP)) |
+			 BLOCK_O_RDWR | (backing ? 0 : BLOCK_O_NO_BACKING);
+	struct block_node *bs = NULL;
+	int r;
+
+	if (strcmp(format, "qcow2") != 0 && strcmp(format, "raw") != 0) {
+		return error_set(errp, EINVAL, "Unknown file format '%s'", format);
+	}
+	r = block_open(&bs, file, format, flags, errp);
+	if (r < 0) {
+		return r;
+	}
+	if (node_name && !(bs->node_name = strdup(node_name))) {
+		block_unref(bs);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	*ret = bs;
+	return 0;
+}
+
 int block_open_overlay(struct block_node **ret, const char *file, const char *format,
 		       struct block_node *active, const char *node_name, struct error **errp)
 {
-	unsigned flags = (active->flags & (BLOCK_O_NOCACHE | BLOCK_O_AIO_MASK | BLOCK_O_UNMAP)) |
-			 BLOCK_O_RDWR | BLOCK_O_NO_BACKING;
 	struct block_node *ov = NULL;
 	int r;
 
 	if (!format) {
 		format = "qcow2";
 	}
-	if (strcmp(format, "qcow2") != 0 && strcmp(format, "raw") != 0) {
-		return error_set(errp, EINVAL, "Unknown file format '%s'", format);
-	}
 	if (strcmp(format, "raw") == 0) {
 		return error_set(errp, ENOTSUP, "Backing file not supported for file format 'raw'");
 	}
-	r = block_open(&ov, file, format, flags, errp);
+	r = block_open_target(&ov, file, format, active, node_name, false, errp);
 	if (r < 0) {
 		return r;
 	}
@@ -217,10 +241,6 @@ int block_open_overlay(struct block_node **ret, const char *file, const char *fo
 			      file, block_length(ov), block_length(active));
 		block_unref(ov);
 		return r;
-	}
-	if (node_name && !(ov->node_name = strdup(node_name))) {
-		block_unref(ov);
-		return error_set(errp, ENOMEM, "out of memory");
 	}
 	*ret = ov;
 	return 0;

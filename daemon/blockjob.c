@@ -151,8 +151,9 @@ struct bjob {
 	} sync;
 	uint64_t granularity; /* of the write tracking */
 	struct vm *vmp;	      /* outlives its jobs: a destroy waits for them */
-	char *target;	      /* the target's node name */
+	char *target;	      /* the target's node name (drive-mirror: if given) */
 	bool claimed;	      /* ... claimed in the VM's blockdev-add table */
+	bool target_zeroed;   /* a new image: what no layer holds needs no copy */
 	bool drained;	      /* the worker holds a drain of root */
 	bool base_rw;	      /* base reopened read-write by us */
 	bool pivoted;	      /* active commit switched the disk to the base */
@@ -345,7 +346,7 @@ static int mirror_copy(struct bjob *j, void *buf, uint64_t off, uint64_t len, bo
 		bool alloc = true;
 		int r = 0;
 
-		if (j->mirror && j->sync == MIRROR_FULL) {
+		if (j->mirror && j->sync == MIRROR_FULL && !j->target_zeroed) {
 			*is_read = true;
 			r = block_is_allocated_above(j->root, NULL, off, len, &pnum, &alloc);
 		}
@@ -412,11 +413,12 @@ static int commit_start(struct bjob *j, struct error **errp)
 	if (r == 0 && j->active) {
 		r = block_dirty_start(j->root, j->granularity, errp);
 	}
-	if (r == 0 && j->mirror && j->sync != MIRROR_TOP) {
-		if (j->sync == MIRROR_FULL) {
-			block_dirty_mark(j->root, 0, block_length(j->root));
-		}
-	} else if (r == 0 && j->active) {
+	if (j->mirror && j->sync == MIRROR_FULL && j->target_zeroed) {
+		below = NULL; /* what any layer holds */
+	}
+	if (r == 0 && j->mirror && j->sync == MIRROR_FULL && !j->target_zeroed) {
+		block_dirty_mark(j->root, 0, block_length(j->root));
+	} else if (r == 0 && j->active && !(j->mirror && j->sync == MIRROR_NONE)) {
 		uint64_t len = block_length(j->top), off = 0;
 
 		while (off < len && r == 0) {
@@ -552,7 +554,22 @@ static int commit_prepare(struct job *job, struct error **errp)
 		if (r < 0) {
 			return error_set(errp, -r, "cannot flush the target: %s", strerror(-r));
 		}
-		block_pivot(j->root, j->base);
+		if (j->mirror && j->sync == MIRROR_NONE && !block_backing(j->base)) {
+			/*
+			 * The target holds only what the guest wrote since: it goes on
+			 * top of the disk's image (QEMU's drive-mirror; its
+			 * blockdev-mirror would switch to the target alone).
+			 */
+			block_insert_overlay(j->root, TAKE_PTR(j->base));
+			if (block_set_backing(j->root, block_backing(j->root), NULL, &err) < 0) {
+				log_full(LOG_ERR, j->vm, j->disk,
+					 "cannot record the backing file in %s: %s", j->new_file,
+					 err->msg);
+				error_free(TAKE_PTR(err));
+			}
+		} else {
+			block_pivot(j->root, j->base);
+		}
 		j->pivoted = true;
 		j->base_rw = false;
 		/* the definition names the base before anyone hears of the pivot */
@@ -733,44 +750,53 @@ static bool bool_arg(json_t *args, const char *key, bool dflt)
 	return v ? json_is_true(v) : dflt;
 }
 
-static int start_job(struct registry_vm *rv, const struct job_driver *drv, struct bjob *j,
-		     json_t *args, const char *default_id, struct error **errp)
+/* A block job's options from its command's arguments, checked (QEMU's errors). */
+static int bjob_options(struct registry_vm *rv, const struct job_driver *drv, json_t *args,
+			const char *default_id, struct job_options *o, struct error **errp)
 {
-	struct job_options o = {
+	json_t *speed = json_object_get(args, "speed");
+	int r;
+
+	*o = (struct job_options){
 		.id = str_arg(args, "job-id") ? str_arg(args, "job-id") : default_id,
 		.vm = rv->name,
 		.auto_finalize = bool_arg(args, "auto-finalize", true),
 		.auto_dismiss = bool_arg(args, "auto-dismiss", true),
+		.vm_flag = registry_violation_flag(rv),
 	};
-	json_t *speed = json_object_get(args, "speed");
-	struct job *job;
-	int r;
-
 	if (speed && json_integer_value(speed) < 0 && drv != &mirror_driver) {
-		bjob_free(j);
 		return error_set(errp, EINVAL, "Invalid parameter 'speed'");
 	}
-	o.speed = speed && json_integer_value(speed) > 0 ? (uint64_t)json_integer_value(speed) : 0;
+	o->speed = speed && json_integer_value(speed) > 0 ? (uint64_t)json_integer_value(speed) : 0;
 	if (drv == &mirror_driver) {
 		r = job_on_error_parse(str_arg(args, "on-source-error"), "on-source-error",
-				       &o.on_error, errp);
+				       &o->on_error, errp);
 		if (r == 0) {
 			r = job_on_error_parse(str_arg(args, "on-target-error"), "on-target-error",
-					       &o.on_target_error, errp);
+					       &o->on_target_error, errp);
 		}
-		o.target_error_set = true;
+		o->target_error_set = true;
 	} else {
-		r = job_on_error_parse(str_arg(args, "on-error"), "on-error", &o.on_error, errp);
+		r = job_on_error_parse(str_arg(args, "on-error"), "on-error", &o->on_error, errp);
 	}
+	if (r == 0 && json_object_get(args, "filter-node-name")) {
+		r = error_set(errp, ENOTSUP, "'filter-node-name' is not supported by vmmd");
+	}
+	return r;
+}
+
+static int start_job(struct registry_vm *rv, const struct job_driver *drv, struct bjob *j,
+		     json_t *args, const char *default_id, struct error **errp)
+{
+	json_t *speed = json_object_get(args, "speed");
+	struct job_options o;
+	struct job *job;
+	int r = bjob_options(rv, drv, args, default_id, &o, errp);
+
 	if (r < 0) {
 		bjob_free(j);
 		return r;
 	}
-	if (json_object_get(args, "filter-node-name")) {
-		bjob_free(j);
-		return error_set(errp, ENOTSUP, "'filter-node-name' is not supported by vmmd");
-	}
-	o.vm_flag = registry_violation_flag(rv);
 	r = jobs_create(registry_jobs(rv->reg), drv, &o, j, &job, errp);
 	if (r < 0) {
 		return r;
@@ -959,15 +985,53 @@ static int mirror_sync_parse(const char *s, struct bjob *j, struct error **errp)
 }
 
 /*
+ * What blockdev-mirror and drive-mirror check alike, in QEMU 7.2's order
+ * after the disk and the target: into @j (granularity, sync).
+ */
+static int mirror_check(struct registry_vm *rv, struct bjob *j, const struct disk_node *d,
+			const char *device, json_t *args, struct error **errp)
+{
+	const char *mode = str_arg(args, "copy-mode");
+	json_t *gran = json_object_get(args, "granularity");
+	json_t *buf_size = json_object_get(args, "buf-size");
+	int r;
+
+	j->granularity = gran ? (uint64_t)json_integer_value(gran) : BLOCKJOB_DIRTY_GRANULARITY;
+	if (gran && (json_integer_value(gran) < MIRROR_GRANULARITY_MIN ||
+		     json_integer_value(gran) > MIRROR_GRANULARITY_MAX)) {
+		r = error_set(errp, EINVAL,
+			      "Parameter 'granularity' expects a value in range [512B, 64MB]");
+	} else if (j->granularity & (j->granularity - 1)) {
+		r = error_set(errp, EINVAL, "Parameter 'granularity' expects a power of 2");
+	} else if (str_arg(args, "replaces")) {
+		r = error_set(errp, ENOTSUP, "'replaces' is not supported by vmmd");
+	} else if (mode && strcmp(mode, "background") != 0) {
+		r = strcmp(mode, "write-blocking") == 0
+			    ? error_set(errp, ENOTSUP,
+					"copy-mode 'write-blocking' is not supported by vmmd")
+			    : error_set(errp, EINVAL,
+					"Parameter 'copy-mode' does not accept value '%s'", mode);
+	} else {
+		r = mirror_sync_parse(str_arg(args, "sync"), j, errp);
+	}
+	if (r == 0 && buf_size && json_integer_value(buf_size) < 0) {
+		r = error_set(errp, EINVAL, "Invalid parameter 'buf-size'");
+	} else if (r == 0 && d->node != d->root) {
+		r = error_set(errp, ENOTSUP, "vmmd mirrors a disk's active layer only, not '%s'",
+			      device);
+	} else if (r == 0) {
+		r = check_idle_as(rv, d->id, device, true, errp);
+	}
+	return r;
+}
+
+/*
  * blockdev-mirror, checked as QEMU 7.2 checks it, in its order; the target
  * is a node blockdev-add opened, claimed for the job.
  */
 int blockjob_mirror(struct registry_vm *rv, json_t *args, struct error **errp)
 {
 	const char *device = str_arg(args, "device"), *target = str_arg(args, "target");
-	const char *mode = str_arg(args, "copy-mode");
-	json_t *gran = json_object_get(args, "granularity");
-	json_t *buf_size = json_object_get(args, "buf-size");
 	struct block_node *t = NULL;
 	struct disk_node d, td;
 	struct bjob *j;
@@ -983,7 +1047,6 @@ int blockjob_mirror(struct registry_vm *rv, json_t *args, struct error **errp)
 		return error_set(errp, ENOMEM, "out of memory");
 	}
 	j->commit = j->active = j->mirror = true;
-	j->granularity = gran ? (uint64_t)json_integer_value(gran) : BLOCKJOB_DIRTY_GRANULARITY;
 	j->vmp = vm;
 	if (find_disk(vm, target, target, &td)) {
 		/* a node of a disk: QEMU finds it, then a conflict of its users */
@@ -1012,32 +1075,9 @@ int blockjob_mirror(struct registry_vm *rv, json_t *args, struct error **errp)
 	}
 	j->base = t;
 	j->claimed = true; /* bjob_free() gives it back */
-	if (gran && (json_integer_value(gran) < MIRROR_GRANULARITY_MIN ||
-		     json_integer_value(gran) > MIRROR_GRANULARITY_MAX)) {
-		r = error_set(errp, EINVAL,
-			      "Parameter 'granularity' expects a value in range [512B, 64MB]");
-	} else if (j->granularity & (j->granularity - 1)) {
-		r = error_set(errp, EINVAL, "Parameter 'granularity' expects a power of 2");
-	} else if (str_arg(args, "replaces")) {
-		r = error_set(errp, ENOTSUP, "'replaces' is not supported by vmmd");
-	} else if (mode && strcmp(mode, "background") != 0) {
-		r = strcmp(mode, "write-blocking") == 0
-			    ? error_set(errp, ENOTSUP,
-					"copy-mode 'write-blocking' is not supported by vmmd")
-			    : error_set(errp, EINVAL,
-					"Parameter 'copy-mode' does not accept value '%s'", mode);
-	} else {
-		r = mirror_sync_parse(str_arg(args, "sync"), j, errp);
-	}
-	if (r == 0 && buf_size && json_integer_value(buf_size) < 0) {
-		r = error_set(errp, EINVAL, "Invalid parameter 'buf-size'");
-	} else if (r == 0 && d.node != d.root) {
-		r = error_set(errp, ENOTSUP, "vmmd mirrors a disk's active layer only, not '%s'",
-			      device);
-	} else if (r == 0 && block_is_read_only(t)) {
+	r = mirror_check(rv, j, &d, device, args, errp);
+	if (r == 0 && block_is_read_only(t)) {
 		r = error_set(errp, EROFS, "The target '%s' is read-only", target);
-	} else if (r == 0) {
-		r = check_idle_as(rv, d.id, device, true, errp);
 	}
 	if (r < 0) {
 		goto fail;
@@ -1046,6 +1086,151 @@ int blockjob_mirror(struct registry_vm *rv, json_t *args, struct error **errp)
 	return start_job(rv, &mirror_driver, j, args, device, errp);
 fail:
 	bjob_free(j);
+	return r;
+}
+
+/*
+ * drive-mirror: QEMU's mirror that makes its own target. The control
+ * thread checks everything a job would (so a refused command creates no
+ * file); a worker then creates the image (QEMU's "absolute-paths": the
+ * disk's format and size, backed by the disk's backing file for sync top,
+ * by the disk's image for sync none) or finds it ("existing", with its own
+ * backing chain) and opens it; the job starts on the control thread.
+ */
+struct dm_op {
+	struct registry_vm *rv; /* stays: a destroy waits for the op */
+	struct bjob *j;		/* the job, its target opened by the worker */
+	json_t *args;		/* the strings below point into it */
+	const char *device, *file, *format, *node_name;
+	bool existing, created;
+	struct block_node *backing; /* a new image's backing file, in j->root's chain */
+	registry_done_fn done;
+	void *opaque;
+	int r;
+	struct error *err;
+};
+
+static void dm_work(void *arg)
+{
+	struct dm_op *op = arg;
+	struct bjob *j = op->j;
+
+	if (!op->existing) {
+		op->r = block_create_target(op->file, op->format, block_length(j->root),
+					    op->backing, &op->err);
+		op->created = op->r == 0;
+	}
+	if (op->r == 0) {
+		op->r = block_open_target(&j->base, op->file, op->format, j->root, op->node_name,
+					  op->existing, &op->err);
+	}
+	if (op->r < 0 && op->created) {
+		unlink(op->file);
+		op->created = false;
+	}
+}
+
+static void dm_done(void *arg)
+{
+	struct dm_op *op = arg;
+	struct error *err = TAKE_PTR(op->err);
+	int r = op->r;
+
+	registry_disks_end(op->rv);
+	if (r == 0) {
+		r = start_job(op->rv, &mirror_driver, TAKE_PTR(op->j), op->args, op->device, &err);
+		if (r < 0 && op->created) {
+			log_full(LOG_WARNING, op->rv->name, op->device,
+				 "the mirror did not start; %s stays", op->file);
+		}
+	}
+	op->done(op->opaque, op->rv, r, err);
+	bjob_free(op->j);
+	json_decref(op->args);
+	free(op);
+}
+
+int blockjob_drive_mirror(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,
+			  struct error **errp)
+{
+	const char *device = str_arg(args, "device"), *mode = str_arg(args, "mode");
+	const char *node_name = str_arg(args, "node-name");
+	struct job_options o;
+	struct block_node *n = NULL;
+	struct dm_op *op = NULL;
+	struct disk_node d;
+	struct bjob *j;
+	struct vm *vm;
+	int r = live_disk(rv, device, &vm, &d, errp);
+
+	if (r < 0) {
+		return r;
+	}
+	if (mode && strcmp(mode, "existing") != 0 && strcmp(mode, "absolute-paths") != 0) {
+		return error_set(errp, EINVAL, "Parameter 'mode' does not accept value '%s'", mode);
+	}
+	j = bjob_new(rv, &d);
+	op = calloc(1, sizeof(*op));
+	if (!j || !op) {
+		bjob_free(j);
+		free(op);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	j->commit = j->active = j->mirror = true;
+	op->j = j;
+	op->existing = mode && strcmp(mode, "existing") == 0;
+	r = mirror_check(rv, j, &d, device, args, errp);
+	if (r == 0 && node_name &&
+	    (node_name_in_use(vm, node_name) || vm_blockdev_overlay(vm, node_name, &n) != -ENOENT ||
+	     jobs_find_if(registry_jobs(rv->reg), rv->name, job_on_target, (void *)node_name))) {
+		r = error_set(errp, EEXIST, "Duplicate nodes with node-name='%s'", node_name);
+	}
+	block_unref(n); /* the table's node, not its last reference */
+	if (r == 0 && node_name && !(j->target = strdup(node_name))) {
+		r = error_set(errp, ENOMEM, "out of memory");
+	}
+	if (r == 0) {
+		r = bjob_options(rv, &mirror_driver, args, device, &o, errp);
+	}
+	if (r == 0) {
+		r = jobs_check_id(registry_jobs(rv->reg), &o, errp);
+	}
+	if (r == 0 && json_integer_value(json_object_get(args, "speed")) < 0) {
+		r = error_set(errp, EINVAL, "Parameter 'speed' expects a non-negative value");
+	}
+	if (r == 0 && op->existing && !str_arg(args, "format")) {
+		r = error_set(errp, EINVAL,
+			      "drive-mirror with mode 'existing' needs 'format' (vmmd never "
+			      "probes an image's format)");
+	}
+	if (r < 0) {
+		bjob_free(j);
+		free(op);
+		return r;
+	}
+	if (j->sync == MIRROR_TOP && !block_backing(d.root)) {
+		j->sync = MIRROR_FULL; /* as QEMU: no backing file to leave below */
+	}
+	/* a new image reads as zeroes: a full mirror copies only what the chain holds */
+	j->target_zeroed = !op->existing;
+	op->backing = j->sync == MIRROR_TOP			? block_backing(d.root)
+		      : j->sync == MIRROR_NONE && !op->existing ? d.root
+								: NULL;
+	op->rv = rv;
+	op->args = json_incref(args);
+	op->device = device;
+	op->file = str_arg(args, "target");
+	op->format = str_arg(args, "format") ? str_arg(args, "format") : block_format(d.root);
+	op->node_name = node_name;
+	op->done = done;
+	op->opaque = opaque;
+	j->top = block_ref(d.root);
+	r = registry_disks_begin(rv, dm_work, dm_done, op, errp);
+	if (r < 0) {
+		bjob_free(j);
+		json_decref(op->args);
+		free(op);
+	}
 	return r;
 }
 

@@ -39,3 +39,10 @@ int blockjob_commit(struct registry_vm *rv, json_t *args, struct error **errp);
  * to the target (block-job-cancel of a ready job ends it without).
  */
 int blockjob_mirror(struct registry_vm *rv, json_t *args, struct error **errp);
+/*
+ * drive-mirror: as blockdev-mirror into an image it creates ("mode":
+ * "absolute-paths") or opens ("existing") on a worker; @done is called on
+ * the control thread once the job started or the command failed.
+ */
+int blockjob_drive_mirror(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,
+			  struct error **errp);

@@ -696,29 +696,32 @@ unsigned jobs_count(struct jobs *jobs, const char *vm)
 	return n;
 }
 
-int jobs_create(struct jobs *jobs, const struct job_driver *drv, const struct job_options *opt,
-		void *opaque, struct job **ret, struct error **errp)
+int jobs_check_id(struct jobs *jobs, const struct job_options *opt, struct error **errp)
 {
-	pthread_condattr_t ca;
-	struct job *job;
-
 	if (!opt->id) {
-		if (drv->free) {
-			drv->free(opaque);
-		}
 		return error_set(errp, EINVAL, "An explicit job ID is required");
 	}
 	if (!opt->internal && !id_wellformed(opt->id)) {
-		if (drv->free) {
-			drv->free(opaque);
-		}
 		return error_set(errp, EINVAL, "Invalid job ID '%s'", opt->id);
 	}
 	if (find_any(jobs, opt->vm, opt->id)) {
+		return error_set(errp, EEXIST, "Job ID '%s' already in use", opt->id);
+	}
+	return 0;
+}
+
+int jobs_create(struct jobs *jobs, const struct job_driver *drv, const struct job_options *opt,
+		void *opaque, struct job **ret, struct error **errp)
+{
+	int r = jobs_check_id(jobs, opt, errp);
+	pthread_condattr_t ca;
+	struct job *job;
+
+	if (r < 0) {
 		if (drv->free) {
 			drv->free(opaque);
 		}
-		return error_set(errp, EEXIST, "Job ID '%s' already in use", opt->id);
+		return r;
 	}
 	job = calloc(1, sizeof(*job));
 	if (!job || !(job->id = strdup(opt->id)) || !(job->vm = strdup(opt->vm ? opt->vm : ""))) {

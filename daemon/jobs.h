@@ -168,6 +168,8 @@ void jobs_free(struct jobs *jobs);
  */
 int jobs_create(struct jobs *jobs, const struct job_driver *drv, const struct job_options *opt,
 		void *opaque, struct job **ret, struct error **errp);
+/* Whether jobs_create() would take @opt's id (QEMU's errors if not). */
+int jobs_check_id(struct jobs *jobs, const struct job_options *opt, struct error **errp);
 /* created -> running: start the worker thread. On failure the job is gone. */
 int job_start(struct job *job, struct error **errp);
 /* created -> null: a job that will not start goes (QEMU's failed job creation). */

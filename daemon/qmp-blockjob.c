@@ -1,7 +1,8 @@
 /*
  * External snapshots and block jobs with QEMU's commands:
  * blockdev-snapshot-sync, transaction, block-stream, block-commit,
- * blockdev-mirror, and the internal snapshots snapshot-save/-load/-delete. The work is in
+ * blockdev-mirror, drive-mirror, and the internal snapshots
+ * snapshot-save/-load/-delete. The work is in
  * daemon/blockjob.c and daemon/snapshot.c; req->vm is the VM. Control thread;
  * the external snapshots answer when their worker is done.
  */
@@ -14,7 +15,7 @@
 #include "daemon/registry.h"
 #include "daemon/snapshot.h"
 
-/* A snapshot command's worker ended: answer the client. */
+/* A snapshot's (or drive-mirror's) worker ended: answer the client. */
 static void snap_answer(void *opaque, struct registry_vm *rv, int r, struct error *err)
 {
 	monitor_deferred_done(opaque, r, NULL, err);
@@ -70,6 +71,11 @@ int qmp_blockdev_mirror(struct monitor_request *req, json_t *args, json_t **ret,
 			struct error **errp)
 {
 	return blockjob_mirror((struct registry_vm *)req->vm, args, errp);
+}
+
+int qmp_drive_mirror(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	return snap_deferred(req, args, blockjob_drive_mirror, errp);
 }
 
 int qmp_snapshot_save(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)

@@ -287,6 +287,7 @@ const struct monitor_command qmp_commands[] = {
 	{"snapshot-delete", qmp_snapshot_delete},
 	{"block-commit", qmp_block_commit},
 	{"blockdev-mirror", qmp_blockdev_mirror},
+	{"drive-mirror", qmp_drive_mirror},
 	{"migrate", qmp_migrate},
 	{"migrate-incoming", qmp_migrate_incoming},
 	{"migrate_cancel", qmp_migrate_cancel},

@@ -181,3 +181,4 @@ int qmp_block_stream(struct monitor_request *req, json_t *args, json_t **ret, st
 int qmp_block_commit(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_blockdev_mirror(struct monitor_request *req, json_t *args, json_t **ret,
 			struct error **errp);
+int qmp_drive_mirror(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

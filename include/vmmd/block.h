@@ -324,6 +324,17 @@ int block_reopen(struct block_node *bs, bool rw, struct error **errp);
  */
 int block_create_overlay(const char *file, const char *format, struct block_node *backing,
 			 struct error **errp);
+/*
+ * drive-mirror's target: a new image @file of @format ("qcow2" or "raw")
+ * and @size, with @backing's file as its backing file if not NULL (qcow2
+ * only). Never overwrites a file, as block_create_overlay.
+ */
+int block_create_target(const char *file, const char *format, uint64_t size,
+			struct block_node *backing, struct error **errp);
+/* Open @file read-write, with @like's cache flags, with its backing chain or without. */
+int block_open_target(struct block_node **ret, const char *file, const char *format,
+		      struct block_node *like, const char *node_name, bool backing,
+		      struct error **errp);
 /* Open @file as an overlay for @active (same cache flags, read-write, no backing yet). */
 int block_open_overlay(struct block_node **ret, const char *file, const char *format,
 		       struct block_node *active, const char *node_name, struct error **errp);

@@ -24,12 +24,14 @@ import qmptrace  # noqa: E402
 #  - an existing file is never overwritten (QEMU recreates it; here the
 #    file is the disk's own base, which QEMU then fails to lock);
 #  - a transaction that fails leaves no overlay file behind (QEMU leaves
-#    the ones its earlier actions created).
+#    the ones its earlier actions created), nor does a drive-mirror.
 DIFFERENCES = {
     ("snapshot-sync", 1): {"error": {"class": "GenericError",
                                      "desc": "Could not create '$DIR/vda-base.qcow2': File exists"}},
 }
-FILES_DIFFER = {"transaction": ["u-vda.qcow2", "v-vda.qcow2"]}
+FILES_DIFFER = {"transaction": ["u-vda.qcow2", "v-vda.qcow2"],
+                # QEMU creates the target, then finds its node-name taken
+                "drive-mirror": ["d4.qcow2"]}
 
 JOB_EVENTS = ("JOB_STATUS_CHANGE", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED",
               "BLOCK_JOB_READY", "BLOCK_JOB_ERROR", "BLOCK_JOB_PENDING")

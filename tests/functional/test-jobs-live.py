@@ -13,11 +13,13 @@ data (`qemu-img compare` against a flat image built from the guest's
 pattern), the backing-file strings say what the chain is, and the VM's
 persisted definition names the image the disk ended on.
 
-A second VM has its disk mirrored twice while it writes: whole (vmctl disk
-mirror, into a new qcow2 image), then, under a new overlay, only that
-overlay (blockdev-mirror sync=top into an image added without its backing
-node: vmmd puts the disk's backing chain under it at the switch, where
-QEMU would leave the guest reading zeroes there)."""
+A second VM has its disk mirrored three times while it writes: whole
+(vmctl disk mirror, into a new qcow2 image); then, under a new overlay,
+only that overlay (blockdev-mirror sync=top into an image added without
+its backing node: vmmd puts the disk's backing chain under it at the
+switch, where QEMU would leave the guest reading zeroes there); then only
+the writes from then on (drive-mirror sync=none: the new image goes on
+top of the disk's)."""
 
 import json
 import os
@@ -87,6 +89,19 @@ def start_writer(d, name, writer, image):
     wait_for(lambda: "writer: up" in console_log(d, name), timeout=60, what="writer up")
     wait_passes(d, name, 2)
     return q
+
+
+def mirror_and_switch(d, q, cmd, args, image, backing_file):
+    """Mirror VM m's disk (@cmd, @args) while the guest writes, switch it;
+    it must then be on @image over @backing_file."""
+    q.ok(cmd, dict(args, vm="m", device="vda", **{"job-id": "mj"}))
+    q.event("BLOCK_JOB_READY", timeout=120, pred=lambda e: e["data"]["device"] == "mj")
+    wait_passes(d, "m", 2)
+    q.ok("job-complete", {"vm": "m", "id": "mj"})
+    wait_job_end(q, "mj")
+    wait_passes(d, "m", 3)
+    blk = q.ok("query-block", vm="m")[0]["inserted"]
+    assert blk["file"] == image and blk["backing_file"] == backing_file, blk
 
 
 def check_final(tmp, con, last, orig, images, final):
@@ -177,7 +192,7 @@ def test_mirror_under_writes():
     writer = guest("blk-writer")
     with tempfile.TemporaryDirectory(prefix="vmmd-live.") as tmp:
         orig, base = make_base(tmp, 1313)
-        t1, s1, t2 = (os.path.join(tmp, n) for n in ("t1.qcow2", "s1.qcow2", "t2.qcow2"))
+        t1, s1, t2, t3 = (os.path.join(tmp, n + ".qcow2") for n in ("t1", "s1", "t2", "t3"))
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", t1, str(SIZE)], check=True)
         with Vmmd() as d:
             q = start_writer(d, "m", writer, base)
@@ -197,25 +212,20 @@ def test_mirror_under_writes():
                             t2], check=True)
             q.ok("blockdev-add", {"vm": "m", "driver": "qcow2", "node-name": "t2",
                                   "file": {"driver": "file", "filename": t2}, "backing": None})
-            q.ok("blockdev-mirror", {"vm": "m", "device": "vda", "target": "t2", "sync": "top",
-                                     "job-id": "m2"})
-            q.event("BLOCK_JOB_READY", timeout=120, pred=lambda e: e["data"]["device"] == "m2")
-            wait_passes(d, "m", 2)
-            q.ok("job-complete", {"vm": "m", "id": "m2"})
-            wait_job_end(q, "m2")
-            wait_passes(d, "m", 3)
-            blk = q.ok("query-block", vm="m")[0]["inserted"]
-            assert blk["file"] == t2 and blk["backing_file"] == t1, blk
+            mirror_and_switch(d, q, "blockdev-mirror", {"target": "t2", "sync": "top"}, t2, t1)
             err = q.cmd("blockdev-del", {"vm": "m", "node-name": "t2"})["error"]
             assert err["desc"] == "Node t2 is in use", err
+
+            # only the writes from now on, into a new image that goes on top
+            mirror_and_switch(d, q, "drive-mirror", {"target": t3, "sync": "none"}, t3, t2)
             with open(os.path.join(d.state_dir, "vms", "m.json")) as f:
-                assert json.load(f)["disks"][0]["file"] == t2
+                assert json.load(f)["disks"][0]["file"] == t3
             q.ok("stop", vm="m")
             last = passes(d, "m")
             q.ok("vm-destroy", vm="m")
             con = console_log(d, "m")
-        assert backing(t2) == t1, backing(t2)
-        check_final(tmp, con, last, orig, [base, t1, s1, t2], t2)
+        assert backing(t2) == t1 and backing(t3) == t2, (backing(t2), backing(t3))
+        check_final(tmp, con, last, orig, [base, t1, s1, t2, t3], t3)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 """The job commands over QMP without a job: empty lists, and the errors of
 unknown jobs match QEMU 7.2's (tests/jobs/golden/job-errors.json); job
 commands are VM-scoped like QEMU's, on the main socket with "vm". What
-vmmd's blockdev-mirror refuses where QEMU 7.2 answers otherwise, and what
-a mirror's target is kept from while the job runs."""
+vmmd's blockdev-mirror and drive-mirror refuse where QEMU 7.2 answers
+otherwise, and what a mirror's target is kept from while the job runs."""
 
 import json
 import os
@@ -85,6 +85,26 @@ def test_mirror_refusals_and_target_claim():
         assert err({"target": "tgt", "filter-node-name": "f"}) == \
             "'filter-node-name' is not supported by vmmd"
         assert q.ok("query-jobs", vm="m") == []
+
+        # drive-mirror never overwrites a file (QEMU recreates it, even the
+        # disk's own image), never probes a format, and creates nothing when
+        # it refuses
+        def dm_err(args):
+            r = q.cmd("drive-mirror", dict({"vm": "m", "device": "vda", "sync": "full"}, **args))
+            return r["error"]["desc"]
+
+        before = open(imgs["vda"], "rb").read()
+        assert dm_err({"target": imgs["vda"]}) == "Could not create '%s': File exists" % imgs["vda"]
+        assert open(imgs["vda"], "rb").read() == before
+        assert dm_err({"target": imgs["tgt"], "mode": "existing"}) == \
+            "drive-mirror with mode 'existing' needs 'format' (vmmd never probes an image's format)"
+        new = os.path.join(tmp, "new.img")
+        assert dm_err({"target": new, "granularity": 1000}) == \
+            "Parameter 'granularity' expects a power of 2"
+        assert dm_err({"target": new, "job-id": "9x"}) == "Invalid job ID '9x'"
+        assert dm_err({"target": new, "format": "raw", "sync": "none"}) == \
+            "Backing file not supported for file format 'raw'"
+        assert not os.path.exists(new)
 
         # a running mirror (sync none: ready at once, mirrors until told)
         q.ok("blockdev-mirror", {"vm": "m", "device": "vda", "target": "tgt", "sync": "none",
