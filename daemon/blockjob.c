@@ -698,6 +698,17 @@ static bool job_on_target(struct job *job, void *arg)
 	return is_bjob(job) && j->target && strcmp(j->target, arg) == 0;
 }
 
+static bool job_running_on_target(struct job *job, void *arg)
+{
+	return job_on_target(job, arg) && job_get_status(job) != JOB_STATUS_CONCLUDED;
+}
+
+bool blockjob_target_named(struct registry_vm *rv, const char *name)
+{
+	return jobs_find_if(registry_jobs(rv->reg), rv->name, job_running_on_target,
+			    (void *)name) != NULL;
+}
+
 /*
  * QEMU's "Node 'x' is busy: block device is in use by block job: TYPE".
  * For a commit or mirror (@root: they put a filter node on the disk) of a

@@ -44,5 +44,7 @@ int blockjob_mirror(struct registry_vm *rv, json_t *args, struct error **errp);
  * "absolute-paths") or opens ("existing") on a worker; @done is called on
  * the control thread once the job started or the command failed.
  */
+/* Whether a running mirror's target has (or will have) the node name @name. */
+bool blockjob_target_named(struct registry_vm *rv, const char *name);
 int blockjob_drive_mirror(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,
 			  struct error **errp);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "daemon/blockjob.h"
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
 #include "vmmd/block.h"
@@ -84,6 +85,7 @@ int qmp_blockdev_add(struct monitor_request *req, json_t *args, json_t **ret, st
 	struct registry_vm *rv = req->vm;
 	struct vm *vm = disks_vm(req, errp);
 	struct blockdev_job *j;
+	const char *name;
 	int r;
 
 	if (!vm) {
@@ -96,7 +98,13 @@ int qmp_blockdev_add(struct monitor_request *req, json_t *args, json_t **ret, st
 	}
 	j->reg = req->ctx;
 	j->gen = registry_vm_generation(rv);
-	r = vm_blockdev_add_prepare(vm, args, &j->op, errp);
+	name = json_string_value(json_object_get(args, "node-name"));
+	if (name && blockjob_target_named(rv, name)) {
+		/* a drive-mirror's target, the disk's node after the switch */
+		r = error_set(errp, EEXIST, "Duplicate nodes with node-name='%s'", name);
+	} else {
+		r = vm_blockdev_add_prepare(vm, args, &j->op, errp);
+	}
 	if (r == 0) {
 		j->d = monitor_defer(req);
 		r = j->d ? 0 : error_set(errp, ENOMEM, "out of memory");

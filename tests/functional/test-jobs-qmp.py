@@ -60,7 +60,7 @@ def test_mirror_refusals_and_target_claim():
     require_tool("qemu-img")
     with tempfile.TemporaryDirectory(prefix="vmmd-mirror.") as tmp, Vmmd() as d:
         imgs = {}
-        for n in ("vda", "vdb", "tgt", "ro"):
+        for n in ("vda", "vdb", "tgt", "ro", "free"):
             imgs[n] = os.path.join(tmp, n + ".qcow2")
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", imgs[n], "4M"], check=True)
         q = d.qmp()
@@ -105,6 +105,18 @@ def test_mirror_refusals_and_target_claim():
         assert dm_err({"target": new, "format": "raw", "sync": "none"}) == \
             "Backing file not supported for file format 'raw'"
         assert not os.path.exists(new)
+
+        # a drive-mirror's node name is taken while its job runs
+        q.ok("drive-mirror", {"vm": "m", "device": "vda", "target": new, "sync": "none",
+                              "node-name": "dn", "job-id": "d1"})
+        q.event("BLOCK_JOB_READY", timeout=30, pred=lambda e: e["data"]["device"] == "d1")
+        r = q.cmd("blockdev-add", {"vm": "m", "driver": "qcow2", "node-name": "dn",
+                                   "file": {"driver": "file", "filename": imgs["free"]}})
+        assert r["error"]["desc"] == "Duplicate nodes with node-name='dn'", r
+        q.ok("job-cancel", {"vm": "m", "id": "d1"})
+        q.event("BLOCK_JOB_CANCELLED", timeout=30, pred=lambda e: e["data"]["device"] == "d1")
+        q.event("JOB_STATUS_CHANGE", timeout=30,
+                pred=lambda e: e["data"]["id"] == "d1" and e["data"]["status"] == "null")
 
         # a running mirror (sync none: ready at once, mirrors until told)
         q.ok("blockdev-mirror", {"vm": "m", "device": "vda", "target": "tgt", "sync": "none",
