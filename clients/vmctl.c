@@ -1719,8 +1719,8 @@ static int cmd_memory(struct qmp_client *c, int argc, char **argv, const struct 
 
 /*
  * disk mirror: blockdev-add the existing image @file as node mirror-DISK,
- * blockdev-mirror the disk into it, follow the job; the node goes again if
- * the mirror does not start.
+ * blockdev-mirror the disk into it, follow the job; the node goes again
+ * unless the disk switched to it (or the job runs on, --no-wait).
  */
 static int disk_mirror(struct qmp_client *c, const char *vm, const char *disk, const char *file,
 		       const char *format, const char *sync, const char *job_id, json_t *job_args,
@@ -1749,12 +1749,17 @@ static int disk_mirror(struct qmp_client *c, const char *vm, const char *disk, c
 	json_object_set_new(job_args, "target", json_string(node));
 	json_object_set_new(job_args, "sync", json_string(sync ? sync : "full"));
 	rc = run_cmd(c, "blockdev-mirror", job_args, NULL);
-	if (rc) {
+	if (rc == EXIT_OK && !wait) {
+		return EXIT_OK;
+	}
+	if (rc == EXIT_OK) {
+		rc = follow_job(c, vm, job_id ? job_id : disk, pivot);
+	}
+	if (rc != EXIT_OK || !pivot) {
 		vmctl_run_cmd_quiet(c, "blockdev-del",
 				    json_pack("{s:s, s:s}", "vm", vm, "node-name", node));
-		return rc;
 	}
-	return wait ? follow_job(c, vm, job_id ? job_id : disk, pivot) : EXIT_OK;
+	return rc;
 }
 
 static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,

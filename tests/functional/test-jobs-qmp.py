@@ -138,6 +138,14 @@ def test_mirror_refusals_and_target_claim():
                 pred=lambda e: e["data"]["id"] == "m1" and e["data"]["status"] == "null")
         q.ok("blockdev-del", {"vm": "m", "node-name": "tgt"})  # the node is free again
 
+        # vmctl disk mirror --no-pivot: done, the disk stays, the node goes
+        for _ in range(2):
+            p = d.vmctl("disk", "mirror", "m", "vda", imgs["free"], "--no-pivot")
+            assert "m: job vda completed" in p.stdout, p.stdout + p.stderr
+        assert q.ok("query-block", vm="m")[0]["inserted"]["file"] == imgs["vda"]
+        r = q.cmd("blockdev-del", {"vm": "m", "node-name": "mirror-vda"})
+        assert r["error"]["desc"] == "Failed to find node with node-name='mirror-vda'", r
+
         # a destroy ends a ready mirror with the VM, the target unswitched
         q.ok("blockdev-add", {"vm": "m", "driver": "qcow2", "node-name": "tgt",
                               "file": {"driver": "file", "filename": imgs["tgt"]}})
