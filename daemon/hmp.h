@@ -42,6 +42,22 @@ bool hmp_arg_expr(struct hmp_args *a, json_int_t *ret);
 char *hmp_arg_str(struct hmp_args *a, const char *what);
 /* Nothing may follow ("extraneous characters at the end of line"). */
 bool hmp_arg_end(struct hmp_args *a);
+/*
+ * Run a QMP command for HMP: its failure as "Error: ...", a deferred
+ * answer later (returns MONITOR_DEFERRED then, else 0). @args is borrowed.
+ */
+int hmp_call(struct monitor_request *req, monitor_handler_fn fn, json_t *args, struct hmp_out *o);
+
+/*
+ * daemon/hmp-block.c: block_stream, block_job_set_speed, block_job_cancel,
+ * block_job_complete, block_job_pause, block_job_resume and drive_mirror
+ * (MONITOR_DEFERRED or 0, as hmp_call); info block-jobs from
+ * query-block-jobs' answer.
+ */
+bool hmp_is_block_job(const char *cmd);
+int hmp_block_job(struct monitor_request *req, const char *cmd, const char *line,
+		  struct hmp_out *o);
+void hmp_info_block_jobs(json_t *jobs, struct hmp_out *o);
 
 /*
  * daemon/hmp-memory.c: x, xp, gva2gpa, info mem and info tlb, with QEMU's

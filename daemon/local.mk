@@ -16,7 +16,7 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/upgrade.c daemon/upgrade.h \
 	daemon/keep.c daemon/keep.h \
 	daemon/qmp-dump.c \
-	daemon/hmp.h daemon/hmp-memory.c \
+	daemon/hmp.h daemon/hmp-memory.c daemon/hmp-block.c \
 	daemon/qmp-memory.c \
 	daemon/tls.c daemon/tls.h \
 	daemon/authz.c daemon/authz.h \

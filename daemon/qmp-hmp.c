@@ -470,10 +470,8 @@ static int hmp_snapshot(struct monitor_request *req, const char *cmd, const char
 	return MONITOR_DEFERRED;
 }
 
-typedef int (*qmp_fn)(struct monitor_request *, json_t *, json_t **, struct error **);
-
 /* Run a QMP handler for HMP: its result, or NULL with "Error: ..." printed. */
-static json_t *run(struct monitor_request *req, qmp_fn fn, struct hmp_out *o)
+static json_t *run(struct monitor_request *req, monitor_handler_fn fn, struct hmp_out *o)
 {
 	json_t *ret = NULL, *args = json_object();
 	struct error *err = NULL;
@@ -489,8 +487,7 @@ static json_t *run(struct monitor_request *req, qmp_fn fn, struct hmp_out *o)
 	return ret ? ret : json_object();
 }
 
-/* Run a QMP command for HMP: its failure as "Error: ...", a deferred answer later. */
-static int hmp_call(struct monitor_request *req, qmp_fn fn, json_t *args, struct hmp_out *o)
+int hmp_call(struct monitor_request *req, monitor_handler_fn fn, json_t *args, struct hmp_out *o)
 {
 	struct error *err = NULL;
 	json_t *ret = NULL;
@@ -852,7 +849,7 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 	const char *line = json_string_value(json_object_get(args, "command-line"));
 	static const struct {
 		const char *name;
-		qmp_fn fn;
+		monitor_handler_fn fn;
 	} plain[] = {
 		{"stop", qmp_stop_now},
 		{"cont", qmp_cont},
@@ -904,6 +901,12 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 		}
 		goto out;
 	}
+	if (hmp_is_block_job(cmd)) {
+		if (hmp_block_job(req, cmd, line, &o) == MONITOR_DEFERRED) {
+			return MONITOR_DEFERRED;
+		}
+		goto out;
+	}
 	if (!strcmp(cmd, "savevm") || !strcmp(cmd, "loadvm") || !strcmp(cmd, "delvm")) {
 		if (hmp_snapshot(req, cmd, what[0] ? what : NULL, &o) == MONITOR_DEFERRED) {
 			return MONITOR_DEFERRED;
@@ -933,6 +936,8 @@ int qmp_human_monitor_command(struct monitor_request *req, json_t *args, json_t 
 		info_pci(j, &o);
 	} else if (strcmp(what, "network") == 0) {
 		info_network(req->vm, &o);
+	} else if (strcmp(what, "block-jobs") == 0 && (j = run(req, qmp_query_block_jobs, &o))) {
+		hmp_info_block_jobs(j, &o);
 	} else if (strcmp(what, "snapshots") == 0 && (j = run(req, qmp_query_block, &o))) {
 		info_snapshots(j, &o);
 	} else if (!o.buf) {
