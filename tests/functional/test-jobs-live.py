@@ -91,6 +91,17 @@ def start_writer(d, name, writer, image):
     return q
 
 
+def stop_writer(d, q, name, image):
+    """The definition of VM @name names @image; the VM stops and goes.
+    Returns its console text and the passes counted at the stop."""
+    with open(os.path.join(d.state_dir, "vms", name + ".json")) as f:
+        assert json.load(f)["disks"][0]["file"] == image
+    q.ok("stop", vm=name)
+    last = passes(d, name)
+    q.ok("vm-destroy", vm=name)
+    return console_log(d, name), last
+
+
 def mirror_and_switch(d, q, cmd, args, image, backing_file):
     """Mirror VM m's disk (@cmd, @args) while the guest writes, switch it;
     it must then be on @image over @backing_file."""
@@ -178,12 +189,7 @@ def test_snapshot_stream_commit_under_writes():
             blk = q.ok("query-block", vm="w")[0]["inserted"]
             assert blk["file"] == s1, blk
 
-            with open(os.path.join(d.state_dir, "vms", "w.json")) as f:
-                assert json.load(f)["disks"][0]["file"] == s1
-            q.ok("stop", vm="w")
-            last = passes(d, "w")
-            q.ok("vm-destroy", vm="w")
-            con = console_log(d, "w")
+            con, last = stop_writer(d, q, "w", s1)
         check_final(tmp, con, last, orig, [base, s1, s2, s3], s1)
 
 
@@ -218,12 +224,7 @@ def test_mirror_under_writes():
 
             # only the writes from now on, into a new image that goes on top
             mirror_and_switch(d, q, "drive-mirror", {"target": t3, "sync": "none"}, t3, t2)
-            with open(os.path.join(d.state_dir, "vms", "m.json")) as f:
-                assert json.load(f)["disks"][0]["file"] == t3
-            q.ok("stop", vm="m")
-            last = passes(d, "m")
-            q.ok("vm-destroy", vm="m")
-            con = console_log(d, "m")
+            con, last = stop_writer(d, q, "m", t3)
         assert backing(t2) == t1 and backing(t3) == t2, (backing(t2), backing(t3))
         check_final(tmp, con, last, orig, [base, t1, s1, t2, t3], t3)
 
