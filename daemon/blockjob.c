@@ -35,7 +35,6 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
-#include "common/util.h"
 #include "daemon/blockjob.h"
 #include "daemon/jobs.h"
 #include "daemon/registry.h"
@@ -976,20 +975,15 @@ int blockjob_commit(struct registry_vm *rv, json_t *args, struct error **errp)
 /* QMP's MirrorSyncMode, of which vmmd mirrors full, top and none. */
 static int mirror_sync_parse(const char *s, struct bjob *j, struct error **errp)
 {
-	static const char *const unsupported[] = {"incremental", "bitmap"};
-
 	if (strcmp(s, "full") == 0) {
 		j->sync = MIRROR_FULL;
 	} else if (strcmp(s, "top") == 0) {
 		j->sync = MIRROR_TOP;
 	} else if (strcmp(s, "none") == 0) {
 		j->sync = MIRROR_NONE;
+	} else if (strcmp(s, "incremental") == 0 || strcmp(s, "bitmap") == 0) {
+		return error_set(errp, ENOTSUP, "Sync mode '%s' not supported", s);
 	} else {
-		for (size_t i = 0; i < ARRAY_SIZE(unsupported); i++) {
-			if (strcmp(s, unsupported[i]) == 0) {
-				return error_set(errp, ENOTSUP, "Sync mode '%s' not supported", s);
-			}
-		}
 		return error_set(errp, EINVAL, "Parameter 'sync' does not accept value '%s'", s);
 	}
 	return 0;

@@ -453,7 +453,8 @@ void vm_blockdev_add_abandon(struct vm_blockdev_op *op)
 	op_free(op);
 }
 
-int vm_blockdev_overlay(struct vm *vm, const char *name, struct block_node **ret)
+/* A free blockdev-add node (a new reference in *ret), claimed for a job if @claim. */
+static int take_node(struct vm *vm, const char *name, bool claim, struct block_node **ret)
 {
 	struct hp_node *n;
 	int r = 0;
@@ -465,34 +466,21 @@ int vm_blockdev_overlay(struct vm *vm, const char *name, struct block_node **ret
 	} else if (n->user || n->job) {
 		r = -EBUSY;
 	} else {
+		n->job = claim;
 		*ret = block_ref(n->bs);
 	}
 	vm_devices_unlock(vm);
 	return r;
 }
 
+int vm_blockdev_overlay(struct vm *vm, const char *name, struct block_node **ret)
+{
+	return take_node(vm, name, false, ret);
+}
+
 int vm_blockdev_claim(struct vm *vm, const char *name, struct block_node **ret)
 {
-	struct block_node *bs = NULL;
-	int r = vm_blockdev_overlay(vm, name, &bs);
-	struct hp_node *n;
-
-	if (r < 0) {
-		return r;
-	}
-	vm_devices_lock(vm);
-	n = find_open_node(vm_hotplug_state(vm), name);
-	if (n && n->bs == bs && !n->user && !n->job) {
-		n->job = true;
-		*ret = bs;
-	} else {
-		r = -EBUSY; /* taken meanwhile */
-	}
-	vm_devices_unlock(vm);
-	if (r < 0) {
-		block_unref(bs); /* not the last reference: the table holds one */
-	}
-	return r;
+	return take_node(vm, name, true, ret);
 }
 
 struct block_node *vm_blockdev_unclaim(struct vm *vm, const char *name, bool drop)
