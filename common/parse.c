@@ -160,3 +160,18 @@ const char *format_size(uint64_t bytes, char *buf, size_t len)
 	}
 	return buf;
 }
+
+bool parse_id_ok(const char *id, size_t max)
+{
+	size_t n = strlen(id);
+
+	if (n == 0 || n > max || !isalpha((unsigned char)id[0])) {
+		return false;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if (!isalnum((unsigned char)id[i]) && !strchr("-._", id[i])) {
+			return false;
+		}
+	}
+	return true;
+}

@@ -5,6 +5,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /*
@@ -21,6 +23,12 @@ int parse_u64(const char *s, uint64_t *ret);
 int parse_u32(const char *s, uint32_t *ret);
 /* Signed decimal that fits in int. */
 int parse_int(const char *s, int *ret);
+
+/*
+ * QEMU's id_wellformed(): a letter, then letters, digits, '-', '.' and
+ * '_'; at most @max bytes. For ids and node names clients choose.
+ */
+bool parse_id_ok(const char *id, size_t max);
 
 /* Format bytes as the largest exact binary unit ("512M", "1536K", "7"). buf >= 32. */
 const char *format_size(uint64_t bytes, char *buf, size_t len);

@@ -32,6 +32,7 @@
 #include "common/cleanup.h"
 #include "common/list.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "daemon/jobs.h"
 #include "daemon/sandbox.h"
 
@@ -201,21 +202,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static bool id_wellformed(const char *id)
-{
-	size_t n = strlen(id);
-
-	if (n == 0 || n > JOB_ID_MAX || !isalpha((unsigned char)id[0])) {
-		return false;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if (!isalnum((unsigned char)id[i]) && !strchr("-._", id[i])) {
-			return false;
-		}
-	}
-	return true;
 }
 
 /* ---- control thread: events and transitions ---- */
@@ -701,7 +687,7 @@ int jobs_check_id(struct jobs *jobs, const struct job_options *opt, struct error
 	if (!opt->id) {
 		return error_set(errp, EINVAL, "An explicit job ID is required");
 	}
-	if (!opt->internal && !id_wellformed(opt->id)) {
+	if (!opt->internal && !parse_id_ok(opt->id, JOB_ID_MAX)) {
 		return error_set(errp, EINVAL, "Invalid job ID '%s'", opt->id);
 	}
 	if (find_any(jobs, opt->vm, opt->id)) {

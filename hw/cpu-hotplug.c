@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/parse.h"
 #include "common/util.h"
 #include "hw/core/vm-devices.h"
 #include "hw/cpu-hotplug.h"
@@ -223,19 +224,6 @@ bool cpu_hotplug_has_id(struct cpu_hotplug *c, const char *id)
 
 /* --- device_add ------------------------------------------------------------------------ */
 
-static bool id_ok(const char *id)
-{
-	if (!isalpha((unsigned char)id[0]) || strlen(id) > CPU_ID_MAX) {
-		return false;
-	}
-	for (const char *p = id; *p; p++) {
-		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_') {
-			return false;
-		}
-	}
-	return true;
-}
-
 /* One topology property: -1 when absent; its QEMU error when out of range. */
 static int get_topo(json_t *args, const char *key, unsigned limit, json_int_t *ret,
 		    struct error **errp)
@@ -292,7 +280,7 @@ int cpu_hotplug_add(struct vm *vm, struct cpu_hotplug *c, json_t *args, struct e
 		/* QEMU allows no id; without one device_del could never name it. */
 		return error_set(errp, EINVAL, "Parameter 'id' is missing (vmmd needs it)");
 	}
-	if (!id_ok(id)) {
+	if (!parse_id_ok(id, CPU_ID_MAX)) {
 		return error_set(errp, EINVAL, "Parameter 'id' expects an identifier");
 	}
 	/* QEMU's order of checks (pc_cpu_pre_plug): socket, core, thread; then the slot */
@@ -400,7 +388,8 @@ int cpu_hotplug_adopt(struct vm *vm, struct cpu_hotplug *c, struct error **errp)
 		const char *path = vm_vcpu_qom_path(vm, i);
 		char *id;
 
-		if (!path || strncmp(path, "/machine/peripheral/", n) != 0 || !id_ok(path + n)) {
+		if (!path || strncmp(path, "/machine/peripheral/", n) != 0 ||
+		    !parse_id_ok(path + n, CPU_ID_MAX)) {
 			continue;
 		}
 		/* without its id the vCPU could not be named to device_del: fail the restore */

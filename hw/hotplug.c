@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/parse.h"
 #include "common/util.h"
 #include "hw/core/vm-devices.h"
 #include "hw/cpu-hotplug.h"
@@ -127,20 +128,6 @@ static const struct hp_model *model_by_class(const struct device_class *cls)
 		}
 	}
 	return NULL;
-}
-
-/* QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'. */
-static bool id_ok(const char *id)
-{
-	if (!isalpha((unsigned char)id[0]) || strlen(id) > HP_ID_MAX) {
-		return false;
-	}
-	for (const char *p = id; *p; p++) {
-		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_') {
-			return false;
-		}
-	}
-	return true;
 }
 
 static struct vm_device *find_device(struct vm *vm, const char *id)
@@ -380,7 +367,7 @@ int vm_blockdev_add_prepare(struct vm *vm, json_t *args, struct vm_blockdev_op *
 	if (!name) {
 		return error_set(errp, EINVAL, "A block device must be given a name (node-name)");
 	}
-	if (!id_ok(name)) {
+	if (!parse_id_ok(name, HP_ID_MAX)) {
 		return error_set(errp, EINVAL, "Invalid node-name: '%s'", name);
 	}
 	op = calloc(1, sizeof(*op));
@@ -592,7 +579,7 @@ int vm_netdev_add(struct vm *vm, json_t *args, int fd, struct error **errp)
 			      type ? type : "");
 		goto err_fd;
 	}
-	if (!id || !id_ok(id)) {
+	if (!id || !parse_id_ok(id, HP_ID_MAX)) {
 		r = error_set(errp, EINVAL, "Parameter 'id' expects an identifier");
 		goto err_fd;
 	}
@@ -810,7 +797,7 @@ static int usb_device_add(struct vm *vm, json_t *args, const char *driver, struc
 	if (!id) {
 		return error_set(errp, EINVAL, "Parameter 'id' is missing (vmmd needs it)");
 	}
-	if (!id_ok(id)) {
+	if (!parse_id_ok(id, HP_ID_MAX)) {
 		return error_set(errp, EINVAL, "Parameter 'id' expects an identifier");
 	}
 	if (serial && strlen(serial) > 20) {
@@ -1138,7 +1125,7 @@ int vm_device_add(struct vm *vm, json_t *args, struct error **errp)
 		/* QEMU allows no id; without one device_del could never name it. */
 		return error_set(errp, EINVAL, "Parameter 'id' is missing (vmmd needs it)");
 	}
-	if (!id_ok(id)) {
+	if (!parse_id_ok(id, HP_ID_MAX)) {
 		return error_set(errp, EINVAL, "Parameter 'id' expects an identifier");
 	}
 	if (bus && strcmp(bus, "pci.0") != 0) {

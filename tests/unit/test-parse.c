@@ -84,6 +84,18 @@ START_TEST(integers)
 }
 END_TEST
 
+START_TEST(ids)
+{
+	ck_assert(parse_id_ok("a", 3));
+	ck_assert(parse_id_ok("a-1._b", 6));
+	ck_assert(!parse_id_ok("a-1._b", 5)); /* longer than its bound */
+	ck_assert(!parse_id_ok("", 3));
+	ck_assert(!parse_id_ok("1a", 3));
+	ck_assert(!parse_id_ok("a b", 3));
+	ck_assert(!parse_id_ok("a/b", 3));
+}
+END_TEST
+
 START_TEST(formatting)
 {
 	char buf[32];
@@ -104,6 +116,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, sizes);
 	tcase_add_test(tc, size_errors);
 	tcase_add_test(tc, integers);
+	tcase_add_test(tc, ids);
 	tcase_add_test(tc, formatting);
 	suite_add_tcase(s, tc);
 	return s;
