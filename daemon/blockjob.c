@@ -35,6 +35,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "daemon/blockjob.h"
 #include "daemon/jobs.h"
 #include "daemon/registry.h"
@@ -48,6 +49,8 @@
 #define MIRROR_GRANULARITY_MIN 512u
 #define MIRROR_GRANULARITY_MAX (64u << 20)
 #define BLOCKJOB_MIRROR_POLL_NS 50000000ull
+/* A node name a client gives: blockdev-add's bound (hw/hotplug.c) */
+#define BLOCKJOB_NODE_NAME_MAX 63
 
 static struct vm *live_vm(struct registry_vm *rv, struct error **errp)
 {
@@ -1185,6 +1188,9 @@ int blockjob_drive_mirror(struct registry_vm *rv, json_t *args, registry_done_fn
 	op->j = j;
 	op->existing = mode && strcmp(mode, "existing") == 0;
 	r = mirror_check(rv, j, &d, device, args, errp);
+	if (r == 0 && node_name && !parse_id_ok(node_name, BLOCKJOB_NODE_NAME_MAX)) {
+		r = error_set(errp, EINVAL, "Invalid node-name: '%s'", node_name);
+	}
 	if (r == 0 && node_name &&
 	    (node_name_in_use(vm, node_name) || vm_blockdev_overlay(vm, node_name, &n) != -ENOENT ||
 	     jobs_find_if(registry_jobs(rv->reg), rv->name, job_on_target, (void *)node_name))) {
@@ -1319,6 +1325,9 @@ static int snap_check(struct registry_vm *rv, struct vm *vm, json_t *args, struc
 				 "The node '%s' has an overlay already; snapshot "
 				 "the disk's top",
 				 node);
+	}
+	if (s->node_name && !parse_id_ok(s->node_name, BLOCKJOB_NODE_NAME_MAX)) {
+		return error_set(errp, EINVAL, "Invalid node-name: '%s'", s->node_name);
 	}
 	if (s->node_name && node_name_in_use(vm, s->node_name)) {
 		return error_set(errp, EEXIST, "New overlay node-name already in use");

@@ -104,6 +104,11 @@ def test_mirror_refusals_and_target_claim():
         assert dm_err({"target": new, "job-id": "9x"}) == "Invalid job ID '9x'"
         assert dm_err({"target": new, "format": "raw", "sync": "none"}) == \
             "Backing file not supported for file format 'raw'"
+        # node names follow QEMU's id rules (QEMU 7.2 says so after creating the file)
+        assert dm_err({"target": new, "node-name": "1x"}) == "Invalid node-name: '1x'"
+        r = q.cmd("blockdev-snapshot-sync", {"vm": "m", "device": "vda", "snapshot-file": new,
+                                             "snapshot-node-name": "a b"})
+        assert r["error"]["desc"] == "Invalid node-name: 'a b'", r
         assert not os.path.exists(new)
 
         # a drive-mirror's node name is taken while its job runs
