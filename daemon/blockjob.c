@@ -374,7 +374,11 @@ static int mirror_dirty(struct job *job, struct bjob *j, void *buf, bool limit, 
 
 	while (block_dirty_take(j->root, BLOCKJOB_CHUNK, &off, &n)) {
 		bool is_read = false;
-		int r = mirror_copy(j, buf, off, n, &is_read);
+		int r;
+
+		/* as QEMU's: what is left counts what was written since (len >= offset) */
+		job_progress_set_remaining(job, n + block_dirty_bytes(j->root));
+		r = mirror_copy(j, buf, off, n, &is_read);
 
 		if (r < 0) {
 			block_dirty_mark(j->root, off, n);

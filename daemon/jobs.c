@@ -971,6 +971,13 @@ void job_progress_increase_remaining(struct job *job, uint64_t delta)
 	pthread_mutex_unlock(&job->lock);
 }
 
+void job_progress_set_remaining(struct job *job, uint64_t remaining)
+{
+	pthread_mutex_lock(&job->lock);
+	job->total = job->cur + remaining;
+	pthread_mutex_unlock(&job->lock);
+}
+
 void job_transition_to_ready(struct job *job)
 {
 	/*

@@ -238,6 +238,8 @@ bool job_rate_limit(struct job *job, uint64_t bytes);
 void job_progress_set_total(struct job *job, uint64_t total);
 void job_progress_update(struct job *job, uint64_t done);
 void job_progress_increase_remaining(struct job *job, uint64_t delta);
+/* QEMU's job_progress_set_remaining: total = what is done + @remaining. */
+void job_progress_set_remaining(struct job *job, uint64_t remaining);
 /*
  * Worker: running -> ready (BLOCK_JOB_READY); then wait for job-complete.
  * Not busy (query-block-jobs) until the next job_sleep_ns() returns.
