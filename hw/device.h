@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "common/error.h"
+#include "vmmd/block.h"
 #include "vmmd/vm.h"
 
 struct iobus;
@@ -209,6 +210,20 @@ struct iobus *vm_iobus(struct vm *vm);
 struct guest_mem *vm_guest_mem(struct vm *vm);
 const struct vm_config *vm_get_config(struct vm *vm);
 const struct vm_host *vm_get_host(struct vm *vm);
+/*
+ * Open disk @d's image with @flags: the host's node for it where it has
+ * one (vm_host.disk_node), else the definition's file and format.
+ */
+static inline int vm_disk_open(struct vm *vm, const struct vm_disk_config *d, unsigned flags,
+			       struct block_node **ret, struct error **errp)
+{
+	const struct vm_host *h = vm_get_host(vm);
+
+	if (h->disk_node && (*ret = h->disk_node(h->opaque, d->id))) {
+		return 0;
+	}
+	return block_open(ret, d->file, d->format ? d->format : "raw", flags, errp);
+}
 /* The VM's I/O thread event loop (backends and virtqueues run there). */
 struct event_base *vm_io_base(struct vm *vm);
 

@@ -2338,8 +2338,8 @@ static void ide_class_unrealize(void *state)
 	free(d);
 }
 
-static int ide_open_disk(const struct vm_disk_config *dc, bool cd, struct block_node **ret,
-			 struct error **errp)
+static int ide_open_disk(struct vm *vm, const struct vm_disk_config *dc, bool cd,
+			 struct block_node **ret, struct error **errp)
 {
 	unsigned flags = 0;
 
@@ -2356,7 +2356,7 @@ static int ide_open_disk(const struct vm_disk_config *dc, bool cd, struct block_
 		flags |= BLOCK_O_RDWR;
 	}
 	flags |= vm_disk_block_flags(dc);
-	return block_open(ret, dc->file, dc->format ? dc->format : "raw", flags, errp);
+	return vm_disk_open(vm, dc, flags, ret, errp);
 }
 
 static int ide_class_realize(struct vm *vm, const void *cfg_unused, void **ret_state,
@@ -2412,7 +2412,7 @@ static int ide_class_realize(struct vm *vm, const void *cfg_unused, void **ret_s
 		cd = strcmp(dc->driver, "ide-cd") == 0;
 		d->id[slot] = dc->id;
 		d->cd[slot] = cd;
-		r = ide_open_disk(dc, cd, &bs, errp);
+		r = ide_open_disk(vm, dc, cd, &bs, errp);
 		if (r == 0) {
 			r = ide_attach(d->ide, slot++, bs, cd, dc->serial, errp);
 			if (r < 0) {

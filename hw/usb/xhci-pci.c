@@ -256,7 +256,7 @@ static int xhci_add_storage(struct xhci_dev *d, const struct vm_disk_config *dc,
 				 dc->id);
 	}
 	flags |= vm_disk_block_flags(dc);
-	r = block_open(&sc.bs, dc->file, dc->format ? dc->format : "raw", flags, errp);
+	r = vm_disk_open(d->vm, dc, flags, &sc.bs, errp);
 	if (r < 0) {
 		error_prefix(errp, "disk '%s'", dc->id);
 		return r;

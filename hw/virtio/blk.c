@@ -807,7 +807,7 @@ static int blk_realize(struct vm *vm, const void *cfg, void **ret_state, struct 
 		}
 		b->readonly = block_is_read_only(b->bs);
 	} else {
-		r = block_open(&b->bs, d->file, d->format ? d->format : "raw", flags, errp);
+		r = vm_disk_open(vm, d, flags, &b->bs, errp);
 		if (r < 0) {
 			error_prefix(errp, "disk %s", b->id);
 			goto err;

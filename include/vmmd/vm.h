@@ -203,6 +203,12 @@ struct vm_host {
 	 */
 	int (*nic_fd)(void *opaque, const char *nic_id);
 	/*
+	 * The image of disk @disk_id opened already (an incoming VM's disk that
+	 * its NBD server exported while the VM waited): a new reference, or
+	 * NULL: open the disk as its definition says. May be NULL.
+	 */
+	struct block_node *(*disk_node)(void *opaque, const char *disk_id);
+	/*
 	 * The guest ejected a hot-pluggable device (or a reset completed a
 	 * removal): call vm_hotplug_poll() on the control thread soon. Any
 	 * thread; must not block. May be NULL (then nothing is ever removed).
