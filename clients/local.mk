@@ -1,7 +1,8 @@
 # clients/: vmctl and vmm-img.
 bin_PROGRAMS += vmctl vmm-img
 vmctl_SOURCES = clients/vmctl.c clients/client.c clients/client.h clients/vmctl-import.c \
-	clients/vmctl-import.h clients/vmctl.h clients/vmctl-hotplug.c clients/vmctl-cpus.c
+	clients/vmctl-import.h clients/vmctl.h clients/vmctl-hotplug.c clients/vmctl-cpus.c \
+	clients/vmctl-export.c
 vmctl_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBXML_CFLAGS)
 vmctl_LDADD = $(COMMON_LIBS) $(JANSSON_LIBS) $(LIBXML_LIBS)
 vmm_img_SOURCES = clients/vmm-img.c clients/img-bench.c clients/img.h

@@ -2167,6 +2167,11 @@ static int cmd_cpus(struct qmp_client *c, int argc, char **argv, const struct vm
 	return vmctl_cmd_cpus(c, argc, argv);
 }
 
+static int cmd_export(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
+{
+	return vmctl_cmd_export(c, argc, argv);
+}
+
 /* One progress line from query-migrate's answer. */
 static void print_progress(const char *name, json_t *info, bool tty)
 {
@@ -2197,6 +2202,67 @@ static void print_progress(const char *name, json_t *info, bool tty)
 }
 
 /* migrate, with progress until the MIGRATION event says how it ended. */
+/* Follow @name's migration to its end: EXIT_OK once completed. */
+static int follow_migration(struct qmp_client *c, const char *name)
+{
+	bool tty = isatty(STDOUT_FILENO);
+	json_int_t last_pass = -1;
+	int rc;
+
+	for (;;) {
+		json_auto_t *ev = NULL, *info = NULL;
+		struct error *err = NULL;
+		const char *status;
+		int r = qmp_client_next_event(c, 500, &ev, &err);
+
+		if (r < 0 && r != -ETIMEDOUT) {
+			return report(err, r);
+		}
+		error_free(err);
+		if (ev && (strcmp(str(ev, "event", ""), "MIGRATION") != 0 ||
+			   strcmp(str(json_object_get(ev, "data"), "vm", ""), name) != 0)) {
+			continue;
+		}
+		rc = run_cmd(c, "query-migrate", json_pack("{s:s}", "vm", name), &info);
+		if (rc) {
+			return rc;
+		}
+		status = str(info, "status", "");
+		if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
+		    strcmp(status, "cancelled") == 0) {
+			if (json_output) {
+				print_json(info);
+			} else if (tty) {
+				printf("\n");
+			}
+			if (strcmp(status, "completed") != 0) {
+				fprintf(stderr, "vmctl: migrating %s %s: %s\n", name, status,
+					str(info, "error-desc", "cancelled"));
+				return EXIT_DAEMON;
+			}
+			if (!json_output) {
+				printf("%s: migrated in %" JSON_INTEGER_FORMAT
+				       " ms (downtime %" JSON_INTEGER_FORMAT
+				       " ms, %.1f MiB sent)\n",
+				       name,
+				       json_integer_value(json_object_get(info, "total-time")),
+				       json_integer_value(json_object_get(info, "downtime")),
+				       json_integer_value(json_object_get(
+					       json_object_get(info, "ram"), "transferred")) /
+					       1048576.0);
+			}
+			return EXIT_OK;
+		}
+		if (!json_output && json_object_get(info, "ram") &&
+		    (tty || json_integer_value(json_object_get(json_object_get(info, "ram"),
+							       "dirty-sync-count")) != last_pass)) {
+			last_pass = json_integer_value(
+				json_object_get(json_object_get(info, "ram"), "dirty-sync-count"));
+			print_progress(name, info, tty);
+		}
+	}
+}
+
 static int cmd_migrate(struct qmp_client *c, int argc, char **argv, const struct vmctl_command *cmd)
 {
 	static const struct option opts[] = {
@@ -2207,20 +2273,23 @@ static int cmd_migrate(struct qmp_client *c, int argc, char **argv, const struct
 		{"xbzrle-cache-size", required_argument, NULL, 'c'},
 		{"tls-creds", required_argument, NULL, 't'},
 		{"tls-hostname", required_argument, NULL, 'H'},
+		{"copy-storage", required_argument, NULL, 'S'},
 		{"json", no_argument, NULL, 'j'},
 		{0},
 	};
 	json_auto_t *params = json_object(); /* freed on every usage error */
 	json_auto_t *caps = json_array();
-	const char *name;
-	bool tty = isatty(STDOUT_FILENO);
-	json_int_t last_pass = -1;
+	const char *name, *copy = NULL;
+	json_t *disks = NULL;
 	uint64_t v;
 	int o, rc;
 
 	optind = 0;
-	while ((o = getopt_long(argc, argv, "b:d:axc:t:H:j", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "b:d:axc:t:H:S:j", opts, NULL)) != -1) {
 		switch (o) {
+		case 'S':
+			copy = optarg;
+			break;
 		case 'a':
 		case 'x':
 			json_array_append_new(caps, json_pack("{s:s, s:b}", "capability",
@@ -2286,63 +2355,23 @@ static int cmd_migrate(struct qmp_client *c, int argc, char **argv, const struct
 			return rc;
 		}
 	}
-	rc = run_cmd(c, "migrate", json_pack("{s:s, s:s}", "vm", name, "uri", argv[optind + 1]),
-		     NULL);
-	if (rc) {
-		return rc;
-	}
-	for (;;) {
-		json_auto_t *ev = NULL, *info = NULL;
-		struct error *err = NULL;
-		const char *status;
-		int r = qmp_client_next_event(c, 500, &ev, &err);
-
-		if (r < 0 && r != -ETIMEDOUT) {
-			return report(err, r);
-		}
-		error_free(err);
-		if (ev && (strcmp(str(ev, "event", ""), "MIGRATION") != 0 ||
-			   strcmp(str(json_object_get(ev, "data"), "vm", ""), name) != 0)) {
-			continue;
-		}
-		rc = run_cmd(c, "query-migrate", json_pack("{s:s}", "vm", name), &info);
+	if (copy) {
+		rc = vmctl_copy_storage_start(c, name, copy, &disks);
 		if (rc) {
 			return rc;
 		}
-		status = str(info, "status", "");
-		if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-		    strcmp(status, "cancelled") == 0) {
-			if (json_output) {
-				print_json(info);
-			} else if (tty) {
-				printf("\n");
-			}
-			if (strcmp(status, "completed") != 0) {
-				fprintf(stderr, "vmctl: migrating %s %s: %s\n", name, status,
-					str(info, "error-desc", "cancelled"));
-				return EXIT_DAEMON;
-			}
-			if (!json_output) {
-				printf("%s: migrated in %" JSON_INTEGER_FORMAT
-				       " ms (downtime %" JSON_INTEGER_FORMAT
-				       " ms, %.1f MiB sent)\n",
-				       name,
-				       json_integer_value(json_object_get(info, "total-time")),
-				       json_integer_value(json_object_get(info, "downtime")),
-				       json_integer_value(json_object_get(
-					       json_object_get(info, "ram"), "transferred")) /
-					       1048576.0);
-			}
-			return EXIT_OK;
-		}
-		if (!json_output && json_object_get(info, "ram") &&
-		    (tty || json_integer_value(json_object_get(json_object_get(info, "ram"),
-							       "dirty-sync-count")) != last_pass)) {
-			last_pass = json_integer_value(
-				json_object_get(json_object_get(info, "ram"), "dirty-sync-count"));
-			print_progress(name, info, tty);
-		}
 	}
+	rc = run_cmd(c, "migrate", json_pack("{s:s, s:s}", "vm", name, "uri", argv[optind + 1]),
+		     NULL);
+	if (rc == EXIT_OK) {
+		rc = follow_migration(c, name);
+	}
+	if (disks) {
+		int rc2 = vmctl_copy_storage_end(c, name, disks, rc == EXIT_OK);
+
+		rc = rc ? rc : rc2;
+	}
+	return rc;
 }
 
 /* migrate-incoming on a VM created with "incoming": true. */
@@ -2638,7 +2667,7 @@ static const struct vmctl_command commands[] = {
 	{"migrate", cmd_migrate,
 	 "NAME URI [--max-bandwidth SIZE] [--downtime-limit MS] [--auto-converge]\n"
 	 "                     [--xbzrle] [--xbzrle-cache-size SIZE]\n"
-	 "                     [--tls-creds ID [--tls-hostname NAME]]",
+	 "                     [--tls-creds ID [--tls-hostname NAME]] [--copy-storage HOST:PORT]",
 	 "move a running VM to another vmmd (live migration)",
 	 "  URI                    tcp:HOST:PORT or unix:PATH where the destination listens\n"
 	 "                         ('vmctl incoming' there, on a VM with \"incoming\": true)\n"
@@ -2655,11 +2684,29 @@ static const struct vmctl_command commands[] = {
 	 "                         (object-add tls-creds-x509 or tls-creds-psk; '' for none)\n"
 	 "  --tls-hostname NAME    the name the server's x509 certificate must bear\n"
 	 "                         (default: the tcp: URI's host)\n"
+	 "  --copy-storage HOST:PORT  for a destination that does not share the disks:\n"
+	 "                         mirror each writable disk into the export of the same\n"
+	 "                         name on the destination's NBD server ('vmctl export'\n"
+	 "                         there, the VM paused) first, end the mirrors after\n"
 	 "Shows each pass (data sent and left, dirty rate, xbzrle pages, vCPU throttle)\n"
 	 "until the migration ends; exit 0 when the destination runs the VM. A VM that\n"
 	 "dirties RAM faster than the link carries converges only if auto-converge slows\n"
 	 "it down or xbzrle makes its pages cheap enough (few bytes changed in each):\n"
 	 "otherwise interrupt and run 'vmctl migrate-cancel NAME'.\n"},
+	{"export", cmd_export, "start|add|remove|stop|list NAME ...",
+	 "serve a VM's disks over NBD (a migration's destination, backups)",
+	 "  export start NAME (--listen HOST:PORT | --socket PATH) [--max-connections N]\n"
+	 "                 nbd-server-start: the VM's NBD server (also while it waits\n"
+	 "                 for an incoming migration)\n"
+	 "  export add NAME DISK [--name EXPORT] [--writable] [--description TEXT]\n"
+	 "                 block-export-add: serve the disk as EXPORT (default: its id)\n"
+	 "  export remove NAME EXPORT [--hard]\n"
+	 "                 block-export-del: refused while a client uses it, unless\n"
+	 "                 --hard (its clients are disconnected)\n"
+	 "  export stop NAME\n"
+	 "                 nbd-server-stop: every export goes, every client is disconnected\n"
+	 "  export list NAME\n"
+	 "                 query-block-exports\n"},
 	{"migrate-cancel", simple, "NAME", "cancel a live migration (the VM runs on here)", "",
 	 "migrate_cancel", "migration cancelled"},
 	{"nmi", simple, "NAME", "inject a non-maskable interrupt into every vCPU",

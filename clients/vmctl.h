@@ -53,3 +53,14 @@ int vmctl_cmd_disk(struct qmp_client *c, int argc, char **argv);
 int vmctl_cmd_nic(struct qmp_client *c, int argc, char **argv);
 int vmctl_cmd_cd(struct qmp_client *c, int argc, char **argv);
 int vmctl_cmd_cpus(struct qmp_client *c, int argc, char **argv);
+/* vmctl export (clients/vmctl-export.c). */
+int vmctl_cmd_export(struct qmp_client *c, int argc, char **argv);
+/*
+ * vmctl migrate --copy-storage HOST:PORT: mirror every writable disk of
+ * @vm into the export of the same name on the destination's NBD server,
+ * and wait until all are ready (*ret_disks: their ids, for _end). _end,
+ * after the migration: end the mirrors, whole (@migrated), or cancel them.
+ */
+int vmctl_copy_storage_start(struct qmp_client *c, const char *vm, const char *hostport,
+			     json_t **ret_disks);
+int vmctl_copy_storage_end(struct qmp_client *c, const char *vm, json_t *disks, bool migrated);

@@ -1,6 +1,7 @@
 /*
  * Unaligned little- and big-endian loads and stores for on-disk formats
- * (block/qed.c, vhdx.c, vmdk.c, vpc.c). Pure functions, any thread.
+ * (block/qed.c, vhdx.c, vmdk.c, vpc.c) and wire formats (daemon/nbd-server.c).
+ * Pure functions, any thread.
  */
 #pragma once
 
@@ -24,6 +25,7 @@
 
 BYTES_LOAD(le32, uint32_t, le32toh)
 BYTES_LOAD(le64, uint64_t, le64toh)
+BYTES_LOAD(be16, uint16_t, be16toh)
 BYTES_LOAD(be32, uint32_t, be32toh)
 BYTES_LOAD(be64, uint64_t, be64toh)
 BYTES_STORE(put_le16, uint16_t, htole16)

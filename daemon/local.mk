@@ -6,6 +6,7 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/qmp.h daemon/qmp-vm.c daemon/qmp-run.c daemon/qmp-input.c daemon/qmp-vmstate.c \
 	daemon/qmp-info.c daemon/qmp-hmp.c daemon/qmp-job.c \
 	daemon/qmp-blockjob.c \
+	daemon/qmp-nbd.c daemon/nbd-server.c daemon/nbd-server.h \
 	daemon/jobs.c daemon/jobs.h \
 	daemon/blockjob.c daemon/blockjob.h \
 	daemon/snapshot.c daemon/snapshot.h \
@@ -59,6 +60,7 @@ TESTS += \
 	tests/functional/test-jobs-qmp.py \
 	tests/functional/test-jobs-golden.py \
 	tests/functional/test-jobs-live.py \
+	tests/functional/test-nbd-server.py \
 	tests/functional/test-vmctl-disk.py \
 	tests/functional/test-protocol-framing.py \
 	tests/functional/test-protocol-limits.py \
@@ -114,6 +116,7 @@ tests_unit_test_jobs_SOURCES = tests/unit/test-jobs.c tests/unit/check-main.h
 tests_unit_test_jobs_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_unit_test_jobs_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(JANSSON_LIBS) \
 	$(LIBEVENT_LIBS) $(LIBSECCOMP_LIBS) $(GNUTLS_LIBS) $(UNIT_LIBS)
+EXTRA_DIST += tests/functional/make-golden-nbd-server.py tests/functional/golden/nbd-server.json
 EXTRA_DIST += tests/jobs/scenarios.json tests/jobs/qmptrace.py tests/jobs/record-qemu.py \
 	tests/jobs/golden/commit-active-cancel.json \
 	tests/jobs/golden/commit-active-soft-cancel.json \

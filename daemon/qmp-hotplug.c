@@ -21,8 +21,10 @@
 
 #include "common/log.h"
 #include "daemon/blockjob.h"
+#include "daemon/nbd-server.h"
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
+#include "hw/device.h"
 #include "vmmd/block.h"
 
 static struct vm *live_vm(struct monitor_request *req, struct error **errp)
@@ -151,19 +153,30 @@ static void close_done(void *arg)
 int qmp_blockdev_del(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	struct vm *vm = disks_vm(req, errp);
+	struct registry_vm *rv = req->vm;
+	const char *name = json_string_value(json_object_get(args, "node-name"));
 	struct close_job *j;
 	int r;
 
 	if (!vm) {
 		return -ENODEV;
 	}
+	if (rv->nbd) {
+		/* an NBD export serves it (its reference: not the last while the table's stays) */
+		struct block_node *bs = vm_block_node_get(vm, name, NULL);
+		bool used = bs && nbd_server_uses_node(rv->nbd, bs);
+
+		block_unref(bs);
+		if (used) {
+			return error_set(errp, EBUSY, "Node %s is in use", name);
+		}
+	}
 	j = calloc(1, sizeof(*j));
 	if (!j || !(j->d = monitor_defer(req))) {
 		free(j);
 		return error_set(errp, ENOMEM, "out of memory");
 	}
-	r = vm_blockdev_del(vm, json_string_value(json_object_get(args, "node-name")), &j->bs,
-			    errp);
+	r = vm_blockdev_del(vm, name, &j->bs, errp);
 	if (r == 0 && registry_run(req->ctx, close_run, close_done, j, NULL) == 0) {
 		return MONITOR_DEFERRED;
 	}

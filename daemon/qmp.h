@@ -182,3 +182,17 @@ int qmp_block_commit(struct monitor_request *req, json_t *args, json_t **ret, st
 int qmp_blockdev_mirror(struct monitor_request *req, json_t *args, json_t **ret,
 			struct error **errp);
 int qmp_drive_mirror(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_nbd_server_start(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
+int qmp_nbd_server_stop(struct monitor_request *req, json_t *args, json_t **ret,
+			struct error **errp);
+int qmp_nbd_server_add(struct monitor_request *req, json_t *args, json_t **ret,
+		       struct error **errp);
+int qmp_nbd_server_remove(struct monitor_request *req, json_t *args, json_t **ret,
+			  struct error **errp);
+int qmp_block_export_add(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
+int qmp_block_export_del(struct monitor_request *req, json_t *args, json_t **ret,
+			 struct error **errp);
+int qmp_query_block_exports(struct monitor_request *req, json_t *args, json_t **ret,
+			    struct error **errp);

@@ -35,6 +35,8 @@
 #include "common/util.h"
 #include "daemon/jobs.h"
 #include "daemon/migration.h"
+#include "daemon/nbd-server.h"
+#include "vmmd/block.h"
 #include "daemon/registry.h"
 #include "daemon/sandbox.h"
 #include "daemon/worker.h"
@@ -55,7 +57,15 @@ struct registry_instance {
 	unsigned n_nic_fds;
 	char *nic_ids[REGISTRY_MAX_NIC_FDS];
 	int nic_fds[REGISTRY_MAX_NIC_FDS];
+	/* the VM's early nodes (borrowed: none comes or goes while it migrates) */
+	struct registry_early_node *early;
+	unsigned n_early;
 	char name[];
+};
+
+struct registry_early_node {
+	char *id;
+	struct block_node *bs;
 };
 
 /* A start or a destroy running on a worker thread (worker.h). */
@@ -76,6 +86,7 @@ struct registry_op {
 	const char *reason;
 	bool emit_shutdown;
 	bool then_delete;
+	struct nbd_server *nbd; /* stopped before the VM goes */
 };
 
 struct queued_event {
@@ -837,8 +848,128 @@ err_free:
 
 static void writer_unref(struct def_writer *w);
 
+/* ---- an incoming VM's disks opened early, and its NBD server ---- */
+
+struct release_op {
+	struct nbd_server *nbd;
+	struct registry_early_node *early;
+	unsigned n_early;
+};
+
+static void release_fn(void *arg)
+{
+	struct release_op *op = arg;
+
+	nbd_server_free(op->nbd);
+	for (unsigned i = 0; i < op->n_early; i++) {
+		block_unref(op->early[i].bs);
+		free(op->early[i].id);
+	}
+	free(op->early);
+}
+
+static void release_done(void *arg)
+{
+	free(arg);
+}
+
+/* Stop @s and drop @rv's early nodes: on a worker, or here with @now. */
+static void release(struct registry_vm *rv, struct nbd_server *s, bool now)
+{
+	struct release_op op = {.nbd = s, .early = TAKE_PTR(rv->early), .n_early = rv->n_early};
+	struct release_op *p;
+	struct error *err = NULL;
+
+	rv->n_early = 0;
+	if (!op.nbd && !op.n_early) {
+		return;
+	}
+	p = now ? NULL : malloc(sizeof(*p));
+	if (p) {
+		*p = op;
+		if (registry_run(rv->reg, release_fn, release_done, p, &err) == 0) {
+			return;
+		}
+		log_full(LOG_WARNING, rv->name, NULL, "closing its exported disks here: %s",
+			 err->msg);
+		error_free(err);
+		free(p);
+	}
+	release_fn(&op);
+}
+
+void registry_nbd_release(struct registry_vm *rv, struct nbd_server *s)
+{
+	release(rv, s, false);
+}
+
+int registry_early_node_add(struct registry_vm *rv, const char *id, struct block_node *bs,
+			    struct error **errp)
+{
+	struct registry_early_node *n, *one;
+	struct release_op *op;
+	int r = 0;
+
+	if (rv->vm || !rv->inmigrate || migration_active(rv)) {
+		r = error_set(errp, EBUSY, "VM '%s' no longer waits for its migration to start",
+			      rv->name);
+	} else if (!(n = realloc(rv->early, (rv->n_early + 1) * sizeof(*n)))) {
+		r = error_set(errp, ENOMEM, "out of memory");
+	} else {
+		rv->early = n;
+		n[rv->n_early].id = strdup(id);
+		n[rv->n_early].bs = bs;
+		if (n[rv->n_early].id) {
+			rv->n_early++;
+			return 0;
+		}
+		r = error_set(errp, ENOMEM, "out of memory");
+	}
+	/* dropped on a worker: it may be the last reference */
+	one = malloc(sizeof(*one));
+	op = one ? calloc(1, sizeof(*op)) : NULL;
+	if (op) {
+		one->id = NULL;
+		one->bs = bs;
+		op->early = one;
+		op->n_early = 1;
+		if (registry_run(rv->reg, release_fn, release_done, op, NULL) == 0) {
+			return r;
+		}
+		free(op);
+	}
+	free(one);
+	block_unref(bs); /* no worker left: here */
+	return r;
+}
+
+struct block_node *registry_early_node(struct registry_vm *rv, const char *id)
+{
+	for (unsigned i = 0; i < rv->n_early; i++) {
+		if (strcmp(rv->early[i].id, id) == 0) {
+			return rv->early[i].bs;
+		}
+	}
+	return NULL;
+}
+
+/* vm_host.disk_node of an incoming VM's build (the migration's worker). */
+static struct block_node *on_disk_node(void *opaque, const char *disk_id)
+{
+	struct registry_instance *inst = opaque;
+
+	for (unsigned i = 0; i < inst->n_early; i++) {
+		if (strcmp(inst->early[i].id, disk_id) == 0) {
+			return block_ref(inst->early[i].bs);
+		}
+	}
+	return NULL;
+}
+
 static void vm_entry_free(struct registry_vm *rv)
 {
+	/* (a VM that waited for its migration; the daemon's exit) */
+	release(rv, TAKE_PTR(rv->nbd), true);
 	migration_free(rv);
 	list_del(&rv->link);
 	rv->reg->n_vms--;
@@ -1647,6 +1778,8 @@ static void destroy_job(void *arg)
 	struct registry_op *op = arg;
 	struct error *err = NULL;
 
+	/* its clients go first: an export holds the VM's disks */
+	nbd_server_free(op->nbd);
 	vm_destroy(op->vm);
 	if (op->then_delete && unlink_definition(op->reg, op->rv, &err) < 0) {
 		log_full(LOG_ERR, op->rv->name, NULL, "%s", err->msg);
@@ -1700,11 +1833,14 @@ static int destroy_start(struct registry_op *op, struct error **errp)
 	struct registry_vm *rv = op->rv;
 	int r;
 
+	op->nbd = rv->nbd;
 	r = worker_run_for(op->reg->workers, &op->inst->violated, destroy_job, destroy_done, op,
 			   errp);
 	if (r < 0) {
+		op->nbd = NULL;
 		return r;
 	}
+	rv->nbd = NULL;
 	rv->vm = NULL;
 	rv->inst = NULL;
 	rv->busy = REGISTRY_STOPPING;
@@ -1744,6 +1880,7 @@ static int destroy_async(struct registry_vm *rv, const char *reason, bool emit_s
 	int r;
 
 	if (!rv->vm && rv->inmigrate && !migration_active(rv)) {
+		release(rv, TAKE_PTR(rv->nbd), false);
 		rv->inmigrate = false;
 		log_full(LOG_INFO, rv->name, NULL, "VM no longer waits for a migration (%s)",
 			 reason);
@@ -1896,6 +2033,7 @@ static void destroy_now(struct registry_vm *rv, const char *reason)
 		rv->busy = REGISTRY_IDLE;
 	}
 	jobs_vm_gone(reg->jobs, rv->name);
+	nbd_server_free(TAKE_PTR(rv->nbd));
 	vm_destroy(rv->vm);
 	rv->vm = NULL;
 	instance_free(rv->inst);
@@ -3036,6 +3174,9 @@ struct registry_instance *registry_adopt_prepare(struct registry_vm *rv, struct 
 	inst->host.event = on_vm_event;
 	inst->host.get_fd = on_get_fd;
 	inst->host.nic_fd = on_nic_fd;
+	inst->host.disk_node = on_disk_node;
+	inst->early = rv->early;
+	inst->n_early = rv->n_early;
 	inst->host.thread_start = on_thread_start;
 	inst->host.keep_console_log = true;
 	inst->host.opaque = inst;
@@ -3078,6 +3219,10 @@ int registry_adopt(struct registry_vm *rv, struct registry_instance *inst, struc
 	rv->vm = vm;
 	rv->inst = inst;
 	rv->inmigrate = false;
+	/* its disks hold the early nodes now (and an export of them its own) */
+	inst->early = NULL;
+	inst->n_early = 0;
+	release(rv, NULL, false);
 	if (!paused) {
 		vm_resume(vm, NULL);
 	}

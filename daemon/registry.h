@@ -118,6 +118,12 @@ struct registry_vm {
 	uint8_t mig_throttle_threshold, mig_throttle_initial, mig_throttle_increment,
 		mig_max_throttle;
 	bool mig_throttle_tailslow;
+	/* nbd-server-start (daemon/qmp-nbd.c); busy while one starts or stops */
+	struct nbd_server *nbd;
+	bool nbd_busy;
+	/* An incoming VM's disks opened before it came (registry_early_node_add). */
+	struct registry_early_node *early;
+	unsigned n_early;
 };
 
 /*
@@ -341,6 +347,23 @@ void registry_shutdown_keep(struct registry *reg, registry_keep_fn *keep);
  * registry_instance_free drops an instance that was never adopted.
  */
 struct registry_instance;
+/*
+ * An incoming VM's disk opened while it waits for its migration (an NBD
+ * export of it fills it from the source): registry_early_node_add keeps
+ * @bs (the caller's reference, taken in every case) for disk @id, and the
+ * VM's build uses it instead of opening the image again. Until the VM is
+ * here or stops waiting; never once its migration started (EBUSY; the
+ * node is then dropped on a worker). registry_early_node:
+ * the node kept for @id (borrowed), or NULL. Control thread.
+ */
+int registry_early_node_add(struct registry_vm *rv, const char *id, struct block_node *bs,
+			    struct error **errp);
+struct block_node *registry_early_node(struct registry_vm *rv, const char *id);
+/*
+ * Stop @s (may be NULL) and drop the early nodes of @rv on a worker, as
+ * the VM no longer needs them (control thread).
+ */
+void registry_nbd_release(struct registry_vm *rv, struct nbd_server *s);
 void registry_queue_event(struct registry *reg, const char *vm, const char *name, json_t *data);
 /* Emit the queued events now (control thread; the monitor's flush_events). */
 void registry_flush_events(void *reg);

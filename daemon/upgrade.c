@@ -203,6 +203,28 @@ static struct {
 	struct event *exit_timer;
 } old;
 
+/* The new daemon does not take NBD servers over: refuse while one runs. */
+static int nbd_check(struct error **errp)
+{
+	json_auto_t *list = registry_query(hooks.reg);
+	size_t i;
+	json_t *v;
+
+	json_array_foreach (list, i, v) {
+		const char *name = json_string_value(json_object_get(v, "name"));
+		struct registry_vm *rv = registry_find(hooks.reg, name);
+
+		if (rv && rv->nbd) {
+			return error_set(
+				errp, EBUSY,
+				"VM '%s' serves disks over NBD: stop its server "
+				"(nbd-server-stop) first, the new vmmd does not take it over",
+				name);
+		}
+	}
+	return 0;
+}
+
 static void old_reply(int r, json_t *ret, struct error *err)
 {
 	if (old.d) {
@@ -264,6 +286,10 @@ int upgrade_begin(struct monitor_request *req, struct error **errp)
 	}
 	if (old.active) {
 		return error_set(errp, EBUSY, "a live upgrade is already in progress");
+	}
+	r = nbd_check(errp);
+	if (r < 0) {
+		return r;
 	}
 	lfd = monitor_main_fd(hooks.mon);
 	if (lfd < 0) {

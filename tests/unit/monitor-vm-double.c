@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/parse.h"
+#include "hw/device.h"
 #include "vmmd/vm.h"
 
 struct vm {
@@ -394,6 +395,12 @@ int vm_blockdev_add_finish(struct vm *vm, struct vm_blockdev_op *op, struct erro
 
 void vm_blockdev_add_abandon(struct vm_blockdev_op *op)
 {
+}
+
+struct block_node *vm_block_node_get(struct vm *vm, const char *node_name, struct error **errp)
+{
+	no_hotplug(errp);
+	return NULL;
 }
 
 int vm_blockdev_del(struct vm *vm, const char *node_name, struct block_node **ret,
