@@ -27,7 +27,8 @@ FUZZ_REPLAYS = tests/fuzz/replay-json-stream tests/fuzz/replay-virtqueue \
 	tests/fuzz/replay-xhci tests/fuzz/replay-i8042 tests/fuzz/replay-acpi \
 	tests/fuzz/replay-virtio-blk tests/fuzz/replay-virtio-mem tests/fuzz/replay-virtio-net \
 	tests/fuzz/replay-virtio-balloon tests/fuzz/replay-virtio-rng tests/fuzz/replay-x86-emul \
-	tests/fuzz/replay-vm-config tests/fuzz/replay-qmp tests/fuzz/replay-xbzrle
+	tests/fuzz/replay-vm-config tests/fuzz/replay-qmp tests/fuzz/replay-xbzrle \
+	tests/fuzz/replay-nbd-server
 check_PROGRAMS += $(FUZZ_REPLAYS)
 FUZZ_INPUT = tests/fuzz/fuzz-input.h tests/fuzz/replay-main.c
 tests_fuzz_replay_json_stream_SOURCES = tests/fuzz/fuzz-json-stream.c $(FUZZ_INPUT)
@@ -51,6 +52,10 @@ tests_fuzz_replay_vm_config_LDADD = $(HW_LIBS)
 tests_fuzz_replay_xbzrle_SOURCES = tests/fuzz/fuzz-xbzrle.c $(FUZZ_INPUT) daemon/xbzrle.c
 tests_fuzz_replay_xbzrle_CFLAGS = $(AM_CFLAGS)
 tests_fuzz_replay_xbzrle_LDADD = $(COMMON_LIBS)
+tests_fuzz_replay_nbd_server_SOURCES = tests/fuzz/fuzz-nbd-server.c $(FUZZ_INPUT)
+tests_fuzz_replay_nbd_server_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_fuzz_replay_nbd_server_LDADD = daemon/libdaemon.a $(BLOCK_LIBS) $(COMMON_LIBS) $(JANSSON_LIBS) \
+	$(LIBSECCOMP_LIBS)
 tests_fuzz_replay_qmp_SOURCES = tests/fuzz/fuzz-qmp.c $(FUZZ_INPUT) tests/unit/monitor-vm-double.c \
 	tests/unit/registry-hooks.h
 tests_fuzz_replay_qmp_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-30}
 [ $# -gt 0 ] && shift
 all="json-stream virtqueue qcow2-open image-write image-formats ide e1000 uart rtc fwcfg xhci i8042 acpi virtio-blk
-	virtio-mem virtio-net virtio-balloon virtio-rng x86-emul vm-config qmp xbzrle"
+	virtio-mem virtio-net virtio-balloon virtio-rng x86-emul vm-config qmp xbzrle nbd-server"
 targets=${*:-$all}
 work=${FUZZ_WORK:-build-fuzz}
 mkdir -p "$work/obj"
@@ -96,6 +96,7 @@ for t in $targets; do
 	vm-config) libs="$W/libhw.a $W/libnet.a $W/libblock.a $W/libcommon.a" ;;
 	qmp) libs="$W/libvmdouble.a $W/libdaemon.a $W/libmonitor.a $W/libnet.a $W/libblock.a $W/libcommon.a" ;;
 	xbzrle) libs="$W/libdaemon.a $W/libcommon.a" ;;
+	nbd-server) libs="$W/libdaemon.a $W/libblock.a $W/libcommon.a" ;;
 	xhci) libs="$W/libfake.a $W/libusb.a $W/libhwcore.a $W/libblock.a $W/libcommon.a" ;;
 	*) echo "fuzz: unknown target $t (known: $all)" >&2; exit 2 ;;
 	esac

@@ -2,7 +2,7 @@
 """Write the seed corpora of the operation-stream fuzz targets (ide, e1000,
 uart, rtc, fwcfg, image-write, image-formats, xhci, i8042, acpi,
 virtio-blk, virtio-mem, virtio-net, virtio-balloon, virtio-rng, x86-emul,
-vm-config, qmp, xbzrle) into tests/fuzz/corpus/<target>/: each seed
+vm-config, qmp, xbzrle, nbd-server) into tests/fuzz/corpus/<target>/: each seed
 is a short, meaningful guest (or host) session in the encoding the target's
 switch reads (see tests/fuzz/fuzz-<target>.c), so fuzzing starts from inputs
 that reach deep into the device; and qmp's dictionary (tests/fuzz/qmp.dict,
@@ -989,6 +989,35 @@ def xbzrle():
     })
 
 
+# ---- nbd-server: what a client sends after the greeting (big-endian) ----
+def nbd_server():
+    def opt(o, data=b""):
+        return struct.pack(">QII", 0x49484156454F5054, o, len(data)) + data
+
+    def info(o, name, reqs=()):
+        n = name.encode()
+        return opt(o, struct.pack(">I", len(n)) + n + struct.pack(">H", len(reqs)) +
+                   b"".join(struct.pack(">H", r) for r in reqs))
+
+    def req(typ, off, length, data=b"", flags=0, cookie=1):
+        return struct.pack(">IHHQQI", 0x25609513, flags, typ, cookie, off, length) + data
+
+    flags = struct.pack(">I", 3)
+    go_w = flags + info(7, "w", (3,))
+    write("nbd-server", {
+        "list-info-abort": flags + opt(3) + info(6, "r", (1, 2, 3)) + info(6, "nosuch") +
+        opt(8) + opt(9, b"\0" * 8) + opt(99) + opt(2),
+        "export-name": struct.pack(">I", 1) + opt(1, b"w") + req(0, 0, 4096),
+        "go-read-write": go_w + req(1, 4096, 512, b"\xab" * 512) + req(0, 4096, 512) +
+        req(3, 0, 0) + req(2, 0, 0),
+        "go-zero-trim-cache": go_w + req(6, 0, 65536) + req(6, 65536, 4096, flags=2) +
+        req(4, 8192, 4096) + req(5, 0, 1 << 20) + req(1, 0, 4, b"fua!", flags=1),
+        "go-read-only": flags + info(7, "r") + req(1, 0, 4, b"nope") + req(0, (1 << 20) - 4, 8),
+        "go-bad-requests": go_w + req(0, 1 << 20, 1) + req(0, 0, 64 << 20) + req(9, 0, 0) +
+        req(0, 0, 512, flags=4) + struct.pack(">I", 0xdeadbeef) + bytes(24),
+    })
+
+
 if __name__ == "__main__":
     ide()
     e1000()
@@ -1009,3 +1038,4 @@ if __name__ == "__main__":
     vm_config()
     qmp()
     xbzrle()
+    nbd_server()
