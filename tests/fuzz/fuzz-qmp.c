@@ -19,11 +19,11 @@
  * policy refuses paths elsewhere): "$ROOT" is replaced by it.
  *
  * Left out, by name: the commands that reach outside the process by design
- * (daemon-upgrade starts a new vmmd; migrate and migrate-incoming open
- * network connections or listeners); their arguments are the schema's
- * checks, which every other command exercises. Left out too: a message with
- * a string shaped like the protocol writer's marker for large numbers,
- * secret included (is_left_out).
+ * (daemon-upgrade starts a new vmmd; migrate, migrate-incoming and
+ * nbd-server-start open network connections or listeners); their
+ * arguments are the schema's checks, which every other command exercises.
+ * Left out too: a message with a string shaped like the protocol writer's
+ * marker for large numbers, secret included (is_left_out).
  */
 #include "config.h"
 
@@ -58,6 +58,7 @@ static const char *const left_out[] = {
 	"daemon-upgrade",
 	"migrate",
 	"migrate-incoming",
+	"nbd-server-start",
 };
 
 static char root[64]; /* this process's directory; one daemon state per input beneath */
