@@ -347,6 +347,18 @@ static bool snapshot_capable(json_t *b)
 	return strcmp(jstr(ins, "drv"), "qcow2") == 0 && !json_is_true(json_object_get(ins, "ro"));
 }
 
+/*
+ * Whether a snapshot "on all disks" must be on this one: every writable
+ * disk with a medium (QEMU's bdrv_all_snapshots_includes_bs), whether or
+ * not it can hold one: a writable raw disk leaves no snapshot loadable.
+ */
+static bool snapshot_included(json_t *b)
+{
+	json_t *ins = json_object_get(b, "inserted");
+
+	return ins && !json_is_true(json_object_get(ins, "ro"));
+}
+
 static json_t *disk_snapshots(json_t *b)
 {
 	json_t *s = json_object_get(json_object_get(json_object_get(b, "inserted"), "image"),
@@ -357,8 +369,8 @@ static json_t *disk_snapshots(json_t *b)
 
 /*
  * QEMU's hmp_info_snapshots(): the snapshots of the VM-state disk (the
- * first writable qcow2 one) that every such disk has, then per disk the
- * ones that are not on all of them.
+ * first writable qcow2 one) that every writable disk has, then per such
+ * qcow2 disk the ones that are not on all of them.
  */
 static void info_snapshots(json_t *blocks, struct hmp_out *o)
 {
@@ -388,7 +400,7 @@ static void info_snapshots(json_t *blocks, struct hmp_out *o)
 		size_t j;
 
 		json_array_foreach (blocks, j, b) {
-			all = all && (!snapshot_capable(b) ||
+			all = all && (!snapshot_included(b) ||
 				      has_snapshot(disk_snapshots(b), jstr(sn, "name")));
 		}
 		if (!all) {
@@ -416,7 +428,7 @@ static void info_snapshots(json_t *blocks, struct hmp_out *o)
 			json_t *other;
 
 			json_array_foreach (blocks, m, other) {
-				all = all && (!snapshot_capable(other) ||
+				all = all && (!snapshot_included(other) ||
 					      has_snapshot(disk_snapshots(other), jstr(s, "name")));
 			}
 			if (all) {
