@@ -212,7 +212,9 @@ struct block_driver {
 	int (*snapshot_create)(struct block_node *bs, const char *name,
 			       const struct block_snapshot_vm *vm, struct error **errp);
 	int (*snapshot_apply)(struct block_node *bs, const char *name, struct error **errp);
-	int (*snapshot_delete)(struct block_node *bs, const char *name, struct error **errp);
+	/* @id NULL: the snapshot named, or else numbered, @name; else id @id (and @name if set) */
+	int (*snapshot_delete)(struct block_node *bs, const char *id, const char *name,
+			       struct error **errp);
 	json_t *(*snapshot_list)(struct block_node *bs, struct error **errp);
 	/* The VM-state area (see block_vmstate_write); @op BLOCK_VMSTATE_*. May be NULL. */
 	int (*vmstate_rw)(struct block_node *bs, uint64_t pos, void *buf, size_t len, int op);

@@ -1421,7 +1421,8 @@ int block_snapshot_apply(struct block_node *bs, const char *name, struct error *
 	return bs->drv->snapshot_apply(bs, name, errp);
 }
 
-int block_snapshot_delete(struct block_node *bs, const char *name, struct error **errp)
+int block_snapshot_delete_id(struct block_node *bs, const char *id, const char *name,
+			     struct error **errp)
 {
 	if (!bs->drv->snapshot_delete) {
 		return error_set(errp, ENOTSUP, "format '%s' of '%s' has no internal snapshots",
@@ -1431,7 +1432,12 @@ int block_snapshot_delete(struct block_node *bs, const char *name, struct error 
 		return error_set(errp, EPERM, "cannot delete a snapshot: '%s' is read-only",
 				 bs->filename);
 	}
-	return bs->drv->snapshot_delete(bs, name, errp);
+	return bs->drv->snapshot_delete(bs, id, name, errp);
+}
+
+int block_snapshot_delete(struct block_node *bs, const char *name, struct error **errp)
+{
+	return block_snapshot_delete_id(bs, NULL, name, errp);
 }
 
 json_t *block_snapshot_list(struct block_node *bs, struct error **errp)

@@ -351,12 +351,23 @@ static int read_l1(struct qcow2_state *s, uint64_t off, uint32_t n, uint64_t **r
 	return 0;
 }
 
-static int find_snapshot(struct qcow2_state *s, const char *name)
+static int find_name(struct qcow2_state *s, const char *name)
 {
 	for (uint32_t i = 0; i < s->nb_snapshots; i++) {
 		if (!strcmp(s->snapshots[i].name, name)) {
 			return (int)i;
 		}
+	}
+	return -1;
+}
+
+/* By name, else by id (QEMU's bdrv_snapshot_find). */
+static int find_snapshot(struct qcow2_state *s, const char *name)
+{
+	int found = find_name(s, name);
+
+	if (found >= 0) {
+		return found;
 	}
 	for (uint32_t i = 0; i < s->nb_snapshots; i++) {
 		if (!strcmp(s->snapshots[i].id, name)) {
@@ -415,7 +426,8 @@ int qcow2_snapshot_create(struct block_node *bs, const char *name,
 	if (ret < 0) {
 		goto out;
 	}
-	if (find_snapshot(s, name) >= 0) {
+	/* names and ids are apart, as QEMU's: a name may be another snapshot's id */
+	if (find_name(s, name) >= 0) {
 		ret = error_set(errp, EEXIST, "snapshot '%s' already exists in '%s'", name,
 				bs->filename);
 		goto out;
@@ -631,7 +643,20 @@ out:
 	return ret;
 }
 
-int qcow2_snapshot_delete(struct block_node *bs, const char *name, struct error **errp)
+/* The snapshot with id @id, and name @name unless NULL; -1 if none. */
+static int find_exact(struct qcow2_state *s, const char *id, const char *name)
+{
+	for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+		if (!strcmp(s->snapshots[i].id, id) &&
+		    (!name || !strcmp(s->snapshots[i].name, name))) {
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+int qcow2_snapshot_delete(struct block_node *bs, const char *id, const char *name,
+			  struct error **errp)
 {
 	struct qcow2_state *s = bs->opaque;
 	struct qcow2_snapshot victim, *sns = NULL;
@@ -642,9 +667,9 @@ int qcow2_snapshot_delete(struct block_node *bs, const char *name, struct error 
 	if (ret < 0) {
 		goto out;
 	}
-	idx = find_snapshot(s, name);
+	idx = id ? find_exact(s, id, name) : find_snapshot(s, name);
 	if (idx < 0) {
-		ret = error_set(errp, ENOENT, "snapshot '%s' not found in '%s'", name,
+		ret = error_set(errp, ENOENT, "snapshot '%s' not found in '%s'", id ? id : name,
 				bs->filename);
 		goto out;
 	}
@@ -694,7 +719,8 @@ int qcow2_snapshot_delete(struct block_node *bs, const char *name, struct error 
 	}
 	goto out;
 fail:
-	error_set_errno(errp, -ret, "cannot delete snapshot '%s' from '%s'", name, bs->filename);
+	error_set_errno(errp, -ret, "cannot delete snapshot '%s' from '%s'", id ? id : name,
+			bs->filename);
 out:
 	end(s);
 	return ret;

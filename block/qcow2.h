@@ -455,7 +455,8 @@ int qcow2_snapshot_create(struct block_node *bs, const char *name,
 /* Where the VM-state area starts: QEMU's qcow2_vm_state_offset(), the first L1 slot past the disk. */
 uint64_t qcow2_vm_state_offset(struct qcow2_state *s);
 int qcow2_snapshot_apply(struct block_node *bs, const char *name, struct error **errp);
-int qcow2_snapshot_delete(struct block_node *bs, const char *name, struct error **errp);
+int qcow2_snapshot_delete(struct block_node *bs, const char *id, const char *name,
+			  struct error **errp);
 json_t *qcow2_snapshot_list(struct block_node *bs, struct error **errp);
 /* The snapshot table as QEMU's SnapshotInfo array; s->lock held. */
 json_t *qcow2_snapshots_json(struct qcow2_state *s);

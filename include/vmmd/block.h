@@ -273,6 +273,9 @@ int block_vmstate_read(struct block_node *bs, uint64_t pos, void *buf, size_t le
 int block_vmstate_discard(struct block_node *bs, uint64_t len);
 int block_snapshot_apply(struct block_node *bs, const char *name, struct error **errp);
 int block_snapshot_delete(struct block_node *bs, const char *name, struct error **errp);
+/* The snapshot with id @id exactly, and name @name unless NULL (QEMU's bdrv_snapshot_delete). */
+int block_snapshot_delete_id(struct block_node *bs, const char *id, const char *name,
+			     struct error **errp);
 /* Array of {"id","name","vm-state-size","date-sec","date-nsec","vm-clock-nsec"...}. */
 json_t *block_snapshot_list(struct block_node *bs, struct error **errp);
 
