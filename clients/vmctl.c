@@ -1849,6 +1849,45 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 		}
 		return rc;
 	}
+	if (strcmp(verb, "snapshot-internal") == 0 || strcmp(verb, "snapshot-delete") == 0) {
+		bool del = strcmp(verb, "snapshot-delete") == 0;
+		json_auto_t *info = NULL;
+
+		if (argc - optind != 4) {
+			return usage_error("disk %s needs VM DISK %s", verb,
+					   del ? "NAME|ID" : "NAME");
+		}
+		/* a disk-only internal snapshot of a qcow2 disk (vmctl snapshot: the whole VM) */
+		if (!del) {
+			rc = run_cmd(c, "blockdev-snapshot-internal-sync",
+				     json_pack("{s:s, s:s, s:s}", "vm", vm, "device", disk, "name",
+					       argv[optind + 3]),
+				     NULL);
+		} else {
+			/* by name, else by id, as qemu-img snapshot -d */
+			struct error *err = NULL;
+			int r = qmp_client_execute(c, "blockdev-snapshot-delete-internal-sync",
+						   json_pack("{s:s, s:s, s:s}", "vm", vm, "device",
+							     disk, "name", argv[optind + 3]),
+						   &info, &err);
+
+			if (r == -EREMOTEIO && err && strstr(err->msg, "does not exist")) {
+				error_free(TAKE_PTR(err));
+				r = qmp_client_execute(c, "blockdev-snapshot-delete-internal-sync",
+						       json_pack("{s:s, s:s, s:s}", "vm", vm,
+								 "device", disk, "id",
+								 argv[optind + 3]),
+						       &info, &err);
+			}
+			rc = r < 0 ? report(err, r) : EXIT_OK;
+		}
+		if (rc == EXIT_OK && !json_output) {
+			printf("%s: disk %s: internal snapshot %s %s\n", vm, disk,
+			       del ? str(info, "name", argv[optind + 3]) : argv[optind + 3],
+			       del ? "deleted" : "taken");
+		}
+		return rc;
+	}
 	if (sync && strcmp(verb, "mirror") != 0) {
 		return usage_error("%s", "--sync is for disk mirror");
 	}
@@ -2598,7 +2637,9 @@ static const struct vmctl_command commands[] = {
 	 "  memory stats NAME [--interval S]\n"
 	 "                           the balloon's guest statistics (qom-get guest-stats);\n"
 	 "                           --interval sets the polling period first (0: off)\n"},
-	{"disk", cmd_disk, "add|remove|resize|throttle|snapshot|stream|commit|mirror VM ...",
+	{"disk", cmd_disk,
+	 "add|remove|resize|throttle|snapshot|snapshot-internal|snapshot-delete|stream|commit|\n"
+	 "                     mirror VM ...",
 	 "hot-add, remove or resize a disk; external snapshots and block jobs",
 	 "  add VM ID FILE [--format raw|qcow2] [--readonly] [--serial S]\n"
 	 "      [--cache none|writeback] [--addr SLOT]\n"
@@ -2615,6 +2656,11 @@ static const struct vmctl_command commands[] = {
 	 "  snapshot VM DISK FILE   create the qcow2 overlay FILE and switch the disk to it\n"
 	 "      --existing          use an existing overlay FILE\n"
 	 "      --format qcow2      the overlay's format\n"
+	 "  snapshot-internal VM DISK NAME\n"
+	 "                          an internal snapshot NAME of the qcow2 disk alone\n"
+	 "                          (blockdev-snapshot-internal-sync; no VM state)\n"
+	 "  snapshot-delete VM DISK NAME|ID\n"
+	 "                          delete one (blockdev-snapshot-delete-internal-sync)\n"
 	 "  stream VM DISK          copy the backing chain into the disk's image\n"
 	 "      --base FILE         down to FILE (it stays the backing file)\n"
 	 "  commit VM DISK          copy the disk's image into its base and switch to the base\n"

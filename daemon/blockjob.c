@@ -1265,6 +1265,10 @@ int blockjob_drive_mirror(struct registry_vm *rv, json_t *args, registry_done_fn
  * before the switch undoes every action, files and all.
  */
 struct snap {
+	/* blockdev-snapshot-internal-sync: an internal snapshot @name of the disk */
+	bool internal;
+	const char *name;
+	bool made; /* taken: deleted again if a later action fails */
 	/* blockdev-snapshot, else blockdev-snapshot-sync with these three */
 	bool overlay_action;
 	const char *file, *format, *node_name;
@@ -1423,6 +1427,93 @@ static int overlay_check(struct registry_vm *rv, struct vm *vm, json_t *args, st
 	return 0;
 }
 
+/* Whether @bs has a snapshot of that name (ids are another namespace, as QEMU's). */
+static bool has_snapshot_named(struct block_node *bs, const char *name)
+{
+	json_auto_t *list = block_snapshot_list(bs, NULL);
+	size_t i;
+	json_t *e;
+
+	json_array_foreach (list, i, e) {
+		if (strcmp(str_arg(e, "name") ?: "", name) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * blockdev-snapshot-internal-sync: QEMU's checks in its order, on the
+ * control thread (the snapshot list is in memory). @before: the actions
+ * before this one, whose names are taken by the time this one runs.
+ */
+static int internal_check(struct registry_vm *rv, struct vm *vm, json_t *args, struct snap *s,
+			  const struct snap *before, size_t n_before, struct error **errp)
+{
+	const char *device = str_arg(args, "device");
+	struct disk_node d;
+	int r;
+
+	s->name = str_arg(args, "name");
+	if (!device || !s->name) {
+		return error_set(errp, EINVAL, "Parameter '%s' is missing",
+				 device ? "name" : "device");
+	}
+	if (!find_disk(vm, device, device, &d)) {
+		return error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'", device,
+				 device);
+	}
+	if (d.node != d.root) {
+		return error_set(errp, EINVAL, "Need a root block node");
+	}
+	r = check_idle(rv, d.id, device, errp);
+	if (r < 0) {
+		return r;
+	}
+	if (block_is_read_only(d.root)) {
+		return error_set(errp, EROFS, "Device '%s' is read only", device);
+	}
+	if (!block_can_snapshot(d.root)) {
+		return error_set(errp, ENOTSUP,
+				 "Block format '%s' used by device '%s' does not support internal "
+				 "snapshots",
+				 block_format(d.root), device);
+	}
+	if (!s->name[0]) {
+		return error_set(errp, EINVAL, "Name is empty");
+	}
+	for (size_t k = 0; k < n_before; k++) {
+		if (before[k].internal && strcmp(before[k].disk, d.id) == 0 &&
+		    strcmp(before[k].name, s->name) == 0) {
+			return error_set(errp, EEXIST,
+					 "Snapshot with name '%s' already exists on device '%s'",
+					 s->name, device);
+		}
+	}
+	if (has_snapshot_named(d.root, s->name)) {
+		return error_set(errp, EEXIST,
+				 "Snapshot with name '%s' already exists on device '%s'", s->name,
+				 device);
+	}
+	return snap_take_disk(s, &d, errp);
+}
+
+/* Worker, @s->root drained: take the internal snapshot (no VM state, as QEMU's). */
+static int internal_take(struct registry_vm *rv, struct snap *s, struct error **errp)
+{
+	struct block_snapshot_vm info = {0};
+	struct timespec ts;
+	int r;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	info.date_sec = (uint32_t)ts.tv_sec;
+	info.date_nsec = (uint32_t)ts.tv_nsec;
+	info.vm_clock_ns = vm_guest_clock_ns(rv->vm);
+	r = block_snapshot_create_vm(s->root, s->name, &info, errp);
+	s->made = r == 0;
+	return r;
+}
+
 /* Worker: an action that will not happen. */
 static void snap_abort(struct snap *s)
 {
@@ -1463,8 +1554,40 @@ static void snap_work(void *arg)
 	int r = 0;
 
 	for (i = 0; i < op->n && r == 0; i++) {
-		if (!op->snaps[i].overlay_action) {
+		if (!op->snaps[i].overlay_action && !op->snaps[i].internal) {
 			r = snap_open(&op->snaps[i], &op->err);
+		}
+	}
+	if (r == 0) {
+		/* All opened: every disk held; internal snapshots, then the switches. */
+		for (i = 0; i < op->n; i++) {
+			block_drain_begin(op->snaps[i].root);
+		}
+		for (i = 0; i < op->n && r == 0; i++) {
+			if (op->snaps[i].internal) {
+				r = internal_take(op->rv, &op->snaps[i], &op->err);
+			}
+		}
+		for (i = op->n; r < 0 && i-- > 0;) {
+			struct snap *s = &op->snaps[i];
+
+			/* undone, as QEMU's transaction aborts: the snapshots taken go again */
+			if (s->made &&
+			    block_snapshot_delete_id(s->root, NULL, s->name, NULL) == 0) {
+				s->made = false;
+			} else if (s->made) {
+				log_full(
+					LOG_ERR, op->rv->name, s->disk,
+					"internal snapshot '%s' stays after the transaction failed",
+					s->name);
+			}
+		}
+		for (i = 0; i < op->n; i++) {
+			if (r == 0 && !op->snaps[i].internal) {
+				snap_switch(op->rv, &op->snaps[i]);
+			} else {
+				block_drain_end(op->snaps[i].root);
+			}
 		}
 	}
 	if (r < 0) {
@@ -1472,14 +1595,6 @@ static void snap_work(void *arg)
 			snap_abort(&op->snaps[i]);
 		}
 		op->r = r;
-	} else {
-		/* All opened: switch every disk with all of them held. */
-		for (i = 0; i < op->n; i++) {
-			block_drain_begin(op->snaps[i].root);
-		}
-		for (i = 0; i < op->n; i++) {
-			snap_switch(op->rv, &op->snaps[i]);
-		}
 	}
 	/* (here: the last reference of a disk unplugged meanwhile closes it) */
 	for (i = 0; i < op->n; i++) {
@@ -1510,7 +1625,10 @@ static void snap_done(void *arg)
 		struct snap *s = &op->snaps[i];
 		const char *file = s->overlay_action ? s->overlay_file : s->file;
 
-		if (op->r == 0) {
+		if (op->r == 0 && s->internal) {
+			log_full(LOG_INFO, rv->name, s->disk, "internal snapshot '%s' taken",
+				 s->name);
+		} else if (op->r == 0) {
 			if (s->overlay_action) {
 				/* the blockdev-add entry goes; the disk's chain holds the node now */
 				vm_blockdev_forget(rv->vm, s->overlay_name);
@@ -1533,11 +1651,37 @@ static void snap_done(void *arg)
 	}
 }
 
+/* QEMU 7.2's TransactionAction types (vmmd takes three of them). */
+static bool qemu_action(const char *type)
+{
+	static const char *const types[] = {
+		"abort",
+		"block-dirty-bitmap-add",
+		"block-dirty-bitmap-remove",
+		"block-dirty-bitmap-clear",
+		"block-dirty-bitmap-enable",
+		"block-dirty-bitmap-disable",
+		"block-dirty-bitmap-merge",
+		"blockdev-backup",
+		"blockdev-snapshot",
+		"blockdev-snapshot-internal-sync",
+		"blockdev-snapshot-sync",
+		"drive-backup",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(types); i++) {
+		if (strcmp(type, types[i]) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
 /* At most this many actions in one transaction (a client-controlled count). */
 #define BLOCKJOB_MAX_ACTIONS 64
 
-static int snap_run(struct registry_vm *rv, json_t *actions, registry_done_fn done, void *opaque,
-		    struct error **errp)
+static int snap_run(struct registry_vm *rv, json_t *actions, bool grouped, registry_done_fn done,
+		    void *opaque, struct error **errp)
 {
 	struct vm *vm = live_vm(rv, errp);
 	struct snap_op *op;
@@ -1563,11 +1707,23 @@ static int snap_run(struct registry_vm *rv, json_t *actions, registry_done_fn do
 			return error_set(errp, EINVAL,
 					 "transaction action %zu needs \"type\" and \"data\"", i);
 		}
+		if (!qemu_action(type)) {
+			return error_set(errp, EINVAL,
+					 "Parameter 'type' does not accept value '%s'", type);
+		}
 		if (strcmp(type, "blockdev-snapshot-sync") != 0 &&
-		    strcmp(type, "blockdev-snapshot") != 0) {
+		    strcmp(type, "blockdev-snapshot") != 0 &&
+		    strcmp(type, "blockdev-snapshot-internal-sync") != 0) {
 			return error_set(errp, ENOTSUP,
 					 "transaction action '%s' is not supported by vmmd (only "
-					 "blockdev-snapshot-sync and blockdev-snapshot)",
+					 "blockdev-snapshot-sync, blockdev-snapshot and "
+					 "blockdev-snapshot-internal-sync)",
+					 type);
+		}
+		if (grouped) { /* QEMU: only jobs complete as a group */
+			return error_set(errp, ENOTSUP,
+					 "Action '%s' does not support Transaction property "
+					 "completion-mode = grouped",
 					 type);
 		}
 	}
@@ -1587,6 +1743,20 @@ static int snap_run(struct registry_vm *rv, json_t *actions, registry_done_fn do
 		struct snap *s = &op->snaps[i];
 
 		s->overlay_action = strcmp(str_arg(act, "type"), "blockdev-snapshot") == 0;
+		s->internal = strcmp(str_arg(act, "type"), "blockdev-snapshot-internal-sync") == 0;
+		if (s->internal) {
+			/* (a disk may have several, as QEMU's; not with an overlay too) */
+			r = internal_check(rv, vm, data, s, op->snaps, i, errp);
+			for (k = 0; r == 0 && k < i; k++) {
+				if (!op->snaps[k].internal &&
+				    strcmp(s->disk, op->snaps[k].disk) == 0) {
+					r = error_set(errp, EINVAL,
+						      "disk '%s' appears twice in the transaction",
+						      s->disk);
+				}
+			}
+			continue;
+		}
 		for (k = 0; k < i && r == 0; k++) {
 			const char *dev = str_arg(data, s->overlay_action ? "node" : "device");
 			const char *ov = s->overlay_action ? str_arg(data, "overlay") : NULL;
@@ -1634,7 +1804,7 @@ int blockjob_snapshot_sync(struct registry_vm *rv, json_t *args, registry_done_f
 	json_auto_t *actions =
 		json_pack("[{s:s, s:O}]", "type", "blockdev-snapshot-sync", "data", args);
 
-	return actions ? snap_run(rv, actions, done, opaque, errp)
+	return actions ? snap_run(rv, actions, false, done, opaque, errp)
 		       : error_set(errp, ENOMEM, "out of memory");
 }
 
@@ -1643,12 +1813,157 @@ int blockjob_snapshot(struct registry_vm *rv, json_t *args, registry_done_fn don
 {
 	json_auto_t *actions = json_pack("[{s:s, s:O}]", "type", "blockdev-snapshot", "data", args);
 
-	return actions ? snap_run(rv, actions, done, opaque, errp)
+	return actions ? snap_run(rv, actions, false, done, opaque, errp)
 		       : error_set(errp, ENOMEM, "out of memory");
 }
 
 int blockjob_transaction(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,
 			 struct error **errp)
 {
-	return snap_run(rv, json_object_get(args, "actions"), done, opaque, errp);
+	const char *mode = str_arg(json_object_get(args, "properties"), "completion-mode");
+
+	if (mode && strcmp(mode, "individual") != 0 && strcmp(mode, "grouped") != 0) {
+		return error_set(errp, EINVAL,
+				 "Parameter 'completion-mode' does not accept value '%s'", mode);
+	}
+	return snap_run(rv, json_object_get(args, "actions"), mode && !strcmp(mode, "grouped"),
+			done, opaque, errp);
+}
+
+int blockjob_snapshot_internal(struct registry_vm *rv, json_t *args, registry_done_fn done,
+			       void *opaque, struct error **errp)
+{
+	json_auto_t *actions =
+		json_pack("[{s:s, s:O}]", "type", "blockdev-snapshot-internal-sync", "data", args);
+
+	return actions ? snap_run(rv, actions, false, done, opaque, errp)
+		       : error_set(errp, ENOMEM, "out of memory");
+}
+
+/* ---- blockdev-snapshot-delete-internal-sync ---- */
+
+struct del_op {
+	struct registry_vm *rv;
+	struct block_node *root;
+	char *disk, *id, *name;
+	json_t *info; /* the snapshot's SnapshotInfo, the answer */
+	blockjob_ret_fn *done;
+	void *opaque;
+	int r;
+	struct error *err;
+};
+
+static void del_work(void *arg)
+{
+	struct del_op *op = arg;
+
+	block_drain_begin(op->root);
+	op->r = block_snapshot_delete_id(op->root, op->id, op->name, &op->err);
+	block_drain_end(op->root);
+	block_unref(TAKE_PTR(op->root));
+}
+
+static void del_done(void *arg)
+{
+	struct del_op *op = arg;
+
+	registry_disks_end(op->rv);
+	if (op->r == 0) {
+		log_full(LOG_INFO, op->rv->name, op->disk, "internal snapshot '%s' deleted",
+			 op->name);
+	}
+	op->done(op->opaque, op->r, op->r == 0 ? TAKE_PTR(op->info) : NULL, TAKE_PTR(op->err));
+	json_decref(op->info);
+	free(op->disk);
+	free(op->id);
+	free(op->name);
+	free(op);
+}
+
+/* QEMU's bdrv_snapshot_find_by_id_and_name: both match where both are given. */
+static json_t *find_snapshot_by(struct block_node *bs, const char *id, const char *name)
+{
+	json_auto_t *list = block_snapshot_list(bs, NULL);
+	size_t i;
+	json_t *e;
+
+	json_array_foreach (list, i, e) {
+		if ((!id || strcmp(str_arg(e, "id") ?: "", id) == 0) &&
+		    (!name || strcmp(str_arg(e, "name") ?: "", name) == 0)) {
+			return json_incref(e);
+		}
+	}
+	return NULL;
+}
+
+int blockjob_snapshot_delete_internal(struct registry_vm *rv, json_t *args, blockjob_ret_fn *done,
+				      void *opaque, struct error **errp)
+{
+	const char *device = str_arg(args, "device"), *id = str_arg(args, "id");
+	const char *name = str_arg(args, "name");
+	struct vm *vm = live_vm(rv, errp);
+	json_auto_t *info = NULL;
+	struct disk_node d;
+	struct del_op *op;
+	int r;
+
+	if (!vm) {
+		return -ENODEV;
+	}
+	if (!find_disk(vm, device, device, &d)) {
+		return error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'", device,
+				 device);
+	}
+	if (d.node != d.root) {
+		return error_set(errp, EINVAL, "Need a root block node");
+	}
+	if (!id && !name) {
+		return error_set(errp, EINVAL, "Name or id must be provided");
+	}
+	r = check_idle(rv, d.id, device, errp);
+	if (r < 0) {
+		return r;
+	}
+	if (!block_can_snapshot(d.root)) {
+		return error_set(errp, ENOTSUP,
+				 "Failed to get a snapshot list: Operation not supported");
+	}
+	info = find_snapshot_by(d.root, id, name);
+	if (!info) {
+		return error_set(
+			errp, ENOENT,
+			"Snapshot with id '%s' and name '%s' does not exist on device '%s'",
+			id ? id : "null", name ? name : "null", device);
+	}
+	if (block_is_read_only(d.root)) {
+		/* (QEMU 7.2 forgets the snapshot in memory all the same; vmmd changes nothing) */
+		return error_set(errp, EPERM,
+				 "Failed to remove snapshot from snapshot list: Operation not "
+				 "permitted");
+	}
+	op = calloc(1, sizeof(*op));
+	if (!op || !(op->disk = strdup(d.id)) || !(op->id = strdup(str_arg(info, "id"))) ||
+	    !(op->name = strdup(str_arg(info, "name")))) {
+		if (op) {
+			free(op->disk);
+			free(op->id);
+		}
+		free(op);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	op->rv = rv;
+	op->root = block_ref(d.root);
+	op->info = TAKE_PTR(info);
+	op->done = done;
+	op->opaque = opaque;
+	r = registry_disks_begin(rv, del_work, del_done, op, errp);
+	if (r < 0) {
+		block_unref(op->root); /* the disk's: not the last reference */
+		json_decref(op->info);
+		free(op->disk);
+		free(op->id);
+		free(op->name);
+		free(op);
+	}
+	return r;
 }

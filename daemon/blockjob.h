@@ -26,6 +26,17 @@ int blockjob_snapshot_sync(struct registry_vm *rv, json_t *args, registry_done_f
 			   void *opaque, struct error **errp);
 int blockjob_snapshot(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,
 		      struct error **errp);
+/*
+ * blockdev-snapshot-internal-sync: an internal snapshot of a qcow2 disk
+ * (no VM state), as one action of transaction's path. _delete_internal:
+ * blockdev-snapshot-delete-internal-sync, the deleted snapshot's
+ * SnapshotInfo to @done. Both work on a worker with the disk drained.
+ */
+typedef void blockjob_ret_fn(void *opaque, int r, json_t *ret, struct error *err);
+int blockjob_snapshot_internal(struct registry_vm *rv, json_t *args, registry_done_fn done,
+			       void *opaque, struct error **errp);
+int blockjob_snapshot_delete_internal(struct registry_vm *rv, json_t *args, blockjob_ret_fn *done,
+				      void *opaque, struct error **errp);
 int blockjob_transaction(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,
 			 struct error **errp);
 /* QEMU's "Node '@shown' is busy: block device is in use by block job: TYPE" if @disk has a job. */

@@ -1,9 +1,10 @@
 /*
  * HMP's block job commands, read and answered as QEMU 7.2's (see
  * daemon/hmp.h): info block-jobs, block_stream, block_job_set_speed,
- * block_job_cancel, block_job_complete, block_job_pause, block_job_resume
- * and drive_mirror. Each runs its QMP command; drive_mirror answers later
- * (its image is made on a worker). Control thread.
+ * block_job_cancel, block_job_complete, block_job_pause, block_job_resume,
+ * drive_mirror, snapshot_blkdev_internal and snapshot_delete_blkdev_internal.
+ * Each runs its QMP command; drive_mirror and the internal snapshots answer
+ * later (a worker makes the image or the snapshot). Control thread.
  */
 #include "config.h"
 
@@ -136,8 +137,15 @@ static char *word(struct hmp_args *a, const char *what, bool optional)
 bool hmp_is_block_job(const char *cmd)
 {
 	static const char *const cmds[] = {
-		"drive_mirror",	      "block_stream",	 "block_job_set_speed", "block_job_cancel",
-		"block_job_complete", "block_job_pause", "block_job_resume",
+		"drive_mirror",
+		"block_stream",
+		"block_job_set_speed",
+		"block_job_cancel",
+		"block_job_complete",
+		"block_job_pause",
+		"block_job_resume",
+		"snapshot_blkdev_internal",
+		"snapshot_delete_blkdev_internal",
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
@@ -192,6 +200,24 @@ int hmp_block_job(struct monitor_request *req, const char *cmd, const char *line
 		    hmp_arg_end(&a)) {
 			args = json_pack("{s:s, s:b}", "device", dev, "force", f[0]);
 			fn = qmp_block_job_cancel;
+		}
+	} else if (strcmp(cmd, "snapshot_blkdev_internal") == 0) {
+		/* snapshot_blkdev_internal device name */
+		if ((dev = word(&a, "block device name", false)) &&
+		    (s1 = word(&a, "string", false)) && hmp_arg_end(&a)) {
+			args = json_pack("{s:s, s:s}", "device", dev, "name", s1);
+			fn = qmp_blockdev_snapshot_internal_sync;
+		}
+	} else if (strcmp(cmd, "snapshot_delete_blkdev_internal") == 0) {
+		/* snapshot_delete_blkdev_internal device name [id] */
+		if ((dev = word(&a, "block device name", false)) &&
+		    (s1 = word(&a, "string", false)) && (s2 = word(&a, "string", true), true) &&
+		    hmp_arg_end(&a)) {
+			args = json_pack("{s:s, s:s}", "device", dev, "name", s1);
+			if (args && s2) {
+				json_object_set_new(args, "id", json_string(s2));
+			}
+			fn = qmp_blockdev_snapshot_delete_internal_sync;
 		}
 	} else if ((dev = word(&a, "block device name", false)) && hmp_arg_end(&a)) {
 		/* block_job_complete, block_job_pause, block_job_resume */

@@ -61,6 +61,7 @@ TESTS += \
 	tests/functional/test-jobs-golden.py \
 	tests/functional/test-jobs-live.py \
 	tests/functional/test-nbd-server.py \
+	tests/functional/test-blockdev-snapshot-internal.py \
 	tests/functional/test-vmctl-disk.py \
 	tests/functional/test-protocol-framing.py \
 	tests/functional/test-protocol-limits.py \
@@ -116,7 +117,9 @@ tests_unit_test_jobs_SOURCES = tests/unit/test-jobs.c tests/unit/check-main.h
 tests_unit_test_jobs_CFLAGS = $(UNIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_unit_test_jobs_LDADD = daemon/libdaemon.a $(COMMON_LIBS) $(JANSSON_LIBS) \
 	$(LIBEVENT_LIBS) $(LIBSECCOMP_LIBS) $(GNUTLS_LIBS) $(UNIT_LIBS)
-EXTRA_DIST += tests/functional/make-golden-nbd-server.py tests/functional/golden/nbd-server.json
+EXTRA_DIST += tests/functional/make-golden-nbd-server.py tests/functional/golden/nbd-server.json \
+	tests/functional/make-golden-blockdev-snapshot-internal.py \
+	tests/functional/golden/blockdev-snapshot-internal.json
 EXTRA_DIST += tests/jobs/scenarios.json tests/jobs/qmptrace.py tests/jobs/record-qemu.py \
 	tests/jobs/golden/commit-active-cancel.json \
 	tests/jobs/golden/commit-active-soft-cancel.json \

@@ -57,6 +57,35 @@ int qmp_transaction(struct monitor_request *req, json_t *args, json_t **ret, str
 	return snap_deferred(req, args, blockjob_transaction, errp);
 }
 
+int qmp_blockdev_snapshot_internal_sync(struct monitor_request *req, json_t *args, json_t **ret,
+					struct error **errp)
+{
+	return snap_deferred(req, args, blockjob_snapshot_internal, errp);
+}
+
+static void del_answer(void *opaque, int r, json_t *ret, struct error *err)
+{
+	monitor_deferred_done(opaque, r, ret, err);
+}
+
+int qmp_blockdev_snapshot_delete_internal_sync(struct monitor_request *req, json_t *args,
+					       json_t **ret, struct error **errp)
+{
+	struct monitor_deferred *d = monitor_defer(req);
+	int r;
+
+	if (!d) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	r = blockjob_snapshot_delete_internal((struct registry_vm *)req->vm, args, del_answer, d,
+					      errp);
+	if (r < 0) {
+		monitor_deferred_cancel(d);
+		return r;
+	}
+	return MONITOR_DEFERRED;
+}
+
 int qmp_block_stream(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
 {
 	return blockjob_stream((struct registry_vm *)req->vm, args, errp);

@@ -288,6 +288,8 @@ const struct monitor_command qmp_commands[] = {
 	{"block-commit", qmp_block_commit},
 	{"blockdev-mirror", qmp_blockdev_mirror},
 	{"drive-mirror", qmp_drive_mirror},
+	{"blockdev-snapshot-internal-sync", qmp_blockdev_snapshot_internal_sync},
+	{"blockdev-snapshot-delete-internal-sync", qmp_blockdev_snapshot_delete_internal_sync},
 	{"nbd-server-start", qmp_nbd_server_start},
 	{"nbd-server-stop", qmp_nbd_server_stop},
 	{"nbd-server-add", qmp_nbd_server_add},

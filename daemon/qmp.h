@@ -196,3 +196,7 @@ int qmp_block_export_del(struct monitor_request *req, json_t *args, json_t **ret
 			 struct error **errp);
 int qmp_query_block_exports(struct monitor_request *req, json_t *args, json_t **ret,
 			    struct error **errp);
+int qmp_blockdev_snapshot_internal_sync(struct monitor_request *req, json_t *args, json_t **ret,
+					struct error **errp);
+int qmp_blockdev_snapshot_delete_internal_sync(struct monitor_request *req, json_t *args,
+					       json_t **ret, struct error **errp);
