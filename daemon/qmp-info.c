@@ -1,7 +1,9 @@
 /*
  * QEMU's informational queries: query-name, query-uuid, query-kvm,
- * query-target, query-machines, query-memdev, query-iothreads,
- * query-chardev and query-cpus-fast, answered with QEMU 7.2's shapes for
+ * query-target, query-machines, query-current-machine, query-memdev,
+ * query-iothreads, query-chardev and query-cpus-fast (and system_wakeup,
+ * which query-current-machine says is not there), answered with QEMU
+ * 7.2's shapes for
  * what vmmd has (one 440FX machine type, RAM as one "pc.ram" backend, COM1
  * as "serial0"). req->vm is the struct registry_vm (VM-scoped commands).
  * Control thread only; nothing here waits on a VM.
@@ -54,6 +56,23 @@ int qmp_query_machines(struct monitor_request *req, json_t *args, json_t **ret, 
 			 "host-x86_64-cpu", "is-default", 1, "cpu-max", 64, "deprecated", 0,
 			 "default-ram-id", "pc.ram", "alias", "pc");
 	return 0;
+}
+
+/*
+ * vmmd's ACPI tables offer no sleep state but S5 (off): a guest cannot
+ * suspend to RAM, so there is nothing to wake (QEMU's answers for a
+ * machine without it, as -M none).
+ */
+int qmp_query_current_machine(struct monitor_request *req, json_t *args, json_t **ret,
+			      struct error **errp)
+{
+	*ret = json_pack("{s:b}", "wakeup-suspend-support", 0);
+	return 0;
+}
+
+int qmp_system_wakeup(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	return error_set(errp, ENOTSUP, "wake-up from suspend is not supported by this guest");
 }
 
 int qmp_query_memdev(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)

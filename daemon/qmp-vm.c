@@ -226,6 +226,8 @@ const struct monitor_command qmp_commands[] = {
 	{"query-name", qmp_query_name},
 	{"query-uuid", qmp_query_uuid},
 	{"query-kvm", qmp_query_kvm},
+	{"query-current-machine", qmp_query_current_machine},
+	{"system_wakeup", qmp_system_wakeup},
 	{"query-target", qmp_query_target},
 	{"query-machines", qmp_query_machines},
 	{"query-memdev", qmp_query_memdev},

@@ -200,3 +200,6 @@ int qmp_blockdev_snapshot_internal_sync(struct monitor_request *req, json_t *arg
 					struct error **errp);
 int qmp_blockdev_snapshot_delete_internal_sync(struct monitor_request *req, json_t *args,
 					       json_t **ret, struct error **errp);
+int qmp_query_current_machine(struct monitor_request *req, json_t *args, json_t **ret,
+			      struct error **errp);
+int qmp_system_wakeup(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);

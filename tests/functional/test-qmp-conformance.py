@@ -40,6 +40,10 @@ KNOWN = [
     ("query-machines", "", "vmmd has one machine type (pc-i440fx-7.2) without CPU hotplug, "
      "at most 64 vCPUs, and the host CPU model by default"),
     ("query-memdev", "reserve", "vmmd maps guest RAM with MAP_NORESERVE"),
+    ("query-current-machine", "wakeup-suspend-support", "vmmd's ACPI tables have no S3: its "
+     "guests cannot suspend to RAM (QEMU's pc can)"),
+    ("system_wakeup", "error.desc", "so nothing to wake: QEMU's words for a machine without "
+     "it (QEMU's pc: 'Unable to wake up: guest is not in suspended state')"),
     ("query-chardev", "", "vmmd's console is a UNIX socket it serves (QEMU: the ringbuf "
      "chardev of this command line)"),
     ("query-block", "inserted.node-name", "vmmd gives nodes no automatic names (QEMU: #blockN)"),
@@ -164,6 +168,8 @@ STEPS = [
     ("query-memdev", None),
     ("query-chardev", None),
     ("query-machines", None),
+    ("query-current-machine", None),
+    ("system_wakeup", None),
     ("query-block", None),
     ("query-blockstats", None),
     ("stop", None),
