@@ -1427,19 +1427,20 @@ static int overlay_check(struct registry_vm *rv, struct vm *vm, json_t *args, st
 	return 0;
 }
 
-/* Whether @bs has a snapshot of that name (ids are another namespace, as QEMU's). */
-static bool has_snapshot_named(struct block_node *bs, const char *name)
+/* QEMU's bdrv_snapshot_find_by_id_and_name: both match where both are given. */
+static json_t *find_snapshot_by(struct block_node *bs, const char *id, const char *name)
 {
 	json_auto_t *list = block_snapshot_list(bs, NULL);
 	size_t i;
 	json_t *e;
 
 	json_array_foreach (list, i, e) {
-		if (strcmp(str_arg(e, "name") ?: "", name) == 0) {
-			return true;
+		if ((!id || strcmp(str_arg(e, "id") ?: "", id) == 0) &&
+		    (!name || strcmp(str_arg(e, "name") ?: "", name) == 0)) {
+			return json_incref(e);
 		}
 	}
-	return false;
+	return NULL;
 }
 
 /*
@@ -1451,6 +1452,7 @@ static int internal_check(struct registry_vm *rv, struct vm *vm, json_t *args, s
 			  const struct snap *before, size_t n_before, struct error **errp)
 {
 	const char *device = str_arg(args, "device");
+	json_auto_t *info = NULL;
 	struct disk_node d;
 	int r;
 
@@ -1490,7 +1492,8 @@ static int internal_check(struct registry_vm *rv, struct vm *vm, json_t *args, s
 					 s->name, device);
 		}
 	}
-	if (has_snapshot_named(d.root, s->name)) {
+	info = find_snapshot_by(d.root, NULL, s->name); /* names only: ids are apart */
+	if (info) {
 		return error_set(errp, EEXIST,
 				 "Snapshot with name '%s' already exists on device '%s'", s->name,
 				 device);
@@ -1878,22 +1881,6 @@ static void del_done(void *arg)
 	free(op->id);
 	free(op->name);
 	free(op);
-}
-
-/* QEMU's bdrv_snapshot_find_by_id_and_name: both match where both are given. */
-static json_t *find_snapshot_by(struct block_node *bs, const char *id, const char *name)
-{
-	json_auto_t *list = block_snapshot_list(bs, NULL);
-	size_t i;
-	json_t *e;
-
-	json_array_foreach (list, i, e) {
-		if ((!id || strcmp(str_arg(e, "id") ?: "", id) == 0) &&
-		    (!name || strcmp(str_arg(e, "name") ?: "", name) == 0)) {
-			return json_incref(e);
-		}
-	}
-	return NULL;
 }
 
 int blockjob_snapshot_delete_internal(struct registry_vm *rv, json_t *args, blockjob_ret_fn *done,
