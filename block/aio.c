@@ -754,6 +754,14 @@ struct aio_req **block_aio_req_next(struct aio_req *r)
 	return &r->next;
 }
 
+void block_aio_req_range(struct aio_req *r, enum block_op *ret_op, uint64_t *ret_offset,
+			 uint64_t *ret_len)
+{
+	*ret_op = r->op;
+	*ret_offset = r->offset;
+	*ret_len = r->len;
+}
+
 void block_aio_resubmit(struct aio_req *list)
 {
 	while (list) {

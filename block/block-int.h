@@ -311,7 +311,8 @@ struct block_node {
 	unsigned gate_drained;
 	pthread_t gate_owner;
 	struct aio_req *gate_held; /* held asynchronous requests, a list through ->next */
-	struct block_dirty *dirty; /* write tracking (active commit), under gate_lock */
+	struct granules *dirty;	   /* write tracking (active commit), under gate_lock */
+	struct block_cbw *cbw;	   /* copy before write (backup), under gate_lock */
 };
 
 /*
@@ -399,17 +400,21 @@ int block_bitmap_read(struct block_node *bs, const char *name, struct block_bitm
 
 /*
  * The gate (see struct block_node). block_gate_enter: for a synchronous
- * request; waits while another thread drains the node. block_gate_hold:
- * for an asynchronous request: returns false and keeps @r (to be
- * resubmitted by block_aio_resubmit()) if the node is drained by another
- * thread, else enters and returns true. block_gate_exit: the request is
- * done; writes (@op) mark the dirty tracker.
+ * request (@op on [@offset, @offset+@len)); waits while another thread
+ * drains the node, and a write while what it overwrites is still to be
+ * copied (block_cbw_*). block_gate_hold: for an asynchronous request:
+ * returns false and keeps @r (to be resubmitted by block_aio_resubmit())
+ * if the node is drained by another thread or @r must wait for a copy,
+ * else enters and returns true. block_gate_exit: the request is done;
+ * writes (@op) mark the dirty tracker.
  */
-void block_gate_enter(struct block_node *bs);
+void block_gate_enter(struct block_node *bs, enum block_op op, uint64_t offset, uint64_t len);
 bool block_gate_hold(struct block_node *bs, struct aio_req *r);
 void block_gate_exit(struct block_node *bs, enum block_op op, uint64_t offset, uint64_t len);
-/* aio.c: the link field of a request (the held list). */
+/* aio.c: the link field of a request (the held lists), and what it asks for. */
 struct aio_req **block_aio_req_next(struct aio_req *r);
+void block_aio_req_range(struct aio_req *r, enum block_op *ret_op, uint64_t *ret_offset,
+			 uint64_t *ret_len);
 /* aio.c: send held requests (a list through ->next) to their contexts' pools. */
 void block_aio_resubmit(struct aio_req *list);
 /* aio.c, tests: the context's (restricted) io_uring ring, or NULL without one. */

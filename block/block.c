@@ -104,6 +104,8 @@ static void stat_set(uint64_t *p, uint64_t v)
 	__atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 
+static void cbw_free(struct block_cbw *c);
+
 static void node_free(struct block_node *bs)
 {
 	if (!bs) {
@@ -113,6 +115,7 @@ static void node_free(struct block_node *bs)
 	pthread_mutex_destroy(&bs->gate_lock);
 	pthread_cond_destroy(&bs->gate_cond);
 	free(bs->dirty);
+	cbw_free(bs->cbw);
 	free(bs->filename);
 	free(bs->node_name);
 	free(bs);
@@ -568,11 +571,174 @@ static bool gate_passes(struct block_node *bs)
 	return bs->gate_drained == 0 || pthread_equal(bs->gate_owner, pthread_self());
 }
 
-void block_gate_enter(struct block_node *bs)
+/*
+ * A bitmap of a node's granules (@granularity bytes each), under
+ * gate_lock: the write tracking of active commit and mirror, and what a
+ * backup has still to copy.
+ */
+struct granules {
+	uint64_t granularity;
+	uint64_t nbits;
+	uint64_t count; /* granules set */
+	uint64_t bits[];
+};
+
+static int granules_new(struct block_node *bs, uint64_t granularity, struct granules **ret,
+			struct error **errp)
 {
+	uint64_t nbits = (block_length(bs) + granularity - 1) / granularity;
+	struct granules *g;
+
+	if (!granularity || !IS_POWER_OF_2(granularity) || nbits > (1ull << 32)) {
+		return error_set(errp, EINVAL, "bad granularity %" PRIu64, granularity);
+	}
+	g = calloc(1, sizeof(*g) + (nbits + 63) / 64 * sizeof(uint64_t));
+	if (!g) {
+		return error_set(errp, ENOMEM, "out of memory for a bitmap of '%s'", bs->filename);
+	}
+	g->granularity = granularity;
+	g->nbits = nbits;
+	*ret = g;
+	return 0;
+}
+
+static bool granule_test(const struct granules *g, uint64_t i)
+{
+	return g->bits[i / 64] & (1ull << (i % 64));
+}
+
+/* Set (@set) or clear the granules [@offset, @offset+@len) touches. */
+static void granules_change(struct granules *g, uint64_t offset, uint64_t len, bool set)
+{
+	uint64_t last;
+
+	if (!len) {
+		return;
+	}
+	last = MIN((offset + len - 1) / g->granularity, g->nbits - 1);
+	for (uint64_t i = offset / g->granularity; i <= last; i++) {
+		if (granule_test(g, i) != set) {
+			g->bits[i / 64] ^= 1ull << (i % 64);
+			g->count += set ? 1 : -1;
+		}
+	}
+}
+
+static bool granules_any(const struct granules *g, uint64_t offset, uint64_t len)
+{
+	uint64_t last;
+
+	if (!len || !g->count) {
+		return false;
+	}
+	last = MIN((offset + len - 1) / g->granularity, g->nbits - 1);
+	for (uint64_t i = offset / g->granularity; i <= last; i++) {
+		if (granule_test(g, i)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * The first run of set granules in [@from, @end), at most @max bytes (one
+ * granule at least), its end cut at the node's length @node_len.
+ */
+static bool granules_run(const struct granules *g, uint64_t from, uint64_t end, uint64_t max,
+			 uint64_t node_len, uint64_t *ret_offset, uint64_t *ret_len)
+{
+	uint64_t i, n = 0, last;
+
+	if (!g->count || from >= end) {
+		return false;
+	}
+	last = MIN((end - 1) / g->granularity, g->nbits - 1);
+	for (i = from / g->granularity; i <= last; i++) {
+		if (g->bits[i / 64] == 0 && i % 64 == 0) {
+			i += 63;
+			continue;
+		}
+		if (granule_test(g, i)) {
+			break;
+		}
+	}
+	while (i + n <= last && (n + 1) * g->granularity <= MAX(max, g->granularity) &&
+	       granule_test(g, i + n)) {
+		n++;
+	}
+	if (!n) {
+		return false;
+	}
+	*ret_offset = i * g->granularity;
+	*ret_len = MIN(n * g->granularity, node_len - *ret_offset);
+	return true;
+}
+
+/* A synchronous request waiting for a copy before its write (struct block_cbw). */
+struct cbw_waiter {
+	struct cbw_waiter *next;
+	uint64_t offset, len;
+};
+
+/*
+ * Under gate_lock. A write, write-zeroes or discard that touches a granule
+ * still to copy waits: a synchronous one on gate_cond (listed in waiters),
+ * an asynchronous one in held (a list through the requests' next field)
+ * until the copier has copied what it touches and unmarked it. Only the
+ * copier unmarks, after its copy, so a write never lands before the copy
+ * of what it overwrites.
+ */
+struct block_cbw {
+	struct granules *todo;
+	struct cbw_waiter *waiters;
+	struct aio_req *held;
+	bool kicked; /* block_cbw_kick(): the copier returns */
+};
+
+static void cbw_free(struct block_cbw *c)
+{
+	if (c) {
+		free(c->todo);
+		free(c);
+	}
+}
+
+static bool cbw_blocks(struct block_cbw *c, enum block_op op, uint64_t offset, uint64_t len)
+{
+	return c &&
+	       (op == BLOCK_OP_WRITE || op == BLOCK_OP_WRITE_ZEROES || op == BLOCK_OP_DISCARD) &&
+	       granules_any(c->todo, offset, len);
+}
+
+void block_gate_enter(struct block_node *bs, enum block_op op, uint64_t offset, uint64_t len)
+{
+	struct cbw_waiter w = {.offset = offset, .len = len};
+	bool listed = false;
+
 	pthread_mutex_lock(&bs->gate_lock);
-	while (!gate_passes(bs)) {
+	for (;;) {
+		if (!gate_passes(bs)) {
+			pthread_cond_wait(&bs->gate_cond, &bs->gate_lock);
+			continue;
+		}
+		if (!cbw_blocks(bs->cbw, op, offset, len)) {
+			break;
+		}
+		if (!listed) {
+			w.next = bs->cbw->waiters;
+			bs->cbw->waiters = &w;
+			listed = true;
+			pthread_cond_broadcast(&bs->gate_cond); /* the copier */
+		}
 		pthread_cond_wait(&bs->gate_cond, &bs->gate_lock);
+	}
+	if (listed && bs->cbw) {
+		for (struct cbw_waiter **pp = &bs->cbw->waiters; *pp; pp = &(*pp)->next) {
+			if (*pp == &w) {
+				*pp = w.next;
+				break;
+			}
+		}
 	}
 	bs->gate_inflight++;
 	pthread_mutex_unlock(&bs->gate_lock);
@@ -580,12 +746,25 @@ void block_gate_enter(struct block_node *bs)
 
 bool block_gate_hold(struct block_node *bs, struct aio_req *r)
 {
+	enum block_op op;
+	uint64_t offset, len;
 	bool entered;
 
+	block_aio_req_range(r, &op, &offset, &len);
 	pthread_mutex_lock(&bs->gate_lock);
-	entered = gate_passes(bs);
+	entered = gate_passes(bs) && !cbw_blocks(bs->cbw, op, offset, len);
 	if (entered) {
 		bs->gate_inflight++;
+	} else if (gate_passes(bs)) {
+		/* its range is to be copied first: block_cbw_unmark() resubmits it */
+		struct aio_req **pp = &bs->cbw->held;
+
+		while (*pp) {
+			pp = block_aio_req_next(*pp);
+		}
+		*pp = r;
+		*block_aio_req_next(r) = NULL;
+		pthread_cond_broadcast(&bs->gate_cond); /* the copier */
 	} else {
 		struct aio_req **pp = &bs->gate_held;
 
@@ -599,14 +778,12 @@ bool block_gate_hold(struct block_node *bs, struct aio_req *r)
 	return entered;
 }
 
-static void dirty_mark_locked(struct block_dirty *d, uint64_t offset, uint64_t len);
-
 void block_gate_exit(struct block_node *bs, enum block_op op, uint64_t offset, uint64_t len)
 {
 	pthread_mutex_lock(&bs->gate_lock);
-	if (bs->dirty && len &&
+	if (bs->dirty &&
 	    (op == BLOCK_OP_WRITE || op == BLOCK_OP_WRITE_ZEROES || op == BLOCK_OP_DISCARD)) {
-		dirty_mark_locked(bs->dirty, offset, len);
+		granules_change(bs->dirty, offset, len, true);
 	}
 	if (--bs->gate_inflight == 0 && bs->gate_drained) {
 		pthread_cond_broadcast(&bs->gate_cond);
@@ -647,42 +824,14 @@ void block_drain_end(struct block_node *bs)
 
 /* ---- write tracking (active commit) ---- */
 
-struct block_dirty {
-	uint64_t granularity;
-	uint64_t nbits;
-	uint64_t count; /* bits set */
-	uint64_t bits[];
-};
-
-static void dirty_mark_locked(struct block_dirty *d, uint64_t offset, uint64_t len)
-{
-	uint64_t first = offset / d->granularity;
-	uint64_t last = (offset + len - 1) / d->granularity;
-
-	for (uint64_t i = first; i <= last && i < d->nbits; i++) {
-		if (!(d->bits[i / 64] & (1ull << (i % 64)))) {
-			d->bits[i / 64] |= 1ull << (i % 64);
-			d->count++;
-		}
-	}
-}
-
 int block_dirty_start(struct block_node *bs, uint64_t granularity, struct error **errp)
 {
-	uint64_t nbits = (block_length(bs) + granularity - 1) / granularity;
-	struct block_dirty *d;
+	struct granules *d;
+	int r = granules_new(bs, granularity, &d, errp);
 
-	if (!granularity || !IS_POWER_OF_2(granularity) || nbits > (1ull << 32)) {
-		return error_set(errp, EINVAL, "bad dirty tracking granularity %" PRIu64,
-				 granularity);
+	if (r < 0) {
+		return r;
 	}
-	d = calloc(1, sizeof(*d) + (nbits + 63) / 64 * sizeof(uint64_t));
-	if (!d) {
-		return error_set(errp, ENOMEM, "out of memory for the dirty bitmap of '%s'",
-				 bs->filename);
-	}
-	d->granularity = granularity;
-	d->nbits = nbits;
 	pthread_mutex_lock(&bs->gate_lock);
 	if (bs->dirty) {
 		pthread_mutex_unlock(&bs->gate_lock);
@@ -696,7 +845,7 @@ int block_dirty_start(struct block_node *bs, uint64_t granularity, struct error 
 
 void block_dirty_stop(struct block_node *bs)
 {
-	struct block_dirty *d;
+	struct granules *d;
 
 	pthread_mutex_lock(&bs->gate_lock);
 	d = bs->dirty;
@@ -708,41 +857,21 @@ void block_dirty_stop(struct block_node *bs)
 void block_dirty_mark(struct block_node *bs, uint64_t offset, uint64_t len)
 {
 	pthread_mutex_lock(&bs->gate_lock);
-	if (bs->dirty && len) {
-		dirty_mark_locked(bs->dirty, offset, len);
+	if (bs->dirty) {
+		granules_change(bs->dirty, offset, len, true);
 	}
 	pthread_mutex_unlock(&bs->gate_lock);
 }
 
 bool block_dirty_take(struct block_node *bs, uint64_t max, uint64_t *ret_offset, uint64_t *ret_len)
 {
-	struct block_dirty *d;
-	uint64_t i, n = 0, len = block_length(bs);
-	bool found = false;
+	uint64_t len = block_length(bs);
+	bool found;
 
 	pthread_mutex_lock(&bs->gate_lock);
-	d = bs->dirty;
-	if (d && d->count) {
-		for (i = 0; i < d->nbits; i++) {
-			if (d->bits[i / 64] == 0 && i % 64 == 0) {
-				i += 63;
-				continue;
-			}
-			if (d->bits[i / 64] & (1ull << (i % 64))) {
-				break;
-			}
-		}
-		while (i + n < d->nbits && (n + 1) * d->granularity <= MAX(max, d->granularity) &&
-		       (d->bits[(i + n) / 64] & (1ull << ((i + n) % 64)))) {
-			d->bits[(i + n) / 64] &= ~(1ull << ((i + n) % 64));
-			d->count--;
-			n++;
-		}
-		if (n) {
-			*ret_offset = i * d->granularity;
-			*ret_len = MIN(n * d->granularity, len - *ret_offset);
-			found = true;
-		}
+	found = bs->dirty && granules_run(bs->dirty, 0, len, max, len, ret_offset, ret_len);
+	if (found) {
+		granules_change(bs->dirty, *ret_offset, *ret_len, false);
 	}
 	pthread_mutex_unlock(&bs->gate_lock);
 	return found;
@@ -756,6 +885,185 @@ uint64_t block_dirty_bytes(struct block_node *bs)
 	n = bs->dirty ? bs->dirty->count * bs->dirty->granularity : 0;
 	pthread_mutex_unlock(&bs->gate_lock);
 	return n;
+}
+
+/* ---- copy before write (backup jobs) ---- */
+
+int block_cbw_start(struct block_node *bs, uint64_t granularity, struct error **errp)
+{
+	struct block_cbw *c = calloc(1, sizeof(*c));
+	int r = c ? granules_new(bs, granularity, &c->todo, errp)
+		  : error_set(errp, ENOMEM, "out of memory");
+
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	pthread_mutex_lock(&bs->gate_lock);
+	if (bs->cbw) {
+		pthread_mutex_unlock(&bs->gate_lock);
+		cbw_free(c);
+		return error_set(errp, EBUSY, "'%s' is already being copied", bs->filename);
+	}
+	bs->cbw = c;
+	pthread_mutex_unlock(&bs->gate_lock);
+	return 0;
+}
+
+void block_cbw_mark(struct block_node *bs, uint64_t offset, uint64_t len)
+{
+	pthread_mutex_lock(&bs->gate_lock);
+	if (bs->cbw) {
+		granules_change(bs->cbw->todo, offset, len, true);
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+}
+
+bool block_cbw_next(struct block_node *bs, uint64_t from, uint64_t end, uint64_t max,
+		    uint64_t *ret_offset, uint64_t *ret_len)
+{
+	bool found;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	found = bs->cbw && granules_run(bs->cbw->todo, from, MIN(end, block_length(bs)), max,
+					block_length(bs), ret_offset, ret_len);
+	pthread_mutex_unlock(&bs->gate_lock);
+	return found;
+}
+
+/* A marked run that a waiting request needs, under gate_lock. */
+static bool cbw_wanted(struct block_node *bs, uint64_t max, uint64_t *ret_offset, uint64_t *ret_len)
+{
+	struct block_cbw *c = bs->cbw;
+	uint64_t len = block_length(bs);
+
+	for (struct cbw_waiter *w = c->waiters; w; w = w->next) {
+		if (granules_run(c->todo, w->offset, w->offset + w->len, max, len, ret_offset,
+				 ret_len)) {
+			return true;
+		}
+	}
+	for (struct aio_req *r = c->held; r; r = *block_aio_req_next(r)) {
+		enum block_op op;
+		uint64_t off, n;
+
+		block_aio_req_range(r, &op, &off, &n);
+		if (granules_run(c->todo, off, off + n, max, len, ret_offset, ret_len)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+bool block_cbw_wait(struct block_node *bs, uint64_t ns, uint64_t max, uint64_t *ret_offset,
+		    uint64_t *ret_len)
+{
+	struct timespec ts;
+	bool found = false;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(ns / 1000000000u);
+	ts.tv_nsec += (long)(ns % 1000000000u);
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&bs->gate_lock);
+	while (bs->cbw && !bs->cbw->kicked) {
+		found = cbw_wanted(bs, max, ret_offset, ret_len);
+		if (found ||
+		    pthread_cond_timedwait(&bs->gate_cond, &bs->gate_lock, &ts) == ETIMEDOUT) {
+			break;
+		}
+	}
+	if (bs->cbw) {
+		bs->cbw->kicked = false;
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+	return found;
+}
+
+void block_cbw_kick(struct block_node *bs)
+{
+	pthread_mutex_lock(&bs->gate_lock);
+	if (bs->cbw) {
+		bs->cbw->kicked = true;
+		pthread_cond_broadcast(&bs->gate_cond);
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+}
+
+/* Take the held requests that no marked granule blocks any more, under gate_lock. */
+static struct aio_req *cbw_release(struct block_cbw *c, bool all)
+{
+	struct aio_req *go = NULL, **tail = &go, **pp = &c->held;
+
+	while (*pp) {
+		struct aio_req *r = *pp;
+		enum block_op op;
+		uint64_t off, n;
+
+		block_aio_req_range(r, &op, &off, &n);
+		if (all || !granules_any(c->todo, off, n)) {
+			/* in the order they came */
+			*pp = *block_aio_req_next(r);
+			*block_aio_req_next(r) = NULL;
+			*tail = r;
+			tail = block_aio_req_next(r);
+		} else {
+			pp = block_aio_req_next(r);
+		}
+	}
+	return go;
+}
+
+void block_cbw_unmark(struct block_node *bs, uint64_t offset, uint64_t len)
+{
+	struct aio_req *go = NULL;
+	struct block_cbw *c;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	c = bs->cbw;
+	if (c && len) {
+		granules_change(c->todo, offset, len, false);
+		go = cbw_release(c, false);
+		if (c->waiters) {
+			pthread_cond_broadcast(&bs->gate_cond);
+		}
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+	if (go) {
+		block_aio_resubmit(go);
+	}
+}
+
+uint64_t block_cbw_bytes(struct block_node *bs)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	n = bs->cbw ? MIN(bs->cbw->todo->count * bs->cbw->todo->granularity, block_length(bs)) : 0;
+	pthread_mutex_unlock(&bs->gate_lock);
+	return n;
+}
+
+void block_cbw_stop(struct block_node *bs)
+{
+	struct aio_req *go = NULL;
+	struct block_cbw *c;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	c = bs->cbw;
+	bs->cbw = NULL;
+	if (c) {
+		go = cbw_release(c, true);
+		pthread_cond_broadcast(&bs->gate_cond);
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+	cbw_free(c);
+	if (go) {
+		block_aio_resubmit(go);
+	}
 }
 
 int block_check_request(struct block_node *bs, uint64_t offset, uint64_t len, bool write)
@@ -982,7 +1290,7 @@ int block_preadv(struct block_node *bs, uint64_t offset, const struct iovec *iov
 	if (r < 0) {
 		return r;
 	}
-	block_gate_enter(bs);
+	block_gate_enter(bs, BLOCK_OP_READ, offset, len);
 	t0 = now_ns();
 	r = block_do_preadv(bs, offset, iov, cnt, len);
 	block_account(bs, BLOCK_OP_READ, len, r, t0);
@@ -1003,7 +1311,7 @@ int block_pwritev(struct block_node *bs, uint64_t offset, const struct iovec *io
 	if (r < 0) {
 		return r;
 	}
-	block_gate_enter(bs);
+	block_gate_enter(bs, BLOCK_OP_WRITE, offset, len);
 	t0 = now_ns();
 	r = block_do_pwritev(bs, offset, iov, cnt, len);
 	block_account(bs, BLOCK_OP_WRITE, len, r, t0);
@@ -1079,7 +1387,7 @@ int block_flush(struct block_node *bs)
 	uint64_t t0;
 	int r;
 
-	block_gate_enter(bs);
+	block_gate_enter(bs, BLOCK_OP_FLUSH, 0, 0);
 	t0 = now_ns();
 	r = block_do_flush(bs);
 	block_account(bs, BLOCK_OP_FLUSH, 0, r, t0);
@@ -1106,7 +1414,7 @@ int block_discard(struct block_node *bs, uint64_t offset, uint64_t len)
 	if (r < 0) {
 		return r;
 	}
-	block_gate_enter(bs);
+	block_gate_enter(bs, BLOCK_OP_DISCARD, offset, len);
 	r = block_do_discard(bs, offset, len);
 	block_account(bs, BLOCK_OP_DISCARD, len, r, now_ns());
 	block_gate_exit(bs, BLOCK_OP_DISCARD, offset, len);
@@ -1158,7 +1466,7 @@ int block_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len, uns
 	if (r < 0) {
 		return r;
 	}
-	block_gate_enter(bs);
+	block_gate_enter(bs, BLOCK_OP_WRITE_ZEROES, offset, len);
 	t0 = now_ns();
 	r = block_do_write_zeroes(bs, offset, len, flags);
 	block_account(bs, BLOCK_OP_WRITE_ZEROES, len, r, t0);
@@ -1541,7 +1849,7 @@ int block_pwrite_compressed(struct block_node *bs, uint64_t offset, const void *
 	if (r < 0) {
 		return r;
 	}
-	block_gate_enter(bs);
+	block_gate_enter(bs, BLOCK_OP_WRITE, offset, len);
 	t0 = now_ns();
 	r = bs->drv->pwrite_compressed(bs, offset, buf, len);
 	block_account(bs, BLOCK_OP_WRITE, len, r, t0);

@@ -304,6 +304,30 @@ bool block_dirty_take(struct block_node *bs, uint64_t max, uint64_t *ret_offset,
 uint64_t block_dirty_bytes(struct block_node *bs);
 
 /*
+ * Copy before write (backup jobs): from block_cbw_start() on, a write,
+ * write-zeroes or discard of @bs that touches a marked granule waits (a
+ * synchronous request) or is held (an asynchronous one, so the thread
+ * that submitted it goes on) until block_cbw_unmark() has unmarked every
+ * granule it touches. The copier marks what is to be copied before any
+ * write may enter (with @bs drained), copies each marked run and then
+ * unmarks it. block_cbw_next(): the first marked run in [@from, @end), at
+ * most @max bytes. block_cbw_wait(): up to @ns for a marked run that a
+ * waiting request needs; false on timeout, block_cbw_kick() or stop.
+ * block_cbw_stop() lets every waiting request go. Reads never wait. One
+ * tracker per node; any thread but the control thread.
+ */
+int block_cbw_start(struct block_node *bs, uint64_t granularity, struct error **errp);
+void block_cbw_mark(struct block_node *bs, uint64_t offset, uint64_t len);
+bool block_cbw_next(struct block_node *bs, uint64_t from, uint64_t end, uint64_t max,
+		    uint64_t *ret_offset, uint64_t *ret_len);
+bool block_cbw_wait(struct block_node *bs, uint64_t ns, uint64_t max, uint64_t *ret_offset,
+		    uint64_t *ret_len);
+void block_cbw_kick(struct block_node *bs);
+void block_cbw_unmark(struct block_node *bs, uint64_t offset, uint64_t len);
+uint64_t block_cbw_bytes(struct block_node *bs);
+void block_cbw_stop(struct block_node *bs);
+
+/*
  * The graph (block/graph.c). A disk's device keeps a pointer to its top
  * node; these functions change what the nodes hold, so the pointer stays
  * valid and designates the new top. The caller drains the disk's top node
