@@ -867,6 +867,13 @@ void job_discard(struct job *job)
 	do_dismiss(job);
 }
 
+void job_abort_unstarted(struct job *job)
+{
+	transition(job, JOB_STATUS_ABORTING);
+	transition(job, JOB_STATUS_CONCLUDED);
+	do_dismiss(job);
+}
+
 bool job_pause_point(struct job *job)
 {
 	bool cancelled;

@@ -174,6 +174,11 @@ int jobs_check_id(struct jobs *jobs, const struct job_options *opt, struct error
 int job_start(struct job *job, struct error **errp);
 /* created -> null: a job that will not start goes (QEMU's failed job creation). */
 void job_discard(struct job *job);
+/*
+ * created -> aborting -> concluded -> null: a job created by a transaction
+ * that failed afterwards (QEMU's transaction abort).
+ */
+void job_abort_unstarted(struct job *job);
 
 /* Look up a job of @vm; NULL if none. */
 struct job *jobs_find(struct jobs *jobs, const char *vm, const char *id);
