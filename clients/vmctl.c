@@ -1825,8 +1825,9 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 		}
 	}
 	if (argc - optind < 3) {
-		return usage_error("%s",
-				   "disk needs snapshot|stream|commit|mirror, a VM and a disk id");
+		return usage_error(
+			"%s",
+			"disk needs snapshot|stream|commit|mirror|backup, a VM and a disk id");
 	}
 	verb = argv[optind];
 	vm = argv[optind + 1];
@@ -1888,8 +1889,47 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 		}
 		return rc;
 	}
+	if (strcmp(verb, "backup") == 0) {
+		if (argc - optind != 4) {
+			return usage_error("%s", "disk backup needs VM DISK FILE");
+		}
+		if (base || top || !pivot) {
+			return usage_error("%s", "disk backup takes --format, --existing, --sync, "
+						 "--speed, --job-id and --no-wait");
+		}
+		if (sync && strcmp(sync, "none") == 0 && wait) {
+			return usage_error("%s", "disk backup --sync none copies until it is "
+						 "cancelled: add --no-wait");
+		}
+		/* drive-backup: the disk as it is now, while the guest writes on */
+		args = json_pack("{s:s, s:s, s:s, s:s}", "vm", vm, "device", disk, "sync",
+				 sync ? sync : "full", "mode",
+				 existing ? "existing" : "absolute-paths");
+		if (!args || set_path(args, "target", argv[optind + 3]) < 0) {
+			json_decref(args);
+			return fail(EXIT_FAILURE, NULL, "cannot resolve '%s'", argv[optind + 3]);
+		}
+		if (format) {
+			json_object_set_new(args, "format", json_string(format));
+		}
+		if (speed) {
+			json_object_set_new(args, "speed", json_integer((json_int_t)speed));
+		}
+		if (job_id) {
+			json_object_set_new(args, "job-id", json_string(job_id));
+		}
+		rc = run_cmd(c, "drive-backup", args, NULL);
+		if (rc == EXIT_OK && wait) {
+			rc = follow_job(c, vm, job_id ? job_id : disk, true);
+		}
+		if (rc == EXIT_OK && !json_output) {
+			printf("%s: disk %s: backup %s %s\n", vm, disk,
+			       wait ? "written to" : "started into", argv[optind + 3]);
+		}
+		return rc;
+	}
 	if (sync && strcmp(verb, "mirror") != 0) {
-		return usage_error("%s", "--sync is for disk mirror");
+		return usage_error("%s", "--sync is for disk mirror and disk backup");
 	}
 	if (strcmp(verb, "mirror") == 0) {
 		if (argc - optind != 4) {
@@ -1913,7 +1953,8 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 		return usage_error("disk %s needs VM DISK", verb);
 	}
 	if (strcmp(verb, "stream") != 0 && strcmp(verb, "commit") != 0) {
-		return usage_error("unknown disk command '%s' (snapshot, stream, commit, mirror)",
+		return usage_error("unknown disk command '%s' (snapshot, stream, commit, mirror, "
+				   "backup)",
 				   verb);
 	}
 	if (top && strcmp(verb, "commit") != 0) {
@@ -2639,7 +2680,7 @@ static const struct vmctl_command commands[] = {
 	 "                           --interval sets the polling period first (0: off)\n"},
 	{"disk", cmd_disk,
 	 "add|remove|resize|throttle|snapshot|snapshot-internal|snapshot-delete|stream|commit|\n"
-	 "                     mirror VM ...",
+	 "                     mirror|backup VM ...",
 	 "hot-add, remove or resize a disk; external snapshots and block jobs",
 	 "  add VM ID FILE [--format raw|qcow2] [--readonly] [--serial S]\n"
 	 "      [--cache none|writeback] [--addr SLOT]\n"
@@ -2670,7 +2711,15 @@ static const struct vmctl_command commands[] = {
 	 "      --sync full|top|none  what to copy (default full: the whole disk)\n"
 	 "      --base FILE         into FILE instead of the bottom of the chain\n"
 	 "      --no-pivot          finish an active commit without switching\n"
-	 "  stream and commit wait for their job with a progress bar on a terminal;\n"
+	 "  backup VM DISK FILE     a copy of the disk as it is now into FILE, while the guest\n"
+	 "                          writes on (drive-backup; FILE is created, with the disk's\n"
+	 "                          format, unless --existing)\n"
+	 "      --sync full|top|none  the whole disk (default), its active image alone (FILE\n"
+	 "                          backed by its backing file), or only what the guest\n"
+	 "                          overwrites (FILE backed by the disk; with --no-wait,\n"
+	 "                          until the job is cancelled)\n"
+	 "  stream, commit, mirror and backup wait for their job with a progress bar on a\n"
+	 "  terminal;\n"
 	 "      --speed BYTES       limit the copy (bytes per second)\n"
 	 "      --job-id ID         name the job (default: the disk)\n"
 	 "      --no-wait           return once the job started (see vmctl jobs)\n"},

@@ -28,6 +28,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,6 +37,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/parse.h"
+#include "common/thread.h"
 #include "daemon/blockjob.h"
 #include "daemon/jobs.h"
 #include "daemon/registry.h"
@@ -162,6 +164,20 @@ struct bjob {
 	char *new_file;	      /* after a pivot: the disk's image */
 	char *new_format;
 	struct def_write *def_write; /* active commit: the definition after the pivot */
+	/*
+	 * backup: base is the target. The disk's writes wait for the copy of
+	 * what they overwrite (block_cbw_*, started with the disk drained by
+	 * the transaction's worker); the copier thread copies what a write
+	 * waits for, the job's thread the rest in order, one at a time.
+	 */
+	bool backup;
+	bool cbw; /* root's copy-before-write tracker is ours */
+	bool copier_running;
+	pthread_t copier;
+	pthread_mutex_t copy_lock; /* one copy at a time; backup only */
+	bool copier_stop;	   /* under copy_lock */
+	int copier_err;		   /* the copier's failed copy (under copy_lock) */
+	struct job *job;
 };
 
 static void bjob_free(void *opaque)
@@ -170,6 +186,12 @@ static void bjob_free(void *opaque)
 
 	if (!j) {
 		return;
+	}
+	if (j->cbw) {
+		block_cbw_stop(j->root); /* a backup that never ran: the disk's writes go on */
+	}
+	if (j->backup) {
+		pthread_mutex_destroy(&j->copy_lock);
 	}
 	if (j->claimed) {
 		/* a job that never ran: the table keeps its reference, nothing closes here */
@@ -685,11 +707,222 @@ static const struct job_driver stream_driver = {
 static const struct job_driver commit_driver = ACTIVE_COPY_DRIVER("commit");
 static const struct job_driver mirror_driver = ACTIVE_COPY_DRIVER("mirror");
 
+/* ---- backup ---- */
+
+/* How long the copier waits for a write before it looks for its stop again. */
+#define BACKUP_COPIER_POLL_NS 100000000ull
+
+/*
+ * Copy what is still marked in [off, off+len) into the target and unmark
+ * it, under copy_lock. A full backup writes zeroes where no layer holds
+ * data (nothing where the target is a new image), as QEMU's. Returns the
+ * bytes copied, or -errno with *is_read telling which side failed.
+ */
+static int64_t backup_copy(struct bjob *j, void *buf, uint64_t off, uint64_t len, bool *is_read)
+{
+	uint64_t end = off + len, o, n, done = 0;
+	int r = 0;
+
+	while (r == 0 && block_cbw_next(j->root, off, end, BLOCKJOB_CHUNK, &o, &n)) {
+		uint64_t pnum = n;
+		bool alloc = true;
+
+		if (j->sync == MIRROR_FULL) {
+			*is_read = true;
+			r = block_is_allocated_above(j->root, NULL, o, n, &pnum, &alloc);
+		}
+		if (r == 0 && alloc) {
+			r = copy_range(j->root, j->base, buf, o, pnum, is_read);
+		} else if (r == 0 && !j->target_zeroed) {
+			*is_read = false;
+			r = block_write_zeroes(j->base, o, pnum, 0);
+		}
+		if (r == 0) {
+			block_cbw_unmark(j->root, o, pnum);
+			done += pnum;
+			off = o + pnum;
+		}
+	}
+	return r < 0 ? r : (int64_t)done;
+}
+
+/* The copier thread: copies first what the disk's writes wait for. */
+static void *backup_copier(void *arg)
+{
+	struct bjob *j = arg;
+	void *buf = NULL;
+	uint64_t off, len;
+	bool stop = false, is_read;
+
+	if (posix_memalign(&buf, 4096, BLOCKJOB_CHUNK) != 0) {
+		pthread_mutex_lock(&j->copy_lock);
+		j->copier_err = -ENOMEM;
+		pthread_mutex_unlock(&j->copy_lock);
+		return NULL;
+	}
+	while (!stop) {
+		bool found =
+			block_cbw_wait(j->root, BACKUP_COPIER_POLL_NS, BLOCKJOB_CHUNK, &off, &len);
+		int64_t n = 0;
+
+		pthread_mutex_lock(&j->copy_lock);
+		stop = j->copier_stop;
+		if (found && !stop) {
+			n = backup_copy(j, buf, off, len, &is_read);
+		}
+		if (n < 0) {
+			/*
+			 * The copy before a write failed: the backup is broken, not the
+			 * write (the tracker stops, the writes go on; the job fails).
+			 */
+			j->copier_err = (int)n;
+			stop = true;
+		}
+		pthread_mutex_unlock(&j->copy_lock);
+		if (n < 0) {
+			block_cbw_stop(j->root);
+		} else if (n > 0) {
+			job_progress_update(j->job, (uint64_t)n);
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+static void backup_stop_copier(struct bjob *j)
+{
+	if (!j->copier_running) {
+		return;
+	}
+	pthread_mutex_lock(&j->copy_lock);
+	j->copier_stop = true;
+	pthread_mutex_unlock(&j->copy_lock);
+	block_cbw_kick(j->root);
+	pthread_join(j->copier, NULL);
+	j->copier_running = false;
+}
+
+static int backup_copier_error(struct bjob *j, struct error **errp)
+{
+	int err;
+
+	pthread_mutex_lock(&j->copy_lock);
+	err = j->copier_err;
+	pthread_mutex_unlock(&j->copy_lock);
+	if (err == 0) {
+		return 0;
+	}
+	/* whatever the policy: a copy missed before a write cannot be made again */
+	return error_set(errp, -err, "%s", strerror(-err));
+}
+
+/* The copy in order of what is still marked; sync none copies only before writes. */
+static int backup_loop(struct job *job, struct bjob *j, void *buf, struct error **errp)
+{
+	uint64_t len = block_length(j->root), off = 0, o, n;
+
+	if (j->sync == MIRROR_NONE) {
+		while (!job_sleep_ns(job, BLOCKJOB_MIRROR_POLL_NS)) {
+			if (backup_copier_error(j, errp) < 0) {
+				return -EIO;
+			}
+		}
+		return -ECANCELED;
+	}
+	while (block_cbw_next(j->root, off, len, BLOCKJOB_CHUNK, &o, &n)) {
+		bool is_read = false;
+		int64_t done;
+		int r;
+
+		/* the speed is applied before each copy: at speed 1 nothing is copied yet */
+		if (job_rate_limit(job, n)) {
+			return -ECANCELED;
+		}
+		r = backup_copier_error(j, errp);
+		if (r < 0) {
+			return r;
+		}
+		pthread_mutex_lock(&j->copy_lock);
+		done = backup_copy(j, buf, o, n, &is_read);
+		pthread_mutex_unlock(&j->copy_lock);
+		if (done < 0) {
+			r = io_error(job, is_read, (int)done, errp);
+			if (r < 0) {
+				return r;
+			}
+			if (r > 0 && job_pause_point(job)) {
+				return -ECANCELED;
+			}
+			if (r == 0) {
+				off = o + n; /* ignored: what is left there stays uncopied */
+				block_cbw_unmark(j->root, o, n);
+			}
+			continue;
+		}
+		job_progress_update(job, (uint64_t)done);
+		off = o + n;
+	}
+	return backup_copier_error(j, errp);
+}
+
+static int backup_run(struct job *job, struct error **errp)
+{
+	struct bjob *j = job_opaque(job);
+	_cleanup_free_ void *buf = NULL;
+	int r;
+
+	if (posix_memalign(&buf, 4096, BLOCKJOB_CHUNK) != 0) {
+		r = error_set(errp, ENOMEM, "out of memory");
+	} else {
+		r = -thread_create(&j->copier, NULL, backup_copier, j);
+		if (r < 0) {
+			error_set_errno(errp, -r, "cannot start the backup's copier");
+		}
+	}
+	j->copier_running = r == 0;
+	if (r == 0) {
+		r = backup_loop(job, j, buf, errp);
+	}
+	backup_stop_copier(j);
+	/* done or not, the disk's writes no longer wait */
+	block_cbw_stop(j->root);
+	j->cbw = false;
+	if (r == 0) {
+		r = block_flush(j->base);
+		if (r < 0) {
+			r = error_set(errp, -r, "%s", strerror(-r));
+		}
+	}
+	return r;
+}
+
+/* The target goes back to its blockdev-add entry, or closes here (drive-backup's). */
+static void backup_clean(struct job *job)
+{
+	struct bjob *j = job_opaque(job);
+
+	if (j->claimed) {
+		block_unref(vm_blockdev_unclaim(j->vmp, j->target, false));
+		j->claimed = false;
+	}
+	block_unref(TAKE_PTR(j->base));
+}
+
+static const struct job_driver backup_driver = {
+	.type = "backup",
+	.block = true,
+	.run = backup_run,
+	.commit = backup_clean,
+	.abort = backup_clean,
+	.free = bjob_free,
+};
+
 static bool is_bjob(struct job *job)
 {
 	const struct job_driver *d = job_driver(job);
 
-	return d == &stream_driver || d == &commit_driver || d == &mirror_driver;
+	return d == &stream_driver || d == &commit_driver || d == &mirror_driver ||
+	       d == &backup_driver;
 }
 
 static bool job_on_disk(struct job *job, void *arg)
@@ -707,6 +940,22 @@ static bool job_on_target(struct job *job, void *arg)
 static bool job_running_on_target(struct job *job, void *arg)
 {
 	return job_on_target(job, arg) && job_get_status(job) != JOB_STATUS_CONCLUDED;
+}
+
+static bool backup_on_target(struct job *job, void *arg)
+{
+	return job_driver(job) == &backup_driver && job_on_target(job, arg);
+}
+
+int blockjob_check_target(struct registry_vm *rv, const char *name, struct error **errp)
+{
+	if (name &&
+	    jobs_find_if(registry_jobs(rv->reg), rv->name, backup_on_target, (void *)name)) {
+		return error_set(errp, EBUSY,
+				 "Node '%s' is busy: block device is in use by block job: backup",
+				 name);
+	}
+	return 0;
 }
 
 bool blockjob_target_named(struct registry_vm *rv, const char *name)
@@ -781,11 +1030,12 @@ static int bjob_options(struct registry_vm *rv, const struct job_driver *drv, js
 		.auto_dismiss = bool_arg(args, "auto-dismiss", true),
 		.vm_flag = registry_violation_flag(rv),
 	};
-	if (speed && json_integer_value(speed) < 0 && drv != &mirror_driver) {
+	if (speed && json_integer_value(speed) < 0 && drv != &mirror_driver &&
+	    drv != &backup_driver) {
 		return error_set(errp, EINVAL, "Invalid parameter 'speed'");
 	}
 	o->speed = speed && json_integer_value(speed) > 0 ? (uint64_t)json_integer_value(speed) : 0;
-	if (drv == &mirror_driver) {
+	if (drv == &mirror_driver || drv == &backup_driver) {
 		r = job_on_error_parse(str_arg(args, "on-source-error"), "on-source-error",
 				       &o->on_error, errp);
 		if (r == 0) {
@@ -1281,6 +1531,14 @@ struct snap {
 	const char *overlay_name;
 	char *overlay_file;
 	bool overlay_named; /* its image records a backing file */
+	/*
+	 * blockdev-backup, drive-backup (file, format, existing, created are
+	 * drive-backup's target): the job once created (blockdev-backup's when
+	 * checked, drive-backup's when done), its state until then
+	 */
+	bool backup;
+	struct bjob *bj;
+	struct job *job;
 };
 
 struct snap_op {
@@ -1517,9 +1775,273 @@ static int internal_take(struct registry_vm *rv, struct snap *s, struct error **
 	return r;
 }
 
+/*
+ * blockdev-backup and drive-backup as transaction actions (the commands
+ * alone are one-action transactions, as QEMU's). The control thread checks
+ * the action in QEMU 7.2's order and claims blockdev-backup's target; that
+ * one's job is created here (QEMU's events when a later action fails). The
+ * worker creates and opens drive-backup's target, then, with every disk of
+ * the transaction drained, marks what the backup copies; the job starts on
+ * the control thread once every action is done.
+ */
+static int backup_sync_parse(const char *sync, struct bjob *j, struct error **errp)
+{
+	if (sync && (strcmp(sync, "incremental") == 0 || strcmp(sync, "bitmap") == 0)) {
+		return 1; /* refused below, where QEMU looks for the bitmap */
+	}
+	return mirror_sync_parse(sync ? sync : "", j, errp);
+}
+
+static int backup_check(struct registry_vm *rv, struct vm *vm, json_t *args, struct snap *s,
+			bool drive, struct error **errp)
+{
+	const char *device = str_arg(args, "device"), *target = str_arg(args, "target");
+	const char *sync = str_arg(args, "sync"), *bitmap = str_arg(args, "bitmap");
+	const char *mode = str_arg(args, "mode");
+	json_t *speed = json_object_get(args, "speed");
+	enum job_on_error on_err;
+	struct block_node *t = NULL;
+	struct job_options o;
+	struct disk_node d, td;
+	struct bjob *j;
+	int r, incremental;
+
+	s->backup = true;
+	j = s->bj = calloc(1, sizeof(*j));
+	if (!j || !(j->vm = strdup(rv->name))) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	j->reg = rv->reg;
+	j->backup = true;
+	j->vmp = vm;
+	pthread_mutex_init(&j->copy_lock, NULL);
+	/* what QEMU's argument parsing refuses first */
+	incremental = backup_sync_parse(sync, j, errp);
+	if (incremental < 0) {
+		return incremental;
+	}
+	r = job_on_error_parse(str_arg(args, "on-source-error"), "on-source-error", &on_err, errp);
+	if (r == 0) {
+		r = job_on_error_parse(str_arg(args, "on-target-error"), "on-target-error", &on_err,
+				       errp);
+	}
+	if (r == 0 && drive && mode && strcmp(mode, "existing") != 0 &&
+	    strcmp(mode, "absolute-paths") != 0) {
+		r = error_set(errp, EINVAL, "Parameter 'mode' does not accept value '%s'", mode);
+	}
+	if (r == 0) {
+		r = live_disk(rv, device, &vm, &d, errp);
+	}
+	if (r < 0) {
+		return r;
+	}
+	if (!drive && find_disk(vm, target, target, &td)) {
+		/* QEMU 7.2 aborts on a backup of a disk into itself */
+		return error_set(errp, EBUSY,
+				 "Node '%s' is in use by disk '%s'; back up to a node of its own",
+				 target, td.id);
+	}
+	if (!drive) {
+		r = vm_blockdev_claim(vm, target, &t);
+		if (r == -ENOENT) {
+			return error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'",
+					 target, target);
+		}
+		if (r < 0 && check_idle(rv, d.id, device, errp) < 0) {
+			return -EBUSY; /* QEMU finds the disk busy first */
+		}
+		if (r < 0) {
+			struct job *busy = jobs_find_if(registry_jobs(rv->reg), rv->name,
+							job_on_target, (void *)target);
+
+			return busy ? error_set(errp, EBUSY,
+						"Node '%s' is busy: block device is in use by "
+						"block job: %s",
+						target, job_driver(busy)->type)
+				    : error_set(errp, EBUSY, "Node '%s' is in use by a device",
+						target);
+		}
+		j->base = t;
+		j->claimed = true; /* bjob_free() gives it back */
+		if (!(j->target = strdup(target))) {
+			return error_set(errp, ENOMEM, "out of memory");
+		}
+	}
+	if (incremental && !bitmap) {
+		return error_set(errp, EINVAL,
+				 "must provide a valid bitmap name for '%s' sync mode", sync);
+	}
+	if (bitmap) {
+		/* vmmd keeps no dirty bitmaps yet: whatever the name, none is found */
+		return error_set(errp, ENOENT, "Bitmap '%s' could not be found", bitmap);
+	}
+	if (json_object_get(args, "bitmap-mode")) {
+		return error_set(errp, EINVAL, "Cannot specify bitmap sync mode without a bitmap");
+	}
+	if (speed && json_integer_value(speed) < 0) {
+		return error_set(errp, EINVAL, "Parameter 'speed' expects a non-negative value");
+	}
+	if (bool_arg(args, "compress", false)) {
+		return error_set(errp, ENOTSUP, "'compress' is not supported by vmmd's backup");
+	}
+	if (d.node != d.root) {
+		return error_set(errp, ENOTSUP,
+				 "vmmd backs up a disk's active layer only, not '%s'", device);
+	}
+	r = check_idle(rv, d.id, device, errp);
+	if (r < 0) {
+		return r;
+	}
+	if (!(j->disk = strdup(d.id))) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	j->root = block_ref(d.root);
+	r = snap_take_disk(s, &d, errp);
+	if (r == 0 && !drive && block_length(t) != block_length(d.root)) {
+		r = error_set(errp, EINVAL, "Source and target image have different sizes");
+	}
+	if (r == 0) {
+		r = bjob_options(rv, &backup_driver, args, device, &o, errp);
+	}
+	if (r == 0 && drive) {
+		/* the job is created once the target is open, as QEMU's */
+		s->file = target;
+		s->existing = mode && strcmp(mode, "existing") == 0;
+		s->format =
+			str_arg(args, "format") ? str_arg(args, "format") : block_format(d.root);
+		if (s->existing && !str_arg(args, "format")) {
+			return error_set(errp, EINVAL,
+					 "drive-backup with mode 'existing' needs 'format' (vmmd "
+					 "never probes an image's format)");
+		}
+		if (j->sync == MIRROR_TOP && !block_backing(d.root)) {
+			j->sync = MIRROR_FULL; /* as QEMU: no backing file to leave below */
+		}
+		return jobs_check_id(registry_jobs(rv->reg), &o, errp);
+	}
+	if (r == 0) {
+		r = jobs_create(registry_jobs(rv->reg), &backup_driver, &o, TAKE_PTR(s->bj),
+				&s->job, errp);
+	}
+	if (r == 0 && block_is_read_only(t)) {
+		/* QEMU creates the job, then finds the target read-only */
+		job_discard(TAKE_PTR(s->job));
+		r = error_set(errp, EROFS, "Could not create node: Block node is read-only");
+	}
+	return r;
+}
+
+/* Worker: drive-backup's target, created (unless "existing") and opened. */
+static int backup_open(struct snap *s, struct error **errp)
+{
+	struct bjob *j = s->bj;
+	struct block_node *backing = j->sync == MIRROR_TOP    ? block_backing(j->root)
+				     : j->sync == MIRROR_NONE ? j->root
+							      : NULL;
+	int r = 0;
+
+	if (!s->existing) {
+		r = block_create_target(s->file, s->format, block_length(j->root), backing, errp);
+		s->created = r == 0;
+		/* a new image reads as zeroes: a full backup writes only what the chain holds */
+		j->target_zeroed = true;
+	}
+	if (r == 0) {
+		r = block_open_target(&j->base, s->file, s->format, j->root, NULL, s->existing,
+				      errp);
+	}
+	if (r == 0 && block_length(j->base) != block_length(j->root)) {
+		r = error_set(errp, EINVAL, "Source and target image have different sizes");
+	}
+	return r;
+}
+
+/* Worker, the disk drained: what the backup copies, before any write may land. */
+static int backup_begin(struct snap *s, struct error **errp)
+{
+	struct bjob *j = s->job ? job_opaque(s->job) : s->bj;
+	uint64_t len = block_length(j->root), off = 0;
+	int r = block_cbw_start(j->root, BLOCKJOB_DIRTY_GRANULARITY, errp);
+
+	if (r < 0) {
+		return r;
+	}
+	j->cbw = true;
+	if (j->sync != MIRROR_TOP) {
+		block_cbw_mark(j->root, 0, len);
+		return 0;
+	}
+	while (off < len && r == 0) {
+		uint64_t pnum;
+		bool alloc;
+
+		r = block_is_allocated_above(j->root, block_backing(j->root), off, len - off, &pnum,
+					     &alloc);
+		if (r < 0) {
+			error_set_errno(errp, -r, "cannot read the allocation map");
+		} else {
+			if (alloc) {
+				block_cbw_mark(j->root, off, pnum);
+			}
+			off += pnum;
+		}
+	}
+	return r;
+}
+
+/* Worker: a backup that will not happen lets the disk's writes go. */
+static void backup_abort(struct snap *s)
+{
+	struct bjob *j = s->job ? job_opaque(s->job) : s->bj;
+
+	if (j && j->cbw) {
+		block_cbw_stop(j->root);
+		j->cbw = false;
+	}
+	if (j && s->file) {
+		/* drive-backup's image closes here, on the worker */
+		block_unref(TAKE_PTR(j->base));
+	}
+	if (s->created) {
+		unlink(s->file);
+		s->created = false;
+	}
+}
+
+/* Control thread, the transaction done (@r) or refused: the job starts or goes. */
+static int backup_finish(struct registry_vm *rv, struct snap *s, json_t *args, int r,
+			 struct error **errp)
+{
+	struct job_options o;
+
+	if (r == 0 && !s->job) {
+		r = bjob_options(rv, &backup_driver, args, str_arg(args, "device"), &o, errp);
+		if (r == 0) {
+			r = jobs_create(registry_jobs(rv->reg), &backup_driver, &o, TAKE_PTR(s->bj),
+					&s->job, errp);
+		}
+	}
+	if (r == 0) {
+		struct bjob *j = job_opaque(s->job);
+
+		j->job = s->job;
+		job_progress_set_total(s->job, block_cbw_bytes(j->root));
+		return job_start(TAKE_PTR(s->job), errp);
+	}
+	if (s->job) {
+		job_abort_unstarted(TAKE_PTR(s->job));
+	}
+	bjob_free(TAKE_PTR(s->bj));
+	return r;
+}
+
 /* Worker: an action that will not happen. */
 static void snap_abort(struct snap *s)
 {
+	if (s->backup) {
+		backup_abort(s);
+		return;
+	}
 	block_unref(TAKE_PTR(s->overlay));
 	if (s->created) {
 		unlink(s->file);
@@ -1544,6 +2066,10 @@ static void snap_switch(struct registry_vm *rv, struct snap *s)
 
 static void snap_free(struct snap *s)
 {
+	if (s->job) {
+		job_abort_unstarted(TAKE_PTR(s->job)); /* its bjob goes with it */
+	}
+	bjob_free(TAKE_PTR(s->bj));
 	block_unref(s->overlay);
 	block_unref(s->root);
 	free(s->disk);
@@ -1557,8 +2083,12 @@ static void snap_work(void *arg)
 	int r = 0;
 
 	for (i = 0; i < op->n && r == 0; i++) {
-		if (!op->snaps[i].overlay_action && !op->snaps[i].internal) {
-			r = snap_open(&op->snaps[i], &op->err);
+		struct snap *s = &op->snaps[i];
+
+		if (s->backup && s->file) {
+			r = backup_open(s, &op->err);
+		} else if (!s->overlay_action && !s->internal && !s->backup) {
+			r = snap_open(s, &op->err);
 		}
 	}
 	if (r == 0) {
@@ -1569,6 +2099,12 @@ static void snap_work(void *arg)
 		for (i = 0; i < op->n && r == 0; i++) {
 			if (op->snaps[i].internal) {
 				r = internal_take(op->rv, &op->snaps[i], &op->err);
+			}
+		}
+		/* after the snapshots, before any write: a backup's point in time is theirs */
+		for (i = 0; i < op->n && r == 0; i++) {
+			if (op->snaps[i].backup) {
+				r = backup_begin(&op->snaps[i], &op->err);
 			}
 		}
 		for (i = op->n; r < 0 && i-- > 0;) {
@@ -1586,7 +2122,7 @@ static void snap_work(void *arg)
 			}
 		}
 		for (i = 0; i < op->n; i++) {
-			if (r == 0 && !op->snaps[i].internal) {
+			if (r == 0 && !op->snaps[i].internal && !op->snaps[i].backup) {
 				snap_switch(op->rv, &op->snaps[i]);
 			} else {
 				block_drain_end(op->snaps[i].root);
@@ -1628,7 +2164,14 @@ static void snap_done(void *arg)
 		struct snap *s = &op->snaps[i];
 		const char *file = s->overlay_action ? s->overlay_file : s->file;
 
-		if (op->r == 0 && s->internal) {
+		if (s->backup) {
+			json_t *data = json_object_get(json_array_get(op->actions, i), "data");
+			int r = backup_finish(rv, s, data, op->r, op->r == 0 ? &op->err : NULL);
+
+			if (r < 0 && op->r == 0) {
+				op->r = r; /* (drive-backup's job could not be created) */
+			}
+		} else if (op->r == 0 && s->internal) {
 			log_full(LOG_INFO, rv->name, s->disk, "internal snapshot '%s' taken",
 				 s->name);
 		} else if (op->r == 0) {
@@ -1689,6 +2232,7 @@ static int snap_run(struct registry_vm *rv, json_t *actions, bool grouped, regis
 	struct vm *vm = live_vm(rv, errp);
 	struct snap_op *op;
 	size_t n = json_array_size(actions), i, k;
+	unsigned jobs = 0;
 	json_t *a;
 	int r = 0;
 
@@ -1714,13 +2258,23 @@ static int snap_run(struct registry_vm *rv, json_t *actions, bool grouped, regis
 			return error_set(errp, EINVAL,
 					 "Parameter 'type' does not accept value '%s'", type);
 		}
+		if (strcmp(type, "blockdev-backup") == 0 || strcmp(type, "drive-backup") == 0) {
+			if (grouped && ++jobs > 1) {
+				/* one job alone completes as its group would */
+				return error_set(errp, ENOTSUP,
+						 "completion-mode 'grouped' with more than one "
+						 "job is not supported by vmmd");
+			}
+			continue;
+		}
 		if (strcmp(type, "blockdev-snapshot-sync") != 0 &&
 		    strcmp(type, "blockdev-snapshot") != 0 &&
 		    strcmp(type, "blockdev-snapshot-internal-sync") != 0) {
 			return error_set(errp, ENOTSUP,
 					 "transaction action '%s' is not supported by vmmd (only "
-					 "blockdev-snapshot-sync, blockdev-snapshot and "
-					 "blockdev-snapshot-internal-sync)",
+					 "blockdev-snapshot-sync, blockdev-snapshot, "
+					 "blockdev-snapshot-internal-sync, blockdev-backup and "
+					 "drive-backup)",
 					 type);
 		}
 		if (grouped) { /* QEMU: only jobs complete as a group */
@@ -1747,11 +2301,26 @@ static int snap_run(struct registry_vm *rv, json_t *actions, bool grouped, regis
 
 		s->overlay_action = strcmp(str_arg(act, "type"), "blockdev-snapshot") == 0;
 		s->internal = strcmp(str_arg(act, "type"), "blockdev-snapshot-internal-sync") == 0;
-		if (s->internal) {
-			/* (a disk may have several, as QEMU's; not with an overlay too) */
-			r = internal_check(rv, vm, data, s, op->snaps, i, errp);
+		if (strcmp(str_arg(act, "type"), "blockdev-backup") == 0 ||
+		    strcmp(str_arg(act, "type"), "drive-backup") == 0) {
+			/* (with internal snapshots of its disk: the backup is of their moment) */
+			r = backup_check(rv, vm, data, s,
+					 strcmp(str_arg(act, "type"), "drive-backup") == 0, errp);
 			for (k = 0; r == 0 && k < i; k++) {
 				if (!op->snaps[k].internal &&
+				    strcmp(s->disk, op->snaps[k].disk) == 0) {
+					r = error_set(errp, EINVAL,
+						      "disk '%s' appears twice in the transaction",
+						      s->disk);
+				}
+			}
+			continue;
+		}
+		if (s->internal) {
+			/* (a disk may have several, as QEMU's, and a backup; not with an overlay) */
+			r = internal_check(rv, vm, data, s, op->snaps, i, errp);
+			for (k = 0; r == 0 && k < i; k++) {
+				if (!op->snaps[k].internal && !op->snaps[k].backup &&
 				    strcmp(s->disk, op->snaps[k].disk) == 0) {
 					r = error_set(errp, EINVAL,
 						      "disk '%s' appears twice in the transaction",
@@ -1831,6 +2400,16 @@ int blockjob_transaction(struct registry_vm *rv, json_t *args, registry_done_fn 
 	}
 	return snap_run(rv, json_object_get(args, "actions"), mode && !strcmp(mode, "grouped"),
 			done, opaque, errp);
+}
+
+int blockjob_backup(struct registry_vm *rv, json_t *args, bool drive, registry_done_fn done,
+		    void *opaque, struct error **errp)
+{
+	json_auto_t *actions = json_pack("[{s:s, s:O}]", "type",
+					 drive ? "drive-backup" : "blockdev-backup", "data", args);
+
+	return actions ? snap_run(rv, actions, false, done, opaque, errp)
+		       : error_set(errp, ENOMEM, "out of memory");
 }
 
 int blockjob_snapshot_internal(struct registry_vm *rv, json_t *args, registry_done_fn done,

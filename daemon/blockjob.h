@@ -39,6 +39,16 @@ int blockjob_snapshot_delete_internal(struct registry_vm *rv, json_t *args, bloc
 				      void *opaque, struct error **errp);
 int blockjob_transaction(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,
 			 struct error **errp);
+/*
+ * blockdev-backup (@drive false: into a node blockdev-add opened) and
+ * drive-backup (into an image it creates, or opens with "mode":
+ * "existing"): a point-in-time copy of the disk as it is when the command
+ * runs, sync full, top or none, while the guest writes on; a write waits
+ * for the copy of what it overwrites. A one-action transaction; @done
+ * answers once the job started.
+ */
+int blockjob_backup(struct registry_vm *rv, json_t *args, bool drive, registry_done_fn done,
+		    void *opaque, struct error **errp);
 /* QEMU's "Node '@shown' is busy: block device is in use by block job: TYPE" if @disk has a job. */
 int blockjob_check_idle(struct registry_vm *rv, const char *disk, const char *shown,
 			struct error **errp);
@@ -55,6 +65,8 @@ int blockjob_mirror(struct registry_vm *rv, json_t *args, struct error **errp);
  * "absolute-paths") or opens ("existing") on a worker; @done is called on
  * the control thread once the job started or the command failed.
  */
+/* QEMU's "Node '@name' is busy: ... block job: backup" if a backup writes into it. */
+int blockjob_check_target(struct registry_vm *rv, const char *name, struct error **errp);
 /* Whether a running mirror's target has (or will have) the node name @name. */
 bool blockjob_target_named(struct registry_vm *rv, const char *name);
 int blockjob_drive_mirror(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,

@@ -2,9 +2,10 @@
  * HMP's block job commands, read and answered as QEMU 7.2's (see
  * daemon/hmp.h): info block-jobs, block_stream, block_job_set_speed,
  * block_job_cancel, block_job_complete, block_job_pause, block_job_resume,
- * drive_mirror, snapshot_blkdev_internal and snapshot_delete_blkdev_internal.
- * Each runs its QMP command; drive_mirror and the internal snapshots answer
- * later (a worker makes the image or the snapshot). Control thread.
+ * drive_mirror, drive_backup, snapshot_blkdev_internal and
+ * snapshot_delete_blkdev_internal. Each runs its QMP command; drive_mirror,
+ * drive_backup and the internal snapshots answer later (a worker makes the
+ * image or the snapshot). Control thread.
  */
 #include "config.h"
 
@@ -138,6 +139,7 @@ bool hmp_is_block_job(const char *cmd)
 {
 	static const char *const cmds[] = {
 		"drive_mirror",
+		"drive_backup",
 		"block_stream",
 		"block_job_set_speed",
 		"block_job_cancel",
@@ -162,7 +164,7 @@ int hmp_block_job(struct monitor_request *req, const char *cmd, const char *line
 	char *dev = NULL, *s1 = NULL, *s2 = NULL;
 	json_t *args = NULL;
 	json_int_t speed = 0;
-	bool f[2] = {false, false};
+	bool f[3] = {false, false, false};
 	monitor_handler_fn fn = NULL;
 	int r = 0;
 
@@ -178,6 +180,19 @@ int hmp_block_job(struct monitor_request *req, const char *cmd, const char *line
 				json_object_set_new(args, "format", json_string(s2));
 			}
 			fn = qmp_drive_mirror;
+		}
+	} else if (strcmp(cmd, "drive_backup") == 0) {
+		/* drive_backup [-n] [-f] [-c] device target [format] */
+		if (flags(&a, "nfc", f) && (dev = word(&a, "block device name", false)) &&
+		    (s1 = word(&a, "string", false)) && (s2 = word(&a, "string", true), true) &&
+		    hmp_arg_end(&a)) {
+			args = json_pack("{s:s, s:s, s:s, s:s, s:b}", "device", dev, "target", s1,
+					 "sync", f[1] ? "full" : "top", "mode",
+					 f[0] ? "existing" : "absolute-paths", "compress", f[2]);
+			if (args && s2) {
+				json_object_set_new(args, "format", json_string(s2));
+			}
+			fn = qmp_drive_backup;
 		}
 	} else if (strcmp(cmd, "block_stream") == 0) {
 		/* block_stream device [speed [base]] */

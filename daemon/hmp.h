@@ -50,8 +50,8 @@ int hmp_call(struct monitor_request *req, monitor_handler_fn fn, json_t *args, s
 
 /*
  * daemon/hmp-block.c: block_stream, block_job_set_speed, block_job_cancel,
- * block_job_complete, block_job_pause, block_job_resume and drive_mirror
- * (MONITOR_DEFERRED or 0, as hmp_call); info block-jobs from
+ * block_job_complete, block_job_pause, block_job_resume, drive_mirror and
+ * drive_backup (MONITOR_DEFERRED or 0, as hmp_call); info block-jobs from
  * query-block-jobs' answer.
  */
 bool hmp_is_block_job(const char *cmd);

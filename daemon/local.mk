@@ -62,6 +62,7 @@ TESTS += \
 	tests/functional/test-jobs-live.py \
 	tests/functional/test-nbd-server.py \
 	tests/functional/test-blockdev-snapshot-internal.py \
+	tests/functional/test-backup.py \
 	tests/functional/test-vmctl-disk.py \
 	tests/functional/test-protocol-framing.py \
 	tests/functional/test-protocol-limits.py \

@@ -57,6 +57,29 @@ int qmp_transaction(struct monitor_request *req, json_t *args, json_t **ret, str
 	return snap_deferred(req, args, blockjob_transaction, errp);
 }
 
+static int blockdev_backup(struct registry_vm *rv, json_t *args, registry_done_fn done,
+			   void *opaque, struct error **errp)
+{
+	return blockjob_backup(rv, args, false, done, opaque, errp);
+}
+
+static int drive_backup(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,
+			struct error **errp)
+{
+	return blockjob_backup(rv, args, true, done, opaque, errp);
+}
+
+int qmp_blockdev_backup(struct monitor_request *req, json_t *args, json_t **ret,
+			struct error **errp)
+{
+	return snap_deferred(req, args, blockdev_backup, errp);
+}
+
+int qmp_drive_backup(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp)
+{
+	return snap_deferred(req, args, drive_backup, errp);
+}
+
 int qmp_blockdev_snapshot_internal_sync(struct monitor_request *req, json_t *args, json_t **ret,
 					struct error **errp)
 {

@@ -161,6 +161,10 @@ int qmp_blockdev_del(struct monitor_request *req, json_t *args, json_t **ret, st
 	if (!vm) {
 		return -ENODEV;
 	}
+	r = blockjob_check_target(rv, name, errp);
+	if (r < 0) {
+		return r;
+	}
 	if (rv->nbd) {
 		/* an NBD export serves it (its reference: not the last while the table's stays) */
 		struct block_node *bs = vm_block_node_get(vm, name, NULL);

@@ -290,6 +290,8 @@ const struct monitor_command qmp_commands[] = {
 	{"block-commit", qmp_block_commit},
 	{"blockdev-mirror", qmp_blockdev_mirror},
 	{"drive-mirror", qmp_drive_mirror},
+	{"blockdev-backup", qmp_blockdev_backup},
+	{"drive-backup", qmp_drive_backup},
 	{"blockdev-snapshot-internal-sync", qmp_blockdev_snapshot_internal_sync},
 	{"blockdev-snapshot-delete-internal-sync", qmp_blockdev_snapshot_delete_internal_sync},
 	{"nbd-server-start", qmp_nbd_server_start},

@@ -182,6 +182,9 @@ int qmp_block_commit(struct monitor_request *req, json_t *args, json_t **ret, st
 int qmp_blockdev_mirror(struct monitor_request *req, json_t *args, json_t **ret,
 			struct error **errp);
 int qmp_drive_mirror(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_blockdev_backup(struct monitor_request *req, json_t *args, json_t **ret,
+			struct error **errp);
+int qmp_drive_backup(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
 int qmp_nbd_server_start(struct monitor_request *req, json_t *args, json_t **ret,
 			 struct error **errp);
 int qmp_nbd_server_stop(struct monitor_request *req, json_t *args, json_t **ret,

@@ -31,7 +31,9 @@ DIFFERENCES = {
 }
 FILES_DIFFER = {"transaction": ["u-vda.qcow2", "v-vda.qcow2"],
                 # QEMU creates the target, then finds its node-name taken
-                "drive-mirror": ["d4.qcow2"]}
+                "drive-mirror": ["d4.qcow2"],
+                # QEMU creates the target, then finds no bitmap for sync incremental
+                "drive-backup": ["d0.qcow2"]}
 
 JOB_EVENTS = ("JOB_STATUS_CHANGE", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED",
               "BLOCK_JOB_READY", "BLOCK_JOB_ERROR", "BLOCK_JOB_PENDING")
@@ -47,6 +49,27 @@ def normalize_events(events):
             data.pop("offset", None)  # how far it got depends on timing
         out.append({"event": e["event"], "data": data})
     return out
+
+
+def per_job(events):
+    """Each job's events in order, without QEMU's drain pauses.
+
+    QEMU 7.2 reports each drain of a backup's source (at its start, and
+    at each blockdev-add or other command that drains every node) as the
+    job going paused, then running; vmmd's backup does not pause for
+    them, and in these scenarios no client pauses a job. Jobs of one
+    transaction run side by side, so only each job's own order counts."""
+    jobs = {}
+    for e in events:
+        key = e["data"].get("id", e["data"].get("device"))
+        seq = jobs.setdefault(key, [])
+        if e["event"] == "JOB_STATUS_CHANGE" and e["data"]["status"] == "paused":
+            continue
+        if (e["event"] == "JOB_STATUS_CHANGE" and e["data"]["status"] == "running" and
+                any(x["data"].get("status") == "running" for x in seq)):
+            continue
+        seq.append(e)
+    return jobs
 
 
 def run_scenario(d, q, name, sc):
@@ -84,6 +107,8 @@ def run_scenario(d, q, name, sc):
             name, i, want["cmd"], json.dumps(got["reply"]), json.dumps(want["reply"]))
     got_ev = normalize_events(trace["events"])
     want_ev = normalize_events(golden["events"])
+    if "backup" in name:
+        got_ev, want_ev = per_job(got_ev), per_job(want_ev)
     assert got_ev == want_ev, "%s events:\n  vmmd: %s\n  qemu: %s" % (
         name, json.dumps(got_ev), json.dumps(want_ev))
     want_files = sorted(set(golden["files"]) - set(FILES_DIFFER.get(name, [])))

@@ -171,8 +171,18 @@ def run(conn, steps, d):
             replies.append({"cmd": step[1], "reply": r})
         elif step[0] == "wait":
             conn.wait(step[1], step[2], seen)
+        elif step[0] == "wait-all":
+            # jobs that run side by side may end in either order
+            start, last = seen[0], seen[0]
+            for match in step[2]:
+                seen[0] = start
+                conn.wait(step[1], match, seen)
+                last = max(last, seen[0])
+            seen[0] = last
         elif step[0] == "img":
             subprocess.run(["qemu-img"] + subst(step[1:], d), check=True)
+        elif step[0] == "sleep":
+            time.sleep(step[1])
         elif step[0] == "touch":
             open(os.path.join(d, step[1]), "w").close()
         elif step[0] == "rm":

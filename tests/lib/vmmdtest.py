@@ -138,11 +138,13 @@ class QMP:
         return r["return"]
 
     def event(self, name, timeout=10.0, pred=None):
-        """Wait for an event by name (already queued ones first)."""
+        """Wait for an event by name, or one of a tuple of names (already
+        queued ones first)."""
+        names = name if isinstance(name, tuple) else (name,)
         deadline = time.monotonic() + timeout
         while True:
             for i, ev in enumerate(self.events):
-                if ev["event"] == name and (pred is None or pred(ev)):
+                if ev["event"] in names and (pred is None or pred(ev)):
                     return self.events.pop(i)
             left = deadline - time.monotonic()
             if left <= 0:

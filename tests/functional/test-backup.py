@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Backups of a disk while its guest writes: blockdev-backup and
+drive-backup (QEMU 7.2's answers and events are replayed by
+test-jobs-golden.py from tests/jobs/golden/*backup*.json); here, whether
+the copy is the disk of its moment.
+
+The blk-writer guest rewrites 16 clusters of its disk in passes and checks
+what it reads. A transaction takes an internal snapshot of the disk and
+starts a backup of it in the same instant; the backup's speed keeps it
+from copying anything for seconds, while the guest rewrites every cluster
+it writes several times, so each of those writes must wait for the copy of
+what it overwrites. The finished backup must equal the snapshot. The same
+with sync none (the target, backed by the disk's image, holds only what
+the guest overwrote), and with `vmctl disk backup`, whose copy must hold
+the guest's requests each from one pass (no snapshot to compare with)."""
+
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vmmdtest import Vmmd, main, require_tool  # noqa: E402
+from daemon_helpers import console_log, guest  # noqa: E402
+
+live = __import__("test-jobs-live")
+snap = __import__("test-blockdev-snapshot-internal")
+
+
+def job_end(q, job):
+    """The job's BLOCK_JOB_COMPLETED or _CANCELLED data."""
+    return q.event(("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"), timeout=120,
+                   pred=lambda e: e["data"]["device"] == job)
+
+
+def snapshot_raw(tmp, image, name):
+    raw = os.path.join(tmp, name + ".raw")
+    subprocess.run(["qemu-img", "convert", "-U", "-l", "snapshot.name=" + name, "-O", "raw",
+                    image, raw], check=True)
+    return raw
+
+
+def same(a, fa, b, fb):
+    r = subprocess.run(["qemu-img", "compare", "-U", "-f", fa, "-F", fb, a, b],
+                       capture_output=True, text=True)
+    return r.returncode == 0, r.stdout + r.stderr
+
+
+def test_backup_under_writes():
+    require_tool("qemu-img")
+    writer = guest("blk-writer")
+    with Vmmd() as d:
+        orig, base = live.make_base(d.tmp, 31)
+        q = live.start_writer(d, "w", writer, base)
+        tgt = os.path.join(d.tmp, "full.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", tgt, "4M"], check=True)
+        q.ok("blockdev-add", {"vm": "w", "driver": "qcow2", "node-name": "tgt",
+                              "file": {"driver": "file", "filename": tgt}})
+
+        # full: 128 KiB/s holds the first 512 KiB copy back for 4 s
+        q.ok("transaction", {"vm": "w", "actions": [
+            {"type": "blockdev-snapshot-internal-sync", "data": {"device": "vda", "name": "s1"}},
+            {"type": "blockdev-backup", "data": {"device": "vda", "target": "tgt",
+                                                 "sync": "full", "job-id": "b1",
+                                                 "speed": 128 << 10}}]})
+        live.wait_passes(d, "w", 3)
+        job = q.ok("query-block-jobs", vm="w")[0]
+        assert job["device"] == "b1" and job["len"] == 4 << 20, job
+        # what the guest's writes waited for is copied: its 16 clusters, no more
+        assert 0 < job["offset"] <= 16 * 64 << 10, job
+        q.ok("block-job-set-speed", {"vm": "w", "device": "b1", "speed": 0})
+        ev = job_end(q, "b1")
+        assert ev["event"] == "BLOCK_JOB_COMPLETED" and "error" not in ev["data"], ev
+        assert ev["data"]["offset"] == ev["data"]["len"] == 4 << 20, ev
+        q.ok("blockdev-del", {"vm": "w", "node-name": "tgt"})
+        ok, out = same(tgt, "qcow2", snapshot_raw(d.tmp, base, "s1"), "raw")
+        assert ok, "the backup is not the disk of its moment: " + out
+
+        # none: the target keeps only what the guest overwrote since
+        none = os.path.join(d.tmp, "none.qcow2")
+        q.ok("transaction", {"vm": "w", "actions": [
+            {"type": "blockdev-snapshot-internal-sync", "data": {"device": "vda", "name": "s2"}},
+            {"type": "drive-backup", "data": {"device": "vda", "target": none,
+                                              "sync": "none", "job-id": "n1"}}]})
+        live.wait_passes(d, "w", 3)
+        q.ok("stop", vm="w")
+        q.ok("block-job-cancel", {"vm": "w", "device": "n1"})
+        ev = job_end(q, "n1")
+        assert ev["event"] == "BLOCK_JOB_CANCELLED", ev
+        assert 0 < ev["data"]["offset"] <= 16 * 64 << 10, ev
+        q.ok("cont", vm="w")
+
+        # vmctl: drive-backup sync full, followed to its end
+        out = d.vmctl("disk", "backup", "w", "vda", os.path.join(d.tmp, "v.qcow2"),
+                      "--job-id", "v1").stdout
+        assert out.endswith("w: disk vda: backup written to %s\n" % os.path.join(d.tmp, "v.qcow2")), out
+        live.wait_passes(d, "w", 1)
+        q.ok("stop", vm="w")
+        q.ok("vm-destroy", vm="w")
+        assert "MISMATCH" not in console_log(d, "w")
+        assert "Seccomp" not in d.read_log()
+
+        for img in (base, tgt, none, os.path.join(d.tmp, "v.qcow2")):
+            chk = subprocess.run(["qemu-img", "check", img], capture_output=True, text=True)
+            assert chk.returncode == 0, (img, chk.stdout, chk.stderr)
+        # the target over the disk's image (its backing file) reads as the disk did at s2
+        ok, out = same(none, "qcow2", snapshot_raw(d.tmp, base, "s2"), "raw")
+        assert ok, "sync none: " + out
+        r1 = snap.snapshot_rounds(live, d.tmp, base, "s1", orig)
+        r2 = snap.snapshot_rounds(live, d.tmp, base, "s2", orig)
+        assert max(r1) < min(r2), (r1, r2)
+        subprocess.run(["qemu-img", "snapshot", "-c", "v", os.path.join(d.tmp, "v.qcow2")],
+                       check=True)
+        rv = snap.snapshot_rounds(live, d.tmp, os.path.join(d.tmp, "v.qcow2"), "v", orig)
+        assert max(r2) < min(rv), (r2, rv)
+
+
+def test_refusals():
+    """A disk under a backup refuses what would change it under the copy;
+    the backup's target is busy; a failed transaction starts no backup and
+    leaves the guest's writes free."""
+    writer = guest("blk-writer")
+    with Vmmd() as d:
+        _, base = live.make_base(d.tmp, 32)
+        q = live.start_writer(d, "w", writer, base)
+        tgt = os.path.join(d.tmp, "t.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", tgt, "4M"], check=True)
+        q.ok("blockdev-add", {"vm": "w", "driver": "qcow2", "node-name": "tgt",
+                              "file": {"driver": "file", "filename": tgt}})
+        r = q.cmd("transaction", vm="w", actions=[
+            {"type": "blockdev-backup", "data": {"device": "vda", "target": "tgt",
+                                                 "sync": "full", "job-id": "x"}},
+            {"type": "blockdev-snapshot-sync",
+             "data": {"device": "vda", "snapshot-file": os.path.join(d.tmp, "o.qcow2")}}])
+        assert r["error"]["desc"] == "disk 'vda' appears twice in the transaction", r
+        assert q.ok("query-jobs", vm="w") == []
+        live.wait_passes(d, "w", 1)
+        r = q.cmd("blockdev-backup", vm="w", device="vda", target="vda", sync="full")
+        assert "back up to a node of its own" in r["error"]["desc"], r
+        r = q.cmd("blockdev-backup", vm="w", device="vda", target="tgt", sync="full",
+                  compress=True)
+        assert "'compress' is not supported" in r["error"]["desc"], r
+        q.ok("blockdev-backup", {"vm": "w", "device": "vda", "target": "tgt", "sync": "none",
+                                 "job-id": "n"})
+        for cmd, args, want in (
+                ("blockdev-snapshot-sync", {"snapshot-file": os.path.join(d.tmp, "o.qcow2")},
+                 "block job: backup"),
+                ("blockdev-snapshot-internal-sync", {"name": "z"}, "block job: backup"),
+                ("block-stream", {}, "block job: backup"),
+                ("blockdev-del", {"node-name": "tgt"}, "block job: backup")):
+            a = dict(args, vm="w")
+            if cmd != "blockdev-del":
+                a["device"] = "vda"
+            r = q.cmd(cmd, a)
+            assert "error" in r and want in r["error"]["desc"], (cmd, r)
+        live.wait_passes(d, "w", 1)
+        q.ok("block-job-cancel", {"vm": "w", "device": "n"})
+        assert job_end(q, "n")["event"] == "BLOCK_JOB_CANCELLED"
+        live.wait_passes(d, "w", 1)
+        q.ok("vm-destroy", vm="w")
+
+
+if __name__ == "__main__":
+    main(globals())
