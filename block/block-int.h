@@ -310,9 +310,10 @@ struct block_node {
 	unsigned gate_inflight;
 	unsigned gate_drained;
 	pthread_t gate_owner;
-	struct aio_req *gate_held; /* held asynchronous requests, a list through ->next */
-	struct granules *dirty;	   /* write tracking (active commit), under gate_lock */
-	struct block_cbw *cbw;	   /* copy before write (backup), under gate_lock */
+	struct aio_req *gate_held;    /* held asynchronous requests, a list through ->next */
+	struct granules *dirty;	      /* write tracking (active commit), under gate_lock */
+	struct block_cbw *cbw;	      /* copy before write (backup), under gate_lock */
+	struct dirty_bitmap *bitmaps; /* QEMU's dirty bitmaps, newest first, under gate_lock */
 };
 
 /*

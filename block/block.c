@@ -105,6 +105,9 @@ static void stat_set(uint64_t *p, uint64_t v)
 }
 
 static void cbw_free(struct block_cbw *c);
+struct dirty_bitmap;
+static void bitmaps_free(struct dirty_bitmap *list);
+static void bitmaps_resize(struct block_node *bs);
 
 static void node_free(struct block_node *bs)
 {
@@ -116,6 +119,7 @@ static void node_free(struct block_node *bs)
 	pthread_cond_destroy(&bs->gate_cond);
 	free(bs->dirty);
 	cbw_free(bs->cbw);
+	bitmaps_free(bs->bitmaps);
 	free(bs->filename);
 	free(bs->node_name);
 	free(bs);
@@ -695,6 +699,16 @@ struct block_cbw {
 	bool kicked; /* block_cbw_kick(): the copier returns */
 };
 
+/* A dirty bitmap (QEMU's BdrvDirtyBitmap, in memory), under gate_lock. */
+struct dirty_bitmap {
+	struct dirty_bitmap *next;
+	char *name;
+	bool recording;
+	bool busy; /* a backup uses it */
+	struct granules *g;
+	struct granules *taken; /* what it held when its backup began (busy) */
+};
+
 static void cbw_free(struct block_cbw *c)
 {
 	if (c) {
@@ -781,9 +795,15 @@ bool block_gate_hold(struct block_node *bs, struct aio_req *r)
 void block_gate_exit(struct block_node *bs, enum block_op op, uint64_t offset, uint64_t len)
 {
 	pthread_mutex_lock(&bs->gate_lock);
-	if (bs->dirty &&
-	    (op == BLOCK_OP_WRITE || op == BLOCK_OP_WRITE_ZEROES || op == BLOCK_OP_DISCARD)) {
-		granules_change(bs->dirty, offset, len, true);
+	if (op == BLOCK_OP_WRITE || op == BLOCK_OP_WRITE_ZEROES || op == BLOCK_OP_DISCARD) {
+		if (bs->dirty) {
+			granules_change(bs->dirty, offset, len, true);
+		}
+		for (struct dirty_bitmap *b = bs->bitmaps; b; b = b->next) {
+			if (b->recording) {
+				granules_change(b->g, offset, len, true);
+			}
+		}
 	}
 	if (--bs->gate_inflight == 0 && bs->gate_drained) {
 		pthread_cond_broadcast(&bs->gate_cond);
@@ -1064,6 +1084,306 @@ void block_cbw_stop(struct block_node *bs)
 	if (go) {
 		block_aio_resubmit(go);
 	}
+}
+
+/* ---- dirty bitmaps ---- */
+
+/* @dst gets every granule of @src's set granules (granularities may differ). */
+static void granules_or(struct granules *dst, const struct granules *src)
+{
+	for (uint64_t i = 0; i < src->nbits; i++) {
+		if (src->bits[i / 64] == 0 && i % 64 == 0) {
+			i += 63;
+			continue;
+		}
+		if (granule_test(src, i)) {
+			granules_change(dst, i * src->granularity, src->granularity, true);
+		}
+	}
+}
+
+/*
+ * The node was resized: each dirty bitmap covers its new length, keeping
+ * its marks below. A bitmap whose new size cannot be allocated keeps its
+ * old one, all marked (writes past it go unrecorded).
+ */
+static void bitmaps_resize(struct block_node *bs)
+{
+	pthread_mutex_lock(&bs->gate_lock);
+	for (struct dirty_bitmap *b = bs->bitmaps; b; b = b->next) {
+		struct granules *g = NULL;
+
+		if (granules_new(bs, b->g->granularity, &g, NULL) < 0) {
+			granules_change(b->g, 0, b->g->nbits * b->g->granularity, true);
+			continue;
+		}
+		for (uint64_t i = 0; i < MIN(g->nbits, b->g->nbits); i++) {
+			if (granule_test(b->g, i)) {
+				granules_change(g, i * g->granularity, g->granularity, true);
+			}
+		}
+		free(b->g);
+		b->g = g;
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+}
+
+static struct dirty_bitmap *bitmap_find(struct block_node *bs, const char *name)
+{
+	for (struct dirty_bitmap *b = bs->bitmaps; b; b = b->next) {
+		if (strcmp(b->name, name) == 0) {
+			return b;
+		}
+	}
+	return NULL;
+}
+
+static void bitmap_free(struct dirty_bitmap *b)
+{
+	if (b) {
+		free(b->name);
+		free(b->g);
+		free(b->taken);
+		free(b);
+	}
+}
+
+static void bitmaps_free(struct dirty_bitmap *list)
+{
+	while (list) {
+		struct dirty_bitmap *b = list;
+
+		list = b->next;
+		bitmap_free(b);
+	}
+}
+
+/* Under gate_lock: @name, not busy (QEMU's bdrv_dirty_bitmap_check). */
+static struct dirty_bitmap *bitmap_usable(struct block_node *bs, const char *name,
+					  struct error **errp)
+{
+	struct dirty_bitmap *b = bitmap_find(bs, name);
+
+	if (!b) {
+		error_set(errp, ENOENT, "Dirty bitmap '%s' not found", name);
+	} else if (b->busy) {
+		error_set(errp, EBUSY,
+			  "Bitmap '%s' is currently in use by another operation and cannot be used",
+			  name);
+		b = NULL;
+	}
+	return b;
+}
+
+int block_dirty_bitmap_add(struct block_node *bs, const char *name, uint64_t granularity,
+			   bool disabled, struct error **errp)
+{
+	struct dirty_bitmap *b;
+	unsigned n = 0;
+	int r;
+
+	if (!granularity) {
+		granularity = BLOCK_DIRTY_BITMAP_GRANULARITY;
+	}
+	if (!*name) {
+		return error_set(errp, EINVAL, "Bitmap name cannot be empty");
+	}
+	if (strlen(name) > BLOCK_DIRTY_BITMAP_MAX_NAME) {
+		return error_set(errp, EINVAL, "Bitmap name too long: %s", name);
+	}
+	if (granularity < 512 || !IS_POWER_OF_2(granularity)) {
+		return error_set(errp, EINVAL, "Granularity must be power of 2 and at least 512");
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b || !(b->name = strdup(name))) {
+		bitmap_free(b);
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	r = granules_new(bs, granularity, &b->g, errp);
+	if (r < 0) {
+		bitmap_free(b);
+		return r;
+	}
+	b->recording = !disabled;
+	pthread_mutex_lock(&bs->gate_lock);
+	for (struct dirty_bitmap *o = bs->bitmaps; o; o = o->next) {
+		n++;
+	}
+	if (bitmap_find(bs, name)) {
+		r = error_set(errp, EEXIST, "Bitmap already exists: %s", name);
+	} else if (n >= BLOCK_MAX_DIRTY_BITMAPS) {
+		r = error_set(errp, ENOSPC, "A node has at most %d dirty bitmaps",
+			      BLOCK_MAX_DIRTY_BITMAPS);
+	} else {
+		b->next = bs->bitmaps;
+		bs->bitmaps = TAKE_PTR(b);
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+	bitmap_free(b);
+	return r;
+}
+
+int block_dirty_bitmap_remove(struct block_node *bs, const char *name, struct error **errp)
+{
+	struct dirty_bitmap *b;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	b = bitmap_usable(bs, name, errp);
+	if (b) {
+		struct dirty_bitmap **pp = &bs->bitmaps;
+
+		while (*pp != b) {
+			pp = &(*pp)->next;
+		}
+		*pp = b->next;
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+	bitmap_free(b);
+	return b ? 0 : -ENOENT;
+}
+
+int block_dirty_bitmap_change(struct block_node *bs, const char *name,
+			      enum block_dirty_bitmap_op op, struct error **errp)
+{
+	struct dirty_bitmap *b;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	b = bitmap_usable(bs, name, errp);
+	if (b && op == BLOCK_DIRTY_BITMAP_CLEAR) {
+		memset(b->g->bits, 0, (b->g->nbits + 63) / 64 * sizeof(uint64_t));
+		b->g->count = 0;
+	} else if (b) {
+		b->recording = op == BLOCK_DIRTY_BITMAP_ENABLE;
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+	return b ? 0 : -ENOENT;
+}
+
+/* Both nodes' gate locks, in address order (a merge may read another node's bitmap). */
+static void lock_two(struct block_node *a, struct block_node *b)
+{
+	pthread_mutex_lock(a < b ? &a->gate_lock : &b->gate_lock);
+	if (a != b) {
+		pthread_mutex_lock(a < b ? &b->gate_lock : &a->gate_lock);
+	}
+}
+
+static void unlock_two(struct block_node *a, struct block_node *b)
+{
+	pthread_mutex_unlock(&a->gate_lock);
+	if (a != b) {
+		pthread_mutex_unlock(&b->gate_lock);
+	}
+}
+
+int block_dirty_bitmap_merge(struct block_node *bs, const char *target, struct block_node *src_bs,
+			     const char *src, struct error **errp)
+{
+	struct dirty_bitmap *t, *s;
+	int r = 0;
+
+	lock_two(bs, src_bs);
+	t = bitmap_usable(bs, target, errp);
+	s = t ? bitmap_find(src_bs, src) : NULL;
+	if (!t) {
+		r = -ENOENT;
+	} else if (!s) {
+		r = error_set(errp, ENOENT, "Dirty bitmap '%s' not found", src);
+	} else if (block_length(bs) != block_length(src_bs)) {
+		r = error_set(errp, EINVAL,
+			      "Bitmaps are of different sizes (destination size is %" PRIu64
+			      ", source size is %" PRIu64 ") and can't be merged",
+			      block_length(bs), block_length(src_bs));
+	} else {
+		granules_or(t->g, s->g);
+	}
+	unlock_two(bs, src_bs);
+	return r;
+}
+
+json_t *block_dirty_bitmap_info(struct block_node *bs)
+{
+	json_t *list = json_array();
+
+	pthread_mutex_lock(&bs->gate_lock);
+	for (struct dirty_bitmap *b = bs->bitmaps; b && list; b = b->next) {
+		json_array_append_new(
+			list, json_pack("{s:s, s:b, s:b, s:b, s:I, s:I}", "name", b->name,
+					"recording", b->recording, "persistent", 0, "busy", b->busy,
+					"granularity", (json_int_t)b->g->granularity, "count",
+					(json_int_t)MIN(b->g->count * b->g->granularity,
+							block_length(bs))));
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+	return list;
+}
+
+bool block_dirty_bitmap_exists(struct block_node *bs, const char *name, bool *ret_busy)
+{
+	struct dirty_bitmap *b;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	b = bitmap_find(bs, name);
+	*ret_busy = b && b->busy;
+	pthread_mutex_unlock(&bs->gate_lock);
+	return b != NULL;
+}
+
+int block_dirty_bitmap_begin_backup(struct block_node *bs, const char *name, bool copy, bool clear,
+				    struct error **errp)
+{
+	struct dirty_bitmap *b;
+	struct granules *taken = NULL;
+	int r = 0;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	b = bitmap_usable(bs, name, errp);
+	if (!b) {
+		r = -ENOENT;
+	} else if (!bs->cbw) {
+		r = error_set(errp, EINVAL, "no copy tracker on '%s'", bs->filename);
+	} else if (clear &&
+		   !(taken = malloc(sizeof(*taken) + (b->g->nbits + 63) / 64 * sizeof(uint64_t)))) {
+		r = error_set(errp, ENOMEM, "out of memory");
+	} else {
+		if (copy) {
+			/* the backup copies what the bitmap has recorded, nothing else */
+			memset(bs->cbw->todo->bits, 0,
+			       (bs->cbw->todo->nbits + 63) / 64 * sizeof(uint64_t));
+			bs->cbw->todo->count = 0;
+			granules_or(bs->cbw->todo, b->g);
+		}
+		if (clear) {
+			/* from here on it records what the backup does not hold */
+			memcpy(taken, b->g,
+			       sizeof(*taken) + (b->g->nbits + 63) / 64 * sizeof(uint64_t));
+			memset(b->g->bits, 0, (b->g->nbits + 63) / 64 * sizeof(uint64_t));
+			b->g->count = 0;
+			b->taken = taken;
+		}
+		b->busy = true;
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+	return r;
+}
+
+void block_dirty_bitmap_end_backup(struct block_node *bs, const char *name, bool restore,
+				   bool add_uncopied)
+{
+	struct dirty_bitmap *b;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	b = bitmap_find(bs, name);
+	if (b) {
+		if (restore && b->taken) {
+			granules_or(b->g, b->taken);
+		} else if (add_uncopied && b->taken && bs->cbw) {
+			granules_or(b->g, bs->cbw->todo);
+		}
+		free(TAKE_PTR(b->taken));
+		b->busy = false;
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
 }
 
 int block_check_request(struct block_node *bs, uint64_t offset, uint64_t len, bool write)
@@ -1476,6 +1796,8 @@ int block_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len, uns
 
 int block_truncate(struct block_node *bs, uint64_t len, struct error **errp)
 {
+	int r;
+
 	if (bs->read_only) {
 		return error_set(errp, EPERM, "cannot resize '%s': opened read-only", bs->filename);
 	}
@@ -1487,7 +1809,11 @@ int block_truncate(struct block_node *bs, uint64_t len, struct error **errp)
 		return error_set(errp, EINVAL, "size %" PRIu64 " of '%s' exceeds %" PRIu64, len,
 				 bs->filename, BLOCK_MAX_GROWABLE);
 	}
-	return bs->drv->truncate(bs, len, errp);
+	r = bs->drv->truncate(bs, len, errp);
+	if (r == 0) {
+		bitmaps_resize(bs);
+	}
+	return r;
 }
 
 int block_get_status(struct block_node *bs, uint64_t offset, uint64_t len, uint64_t *ret_pnum,
@@ -1680,6 +2006,9 @@ static json_t *info_json_locked(struct block_node *bs)
 		json_object_set_new(info, *k, json_integer(0));
 	}
 	json_object_set_new(info, "write_threshold", json_integer(0)); /* none set */
+	if (bs->bitmaps) {
+		json_object_set_new(info, "dirty-bitmaps", block_dirty_bitmap_info(bs));
+	}
 	json_object_set_new(info, "cache",
 			    json_pack("{s:b, s:b, s:b}", "writeback", 1, "direct",
 				      (bs->flags & BLOCK_O_NOCACHE) != 0, "no-flush", 0));

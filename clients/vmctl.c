@@ -1762,6 +1762,71 @@ static int disk_mirror(struct qmp_client *c, const char *vm, const char *disk, c
 	return rc;
 }
 
+/* disk bitmap add|remove|clear|enable|disable VM DISK NAME, or list VM DISK */
+static int disk_bitmap(struct qmp_client *c, int argc, char **argv, uint64_t granularity)
+{
+	static const char *const verbs[] = {"add", "remove", "clear", "enable", "disable"};
+	static const char *const done[] = {"added", "removed", "cleared", "enabled", "disabled"};
+	const char *verb = argc > 1 ? argv[1] : "";
+	_cleanup_free_ char *cmd = NULL;
+	json_auto_t *blocks = NULL;
+	json_t *args, *b, *m;
+	size_t i, k;
+	int rc;
+
+	if (argc == 4 && strcmp(verb, "list") == 0) {
+		rc = run_cmd(c, "query-block", json_pack("{s:s}", "vm", argv[2]), &blocks);
+		json_array_foreach (blocks, i, b) {
+			json_t *list =
+				json_object_get(json_object_get(b, "inserted"), "dirty-bitmaps");
+
+			if (strcmp(str(b, "device", ""), argv[3]) != 0) {
+				continue;
+			}
+			if (json_output) {
+				print_json(list ? list : json_array());
+				return EXIT_OK;
+			}
+			printf("%-20s %-10s %-5s %12s %12s\n", "NAME", "RECORDING", "BUSY",
+			       "GRANULARITY", "DIRTY");
+			json_array_foreach (list, k, m) {
+				printf("%-20s %-10s %-5s %12" JSON_INTEGER_FORMAT
+				       " %12" JSON_INTEGER_FORMAT "\n",
+				       str(m, "name", ""),
+				       json_is_true(json_object_get(m, "recording")) ? "yes" : "no",
+				       json_is_true(json_object_get(m, "busy")) ? "yes" : "no",
+				       json_integer_value(json_object_get(m, "granularity")),
+				       json_integer_value(json_object_get(m, "count")));
+			}
+			return EXIT_OK;
+		}
+		return rc ? rc : fail(EXIT_FAILURE, NULL, "VM %s has no disk %s", argv[2], argv[3]);
+	}
+	for (i = 0; i < ARRAY_SIZE(verbs) && strcmp(verb, verbs[i]) != 0; i++) {
+	}
+	if (i == ARRAY_SIZE(verbs) || argc != 5) {
+		return usage_error("%s",
+				   "disk bitmap needs add|remove|clear|enable|disable VM DISK "
+				   "NAME, or list VM DISK");
+	}
+	if (granularity && i != 0) {
+		return usage_error("%s", "--granularity is for disk bitmap add");
+	}
+	args = json_pack("{s:s, s:s, s:s}", "vm", argv[2], "node", argv[3], "name", argv[4]);
+	if (args && granularity) {
+		json_object_set_new(args, "granularity", json_integer((json_int_t)granularity));
+	}
+	if (asprintf(&cmd, "block-dirty-bitmap-%s", verb) < 0) {
+		json_decref(args);
+		return fail(EXIT_FAILURE, NULL, "out of memory");
+	}
+	rc = run_cmd(c, cmd, args, NULL);
+	if (rc == EXIT_OK && !json_output) {
+		printf("%s: disk %s: bitmap %s %s\n", argv[2], argv[3], argv[4], done[i]);
+	}
+	return rc;
+}
+
 static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 			 const struct vmctl_command *cmd)
 {
@@ -1776,18 +1841,29 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 		{"no-pivot", no_argument, NULL, 'p'},
 		{"json", no_argument, NULL, 'j'},
 		{"sync", required_argument, NULL, 's'},
+		{"bitmap", required_argument, NULL, 'B'},
+		{"granularity", required_argument, NULL, 'g'},
 		{0},
 	};
 	const char *format = NULL, *base = NULL, *top = NULL, *job_id = NULL, *verb, *vm, *disk;
-	const char *sync = NULL;
+	const char *sync = NULL, *bitmap = NULL;
 	bool existing = false, wait = true, pivot = true;
-	uint64_t speed = 0;
+	uint64_t speed = 0, granularity = 0;
 	json_t *args;
 	int o, rc;
 
 	optind = 0; /* 0: glibc re-initialises (argument permutation included) */
-	while ((o = getopt_long(argc, argv, "f:eb:t:S:i:npjs:", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "f:eb:t:S:i:npjs:B:g:", opts, NULL)) != -1) {
 		switch (o) {
+		case 'B':
+			bitmap = optarg;
+			break;
+		case 'g':
+			if (parse_size(optarg, &granularity) < 0) {
+				return usage_error("--granularity: '%s' is not a size in bytes",
+						   optarg);
+			}
+			break;
 		case 's':
 			sync = optarg;
 			break;
@@ -1825,9 +1901,8 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 		}
 	}
 	if (argc - optind < 3) {
-		return usage_error(
-			"%s",
-			"disk needs snapshot|stream|commit|mirror|backup, a VM and a disk id");
+		return usage_error("%s", "disk needs snapshot|stream|commit|mirror|backup|bitmap, "
+					 "a VM and a disk id");
 	}
 	verb = argv[optind];
 	vm = argv[optind + 1];
@@ -1889,6 +1964,15 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 		}
 		return rc;
 	}
+	if (strcmp(verb, "bitmap") == 0) {
+		return disk_bitmap(c, argc - optind, argv + optind, granularity);
+	}
+	if (granularity) {
+		return usage_error("%s", "--granularity is for disk bitmap add");
+	}
+	if (bitmap && strcmp(verb, "backup") != 0) {
+		return usage_error("%s", "--bitmap is for disk backup");
+	}
 	if (strcmp(verb, "backup") == 0) {
 		if (argc - optind != 4) {
 			return usage_error("%s", "disk backup needs VM DISK FILE");
@@ -1902,9 +1986,15 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 						 "cancelled: add --no-wait");
 		}
 		/* drive-backup: the disk as it is now, while the guest writes on */
+		/* with a dirty bitmap: what it recorded (QEMU's incremental backup) */
 		args = json_pack("{s:s, s:s, s:s, s:s}", "vm", vm, "device", disk, "sync",
-				 sync ? sync : "full", "mode",
-				 existing ? "existing" : "absolute-paths");
+				 sync	  ? sync
+				 : bitmap ? "incremental"
+					  : "full",
+				 "mode", existing ? "existing" : "absolute-paths");
+		if (args && bitmap) {
+			json_object_set_new(args, "bitmap", json_string(bitmap));
+		}
 		if (!args || set_path(args, "target", argv[optind + 3]) < 0) {
 			json_decref(args);
 			return fail(EXIT_FAILURE, NULL, "cannot resolve '%s'", argv[optind + 3]);
@@ -2680,7 +2770,7 @@ static const struct vmctl_command commands[] = {
 	 "                           --interval sets the polling period first (0: off)\n"},
 	{"disk", cmd_disk,
 	 "add|remove|resize|throttle|snapshot|snapshot-internal|snapshot-delete|stream|commit|\n"
-	 "                     mirror|backup VM ...",
+	 "                     mirror|backup|bitmap VM ...",
 	 "hot-add, remove or resize a disk; external snapshots and block jobs",
 	 "  add VM ID FILE [--format raw|qcow2] [--readonly] [--serial S]\n"
 	 "      [--cache none|writeback] [--addr SLOT]\n"
@@ -2718,6 +2808,13 @@ static const struct vmctl_command commands[] = {
 	 "                          backed by its backing file), or only what the guest\n"
 	 "                          overwrites (FILE backed by the disk; with --no-wait,\n"
 	 "                          until the job is cancelled)\n"
+	 "      --bitmap NAME       only what dirty bitmap NAME recorded (--sync incremental,\n"
+	 "                          the default with it; the bitmap starts over if the\n"
+	 "                          backup succeeds)\n"
+	 "  bitmap add|remove|clear|enable|disable VM DISK NAME [--granularity SIZE]\n"
+	 "                          a dirty bitmap of the disk (block-dirty-bitmap-*; in\n"
+	 "                          memory: it ends with the VM)\n"
+	 "  bitmap list VM DISK     the disk's dirty bitmaps\n"
 	 "  stream, commit, mirror and backup wait for their job with a progress bar on a\n"
 	 "  terminal;\n"
 	 "      --speed BYTES       limit the copy (bytes per second)\n"

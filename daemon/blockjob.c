@@ -41,6 +41,7 @@
 #include "daemon/blockjob.h"
 #include "daemon/jobs.h"
 #include "daemon/registry.h"
+#include "hw/device.h"
 #include "vmmd/block.h"
 
 /* QEMU's STREAM_CHUNK and the commit buffer: bytes per copy step. */
@@ -178,6 +179,15 @@ struct bjob {
 	bool copier_stop;	   /* under copy_lock */
 	int copier_err;		   /* the copier's failed copy (under copy_lock) */
 	struct job *job;
+	/* a dirty bitmap it copies (sync incremental, bitmap) or keeps up to date */
+	char *bitmap;
+	bool bitmap_sync;
+	enum {
+		BITMAP_ON_SUCCESS,
+		BITMAP_NEVER,
+		BITMAP_ALWAYS
+	} bitmap_mode;
+	bool bitmap_taken;
 };
 
 static void bjob_free(void *opaque)
@@ -187,9 +197,14 @@ static void bjob_free(void *opaque)
 	if (!j) {
 		return;
 	}
+	if (j->bitmap_taken) {
+		block_dirty_bitmap_end_backup(j->root, j->bitmap, j->bitmap_mode != BITMAP_NEVER,
+					      false);
+	}
 	if (j->cbw) {
 		block_cbw_stop(j->root); /* a backup that never ran: the disk's writes go on */
 	}
+	free(j->bitmap);
 	if (j->backup) {
 		pthread_mutex_destroy(&j->copy_lock);
 	}
@@ -884,6 +899,13 @@ static int backup_run(struct job *job, struct error **errp)
 		r = backup_loop(job, j, buf, errp);
 	}
 	backup_stop_copier(j);
+	if (j->bitmap_taken) {
+		/* on-success: what it held goes back unless done; always: what was not copied */
+		block_dirty_bitmap_end_backup(j->root, j->bitmap,
+					      j->bitmap_mode == BITMAP_ON_SUCCESS && r < 0,
+					      j->bitmap_mode == BITMAP_ALWAYS);
+		j->bitmap_taken = false;
+	}
 	/* done or not, the disk's writes no longer wait */
 	block_cbw_stop(j->root);
 	j->cbw = false;
@@ -1499,6 +1521,93 @@ int blockjob_drive_mirror(struct registry_vm *rv, json_t *args, registry_done_fn
 	return r;
 }
 
+/* ---- dirty bitmaps ---- */
+
+/*
+ * The node QEMU's "node" argument names: a disk (its top node), a node of
+ * a disk's chain, or a blockdev-add node. A new reference, or NULL with
+ * QEMU's error.
+ */
+static struct block_node *bitmap_node(struct registry_vm *rv, const char *name, bool add,
+				      struct error **errp)
+{
+	struct vm *vm = live_vm(rv, errp);
+	struct block_node *bs;
+	struct disk_node d;
+
+	if (!vm) {
+		return NULL;
+	}
+	if (find_disk(vm, name, name, &d)) {
+		return block_ref(d.node);
+	}
+	bs = vm_block_node_get(vm, name, NULL);
+	if (!bs && add) {
+		error_set(errp, ENOENT, "Cannot find device='%s' nor node-name='%s'", name, name);
+	} else if (!bs) {
+		error_set(errp, ENOENT, "Node '%s' not found", name); /* QEMU's other lookup */
+	}
+	return bs;
+}
+
+int blockjob_bitmap(struct registry_vm *rv, const char *cmd, json_t *args, struct error **errp)
+{
+	const char *name = str_arg(args, "name");
+	json_t *gran = json_object_get(args, "granularity"), *src;
+	struct block_node *bs = bitmap_node(rv, str_arg(args, "node"),
+					    strcmp(cmd, "block-dirty-bitmap-add") == 0, errp);
+	size_t i;
+	int r = 0;
+
+	if (!bs) {
+		return -ENOENT;
+	}
+	if (strcmp(cmd, "block-dirty-bitmap-add") == 0) {
+		if (gran &&
+		    (json_integer_value(gran) < 0 || json_integer_value(gran) > UINT32_MAX)) {
+			r = error_set(errp, EINVAL, "Parameter 'granularity' expects uint32_t");
+		} else if (bool_arg(args, "persistent", false)) {
+			r = error_set(errp, ENOTSUP,
+				      "Can't store persistent bitmaps to %s: vmmd keeps dirty "
+				      "bitmaps in memory only",
+				      str_arg(args, "node"));
+		} else {
+			r = block_dirty_bitmap_add(bs, name,
+						   gran ? (uint64_t)json_integer_value(gran) : 0,
+						   bool_arg(args, "disabled", false), errp);
+		}
+	} else if (strcmp(cmd, "block-dirty-bitmap-remove") == 0) {
+		r = block_dirty_bitmap_remove(bs, name, errp);
+	} else if (strcmp(cmd, "block-dirty-bitmap-clear") == 0) {
+		r = block_dirty_bitmap_change(bs, name, BLOCK_DIRTY_BITMAP_CLEAR, errp);
+	} else if (strcmp(cmd, "block-dirty-bitmap-enable") == 0) {
+		r = block_dirty_bitmap_change(bs, name, BLOCK_DIRTY_BITMAP_ENABLE, errp);
+	} else if (strcmp(cmd, "block-dirty-bitmap-disable") == 0) {
+		r = block_dirty_bitmap_change(bs, name, BLOCK_DIRTY_BITMAP_DISABLE, errp);
+	} else {
+		/* merge: each source, a name on the same node or {node, name} */
+		json_array_foreach (json_object_get(args, "bitmaps"), i, src) {
+			struct block_node *sb =
+				json_is_string(src)
+					? block_ref(bs)
+					: bitmap_node(rv, str_arg(src, "node"), false, errp);
+			const char *sn =
+				json_is_string(src) ? json_string_value(src) : str_arg(src, "name");
+
+			r = sb && sn ? block_dirty_bitmap_merge(bs, str_arg(args, "target"), sb, sn,
+								errp)
+			    : sb     ? error_set(errp, EINVAL, "Parameter 'name' is missing")
+				     : -ENOENT;
+			block_unref(sb);
+			if (r < 0) {
+				break;
+			}
+		}
+	}
+	block_unref(bs);
+	return r;
+}
+
 /* ---- external snapshots ---- */
 
 /*
@@ -1792,6 +1901,50 @@ static int backup_sync_parse(const char *sync, struct bjob *j, struct error **er
 	return mirror_sync_parse(sync ? sync : "", j, errp);
 }
 
+/* The bitmap a backup names, checked as QEMU 7.2's do_backup_common(). */
+static int backup_bitmap_check(struct bjob *j, const struct disk_node *d, const char *sync,
+			       json_t *args, struct error **errp)
+{
+	const char *bitmap = str_arg(args, "bitmap"), *mode = str_arg(args, "bitmap-mode");
+	bool busy;
+
+	if (!block_dirty_bitmap_exists(d->node, bitmap, &busy)) {
+		return error_set(errp, ENOENT, "Bitmap '%s' could not be found", bitmap);
+	}
+	if (!mode && strcmp(sync, "incremental") != 0) {
+		return error_set(errp, EINVAL,
+				 "Bitmap sync mode must be given when providing a bitmap");
+	}
+	mode = mode ? mode : "on-success";
+	j->bitmap_mode = strcmp(mode, "never") == 0    ? BITMAP_NEVER
+			 : strcmp(mode, "always") == 0 ? BITMAP_ALWAYS
+						       : BITMAP_ON_SUCCESS;
+	if (strcmp(sync, "incremental") == 0 && j->bitmap_mode != BITMAP_ON_SUCCESS) {
+		return error_set(errp, EINVAL,
+				 "Bitmap sync mode must be 'on-success' when using sync mode "
+				 "'incremental'");
+	}
+	if (strcmp(sync, "none") == 0) {
+		return error_set(errp, EINVAL,
+				 "sync mode '%s' does not produce meaningful bitmap outputs", sync);
+	}
+	if (j->bitmap_mode == BITMAP_NEVER && strcmp(sync, "bitmap") != 0) {
+		return error_set(
+			errp, EINVAL,
+			"Bitmap sync mode '%s' has no meaningful effect when combined with "
+			"sync mode '%s'",
+			mode, sync);
+	}
+	if (busy) {
+		return error_set(errp, EBUSY,
+				 "Bitmap '%s' is currently in use by another operation and cannot "
+				 "be used",
+				 bitmap);
+	}
+	j->bitmap = strdup(bitmap);
+	return j->bitmap ? 0 : error_set(errp, ENOMEM, "out of memory");
+}
+
 static int backup_check(struct registry_vm *rv, struct vm *vm, json_t *args, struct snap *s,
 			bool drive, struct error **errp)
 {
@@ -1819,6 +1972,13 @@ static int backup_check(struct registry_vm *rv, struct vm *vm, json_t *args, str
 	incremental = backup_sync_parse(sync, j, errp);
 	if (incremental < 0) {
 		return incremental;
+	}
+	j->bitmap_sync = incremental;
+	if (str_arg(args, "bitmap-mode") && strcmp(str_arg(args, "bitmap-mode"), "on-success") &&
+	    strcmp(str_arg(args, "bitmap-mode"), "never") &&
+	    strcmp(str_arg(args, "bitmap-mode"), "always")) {
+		return error_set(errp, EINVAL, "Parameter 'bitmap-mode' does not accept value '%s'",
+				 str_arg(args, "bitmap-mode"));
 	}
 	r = job_on_error_parse(str_arg(args, "on-source-error"), "on-source-error", &on_err, errp);
 	if (r == 0) {
@@ -1871,12 +2031,12 @@ static int backup_check(struct registry_vm *rv, struct vm *vm, json_t *args, str
 		return error_set(errp, EINVAL,
 				 "must provide a valid bitmap name for '%s' sync mode", sync);
 	}
-	if (bitmap) {
-		/* vmmd keeps no dirty bitmaps yet: whatever the name, none is found */
-		return error_set(errp, ENOENT, "Bitmap '%s' could not be found", bitmap);
-	}
-	if (json_object_get(args, "bitmap-mode")) {
-		return error_set(errp, EINVAL, "Cannot specify bitmap sync mode without a bitmap");
+	r = bitmap ? backup_bitmap_check(j, &d, sync, args, errp)
+	    : str_arg(args, "bitmap-mode")
+		    ? error_set(errp, EINVAL, "Cannot specify bitmap sync mode without a bitmap")
+		    : 0;
+	if (r < 0) {
+		return r;
 	}
 	if (speed && json_integer_value(speed) < 0) {
 		return error_set(errp, EINVAL, "Parameter 'speed' expects a non-negative value");
@@ -1969,7 +2129,15 @@ static int backup_begin(struct snap *s, struct error **errp)
 	j->cbw = true;
 	if (j->sync != MIRROR_TOP) {
 		block_cbw_mark(j->root, 0, len);
-		return 0;
+	}
+	if (j->bitmap) {
+		/* incremental, bitmap: what it recorded is what is copied */
+		r = block_dirty_bitmap_begin_backup(j->root, j->bitmap, j->bitmap_sync,
+						    j->bitmap_mode != BITMAP_NEVER, errp);
+		j->bitmap_taken = r == 0;
+	}
+	if (r < 0 || j->sync != MIRROR_TOP || j->bitmap_sync) {
+		return r;
 	}
 	while (off < len && r == 0) {
 		uint64_t pnum;

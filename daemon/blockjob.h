@@ -71,3 +71,9 @@ int blockjob_check_target(struct registry_vm *rv, const char *name, struct error
 bool blockjob_target_named(struct registry_vm *rv, const char *name);
 int blockjob_drive_mirror(struct registry_vm *rv, json_t *args, registry_done_fn done, void *opaque,
 			  struct error **errp);
+/*
+ * block-dirty-bitmap-add, -remove, -clear, -enable, -disable and -merge
+ * (@cmd) on the node @args names (a disk, a node of its chain, a
+ * blockdev-add node); in memory, so on the control thread.
+ */
+int blockjob_bitmap(struct registry_vm *rv, const char *cmd, json_t *args, struct error **errp);

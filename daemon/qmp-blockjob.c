@@ -145,3 +145,44 @@ int qmp_snapshot_delete(struct monitor_request *req, json_t *args, json_t **ret,
 {
 	return snapshot_delete((struct registry_vm *)req->vm, args, NULL, errp);
 }
+
+int qmp_block_dirty_bitmap_add(struct monitor_request *req, json_t *args, json_t **ret,
+			       struct error **errp)
+{
+	return blockjob_bitmap((struct registry_vm *)req->vm, "block-dirty-bitmap-add", args, errp);
+}
+
+int qmp_block_dirty_bitmap_remove(struct monitor_request *req, json_t *args, json_t **ret,
+				  struct error **errp)
+{
+	return blockjob_bitmap((struct registry_vm *)req->vm, "block-dirty-bitmap-remove", args,
+			       errp);
+}
+
+int qmp_block_dirty_bitmap_clear(struct monitor_request *req, json_t *args, json_t **ret,
+				 struct error **errp)
+{
+	return blockjob_bitmap((struct registry_vm *)req->vm, "block-dirty-bitmap-clear", args,
+			       errp);
+}
+
+int qmp_block_dirty_bitmap_enable(struct monitor_request *req, json_t *args, json_t **ret,
+				  struct error **errp)
+{
+	return blockjob_bitmap((struct registry_vm *)req->vm, "block-dirty-bitmap-enable", args,
+			       errp);
+}
+
+int qmp_block_dirty_bitmap_disable(struct monitor_request *req, json_t *args, json_t **ret,
+				   struct error **errp)
+{
+	return blockjob_bitmap((struct registry_vm *)req->vm, "block-dirty-bitmap-disable", args,
+			       errp);
+}
+
+int qmp_block_dirty_bitmap_merge(struct monitor_request *req, json_t *args, json_t **ret,
+				 struct error **errp)
+{
+	return blockjob_bitmap((struct registry_vm *)req->vm, "block-dirty-bitmap-merge", args,
+			       errp);
+}

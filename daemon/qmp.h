@@ -185,6 +185,18 @@ int qmp_drive_mirror(struct monitor_request *req, json_t *args, json_t **ret, st
 int qmp_blockdev_backup(struct monitor_request *req, json_t *args, json_t **ret,
 			struct error **errp);
 int qmp_drive_backup(struct monitor_request *req, json_t *args, json_t **ret, struct error **errp);
+int qmp_block_dirty_bitmap_add(struct monitor_request *req, json_t *args, json_t **ret,
+			       struct error **errp);
+int qmp_block_dirty_bitmap_remove(struct monitor_request *req, json_t *args, json_t **ret,
+				  struct error **errp);
+int qmp_block_dirty_bitmap_clear(struct monitor_request *req, json_t *args, json_t **ret,
+				 struct error **errp);
+int qmp_block_dirty_bitmap_enable(struct monitor_request *req, json_t *args, json_t **ret,
+				  struct error **errp);
+int qmp_block_dirty_bitmap_disable(struct monitor_request *req, json_t *args, json_t **ret,
+				   struct error **errp);
+int qmp_block_dirty_bitmap_merge(struct monitor_request *req, json_t *args, json_t **ret,
+				 struct error **errp);
 int qmp_nbd_server_start(struct monitor_request *req, json_t *args, json_t **ret,
 			 struct error **errp);
 int qmp_nbd_server_stop(struct monitor_request *req, json_t *args, json_t **ret,

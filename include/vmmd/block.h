@@ -328,6 +328,41 @@ uint64_t block_cbw_bytes(struct block_node *bs);
 void block_cbw_stop(struct block_node *bs);
 
 /*
+ * Dirty bitmaps, QEMU's block-dirty-bitmap-* (kept in memory, not in the
+ * image): each one, while it records, marks the granules that every
+ * write, write-zeroes or discard of @bs touches. Errors are QEMU 7.2's.
+ * A bitmap that a backup uses is busy: it cannot be changed or removed.
+ * block_dirty_bitmap_begin_backup(), with the backup's copy tracker
+ * started: @copy, the backup copies what the bitmap has marked (sync
+ * incremental and bitmap); @clear, the bitmap starts over (what it held
+ * is kept). _end_backup(): @restore puts back what it held (a failed
+ * on-success backup), @add_uncopied adds what the backup did not copy
+ * (bitmap-mode always); call it before block_cbw_stop(). Any thread.
+ */
+#define BLOCK_DIRTY_BITMAP_GRANULARITY (64u << 10)
+#define BLOCK_DIRTY_BITMAP_MAX_NAME 1023
+#define BLOCK_MAX_DIRTY_BITMAPS 64
+enum block_dirty_bitmap_op {
+	BLOCK_DIRTY_BITMAP_CLEAR,
+	BLOCK_DIRTY_BITMAP_ENABLE,
+	BLOCK_DIRTY_BITMAP_DISABLE,
+};
+int block_dirty_bitmap_add(struct block_node *bs, const char *name, uint64_t granularity,
+			   bool disabled, struct error **errp);
+int block_dirty_bitmap_remove(struct block_node *bs, const char *name, struct error **errp);
+int block_dirty_bitmap_change(struct block_node *bs, const char *name,
+			      enum block_dirty_bitmap_op op, struct error **errp);
+int block_dirty_bitmap_merge(struct block_node *bs, const char *target, struct block_node *src_bs,
+			     const char *src, struct error **errp);
+/* QEMU's BlockDirtyInfo list, newest first (a new reference). */
+json_t *block_dirty_bitmap_info(struct block_node *bs);
+bool block_dirty_bitmap_exists(struct block_node *bs, const char *name, bool *ret_busy);
+int block_dirty_bitmap_begin_backup(struct block_node *bs, const char *name, bool copy, bool clear,
+				    struct error **errp);
+void block_dirty_bitmap_end_backup(struct block_node *bs, const char *name, bool restore,
+				   bool add_uncopied);
+
+/*
  * The graph (block/graph.c). A disk's device keeps a pointer to its top
  * node; these functions change what the nodes hold, so the pointer stays
  * valid and designates the new top. The caller drains the disk's top node

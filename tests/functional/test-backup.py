@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Backups of a disk while its guest writes: blockdev-backup and
-drive-backup (QEMU 7.2's answers and events are replayed by
+drive-backup, full and incremental (QEMU 7.2's answers and events are replayed by
 test-jobs-golden.py from tests/jobs/golden/*backup*.json); here, whether
 the copy is the disk of its moment.
 
@@ -112,6 +112,80 @@ def test_backup_under_writes():
                        check=True)
         rv = snap.snapshot_rounds(live, d.tmp, os.path.join(d.tmp, "v.qcow2"), "v", orig)
         assert max(r2) < min(rv), (r2, rv)
+
+
+def bitmaps(q, vm):
+    return q.ok("query-block", vm=vm)[0]["inserted"].get("dirty-bitmaps", [])
+
+
+def test_incremental_under_writes():
+    """A dirty bitmap added before a full backup, then an incremental
+    backup (sync incremental, into an image backed by the full one) in a
+    transaction with an internal snapshot, while the guest writes: the
+    full image under the incremental one reads as the snapshot, and the
+    incremental backup copied only what the guest wrote. A cancelled
+    incremental backup gives the bitmap back what it held."""
+    require_tool("qemu-img")
+    writer = guest("blk-writer")
+    with Vmmd() as d:
+        _, base = live.make_base(d.tmp, 33)
+        q = live.start_writer(d, "w", writer, base)
+        full, inc = (os.path.join(d.tmp, n + ".qcow2") for n in ("full", "inc"))
+        out = d.vmctl("disk", "bitmap", "add", "w", "vda", "v1", "--granularity", "4k").stdout
+        assert out == "w: disk vda: bitmap v1 added\n", out
+        lines = d.vmctl("disk", "bitmap", "list", "w", "vda").stdout.splitlines()
+        assert lines[1].split()[:4] == ["v1", "yes", "no", "4096"], lines
+        out = d.vmctl("disk", "bitmap", "remove", "w", "vda", "v1").stdout
+        assert out == "w: disk vda: bitmap v1 removed\n", out
+        q.ok("block-dirty-bitmap-add", {"vm": "w", "node": "vda", "name": "b0"})
+        r = q.cmd("block-dirty-bitmap-add", {"vm": "w", "node": "vda", "name": "p",
+                                             "persistent": True})
+        assert "in memory only" in r["error"]["desc"], r
+        live.wait_passes(d, "w", 1)
+        before = bitmaps(q, "w")[0]["count"]
+        # a resize keeps the marks, and the bitmap covers the new size
+        q.ok("block_resize", {"vm": "w", "device": "vda", "size": 8 << 20})
+        bm = bitmaps(q, "w")[0]
+        assert bm["count"] >= before > 0 and bm["granularity"] == 64 << 10, (before, bm)
+        q.ok("drive-backup", {"vm": "w", "device": "vda", "target": full, "sync": "full",
+                              "job-id": "f"})
+        assert "error" not in job_end(q, "f")["data"]
+        live.wait_passes(d, "w", 3)
+        [bm] = bitmaps(q, "w")
+        assert bm["name"] == "b0" and bm["recording"] and not bm["busy"], bm
+        assert 0 < bm["count"] <= 16 * 64 << 10 and bm["granularity"] == 64 << 10, bm
+
+        # cancelled: what the bitmap held comes back
+        tmp_t = os.path.join(d.tmp, "x.qcow2")
+        q.ok("drive-backup", {"vm": "w", "device": "vda", "target": tmp_t,
+                              "sync": "incremental", "bitmap": "b0", "job-id": "x",
+                              "speed": 1})
+        assert bitmaps(q, "w")[0]["busy"], bitmaps(q, "w")
+        r = q.cmd("block-dirty-bitmap-clear", {"vm": "w", "node": "vda", "name": "b0"})
+        assert "currently in use" in r["error"]["desc"], r
+        q.ok("block-job-cancel", {"vm": "w", "device": "x"})
+        assert job_end(q, "x")["event"] == "BLOCK_JOB_CANCELLED"
+        held = bm["count"]
+        bm = bitmaps(q, "w")[0]
+        assert not bm["busy"] and bm["count"] >= held, (held, bm)
+
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", full, "-F", "qcow2",
+                        inc], check=True)
+        q.ok("transaction", {"vm": "w", "actions": [
+            {"type": "blockdev-snapshot-internal-sync", "data": {"device": "vda", "name": "s2"}},
+            {"type": "drive-backup", "data": {"device": "vda", "target": inc, "format": "qcow2",
+                                              "mode": "existing", "sync": "incremental",
+                                              "bitmap": "b0", "job-id": "i"}}]})
+        ev = job_end(q, "i")
+        assert ev["event"] == "BLOCK_JOB_COMPLETED" and "error" not in ev["data"], ev
+        # only the guest's 16 clusters (and what it wrote during the full backup)
+        assert 0 < ev["data"]["len"] <= 16 * 64 << 10, ev
+        live.wait_passes(d, "w", 1)
+        q.ok("stop", vm="w")
+        q.ok("vm-destroy", vm="w")
+        assert "MISMATCH" not in console_log(d, "w")
+        ok, out = same(inc, "qcow2", snapshot_raw(d.tmp, base, "s2"), "raw")
+        assert ok, "full + incremental is not the disk of its moment: " + out
 
 
 def test_refusals():
