@@ -1996,10 +1996,13 @@ static int backup_check(struct registry_vm *rv, struct vm *vm, json_t *args, str
 		return r;
 	}
 	if (!drive && find_disk(vm, target, target, &td)) {
-		/* QEMU 7.2 aborts on a backup of a disk into itself */
-		return error_set(errp, EBUSY,
-				 "Node '%s' is in use by disk '%s'; back up to a node of its own",
-				 target, td.id);
+		/* a node of a disk: QEMU finds it, then a conflict of its users */
+		return td.node == d.node
+			       ? error_set(errp, EINVAL, "Source and target cannot be the same")
+			       : error_set(errp, EBUSY,
+					   "Node '%s' is in use by disk '%s'; back up to a node of "
+					   "its own",
+					   target, td.id);
 	}
 	if (!drive) {
 		r = vm_blockdev_claim(vm, target, &t);
