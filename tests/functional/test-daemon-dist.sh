@@ -66,6 +66,14 @@ got=$(complete_words vmctl start "")
 [ "$got" = "alpha beta" ] || fail "completing VM names: '$got'"
 got=$(complete_words vmctl stop --f)
 [ "$got" = "--force" ] || fail "completing stop options: '$got'"
+got=$(complete_words vmctl disk b)
+[ "$got" = "backup bitmap" ] || fail "completing disk verbs: '$got'"
+got=$(complete_words vmctl disk bitmap "")
+[ "$got" = "add remove clear enable disable list" ] || fail "completing disk bitmap: '$got'"
+got=$(complete_words vmctl disk bitmap add "")
+[ "$got" = "alpha beta" ] || fail "completing disk bitmap's VM: '$got'"
+got=$(complete_words vmctl disk backup al)
+[ "$got" = "alpha" ] || fail "completing disk backup's VM: '$got'"
 complete_cmd() {
 	prog=$1
 	shift
