@@ -45,16 +45,22 @@ def same(a, fa, b, fb):
     return r.returncode == 0, r.stdout + r.stderr
 
 
+def writer_and_target(d, seed):
+    """VM w writes its disk (a qcow2 image of random data from @seed); an
+    empty image of its size is node tgt. Returns (data, image, QMP, target)."""
+    orig, base = live.make_base(d.tmp, seed)
+    q = live.start_writer(d, "w", guest("blk-writer"), base)
+    tgt = os.path.join(d.tmp, "tgt.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", tgt, "4M"], check=True)
+    q.ok("blockdev-add", {"vm": "w", "driver": "qcow2", "node-name": "tgt",
+                          "file": {"driver": "file", "filename": tgt}})
+    return orig, base, q, tgt
+
+
 def test_backup_under_writes():
     require_tool("qemu-img")
-    writer = guest("blk-writer")
     with Vmmd() as d:
-        orig, base = live.make_base(d.tmp, 31)
-        q = live.start_writer(d, "w", writer, base)
-        tgt = os.path.join(d.tmp, "full.qcow2")
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", tgt, "4M"], check=True)
-        q.ok("blockdev-add", {"vm": "w", "driver": "qcow2", "node-name": "tgt",
-                              "file": {"driver": "file", "filename": tgt}})
+        orig, base, q, tgt = writer_and_target(d, 31)
 
         # full: 128 KiB/s holds the first 512 KiB copy back for 4 s
         q.ok("transaction", {"vm": "w", "actions": [
@@ -192,14 +198,8 @@ def test_refusals():
     """A disk under a backup refuses what would change it under the copy;
     the backup's target is busy; a failed transaction starts no backup and
     leaves the guest's writes free."""
-    writer = guest("blk-writer")
     with Vmmd() as d:
-        _, base = live.make_base(d.tmp, 32)
-        q = live.start_writer(d, "w", writer, base)
-        tgt = os.path.join(d.tmp, "t.qcow2")
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", tgt, "4M"], check=True)
-        q.ok("blockdev-add", {"vm": "w", "driver": "qcow2", "node-name": "tgt",
-                              "file": {"driver": "file", "filename": tgt}})
+        q = writer_and_target(d, 32)[2]
         r = q.cmd("transaction", vm="w", actions=[
             {"type": "blockdev-backup", "data": {"device": "vda", "target": "tgt",
                                                  "sync": "full", "job-id": "x"}},
