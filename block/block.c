@@ -1179,6 +1179,7 @@ int block_dirty_bitmap_add(struct block_node *bs, const char *name, uint64_t gra
 			   bool disabled, struct error **errp)
 {
 	struct dirty_bitmap *b;
+	uint64_t bytes;
 	unsigned n = 0;
 	int r;
 
@@ -1194,6 +1195,14 @@ int block_dirty_bitmap_add(struct block_node *bs, const char *name, uint64_t gra
 	if (granularity < 512 || !IS_POWER_OF_2(granularity)) {
 		return error_set(errp, EINVAL, "Granularity must be power of 2 and at least 512");
 	}
+	bytes = (block_length(bs) / granularity + 64) / 64 * sizeof(uint64_t);
+	if (bytes > BLOCK_MAX_DIRTY_BITMAP_BYTES) {
+		return error_set(
+			errp, ENOSPC,
+			"Bitmap '%s' would take %" PRIu64
+			" MiB (a node's bitmaps at most %u MiB): choose a larger granularity",
+			name, bytes >> 20, BLOCK_MAX_DIRTY_BITMAP_BYTES >> 20);
+	}
 	b = calloc(1, sizeof(*b));
 	if (!b || !(b->name = strdup(name))) {
 		bitmap_free(b);
@@ -1205,15 +1214,23 @@ int block_dirty_bitmap_add(struct block_node *bs, const char *name, uint64_t gra
 		return r;
 	}
 	b->recording = !disabled;
+	bytes = (b->g->nbits + 63) / 64 * sizeof(uint64_t);
 	pthread_mutex_lock(&bs->gate_lock);
 	for (struct dirty_bitmap *o = bs->bitmaps; o; o = o->next) {
 		n++;
+		bytes += (o->g->nbits + 63) / 64 * sizeof(uint64_t);
 	}
 	if (bitmap_find(bs, name)) {
 		r = error_set(errp, EEXIST, "Bitmap already exists: %s", name);
 	} else if (n >= BLOCK_MAX_DIRTY_BITMAPS) {
 		r = error_set(errp, ENOSPC, "A node has at most %d dirty bitmaps",
 			      BLOCK_MAX_DIRTY_BITMAPS);
+	} else if (bytes > BLOCK_MAX_DIRTY_BITMAP_BYTES) {
+		/* a client-chosen size: bounded per node */
+		r = error_set(errp, ENOSPC,
+			      "Bitmap '%s' would bring the node's bitmaps to %" PRIu64
+			      " MiB (at most %u MiB): choose a larger granularity",
+			      name, bytes >> 20, BLOCK_MAX_DIRTY_BITMAP_BYTES >> 20);
 	} else {
 		b->next = bs->bitmaps;
 		bs->bitmaps = TAKE_PTR(b);

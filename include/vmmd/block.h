@@ -342,6 +342,8 @@ void block_cbw_stop(struct block_node *bs);
 #define BLOCK_DIRTY_BITMAP_GRANULARITY (64u << 10)
 #define BLOCK_DIRTY_BITMAP_MAX_NAME 1023
 #define BLOCK_MAX_DIRTY_BITMAPS 64
+/* what a node's bitmaps may take in all (1 TiB of disk at 512-byte granules) */
+#define BLOCK_MAX_DIRTY_BITMAP_BYTES (256u << 20)
 enum block_dirty_bitmap_op {
 	BLOCK_DIRTY_BITMAP_CLEAR,
 	BLOCK_DIRTY_BITMAP_ENABLE,

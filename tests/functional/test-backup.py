@@ -207,6 +207,30 @@ def test_refusals():
              "data": {"device": "vda", "snapshot-file": os.path.join(d.tmp, "o.qcow2")}}])
         assert r["error"]["desc"] == "disk 'vda' appears twice in the transaction", r
         assert q.ok("query-jobs", vm="w") == []
+        # a client's bitmaps are bounded: 64 per node, 256 MiB in all
+        big = os.path.join(d.tmp, "big.raw")
+        with open(big, "wb") as f:
+            f.truncate(2 << 40)
+        q.ok("blockdev-add", {"vm": "w", "driver": "raw", "node-name": "big",
+                              "file": {"driver": "file", "filename": big}})
+        r = q.cmd("block-dirty-bitmap-add", {"vm": "w", "node": "big", "name": "g",
+                                             "granularity": 512})
+        assert r["error"]["desc"] == ("Bitmap 'g' would take 512 MiB (a node's bitmaps at "
+                                      "most 256 MiB): choose a larger granularity"), r
+        for k in range(32):  # 8 MiB each
+            q.ok("block-dirty-bitmap-add", {"vm": "w", "node": "big", "name": "b%d" % k,
+                                            "granularity": 32768})
+        r = q.cmd("block-dirty-bitmap-add", {"vm": "w", "node": "big", "name": "b32",
+                                             "granularity": 32768})
+        assert r["error"]["desc"] == ("Bitmap 'b32' would bring the node's bitmaps to 264 MiB "
+                                      "(at most 256 MiB): choose a larger granularity"), r
+        q.ok("blockdev-del", {"vm": "w", "node-name": "big"})
+        for k in range(64):
+            q.ok("block-dirty-bitmap-add", {"vm": "w", "node": "vda", "name": "b%d" % k})
+        r = q.cmd("block-dirty-bitmap-add", {"vm": "w", "node": "vda", "name": "b64"})
+        assert r["error"]["desc"] == "A node has at most 64 dirty bitmaps", r
+        for k in range(64):
+            q.ok("block-dirty-bitmap-remove", {"vm": "w", "node": "vda", "name": "b%d" % k})
         live.wait_passes(d, "w", 1)
         r = q.cmd("blockdev-backup", vm="w", device="vda", target="vda", sync="full")
         assert r["error"]["desc"] == "Source and target cannot be the same", r
