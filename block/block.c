@@ -1175,13 +1175,10 @@ static struct dirty_bitmap *bitmap_usable(struct block_node *bs, const char *nam
 	return b;
 }
 
-int block_dirty_bitmap_add(struct block_node *bs, const char *name, uint64_t granularity,
-			   bool disabled, struct error **errp)
+int block_dirty_bitmap_check_add(struct block_node *bs, const char *name, uint64_t granularity,
+				 struct error **errp)
 {
-	struct dirty_bitmap *b;
 	uint64_t bytes;
-	unsigned n = 0;
-	int r;
 
 	if (!granularity) {
 		granularity = BLOCK_DIRTY_BITMAP_GRANULARITY;
@@ -1202,6 +1199,23 @@ int block_dirty_bitmap_add(struct block_node *bs, const char *name, uint64_t gra
 			"Bitmap '%s' would take %" PRIu64
 			" MiB (a node's bitmaps at most %u MiB): choose a larger granularity",
 			name, bytes >> 20, BLOCK_MAX_DIRTY_BITMAP_BYTES >> 20);
+	}
+	return 0;
+}
+
+int block_dirty_bitmap_add(struct block_node *bs, const char *name, uint64_t granularity,
+			   bool disabled, struct error **errp)
+{
+	struct dirty_bitmap *b;
+	uint64_t bytes;
+	unsigned n = 0;
+	int r = block_dirty_bitmap_check_add(bs, name, granularity, errp);
+
+	if (r < 0) {
+		return r;
+	}
+	if (!granularity) {
+		granularity = BLOCK_DIRTY_BITMAP_GRANULARITY;
 	}
 	b = calloc(1, sizeof(*b));
 	if (!b || !(b->name = strdup(name))) {
@@ -1265,15 +1279,87 @@ int block_dirty_bitmap_change(struct block_node *bs, const char *name,
 	struct dirty_bitmap *b;
 
 	pthread_mutex_lock(&bs->gate_lock);
-	b = bitmap_usable(bs, name, errp);
+	b = op == BLOCK_DIRTY_BITMAP_RELEASE ? bitmap_find(bs, name)
+					     : bitmap_usable(bs, name, errp);
 	if (b && op == BLOCK_DIRTY_BITMAP_CLEAR) {
 		memset(b->g->bits, 0, (b->g->nbits + 63) / 64 * sizeof(uint64_t));
 		b->g->count = 0;
+	} else if (b && (op == BLOCK_DIRTY_BITMAP_HOLD || op == BLOCK_DIRTY_BITMAP_RELEASE)) {
+		b->busy = op == BLOCK_DIRTY_BITMAP_HOLD;
 	} else if (b) {
 		b->recording = op == BLOCK_DIRTY_BITMAP_ENABLE;
 	}
 	pthread_mutex_unlock(&bs->gate_lock);
 	return b ? 0 : -ENOENT;
+}
+
+/* What block_dirty_bitmap_save() keeps of a bitmap. */
+struct block_dirty_bitmap_state {
+	char *name;
+	bool recording;
+	struct granules *g; /* NULL: the recording state only */
+};
+
+struct block_dirty_bitmap_state *block_dirty_bitmap_save(struct block_node *bs, const char *name,
+							 bool marks, uint64_t *ret_bytes,
+							 struct error **errp)
+{
+	struct block_dirty_bitmap_state *st = calloc(1, sizeof(*st));
+	struct dirty_bitmap *b;
+	size_t size = 0;
+
+	if (!st || !(st->name = strdup(name))) {
+		block_dirty_bitmap_state_free(st);
+		error_set(errp, ENOMEM, "out of memory");
+		return NULL;
+	}
+	pthread_mutex_lock(&bs->gate_lock);
+	b = bitmap_usable(bs, name, errp);
+	if (b) {
+		st->recording = b->recording;
+		size = sizeof(*b->g) + (b->g->nbits + 63) / 64 * sizeof(uint64_t);
+	}
+	if (b && marks && (st->g = malloc(size))) {
+		memcpy(st->g, b->g, size);
+	} else if (b && marks) {
+		error_set(errp, ENOMEM, "out of memory");
+		b = NULL;
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+	if (!b) {
+		block_dirty_bitmap_state_free(st);
+		return NULL;
+	}
+	*ret_bytes = marks ? size : 0;
+	return st;
+}
+
+void block_dirty_bitmap_restore(struct block_node *bs, struct block_dirty_bitmap_state *st)
+{
+	struct dirty_bitmap *b;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	b = bitmap_find(bs, st->name);
+	if (b) {
+		b->recording = st->recording;
+	}
+	if (b && st->g && st->g->nbits == b->g->nbits) {
+		memcpy(b->g->bits, st->g->bits, (st->g->nbits + 63) / 64 * sizeof(uint64_t));
+		b->g->count = st->g->count;
+	} else if (b && st->g) {
+		granules_or(b->g, st->g); /* resized meanwhile: no mark lost */
+	}
+	pthread_mutex_unlock(&bs->gate_lock);
+	block_dirty_bitmap_state_free(st);
+}
+
+void block_dirty_bitmap_state_free(struct block_dirty_bitmap_state *st)
+{
+	if (st) {
+		free(st->name);
+		free(st->g);
+		free(st);
+	}
 }
 
 /* Both nodes' gate locks, in address order (a merge may read another node's bitmap). */
@@ -1301,11 +1387,9 @@ int block_dirty_bitmap_merge(struct block_node *bs, const char *target, struct b
 
 	lock_two(bs, src_bs);
 	t = bitmap_usable(bs, target, errp);
-	s = t ? bitmap_find(src_bs, src) : NULL;
-	if (!t) {
+	s = t ? bitmap_usable(src_bs, src, errp) : NULL; /* as QEMU 7.2, not from a busy one */
+	if (!t || !s) {
 		r = -ENOENT;
-	} else if (!s) {
-		r = error_set(errp, ENOENT, "Dirty bitmap '%s' not found", src);
 	} else if (block_length(bs) != block_length(src_bs)) {
 		r = error_set(errp, EINVAL,
 			      "Bitmaps are of different sizes (destination size is %" PRIu64
@@ -1333,6 +1417,16 @@ json_t *block_dirty_bitmap_info(struct block_node *bs)
 	}
 	pthread_mutex_unlock(&bs->gate_lock);
 	return list;
+}
+
+int block_dirty_bitmap_check(struct block_node *bs, const char *name, struct error **errp)
+{
+	struct dirty_bitmap *b;
+
+	pthread_mutex_lock(&bs->gate_lock);
+	b = bitmap_usable(bs, name, errp);
+	pthread_mutex_unlock(&bs->gate_lock);
+	return b ? 0 : -ENOENT;
 }
 
 bool block_dirty_bitmap_exists(struct block_node *bs, const char *name, bool *ret_busy)

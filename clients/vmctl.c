@@ -1842,21 +1842,25 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 		{"json", no_argument, NULL, 'j'},
 		{"sync", required_argument, NULL, 's'},
 		{"bitmap", required_argument, NULL, 'B'},
+		{"new-bitmap", required_argument, NULL, 'N'},
 		{"granularity", required_argument, NULL, 'g'},
 		{0},
 	};
 	const char *format = NULL, *base = NULL, *top = NULL, *job_id = NULL, *verb, *vm, *disk;
-	const char *sync = NULL, *bitmap = NULL;
+	const char *sync = NULL, *bitmap = NULL, *new_bitmap = NULL;
 	bool existing = false, wait = true, pivot = true;
 	uint64_t speed = 0, granularity = 0;
 	json_t *args;
 	int o, rc;
 
 	optind = 0; /* 0: glibc re-initialises (argument permutation included) */
-	while ((o = getopt_long(argc, argv, "f:eb:t:S:i:npjs:B:g:", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "f:eb:t:S:i:npjs:B:N:g:", opts, NULL)) != -1) {
 		switch (o) {
 		case 'B':
 			bitmap = optarg;
+			break;
+		case 'N':
+			new_bitmap = optarg;
 			break;
 		case 'g':
 			if (parse_size(optarg, &granularity) < 0) {
@@ -1970,8 +1974,8 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 	if (granularity) {
 		return usage_error("%s", "--granularity is for disk bitmap add");
 	}
-	if (bitmap && strcmp(verb, "backup") != 0) {
-		return usage_error("%s", "--bitmap is for disk backup");
+	if ((bitmap || new_bitmap) && strcmp(verb, "backup") != 0) {
+		return usage_error("%s", "--bitmap and --new-bitmap are for disk backup");
 	}
 	if (strcmp(verb, "backup") == 0) {
 		if (argc - optind != 4) {
@@ -1979,7 +1983,8 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 		}
 		if (base || top || !pivot) {
 			return usage_error("%s", "disk backup takes --format, --existing, --sync, "
-						 "--speed, --job-id and --no-wait");
+						 "--bitmap, --new-bitmap, --speed, --job-id and "
+						 "--no-wait");
 		}
 		if (sync && strcmp(sync, "none") == 0 && wait) {
 			return usage_error("%s", "disk backup --sync none copies until it is "
@@ -2008,7 +2013,15 @@ static int cmd_disk_jobs(struct qmp_client *c, int argc, char **argv,
 		if (job_id) {
 			json_object_set_new(args, "job-id", json_string(job_id));
 		}
-		rc = run_cmd(c, "drive-backup", args, NULL);
+		if (new_bitmap) {
+			/* the bitmap starts at the backup's instant: one transaction */
+			json_object_del(args, "vm");
+			args = json_pack("{s:s, s:[{s:s, s:{s:s, s:s}}, {s:s, s:o}]}", "vm", vm,
+					 "actions", "type", "block-dirty-bitmap-add", "data",
+					 "node", disk, "name", new_bitmap, "type", "drive-backup",
+					 "data", args);
+		}
+		rc = run_cmd(c, new_bitmap ? "transaction" : "drive-backup", args, NULL);
 		if (rc == EXIT_OK && wait) {
 			rc = follow_job(c, vm, job_id ? job_id : disk, true);
 		}
@@ -2811,6 +2824,8 @@ static const struct vmctl_command commands[] = {
 	 "      --bitmap NAME       only what dirty bitmap NAME recorded (--sync incremental,\n"
 	 "                          the default with it; the bitmap starts over if the\n"
 	 "                          backup succeeds)\n"
+	 "      --new-bitmap NAME   add dirty bitmap NAME at the backup's instant: what the\n"
+	 "                          guest writes after it (the next --bitmap NAME backup)\n"
 	 "  bitmap add|remove|clear|enable|disable VM DISK NAME [--granularity SIZE]\n"
 	 "                          a dirty bitmap of the disk (block-dirty-bitmap-*; in\n"
 	 "                          memory: it ends with the VM)\n"

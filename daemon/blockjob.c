@@ -28,6 +28,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1526,10 +1527,11 @@ int blockjob_drive_mirror(struct registry_vm *rv, json_t *args, registry_done_fn
 /*
  * The node QEMU's "node" argument names: a disk (its top node), a node of
  * a disk's chain, or a blockdev-add node. A new reference, or NULL with
- * QEMU's error.
+ * QEMU's error. @ret_disk (may be NULL): the disk, all NULL for a
+ * blockdev-add node.
  */
 static struct block_node *bitmap_node(struct registry_vm *rv, const char *name, bool add,
-				      struct error **errp)
+				      struct disk_node *ret_disk, struct error **errp)
 {
 	struct vm *vm = live_vm(rv, errp);
 	struct block_node *bs;
@@ -1539,7 +1541,13 @@ static struct block_node *bitmap_node(struct registry_vm *rv, const char *name, 
 		return NULL;
 	}
 	if (find_disk(vm, name, name, &d)) {
+		if (ret_disk) {
+			*ret_disk = d;
+		}
 		return block_ref(d.node);
+	}
+	if (ret_disk) {
+		memset(ret_disk, 0, sizeof(*ret_disk));
 	}
 	bs = vm_block_node_get(vm, name, NULL);
 	if (!bs && add) {
@@ -1550,15 +1558,102 @@ static struct block_node *bitmap_node(struct registry_vm *rv, const char *name, 
 	return bs;
 }
 
+/* A bitmap a merge takes from: QEMU's BlockDirtyBitmapOrStr, its node found. */
+struct merge_src {
+	struct block_node *bs; /* a reference */
+	const char *name;      /* in the command's arguments */
+};
+
+static void merge_srcs_free(struct merge_src *srcs, size_t n)
+{
+	for (size_t i = 0; srcs && i < n; i++) {
+		block_unref(srcs[i].bs);
+	}
+	free(srcs);
+}
+
+/* Control thread: the sources of a merge into @bs, nodes found (QEMU's errors). */
+static int merge_srcs(struct registry_vm *rv, struct block_node *bs, json_t *list,
+		      struct merge_src **ret, size_t *ret_n, struct error **errp)
+{
+	size_t n = json_array_size(list), i;
+	struct merge_src *srcs = calloc(n ? n : 1, sizeof(*srcs));
+	json_t *src;
+
+	if (!srcs) {
+		return error_set(errp, ENOMEM, "out of memory");
+	}
+	json_array_foreach (list, i, src) {
+		struct merge_src *m = &srcs[i];
+		const char *node = str_arg(src, "node");
+		int r = 0;
+
+		if (json_is_string(src)) {
+			m->name = json_string_value(src);
+			m->bs = block_ref(bs);
+		} else if (!json_is_object(src)) {
+			r = error_set(errp, EINVAL,
+				      "Invalid parameter type for 'bitmaps[%zu]', expected: "
+				      "BlockDirtyBitmapOrStr",
+				      i);
+		} else if (!node || !(m->name = str_arg(src, "name"))) {
+			r = error_set(errp, EINVAL, "Parameter '%s' is missing",
+				      node ? "name" : "node");
+		} else if (!(m->bs = bitmap_node(rv, node, false, NULL, errp))) {
+			r = -ENOENT;
+		}
+		if (r < 0) {
+			merge_srcs_free(srcs, n);
+			return r;
+		}
+	}
+	*ret = srcs;
+	*ret_n = n;
+	return 0;
+}
+
+/*
+ * Merge @srcs into @target of @bs, all or nothing: @ret_saved (NULL: none
+ * kept) gets what @target held, for block_dirty_bitmap_restore() if what
+ * follows is undone, and @ret_bytes its size.
+ */
+static int bitmap_merge(struct block_node *bs, const char *target, const struct merge_src *srcs,
+			size_t n, struct block_dirty_bitmap_state **ret_saved, uint64_t *ret_bytes,
+			struct error **errp)
+{
+	uint64_t bytes = 0;
+	struct block_dirty_bitmap_state *st =
+		block_dirty_bitmap_save(bs, target, true, &bytes, errp);
+	int r = st ? 0 : -ENOENT;
+
+	for (size_t i = 0; i < n && r == 0; i++) {
+		r = block_dirty_bitmap_merge(bs, target, srcs[i].bs, srcs[i].name, errp);
+	}
+	if (r < 0 && st) {
+		block_dirty_bitmap_restore(bs, TAKE_PTR(st));
+	}
+	if (ret_saved) {
+		*ret_saved = TAKE_PTR(st);
+		*ret_bytes = bytes;
+	}
+	block_dirty_bitmap_state_free(st);
+	return r;
+}
+
 int blockjob_bitmap(struct registry_vm *rv, const char *cmd, json_t *args, struct error **errp)
 {
 	const char *name = str_arg(args, "name");
-	json_t *gran = json_object_get(args, "granularity"), *src;
-	struct block_node *bs = bitmap_node(rv, str_arg(args, "node"),
-					    strcmp(cmd, "block-dirty-bitmap-add") == 0, errp);
-	size_t i;
-	int r = 0;
+	json_t *gran = json_object_get(args, "granularity");
+	struct block_node *bs;
+	struct merge_src *srcs = NULL;
+	size_t n = 0;
+	int r = registry_disks_check(rv, errp); /* (a transaction may change them meanwhile) */
 
+	if (r < 0) {
+		return r;
+	}
+	bs = bitmap_node(rv, str_arg(args, "node"), strcmp(cmd, "block-dirty-bitmap-add") == 0,
+			 NULL, errp);
 	if (!bs) {
 		return -ENOENT;
 	}
@@ -1585,24 +1680,17 @@ int blockjob_bitmap(struct registry_vm *rv, const char *cmd, json_t *args, struc
 	} else if (strcmp(cmd, "block-dirty-bitmap-disable") == 0) {
 		r = block_dirty_bitmap_change(bs, name, BLOCK_DIRTY_BITMAP_DISABLE, errp);
 	} else {
-		/* merge: each source, a name on the same node or {node, name} */
-		json_array_foreach (json_object_get(args, "bitmaps"), i, src) {
-			struct block_node *sb =
-				json_is_string(src)
-					? block_ref(bs)
-					: bitmap_node(rv, str_arg(src, "node"), false, errp);
-			const char *sn =
-				json_is_string(src) ? json_string_value(src) : str_arg(src, "name");
+		/* merge: the target first, as QEMU's, then each source */
+		const char *target = str_arg(args, "target");
 
-			r = sb && sn ? block_dirty_bitmap_merge(bs, str_arg(args, "target"), sb, sn,
-								errp)
-			    : sb     ? error_set(errp, EINVAL, "Parameter 'name' is missing")
-				     : -ENOENT;
-			block_unref(sb);
-			if (r < 0) {
-				break;
-			}
+		r = block_dirty_bitmap_check(bs, target, errp);
+		if (r == 0) {
+			r = merge_srcs(rv, bs, json_object_get(args, "bitmaps"), &srcs, &n, errp);
 		}
+		if (r == 0) {
+			r = bitmap_merge(bs, target, srcs, n, NULL, NULL, errp);
+		}
+		merge_srcs_free(srcs, n);
 	}
 	block_unref(bs);
 	return r;
@@ -1648,6 +1736,26 @@ struct snap {
 	bool backup;
 	struct bjob *bj;
 	struct job *job;
+	/*
+	 * block-dirty-bitmap-*: @bitmap of node @bs (of disk @disk, whose top
+	 * @root drains; all NULL for a blockdev-add node), a merge's sources,
+	 * and what undoes the action once applied
+	 */
+	enum bitmap_act {
+		BITMAP_ACT_NONE,
+		BITMAP_ACT_ADD,
+		BITMAP_ACT_REMOVE,
+		BITMAP_ACT_CLEAR,
+		BITMAP_ACT_ENABLE,
+		BITMAP_ACT_DISABLE,
+		BITMAP_ACT_MERGE,
+	} bitmap_act;
+	const char *bitmap;
+	struct block_node *bs;
+	struct merge_src *srcs;
+	size_t n_srcs;
+	struct block_dirty_bitmap_state *saved;
+	bool applied;
 };
 
 struct snap_op {
@@ -1885,6 +1993,207 @@ static int internal_take(struct registry_vm *rv, struct snap *s, struct error **
 }
 
 /*
+ * block-dirty-bitmap-* as transaction actions, QEMU's: the control thread
+ * checks each as the actions before it leave the bitmaps (an added one is
+ * there, a removed one busy until the end, as is a backup's); the worker
+ * applies them in their order, with the disks drained, at the instant of
+ * the transaction's snapshots and backups, and undoes them if a later
+ * action fails. Meanwhile the bitmap commands wait (registry_disks_check).
+ */
+static const char *const bitmap_acts[] = {
+	[BITMAP_ACT_ADD] = "block-dirty-bitmap-add",
+	[BITMAP_ACT_REMOVE] = "block-dirty-bitmap-remove",
+	[BITMAP_ACT_CLEAR] = "block-dirty-bitmap-clear",
+	[BITMAP_ACT_ENABLE] = "block-dirty-bitmap-enable",
+	[BITMAP_ACT_DISABLE] = "block-dirty-bitmap-disable",
+	[BITMAP_ACT_MERGE] = "block-dirty-bitmap-merge",
+};
+
+static enum bitmap_act bitmap_act_parse(const char *type)
+{
+	for (size_t i = 1; i < ARRAY_SIZE(bitmap_acts); i++) {
+		if (strcmp(type, bitmap_acts[i]) == 0) {
+			return (enum bitmap_act)i;
+		}
+	}
+	return BITMAP_ACT_NONE;
+}
+
+/*
+ * What the actions before (@before, @n) leave of bitmap @name of @bs: 0
+ * as the node has it, 1 there (added), 2 busy (removed, or a backup's).
+ */
+static int bitmap_pending(const struct snap *before, size_t n, const struct block_node *bs,
+			  const char *name)
+{
+	while (n-- > 0) {
+		const struct snap *b = &before[n];
+		const struct bjob *j = b->job ? job_opaque(b->job) : b->bj;
+
+		if (b->backup && j && j->bitmap && j->root == bs && strcmp(j->bitmap, name) == 0) {
+			return 2;
+		}
+		if (b->bs == bs && b->bitmap && strcmp(b->bitmap, name) == 0 &&
+		    (b->bitmap_act == BITMAP_ACT_ADD || b->bitmap_act == BITMAP_ACT_REMOVE)) {
+			return b->bitmap_act == BITMAP_ACT_ADD ? 1 : 2;
+		}
+	}
+	return 0;
+}
+
+/* @name of @bs usable once the actions before have run, or QEMU's error. */
+static int bitmap_usable_after(const struct snap *before, size_t n, struct block_node *bs,
+			       const char *name, struct error **errp)
+{
+	switch (bitmap_pending(before, n, bs, name)) {
+	case 1:
+		return 0;
+	case 2:
+		return error_set(errp, EBUSY,
+				 "Bitmap '%s' is currently in use by another operation and cannot "
+				 "be used",
+				 name);
+	}
+	return block_dirty_bitmap_check(bs, name, errp);
+}
+
+/* Control thread: a bitmap action, checked in QEMU 7.2's order. */
+static int bitmap_check(struct registry_vm *rv, enum bitmap_act act, json_t *args, struct snap *s,
+			const struct snap *before, size_t n_before, struct error **errp)
+{
+	json_t *gran = json_object_get(args, "granularity");
+	const char *node = str_arg(args, "node");
+	struct disk_node d;
+	bool busy;
+	int r;
+
+	s->bitmap_act = act;
+	s->bitmap = str_arg(args, act == BITMAP_ACT_MERGE ? "target" : "name");
+	if (!node || !s->bitmap ||
+	    (act == BITMAP_ACT_MERGE && !json_is_array(json_object_get(args, "bitmaps")))) {
+		return error_set(errp, EINVAL, "Parameter 'actions[%zu].data.%s' is missing",
+				 n_before,
+				 !node	      ? "node"
+				 : !s->bitmap ? (act == BITMAP_ACT_MERGE ? "target" : "name")
+					      : "bitmaps");
+	}
+	s->bs = bitmap_node(rv, node, act == BITMAP_ACT_ADD, &d, errp);
+	if (!s->bs) {
+		return -ENOENT;
+	}
+	if (d.id && (r = snap_take_disk(s, &d, errp)) < 0) {
+		return r;
+	}
+	if (act == BITMAP_ACT_ADD) {
+		if (gran &&
+		    (json_integer_value(gran) < 0 || json_integer_value(gran) > UINT32_MAX)) {
+			return error_set(errp, EINVAL, "Parameter 'granularity' expects uint32_t");
+		}
+		if (bool_arg(args, "persistent", false)) {
+			return error_set(errp, ENOTSUP,
+					 "Can't store persistent bitmaps to %s: vmmd keeps dirty "
+					 "bitmaps in memory only",
+					 node);
+		}
+		r = block_dirty_bitmap_check_add(
+			s->bs, s->bitmap, gran ? (uint64_t)json_integer_value(gran) : 0, errp);
+		if (r == 0 && (bitmap_pending(before, n_before, s->bs, s->bitmap) ||
+			       block_dirty_bitmap_exists(s->bs, s->bitmap, &busy))) {
+			r = error_set(errp, EEXIST, "Bitmap already exists: %s", s->bitmap);
+		}
+		return r;
+	}
+	r = bitmap_usable_after(before, n_before, s->bs, s->bitmap, errp);
+	if (r < 0 || act != BITMAP_ACT_MERGE) {
+		return r;
+	}
+	r = merge_srcs(rv, s->bs, json_object_get(args, "bitmaps"), &s->srcs, &s->n_srcs, errp);
+	for (size_t i = 0; r == 0 && i < s->n_srcs; i++) {
+		const struct merge_src *m = &s->srcs[i];
+
+		r = bitmap_usable_after(before, n_before, m->bs, m->name, errp);
+		if (r == 0 && block_length(s->bs) != block_length(m->bs)) {
+			r = error_set(errp, EINVAL,
+				      "Bitmaps are of different sizes (destination size is %" PRIu64
+				      ", source size is %" PRIu64 ") and can't be merged",
+				      block_length(s->bs), block_length(m->bs));
+		}
+	}
+	return r;
+}
+
+/*
+ * Worker, the disks drained: the action, with what undoes it kept; a
+ * transaction keeps at most BLOCK_MAX_DIRTY_BITMAP_BYTES of marks so
+ * (@kept: so far).
+ */
+static int bitmap_apply(struct snap *s, json_t *args, uint64_t *kept, struct error **errp)
+{
+	json_t *gran = json_object_get(args, "granularity");
+	enum block_dirty_bitmap_op op;
+	uint64_t bytes = 0;
+	int r;
+
+	switch (s->bitmap_act) {
+	case BITMAP_ACT_ADD:
+		r = block_dirty_bitmap_add(s->bs, s->bitmap,
+					   gran ? (uint64_t)json_integer_value(gran) : 0,
+					   bool_arg(args, "disabled", false), errp);
+		break;
+	case BITMAP_ACT_REMOVE:
+		/* busy until the transaction is done, as QEMU's */
+		r = block_dirty_bitmap_change(s->bs, s->bitmap, BLOCK_DIRTY_BITMAP_HOLD, errp);
+		break;
+	case BITMAP_ACT_MERGE:
+		r = bitmap_merge(s->bs, s->bitmap, s->srcs, s->n_srcs, &s->saved, &bytes, errp);
+		break;
+	default:
+		op = s->bitmap_act == BITMAP_ACT_CLEAR	  ? BLOCK_DIRTY_BITMAP_CLEAR
+		     : s->bitmap_act == BITMAP_ACT_ENABLE ? BLOCK_DIRTY_BITMAP_ENABLE
+							  : BLOCK_DIRTY_BITMAP_DISABLE;
+		/* its recording state, and for a clear its marks */
+		s->saved = block_dirty_bitmap_save(s->bs, s->bitmap, op == BLOCK_DIRTY_BITMAP_CLEAR,
+						   &bytes, errp);
+		r = s->saved ? block_dirty_bitmap_change(s->bs, s->bitmap, op, errp) : -ENOENT;
+	}
+	s->applied = r == 0;
+	*kept += bytes;
+	if (r == 0 && *kept > BLOCK_MAX_DIRTY_BITMAP_BYTES) {
+		r = error_set(errp, ENOSPC,
+			      "A transaction keeps at most %u MiB of bitmaps to undo its actions "
+			      "with",
+			      BLOCK_MAX_DIRTY_BITMAP_BYTES >> 20);
+	}
+	return r;
+}
+
+/* Worker, the disks still drained: an applied action undone (a later one failed). */
+static void bitmap_undo(struct snap *s)
+{
+	if (!s->applied) {
+		return;
+	}
+	s->applied = false;
+	if (s->bitmap_act == BITMAP_ACT_ADD) {
+		block_dirty_bitmap_remove(s->bs, s->bitmap, NULL);
+	} else if (s->bitmap_act == BITMAP_ACT_REMOVE) {
+		block_dirty_bitmap_change(s->bs, s->bitmap, BLOCK_DIRTY_BITMAP_RELEASE, NULL);
+	} else {
+		block_dirty_bitmap_restore(s->bs, TAKE_PTR(s->saved));
+	}
+}
+
+/* Worker: every action done; a removed bitmap goes now. */
+static void bitmap_commit(struct snap *s)
+{
+	if (s->applied && s->bitmap_act == BITMAP_ACT_REMOVE) {
+		block_dirty_bitmap_change(s->bs, s->bitmap, BLOCK_DIRTY_BITMAP_RELEASE, NULL);
+		block_dirty_bitmap_remove(s->bs, s->bitmap, NULL);
+	}
+	block_dirty_bitmap_state_free(TAKE_PTR(s->saved));
+}
+
+/*
  * blockdev-backup and drive-backup as transaction actions (the commands
  * alone are one-action transactions, as QEMU's). The control thread checks
  * the action in QEMU 7.2's order and claims blockdev-backup's target; that
@@ -1903,12 +2212,15 @@ static int backup_sync_parse(const char *sync, struct bjob *j, struct error **er
 
 /* The bitmap a backup names, checked as QEMU 7.2's do_backup_common(). */
 static int backup_bitmap_check(struct bjob *j, const struct disk_node *d, const char *sync,
-			       json_t *args, struct error **errp)
+			       json_t *args, const struct snap *before, size_t n_before,
+			       struct error **errp)
 {
 	const char *bitmap = str_arg(args, "bitmap"), *mode = str_arg(args, "bitmap-mode");
-	bool busy;
+	/* as the transaction's actions before it leave the bitmap */
+	int pending = bitmap_pending(before, n_before, d->node, bitmap);
+	bool busy = pending == 2;
 
-	if (!block_dirty_bitmap_exists(d->node, bitmap, &busy)) {
+	if (!pending && !block_dirty_bitmap_exists(d->node, bitmap, &busy)) {
 		return error_set(errp, ENOENT, "Bitmap '%s' could not be found", bitmap);
 	}
 	if (!mode && strcmp(sync, "incremental") != 0) {
@@ -1946,7 +2258,7 @@ static int backup_bitmap_check(struct bjob *j, const struct disk_node *d, const 
 }
 
 static int backup_check(struct registry_vm *rv, struct vm *vm, json_t *args, struct snap *s,
-			bool drive, struct error **errp)
+			bool drive, const struct snap *before, size_t n_before, struct error **errp)
 {
 	const char *device = str_arg(args, "device"), *target = str_arg(args, "target");
 	const char *sync = str_arg(args, "sync"), *bitmap = str_arg(args, "bitmap");
@@ -2034,7 +2346,7 @@ static int backup_check(struct registry_vm *rv, struct vm *vm, json_t *args, str
 		return error_set(errp, EINVAL,
 				 "must provide a valid bitmap name for '%s' sync mode", sync);
 	}
-	r = bitmap ? backup_bitmap_check(j, &d, sync, args, errp)
+	r = bitmap ? backup_bitmap_check(j, &d, sync, args, before, n_before, errp)
 	    : str_arg(args, "bitmap-mode")
 		    ? error_set(errp, EINVAL, "Cannot specify bitmap sync mode without a bitmap")
 		    : 0;
@@ -2165,6 +2477,12 @@ static void backup_abort(struct snap *s)
 {
 	struct bjob *j = s->job ? job_opaque(s->job) : s->bj;
 
+	if (j && j->bitmap_taken) {
+		/* what it held, back before the transaction's bitmap actions are undone */
+		block_dirty_bitmap_end_backup(j->root, j->bitmap, j->bitmap_mode != BITMAP_NEVER,
+					      false);
+		j->bitmap_taken = false;
+	}
 	if (j && j->cbw) {
 		block_cbw_stop(j->root);
 		j->cbw = false;
@@ -2237,6 +2555,9 @@ static void snap_switch(struct registry_vm *rv, struct snap *s)
 
 static void snap_free(struct snap *s)
 {
+	block_unref(s->bs);
+	merge_srcs_free(s->srcs, s->n_srcs);
+	block_dirty_bitmap_state_free(s->saved);
 	if (s->job) {
 		job_abort_unstarted(TAKE_PTR(s->job)); /* its bjob goes with it */
 	}
@@ -2250,6 +2571,7 @@ static void snap_free(struct snap *s)
 static void snap_work(void *arg)
 {
 	struct snap_op *op = arg;
+	uint64_t kept = 0;
 	size_t i;
 	int r = 0;
 
@@ -2258,28 +2580,44 @@ static void snap_work(void *arg)
 
 		if (s->backup && s->file) {
 			r = backup_open(s, &op->err);
-		} else if (!s->overlay_action && !s->internal && !s->backup) {
+		} else if (!s->overlay_action && !s->internal && !s->backup && !s->bitmap_act) {
 			r = snap_open(s, &op->err);
 		}
 	}
 	if (r == 0) {
 		/* All opened: every disk held; internal snapshots, then the switches. */
 		for (i = 0; i < op->n; i++) {
-			block_drain_begin(op->snaps[i].root);
+			if (op->snaps[i].root) { /* (not a blockdev-add node's bitmap) */
+				block_drain_begin(op->snaps[i].root);
+			}
 		}
 		for (i = 0; i < op->n && r == 0; i++) {
 			if (op->snaps[i].internal) {
 				r = internal_take(op->rv, &op->snaps[i], &op->err);
 			}
 		}
-		/* after the snapshots, before any write: a backup's point in time is theirs */
+		/*
+		 * after the snapshots, before any write: a backup's point in time
+		 * is theirs, and the bitmaps change at it, in the actions' order
+		 */
 		for (i = 0; i < op->n && r == 0; i++) {
-			if (op->snaps[i].backup) {
-				r = backup_begin(&op->snaps[i], &op->err);
+			struct snap *s = &op->snaps[i];
+
+			if (s->backup) {
+				r = backup_begin(s, &op->err);
+			} else if (s->bitmap_act) {
+				r = bitmap_apply(
+					s, json_object_get(json_array_get(op->actions, i), "data"),
+					&kept, &op->err);
 			}
 		}
 		for (i = op->n; r < 0 && i-- > 0;) {
 			struct snap *s = &op->snaps[i];
+
+			if (s->backup) {
+				backup_abort(s); /* (a bitmap it took, back before their undo) */
+			}
+			bitmap_undo(s);
 
 			/* undone, as QEMU's transaction aborts: the snapshots taken go again */
 			if (s->made &&
@@ -2293,10 +2631,15 @@ static void snap_work(void *arg)
 			}
 		}
 		for (i = 0; i < op->n; i++) {
-			if (r == 0 && !op->snaps[i].internal && !op->snaps[i].backup) {
-				snap_switch(op->rv, &op->snaps[i]);
-			} else {
-				block_drain_end(op->snaps[i].root);
+			struct snap *s = &op->snaps[i];
+
+			if (r == 0) {
+				bitmap_commit(s);
+			}
+			if (r == 0 && !s->internal && !s->backup && !s->bitmap_act) {
+				snap_switch(op->rv, s);
+			} else if (s->root) {
+				block_drain_end(s->root);
 			}
 		}
 	}
@@ -2342,6 +2685,8 @@ static void snap_done(void *arg)
 			if (r < 0 && op->r == 0) {
 				op->r = r; /* (drive-backup's job could not be created) */
 			}
+		} else if (s->bitmap_act) {
+			/* (done on the worker) */
 		} else if (op->r == 0 && s->internal) {
 			log_full(LOG_INFO, rv->name, s->disk, "internal snapshot '%s' taken",
 				 s->name);
@@ -2368,7 +2713,7 @@ static void snap_done(void *arg)
 	}
 }
 
-/* QEMU 7.2's TransactionAction types (vmmd takes three of them). */
+/* QEMU 7.2's TransactionAction types, every one of which vmmd takes. */
 static bool qemu_action(const char *type)
 {
 	static const char *const types[] = {
@@ -2438,17 +2783,8 @@ static int snap_run(struct registry_vm *rv, json_t *actions, bool grouped, regis
 			}
 			continue;
 		}
-		if (strcmp(type, "blockdev-snapshot-sync") != 0 &&
-		    strcmp(type, "blockdev-snapshot") != 0 &&
-		    strcmp(type, "blockdev-snapshot-internal-sync") != 0) {
-			return error_set(errp, ENOTSUP,
-					 "transaction action '%s' is not supported by vmmd (only "
-					 "blockdev-snapshot-sync, blockdev-snapshot, "
-					 "blockdev-snapshot-internal-sync, blockdev-backup and "
-					 "drive-backup)",
-					 type);
-		}
-		if (grouped) { /* QEMU: only jobs complete as a group */
+		if (grouped &&
+		    strcmp(type, "abort") != 0) { /* QEMU: only jobs complete as a group */
 			return error_set(errp, ENOTSUP,
 					 "Action '%s' does not support Transaction property "
 					 "completion-mode = grouped",
@@ -2472,13 +2808,24 @@ static int snap_run(struct registry_vm *rv, json_t *actions, bool grouped, regis
 
 		s->overlay_action = strcmp(str_arg(act, "type"), "blockdev-snapshot") == 0;
 		s->internal = strcmp(str_arg(act, "type"), "blockdev-snapshot-internal-sync") == 0;
+		if (strcmp(str_arg(act, "type"), "abort") == 0) {
+			r = error_set(errp, ECANCELED, "Transaction aborted using Abort action");
+			continue;
+		}
+		if (bitmap_act_parse(str_arg(act, "type"))) {
+			/* (beside any other action on its disk) */
+			r = bitmap_check(rv, bitmap_act_parse(str_arg(act, "type")), data, s,
+					 op->snaps, i, errp);
+			continue;
+		}
 		if (strcmp(str_arg(act, "type"), "blockdev-backup") == 0 ||
 		    strcmp(str_arg(act, "type"), "drive-backup") == 0) {
 			/* (with internal snapshots of its disk: the backup is of their moment) */
 			r = backup_check(rv, vm, data, s,
-					 strcmp(str_arg(act, "type"), "drive-backup") == 0, errp);
+					 strcmp(str_arg(act, "type"), "drive-backup") == 0,
+					 op->snaps, i, errp);
 			for (k = 0; r == 0 && k < i; k++) {
-				if (!op->snaps[k].internal &&
+				if (!op->snaps[k].internal && !op->snaps[k].bitmap_act &&
 				    strcmp(s->disk, op->snaps[k].disk) == 0) {
 					r = error_set(errp, EINVAL,
 						      "disk '%s' appears twice in the transaction",
@@ -2492,6 +2839,7 @@ static int snap_run(struct registry_vm *rv, json_t *actions, bool grouped, regis
 			r = internal_check(rv, vm, data, s, op->snaps, i, errp);
 			for (k = 0; r == 0 && k < i; k++) {
 				if (!op->snaps[k].internal && !op->snaps[k].backup &&
+				    !op->snaps[k].bitmap_act &&
 				    strcmp(s->disk, op->snaps[k].disk) == 0) {
 					r = error_set(errp, EINVAL,
 						      "disk '%s' appears twice in the transaction",
@@ -2504,6 +2852,9 @@ static int snap_run(struct registry_vm *rv, json_t *actions, bool grouped, regis
 			const char *dev = str_arg(data, s->overlay_action ? "node" : "device");
 			const char *ov = s->overlay_action ? str_arg(data, "overlay") : NULL;
 
+			if (op->snaps[k].bitmap_act) {
+				continue;
+			}
 			if (dev && strcmp(dev, op->snaps[k].disk) == 0) {
 				r = error_set(errp, EINVAL,
 					      "disk '%s' appears twice in the transaction", dev);
@@ -2517,6 +2868,9 @@ static int snap_run(struct registry_vm *rv, json_t *actions, bool grouped, regis
 					      : snap_check(rv, vm, data, s, errp);
 		}
 		for (k = 0; r == 0 && k < i; k++) {
+			if (op->snaps[k].bitmap_act) {
+				continue;
+			}
 			if (strcmp(s->disk, op->snaps[k].disk) == 0) {
 				r = error_set(errp, EINVAL,
 					      "disk '%s' appears twice in the transaction",

@@ -348,7 +348,12 @@ enum block_dirty_bitmap_op {
 	BLOCK_DIRTY_BITMAP_CLEAR,
 	BLOCK_DIRTY_BITMAP_ENABLE,
 	BLOCK_DIRTY_BITMAP_DISABLE,
+	BLOCK_DIRTY_BITMAP_HOLD,    /* busy, as a transaction's remove leaves it until done */
+	BLOCK_DIRTY_BITMAP_RELEASE, /* no longer (busy or not) */
 };
+/* block_dirty_bitmap_add()'s checks of its arguments, without adding. */
+int block_dirty_bitmap_check_add(struct block_node *bs, const char *name, uint64_t granularity,
+				 struct error **errp);
 int block_dirty_bitmap_add(struct block_node *bs, const char *name, uint64_t granularity,
 			   bool disabled, struct error **errp);
 int block_dirty_bitmap_remove(struct block_node *bs, const char *name, struct error **errp);
@@ -357,8 +362,21 @@ int block_dirty_bitmap_change(struct block_node *bs, const char *name,
 int block_dirty_bitmap_merge(struct block_node *bs, const char *target, struct block_node *src_bs,
 			     const char *src, struct error **errp);
 /* QEMU's BlockDirtyInfo list, newest first (a new reference). */
+/*
+ * A usable bitmap as it is (its recording state, with @marks its marks
+ * too, @ret_bytes their size), for block_dirty_bitmap_restore() to put
+ * back (which frees it) if what changes it next is undone.
+ */
+struct block_dirty_bitmap_state;
+struct block_dirty_bitmap_state *block_dirty_bitmap_save(struct block_node *bs, const char *name,
+							 bool marks, uint64_t *ret_bytes,
+							 struct error **errp);
+void block_dirty_bitmap_restore(struct block_node *bs, struct block_dirty_bitmap_state *st);
+void block_dirty_bitmap_state_free(struct block_dirty_bitmap_state *st);
 json_t *block_dirty_bitmap_info(struct block_node *bs);
 bool block_dirty_bitmap_exists(struct block_node *bs, const char *name, bool *ret_busy);
+/* 0 if @name exists and is not busy, else QEMU's error. */
+int block_dirty_bitmap_check(struct block_node *bs, const char *name, struct error **errp);
 int block_dirty_bitmap_begin_backup(struct block_node *bs, const char *name, bool copy, bool clear,
 				    struct error **errp);
 void block_dirty_bitmap_end_backup(struct block_node *bs, const char *name, bool restore,

@@ -31,11 +31,26 @@ DIFFERENCES = {
 }
 # While a backup runs on a disk, QEMU 7.2 finds no dirty bitmap of it by
 # the disk's name (the name leads to the backup's filter node); vmmd finds
-# it, busy if the backup uses it.
+# it, busy if the backup uses it (also as a merge's source, as QEMU 7.2
+# refuses a busy one).
 BUSY = {"error": {"class": "GenericError", "desc": "Bitmap 'c0' is currently in use by "
                   "another operation and cannot be used"}}
-DIFFERENCES.update({("backup-bitmaps", i): BUSY for i in (35, 36, 37, 38)})
-DIFFERENCES[("backup-bitmaps", 39)] = {"return": {}}
+DIFFERENCES.update({("backup-bitmaps", i): BUSY for i in (35, 36, 37, 38, 39)})
+# The same in a transaction, once an earlier action has started a backup
+# of the disk; and a backup with bitmap-mode always that a later action of
+# its transaction aborts (before it ran) leaves QEMU's bitmap with all of
+# the disk marked, where vmmd's failed transaction changes no bitmap.
+DIFFERENCES[("bitmap-transaction", 27)] = {
+    "error": {"class": "GenericError", "desc": "Bitmap 'b2' is currently in use by another "
+              "operation and cannot be used"}}
+
+
+def b2_unmarked(reply):
+    return {disk: [dict(b, count=0) if b["name"] == "b2" else b for b in bms]
+            for disk, bms in reply.items()}
+
+
+DIFFERENCES.update({("bitmap-transaction", i): b2_unmarked for i in (29, 32)})
 FILES_DIFFER = {"transaction": ["u-vda.qcow2", "v-vda.qcow2"],
                 # QEMU creates the target, then finds its node-name taken
                 "drive-mirror": ["d4.qcow2"],
@@ -107,14 +122,15 @@ def run_scenario(d, q, name, sc):
     want_replies = [dict(r) for r in golden["replies"]]
     for i, r in enumerate(want_replies):
         if (name, i) in DIFFERENCES:
-            r["reply"] = DIFFERENCES[(name, i)]
+            diff = DIFFERENCES[(name, i)]
+            r["reply"] = diff(r["reply"]) if callable(diff) else diff
     assert len(trace["replies"]) == len(want_replies), name
     for i, (got, want) in enumerate(zip(trace["replies"], want_replies)):
         assert got == want, "%s step %d (%s):\n  vmmd: %s\n  qemu: %s" % (
             name, i, want["cmd"], json.dumps(got["reply"]), json.dumps(want["reply"]))
     got_ev = normalize_events(trace["events"])
     want_ev = normalize_events(golden["events"])
-    if "backup" in name:
+    if "backup" in name or "bitmap" in name:
         got_ev, want_ev = per_job(got_ev), per_job(want_ev)
     assert got_ev == want_ev, "%s events:\n  vmmd: %s\n  qemu: %s" % (
         name, json.dumps(got_ev), json.dumps(want_ev))

@@ -179,6 +179,13 @@ def run(conn, steps, d):
                 conn.wait(step[1], match, seen)
                 last = max(last, seen[0])
             seen[0] = last
+        elif step[0] == "bitmaps":
+            # each disk's dirty bitmaps, as query-block lists them
+            r = conn.cmd("query-block", {})
+            replies.append({"cmd": "bitmaps", "reply": {
+                b["device"]: sorted(b.get("inserted", {}).get("dirty-bitmaps", []),
+                                    key=lambda x: x["name"])
+                for b in r.get("return", [])}})
         elif step[0] == "img":
             subprocess.run(["qemu-img"] + subst(step[1:], d), check=True)
         elif step[0] == "sleep":
