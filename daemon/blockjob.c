@@ -1640,6 +1640,24 @@ static int bitmap_merge(struct block_node *bs, const char *target, const struct 
 	return r;
 }
 
+/* block-dirty-bitmap-add's granularity and persistent, checked (alone or in a transaction). */
+static int bitmap_add_args(json_t *args, struct error **errp)
+{
+	json_t *gran = json_object_get(args, "granularity");
+
+	if (gran && (json_integer_value(gran) < 0 || json_integer_value(gran) > UINT32_MAX)) {
+		return error_set(errp, EINVAL, "Parameter 'granularity' expects uint32_t");
+	}
+	if (bool_arg(args, "persistent", false)) {
+		return error_set(
+			errp, ENOTSUP,
+			"Can't store persistent bitmaps to %s: vmmd keeps dirty bitmaps in "
+			"memory only",
+			str_arg(args, "node"));
+	}
+	return 0;
+}
+
 int blockjob_bitmap(struct registry_vm *rv, const char *cmd, json_t *args, struct error **errp)
 {
 	const char *name = str_arg(args, "name");
@@ -1658,15 +1676,8 @@ int blockjob_bitmap(struct registry_vm *rv, const char *cmd, json_t *args, struc
 		return -ENOENT;
 	}
 	if (strcmp(cmd, "block-dirty-bitmap-add") == 0) {
-		if (gran &&
-		    (json_integer_value(gran) < 0 || json_integer_value(gran) > UINT32_MAX)) {
-			r = error_set(errp, EINVAL, "Parameter 'granularity' expects uint32_t");
-		} else if (bool_arg(args, "persistent", false)) {
-			r = error_set(errp, ENOTSUP,
-				      "Can't store persistent bitmaps to %s: vmmd keeps dirty "
-				      "bitmaps in memory only",
-				      str_arg(args, "node"));
-		} else {
+		r = bitmap_add_args(args, errp);
+		if (r == 0) {
 			r = block_dirty_bitmap_add(bs, name,
 						   gran ? (uint64_t)json_integer_value(gran) : 0,
 						   bool_arg(args, "disabled", false), errp);
@@ -1998,7 +2009,8 @@ static int internal_take(struct registry_vm *rv, struct snap *s, struct error **
  * there, a removed one busy until the end, as is a backup's); the worker
  * applies them in their order, with the disks drained, at the instant of
  * the transaction's snapshots and backups, and undoes them if a later
- * action fails. Meanwhile the bitmap commands wait (registry_disks_check).
+ * action fails. Meanwhile the bitmap commands are refused with EBUSY
+ * (registry_disks_check).
  */
 static const char *const bitmap_acts[] = {
 	[BITMAP_ACT_ADD] = "block-dirty-bitmap-add",
@@ -2085,15 +2097,9 @@ static int bitmap_check(struct registry_vm *rv, enum bitmap_act act, json_t *arg
 		return r;
 	}
 	if (act == BITMAP_ACT_ADD) {
-		if (gran &&
-		    (json_integer_value(gran) < 0 || json_integer_value(gran) > UINT32_MAX)) {
-			return error_set(errp, EINVAL, "Parameter 'granularity' expects uint32_t");
-		}
-		if (bool_arg(args, "persistent", false)) {
-			return error_set(errp, ENOTSUP,
-					 "Can't store persistent bitmaps to %s: vmmd keeps dirty "
-					 "bitmaps in memory only",
-					 node);
+		r = bitmap_add_args(args, errp);
+		if (r < 0) {
+			return r;
 		}
 		r = block_dirty_bitmap_check_add(
 			s->bs, s->bitmap, gran ? (uint64_t)json_integer_value(gran) : 0, errp);
