@@ -25,6 +25,7 @@ daemon_libdaemon_a_SOURCES = \
 	daemon/worker.c daemon/worker.h \
 	daemon/sandbox.c daemon/sandbox.h \
 	daemon/privilege.c daemon/privilege.h \
+	daemon/control-sched.c daemon/control-sched.h \
 	daemon/systemd.c daemon/systemd.h
 daemon_libdaemon_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS) \
 	$(LIBSECCOMP_CFLAGS) $(GNUTLS_CFLAGS)

@@ -14,20 +14,19 @@
 #include <grp.h>
 #include <limits.h>
 #include <malloc.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "daemon/control-sched.h"
 #include "daemon/qmp.h"
 #include "daemon/registry.h"
 #include "daemon/privilege.h"
@@ -53,6 +52,7 @@ struct daemon {
 	gid_t group;
 	struct registry *reg;
 	struct monitor *mon;
+	struct control_sched sched;
 	bool stopping;
 	bool take_over; /* --take-over: a live upgrade's new daemon (docs/upgrade.md) */
 	int rc;
@@ -393,65 +393,6 @@ static void on_hup(evutil_socket_t sig, short what, void *opaque)
 	systemd_notify_reloading(true);
 }
 
-/*
- * The control thread answers clients while guests compute: with more busy
- * threads than cores it would wait for a time slice behind them (tens of
- * milliseconds on a loaded host). Where the daemon may (root, CAP_SYS_NICE,
- * RLIMIT_RTPRIO) it runs at SCHED_FIFO priority 1: it preempts guests and
- * workers as soon as a client writes, and it only dispatches and answers, so
- * it never holds a CPU long (the kernel's RT throttling caps it at 95% of
- * one anyway). SCHED_RESET_ON_FORK: the threads it creates (workers, vCPUs,
- * jobs) do not inherit the policy. Elsewhere it runs at nice -5 and asks
- * for a 0.1 ms time slice (sched_runtime of SCHED_OTHER, Linux 6.12 and
- * later; older kernels ignore it): a short slice gives it an early deadline,
- * so the scheduler lets it preempt the running thread when a client writes.
- * Reset on fork there too: the threads it creates (block jobs, migrations)
- * start at nice 0, not -5. VM threads and worker jobs keep the daemon's own
- * nice value either way.
- */
-/* The kernel's struct sched_attr (SCHED_ATTR_SIZE_VER0); glibc has no wrapper. */
-struct kernel_sched_attr {
-	uint32_t size;
-	uint32_t sched_policy;
-	uint64_t sched_flags;
-	int32_t sched_nice;
-	uint32_t sched_priority;
-	uint64_t sched_runtime;
-	uint64_t sched_deadline;
-	uint64_t sched_period;
-};
-
-#define CONTROL_SLICE_NS 100000
-#define SCHED_FLAG_RESET_ON_FORK 0x01 /* linux/sched.h, which clashes with sched.h */
-
-static void boost_control_thread(void)
-{
-	struct sched_param sp = {.sched_priority = 1};
-	int nice = getpriority(PRIO_PROCESS, 0);
-
-	if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0) {
-		log_debug("control thread at SCHED_FIFO 1");
-		return;
-	}
-	/* said once at start: without it, answers can wait behind busy guests */
-	log_notice("control thread not real-time (SCHED_FIFO: %s; needs CAP_SYS_NICE or "
-		   "RLIMIT_RTPRIO, and a real-time budget in its cgroup): nice %d instead",
-		   strerror(errno), nice - 5);
-	struct kernel_sched_attr attr = {
-		.size = sizeof(attr),
-		.sched_policy = SCHED_OTHER,
-		.sched_flags = SCHED_FLAG_RESET_ON_FORK,
-		.sched_nice = nice - 5,
-		.sched_runtime = CONTROL_SLICE_NS,
-	};
-	if (syscall(SYS_sched_setattr, 0, &attr, 0) == 0) {
-		return;
-	}
-	if (setpriority(PRIO_PROCESS, 0, nice - 5) < 0) {
-		log_notice("control thread priority not raised either: %s", strerror(errno));
-	}
-}
-
 /* What privilege_apply left: the capabilities (if any) and the limits. */
 /*
  * The block layer's io_uring rings run requests past seccomp; they exist only
@@ -570,12 +511,13 @@ static int run(struct daemon *d)
 	}
 	n = registry_load(d->reg);
 	log_info("%d VM definition%s loaded from %s/vms", n, n == 1 ? "" : "s", d->cfg.state_dir);
-	boost_control_thread();
+	control_sched_boost(&d->sched);
 	/* Sockets and directories exist; no other thread yet; capset is not in the filter. */
 	if (privilege_apply(&d->cfg.priv, &err) < 0) {
 		goto out;
 	}
 	log_privilege();
+	control_sched_settle(&d->sched);
 	if (sandbox_enter(SANDBOX_CONTROL, NULL, &err) < 0) {
 		goto out;
 	}
@@ -601,7 +543,11 @@ static int run(struct daemon *d)
 	if (!d->take_over) {
 		systemd_notify_ready(registry_running(d->reg), registry_count(d->reg));
 	}
-	event_base_dispatch(d->base);
+	/* event_base_dispatch, with a look at the control thread's CPU use after each turn */
+	while (event_base_loop(d->base, EVLOOP_ONCE) == 0 && !event_base_got_exit(d->base) &&
+	       !event_base_got_break(d->base)) {
+		control_sched_tick(&d->sched);
+	}
 	log_notice("stopped");
 	rc = d->rc;
 out:

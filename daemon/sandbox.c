@@ -66,6 +66,7 @@ static const char *const base_calls[] = {
 	"getrandom",
 	"getpriority",
 	"setpriority",
+	"sched_setattr", /* the control thread steps down and up: control-sched.h */
 	"prctl",
 	"seccomp",
 	"arch_prctl",
@@ -353,6 +354,7 @@ static const char *const job_denied[] = {
 	"setitimer",
 	"getitimer",
 	"syncfs",
+	"sched_setattr",
 };
 
 /*
