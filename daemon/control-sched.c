@@ -87,7 +87,7 @@ void control_sched_boost(struct control_sched *s)
 	r_fifo = set_attr(&s->rt);
 	if (r_fifo == 0) {
 		log_debug("control thread at SCHED_FIFO 1");
-		s->realtime = s->adaptive = true;
+		s->adaptive = true;
 		return;
 	}
 	s->rt = (struct kernel_sched_attr){
@@ -103,7 +103,7 @@ void control_sched_boost(struct control_sched *s)
 		log_info("control thread at SCHED_DEADLINE, %d of every %d ms (SCHED_FIFO: %s)",
 			 CONTROL_DL_RUNTIME_NS / 1000000, CONTROL_DL_PERIOD_NS / 1000000,
 			 strerror(-r_fifo));
-		s->realtime = s->adaptive = true;
+		s->adaptive = true;
 		return;
 	}
 	/* said once at start: without it, answers can wait behind busy guests */
@@ -127,19 +127,18 @@ void control_sched_settle(struct control_sched *s)
 		return;
 	}
 	r = set_attr(&s->fair);
-	if (r == 0) {
-		r = set_attr(&s->rt);
-		if (r < 0) {
-			s->adaptive = false;
-			s->stepped_down = true;
-			log_notice("control thread at nice %d: %s refused after set-up (%s)",
-				   s->fair.sched_nice, policy_name(&s->rt), strerror(-r));
-			return;
-		}
-	} else {
+	if (r < 0) {
 		s->adaptive = false;
 		log_info("control thread stays at %s under a command flood (nice %d: %s)",
 			 policy_name(&s->rt), s->fair.sched_nice, strerror(-r));
+		return;
+	}
+	r = set_attr(&s->rt);
+	if (r < 0) {
+		s->adaptive = false;
+		s->stepped_down = true;
+		log_notice("control thread at nice %d: %s refused after set-up (%s)",
+			   s->fair.sched_nice, policy_name(&s->rt), strerror(-r));
 		return;
 	}
 	s->window_ns = clock_ns(CLOCK_MONOTONIC);

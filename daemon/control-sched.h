@@ -36,9 +36,8 @@ struct kernel_sched_attr {
 };
 
 struct control_sched {
-	struct kernel_sched_attr rt;   /* the real-time policy it got (if realtime) */
+	struct kernel_sched_attr rt;   /* the real-time policy it got at start, if any */
 	struct kernel_sched_attr fair; /* nice -5 with a short slice */
-	bool realtime;		       /* it got one at start */
 	bool adaptive;		       /* may step down and back up */
 	bool stepped_down;	       /* at the fair policy for now */
 	uint64_t window_ns;	       /* CLOCK_MONOTONIC at the window's start */
